@@ -1,0 +1,39 @@
+"""The detector interface shared by IRSAM and the classical methods.
+
+A detector takes 8-bit gray frames (already through the project's `Normalization`) and returns one
+`FrameResult` per frame at the frame's own resolution. `logits > 0` is the binary decision for every
+detector, so metrics, target extraction and overlays never need to know which detector ran.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+
+
+@dataclass
+class FrameResult:
+    logits: np.ndarray  # float32 (H, W); > 0 means target
+    edge: np.ndarray | None = None  # float32 (H, W) in [0, 1], IRSAM's edge map
+    # Optional inspection maps, filled only when asked for (IRSAM): name -> float32 array.
+    # WPMD: "wpmd{level}.diffused" (C, h, w) and "wpmd{level}.edge" (C, h, w);
+    # GAD: "gad.shallow", "gad.deep", "gad.multi" (C, h, w).
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.logits > 0
+
+    @property
+    def probability(self) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logits, -60, 60)))
+
+
+class Detector(Protocol):
+    name: str  # e.g. "irsam", "tophat"
+    device: str  # human-readable, e.g. "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)"
+
+    def detect(self, images: Sequence[np.ndarray], features: bool = False) -> list[FrameResult]:
+        """images: 2-D uint8 arrays (any sizes). Returns one FrameResult per image."""
+        ...
