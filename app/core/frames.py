@@ -1,0 +1,602 @@
+"""Frame sources: ordered raw frames from a folder, a multi-page TIFF or one image, read lazily.
+
+Raw values are kept (uint16 stays uint16). Colour images become gray with the ITU-R 601 luma
+weights that PIL's "L" conversion uses: L = (19595 R + 38470 G + 7471 B + 2**15) >> 16 for 8-bit,
+the same weights (0.299, 0.587, 0.114), rounded, for 16-bit.
+
+Frame indices never change once a source is open: a frame that proves unreadable when it is
+decoded keeps its index, is recorded in `bad_frames`, and `frame(i)` raises `FrameReadError`.
+Files rejected by the cheap checks at open (empty, not an image, wrong size in the header) get
+no index at all; they are listed in `bad_frames` with `index=None`.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import struct
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+TIFF_SUFFIXES = (".tif", ".tiff")
+SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+class FrameReadError(Exception):
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class SourceError(Exception):
+    """The path cannot be opened as a frame source at all (missing, or no readable frame)."""
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    path: str
+    reason: str
+    index: int | None = None  # the frame's index in the source; None when rejected at open
+    stem: str | None = None
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders frame2 before frame10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _sniff_format(head: bytes) -> str | None:
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    return None
+
+
+def _header_info(head: bytes, fmt: str) -> tuple[int, int, np.dtype] | None:
+    """(height, width, dtype) read from the first bytes of a PNG or BMP; None where that takes a decode."""
+    if fmt == "png" and len(head) >= 26 and head[12:16] == b"IHDR":
+        width, height, bit_depth, color_type = struct.unpack(">IIBB", head[16:26])
+        # palette PNGs are always expanded to 8-bit gray
+        dtype = np.dtype(np.uint16) if bit_depth == 16 and color_type != 3 else np.dtype(np.uint8)
+        return height, width, dtype
+    if fmt == "bmp" and len(head) >= 26:
+        width, height = struct.unpack("<ii", head[18:26])
+        return abs(height), width, np.dtype(np.uint8)
+    return None
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """2-D gray of a 2-D, HxWx2 (gray+alpha), HxWx3 (BGR) or HxWx4 (BGRA) array, ITU-R 601 weights."""
+    if image.ndim == 2:
+        return image
+    if image.ndim != 3 or image.shape[2] not in (2, 3, 4):
+        raise ValueError(f"unsupported image shape {image.shape}")
+    if image.shape[2] == 2:
+        return np.ascontiguousarray(image[:, :, 0])
+    b, g, r = (image[:, :, k].astype(np.uint32) for k in range(3))
+    if image.dtype == np.uint8:
+        return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+    gray = np.rint(0.299 * r + 0.587 * g + 0.114 * b)
+    return np.clip(gray, 0, np.iinfo(image.dtype).max).astype(image.dtype)
+
+
+def _check_dtype(image: np.ndarray, path) -> np.ndarray:
+    if image.dtype not in SUPPORTED_DTYPES:
+        raise FrameReadError(path, f"unsupported sample type {image.dtype} (need 8- or 16-bit unsigned)")
+    return image
+
+
+def _tiff_page_to_gray(page: np.ndarray, path) -> np.ndarray:
+    _check_dtype(page, path)
+    if page.ndim == 3 and page.shape[2] in (3, 4):
+        return to_gray(page[:, :, [2, 1, 0]])  # tifffile gives RGB; to_gray expects BGR
+    if page.ndim != 2:
+        raise FrameReadError(path, f"unsupported TIFF page shape {page.shape}")
+    return page
+
+
+def read_gray(path: str | os.PathLike) -> np.ndarray:
+    """One frame as a 2-D uint8/uint16 array; raises FrameReadError with the reason it cannot be read."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FrameReadError(path, "file not found") from None
+    except OSError as e:
+        raise FrameReadError(path, f"cannot read file ({e.strerror or e})") from None
+    if not data:
+        raise FrameReadError(path, "empty file (0 bytes)")
+    fmt = _sniff_format(data[:8])
+    if fmt is None:
+        raise FrameReadError(path, "not an image (unrecognised file header)")
+    # libpng/libjpeg decode a truncated file into a partly grey image with only a warning
+    if fmt == "png" and not data.rstrip(b"\x00").endswith(_PNG_IEND):
+        raise FrameReadError(path, "truncated PNG (no IEND chunk at the end)")
+    if fmt == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise FrameReadError(path, "truncated JPEG (no end-of-image marker)")
+    if fmt == "tiff":
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tf:
+                page = tf.pages[0].asarray()
+        except Exception as e:  # tifffile raises many types for corrupt files
+            raise FrameReadError(path, f"unreadable TIFF ({e})") from None
+        return _tiff_page_to_gray(page, path)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise FrameReadError(path, f"corrupt {fmt.upper()} (decoder failed)")
+    _check_dtype(image, path)
+    return to_gray(image)
+
+
+class FrameSource:
+    """Ordered raw frames with a bounded LRU cache and background prefetch; thread-safe.
+
+    Use `open_source(path)` to make one.
+    """
+
+    def __init__(self, path: Path, kind: str, stems: list[str], shape: tuple[int, int], dtype: np.dtype,
+                 bad_frames: list[BadFrame], cache_size: int = 64, prefetch: int = 4):
+        self.path = path
+        self.kind = kind
+        self.stems = stems
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.cache_size = max(1, int(cache_size))
+        self.prefetch_depth = max(0, min(int(prefetch), self.cache_size - 1))
+        self._bad: list[BadFrame] = list(bad_frames)
+        self._bad_index: dict[int, BadFrame] = {}
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._in_flight: dict[int, Future] = {}
+        self._lock = threading.RLock()
+        self._last_index: int | None = None
+        self._direction = 1
+        self._hits = self._misses = self._evictions = self._decodes = self._prefetched = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    # subclasses implement this: decode frame i, raise FrameReadError when it cannot be read
+    def _load(self, i: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def frame_path(self, i: int) -> str:
+        """The file that holds frame i (for a stack, the stack file)."""
+        return str(self.path)
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    @property
+    def bad_frames(self) -> list[BadFrame]:
+        with self._lock:
+            return list(self._bad)
+
+    def is_bad(self, i: int) -> bool:
+        """True once frame i is known to be unreadable (a frame not yet decoded counts as good)."""
+        with self._lock:
+            return i in self._bad_index
+
+    def cache_stats(self) -> dict:
+        with self._lock:
+            return {"size": len(self._cache), "capacity": self.cache_size, "hits": self._hits,
+                    "misses": self._misses, "evictions": self._evictions, "decodes": self._decodes,
+                    "prefetched": self._prefetched, "in_flight": len(self._in_flight)}
+
+    def _check_index(self, i: int) -> int:
+        i = int(i)
+        if not 0 <= i < len(self):
+            raise IndexError(f"frame {i} out of range 0..{len(self) - 1}")
+        return i
+
+    def _decode(self, i: int) -> np.ndarray:
+        """Decode frame i (no cache), validate it against the sequence, record it if bad."""
+        with self._lock:
+            bad = self._bad_index.get(i)
+        if bad is not None:
+            raise FrameReadError(bad.path, bad.reason)
+        try:
+            image = self._load(i)
+            if image.shape != self.shape:
+                raise FrameReadError(self.frame_path(i), f"size {image.shape[1]}x{image.shape[0]} differs from "
+                                                         f"the sequence's {self.shape[1]}x{self.shape[0]}")
+            if image.dtype != self.dtype:
+                raise FrameReadError(self.frame_path(i), f"sample type {image.dtype} differs from "
+                                                         f"the sequence's {self.dtype}")
+        except FrameReadError as e:
+            with self._lock:
+                if i not in self._bad_index:
+                    record = BadFrame(e.path, e.reason, i, self.stems[i])
+                    self._bad_index[i] = record
+                    self._bad.append(record)
+            raise
+        finally:
+            with self._lock:
+                self._decodes += 1
+        image.flags.writeable = False
+        return image
+
+    def _store(self, i: int, image: np.ndarray) -> None:
+        with self._lock:
+            self._cache[i] = image
+            self._cache.move_to_end(i)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+                self._evictions += 1
+
+    def frame(self, i: int) -> np.ndarray:
+        """Raw frame i (read-only array); raises FrameReadError for an unreadable frame."""
+        i = self._check_index(i)
+        with self._lock:
+            if self._closed:
+                raise ValueError("frame source is closed")
+            if self._last_index is not None and i != self._last_index:
+                self._direction = 1 if i > self._last_index else -1
+            self._last_index = i
+            image = self._cache.get(i)
+            if image is not None:
+                self._cache.move_to_end(i)
+                self._hits += 1
+            else:
+                self._misses += 1
+                pending = self._in_flight.get(i)
+        if image is None:
+            if pending is not None:
+                pending.exception()  # wait: the prefetch thread is decoding it right now
+                with self._lock:
+                    image = self._cache.get(i)
+            if image is None:
+                image = self._decode(i)
+                self._store(i, image)
+        self.prefetch(i, self._direction)
+        return image
+
+    def prefetch(self, i: int, direction: int = 1) -> None:
+        """Decode the next `prefetch_depth` frames after i (before i when direction < 0) in the background."""
+        if self.prefetch_depth == 0:
+            return
+        step = 1 if direction >= 0 else -1
+        with self._lock:
+            if self._closed:
+                return
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-prefetch")
+            for k in range(1, self.prefetch_depth + 1):
+                j = i + step * k
+                if not 0 <= j < len(self):
+                    break
+                if j in self._cache or j in self._in_flight or j in self._bad_index:
+                    continue
+                self._in_flight[j] = self._executor.submit(self._prefetch_one, j)
+
+    def _prefetch_one(self, j: int) -> None:
+        try:
+            with self._lock:
+                # a fast scrub leaves stale requests queued: skip those far from where the viewer is now
+                stale = (self._closed or j in self._cache or
+                         (self._last_index is not None and abs(j - self._last_index) > self.prefetch_depth))
+            if stale:
+                return
+            try:
+                image = self._decode(j)
+            except FrameReadError:
+                return
+            self._store(j, image)
+            with self._lock:
+                self._prefetched += 1
+        finally:
+            with self._lock:
+                self._in_flight.pop(j, None)
+
+    def scan(self, progress=None) -> list[BadFrame]:
+        """Decode every frame (bypassing the cache) and return all bad frames; `progress(done, total)` is optional."""
+        for i in range(len(self)):
+            with self._lock:
+                known = i in self._cache or i in self._bad_index
+            if not known:
+                try:
+                    self._decode(i)
+                except FrameReadError:
+                    pass
+            if progress is not None:
+                progress(i + 1, len(self))
+        return self.bad_frames
+
+    def readable_indices(self) -> list[int]:
+        """Indices not known to be bad (after `scan()`, exactly the readable ones)."""
+        with self._lock:
+            return [i for i in range(len(self)) if i not in self._bad_index]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+            self._cache.clear()
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        h, w = self.shape
+        return f"<FrameSource {self.kind} {str(self.path)!r}: {len(self)} frames {w}x{h} {self.dtype}>"
+
+
+class FolderSource(FrameSource):
+    def __init__(self, path: Path, image_dir: Path, files: list[Path], **kwargs):
+        self.image_dir = image_dir
+        self.files = files
+        super().__init__(path, "folder", [f.stem for f in files], **kwargs)
+
+    def frame_path(self, i: int) -> str:
+        return str(self.files[i])
+
+    def _load(self, i: int) -> np.ndarray:
+        return read_gray(self.files[i])
+
+
+class TiffStackSource(FrameSource):
+    """Pages of a multi-page TIFF: memory-mapped when uncompressed and contiguous, else read page by page."""
+
+    def __init__(self, path: Path, tiff, memmap: np.ndarray | None, n_frames: int, **kwargs):
+        self._tiff = tiff
+        self._memmap = memmap
+        self._file_lock = threading.Lock()
+        stems = [f"{path.stem}_{k + 1:06d}" for k in range(n_frames)]
+        super().__init__(path, "tiff", stems, **kwargs)
+
+    @property
+    def memory_mapped(self) -> bool:
+        return self._memmap is not None
+
+    def _load(self, i: int) -> np.ndarray:
+        if self._memmap is not None:
+            return np.array(self._memmap[i])  # a copy: cached frames must not pin pages of a closed file
+        try:
+            with self._file_lock:
+                page = self._tiff.pages[i].asarray()
+        except Exception as e:
+            raise FrameReadError(self.path, f"page {i + 1}: unreadable ({e})") from None
+        return _tiff_page_to_gray(page, f"{self.path} page {i + 1}")
+
+    def close(self) -> None:
+        super().close()
+        with self._file_lock:
+            if self._tiff is not None:
+                self._tiff.close()
+                self._tiff = None
+            self._memmap = None
+
+
+class ImageSource(FrameSource):
+    def __init__(self, path: Path, image: np.ndarray, **kwargs):
+        self._image = image
+        super().__init__(path, "image", [path.stem], **kwargs)
+
+    def _load(self, i: int) -> np.ndarray:
+        return self._image
+
+
+def _list_images(folder: Path) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        entries = [e for e in it if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES)
+                   and e.is_file()]
+    entries.sort(key=lambda e: natural_key(e.name))
+    return entries
+
+
+def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
+    image_dir = path
+    entries = _list_images(path)
+    if not entries and (path / "images").is_dir():
+        image_dir = path / "images"
+        entries = _list_images(image_dir)
+    if not entries:
+        raise SourceError(f"{path}: no image files (png, bmp, jpg, tif) in the folder")
+
+    bad: list[BadFrame] = []
+    candidates: list[tuple[Path, tuple | None]] = []
+    seen_stems: set[str] = set()
+    for entry in entries:
+        file = Path(entry.path)
+        if file.stem in seen_stems:
+            bad.append(BadFrame(str(file), f"duplicate stem {file.stem!r} (another file has the same name)",
+                                stem=file.stem))
+            continue
+        if entry.stat().st_size == 0:
+            bad.append(BadFrame(str(file), "empty file (0 bytes)", stem=file.stem))
+            continue
+        try:
+            with open(file, "rb") as f:
+                head = f.read(32)
+        except OSError as e:
+            bad.append(BadFrame(str(file), f"cannot read file ({e.strerror or e})", stem=file.stem))
+            continue
+        fmt = _sniff_format(head)
+        if fmt is None:
+            bad.append(BadFrame(str(file), "not an image (unrecognised file header)", stem=file.stem))
+            continue
+        seen_stems.add(file.stem)
+        candidates.append((file, _header_info(head, fmt)))
+
+    # the first frame that decodes defines the sequence's size and sample type
+    first = None
+    for k, (file, _) in enumerate(candidates):
+        try:
+            first = read_gray(file)
+            break
+        except FrameReadError as e:
+            bad.append(BadFrame(e.path, e.reason, stem=file.stem))
+    if first is None:
+        raise SourceError(f"{path}: none of the {len(entries)} image files is readable")
+    candidates = candidates[k:]
+    shape, dtype = first.shape, first.dtype
+
+    files = []
+    for file, info in candidates:
+        if info is not None and (info[0], info[1]) != shape:
+            bad.append(BadFrame(str(file), f"size {info[1]}x{info[0]} differs from the sequence's "
+                                           f"{shape[1]}x{shape[0]}", stem=file.stem))
+        elif info is not None and info[2] != dtype:
+            bad.append(BadFrame(str(file), f"sample type {info[2]} differs from the sequence's {dtype}",
+                                stem=file.stem))
+        else:
+            files.append(file)
+    source = FolderSource(path, image_dir, files, shape=shape, dtype=dtype, bad_frames=bad,
+                          cache_size=cache_size, prefetch=prefetch)
+    first.flags.writeable = False
+    source._store(0, first)
+    return source
+
+
+def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
+    import tifffile
+
+    try:
+        tiff = tifffile.TiffFile(path)
+    except Exception as e:
+        raise SourceError(f"{path}: unreadable TIFF ({e})") from None
+    try:
+        series = tiff.series[0]
+        shape = series.shape
+        is_color = series.axes.endswith("S") and shape[-1] in (3, 4)
+        frame_ndim = 3 if is_color else 2
+        if len(shape) <= frame_ndim:
+            tiff.close()
+            return _open_image(path, cache_size, prefetch)
+        n_frames = int(np.prod(shape[:-frame_ndim]))
+        memmap = None
+        if not is_color and len(tiff.pages) in (1, n_frames):
+            try:
+                memmap = tifffile.memmap(path, mode="r").reshape(n_frames, *shape[-2:])
+            except Exception:  # compressed or non-contiguous: read pages on demand instead
+                memmap = None
+        if memmap is None and len(tiff.pages) != n_frames:
+            raise SourceError(f"{path}: {len(tiff.pages)} TIFF pages for {n_frames} frames; cannot read lazily")
+        first = np.array(memmap[0]) if memmap is not None else _tiff_page_to_gray(tiff.pages[0].asarray(), path)
+    except SourceError:
+        tiff.close()
+        raise
+    except FrameReadError as e:
+        tiff.close()
+        raise SourceError(f"{path}: {e.reason}") from None
+    except Exception as e:
+        tiff.close()
+        raise SourceError(f"{path}: unreadable TIFF ({e})") from None
+    source = TiffStackSource(path, tiff, memmap, n_frames, shape=first.shape, dtype=first.dtype, bad_frames=[],
+                             cache_size=cache_size, prefetch=prefetch)
+    first.flags.writeable = False
+    source._store(0, first)
+    return source
+
+
+def _open_image(path: Path, cache_size: int, prefetch: int) -> FrameSource:
+    try:
+        image = read_gray(path)
+    except FrameReadError as e:
+        raise SourceError(f"{path}: {e.reason}") from None
+    image.flags.writeable = False
+    return ImageSource(path, image, shape=image.shape, dtype=image.dtype, bad_frames=[],
+                       cache_size=cache_size, prefetch=0)
+
+
+def open_source(path: str | os.PathLike, cache_size: int = 64, prefetch: int = 4) -> FrameSource:
+    """Open a folder of frames, a multi-page TIFF or one image; raises SourceError with a one-line message."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _open_folder(path, cache_size, prefetch)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return _open_tiff(path, cache_size, prefetch)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _open_image(path, cache_size, prefetch)
+    raise SourceError(f"{path}: not a folder or an image file ({', '.join(IMAGE_SUFFIXES)})")
+
+
+# ---- ground truth next to a source -------------------------------------------------------------
+
+class GroundTruth:
+    """Reference labels found beside a source: a masks/ folder (by stem) and/or a boxes.csv."""
+
+    def __init__(self, masks_dir: Path | None, boxes_path: Path | None):
+        self.masks_dir = masks_dir
+        self.boxes_path = boxes_path
+        self._mask_files: dict[str, Path] = {}
+        if masks_dir is not None:
+            for entry in _list_images(masks_dir):
+                self._mask_files[Path(entry.name).stem] = Path(entry.path)
+        self._boxes: dict[int, list[tuple[float, float, float, float]]] = {}
+        if boxes_path is not None:
+            self._boxes = read_boxes_csv(boxes_path)
+
+    def mask(self, stem: str) -> np.ndarray | None:
+        """Boolean mask for the frame's stem (SIRST's `_pixels0` suffix accepted); None without one."""
+        file = self._mask_files.get(stem) or self._mask_files.get(f"{stem}_pixels0")
+        if file is None:
+            return None
+        return read_gray(file) > 0
+
+    def boxes(self, frame_index: int) -> list[tuple[float, float, float, float]]:
+        """(x, y, w, h) boxes of the 0-based frame, x/y the 0-based top-left corner."""
+        return list(self._boxes.get(int(frame_index), []))
+
+    @property
+    def has_masks(self) -> bool:
+        return bool(self._mask_files)
+
+    @property
+    def has_boxes(self) -> bool:
+        return self.boxes_path is not None
+
+
+def read_boxes_csv(path: str | os.PathLike) -> dict[int, list[tuple[float, float, float, float]]]:
+    """boxes.csv (frame,class,x,y,w,h; frame and x/y 1-based MATLAB) -> {0-based frame: [(x, y, w, h)]}."""
+    boxes: dict[int, list] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            frame = int(row["frame"]) - 1
+            box = (float(row["x"]) - 1.0, float(row["y"]) - 1.0, float(row["w"]), float(row["h"]))
+            boxes.setdefault(frame, []).append(box)
+    return boxes
+
+
+def find_ground_truth(source: FrameSource) -> GroundTruth | None:
+    """Masks/ folder with matching stems and/or boxes.csv beside the source's images, or None."""
+    if isinstance(source, FolderSource):
+        places = [source.image_dir, source.image_dir.parent]
+    else:
+        places = [Path(source.path).parent]
+    wanted = set(source.stems)
+    masks_dir = None
+    for place in places:
+        candidate = place / "masks"
+        if candidate.is_dir() and candidate != getattr(source, "image_dir", None):
+            stems = {Path(e.name).stem.removesuffix("_pixels0") for e in _list_images(candidate)}
+            if stems & wanted:
+                masks_dir = candidate
+                break
+    boxes_path = next((p / "boxes.csv" for p in places if (p / "boxes.csv").is_file()), None)
+    if masks_dir is None and boxes_path is None:
+        return None
+    return GroundTruth(masks_dir, boxes_path)
