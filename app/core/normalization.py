@@ -1,0 +1,137 @@
+"""Normalisation: the stored mapping from raw frame values to the model's 8-bit input.
+
+out = clip(floor((v - low) * 255 / (high - low) + 0.5), 0, 255), i.e. linear, rounded half up,
+`low` -> 0 and `high` -> 255. The window is fixed for a whole sequence: percentiles are computed
+once from a sample of frames and stored as the resulting low/high, never per frame (a per-frame
+stretch makes the same target flicker and lets one hot pixel change the model input).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from app.core.frames import FrameReadError
+
+MODES = ("window", "percentile")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    mode: str  # "window": low/high given; "percentile": low/high computed from p_low/p_high
+    low: float
+    high: float
+    p_low: float | None = None
+    p_high: float | None = None
+    sample: int | None = None  # frames the percentiles were computed from
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"normalisation mode must be one of {MODES}, got {self.mode!r}")
+        if not np.isfinite(self.low) or not np.isfinite(self.high) or self.high <= self.low:
+            raise ValueError(f"normalisation window needs low < high, got {self.low}..{self.high}")
+
+    @classmethod
+    def identity8(cls) -> Normalization:
+        """0..255 window: an 8-bit frame goes to the model unchanged."""
+        return cls("window", 0.0, 255.0)
+
+    @classmethod
+    def fixed(cls, low: float, high: float) -> Normalization:
+        return cls("window", float(low), float(high))
+
+    @classmethod
+    def from_percentiles(cls, source_or_frames, p_low: float = 0.5, p_high: float = 99.99,
+                         sample: int = 32) -> Normalization:
+        """Window from percentiles of up to `sample` frames spread evenly over a FrameSource (or a list/array of frames).
+
+        A percentile p is the smallest value v with at least p% of the sampled pixels <= v.
+        """
+        if not 0 <= p_low < p_high <= 100:
+            raise ValueError(f"need 0 <= p_low < p_high <= 100, got {p_low}, {p_high}")
+        frames = _sample_frames(source_or_frames, sample)
+        if not frames:
+            raise ValueError("no readable frame to compute percentiles from")
+        low, high = _percentiles(frames, p_low, p_high)
+        if high <= low:  # flat sample: keep a valid window around the single value
+            high = low + 1.0
+        return cls("percentile", low, high, float(p_low), float(p_high), len(frames))
+
+    @cached_property
+    def _lut16(self) -> np.ndarray:
+        return self._map(np.arange(65536, dtype=np.float64))
+
+    def _map(self, values: np.ndarray) -> np.ndarray:
+        scaled = np.floor((values - self.low) * (255.0 / (self.high - self.low)) + 0.5)
+        return np.clip(scaled, 0, 255).astype(np.uint8)
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        """The 8-bit image (uint8, same shape) of a raw frame."""
+        frame = np.asarray(frame)
+        if frame.dtype == np.uint16:
+            return self._lut16[frame]
+        if frame.dtype == np.uint8:
+            return self._lut16[:256][frame]
+        return self._map(frame.astype(np.float64))
+
+    def to_dict(self) -> dict:
+        d = {"mode": self.mode, "low": float(self.low), "high": float(self.high)}
+        if self.mode == "percentile":
+            d.update(p_low=self.p_low, p_high=self.p_high, sample=self.sample)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Normalization:
+        return cls(str(d["mode"]), float(d["low"]), float(d["high"]),
+                   None if d.get("p_low") is None else float(d["p_low"]),
+                   None if d.get("p_high") is None else float(d["p_high"]),
+                   None if d.get("sample") is None else int(d["sample"]))
+
+    def __str__(self) -> str:
+        window = f"{self.low:g}..{self.high:g}"
+        if self.mode == "percentile":
+            return f"percentile {self.p_low:g}..{self.p_high:g}% of {self.sample} frames -> window {window}"
+        return f"window {window}"
+
+
+def default_for(source) -> Normalization:
+    """identity8 for an 8-bit source, per-sequence percentiles otherwise."""
+    if np.dtype(source.dtype) == np.uint8:
+        return Normalization.identity8()
+    return Normalization.from_percentiles(source)
+
+
+def _sample_frames(source_or_frames, sample: int) -> list[np.ndarray]:
+    if isinstance(source_or_frames, np.ndarray) and source_or_frames.ndim == 2:
+        return [source_or_frames]
+    n = len(source_or_frames)
+    if n == 0:
+        return []
+    if not hasattr(source_or_frames, "frame"):
+        picks = np.unique(np.linspace(0, n - 1, min(sample, n)).round().astype(int))
+        return [np.asarray(source_or_frames[i]) for i in picks]
+    frames = []
+    # walk evenly spaced indices; a bad frame is replaced by the next readable one
+    for i in np.unique(np.linspace(0, n - 1, min(sample, n)).round().astype(int)):
+        for j in range(i, n):
+            try:
+                frames.append(source_or_frames.frame(int(j)))
+                break
+            except FrameReadError:
+                continue
+    return frames
+
+
+def _percentiles(frames: list[np.ndarray], p_low: float, p_high: float) -> tuple[float, float]:
+    if all(f.dtype in (np.uint8, np.uint16) for f in frames):
+        counts = sum(np.bincount(f.ravel(), minlength=65536) for f in frames)
+        cdf = np.cumsum(counts)
+        total = cdf[-1]
+        # at least one pixel: p = 0 is the smallest value present
+        low = int(np.searchsorted(cdf, max(total * p_low / 100.0, 1), side="left"))
+        high = int(np.searchsorted(cdf, max(total * p_high / 100.0, 1), side="left"))
+        return float(low), float(high)
+    values = np.concatenate([f.ravel() for f in frames]).astype(np.float64)
+    low, high = np.percentile(values, [p_low, p_high], method="inverted_cdf")
+    return float(low), float(high)
