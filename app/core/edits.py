@@ -1,0 +1,325 @@
+"""Raster mask editing: pixel-exact tools and a per-frame undo/redo history of changed patches.
+
+Masks are 2-D bool arrays (row y, column x). Tools never modify their input; they return the new
+mask, and callers turn (before, after) into one undoable `MaskEdit` with `make_edit`.
+Points are (x, y) pixel indices; float coordinates are floored (pixel i spans [i, i + 1)).
+"""
+from __future__ import annotations
+
+import heapq
+import io
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from app.core.atomic import atomic_write_bytes
+from app.core.targets import label_components
+
+HISTORY_FORMAT = "irsam-edit-history/1"
+DEFAULT_HISTORY_DEPTH = 1000
+
+
+@dataclass(frozen=True, eq=False)
+class MaskEdit:
+    """One undoable change: the patch [y0:y1, x0:x1] (end-exclusive) before and after the edit."""
+
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+    before: np.ndarray  # bool (y1 - y0, x1 - x0)
+    after: np.ndarray
+
+    @property
+    def changed_pixels(self) -> int:
+        return int(np.count_nonzero(self.before != self.after))
+
+
+def make_edit(before_mask: np.ndarray, after_mask: np.ndarray) -> MaskEdit | None:
+    """The edit turning `before_mask` into `after_mask`, cropped to the changed box; None if nothing changed."""
+    before_mask = np.asarray(before_mask, dtype=bool)
+    after_mask = np.asarray(after_mask, dtype=bool)
+    if before_mask.shape != after_mask.shape:
+        raise ValueError(f"mask shapes differ: {before_mask.shape} vs {after_mask.shape}")
+    changed = before_mask != after_mask
+    if not changed.any():
+        return None
+    rows = np.flatnonzero(changed.any(axis=1))
+    cols = np.flatnonzero(changed.any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return MaskEdit(y0, x0, y1, x1, before_mask[y0:y1, x0:x1].copy(), after_mask[y0:y1, x0:x1].copy())
+
+
+class EditHistory:
+    """Undo/redo stacks of `MaskEdit`s for one frame. The oldest edits drop off past `max_depth`."""
+
+    def __init__(self, max_depth: int = DEFAULT_HISTORY_DEPTH):
+        self.max_depth = max_depth
+        self._undo: deque[MaskEdit] = deque(maxlen=max_depth)
+        self._redo: list[MaskEdit] = []
+
+    def __len__(self) -> int:
+        return len(self._undo)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def apply(self, mask: np.ndarray, edit: MaskEdit) -> np.ndarray:
+        """Record `edit` (clearing the redo stack) and return `mask` with it applied."""
+        self._undo.append(edit)
+        self._redo.clear()
+        return _paste(mask, edit, edit.after)
+
+    def undo(self, mask: np.ndarray) -> np.ndarray:
+        if not self._undo:
+            raise IndexError("nothing to undo")
+        edit = self._undo.pop()
+        self._redo.append(edit)
+        return _paste(mask, edit, edit.before)
+
+    def redo(self, mask: np.ndarray) -> np.ndarray:
+        if not self._redo:
+            raise IndexError("nothing to redo")
+        edit = self._redo.pop()
+        self._undo.append(edit)
+        return _paste(mask, edit, edit.after)
+
+    def clear(self) -> None:
+        self._undo.clear()
+        self._redo.clear()
+
+    def to_npz(self, path: str | Path) -> None:
+        """Write both stacks (bit-packed patches) atomically."""
+        arrays = {"format": np.array(HISTORY_FORMAT), "max_depth": np.array(self.max_depth)}
+        for name, edits in (("undo", list(self._undo)), ("redo", self._redo)):
+            arrays[f"{name}_boxes"] = np.array([(e.y0, e.x0, e.y1, e.x1) for e in edits], dtype=np.int64).reshape(-1, 4)
+            arrays[f"{name}_before"] = _pack([e.before for e in edits])
+            arrays[f"{name}_after"] = _pack([e.after for e in edits])
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def from_npz(cls, path: str | Path) -> "EditHistory":
+        """Read a history written by `to_npz`; raises ValueError if the file is not one."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["format"]) != HISTORY_FORMAT:
+                    raise ValueError(f"unknown history format {data['format']!r}")
+                history = cls(int(data["max_depth"]))
+                stacks = {
+                    name: _unpack(data[f"{name}_boxes"], data[f"{name}_before"], data[f"{name}_after"])
+                    for name in ("undo", "redo")
+                }
+        except (OSError, KeyError, EOFError) as e:
+            raise ValueError(f"not an edit history: {e}") from e
+        history._undo.extend(stacks["undo"])
+        history._redo.extend(stacks["redo"])
+        return history
+
+
+def _paste(mask: np.ndarray, edit: MaskEdit, patch: np.ndarray) -> np.ndarray:
+    out = np.array(mask, dtype=bool, copy=True)
+    out[edit.y0 : edit.y1, edit.x0 : edit.x1] = patch
+    return out
+
+
+def _pack(patches: list[np.ndarray]) -> np.ndarray:
+    if not patches:
+        return np.zeros(0, dtype=np.uint8)
+    return np.packbits(np.concatenate([p.ravel() for p in patches]))
+
+
+def _unpack(boxes: np.ndarray, before_bits: np.ndarray, after_bits: np.ndarray) -> list[MaskEdit]:
+    sizes = [(int(y1 - y0), int(x1 - x0)) for y0, x0, y1, x1 in boxes]
+    total = sum(h * w for h, w in sizes)
+    before = np.unpackbits(before_bits, count=total).astype(bool)
+    after = np.unpackbits(after_bits, count=total).astype(bool)
+    edits, offset = [], 0
+    for (y0, x0, y1, x1), (h, w) in zip(boxes, sizes):
+        n = h * w
+        edits.append(
+            MaskEdit(int(y0), int(x0), int(y1), int(x1),
+                     before[offset : offset + n].reshape(h, w), after[offset : offset + n].reshape(h, w))
+        )
+        offset += n
+    return edits
+
+
+# --- tools ---------------------------------------------------------------------------------------
+
+
+def _pixel(x: float, y: float) -> tuple[int, int]:
+    return int(np.floor(x)), int(np.floor(y))
+
+
+def stroke_pixels(points: Sequence[tuple[float, float]]) -> np.ndarray:
+    """(N, 2) int (x, y) centres along the polyline through `points`, 8-connected with no gaps."""
+    pixels = [_pixel(x, y) for x, y in points]
+    if not pixels:
+        return np.zeros((0, 2), dtype=np.int64)
+    out = [np.array([pixels[0]], dtype=np.int64)]
+    for (xa, ya), (xb, yb) in zip(pixels[:-1], pixels[1:]):
+        steps = max(abs(xb - xa), abs(yb - ya))
+        if steps == 0:
+            continue
+        t = np.arange(1, steps + 1) / steps
+        xs = np.floor(xa + t * (xb - xa) + 0.5).astype(np.int64)
+        ys = np.floor(ya + t * (yb - ya) + 0.5).astype(np.int64)
+        out.append(np.stack([xs, ys], axis=1))
+    return np.concatenate(out)
+
+
+def disc_offsets(radius: float) -> np.ndarray:
+    """(M, 2) int (dx, dy) with dx^2 + dy^2 <= radius^2; radius 0 is the single centre pixel."""
+    r = int(np.floor(radius))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    inside = dx * dx + dy * dy <= radius * radius
+    return np.stack([dx[inside], dy[inside]], axis=1)
+
+
+def paint_stroke(mask: np.ndarray, points: Sequence[tuple[float, float]], radius: float, value: bool) -> np.ndarray:
+    """Brush (value=True) or eraser (False): a disc stamped at every pixel of the polyline through `points`."""
+    out = np.array(mask, dtype=bool, copy=True)
+    centres = stroke_pixels(points)
+    if len(centres) == 0:
+        return out
+    offsets = disc_offsets(radius)
+    pixels = (centres[:, None, :] + offsets[None, :, :]).reshape(-1, 2)
+    h, w = out.shape
+    inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < w) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h)
+    out[pixels[inside, 1], pixels[inside, 0]] = value
+    return out
+
+
+def fill_polygon(mask: np.ndarray, points: Sequence[tuple[float, float]], value: bool = True) -> np.ndarray:
+    """Set the polygon's interior and its boundary pixels (the polygon through the vertex pixels) to `value`."""
+    out = np.array(mask, dtype=bool, copy=True)
+    if len(points) == 0:
+        return out
+    vertices = np.array([_pixel(x, y) for x, y in points], dtype=np.int32).reshape(-1, 1, 2)
+    region = np.zeros(out.shape, dtype=np.uint8)
+    cv2.fillPoly(region, [vertices], 1)
+    cv2.polylines(region, [vertices], True, 1)
+    out[region > 0] = value
+    return out
+
+
+def flood_fill(mask: np.ndarray, x: float, y: float, value: bool = True) -> np.ndarray:
+    """Set the 4-connected region of equal pixels around (x, y) to `value`.
+
+    4-connectivity so that a closed outline drawn with a 1 px brush (8-connected) holds the fill.
+    """
+    out = np.array(mask, dtype=bool, copy=True)
+    px, py = _pixel(x, y)
+    h, w = out.shape
+    if not (0 <= px < w and 0 <= py < h) or out[py, px] == value:
+        return out
+    region = out.astype(np.uint8)
+    fill_mask = np.zeros((h + 2, w + 2), dtype=np.uint8)
+    cv2.floodFill(region, fill_mask, (px, py), 2, flags=4)
+    out[region == 2] = value
+    return out
+
+
+def delete_component(mask: np.ndarray, x: float, y: float) -> np.ndarray:
+    """Clear the 8-connected component under (x, y) (a false alarm); unchanged if (x, y) is background."""
+    out = np.array(mask, dtype=bool, copy=True)
+    px, py = _pixel(x, y)
+    h, w = out.shape
+    if not (0 <= px < w and 0 <= py < h) or not out[py, px]:
+        return out
+    _, labels = label_components(out)
+    out[labels == labels[py, px]] = False
+    return out
+
+
+def accept_targets(
+    committed: np.ndarray | None, predicted: np.ndarray, target_ids: Iterable[int] | None = None
+) -> np.ndarray:
+    """`committed` plus the chosen predicted targets (ids as in `extract_targets`; None = all of them)."""
+    predicted = np.asarray(predicted) > 0
+    out = np.zeros(predicted.shape, dtype=bool) if committed is None else np.array(committed, dtype=bool, copy=True)
+    if target_ids is None:
+        return out | predicted
+    _, labels = label_components(predicted)
+    ids = [i for i in target_ids if i > 0]
+    return out | np.isin(labels, ids)
+
+
+def grow_target(
+    image: np.ndarray,
+    x: float,
+    y: float,
+    window: int = 15,
+    k: float = 3.0,
+    max_area: int = 256,
+    snap_radius: int = 3,
+) -> np.ndarray:
+    """"Grow target here": the bright region around a click, as a full-size bool mask (empty if none).
+
+    The threshold is bg_mean + k * bg_std of the background ring: the band between the `window` x `window`
+    box centred on the click and a box twice its size. The region is grown from the click (or from the
+    brightest pixel within `snap_radius` of it, when the click itself is below threshold), brightest
+    neighbour first over 8-connected above-threshold pixels inside the window, stopping at `max_area`.
+    Works on the 8-bit image or on raw values.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"grow_target needs a 2-D image, got shape {image.shape}")
+    h, w = image.shape
+    out = np.zeros((h, w), dtype=bool)
+    px, py = _pixel(x, y)
+    if not (0 <= px < w and 0 <= py < h):
+        return out
+    half = max(int(window) // 2, 1)
+    wy0, wy1, wx0, wx1 = max(py - half, 0), min(py + half + 1, h), max(px - half, 0), min(px + half + 1, w)
+    ry0, ry1, rx0, rx1 = max(py - 2 * half, 0), min(py + 2 * half + 1, h), max(px - 2 * half, 0), min(px + 2 * half + 1, w)
+    values = image.astype(np.float64)
+    ring = np.ones((ry1 - ry0, rx1 - rx0), dtype=bool)
+    ring[wy0 - ry0 : wy1 - ry0, wx0 - rx0 : wx1 - rx0] = False
+    background = values[ry0:ry1, rx0:rx1][ring]
+    if background.size == 0:  # the window covers the whole image
+        background = values[wy0:wy1, wx0:wx1].ravel()
+    threshold = background.mean() + k * background.std()
+    above = values > threshold
+
+    seed = (py, px)
+    if not above[py, px]:
+        sy0, sy1 = max(py - snap_radius, wy0), min(py + snap_radius + 1, wy1)
+        sx0, sx1 = max(px - snap_radius, wx0), min(px + snap_radius + 1, wx1)
+        near = values[sy0:sy1, sx0:sx1]
+        iy, ix = np.unravel_index(int(np.argmax(near)), near.shape)
+        seed = (sy0 + int(iy), sx0 + int(ix))
+        if not above[seed]:
+            return out
+
+    heap = [(-values[seed], seed)]
+    queued = {seed}
+    area = 0
+    while heap and area < max_area:
+        _, (cy, cx) = heapq.heappop(heap)
+        out[cy, cx] = True
+        area += 1
+        for ny in (cy - 1, cy, cy + 1):
+            for nx in (cx - 1, cx, cx + 1):
+                if wy0 <= ny < wy1 and wx0 <= nx < wx1 and (ny, nx) not in queued and above[ny, nx]:
+                    queued.add((ny, nx))
+                    heapq.heappush(heap, (-values[ny, nx], (ny, nx)))
+    return out
+
+
+def mask_diff(predicted: np.ndarray, committed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(only in the prediction, only in the committed mask, in both) as bool arrays."""
+    predicted = np.asarray(predicted) > 0
+    committed = np.asarray(committed) > 0
+    return predicted & ~committed, committed & ~predicted, predicted & committed

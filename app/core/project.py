@@ -1,0 +1,516 @@
+"""A review project: one folder holding a sequence's proposals, committed masks, statuses and edit history.
+
+The folder format is described in docs/architecture.md ("Review project folder"). Predictions (the
+detector's proposal layer) and committed masks (the analyst's layer) live in separate folders, so
+re-running detection never touches human work. Every write is atomic; a file that fails to load when the
+project is opened is reported in `ReviewProject.damaged` and the rest of the project still opens.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from app.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_npy, atomic_write_png
+from app.core.edits import EditHistory, MaskEdit, make_edit
+from app.core.targets import Target, extract_targets
+from model.detectors import FrameResult
+
+PROJECT_FORMAT = "irsam-review-project/1"
+REVIEW_FORMAT = "irsam-review-status/1"
+DETECTION_COLUMNS = ("frame", "stem", "target_id", "cx", "cy", "area", "x0", "y0", "x1", "y1", "peak_score")
+
+
+class ReviewStatus(str, Enum):
+    UNREVIEWED = "unreviewed"
+    ACCEPTED = "accepted"  # the proposal is right as it is (or the committed mask, if there is one)
+    CORRECTED = "corrected"  # the committed mask is the truth
+    REJECTED = "rejected"  # unusable frame: not exported
+    NEGATIVE = "negative"  # confirmed: no target in this frame
+
+
+class ProjectError(Exception):
+    """The folder is not a usable project (missing or unreadable project.json, bad arguments)."""
+
+
+class ProjectWriteError(OSError):
+    """A project file could not be written; the previous version of that file is intact."""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class ReviewProject:
+    """Open with `ReviewProject.open(folder)` or make a new one with `ReviewProject.create(...)`."""
+
+    def __init__(self, folder: Path, meta: dict):
+        self.folder = folder
+        self._meta = meta
+        self.stems: list[str] = list(meta["stems"])
+        self._index = {stem: i for i, stem in enumerate(self.stems)}
+        self.damaged: list[tuple[Path, str]] = []
+        self._lock = threading.RLock()
+        self._statuses: dict[str, tuple[ReviewStatus, str]] = {}
+        self._detections: dict[str, list[Target]] = {}
+        self._histories: dict[str, EditHistory] = {}
+
+    # --- creating and opening -------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        folder: str | Path,
+        source_path: str | Path,
+        source_kind: str,
+        stems: Sequence[str],
+        frame_shape: tuple[int, int],
+        normalization: dict,
+        detector: dict | None = None,
+        exist_ok: bool = False,
+    ) -> "ReviewProject":
+        """A new project in `folder` (created if needed).
+
+        `detector` is {name, weights, sha256, config, device} or None. With `exist_ok`, an existing project
+        over the same stems is opened instead and its source, normalisation and detector are updated
+        (a detection re-run); its predictions, labels, statuses and history are kept.
+        """
+        folder = Path(folder)
+        stems = [str(s) for s in stems]
+        _check_stems(stems)
+        if (folder / "project.json").exists():
+            if not exist_ok:
+                raise ProjectError(f"{folder} already holds a project")
+            project = cls.open(folder)
+            if project.stems != stems:
+                raise ProjectError(f"{folder} holds a project over different frames")
+            project._meta.update(
+                source=_source_meta(source_path, source_kind, frame_shape), normalization=normalization, detector=detector
+            )
+            project._write_meta()
+            return project
+        now = utc_now()
+        meta = {
+            "format": PROJECT_FORMAT,
+            "source": _source_meta(source_path, source_kind, frame_shape),
+            "normalization": normalization,
+            "detector": detector,
+            "stems": stems,
+            "created": now,
+            "modified": now,
+        }
+        project = cls(folder, meta)
+        project._write_meta()
+        return project
+
+    @classmethod
+    def open(cls, folder: str | Path) -> "ReviewProject":
+        folder = Path(folder)
+        meta_path = folder / "project.json"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ProjectError(f"{folder} is not a review project (no project.json)") from None
+        except (OSError, ValueError) as e:
+            raise ProjectError(f"{meta_path} is unreadable: {e}") from e
+        if not isinstance(meta, dict) or meta.get("format") != PROJECT_FORMAT:
+            raise ProjectError(f"{meta_path}: not a {PROJECT_FORMAT} project")
+        try:
+            _check_stems(meta["stems"])
+            tuple(meta["source"]["frame_shape"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ProjectError(f"{meta_path} is incomplete: {e}") from e
+        project = cls(folder, meta)
+        project._load_review()
+        project._load_detections()
+        project._check_labels()
+        return project
+
+    # --- metadata -------------------------------------------------------------------------------
+
+    @property
+    def source_path(self) -> Path:
+        return Path(self._meta["source"]["path"])
+
+    @property
+    def source_kind(self) -> str:
+        return self._meta["source"]["kind"]
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        h, w = self._meta["source"]["frame_shape"]
+        return int(h), int(w)
+
+    @property
+    def normalization(self) -> dict:
+        return self._meta["normalization"]
+
+    @property
+    def detector(self) -> dict | None:
+        return self._meta["detector"]
+
+    @property
+    def created(self) -> str:
+        return self._meta["created"]
+
+    @property
+    def modified(self) -> str:
+        return self._meta["modified"]
+
+    @property
+    def name(self) -> str:
+        """The sequence name: the project folder's name."""
+        return self.folder.resolve().name
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def index(self, stem: str) -> int:
+        return self._index[stem]
+
+    def set_detector(self, detector: dict | None) -> None:
+        self._meta["detector"] = detector
+        self._write_meta()
+
+    def _write_meta(self) -> None:
+        self._meta["modified"] = utc_now()
+        self._write(lambda: atomic_write_json(self.folder / "project.json", self._meta))
+
+    # --- predictions (proposal layer) -----------------------------------------------------------
+
+    def save_prediction(self, stem: str, result: FrameResult, save_logits: bool = False) -> None:
+        """Write the frame's predicted mask and edge map (and logits) and update its detections in memory.
+
+        Files of an earlier prediction that this one does not replace (edge, logits) are removed, so the
+        folder never mixes two runs. Call `flush_detections()` to write detections.csv.
+        """
+        self._check_stem(stem)
+        logits = np.asarray(result.logits, dtype=np.float32)
+        if logits.shape != self.frame_shape:
+            raise ValueError(f"{stem}: logits shape {logits.shape} != frame shape {self.frame_shape}")
+        mask = logits > 0
+        self._write(lambda: atomic_write_png(self._path("masks", stem, ".png"), mask))
+        edge_path = self._path("edges", stem, ".png")
+        if result.edge is not None:
+            edge = np.clip(np.rint(np.asarray(result.edge, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
+            self._write(lambda: atomic_write_png(edge_path, edge))
+        else:
+            self._remove(edge_path)
+        logits_path = self._path("logits", stem, ".npy")
+        if save_logits:
+            self._write(lambda: atomic_write_npy(logits_path, logits))
+        else:
+            self._remove(logits_path)
+        with self._lock:
+            self._detections[stem] = extract_targets(mask, logits)
+
+    def flush_detections(self) -> None:
+        """Write detections.csv (atomically) with the detections of every predicted frame known so far."""
+        with self._lock:
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow(DETECTION_COLUMNS)
+            for stem in sorted(self._detections, key=self._index.__getitem__):
+                for t in self._detections[stem]:
+                    writer.writerow(
+                        [self._index[stem], stem, t.id, repr(t.cx), repr(t.cy), t.area, t.x0, t.y0, t.x1, t.y1, repr(t.peak_score)]
+                    )
+            self._write(lambda: atomic_write_bytes(self.folder / "detections.csv", buf.getvalue().encode("utf-8")))
+
+    def has_prediction(self, stem: str) -> bool:
+        return self._path("masks", stem, ".png").exists()
+
+    def prediction_mask(self, stem: str) -> np.ndarray | None:
+        """bool (H, W), or None without a prediction."""
+        image = self._read_png(self._path("masks", stem, ".png"))
+        return None if image is None else image > 0
+
+    def prediction_edge(self, stem: str) -> np.ndarray | None:
+        """uint8 (H, W) edge probability * 255, or None."""
+        return self._read_png(self._path("edges", stem, ".png"))
+
+    def prediction_logits(self, stem: str) -> np.ndarray | None:
+        """float32 (H, W), or None when the run did not save logits."""
+        path = self._path("logits", stem, ".npy")
+        if not path.exists():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            self._report(path, f"unreadable logits: {e}")
+            return None
+
+    def detections(self, stem: str) -> list[Target]:
+        """The predicted targets of a frame ([] without a prediction).
+
+        Frames predicted but missing from detections.csv (a run interrupted before its flush) are
+        recomputed from the saved mask and logits.
+        """
+        self._check_stem(stem)
+        with self._lock:
+            if stem in self._detections:
+                return list(self._detections[stem])
+        mask = self.prediction_mask(stem)
+        if mask is None:
+            return []
+        targets = extract_targets(mask, self.prediction_logits(stem))
+        with self._lock:
+            self._detections[stem] = targets
+        return list(targets)
+
+    # --- committed masks (human layer) ----------------------------------------------------------
+
+    def committed_mask(self, stem: str) -> np.ndarray | None:
+        """bool (H, W), or None when the analyst has not committed a mask for this frame."""
+        image = self._read_png(self._path("labels", stem, ".png"))
+        return None if image is None else image > 0
+
+    def has_committed_mask(self, stem: str) -> bool:
+        return self._path("labels", stem, ".png").exists()
+
+    def commit_mask(self, stem: str, mask: np.ndarray) -> None:
+        """Save the analyst's mask for a frame (atomically, 0/255 PNG)."""
+        self._check_stem(stem)
+        mask = np.asarray(mask) > 0
+        if mask.shape != self.frame_shape:
+            raise ValueError(f"{stem}: mask shape {mask.shape} != frame shape {self.frame_shape}")
+        path = self._path("labels", stem, ".png")
+        self._write(lambda: atomic_write_png(path, mask))
+        self.damaged = [(p, reason) for p, reason in self.damaged if p != path]
+
+    def remove_committed_mask(self, stem: str) -> None:
+        """Drop the committed mask (back to the proposal); its edit history goes with it."""
+        self._check_stem(stem)
+        self._remove(self._path("labels", stem, ".png"))
+        self._remove(self._path("history", stem, ".npz"))
+        self._histories.pop(stem, None)
+
+    def working_mask(self, stem: str) -> np.ndarray:
+        """The mask edits start from: the committed mask, else the prediction, else all background."""
+        for mask in (self.committed_mask(stem), self.prediction_mask(stem)):
+            if mask is not None:
+                return mask
+        return np.zeros(self.frame_shape, dtype=bool)
+
+    # --- edit history ---------------------------------------------------------------------------
+
+    def history(self, stem: str) -> EditHistory:
+        """The frame's undo/redo history, loaded on first use (a fresh one if the file is damaged)."""
+        self._check_stem(stem)
+        if stem not in self._histories:
+            path = self._path("history", stem, ".npz")
+            history = EditHistory()
+            if path.exists():
+                try:
+                    history = EditHistory.from_npz(path)
+                except ValueError as e:
+                    self._report(path, str(e))
+            self._histories[stem] = history
+        return self._histories[stem]
+
+    def apply_edit(self, stem: str, edit: MaskEdit) -> np.ndarray:
+        """Apply an edit to the working mask, record it, save history and committed mask; returns the new mask."""
+        mask = self.history(stem).apply(self.working_mask(stem), edit)
+        self._save_edit_state(stem, mask)
+        return mask
+
+    def edit_mask(self, stem: str, new_mask: np.ndarray) -> MaskEdit | None:
+        """Record the change from the working mask to `new_mask` as one undoable edit (None if no change)."""
+        edit = make_edit(self.working_mask(stem), new_mask)
+        if edit is not None:
+            self.apply_edit(stem, edit)
+        return edit
+
+    def undo(self, stem: str) -> np.ndarray:
+        mask = self.history(stem).undo(self.working_mask(stem))
+        self._save_edit_state(stem, mask)
+        return mask
+
+    def redo(self, stem: str) -> np.ndarray:
+        mask = self.history(stem).redo(self.working_mask(stem))
+        self._save_edit_state(stem, mask)
+        return mask
+
+    def save_history(self, stem: str) -> None:
+        history = self.history(stem)
+        self._write(lambda: history.to_npz(self._path("history", stem, ".npz")))
+
+    def _save_edit_state(self, stem: str, mask: np.ndarray) -> None:
+        # History first: after a crash between the two writes, undo still restores a consistent mask.
+        self.save_history(stem)
+        self.commit_mask(stem, mask)
+
+    # --- review status --------------------------------------------------------------------------
+
+    def status(self, stem: str) -> ReviewStatus:
+        self._check_stem(stem)
+        entry = self._statuses.get(stem)
+        return entry[0] if entry else ReviewStatus.UNREVIEWED
+
+    def reviewed_at(self, stem: str) -> str | None:
+        """UTC ISO time of the last status change, or None if never set."""
+        entry = self._statuses.get(stem)
+        return entry[1] if entry else None
+
+    def set_status(self, stem: str, status: ReviewStatus | str) -> None:
+        """Set a frame's status and write review.json (and its backup) at once."""
+        self._check_stem(stem)
+        status = ReviewStatus(status)
+        with self._lock:
+            previous = self._statuses.get(stem)
+            self._statuses[stem] = (status, utc_now())
+            document = self._review_document()
+            try:
+                self._write(lambda: atomic_write_json(self.folder / "review.json", document))
+            except ProjectWriteError:
+                if previous is None:
+                    del self._statuses[stem]
+                else:
+                    self._statuses[stem] = previous
+                raise
+            self._write(lambda: atomic_write_json(self.folder / "review.json.bak", document))
+
+    def frames_with_status(self, status: ReviewStatus | str) -> list[str]:
+        status = ReviewStatus(status)
+        return [stem for stem in self.stems if self.status(stem) is status]
+
+    def next_unreviewed(self, after_index: int = -1, wrap: bool = False) -> int | None:
+        """Index of the first unreviewed frame after `after_index` (searching from the start again with `wrap`)."""
+        order = list(range(after_index + 1, len(self.stems)))
+        if wrap:
+            order += range(0, min(after_index + 1, len(self.stems)))
+        for i in order:
+            if self.status(self.stems[i]) is ReviewStatus.UNREVIEWED:
+                return i
+        return None
+
+    def _review_document(self) -> dict:
+        return {
+            "format": REVIEW_FORMAT,
+            "frames": {stem: {"status": s.value, "time": t} for stem, (s, t) in self._statuses.items()},
+        }
+
+    # --- loading --------------------------------------------------------------------------------
+
+    def _load_review(self) -> None:
+        for path in (self.folder / "review.json", self.folder / "review.json.bak"):
+            if not path.exists():
+                continue
+            try:
+                self._statuses = self._parse_review(json.loads(path.read_text(encoding="utf-8")))
+                return
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+                self._report(path, f"unreadable review statuses: {e}")
+
+    def _parse_review(self, document: dict) -> dict[str, tuple[ReviewStatus, str]]:
+        if document.get("format") != REVIEW_FORMAT:
+            raise ValueError(f"not a {REVIEW_FORMAT} file")
+        statuses = {}
+        for stem, entry in document["frames"].items():
+            if stem in self._index:
+                statuses[stem] = (ReviewStatus(entry["status"]), str(entry["time"]))
+        return statuses
+
+    def _load_detections(self) -> None:
+        path = self.folder / "detections.csv"
+        if not path.exists():
+            return
+        detections: dict[str, list[Target]] = {}
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                if tuple(reader.fieldnames or ()) != DETECTION_COLUMNS:
+                    raise ValueError(f"columns {reader.fieldnames} != {list(DETECTION_COLUMNS)}")
+                for row in reader:
+                    stem = row["stem"]
+                    if stem not in self._index:
+                        continue
+                    detections.setdefault(stem, []).append(
+                        Target(
+                            id=int(row["target_id"]), cx=float(row["cx"]), cy=float(row["cy"]), area=int(row["area"]),
+                            x0=int(row["x0"]), y0=int(row["y0"]), x1=int(row["x1"]), y1=int(row["y1"]),
+                            peak_score=float(row["peak_score"]),
+                        )
+                    )
+        except (OSError, ValueError, TypeError, KeyError, csv.Error) as e:
+            self._report(path, f"unreadable detections (recomputed from masks/ on demand): {e}")
+            return
+        self._detections = detections
+
+    def _check_labels(self) -> None:
+        for stem in self.stems:
+            path = self._path("labels", stem, ".png")
+            if path.exists():
+                self._read_png(path)
+
+    def _read_png(self, path: Path) -> np.ndarray | None:
+        """The image (uint8, frame-sized, single channel), or None if absent or damaged (then reported)."""
+        if not path.exists():
+            return None
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as e:
+            self._report(path, f"unreadable: {e}")
+            return None
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        if image is None or not _png_complete(data):
+            self._report(path, "not a complete PNG")
+            return None
+        if image.ndim != 2 or image.dtype != np.uint8 or image.shape != self.frame_shape:
+            self._report(path, f"expected {self.frame_shape} uint8 gray, got {image.shape} {image.dtype}")
+            return None
+        return image
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _path(self, layer: str, stem: str, suffix: str) -> Path:
+        return self.folder / layer / f"{stem}{suffix}"
+
+    def _check_stem(self, stem: str) -> None:
+        if stem not in self._index:
+            raise KeyError(f"{stem!r} is not a frame of this project")
+
+    def _report(self, path: Path, reason: str) -> None:
+        with self._lock:
+            if not any(p == path for p, _ in self.damaged):
+                self.damaged.append((path, reason))
+
+    def _write(self, write) -> None:
+        try:
+            write()
+        except OSError as e:
+            raise ProjectWriteError(f"could not write to {self.folder}: {e}") from e
+
+    def _remove(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise ProjectWriteError(f"could not remove {path}: {e}") from e
+
+
+def _source_meta(source_path: str | Path, source_kind: str, frame_shape: tuple[int, int]) -> dict:
+    h, w = frame_shape
+    return {"path": str(Path(source_path).resolve()), "kind": source_kind, "frame_shape": [int(h), int(w)]}
+
+
+def _check_stems(stems: Sequence[str]) -> None:
+    if len(set(stems)) != len(stems):
+        raise ValueError("frame stems must be unique")
+    for stem in stems:
+        if not isinstance(stem, str) or not stem or stem.startswith(".") or any(c in stem for c in '/\\:'):
+            raise ValueError(f"unusable frame stem {stem!r} (it names files in the project)")
+
+
+def _png_complete(data: np.ndarray) -> bool:
+    # OpenCV decodes some truncated PNGs without complaint; a complete one ends with the IEND chunk.
+    return data.size >= 20 and bytes(data[-12:]) == b"\x00\x00\x00\x00IEND\xaeB`\x82"
