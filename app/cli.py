@@ -8,6 +8,7 @@ import sys
 # subcommand name -> module in app.commands exposing add_parser(subparsers) and run(args) -> int
 COMMANDS = {
     "info": "app.commands.info",
+    "make-demo": "app.commands.demo",
 }
 
 

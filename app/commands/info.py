@@ -1,0 +1,70 @@
+"""`irsam info SOURCE`: what a frame source holds, which normalisation it would get, and which frames are bad."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from app.core.frames import FrameReadError, SourceError, find_ground_truth, open_source
+from app.core.normalization import default_for
+
+VALUE_SAMPLE = 32
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("info", help="describe a frame source and list unreadable frames",
+                              description="Describe a folder of frames, a multi-page TIFF or one image.")
+    p.add_argument("source", help="folder of frames, multi-page TIFF or image file")
+    p.add_argument("--scan", action=argparse.BooleanOptionalAction, default=True,
+                   help="decode every frame to find all unreadable ones (default); --no-scan samples frames")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    try:
+        source = open_source(args.source)
+    except SourceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with source:
+        if args.scan:
+            source.scan()
+            indices = source.readable_indices()
+        else:
+            indices = np.unique(np.linspace(0, len(source) - 1, min(VALUE_SAMPLE, len(source))).round().astype(int))
+        low, high, n_read = None, None, 0
+        for i in indices:
+            try:
+                frame = source.frame(int(i))
+            except FrameReadError:
+                continue
+            lo, hi = int(frame.min()), int(frame.max())
+            low = lo if low is None else min(low, lo)
+            high = hi if high is None else max(high, hi)
+            n_read += 1
+        if n_read == 0:
+            print(f"error: {source.path}: no readable frame", file=sys.stderr)
+            return 2
+        h, w = source.shape
+        bad = source.bad_frames
+        readable = len(source) - sum(1 for b in bad if b.index is not None)
+        where = "all readable frames" if args.scan else f"{n_read} sampled frames"
+        print(f"source:        {source.path}")
+        print(f"kind:          {source.kind}" + (" (memory-mapped)" if getattr(source, "memory_mapped", False) else ""))
+        print(f"frames:        {readable} readable, {len(bad)} unreadable"
+              + ("" if args.scan else " so far (--scan decodes every frame)"))
+        print(f"size:          {w}x{h} (width x height)")
+        print(f"dtype:         {source.dtype}")
+        print(f"value range:   {low}..{high} over {where}")
+        print(f"normalisation: {default_for(source)}")
+        gt = find_ground_truth(source)
+        if gt is not None:
+            parts = ([f"masks in {gt.masks_dir}"] if gt.has_masks else []) + \
+                    ([f"boxes in {gt.boxes_path}"] if gt.has_boxes else [])
+            print(f"ground truth:  {', '.join(parts)}")
+        if bad:
+            print("unreadable (skipped):")
+            for b in bad:
+                print(f"  {b.path}: {b.reason}")
+    return 0

@@ -1,0 +1,94 @@
+import json
+import time
+
+import numpy as np
+import pytest
+
+from app.core.frames import open_source
+from app.core.normalization import Normalization, default_for
+from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
+
+
+def test_identity8_leaves_8bit_unchanged():
+    values = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    out = Normalization.identity8().apply(values)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, values)
+
+
+def test_fixed_window_linear_clipped_rounded_half_up():
+    n = Normalization.fixed(1000, 1510)  # 2 counts per output level
+    raw = np.array([[0, 999, 1000, 1001, 1002, 1003, 1255, 1510, 1511, 65535]], np.uint16)
+    np.testing.assert_array_equal(n.apply(raw), [[0, 0, 0, 1, 1, 2, 128, 255, 255, 255]])
+    floats = np.array([1000.0, 1001.0, 1510.0])
+    np.testing.assert_array_equal(n.apply(floats), [0, 1, 255])
+
+
+def test_invalid_windows_rejected():
+    with pytest.raises(ValueError):
+        Normalization.fixed(10, 10)
+    with pytest.raises(ValueError):
+        Normalization("stretch", 0, 1)
+    with pytest.raises(ValueError):
+        Normalization.from_percentiles([np.zeros((4, 4), np.uint16)], p_low=50, p_high=10)
+
+
+def test_percentiles_match_numpy_and_fill_range():
+    rng = np.random.default_rng(0)
+    frames = [rng.normal(10000, 300, (64, 80)).astype(np.uint16) for _ in range(5)]
+    n = Normalization.from_percentiles(frames, 1, 99)
+    values = np.concatenate([f.ravel() for f in frames])
+    assert n.low == np.percentile(values, 1, method="inverted_cdf")
+    assert n.high == np.percentile(values, 99, method="inverted_cdf")
+    assert n.mode == "percentile" and n.sample == 5
+    full = Normalization.from_percentiles(frames, 0, 100)
+    assert (full.low, full.high) == (values.min(), values.max())
+    assert np.concatenate([full.apply(f).ravel() for f in frames]).min() == 0
+    assert np.concatenate([full.apply(f).ravel() for f in frames]).max() == 255
+
+
+def test_flat_sample_still_valid():
+    n = Normalization.from_percentiles([np.full((8, 8), 500, np.uint16)])
+    assert n.low == 500 and n.high == 501
+
+
+def test_percentile_computed_once_per_sequence(tmp_path):
+    seq = generate_sequence(SyntheticConfig(n_frames=40, height=48, width=64), seed=3)
+    write_sequence(seq, tmp_path, layout="tiff")
+    with open_source(tmp_path / "stack.tif") as src:
+        n = default_for(src)
+        assert n.mode == "percentile" and n.sample == 32
+        assert 8000 - 1000 < n.low < n.high < 12000 + 3000
+        outs = [n.apply(src.frame(i)) for i in range(len(src))]
+        # a stored window, not a per-frame stretch: a flat frame stays flat at its own level
+        assert (n.apply(np.full((4, 4), int(n.high), np.uint16)) == 255).all()
+        assert (n.apply(np.full((4, 4), int(n.low), np.uint16)) == 0).all()
+        mid = int((n.low + n.high) / 2)
+        assert (n.apply(np.full((4, 4), mid, np.uint16)) == 128).all() or \
+            (n.apply(np.full((4, 4), mid, np.uint16)) == 127).all()
+        all_out = np.stack(outs)
+        assert all_out.min() == 0 and all_out.max() == 255
+
+
+def test_default_for_8bit_is_identity():
+    class Source:
+        dtype = np.dtype(np.uint8)
+    assert default_for(Source()) == Normalization.identity8()
+
+
+def test_dict_round_trip_is_json_safe():
+    for n in (Normalization.identity8(), Normalization.fixed(100, 4000.5),
+              Normalization.from_percentiles([np.arange(1000, dtype=np.uint16).reshape(25, 40)], 0.5, 99.99)):
+        d = json.loads(json.dumps(n.to_dict()))
+        assert Normalization.from_dict(d) == n
+
+
+def test_apply_is_fast_for_640x512_uint16():
+    frame = np.random.default_rng(0).integers(0, 65536, (512, 640)).astype(np.uint16)
+    n = Normalization.fixed(8000, 12000)
+    n.apply(frame)
+    start = time.perf_counter()
+    for _ in range(20):
+        n.apply(frame)
+    per_frame = (time.perf_counter() - start) / 20
+    assert per_frame < 0.01  # about 1 ms on an idle core; generous for shared CI runners
