@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import heapq
 import io
+import zipfile
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +122,7 @@ class EditHistory:
                     name: _unpack(data[f"{name}_boxes"], data[f"{name}_before"], data[f"{name}_after"])
                     for name in ("undo", "redo")
                 }
-        except (OSError, KeyError, EOFError) as e:
+        except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise ValueError(f"not an edit history: {e}") from e
         history._undo.extend(stacks["undo"])
         history._redo.extend(stacks["redo"])

@@ -1,0 +1,238 @@
+import numpy as np
+import pytest
+
+from app.core.edits import (
+    EditHistory,
+    accept_targets,
+    delete_component,
+    fill_polygon,
+    flood_fill,
+    grow_target,
+    make_edit,
+    mask_diff,
+    paint_stroke,
+)
+from app.core.targets import label_components
+
+
+def blank(h=40, w=50):
+    return np.zeros((h, w), dtype=bool)
+
+
+def test_one_pixel_brush_sets_exactly_one_pixel():
+    out = paint_stroke(blank(), [(7, 3)], radius=0, value=True)
+    assert np.argwhere(out).tolist() == [[3, 7]]
+
+
+def test_float_points_are_floored_to_the_pixel_they_fall_in():
+    out = paint_stroke(blank(), [(7.9, 3.2)], radius=0, value=True)
+    assert np.argwhere(out).tolist() == [[3, 7]]
+
+
+def test_disc_brush_radius_2_is_the_13_pixel_disc():
+    out = paint_stroke(blank(), [(10, 10)], radius=2, value=True)
+    assert out.sum() == 13
+    ys, xs = np.nonzero(out)
+    assert np.all((xs - 10) ** 2 + (ys - 10) ** 2 <= 4)
+
+
+def test_fast_stroke_with_far_apart_points_has_no_gaps():
+    points = [(1, 1), (45, 30), (2, 38)]
+    out = paint_stroke(blank(), points, radius=0, value=True)
+    n, labels = label_components(out)
+    assert n == 1
+    for x, y in points:
+        assert out[y, x]
+    # a 1 px line between (1,1) and (45,30) steps once per column: 45 new pixels, then 43 more
+    assert out.sum() == 1 + 44 + 43
+
+
+def test_stroke_is_clipped_at_the_border():
+    out = paint_stroke(blank(10, 10), [(-5, 5), (15, 5)], radius=1, value=True)
+    assert out[5].all() and out[4].all() and out[6].all() and out.sum() == 30
+
+
+def test_eraser_clears_and_leaves_the_input_untouched():
+    mask = np.ones((20, 20), dtype=bool)
+    out = paint_stroke(mask, [(5, 5), (5, 14)], radius=0, value=False)
+    assert mask.all()
+    assert (~out).sum() == 10 and not out[5:15, 5].any()
+
+
+def test_fill_polygon_includes_the_boundary_pixels():
+    out = fill_polygon(blank(), [(2, 2), (5, 2), (5, 5), (2, 5)])
+    expected = blank()
+    expected[2:6, 2:6] = True
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_fill_polygon_with_false_cuts_a_hole():
+    mask = np.ones((10, 10), dtype=bool)
+    out = fill_polygon(mask, [(3, 3), (4, 3), (4, 4), (3, 4)], value=False)
+    assert (~out).sum() == 4 and not out[3:5, 3:5].any()
+
+
+def test_flood_fill_is_4_connected_and_held_by_an_8_connected_outline():
+    outline = paint_stroke(blank(20, 20), [(5, 2), (9, 6), (5, 10), (1, 6), (5, 2)], radius=0, value=True)
+    inside = flood_fill(outline, 5, 6, True)
+    assert not inside[0, 0]  # did not leak through the diagonal steps
+    assert inside[6, 5] and inside[3, 5]
+    added = inside & ~outline
+    assert added.sum() == 25  # diamond interior: 1 + 3 + 5 + 7 + 5 + 3 + 1
+    assert np.array_equal(flood_fill(outline, 5, 2, True), outline)  # already that value
+
+
+def test_flood_fill_with_false_empties_a_region():
+    mask = blank()
+    mask[5:10, 5:10] = True
+    mask[20, 20] = True
+    out = flood_fill(mask, 7, 7, False)
+    assert out.sum() == 1 and out[20, 20]
+
+
+def test_delete_component_removes_only_the_8_connected_component_under_the_click():
+    mask = blank()
+    mask[5, 5] = mask[6, 6] = mask[7, 7] = True  # diagonal chain: one 8-connected target
+    mask[20:23, 30:33] = True
+    out = delete_component(mask, 6, 6)
+    assert out.sum() == 9 and out[20:23, 30:33].all()
+    assert np.array_equal(delete_component(mask, 0, 0), mask)
+
+
+def test_accept_targets_unions_chosen_predicted_components():
+    predicted = blank()
+    predicted[2, 2] = True  # id 1 (raster order)
+    predicted[10:12, 10:12] = True  # id 2
+    predicted[30, 40] = True  # id 3
+    committed = blank()
+    committed[0, 49] = True
+    out = accept_targets(committed, predicted, [2, 3])
+    assert out[0, 49] and out[10:12, 10:12].all() and out[30, 40] and not out[2, 2]
+    assert out.sum() == 1 + 4 + 1
+    np.testing.assert_array_equal(accept_targets(None, predicted), predicted)
+
+
+def synthetic_blob(raw=False):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    blob = (xx - 30) ** 2 / 4.0 + (yy - 20) ** 2 / 2.25 <= 1.0  # 5 x 3 ellipse
+    if raw:
+        image = 12000 + rng.normal(0, 40, (64, 64))
+        image[blob] += 2000
+        return np.clip(image, 0, 65535).astype(np.uint16), blob
+    image = 60 + rng.normal(0, 3, (64, 64))
+    image[blob] += 120
+    return np.clip(image, 0, 255).astype(np.uint8), blob
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_grow_target_recovers_a_synthetic_blob(raw):
+    image, blob = synthetic_blob(raw)
+    for click in [(30, 20), (32, 21)]:  # on the target, and a pixel off its centre
+        grown = grow_target(image, *click)
+        assert np.count_nonzero(grown ^ blob) <= 2
+        assert label_components(grown)[0] == 1
+
+
+def test_grow_target_snaps_to_the_nearby_peak_and_caps_area():
+    image, blob = synthetic_blob()
+    near = grow_target(image, 34, 22)  # just outside the ellipse
+    assert np.count_nonzero(near ^ blob) <= 2
+    assert grow_target(image, 30, 20, max_area=5).sum() == 5
+    assert not grow_target(image, 5, 50).any()  # background only
+
+
+def test_mask_diff_partitions_the_union():
+    pred, committed = blank(), blank()
+    pred[1:4, 1:4] = True
+    committed[2:6, 2:6] = True
+    only_pred, only_committed, both = mask_diff(pred, committed)
+    assert only_pred.sum() == 5 and only_committed.sum() == 12 and both.sum() == 4
+    np.testing.assert_array_equal(only_pred | only_committed | both, pred | committed)
+
+
+def test_make_edit_crops_to_the_changed_box():
+    before = blank()
+    after = paint_stroke(before, [(10, 5), (12, 8)], radius=0, value=True)
+    edit = make_edit(before, after)
+    assert (edit.y0, edit.x0, edit.y1, edit.x1) == (5, 10, 9, 13)
+    assert edit.before.shape == edit.after.shape == (4, 3)
+    assert make_edit(before, before.copy()) is None
+
+
+def random_edits(n, shape=(32, 48), seed=1):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(shape, dtype=bool)
+    states, edits = [mask], []
+    for _ in range(n):
+        points = [tuple(rng.integers(0, 48, 2)) for _ in range(rng.integers(1, 4))]
+        new = paint_stroke(mask, points, radius=int(rng.integers(0, 3)), value=bool(rng.random() < 0.7))
+        edit = make_edit(mask, new)
+        if edit is None:
+            continue
+        edits.append(edit)
+        states.append(new)
+        mask = new
+    return states, edits
+
+
+def test_deep_undo_redo_is_exact():
+    states, edits = random_edits(300)
+    assert len(edits) >= 200
+    history = EditHistory()
+    mask = states[0]
+    for edit, expected in zip(edits, states[1:]):
+        mask = history.apply(mask, edit)
+        np.testing.assert_array_equal(mask, expected)
+    for expected in reversed(states[:-1]):
+        mask = history.undo(mask)
+        np.testing.assert_array_equal(mask, expected)
+    assert not history.can_undo and history.can_redo
+    for expected in states[1:]:
+        mask = history.redo(mask)
+        np.testing.assert_array_equal(mask, expected)
+    assert not history.can_redo
+    with pytest.raises(IndexError):
+        history.redo(mask)
+
+
+def test_new_edit_after_undo_drops_the_redo_stack():
+    states, edits = random_edits(3)
+    history = EditHistory()
+    mask = history.apply(states[0], edits[0])
+    mask = history.undo(mask)
+    history.apply(mask, edits[0])
+    assert not history.can_redo and len(history) == 1
+
+
+def test_history_depth_bound_drops_the_oldest():
+    states, edits = random_edits(20)
+    history = EditHistory(max_depth=5)
+    mask = states[0]
+    for edit in edits:
+        mask = history.apply(mask, edit)
+    assert len(history) == 5
+    for _ in range(5):
+        mask = history.undo(mask)
+    np.testing.assert_array_equal(mask, states[len(edits) - 5])
+
+
+def test_history_npz_round_trip(tmp_path):
+    states, edits = random_edits(30)
+    history = EditHistory()
+    mask = states[0]
+    for edit in edits:
+        mask = history.apply(mask, edit)
+    for _ in range(7):
+        mask = history.undo(mask)
+    history.to_npz(tmp_path / "h.npz")
+    loaded = EditHistory.from_npz(tmp_path / "h.npz")
+    assert len(loaded) == len(history) and loaded.can_redo
+    a = b = mask
+    while history.can_undo:
+        a, b = history.undo(a), loaded.undo(b)
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(b, states[0])
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(ValueError):
+        EditHistory.from_npz(tmp_path / "bad.npz")

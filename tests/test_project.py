@@ -1,0 +1,293 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import app.core.atomic
+from app.core.edits import make_edit, paint_stroke
+from app.core.project import ProjectError, ProjectWriteError, ReviewProject, ReviewStatus
+from model.detectors import FrameResult
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPE = (24, 32)
+STEMS = ["f000", "f001", "f002", "f003"]
+NORMALIZATION = {"mode": "window", "low": 100.0, "high": 4000.0}
+DETECTOR = {"name": "tophat", "weights": None, "sha256": None, "config": {"radius": 5}, "device": "cpu"}
+
+
+def make_project(folder, stems=STEMS, detector=DETECTOR):
+    return ReviewProject.create(folder, folder.parent / "frames", "folder", stems, SHAPE, NORMALIZATION, detector)
+
+
+def result_with_targets(boxes, edge=True):
+    logits = np.full(SHAPE, -5.0, dtype=np.float32)
+    for k, (y0, x0, y1, x1) in enumerate(boxes):
+        logits[y0:y1, x0:x1] = 1.0 + k
+    edge_map = np.linspace(0, 1, SHAPE[0] * SHAPE[1], dtype=np.float32).reshape(SHAPE) if edge else None
+    return FrameResult(logits=logits, edge=edge_map)
+
+
+def square_mask(y, x, size=3):
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[y : y + size, x : x + size] = True
+    return mask
+
+
+def test_create_open_round_trip(tmp_path):
+    project = make_project(tmp_path / "seq1")
+    opened = ReviewProject.open(tmp_path / "seq1")
+    assert opened.stems == STEMS and len(opened) == 4 and opened.index("f002") == 2
+    assert opened.frame_shape == SHAPE
+    assert opened.normalization == NORMALIZATION and opened.detector == DETECTOR
+    assert opened.source_path == (tmp_path / "frames").resolve() and opened.source_kind == "folder"
+    assert opened.name == "seq1" and opened.created == project.created
+    assert opened.damaged == []
+    meta = json.loads((tmp_path / "seq1" / "project.json").read_text())
+    assert meta["format"] == "irsam-review-project/1"
+    assert all(opened.status(s) is ReviewStatus.UNREVIEWED for s in STEMS)
+
+
+def test_create_refuses_an_existing_project_unless_asked(tmp_path):
+    make_project(tmp_path / "p")
+    with pytest.raises(ProjectError):
+        make_project(tmp_path / "p")
+    rerun = ReviewProject.create(tmp_path / "p", tmp_path / "frames", "folder", STEMS, SHAPE, NORMALIZATION,
+                                 {**DETECTOR, "name": "mpcm"}, exist_ok=True)
+    assert ReviewProject.open(tmp_path / "p").detector["name"] == "mpcm" and rerun.detector["name"] == "mpcm"
+    with pytest.raises(ProjectError):
+        ReviewProject.create(tmp_path / "p", tmp_path / "frames", "folder", STEMS[:2], SHAPE, NORMALIZATION,
+                             exist_ok=True)
+
+
+def test_open_rejects_a_folder_without_project(tmp_path):
+    with pytest.raises(ProjectError):
+        ReviewProject.open(tmp_path)
+    (tmp_path / "project.json").write_text("{not json")
+    with pytest.raises(ProjectError):
+        ReviewProject.open(tmp_path)
+
+
+@pytest.mark.parametrize("stems", [["a", "a"], ["a/b"], [".hidden"], [""]])
+def test_stems_that_cannot_name_files_are_refused(tmp_path, stems):
+    with pytest.raises(ValueError):
+        make_project(tmp_path / "p", stems=stems)
+
+
+def test_predictions_round_trip_with_detections(tmp_path):
+    project = make_project(tmp_path / "p")
+    result = result_with_targets([(2, 3, 4, 6), (10, 20, 13, 21)])
+    project.save_prediction("f001", result, save_logits=True)
+    project.flush_detections()
+    opened = ReviewProject.open(tmp_path / "p")
+    assert opened.has_prediction("f001") and not opened.has_prediction("f000")
+    np.testing.assert_array_equal(opened.prediction_mask("f001"), result.mask)
+    np.testing.assert_array_equal(opened.prediction_logits("f001"), result.logits)
+    edge = opened.prediction_edge("f001")
+    assert edge.dtype == np.uint8 and edge[0, 0] == 0 and edge[-1, -1] == 255
+    targets = opened.detections("f001")
+    assert [(t.id, t.area, t.x0, t.y0, t.x1, t.y1, t.peak_score) for t in targets] == [
+        (1, 6, 3, 2, 5, 3, 1.0),
+        (2, 3, 20, 10, 20, 12, 2.0),
+    ]
+    assert opened.detections("f000") == [] and opened.prediction_mask("f000") is None
+    header = (tmp_path / "p" / "detections.csv").read_text().splitlines()[0]
+    assert header == "frame,stem,target_id,cx,cy,area,x0,y0,x1,y1,peak_score"
+
+
+def test_detections_missing_from_the_csv_are_recomputed(tmp_path):
+    project = make_project(tmp_path / "p")
+    project.save_prediction("f000", result_with_targets([(5, 5, 7, 7)]), save_logits=True)  # never flushed
+    targets = ReviewProject.open(tmp_path / "p").detections("f000")
+    assert len(targets) == 1 and targets[0].area == 4 and targets[0].peak_score == 1.0
+
+
+def test_a_rerun_replaces_the_previous_prediction_files(tmp_path):
+    project = make_project(tmp_path / "p")
+    project.save_prediction("f000", result_with_targets([(5, 5, 7, 7)]), save_logits=True)
+    project.save_prediction("f000", result_with_targets([(1, 1, 2, 2)], edge=False))
+    assert project.prediction_logits("f000") is None and project.prediction_edge("f000") is None
+    assert project.prediction_mask("f000").sum() == 1 and project.detections("f000")[0].area == 1
+
+
+def test_prediction_and_committed_layers_are_independent(tmp_path):
+    project = make_project(tmp_path / "p")
+    project.save_prediction("f000", result_with_targets([(2, 2, 4, 4)]))
+    human = square_mask(10, 10)
+    project.commit_mask("f000", human)
+    project.save_prediction("f000", result_with_targets([(15, 15, 20, 20)]))  # detection re-run
+    project.flush_detections()
+    ReviewProject.create(tmp_path / "p", tmp_path / "frames", "folder", STEMS, SHAPE, NORMALIZATION, DETECTOR,
+                         exist_ok=True)
+    opened = ReviewProject.open(tmp_path / "p")
+    np.testing.assert_array_equal(opened.committed_mask("f000"), human)
+    assert opened.prediction_mask("f000").sum() == 25
+    assert opened.committed_mask("f001") is None
+    label = cv2.imread(str(tmp_path / "p" / "labels" / "f000.png"), cv2.IMREAD_UNCHANGED)
+    assert label.dtype == np.uint8 and label.ndim == 2 and set(np.unique(label)) == {0, 255}
+
+
+def test_commit_mask_checks_the_frame(tmp_path):
+    project = make_project(tmp_path / "p")
+    with pytest.raises(ValueError):
+        project.commit_mask("f000", np.zeros((5, 5), dtype=bool))
+    with pytest.raises(KeyError):
+        project.commit_mask("nope", np.zeros(SHAPE, dtype=bool))
+
+
+def fail_replace(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+def test_failed_label_write_keeps_the_old_file_and_raises(tmp_path, monkeypatch):
+    project = make_project(tmp_path / "p")
+    project.commit_mask("f000", square_mask(1, 1))
+    label = tmp_path / "p" / "labels" / "f000.png"
+    before = label.read_bytes()
+    monkeypatch.setattr(app.core.atomic.os, "replace", fail_replace)
+    with pytest.raises(ProjectWriteError):
+        project.commit_mask("f000", square_mask(10, 10))
+    monkeypatch.undo()
+    assert label.read_bytes() == before
+    assert sorted(p.name for p in label.parent.iterdir()) == ["f000.png"]  # no temp file left behind
+    np.testing.assert_array_equal(ReviewProject.open(tmp_path / "p").committed_mask("f000"), square_mask(1, 1))
+
+
+def test_failed_status_write_keeps_review_json_and_the_old_status(tmp_path, monkeypatch):
+    project = make_project(tmp_path / "p")
+    project.set_status("f000", ReviewStatus.ACCEPTED)
+    review = tmp_path / "p" / "review.json"
+    before = review.read_bytes()
+    monkeypatch.setattr(app.core.atomic.os, "replace", fail_replace)
+    with pytest.raises(ProjectWriteError):
+        project.set_status("f000", "rejected")
+    with pytest.raises(ProjectWriteError):
+        project.set_status("f001", "negative")
+    monkeypatch.undo()
+    assert review.read_bytes() == before
+    assert project.status("f000") is ReviewStatus.ACCEPTED and project.status("f001") is ReviewStatus.UNREVIEWED
+    assert ReviewProject.open(tmp_path / "p").status("f000") is ReviewStatus.ACCEPTED
+
+
+def test_damaged_files_are_reported_and_the_rest_loads(tmp_path):
+    project = make_project(tmp_path / "p")
+    project.commit_mask("f000", square_mask(1, 1))
+    project.commit_mask("f001", square_mask(5, 5))
+    project.set_status("f000", "corrected")
+    project.set_status("f001", "negative")
+    folder = tmp_path / "p"
+    good_label = (folder / "labels" / "f000.png").read_bytes()
+    (folder / "labels" / "f000.png").write_bytes(good_label[: len(good_label) // 2])  # truncated
+    (folder / "review.json").write_text('{"format": "irsam-review-status/1", "frames": {')
+    (folder / "detections.csv").write_text("garbage,header\n1,2\n")
+
+    opened = ReviewProject.open(folder)
+    damaged = {path.name: reason for path, reason in opened.damaged}
+    assert set(damaged) == {"f000.png", "review.json", "detections.csv"}
+    assert opened.committed_mask("f000") is None
+    np.testing.assert_array_equal(opened.committed_mask("f001"), square_mask(5, 5))
+    # statuses come back from review.json.bak
+    assert opened.status("f000") is ReviewStatus.CORRECTED and opened.status("f001") is ReviewStatus.NEGATIVE
+    opened.commit_mask("f000", square_mask(2, 2))  # re-committing repairs it
+    assert all(path.name != "f000.png" for path, _ in opened.damaged)
+    opened.set_status("f002", "accepted")
+    assert ReviewProject.open(folder).damaged == [(folder / "detections.csv", damaged["detections.csv"])]
+
+
+def test_both_review_files_damaged_means_unreviewed(tmp_path):
+    project = make_project(tmp_path / "p")
+    project.set_status("f000", "accepted")
+    (tmp_path / "p" / "review.json").write_text("[]")
+    (tmp_path / "p" / "review.json.bak").write_bytes(b"\x00")
+    opened = ReviewProject.open(tmp_path / "p")
+    assert len(opened.damaged) == 2 and opened.status("f000") is ReviewStatus.UNREVIEWED
+
+
+def test_labels_survive_a_kill_mid_write(tmp_path):
+    project = make_project(tmp_path / "p", stems=[f"f{i:03d}" for i in range(6)])
+    writer = textwrap.dedent(
+        f"""
+        import numpy as np
+        from app.core.project import ReviewProject
+        project = ReviewProject.open({str(tmp_path / "p")!r})
+        rng = np.random.default_rng(0)
+        i = 0
+        while True:
+            project.commit_mask(project.stems[i % len(project.stems)], rng.random({SHAPE!r}) > 0.5)
+            i += 1
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", writer], cwd=REPO)
+    labels = tmp_path / "p" / "labels"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(list(labels.glob("*.png"))) < 6:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert len(list(labels.glob("*.png"))) == 6
+    opened = ReviewProject.open(tmp_path / "p")
+    assert opened.damaged == []
+    for stem in project.stems:
+        assert opened.committed_mask(stem).shape == SHAPE
+
+
+def test_edit_history_persists_across_reopen(tmp_path):
+    project = make_project(tmp_path / "p")
+    project.save_prediction("f000", result_with_targets([(2, 2, 4, 4)]))
+    states = [project.working_mask("f000")]
+    np.testing.assert_array_equal(states[0], project.prediction_mask("f000"))
+    for k in range(5):
+        states.append(paint_stroke(states[-1], [(5 + 3 * k, 10), (5 + 3 * k, 15)], radius=1, value=True))
+        edit = project.edit_mask("f000", states[-1])
+        assert edit is not None
+    assert project.edit_mask("f000", states[-1]) is None
+    np.testing.assert_array_equal(project.undo("f000"), states[4])
+
+    opened = ReviewProject.open(tmp_path / "p")
+    history = opened.history("f000")
+    assert len(history) == 4 and history.can_redo
+    np.testing.assert_array_equal(opened.committed_mask("f000"), states[4])
+    np.testing.assert_array_equal(opened.redo("f000"), states[5])
+    for expected in reversed(states[:5]):
+        np.testing.assert_array_equal(opened.undo("f000"), expected)
+    np.testing.assert_array_equal(ReviewProject.open(tmp_path / "p").committed_mask("f000"), states[0])
+    assert opened.prediction_mask("f000").sum() == 4  # the proposal layer never changed
+
+    edit = make_edit(states[0], square_mask(20, 25))
+    np.testing.assert_array_equal(opened.apply_edit("f000", edit), square_mask(20, 25))
+    opened.remove_committed_mask("f000")
+    assert opened.committed_mask("f000") is None and not opened.history("f000").can_undo
+
+
+def test_a_damaged_history_file_is_reported_and_replaced(tmp_path):
+    project = make_project(tmp_path / "p")
+    project.edit_mask("f001", square_mask(3, 3))
+    (tmp_path / "p" / "history" / "f001.npz").write_bytes(b"PK\x03\x04broken")
+    opened = ReviewProject.open(tmp_path / "p")
+    assert not opened.history("f001").can_undo
+    assert [p.name for p, _ in opened.damaged] == ["f001.npz"]
+
+
+def test_status_queries(tmp_path):
+    project = make_project(tmp_path / "p")
+    project.set_status("f000", ReviewStatus.ACCEPTED)
+    project.set_status("f002", "negative")
+    assert project.frames_with_status("accepted") == ["f000"]
+    assert project.frames_with_status(ReviewStatus.UNREVIEWED) == ["f001", "f003"]
+    assert project.next_unreviewed() == 1
+    assert project.next_unreviewed(1) == 3
+    assert project.next_unreviewed(3) is None and project.next_unreviewed(3, wrap=True) == 1
+    assert project.reviewed_at("f000") is not None and project.reviewed_at("f001") is None
+    with pytest.raises(ValueError):
+        project.set_status("f000", "maybe")
+    document = json.loads((tmp_path / "p" / "review.json").read_text())
+    assert document["frames"]["f002"]["status"] == "negative"
+    assert (tmp_path / "p" / "review.json.bak").read_text() == (tmp_path / "p" / "review.json").read_text()
