@@ -1,0 +1,79 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.cli import main
+from app.core.synthetic import SyntheticConfig, iter_frames, write_sequence
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CLIP_156 = SHARED / "data" / "sequences" / "IR_DRONE_156"
+
+
+def fields(out: str) -> dict:
+    pairs = (line.partition(":") for line in out.splitlines() if not line.startswith(" "))
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def test_info_real_clip(capsys):
+    assert main(["info", str(CLIP_156)]) == 0
+    out = capsys.readouterr().out
+    f = fields(out)
+    assert f["kind"] == "folder"
+    assert f["frames"] == "307 readable, 0 unreadable"
+    assert f["size"].startswith("320x256") and f["dtype"] == "uint8"
+    assert f["normalisation"] == "window 0..255"
+    assert "boxes.csv" in f["ground truth"]
+
+
+def test_info_16bit_multipage_tiff(tmp_path, capsys):
+    write_sequence(iter_frames(SyntheticConfig(n_frames=12, height=64, width=80), seed=2), tmp_path, layout="tiff")
+    assert main(["info", str(tmp_path / "stack.tif"), "--no-scan"]) == 0
+    f = fields(capsys.readouterr().out)
+    assert f["kind"] == "tiff (memory-mapped)" and f["frames"].startswith("12 readable")
+    assert f["size"].startswith("80x64") and f["dtype"] == "uint16"
+    assert f["normalisation"].startswith("percentile 0.5..99.99% of 12 frames -> window ")
+    assert "masks" in f["ground truth"]
+
+
+def test_info_lists_bad_files(tmp_path, capsys):
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((16, 20), 10 * i, np.uint8))
+    (tmp_path / "005.png").write_bytes(b"")
+    data = (tmp_path / "000.png").read_bytes()
+    (tmp_path / "006.png").write_bytes(data[:30])
+    cv2.imwrite(str(tmp_path / "007.png"), np.zeros((8, 8), np.uint8))
+    assert main(["info", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert fields(out)["frames"] == "5 readable, 3 unreadable"
+    assert fields(out)["value range"] == "0..40 over all readable frames"
+    assert f"{tmp_path / '005.png'}: empty file (0 bytes)" in out
+    assert f"{tmp_path / '006.png'}: truncated PNG" in out
+    assert f"{tmp_path / '007.png'}: size 8x8 differs from the sequence's 20x16" in out
+
+
+def test_info_missing_and_unreadable(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope")]) != 0
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {tmp_path / 'nope'}: no such file or folder"
+    (tmp_path / "a.png").write_text("not an image")
+    assert main(["info", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "none of the 1 image files is readable" in err
+
+
+def test_make_demo_then_info(tmp_path, capsys):
+    assert main(["make-demo", str(tmp_path / "d"), "--frames", "4", "--width", "48", "--height", "40"]) == 0
+    assert len(list((tmp_path / "d" / "images").glob("*.png"))) == 4
+    assert len(list((tmp_path / "d" / "masks").glob("*.png"))) == 4
+
+
+def test_info_subprocess_missing_path(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "app.cli", "info", str(tmp_path / "missing")], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert run.stdout == "" and len(run.stderr.strip().splitlines()) == 1
+    assert "no such file or folder" in run.stderr and "Traceback" not in run.stderr
