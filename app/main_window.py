@@ -1,0 +1,505 @@
+"""The review window: wires the frame view, timeline and docks to a ReviewSession and the detection worker."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.core.frames import FrameReadError, SourceError
+from app.core.project import ProjectError, ReviewStatus
+from app.core.targets import Target
+from app.measure import frame_iou_pd, local_snr, target_snr
+from app.session import FrameLayers, ReviewSession
+from app.widgets.detection_panel import DetectionPanel, describe_metadata
+from app.widgets.frame_view import PALETTES, FrameView
+from app.widgets.overlays import OverlayPanel
+from app.widgets.surface_view import SurfaceRegion, SurfaceView
+from app.widgets.target_list import TargetList
+from app.widgets.timeline import Timeline
+from app.widgets.workers import DetectionWorker, DetectorChoice, WorkerRunner
+from app.widgets.wpmd_panel import FeaturePanel
+
+MAX_RECENT = 10
+TARGET_ZOOM = 24  # half-size of the view when jumping to a target, pixels
+TRACK_RADIUS = 10.0  # a selected target is followed to the next frame when one lies this close
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    def __init__(self, settings: QtCore.QSettings | None = None):
+        super().__init__()
+        self.settings = settings or QtCore.QSettings("irsam-review", "irsam-review")
+        self.session: ReviewSession | None = None
+        self.index = 0
+        self.frame: np.ndarray | None = None
+        self.layers = FrameLayers()
+        self.selected: Target | None = None
+        self.cursor: tuple[int, int] | None = None
+        self.detector = None  # built detector for `detector_choice`, kept between runs
+        self.detector_choice: DetectorChoice | None = None
+        self.detection_runner = WorkerRunner(self)
+        self.feature_runner = WorkerRunner(self)
+
+        self.setWindowTitle("IRSAM Review")
+        self.setAcceptDrops(True)
+        self.resize(1400, 900)
+        self.frame_view = FrameView()
+        self.timeline = Timeline()
+        central = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.frame_view, 1)
+        layout.addWidget(self.timeline)
+        self.setCentralWidget(central)
+
+        self.detection_panel = DetectionPanel()
+        self.target_list = TargetList()
+        self.overlay_panel = OverlayPanel()
+        self.feature_panel = FeaturePanel()
+        self.surface_view = SurfaceView()
+        self.detection_dock = self._dock("Detection", self.detection_panel, QtCore.Qt.RightDockWidgetArea)
+        self.targets_dock = self._dock("Targets", self.target_list, QtCore.Qt.RightDockWidgetArea)
+        self.overlays_dock = self._dock("Overlays", self.overlay_panel, QtCore.Qt.RightDockWidgetArea)
+        self.features_dock = self._dock("WPMD / GAD features", self.feature_panel, QtCore.Qt.BottomDockWidgetArea)
+        self.surface_dock = self._dock("3D intensity", self.surface_view, QtCore.Qt.BottomDockWidgetArea)
+        self.splitDockWidget(self.features_dock, self.surface_dock, QtCore.Qt.Horizontal)
+        self.features_dock.hide()
+        self.surface_dock.hide()
+
+        self.device_label = QtWidgets.QLabel("device: -")
+        self.metrics_label = QtWidgets.QLabel()
+        self.cursor_label = QtWidgets.QLabel()
+        self.frame_label = QtWidgets.QLabel()
+        bar = self.statusBar()
+        bar.addWidget(self.frame_label)
+        bar.addWidget(self.cursor_label, 1)
+        bar.addPermanentWidget(self.metrics_label)
+        bar.addPermanentWidget(self.device_label)
+
+        self._build_menus()
+        self._build_toolbar()
+        self._build_shortcuts()
+        self._connect()
+        self._update_device_label()
+
+    # --- construction ---------------------------------------------------------------------------
+
+    def _dock(self, title: str, widget: QtWidgets.QWidget, area) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction("Open &folder...", self.open_folder_dialog, QtGui.QKeySequence.Open)
+        file_menu.addAction("Open &TIFF stack...", self.open_tiff_dialog)
+        file_menu.addAction("Open &project...", self.open_project_dialog)
+        file_menu.addAction("Open &demo sequence", self.open_demo)
+        self.recent_menu = file_menu.addMenu("&Recent")
+        self._fill_recent_menu()
+        file_menu.addSeparator()
+        file_menu.addAction("&Quit", self.close, QtGui.QKeySequence.Quit)
+        run_menu = self.menuBar().addMenu("&Detection")
+        run_menu.addAction("Run on this &frame", lambda: self.run_detection("frame"), "Ctrl+R")
+        run_menu.addAction("Run on the &range", lambda: self.run_detection("range"))
+        run_menu.addAction("Run on the &whole sequence", lambda: self.run_detection("all"), "Ctrl+Shift+R")
+        run_menu.addAction("&Cancel", self.detection_runner.cancel, "Ctrl+.")
+        review_menu = self.menuBar().addMenu("&Review")
+        for status, key in ((ReviewStatus.ACCEPTED, "Ctrl+1"), (ReviewStatus.REJECTED, "Ctrl+2"),
+                            (ReviewStatus.NEGATIVE, "Ctrl+3"), (ReviewStatus.UNREVIEWED, "Ctrl+0")):
+            review_menu.addAction(f"Mark frame {status.value}", lambda s=status: self.set_status(s), key)
+        view_menu = self.menuBar().addMenu("&View")
+        for dock in (self.detection_dock, self.targets_dock, self.overlays_dock, self.features_dock, self.surface_dock):
+            view_menu.addAction(dock.toggleViewAction())
+
+    def _build_toolbar(self) -> None:
+        toolbar = self.addToolBar("Display")
+        toolbar.setObjectName("display")
+        self.palette_combo = QtWidgets.QComboBox()
+        self.palette_combo.addItems(PALETTES)
+        self.palette_combo.setToolTip("Palette")
+        self.levels_combo = QtWidgets.QComboBox()
+        self.levels_combo.addItems(["sequence levels", "auto percentile"])
+        self.levels_combo.setToolTip("Sequence levels: the normalisation window, fixed for every frame.\n"
+                                     "Auto percentile: stretched per frame (flickers; for looking only).")
+        for w in (QtWidgets.QLabel(" Palette "), self.palette_combo, QtWidgets.QLabel(" Levels "), self.levels_combo):
+            toolbar.addWidget(w)
+
+    def _build_shortcuts(self) -> None:
+        steps = {"A": -1, "Left": -1, "D": 1, "Right": 1, "PgUp": -10, "PgDown": 10}
+        for key, delta in steps.items():
+            QtGui.QShortcut(QtGui.QKeySequence(key), self, lambda d=delta: self.timeline.step(d))
+        QtGui.QShortcut(QtGui.QKeySequence("Home"), self, lambda: self.timeline.go_to(0))
+        QtGui.QShortcut(QtGui.QKeySequence("End"), self, lambda: self.timeline.go_to(self.timeline.count - 1))
+        QtGui.QShortcut(QtGui.QKeySequence("Space"), self, self.timeline.toggle_play)
+
+    def _connect(self) -> None:
+        self.timeline.frameRequested.connect(self.show_frame)
+        self.frame_view.cursorMoved.connect(self._cursor_moved)
+        self.frame_view.displayChanged.connect(self._update_surface)
+        self.overlay_panel.changed.connect(self._overlays_changed)
+        self.target_list.targetSelected.connect(self.select_target)
+        self.detection_panel.runRequested.connect(self.run_detection)
+        self.detection_panel.cancelRequested.connect(self.detection_runner.cancel)
+        self.detection_panel.choiceChanged.connect(self._choice_changed)
+        self.feature_panel.computeRequested.connect(self.compute_features)
+        self.features_dock.visibilityChanged.connect(self._features_visibility)
+        self.surface_dock.visibilityChanged.connect(lambda on: on and self._update_surface())
+        self.palette_combo.currentTextChanged.connect(self.frame_view.set_palette)
+        self.levels_combo.currentIndexChanged.connect(lambda i: self.frame_view.set_auto_levels(i == 1))
+
+    # --- opening --------------------------------------------------------------------------------
+
+    def open_path(self, path: str | Path) -> bool:
+        """Open a source or a project; on failure show why and keep what was open."""
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
+        try:
+            session = ReviewSession.open(path)
+        except (SourceError, ProjectError, OSError, ValueError) as e:
+            QtWidgets.QApplication.restoreOverrideCursor()
+            QtWidgets.QMessageBox.warning(self, "Cannot open", str(e))
+            return False
+        QtWidgets.QApplication.restoreOverrideCursor()
+        self._set_session(session)
+        self._remember_recent(str(Path(path).expanduser().resolve()))
+        return True
+
+    def _set_session(self, session: ReviewSession) -> None:
+        self.detection_runner.stop()
+        self.feature_runner.stop()
+        if self.session is not None:
+            self.session.close()
+        self.session = session
+        self.selected = None
+        self.frame_view.clear()
+        self.frame_view.set_sequence_levels(session.normalization.low, session.normalization.high)
+        self.timeline.set_count(len(session))
+        self.detection_panel.set_frame_count(len(session))
+        self.overlay_panel.set_available("truth", session.ground_truth is not None, "no ground truth beside the source")
+        for key in ("edges", "probability"):
+            self.overlay_panel.set_available(key, True)
+        self._refresh_strip()
+        self.setWindowTitle(f"IRSAM Review - {session.name}")
+        message = f"{len(session)} frames, {session.source.dtype}, normalisation {session.normalization}"
+        if session.source.bad_frames:
+            message += f"; {len(session.source.bad_frames)} unreadable files skipped"
+        self.statusBar().showMessage(message, 8000)
+        for warning in session.warnings:
+            self.statusBar().showMessage(warning, 8000)
+        self.show_frame(0)
+
+    def open_folder_dialog(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a folder of frames")
+        if path:
+            self.open_path(path)
+
+    def open_tiff_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a TIFF stack", "", "TIFF (*.tif *.tiff)")
+        if path:
+            self.open_path(path)
+
+    def open_project_dialog(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a review project (made by irsam detect)")
+        if path:
+            self.open_path(path)
+
+    def open_demo(self) -> None:
+        from app.core.synthetic import demo_sequence_dir
+
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
+        try:
+            path = demo_sequence_dir()
+        finally:
+            QtWidgets.QApplication.restoreOverrideCursor()
+        self.open_path(path)
+
+    def offer_demo(self) -> None:
+        """Shown when started without a source."""
+        answer = QtWidgets.QMessageBox.question(
+            self, "IRSAM Review", "No sequence given. Open the built-in demo sequence (synthetic 16-bit IR)?"
+        )
+        if answer == QtWidgets.QMessageBox.Yes:
+            self.open_demo()
+
+    def _remember_recent(self, path: str) -> None:
+        recent = [p for p in self.settings.value("recent", [], list) if p != path]
+        self.settings.setValue("recent", [path] + recent[: MAX_RECENT - 1])
+        self._fill_recent_menu()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.value("recent", [], list)
+        for path in recent:
+            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_path(paths[0])
+
+    # --- showing a frame ------------------------------------------------------------------------
+
+    def show_frame(self, index: int) -> None:
+        if self.session is None:
+            return
+        self.index = index
+        self.timeline.set_current(index)
+        try:
+            self.frame = self.session.frame(index)
+        except FrameReadError as e:
+            self.session.mark_unreadable(index)
+            self._refresh_strip()
+            self.frame = None
+            self.frame_view.clear()
+            self.frame_label.setText(f"frame {index + 1}/{len(self.session)}: unreadable ({e.reason})")
+            return
+        self.layers = self.session.layers(index, self._wanted_layers())
+        self.frame_view.show_frame(self.frame, self.layers)
+        self._mark_missing_layers()
+        self._follow_selection()
+        self._update_targets()
+        self._update_metrics()
+        status = self.session.status(index).value
+        self.frame_label.setText(f"frame {index + 1}/{len(self.session)}  {self.session.stem(index)}  [{status}]")
+        if self.cursor is not None:
+            self._cursor_moved(*self.cursor)
+        self._update_surface()
+        if self.features_dock.isVisible() and self.feature_panel.follow.isChecked():
+            self.compute_features()
+
+    def _wanted_layers(self) -> set[str]:
+        return {key for key, overlay in self.overlay_panel.overlays.items() if overlay.visible}
+
+    def _overlays_changed(self, overlays: dict) -> None:
+        if self.session is not None and self.frame is not None:
+            # a layer switched on may need files that were not read for this frame
+            self.layers = self.session.layers(self.index, self._wanted_layers())
+            self.frame_view.layers = self.layers
+            self._mark_missing_layers()
+        self.frame_view.set_overlays(overlays)
+
+    def _mark_missing_layers(self) -> None:
+        panel, layers = self.overlay_panel, self.layers
+        if panel.overlays["edges"].visible:
+            panel.set_available("edges", layers.edges is not None, "this detector gives no edge map (IRSAM does)")
+        if panel.overlays["probability"].visible:
+            panel.set_available("probability", layers.probability is not None,
+                                "probabilities are kept for frames detected in this session only (logits are not saved)")
+
+    def _update_targets(self) -> None:
+        targets = self.layers.targets
+        mask = self.layers.prediction
+        snrs = [target_snr(self.frame, t, mask) for t in targets]
+        self.target_list.set_targets(targets, snrs, self.selected.id if self.selected else None)
+
+    def _update_metrics(self) -> None:
+        truth, prediction = self.layers.truth_mask, self.layers.prediction
+        if truth is None or prediction is None:
+            self.metrics_label.setText("")
+            return
+        iou, pd = frame_iou_pd(prediction, truth)
+        iou_text = "-" if math.isnan(iou) else f"{iou:.2f}"
+        pd_text = "-" if math.isnan(pd) else f"{pd:.2f}"
+        self.metrics_label.setText(f"IoU {iou_text}  Pd {pd_text}")
+
+    def _cursor_moved(self, x: int, y: int) -> None:
+        self.cursor = (x, y)
+        if self.frame is None or not (0 <= y < self.frame.shape[0] and 0 <= x < self.frame.shape[1]):
+            return
+        peak, snr = local_snr(self.frame, x, y)
+        snr_text = "-" if math.isnan(snr) else f"{snr:.1f}"
+        self.cursor_label.setText(f"x {x}  y {y}  value {int(self.frame[y, x])}  |  local peak {peak:g}  SNR {snr_text}")
+        if self.selected is None:
+            self._update_surface()
+
+    # --- targets and the 3D view ----------------------------------------------------------------
+
+    def select_target(self, target: Target) -> None:
+        self.selected = target
+        self.frame_view.select_box((target.x0, target.y0, target.x1, target.y1))
+        self.frame_view.center_on(target.cx + 0.5, target.cy + 0.5, max(TARGET_ZOOM, target.x1 - target.x0 + 8))
+        self._update_surface()
+
+    def _follow_selection(self) -> None:
+        """Keep the selection on the nearest target of the new frame (ids are per frame)."""
+        if self.selected is None:
+            return
+        previous = self.selected
+        nearest = min(self.layers.targets, key=lambda t: math.hypot(t.cx - previous.cx, t.cy - previous.cy), default=None)
+        if nearest is not None and math.hypot(nearest.cx - previous.cx, nearest.cy - previous.cy) <= TRACK_RADIUS:
+            self.selected = nearest
+            self.frame_view.select_box((nearest.x0, nearest.y0, nearest.x1, nearest.y1))
+        else:
+            self.frame_view.select_box(None)
+
+    def _update_surface(self) -> None:
+        if self.frame is None or not self.surface_dock.isVisible():
+            return
+        if self.selected is not None:
+            cx, cy = self.selected.cx, self.selected.cy
+            caption = f"target {self.selected.id} at ({cx:.0f}, {cy:.0f}), frame {self.index + 1}"
+        elif self.cursor is not None:
+            cx, cy = self.cursor
+            caption = f"cursor ({cx}, {cy}), frame {self.index + 1}"
+        else:
+            cy, cx = self.frame.shape[0] / 2, self.frame.shape[1] / 2
+            caption = f"frame centre, frame {self.index + 1}"
+        region = SurfaceRegion.around(cx, cy, self.frame.shape)
+        mask = self.layers.committed if self.layers.committed is not None else self.layers.prediction
+        self.surface_view.show_region(self.frame, region, mask, self.frame_view.levels(),
+                                      self.frame_view.lookup_table(), caption)
+
+    # --- review status --------------------------------------------------------------------------
+
+    def set_status(self, status: ReviewStatus) -> None:
+        if self.session is None:
+            return
+        self.session.set_status(self.index, status)
+        self._refresh_strip()
+        self.show_frame(self.index)
+
+    def _refresh_strip(self) -> None:
+        if self.session is not None:
+            self.timeline.strip.set_arrays(self.session.detection_counts, self.session.status_codes)
+
+    # --- detection ------------------------------------------------------------------------------
+
+    def _choice_changed(self, choice: DetectorChoice) -> None:
+        if choice != self.detector_choice:
+            self.detector, self.detector_choice = None, None
+            self._update_device_label()
+        if choice.method == "irsam" and choice.weights and not self.detection_runner.busy:
+            # load now, so the checkpoint's metadata (or why it is unusable) shows at once
+            self._start_worker(self.detection_runner, [], choice, features=False)
+
+    def run_detection(self, scope: str) -> None:
+        if self.session is None or self.detection_runner.busy:
+            return
+        n = len(self.session)
+        if scope == "frame":
+            indices = [self.index]
+        elif scope == "range":
+            first, last = self.detection_panel.frame_range()
+            indices = list(range(first, last + 1))
+        else:
+            indices = list(range(n))
+        try:
+            self.session.ensure_project()
+        except (ProjectError, OSError) as e:
+            self.detection_panel.show_error(f"Cannot create the review project in {self.session.project_dir}: {e}")
+            return
+        self.feature_runner.stop()
+        self.detection_panel.set_running(True)
+        self._start_worker(self.detection_runner, indices, self.detection_panel.choice(), features=False)
+
+    def compute_features(self) -> None:
+        if self.session is None or self.frame is None:
+            return
+        if self.detection_runner.busy:
+            self.feature_panel.show_message("Detection is running; feature maps are computed when it is done.")
+            return
+        self.feature_panel.set_input(self.session.normalization.apply(self.frame))
+        self._start_worker(self.feature_runner, [self.index], self.detection_panel.choice(), features=True)
+
+    def _features_visibility(self, visible: bool) -> None:
+        if visible and self.frame is not None and self.feature_panel.follow.isChecked():
+            self.compute_features()
+
+    def _start_worker(self, runner: WorkerRunner, indices: list[int], choice: DetectorChoice, features: bool) -> None:
+        detector = self.detector if choice == self.detector_choice else None
+        project = None if features else self.session.project if self.session else None
+        worker = DetectionWorker(self.session.source if self.session else None,
+                                 self.session.normalization if self.session else None,
+                                 indices, choice, detector, project, features)
+        worker.detectorReady.connect(self._detector_ready)
+        worker.frameDone.connect(self._features_done if features else self._frame_done)
+        worker.frameFailed.connect(self._frame_failed)
+        worker.progress.connect(self._progress)
+        worker.failed.connect(self._worker_failed)
+        worker.finished.connect(self._worker_finished)
+        runner.start(worker)
+
+    def _from_current_worker(self, runner: WorkerRunner) -> bool:
+        return self.sender() is runner.worker
+
+    def _detector_ready(self, detector, notice) -> None:
+        worker = self.sender()
+        self.detector, self.detector_choice = detector, worker.choice
+        metadata = getattr(detector, "metadata", None)
+        text = f"{worker.choice.label} on {detector.device}"
+        if metadata:
+            text += "\n" + describe_metadata(metadata)
+        self.detection_panel.show_info(text)
+        if notice:
+            self.detection_panel.show_error(f"{text}\n{notice}")
+            self.statusBar().showMessage(notice, 15000)
+        self._update_device_label(notice)
+
+    def _frame_done(self, index: int, result) -> None:
+        if not self._from_current_worker(self.detection_runner):
+            return
+        self.session.record_result(index, result)
+        self._refresh_strip()
+        if index == self.index:
+            self.show_frame(index)
+
+    def _features_done(self, index: int, result) -> None:
+        if not self._from_current_worker(self.feature_runner) or index != self.index:
+            return
+        name = self.detector_choice.label if self.detector_choice else "This detector"
+        self.feature_panel.set_features(result.features, name)
+
+    def _frame_failed(self, index: int, reason: str) -> None:
+        if self.session is not None:
+            self.session.mark_unreadable(index)
+            self._refresh_strip()
+        self.statusBar().showMessage(f"frame {index + 1} skipped: {reason}", 5000)
+
+    def _progress(self, done: int, total: int, fps: float) -> None:
+        if self._from_current_worker(self.detection_runner):
+            self.detection_panel.set_progress(done, total, fps)
+
+    def _worker_failed(self, message: str) -> None:
+        worker = self.sender()
+        label = worker.choice.label if worker is not None else "detector"
+        self.detection_panel.show_error(f"{label} failed:\n{message}")
+        if worker is self.feature_runner.worker:
+            self.feature_panel.show_message(f"Feature maps failed: {message}")
+        self.statusBar().showMessage(f"{label} failed: {message}", 15000)
+
+    def _worker_finished(self, cancelled: bool) -> None:
+        worker = self.sender()
+        if worker is self.detection_runner.worker:
+            self.detection_runner.release_if_done(worker)
+            if worker.indices:
+                self.detection_panel.set_running(False)
+                if cancelled:
+                    self.detection_panel.rate.setText("cancelled; results so far are kept")
+        elif worker is self.feature_runner.worker:
+            self.feature_runner.release_if_done(worker)
+
+    def _update_device_label(self, notice: str | None = None) -> None:
+        if self.detector is not None:
+            device = self.detector.device
+        else:
+            device = "cpu" if self.detection_panel.choice().method != "irsam" else "chosen when IRSAM loads"
+        self.device_label.setText(f"device: {device}" + ("  (CPU fallback)" if notice else ""))
+        self.device_label.setStyleSheet("color: #e0a030;" if notice else "")
+        self.device_label.setToolTip(notice or "")
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.detection_runner.stop()
+        self.feature_runner.stop()
+        if self.session is not None:
+            self.session.close()
+        super().closeEvent(event)

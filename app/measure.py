@@ -1,0 +1,69 @@
+"""Numbers the review app shows next to the image: local contrast (SNR) and per-frame IoU / Pd.
+
+Qt-free, so the widgets stay thin and these are tested without a display.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from app.core.targets import Target, extract_targets
+
+PEAK_RADIUS = 2  # the target's peak is searched in a (2r+1)^2 box around the cursor
+RING_GAP = 3  # background ring starts this far outside the target box...
+RING_WIDTH = 6  # ...and is this many pixels wide
+
+
+def local_snr(frame: np.ndarray, x: int, y: int) -> tuple[float, float]:
+    """(peak, SNR) of the target under the cursor: (peak - mean(ring)) / std(ring), raw values."""
+    return _box_snr(frame, x - PEAK_RADIUS, y - PEAK_RADIUS, x + PEAK_RADIUS, y + PEAK_RADIUS, None)
+
+
+def target_snr(frame: np.ndarray, target: Target, mask: np.ndarray | None = None) -> float:
+    """SNR of a target: its raw peak against a ring around its box (mask pixels left out of the ring)."""
+    return _box_snr(frame, target.x0, target.y0, target.x1, target.y1, mask)[1]
+
+
+def _box_snr(frame, x0, y0, x1, y1, mask) -> tuple[float, float]:
+    h, w = frame.shape
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
+    if ix0 > ix1 or iy0 > iy1:
+        return float("nan"), float("nan")
+    peak = float(frame[iy0 : iy1 + 1, ix0 : ix1 + 1].max())
+    ox0, oy0 = max(x0 - RING_GAP - RING_WIDTH, 0), max(y0 - RING_GAP - RING_WIDTH, 0)
+    ox1, oy1 = min(x1 + RING_GAP + RING_WIDTH, w - 1), min(y1 + RING_GAP + RING_WIDTH, h - 1)
+    window = frame[oy0 : oy1 + 1, ox0 : ox1 + 1].astype(np.float64)
+    ring = np.ones(window.shape, bool)
+    gx0, gy0 = max(x0 - RING_GAP, 0) - ox0, max(y0 - RING_GAP, 0) - oy0
+    gx1, gy1 = min(x1 + RING_GAP, w - 1) - ox0, min(y1 + RING_GAP, h - 1) - oy0
+    ring[gy0 : gy1 + 1, gx0 : gx1 + 1] = False
+    if mask is not None:
+        ring &= ~(np.asarray(mask)[oy0 : oy1 + 1, ox0 : ox1 + 1] > 0)
+    values = window[ring]
+    if values.size < 8:
+        return peak, float("nan")
+    std = float(values.std())
+    return peak, (peak - float(values.mean())) / max(std, 1e-6)
+
+
+def frame_iou_pd(prediction: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """IoU and Pd of one frame (Pd: first unmatched predicted centroid within 3 px, as in docs of the metrics).
+
+    Returns nan for IoU when both masks are empty and nan for Pd when the frame has no ground-truth target.
+    """
+    p, g = np.asarray(prediction) > 0, np.asarray(truth) > 0
+    union = np.count_nonzero(p | g)
+    iou = np.count_nonzero(p & g) / union if union else float("nan")
+    truth_targets = extract_targets(g)
+    if not truth_targets:
+        return iou, float("nan")
+    unmatched = extract_targets(p)
+    hits = 0
+    for t in truth_targets:
+        for k, candidate in enumerate(unmatched):
+            if math.hypot(candidate.cx - t.cx, candidate.cy - t.cy) < 3.0:
+                hits += 1
+                del unmatched[k]
+                break
+    return iou, hits / len(truth_targets)

@@ -1,0 +1,171 @@
+"""Detection dock: which detector and device, what to run it on, and the run's progress."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+from app.paths import DEFAULT_WEIGHTS
+from app.widgets.workers import DetectorChoice
+
+CLASSICAL = (("MPCM (classical)", "mpcm"), ("Top-Hat (classical)", "tophat"), ("PSTNN (classical, slow)", "pstnn"))
+PICK_CHECKPOINT = "IRSAM: other checkpoint..."
+
+
+def format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def describe_metadata(metadata: dict) -> str:
+    """A few lines of checkpoint metadata (nested values flattened, long ones shortened)."""
+    lines = []
+    for key, value in metadata.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in list(value.items())[:6])
+        text = str(value)
+        lines.append(f"{key}: {text[:80] + '...' if len(text) > 80 else text}")
+    return "\n".join(lines[:12])
+
+
+class DetectionPanel(QtWidgets.QWidget):
+    runRequested = QtCore.Signal(str)  # "frame", "range" or "all"
+    cancelRequested = QtCore.Signal()
+    choiceChanged = QtCore.Signal(object)  # DetectorChoice
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.detector_combo = QtWidgets.QComboBox()
+        self.detector_combo.setToolTip("Detector: IRSAM weights, or a classical method")
+        default = DetectorChoice("irsam", str(DEFAULT_WEIGHTS))
+        self.detector_combo.addItem("IRSAM (default weights)", default)
+        if not DEFAULT_WEIGHTS.is_file():
+            item = self.detector_combo.model().item(0)
+            item.setEnabled(False)
+            item.setToolTip(f"not installed: {DEFAULT_WEIGHTS}")
+        for label, method in CLASSICAL:
+            self.detector_combo.addItem(label, DetectorChoice(method))
+        self.detector_combo.addItem(PICK_CHECKPOINT, None)
+        self.detector_combo.setCurrentIndex(0 if DEFAULT_WEIGHTS.is_file() else 1)
+        self.detector_combo.activated.connect(self._detector_activated)
+
+        self.device_combo = QtWidgets.QComboBox()
+        self.device_combo.addItems(["auto", "cuda", "cpu"])
+        self.device_combo.setToolTip("auto: the GPU when CUDA works, else the CPU")
+        self.device_combo.currentTextChanged.connect(lambda _: self.choiceChanged.emit(self.choice()))
+
+        self.info = QtWidgets.QLabel()
+        self.info.setWordWrap(True)
+        self.info.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.range_from = QtWidgets.QSpinBox()
+        self.range_to = QtWidgets.QSpinBox()
+        for box in (self.range_from, self.range_to):
+            box.setRange(1, 1)
+        self.run_frame = QtWidgets.QPushButton("This frame")
+        self.run_range = QtWidgets.QPushButton("Range")
+        self.run_all = QtWidgets.QPushButton("Whole sequence")
+        self.cancel = QtWidgets.QPushButton("Cancel")
+        self.cancel.setEnabled(False)
+        self.run_frame.clicked.connect(lambda: self.runRequested.emit("frame"))
+        self.run_range.clicked.connect(lambda: self.runRequested.emit("range"))
+        self.run_all.clicked.connect(lambda: self.runRequested.emit("all"))
+        self.cancel.clicked.connect(self.cancelRequested)
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setFormat("%v / %m")
+        self.rate = QtWidgets.QLabel(" ")
+
+        form = QtWidgets.QFormLayout()
+        form.addRow("Detector", self.detector_combo)
+        form.addRow("Device", self.device_combo)
+        range_row = QtWidgets.QHBoxLayout()
+        range_row.addWidget(self.range_from)
+        range_row.addWidget(QtWidgets.QLabel("to"))
+        range_row.addWidget(self.range_to)
+        form.addRow("Frames", range_row)
+        buttons = QtWidgets.QHBoxLayout()
+        for b in (self.run_frame, self.run_range, self.run_all):
+            buttons.addWidget(b)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(form)
+        layout.addWidget(self.info)
+        layout.addLayout(buttons)
+        progress_row = QtWidgets.QHBoxLayout()
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel)
+        layout.addLayout(progress_row)
+        layout.addWidget(self.rate)
+        layout.addStretch(1)
+        self._describe_choice()
+
+    def choice(self) -> DetectorChoice:
+        picked: DetectorChoice = self.detector_combo.currentData()
+        return DetectorChoice(picked.method, picked.weights, self.device_combo.currentText())
+
+    def add_checkpoint(self, path: str | Path) -> None:
+        """Select an IRSAM checkpoint file (what the file dialog does); it is loaded when first used."""
+        choice = DetectorChoice("irsam", str(path))
+        items = [self.detector_combo.itemData(i) for i in range(self.detector_combo.count())]
+        index = items.index(choice) if choice in items else -1
+        if index < 0:
+            index = self.detector_combo.count() - 1  # before "other checkpoint..."
+            self.detector_combo.insertItem(index, f"IRSAM ({Path(path).name})", choice)
+        self.detector_combo.setCurrentIndex(index)
+        self._describe_choice()
+        self.choiceChanged.emit(self.choice())
+
+    def set_frame_count(self, count: int) -> None:
+        for box in (self.range_from, self.range_to):
+            box.setRange(1, max(count, 1))
+        self.range_from.setValue(1)
+        self.range_to.setValue(max(count, 1))
+
+    def frame_range(self) -> tuple[int, int]:
+        """0-based inclusive range from the two 1-based boxes."""
+        a, b = self.range_from.value() - 1, self.range_to.value() - 1
+        return min(a, b), max(a, b)
+
+    def set_running(self, running: bool) -> None:
+        for b in (self.run_frame, self.run_range, self.run_all, self.detector_combo, self.device_combo):
+            b.setEnabled(not running)
+        self.cancel.setEnabled(running)
+        if running:
+            self.progress.setValue(0)
+            self.rate.setText("starting...")
+
+    def set_progress(self, done: int, total: int, fps: float) -> None:
+        self.progress.setMaximum(total)
+        self.progress.setValue(done)
+        eta = (total - done) / fps if fps > 0 else float("inf")
+        self.rate.setText(f"{fps:.1f} frames/s, ETA {format_eta(eta)}")
+
+    def show_info(self, text: str) -> None:
+        self.info.setStyleSheet("")
+        self.info.setText(text)
+
+    def show_error(self, text: str) -> None:
+        self.info.setStyleSheet("color: #e05050;")
+        self.info.setText(text)
+
+    def _describe_choice(self) -> None:
+        choice = self.choice()
+        if choice.method == "irsam":
+            self.show_info(f"IRSAM weights: {choice.weights}\n(loaded on first run)")
+        else:
+            self.show_info(f"{choice.method}: classical method, runs on the CPU; no WPMD/GAD features.")
+
+    def _detector_activated(self, index: int) -> None:
+        if self.detector_combo.itemData(index) is None:
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(
+                self, "IRSAM checkpoint", str(Path.home()), "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
+            )
+            if not path:
+                self.detector_combo.setCurrentIndex(0 if DEFAULT_WEIGHTS.is_file() else 1)
+                return
+            self.add_checkpoint(path)
+            return
+        self._describe_choice()
+        self.choiceChanged.emit(self.choice())

@@ -1,0 +1,245 @@
+"""The frame view: raw IR values through a palette and levels, with the review overlays on top."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from app.session import FrameLayers
+from app.widgets.overlays import DEFAULT_OVERLAYS, Overlay
+
+pg.setConfigOptions(imageAxisOrder="row-major")
+
+PALETTES = ("white-hot", "black-hot", "inferno", "gray")
+MAX_BOX_LABELS = 60  # id/score labels drawn; more targets than that on one frame is noise for a reviewer
+
+
+def palette_lut(name: str) -> np.ndarray:
+    """256x3 uint8 lookup table of a palette (white-hot and gray are the same ramp; IR users say white-hot)."""
+    ramp = np.linspace(0, 255, 256).astype(np.uint8)
+    if name in ("white-hot", "gray"):
+        return np.stack([ramp] * 3, axis=1)
+    if name == "black-hot":
+        return np.stack([ramp[::-1]] * 3, axis=1)
+    return pg.colormap.get(name).getLookupTable(nPts=256, alpha=False)
+
+
+def _palette_colormap(name: str) -> pg.ColorMap:
+    return pg.ColorMap(np.linspace(0, 1, 256), palette_lut(name))
+
+
+def _solid_lut(color, alpha: int = 255) -> np.ndarray:
+    return np.array([[0, 0, 0, 0], [*color, alpha]], np.uint8)
+
+
+def _ramp_lut(color) -> np.ndarray:
+    """Transparent at 0, full colour at 1: weak responses fade out instead of tinting the whole frame."""
+    lut = np.zeros((256, 4), np.uint8)
+    lut[:, :3] = color
+    lut[:, 3] = np.linspace(0, 255, 256)
+    return lut
+
+
+def _heat_lut() -> np.ndarray:
+    lut = np.zeros((256, 4), np.uint8)
+    lut[:, :3] = pg.colormap.get("inferno").getLookupTable(nPts=256, alpha=False)
+    lut[:, 3] = np.clip(np.linspace(0, 400, 256), 0, 255)
+    return lut
+
+
+def mask_outline(mask: np.ndarray) -> np.ndarray:
+    """Inner outline of a boolean mask; targets of 1-2 px are their own outline, so they never vanish."""
+    m = mask.astype(np.uint8)
+    return (m & ~cv2.erode(m, np.ones((3, 3), np.uint8))).astype(bool)
+
+
+def _box_polyline(boxes) -> tuple[np.ndarray, np.ndarray]:
+    """x, y of all boxes as one NaN-separated polyline (one curve item however many boxes)."""
+    if not boxes:
+        return np.zeros(0), np.zeros(0)
+    xs, ys = [], []
+    for x0, y0, x1, y1 in boxes:
+        # pixel (x, y) covers [x, x+1) in scene coordinates; pad by one pixel so the box never hides the target
+        a, b, c, d = x0 - 1, y0 - 1, x1 + 2, y1 + 2
+        xs += [a, c, c, a, a, np.nan]
+        ys += [b, b, d, d, b, np.nan]
+    return np.array(xs, float), np.array(ys, float)
+
+
+class FrameView(QtWidgets.QWidget):
+    """pyqtgraph ImageItem on the raw frame + HistogramLUTWidget for levels/palette + overlay items."""
+
+    cursorMoved = QtCore.Signal(int, int)  # image pixel under the mouse
+    displayChanged = QtCore.Signal()  # palette or levels changed (the 3D view follows)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.graphics = pg.GraphicsView()
+        self.view = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.view.setBackgroundColor((20, 20, 24))
+        self.graphics.setCentralItem(self.view)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image)
+        self.layer_items: dict[str, pg.ImageItem] = {}
+        for z, key in enumerate(("probability", "edges", "committed", "prediction", "truth"), start=1):
+            item = pg.ImageItem(axisOrder="row-major")
+            item.setZValue(z)
+            item.hide()
+            self.view.addItem(item)
+            self.layer_items[key] = item
+        self.boxes = pg.PlotCurveItem(connect="finite")
+        self.truth_boxes = pg.PlotCurveItem(connect="finite")
+        self.selection = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255), width=2, style=QtCore.Qt.DashLine))
+        for z, item in enumerate((self.truth_boxes, self.boxes, self.selection), start=10):
+            item.setZValue(z)
+            self.view.addItem(item)
+        self.box_labels: list[pg.TextItem] = []
+        self.histogram = pg.HistogramLUTWidget(image=self.image)
+        self.histogram.setMinimumWidth(110)
+        self.histogram.item.sigLevelsChanged.connect(self.displayChanged)
+        self.histogram.item.sigLookupTableChanged.connect(self.displayChanged)
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.histogram)
+
+        self.overlays: dict[str, Overlay] = dict(DEFAULT_OVERLAYS)
+        self.palette = "white-hot"
+        self.auto_levels = False  # False: the sequence's fixed levels (from its normalisation window)
+        self.sequence_levels = (0.0, 1.0)
+        self.frame: np.ndarray | None = None
+        self.layers = FrameLayers()
+        self._frame_shape: tuple[int, int] | None = None
+        self.set_palette(self.palette)
+        self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
+
+    # display settings
+    def set_palette(self, name: str) -> None:
+        self.palette = name
+        self.histogram.gradient.setColorMap(_palette_colormap(name))
+
+    def set_sequence_levels(self, low: float, high: float) -> None:
+        self.sequence_levels = (float(low), float(max(high, low + 1e-6)))
+        if not self.auto_levels:
+            self.histogram.setLevels(*self.sequence_levels)
+
+    def set_auto_levels(self, on: bool) -> None:
+        self.auto_levels = on
+        if on and self.frame is not None:
+            self.histogram.setLevels(*percentile_levels(self.frame))
+        elif not on:
+            self.histogram.setLevels(*self.sequence_levels)
+
+    def levels(self) -> tuple[float, float]:
+        low, high = self.histogram.getLevels()
+        return float(low), float(high)
+
+    def lookup_table(self) -> np.ndarray:
+        return self.histogram.gradient.getLookupTable(256, alpha=False)
+
+    def set_overlays(self, overlays: dict[str, Overlay]) -> None:
+        self.overlays = dict(overlays)
+        self._draw_layers()
+
+    # content
+    def show_frame(self, frame: np.ndarray, layers: FrameLayers) -> None:
+        self.frame = frame
+        first = self._frame_shape != frame.shape
+        self.image.setImage(frame, autoLevels=False, autoHistogramRange=first)
+        if self.auto_levels:
+            self.histogram.setLevels(*percentile_levels(frame))
+        elif first:
+            self.histogram.setLevels(*self.sequence_levels)
+        if first:
+            self._frame_shape = frame.shape
+            self.view.autoRange(padding=0.02)
+        self.layers = layers
+        self._draw_layers()
+
+    def clear(self) -> None:
+        self.frame = None
+        self._frame_shape = None
+        self.image.clear()
+        self.layers = FrameLayers()
+        self._draw_layers()
+
+    def select_box(self, box: tuple[int, int, int, int] | None) -> None:
+        self.selection.setData(*_box_polyline([box] if box else []))
+
+    def center_on(self, x: float, y: float, half_size: float = 24) -> None:
+        self.view.setRange(QtCore.QRectF(x - half_size, y - half_size, 2 * half_size, 2 * half_size), padding=0)
+
+    def _draw_layers(self) -> None:
+        layers, overlays = self.layers, self.overlays
+        masks = {"prediction": layers.prediction, "committed": layers.committed, "truth": layers.truth_mask}
+        for key, mask in masks.items():
+            self._draw_mask(key, mask, overlays[key])
+        for key, values, lut in (
+            ("edges", layers.edges, _ramp_lut(overlays["edges"].color)),
+            ("probability", layers.probability, _heat_lut()),
+        ):
+            item = self.layer_items[key]
+            if values is None or not overlays[key].visible:
+                item.hide()
+                continue
+            item.setImage(values, levels=(0.0, 1.0), lut=lut, autoLevels=False)
+            item.setOpacity(overlays[key].opacity)
+            item.show()
+        self._draw_boxes(self.boxes, overlays["boxes"], [(t.x0, t.y0, t.x1, t.y1) for t in layers.targets])
+        self._draw_boxes(self.truth_boxes, overlays["truth"], layers.truth_boxes)
+        self._draw_box_labels()
+
+    def _draw_mask(self, key: str, mask: np.ndarray | None, overlay: Overlay) -> None:
+        item = self.layer_items[key]
+        if mask is None or not overlay.visible or not mask.any():
+            item.hide()
+            return
+        shown = mask_outline(mask) if overlay.contour else mask
+        item.setImage(shown.view(np.uint8), levels=(0, 1), lut=_solid_lut(overlay.color), autoLevels=False)
+        item.setOpacity(overlay.opacity)
+        item.show()
+
+    @staticmethod
+    def _draw_boxes(curve: pg.PlotCurveItem, overlay: Overlay, boxes) -> None:
+        if not overlay.visible or not boxes:
+            curve.setData([], [])
+            curve.hide()
+            return
+        curve.setPen(pg.mkPen(overlay.color, width=1.5))
+        curve.setOpacity(overlay.opacity)
+        curve.setData(*_box_polyline(boxes))
+        curve.show()
+
+    def _draw_box_labels(self) -> None:
+        overlay = self.overlays["boxes"]
+        targets = self.layers.targets[:MAX_BOX_LABELS] if overlay.visible else []
+        while len(self.box_labels) < len(targets):
+            label = pg.TextItem(anchor=(0, 1))
+            label.setZValue(20)
+            self.view.addItem(label)
+            self.box_labels.append(label)
+        for label, target in zip(self.box_labels, targets):
+            score = "" if np.isnan(target.peak_score) else f" {target.peak_score:.2f}"
+            label.setText(f"{target.id}{score}", color=overlay.color)
+            label.setPos(target.x0 - 1, target.y0 - 1)
+            label.show()
+        for label in self.box_labels[len(targets) :]:
+            label.hide()
+
+    def _mouse_moved(self, scene_pos) -> None:
+        if self.frame is None:
+            return
+        point = self.view.mapSceneToView(scene_pos)
+        x, y = int(np.floor(point.x())), int(np.floor(point.y()))
+        h, w = self.frame.shape
+        if 0 <= x < w and 0 <= y < h:
+            self.cursorMoved.emit(x, y)
+
+
+def percentile_levels(frame: np.ndarray, low: float = 0.5, high: float = 99.9) -> tuple[float, float]:
+    """Levels from this frame's percentiles, on a subsample (fast enough to run on every frame change)."""
+    sample = frame[::4, ::4]
+    lo, hi = np.percentile(sample, (low, high))
+    return float(lo), float(max(hi, lo + 1))

@@ -1,0 +1,138 @@
+"""3D intensity surface of a small region around the selected target (or the cursor).
+
+GL widgets need a real OpenGL context: without one (QT_QPA_PLATFORM=offscreen, remote sessions without
+GLX) pyqtgraph's GL items segfault, so the context is probed first and a plain label is shown instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+CROP = 48  # a full 640x512 mesh is ~330k vertices: too slow on a software renderer
+RELIEF = 16.0  # height of the full level range, in pixel units, so a 48-pixel crop reads as a landscape
+
+
+@lru_cache(maxsize=1)
+def opengl_available() -> bool:
+    """True when an OpenGL context can be created (the crash-free probe: False under the offscreen platform)."""
+    context = QtGui.QOpenGLContext()
+    return bool(context.create())
+
+
+@dataclass(frozen=True)
+class SurfaceRegion:
+    """The crop the surface shows: rows y0:y0+h, columns x0:x0+w of the frame."""
+
+    x0: int
+    y0: int
+    w: int
+    h: int
+
+    @classmethod
+    def around(cls, x: float, y: float, shape: tuple[int, int], size: int = CROP) -> "SurfaceRegion":
+        height, width = shape
+        w, h = min(size, width), min(size, height)
+        x0 = int(np.clip(round(x) - w // 2, 0, width - w))
+        y0 = int(np.clip(round(y) - h // 2, 0, height - h))
+        return cls(x0, y0, w, h)
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        return image[self.y0 : self.y0 + self.h, self.x0 : self.x0 + self.w]
+
+
+def surface_arrays(crop: np.ndarray, levels: tuple[float, float], lut: np.ndarray):
+    """x, y, z and per-vertex colours for GLSurfacePlotItem.
+
+    GLSurfacePlotItem maps z[i, j] to (x[i], y[j]), so it gets the transposed crop; rows are flipped
+    first so the image's top row is at the far (large y) side, as on screen.
+    """
+    low, high = levels
+    unit = np.clip((crop.astype(np.float32) - low) / max(high - low, 1e-6), 0, 1)
+    z = unit[::-1].T * RELIEF
+    colors = lut[(unit[::-1].T * (len(lut) - 1)).astype(int)].astype(np.float32) / 255.0
+    colors = np.concatenate([colors[..., :3], np.ones(colors.shape[:2] + (1,), np.float32)], axis=2)
+    x = np.arange(crop.shape[1], dtype=np.float32)
+    y = np.arange(crop.shape[0], dtype=np.float32)
+    return x, y, z, colors
+
+
+def outline_segments(mask_crop: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """(2k, 3) line segment end points tracing the mask's outline just above the surface."""
+    contours, _ = cv2.findContours(mask_crop.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    h = mask_crop.shape[0]
+    segments = []
+    for contour in contours:
+        points = contour[:, 0, :]  # (col, row)
+        closed = np.concatenate([points, points[:1]])
+        for (c0, r0), (c1, r1) in zip(closed[:-1], closed[1:]):
+            segments.append((c0, h - 1 - r0, z[c0, h - 1 - r0] + 0.3))
+            segments.append((c1, h - 1 - r1, z[c1, h - 1 - r1] + 0.3))
+        if len(points) == 1:  # a 1-pixel target: a small vertical tick
+            c, r = points[0]
+            segments += [(c, h - 1 - r, z[c, h - 1 - r]), (c, h - 1 - r, z[c, h - 1 - r] + 2.0)]
+    return np.array(segments, np.float32).reshape(-1, 3)
+
+
+class SurfaceView(QtWidgets.QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.caption = QtWidgets.QLabel("Select a target or move the cursor over the frame.")
+        layout.addWidget(self.caption)
+        self.gl_view = None
+        self._pending = None
+        self._camera_for: tuple[int, int] | None = None
+        if not opengl_available():
+            self.fallback = QtWidgets.QLabel(
+                "3D view unavailable: no OpenGL context could be created on this display.\n"
+                "Run the app in a desktop session with OpenGL (or under Xvfb with GLX) to see it."
+            )
+            self.fallback.setAlignment(QtCore.Qt.AlignCenter)
+            self.fallback.setWordWrap(True)
+            layout.addWidget(self.fallback, 1)
+            return
+        import pyqtgraph.opengl as gl
+
+        self.gl_view = gl.GLViewWidget()
+        self.gl_view.setBackgroundColor((25, 25, 30))
+        # per-vertex colours carry the palette: no shading, so no normals to compute
+        self.surface = gl.GLSurfacePlotItem(shader=None, smooth=False, computeNormals=False)
+        self.surface.setVisible(False)  # an empty mesh cannot be drawn
+        self.outline = gl.GLLinePlotItem(mode="lines", color=(1.0, 0.2, 0.2, 1.0), width=2, antialias=True)
+        self.gl_view.addItem(self.surface)
+        self.gl_view.addItem(self.outline)
+        layout.addWidget(self.gl_view, 1)
+
+    def show_region(self, frame: np.ndarray, region: SurfaceRegion, mask: np.ndarray | None,
+                    levels: tuple[float, float], lut: np.ndarray, caption: str) -> None:
+        """Draw now when visible; otherwise keep the request for when the view is shown."""
+        self._pending = (frame, region, mask, levels, lut, caption)
+        if self.isVisible():
+            self._draw()
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        if self._pending is not None:
+            self._draw()
+
+    def _draw(self) -> None:
+        frame, region, mask, levels, lut, caption = self._pending
+        self._pending = None
+        self.caption.setText(caption)
+        if self.gl_view is None:
+            return
+        crop = region.crop(frame)
+        x, y, z, colors = surface_arrays(crop, levels, lut)
+        self.surface.setData(x=x, y=y, z=z, colors=colors.reshape(-1, 4))
+        self.surface.setVisible(True)
+        segments = outline_segments(region.crop(mask), z) if mask is not None else np.zeros((0, 3), np.float32)
+        self.outline.setData(pos=segments if len(segments) else np.zeros((0, 3), np.float32))
+        if self._camera_for != (region.w, region.h):
+            self._camera_for = (region.w, region.h)
+            self.gl_view.setCameraPosition(pos=QtGui.QVector3D(region.w / 2, region.h / 2, RELIEF / 2),
+                                           distance=1.8 * max(region.w, region.h), elevation=35, azimuth=-90)

@@ -1,0 +1,72 @@
+"""The targets of the shown frame: id, centroid, area, peak score, SNR. Clicking one selects it."""
+from __future__ import annotations
+
+import math
+
+from PySide6 import QtCore, QtWidgets
+
+from app.core.targets import Target
+
+COLUMNS = ("id", "x", "y", "area", "peak", "SNR")
+
+
+def _item(value, text: str) -> QtWidgets.QTableWidgetItem:
+    item = QtWidgets.QTableWidgetItem(text)
+    item.setData(QtCore.Qt.UserRole, value)
+    item.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
+    return item
+
+
+def _number(value: float, fmt: str) -> str:
+    return "-" if value is None or math.isnan(value) else format(value, fmt)
+
+
+class TargetList(QtWidgets.QTableWidget):
+    targetSelected = QtCore.Signal(object)  # Target
+
+    def __init__(self, parent=None):
+        super().__init__(0, len(COLUMNS), parent)
+        self.setHorizontalHeaderLabels(COLUMNS)
+        self.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
+        self.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
+        self.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.verticalHeader().hide()
+        self.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
+        self.horizontalHeader().setStretchLastSection(True)
+        self.setFocusPolicy(QtCore.Qt.ClickFocus)
+        self.targets: list[Target] = []
+        self.itemSelectionChanged.connect(self._selection_changed)
+
+    def set_targets(self, targets: list[Target], snrs: list[float], selected_id: int | None = None) -> None:
+        self.targets = list(targets)
+        with QtCore.QSignalBlocker(self):
+            self.setSortingEnabled(False)
+            self.setRowCount(len(targets))
+            for row, (t, snr) in enumerate(zip(targets, snrs)):
+                cells = (
+                    (t.id, str(t.id)), (t.cx, f"{t.cx:.1f}"), (t.cy, f"{t.cy:.1f}"), (t.area, str(t.area)),
+                    (t.peak_score, _number(t.peak_score, ".2f")), (snr, _number(snr, ".1f")),
+                )
+                for col, (value, text) in enumerate(cells):
+                    self.setItem(row, col, _item(value, text))
+            self.setSortingEnabled(True)
+            self.clearSelection()
+            if selected_id is not None:
+                for row in range(self.rowCount()):
+                    if self.item(row, 0).data(QtCore.Qt.UserRole) == selected_id:
+                        self.selectRow(row)
+
+    def select_target(self, target_id: int) -> None:
+        for row in range(self.rowCount()):
+            if self.item(row, 0).data(QtCore.Qt.UserRole) == target_id:
+                self.selectRow(row)
+                return
+
+    def _selection_changed(self) -> None:
+        rows = self.selectionModel().selectedRows()
+        if not rows:
+            return
+        target_id = self.item(rows[0].row(), 0).data(QtCore.Qt.UserRole)
+        target = next((t for t in self.targets if t.id == target_id), None)
+        if target is not None:
+            self.targetSelected.emit(target)

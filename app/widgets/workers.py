@@ -1,0 +1,168 @@
+"""Background detection: a QObject worker run in a QThread, cancelled through a threading.Event per frame."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6 import QtCore
+
+from app.core.frames import FrameReadError, FrameSource
+from app.core.normalization import Normalization
+from app.core.project import ReviewProject
+from model.detectors import Detector
+from model.evaluate import make_detector
+
+FLUSH_EVERY_S = 5.0  # detections.csv is rewritten this often during a run, so a crash loses little
+
+
+@dataclass(frozen=True)
+class DetectorChoice:
+    """What the analyst picked: a classical method by name, or IRSAM from a weights file."""
+
+    method: str  # "irsam", "tophat", "mpcm", "pstnn"
+    weights: str | None = None  # checkpoint path (IRSAM only)
+    device: str = "auto"  # "auto", "cuda" or "cpu"
+
+    @property
+    def label(self) -> str:
+        return f"IRSAM ({Path(self.weights).name})" if self.method == "irsam" else self.method
+
+    def build(self) -> tuple[Detector, str | None]:
+        """(detector, notice): the notice says why it runs on the CPU when CUDA was asked for and failed."""
+        if self.method != "irsam":
+            return make_detector(self.method, None, self.device), None
+        try:
+            detector = make_detector(None, self.weights, self.device)
+        except Exception as exc:
+            if self.device == "cpu":
+                raise
+            # a CUDA failure while loading: the CPU may still work; a bad file fails again and is reported
+            detector = make_detector(None, self.weights, "cpu")
+            return detector, f"CUDA failed ({exc}); running on the CPU."
+        choice = getattr(detector, "device_choice", None)
+        return detector, getattr(choice, "fallback_reason", None)
+
+
+class DetectionWorker(QtCore.QObject):
+    """Runs a detector over `indices` of a source, saving each prediction in the project as it arrives.
+
+    The detector is built in this thread when not given (loading a checkpoint can take seconds).
+    With `features`, nothing is saved: the result (with feature maps) is only emitted.
+    """
+
+    detectorReady = QtCore.Signal(object, object)  # detector, notice (str or None)
+    frameDone = QtCore.Signal(int, object)  # index, FrameResult
+    frameFailed = QtCore.Signal(int, str)
+    progress = QtCore.Signal(int, int, float)  # done, total, frames per second
+    failed = QtCore.Signal(str)
+    finished = QtCore.Signal(bool)  # True when cancelled
+
+    def __init__(self, source: FrameSource, normalization: Normalization, indices: list[int],
+                 choice: DetectorChoice, detector: Detector | None, project: ReviewProject | None,
+                 features: bool = False):
+        super().__init__()
+        self.source = source
+        self.normalization = normalization
+        self.indices = list(indices)
+        self.choice = choice
+        self.detector = detector
+        self.project = project
+        self.features = features
+        self.cancel_event = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    @QtCore.Slot()
+    def run(self) -> None:
+        cancelled = False
+        try:
+            if self.detector is None:
+                self.detector, notice = self.choice.build()
+                self.detectorReady.emit(self.detector, notice)
+            cancelled = self._run_frames()
+        except Exception as exc:  # reported in the UI; the worker must always finish
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+        finally:
+            if self.project is not None and not self.features:
+                try:
+                    self.project.flush_detections()
+                except OSError as exc:
+                    self.failed.emit(f"could not write detections.csv: {exc}")
+            self.finished.emit(cancelled)
+
+    def _run_frames(self) -> bool:
+        start = last_flush = time.perf_counter()
+        total = len(self.indices)
+        for done, index in enumerate(self.indices, start=1):
+            if self.cancel_event.is_set():
+                return True
+            try:
+                image = self.normalization.apply(self.source.frame(index))
+            except FrameReadError as exc:
+                self.frameFailed.emit(index, exc.reason)
+                continue
+            result = self._detect(image)
+            if self.project is not None and not self.features:
+                self.project.save_prediction(self.source.stems[index], result)
+            self.frameDone.emit(index, result)
+            now = time.perf_counter()
+            self.progress.emit(done, total, done / max(now - start, 1e-9))
+            if self.project is not None and not self.features and now - last_flush > FLUSH_EVERY_S:
+                self.project.flush_detections()
+                last_flush = now
+        return False
+
+    def _detect(self, image):
+        try:
+            return self.detector.detect([image], features=self.features)[0]
+        except RuntimeError as exc:
+            if "cuda" not in str(exc).lower() or self.choice.device == "cpu":
+                raise
+            # the GPU failed mid-run (out of memory, driver reset): continue on the CPU, say so
+            cpu_choice = DetectorChoice(self.choice.method, self.choice.weights, "cpu")
+            self.detector, _ = cpu_choice.build()
+            self.detectorReady.emit(self.detector, f"CUDA failed during the run ({exc}); continuing on the CPU.")
+            return self.detector.detect([image], features=self.features)[0]
+
+
+class WorkerRunner(QtCore.QObject):
+    """Owns at most one worker thread; `stop()` cancels and waits (used on close and before a new run)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.thread: QtCore.QThread | None = None
+        self.worker: DetectionWorker | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.isRunning()
+
+    def start(self, worker: DetectionWorker) -> None:
+        self.stop()
+        thread = QtCore.QThread()
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        # direct: quit from the worker's own thread, so wait() never races a queued quit
+        worker.finished.connect(thread.quit, QtCore.Qt.DirectConnection)
+        self.thread, self.worker = thread, worker
+        thread.start()
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def stop(self) -> None:
+        if self.thread is None:
+            return
+        self.cancel()
+        self.thread.wait()
+        self.thread = self.worker = None
+
+    def release_if_done(self, worker: DetectionWorker) -> None:
+        """Called when `worker` finished: join its thread and drop it (unless a newer worker replaced it)."""
+        if worker is self.worker and self.thread is not None:
+            self.thread.wait()
+            self.thread = self.worker = None

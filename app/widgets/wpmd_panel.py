@@ -1,0 +1,132 @@
+"""Feature maps of the shown frame: WPMD diffused features and wavelet edge magnitude per level, GAD features.
+
+All maps are stretched over the frame's extent, so they line up with the input and zoom together.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+REDUCTIONS = ("mean", "max", "channel")
+GAD_KEYS = ("gad.shallow", "gad.deep", "gad.multi")
+
+
+def wpmd_levels(features: dict) -> list[int]:
+    return sorted({int(m.group(1)) for key in features if (m := re.fullmatch(r"wpmd(\d+)\.\w+", key))})
+
+
+def reduce_channels(feature: np.ndarray, reduction: str, channel: int = 0) -> np.ndarray:
+    """(C, h, w) -> (h, w): channel mean, channel max, or one channel (clamped to the range)."""
+    feature = np.asarray(feature, np.float32)
+    if feature.ndim == 2:
+        return feature
+    if reduction == "mean":
+        return feature.mean(axis=0)
+    if reduction == "max":
+        return feature.max(axis=0)
+    return feature[int(np.clip(channel, 0, feature.shape[0] - 1))]
+
+
+class FeaturePanel(QtWidgets.QWidget):
+    computeRequested = QtCore.Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.features: dict[str, np.ndarray] = {}
+        self.frame_shape: tuple[int, int] | None = None
+        self.level_combo = QtWidgets.QComboBox()
+        self.level_combo.setToolTip("WPMD level (encoder stage)")
+        self.reduction_combo = QtWidgets.QComboBox()
+        self.reduction_combo.addItems(REDUCTIONS)
+        self.channel = QtWidgets.QSpinBox()
+        self.channel.setPrefix("channel ")
+        self.channel.setEnabled(False)
+        self.follow = QtWidgets.QCheckBox("follow frame")
+        self.follow.setChecked(True)
+        self.follow.setToolTip("Recompute when the shown frame changes (runs the detector on that frame)")
+        self.compute = QtWidgets.QPushButton("Compute")
+        self.compute.clicked.connect(self.computeRequested)
+        self.message = QtWidgets.QLabel()
+        self.message.setWordWrap(True)
+        for combo in (self.level_combo, self.reduction_combo):
+            combo.currentIndexChanged.connect(self._redraw)
+        self.channel.valueChanged.connect(self._redraw)
+        self.reduction_combo.currentTextChanged.connect(lambda r: self.channel.setEnabled(r == "channel"))
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.views: dict[str, pg.ViewBox] = {}
+        self.images: dict[str, pg.ImageItem] = {}
+        titles = (("input", "Input (model's 8-bit)"), ("diffused", "WPMD diffused"), ("edge", "WPMD edge magnitude"),
+                  ("gad.shallow", "GAD shallow"), ("gad.deep", "GAD deep"), ("gad.multi", "GAD multi"))
+        for k, (key, title) in enumerate(titles):
+            view = self.graphics.addViewBox(row=2 * (k // 3) + 1, col=k % 3, lockAspect=True, invertY=True,
+                                            enableMenu=False)
+            self.graphics.addLabel(title, row=2 * (k // 3), col=k % 3)
+            image = pg.ImageItem(axisOrder="row-major")
+            image.setLookupTable(pg.colormap.get("inferno").getLookupTable(nPts=256) if key != "input" else None)
+            view.addItem(image)
+            if self.views:
+                view.setXLink(self.views["input"])
+                view.setYLink(self.views["input"])
+            self.views[key], self.images[key] = view, image
+
+        controls = QtWidgets.QHBoxLayout()
+        for w in (QtWidgets.QLabel("Level"), self.level_combo, self.reduction_combo, self.channel, self.follow,
+                  self.compute):
+            controls.addWidget(w)
+        controls.addStretch(1)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(controls)
+        layout.addWidget(self.message)
+        layout.addWidget(self.graphics, 1)
+        self.show_message("Run an IRSAM detector on a frame to see its WPMD and GAD feature maps.")
+
+    def show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
+
+    def set_input(self, image8: np.ndarray) -> None:
+        first = self.frame_shape != image8.shape
+        self.frame_shape = image8.shape
+        self.images["input"].setImage(image8, levels=(0, 255), autoLevels=False)
+        if first:
+            self.views["input"].autoRange(padding=0)
+
+    def set_features(self, features: dict[str, np.ndarray], detector_name: str) -> None:
+        self.features = dict(features)
+        if not features:
+            self.show_message(f"{detector_name} has no WPMD or GAD feature maps: only IRSAM computes them. "
+                              "Choose an IRSAM detector in the Detection panel.")
+        else:
+            self.show_message("")
+        levels = wpmd_levels(features)
+        with QtCore.QSignalBlocker(self.level_combo):
+            current = self.level_combo.currentText()
+            self.level_combo.clear()
+            self.level_combo.addItems([str(level) for level in levels])
+            if current in [str(level) for level in levels]:
+                self.level_combo.setCurrentText(current)
+        channels = max((f.shape[0] for f in features.values() if f.ndim == 3), default=1)
+        self.channel.setRange(0, channels - 1)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        level = self.level_combo.currentText()
+        keys = {"diffused": f"wpmd{level}.diffused", "edge": f"wpmd{level}.edge"}
+        keys.update({k: k for k in GAD_KEYS})
+        for slot, key in keys.items():
+            image = self.images[slot]
+            feature = self.features.get(key)
+            if feature is None:
+                image.clear()
+                continue
+            shown = reduce_channels(feature, self.reduction_combo.currentText(), self.channel.value())
+            low, high = np.percentile(shown, (1, 99.5))
+            image.setImage(shown, levels=(float(low), float(max(high, low + 1e-6))), autoLevels=False)
+            if self.frame_shape is not None:
+                h, w = self.frame_shape
+                image.setRect(QtCore.QRectF(0, 0, w, h))
