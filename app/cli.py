@@ -9,6 +9,7 @@ import sys
 COMMANDS = {
     "info": "app.commands.info",
     "make-demo": "app.commands.demo",
+    "export": "app.commands.export",
 }
 
 

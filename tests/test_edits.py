@@ -11,6 +11,7 @@ from app.core.edits import (
     make_edit,
     mask_diff,
     paint_stroke,
+    stroke_pixels,
 )
 from app.core.targets import label_components
 
@@ -50,6 +51,19 @@ def test_fast_stroke_with_far_apart_points_has_no_gaps():
 def test_stroke_is_clipped_at_the_border():
     out = paint_stroke(blank(10, 10), [(-5, 5), (15, 5)], radius=1, value=True)
     assert out[5].all() and out[4].all() and out[6].all() and out.sum() == 30
+
+
+def test_stroke_is_the_union_of_discs_at_every_line_pixel():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        h, w = rng.integers(5, 30, 2)
+        points = [tuple(rng.integers(-10, 40, 2)) for _ in range(rng.integers(1, 5))]
+        radius = float(rng.choice([0, 0.5, 1, 1.5, 3, 4.7]))
+        yy, xx = np.mgrid[:h, :w]
+        expected = np.zeros((h, w), dtype=bool)
+        for x, y in stroke_pixels(points):
+            expected |= (xx - x) ** 2 + (yy - y) ** 2 <= radius * radius
+        np.testing.assert_array_equal(paint_stroke(np.zeros((h, w), bool), points, radius, True), expected)
 
 
 def test_eraser_clears_and_leaves_the_input_untouched():

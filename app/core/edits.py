@@ -181,25 +181,34 @@ def stroke_pixels(points: Sequence[tuple[float, float]]) -> np.ndarray:
     return np.concatenate(out)
 
 
-def disc_offsets(radius: float) -> np.ndarray:
-    """(M, 2) int (dx, dy) with dx^2 + dy^2 <= radius^2; radius 0 is the single centre pixel."""
+def disc_kernel(radius: float) -> np.ndarray:
+    """uint8 (2r+1, 2r+1) disc: offsets with dx^2 + dy^2 <= radius^2; radius 0 is the single centre pixel."""
     r = int(np.floor(radius))
     dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
-    inside = dx * dx + dy * dy <= radius * radius
-    return np.stack([dx[inside], dy[inside]], axis=1)
+    return (dx * dx + dy * dy <= radius * radius).astype(np.uint8)
 
 
 def paint_stroke(mask: np.ndarray, points: Sequence[tuple[float, float]], radius: float, value: bool) -> np.ndarray:
     """Brush (value=True) or eraser (False): a disc stamped at every pixel of the polyline through `points`."""
     out = np.array(mask, dtype=bool, copy=True)
-    centres = stroke_pixels(points)
-    if len(centres) == 0:
-        return out
-    offsets = disc_offsets(radius)
-    pixels = (centres[:, None, :] + offsets[None, :, :]).reshape(-1, 2)
     h, w = out.shape
-    inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < w) & (pixels[:, 1] >= 0) & (pixels[:, 1] < h)
-    out[pixels[inside, 1], pixels[inside, 0]] = value
+    kernel = disc_kernel(radius)
+    r = kernel.shape[0] // 2
+    centres = stroke_pixels(points)
+    xs, ys = centres[:, 0], centres[:, 1]
+    near = (xs >= -r) & (xs < w + r) & (ys >= -r) & (ys < h + r)  # discs that can reach the image
+    xs, ys = xs[near], ys[near]
+    if len(xs) == 0:
+        return out
+    # union of discs = the centre pixels dilated by the disc, on a canvas just big enough to hold them
+    x0, y0 = int(xs.min()) - r, int(ys.min()) - r
+    canvas = np.zeros((int(ys.max()) + r + 1 - y0, int(xs.max()) + r + 1 - x0), dtype=np.uint8)
+    canvas[ys - y0, xs - x0] = 1
+    stamped = cv2.dilate(canvas, kernel) > 0
+    cy0, cx0 = max(y0, 0), max(x0, 0)
+    cy1, cx1 = min(y0 + canvas.shape[0], h), min(x0 + canvas.shape[1], w)
+    region = stamped[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+    out[cy0:cy1, cx0:cx1][region] = value
     return out
 
 

@@ -1,0 +1,66 @@
+"""`irsam export`: a review project's reviewed frames as a training set (SIRST / BasicIRSTD / DNANet layout)."""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export reviewed frames as a training data set",
+        description="Write a project's reviewed frames as images/ (8-bit, through the project's normalisation) and "
+        "masks/ (0/255) with split files. accepted: committed mask or prediction; corrected: committed mask; "
+        "negative: all-zero mask; rejected and unreviewed frames are skipped. A project is one sequence: all "
+        "its frames go to one split, stems prefixed with the sequence (project folder) name.",
+    )
+    p.add_argument("project", help="review project folder (made by `irsam detect` or the app)")
+    p.add_argument("--out", required=True, help="data set folder")
+    p.add_argument("--layout", choices=["sirst", "basicirstd", "dnanet"], default="sirst",
+                   help="sirst: trainval.txt/test.txt; basicirstd: NAME/img_idx/{train,test}_NAME.txt; "
+                   "dnanet: 50_50/{train,test}.txt (default: sirst)")
+    p.add_argument("--split", choices=["train", "test"], default="train", help="the side this sequence goes to")
+    p.add_argument("--include-unreviewed", action="store_true",
+                   help="also export unreviewed frames (their committed mask, else the prediction)")
+    p.add_argument("--append", action="store_true",
+                   help="add to an existing data set (split files merged; this sequence's earlier entries replaced)")
+    p.add_argument("--dataset-name", default=None, help="BasicIRSTD data set name (default IRSAM-Review)")
+    p.add_argument("--sequence", default=None, help="stem prefix (default: the project folder's name)")
+    p.add_argument("--raw", action="store_true", help="also write raw/<stem>.png (or .tif): the raw frame values")
+    p.add_argument("--coco", action="store_true", help="also write annotations/instances_<split>.json (COCO, RLE)")
+    p.add_argument("--yolo", action="store_true", help="also write labels/<stem>.txt (YOLO boxes)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from app.core.export import DEFAULT_DATASET_NAME, ExportError, export_project
+    from app.core.project import ProjectError, ReviewProject
+
+    try:
+        project = ReviewProject.open(args.project)
+    except ProjectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path, reason in project.damaged:
+        print(f"warning: {path}: {reason}", file=sys.stderr)
+    try:
+        report = export_project(
+            project, args.out, args.layout, split=args.split, include_unreviewed=args.include_unreviewed,
+            append=args.append, raw=args.raw, coco=args.coco, yolo=args.yolo,
+            dataset_name=args.dataset_name or DEFAULT_DATASET_NAME, sequence_name=args.sequence,
+        )
+    except (ExportError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    reasons = Counter(reason for _, reason in report.skipped)
+    skipped = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+    if not report.exported:
+        hint = " (pass --include-unreviewed to export predictions of unreviewed frames)" if reasons["unreviewed"] else ""
+        print(f"nothing exported from {args.project}: {skipped or 'no frames'}{hint}", file=sys.stderr)
+        return 1
+    print(f"exported {len(report.exported)} frames to {report.root} ({args.layout}, {args.split})")
+    if skipped:
+        print(f"skipped: {skipped}")
+    if report.removed:
+        print(f"removed {len(report.removed)} frames of an earlier export of this sequence")
+    return 0

@@ -1,0 +1,381 @@
+"""Export reviewed frames as a training set in the field's layouts, and read such data sets back.
+
+Layouts (images/<stem>.png = the 8-bit image the model saw, masks/<stem>.png = single-channel uint8 {0, 255}):
+
+    sirst       OUT/images, OUT/masks, OUT/trainval.txt, OUT/test.txt              (SIRST idx_427, IRSAM)
+    basicirstd  OUT/NAME/images, OUT/NAME/masks, OUT/NAME/img_idx/train_NAME.txt, test_NAME.txt
+    dnanet      OUT/images, OUT/masks, OUT/50_50/train.txt, OUT/50_50/test.txt
+
+A project is one sequence and goes to one side of the split; its stems are prefixed with the sequence
+name so several projects can share a data set (`append=True`). Beside the images: meta.json (provenance
+per stem) and, on request, raw/<stem>.png|.tif (raw values), annotations/instances_<split>.json (COCO,
+uncompressed RLE per 8-connected target) and labels/<stem>.txt (YOLO boxes).
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from app.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_png, atomic_write_text
+from app.core.project import ReviewProject, ReviewStatus, utc_now
+from app.core.targets import extract_targets, label_components
+
+LAYOUTS = ("sirst", "basicirstd", "dnanet")
+SPLITS = ("train", "test")
+EXPORT_FORMAT = "irsam-review-export/1"
+DEFAULT_DATASET_NAME = "IRSAM-Review"
+MASK_SUFFIXES = ("", "_pixels0")  # <stem>.png, and original SIRST's <stem>_pixels0.png
+SPLIT_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+class ExportError(Exception):
+    """The export cannot run (unknown layout, non-empty target without append, unreadable source)."""
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    root: Path  # folder holding images/, masks/, meta.json
+    images: Path
+    masks: Path
+    split_files: dict[str, Path]  # "train" / "test" -> split file
+
+
+def dataset_paths(out: str | Path, layout: str, dataset_name: str = DEFAULT_DATASET_NAME) -> DatasetPaths:
+    out = Path(out)
+    if layout == "sirst":
+        root = out
+        splits = {"train": root / "trainval.txt", "test": root / "test.txt"}
+    elif layout == "basicirstd":
+        root = out / dataset_name
+        splits = {s: root / "img_idx" / f"{s}_{dataset_name}.txt" for s in SPLITS}
+    elif layout == "dnanet":
+        root = out
+        splits = {s: root / "50_50" / f"{s}.txt" for s in SPLITS}
+    else:
+        raise ExportError(f"unknown layout {layout!r}; one of {', '.join(LAYOUTS)}")
+    return DatasetPaths(root, root / "images", root / "masks", splits)
+
+
+@dataclass
+class ExportReport:
+    root: Path
+    layout: str
+    split: str
+    exported: list[str] = field(default_factory=list)  # data set stems written
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (project stem, why)
+    removed: list[str] = field(default_factory=list)  # this sequence's stems from an earlier export, now dropped
+
+
+def label_for_export(project: ReviewProject, stem: str, include_unreviewed: bool) -> tuple[np.ndarray | None, str]:
+    """(mask, where it came from) or (None, why the frame is skipped), by review status.
+
+    accepted: committed mask, else the prediction; corrected: committed mask; negative: all zeros;
+    rejected: skipped; unreviewed: skipped, or with `include_unreviewed` the committed mask if the analyst
+    made one, else the prediction.
+    """
+    status = project.status(stem)
+    if status is ReviewStatus.REJECTED:
+        return None, "rejected"
+    if status is ReviewStatus.NEGATIVE:
+        return np.zeros(project.frame_shape, dtype=bool), "negative"
+    if status is ReviewStatus.UNREVIEWED and not include_unreviewed:
+        return None, "unreviewed"
+    committed = project.committed_mask(stem)
+    if committed is not None:
+        return committed, "committed"
+    if status is ReviewStatus.CORRECTED:
+        return None, "corrected but no committed mask"
+    prediction = project.prediction_mask(stem)
+    if prediction is None:
+        return None, f"{status.value} but no prediction or committed mask"
+    return prediction, "prediction"
+
+
+def export_project(
+    project: ReviewProject,
+    out: str | Path,
+    layout: str,
+    split: str = "train",
+    include_unreviewed: bool = False,
+    append: bool = False,
+    raw: bool = False,
+    coco: bool = False,
+    yolo: bool = False,
+    dataset_name: str = DEFAULT_DATASET_NAME,
+    sequence_name: str | None = None,
+    source=None,
+    normalization=None,
+) -> ExportReport:
+    """Export a project's reviewed frames; nothing is written when no frame qualifies.
+
+    `source` (a FrameSource) and `normalization` default to the project's own (source opened from its
+    stored path, `Normalization.from_dict(project.normalization)`).
+    With `append`, the data set may already hold other sequences: split files are merged without
+    duplicates, and this sequence's earlier entries are replaced.
+    """
+    if split not in SPLITS:
+        raise ExportError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    paths = dataset_paths(out, layout, dataset_name)
+    sequence = sequence_name or project.name
+    report = ExportReport(paths.root, layout, split)
+
+    selected = []
+    for stem in project.stems:
+        mask, origin = label_for_export(project, stem, include_unreviewed)
+        if mask is None:
+            report.skipped.append((stem, origin))
+        else:
+            selected.append((stem, mask, origin))
+    if not selected:
+        return report
+    if not append and _holds_dataset(paths):
+        raise ExportError(f"{paths.root} already holds a data set; export with append to add to it")
+
+    own_source = source is None
+    if own_source:
+        source = _open_project_source(project)
+    if normalization is None:
+        from app.core.normalization import Normalization
+
+        normalization = Normalization.from_dict(project.normalization)
+    meta = _read_meta(paths) if append else {"format": EXPORT_FORMAT, "frames": {}}
+    if meta.setdefault("layout", layout) != layout:
+        raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
+    detector = project.detector or {}
+    try:
+        source_index = {s: i for i, s in enumerate(source.stems)}
+        for stem, mask, origin in selected:
+            dataset_stem = f"{sequence}_{stem}"
+            if stem not in source_index:
+                report.skipped.append((stem, "frame not in the source"))
+                continue
+            try:
+                frame = source.frame(source_index[stem])
+            except Exception as e:  # FrameReadError and friends: skip the frame, keep exporting
+                report.skipped.append((stem, f"unreadable frame: {e}"))
+                continue
+            image = normalization.apply(frame)
+            atomic_write_png(paths.images / f"{dataset_stem}.png", image)
+            atomic_write_png(paths.masks / f"{dataset_stem}.png", mask)
+            raw_file = _write_raw(paths.root, dataset_stem, frame) if raw else None
+            if yolo:
+                atomic_write_text(paths.root / "labels" / f"{dataset_stem}.txt", yolo_boxes(mask))
+            meta["frames"][dataset_stem] = {
+                "sequence": sequence,
+                "project": str(project.folder.resolve()),
+                "source": str(project.source_path),
+                "source_kind": project.source_kind,
+                "frame_index": project.index(stem),
+                "source_stem": stem,
+                "normalization": project.normalization,
+                "detector": {k: detector.get(k) for k in ("name", "weights", "sha256")} if detector else None,
+                "status": project.status(stem).value,
+                "mask_from": origin,
+                "split": split,
+                "raw": raw_file,
+                "exported": utc_now(),
+            }
+            report.exported.append(dataset_stem)
+    finally:
+        if own_source:
+            source.close()
+    if not report.exported:
+        return report
+
+    exported = set(report.exported)
+    report.removed = [
+        s for s, record in meta["frames"].items() if record.get("sequence") == sequence and s not in exported
+    ]
+    for s in report.removed:
+        _remove_exported_files(paths.root, s, meta["frames"].pop(s))
+    splits = {}
+    for name, path in paths.split_files.items():
+        listed = _read_split(path) if append and path.exists() else []
+        kept = [s for s in listed if s not in exported and s not in report.removed]
+        splits[name] = kept + (report.exported if name == split else [])
+        atomic_write_text(path, "".join(f"{s}\n" for s in splits[name]))
+    if coco:
+        for name, stems in splits.items():
+            _write_coco(paths, name, stems)
+    atomic_write_json(paths.root / "meta.json", meta)
+    return report
+
+
+def read_exported_dataset(
+    folder: str | Path, layout: str, dataset_name: str | None = None
+) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
+    """(stem, image uint8, mask bool, split) for every stem listed in the split files, in file order.
+
+    Split file lines may carry an image extension; masks may carry SIRST's `_pixels0` suffix. Images are
+    read as gray (PIL "L"), mask pixels > 127 are target. For basicirstd, `dataset_name` defaults to the
+    one data set folder under `folder`.
+    """
+    folder = Path(folder)
+    if layout == "basicirstd" and dataset_name is None:
+        candidates = [p.name for p in sorted(folder.iterdir()) if (p / "img_idx").is_dir()]
+        if len(candidates) != 1:
+            raise ExportError(f"{folder}: expected one BasicIRSTD data set folder (with img_idx/), found {candidates}")
+        dataset_name = candidates[0]
+    paths = dataset_paths(folder, layout, dataset_name or DEFAULT_DATASET_NAME)
+    split_files = paths.split_files
+    if layout == "sirst" and not any(p.exists() for p in split_files.values()):
+        # the published SIRST keeps its split files in idx_427/ (or splits/idx_427/)
+        for idx in sorted(folder.glob("idx_*")) + sorted(folder.glob("splits/idx_*")):
+            split_files = {"train": idx / "trainval.txt", "test": idx / "test.txt"}
+            break
+    samples = []
+    for split, path in split_files.items():
+        if not path.exists():
+            continue
+        for stem in _read_split(path):
+            image_path = paths.images / f"{stem}.png"
+            mask_path = next(
+                (paths.masks / f"{stem}{s}.png" for s in MASK_SUFFIXES if (paths.masks / f"{stem}{s}.png").exists()),
+                None,
+            )
+            if not image_path.exists() or mask_path is None:
+                raise ExportError(f"{path}: {stem} has no image in {paths.images} or no mask in {paths.masks}")
+            with Image.open(image_path) as im:
+                image = np.asarray(im.convert("L"), dtype=np.uint8)
+            with Image.open(mask_path) as im:
+                mask = np.asarray(im.convert("L")) > 127
+            samples.append((stem, image, mask, split))
+    return samples
+
+
+# --- annotation formats ----------------------------------------------------------------------------
+
+
+def rle_encode(mask: np.ndarray) -> dict:
+    """COCO uncompressed RLE: column-major run lengths, starting with a (possibly empty) background run."""
+    mask = np.asarray(mask, dtype=bool)
+    counts = _run_lengths(mask.ravel(order="F"))
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def _run_lengths(flat: np.ndarray) -> list[int]:
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], edges, [flat.size]])
+    runs = [int(r) for r in np.diff(bounds)]
+    if flat.size and flat[0]:
+        runs = [0] + runs
+    return runs
+
+
+def rle_decode(rle: dict) -> np.ndarray:
+    h, w = rle["size"]
+    values = np.zeros(h * w, dtype=bool)
+    position = 0
+    for i, count in enumerate(rle["counts"]):
+        if i % 2:
+            values[position : position + count] = True
+        position += count
+    return values.reshape((h, w), order="F")
+
+
+def yolo_boxes(mask: np.ndarray) -> str:
+    """YOLO label lines `0 cx cy w h` (normalised) of the mask's 8-connected targets; '' for none."""
+    h, w = mask.shape
+    lines = []
+    for t in extract_targets(mask):
+        bw, bh = t.x1 - t.x0 + 1, t.y1 - t.y0 + 1
+        lines.append(f"0 {(t.x0 + bw / 2) / w:.6f} {(t.y0 + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}\n")
+    return "".join(lines)
+
+
+def _write_coco(paths: DatasetPaths, split: str, stems: list[str]) -> None:
+    images, annotations = [], []
+    for image_id, stem in enumerate(stems, start=1):
+        with Image.open(paths.masks / f"{stem}.png") as im:
+            mask = np.asarray(im.convert("L")) > 127
+        h, w = mask.shape
+        images.append({"id": image_id, "file_name": f"{stem}.png", "height": h, "width": w})
+        _, labels = label_components(mask)
+        for t in extract_targets(mask):
+            annotations.append({
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": 1,
+                "segmentation": rle_encode(labels == t.id),
+                "area": t.area,
+                "bbox": [t.x0, t.y0, t.x1 - t.x0 + 1, t.y1 - t.y0 + 1],
+                "iscrowd": 0,
+            })
+    document = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "target", "supercategory": "target"}],
+    }
+    atomic_write_json(paths.root / "annotations" / f"instances_{split}.json", document)
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def _holds_dataset(paths: DatasetPaths) -> bool:
+    return (
+        (paths.root / "meta.json").exists()
+        or any(p.exists() for p in paths.split_files.values())
+        or any(d.is_dir() and any(d.iterdir()) for d in (paths.images, paths.masks))
+    )
+
+
+def _open_project_source(project: ReviewProject):
+    from app.core.frames import SourceError, open_source
+
+    try:
+        return open_source(project.source_path, prefetch=0)
+    except SourceError as e:
+        raise ExportError(f"cannot read the project's source: {e}") from e
+
+
+def _read_meta(paths: DatasetPaths) -> dict:
+    path = paths.root / "meta.json"
+    if not path.exists():
+        return {"format": EXPORT_FORMAT, "frames": {}}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if meta.get("format") != EXPORT_FORMAT:
+            raise ValueError(f"not a {EXPORT_FORMAT} file")
+        return meta
+    except (OSError, ValueError, AttributeError) as e:
+        raise ExportError(f"{path} is unreadable ({e}); cannot append safely") from e
+
+
+def _read_split(path: Path) -> list[str]:
+    stems = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name = line.strip()
+        if Path(name).suffix.lower() in SPLIT_SUFFIXES:
+            name = name[: -len(Path(name).suffix)]
+        if name and name not in stems:
+            stems.append(name)
+    return stems
+
+
+def _write_raw(root: Path, stem: str, frame: np.ndarray) -> str:
+    """Lossless raw copy: PNG for 8/16-bit frames, TIFF otherwise; returns the path relative to root."""
+    if frame.dtype in (np.uint8, np.uint16):
+        relative = f"raw/{stem}.png"
+        atomic_write_png(root / relative, frame)
+    else:
+        import tifffile
+
+        relative = f"raw/{stem}.tif"
+        buf = io.BytesIO()
+        tifffile.imwrite(buf, np.ascontiguousarray(frame))
+        atomic_write_bytes(root / relative, buf.getvalue())
+    return relative
+
+
+def _remove_exported_files(root: Path, stem: str, record: dict) -> None:
+    files = [root / "images" / f"{stem}.png", root / "masks" / f"{stem}.png", root / "labels" / f"{stem}.txt"]
+    if record.get("raw"):
+        files.append(root / record["raw"])
+    for path in files:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,257 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import app.cli
+from app.core.export import (
+    ExportError,
+    dataset_paths,
+    export_project,
+    read_exported_dataset,
+    rle_decode,
+    yolo_boxes,
+)
+from app.core.frames import open_source
+from app.core.normalization import Normalization
+from app.core.project import ReviewProject
+from model.detectors import FrameResult
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPE = (20, 28)
+NORMALIZATION = Normalization.fixed(1000, 5000)
+DETECTOR = {"name": "irsam", "weights": "/w/irsam.pt", "sha256": "ab" * 32, "config": {}, "device": "cpu"}
+LAYOUTS = ["sirst", "basicirstd", "dnanet"]
+
+
+def write_frames(folder: Path, n: int, seed: int = 0) -> list[np.ndarray]:
+    """16-bit frames, as a real IR camera gives them."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n):
+        frame = rng.integers(800, 5200, SHAPE).astype(np.uint16)
+        cv2.imwrite(str(folder / f"{i:04d}.png"), frame)
+        frames.append(frame)
+    return frames
+
+
+def box(y, x, h=2, w=3):
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[y : y + h, x : x + w] = True
+    return mask
+
+
+def prediction(mask):
+    return FrameResult(logits=np.where(mask, 4.0, -4.0).astype(np.float32))
+
+
+def reviewed_project(tmp_path, name="seqA", seed=0):
+    """Frames: 0 accepted (prediction only), 1 corrected, 2 negative, 3 rejected, 4 unreviewed,
+    5 accepted with a committed mask. Returns the project, raw frames and the mask each frame exports."""
+    frames = write_frames(tmp_path / f"{name}_frames", 6, seed)
+    source = open_source(tmp_path / f"{name}_frames")
+    project = ReviewProject.create(tmp_path / name, source.path, source.kind, source.stems, source.shape,
+                                   NORMALIZATION.to_dict(), DETECTOR)
+    source.close()
+    predicted = {i: box(2 + i, 3 + 2 * i) for i in range(6)}
+    for i, stem in enumerate(project.stems):
+        project.save_prediction(stem, prediction(predicted[i]))
+    project.flush_detections()
+    s = project.stems
+    project.set_status(s[0], "accepted")
+    project.commit_mask(s[1], box(10, 10) | box(2, 20, 1, 1))
+    project.set_status(s[1], "corrected")
+    project.commit_mask(s[2], box(5, 5))  # a leftover edit: negative still exports zeros
+    project.set_status(s[2], "negative")
+    project.set_status(s[3], "rejected")
+    project.commit_mask(s[5], box(15, 1, 1, 1))
+    project.set_status(s[5], "accepted")
+    expected = {0: predicted[0], 1: box(10, 10) | box(2, 20, 1, 1), 2: np.zeros(SHAPE, bool), 5: box(15, 1, 1, 1)}
+    return project, frames, expected, predicted
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_export_round_trips(tmp_path, layout):
+    project, frames, expected, _ = reviewed_project(tmp_path)
+    report = export_project(project, tmp_path / "out", layout, split="train")
+    assert report.exported == [f"seqA_{project.stems[i]}" for i in (0, 1, 2, 5)]
+    assert dict(report.skipped) == {project.stems[3]: "rejected", project.stems[4]: "unreviewed"}
+
+    samples = read_exported_dataset(tmp_path / "out", layout)
+    assert [s[0] for s in samples] == report.exported
+    for (stem, image, mask, split), i in zip(samples, (0, 1, 2, 5)):
+        assert split == "train"
+        np.testing.assert_array_equal(mask, expected[i])
+        np.testing.assert_array_equal(image, NORMALIZATION.apply(frames[i]))
+    paths = dataset_paths(tmp_path / "out", layout)
+    for stem in report.exported:
+        written = cv2.imread(str(paths.masks / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert written.dtype == np.uint8 and written.shape == SHAPE
+        assert set(np.unique(written)) <= {0, 255}
+    assert paths.split_files["test"].read_text() == ""
+
+
+def test_layout_paths_follow_the_field():
+    sirst = dataset_paths("/d", "sirst")
+    assert sirst.split_files == {"train": Path("/d/trainval.txt"), "test": Path("/d/test.txt")}
+    basic = dataset_paths("/d", "basicirstd", "MyIR")
+    assert basic.images == Path("/d/MyIR/images")
+    assert basic.split_files["train"] == Path("/d/MyIR/img_idx/train_MyIR.txt")
+    dnanet = dataset_paths("/d", "dnanet")
+    assert dnanet.split_files["test"] == Path("/d/50_50/test.txt")
+
+
+def test_unreviewed_frames_only_with_the_flag(tmp_path):
+    project, _, _, predicted = reviewed_project(tmp_path)
+    report = export_project(project, tmp_path / "out", "sirst", include_unreviewed=True)
+    stem4 = f"seqA_{project.stems[4]}"
+    assert stem4 in report.exported and f"seqA_{project.stems[3]}" not in report.exported
+    masks = {s: m for s, _, m, _ in read_exported_dataset(tmp_path / "out", "sirst")}
+    np.testing.assert_array_equal(masks[stem4], predicted[4])
+
+
+def test_meta_json_records_provenance(tmp_path):
+    project, _, _, _ = reviewed_project(tmp_path)
+    export_project(project, tmp_path / "out", "dnanet", split="test")
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["format"] == "irsam-review-export/1"
+    record = meta["frames"][f"seqA_{project.stems[1]}"]
+    assert record["source"] == str((tmp_path / "seqA_frames").resolve())
+    assert record["frame_index"] == 1 and record["source_stem"] == project.stems[1]
+    assert record["normalization"] == NORMALIZATION.to_dict()
+    assert record["detector"] == {"name": "irsam", "weights": "/w/irsam.pt", "sha256": "ab" * 32}
+    assert record["status"] == "corrected" and record["mask_from"] == "committed" and record["split"] == "test"
+    assert record["exported"].endswith("+00:00")
+    assert meta["frames"][f"seqA_{project.stems[0]}"]["mask_from"] == "prediction"
+    assert meta["frames"][f"seqA_{project.stems[2]}"]["mask_from"] == "negative"
+
+
+def test_two_sequences_append_into_one_dataset(tmp_path):
+    first, _, _, _ = reviewed_project(tmp_path, "seqA", seed=0)
+    second, _, _, _ = reviewed_project(tmp_path, "seqB", seed=1)
+    out = tmp_path / "out"
+    export_project(first, out, "basicirstd", split="train")
+    with pytest.raises(ExportError):
+        export_project(second, out, "basicirstd", split="test")
+    export_project(second, out, "basicirstd", split="test", append=True)
+    # the analyst rejects a frame of the first sequence and exports it again
+    first.set_status(first.stems[0], "rejected")
+    report = export_project(first, out, "basicirstd", split="train", append=True)
+    assert report.removed == [f"seqA_{first.stems[0]}"]
+    paths = dataset_paths(out, "basicirstd")
+    train = paths.split_files["train"].read_text().splitlines()
+    test = paths.split_files["test"].read_text().splitlines()
+    assert train == [f"seqA_{first.stems[i]}" for i in (1, 2, 5)]
+    assert test == [f"seqB_{second.stems[i]}" for i in (0, 1, 2, 5)]
+    assert not (paths.images / f"seqA_{first.stems[0]}.png").exists()
+    samples = read_exported_dataset(out, "basicirstd")
+    assert len(samples) == 7 and {s[3] for s in samples} == {"train", "test"}
+    # moving the sequence to the other side leaves it in one split only
+    export_project(first, out, "basicirstd", split="test", append=True)
+    assert paths.split_files["train"].read_text() == ""
+    assert len(paths.split_files["test"].read_text().splitlines()) == 7
+
+
+def test_nothing_to_export_writes_nothing(tmp_path):
+    project, _, _, _ = reviewed_project(tmp_path)
+    for stem in project.stems:
+        project.set_status(stem, "rejected")
+    report = export_project(project, tmp_path / "out", "sirst")
+    assert report.exported == [] and len(report.skipped) == 6
+    assert not (tmp_path / "out").exists()
+
+
+def test_raw_coco_and_yolo_options(tmp_path):
+    project, frames, expected, _ = reviewed_project(tmp_path)
+    export_project(project, tmp_path / "out", "sirst", raw=True, coco=True, yolo=True)
+    stem1 = f"seqA_{project.stems[1]}"
+    raw = cv2.imread(str(tmp_path / "out" / "raw" / f"{stem1}.png"), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16
+    np.testing.assert_array_equal(raw, frames[1])
+
+    coco = json.loads((tmp_path / "out" / "annotations" / "instances_train.json").read_text())
+    assert [im["file_name"] for im in coco["images"]][1] == f"{stem1}.png"
+    image_id = coco["images"][1]["id"]
+    annotations = [a for a in coco["annotations"] if a["image_id"] == image_id]
+    assert [a["bbox"] for a in annotations] == [[20, 2, 1, 1], [10, 10, 3, 2]]
+    union = np.zeros(SHAPE, dtype=bool)
+    for a in annotations:
+        union |= rle_decode(a["segmentation"])
+    np.testing.assert_array_equal(union, expected[1])
+    assert json.loads((tmp_path / "out" / "annotations" / "instances_test.json").read_text())["images"] == []
+
+    yolo = (tmp_path / "out" / "labels" / f"{stem1}.txt").read_text().splitlines()
+    assert yolo == [f"0 {20.5 / 28:.6f} {2.5 / 20:.6f} {1 / 28:.6f} {1 / 20:.6f}",
+                    f"0 {11.5 / 28:.6f} {11 / 20:.6f} {3 / 28:.6f} {2 / 20:.6f}"]
+    assert (tmp_path / "out" / "labels" / f"seqA_{project.stems[2]}.txt").read_text() == ""
+    assert yolo_boxes(np.zeros(SHAPE, bool)) == ""
+
+
+def test_importer_accepts_png_suffixes_and_pixels0_masks(tmp_path):
+    root = tmp_path / "sirst"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    image = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    rgb = np.dstack([image] * 3)
+    cv2.imwrite(str(root / "images" / "Misc_1.png"), rgb)
+    cv2.imwrite(str(root / "images" / "Misc_2.png"), image)
+    mask = np.zeros((3, 4), np.uint8)
+    mask[1, 2] = 255
+    cv2.imwrite(str(root / "masks" / "Misc_1_pixels0.png"), mask)
+    cv2.imwrite(str(root / "masks" / "Misc_2.png"), mask)
+    (root / "idx_427").mkdir()
+    (root / "idx_427" / "trainval.txt").write_text("Misc_1.png\n\nMisc_2\n")
+    (root / "idx_427" / "test.txt").write_text("Misc_2.png\n")
+    samples = read_exported_dataset(root, "sirst")
+    assert [(s[0], s[3]) for s in samples] == [("Misc_1", "train"), ("Misc_2", "train"), ("Misc_2", "test")]
+    np.testing.assert_array_equal(samples[0][1], image)
+    assert samples[0][2].sum() == 1 and samples[0][2][1, 2]
+
+
+def detect_only_project(tmp_path):
+    """What `irsam detect` leaves: project.json, predictions, detections.csv; no review.json."""
+    write_frames(tmp_path / "frames", 3)
+    source = open_source(tmp_path / "frames")
+    project = ReviewProject.create(tmp_path / "clip7", source.path, source.kind, source.stems, source.shape,
+                                   NORMALIZATION.to_dict(), DETECTOR)
+    for i, stem in enumerate(source.stems):
+        project.save_prediction(stem, prediction(box(1 + i, 1 + i)))
+    project.flush_detections()
+    source.close()
+    assert not (tmp_path / "clip7" / "review.json").exists()
+    return project
+
+
+def test_cli_in_process(tmp_path, capsys, monkeypatch):
+    # only this subcommand: the others import torch at module level, which costs seconds here
+    monkeypatch.setattr(app.cli, "COMMANDS", {"export": app.cli.COMMANDS["export"]})
+    detect_only_project(tmp_path)
+    out = tmp_path / "ds"
+    assert app.cli.main(["export", str(tmp_path / "clip7"), "--out", str(out), "--layout", "dnanet"]) == 1
+    assert "nothing exported" in capsys.readouterr().err and not out.exists()
+    code = app.cli.main(["export", str(tmp_path / "clip7"), "--out", str(out), "--layout", "dnanet",
+                         "--include-unreviewed", "--split", "test", "--yolo"])
+    assert code == 0 and "exported 3 frames" in capsys.readouterr().out
+    samples = read_exported_dataset(out, "dnanet")
+    assert [(s[0], s[3]) for s in samples] == [("clip7_0000", "test"), ("clip7_0001", "test"), ("clip7_0002", "test")]
+    assert (out / "labels" / "clip7_0000.txt").exists()
+    assert app.cli.main(["export", str(tmp_path / "missing"), "--out", str(out)]) == 2
+
+
+def test_cli_subprocess(tmp_path):
+    project, _, expected, _ = reviewed_project(tmp_path)
+    out = tmp_path / "ds"
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "export", str(project.folder), "--out", str(out), "--layout", "sirst",
+         "--raw", "--coco"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exported 4 frames" in done.stdout and "1 rejected" in done.stdout
+    samples = read_exported_dataset(out, "sirst")
+    assert len(samples) == 4 and (out / "annotations" / "instances_train.json").exists()
