@@ -9,6 +9,9 @@ import sys
 COMMANDS = {
     "info": "app.commands.info",
     "make-demo": "app.commands.demo",
+    "detect": "app.commands.detect",
+    "train": "app.commands.train",
+    "eval": "app.commands.eval",
     "export": "app.commands.export",
 }
 

@@ -1,0 +1,72 @@
+"""Reading IRSTD data sets in the field's layouts (SIRST / BasicIRSTD / IRSAM): an images folder, a masks
+folder and optional split files listing one stem per line.
+
+Gray conversion is PIL's `convert("L")` for every mode: RGB/RGBA use the ITU-R 601-2 luma
+(L = R*299/1000 + G*587/1000 + B*114/1000, alpha ignored), palette images go through their palette.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from model.metrics import binarize_ground_truth
+
+IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+MASK_SUFFIXES = ("", "_pixels0")  # <stem>.png (BasicIRSTD, IRSAM) and <stem>_pixels0.png (original SIRST)
+
+
+@dataclass(frozen=True)
+class Sample:
+    stem: str
+    image_path: Path
+    mask_path: Path
+
+
+def read_split(path: str | Path) -> list[str]:
+    """Stems listed one per line; a known image extension on a line is dropped, blank lines are skipped."""
+    stems = []
+    for line in Path(path).read_text().splitlines():
+        name = line.strip()
+        if name:
+            stems.append(name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name)
+    return stems
+
+
+def find_dataset(images_dir: str | Path, masks_dir: str | Path, split_file: str | Path | None = None) -> list[Sample]:
+    """Samples in split-file order (or sorted by stem without one); raises when an image or mask is missing."""
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
+    masks = {p.stem: p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
+    stems = read_split(split_file) if split_file is not None else sorted(images)
+    samples, missing = [], []
+    for stem in stems:
+        mask = next((masks[stem + suffix] for suffix in MASK_SUFFIXES if stem + suffix in masks), None)
+        if stem not in images or mask is None:
+            missing.append(stem)
+            continue
+        samples.append(Sample(stem, images[stem], mask))
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(stems)} samples lack an image in {images_dir} or a mask in {masks_dir}: {shown}"
+        )
+    return samples
+
+
+def read_image_gray(path: str | Path) -> np.ndarray:
+    """An 8-bit image of any PNG mode as uint8 HxW."""
+    with Image.open(path) as image:
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            raise ValueError(f"{path}: {image.mode} image is not 8-bit; normalise it to 8 bits first")
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A 0/255 (or 0/1) mask as bool HxW; 255 is target, values strictly between warn (interpolated mask)."""
+    with Image.open(path) as image:
+        if image.mode == "1":
+            return np.asarray(image, dtype=bool)
+        return binarize_ground_truth(np.asarray(image.convert("L")))

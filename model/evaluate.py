@@ -1,0 +1,189 @@
+"""Evaluation of a detector over a mask-annotated data set or a box-annotated clip, and curve plots.
+
+Plots are drawn with OpenCV (no matplotlib dependency).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from model.classical import CLASSICAL_DETECTORS, make_classical_detector
+from model.data import IMAGE_EXTENSIONS, Sample, read_image_gray, read_mask
+from model.detectors import Detector
+from model.metrics import BoxMetrics, FaMode, SegmentationMetrics, read_boxes_csv
+
+BATCH_SIZE = 8
+MAX_CURVE_POINTS = 512  # points of the ROC kept in JSON
+
+
+def make_detector(method: str | None, weights: str | None, device: str = "auto") -> Detector:
+    """A classical detector by name, or IRSAM from a checkpoint (model.predictor is imported only then)."""
+    if (method is None) == (weights is None):
+        raise ValueError("give exactly one of a method name or a weights file")
+    if method is not None:
+        return make_classical_detector(method)
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    from model.predictor import Predictor
+
+    return Predictor.from_checkpoint(path, device=device)
+
+
+def available_methods() -> list[str]:
+    return sorted(CLASSICAL_DETECTORS)
+
+
+def _timed_detect(detector: Detector, images: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+    start = time.perf_counter()
+    results = detector.detect(images)
+    return [r.logits for r in results], time.perf_counter() - start
+
+
+def evaluate_dataset(
+    detector: Detector,
+    samples: Sequence[Sample],
+    fa_mode: FaMode = "corrected",
+    resize_to: int | None = None,
+    curves: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict, SegmentationMetrics]:
+    """IoU / nIoU / Pd / Fa (and, with `curves`, pixel ROC AUC and the Pd-Fa sweep) over `samples`.
+    frames/s counts only the detector's time, not reading files or scoring."""
+    metrics = SegmentationMetrics(fa_mode=fa_mode, resize_to=resize_to, keep_scores=curves)
+    seconds = 0.0
+    for start in range(0, len(samples), BATCH_SIZE):
+        batch = samples[start : start + BATCH_SIZE]
+        logits, elapsed = _timed_detect(detector, [read_image_gray(s.image_path) for s in batch])
+        seconds += elapsed
+        for sample, frame_logits in zip(batch, logits):
+            metrics.update(frame_logits, read_mask(sample.mask_path))
+        if progress:
+            progress(start + len(batch), len(samples))
+    result = {"method": detector.name, "device": detector.device, **metrics.result()}
+    result["frames_per_second"] = len(samples) / seconds if seconds > 0 else float("nan")
+    if curves:
+        fpr, tpr, _, roc_auc = metrics.roc()
+        keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), MAX_CURVE_POINTS)).astype(int))
+        pd_fa = metrics.pd_fa_curve()
+        result["roc"] = {"auc": roc_auc, "fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
+        result["pd_fa_curve"] = {key: values.tolist() for key, values in pd_fa.items()}
+    return result, metrics
+
+
+def clip_frames(clip_dir: str | Path) -> list[Path]:
+    """A clip's frames in name order; the k-th frame (0-based) is frame k+1 of boxes.csv."""
+    return sorted(p for p in (Path(clip_dir) / "images").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def evaluate_clip(
+    detector: Detector,
+    clip_dir: str | Path,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Box-only scoring of a clip folder (images/ + boxes.csv): Pd and false alarms per frame."""
+    clip_dir = Path(clip_dir)
+    boxes = read_boxes_csv(clip_dir / "boxes.csv")
+    frames = clip_frames(clip_dir)[:limit]
+    metrics = BoxMetrics()
+    seconds = 0.0
+    for start in range(0, len(frames), BATCH_SIZE):
+        batch = frames[start : start + BATCH_SIZE]
+        logits, elapsed = _timed_detect(detector, [read_image_gray(p) for p in batch])
+        seconds += elapsed
+        for index, frame_logits in enumerate(logits, start):
+            metrics.update(frame_logits, boxes.get(index, []))
+        if progress:
+            progress(start + len(batch), len(frames))
+    result = {"method": detector.name, "device": detector.device, "clip": str(clip_dir), **metrics.result()}
+    result["frames_per_second"] = len(frames) / seconds if seconds > 0 else float("nan")
+    return result
+
+
+# --- plots ----------------------------------------------------------------------------------------------
+
+_WIDTH, _HEIGHT = 640, 480
+_LEFT, _RIGHT, _TOP, _BOTTOM = 80, 30, 50, 60
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def plot_curve(
+    x: np.ndarray,
+    y: np.ndarray,
+    path: str | Path,
+    title: str,
+    x_label: str,
+    y_label: str,
+    x_log: bool = False,
+    y_range: tuple[float, float] = (0.0, 1.0),
+) -> None:
+    """A line plot written as PNG. With `x_log`, non-positive x values are dropped."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    keep = np.isfinite(x) & np.isfinite(y) & ((x > 0) if x_log else True)
+    x, y = x[keep], y[keep]
+    canvas = np.full((_HEIGHT, _WIDTH, 3), 255, np.uint8)
+    plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
+    if x_log and len(x):
+        x_axis = np.log10(x)
+        low, high = np.floor(x_axis.min()), np.ceil(x_axis.max())
+        high = max(high, low + 1)
+        x_ticks = np.arange(low, high + 1)
+        x_tick_labels = [f"1e{int(t)}" for t in x_ticks]
+    else:
+        x_axis = x
+        low, high = (float(x.min()), float(x.max())) if len(x) else (0.0, 1.0)
+        if high <= low:
+            high = low + 1.0
+        x_ticks = np.linspace(low, high, 6)
+        x_tick_labels = [f"{t:.3g}" for t in x_ticks]
+    y_low, y_high = y_range
+
+    def to_pixel(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        px = _LEFT + (xs - low) / (high - low) * plot_w
+        py = _TOP + plot_h - (ys - y_low) / (y_high - y_low) * plot_h
+        return np.stack([px, py], axis=1).round().astype(np.int32)
+
+    black, grey = (0, 0, 0), (220, 220, 220)
+    for tick, label in zip(x_ticks, x_tick_labels):
+        (px, _), = to_pixel(np.array([tick]), np.array([y_low]))
+        cv2.line(canvas, (px, _TOP), (px, _TOP + plot_h), grey, 1)
+        cv2.putText(canvas, label, (px - 18, _TOP + plot_h + 20), _FONT, 0.4, black, 1, cv2.LINE_AA)
+    for tick in np.linspace(y_low, y_high, 6):
+        (_, py), = to_pixel(np.array([low]), np.array([tick]))
+        cv2.line(canvas, (_LEFT, py), (_LEFT + plot_w, py), grey, 1)
+        cv2.putText(canvas, f"{tick:.2f}", (_LEFT - 45, py + 4), _FONT, 0.4, black, 1, cv2.LINE_AA)
+    cv2.rectangle(canvas, (_LEFT, _TOP), (_LEFT + plot_w, _TOP + plot_h), black, 1)
+    if len(x):
+        order = np.argsort(x_axis, kind="stable")
+        points = to_pixel(x_axis[order], np.clip(y[order], y_low, y_high))
+        cv2.polylines(canvas, [points.reshape(-1, 1, 2)], False, (200, 80, 0), 2, cv2.LINE_AA)
+    cv2.putText(canvas, title, (_LEFT, _TOP - 18), _FONT, 0.55, black, 1, cv2.LINE_AA)
+    cv2.putText(canvas, x_label, (_LEFT + plot_w // 2 - 60, _HEIGHT - 15), _FONT, 0.5, black, 1, cv2.LINE_AA)
+    label_image = np.full((30, plot_h, 3), 255, np.uint8)
+    cv2.putText(label_image, y_label, (plot_h // 2 - 40, 20), _FONT, 0.5, black, 1, cv2.LINE_AA)
+    canvas[_TOP : _TOP + plot_h, 5:35] = cv2.rotate(label_image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), canvas):
+        raise OSError(f"cannot write {path}")
+
+
+def write_curve_plots(result: dict, plots_dir: str | Path) -> list[Path]:
+    """roc_<method>.png (pixel ROC) and pd_fa_<method>.png (Pd against Fa from the threshold sweep)."""
+    plots_dir = Path(plots_dir)
+    method = result["method"]
+    roc, pd_fa = result["roc"], result["pd_fa_curve"]
+    roc_path, pd_fa_path = plots_dir / f"roc_{method}.png", plots_dir / f"pd_fa_{method}.png"
+    plot_curve(
+        roc["fpr"], roc["tpr"], roc_path, f"{method}: pixel ROC, AUC {roc['auc']:.4f}",
+        "false positive rate", "true positive rate",
+    )
+    plot_curve(
+        np.asarray(pd_fa["fa"]) * 1e6, pd_fa["pd"], pd_fa_path,
+        f"{method}: Pd-Fa curve (threshold sweep, {result['fa_mode']} Fa)", "Fa x 1e-6 (log)", "Pd", x_log=True,
+    )
+    return [roc_path, pd_fa_path]

@@ -1,0 +1,326 @@
+"""IRSTD metrics exactly as shared/spec/metrics.md defines them: IoU, nIoU, Pd/Fa, pixel ROC, Pd-Fa curve,
+and box-only scoring for clips annotated with boxes.
+
+Conventions:
+- prediction: `value > 0` (logits, or a 0/1, 0/255 or boolean mask);
+- ground truth: 255 is target; a pure 0/1 mask is accepted; other values strictly between 0 and 255 warn;
+- components are 8-connected and numbered in raster order (first pixel in row-major scan), as skimage's
+  `label` does in the reference code; OpenCV's block-based labelling does not guarantee that order, so
+  labels are renumbered here.
+- `resize_to=512` reproduces the official IRSAM evaluation: ground truth and boolean predictions are resized
+  with nearest neighbour, float logits bilinearly and then thresholded, and Fa is divided by 512*512 per image.
+"""
+from __future__ import annotations
+
+import csv
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import cv2
+import numpy as np
+
+EPS = np.spacing(1)
+MATCH_DISTANCE = 3.0  # px, strict: a centroid at exactly 3.0 is a miss
+FaMode = Literal["corrected", "legacy"]
+
+
+class InterpolatedMaskWarning(UserWarning):
+    """A ground-truth mask holds values strictly between 0 and 255 (it was resized with interpolation)."""
+
+
+def binarize_prediction(pred: np.ndarray) -> np.ndarray:
+    return np.asarray(pred) > 0
+
+
+def binarize_ground_truth(gt: np.ndarray) -> np.ndarray:
+    gt = np.asarray(gt)
+    if gt.dtype == bool:
+        return gt
+    if np.all((gt == 0) | (gt == 1)):
+        return gt == 1
+    if np.any((gt > 0) & (gt < 255)):
+        warnings.warn(
+            "ground-truth mask has values strictly between 0 and 255 (interpolated?); only 255 counts as target",
+            InterpolatedMaskWarning,
+            stacklevel=3,
+        )
+    return gt >= 255
+
+
+def resize_prediction(pred: np.ndarray, size: int) -> np.ndarray:
+    """Float logits: bilinear then `> 0`; boolean/integer masks: nearest. Returns bool (size, size)."""
+    pred = np.asarray(pred)
+    if np.issubdtype(pred.dtype, np.floating):
+        return cv2.resize(pred.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR) > 0
+    return cv2.resize((pred > 0).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def resize_ground_truth(gt: np.ndarray, size: int) -> np.ndarray:
+    return cv2.resize(gt.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def resize_score(score: np.ndarray, size: int) -> np.ndarray:
+    return cv2.resize(np.asarray(score, np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+@dataclass(frozen=True)
+class Components:
+    """8-connected components in raster label order: centroids (row, col), pixel areas, label image."""
+
+    centroids: np.ndarray  # float64 (n, 2): row, col
+    areas: np.ndarray  # int64 (n,)
+    labels: np.ndarray  # int32 HxW, 0 = background, 1..n in raster order
+
+    def __len__(self) -> int:
+        return len(self.areas)
+
+
+def components(mask: np.ndarray) -> Components:
+    n, labels = cv2.connectedComponents(np.asarray(mask, dtype=np.uint8), connectivity=8)
+    n -= 1
+    if n == 0:
+        return Components(np.zeros((0, 2)), np.zeros(0, np.int64), labels)
+    flat = labels.ravel()
+    foreground = np.flatnonzero(flat)
+    cv_labels = flat[foreground]
+    _, first_index = np.unique(cv_labels, return_index=True)  # first raster position of cv labels 1..n
+    raster_rank = np.empty(n + 1, np.int32)
+    raster_rank[0] = 0
+    raster_rank[1 + np.argsort(foreground[first_index], kind="stable")] = np.arange(1, n + 1)
+    labels = raster_rank[labels]
+    flat_labels = labels.ravel()[foreground]
+    rows, cols = np.divmod(foreground, mask.shape[1])
+    areas = np.bincount(flat_labels, minlength=n + 1)[1:]
+    centroids = np.stack(
+        [
+            np.bincount(flat_labels, weights=rows, minlength=n + 1)[1:] / areas,
+            np.bincount(flat_labels, weights=cols, minlength=n + 1)[1:] / areas,
+        ],
+        axis=1,
+    )
+    return Components(centroids, areas.astype(np.int64), labels)
+
+
+@dataclass(frozen=True)
+class PdFaCounts:
+    hits: int
+    n_targets: int
+    false_alarm_pixels: int  # by the chosen Fa mode
+    false_alarm_components: int  # unmatched predicted components
+
+
+def match_targets(pred: np.ndarray, gt: np.ndarray, fa_mode: FaMode = "corrected") -> PdFaCounts:
+    """Greedy matching of one image: for each GT component in raster order, the first still-unmatched
+    predicted component whose centroid is closer than 3 px is a hit."""
+    predicted, truth = components(pred), components(gt)
+    matched = np.zeros(len(predicted), bool)
+    for centroid in truth.centroids:
+        distances = np.linalg.norm(predicted.centroids - centroid, axis=1)
+        candidates = np.flatnonzero(~matched & (distances < MATCH_DISTANCE))
+        if len(candidates):
+            matched[candidates[0]] = True
+    if fa_mode == "corrected":
+        false_alarm_pixels = int(predicted.areas[~matched].sum())
+    elif fa_mode == "legacy":
+        # DNANet / official IRSAM: `[a for a in areas if a not in matched_areas]`
+        false_alarm_pixels = int(predicted.areas[~np.isin(predicted.areas, predicted.areas[matched])].sum())
+    else:
+        raise ValueError(f"fa_mode must be 'corrected' or 'legacy', not {fa_mode!r}")
+    return PdFaCounts(int(matched.sum()), len(truth), false_alarm_pixels, int((~matched).sum()))
+
+
+class SegmentationMetrics:
+    """Streaming IoU / nIoU / Pd / Fa over a data set; with `keep_scores` also the pixel ROC and Pd-Fa curve."""
+
+    def __init__(self, fa_mode: FaMode = "corrected", resize_to: int | None = None, keep_scores: bool = False):
+        if fa_mode not in ("corrected", "legacy"):
+            raise ValueError(f"fa_mode must be 'corrected' or 'legacy', not {fa_mode!r}")
+        self.fa_mode = fa_mode
+        self.resize_to = resize_to
+        self.keep_scores = keep_scores
+        self.intersection = 0
+        self.union = 0
+        self.image_ious: list[float] = []
+        self.hits = 0
+        self.n_targets = 0
+        self.false_alarm_pixels = 0
+        self.total_pixels = 0
+        self.scores: list[np.ndarray] = []
+        self.truths: list[np.ndarray] = []
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """pred: float logits (> 0 is target) or a mask; gt: 0/255 (or 0/1, bool) mask of the same size."""
+        pred = np.asarray(pred)
+        truth = binarize_ground_truth(gt)
+        if pred.shape != truth.shape:
+            raise ValueError(f"prediction {pred.shape} and ground truth {truth.shape} differ in size")
+        if self.resize_to:
+            predicted = resize_prediction(pred, self.resize_to)
+            truth = resize_ground_truth(truth, self.resize_to)
+        else:
+            predicted = binarize_prediction(pred)
+        intersection = int(np.count_nonzero(predicted & truth))
+        union = int(np.count_nonzero(predicted | truth))
+        self.intersection += intersection
+        self.union += union
+        self.image_ious.append(intersection / (EPS + union))
+        counts = match_targets(predicted, truth, self.fa_mode)
+        self.hits += counts.hits
+        self.n_targets += counts.n_targets
+        self.false_alarm_pixels += counts.false_alarm_pixels
+        self.total_pixels += truth.size
+        if self.keep_scores:
+            score = pred.astype(np.float32) if np.issubdtype(pred.dtype, np.floating) else predicted.astype(np.float32)
+            if self.resize_to:
+                score = resize_score(score, self.resize_to)
+            self.scores.append(score)
+            self.truths.append(truth)
+
+    def result(self) -> dict:
+        return {
+            "iou": self.intersection / (EPS + self.union),
+            "niou": float(np.mean(self.image_ious)) if self.image_ious else 0.0,
+            "pd": self.hits / self.n_targets if self.n_targets else float("nan"),
+            "fa": self.false_alarm_pixels / self.total_pixels if self.total_pixels else float("nan"),
+            "fa_mode": self.fa_mode,
+            "resize_to": self.resize_to,
+            "n_images": len(self.image_ious),
+            "n_targets": self.n_targets,
+            "hits": self.hits,
+            "false_alarm_pixels": self.false_alarm_pixels,
+            "total_pixels": self.total_pixels,
+        }
+
+    def roc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Pixel ROC over every kept score map: (fpr, tpr, thresholds, auc)."""
+        self._require_scores()
+        fpr, tpr, thresholds = roc_curve(
+            np.concatenate([s.ravel() for s in self.scores]), np.concatenate([t.ravel() for t in self.truths])
+        )
+        return fpr, tpr, thresholds, auc(fpr, tpr)
+
+    def pd_fa_curve(self, thresholds: Sequence[float] | None = None, n_thresholds: int = 50) -> dict:
+        """Pd and Fa with every kept score map thresholded at `score > t`, for each t (default: quantiles)."""
+        self._require_scores()
+        if thresholds is None:
+            all_scores = np.concatenate([s.ravel() for s in self.scores])
+            # Quantiles concentrated in the top tail, where targets live.
+            quantiles = 1.0 - np.logspace(-6, 0, n_thresholds)[::-1] * (1 - 1e-9)
+            thresholds = np.unique(np.quantile(all_scores, np.clip(quantiles, 0, 1)))
+        thresholds = np.asarray(thresholds, np.float64)
+        pds, fas = [], []
+        total_pixels = sum(t.size for t in self.truths)
+        for threshold in thresholds:
+            hits = targets = false_alarms = 0
+            for score, truth in zip(self.scores, self.truths):
+                counts = match_targets(score > threshold, truth, self.fa_mode)
+                hits += counts.hits
+                targets += counts.n_targets
+                false_alarms += counts.false_alarm_pixels
+            pds.append(hits / targets if targets else float("nan"))
+            fas.append(false_alarms / total_pixels)
+        return {"thresholds": thresholds, "pd": np.array(pds), "fa": np.array(fas)}
+
+    def _require_scores(self) -> None:
+        if not self.keep_scores:
+            raise RuntimeError("construct SegmentationMetrics(keep_scores=True) to compute curves")
+        if not self.scores:
+            raise RuntimeError("no images were added")
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sklearn's `roc_curve(drop_intermediate=False)`: one point per distinct score, starting at (0, 0)
+    with threshold +inf; a pixel is positive at threshold t when score >= t."""
+    scores = np.asarray(scores, np.float64).ravel()
+    labels = np.asarray(labels, bool).ravel()
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    scores, labels = scores[order], labels[order]
+    last_of_each_value = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    true_positives = np.cumsum(labels)[last_of_each_value]
+    false_positives = 1 + last_of_each_value - true_positives
+    positives, negatives = labels.sum(), labels.size - labels.sum()
+    tpr = np.r_[0.0, true_positives / positives] if positives else np.full(true_positives.size + 1, np.nan)
+    fpr = np.r_[0.0, false_positives / negatives] if negatives else np.full(false_positives.size + 1, np.nan)
+    return fpr, tpr, np.r_[np.inf, scores[last_of_each_value]]
+
+
+def auc(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.trapezoid(y, x)) if hasattr(np, "trapezoid") else float(np.trapz(y, x))
+
+
+# --- box-only ground truth -------------------------------------------------------------------------------
+
+Box = tuple[float, float, float, float]  # x0, y0 (0-based column/row of the top-left pixel), w, h
+
+
+def read_boxes_csv(path: str | Path) -> dict[int, list[Box]]:
+    """`frame,class,x,y,w,h` with 1-based frames and 1-based MATLAB pixels -> {0-based frame: [(x0, y0, w, h)]}."""
+    boxes: dict[int, list[Box]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            frame = int(row["frame"]) - 1
+            box = (float(row["x"]) - 1, float(row["y"]) - 1, float(row["w"]), float(row["h"]))
+            boxes.setdefault(frame, []).append(box)
+    return boxes
+
+
+@dataclass(frozen=True)
+class BoxFrameScore:
+    hits: int
+    n_targets: int
+    false_alarms: int  # unmatched predicted components
+    false_alarm_pixels: int
+
+
+def score_boxes(pred: np.ndarray, boxes: Sequence[Box]) -> BoxFrameScore:
+    """A box's target is detected by the first still-unmatched predicted component (raster order) whose
+    centroid lies inside the box (pixel columns x0 .. x0+w-1, rows y0 .. y0+h-1, inclusive) or closer than
+    3 px to the box centre; every other predicted component is a false alarm."""
+    predicted = components(binarize_prediction(pred))
+    rows, cols = predicted.centroids[:, 0], predicted.centroids[:, 1]
+    matched = np.zeros(len(predicted), bool)
+    for x0, y0, w, h in boxes:
+        x1, y1 = x0 + w - 1, y0 + h - 1
+        inside = (cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1)
+        near_centre = np.hypot(cols - (x0 + x1) / 2, rows - (y0 + y1) / 2) < MATCH_DISTANCE
+        candidates = np.flatnonzero(~matched & (inside | near_centre))
+        if len(candidates):
+            matched[candidates[0]] = True
+    return BoxFrameScore(
+        int(matched.sum()), len(boxes), int((~matched).sum()), int(predicted.areas[~matched].sum())
+    )
+
+
+class BoxMetrics:
+    """Streaming Pd and false alarms per frame over a clip annotated with boxes."""
+
+    def __init__(self):
+        self.hits = 0
+        self.n_targets = 0
+        self.false_alarms = 0
+        self.false_alarm_pixels = 0
+        self.total_pixels = 0
+        self.n_frames = 0
+
+    def update(self, pred: np.ndarray, boxes: Sequence[Box]) -> BoxFrameScore:
+        score = score_boxes(pred, boxes)
+        self.hits += score.hits
+        self.n_targets += score.n_targets
+        self.false_alarms += score.false_alarms
+        self.false_alarm_pixels += score.false_alarm_pixels
+        self.total_pixels += np.asarray(pred).size
+        self.n_frames += 1
+        return score
+
+    def result(self) -> dict:
+        return {
+            "pd": self.hits / self.n_targets if self.n_targets else float("nan"),
+            "false_alarms_per_frame": self.false_alarms / self.n_frames if self.n_frames else float("nan"),
+            "fa": self.false_alarm_pixels / self.total_pixels if self.total_pixels else float("nan"),
+            "n_frames": self.n_frames,
+            "n_targets": self.n_targets,
+            "hits": self.hits,
+            "false_alarms": self.false_alarms,
+        }

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.data import find_dataset, read_image_gray, read_mask, read_split
+from model.metrics import InterpolatedMaskWarning
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+NUAA = SHARED / "data/nuaa-sirst"
+
+
+def write_layout(root: Path, mask_suffix: str = "") -> tuple[Path, Path]:
+    images, masks = root / "images", root / "masks"
+    images.mkdir()
+    masks.mkdir()
+    gray = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+    rgb = np.stack([gray, gray // 2, 255 - gray], axis=-1)
+    Image.fromarray(gray, "L").save(images / "a.png")
+    Image.fromarray(rgb, "RGB").save(images / "b.png")
+    Image.fromarray(np.dstack([rgb, np.full((6, 8), 7, np.uint8)]), "RGBA").save(images / "c.png")
+    Image.fromarray(rgb, "RGB").convert("P").save(images / "d.png")
+    mask = np.zeros((6, 8), np.uint8)
+    mask[2:4, 3:5] = 255
+    for stem in "abcd":
+        Image.fromarray(mask, "L").save(masks / f"{stem}{mask_suffix}.png")
+    return images, masks
+
+
+def test_split_stems_with_or_without_extension(tmp_path):
+    split = tmp_path / "split.txt"
+    split.write_text("a\nb.png\n\n  c.PNG  \nMisc_1.5")  # no trailing newline, like the official files
+    assert read_split(split) == ["a", "b", "c", "Misc_1.5"]
+
+
+@pytest.mark.parametrize("mask_suffix", ["", "_pixels0"])
+def test_find_dataset_layouts(tmp_path, mask_suffix):
+    images, masks = write_layout(tmp_path, mask_suffix)
+    samples = find_dataset(images, masks)
+    assert [s.stem for s in samples] == ["a", "b", "c", "d"]
+    assert samples[1].mask_path.name == f"b{mask_suffix}.png"
+    split = tmp_path / "split.txt"
+    split.write_text("d.png\nb")
+    assert [s.stem for s in find_dataset(images, masks, split)] == ["d", "b"]
+
+
+def test_missing_mask_is_an_error(tmp_path):
+    images, masks = write_layout(tmp_path)
+    (masks / "c.png").unlink()
+    with pytest.raises(FileNotFoundError, match="1 of 4 samples.*c"):
+        find_dataset(images, masks)
+
+
+def test_mixed_png_modes_read_as_pil_luma(tmp_path):
+    images, _ = write_layout(tmp_path)
+    for stem in "abcd":
+        gray = read_image_gray(images / f"{stem}.png")
+        assert gray.dtype == np.uint8 and gray.shape == (6, 8)
+        np.testing.assert_array_equal(gray, np.asarray(Image.open(images / f"{stem}.png").convert("L")))
+    np.testing.assert_array_equal(read_image_gray(images / "c.png"), read_image_gray(images / "b.png"))  # alpha ignored
+
+
+def test_sixteen_bit_images_are_refused(tmp_path):
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.full((4, 4), 4000, np.uint16)).save(path)
+    with pytest.raises(ValueError, match="not 8-bit"):
+        read_image_gray(path)
+
+
+def test_masks_binarise_at_255_and_accept_zero_one(tmp_path):
+    values = np.array([[0, 255, 255], [0, 0, 255]], np.uint8)
+    Image.fromarray(values).save(tmp_path / "m255.png")
+    Image.fromarray((values // 255).astype(np.uint8)).save(tmp_path / "m01.png")
+    Image.fromarray(values > 0).save(tmp_path / "m1bit.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("m255.png", "m01.png", "m1bit.png"):
+            mask = read_mask(tmp_path / name)
+            assert mask.dtype == bool
+            np.testing.assert_array_equal(mask, values == 255)
+    values[0, 0] = 100
+    Image.fromarray(values).save(tmp_path / "interpolated.png")
+    with pytest.warns(InterpolatedMaskWarning):
+        np.testing.assert_array_equal(read_mask(tmp_path / "interpolated.png"), values == 255)
+
+
+def test_nuaa_sirst_official_split_and_modes():
+    samples = find_dataset(NUAA / "images", NUAA / "masks", NUAA / "splits/idx_427/test.txt")
+    assert len(samples) == 86
+    everything = {s.stem: s for s in find_dataset(NUAA / "images", NUAA / "masks")}
+    assert len(everything) == 427
+    for stem in ("Misc_1", "Misc_10", "Misc_100", "Misc_138"):  # L, RGBA, RGB, P
+        image, mask = read_image_gray(everything[stem].image_path), read_mask(everything[stem].mask_path)
+        assert image.dtype == np.uint8 and image.ndim == 2
+        assert mask.shape == image.shape and 0 < mask.sum() < mask.size

@@ -1,0 +1,102 @@
+"""`irsam eval` end to end on a few real NUAA-SIRST images and clip frames, read in place."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+from app import cli
+from app.commands import eval as eval_command
+from model.evaluate import make_detector
+from model.metrics import read_boxes_csv
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+NUAA = SHARED / "data/nuaa-sirst"
+CLIP = SHARED / "data/sequences/IR_DRONE_156"
+
+
+def run_eval(*argv: str) -> int:
+    # Built from the command module alone so the test does not depend on the other subcommands being present.
+    parser = argparse.ArgumentParser(prog="irsam")
+    eval_command.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["eval", *argv])
+    return args.run(args)
+
+
+@pytest.fixture
+def split8(tmp_path) -> Path:
+    stems = (NUAA / "splits/idx_427/test.txt").read_text().split()[:8]
+    path = tmp_path / "test8.txt"
+    path.write_text("\n".join(stems))
+    return path
+
+
+def test_registered_in_cli():
+    assert cli.COMMANDS["eval"] == "app.commands.eval"
+
+
+def test_dataset_eval_writes_table_json_and_plots(tmp_path, split8, capsys):
+    out, plots = tmp_path / "result.json", tmp_path / "plots"
+    rc = run_eval(
+        "--method", "tophat", "--images", str(NUAA / "images"), "--masks", str(NUAA / "masks"),
+        "--split", str(split8), "--json", str(out), "--plots", str(plots),
+    )
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "IoU" in table and "nIoU" in table and "Fa x1e-6" in table and "tophat" in table
+    result = json.loads(out.read_text())
+    assert result["n_images"] == 8 and result["method"] == "tophat" and result["fa_mode"] == "corrected"
+    assert 0 <= result["iou"] <= 1 and 0 <= result["pd"] <= 1 and result["frames_per_second"] > 0
+    assert 0.5 < result["roc"]["auc"] <= 1
+    assert len(result["pd_fa_curve"]["pd"]) == len(result["pd_fa_curve"]["thresholds"])
+    for name in ("roc_tophat.png", "pd_fa_tophat.png"):
+        assert cv2.imread(str(plots / name)).shape == (480, 640, 3)
+
+
+def test_legacy_fa_at_512(tmp_path, split8):
+    out = tmp_path / "result.json"
+    rc = run_eval(
+        "--method", "tophat", "--images", str(NUAA / "images"), "--masks", str(NUAA / "masks"),
+        "--split", str(split8), "--fa", "legacy", "--resize-512", "--limit", "3", "--json", str(out),
+    )
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert result["fa_mode"] == "legacy" and result["resize_to"] == 512
+    assert result["total_pixels"] == 3 * 512 * 512
+
+
+def test_clip_eval_with_box_ground_truth(tmp_path, capsys):
+    out = tmp_path / "clip.json"
+    assert run_eval("--method", "tophat", "--clip", str(CLIP), "--limit", "20", "--json", str(out)) == 0
+    assert "FA/frame" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    boxes = read_boxes_csv(CLIP / "boxes.csv")
+    assert result["n_frames"] == 20
+    assert result["n_targets"] == sum(len(boxes.get(i, [])) for i in range(20))
+    assert 0 <= result["pd"] <= 1 and result["false_alarms_per_frame"] >= 0
+
+
+def test_missing_weights_is_a_clear_error(tmp_path, capsys):
+    missing = tmp_path / "nope.pt"
+    rc = run_eval("--weights", str(missing), "--images", str(NUAA / "images"), "--masks", str(NUAA / "masks"))
+    assert rc == 1
+    assert f"weights file not found: {missing}" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):
+        make_detector(None, str(missing))
+
+
+def test_make_detector_needs_exactly_one_source():
+    assert make_detector("pstnn", None).name == "pstnn"
+    with pytest.raises(ValueError):
+        make_detector(None, None)
+    with pytest.raises(ValueError):
+        make_detector("tophat", "weights.pt")
+
+
+def test_bad_argument_combinations(capsys):
+    assert run_eval("--method", "tophat", "--images", str(NUAA / "images")) == 2
+    assert run_eval("--method", "tophat", "--clip", str(CLIP), "--plots", "x") == 2
+    assert "error" in capsys.readouterr().err
