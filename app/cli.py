@@ -9,8 +9,6 @@ import sys
 COMMANDS = {
     "info": "app.commands.info",
     "make-demo": "app.commands.demo",
-    "detect": "app.commands.detect",
-    "train": "app.commands.train",
     "eval": "app.commands.eval",
     "export": "app.commands.export",
 }
