@@ -51,11 +51,6 @@ class BadFrame:
     stem: str | None = None
 
 
-def natural_key(name: str) -> list:
-    """Sort key that orders frame2 before frame10."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
 def _sniff_format(head: bytes) -> str | None:
     if head.startswith(_PNG_MAGIC):
         return "png"
@@ -75,7 +70,7 @@ def _header_info(head: bytes, fmt: str) -> tuple[int, int, np.dtype] | None:
         # palette PNGs are always expanded to 8-bit gray
         dtype = np.dtype(np.uint16) if bit_depth == 16 and color_type != 3 else np.dtype(np.uint8)
         return height, width, dtype
-    if fmt == "bmp" and len(head) >= 26:
+    if fmt == "bmp" and len(head) >= 26 and struct.unpack("<I", head[14:18])[0] >= 40:  # not the old OS/2 header
         width, height = struct.unpack("<ii", head[18:26])
         return abs(height), width, np.dtype(np.uint8)
     return None
@@ -343,13 +338,13 @@ class FrameSource:
 
 
 class FolderSource(FrameSource):
-    def __init__(self, path: Path, image_dir: Path, files: list[Path], **kwargs):
+    def __init__(self, path: Path, image_dir: Path, files: list[str], stems: list[str], **kwargs):
         self.image_dir = image_dir
         self.files = files
-        super().__init__(path, "folder", [f.stem for f in files], **kwargs)
+        super().__init__(path, "folder", stems, **kwargs)
 
     def frame_path(self, i: int) -> str:
-        return str(self.files[i])
+        return self.files[i]
 
     def _load(self, i: int) -> np.ndarray:
         return read_gray(self.files[i])
@@ -397,12 +392,29 @@ class ImageSource(FrameSource):
         return self._image
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders frame2 before frame10."""
+    return [int(part) if part.isdigit() else part.lower() for part in _DIGITS.split(name)]
+
+
 def _list_images(folder: Path) -> list[os.DirEntry]:
     with os.scandir(folder) as it:
         entries = [e for e in it if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES)
                    and e.is_file()]
     entries.sort(key=lambda e: natural_key(e.name))
     return entries
+
+
+def _read_head(path: str, size: int = 32) -> bytes:
+    # os.open/os.read: half the cost of open() for the 10k-file folders this runs over
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
 
 
 def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
@@ -415,54 +427,52 @@ def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
         raise SourceError(f"{path}: no image files (png, bmp, jpg, tif) in the folder")
 
     bad: list[BadFrame] = []
-    candidates: list[tuple[Path, tuple | None]] = []
+    candidates: list[tuple[str, str, tuple | None]] = []  # (path, stem, header info)
     seen_stems: set[str] = set()
     for entry in entries:
-        file = Path(entry.path)
-        if file.stem in seen_stems:
-            bad.append(BadFrame(str(file), f"duplicate stem {file.stem!r} (another file has the same name)",
-                                stem=file.stem))
-            continue
-        if entry.stat().st_size == 0:
-            bad.append(BadFrame(str(file), "empty file (0 bytes)", stem=file.stem))
+        file, stem = entry.path, os.path.splitext(entry.name)[0]
+        if stem in seen_stems:
+            bad.append(BadFrame(file, f"duplicate stem {stem!r} (another file has the same name)", stem=stem))
             continue
         try:
-            with open(file, "rb") as f:
-                head = f.read(32)
+            head = _read_head(file)
         except OSError as e:
-            bad.append(BadFrame(str(file), f"cannot read file ({e.strerror or e})", stem=file.stem))
+            bad.append(BadFrame(file, f"cannot read file ({e.strerror or e})", stem=stem))
+            continue
+        if not head:
+            bad.append(BadFrame(file, "empty file (0 bytes)", stem=stem))
             continue
         fmt = _sniff_format(head)
         if fmt is None:
-            bad.append(BadFrame(str(file), "not an image (unrecognised file header)", stem=file.stem))
+            bad.append(BadFrame(file, "not an image (unrecognised file header)", stem=stem))
             continue
-        seen_stems.add(file.stem)
-        candidates.append((file, _header_info(head, fmt)))
+        seen_stems.add(stem)
+        candidates.append((file, stem, _header_info(head, fmt)))
 
     # the first frame that decodes defines the sequence's size and sample type
     first = None
-    for k, (file, _) in enumerate(candidates):
+    for k, (file, stem, _) in enumerate(candidates):
         try:
             first = read_gray(file)
             break
         except FrameReadError as e:
-            bad.append(BadFrame(e.path, e.reason, stem=file.stem))
+            bad.append(BadFrame(e.path, e.reason, stem=stem))
     if first is None:
         raise SourceError(f"{path}: none of the {len(entries)} image files is readable")
     candidates = candidates[k:]
     shape, dtype = first.shape, first.dtype
 
-    files = []
-    for file, info in candidates:
+    files, stems = [], []
+    for file, stem, info in candidates:
         if info is not None and (info[0], info[1]) != shape:
-            bad.append(BadFrame(str(file), f"size {info[1]}x{info[0]} differs from the sequence's "
-                                           f"{shape[1]}x{shape[0]}", stem=file.stem))
+            bad.append(BadFrame(file, f"size {info[1]}x{info[0]} differs from the sequence's "
+                                      f"{shape[1]}x{shape[0]}", stem=stem))
         elif info is not None and info[2] != dtype:
-            bad.append(BadFrame(str(file), f"sample type {info[2]} differs from the sequence's {dtype}",
-                                stem=file.stem))
+            bad.append(BadFrame(file, f"sample type {info[2]} differs from the sequence's {dtype}", stem=stem))
         else:
             files.append(file)
-    source = FolderSource(path, image_dir, files, shape=shape, dtype=dtype, bad_frames=bad,
+            stems.append(stem)
+    source = FolderSource(path, image_dir, files, stems, shape=shape, dtype=dtype, bad_frames=bad,
                           cache_size=cache_size, prefetch=prefetch)
     first.flags.writeable = False
     source._store(0, first)

@@ -69,10 +69,11 @@ class Normalization:
     def apply(self, frame: np.ndarray) -> np.ndarray:
         """The 8-bit image (uint8, same shape) of a raw frame."""
         frame = np.asarray(frame)
+        # take() is 2-3x faster than fancy indexing here
         if frame.dtype == np.uint16:
-            return self._lut16[frame]
+            return self._lut16.take(frame)
         if frame.dtype == np.uint8:
-            return self._lut16[:256][frame]
+            return self._lut16[:256].take(frame)
         return self._map(frame.astype(np.float64))
 
     def to_dict(self) -> dict:

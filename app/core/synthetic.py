@@ -45,7 +45,7 @@ class SyntheticConfig:
     bit_depth: int = 16
     level: tuple[float, float] = (8000.0, 12000.0)  # mean background counts, drawn per sequence
     gradient: float = 800.0  # counts from top to bottom of the sky
-    cloud_amplitude: float = 500.0  # std of the cloud structure, counts
+    cloud_amplitude: float = 250.0  # std of the cloud structure, counts
     cloud_drift: tuple[float, float] = (0.15, 0.05)  # px per frame (x, y)
     temporal_noise: float = 25.0  # std, counts
     column_noise: float = 15.0
@@ -292,7 +292,7 @@ def _imwrite(path: Path, image: np.ndarray) -> None:
         raise OSError(f"cannot write {path}")
 
 
-DEMO_CONFIG = SyntheticConfig(n_frames=120, height=256, width=320, n_targets=(2, 3))
+DEMO_CONFIG = SyntheticConfig(n_frames=120, height=256, width=320, n_targets=(2, 3), scr=(6.0, 15.0))
 DEMO_SEED = 7
 
 
