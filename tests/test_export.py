@@ -157,6 +157,19 @@ def test_two_sequences_append_into_one_dataset(tmp_path):
     assert len(paths.split_files["test"].read_text().splitlines()) == 7
 
 
+def test_unreadable_frames_and_damaged_masks_are_skipped(tmp_path):
+    project, _, _, _ = reviewed_project(tmp_path)
+    frame_file = tmp_path / "seqA_frames" / f"{project.stems[0]}.png"
+    frame_file.write_bytes(frame_file.read_bytes()[:40])
+    label = project.folder / "labels" / f"{project.stems[1]}.png"
+    label.write_bytes(label.read_bytes()[:30])
+    report = export_project(project, tmp_path / "out", "sirst")
+    assert report.exported == [f"seqA_{project.stems[i]}" for i in (2, 5)]
+    reasons = dict(report.skipped)
+    assert reasons[project.stems[0]].startswith("unreadable frame")
+    assert reasons[project.stems[1]] == "damaged committed mask"
+
+
 def test_nothing_to_export_writes_nothing(tmp_path):
     project, _, _, _ = reviewed_project(tmp_path)
     for stem in project.stems:

@@ -55,7 +55,7 @@ def run(args) -> int:
     reasons = Counter(reason for _, reason in report.skipped)
     skipped = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
     if not report.exported:
-        hint = " (pass --include-unreviewed to export predictions of unreviewed frames)" if reasons["unreviewed"] else ""
+        hint = " (--include-unreviewed exports unreviewed frames' predictions)" if reasons["unreviewed"] else ""
         print(f"nothing exported from {args.project}: {skipped or 'no frames'}{hint}", file=sys.stderr)
         return 1
     print(f"exported {len(report.exported)} frames to {report.root} ({args.layout}, {args.split})")

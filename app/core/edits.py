@@ -36,10 +36,6 @@ class MaskEdit:
     before: np.ndarray  # bool (y1 - y0, x1 - x0)
     after: np.ndarray
 
-    @property
-    def changed_pixels(self) -> int:
-        return int(np.count_nonzero(self.before != self.after))
-
 
 def make_edit(before_mask: np.ndarray, after_mask: np.ndarray) -> MaskEdit | None:
     """The edit turning `before_mask` into `after_mask`, cropped to the changed box; None if nothing changed."""
@@ -65,6 +61,7 @@ class EditHistory:
         self._redo: list[MaskEdit] = []
 
     def __len__(self) -> int:
+        """How many edits can be undone."""
         return len(self._undo)
 
     @property
@@ -94,10 +91,6 @@ class EditHistory:
         edit = self._redo.pop()
         self._undo.append(edit)
         return _paste(mask, edit, edit.after)
-
-    def clear(self) -> None:
-        self._undo.clear()
-        self._redo.clear()
 
     def to_npz(self, path: str | Path) -> None:
         """Write both stacks (bit-packed patches) atomically."""
@@ -294,7 +287,8 @@ def grow_target(
         return out
     half = max(int(window) // 2, 1)
     wy0, wy1, wx0, wx1 = max(py - half, 0), min(py + half + 1, h), max(px - half, 0), min(px + half + 1, w)
-    ry0, ry1, rx0, rx1 = max(py - 2 * half, 0), min(py + 2 * half + 1, h), max(px - 2 * half, 0), min(px + 2 * half + 1, w)
+    ry0, ry1 = max(py - 2 * half, 0), min(py + 2 * half + 1, h)
+    rx0, rx1 = max(px - 2 * half, 0), min(px + 2 * half + 1, w)
     values = image.astype(np.float64)
     ring = np.ones((ry1 - ry0, rx1 - rx0), dtype=bool)
     ring[wy0 - ry0 : wy1 - ry0, wx0 - rx0 : wx1 - rx0] = False

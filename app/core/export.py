@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image
 
 from app.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_png, atomic_write_text
+from app.core.frames import FrameReadError, SourceError, open_source
+from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus, utc_now
 from app.core.targets import extract_targets, label_components
 
@@ -71,8 +73,8 @@ class ExportReport:
     removed: list[str] = field(default_factory=list)  # this sequence's stems from an earlier export, now dropped
 
 
-def label_for_export(project: ReviewProject, stem: str, include_unreviewed: bool) -> tuple[np.ndarray | None, str]:
-    """(mask, where it came from) or (None, why the frame is skipped), by review status.
+def label_origin(project: ReviewProject, stem: str, include_unreviewed: bool) -> tuple[str | None, str]:
+    """Where a frame's exported mask comes from ("committed", "prediction", "negative"), or (None, why skipped).
 
     accepted: committed mask, else the prediction; corrected: committed mask; negative: all zeros;
     rejected: skipped; unreviewed: skipped, or with `include_unreviewed` the committed mask if the analyst
@@ -82,18 +84,22 @@ def label_for_export(project: ReviewProject, stem: str, include_unreviewed: bool
     if status is ReviewStatus.REJECTED:
         return None, "rejected"
     if status is ReviewStatus.NEGATIVE:
-        return np.zeros(project.frame_shape, dtype=bool), "negative"
+        return "negative", ""
     if status is ReviewStatus.UNREVIEWED and not include_unreviewed:
         return None, "unreviewed"
-    committed = project.committed_mask(stem)
-    if committed is not None:
-        return committed, "committed"
+    if project.has_committed_mask(stem):
+        return "committed", ""
     if status is ReviewStatus.CORRECTED:
         return None, "corrected but no committed mask"
-    prediction = project.prediction_mask(stem)
-    if prediction is None:
+    if not project.has_prediction(stem):
         return None, f"{status.value} but no prediction or committed mask"
-    return prediction, "prediction"
+    return "prediction", ""
+
+
+def _load_label(project: ReviewProject, stem: str, origin: str) -> np.ndarray | None:
+    if origin == "negative":
+        return np.zeros(project.frame_shape, dtype=bool)
+    return project.committed_mask(stem) if origin == "committed" else project.prediction_mask(stem)
 
 
 def export_project(
@@ -126,11 +132,11 @@ def export_project(
 
     selected = []
     for stem in project.stems:
-        mask, origin = label_for_export(project, stem, include_unreviewed)
-        if mask is None:
-            report.skipped.append((stem, origin))
+        origin, reason = label_origin(project, stem, include_unreviewed)
+        if origin is None:
+            report.skipped.append((stem, reason))
         else:
-            selected.append((stem, mask, origin))
+            selected.append((stem, origin))
     if not selected:
         return report
     if not append and _holds_dataset(paths):
@@ -140,8 +146,6 @@ def export_project(
     if own_source:
         source = _open_project_source(project)
     if normalization is None:
-        from app.core.normalization import Normalization
-
         normalization = Normalization.from_dict(project.normalization)
     meta = _read_meta(paths) if append else {"format": EXPORT_FORMAT, "frames": {}}
     if meta.setdefault("layout", layout) != layout:
@@ -149,15 +153,21 @@ def export_project(
     detector = project.detector or {}
     try:
         source_index = {s: i for i, s in enumerate(source.stems)}
-        for stem, mask, origin in selected:
+        bad_at_open = {b.stem: b.reason for b in source.bad_frames}
+        for stem, origin in selected:
             dataset_stem = f"{sequence}_{stem}"
             if stem not in source_index:
-                report.skipped.append((stem, "frame not in the source"))
+                reason = bad_at_open.get(stem)
+                report.skipped.append((stem, f"unreadable frame: {reason}" if reason else "not in the source"))
+                continue
+            mask = _load_label(project, stem, origin)
+            if mask is None:
+                report.skipped.append((stem, f"damaged {origin} mask"))
                 continue
             try:
                 frame = source.frame(source_index[stem])
-            except Exception as e:  # FrameReadError and friends: skip the frame, keep exporting
-                report.skipped.append((stem, f"unreadable frame: {e}"))
+            except FrameReadError as e:
+                report.skipped.append((stem, f"unreadable frame: {e.reason}"))
                 continue
             image = normalization.apply(frame)
             atomic_write_png(paths.images / f"{dataset_stem}.png", image)
@@ -326,8 +336,6 @@ def _holds_dataset(paths: DatasetPaths) -> bool:
 
 
 def _open_project_source(project: ReviewProject):
-    from app.core.frames import SourceError, open_source
-
     try:
         return open_source(project.source_path, prefetch=0)
     except SourceError as e:

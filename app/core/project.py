@@ -90,10 +90,12 @@ class ReviewProject:
             if not exist_ok:
                 raise ProjectError(f"{folder} already holds a project")
             project = cls.open(folder)
-            if project.stems != stems:
+            if project.stems != stems or project.frame_shape != tuple(frame_shape):
                 raise ProjectError(f"{folder} holds a project over different frames")
             project._meta.update(
-                source=_source_meta(source_path, source_kind, frame_shape), normalization=normalization, detector=detector
+                source=_source_meta(source_path, source_kind, frame_shape),
+                normalization=normalization,
+                detector=detector,
             )
             project._write_meta()
             return project
@@ -176,10 +178,6 @@ class ReviewProject:
     def index(self, stem: str) -> int:
         return self._index[stem]
 
-    def set_detector(self, detector: dict | None) -> None:
-        self._meta["detector"] = detector
-        self._write_meta()
-
     def _write_meta(self) -> None:
         self._meta["modified"] = utc_now()
         self._write(lambda: atomic_write_json(self.folder / "project.json", self._meta))
@@ -220,9 +218,8 @@ class ReviewProject:
             writer.writerow(DETECTION_COLUMNS)
             for stem in sorted(self._detections, key=self._index.__getitem__):
                 for t in self._detections[stem]:
-                    writer.writerow(
-                        [self._index[stem], stem, t.id, repr(t.cx), repr(t.cy), t.area, t.x0, t.y0, t.x1, t.y1, repr(t.peak_score)]
-                    )
+                    writer.writerow([self._index[stem], stem, t.id, repr(t.cx), repr(t.cy), t.area,
+                                     t.x0, t.y0, t.x1, t.y1, repr(t.peak_score)])
             self._write(lambda: atomic_write_bytes(self.folder / "detections.csv", buf.getvalue().encode("utf-8")))
 
     def has_prediction(self, stem: str) -> bool:
