@@ -201,6 +201,28 @@ def test_damaged_files_are_reported_and_the_rest_loads(tmp_path):
     assert ReviewProject.open(folder).damaged == [(folder / "detections.csv", damaged["detections.csv"])]
 
 
+@pytest.mark.parametrize("damage", ["flipped byte", "wrong size", "color", "empty", "not png"])
+def test_label_damage_kinds_are_caught_on_open(tmp_path, damage):
+    project = make_project(tmp_path / "p")
+    project.commit_mask("f000", square_mask(1, 1))
+    label = tmp_path / "p" / "labels" / "f000.png"
+    data = bytearray(label.read_bytes())
+    if damage == "flipped byte":
+        data[len(data) // 2] ^= 0x40
+        label.write_bytes(bytes(data))
+    elif damage == "wrong size":
+        cv2.imwrite(str(label), np.zeros((5, 5), np.uint8))
+    elif damage == "color":
+        cv2.imwrite(str(label), np.zeros(SHAPE + (3,), np.uint8))
+    elif damage == "empty":
+        label.write_bytes(b"")
+    else:
+        label.write_bytes(b"GIF89a" + bytes(data[6:]))
+    opened = ReviewProject.open(tmp_path / "p")
+    assert [p.name for p, _ in opened.damaged] == ["f000.png"]
+    assert opened.committed_mask("f000") is None
+
+
 def test_both_review_files_damaged_means_unreviewed(tmp_path):
     project = make_project(tmp_path / "p")
     project.set_status("f000", "accepted")

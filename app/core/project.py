@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import struct
 import threading
+import zlib
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -26,6 +28,7 @@ from model.detectors import FrameResult
 
 PROJECT_FORMAT = "irsam-review-project/1"
 REVIEW_FORMAT = "irsam-review-status/1"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DETECTION_COLUMNS = ("frame", "stem", "target_id", "cx", "cy", "area", "x0", "y0", "x1", "y1", "peak_score")
 
 
@@ -443,27 +446,33 @@ class ReviewProject:
         self._detections = detections
 
     def _check_labels(self) -> None:
+        # Chunk structure and CRCs only, no decoding: opening a project with thousands of labels stays fast.
         for stem in self.stems:
-            path = self._path("labels", stem, ".png")
-            if path.exists():
-                self._read_png(path)
+            self._read_png_bytes(self._path("labels", stem, ".png"))
 
-    def _read_png(self, path: Path) -> np.ndarray | None:
-        """The image (uint8, frame-sized, single channel), or None if absent or damaged (then reported)."""
-        if not path.exists():
-            return None
+    def _read_png_bytes(self, path: Path) -> bytes | None:
+        """The file's bytes if it is a complete frame-sized 8-bit gray PNG; None if absent or damaged (reported)."""
         try:
-            data = np.fromfile(path, dtype=np.uint8)
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
         except OSError as e:
             self._report(path, f"unreadable: {e}")
             return None
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-        if image is None or not _png_complete(data):
-            self._report(path, "not a complete PNG")
+        problem = _png_problem(data, self.frame_shape)
+        if problem:
+            self._report(path, problem)
             return None
-        if image.ndim != 2 or image.dtype != np.uint8 or image.shape != self.frame_shape:
-            self._report(path, f"expected {self.frame_shape} uint8 gray, got {image.shape} {image.dtype}")
+        return data
+
+    def _read_png(self, path: Path) -> np.ndarray | None:
+        """The image (uint8, frame-sized, single channel), or None if absent or damaged (reported)."""
+        data = self._read_png_bytes(path)
+        if data is None:
             return None
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            self._report(path, "PNG data does not decode")
         return image
 
     # --- helpers --------------------------------------------------------------------------------
@@ -508,6 +517,27 @@ def _check_stems(stems: Sequence[str]) -> None:
             raise ValueError(f"unusable frame stem {stem!r} (it names files in the project)")
 
 
-def _png_complete(data: np.ndarray) -> bool:
-    # OpenCV decodes some truncated PNGs without complaint; a complete one ends with the IEND chunk.
-    return data.size >= 20 and bytes(data[-12:]) == b"\x00\x00\x00\x00IEND\xaeB`\x82"
+def _png_problem(data: bytes, shape: tuple[int, int]) -> str | None:
+    """Why `data` is not a complete 8-bit gray PNG of `shape` (chunk structure and CRCs), or None."""
+    if not data.startswith(PNG_SIGNATURE):
+        return "not a PNG"
+    position, first = len(PNG_SIGNATURE), True
+    while position + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        end = position + 12 + length
+        if end > len(data):
+            break
+        body = data[position + 4 : end - 4]
+        if zlib.crc32(body) != struct.unpack(">I", data[end - 4 : end])[0]:
+            return f"corrupt PNG ({kind!r} chunk fails its CRC)"
+        if first:
+            if kind != b"IHDR":
+                return "corrupt PNG (no IHDR)"
+            width, height, depth, color = struct.unpack(">IIBB", body[4:14])
+            if (height, width) != shape or depth != 8 or color != 0:
+                return f"expected {shape[1]}x{shape[0]} 8-bit gray, got {width}x{height} depth {depth} color {color}"
+            first = False
+        if kind == b"IEND":
+            return None
+        position = end
+    return "truncated PNG (no IEND chunk)"
