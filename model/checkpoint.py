@@ -1,0 +1,195 @@
+"""Checkpoint files: reading foreign state_dicts safely, strict loading with named reports,
+initialising from MobileSAM / official IRSAM weights, and our own format with config and metadata.
+
+Our format (`FORMAT`) is a dict
+    {"format": "irsam-review/1", "config": IRSAMConfig.to_dict(), "model": state_dict, "metadata": {...}}
+Every file is read with `torch.load(weights_only=True)`: a checkpoint can never execute code.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import metadata as package_metadata
+
+import torch
+from torch import Tensor, nn
+
+from app.core.atomic import atomic_write_bytes
+from model.build import build_irsam
+from model.config import IRSAMConfig, official
+
+FORMAT = "irsam-review/1"
+_WRAPPER_KEYS = ("model", "state_dict")
+_MAX_LISTED = 12
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be read, or whose weights do not fit the model."""
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    more = len(names) - _MAX_LISTED
+    return shown + (f", ... and {more} more" if more > 0 else "")
+
+
+def _unwrap(obj: object, source: str) -> dict[str, Tensor]:
+    """The state_dict inside a plain / {"model": sd} / {"state_dict": sd} object, `module.` prefix removed,
+    floating tensors as float32."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{source}: expected a state_dict (a dict of tensors), found {type(obj).__name__}")
+    for key in _WRAPPER_KEYS:
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not obj or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        raise CheckpointError(
+            f"{source}: not a state_dict: expected tensors by parameter name, found keys {_listing([str(k) for k in obj])}"
+        )
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in obj.items()}
+
+
+def _read(path: str | os.PathLike) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except Exception as error:  # torch and pickle raise many types for foreign or corrupt files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint, or one that would need to run code to load ({reason})"
+        ) from error
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The state_dict stored in `path` (plain, wrapped in "model"/"state_dict", or our format)."""
+    return _unwrap(_read(path), str(path))
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)  # "name: checkpoint (a, b) vs model (c, d)"
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.loaded)} tensors loaded"]
+        for label, names in (("missing", self.missing), ("unexpected", self.unexpected), ("shape mismatch", self.mismatched)):
+            if names:
+                parts.append(f"{len(names)} {label}: {_listing(names)}")
+        return "; ".join(parts)
+
+
+def compare_keys(model: nn.Module, state_dict: dict[str, Tensor]) -> LoadReport:
+    expected = model.state_dict()
+    report = LoadReport()
+    for name, tensor in state_dict.items():
+        if name not in expected:
+            report.unexpected.append(name)
+        elif tensor.shape != expected[name].shape:
+            report.mismatched.append(f"{name}: checkpoint {tuple(tensor.shape)} vs model {tuple(expected[name].shape)}")
+        else:
+            report.loaded.append(name)
+    report.missing = [name for name in expected if name not in state_dict]
+    return report
+
+
+def load_into(model: nn.Module, state_dict: dict[str, Tensor]) -> LoadReport:
+    """Load strictly; on any missing, unexpected or mis-shaped key raise `CheckpointError` naming them.
+
+    Leaves the model in eval mode.
+    """
+    report = compare_keys(model, state_dict)
+    if not report.ok:
+        raise CheckpointError(f"checkpoint does not fit the model: {report.summary()}")
+    model.load_state_dict(state_dict, strict=True)
+    model.eval()
+    return report
+
+
+@dataclass
+class InitReport:
+    initialised: list[str] = field(default_factory=list)  # model tensors copied from the checkpoint
+    fresh: list[str] = field(default_factory=list)  # model tensors keeping their fresh initialisation
+    ignored: list[str] = field(default_factory=list)  # checkpoint tensors the model has no place for
+    mismatched: list[str] = field(default_factory=list)  # same name, other shape: kept fresh
+
+    def summary(self) -> str:
+        text = (f"{len(self.initialised)} tensors initialised, {len(self.fresh)} fresh, "
+                f"{len(self.ignored)} checkpoint tensors unused")
+        if self.mismatched:
+            text += f", {len(self.mismatched)} shape mismatches kept fresh: {_listing(self.mismatched)}"
+        return text
+
+
+@torch.no_grad()
+def init_from_pretrained(model: nn.Module, state_dict: dict[str, Tensor]) -> InitReport:
+    """Copy every tensor whose name and shape match (MobileSAM or official IRSAM weights into any config)."""
+    report = InitReport()
+    target = model.state_dict()
+    for name, tensor in target.items():
+        source = state_dict.get(name)
+        if source is None:
+            report.fresh.append(name)
+        elif source.shape != tensor.shape:
+            report.mismatched.append(f"{name}: checkpoint {tuple(source.shape)} vs model {tuple(tensor.shape)}")
+            report.fresh.append(name)
+        else:
+            tensor.copy_(source)
+            report.initialised.append(name)
+    report.ignored = [name for name in state_dict if name not in target]
+    return report
+
+
+def _code_version() -> str:
+    try:
+        return f"irsam-review {package_metadata.version('irsam-review')}"
+    except package_metadata.PackageNotFoundError:
+        return "irsam-review (not installed)"
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: IRSAMConfig, metadata: dict,
+                    dtype: torch.dtype = torch.float32) -> None:
+    """Write our format atomically. `metadata` (normalisation, training data and split, metrics, ...)
+    must be JSON-like; floating weights are stored as `dtype` (float16 halves the file)."""
+    try:
+        json.dumps(metadata)
+    except TypeError as error:
+        raise TypeError(f"checkpoint metadata must be JSON-like (dict/list/str/number/bool/None): {error}") from None
+    state_dict = {
+        name: (t.detach().to("cpu", dtype) if t.is_floating_point() else t.detach().cpu())
+        for name, t in model.state_dict().items()
+    }
+    record = {"code_version": _code_version(), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record.update(metadata)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "config": config.to_dict(), "model": state_dict, "metadata": record}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, IRSAMConfig, dict]:
+    """(model in eval mode, its config, metadata). Files without a stored config are official weights."""
+    obj = _read(path)
+    config, metadata = official(), {}
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        try:
+            config = IRSAMConfig.from_dict(obj["config"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: invalid stored config ({error})") from error
+        metadata = dict(obj.get("metadata") or {})
+    model = build_irsam(config)
+    try:
+        load_into(model, _unwrap(obj, str(path)))
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    return model, config, metadata
