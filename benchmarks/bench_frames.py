@@ -79,6 +79,7 @@ def main() -> int:
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--dir", type=Path, help="folder to generate into / reuse (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the generated folder")
+    parser.add_argument("--scrub", type=int, default=0, help="frames in the prefetched scrub (0: whole sequence)")
     parser.add_argument("--cache-size", type=int, default=64)
     parser.add_argument("--prefetch", type=int, default=4)
     parser.add_argument("--paced", type=int, default=300, help="frames scrubbed at 30 fps (0: skip)")
@@ -109,7 +110,7 @@ def main() -> int:
               f"{(time.perf_counter() - start) / 50 * 1e3:.2f} ms")
         src.close()
 
-        for prefetch, limit in ((0, args.compare), (args.prefetch, None)):
+        for prefetch, limit in ((0, args.compare), (args.prefetch, args.scrub or None)):
             if limit == 0:
                 continue
             start = time.perf_counter()
@@ -117,7 +118,7 @@ def main() -> int:
             took = time.perf_counter() - start
             print(f"back-to-back scrub, prefetch={prefetch}: {len(lat)} frames in {took:.1f} s "
                   f"({len(lat) / took:.0f} fps), frame() {ms(lat)}")
-        print(f"RSS after full scrubs: {rss_mib():.0f} MiB (before opening: {rss_start:.0f} MiB, "
+        print(f"RSS after the scrubs: {rss_mib():.0f} MiB (before opening: {rss_start:.0f} MiB, "
               f"peak {rss_mib('VmHWM'):.0f} MiB; cache {args.cache_size} frames)")
         if args.paced:
             lat = scrub(out, args.cache_size, args.prefetch, 30.0, args.paced)

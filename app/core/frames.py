@@ -252,7 +252,10 @@ class FrameSource:
                 self._misses += 1
                 pending = self._in_flight.get(i)
         if image is None:
-            if pending is not None:
+            if pending is not None and pending.cancel():  # still queued: decode here, beside the worker
+                with self._lock:
+                    self._in_flight.pop(i, None)
+            elif pending is not None:
                 pending.exception()  # wait: the prefetch thread is decoding it right now
                 with self._lock:
                     image = self._cache.get(i)
