@@ -1,0 +1,316 @@
+"""Propagation: carry one corrected target into the neighbouring frames, forward or backward.
+
+Each step predicts where the target went from its last two positions (constant velocity), looks for it
+in a search window (the previous mask's box, shifted by that motion, plus a margin) and accepts the
+candidate only if it still looks like the same target. The candidate comes from:
+
+- the detector's proposal (a `detector` passed in, else the frame's stored prediction): the component in
+  the window that overlaps the shifted previous mask most (nearest to the predicted centre when none do);
+- otherwise re-segmentation: `grow_target` at the brightest pixel of the window in the normalised frame;
+- in "copy" mode, the previous mask itself, shifted by the predicted motion (no re-detection).
+
+Propagation stops at the first frame with no candidate, an area jump, too little overlap with the shifted
+previous mask, an unreadable frame, or a frame the analyst has already reviewed: reviewed frames are never
+proposed for overwriting. `PropagationResult` says where and why it stopped.
+
+`apply_propagation` writes the result as one undoable edit per frame and leaves statuses alone: the
+frames stay unreviewed, so the analyst confirms each one (accept-and-next exports the committed mask).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from app.core.edits import grow_target
+from app.core.frames import FrameReadError
+from app.core.project import ReviewProject, ReviewStatus
+from app.core.targets import label_components
+
+MODES = ("track", "copy")
+# Areas are compared as at least this many pixels: a 1-3 px target gains or loses whole pixels with
+# sub-pixel motion, which is no sign of a different target.
+MIN_AREA_FOR_RATIO = 4
+
+STOP_END = "end of sequence"
+STOP_MAX_FRAMES = "max_frames reached"
+STOP_REVIEWED = "frame already reviewed"
+STOP_NO_TARGET = "no target found in the search window"
+STOP_LEFT_FRAME = "target left the frame"
+STOP_AREA = "area jump"
+STOP_OVERLAP = "overlap with the predicted position too low"
+STOP_UNREADABLE = "unreadable frame"
+
+
+@dataclass
+class PropagationResult:
+    start_stem: str
+    direction: int
+    frames: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (stem, bool mask of the target only)
+    stopped_at: str | None = None  # the stem propagation refused (None: end of sequence or max_frames)
+    reason: str = ""  # one of the STOP_* texts, with details after a colon
+
+    @property
+    def stems(self) -> list[str]:
+        return [stem for stem, _ in self.frames]
+
+
+def centroid(mask: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.nonzero(mask)
+    return float(xs.mean()), float(ys.mean())
+
+
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1), end-exclusive."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def shift_mask(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """`mask` moved by whole pixels; what moves past the border is lost."""
+    h, w = mask.shape
+    out = np.zeros_like(mask, dtype=bool)
+    ys, xs = np.nonzero(mask)
+    ys, xs = ys + dy, xs + dx
+    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+    out[ys[inside], xs[inside]] = True
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 0.0
+
+
+def dilated_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU after growing both masks by one pixel, so that a 1-2 px target one pixel off the prediction
+    still counts as the same target."""
+    kernel = np.ones((3, 3), np.uint8)
+    a = cv2.dilate(a.astype(np.uint8), kernel) > 0
+    b = cv2.dilate(b.astype(np.uint8), kernel) > 0
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 0.0
+
+
+def initial_velocity(project: ReviewProject, start_stem: str, direction: int, target_mask: np.ndarray,
+                     search_margin: int) -> tuple[float, float]:
+    """Motion per step from the committed target in the frame behind the start (the opposite direction),
+    when that frame has one within `search_margin` of the target; else no motion."""
+    behind = project.index(start_stem) - direction
+    if not 0 <= behind < len(project.stems):
+        return 0.0, 0.0
+    previous = project.committed_mask(project.stems[behind])
+    if previous is None or not previous.any():
+        return 0.0, 0.0
+    x0, y0, x1, y1 = bounding_box(target_mask)
+    window = np.zeros_like(previous)
+    window[max(y0 - search_margin, 0) : y1 + search_margin, max(x0 - search_margin, 0) : x1 + search_margin] = True
+    component = _component_nearest(previous, window, centroid(target_mask))
+    if component is None:
+        return 0.0, 0.0
+    (cx, cy), (px, py) = centroid(target_mask), centroid(component)
+    return cx - px, cy - py
+
+
+def propagate(
+    project: ReviewProject,
+    source,
+    normalization,
+    start_stem: str,
+    direction: int = 1,
+    target_mask: np.ndarray | None = None,
+    detector=None,
+    max_frames: int = 50,
+    search_margin: int = 8,
+    max_area_ratio: float = 2.0,
+    min_iou: float = 0.3,
+    mode: str = "track",
+) -> PropagationResult:
+    """Follow the target from `start_stem` through the next frames in `direction` (+1 or -1).
+
+    `source` is the project's FrameSource, `normalization` its Normalization (for detection and
+    re-segmentation). `target_mask` (bool, frame-sized) is the target to carry; by default the start
+    frame's committed mask. Several components in it travel together as one target. Nothing is written.
+    """
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1 or -1, got {direction}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if target_mask is None:
+        target_mask = project.committed_mask(start_stem)
+        if target_mask is None:
+            raise ValueError(f"{start_stem} has no committed mask to propagate; pass target_mask")
+    prior = np.asarray(target_mask) > 0
+    if prior.shape != project.frame_shape:
+        raise ValueError(f"target mask shape {prior.shape} != frame shape {project.frame_shape}")
+    if not prior.any():
+        raise ValueError("the target mask is empty")
+
+    result = PropagationResult(start_stem, direction)
+    source_index = {stem: i for i, stem in enumerate(source.stems)}
+    velocity = initial_velocity(project, start_stem, direction, prior, search_margin)
+    index = project.index(start_stem)
+    for _ in range(max_frames):
+        index += direction
+        if not 0 <= index < len(project.stems):
+            result.reason = STOP_END
+            return result
+        stem = project.stems[index]
+
+        def stop(reason: str) -> PropagationResult:
+            result.stopped_at, result.reason = stem, reason
+            return result
+
+        status = project.status(stem)
+        if status is not ReviewStatus.UNREVIEWED:
+            return stop(f"{STOP_REVIEWED}: {status.value}")
+        dx, dy = int(round(velocity[0])), int(round(velocity[1]))
+        expected = shift_mask(prior, dx, dy)
+        if not expected.any():
+            return stop(STOP_LEFT_FRAME)
+
+        if mode == "copy":
+            candidate = expected
+        else:
+            try:
+                image = normalization.apply(source.frame(source_index[stem]))
+            except (KeyError, FrameReadError) as e:
+                return stop(f"{STOP_UNREADABLE}: {getattr(e, 'reason', 'not in the source')}")
+            window = _search_window(expected, search_margin)
+            proposal = _proposal(project, stem, image, detector)
+            if proposal is not None:
+                candidate = _best_component(proposal, window, expected)
+            else:
+                candidate = _regrow(image, window, expected, max_area_ratio)
+            if candidate is None or not candidate.any():
+                return stop(STOP_NO_TARGET)
+            area_before = max(int(prior.sum()), MIN_AREA_FOR_RATIO)
+            area_now = max(int(candidate.sum()), MIN_AREA_FOR_RATIO)
+            ratio = max(area_now / area_before, area_before / area_now)
+            if ratio > max_area_ratio:
+                return stop(f"{STOP_AREA}: {int(prior.sum())} -> {int(candidate.sum())} px")
+            overlap = dilated_iou(candidate, expected)
+            if overlap < min_iou:
+                return stop(f"{STOP_OVERLAP}: IoU {overlap:.2f} < {min_iou:.2f}")
+            (x_new, y_new), (x_old, y_old) = centroid(candidate), centroid(prior)
+            velocity = (x_new - x_old, y_new - y_old)
+        result.frames.append((stem, candidate))
+        prior = candidate
+    result.reason = STOP_MAX_FRAMES
+    return result
+
+
+def apply_propagation(project: ReviewProject, result: PropagationResult,
+                      status: ReviewStatus | str | None = None) -> list[str]:
+    """Write each propagated target into its frame's committed mask, one undoable edit per frame.
+
+    The frame's working mask (committed mask, else its prediction) keeps everything except the
+    components touching the new target, which the target replaces. Statuses are left as they are
+    (unreviewed) unless `status` is given. Returns the stems whose mask changed.
+    """
+    changed = []
+    for stem, target in result.frames:
+        working = project.working_mask(stem)
+        _, labels = label_components(working)
+        touching = np.unique(labels[_grow(target)])
+        new_mask = (working & ~np.isin(labels, touching[touching > 0])) | target
+        if project.edit_mask(stem, new_mask) is not None:
+            changed.append(stem)
+        if status is not None:
+            project.set_status(stem, status)
+    return changed
+
+
+def _grow(mask: np.ndarray) -> np.ndarray:
+    return cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+
+
+def _search_window(expected: np.ndarray, margin: int) -> np.ndarray:
+    x0, y0, x1, y1 = bounding_box(expected)
+    window = np.zeros_like(expected)
+    window[max(y0 - margin, 0) : y1 + margin, max(x0 - margin, 0) : x1 + margin] = True
+    return window
+
+
+def _proposal(project: ReviewProject, stem: str, image: np.ndarray, detector) -> np.ndarray | None:
+    if detector is not None:
+        return detector.detect([image])[0].mask
+    return project.prediction_mask(stem)
+
+
+def _best_component(proposal: np.ndarray, window: np.ndarray, expected: np.ndarray) -> np.ndarray | None:
+    """The proposal component inside the window overlapping `expected` most; the one nearest to its
+    centre when none overlaps."""
+    _, labels = label_components(proposal)
+    in_window = np.unique(labels[window & proposal])
+    in_window = in_window[in_window > 0]
+    if len(in_window) == 0:
+        return None
+    overlaps = [np.count_nonzero((labels == i) & expected) for i in in_window]
+    if max(overlaps) > 0:
+        return labels == in_window[int(np.argmax(overlaps))]
+    return _component_nearest(proposal, window, centroid(expected))
+
+
+def _component_nearest(mask: np.ndarray, window: np.ndarray, point: tuple[float, float]) -> np.ndarray | None:
+    _, labels = label_components(mask)
+    ids = np.unique(labels[window & mask])
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        return None
+    distances = [np.hypot(*np.subtract(centroid(labels == i), point)) for i in ids]
+    return labels == ids[int(np.argmin(distances))]
+
+
+def _regrow(image: np.ndarray, window: np.ndarray, expected: np.ndarray, max_area_ratio: float) -> np.ndarray:
+    """`grow_target` from the window's brightest spot, with the seed, grow window and threshold (k) that
+    reproduce `expected` best.
+
+    "Brightest" is measured above the surroundings (white top-hat), since clouds outshine dim targets.
+    Two seeds are tried, the brightest spot of the window and of the expected position, so that a hot
+    pixel in the window does not hide the target. A fixed k = 3 finds nothing over clutter (the
+    background ring is too varied), so a few tight windows and lower ks are tried too.
+    """
+    ex0, ey0, ex1, ey1 = bounding_box(expected)
+    size = max(ex1 - ex0, ey1 - ey0)
+    x0, y0, x1, y1 = bounding_box(window)
+    h, w = image.shape
+    # the top-hat is computed beyond the window too: at a crop's border it sees no surroundings
+    r = size + 1
+    py0, px0 = max(y0 - r, 0), max(x0 - r, 0)
+    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    contrast = cv2.morphologyEx(image[py0 : min(y1 + r, h), px0 : min(x1 + r, w)], cv2.MORPH_TOPHAT, element)
+    contrast = contrast[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
+    near_expected = _grow(expected)[y0:y1, x0:x1]
+    seeds = set()
+    for region in (np.ones_like(near_expected), near_expected):
+        iy, ix = np.unravel_index(int(np.argmax(np.where(region, contrast.astype(np.int32), -1))), contrast.shape)
+        seeds.add((x0 + int(ix), y0 + int(iy)))
+
+    expected_area = max(int(expected.sum()), MIN_AREA_FOR_RATIO)
+    # room to grow past the area limit, so that an area jump is seen rather than clipped
+    max_area = int(expected_area * max_area_ratio * 2) + 1
+    best, best_key = np.zeros_like(expected), None
+    for seed_x, seed_y in sorted(seeds):
+        # grow_target reads at most two grow windows around the seed: crop there (cheap on large frames)
+        reach = 2 * size + 8
+        cy0, cx0 = max(seed_y - reach, 0), max(seed_x - reach, 0)
+        cy1, cx1 = min(seed_y + reach + 1, h), min(seed_x + reach + 1, w)
+        crop, crop_expected = image[cy0:cy1, cx0:cx1], expected[cy0:cy1, cx0:cx1]
+        # nothing brighter than the seed: a hot pixel in grow_target's background ring would raise its
+        # threshold above the target
+        crop = np.minimum(crop, image[seed_y, seed_x])
+        for grow_window in (size + 2, size + 4, 2 * size + 3):
+            for k in (3.0, 2.0, 1.5, 1.0):
+                grown = grow_target(crop, seed_x - cx0, seed_y - cy0, window=max(grow_window, 5), k=k,
+                                    max_area=max_area)
+                if not grown.any():
+                    continue
+                key = (_iou(grown, crop_expected), dilated_iou(grown, crop_expected))
+                if best_key is None or key > best_key:
+                    best_key = key
+                    best = np.zeros_like(expected)
+                    best[cy0:cy1, cx0:cx1] = grown
+    return best
