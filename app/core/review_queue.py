@@ -1,0 +1,302 @@
+"""The review queue: per-frame summaries to filter, sort and step through, and the keyboard shortcut map.
+
+`summarize` reads only statuses and the project's detection table (no masks), so it stays fast on
+sequences of 10k+ frames. `change_from_previous` is the number of targets that appeared or disappeared
+since the previous frame: targets of consecutive frames are paired greedily by bounding boxes that
+overlap once grown by `MATCH_GROW` pixels (a target moving a pixel or two stays paired); every
+unpaired target on either side counts one. The first frame is compared with an empty frame.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from app.core.atomic import atomic_write_json
+from app.core.project import ReviewProject, ReviewStatus
+from app.core.targets import Target
+
+MATCH_GROW = 2
+SORT_KEYS = ("index", "status", "detections", "peak_score", "change")
+SHORTCUT_FORMAT = "irsam-review-shortcuts/1"
+
+
+@dataclass(frozen=True)
+class FrameSummary:
+    index: int
+    stem: str
+    status: ReviewStatus
+    n_detections: int
+    peak_score: float  # max peak score over the frame's targets; nan without targets (or scores)
+    change_from_previous: int  # targets appeared + disappeared since the previous frame
+
+
+def targets_changed(previous: Sequence[Target], current: Sequence[Target], grow: int = MATCH_GROW) -> int:
+    """Targets of either frame left unpaired (see the module docstring)."""
+    unmatched = list(previous)
+    paired = 0
+    for target in current:
+        for i, other in enumerate(unmatched):
+            if (target.x0 - grow <= other.x1 and other.x0 <= target.x1 + grow
+                    and target.y0 - grow <= other.y1 and other.y0 <= target.y1 + grow):
+                del unmatched[i]
+                paired += 1
+                break
+    return (len(current) - paired) + len(unmatched)
+
+
+def summarize(project: ReviewProject) -> list[FrameSummary]:
+    summaries = []
+    previous: list[Target] = []
+    for index, stem in enumerate(project.stems):
+        targets = project.detections(stem)
+        scores = [t.peak_score for t in targets if not math.isnan(t.peak_score)]
+        summaries.append(FrameSummary(
+            index=index,
+            stem=stem,
+            status=project.status(stem),
+            n_detections=len(targets),
+            peak_score=max(scores) if scores else math.nan,
+            change_from_previous=targets_changed(previous, targets),
+        ))
+        previous = targets
+    return summaries
+
+
+def filter_frames(
+    summaries: Iterable[FrameSummary],
+    statuses: Iterable[ReviewStatus | str] | None = None,
+    min_detections: int | None = None,
+    max_detections: int | None = None,
+    min_peak_score: float | None = None,
+    min_change: int | None = None,
+    predicate: Callable[[FrameSummary], bool] | None = None,
+) -> list[FrameSummary]:
+    """The summaries meeting every given condition, in their order. A frame without a score (nan)
+    fails `min_peak_score`."""
+    wanted = None if statuses is None else {ReviewStatus(s) for s in statuses}
+    kept = []
+    for s in summaries:
+        if wanted is not None and s.status not in wanted:
+            continue
+        if min_detections is not None and s.n_detections < min_detections:
+            continue
+        if max_detections is not None and s.n_detections > max_detections:
+            continue
+        if min_peak_score is not None and not s.peak_score >= min_peak_score:
+            continue
+        if min_change is not None and s.change_from_previous < min_change:
+            continue
+        if predicate is not None and not predicate(s):
+            continue
+        kept.append(s)
+    return kept
+
+
+_STATUS_ORDER = {status: i for i, status in enumerate(ReviewStatus)}
+
+
+def sort_frames(summaries: Iterable[FrameSummary], key: str = "index", descending: bool = False) -> list[FrameSummary]:
+    """Sorted by `key` (one of SORT_KEYS); ties keep frame order. Status order is ReviewStatus's
+    (unreviewed, accepted, corrected, rejected, negative); frames without a peak score come last
+    either way."""
+    if key not in SORT_KEYS:
+        raise ValueError(f"sort key must be one of {SORT_KEYS}, got {key!r}")
+    summaries = sorted(summaries, key=lambda s: s.index)
+    if key == "index":
+        return summaries[::-1] if descending else summaries
+    if key == "peak_score":
+        scored = [s for s in summaries if not math.isnan(s.peak_score)]
+        unscored = [s for s in summaries if math.isnan(s.peak_score)]
+        return sorted(scored, key=lambda s: s.peak_score, reverse=descending) + unscored
+    value = {
+        "status": lambda s: _STATUS_ORDER[s.status],
+        "detections": lambda s: s.n_detections,
+        "change": lambda s: s.change_from_previous,
+    }[key]
+    # sorted() is stable, and reverse=True keeps ties in their original (frame) order too
+    return sorted(summaries, key=value, reverse=descending)
+
+
+def next_frame(
+    summaries: Sequence[FrameSummary],
+    current_index: int,
+    predicate: Callable[[FrameSummary], bool] | None = None,
+    step: int = 1,
+    wrap: bool = False,
+) -> int | None:
+    """Frame index of the next summary (`step` -1: the previous one) after the current frame, in the
+    list's own order (a filtered or sorted queue), that meets `predicate`; None if there is none.
+
+    When the current frame is not in the list (filtered out), the search starts at the list's start
+    (step 1) or end (step -1).
+    """
+    if step not in (1, -1):
+        raise ValueError(f"step must be 1 or -1, got {step}")
+    positions = {s.index: p for p, s in enumerate(summaries)}
+    n = len(summaries)
+    here = positions.get(current_index)
+    if here is None:
+        order = list(range(n)) if step == 1 else list(range(n - 1, -1, -1))
+    else:
+        order = [(here + step * k) % n for k in range(1, n)] if wrap else list(range(here + step, n if step == 1 else -1, step))
+    for p in order:
+        if predicate is None or predicate(summaries[p]):
+            return summaries[p].index
+    return None
+
+
+def accept_and_next(project: ReviewProject, stem: str, wrap: bool = True) -> int | None:
+    """Mark the frame accepted; the index of the next unreviewed frame after it (wrapping to the start
+    with `wrap`), or None when every frame is reviewed."""
+    project.set_status(stem, ReviewStatus.ACCEPTED)
+    return project.next_unreviewed(project.index(stem), wrap=wrap)
+
+
+def status_counts(project: ReviewProject) -> dict[ReviewStatus, int]:
+    """Frames per status, every status present (0 when none)."""
+    counts = Counter(project.status(stem) for stem in project.stems)
+    return {status: counts.get(status, 0) for status in ReviewStatus}
+
+
+# --- keyboard shortcuts --------------------------------------------------------------------------
+
+DEFAULT_SHORTCUTS: dict[str, str] = {
+    "next_frame": "D",
+    "previous_frame": "A",
+    "first_frame": "Home",
+    "last_frame": "End",
+    "accept_and_next": "Space",
+    "next_unreviewed": "N",
+    "previous_unreviewed": "Shift+N",
+    "mark_negative": "0",
+    "mark_rejected": "R",
+    "mark_corrected": "C",
+    "undo": "Ctrl+Z",
+    "redo": "Ctrl+Shift+Z",
+    "tool_brush": "B",
+    "tool_eraser": "E",
+    "tool_polygon": "P",
+    "tool_flood_fill": "F",
+    "tool_delete_component": "X",
+    "tool_grow_target": "G",
+    "brush_smaller": "[",
+    "brush_larger": "]",
+    "accept_all_predicted": "Ctrl+A",
+    "propagate_forward": "Ctrl+Right",
+    "propagate_backward": "Ctrl+Left",
+    "toggle_prediction_overlay": "1",
+    "toggle_committed_overlay": "2",
+    "toggle_edge_overlay": "3",
+    "toggle_target_boxes": "4",
+}
+
+# Qt's portable text order (QKeySequence.toString): a map written here reads back in Qt unchanged.
+_MODIFIERS = ("Ctrl", "Alt", "Shift", "Meta")
+_MODIFIER_ALIASES = {"ctrl": "Ctrl", "control": "Ctrl", "alt": "Alt", "shift": "Shift", "meta": "Meta"}
+
+
+def normalize_keys(keys: str) -> str:
+    """Canonical text of one key combination: modifiers in Qt's order, single letters upper case
+    ("shift+ctrl+z" -> "Ctrl+Shift+Z"); "" stays "" (unbound). Raises ValueError on a malformed one."""
+    keys = keys.strip()
+    if not keys:
+        return ""
+    if keys == "+" or keys.endswith("++"):  # the plus key itself, e.g. "Ctrl++"
+        modifiers, key = [p.strip() for p in keys[:-2].split("+")] if len(keys) > 1 else [], "+"
+    else:
+        *modifiers, key = [p.strip() for p in keys.split("+")]
+    seen = set()
+    for m in modifiers:
+        canonical = _MODIFIER_ALIASES.get(m.lower())
+        if canonical is None:
+            raise ValueError(f"{keys!r}: unknown modifier {m!r} (use {', '.join(_MODIFIERS)})")
+        seen.add(canonical)
+    if not key or key.lower() in _MODIFIER_ALIASES:
+        raise ValueError(f"{keys!r} has no key besides its modifiers")
+    if len(key) == 1:
+        key = key.upper()
+    else:
+        key = key[0].upper() + key[1:]
+    return "+".join([m for m in _MODIFIERS if m in seen] + [key])
+
+
+class ShortcutMap:
+    """Action name -> key combination text (QKeySequence's portable form), editable and saved as JSON.
+
+    Every action of DEFAULT_SHORTCUTS is always present; "" means unbound. Conflicts (one key bound to
+    several actions) are allowed while editing and reported by `conflicts()`, so the GUI can show them.
+    """
+
+    def __init__(self, bindings: dict[str, str] | None = None):
+        self._bindings = dict(DEFAULT_SHORTCUTS)
+        for action, keys in (bindings or {}).items():
+            self.set(action, keys)
+
+    @property
+    def actions(self) -> list[str]:
+        return list(self._bindings)
+
+    def get(self, action: str) -> str:
+        self._check_action(action)
+        return self._bindings[action]
+
+    def set(self, action: str, keys: str) -> list[str]:
+        """Bind `action` to `keys`; returns the other actions already bound to the same keys."""
+        self._check_action(action)
+        keys = normalize_keys(keys)
+        self._bindings[action] = keys
+        return [a for a in self.actions_for(keys) if a != action]
+
+    def reset(self, action: str | None = None) -> None:
+        """Back to the default binding: one action, or all of them."""
+        if action is None:
+            self._bindings = dict(DEFAULT_SHORTCUTS)
+        else:
+            self._check_action(action)
+            self._bindings[action] = DEFAULT_SHORTCUTS[action]
+
+    def actions_for(self, keys: str) -> list[str]:
+        keys = normalize_keys(keys)
+        if not keys:
+            return []
+        return [a for a, k in self._bindings.items() if k == keys]
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """keys -> the actions sharing them, for every key bound more than once."""
+        by_keys: dict[str, list[str]] = {}
+        for action, keys in self._bindings.items():
+            if keys:
+                by_keys.setdefault(keys, []).append(action)
+        return {keys: actions for keys, actions in by_keys.items() if len(actions) > 1}
+
+    def to_dict(self) -> dict[str, str]:
+        return dict(self._bindings)
+
+    def save(self, path: str | Path) -> None:
+        """Only bindings that differ from the defaults are stored, so new defaults reach old files."""
+        changed = {a: k for a, k in self._bindings.items() if k != DEFAULT_SHORTCUTS[a]}
+        atomic_write_json(path, {"format": SHORTCUT_FORMAT, "shortcuts": changed})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ShortcutMap":
+        """The saved map; defaults when the file does not exist. Actions this version does not know are
+        ignored; a malformed file raises ValueError."""
+        path = Path(path)
+        if not path.exists():
+            return cls()
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            if document.get("format") != SHORTCUT_FORMAT:
+                raise ValueError(f"not a {SHORTCUT_FORMAT} file")
+            saved = dict(document["shortcuts"])
+        except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: unreadable shortcut file: {e}") from e
+        return cls({a: str(k) for a, k in saved.items() if a in DEFAULT_SHORTCUTS})
+
+    def _check_action(self, action: str) -> None:
+        if action not in self._bindings:
+            raise KeyError(f"unknown action {action!r}")

@@ -1,0 +1,163 @@
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+
+from app.core.normalization import Normalization
+from app.core.project import ReviewProject, ReviewStatus
+from app.core.review_queue import (
+    DEFAULT_SHORTCUTS,
+    ShortcutMap,
+    accept_and_next,
+    filter_frames,
+    next_frame,
+    normalize_keys,
+    sort_frames,
+    status_counts,
+    summarize,
+)
+from model.detectors import FrameResult
+
+SHAPE = (16, 20)
+
+
+def boxes(*corners, score=3.0):
+    """A prediction with a 2x2 target at each (y, x); logits = score inside."""
+    logits = np.full(SHAPE, -5.0, np.float32)
+    for y, x in corners:
+        logits[y : y + 2, x : x + 2] = score
+    return FrameResult(logits)
+
+
+@pytest.fixture
+def project(tmp_path):
+    """Frames 0..5: targets [1, 1 (moved 1 px), 2 (one new), 0, 1 far away, none predicted]."""
+    stems = [f"f{i}" for i in range(6)]
+    project = ReviewProject.create(tmp_path / "p", tmp_path / "src", "folder", stems, SHAPE,
+                                   Normalization.identity8().to_dict())
+    project.save_prediction("f0", boxes((2, 2), score=2.0), save_logits=True)
+    project.save_prediction("f1", boxes((2, 3), score=6.0), save_logits=True)
+    project.save_prediction("f2", boxes((2, 3), (10, 14), score=4.0), save_logits=True)
+    project.save_prediction("f3", boxes(), save_logits=True)
+    project.save_prediction("f4", boxes((12, 2), score=1.0), save_logits=True)
+    project.flush_detections()
+    project.set_status("f1", ReviewStatus.ACCEPTED)
+    project.set_status("f3", ReviewStatus.NEGATIVE)
+    project.set_status("f4", ReviewStatus.CORRECTED)
+    return ReviewProject.open(project.folder)
+
+
+def test_summaries_count_targets_scores_and_changes(project):
+    summaries = summarize(project)
+    assert [s.stem for s in summaries] == [f"f{i}" for i in range(6)]
+    assert [s.n_detections for s in summaries] == [1, 1, 2, 0, 1, 0]
+    assert [s.change_from_previous for s in summaries] == [1, 0, 1, 2, 1, 1]
+    assert [s.status for s in summaries] == [ReviewStatus.UNREVIEWED, ReviewStatus.ACCEPTED, ReviewStatus.UNREVIEWED,
+                                             ReviewStatus.NEGATIVE, ReviewStatus.CORRECTED, ReviewStatus.UNREVIEWED]
+    scores = [s.peak_score for s in summaries]
+    assert scores[:3] == [2.0, 6.0, 4.0] and scores[4] == 1.0
+    assert math.isnan(scores[3]) and math.isnan(scores[5])
+
+
+def test_filters(project):
+    summaries = summarize(project)
+    assert [s.index for s in filter_frames(summaries, statuses=["unreviewed"])] == [0, 2, 5]
+    assert [s.index for s in filter_frames(summaries, min_detections=1)] == [0, 1, 2, 4]
+    assert [s.index for s in filter_frames(summaries, max_detections=0)] == [3, 5]
+    assert [s.index for s in filter_frames(summaries, min_peak_score=3.0)] == [1, 2]
+    assert [s.index for s in filter_frames(summaries, min_change=2)] == [3]
+    assert [s.index for s in filter_frames(summaries, statuses=[ReviewStatus.UNREVIEWED], min_detections=1,
+                                           predicate=lambda s: s.index > 0)] == [2]
+
+
+def test_sorts_keep_frame_order_on_ties(project):
+    summaries = summarize(project)
+    order = lambda key, descending=False: [s.index for s in sort_frames(summaries, key, descending)]
+    assert order("index", True) == [5, 4, 3, 2, 1, 0]
+    assert order("status") == [0, 2, 5, 1, 4, 3]
+    assert order("detections", True) == [2, 0, 1, 4, 3, 5]
+    assert order("peak_score", True) == [1, 2, 0, 4, 3, 5]
+    assert order("peak_score") == [4, 0, 2, 1, 3, 5]
+    assert order("change", True) == [3, 0, 2, 4, 5, 1]
+    with pytest.raises(ValueError):
+        sort_frames(summaries, "size")
+
+
+def test_next_frame_walks_the_queue_in_its_own_order(project):
+    queue = sort_frames(summarize(project), "detections", descending=True)  # 2, 0, 1, 4, 3, 5
+    assert next_frame(queue, 2) == 0
+    assert next_frame(queue, 1, lambda s: s.status is ReviewStatus.UNREVIEWED) == 5
+    assert next_frame(queue, 5) is None
+    assert next_frame(queue, 5, wrap=True) == 2
+    assert next_frame(queue, 0, step=-1) == 2
+    unreviewed = filter_frames(queue, statuses=["unreviewed"])  # 2, 0, 5
+    assert next_frame(unreviewed, 4) == 2  # current frame filtered out: from the start
+
+
+def test_accept_and_next_and_status_counts(project):
+    assert accept_and_next(project, "f0") == 2
+    assert project.status("f0") is ReviewStatus.ACCEPTED
+    assert accept_and_next(project, "f5") == 2  # wraps
+    assert accept_and_next(project, "f2") is None
+    assert status_counts(project) == {ReviewStatus.UNREVIEWED: 0, ReviewStatus.ACCEPTED: 4, ReviewStatus.CORRECTED: 1,
+                                      ReviewStatus.REJECTED: 0, ReviewStatus.NEGATIVE: 1}
+
+
+def test_summaries_of_ten_thousand_frames_are_fast(tmp_path):
+    stems = [f"{i:05d}" for i in range(10_000)]
+    project = ReviewProject.create(tmp_path / "big", tmp_path / "src", "folder", stems, (512, 640),
+                                   Normalization.identity8().to_dict())
+    rows = ["frame,stem,target_id,cx,cy,area,x0,y0,x1,y1,peak_score"]
+    rows += [f"{i},{s},1,{i % 600}.0,10.0,4,{i % 600},9,{i % 600 + 1},10,2.5" for i, s in enumerate(stems)]
+    (project.folder / "detections.csv").write_text("\n".join(rows) + "\n")
+    project = ReviewProject.open(project.folder)
+    start = time.perf_counter()
+    summaries = summarize(project)
+    assert time.perf_counter() - start < 2.0
+    assert sum(s.n_detections for s in summaries) == 10_000
+
+
+def test_key_text_is_normalised_to_qt_portable_form():
+    assert normalize_keys("shift+ctrl+z") == "Ctrl+Shift+Z"
+    assert normalize_keys(" space ") == "Space"
+    assert normalize_keys("Ctrl++") == "Ctrl++"
+    assert normalize_keys("") == ""
+    for bad in ("Hyper+K", "Ctrl+", "Shift"):
+        with pytest.raises(ValueError):
+            normalize_keys(bad)
+
+
+def test_shortcut_defaults_have_no_conflicts_and_edits_report_them():
+    shortcuts = ShortcutMap()
+    assert shortcuts.conflicts() == {}
+    assert shortcuts.get("accept_and_next") == "Space" and shortcuts.get("redo") == "Ctrl+Shift+Z"
+    assert shortcuts.set("tool_brush", "e") == ["tool_eraser"]
+    assert shortcuts.conflicts() == {"E": ["tool_brush", "tool_eraser"]}  # in action order
+    assert shortcuts.actions_for("e") == ["tool_brush", "tool_eraser"]
+    shortcuts.reset("tool_brush")
+    assert shortcuts.conflicts() == {}
+    shortcuts.set("undo", "")
+    assert shortcuts.actions_for("Ctrl+Z") == []
+    with pytest.raises(KeyError):
+        shortcuts.set("fly", "F")
+
+
+def test_shortcut_map_round_trips_through_json(tmp_path):
+    path = tmp_path / "settings" / "shortcuts.json"
+    assert ShortcutMap.load(path).to_dict() == DEFAULT_SHORTCUTS
+    shortcuts = ShortcutMap()
+    shortcuts.set("next_frame", "Right")
+    shortcuts.set("undo", "")
+    shortcuts.save(path)
+    document = json.loads(path.read_text())
+    assert document["shortcuts"] == {"next_frame": "Right", "undo": ""}
+    loaded = ShortcutMap.load(path)
+    assert loaded.to_dict() == shortcuts.to_dict()
+    document["shortcuts"]["removed_action"] = "Q"
+    path.write_text(json.dumps(document))
+    assert ShortcutMap.load(path).get("next_frame") == "Right"
+    path.write_text("{not json")
+    with pytest.raises(ValueError):
+        ShortcutMap.load(path)
