@@ -1,0 +1,325 @@
+"""Fine-tuning from the analyst's corrections, in a separate process so the app never freezes.
+
+A `FineTuneJob` trains on an exported data set (app.core.export) with `python -m app.cli train`:
+
+- Only the export's train split is used; its test split stays untouched for testing.
+- A validation part is held out of it for checkpoint selection, by sequence when the export holds
+  several (whole sequences, taken from the end of the sorted sequence names until `val_fraction` of
+  the frames is reached, at least one sequence left for training), else as the last contiguous block
+  of frames of the one sequence (neighbouring frames are near-duplicates: a random pick would leak).
+  The split files are written into the out folder: split_train.txt, split_val.txt.
+- `base_data` folders (images/ + masks/) are added to training only (`--extra-data`), e.g. the original
+  training set, so the model does not forget it.
+- `init_weights` may be our checkpoint (model.checkpoint format), an official IRSAM state_dict or
+  mobile_sam.pt: `irsam train --init` unwraps our {"model": state_dict}. The model config must match
+  those weights; for our checkpoints it is read from the file (preset name plus `--set` overrides).
+- Running a job again in the same out folder resumes from its last.pt (the train command's behaviour).
+
+The process runs in its own process group (so `cancel` also stops any workers it started) with its
+output in OUT/train.log; `poll` returns the per-epoch records of OUT/metrics.jsonl as they arrive.
+POSIX only (process groups).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from app.core.atomic import atomic_write_json, atomic_write_text
+from app.core.export import dataset_paths
+from app.core.project import utc_now
+from model.data import find_dataset, read_image_gray, read_mask, read_split
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+JOB_FORMAT = "irsam-finetune-job/1"
+
+
+@dataclass(frozen=True)
+class HoldOut:
+    train: list[str]
+    val: list[str]
+    by: str  # "sequence" or "block"
+
+
+def hold_out(stems: Sequence[str], frames_meta: dict, val_fraction: float = 0.2) -> HoldOut:
+    """Split exported stems into training and validation (see the module docstring).
+
+    `frames_meta` is the export's meta.json "frames" table (stem -> {"sequence", "frame_index", ...});
+    stems missing from it count as one unnamed sequence in listed order.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if len(stems) < 2:
+        raise ValueError(f"need at least 2 exported frames to hold some out for validation, got {len(stems)}")
+    sequences: dict[str, list[tuple[int, str]]] = {}
+    for order, stem in enumerate(stems):
+        record = frames_meta.get(stem, {})
+        sequences.setdefault(str(record.get("sequence", "")), []).append((int(record.get("frame_index", order)), stem))
+    ordered = {name: [stem for _, stem in sorted(frames)] for name, frames in sorted(sequences.items())}
+    wanted = max(1, math.ceil(val_fraction * len(stems)))
+    if len(ordered) > 1:
+        val: list[str] = []
+        names = list(ordered)
+        while len(val) < wanted and len(names) > 1:
+            val = ordered[names.pop()] + val
+        return HoldOut([s for name in names for s in ordered[name]], val, "sequence")
+    (frames,) = ordered.values()
+    cut = len(frames) - min(wanted, len(frames) - 1)
+    return HoldOut(frames[:cut], frames[cut:], "block")
+
+
+def checkpoint_config_args(path: str | Path) -> list[str] | None:
+    """`--config NAME [--set FIELD=JSON ...]` reproducing the config stored in our checkpoint at `path`;
+    None when the file is not in our format (official / MobileSAM weights carry no config)."""
+    import torch
+
+    from model.checkpoint import FORMAT
+    from model.config import PRESETS, IRSAMConfig, preset
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
+        return None
+    stored = IRSAMConfig.from_dict(obj["config"])
+    base = preset(stored.name if stored.name in PRESETS else "paper")
+    args = ["--config", base.name]
+    base_fields, stored_fields = json.loads(json.dumps(base.to_dict())), json.loads(json.dumps(stored.to_dict()))
+    for name, value in stored_fields.items():
+        if name != "name" and base_fields.get(name) != value:
+            args += ["--set", f"{name}={json.dumps(value)}"]
+    return args
+
+
+@dataclass
+class FineTuneJob:
+    export_dir: str | Path  # an export made by app.core.export
+    out_dir: str | Path  # last.pt, best.pt, metrics.jsonl, train.log, split files, finetune.json
+    init_weights: str | Path | None = None
+    base_data: list[str | Path] | None = None
+    epochs: int = 20
+    config: str | None = None  # model preset; None: the init checkpoint's own config, else "paper"
+    device: str = "auto"
+    val_fraction: float = 0.2
+    layout: str = "sirst"
+    dataset_name: str = "IRSAM-Review"  # basicirstd layout only
+    extra_args: list[str] = field(default_factory=list)  # more `irsam train` options, e.g. ["--crop", "256"]
+    python: str = sys.executable
+
+    def __post_init__(self):
+        self.export_dir, self.out_dir = Path(self.export_dir), Path(self.out_dir)
+        self.process: subprocess.Popen | None = None
+        self.records: list[dict] = []  # every metrics record polled so far
+        self._metrics_offset = 0
+        self._log = None
+        self.holdout: HoldOut | None = None
+
+    # --- paths ----------------------------------------------------------------------------------
+
+    @property
+    def data_root(self) -> Path:
+        return dataset_paths(self.export_dir, self.layout, self.dataset_name).root
+
+    @property
+    def split_train(self) -> Path:
+        return self.out_dir / "split_train.txt"
+
+    @property
+    def split_val(self) -> Path:
+        return self.out_dir / "split_val.txt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out_dir / "metrics.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / "train.log"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pt"
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    # --- preparing ------------------------------------------------------------------------------
+
+    def prepare(self) -> HoldOut:
+        """Choose the validation hold-out and write the split files (done by `start` too)."""
+        paths = dataset_paths(self.export_dir, self.layout, self.dataset_name)
+        train_split = paths.split_files["train"]
+        if not train_split.exists():
+            raise FileNotFoundError(f"{train_split}: the export has no training split")
+        meta_path = paths.root / "meta.json"
+        frames_meta = json.loads(meta_path.read_text(encoding="utf-8")).get("frames", {}) if meta_path.exists() else {}
+        self.holdout = hold_out(read_split(train_split), frames_meta, self.val_fraction)
+        atomic_write_text(self.split_train, "".join(f"{s}\n" for s in self.holdout.train))
+        atomic_write_text(self.split_val, "".join(f"{s}\n" for s in self.holdout.val))
+        return self.holdout
+
+    def command(self) -> list[str]:
+        """The `irsam train` command line (the split files must exist: see `prepare`)."""
+        if self.config is not None:
+            config_args = ["--config", self.config]
+        else:
+            config_args = (checkpoint_config_args(self.init_weights) if self.init_weights else None) or ["--config", "paper"]
+        command = [
+            self.python, "-m", "app.cli", "train",
+            "--data", str(self.data_root),
+            "--split-train", str(self.split_train),
+            "--split-val", str(self.split_val),
+            "--out", str(self.out_dir),
+            "--epochs", str(int(self.epochs)),
+            "--device", self.device,
+            *config_args,
+        ]
+        if self.init_weights:
+            command += ["--init", str(self.init_weights)]
+        for folder in self.base_data or []:
+            command += ["--extra-data", str(folder)]
+        return command + [str(a) for a in self.extra_args]
+
+    # --- running --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.process is not None:
+            raise RuntimeError("this job has already been started")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        holdout = self.prepare()
+        command = self.command()
+        atomic_write_json(self.out_dir / "finetune.json", {
+            "format": JOB_FORMAT,
+            "started": utc_now(),
+            "command": command,
+            "export_dir": str(self.export_dir.resolve()),
+            "base_data": [str(Path(d).resolve()) for d in self.base_data or []],
+            "init_weights": str(self.init_weights) if self.init_weights else None,
+            "held_out_by": holdout.by,
+            "n_train": len(holdout.train),
+            "n_val": len(holdout.val),
+        })
+        self._log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """None while running (or not started); the exit status after (negative: killed by that signal)."""
+        if self.process is None:
+            return None
+        code = self.process.poll()
+        if code is not None:
+            self._close_log()
+        return code
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.returncode is None
+
+    def poll(self) -> list[dict]:
+        """Metrics records (one per finished epoch) written since the last poll; a line still being
+        written is left for the next poll."""
+        try:
+            with open(self.metrics_path, "rb") as f:
+                f.seek(self._metrics_offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]
+        self._metrics_offset += len(complete)
+        new = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+        self.records += new
+        return new
+
+    def progress(self) -> float:
+        """Finished epochs / epochs, 0..1, from the records polled so far."""
+        if not self.records:
+            return 0.0
+        return min(1.0, int(self.records[-1].get("epoch", 0)) / max(1, int(self.epochs)))
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the process exits (raises subprocess.TimeoutExpired after `timeout` seconds)."""
+        if self.process is None:
+            raise RuntimeError("this job has not been started")
+        code = self.process.wait(timeout)
+        self._close_log()
+        return code
+
+    def cancel(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM to the whole process group, SIGKILL after `timeout` seconds; returns the exit status.
+
+        Training can be resumed later by starting a job with the same out folder (last.pt is written
+        atomically after every epoch).
+        """
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            _signal_group(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        # the leader is gone; anything it started in its group goes too
+        _signal_group(self.process.pid, signal.SIGKILL)
+        self._close_log()
+        return self.process.returncode
+
+    def validation_samples(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(8-bit image, bool mask) of the held-out frames, for `compare_weights`."""
+        return read_samples(self.data_root, self.split_val)
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def read_samples(data_root: str | Path, split_file: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(8-bit image, bool mask) pairs of a data set folder with images/ and masks/, in split order."""
+    data_root = Path(data_root)
+    return [(read_image_gray(s.image_path), read_mask(s.mask_path))
+            for s in find_dataset(data_root / "images", data_root / "masks", split_file)]
+
+
+def compare_weights(old: str | Path, new: str | Path, samples: Iterable[tuple[np.ndarray, np.ndarray]],
+                    device: str = "cpu") -> dict[str, dict]:
+    """{"old": metrics, "new": metrics}: both checkpoints scored on the same (image, mask) samples with
+    the project's metric code (model.metrics.SegmentationMetrics; IoU, nIoU, Pd, Fa)."""
+    from model.checkpoint import load_checkpoint
+    from model.metrics import SegmentationMetrics
+    from model.predictor import Predictor
+
+    samples = list(samples)
+    if not samples:
+        raise ValueError("no samples to compare the weights on")
+    images = [np.ascontiguousarray(image, dtype=np.uint8) for image, _ in samples]
+    results = {}
+    for name, path in (("old", old), ("new", new)):
+        model, config, metadata = load_checkpoint(path)
+        predictor = Predictor(model, config, device=device, metadata=metadata)
+        metrics = SegmentationMetrics()
+        for frame_result, (_, mask) in zip(predictor.detect(images), samples):
+            metrics.update(frame_result.logits, mask)
+        results[name] = metrics.result()
+    return results

@@ -1,0 +1,112 @@
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from app.core.export import export_project
+from app.core.finetune import FineTuneJob, checkpoint_config_args, compare_weights, hold_out
+from app.core.frames import open_source
+from app.core.normalization import Normalization
+from app.core.project import ReviewProject, ReviewStatus
+from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
+from model.detectors import FrameResult
+
+TRAIN_ARGS = ["--crop", "64", "--batch-size", "2", "--workers", "0", "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    """An export of one reviewed 8-frame 64x80 sequence (sirst layout, all frames in the train split)."""
+    root = tmp_path_factory.mktemp("finetune")
+    sequence = generate_sequence(SyntheticConfig(n_frames=8, height=64, width=80, n_targets=(1, 2),
+                                                 empty_fraction=0.0), seed=5)
+    source = open_source(write_sequence(sequence, root / "seqA"))
+    project = ReviewProject.create(root / "seqA_review", source.path, source.kind, source.stems, source.shape,
+                                   Normalization.from_percentiles(source).to_dict())
+    for stem, mask in zip(project.stems, sequence.masks):
+        project.save_prediction(stem, FrameResult(np.where(mask, 5.0, -5.0).astype(np.float32)))
+        project.set_status(stem, ReviewStatus.ACCEPTED)
+    report = export_project(project, root / "export", "sirst", source=source)
+    source.close()
+    assert len(report.exported) == 8
+    return root / "export"
+
+
+def test_hold_out_takes_whole_sequences_when_there_are_several():
+    meta = {f"{seq}_{i}": {"sequence": seq, "frame_index": i} for seq in ("a", "b", "c") for i in range(4)}
+    split = hold_out(list(meta), meta, val_fraction=0.3)
+    assert split.by == "sequence"
+    assert split.val == ["c_0", "c_1", "c_2", "c_3"]
+    assert split.train == [f"{seq}_{i}" for seq in ("a", "b") for i in range(4)]
+    split = hold_out(list(meta), meta, val_fraction=0.9)  # one sequence always stays for training
+    assert split.train == ["a_0", "a_1", "a_2", "a_3"]
+
+
+def test_hold_out_takes_the_last_block_of_one_sequence():
+    meta = {f"s_{i}": {"sequence": "s", "frame_index": i} for i in range(10)}
+    stems = [f"s_{i}" for i in (3, 1, 2, 0, 4, 5, 6, 7, 9, 8)]  # order of the split file does not matter
+    split = hold_out(stems, meta, val_fraction=0.2)
+    assert split.by == "block"
+    assert split.train == [f"s_{i}" for i in range(8)] and split.val == ["s_8", "s_9"]
+    assert hold_out(["x", "y"], {}, 0.5) == hold_out(["x", "y"], {}, 0.9)  # never all frames
+    with pytest.raises(ValueError):
+        hold_out(["x"], {}, 0.2)
+
+
+def test_fine_tune_job_trains_in_a_separate_process_and_reports_epochs(export_dir, tmp_path, tiny_checkpoint):
+    job = FineTuneJob(export_dir, tmp_path / "run", init_weights=tiny_checkpoint, epochs=1, device="cpu",
+                      val_fraction=0.25, extra_args=TRAIN_ARGS)
+    job.start()
+    command = job.command()
+    assert command[command.index("--config") + 1] == "tiny"  # read from the init checkpoint
+    assert job.holdout.by == "block" and len(job.holdout.val) == 2
+    assert job.split_val.read_text().split() == job.holdout.val
+    records = []
+    deadline = time.time() + 120
+    while job.running and time.time() < deadline:
+        records += job.poll()
+        time.sleep(0.2)
+    assert job.wait(timeout=1) == 0, job.log_path.read_text()
+    records += job.poll()
+    assert [r["epoch"] for r in records] == [1]
+    assert all("loss" in r and "val_iou" in r for r in records)
+    assert job.progress() == 1.0 and job.poll() == []
+    assert job.best_path.exists() and job.last_path.exists()
+    assert "initialised from" in job.log_path.read_text()
+    assert json.loads((job.out_dir / "finetune.json").read_text())["n_val"] == 2
+
+    # The same checkpoint twice: best.pt written by model/train.py does not load with weights_only yet
+    # (numpy floats in its metadata).
+    comparison = compare_weights(tiny_checkpoint, tiny_checkpoint, job.validation_samples())
+    assert set(comparison) == {"old", "new"}
+    assert comparison["old"] == comparison["new"]
+    assert comparison["old"]["n_images"] == 2 and "iou" in comparison["old"]
+
+
+def test_cancel_stops_the_whole_process_group(export_dir, tmp_path):
+    job = FineTuneJob(export_dir, tmp_path / "cancelled", config="tiny", epochs=500, device="cpu",
+                      extra_args=TRAIN_ARGS)
+    job.start()
+    deadline = time.time() + 60
+    while "steps/epoch" not in job.log_path.read_text() and time.time() < deadline:  # training has begun
+        time.sleep(0.2)
+    assert job.running, job.log_path.read_text()
+    code = job.cancel(timeout=5)
+    assert code is not None and code != 0
+    assert not job.running
+    with pytest.raises(ProcessLookupError):
+        os.killpg(job.pid, 0)
+
+
+def test_config_args_reproduce_overrides_of_our_checkpoints(tmp_path, tiny_checkpoint):
+    from model.build import build_irsam
+    from model.checkpoint import save_checkpoint
+    from model.config import tiny
+
+    assert checkpoint_config_args(tiny_checkpoint) == ["--config", "tiny"]
+    config = tiny().replace(fusion="deep")
+    path = tmp_path / "deep.pt"
+    save_checkpoint(path, build_irsam(config), config, {})
+    assert checkpoint_config_args(path) == ["--config", "tiny", "--set", 'fusion="deep"']
