@@ -31,7 +31,7 @@ def make_detector(method: str | None, weights: str | None, device: str = "auto")
         raise FileNotFoundError(f"weights file not found: {path}")
     from model.predictor import Predictor
 
-    return Predictor.from_checkpoint(path, device=device)
+    return Predictor.from_file(path, device=device)
 
 
 def available_methods() -> list[str]:
