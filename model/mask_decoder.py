@@ -135,10 +135,10 @@ class HighResRefinement(nn.Module):
     def __init__(self, stem_channels: int, stem_proj: int = 8, hidden: int = 8):
         super().__init__()
         self.stem_proj = nn.Conv2d(stem_channels, stem_proj, 1)
+        # Two 3x3 convs (5x5 receptive field at full resolution); wider context comes from the stem.
         self.body = nn.Sequential(
             nn.Conv2d(1 + 3 + stem_proj, hidden, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(hidden, 1, 1),
+            nn.Conv2d(hidden, 1, 3, padding=1),
         )
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)

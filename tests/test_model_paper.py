@@ -8,6 +8,7 @@ import torch
 
 from model.build import build_irsam
 from model.checkpoint import init_from_pretrained, load_into, load_state_dict_file
+from model.complexity import complexity_report, count_parameters
 from model.config import IRSAMConfig, official, paper, tiny
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "irsam-official"
@@ -154,3 +155,12 @@ def test_tiny_model_trains():
     grads = [p.grad for p in model.mask_decoder.parameters()]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
     assert torch.isfinite(out.mask_logits).all()
+
+
+def test_complexity_report():
+    report = complexity_report("tiny", input_size=64)
+    assert report["parameters"] == count_parameters(build_irsam(tiny()))
+    assert report["encoder_input_size"] == 64
+    assert set(report["gmacs_by_module"]) == {"image_encoder", "mask_decoder", "refinement"}
+    # Only the positional encoding (a method, not a submodule call) is outside the three modules.
+    assert sum(report["gmacs_by_module"].values()) == pytest.approx(report["gmacs"], rel=1e-3)
