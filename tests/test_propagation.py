@@ -71,6 +71,29 @@ def test_propagation_uses_stored_predictions_and_picks_the_target_component(trac
         assert np.array_equal(mask, sequence.masks[project.index(stem)])
 
 
+class MaskReplay:
+    """A detector that proposes the given masks, one per call, in order."""
+
+    name, device = "replay", "cpu"
+
+    def __init__(self, masks):
+        self.masks = iter(masks)
+
+    def detect(self, images, features=False):
+        return [FrameResult(np.where(next(self.masks), 5.0, -5.0).astype(np.float32)) for _ in images]
+
+
+def test_propagation_asks_a_detector_when_one_is_given(tracked):
+    project, source, normalization, sequence = tracked
+    project.save_prediction(project.stems[9], FrameResult(np.full(project.frame_shape, -5.0, np.float32)))
+    project.commit_mask(project.stems[8], sequence.masks[8])
+    detector = MaskReplay(sequence.masks[7::-1])
+    result = propagate(project, source, normalization, project.stems[8], -1, detector=detector)
+    assert result.stems == project.stems[7::-1] and result.reason == STOP_END
+    for stem, mask in result.frames:
+        assert np.array_equal(mask, sequence.masks[project.index(stem)])
+
+
 def test_propagation_stops_before_a_reviewed_frame(tracked):
     project, source, normalization, sequence = tracked
     project.commit_mask(project.stems[5], sequence.masks[5])

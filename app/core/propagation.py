@@ -1,17 +1,21 @@
 """Propagation: carry one corrected target into the neighbouring frames, forward or backward.
 
-Each step predicts where the target went from its last two positions (constant velocity), looks for it
-in a search window (the previous mask's box, shifted by that motion, plus a margin) and accepts the
-candidate only if it still looks like the same target. The candidate comes from:
+Each step predicts where the target went from its last two positions (constant velocity; for the first
+step, from the committed target of the frame behind the start, else no motion), looks for it in a search
+window (the previous mask's box, shifted by that motion, plus a margin) and accepts the candidate only if
+it still looks like the same target. The candidate comes from:
 
 - the detector's proposal (a `detector` passed in, else the frame's stored prediction): the component in
   the window that overlaps the shifted previous mask most (nearest to the predicted centre when none do);
-- otherwise re-segmentation: `grow_target` at the brightest pixel of the window in the normalised frame;
+- otherwise re-segmentation of the normalised frame: `grow_target` from the window's brightest spot
+  (measured above its surroundings, see `_regrow`);
 - in "copy" mode, the previous mask itself, shifted by the predicted motion (no re-detection).
 
-Propagation stops at the first frame with no candidate, an area jump, too little overlap with the shifted
-previous mask, an unreadable frame, or a frame the analyst has already reviewed: reviewed frames are never
-proposed for overwriting. `PropagationResult` says where and why it stopped.
+Propagation stops at the first frame with no candidate, an area jump (ratio above `max_area_ratio`
+either way, areas counted as at least MIN_AREA_FOR_RATIO px), too little overlap with the shifted
+previous mask (IoU of both masks grown by one pixel, below `min_iou`), an unreadable frame, or a frame
+the analyst has already reviewed: reviewed frames are never proposed for overwriting.
+`PropagationResult` says where and why it stopped.
 
 `apply_propagation` writes the result as one undoable edit per frame and leaves statuses alone: the
 frames stay unreviewed, so the analyst confirms each one (accept-and-next exports the committed mask).
@@ -148,7 +152,7 @@ def propagate(
     if not prior.any():
         raise ValueError("the target mask is empty")
 
-    result = PropagationResult(start_stem, direction)
+    result = PropagationResult(start_stem, direction, reason=STOP_MAX_FRAMES)
     source_index = {stem: i for i, stem in enumerate(source.stems)}
     velocity = initial_velocity(project, start_stem, direction, prior, search_margin)
     index = project.index(start_stem)
@@ -156,50 +160,57 @@ def propagate(
         index += direction
         if not 0 <= index < len(project.stems):
             result.reason = STOP_END
-            return result
+            break
         stem = project.stems[index]
-
-        def stop(reason: str) -> PropagationResult:
-            result.stopped_at, result.reason = stem, reason
-            return result
-
+        candidate, refusal = None, ""
         status = project.status(stem)
+        expected = shift_mask(prior, int(round(velocity[0])), int(round(velocity[1])))
         if status is not ReviewStatus.UNREVIEWED:
-            return stop(f"{STOP_REVIEWED}: {status.value}")
-        dx, dy = int(round(velocity[0])), int(round(velocity[1]))
-        expected = shift_mask(prior, dx, dy)
-        if not expected.any():
-            return stop(STOP_LEFT_FRAME)
-
-        if mode == "copy":
+            refusal = f"{STOP_REVIEWED}: {status.value}"
+        elif not expected.any():
+            refusal = STOP_LEFT_FRAME
+        elif mode == "copy":
             candidate = expected
+        elif stem not in source_index:
+            refusal = f"{STOP_UNREADABLE}: not in the source"
         else:
             try:
                 image = normalization.apply(source.frame(source_index[stem]))
-            except (KeyError, FrameReadError) as e:
-                return stop(f"{STOP_UNREADABLE}: {getattr(e, 'reason', 'not in the source')}")
-            window = _search_window(expected, search_margin)
-            proposal = _proposal(project, stem, image, detector)
-            if proposal is not None:
-                candidate = _best_component(proposal, window, expected)
+            except FrameReadError as e:
+                refusal = f"{STOP_UNREADABLE}: {e.reason}"
             else:
-                candidate = _regrow(image, window, expected, max_area_ratio)
-            if candidate is None or not candidate.any():
-                return stop(STOP_NO_TARGET)
-            area_before = max(int(prior.sum()), MIN_AREA_FOR_RATIO)
-            area_now = max(int(candidate.sum()), MIN_AREA_FOR_RATIO)
-            ratio = max(area_now / area_before, area_before / area_now)
-            if ratio > max_area_ratio:
-                return stop(f"{STOP_AREA}: {int(prior.sum())} -> {int(candidate.sum())} px")
-            overlap = dilated_iou(candidate, expected)
-            if overlap < min_iou:
-                return stop(f"{STOP_OVERLAP}: IoU {overlap:.2f} < {min_iou:.2f}")
+                candidate, refusal = _find_target(project, stem, image, detector, prior, expected,
+                                                  search_margin, max_area_ratio, min_iou)
+        if refusal:
+            result.stopped_at, result.reason = stem, refusal
+            break
+        if mode != "copy":
             (x_new, y_new), (x_old, y_old) = centroid(candidate), centroid(prior)
             velocity = (x_new - x_old, y_new - y_old)
         result.frames.append((stem, candidate))
         prior = candidate
-    result.reason = STOP_MAX_FRAMES
     return result
+
+
+def _find_target(project, stem, image, detector, prior, expected, search_margin, max_area_ratio,
+                 min_iou) -> tuple[np.ndarray | None, str]:
+    """(the target's mask in this frame, "") or (None, why it was refused)."""
+    window = _search_window(expected, search_margin)
+    proposal = detector.detect([image])[0].mask if detector is not None else project.prediction_mask(stem)
+    if proposal is not None:
+        candidate = _best_component(proposal, window, expected)
+    else:
+        candidate = _regrow(image, window, expected, max_area_ratio)
+    if candidate is None or not candidate.any():
+        return None, STOP_NO_TARGET
+    area_before = max(int(prior.sum()), MIN_AREA_FOR_RATIO)
+    area_now = max(int(candidate.sum()), MIN_AREA_FOR_RATIO)
+    if max(area_now / area_before, area_before / area_now) > max_area_ratio:
+        return None, f"{STOP_AREA}: {int(prior.sum())} -> {int(candidate.sum())} px"
+    overlap = dilated_iou(candidate, expected)
+    if overlap < min_iou:
+        return None, f"{STOP_OVERLAP}: IoU {overlap:.2f} < {min_iou:.2f}"
+    return candidate, ""
 
 
 def apply_propagation(project: ReviewProject, result: PropagationResult,
@@ -232,12 +243,6 @@ def _search_window(expected: np.ndarray, margin: int) -> np.ndarray:
     window = np.zeros_like(expected)
     window[max(y0 - margin, 0) : y1 + margin, max(x0 - margin, 0) : x1 + margin] = True
     return window
-
-
-def _proposal(project: ReviewProject, stem: str, image: np.ndarray, detector) -> np.ndarray | None:
-    if detector is not None:
-        return detector.detect([image])[0].mask
-    return project.prediction_mask(stem)
 
 
 def _best_component(proposal: np.ndarray, window: np.ndarray, expected: np.ndarray) -> np.ndarray | None:
