@@ -1,30 +1,41 @@
-"""`irsam`: the headless command line. One module per subcommand in `app.commands`."""
+"""`irsam`: the headless command line. One module per subcommand in `app.commands`.
+
+Only the module of the command being run is imported, so `irsam info` does not pay for torch.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 
-# subcommand name -> module in app.commands exposing add_parser(subparsers) and run(args) -> int
+# subcommand -> (module in app.commands exposing add_parser(subparsers) and run(args) -> int, summary)
 COMMANDS = {
-    "info": "app.commands.info",
-    "make-demo": "app.commands.demo",
-    "eval": "app.commands.eval",
-    "export": "app.commands.export",
+    "info": ("app.commands.info", "describe a frame source and list unreadable frames"),
+    "make-demo": ("app.commands.demo", "write a synthetic 16-bit IR sequence with ground-truth masks"),
+    "detect": ("app.commands.detect", "run IRSAM or a classical detector over frames into a review project"),
+    "eval": ("app.commands.eval", "score a detector with the field's metrics (IoU, nIoU, Pd, Fa, ROC)"),
+    "train": ("app.commands.train", "train or fine-tune IRSAM"),
+    "export": ("app.commands.export", "export reviewed frames as a training data set"),
+    "stats": ("app.commands.stats", "parameter and MAC counts of the model configs"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser for `command`; the other subcommands appear with their summary only."""
     parser = argparse.ArgumentParser(prog="irsam", description="IRSAM infrared small target detection, headless.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.add_parser(sub)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, summary) in COMMANDS.items():
+        if name == command:
+            importlib.import_module(module_name).add_parser(sub)
+        else:
+            sub.add_parser(name, help=summary, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

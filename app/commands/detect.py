@@ -1,0 +1,177 @@
+"""`irsam detect`: run a detector over a folder, a TIFF stack or one image into a review project.
+
+Decoding + normalisation (a reader thread) and PNG writing (a writer thread) overlap with the
+network, so the end-to-end rate stays close to the model's own.
+"""
+from __future__ import annotations
+
+import hashlib
+import queue
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from app.core.frames import FrameReadError, SourceError, open_source
+from app.core.normalization import Normalization, default_for
+from app.core.project import ProjectError, ReviewProject
+from app.paths import DEFAULT_WEIGHTS
+
+CLASSICAL = ("tophat", "mpcm", "pstnn")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="run IRSAM or a classical detector over frames into a review project",
+        description="Writes OUT/masks/<stem>.png (0/255), OUT/edges/<stem>.png, OUT/detections.csv and "
+        "OUT/project.json (the review project the app opens); with --save-logits also OUT/logits/<stem>.npy.",
+    )
+    p.add_argument("source", help="folder of frames, multi-page TIFF or one image")
+    p.add_argument("--out", required=True, help="project folder (created; an existing project over the same frames is updated)")
+    p.add_argument("--method", default="irsam", choices=("irsam",) + CLASSICAL, help="detector (default: irsam)")
+    p.add_argument("--weights", help=f"IRSAM checkpoint (default: {DEFAULT_WEIGHTS.relative_to(DEFAULT_WEIGHTS.parents[2])})")
+    p.add_argument("--config", choices=("official", "paper"), help="network for weights files that do not name one")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--save-logits", action="store_true", help="also write float32 logits at frame resolution")
+    p.add_argument("--limit", type=int, help="only the first N frames")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def make_detector(method: str, weights: str | None, config: str | None, device: str, precision: str, batch_size: int):
+    """The detector and the record of it stored in the project."""
+    if method in CLASSICAL:
+        from model.classical import make_classical_detector
+
+        return make_classical_detector(method), {"name": method, "weights": None, "sha256": None, "config": None}
+    from model.predictor import Predictor
+
+    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    if not path.exists():
+        hint = "" if weights else " (the shipped default weights are missing: pass --weights FILE or --method tophat)"
+        raise FileNotFoundError(f"weights file not found: {path}{hint}")
+    predictor = Predictor.from_file(path, config_name=config, device=device, precision=precision, batch_size=batch_size)
+    record = {
+        "name": "irsam",
+        "weights": str(path.resolve()),
+        "sha256": sha256_of(path),
+        "config": predictor.config.to_dict(),
+    }
+    return predictor, record
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run(args) -> int:
+    try:
+        source = open_source(args.source)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        detector, record = make_detector(args.method, args.weights, args.config, args.device, args.precision, args.batch_size)
+    except Exception as exc:  # a bad checkpoint: one line, never a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    fallback = getattr(getattr(detector, "device_choice", None), "fallback_reason", None)
+    if fallback:
+        print(f"warning: {fallback}; running on the CPU", file=sys.stderr)
+    record["device"] = detector.device
+
+    out = Path(args.out)
+    existing = (out / "project.json").exists()
+    try:
+        if existing:
+            # the stored normalisation is the sequence's: never recompute it on a re-run
+            normalization = Normalization.from_dict(ReviewProject.open(out).normalization)
+        else:
+            normalization = default_for(source)
+        project = ReviewProject.create(
+            out, Path(args.source).resolve(), source.kind, source.stems, source.shape, normalization.to_dict(), record,
+            exist_ok=True,
+        )
+    except (ProjectError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    n = len(source) if args.limit is None else min(len(source), args.limit)
+    print(f"{source.kind} {source.path}: {n} frames {source.shape[1]}x{source.shape[0]} {source.dtype}; "
+          f"detector {record['name']} on {detector.device}; normalisation {normalization}")
+    stats = run_pipeline(source, n, normalization, detector, project, args.batch_size, args.save_logits, not args.quiet)
+    project.flush_detections()
+
+    bad = source.bad_frames
+    print(f"{stats['frames']} frames in {stats['seconds']:.1f} s ({stats['fps']:.2f} frames/s), "
+          f"{stats['targets']} targets; project: {out}")
+    if bad:
+        print(f"{len(bad)} unreadable frame(s) skipped:")
+        for b in bad:
+            print(f"  {b.path}: {b.reason}")
+    return 0 if stats["frames"] > 0 else 1
+
+
+_END = object()
+
+
+def run_pipeline(source, n: int, normalization: Normalization, detector, project: ReviewProject,
+                 batch_size: int, save_logits: bool, show_progress: bool) -> dict:
+    """reader thread -> detector (this thread, in batches) -> writer thread."""
+    frames: queue.Queue = queue.Queue(maxsize=4 * batch_size)
+
+    def read() -> None:
+        for i in range(n):
+            try:
+                frames.put((source.stems[i], normalization.apply(source.frame(i))))
+            except FrameReadError:
+                continue  # recorded in source.bad_frames
+        frames.put(_END)
+
+    reader = threading.Thread(target=read, name="detect-reader", daemon=True)
+    reader.start()
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect-writer")
+    pending = []
+    progress = _progress_bar(n, show_progress)
+    done = 0
+    t0 = time.perf_counter()
+    finished = False
+    while not finished:
+        batch = []
+        while len(batch) < batch_size:
+            item = frames.get()
+            if item is _END:
+                finished = True
+                break
+            batch.append(item)
+        if not batch:
+            break
+        results = detector.detect([image for _, image in batch])
+        for (stem, _), result in zip(batch, results):
+            pending.append(writer.submit(project.save_prediction, stem, result, save_logits))
+        done += len(batch)
+        progress.update(len(batch))
+        # keep the writer from falling far behind (bounded memory) and surface write errors early
+        while len(pending) > 4 * batch_size:
+            pending.pop(0).result()
+    for f in pending:
+        f.result()
+    writer.shutdown()
+    progress.close()
+    seconds = time.perf_counter() - t0
+    targets = sum(len(project.detections(stem)) for stem in source.stems[:n])
+    return {"frames": done, "seconds": seconds, "fps": done / seconds if seconds > 0 else 0.0, "targets": targets}
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", disable=not enabled, dynamic_ncols=True, file=sys.stderr)

@@ -1,0 +1,193 @@
+"""Predictor: the Qt-free inference object used by the CLI and the app.
+
+It owns device choice (CUDA when present, else CPU, always reported), batching, autocast,
+size handling (`official` resizes to 512 like the reference; `paper` runs at native resolution,
+padded to the encoder stride, tiled above a size limit) and returns `FrameResult`s at frame size.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.config import IRSAMConfig
+from model.detectors import FrameResult
+
+PAD_MULTIPLE = 32  # the encoder's coarsest grid is 1/16; 32 keeps every stage's size even
+TILE_OVERLAP = 64
+
+
+def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
+    """(tile start, owned start, owned end) along one axis; owned ranges cover [0, length) exactly once."""
+    if length <= tile:
+        return [(0, 0, length)]
+    step = tile - overlap
+    starts = list(range(0, length - tile, step)) + [length - tile]
+    bounds = [0] + [(starts[i] + tile + starts[i + 1]) // 2 for i in range(len(starts) - 1)] + [length]
+    return [(s, bounds[i], bounds[i + 1]) for i, s in enumerate(starts)]
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: torch.device
+    description: str  # e.g. "cpu (2 threads)" or "cuda:0 (NVIDIA H100 80GB HBM3)"
+    fallback_reason: str | None = None  # set when CUDA was asked for but could not be used
+
+
+def choose_device(requested: str = "auto") -> DeviceChoice:
+    """'auto' takes CUDA when it works, else the CPU; 'cuda' falls back to CPU with a reason."""
+    requested = requested.lower()
+    if requested not in ("auto", "cpu", "cuda") and not requested.startswith("cuda:"):
+        raise ValueError(f"unknown device {requested!r}: use auto, cpu, cuda or cuda:N")
+    reason = None
+    if requested != "cpu":
+        try:
+            if torch.cuda.is_available():
+                dev = torch.device("cuda" if requested == "auto" else requested)
+                torch.zeros(1, device=dev)  # fails early on a broken driver
+                index = dev.index if dev.index is not None else torch.cuda.current_device()
+                return DeviceChoice(dev, f"cuda:{index} ({torch.cuda.get_device_name(index)})")
+            reason = "CUDA is not available in this PyTorch build or on this machine"
+        except Exception as exc:  # a broken driver or a bad index must not kill the run
+            reason = f"CUDA failed: {exc}"
+        if requested == "auto":
+            reason = None  # auto means "CPU is fine", nothing to warn about
+    return DeviceChoice(torch.device("cpu"), f"cpu ({torch.get_num_threads()} threads)", reason)
+
+
+class Predictor:
+    """Runs an IRSAM model over 8-bit gray frames of any size.
+
+    precision: "fp32", "bf16" or "fp16" (fp16 only on CUDA). Autocast covers the network; logits
+    are returned in float32.
+    """
+
+    name = "irsam"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: IRSAMConfig,
+        device: str = "auto",
+        precision: str = "fp32",
+        batch_size: int = 4,
+        tile_size: int = 1024,
+        metadata: dict | None = None,
+    ):
+        self.device_choice = choose_device(device)
+        self.device = self.device_choice.description
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"unknown precision {precision!r}")
+        if precision == "fp16" and self.device_choice.device.type != "cuda":
+            precision = "bf16"
+        self.precision = precision
+        self.config = config
+        self.batch_size = max(1, int(batch_size))
+        self.tile_size = int(tile_size)
+        self.metadata = dict(metadata or {})
+        self.model = model.to(self.device_choice.device).eval()
+
+    @classmethod
+    def from_file(cls, path: str | Path, config_name: str | None = None, **kwargs) -> "Predictor":
+        """Our checkpoint format (config stored), or a plain state_dict of the `config_name` network (default official)."""
+        from model.checkpoint import load_checkpoint
+
+        model, config, metadata = load_checkpoint(path, default_config=config_name)
+        return cls(model, config, metadata=metadata, **kwargs)
+
+    @property
+    def native(self) -> bool:
+        return self.config.encoder_input == "native"
+
+    def detect(self, images: Sequence[np.ndarray], features: bool = False) -> list[FrameResult]:
+        """images: 2-D uint8 arrays. Frames of equal size are batched together."""
+        results: list[FrameResult | None] = [None] * len(images)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            if image.ndim != 2 or image.dtype != np.uint8:
+                raise ValueError(f"frame {i}: expected a 2-D uint8 array, got {image.dtype} {image.shape}")
+            by_size.setdefault(image.shape, []).append(i)
+        for shape, indices in by_size.items():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                batch = np.stack([images[i] for i in chunk])
+                for i, result in zip(chunk, self._detect_same_size(batch, features)):
+                    results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _detect_same_size(self, batch: np.ndarray, features: bool) -> list[FrameResult]:
+        h, w = batch.shape[1:]
+        if self.native and max(h, w) > self.tile_size:
+            return [self._detect_tiled(frame, features) for frame in batch]
+        logits, edges, feats = self._run(batch, features)
+        return [
+            FrameResult(
+                logits=logits[i],
+                edge=edges[i],
+                features={k: v[i] for k, v in feats.items()} if features else {},
+            )
+            for i in range(len(batch))
+        ]
+
+    def _run(self, batch: np.ndarray, features: bool) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """batch (B,H,W) uint8 -> logits (B,H,W) f32, edges (B,H,W) f32, features name -> (B,C,h,w)."""
+        dev = self.device_choice.device
+        h, w = batch.shape[1:]
+        x = torch.from_numpy(batch).to(dev).float()[:, None].expand(-1, 3, -1, -1)
+        if self.native:
+            ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
+            if ph or pw:
+                # Replicated borders look like more background; zeros would be a cold edge the model never saw.
+                x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        else:
+            x = F.interpolate(x, size=(512, 512), mode="bilinear", align_corners=False)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = self.model(x, return_features=features)
+        mask, edge = out.mask_logits.float(), out.edge_probs.float()
+        if self.native:
+            mask, edge = mask[..., :h, :w], edge[..., :h, :w]
+        else:
+            mask = F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)
+            edge = F.interpolate(edge, size=(h, w), mode="bilinear", align_corners=False)
+        feats = {}
+        if features and out.features:
+            feats = {k: v.float().cpu().numpy() for k, v in out.features.items()}
+        return mask[:, 0].cpu().numpy(), edge[:, 0].cpu().numpy(), feats
+
+    def _detect_tiled(self, frame: np.ndarray, features: bool) -> FrameResult:
+        """Overlapping tiles; each output pixel comes from the tile where it is farthest from a tile border."""
+        h, w = frame.shape
+        logits = np.zeros((h, w), np.float32)
+        edges = np.zeros((h, w), np.float32)
+        for ty, oy0, oy1 in tile_spans(h, self.tile_size, TILE_OVERLAP):
+            for tx, ox0, ox1 in tile_spans(w, self.tile_size, TILE_OVERLAP):
+                crop = frame[ty : ty + self.tile_size, tx : tx + self.tile_size]
+                m, e, _ = self._run(crop[None], False)
+                logits[oy0:oy1, ox0:ox1] = m[0, oy0 - ty : oy1 - ty, ox0 - tx : ox1 - tx]
+                edges[oy0:oy1, ox0:ox1] = e[0, oy0 - ty : oy1 - ty, ox0 - tx : ox1 - tx]
+        result = FrameResult(logits=logits, edge=edges)
+        if features:
+            # Feature maps are for inspecting what is on screen: take them from the tile at the centre.
+            cy, cx = max(0, (h - self.tile_size) // 2), max(0, (w - self.tile_size) // 2)
+            _, _, feats = self._run(frame[None, cy : cy + self.tile_size, cx : cx + self.tile_size], True)
+            result.features = {k: v[0] for k, v in feats.items()}
+        return result
+
+    def benchmark(self, size: tuple[int, int] = (512, 512), repeats: int = 5, batch: int = 1) -> float:
+        """Median seconds per frame on random frames of `size` (after one warm-up)."""
+        frames = list(np.random.default_rng(0).integers(0, 255, (batch, *size), dtype=np.uint8))
+        self.detect(frames)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.detect(frames)
+            if self.device_choice.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - t0) / batch)
+        return float(np.median(times))

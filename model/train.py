@@ -1,0 +1,322 @@
+"""Training: the paper's recipe, single process or `torchrun` (DDP), resumable.
+
+Recipe (paper 4.1): AdamW lr 1e-4, cosine decay monotone over the whole run, flip + large-scale
+jitter, Dice + 10 BCE(edge). Checkpoints are selected on a validation part of trainval, never on test.
+
+Out folder:
+  last.pt         everything needed to resume (model, optimiser, scheduler, epoch, best score)
+  best.pt         our checkpoint format (model.checkpoint) of the best validation IoU
+  metrics.jsonl   one line per epoch: losses, validation IoU/nIoU/Pd/Fa, lr, seconds
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
+
+from model.augment import AugmentConfig, SegmentationDataset
+from model.build import build_irsam
+from model.checkpoint import init_from_pretrained, load_state_dict_file, save_checkpoint
+from model.config import IRSAMConfig, preset
+from model.data import find_dataset, read_image_gray, read_mask
+from model.losses import LOSSES
+from model.metrics import SegmentationMetrics
+from model.train_config import TrainConfig
+
+PAD_MULTIPLE = 32
+
+
+def load_split(data: Path, split_file: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    samples = find_dataset(data / "images", data / "masks", split_file)
+    images = [read_image_gray(s.image_path) for s in samples]
+    masks = [read_mask(s.mask_path) for s in samples]
+    return images, masks, [s.stem for s in samples]
+
+
+def load_folder_pairs(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    samples = find_dataset(folder / "images", folder / "masks", None)
+    return [read_image_gray(s.image_path) for s in samples], [read_mask(s.mask_path) for s in samples]
+
+
+def cosine_schedule(total_steps: int):
+    """Multiplier for LambdaLR: 1 -> 0 over total_steps, monotone (the official schedule restarts by accident)."""
+    total = max(1, total_steps)
+    return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, (-w) % multiple, 0, (-h) % multiple), mode="replicate")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AVX-512 BF16 / AMX: without them CPU bf16 is emulated and several times slower than fp32."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "auto":
+        if device.type == "cpu":
+            return torch.bfloat16 if cpu_has_fast_bf16() else None
+        return torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+@torch.no_grad()
+def validate(model, images, masks, device, dtype) -> dict:
+    """Full frames at native resolution (padded), metrics as the field computes them."""
+    model.eval()
+    metrics = SegmentationMetrics()
+    for image, mask in zip(images, masks):
+        x = torch.from_numpy(np.array(image, np.float32))[None, None].expand(1, 3, -1, -1).to(device)
+        h, w = image.shape
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = model(pad_to_multiple(x))
+        logits = out.mask_logits.float()[0, 0, :h, :w].cpu().numpy()
+        metrics.update(logits, mask)
+    model.train()
+    # plain Python numbers: checkpoints are read with weights_only=True, which refuses numpy scalars
+    return {k: float(v) for k, v in metrics.result().items() if isinstance(v, (int, float, np.number))}
+
+
+class DistributedContext:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; without them this is a single process."""
+
+    def __init__(self, device: str):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world_size > 1
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        if self.enabled:
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+        if use_cuda:
+            self.device = torch.device("cuda", self.local_rank if self.enabled else 0)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def broadcast_flag(self, flag: bool) -> bool:
+        if not self.enabled:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.broadcast(t, 0)
+        return bool(t.item())
+
+    def gather(self, value: float) -> list[float]:
+        values = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+    def close(self) -> None:
+        if self.enabled:
+            dist.destroy_process_group()
+
+
+def parameter_checksum(model: torch.nn.Module) -> float:
+    return float(sum(p.detach().double().sum().item() for p in model.parameters()))
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Runs (or resumes) training; returns the final summary (best validation metrics, paths)."""
+    ctx = DistributedContext(cfg.device)
+    out = Path(cfg.out)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    data = Path(cfg.data)
+
+    train_images, train_masks, train_stems = load_split(data, cfg.split_train)
+    val_images, val_masks, val_stems = load_split(data, cfg.split_val)
+    overlap = set(train_stems) & set(val_stems)
+    if overlap:
+        raise ValueError(f"train and validation splits share {len(overlap)} images, e.g. {sorted(overlap)[:3]}")
+    for folder in cfg.extra_data:
+        imgs, msks = load_folder_pairs(Path(folder))
+        train_images += imgs
+        train_masks += msks
+
+    model_config: IRSAMConfig = preset(cfg.config).replace(**cfg.config_overrides)
+    model = build_irsam(model_config)
+    init_report = None
+    if cfg.init:
+        init_report = init_from_pretrained(model, load_state_dict_file(cfg.init))
+    model.to(ctx.device).train()
+
+    dataset = SegmentationDataset(
+        train_images, train_masks, AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob), seed=cfg.seed
+    )
+    sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed) if ctx.enabled else None
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        drop_last=len(dataset) >= cfg.batch_size * ctx.world_size,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        persistent_workers=cfg.workers > 0,
+    )
+    steps_per_epoch = max(1, len(loader))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(cfg.epochs * steps_per_epoch))
+    dtype = autocast_dtype(cfg.precision, ctx.device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16 and ctx.device.type == "cuda")
+    loss_fn = LOSSES[cfg.loss]
+
+    start_epoch, best_iou, best_metrics = 0, -1.0, {}
+    last_path = out / "last.pt"
+    if last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_iou = int(state["epoch"]) + 1, float(state["best_iou"])
+        best_metrics = json.loads(state["best_metrics"])
+        if ctx.is_main:
+            log(f"resuming from {last_path} at epoch {start_epoch + 1}/{cfg.epochs} (best val IoU {best_iou:.4f})")
+    elif ctx.is_main and init_report is not None:
+        log(f"initialised from {cfg.init}: {init_report.summary()}")
+
+    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
+    if ctx.is_main:
+        log(
+            f"training {model_config.name} on {len(dataset)} images ({len(val_images)} for validation), "
+            f"{ctx.world_size} process(es) on {ctx.device}, autocast {dtype}, {steps_per_epoch} steps/epoch"
+        )
+    t_start = time.time()
+    stopped_early = False
+    for epoch in range(start_epoch, cfg.epochs):
+        t_epoch = time.time()
+        dataset.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        progress = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", ctx.is_main)
+        for x, y in progress:
+            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+            with torch.autocast(ctx.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                out_ = net(x)
+            loss, parts = loss_fn(out_.mask_logits.float(), out_.edge_probs.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            for k, v in {"loss": loss.detach(), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            if hasattr(progress, "set_postfix"):
+                progress.set_postfix(loss=f"{loss.item():.4f}")
+        record = {k: v / steps_per_epoch for k, v in sums.items()}
+        record.update(epoch=epoch + 1, lr=scheduler.get_last_lr()[0], seconds=round(time.time() - t_epoch, 1))
+        if ctx.enabled:
+            # every rank's weights must be identical after the step: recorded so tests (and users) can check
+            record["param_checksums"] = ctx.gather(parameter_checksum(model))
+
+        is_last = epoch + 1 == cfg.epochs
+        out_of_time = cfg.max_minutes is not None and (time.time() - t_start) / 60 >= cfg.max_minutes
+        out_of_time = ctx.broadcast_flag(out_of_time)
+        if ctx.is_main:
+            if (epoch + 1) % cfg.val_every == 0 or is_last or out_of_time:
+                val = validate(model, val_images, val_masks, ctx.device, dtype)
+                record.update({f"val_{k}": v for k, v in val.items()})
+                if val["iou"] > best_iou:
+                    best_iou, best_metrics = val["iou"], val
+                    save_checkpoint(
+                        out / "best.pt",
+                        model,
+                        model_config,
+                        _metadata(cfg, epoch + 1, best_metrics, val_stems),
+                    )
+            _save_resume_state(last_path, model, optimizer, scheduler, epoch, best_iou, best_metrics)
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            log(_format_record(record))
+        ctx.barrier()
+        if out_of_time and not is_last:
+            stopped_early = True
+            if ctx.is_main:
+                log(f"stopping after {cfg.max_minutes} minutes; run the same command again to resume")
+            break
+    summary = {
+        "best_val_iou": best_iou,
+        "best_val_metrics": best_metrics,
+        "best": str(out / "best.pt"),
+        "last": str(last_path),
+        "complete": not stopped_early,
+        "minutes": round((time.time() - t_start) / 60, 2),
+    }
+    ctx.close()
+    return summary
+
+
+def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str]) -> dict:
+    from app.core.normalization import Normalization
+
+    return {
+        "normalization": Normalization.identity8().to_dict(),
+        "training": {
+            "data": cfg.data,
+            "split_train": cfg.split_train,
+            "split_val": cfg.split_val,
+            "n_val": len(val_stems),
+            "extra_data": cfg.extra_data,
+            "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "out")},
+            "epoch": epoch,
+        },
+        "metrics": {"val": metrics},
+    }
+
+
+def _save_resume_state(path: Path, model, optimizer, scheduler, epoch: int, best_iou: float, best_metrics: dict) -> None:
+    import io
+
+    from app.core.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "best_iou": best_iou,
+            "best_metrics": json.dumps(best_metrics),
+        },
+        buf,
+    )
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _format_record(r: dict) -> str:
+    parts = [f"epoch {r['epoch']}", f"loss {r['loss']:.4f}", f"lr {r['lr']:.2e}", f"{r['seconds']}s"]
+    if "val_iou" in r:
+        parts.append(
+            f"val IoU {r['val_iou']:.4f} nIoU {r['val_niou']:.4f} Pd {r['val_pd']:.4f} Fa {r['val_fa'] * 1e6:.2f}e-6"
+        )
+    return " | ".join(parts)
+
+
+def _progress(iterable, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)

@@ -1,0 +1,147 @@
+"""Training: the loop learns, checkpoints carry metadata, a killed run resumes, DDP keeps ranks in sync."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.augment import AugmentConfig, SegmentationDataset, crop_around, rescale
+from model.checkpoint import load_checkpoint
+from model.train import cosine_schedule, train
+from model.train_config import TrainConfig
+from tests.datasets import write_sirst_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_sirst_dataset(tmp_path_factory.mktemp("sirst"))
+
+
+def tiny_config(dataset: Path, out: Path, **kw) -> TrainConfig:
+    options = dict(
+        data=str(dataset), split_train=str(dataset / "train.txt"), split_val=str(dataset / "val.txt"),
+        out=str(out), config="tiny", epochs=2, batch_size=4, crop=64, lr=1e-3,
+    )
+    options.update(kw)
+    return TrainConfig(**options)
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_cosine_schedule_is_monotone_to_zero():
+    f = cosine_schedule(100)
+    values = [f(s) for s in range(0, 120)]
+    assert values[0] == 1.0 and values[100] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_rescale_keeps_a_one_pixel_target_when_enlarged_and_crop_finds_it():
+    image = np.zeros((50, 60), np.uint8)
+    mask = np.zeros((50, 60), bool)
+    mask[20, 30] = True
+    big_img, big_mask = rescale(image, mask, 1.5)
+    assert big_mask.shape == (75, 90) and big_mask.sum() >= 1
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        _, crop_mask = crop_around(big_img, big_mask, 32, rng, target_crop_prob=1.0)
+        assert crop_mask.shape == (32, 32) and crop_mask.any()
+
+
+def test_dataset_items_are_deterministic_per_epoch_and_differ_across_epochs():
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (70, 90), dtype=np.uint8) for _ in range(3)]
+    masks = [np.zeros((70, 90), bool) for _ in range(3)]
+    for m in masks:
+        m[30:33, 40:43] = True
+    ds = SegmentationDataset(images, masks, AugmentConfig(crop=48), seed=5)
+    x1, y1 = ds[0]
+    x2, _ = ds[0]
+    assert x1.shape == (3, 48, 48) and y1.shape == (1, 48, 48)
+    assert torch.equal(x1, x2)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0][0], x1)
+
+
+def test_training_writes_best_checkpoint_with_metadata_and_resumes(dataset, tmp_path):
+    out = tmp_path / "run"
+    summary = train(tiny_config(dataset, out, epochs=2))
+    assert summary["complete"]
+    log = read_log(out)
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert all(np.isfinite(r["loss"]) for r in log)
+    assert log[1]["lr"] < log[0]["lr"]
+    model, config, meta = load_checkpoint(out / "best.pt")
+    assert config.name == "tiny"
+    assert meta["training"]["split_val"].endswith("val.txt")
+    assert "iou" in meta["metrics"]["val"]
+    assert meta["normalization"]["mode"] == "window"
+
+    messages = []
+    train(tiny_config(dataset, out, epochs=3), log=messages.append)
+    assert any("resuming" in m and "epoch 3/3" in m for m in messages)
+    assert [r["epoch"] for r in read_log(out)] == [1, 2, 3]
+
+
+def test_overlapping_train_and_val_splits_are_refused(dataset, tmp_path):
+    with pytest.raises(ValueError, match="share"):
+        train(tiny_config(dataset, tmp_path / "x", split_val=str(dataset / "train.txt")))
+
+
+def _irsam(*args: str) -> list[str]:
+    return [sys.executable, "-m", "app.cli", *args]
+
+
+def test_cli_training_killed_mid_run_resumes_from_its_last_epoch(dataset, tmp_path):
+    out = tmp_path / "killed"
+
+    def command(epochs: int) -> list[str]:
+        return _irsam("train", "--data", str(dataset), "--split-train", str(dataset / "train.txt"),
+                      "--split-val", str(dataset / "val.txt"), "--out", str(out), "--config", "tiny",
+                      "--epochs", str(epochs), "--batch-size", "4", "--crop", "64")
+
+    proc = subprocess.Popen(command(50), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    epochs_done = [r["epoch"] for r in read_log(out)]
+    assert epochs_done and epochs_done[-1] < 50, "the run must have been killed mid-way"
+
+    last = epochs_done[-1]
+    result = subprocess.run(command(last + 1), cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "resuming from" in result.stdout + result.stderr
+    assert [r["epoch"] for r in read_log(out)][-1] == last + 1
+
+
+def test_ddp_two_cpu_processes_stay_in_sync(dataset, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         "-m", "app.cli", "train", "--data", str(dataset), "--split-train", str(dataset / "train.txt"),
+         "--split-val", str(dataset / "val.txt"), "--out", str(out), "--config", "tiny", "--epochs", "2",
+         "--batch-size", "2", "--crop", "64", "--device", "cpu"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = read_log(out)
+    assert [r["epoch"] for r in log] == [1, 2]  # rank 0 alone writes the log
+    for record in log:
+        a, b = record["param_checksums"]
+        assert a == b
+    assert (out / "best.pt").exists()
