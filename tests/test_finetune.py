@@ -75,6 +75,7 @@ def test_fine_tune_job_trains_in_a_separate_process_and_reports_epochs(export_di
     assert job.progress() == 1.0 and job.poll() == []
     assert job.best_path.exists() and job.last_path.exists()
     assert "initialised from" in job.log_path.read_text()
+    assert '"complete": true' in job.log_tail()
     assert json.loads((job.out_dir / "finetune.json").read_text())["n_val"] == 2
 
     # The same checkpoint twice: best.pt written by model/train.py does not load with weights_only yet

@@ -278,6 +278,14 @@ class FineTuneJob:
         self._close_log()
         return self.process.returncode
 
+    def log_tail(self, lines: int = 20) -> str:
+        """The end of train.log: what to show when the process failed (returncode != 0)."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])
+
     def validation_samples(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(8-bit image, bool mask) of the held-out frames, for `compare_weights`."""
         return read_samples(self.data_root, self.split_val)
