@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from app.core.atomic import atomic_write_bytes
 from model.build import build_irsam
-from model.config import IRSAMConfig, official
+from model.config import IRSAMConfig, official, preset
 
 FORMAT = "irsam-review/1"
 _WRAPPER_KEYS = ("model", "state_dict")
@@ -177,10 +177,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: IRSAMConf
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, IRSAMConfig, dict]:
-    """(model in eval mode, its config, metadata). Files without a stored config are official weights."""
+def load_checkpoint(path: str | os.PathLike, default_config: str | None = None) -> tuple[nn.Module, IRSAMConfig, dict]:
+    """(model in eval mode, its config, metadata). Files without a stored config hold weights of the
+    `default_config` preset (official when None)."""
     obj = _read(path)
-    config, metadata = official(), {}
+    config, metadata = (preset(default_config) if default_config else official()), {}
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         try:
             config = IRSAMConfig.from_dict(obj["config"])

@@ -1,0 +1,122 @@
+"""`irsam detect` end to end: folders, TIFF stacks, single images, bad frames, bad weights."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from app.cli import main
+from app.core.project import ReviewProject
+from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
+from model.build import build_irsam
+from model.checkpoint import save_checkpoint
+from model.config import tiny
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory) -> Path:
+    seq = generate_sequence(SyntheticConfig(n_frames=6, height=48, width=64, empty_fraction=0.0), seed=2)
+    return write_sequence(seq, tmp_path_factory.mktemp("seq"))
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    save_checkpoint(path, build_irsam(tiny()), tiny(), {"normalization": {"mode": "window", "low": 0, "high": 255}})
+    return path
+
+
+def read_detections(project: Path) -> list[dict]:
+    with open(project / "detections.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_detect_with_weights_writes_a_review_project(sequence, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--weights", str(tiny_weights), "--save-logits", "--quiet"]) == 0
+    stems = [p.stem for p in sorted((sequence / "images").glob("*.png"))]
+    for stem in stems:
+        mask = cv2.imread(str(out / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        logits = np.load(out / "logits" / f"{stem}.npy")
+        assert mask.shape == (48, 64) and set(np.unique(mask)) <= {0, 255}
+        assert logits.dtype == np.float32 and logits.shape == (48, 64)
+        np.testing.assert_array_equal(mask == 255, logits > 0)
+        assert (out / "edges" / f"{stem}.png").exists()
+    project = ReviewProject.open(out)
+    assert project.detector["name"] == "irsam" and len(project.detector["sha256"]) == 64
+    assert project.normalization["mode"] == "percentile"  # 16-bit source
+    rows = read_detections(out)
+    for stem in stems:
+        mask = cv2.imread(str(out / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED) > 0
+        n, _ = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        assert sum(r["stem"] == stem for r in rows) == n - 1
+    assert "frames/s" in capsys.readouterr().out
+
+
+def test_rerun_keeps_the_stored_normalisation_and_committed_masks(sequence, tmp_path):
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
+    project = ReviewProject.open(out)
+    norm = project.normalization
+    label = np.zeros(project.frame_shape, bool)
+    label[5, 5] = True
+    project.commit_mask(project.stems[0], label)
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet"]) == 0
+    again = ReviewProject.open(out)
+    assert again.normalization == norm
+    assert again.detector["name"] == "mpcm"
+    np.testing.assert_array_equal(again.committed_mask(project.stems[0]), label)
+
+
+def test_bad_frames_are_listed_and_skipped(sequence, tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for p in sorted((sequence / "images").glob("*.png"))[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "000004.png").write_bytes((sequence / "images" / "000004.png").read_bytes()[:200])  # truncated
+    (folder / "000005.png").write_bytes(b"")
+    out = tmp_path / "proj"
+    assert main(["detect", str(folder), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "000004.png" in text and "truncated" in text
+    assert "000005.png" in text and "0 bytes" in text
+    assert sorted(p.stem for p in (out / "masks").glob("*.png")) == ["000001", "000002", "000003"]
+
+
+def test_tiff_stack_and_single_image_sources(tmp_path):
+    seq = generate_sequence(SyntheticConfig(n_frames=3, height=40, width=50), seed=1)
+    stack = write_sequence(seq, tmp_path / "t", layout="tiff") / "stack.tif"
+    assert main(["detect", str(stack), "--out", str(tmp_path / "p1"), "--method", "tophat", "--quiet"]) == 0
+    assert len(list((tmp_path / "p1" / "masks").glob("stack_*.png"))) == 3
+    image = tmp_path / "one.png"
+    cv2.imwrite(str(image), seq.frames[0])
+    assert main(["detect", str(image), "--out", str(tmp_path / "p2"), "--method", "tophat", "--quiet"]) == 0
+    assert (tmp_path / "p2" / "masks" / "one.png").exists()
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", b"PK\x03\x04garbage"])
+def test_bad_weights_give_one_clear_line_not_a_traceback(sequence, tmp_path, content):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "detect", str(sequence), "--out", str(tmp_path / "p"), "--weights", str(bad)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error:") and "bad.pt" in result.stderr
+
+
+def test_missing_source_and_missing_weights(tmp_path, capsys):
+    assert main(["detect", str(tmp_path / "nothing"), "--out", str(tmp_path / "p"), "--method", "tophat"]) == 2
+    assert main(["detect", str(tmp_path), "--out", str(tmp_path / "p"), "--weights", str(tmp_path / "none.pt")]) == 2
+    assert "error:" in capsys.readouterr().err

@@ -1,0 +1,104 @@
+"""Predictor: device choice, size handling, tiling, batching, precision, features."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.build import build_irsam
+from model.checkpoint import save_checkpoint
+from model.config import official, tiny
+from model.predictor import Predictor, choose_device, tile_spans
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor() -> Predictor:
+    torch.manual_seed(0)
+    return Predictor(build_irsam(tiny()), tiny(), device="cpu")
+
+
+def test_choose_device_reports_the_cpu_and_explains_a_cuda_fallback():
+    auto = choose_device("auto")
+    assert auto.device.type in ("cpu", "cuda") and auto.description
+    if not torch.cuda.is_available():
+        asked = choose_device("cuda")
+        assert asked.device.type == "cpu"
+        assert "CUDA" in asked.fallback_reason
+        assert auto.fallback_reason is None
+    with pytest.raises(ValueError):
+        choose_device("tpu")
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(100, 64, 16), (64, 64, 16), (30, 64, 16), (1000, 256, 64), (257, 256, 64)])
+def test_tile_spans_cover_every_pixel_exactly_once_inside_their_tile(length, tile, overlap):
+    covered = np.zeros(length, int)
+    for start, own0, own1 in tile_spans(length, tile, overlap):
+        assert start <= own0 < own1 <= min(start + tile, length)
+        covered[own0:own1] += 1
+    assert (covered == 1).all()
+
+
+def test_results_are_at_frame_resolution_for_odd_sizes_and_batched_per_size(tiny_predictor):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, s, dtype=np.uint8) for s in [(37, 53), (64, 64), (37, 53)]]
+    results = tiny_predictor.detect(frames)
+    assert [r.logits.shape for r in results] == [(37, 53), (64, 64), (37, 53)]
+    assert all(r.logits.dtype == np.float32 and r.edge.shape == r.logits.shape for r in results)
+    alone = tiny_predictor.detect([frames[2]])[0]
+    np.testing.assert_allclose(alone.logits, results[2].logits, atol=1e-4)
+
+
+def test_wrong_input_type_is_refused(tiny_predictor):
+    with pytest.raises(ValueError, match="uint8"):
+        tiny_predictor.detect([np.zeros((32, 32), np.uint16)])
+
+
+def test_tiled_frames_match_untiled_away_from_tile_seams():
+    torch.manual_seed(0)
+    model = build_irsam(tiny())
+    whole = Predictor(model, tiny(), device="cpu", tile_size=512)
+    tiled = Predictor(model, tiny(), device="cpu", tile_size=96)
+    frame = np.random.default_rng(1).integers(0, 255, (100, 200), dtype=np.uint8)
+    a, b = whole.detect([frame])[0], tiled.detect([frame])[0]
+    assert b.logits.shape == (100, 200) and np.isfinite(b.logits).all()
+    # a tile's own result equals running that crop alone
+    crop = whole.detect([np.ascontiguousarray(frame[:96, :96])])[0]
+    spans_y, spans_x = tile_spans(100, 96, 64), tile_spans(200, 96, 64)
+    (_, oy0, oy1), (_, ox0, ox1) = spans_y[0], spans_x[0]
+    np.testing.assert_allclose(b.logits[oy0:oy1, ox0:ox1], crop.logits[oy0:oy1, ox0:ox1], atol=1e-4)
+    assert not np.allclose(a.logits, b.logits)  # context differs: tiling is a real code path
+
+
+def test_features_are_returned_on_request_only(tiny_predictor):
+    frame = np.random.default_rng(2).integers(0, 255, (64, 64), dtype=np.uint8)
+    plain = tiny_predictor.detect([frame])[0]
+    assert plain.features == {}
+    rich = tiny_predictor.detect([frame], features=True)[0]
+    levels = tiny().wpmd_levels
+    for level in levels:
+        assert rich.features[f"wpmd{level}.diffused"].ndim == 3
+        assert rich.features[f"wpmd{level}.edge"].shape == rich.features[f"wpmd{level}.diffused"].shape
+    assert {"gad.shallow", "gad.deep", "gad.multi"} <= set(rich.features)
+    np.testing.assert_allclose(plain.logits, rich.logits, atol=1e-5)
+
+
+def test_bf16_agrees_with_fp32_except_near_zero_logits():
+    torch.manual_seed(0)
+    model = build_irsam(tiny())
+    frame = np.random.default_rng(3).integers(0, 255, (64, 96), dtype=np.uint8)
+    frame[30:33, 40:43] = 255
+    fp32 = Predictor(model, tiny(), device="cpu").detect([frame])[0].logits
+    bf16 = Predictor(model, tiny(), device="cpu", precision="bf16").detect([frame])[0].logits
+    differ = (fp32 > 0) != (bf16 > 0)
+    margin = 0.05 * np.abs(fp32).max()
+    assert np.all(np.abs(fp32[differ]) < margin)
+
+
+def test_official_config_runs_at_512_and_returns_frame_size(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "official.pt"
+    save_checkpoint(path, build_irsam(official()), official(), {"note": "random"})
+    predictor = Predictor.from_file(path, device="cpu")
+    assert predictor.config.name == "official" and predictor.metadata["note"] == "random"
+    result = predictor.detect([np.zeros((100, 140), np.uint8)])[0]
+    assert result.logits.shape == (100, 140)
