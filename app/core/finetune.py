@@ -313,8 +313,8 @@ def read_samples(data_root: str | Path, split_file: str | Path) -> list[tuple[np
 def compare_weights(old: str | Path, new: str | Path, samples: Iterable[tuple[np.ndarray, np.ndarray]],
                     device: str = "cpu") -> dict[str, dict]:
     """{"old": metrics, "new": metrics}: both checkpoints scored on the same (image, mask) samples with
-    the project's metric code (model.metrics.SegmentationMetrics; IoU, nIoU, Pd, Fa)."""
-    from model.checkpoint import load_checkpoint
+    the project's metric code (model.metrics.SegmentationMetrics; IoU, nIoU, Pd, Fa). Checkpoints are
+    read by `Predictor.from_file` (ours, or an official IRSAM state_dict)."""
     from model.metrics import SegmentationMetrics
     from model.predictor import Predictor
 
@@ -324,8 +324,7 @@ def compare_weights(old: str | Path, new: str | Path, samples: Iterable[tuple[np
     images = [np.ascontiguousarray(image, dtype=np.uint8) for image, _ in samples]
     results = {}
     for name, path in (("old", old), ("new", new)):
-        model, config, metadata = load_checkpoint(path)
-        predictor = Predictor(model, config, device=device, metadata=metadata)
+        predictor = Predictor.from_file(path, device=device)
         metrics = SegmentationMetrics()
         for frame_result, (_, mask) in zip(predictor.detect(images), samples):
             metrics.update(frame_result.logits, mask)
