@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.main_window import MainWindow
 
+    # pyqtgraph's GL items cache shader programs; shared contexts keep them valid in every GL view
+    QtCore.QCoreApplication.setAttribute(QtCore.Qt.AA_ShareOpenGLContexts)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("irsam-review")
     app.setOrganizationName("irsam-review")

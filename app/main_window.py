@@ -18,7 +18,7 @@ from app.widgets.overlays import OverlayPanel
 from app.widgets.surface_view import SurfaceRegion, SurfaceView
 from app.widgets.target_list import TargetList
 from app.widgets.timeline import Timeline
-from app.widgets.workers import DetectionWorker, DetectorChoice, WorkerRunner
+from app.widgets.workers import CallWorker, DetectionWorker, DetectorChoice, WorkerRunner
 from app.widgets.wpmd_panel import FeaturePanel
 
 MAX_RECENT = 10
@@ -40,6 +40,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.detector_choice: DetectorChoice | None = None
         self.detection_runner = WorkerRunner(self)
         self.feature_runner = WorkerRunner(self)
+        self.details_runner = WorkerRunner(self)
 
         self.setWindowTitle("IRSAM Review")
         self.setAcceptDrops(True)
@@ -64,7 +65,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.overlays_dock = self._dock("Overlays", self.overlay_panel, QtCore.Qt.RightDockWidgetArea)
         self.features_dock = self._dock("WPMD / GAD features", self.feature_panel, QtCore.Qt.BottomDockWidgetArea)
         self.surface_dock = self._dock("3D intensity", self.surface_view, QtCore.Qt.BottomDockWidgetArea)
-        self.splitDockWidget(self.features_dock, self.surface_dock, QtCore.Qt.Horizontal)
+        # floating by default: a GL widget inside the main window would make all of its repaints go
+        # through GL composition (scrubbing several times slower on software GL)
+        self.surface_dock.setFloating(True)
+        self.surface_dock.resize(520, 460)
         self.features_dock.hide()
         self.surface_dock.hide()
 
@@ -158,7 +162,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Open a source or a project; on failure show why and keep what was open."""
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
         try:
-            session = ReviewSession.open(path)
+            session = ReviewSession.open(path, details=False)
         except (SourceError, ProjectError, OSError, ValueError) as e:
             QtWidgets.QApplication.restoreOverrideCursor()
             QtWidgets.QMessageBox.warning(self, "Cannot open", str(e))
@@ -169,8 +173,8 @@ class MainWindow(QtWidgets.QMainWindow):
         return True
 
     def _set_session(self, session: ReviewSession) -> None:
-        self.detection_runner.stop()
-        self.feature_runner.stop()
+        for runner in (self.detection_runner, self.feature_runner, self.details_runner):
+            runner.stop()
         if self.session is not None:
             self.session.close()
         self.session = session
@@ -179,18 +183,33 @@ class MainWindow(QtWidgets.QMainWindow):
         self.frame_view.set_sequence_levels(session.normalization.low, session.normalization.high)
         self.timeline.set_count(len(session))
         self.detection_panel.set_frame_count(len(session))
-        self.overlay_panel.set_available("truth", session.ground_truth is not None, "no ground truth beside the source")
-        for key in ("edges", "probability"):
-            self.overlay_panel.set_available(key, True)
+        self.detection_panel.setEnabled(False)  # until the project (if any) is read: a run must not race it
         self._refresh_strip()
         self.setWindowTitle(f"IRSAM Review - {session.name}")
         message = f"{len(session)} frames, {session.source.dtype}, normalisation {session.normalization}"
         if session.source.bad_frames:
             message += f"; {len(session.source.bad_frames)} unreadable files skipped"
-        self.statusBar().showMessage(message, 8000)
-        for warning in session.warnings:
-            self.statusBar().showMessage(warning, 8000)
+        self.statusBar().showMessage(message + "; reading earlier results...", 8000)
         self.show_frame(0)
+        loader = CallWorker(session.load_details)
+        loader.finished.connect(self._details_loaded)
+        self.details_runner.start(loader)
+
+    def _details_loaded(self, _result, error) -> None:
+        loader = self.sender()
+        if loader is not self.details_runner.worker:
+            return
+        self.details_runner.release_if_done(loader)
+        session = self.session
+        self.detection_panel.setEnabled(True)
+        self.overlay_panel.set_available("truth", session.ground_truth is not None, "no ground truth beside the source")
+        for key in ("edges", "probability"):
+            self.overlay_panel.set_available(key, True)
+        self._refresh_strip()
+        warnings = session.warnings + ([f"reading earlier results failed: {error}"] if error else [])
+        if warnings:
+            self.statusBar().showMessage("; ".join(warnings), 15000)
+        self.show_frame(self.index)
 
     def open_folder_dialog(self) -> None:
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a folder of frames")
@@ -498,8 +517,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.device_label.setToolTip(notice or "")
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
-        self.detection_runner.stop()
-        self.feature_runner.stop()
+        for runner in (self.detection_runner, self.feature_runner, self.details_runner):
+            runner.stop()
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)

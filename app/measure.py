@@ -53,8 +53,13 @@ def frame_iou_pd(prediction: np.ndarray, truth: np.ndarray) -> tuple[float, floa
     Returns nan for IoU when both masks are empty and nan for Pd when the frame has no ground-truth target.
     """
     p, g = np.asarray(prediction) > 0, np.asarray(truth) > 0
-    union = np.count_nonzero(p | g)
+    either = p | g
+    union = np.count_nonzero(either)
     iou = np.count_nonzero(p & g) / union if union else float("nan")
+    if union:  # label only the box holding both masks: distances and 8-connectivity do not change
+        rows, cols = np.flatnonzero(either.any(axis=1)), np.flatnonzero(either.any(axis=0))
+        p = p[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        g = g[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     truth_targets = extract_targets(g)
     if not truth_targets:
         return iou, float("nan")

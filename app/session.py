@@ -11,8 +11,11 @@ is created on the first detection run; committed masks (labels/) are never touch
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,9 @@ from model.detectors import FrameResult
 
 PROJECT_SUFFIX = ".irsam-review"
 RECENT_RESULTS = 32  # in-memory results of this session's runs (they carry probabilities, which are not saved)
+LAYER_CACHE = 64  # frames whose layer files (masks, edges) are kept decoded
+LAYER_PREFETCH = 3  # frames ahead (in the scrubbing direction) whose layer files are read in the background
+FILE_LAYERS = ("prediction", "edges", "probability", "committed", "truth")
 STATUS_CODES = {s: k for k, s in enumerate(ReviewStatus)}  # unreviewed 0 ... negative 4 (timeline colours)
 NOT_RUN, UNREADABLE = -1, -2
 
@@ -62,45 +68,84 @@ def is_project(path: Path) -> bool:
     return (Path(path) / "project.json").is_file()
 
 
+def _read_project_meta(folder: Path) -> dict:
+    """project.json alone (cheap), for what the first frame needs: source path and normalisation."""
+    path = folder / "project.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ProjectError(f"{path} is unreadable: {e}") from None
+    if not (isinstance(meta, dict) and isinstance(meta.get("source"), dict) and "path" in meta["source"]
+            and isinstance(meta.get("normalization"), dict) and isinstance(meta.get("stems"), list)):
+        raise ProjectError(f"{path} is not a review project (source, normalization or stems missing)")
+    return meta
+
+
 class ReviewSession:
-    def __init__(self, source: FrameSource, normalization: Normalization, project_dir: Path,
-                 project: ReviewProject | None = None, warnings: list[str] | None = None):
+    """Open with `ReviewSession.open(path)`. The window opens with `details=False` and calls
+    `load_details()` in a worker thread: reading a big project's masks index, labels and ground truth
+    takes seconds on 10k-frame folders, and the first frame should not wait for it."""
+
+    def __init__(self, source: FrameSource, normalization: Normalization, project_dir: Path):
         self.source = source
         self.normalization = normalization
         self.project_dir = project_dir
-        self.project = project
-        self.warnings = list(warnings or [])
-        self.ground_truth: GroundTruth | None = find_ground_truth(source)
+        self.project: ReviewProject | None = None
+        self.ground_truth: GroundTruth | None = None
+        self.details_loaded = False
+        self.warnings: list[str] = []
         self._recent: OrderedDict[int, FrameResult] = OrderedDict()
         self.detection_counts = np.full(len(source), NOT_RUN, np.int32)
         self.status_codes = np.zeros(len(source), np.uint8)
-        self._load_project_state()
+        self._files: OrderedDict[int, dict[str, object]] = OrderedDict()  # index -> layer key -> array/None
+        self._file_generation = np.zeros(len(source), np.int64)  # bumped when a frame's files change
+        self._files_lock = threading.Lock()
+        self._prefetcher: ThreadPoolExecutor | None = None
+        self._last_index = 0
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "ReviewSession":
+    def open(cls, path: str | os.PathLike, details: bool = True) -> "ReviewSession":
         """A review project folder, or a source (folder / TIFF stack / image). Raises SourceError/ProjectError."""
         path = Path(path).expanduser()
         if is_project(path):
-            project = ReviewProject.open(path)
-            source = open_source(project.source_path)
-            if list(source.stems) != project.stems:
-                raise ProjectError(f"{project.source_path} no longer holds the frames of the project {path}")
-            return cls(source, Normalization.from_dict(project.normalization), path, project,
-                       [f"{p}: {reason}" for p, reason in project.damaged])
-        source = open_source(path)
-        project_dir = project_dir_for(path)
-        project, warnings = None, []
-        if is_project(project_dir):
+            meta = _read_project_meta(path)
+            source = open_source(meta["source"]["path"])
+            if list(source.stems) != list(meta["stems"]):
+                raise ProjectError(f"{meta['source']['path']} no longer holds the frames of the project {path}")
+            session = cls(source, Normalization.from_dict(meta["normalization"]), path)
+        else:
+            source = open_source(path)
+            project_dir = project_dir_for(path)
+            normalization = None
+            if is_project(project_dir):
+                try:
+                    meta = _read_project_meta(project_dir)
+                    if list(meta["stems"]) == list(source.stems):
+                        normalization = Normalization.from_dict(meta["normalization"])
+                except (ProjectError, ValueError):
+                    pass  # reported by load_details
+            session = cls(source, normalization or default_for(source), project_dir)
+        if details:
+            session.load_details()
+        return session
+
+    def load_details(self) -> None:
+        """Ground truth, the existing project (if any), per-frame detection counts and statuses."""
+        self.ground_truth = find_ground_truth(self.source)
+        if is_project(self.project_dir):
             try:
-                project = ReviewProject.open(project_dir)
-                if project.stems != list(source.stems):
-                    raise ProjectError(f"{project_dir} holds a project over different frames")
+                project = ReviewProject.open(self.project_dir)
+                if project.stems != list(self.source.stems):
+                    raise ProjectError(f"{self.project_dir} holds a project over different frames")
+                self.warnings += [f"{p}: {reason}" for p, reason in project.damaged]
+                self._load_project_state(project)
+                self.project = project
             except ProjectError as e:
-                warnings.append(f"earlier results not used: {e}")
-                project = None
-                project_dir = project_dir.with_name(project_dir.name + "-new")
-        normalization = Normalization.from_dict(project.normalization) if project else default_for(source)
-        return cls(source, normalization, project_dir, project, warnings)
+                self.warnings.append(f"earlier results not used: {e}")
+                self.project_dir = self.project_dir.with_name(self.project_dir.name + "-new")
+        self.details_loaded = True
+        with self._files_lock:
+            self._files.clear()  # layers read before the project was known are incomplete
 
     @property
     def name(self) -> str:
@@ -110,6 +155,8 @@ class ReviewSession:
         return len(self.source)
 
     def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=True, cancel_futures=True)
         self.source.close()
 
     def ensure_project(self) -> ReviewProject:
@@ -138,10 +185,15 @@ class ReviewSession:
             self._recent.popitem(last=False)
         targets = extract_targets(result.mask, result.logits)
         self.detection_counts[index] = len(targets)
+        self._forget_files(index)
         return targets
 
     def mark_unreadable(self, index: int) -> None:
         self.detection_counts[index] = UNREADABLE
+
+    def commit_mask(self, index: int, mask: np.ndarray) -> None:
+        self.ensure_project().commit_mask(self.stem(index), mask)
+        self._forget_files(index)
 
     def set_status(self, index: int, status: ReviewStatus) -> None:
         self.ensure_project().set_status(self.stem(index), status)
@@ -152,7 +204,8 @@ class ReviewSession:
 
     def layers(self, index: int, wanted: set[str]) -> FrameLayers:
         """The layers of a frame; files are read only for the wanted layers ("edges", "probability", ...)."""
-        stem = self.stem(index)
+        direction = 1 if index >= self._last_index else -1
+        self._last_index = index
         layers = FrameLayers()
         recent = self._recent.get(index)
         if recent is not None:
@@ -162,33 +215,91 @@ class ReviewSession:
                 layers.edges = recent.edge
             if "probability" in wanted:
                 layers.probability = recent.probability
-        elif self.project is not None and self.detection_counts[index] >= 0:
-            layers.prediction = self.project.prediction_mask(stem)
-            layers.targets = self.project.detections(stem)
-            if "edges" in wanted:
-                edge = self.project.prediction_edge(stem)
-                layers.edges = None if edge is None else edge.astype(np.float32) / 255.0
-            if "probability" in wanted:
-                logits = self.project.prediction_logits(stem)
-                if logits is not None:
-                    layers.probability = FrameResult(logits).probability
-        if self.project is not None and "committed" in wanted:
-            layers.committed = self.project.committed_mask(stem)
+            files = self._layer_files(index, wanted - {"prediction", "edges", "probability"})
+        else:
+            files = self._layer_files(index, wanted | {"prediction"})
+            layers.prediction = files.get("prediction")
+            layers.edges = files.get("edges")
+            layers.probability = files.get("probability")
+            if self.project is not None and self.detection_counts[index] >= 0:
+                layers.targets = self.project.detections(self.stem(index))
+        layers.committed = files.get("committed")
+        layers.truth_mask = files.get("truth")
         if self.ground_truth is not None and "truth" in wanted:
-            layers.truth_mask = self.ground_truth.mask(stem)
             layers.truth_boxes = [
                 (int(round(x)), int(round(y)), int(round(x + w)) - 1, int(round(y + h)) - 1)
                 for x, y, w, h in self.ground_truth.boxes(index)
             ]
+        self._prefetch_files(index, direction, wanted | {"prediction"})
         return layers
 
-    def _load_project_state(self) -> None:
-        if self.project is None:
-            return
-        masks_dir = self.project.folder / "masks"
+    def _layer_files(self, index: int, wanted: set[str]) -> dict[str, object]:
+        """Decoded layer files of a frame (cached); only the wanted keys are read."""
+        wanted = wanted & set(FILE_LAYERS)
+        with self._files_lock:
+            cached = dict(self._files.get(index, {}))
+            if index in self._files:
+                self._files.move_to_end(index)
+            generation = self._file_generation[index]
+        missing = wanted - cached.keys()
+        if missing:
+            cached.update(self._read_files(index, missing))
+            self._store_files(index, cached, generation)
+        return cached
+
+    def _read_files(self, index: int, keys: set[str]) -> dict[str, object]:
+        stem, project, out = self.stem(index), self.project, {}
+        predicted = project is not None and self.detection_counts[index] >= 0
+        for key in keys:
+            value = None
+            if key == "prediction" and predicted:
+                value = project.prediction_mask(stem)
+            elif key == "edges" and predicted:
+                edge = project.prediction_edge(stem)
+                value = None if edge is None else edge.astype(np.float32) / 255.0
+            elif key == "probability" and predicted:
+                logits = project.prediction_logits(stem)
+                value = None if logits is None else FrameResult(logits).probability
+            elif key == "committed" and project is not None:
+                value = project.committed_mask(stem)
+            elif key == "truth" and self.ground_truth is not None:
+                value = self.ground_truth.mask(stem)
+            out[key] = value
+        return out
+
+    def _store_files(self, index: int, files: dict[str, object], generation: int) -> None:
+        with self._files_lock:
+            if self._file_generation[index] != generation:
+                return  # the frame's files changed while they were read
+            self._files[index] = files
+            self._files.move_to_end(index)
+            while len(self._files) > LAYER_CACHE:
+                self._files.popitem(last=False)
+
+    def _forget_files(self, index: int) -> None:
+        with self._files_lock:
+            self._file_generation[index] += 1
+            self._files.pop(index, None)
+
+    def _prefetch_files(self, index: int, direction: int, wanted: set[str]) -> None:
+        if self._prefetcher is None:
+            self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layer-prefetch")
+        for k in range(1, LAYER_PREFETCH + 1):
+            j = index + direction * k
+            if 0 <= j < len(self.source):
+                with self._files_lock:
+                    done = j in self._files and wanted <= self._files[j].keys()
+                if not done:
+                    self._prefetcher.submit(self._prefetch_one, j, wanted)
+
+    def _prefetch_one(self, index: int, wanted: set[str]) -> None:
+        if abs(index - self._last_index) <= LAYER_PREFETCH:  # skip requests a fast scrub has left behind
+            self._layer_files(index, wanted)
+
+    def _load_project_state(self, project: ReviewProject) -> None:
+        masks_dir = project.folder / "masks"
         predicted = {name[:-4] for name in os.listdir(masks_dir) if name.endswith(".png")} if masks_dir.is_dir() else set()
         for i, stem in enumerate(self.source.stems):
             if stem in predicted:
-                self.detection_counts[i] = len(self.project.detections(stem))
-            self.status_codes[i] = STATUS_CODES[self.project.status(stem)]
-
+                self.detection_counts[i] = len(project.detections(stem))
+            self.status_codes[i] = STATUS_CODES[project.status(stem)]

@@ -12,7 +12,8 @@ from app.widgets.overlays import DEFAULT_OVERLAYS, Overlay
 pg.setConfigOptions(imageAxisOrder="row-major")
 
 PALETTES = ("white-hot", "black-hot", "inferno", "gray")
-MAX_BOX_LABELS = 60  # id/score labels drawn; more targets than that on one frame is noise for a reviewer
+MAX_BOX_LABELS = 60
+HISTOGRAM_HZ = 4  # id/score labels drawn; more targets than that on one frame is noise for a reviewer
 
 
 def palette_lut(name: str) -> np.ndarray:
@@ -26,7 +27,10 @@ def palette_lut(name: str) -> np.ndarray:
 
 
 def _palette_colormap(name: str) -> pg.ColorMap:
-    return pg.ColorMap(np.linspace(0, 1, 256), palette_lut(name))
+    # few stops: the histogram's gradient editor draws one tick per stop on every repaint
+    lut = palette_lut(name)
+    stops = np.linspace(0, 255, 2 if name in ("white-hot", "black-hot", "gray") else 9).round().astype(int)
+    return pg.ColorMap(stops / 255.0, lut[stops])
 
 
 def _solid_lut(color, alpha: int = 255) -> np.ndarray:
@@ -95,10 +99,17 @@ class FrameView(QtWidgets.QWidget):
             item.setZValue(z)
             self.view.addItem(item)
         self.box_labels: list[pg.TextItem] = []
-        self.histogram = pg.HistogramLUTWidget(image=self.image)
+        # Not bound to the image: a bound histogram is recomputed and repainted on every frame change,
+        # which doubles the cost of scrubbing. Levels and palette are forwarded; the histogram curve
+        # is refreshed at most HISTOGRAM_HZ times a second.
+        self.histogram = pg.HistogramLUTWidget()
         self.histogram.setMinimumWidth(110)
-        self.histogram.item.sigLevelsChanged.connect(self.displayChanged)
-        self.histogram.item.sigLookupTableChanged.connect(self.displayChanged)
+        self.histogram.item.sigLevelsChanged.connect(self._levels_changed)
+        self.histogram.item.sigLookupTableChanged.connect(self._lookup_table_changed)
+        self._histogram_timer = QtCore.QTimer(self)
+        self._histogram_timer.setSingleShot(True)
+        self._histogram_timer.setInterval(round(1000 / HISTOGRAM_HZ))
+        self._histogram_timer.timeout.connect(self._update_histogram)
         layout = QtWidgets.QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -147,14 +158,16 @@ class FrameView(QtWidgets.QWidget):
     def show_frame(self, frame: np.ndarray, layers: FrameLayers) -> None:
         self.frame = frame
         first = self._frame_shape != frame.shape
-        self.image.setImage(frame, autoLevels=False, autoHistogramRange=first)
+        self.image.setImage(frame, autoLevels=False, levels=self.levels())
         if self.auto_levels:
             self.histogram.setLevels(*percentile_levels(frame))
-        elif first:
-            self.histogram.setLevels(*self.sequence_levels)
         if first:
             self._frame_shape = frame.shape
             self.view.autoRange(padding=0.02)
+            self._update_histogram()
+            self.histogram.item.setHistogramRange(*self._histogram_range(frame))
+        elif not self._histogram_timer.isActive():
+            self._histogram_timer.start()
         self.layers = layers
         self._draw_layers()
 
@@ -171,33 +184,56 @@ class FrameView(QtWidgets.QWidget):
     def center_on(self, x: float, y: float, half_size: float = 24) -> None:
         self.view.setRange(QtCore.QRectF(x - half_size, y - half_size, 2 * half_size, 2 * half_size), padding=0)
 
+    def _levels_changed(self) -> None:
+        self.image.setLevels(self.levels())
+        self.displayChanged.emit()
+
+    def _lookup_table_changed(self) -> None:
+        self.image.setLookupTable(self.lookup_table())
+        self.displayChanged.emit()
+
+    def _update_histogram(self) -> None:
+        if self.frame is not None:
+            self.histogram.item.plot.setData(*self.image.getHistogram())
+
+    def _histogram_range(self, frame: np.ndarray) -> tuple[float, float]:
+        low, high = self.sequence_levels
+        margin = 0.5 * (high - low)
+        return max(float(frame.min()), low - margin), min(float(frame.max()), high + margin)
+
     def _draw_layers(self) -> None:
         layers, overlays = self.layers, self.overlays
         masks = {"prediction": layers.prediction, "committed": layers.committed, "truth": layers.truth_mask}
         for key, mask in masks.items():
-            self._draw_mask(key, mask, overlays[key])
-        for key, values, lut in (
-            ("edges", layers.edges, _ramp_lut(overlays["edges"].color)),
-            ("probability", layers.probability, _heat_lut()),
+            overlay = overlays[key]
+            if mask is not None and overlay.visible:
+                shown = mask_outline(mask) if overlay.contour else mask
+                self._draw_sparse(key, shown.view(np.uint8), shown, (0, 1), _solid_lut(overlay.color), overlay)
+            else:
+                self.layer_items[key].hide()
+        for key, values, lut, floor in (
+            ("edges", layers.edges, _ramp_lut(overlays["edges"].color), 1 / 255),
+            ("probability", layers.probability, _heat_lut(), 0.02),
         ):
-            item = self.layer_items[key]
-            if values is None or not overlays[key].visible:
-                item.hide()
-                continue
-            item.setImage(values, levels=(0.0, 1.0), lut=lut, autoLevels=False)
-            item.setOpacity(overlays[key].opacity)
-            item.show()
+            if values is not None and overlays[key].visible:
+                self._draw_sparse(key, values, values >= floor, (0.0, 1.0), lut, overlays[key])
+            else:
+                self.layer_items[key].hide()
         self._draw_boxes(self.boxes, overlays["boxes"], [(t.x0, t.y0, t.x1, t.y1) for t in layers.targets])
         self._draw_boxes(self.truth_boxes, overlays["truth"], layers.truth_boxes)
         self._draw_box_labels()
 
-    def _draw_mask(self, key: str, mask: np.ndarray | None, overlay: Overlay) -> None:
+    def _draw_sparse(self, key: str, values: np.ndarray, present: np.ndarray, levels, lut, overlay: Overlay) -> None:
+        """Draw only the box around what is there: overlays of small targets are mostly empty, and every
+        full-frame overlay costs a full-frame image draw on each repaint."""
         item = self.layer_items[key]
-        if mask is None or not overlay.visible or not mask.any():
+        rows, cols = np.flatnonzero(present.any(axis=1)), np.flatnonzero(present.any(axis=0))
+        if rows.size == 0:
             item.hide()
             return
-        shown = mask_outline(mask) if overlay.contour else mask
-        item.setImage(shown.view(np.uint8), levels=(0, 1), lut=_solid_lut(overlay.color), autoLevels=False)
+        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        item.setImage(values[y0:y1, x0:x1], levels=levels, lut=lut, autoLevels=False)
+        item.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
         item.setOpacity(overlay.opacity)
         item.show()
 

@@ -78,15 +78,21 @@ def outline_segments(mask_crop: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 class SurfaceView(QtWidgets.QWidget):
+    """The GL widget is made on first show: a QOpenGLWidget anywhere in a window switches that whole
+    window to GL composition, which makes every repaint (scrubbing included) several times slower."""
+
     def __init__(self, parent=None):
         super().__init__(parent)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        self._layout = QtWidgets.QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
         self.caption = QtWidgets.QLabel("Select a target or move the cursor over the frame.")
-        layout.addWidget(self.caption)
+        self._layout.addWidget(self.caption)
         self.gl_view = None
+        self.fallback: QtWidgets.QLabel | None = None
         self._pending = None
         self._camera_for: tuple[int, int] | None = None
+
+    def _build(self) -> None:
         if not opengl_available():
             self.fallback = QtWidgets.QLabel(
                 "3D view unavailable: no OpenGL context could be created on this display.\n"
@@ -94,7 +100,7 @@ class SurfaceView(QtWidgets.QWidget):
             )
             self.fallback.setAlignment(QtCore.Qt.AlignCenter)
             self.fallback.setWordWrap(True)
-            layout.addWidget(self.fallback, 1)
+            self._layout.addWidget(self.fallback, 1)
             return
         import pyqtgraph.opengl as gl
 
@@ -106,7 +112,7 @@ class SurfaceView(QtWidgets.QWidget):
         self.outline = gl.GLLinePlotItem(mode="lines", color=(1.0, 0.2, 0.2, 1.0), width=2, antialias=True)
         self.gl_view.addItem(self.surface)
         self.gl_view.addItem(self.outline)
-        layout.addWidget(self.gl_view, 1)
+        self._layout.addWidget(self.gl_view, 1)
 
     def show_region(self, frame: np.ndarray, region: SurfaceRegion, mask: np.ndarray | None,
                     levels: tuple[float, float], lut: np.ndarray, caption: str) -> None:
@@ -117,6 +123,8 @@ class SurfaceView(QtWidgets.QWidget):
 
     def showEvent(self, event):
         super().showEvent(event)
+        if self.gl_view is None and self.fallback is None:
+            self._build()
         if self._pending is not None:
             self._draw()
 
@@ -124,6 +132,8 @@ class SurfaceView(QtWidgets.QWidget):
         frame, region, mask, levels, lut, caption = self._pending
         self._pending = None
         self.caption.setText(caption)
+        if self.gl_view is None and self.fallback is None:
+            self._build()
         if self.gl_view is None:
             return
         crop = region.crop(frame)

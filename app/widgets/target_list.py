@@ -31,8 +31,8 @@ class TargetList(QtWidgets.QTableWidget):
         self.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
         self.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.verticalHeader().hide()
-        self.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
-        self.horizontalHeader().setStretchLastSection(True)
+        # Stretch, not ResizeToContents: that one re-measures every cell on every setItem (slow when scrubbing)
+        self.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
         self.setFocusPolicy(QtCore.Qt.ClickFocus)
         self.targets: list[Target] = []
         self.itemSelectionChanged.connect(self._selection_changed)
@@ -40,6 +40,7 @@ class TargetList(QtWidgets.QTableWidget):
     def set_targets(self, targets: list[Target], snrs: list[float], selected_id: int | None = None) -> None:
         self.targets = list(targets)
         with QtCore.QSignalBlocker(self):
+            self.setUpdatesEnabled(False)
             self.setSortingEnabled(False)
             self.setRowCount(len(targets))
             for row, (t, snr) in enumerate(zip(targets, snrs)):
@@ -55,6 +56,7 @@ class TargetList(QtWidgets.QTableWidget):
                 for row in range(self.rowCount()):
                     if self.item(row, 0).data(QtCore.Qt.UserRole) == selected_id:
                         self.selectRow(row)
+            self.setUpdatesEnabled(True)
 
     def select_target(self, target_id: int) -> None:
         for row in range(self.rowCount()):

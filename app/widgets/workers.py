@@ -128,19 +128,40 @@ class DetectionWorker(QtCore.QObject):
             return self.detector.detect([image], features=self.features)[0]
 
 
+class CallWorker(QtCore.QObject):
+    """Runs one function in the worker thread: `finished(result, error)`, error a message or None."""
+
+    finished = QtCore.Signal(object, object)
+
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def cancel(self) -> None:
+        """Nothing to cancel mid-call; the runner just waits for it."""
+
+    @QtCore.Slot()
+    def run(self) -> None:
+        try:
+            result, error = self.function(), None
+        except Exception as exc:  # reported in the UI
+            result, error = None, f"{type(exc).__name__}: {exc}"
+        self.finished.emit(result, error)
+
+
 class WorkerRunner(QtCore.QObject):
     """Owns at most one worker thread; `stop()` cancels and waits (used on close and before a new run)."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.thread: QtCore.QThread | None = None
-        self.worker: DetectionWorker | None = None
+        self.worker: DetectionWorker | CallWorker | None = None
 
     @property
     def busy(self) -> bool:
         return self.thread is not None and self.thread.isRunning()
 
-    def start(self, worker: DetectionWorker) -> None:
+    def start(self, worker: DetectionWorker | CallWorker) -> None:
         self.stop()
         thread = QtCore.QThread()
         worker.moveToThread(thread)
@@ -161,7 +182,7 @@ class WorkerRunner(QtCore.QObject):
         self.thread.wait()
         self.thread = self.worker = None
 
-    def release_if_done(self, worker: DetectionWorker) -> None:
+    def release_if_done(self, worker: DetectionWorker | CallWorker) -> None:
         """Called when `worker` finished: join its thread and drop it (unless a newer worker replaced it)."""
         if worker is self.worker and self.thread is not None:
             self.thread.wait()

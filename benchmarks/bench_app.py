@@ -1,0 +1,153 @@
+"""Review-app benchmark: time to first frame, frame-change latency with overlays, memory after a full scrub.
+
+    xvfb-run -a -s "-screen 0 1600x1000x24 +extension GLX" .venv/bin/python benchmarks/bench_app.py
+    ... --frames 2000      a shorter sequence (default 10000)
+
+The sequence is 16-bit 640x512 PNGs in a temp folder: `--distinct` frames rendered by the synthetic
+generator, the rest hard links to them (rendering 10,000 frames would take longer than the benchmark;
+opening and decoding cost the same per file). Predictions are the generator's masks written through
+ReviewProject.save_prediction, committed masks are written for every 10th frame, so every overlay
+has something to draw. Targets: first frame < 1 s, p95 frame change < 30 ms, memory bounded by the
+frame cache.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_sequence(folder: Path, frames: int, distinct: int, height: int, width: int) -> Path:
+    from app.core.synthetic import SyntheticConfig, iter_frames, write_sequence
+
+    config = SyntheticConfig(n_frames=distinct, height=height, width=width, n_targets=(2, 4))
+    write_sequence(iter_frames(config, seed=1), folder, layout="folder")
+    images, masks = folder / "images", folder / "masks"
+    for i in range(distinct, frames):
+        source = f"{i % distinct + 1:06d}.png"
+        os.link(images / source, images / f"{i + 1:06d}.png")
+        os.link(masks / source, masks / f"{i + 1:06d}.png")
+    return folder
+
+
+def add_predictions(folder: Path, frames: int, distinct: int) -> None:
+    import cv2
+
+    from app.core.frames import open_source
+    from app.core.normalization import default_for
+    from app.core.project import ReviewProject
+    from app.session import project_dir_for
+    from model.detectors import FrameResult
+
+    source = open_source(folder)
+    project = ReviewProject.create(project_dir_for(folder), source.path, source.kind, source.stems, source.shape,
+                                   default_for(source).to_dict())
+    masks = [cv2.imread(str(folder / "masks" / f"{k + 1:06d}.png"), cv2.IMREAD_GRAYSCALE) > 0 for k in range(distinct)]
+    for i, stem in enumerate(source.stems):
+        mask = masks[i % distinct]
+        logits = np.where(mask, 4.0, -4.0).astype(np.float32)
+        edge = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(np.float32)
+        project.save_prediction(stem, FrameResult(logits, edge))
+        if i % 10 == 0:
+            project.commit_mask(stem, mask)
+    project.flush_detections()
+    source.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=10000)
+    parser.add_argument("--distinct", type=int, default=100, help="frames actually rendered (the rest are links)")
+    parser.add_argument("--size", default="640x512", help="WIDTHxHEIGHT")
+    parser.add_argument("--changes", type=int, default=600, help="frame changes timed for the latency numbers")
+    parser.add_argument("--no-full-scrub", action="store_true", help="skip scrubbing every frame for the memory number")
+    args = parser.parse_args()
+    width, height = map(int, args.size.lower().split("x"))
+    distinct = min(args.distinct, args.frames)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    try:
+        t = time.perf_counter()
+        folder = make_sequence(tmp / "sequence", args.frames, distinct, height, width)
+        add_predictions(folder, args.frames, distinct)
+        print(f"prepared {args.frames} frames {width}x{height} uint16 + predictions in {time.perf_counter() - t:.1f} s")
+
+        t = time.perf_counter()
+        from PySide6 import QtCore, QtWidgets
+
+        app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+        from app.main_window import MainWindow
+
+        window = MainWindow(QtCore.QSettings(str(tmp / "settings.ini"), QtCore.QSettings.IniFormat))
+        window.resize(1500, 950)
+        window.show()
+        app.processEvents()
+        print(f"window ready (imports + construction): {time.perf_counter() - t:.2f} s")
+        rss_start = rss_mib()
+
+        t = time.perf_counter()
+        assert window.open_path(folder)
+        app.processEvents()  # the first frame is painted
+        first_frame = time.perf_counter() - t
+        print(f"time to first frame ({args.frames} frames, project with predictions): {first_frame * 1000:.0f} ms "
+              f"(target < 1000 ms)")
+        while not window.detection_panel.isEnabled():
+            app.processEvents()
+            time.sleep(0.005)
+        print(f"earlier results and ground truth shown (read in the background): "
+              f"{(time.perf_counter() - t) * 1000:.0f} ms after opening")
+
+        for toggle in window.overlay_panel.toggles.values():
+            toggle.setChecked(True)
+        rng = np.random.default_rng(0)
+        n = len(window.session)
+        latencies = {"step": [], "jump": []}
+        for k in range(args.changes):
+            kind = "jump" if k % 4 == 3 else "step"
+            index = int(rng.integers(0, n)) if kind == "jump" else (window.index + 1) % n
+            t = time.perf_counter()
+            window.timeline.go_to(index)
+            app.processEvents()
+            latencies[kind].append(time.perf_counter() - t)
+        all_ms = np.array(latencies["step"] + latencies["jump"]) * 1000
+        for kind, values in latencies.items():
+            ms = np.array(values) * 1000
+            print(f"frame change ({kind}, all overlays on): median {np.median(ms):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms")
+        print(f"frame change (all): median {np.median(all_ms):.1f} ms, p95 {np.percentile(all_ms, 95):.1f} ms "
+              f"(target p95 < 30 ms)")
+
+        if not args.no_full_scrub:
+            t = time.perf_counter()
+            window.timeline.go_to(0)
+            for i in range(n):
+                window.timeline.step(1)
+                app.processEvents()
+            stats = window.session.source.cache_stats()
+            frame_mib = width * height * 2 / 2**20
+            print(f"scrubbed all {n} frames in {time.perf_counter() - t:.0f} s; RSS {rss_start:.0f} MiB before opening, "
+                  f"{rss_mib():.0f} MiB after; frame cache {stats['size']}/{stats['capacity']} frames "
+                  f"({stats['capacity'] * frame_mib:.0f} MiB bound)")
+        window.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

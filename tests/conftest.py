@@ -1,0 +1,59 @@
+"""GUI fixtures: a small generated 16-bit sequence, a tiny IRSAM checkpoint, and the real review window."""
+from __future__ import annotations
+
+import pytest
+from PySide6 import QtCore
+
+# Before pytest-qt makes the QApplication: GL views made by different tests then share shader programs
+# (the app sets the same in app.main).
+QtCore.QCoreApplication.setAttribute(QtCore.Qt.AA_ShareOpenGLContexts)
+
+
+@pytest.fixture(scope="session")
+def sequence_16bit(tmp_path_factory):
+    """Folder with images/ (16-bit PNG) and masks/ (ground truth) from the project's synthetic generator."""
+    from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
+
+    config = SyntheticConfig(n_frames=60, height=96, width=128, n_targets=(2, 2), empty_fraction=0.0)
+    return write_sequence(generate_sequence(config, seed=3), tmp_path_factory.mktemp("seq16"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A real IRSAM checkpoint (tiny config, random weights): it has WPMD and GAD feature maps."""
+    from model.build import build_irsam
+    from model.checkpoint import save_checkpoint
+    from model.config import tiny
+
+    path = tmp_path_factory.mktemp("weights") / "tiny_random.pt"
+    config = tiny()
+    save_checkpoint(path, build_irsam(config), config, {"note": "random weights for GUI tests"})
+    return path
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    """The real main window, with its own settings file and no modal message boxes (they are recorded)."""
+    from PySide6 import QtCore, QtWidgets
+
+    from app.main_window import MainWindow
+
+    messages = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda *a, **k: messages.append(a[2]))
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.IniFormat)
+    win = MainWindow(settings)
+    win.messages = messages
+    win.resize(1200, 800)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.close()
+
+
+@pytest.fixture
+def fresh_sequence(sequence_16bit, tmp_path):
+    """A private copy of the sequence: its review project (a sibling folder) starts empty."""
+    import shutil
+
+    return shutil.copytree(sequence_16bit, tmp_path / "sequence")

@@ -1,0 +1,243 @@
+"""The review window driven like an analyst would, under Xvfb (see scripts/dev.sh test)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui
+
+from app.session import ReviewSession
+
+pytestmark = pytest.mark.gui
+
+
+def _open(window, qtbot, path):
+    assert window.open_path(path)
+    # earlier results and ground truth are read in a worker thread after the first frame is shown
+    qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=10000)
+
+
+def _choose(window, method):
+    panel = window.detection_panel
+    index = next(i for i in range(panel.detector_combo.count())
+                 if panel.detector_combo.itemData(i) is not None and panel.detector_combo.itemData(i).method == method)
+    panel.detector_combo.setCurrentIndex(index)
+    panel.choiceChanged.emit(panel.choice())
+
+
+def test_opens_16bit_sequence_on_raw_values(window, sequence_16bit, qtbot):
+    _open(window, qtbot, sequence_16bit)
+    shown = window.frame_view.image.image
+    assert shown.dtype == np.uint16 and shown.shape == (96, 128)
+    norm = window.session.normalization
+    assert window.frame_view.levels() == pytest.approx((norm.low, norm.high))
+    assert window.timeline.count == 60
+    # cursor readout: raw value and local SNR of the brightest pixel
+    y, x = np.unravel_index(np.argmax(shown), shown.shape)
+    window.frame_view.cursorMoved.emit(int(x), int(y))
+    assert f"value {int(shown[y, x])}" in window.cursor_label.text()
+    assert "SNR" in window.cursor_label.text()
+    # ground truth was found beside the images
+    assert window.layers.truth_mask is not None
+
+
+def test_scrubs_2000_frame_changes(window, sequence_16bit, qtbot):
+    _open(window, qtbot, sequence_16bit)
+    for toggle in window.overlay_panel.toggles.values():
+        toggle.setChecked(True)
+    start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    for k in range(2000):
+        if k % 3 == 0:
+            window.timeline.step(1)
+        elif k % 3 == 1:
+            window.timeline.go_to(int(rng.integers(0, 60)))
+        else:
+            window.timeline.slider.setValue(int(rng.integers(0, 60)))
+        QtCore.QCoreApplication.processEvents()
+    elapsed = time.perf_counter() - start
+    assert window.frame_view.image.image is not None
+    assert window.index == window.timeline.current
+    assert window.session.source.cache_stats()["size"] <= window.session.source.cache_size
+    print(f"2000 frame changes in {elapsed:.1f} s")
+
+
+def test_keyboard_navigation(window, sequence_16bit, qtbot):
+    _open(window, qtbot, sequence_16bit)
+    window.activateWindow()
+    qtbot.waitActive(window)
+    window.frame_view.graphics.setFocus()
+    qtbot.wait(100)
+    target = window.frame_view.graphics
+    for key, expected in ((QtCore.Qt.Key_D, 1), (QtCore.Qt.Key_Right, 2), (QtCore.Qt.Key_A, 1),
+                          (QtCore.Qt.Key_Left, 0), (QtCore.Qt.Key_PageDown, 10), (QtCore.Qt.Key_PageUp, 0),
+                          (QtCore.Qt.Key_End, 59), (QtCore.Qt.Key_Home, 0)):
+        qtbot.keyClick(target, key)
+        assert window.index == expected, key
+    # the frame number entry (1-based)
+    window.timeline.frame_entry.setValue(42)
+    assert window.index == 41
+
+
+def test_play_advances_frames(window, sequence_16bit, qtbot):
+    _open(window, qtbot, sequence_16bit)
+    window.timeline.fps.setValue(100)
+    window.timeline.toggle_play()
+    qtbot.waitUntil(lambda: window.index >= 5, timeout=5000)
+    window.timeline.toggle_play()
+    assert not window.timeline.playing
+
+
+def test_detection_run_cancelled_midway_keeps_partial_results(window, fresh_sequence, qtbot):
+    _open(window, qtbot, fresh_sequence)
+    _choose(window, "mpcm")
+    window.run_detection("all")
+    assert window.detection_panel.cancel.isEnabled()
+    qtbot.waitUntil(lambda: (window.session.detection_counts >= 0).sum() >= 3, timeout=10000)
+    window.detection_panel.cancel.click()
+    qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=10000)
+    qtbot.waitUntil(lambda: window.detection_panel.run_all.isEnabled(), timeout=5000)
+    done = int((window.session.detection_counts >= 0).sum())
+    assert 3 <= done < 60, done
+    assert "cancelled" in window.detection_panel.rate.text()
+    # partial results are in the project and come back when the folder is reopened
+    project_dir = window.session.project_dir
+    assert len(list((project_dir / "masks").glob("*.png"))) == done
+    reopened = ReviewSession.open(fresh_sequence)
+    assert int((reopened.detection_counts >= 0).sum()) == done
+    reopened.close()
+
+
+def test_run_range_then_results_show_as_overlays(window, fresh_sequence, qtbot):
+    _open(window, qtbot, fresh_sequence)
+    _choose(window, "mpcm")
+    window.detection_panel.range_from.setValue(1)
+    window.detection_panel.range_to.setValue(5)
+    window.run_detection("range")
+    qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
+                    timeout=15000)
+    assert list(window.session.detection_counts[:5] >= 0) == [True] * 5
+    assert (window.session.detection_counts[5:] == -1).all()
+    assert window.device_label.text().startswith("device: cpu")
+    window.show_frame(0)
+    assert window.layers.prediction is not None
+    assert window.target_list.rowCount() == len(window.layers.targets)
+    assert "IoU" in window.metrics_label.text()
+
+
+def test_every_overlay_toggles(window, fresh_sequence, qtbot):
+    _open(window, qtbot, fresh_sequence)
+    _choose(window, "mpcm")
+    window.run_detection("frame")
+    qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0, timeout=10000)
+    qtbot.waitUntil(lambda: window.detection_panel.run_all.isEnabled(), timeout=5000)
+    mask = np.zeros((96, 128), bool)
+    mask[10:13, 20:23] = True
+    window.session.commit_mask(0, mask)
+    window.show_frame(0)
+    panel, view = window.overlay_panel, window.frame_view
+    for key, toggle in panel.toggles.items():
+        for state in (True, False, True):
+            toggle.setChecked(state)
+            assert view.overlays[key].visible is state
+    assert view.layer_items["committed"].isVisible()
+    assert view.layer_items["truth"].isVisible()
+    for key, contour in panel.contour_toggles.items():
+        contour.setChecked(not contour.isChecked())
+        assert view.overlays[key].contour is contour.isChecked()
+    panel.opacity_sliders["committed"].setValue(30)
+    assert view.layer_items["committed"].opacity() == pytest.approx(0.3)
+    panel.toggles["committed"].setChecked(False)
+    assert not view.layer_items["committed"].isVisible()
+    for palette in ("black-hot", "inferno", "white-hot"):
+        window.palette_combo.setCurrentText(palette)
+    window.levels_combo.setCurrentIndex(1)
+    assert window.frame_view.auto_levels
+    window.levels_combo.setCurrentIndex(0)
+
+
+def test_wpmd_and_3d_views_with_irsam(window, fresh_sequence, tiny_checkpoint, qtbot):
+    _open(window, qtbot, fresh_sequence)
+    window.detection_panel.add_checkpoint(tiny_checkpoint)
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=30000)
+    assert "note: random weights" in window.detection_panel.info.text()
+    window.surface_dock.show()
+    window.features_dock.show()
+    qtbot.waitUntil(lambda: bool(window.feature_panel.features), timeout=30000)
+    panel = window.feature_panel
+    assert panel.level_combo.count() >= 1
+    assert panel.images["diffused"].image is not None and panel.images["gad.deep"].image is not None
+    for reduction in ("max", "channel", "mean"):
+        panel.reduction_combo.setCurrentText(reduction)
+    panel.channel.setValue(panel.channel.maximum())
+    # 3D view: a target selected from the list drives it
+    window.frame_view.cursorMoved.emit(40, 40)
+    surface = window.surface_view
+    assert "cursor (40, 40)" in surface.caption.text()
+    if surface.gl_view is not None:
+        qtbot.wait(50)
+        assert surface.surface.visible()
+    window.timeline.step(1)
+    qtbot.waitUntil(lambda: not window.feature_runner.busy, timeout=30000)
+
+
+def test_classical_detector_says_it_has_no_feature_maps(window, sequence_16bit, qtbot):
+    _open(window, qtbot, sequence_16bit)
+    _choose(window, "tophat")
+    window.features_dock.show()
+    qtbot.waitUntil(lambda: "no WPMD or GAD" in window.feature_panel.message.text(), timeout=10000)
+
+
+def test_target_list_click_centres_and_selects_for_3d(window, fresh_sequence, qtbot):
+    _open(window, qtbot, fresh_sequence)
+    _choose(window, "mpcm")
+    window.surface_dock.show()
+    window.run_detection("all")
+    qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
+                    timeout=30000)
+    frame = int(np.argmax(window.session.detection_counts))
+    window.show_frame(frame)
+    assert window.target_list.rowCount() > 0
+    window.target_list.selectRow(0)
+    target = window.selected
+    assert target is not None
+    rect = window.frame_view.view.viewRect()
+    assert rect.contains(QtCore.QPointF(target.cx, target.cy)) and rect.width() < 80
+    assert f"target {target.id}" in window.surface_view.caption.text()
+
+
+def test_bad_checkpoint_shows_an_error(window, sequence_16bit, tmp_path, qtbot):
+    _open(window, qtbot, sequence_16bit)
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    window.detection_panel.add_checkpoint(bad)
+    qtbot.waitUntil(lambda: "failed" in window.detection_panel.info.text(), timeout=30000)
+    assert window.detector is None
+    window.run_detection("frame")  # still no crash: the run reports the same failure
+    qtbot.waitUntil(lambda: window.detection_panel.run_all.isEnabled(), timeout=30000)
+    assert "failed" in window.detection_panel.info.text()
+
+
+def test_open_failures_and_recent_and_drop(window, sequence_16bit, tmp_path, qtbot):
+    assert not window.open_path(tmp_path / "missing")
+    assert window.messages and "no such file" in window.messages[0]
+    _open(window, qtbot, sequence_16bit)
+    assert window.recent_menu.actions()[0].text() == str(sequence_16bit.resolve())
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(sequence_16bit / "images"))])
+    drop = QtGui.QDropEvent(QtCore.QPointF(10, 10), QtCore.Qt.CopyAction, mime, QtCore.Qt.LeftButton,
+                            QtCore.Qt.NoModifier)
+    window.dropEvent(drop)
+    assert window.session.source.path.name == "images"
+
+
+def test_review_status_paints_the_strip(window, fresh_sequence, qtbot):
+    from app.core.project import ReviewStatus
+
+    _open(window, qtbot, fresh_sequence)
+    window.set_status(ReviewStatus.ACCEPTED)
+    assert window.session.status_codes[0] == 1
+    assert window.session.project.status(window.session.stem(0)) is ReviewStatus.ACCEPTED
+    pixels = window.timeline.strip._pixels
+    assert tuple(pixels[1, 0]) != tuple(pixels[1, 1])
