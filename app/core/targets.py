@@ -1,15 +1,20 @@
-"""Targets: the 8-connected components of a mask, with the numbers an analyst reads."""
+"""Targets: the 8-connected components of a mask, with the numbers an analyst reads.
+
+Ids follow raster order (the first pixel of target 1 comes before that of target 2 in row-major
+scan), the order the field's Pd/Fa code matches targets in; OpenCV's own labels do not guarantee it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from model.metrics import components
 
 
 @dataclass(frozen=True)
 class Target:
-    id: int  # 1-based, raster label order
+    id: int  # 1-based, raster order
     cx: float  # centroid column (unweighted mean of pixel x), 0-based pixels
     cy: float  # centroid row
     area: int
@@ -22,35 +27,41 @@ class Target:
 
 def label_components(mask: np.ndarray) -> tuple[int, np.ndarray]:
     """8-connected labels in raster order: (count, labels int32 HxW, 0 = background)."""
-    n, labels = cv2.connectedComponents((np.asarray(mask) > 0).astype(np.uint8), connectivity=8)
-    return n - 1, labels
+    found = components((np.asarray(mask) > 0).astype(np.uint8))
+    return len(found), found.labels
 
 
 def extract_targets(mask: np.ndarray, score: np.ndarray | None = None) -> list[Target]:
     """Targets of a boolean (or 0/255) mask; `score` is a float map of the same size (logits or probabilities)."""
-    binary = (np.asarray(mask) > 0).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    targets = []
-    for i in range(1, n):
-        ys, xs = _component_pixels(labels, stats, i)
-        peak = float(score[ys, xs].max()) if score is not None else float("nan")
-        targets.append(
-            Target(
-                id=i,
-                cx=float(xs.mean()),
-                cy=float(ys.mean()),
-                area=int(len(xs)),
-                x0=int(xs.min()),
-                y0=int(ys.min()),
-                x1=int(xs.max()),
-                y1=int(ys.max()),
-                peak_score=peak,
-            )
+    found = components((np.asarray(mask) > 0).astype(np.uint8))
+    n = len(found)
+    if n == 0:
+        return []
+    ys, xs = np.nonzero(found.labels)
+    ids = found.labels[ys, xs]
+    x0 = np.full(n + 1, np.iinfo(np.int64).max)
+    y0 = x0.copy()
+    x1 = np.full(n + 1, -1)
+    y1 = x1.copy()
+    np.minimum.at(x0, ids, xs)
+    np.minimum.at(y0, ids, ys)
+    np.maximum.at(x1, ids, xs)
+    np.maximum.at(y1, ids, ys)
+    peak = np.full(n + 1, np.nan)
+    if score is not None:
+        peak[:] = -np.inf
+        np.maximum.at(peak, ids, np.asarray(score, np.float64)[ys, xs])
+    return [
+        Target(
+            id=i,
+            cx=float(found.centroids[i - 1, 1]),
+            cy=float(found.centroids[i - 1, 0]),
+            area=int(found.areas[i - 1]),
+            x0=int(x0[i]),
+            y0=int(y0[i]),
+            x1=int(x1[i]),
+            y1=int(y1[i]),
+            peak_score=float(peak[i]),
         )
-    return targets
-
-
-def _component_pixels(labels: np.ndarray, stats: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
-    x, y, w, h = stats[i, :4]
-    ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
-    return ys + y, xs + x
+        for i in range(1, n + 1)
+    ]
