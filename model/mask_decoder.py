@@ -102,7 +102,8 @@ class MaskDecoder(nn.Module):
         tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight, self.edge_token.weight])
         tokens = tokens[None].expand(b, -1, -1)
         tokens, image_tokens = self.transformer(embedding + dense_embedding, dense_pe, tokens)
-        coarse_up = self.output_upscaling(image_tokens.transpose(1, 2).reshape(b, c, h, w))
+        # A channels-last view of the image tokens: no copy, and the transposed convs run faster.
+        coarse_up = self.output_upscaling(image_tokens.view(b, h, w, c).permute(0, 3, 1, 2))
 
         fusion: dict[str, Tensor] = {}
         fine = self.embedding_maskfeature(coarse_up)
