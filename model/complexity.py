@@ -17,11 +17,8 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, input_size: tuple[int, int] | int, per_module: bool = False):
-    """MACs of one forward pass on a (1, 3, H, W) input, on the model's device (which may be "meta").
-
-    With `per_module`, also returns {module name: MACs} for the top-level submodules.
-    """
+def _count_flops(model: nn.Module, input_size: tuple[int, int] | int) -> FlopCounterMode:
+    """Run one (1, 3, H, W) forward pass under a flop counter, on the model's device (which may be "meta")."""
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
     x = torch.zeros(1, 3, h, w, device=next(model.parameters()).device)
     counter = FlopCounterMode(display=False)
@@ -40,29 +37,38 @@ def count_macs(model: nn.Module, input_size: tuple[int, int] | int, per_module: 
         for p, flag in zip(params, requires_grad):
             p.requires_grad_(flag)
         model.train(was_training)
-    total = counter.get_total_flops() // 2
-    if not per_module:
-        return total
+    return counter
+
+
+def count_macs(model: nn.Module, input_size: tuple[int, int] | int) -> int:
+    """MACs of one forward pass on a (1, 3, H, W) input."""
+    return _count_flops(model, input_size).get_total_flops() // 2
+
+
+def count_macs_by_module(model: nn.Module, input_size: tuple[int, int] | int) -> dict[str, int]:
+    """MACs of one forward pass per top-level submodule (e.g. image_encoder, mask_decoder), plus "total"."""
+    counter = _count_flops(model, input_size)
     prefix = type(model).__name__ + "."
-    modules = {
+    macs = {
         name[len(prefix):]: sum(counts.values()) // 2
         for name, counts in counter.get_flop_counts().items()
         if name.startswith(prefix) and "." not in name[len(prefix):]
     }
-    return total, modules
+    macs["total"] = counter.get_total_flops() // 2
+    return macs
 
 
 def complexity_report(config_name: str, input_size: int = 512) -> dict:
     """Parameters and GMACs of a preset at an `input_size` x `input_size` input (the frame size)."""
     config = preset(config_name)
     model = build_irsam(config)
-    total, modules = count_macs(model, input_size, per_module=True)
-    encoder_size = 2 * input_size if config.encoder_input == "upsample2x" else input_size
+    macs = count_macs_by_module(model, input_size)
+    total = macs.pop("total")
     return {
         "config": config_name,
         "parameters": count_parameters(model),
         "input_size": input_size,
-        "encoder_input_size": encoder_size,
+        "encoder_input_size": 2 * input_size if config.encoder_input == "upsample2x" else input_size,
         "gmacs": total / 1e9,
-        "gmacs_by_module": {name: macs / 1e9 for name, macs in modules.items()},
+        "gmacs_by_module": {name: value / 1e9 for name, value in macs.items()},
     }
