@@ -15,9 +15,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Qt and pyqtgraph are imported only now, so `--help` works without a display
-    from PySide6 import QtCore, QtWidgets
+    from PySide6 import QtCore, QtGui, QtWidgets
 
     from app.main_window import MainWindow
+    from app.paths import RESOURCES
 
     # pyqtgraph's GL items cache shader programs; shared contexts keep them valid in every GL view
     QtCore.QCoreApplication.setAttribute(QtCore.Qt.AA_ShareOpenGLContexts)
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("irsam-review")
     app.setOrganizationName("irsam-review")
     app.setDesktopFileName("irsam-review")
+    app.setWindowIcon(QtGui.QIcon(str(RESOURCES / "irsam-review.svg")))
     window = MainWindow()
     window.show()
     if args.demo:

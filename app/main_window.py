@@ -41,6 +41,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.detection_runner = WorkerRunner(self)
         self.feature_runner = WorkerRunner(self)
         self.details_runner = WorkerRunner(self)
+        self._features_pending = False
 
         self.setWindowTitle("IRSAM Review")
         self.setAcceptDrops(True)
@@ -209,6 +210,8 @@ class MainWindow(QtWidgets.QMainWindow):
         warnings = session.warnings + ([f"reading earlier results failed: {error}"] if error else [])
         if warnings:
             self.statusBar().showMessage("; ".join(warnings), 15000)
+        else:
+            self.statusBar().clearMessage()
         self.show_frame(self.index)
 
     def open_folder_dialog(self) -> None:
@@ -427,6 +430,11 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.detection_runner.busy:
             self.feature_panel.show_message("Detection is running; feature maps are computed when it is done.")
             return
+        if self.feature_runner.busy:
+            # one inference at a time; the frame shown when it ends is computed next (scrubbing skips frames)
+            self._features_pending = True
+            return
+        self._features_pending = False
         self.feature_panel.set_input(self.session.normalization.apply(self.frame))
         self._start_worker(self.feature_runner, [self.index], self.detection_panel.choice(), features=True)
 
@@ -504,8 +512,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.detection_panel.set_running(False)
                 if cancelled:
                     self.detection_panel.rate.setText("cancelled; results so far are kept")
+            if self.features_dock.isVisible():
+                self.compute_features()  # refused while the run went on, or a new detector was loaded
         elif worker is self.feature_runner.worker:
             self.feature_runner.release_if_done(worker)
+            if self._features_pending:
+                self.compute_features()
 
     def _update_device_label(self, notice: str | None = None) -> None:
         if self.detector is not None:

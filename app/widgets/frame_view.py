@@ -52,10 +52,16 @@ def _heat_lut() -> np.ndarray:
     return lut
 
 
-def mask_outline(mask: np.ndarray) -> np.ndarray:
-    """Inner outline of a boolean mask; targets of 1-2 px are their own outline, so they never vanish."""
+def mask_outline(mask: np.ndarray, gap: int = 0) -> np.ndarray:
+    """A 1-pixel ring `gap` pixels outside a boolean mask.
+
+    Outside, so the target's own pixels stay visible under the overlay, and a 1-pixel target still gets
+    a ring; ground truth uses gap 1, so its ring sits around the prediction's instead of on top of it.
+    """
     m = mask.astype(np.uint8)
-    return (m & ~cv2.erode(m, np.ones((3, 3), np.uint8))).astype(bool)
+    kernel = np.ones((3, 3), np.uint8)
+    inner = cv2.dilate(m, kernel, iterations=gap) if gap else m
+    return (cv2.dilate(inner, kernel) & ~inner).astype(bool)
 
 
 def _box_polyline(boxes) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +110,7 @@ class FrameView(QtWidgets.QWidget):
         # is refreshed at most HISTOGRAM_HZ times a second.
         self.histogram = pg.HistogramLUTWidget()
         self.histogram.setMinimumWidth(110)
+        self.histogram.gradient.showTicks(False)  # palettes are picked from the toolbar, not edited here
         self.histogram.item.sigLevelsChanged.connect(self._levels_changed)
         self.histogram.item.sigLookupTableChanged.connect(self._lookup_table_changed)
         self._histogram_timer = QtCore.QTimer(self)
@@ -207,7 +214,7 @@ class FrameView(QtWidgets.QWidget):
         for key, mask in masks.items():
             overlay = overlays[key]
             if mask is not None and overlay.visible:
-                shown = mask_outline(mask) if overlay.contour else mask
+                shown = mask_outline(mask, gap=1 if key == "truth" else 0) if overlay.contour else mask
                 self._draw_sparse(key, shown.view(np.uint8), shown, (0, 1), _solid_lut(overlay.color), overlay)
             else:
                 self.layer_items[key].hide()

@@ -113,6 +113,7 @@ class FeaturePanel(QtWidgets.QWidget):
         channels = max((f.shape[0] for f in features.values() if f.ndim == 3), default=1)
         self.channel.setRange(0, channels - 1)
         self._redraw()
+        self.views["input"].autoRange(padding=0)
 
     def _redraw(self) -> None:
         level = self.level_combo.currentText()

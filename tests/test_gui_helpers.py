@@ -1,0 +1,135 @@
+"""The review app's Qt-free parts: readouts, per-frame scores, session/project location, drawing helpers."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.core.targets import extract_targets
+from app.measure import frame_iou_pd, local_snr, target_snr
+from app.session import ReviewSession, project_dir_for
+from app.widgets.detection_panel import format_eta
+from app.widgets.frame_view import mask_outline
+from app.widgets.surface_view import SurfaceRegion, outline_segments, surface_arrays
+from app.widgets.timeline import HAS_TARGET, NOT_RUN, strip_rgb
+from app.widgets.wpmd_panel import reduce_channels, wpmd_levels
+from model.detectors import FrameResult
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_local_snr_of_a_point_target():
+    rng = np.random.default_rng(0)
+    frame = rng.normal(1000, 10, (64, 64)).astype(np.uint16)
+    frame[30, 40] = 1200
+    peak, snr = local_snr(frame, 41, 31)  # cursor one pixel off: the peak is searched around it
+    assert peak == 1200
+    assert 15 < snr < 25  # (1200 - 1000) / 10
+    mask = np.zeros(frame.shape, bool)
+    mask[30, 40] = True
+    (target,) = extract_targets(mask)
+    assert target_snr(frame, target, mask) == pytest.approx(snr, rel=0.2)
+
+
+def test_frame_iou_and_pd_follow_the_centroid_rule():
+    truth = np.zeros((40, 40), bool)
+    truth[5:8, 5:8] = True  # centroid (6, 6)
+    truth[20, 30] = True
+    prediction = np.zeros_like(truth)
+    prediction[6:9, 5:8] = True  # centroid 1 px away: a hit
+    iou, pd = frame_iou_pd(prediction, truth)
+    assert pd == 0.5
+    assert iou == pytest.approx(6 / 13)
+    assert np.isnan(frame_iou_pd(np.zeros_like(truth), np.zeros_like(truth))[1])
+    shifted = np.zeros_like(truth)
+    shifted[5:8, 8:11] = True  # exactly 3 px: not a hit
+    assert frame_iou_pd(shifted, truth[:, :] & (np.arange(40)[None, :] < 10))[1] == 0.0
+
+
+def test_outline_keeps_one_pixel_targets_and_leaves_their_pixels_visible():
+    mask = np.zeros((9, 9), bool)
+    mask[4, 4] = True
+    ring = mask_outline(mask)
+    assert ring.sum() == 8 and not ring[4, 4]
+    outer = mask_outline(mask, gap=1)
+    assert outer.sum() == 16 and not (outer & ring).any()
+
+
+def test_strip_colours_come_from_arrays():
+    pixels = strip_rgb(np.array([-1, 0, 3]), np.array([0, 1, 4], np.uint8))
+    assert pixels.shape == (2, 3, 3)
+    assert tuple(pixels[0, 0]) == NOT_RUN and tuple(pixels[0, 2]) == HAS_TARGET
+    assert len({tuple(p) for p in pixels[1]}) == 3
+
+
+def test_surface_gets_the_transposed_crop():
+    frame = np.arange(100 * 80, dtype=np.uint16).reshape(80, 100)
+    region = SurfaceRegion.around(2, 78, frame.shape, size=48)  # clipped into the frame
+    assert (region.x0, region.y0, region.w, region.h) == (0, 32, 48, 48)
+    crop = region.crop(frame)
+    lut = np.stack([np.arange(256)] * 3, axis=1).astype(np.uint8)
+    x, y, z, colors = surface_arrays(crop, (float(crop.min()), float(crop.max())), lut)
+    assert z.shape == (48, 48) and colors.shape == (48, 48, 4)
+    # z[i, j] is at (x[i], y[j]): column i, and row 47 - j (rows flipped so the top row is far away)
+    assert z[0, 47] == pytest.approx(0.0) and z[47, 0] == z.max()
+    mask = np.zeros((48, 48), bool)
+    mask[10:13, 20:23] = True
+    segments = outline_segments(mask, z)
+    assert len(segments) % 2 == 0 and segments[:, 0].min() >= 20 and segments[:, 1].max() <= 47 - 10
+
+
+def test_feature_reductions_and_levels():
+    feature = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    assert reduce_channels(feature, "mean").shape == (3, 4)
+    assert reduce_channels(feature, "max")[0, 0] == 12
+    assert reduce_channels(feature, "channel", 9)[0, 0] == 12  # clamped to the last channel
+    assert wpmd_levels({"wpmd0.edge": 0, "wpmd2.diffused": 0, "gad.deep": 0}) == [0, 2]
+    assert format_eta(75) == "1:15" and format_eta(float("inf")) == "--:--"
+
+
+def test_project_beside_a_writable_source_else_in_user_data(tmp_path, monkeypatch):
+    source = tmp_path / "clip"
+    source.mkdir()
+    assert project_dir_for(source) == tmp_path / "clip.irsam-review"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr("os.access", lambda path, mode: False)
+    fallback = project_dir_for(source)
+    assert fallback.parent == tmp_path / "data" / "irsam-review" / "projects"
+    assert fallback.name.startswith("clip-")
+
+
+def test_session_results_survive_reopening(fresh_sequence):
+    session = ReviewSession.open(fresh_sequence)
+    assert session.project is None and session.ground_truth is not None
+    assert session.frame(0).dtype == np.uint16
+    project = session.ensure_project()
+    logits = np.full(session.source.shape, -5, np.float32)
+    logits[10:12, 10:12] = 5
+    result = FrameResult(logits)
+    project.save_prediction(session.stem(3), result)
+    project.flush_detections()
+    assert len(session.record_result(3, result)) == 1
+    layers = session.layers(3, {"prediction", "probability", "truth"})
+    assert layers.probability is not None and layers.truth_mask is not None
+    committed = np.zeros(session.source.shape, bool)
+    committed[0, 0] = True
+    session.commit_mask(3, committed)
+    session.close()
+
+    reopened = ReviewSession.open(fresh_sequence)
+    assert reopened.detection_counts[3] == 1 and (reopened.detection_counts[:3] == -1).all()
+    layers = reopened.layers(3, {"prediction", "committed"})
+    assert layers.prediction.sum() == 4 and layers.committed.sum() == 1
+    assert len(layers.targets) == 1
+    # the project folder opens the same session
+    assert ReviewSession.open(reopened.project_dir).detection_counts[3] == 1
+    reopened.close()
+
+
+def test_entry_points_start_without_a_display():
+    result = subprocess.run([sys.executable, str(REPO / "main.py"), "--help"], capture_output=True, text=True,
+                            cwd=REPO, timeout=60)
+    assert result.returncode == 0 and "--demo" in result.stdout
