@@ -10,7 +10,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.core.frames import FrameReadError, SourceError
 from app.core.project import ProjectError, ReviewStatus
 from app.core.targets import Target
-from app.measure import frame_iou_pd, local_snr, target_snr
+from app.measure import frame_box_pd, frame_iou_pd, local_snr, target_snr
 from app.session import FrameLayers, ReviewSession
 from app.widgets.detection_panel import DetectionPanel, describe_metadata
 from app.widgets.frame_view import PALETTES, FrameView
@@ -326,6 +326,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_metrics(self) -> None:
         truth, prediction = self.layers.truth_mask, self.layers.prediction
+        if prediction is not None and truth is None and self.layers.truth_boxes:
+            hits, false_alarms = frame_box_pd(self.layers.targets, self.layers.truth_boxes)
+            self.metrics_label.setText(f"Pd {hits}/{len(self.layers.truth_boxes)}  false alarms {false_alarms}")
+            return
         if truth is None or prediction is None:
             self.metrics_label.setText("")
             return

@@ -72,3 +72,21 @@ def frame_iou_pd(prediction: np.ndarray, truth: np.ndarray) -> tuple[float, floa
                 del unmatched[k]
                 break
     return iou, hits / len(truth_targets)
+
+
+def frame_box_pd(targets: list[Target], boxes: list[tuple[int, int, int, int]]) -> tuple[int, int]:
+    """(hits, false alarms) against box-only ground truth (x0, y0, x1, y1 inclusive).
+
+    A box is hit by the first unmatched predicted target whose centroid lies in the box or within 3 px of
+    the box centre; predicted targets left unmatched are false alarms.
+    """
+    unmatched = list(targets)
+    hits = 0
+    for x0, y0, x1, y1 in boxes:
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        for k, t in enumerate(unmatched):
+            if (x0 <= t.cx <= x1 and y0 <= t.cy <= y1) or math.hypot(t.cx - cx, t.cy - cy) < 3.0:
+                hits += 1
+                del unmatched[k]
+                break
+    return hits, len(unmatched)

@@ -133,3 +133,13 @@ def test_entry_points_start_without_a_display():
     result = subprocess.run([sys.executable, str(REPO / "main.py"), "--help"], capture_output=True, text=True,
                             cwd=REPO, timeout=60)
     assert result.returncode == 0 and "--demo" in result.stdout
+
+
+def test_box_ground_truth_scores_by_centroid():
+    from app.measure import frame_box_pd
+
+    mask = np.zeros((50, 50), bool)
+    mask[10:12, 10:12] = True  # inside the first box
+    mask[40, 40] = True  # far from every box: a false alarm
+    targets = extract_targets(mask)
+    assert frame_box_pd(targets, [(5, 5, 20, 20), (30, 5, 35, 8)]) == (1, 1)

@@ -1,7 +1,9 @@
 """The review window driven like an analyst would, under Xvfb (see scripts/dev.sh test)."""
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,3 +243,47 @@ def test_review_status_paints_the_strip(window, fresh_sequence, qtbot):
     assert window.session.project.status(window.session.stem(0)) is ReviewStatus.ACCEPTED
     pixels = window.timeline.strip._pixels
     assert tuple(pixels[1, 0]) != tuple(pixels[1, 1])
+
+
+SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "sequences" / "IR_DRONE_156"
+
+
+@pytest.mark.skipif(not SHARED_CLIP.is_dir(), reason="shared drone clip not available")
+def test_real_clip_with_box_ground_truth(window, tmp_path, qtbot):
+    # a private copy of 12 frames: the project is written beside the source, never into shared/
+    clip = tmp_path / "IR_DRONE_156"
+    (clip / "images").mkdir(parents=True)
+    for k in range(1, 13):
+        shutil.copy(SHARED_CLIP / "images" / f"{k:06d}.png", clip / "images")
+    shutil.copy(SHARED_CLIP / "boxes.csv", clip)
+    _open(window, qtbot, clip)
+    assert window.frame_view.image.image.dtype == np.uint8
+    assert window.layers.truth_boxes and window.frame_view.truth_boxes.isVisible()
+    _choose(window, "mpcm")
+    window.run_detection("frame")
+    qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0, timeout=10000)
+    qtbot.waitUntil(lambda: "Pd" in window.metrics_label.text(), timeout=5000)
+    assert "/1" in window.metrics_label.text() and "false alarms" in window.metrics_label.text()
+
+
+def test_tiff_stack_opens(window, tmp_path, qtbot):
+    from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
+
+    config = SyntheticConfig(n_frames=8, height=64, width=80, n_targets=(1, 1))
+    folder = write_sequence(generate_sequence(config, seed=5), tmp_path / "stack", layout="tiff", name="clip")
+    _open(window, qtbot, folder / "clip.tif")
+    assert window.timeline.count == 8 and window.frame_view.image.image.dtype == np.uint16
+    assert window.layers.truth_mask is not None
+
+
+def test_3d_view_falls_back_without_opengl(qtbot, monkeypatch):
+    from app.widgets import surface_view
+
+    monkeypatch.setattr(surface_view, "opengl_available", lambda: False)
+    view = surface_view.SurfaceView()
+    qtbot.addWidget(view)
+    view.show()
+    frame = np.zeros((64, 64), np.uint16)
+    view.show_region(frame, surface_view.SurfaceRegion.around(10, 10, frame.shape), None, (0, 1),
+                     np.zeros((256, 3), np.uint8), "cursor (10, 10)")
+    assert view.gl_view is None and "unavailable" in view.fallback.text()
