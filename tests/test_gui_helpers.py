@@ -143,3 +143,19 @@ def test_box_ground_truth_scores_by_centroid():
     mask[40, 40] = True  # far from every box: a false alarm
     targets = extract_targets(mask)
     assert frame_box_pd(targets, [(5, 5, 20, 20), (30, 5, 35, 8)]) == (1, 1)
+
+
+def test_detector_choice_retries_on_the_cpu_when_cuda_fails(monkeypatch):
+    from app.widgets import workers
+
+    calls = []
+
+    def fake_make_detector(method, weights, device):
+        calls.append(device)
+        if device != "cpu":
+            raise RuntimeError("CUDA error: no kernel image is available")
+        return type("D", (), {"name": "irsam", "device": "cpu"})()
+
+    monkeypatch.setattr(workers, "make_detector", fake_make_detector)
+    detector, notice = workers.DetectorChoice("irsam", "w.pt", "cuda").build()
+    assert calls == ["cuda", "cpu"] and detector.device == "cpu" and "CUDA failed" in notice

@@ -287,3 +287,16 @@ def test_3d_view_falls_back_without_opengl(qtbot, monkeypatch):
     view.show_region(frame, surface_view.SurfaceRegion.around(10, 10, frame.shape), None, (0, 1),
                      np.zeros((256, 3), np.uint8), "cursor (10, 10)")
     assert view.gl_view is None and "unavailable" in view.fallback.text()
+
+
+def test_cuda_request_falls_back_to_cpu_visibly(window, sequence_16bit, tiny_checkpoint, qtbot):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA works here: nothing to fall back from")
+    _open(window, qtbot, sequence_16bit)
+    window.detection_panel.device_combo.setCurrentText("cuda")
+    window.detection_panel.add_checkpoint(tiny_checkpoint)
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=30000)
+    assert "CPU fallback" in window.device_label.text()
+    assert "CUDA" in window.detection_panel.info.text()
