@@ -116,7 +116,8 @@ class MainWindow(QtWidgets.QMainWindow):
         review_menu = self.menuBar().addMenu("&Review")
         for status, key in ((ReviewStatus.ACCEPTED, "Ctrl+1"), (ReviewStatus.REJECTED, "Ctrl+2"),
                             (ReviewStatus.NEGATIVE, "Ctrl+3"), (ReviewStatus.UNREVIEWED, "Ctrl+0")):
-            review_menu.addAction(f"Mark frame {status.value}", lambda s=status: self.set_status(s), key)
+            # `triggered` passes `checked` first: the status must not be the lambda's first parameter
+            review_menu.addAction(f"Mark frame {status.value}", lambda _=False, s=status: self.set_status(s), key)
         view_menu = self.menuBar().addMenu("&View")
         for dock in (self.detection_dock, self.targets_dock, self.overlays_dock, self.features_dock, self.surface_dock):
             view_menu.addAction(dock.toggleViewAction())
@@ -256,7 +257,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.recent_menu.clear()
         recent = self.settings.value("recent", [], list)
         for path in recent:
-            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
+            self.recent_menu.addAction(path, lambda _=False, p=path: self.open_path(p))
         self.recent_menu.setEnabled(bool(recent))
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:

@@ -226,6 +226,9 @@ def test_open_failures_and_recent_and_drop(window, sequence_16bit, tmp_path, qtb
     assert window.messages and "no such file" in window.messages[0]
     _open(window, qtbot, sequence_16bit)
     assert window.recent_menu.actions()[0].text() == str(sequence_16bit.resolve())
+    window.recent_menu.actions()[0].trigger()
+    qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=10000)
+    assert window.session.source.path == sequence_16bit.resolve()
     mime = QtCore.QMimeData()
     mime.setUrls([QtCore.QUrl.fromLocalFile(str(sequence_16bit / "images"))])
     drop = QtGui.QDropEvent(QtCore.QPointF(10, 10), QtCore.Qt.CopyAction, mime, QtCore.Qt.LeftButton,
@@ -238,7 +241,8 @@ def test_review_status_paints_the_strip(window, fresh_sequence, qtbot):
     from app.core.project import ReviewStatus
 
     _open(window, qtbot, fresh_sequence)
-    window.set_status(ReviewStatus.ACCEPTED)
+    review_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Review")
+    next(a for a in review_menu.actions() if a.text().endswith("accepted")).trigger()
     assert window.session.status_codes[0] == 1
     assert window.session.project.status(window.session.stem(0)) is ReviewStatus.ACCEPTED
     pixels = window.timeline.strip._pixels
