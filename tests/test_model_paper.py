@@ -148,13 +148,21 @@ def test_hires_refinement_is_small_and_starts_as_identity():
     assert torch.equal(run(with_refine, x).mask_logits, run(without, x).mask_logits)
 
 
-def test_tiny_model_trains():
+def test_every_paper_parameter_is_trained():
+    """No dead parameters in the paper network (DDP needs no find_unused_parameters)."""
     model = build_irsam(tiny()).train()
     out = model(images(64, 64, batch=2))
     (out.mask_logits.mean() + out.edge_probs.mean()).backward()
-    grads = [p.grad for p in model.mask_decoder.parameters()]
-    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
     assert torch.isfinite(out.mask_logits).all()
+
+
+def test_batch_items_are_independent():
+    model = build_irsam(tiny())
+    x = torch.cat([images(64, 96, seed=1), images(64, 96, seed=2)])
+    together = run(model, x).mask_logits
+    alone = torch.cat([run(model, x[:1]).mask_logits, run(model, x[1:]).mask_logits])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
 
 
 def test_complexity_report():
