@@ -410,7 +410,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self._start_worker(self.detection_runner, [], choice, features=False)
 
     def run_detection(self, scope: str) -> None:
-        if self.session is None or self.detection_runner.busy:
+        if self.session is None:
+            return
+        if self.detection_runner.busy:
+            self.statusBar().showMessage("The detector is still loading or running; try again when it is done.", 5000)
             return
         n = len(self.session)
         if scope == "frame":

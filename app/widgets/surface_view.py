@@ -13,7 +13,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 CROP = 48  # a full 640x512 mesh is ~330k vertices: too slow on a software renderer
-RELIEF = 16.0  # height of the full level range, in pixel units, so a 48-pixel crop reads as a landscape
+RELIEF = 16.0  # height of the crop's value range, in pixel units, so a 48-pixel crop reads as a landscape
 
 
 @lru_cache(maxsize=1)
@@ -47,14 +47,17 @@ class SurfaceRegion:
 def surface_arrays(crop: np.ndarray, levels: tuple[float, float], lut: np.ndarray):
     """x, y, z and per-vertex colours for GLSurfacePlotItem.
 
+    Colours use the frame view's levels and palette; heights span the crop's own range (a small target is
+    a few percent of the sequence's level window and would otherwise be a flat bump).
     GLSurfacePlotItem maps z[i, j] to (x[i], y[j]), so it gets the transposed crop; rows are flipped
     first so the image's top row is at the far (large y) side, as on screen.
     """
+    values = crop[::-1].T.astype(np.float32)
     low, high = levels
-    unit = np.clip((crop.astype(np.float32) - low) / max(high - low, 1e-6), 0, 1)
-    z = unit[::-1].T * RELIEF
-    colors = lut[(unit[::-1].T * (len(lut) - 1)).astype(int)].astype(np.float32) / 255.0
+    unit = np.clip((values - low) / max(high - low, 1e-6), 0, 1)
+    colors = lut[(unit * (len(lut) - 1)).astype(int)].astype(np.float32) / 255.0
     colors = np.concatenate([colors[..., :3], np.ones(colors.shape[:2] + (1,), np.float32)], axis=2)
+    z = (values - values.min()) / max(float(values.max() - values.min()), 1e-6) * RELIEF
     x = np.arange(crop.shape[1], dtype=np.float32)
     y = np.arange(crop.shape[0], dtype=np.float32)
     return x, y, z, colors
@@ -137,6 +140,7 @@ class SurfaceView(QtWidgets.QWidget):
         if self.gl_view is None:
             return
         crop = region.crop(frame)
+        self.caption.setText(f"{caption}   height: raw {crop.min():g}..{crop.max():g}")
         x, y, z, colors = surface_arrays(crop, levels, lut)
         self.surface.setData(x=x, y=y, z=z, colors=colors.reshape(-1, 4))
         self.surface.setVisible(True)
@@ -145,4 +149,4 @@ class SurfaceView(QtWidgets.QWidget):
         if self._camera_for != (region.w, region.h):
             self._camera_for = (region.w, region.h)
             self.gl_view.setCameraPosition(pos=QtGui.QVector3D(region.w / 2, region.h / 2, RELIEF / 2),
-                                           distance=1.8 * max(region.w, region.h), elevation=35, azimuth=-90)
+                                           distance=1.35 * max(region.w, region.h), elevation=30, azimuth=-90)

@@ -59,12 +59,12 @@ class FeaturePanel(QtWidgets.QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         self.views: dict[str, pg.ViewBox] = {}
         self.images: dict[str, pg.ImageItem] = {}
-        titles = (("input", "Input (model's 8-bit)"), ("diffused", "WPMD diffused"), ("edge", "WPMD edge magnitude"),
+        titles = (("input", "Input (8-bit)"), ("diffused", "WPMD diffused"), ("edge", "WPMD edge"),
                   ("gad.shallow", "GAD shallow"), ("gad.deep", "GAD deep"), ("gad.multi", "GAD multi"))
         for k, (key, title) in enumerate(titles):
-            view = self.graphics.addViewBox(row=2 * (k // 3) + 1, col=k % 3, lockAspect=True, invertY=True,
-                                            enableMenu=False)
-            self.graphics.addLabel(title, row=2 * (k // 3), col=k % 3)
+            # one row: the dock is short and wide, so six maps side by side are each larger than in a grid
+            view = self.graphics.addViewBox(row=1, col=k, lockAspect=True, invertY=True, enableMenu=False)
+            self.graphics.addLabel(title, row=0, col=k)
             image = pg.ImageItem(axisOrder="row-major")
             image.setLookupTable(pg.colormap.get("inferno").getLookupTable(nPts=256) if key != "input" else None)
             view.addItem(image)
