@@ -304,3 +304,14 @@ def test_cuda_request_falls_back_to_cpu_visibly(window, sequence_16bit, tiny_che
     qtbot.waitUntil(lambda: window.detector is not None, timeout=30000)
     assert "CPU fallback" in window.device_label.text()
     assert "CUDA" in window.detection_panel.info.text()
+
+
+def test_unreadable_frame_is_reported_and_skipped(window, fresh_sequence, qtbot):
+    broken = fresh_sequence / "images" / "000005.png"
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated: found at open, fails when decoded
+    _open(window, qtbot, fresh_sequence)
+    window.timeline.go_to(4)
+    assert "unreadable" in window.frame_label.text()
+    assert window.session.detection_counts[4] == -2
+    window.timeline.step(1)
+    assert window.index == 5 and window.frame_view.image.image is not None
