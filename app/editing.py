@@ -1,0 +1,170 @@
+"""Mask editing for the review window, without Qt: what each tool does to a frame, and how the result
+is saved through the session's project.
+
+Every tool call is one undoable edit (`ReviewProject.edit_mask`: history and committed mask written
+atomically at once). An edit that changes the mask also marks the frame `corrected`: the analyst has
+now drawn the truth, so export takes the committed mask. Undo and redo leave the status alone.
+A failed write raises `ProjectWriteError`; the project keeps its last saved state, and the editor keeps
+the unsaved mask in memory as the frame's working mask, so the next edit that saves carries it too.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+
+from app.core.edits import (accept_targets, delete_component, disc_kernel, fill_polygon, flood_fill, grow_target,
+                            mask_diff, paint_stroke)
+from app.core.project import ProjectWriteError, ReviewStatus
+from app.core.targets import label_components
+from app.session import ReviewSession
+
+ACCEPT_SNAP = 2  # a click this many pixels beside a predicted target still picks it
+
+
+class Tool(str, Enum):
+    NAVIGATE = "navigate"  # pan and zoom; no editing
+    BRUSH = "brush"
+    ERASER = "eraser"
+    POLYGON = "polygon"
+    FLOOD_FILL = "flood_fill"
+    DELETE_COMPONENT = "delete_component"
+    ACCEPT_TARGET = "accept_target"
+    GROW_TARGET = "grow_target"
+
+
+def brush_radius(size: int) -> float:
+    """Disc radius of a brush `size` pixels across: size 1 is exactly one pixel, 3 a full 3x3 square."""
+    return size / 2
+
+
+def brush_offsets(size: int) -> np.ndarray:
+    """(N, 2) (dx, dy) of the pixels one brush stamp covers, centred on (0, 0)."""
+    kernel = disc_kernel(brush_radius(size))
+    r = kernel.shape[0] // 2
+    dy, dx = np.nonzero(kernel)
+    return np.stack([dx - r, dy - r], axis=1)
+
+
+def predicted_target_at(prediction: np.ndarray, x: float, y: float, snap: int = ACCEPT_SNAP) -> int:
+    """Id (raster-order, as `extract_targets`) of the predicted target under or nearest (x, y); 0 if none."""
+    _, labels = label_components(prediction)
+    h, w = labels.shape
+    px, py = int(np.floor(x)), int(np.floor(y))
+    y0, y1, x0, x1 = max(py - snap, 0), min(py + snap + 1, h), max(px - snap, 0), min(px + snap + 1, w)
+    window = labels[y0:y1, x0:x1]
+    if window.size == 0 or not window.any():
+        return 0
+    ys, xs = np.nonzero(window)
+    nearest = np.argmin((ys + y0 - py) ** 2 + (xs + x0 - px) ** 2)
+    return int(window[ys[nearest], xs[nearest]])
+
+
+class FrameEditor:
+    """The edits of one session: each method applies a tool to a frame and saves it as one undoable edit.
+
+    Methods return True when the frame's committed mask changed.
+    """
+
+    def __init__(self, session: ReviewSession):
+        self.session = session
+        self.unsaved: dict[int, np.ndarray] = {}  # frame index -> mask whose save failed
+
+    def working_mask(self, index: int) -> np.ndarray:
+        if index in self.unsaved:
+            return self.unsaved[index].copy()
+        project = self.session.project
+        if project is None:
+            prediction = self._prediction(index)
+            return prediction.copy()
+        return project.working_mask(self.session.stem(index))
+
+    def paint(self, index: int, points, size: int, erase: bool = False) -> bool:
+        return self._save(index, paint_stroke(self.working_mask(index), points, brush_radius(size), not erase))
+
+    def fill_polygon(self, index: int, vertices) -> bool:
+        return self._save(index, fill_polygon(self.working_mask(index), vertices, True))
+
+    def flood_fill(self, index: int, x: float, y: float) -> bool:
+        return self._save(index, flood_fill(self.working_mask(index), x, y, True))
+
+    def delete_component(self, index: int, x: float, y: float) -> bool:
+        return self._save(index, delete_component(self.working_mask(index), x, y))
+
+    def accept_target(self, index: int, x: float, y: float) -> bool:
+        """Add the predicted target at (x, y) to the committed mask. On a frame without a committed mask
+        this commits that one target alone (the other proposals are not accepted by it)."""
+        prediction = self._prediction(index)
+        target_id = predicted_target_at(prediction, x, y)
+        if target_id == 0:
+            return False
+        return self._save(index, accept_targets(self._committed(index), prediction, [target_id]))
+
+    def accept_all(self, index: int) -> bool:
+        return self._save(index, accept_targets(self._committed(index), self._prediction(index)))
+
+    def grow_target(self, index: int, frame: np.ndarray, x: float, y: float) -> bool:
+        """Add the bright region around (x, y) of the raw frame (`grow_target`)."""
+        grown = grow_target(frame, x, y)
+        if not grown.any():
+            return False
+        return self._save(index, self.working_mask(index) | grown)
+
+    def undo(self, index: int) -> bool:
+        return self._step_history(index, redo=False)
+
+    def redo(self, index: int) -> bool:
+        return self._step_history(index, redo=True)
+
+    def can_undo(self, index: int) -> bool:
+        project = self.session.project
+        return project is not None and project.history(self.session.stem(index)).can_undo
+
+    def can_redo(self, index: int) -> bool:
+        project = self.session.project
+        return project is not None and project.history(self.session.stem(index)).can_redo
+
+    def diff(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(only predicted, only committed, both) of a frame."""
+        return mask_diff(self._prediction(index), self.working_mask(index))
+
+    def _save(self, index: int, new_mask: np.ndarray) -> bool:
+        project = self.session.ensure_project()
+        stem = self.session.stem(index)
+        try:
+            if project.edit_mask(stem, new_mask) is None:
+                if project.has_committed_mask(stem) and index not in self.unsaved:
+                    return False
+                # the working mask was the prediction: confirming it commits it
+                project.commit_mask(stem, new_mask)
+            self.session.set_status(index, ReviewStatus.CORRECTED)
+        except ProjectWriteError:
+            self.unsaved[index] = np.asarray(new_mask, bool)
+            raise
+        self.unsaved.pop(index, None)
+        self._forget_layers(index)
+        return True
+
+    def _step_history(self, index: int, redo: bool) -> bool:
+        if not (self.can_redo(index) if redo else self.can_undo(index)):
+            return False
+        stem = self.session.stem(index)
+        if redo:
+            self.session.project.redo(stem)
+        else:
+            self.session.project.undo(stem)
+        self._forget_layers(index)
+        return True
+
+    def _prediction(self, index: int) -> np.ndarray:
+        project = self.session.project
+        prediction = None if project is None else project.prediction_mask(self.session.stem(index))
+        return np.zeros(self.session.source.shape, bool) if prediction is None else prediction
+
+    def _committed(self, index: int) -> np.ndarray | None:
+        project = self.session.project
+        return None if project is None else project.committed_mask(self.session.stem(index))
+
+    def _forget_layers(self, index: int) -> None:
+        # the session caches decoded layer files per frame; the committed mask just changed on disk
+        self.session._forget_files(index)

@@ -1,0 +1,336 @@
+"""Mask editing on the frame view: the tool palette, and the mouse handling that turns strokes and clicks
+into edits (app.editing.FrameEditor).
+
+Mouse events are taken from the frame view's viewport by an event filter, before pyqtgraph sees them:
+pyqtgraph rate-limits scene mouse moves, and a fast brush stroke would lose positions. The stroke keeps
+every position it got, and `paint_stroke` interpolates between them, so a stroke has no gaps however
+fast it is drawn. In the navigate tool, events go through to pyqtgraph (pan, zoom).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.core.edits import paint_stroke
+from app.core.project import ProjectWriteError
+from app.editing import FrameEditor, Tool, brush_offsets, brush_radius
+
+TOOL_LABELS = {
+    Tool.NAVIGATE: ("Navigate", "Pan and zoom (no editing)"),
+    Tool.BRUSH: ("Brush", "Paint target pixels; one stroke = one undo step"),
+    Tool.ERASER: ("Eraser", "Erase target pixels"),
+    Tool.POLYGON: ("Polygon", "Click the vertices, double-click (or click the first vertex) to fill; Esc cancels"),
+    Tool.FLOOD_FILL: ("Fill", "Flood-fill the region under the click (fills a closed outline)"),
+    Tool.DELETE_COMPONENT: ("Delete", "Delete the connected component under the click (a false alarm)"),
+    Tool.ACCEPT_TARGET: ("Accept", "Accept the predicted target under the click into the committed mask"),
+    Tool.GROW_TARGET: ("Grow", "Grow a target from the bright region around the click (raw values)"),
+}
+CLICK_TOOLS = (Tool.FLOOD_FILL, Tool.DELETE_COMPONENT, Tool.ACCEPT_TARGET, Tool.GROW_TARGET)
+MAX_BRUSH = 41
+# diff colours: distinct from the prediction (red), committed (green), truth (cyan) and box (yellow) overlays
+ONLY_PREDICTED = (255, 0, 255)
+ONLY_COMMITTED = (30, 120, 255)
+IN_BOTH = (255, 255, 255)
+BRUSH_PREVIEW = (60, 220, 90, 200)
+ERASER_PREVIEW = (40, 40, 40, 220)
+
+
+def pixel_outline(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x, y of the outline of a set of (x, y) pixels as segment pairs (for `connect="pairs"`): the exact
+    pixel edges a brush stamp covers, so the cursor shows which pixels a click paints."""
+    cells = {(int(x), int(y)) for x, y in pixels}
+    xs, ys = [], []
+    for x, y in cells:
+        for (nx, ny), (ax, ay, bx, by) in (((x - 1, y), (x, y, x, y + 1)), ((x + 1, y), (x + 1, y, x + 1, y + 1)),
+                                           ((x, y - 1), (x, y, x + 1, y)), ((x, y + 1), (x, y + 1, x + 1, y + 1))):
+            if (nx, ny) not in cells:
+                xs += [ax, bx]
+                ys += [ay, by]
+    return np.array(xs, float), np.array(ys, float)
+
+
+def diff_rgba(only_predicted: np.ndarray, only_committed: np.ndarray, both: np.ndarray) -> np.ndarray:
+    rgba = np.zeros(only_predicted.shape + (4,), np.uint8)
+    for mask, color in ((only_predicted, ONLY_PREDICTED), (only_committed, ONLY_COMMITTED), (both, IN_BOTH)):
+        rgba[mask] = (*color, 255)
+    return rgba
+
+
+class EditPalette(QtWidgets.QToolBar):
+    """Tool buttons, brush size, the diff toggle, undo/redo and accept-all."""
+
+    toolChanged = QtCore.Signal(object)  # Tool
+    brushSizeChanged = QtCore.Signal(int)
+    diffToggled = QtCore.Signal(bool)
+    undoRequested = QtCore.Signal()
+    redoRequested = QtCore.Signal()
+    acceptAllRequested = QtCore.Signal()
+
+    def __init__(self, parent=None):
+        super().__init__("Edit", parent)
+        self.setObjectName("edit tools")
+        self.tool_actions: dict[Tool, QtGui.QAction] = {}
+        group = QtGui.QActionGroup(self)
+        for tool, (label, tip) in TOOL_LABELS.items():
+            action = self.addAction(label)
+            action.setCheckable(True)
+            action.setToolTip(tip)
+            action.setData(tool)
+            group.addAction(action)
+            self.tool_actions[tool] = action
+        self.tool_actions[Tool.NAVIGATE].setChecked(True)
+        group.triggered.connect(lambda action: self.toolChanged.emit(action.data()))
+        self.addSeparator()
+        self.brush_size = QtWidgets.QSpinBox()
+        self.brush_size.setRange(1, MAX_BRUSH)
+        self.brush_size.setValue(1)
+        self.brush_size.setSuffix(" px")
+        self.brush_size.setToolTip("Brush / eraser size across, in pixels ([ and ] change it)")
+        self.brush_size.valueChanged.connect(self.brushSizeChanged)
+        self.addWidget(QtWidgets.QLabel(" Size "))
+        self.addWidget(self.brush_size)
+        self.addSeparator()
+        self.accept_all = self.addAction("Accept all", self.acceptAllRequested.emit)
+        self.accept_all.setToolTip("Add every predicted target of this frame to the committed mask")
+        self.undo = self.addAction("Undo", self.undoRequested.emit)
+        self.redo = self.addAction("Redo", self.redoRequested.emit)
+        self.diff = self.addAction("Diff")
+        self.diff.setCheckable(True)
+        self.diff.setToolTip("Prediction vs committed mask: magenta only predicted, blue only committed, white both")
+        self.diff.toggled.connect(self.diffToggled)
+
+    @property
+    def tool(self) -> Tool:
+        return next(tool for tool, action in self.tool_actions.items() if action.isChecked())
+
+    def set_tool(self, tool: Tool) -> None:
+        self.tool_actions[tool].setChecked(True)
+        self.toolChanged.emit(tool)
+
+    def step_brush(self, delta: int) -> None:
+        self.brush_size.setValue(self.brush_size.value() + delta)
+
+    def set_history(self, can_undo: bool, can_redo: bool) -> None:
+        self.undo.setEnabled(can_undo)
+        self.redo.setEnabled(can_redo)
+
+
+class MaskEditing(QtCore.QObject):
+    """Drives the edit tools on the window's frame view; emits `edited(index)` after every saved change.
+
+    `window` gives the current session, frame index and raw frame (`session`, `index`, `frame`).
+    """
+
+    edited = QtCore.Signal(int)  # frame index whose committed mask (and status) changed
+    writeFailed = QtCore.Signal(str)
+
+    def __init__(self, window, palette: EditPalette):
+        super().__init__(window)
+        self.window = window
+        self.palette = palette
+        self.frame_view = window.frame_view
+        self.tool = Tool.NAVIGATE
+        self.brush_size = palette.brush_size.value()
+        self.stroke: list[tuple[float, float]] = []
+        self.stroke_preview: np.ndarray | None = None
+        self.polygon: list[tuple[float, float]] = []
+        self.diff_shown = False
+        self._last_pixel: tuple[int, int] | None = None  # under the mouse, for redrawing the brush outline
+        self._editor: FrameEditor | None = None
+        view = self.frame_view.view
+        self.preview = pg.ImageItem(axisOrder="row-major")
+        self.diff_item = pg.ImageItem(axisOrder="row-major")
+        self.cursor_outline = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255), width=1), connect="pairs")
+        self.polygon_line = pg.PlotCurveItem(pen=pg.mkPen((255, 200, 0), width=1.5))
+        for z, item in enumerate((self.diff_item, self.preview, self.polygon_line, self.cursor_outline), start=30):
+            item.setZValue(z)
+            item.hide()
+            view.addItem(item)
+        self.viewport = self.frame_view.graphics.viewport()
+        self.viewport.installEventFilter(self)
+        palette.toolChanged.connect(self.set_tool)
+        palette.brushSizeChanged.connect(self._set_brush_size)
+        palette.diffToggled.connect(self.show_diff)
+        palette.undoRequested.connect(self.undo)
+        palette.redoRequested.connect(self.redo)
+        palette.acceptAllRequested.connect(self.accept_all)
+
+    @property
+    def editor(self) -> FrameEditor | None:
+        """The session's editor (it holds masks whose save failed), None without a frame to edit."""
+        session = self.window.session
+        if session is None or self.window.frame is None:
+            return None
+        if self._editor is None or self._editor.session is not session:
+            self._editor = FrameEditor(session)
+        return self._editor
+
+    # --- tool state -----------------------------------------------------------------------------
+
+    def set_tool(self, tool: Tool) -> None:
+        self.tool = Tool(tool)
+        self._cancel_polygon()
+        self.cursor_outline.setVisible(self.tool in (Tool.BRUSH, Tool.ERASER))
+        shape = QtCore.Qt.ArrowCursor if self.tool is Tool.NAVIGATE else QtCore.Qt.CrossCursor
+        self.viewport.setCursor(shape)
+
+    def _set_brush_size(self, size: int) -> None:
+        self.brush_size = size
+        if self.cursor_outline.isVisible() and self._last_pixel is not None:
+            self._draw_cursor(*self._last_pixel)
+
+    # --- actions --------------------------------------------------------------------------------
+
+    def undo(self) -> None:
+        self._run(lambda editor, index: editor.undo(index))
+
+    def redo(self) -> None:
+        self._run(lambda editor, index: editor.redo(index))
+
+    def accept_all(self) -> None:
+        self._run(lambda editor, index: editor.accept_all(index))
+
+    def show_diff(self, on: bool) -> None:
+        self.diff_shown = on
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Redraw what depends on the frame's masks (the diff) and the undo/redo buttons."""
+        editor = self.editor
+        if editor is None:
+            self.diff_item.hide()
+            self.palette.set_history(False, False)
+            return
+        index = self.window.index
+        self.palette.set_history(editor.can_undo(index), editor.can_redo(index))
+        if index in editor.unsaved:
+            self.window.layers.committed = editor.unsaved[index]
+            self.frame_view.show_frame(self.window.frame, self.window.layers)
+        if self.diff_shown:
+            self.diff_item.setImage(diff_rgba(*editor.diff(index)), autoLevels=False)
+            self.diff_item.show()
+        else:
+            self.diff_item.hide()
+
+    def _run(self, edit) -> bool:
+        """Apply `edit(editor, index)` to the current frame; True when the mask changed and was saved."""
+        editor = self.editor
+        if editor is None:
+            return False
+        index = self.window.index
+        try:
+            changed = edit(editor, index)
+        except ProjectWriteError as e:
+            self.writeFailed.emit(str(e))
+            self.refresh()  # shows the unsaved mask
+            return False
+        if changed:
+            self.edited.emit(index)
+        return changed
+
+    # --- mouse ----------------------------------------------------------------------------------
+
+    def eventFilter(self, watched, event) -> bool:
+        kind = event.type()
+        if kind == QtCore.QEvent.KeyPress and event.key() == QtCore.Qt.Key_Escape:
+            self._cancel_polygon()
+            return False
+        if self.tool is Tool.NAVIGATE or self.editor is None or kind not in (
+                QtCore.QEvent.MouseButtonPress, QtCore.QEvent.MouseMove, QtCore.QEvent.MouseButtonRelease,
+                QtCore.QEvent.MouseButtonDblClick):
+            return False
+        x, y = self._image_point(event.position())
+        if kind == QtCore.QEvent.MouseMove:
+            self._draw_cursor(int(np.floor(x)), int(np.floor(y)))
+            if self.stroke and event.buttons() & QtCore.Qt.LeftButton:
+                self._extend_stroke(x, y)
+            return bool(self.stroke)
+        if event.button() == QtCore.Qt.RightButton:
+            self._cancel_polygon()
+            return False  # pyqtgraph's right-drag zoom still works
+        if event.button() != QtCore.Qt.LeftButton:
+            return False
+        if kind == QtCore.QEvent.MouseButtonPress:
+            self._press(x, y)
+        elif kind == QtCore.QEvent.MouseButtonDblClick and self.tool is Tool.POLYGON:
+            self._add_vertex(x, y)
+            self._finish_polygon()
+        elif kind == QtCore.QEvent.MouseButtonRelease and self.stroke:
+            self._finish_stroke()
+        return True
+
+    def _image_point(self, position: QtCore.QPointF) -> tuple[float, float]:
+        scene = self.frame_view.graphics.mapToScene(position.toPoint())
+        point = self.frame_view.view.mapSceneToView(scene)
+        return point.x(), point.y()
+
+    def _press(self, x: float, y: float) -> None:
+        frame = self.window.frame
+        if self.tool in (Tool.BRUSH, Tool.ERASER):
+            self.stroke = [(x, y)]
+            self.stroke_preview = np.zeros(frame.shape, bool)
+            self._extend_stroke(x, y)
+        elif self.tool is Tool.POLYGON:
+            if len(self.polygon) >= 3 and _same_pixel(self.polygon[0], (x, y)):
+                self._finish_polygon()
+            else:
+                self._add_vertex(x, y)
+        elif self.tool is Tool.FLOOD_FILL:
+            self._run(lambda editor, i: editor.flood_fill(i, x, y))
+        elif self.tool is Tool.DELETE_COMPONENT:
+            self._run(lambda editor, i: editor.delete_component(i, x, y))
+        elif self.tool is Tool.ACCEPT_TARGET:
+            self._run(lambda editor, i: editor.accept_target(i, x, y))
+        elif self.tool is Tool.GROW_TARGET:
+            if not self._run(lambda editor, i: editor.grow_target(i, frame, x, y)):
+                self.window.statusBar().showMessage("Grow target: no region stands out from its surroundings here.", 5000)
+
+    def _extend_stroke(self, x: float, y: float) -> None:
+        segment = [self.stroke[-1], (x, y)]
+        if (x, y) != self.stroke[-1]:
+            self.stroke.append((x, y))
+        self.stroke_preview = paint_stroke(self.stroke_preview, segment, brush_radius(self.brush_size), True)
+        color = ERASER_PREVIEW if self.tool is Tool.ERASER else BRUSH_PREVIEW
+        lut = np.array([[0, 0, 0, 0], color], np.uint8)
+        self.preview.setImage(self.stroke_preview.view(np.uint8), levels=(0, 1), lut=lut, autoLevels=False)
+        self.preview.show()
+
+    def _finish_stroke(self) -> None:
+        points, erase = self.stroke, self.tool is Tool.ERASER
+        self.stroke, self.stroke_preview = [], None
+        self.preview.hide()
+        self._run(lambda editor, i: editor.paint(i, points, self.brush_size, erase))
+
+    def _finish_polygon(self) -> None:
+        vertices = self.polygon
+        self._cancel_polygon()
+        if len(vertices) >= 3:
+            self._run(lambda editor, i: editor.fill_polygon(i, vertices))
+
+    def _add_vertex(self, x: float, y: float) -> None:
+        if not self.polygon or not _same_pixel(self.polygon[-1], (x, y)):  # a double-click may press first
+            self.polygon.append((x, y))
+            self._draw_polygon()
+
+    def _cancel_polygon(self) -> None:
+        self.polygon = []
+        self.polygon_line.hide()
+
+    def _draw_polygon(self) -> None:
+        centres = [(np.floor(x) + 0.5, np.floor(y) + 0.5) for x, y in self.polygon]
+        xs, ys = zip(*centres)
+        self.polygon_line.setData(np.array(xs), np.array(ys))
+        self.polygon_line.show()
+
+    def _draw_cursor(self, x: int, y: int) -> None:
+        self._last_pixel = (x, y)
+        if self.tool not in (Tool.BRUSH, Tool.ERASER):
+            return
+        xs, ys = pixel_outline(brush_offsets(self.brush_size) + (x, y))
+        self.cursor_outline.setData(xs, ys)
+        self.cursor_outline.show()
+
+
+def _same_pixel(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return int(np.floor(a[0])) == int(np.floor(b[0])) and int(np.floor(a[1])) == int(np.floor(b[1]))

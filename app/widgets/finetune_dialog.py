@@ -1,0 +1,188 @@
+"""Tools > Fine-tune on corrections...: export the reviewed frames, train in a separate process
+(app.core.finetune.FineTuneJob), plot loss and validation IoU live, compare old and new weights.
+
+The training process is polled by a QTimer (metrics.jsonl, one record per epoch); the comparison runs in a
+worker thread. Closing the dialog while training cancels the process (it can be resumed from its folder).
+"""
+from __future__ import annotations
+
+import math
+import shlex
+from datetime import datetime
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from app.core.export import ExportError, export_project
+from app.core.finetune import FineTuneJob, compare_weights
+from app.widgets.workers import CallWorker, WorkerRunner
+
+POLL_MS = 500
+CONFIG_CHOICES = {"as the base weights": None, "tiny": "tiny", "paper": "paper", "official": "official"}
+COMPARED = (("iou", "IoU"), ("niou", "nIoU"), ("pd", "Pd"), ("fa", "Fa"))
+
+
+def default_run_folder(project_folder: Path) -> Path:
+    return project_folder / "finetune" / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+class FineTuneDialog(QtWidgets.QDialog):
+    useWeightsRequested = QtCore.Signal(str)  # path of the new checkpoint
+
+    def __init__(self, session, base_weights: str | None, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.job: FineTuneJob | None = None
+        self.compare_runner = WorkerRunner(self)
+        self.setWindowTitle("Fine-tune on corrections")
+        self.folder = QtWidgets.QLineEdit(str(default_run_folder(session.project.folder)))
+        self.folder.setToolTip("data/ (the exported frames) and run/ (checkpoints, metrics, train.log) go here")
+        self.weights = QtWidgets.QLineEdit(base_weights or "")
+        self.weights.setPlaceholderText("none: train from MobileSAM / scratch")
+        self.epochs = QtWidgets.QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(20)
+        self.config = QtWidgets.QComboBox()
+        self.config.addItems(CONFIG_CHOICES)
+        self.device = QtWidgets.QComboBox()
+        self.device.addItems(["auto", "cuda", "cpu"])
+        self.extra = QtWidgets.QLineEdit()
+        self.extra.setPlaceholderText("more irsam train options, e.g. --crop 256 --batch-size 4")
+        form = QtWidgets.QFormLayout()
+        form.addRow("Folder", self.folder)
+        form.addRow("Base weights", self.weights)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Model config", self.config)
+        form.addRow("Device", self.device)
+        form.addRow("Options", self.extra)
+
+        self.plot = pg.PlotWidget(background=(20, 20, 24))
+        self.plot.setLabel("bottom", "epoch")
+        self.plot.addLegend(offset=(-10, 10))
+        self.plot.showGrid(x=True, y=True, alpha=0.3)
+        self.loss_curve = self.plot.plot(pen=pg.mkPen((255, 150, 50), width=2), symbol="o", symbolSize=5,
+                                         name="train loss")
+        self.iou_curve = self.plot.plot(pen=pg.mkPen((80, 200, 255), width=2), symbol="s", symbolSize=5,
+                                        name="val IoU")
+        self.progress = QtWidgets.QProgressBar()
+        self.status = QtWidgets.QLabel("Exports the accepted / corrected / negative frames, then trains on them.")
+        self.status.setWordWrap(True)
+        self.comparison = QtWidgets.QTableWidget(2, len(COMPARED))
+        self.comparison.setVerticalHeaderLabels(["old weights", "new weights"])
+        self.comparison.setHorizontalHeaderLabels([label for _, label in COMPARED])
+        self.comparison.setMaximumHeight(90)
+        self.comparison.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+
+        self.start_button = QtWidgets.QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QtWidgets.QPushButton("Cancel training")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.use_button = QtWidgets.QPushButton("Use new weights and re-detect unreviewed frames")
+        self.use_button.setEnabled(False)
+        self.use_button.clicked.connect(self._use_weights)
+        buttons = QtWidgets.QHBoxLayout()
+        for b in (self.start_button, self.cancel_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.use_button)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.comparison)
+        layout.addLayout(buttons)
+        self.resize(640, 620)
+
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self._poll)
+
+    def start(self) -> bool:
+        folder = Path(self.folder.text().strip()).expanduser()
+        try:
+            report = export_project(self.session.project, folder / "data", "sirst", split="train",
+                                    sequence_name=self.session.name, source=self.session.source,
+                                    normalization=self.session.normalization)
+        except (ExportError, OSError) as e:
+            self.status.setText(f"Export failed: {e}")
+            return False
+        if not report.exported:
+            self.status.setText("No reviewed frames to train on: accept or correct some frames first.")
+            return False
+        weights = self.weights.text().strip() or None
+        self.job = FineTuneJob(folder / "data", folder / "run", init_weights=weights, epochs=self.epochs.value(),
+                               config=CONFIG_CHOICES[self.config.currentText()], device=self.device.currentText(),
+                               extra_args=shlex.split(self.extra.text()))
+        try:
+            self.job.start()
+        except (OSError, ValueError, RuntimeError) as e:
+            self.status.setText(f"Could not start training: {e}")
+            self.job = None
+            return False
+        self.status.setText(f"Training on {len(self.job.holdout.train)} frames, validating on "
+                            f"{len(self.job.holdout.val)} (held out by {self.job.holdout.by}); log: {self.job.log_path}")
+        self.progress.setValue(0)
+        self.start_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.timer.start()
+        return True
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.status.setText(f"Cancelled. Starting again with the folder {self.job.out_dir.parent} resumes it.")
+        self._stopped()
+
+    def _stopped(self) -> None:
+        self.timer.stop()
+        self.cancel_button.setEnabled(False)
+        self.start_button.setEnabled(True)
+
+    def _poll(self) -> None:
+        job = self.job
+        if job.poll():
+            epochs = [r["epoch"] for r in job.records]
+            self.loss_curve.setData(epochs, [r.get("loss", math.nan) for r in job.records])
+            self.iou_curve.setData(epochs, [r.get("val_iou", math.nan) for r in job.records])
+            self.progress.setValue(round(100 * job.progress()))
+        code = job.returncode
+        if code is None:
+            return
+        self._stopped()
+        if code != 0:
+            self.status.setText(f"Training failed (exit {code}):\n{job.log_tail(8)}")
+            return
+        self.progress.setValue(100)
+        if job.init_weights and job.best_path.exists():
+            self.status.setText("Training done. Comparing old and new weights on the held-out frames...")
+            worker = CallWorker(lambda: compare_weights(job.init_weights, job.best_path, job.validation_samples()))
+            worker.finished.connect(self._compared)
+            self.compare_runner.start(worker)
+        else:
+            self.status.setText(f"Training done: {job.best_path}")
+            self.use_button.setEnabled(job.best_path.exists())
+
+    def _compared(self, result, error) -> None:
+        self.compare_runner.release_if_done(self.sender())
+        if error:
+            self.status.setText(f"Training done; the comparison failed: {error}")
+        else:
+            for row, name in enumerate(("old", "new")):
+                for column, (key, _) in enumerate(COMPARED):
+                    value = result[name].get(key, math.nan)
+                    self.comparison.setItem(row, column, QtWidgets.QTableWidgetItem(
+                        "-" if value is None or math.isnan(value) else f"{value:.4g}"))
+            self.status.setText(f"Training done: {self.job.best_path}")
+        self.use_button.setEnabled(True)
+
+    def _use_weights(self) -> None:
+        self.useWeightsRequested.emit(str(self.job.best_path))
+        self.accept()
+
+    def done(self, result: int) -> None:
+        self.cancel()
+        self.compare_runner.stop()
+        super().done(result)

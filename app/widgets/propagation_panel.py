@@ -1,0 +1,108 @@
+"""Propagation of the current frame's target into the next (or previous) frames, run in a worker thread.
+
+The search (`app.core.propagation.propagate`) only reads; the result is written on the GUI thread with
+`apply_propagation`, one undoable edit per frame. Reviewed frames are never overwritten: propagation
+stops in front of them and says so.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from app.core.propagation import MODES, PropagationResult, propagate
+from app.core.targets import label_components
+from app.widgets.workers import CallWorker, WorkerRunner
+
+
+def target_to_carry(working: np.ndarray, selected_box: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The mask to carry: the components inside the selected target's box, else the whole working mask."""
+    if selected_box is None:
+        return working
+    x0, y0, x1, y1 = selected_box
+    _, labels = label_components(working)
+    ids = np.unique(labels[y0 : y1 + 1, x0 : x1 + 1])
+    picked = np.isin(labels, ids[ids > 0])
+    return picked if picked.any() else working
+
+
+class PropagationPanel(QtWidgets.QWidget):
+    propagateRequested = QtCore.Signal(int)  # direction: +1 forward, -1 backward
+    goToStopRequested = QtCore.Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.backward = QtWidgets.QPushButton("\u25c0 Backward")
+        self.forward = QtWidgets.QPushButton("Forward \u25b6")
+        self.backward.setToolTip("Carry this frame's committed target into the previous frames (Ctrl+Left)")
+        self.forward.setToolTip("Carry this frame's committed target into the next frames (Ctrl+Right)")
+        self.backward.clicked.connect(lambda: self.propagateRequested.emit(-1))
+        self.forward.clicked.connect(lambda: self.propagateRequested.emit(1))
+        self.mode = QtWidgets.QComboBox()
+        self.mode.addItems(MODES)
+        self.mode.setToolTip("track: re-detect the target in each frame; copy: shift the mask by the motion")
+        self.max_frames = QtWidgets.QSpinBox()
+        self.max_frames.setRange(1, 10000)
+        self.max_frames.setValue(50)
+        self.result = QtWidgets.QLabel("Select a target (or none: the whole committed mask) and propagate.")
+        self.result.setWordWrap(True)
+        self.go_to_stop = QtWidgets.QPushButton("Go to the stop")
+        self.go_to_stop.setEnabled(False)
+        self.go_to_stop.clicked.connect(lambda: self.goToStopRequested.emit(self.stop_index))
+        self.stop_index = -1
+
+        buttons = QtWidgets.QHBoxLayout()
+        buttons.addWidget(self.backward)
+        buttons.addWidget(self.forward)
+        form = QtWidgets.QFormLayout()
+        form.addRow("Mode", self.mode)
+        form.addRow("At most", self.max_frames)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(buttons)
+        layout.addLayout(form)
+        layout.addWidget(self.result)
+        layout.addWidget(self.go_to_stop)
+        layout.addStretch(1)
+
+    def set_running(self, running: bool) -> None:
+        self.forward.setEnabled(not running)
+        self.backward.setEnabled(not running)
+        if running:
+            self.result.setText("Propagating...")
+            self.go_to_stop.setEnabled(False)
+
+    def show_result(self, text: str, stop_index: int | None) -> None:
+        self.result.setText(text)
+        self.stop_index = -1 if stop_index is None else stop_index
+        self.go_to_stop.setEnabled(stop_index is not None)
+
+
+class Propagation(QtCore.QObject):
+    """Runs `propagate` for the window's current frame in a worker; `finished(result, error)` on the GUI thread."""
+
+    finished = QtCore.Signal(object, object)  # PropagationResult or None, error message or None
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.runner = WorkerRunner(self)
+
+    @property
+    def busy(self) -> bool:
+        return self.runner.busy
+
+    def start(self, session, index: int, target_mask: np.ndarray, direction: int, mode: str, max_frames: int) -> None:
+        project, stem = session.project, session.stem(index)
+        worker = CallWorker(lambda: propagate(project, session.source, session.normalization, stem, direction,
+                                              target_mask=target_mask, max_frames=max_frames, mode=mode))
+        worker.finished.connect(self._done)
+        self.runner.start(worker)
+
+    def stop(self) -> None:
+        self.runner.stop()
+
+    def _done(self, result: PropagationResult | None, error) -> None:
+        worker = self.sender()
+        if worker is not self.runner.worker:
+            return
+        self.runner.release_if_done(worker)
+        self.finished.emit(result, error)

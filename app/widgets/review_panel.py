@@ -1,0 +1,207 @@
+"""The review dock: status buttons, status counts, and the frame queue (filter + sort) as one table view
+over `review_queue` summaries (a QAbstractTableModel: no widget per frame, fine for 10k+ frames)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.core.review_queue import FrameSummary, filter_frames, sort_frames
+from app.core.project import ReviewStatus
+from app.widgets.timeline import STATUS_COLORS
+
+COLUMNS = ("frame", "stem", "status", "detections", "peak score", "change")
+SORT_CHOICES = {"frame": "index", "status": "status", "detections": "detections", "peak score": "peak_score",
+                "change from previous": "change"}
+STATUS_KEYS = {ReviewStatus.ACCEPTED: "accept", ReviewStatus.CORRECTED: "corrected", ReviewStatus.REJECTED: "rejected",
+               ReviewStatus.NEGATIVE: "negative", ReviewStatus.UNREVIEWED: "unreviewed"}
+_STATUS_QCOLORS = {status: QtGui.QColor(*STATUS_COLORS[k]) for k, status in enumerate(ReviewStatus)}
+
+
+class FrameQueueModel(QtCore.QAbstractTableModel):
+    """Rows: the summaries passing the filter, in the chosen order. `marked` frames (where propagation
+    stopped) get a marker in the status column."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.summaries: list[FrameSummary] = []  # every frame, in frame order
+        self.rows: list[FrameSummary] = []
+        self.filters: dict = {}
+        self.sort_key, self.descending = "index", False
+        self.marked: dict[int, str] = {}  # frame index -> why (tooltip)
+
+    def set_summaries(self, summaries: list[FrameSummary]) -> None:
+        self.summaries = list(summaries)
+        self._rebuild()
+
+    def set_status(self, index: int, status: ReviewStatus) -> None:
+        if 0 <= index < len(self.summaries) and self.summaries[index].status is not status:
+            self.summaries[index] = dataclasses.replace(self.summaries[index], status=status)
+            self._rebuild()
+
+    def set_query(self, filters: dict, sort_key: str, descending: bool) -> None:
+        self.filters, self.sort_key, self.descending = filters, sort_key, descending
+        self._rebuild()
+
+    def set_marked(self, marked: dict[int, str]) -> None:
+        self.marked = dict(marked)
+        if self.rows:
+            self.dataChanged.emit(self.index(0, 2), self.index(len(self.rows) - 1, 2))
+
+    def row_of(self, frame_index: int) -> int | None:
+        return next((r for r, s in enumerate(self.rows) if s.index == frame_index), None)
+
+    def _rebuild(self) -> None:
+        self.beginResetModel()
+        self.rows = sort_frames(filter_frames(self.summaries, **self.filters), self.sort_key, self.descending)
+        self.endResetModel()
+
+    def rowCount(self, parent=QtCore.QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QtCore.QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=QtCore.Qt.DisplayRole):
+        if orientation == QtCore.Qt.Horizontal and role == QtCore.Qt.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index, role=QtCore.Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        s, column = self.rows[index.row()], index.column()
+        if role == QtCore.Qt.DisplayRole:
+            marker = " \u25c6 stop" if column == 2 and s.index in self.marked else ""
+            return (str(s.index + 1), s.stem, s.status.value + marker, str(s.n_detections),
+                    "-" if math.isnan(s.peak_score) else f"{s.peak_score:.2f}", str(s.change_from_previous))[column]
+        if role == QtCore.Qt.DecorationRole and column == 2:
+            return _STATUS_QCOLORS[s.status]
+        if role == QtCore.Qt.ToolTipRole and column == 2 and s.index in self.marked:
+            return self.marked[s.index]
+        if role == QtCore.Qt.TextAlignmentRole and column in (0, 3, 4, 5):
+            return int(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
+        return None
+
+
+class ReviewPanel(QtWidgets.QWidget):
+    statusRequested = QtCore.Signal(object)  # ReviewStatus
+    acceptAndNextRequested = QtCore.Signal()
+    nextUnreviewedRequested = QtCore.Signal()
+    frameChosen = QtCore.Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.status_buttons: dict[ReviewStatus, QtWidgets.QPushButton] = {}
+        buttons = QtWidgets.QGridLayout()
+        for k, status in enumerate((ReviewStatus.ACCEPTED, ReviewStatus.CORRECTED, ReviewStatus.REJECTED,
+                                    ReviewStatus.NEGATIVE, ReviewStatus.UNREVIEWED)):
+            button = QtWidgets.QPushButton(STATUS_KEYS[status].capitalize())
+            button.setCheckable(True)
+            button.setToolTip(f"Mark this frame {status.value}")
+            button.clicked.connect(lambda _=False, s=status: self.statusRequested.emit(s))
+            r, g, b = STATUS_COLORS[list(ReviewStatus).index(status)]
+            button.setStyleSheet(f"QPushButton:checked {{ background-color: rgb({r},{g},{b}); color: white; }}")
+            buttons.addWidget(button, 0, k)
+            self.status_buttons[status] = button
+        self.accept_next = QtWidgets.QPushButton("Accept + next")
+        self.accept_next.setToolTip("Mark accepted and go to the next unreviewed frame")
+        self.accept_next.clicked.connect(self.acceptAndNextRequested)
+        self.next_unreviewed = QtWidgets.QPushButton("Next unreviewed")
+        self.next_unreviewed.clicked.connect(self.nextUnreviewedRequested)
+        buttons.addWidget(self.accept_next, 1, 0, 1, 3)
+        buttons.addWidget(self.next_unreviewed, 1, 3, 1, 2)
+        self.counts = QtWidgets.QLabel()
+        self.counts.setWordWrap(True)
+
+        self.status_filter = QtWidgets.QComboBox()
+        self.status_filter.addItem("all statuses", None)
+        for status in ReviewStatus:
+            self.status_filter.addItem(status.value, status)
+        self.min_detections = QtWidgets.QSpinBox()
+        self.min_detections.setRange(0, 9999)
+        self.min_detections.setToolTip("At least this many detections")
+        self.min_peak = QtWidgets.QDoubleSpinBox()
+        self.min_peak.setRange(-1000, 1000)
+        self.min_peak.setSpecialValueText("any")
+        self.min_peak.setValue(-1000)
+        self.min_peak.setToolTip("Peak score (max logit) at least this")
+        self.min_change = QtWidgets.QSpinBox()
+        self.min_change.setRange(0, 9999)
+        self.min_change.setToolTip("Targets appeared + disappeared since the previous frame, at least this")
+        self.sort_combo = QtWidgets.QComboBox()
+        self.sort_combo.addItems(SORT_CHOICES)
+        self.descending = QtWidgets.QCheckBox("descending")
+        for w in (self.status_filter, self.sort_combo):
+            w.currentIndexChanged.connect(self._query_changed)
+        for w in (self.min_detections, self.min_peak, self.min_change):
+            w.valueChanged.connect(self._query_changed)
+        self.descending.toggled.connect(self._query_changed)
+        query = QtWidgets.QFormLayout()
+        query.addRow("Status", self.status_filter)
+        row = QtWidgets.QHBoxLayout()
+        for label, w in (("detections \u2265", self.min_detections), ("peak \u2265", self.min_peak),
+                         ("change \u2265", self.min_change)):
+            row.addWidget(QtWidgets.QLabel(label))
+            row.addWidget(w)
+        query.addRow(row)
+        sort_row = QtWidgets.QHBoxLayout()
+        sort_row.addWidget(self.sort_combo, 1)
+        sort_row.addWidget(self.descending)
+        query.addRow("Sort by", sort_row)
+
+        self.model = FrameQueueModel(self)
+        self.table = QtWidgets.QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setFocusPolicy(QtCore.Qt.ClickFocus)  # keys belong to the window's shortcuts
+        self.table.clicked.connect(lambda index: self.frameChosen.emit(self.model.rows[index.row()].index))
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(buttons)
+        layout.addWidget(self.counts)
+        layout.addLayout(query)
+        layout.addWidget(self.table, 1)
+
+    def set_summaries(self, summaries: list[FrameSummary]) -> None:
+        self.model.set_summaries(summaries)
+        self._update_counts()
+
+    def set_frame_status(self, index: int, status: ReviewStatus) -> None:
+        self.model.set_status(index, status)
+        self._update_counts()
+
+    def show_current(self, index: int, status: ReviewStatus) -> None:
+        for s, button in self.status_buttons.items():
+            button.setChecked(s is status)
+        row = self.model.row_of(index)
+        if row is not None:
+            self.table.selectRow(row)
+            self.table.scrollTo(self.model.index(row, 0))
+        else:
+            self.table.clearSelection()
+
+    def _update_counts(self) -> None:
+        counts = {status: 0 for status in ReviewStatus}
+        for s in self.model.summaries:
+            counts[s.status] += 1
+        self.counts.setText("  ".join(f"{status.value} {n}" for status, n in counts.items())
+                            + f"   (showing {len(self.model.rows)})")
+
+    def _query_changed(self) -> None:
+        status = self.status_filter.currentData()
+        filters = {
+            "statuses": None if status is None else [status],
+            "min_detections": self.min_detections.value() or None,
+            "min_peak_score": None if self.min_peak.value() == self.min_peak.minimum() else self.min_peak.value(),
+            "min_change": self.min_change.value() or None,
+        }
+        self.model.set_query(filters, SORT_CHOICES[self.sort_combo.currentText()], self.descending.isChecked())
+        self._update_counts()

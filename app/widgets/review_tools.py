@@ -1,0 +1,287 @@
+"""The review tools of the main window (part 2): mask editing, the review queue, propagation, shortcuts,
+export and fine-tuning, wired to the window in one place so the window itself stays thin.
+
+The window calls `frame_shown(index)` after showing a frame, `project_loaded()` when the project has been
+read, `refresh_queue()` after a detection run, and `stop()` before closing its session.
+"""
+from __future__ import annotations
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.core.project import ProjectWriteError, ReviewStatus
+from app.core.propagation import PropagationResult, apply_propagation
+from app.core.review_queue import summarize
+from app.editing import Tool
+from app.widgets.edit_tools import EditPalette, MaskEditing
+from app.widgets.export_dialog import ExportDialog
+from app.widgets.finetune_dialog import FineTuneDialog
+from app.widgets.propagation_panel import Propagation, PropagationPanel, target_to_carry
+from app.widgets.review_panel import ReviewPanel
+from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
+from app.widgets.workers import DetectorChoice
+
+MAX_DAMAGED_LISTED = 20
+
+
+class ReviewTools(QtCore.QObject):
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.palette = EditPalette(window)
+        window.addToolBar(QtCore.Qt.LeftToolBarArea, self.palette)
+        self.editing = MaskEditing(window, self.palette)
+        self.review_panel = ReviewPanel()
+        self.propagation_panel = PropagationPanel()
+        self.propagation = Propagation(self)
+        self.review_dock = self._dock("Review", self.review_panel)
+        self.propagation_dock = self._dock("Propagation", self.propagation_panel)
+        window.tabifyDockWidget(window.targets_dock, self.review_dock)
+        window.tabifyDockWidget(window.overlays_dock, self.propagation_dock)
+        self.review_dock.raise_()
+        self.finetune_dialog: FineTuneDialog | None = None
+
+        self.shortcuts = ShortcutActions(window, self._shortcut_handlers())
+        self._build_menus()
+        self.editing.edited.connect(self._frame_edited)
+        self.editing.writeFailed.connect(self.show_write_error)
+        self.review_panel.statusRequested.connect(self.set_status)
+        self.review_panel.acceptAndNextRequested.connect(self.accept_and_next)
+        self.review_panel.nextUnreviewedRequested.connect(lambda: self.next_unreviewed(1))
+        self.review_panel.frameChosen.connect(window.timeline.go_to)
+        self.propagation_panel.propagateRequested.connect(self.propagate)
+        self.propagation_panel.goToStopRequested.connect(window.timeline.go_to)
+        self.propagation.finished.connect(self._propagated)
+
+    def _dock(self, title: str, widget: QtWidgets.QWidget) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self.window)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        self.window.addDockWidget(QtCore.Qt.RightDockWidgetArea, dock)
+        return dock
+
+    def _build_menus(self) -> None:
+        menus = {action.text(): action.menu() for action in self.window.menuBar().actions()}
+        file_menu = menus["&File"]
+        quit_action = file_menu.actions()[-1]
+        export = QtGui.QAction("&Export labels...", file_menu)
+        export.triggered.connect(self.export_dialog)
+        file_menu.insertAction(quit_action, export)
+        file_menu.insertSeparator(quit_action)
+        review_menu = menus["&Review"]
+        review_menu.addSeparator()
+        for name in ("accept_and_next", "next_unreviewed", "previous_unreviewed", "mark_corrected",
+                     "mark_rejected", "mark_negative", "undo", "redo", "accept_all_predicted",
+                     "propagate_forward", "propagate_backward"):
+            review_menu.addAction(self.shortcuts.actions[name])
+        tools_menu = self.window.menuBar().addMenu("&Tools")
+        tools_menu.addAction("&Fine-tune on corrections...", self.finetune_dialog_open)
+        tools_menu.addAction("&Keyboard shortcuts...", self.edit_shortcuts)
+        view_menu = menus["&View"]
+        view_menu.addAction(self.review_dock.toggleViewAction())
+        view_menu.addAction(self.propagation_dock.toggleViewAction())
+        view_menu.addAction(self.palette.toggleViewAction())
+
+    def _shortcut_handlers(self) -> dict:
+        timeline, palette, toggles = self.window.timeline, self.palette, self.window.overlay_panel.toggles
+        handlers = {
+            "next_frame": lambda: timeline.step(1),
+            "previous_frame": lambda: timeline.step(-1),
+            "first_frame": lambda: timeline.go_to(0),
+            "last_frame": lambda: timeline.go_to(timeline.count - 1),
+            "accept_and_next": self.accept_and_next,
+            "next_unreviewed": lambda: self.next_unreviewed(1),
+            "previous_unreviewed": lambda: self.next_unreviewed(-1),
+            "mark_negative": lambda: self.set_status(ReviewStatus.NEGATIVE),
+            "mark_rejected": lambda: self.set_status(ReviewStatus.REJECTED),
+            "mark_corrected": lambda: self.set_status(ReviewStatus.CORRECTED),
+            "undo": self.editing.undo,
+            "redo": self.editing.redo,
+            "brush_smaller": lambda: palette.step_brush(-1),
+            "brush_larger": lambda: palette.step_brush(1),
+            "accept_all_predicted": self.editing.accept_all,
+            "propagate_forward": lambda: self.propagate(1),
+            "propagate_backward": lambda: self.propagate(-1),
+            "toggle_prediction_overlay": toggles["prediction"].toggle,
+            "toggle_committed_overlay": toggles["committed"].toggle,
+            "toggle_edge_overlay": toggles["edges"].toggle,
+            "toggle_target_boxes": toggles["boxes"].toggle,
+        }
+        for tool in (Tool.BRUSH, Tool.ERASER, Tool.POLYGON, Tool.FLOOD_FILL, Tool.DELETE_COMPONENT, Tool.GROW_TARGET):
+            handlers[f"tool_{tool.value}"] = lambda t=tool: palette.set_tool(t)
+        return handlers
+
+    # --- called by the window -------------------------------------------------------------------
+
+    def frame_shown(self, index: int) -> None:
+        session = self.window.session
+        self.review_panel.set_frame_status(index, session.status(index))
+        self.review_panel.show_current(index, session.status(index))
+        self.editing.refresh()
+
+    def project_loaded(self) -> None:
+        self.refresh_queue()
+        project = self.window.session.project
+        if project is not None and project.damaged:
+            self._show_damaged(project.damaged)
+
+    def refresh_queue(self) -> None:
+        """Re-read the frame summaries (after opening, or a detection run)."""
+        session = self.window.session
+        project = session.project if session else None
+        self.review_panel.set_summaries(summarize(project) if project else [])
+        if session is not None:
+            self.review_panel.show_current(self.window.index, session.status(self.window.index))
+
+    def stop(self) -> None:
+        self.propagation.stop()
+
+    # --- review status --------------------------------------------------------------------------
+
+    def set_status(self, status: ReviewStatus) -> bool:
+        session, index = self.window.session, self.window.index
+        if session is None:
+            return False
+        try:
+            project = session.ensure_project()
+            stem = session.stem(index)
+            if status is ReviewStatus.CORRECTED and not project.has_committed_mask(stem):
+                project.commit_mask(stem, project.working_mask(stem))  # corrected exports the committed mask
+            session.set_status(index, status)
+        except ProjectWriteError as e:
+            self.show_write_error(str(e))
+            return False
+        self.window._refresh_strip()
+        self.review_panel.set_frame_status(index, status)
+        self.window.show_frame(index)
+        return True
+
+    def accept_and_next(self) -> None:
+        if not self.set_status(ReviewStatus.ACCEPTED):
+            return
+        following = self.window.session.project.next_unreviewed(self.window.index, wrap=True)
+        if following is None:
+            self.window.statusBar().showMessage("Every frame is reviewed.", 8000)
+        else:
+            self.window.timeline.go_to(following)
+
+    def next_unreviewed(self, step: int) -> None:
+        session = self.window.session
+        if session is None:
+            return
+        n, here = len(session), self.window.index
+        for k in range(1, n):
+            i = (here + step * k) % n
+            if session.status(i) is ReviewStatus.UNREVIEWED:
+                self.window.timeline.go_to(i)
+                return
+        self.window.statusBar().showMessage("No unreviewed frame left.", 8000)
+
+    def _frame_edited(self, index: int) -> None:
+        self.window._refresh_strip()
+        self.review_panel.set_frame_status(index, self.window.session.status(index))
+        if index == self.window.index:
+            self.window.show_frame(index)
+
+    # --- propagation ----------------------------------------------------------------------------
+
+    def propagate(self, direction: int) -> None:
+        window, session = self.window, self.window.session
+        if session is None or window.frame is None or self.propagation.busy:
+            return
+        editor = self.editing.editor
+        selected = window.selected
+        box = None if selected is None else (selected.x0, selected.y0, selected.x1, selected.y1)
+        target = target_to_carry(editor.working_mask(window.index), box)
+        if not target.any():
+            self.propagation_panel.show_result("This frame has no target to carry: draw or accept one first.", None)
+            return
+        session.ensure_project()
+        self.propagation_panel.set_running(True)
+        self.propagation.start(session, window.index, target, direction, self.propagation_panel.mode.currentText(),
+                               self.propagation_panel.max_frames.value())
+
+    def _propagated(self, result: PropagationResult | None, error) -> None:
+        panel, session = self.propagation_panel, self.window.session
+        panel.set_running(False)
+        if error:
+            panel.show_result(f"Propagation failed: {error}", None)
+            return
+        try:
+            changed = apply_propagation(session.project, result)
+        except ProjectWriteError as e:
+            self.show_write_error(str(e))
+            return
+        for stem in result.stems:
+            session._forget_files(session.project.index(stem))
+        stop = None if result.stopped_at is None else session.project.index(result.stopped_at)
+        where = "end of sequence" if stop is None else f"frame {stop + 1}"
+        text = (f"Carried to {len(result.frames)} frames ({len(changed)} masks changed); "
+                f"stopped at {where}: {result.reason}")
+        panel.show_result(text, stop)
+        self.review_panel.model.set_marked({} if stop is None else {stop: result.reason})
+        self.window.statusBar().showMessage(text, 15000)
+        self.window.show_frame(self.window.index)
+
+    # --- errors ---------------------------------------------------------------------------------
+
+    def show_write_error(self, message: str) -> None:
+        text = f"Not saved: {message}. Your last change is kept in memory; the files on disk are unchanged."
+        self.window.statusBar().showMessage(text)
+        QtWidgets.QMessageBox.warning(self.window, "Could not save", text)
+
+    def _show_damaged(self, damaged) -> None:
+        lines = [f"{path.parent.name}/{path.name}: {reason}" for path, reason in damaged[:MAX_DAMAGED_LISTED]]
+        if len(damaged) > MAX_DAMAGED_LISTED:
+            lines.append(f"... and {len(damaged) - MAX_DAMAGED_LISTED} more")
+        QtWidgets.QMessageBox.warning(
+            self.window, "Damaged project files",
+            "These files of the project could not be read; the frames open with what is left "
+            "(their predictions, or an empty mask):\n\n" + "\n".join(lines))
+
+    # --- dialogs --------------------------------------------------------------------------------
+
+    def export_dialog(self) -> ExportDialog | None:
+        session = self.window.session
+        if session is None or session.project is None:
+            self.window.statusBar().showMessage("Nothing to export: run detection or review some frames first.", 8000)
+            return None
+        dialog = ExportDialog(session.project, session, self.window)
+        dialog.open()
+        return dialog
+
+    def edit_shortcuts(self) -> ShortcutsDialog:
+        dialog = ShortcutsDialog(self.shortcuts.map, self.window)
+        dialog.accepted.connect(lambda: self._save_shortcuts(dialog))
+        dialog.open()
+        return dialog
+
+    def _save_shortcuts(self, dialog: ShortcutsDialog) -> None:
+        self.shortcuts.apply(dialog.map)
+        try:
+            self.shortcuts.save()
+        except OSError as e:
+            self.window.statusBar().showMessage(f"Shortcuts apply now but could not be saved: {e}", 15000)
+
+    def finetune_dialog_open(self) -> FineTuneDialog | None:
+        session = self.window.session
+        if session is None or session.project is None:
+            self.window.statusBar().showMessage("Review some frames first: fine-tuning trains on them.", 8000)
+            return None
+        choice = self.window.detection_panel.choice()
+        weights = choice.weights if choice.method == "irsam" else None
+        self.finetune_dialog = FineTuneDialog(session, weights, self.window)
+        self.finetune_dialog.useWeightsRequested.connect(self.redetect_unreviewed)
+        self.finetune_dialog.open()
+        return self.finetune_dialog
+
+    def redetect_unreviewed(self, weights: str) -> None:
+        window, session = self.window, self.window.session
+        window.detection_panel.add_checkpoint(weights)
+        choice = DetectorChoice("irsam", weights, window.detection_panel.device_combo.currentText())
+        indices = [i for i in range(len(session)) if session.status(i) is ReviewStatus.UNREVIEWED]
+        if not indices or window.detection_runner.busy:
+            window.statusBar().showMessage("New weights selected; no unreviewed frame to re-detect now.", 8000)
+            return
+        window.feature_runner.stop()
+        window.detection_panel.set_running(True)
+        window._start_worker(window.detection_runner, indices, choice, features=False)

@@ -1,0 +1,114 @@
+"""Editable keyboard shortcuts: one QAction per `ShortcutMap` action, and the dialog that rebinds them.
+
+The map is saved (only what differs from the defaults) to shortcuts.json in the app's config folder
+(QStandardPaths.AppConfigLocation).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.core.review_queue import ShortcutMap
+
+SHORTCUTS_FILE = "shortcuts.json"
+
+
+def shortcuts_path() -> Path:
+    folder = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.AppConfigLocation)
+    return Path(folder) / SHORTCUTS_FILE
+
+
+def action_title(action: str) -> str:
+    return action.replace("_", " ").capitalize()
+
+
+class ShortcutActions:
+    """QActions on `window` (window-wide shortcuts) for every action that has a handler."""
+
+    def __init__(self, window: QtWidgets.QWidget, handlers: dict[str, Callable[[], None]]):
+        self.actions: dict[str, QtGui.QAction] = {}
+        for name, handler in handlers.items():
+            action = QtGui.QAction(action_title(name), window)
+            action.setShortcutContext(QtCore.Qt.WindowShortcut)
+            action.triggered.connect(lambda _=False, h=handler: h())
+            window.addAction(action)
+            self.actions[name] = action
+        try:
+            self.map = ShortcutMap.load(shortcuts_path())
+            self.load_error = None
+        except ValueError as e:
+            self.map, self.load_error = ShortcutMap(), str(e)
+        self.apply(self.map)
+
+    def apply(self, shortcut_map: ShortcutMap) -> None:
+        self.map = shortcut_map
+        for name, action in self.actions.items():
+            action.setShortcut(QtGui.QKeySequence(shortcut_map.get(name)))
+
+    def save(self) -> None:
+        path = shortcuts_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.map.save(path)
+
+
+class ShortcutsDialog(QtWidgets.QDialog):
+    """A table of actions with a QKeySequenceEdit each; keys bound twice are shown in red and listed."""
+
+    def __init__(self, shortcut_map: ShortcutMap, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        self.resize(460, 640)
+        self.map = ShortcutMap(shortcut_map.to_dict())
+        self.edits: dict[str, QtWidgets.QKeySequenceEdit] = {}
+        self.table = QtWidgets.QTableWidget(len(self.map.actions), 2)
+        self.table.setHorizontalHeaderLabels(["Action", "Keys"])
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setStretchLastSection(True)
+        for row, name in enumerate(self.map.actions):
+            item = QtWidgets.QTableWidgetItem(action_title(name))
+            item.setFlags(QtCore.Qt.ItemIsEnabled)
+            self.table.setItem(row, 0, item)
+            edit = QtWidgets.QKeySequenceEdit(QtGui.QKeySequence(self.map.get(name)))
+            edit.setMaximumSequenceLength(1)
+            edit.setClearButtonEnabled(True)
+            edit.keySequenceChanged.connect(lambda keys, n=name: self.bind(n, keys.toString()))
+            self.table.setCellWidget(row, 1, edit)
+            self.edits[name] = edit
+        self.table.resizeColumnToContents(0)
+        self.conflicts = QtWidgets.QLabel()
+        self.conflicts.setWordWrap(True)
+        self.conflicts.setStyleSheet("color: #d04040;")
+        reset = QtWidgets.QPushButton("Reset all")
+        reset.clicked.connect(self.reset_all)
+        self.buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Ok | QtWidgets.QDialogButtonBox.Cancel)
+        self.buttons.addButton(reset, QtWidgets.QDialogButtonBox.ResetRole)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.conflicts)
+        layout.addWidget(self.buttons)
+        self._show_conflicts()
+
+    def bind(self, action: str, keys: str) -> None:
+        self.map.set(action, keys)
+        self._show_conflicts()
+
+    def reset_all(self) -> None:
+        self.map.reset()
+        for name, edit in self.edits.items():
+            with QtCore.QSignalBlocker(edit):
+                edit.setKeySequence(QtGui.QKeySequence(self.map.get(name)))
+        self._show_conflicts()
+
+    def _show_conflicts(self) -> None:
+        conflicts = self.map.conflicts()
+        clashing = {a for actions in conflicts.values() for a in actions}
+        for name, edit in self.edits.items():
+            edit.setStyleSheet("background-color: #703030;" if name in clashing else "")
+        self.conflicts.setText("\n".join(
+            f"{keys} is bound to {', '.join(action_title(a) for a in actions)}: only one can keep it"
+            for keys, actions in conflicts.items()))
+        self.buttons.button(QtWidgets.QDialogButtonBox.Ok).setEnabled(not conflicts)
