@@ -15,6 +15,7 @@ from app.session import FrameLayers, ReviewSession
 from app.widgets.detection_panel import DetectionPanel, describe_metadata
 from app.widgets.frame_view import PALETTES, FrameView
 from app.widgets.overlays import OverlayPanel
+from app.widgets.review_tools import ReviewTools
 from app.widgets.surface_view import SurfaceRegion, SurfaceView
 from app.widgets.target_list import TargetList
 from app.widgets.timeline import Timeline
@@ -88,6 +89,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_shortcuts()
         self._connect()
         self._update_device_label()
+        self.review_tools = ReviewTools(self)  # editing, review queue, propagation, shortcuts, export, fine-tune
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -136,12 +138,11 @@ class MainWindow(QtWidgets.QMainWindow):
             toolbar.addWidget(w)
 
     def _build_shortcuts(self) -> None:
-        steps = {"A": -1, "Left": -1, "D": 1, "Right": 1, "PgUp": -10, "PgDown": 10}
+        # A, D, Home, End (and Space: accept and next) are the editable shortcuts of ReviewTools
+        steps = {"Left": -1, "Right": 1, "PgUp": -10, "PgDown": 10}
         for key, delta in steps.items():
             QtGui.QShortcut(QtGui.QKeySequence(key), self, lambda d=delta: self.timeline.step(d))
-        QtGui.QShortcut(QtGui.QKeySequence("Home"), self, lambda: self.timeline.go_to(0))
-        QtGui.QShortcut(QtGui.QKeySequence("End"), self, lambda: self.timeline.go_to(self.timeline.count - 1))
-        QtGui.QShortcut(QtGui.QKeySequence("Space"), self, self.timeline.toggle_play)
+        QtGui.QShortcut(QtGui.QKeySequence("Shift+Space"), self, self.timeline.toggle_play)
 
     def _connect(self) -> None:
         self.timeline.frameRequested.connect(self.show_frame)
@@ -175,6 +176,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return True
 
     def _set_session(self, session: ReviewSession) -> None:
+        self.review_tools.stop()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()
         if self.session is not None:
@@ -214,6 +216,7 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.statusBar().clearMessage()
         self.show_frame(self.index)
+        self.review_tools.project_loaded()
 
     def open_folder_dialog(self) -> None:
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a folder of frames")
@@ -299,6 +302,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_surface()
         if self.features_dock.isVisible() and self.feature_panel.follow.isChecked():
             self.compute_features()
+        self.review_tools.frame_shown(index)
 
     def _wanted_layers(self) -> set[str]:
         return {key for key, overlay in self.overlay_panel.overlays.items() if overlay.visible}
@@ -520,6 +524,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.detection_panel.set_running(False)
                 if cancelled:
                     self.detection_panel.rate.setText("cancelled; results so far are kept")
+                self.review_tools.refresh_queue()
             if self.features_dock.isVisible():
                 self.compute_features()  # refused while the run went on, or a new detector was loaded
         elif worker is self.feature_runner.worker:
@@ -537,6 +542,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.device_label.setToolTip(notice or "")
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.review_tools.stop()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()
         if self.session is not None:
