@@ -1,0 +1,217 @@
+"""The review workflow in the real window under Xvfb: statuses and keys, the queue dock, propagation,
+export, shortcuts, damaged projects and the fine-tune dialog."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui
+
+from app.core.export import read_exported_dataset
+from app.core.project import ReviewStatus
+from app.editing import FrameEditor
+from app.session import STATUS_CODES
+from model.detectors import FrameResult
+from app.widgets import shortcuts_dialog
+from tests.gui_review_helpers import committed, open_project, predict_ground_truth
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def private_shortcuts(tmp_path, monkeypatch):
+    path = tmp_path / "config" / "shortcuts.json"
+    monkeypatch.setattr(shortcuts_dialog, "shortcuts_path", lambda: path)
+    return path
+
+
+@pytest.fixture
+def review(window, fresh_sequence, qtbot):
+    predict_ground_truth(fresh_sequence)
+    open_project(window, qtbot, fresh_sequence)
+    return window
+
+
+def _key(window, qtbot, key, modifier=QtCore.Qt.NoModifier) -> None:
+    qtbot.keyClick(window.frame_view.graphics, key, modifier)
+
+
+def _status(window, index: int) -> ReviewStatus:
+    return window.session.status(index)
+
+
+def test_status_keys_accept_and_next_and_strip(review, qtbot):
+    panel = review.review_tools.review_panel
+    assert panel.model.rowCount() == 60
+    assert "unreviewed 60" in panel.counts.text()
+    _key(review, qtbot, QtCore.Qt.Key_Space)  # accept and next
+    assert _status(review, 0) is ReviewStatus.ACCEPTED and review.index == 1
+    _key(review, qtbot, QtCore.Qt.Key_0)  # negative, stays
+    assert _status(review, 1) is ReviewStatus.NEGATIVE and review.index == 1
+    _key(review, qtbot, QtCore.Qt.Key_R)
+    assert _status(review, 1) is ReviewStatus.REJECTED
+    _key(review, qtbot, QtCore.Qt.Key_C)  # corrected commits what is shown
+    assert _status(review, 1) is ReviewStatus.CORRECTED and committed(review, 1) is not None
+    assert panel.status_buttons[ReviewStatus.CORRECTED].isChecked()
+    review.timeline.go_to(0)
+    _key(review, qtbot, QtCore.Qt.Key_N)  # next unreviewed skips frame 1
+    assert review.index == 2
+    panel.status_buttons[ReviewStatus.REJECTED].click()
+    assert _status(review, 2) is ReviewStatus.REJECTED
+    codes = review.session.status_codes
+    assert list(codes[:4]) == [STATUS_CODES[s] for s in (ReviewStatus.ACCEPTED, ReviewStatus.CORRECTED,
+                                                         ReviewStatus.REJECTED, ReviewStatus.UNREVIEWED)]
+    assert "accepted 1" in panel.counts.text() and "unreviewed 57" in panel.counts.text()
+    # Space on the last unreviewed frames wraps to the first one left
+    review.timeline.go_to(59)
+    _key(review, qtbot, QtCore.Qt.Key_Space)
+    assert review.index == 3
+
+
+def test_queue_filters_and_sorts_and_seeks(review, qtbot):
+    panel, session = review.review_tools.review_panel, review.session
+    for index in range(10, 20):  # no detection on frames 10-19, weaker ones on 20-29
+        session.project.save_prediction(session.stem(index), FrameResult(np.full(session.source.shape, -5, np.float32)))
+    for index in range(20, 30):
+        mask = session.project.prediction_mask(session.stem(index))
+        session.project.save_prediction(session.stem(index), FrameResult(np.where(mask, 2.0, -5.0).astype(np.float32)))
+    assert FrameEditor(session).delete_component(5, *_first_target_pixel(review, 5))  # frame 5: corrected
+    review.review_tools.refresh_queue()
+    panel.status_filter.setCurrentIndex(panel.status_filter.findData(ReviewStatus.CORRECTED))
+    assert [s.index for s in panel.model.rows] == [5]
+    panel.status_filter.setCurrentIndex(0)
+    panel.sort_combo.setCurrentText("detections")
+    panel.descending.setChecked(True)
+    detections = [s.n_detections for s in panel.model.rows]
+    assert detections == sorted(detections, reverse=True)
+    assert detections[-1] == 0 and detections[0] > 0
+    panel.min_detections.setValue(1)
+    assert len(panel.model.rows) == 50
+    panel.sort_combo.setCurrentText("peak score")
+    scores = [s.peak_score for s in panel.model.rows]
+    assert scores == sorted(scores, reverse=True) and scores[-1] == 2.0
+    panel.min_change.setValue(1)  # targets appear on frames 0 and 20 (frame 10, where they vanish, has none)
+    assert sorted(s.index for s in panel.model.rows) == [0, 20]
+    row = panel.model.rows[3]
+    panel.table.clicked.emit(panel.model.index(3, 0))
+    assert review.index == row.index
+    assert panel.table.selectionModel().selectedRows()[0].row() == 3
+
+
+def _first_target_pixel(window, index: int) -> tuple[int, int]:
+    prediction = window.session.project.prediction_mask(window.session.stem(index))
+    ys, xs = np.nonzero(prediction)
+    return int(xs[0]), int(ys[0])
+
+
+def test_propagation_stops_at_a_reviewed_frame(review, qtbot):
+    session, project = review.session, review.session.project
+    editor = FrameEditor(session)
+    assert editor.paint(0, [(60.5, 30.5)], size=3)  # a 3x3 square on frame 0
+    review.show_frame(0)
+    review.timeline.go_to(3)
+    review.review_tools.set_status(ReviewStatus.ACCEPTED)
+    review.timeline.go_to(0)
+    panel = review.review_tools.propagation_panel
+    panel.mode.setCurrentText("copy")
+    _key(review, qtbot, QtCore.Qt.Key_Right, QtCore.Qt.ControlModifier)
+    qtbot.waitUntil(lambda: panel.forward.isEnabled() and not review.review_tools.propagation.busy, timeout=10000)
+    for index in (1, 2):
+        assert committed(review, index)[29:32, 59:62].all()
+        assert _status(review, index) is ReviewStatus.UNREVIEWED  # the analyst confirms each one
+    assert committed(review, 3) is None  # the reviewed frame is never overwritten
+    assert "frame 4" in panel.result.text() and "reviewed" in panel.result.text()
+    assert "reviewed" in review.statusBar().currentMessage()
+    assert review.review_tools.review_panel.model.marked == {3: "frame already reviewed: accepted"}
+    panel.go_to_stop.click()
+    assert review.index == 3
+    # backward from frame 2 stops at frame 1? no: frame 1 is unreviewed; it reaches frame 0 (corrected)
+    review.timeline.go_to(2)
+    _key(review, qtbot, QtCore.Qt.Key_Left, QtCore.Qt.ControlModifier)
+    qtbot.waitUntil(lambda: panel.forward.isEnabled() and not review.review_tools.propagation.busy, timeout=10000)
+    assert "frame 1" in panel.result.text() and "corrected" in panel.result.text()
+    assert len(project.history(session.stem(0))) == 1
+
+
+def test_export_dialog_writes_a_dataset_that_reads_back(review, qtbot, tmp_path):
+    session, tools = review.session, review.review_tools
+    editor = FrameEditor(session)
+    statuses = {0: ReviewStatus.ACCEPTED, 2: ReviewStatus.NEGATIVE, 3: ReviewStatus.REJECTED}
+    for index, status in statuses.items():
+        session.set_status(index, status)
+    assert editor.paint(1, [(10.5, 10.5), (20.5, 10.5)], size=1)  # frame 1: corrected
+    dialog = tools.export_dialog()
+    dialog.folder.setText(str(tmp_path / "export"))
+    dialog.layout_combo.setCurrentText("dnanet")
+    dialog.split_combo.setCurrentText("test")
+    dialog.coco.setChecked(True)
+    dialog.export_button.click()
+    assert "3 frames exported" in dialog.result.toPlainText()
+    assert "57 frames skipped" in dialog.result.toPlainText()
+    samples = read_exported_dataset(tmp_path / "export", "dnanet")
+    project = session.project
+    expected = {
+        0: project.prediction_mask(session.stem(0)),
+        1: project.committed_mask(session.stem(1)),
+        2: np.zeros(project.frame_shape, bool),
+    }
+    assert [stem for stem, *_ in samples] == [f"sequence_{session.stem(i)}" for i in expected]
+    for (stem, image, mask, split), (index, truth) in zip(samples, expected.items()):
+        assert split == "test"
+        assert np.array_equal(mask, truth)
+        assert np.array_equal(image, session.normalization.apply(session.frame(index)))
+    assert (tmp_path / "export" / "annotations" / "instances_test.json").exists()
+    dialog.export_button.click()  # again into the same folder: refused, said so, nothing lost
+    assert "already holds a data set" in dialog.result.toPlainText()
+    assert len(read_exported_dataset(tmp_path / "export", "dnanet")) == 3
+    dialog.close()
+
+
+def test_shortcut_edit_with_conflict_then_saved_and_applied(review, qtbot, private_shortcuts):
+    tools = review.review_tools
+    dialog = tools.edit_shortcuts()
+    ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
+    dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence("N"))
+    assert "N is bound to Next unreviewed, Tool brush" in dialog.conflicts.text() or \
+        "N is bound to Tool brush, Next unreviewed" in dialog.conflicts.text()
+    assert not ok.isEnabled()
+    dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence("Ctrl+B"))
+    assert dialog.conflicts.text() == "" and ok.isEnabled()
+    ok.click()
+    assert json.loads(private_shortcuts.read_text())["shortcuts"] == {"tool_brush": "Ctrl+B"}
+    assert tools.shortcuts.actions["tool_brush"].shortcut().toString() == "Ctrl+B"
+    _key(review, qtbot, QtCore.Qt.Key_B)
+    assert tools.palette.tool.value == "navigate"
+    _key(review, qtbot, QtCore.Qt.Key_B, QtCore.Qt.ControlModifier)
+    assert tools.palette.tool.value == "brush"
+
+
+def test_damaged_project_lists_the_frames(window, fresh_sequence, qtbot):
+    predict_ground_truth(fresh_sequence)
+    session_dir = fresh_sequence.parent / f"{fresh_sequence.name}.irsam-review"
+    stem = sorted((session_dir / "masks").glob("*.png"))[4].stem
+    (session_dir / "labels").mkdir(exist_ok=True)
+    (session_dir / "labels" / f"{stem}.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    open_project(window, qtbot, fresh_sequence)
+    qtbot.waitUntil(lambda: any("Damaged" in m or "could not be read" in m for m in window.messages), timeout=5000)
+    assert any(f"labels/{stem}.png" in m for m in window.messages)
+
+
+def test_finetune_dialog_starts_and_cancels_training(review, qtbot):
+    session = review.session
+    for index in range(8):
+        session.set_status(index, ReviewStatus.ACCEPTED)
+    dialog = review.review_tools.finetune_dialog_open()
+    dialog.config.setCurrentText("tiny")
+    dialog.device.setCurrentText("cpu")
+    dialog.epochs.setValue(200)
+    dialog.extra.setText("--crop 64 --batch-size 2 --workers 0 --precision fp32")
+    assert dialog.start(), dialog.status.text()
+    job = dialog.job
+    assert job.running and dialog.cancel_button.isEnabled() and not dialog.start_button.isEnabled()
+    assert "Training on" in dialog.status.text()
+    dialog.cancel_button.click()
+    assert not job.running and job.returncode is not None
+    assert dialog.start_button.isEnabled() and "Cancelled" in dialog.status.text()
+    dialog.close()
