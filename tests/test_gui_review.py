@@ -93,6 +93,7 @@ def test_queue_filters_and_sorts_and_seeks(review, qtbot):
     assert scores == sorted(scores, reverse=True) and scores[-1] == 2.0
     panel.min_change.setValue(1)  # targets appear on frames 0 and 20 (frame 10, where they vanish, has none)
     assert sorted(s.index for s in panel.model.rows) == [0, 20]
+    panel.min_change.setValue(0)
     row = panel.model.rows[3]
     panel.table.clicked.emit(panel.model.index(3, 0))
     assert review.index == row.index
@@ -126,7 +127,7 @@ def test_propagation_stops_at_a_reviewed_frame(review, qtbot):
     assert review.review_tools.review_panel.model.marked == {3: "frame already reviewed: accepted"}
     panel.go_to_stop.click()
     assert review.index == 3
-    # backward from frame 2 stops at frame 1? no: frame 1 is unreviewed; it reaches frame 0 (corrected)
+    # backward from frame 2: frame 1 is unreviewed and taken, frame 0 (corrected by the brush) stops it
     review.timeline.go_to(2)
     _key(review, qtbot, QtCore.Qt.Key_Left, QtCore.Qt.ControlModifier)
     qtbot.waitUntil(lambda: panel.forward.isEnabled() and not review.review_tools.propagation.busy, timeout=10000)
