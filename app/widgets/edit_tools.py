@@ -138,11 +138,13 @@ class MaskEditing(QtCore.QObject):
         self.diff_shown = False
         self._last_pixel: tuple[int, int] | None = None  # under the mouse, for redrawing the brush outline
         self._editor: FrameEditor | None = None
+        self._hidden_for_diff: list[str] = []  # overlays switched off while the diff is shown
         view = self.frame_view.view
         self.preview = pg.ImageItem(axisOrder="row-major")
         self.diff_item = pg.ImageItem(axisOrder="row-major")
         self.cursor_outline = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255), width=1), connect="pairs")
         self.polygon_line = pg.PlotCurveItem(pen=pg.mkPen((255, 200, 0), width=1.5))
+        self.diff_item.setOpacity(0.8)  # the raw values stay faintly visible under the diff
         for z, item in enumerate((self.diff_item, self.preview, self.polygon_line, self.cursor_outline), start=30):
             item.setZValue(z)
             item.hide()
@@ -192,7 +194,15 @@ class MaskEditing(QtCore.QObject):
         self._run(lambda editor, index: editor.accept_all(index))
 
     def show_diff(self, on: bool) -> None:
+        """The diff replaces the prediction and committed overlays while it is shown (it holds both)."""
         self.diff_shown = on
+        toggles = self.window.overlay_panel.toggles
+        if on:
+            self._hidden_for_diff = [k for k in ("prediction", "committed") if toggles[k].isChecked()]
+        for key in self._hidden_for_diff:
+            toggles[key].setChecked(not on)
+        if not on:
+            self._hidden_for_diff = []
         self.refresh()
 
     def refresh(self) -> None:

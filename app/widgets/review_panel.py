@@ -11,7 +11,7 @@ from app.core.review_queue import FrameSummary, filter_frames, sort_frames
 from app.core.project import ReviewStatus
 from app.widgets.timeline import STATUS_COLORS
 
-COLUMNS = ("frame", "stem", "status", "detections", "peak score", "change")
+COLUMNS = ("frame", "stem", "status", "det.", "peak", "change")
 SORT_CHOICES = {"frame": "index", "status": "status", "detections": "detections", "peak score": "peak_score",
                 "change from previous": "change"}
 STATUS_KEYS = {ReviewStatus.ACCEPTED: "accept", ReviewStatus.CORRECTED: "corrected", ReviewStatus.REJECTED: "rejected",
@@ -159,7 +159,12 @@ class ReviewPanel(QtWidgets.QWidget):
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(20)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(1, QtWidgets.QHeaderView.Stretch)  # fixed widths elsewhere: no per-row measuring
+        digits = self.table.fontMetrics().horizontalAdvance("0")
+        for column, chars in ((0, 5), (2, 11), (3, 4), (4, 5), (5, 6)):
+            header.resizeSection(column, chars * digits + 16)
+        self.table.setMinimumHeight(160)
         self.table.setFocusPolicy(QtCore.Qt.ClickFocus)  # keys belong to the window's shortcuts
         self.table.clicked.connect(lambda index: self.frameChosen.emit(self.model.rows[index.row()].index))
 

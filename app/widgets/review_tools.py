@@ -33,10 +33,8 @@ class ReviewTools(QtCore.QObject):
         self.review_panel = ReviewPanel()
         self.propagation_panel = PropagationPanel()
         self.propagation = Propagation(self)
-        self.review_dock = self._dock("Review", self.review_panel)
-        self.propagation_dock = self._dock("Propagation", self.propagation_panel)
+        self.review_dock = self._dock("Review", self._review_widget())
         window.tabifyDockWidget(window.targets_dock, self.review_dock)
-        window.tabifyDockWidget(window.overlays_dock, self.propagation_dock)
         self.review_dock.raise_()
         self.finetune_dialog: FineTuneDialog | None = None
 
@@ -51,6 +49,16 @@ class ReviewTools(QtCore.QObject):
         self.propagation_panel.propagateRequested.connect(self.propagate)
         self.propagation_panel.goToStopRequested.connect(window.timeline.go_to)
         self.propagation.finished.connect(self._propagated)
+
+    def _review_widget(self) -> QtWidgets.QWidget:
+        propagation = QtWidgets.QGroupBox("Propagation")
+        QtWidgets.QVBoxLayout(propagation).addWidget(self.propagation_panel)
+        widget = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(widget)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.review_panel, 1)
+        layout.addWidget(propagation)
+        return widget
 
     def _dock(self, title: str, widget: QtWidgets.QWidget) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self.window)
@@ -78,7 +86,6 @@ class ReviewTools(QtCore.QObject):
         tools_menu.addAction("&Keyboard shortcuts...", self.edit_shortcuts)
         view_menu = menus["&View"]
         view_menu.addAction(self.review_dock.toggleViewAction())
-        view_menu.addAction(self.propagation_dock.toggleViewAction())
         view_menu.addAction(self.palette.toggleViewAction())
 
     def _shortcut_handlers(self) -> dict:
