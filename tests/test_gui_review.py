@@ -216,3 +216,30 @@ def test_finetune_dialog_starts_and_cancels_training(review, qtbot):
     assert not job.running and job.returncode is not None
     assert dialog.start_button.isEnabled() and "Cancelled" in dialog.status.text()
     dialog.close()
+
+
+def test_finetune_one_tiny_epoch_compares_and_redetects(window, tmp_path, tiny_checkpoint, qtbot):
+    from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
+
+    config = SyntheticConfig(n_frames=10, height=64, width=80, n_targets=(1, 1), empty_fraction=0.0)
+    sequence = write_sequence(generate_sequence(config, seed=1), tmp_path / "small")
+    predict_ground_truth(sequence)
+    open_project(window, qtbot, sequence)
+    for index in range(8):
+        window.session.set_status(index, ReviewStatus.ACCEPTED)
+    dialog = window.review_tools.finetune_dialog_open()
+    dialog.weights.setText(str(tiny_checkpoint))
+    dialog.epochs.setValue(1)
+    dialog.device.setCurrentText("cpu")
+    dialog.extra.setText("--crop 64 --batch-size 2 --workers 0 --precision fp32")
+    assert dialog.start(), dialog.status.text()
+    qtbot.waitUntil(lambda: dialog.use_button.isEnabled(), timeout=120000)
+    assert dialog.job.returncode == 0, dialog.job.log_tail()
+    assert len(dialog.loss_curve.getData()[0]) == 1 and dialog.progress.value() == 100
+    assert dialog.comparison.item(0, 0) is not None and dialog.comparison.item(1, 0) is not None
+    dialog.use_button.click()
+    best = str(dialog.job.best_path)
+    assert window.detection_panel.choice().weights == best
+    qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
+                    timeout=60000)
+    assert (window.session.detection_counts[8:] >= 0).all()  # the unreviewed frames were detected again
