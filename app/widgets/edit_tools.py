@@ -26,7 +26,6 @@ TOOL_LABELS = {
     Tool.ACCEPT_TARGET: ("Accept", "Accept the predicted target under the click into the committed mask"),
     Tool.GROW_TARGET: ("Grow", "Grow a target from the bright region around the click (raw values)"),
 }
-CLICK_TOOLS = (Tool.FLOOD_FILL, Tool.DELETE_COMPONENT, Tool.ACCEPT_TARGET, Tool.GROW_TARGET)
 MAX_BRUSH = 41
 # diff colours: distinct from the prediction (red), committed (green), truth (cyan) and box (yellow) overlays
 ONLY_PREDICTED = (255, 0, 255)

@@ -6,8 +6,6 @@ from PySide6 import QtCore, QtWidgets
 from app.core.export import LAYOUTS, SPLITS, ExportError, ExportReport, export_project
 from app.core.project import ReviewProject
 
-MAX_SKIPPED_LISTED = 50
-
 
 def describe_report(report: ExportReport) -> str:
     lines = [f"{len(report.exported)} frames exported to {report.root} ({report.layout}, {report.split} split)."]

@@ -7,15 +7,16 @@ import math
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.core.review_queue import FrameSummary, filter_frames, sort_frames
 from app.core.project import ReviewStatus
+from app.core.review_queue import FrameSummary, filter_frames, sort_frames
 from app.widgets.timeline import STATUS_COLORS
 
 COLUMNS = ("frame", "stem", "status", "det.", "peak", "change")
 SORT_CHOICES = {"frame": "index", "status": "status", "detections": "detections", "peak score": "peak_score",
                 "change from previous": "change"}
-STATUS_KEYS = {ReviewStatus.ACCEPTED: "accept", ReviewStatus.CORRECTED: "corrected", ReviewStatus.REJECTED: "rejected",
-               ReviewStatus.NEGATIVE: "negative", ReviewStatus.UNREVIEWED: "unreviewed"}
+STATUS_BUTTONS = {ReviewStatus.ACCEPTED: "Accept", ReviewStatus.CORRECTED: "Corrected",
+                  ReviewStatus.REJECTED: "Rejected", ReviewStatus.NEGATIVE: "Negative",
+                  ReviewStatus.UNREVIEWED: "Unreviewed"}
 _STATUS_QCOLORS = {status: QtGui.QColor(*STATUS_COLORS[k]) for k, status in enumerate(ReviewStatus)}
 
 
@@ -95,9 +96,8 @@ class ReviewPanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.status_buttons: dict[ReviewStatus, QtWidgets.QPushButton] = {}
         buttons = QtWidgets.QGridLayout()
-        for k, status in enumerate((ReviewStatus.ACCEPTED, ReviewStatus.CORRECTED, ReviewStatus.REJECTED,
-                                    ReviewStatus.NEGATIVE, ReviewStatus.UNREVIEWED)):
-            button = QtWidgets.QPushButton(STATUS_KEYS[status].capitalize())
+        for k, (status, label) in enumerate(STATUS_BUTTONS.items()):
+            button = QtWidgets.QPushButton(label)
             button.setCheckable(True)
             button.setToolTip(f"Mark this frame {status.value}")
             button.clicked.connect(lambda _=False, s=status: self.statusRequested.emit(s))

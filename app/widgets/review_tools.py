@@ -33,12 +33,17 @@ class ReviewTools(QtCore.QObject):
         self.review_panel = ReviewPanel()
         self.propagation_panel = PropagationPanel()
         self.propagation = Propagation(self)
-        self.review_dock = self._dock("Review", self._review_widget())
+        self.review_dock = QtWidgets.QDockWidget("Review", window)
+        self.review_dock.setObjectName("Review")
+        self.review_dock.setWidget(self._review_widget())
+        window.addDockWidget(QtCore.Qt.RightDockWidgetArea, self.review_dock)
         window.tabifyDockWidget(window.targets_dock, self.review_dock)
         self.review_dock.raise_()
         self.finetune_dialog: FineTuneDialog | None = None
 
         self.shortcuts = ShortcutActions(window, self._shortcut_handlers())
+        if self.shortcuts.load_error:
+            window.statusBar().showMessage(f"Default shortcuts in use: {self.shortcuts.load_error}", 15000)
         self._build_menus()
         self.editing.edited.connect(self._frame_edited)
         self.editing.writeFailed.connect(self.show_write_error)
@@ -59,13 +64,6 @@ class ReviewTools(QtCore.QObject):
         layout.addWidget(self.review_panel, 1)
         layout.addWidget(propagation)
         return widget
-
-    def _dock(self, title: str, widget: QtWidgets.QWidget) -> QtWidgets.QDockWidget:
-        dock = QtWidgets.QDockWidget(title, self.window)
-        dock.setObjectName(title)
-        dock.setWidget(widget)
-        self.window.addDockWidget(QtCore.Qt.RightDockWidgetArea, dock)
-        return dock
 
     def _build_menus(self) -> None:
         menus = {action.text(): action.menu() for action in self.window.menuBar().actions()}
