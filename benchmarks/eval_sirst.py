@@ -1,0 +1,65 @@
+"""The model card's accuracy table: IRSAM (shipped weights) and the classical detectors on the
+NUAA-SIRST idx_427 test split (86 images), with the same metric code as `irsam eval`.
+
+    python benchmarks/eval_sirst.py [--weights resources/weights/irsam_paper_sirst.pt] [--json docs/eval/sirst_test.json]
+
+Two conventions side by side: the default (corrected Fa, native resolution) and the paper's
+(legacy Fa, everything resized to 512x512), so our numbers sit next to the published ones.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.core.atomic import atomic_write_json  # noqa: E402
+from app.paths import DEFAULT_WEIGHTS  # noqa: E402
+from model.data import find_dataset  # noqa: E402
+from model.evaluate import evaluate_dataset, make_detector  # noqa: E402
+
+SIRST = REPO.parent / "shared" / "data" / "nuaa-sirst"
+PAPER = {"IRSAM (paper)": (80.78, 78.39, 99.53, 3.95), "Top-Hat (paper)": (1.5, None, None, None),
+         "PSTNN (paper)": (30.3, None, None, None)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--data", type=Path, default=SIRST)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--methods", nargs="+", default=["tophat", "mpcm", "pstnn"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    samples = find_dataset(args.data / "images", args.data / "masks", args.data / "splits/idx_427" / f"{args.split}.txt")
+    detectors = [("irsam", make_detector(None, str(args.weights), args.device))] if args.weights.exists() else []
+    detectors += [(m, make_detector(m, None)) for m in args.methods]
+    rows = []
+    for name, detector in detectors:
+        native, _ = evaluate_dataset(detector, samples)
+        legacy, _ = evaluate_dataset(detector, samples, fa_mode="legacy", resize_to=512)
+        rows.append({"method": name, "native_corrected": native, "legacy_512": legacy})
+        print(f"{name}: done", file=sys.stderr, flush=True)
+
+    print(f"NUAA-SIRST idx_427 {args.split} ({len(samples)} images)\n")
+    print("| method | IoU | nIoU | Pd | Fa x1e-6 (corrected, native) | IoU@512 | nIoU@512 | Pd@512 | Fa x1e-6 (legacy, 512) | frames/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        n, lg = r["native_corrected"], r["legacy_512"]
+        print(f"| {r['method']} | {100 * n['iou']:.2f} | {100 * n['niou']:.2f} | {100 * n['pd']:.2f} | {1e6 * n['fa']:.2f} "
+              f"| {100 * lg['iou']:.2f} | {100 * lg['niou']:.2f} | {100 * lg['pd']:.2f} | {1e6 * lg['fa']:.2f} "
+              f"| {n['frames_per_second']:.1f} |")
+    for name, (iou, niou, pd, fa) in PAPER.items():
+        cells = [f"{v:.2f}" if v is not None else "-" for v in (iou, niou, pd, fa)]
+        print(f"| {name} | - | - | - | - | {' | '.join(cells)} | - |")
+    if args.json:
+        atomic_write_json(args.json, {"split": args.split, "n_images": len(samples), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
