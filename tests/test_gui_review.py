@@ -135,6 +135,26 @@ def test_propagation_stops_at_a_reviewed_frame(review, qtbot):
     assert len(project.history(session.stem(0))) == 1
 
 
+def test_propagation_cancel_changes_nothing(review, qtbot, monkeypatch):
+    source = review.session.source
+    read = source.frame
+
+    def slow_frame(index):
+        QtCore.QThread.msleep(100)
+        return read(index)
+
+    monkeypatch.setattr(source, "frame", slow_frame)
+    labels = review.session.project.folder / "labels"
+    panel = review.review_tools.propagation_panel
+    panel.forward.click()  # track mode, carrying frame 0's two predicted targets
+    assert panel.cancel.isEnabled()
+    qtbot.wait(150)
+    panel.cancel.click()
+    qtbot.waitUntil(lambda: panel.forward.isEnabled(), timeout=5000)
+    assert "Cancelled" in panel.result.text()
+    assert not labels.exists() or not any(labels.iterdir())
+
+
 def test_export_dialog_writes_a_dataset_that_reads_back(review, qtbot, tmp_path):
     session, tools = review.session, review.review_tools
     editor = FrameEditor(session)

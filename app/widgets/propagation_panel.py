@@ -2,9 +2,12 @@
 
 The search (`app.core.propagation.propagate`) only reads; the result is written on the GUI thread with
 `apply_propagation`, one undoable edit per frame. Reviewed frames are never overwritten: propagation
-stops in front of them and says so.
+stops in front of them and says so. Cancelling (a threading.Event checked before each frame is read)
+drops the whole run: nothing is written.
 """
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 from PySide6 import QtCore, QtWidgets
@@ -27,6 +30,7 @@ def target_to_carry(working: np.ndarray, selected_box: tuple[int, int, int, int]
 
 class PropagationPanel(QtWidgets.QWidget):
     propagateRequested = QtCore.Signal(int)  # direction: +1 forward, -1 backward
+    cancelRequested = QtCore.Signal()
     goToStopRequested = QtCore.Signal(int)
 
     def __init__(self, parent=None):
@@ -37,6 +41,9 @@ class PropagationPanel(QtWidgets.QWidget):
         self.forward.setToolTip("Carry this frame's committed target into the next frames (Ctrl+Right)")
         self.backward.clicked.connect(lambda: self.propagateRequested.emit(-1))
         self.forward.clicked.connect(lambda: self.propagateRequested.emit(1))
+        self.cancel = QtWidgets.QPushButton("Cancel")
+        self.cancel.setEnabled(False)
+        self.cancel.clicked.connect(self.cancelRequested)
         self.mode = QtWidgets.QComboBox()
         self.mode.addItems(MODES)
         self.mode.setToolTip("track: re-detect the target in each frame; copy: shift the mask by the motion")
@@ -53,6 +60,7 @@ class PropagationPanel(QtWidgets.QWidget):
         buttons = QtWidgets.QHBoxLayout()
         buttons.addWidget(self.backward)
         buttons.addWidget(self.forward)
+        buttons.addWidget(self.cancel)
         options = QtWidgets.QHBoxLayout()
         options.addWidget(QtWidgets.QLabel("Mode"))
         options.addWidget(self.mode, 1)
@@ -69,6 +77,7 @@ class PropagationPanel(QtWidgets.QWidget):
     def set_running(self, running: bool) -> None:
         self.forward.setEnabled(not running)
         self.backward.setEnabled(not running)
+        self.cancel.setEnabled(running)
         if running:
             self.result.setText("Propagating...")
             self.go_to_stop.setEnabled(False)
@@ -79,10 +88,36 @@ class PropagationPanel(QtWidgets.QWidget):
         self.go_to_stop.setEnabled(stop_index is not None)
 
 
+class PropagationCancelled(Exception):
+    pass
+
+
+class CancellableSource:
+    """The frame source as `propagate` sees it: reading a frame after `cancelled` is set raises."""
+
+    def __init__(self, source, cancelled: threading.Event):
+        self.source, self.cancelled = source, cancelled
+        self.stems = source.stems
+
+    def frame(self, index: int) -> np.ndarray:
+        if self.cancelled.is_set():
+            raise PropagationCancelled()
+        return self.source.frame(index)
+
+
+class PropagationWorker(CallWorker):
+    def __init__(self, function, cancelled: threading.Event):
+        super().__init__(function)
+        self.cancelled = cancelled
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
 class Propagation(QtCore.QObject):
     """Runs `propagate` for the window's current frame in a worker; `finished(result, error)` on the GUI thread."""
 
-    finished = QtCore.Signal(object, object)  # PropagationResult or None, error message or None
+    finished = QtCore.Signal(object, object)  # PropagationResult (None: cancelled or failed), error message or None
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -94,10 +129,16 @@ class Propagation(QtCore.QObject):
 
     def start(self, session, index: int, target_mask: np.ndarray, direction: int, mode: str, max_frames: int) -> None:
         project, stem = session.project, session.stem(index)
-        worker = CallWorker(lambda: propagate(project, session.source, session.normalization, stem, direction,
-                                              target_mask=target_mask, max_frames=max_frames, mode=mode))
+        cancelled = threading.Event()
+        source = CancellableSource(session.source, cancelled)
+        worker = PropagationWorker(lambda: propagate(project, source, session.normalization, stem, direction,
+                                                     target_mask=target_mask, max_frames=max_frames, mode=mode),
+                                   cancelled)
         worker.finished.connect(self._done)
         self.runner.start(worker)
+
+    def cancel(self) -> None:
+        self.runner.cancel()
 
     def stop(self) -> None:
         self.runner.stop()
@@ -107,4 +148,6 @@ class Propagation(QtCore.QObject):
         if worker is not self.runner.worker:
             return
         self.runner.release_if_done(worker)
+        if worker.cancelled.is_set():
+            result, error = None, None
         self.finished.emit(result, error)

@@ -52,6 +52,7 @@ class ReviewTools(QtCore.QObject):
         self.review_panel.nextUnreviewedRequested.connect(lambda: self.next_unreviewed(1))
         self.review_panel.frameChosen.connect(window.timeline.go_to)
         self.propagation_panel.propagateRequested.connect(self.propagate)
+        self.propagation_panel.cancelRequested.connect(self.propagation.cancel)
         self.propagation_panel.goToStopRequested.connect(window.timeline.go_to)
         self.propagation.finished.connect(self._propagated)
 
@@ -208,8 +209,8 @@ class ReviewTools(QtCore.QObject):
     def _propagated(self, result: PropagationResult | None, error) -> None:
         panel, session = self.propagation_panel, self.window.session
         panel.set_running(False)
-        if error:
-            panel.show_result(f"Propagation failed: {error}", None)
+        if result is None:
+            panel.show_result(f"Propagation failed: {error}" if error else "Cancelled; nothing was changed.", None)
             return
         try:
             changed = apply_propagation(session.project, result)
