@@ -29,7 +29,7 @@ from model.detectors import FrameResult
 
 PROJECT_SUFFIX = ".irsam-review"
 RECENT_RESULTS = 32  # in-memory results of this session's runs (they carry probabilities, which are not saved)
-LAYER_CACHE = 64  # frames whose layer files (masks, edges) are kept decoded
+LAYER_CACHE = 32  # frames whose layer files (masks, edges) are kept decoded (about 1.3 MB each at 640x512)
 LAYER_PREFETCH = 3  # frames ahead (in the scrubbing direction) whose layer files are read in the background
 FILE_LAYERS = ("prediction", "edges", "probability", "committed", "truth")
 STATUS_CODES = {s: k for k, s in enumerate(ReviewStatus)}  # unreviewed 0 ... negative 4 (timeline colours)
@@ -42,7 +42,7 @@ class FrameLayers:
 
     prediction: np.ndarray | None = None  # bool (H, W)
     committed: np.ndarray | None = None  # bool (H, W)
-    edges: np.ndarray | None = None  # float32 [0, 1]
+    edges: np.ndarray | None = None  # float32 [0, 1], or uint8 0..255 as stored in the project
     probability: np.ndarray | None = None  # float32 [0, 1]
     targets: list[Target] = field(default_factory=list)
     truth_mask: np.ndarray | None = None  # bool (H, W)
@@ -255,8 +255,7 @@ class ReviewSession:
             if key == "prediction" and predicted:
                 value = project.prediction_mask(stem)
             elif key == "edges" and predicted:
-                edge = project.prediction_edge(stem)
-                value = None if edge is None else edge.astype(np.float32) / 255.0
+                value = project.prediction_edge(stem)  # uint8: a quarter of the memory of floats in the cache
             elif key == "probability" and predicted:
                 logits = project.prediction_logits(stem)
                 value = None if logits is None else FrameResult(logits).probability

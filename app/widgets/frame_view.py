@@ -223,7 +223,8 @@ class FrameView(QtWidgets.QWidget):
             ("probability", layers.probability, _heat_lut(), 0.02),
         ):
             if values is not None and overlays[key].visible:
-                self._draw_sparse(key, values, values >= floor, (0.0, 1.0), lut, overlays[key])
+                top = 255 if values.dtype == np.uint8 else 1.0
+                self._draw_sparse(key, values, values >= floor * top, (0, top), lut, overlays[key])
             else:
                 self.layer_items[key].hide()
         self._draw_boxes(self.boxes, overlays["boxes"], [(t.x0, t.y0, t.x1, t.y1) for t in layers.targets])
