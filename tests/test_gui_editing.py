@@ -225,3 +225,14 @@ def test_failed_save_shows_an_error_and_keeps_the_previous_file(editing, qtbot, 
     drag(editing, [(x0, y0 + 10), (x0 + 6, y0 + 10)])  # the next save carries the unsaved stroke too
     mask = committed(editing)
     assert mask[y0 + 5, x0 : x0 + 7].all() and mask[y0 + 10, x0 : x0 + 7].all()
+
+
+def test_first_edit_without_a_project_creates_it(window, fresh_sequence, qtbot):
+    open_project(window, qtbot, fresh_sequence)  # never detected: no project yet
+    assert window.session.project is None
+    _use(window, Tool.BRUSH, size=1)
+    drag(window, [(5, 5), (9, 5)])
+    assert committed(window)[5, 5:10].all() and committed(window).sum() == 5
+    assert window.session.status(0) is ReviewStatus.CORRECTED
+    model = window.review_tools.review_panel.model
+    assert model.rowCount() == 60 and model.rows[0].status is ReviewStatus.CORRECTED

@@ -157,9 +157,14 @@ class ReviewTools(QtCore.QObject):
             self.show_write_error(str(e))
             return False
         self.window._refresh_strip()
-        self.review_panel.set_frame_status(index, status)
+        self._show_status(index)
         self.window.show_frame(index)
         return True
+
+    def _show_status(self, index: int) -> None:
+        if not self.review_panel.model.summaries:  # the project was created by this change
+            self.refresh_queue()
+        self.review_panel.set_frame_status(index, self.window.session.status(index))
 
     def accept_and_next(self) -> None:
         if not self.set_status(ReviewStatus.ACCEPTED):
@@ -184,7 +189,7 @@ class ReviewTools(QtCore.QObject):
 
     def _frame_edited(self, index: int) -> None:
         self.window._refresh_strip()
-        self.review_panel.set_frame_status(index, self.window.session.status(index))
+        self._show_status(index)
         if index == self.window.index:
             self.window.show_frame(index)
 
