@@ -64,6 +64,16 @@ def mask_outline(mask: np.ndarray, gap: int = 0) -> np.ndarray:
     return (cv2.dilate(inner, kernel) & ~inner).astype(bool)
 
 
+def _bounding_box(present: np.ndarray, margin: int = 0) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1), end-exclusive, of the True pixels grown by `margin` inside the image; None if none."""
+    rows, cols = np.flatnonzero(present.any(axis=1)), np.flatnonzero(present.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = present.shape
+    return (max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, h),
+            max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, w))
+
+
 def _box_polyline(boxes) -> tuple[np.ndarray, np.ndarray]:
     """x, y of all boxes as one NaN-separated polyline (one curve item however many boxes)."""
     if not boxes:
@@ -213,11 +223,14 @@ class FrameView(QtWidgets.QWidget):
         masks = {"prediction": layers.prediction, "committed": layers.committed, "truth": layers.truth_mask}
         for key, mask in masks.items():
             overlay = overlays[key]
-            if mask is not None and overlay.visible:
-                shown = mask_outline(mask, gap=1 if key == "truth" else 0) if overlay.contour else mask
-                self._draw_sparse(key, shown.view(np.uint8), shown, (0, 1), _solid_lut(overlay.color), overlay)
-            else:
+            box = _bounding_box(mask, margin=3) if mask is not None and overlay.visible else None
+            if box is None:
                 self.layer_items[key].hide()
+                continue
+            y0, y1, x0, x1 = box
+            crop = mask[y0:y1, x0:x1]
+            shown = mask_outline(crop, gap=1 if key == "truth" else 0) if overlay.contour else crop
+            self._draw_at(key, shown.view(np.uint8), x0, y0, (0, 1), _solid_lut(overlay.color), overlay)
         for key, values, lut, floor in (
             ("edges", layers.edges, _ramp_lut(overlays["edges"].color), 1 / 255),
             ("probability", layers.probability, _heat_lut(), 0.02),
@@ -234,14 +247,17 @@ class FrameView(QtWidgets.QWidget):
     def _draw_sparse(self, key: str, values: np.ndarray, present: np.ndarray, levels, lut, overlay: Overlay) -> None:
         """Draw only the box around what is there: overlays of small targets are mostly empty, and every
         full-frame overlay costs a full-frame image draw on each repaint."""
-        item = self.layer_items[key]
-        rows, cols = np.flatnonzero(present.any(axis=1)), np.flatnonzero(present.any(axis=0))
-        if rows.size == 0:
-            item.hide()
+        box = _bounding_box(present)
+        if box is None:
+            self.layer_items[key].hide()
             return
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        item.setImage(values[y0:y1, x0:x1], levels=levels, lut=lut, autoLevels=False)
-        item.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
+        y0, y1, x0, x1 = box
+        self._draw_at(key, values[y0:y1, x0:x1], x0, y0, levels, lut, overlay)
+
+    def _draw_at(self, key: str, values: np.ndarray, x0: int, y0: int, levels, lut, overlay: Overlay) -> None:
+        item = self.layer_items[key]
+        item.setImage(values, levels=levels, lut=lut, autoLevels=False)
+        item.setRect(QtCore.QRectF(x0, y0, values.shape[1], values.shape[0]))
         item.setOpacity(overlay.opacity)
         item.show()
 
