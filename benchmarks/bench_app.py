@@ -140,13 +140,16 @@ def main() -> int:
         if not args.no_full_scrub:
             t = time.perf_counter()
             window.timeline.go_to(0)
+            rss_half = float("nan")
             for i in range(n):
                 window.timeline.step(1)
                 app.processEvents()
+                if i == n // 2:
+                    rss_half = rss_mib()
             stats = window.session.source.cache_stats()
             frame_mib = width * height * 2 / 2**20
             print(f"scrubbed all {n} frames in {time.perf_counter() - t:.0f} s; RSS {rss_start:.0f} MiB before opening, "
-                  f"{rss_mib():.0f} MiB after; frame cache {stats['size']}/{stats['capacity']} frames "
+                  f"{rss_half:.0f} MiB half-way, {rss_mib():.0f} MiB after; frame cache {stats['size']}/{stats['capacity']} frames "
                   f"({stats['capacity'] * frame_mib:.0f} MiB bound)")
         window.close()
     finally:

@@ -157,6 +157,10 @@ def test_every_overlay_toggles(window, fresh_sequence, qtbot):
     window.levels_combo.setCurrentIndex(1)
     assert window.frame_view.auto_levels
     window.levels_combo.setCurrentIndex(0)
+    # a re-run replaces the proposal, never the committed mask
+    window.run_detection("frame")
+    qtbot.waitUntil(lambda: window.detection_panel.run_all.isEnabled(), timeout=10000)
+    assert (window.session.project.committed_mask(window.session.stem(0)) == mask).all()
 
 
 def test_wpmd_and_3d_views_with_irsam(window, fresh_sequence, tiny_checkpoint, qtbot):
