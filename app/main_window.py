@@ -71,6 +71,9 @@ class MainWindow(QtWidgets.QMainWindow):
         # through GL composition (scrubbing several times slower on software GL)
         self.surface_dock.setFloating(True)
         self.surface_dock.resize(520, 460)
+        # floating by default: docked, six maps share the frame view's height and both become too small
+        self.features_dock.setFloating(True)
+        self.features_dock.resize(1200, 340)
         self.features_dock.hide()
         self.surface_dock.hide()
 

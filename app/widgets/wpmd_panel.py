@@ -57,6 +57,7 @@ class FeaturePanel(QtWidgets.QWidget):
         self.reduction_combo.currentTextChanged.connect(lambda r: self.channel.setEnabled(r == "channel"))
 
         self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setMinimumHeight(150)  # docked under the frame view it is otherwise squeezed to a strip
         self.views: dict[str, pg.ViewBox] = {}
         self.images: dict[str, pg.ImageItem] = {}
         titles = (("input", "Input (8-bit)"), ("diffused", "WPMD diffused"), ("edge", "WPMD edge"),
