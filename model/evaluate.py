@@ -20,8 +20,10 @@ BATCH_SIZE = 8
 MAX_CURVE_POINTS = 512  # points of the ROC kept in JSON
 
 
-def make_detector(method: str | None, weights: str | None, device: str = "auto") -> Detector:
-    """A classical detector by name, or IRSAM from a checkpoint (model.predictor is imported only then)."""
+def make_detector(method: str | None, weights: str | None, device: str = "auto", **predictor_options) -> Detector:
+    """A classical detector by name, or IRSAM from a checkpoint (model.predictor is imported only then).
+
+    `predictor_options` go to `Predictor.from_file` (config_name, precision, batch_size, ...)."""
     if (method is None) == (weights is None):
         raise ValueError("give exactly one of a method name or a weights file")
     if method is not None:
@@ -31,7 +33,7 @@ def make_detector(method: str | None, weights: str | None, device: str = "auto")
         raise FileNotFoundError(f"weights file not found: {path}")
     from model.predictor import Predictor
 
-    return Predictor.from_file(path, device=device)
+    return Predictor.from_file(path, device=device, **predictor_options)
 
 
 def available_methods() -> list[str]:

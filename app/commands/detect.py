@@ -44,17 +44,15 @@ def add_parser(sub) -> None:
 
 def make_detector(method: str, weights: str | None, config: str | None, device: str, precision: str, batch_size: int):
     """The detector and the record of it stored in the project."""
+    from model.evaluate import make_detector as make_named_detector
+
     if method in CLASSICAL:
-        from model.classical import make_classical_detector
-
-        return make_classical_detector(method), {"name": method, "weights": None, "sha256": None, "config": None}
-    from model.predictor import Predictor
-
+        return make_named_detector(method, None), {"name": method, "weights": None, "sha256": None, "config": None}
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if not path.exists():
         hint = "" if weights else " (the shipped default weights are missing: pass --weights FILE or --method tophat)"
         raise FileNotFoundError(f"weights file not found: {path}{hint}")
-    predictor = Predictor.from_file(path, config_name=config, device=device, precision=precision, batch_size=batch_size)
+    predictor = make_named_detector(None, str(path), device, config_name=config, precision=precision, batch_size=batch_size)
     record = {
         "name": "irsam",
         "weights": str(path.resolve()),

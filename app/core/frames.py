@@ -11,7 +11,6 @@ no index at all; they are listed in `bad_frames` with `index=None`.
 """
 from __future__ import annotations
 
-import csv
 import os
 import re
 import struct
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from model.metrics import read_boxes_csv
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -581,17 +582,6 @@ class GroundTruth:
     @property
     def has_boxes(self) -> bool:
         return self.boxes_path is not None
-
-
-def read_boxes_csv(path: str | os.PathLike) -> dict[int, list[tuple[float, float, float, float]]]:
-    """boxes.csv (frame,class,x,y,w,h; frame and x/y 1-based MATLAB) -> {0-based frame: [(x, y, w, h)]}."""
-    boxes: dict[int, list] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            frame = int(row["frame"]) - 1
-            box = (float(row["x"]) - 1.0, float(row["y"]) - 1.0, float(row["w"]), float(row["h"]))
-            boxes.setdefault(frame, []).append(box)
-    return boxes
 
 
 def find_ground_truth(source: FrameSource) -> GroundTruth | None:
