@@ -90,6 +90,9 @@ class Predictor:
         self.batch_size = max(1, int(batch_size))
         self.tile_size = int(tile_size)
         self.metadata = dict(metadata or {})
+        # Chosen on the validation split after training (model.train.calibrate_threshold); returned
+        # logits are shifted by it so that `logits > 0` stays the decision everywhere.
+        self.decision_threshold = float(self.metadata.get("decision_threshold", 0.0))
         self.model = model.to(self.device_choice.device).eval()
 
     @classmethod
@@ -158,7 +161,8 @@ class Predictor:
         feats = {}
         if features and out.features:
             feats = {k: v.float().cpu().numpy() for k, v in out.features.items()}
-        return mask[:, 0].cpu().numpy(), edge[:, 0].cpu().numpy(), feats
+        mask = mask[:, 0] - self.decision_threshold
+        return mask.cpu().numpy(), edge[:, 0].cpu().numpy(), feats
 
     def _detect_tiled(self, frame: np.ndarray, features: bool) -> FrameResult:
         """Overlapping tiles; each output pixel comes from the tile where it is farthest from a tile border."""

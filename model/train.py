@@ -72,18 +72,26 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 @torch.no_grad()
-def validate(model, images, masks, device, dtype) -> dict:
-    """Full frames at native resolution (padded), metrics as the field computes them."""
+def predict_logits(model, images, device, dtype) -> list[np.ndarray]:
+    """Full frames at native resolution (padded), logits cropped back to each frame."""
+    was_training = model.training
     model.eval()
-    metrics = SegmentationMetrics()
-    for image, mask in zip(images, masks):
+    out_logits = []
+    for image in images:
         x = torch.from_numpy(np.array(image, np.float32))[None, None].expand(1, 3, -1, -1).to(device)
         h, w = image.shape
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = model(pad_to_multiple(x))
-        logits = out.mask_logits.float()[0, 0, :h, :w].cpu().numpy()
+        out_logits.append(out.mask_logits.float()[0, 0, :h, :w].cpu().numpy())
+    model.train(was_training)
+    return out_logits
+
+
+def validate(model, images, masks, device, dtype) -> dict:
+    """Metrics as the field computes them, on full validation frames."""
+    metrics = SegmentationMetrics()
+    for logits, mask in zip(predict_logits(model, images, device, dtype), masks):
         metrics.update(logits, mask)
-    model.train()
     # plain Python numbers: checkpoints are read with weights_only=True, which refuses numpy scalars
     return {k: float(v) for k, v in metrics.result().items() if isinstance(v, (int, float, np.number))}
 
@@ -255,6 +263,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             if ctx.is_main:
                 log(f"stopping after {cfg.max_minutes} minutes; run the same command again to resume")
             break
+    if ctx.is_main and not stopped_early and (out / "best.pt").exists():
+        calibrate_threshold(out / "best.pt", val_images, val_masks, str(ctx.device), log)
     summary = {
         "best_val_iou": best_iou,
         "best_val_metrics": best_metrics,
@@ -265,6 +275,36 @@ def train(cfg: TrainConfig, log=print) -> dict:
     }
     ctx.close()
     return summary
+
+
+THRESHOLD_CANDIDATES = np.round(np.arange(-2.0, 6.01, 0.25), 2)
+
+
+def calibrate_threshold(checkpoint: str | Path, images, masks, device: str = "cpu", log=print) -> dict:
+    """Choose the logit threshold with the best validation IoU and store it in the checkpoint.
+
+    Trained on crops where most pixels are sky, the network's logits are biased; the field's
+    metrics threshold at 0, so the shift is stored (metadata "decision_threshold") and the
+    predictor applies it. Chosen on validation frames only, never on test.
+    """
+    from model.checkpoint import load_checkpoint
+
+    model, config, metadata = load_checkpoint(checkpoint)
+    logits = predict_logits(model.to(device), images, torch.device(device), None)
+    results = {}
+    for t in THRESHOLD_CANDIDATES:
+        metrics = SegmentationMetrics()
+        for lg, mask in zip(logits, masks):
+            metrics.update(lg - t, mask)
+        results[float(t)] = {k: float(v) for k, v in metrics.result().items() if isinstance(v, (int, float, np.number))}
+    best = max(results, key=lambda t: (results[t]["iou"], -abs(t)))
+    metadata["decision_threshold"] = best
+    metadata.setdefault("metrics", {})["val_at_threshold"] = results[best]
+    save_checkpoint(checkpoint, model, config, metadata)
+    r, r0 = results[best], results[0.0]
+    log(f"decision threshold {best:+.2f} on validation: IoU {r0['iou']:.4f} -> {r['iou']:.4f}, "
+        f"Pd {r0['pd']:.4f} -> {r['pd']:.4f}, Fa {r0['fa'] * 1e6:.2f} -> {r['fa'] * 1e6:.2f} x1e-6")
+    return {"threshold": best, "at_zero": r0, "at_threshold": r}
 
 
 def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str]) -> dict:

@@ -102,3 +102,9 @@ def test_official_config_runs_at_512_and_returns_frame_size(tmp_path):
     assert predictor.config.name == "official" and predictor.metadata["note"] == "random"
     result = predictor.detect([np.zeros((100, 140), np.uint8)])[0]
     assert result.logits.shape == (100, 140)
+
+
+def test_stored_decision_threshold_shifts_logits(tiny_predictor):
+    frame = np.random.default_rng(4).integers(0, 255, (32, 32), dtype=np.uint8)
+    shifted = Predictor(tiny_predictor.model, tiny(), device="cpu", metadata={"decision_threshold": 1.5})
+    np.testing.assert_allclose(shifted.detect([frame])[0].logits, tiny_predictor.detect([frame])[0].logits - 1.5, atol=1e-5)

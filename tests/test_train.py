@@ -15,7 +15,7 @@ import torch
 
 from model.augment import AugmentConfig, SegmentationDataset, crop_around, rescale
 from model.checkpoint import load_checkpoint
-from model.train import cosine_schedule, train
+from model.train import THRESHOLD_CANDIDATES, cosine_schedule, train
 from model.train_config import TrainConfig
 from tests.datasets import write_sirst_dataset
 
@@ -87,6 +87,9 @@ def test_training_writes_best_checkpoint_with_metadata_and_resumes(dataset, tmp_
     assert meta["training"]["split_val"].endswith("val.txt")
     assert "iou" in meta["metrics"]["val"]
     assert meta["normalization"]["mode"] == "window"
+    # the decision threshold is chosen on validation and can only improve validation IoU
+    assert meta["decision_threshold"] in [float(t) for t in THRESHOLD_CANDIDATES]
+    assert meta["metrics"]["val_at_threshold"]["iou"] >= meta["metrics"]["val"]["iou"] - 1e-9
 
     messages = []
     train(tiny_config(dataset, out, epochs=3), log=messages.append)
