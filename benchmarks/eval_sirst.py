@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--data", type=Path, default=SIRST)
     parser.add_argument("--split", default="test")
-    parser.add_argument("--methods", nargs="+", default=["tophat", "mpcm", "pstnn"])
+    parser.add_argument("--methods", nargs="*", default=["tophat", "mpcm", "pstnn"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
