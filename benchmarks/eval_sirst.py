@@ -9,7 +9,6 @@ Two conventions side by side: the default (corrected Fa, native resolution) and 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
