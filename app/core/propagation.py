@@ -59,6 +59,13 @@ class PropagationResult:
     def stems(self) -> list[str]:
         return [stem for stem, _ in self.frames]
 
+    @property
+    def end_stem(self) -> str | None:
+        """Where the run ended: the frame it refused, else the last frame it carried (None: neither)."""
+        if self.stopped_at is not None:
+            return self.stopped_at
+        return self.frames[-1][0] if self.frames else None
+
 
 def centroid(mask: np.ndarray) -> tuple[float, float]:
     ys, xs = np.nonzero(mask)
@@ -164,7 +171,7 @@ def propagate(
         stem = project.stems[index]
         candidate, refusal = None, ""
         status = project.status(stem)
-        expected = shift_mask(prior, int(round(velocity[0])), int(round(velocity[1])))
+        expected = shift_mask(prior, round(velocity[0]), round(velocity[1]))
         if status is not ReviewStatus.UNREVIEWED:
             refusal = f"{STOP_REVIEWED}: {status.value}"
         elif not expected.any():

@@ -98,6 +98,7 @@ class EditPalette(QtWidgets.QToolBar):
         self.diff.setCheckable(True)
         self.diff.setToolTip("Prediction vs committed mask: magenta only predicted, blue only committed, white both")
         self.diff.toggled.connect(self.diffToggled)
+        self.editing_enabled = True
 
     @property
     def tool(self) -> Tool:
@@ -111,8 +112,17 @@ class EditPalette(QtWidgets.QToolBar):
         self.brush_size.setValue(self.brush_size.value() + delta)
 
     def set_history(self, can_undo: bool, can_redo: bool) -> None:
-        self.undo.setEnabled(can_undo)
-        self.redo.setEnabled(can_redo)
+        self.undo.setEnabled(can_undo and self.editing_enabled)
+        self.redo.setEnabled(can_redo and self.editing_enabled)
+
+    def set_editing_enabled(self, enabled: bool) -> None:
+        """Enable or disable everything that changes a mask (Navigate and Diff stay usable)."""
+        self.editing_enabled = enabled
+        for tool, action in self.tool_actions.items():
+            action.setEnabled(enabled or tool is Tool.NAVIGATE)
+        self.accept_all.setEnabled(enabled)
+        if not enabled:
+            self.set_history(False, False)
 
 
 class MaskEditing(QtCore.QObject):
@@ -136,6 +146,7 @@ class MaskEditing(QtCore.QObject):
         self.polygon: list[tuple[float, float]] = []
         self.diff_shown = False
         self._last_pixel: tuple[int, int] | None = None  # under the mouse, for redrawing the brush outline
+        self.blocked: str | None = None  # why edits are refused now (a worker is writing masks), else None
         self._editor: FrameEditor | None = None
         self._hidden_for_diff: list[str] = []  # overlays switched off while the diff is shown
         view = self.frame_view.view
@@ -168,6 +179,18 @@ class MaskEditing(QtCore.QObject):
         return self._editor
 
     # --- tool state -----------------------------------------------------------------------------
+
+    def set_blocked(self, reason: str | None) -> None:
+        """Refuse every edit while `reason` is set (shown in the status bar when one is tried); None allows them."""
+        self.blocked = reason
+        if reason is not None:
+            self._cancel_stroke()
+            self._cancel_polygon()
+        self.palette.set_editing_enabled(reason is None)
+        self.refresh()
+
+    def _refuse(self) -> None:
+        self.window.statusBar().showMessage(self.blocked)
 
     def set_tool(self, tool: Tool) -> None:
         self.tool = Tool(tool)
@@ -227,6 +250,9 @@ class MaskEditing(QtCore.QObject):
         editor = self.editor
         if editor is None:
             return False
+        if self.blocked is not None:
+            self._refuse()
+            return False
         index = self.window.index
         try:
             changed = edit(editor, index)
@@ -260,6 +286,10 @@ class MaskEditing(QtCore.QObject):
             return False  # pyqtgraph's right-drag zoom still works
         if event.button() != QtCore.Qt.LeftButton:
             return False
+        if self.blocked is not None:
+            if kind != QtCore.QEvent.MouseButtonRelease:
+                self._refuse()
+            return True
         if kind == QtCore.QEvent.MouseButtonPress:
             self._press(x, y)
         elif kind == QtCore.QEvent.MouseButtonDblClick and self.tool is Tool.POLYGON:
@@ -291,9 +321,8 @@ class MaskEditing(QtCore.QObject):
             self._run(lambda editor, i: editor.delete_component(i, x, y))
         elif self.tool is Tool.ACCEPT_TARGET:
             self._run(lambda editor, i: editor.accept_target(i, x, y))
-        elif self.tool is Tool.GROW_TARGET:
-            if not self._run(lambda editor, i: editor.grow_target(i, frame, x, y)):
-                self.window.statusBar().showMessage("Grow target: no region stands out from its surroundings here.", 5000)
+        elif self.tool is Tool.GROW_TARGET and not self._run(lambda editor, i: editor.grow_target(i, frame, x, y)):
+            self.window.statusBar().showMessage("Grow target: no region stands out from its surroundings here.", 5000)
 
     def _extend_stroke(self, x: float, y: float) -> None:
         segment = [self.stroke[-1], (x, y)]
@@ -307,9 +336,12 @@ class MaskEditing(QtCore.QObject):
 
     def _finish_stroke(self) -> None:
         points, erase = self.stroke, self.tool is Tool.ERASER
+        self._cancel_stroke()
+        self._run(lambda editor, i: editor.paint(i, points, self.brush_size, erase))
+
+    def _cancel_stroke(self) -> None:
         self.stroke, self.stroke_preview = [], None
         self.preview.hide()
-        self._run(lambda editor, i: editor.paint(i, points, self.brush_size, erase))
 
     def _finish_polygon(self) -> None:
         vertices = self.polygon

@@ -145,7 +145,8 @@ class Propagation(QtCore.QObject):
 
     def _done(self, result: PropagationResult | None, error) -> None:
         worker = self.sender()
-        if worker is not self.runner.worker:
+        # None: the run was stopped (`stop`) and its worker dropped before this queued call arrived
+        if worker is None or worker is not self.runner.worker:
             return
         self.runner.release_if_done(worker)
         if worker.cancelled.is_set():

@@ -21,6 +21,8 @@ from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
 from app.widgets.workers import DetectorChoice
 
 MAX_DAMAGED_LISTED = 20
+PROPAGATION_BLOCKS = ("Propagation is running: mask edits and status changes are paused until it ends "
+                      "(Cancel in the Review dock stops it).")
 
 
 class ReviewTools(QtCore.QObject):
@@ -75,6 +77,7 @@ class ReviewTools(QtCore.QObject):
         file_menu.insertAction(quit_action, export)
         file_menu.insertSeparator(quit_action)
         review_menu = menus["&Review"]
+        self.window_status_actions = [a for a in review_menu.actions() if not a.isSeparator()]
         review_menu.addSeparator()
         for name in ("accept_and_next", "next_unreviewed", "previous_unreviewed", "mark_corrected",
                      "mark_rejected", "mark_negative", "undo", "redo", "accept_all_predicted",
@@ -139,13 +142,18 @@ class ReviewTools(QtCore.QObject):
             self.review_panel.show_current(self.window.index, session.status(self.window.index))
 
     def stop(self) -> None:
-        self.propagation.stop()
+        if self.propagation.busy:
+            self.propagation.stop()  # drops the run: `finished` does not come
+            self._propagation_ended()
 
     # --- review status --------------------------------------------------------------------------
 
     def set_status(self, status: ReviewStatus) -> bool:
         session, index = self.window.session, self.window.index
         if session is None:
+            return False
+        if self.editing.blocked is not None:
+            self.editing._refuse()
             return False
         try:
             project = session.ensure_project()
@@ -208,12 +216,30 @@ class ReviewTools(QtCore.QObject):
             return
         session.ensure_project()
         self.propagation_panel.set_running(True)
+        self.review_panel.model.set_marked({})
+        window.timeline.strip.set_stop_marker(None)
+        self._block_edits(PROPAGATION_BLOCKS)
         self.propagation.start(session, window.index, target, direction, self.propagation_panel.mode.currentText(),
                                self.propagation_panel.max_frames.value())
 
+    def _block_edits(self, reason: str | None) -> None:
+        """While a worker writes masks, edits and status changes would race it: refuse them, say why."""
+        self.editing.set_blocked(reason)
+        buttons = [*self.review_panel.status_buttons.values(), self.review_panel.accept_next]
+        for widget in buttons + self.window_status_actions:
+            widget.setEnabled(reason is None)
+        if reason is not None:
+            self.window.statusBar().showMessage(reason)
+        else:
+            self.window.statusBar().clearMessage()
+
+    def _propagation_ended(self) -> None:
+        self.propagation_panel.set_running(False)
+        self._block_edits(None)
+
     def _propagated(self, result: PropagationResult | None, error) -> None:
         panel, session = self.propagation_panel, self.window.session
-        panel.set_running(False)
+        self._propagation_ended()
         if result is None:
             panel.show_result(f"Propagation failed: {error}" if error else "Cancelled; nothing was changed.", None)
             return
@@ -224,12 +250,17 @@ class ReviewTools(QtCore.QObject):
             return
         for stem in result.stems:
             session._forget_files(session.project.index(stem))
-        stop = None if result.stopped_at is None else session.project.index(result.stopped_at)
-        where = "end of sequence" if stop is None else f"frame {stop + 1}"
-        text = (f"Carried to {len(result.frames)} frames ({len(changed)} masks changed); "
-                f"stopped at {where}: {result.reason}")
-        panel.show_result(text, stop)
-        self.review_panel.model.set_marked({} if stop is None else {stop: result.reason})
+        end = None if result.end_stem is None else session.project.index(result.end_stem)
+        if end is None:
+            where = "nothing carried"
+        elif result.stopped_at is not None:
+            where = f"stopped at frame {end + 1}"
+        else:
+            where = f"ended at frame {end + 1}"
+        text = f"Carried to {len(result.frames)} frames ({len(changed)} masks changed); {where}: {result.reason}"
+        panel.show_result(text, end)
+        self.review_panel.model.set_marked({} if end is None else {end: result.reason})
+        self.window.timeline.strip.set_stop_marker(end, result.reason)
         self.window.statusBar().showMessage(text, 15000)
         self.window.show_frame(self.window.index)
 

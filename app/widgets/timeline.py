@@ -16,6 +16,8 @@ STATUS_COLORS = {
     3: (210, 50, 50),  # rejected
     4: (150, 90, 200),  # negative (confirmed: no target)
 }
+STOP_MARKER = (255, 220, 0)  # where the last propagation stopped: a diamond across both rows
+STOP_MARKER_HALF_WIDTH = 5  # pixels; also how near the mouse must be for the marker's tooltip
 
 
 def strip_rgb(detections: np.ndarray, statuses: np.ndarray) -> np.ndarray:
@@ -40,11 +42,13 @@ class StatusStrip(QtWidgets.QWidget):
         self.setMinimumHeight(18)
         self.setMaximumHeight(22)
         self.setSizePolicy(QtWidgets.QSizePolicy.Expanding, QtWidgets.QSizePolicy.Fixed)
-        self.setToolTip("Top: detections (orange = targets, green = none, grey = not run). Bottom: review status.")
+        self.setToolTip("Top: detections (orange = targets, green = none, grey = not run). Bottom: review status.\n"
+                        "Yellow diamond: where the last propagation stopped.")
         self._pixels = np.zeros((2, 1, 3), np.uint8)
         self._image = QtGui.QImage()
         self.count = 0
         self.current = 0
+        self.stop_marker: tuple[int, str] | None = None  # (frame index, why propagation stopped there)
 
     def set_arrays(self, detections: np.ndarray, statuses: np.ndarray) -> None:
         self.count = len(detections)
@@ -57,6 +61,21 @@ class StatusStrip(QtWidgets.QWidget):
         self.current = index
         self.update()
 
+    def set_stop_marker(self, index: int | None, reason: str = "") -> None:
+        """Mark the frame where propagation stopped (None: no marker)."""
+        self.stop_marker = None if index is None else (index, reason)
+        self.update()
+
+    def stop_tooltip(self) -> str:
+        if self.stop_marker is None:
+            return ""
+        index, reason = self.stop_marker
+        return f"Propagation stopped at frame {index + 1}: {reason}"
+
+    def frame_x(self, index: int) -> int:
+        """x of the centre of a frame's column."""
+        return round((index + 0.5) * self.width() / max(self.count, 1))
+
     def paintEvent(self, event):
         painter = QtGui.QPainter(self)
         rect = self.rect()
@@ -64,10 +83,30 @@ class StatusStrip(QtWidgets.QWidget):
             # fast transform: each frame stays a crisp column even when the strip is wider than the sequence
             painter.drawImage(rect, self._image)
         if self.count:
-            x = round((self.current + 0.5) * rect.width() / self.count)
+            x = self.frame_x(self.current)
             painter.setPen(QtGui.QPen(QtGui.QColor(255, 255, 255), 2))
             painter.drawLine(x, 0, x, rect.height())
+        if self.count and self.stop_marker is not None:
+            self._paint_stop_marker(painter, self.frame_x(self.stop_marker[0]), rect.height())
         painter.end()
+
+    @staticmethod
+    def _paint_stop_marker(painter: QtGui.QPainter, x: int, height: int) -> None:
+        half, middle = STOP_MARKER_HALF_WIDTH, height / 2
+        diamond = QtGui.QPolygonF([QtCore.QPointF(x, 0), QtCore.QPointF(x + half, middle),
+                                   QtCore.QPointF(x, height), QtCore.QPointF(x - half, middle)])
+        painter.setRenderHint(QtGui.QPainter.Antialiasing)
+        painter.setPen(QtGui.QPen(QtGui.QColor(0, 0, 0), 1))
+        painter.setBrush(QtGui.QColor(*STOP_MARKER))
+        painter.drawPolygon(diamond)
+
+    def event(self, event):
+        if event.type() == QtCore.QEvent.ToolTip and self.count and self.stop_marker is not None:
+            near = abs(event.pos().x() - self.frame_x(self.stop_marker[0])) <= STOP_MARKER_HALF_WIDTH
+            if near:
+                QtWidgets.QToolTip.showText(event.globalPos(), self.stop_tooltip(), self)
+                return True
+        return super().event(event)
 
     def _index_at(self, x: float) -> int:
         return int(np.clip(x * self.count / max(self.width(), 1), 0, max(self.count - 1, 0)))
@@ -145,6 +184,7 @@ class Timeline(QtWidgets.QWidget):
             self.frame_entry.setRange(1, max(count, 1))
             self.frame_entry.setValue(1)
         self.total.setText(f"/ {count}")
+        self.strip.set_stop_marker(None)
         self.setEnabled(count > 0)
 
     def set_current(self, index: int) -> None:

@@ -1,0 +1,141 @@
+"""Propagation in the real window under Xvfb: the stop marker on the timeline strip, and edits refused
+while the worker runs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.core.project import ReviewStatus
+from app.editing import FrameEditor, Tool
+from app.widgets.timeline import STOP_MARKER
+from tests.gui_review_helpers import click, committed, drag, open_project, predict_ground_truth
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def review(window, fresh_sequence, qtbot):
+    predict_ground_truth(fresh_sequence)
+    open_project(window, qtbot, fresh_sequence)
+    return window
+
+
+def _wait_done(window, qtbot) -> None:
+    tools = window.review_tools
+    qtbot.waitUntil(lambda: tools.propagation_panel.forward.isEnabled() and not tools.propagation.busy, timeout=15000)
+
+
+def _strip_color(strip, x: int) -> tuple[int, int, int]:
+    color = strip.grab().toImage().pixelColor(x, strip.height() // 2)
+    return color.red(), color.green(), color.blue()
+
+
+def _slow_frames(window, monkeypatch, ms: int) -> None:
+    source = window.session.source
+    read = source.frame
+
+    def slow_frame(index):
+        QtCore.QThread.msleep(ms)
+        return read(index)
+
+    monkeypatch.setattr(source, "frame", slow_frame)
+
+
+def test_stop_marker_on_the_timeline_with_its_reason(review, qtbot):
+    tools, strip = review.review_tools, review.timeline.strip
+    assert FrameEditor(review.session).paint(0, [(60.5, 30.5)], size=3)
+    review.timeline.go_to(3)
+    tools.set_status(ReviewStatus.ACCEPTED)
+    review.timeline.go_to(0)
+    x = strip.frame_x(3)
+    before = _strip_color(strip, x)
+    tools.propagation_panel.mode.setCurrentText("copy")
+    tools.propagation_panel.forward.click()
+    _wait_done(review, qtbot)
+
+    assert strip.stop_marker == (3, "frame already reviewed: accepted")
+    assert strip.stop_tooltip() == "Propagation stopped at frame 4: frame already reviewed: accepted"
+    assert _strip_color(strip, x) == STOP_MARKER != before
+    assert _strip_color(strip, strip.frame_x(20)) != STOP_MARKER
+    # the tooltip near the marker gives the reason; elsewhere the strip's own tooltip
+    local = QtCore.QPoint(x + 2, strip.height() // 2)
+    QtWidgets.QApplication.sendEvent(strip, QtGui.QHelpEvent(QtCore.QEvent.ToolTip, local, strip.mapToGlobal(local)))
+    assert "frame 4: frame already reviewed" in QtWidgets.QToolTip.text()
+    QtWidgets.QToolTip.hideText()
+
+    # a new run clears the marker at once; this one (backward from frame 2) stops at the corrected frame 0
+    review.timeline.go_to(2)
+    tools.propagation_panel.backward.click()
+    assert strip.stop_marker is None
+    _wait_done(review, qtbot)
+    assert strip.stop_marker == (0, "frame already reviewed: corrected")
+    # opening another sequence drops it
+    review.timeline.set_count(len(review.session))
+    assert strip.stop_marker is None
+
+
+def test_a_run_that_reaches_max_frames_marks_its_last_frame(review, qtbot):
+    tools, strip = review.review_tools, review.timeline.strip
+    assert FrameEditor(review.session).paint(0, [(60.5, 30.5)], size=3)
+    review.show_frame(0)
+    tools.propagation_panel.mode.setCurrentText("copy")
+    tools.propagation_panel.max_frames.setValue(4)
+    tools.propagation_panel.forward.click()
+    _wait_done(review, qtbot)
+    assert strip.stop_marker == (4, "max_frames reached")
+    assert "ended at frame 5: max_frames reached" in tools.propagation_panel.result.text()
+    tools.propagation_panel.go_to_stop.click()
+    assert review.index == 4
+
+
+def test_edits_and_statuses_are_refused_while_propagation_runs(review, qtbot, monkeypatch):
+    tools, palette = review.review_tools, review.review_tools.palette
+    _slow_frames(review, monkeypatch, 150)
+    prediction = review.session.project.prediction_mask(review.session.stem(0))
+    ys, xs = np.nonzero(prediction)
+    target_pixel = int(xs[0]), int(ys[0])
+    tools.propagation_panel.max_frames.setValue(8)
+    tools.propagation_panel.forward.click()  # track mode, carrying frame 0's predicted targets
+    assert tools.propagation.busy
+
+    palette.set_tool(Tool.BRUSH)
+    drag(review, [(10, 10), (14, 10), (18, 12)])
+    palette.set_tool(Tool.DELETE_COMPONENT)
+    click(review, *target_pixel)
+    qtbot.keyClick(review.frame_view.graphics, QtCore.Qt.Key_R)  # mark rejected
+    qtbot.keyClick(review.frame_view.graphics, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)
+    assert tools.propagation.busy, "the run ended before the edits were tried: make the frames slower"
+    assert committed(review, 0) is None
+    assert review.session.status(0) is ReviewStatus.UNREVIEWED
+    assert "Propagation is running" in review.statusBar().currentMessage()
+    assert not palette.tool_actions[Tool.BRUSH].isEnabled() and not palette.accept_all.isEnabled()
+    assert palette.tool_actions[Tool.NAVIGATE].isEnabled()
+    assert not tools.review_panel.status_buttons[ReviewStatus.ACCEPTED].isEnabled()
+    assert not any(action.isEnabled() for action in tools.window_status_actions)
+
+    _wait_done(review, qtbot)
+    assert all(action.isEnabled() for action in palette.tool_actions.values())
+    assert tools.review_panel.status_buttons[ReviewStatus.ACCEPTED].isEnabled()
+    assert all(action.isEnabled() for action in tools.window_status_actions)
+    assert committed(review, 0) is None  # propagation writes the frames after the start only
+    click(review, *target_pixel)  # the same click now deletes the target
+    assert committed(review, 0) is not None and not committed(review, 0)[target_pixel[1], target_pixel[0]]
+    assert review.session.status(0) is ReviewStatus.CORRECTED
+
+
+def test_cancel_or_closing_the_session_reenables_editing(review, qtbot, monkeypatch):
+    tools, palette = review.review_tools, review.review_tools.palette
+    _slow_frames(review, monkeypatch, 100)
+    tools.propagation_panel.forward.click()
+    assert not palette.accept_all.isEnabled()
+    tools.propagation_panel.cancel.click()
+    _wait_done(review, qtbot)
+    assert palette.accept_all.isEnabled()
+    assert "Cancelled" in tools.propagation_panel.result.text()
+
+    tools.propagation_panel.forward.click()
+    assert not palette.accept_all.isEnabled()
+    tools.stop()  # what the window does before opening another sequence or closing
+    assert not tools.propagation.busy and palette.accept_all.isEnabled()
+    assert tools.propagation_panel.forward.isEnabled()
