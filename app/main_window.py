@@ -25,6 +25,10 @@ from app.widgets.wpmd_panel import FeaturePanel
 MAX_RECENT = 10
 TARGET_ZOOM = 24  # half-size of the view when jumping to a target, pixels
 TRACK_RADIUS = 10.0  # a selected target is followed to the next frame when one lies this close
+# The panels follow a frame once it has stayed this long: longer than the gap between auto-repeated keys
+# (25-30 per second) and between frames played at 25 fps, so scrubbing and playing compute them only
+# for the frame they stop on.
+PANELS_SETTLE_MS = 60
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -43,6 +47,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.feature_runner = WorkerRunner(self)
         self.details_runner = WorkerRunner(self)
         self._features_pending = False
+        self.panels_timer = QtCore.QTimer(self)
+        self.panels_timer.setSingleShot(True)
+        self.panels_timer.setInterval(PANELS_SETTLE_MS)
+        self.panels_timer.timeout.connect(self.update_panels)
 
         self.setWindowTitle("IRSAM Review")
         self.setAcceptDrops(True)
@@ -186,6 +194,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.session.close()
         self.session = session
         self.selected = None
+        self.frame = None
         self.frame_view.clear()
         self.frame_view.set_sequence_levels(session.normalization.low, session.normalization.high)
         self.timeline.set_count(len(session))
@@ -279,8 +288,12 @@ class MainWindow(QtWidgets.QMainWindow):
     # --- showing a frame ------------------------------------------------------------------------
 
     def show_frame(self, index: int) -> None:
+        """The image, its overlays, the frame label and the cursor readout at once; the panels (targets,
+        IoU / Pd, review queue, 3D view, feature maps) when the frame has stayed PANELS_SETTLE_MS.
+        Showing the shown frame again (after an edit, a status, a new result) updates the panels at once."""
         if self.session is None:
             return
+        same_frame = index == self.index and self.frame is not None
         self.index = index
         self.timeline.set_current(index)
         try:
@@ -289,23 +302,35 @@ class MainWindow(QtWidgets.QMainWindow):
             self.session.mark_unreadable(index)
             self._refresh_strip()
             self.frame = None
+            self.layers = FrameLayers()
             self.frame_view.clear()
             self.frame_label.setText(f"frame {index + 1}/{len(self.session)}: unreadable ({e.reason})")
+            self.panels_timer.start()
             return
         self.layers = self.session.layers(index, self._wanted_layers())
         self.frame_view.show_frame(self.frame, self.layers)
         self._mark_missing_layers()
         self._follow_selection()
-        self._update_targets()
-        self._update_metrics()
         status = self.session.status(index).value
         self.frame_label.setText(f"frame {index + 1}/{len(self.session)}  {self.session.stem(index)}  [{status}]")
-        if self.cursor is not None:
-            self._cursor_moved(*self.cursor)
+        self._show_cursor_readout()
+        self.review_tools.frame_shown(index)
+        if same_frame:
+            self.update_panels()
+        else:
+            self.panels_timer.start()  # restarted by each change: a burst of changes updates them once
+
+    def update_panels(self) -> None:
+        """Bring the panels that follow the shown frame up to date (the settle timer calls this)."""
+        self.panels_timer.stop()
+        if self.session is None:
+            return
+        self._update_targets()
+        self._update_metrics()
         self._update_surface()
         if self.features_dock.isVisible() and self.feature_panel.follow.isChecked():
             self.compute_features()
-        self.review_tools.frame_shown(index)
+        self.review_tools.frame_settled(self.index)
 
     def _wanted_layers(self) -> set[str]:
         return {key for key, overlay in self.overlay_panel.overlays.items() if overlay.visible}
@@ -324,10 +349,11 @@ class MainWindow(QtWidgets.QMainWindow):
             panel.set_available("edges", layers.edges is not None, "this detector gives no edge map (IRSAM does)")
         if panel.overlays["probability"].visible:
             panel.set_available("probability", layers.probability is not None,
-                                "probabilities are kept for frames detected in this session only (logits are not saved)")
+                                "no probabilities saved for this frame (detect with \"Keep probabilities\" on, "
+                                "or irsam detect --save-logits)")
 
     def _update_targets(self) -> None:
-        targets = self.layers.targets
+        targets = self.layers.targets if self.frame is not None else []
         mask = self.layers.prediction
         snrs = [target_snr(self.frame, t, mask) for t in targets]
         self.target_list.set_targets(targets, snrs, self.selected.id if self.selected else None)
@@ -348,13 +374,20 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _cursor_moved(self, x: int, y: int) -> None:
         self.cursor = (x, y)
-        if self.frame is None or not (0 <= y < self.frame.shape[0] and 0 <= x < self.frame.shape[1]):
-            return
+        if self._show_cursor_readout() and self.selected is None:
+            self._update_surface()
+
+    def _show_cursor_readout(self) -> bool:
+        """Raw value and local contrast under the cursor; False when the cursor is not on the frame."""
+        if self.cursor is None or self.frame is None:
+            return False
+        x, y = self.cursor
+        if not (0 <= y < self.frame.shape[0] and 0 <= x < self.frame.shape[1]):
+            return False
         peak, snr = local_snr(self.frame, x, y)
         snr_text = "-" if math.isnan(snr) else f"{snr:.1f}"
         self.cursor_label.setText(f"x {x}  y {y}  value {int(self.frame[y, x])}  |  local peak {peak:g}  SNR {snr_text}")
-        if self.selected is None:
-            self._update_surface()
+        return True
 
     # --- targets and the 3D view ----------------------------------------------------------------
 

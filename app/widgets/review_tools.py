@@ -1,8 +1,9 @@
 """The review tools of the main window (part 2): mask editing, the review queue, propagation, shortcuts,
 export and fine-tuning, wired to the window in one place so the window itself stays thin.
 
-The window calls `frame_shown(index)` after showing a frame, `project_loaded()` when the project has been
-read, `refresh_queue()` after a detection run, and `stop()` before closing its session.
+The window calls `frame_shown(index)` after showing a frame, `frame_settled(index)` when that frame has
+stayed on screen (the queue's selection follows it then, not on every frame of a scrub), `project_loaded()`
+when the project has been read, `refresh_queue()` after a detection run, and `stop()` before closing its session.
 """
 from __future__ import annotations
 
@@ -122,10 +123,12 @@ class ReviewTools(QtCore.QObject):
     # --- called by the window -------------------------------------------------------------------
 
     def frame_shown(self, index: int) -> None:
+        self.editing.refresh()
+
+    def frame_settled(self, index: int) -> None:
         session = self.window.session
         self.review_panel.set_frame_status(index, session.status(index))
         self.review_panel.show_current(index, session.status(index))
-        self.editing.refresh()
 
     def project_loaded(self) -> None:
         self.refresh_queue()
