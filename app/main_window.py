@@ -495,7 +495,8 @@ class MainWindow(QtWidgets.QMainWindow):
         project = None if features else self.session.project if self.session else None
         worker = DetectionWorker(self.session.source if self.session else None,
                                  self.session.normalization if self.session else None,
-                                 indices, choice, detector, project, features)
+                                 indices, choice, detector, project, features,
+                                 save_logits=self.detection_panel.keep_probabilities.isChecked())
         worker.detectorReady.connect(self._detector_ready)
         worker.frameDone.connect(self._features_done if features else self._frame_done)
         worker.frameFailed.connect(self._frame_failed)
@@ -520,10 +521,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.statusBar().showMessage(notice, 15000)
         self._update_device_label(notice)
 
-    def _frame_done(self, index: int, result) -> None:
+    def _frame_done(self, index: int, _result) -> None:
         if not self._from_current_worker(self.detection_runner):
             return
-        self.session.record_result(index, result)
+        self.session.record_result(index)
         self._refresh_strip()
         if index == self.index:
             self.show_frame(index)

@@ -24,16 +24,15 @@ import numpy as np
 from app.core.frames import FrameSource, GroundTruth, find_ground_truth, open_source
 from app.core.normalization import Normalization, default_for
 from app.core.project import ProjectError, ReviewProject, ReviewStatus
-from app.core.targets import Target, extract_targets
-from model.detectors import FrameResult
+from app.core.targets import Target
 
 PROJECT_SUFFIX = ".irsam-review"
-RECENT_RESULTS = 32  # in-memory results of this session's runs (they carry probabilities, which are not saved)
-LAYER_CACHE = 32  # frames whose layer files (masks, edges) are kept decoded (about 1.3 MB each at 640x512)
+LAYER_CACHE = 32  # frames whose layer files (masks, edges, probabilities) are kept decoded (about 1.3 MB each at 640x512)
 LAYER_PREFETCH = 3  # frames ahead (in the scrubbing direction) whose layer files are read in the background
 FILE_LAYERS = ("prediction", "edges", "probability", "committed", "truth")
 STATUS_CODES = {s: k for k, s in enumerate(ReviewStatus)}  # unreviewed 0 ... negative 4 (timeline colours)
 NOT_RUN, UNREADABLE = -1, -2
+PROBABILITY_ZERO_BELOW = -6.25  # 255 * sigmoid(logit) rounds to 0 below this
 
 
 @dataclass
@@ -42,11 +41,21 @@ class FrameLayers:
 
     prediction: np.ndarray | None = None  # bool (H, W)
     committed: np.ndarray | None = None  # bool (H, W)
-    edges: np.ndarray | None = None  # float32 [0, 1], or uint8 0..255 as stored in the project
-    probability: np.ndarray | None = None  # float32 [0, 1]
+    edges: np.ndarray | None = None  # uint8 0..255 (edge probability, as stored in the project)
+    probability: np.ndarray | None = None  # uint8 0..255 (sigmoid of the saved logits)
     targets: list[Target] = field(default_factory=list)
     truth_mask: np.ndarray | None = None  # bool (H, W)
     truth_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # x0, y0, x1, y1 inclusive
+
+
+def probability_u8(logits: np.ndarray) -> np.ndarray:
+    """sigmoid(logits) * 255 as uint8: a quarter of the float map's memory in the layer cache.
+
+    Only logits above PROBABILITY_ZERO_BELOW are evaluated: IR frames are mostly sky, far below it."""
+    out = np.zeros(logits.shape, np.uint8)
+    above = logits > PROBABILITY_ZERO_BELOW
+    out[above] = np.rint(255 / (1 + np.exp(-logits[above].astype(np.float32))))
+    return out
 
 
 def user_data_dir() -> Path:
@@ -94,7 +103,6 @@ class ReviewSession:
         self.ground_truth: GroundTruth | None = None
         self.details_loaded = False
         self.warnings: list[str] = []
-        self._recent: OrderedDict[int, FrameResult] = OrderedDict()
         self.detection_counts = np.full(len(source), NOT_RUN, np.int32)
         self.status_codes = np.zeros(len(source), np.uint8)
         self._files: OrderedDict[int, dict[str, object]] = OrderedDict()  # index -> layer key -> array/None
@@ -177,13 +185,9 @@ class ReviewSession:
 
     # --- results --------------------------------------------------------------------------------
 
-    def record_result(self, index: int, result: FrameResult) -> list[Target]:
-        """A fresh result of this session (already saved in the project by the worker): remember and count it."""
-        self._recent[index] = result
-        self._recent.move_to_end(index)
-        while len(self._recent) > RECENT_RESULTS:
-            self._recent.popitem(last=False)
-        targets = extract_targets(result.mask, result.logits)
+    def record_result(self, index: int) -> list[Target]:
+        """A frame the worker has just detected and saved in the project: count its targets, drop old layers."""
+        targets = self.project.detections(self.stem(index))
         self.detection_counts[index] = len(targets)
         self._forget_files(index)
         return targets
@@ -206,23 +210,11 @@ class ReviewSession:
         """The layers of a frame; files are read only for the wanted layers ("edges", "probability", ...)."""
         direction = 1 if index >= self._last_index else -1
         self._last_index = index
-        layers = FrameLayers()
-        recent = self._recent.get(index)
-        if recent is not None:
-            layers.prediction = recent.mask
-            layers.targets = extract_targets(recent.mask, recent.logits)
-            if "edges" in wanted and recent.edge is not None:
-                layers.edges = recent.edge
-            if "probability" in wanted:
-                layers.probability = recent.probability
-            files = self._layer_files(index, wanted - {"prediction", "edges", "probability"})
-        else:
-            files = self._layer_files(index, wanted | {"prediction"})
-            layers.prediction = files.get("prediction")
-            layers.edges = files.get("edges")
-            layers.probability = files.get("probability")
-            if self.project is not None and self.detection_counts[index] >= 0:
-                layers.targets = self.project.detections(self.stem(index))
+        files = self._layer_files(index, wanted | {"prediction"})
+        layers = FrameLayers(prediction=files.get("prediction"), edges=files.get("edges"),
+                             probability=files.get("probability"))
+        if self.project is not None and self.detection_counts[index] >= 0:
+            layers.targets = self.project.detections(self.stem(index))
         layers.committed = files.get("committed")
         layers.truth_mask = files.get("truth")
         if self.ground_truth is not None and "truth" in wanted:
@@ -257,8 +249,8 @@ class ReviewSession:
             elif key == "edges" and predicted:
                 value = project.prediction_edge(stem)  # uint8: a quarter of the memory of floats in the cache
             elif key == "probability" and predicted:
-                logits = project.prediction_logits(stem)
-                value = None if logits is None else FrameResult(logits).probability
+                logits = project.prediction_logits(stem)  # saved by the app's runs and by irsam detect --save-logits
+                value = None if logits is None else probability_u8(logits)
             elif key == "committed" and project is not None:
                 value = project.committed_mask(stem)
             elif key == "truth" and self.ground_truth is not None:

@@ -109,11 +109,12 @@ def test_session_results_survive_reopening(fresh_sequence):
     logits = np.full(session.source.shape, -5, np.float32)
     logits[10:12, 10:12] = 5
     result = FrameResult(logits)
-    project.save_prediction(session.stem(3), result)
+    project.save_prediction(session.stem(3), result, save_logits=True)
     project.flush_detections()
-    assert len(session.record_result(3, result)) == 1
+    assert len(session.record_result(3)) == 1
     layers = session.layers(3, {"prediction", "probability", "truth"})
     assert layers.probability is not None and layers.truth_mask is not None
+    assert layers.probability[10, 10] == 253 and layers.probability[0, 0] == 2  # sigmoid(+-5) * 255
     committed = np.zeros(session.source.shape, bool)
     committed[0, 0] = True
     session.commit_mask(3, committed)

@@ -10,6 +10,8 @@ import pytest
 from PySide6 import QtCore, QtGui
 
 from app.session import ReviewSession
+from model.detectors import FrameResult
+from tests.gui_review_helpers import predict_ground_truth
 
 pytestmark = pytest.mark.gui
 
@@ -204,7 +206,7 @@ def test_target_list_click_centres_and_selects_for_3d(window, fresh_sequence, qt
                     timeout=30000)
     frame = int(np.argmax(window.session.detection_counts))
     window.show_frame(frame)
-    assert window.target_list.rowCount() > 0
+    qtbot.waitUntil(lambda: window.target_list.rowCount() > 0, timeout=2000)
     window.target_list.selectRow(0)
     target = window.selected
     assert target is not None
@@ -319,3 +321,104 @@ def test_unreadable_frame_is_reported_and_skipped(window, fresh_sequence, qtbot)
     assert window.session.detection_counts[4] == -2
     window.timeline.step(1)
     assert window.index == 5 and window.frame_view.image.image is not None
+
+
+def _queue_selection(window) -> list[int]:
+    panel = window.review_tools.review_panel
+    return [panel.model.rows[r.row()].index for r in panel.table.selectionModel().selectedRows()]
+
+
+def _settled(window, qtbot) -> None:
+    qtbot.waitUntil(lambda: not window.panels_timer.isActive(), timeout=5000)
+
+
+def test_panels_follow_the_frame_once_the_event_loop_runs(window, fresh_sequence, qtbot):
+    predict_ground_truth(fresh_sequence, frames=range(0, 60, 2))  # even frames: 2 targets, IoU 1; odd: nothing
+    _open(window, qtbot, fresh_sequence)
+    _settled(window, qtbot)
+    assert window.target_list.rowCount() == 2 and window.metrics_label.text() == "IoU 1.00  Pd 1.00"
+    window.timeline.go_to(7)
+    # the image, its overlays and the frame label at once; the panels still describe the first frame until the loop runs
+    assert np.array_equal(window.frame_view.image.image, window.session.frame(7))
+    assert window.frame_view.layers is window.layers and window.layers.prediction is None
+    assert window.frame_label.text().startswith("frame 8/60")
+    assert window.target_list.rowCount() == 2
+    qtbot.waitUntil(lambda: window.target_list.rowCount() == 0 and window.metrics_label.text() == "", timeout=2000)
+    assert _queue_selection(window) == [7]
+    window.timeline.go_to(8)
+    qtbot.waitUntil(lambda: window.target_list.rowCount() == 2, timeout=2000)
+    assert window.metrics_label.text() == "IoU 1.00  Pd 1.00" and _queue_selection(window) == [8]
+    listed = [window.target_list.item(row, 0).data(QtCore.Qt.UserRole) for row in range(2)]
+    assert sorted(listed) == [t.id for t in window.layers.targets]
+    # showing the shown frame again (a status, an edit, a new result) updates the panels at once
+    window.session.project.save_prediction(window.session.stem(8), FrameResult(np.full((96, 128), -5, np.float32)))
+    window.session.record_result(8)
+    window.show_frame(8)
+    assert window.target_list.rowCount() == 0 and not window.panels_timer.isActive()
+
+
+def test_a_burst_of_frame_changes_updates_the_panels_once_for_the_last_frame(window, fresh_sequence, qtbot,
+                                                                             monkeypatch):
+    from app import main_window
+
+    predict_ground_truth(fresh_sequence)
+    _open(window, qtbot, fresh_sequence)
+    _settled(window, qtbot)
+    scored, listed = [], []
+    score = main_window.frame_iou_pd
+    monkeypatch.setattr(main_window, "frame_iou_pd", lambda p, t: scored.append(window.index) or score(p, t))
+    set_targets = window.target_list.set_targets
+    monkeypatch.setattr(window.target_list, "set_targets", lambda *a: listed.append(window.index) or set_targets(*a))
+    window.panels_timer.setInterval(1000)  # longer than any change of the burst takes, even on a loaded machine
+    for index in range(1, 21):
+        window.timeline.step(1)
+        QtCore.QCoreApplication.processEvents()  # the event loop runs between changes, as between repeated keys
+        assert window.index == index and np.array_equal(window.frame_view.image.image, window.session.frame(index))
+    assert scored == [] and listed == []
+    qtbot.waitUntil(lambda: bool(listed), timeout=5000)
+    assert scored == [20] and listed == [20]
+    assert window.target_list.rowCount() == len(window.layers.targets) == 2 and _queue_selection(window) == [20]
+
+
+def test_heatmap_for_frames_detected_before_reopening(window, fresh_sequence, tmp_path, qtbot):
+    from app.main_window import MainWindow
+
+    _open(window, qtbot, fresh_sequence)
+    _choose(window, "mpcm")
+    assert window.detection_panel.keep_probabilities.isChecked()
+    window.detection_panel.range_from.setValue(1)
+    window.detection_panel.range_to.setValue(3)
+    window.run_detection("range")
+    qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
+                    timeout=15000)
+    project_dir = window.session.project_dir
+    stems = [window.session.stem(i) for i in range(3)]
+    assert sorted(p.stem for p in (project_dir / "logits").glob("*.npy")) == stems
+    assert not list((project_dir / "logits").glob(".*"))  # no temporary files left by the atomic writes
+    window.close()
+
+    reopened = MainWindow(QtCore.QSettings(str(tmp_path / "second.ini"), QtCore.QSettings.IniFormat))
+    qtbot.addWidget(reopened)
+    reopened.show()
+    _open(reopened, qtbot, fresh_sequence)
+    toggle = reopened.overlay_panel.toggles["probability"]
+    toggle.setChecked(True)
+    heatmap = reopened.frame_view.layer_items["probability"]
+    assert reopened.layers.probability is not None and heatmap.isVisible() and "(n/a)" not in toggle.text()
+    logits = np.load(project_dir / "logits" / f"{stems[0]}.npy")
+    expected = np.rint(255 / (1 + np.exp(-logits.astype(np.float64))))
+    assert np.abs(reopened.layers.probability.astype(int) - expected).max() <= 1
+    reopened.timeline.go_to(5)  # not detected: no heatmap, and the toggle says so
+    assert not heatmap.isVisible() and "(n/a)" in toggle.text()
+    reopened.close()
+
+
+def test_heatmap_of_a_project_made_by_irsam_detect_save_logits(window, fresh_sequence, tmp_path, qtbot):
+    from app.cli import main
+
+    out = tmp_path / "project"
+    assert main(["detect", str(fresh_sequence), "--out", str(out), "--method", "mpcm", "--save-logits",
+                 "--limit", "2", "--quiet"]) == 0
+    _open(window, qtbot, out)
+    window.overlay_panel.toggles["probability"].setChecked(True)
+    assert window.layers.probability is not None and window.frame_view.layer_items["probability"].isVisible()

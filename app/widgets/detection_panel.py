@@ -73,6 +73,11 @@ class DetectionPanel(QtWidgets.QWidget):
         self.run_range.clicked.connect(lambda: self.runRequested.emit("range"))
         self.run_all.clicked.connect(lambda: self.runRequested.emit("all"))
         self.cancel.clicked.connect(self.cancelRequested)
+        self.keep_probabilities = QtWidgets.QCheckBox("Keep probabilities (heatmap)")
+        self.keep_probabilities.setChecked(True)
+        self.keep_probabilities.setToolTip(
+            "Save each frame's logits in the project (logits/<stem>.npy, float32: 1.3 MB a frame at 640x512),\n"
+            "so the probability heatmap shows for these frames, now and when the project is reopened.")
         self.progress = QtWidgets.QProgressBar()
         self.progress.setFormat("%v / %m")
         self.rate = QtWidgets.QLabel(" ")
@@ -92,6 +97,7 @@ class DetectionPanel(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(form)
         layout.addWidget(self.info)
+        layout.addWidget(self.keep_probabilities)
         layout.addLayout(buttons)
         progress_row = QtWidgets.QHBoxLayout()
         progress_row.addWidget(self.progress, 1)
@@ -129,7 +135,8 @@ class DetectionPanel(QtWidgets.QWidget):
         return min(a, b), max(a, b)
 
     def set_running(self, running: bool) -> None:
-        for b in (self.run_frame, self.run_range, self.run_all, self.detector_combo, self.device_combo):
+        for b in (self.run_frame, self.run_range, self.run_all, self.detector_combo, self.device_combo,
+                  self.keep_probabilities):
             b.setEnabled(not running)
         self.cancel.setEnabled(running)
         if running:

@@ -46,7 +46,8 @@ class DetectorChoice:
 
 
 class DetectionWorker(QtCore.QObject):
-    """Runs a detector over `indices` of a source, saving each prediction in the project as it arrives.
+    """Runs a detector over `indices` of a source, saving each prediction in the project as it arrives
+    (with `save_logits`, its logits too: the probability heatmap reads them back for any frame).
 
     The detector is built in this thread when not given (loading a checkpoint can take seconds).
     With `features`, nothing is saved: the result (with feature maps) is only emitted.
@@ -61,7 +62,7 @@ class DetectionWorker(QtCore.QObject):
 
     def __init__(self, source: FrameSource, normalization: Normalization, indices: list[int],
                  choice: DetectorChoice, detector: Detector | None, project: ReviewProject | None,
-                 features: bool = False):
+                 features: bool = False, save_logits: bool = True):
         super().__init__()
         self.source = source
         self.normalization = normalization
@@ -70,6 +71,7 @@ class DetectionWorker(QtCore.QObject):
         self.detector = detector
         self.project = project
         self.features = features
+        self.save_logits = save_logits
         self.cancel_event = threading.Event()
 
     def cancel(self) -> None:
@@ -106,7 +108,7 @@ class DetectionWorker(QtCore.QObject):
                 continue
             result = self._detect(image)
             if self.project is not None and not self.features:
-                self.project.save_prediction(self.source.stems[index], result)
+                self.project.save_prediction(self.source.stems[index], result, self.save_logits)
             self.frameDone.emit(index, result)
             now = time.perf_counter()
             self.progress.emit(done, total, done / max(now - start, 1e-9))
