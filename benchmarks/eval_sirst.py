@@ -32,11 +32,17 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--methods", nargs="*", default=["tophat", "mpcm", "pstnn"])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--tta", nargs="*", default=["none"], choices=["none", "hflip", "flips"],
+                        help="IRSAM rows: one per test-time augmentation mode")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     samples = find_dataset(args.data / "images", args.data / "masks", args.data / "splits/idx_427" / f"{args.split}.txt")
-    detectors = [("irsam", make_detector(None, str(args.weights), args.device))] if args.weights.exists() else []
+    detectors = []
+    if args.weights.exists():
+        for tta in args.tta:
+            name = "irsam" if tta == "none" else f"irsam+{tta}"
+            detectors.append((name, make_detector(None, str(args.weights), args.device, tta=tta)))
     detectors += [(m, make_detector(m, None)) for m in args.methods]
     rows = []
     for name, detector in detectors:

@@ -60,11 +60,22 @@ def choose_device(requested: str = "auto") -> DeviceChoice:
     return DeviceChoice(torch.device("cpu"), f"cpu ({torch.get_num_threads()} threads)", reason)
 
 
+# Extra passes per TTA mode, as the tensor dims to flip (B, C, H, W).
+TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "none": (),
+    "hflip": ((3,),),
+    "flips": ((3,), (2,), (2, 3)),
+}
+
+
 class Predictor:
     """Runs an IRSAM model over 8-bit gray frames of any size.
 
     precision: "fp32", "bf16" or "fp16" (fp16 only on CUDA). Autocast covers the network; logits
     are returned in float32.
+    tta: test-time augmentation, "none", "hflip" (2 passes) or "flips" (4 passes: identity, horizontal,
+    vertical, both). Logits and edges of the flipped passes are flipped back and averaged; feature
+    maps come from the identity pass.
     """
 
     name = "irsam"
@@ -78,7 +89,11 @@ class Predictor:
         batch_size: int = 4,
         tile_size: int = 1024,
         metadata: dict | None = None,
+        tta: str = "none",
     ):
+        if tta not in TTA_FLIPS:
+            raise ValueError(f"unknown tta {tta!r}; choose one of {', '.join(TTA_FLIPS)}")
+        self.tta = tta
         self.device_choice = choose_device(device)
         self.device = self.device_choice.description
         if precision not in ("fp32", "bf16", "fp16"):
@@ -139,9 +154,21 @@ class Predictor:
 
     def _run(self, batch: np.ndarray, features: bool) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """batch (B,H,W) uint8 -> logits (B,H,W) f32, edges (B,H,W) f32, features name -> (B,C,h,w)."""
-        dev = self.device_choice.device
-        h, w = batch.shape[1:]
-        x = torch.from_numpy(batch).to(dev).float()[:, None].expand(-1, 3, -1, -1)
+        x = torch.from_numpy(batch).to(self.device_choice.device).float()[:, None].expand(-1, 3, -1, -1)
+        mask, edge, out_features = self._forward(x, features)
+        # Each TTA pass sees the flipped frame through the same padding as a plain run, then is flipped back.
+        for dims in TTA_FLIPS[self.tta]:
+            m, e, _ = self._forward(x.flip(dims), False)
+            mask, edge = mask + m.flip(dims), edge + e.flip(dims)
+        passes = 1 + len(TTA_FLIPS[self.tta])
+        mask, edge = mask / passes, edge / passes
+        feats = {k: v.float().cpu().numpy() for k, v in out_features.items()} if features else {}
+        mask = mask[:, 0] - self.decision_threshold
+        return mask.cpu().numpy(), edge[:, 0].cpu().numpy(), feats
+
+    def _forward(self, x: torch.Tensor, features: bool) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """x (B,3,H,W) float -> mask logits (B,1,H,W), edges (B,1,H,W), feature maps."""
+        h, w = x.shape[-2:]
         if self.native:
             ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
             if ph or pw:
@@ -150,6 +177,7 @@ class Predictor:
         else:
             x = F.interpolate(x, size=(512, 512), mode="bilinear", align_corners=False)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        dev = self.device_choice.device
         with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = self.model(x, return_features=features)
         mask, edge = out.mask_logits.float(), out.edge_probs.float()
@@ -158,11 +186,7 @@ class Predictor:
         else:
             mask = F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)
             edge = F.interpolate(edge, size=(h, w), mode="bilinear", align_corners=False)
-        feats = {}
-        if features and out.features:
-            feats = {k: v.float().cpu().numpy() for k, v in out.features.items()}
-        mask = mask[:, 0] - self.decision_threshold
-        return mask.cpu().numpy(), edge[:, 0].cpu().numpy(), feats
+        return mask, edge, (out.features or {}) if features else {}
 
     def _detect_tiled(self, frame: np.ndarray, features: bool) -> FrameResult:
         """Overlapping tiles; each output pixel comes from the tile where it is farthest from a tile border."""

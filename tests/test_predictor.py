@@ -108,3 +108,20 @@ def test_stored_decision_threshold_shifts_logits(tiny_predictor):
     frame = np.random.default_rng(4).integers(0, 255, (32, 32), dtype=np.uint8)
     shifted = Predictor(tiny_predictor.model, tiny(), device="cpu", metadata={"decision_threshold": 1.5})
     np.testing.assert_allclose(shifted.detect([frame])[0].logits, tiny_predictor.detect([frame])[0].logits - 1.5, atol=1e-5)
+
+
+def test_flip_tta_averages_the_flipped_passes_flipped_back(tiny_predictor):
+    # An odd size also checks that the padding is cropped after un-flipping, not before.
+    frame = np.random.default_rng(5).integers(0, 255, (37, 45), dtype=np.uint8)
+    passes = {
+        name: np.flip(tiny_predictor.detect([np.ascontiguousarray(np.flip(frame, axes))])[0].logits, axes)
+        for name, axes in {"id": (), "h": (1,), "v": (0,), "hv": (0, 1)}.items()
+    }
+    hflip = Predictor(tiny_predictor.model, tiny(), device="cpu", tta="hflip").detect([frame])[0]
+    flips = Predictor(tiny_predictor.model, tiny(), device="cpu", tta="flips").detect([frame])[0]
+    np.testing.assert_allclose(hflip.logits, (passes["id"] + passes["h"]) / 2, atol=1e-4)
+    np.testing.assert_allclose(flips.logits, sum(passes.values()) / 4, atol=1e-4)
+    assert not np.allclose(hflip.logits, passes["id"], atol=1e-3)  # the extra pass changed something
+    assert hflip.edge.shape == frame.shape
+    with pytest.raises(ValueError, match="tta"):
+        Predictor(tiny_predictor.model, tiny(), device="cpu", tta="rot90")

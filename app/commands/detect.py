@@ -36,13 +36,17 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--tta", default="none", choices=("none", "hflip", "flips"),
+                   help="test-time flips averaged (2 or 4 passes): fewer false alarms, 2-4x the time")
     p.add_argument("--save-logits", action="store_true", help="also write float32 logits at frame resolution")
     p.add_argument("--limit", type=int, help="only the first N frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
-def make_detector(method: str, weights: str | None, config: str | None, device: str, precision: str, batch_size: int):
+def make_detector(
+    method: str, weights: str | None, config: str | None, device: str, precision: str, batch_size: int, tta: str = "none"
+):
     """The detector and the record of it stored in the project."""
     from model.evaluate import make_detector as make_named_detector
 
@@ -52,12 +56,15 @@ def make_detector(method: str, weights: str | None, config: str | None, device: 
     if not path.exists():
         hint = "" if weights else " (the shipped default weights are missing: pass --weights FILE or --method tophat)"
         raise FileNotFoundError(f"weights file not found: {path}{hint}")
-    predictor = make_named_detector(None, str(path), device, config_name=config, precision=precision, batch_size=batch_size)
+    predictor = make_named_detector(
+        None, str(path), device, config_name=config, precision=precision, batch_size=batch_size, tta=tta
+    )
     record = {
         "name": "irsam",
         "weights": str(path.resolve()),
         "sha256": sha256_of(path),
         "config": predictor.config.to_dict(),
+        "tta": tta,
     }
     return predictor, record
 
@@ -77,7 +84,9 @@ def run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        detector, record = make_detector(args.method, args.weights, args.config, args.device, args.precision, args.batch_size)
+        detector, record = make_detector(
+            args.method, args.weights, args.config, args.device, args.precision, args.batch_size, args.tta
+        )
     except Exception as exc:  # a bad checkpoint: one line, never a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -37,6 +37,8 @@ def add_parser(subparsers) -> None:
         help="score at 512x512 like the official IRSAM code (logits bilinear, masks nearest)",
     )
     p.add_argument("--device", default="auto", help="device for --weights (auto, cpu, cuda, cuda:1, mps)")
+    p.add_argument("--tta", default="none", choices=("none", "hflip", "flips"),
+                   help="IRSAM only: average the logits of 2 or 4 flipped passes")
     p.set_defaults(run=run)
 
 
@@ -73,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         print("error: --plots needs pixel ground truth (--images/--masks)", file=sys.stderr)
         return 2
     try:
-        detector = make_detector(args.method, args.weights, args.device)
+        options = {"tta": args.tta} if args.weights else {}
+        detector = make_detector(args.method, args.weights, args.device, **options)
         if args.clip:
             result = evaluate_clip(detector, args.clip, limit=args.limit)
             table = format_clip_table(result)
