@@ -297,7 +297,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.index = index
         self.timeline.set_current(index)
         try:
-            self.frame = self.session.frame(index)
+            self.frame, self.layers = self.session.frame_and_layers(index, self._wanted_layers())
         except FrameReadError as e:
             self.session.mark_unreadable(index)
             self._refresh_strip()
@@ -307,7 +307,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.frame_label.setText(f"frame {index + 1}/{len(self.session)}: unreadable ({e.reason})")
             self.panels_timer.start()
             return
-        self.layers = self.session.layers(index, self._wanted_layers())
         self.frame_view.show_frame(self.frame, self.layers)
         self._mark_missing_layers()
         self._follow_selection()

@@ -109,6 +109,7 @@ class ReviewSession:
         self._file_generation = np.zeros(len(source), np.int64)  # bumped when a frame's files change
         self._files_lock = threading.Lock()
         self._prefetcher: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None  # the shown frame's layer files, beside its frame decode
         self._last_index = 0
 
     @classmethod
@@ -163,8 +164,9 @@ class ReviewSession:
         return len(self.source)
 
     def close(self) -> None:
-        if self._prefetcher is not None:
-            self._prefetcher.shutdown(wait=True, cancel_futures=True)
+        for executor in (self._prefetcher, self._reader):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
         self.source.close()
 
     def ensure_project(self) -> ReviewProject:
@@ -205,6 +207,23 @@ class ReviewSession:
 
     def status(self, index: int) -> ReviewStatus:
         return self.project.status(self.stem(index)) if self.project else ReviewStatus.UNREVIEWED
+
+    def frame_and_layers(self, index: int, wanted: set[str]) -> tuple[np.ndarray, FrameLayers]:
+        """`frame(index)` and `layers(index, wanted)`. Layer files not in the cache (a jump, or a scrub
+        faster than the prefetch) are decoded in a worker thread while the frame is decoded in this one,
+        so a jump waits for the slower of the two rather than for both."""
+        with self._files_lock:
+            cached = (wanted | {"prediction"}) & set(FILE_LAYERS) <= self._files.get(index, {}).keys()
+        if cached:
+            return self.frame(index), self.layers(index, wanted)
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layer-reader")
+        reading = self._reader.submit(self.layers, index, wanted)
+        try:
+            frame = self.frame(index)
+        finally:
+            layers = reading.result()
+        return frame, layers
 
     def layers(self, index: int, wanted: set[str]) -> FrameLayers:
         """The layers of a frame; files are read only for the wanted layers ("edges", "probability", ...)."""

@@ -1,10 +1,12 @@
 """The frame view: raw IR values through a palette and levels, with the review overlays on top."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.session import FrameLayers
 from app.widgets.overlays import DEFAULT_OVERLAYS, Overlay
@@ -12,8 +14,8 @@ from app.widgets.overlays import DEFAULT_OVERLAYS, Overlay
 pg.setConfigOptions(imageAxisOrder="row-major")
 
 PALETTES = ("white-hot", "black-hot", "inferno", "gray")
-MAX_BOX_LABELS = 60
-HISTOGRAM_HZ = 4  # id/score labels drawn; more targets than that on one frame is noise for a reviewer
+MAX_BOX_LABELS = 60  # id/score labels drawn; more targets than that on one frame is noise for a reviewer
+HISTOGRAM_SETTLE_MS = 60  # the histogram curve follows a frame once it has stayed this long (not while scrubbing)
 
 
 def palette_lut(name: str) -> np.ndarray:
@@ -33,10 +35,12 @@ def _palette_colormap(name: str) -> pg.ColorMap:
     return pg.ColorMap(stops / 255.0, lut[stops])
 
 
+@lru_cache(maxsize=32)
 def _solid_lut(color, alpha: int = 255) -> np.ndarray:
     return np.array([[0, 0, 0, 0], [*color, alpha]], np.uint8)
 
 
+@lru_cache(maxsize=32)
 def _ramp_lut(color) -> np.ndarray:
     """Transparent at 0, full colour at 1: weak responses fade out instead of tinting the whole frame."""
     lut = np.zeros((256, 4), np.uint8)
@@ -45,6 +49,7 @@ def _ramp_lut(color) -> np.ndarray:
     return lut
 
 
+@lru_cache(maxsize=1)
 def _heat_lut() -> np.ndarray:
     lut = np.zeros((256, 4), np.uint8)
     lut[:, :3] = pg.colormap.get("inferno").getLookupTable(nPts=256, alpha=False)
@@ -87,6 +92,54 @@ def _box_polyline(boxes) -> tuple[np.ndarray, np.ndarray]:
     return np.array(xs, float), np.array(ys, float)
 
 
+class TrueColorImageItem(pg.ImageItem):
+    """An ImageItem that draws integer mono images (raw uint16 frames, uint8/bool layers) through a cached
+    levels-and-palette table straight into a 32-bit QImage.
+
+    pyqtgraph rescales the whole image, builds an indexed QImage and its colour table on every new frame,
+    and Qt's raster engine draws indexed images scaled several times slower than 32-bit ones (a 640x512
+    frame filling the view: 3.7 ms against 0.5 ms). One table lookup per pixel replaces all of that; the
+    table is rebuilt only when the levels or the palette change. Other images take pyqtgraph's path."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._table_key = None
+        self._table: np.ndarray | None = None
+        self._format = QtGui.QImage.Format_RGB32
+
+    def render(self) -> None:
+        image, lut, levels = self.image, self.lut, self.levels
+        if (image is None or image.ndim != 2 or image.dtype not in (np.uint8, np.uint16, np.bool_)
+                or not isinstance(lut, np.ndarray) or lut.ndim != 2 or lut.shape[1] not in (3, 4)
+                or levels is None or np.ndim(levels) != 1):
+            return super().render()
+        table, image_format = self._color_table(image.dtype, lut, levels)
+        pixels = np.take(table, image.view(np.uint8) if image.dtype == np.bool_ else image)
+        self.qimage = pg.functions.ndarray_to_qimage(pixels, image_format)  # keeps `pixels` alive
+        self._renderRequired = False
+        self._unrenderable = False
+
+    def _color_table(self, dtype, lut: np.ndarray, levels) -> tuple[np.ndarray, QtGui.QImage.Format]:
+        """uint32 pixel (Qt's ARGB32, premultiplied) for every possible value, as pyqtgraph maps them:
+        index = clip((value - low) * len(lut) / (high - low), 0, len(lut) - 1)."""
+        low, high = float(levels[0]), float(levels[1])
+        key = (np.dtype(dtype).str, low, high, lut.shape, lut.tobytes())
+        if key != self._table_key:
+            index = np.arange(256 if dtype != np.uint16 else 65536, dtype=np.float32)
+            index -= low  # in float32, as pyqtgraph's rescaleData: the same pixels at the bin edges
+            index *= len(lut) / (high - low if high != low else 1.0)
+            index = np.clip(index, 0, len(lut) - 1).astype(np.intp)
+            colors = np.asarray(lut, np.float64)
+            alpha = colors[:, 3] / 255 if colors.shape[1] == 4 else np.ones(len(colors))
+            bgra = np.empty((len(colors), 4), np.uint8)  # ARGB32 is B, G, R, A in memory (little-endian)
+            bgra[:, :3] = np.rint(colors[:, 2::-1] * alpha[:, None])
+            bgra[:, 3] = np.rint(alpha * 255)
+            self._table = bgra.view(np.uint32)[:, 0][index]
+            self._format = QtGui.QImage.Format_ARGB32_Premultiplied if (alpha < 1).any() else QtGui.QImage.Format_RGB32
+            self._table_key = key
+        return self._table, self._format
+
+
 class FrameView(QtWidgets.QWidget):
     """pyqtgraph ImageItem on the raw frame + HistogramLUTWidget for levels/palette + overlay items."""
 
@@ -99,11 +152,11 @@ class FrameView(QtWidgets.QWidget):
         self.view = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.view.setBackgroundColor((20, 20, 24))
         self.graphics.setCentralItem(self.view)
-        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image = TrueColorImageItem(axisOrder="row-major")
         self.view.addItem(self.image)
         self.layer_items: dict[str, pg.ImageItem] = {}
         for z, key in enumerate(("probability", "edges", "committed", "prediction", "truth"), start=1):
-            item = pg.ImageItem(axisOrder="row-major")
+            item = TrueColorImageItem(axisOrder="row-major")
             item.setZValue(z)
             item.hide()
             self.view.addItem(item)
@@ -117,7 +170,7 @@ class FrameView(QtWidgets.QWidget):
         self.box_labels: list[pg.TextItem] = []
         # Not bound to the image: a bound histogram is recomputed and repainted on every frame change,
         # which doubles the cost of scrubbing. Levels and palette are forwarded; the histogram curve
-        # is refreshed at most HISTOGRAM_HZ times a second.
+        # follows the frame once it has stayed HISTOGRAM_SETTLE_MS.
         self.histogram = pg.HistogramLUTWidget()
         self.histogram.setMinimumWidth(110)
         self.histogram.gradient.showTicks(False)  # palettes are picked from the toolbar, not edited here
@@ -125,7 +178,7 @@ class FrameView(QtWidgets.QWidget):
         self.histogram.item.sigLookupTableChanged.connect(self._lookup_table_changed)
         self._histogram_timer = QtCore.QTimer(self)
         self._histogram_timer.setSingleShot(True)
-        self._histogram_timer.setInterval(round(1000 / HISTOGRAM_HZ))
+        self._histogram_timer.setInterval(HISTOGRAM_SETTLE_MS)
         self._histogram_timer.timeout.connect(self._update_histogram)
         layout = QtWidgets.QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -183,7 +236,7 @@ class FrameView(QtWidgets.QWidget):
             self.view.autoRange(padding=0.02)
             self._update_histogram()
             self.histogram.item.setHistogramRange(*self._histogram_range(frame))
-        elif not self._histogram_timer.isActive():
+        else:
             self._histogram_timer.start()
         self.layers = layers
         self._draw_layers()
