@@ -2,6 +2,9 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24 +extension GLX" .venv/bin/python benchmarks/bench_app.py
     ... --frames 2000      a shorter sequence (default 10000)
+    ... --data DIR         prepare the sequence in DIR once and reuse it on later runs
+    ... --profile          cProfile the timed frame changes (top functions by cumulative time)
+    ... --logits           save logits with the predictions (what the app's runs do), so the heatmap draws
 
 The sequence is 16-bit 640x512 PNGs in a temp folder: `--distinct` frames rendered by the synthetic
 generator, the rest hard links to them (rendering 10,000 frames would take longer than the benchmark;
@@ -9,11 +12,17 @@ opening and decoding cost the same per file). Predictions are the generator's ma
 ReviewProject.save_prediction, committed masks are written for every 10th frame, so every overlay
 has something to draw. Targets: first frame < 1 s, p95 frame change < 30 ms, memory bounded by the
 frame cache.
+
+A frame change is timed from the request until the new frame and its overlays are painted; the panels
+that follow the frame (target list, IoU/Pd, review queue) are updated once it has stayed on screen, so
+they are timed apart: single changes, each waited on until the panels are up to date.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import shutil
 import sys
 import tempfile
@@ -46,7 +55,7 @@ def make_sequence(folder: Path, frames: int, distinct: int, height: int, width: 
     return folder
 
 
-def add_predictions(folder: Path, frames: int, distinct: int) -> None:
+def add_predictions(folder: Path, frames: int, distinct: int, logits: bool) -> None:
     import cv2
 
     from app.core.frames import open_source
@@ -61,9 +70,9 @@ def add_predictions(folder: Path, frames: int, distinct: int) -> None:
     masks = [cv2.imread(str(folder / "masks" / f"{k + 1:06d}.png"), cv2.IMREAD_GRAYSCALE) > 0 for k in range(distinct)]
     for i, stem in enumerate(source.stems):
         mask = masks[i % distinct]
-        logits = np.where(mask, 4.0, -4.0).astype(np.float32)
+        scores = np.where(mask, 4.0, -12.0).astype(np.float32)
         edge = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(np.float32)
-        project.save_prediction(stem, FrameResult(logits, edge))
+        project.save_prediction(stem, FrameResult(scores, edge), save_logits=logits)
         if i % 10 == 0:
             project.commit_mask(stem, mask)
     project.flush_detections()
@@ -77,6 +86,10 @@ def main() -> int:
     parser.add_argument("--size", default="640x512", help="WIDTHxHEIGHT")
     parser.add_argument("--changes", type=int, default=600, help="frame changes timed for the latency numbers")
     parser.add_argument("--no-full-scrub", action="store_true", help="skip scrubbing every frame for the memory number")
+    parser.add_argument("--data", type=Path, help="folder for the prepared sequence, kept and reused (default: a temp folder)")
+    parser.add_argument("--profile", action="store_true", help="print the top functions of the timed frame changes")
+    parser.add_argument("--logits", action="store_true", help="save logits with the predictions (heatmap overlay)")
+    parser.add_argument("--settles", type=int, default=40, help="single changes waited on until the panels are updated")
     args = parser.parse_args()
     width, height = map(int, args.size.lower().split("x"))
     distinct = min(args.distinct, args.frames)
@@ -84,9 +97,15 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
     try:
         t = time.perf_counter()
-        folder = make_sequence(tmp / "sequence", args.frames, distinct, height, width)
-        add_predictions(folder, args.frames, distinct)
-        print(f"prepared {args.frames} frames {width}x{height} uint16 + predictions in {time.perf_counter() - t:.1f} s")
+        folder = (args.data or tmp) / f"sequence-{args.frames}-{distinct}-{width}x{height}{'-logits' if args.logits else ''}"
+        from app.session import project_dir_for
+
+        if not (project_dir_for(folder) / "detections.csv").is_file():  # absent too when a preparation was cut short
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(project_dir_for(folder), ignore_errors=True)
+            make_sequence(folder, args.frames, distinct, height, width)
+            add_predictions(folder, args.frames, distinct, args.logits)
+            print(f"prepared {args.frames} frames {width}x{height} uint16 + predictions in {time.perf_counter() - t:.1f} s")
 
         t = time.perf_counter()
         from PySide6 import QtCore, QtWidgets
@@ -119,6 +138,9 @@ def main() -> int:
         n = len(window.session)
         latencies = {"step": [], "jump": []}
         cpu = []  # the GUI thread's own CPU time: what the change costs without other processes competing
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
         for k in range(args.changes):
             kind = "jump" if k % 4 == 3 else "step"
             index = int(rng.integers(0, n)) if kind == "jump" else (window.index + 1) % n
@@ -127,6 +149,9 @@ def main() -> int:
             app.processEvents()
             latencies[kind].append(time.perf_counter() - t)
             cpu.append(time.thread_time() - c)
+        if profiler:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
         all_ms = np.array(latencies["step"] + latencies["jump"]) * 1000
         for kind, values in latencies.items():
             ms = np.array(values) * 1000
@@ -136,6 +161,23 @@ def main() -> int:
         cpu_ms = np.array(cpu) * 1000
         print(f"frame change, GUI-thread CPU time: median {np.median(cpu_ms):.1f} ms, p95 {np.percentile(cpu_ms, 95):.1f} ms "
               f"(machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+
+        panels_timer = getattr(window, "panels_timer", None)  # absent before the panels were deferred
+        settle, settle_cpu = [], []
+        for _ in range(args.settles):
+            index = int(rng.integers(0, n))
+            t, c = time.perf_counter(), time.thread_time()
+            window.timeline.go_to(index)
+            app.processEvents()
+            while panels_timer is not None and panels_timer.isActive():
+                time.sleep(0.002)
+                app.processEvents()
+            settle.append(time.perf_counter() - t)
+            settle_cpu.append(time.thread_time() - c)
+        settle_ms, settle_cpu_ms = np.array(settle) * 1000, np.array(settle_cpu) * 1000
+        print(f"single change until the panels are up to date: median {np.median(settle_ms):.1f} ms, "
+              f"p95 {np.percentile(settle_ms, 95):.1f} ms (including the wait for the frame to stay); "
+              f"GUI-thread CPU time median {np.median(settle_cpu_ms):.1f} ms")
 
         if not args.no_full_scrub:
             t = time.perf_counter()
