@@ -70,13 +70,12 @@ def mask_outline(mask: np.ndarray, gap: int = 0) -> np.ndarray:
 
 
 def _bounding_box(present: np.ndarray, margin: int = 0) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1), end-exclusive, of the True pixels grown by `margin` inside the image; None if none."""
-    rows, cols = np.flatnonzero(present.any(axis=1)), np.flatnonzero(present.any(axis=0))
-    if rows.size == 0:
+    """(y0, y1, x0, x1), end-exclusive, of the nonzero pixels grown by `margin` inside the image; None if none."""
+    x, y, bw, bh = cv2.boundingRect(present.view(np.uint8) if present.dtype == np.bool_ else present)
+    if bw == 0:
         return None
     h, w = present.shape
-    return (max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, h),
-            max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, w))
+    return max(y - margin, 0), min(y + bh + margin, h), max(x - margin, 0), min(x + bw + margin, w)
 
 
 def _box_polyline(boxes) -> tuple[np.ndarray, np.ndarray]:
