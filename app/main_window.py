@@ -47,6 +47,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.feature_runner = WorkerRunner(self)
         self.details_runner = WorkerRunner(self)
         self._features_pending = False
+        self._scores: tuple = (None, None, None)  # prediction, truth and their (IoU, Pd) last scored
         self.panels_timer = QtCore.QTimer(self)
         self.panels_timer.setSingleShot(True)
         self.panels_timer.setInterval(PANELS_SETTLE_MS)
@@ -366,7 +367,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if truth is None or prediction is None:
             self.metrics_label.setText("")
             return
-        iou, pd = frame_iou_pd(prediction, truth)
+        # the session hands out the same arrays while a frame's files are unchanged: a re-show after a
+        # status or an edit of the committed mask is not scored again
+        scored_prediction, scored_truth, scores = self._scores
+        if scored_prediction is not prediction or scored_truth is not truth:
+            scores = frame_iou_pd(prediction, truth)
+            self._scores = (prediction, truth, scores)
+        iou, pd = scores
         iou_text = "-" if math.isnan(iou) else f"{iou:.2f}"
         pd_text = "-" if math.isnan(pd) else f"{pd:.2f}"
         self.metrics_label.setText(f"IoU {iou_text}  Pd {pd_text}")
@@ -578,6 +585,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.device_label.setToolTip(notice or "")
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.panels_timer.stop()
         self.review_tools.stop()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()

@@ -199,7 +199,7 @@ class ReviewSession:
 
     def commit_mask(self, index: int, mask: np.ndarray) -> None:
         self.ensure_project().commit_mask(self.stem(index), mask)
-        self._forget_files(index)
+        self._forget_files(index, ("committed",))
 
     def set_status(self, index: int, status: ReviewStatus) -> None:
         self.ensure_project().set_status(self.stem(index), status)
@@ -286,10 +286,14 @@ class ReviewSession:
             while len(self._files) > LAYER_CACHE:
                 self._files.popitem(last=False)
 
-    def _forget_files(self, index: int) -> None:
+    def _forget_files(self, index: int, keys: tuple[str, ...] = FILE_LAYERS) -> None:
+        """Drop a frame's cached layer files (`keys`: the ones that changed; the others keep their arrays)."""
         with self._files_lock:
             self._file_generation[index] += 1
-            self._files.pop(index, None)
+            files = self._files.get(index)
+            if files is not None:
+                for key in keys:
+                    files.pop(key, None)
 
     def _prefetch_files(self, index: int, direction: int, wanted: set[str]) -> None:
         if self._prefetcher is None:

@@ -378,6 +378,12 @@ def test_a_burst_of_frame_changes_updates_the_panels_once_for_the_last_frame(win
     qtbot.waitUntil(lambda: bool(listed), timeout=5000)
     assert scored == [20] and listed == [20]
     assert window.target_list.rowCount() == len(window.layers.targets) == 2 and _queue_selection(window) == [20]
+    # a new committed mask shows at once; the prediction and truth did not change, so they are not scored again
+    committed = np.zeros((96, 128), bool)
+    committed[5:8, 5:8] = True
+    window.session.commit_mask(20, committed)
+    window.show_frame(20)
+    assert np.array_equal(window.layers.committed, committed) and listed == [20, 20] and scored == [20]
 
 
 def test_heatmap_for_frames_detected_before_reopening(window, fresh_sequence, tmp_path, qtbot):
