@@ -9,7 +9,13 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.core.project import ReviewStatus
 from app.editing import FrameEditor, Tool
 from app.widgets.timeline import STOP_MARKER
-from tests.gui_review_helpers import click, committed, drag, open_project, predict_ground_truth
+from tests.gui_review_helpers import (
+    click,
+    committed,
+    drag,
+    open_project,
+    predict_ground_truth,
+)
 
 pytestmark = pytest.mark.gui
 
@@ -84,7 +90,8 @@ def test_a_run_that_reaches_max_frames_marks_its_last_frame(review, qtbot):
     tools.propagation_panel.forward.click()
     _wait_done(review, qtbot)
     assert strip.stop_marker == (4, "max_frames reached")
-    assert "ended at frame 5: max_frames reached" in tools.propagation_panel.result.text()
+    assert tools.propagation_panel.result.text() == ("Carried to 4 frames (4 masks changed, 0 already held the "
+                                                     "target); ended at frame 5: max_frames reached")
     tools.propagation_panel.go_to_stop.click()
     assert review.index == 4
 

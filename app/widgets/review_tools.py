@@ -260,7 +260,10 @@ class ReviewTools(QtCore.QObject):
             where = f"stopped at frame {end + 1}"
         else:
             where = f"ended at frame {end + 1}"
-        text = f"Carried to {len(result.frames)} frames ({len(changed)} masks changed); {where}: {result.reason}"
+        # an unchanged frame already held the carried target (usually in its prediction): nothing was written
+        unchanged = len(result.frames) - len(changed)
+        text = (f"Carried to {len(result.frames)} frames ({len(changed)} masks changed, {unchanged} already held "
+                f"the target); {where}: {result.reason}")
         panel.show_result(text, end)
         self.review_panel.model.set_marked({} if end is None else {end: result.reason})
         self.window.timeline.strip.set_stop_marker(end, result.reason)
