@@ -165,3 +165,19 @@ def test_apply_replaces_only_the_target_region_and_is_undoable(tracked):
     assert np.array_equal(project.committed_mask(stem), other | target)
     assert project.status(stem) is ReviewStatus.UNREVIEWED
     assert np.array_equal(project.undo(stem), other | stale)
+
+
+def test_apply_on_a_frame_without_committed_mask_keeps_only_the_carried_target(tracked):
+    project, source, normalization, sequence = tracked
+    stem = project.stems[3]
+    false_alarm = np.zeros(project.frame_shape, bool)
+    false_alarm[60:62, 0:2] = True
+    predicted = sequence.masks[3] | false_alarm
+    project.save_prediction(stem, FrameResult(np.where(predicted, 5.0, -5.0).astype(np.float32)))
+    project.commit_mask(project.stems[2], sequence.masks[2])
+    result = propagate(project, source, normalization, project.stems[2], max_frames=1)
+    target = result.frames[0][1]
+    assert apply_propagation(project, result) == [stem]
+    committed = project.committed_mask(stem)
+    assert np.array_equal(committed, target) and not (committed & false_alarm).any()
+    assert np.array_equal(project.undo(stem), predicted)  # one undo step back to the proposal

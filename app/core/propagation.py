@@ -17,7 +17,8 @@ previous mask (IoU of both masks grown by one pixel, below `min_iou`), an unread
 the analyst has already reviewed: reviewed frames are never proposed for overwriting.
 `PropagationResult` says where and why it stopped.
 
-`apply_propagation` writes the result as one undoable edit per frame and leaves statuses alone: the
+`apply_propagation` writes the result as one undoable edit per frame (frames with no committed mask get
+the carried target alone, not their other predicted components) and leaves statuses alone: the
 frames stay unreviewed, so the analyst confirms each one (accept-and-next exports the committed mask).
 """
 from __future__ import annotations
@@ -224,17 +225,27 @@ def apply_propagation(project: ReviewProject, result: PropagationResult,
                       status: ReviewStatus | str | None = None) -> list[str]:
     """Write each propagated target into its frame's committed mask, one undoable edit per frame.
 
-    The frame's working mask (committed mask, else its prediction) keeps everything except the
-    components touching the new target, which the target replaces. Statuses are left as they are
-    (unreviewed) unless `status` is given. Returns the stems whose mask changed.
+    A frame that already has a committed mask keeps everything in it except the components touching
+    the new target, which the target replaces. A frame without one gets the target alone: its other
+    predicted components are unreviewed proposals (often false alarms the analyst deleted on the start
+    frame) and must not become labels by being carried along; they stay visible in the prediction
+    overlay and can be accepted one by one. Statuses are left as they are (unreviewed) unless `status`
+    is given. Returns the stems whose mask changed.
     """
     changed = []
     for stem, target in result.frames:
-        working = project.working_mask(stem)
-        _, labels = label_components(working)
-        touching = np.unique(labels[_grow(target)])
-        new_mask = (working & ~np.isin(labels, touching[touching > 0])) | target
+        committed = project.committed_mask(stem)
+        if committed is None:
+            new_mask = target.copy()
+        else:
+            _, labels = label_components(committed)
+            touching = np.unique(labels[_grow(target)])
+            new_mask = (committed & ~np.isin(labels, touching[touching > 0])) | target
         if project.edit_mask(stem, new_mask) is not None:
+            changed.append(stem)
+        elif committed is None:
+            # The prediction was exactly the target: it becomes the committed layer all the same.
+            project.commit_mask(stem, new_mask)
             changed.append(stem)
         if status is not None:
             project.set_status(stem, status)

@@ -260,7 +260,7 @@ class ReviewTools(QtCore.QObject):
             where = f"stopped at frame {end + 1}"
         else:
             where = f"ended at frame {end + 1}"
-        # an unchanged frame already held the carried target (usually in its prediction): nothing was written
+        # an unchanged frame's committed mask already held the carried target: nothing was written
         unchanged = len(result.frames) - len(changed)
         text = (f"Carried to {len(result.frames)} frames ({len(changed)} masks changed, {unchanged} already held "
                 f"the target); {where}: {result.reason}")
