@@ -204,3 +204,26 @@ def test_bf16_autocast_on_cpu():
     bf16_result = bf16_block(x.to(torch.bfloat16))
     assert bf16_result.out.dtype == torch.bfloat16
     assert torch.isfinite(bf16_result.out.float()).all()
+
+
+def test_fused_step_equals_the_band_and_adjoint_formula_in_values_and_gradients():
+    # perona_malik_step computes Eq. 4 in fewer passes; it must stay the textbook formula exactly.
+    torch.manual_seed(3)
+    u = torch.randn(2, 3, 9, 11, dtype=torch.float64, requires_grad=True)
+    log_k = torch.randn(1, 3, 1, 1, dtype=torch.float64, requires_grad=True)
+
+    def reference(u, k):
+        u_lh, u_hl = haar_detail_bands(u)
+        g = conductance(u_lh, u_hl, k)
+        return u - 0.3 * haar_detail_adjoint(g * u_lh, g * u_hl)
+
+    fused = perona_malik_step(u, log_k.exp(), 0.3)
+    expected = reference(u, log_k.exp())
+    torch.testing.assert_close(fused, expected, rtol=0, atol=1e-12)
+    weights = torch.randn_like(fused)
+    grads = torch.autograd.grad((fused * weights).sum(), (u, log_k))
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (u, log_k))
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    channels_last = u.detach().float().contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(perona_malik_step(channels_last, 1.0, 0.3), reference(channels_last, 1.0))
