@@ -401,6 +401,12 @@ def test_heatmap_for_frames_detected_before_reopening(window, fresh_sequence, tm
     stems = [window.session.stem(i) for i in range(3)]
     assert sorted(p.stem for p in (project_dir / "logits").glob("*.npy")) == stems
     assert not list((project_dir / "logits").glob(".*"))  # no temporary files left by the atomic writes
+    window.detection_panel.keep_probabilities.setChecked(False)  # a run without them writes none
+    window.timeline.go_to(3)
+    window.run_detection("frame")
+    qtbot.waitUntil(lambda: window.session.detection_counts[3] >= 0 and window.detection_panel.run_all.isEnabled(),
+                    timeout=15000)
+    assert sorted(p.stem for p in (project_dir / "logits").glob("*.npy")) == stems
     window.close()
 
     reopened = MainWindow(QtCore.QSettings(str(tmp_path / "second.ini"), QtCore.QSettings.IniFormat))
