@@ -9,7 +9,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.frames import FrameReadError, SourceError
 from app.core.project import ProjectError, ReviewStatus
-from app.core.targets import Target
+from app.core.targets import Target, extract_targets
 from app.measure import frame_box_pd, frame_iou_pd, local_snr, target_snr
 from app.session import FrameLayers, ReviewSession
 from app.widgets.detection_panel import DetectionPanel, describe_metadata
@@ -47,7 +47,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.feature_runner = WorkerRunner(self)
         self.details_runner = WorkerRunner(self)
         self._features_pending = False
-        self._scores: tuple = (None, None, None)  # prediction, truth and their (IoU, Pd) last scored
+        self._scores: dict[str, tuple] = {}  # layer name -> (mask, truth, (IoU, Pd)) last scored
         self.panels_timer = QtCore.QTimer(self)
         self.panels_timer.setSingleShot(True)
         self.panels_timer.setInterval(PANELS_SETTLE_MS)
@@ -359,24 +359,35 @@ class MainWindow(QtWidgets.QMainWindow):
         self.target_list.set_targets(targets, snrs, self.selected.id if self.selected else None)
 
     def _update_metrics(self) -> None:
-        truth, prediction = self.layers.truth_mask, self.layers.prediction
-        if prediction is not None and truth is None and self.layers.truth_boxes:
-            hits, false_alarms = frame_box_pd(self.layers.targets, self.layers.truth_boxes)
-            self.metrics_label.setText(f"Pd {hits}/{len(self.layers.truth_boxes)}  false alarms {false_alarms}")
-            return
-        if truth is None or prediction is None:
-            self.metrics_label.setText("")
-            return
+        """Per-frame scores against the ground truth: of the prediction, and of the committed mask when
+        the frame has one (deleted false alarms stay in the proposal, not in what will be exported)."""
+        layers = self.layers
+        parts = []
+        for name, mask in (("prediction", layers.prediction), ("committed", layers.committed)):
+            if mask is not None:
+                text = self._score_text(name, mask)
+                if text:
+                    parts.append(text if layers.committed is not None else text.split(": ", 1)[1])
+        self.metrics_label.setText("   ".join(parts))
+
+    def _score_text(self, name: str, mask: np.ndarray) -> str:
+        truth = self.layers.truth_mask
+        if truth is None and self.layers.truth_boxes:
+            targets = self.layers.targets if name == "prediction" else extract_targets(mask)
+            hits, false_alarms = frame_box_pd(targets, self.layers.truth_boxes)
+            return f"{name}: Pd {hits}/{len(self.layers.truth_boxes)}  false alarms {false_alarms}"
+        if truth is None:
+            return ""
         # the session hands out the same arrays while a frame's files are unchanged: a re-show after a
-        # status or an edit of the committed mask is not scored again
-        scored_prediction, scored_truth, scores = self._scores
-        if scored_prediction is not prediction or scored_truth is not truth:
-            scores = frame_iou_pd(prediction, truth)
-            self._scores = (prediction, truth, scores)
-        iou, pd = scores
+        # status change is not scored again
+        scored = self._scores.get(name)
+        if scored is None or scored[0] is not mask or scored[1] is not truth:
+            scored = (mask, truth, frame_iou_pd(mask, truth))
+            self._scores[name] = scored
+        iou, pd = scored[2]
         iou_text = "-" if math.isnan(iou) else f"{iou:.2f}"
         pd_text = "-" if math.isnan(pd) else f"{pd:.2f}"
-        self.metrics_label.setText(f"IoU {iou_text}  Pd {pd_text}")
+        return f"{name}: IoU {iou_text}  Pd {pd_text}"
 
     def _cursor_moved(self, x: int, y: int) -> None:
         self.cursor = (x, y)

@@ -274,6 +274,15 @@ def test_real_clip_with_box_ground_truth(window, tmp_path, qtbot):
     qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0, timeout=10000)
     qtbot.waitUntil(lambda: "Pd" in window.metrics_label.text(), timeout=5000)
     assert "/1" in window.metrics_label.text() and "false alarms" in window.metrics_label.text()
+    # once the analyst commits a mask (here: only what lies in the truth box), it is scored beside the proposal
+    x0, y0, x1, y1 = window.layers.truth_boxes[0]
+    committed = np.zeros_like(window.layers.prediction)
+    committed[y0 : y1 + 1, x0 : x1 + 1] = window.layers.prediction[y0 : y1 + 1, x0 : x1 + 1]
+    window.session.commit_mask(0, committed)
+    window.show_frame(0)
+    found = int(committed.any())
+    assert window.metrics_label.text().startswith("prediction: Pd ")
+    assert window.metrics_label.text().endswith(f"committed: Pd {found}/1  false alarms 0")
 
 
 def test_tiff_stack_opens(window, tmp_path, qtbot):
@@ -378,12 +387,14 @@ def test_a_burst_of_frame_changes_updates_the_panels_once_for_the_last_frame(win
     qtbot.waitUntil(lambda: bool(listed), timeout=5000)
     assert scored == [20] and listed == [20]
     assert window.target_list.rowCount() == len(window.layers.targets) == 2 and _queue_selection(window) == [20]
-    # a new committed mask shows at once; the prediction and truth did not change, so they are not scored again
+    # a new committed mask shows at once and is scored; the prediction and truth did not change, so the
+    # prediction is not scored again
     committed = np.zeros((96, 128), bool)
     committed[5:8, 5:8] = True
     window.session.commit_mask(20, committed)
     window.show_frame(20)
-    assert np.array_equal(window.layers.committed, committed) and listed == [20, 20] and scored == [20]
+    assert np.array_equal(window.layers.committed, committed) and listed == [20, 20] and scored == [20, 20]
+    assert window.metrics_label.text() == "prediction: IoU 1.00  Pd 1.00   committed: IoU 0.00  Pd 0.00"
 
 
 def test_heatmap_for_frames_detected_before_reopening(window, fresh_sequence, tmp_path, qtbot):
