@@ -445,3 +445,19 @@ def test_heatmap_of_a_project_made_by_irsam_detect_save_logits(window, fresh_seq
     _open(window, qtbot, out)
     window.overlay_panel.toggles["probability"].setChecked(True)
     assert window.layers.probability is not None and window.frame_view.layer_items["probability"].isVisible()
+
+
+def test_test_time_flips_reach_the_irsam_predictor_only(window, fresh_sequence, tiny_checkpoint, qtbot):
+    _open(window, qtbot, fresh_sequence)
+    panel = window.detection_panel
+    panel.add_checkpoint(tiny_checkpoint)
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=30000)
+    assert window.detector.tta == "none"
+    panel.tta_combo.setCurrentIndex(panel.tta_combo.findData("flips"))
+    assert panel.choice().tta == "flips" and "flips" in panel.choice().label
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=30000)  # reloaded for the new choice
+    assert window.detector.tta == "flips"
+    window.run_detection("frame")
+    qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0, timeout=30000)
+    _choose(window, "tophat")
+    assert panel.choice().tta == "none"  # classical methods take no flips

@@ -19,7 +19,6 @@ from app.widgets.finetune_dialog import FineTuneDialog
 from app.widgets.propagation_panel import Propagation, PropagationPanel, target_to_carry
 from app.widgets.review_panel import ReviewPanel
 from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
-from app.widgets.workers import DetectorChoice
 
 MAX_DAMAGED_LISTED = 20
 PROPAGATION_BLOCKS = ("Propagation is running: mask edits and status changes are paused until it ends "
@@ -325,7 +324,7 @@ class ReviewTools(QtCore.QObject):
     def redetect_unreviewed(self, weights: str) -> None:
         window, session = self.window, self.window.session
         window.detection_panel.add_checkpoint(weights)
-        choice = DetectorChoice("irsam", weights, window.detection_panel.device_combo.currentText())
+        choice = window.detection_panel.choice()  # the new weights, with the panel's device and flips
         indices = [i for i in range(len(session)) if session.status(i) is ReviewStatus.UNREVIEWED]
         if not indices or window.detection_runner.busy:
             window.statusBar().showMessage("New weights selected; no unreviewed frame to re-detect now.", 8000)

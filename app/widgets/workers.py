@@ -24,22 +24,25 @@ class DetectorChoice:
     method: str  # "irsam", "tophat", "mpcm", "pstnn"
     weights: str | None = None  # checkpoint path (IRSAM only)
     device: str = "auto"  # "auto", "cuda" or "cpu"
+    tta: str = "none"  # IRSAM test-time flips: "none", "hflip" or "flips" (model.predictor.TTA_FLIPS)
 
     @property
     def label(self) -> str:
-        return f"IRSAM ({Path(self.weights).name})" if self.method == "irsam" else self.method
+        if self.method != "irsam":
+            return self.method
+        return f"IRSAM ({Path(self.weights).name}{'' if self.tta == 'none' else ', ' + self.tta})"
 
     def build(self) -> tuple[Detector, str | None]:
         """(detector, notice): the notice says why it runs on the CPU when CUDA was asked for and failed."""
         if self.method != "irsam":
             return make_detector(self.method, None, self.device), None
         try:
-            detector = make_detector(None, self.weights, self.device)
+            detector = make_detector(None, self.weights, self.device, tta=self.tta)
         except Exception as exc:
             if self.device == "cpu":
                 raise
             # a CUDA failure while loading: the CPU may still work; a bad file fails again and is reported
-            detector = make_detector(None, self.weights, "cpu")
+            detector = make_detector(None, self.weights, "cpu", tta=self.tta)
             return detector, f"CUDA failed ({exc}); running on the CPU."
         choice = getattr(detector, "device_choice", None)
         return detector, getattr(choice, "fallback_reason", None)
@@ -124,7 +127,7 @@ class DetectionWorker(QtCore.QObject):
             if "cuda" not in str(exc).lower() or self.choice.device == "cpu":
                 raise
             # the GPU failed mid-run (out of memory, driver reset): continue on the CPU, say so
-            cpu_choice = DetectorChoice(self.choice.method, self.choice.weights, "cpu")
+            cpu_choice = DetectorChoice(self.choice.method, self.choice.weights, "cpu", self.choice.tta)
             self.detector, _ = cpu_choice.build()
             self.detectorReady.emit(self.detector, f"CUDA failed during the run ({exc}); continuing on the CPU.")
             return self.detector.detect([image], features=self.features)[0]
