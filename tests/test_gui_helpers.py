@@ -151,12 +151,12 @@ def test_detector_choice_retries_on_the_cpu_when_cuda_fails(monkeypatch):
 
     calls = []
 
-    def fake_make_detector(method, weights, device):
-        calls.append(device)
+    def fake_make_detector(method, weights, device, tta="none"):
+        calls.append((device, tta))
         if device != "cpu":
             raise RuntimeError("CUDA error: no kernel image is available")
         return type("D", (), {"name": "irsam", "device": "cpu"})()
 
     monkeypatch.setattr(workers, "make_detector", fake_make_detector)
-    detector, notice = workers.DetectorChoice("irsam", "w.pt", "cuda").build()
-    assert calls == ["cuda", "cpu"] and detector.device == "cpu" and "CUDA failed" in notice
+    detector, notice = workers.DetectorChoice("irsam", "w.pt", "cuda", "hflip").build()
+    assert calls == [("cuda", "hflip"), ("cpu", "hflip")] and detector.device == "cpu" and "CUDA failed" in notice
