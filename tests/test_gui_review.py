@@ -264,3 +264,17 @@ def test_finetune_one_tiny_epoch_compares_and_redetects(window, tmp_path, tiny_c
     qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
                     timeout=60000)
     assert (window.session.detection_counts[8:] >= 0).all()  # the unreviewed frames were detected again
+
+
+def test_queue_lists_every_frame_before_a_project_exists(window, fresh_sequence, qtbot):
+    open_project(window, qtbot, fresh_sequence)
+    assert window.session.project is None
+    panel = window.review_tools.review_panel
+    n = len(window.session)
+    assert [s.index for s in panel.model.summaries] == list(range(n))
+    assert panel.counts.text().startswith(f"unreviewed {n}")
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)  # window shortcuts need the active window
+    _key(window, qtbot, QtCore.Qt.Key_Space)  # accept and next: the first status creates the project
+    assert window.session.project is not None and _status(window, 0) is ReviewStatus.ACCEPTED
+    assert window.index == 1
+    assert panel.counts.text().startswith(f"unreviewed {n - 1}  accepted 1")

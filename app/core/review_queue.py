@@ -66,6 +66,11 @@ def summarize(project: ReviewProject) -> list[FrameSummary]:
     return summaries
 
 
+def unreviewed_summaries(stems: Sequence[str]) -> list[FrameSummary]:
+    """The queue of a sequence that has no project yet: every frame unreviewed, nothing detected."""
+    return [FrameSummary(i, stem, ReviewStatus.UNREVIEWED, 0, math.nan, 0) for i, stem in enumerate(stems)]
+
+
 def filter_frames(
     summaries: Iterable[FrameSummary],
     statuses: Iterable[ReviewStatus | str] | None = None,

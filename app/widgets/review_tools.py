@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.project import ProjectWriteError, ReviewStatus
 from app.core.propagation import PropagationResult, apply_propagation
-from app.core.review_queue import summarize
+from app.core.review_queue import summarize, unreviewed_summaries
 from app.editing import Tool
 from app.widgets.edit_tools import EditPalette, MaskEditing
 from app.widgets.export_dialog import ExportDialog
@@ -139,7 +139,11 @@ class ReviewTools(QtCore.QObject):
         """Re-read the frame summaries (after opening, or a detection run)."""
         session = self.window.session
         project = session.project if session else None
-        self.review_panel.set_summaries(summarize(project) if project else [])
+        if project is not None:
+            summaries = summarize(project)
+        else:  # before the first run or edit creates the project, the queue still lists every frame
+            summaries = unreviewed_summaries([session.stem(i) for i in range(len(session))]) if session else []
+        self.review_panel.set_summaries(summaries)
         if session is not None:
             self.review_panel.show_current(self.window.index, session.status(self.window.index))
 
