@@ -60,10 +60,24 @@ def _read(path: str | os.PathLike) -> object:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except Exception as error:  # torch and pickle raise many types for foreign or corrupt files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint, or one that would need to run code to load ({reason})"
-        ) from error
+        raise CheckpointError(f"{path}: {_load_failure(path, error)}") from error
+
+
+def _load_failure(path: str | os.PathLike, error: Exception) -> str:
+    """One line on why torch.load refused a file, without torch's advice to load it with weights_only=False."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        return f"not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts with {head!r})"
+    text = str(error)
+    if "GLOBAL " in text:  # "Unsupported global: GLOBAL x.Y ..." or "unsupported GLOBAL posix.mkdir whose module ..."
+        name = text.split("GLOBAL ", 1)[1].split()[0]
+        return f"the checkpoint holds a Python object ({name}) that would need to run code to load; refused"
+    if "WeightsUnpickler error:" in text:  # torch's advice around it is about loading unsafely: keep the cause only
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = lines[0].split(". ")[0] if lines else type(error).__name__
+    return f"not a readable PyTorch checkpoint, truncated or corrupt ({detail})"
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:

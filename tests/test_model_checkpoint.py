@@ -92,10 +92,22 @@ def test_unreadable_files_raise_checkpoint_error(tmp_path):
     torch_with_code = tmp_path / "torch_code.pt"
     torch.save({"model": {"w": torch.zeros(1)}, "hook": RunsCode()}, torch_with_code)
 
-    for path in (random_bytes, text, with_code, torch_with_code, tmp_path / "missing.pt"):
-        with pytest.raises(CheckpointError, match=path.name):
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"w": torch.zeros(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:600])
+
+    messages = {}
+    for path in (random_bytes, text, with_code, torch_with_code, truncated, tmp_path / "missing.pt"):
+        with pytest.raises(CheckpointError, match=path.name) as error:
             load_state_dict_file(path)
+        messages[path.name] = str(error.value)
+        assert "\n" not in messages[path.name] and "weights_only" not in messages[path.name]
     assert not marker.exists()
+    assert "not a PyTorch checkpoint" in messages["notes.pt"] and "b'thes'" in messages["notes.pt"]
+    for name in ("code.pt", "torch_code.pt"):
+        assert "mkdir" in messages[name] and "would need to run code" in messages[name]
+    assert "truncated or corrupt" in messages["truncated.pt"]
+    assert "no such file" in messages["missing.pt"]
 
 
 def test_foreign_objects_raise_checkpoint_error(tmp_path):
