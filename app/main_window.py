@@ -362,12 +362,12 @@ class MainWindow(QtWidgets.QMainWindow):
         """Per-frame scores against the ground truth: of the prediction, and of the committed mask when
         the frame has one (deleted false alarms stay in the proposal, not in what will be exported)."""
         layers = self.layers
+        named = layers.committed is not None  # with one layer scored, no name is needed
         parts = []
         for name, mask in (("prediction", layers.prediction), ("committed", layers.committed)):
-            if mask is not None:
-                text = self._score_text(name, mask)
-                if text:
-                    parts.append(text if layers.committed is not None else text.split(": ", 1)[1])
+            text = self._score_text(name, mask) if mask is not None else ""
+            if text:
+                parts.append(f"{name}: {text}" if named else text)
         self.metrics_label.setText("   ".join(parts))
 
     def _score_text(self, name: str, mask: np.ndarray) -> str:
@@ -375,7 +375,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if truth is None and self.layers.truth_boxes:
             targets = self.layers.targets if name == "prediction" else extract_targets(mask)
             hits, false_alarms = frame_box_pd(targets, self.layers.truth_boxes)
-            return f"{name}: Pd {hits}/{len(self.layers.truth_boxes)}  false alarms {false_alarms}"
+            return f"Pd {hits}/{len(self.layers.truth_boxes)}  false alarms {false_alarms}"
         if truth is None:
             return ""
         # the session hands out the same arrays while a frame's files are unchanged: a re-show after a
@@ -387,7 +387,7 @@ class MainWindow(QtWidgets.QMainWindow):
         iou, pd = scored[2]
         iou_text = "-" if math.isnan(iou) else f"{iou:.2f}"
         pd_text = "-" if math.isnan(pd) else f"{pd:.2f}"
-        return f"{name}: IoU {iou_text}  Pd {pd_text}"
+        return f"IoU {iou_text}  Pd {pd_text}"
 
     def _cursor_moved(self, x: int, y: int) -> None:
         self.cursor = (x, y)

@@ -18,6 +18,7 @@ sys.path.insert(0, str(REPO))
 from app.core.atomic import atomic_write_json  # noqa: E402
 from app.paths import DEFAULT_WEIGHTS  # noqa: E402
 from model.data import find_dataset  # noqa: E402
+from model.detectors import TTA_MODES  # noqa: E402
 from model.evaluate import evaluate_dataset, make_detector  # noqa: E402
 
 SIRST = REPO.parent / "shared" / "data" / "nuaa-sirst"
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--methods", nargs="*", default=["tophat", "mpcm", "pstnn"])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--tta", nargs="*", default=["none"], choices=["none", "hflip", "flips"],
+    parser.add_argument("--tta", nargs="*", default=["none"], choices=TTA_MODES,
                         help="IRSAM rows: one per test-time augmentation mode")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

@@ -60,7 +60,7 @@ def choose_device(requested: str = "auto") -> DeviceChoice:
     return DeviceChoice(torch.device("cpu"), f"cpu ({torch.get_num_threads()} threads)", reason)
 
 
-# Extra passes per TTA mode, as the tensor dims to flip (B, C, H, W).
+# Extra passes per TTA mode (model.detectors.TTA_MODES), as the tensor dims to flip (B, C, H, W).
 TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
     "none": (),
     "hflip": ((3,),),

@@ -92,8 +92,13 @@ def validate(model, images, masks, device, dtype) -> dict:
     metrics = SegmentationMetrics()
     for logits, mask in zip(predict_logits(model, images, device, dtype), masks):
         metrics.update(logits, mask)
-    # plain Python numbers: checkpoints are read with weights_only=True, which refuses numpy scalars
-    return {k: float(v) for k, v in metrics.result().items() if isinstance(v, (int, float, np.number))}
+    return plain_numbers(metrics.result())
+
+
+def plain_numbers(result: dict) -> dict[str, float]:
+    """The numeric entries of a metrics result as Python floats: checkpoints are read with
+    weights_only=True, which refuses numpy scalars."""
+    return {k: float(v) for k, v in result.items() if isinstance(v, (int, float, np.number))}
 
 
 class DistributedContext:
@@ -296,7 +301,7 @@ def calibrate_threshold(checkpoint: str | Path, images, masks, device: str = "cp
         metrics = SegmentationMetrics()
         for lg, mask in zip(logits, masks):
             metrics.update(lg - t, mask)
-        results[float(t)] = {k: float(v) for k, v in metrics.result().items() if isinstance(v, (int, float, np.number))}
+        results[float(t)] = plain_numbers(metrics.result())
     best = max(results, key=lambda t: (results[t]["iou"], -abs(t)))
     metadata["decision_threshold"] = best
     metadata.setdefault("metrics", {})["val_at_threshold"] = results[best]

@@ -57,3 +57,13 @@ def fresh_sequence(sequence_16bit, tmp_path):
     import shutil
 
     return shutil.copytree(sequence_16bit, tmp_path / "sequence")
+
+
+@pytest.fixture
+def review(window, fresh_sequence, qtbot):
+    """The window on a project whose predictions are the ground truth; frame 0 shown, keys to the frame view."""
+    from tests.gui_review_helpers import open_project, predict_ground_truth
+
+    predict_ground_truth(fresh_sequence)
+    open_project(window, qtbot, fresh_sequence)
+    return window

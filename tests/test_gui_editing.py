@@ -18,11 +18,9 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def editing(window, fresh_sequence, qtbot):
-    """The window on a project whose predictions are the ground truth; frame 0 shown."""
-    predict_ground_truth(fresh_sequence)
-    open_project(window, qtbot, fresh_sequence)
-    return window
+def editing(review):
+    """The window on a project whose predictions are the ground truth (conftest's `review`); frame 0 shown."""
+    return review
 
 
 def _use(window, tool: Tool, size: int = 1) -> None:

@@ -13,18 +13,9 @@ from tests.gui_review_helpers import (
     click,
     committed,
     drag,
-    open_project,
-    predict_ground_truth,
 )
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def review(window, fresh_sequence, qtbot):
-    predict_ground_truth(fresh_sequence)
-    open_project(window, qtbot, fresh_sequence)
-    return window
 
 
 def _wait_done(window, qtbot) -> None:

@@ -26,13 +26,6 @@ def private_shortcuts(tmp_path, monkeypatch):
     return path
 
 
-@pytest.fixture
-def review(window, fresh_sequence, qtbot):
-    predict_ground_truth(fresh_sequence)
-    open_project(window, qtbot, fresh_sequence)
-    return window
-
-
 def _key(window, qtbot, key, modifier=QtCore.Qt.NoModifier) -> None:
     qtbot.keyClick(window.frame_view.graphics, key, modifier)
 

@@ -125,3 +125,10 @@ def test_flip_tta_averages_the_flipped_passes_flipped_back(tiny_predictor):
     assert hflip.edge.shape == frame.shape
     with pytest.raises(ValueError, match="tta"):
         Predictor(tiny_predictor.model, tiny(), device="cpu", tta="rot90")
+
+
+def test_every_tta_mode_the_cli_offers_is_one_the_predictor_runs():
+    from model.detectors import TTA_MODES
+    from model.predictor import TTA_FLIPS
+
+    assert tuple(TTA_FLIPS) == TTA_MODES

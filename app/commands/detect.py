@@ -17,6 +17,7 @@ from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization, default_for
 from app.core.project import ProjectError, ReviewProject
 from app.paths import DEFAULT_WEIGHTS
+from model.detectors import TTA_MODES
 
 CLASSICAL = ("tophat", "mpcm", "pstnn")
 
@@ -36,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--tta", default="none", choices=("none", "hflip", "flips"),
+    p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="test-time flips averaged (2 or 4 passes): fewer false alarms, 2-4x the time")
     p.add_argument("--save-logits", action="store_true", help="also write float32 logits at frame resolution")
     p.add_argument("--limit", type=int, help="only the first N frames")

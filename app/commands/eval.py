@@ -8,6 +8,7 @@ import sys
 
 from app.core.atomic import atomic_write_json
 from model.data import find_dataset
+from model.detectors import TTA_MODES
 from model.evaluate import available_methods, evaluate_clip, evaluate_dataset, make_detector, write_curve_plots
 
 
@@ -37,7 +38,7 @@ def add_parser(subparsers) -> None:
         help="score at 512x512 like the official IRSAM code (logits bilinear, masks nearest)",
     )
     p.add_argument("--device", default="auto", help="device for --weights (auto, cpu, cuda, cuda:1, mps)")
-    p.add_argument("--tta", default="none", choices=("none", "hflip", "flips"),
+    p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="IRSAM only: average the logits of 2 or 4 flipped passes")
     p.set_defaults(run=run)
 

@@ -189,7 +189,8 @@ class MaskEditing(QtCore.QObject):
         self.palette.set_editing_enabled(reason is None)
         self.refresh()
 
-    def _refuse(self) -> None:
+    def refuse(self) -> None:
+        """Say in the status bar why an edit or status change was not made."""
         self.window.statusBar().showMessage(self.blocked)
 
     def set_tool(self, tool: Tool) -> None:
@@ -251,7 +252,7 @@ class MaskEditing(QtCore.QObject):
         if editor is None:
             return False
         if self.blocked is not None:
-            self._refuse()
+            self.refuse()
             return False
         index = self.window.index
         try:
@@ -288,7 +289,7 @@ class MaskEditing(QtCore.QObject):
             return False
         if self.blocked is not None:
             if kind != QtCore.QEvent.MouseButtonRelease:
-                self._refuse()
+                self.refuse()
             return True
         if kind == QtCore.QEvent.MouseButtonPress:
             self._press(x, y)

@@ -159,7 +159,7 @@ class ReviewTools(QtCore.QObject):
         if session is None:
             return False
         if self.editing.blocked is not None:
-            self.editing._refuse()
+            self.editing.refuse()
             return False
         try:
             project = session.ensure_project()

@@ -24,7 +24,7 @@ class DetectorChoice:
     method: str  # "irsam", "tophat", "mpcm", "pstnn"
     weights: str | None = None  # checkpoint path (IRSAM only)
     device: str = "auto"  # "auto", "cuda" or "cpu"
-    tta: str = "none"  # IRSAM test-time flips: "none", "hflip" or "flips" (model.predictor.TTA_FLIPS)
+    tta: str = "none"  # IRSAM test-time flips, one of model.detectors.TTA_MODES
 
     @property
     def label(self) -> str:
