@@ -214,7 +214,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _details_loaded(self, _result, error) -> None:
         loader = self.sender()
-        if loader is not self.details_runner.worker:
+        if loader is None or loader is not self.details_runner.worker:
             return
         self.details_runner.release_if_done(loader)
         session = self.session
@@ -523,10 +523,14 @@ class MainWindow(QtWidgets.QMainWindow):
         runner.start(worker)
 
     def _from_current_worker(self, runner: WorkerRunner) -> bool:
-        return self.sender() is runner.worker
+        # sender() is None when the worker was dropped (stop) before its queued signal arrived
+        sender = self.sender()
+        return sender is not None and sender is runner.worker
 
     def _detector_ready(self, detector, notice) -> None:
         worker = self.sender()
+        if worker is None:
+            return
         self.detector, self.detector_choice = detector, worker.choice
         metadata = getattr(detector, "metadata", None)
         text = f"{worker.choice.label} on {detector.device}"
@@ -572,6 +576,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _worker_finished(self, cancelled: bool) -> None:
         worker = self.sender()
+        if worker is None:  # dropped by stop() (a new sequence, or closing) before this queued call arrived
+            return
         if worker is self.detection_runner.worker:
             self.detection_runner.release_if_done(worker)
             if worker.indices:

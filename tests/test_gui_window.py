@@ -461,3 +461,26 @@ def test_test_time_flips_reach_the_irsam_predictor_only(window, fresh_sequence, 
     qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0, timeout=30000)
     _choose(window, "tophat")
     assert panel.choice().tta == "none"  # classical methods take no flips
+
+
+def test_queued_signals_of_a_dropped_worker_are_ignored(window, sequence_16bit, qtbot):
+    """Opening another sequence or closing drops the running worker; its signals already queued then
+    arrive with no sender and must change nothing (seen once as a crash at window close)."""
+    import shiboken6
+
+    from app.widgets.workers import DetectionWorker, DetectorChoice
+
+    _open(window, qtbot, sequence_16bit)
+    worker = DetectionWorker(None, None, [0], DetectorChoice("tophat"), None, None)
+    queued = QtCore.Qt.QueuedConnection
+    worker.finished.connect(window._worker_finished, queued)
+    worker.detectorReady.connect(window._detector_ready, queued)
+    worker.frameDone.connect(window._frame_done, queued)
+    worker.progress.connect(window._progress, queued)
+    worker.detectorReady.emit(object(), "stale notice")
+    worker.frameDone.emit(0, None)
+    worker.progress.emit(1, 1, 1.0)
+    worker.finished.emit(False)
+    shiboken6.delete(worker)
+    qtbot.wait(100)  # pytest-qt fails the test on an exception raised in a slot
+    assert window.detector is None and "stale notice" not in window.statusBar().currentMessage()
