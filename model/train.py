@@ -102,13 +102,14 @@ def plain_numbers(result: dict) -> dict[str, float]:
 
 
 class DistributedContext:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; without them this is a single process."""
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; without them this is a single process. Under torchrun
+    even one process goes through DDP (so `--nproc_per_node 1` checks the NCCL path on a one-GPU machine)."""
 
     def __init__(self, device: str):
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.enabled = self.world_size > 1
+        self.enabled = "WORLD_SIZE" in os.environ and "RANK" in os.environ
         use_cuda = torch.cuda.is_available() and device != "cpu"
         if self.enabled:
             dist.init_process_group("nccl" if use_cuda else "gloo")
