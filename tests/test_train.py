@@ -148,3 +148,29 @@ def test_ddp_two_cpu_processes_stay_in_sync(dataset, tmp_path):
         a, b = record["param_checksums"]
         assert a == b
     assert (out / "best.pt").exists()
+
+
+def test_one_torchrun_process_goes_through_ddp_and_a_plain_run_does_not(monkeypatch):
+    """`torchrun --nproc_per_node 1` on a one-GPU machine must exercise the DDP path (it is how that
+    path gets checked there); a plain `irsam train` must not start a process group."""
+    import torch.distributed as dist
+
+    from model.train import DistributedContext
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    plain = DistributedContext("cpu")
+    assert not plain.enabled and plain.world_size == 1 and not dist.is_initialized()
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29531")
+    ctx = DistributedContext("cpu")
+    try:
+        assert ctx.enabled and dist.is_initialized() and dist.get_world_size() == 1
+        assert ctx.gather(1.5) == [1.5] and ctx.broadcast_flag(True) is True
+    finally:
+        ctx.close()
+    assert not dist.is_initialized()
