@@ -1,16 +1,20 @@
 """`irsam detect`: run a detector over a folder, a TIFF stack or one image into a review project.
 
-Decoding + normalisation (a reader thread) and PNG writing (a writer thread) overlap with the
-network, so the end-to-end rate stays close to the model's own.
+Decoding + normalisation (a reader thread) and PNG writing (a pool of writer threads) overlap with
+the network, so the end-to-end rate stays close to the model's own. One writer cannot keep up with a
+GPU: encoding, target extraction and fsync of each frame's files take several ms
+(`benchmarks/bench_pipeline.py` profiles them).
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from app.core.frames import FrameReadError, SourceError, open_source
@@ -20,6 +24,7 @@ from app.paths import DEFAULT_WEIGHTS
 from model.detectors import TTA_MODES
 
 CLASSICAL = ("tophat", "mpcm", "pstnn")
+DEFAULT_WRITERS = min(4, os.cpu_count() or 1)
 
 
 def add_parser(sub) -> None:
@@ -40,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="test-time flips averaged (2 or 4 passes): fewer false alarms, 2-4x the time")
     p.add_argument("--save-logits", action="store_true", help="also write float32 logits at frame resolution")
+    p.add_argument("--writers", type=int, default=DEFAULT_WRITERS,
+                   help="threads writing the output files (mask/edge PNGs, logits, targets) in parallel "
+                        f"(default: {DEFAULT_WRITERS}, this machine's cores up to 4)")
     p.add_argument("--limit", type=int, help="only the first N frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -79,6 +87,9 @@ def sha256_of(path: Path) -> str:
 
 
 def run(args) -> int:
+    if args.writers < 1:
+        print("error: --writers must be at least 1", file=sys.stderr)
+        return 2
     try:
         source = open_source(args.source)
     except SourceError as exc:
@@ -115,7 +126,8 @@ def run(args) -> int:
     n = len(source) if args.limit is None else min(len(source), args.limit)
     print(f"{source.kind} {source.path}: {n} frames {source.shape[1]}x{source.shape[0]} {source.dtype}; "
           f"detector {record['name']} on {detector.device}; normalisation {normalization}")
-    stats = run_pipeline(source, n, normalization, detector, project, args.batch_size, args.save_logits, not args.quiet)
+    stats = run_pipeline(source, n, normalization, detector, project, args.batch_size, args.save_logits, not args.quiet,
+                         writers=args.writers)
     project.flush_detections()
 
     bad = source.bad_frames
@@ -132,8 +144,13 @@ _END = object()
 
 
 def run_pipeline(source, n: int, normalization: Normalization, detector, project: ReviewProject,
-                 batch_size: int, save_logits: bool, show_progress: bool) -> dict:
-    """reader thread -> detector (this thread, in batches) -> writer thread."""
+                 batch_size: int, save_logits: bool, show_progress: bool, *, writers: int = DEFAULT_WRITERS) -> dict:
+    """reader thread -> detector (this thread, in batches) -> `writers` writer threads.
+
+    Writers finish frames in any order; the project's files and detections.csv do not depend on it
+    (one file set per frame, detections kept per stem and written in frame order). A failed write
+    raises here.
+    """
     frames: queue.Queue = queue.Queue(maxsize=4 * batch_size)
 
     def read() -> None:
@@ -146,34 +163,39 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
 
     reader = threading.Thread(target=read, name="detect-reader", daemon=True)
     reader.start()
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect-writer")
-    pending = []
+    writer_pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="detect-writer")
+    # bounded memory (each pending write holds its frame's logits and edge map), yet work for every writer
+    max_pending = max(4 * batch_size, 2 * writers)
+    pending: deque[Future] = deque()
     progress = _progress_bar(n, show_progress)
     done = 0
     t0 = time.perf_counter()
-    finished = False
-    while not finished:
-        batch = []
-        while len(batch) < batch_size:
-            item = frames.get()
-            if item is _END:
-                finished = True
+    try:
+        finished = False
+        while not finished:
+            batch = []
+            while len(batch) < batch_size:
+                item = frames.get()
+                if item is _END:
+                    finished = True
+                    break
+                batch.append(item)
+            if not batch:
                 break
-            batch.append(item)
-        if not batch:
-            break
-        results = detector.detect([image for _, image in batch])
-        for (stem, _), result in zip(batch, results):
-            pending.append(writer.submit(project.save_prediction, stem, result, save_logits))
-        done += len(batch)
-        progress.update(len(batch))
-        # keep the writer from falling far behind (bounded memory) and surface write errors early
-        while len(pending) > 4 * batch_size:
-            pending.pop(0).result()
-    for f in pending:
-        f.result()
-    writer.shutdown()
-    progress.close()
+            results = detector.detect([image for _, image in batch])
+            for (stem, _), result in zip(batch, results):
+                pending.append(writer_pool.submit(project.save_prediction, stem, result, save_logits))
+            done += len(batch)
+            progress.update(len(batch))
+            # waiting on the oldest write also surfaces write errors early
+            while len(pending) > max_pending:
+                pending.popleft().result()
+        for f in pending:
+            f.result()
+    finally:
+        # after a failed write the queued ones are dropped, not finished
+        writer_pool.shutdown(cancel_futures=True)
+        progress.close()
     seconds = time.perf_counter() - t0
     targets = sum(len(project.detections(stem)) for stem in source.stems[:n])
     return {"frames": done, "seconds": seconds, "fps": done / seconds if seconds > 0 else 0.0, "targets": targets}
