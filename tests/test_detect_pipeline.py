@@ -104,3 +104,47 @@ def test_a_failed_write_among_several_writers_is_raised(sequence, tmp_path):
         run_pipeline(source, len(source), norm, ThresholdDetector(), project, 2, False, False, writers=3)
     source.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("detect-writer")]
+
+
+class FailingSource:
+    """Wraps a source; frame `bad` raises an error that is not an unreadable-frame report."""
+
+    def __init__(self, source, bad: int):
+        self.source, self.bad, self.stems = source, bad, source.stems
+
+    def frame(self, i: int):
+        if i == self.bad:
+            raise MemoryError("out of memory while decoding")
+        return self.source.frame(i)
+
+
+@pytest.mark.timeout(60)
+def test_a_reader_failure_is_raised_instead_of_waiting_forever(sequence, tmp_path):
+    source = open_source(sequence)
+    norm = default_for(source)
+    project = ReviewProject.create(tmp_path / "p", sequence, source.kind, source.stems, source.shape, norm.to_dict())
+    with pytest.raises(RuntimeError, match="reading the frames failed: MemoryError"):
+        run_pipeline(FailingSource(source, 5), len(source), norm, ThresholdDetector(), project, 2, False, False, writers=2)
+    source.close()
+    deadline = time.time() + 5
+    while any(t.name == "detect-reader" for t in threading.enumerate()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "detect-reader" for t in threading.enumerate())
+
+
+@pytest.mark.timeout(60)
+def test_the_reader_stops_when_detection_fails(sequence, tmp_path):
+    class BrokenDetector(ThresholdDetector):
+        def detect(self, images, features=False):
+            raise RuntimeError("CUDA error: device lost")
+
+    source = open_source(sequence)
+    norm = default_for(source)
+    project = ReviewProject.create(tmp_path / "p", sequence, source.kind, source.stems, source.shape, norm.to_dict())
+    with pytest.raises(RuntimeError, match="device lost"):
+        run_pipeline(source, len(source), norm, BrokenDetector(), project, 1, False, False, writers=1)
+    deadline = time.time() + 5
+    while any(t.name == "detect-reader" for t in threading.enumerate()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "detect-reader" for t in threading.enumerate())  # not blocked on its full queue
+    source.close()

@@ -152,14 +152,28 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
     raises here.
     """
     frames: queue.Queue = queue.Queue(maxsize=4 * batch_size)
+    stop_reading = threading.Event()  # set when this thread leaves (done, or a failure): the reader ends too
+
+    def put(item) -> None:
+        while not stop_reading.is_set():
+            try:
+                frames.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def read() -> None:
-        for i in range(n):
-            try:
-                frames.put((source.stems[i], normalization.apply(source.frame(i))))
-            except FrameReadError:
-                continue  # recorded in source.bad_frames
-        frames.put(_END)
+        try:
+            for i in range(n):
+                if stop_reading.is_set():
+                    return
+                try:
+                    put((source.stems[i], normalization.apply(source.frame(i))))
+                except FrameReadError:
+                    continue  # recorded in source.bad_frames
+            put(_END)
+        except Exception as error:  # anything else: raised in the detecting thread, which would wait forever
+            put(error)
 
     reader = threading.Thread(target=read, name="detect-reader", daemon=True)
     reader.start()
@@ -179,6 +193,8 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
                 if item is _END:
                     finished = True
                     break
+                if isinstance(item, Exception):
+                    raise RuntimeError(f"reading the frames failed: {type(item).__name__}: {item}") from item
                 batch.append(item)
             if not batch:
                 break
@@ -193,6 +209,7 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
         for f in pending:
             f.result()
     finally:
+        stop_reading.set()
         # after a failed write the queued ones are dropped, not finished
         writer_pool.shutdown(cancel_futures=True)
         progress.close()
