@@ -174,3 +174,16 @@ def test_one_torchrun_process_goes_through_ddp_and_a_plain_run_does_not(monkeypa
     finally:
         ctx.close()
     assert not dist.is_initialized()
+
+
+def test_cli_recipe_options_reach_the_training_config(monkeypatch, tmp_path):
+    import model.train
+    from app.cli import main
+
+    seen = {}
+    monkeypatch.setattr(model.train, "train", lambda cfg: seen.setdefault("cfg", cfg) and {})
+    assert main(["train", "--data", str(tmp_path), "--split-train", "a.txt", "--split-val", "b.txt",
+                 "--out", str(tmp_path / "o"), "--preset", "cpu", "--lr", "5e-5", "--loss", "official",
+                 "--target-crop-prob", "0.5", "--crop", "192"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.lr, cfg.loss, cfg.target_crop_prob, cfg.crop, cfg.batch_size) == (5e-5, "official", 0.5, 192, 8)

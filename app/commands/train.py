@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--crop", type=int, help="training crop size (paper: 512)")
     p.add_argument("--lr", type=float)
+    p.add_argument("--target-crop-prob", type=float,
+                   help="share of crops centred near a target (default 0.7); the rest are anywhere, mostly "
+                        "background, which is what teaches the network not to raise false alarms")
     p.add_argument("--loss", choices=["paper", "official"])
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
