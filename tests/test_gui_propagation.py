@@ -51,7 +51,7 @@ def test_stop_marker_on_the_timeline_with_its_reason(review, qtbot):
     tools.propagation_panel.forward.click()
     _wait_done(review, qtbot)
 
-    assert strip.stop_marker == (3, "frame already reviewed: accepted")
+    assert strip.stop_marker == (3, "frame already reviewed: accepted", True)
     assert strip.stop_tooltip() == "Propagation stopped at frame 4: frame already reviewed: accepted"
     assert _strip_color(strip, x) == STOP_MARKER != before
     assert _strip_color(strip, strip.frame_x(20)) != STOP_MARKER
@@ -66,7 +66,7 @@ def test_stop_marker_on_the_timeline_with_its_reason(review, qtbot):
     tools.propagation_panel.backward.click()
     assert strip.stop_marker is None
     _wait_done(review, qtbot)
-    assert strip.stop_marker == (0, "frame already reviewed: corrected")
+    assert strip.stop_marker == (0, "frame already reviewed: corrected", True)
     # opening another sequence drops it
     review.timeline.set_count(len(review.session))
     assert strip.stop_marker is None
@@ -80,7 +80,8 @@ def test_a_run_that_reaches_max_frames_marks_its_last_frame(review, qtbot):
     tools.propagation_panel.max_frames.setValue(4)
     tools.propagation_panel.forward.click()
     _wait_done(review, qtbot)
-    assert strip.stop_marker == (4, "max_frames reached")
+    assert strip.stop_marker == (4, "max_frames reached", False)
+    assert strip.stop_tooltip() == "Propagation ended at frame 5: max_frames reached"
     assert tools.propagation_panel.result.text() == ("Carried to 4 frames (4 masks changed, 0 already held the "
                                                      "target); ended at frame 5: max_frames reached")
     tools.propagation_panel.go_to_stop.click()

@@ -269,7 +269,7 @@ class ReviewTools(QtCore.QObject):
                 f"the target); {where}: {result.reason}")
         panel.show_result(text, end)
         self.review_panel.model.set_marked({} if end is None else {end: result.reason})
-        self.window.timeline.strip.set_stop_marker(end, result.reason)
+        self.window.timeline.strip.set_stop_marker(end, result.reason, stopped=result.stopped_at is not None)
         self.window.statusBar().showMessage(text, 15000)
         self.window.show_frame(self.window.index)
 

@@ -48,7 +48,7 @@ class StatusStrip(QtWidgets.QWidget):
         self._image = QtGui.QImage()
         self.count = 0
         self.current = 0
-        self.stop_marker: tuple[int, str] | None = None  # (frame index, why propagation stopped there)
+        self.stop_marker: tuple[int, str, bool] | None = None  # (frame index, why propagation ended there, stopped)
 
     def set_arrays(self, detections: np.ndarray, statuses: np.ndarray) -> None:
         self.count = len(detections)
@@ -61,16 +61,17 @@ class StatusStrip(QtWidgets.QWidget):
         self.current = index
         self.update()
 
-    def set_stop_marker(self, index: int | None, reason: str = "") -> None:
-        """Mark the frame where propagation stopped (None: no marker)."""
-        self.stop_marker = None if index is None else (index, reason)
+    def set_stop_marker(self, index: int | None, reason: str = "", stopped: bool = True) -> None:
+        """Mark the last frame of a propagation (None: no marker). `stopped`: it refused to go on there
+        (a reviewed or unreadable frame, a lost target); else it ran to its frame limit or the end."""
+        self.stop_marker = None if index is None else (index, reason, stopped)
         self.update()
 
     def stop_tooltip(self) -> str:
         if self.stop_marker is None:
             return ""
-        index, reason = self.stop_marker
-        return f"Propagation stopped at frame {index + 1}: {reason}"
+        index, reason, stopped = self.stop_marker
+        return f"Propagation {'stopped' if stopped else 'ended'} at frame {index + 1}: {reason}"
 
     def frame_x(self, index: int) -> int:
         """x of the centre of a frame's column."""
