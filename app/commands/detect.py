@@ -22,8 +22,8 @@ from app.core.normalization import Normalization, default_for
 from app.core.project import ProjectError, ReviewProject
 from app.paths import DEFAULT_WEIGHTS
 from model.detectors import TTA_MODES
+from model.evaluate import available_methods
 
-CLASSICAL = ("tophat", "mpcm", "pstnn")
 DEFAULT_WRITERS = min(4, os.cpu_count() or 1)
 
 
@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("source", help="folder of frames, multi-page TIFF or one image")
     p.add_argument("--out", required=True, help="project folder (created; an existing project over the same frames is updated)")
-    p.add_argument("--method", default="irsam", choices=("irsam",) + CLASSICAL, help="detector (default: irsam)")
+    p.add_argument("--method", default="irsam", choices=["irsam", *available_methods()], help="detector (default: irsam)")
     p.add_argument("--weights", help=f"IRSAM checkpoint (default: {DEFAULT_WEIGHTS.relative_to(DEFAULT_WEIGHTS.parents[2])})")
     p.add_argument("--config", choices=("official", "paper"), help="network for weights files that do not name one")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -59,7 +59,7 @@ def make_detector(
     """The detector and the record of it stored in the project."""
     from model.evaluate import make_detector as make_named_detector
 
-    if method in CLASSICAL:
+    if method != "irsam":
         return make_named_detector(method, None), {"name": method, "weights": None, "sha256": None, "config": None}
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if not path.exists():
