@@ -160,3 +160,10 @@ def test_detector_choice_retries_on_the_cpu_when_cuda_fails(monkeypatch):
     monkeypatch.setattr(workers, "make_detector", fake_make_detector)
     detector, notice = workers.DetectorChoice("irsam", "w.pt", "cuda", "hflip").build()
     assert calls == [("cuda", "hflip"), ("cpu", "hflip")] and detector.device == "cpu" and "CUDA failed" in notice
+
+
+def test_the_detection_panel_offers_every_classical_method():
+    from app.widgets.detection_panel import CLASSICAL
+    from model.evaluate import available_methods
+
+    assert sorted(method for _, method in CLASSICAL) == available_methods()
