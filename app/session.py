@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.core.frames import FrameSource, GroundTruth, find_ground_truth, open_source
+from app.core.frames import FrameSource, GroundTruth, find_ground_truth, lower_thread_priority, open_source
 from app.core.normalization import Normalization, default_for
 from app.core.project import ProjectError, ReviewProject, ReviewStatus
 from app.core.targets import Target
@@ -297,7 +297,8 @@ class ReviewSession:
 
     def _prefetch_files(self, index: int, direction: int, wanted: set[str]) -> None:
         if self._prefetcher is None:
-            self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layer-prefetch")
+            self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layer-prefetch",
+                                                  initializer=lower_thread_priority)
         for k in range(1, LAYER_PREFETCH + 1):
             j = index + direction * k
             if 0 <= j < len(self.source):

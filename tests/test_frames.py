@@ -1,3 +1,4 @@
+import os
 import threading
 import time
 from pathlib import Path
@@ -227,6 +228,26 @@ def test_prefetch_in_scrub_direction(tmp_path):
         src.frame(25)
         src.frame(24)  # scrubbing backwards
         assert wait_for(lambda: all(j in src._cache for j in range(20, 24)))
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread priorities are a Linux feature")
+def test_read_ahead_threads_run_below_the_thread_that_shows_frames(tmp_path):
+    from app.session import ReviewSession
+
+    write_folder(tmp_path / "seq", n=10)
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    expected = min(base + frames.BACKGROUND_NICENESS, 19)
+    session = ReviewSession.open(tmp_path / "seq")
+    try:
+        session.frame_and_layers(3, {"edges"})  # starts the frame read-ahead and the layer read-ahead
+        threads = {t.name.rsplit("_", 1)[0]: t for t in threading.enumerate()}
+        for name in ("frame-prefetch", "layer-prefetch"):
+            assert os.getpriority(os.PRIO_PROCESS, threads[name].native_id) == expected, name
+        # the layer reader is waited on by the frame being shown: it keeps the caller's priority
+        assert os.getpriority(os.PRIO_PROCESS, threads["layer-reader"].native_id) == base
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    finally:
+        session.close()
 
 
 def test_prefetch_hook_and_hits(tmp_path):

@@ -107,6 +107,21 @@ def _tiff_page_to_gray(page: np.ndarray, path) -> np.ndarray:
     return page
 
 
+BACKGROUND_NICENESS = 10
+
+
+def lower_thread_priority() -> None:
+    """Run the calling thread at a lower scheduling priority (Linux: threads have their own nice value).
+
+    For read-ahead threads: on a machine with few cores they compete with the thread that is showing a
+    frame (and with the display server) for the same cores, and a frame waited for now matters more than
+    one that may be wanted next. Elsewhere, or without permission, the thread keeps its priority."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+    except (AttributeError, OSError):
+        pass
+
+
 def read_gray(path: str | os.PathLike) -> np.ndarray:
     """One frame as a 2-D uint8/uint16 array; raises FrameReadError with the reason it cannot be read."""
     path = Path(path)
@@ -275,7 +290,8 @@ class FrameSource:
             if self._closed:
                 return
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-prefetch")
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-prefetch",
+                                                    initializer=lower_thread_priority)
             for k in range(1, self.prefetch_depth + 1):
                 j = i + step * k
                 if not 0 <= j < len(self):
