@@ -11,9 +11,9 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-# Test-time augmentation modes of IRSAM (model.predictor.TTA_FLIPS says what each runs); here, without
+# Test-time augmentation modes of IRSAM (model.predictor.TTA_PASSES says what each runs); here, without
 # torch, so that the CLI's parsers can offer them.
-TTA_MODES = ("none", "hflip", "flips")
+TTA_MODES = ("none", "hflip", "flips", "scale", "scale+flips")
 
 
 @dataclass

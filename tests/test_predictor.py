@@ -127,8 +127,26 @@ def test_flip_tta_averages_the_flipped_passes_flipped_back(tiny_predictor):
         Predictor(tiny_predictor.model, tiny(), device="cpu", tta="rot90")
 
 
+def test_scale_tta_averages_the_magnified_pass_brought_back_to_the_frame(tiny_predictor):
+    import torch.nn.functional as F
+
+    frame = np.random.default_rng(6).integers(0, 255, (37, 45), dtype=np.uint8)
+    plain = tiny_predictor.detect([frame])[0].logits
+    x = torch.from_numpy(frame).float()[None, None].expand(-1, 3, -1, -1)
+    magnified = F.interpolate(x, size=(46, 56), mode="bilinear", align_corners=False)  # 1.25x, rounded
+    logits, _, _ = tiny_predictor._forward(magnified, False)
+    back = F.interpolate(logits, size=(37, 45), mode="area")[0, 0].numpy()
+    scaled = Predictor(tiny_predictor.model, tiny(), device="cpu", tta="scale").detect([frame])[0]
+    np.testing.assert_allclose(scaled.logits, (plain + back) / 2, atol=1e-4)
+    assert scaled.edge.shape == frame.shape and not np.allclose(scaled.logits, plain, atol=1e-3)
+    both = Predictor(tiny_predictor.model, tiny(), device="cpu", tta="scale+flips").detect([frame])[0]
+    assert both.logits.shape == frame.shape and np.isfinite(both.logits).all()
+    assert not np.allclose(both.logits, scaled.logits, atol=1e-3)
+
+
 def test_every_tta_mode_the_cli_offers_is_one_the_predictor_runs():
     from model.detectors import TTA_MODES
-    from model.predictor import TTA_FLIPS
+    from model.predictor import TTA_PASSES
 
-    assert tuple(TTA_FLIPS) == TTA_MODES
+    assert tuple(TTA_PASSES) == TTA_MODES
+    assert all(1.0 in passes.scales for passes in TTA_PASSES.values())

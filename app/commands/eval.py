@@ -39,7 +39,8 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--device", default="auto", help="device for --weights (auto, cpu, cuda, cuda:1, mps)")
     p.add_argument("--tta", default="none", choices=TTA_MODES,
-                   help="IRSAM only: average the logits of 2 or 4 flipped passes")
+                   help="IRSAM only: average the logits of flipped (hflip, flips) and 1.25x magnified "
+                        "(scale, scale+flips) passes")
     p.set_defaults(run=run)
 
 
