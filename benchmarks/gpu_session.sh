@@ -12,6 +12,9 @@
 # float16, split into 15 MB parts (cat them back together).
 #
 #   DATA=device_data/nuaa-sirst CLIP=device_data/IR_DRONE_156 OUT=runs/gpu bash benchmarks/gpu_session.sh
+# SKIP_BENCH=1 leaves out step 3, SKIP_TRAIN=1 steps 4-5; DEVICE=cpu CONFIG=tiny CROP=128 PY=.venv/bin/python
+# rehearses the flow on a CPU. The device gets the checkout only: copy the data into a git-ignored
+# folder (device_data/) and carry it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
