@@ -38,6 +38,13 @@ def run(predictor: Predictor, images: list[np.ndarray]) -> tuple[list[np.ndarray
     return logits, time.perf_counter() - start
 
 
+def score(logits: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, float]:
+    metrics = SegmentationMetrics()
+    for lg, mask in zip(logits, masks):
+        metrics.update(lg, mask)
+    return plain_numbers(metrics.result())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, default=REPO / "resources/weights/irsam_paper_sirst.pt")
@@ -60,20 +67,14 @@ def main() -> None:
         worst = max(float(np.abs(a - b).max()) for a, b in zip(logits, reference))
         flipped = sum(int(((a > 0) != (b > 0)).sum()) for a, b in zip(logits, reference))
         far = sum(int((((a > 0) != (b > 0)) & (np.abs(b) > args.margin)).sum()) for a, b in zip(logits, reference))
-        metrics = SegmentationMetrics()
-        for lg, mask in zip(logits, masks):
-            metrics.update(lg, mask)
         row = {"precision": precision, "max_abs_logit_diff": worst, "pixels_flipped": flipped,
                f"pixels_flipped_beyond_{args.margin}": far, "seconds": seconds,
-               "frames_per_s": len(images) / seconds, **plain_numbers(metrics.result())}
+               "frames_per_s": len(images) / seconds, **score(logits, masks)}
         rows.append(row)
         print(f"  cuda {precision}: max |logit - cpu fp32| {worst:.4f}, decisions changed {flipped} px "
               f"({far} beyond +-{args.margin}), IoU {row['iou']:.4f} Pd {row['pd']:.4f} Fa {row['fa'] * 1e6:.2f}e-6, "
               f"{row['frames_per_s']:.1f} frames/s")
-    cpu = SegmentationMetrics()
-    for lg, mask in zip(reference, masks):
-        cpu.update(lg, mask)
-    cpu_row = {"precision": "cpu fp32", "seconds": cpu_seconds, **plain_numbers(cpu.result())}
+    cpu_row = {"precision": "cpu fp32", "seconds": cpu_seconds, **score(reference, masks)}
     print(f"  cpu fp32: IoU {cpu_row['iou']:.4f} Pd {cpu_row['pd']:.4f} Fa {cpu_row['fa'] * 1e6:.2f}e-6")
     if args.json:
         args.json.write_text(json.dumps({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,

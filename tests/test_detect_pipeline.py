@@ -106,6 +106,16 @@ def test_a_failed_write_among_several_writers_is_raised(sequence, tmp_path):
     assert not [t for t in threading.enumerate() if t.name.startswith("detect-writer")]
 
 
+def reader_ends(seconds: float = 5.0) -> bool:
+    """True once no `detect-reader` thread is left (waiting up to `seconds`)."""
+    deadline = time.time() + seconds
+    while any(t.name == "detect-reader" for t in threading.enumerate()):
+        if time.time() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class FailingSource:
     """Wraps a source; frame `bad` raises an error that is not an unreadable-frame report."""
 
@@ -126,10 +136,7 @@ def test_a_reader_failure_is_raised_instead_of_waiting_forever(sequence, tmp_pat
     with pytest.raises(RuntimeError, match="reading the frames failed: MemoryError"):
         run_pipeline(FailingSource(source, 5), len(source), norm, ThresholdDetector(), project, 2, False, False, writers=2)
     source.close()
-    deadline = time.time() + 5
-    while any(t.name == "detect-reader" for t in threading.enumerate()) and time.time() < deadline:
-        time.sleep(0.05)
-    assert not any(t.name == "detect-reader" for t in threading.enumerate())
+    assert reader_ends()
 
 
 @pytest.mark.timeout(60)
@@ -143,8 +150,5 @@ def test_the_reader_stops_when_detection_fails(sequence, tmp_path):
     project = ReviewProject.create(tmp_path / "p", sequence, source.kind, source.stems, source.shape, norm.to_dict())
     with pytest.raises(RuntimeError, match="device lost"):
         run_pipeline(source, len(source), norm, BrokenDetector(), project, 1, False, False, writers=1)
-    deadline = time.time() + 5
-    while any(t.name == "detect-reader" for t in threading.enumerate()) and time.time() < deadline:
-        time.sleep(0.05)
-    assert not any(t.name == "detect-reader" for t in threading.enumerate())  # not blocked on its full queue
+    assert reader_ends()  # not blocked on its full queue
     source.close()

@@ -24,7 +24,7 @@ class DetectorChoice:
     method: str  # "irsam", "tophat", "mpcm", "pstnn"
     weights: str | None = None  # checkpoint path (IRSAM only)
     device: str = "auto"  # "auto", "cuda" or "cpu"
-    tta: str = "none"  # IRSAM test-time flips, one of model.detectors.TTA_MODES
+    tta: str = "none"  # IRSAM test-time augmentation, one of model.detectors.TTA_MODES
 
     @property
     def label(self) -> str:
