@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     # Qt and pyqtgraph are imported only now, so `--help` works without a display
     from PySide6 import QtCore, QtGui, QtWidgets
 
+    from app.main_thread_gc import MainThreadGarbageCollector
     from app.main_window import MainWindow
     from app.paths import RESOURCES
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("irsam-review")
     app.setDesktopFileName("irsam-review")
     app.setWindowIcon(QtGui.QIcon(str(RESOURCES / "irsam-review.svg")))
+    MainThreadGarbageCollector(app).start()  # workers must never be the thread that frees Qt objects
     window = MainWindow()
     window.show()
     if args.demo:

@@ -116,7 +116,10 @@ def main() -> int:
         from PySide6 import QtCore, QtWidgets
 
         app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+        from app.main_thread_gc import MainThreadGarbageCollector
         from app.main_window import MainWindow
+
+        MainThreadGarbageCollector(app).start()  # as app.main does
 
         window = MainWindow(QtCore.QSettings(str(tmp / "settings.ini"), QtCore.QSettings.IniFormat))
         window.resize(1500, 950)

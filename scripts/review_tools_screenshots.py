@@ -24,8 +24,11 @@ def main() -> None:
     from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
     from app.core.targets import label_components
     from app.editing import Tool
+    from app.main_thread_gc import MainThreadGarbageCollector
     from app.main_window import MainWindow
     from tests.gui_review_helpers import click, drag, predict_ground_truth, viewport_point
+
+    MainThreadGarbageCollector(app).start()  # as app.main does
 
     def wait(ms: int) -> None:
         QTest.qWait(ms)
