@@ -4,9 +4,48 @@ from __future__ import annotations
 import pytest
 from PySide6 import QtCore
 
+from tests.hang_watchdog import HangWatchdog
+
 # Before pytest-qt makes the QApplication: GL views made by different tests then share shader programs
 # (the app sets the same in app.main).
 QtCore.QCoreApplication.setAttribute(QtCore.Qt.AA_ShareOpenGLContexts)
+
+_watchdog: HangWatchdog | None = None
+
+
+def pytest_configure(config):
+    global _watchdog
+    _watchdog = HangWatchdog()
+
+
+def pytest_unconfigure(config):
+    if _watchdog is not None:
+        _watchdog.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _watchdog.arm(item.nodeid)
+    yield
+    _watchdog.disarm()
+
+
+@pytest.fixture(autouse=True)
+def _gui_thread_garbage_collection(request):
+    """GUI tests run as the app does: cyclic garbage is freed in the GUI thread (app.main_thread_gc), and
+    what the test left (its closed windows) is deleted and collected there before the next test starts."""
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    from PySide6 import QtWidgets
+
+    from app.main_thread_gc import MainThreadGarbageCollector
+
+    collector = MainThreadGarbageCollector()
+    collector.start()
+    yield
+    QtWidgets.QApplication.sendPostedEvents(None, QtCore.QEvent.DeferredDelete)
+    collector.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,44 @@
+"""The suite's hang watchdog (tests/hang_watchdog.py): a test blocked in C code holding the GIL, which no
+Python-level timeout can interrupt, still ends the run with every thread's stacks."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+BLOCKING_TEST = '''
+import ctypes
+
+def test_blocks_in_c_holding_the_gil():
+    libc = ctypes.PyDLL(None)  # a PyDLL call keeps the GIL
+    mutex = ctypes.create_string_buffer(64)  # zeros: an unlocked default pthread mutex
+    libc.pthread_mutex_lock(mutex)
+    libc.pthread_mutex_lock(mutex)  # deadlock; signals do not interrupt it
+'''
+
+
+@pytest.mark.slow
+def test_a_test_stuck_holding_the_gil_ends_the_run_with_its_stacks(tmp_path):
+    test_file = tmp_path / "test_stuck.py"
+    test_file.write_text(BLOCKING_TEST)
+    start = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
+         "--rootdir", str(tmp_path), "-o", "timeout=2", str(test_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "IRSAM_HANG_WATCHDOG_S": "4,12"})
+    elapsed = time.monotonic() - start
+    assert run.returncode != 0 and elapsed < 60
+    # pytest-timeout's alarm (2 s) could not fire: the faulthandler watchdog ended the run
+    assert "Timeout (0:00:12)!" in run.stderr
+    assert "test_stuck.py\", line 8 in test_blocks_in_c_holding_the_gil" in run.stderr
+    if shutil.which("gdb"):
+        assert "test_stuck.py::test_blocks_in_c_holding_the_gil has run for over 4 s" in run.stderr
+        assert "pthread_mutex_lock" in run.stderr and "+++ end of native stacks +++" in run.stderr
