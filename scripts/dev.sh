@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglib2.0-0 libfontconfig1 libdbus-1-3
   libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-render-util0
-  libxcb-image0 libxcb-xinerama0 libxcb-randr0 libxcb-xfixes0 libxcb-xkb1)
+  libxcb-image0 libxcb-xinerama0 libxcb-randr0 libxcb-xfixes0 libxcb-xkb1
+  gdb)  # gdb: native stacks of a hung test (tests/hang_watchdog.py)
 
 install_debian_packages() {
   local missing=()
