@@ -23,14 +23,18 @@ class _Cycle:
         _Cycle.freed_in.append(threading.current_thread().name)
 
 
-def _allocate_in_a_worker(n_objects: int) -> list:
-    """Containers made (and kept) by a worker thread: they count towards generation 0's threshold."""
+def _cycle_then_allocation_in_a_worker(n_objects: int) -> list:
+    """Make a garbage cycle, then containers (kept) in a worker thread: they count towards generation 0's
+    threshold. The main thread allocates next to nothing in between (its count starts from a collection),
+    so a collection can only start in the worker."""
     made = []
 
     def churn():
         made.extend([] for _ in range(n_objects))
 
     worker = threading.Thread(target=churn, name="worker")
+    gc.collect()
+    _Cycle()
     worker.start()
     worker.join()
     return made
@@ -49,8 +53,7 @@ def clean_gc():
 def test_without_the_collector_a_worker_frees_the_garbage(clean_gc):
     gc.enable()
     gc.set_threshold(100, 1, 1)  # the next collection is a full one, as when CI hung
-    _Cycle()
-    _allocate_in_a_worker(1000)
+    _cycle_then_allocation_in_a_worker(1000)
     assert _Cycle.freed_in == ["worker"]
 
 
@@ -61,8 +64,7 @@ def test_collector_frees_garbage_only_in_the_gui_thread(qtbot, clean_gc):
     collector.start()
     try:
         assert not gc.isenabled() and collector.active
-        _Cycle()
-        made = _allocate_in_a_worker(1000)
+        made = _cycle_then_allocation_in_a_worker(1000)
         assert _Cycle.freed_in == []  # the worker crossed the threshold and collected nothing
         qtbot.waitUntil(lambda: bool(_Cycle.freed_in), timeout=5000)
         assert _Cycle.freed_in == [threading.main_thread().name] and collector.collections >= 1
