@@ -8,12 +8,12 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglib2.0-0 libfontconfig1 libdbus-1-3
   libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-render-util0
-  libxcb-image0 libxcb-xinerama0 libxcb-randr0 libxcb-xfixes0 libxcb-xkb1
-  gdb)  # gdb: native stacks of a hung test (tests/hang_watchdog.py)
+  libxcb-image0 libxcb-xinerama0 libxcb-randr0 libxcb-xfixes0 libxcb-xkb1)
+TEST_APT_PACKAGES=(gdb)  # native stacks of a hung test (tests/hang_watchdog.py)
 
-install_debian_packages() {
+install_debian_packages() {  # packages...
   local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -45,16 +45,16 @@ setup_venv() {
 cmd="${1:-}"
 case "$cmd" in
   setup)
-    install_debian_packages; setup_venv ;;
+    install_debian_packages "${APT_PACKAGES[@]}" "${TEST_APT_PACKAGES[@]}"; setup_venv ;;
   demo)
-    install_debian_packages; setup_venv
+    install_debian_packages "${APT_PACKAGES[@]}"; setup_venv
     if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
       echo "No display found (DISPLAY is unset): run this from a desktop session." >&2
       exit 2
     fi
     exec .venv/bin/irsam-review --demo ;;
   test)
-    install_debian_packages; setup_venv
+    install_debian_packages "${APT_PACKAGES[@]}" "${TEST_APT_PACKAGES[@]}"; setup_venv
     shift
     exec xvfb-run -a -s "-screen 0 1600x1000x24 +extension GLX" \
       .venv/bin/python -m pytest -q -p no:cacheprovider "$@" ;;
