@@ -41,4 +41,6 @@ def test_a_test_stuck_holding_the_gil_ends_the_run_with_its_stacks(tmp_path):
     assert "test_stuck.py\", line 8 in test_blocks_in_c_holding_the_gil" in run.stderr
     if shutil.which("gdb"):
         assert "test_stuck.py::test_blocks_in_c_holding_the_gil has run for over 4 s" in run.stderr
-        assert "pthread_mutex_lock" in run.stderr and "+++ end of native stacks +++" in run.stderr
+        assert "+++ end of native stacks +++" in run.stderr
+        # the blocked frame, unless this machine forbids attaching (then gdb says so: ptrace)
+        assert "pthread_mutex_lock" in run.stderr or "ptrace" in run.stderr
