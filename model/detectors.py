@@ -14,6 +14,9 @@ import numpy as np
 # Test-time augmentation modes of IRSAM (model.predictor.TTA_PASSES says what each runs); here, without
 # torch, so that the CLI's parsers can offer them.
 TTA_MODES = ("none", "hflip", "flips", "scale", "scale+flips")
+# IRSAM mask refinement (model.predictor.Predictor's `refine`): "contrast" trims each predicted
+# component to its bright core (model.refine); the CLI and the app default to it.
+REFINE_MODES = ("contrast", "off")
 
 
 @dataclass

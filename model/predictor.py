@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from model.config import IRSAMConfig
-from model.detectors import FrameResult
+from model.detectors import REFINE_MODES, FrameResult
+from model.refine import LocalContrastRefinement
 
 PAD_MULTIPLE = 32  # the encoder's coarsest grid is 1/16; 32 keeps every stage's size even
 TILE_OVERLAP = 64
@@ -88,6 +89,9 @@ class Predictor:
     horizontal, vertical, both), "scale" (the frame and the frame magnified 1.25x: 2.6x the time) or
     "scale+flips" (both, 10x). Logits and edges of every pass are brought back to the frame (flipped
     back, area-averaged) and averaged; feature maps come from the identity pass.
+    refine: "off" (the network's logits as they are) or "contrast" (model.refine.LocalContrastRefinement:
+    each predicted component is trimmed to the pixels above a fraction of its local contrast, after
+    test-time augmentation). The CLI and the app turn it on by default.
     """
 
     name = "irsam"
@@ -102,10 +106,15 @@ class Predictor:
         tile_size: int = 1024,
         metadata: dict | None = None,
         tta: str = "none",
+        refine: str = "off",
     ):
         if tta not in TTA_PASSES:
             raise ValueError(f"unknown tta {tta!r}; choose one of {', '.join(TTA_PASSES)}")
+        if refine not in REFINE_MODES:
+            raise ValueError(f"unknown refine {refine!r}; choose one of {', '.join(REFINE_MODES)}")
         self.tta = tta
+        self.refine = refine
+        self.refinement = LocalContrastRefinement() if refine == "contrast" else None
         self.device_choice = choose_device(device)
         self.device = self.device_choice.description
         if precision not in ("fp32", "bf16", "fp16"):
@@ -147,6 +156,8 @@ class Predictor:
                 chunk = indices[start : start + self.batch_size]
                 batch = np.stack([images[i] for i in chunk])
                 for i, result in zip(chunk, self._detect_same_size(batch, features)):
+                    if self.refinement is not None:
+                        result.logits = self.refinement(images[i], result.logits)
                     results[i] = result
         return results  # type: ignore[return-value]
 
