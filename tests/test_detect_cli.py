@@ -53,6 +53,7 @@ def test_detect_with_weights_writes_a_review_project(sequence, tiny_weights, tmp
         assert (out / "edges" / f"{stem}.png").exists()
     project = ReviewProject.open(out)
     assert project.detector["name"] == "irsam" and len(project.detector["sha256"]) == 64
+    assert project.detector["refine"] == "contrast" and project.detector["tta"] == "none"  # the defaults, recorded
     assert project.normalization["mode"] == "percentile"  # 16-bit source
     rows = read_detections(out)
     for stem in stems:
@@ -60,6 +61,22 @@ def test_detect_with_weights_writes_a_review_project(sequence, tiny_weights, tmp
         n, _ = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
         assert sum(r["stem"] == stem for r in rows) == n - 1
     assert "frames/s" in capsys.readouterr().out
+
+
+def test_refine_off_keeps_the_networks_mask(sequence, tiny_weights, tmp_path):
+    trimmed, raw = tmp_path / "trimmed", tmp_path / "raw"
+    for out, extra in ((trimmed, []), (raw, ["--refine", "off"])):
+        assert main(["detect", str(sequence), "--out", str(out), "--weights", str(tiny_weights), "--save-logits",
+                     "--quiet", "--limit", "2", *extra]) == 0
+    assert ReviewProject.open(raw).detector["refine"] == "off"
+    trimmed_pixels = 0
+    for path in sorted((raw / "logits").glob("*.npy")):
+        before, after = np.load(path), np.load(trimmed / "logits" / path.name)
+        # refinement only turns positive pixels negative, keeping their magnitude
+        np.testing.assert_array_equal(np.abs(after), np.abs(before))
+        assert ((after > 0) <= (before > 0)).all()
+        trimmed_pixels += int(((before > 0) & (after < 0)).sum())
+    assert trimmed_pixels > 0
 
 
 def test_rerun_keeps_the_stored_normalisation_and_committed_masks(sequence, tmp_path):

@@ -151,15 +151,15 @@ def test_detector_choice_retries_on_the_cpu_when_cuda_fails(monkeypatch):
 
     calls = []
 
-    def fake_make_detector(method, weights, device, tta="none"):
-        calls.append((device, tta))
+    def fake_make_detector(method, weights, device, tta="none", refine="contrast"):
+        calls.append((device, tta, refine))
         if device != "cpu":
             raise RuntimeError("CUDA error: no kernel image is available")
         return type("D", (), {"name": "irsam", "device": "cpu"})()
 
     monkeypatch.setattr(workers, "make_detector", fake_make_detector)
-    detector, notice = workers.DetectorChoice("irsam", "w.pt", "cuda", "hflip").build()
-    assert calls == [("cuda", "hflip"), ("cpu", "hflip")] and detector.device == "cpu" and "CUDA failed" in notice
+    detector, notice = workers.DetectorChoice("irsam", "w.pt", "cuda", "hflip", "off").build()
+    assert calls == [("cuda", "hflip", "off"), ("cpu", "hflip", "off")] and detector.device == "cpu" and "CUDA failed" in notice
 
 
 def test_the_detection_panel_offers_every_classical_method():

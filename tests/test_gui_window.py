@@ -447,7 +447,7 @@ def test_heatmap_of_a_project_made_by_irsam_detect_save_logits(window, fresh_seq
     assert window.layers.probability is not None and window.frame_view.layer_items["probability"].isVisible()
 
 
-def test_test_time_flips_reach_the_irsam_predictor_only(window, fresh_sequence, tiny_checkpoint, qtbot):
+def test_test_time_flips_and_refinement_reach_the_irsam_predictor_only(window, fresh_sequence, tiny_checkpoint, qtbot):
     _open(window, qtbot, fresh_sequence)
     panel = window.detection_panel
     panel.add_checkpoint(tiny_checkpoint)
@@ -456,11 +456,16 @@ def test_test_time_flips_reach_the_irsam_predictor_only(window, fresh_sequence, 
     panel.tta_combo.setCurrentIndex(panel.tta_combo.findData("flips"))
     assert panel.choice().tta == "flips" and "flips" in panel.choice().label
     qtbot.waitUntil(lambda: window.detector is not None, timeout=30000)  # reloaded for the new choice
-    assert window.detector.tta == "flips"
+    assert window.detector.tta == "flips" and window.detector.refine == "contrast"  # trimmed by default
+    qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
+    panel.refine_outline.setChecked(False)
+    assert panel.choice().refine == "off" and "unrefined" in panel.choice().label
+    qtbot.waitUntil(lambda: window.detector is not None and window.detector.refine == "off", timeout=30000)
     window.run_detection("frame")
     qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0, timeout=30000)
     _choose(window, "tophat")
     assert panel.choice().tta == "none"  # classical methods take no flips
+    assert panel.choice().refine == "contrast" and panel.choice().label == "tophat"
 
 
 def test_queued_signals_of_a_dropped_worker_are_ignored(window, sequence_16bit, qtbot):

@@ -21,7 +21,7 @@ from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization, default_for
 from app.core.project import ProjectError, ReviewProject
 from app.paths import DEFAULT_WEIGHTS
-from model.detectors import TTA_MODES
+from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import available_methods
 
 DEFAULT_WRITERS = min(4, os.cpu_count() or 1)
@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="test-time augmentation: passes averaged (flips: 2 or 4; scale: plus a 1.25x magnified "
                         "pass, 2.6x the time; scale+flips: 10x); fewer false alarms, better IoU")
+    p.add_argument("--refine", default="contrast", choices=REFINE_MODES,
+                   help="IRSAM only: contrast (default) trims each detected target to the pixels above a quarter "
+                        "of its local contrast, the outline annotators draw; off keeps the network's mask")
     p.add_argument("--save-logits", action="store_true", help="also write float32 logits at frame resolution")
     p.add_argument("--writers", type=int, default=DEFAULT_WRITERS,
                    help="threads writing the output files (mask/edge PNGs, logits, targets) in parallel "
@@ -55,7 +58,8 @@ def add_parser(sub) -> None:
 
 
 def make_detector(
-    method: str, weights: str | None, config: str | None, device: str, precision: str, batch_size: int, tta: str = "none"
+    method: str, weights: str | None, config: str | None, device: str, precision: str, batch_size: int,
+    tta: str = "none", refine: str = "contrast",
 ):
     """The detector and the record of it stored in the project."""
     from model.evaluate import make_detector as make_named_detector
@@ -67,7 +71,8 @@ def make_detector(
         hint = "" if weights else " (the shipped default weights are missing: pass --weights FILE or --method tophat)"
         raise FileNotFoundError(f"weights file not found: {path}{hint}")
     predictor = make_named_detector(
-        None, str(path), device, config_name=config, precision=precision, batch_size=batch_size, tta=tta
+        None, str(path), device, config_name=config, precision=precision, batch_size=batch_size, tta=tta,
+        refine=refine,
     )
     record = {
         "name": "irsam",
@@ -75,6 +80,7 @@ def make_detector(
         "sha256": sha256_of(path),
         "config": predictor.config.to_dict(),
         "tta": tta,
+        "refine": refine,
     }
     return predictor, record
 
@@ -98,7 +104,8 @@ def run(args) -> int:
         return 2
     try:
         detector, record = make_detector(
-            args.method, args.weights, args.config, args.device, args.precision, args.batch_size, args.tta
+            args.method, args.weights, args.config, args.device, args.precision, args.batch_size, args.tta,
+            args.refine,
         )
     except Exception as exc:  # a bad checkpoint: one line, never a traceback
         print(f"error: {exc}", file=sys.stderr)

@@ -8,7 +8,7 @@ import sys
 
 from app.core.atomic import atomic_write_json
 from model.data import find_dataset
-from model.detectors import TTA_MODES
+from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import available_methods, evaluate_clip, evaluate_dataset, make_detector, write_curve_plots
 
 
@@ -41,6 +41,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="IRSAM only: average the logits of flipped (hflip, flips) and 1.25x magnified "
                         "(scale, scale+flips) passes")
+    p.add_argument("--refine", default="contrast", choices=REFINE_MODES,
+                   help="IRSAM only: contrast (default) trims each detected target to its bright core "
+                        "(model/refine.py); off scores the network's own mask")
     p.set_defaults(run=run)
 
 
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: --plots needs pixel ground truth (--images/--masks)", file=sys.stderr)
         return 2
     try:
-        options = {"tta": args.tta} if args.weights else {}
+        options = {"tta": args.tta, "refine": args.refine} if args.weights else {}
         detector = make_detector(args.method, args.weights, args.device, **options)
         if args.clip:
             result = evaluate_clip(detector, args.clip, limit=args.limit)

@@ -311,10 +311,11 @@ def read_samples(data_root: str | Path, split_file: str | Path) -> list[tuple[np
 
 
 def compare_weights(old: str | Path, new: str | Path, samples: Iterable[tuple[np.ndarray, np.ndarray]],
-                    device: str = "cpu") -> dict[str, dict]:
+                    device: str = "cpu", refine: str = "contrast") -> dict[str, dict]:
     """{"old": metrics, "new": metrics}: both checkpoints scored on the same (image, mask) samples with
     the project's metric code (model.metrics.SegmentationMetrics; IoU, nIoU, Pd, Fa). Checkpoints are
-    read by `Predictor.from_file` (ours, or an official IRSAM state_dict)."""
+    read by `Predictor.from_file` (ours, or an official IRSAM state_dict); `refine` as the app detects
+    (model.predictor.Predictor)."""
     from model.metrics import SegmentationMetrics
     from model.predictor import Predictor
 
@@ -324,7 +325,7 @@ def compare_weights(old: str | Path, new: str | Path, samples: Iterable[tuple[np
     images = [np.ascontiguousarray(image, dtype=np.uint8) for image, _ in samples]
     results = {}
     for name, path in (("old", old), ("new", new)):
-        predictor = Predictor.from_file(path, device=device)
+        predictor = Predictor.from_file(path, device=device, refine=refine)
         metrics = SegmentationMetrics()
         for frame_result, (_, mask) in zip(predictor.detect(images), samples):
             metrics.update(frame_result.logits, mask)

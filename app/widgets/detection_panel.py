@@ -83,6 +83,13 @@ class DetectionPanel(QtWidgets.QWidget):
             "then cover more of the decoder's grid). On NUAA-SIRST they cut false alarms and raise IoU\n"
             "(docs/model_card.md has the table), at the time shown.")
         self.tta_combo.currentIndexChanged.connect(lambda _: self.choiceChanged.emit(self.choice()))
+        self.refine_outline = QtWidgets.QCheckBox("Trim outlines to local contrast")
+        self.refine_outline.setChecked(True)
+        self.refine_outline.setToolTip(
+            "IRSAM only: keep, in each detected target, the pixels brighter than its local background by a\n"
+            "quarter of its contrast: the outline annotators draw. Never adds or drops a target. On NUAA-SIRST\n"
+            "it raises IoU by 2-3 points (docs/model_card.md); off shows the network's own mask.")
+        self.refine_outline.toggled.connect(lambda _: self.choiceChanged.emit(self.choice()))
         self.keep_probabilities = QtWidgets.QCheckBox("Keep probabilities (heatmap)")
         self.keep_probabilities.setChecked(True)
         self.keep_probabilities.setToolTip(
@@ -96,6 +103,7 @@ class DetectionPanel(QtWidgets.QWidget):
         form.addRow("Detector", self.detector_combo)
         form.addRow("Device", self.device_combo)
         form.addRow("Test-time augm.", self.tta_combo)
+        form.addRow("", self.refine_outline)
         range_row = QtWidgets.QHBoxLayout()
         range_row.addWidget(self.range_from)
         range_row.addWidget(QtWidgets.QLabel("to"))
@@ -120,8 +128,10 @@ class DetectionPanel(QtWidgets.QWidget):
 
     def choice(self) -> DetectorChoice:
         picked: DetectorChoice = self.detector_combo.currentData()
-        tta = self.tta_combo.currentData() if picked.method == "irsam" else "none"
-        return DetectorChoice(picked.method, picked.weights, self.device_combo.currentText(), tta)
+        irsam = picked.method == "irsam"
+        tta = self.tta_combo.currentData() if irsam else "none"
+        refine = "contrast" if self.refine_outline.isChecked() or not irsam else "off"
+        return DetectorChoice(picked.method, picked.weights, self.device_combo.currentText(), tta, refine)
 
     def add_checkpoint(self, path: str | Path) -> None:
         """Select an IRSAM checkpoint file (what the file dialog does); it is loaded when first used."""
@@ -148,7 +158,7 @@ class DetectionPanel(QtWidgets.QWidget):
 
     def set_running(self, running: bool) -> None:
         for b in (self.run_frame, self.run_range, self.run_all, self.detector_combo, self.device_combo,
-                  self.tta_combo, self.keep_probabilities):
+                  self.tta_combo, self.refine_outline, self.keep_probabilities):
             b.setEnabled(not running)
         self.cancel.setEnabled(running)
         if running:

@@ -1,6 +1,7 @@
 """Background detection: a QObject worker run in a QThread, cancelled through a threading.Event per frame."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -25,24 +26,26 @@ class DetectorChoice:
     weights: str | None = None  # checkpoint path (IRSAM only)
     device: str = "auto"  # "auto", "cuda" or "cpu"
     tta: str = "none"  # IRSAM test-time augmentation, one of model.detectors.TTA_MODES
+    refine: str = "contrast"  # IRSAM mask refinement, one of model.detectors.REFINE_MODES
 
     @property
     def label(self) -> str:
         if self.method != "irsam":
             return self.method
-        return f"IRSAM ({Path(self.weights).name}{'' if self.tta == 'none' else ', ' + self.tta})"
+        extras = ([] if self.tta == "none" else [self.tta]) + ([] if self.refine == "contrast" else ["unrefined"])
+        return f"IRSAM ({', '.join([Path(self.weights).name, *extras])})"
 
     def build(self) -> tuple[Detector, str | None]:
         """(detector, notice): the notice says why it runs on the CPU when CUDA was asked for and failed."""
         if self.method != "irsam":
             return make_detector(self.method, None, self.device), None
         try:
-            detector = make_detector(None, self.weights, self.device, tta=self.tta)
+            detector = make_detector(None, self.weights, self.device, tta=self.tta, refine=self.refine)
         except Exception as exc:
             if self.device == "cpu":
                 raise
             # a CUDA failure while loading: the CPU may still work; a bad file fails again and is reported
-            detector = make_detector(None, self.weights, "cpu", tta=self.tta)
+            detector = make_detector(None, self.weights, "cpu", tta=self.tta, refine=self.refine)
             return detector, f"CUDA failed ({exc}); running on the CPU."
         choice = getattr(detector, "device_choice", None)
         return detector, getattr(choice, "fallback_reason", None)
@@ -127,7 +130,7 @@ class DetectionWorker(QtCore.QObject):
             if "cuda" not in str(exc).lower() or self.choice.device == "cpu":
                 raise
             # the GPU failed mid-run (out of memory, driver reset): continue on the CPU, say so
-            cpu_choice = DetectorChoice(self.choice.method, self.choice.weights, "cpu", self.choice.tta)
+            cpu_choice = dataclasses.replace(self.choice, device="cpu")
             self.detector, _ = cpu_choice.build()
             self.detectorReady.emit(self.detector, f"CUDA failed during the run ({exc}); continuing on the CPU.")
             return self.detector.detect([image], features=self.features)[0]
