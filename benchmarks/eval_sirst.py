@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO))
 from app.core.atomic import atomic_write_json  # noqa: E402
 from app.paths import DEFAULT_WEIGHTS  # noqa: E402
 from model.data import find_dataset  # noqa: E402
-from model.detectors import TTA_MODES  # noqa: E402
+from model.detectors import REFINE_MODES, TTA_MODES  # noqa: E402
 from model.evaluate import evaluate_dataset, make_detector  # noqa: E402
 
 SIRST = REPO.parent / "shared" / "data" / "nuaa-sirst"
@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tta", nargs="*", default=["none"], choices=TTA_MODES,
                         help="IRSAM rows: one per test-time augmentation mode")
+    parser.add_argument("--refine", nargs="*", default=["contrast"], choices=REFINE_MODES,
+                        help="IRSAM rows: one per mask refinement for each --tta mode")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -42,8 +44,9 @@ def main() -> None:
     detectors = []
     if args.weights.exists():
         for tta in args.tta:
-            name = "irsam" if tta == "none" else f"irsam+{tta}"
-            detectors.append((name, make_detector(None, str(args.weights), args.device, tta=tta)))
+            for refine in args.refine:
+                name = "irsam" + ("" if tta == "none" else f"+{tta}") + ("" if refine == "off" else f"+{refine}")
+                detectors.append((name, make_detector(None, str(args.weights), args.device, tta=tta, refine=refine)))
     detectors += [(m, make_detector(m, None)) for m in args.methods]
     rows = []
     for name, detector in detectors:

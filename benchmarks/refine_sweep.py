@@ -1,0 +1,107 @@
+"""How the local-contrast refinement's fraction was chosen (model/refine.py, docs/model_card.md).
+
+1. Without any model: on the train split, each ground-truth target's neighbourhood thresholded at
+   `background + a * (peak - background)` inside the target grown by one pixel, pooled IoU against
+   the ground truth for each a (what outline the annotators drew).
+2. With the shipped weights on the validation split: IoU / nIoU / Pd / Fa with the refinement off and
+   at each fraction, for each test-time augmentation mode; the network runs once per mode.
+
+    python benchmarks/refine_sweep.py [--tta none scale+flips] [--json docs/eval/sirst_val_refine.json]
+
+The test split is never used here.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.core.atomic import atomic_write_json  # noqa: E402
+from app.paths import DEFAULT_WEIGHTS  # noqa: E402
+from model.data import find_dataset, read_image_gray, read_mask  # noqa: E402
+from model.detectors import TTA_MODES  # noqa: E402
+from model.metrics import SegmentationMetrics  # noqa: E402
+from model.predictor import Predictor  # noqa: E402
+from model.refine import LocalContrastRefinement  # noqa: E402
+
+SIRST = REPO.parent / "shared" / "data" / "nuaa-sirst"
+FRACTIONS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+CROSS = np.ones((3, 3), np.uint8)
+
+
+def load(data: Path, split: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    samples = find_dataset(data / "images", data / "masks", data / "splits" / "idx_427" / f"{split}.txt")
+    return [read_image_gray(s.image_path) for s in samples], [read_mask(s.mask_path) > 0 for s in samples]
+
+
+def annotation_oracle(images: list[np.ndarray], masks: list[np.ndarray], margin: int = 8) -> dict[float, float]:
+    """Pooled IoU of the thresholded neighbourhood of every ground-truth target, per fraction."""
+    inter = dict.fromkeys(FRACTIONS, 0)
+    union = dict.fromkeys(FRACTIONS, 0)
+    for image, mask in zip(images, masks):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        height, width = mask.shape
+        for label in range(1, count):
+            x, y, w, h = stats[label, :4]
+            x0, y0 = max(0, x - margin), max(0, y - margin)
+            x1, y1 = min(width, x + w + margin), min(height, y + h + margin)
+            target = labels[y0:y1, x0:x1] == label
+            window = image[y0:y1, x0:x1].astype(np.float32)
+            background = np.median(window[cv2.dilate(mask[y0:y1, x0:x1].astype(np.uint8), CROSS, iterations=2) == 0])
+            peak = window[target].max()
+            region = cv2.dilate(target.astype(np.uint8), CROSS) > 0
+            for a in FRACTIONS:
+                guess = region & (window > background + a * (peak - background))
+                inter[a] += int((guess & target).sum())
+                union[a] += int((guess | target).sum())
+    return {a: inter[a] / union[a] for a in FRACTIONS}
+
+
+def score(logits: list[np.ndarray], masks: list[np.ndarray]) -> dict:
+    metrics = SegmentationMetrics()
+    for lg, mask in zip(logits, masks):
+        metrics.update(lg, mask)
+    return metrics.result()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--data", type=Path, default=SIRST)
+    parser.add_argument("--tta", nargs="*", default=["none", "scale+flips"], choices=TTA_MODES)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    oracle = annotation_oracle(*load(args.data, "train"))
+    print("train split, ground truth thresholded at background + a * contrast (no model): pooled IoU")
+    print("  " + "  ".join(f"a={a:.2f}: {100 * v:.1f}" for a, v in oracle.items()), flush=True)
+
+    images, masks = load(args.data, "val")
+    rows = []
+    print(f"\nvalidation split ({len(images)} images), {args.weights.name}")
+    print("| tta | refinement | IoU | nIoU | Pd | Fa x1e-6 |\n|---|---|---|---|---|---|")
+    for tta in args.tta:
+        predictor = Predictor.from_file(args.weights, device=args.device, tta=tta)
+        logits = [r.logits for r in predictor.detect(images)]
+        for fraction in (None, *FRACTIONS):
+            refined = logits if fraction is None else [
+                LocalContrastRefinement(fraction=fraction)(image, lg) for image, lg in zip(images, logits)]
+            r = score(refined, masks)
+            rows.append({"tta": tta, "fraction": fraction, **{k: r[k] for k in ("iou", "niou", "pd", "fa")}})
+            name = "off" if fraction is None else f"fraction {fraction:.2f}"
+            print(f"| {tta} | {name} | {100 * r['iou']:.2f} | {100 * r['niou']:.2f} | {100 * r['pd']:.2f} "
+                  f"| {1e6 * r['fa']:.2f} |", flush=True)
+    if args.json:
+        atomic_write_json(args.json, {"weights": args.weights.name, "train_oracle_iou": {str(a): v for a, v in oracle.items()},
+                                      "val": rows})
+
+
+if __name__ == "__main__":
+    main()
