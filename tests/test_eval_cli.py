@@ -46,6 +46,22 @@ def test_dataset_eval_writes_table_json_and_plots(tmp_path, split8, capsys):
         assert cv2.imread(str(plots / name)).shape == (480, 640, 3)
 
 
+def test_irsam_eval_refines_by_default_and_records_it(tmp_path, split8):
+    from app.paths import DEFAULT_WEIGHTS
+
+    results = {}
+    for refine in ("contrast", "off"):
+        out = tmp_path / f"{refine}.json"
+        extra = [] if refine == "contrast" else ["--refine", "off"]
+        assert run_eval("--weights", str(DEFAULT_WEIGHTS), "--images", str(NUAA / "images"), "--masks", str(NUAA / "masks"),
+                        "--split", str(split8), "--device", "cpu", "--json", str(out), *extra) == 0
+        results[refine] = json.loads(out.read_text())
+        assert results[refine]["detector_options"] == {"tta": "none", "refine": refine}
+    refined, raw = results["contrast"], results["off"]
+    # the refinement trims pixels of found targets: the same targets, a different IoU
+    assert refined["pd"] == raw["pd"] and refined["iou"] != raw["iou"]
+
+
 def test_legacy_fa_at_512(tmp_path, split8):
     out = tmp_path / "result.json"
     rc = run_eval(

@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(table)
+    result["detector_options"] = options
     if args.json_out:
         atomic_write_json(args.json_out, json.loads(json.dumps(result, default=float)))
     return 0
