@@ -44,9 +44,10 @@ def detect_end_to_end(clip: Path, frames: int, weights: Path | None, device: str
     n = min(frames, len(source))
     norm = default_for(source)
     if weights is not None and weights.exists():
-        predictor = Predictor.from_file(weights, device=device, precision=precision)
+        predictor = Predictor.from_file(weights, device=device, precision=precision, refine="contrast")
     else:
-        predictor = Predictor(build_irsam(preset("paper")), preset("paper"), device=device, precision=precision)
+        predictor = Predictor(build_irsam(preset("paper")), preset("paper"), device=device, precision=precision,
+                              refine="contrast")  # as `irsam detect` runs it by default
     images = [norm.apply(source.frame(i)) for i in range(n)]
     predictor.detect(images[:4])  # warm-up
     t0 = time.perf_counter()
