@@ -249,8 +249,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         out_of_time = ctx.broadcast_flag(out_of_time)
         if ctx.is_main:
             if (epoch + 1) % cfg.val_every == 0 or is_last or out_of_time:
+                t_val = time.time()
                 val = validate(model, val_images, val_masks, ctx.device, dtype)
-                record.update({f"val_{k}": v for k, v in val.items()})
+                record.update({f"val_{k}": v for k, v in val.items()}, val_seconds=round(time.time() - t_val, 1))
                 if val["iou"] > best_iou:
                     best_iou, best_metrics = val["iou"], val
                     save_checkpoint(
