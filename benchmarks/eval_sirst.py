@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,11 +18,14 @@ sys.path.insert(0, str(REPO))
 
 from app.core.atomic import atomic_write_json  # noqa: E402
 from app.paths import DEFAULT_WEIGHTS  # noqa: E402
-from model.data import find_dataset  # noqa: E402
+from model.data import find_dataset, read_image_gray, read_mask  # noqa: E402
 from model.detectors import REFINE_MODES, TTA_MODES  # noqa: E402
-from model.evaluate import evaluate_dataset, make_detector  # noqa: E402
+from model.evaluate import BATCH_SIZE, make_detector  # noqa: E402
+from model.metrics import SegmentationMetrics  # noqa: E402
+from model.refine import LocalContrastRefinement  # noqa: E402
 
 SIRST = REPO.parent / "shared" / "data" / "nuaa-sirst"
+CONVENTIONS = {"native_corrected": dict(fa_mode="corrected"), "legacy_512": dict(fa_mode="legacy", resize_to=512)}
 PAPER = {"IRSAM (paper)": (80.78, 78.39, 99.53, 3.95), "Top-Hat (paper)": (1.5, None, None, None),
          "PSTNN (paper)": (30.3, None, None, None)}
 
@@ -41,19 +45,15 @@ def main() -> None:
     args = parser.parse_args()
 
     samples = find_dataset(args.data / "images", args.data / "masks", args.data / "splits/idx_427" / f"{args.split}.txt")
-    detectors = []
+    rows = []
     if args.weights.exists():
         for tta in args.tta:
-            for refine in args.refine:
-                name = "irsam" + ("" if tta == "none" else f"+{tta}") + ("" if refine == "off" else f"+{refine}")
-                detectors.append((name, make_detector(None, str(args.weights), args.device, tta=tta, refine=refine)))
-    detectors += [(m, make_detector(m, None)) for m in args.methods]
-    rows = []
-    for name, detector in detectors:
-        native, _ = evaluate_dataset(detector, samples)
-        legacy, _ = evaluate_dataset(detector, samples, fa_mode="legacy", resize_to=512)
-        rows.append({"method": name, "native_corrected": native, "legacy_512": legacy})
-        print(f"{name}: done", file=sys.stderr, flush=True)
+            detector = make_detector(None, str(args.weights), args.device, tta=tta, refine="off")
+            variants = {"irsam" + ("" if tta == "none" else f"+{tta}") + ("" if refine == "off" else f"+{refine}"):
+                        LocalContrastRefinement() if refine == "contrast" else None for refine in args.refine}
+            rows += score(detector, samples, variants)
+    for method in args.methods:
+        rows += score(make_detector(method, None), samples, {method: None})
 
     print(f"NUAA-SIRST idx_427 {args.split} ({len(samples)} images)\n")
     print("| method | IoU | nIoU | Pd | Fa x1e-6 (corrected, native) | IoU@512 | nIoU@512 | Pd@512 | Fa x1e-6 (legacy, 512) | frames/s |")
@@ -68,6 +68,39 @@ def main() -> None:
         print(f"| {name} | - | - | - | - | {' | '.join(cells)} | - |")
     if args.json:
         atomic_write_json(args.json, {"split": args.split, "n_images": len(samples), "rows": rows})
+
+
+def score(detector, samples, variants: dict) -> list[dict]:
+    """One detector pass over `samples` scored in both conventions for each variant (row name ->
+    refinement applied to the detector's logits, or None): the network runs once for all of them.
+    A variant's frames/s counts the detector's time and its own refinement's."""
+    metrics = {name: {c: SegmentationMetrics(**kw) for c, kw in CONVENTIONS.items()} for name in variants}
+    seconds = dict.fromkeys(variants, 0.0)
+    for start in range(0, len(samples), BATCH_SIZE):
+        batch = samples[start:start + BATCH_SIZE]
+        images = [read_image_gray(s.image_path) for s in batch]
+        t0 = time.perf_counter()
+        results = detector.detect(images)
+        elapsed = time.perf_counter() - t0
+        for sample, image, result in zip(batch, images, results):
+            mask = read_mask(sample.mask_path)
+            for name, refinement in variants.items():
+                t0 = time.perf_counter()
+                logits = result.logits if refinement is None else refinement(image, result.logits)
+                seconds[name] += time.perf_counter() - t0
+                for m in metrics[name].values():
+                    m.update(logits, mask)
+        for name in variants:
+            seconds[name] += elapsed
+    rows = []
+    for name in variants:
+        row = {"method": name}
+        for convention, m in metrics[name].items():
+            row[convention] = {"method": name, "device": detector.device, **m.result(),
+                               "frames_per_second": len(samples) / seconds[name] if seconds[name] > 0 else float("nan")}
+        rows.append(row)
+        print(f"{name}: done", file=sys.stderr, flush=True)
+    return rows
 
 
 if __name__ == "__main__":
