@@ -187,3 +187,18 @@ def test_cli_recipe_options_reach_the_training_config(monkeypatch, tmp_path):
                  "--target-crop-prob", "0.5", "--crop", "192"]) == 0
     cfg = seen["cfg"]
     assert (cfg.lr, cfg.loss, cfg.target_crop_prob, cfg.crop, cfg.batch_size) == (5e-5, "official", 0.5, 192, 8)
+
+
+def test_sirst_gpu_preset_is_the_recipe_the_shipped_weights_record(monkeypatch, tmp_path):
+    import model.train
+    from app.cli import main
+    from app.paths import DEFAULT_WEIGHTS
+    from model.checkpoint import load_checkpoint
+
+    seen = {}
+    monkeypatch.setattr(model.train, "train", lambda cfg: seen.setdefault("cfg", cfg) and {})
+    assert main(["train", "--data", str(tmp_path), "--split-train", "a.txt", "--split-val", "b.txt",
+                 "--out", str(tmp_path / "o"), "--preset", "sirst-gpu"]) == 0
+    recipe = load_checkpoint(DEFAULT_WEIGHTS)[2]["training"]["recipe"]
+    keys = ("epochs", "batch_size", "crop", "lr", "precision", "init", "target_crop_prob", "loss", "weight_decay")
+    assert {k: getattr(seen["cfg"], k) for k in keys} == {k: recipe[k] for k in keys}
