@@ -30,7 +30,7 @@ class TrainConfig:
 
 
 # Presets an ML engineer would start from: the paper's GPU recipe, the one that made the shipped
-# weights (from scratch, whole 512 frames, about 4 minutes of training on one H200) and one sized
+# weights (from scratch, whole 512 frames, about 5 minutes on one H200) and one sized
 # for a 2-core CPU.
 TRAIN_PRESETS = {
     "paper-gpu": dict(epochs=500, batch_size=4, crop=512),
