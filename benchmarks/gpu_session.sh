@@ -17,7 +17,9 @@
 # float16, split into 15 MB parts (cat them back together).
 #
 #   DATA=device_data/nuaa-sirst CLIP=device_data/IR_DRONE_156 OUT=runs/gpu bash benchmarks/gpu_session.sh
-# SKIP_CHECKS=1 leaves out steps 1-3, SKIP_BENCH=1 step 3, SKIP_TRAIN=1 steps 4-5; DEVICE=cpu CONFIG=tiny CROP=128 PY=.venv/bin/python
+# EPOCH_COST=8.3,75 skips the probe (seconds per epoch, and seconds once per run for start-up, the first
+# validation's kernel choices and the threshold sweep; 8.3,75 is what three runs sharing an H200 took in
+# session 6), which leaves about 90 s more for training. SKIP_CHECKS=1 leaves out steps 1-3, SKIP_BENCH=1 step 3, SKIP_TRAIN=1 steps 4-5; DEVICE=cpu CONFIG=tiny CROP=128 PY=.venv/bin/python
 # rehearses the flow on a CPU. The device gets the checkout only: copy the data into a git-ignored
 # folder (device_data/) and carry it.
 set -uo pipefail
@@ -85,12 +87,16 @@ pack
 fi
 
 if [ -n "${SKIP_TRAIN:-}" ]; then stamp "done (training skipped)"; pack; exit 0; fi
-stamp "4. probe: two epochs of each run, side by side"
-PROBE_T0=$(date +%s)
-for name in "${RUNS[@]}"; do
-  train "probe_$name" 2 $(run_args "$name") > "$LOGS/probe_$name.log" 2>&1 &
-done
-wait; PROBE_S=$(( $(date +%s) - PROBE_T0 ))
+if [ -n "${EPOCH_COST:-}" ]; then
+  stamp "4. no probe: EPOCH_COST=$EPOCH_COST (seconds per epoch, seconds once per run)"
+else
+  stamp "4. probe: two epochs of each run, side by side"
+  PROBE_T0=$(date +%s)
+  for name in "${RUNS[@]}"; do
+    train "probe_$name" 2 $(run_args "$name") > "$LOGS/probe_$name.log" 2>&1 &
+  done
+  wait; PROBE_S=$(( $(date +%s) - PROBE_T0 ))
+fi
 # what is left, less about 60 s for the checkpoint conversions after training
 TRAIN_S=$(( DEADLINE_S - $(elapsed) - 60 ))
 if [ "$TRAIN_S" -lt 60 ]; then stamp "   no time left to train"; pack; exit 0; fi
@@ -99,11 +105,15 @@ for name in "${RUNS[@]}"; do
   # epoch 2 (kernels chosen, validation shapes seen) gives the cost of an epoch; the rest of the
   # probe's wall time is start-up and threshold calibration, paid once more by the real run
   EPOCHS=$($PY -c "
-import json; r = [json.loads(l) for l in open('$WORK/probe_$name/metrics.jsonl')]
-once = $PROBE_S - sum(x['seconds'] + x.get('val_seconds', 0) for x in r)
-per = r[1]['seconds'] + r[1].get('val_seconds', 0) + 0.5
+import json
+if '${EPOCH_COST:-}':
+    per, once = map(float, '${EPOCH_COST:-}'.split(','))
+else:
+    r = [json.loads(l) for l in open('$WORK/probe_$name/metrics.jsonl')]
+    once = ${PROBE_S:-0} - sum(x['seconds'] + x.get('val_seconds', 0) for x in r)
+    per = r[1]['seconds'] + r[1].get('val_seconds', 0) + 0.5
 print(max(1, int(0.95 * ($TRAIN_S - once - 10) / per)))" 2>/dev/null || echo 0)
-  stamp "   $name: probe wall ${PROBE_S} s, $(tail -n 1 "$WORK/probe_$name/metrics.jsonl" 2>/dev/null | head -c 400); ${TRAIN_S} s left -> ${EPOCHS} epochs"
+  stamp "   $name: ${TRAIN_S} s left -> ${EPOCHS} epochs $([ -z "${EPOCH_COST:-}" ] && tail -n 1 "$WORK/probe_$name/metrics.jsonl" | head -c 300)"
   [ "$EPOCHS" -gt 0 ] && train "$name" "$EPOCHS" $(run_args "$name") --max-minutes "$LIMIT" > "$LOGS/$name.log" 2>&1 &
 done
 pack
