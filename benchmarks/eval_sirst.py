@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,10 +17,9 @@ sys.path.insert(0, str(REPO))
 
 from app.core.atomic import atomic_write_json  # noqa: E402
 from app.paths import DEFAULT_WEIGHTS  # noqa: E402
-from model.data import find_dataset, read_image_gray, read_mask  # noqa: E402
+from model.data import find_dataset  # noqa: E402
 from model.detectors import REFINE_MODES, TTA_MODES  # noqa: E402
-from model.evaluate import BATCH_SIZE, make_detector  # noqa: E402
-from model.metrics import SegmentationMetrics  # noqa: E402
+from model.evaluate import evaluate_variants, make_detector  # noqa: E402
 from model.refine import LocalContrastRefinement  # noqa: E402
 
 SIRST = REPO.parent / "shared" / "data" / "nuaa-sirst"
@@ -71,34 +69,11 @@ def main() -> None:
 
 
 def score(detector, samples, variants: dict) -> list[dict]:
-    """One detector pass over `samples` scored in both conventions for each variant (row name ->
-    refinement applied to the detector's logits, or None): the network runs once for all of them.
-    A variant's frames/s counts the detector's time and its own refinement's."""
-    metrics = {name: {c: SegmentationMetrics(**kw) for c, kw in CONVENTIONS.items()} for name in variants}
-    seconds = dict.fromkeys(variants, 0.0)
-    for start in range(0, len(samples), BATCH_SIZE):
-        batch = samples[start:start + BATCH_SIZE]
-        images = [read_image_gray(s.image_path) for s in batch]
-        t0 = time.perf_counter()
-        results = detector.detect(images)
-        elapsed = time.perf_counter() - t0
-        for sample, image, result in zip(batch, images, results):
-            mask = read_mask(sample.mask_path)
-            for name, refinement in variants.items():
-                t0 = time.perf_counter()
-                logits = result.logits if refinement is None else refinement(image, result.logits)
-                seconds[name] += time.perf_counter() - t0
-                for m in metrics[name].values():
-                    m.update(logits, mask)
-        for name in variants:
-            seconds[name] += elapsed
+    """Rows of the table: one detector pass scored in both conventions for each variant (row name ->
+    refinement applied to the detector's logits, or None)."""
     rows = []
-    for name in variants:
-        row = {"method": name}
-        for convention, m in metrics[name].items():
-            row[convention] = {"method": name, "device": detector.device, **m.result(),
-                               "frames_per_second": len(samples) / seconds[name] if seconds[name] > 0 else float("nan")}
-        rows.append(row)
+    for name, by_convention in evaluate_variants(detector, samples, variants, CONVENTIONS).items():
+        rows.append({"method": name, **{c: result for c, (result, _) in by_convention.items()}})
         print(f"{name}: done", file=sys.stderr, flush=True)
     return rows
 

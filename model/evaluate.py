@@ -56,18 +56,8 @@ def evaluate_dataset(
 ) -> tuple[dict, SegmentationMetrics]:
     """IoU / nIoU / Pd / Fa (and, with `curves`, pixel ROC AUC and the Pd-Fa sweep) over `samples`.
     frames/s counts only the detector's time, not reading files or scoring."""
-    metrics = SegmentationMetrics(fa_mode=fa_mode, resize_to=resize_to, keep_scores=curves)
-    seconds = 0.0
-    for start in range(0, len(samples), BATCH_SIZE):
-        batch = samples[start : start + BATCH_SIZE]
-        logits, elapsed = _timed_detect(detector, [read_image_gray(s.image_path) for s in batch])
-        seconds += elapsed
-        for sample, frame_logits in zip(batch, logits):
-            metrics.update(frame_logits, read_mask(sample.mask_path))
-        if progress:
-            progress(start + len(batch), len(samples))
-    result = {"method": detector.name, "device": detector.device, **metrics.result()}
-    result["frames_per_second"] = len(samples) / seconds if seconds > 0 else float("nan")
+    convention = dict(fa_mode=fa_mode, resize_to=resize_to, keep_scores=curves)
+    result, metrics = evaluate_variants(detector, samples, {detector.name: None}, {"": convention}, progress)[detector.name][""]
     if curves:
         fpr, tpr, _, roc_auc = metrics.roc()
         keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), MAX_CURVE_POINTS)).astype(int))
@@ -75,6 +65,43 @@ def evaluate_dataset(
         result["roc"] = {"auc": roc_auc, "fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
         result["pd_fa_curve"] = {key: values.tolist() for key, values in pd_fa.items()}
     return result, metrics
+
+
+def evaluate_variants(
+    detector: Detector,
+    samples: Sequence[Sample],
+    variants: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray] | None],
+    conventions: dict[str, dict],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, dict[str, tuple[dict, SegmentationMetrics]]]:
+    """One detector pass over `samples`, scored for every variant (name -> a post-processing of the
+    detector's logits, `(frame, logits) -> logits`, or None) under every convention (name ->
+    SegmentationMetrics options): {variant: {convention: (result, metrics)}}. A variant's frames/s
+    counts the detector's time and its own post-processing's, not reading files or scoring."""
+    metrics = {v: {c: SegmentationMetrics(**options) for c, options in conventions.items()} for v in variants}
+    seconds = dict.fromkeys(variants, 0.0)
+    for start in range(0, len(samples), BATCH_SIZE):
+        batch = samples[start : start + BATCH_SIZE]
+        images = [read_image_gray(s.image_path) for s in batch]
+        logits, elapsed = _timed_detect(detector, images)
+        for sample, image, frame_logits in zip(batch, images, logits):
+            mask = read_mask(sample.mask_path)
+            for name, postprocess in variants.items():
+                t0 = time.perf_counter()
+                scored = frame_logits if postprocess is None else postprocess(image, frame_logits)
+                seconds[name] += time.perf_counter() - t0
+                for m in metrics[name].values():
+                    m.update(scored, mask)
+        for name in variants:
+            seconds[name] += elapsed
+        if progress:
+            progress(start + len(batch), len(samples))
+    out = {}
+    for name in variants:
+        fps = len(samples) / seconds[name] if seconds[name] > 0 else float("nan")
+        out[name] = {c: ({"method": name, "device": detector.device, **m.result(), "frames_per_second": fps}, m)
+                     for c, m in metrics[name].items()}
+    return out
 
 
 def clip_frames(clip_dir: str | Path) -> list[Path]:

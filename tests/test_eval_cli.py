@@ -106,3 +106,34 @@ def test_bad_argument_combinations(capsys):
     assert run_eval("--method", "tophat", "--images", str(NUAA / "images")) == 2
     assert run_eval("--method", "tophat", "--clip", str(CLIP), "--plots", "x") == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_one_pass_scores_every_variant_and_convention_as_separate_evaluations_would():
+    from model.data import find_dataset
+    from model.evaluate import evaluate_dataset, evaluate_variants
+    from model.refine import LocalContrastRefinement
+
+    samples = find_dataset(NUAA / "images", NUAA / "masks", NUAA / "splits/idx_427/test.txt")[:8]
+    detector = make_detector("tophat", None)
+    trim = LocalContrastRefinement()
+    conventions = {"native": dict(fa_mode="corrected"), "legacy": dict(fa_mode="legacy", resize_to=512)}
+    scored = evaluate_variants(detector, samples, {"plain": None, "trimmed": trim}, conventions)
+
+    class Trimmed:  # the same detector with the refinement inside, scored the ordinary way
+        name, device = "trimmed", detector.device
+
+        def detect(self, images):
+            results = detector.detect(images)
+            for image, result in zip(images, results):
+                result.logits = trim(image, result.logits)
+            return results
+
+    keys = ("iou", "niou", "pd", "fa")
+    for variant, reference in (("plain", detector), ("trimmed", Trimmed())):
+        for convention, options in conventions.items():
+            expected, _ = evaluate_dataset(reference, samples, **options)
+            result, _ = scored[variant][convention]
+            assert result["method"] == variant
+            assert {k: result[k] for k in keys} == {k: expected[k] for k in keys}
+    native = {v: scored[v]["native"][0] for v in scored}
+    assert native["plain"]["iou"] != native["trimmed"]["iou"]  # the refinement changed something to compare
