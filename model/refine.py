@@ -2,12 +2,12 @@
 
 IRSAM's masks come from a decoder grid at 1/4 of the input resolution (plus a light full-resolution
 head), so the outline of a target a few pixels wide is blurred: on NUAA-SIRST validation, 87 % of the
-shipped weights' wrong pixels lie on the border of a correctly found target (a halo or a bite), not
+wrong pixels of the weights shipped in session 5 lie on the border of a correctly found target (a halo or a bite), not
 in missed targets or false alarms. The datasets' annotators outline the bright blob itself: on the
 NUAA-SIRST train split, thresholding each target's neighbourhood at `background + a * (peak -
 background)` inside its mask grown by one pixel reproduces the ground truth with IoU 0.77 for a =
 0.25-0.3, and no model is involved. The fraction 0.25 was then chosen on the validation split with
-the shipped weights (docs/model_card.md).
+those weights and is still the best with the current ones (docs/model_card.md).
 
 `LocalContrastRefinement` applies that rule to each predicted component. It only removes pixels and
 always keeps a component's brightest one: a target the network found is not lost and a false alarm
