@@ -20,7 +20,7 @@ from app.paths import DEFAULT_WEIGHTS  # noqa: E402
 from model.data import find_dataset  # noqa: E402
 from model.detectors import REFINE_MODES, TTA_MODES  # noqa: E402
 from model.evaluate import evaluate_variants, make_detector  # noqa: E402
-from model.refine import LocalContrastRefinement  # noqa: E402
+from model.refine import make_refinement  # noqa: E402
 
 SIRST = REPO.parent / "shared" / "data" / "nuaa-sirst"
 CONVENTIONS = {"native_corrected": dict(fa_mode="corrected"), "legacy_512": dict(fa_mode="legacy", resize_to=512)}
@@ -48,7 +48,7 @@ def main() -> None:
         for tta in args.tta:
             detector = make_detector(None, str(args.weights), args.device, tta=tta, refine="off")
             variants = {"irsam" + ("" if tta == "none" else f"+{tta}") + ("" if refine == "off" else f"+{refine}"):
-                        LocalContrastRefinement() if refine == "contrast" else None for refine in args.refine}
+                        make_refinement(refine) for refine in args.refine}
             rows += score(detector, samples, variants)
     for method in args.methods:
         rows += score(make_detector(method, None), samples, {method: None})

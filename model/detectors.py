@@ -14,9 +14,10 @@ import numpy as np
 # Test-time augmentation modes of IRSAM (model.predictor.TTA_PASSES says what each runs); here, without
 # torch, so that the CLI's parsers can offer them.
 TTA_MODES = ("none", "hflip", "flips", "scale", "scale+flips")
-# IRSAM mask refinement (model.predictor.Predictor's `refine`): "contrast" trims each predicted
-# component to its bright core (model.refine); the CLI and the app default to it.
-REFINE_MODES = ("contrast", "off")
+# IRSAM mask refinement (model.predictor.Predictor's `refine`, model.refine.make_refinement): "contrast"
+# trims each predicted component to its bright core and grows a confident one into its bright rim;
+# "trim" only trims. The CLI and the app default to "contrast".
+REFINE_MODES = ("contrast", "trim", "off")
 
 
 @dataclass

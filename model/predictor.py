@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from model.config import IRSAMConfig
 from model.detectors import REFINE_MODES, FrameResult
-from model.refine import LocalContrastRefinement
+from model.refine import make_refinement
 
 PAD_MULTIPLE = 32  # the encoder's coarsest grid is 1/16; 32 keeps every stage's size even
 TILE_OVERLAP = 64
@@ -89,9 +89,10 @@ class Predictor:
     horizontal, vertical, both), "scale" (the frame and the frame magnified 1.25x: 2.6x the time) or
     "scale+flips" (both, 10x). Logits and edges of every pass are brought back to the frame (flipped
     back, area-averaged) and averaged; feature maps come from the identity pass.
-    refine: "off" (the network's logits as they are) or "contrast" (model.refine.LocalContrastRefinement:
-    each predicted component is trimmed to the pixels above a fraction of its local contrast, after
-    test-time augmentation). The CLI and the app turn it on by default.
+    refine: "off" (the network's logits as they are), "contrast" (model.refine.LocalContrastRefinement,
+    after test-time augmentation: each predicted component is trimmed to the pixels above a fraction of
+    its local contrast, and a confident one grows 1 px into bright neighbours) or "trim" (the trim
+    alone). The CLI and the app default to "contrast".
     """
 
     name = "irsam"
@@ -114,7 +115,7 @@ class Predictor:
             raise ValueError(f"unknown refine {refine!r}; choose one of {', '.join(REFINE_MODES)}")
         self.tta = tta
         self.refine = refine
-        self.refinement = LocalContrastRefinement() if refine == "contrast" else None
+        self.refinement = make_refinement(refine)
         self.device_choice = choose_device(device)
         self.device = self.device_choice.description
         if precision not in ("fp32", "bf16", "fp16"):

@@ -1,4 +1,5 @@
-"""Local-contrast refinement: trims each predicted component to its bright core, nothing else."""
+"""Local-contrast refinement: trims each predicted component to its bright core and grows a confident one
+into its bright rim, nothing else."""
 from __future__ import annotations
 
 import cv2
@@ -10,7 +11,7 @@ from model.build import build_irsam
 from model.config import tiny
 from model.metrics import SegmentationMetrics
 from model.predictor import Predictor
-from model.refine import LocalContrastRefinement
+from model.refine import LocalContrastRefinement, make_refinement
 
 
 def blob_frame(shape=(64, 64), centre=(30, 20), sigma=1.5, peak=200.0, background=40.0, noise=0.0, seed=0):
@@ -40,12 +41,13 @@ def test_a_blurred_halo_is_trimmed_to_the_pixels_above_the_contrast_fraction():
     np.testing.assert_array_equal(refined[~removed], logits[~removed])
 
 
-def test_never_adds_pixels_nor_drops_a_component():
+def test_the_trim_never_adds_pixels_nor_drops_a_component():
     rng = np.random.default_rng(1)
     for seed in range(20):
         frame = rng.integers(0, 255, (48, 56)).astype(np.uint8)
         logits = rng.normal(-1.0, 2.0, frame.shape).astype(np.float32)
-        refined = LocalContrastRefinement()(frame, logits)
+        logits[rng.random(frame.shape) < 0.02] = 15.0  # confident pixels: the trim alone still adds none
+        refined = make_refinement("trim")(frame, logits)
         assert not ((refined > 0) & ~(logits > 0)).any()
         count, labels = cv2.connectedComponents((logits > 0).astype(np.uint8), connectivity=8)
         for label in range(1, count):
@@ -94,14 +96,73 @@ def test_refinement_raises_iou_on_noisy_synthetic_targets():
     assert on["iou"] > off["iou"] + 0.2 and on["pd"] == off["pd"] == 1.0
 
 
+def rim_frame(shape=(40, 40), centre=(20, 20)):
+    """A target with a bright core (radius 2, 200), a rim one pixel wide (120) and a faint halo (70) on 40."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    distance = np.hypot(yy - centre[0], xx - centre[1])
+    frame = np.select([distance <= 2, distance <= 3, distance <= 4.5], [200, 120, 70], 40)
+    return frame.astype(np.uint8), distance
+
+
+def test_a_confident_component_grows_one_pixel_into_its_bright_rim_only():
+    frame, distance = rim_frame()
+    logits = np.where(distance <= 2, 30.0, -8.0).astype(np.float32)  # the network found the core only
+    logits[20, 20] = 40.0
+    refined = LocalContrastRefinement(grow_fraction=0.4)(frame, logits)
+    # the rim clears 0.4 of the contrast (40 + 0.4 * 160 = 104); the halo (70) does not
+    np.testing.assert_array_equal(refined > 0, distance <= 3)
+    rim = (distance > 2) & (distance <= 3)
+    np.testing.assert_array_equal(refined[rim], 30.0)  # the component's smallest positive logit
+    np.testing.assert_array_equal(refined[distance <= 2], logits[distance <= 2])
+    # two steps still stop at the halo; a growth fraction below the halo's takes it in
+    np.testing.assert_array_equal(LocalContrastRefinement(grow_steps=2)(frame, logits) > 0, distance <= 3)
+    np.testing.assert_array_equal(LocalContrastRefinement(grow_steps=2, grow_fraction=0.15)(frame, logits) > 0,
+                                  distance <= 4.5)
+    np.testing.assert_array_equal(make_refinement("trim")(frame, logits), logits)
+
+
+def test_a_component_below_the_confidence_does_not_grow_and_growth_takes_no_other_components_pixels():
+    frame, distance = rim_frame()
+    timid = np.where(distance <= 2, 6.0, -8.0).astype(np.float32)
+    np.testing.assert_array_equal(LocalContrastRefinement(grow_min_logit=10.0)(frame, timid), timid)
+    assert (LocalContrastRefinement(grow_min_logit=5.0)(frame, timid) > 0).sum() > (timid > 0).sum()
+    # two steps reach a neighbouring component's pixel in the halo: it keeps its own logit
+    neighbour = np.where(distance <= 2, 30.0, -8.0).astype(np.float32)
+    neighbour[20, 16] = 2.0  # its own one-pixel component, not confident
+    refined = LocalContrastRefinement(grow_steps=2, grow_fraction=0.15)(frame, neighbour)
+    assert refined[20, 16] == 2.0 and refined[20, 17] == 30.0 and refined[16, 20] == 30.0
+
+
+def test_growth_recovers_the_rim_an_under_segmenting_network_leaves_out():
+    off, trimmed, grown = SegmentationMetrics(), SegmentationMetrics(), SegmentationMetrics()
+    rng = np.random.default_rng(3)
+    for seed in range(12):
+        centre = tuple(int(v) for v in rng.integers(12, 52, 2))
+        frame = blob_frame(centre=centre, sigma=rng.uniform(1.5, 2.5), noise=2.0, seed=seed)
+        labels = cv2.connectedComponents((frame > 40 + 0.3 * (frame.max() - 40)).astype(np.uint8))[1]
+        truth = labels == labels[centre]
+        core = cv2.erode(truth.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # the network's mask: 1 px short
+        logits = np.where(core | (np.arange(64)[:, None] == centre[0]) & (np.arange(64) == centre[1]), 20.0, -10.0)
+        for metrics, refine in ((off, None), (trimmed, make_refinement("trim")), (grown, make_refinement("contrast"))):
+            metrics.update(logits if refine is None else refine(frame, logits.astype(np.float32)), truth)
+    assert grown.result()["iou"] > trimmed.result()["iou"] + 0.2
+    assert grown.result()["pd"] == off.result()["pd"] == 1.0
+
+
 def test_parameters_are_checked_and_round_trip_as_data():
     with pytest.raises(ValueError, match="fraction"):
         LocalContrastRefinement(fraction=1.0)
+    with pytest.raises(ValueError, match="grow_fraction"):
+        LocalContrastRefinement(grow_fraction=0.0)
     with pytest.raises(ValueError, match="margin"):
         LocalContrastRefinement(margin=0)
+    with pytest.raises(ValueError, match="grow_steps"):
+        LocalContrastRefinement(grow_steps=-1)
+    with pytest.raises(ValueError, match="refinement mode"):
+        make_refinement("crf")
     with pytest.raises(ValueError, match="differ"):
         LocalContrastRefinement()(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.float32))
-    refinement = LocalContrastRefinement(fraction=0.4, margin=6)
+    refinement = LocalContrastRefinement(fraction=0.4, margin=6, grow_steps=2, grow_min_logit=3.0)
     assert LocalContrastRefinement.from_dict(refinement.to_dict()) == refinement
     with pytest.raises(ValueError, match="unknown refinement"):
         LocalContrastRefinement.from_dict({"method": "crf"})
@@ -115,9 +176,10 @@ def test_predictor_refines_its_final_logits_only_when_asked():
     threshold = float(np.quantile(Predictor(model, tiny(), device="cpu").detect([frame])[0].logits, 0.9))
     metadata = {"decision_threshold": threshold}
     raw = Predictor(model, tiny(), device="cpu", metadata=metadata).detect([frame])[0].logits
-    refined = Predictor(model, tiny(), device="cpu", metadata=metadata, refine="contrast").detect([frame])[0].logits
-    np.testing.assert_array_equal(refined, LocalContrastRefinement()(frame, raw))
-    assert (refined != raw).any() and ((refined > 0) <= (raw > 0)).all()
+    for mode in ("contrast", "trim"):
+        refined = Predictor(model, tiny(), device="cpu", metadata=metadata, refine=mode).detect([frame])[0].logits
+        np.testing.assert_array_equal(refined, make_refinement(mode)(frame, raw))
+        assert (refined != raw).any()
     with pytest.raises(ValueError, match="refine"):
         Predictor(model, tiny(), device="cpu", refine="crf")
 

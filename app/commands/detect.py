@@ -46,8 +46,9 @@ def add_parser(sub) -> None:
                    help="test-time augmentation: passes averaged (flips: 2 or 4; scale: plus a 1.25x magnified "
                         "pass, 2.6x the time; scale+flips: 10x); fewer false alarms, better IoU")
     p.add_argument("--refine", default="contrast", choices=REFINE_MODES,
-                   help="IRSAM only: contrast (default) trims each detected target to the pixels above a quarter "
-                        "of its local contrast, the outline annotators draw; off keeps the network's mask")
+                   help="IRSAM only: contrast (default) fits each detected target to its local contrast, the "
+                        "outline annotators draw: pixels above a quarter of it stay, and a confident target "
+                        "grows 1 px into neighbours above 0.4 of it; trim only trims; off keeps the network's mask")
     p.add_argument("--save-logits", action="store_true", help="also write float32 logits at frame resolution")
     p.add_argument("--writers", type=int, default=DEFAULT_WRITERS,
                    help="threads writing the output files (mask/edge PNGs, logits, targets) in parallel "

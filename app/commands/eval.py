@@ -42,8 +42,9 @@ def add_parser(subparsers) -> None:
                    help="IRSAM only: average the logits of flipped (hflip, flips) and 1.25x magnified "
                         "(scale, scale+flips) passes")
     p.add_argument("--refine", default="contrast", choices=REFINE_MODES,
-                   help="IRSAM only: contrast (default) trims each detected target to its bright core "
-                        "(model/refine.py); off scores the network's own mask")
+                   help="IRSAM only: contrast (default) fits each detected target to its local contrast, "
+                        "trimming the dim halo and growing a confident target 1 px into its bright rim "
+                        "(model/refine.py); trim only trims; off scores the network's own mask")
     p.set_defaults(run=run)
 
 
