@@ -64,19 +64,21 @@ def test_detect_with_weights_writes_a_review_project(sequence, tiny_weights, tmp
 
 
 def test_refine_off_keeps_the_networks_mask(sequence, tiny_weights, tmp_path):
-    trimmed, raw = tmp_path / "trimmed", tmp_path / "raw"
-    for out, extra in ((trimmed, []), (raw, ["--refine", "off"])):
+    outs = {mode: tmp_path / mode for mode in ("contrast", "trim", "off")}
+    for mode, out in outs.items():
+        extra = [] if mode == "contrast" else ["--refine", mode]
         assert main(["detect", str(sequence), "--out", str(out), "--weights", str(tiny_weights), "--save-logits",
                      "--quiet", "--limit", "2", *extra]) == 0
-    assert ReviewProject.open(raw).detector["refine"] == "off"
-    trimmed_pixels = 0
-    for path in sorted((raw / "logits").glob("*.npy")):
-        before, after = np.load(path), np.load(trimmed / "logits" / path.name)
-        # refinement only turns positive pixels negative, keeping their magnitude
+        assert ReviewProject.open(out).detector["refine"] == mode
+    trimmed_pixels = changed_pixels = 0
+    for path in sorted((outs["off"] / "logits").glob("*.npy")):
+        before, after = np.load(path), np.load(outs["trim"] / "logits" / path.name)
+        # the trim only turns positive pixels negative, keeping their magnitude
         np.testing.assert_array_equal(np.abs(after), np.abs(before))
         assert ((after > 0) <= (before > 0)).all()
         trimmed_pixels += int(((before > 0) & (after < 0)).sum())
-    assert trimmed_pixels > 0
+        changed_pixels += int(((before > 0) != (np.load(outs["contrast"] / "logits" / path.name) > 0)).sum())
+    assert trimmed_pixels > 0 and changed_pixels > 0
 
 
 def test_rerun_keeps_the_stored_normalisation_and_committed_masks(sequence, tmp_path):

@@ -58,7 +58,7 @@ def test_irsam_eval_refines_by_default_and_records_it(tmp_path, split8):
         results[refine] = json.loads(out.read_text())
         assert results[refine]["detector_options"] == {"tta": "none", "refine": refine}
     refined, raw = results["contrast"], results["off"]
-    # the refinement trims pixels of found targets: the same targets, a different IoU
+    # the refinement reshapes found targets: the same targets, a different IoU
     assert refined["pd"] == raw["pd"] and refined["iou"] != raw["iou"]
 
 
@@ -115,25 +115,25 @@ def test_one_pass_scores_every_variant_and_convention_as_separate_evaluations_wo
 
     samples = find_dataset(NUAA / "images", NUAA / "masks", NUAA / "splits/idx_427/test.txt")[:8]
     detector = make_detector("tophat", None)
-    trim = LocalContrastRefinement()
+    refine = LocalContrastRefinement()
     conventions = {"native": dict(fa_mode="corrected"), "legacy": dict(fa_mode="legacy", resize_to=512)}
-    scored = evaluate_variants(detector, samples, {"plain": None, "trimmed": trim}, conventions)
+    scored = evaluate_variants(detector, samples, {"plain": None, "refined": refine}, conventions)
 
-    class Trimmed:  # the same detector with the refinement inside, scored the ordinary way
-        name, device = "trimmed", detector.device
+    class Refined:  # the same detector with the refinement inside, scored the ordinary way
+        name, device = "refined", detector.device
 
         def detect(self, images):
             results = detector.detect(images)
             for image, result in zip(images, results):
-                result.logits = trim(image, result.logits)
+                result.logits = refine(image, result.logits)
             return results
 
     keys = ("iou", "niou", "pd", "fa")
-    for variant, reference in (("plain", detector), ("trimmed", Trimmed())):
+    for variant, reference in (("plain", detector), ("refined", Refined())):
         for convention, options in conventions.items():
             expected, _ = evaluate_dataset(reference, samples, **options)
             result, _ = scored[variant][convention]
             assert result["method"] == variant
             assert {k: result[k] for k in keys} == {k: expected[k] for k in keys}
     native = {v: scored[v]["native"][0] for v in scored}
-    assert native["plain"]["iou"] != native["trimmed"]["iou"]  # the refinement changed something to compare
+    assert native["plain"]["iou"] != native["refined"]["iou"]  # the refinement changed something to compare

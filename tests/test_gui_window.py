@@ -456,7 +456,7 @@ def test_test_time_flips_and_refinement_reach_the_irsam_predictor_only(window, f
     panel.tta_combo.setCurrentIndex(panel.tta_combo.findData("flips"))
     assert panel.choice().tta == "flips" and "flips" in panel.choice().label
     qtbot.waitUntil(lambda: window.detector is not None, timeout=30000)  # reloaded for the new choice
-    assert window.detector.tta == "flips" and window.detector.refine == "contrast"  # trimmed by default
+    assert window.detector.tta == "flips" and window.detector.refine == "contrast"  # refined by default
     qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
     panel.refine_outline.setChecked(False)
     assert panel.choice().refine == "off" and "unrefined" in panel.choice().label

@@ -84,13 +84,14 @@ class DetectionPanel(QtWidgets.QWidget):
             "NUAA-SIRST validation IoU by under a point and lower test IoU (docs/model_card.md has the table);\n"
             "try them on frames unlike the training data.")
         self.tta_combo.currentIndexChanged.connect(lambda _: self.choiceChanged.emit(self.choice()))
-        self.refine_outline = QtWidgets.QCheckBox("Trim outlines to local contrast")
+        self.refine_outline = QtWidgets.QCheckBox("Fit outlines to local contrast")
         self.refine_outline.setChecked(True)
         self.refine_outline.setToolTip(
             "IRSAM only: keep, in each detected target, the pixels brighter than its local background by a\n"
-            "quarter of its contrast: the outline annotators draw. Never adds or drops a target. On the NUAA-SIRST\n"
-            "test split it raised the shipped weights' IoU by 0.9 points and nIoU by 2.5 (docs/model_card.md);\n"
-            "off shows the network's own mask.")
+            "quarter of its contrast (the outline annotators draw), and grow a confident target one pixel into\n"
+            "neighbours above 0.4 of it (the network draws targets too small). Never adds a target. On the\n"
+            "NUAA-SIRST test split it raised the shipped weights' IoU from 66.0 to 67.7 and nIoU from 68.8 to 72.7,\n"
+            "with 102 of 109 targets found either way (docs/model_card.md); off shows the network's own mask.")
         self.refine_outline.toggled.connect(lambda _: self.choiceChanged.emit(self.choice()))
         self.keep_probabilities = QtWidgets.QCheckBox("Keep probabilities (heatmap)")
         self.keep_probabilities.setChecked(True)
