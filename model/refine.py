@@ -19,10 +19,11 @@ wrong pixels of the trimmed masks of the session 6 weights are target pixels lef
 confident component (peak logit >= `grow_min_logit`) then grows by `grow_steps` pixels into
 neighbours brighter than `grow_fraction` of its contrast; a stricter fraction than the trim's, since
 at 0.25 the growth also takes in the halo the annotators leave out. Only confident components grow:
-most false alarms are not confident, and growing them adds false-alarm pixels. Grown pixels take the smallest positive
-logit of their component, so they never raise its confidence. The growth was chosen on the train
-split (its predictions are no better than validation's: the network underfits) and confirmed on
-validation (`benchmarks/refine_sweep.py`, docs/model_card.md).
+most false alarms are not confident, and growing them adds false-alarm pixels (the confident ones
+still grow: on test the growth raised Fa by 5e-6). Grown pixels take the smallest positive logit of
+their component, so they never raise its confidence. The growth was chosen on the train split (its
+predictions are no better than validation's: the network underfits) and confirmed on validation
+(`benchmarks/refine_sweep.py`, docs/model_card.md).
 """
 from __future__ import annotations
 
@@ -116,10 +117,10 @@ class LocalContrastRefinement:
         return out
 
     def _grow(self, block: np.ndarray, core: np.ndarray, bright: np.ndarray) -> None:
-        """Geodesic dilation of `core` inside `bright`, `grow_steps` times, into pixels no component holds."""
-        grown = core
+        """Geodesic dilation of `core` inside `bright | core`, `grow_steps` times, into pixels no component holds."""
+        grown, allowed = core, bright | core
         for _ in range(self.grow_steps):
-            grown = (cv2.dilate(grown.astype(np.uint8), _CROSS) > 0) & bright
+            grown = (cv2.dilate(grown.astype(np.uint8), _CROSS) > 0) & allowed
         added = grown & ~core & (block <= 0)
         block[added] = block[core].min()
 
