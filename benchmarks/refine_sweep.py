@@ -79,17 +79,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    oracle = annotation_oracle(*load(args.data, "train"))
+    train, (images, masks) = load(args.data, "train"), load(args.data, "val")
+    oracle = annotation_oracle(*train)
     print("train split, the ground truth grown by 1 px and refined at each fraction (no model): pooled IoU")
     print("  " + "  ".join(f"a={a:.2f}: {100 * v:.1f}" for a, v in oracle.items()), flush=True)
 
-    images, masks = load(args.data, "val")
-    rows = []
+    rows, val_logits = [], {}
     print(f"\nvalidation split ({len(images)} images), {args.weights.name}")
     print("| tta | refinement | IoU | nIoU | Pd | Fa x1e-6 |\n|---|---|---|---|---|---|")
     for tta in args.tta:
-        predictor = Predictor.from_file(args.weights, device=args.device, tta=tta)
-        logits = [r.logits for r in predictor.detect(images)]
+        logits = val_logits[tta] = network_logits(args.weights, args.device, images, tta)
         for fraction in (None, *FRACTIONS):
             refined = logits if fraction is None else [
                 LocalContrastRefinement(fraction=fraction, grow_steps=0)(image, lg) for image, lg in zip(images, logits)]
@@ -98,15 +97,23 @@ def main() -> None:
             name = "off" if fraction is None else f"fraction {fraction:.2f}"
             print(f"| {tta} | {name} | {100 * r['iou']:.2f} | {100 * r['niou']:.2f} | {100 * r['pd']:.2f} "
                   f"| {1e6 * r['fa']:.2f} |", flush=True)
-    growth = {split: growth_sweep(args.weights, args.device, *load(args.data, split)) for split in ("train", "val")}
+    growth = {
+        "train": growth_sweep(*train, network_logits(args.weights, args.device, train[0])),
+        "val": growth_sweep(images, masks, val_logits.get("none") or network_logits(args.weights, args.device, images)),
+    }
     if args.json:
         atomic_write_json(args.json, {"weights": args.weights.name, "train_oracle_iou": {str(a): v for a, v in oracle.items()},
                                       "val": rows, "growth": growth})
 
 
-def growth_sweep(weights: Path, device: str, images: list[np.ndarray], masks: list[np.ndarray]) -> list[dict]:
-    """The trim at 0.25 followed by each growth (steps 0: the trim alone), no test-time augmentation."""
-    logits = [r.logits for r in Predictor.from_file(weights, device=device).detect(images)]
+def network_logits(weights: Path, device: str, images: list[np.ndarray], tta: str = "none") -> list[np.ndarray]:
+    """The shipped weights' unrefined logits (shifted by their decision threshold)."""
+    return [r.logits for r in Predictor.from_file(weights, device=device, tta=tta).detect(images)]
+
+
+def growth_sweep(images: list[np.ndarray], masks: list[np.ndarray], logits: list[np.ndarray]) -> list[dict]:
+    """The trim at 0.25 followed by each growth (steps 0: the trim alone), scored on the network's
+    logits without test-time augmentation."""
     print(f"\ngrowth after the 0.25 trim, {len(images)} images")
     print("| steps | growth fraction | min peak logit | IoU | nIoU | Pd | Fa x1e-6 |\n|---|---|---|---|---|---|---|")
     rows = []
