@@ -86,9 +86,9 @@ class LocalContrastRefinement:
         # a one-pixel component is its own peak: nothing to trim (and a frame of noise has thousands)
         candidates = areas > 1
         if self.grow_steps:
-            peaks = np.full(count, -np.inf, np.float32)
-            np.maximum.at(peaks, labels[positive], out[positive])
-            candidates |= peaks >= self.grow_min_logit
+            peak_logits = np.full(count, -np.inf, np.float32)
+            np.maximum.at(peak_logits, labels[positive], out[positive])
+            candidates |= peak_logits >= self.grow_min_logit
             candidates[0] = False
         chosen = np.flatnonzero(candidates)
         if len(chosen) > self.max_components:
