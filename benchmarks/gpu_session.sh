@@ -9,7 +9,8 @@
 #        scratch512  from scratch at 512 crops, lr 5e-4 (no MobileSAM weights offline)
 #        scratch512h from scratch at 512 crops, lr 1e-3
 #      (RUNS="cont512 scratch512s1 ..." picks others: cont512 restarts the shipped weights' schedule at
-#      lr 2e-4, scratch512sN is scratch512 with seed N; at most 3 runs, as 8 files come back)
+#      lr 2e-4, scratch512sN is scratch512 with seed N, scratch512esN the same keeping a moving average
+#      of the weights (--ema-decay 0.995); at most 3 runs, as 8 files come back)
 #   5. each run's best checkpoint in float16 under $OUT, then, in the time left, the validation split
 #      (none and flips, refined) as benchmarks/eval_sirst.py prints it; the test split is scored later,
 #      on the run chosen by validation
@@ -60,6 +61,7 @@ run_args() {
     cont512) echo --init resources/weights/irsam_paper_sirst.pt --lr 2e-4 ;;  # the shipped weights, schedule restarted
     scratch512) echo --lr 5e-4 ;;
     scratch512s*) echo --lr 5e-4 --seed "${1#scratch512s}" ;;  # scratch512s1, s2, ...: other seeds
+    scratch512es*) echo --lr 5e-4 --ema-decay 0.995 --seed "${1#scratch512es}" ;;  # weight average kept (seed N)
     scratch512h) echo --lr 1e-3 ;;
     *) echo "unknown run $1" >&2; return 1 ;;
   esac

@@ -4,12 +4,14 @@ Recipe (paper 4.1): AdamW lr 1e-4, cosine decay monotone over the whole run, fli
 jitter, Dice + 10 BCE(edge). Checkpoints are selected on a validation part of trainval, never on test.
 
 Out folder:
-  last.pt         everything needed to resume (model, optimiser, scheduler, epoch, best score)
-  best.pt         our checkpoint format (model.checkpoint) of the best validation IoU
+  last.pt         everything needed to resume (model, optimiser, scheduler, weight average, epoch, best score)
+  best.pt         our checkpoint format (model.checkpoint) of the best validation IoU (of the weight
+                  average, when `ema_decay` keeps one)
   metrics.jsonl   one line per epoch: losses, validation IoU/nIoU/Pd/Fa, lr, seconds
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -148,6 +150,31 @@ def parameter_checksum(model: torch.nn.Module) -> float:
     return float(sum(p.detach().double().sum().item() for p in model.parameters()))
 
 
+class WeightAverage:
+    """Exponential moving average of a model's weights, updated after every optimiser step.
+
+    On 256 training images, validation IoU swings by a point or two from one epoch to the next; the
+    average of the last few hundred steps is a smoother network, and it is the one validated and kept.
+    Floating-point tensors (parameters, normalisation statistics) are averaged, integer buffers copied.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema_decay must lie in (0, 1), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
+        self._averages = [a for a, _ in pairs if a.is_floating_point()]
+        self._current = [m for a, m in pairs if a.is_floating_point()]
+        self._copied = [(a, m) for a, m in pairs if not a.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self._averages, self._current, 1.0 - self.decay)
+        for a, m in self._copied:
+            a.copy_(m)
+
+
 def train(cfg: TrainConfig, log=print) -> dict:
     """Runs (or resumes) training; returns the final summary (best validation metrics, paths)."""
     ctx = DistributedContext(cfg.device)
@@ -195,11 +222,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16 and ctx.device.type == "cuda")
     loss_fn = LOSSES[cfg.loss]
 
-    start_epoch, best_iou, best_metrics = 0, -1.0, {}
+    start_epoch, best_iou, best_metrics, resumed_average = 0, -1.0, {}, None
     last_path = out / "last.pt"
     if last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
+        resumed_average = state.get("average")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_iou = int(state["epoch"]) + 1, float(state["best_iou"])
@@ -209,6 +237,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
     elif ctx.is_main and init_report is not None:
         log(f"initialised from {cfg.init}: {init_report.summary()}")
 
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay is not None and ctx.is_main else None
+    if average is not None and resumed_average is not None:
+        average.model.load_state_dict(resumed_average)
+    kept = average.model if average is not None else model  # the network validated and saved as best.pt
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
     if ctx.is_main:
         log(
@@ -234,6 +266,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if average is not None:
+                average.update()
             for k, v in {"loss": loss.detach(), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             if hasattr(progress, "set_postfix"):
@@ -250,17 +284,17 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if ctx.is_main:
             if (epoch + 1) % cfg.val_every == 0 or is_last or out_of_time:
                 t_val = time.time()
-                val = validate(model, val_images, val_masks, ctx.device, dtype)
+                val = validate(kept, val_images, val_masks, ctx.device, dtype)
                 record.update({f"val_{k}": v for k, v in val.items()}, val_seconds=round(time.time() - t_val, 1))
                 if val["iou"] > best_iou:
                     best_iou, best_metrics = val["iou"], val
                     save_checkpoint(
                         out / "best.pt",
-                        model,
+                        kept,
                         model_config,
                         _metadata(cfg, epoch + 1, best_metrics, val_stems),
                     )
-            _save_resume_state(last_path, model, optimizer, scheduler, epoch, best_iou, best_metrics)
+            _save_resume_state(last_path, model, average, optimizer, scheduler, epoch, best_iou, best_metrics)
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             log(_format_record(record))
@@ -332,7 +366,9 @@ def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str])
     }
 
 
-def _save_resume_state(path: Path, model, optimizer, scheduler, epoch: int, best_iou: float, best_metrics: dict) -> None:
+def _save_resume_state(
+    path: Path, model, average: WeightAverage | None, optimizer, scheduler, epoch: int, best_iou: float, best_metrics: dict
+) -> None:
     import io
 
     from app.core.atomic import atomic_write_bytes
@@ -341,6 +377,7 @@ def _save_resume_state(path: Path, model, optimizer, scheduler, epoch: int, best
     torch.save(
         {
             "model": model.state_dict(),
+            **({"average": average.model.state_dict()} if average is not None else {}),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "epoch": epoch,

@@ -23,7 +23,8 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     seed: int = 0
-    val_every: int = 1
+    val_every: int = 1  # validate every N epochs (and after the last)
+    ema_decay: float | None = None  # keep, validate and save an exponential moving average of the weights
     max_minutes: float | None = None  # stop cleanly (checkpoint written) after this wall time
     extra_data: list[str] = field(default_factory=list)  # more image/mask folders (e.g. synthetic)
     config_overrides: dict = field(default_factory=dict)

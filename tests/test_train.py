@@ -15,7 +15,7 @@ import torch
 
 from model.augment import AugmentConfig, SegmentationDataset, crop_around, rescale
 from model.checkpoint import load_checkpoint
-from model.train import THRESHOLD_CANDIDATES, cosine_schedule, train
+from model.train import THRESHOLD_CANDIDATES, WeightAverage, cosine_schedule, train
 from model.train_config import TrainConfig
 from tests.datasets import write_sirst_dataset
 
@@ -95,6 +95,42 @@ def test_training_writes_best_checkpoint_with_metadata_and_resumes(dataset, tmp_
     train(tiny_config(dataset, out, epochs=3), log=messages.append)
     assert any("resuming" in m and "epoch 3/3" in m for m in messages)
     assert [r["epoch"] for r in read_log(out)] == [1, 2, 3]
+
+
+def test_weight_average_lerps_floats_and_copies_integer_buffers():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    average = WeightAverage(net, decay=0.75)
+    with torch.no_grad():
+        net[0].weight.add_(4.0)
+    net(torch.randn(5, 3))  # a training-mode pass moves the running statistics and the batch counter
+    average.update()
+    kept = average.model.state_dict()
+    assert torch.allclose(kept["0.weight"], start["0.weight"] + 1.0)
+    assert torch.allclose(kept["1.running_mean"], 0.75 * start["1.running_mean"] + 0.25 * net[1].running_mean)
+    assert kept["1.num_batches_tracked"].item() == 1
+    assert not kept["0.weight"].requires_grad
+    with pytest.raises(ValueError, match="ema_decay"):
+        WeightAverage(net, decay=1.0)
+
+
+def test_weight_average_is_what_best_pt_keeps_and_survives_a_resume(dataset, tmp_path):
+    out = tmp_path / "ema"
+    train(tiny_config(dataset, out, epochs=1, ema_decay=0.99))
+    state1 = torch.load(out / "last.pt", weights_only=True)
+    best, _, meta = load_checkpoint(out / "best.pt")
+    assert meta["training"]["recipe"]["ema_decay"] == 0.99
+    best_state = best.state_dict()
+    key = next(k for k, v in state1["model"].items() if v.is_floating_point() and v.ndim == 2)
+    assert torch.equal(best_state[key], state1["average"][key])
+    assert not torch.equal(best_state[key], state1["model"][key])
+
+    train(tiny_config(dataset, out, epochs=2, ema_decay=0.99))
+    state2 = torch.load(out / "last.pt", weights_only=True)
+    # resumed, the average goes on from the saved one (a few steps at 0.99 barely move it) rather than
+    # restarting from the current weights
+    moved = (state2["average"][key] - state1["average"][key]).norm()
+    assert moved < 0.2 * (state2["average"][key] - state2["model"][key]).norm()
 
 
 def test_overlapping_train_and_val_splits_are_refused(dataset, tmp_path):
@@ -184,9 +220,10 @@ def test_cli_recipe_options_reach_the_training_config(monkeypatch, tmp_path):
     monkeypatch.setattr(model.train, "train", lambda cfg: seen.setdefault("cfg", cfg) and {})
     assert main(["train", "--data", str(tmp_path), "--split-train", "a.txt", "--split-val", "b.txt",
                  "--out", str(tmp_path / "o"), "--preset", "cpu", "--lr", "5e-5", "--loss", "official",
-                 "--target-crop-prob", "0.5", "--crop", "192"]) == 0
+                 "--target-crop-prob", "0.5", "--crop", "192", "--ema-decay", "0.995", "--val-every", "2"]) == 0
     cfg = seen["cfg"]
     assert (cfg.lr, cfg.loss, cfg.target_crop_prob, cfg.crop, cfg.batch_size) == (5e-5, "official", 0.5, 192, 8)
+    assert (cfg.ema_decay, cfg.val_every) == (0.995, 2)
 
 
 def test_sirst_gpu_preset_is_the_recipe_the_shipped_weights_record(monkeypatch, tmp_path):

@@ -39,6 +39,10 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="override a model config field, e.g. --set wpmd_levels=[0,1] --set fusion='\"deep\"'")
     p.add_argument("--seed", type=int)
+    p.add_argument("--val-every", type=int, help="validate every N epochs (default 1; the last epoch always)")
+    p.add_argument("--ema-decay", type=float,
+                   help="validate and keep an exponential moving average of the weights, updated every step "
+                        "(e.g. 0.995: about the last 200 steps); best.pt then holds the average")
     p.set_defaults(run=run)
 
 
