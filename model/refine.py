@@ -65,13 +65,8 @@ class LocalContrastRefinement:
                              f"{self.max_components}, {self.ring}, {self.grow_steps}")
 
     def to_dict(self) -> dict:
+        """The parameters, as results record them (a mode name alone has meant different ones over time)."""
         return {"method": "local_contrast", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "LocalContrastRefinement":
-        if data.get("method") != "local_contrast":
-            raise ValueError(f"unknown refinement method {data.get('method')!r}")
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def __call__(self, frame: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """frame (H, W) any real dtype, logits (H, W) float -> refined logits (H, W), a new array."""
@@ -123,6 +118,12 @@ class LocalContrastRefinement:
             grown = (cv2.dilate(grown.astype(np.uint8), _CROSS) > 0) & allowed
         added = grown & ~core & (block <= 0)
         block[added] = block[core].min()
+
+
+def refinement_record(mode: str) -> dict | None:
+    """What a mode's refinement does, for the JSON and projects that name the mode."""
+    refinement = make_refinement(mode)
+    return None if refinement is None else refinement.to_dict()
 
 
 def make_refinement(mode: str) -> LocalContrastRefinement | None:

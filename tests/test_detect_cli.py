@@ -69,7 +69,10 @@ def test_refine_off_keeps_the_networks_mask(sequence, tiny_weights, tmp_path):
         extra = [] if mode == "contrast" else ["--refine", mode]
         assert main(["detect", str(sequence), "--out", str(out), "--weights", str(tiny_weights), "--save-logits",
                      "--quiet", "--limit", "2", *extra]) == 0
-        assert ReviewProject.open(out).detector["refine"] == mode
+        record = ReviewProject.open(out).detector
+        assert record["refine"] == mode
+        grow_steps = None if record["refinement"] is None else record["refinement"]["grow_steps"]
+        assert grow_steps == {"contrast": 1, "trim": 0, "off": None}[mode]
     trimmed_pixels = changed_pixels = 0
     for path in sorted((outs["off"] / "logits").glob("*.npy")):
         before, after = np.load(path), np.load(outs["trim"] / "logits" / path.name)

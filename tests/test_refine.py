@@ -11,7 +11,7 @@ from model.build import build_irsam
 from model.config import tiny
 from model.metrics import SegmentationMetrics
 from model.predictor import Predictor
-from model.refine import LocalContrastRefinement, make_refinement
+from model.refine import LocalContrastRefinement, make_refinement, refinement_record
 
 
 def blob_frame(shape=(64, 64), centre=(30, 20), sigma=1.5, peak=200.0, background=40.0, noise=0.0, seed=0):
@@ -162,10 +162,9 @@ def test_parameters_are_checked_and_round_trip_as_data():
         make_refinement("crf")
     with pytest.raises(ValueError, match="differ"):
         LocalContrastRefinement()(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.float32))
-    refinement = LocalContrastRefinement(fraction=0.4, margin=6, grow_steps=2, grow_min_logit=3.0)
-    assert LocalContrastRefinement.from_dict(refinement.to_dict()) == refinement
-    with pytest.raises(ValueError, match="unknown refinement"):
-        LocalContrastRefinement.from_dict({"method": "crf"})
+    assert refinement_record("off") is None
+    assert refinement_record("trim")["grow_steps"] == 0 and refinement_record("contrast")["grow_steps"] >= 1
+    assert refinement_record("contrast")["fraction"] == LocalContrastRefinement().fraction
 
 
 def test_predictor_refines_its_final_logits_only_when_asked():

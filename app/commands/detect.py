@@ -64,6 +64,7 @@ def make_detector(
 ):
     """The detector and the record of it stored in the project."""
     from model.evaluate import make_detector as make_named_detector
+    from model.refine import refinement_record
 
     if method != "irsam":
         return make_named_detector(method, None), {"name": method, "weights": None, "sha256": None, "config": None}
@@ -82,6 +83,7 @@ def make_detector(
         "config": predictor.config.to_dict(),
         "tta": tta,
         "refine": refine,
+        "refinement": refinement_record(refine),
     }
     return predictor, record
 

@@ -10,6 +10,7 @@ from app.core.atomic import atomic_write_json
 from model.data import find_dataset
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import available_methods, evaluate_clip, evaluate_dataset, make_detector, write_curve_plots
+from model.refine import refinement_record
 
 
 def add_parser(subparsers) -> None:
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(table)
-    result["detector_options"] = options
+    result["detector_options"] = {**options, "refinement": refinement_record(args.refine)} if args.weights else options
     if args.json_out:
         atomic_write_json(args.json_out, json.loads(json.dumps(result, default=float)))
     return 0
