@@ -154,7 +154,8 @@ class WeightAverage:
     """Exponential moving average of a model's weights, updated after every optimiser step.
 
     On 256 training images, validation IoU swings by a point or two from one epoch to the next; the
-    average of the last few hundred steps is a smoother network, and it is the one validated and kept.
+    average of the last few hundred steps smooths that, and it is the one validated and kept. Off by
+    default: from scratch on NUAA-SIRST it lost to the plain run at the same seed (model card, session 8).
     Floating-point tensors (parameters, normalisation statistics) are averaged, integer buffers copied.
     """
 

@@ -42,7 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--val-every", type=int, help="validate every N epochs (default 1; the last epoch always)")
     p.add_argument("--ema-decay", type=float,
                    help="validate and keep an exponential moving average of the weights, updated every step "
-                        "(e.g. 0.995: about the last 200 steps); best.pt then holds the average")
+                        "(e.g. 0.995: about the last 200 steps); best.pt then holds the average. From scratch on "
+                        "NUAA-SIRST it did not help (model card)")
     p.set_defaults(run=run)
 
 
