@@ -71,6 +71,16 @@ def test_make_demo_then_info(tmp_path, capsys):
     assert len(list((tmp_path / "d" / "masks").glob("*.png"))) == 4
 
 
+def test_make_demo_with_its_defaults_writes_the_apps_demo(tmp_path):
+    from app.core.frames import read_gray
+    from app.core.synthetic import DEMO_CONFIG, DEMO_SEED, iter_frames
+
+    assert main(["make-demo", str(tmp_path / "d")]) == 0
+    frames = iter_frames(DEMO_CONFIG, DEMO_SEED)
+    for stem in ("000001", "000002"):
+        np.testing.assert_array_equal(read_gray(tmp_path / "d" / "images" / f"{stem}.png"), next(frames).frame)
+
+
 def test_info_subprocess_missing_path(tmp_path):
     run = subprocess.run([sys.executable, "-m", "app.cli", "info", str(tmp_path / "missing")], cwd=REPO,
                          capture_output=True, text=True, timeout=120)

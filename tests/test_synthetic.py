@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -107,6 +109,24 @@ def test_write_and_read_back(tmp_path, seq, layout):
             np.testing.assert_array_equal(src.frame(t), seq.frames[t])
             np.testing.assert_array_equal(gt.mask(src.stems[t]), seq.masks[t])
     assert (tmp_path / "targets.csv").read_text().startswith("frame,stem,target_id,cx,cy,area")
+
+
+def test_demo_made_with_other_settings_is_remade_and_its_review_project_kept(tmp_path):
+    demo = demo_sequence_dir(tmp_path / "demo")
+    stamp = json.loads((demo / "demo.json").read_text())
+    stamp["config"]["scr"] = [6.0, 15.0]  # as an older version made it
+    (demo / "demo.json").write_text(json.dumps(stamp))
+    project = tmp_path / "demo.irsam-review"
+    (project / "labels").mkdir(parents=True)
+    (project / "labels" / "000001.png").write_bytes(b"an analyst's mask")
+
+    assert demo_sequence_dir(tmp_path / "demo") == demo
+    assert json.loads((demo / "demo.json").read_text())["config"]["scr"] == list(DEMO_CONFIG.scr)
+    assert not project.exists()
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("demo.irsam-review.old-")]
+    assert len(kept) == 1 and (kept[0] / "labels" / "000001.png").read_bytes() == b"an analyst's mask"
+    with open_source(demo) as src:
+        assert len(src) == DEMO_CONFIG.n_frames
 
 
 def test_demo_generated_once(tmp_path):

@@ -15,9 +15,11 @@ long sequences in constant memory and gives the same frames as `generate_sequenc
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -292,8 +294,28 @@ def _imwrite(path: Path, image: np.ndarray) -> None:
         raise OSError(f"cannot write {path}")
 
 
-DEMO_CONFIG = SyntheticConfig(n_frames=120, height=256, width=320, n_targets=(2, 3), scr=(6.0, 15.0))
+# The app's built-in demo: targets the shipped IRSAM weights mostly find, leaving misses and false
+# alarms to review. With the generator's defaults (SCR 3-12, clouds of 250 counts, point-like PSFs
+# from sigma 0.5) every detector here misses nearly all targets (benchmarks/demo_detectability.py).
+DEMO_CONFIG = SyntheticConfig(n_frames=120, height=256, width=320, n_targets=(2, 3), sigma=(0.9, 2.1), scr=(12.0, 30.0),
+                              cloud_amplitude=150.0)
 DEMO_SEED = 7
+
+
+def _set_aside_project(demo: Path) -> None:
+    """A review project over the old demo would lay its masks over the new frames: renamed, kept."""
+    from app.session import project_dir_for
+
+    project = project_dir_for(demo)
+    if project.exists():
+        os.replace(project, project.with_name(f"{project.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"))
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def default_cache_dir() -> Path:
@@ -305,8 +327,8 @@ def demo_sequence_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """Folder of the built-in demo sequence (images/ + masks/), generated on first use."""
     target = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "demo"
     marker = target / "demo.json"
-    stamp = {"config": DEMO_CONFIG.to_dict(), "seed": DEMO_SEED}
-    if marker.is_file():
+    stamp = json.loads(json.dumps({"config": DEMO_CONFIG.to_dict(), "seed": DEMO_SEED}))  # tuples as JSON lists
+    if _read_json(marker) == stamp:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # build beside the target and rename: a crash mid-way never leaves a half demo that looks complete
@@ -314,12 +336,13 @@ def demo_sequence_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     try:
         write_sequence(iter_frames(DEMO_CONFIG, DEMO_SEED), tmp, layout="folder")
         atomic_write_json(tmp / "demo.json", stamp)
-        if target.exists():  # an incomplete demo (no marker) from an older run
+        if target.exists():  # an incomplete demo (no marker), or one made with other settings
+            _set_aside_project(target)
             shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not marker.is_file():  # unless another process finished first
+        if _read_json(marker) != stamp:  # unless another process finished first
             raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
