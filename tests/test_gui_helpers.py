@@ -11,7 +11,7 @@ import pytest
 from app.core.targets import extract_targets
 from app.measure import frame_iou_pd, local_snr, target_snr
 from app.session import ReviewSession, project_dir_for
-from app.widgets.detection_panel import format_eta
+from app.widgets.detection_panel import describe_metadata, format_eta
 from app.widgets.frame_view import mask_outline
 from app.widgets.surface_view import SurfaceRegion, outline_segments, surface_arrays
 from app.widgets.timeline import HAS_TARGET, NOT_RUN, strip_rgb
@@ -32,6 +32,22 @@ def test_local_snr_of_a_point_target():
     mask[30, 40] = True
     (target,) = extract_targets(mask)
     assert target_snr(frame, target, mask) == pytest.approx(snr, rel=0.2)
+
+
+def test_checkpoint_description_summarises_training_validation_and_threshold():
+    from app.paths import DEFAULT_WEIGHTS
+    from model.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(DEFAULT_WEIGHTS)[2]
+    lines = describe_metadata(meta).splitlines()
+    val = meta["metrics"]["val_at_threshold"]
+    assert lines[0] == f"trained on nuaa-sirst (idx_427), epoch {meta['training']['epoch']} of {meta['training']['recipe']['epochs']}"
+    assert f"IoU {100 * val['iou']:.1f}," in lines[1] and f"Fa {1e6 * val['fa']:.1f}e-6" in lines[1]
+    assert lines[2] == f"decision threshold {meta['decision_threshold']:+.2f} (logit)"
+    assert lines[3].startswith("saved 20") and len(lines) == 4  # no raw dicts, no build details
+    # a foreign checkpoint's metadata: what cannot be summarised is shown short, not dropped
+    foreign = describe_metadata({"metrics": {"acc": 0.9}, "note": "x" * 200}).splitlines()
+    assert foreign == ["metrics: acc=0.9", "note: " + "x" * 80 + "..."]
 
 
 def test_frame_iou_and_pd_follow_the_centroid_rule():

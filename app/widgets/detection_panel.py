@@ -21,14 +21,37 @@ def format_eta(seconds: float) -> str:
 
 
 def describe_metadata(metadata: dict) -> str:
-    """A few lines of checkpoint metadata (nested values flattened, long ones shortened)."""
-    lines = []
+    """What an analyst asks of a checkpoint: what it was trained on, how it scored on validation,
+    its decision threshold, when it was saved; other entries one short line each."""
+    lines, summarised = [], {"normalization", "code_version"}  # the app sets its own window; build details
+    training = metadata.get("training")
+    if isinstance(training, dict):
+        data, split = Path(str(training.get("data", "?"))).name, Path(str(training.get("split_train", ""))).parent.name
+        recipe = training.get("recipe") if isinstance(training.get("recipe"), dict) else {}
+        line = f"trained on {data}" + (f" ({split})" if split else "")
+        if "epoch" in training:
+            line += f", epoch {training['epoch']}" + (f" of {recipe['epochs']}" if recipe.get("epochs") else "")
+        lines.append(line)
+        summarised.add("training")
+    metrics = metadata.get("metrics")
+    val = (metrics.get("val_at_threshold") or metrics.get("val")) if isinstance(metrics, dict) else None
+    try:
+        lines.append(f"validation ({int(val['n_images'])} images, before refinement): IoU {100 * val['iou']:.1f}, nIoU {100 * val['niou']:.1f}, "
+                     f"Pd {100 * val['pd']:.1f}, Fa {1e6 * val['fa']:.1f}e-6")
+        summarised.add("metrics")
+    except (TypeError, KeyError, ValueError):
+        pass
+    if isinstance(metadata.get("decision_threshold"), (int, float)):
+        lines.append(f"decision threshold {metadata['decision_threshold']:+.2f} (logit)")
+        summarised.add("decision_threshold")
+    if metadata.get("saved_at"):
+        lines.append(f"saved {str(metadata['saved_at']).replace('T', ' ').rstrip('Z')} UTC")
+        summarised.add("saved_at")
     for key, value in metadata.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in list(value.items())[:6])
-        text = str(value)
-        lines.append(f"{key}: {text[:80] + '...' if len(text) > 80 else text}")
-    return "\n".join(lines[:12])
+        if key not in summarised:
+            text = ", ".join(f"{k}={v}" for k, v in list(value.items())[:6]) if isinstance(value, dict) else str(value)
+            lines.append(f"{key}: {text[:80] + '...' if len(text) > 80 else text}")
+    return "\n".join(lines[:10])
 
 
 class DetectionPanel(QtWidgets.QWidget):
