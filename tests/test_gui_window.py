@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui
 
+from app.measure import frame_iou_pd
 from app.session import ReviewSession
 from model.detectors import FrameResult
 from tests.gui_review_helpers import predict_ground_truth
@@ -489,3 +490,20 @@ def test_queued_signals_of_a_dropped_worker_are_ignored(window, sequence_16bit, 
     shiboken6.delete(worker)
     qtbot.wait(100)  # pytest-qt fails the test on an exception raised in a slot
     assert window.detector is None and "stale notice" not in window.statusBar().currentMessage()
+
+
+def test_demo_opens_and_the_default_detector_finds_its_targets(window, tmp_path, monkeypatch, qtbot):
+    """The README's first command: the built-in demo, the shipped weights, the app's defaults."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    window.open_demo()
+    qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=30000)
+    assert window.timeline.count == 120 and window.frame_view.image.image.dtype == np.uint16
+    assert window.detection_panel.choice().method == "irsam"  # the default detector
+    window.run_detection("frame")
+    qtbot.waitUntil(lambda: not window.detection_runner.busy and window.session.detection_counts[0] >= 0,
+                    timeout=120000)
+    window.show_frame(0)
+    assert "trained on nuaa-sirst" in window.detection_panel.info.text()
+    assert window.layers.truth_mask is not None and window.layers.prediction is not None
+    _, pd = frame_iou_pd(window.layers.prediction, window.layers.truth_mask)
+    assert pd == 1.0 and "Pd 1.00" in window.metrics_label.text()
