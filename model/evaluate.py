@@ -53,11 +53,15 @@ def evaluate_dataset(
     resize_to: int | None = None,
     curves: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    read_image: Callable[[Path], np.ndarray] = read_image_gray,
 ) -> tuple[dict, SegmentationMetrics]:
     """IoU / nIoU / Pd / Fa (and, with `curves`, pixel ROC AUC and the Pd-Fa sweep) over `samples`.
-    frames/s counts only the detector's time, not reading files or scoring."""
+    frames/s counts only the detector's time, not reading files or scoring. `read_image` gives the
+    8-bit frame the detector sees (for 16-bit data: read, then the sequence's window applied)."""
     convention = dict(fa_mode=fa_mode, resize_to=resize_to, keep_scores=curves)
-    result, metrics = evaluate_variants(detector, samples, {detector.name: None}, {"": convention}, progress)[detector.name][""]
+    result, metrics = evaluate_variants(
+        detector, samples, {detector.name: None}, {"": convention}, progress, read_image
+    )[detector.name][""]
     if curves:
         fpr, tpr, _, roc_auc = metrics.roc()
         keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), MAX_CURVE_POINTS)).astype(int))
@@ -73,6 +77,7 @@ def evaluate_variants(
     variants: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray] | None],
     conventions: dict[str, dict],
     progress: Callable[[int, int], None] | None = None,
+    read_image: Callable[[Path], np.ndarray] = read_image_gray,
 ) -> dict[str, dict[str, tuple[dict, SegmentationMetrics]]]:
     """One detector pass over `samples`, scored for every variant (name -> a post-processing of the
     detector's logits, `(frame, logits) -> logits`, or None) under every convention (name ->
@@ -82,7 +87,7 @@ def evaluate_variants(
     seconds = dict.fromkeys(variants, 0.0)
     for start in range(0, len(samples), BATCH_SIZE):
         batch = samples[start : start + BATCH_SIZE]
-        images = [read_image_gray(s.image_path) for s in batch]
+        images = [read_image(s.image_path) for s in batch]
         logits, elapsed = _timed_detect(detector, images)
         for sample, image, frame_logits in zip(batch, images, logits):
             mask = read_mask(sample.mask_path)

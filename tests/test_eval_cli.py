@@ -139,3 +139,32 @@ def test_one_pass_scores_every_variant_and_convention_as_separate_evaluations_wo
             assert {k: result[k] for k in keys} == {k: expected[k] for k in keys}
     native = {v: scored[v]["native"][0] for v in scored}
     assert native["plain"]["iou"] != native["refined"]["iou"]  # the refinement changed something to compare
+
+
+def test_16bit_data_is_scored_through_the_window_the_app_would_use(tmp_path):
+    """A 16-bit set with masks (here the demo's settings) is normalised once for the whole set, as
+    `irsam detect` and the app do for a sequence, and the window is recorded."""
+    import dataclasses
+
+    import numpy as np
+
+    from app.core.normalization import Normalization
+    from app.core.synthetic import DEMO_CONFIG, iter_frames, write_sequence
+    from model.metrics import SegmentationMetrics
+
+    config = dataclasses.replace(DEMO_CONFIG, n_frames=10, height=96, width=128)
+    frames = list(iter_frames(config, seed=3))
+    write_sequence(frames, tmp_path / "seq", layout="folder")
+    out = tmp_path / "r.json"
+    assert run_eval("--method", "mpcm", "--images", str(tmp_path / "seq/images"), "--masks", str(tmp_path / "seq/masks"),
+                    "--json", str(out)) == 0
+    result = json.loads(out.read_text())
+    window = Normalization.from_percentiles([f.frame for f in frames])
+    assert result["normalization"] == window.to_dict()
+    expected = SegmentationMetrics()
+    detector = make_detector("mpcm", None)
+    for f in frames:
+        expected.update(detector.detect([window.apply(f.frame)])[0].logits, f.mask)
+    reference = expected.result()
+    assert (result["iou"], result["hits"], result["n_targets"]) == (reference["iou"], reference["hits"], reference["n_targets"])
+    assert result["n_targets"] > 0 and np.isfinite(result["fa"])

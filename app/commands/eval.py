@@ -6,8 +6,12 @@ import json
 import math
 import sys
 
+import numpy as np
+
 from app.core.atomic import atomic_write_json
-from model.data import find_dataset
+from app.core.frames import FrameReadError, read_gray
+from app.core.normalization import Normalization
+from model.data import find_dataset, read_image_gray
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import available_methods, evaluate_clip, evaluate_dataset, make_detector, write_curve_plots
 from model.refine import refinement_record
@@ -23,7 +27,8 @@ def add_parser(subparsers) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--weights", help="IRSAM checkpoint file")
     which.add_argument("--method", choices=available_methods(), help="classical method")
-    p.add_argument("--images", help="folder of images")
+    p.add_argument("--images", help="folder of images (16-bit ones are mapped to 8 bits by one percentile window "
+                                    "for the whole set, as irsam detect and the app do for a sequence)")
     p.add_argument("--masks", help="folder of 0/255 masks (<stem>.png or <stem>_pixels0.png)")
     p.add_argument("--split", help="text file listing the stems to evaluate (default: every image)")
     p.add_argument("--clip", help="clip folder with images/ and boxes.csv (box-only scoring)")
@@ -71,6 +76,27 @@ def format_clip_table(result: dict) -> str:
     return f"{header}\n{row}"
 
 
+class _ImageFiles:
+    """Frames read on demand, so a percentile window samples a few files rather than loading them all."""
+
+    def __init__(self, paths):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return read_gray(self.paths[i])
+
+
+def sequence_window(samples) -> Normalization | None:
+    """None for 8-bit images (read as they are); for 16-bit ones the window `irsam detect` and the app
+    would use on that folder: percentiles of frames spread over the set, the same for every frame."""
+    if not samples or read_gray(samples[0].image_path).dtype == np.uint8:
+        return None
+    return Normalization.from_percentiles(_ImageFiles([s.image_path for s in samples]))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.clip and (args.images or args.masks or args.split):
         print("error: --clip cannot be combined with --images/--masks/--split", file=sys.stderr)
@@ -89,14 +115,17 @@ def run(args: argparse.Namespace) -> int:
             table = format_clip_table(result)
         else:
             samples = find_dataset(args.images, args.masks, args.split)[: args.limit]
+            window = sequence_window(samples)
             result, _ = evaluate_dataset(
                 detector, samples, fa_mode=args.fa, resize_to=512 if args.resize_512 else None,
-                curves=bool(args.plots),
+                curves=bool(args.plots), read_image=(lambda p: window.apply(read_gray(p))) if window else read_image_gray,
             )
+            if window:
+                result["normalization"] = window.to_dict()
             table = format_dataset_table(result)
             if args.plots:
                 result["plots"] = [str(p) for p in write_curve_plots(result, args.plots)]
-    except (FileNotFoundError, ValueError, OSError) as e:
+    except (FileNotFoundError, ValueError, OSError, FrameReadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(table)
