@@ -467,6 +467,12 @@ def test_test_time_flips_and_refinement_reach_the_irsam_predictor_only(window, f
     _choose(window, "tophat")
     assert panel.choice().tta == "none"  # classical methods take no flips
     assert panel.choice().refine == "contrast" and panel.choice().label == "tophat"
+    assert not panel.tta_combo.isEnabled() and not panel.refine_outline.isEnabled()  # greyed out: no effect
+    panel.set_running(True)
+    panel.set_running(False)
+    assert not panel.tta_combo.isEnabled() and not panel.refine_outline.isEnabled()
+    panel.detector_combo.setCurrentIndex(0)  # back to IRSAM
+    assert panel.tta_combo.isEnabled() and panel.refine_outline.isEnabled()
 
 
 def test_queued_signals_of_a_dropped_worker_are_ignored(window, sequence_16bit, qtbot):
@@ -507,3 +513,20 @@ def test_demo_opens_and_the_default_detector_finds_its_targets(window, tmp_path,
     assert window.layers.truth_mask is not None and window.layers.prediction is not None
     _, pd = frame_iou_pd(window.layers.prediction, window.layers.truth_mask)
     assert pd == 1.0 and "Pd 1.00" in window.metrics_label.text()
+
+
+def test_irsam_options_follow_the_detector_picked_while_no_sequence_is_open(qtbot):
+    from app.widgets.detection_panel import DetectionPanel
+
+    panel = DetectionPanel()
+    qtbot.addWidget(panel)
+    panel.setEnabled(False)  # as in the window before a sequence is opened
+    mpcm = next(i for i in range(panel.detector_combo.count())
+                if panel.detector_combo.itemData(i) is not None and panel.detector_combo.itemData(i).method == "mpcm")
+    panel.detector_combo.setCurrentIndex(mpcm)
+    panel.setEnabled(True)
+    assert not panel.tta_combo.isEnabled() and not panel.refine_outline.isEnabled()
+    panel.setEnabled(False)
+    panel.detector_combo.setCurrentIndex(0)
+    panel.setEnabled(True)
+    assert panel.tta_combo.isEnabled() and panel.refine_outline.isEnabled()

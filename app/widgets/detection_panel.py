@@ -150,6 +150,9 @@ class DetectionPanel(QtWidgets.QWidget):
         layout.addLayout(progress_row)
         layout.addWidget(self.rate)
         layout.addStretch(1)
+        self._running = False
+        self.detector_combo.currentIndexChanged.connect(lambda _: self._enable_irsam_options())
+        self._enable_irsam_options()
         self._describe_choice()
 
     def choice(self) -> DetectorChoice:
@@ -183,13 +186,23 @@ class DetectionPanel(QtWidgets.QWidget):
         return min(a, b), max(a, b)
 
     def set_running(self, running: bool) -> None:
+        self._running = running
         for b in (self.run_frame, self.run_range, self.run_all, self.detector_combo, self.device_combo,
                   self.tta_combo, self.refine_outline, self.keep_probabilities):
             b.setEnabled(not running)
         self.cancel.setEnabled(running)
+        if not running:
+            self._enable_irsam_options()
         if running:
             self.progress.setValue(0)
             self.rate.setText("starting...")
+
+    def _enable_irsam_options(self) -> None:
+        """Augmentation and refinement apply to IRSAM alone: greyed out for a classical method."""
+        picked = self.detector_combo.currentData()
+        irsam = picked is not None and picked.method == "irsam"
+        for widget in (self.tta_combo, self.refine_outline):
+            widget.setEnabled(irsam and not self._running)
 
     def set_progress(self, done: int, total: int, fps: float) -> None:
         self.progress.setMaximum(total)
