@@ -142,8 +142,8 @@ def test_one_pass_scores_every_variant_and_convention_as_separate_evaluations_wo
 
 
 def test_16bit_data_is_scored_through_the_window_the_app_would_use(tmp_path):
-    """A 16-bit set with masks (here the demo's settings) is normalised once for the whole set, as
-    `irsam detect` and the app do for a sequence, and the window is recorded."""
+    """A 16-bit set with masks (here the demo's settings) is normalised once for the whole set, its bad
+    pixels repaired, as `irsam detect` and the app do for a sequence, and the window is recorded."""
     import dataclasses
 
     import numpy as np
@@ -159,8 +159,8 @@ def test_16bit_data_is_scored_through_the_window_the_app_would_use(tmp_path):
     assert run_eval("--method", "mpcm", "--images", str(tmp_path / "seq/images"), "--masks", str(tmp_path / "seq/masks"),
                     "--json", str(out)) == 0
     result = json.loads(out.read_text())
-    window = Normalization.from_percentiles([f.frame for f in frames])
-    assert result["normalization"] == window.to_dict()
+    window = Normalization.for_raw_frames([f.frame for f in frames])
+    assert result["normalization"] == window.to_dict() and window.bad_pixels  # the demo's hot and dead pixels
     expected = SegmentationMetrics()
     detector = make_detector("mpcm", None)
     for f in frames:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import time
 
@@ -59,7 +60,8 @@ def test_percentile_computed_once_per_sequence(tmp_path):
         n = default_for(src)
         assert n.mode == "percentile" and n.sample == 32
         assert 8000 - 1000 < n.low < n.high < 12000 + 3000
-        outs = [n.apply(src.frame(i)) for i in range(len(src))]
+        window = dataclasses.replace(n, bad_pixels=())  # the window alone (this small sequence's hot pixels set its top)
+        outs = [window.apply(src.frame(i)) for i in range(len(src))]
         # a stored window, not a per-frame stretch: a flat frame stays flat at its own level
         assert (n.apply(np.full((4, 4), int(n.high), np.uint16)) == 255).all()
         assert (n.apply(np.full((4, 4), int(n.low), np.uint16)) == 0).all()
@@ -92,3 +94,46 @@ def test_apply_is_fast_for_640x512_uint16():
         n.apply(frame)
     per_frame = (time.perf_counter() - start) / 20
     assert per_frame < 0.01  # about 1 ms on an idle core; generous for shared CI runners
+
+
+def test_bad_pixels_are_the_stuck_ones_and_never_a_moving_target():
+    from app.core.bad_pixels import find_bad_pixels
+
+    for seed in (0, 1, 2, 3):
+        seq = generate_sequence(SyntheticConfig(n_frames=40, height=64, width=80, n_targets=(2, 3)), seed=seed)
+        found = set(find_bad_pixels(list(seq.frames)))
+        assert found == set(seq.hot_pixels) | set(seq.dead_pixels), seed  # and no target pixel
+    frames = list(seq.frames)
+    assert find_bad_pixels(frames[:7]) == ()  # too few frames to tell a stuck pixel from a target
+    assert find_bad_pixels(frames[:7] + [np.zeros((8, 8), np.uint16)] * 3) == ()  # mixed sizes
+
+
+def test_repair_takes_the_median_of_good_neighbours():
+    from app.core.bad_pixels import BadPixelRepair
+
+    frame = np.arange(36, dtype=np.uint16).reshape(6, 6) * 10
+    frame[2, 2], frame[2, 3], frame[0, 0] = 60000, 60000, 0  # a 2-pixel cluster and a dead corner
+    repaired = BadPixelRepair(((2, 2), (3, 2), (0, 0)))(frame)
+    assert repaired[2, 2] == np.median([70, 80, 90, 130, 190, 200, 210])  # not its bad neighbour
+    assert repaired[2, 3] == np.median([80, 90, 100, 160, 200, 210, 220])
+    assert repaired[0, 0] == np.median([10, 60, 70])
+    assert frame[2, 2] == 60000  # a copy: the raw frame is untouched
+    untouched = np.ones(frame.shape, bool)
+    untouched[2, 2:4] = untouched[0, 0] = False
+    assert (repaired[untouched] == frame[untouched]).all()
+
+
+def test_raw_sequence_normalisation_repairs_its_hot_pixels(tmp_path):
+    seq = generate_sequence(SyntheticConfig(n_frames=40, height=48, width=64), seed=3)
+    write_sequence(seq, tmp_path, layout="tiff")
+    with open_source(tmp_path / "stack.tif") as src:
+        n = default_for(src)
+    assert set(n.bad_pixels) == set(seq.hot_pixels) | set(seq.dead_pixels)
+    assert (n.low, n.high) == (Normalization.from_percentiles(src_frames := list(seq.frames)).low,
+                               Normalization.from_percentiles(src_frames).high)  # the window as before
+    assert "bad pixels repaired" in str(n)
+    out = n.apply(seq.frames[0])
+    for x, y in seq.hot_pixels:
+        assert out[y, x] < 255  # a hot pixel no longer reaches the model as the brightest thing in view
+    assert Normalization.from_dict(json.loads(json.dumps(n.to_dict()))) == n
+    assert "bad_pixels" not in Normalization.identity8().to_dict()  # projects without any read as before

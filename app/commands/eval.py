@@ -10,7 +10,7 @@ import numpy as np
 
 from app.core.atomic import atomic_write_json
 from app.core.frames import FrameReadError, read_gray
-from app.core.normalization import Normalization
+from app.core.normalization import Normalization, default_for
 from model.data import find_dataset, read_image_gray
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import available_methods, evaluate_clip, evaluate_dataset, make_detector, write_curve_plots
@@ -28,7 +28,8 @@ def add_parser(subparsers) -> None:
     which.add_argument("--weights", help="IRSAM checkpoint file")
     which.add_argument("--method", choices=available_methods(), help="classical method")
     p.add_argument("--images", help="folder of images (16-bit ones are mapped to 8 bits by one percentile window "
-                                    "for the whole set, as irsam detect and the app do for a sequence)")
+                                    "for the whole set, with its bad pixels repaired, as irsam detect and the "
+                                    "app do for a sequence)")
     p.add_argument("--masks", help="folder of 0/255 masks (<stem>.png or <stem>_pixels0.png)")
     p.add_argument("--split", help="text file listing the stems to evaluate (default: every image)")
     p.add_argument("--clip", help="clip folder with images/ and boxes.csv (box-only scoring)")
@@ -81,6 +82,7 @@ class _ImageFiles:
 
     def __init__(self, paths):
         self.paths = paths
+        self.dtype = read_gray(paths[0]).dtype
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -90,11 +92,13 @@ class _ImageFiles:
 
 
 def sequence_window(samples) -> Normalization | None:
-    """None for 8-bit images (read as they are); for 16-bit ones the window `irsam detect` and the app
-    would use on that folder: percentiles of frames spread over the set, the same for every frame."""
-    if not samples or read_gray(samples[0].image_path).dtype == np.uint8:
+    """None for 8-bit images (read as they are); for 16-bit ones what `irsam detect` and the app would
+    use on that folder: percentiles of frames spread over the set, the same for every frame, and the
+    set's bad pixels repaired."""
+    if not samples:
         return None
-    return Normalization.from_percentiles(_ImageFiles([s.image_path for s in samples]))
+    files = _ImageFiles([s.image_path for s in samples])
+    return None if files.dtype == np.uint8 else default_for(files)
 
 
 def run(args: argparse.Namespace) -> int:

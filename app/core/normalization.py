@@ -4,17 +4,24 @@ out = clip(floor((v - low) * 255 / (high - low) + 0.5), 0, 255), i.e. linear, ro
 `low` -> 0 and `high` -> 255. The window is fixed for a whole sequence: percentiles are computed
 once from a sample of frames and stored as the resulting low/high, never per frame (a per-frame
 stretch makes the same target flicker and lets one hot pixel change the model input).
+
+A raw (non-8-bit) sequence's stuck pixels are found from the same sample (`app.core.bad_pixels`),
+stored with the window and repaired before it is applied, so hot pixels are not detected as targets.
+The window itself is computed from the raw sample as before: leaving the bad pixels out of the
+percentiles narrows it, and that cost the shipped IRSAM weights a third of the demo's targets.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 
+from app.core.bad_pixels import BadPixelRepair, find_bad_pixels
 from app.core.frames import FrameReadError
 
 MODES = ("window", "percentile")
+SAMPLE_FRAMES = 32  # frames, spread evenly over a sequence, that its window and bad pixels come from
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class Normalization:
     p_low: float | None = None
     p_high: float | None = None
     sample: int | None = None  # frames the percentiles were computed from
+    bad_pixels: tuple[tuple[int, int], ...] = ()  # (x, y) repaired before the window is applied
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -43,7 +51,7 @@ class Normalization:
 
     @classmethod
     def from_percentiles(cls, source_or_frames, p_low: float = 0.5, p_high: float = 99.99,
-                         sample: int = 32) -> Normalization:
+                         sample: int = SAMPLE_FRAMES) -> Normalization:
         """Window from percentiles of up to `sample` frames spread evenly over a FrameSource (or a list/array of frames).
 
         A percentile p is the smallest value v with at least p% of the sampled pixels <= v.
@@ -58,6 +66,15 @@ class Normalization:
             high = low + 1.0
         return cls("percentile", low, high, float(p_low), float(p_high), len(frames))
 
+    @classmethod
+    def for_raw_frames(cls, frames: list[np.ndarray]) -> Normalization:
+        """A raw sequence's normalisation from a sample of its frames: percentiles and bad pixels."""
+        return replace(cls.from_percentiles(frames), bad_pixels=find_bad_pixels(frames))
+
+    @cached_property
+    def _repair(self) -> BadPixelRepair:
+        return BadPixelRepair(self.bad_pixels)
+
     @cached_property
     def _lut16(self) -> np.ndarray:
         return self._map(np.arange(65536, dtype=np.float64))
@@ -69,6 +86,8 @@ class Normalization:
     def apply(self, frame: np.ndarray) -> np.ndarray:
         """The 8-bit image (uint8, same shape) of a raw frame."""
         frame = np.asarray(frame)
+        if self.bad_pixels:
+            frame = self._repair(frame)
         # take() is 2-3x faster than fancy indexing here
         if frame.dtype == np.uint16:
             return self._lut16.take(frame)
@@ -80,6 +99,8 @@ class Normalization:
         d = {"mode": self.mode, "low": float(self.low), "high": float(self.high)}
         if self.mode == "percentile":
             d.update(p_low=self.p_low, p_high=self.p_high, sample=self.sample)
+        if self.bad_pixels:
+            d["bad_pixels"] = [list(p) for p in self.bad_pixels]
         return d
 
     @classmethod
@@ -87,20 +108,22 @@ class Normalization:
         return cls(str(d["mode"]), float(d["low"]), float(d["high"]),
                    None if d.get("p_low") is None else float(d["p_low"]),
                    None if d.get("p_high") is None else float(d["p_high"]),
-                   None if d.get("sample") is None else int(d["sample"]))
+                   None if d.get("sample") is None else int(d["sample"]),
+                   tuple((int(x), int(y)) for x, y in d.get("bad_pixels", ())))
 
     def __str__(self) -> str:
         window = f"{self.low:g}..{self.high:g}"
+        repaired = f", {len(self.bad_pixels)} bad pixels repaired" if self.bad_pixels else ""
         if self.mode == "percentile":
-            return f"percentile {self.p_low:g}..{self.p_high:g}% of {self.sample} frames -> window {window}"
-        return f"window {window}"
+            return f"percentile {self.p_low:g}..{self.p_high:g}% of {self.sample} frames -> window {window}{repaired}"
+        return f"window {window}{repaired}"
 
 
 def default_for(source) -> Normalization:
-    """identity8 for an 8-bit source, per-sequence percentiles otherwise."""
+    """identity8 for an 8-bit source; for a raw one, its bad pixels and per-sequence percentiles."""
     if np.dtype(source.dtype) == np.uint8:
         return Normalization.identity8()
-    return Normalization.from_percentiles(source)
+    return Normalization.for_raw_frames(_sample_frames(source, SAMPLE_FRAMES))
 
 
 def _sample_frames(source_or_frames, sample: int) -> list[np.ndarray]:

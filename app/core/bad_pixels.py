@@ -1,0 +1,65 @@
+"""Bad pixels of a raw sequence: found from the sequence itself, repaired before detection.
+
+A hot or dead pixel is stuck far from its neighbours in (almost) every frame; a target moves, and even
+a slow one leaves a pixel within a fraction of the sequence. So a pixel is bad when, in at least
+`share` of the sampled frames, it differs from the median of its 3x3 neighbourhood by more than `k`
+times that frame's robust noise (1.4826 x the median absolute deviation from the 3x3 median). Repair
+replaces it with the median of its neighbours that are not bad themselves, as thermal camera
+pipelines do. What this cannot tell apart: a point target that stays on one pixel for the whole
+sequence.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MIN_FRAMES = 8  # fewer sampled frames cannot tell a stuck pixel from a target
+MAX_SHARE_OF_PIXELS = 0.01  # more candidates than this (1 %) is scene structure, not sensor defects
+
+
+def find_bad_pixels(frames: list[np.ndarray], k: float = 8.0, share: float = 0.9) -> tuple[tuple[int, int], ...]:
+    """(x, y) of the pixels stuck far from their neighbours in at least `share` of `frames`; () when the
+    frames are too few or differ in shape, or when so many pixels qualify that they must be scene."""
+    if len(frames) < MIN_FRAMES or len({np.shape(f) for f in frames}) != 1:
+        return ()
+    counts = np.zeros(np.shape(frames[0]), np.int32)
+    for frame in frames:
+        values = np.asarray(frame, np.float32)
+        deviation = values - cv2.medianBlur(values, 3)
+        noise = max(1.4826 * float(np.median(np.abs(deviation))), 1.0)  # at least one count: flat frames
+        counts += np.abs(deviation) > k * noise
+    ys, xs = np.nonzero(counts >= share * len(frames))
+    if len(xs) > MAX_SHARE_OF_PIXELS * counts.size:
+        return ()
+    return tuple((int(x), int(y)) for x, y in zip(xs, ys))
+
+
+class BadPixelRepair:
+    """Replaces the given pixels by the median of their 8 neighbours that are not bad themselves."""
+
+    def __init__(self, pixels: tuple[tuple[int, int], ...]):
+        self.pixels = tuple(pixels)
+        bad = set(self.pixels)
+        offsets = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) != (0, 0)]
+        self._xs = np.array([x for x, _ in self.pixels], np.intp)
+        self._ys = np.array([y for _, y in self.pixels], np.intp)
+        self._nx = self._xs[:, None] + np.array([dx for dx, _ in offsets])[None, :]
+        self._ny = self._ys[:, None] + np.array([dy for _, dy in offsets])[None, :]
+        self._usable = np.array([[(int(x), int(y)) not in bad for x, y in zip(row_x, row_y)]
+                                 for row_x, row_y in zip(self._nx, self._ny)], bool).reshape(self._nx.shape)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """A repaired copy of `frame` (H, W); pixels outside it are ignored."""
+        if not self.pixels:
+            return frame
+        h, w = frame.shape
+        inside = (self._xs < w) & (self._ys < h)
+        usable = self._usable & (self._nx >= 0) & (self._nx < w) & (self._ny >= 0) & (self._ny < h)
+        values = frame[np.clip(self._ny, 0, h - 1), np.clip(self._nx, 0, w - 1)].astype(np.float64)
+        values[~usable] = np.nan
+        repairable = inside & usable.any(axis=1)
+        out = frame.copy()
+        if repairable.any():
+            medians = np.nanmedian(values[repairable], axis=1)
+            out[self._ys[repairable], self._xs[repairable]] = np.rint(medians).astype(frame.dtype)
+        return out
