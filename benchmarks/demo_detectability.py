@@ -7,7 +7,8 @@ mostly find, so a newcomer sees the tool work and still has misses and false ala
 - the same settings over other seeds (every `--step`-th frame), so the figures do not hang on one draw;
 - the generator's defaults (`SyntheticConfig()` at the demo's size) over the same seeds, for contrast.
 
-Frames are normalised as the app does (per-sequence percentile window to 8 bits) for every detector;
+Frames are normalised as the app does (per-sequence percentile window to 8 bits, the sequence's bad
+pixels repaired; `--keep-bad-pixels` leaves them, as the app did before session 8) for every detector;
 IRSAM runs with the app's defaults (refined, no augmentation). Same metric code as `irsam eval`.
 
     python benchmarks/demo_detectability.py [--seeds 1 2 ... 8] [--step 6] [--methods irsam mpcm tophat] [--json OUT]
@@ -15,6 +16,7 @@ IRSAM runs with the app's defaults (refined, no augmentation). Same metric code 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -30,12 +32,14 @@ from model.evaluate import make_detector  # noqa: E402
 from model.metrics import SegmentationMetrics  # noqa: E402
 
 
-def sequence_frames(config: SyntheticConfig, seeds: list[int], step: int) -> tuple[list, list]:
+def sequence_frames(config: SyntheticConfig, seeds: list[int], step: int, repair: bool = True) -> tuple[list, list]:
     """8-bit frames (each sequence normalised over its own frames, as the app does) and their masks."""
     images, masks = [], []
     for seed in seeds:
         frames = [f for f in iter_frames(config, seed) if f.index % step == 0]
-        window = Normalization.from_percentiles([f.frame for f in frames])
+        window = Normalization.for_raw_frames([f.frame for f in frames])
+        if not repair:
+            window = dataclasses.replace(window, bad_pixels=())
         images += [window.apply(f.frame) for f in frames]
         masks += [f.mask for f in frames]
     return images, masks
@@ -56,15 +60,18 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 9)))
     parser.add_argument("--step", type=int, default=6, help="every N-th frame of the other seeds' sequences")
     parser.add_argument("--methods", nargs="+", default=["irsam", "mpcm", "tophat"])
+    parser.add_argument("--keep-bad-pixels", action="store_true", help="do not repair the sequences' bad pixels")
     parser.add_argument("--json")
     args = parser.parse_args()
 
     generator_defaults = SyntheticConfig(n_frames=DEMO_CONFIG.n_frames, height=DEMO_CONFIG.height,
                                          width=DEMO_CONFIG.width, n_targets=DEMO_CONFIG.n_targets)
+    repair = not args.keep_bad_pixels
     cases = {
-        f"demo (seed {DEMO_SEED}, all frames)": sequence_frames(DEMO_CONFIG, [DEMO_SEED], 1),
-        f"demo settings, seeds {args.seeds[0]}-{args.seeds[-1]}": sequence_frames(DEMO_CONFIG, args.seeds, args.step),
-        f"generator defaults, seeds {args.seeds[0]}-{args.seeds[-1]}": sequence_frames(generator_defaults, args.seeds, args.step),
+        f"demo (seed {DEMO_SEED}, all frames)": sequence_frames(DEMO_CONFIG, [DEMO_SEED], 1, repair),
+        f"demo settings, seeds {args.seeds[0]}-{args.seeds[-1]}": sequence_frames(DEMO_CONFIG, args.seeds, args.step, repair),
+        f"generator defaults, seeds {args.seeds[0]}-{args.seeds[-1]}":
+            sequence_frames(generator_defaults, args.seeds, args.step, repair),
     }
     detectors = {m: make_detector(None, str(DEFAULT_WEIGHTS), "cpu", refine="contrast") if m == "irsam"
                  else make_detector(m, None) for m in args.methods}
@@ -78,7 +85,7 @@ def main() -> int:
             print(f"| {case} | {name} | {100 * r['iou']:.1f} | {100 * r['niou']:.1f} | {100 * r['pd']:.1f} | "
                   f"{1e6 * r['fa']:.1f} | {r['hits']}/{r['targets']} |", flush=True)
     if args.json:
-        atomic_write_json(args.json, {"demo_config": DEMO_CONFIG.to_dict(), "demo_seed": DEMO_SEED,
+        atomic_write_json(args.json, {"demo_config": DEMO_CONFIG.to_dict(), "demo_seed": DEMO_SEED, "bad_pixels_repaired": repair,
                                       "generator_defaults": generator_defaults.to_dict(), "step": args.step,
                                       "seeds": args.seeds, "rows": rows})
     return 0
