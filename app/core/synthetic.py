@@ -294,9 +294,9 @@ def _imwrite(path: Path, image: np.ndarray) -> None:
         raise OSError(f"cannot write {path}")
 
 
-# The app's built-in demo: targets the shipped IRSAM weights mostly find, leaving misses and false
-# alarms to review. With the generator's defaults (SCR 3-12, clouds of 250 counts, point-like PSFs
-# from sigma 0.5) every detector here misses nearly all targets (benchmarks/demo_detectability.py).
+# The app's built-in demo: targets the shipped IRSAM weights find (on other seeds of these settings,
+# about 9 in 10). With the generator's defaults (SCR 3-12, clouds of 250 counts, point-like PSFs from
+# sigma 0.5) every detector here misses nearly all targets (benchmarks/demo_detectability.py).
 DEMO_CONFIG = SyntheticConfig(n_frames=120, height=256, width=320, n_targets=(2, 3), sigma=(0.9, 2.1), scr=(12.0, 30.0),
                               cloud_amplitude=150.0)
 DEMO_SEED = 7
