@@ -118,6 +118,9 @@ def test_repair_takes_the_median_of_good_neighbours():
     assert repaired[2, 3] == np.median([80, 90, 100, 160, 200, 210, 220])
     assert repaired[0, 0] == np.median([10, 60, 70])
     assert frame[2, 2] == 60000  # a copy: the raw frame is untouched
+    float_frame = np.zeros((3, 3), np.float32)
+    float_frame[0, 1], float_frame[1, 0], float_frame[1, 1] = 0.25, 0.5, 0.75
+    assert BadPixelRepair(((0, 0),))(float_frame)[0, 0] == 0.5  # float frames are not rounded
     untouched = np.ones(frame.shape, bool)
     untouched[2, 2:4] = untouched[0, 0] = False
     assert (repaired[untouched] == frame[untouched]).all()

@@ -61,5 +61,7 @@ class BadPixelRepair:
         out = frame.copy()
         if repairable.any():
             medians = np.nanmedian(values[repairable], axis=1)
-            out[self._ys[repairable], self._xs[repairable]] = np.rint(medians).astype(frame.dtype)
+            if np.issubdtype(frame.dtype, np.integer):
+                medians = np.rint(medians)
+            out[self._ys[repairable], self._xs[repairable]] = medians.astype(frame.dtype)
         return out
