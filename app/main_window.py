@@ -198,6 +198,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.frame = None
         self.frame_view.clear()
         self.frame_view.set_sequence_levels(session.normalization.low, session.normalization.high)
+        self.frame_view.set_bad_pixels(session.normalization.bad_pixels)
         self.timeline.set_count(len(session))
         self.detection_panel.set_frame_count(len(session))
         self.detection_panel.setEnabled(False)  # until the project (if any) is read: a run must not race it

@@ -537,3 +537,18 @@ def test_irsam_options_follow_the_detector_picked_while_no_sequence_is_open(qtbo
     panel.detector_combo.setCurrentIndex(0)
     panel.setEnabled(True)
     assert panel.tta_combo.isEnabled() and panel.refine_outline.isEnabled()
+
+
+def test_bad_pixels_marked_on_request_and_shown_raw(window, fresh_sequence, qtbot):
+    _open(window, qtbot, fresh_sequence)
+    pixels = window.session.normalization.bad_pixels
+    assert len(pixels) == 9  # the fixture's 6 hot and 3 dead pixels
+    marks = window.frame_view.bad_pixel_marks
+    assert not marks.isVisible()  # off by default
+    window.overlay_panel.toggles["bad_pixels"].setChecked(True)
+    assert marks.isVisible()
+    xs, ys = marks.getData()
+    assert np.isfinite(xs).sum() == 5 * len(pixels)  # one closed box per pixel
+    x, y = pixels[0]
+    assert window.frame_view.image.image[y, x] == window.session.frame(0)[y, x]  # the view is not repaired
+    assert f"{len(pixels)} bad pixels repaired" in str(window.session.normalization)

@@ -163,7 +163,9 @@ class FrameView(QtWidgets.QWidget):
         self.boxes = pg.PlotCurveItem(connect="finite")
         self.truth_boxes = pg.PlotCurveItem(connect="finite")
         self.selection = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255), width=2, style=QtCore.Qt.DashLine))
-        for z, item in enumerate((self.truth_boxes, self.boxes, self.selection), start=10):
+        self.bad_pixel_marks = pg.PlotCurveItem(connect="finite")  # the sequence's repaired pixels, boxed
+        self.bad_pixels: tuple[tuple[int, int], ...] = ()
+        for z, item in enumerate((self.bad_pixel_marks, self.truth_boxes, self.boxes, self.selection), start=10):
             item.setZValue(z)
             self.view.addItem(item)
         self.box_labels: list[pg.TextItem] = []
@@ -218,6 +220,11 @@ class FrameView(QtWidgets.QWidget):
 
     def lookup_table(self) -> np.ndarray:
         return self.histogram.gradient.getLookupTable(256, alpha=False)
+
+    def set_bad_pixels(self, pixels: tuple[tuple[int, int], ...]) -> None:
+        """The pixels the detectors see repaired (the normalisation's); the frame shows them raw."""
+        self.bad_pixels = tuple(pixels)
+        self._draw_layers()
 
     def set_overlays(self, overlays: dict[str, Overlay]) -> None:
         self.overlays = dict(overlays)
@@ -294,6 +301,8 @@ class FrameView(QtWidgets.QWidget):
                 self.layer_items[key].hide()
         self._draw_boxes(self.boxes, overlays["boxes"], [(t.x0, t.y0, t.x1, t.y1) for t in layers.targets])
         self._draw_boxes(self.truth_boxes, overlays["truth"], layers.truth_boxes)
+        shown = self.bad_pixels if self.frame is not None else ()
+        self._draw_boxes(self.bad_pixel_marks, overlays["bad_pixels"], [(x, y, x, y) for x, y in shown])
         self._draw_box_labels()
 
     def _draw_sparse(self, key: str, values: np.ndarray, present: np.ndarray, levels, lut, overlay: Overlay) -> None:

@@ -23,6 +23,7 @@ DEFAULT_OVERLAYS: dict[str, Overlay] = {
     "probability": Overlay("Probability heatmap", False, (255, 170, 0), 0.6),
     "boxes": Overlay("Detection boxes", True, (255, 230, 0), 1.0),
     "truth": Overlay("Ground truth", True, (0, 255, 255), 0.9, contour=True),
+    "bad_pixels": Overlay("Bad pixels (repaired)", False, (255, 0, 255), 1.0),
 }
 
 
