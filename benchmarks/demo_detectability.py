@@ -16,7 +16,6 @@ IRSAM runs with the app's defaults (refined, no augmentation). Same metric code 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -37,9 +36,8 @@ def sequence_frames(config: SyntheticConfig, seeds: list[int], step: int, repair
     images, masks = [], []
     for seed in seeds:
         frames = [f for f in iter_frames(config, seed) if f.index % step == 0]
-        window = Normalization.for_raw_frames([f.frame for f in frames])
-        if not repair:
-            window = dataclasses.replace(window, bad_pixels=())
+        raw = [f.frame for f in frames]
+        window = Normalization.for_raw_frames(raw) if repair else Normalization.from_percentiles(raw)
         images += [window.apply(f.frame) for f in frames]
         masks += [f.mask for f in frames]
     return images, masks

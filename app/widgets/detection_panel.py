@@ -188,11 +188,10 @@ class DetectionPanel(QtWidgets.QWidget):
     def set_running(self, running: bool) -> None:
         self._running = running
         for b in (self.run_frame, self.run_range, self.run_all, self.detector_combo, self.device_combo,
-                  self.tta_combo, self.refine_outline, self.keep_probabilities):
+                  self.keep_probabilities):
             b.setEnabled(not running)
+        self._enable_irsam_options()
         self.cancel.setEnabled(running)
-        if not running:
-            self._enable_irsam_options()
         if running:
             self.progress.setValue(0)
             self.rate.setText("starting...")
