@@ -10,10 +10,11 @@
 #        scratch512h from scratch at 512 crops, lr 1e-3
 #      (RUNS="cont512 scratch512s1 ..." picks others: cont512 restarts the shipped weights' schedule at
 #      lr 2e-4, scratch512sN is scratch512 with seed N, scratch512esN the same keeping a moving average
-#      of the weights (--ema-decay 0.995); at most 3 runs, as 8 files come back)
-#   5. each run's best checkpoint in float16 under $OUT, then, in the time left, the validation split
-#      (none and flips, refined) as benchmarks/eval_sirst.py prints it; the test split is scored later,
-#      on the run chosen by validation
+#      of the weights (--ema-decay 0.995), scratch512dN the same with all 8 orientations of the crops
+#      (--orientations dihedral); VAL_EVERY=2 validates every other epoch)
+#   5. the best checkpoints in float16 under $OUT: the 3 runs with the highest validation IoU, as 8 files
+#      come back; then, in the time left, their validation split (none and flips, refined) as
+#      benchmarks/eval_sirst.py prints it; the test split is scored later, on the run chosen by validation
 # Runs are written to $WORK; $OUT gets logs.tgz (rewritten after every step) and each best checkpoint in
 # float16, split into 15 MB parts (cat them back together).
 #
@@ -53,7 +54,7 @@ train() {  # name epochs extra-args...
   local name=$1 epochs=$2; shift 2
   $PY -m app.cli train --data "$DATA" --split-train "$SPLITS/train.txt" --split-val "$SPLITS/val.txt" \
     --config "$CONFIG" --batch-size 8 --crop "$CROP" --device "$DEVICE" --precision bf16 --workers "$WORKERS" \
-    --epochs "$epochs" --out "$WORK/$name" "$@"
+    --epochs "$epochs" --val-every "${VAL_EVERY:-1}" --out "$WORK/$name" "$@"
 }
 read -r -a RUNS <<< "${RUNS:-ft512 scratch512 scratch512h}"
 run_args() {
@@ -63,6 +64,7 @@ run_args() {
     scratch512) echo --lr 5e-4 ;;
     scratch512s*) echo --lr 5e-4 --seed "${1#scratch512s}" ;;  # scratch512s1, s2, ...: other seeds
     scratch512es*) echo --lr 5e-4 --ema-decay 0.995 --seed "${1#scratch512es}" ;;  # weight average kept (seed N)
+    scratch512d*) echo --lr 5e-4 --orientations dihedral --seed "${1#scratch512d}" ;;  # all 8 orientations (seed N)
     scratch512h) echo --lr 1e-3 ;;
     *) echo "unknown run $1" >&2; return 1 ;;
   esac
@@ -130,8 +132,18 @@ for name in "${RUNS[@]}"; do
 done
 pack
 
-stamp "5. best checkpoints in float16"
-for name in "${RUNS[@]}"; do
+# the runs whose best validation IoU is highest, at most 3 (two 15 MB parts each, and logs.tgz)
+read -r -a BACK <<< "$($PY -c "
+import json, sys
+best = {}
+for name in sys.argv[1:]:
+    try:
+        best[name] = max(json.loads(l).get('val_iou', -1) for l in open('$WORK/' + name + '/metrics.jsonl'))
+    except (OSError, ValueError):
+        pass
+print(' '.join(sorted(best, key=best.get, reverse=True)[:3]))" "${RUNS[@]}")"
+stamp "5. best checkpoints in float16: ${BACK[*]}"
+for name in "${BACK[@]}"; do
   [ -f "$WORK/$name/best.pt" ] || continue
   $PY -c "
 from model.checkpoint import load_checkpoint, save_checkpoint; import torch
@@ -139,7 +151,7 @@ m, c, meta = load_checkpoint('$WORK/$name/best.pt'); save_checkpoint('$WORK/${na
   split -b 15000000 -d "$WORK/${name}_best16.pt" "$OUT/${name}_best16.pt.part"
 done
 pack
-for name in "${RUNS[@]}"; do
+for name in "${BACK[@]}"; do
   LEFT=$(( DEADLINE_S - $(elapsed) - 5 ))
   [ -f "$WORK/${name}_best16.pt" ] && [ "$LEFT" -gt 20 ] || continue
   timeout "$LEFT" $PY benchmarks/eval_sirst.py --weights "$WORK/${name}_best16.pt" --data "$DATA" --split val --methods \

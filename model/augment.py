@@ -1,4 +1,5 @@
-"""Training samples: flips, large-scale jitter and crops that favour targets, on 8-bit gray frames.
+"""Training samples: flips (or all 8 square orientations), large-scale jitter and crops that favour
+targets, on 8-bit gray frames.
 
 Small targets are 1-7 px: masks are resized as area fractions and re-thresholded at 0.5 so a
 target shrunk by the jitter keeps its pixel where it covers half of it, and crops are drawn around
@@ -14,11 +15,14 @@ import torch
 from torch.utils.data import Dataset
 
 
+ORIENTATIONS = ("hflip", "dihedral")
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     crop: int = 512
     scale_range: tuple[float, float] = (0.8, 1.5)  # large-scale jitter, as the paper
-    hflip: bool = True
+    orientations: str = "hflip"  # ORIENTATIONS: "hflip" (the paper's) or "dihedral" (flips and 90-degree turns)
     target_crop_prob: float = 0.7  # else a uniformly random crop (often a negative: teaches no false alarms)
 
 
@@ -58,6 +62,8 @@ class SegmentationDataset(Dataset):
     def __init__(self, images: list[np.ndarray], masks: list[np.ndarray], config: AugmentConfig, seed: int = 0):
         if len(images) != len(masks):
             raise ValueError("images and masks differ in count")
+        if config.orientations not in ORIENTATIONS:
+            raise ValueError(f"orientations must be one of {', '.join(ORIENTATIONS)}, got {config.orientations!r}")
         self.images, self.masks, self.config, self.seed = images, masks, config, seed
         self.epoch = 0
 
@@ -73,8 +79,15 @@ class SegmentationDataset(Dataset):
         image, mask = self.images[index], self.masks[index]
         image, mask = rescale(image, mask, float(rng.uniform(*c.scale_range)))
         image, mask = crop_around(image, mask, c.crop, rng, c.target_crop_prob)
-        if c.hflip and rng.random() < 0.5:
+        if rng.random() < 0.5:
             image, mask = image[:, ::-1], mask[:, ::-1]
+        if c.orientations == "dihedral":
+            # with the horizontal flip above, a vertical flip and a transpose reach all 8 orientations
+            # of the square crop; drawn after it, so "hflip" samples stay what they were
+            if rng.random() < 0.5:
+                image, mask = image[::-1], mask[::-1]
+            if rng.random() < 0.5:
+                image, mask = image.T, mask.T
         x = torch.from_numpy(np.ascontiguousarray(image)).float()[None].expand(3, -1, -1).contiguous()
         y = torch.from_numpy(np.ascontiguousarray(mask)).float()[None]
         return x, y

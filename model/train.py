@@ -202,9 +202,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         init_report = init_from_pretrained(model, load_state_dict_file(cfg.init))
     model.to(ctx.device).train()
 
-    dataset = SegmentationDataset(
-        train_images, train_masks, AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob), seed=cfg.seed
-    )
+    augment = AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob, orientations=cfg.orientations)
+    dataset = SegmentationDataset(train_images, train_masks, augment, seed=cfg.seed)
     sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed) if ctx.enabled else None
     loader = DataLoader(
         dataset,

@@ -18,6 +18,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     crop: int = 512
     target_crop_prob: float = 0.7
+    orientations: str = "hflip"  # "hflip" (paper) or "dihedral": also vertical flips and 90-degree turns
     loss: str = "paper"
     precision: str = "auto"  # auto: fp16 AMP on CUDA, bf16 on CPUs with native bf16, else fp32
     device: str = "auto"

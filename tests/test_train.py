@@ -74,6 +74,41 @@ def test_dataset_items_are_deterministic_per_epoch_and_differ_across_epochs():
     assert not torch.equal(ds[0][0], x1)
 
 
+def orientation_of(crop: np.ndarray, image: np.ndarray) -> str | None:
+    """Which of the 8 dihedral transforms of `image` `crop` is (None: none of them)."""
+    for name, t in {"id": image, "h": image[:, ::-1], "v": image[::-1], "hv": image[::-1, ::-1], "t": image.T,
+                    "ht": image[:, ::-1].T, "vt": image[::-1].T, "hvt": image[::-1, ::-1].T}.items():
+        if np.array_equal(crop, t):
+            return name
+    return None
+
+
+@pytest.mark.parametrize("orientations, expected", [("hflip", {"id", "h"}),
+                                                     ("dihedral", {"id", "h", "v", "hv", "t", "ht", "vt", "hvt"})])
+def test_orientations_reach_exactly_their_transforms_and_move_the_mask_with_the_image(orientations, expected):
+    # a square frame as large as the crop and no jitter: each sample is the whole frame, turned
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (32, 32), dtype=np.uint8)
+    mask = np.zeros((32, 32), bool)
+    mask[3:6, 20:22] = True  # asymmetric, so a wrong turn of the mask shows
+    ds = SegmentationDataset([image], [mask], AugmentConfig(crop=32, scale_range=(1.0, 1.0),
+                                                             orientations=orientations), seed=0)
+    seen = set()
+    for epoch in range(60):
+        ds.set_epoch(epoch)
+        x, y = ds[0]
+        name = orientation_of(x[0].numpy().astype(np.uint8), image)
+        assert name is not None
+        assert orientation_of(y[0].numpy().astype(bool), mask) == name
+        seen.add(name)
+    assert seen == expected
+
+
+def test_unknown_orientations_are_refused():
+    with pytest.raises(ValueError, match="dihedral"):
+        SegmentationDataset([np.zeros((8, 8), np.uint8)], [np.zeros((8, 8), bool)], AugmentConfig(orientations="rot"))
+
+
 def test_training_writes_best_checkpoint_with_metadata_and_resumes(dataset, tmp_path):
     out = tmp_path / "run"
     summary = train(tiny_config(dataset, out, epochs=2))
@@ -220,10 +255,11 @@ def test_cli_recipe_options_reach_the_training_config(monkeypatch, tmp_path):
     monkeypatch.setattr(model.train, "train", lambda cfg: seen.setdefault("cfg", cfg) and {})
     assert main(["train", "--data", str(tmp_path), "--split-train", "a.txt", "--split-val", "b.txt",
                  "--out", str(tmp_path / "o"), "--preset", "cpu", "--lr", "5e-5", "--loss", "official",
-                 "--target-crop-prob", "0.5", "--crop", "192", "--ema-decay", "0.995", "--val-every", "2"]) == 0
+                 "--target-crop-prob", "0.5", "--crop", "192", "--ema-decay", "0.995", "--val-every", "2",
+                 "--orientations", "dihedral"]) == 0
     cfg = seen["cfg"]
     assert (cfg.lr, cfg.loss, cfg.target_crop_prob, cfg.crop, cfg.batch_size) == (5e-5, "official", 0.5, 192, 8)
-    assert (cfg.ema_decay, cfg.val_every) == (0.995, 2)
+    assert (cfg.ema_decay, cfg.val_every, cfg.orientations) == (0.995, 2, "dihedral")
 
 
 def test_sirst_gpu_preset_is_the_recipe_the_shipped_weights_record(monkeypatch, tmp_path):
