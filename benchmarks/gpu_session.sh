@@ -21,8 +21,9 @@
 #   DATA=device_data/nuaa-sirst CLIP=device_data/IR_DRONE_156 OUT=runs/gpu bash benchmarks/gpu_session.sh
 # EPOCH_COST=8.3,75 skips the probe (seconds per epoch, and seconds once per run for start-up, the first
 # validation's kernel choices and the threshold sweep; 8.3,75 is what three runs sharing an H200 took in
-# session 6; on an H100 in session 8 three runs took 8.6 s an epoch, 45 epochs in DEADLINE_S=560), which
-# leaves about 90 s more for training. SKIP_CHECKS=1 leaves out steps 1-3, SKIP_BENCH=1 step 3, SKIP_TRAIN=1 steps 4-5; DEVICE=cpu CONFIG=tiny CROP=128 PY=.venv/bin/python
+# session 6; on an H100 in session 8 three runs took 8.6 s an epoch, 45 epochs in DEADLINE_S=560; in
+# session 9 four runs with VAL_EVERY=2 took 9.2 s, 40 epochs with EPOCH_COST=9.5,80), which leaves
+# about 90 s more for training. SKIP_CHECKS=1 leaves out steps 1-3, SKIP_BENCH=1 step 3, SKIP_TRAIN=1 steps 4-5; DEVICE=cpu CONFIG=tiny CROP=128 PY=.venv/bin/python
 # rehearses the flow on a CPU. The device gets the checkout only: copy the data into a git-ignored
 # folder (device_data/) and carry it.
 set -uo pipefail
