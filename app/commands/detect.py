@@ -44,7 +44,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="test-time augmentation: passes averaged (flips: 2 or 4; scale: plus a 1.25x magnified "
-                        "pass, 2.6x the time; scale+flips: 10x); fewer false alarms, better IoU")
+                        "pass, 2.6x the time; scale+flips: 10x). With the shipped weights they do not help on "
+                        "NUAA-SIRST test (model card); try them on frames unlike the training data")
     p.add_argument("--refine", default="contrast", choices=REFINE_MODES,
                    help="IRSAM only: contrast (default) fits each detected target to its local contrast, the "
                         "outline annotators draw: pixels above a quarter of it stay, and a confident target "
