@@ -16,6 +16,7 @@ from app.widgets.detection_panel import DetectionPanel, describe_metadata
 from app.widgets.frame_view import PALETTES, FrameView
 from app.widgets.overlays import OverlayPanel
 from app.widgets.review_tools import ReviewTools
+from app.widgets.scrolling import scrolling
 from app.widgets.surface_view import SurfaceRegion, SurfaceView
 from app.widgets.target_list import TargetList
 from app.widgets.timeline import Timeline
@@ -25,6 +26,7 @@ from app.widgets.wpmd_panel import FeaturePanel
 MAX_RECENT = 10
 TARGET_ZOOM = 24  # half-size of the view when jumping to a target, pixels
 TRACK_RADIUS = 10.0  # a selected target is followed to the next frame when one lies this close
+REVIEW_DOCK_MIN_HEIGHT = 240  # px: the queue keeps a few rows when the right column is short
 # The panels follow a frame once it has stayed this long: longer than the gap between auto-repeated keys
 # (25-30 per second) and between frames played at 25 fps, so scrubbing and playing compute them only
 # for the frame they stop on.
@@ -55,7 +57,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.setWindowTitle("IRSAM Review")
         self.setAcceptDrops(True)
-        self.resize(1400, 900)
+        screen = QtGui.QGuiApplication.primaryScreen().availableGeometry()
+        self.resize(min(1400, screen.width()), min(900, screen.height()))  # within a laptop's screen
         self.frame_view = FrameView()
         self.timeline = Timeline()
         central = QtWidgets.QWidget()
@@ -71,9 +74,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.overlay_panel = OverlayPanel()
         self.feature_panel = FeaturePanel()
         self.surface_view = SurfaceView()
-        self.detection_dock = self._dock("Detection", self.detection_panel, QtCore.Qt.RightDockWidgetArea)
+        self.detection_dock = self._dock("Detection", self.detection_panel, QtCore.Qt.RightDockWidgetArea, scroll=True)
         self.targets_dock = self._dock("Targets", self.target_list, QtCore.Qt.RightDockWidgetArea)
-        self.overlays_dock = self._dock("Overlays", self.overlay_panel, QtCore.Qt.RightDockWidgetArea)
+        self.overlays_dock = self._dock("Overlays", self.overlay_panel, QtCore.Qt.RightDockWidgetArea, scroll=True)
         self.features_dock = self._dock("WPMD / GAD features", self.feature_panel, QtCore.Qt.BottomDockWidgetArea)
         self.surface_dock = self._dock("3D intensity", self.surface_view, QtCore.Qt.BottomDockWidgetArea)
         # floating by default: a GL widget inside the main window would make all of its repaints go
@@ -102,13 +105,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._connect()
         self._update_device_label()
         self.review_tools = ReviewTools(self)  # editing, review queue, propagation, shortcuts, export, fine-tune
+        self._right_docks_sized = False
 
     # --- construction ---------------------------------------------------------------------------
 
-    def _dock(self, title: str, widget: QtWidgets.QWidget, area) -> QtWidgets.QDockWidget:
+    def _dock(self, title: str, widget: QtWidgets.QWidget, area, scroll: bool = False) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
         dock.setObjectName(title)
-        dock.setWidget(widget)
+        dock.setWidget(scrolling(widget) if scroll else widget)
         self.addDockWidget(area, dock)
         return dock
 
@@ -601,6 +605,26 @@ class MainWindow(QtWidgets.QMainWindow):
         self.device_label.setText(f"device: {device}" + ("  (CPU fallback)" if notice else ""))
         self.device_label.setStyleSheet("color: #e0a030;" if notice else "")
         self.device_label.setToolTip(notice or "")
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._right_docks_sized:
+            self._right_docks_sized = True
+            QtCore.QTimer.singleShot(0, self._size_right_docks)
+
+    def _size_right_docks(self) -> None:
+        """Detection and overlay panels at their full height where the column allows; the review queue
+        (which scrolls anyway) takes the rest. Qt would otherwise shrink all three alike."""
+        review_dock = self.review_tools.review_dock
+        docks = [self.detection_dock, review_dock, self.overlays_dock]
+        if any(d.isFloating() or not d.isVisible() for d in (self.detection_dock, self.overlays_dock)):
+            return
+        column = sum(d.height() for d in docks)
+        full = [d.height() - d.widget().height() + d.widget().widget().sizeHint().height()
+                for d in (self.detection_dock, self.overlays_dock)]
+        review = max(column - sum(full), min(REVIEW_DOCK_MIN_HEIGHT, column // 3))
+        scale = min(1.0, (column - review) / sum(full))
+        self.resizeDocks(docks, [int(full[0] * scale), review, int(full[1] * scale)], QtCore.Qt.Vertical)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.panels_timer.stop()

@@ -94,6 +94,34 @@ def test_queue_filters_and_sorts_and_seeks(review, qtbot):
     qtbot.waitUntil(lambda: [r.row() for r in panel.table.selectionModel().selectedRows()] == [3], timeout=2000)
 
 
+def test_queue_keeps_the_current_frame_wholly_in_view(review, qtbot):
+    panel = review.review_tools.review_panel
+    table, viewport = panel.table, panel.table.viewport()
+    # a short queue, five and a half rows high: its last row is cut off at the bottom edge
+    row_height = table.rowHeight(0)
+    table.setFixedHeight(table.height() - viewport.height() + 5 * row_height + row_height // 2)
+    qtbot.waitUntil(lambda: viewport.height() == 5 * row_height + row_height // 2, timeout=2000)
+
+    def wholly_visible(frame: int) -> bool:
+        return viewport.rect().contains(table.visualRect(panel.model.index(panel.model.row_of(frame), 0)))
+
+    for frame in (0, 1, 30, 31, 59, 58, 12):
+        review.timeline.go_to(frame)
+        qtbot.waitUntil(lambda: [r.row() for r in table.selectionModel().selectedRows()] == [frame], timeout=2000)
+        assert wholly_visible(frame), frame
+    # the row cut off at the bottom edge is brought into view, with rows after it
+    bottom = table.rowAt(viewport.height() - 1)
+    assert not wholly_visible(bottom)
+    review.timeline.go_to(bottom)
+    qtbot.waitUntil(lambda: wholly_visible(bottom), timeout=2000)
+    assert table.rowAt(viewport.height() - 1) > bottom
+    # a row already wholly in view does not scroll the table
+    top = table.rowAt(0)
+    review.timeline.go_to(top + 1)
+    qtbot.waitUntil(lambda: [r.row() for r in table.selectionModel().selectedRows()] == [top + 1], timeout=2000)
+    assert table.rowAt(0) == top
+
+
 def _first_target_pixel(window, index: int) -> tuple[int, int]:
     prediction = window.session.project.prediction_mask(window.session.stem(index))
     ys, xs = np.nonzero(prediction)

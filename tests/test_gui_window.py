@@ -552,3 +552,40 @@ def test_bad_pixels_marked_on_request_and_shown_raw(window, fresh_sequence, qtbo
     x, y = pixels[0]
     assert window.frame_view.image.image[y, x] == window.session.frame(0)[y, x]  # the view is not repaired
     assert f"{len(pixels)} bad pixels repaired" in str(window.session.normalization)
+
+
+def _right_column(window):
+    return [window.detection_dock, window.review_tools.review_dock, window.overlays_dock]
+
+
+@pytest.mark.parametrize("size", [(1366, 700), (1440, 1052)])
+def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_sequence, qtbot, size):
+    from PySide6 import QtWidgets
+
+    from app.main_window import REVIEW_DOCK_MIN_HEIGHT
+
+    # the docks once asked for 1105 px, so the window grew past a 768 px screen (1080 px less a taskbar too)
+    # and Qt squeezed the review queue below its minimum, its last rows hidden under the next panel
+    assert window.minimumSizeHint().height() <= 600 and window.minimumSizeHint().width() <= 1024
+    window.resize(*size)
+    _open(window, qtbot, fresh_sequence)
+    window._size_right_docks()  # as on the first show, for this size
+    qtbot.waitUntil(lambda: window.height() == size[1], timeout=2000)
+    qtbot.wait(50)
+    for dock in _right_column(window):
+        area = dock.widget()
+        assert isinstance(area, QtWidgets.QScrollArea), dock.windowTitle()
+        panel = area.widget()
+        # a panel keeps at least its minimum size and scrolls inside its dock instead of being squeezed
+        assert panel.height() >= panel.minimumSizeHint().height(), dock.windowTitle()
+        assert panel.width() >= panel.minimumSizeHint().width(), dock.windowTitle()
+        assert not area.horizontalScrollBar().isVisible()
+        assert area.verticalScrollBar().isVisible() == (panel.height() > area.viewport().height())
+    # the review queue keeps room for its rows (a third of a short column); on a tall screen the
+    # overlays show whole
+    column = sum(dock.height() for dock in _right_column(window))
+    # (less the Targets / Review tab bar)
+    assert window.review_tools.review_dock.height() >= min(REVIEW_DOCK_MIN_HEIGHT, column // 3) - 30
+    if size[1] > 1000:
+        assert window.review_tools.review_dock.height() >= REVIEW_DOCK_MIN_HEIGHT
+        assert not window.overlays_dock.widget().verticalScrollBar().isVisible()
