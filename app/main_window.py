@@ -542,6 +542,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if metadata:
             text += "\n" + describe_metadata(metadata)
         self.detection_panel.show_info(text)
+        QtCore.QTimer.singleShot(0, self._fit_detection_dock)  # the checkpoint's description adds lines
         if notice:
             self.detection_panel.show_error(f"{text}\n{notice}")
             self.statusBar().showMessage(notice, 15000)
@@ -625,6 +626,11 @@ class MainWindow(QtWidgets.QMainWindow):
         review = max(column - sum(full), min(REVIEW_DOCK_MIN_HEIGHT, column // 3))
         scale = min(1.0, (column - review) / sum(full))
         self.resizeDocks(docks, [int(full[0] * scale), review, int(full[1] * scale)], QtCore.Qt.Vertical)
+
+    def _fit_detection_dock(self) -> None:
+        area = self.detection_dock.widget()
+        if area.widget().sizeHint().height() > area.viewport().height():
+            self._size_right_docks()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.panels_timer.stop()

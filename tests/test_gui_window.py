@@ -589,3 +589,12 @@ def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_seque
     if size[1] > 1000:
         assert window.review_tools.review_dock.height() >= REVIEW_DOCK_MIN_HEIGHT
         assert not window.overlays_dock.widget().verticalScrollBar().isVisible()
+        # the shipped weights' description adds four lines to the detection panel: its dock grows to show them
+        detection = window.detection_dock.widget()
+        assert not detection.verticalScrollBar().isVisible()
+        _choose(window, "irsam")
+        window.run_detection("frame")
+        qtbot.waitUntil(lambda: window.detector is not None and "validation" in window.detection_panel.info.text(),
+                        timeout=30000)
+        qtbot.waitUntil(lambda: not detection.verticalScrollBar().isVisible(), timeout=2000)
+        assert detection.widget().height() >= detection.widget().sizeHint().height()
