@@ -558,7 +558,7 @@ def _right_column(window):
     return [window.detection_dock, window.review_tools.review_dock, window.overlays_dock]
 
 
-@pytest.mark.parametrize("size", [(1366, 700), (1440, 1052)])
+@pytest.mark.parametrize("size", [(1366, 700), (1500, 950), (1440, 1052)])
 def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_sequence, qtbot, size):
     from PySide6 import QtWidgets
 
@@ -586,6 +586,16 @@ def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_seque
     column = sum(dock.height() for dock in _right_column(window))
     # (less the Targets / Review tab bar)
     assert window.review_tools.review_dock.height() >= min(REVIEW_DOCK_MIN_HEIGHT, column // 3) - 30
+    if size[1] >= 900:
+        # the current frame's row shows in the queue, not only inside the table's own viewport
+        area, table = window.review_tools.review_dock.widget(), window.review_tools.review_panel.table
+        for frame in (0, 20, len(window.session) - 1):
+            window.timeline.go_to(frame)
+            qtbot.waitUntil(lambda: [r.row() for r in table.selectionModel().selectedRows()]
+                            == [window.review_tools.review_panel.model.row_of(frame)], timeout=2000)
+            rect = table.visualRect(table.model().index(table.selectionModel().selectedRows()[0].row(), 0))
+            top_left = table.viewport().mapTo(area.viewport(), rect.topLeft())
+            assert area.viewport().rect().contains(QtCore.QRect(top_left, rect.size())), frame
     if size[1] > 1000:
         assert window.review_tools.review_dock.height() >= REVIEW_DOCK_MIN_HEIGHT
         assert not window.overlays_dock.widget().verticalScrollBar().isVisible()

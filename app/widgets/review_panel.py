@@ -164,7 +164,9 @@ class ReviewPanel(QtWidgets.QWidget):
         digits = self.table.fontMetrics().horizontalAdvance("0")
         for column, chars in ((0, 5), (2, 11), (3, 4), (4, 5), (5, 6)):
             header.resizeSection(column, chars * digits + 16)
-        self.table.setMinimumHeight(160)
+        # header and four rows: a short dock keeps the current frame's row in sight (the table lies
+        # below the buttons and filters; a taller minimum pushed it out of a docked panel's view)
+        self.table.setMinimumHeight(header.sizeHint().height() + 4 * 20 + 2 * self.table.frameWidth())
         self.table.setFocusPolicy(QtCore.Qt.ClickFocus)  # keys belong to the window's shortcuts
         self.table.clicked.connect(lambda index: self.frameChosen.emit(self.model.rows[index.row()].index))
 
