@@ -142,3 +142,21 @@ def test_missing_source_and_missing_weights(tmp_path, capsys):
     assert main(["detect", str(tmp_path / "nothing"), "--out", str(tmp_path / "p"), "--method", "tophat"]) == 2
     assert main(["detect", str(tmp_path), "--out", str(tmp_path / "p"), "--weights", str(tmp_path / "none.pt")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_size_gate_drops_targets_outside_the_range_and_is_recorded(tmp_path, capsys):
+    # bright targets over 10 frames (enough for the bad-pixel search), the shipped weights
+    config = SyntheticConfig(n_frames=10, height=96, width=128, n_targets=(3, 3), empty_fraction=0.0,
+                             scr=(15.0, 30.0), sigma=(0.9, 2.1))
+    sequence = write_sequence(generate_sequence(config, seed=3), tmp_path / "seq")
+    plain, gated_out = tmp_path / "plain", tmp_path / "gated"
+    assert main(["detect", str(sequence), "--out", str(plain), "--quiet"]) == 0
+    areas = sorted(int(r["area"]) for r in read_detections(plain))
+    assert areas[0] < 9 and areas[-1] > 15  # targets on both sides of the gate
+    assert ReviewProject.open(plain).detector["size_gate"] is None
+    assert main(["detect", str(sequence), "--out", str(gated_out), "--quiet", "--min-area", "9", "--max-area", "15"]) == 0
+    assert "targets of 9-15 px kept" in capsys.readouterr().out
+    assert sorted(int(r["area"]) for r in read_detections(gated_out)) == [a for a in areas if 9 <= a <= 15]
+    assert ReviewProject.open(gated_out).detector["size_gate"] == {"min_area": 9, "max_area": 15}
+    assert main(["detect", str(sequence), "--out", str(tmp_path / "bad"), "--max-area", "3", "--min-area", "5"]) == 2
+    assert "max_area (3 px) is below min_area (5 px)" in capsys.readouterr().err

@@ -168,3 +168,19 @@ def test_16bit_data_is_scored_through_the_window_the_app_would_use(tmp_path):
     reference = expected.result()
     assert (result["iou"], result["hits"], result["n_targets"]) == (reference["iou"], reference["hits"], reference["n_targets"])
     assert result["n_targets"] > 0 and np.isfinite(result["fa"])
+
+
+def test_size_gate_removes_the_cloud_top_of_the_real_clip_and_keeps_the_drone(tmp_path):
+    # the shipped weights' two false alarms a frame on IR_DRONE_156: a 245 px cloud top and a 53 px blob
+    from app.paths import DEFAULT_WEIGHTS
+
+    results = {}
+    for name, gate in (("open", []), ("gated", ["--max-area", "200"])):
+        out = tmp_path / f"{name}.json"
+        assert run_eval("--weights", str(DEFAULT_WEIGHTS), "--clip", str(CLIP), "--limit", "4", "--json", str(out),
+                        *gate) == 0
+        results[name] = json.loads(out.read_text())
+    assert results["open"]["pd"] == results["gated"]["pd"] == 1.0
+    assert results["open"]["false_alarms_per_frame"] == 2.0 and results["gated"]["false_alarms_per_frame"] == 1.0
+    assert results["gated"]["detector_options"]["size_gate"] == {"min_area": 1, "max_area": 200}
+    assert "size_gate" not in results["open"]["detector_options"]

@@ -17,6 +17,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from app.commands import add_size_gate_options, size_gate_of
 from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization, default_for
 from app.core.project import ProjectError, ReviewProject
@@ -50,6 +51,7 @@ def add_parser(sub) -> None:
                    help="IRSAM only: contrast (default) fits each detected target to its local contrast, the "
                         "outline annotators draw: pixels above a quarter of it stay, and a confident target "
                         "grows 1 px into neighbours above 0.4 of it; trim only trims; off keeps the network's mask")
+    add_size_gate_options(p)
     p.add_argument("--save-logits", action="store_true", help="also write float32 logits at frame resolution")
     p.add_argument("--writers", type=int, default=DEFAULT_WRITERS,
                    help="threads writing the output files (mask/edge PNGs, logits, targets) in parallel "
@@ -61,14 +63,17 @@ def add_parser(sub) -> None:
 
 def make_detector(
     method: str, weights: str | None, config: str | None, device: str, precision: str, batch_size: int,
-    tta: str = "none", refine: str = "contrast",
+    tta: str = "none", refine: str = "contrast", size_gate=None,
 ):
-    """The detector and the record of it stored in the project."""
+    """The detector and the record of it stored in the project (size_gate: a model.size_gate.TargetSizeGate)."""
     from model.evaluate import make_detector as make_named_detector
     from model.refine import refinement_record
+    from model.size_gate import gated
 
+    gate_record = size_gate.to_dict() if size_gate is not None and size_gate.active else None
     if method != "irsam":
-        return make_named_detector(method, None), {"name": method, "weights": None, "sha256": None, "config": None}
+        record = {"name": method, "weights": None, "sha256": None, "config": None, "size_gate": gate_record}
+        return gated(make_named_detector(method, None), size_gate), record
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if not path.exists():
         hint = "" if weights else " (the shipped default weights are missing: pass --weights FILE or --method tophat)"
@@ -85,8 +90,9 @@ def make_detector(
         "tta": tta,
         "refine": refine,
         "refinement": refinement_record(refine),
+        "size_gate": gate_record,
     }
-    return predictor, record
+    return gated(predictor, size_gate), record
 
 
 def sha256_of(path: Path) -> str:
@@ -109,7 +115,7 @@ def run(args) -> int:
     try:
         detector, record = make_detector(
             args.method, args.weights, args.config, args.device, args.precision, args.batch_size, args.tta,
-            args.refine,
+            args.refine, size_gate_of(args),
         )
     except Exception as exc:  # a bad checkpoint: one line, never a traceback
         print(f"error: {exc}", file=sys.stderr)
@@ -137,7 +143,8 @@ def run(args) -> int:
 
     n = len(source) if args.limit is None else min(len(source), args.limit)
     print(f"{source.kind} {source.path}: {n} frames {source.shape[1]}x{source.shape[0]} {source.dtype}; "
-          f"detector {record['name']} on {detector.device}; normalisation {normalization}")
+          f"detector {record['name']} on {detector.device}"
+          + (f", targets of {detector.gate} kept" if record["size_gate"] else "") + f"; normalisation {normalization}")
     stats = run_pipeline(source, n, normalization, detector, project, args.batch_size, args.save_logits, not args.quiet,
                          writers=args.writers)
     project.flush_detections()

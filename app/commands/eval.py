@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 
+from app.commands import add_size_gate_options, size_gate_of
 from app.core.atomic import atomic_write_json
 from app.core.frames import FrameReadError, read_gray
 from app.core.normalization import Normalization, default_for
@@ -15,6 +16,7 @@ from model.data import find_dataset, read_image_gray
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import available_methods, evaluate_clip, evaluate_dataset, make_detector, write_curve_plots
 from model.refine import refinement_record
+from model.size_gate import gated
 
 
 def add_parser(subparsers) -> None:
@@ -52,6 +54,7 @@ def add_parser(subparsers) -> None:
                    help="IRSAM only: contrast (default) fits each detected target to its local contrast, "
                         "trimming the dim halo and growing a confident target 1 px into its bright rim "
                         "(model/refine.py); trim only trims; off scores the network's own mask")
+    add_size_gate_options(p)
     p.set_defaults(run=run)
 
 
@@ -113,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         options = {"tta": args.tta, "refine": args.refine} if args.weights else {}
-        detector = make_detector(args.method, args.weights, args.device, **options)
+        gate = size_gate_of(args)
+        detector = gated(make_detector(args.method, args.weights, args.device, **options), gate)
         if args.clip:
             result = evaluate_clip(detector, args.clip, limit=args.limit)
             table = format_clip_table(result)
@@ -134,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(table)
     result["detector_options"] = {**options, "refinement": refinement_record(args.refine)} if args.weights else options
+    if gate.active:
+        result["detector_options"]["size_gate"] = gate.to_dict()
     if args.json_out:
         atomic_write_json(args.json_out, json.loads(json.dumps(result, default=float)))
     return 0
