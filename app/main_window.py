@@ -26,7 +26,7 @@ from app.widgets.wpmd_panel import FeaturePanel
 MAX_RECENT = 10
 TARGET_ZOOM = 24  # half-size of the view when jumping to a target, pixels
 TRACK_RADIUS = 10.0  # a selected target is followed to the next frame when one lies this close
-REVIEW_DOCK_MIN_HEIGHT = 240  # px: the queue keeps a few rows when the right column is short
+OVERLAYS_MIN_HEIGHT = 100  # px: the overlay toggles keep a few rows when the right column is short
 # The panels follow a frame once it has stayed this long: longer than the gap between auto-repeated keys
 # (25-30 per second) and between frames played at 25 fps, so scrubbing and playing compute them only
 # for the frame they stop on.
@@ -465,9 +465,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _choice_changed(self, choice: DetectorChoice) -> None:
         if choice != self.detector_choice:
-            self.detector, self.detector_choice = None, None
-            self._update_device_label()
-        if choice.method == "irsam" and choice.weights and not self.detection_runner.busy:
+            if self.detector is not None and choice.same_detector(self.detector_choice):
+                self.detector, self.detector_choice = choice.regate(self.detector), choice  # no reload
+                self._describe_detector()
+            else:
+                self.detector, self.detector_choice = None, None
+                self._update_device_label()
+        if choice.method == "irsam" and choice.weights and self.detector is None and not self.detection_runner.busy:
             # load now, so the checkpoint's metadata (or why it is unusable) shows at once
             self._start_worker(self.detection_runner, [], choice, features=False)
 
@@ -537,16 +541,21 @@ class MainWindow(QtWidgets.QMainWindow):
         if worker is None:
             return
         self.detector, self.detector_choice = detector, worker.choice
-        metadata = getattr(detector, "metadata", None)
-        text = f"{worker.choice.label} on {detector.device}"
-        if metadata:
-            text += "\n" + describe_metadata(metadata)
-        self.detection_panel.show_info(text)
+        text = self._describe_detector()
         QtCore.QTimer.singleShot(0, self._fit_detection_dock)  # the checkpoint's description adds lines
         if notice:
             self.detection_panel.show_error(f"{text}\n{notice}")
             self.statusBar().showMessage(notice, 15000)
         self._update_device_label(notice)
+
+    def _describe_detector(self) -> str:
+        """Show the loaded detector (its choice, device, checkpoint) in the panel; returns the text."""
+        metadata = getattr(self.detector, "metadata", None)
+        text = f"{self.detector_choice.label} on {self.detector.device}"
+        if metadata:
+            text += "\n" + describe_metadata(metadata)
+        self.detection_panel.show_info(text)
+        return text
 
     def _frame_done(self, index: int, _result) -> None:
         if not self._from_current_worker(self.detection_runner):
@@ -614,18 +623,26 @@ class MainWindow(QtWidgets.QMainWindow):
             QtCore.QTimer.singleShot(0, self._size_right_docks)
 
     def _size_right_docks(self) -> None:
-        """Detection and overlay panels at their full height where the column allows; the review queue
-        (which scrolls anyway) takes the rest. Qt would otherwise shrink all three alike."""
+        """Share the right column: the review queue what its buttons, filters and four rows need (up to
+        half the column; the propagation controls below them may need scrolling to), the detection panel its full height from the rest, the overlays what is left
+        (at least a few rows); each scrolls when short. Qt would otherwise shrink all three alike."""
         review_dock = self.review_tools.review_dock
         docks = [self.detection_dock, review_dock, self.overlays_dock]
         if any(d.isFloating() or not d.isVisible() for d in (self.detection_dock, self.overlays_dock)):
             return
         column = sum(d.height() for d in docks)
-        full = [d.height() - d.widget().height() + d.widget().widget().sizeHint().height()
-                for d in (self.detection_dock, self.overlays_dock)]
-        review = max(column - sum(full), min(REVIEW_DOCK_MIN_HEIGHT, column // 3))
-        scale = min(1.0, (column - review) / sum(full))
-        self.resizeDocks(docks, [int(full[0] * scale), review, int(full[1] * scale)], QtCore.Qt.Vertical)
+        detection_full, overlays_full = (d.height() - d.widget().height() + d.widget().widget().sizeHint().height()
+                                         for d in (self.detection_dock, self.overlays_dock))
+        # down to the queue table's fourth row (everything above it is fixed; propagation below may scroll)
+        table = self.review_tools.review_panel.table
+        queue_needed = table.mapTo(review_dock.widget().widget(), QtCore.QPoint(0, 0)).y() + table.minimumHeight()
+        tabs = max((bar.height() for bar in self.findChildren(QtWidgets.QTabBar)
+                    if review_dock.windowTitle() in (bar.tabText(i) for i in range(bar.count()))), default=0)
+        review_needed = review_dock.height() - review_dock.widget().height() + queue_needed + 4 + tabs
+        review = max(column - detection_full - overlays_full, min(review_needed, column // 2))
+        rest = column - review
+        detection = min(detection_full, rest - min(overlays_full, OVERLAYS_MIN_HEIGHT))
+        self.resizeDocks(docks, [detection, review, rest - detection], QtCore.Qt.Vertical)
 
     def _fit_detection_dock(self) -> None:
         area = self.detection_dock.widget()

@@ -562,8 +562,6 @@ def _right_column(window):
 def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_sequence, qtbot, size):
     from PySide6 import QtWidgets
 
-    from app.main_window import REVIEW_DOCK_MIN_HEIGHT
-
     # the docks once asked for 1105 px, so the window grew past a 768 px screen (1080 px less a taskbar too)
     # and Qt squeezed the review queue below its minimum, its last rows hidden under the next panel
     assert window.minimumSizeHint().height() <= 600 and window.minimumSizeHint().width() <= 1024
@@ -581,11 +579,12 @@ def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_seque
         assert panel.width() >= panel.minimumSizeHint().width(), dock.windowTitle()
         assert not area.horizontalScrollBar().isVisible()
         assert area.verticalScrollBar().isVisible() == (panel.height() > area.viewport().height())
-    # the review queue keeps room for its rows (a third of a short column); on a tall screen the
-    # overlays show whole
+    # the review queue keeps room for its buttons, filters and rows (up to half a short column, less the
+    # Targets / Review tab bar)
     column = sum(dock.height() for dock in _right_column(window))
-    # (less the Targets / Review tab bar)
-    assert window.review_tools.review_dock.height() >= min(REVIEW_DOCK_MIN_HEIGHT, column // 3) - 30
+    queue = window.review_tools.review_dock.widget()
+    assert queue.viewport().height() >= min(window.review_tools.review_panel.minimumSizeHint().height(),
+                                            column // 2 - 60)
     if size[1] >= 900:
         # the current frame's row shows in the queue, not only inside the table's own viewport
         area, table = window.review_tools.review_dock.widget(), window.review_tools.review_panel.table
@@ -597,7 +596,6 @@ def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_seque
             top_left = table.viewport().mapTo(area.viewport(), rect.topLeft())
             assert area.viewport().rect().contains(QtCore.QRect(top_left, rect.size())), frame
     if size[1] > 1000:
-        assert window.review_tools.review_dock.height() >= REVIEW_DOCK_MIN_HEIGHT
         assert not window.overlays_dock.widget().verticalScrollBar().isVisible()
         # the shipped weights' description adds four lines to the detection panel: its dock grows to show them
         detection = window.detection_dock.widget()
@@ -608,3 +606,37 @@ def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_seque
                         timeout=30000)
         qtbot.waitUntil(lambda: not detection.verticalScrollBar().isVisible(), timeout=2000)
         assert detection.widget().height() >= detection.widget().sizeHint().height()
+
+
+def test_target_area_gate_reaches_runs_without_reloading_the_checkpoint(window, fresh_sequence, tiny_checkpoint,
+                                                                          qtbot):
+    from model.size_gate import SizeGatedDetector
+
+    _open(window, qtbot, fresh_sequence)
+    panel = window.detection_panel
+    panel.add_checkpoint(tiny_checkpoint)
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=30000)
+    loaded = window.detector
+    window.run_detection("frame")
+    qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
+    stem = window.session.stem(window.index)
+    areas = [t.area for t in window.session.project.detections(stem)]
+    assert max(areas) > 3  # the random tiny network marks large blobs
+
+    panel.max_area.setValue(3)
+    assert panel.choice().max_area == 3 and panel.choice().min_area == 1
+    assert isinstance(window.detector, SizeGatedDetector) and window.detector.inner is loaded  # no reload
+    assert "targets 1-3 px" in panel.info.text()
+    qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
+    window.run_detection("frame")
+    qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
+    gated_areas = [t.area for t in window.session.project.detections(stem)]
+    assert gated_areas and sorted(gated_areas) == sorted(a for a in areas if a <= 3)
+
+    panel.max_area.setValue(0)  # "no limit"
+    assert panel.max_area.text() == "no limit" and panel.choice().max_area is None
+    assert window.detector is loaded
+    # a classical method takes the gate too
+    panel.min_area.setValue(2)
+    _choose(window, "mpcm")
+    assert panel.choice().min_area == 2 and "targets >= 2 px" in panel.choice().label

@@ -116,6 +116,19 @@ class DetectionPanel(QtWidgets.QWidget):
             "NUAA-SIRST test split it raised the shipped weights' IoU from 66.0 to 67.7 and nIoU from 68.8 to 72.7,\n"
             "with 102 of 109 targets found either way (docs/model_card.md); off shows the network's own mask.")
         self.refine_outline.toggled.connect(lambda _: self.choiceChanged.emit(self.choice()))
+        self.min_area = QtWidgets.QSpinBox()
+        self.min_area.setRange(1, 1_000_000)
+        self.max_area = QtWidgets.QSpinBox()
+        self.max_area.setRange(0, 1_000_000)
+        self.max_area.setSpecialValueText("no limit")  # 0
+        for box in (self.min_area, self.max_area):
+            box.setSuffix(" px")
+            box.setToolTip(
+                "Any detector: keep only detected targets (8-connected components) of this many pixels, the\n"
+                "size you expect yours to be; others are dropped (their probability stays in the heatmap).\n"
+                "On the real clip IR_DRONE_156, at most 200 px removes a cloud top, one of its two false alarms\n"
+                "a frame, and keeps every drone. NUAA-SIRST has targets up to 210 px (model/size_gate.py).")
+            box.valueChanged.connect(lambda _: self.choiceChanged.emit(self.choice()))
         self.keep_probabilities = QtWidgets.QCheckBox("Keep probabilities (heatmap)")
         self.keep_probabilities.setChecked(True)
         self.keep_probabilities.setToolTip(
@@ -130,6 +143,11 @@ class DetectionPanel(QtWidgets.QWidget):
         form.addRow("Device", self.device_combo)
         form.addRow("Test-time augm.", self.tta_combo)
         form.addRow("", self.refine_outline)
+        area_row = QtWidgets.QHBoxLayout()
+        area_row.addWidget(self.min_area)
+        area_row.addWidget(QtWidgets.QLabel("to"))
+        area_row.addWidget(self.max_area)
+        form.addRow("Target area", area_row)
         range_row = QtWidgets.QHBoxLayout()
         range_row.addWidget(self.range_from)
         range_row.addWidget(QtWidgets.QLabel("to"))
@@ -160,7 +178,9 @@ class DetectionPanel(QtWidgets.QWidget):
         irsam = picked.method == "irsam"
         tta = self.tta_combo.currentData() if irsam else "none"
         refine = "contrast" if self.refine_outline.isChecked() or not irsam else "off"
-        return DetectorChoice(picked.method, picked.weights, self.device_combo.currentText(), tta, refine)
+        low, high = self.min_area.value(), self.max_area.value()
+        return DetectorChoice(picked.method, picked.weights, self.device_combo.currentText(), tta, refine,
+                              low, max(high, low) if high else None)
 
     def add_checkpoint(self, path: str | Path) -> None:
         """Select an IRSAM checkpoint file (what the file dialog does); it is loaded when first used."""
@@ -188,7 +208,7 @@ class DetectionPanel(QtWidgets.QWidget):
     def set_running(self, running: bool) -> None:
         self._running = running
         for b in (self.run_frame, self.run_range, self.run_all, self.detector_combo, self.device_combo,
-                  self.keep_probabilities):
+                  self.keep_probabilities, self.min_area, self.max_area):
             b.setEnabled(not running)
         self._enable_irsam_options()
         self.cancel.setEnabled(running)

@@ -14,6 +14,7 @@ from app.core.normalization import Normalization
 from app.core.project import ReviewProject
 from model.detectors import Detector
 from model.evaluate import make_detector
+from model.size_gate import SizeGatedDetector, TargetSizeGate, gated
 
 FLUSH_EVERY_S = 5.0  # detections.csv is rewritten this often during a run, so a crash loses little
 
@@ -27,18 +28,34 @@ class DetectorChoice:
     device: str = "auto"  # "auto", "cuda" or "cpu"
     tta: str = "none"  # IRSAM test-time augmentation, one of model.detectors.TTA_MODES
     refine: str = "contrast"  # IRSAM mask refinement, one of model.detectors.REFINE_MODES
+    min_area: int = 1  # targets kept, in px (model.size_gate), for any method
+    max_area: int | None = None
+
+    @property
+    def size_gate(self) -> TargetSizeGate:
+        return TargetSizeGate(self.min_area, self.max_area)
+
+    def same_detector(self, other: DetectorChoice | None) -> bool:
+        """Whether `other` differs at most in its size gate (which is applied after the detector)."""
+        return other is not None and dataclasses.replace(self, min_area=1, max_area=None) == dataclasses.replace(
+            other, min_area=1, max_area=None)
+
+    def regate(self, detector: Detector) -> Detector:
+        """A detector built for a choice that differs at most in its gate, behind this choice's gate."""
+        return gated(detector.inner if isinstance(detector, SizeGatedDetector) else detector, self.size_gate)
 
     @property
     def label(self) -> str:
+        gate = [f"targets {self.size_gate}"] if self.size_gate.active else []
         if self.method != "irsam":
-            return self.method
+            return f"{self.method} ({gate[0]})" if gate else self.method
         extras = ([] if self.tta == "none" else [self.tta]) + ([] if self.refine == "contrast" else ["unrefined"])
-        return f"IRSAM ({', '.join([Path(self.weights).name, *extras])})"
+        return f"IRSAM ({', '.join([Path(self.weights).name, *extras, *gate])})"
 
     def build(self) -> tuple[Detector, str | None]:
         """(detector, notice): the notice says why it runs on the CPU when CUDA was asked for and failed."""
         if self.method != "irsam":
-            return make_detector(self.method, None, self.device), None
+            return gated(make_detector(self.method, None, self.device), self.size_gate), None
         try:
             detector = make_detector(None, self.weights, self.device, tta=self.tta, refine=self.refine)
         except Exception as exc:
@@ -46,9 +63,9 @@ class DetectorChoice:
                 raise
             # a CUDA failure while loading: the CPU may still work; a bad file fails again and is reported
             detector = make_detector(None, self.weights, "cpu", tta=self.tta, refine=self.refine)
-            return detector, f"CUDA failed ({exc}); running on the CPU."
+            return gated(detector, self.size_gate), f"CUDA failed ({exc}); running on the CPU."
         choice = getattr(detector, "device_choice", None)
-        return detector, getattr(choice, "fallback_reason", None)
+        return gated(detector, self.size_gate), getattr(choice, "fallback_reason", None)
 
 
 class DetectionWorker(QtCore.QObject):
