@@ -624,8 +624,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _size_right_docks(self) -> None:
         """Share the right column: the review queue what its buttons, filters and four rows need (up to
-        half the column; the propagation controls below them may need scrolling to), the detection panel its full height from the rest, the overlays what is left
-        (at least a few rows); each scrolls when short. Qt would otherwise shrink all three alike."""
+        half the column; the propagation controls below them may need scrolling to), the detection panel
+        its full height from the rest, the overlays what is left (at least a few rows); each scrolls
+        when short. Qt would otherwise shrink all three alike."""
         review_dock = self.review_tools.review_dock
         docks = [self.detection_dock, review_dock, self.overlays_dock]
         if any(d.isFloating() or not d.isVisible() for d in (self.detection_dock, self.overlays_dock)):
