@@ -16,7 +16,7 @@ from app.widgets.detection_panel import DetectionPanel, describe_metadata
 from app.widgets.frame_view import PALETTES, FrameView
 from app.widgets.overlays import OverlayPanel
 from app.widgets.review_tools import ReviewTools
-from app.widgets.scrolling import scrolling
+from app.widgets.scrolling import ScrollingPanel
 from app.widgets.surface_view import SurfaceRegion, SurfaceView
 from app.widgets.target_list import TargetList
 from app.widgets.timeline import Timeline
@@ -112,7 +112,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _dock(self, title: str, widget: QtWidgets.QWidget, area, scroll: bool = False) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
         dock.setObjectName(title)
-        dock.setWidget(scrolling(widget) if scroll else widget)
+        dock.setWidget(ScrollingPanel(widget) if scroll else widget)
         self.addDockWidget(area, dock)
         return dock
 

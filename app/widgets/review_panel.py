@@ -166,7 +166,8 @@ class ReviewPanel(QtWidgets.QWidget):
             header.resizeSection(column, chars * digits + 16)
         # header and four rows: a short dock keeps the current frame's row in sight (the table lies
         # below the buttons and filters; a taller minimum pushed it out of a docked panel's view)
-        self.table.setMinimumHeight(header.sizeHint().height() + 4 * 20 + 2 * self.table.frameWidth())
+        rows = 4 * self.table.verticalHeader().defaultSectionSize()
+        self.table.setMinimumHeight(header.sizeHint().height() + rows + 2 * self.table.frameWidth())
         self.table.setFocusPolicy(QtCore.Qt.ClickFocus)  # keys belong to the window's shortcuts
         self.table.clicked.connect(lambda index: self.frameChosen.emit(self.model.rows[index.row()].index))
 

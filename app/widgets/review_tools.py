@@ -18,7 +18,7 @@ from app.widgets.export_dialog import ExportDialog
 from app.widgets.finetune_dialog import FineTuneDialog
 from app.widgets.propagation_panel import Propagation, PropagationPanel, target_to_carry
 from app.widgets.review_panel import ReviewPanel
-from app.widgets.scrolling import scrolling
+from app.widgets.scrolling import ScrollingPanel
 from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
 
 MAX_DAMAGED_LISTED = 20
@@ -38,7 +38,7 @@ class ReviewTools(QtCore.QObject):
         self.propagation = Propagation(self)
         self.review_dock = QtWidgets.QDockWidget("Review", window)
         self.review_dock.setObjectName("Review")
-        self.review_dock.setWidget(scrolling(self._review_widget()))
+        self.review_dock.setWidget(ScrollingPanel(self._review_widget()))
         window.addDockWidget(QtCore.Qt.RightDockWidgetArea, self.review_dock)
         window.tabifyDockWidget(window.targets_dock, self.review_dock)
         self.review_dock.raise_()

@@ -46,7 +46,3 @@ class ScrollingPanel(QtWidgets.QScrollArea):
     def sizeHint(self) -> QtCore.QSize:
         hint = self.widget().sizeHint()
         return QtCore.QSize(hint.width() + self.verticalScrollBar().sizeHint().width(), hint.height())
-
-
-def scrolling(panel: QtWidgets.QWidget) -> ScrollingPanel:
-    return ScrollingPanel(panel)

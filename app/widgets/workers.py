@@ -54,8 +54,12 @@ class DetectorChoice:
 
     def build(self) -> tuple[Detector, str | None]:
         """(detector, notice): the notice says why it runs on the CPU when CUDA was asked for and failed."""
+        detector, notice = self._build_ungated()
+        return gated(detector, self.size_gate), notice
+
+    def _build_ungated(self) -> tuple[Detector, str | None]:
         if self.method != "irsam":
-            return gated(make_detector(self.method, None, self.device), self.size_gate), None
+            return make_detector(self.method, None, self.device), None
         try:
             detector = make_detector(None, self.weights, self.device, tta=self.tta, refine=self.refine)
         except Exception as exc:
@@ -63,9 +67,9 @@ class DetectorChoice:
                 raise
             # a CUDA failure while loading: the CPU may still work; a bad file fails again and is reported
             detector = make_detector(None, self.weights, "cpu", tta=self.tta, refine=self.refine)
-            return gated(detector, self.size_gate), f"CUDA failed ({exc}); running on the CPU."
+            return detector, f"CUDA failed ({exc}); running on the CPU."
         choice = getattr(detector, "device_choice", None)
-        return gated(detector, self.size_gate), getattr(choice, "fallback_reason", None)
+        return detector, getattr(choice, "fallback_reason", None)
 
 
 class DetectionWorker(QtCore.QObject):
