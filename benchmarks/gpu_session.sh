@@ -11,7 +11,8 @@
 #      (RUNS="cont512 scratch512s1 ..." picks others: cont512 restarts the shipped weights' schedule at
 #      lr 2e-4, scratch512sN is scratch512 with seed N, scratch512esN the same keeping a moving average
 #      of the weights (--ema-decay 0.995), scratch512dN the same with all 8 orientations of the crops
-#      (--orientations dihedral); VAL_EVERY=2 validates every other epoch)
+#      (--orientations dihedral); VAL_EVERY=2 validates every other epoch; BATCH=16 trains every run at
+#      batch 16 instead of 8, for one long run alone: RUNS=scratch512d0 BATCH=16 VAL_EVERY=5)
 #   5. the best checkpoints in float16 under $OUT: the 3 runs with the highest validation IoU, as 8 files
 #      come back; then, in the time left, their validation split (none and flips, refined) as
 #      benchmarks/eval_sirst.py prints it; the test split is scored later, on the run chosen by validation
@@ -19,13 +20,15 @@
 # float16, split into 15 MB parts (cat them back together).
 #
 #   DATA=device_data/nuaa-sirst CLIP=device_data/IR_DRONE_156 OUT=runs/gpu bash benchmarks/gpu_session.sh
-# EPOCH_COST=8.3,75 skips the probe (seconds per epoch, and seconds once per run for start-up, the first
-# validation's kernel choices and the threshold sweep; 8.3,75 is what three runs sharing an H200 took in
-# session 6; on an H100 in session 8 three runs took 8.6 s an epoch, 45 epochs in DEADLINE_S=560; in
-# session 9 four runs with VAL_EVERY=2 took 9.2 s, 40 epochs with EPOCH_COST=9.5,80), which leaves
-# about 90 s more for training. SKIP_CHECKS=1 leaves out steps 1-3, SKIP_BENCH=1 step 3, SKIP_TRAIN=1 steps 4-5; DEVICE=cpu CONFIG=tiny CROP=128 PY=.venv/bin/python
-# rehearses the flow on a CPU. The device gets the checkout only: copy the data into a git-ignored
-# folder (device_data/) and carry it.
+# EPOCH_COST=8.3,75 skips the probe, which leaves about 90 s more for training (seconds per epoch, and
+# seconds once per run for start-up, the first validation's kernel choices and the threshold sweep).
+# Measured: three runs sharing an H200, 8.3,75 (session 6); three sharing an H100, 8.6 s an epoch, 45
+# epochs in DEADLINE_S=560 (session 8); four with VAL_EVERY=2 on an H100, 9.2 s, 40 epochs with
+# EPOCH_COST=9.5,80 (session 9); one alone at BATCH=16 on an H100, 2.5-2.7 s an epoch without
+# validation (session 9), so EPOCH_COST=3.2,60 with VAL_EVERY=5 is a first guess for the long run.
+# SKIP_CHECKS=1 leaves out steps 1-3, SKIP_BENCH=1 step 3, SKIP_TRAIN=1 steps 4-5; DEVICE=cpu
+# CONFIG=tiny CROP=128 PY=.venv/bin/python rehearses the flow on a CPU. The device gets the checkout
+# only: copy the data into a git-ignored folder (device_data/) and carry it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -54,7 +57,7 @@ $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torc
 train() {  # name epochs extra-args...
   local name=$1 epochs=$2; shift 2
   $PY -m app.cli train --data "$DATA" --split-train "$SPLITS/train.txt" --split-val "$SPLITS/val.txt" \
-    --config "$CONFIG" --batch-size 8 --crop "$CROP" --device "$DEVICE" --precision bf16 --workers "$WORKERS" \
+    --config "$CONFIG" --batch-size "${BATCH:-8}" --crop "$CROP" --device "$DEVICE" --precision bf16 --workers "$WORKERS" \
     --epochs "$epochs" --val-every "${VAL_EVERY:-1}" --out "$WORK/$name" "$@"
 }
 read -r -a RUNS <<< "${RUNS:-ft512 scratch512 scratch512h}"
