@@ -599,6 +599,10 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.detection_panel.set_running(False)
                 if cancelled:
                     self.detection_panel.rate.setText("cancelled; results so far are kept")
+                if worker.kept_accepted:
+                    self.statusBar().showMessage(
+                        f"{worker.kept_accepted} accepted frame(s) keep the mask they were accepted with; "
+                        "the new proposal is in the prediction layer", 15000)
                 self.review_tools.refresh_queue()
             if self.features_dock.isVisible():
                 self.compute_features()  # refused while the run went on, or a new detector was loaded

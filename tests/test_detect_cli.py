@@ -99,6 +99,22 @@ def test_rerun_keeps_the_stored_normalisation_and_committed_masks(sequence, tmp_
     np.testing.assert_array_equal(again.committed_mask(project.stems[0]), label)
 
 
+def test_rerun_does_not_change_what_was_accepted(sequence, tmp_path, capsys):
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
+    project = ReviewProject.open(out)
+    first, second = project.stems[:2]
+    accepted = project.prediction_mask(first)
+    project.set_status(first, "accepted")
+    capsys.readouterr()
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet"]) == 0
+    assert "1 accepted frame(s) keep the mask they were accepted with" in capsys.readouterr().out
+    again = ReviewProject.open(out)
+    assert not np.array_equal(again.prediction_mask(first), accepted)  # the re-run did replace the proposal
+    np.testing.assert_array_equal(again.committed_mask(first), accepted)
+    assert again.committed_mask(second) is None
+
+
 def test_bad_frames_are_listed_and_skipped(sequence, tmp_path, capsys):
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -49,9 +49,10 @@ class OutOfOrderProject(ReviewProject):
     def save_prediction(self, stem, result, save_logits=False):
         if self.index(stem) % 3 == 0:
             time.sleep(0.02)
-        super().save_prediction(stem, result, save_logits)
+        kept_accepted = super().save_prediction(stem, result, save_logits)
         with self._finished_lock:
             self.finished.append(self.index(stem))
+        return kept_accepted
 
 
 def detect_into(sequence: Path, out: Path, writers: int, project_class=ReviewProject) -> ReviewProject:

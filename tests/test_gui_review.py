@@ -62,6 +62,24 @@ def test_status_keys_accept_and_next_and_strip(review, qtbot):
     assert review.index == 3
 
 
+def test_a_detection_rerun_keeps_the_accepted_mask(review, qtbot):
+    accepted = review.session.project.prediction_mask(review.session.stem(0))
+    _key(review, qtbot, QtCore.Qt.Key_Space)  # accepted as predicted
+    assert committed(review, 0) is None
+    combo = review.detection_panel.detector_combo
+    combo.setCurrentIndex(next(i for i in range(combo.count())
+                             if combo.itemData(i) is not None and combo.itemData(i).method == "mpcm"))
+    review.timeline.go_to(0)
+    review.run_detection("frame")
+    qtbot.waitUntil(lambda: not review.detection_runner.busy and review.detection_panel.run_all.isEnabled(),
+                    timeout=10000)
+    assert "1 accepted frame(s) keep the mask they were accepted with" in review.statusBar().currentMessage()
+    assert not np.array_equal(review.session.project.prediction_mask(review.session.stem(0)), accepted)
+    np.testing.assert_array_equal(committed(review, 0), accepted)
+    review.show_frame(0)
+    np.testing.assert_array_equal(review.layers.committed, accepted)  # the view is not left on a stale layer
+
+
 def test_queue_filters_and_sorts_and_seeks(review, qtbot):
     panel, session = review.review_tools.review_panel, review.session
     for index in range(10, 20):  # no detection on frames 10-19, weaker ones on 20-29

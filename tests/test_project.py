@@ -134,6 +134,28 @@ def test_prediction_and_committed_layers_are_independent(tmp_path):
     assert label.dtype == np.uint8 and label.ndim == 2 and set(np.unique(label)) == {0, 255}
 
 
+def test_a_rerun_keeps_what_the_analyst_accepted(tmp_path):
+    project = make_project(tmp_path / "p")
+    for stem in ("f000", "f001", "f002"):
+        project.save_prediction(stem, result_with_targets([(2, 2, 4, 4)]))
+    project.set_status("f000", ReviewStatus.ACCEPTED)  # accepted as predicted
+    project.set_status("f001", ReviewStatus.ACCEPTED)
+    human = square_mask(10, 10)
+    project.commit_mask("f001", human)  # accepted after an edit
+    rerun = result_with_targets([(15, 15, 20, 20)])
+    assert project.save_prediction("f000", rerun) is True
+    assert project.save_prediction("f001", rerun) is False
+    assert project.save_prediction("f002", rerun) is False  # unreviewed: follows the detector
+    assert project.save_prediction("f000", rerun) is False  # committed once, not again
+
+    opened = ReviewProject.open(tmp_path / "p")
+    np.testing.assert_array_equal(opened.committed_mask("f000"), square_mask(2, 2, size=2))
+    np.testing.assert_array_equal(opened.committed_mask("f001"), human)
+    assert opened.committed_mask("f002") is None
+    assert all(opened.prediction_mask(stem).sum() == 25 for stem in ("f000", "f001", "f002"))
+    assert opened.history("f000").can_undo is False  # nothing was edited
+
+
 def test_commit_mask_checks_the_frame(tmp_path):
     project = make_project(tmp_path / "p")
     with pytest.raises(ValueError):

@@ -152,6 +152,9 @@ def run(args) -> int:
     bad = source.bad_frames
     print(f"{stats['frames']} frames in {stats['seconds']:.1f} s ({stats['fps']:.2f} frames/s), "
           f"{stats['targets']} targets; project: {out}")
+    if stats["kept_accepted"]:
+        print(f"{stats['kept_accepted']} accepted frame(s) keep the mask they were accepted with "
+              "(committed to labels/; the new prediction is in masks/)")
     if bad:
         print(f"{len(bad)} unreadable frame(s) skipped:")
         for b in bad:
@@ -201,7 +204,7 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
     max_pending = max(4 * batch_size, 2 * writers)
     pending: deque[Future] = deque()
     progress = _progress_bar(n, show_progress)
-    done = 0
+    done = kept_accepted = 0
     t0 = time.perf_counter()
     try:
         finished = False
@@ -224,9 +227,9 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
             progress.update(len(batch))
             # waiting on the oldest write also surfaces write errors early
             while len(pending) > max_pending:
-                pending.popleft().result()
+                kept_accepted += pending.popleft().result()
         for f in pending:
-            f.result()
+            kept_accepted += f.result()
     finally:
         stop_reading.set()
         # after a failed write the queued ones are dropped, not finished
@@ -234,7 +237,8 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
         progress.close()
     seconds = time.perf_counter() - t0
     targets = sum(len(project.detections(stem)) for stem in source.stems[:n])
-    return {"frames": done, "seconds": seconds, "fps": done / seconds if seconds > 0 else 0.0, "targets": targets}
+    return {"frames": done, "seconds": seconds, "fps": done / seconds if seconds > 0 else 0.0, "targets": targets,
+            "kept_accepted": kept_accepted}
 
 
 def _progress_bar(total: int, enabled: bool):

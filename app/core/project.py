@@ -34,7 +34,7 @@ DETECTION_COLUMNS = ("frame", "stem", "target_id", "cx", "cy", "area", "x0", "y0
 
 class ReviewStatus(str, Enum):
     UNREVIEWED = "unreviewed"
-    ACCEPTED = "accepted"  # the proposal is right as it is (or the committed mask, if there is one)
+    ACCEPTED = "accepted"  # the proposal is right as it is (or the committed mask, if there is one; a re-run commits it)
     CORRECTED = "corrected"  # the committed mask is the truth
     REJECTED = "rejected"  # unusable frame: not exported
     NEGATIVE = "negative"  # confirmed: no target in this frame
@@ -187,16 +187,23 @@ class ReviewProject:
 
     # --- predictions (proposal layer) -----------------------------------------------------------
 
-    def save_prediction(self, stem: str, result: FrameResult, save_logits: bool = False) -> None:
+    def save_prediction(self, stem: str, result: FrameResult, save_logits: bool = False) -> bool:
         """Write the frame's predicted mask and edge map (and logits) and update its detections in memory.
 
         Files of an earlier prediction that this one does not replace (edge, logits) are removed, so the
         folder never mixes two runs. Call `flush_detections()` to write detections.csv.
+
+        An accepted frame without a committed mask was accepted as its prediction: that prediction is
+        committed before it is replaced, so a re-run never changes what the analyst accepted (nor its
+        export). Returns True when it did so.
         """
         self._check_stem(stem)
         logits = np.asarray(result.logits, dtype=np.float32)
         if logits.shape != self.frame_shape:
             raise ValueError(f"{stem}: logits shape {logits.shape} != frame shape {self.frame_shape}")
+        accepted = self.prediction_mask(stem) if self._accepted_as_predicted(stem) else None
+        if accepted is not None:
+            self.commit_mask(stem, accepted)
         mask = logits > 0
         self._write(lambda: atomic_write_png(self._path("masks", stem, ".png"), mask))
         edge_path = self._path("edges", stem, ".png")
@@ -212,6 +219,11 @@ class ReviewProject:
             self._remove(logits_path)
         with self._lock:
             self._detections[stem] = extract_targets(mask, logits)
+        return accepted is not None
+
+    def _accepted_as_predicted(self, stem: str) -> bool:
+        return (self.status(stem) is ReviewStatus.ACCEPTED and not self.has_committed_mask(stem)
+                and self.has_prediction(stem))
 
     def flush_detections(self) -> None:
         """Write detections.csv (atomically) with the detections of every predicted frame known so far."""

@@ -100,6 +100,7 @@ class DetectionWorker(QtCore.QObject):
         self.features = features
         self.save_logits = save_logits
         self.cancel_event = threading.Event()
+        self.kept_accepted = 0  # accepted frames whose replaced prediction was committed (ReviewProject.save_prediction)
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -135,7 +136,7 @@ class DetectionWorker(QtCore.QObject):
                 continue
             result = self._detect(image)
             if self.project is not None and not self.features:
-                self.project.save_prediction(self.source.stems[index], result, self.save_logits)
+                self.kept_accepted += self.project.save_prediction(self.source.stems[index], result, self.save_logits)
             self.frameDone.emit(index, result)
             now = time.perf_counter()
             self.progress.emit(done, total, done / max(now - start, 1e-9))
