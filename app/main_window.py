@@ -481,6 +481,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.detection_runner.busy:
             self.statusBar().showMessage("The detector is still loading or running; try again when it is done.", 5000)
             return
+        if self.review_tools.propagation.busy:
+            self.statusBar().showMessage("Propagation is running; run the detector when it is done.", 5000)
+            return
         n = len(self.session)
         if scope == "frame":
             indices = [self.index]
@@ -503,6 +506,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if self.detection_runner.busy:
             self.feature_panel.show_message("Detection is running; feature maps are computed when it is done.")
+            return
+        if self.review_tools.propagation.busy:
+            self.feature_panel.show_message("Propagation is running; feature maps are computed when it is done.")
             return
         if self.feature_runner.busy:
             # one inference at a time; the frame shown when it ends is computed next (scrubbing skips frames)

@@ -2,6 +2,7 @@
 while the worker runs."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -9,10 +10,13 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.core.project import ReviewStatus
 from app.editing import FrameEditor, Tool
 from app.widgets.timeline import STOP_MARKER
+from model.detectors import FrameResult
 from tests.gui_review_helpers import (
     click,
     committed,
     drag,
+    open_project,
+    predict_ground_truth,
 )
 
 pytestmark = pytest.mark.gui
@@ -138,3 +142,46 @@ def test_cancel_or_closing_the_session_reenables_editing(review, qtbot, monkeypa
     tools.stop()  # what the window does before opening another sequence or closing
     assert not tools.propagation.busy and palette.accept_all.isEnabled()
     assert tools.propagation_panel.forward.isEnabled()
+
+
+class GroundTruthReplay:
+    """A loaded detector that proposes the ground truth of frames 1, 2, ... in turn, counting its calls."""
+
+    name, device = "replay", "cpu"
+
+    def __init__(self, session):
+        self.session, self.calls = session, 0
+
+    def detect(self, images, features=False):
+        results = []
+        for _ in images:
+            self.calls += 1
+            truth = self.session.ground_truth.mask(self.session.stem(self.calls))
+            results.append(FrameResult(np.where(truth, 5.0, -5.0).astype(np.float32)))
+        return results
+
+
+def test_frames_not_yet_detected_are_proposed_by_the_loaded_detector(window, fresh_sequence, qtbot):
+    predict_ground_truth(fresh_sequence, frames=[0])  # only the start frame was detected
+    open_project(window, qtbot, fresh_sequence)
+    session, tools = window.session, window.review_tools
+    truth = [session.ground_truth.mask(session.stem(i)) for i in range(4)]
+    count, labels = cv2.connectedComponents(truth[0].astype(np.uint8), connectivity=8)
+    largest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    session.commit_mask(0, labels == largest)  # the one target to carry
+    window.show_frame(0)
+    window.detector = replay = GroundTruthReplay(session)
+    tools.propagation_panel.max_frames.setValue(3)
+    tools.propagation_panel.forward.click()
+    assert tools.propagation.busy
+    window.run_detection("frame")  # refused: propagation holds the detector
+    assert "Propagation is running" in window.statusBar().currentMessage()
+    _wait_done(window, qtbot)
+    assert window.timeline.strip.stop_marker == (3, "max_frames reached", False)
+    assert replay.calls == 3
+    for i in (1, 2, 3):  # each frame gets the same target, whole, from the detector's proposal
+        carried = committed(window, i)
+        count, labels = cv2.connectedComponents(truth[i].astype(np.uint8), connectivity=8)
+        hit = np.unique(labels[carried])
+        assert len(hit) == 1 and hit[0] > 0
+        np.testing.assert_array_equal(carried, labels == hit[0])

@@ -83,6 +83,20 @@ class MaskReplay:
         return [FrameResult(np.where(next(self.masks), 5.0, -5.0).astype(np.float32)) for _ in images]
 
 
+def test_stored_predictions_come_before_the_detector(tracked):
+    project, source, normalization, sequence = tracked
+    for i in range(6, 9):
+        project.save_prediction(project.stems[i], FrameResult(np.where(sequence.masks[i], 5.0, -5.0).astype(np.float32)))
+    project.commit_mask(project.stems[5], sequence.masks[5])
+    empty = np.zeros(project.frame_shape, bool)
+    detector = MaskReplay([sequence.masks[9], empty])  # asked for frames 9 and 10 only
+    result = propagate(project, source, normalization, project.stems[5], 1, detector=detector)
+    assert result.stems == project.stems[6:10]
+    assert result.stopped_at == project.stems[10] and result.reason == STOP_NO_TARGET
+    for stem, mask in result.frames:
+        assert np.array_equal(mask, sequence.masks[project.index(stem)])
+
+
 def test_propagation_asks_a_detector_when_one_is_given(tracked):
     project, source, normalization, sequence = tracked
     project.save_prediction(project.stems[9], FrameResult(np.full(project.frame_shape, -5.0, np.float32)))

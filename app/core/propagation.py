@@ -5,8 +5,10 @@ step, from the committed target of the frame behind the start, else no motion), 
 window (the previous mask's box, shifted by that motion, plus a margin) and accepts the candidate only if
 it still looks like the same target. The candidate comes from:
 
-- the detector's proposal (a `detector` passed in, else the frame's stored prediction): the component in
-  the window that overlaps the shifted previous mask most (nearest to the predicted centre when none do);
+- the detector's proposal (the frame's stored prediction, else that of a `detector` passed in: the app
+  passes the detector it has loaded, so frames not yet detected are re-detected by the model): the
+  component in the window that overlaps the shifted previous mask most (nearest to the predicted centre
+  when none do);
 - otherwise re-segmentation of the normalised frame: `grow_target` from the window's brightest spot
   (measured above its surroundings, see `_regrow`);
 - in "copy" mode, the previous mask itself, shifted by the predicted motion (no re-detection).
@@ -204,7 +206,9 @@ def _find_target(project, stem, image, detector, prior, expected, search_margin,
                  min_iou) -> tuple[np.ndarray | None, str]:
     """(the target's mask in this frame, "") or (None, why it was refused)."""
     window = _search_window(expected, search_margin)
-    proposal = detector.detect([image])[0].mask if detector is not None else project.prediction_mask(stem)
+    proposal = project.prediction_mask(stem)
+    if proposal is None and detector is not None:
+        proposal = detector.detect([image])[0].mask
     if proposal is not None:
         candidate = _best_component(proposal, window, expected)
     else:

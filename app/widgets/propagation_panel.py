@@ -127,12 +127,16 @@ class Propagation(QtCore.QObject):
     def busy(self) -> bool:
         return self.runner.busy
 
-    def start(self, session, index: int, target_mask: np.ndarray, direction: int, mode: str, max_frames: int) -> None:
+    def start(self, session, index: int, target_mask: np.ndarray, direction: int, mode: str, max_frames: int,
+              detector=None) -> None:
+        """`detector`: proposes targets on frames with no stored prediction (None: re-segmentation there);
+        nothing else may run it until propagation ends."""
         project, stem = session.project, session.stem(index)
         cancelled = threading.Event()
         source = CancellableSource(session.source, cancelled)
         worker = PropagationWorker(lambda: propagate(project, source, session.normalization, stem, direction,
-                                                     target_mask=target_mask, max_frames=max_frames, mode=mode),
+                                                     target_mask=target_mask, detector=detector,
+                                                     max_frames=max_frames, mode=mode),
                                    cancelled)
         worker.finished.connect(self._done)
         self.runner.start(worker)

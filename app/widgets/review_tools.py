@@ -226,8 +226,11 @@ class ReviewTools(QtCore.QObject):
         self.review_panel.model.set_marked({})
         window.timeline.strip.set_stop_marker(None)
         self._block_edits(PROPAGATION_BLOCKS)
+        # the loaded detector proposes on frames not yet detected; it is free: the window runs nothing
+        # on it while propagation goes on
+        idle = not (window.detection_runner.busy or window.feature_runner.busy)
         self.propagation.start(session, window.index, target, direction, self.propagation_panel.mode.currentText(),
-                               self.propagation_panel.max_frames.value())
+                               self.propagation_panel.max_frames.value(), detector=window.detector if idle else None)
 
     def _block_edits(self, reason: str | None) -> None:
         """While a worker writes masks, edits and status changes would race it: refuse them, say why."""
@@ -243,6 +246,8 @@ class ReviewTools(QtCore.QObject):
     def _propagation_ended(self) -> None:
         self.propagation_panel.set_running(False)
         self._block_edits(None)
+        if self.window.features_dock.isVisible():
+            self.window.compute_features()  # refused while propagation held the detector
 
     def _propagated(self, result: PropagationResult | None, error) -> None:
         panel, session = self.propagation_panel, self.window.session
