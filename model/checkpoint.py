@@ -1,5 +1,6 @@
 """Checkpoint files: reading foreign state_dicts safely, strict loading with named reports,
-initialising from MobileSAM / official IRSAM weights, and our own format with config and metadata.
+initialising from MobileSAM / official IRSAM weights (shape mismatches refused), and our own format
+with config and metadata (its code version names the git commit when run from a checkout).
 
 Our format (`FORMAT`) is a dict
     {"format": "irsam-review/1", "config": IRSAMConfig.to_dict(), "model": state_dict, "metadata": {...}}
@@ -10,9 +11,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 from importlib import metadata as package_metadata
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -134,42 +137,75 @@ def load_into(model: nn.Module, state_dict: dict[str, Tensor]) -> LoadReport:
 @dataclass
 class InitReport:
     initialised: list[str] = field(default_factory=list)  # model tensors copied from the checkpoint
-    fresh: list[str] = field(default_factory=list)  # model tensors keeping their fresh initialisation
+    fresh: list[str] = field(default_factory=list)  # model tensors the checkpoint lacks: fresh initialisation
     ignored: list[str] = field(default_factory=list)  # checkpoint tensors the model has no place for
-    mismatched: list[str] = field(default_factory=list)  # same name, other shape: kept fresh
 
     def summary(self) -> str:
-        text = (f"{len(self.initialised)} tensors initialised, {len(self.fresh)} fresh, "
-                f"{len(self.ignored)} checkpoint tensors unused")
-        if self.mismatched:
-            text += f", {len(self.mismatched)} shape mismatches kept fresh: {_listing(self.mismatched)}"
+        text = f"{len(self.initialised)} tensors initialised"
+        if self.fresh:
+            text += f"; {len(self.fresh)} fresh: {_listing(self.fresh)}"
+        if self.ignored:
+            text += f"; {len(self.ignored)} checkpoint tensors unused: {_listing(self.ignored)}"
         return text
 
 
 @torch.no_grad()
 def init_from_pretrained(model: nn.Module, state_dict: dict[str, Tensor]) -> InitReport:
-    """Copy every tensor whose name and shape match (MobileSAM or official IRSAM weights into any config)."""
+    """Copy every tensor whose name and shape match (MobileSAM or official IRSAM weights into any config,
+    our checkpoints into their own config); the model keeps fresh tensors where the file has none.
+
+    Raises `CheckpointError`, leaving the model untouched, when a name matches with another shape (the
+    file holds another architecture: a `tiny` model from full-size weights, a `--set` override that
+    changes a layer) or when no tensor matches at all (an unrelated file). Between the official, paper
+    and MobileSAM layouts names differ but shapes never do: the paper's WPMD, GAD and refinement tensors
+    are fresh from official or MobileSAM weights, and the released network's unused heads are ignored.
+    """
     report = InitReport()
     target = model.state_dict()
+    mismatched = [
+        f"{name}: checkpoint {tuple(state_dict[name].shape)} vs model {tuple(tensor.shape)}"
+        for name, tensor in target.items()
+        if name in state_dict and state_dict[name].shape != tensor.shape
+    ]
+    if mismatched:
+        raise CheckpointError(f"weights do not fit the model: {len(mismatched)} shape mismatch: {_listing(mismatched)}")
+    if not any(name in state_dict for name in target):
+        raise CheckpointError(
+            f"no tensor of the file belongs to this model: file keys {_listing(list(state_dict))}; "
+            f"model keys {_listing(list(target))}"
+        )
     for name, tensor in target.items():
-        source = state_dict.get(name)
-        if source is None:
-            report.fresh.append(name)
-        elif source.shape != tensor.shape:
-            report.mismatched.append(f"{name}: checkpoint {tuple(source.shape)} vs model {tuple(tensor.shape)}")
-            report.fresh.append(name)
-        else:
-            tensor.copy_(source)
+        if name in state_dict:
+            tensor.copy_(state_dict[name])
             report.initialised.append(name)
+        else:
+            report.fresh.append(name)
     report.ignored = [name for name in state_dict if name not in target]
     return report
 
 
 def _code_version() -> str:
+    """The package version, plus the git commit (with "-dirty" for uncommitted changes to tracked files)
+    when the code runs from a git checkout; the version alone where git or the checkout is absent."""
     try:
-        return f"irsam-review {package_metadata.version('irsam-review')}"
+        version = f"irsam-review {package_metadata.version('irsam-review')}"
     except package_metadata.PackageNotFoundError:
-        return "irsam-review (not installed)"
+        version = "irsam-review (not installed)"
+    commit = _git_commit(Path(__file__).resolve().parent)
+    return f"{version}, git {commit}" if commit else version
+
+
+def _git_commit(folder: Path) -> str | None:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=5,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):  # no git, not a checkout, or git hung
+        return None
+    return commit + ("-dirty" if dirty else "")
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: IRSAMConfig, metadata: dict,

@@ -37,28 +37,39 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int
 class DeviceChoice:
     device: torch.device
     description: str  # e.g. "cpu (2 threads)" or "cuda:0 (NVIDIA H100 80GB HBM3)"
-    fallback_reason: str | None = None  # set when CUDA was asked for but could not be used
+    fallback_reason: str | None = None  # set when a GPU was asked for, or found by "auto", but could not be used
+
+
+def check_device_name(requested: str) -> str:
+    """`requested` in lower case when it is auto, cpu, cuda or cuda:N; otherwise ValueError."""
+    name = requested.lower()
+    index = name.removeprefix("cuda:")
+    if name not in ("auto", "cpu", "cuda") and not (name.startswith("cuda:") and index.isdigit()):
+        raise ValueError(f"unknown device {requested!r}: use auto, cpu, cuda or cuda:N")
+    return name
 
 
 def choose_device(requested: str = "auto") -> DeviceChoice:
-    """'auto' takes CUDA when it works, else the CPU; 'cuda' falls back to CPU with a reason."""
-    requested = requested.lower()
-    if requested not in ("auto", "cpu", "cuda") and not requested.startswith("cuda:"):
-        raise ValueError(f"unknown device {requested!r}: use auto, cpu, cuda or cuda:N")
-    reason = None
-    if requested != "cpu":
-        try:
-            if torch.cuda.is_available():
-                dev = torch.device("cuda" if requested == "auto" else requested)
-                torch.zeros(1, device=dev)  # fails early on a broken driver
-                index = dev.index if dev.index is not None else torch.cuda.current_device()
-                return DeviceChoice(dev, f"cuda:{index} ({torch.cuda.get_device_name(index)})")
-            reason = "CUDA is not available in this PyTorch build or on this machine"
-        except Exception as exc:  # a broken driver or a bad index must not kill the run
-            reason = f"CUDA failed: {exc}"
-        if requested == "auto":
-            reason = None  # auto means "CPU is fine", nothing to warn about
-    return DeviceChoice(torch.device("cpu"), f"cpu ({torch.get_num_threads()} threads)", reason)
+    """'auto' takes CUDA when it works, else the CPU; 'cuda' / 'cuda:N' fall back to the CPU with a reason.
+
+    `fallback_reason` is also set for 'auto' when CUDA reports a GPU that then fails (a broken driver):
+    the user expects the GPU there. It stays None for 'auto' where CUDA is simply absent (CPU build, no GPU).
+    """
+    requested = check_device_name(requested)
+    cpu = torch.device("cpu"), f"cpu ({torch.get_num_threads()} threads)"
+    if requested == "cpu":
+        return DeviceChoice(*cpu)
+    if not torch.cuda.is_available():
+        reason = None if requested == "auto" else "CUDA is not available in this PyTorch build or on this machine"
+        return DeviceChoice(*cpu, reason)
+    try:
+        dev = torch.device("cuda" if requested == "auto" else requested)
+        torch.zeros(1, device=dev)  # fails early on a broken driver
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        return DeviceChoice(dev, f"cuda:{index} ({torch.cuda.get_device_name(index)})")
+    except Exception as exc:  # a broken driver or a bad index must not kill the run
+        detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        return DeviceChoice(*cpu, f"CUDA failed: {detail}")
 
 
 class TTAPasses(NamedTuple):

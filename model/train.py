@@ -27,11 +27,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from model.augment import AugmentConfig, SegmentationDataset
 from model.build import build_irsam
-from model.checkpoint import init_from_pretrained, load_state_dict_file, save_checkpoint
+from model.checkpoint import CheckpointError, init_from_pretrained, load_state_dict_file, save_checkpoint
 from model.config import IRSAMConfig, preset
 from model.data import find_dataset, read_image_gray, read_mask
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
+from model.predictor import check_device_name, choose_device
 from model.train_config import TrainConfig
 
 PAD_MULTIPLE = 32
@@ -103,23 +104,46 @@ def plain_numbers(result: dict) -> dict[str, float]:
     return {k: float(v) for k, v in result.items() if isinstance(v, (int, float, np.number))}
 
 
+def training_device(requested: str, local_rank: int | None = None) -> tuple[torch.device, str | None]:
+    """The device to train on, and why it is the CPU when "auto" found a GPU that fails (else None).
+
+    `requested` is checked like `choose_device`'s (auto, cpu, cuda, cuda:N). "cuda" or "cuda:N" without
+    working CUDA raise ValueError: training on the CPU instead would take hours nobody asked for.
+    Single process: "cuda:N" is GPU N ("cuda" and "auto": GPU 0). Under torchrun (`local_rank` given)
+    each process takes the GPU of its LOCAL_RANK, whatever N.
+    """
+    requested = check_device_name(requested)
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu"), None
+    if local_rank is not None:
+        wanted = f"cuda:{local_rank}"
+    else:
+        wanted = requested if requested.startswith("cuda:") else "cuda:0"
+    choice = choose_device(wanted)
+    if choice.fallback_reason is None:
+        return choice.device, None
+    if requested == "auto":
+        return choice.device, choice.fallback_reason
+    raise ValueError(f"--device {requested}: {choice.fallback_reason}; use --device cpu to train on the CPU")
+
+
 class DistributedContext:
     """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; without them this is a single process. Under torchrun
-    even one process goes through DDP (so `--nproc_per_node 1` checks the NCCL path on a one-GPU machine)."""
+    even one process goes through DDP (so `--nproc_per_node 1` checks the NCCL path on a one-GPU machine).
+    The device comes from `training_device`: an explicit CUDA request without working CUDA raises
+    ValueError before any process group starts; `fallback_reason` says why "auto" trains on the CPU
+    despite a GPU."""
 
     def __init__(self, device: str):
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.enabled = "WORLD_SIZE" in os.environ and "RANK" in os.environ
-        use_cuda = torch.cuda.is_available() and device != "cpu"
-        if self.enabled:
-            dist.init_process_group("nccl" if use_cuda else "gloo")
-        if use_cuda:
-            self.device = torch.device("cuda", self.local_rank if self.enabled else 0)
+        self.device, self.fallback_reason = training_device(device, self.local_rank if self.enabled else None)
+        if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
+        if self.enabled:
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
 
     @property
     def is_main(self) -> bool:
@@ -179,28 +203,36 @@ class WeightAverage:
 def train(cfg: TrainConfig, log=print) -> dict:
     """Runs (or resumes) training; returns the final summary (best validation metrics, paths)."""
     ctx = DistributedContext(cfg.device)
+    if ctx.is_main and ctx.fallback_reason:
+        log(f"warning: training on the CPU: {ctx.fallback_reason}")
+    torch.manual_seed(cfg.seed)
+    model_config: IRSAMConfig = preset(cfg.config).replace(**cfg.config_overrides)
+    model = build_irsam(model_config)
+    init_report = None
+    if cfg.init:  # before the out folder and the data: weights that do not fit stop the run at once
+        state_dict = load_state_dict_file(cfg.init)
+        try:
+            init_report = init_from_pretrained(model, state_dict)
+        except CheckpointError as error:
+            raise CheckpointError(f"--init {cfg.init} for the {model_config.name} config: {error}") from None
+    model.to(ctx.device).train()
+
     out = Path(cfg.out)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
     data = Path(cfg.data)
-
     train_images, train_masks, train_stems = load_split(data, cfg.split_train)
     val_images, val_masks, val_stems = load_split(data, cfg.split_val)
     overlap = set(train_stems) & set(val_stems)
     if overlap:
         raise ValueError(f"train and validation splits share {len(overlap)} images, e.g. {sorted(overlap)[:3]}")
+    export_windows = {cfg.data: exported_windows(data, set(train_stems) | set(val_stems))}
     for folder in cfg.extra_data:
         imgs, msks = load_folder_pairs(Path(folder))
         train_images += imgs
         train_masks += msks
-
-    model_config: IRSAMConfig = preset(cfg.config).replace(**cfg.config_overrides)
-    model = build_irsam(model_config)
-    init_report = None
-    if cfg.init:
-        init_report = init_from_pretrained(model, load_state_dict_file(cfg.init))
-    model.to(ctx.device).train()
+        export_windows[folder] = exported_windows(Path(folder))
+    export_windows = {folder: windows for folder, windows in export_windows.items() if windows}
 
     augment = AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob, orientations=cfg.orientations)
     dataset = SegmentationDataset(train_images, train_masks, augment, seed=cfg.seed)
@@ -292,7 +324,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
                         out / "best.pt",
                         kept,
                         model_config,
-                        _metadata(cfg, epoch + 1, best_metrics, val_stems),
+                        _metadata(cfg, epoch + 1, best_metrics, val_stems, export_windows),
                     )
             _save_resume_state(last_path, model, average, optimizer, scheduler, epoch, best_iou, best_metrics)
             with open(out / "metrics.jsonl", "a") as f:
@@ -348,10 +380,27 @@ def calibrate_threshold(checkpoint: str | Path, images, masks, device: str = "cp
     return {"threshold": best, "at_zero": r0, "at_threshold": r}
 
 
-def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str]) -> dict:
+def exported_windows(folder: Path, stems: set[str] | None = None) -> dict[str, dict]:
+    """Per sequence, the normalisation with which `app.core.export` turned raw frames into the 8-bit
+    images of `folder` (from its meta.json), over the frames in `stems` (all when None); {} for a data
+    set without an export record (e.g. a published one)."""
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        return {}
+    frames = json.loads(meta_path.read_text(encoding="utf-8")).get("frames", {})
+    return {
+        record.get("sequence", stem): record["normalization"]
+        for stem, record in frames.items()
+        if (stems is None or stem in stems) and isinstance(record.get("normalization"), dict)
+    }
+
+
+def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str], export_windows: dict) -> dict:
     from app.core.normalization import Normalization
 
     return {
+        # What the network saw: model.data reads 8-bit images only and feeds them as stored. Raw
+        # (e.g. 16-bit) frames reach training only through an export's window, recorded below.
         "normalization": Normalization.identity8().to_dict(),
         "training": {
             "data": cfg.data,
@@ -359,6 +408,8 @@ def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str])
             "split_val": cfg.split_val,
             "n_val": len(val_stems),
             "extra_data": cfg.extra_data,
+            "images": "8-bit images used as stored (model.data refuses other bit depths)",
+            "export_normalization": export_windows,  # data folder -> sequence -> raw-to-8-bit window
             "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "out")},
             "epoch": epoch,
         },

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from model.build import build_irsam
 from model.checkpoint import (
     FORMAT,
     CheckpointError,
+    _git_commit,
     init_from_pretrained,
     load_checkpoint,
     load_into,
@@ -178,14 +181,16 @@ def test_init_from_mobile_sam_state_dict(official_state):
 
     report = init_from_pretrained(build_irsam(official()), mobile_sam)
     assert len(report.initialised) == 439 and len(report.fresh) == 26
-    assert not report.ignored and not report.mismatched
+    assert not report.ignored
     assert all(name.startswith(IRSAM_ONLY_PREFIXES) for name in report.fresh)
-    assert report.summary().startswith("439 tensors initialised, 26 fresh")
+    summary = report.summary()
+    assert summary.startswith("439 tensors initialised; 26 fresh: prompt_encoder.pe_layer_2.")
+    assert report.fresh[0] in summary and "... and 14 more" in summary and "unused" not in summary
 
     model = build_irsam(paper())
     report = init_from_pretrained(model, mobile_sam)
-    assert not report.mismatched
     assert len(report.initialised) + len(report.fresh) == len(model.state_dict())
+    assert f"checkpoint tensors unused: {report.ignored[0]}, " in report.summary()
     assert len(report.initialised) + len(report.ignored) == 439
     # The paper network drops only what the released one carries without using.
     assert {n.split(".")[1] for n in report.ignored} == {
@@ -198,3 +203,77 @@ def test_init_from_mobile_sam_state_dict(official_state):
         "mask_decoder.embedding_maskfeature", "mask_decoder.fusion", "refinement.stem_proj", "refinement.body",
     }
     assert torch.equal(model.state_dict()["image_encoder.neck.0.weight"], mobile_sam["image_encoder.neck.0.weight"])
+
+
+def paper_checkpoint_state() -> dict[str, torch.Tensor]:
+    from app.paths import DEFAULT_WEIGHTS
+
+    return load_state_dict_file(DEFAULT_WEIGHTS)
+
+
+def test_official_and_paper_initialise_from_each_others_weights_and_tiny_is_refused(official_state):
+    """Across the official, MobileSAM and paper layouts names differ but shapes never do (so refusing
+    shape mismatches costs no legitimate init); a `tiny` network from full-size weights is another
+    architecture and is refused."""
+    mobile_sam = {k: v for k, v in official_state.items() if not k.startswith(IRSAM_ONLY_PREFIXES)}
+    sources = {"official": official_state, "mobile_sam": mobile_sam, "paper checkpoint": paper_checkpoint_state()}
+    for source_name, state_dict in sources.items():
+        for make in (official, paper):
+            model = build_irsam(make())
+            report = init_from_pretrained(model, state_dict)
+            assert len(report.initialised) >= 396, (source_name, make.__name__)
+            assert all(torch.equal(model.state_dict()[name], state_dict[name]) for name in report.initialised)
+        with pytest.raises(CheckpointError, match=r"shape mismatch: image_encoder\.patch_embed\.seq\.0\.c\.weight: "
+                                                  r"checkpoint \(32, 3, 3, 3\) vs model \(8, 3, 3, 3\)"):
+            init_from_pretrained(build_irsam(tiny()), state_dict)
+
+
+def test_init_refuses_a_shape_mismatch_by_name_and_leaves_the_model_untouched(tiny_state):
+    altered = dict(tiny_state)
+    altered["mask_decoder.iou_token.weight"] = torch.ones(2, 32)
+    model = build_irsam(tiny())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as raised:
+        init_from_pretrained(model, altered)
+    assert str(raised.value) == ("weights do not fit the model: 1 shape mismatch: "
+                                 "mask_decoder.iou_token.weight: checkpoint (2, 32) vs model (1, 32)")
+    assert same_tensors(model.state_dict(), before)
+
+
+def test_init_refuses_a_file_with_nothing_for_the_model():
+    unrelated = {"backbone.conv1.weight": torch.zeros(8, 3, 3, 3), "fc.bias": torch.zeros(10)}
+    with pytest.raises(CheckpointError, match=r"no tensor of the file belongs to this model: "
+                                              r"file keys backbone\.conv1\.weight, fc\.bias; model keys image_encoder\."):
+        init_from_pretrained(build_irsam(tiny()), unrelated)
+
+
+def git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=folder,
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_git_commit_names_the_checkout_and_its_tracked_changes(tmp_path, monkeypatch):
+    assert _git_commit(tmp_path) is None  # not a checkout
+    git(tmp_path, "init", "-q")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git(tmp_path, "add", "code.py")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    commit = git(tmp_path, "rev-parse", "--short", "HEAD")
+    assert _git_commit(tmp_path) == commit
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    assert _git_commit(tmp_path) == commit
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert _git_commit(tmp_path) == commit + "-dirty"
+    monkeypatch.setenv("PATH", str(tmp_path / "no-such-bin"))
+    assert _git_commit(tmp_path) is None  # no git installed
+
+
+def test_saved_code_version_names_the_commit_of_this_checkout(tmp_path, monkeypatch):
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, build_irsam(tiny()), tiny(), {})
+    commit = git(Path(__file__).resolve().parents[1], "rev-parse", "--short", "HEAD")
+    assert re.fullmatch(rf"irsam-review .+, git {commit}(-dirty)?", load_checkpoint(path)[2]["code_version"])
+
+    monkeypatch.setenv("PATH", str(tmp_path / "no-such-bin"))
+    save_checkpoint(path, build_irsam(tiny()), tiny(), {})
+    assert "git" not in load_checkpoint(path)[2]["code_version"]

@@ -25,8 +25,36 @@ def test_choose_device_reports_the_cpu_and_explains_a_cuda_fallback():
         assert asked.device.type == "cpu"
         assert "CUDA" in asked.fallback_reason
         assert auto.fallback_reason is None
-    with pytest.raises(ValueError):
-        choose_device("tpu")
+    for unknown in ("tpu", "mps", "cuda:x", "cuda:"):
+        with pytest.raises(ValueError, match="use auto, cpu, cuda or cuda:N"):
+            choose_device(unknown)
+
+
+def break_cuda_allocation(monkeypatch) -> None:
+    """CUDA reports a GPU, but allocating on it fails (a broken driver)."""
+    zeros = torch.zeros
+
+    def failing_zeros(*size, device=None, **kwargs):
+        if device is not None and torch.device(device).type == "cuda":
+            raise RuntimeError("CUDA error: no kernel image is available for execution on the device\n"
+                               "CUDA kernel errors might be asynchronously reported at some other API call")
+        return zeros(*size, device=device, **kwargs)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch, "zeros", failing_zeros)
+
+
+def test_auto_reports_a_gpu_that_fails_but_not_a_machine_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert choose_device("auto") == choose_device("cpu")
+    assert choose_device("auto").fallback_reason is None
+    assert choose_device("cuda:1").fallback_reason == "CUDA is not available in this PyTorch build or on this machine"
+
+    break_cuda_allocation(monkeypatch)
+    for requested in ("auto", "cuda", "cuda:0"):
+        choice = choose_device(requested)
+        assert choice.device == torch.device("cpu")
+        assert choice.fallback_reason == "CUDA failed: CUDA error: no kernel image is available for execution on the device"
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(100, 64, 16), (64, 64, 16), (30, 64, 16), (1000, 256, 64), (257, 256, 64)])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,14 @@ import torch
 
 from model.augment import AugmentConfig, SegmentationDataset, crop_around, rescale
 from model.checkpoint import load_checkpoint
-from model.train import THRESHOLD_CANDIDATES, WeightAverage, cosine_schedule, train
+from model.train import (
+    THRESHOLD_CANDIDATES,
+    DistributedContext,
+    WeightAverage,
+    cosine_schedule,
+    train,
+    training_device,
+)
 from model.train_config import TrainConfig
 from tests.datasets import write_sirst_dataset
 
@@ -110,8 +118,15 @@ def test_unknown_orientations_are_refused():
 
 
 def test_training_writes_best_checkpoint_with_metadata_and_resumes(dataset, tmp_path):
+    exported = tmp_path / "exported"
+    shutil.copytree(dataset, exported)
+    train_stems = (dataset / "train.txt").read_text().split()
+    window = {"mode": "percentile", "low": 1012.0, "high": 3391.0, "p_low": 0.5, "p_high": 99.99, "sample": 8}
+    frames = {stem: {"sequence": "syn", "normalization": window} for stem in train_stems}
+    frames["other_000"] = {"sequence": "other", "normalization": {"mode": "window", "low": 0.0, "high": 255.0}}
+    (exported / "meta.json").write_text(json.dumps({"format": "irsam-review-export/1", "frames": frames}))
     out = tmp_path / "run"
-    summary = train(tiny_config(dataset, out, epochs=2))
+    summary = train(tiny_config(exported, out, epochs=2))
     assert summary["complete"]
     log = read_log(out)
     assert [r["epoch"] for r in log] == [1, 2]
@@ -121,7 +136,10 @@ def test_training_writes_best_checkpoint_with_metadata_and_resumes(dataset, tmp_
     assert config.name == "tiny"
     assert meta["training"]["split_val"].endswith("val.txt")
     assert "iou" in meta["metrics"]["val"]
-    assert meta["normalization"]["mode"] == "window"
+    # the loader feeds the 8-bit images as stored; the export's window made them from raw frames
+    assert meta["normalization"] == {"mode": "window", "low": 0.0, "high": 255.0}
+    assert meta["training"]["images"].startswith("8-bit images used as stored")
+    assert meta["training"]["export_normalization"] == {str(exported): {"syn": window}}
     # the decision threshold is chosen on validation and can only improve validation IoU
     assert meta["decision_threshold"] in [float(t) for t in THRESHOLD_CANDIDATES]
     assert meta["metrics"]["val_at_threshold"]["iou"] >= meta["metrics"]["val"]["iou"] - 1e-9
@@ -226,8 +244,6 @@ def test_one_torchrun_process_goes_through_ddp_and_a_plain_run_does_not(monkeypa
     path gets checked there); a plain `irsam train` must not start a process group."""
     import torch.distributed as dist
 
-    from model.train import DistributedContext
-
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     plain = DistributedContext("cpu")
@@ -275,3 +291,103 @@ def test_sirst_gpu_preset_is_the_recipe_the_shipped_weights_record(monkeypatch, 
     recipe = load_checkpoint(DEFAULT_WEIGHTS)[2]["training"]["recipe"]
     keys = ("epochs", "batch_size", "crop", "lr", "precision", "init", "target_crop_prob", "loss", "weight_decay")
     assert {k: getattr(seen["cfg"], k) for k in keys} == {k: recipe[k] for k in keys}
+
+
+def clear_torchrun_environment(monkeypatch) -> None:
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def fake_working_gpus(monkeypatch) -> list[torch.device]:
+    """CUDA reports GPUs that work; returns the devices passed to torch.cuda.set_device."""
+    zeros = torch.zeros
+    selected = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "set_device", selected.append)
+    monkeypatch.setattr(torch, "zeros", lambda *size, device=None, **kwargs: zeros(*size, **kwargs))
+    return selected
+
+
+def test_explicit_cuda_without_cuda_is_an_error_and_auto_trains_on_the_cpu(monkeypatch):
+    clear_torchrun_environment(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for requested in ("cuda", "cuda:1", "CUDA"):
+        with pytest.raises(ValueError, match=rf"^--device {requested.lower()}: CUDA is not available in this "
+                                             r"PyTorch build or on this machine; use --device cpu"):
+            DistributedContext(requested)
+    auto = DistributedContext("auto")
+    assert auto.device == torch.device("cpu") and auto.fallback_reason is None
+    with pytest.raises(ValueError, match="unknown device 'gpu': use auto, cpu, cuda or cuda:N"):
+        DistributedContext("gpu")
+
+
+def test_a_gpu_that_fails_stops_an_explicit_cuda_run_and_is_reported_under_auto(monkeypatch):
+    clear_torchrun_environment(monkeypatch)
+    zeros = torch.zeros
+
+    def failing_zeros(*size, device=None, **kwargs):
+        if device is not None and torch.device(device).type == "cuda":
+            raise RuntimeError("CUDA error: out of memory\nCompile with TORCH_USE_CUDA_DSA to enable device-side assertions.")
+        return zeros(*size, device=device, **kwargs)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch, "zeros", failing_zeros)
+    with pytest.raises(ValueError, match=r"^--device cuda:0: CUDA failed: CUDA error: out of memory; use --device cpu"):
+        DistributedContext("cuda:0")
+    auto = DistributedContext("auto")
+    assert auto.device == torch.device("cpu")
+    assert auto.fallback_reason == "CUDA failed: CUDA error: out of memory"
+
+
+def test_single_process_trains_on_the_gpu_asked_for_and_torchrun_on_its_local_rank(monkeypatch):
+    clear_torchrun_environment(monkeypatch)
+    selected = fake_working_gpus(monkeypatch)
+    assert DistributedContext("cuda:1").device == torch.device("cuda", 1)
+    assert DistributedContext("cuda").device == torch.device("cuda", 0)
+    assert DistributedContext("auto").device == torch.device("cuda", 0)
+    assert selected == [torch.device("cuda", 1), torch.device("cuda", 0), torch.device("cuda", 0)]
+    assert training_device("cuda:1", local_rank=3) == (torch.device("cuda", 3), None)
+    assert training_device("auto", local_rank=2) == (torch.device("cuda", 2), None)
+    assert training_device("cpu", local_rank=2) == (torch.device("cpu"), None)
+
+
+def cli_train(tmp_path: Path, dataset: Path, *options: str) -> int:
+    from app.cli import main
+
+    return main(["train", "--data", str(dataset), "--split-train", str(dataset / "train.txt"),
+                 "--split-val", str(dataset / "val.txt"), "--out", str(tmp_path / "out"), "--config", "tiny",
+                 "--epochs", "1", "--batch-size", "4", "--crop", "64", *options])
+
+
+def test_cli_cuda_without_cuda_exits_2_with_one_line_before_anything_is_written(dataset, tmp_path, monkeypatch, capsys):
+    clear_torchrun_environment(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli_train(tmp_path, dataset, "--device", "cuda:1") == 2
+    err = capsys.readouterr().err
+    assert err == ("error: --device cuda:1: CUDA is not available in this PyTorch build or on this machine; "
+                   "use --device cpu to train on the CPU\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_init_with_weights_that_do_not_fit_exits_2_naming_the_keys(dataset, tmp_path, capsys):
+    from model.build import build_irsam
+    from model.config import tiny
+
+    unrelated = tmp_path / "resnet.pt"
+    torch.save({"conv1.weight": torch.zeros(8, 3, 7, 7), "fc.bias": torch.zeros(10)}, unrelated)
+    assert cli_train(tmp_path, dataset, "--device", "cpu", "--init", str(unrelated)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --init {unrelated} for the tiny config: no tensor of the file belongs to this "
+                          "model: file keys conv1.weight, fc.bias; model keys image_encoder.")
+    assert err.count("\n") == 1
+
+    other_shape = tmp_path / "wider.pt"
+    torch.save(build_irsam(tiny().replace(transformer_mlp_dim=96)).state_dict(), other_shape)
+    assert cli_train(tmp_path, dataset, "--device", "cpu", "--init", str(other_shape)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --init {other_shape} for the tiny config: weights do not fit the model: "
+                          "6 shape mismatch: mask_decoder.transformer.layers.0.mlp.lin1.weight: "
+                          "checkpoint (96, 32) vs model (64, 32)")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "out").exists()  # refused before the out folder, the data or any epoch

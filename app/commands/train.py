@@ -21,7 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--split-val", required=True, help="file listing validation stems (held out of training; never test)")
     p.add_argument("--out", required=True, help="output folder: last.pt, best.pt, metrics.jsonl")
     p.add_argument("--config", default="paper", help="model config preset: paper, official, tiny")
-    p.add_argument("--init", help="initial weights: mobile_sam.pt or an official IRSAM state_dict")
+    p.add_argument("--init", help="initial weights: mobile_sam.pt, an official IRSAM state_dict or our checkpoint; "
+                                  "tensors matching by name and shape are copied, the rest stay fresh; weights "
+                                  "of another shape, or a file with nothing for the model, are refused")
     p.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="recipe preset; explicit options override it")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -35,7 +37,9 @@ def add_parser(sub) -> None:
                         "90-degree turns, all 8 orientations of the crop (on NUAA-SIRST from scratch it did not lift "
                         "the average run; model card)")
     p.add_argument("--loss", choices=["paper", "official"])
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto",
+                   help="auto (the GPU when CUDA works, else the CPU), cpu, cuda or cuda:N; cuda without working "
+                        "CUDA is an error. Under torchrun each process takes the GPU of its LOCAL_RANK")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--workers", type=int, help="data loader worker processes")
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes (resume later)")
@@ -63,11 +67,12 @@ def run(args) -> int:
     except (ValueError, json.JSONDecodeError) as exc:
         print(f"error: bad --set value ({exc}); use FIELD=JSON", file=sys.stderr)
         return 2
+    from model.checkpoint import CheckpointError
     from model.train import train
 
     try:
         summary = train(TrainConfig(**options))
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))
