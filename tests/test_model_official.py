@@ -12,7 +12,19 @@ from model.complexity import count_macs, count_macs_by_module
 from model.config import official
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "irsam-official"
-TOLERANCE = 1e-4
+# Max abs error allowed per tensor: about 8x what torch 2.13.0+cpu measures on an AMD EPYC (AVX2), 2 threads
+# (1 thread in brackets): embedding 1.05e-5 (1.24e-5), dense PE exactly 0, decoder tokens 1.43e-6 (1.91e-6),
+# decoder edge 4.8e-7, masks 2.9e-7 (3.0e-7), edges 3.6e-7. Another CPU's BLAS kernels sum in another
+# order, hence the margin (the spec's independent re-derivation matched to 5e-8 on its own machine). The
+# dense PE is sin/cos of a fixed projection: a few ulps of slack.
+TOLERANCES = {
+    "embedding": 8e-5,
+    "dense_pe": 1e-6,
+    "tokens": 1.5e-5,
+    "decoder_edge": 4e-6,
+    "masks": 2.5e-6,
+    "edges": 3e-6,
+}
 
 
 def fixture_keys() -> dict[str, tuple[int, ...]]:
@@ -46,16 +58,20 @@ def test_reproduces_released_outputs_and_intermediates():
         out = model(io["input"].float())
         dense_pe = model.prompt_encoder.dense_pe((64, 64))
 
-    def err(a, b):
-        assert a.shape == b.shape
-        return (a - b).abs().max().item()
-
-    assert err(captured["embedding"], io["image_encoder.out0"]) <= TOLERANCE
-    assert err(dense_pe, io["dense_pe"]) <= TOLERANCE
-    assert err(captured["decoder"].tokens, io["transformer.out0"]) <= TOLERANCE
-    assert err(captured["decoder"].edge_probs, io["predict_masks.edge"]) <= TOLERANCE
-    assert err(out.mask_logits, io["masks"]) <= TOLERANCE
-    assert err(out.edge_probs, io["edges"]) <= TOLERANCE
+    pairs = {
+        "embedding": (captured["embedding"], io["image_encoder.out0"]),
+        "dense_pe": (dense_pe, io["dense_pe"]),
+        "tokens": (captured["decoder"].tokens, io["transformer.out0"]),
+        "decoder_edge": (captured["decoder"].edge_probs, io["predict_masks.edge"]),
+        "masks": (out.mask_logits, io["masks"]),
+        "edges": (out.edge_probs, io["edges"]),
+    }
+    for name, (ours, released) in pairs.items():
+        assert ours.shape == released.shape, name
+    errors = {name: (ours - released).abs().max().item() for name, (ours, released) in pairs.items()}
+    print("max abs error:", ", ".join(f"{name} {e:.3g}" for name, e in errors.items()))
+    too_far = {name: e for name, e in errors.items() if e > TOLERANCES[name]}
+    assert not too_far, f"max abs errors {too_far} exceed {TOLERANCES}"
     assert out.features is None
 
 
