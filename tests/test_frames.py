@@ -11,6 +11,7 @@ from PIL import Image
 
 import app.core.frames as frames
 from app.core.frames import BadFrame, FrameReadError, SourceError, find_ground_truth, open_source, read_gray
+from model.metrics import InterpolatedMaskWarning
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CLIP_146 = SHARED / "data" / "sequences" / "IR_DRONE_146"
@@ -319,6 +320,33 @@ def test_ground_truth_masks_beside_images(tmp_path):
         np.testing.assert_array_equal(gt.mask("000002"), mask > 0)
         assert gt.mask("000001") is None
 
+
+def test_ground_truth_masks_count_only_255_or_1_as_target_and_record_interpolated_ones(tmp_path):
+    write_folder(tmp_path / "images", n=2, names=["a.png", "b.png"])
+    interpolated = np.zeros((24, 32), np.uint8)
+    interpolated[5:8, 10:12] = 255
+    interpolated[4, 10:12] = 128  # a resized mask's soft edge: not target
+    interpolated[8, 10:12] = 1
+    zero_one = np.zeros((24, 32), np.uint8)
+    zero_one[2:4, 3:6] = 1
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), interpolated)
+    cv2.imwrite(str(tmp_path / "masks" / "b.png"), zero_one)
+    with open_source(tmp_path) as src:
+        gt = find_ground_truth(src)
+        mask = gt.mask("b")
+        assert mask.dtype == bool
+        np.testing.assert_array_equal(mask, zero_one == 1)
+        assert gt.mask_warnings == []
+        with pytest.warns(InterpolatedMaskWarning):
+            mask = gt.mask("a")
+        np.testing.assert_array_equal(mask, interpolated == 255)
+        expected = [(tmp_path / "masks" / "a.png",
+                     "4 pixels strictly between 0 and 255 are not target (interpolated mask?)")]
+        assert gt.mask_warnings == expected
+        with pytest.warns(InterpolatedMaskWarning):
+            gt.mask("a")
+        assert gt.mask_warnings == expected  # once per file, however often the frame is shown
 
 def test_ground_truth_boxes_real_clip():
     with open_source(CLIP_146) as src:

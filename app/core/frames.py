@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.metrics import read_boxes_csv
+from model.metrics import binarize_ground_truth, read_boxes_csv
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -567,11 +567,18 @@ def open_source(path: str | os.PathLike, cache_size: int = 64, prefetch: int = 4
 # ---- ground truth next to a source -------------------------------------------------------------
 
 class GroundTruth:
-    """Reference labels found beside a source: a masks/ folder (by stem) and/or a boxes.csv."""
+    """Reference labels found beside a source: a masks/ folder (by stem) and/or a boxes.csv.
+
+    Masks are read with the metrics' rule (`model.metrics.binarize_ground_truth`): 255 is target, a pure
+    0/1 mask is accepted. A mask whose other nonzero values are therefore dropped (an interpolated mask)
+    is listed in `mask_warnings` when it is read.
+    """
 
     def __init__(self, masks_dir: Path | None, boxes_path: Path | None):
         self.masks_dir = masks_dir
         self.boxes_path = boxes_path
+        self.mask_warnings: list[tuple[Path, str]] = []  # (mask file, what is wrong with it), once per file
+        self._warnings_lock = threading.Lock()
         self._mask_files: dict[str, Path] = {}
         if masks_dir is not None:
             for entry in _list_images(masks_dir):
@@ -585,7 +592,19 @@ class GroundTruth:
         file = self._mask_files.get(stem) or self._mask_files.get(f"{stem}_pixels0")
         if file is None:
             return None
-        return read_gray(file) > 0
+        values = read_gray(file)
+        mask = binarize_ground_truth(values)
+        # Counted from the rule's result rather than by catching its warning: masks are read on the
+        # session's worker threads, and warnings.catch_warnings swaps process-wide state.
+        dropped = np.count_nonzero(values) - np.count_nonzero(mask)
+        if dropped:
+            self._warn(file, f"{dropped} pixels strictly between 0 and 255 are not target (interpolated mask?)")
+        return mask
+
+    def _warn(self, file: Path, reason: str) -> None:
+        with self._warnings_lock:
+            if not any(f == file for f, _ in self.mask_warnings):
+                self.mask_warnings.append((file, reason))
 
     def boxes(self, frame_index: int) -> list[tuple[float, float, float, float]]:
         """(x, y, w, h) boxes of the 0-based frame, x/y the 0-based top-left corner."""
