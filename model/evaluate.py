@@ -119,8 +119,10 @@ def evaluate_clip(
     clip_dir: str | Path,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    read_image: Callable[[Path], np.ndarray] = read_image_gray,
 ) -> dict:
-    """Box-only scoring of a clip folder (images/ + boxes.csv): Pd and false alarms per frame."""
+    """Box-only scoring of a clip folder (images/ + boxes.csv): Pd and false alarms per frame. `read_image`
+    gives the 8-bit frame the detector sees (for 16-bit frames: read, then the clip's window applied)."""
     clip_dir = Path(clip_dir)
     boxes = read_boxes_csv(clip_dir / "boxes.csv")
     frames = clip_frames(clip_dir)[:limit]
@@ -128,7 +130,7 @@ def evaluate_clip(
     seconds = 0.0
     for start in range(0, len(frames), BATCH_SIZE):
         batch = frames[start : start + BATCH_SIZE]
-        logits, elapsed = _timed_detect(detector, [read_image_gray(p) for p in batch])
+        logits, elapsed = _timed_detect(detector, [read_image(p) for p in batch])
         seconds += elapsed
         for index, frame_logits in enumerate(logits, start):
             metrics.update(frame_logits, boxes.get(index, []))

@@ -1,4 +1,4 @@
-"""`irsam detect` end to end: folders, TIFF stacks, single images, bad frames, bad weights."""
+"""`irsam detect` end to end: folders, TIFF stacks, single images, bad frames, bad weights, normalisation options."""
 from __future__ import annotations
 
 import csv
@@ -9,14 +9,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 from app.cli import main
+from app.core.frames import open_source
+from app.core.normalization import default_for
 from app.core.project import ReviewProject
 from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
 from model.build import build_irsam
 from model.checkpoint import save_checkpoint
 from model.config import tiny
+from model.evaluate import make_detector
+from tests.datasets import BANDED_HOT_PIXEL, banded_16bit_frames, expected_window_input
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,3 +181,86 @@ def test_size_gate_drops_targets_outside_the_range_and_is_recorded(tmp_path, cap
     assert ReviewProject.open(gated_out).detector["size_gate"] == {"min_area": 9, "max_area": 15}
     assert main(["detect", str(sequence), "--out", str(tmp_path / "bad"), "--max-area", "3", "--min-area", "5"]) == 2
     assert "max_area (3 px) is below min_area (5 px)" in capsys.readouterr().err
+
+
+@pytest.fixture
+def banded_stack(tmp_path) -> Path:
+    path = tmp_path / "banded.tif"
+    tifffile.imwrite(path, np.stack(banded_16bit_frames()))
+    return path
+
+
+def test_fixed_window_is_what_the_detector_sees_with_bad_pixels_repaired_and_is_recorded(banded_stack, tmp_path):
+    out = tmp_path / "proj"
+    assert main(["detect", str(banded_stack), "--out", str(out), "--method", "tophat", "--save-logits", "--quiet",
+                 "--window", "1000", "4000"]) == 0
+    project = ReviewProject.open(out)
+    assert project.normalization == {"mode": "window", "low": 1000.0, "high": 4000.0,
+                                     "bad_pixels": [list(BANDED_HOT_PIXEL)]}
+    tophat = make_detector("tophat", None)
+    with open_source(banded_stack) as source:
+        percentile_window = default_for(source)
+    differs_from_default = False
+    for i, (stem, frame) in enumerate(zip(project.stems, banded_16bit_frames())):
+        seen = expected_window_input(frame, 1000, 4000)
+        assert (seen[:, :10] == 0).all() and (seen[:, -10:] == 255).all()  # both bands saturate
+        np.testing.assert_array_equal(project.prediction_logits(stem), tophat.detect([seen])[0].logits)
+        default_logits = tophat.detect([percentile_window.apply(frame)])[0].logits
+        differs_from_default |= not np.array_equal(default_logits, project.prediction_logits(stem))
+    assert differs_from_default  # the window, not the default percentiles, made these predictions
+
+
+def test_percentiles_are_recorded_with_the_window_they_give(banded_stack, tmp_path, capsys):
+    out = tmp_path / "proj"
+    assert main(["detect", str(banded_stack), "--out", str(out), "--method", "tophat", "--quiet",
+                 "--percentiles", "1", "99"]) == 0
+    values = np.concatenate([f.ravel() for f in banded_16bit_frames()])
+    low, high = np.percentile(values, [1, 99], method="inverted_cdf")
+    assert ReviewProject.open(out).normalization == {
+        "mode": "percentile", "low": float(low), "high": float(high), "p_low": 1.0, "p_high": 99.0, "sample": 10,
+        "bad_pixels": [list(BANDED_HOT_PIXEL)],
+    }
+    assert f"normalisation percentile 1..99% of 10 frames -> window {low:g}..{high:g}, 1 bad pixels repaired" in \
+        capsys.readouterr().out
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--window", "4000", "1000"], "a fixed window needs LO < HI, got 4000 1000"),
+    (["--window", "7", "7"], "a fixed window needs LO < HI, got 7 7"),
+    (["--window", "0", "inf"], "a fixed window needs LO < HI, got 0 inf"),
+    (["--percentiles", "-1", "50"], "percentiles need 0 <= LO < HI <= 100, got -1 50"),
+    (["--percentiles", "5", "101"], "percentiles need 0 <= LO < HI <= 100, got 5 101"),
+    (["--percentiles", "60", "40"], "percentiles need 0 <= LO < HI <= 100, got 60 40"),
+])
+def test_an_impossible_normalisation_is_one_line_and_exit_2(banded_stack, tmp_path, capsys, options, message):
+    out = tmp_path / "proj"
+    assert main(["detect", str(banded_stack), "--out", str(out), "--method", "tophat", "--quiet", *options]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not out.exists()
+
+
+def test_window_and_percentiles_exclude_each_other(banded_stack, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["detect", str(banded_stack), "--out", str(tmp_path / "proj"), "--method", "tophat",
+              "--window", "1000", "4000", "--percentiles", "1", "99"])
+    assert exit_info.value.code == 2
+    assert "argument --percentiles: not allowed with argument --window" in capsys.readouterr().err
+
+
+def test_rerun_keeps_the_stored_window_and_refuses_another_normalisation(banded_stack, tmp_path, capsys):
+    out = tmp_path / "proj"
+    detect = ["detect", str(banded_stack), "--out", str(out), "--method", "tophat", "--quiet"]
+    assert main([*detect, "--window", "1000", "4000"]) == 0
+    stored = ReviewProject.open(out).normalization
+    assert main([*detect, "--window", "1000", "4000"]) == 0  # the same window again
+    assert main(detect) == 0  # no option: the stored one
+    assert ReviewProject.open(out).normalization == stored
+    masks = {p.name: p.read_bytes() for p in (out / "masks").glob("*.png")}
+    capsys.readouterr()
+    assert main([*detect, "--percentiles", "0.5", "99.99"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out} was made with normalisation window 1000..4000, 1 bad pixels repaired, not the percentiles "
+        "0.5..99.99 asked for: detect into a new --out, or leave out --window/--percentiles to keep it\n")
+    assert main([*detect, "--window", "1000", "5000"]) == 2
+    assert ReviewProject.open(out).normalization == stored
+    assert {p.name: p.read_bytes() for p in (out / "masks").glob("*.png")} == masks

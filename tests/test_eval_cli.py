@@ -5,11 +5,13 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from app import cli
-from model.evaluate import make_detector
+from model.evaluate import evaluate_clip, make_detector
 from model.metrics import read_boxes_csv
+from tests.datasets import BANDED_HOT_PIXEL, banded_16bit_frames, expected_window_input
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 NUAA = SHARED / "data/nuaa-sirst"
@@ -184,3 +186,77 @@ def test_size_gate_removes_the_cloud_top_of_the_real_clip_and_keeps_the_drone(tm
     assert results["open"]["false_alarms_per_frame"] == 2.0 and results["gated"]["false_alarms_per_frame"] == 1.0
     assert results["gated"]["detector_options"]["size_gate"] == {"min_area": 1, "max_area": 200}
     assert "size_gate" not in results["open"]["detector_options"]
+
+
+BOX_SCORES = ("pd", "false_alarms_per_frame", "fa", "n_frames", "n_targets", "hits", "false_alarms")
+
+
+@pytest.fixture
+def banded_clip(tmp_path) -> Path:
+    """16-bit PNG frames in images/ and a 3x3 box on each frame's target in boxes.csv."""
+    clip = tmp_path / "clip"
+    (clip / "images").mkdir(parents=True)
+    rows = ["frame,class,x,y,w,h"]
+    for t, frame in enumerate(banded_16bit_frames()):
+        cv2.imwrite(str(clip / "images" / f"{t:03d}.png"), frame)
+        rows.append(f"{t + 1},T,{12 + 2 * t},8,3,3")  # 1-based pixels: the target's columns 11+2t.., rows 7..9
+    (clip / "boxes.csv").write_text("\n".join(rows) + "\n")
+    return clip
+
+
+def test_16bit_clip_is_scored_through_the_window_asked_for_and_records_it(tmp_path, banded_clip):
+    out = tmp_path / "r.json"
+    assert run_eval("--method", "tophat", "--clip", str(banded_clip), "--window", "1000", "4000", "--json", str(out)) == 0
+    result = json.loads(out.read_text())
+    assert result["normalization"] == {"mode": "window", "low": 1000.0, "high": 4000.0,
+                                       "bad_pixels": [list(BANDED_HOT_PIXEL)]}
+    expected = evaluate_clip(make_detector("tophat", None), banded_clip, read_image=lambda path: expected_window_input(
+        cv2.imread(str(path), cv2.IMREAD_UNCHANGED), 1000, 4000))
+    assert {k: result[k] for k in BOX_SCORES} == {k: expected[k] for k in BOX_SCORES}
+    assert result["n_frames"] == 10 and result["n_targets"] == 10
+
+    assert run_eval("--method", "tophat", "--clip", str(banded_clip), "--json", str(out)) == 0
+    default = json.loads(out.read_text())
+    assert default["normalization"]["mode"] == "percentile"  # 16-bit clips were refused before
+    assert default["normalization"]["bad_pixels"] == [list(BANDED_HOT_PIXEL)]
+    assert {k: default[k] for k in BOX_SCORES} != {k: result[k] for k in BOX_SCORES}
+
+
+def test_16bit_data_set_records_the_percentiles_asked_for(tmp_path):
+    frames = banded_16bit_frames()
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    for t, frame in enumerate(frames):
+        mask = np.zeros(frame.shape, np.uint8)
+        mask[7:10, 11 + 2 * t : 14 + 2 * t] = 255
+        cv2.imwrite(str(tmp_path / "images" / f"{t:03d}.png"), frame)
+        cv2.imwrite(str(tmp_path / "masks" / f"{t:03d}.png"), mask)
+    out = tmp_path / "r.json"
+    assert run_eval("--method", "tophat", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
+                    "--percentiles", "1", "99", "--json", str(out)) == 0
+    low, high = np.percentile(np.concatenate([f.ravel() for f in frames]), [1, 99], method="inverted_cdf")
+    assert json.loads(out.read_text())["normalization"] == {
+        "mode": "percentile", "low": float(low), "high": float(high), "p_low": 1.0, "p_high": 99.0, "sample": 10,
+        "bad_pixels": [list(BANDED_HOT_PIXEL)],
+    }
+
+
+def test_8bit_data_set_goes_through_a_window_only_when_asked(tmp_path, split8):
+    out = tmp_path / "r.json"
+    data = ("--method", "tophat", "--images", str(NUAA / "images"), "--masks", str(NUAA / "masks"), "--split", str(split8))
+    assert run_eval(*data, "--json", str(out)) == 0
+    plain = json.loads(out.read_text())
+    assert "normalization" not in plain
+    assert run_eval(*data, "--window", "0", "100", "--json", str(out)) == 0
+    windowed = json.loads(out.read_text())
+    assert windowed["normalization"] == {"mode": "window", "low": 0.0, "high": 100.0}  # 8-bit: no bad-pixel search
+    assert (windowed["iou"], windowed["fa"]) != (plain["iou"], plain["fa"])
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--window", "5", "5"], "a fixed window needs LO < HI, got 5 5"),
+    (["--percentiles", "0", "100.5"], "percentiles need 0 <= LO < HI <= 100, got 0 100.5"),
+])
+def test_an_impossible_normalisation_is_one_line_and_exit_2(banded_clip, capsys, options, message):
+    assert run_eval("--method", "tophat", "--clip", str(banded_clip), *options) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"

@@ -4,9 +4,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import tifffile
 
 from app.cli import main
 from app.core.synthetic import SyntheticConfig, iter_frames, write_sequence
+from tests.datasets import banded_16bit_frames
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -38,6 +40,19 @@ def test_info_16bit_multipage_tiff(tmp_path, capsys):
     assert f["normalisation"].startswith("percentile 0.5..99.99% of 12 frames -> window ")
     assert "masks" in f["ground truth"]
 
+
+def test_info_shows_the_normalisation_the_options_give(tmp_path, capsys):
+    frames = banded_16bit_frames()
+    tifffile.imwrite(tmp_path / "banded.tif", np.stack(frames))
+    stack = str(tmp_path / "banded.tif")
+    assert main(["info", stack, "--window", "1000", "4000"]) == 0
+    assert fields(capsys.readouterr().out)["normalisation"] == "window 1000..4000, 1 bad pixels repaired"
+    assert main(["info", stack, "--percentiles", "1", "99"]) == 0
+    low, high = np.percentile(np.concatenate([f.ravel() for f in frames]), [1, 99], method="inverted_cdf")
+    assert fields(capsys.readouterr().out)["normalisation"] == \
+        f"percentile 1..99% of 10 frames -> window {low:g}..{high:g}, 1 bad pixels repaired"
+    assert main(["info", stack, "--window", "4000", "1000"]) == 2
+    assert capsys.readouterr().err == "error: a fixed window needs LO < HI, got 4000 1000\n"
 
 def test_info_lists_bad_files(tmp_path, capsys):
     for i in range(5):

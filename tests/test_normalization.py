@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from app.core.frames import open_source
-from app.core.normalization import Normalization, default_for
+from app.core.normalization import Normalization, NormalizationRequest, default_for
 from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
+from tests.datasets import BANDED_HOT_PIXEL, banded_16bit_frames
 
 
 def test_identity8_leaves_8bit_unchanged():
@@ -140,3 +141,63 @@ def test_raw_sequence_normalisation_repairs_its_hot_pixels(tmp_path):
         assert out[y, x] < 255  # a hot pixel no longer reaches the model as the brightest thing in view
     assert Normalization.from_dict(json.loads(json.dumps(n.to_dict()))) == n
     assert "bad_pixels" not in Normalization.identity8().to_dict()  # projects without any read as before
+
+
+class FrameList(list):
+    """Frames in memory with the `dtype` a source has."""
+
+    def __init__(self, frames):
+        super().__init__(frames)
+        self.dtype = frames[0].dtype
+
+
+@pytest.mark.parametrize("request_args, message", [
+    (dict(window=(5.0, 5.0)), "a fixed window needs LO < HI, got 5 5"),
+    (dict(window=(0.0, float("nan"))), "a fixed window needs LO < HI, got 0 nan"),
+    (dict(percentiles=(-1.0, 5.0)), "percentiles need 0 <= LO < HI <= 100, got -1 5"),
+    (dict(percentiles=(5.0, 100.5)), "percentiles need 0 <= LO < HI <= 100, got 5 100.5"),
+    (dict(percentiles=(50.0, 10.0)), "percentiles need 0 <= LO < HI <= 100, got 50 10"),
+    (dict(window=(0.0, 10.0), percentiles=(1.0, 99.0)), "give a fixed window or percentiles, not both"),
+])
+def test_impossible_requests_are_refused_with_one_line(request_args, message):
+    with pytest.raises(ValueError) as error:
+        NormalizationRequest(**request_args)
+    assert str(error.value) == message
+
+
+def test_a_fixed_window_on_8bit_frames_samples_nothing():
+    class Source:  # no frames to read: the window alone
+        dtype = np.dtype(np.uint8)
+    assert NormalizationRequest(window=(10, 200)).for_source(Source()) == Normalization.fixed(10, 200)
+    assert NormalizationRequest().for_source(Source()) == Normalization.identity8()
+
+
+def test_percentiles_of_8bit_frames_search_no_bad_pixels():
+    frames = [np.full((16, 16), 40 + i, np.uint8) for i in range(10)]
+    for frame in frames:
+        frame[3, 4] = 255  # stuck, but 8-bit sources are left as the camera corrected them
+    n = NormalizationRequest(percentiles=(0, 100)).for_source(FrameList(frames))
+    assert (n.mode, n.low, n.high, n.p_low, n.p_high, n.sample, n.bad_pixels) == ("percentile", 40, 255, 0, 100, 10, ())
+
+
+def test_a_fixed_window_on_raw_frames_still_repairs_their_bad_pixels():
+    frames = banded_16bit_frames()
+    n = NormalizationRequest(window=(1000, 4000)).for_source(FrameList(frames))
+    assert (n.mode, n.low, n.high, n.bad_pixels) == ("window", 1000, 4000, (BANDED_HOT_PIXEL,))
+    x, y = BANDED_HOT_PIXEL
+    assert frames[0][y, x] == 60000 and n.apply(frames[0])[y, x] == 0  # repaired to its band's 500, below the window
+    default = NormalizationRequest().for_source(FrameList(frames))
+    assert default == Normalization.for_raw_frames(frames)  # what default_for gave before requests existed
+
+
+def test_a_stored_normalisation_meets_the_request_that_made_it():
+    window = Normalization.fixed(1000, 4000)
+    percentile = Normalization.from_percentiles(banded_16bit_frames(), 1, 99)
+    repaired_window = dataclasses.replace(window, bad_pixels=(BANDED_HOT_PIXEL,))
+    assert NormalizationRequest(window=(1000, 4000)).is_met_by(repaired_window)
+    assert not NormalizationRequest(window=(1000, 4001)).is_met_by(window)
+    assert not NormalizationRequest(window=(percentile.low, percentile.high)).is_met_by(percentile)
+    assert NormalizationRequest(percentiles=(1, 99)).is_met_by(percentile)
+    assert not NormalizationRequest(percentiles=(0.5, 99.99)).is_met_by(percentile)
+    assert not NormalizationRequest(percentiles=(1, 99)).is_met_by(window)
+    assert NormalizationRequest().is_met_by(window) and NormalizationRequest().is_met_by(percentile)

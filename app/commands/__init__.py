@@ -1,4 +1,4 @@
-"""The `irsam` subcommands; options two of them share."""
+"""The `irsam` subcommands; options several of them share."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,25 @@ def add_size_gate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-area", type=int, metavar="PX",
                         help="drop detected targets larger than this, e.g. cloud tops (default: no limit; "
                              "model/size_gate.py)")
+
+
+def add_normalization_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--window", nargs=2, type=float, metavar=("LO", "HI"),
+                       help="normalise with this fixed window in raw sensor units: LO -> 0 and HI -> 255 of the "
+                            "model's 8-bit input, values outside saturate (a 16-bit sequence's bad pixels are "
+                            "still repaired)")
+    which.add_argument("--percentiles", nargs=2, type=float, metavar=("LO", "HI"),
+                       help="normalise with the window from these percentiles (0..100) of 32 frames spread over the "
+                            "sequence (default: 0.5 99.99 for 16-bit frames; 8-bit frames go to the model unchanged)")
+
+
+def normalization_request_of(args: argparse.Namespace):
+    """The NormalizationRequest the options ask for (raises ValueError for an impossible range)."""
+    from app.core.normalization import NormalizationRequest
+
+    return NormalizationRequest(window=tuple(args.window) if args.window else None,
+                                percentiles=tuple(args.percentiles) if args.percentiles else None)
 
 
 def size_gate_of(args: argparse.Namespace):

@@ -17,9 +17,9 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from app.commands import add_size_gate_options, size_gate_of
+from app.commands import add_normalization_options, add_size_gate_options, normalization_request_of, size_gate_of
 from app.core.frames import FrameReadError, SourceError, open_source
-from app.core.normalization import Normalization, default_for
+from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject
 from app.paths import DEFAULT_WEIGHTS
 from model.detectors import REFINE_MODES, TTA_MODES
@@ -36,7 +36,9 @@ def add_parser(sub) -> None:
         "OUT/project.json (the review project the app opens); with --save-logits also OUT/logits/<stem>.npy.",
     )
     p.add_argument("source", help="folder of frames, multi-page TIFF or one image")
-    p.add_argument("--out", required=True, help="project folder (created; an existing project over the same frames is updated)")
+    p.add_argument("--out", required=True,
+                   help="project folder (created; an existing project over the same frames is updated and keeps "
+                        "its normalisation: --window/--percentiles must then ask for that one or be left out)")
     p.add_argument("--method", default="irsam", choices=["irsam", *available_methods()], help="detector (default: irsam)")
     p.add_argument("--weights", help=f"IRSAM checkpoint (default: {DEFAULT_WEIGHTS.relative_to(DEFAULT_WEIGHTS.parents[2])})")
     p.add_argument("--config", choices=("official", "paper"), help="network for weights files that do not name one")
@@ -52,6 +54,7 @@ def add_parser(sub) -> None:
                         "outline annotators draw: pixels above a quarter of it stay, and a confident target "
                         "grows 1 px into neighbours above 0.4 of it; trim only trims; off keeps the network's mask")
     add_size_gate_options(p)
+    add_normalization_options(p)
     p.add_argument("--save-logits", action="store_true", help="also write float32 logits at frame resolution")
     p.add_argument("--writers", type=int, default=DEFAULT_WRITERS,
                    help="threads writing the output files (mask/edge PNGs, logits, targets) in parallel "
@@ -108,8 +111,23 @@ def run(args) -> int:
         print("error: --writers must be at least 1", file=sys.stderr)
         return 2
     try:
+        request = normalization_request_of(args)
         source = open_source(args.source)
-    except SourceError as exc:
+    except (ValueError, SourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    try:
+        if (out / "project.json").exists():
+            # The stored normalisation is the sequence's: never recomputed on a re-run, and never changed,
+            # since the project's earlier predictions (and the app's later ones) were made through it.
+            normalization = Normalization.from_dict(ReviewProject.open(out).normalization)
+            if not request.is_met_by(normalization):
+                raise ProjectError(f"{out} was made with normalisation {normalization}, not the {request} asked for: "
+                                   "detect into a new --out, or leave out --window/--percentiles to keep it")
+        else:
+            normalization = request.for_source(source)
+    except (ProjectError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -125,14 +143,7 @@ def run(args) -> int:
         print(f"warning: {fallback}; running on the CPU", file=sys.stderr)
     record["device"] = detector.device
 
-    out = Path(args.out)
-    existing = (out / "project.json").exists()
     try:
-        if existing:
-            # the stored normalisation is the sequence's: never recompute it on a re-run
-            normalization = Normalization.from_dict(ReviewProject.open(out).normalization)
-        else:
-            normalization = default_for(source)
         project = ReviewProject.create(
             out, Path(args.source).resolve(), source.kind, source.stems, source.shape, normalization.to_dict(), record,
             exist_ok=True,

@@ -8,13 +8,14 @@ import sys
 
 import numpy as np
 
-from app.commands import add_size_gate_options, size_gate_of
+from app.commands import add_normalization_options, add_size_gate_options, normalization_request_of, size_gate_of
 from app.core.atomic import atomic_write_json
 from app.core.frames import FrameReadError, read_gray
-from app.core.normalization import Normalization, default_for
+from app.core.normalization import Normalization, NormalizationRequest
 from model.data import find_dataset, read_image_gray
 from model.detectors import REFINE_MODES, TTA_MODES
-from model.evaluate import available_methods, evaluate_clip, evaluate_dataset, make_detector, write_curve_plots
+from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, make_detector,
+                            write_curve_plots)
 from model.refine import refinement_record
 from model.size_gate import gated
 
@@ -29,12 +30,13 @@ def add_parser(subparsers) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--weights", help="IRSAM checkpoint file")
     which.add_argument("--method", choices=available_methods(), help="classical method")
-    p.add_argument("--images", help="folder of images (16-bit ones are mapped to 8 bits by one percentile window "
-                                    "for the whole set, with its bad pixels repaired, as irsam detect and the "
-                                    "app do for a sequence)")
+    p.add_argument("--images", help="folder of images (16-bit ones are mapped to 8 bits by one window for the "
+                                    "whole set, percentiles unless --window/--percentiles say otherwise, with its "
+                                    "bad pixels repaired, as irsam detect and the app do for a sequence)")
     p.add_argument("--masks", help="folder of 0/255 masks (<stem>.png or <stem>_pixels0.png)")
     p.add_argument("--split", help="text file listing the stems to evaluate (default: every image)")
-    p.add_argument("--clip", help="clip folder with images/ and boxes.csv (box-only scoring)")
+    p.add_argument("--clip", help="clip folder with images/ and boxes.csv (box-only scoring; 16-bit frames are "
+                                  "normalised as --images ones are)")
     p.add_argument("--limit", type=int, help="evaluate only the first N frames or samples")
     p.add_argument("--json", dest="json_out", help="write the results here as JSON")
     p.add_argument("--plots", help="folder for the ROC and Pd-Fa curve PNGs (data sets only)")
@@ -46,7 +48,7 @@ def add_parser(subparsers) -> None:
         "--resize-512", action="store_true",
         help="score at 512x512 like the official IRSAM code (logits bilinear, masks nearest)",
     )
-    p.add_argument("--device", default="auto", help="device for --weights (auto, cpu, cuda, cuda:1, mps)")
+    p.add_argument("--device", default="auto", help="device for --weights (auto, cpu, cuda or cuda:N)")
     p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="IRSAM only: average the logits of flipped (hflip, flips) and 1.25x magnified "
                         "(scale, scale+flips) passes")
@@ -55,6 +57,7 @@ def add_parser(subparsers) -> None:
                         "trimming the dim halo and growing a confident target 1 px into its bright rim "
                         "(model/refine.py); trim only trims; off scores the network's own mask")
     add_size_gate_options(p)
+    add_normalization_options(p)
     p.set_defaults(run=run)
 
 
@@ -94,14 +97,22 @@ class _ImageFiles:
         return read_gray(self.paths[i])
 
 
-def sequence_window(samples) -> Normalization | None:
-    """None for 8-bit images (read as they are); for 16-bit ones what `irsam detect` and the app would
-    use on that folder: percentiles of frames spread over the set, the same for every frame, and the
-    set's bad pixels repaired."""
-    if not samples:
+def sequence_window(paths, request: NormalizationRequest) -> Normalization | None:
+    """None for 8-bit images with no normalisation asked for (read as they are); otherwise what
+    `irsam detect` and the app would use on that folder with the same request: one window for every
+    frame (by default percentiles of frames spread over the set) and, for 16-bit ones, the set's bad
+    pixels repaired."""
+    if not paths:
         return None
-    files = _ImageFiles([s.image_path for s in samples])
-    return None if files.dtype == np.uint8 else default_for(files)
+    files = _ImageFiles(paths)
+    if files.dtype == np.uint8 and request.is_default:
+        return None
+    return request.for_source(files)
+
+
+def image_reader(window: Normalization | None):
+    """Path -> the 8-bit image the detector sees."""
+    return (lambda path: window.apply(read_gray(path))) if window else read_image_gray
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,24 +126,30 @@ def run(args: argparse.Namespace) -> int:
         print("error: --plots needs pixel ground truth (--images/--masks)", file=sys.stderr)
         return 2
     try:
+        request = normalization_request_of(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
         options = {"tta": args.tta, "refine": args.refine} if args.weights else {}
         gate = size_gate_of(args)
         detector = gated(make_detector(args.method, args.weights, args.device, **options), gate)
         if args.clip:
-            result = evaluate_clip(detector, args.clip, limit=args.limit)
+            window = sequence_window(clip_frames(args.clip)[: args.limit], request)
+            result = evaluate_clip(detector, args.clip, limit=args.limit, read_image=image_reader(window))
             table = format_clip_table(result)
         else:
             samples = find_dataset(args.images, args.masks, args.split)[: args.limit]
-            window = sequence_window(samples)
+            window = sequence_window([s.image_path for s in samples], request)
             result, _ = evaluate_dataset(
                 detector, samples, fa_mode=args.fa, resize_to=512 if args.resize_512 else None,
-                curves=bool(args.plots), read_image=(lambda p: window.apply(read_gray(p))) if window else read_image_gray,
+                curves=bool(args.plots), read_image=image_reader(window),
             )
-            if window:
-                result["normalization"] = window.to_dict()
             table = format_dataset_table(result)
             if args.plots:
                 result["plots"] = [str(p) for p in write_curve_plots(result, args.plots)]
+        if window:
+            result["normalization"] = window.to_dict()
     except (FileNotFoundError, ValueError, OSError, FrameReadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -6,25 +6,29 @@ import sys
 
 import numpy as np
 
+from app.commands import add_normalization_options, normalization_request_of
 from app.core.frames import FrameReadError, SourceError, find_ground_truth, open_source
-from app.core.normalization import default_for
 
 VALUE_SAMPLE = 32
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("info", help="describe a frame source and list unreadable frames",
-                              description="Describe a folder of frames, a multi-page TIFF or one image.")
+                              description="Describe a folder of frames, a multi-page TIFF or one image, with the "
+                                          "normalisation irsam detect would give it (with --window or "
+                                          "--percentiles: the one those options give).")
     p.add_argument("source", help="folder of frames, multi-page TIFF or image file")
     p.add_argument("--scan", action=argparse.BooleanOptionalAction, default=True,
                    help="decode every frame to find all unreadable ones (default); --no-scan samples frames")
+    add_normalization_options(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     try:
+        request = normalization_request_of(args)
         source = open_source(args.source)
-    except SourceError as e:
+    except (ValueError, SourceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     with source:
@@ -57,7 +61,7 @@ def run(args) -> int:
         print(f"size:          {w}x{h} (width x height)")
         print(f"dtype:         {source.dtype}")
         print(f"value range:   {low}..{high} over {where}")
-        print(f"normalisation: {default_for(source)}")
+        print(f"normalisation: {request.for_source(source)}")
         gt = find_ground_truth(source)
         if gt is not None:
             parts = ([f"masks in {gt.masks_dir}"] if gt.has_masks else []) + \

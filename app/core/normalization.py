@@ -5,8 +5,12 @@ out = clip(floor((v - low) * 255 / (high - low) + 0.5), 0, 255), i.e. linear, ro
 once from a sample of frames and stored as the resulting low/high, never per frame (a per-frame
 stretch makes the same target flicker and lets one hot pixel change the model input).
 
+A `NormalizationRequest` is what a user asks for (`irsam detect/eval/info --window` or `--percentiles`);
+without one an 8-bit sequence goes to the model unchanged and a raw one gets percentiles 0.5..99.99.
+
 A raw (non-8-bit) sequence's stuck pixels are found from the same sample (`app.core.bad_pixels`),
-stored with the window and repaired before it is applied, so hot pixels are not detected as targets.
+stored with the window (fixed or from percentiles) and repaired before it is applied, so hot pixels
+are not detected as targets.
 The window itself is computed from the raw sample as before: leaving the bad pixels out of the
 percentiles narrows it, and that cost the shipped IRSAM weights a third of the demo's targets.
 """
@@ -22,6 +26,7 @@ from app.core.frames import FrameReadError
 
 MODES = ("window", "percentile")
 SAMPLE_FRAMES = 32  # frames, spread evenly over a sequence, that its window and bad pixels come from
+DEFAULT_PERCENTILES = (0.5, 99.99)  # a raw sequence's window when none is asked for
 
 
 @dataclass(frozen=True)
@@ -50,14 +55,13 @@ class Normalization:
         return cls("window", float(low), float(high))
 
     @classmethod
-    def from_percentiles(cls, source_or_frames, p_low: float = 0.5, p_high: float = 99.99,
-                         sample: int = SAMPLE_FRAMES) -> Normalization:
+    def from_percentiles(cls, source_or_frames, p_low: float = DEFAULT_PERCENTILES[0],
+                         p_high: float = DEFAULT_PERCENTILES[1], sample: int = SAMPLE_FRAMES) -> Normalization:
         """Window from percentiles of up to `sample` frames spread evenly over a FrameSource (or a list/array of frames).
 
         A percentile p is the smallest value v with at least p% of the sampled pixels <= v.
         """
-        if not 0 <= p_low < p_high <= 100:
-            raise ValueError(f"need 0 <= p_low < p_high <= 100, got {p_low}, {p_high}")
+        _check_percentiles(p_low, p_high)
         frames = _sample_frames(source_or_frames, sample)
         if not frames:
             raise ValueError("no readable frame to compute percentiles from")
@@ -119,11 +123,70 @@ class Normalization:
         return f"window {window}{repaired}"
 
 
+@dataclass(frozen=True)
+class NormalizationRequest:
+    """The normalisation a user asks for: a fixed `window` (low, high) in raw units, `percentiles`
+    (p_low, p_high) of the sequence's sampled frames, or neither (the default). Raises ValueError for an
+    impossible one."""
+
+    window: tuple[float, float] | None = None
+    percentiles: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        if self.window is not None and self.percentiles is not None:
+            raise ValueError("give a fixed window or percentiles, not both")
+        if self.window is not None:
+            low, high = self.window
+            if not (np.isfinite(low) and np.isfinite(high) and low < high):
+                raise ValueError(f"a fixed window needs LO < HI, got {low:g} {high:g}")
+        if self.percentiles is not None:
+            _check_percentiles(*self.percentiles)
+
+    @property
+    def is_default(self) -> bool:
+        return self.window is None and self.percentiles is None
+
+    def for_source(self, source) -> Normalization:
+        """The normalisation of a FrameSource (or anything with `dtype`, `len` and frame indexing).
+
+        Unasked, an 8-bit source gets the identity window and a raw one percentiles 0.5..99.99. A raw
+        source's bad pixels are found in the sampled frames and repaired whatever the window.
+        """
+        raw = np.dtype(source.dtype) != np.uint8
+        if self.is_default and not raw:
+            return Normalization.identity8()
+        frames = _sample_frames(source, SAMPLE_FRAMES) if raw or self.window is None else []
+        if self.window is not None:
+            normalization = Normalization.fixed(*self.window)
+        else:
+            normalization = Normalization.from_percentiles(frames, *(self.percentiles or DEFAULT_PERCENTILES))
+        return replace(normalization, bad_pixels=find_bad_pixels(frames)) if raw else normalization
+
+    def is_met_by(self, normalization: Normalization) -> bool:
+        """Whether `normalization` (a stored one) is the one asked for; anything meets the default."""
+        if self.window is not None:
+            return normalization.mode == "window" and (normalization.low, normalization.high) == tuple(self.window)
+        if self.percentiles is not None:
+            return (normalization.mode == "percentile"
+                    and (normalization.p_low, normalization.p_high) == tuple(self.percentiles))
+        return True
+
+    def __str__(self) -> str:
+        if self.window is not None:
+            return f"window {self.window[0]:g}..{self.window[1]:g}"
+        if self.percentiles is not None:
+            return f"percentiles {self.percentiles[0]:g}..{self.percentiles[1]:g}"
+        return "default normalisation"
+
+
 def default_for(source) -> Normalization:
     """identity8 for an 8-bit source; for a raw one, its bad pixels and per-sequence percentiles."""
-    if np.dtype(source.dtype) == np.uint8:
-        return Normalization.identity8()
-    return Normalization.for_raw_frames(_sample_frames(source, SAMPLE_FRAMES))
+    return NormalizationRequest().for_source(source)
+
+
+def _check_percentiles(p_low: float, p_high: float) -> None:
+    if not 0 <= p_low < p_high <= 100:
+        raise ValueError(f"percentiles need 0 <= LO < HI <= 100, got {p_low:g} {p_high:g}")
 
 
 def _sample_frames(source_or_frames, sample: int) -> list[np.ndarray]:
