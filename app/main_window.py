@@ -14,6 +14,7 @@ from app.measure import frame_box_pd, frame_iou_pd, local_snr, target_snr
 from app.session import FrameLayers, ReviewSession
 from app.widgets.detection_panel import DetectionPanel, describe_metadata
 from app.widgets.frame_view import PALETTES, FrameView
+from app.widgets.normalization_dialog import NormalizationDialog
 from app.widgets.overlays import OverlayPanel
 from app.widgets.review_tools import ReviewTools
 from app.widgets.scrolling import ScrollingPanel
@@ -38,6 +39,7 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.settings = settings or QtCore.QSettings("irsam-review", "irsam-review")
         self.session: ReviewSession | None = None
+        self._truth_warnings_shown = 0  # ground-truth mask warnings already shown in the status bar
         self.index = 0
         self.frame: np.ndarray | None = None
         self.layers = FrameLayers()
@@ -131,6 +133,8 @@ class MainWindow(QtWidgets.QMainWindow):
         run_menu.addAction("Run on the &range", lambda: self.run_detection("range"))
         run_menu.addAction("Run on the &whole sequence", lambda: self.run_detection("all"), "Ctrl+Shift+R")
         run_menu.addAction("&Cancel", self.detection_runner.cancel, "Ctrl+.")
+        run_menu.addSeparator()
+        run_menu.addAction("Detector &input window...", self.choose_normalization)
         review_menu = self.menuBar().addMenu("&Review")
         for status, key in ((ReviewStatus.ACCEPTED, "Ctrl+1"), (ReviewStatus.REJECTED, "Ctrl+2"),
                             (ReviewStatus.NEGATIVE, "Ctrl+3"), (ReviewStatus.UNREVIEWED, "Ctrl+0")):
@@ -198,6 +202,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.session is not None:
             self.session.close()
         self.session = session
+        self._truth_warnings_shown = 0
         self.selected = None
         self.frame = None
         self.frame_view.clear()
@@ -374,6 +379,11 @@ class MainWindow(QtWidgets.QMainWindow):
             if text:
                 parts.append(f"{name}: {text}" if named else text)
         self.metrics_label.setText("   ".join(parts))
+        truth = self.session.ground_truth
+        if truth is not None and len(truth.mask_warnings) > self._truth_warnings_shown:
+            self._truth_warnings_shown = len(truth.mask_warnings)
+            path, reason = truth.mask_warnings[-1]
+            self.statusBar().showMessage(f"Ground truth {path.name}: {reason}", 15000)
 
     def _score_text(self, name: str, mask: np.ndarray) -> str:
         truth = self.layers.truth_mask
@@ -500,6 +510,36 @@ class MainWindow(QtWidgets.QMainWindow):
         self.feature_runner.stop()
         self.detection_panel.set_running(True)
         self._start_worker(self.detection_runner, indices, self.detection_panel.choice(), features=False)
+
+    def choose_normalization(self) -> NormalizationDialog | None:
+        """The window (or percentiles) from raw values to the detectors' input, stored in the project."""
+        if self.session is None:
+            return None
+        if self.detection_runner.busy or self.review_tools.propagation.busy:
+            self.statusBar().showMessage("Detection or propagation is running; change the input window when it is done.",
+                                         5000)
+            return None
+        predicted = int((self.session.detection_counts >= 0).sum())
+        dialog = NormalizationDialog(self.session.normalization, self.session.source.dtype, self.frame_view.levels,
+                                     predicted, self)
+        dialog.accepted.connect(lambda: self._apply_normalization(dialog.request()))
+        dialog.open()
+        return dialog
+
+    def _apply_normalization(self, request) -> None:
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)  # percentiles read 32 frames
+        try:
+            normalization = self.session.change_normalization(request)
+        except OSError as e:
+            self.statusBar().showMessage(f"The input window was not changed: {e}", 15000)
+            return
+        finally:
+            QtWidgets.QApplication.restoreOverrideCursor()
+        self.frame_view.set_sequence_levels(normalization.low, normalization.high)
+        self.frame_view.set_bad_pixels(normalization.bad_pixels)
+        self.statusBar().showMessage(f"Detector input: normalisation {normalization}", 10000)
+        if self.features_dock.isVisible() and self.frame is not None:
+            self.compute_features()
 
     def compute_features(self) -> None:
         if self.session is None or self.frame is None:

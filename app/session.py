@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from app.core.frames import FrameSource, GroundTruth, find_ground_truth, lower_thread_priority, open_source
-from app.core.normalization import Normalization, default_for
+from app.core.normalization import Normalization, NormalizationRequest, default_for
 from app.core.project import ProjectError, ReviewProject, ReviewStatus
 from app.core.targets import Target
 
@@ -177,6 +177,15 @@ class ReviewSession:
                 self.normalization.to_dict(), None, exist_ok=True,
             )
         return self.project
+
+    def change_normalization(self, request: NormalizationRequest) -> Normalization:
+        """Map raw values to the detectors' input as `request` asks from now on (detection, propagation,
+        export, fine-tuning); the project, if there is one yet, stores it (else its creation will)."""
+        normalization = request.for_source(self.source)
+        if self.project is not None:
+            self.project.set_normalization(normalization.to_dict())
+        self.normalization = normalization
+        return normalization
 
     def frame(self, index: int) -> np.ndarray:
         """Raw frame (raises FrameReadError for an unreadable one)."""

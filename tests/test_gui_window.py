@@ -640,3 +640,64 @@ def test_target_area_gate_reaches_runs_without_reloading_the_checkpoint(window, 
     panel.min_area.setValue(2)
     _choose(window, "mpcm")
     assert panel.choice().min_area == 2 and "targets >= 2 px" in panel.choice().label
+
+
+def test_detector_input_window_is_chosen_applied_and_kept_by_the_project(window, fresh_sequence, qtbot):
+    from PySide6 import QtWidgets
+
+    from app.core.normalization import Normalization
+
+    _open(window, qtbot, fresh_sequence)
+    default = window.session.normalization
+    assert default.mode == "percentile"
+    dialog = window.choose_normalization()
+    assert dialog.percentiles.isChecked() and dialog.p_high.value() == pytest.approx(default.p_high)
+    dialog.fixed.setChecked(True)
+    assert dialog.low.isEnabled() and not dialog.p_low.isEnabled()
+    dialog.low.setValue(3000)
+    dialog.high.setValue(2000)
+    ok = dialog.findChild(QtWidgets.QDialogButtonBox).button(QtWidgets.QDialogButtonBox.Ok)
+    ok.click()
+    assert dialog.isVisible() and "LO < HI" in dialog.error.text()  # refused, nothing changed
+    assert window.session.normalization == default
+    window.frame_view.histogram.setLevels(1500, 2600)  # what the analyst dragged the display to
+    dialog.use_displayed_levels()
+    assert (dialog.low.value(), dialog.high.value()) == (1500, 2600)
+    ok.click()
+    assert not dialog.isVisible()
+
+    chosen = window.session.normalization
+    assert (chosen.mode, chosen.low, chosen.high) == ("window", 1500, 2600)
+    assert chosen.bad_pixels == default.bad_pixels  # still repaired
+    assert window.frame_view.sequence_levels == (1500, 2600)
+    assert "window 1500..2600" in window.statusBar().currentMessage()
+    _choose(window, "tophat")
+    window.run_detection("frame")
+    qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0 and window.detection_panel.run_all.isEnabled(),
+                    timeout=10000)
+    project_dir = window.session.project_dir
+    window._set_session(ReviewSession.open(fresh_sequence))  # reopened: the project's window comes back
+    assert Normalization.from_dict(window.session.project.normalization) == chosen
+    assert window.session.normalization == chosen
+    dialog = window.choose_normalization()
+    assert dialog.fixed.isChecked() and "The 1 frames detected so far keep their proposals" in \
+        " ".join(label.text() for label in dialog.findChildren(QtWidgets.QLabel))
+    dialog.reject()
+    assert project_dir == window.session.project_dir
+
+
+def test_an_interpolated_ground_truth_mask_is_reported(window, fresh_sequence, qtbot):
+    import cv2
+
+    mask_file = next((fresh_sequence / "masks").glob("*.png"))
+    mask = cv2.imread(str(mask_file), cv2.IMREAD_UNCHANGED)
+    blurred = cv2.GaussianBlur(mask, (5, 5), 1.0)  # resized or smoothed: values between 0 and 255
+    assert ((blurred > 0) & (blurred < 255)).any()
+    cv2.imwrite(str(mask_file), blurred)
+    _open(window, qtbot, fresh_sequence)
+    index = window.session.source.stems.index(mask_file.stem)
+    window.show_frame(index)
+    window.update_panels()
+    message = window.statusBar().currentMessage()
+    assert f"Ground truth {mask_file.name}" in message and "strictly between 0 and 255" in message
+    np.testing.assert_array_equal(window.layers.truth_mask, blurred == 255)

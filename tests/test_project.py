@@ -335,3 +335,13 @@ def test_status_queries(tmp_path):
     document = json.loads((tmp_path / "p" / "review.json").read_text())
     assert document["frames"]["f002"]["status"] == "negative"
     assert (tmp_path / "p" / "review.json.bak").read_text() == (tmp_path / "p" / "review.json").read_text()
+
+
+def test_a_chosen_normalisation_is_stored_and_kept(tmp_path):
+    project = make_project(tmp_path / "p")
+    project.save_prediction("f000", result_with_targets([(2, 2, 4, 4)]))
+    chosen = {"mode": "window", "low": 500.0, "high": 9000.0, "bad_pixels": [[3, 4]]}
+    project.set_normalization(chosen)
+    opened = ReviewProject.open(tmp_path / "p")
+    assert opened.normalization == chosen
+    assert opened.prediction_mask("f000").sum() == 4  # proposals stay until detection runs again

@@ -181,6 +181,12 @@ class ReviewProject:
     def index(self, stem: str) -> int:
         return self._index[stem]
 
+    def set_normalization(self, normalization: dict) -> None:
+        """Store the normalisation chosen for the sequence from now on (existing predictions keep theirs
+        until detection runs again)."""
+        self._meta["normalization"] = normalization
+        self._write_meta()
+
     def _write_meta(self) -> None:
         self._meta["modified"] = utc_now()
         self._write(lambda: atomic_write_json(self.folder / "project.json", self._meta))

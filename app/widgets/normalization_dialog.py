@@ -1,0 +1,125 @@
+"""Detection > Detector input window...: the fixed window or the percentiles that map a sequence's raw
+values to the detectors' 8-bit input (app.core.normalization). Dragging the histogram only changes the
+display; this changes what the detectors see, and the project keeps it."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from PySide6 import QtWidgets
+
+from app.core.normalization import DEFAULT_PERCENTILES, Normalization, NormalizationRequest
+
+
+def raw_range(dtype) -> tuple[float, float]:
+    """The values a frame of `dtype` can hold (float frames: a wide range)."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max)
+    return -1e9, 1e9
+
+
+class NormalizationDialog(QtWidgets.QDialog):
+    """`request()` is what was chosen; `accept()` refuses an impossible one and says why.
+
+    current: the sequence's normalisation now; displayed_levels: gives the histogram's levels (offered as
+    a fixed window; the display may change while the dialog is open); predicted_frames: frames with a
+    proposal, which keep it until detection runs again.
+    """
+
+    def __init__(self, current: Normalization, dtype, displayed_levels: Callable[[], tuple[float, float]],
+                 predicted_frames: int = 0, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Detector input window")
+        self.displayed_levels = displayed_levels
+        low_limit, high_limit = raw_range(dtype)
+
+        self.percentiles = QtWidgets.QRadioButton("Percentiles of up to 32 frames spread over the sequence")
+        self.fixed = QtWidgets.QRadioButton("Fixed window (raw values)")
+        self.p_low, self.p_high = (self._spin(0.0, 100.0, 3) for _ in range(2))
+        self.low, self.high = (self._spin(low_limit, high_limit, 1) for _ in range(2))
+        if current.mode == "percentile":
+            self.percentiles.setChecked(True)
+            self.p_low.setValue(current.p_low)
+            self.p_high.setValue(current.p_high)
+        else:
+            self.fixed.setChecked(True)
+            self.p_low.setValue(DEFAULT_PERCENTILES[0])
+            self.p_high.setValue(DEFAULT_PERCENTILES[1])
+        self.low.setValue(current.low)
+        self.high.setValue(current.high)
+        use_displayed = QtWidgets.QPushButton("Use the displayed levels")
+        use_displayed.setToolTip("The levels the frame is displayed with now (the histogram's)")
+        use_displayed.clicked.connect(self.use_displayed_levels)
+
+        self.error = QtWidgets.QLabel()
+        self.error.setStyleSheet("color: #c03030;")
+        self.error.setWordWrap(True)
+        notes = [f"Now: {current}."]
+        if current.bad_pixels:
+            notes.append("The bad pixels stay repaired, whichever window you choose.")
+        if predicted_frames:
+            notes.append(f"The {predicted_frames} frames detected so far keep their proposals until detection runs "
+                         "again; accepted and corrected frames keep their masks.")
+        note = QtWidgets.QLabel(" ".join(notes))
+        note.setWordWrap(True)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Ok | QtWidgets.QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+
+        grid = QtWidgets.QGridLayout()
+        grid.addWidget(self.percentiles, 0, 0, 1, 4)
+        grid.addWidget(QtWidgets.QLabel("low %"), 1, 0)
+        grid.addWidget(self.p_low, 1, 1)
+        grid.addWidget(QtWidgets.QLabel("high %"), 1, 2)
+        grid.addWidget(self.p_high, 1, 3)
+        grid.addWidget(self.fixed, 2, 0, 1, 4)
+        grid.addWidget(QtWidgets.QLabel("low"), 3, 0)
+        grid.addWidget(self.low, 3, 1)
+        grid.addWidget(QtWidgets.QLabel("high"), 3, 2)
+        grid.addWidget(self.high, 3, 3)
+        grid.addWidget(use_displayed, 4, 1, 1, 3)
+        for radio in (self.percentiles, self.fixed):
+            radio.toggled.connect(self._enable_chosen)
+        self._enable_chosen()
+        self.setMinimumWidth(440)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(note)
+        layout.addLayout(grid)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+
+    def _enable_chosen(self) -> None:
+        for spin in (self.p_low, self.p_high):
+            spin.setEnabled(self.percentiles.isChecked())
+        for spin in (self.low, self.high):
+            spin.setEnabled(self.fixed.isChecked())
+
+    @staticmethod
+    def _spin(low: float, high: float, decimals: int) -> QtWidgets.QDoubleSpinBox:
+        spin = QtWidgets.QDoubleSpinBox()
+        spin.setRange(low, high)
+        spin.setDecimals(decimals)
+        spin.setMinimumWidth(110)
+        return spin
+
+    def use_displayed_levels(self) -> None:
+        low, high = self.displayed_levels()
+        self.fixed.setChecked(True)
+        self.low.setValue(low)
+        self.high.setValue(high)
+
+    def request(self) -> NormalizationRequest:
+        """Raises ValueError for an impossible window or percentiles."""
+        if self.fixed.isChecked():
+            return NormalizationRequest(window=(self.low.value(), self.high.value()))
+        return NormalizationRequest(percentiles=(self.p_low.value(), self.p_high.value()))
+
+    def accept(self) -> None:
+        try:
+            self.request()
+        except ValueError as e:
+            self.error.setText(str(e))
+            return
+        super().accept()
