@@ -170,6 +170,30 @@ def test_unreadable_frames_and_damaged_masks_are_skipped(tmp_path):
     assert reasons[project.stems[1]] == "damaged committed mask"
 
 
+def test_progress_follows_every_selected_frame_before_the_split_files(tmp_path):
+    project, _, _, _ = reviewed_project(tmp_path)
+    frame_file = tmp_path / "seqA_frames" / f"{project.stems[0]}.png"
+    frame_file.write_bytes(frame_file.read_bytes()[:40])  # selected, then skipped as unreadable
+    out = tmp_path / "out"
+    paths = dataset_paths(out, "sirst")
+    calls = []
+
+    def progress(done, total):
+        written = sorted(p.stem for p in paths.images.glob("*.png")) if paths.images.exists() else []
+        calls.append((done, total, written, paths.split_files["train"].exists(), (out / "meta.json").exists()))
+
+    report = export_project(project, out, "sirst", progress=progress)
+    stems = [f"seqA_{project.stems[i]}" for i in (1, 2, 5)]
+    assert report.exported == stems
+    assert calls == [
+        (1, 4, [], False, False),  # frame 0: unreadable, still counted
+        (2, 4, stems[:1], False, False),
+        (3, 4, stems[:2], False, False),
+        (4, 4, stems, False, False),
+    ]
+    assert paths.split_files["train"].read_text().splitlines() == stems
+
+
 def test_nothing_to_export_writes_nothing(tmp_path):
     project, _, _, _ = reviewed_project(tmp_path)
     for stem in project.stems:

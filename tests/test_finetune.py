@@ -1,5 +1,6 @@
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -14,6 +15,13 @@ from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequenc
 from model.detectors import FrameResult
 
 TRAIN_ARGS = ["--crop", "64", "--batch-size", "2", "--workers", "0", "--precision", "fp32"]
+# `irsam train` as the job runs it, with model.train.training_device reporting a GPU that failed under
+# --device auto (what a broken driver gives): the process trains on the CPU and logs why
+BROKEN_GPU_TRAIN = """
+import runpy, torch, model.train
+model.train.training_device = lambda requested, local_rank=None: (torch.device("cpu"), "CUDA error: broken driver")
+runpy.run_module("app.cli", run_name="__main__", alter_sys=True)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +107,21 @@ def test_cancel_stops_the_whole_process_group(export_dir, tmp_path):
     assert not job.running
     with pytest.raises(ProcessLookupError):
         os.killpg(job.pid, 0)
+
+
+def test_poll_warnings_reports_training_on_the_cpu_once_for_this_run(export_dir, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train.log").write_text("warning: training on the CPU: an earlier run in this folder\n")
+    job = FineTuneJob(export_dir, run, config="tiny", epochs=1, device="auto", extra_args=TRAIN_ARGS)
+    command = job.command
+    job.command = lambda: [sys.executable, "-c", BROKEN_GPU_TRAIN, *command()[3:]]  # after `python -m app.cli`
+    job.start()
+    assert job.wait(timeout=120) == 0, job.log_path.read_text()
+    line = "warning: training on the CPU: CUDA error: broken driver"
+    assert job.poll_warnings() == [line]
+    assert job.poll_warnings() == [] and job.warnings == [line]
+    assert job.poll() and job.best_path.exists()  # a successful run: the warning is all that tells of the CPU
 
 
 def test_config_args_reproduce_overrides_of_our_checkpoints(tmp_path, tiny_checkpoint):

@@ -3,12 +3,15 @@ export, shortcuts, damaged projects and the fine-tune dialog."""
 from __future__ import annotations
 
 import json
+import sys
+import threading
 
 import numpy as np
 import pytest
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.export import read_exported_dataset
+from app.core.finetune import FineTuneJob
 from app.core.project import ReviewStatus
 from app.editing import FrameEditor
 from app.session import STATUS_CODES
@@ -188,6 +191,8 @@ def test_propagation_cancel_changes_nothing(review, qtbot, monkeypatch):
     panel = review.review_tools.propagation_panel
     panel.forward.click()  # track mode, carrying frame 0's two predicted targets
     assert panel.cancel.isEnabled()
+    assert review.review_tools.export_dialog() is None  # propagation writes the project meanwhile
+    assert "export when it is done" in review.statusBar().currentMessage()
     qtbot.wait(150)
     panel.cancel.click()
     qtbot.waitUntil(lambda: panel.forward.isEnabled(), timeout=5000)
@@ -208,6 +213,8 @@ def test_export_dialog_writes_a_dataset_that_reads_back(review, qtbot, tmp_path)
     dialog.split_combo.setCurrentText("test")
     dialog.coco.setChecked(True)
     dialog.export_button.click()
+    assert not dialog.export_button.isEnabled()  # until the export, in its worker thread, has ended
+    qtbot.waitUntil(dialog.export_button.isEnabled, timeout=30000)
     assert "3 frames exported" in dialog.result.toPlainText()
     assert "57 frames skipped" in dialog.result.toPlainText()
     samples = read_exported_dataset(tmp_path / "export", "dnanet")
@@ -224,9 +231,48 @@ def test_export_dialog_writes_a_dataset_that_reads_back(review, qtbot, tmp_path)
         assert np.array_equal(image, session.normalization.apply(session.frame(index)))
     assert (tmp_path / "export" / "annotations" / "instances_test.json").exists()
     dialog.export_button.click()  # again into the same folder: refused, said so, nothing lost
+    qtbot.waitUntil(dialog.export_button.isEnabled, timeout=30000)
+    assert "Export failed" in dialog.result.toPlainText()
     assert "already holds a data set" in dialog.result.toPlainText()
     assert len(read_exported_dataset(tmp_path / "export", "dnanet")) == 3
     dialog.close()
+
+
+def test_export_runs_in_a_worker_showing_progress_while_the_window_stays_live(review, qtbot, tmp_path,
+                                                                            monkeypatch):
+    session = review.session
+    for index in range(3):
+        session.set_status(index, ReviewStatus.ACCEPTED)
+    read = session.source.frame
+    release = threading.Event()
+
+    def frame_held_in_workers(index):
+        if index == 1 and threading.current_thread() is not threading.main_thread():
+            release.wait(timeout=60)  # the export waits here, after frame 0, until the test lets it go on
+        return read(index)
+
+    monkeypatch.setattr(session.source, "frame", frame_held_in_workers)
+    dialog = review.review_tools.export_dialog()
+    assert dialog.windowModality() == QtCore.Qt.WindowModal
+    assert QtWidgets.QApplication.activeModalWidget() is dialog  # the main window takes no edits meanwhile
+    dialog.folder.setText(str(tmp_path / "export"))
+    timer_fired_during_export = []
+    QtCore.QTimer.singleShot(0, lambda: timer_fired_during_export.append(dialog.exporting))
+    dialog.export_button.click()
+    qtbot.waitUntil(lambda: dialog.progress.text() == "Exporting... 1 / 3 frames", timeout=10000)
+    assert timer_fired_during_export == [True]
+    assert dialog.exporting and dialog.progress.isVisible()
+    assert not any(w.isEnabled() for w in (*dialog.options, dialog.export_button, dialog.close_button))
+    qtbot.keyClick(dialog, QtCore.Qt.Key_Escape)  # refused: the export would be cut short
+    assert dialog.isVisible() and dialog.exporting
+
+    release.set()
+    qtbot.waitUntil(dialog.export_button.isEnabled, timeout=10000)
+    assert "3 frames exported" in dialog.result.toPlainText() and dialog.report is not None
+    assert not dialog.progress.isVisible() and all(w.isEnabled() for w in (*dialog.options, dialog.close_button))
+    assert len(read_exported_dataset(tmp_path / "export", "sirst")) == 3
+    dialog.close_button.click()
+    assert not dialog.isVisible()
 
 
 def test_shortcut_edit_with_conflict_then_saved_and_applied(review, qtbot, private_shortcuts):
@@ -303,6 +349,41 @@ def test_finetune_one_tiny_epoch_compares_and_redetects(window, tmp_path, tiny_c
     qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
                     timeout=60000)
     assert (window.session.detection_counts[8:] >= 0).all()  # the unreviewed frames were detected again
+
+
+# Stands in for `irsam train`: logs model/train.py's CPU fallback line, waits for the test, writes one epoch
+FAKE_TRAINING_ON_CPU = """
+import json, pathlib, sys, time
+gate, metrics = map(pathlib.Path, sys.argv[1:3])
+print("warning: training on the CPU: CUDA error: broken driver", flush=True)
+while not gate.exists():
+    time.sleep(0.02)
+metrics.write_text(json.dumps({"epoch": 1, "loss": 0.5, "val_iou": 0.25}) + "\\n")
+"""
+
+
+def test_finetune_dialog_shows_a_cpu_fallback_while_training_and_after_success(review, qtbot, tmp_path,
+                                                                               monkeypatch):
+    gate = tmp_path / "finish_training"
+    monkeypatch.setattr(FineTuneJob, "command", lambda job: [sys.executable, "-c", FAKE_TRAINING_ON_CPU,
+                                                             str(gate), str(job.metrics_path)])
+    for index in range(8):
+        review.session.set_status(index, ReviewStatus.ACCEPTED)
+    dialog = review.review_tools.finetune_dialog_open()
+    dialog.folder.setText(str(tmp_path / "finetune"))
+    dialog.weights.setText("")
+    dialog.epochs.setValue(1)
+    assert dialog.start(), dialog.status.text()
+    assert not dialog.warnings.isVisible()
+    line = "warning: training on the CPU: CUDA error: broken driver"
+    qtbot.waitUntil(dialog.warnings.isVisible, timeout=10000)
+    assert dialog.warnings.text() == line and dialog.job.running
+    gate.touch()
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10000)
+    assert dialog.job.returncode == 0 and dialog.progress.value() == 100
+    assert dialog.status.text().startswith("Training done")
+    assert dialog.warnings.isVisible() and dialog.warnings.text() == line
+    dialog.close()
 
 
 def test_queue_lists_every_frame_before_a_project_exists(window, fresh_sequence, qtbot):

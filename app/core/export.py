@@ -102,6 +102,21 @@ def _load_label(project: ReviewProject, stem: str, origin: str) -> np.ndarray | 
     return project.committed_mask(stem) if origin == "committed" else project.prediction_mask(stem)
 
 
+def _label_and_frame(project: ReviewProject, stem: str, origin: str, source, source_index: dict[str, int],
+                     bad_at_open: dict[str, str]) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """(mask, raw frame, "") of a frame selected for export, or (None, None, why it is skipped)."""
+    if stem not in source_index:
+        reason = bad_at_open.get(stem)
+        return None, None, f"unreadable frame: {reason}" if reason else "not in the source"
+    mask = _load_label(project, stem, origin)
+    if mask is None:
+        return None, None, f"damaged {origin} mask"
+    try:
+        return mask, source.frame(source_index[stem]), ""
+    except FrameReadError as e:
+        return None, None, f"unreadable frame: {e.reason}"
+
+
 def export_project(
     project: ReviewProject,
     out: str | Path,
@@ -116,6 +131,7 @@ def export_project(
     sequence_name: str | None = None,
     source=None,
     normalization=None,
+    progress=None,
 ) -> ExportReport:
     """Export a project's reviewed frames; nothing is written when no frame qualifies.
 
@@ -123,6 +139,9 @@ def export_project(
     stored path, `Normalization.from_dict(project.normalization)`).
     With `append`, the data set may already hold other sequences: split files are merged without
     duplicates, and this sequence's earlier entries are replaced.
+    `progress(done, total)`, when given, is called after each frame selected for export, whether written
+    or skipped (unreadable), `total` being the number selected; the split files, annotations and
+    meta.json are written after the last call.
     """
     if split not in SPLITS:
         raise ExportError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -154,43 +173,35 @@ def export_project(
     try:
         source_index = {s: i for i, s in enumerate(source.stems)}
         bad_at_open = {b.stem: b.reason for b in source.bad_frames}
-        for stem, origin in selected:
-            dataset_stem = f"{sequence}_{stem}"
-            if stem not in source_index:
-                reason = bad_at_open.get(stem)
-                report.skipped.append((stem, f"unreadable frame: {reason}" if reason else "not in the source"))
-                continue
-            mask = _load_label(project, stem, origin)
+        for done, (stem, origin) in enumerate(selected, start=1):
+            mask, frame, why = _label_and_frame(project, stem, origin, source, source_index, bad_at_open)
             if mask is None:
-                report.skipped.append((stem, f"damaged {origin} mask"))
-                continue
-            try:
-                frame = source.frame(source_index[stem])
-            except FrameReadError as e:
-                report.skipped.append((stem, f"unreadable frame: {e.reason}"))
-                continue
-            image = normalization.apply(frame)
-            atomic_write_png(paths.images / f"{dataset_stem}.png", image)
-            atomic_write_png(paths.masks / f"{dataset_stem}.png", mask)
-            raw_file = _write_raw(paths.root, dataset_stem, frame) if raw else None
-            if yolo:
-                atomic_write_text(paths.root / "labels" / f"{dataset_stem}.txt", yolo_boxes(mask))
-            meta["frames"][dataset_stem] = {
-                "sequence": sequence,
-                "project": str(project.folder.resolve()),
-                "source": str(project.source_path),
-                "source_kind": project.source_kind,
-                "frame_index": project.index(stem),
-                "source_stem": stem,
-                "normalization": project.normalization,
-                "detector": {k: detector.get(k) for k in ("name", "weights", "sha256")} if detector else None,
-                "status": project.status(stem).value,
-                "mask_from": origin,
-                "split": split,
-                "raw": raw_file,
-                "exported": utc_now(),
-            }
-            report.exported.append(dataset_stem)
+                report.skipped.append((stem, why))
+            else:
+                dataset_stem = f"{sequence}_{stem}"
+                atomic_write_png(paths.images / f"{dataset_stem}.png", normalization.apply(frame))
+                atomic_write_png(paths.masks / f"{dataset_stem}.png", mask)
+                raw_file = _write_raw(paths.root, dataset_stem, frame) if raw else None
+                if yolo:
+                    atomic_write_text(paths.root / "labels" / f"{dataset_stem}.txt", yolo_boxes(mask))
+                meta["frames"][dataset_stem] = {
+                    "sequence": sequence,
+                    "project": str(project.folder.resolve()),
+                    "source": str(project.source_path),
+                    "source_kind": project.source_kind,
+                    "frame_index": project.index(stem),
+                    "source_stem": stem,
+                    "normalization": project.normalization,
+                    "detector": {k: detector.get(k) for k in ("name", "weights", "sha256")} if detector else None,
+                    "status": project.status(stem).value,
+                    "mask_from": origin,
+                    "split": split,
+                    "raw": raw_file,
+                    "exported": utc_now(),
+                }
+                report.exported.append(dataset_stem)
+            if progress is not None:
+                progress(done, len(selected))
     finally:
         if own_source:
             source.close()

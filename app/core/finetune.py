@@ -16,7 +16,8 @@ A `FineTuneJob` trains on an exported data set (app.core.export) with `python -m
 - Running a job again in the same out folder resumes from its last.pt (the train command's behaviour).
 
 The process runs in its own process group (so `cancel` also stops any workers it started) with its
-output in OUT/train.log; `poll` returns the per-epoch records of OUT/metrics.jsonl as they arrive.
+output in OUT/train.log; `poll` returns the per-epoch records of OUT/metrics.jsonl as they arrive,
+`poll_warnings` the warning lines of train.log (e.g. training on the CPU after a GPU failed).
 POSIX only (process groups).
 """
 from __future__ import annotations
@@ -40,6 +41,7 @@ from model.data import find_dataset, read_image_gray, read_mask, read_split
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOB_FORMAT = "irsam-finetune-job/1"
+WARNING_PREFIX = "warning:"  # model/train.py's lines for the analyst, e.g. "warning: training on the CPU: ..."
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,9 @@ class FineTuneJob:
         self.export_dir, self.out_dir = Path(self.export_dir), Path(self.out_dir)
         self.process: subprocess.Popen | None = None
         self.records: list[dict] = []  # every metrics record polled so far
+        self.warnings: list[str] = []  # every warning line of this run's log polled so far
         self._metrics_offset = 0
+        self._log_offset = 0
         self._log = None
         self.holdout: HoldOut | None = None
 
@@ -207,6 +211,7 @@ class FineTuneJob:
             "n_val": len(holdout.val),
         })
         self._log = open(self.log_path, "ab")
+        self._log_offset = self.log_path.stat().st_size  # a resumed run appends: only its own lines are read
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -232,16 +237,17 @@ class FineTuneJob:
     def poll(self) -> list[dict]:
         """Metrics records (one per finished epoch) written since the last poll; a line still being
         written is left for the next poll."""
-        try:
-            with open(self.metrics_path, "rb") as f:
-                f.seek(self._metrics_offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        complete = data[: data.rfind(b"\n") + 1]
-        self._metrics_offset += len(complete)
-        new = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+        lines, self._metrics_offset = _complete_lines(self.metrics_path, self._metrics_offset)
+        new = [json.loads(line) for line in lines if line.strip()]
         self.records += new
+        return new
+
+    def poll_warnings(self) -> list[str]:
+        """Lines of this run's train.log starting with "warning:" written since the last call (a line still
+        being written is left for the next call)."""
+        lines, self._log_offset = _complete_lines(self.log_path, self._log_offset)
+        new = [line for line in lines if line.startswith(WARNING_PREFIX)]
+        self.warnings += new
         return new
 
     def progress(self) -> float:
@@ -294,6 +300,19 @@ class FineTuneJob:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _complete_lines(path: Path, offset: int) -> tuple[list[str], int]:
+    """The complete lines of `path` after byte `offset`, and the offset after them; ([], offset) while
+    the file does not exist."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset
+    complete = data[: data.rfind(b"\n") + 1]
+    return complete.decode("utf-8", errors="replace").splitlines(), offset + len(complete)
 
 
 def _signal_group(pid: int, sig: int) -> None:

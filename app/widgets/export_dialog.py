@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtWidgets
 
-from app.core.export import LAYOUTS, SPLITS, ExportError, ExportReport, export_project
+from app.core.export import LAYOUTS, SPLITS, ExportReport, export_project
 from app.core.project import ReviewProject
+from app.widgets.workers import CallWorker, WorkerRunner
 
 
 def describe_report(report: ExportReport) -> str:
@@ -20,11 +21,31 @@ def describe_report(report: ExportReport) -> str:
     return "\n".join(lines)
 
 
+class ExportWorker(CallWorker):
+    """Runs `export(progress)` in the worker thread; `progress(done, total)` is emitted from there, so it
+    reaches the dialog queued."""
+
+    progress = QtCore.Signal(int, int)
+
+    def __init__(self, export):
+        super().__init__(lambda: export(self.progress.emit))
+
+
 class ExportDialog(QtWidgets.QDialog):
+    """Export options, and the export run in a worker thread with its progress shown.
+
+    The dialog is opened window-modal (`open()`), so the main window takes no edits while an export reads
+    the project. While it runs, the options, Export and Close are disabled and Esc / the title bar's close
+    are ignored: the split files and meta.json are written last, so an export cut short would leave a
+    data set without them. `done` (the dialog closed from code) and `wait_for_export` (the main window
+    closing its session) wait for a running export to finish.
+    """
+
     def __init__(self, project: ReviewProject, session, parent=None):
         super().__init__(parent)
         self.project, self.session = project, session
         self.report: ExportReport | None = None
+        self.runner = WorkerRunner(self)
         self.setWindowTitle("Export labels")
         self.folder = QtWidgets.QLineEdit()
         self.folder.setPlaceholderText("output folder")
@@ -46,11 +67,16 @@ class ExportDialog(QtWidgets.QDialog):
         self.result = QtWidgets.QPlainTextEdit()
         self.result.setReadOnly(True)
         self.result.setPlaceholderText("What was exported and skipped shows here.")
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setFormat("Exporting... %v / %m frames")
+        self.progress.hide()
         self.export_button = QtWidgets.QPushButton("Export")
         self.export_button.setDefault(True)
         self.export_button.clicked.connect(self.export)
-        close = QtWidgets.QPushButton("Close")
-        close.clicked.connect(self.accept)
+        self.close_button = QtWidgets.QPushButton("Close")
+        self.close_button.clicked.connect(self.accept)
+        self.options = [self.folder, browse, self.layout_combo, self.split_combo, self.include_unreviewed,
+                        self.append, self.raw, self.coco, self.yolo]
 
         folder_row = QtWidgets.QHBoxLayout()
         folder_row.addWidget(self.folder, 1)
@@ -64,34 +90,73 @@ class ExportDialog(QtWidgets.QDialog):
         buttons = QtWidgets.QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.export_button)
-        buttons.addWidget(close)
+        buttons.addWidget(self.close_button)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.result, 1)
+        layout.addWidget(self.progress)
         layout.addLayout(buttons)
         self.resize(560, 440)
 
-    def export(self) -> ExportReport | None:
+    @property
+    def exporting(self) -> bool:
+        return self.runner.busy
+
+    def export(self) -> bool:
+        """Start the export in the worker thread; False when it cannot start (no folder, one running).
+        The report (`self.report`, shown in `result`) comes when it ends."""
         folder = self.folder.text().strip()
         if not folder:
             self.result.setPlainText("Choose an output folder first.")
-            return None
-        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
-        try:
-            self.report = export_project(
-                self.project, folder, self.layout_combo.currentText(), split=self.split_combo.currentText(),
-                include_unreviewed=self.include_unreviewed.isChecked(), append=self.append.isChecked(),
-                raw=self.raw.isChecked(), coco=self.coco.isChecked(), yolo=self.yolo.isChecked(),
-                sequence_name=self.session.name, source=self.session.source,
-                normalization=self.session.normalization,
-            )
-        except (ExportError, OSError) as e:
-            self.result.setPlainText(f"Export failed: {e}")
-            return None
-        finally:
-            QtWidgets.QApplication.restoreOverrideCursor()
-        self.result.setPlainText(describe_report(self.report))
-        return self.report
+            return False
+        if self.exporting:
+            return False
+        project, session = self.project, self.session
+        layout, split = self.layout_combo.currentText(), self.split_combo.currentText()
+        options = dict(include_unreviewed=self.include_unreviewed.isChecked(), append=self.append.isChecked(),
+                       raw=self.raw.isChecked(), coco=self.coco.isChecked(), yolo=self.yolo.isChecked(),
+                       sequence_name=session.name, source=session.source, normalization=session.normalization)
+        worker = ExportWorker(lambda progress: export_project(project, folder, layout, split=split,
+                                                              progress=progress, **options))
+        worker.progress.connect(self._show_progress)
+        worker.finished.connect(self._exported)
+        self.report = None
+        self.result.setPlainText(f"Exporting to {folder}...")
+        self.progress.setRange(0, 0)  # busy until the first frame is done
+        self.progress.show()
+        self._set_running(True)
+        self.runner.start(worker)
+        return True
+
+    def wait_for_export(self) -> None:
+        """Block until a running export has finished (its report then arrives queued)."""
+        self.runner.stop()
+
+    def _set_running(self, running: bool) -> None:
+        for widget in (*self.options, self.export_button, self.close_button):
+            widget.setEnabled(not running)
+
+    def _show_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+
+    def _exported(self, report: ExportReport | None, error: str | None) -> None:
+        self.runner.release_if_done(self.sender())
+        self.progress.hide()
+        self._set_running(False)
+        if error:
+            self.result.setPlainText(f"Export failed: {error}")
+        else:
+            self.report = report
+            self.result.setPlainText(describe_report(report))
+
+    def reject(self) -> None:
+        if not self.exporting:  # Esc and the title bar's close wait for the end of the export
+            super().reject()
+
+    def done(self, result: int) -> None:
+        self.wait_for_export()
+        super().done(result)
 
     def _browse(self) -> None:
         folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Export labels to")

@@ -1,8 +1,9 @@
 """Tools > Fine-tune on corrections...: export the reviewed frames, train in a separate process
 (app.core.finetune.FineTuneJob), plot loss and validation IoU live, compare old and new weights.
 
-The training process is polled by a QTimer (metrics.jsonl, one record per epoch); the comparison runs in a
-worker thread. Closing the dialog while training cancels the process (it can be resumed from its folder).
+The training process is polled by a QTimer (metrics.jsonl, one record per epoch, and the warning lines of
+train.log, shown from when they appear until the next start); the comparison runs in a worker thread.
+Closing the dialog while training cancels the process (it can be resumed from its folder).
 """
 from __future__ import annotations
 
@@ -68,6 +69,10 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.progress = QtWidgets.QProgressBar()
         self.status = QtWidgets.QLabel("Exports the accepted / corrected / negative frames, then trains on them.")
         self.status.setWordWrap(True)
+        self.warnings = QtWidgets.QLabel()  # e.g. "warning: training on the CPU: ..." (model/train.py)
+        self.warnings.setWordWrap(True)
+        self.warnings.setStyleSheet("color: #e0a030;")
+        self.warnings.hide()
         self.comparison = QtWidgets.QTableWidget(2, len(COMPARED))
         self.comparison.setVerticalHeaderLabels(["old weights", "new weights"])
         self.comparison.setHorizontalHeaderLabels([label for _, label in COMPARED])
@@ -92,6 +97,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.warnings)
         layout.addWidget(self.comparison)
         layout.addLayout(buttons)
         self.resize(640, 620)
@@ -101,6 +107,8 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.timer.timeout.connect(self._poll)
 
     def start(self) -> bool:
+        self.warnings.clear()
+        self.warnings.hide()
         folder = Path(self.folder.text().strip()).expanduser()
         try:
             report = export_project(self.session.project, folder / "data", "sirst", split="train",
@@ -143,12 +151,15 @@ class FineTuneDialog(QtWidgets.QDialog):
 
     def _poll(self) -> None:
         job = self.job
+        code = job.returncode  # read first: once it is set, the files polled below are complete
         if job.poll():
             epochs = [r["epoch"] for r in job.records]
             self.loss_curve.setData(epochs, [r.get("loss", math.nan) for r in job.records])
             self.iou_curve.setData(epochs, [r.get("val_iou", math.nan) for r in job.records])
             self.progress.setValue(round(100 * job.progress()))
-        code = job.returncode
+        if job.poll_warnings():
+            self.warnings.setText("\n".join(job.warnings))
+            self.warnings.show()
         if code is None:
             return
         self._stopped()

@@ -43,6 +43,7 @@ class ReviewTools(QtCore.QObject):
         window.tabifyDockWidget(window.targets_dock, self.review_dock)
         self.review_dock.raise_()
         self.finetune_dialog: FineTuneDialog | None = None
+        self.latest_export_dialog: ExportDialog | None = None
 
         self.shortcuts = ShortcutActions(window, self._shortcut_handlers())
         if self.shortcuts.load_error:
@@ -152,6 +153,8 @@ class ReviewTools(QtCore.QObject):
         if self.propagation.busy:
             self.propagation.stop()  # drops the run: `finished` does not come
             self._propagation_ended()
+        if self.latest_export_dialog is not None:
+            self.latest_export_dialog.wait_for_export()  # it reads the session's source, closed next
 
     # --- review status --------------------------------------------------------------------------
 
@@ -302,8 +305,12 @@ class ReviewTools(QtCore.QObject):
         if session is None or session.project is None:
             self.window.statusBar().showMessage("Nothing to export: run detection or review some frames first.", 8000)
             return None
+        if self.window.detection_runner.busy or self.propagation.busy:  # they write the project meanwhile
+            self.window.statusBar().showMessage("Detection or propagation is running; export when it is done.", 8000)
+            return None
         dialog = ExportDialog(session.project, session, self.window)
         dialog.open()
+        self.latest_export_dialog = dialog
         return dialog
 
     def edit_shortcuts(self) -> ShortcutsDialog:
