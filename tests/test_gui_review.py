@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -305,19 +306,31 @@ def test_damaged_project_lists_the_frames(window, fresh_sequence, qtbot):
     assert any(f"labels/{stem}.png" in m for m in window.messages)
 
 
+def _wait_training_started(dialog, qtbot) -> None:
+    """The export runs in a worker first; training starts when it is done."""
+    qtbot.waitUntil(lambda: dialog.job is not None or dialog.start_button.isEnabled(), timeout=30000)
+    assert dialog.job is not None, dialog.status.text()
+
+
 def test_finetune_dialog_starts_and_cancels_training(review, qtbot):
     session = review.session
+    dialog = review.review_tools.finetune_dialog_open()
+    assert dialog.start()  # nothing reviewed yet: the export finds nothing, no training starts
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10000)
+    assert dialog.job is None and dialog.status.text().startswith("No reviewed frames to train on")
     for index in range(8):
         session.set_status(index, ReviewStatus.ACCEPTED)
-    dialog = review.review_tools.finetune_dialog_open()
     dialog.config.setCurrentText("tiny")
     dialog.device.setCurrentText("cpu")
     dialog.epochs.setValue(200)
     dialog.extra.setText("--crop 64 --batch-size 2 --workers 0 --precision fp32")
     assert dialog.start(), dialog.status.text()
+    assert not dialog.start_button.isEnabled() and dialog.status.text() == "Exporting the reviewed frames..."
+    _wait_training_started(dialog, qtbot)
     job = dialog.job
     assert job.running and dialog.cancel_button.isEnabled() and not dialog.start_button.isEnabled()
     assert "Training on" in dialog.status.text()
+    assert len(list((Path(dialog.folder.text()) / "data" / "images").glob("*.png"))) == 8
     dialog.cancel_button.click()
     assert not job.running and job.returncode is not None
     assert dialog.start_button.isEnabled() and "Cancelled" in dialog.status.text()
@@ -339,6 +352,7 @@ def test_finetune_one_tiny_epoch_compares_and_redetects(window, tmp_path, tiny_c
     dialog.device.setCurrentText("cpu")
     dialog.extra.setText("--crop 64 --batch-size 2 --workers 0 --precision fp32")
     assert dialog.start(), dialog.status.text()
+    _wait_training_started(dialog, qtbot)
     qtbot.waitUntil(lambda: dialog.use_button.isEnabled(), timeout=120000)
     assert dialog.job.returncode == 0, dialog.job.log_tail()
     assert len(dialog.loss_curve.getData()[0]) == 1 and dialog.progress.value() == 100
@@ -374,6 +388,7 @@ def test_finetune_dialog_shows_a_cpu_fallback_while_training_and_after_success(r
     dialog.weights.setText("")
     dialog.epochs.setValue(1)
     assert dialog.start(), dialog.status.text()
+    _wait_training_started(dialog, qtbot)
     assert not dialog.warnings.isVisible()
     line = "warning: training on the CPU: CUDA error: broken driver"
     qtbot.waitUntil(dialog.warnings.isVisible, timeout=10000)

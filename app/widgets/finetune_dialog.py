@@ -1,8 +1,9 @@
 """Tools > Fine-tune on corrections...: export the reviewed frames, train in a separate process
 (app.core.finetune.FineTuneJob), plot loss and validation IoU live, compare old and new weights.
 
-The training process is polled by a QTimer (metrics.jsonl, one record per epoch, and the warning lines of
-train.log, shown from when they appear until the next start); the comparison runs in a worker thread.
+The export runs in a worker thread (its progress shown); the training process is then polled by a QTimer
+(metrics.jsonl, one record per epoch, and the warning lines of train.log, shown from when they appear
+until the next start); the comparison runs in a worker thread.
 Closing the dialog while training cancels the process (it can be resumed from its folder).
 """
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from app.core.export import ExportError, export_project
+from app.core.export import export_project
 from app.core.finetune import FineTuneJob, compare_weights
+from app.widgets.export_dialog import ExportWorker
 from app.widgets.workers import CallWorker, WorkerRunner
 
 POLL_MS = 500
@@ -36,6 +38,8 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.session = session
         self.job: FineTuneJob | None = None
         self.compare_runner = WorkerRunner(self)
+        self.export_runner = WorkerRunner(self)
+        self._run_folder: Path | None = None  # of the export running, for the training that follows
         self.setWindowTitle("Fine-tune on corrections")
         self.folder = QtWidgets.QLineEdit(str(default_run_folder(session.project.folder)))
         self.folder.setToolTip("data/ (the exported frames) and run/ (checkpoints, metrics, train.log) go here")
@@ -107,19 +111,44 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.timer.timeout.connect(self._poll)
 
     def start(self) -> bool:
+        """Export the reviewed frames in a worker thread, then start training; False when the export
+        cannot start (one is running). What follows shows in `status`."""
+        if self.export_runner.busy:
+            return False
         self.warnings.clear()
         self.warnings.hide()
         folder = Path(self.folder.text().strip()).expanduser()
-        try:
-            report = export_project(self.session.project, folder / "data", "sirst", split="train",
-                                    sequence_name=self.session.name, source=self.session.source,
-                                    normalization=self.session.normalization)
-        except (ExportError, OSError) as e:
-            self.status.setText(f"Export failed: {e}")
-            return False
+        session = self.session
+        worker = ExportWorker(lambda progress: export_project(
+            session.project, folder / "data", "sirst", split="train", sequence_name=session.name,
+            source=session.source, normalization=session.normalization, progress=progress))
+        worker.progress.connect(self._export_progress)
+        worker.finished.connect(self._exported)
+        self._run_folder = folder
+        self.start_button.setEnabled(False)
+        self.status.setText("Exporting the reviewed frames...")
+        self.progress.setFormat("exporting %v / %m frames")
+        self.progress.setRange(0, 0)
+        self.export_runner.start(worker)
+        return True
+
+    def _export_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+
+    def _exported(self, report, error: str | None) -> None:
+        self.export_runner.release_if_done(self.sender())
+        folder = self._run_folder
+        self.progress.setFormat("%p%")
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.start_button.setEnabled(True)
+        if error:
+            self.status.setText(f"Export failed: {error}")
+            return
         if not report.exported:
             self.status.setText("No reviewed frames to train on: accept or correct some frames first.")
-            return False
+            return
         weights = self.weights.text().strip() or None
         self.job = FineTuneJob(folder / "data", folder / "run", init_weights=weights, epochs=self.epochs.value(),
                                config=CONFIG_CHOICES[self.config.currentText()], device=self.device.currentText(),
@@ -129,14 +158,12 @@ class FineTuneDialog(QtWidgets.QDialog):
         except (OSError, ValueError, RuntimeError) as e:
             self.status.setText(f"Could not start training: {e}")
             self.job = None
-            return False
+            return
         self.status.setText(f"Training on {len(self.job.holdout.train)} frames, validating on "
                             f"{len(self.job.holdout.val)} (held out by {self.job.holdout.by}); log: {self.job.log_path}")
-        self.progress.setValue(0)
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.timer.start()
-        return True
 
     def cancel(self) -> None:
         if self.job is not None and self.job.running:
@@ -194,6 +221,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.accept()
 
     def done(self, result: int) -> None:
+        self.export_runner.stop()  # waits: the export reads the session's source
         self.cancel()
         self.compare_runner.stop()
         super().done(result)
