@@ -686,6 +686,7 @@ def test_detector_input_window_is_chosen_applied_and_kept_by_the_project(window,
     assert project_dir == window.session.project_dir
 
 
+@pytest.mark.filterwarnings("ignore:ground-truth mask has values strictly between")  # what the test makes
 def test_an_interpolated_ground_truth_mask_is_reported(window, fresh_sequence, qtbot):
     import cv2
 
