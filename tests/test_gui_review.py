@@ -321,6 +321,7 @@ def test_finetune_dialog_starts_and_cancels_training(review, qtbot):
     for index in range(8):
         session.set_status(index, ReviewStatus.ACCEPTED)
     dialog.config.setCurrentText("tiny")
+    dialog.weights.setText("")  # the shipped paper weights do not fit a tiny model (refused by --init)
     dialog.device.setCurrentText("cpu")
     dialog.epochs.setValue(200)
     dialog.extra.setText("--crop 64 --batch-size 2 --workers 0 --precision fp32")
@@ -330,11 +331,35 @@ def test_finetune_dialog_starts_and_cancels_training(review, qtbot):
     job = dialog.job
     assert job.running and dialog.cancel_button.isEnabled() and not dialog.start_button.isEnabled()
     assert "Training on" in dialog.status.text()
+    qtbot.waitUntil(lambda: "epoch 1/200" in job.log_path.read_text(), timeout=60000)  # it does train
     assert len(list((Path(dialog.folder.text()) / "data" / "images").glob("*.png"))) == 8
     dialog.cancel_button.click()
     assert not job.running and job.returncode is not None
     assert dialog.start_button.isEnabled() and "Cancelled" in dialog.status.text()
     dialog.close()
+
+
+def test_finetune_dialog_closed_while_exporting_starts_no_training(review, qtbot, monkeypatch):
+    session = review.session
+    for index in range(3):
+        session.set_status(index, ReviewStatus.ACCEPTED)
+    read = session.source.frame
+    release = threading.Event()
+
+    def frame_held_in_workers(index):
+        if threading.current_thread() is not threading.main_thread():
+            release.wait(timeout=60)
+        return read(index)
+
+    monkeypatch.setattr(session.source, "frame", frame_held_in_workers)
+    dialog = review.review_tools.finetune_dialog_open()
+    assert dialog.start()
+    qtbot.keyClick(dialog, QtCore.Qt.Key_Escape)  # refused while the export runs
+    assert dialog.isVisible() and dialog.export_runner.busy
+    threading.Timer(0.2, release.set).start()
+    dialog.done(0)  # closed from code: waits for the export, then starts nothing
+    qtbot.wait(100)  # the export's queued end arrives
+    assert not dialog.isVisible() and dialog.job is None and not dialog.timer.isActive()
 
 
 def test_finetune_one_tiny_epoch_compares_and_redetects(window, tmp_path, tiny_checkpoint, qtbot):

@@ -149,6 +149,8 @@ class FineTuneDialog(QtWidgets.QDialog):
         if not report.exported:
             self.status.setText("No reviewed frames to train on: accept or correct some frames first.")
             return
+        if not self.isVisible():  # closed from code while exporting (Esc is refused): start nothing hidden
+            return
         weights = self.weights.text().strip() or None
         self.job = FineTuneJob(folder / "data", folder / "run", init_weights=weights, epochs=self.epochs.value(),
                                config=CONFIG_CHOICES[self.config.currentText()], device=self.device.currentText(),
@@ -219,6 +221,10 @@ class FineTuneDialog(QtWidgets.QDialog):
     def _use_weights(self) -> None:
         self.useWeightsRequested.emit(str(self.job.best_path))
         self.accept()
+
+    def reject(self) -> None:
+        if not self.export_runner.busy:  # Esc and the title bar's close wait for the end of the export
+            super().reject()
 
     def done(self, result: int) -> None:
         self.export_runner.stop()  # waits: the export reads the session's source

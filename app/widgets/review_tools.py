@@ -249,12 +249,12 @@ class ReviewTools(QtCore.QObject):
     def _propagation_ended(self) -> None:
         self.propagation_panel.set_running(False)
         self._block_edits(None)
-        if self.window.features_dock.isVisible():
-            self.window.compute_features()  # refused while propagation held the detector
 
     def _propagated(self, result: PropagationResult | None, error) -> None:
         panel, session = self.propagation_panel, self.window.session
         self._propagation_ended()
+        if self.window.features_dock.isVisible():
+            self.window.compute_features()  # refused while propagation held the detector
         if result is None:
             panel.show_result(f"Propagation failed: {error}" if error else "Cancelled; nothing was changed.", None)
             return
@@ -305,13 +305,19 @@ class ReviewTools(QtCore.QObject):
         if session is None or session.project is None:
             self.window.statusBar().showMessage("Nothing to export: run detection or review some frames first.", 8000)
             return None
-        if self.window.detection_runner.busy or self.propagation.busy:  # they write the project meanwhile
-            self.window.statusBar().showMessage("Detection or propagation is running; export when it is done.", 8000)
+        if self._writing_project("export"):
             return None
         dialog = ExportDialog(session.project, session, self.window)
         dialog.open()
         self.latest_export_dialog = dialog
         return dialog
+
+    def _writing_project(self, action: str) -> bool:
+        """Whether detection or propagation is writing the project (and `action`, which reads it, is refused)."""
+        if self.window.detection_runner.busy or self.propagation.busy:
+            self.window.statusBar().showMessage(f"Detection or propagation is running; {action} when it is done.", 8000)
+            return True
+        return False
 
     def edit_shortcuts(self) -> ShortcutsDialog:
         dialog = ShortcutsDialog(self.shortcuts.map, self.window)
@@ -331,6 +337,8 @@ class ReviewTools(QtCore.QObject):
         if session is None or session.project is None:
             self.window.statusBar().showMessage("Review some frames first: fine-tuning trains on them.", 8000)
             return None
+        if self._writing_project("fine-tune"):  # the dialog exports the reviewed frames first
+            return None
         choice = self.window.detection_panel.choice()
         weights = choice.weights if choice.method == "irsam" else None
         self.finetune_dialog = FineTuneDialog(session, weights, self.window)
@@ -343,7 +351,7 @@ class ReviewTools(QtCore.QObject):
         window.detection_panel.add_checkpoint(weights)
         choice = window.detection_panel.choice()  # the new weights, with the panel's device and flips
         indices = [i for i in range(len(session)) if session.status(i) is ReviewStatus.UNREVIEWED]
-        if not indices or window.detection_runner.busy:
+        if not indices or window.detection_runner.busy or self.propagation.busy:
             window.statusBar().showMessage("New weights selected; no unreviewed frame to re-detect now.", 8000)
             return
         window.feature_runner.stop()
