@@ -515,6 +515,9 @@ class MainWindow(QtWidgets.QMainWindow):
         """The window (or percentiles) from raw values to the detectors' input, stored in the project."""
         if self.session is None:
             return None
+        if self.details_runner.busy:  # the project, which stores the window, is still being read
+            self.statusBar().showMessage("The sequence's earlier results are still loading; try again in a moment.", 5000)
+            return None
         if self.detection_runner.busy or self.review_tools.propagation.busy:
             self.statusBar().showMessage("Detection or propagation is running; change the input window when it is done.",
                                          5000)
@@ -530,7 +533,7 @@ class MainWindow(QtWidgets.QMainWindow):
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)  # percentiles read 32 frames
         try:
             normalization = self.session.change_normalization(request)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # a project write failed; no readable frame for percentiles
             self.statusBar().showMessage(f"The input window was not changed: {e}", 15000)
             return
         finally:

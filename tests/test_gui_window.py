@@ -642,11 +642,17 @@ def test_target_area_gate_reaches_runs_without_reloading_the_checkpoint(window, 
     assert panel.choice().min_area == 2 and "targets >= 2 px" in panel.choice().label
 
 
-def test_detector_input_window_is_chosen_applied_and_kept_by_the_project(window, fresh_sequence, qtbot):
+def test_detector_input_window_is_chosen_applied_and_kept_by_the_project(window, fresh_sequence, qtbot,
+                                                                          monkeypatch):
     from PySide6 import QtWidgets
 
     from app.core.normalization import Normalization
 
+    load_details = ReviewSession.load_details
+    monkeypatch.setattr(ReviewSession, "load_details", lambda self: (time.sleep(0.5), load_details(self))[1])
+    assert window.open_path(fresh_sequence)
+    assert window.choose_normalization() is None  # the project that stores it is still being read
+    assert "still loading" in window.statusBar().currentMessage()
     _open(window, qtbot, fresh_sequence)
     default = window.session.normalization
     assert default.mode == "percentile"
@@ -677,6 +683,7 @@ def test_detector_input_window_is_chosen_applied_and_kept_by_the_project(window,
                     timeout=10000)
     project_dir = window.session.project_dir
     window._set_session(ReviewSession.open(fresh_sequence))  # reopened: the project's window comes back
+    qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=10000)
     assert Normalization.from_dict(window.session.project.normalization) == chosen
     assert window.session.normalization == chosen
     dialog = window.choose_normalization()

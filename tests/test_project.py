@@ -147,11 +147,14 @@ def test_a_rerun_keeps_what_the_analyst_accepted(tmp_path):
     assert project.save_prediction("f001", rerun) is False
     assert project.save_prediction("f002", rerun) is False  # unreviewed: follows the detector
     assert project.save_prediction("f000", rerun) is False  # committed once, not again
+    project.set_status("f003", ReviewStatus.ACCEPTED)  # accepted before any detection: nothing shown
+    assert project.save_prediction("f003", rerun) is True
 
     opened = ReviewProject.open(tmp_path / "p")
     np.testing.assert_array_equal(opened.committed_mask("f000"), square_mask(2, 2, size=2))
     np.testing.assert_array_equal(opened.committed_mask("f001"), human)
     assert opened.committed_mask("f002") is None
+    assert opened.committed_mask("f003") is not None and not opened.committed_mask("f003").any()
     assert all(opened.prediction_mask(stem).sum() == 25 for stem in ("f000", "f001", "f002"))
     assert opened.history("f000").can_undo is False  # nothing was edited
 
@@ -345,3 +348,13 @@ def test_a_chosen_normalisation_is_stored_and_kept(tmp_path):
     opened = ReviewProject.open(tmp_path / "p")
     assert opened.normalization == chosen
     assert opened.prediction_mask("f000").sum() == 4  # proposals stay until detection runs again
+
+
+def test_a_failed_normalisation_write_keeps_the_stored_one(tmp_path, monkeypatch):
+    project = make_project(tmp_path / "p")
+    monkeypatch.setattr(app.core.atomic.os, "replace", fail_replace)
+    with pytest.raises(ProjectWriteError):
+        project.set_normalization({"mode": "window", "low": 1.0, "high": 2.0})
+    monkeypatch.undo()
+    assert project.normalization == NORMALIZATION
+    assert ReviewProject.open(tmp_path / "p").normalization == NORMALIZATION

@@ -34,7 +34,7 @@ DETECTION_COLUMNS = ("frame", "stem", "target_id", "cx", "cy", "area", "x0", "y0
 
 class ReviewStatus(str, Enum):
     UNREVIEWED = "unreviewed"
-    ACCEPTED = "accepted"  # the proposal is right as it is (or the committed mask, if there is one; a re-run commits it)
+    ACCEPTED = "accepted"  # right as shown: the committed mask, else the proposal (committed before a re-run)
     CORRECTED = "corrected"  # the committed mask is the truth
     REJECTED = "rejected"  # unusable frame: not exported
     NEGATIVE = "negative"  # confirmed: no target in this frame
@@ -184,8 +184,13 @@ class ReviewProject:
     def set_normalization(self, normalization: dict) -> None:
         """Store the normalisation chosen for the sequence from now on (existing predictions keep theirs
         until detection runs again)."""
+        previous = self._meta["normalization"]
         self._meta["normalization"] = normalization
-        self._write_meta()
+        try:
+            self._write_meta()
+        except ProjectWriteError:
+            self._meta["normalization"] = previous
+            raise
 
     def _write_meta(self) -> None:
         self._meta["modified"] = utc_now()
@@ -199,17 +204,18 @@ class ReviewProject:
         Files of an earlier prediction that this one does not replace (edge, logits) are removed, so the
         folder never mixes two runs. Call `flush_detections()` to write detections.csv.
 
-        An accepted frame without a committed mask was accepted as its prediction: that prediction is
-        committed before it is replaced, so a re-run never changes what the analyst accepted (nor its
-        export). Returns True when it did so.
+        An accepted frame without a committed mask was accepted as shown: its prediction, or nothing when
+        it had none. That is committed before the prediction is replaced, so a re-run never changes what
+        the analyst accepted (nor its export). Returns True when it did so.
         """
         self._check_stem(stem)
         logits = np.asarray(result.logits, dtype=np.float32)
         if logits.shape != self.frame_shape:
             raise ValueError(f"{stem}: logits shape {logits.shape} != frame shape {self.frame_shape}")
-        accepted = self.prediction_mask(stem) if self._accepted_as_predicted(stem) else None
-        if accepted is not None:
-            self.commit_mask(stem, accepted)
+        with self._lock:  # an edit of the frame on another thread commits before or after, never between
+            kept_accepted = self.status(stem) is ReviewStatus.ACCEPTED and not self.has_committed_mask(stem)
+            if kept_accepted:
+                self.commit_mask(stem, self.working_mask(stem))
         mask = logits > 0
         self._write(lambda: atomic_write_png(self._path("masks", stem, ".png"), mask))
         edge_path = self._path("edges", stem, ".png")
@@ -225,11 +231,7 @@ class ReviewProject:
             self._remove(logits_path)
         with self._lock:
             self._detections[stem] = extract_targets(mask, logits)
-        return accepted is not None
-
-    def _accepted_as_predicted(self, stem: str) -> bool:
-        return (self.status(stem) is ReviewStatus.ACCEPTED and not self.has_committed_mask(stem)
-                and self.has_prediction(stem))
+        return kept_accepted
 
     def flush_detections(self) -> None:
         """Write detections.csv (atomically) with the detections of every predicted frame known so far."""
@@ -336,8 +338,9 @@ class ReviewProject:
 
     def apply_edit(self, stem: str, edit: MaskEdit) -> np.ndarray:
         """Apply an edit to the working mask, record it, save history and committed mask; returns the new mask."""
-        mask = self.history(stem).apply(self.working_mask(stem), edit)
-        self._save_edit_state(stem, mask)
+        with self._lock:  # a detection run may commit this frame's accepted prediction meanwhile
+            mask = self.history(stem).apply(self.working_mask(stem), edit)
+            self._save_edit_state(stem, mask)
         return mask
 
     def edit_mask(self, stem: str, new_mask: np.ndarray) -> MaskEdit | None:
@@ -348,13 +351,15 @@ class ReviewProject:
         return edit
 
     def undo(self, stem: str) -> np.ndarray:
-        mask = self.history(stem).undo(self.working_mask(stem))
-        self._save_edit_state(stem, mask)
+        with self._lock:
+            mask = self.history(stem).undo(self.working_mask(stem))
+            self._save_edit_state(stem, mask)
         return mask
 
     def redo(self, stem: str) -> np.ndarray:
-        mask = self.history(stem).redo(self.working_mask(stem))
-        self._save_edit_state(stem, mask)
+        with self._lock:
+            mask = self.history(stem).redo(self.working_mask(stem))
+            self._save_edit_state(stem, mask)
         return mask
 
     def save_history(self, stem: str) -> None:
