@@ -61,10 +61,12 @@ train() {  # name epochs extra-args...
     --epochs "$epochs" --val-every "${VAL_EVERY:-1}" --out "$WORK/$name" "$@"
 }
 read -r -a RUNS <<< "${RUNS:-ft512 scratch512 scratch512h}"
+# the shipped weights are a paper network: another CONFIG (the tiny rehearsal) starts these runs from scratch
+SHIPPED_INIT=$([ "$CONFIG" = paper ] && echo "--init resources/weights/irsam_paper_sirst.pt")
 run_args() {
   case $1 in
-    ft512) echo --init resources/weights/irsam_paper_sirst.pt --lr 1e-4 ;;
-    cont512) echo --init resources/weights/irsam_paper_sirst.pt --lr 2e-4 ;;  # the shipped weights, schedule restarted
+    ft512) echo $SHIPPED_INIT --lr 1e-4 ;;
+    cont512) echo $SHIPPED_INIT --lr 2e-4 ;;  # the shipped weights, schedule restarted
     scratch512) echo --lr 5e-4 ;;
     scratch512s*) echo --lr 5e-4 --seed "${1#scratch512s}" ;;  # scratch512s1, s2, ...: other seeds
     scratch512es*) echo --lr 5e-4 --ema-decay 0.995 --seed "${1#scratch512es}" ;;  # weight average kept (seed N)

@@ -110,7 +110,8 @@ def training_device(requested: str, local_rank: int | None = None) -> tuple[torc
     `requested` is checked like `choose_device`'s (auto, cpu, cuda, cuda:N). "cuda" or "cuda:N" without
     working CUDA raise ValueError: training on the CPU instead would take hours nobody asked for.
     Single process: "cuda:N" is GPU N ("cuda" and "auto": GPU 0). Under torchrun (`local_rank` given)
-    each process takes the GPU of its LOCAL_RANK, whatever N.
+    each process takes the GPU of its LOCAL_RANK, whatever N, and a process whose GPU fails raises
+    ValueError even with "auto" (its peers on their GPUs would wait for it forever).
     """
     requested = check_device_name(requested)
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
@@ -122,6 +123,9 @@ def training_device(requested: str, local_rank: int | None = None) -> tuple[torc
     choice = choose_device(wanted)
     if choice.fallback_reason is None:
         return choice.device, None
+    if local_rank is not None:  # one process on the CPU would wait forever for its NCCL peers
+        raise ValueError(f"torchrun process {local_rank}: {choice.fallback_reason}; start at most one process per "
+                         "GPU, or train with --device cpu")
     if requested == "auto":
         return choice.device, choice.fallback_reason
     raise ValueError(f"--device {requested}: {choice.fallback_reason}; use --device cpu to train on the CPU")
@@ -385,13 +389,17 @@ def exported_windows(folder: Path, stems: set[str] | None = None) -> dict[str, d
     images of `folder` (from its meta.json), over the frames in `stems` (all when None); {} for a data
     set without an export record (e.g. a published one)."""
     meta_path = folder / "meta.json"
-    if not meta_path.is_file():
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none (a published data set), or not ours: training does not need it
         return {}
-    frames = json.loads(meta_path.read_text(encoding="utf-8")).get("frames", {})
+    frames = meta.get("frames") if isinstance(meta, dict) else None
+    if not isinstance(frames, dict):
+        return {}
     return {
-        record.get("sequence", stem): record["normalization"]
+        str(record.get("sequence", stem)): record["normalization"]
         for stem, record in frames.items()
-        if (stems is None or stem in stems) and isinstance(record.get("normalization"), dict)
+        if (stems is None or stem in stems) and isinstance(record, dict) and isinstance(record.get("normalization"), dict)
     }
 
 

@@ -391,3 +391,37 @@ def test_cli_init_with_weights_that_do_not_fit_exits_2_naming_the_keys(dataset, 
                           "checkpoint (96, 32) vs model (64, 32)")
     assert err.count("\n") == 1
     assert not (tmp_path / "out").exists()  # refused before the out folder, the data or any epoch
+
+
+@pytest.mark.parametrize("content", ['[1, 2]', '{"frames": [1]}', '{"frames": {"a": 3}}', "not json {", ""])
+def test_a_foreign_meta_json_does_not_stop_training(tmp_path, content):
+    from model.train import exported_windows
+
+    (tmp_path / "meta.json").write_text(content)
+    assert exported_windows(tmp_path) == {}
+
+
+def test_export_windows_are_read_per_sequence_for_the_stems_asked(tmp_path):
+    from model.train import exported_windows
+
+    window = {"mode": "window", "low": 100.0, "high": 900.0}
+    frames = {"clip_000": {"sequence": "clip", "normalization": window},
+              "other_000": {"sequence": "other", "normalization": {"mode": "window", "low": 0.0, "high": 1.0}}}
+    (tmp_path / "meta.json").write_text(json.dumps({"frames": frames}))
+    assert exported_windows(tmp_path, {"clip_000"}) == {"clip": window}
+
+
+def test_a_torchrun_process_whose_gpu_fails_stops_even_with_auto(monkeypatch):
+    zeros = torch.zeros
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "Fake GPU")
+
+    def zeros_on_two_gpus(*size, device=None, **kwargs):
+        if device is not None and torch.device(device).index >= 2:
+            raise RuntimeError("CUDA error: invalid device ordinal")
+        return zeros(*size, **kwargs)
+
+    monkeypatch.setattr(torch, "zeros", zeros_on_two_gpus)
+    assert training_device("auto", local_rank=1) == (torch.device("cuda", 1), None)
+    with pytest.raises(ValueError, match="torchrun process 2: CUDA failed: CUDA error: invalid device ordinal"):
+        training_device("auto", local_rank=2)
