@@ -239,20 +239,26 @@ def test_export_dialog_writes_a_dataset_that_reads_back(review, qtbot, tmp_path)
     dialog.close()
 
 
+def hold_worker_reads(source, monkeypatch, first: int = 0) -> threading.Event:
+    """Frames from index `first` on, read by any thread but the GUI's, wait until the returned event is set."""
+    read = source.frame
+    release = threading.Event()
+
+    def frame_held_in_workers(index):
+        if index >= first and threading.current_thread() is not threading.main_thread():
+            release.wait(timeout=60)
+        return read(index)
+
+    monkeypatch.setattr(source, "frame", frame_held_in_workers)
+    return release
+
+
 def test_export_runs_in_a_worker_showing_progress_while_the_window_stays_live(review, qtbot, tmp_path,
                                                                             monkeypatch):
     session = review.session
     for index in range(3):
         session.set_status(index, ReviewStatus.ACCEPTED)
-    read = session.source.frame
-    release = threading.Event()
-
-    def frame_held_in_workers(index):
-        if index == 1 and threading.current_thread() is not threading.main_thread():
-            release.wait(timeout=60)  # the export waits here, after frame 0, until the test lets it go on
-        return read(index)
-
-    monkeypatch.setattr(session.source, "frame", frame_held_in_workers)
+    release = hold_worker_reads(session.source, monkeypatch, first=1)  # the export waits after frame 0
     dialog = review.review_tools.export_dialog()
     assert dialog.windowModality() == QtCore.Qt.WindowModal
     assert QtWidgets.QApplication.activeModalWidget() is dialog  # the main window takes no edits meanwhile
@@ -343,15 +349,7 @@ def test_finetune_dialog_closed_while_exporting_starts_no_training(review, qtbot
     session = review.session
     for index in range(3):
         session.set_status(index, ReviewStatus.ACCEPTED)
-    read = session.source.frame
-    release = threading.Event()
-
-    def frame_held_in_workers(index):
-        if threading.current_thread() is not threading.main_thread():
-            release.wait(timeout=60)
-        return read(index)
-
-    monkeypatch.setattr(session.source, "frame", frame_held_in_workers)
+    release = hold_worker_reads(session.source, monkeypatch)
     dialog = review.review_tools.finetune_dialog_open()
     assert dialog.start()
     qtbot.keyClick(dialog, QtCore.Qt.Key_Escape)  # refused while the export runs
