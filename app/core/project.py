@@ -338,10 +338,7 @@ class ReviewProject:
 
     def apply_edit(self, stem: str, edit: MaskEdit) -> np.ndarray:
         """Apply an edit to the working mask, record it, save history and committed mask; returns the new mask."""
-        with self._lock:  # a detection run may commit this frame's accepted prediction meanwhile
-            mask = self.history(stem).apply(self.working_mask(stem), edit)
-            self._save_edit_state(stem, mask)
-        return mask
+        return self._change_mask(stem, lambda mask: self.history(stem).apply(mask, edit))
 
     def edit_mask(self, stem: str, new_mask: np.ndarray) -> MaskEdit | None:
         """Record the change from the working mask to `new_mask` as one undoable edit (None if no change)."""
@@ -351,14 +348,15 @@ class ReviewProject:
         return edit
 
     def undo(self, stem: str) -> np.ndarray:
-        with self._lock:
-            mask = self.history(stem).undo(self.working_mask(stem))
-            self._save_edit_state(stem, mask)
-        return mask
+        return self._change_mask(stem, self.history(stem).undo)
 
     def redo(self, stem: str) -> np.ndarray:
-        with self._lock:
-            mask = self.history(stem).redo(self.working_mask(stem))
+        return self._change_mask(stem, self.history(stem).redo)
+
+    def _change_mask(self, stem: str, change) -> np.ndarray:
+        """The working mask through `change`, saved with the history; returns the new mask."""
+        with self._lock:  # a detection run may commit this frame's accepted prediction meanwhile
+            mask = change(self.working_mask(stem))
             self._save_edit_state(stem, mask)
         return mask
 
