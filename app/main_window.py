@@ -518,9 +518,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.details_runner.busy:  # the project, which stores the window, is still being read
             self.statusBar().showMessage("The sequence's earlier results are still loading; try again in a moment.", 5000)
             return None
-        if self.detection_runner.busy or self.review_tools.propagation.busy:
-            self.statusBar().showMessage("Detection or propagation is running; change the input window when it is done.",
-                                         5000)
+        if self.review_tools.refuse_while_writing("change the input window"):
             return None
         predicted = int((self.session.detection_counts >= 0).sum())
         dialog = NormalizationDialog(self.session.normalization, self.session.source.dtype, self.frame_view.levels,

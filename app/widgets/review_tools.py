@@ -305,14 +305,14 @@ class ReviewTools(QtCore.QObject):
         if session is None or session.project is None:
             self.window.statusBar().showMessage("Nothing to export: run detection or review some frames first.", 8000)
             return None
-        if self._writing_project("export"):
+        if self.refuse_while_writing("export"):
             return None
         dialog = ExportDialog(session.project, session, self.window)
         dialog.open()
         self.latest_export_dialog = dialog
         return dialog
 
-    def _writing_project(self, action: str) -> bool:
+    def refuse_while_writing(self, action: str) -> bool:
         """Whether detection or propagation is writing the project (and `action`, which reads it, is refused)."""
         if self.window.detection_runner.busy or self.propagation.busy:
             self.window.statusBar().showMessage(f"Detection or propagation is running; {action} when it is done.", 8000)
@@ -337,7 +337,7 @@ class ReviewTools(QtCore.QObject):
         if session is None or session.project is None:
             self.window.statusBar().showMessage("Review some frames first: fine-tuning trains on them.", 8000)
             return None
-        if self._writing_project("fine-tune"):  # the dialog exports the reviewed frames first
+        if self.refuse_while_writing("fine-tune"):  # the dialog exports the reviewed frames first
             return None
         choice = self.window.detection_panel.choice()
         weights = choice.weights if choice.method == "irsam" else None
