@@ -322,7 +322,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._mark_missing_layers()
         self._follow_selection()
         status = self.session.status(index).value
-        self.frame_label.setText(f"frame {index + 1}/{len(self.session)}  {self.session.stem(index)}  [{status}]")
+        origin = self.layers.origin
+        self.frame_label.setText(f"frame {index + 1}/{len(self.session)}  {self.session.stem(index)}  [{status}]"
+                                 + (f"  proposal: {origin.label}" if origin else ""))
+        self.frame_label.setToolTip(
+            f"Proposal by {origin.label}\ninput: {origin.normalization}\nat {origin.time} (UTC)" if origin else "")
         self._show_cursor_readout()
         self.review_tools.frame_shown(index)
         if same_frame:

@@ -24,6 +24,7 @@ import numpy as np
 from app.core.frames import FrameSource, GroundTruth, find_ground_truth, lower_thread_priority, open_source
 from app.core.normalization import Normalization, NormalizationRequest, default_for
 from app.core.project import ProjectError, ReviewProject, ReviewStatus
+from app.core.provenance import ProposalOrigin
 from app.core.targets import Target
 
 PROJECT_SUFFIX = ".irsam-review"
@@ -44,6 +45,7 @@ class FrameLayers:
     edges: np.ndarray | None = None  # uint8 0..255 (edge probability, as stored in the project)
     probability: np.ndarray | None = None  # uint8 0..255 (sigmoid of the saved logits)
     targets: list[Target] = field(default_factory=list)
+    origin: ProposalOrigin | None = None  # what made the prediction, when recorded
     truth_mask: np.ndarray | None = None  # bool (H, W)
     truth_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # x0, y0, x1, y1 inclusive
 
@@ -240,7 +242,7 @@ class ReviewSession:
         self._last_index = index
         files = self._layer_files(index, wanted | {"prediction"})
         layers = FrameLayers(prediction=files.get("prediction"), edges=files.get("edges"),
-                             probability=files.get("probability"))
+                             probability=files.get("probability"), origin=files.get("origin"))
         if self.project is not None and self.detection_counts[index] >= 0:
             layers.targets = self.project.detections(self.stem(index))
         layers.committed = files.get("committed")
@@ -273,7 +275,7 @@ class ReviewSession:
         for key in keys:
             value = None
             if key == "prediction" and predicted:
-                value = project.prediction_mask(stem)
+                value, out["origin"] = project.prediction(stem)
             elif key == "edges" and predicted:
                 value = project.prediction_edge(stem)  # uint8: a quarter of the memory of floats in the cache
             elif key == "probability" and predicted:
@@ -301,7 +303,7 @@ class ReviewSession:
             self._file_generation[index] += 1
             files = self._files.get(index)
             if files is not None:
-                for key in keys:
+                for key in keys + (("origin",) if "prediction" in keys else ()):
                     files.pop(key, None)
 
     def _prefetch_files(self, index: int, direction: int, wanted: set[str]) -> None:

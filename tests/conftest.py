@@ -59,14 +59,21 @@ def sequence_16bit(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
-    """A real IRSAM checkpoint (tiny config, random weights): it has WPMD and GAD feature maps."""
+    """A real IRSAM checkpoint (tiny config, random weights): it has WPMD and GAD feature maps.
+
+    Seeded: the tests that read its detections get the same network whichever tests ran before."""
+    import torch
+
     from model.build import build_irsam
     from model.checkpoint import save_checkpoint
     from model.config import tiny
 
     path = tmp_path_factory.mktemp("weights") / "tiny_random.pt"
     config = tiny()
-    save_checkpoint(path, build_irsam(config), config, {"note": "random weights for GUI tests"})
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        network = build_irsam(config)
+    save_checkpoint(path, network, config, {"note": "random weights for GUI tests"})
     return path
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 
 from app.cli import main
 from app.core.frames import open_source
-from app.core.normalization import default_for
+from app.core.normalization import Normalization, default_for
 from app.core.project import ReviewProject
 from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
 from model.build import build_irsam
@@ -102,6 +103,29 @@ def test_rerun_keeps_the_stored_normalisation_and_committed_masks(sequence, tmp_
     assert again.normalization == norm
     assert again.detector["name"] == "mpcm"
     np.testing.assert_array_equal(again.committed_mask(project.stems[0]), label)
+
+
+def test_each_proposal_records_its_run_and_a_limited_rerun_names_the_frames_it_left(sequence, tmp_path, capsys,
+                                                                                   tiny_weights):
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--weights", str(tiny_weights), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--min-area", "2", "--limit", "2",
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 frame(s) after --limit keep the proposal of an earlier run: IRSAM (tiny.pt)" in printed
+    project = ReviewProject.open(out)
+    origins = [project.proposal_origin(stem) for stem in project.stems]
+    assert [o.method for o in origins] == ["mpcm"] * 2 + ["irsam"] * 4
+    assert origins[0].label == "mpcm (targets >= 2 px)" and origins[0].sha256 is None
+    assert origins[2].sha256 == hashlib.sha256(tiny_weights.read_bytes()).hexdigest() and origins[2].refine == "contrast"
+    assert origins[2].normalization == str(Normalization.from_dict(project.normalization))
+    assert origins[0].time >= origins[5].time
+    # frames left with proposals of the same settings (an earlier full run) are not reported
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--min-area", "2", "--quiet"]) == 0
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--min-area", "2", "--limit", "3",
+                 "--quiet"]) == 0
+    assert "earlier run" not in capsys.readouterr().out
 
 
 def test_rerun_does_not_change_what_was_accepted(sequence, tmp_path, capsys):

@@ -46,10 +46,10 @@ class OutOfOrderProject(ReviewProject):
         self.finished: list[int] = []
         self._finished_lock = threading.Lock()
 
-    def save_prediction(self, stem, result, save_logits=False):
+    def save_prediction(self, stem, result, save_logits=False, origin=None):
         if self.index(stem) % 3 == 0:
             time.sleep(0.02)
-        kept_accepted = super().save_prediction(stem, result, save_logits)
+        kept_accepted = super().save_prediction(stem, result, save_logits, origin)
         with self._finished_lock:
             self.finished.append(self.index(stem))
         return kept_accepted

@@ -19,12 +19,16 @@ from app.core.export import (
 from app.core.frames import open_source
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject
+from app.core.provenance import ProposalOrigin
 from model.detectors import FrameResult
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (20, 28)
 NORMALIZATION = Normalization.fixed(1000, 5000)
-DETECTOR = {"name": "irsam", "weights": "/w/irsam.pt", "sha256": "ab" * 32, "config": {}, "device": "cpu"}
+DETECTOR = {"name": "irsam", "weights": "/w/irsam.pt", "sha256": "ab" * 32, "config": {}, "device": "cpu",
+            "tta": "none", "refine": "contrast", "size_gate": None}
+IRSAM_ORIGIN = ProposalOrigin.of(DETECTOR, NORMALIZATION)
+MPCM_ORIGIN = ProposalOrigin.of({"name": "mpcm", "size_gate": {"min_area": 2, "max_area": 40}}, NORMALIZATION)
 LAYOUTS = ["sirst", "basicirstd", "dnanet"]
 
 
@@ -52,7 +56,8 @@ def prediction(mask):
 
 def reviewed_project(tmp_path, name="seqA", seed=0):
     """Frames: 0 accepted (prediction only), 1 corrected, 2 negative, 3 rejected, 4 unreviewed,
-    5 accepted with a committed mask. Returns the project, raw frames and the mask each frame exports."""
+    5 accepted with a committed mask. Frame 5's proposal is MPCM's, the others IRSAM's (an app run on one
+    frame). Returns the project, raw frames and the mask each frame exports."""
     frames = write_frames(tmp_path / f"{name}_frames", 6, seed)
     source = open_source(tmp_path / f"{name}_frames")
     project = ReviewProject.create(tmp_path / name, source.path, source.kind, source.stems, source.shape,
@@ -60,7 +65,7 @@ def reviewed_project(tmp_path, name="seqA", seed=0):
     source.close()
     predicted = {i: box(2 + i, 3 + 2 * i) for i in range(6)}
     for i, stem in enumerate(project.stems):
-        project.save_prediction(stem, prediction(predicted[i]))
+        project.save_prediction(stem, prediction(predicted[i]), origin=MPCM_ORIGIN if i == 5 else IRSAM_ORIGIN)
     project.flush_detections()
     s = project.stems
     project.set_status(s[0], "accepted")
@@ -124,7 +129,11 @@ def test_meta_json_records_provenance(tmp_path):
     assert record["source"] == str((tmp_path / "seqA_frames").resolve())
     assert record["frame_index"] == 1 and record["source_stem"] == project.stems[1]
     assert record["normalization"] == NORMALIZATION.to_dict()
-    assert record["detector"] == {"name": "irsam", "weights": "/w/irsam.pt", "sha256": "ab" * 32}
+    proposal = record["proposal"]
+    assert proposal["method"] == "irsam" and proposal["weights"] == "irsam.pt" and proposal["sha256"] == "ab" * 32
+    assert proposal["normalization"] == str(NORMALIZATION) and proposal["time"].endswith("+00:00")
+    other = meta["frames"][f"seqA_{project.stems[5]}"]["proposal"]  # each frame names its own proposal's detector
+    assert other["method"] == "mpcm" and other["size_gate"] == "2-40 px" and other["sha256"] is None
     assert record["status"] == "corrected" and record["mask_from"] == "committed" and record["split"] == "test"
     assert record["exported"].endswith("+00:00")
     assert meta["frames"][f"seqA_{project.stems[0]}"]["mask_from"] == "prediction"

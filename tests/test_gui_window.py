@@ -622,6 +622,11 @@ def test_target_area_gate_reaches_runs_without_reloading_the_checkpoint(window, 
     stem = window.session.stem(window.index)
     areas = [t.area for t in window.session.project.detections(stem)]
     assert max(areas) > 3  # the random tiny network marks large blobs
+    # the proposal records what made it, and the status bar names it
+    origin = window.session.project.proposal_origin(stem)
+    assert origin.method == "irsam" and origin.weights == Path(tiny_checkpoint).name
+    assert origin.normalization == str(window.session.normalization)
+    assert window.frame_label.text().endswith(f"proposal: IRSAM ({Path(tiny_checkpoint).name})")
 
     panel.max_area.setValue(3)
     assert panel.choice().max_area == 3 and panel.choice().min_area == 1
@@ -632,6 +637,7 @@ def test_target_area_gate_reaches_runs_without_reloading_the_checkpoint(window, 
     qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
     gated_areas = [t.area for t in window.session.project.detections(stem)]
     assert gated_areas and sorted(gated_areas) == sorted(a for a in areas if a <= 3)
+    assert window.frame_label.text().endswith(f"proposal: IRSAM ({Path(tiny_checkpoint).name}, targets 1-3 px)")
 
     panel.max_area.setValue(0)  # "no limit"
     assert panel.max_area.text() == "no limit" and panel.choice().max_area is None

@@ -14,6 +14,7 @@ import pytest
 import app.core.atomic
 from app.core.edits import make_edit, paint_stroke
 from app.core.project import ProjectError, ProjectWriteError, ReviewProject, ReviewStatus
+from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
 from model.detectors import FrameResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,6 +116,27 @@ def test_a_rerun_replaces_the_previous_prediction_files(tmp_path):
     project.save_prediction("f000", result_with_targets([(1, 1, 2, 2)], edge=False))
     assert project.prediction_logits("f000") is None and project.prediction_edge("f000") is None
     assert project.prediction_mask("f000").sum() == 1 and project.detections("f000")[0].area == 1
+
+
+def test_each_proposal_carries_its_origin_in_its_mask_png(tmp_path):
+    project = make_project(tmp_path / "p")
+    tophat = ProposalOrigin.of(DETECTOR, "window 100..4000")
+    project.save_prediction("f000", result_with_targets([(2, 2, 5, 5)]), origin=tophat)
+    project.save_prediction("f001", result_with_targets([(2, 2, 5, 5)]))  # saved without one (an older version)
+    reopened = ReviewProject.open(tmp_path / "p")
+    origin = reopened.proposal_origin("f000")
+    assert origin.same_run_settings(tophat) and origin.time is not None and origin.label == "tophat"
+    assert reopened.proposal_origin("f001") is None and reopened.proposal_origin("f002") is None
+    # the mask still reads as the plain 0/255 PNG it is, with or without the text chunk
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "p" / "masks" / "f000.png"), cv2.IMREAD_UNCHANGED) > 0,
+                                  reopened.prediction_mask("f000"))
+    assert reopened.damaged == []
+    # a damaged record (valid PNG, CRC recomputed) is reported, and the mask still loads
+    path = tmp_path / "p" / "masks" / "f000.png"
+    path.write_bytes(app.core.atomic.encode_png(reopened.prediction_mask("f000"), {PNG_TEXT_KEY: "{not json"}))
+    damaged = ReviewProject.open(tmp_path / "p")
+    assert damaged.proposal_origin("f000") is None and damaged.prediction_mask("f000").any()
+    assert [p.name for p, why in damaged.damaged if "proposal origin" in why] == ["f000.png"]
 
 
 def test_prediction_and_committed_layers_are_independent(tmp_path):

@@ -7,7 +7,6 @@ GPU: encoding, target extraction and fsync of each frame's files take several ms
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import sys
@@ -21,6 +20,7 @@ from app.commands import add_normalization_options, add_size_gate_options, norma
 from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject
+from app.core.provenance import ProposalOrigin, sha256_of
 from app.paths import DEFAULT_WEIGHTS
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import available_methods
@@ -98,14 +98,6 @@ def make_detector(
     return gated(predictor, size_gate), record
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def run(args) -> int:
     if args.writers < 1:
         print("error: --writers must be at least 1", file=sys.stderr)
@@ -156,8 +148,9 @@ def run(args) -> int:
     print(f"{source.kind} {source.path}: {n} frames {source.shape[1]}x{source.shape[0]} {source.dtype}; "
           f"detector {record['name']} on {detector.device}"
           + (f", targets of {detector.gate} kept" if record["size_gate"] else "") + f"; normalisation {normalization}")
+    origin = ProposalOrigin.of(record, normalization)
     stats = run_pipeline(source, n, normalization, detector, project, args.batch_size, args.save_logits, not args.quiet,
-                         writers=args.writers)
+                         writers=args.writers, origin=origin)
     project.flush_detections()
 
     bad = source.bad_frames
@@ -170,14 +163,29 @@ def run(args) -> int:
         print(f"{len(bad)} unreadable frame(s) skipped:")
         for b in bad:
             print(f"  {b.path}: {b.reason}")
+    _report_other_proposals(project, source.stems[n:], origin)
     return 0 if stats["frames"] > 0 else 1
+
+
+def _report_other_proposals(project: ReviewProject, stems, origin: ProposalOrigin) -> None:
+    """Name the frames this run left alone (beyond --limit) that keep an earlier run's different proposal."""
+    others: dict[str, int] = {}
+    for stem in stems:
+        if project.has_prediction(stem):
+            earlier = project.proposal_origin(stem)
+            if not origin.same_run_settings(earlier):
+                label = "an unrecorded detector" if earlier is None else earlier.label
+                others[label] = others.get(label, 0) + 1
+    for label, count in others.items():
+        print(f"{count} frame(s) after --limit keep the proposal of an earlier run: {label}")
 
 
 _END = object()
 
 
 def run_pipeline(source, n: int, normalization: Normalization, detector, project: ReviewProject,
-                 batch_size: int, save_logits: bool, show_progress: bool, *, writers: int = DEFAULT_WRITERS) -> dict:
+                 batch_size: int, save_logits: bool, show_progress: bool, *, writers: int = DEFAULT_WRITERS,
+                 origin: ProposalOrigin | None = None) -> dict:
     """reader thread -> detector (this thread, in batches) -> `writers` writer threads.
 
     Writers finish frames in any order; the project's files and detections.csv do not depend on it
@@ -233,7 +241,7 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
                 break
             results = detector.detect([image for _, image in batch])
             for (stem, _), result in zip(batch, results):
-                pending.append(writer_pool.submit(project.save_prediction, stem, result, save_logits))
+                pending.append(writer_pool.submit(project.save_prediction, stem, result, save_logits, origin))
             done += len(batch)
             progress.update(len(batch))
             # waiting on the oldest write also surfaces write errors early

@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +41,11 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of a 2-D uint8/uint16 (or HxWx3 uint8) array, lossless."""
+def encode_png(image: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    """PNG bytes of a 2-D uint8/uint16 (or HxWx3 uint8) array, lossless.
+
+    `text`: ASCII keyword -> ASCII value pairs stored as tEXt chunks right after the header.
+    """
     import cv2
 
     if image.dtype == bool:
@@ -50,11 +55,21 @@ def encode_png(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(image))
     if not ok:
         raise OSError("PNG encoding failed")
-    return buf.tobytes()
+    data = buf.tobytes()
+    if not text:
+        return data
+    chunks = b"".join(_png_chunk(b"tEXt", key.encode("ascii") + b"\0" + value.encode("ascii"))
+                      for key, value in text.items())
+    header_end = 8 + 12 + 13  # signature, then the IHDR chunk (13 bytes of data)
+    return data[:header_end] + chunks + data[header_end:]
 
 
-def atomic_write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    atomic_write_bytes(path, encode_png(image))
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def atomic_write_png(path: str | os.PathLike, image: np.ndarray, text: dict[str, str] | None = None) -> None:
+    atomic_write_bytes(path, encode_png(image, text))
 
 
 def atomic_write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -8,7 +8,7 @@ Layouts (images/<stem>.png = the 8-bit image the model saw, masks/<stem>.png = s
 
 A project is one sequence and goes to one side of the split; its stems are prefixed with the sequence
 name so several projects can share a data set (`append=True`). Beside the images: meta.json (provenance
-per stem) and, on request, raw/<stem>.png|.tif (raw values), annotations/instances_<split>.json (COCO,
+per stem: source frame, normalisation, status, where the mask came from, and the frame's proposal origin) and, on request, raw/<stem>.png|.tif (raw values), annotations/instances_<split>.json (COCO,
 uncompressed RLE per 8-connected target) and labels/<stem>.txt (YOLO boxes).
 """
 from __future__ import annotations
@@ -169,7 +169,6 @@ def export_project(
     meta = _read_meta(paths) if append else {"format": EXPORT_FORMAT, "frames": {}}
     if meta.setdefault("layout", layout) != layout:
         raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
-    detector = project.detector or {}
     try:
         source_index = {s: i for i, s in enumerate(source.stems)}
         bad_at_open = {b.stem: b.reason for b in source.bad_frames}
@@ -179,6 +178,7 @@ def export_project(
                 report.skipped.append((stem, why))
             else:
                 dataset_stem = f"{sequence}_{stem}"
+                proposal = project.proposal_origin(stem)  # the frame's proposal, whatever its mask came from
                 atomic_write_png(paths.images / f"{dataset_stem}.png", normalization.apply(frame))
                 atomic_write_png(paths.masks / f"{dataset_stem}.png", mask)
                 raw_file = _write_raw(paths.root, dataset_stem, frame) if raw else None
@@ -192,7 +192,7 @@ def export_project(
                     "frame_index": project.index(stem),
                     "source_stem": stem,
                     "normalization": project.normalization,
-                    "detector": {k: detector.get(k) for k in ("name", "weights", "sha256")} if detector else None,
+                    "proposal": None if proposal is None else proposal.to_dict(),
                     "status": project.status(stem).value,
                     "mask_from": origin,
                     "split": split,

@@ -8,6 +8,7 @@ project is opened is reported in `ReviewProject.damaged` and the rest of the pro
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import struct
@@ -23,6 +24,7 @@ import numpy as np
 
 from app.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_npy, atomic_write_png
 from app.core.edits import EditHistory, MaskEdit, make_edit
+from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
 from app.core.targets import Target, extract_targets
 from model.detectors import FrameResult
 
@@ -198,8 +200,12 @@ class ReviewProject:
 
     # --- predictions (proposal layer) -----------------------------------------------------------
 
-    def save_prediction(self, stem: str, result: FrameResult, save_logits: bool = False) -> bool:
+    def save_prediction(self, stem: str, result: FrameResult, save_logits: bool = False,
+                        origin: ProposalOrigin | None = None) -> bool:
         """Write the frame's predicted mask and edge map (and logits) and update its detections in memory.
+
+        `origin` (what made the proposal) is stored in the mask PNG, stamped with the time; see
+        `proposal_origin`.
 
         Files of an earlier prediction that this one does not replace (edge, logits) are removed, so the
         folder never mixes two runs. Call `flush_detections()` to write detections.csv.
@@ -217,7 +223,8 @@ class ReviewProject:
             if kept_accepted:
                 self.commit_mask(stem, self.working_mask(stem))
         mask = logits > 0
-        self._write(lambda: atomic_write_png(self._path("masks", stem, ".png"), mask))
+        text = None if origin is None else {PNG_TEXT_KEY: dataclasses.replace(origin, time=utc_now()).to_text()}
+        self._write(lambda: atomic_write_png(self._path("masks", stem, ".png"), mask, text))
         edge_path = self._path("edges", stem, ".png")
         if result.edge is not None:
             edge = np.clip(np.rint(np.asarray(result.edge, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
@@ -250,8 +257,29 @@ class ReviewProject:
 
     def prediction_mask(self, stem: str) -> np.ndarray | None:
         """bool (H, W), or None without a prediction."""
-        image = self._read_png(self._path("masks", stem, ".png"))
-        return None if image is None else image > 0
+        return self.prediction(stem)[0]
+
+    def proposal_origin(self, stem: str) -> ProposalOrigin | None:
+        """What made the frame's proposal (`prediction(stem)[1]`)."""
+        return self.prediction(stem)[1]
+
+    def prediction(self, stem: str) -> tuple[np.ndarray | None, ProposalOrigin | None]:
+        """The predicted mask (bool (H, W)) and what made it, from one read of the file: (None, None)
+        without a prediction; the origin is None for a proposal saved without one (by a version before
+        origins were recorded) or with a damaged record (reported)."""
+        path = self._path("masks", stem, ".png")
+        data = self._read_png_bytes(path)
+        if data is None:
+            return None, None
+        image = self._decode_png(path, data)
+        text = _png_text(data).get(PNG_TEXT_KEY)
+        origin = None
+        if text is not None:
+            try:
+                origin = ProposalOrigin.from_text(text)
+            except ValueError as e:
+                self._report(path, f"unreadable proposal origin: {e}")
+        return (None if image is None else image > 0), origin
 
     def prediction_edge(self, stem: str) -> np.ndarray | None:
         """uint8 (H, W) edge probability * 255, or None."""
@@ -489,8 +517,9 @@ class ReviewProject:
     def _read_png(self, path: Path) -> np.ndarray | None:
         """The image (uint8, frame-sized, single channel), or None if absent or damaged (reported)."""
         data = self._read_png_bytes(path)
-        if data is None:
-            return None
+        return None if data is None else self._decode_png(path, data)
+
+    def _decode_png(self, path: Path, data: bytes) -> np.ndarray | None:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
         if image is None:
             self._report(path, "PNG data does not decode")
@@ -536,6 +565,20 @@ def _check_stems(stems: Sequence[str]) -> None:
     for stem in stems:
         if not isinstance(stem, str) or not stem or stem.startswith(".") or any(c in stem for c in '/\\:'):
             raise ValueError(f"unusable frame stem {stem!r} (it names files in the project)")
+
+
+def _png_text(data: bytes) -> dict[str, str]:
+    """The tEXt chunks before the image data of a PNG already checked by `_png_problem`."""
+    text, position = {}, len(PNG_SIGNATURE)
+    while position + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        if kind in (b"IDAT", b"IEND"):
+            break
+        if kind == b"tEXt":
+            key, _, value = data[position + 8 : position + 8 + length].partition(b"\0")
+            text[key.decode("latin-1")] = value.decode("latin-1")
+        position += 12 + length
+    return text
 
 
 def _png_problem(data: bytes, shape: tuple[int, int]) -> str | None:

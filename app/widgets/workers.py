@@ -12,6 +12,7 @@ from PySide6 import QtCore
 from app.core.frames import FrameReadError, FrameSource
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject
+from app.core.provenance import ProposalOrigin, sha256_of
 from model.detectors import Detector
 from model.evaluate import make_detector
 from model.size_gate import SizeGatedDetector, TargetSizeGate, gated
@@ -51,6 +52,13 @@ class DetectorChoice:
             return f"{self.method} ({gate[0]})" if gate else self.method
         extras = ([] if self.tta == "none" else [self.tta]) + ([] if self.refine == "contrast" else ["unrefined"])
         return f"IRSAM ({', '.join([Path(self.weights).name, *extras, *gate])})"
+
+    def origin(self, normalization: Normalization) -> ProposalOrigin:
+        """What this choice's proposals are saved as coming from (the record `irsam detect` stores too)."""
+        record = {"name": self.method, "size_gate": self.size_gate.to_dict() if self.size_gate.active else None}
+        if self.method == "irsam":
+            record.update(weights=self.weights, sha256=sha256_of(self.weights), tta=self.tta, refine=self.refine)
+        return ProposalOrigin.of(record, normalization)
 
     def build(self) -> tuple[Detector, str | None]:
         """(detector, notice): the notice says why it runs on the CPU when CUDA was asked for and failed."""
@@ -101,6 +109,7 @@ class DetectionWorker(QtCore.QObject):
         self.save_logits = save_logits
         self.cancel_event = threading.Event()
         self.kept_accepted = 0  # accepted frames whose replaced prediction was committed (ReviewProject.save_prediction)
+        self.origin: ProposalOrigin | None = None  # what the saved proposals are recorded as coming from
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -112,6 +121,8 @@ class DetectionWorker(QtCore.QObject):
             if self.detector is None:
                 self.detector, notice = self.choice.build()
                 self.detectorReady.emit(self.detector, notice)
+            if self.project is not None and not self.features:
+                self.origin = self.choice.origin(self.normalization)
             cancelled = self._run_frames()
         except Exception as exc:  # reported in the UI; the worker must always finish
             self.failed.emit(f"{type(exc).__name__}: {exc}")
@@ -136,7 +147,8 @@ class DetectionWorker(QtCore.QObject):
                 continue
             result = self._detect(image)
             if self.project is not None and not self.features:
-                self.kept_accepted += self.project.save_prediction(self.source.stems[index], result, self.save_logits)
+                self.kept_accepted += self.project.save_prediction(self.source.stems[index], result, self.save_logits,
+                                                                   self.origin)
             self.frameDone.emit(index, result)
             now = time.perf_counter()
             self.progress.emit(done, total, done / max(now - start, 1e-9))

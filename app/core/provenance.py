@@ -1,0 +1,90 @@
+"""Which detector proposed a frame's mask, through which normalisation.
+
+Every proposal (masks/<stem>.png) carries its own `ProposalOrigin` in a PNG text chunk, written in the
+same atomic write as the mask: a project whose frames were detected by several runs (an interrupted
+re-run, `--limit`, the app's current-frame and range runs, another detector) says for each frame which
+one made its proposal, and an export records it per frame.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PNG_TEXT_KEY = "irsam-proposal"
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ProposalOrigin:
+    """What made a proposal: the detector (`method`, and for IRSAM its weights, their sha256, test-time
+    augmentation and refinement), the size gate, the normalisation (`str(Normalization)`), and when."""
+
+    method: str
+    normalization: str
+    weights: str | None = None  # file name; the sha256 identifies it
+    sha256: str | None = None
+    tta: str | None = None
+    refine: str | None = None
+    size_gate: str | None = None  # str(TargetSizeGate), e.g. "4-200 px", when active
+    time: str | None = None
+
+    @classmethod
+    def of(cls, record: dict, normalization, time: str | None = None) -> "ProposalOrigin":
+        """From a detector record (`app.commands.detect.make_detector`'s, as stored in project.json)."""
+        from model.size_gate import TargetSizeGate
+
+        gate = record.get("size_gate")
+        return cls(
+            method=str(record["name"]),
+            normalization=str(normalization),
+            weights=Path(record["weights"]).name if record.get("weights") else None,
+            sha256=record.get("sha256"),
+            tta=record.get("tta"),
+            refine=record.get("refine"),
+            size_gate=str(TargetSizeGate(**gate)) if gate else None,
+            time=time,
+        )
+
+    def same_run_settings(self, other: "ProposalOrigin | None") -> bool:
+        """Whether `other` came from the same detector, gate and normalisation (at any time)."""
+        return other is not None and self.to_dict() | {"time": None} == other.to_dict() | {"time": None}
+
+    @property
+    def label(self) -> str:
+        """Short human description, e.g. "IRSAM (irsam_paper_sirst.pt, flips)" or "mpcm (targets 4-200 px)"."""
+        extras = []
+        if self.tta and self.tta != "none":
+            extras.append(self.tta)
+        if self.refine and self.refine != "contrast":
+            extras.append(f"refine {self.refine}")
+        if self.size_gate:
+            extras.append(f"targets {self.size_gate}")
+        if self.method == "irsam":
+            return f"IRSAM ({', '.join([self.weights or '?', *extras])})"
+        return f"{self.method} ({', '.join(extras)})" if extras else self.method
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        """ASCII JSON (a PNG tEXt value)."""
+        return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=True)
+
+    @classmethod
+    def from_text(cls, text: str) -> "ProposalOrigin":
+        """Raises ValueError for text that is not one."""
+        try:
+            d = json.loads(text)
+            return cls(**{k: (None if d.get(k) is None else str(d[k])) for k in cls.__dataclass_fields__
+                          if k in d})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"not a proposal origin: {e}") from e
