@@ -128,6 +128,92 @@ def test_each_proposal_records_its_run_and_a_limited_rerun_names_the_frames_it_l
     assert "earlier run" not in capsys.readouterr().out
 
 
+def test_a_folder_that_is_not_a_project_is_never_written_into(sequence, tmp_path, capsys):
+    out = tmp_path / "dataset"
+    (out / "masks").mkdir(parents=True)
+    truth = out / "masks" / "000000.png"
+    truth.write_bytes(b"the analyst's ground truth")
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet"]) == 2
+    assert "not a review project and not empty" in capsys.readouterr().err
+    assert truth.read_bytes() == b"the analyst's ground truth" and sorted(p.name for p in out.rglob("*")) == [
+        "000000.png", "masks"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["detect", str(sequence), "--out", str(empty), "--method", "mpcm", "--quiet", "--tta", "flips",
+                 "--refine", "off"]) == 0
+    assert "warning: --tta, --refine only apply to IRSAM, not to --method mpcm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--batch-size", "0"], ["--limit", "0"], ["--limit", "-1"], ["--writers", "0"]])
+def test_counts_below_one_are_refused_before_anything_is_written(sequence, tmp_path, capsys, option):
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet", *option]) == 2
+    assert f"error: {option[0]} must be at least 1" in capsys.readouterr().err and not out.exists()
+
+
+def test_an_explicit_cuda_request_without_cuda_stops_instead_of_running_on_the_cpu(sequence, tmp_path, capsys,
+                                                                                   monkeypatch, tiny_weights):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--weights", str(tiny_weights), "--device", "cuda",
+                 "--quiet"]) == 2
+    assert "use --device cpu or auto" in capsys.readouterr().err and not out.exists()
+    assert main(["detect", str(sequence), "--out", str(out), "--weights", str(tiny_weights), "--quiet"]) == 0  # auto
+
+
+def test_skip_done_resumes_only_the_frames_not_yet_proposed_with_these_settings(sequence, tmp_path, capsys):
+    out = tmp_path / "proj"
+    mpcm = ["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet"]
+    assert main([*mpcm, "--limit", "2"]) == 0
+    project = ReviewProject.open(out)
+    first = {stem: (out / "masks" / f"{stem}.png").read_bytes() for stem in project.stems[:2]}
+    capsys.readouterr()
+    assert main([*mpcm, "--skip-done"]) == 0
+    assert "2 frame(s) already proposed with these settings: skipped" in capsys.readouterr().out
+    assert all((out / "masks" / f"{stem}.png").read_bytes() == data for stem, data in first.items())  # not redone
+    project = ReviewProject.open(out)
+    assert all(project.proposal_origin(stem).method == "mpcm" for stem in project.stems)
+    assert len(read_detections(out)) == sum(len(project.detections(s)) for s in project.stems)
+    # other settings: nothing counts as done
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--quiet", "--skip-done"]) == 0
+    assert "already proposed" not in capsys.readouterr().out
+    assert all(ReviewProject.open(out).proposal_origin(stem).method == "tophat" for stem in project.stems)
+
+
+def test_an_interrupted_run_keeps_what_it_saved_and_says_how_to_go_on(sequence, tmp_path, capsys, monkeypatch):
+    import app.commands.detect as detect_command
+
+    real_make_detector = detect_command.make_detector
+
+    def make_interrupted_detector(*args, **kwargs):
+        detector, record = real_make_detector(*args, **kwargs)
+
+        class InterruptedAfterTwoBatches:
+            calls = 0
+            device = detector.device
+
+            def detect(self, images, features=False):
+                InterruptedAfterTwoBatches.calls += 1
+                if InterruptedAfterTwoBatches.calls > 2:
+                    raise KeyboardInterrupt
+                return detector.detect(images)
+
+        return InterruptedAfterTwoBatches(), record
+
+    monkeypatch.setattr(detect_command, "make_detector", make_interrupted_detector)
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--batch-size", "1",
+                 "--quiet"]) == 130
+    assert "the proposals of 2 frame(s) of this run are saved" in capsys.readouterr().err
+    project = ReviewProject.open(out)
+    assert [project.has_prediction(s) for s in project.stems] == [True, True] + [False] * 4
+    assert {row["stem"] for row in read_detections(out)} <= set(project.stems[:2])  # flushed for the saved frames
+    monkeypatch.setattr(detect_command, "make_detector", real_make_detector)
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet", "--skip-done"]) == 0
+    assert "2 frame(s) already proposed" in capsys.readouterr().out
+    assert all(ReviewProject.open(out).has_prediction(s) for s in project.stems)
+
+
 def test_rerun_does_not_change_what_was_accepted(sequence, tmp_path, capsys):
     out = tmp_path / "proj"
     assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--quiet"]) == 0

@@ -19,7 +19,7 @@ from pathlib import Path
 from app.commands import add_normalization_options, add_size_gate_options, normalization_request_of, size_gate_of
 from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization
-from app.core.project import ProjectError, ReviewProject
+from app.core.project import ProjectError, ReviewProject, utc_now
 from app.core.provenance import ProposalOrigin, sha256_of
 from app.paths import DEFAULT_WEIGHTS
 from model.detectors import REFINE_MODES, TTA_MODES
@@ -60,6 +60,9 @@ def add_parser(sub) -> None:
                    help="threads writing the output files (mask/edge PNGs, logits, targets) in parallel "
                         f"(default: {DEFAULT_WRITERS}, this machine's cores up to 4)")
     p.add_argument("--limit", type=int, help="only the first N frames")
+    p.add_argument("--skip-done", action="store_true",
+                   help="skip frames whose proposal was already made with these same settings (detector, weights, "
+                        "options, input window): resumes an interrupted run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -99,16 +102,27 @@ def make_detector(
 
 
 def run(args) -> int:
-    if args.writers < 1:
-        print("error: --writers must be at least 1", file=sys.stderr)
-        return 2
+    for option, value in (("--writers", args.writers), ("--batch-size", args.batch_size), ("--limit", args.limit)):
+        if value is not None and value < 1:
+            print(f"error: {option} must be at least 1, got {value}", file=sys.stderr)
+            return 2
     try:
         request = normalization_request_of(args)
         source = open_source(args.source)
     except (ValueError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.method != "irsam":
+        ignored = [option for option, given in (("--weights", args.weights), ("--config", args.config),
+                                                 ("--tta", args.tta != "none"), ("--refine", args.refine != "contrast"),
+                                                 ("--precision", args.precision != "fp32")) if given]
+        if ignored:
+            print(f"warning: {', '.join(ignored)} only apply to IRSAM, not to --method {args.method}", file=sys.stderr)
     out = Path(args.out)
+    if out.exists() and not (out / "project.json").exists() and (not out.is_dir() or any(out.iterdir())):
+        print(f"error: {out} is not a review project and not empty: detect into a new or empty folder "
+              "(nothing was written)", file=sys.stderr)
+        return 2
     try:
         if (out / "project.json").exists():
             # The stored normalisation is the sequence's: never recomputed on a re-run, and never changed,
@@ -131,6 +145,9 @@ def run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     fallback = getattr(getattr(detector, "device_choice", None), "fallback_reason", None)
+    if fallback and args.device.lower() != "auto":
+        print(f"error: --device {args.device}: {fallback}; use --device cpu or auto to run on the CPU", file=sys.stderr)
+        return 2
     if fallback:
         print(f"warning: {fallback}; running on the CPU", file=sys.stderr)
     record["device"] = detector.device
@@ -149,8 +166,19 @@ def run(args) -> int:
           f"detector {record['name']} on {detector.device}"
           + (f", targets of {detector.gate} kept" if record["size_gate"] else "") + f"; normalisation {normalization}")
     origin = ProposalOrigin.of(record, normalization)
-    stats = run_pipeline(source, n, normalization, detector, project, args.batch_size, args.save_logits, not args.quiet,
-                         writers=args.writers, origin=origin)
+    done_before = _same_settings(project, source.stems[:n], origin) if args.skip_done else set()
+    if done_before:
+        print(f"{len(done_before)} frame(s) already proposed with these settings: skipped (--skip-done)")
+    started = utc_now()
+    try:
+        stats = run_pipeline(source, n, normalization, detector, project, args.batch_size, args.save_logits,
+                             not args.quiet, writers=args.writers, origin=origin, skip=done_before)
+    except KeyboardInterrupt:
+        project.flush_detections()
+        saved = _saved_since(project, source.stems[:n], started)
+        print(f"interrupted: the proposals of {saved} frame(s) of this run are saved in {out}; "
+              "run the same command with --skip-done to go on", file=sys.stderr)
+        return 130
     project.flush_detections()
 
     bad = source.bad_frames
@@ -164,7 +192,17 @@ def run(args) -> int:
         for b in bad:
             print(f"  {b.path}: {b.reason}")
     _report_other_proposals(project, source.stems[n:], origin)
-    return 0 if stats["frames"] > 0 else 1
+    return 0 if stats["frames"] > 0 or done_before else 1
+
+
+def _same_settings(project: ReviewProject, stems, origin: ProposalOrigin) -> set[str]:
+    return {stem for stem in stems if project.has_prediction(stem) and origin.same_run_settings(project.proposal_origin(stem))}
+
+
+def _saved_since(project: ReviewProject, stems, started: str) -> int:
+    """Frames whose proposal was saved at or after `started` (a utc_now() string: they sort in time order)."""
+    return sum(1 for stem in stems
+               if (origin := project.proposal_origin(stem)) is not None and (origin.time or "") >= started)
 
 
 def _report_other_proposals(project: ReviewProject, stems, origin: ProposalOrigin) -> None:
@@ -185,8 +223,9 @@ _END = object()
 
 def run_pipeline(source, n: int, normalization: Normalization, detector, project: ReviewProject,
                  batch_size: int, save_logits: bool, show_progress: bool, *, writers: int = DEFAULT_WRITERS,
-                 origin: ProposalOrigin | None = None) -> dict:
-    """reader thread -> detector (this thread, in batches) -> `writers` writer threads.
+                 origin: ProposalOrigin | None = None, skip: set[str] = frozenset()) -> dict:
+    """reader thread -> detector (this thread, in batches) -> `writers` writer threads, over the first `n`
+    frames but those in `skip` (stems).
 
     Writers finish frames in any order; the project's files and detections.csv do not depend on it
     (one file set per frame, detections kept per stem and written in frame order). A failed write
@@ -208,6 +247,8 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
             for i in range(n):
                 if stop_reading.is_set():
                     return
+                if source.stems[i] in skip:
+                    continue
                 try:
                     put((source.stems[i], normalization.apply(source.frame(i))))
                 except FrameReadError:
@@ -222,7 +263,7 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
     # bounded memory (each pending write holds its frame's logits and edge map), yet work for every writer
     max_pending = max(4 * batch_size, 2 * writers)
     pending: deque[Future] = deque()
-    progress = _progress_bar(n, show_progress)
+    progress = _progress_bar(n - len(skip), show_progress)
     done = kept_accepted = 0
     t0 = time.perf_counter()
     try:
