@@ -47,6 +47,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.cursor: tuple[int, int] | None = None
         self.detector = None  # built detector for `detector_choice`, kept between runs
         self.detector_choice: DetectorChoice | None = None
+        self._open_message = ""  # what opening the source said; shown again once its project is read
         self.detection_runner = WorkerRunner(self)
         self.feature_runner = WorkerRunner(self)
         self.details_runner = WorkerRunner(self)
@@ -216,6 +217,7 @@ class MainWindow(QtWidgets.QMainWindow):
         message = f"{len(session)} frames, {session.source.dtype}, normalisation {session.normalization}"
         if session.source.bad_frames:
             message += f"; {len(session.source.bad_frames)} unreadable files skipped"
+        self._open_message = message
         self.statusBar().showMessage(message + "; reading earlier results...", 8000)
         self.show_frame(0)
         loader = CallWorker(session.load_details)
@@ -234,10 +236,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.overlay_panel.set_available(key, True)
         self._refresh_strip()
         warnings = session.warnings + ([f"reading earlier results failed: {error}"] if error else [])
-        if warnings:
-            self.statusBar().showMessage("; ".join(warnings), 15000)
-        else:
-            self.statusBar().clearMessage()
+        self.statusBar().showMessage("; ".join([self._open_message, *warnings]), 15000)
         self.show_frame(self.index)
         self.review_tools.project_loaded()
 

@@ -318,6 +318,17 @@ def _wait_training_started(dialog, qtbot) -> None:
     assert dialog.job is not None, dialog.status.text()
 
 
+def test_finetune_starts_from_the_shipped_weights_when_a_classical_method_is_selected(review, qtbot):
+    from app.paths import DEFAULT_WEIGHTS
+
+    panel = review.detection_panel
+    panel.detector_combo.setCurrentIndex(next(i for i in range(panel.detector_combo.count())
+                                              if getattr(panel.detector_combo.itemData(i), "method", None) == "mpcm"))
+    dialog = review.review_tools.finetune_dialog_open()
+    assert dialog.weights.text() == str(DEFAULT_WEIGHTS)  # not empty: that trains from scratch
+    dialog.reject()
+
+
 def test_finetune_dialog_starts_and_cancels_training(review, qtbot):
     session = review.session
     dialog = review.review_tools.finetune_dialog_open()

@@ -340,6 +340,14 @@ def test_unreadable_frame_is_reported_and_skipped(window, fresh_sequence, qtbot)
     assert window.index == 5 and window.frame_view.image.image is not None
 
 
+def test_unreadable_files_found_at_open_stay_in_the_status_bar_after_the_project_is_read(window, fresh_sequence,
+                                                                                          qtbot):
+    (fresh_sequence / "images" / "000007.png").write_bytes(b"")
+    _open(window, qtbot, fresh_sequence)
+    qtbot.wait(50)  # the message used to be cleared just after the project was read
+    assert "1 unreadable files" in window.statusBar().currentMessage()
+
+
 def _queue_selection(window) -> list[int]:
     panel = window.review_tools.review_panel
     return [panel.model.rows[r.row()].index for r in panel.table.selectionModel().selectedRows()]

@@ -52,8 +52,8 @@ def project(tmp_path):
 def test_summaries_count_targets_scores_and_changes(project):
     summaries = summarize(project)
     assert [s.stem for s in summaries] == [f"f{i}" for i in range(6)]
-    assert [s.n_detections for s in summaries] == [1, 1, 2, 0, 1, 0]
-    assert [s.change_from_previous for s in summaries] == [1, 0, 1, 2, 1, 1]
+    assert [s.n_detections for s in summaries] == [1, 1, 2, 0, 1, None]  # f5: not detected, not "no targets"
+    assert [s.change_from_previous for s in summaries] == [1, 0, 1, 2, 1, None]
     assert [s.status for s in summaries] == [ReviewStatus.UNREVIEWED, ReviewStatus.ACCEPTED, ReviewStatus.UNREVIEWED,
                                              ReviewStatus.NEGATIVE, ReviewStatus.CORRECTED, ReviewStatus.UNREVIEWED]
     scores = [s.peak_score for s in summaries]
@@ -65,7 +65,8 @@ def test_filters(project):
     summaries = summarize(project)
     assert [s.index for s in filter_frames(summaries, statuses=["unreviewed"])] == [0, 2, 5]
     assert [s.index for s in filter_frames(summaries, min_detections=1)] == [0, 1, 2, 4]
-    assert [s.index for s in filter_frames(summaries, max_detections=0)] == [3, 5]
+    assert [s.index for s in filter_frames(summaries, max_detections=0)] == [3]
+    assert [s.index for s in filter_frames(summaries, min_detections=0)] == [0, 1, 2, 3, 4]  # detected frames
     assert [s.index for s in filter_frames(summaries, min_peak_score=3.0)] == [1, 2]
     assert [s.index for s in filter_frames(summaries, min_change=2)] == [3]
     assert [s.index for s in filter_frames(summaries, statuses=[ReviewStatus.UNREVIEWED], min_detections=1,
@@ -80,9 +81,22 @@ def test_sorts_keep_frame_order_on_ties(project):
     assert order("detections", True) == [2, 0, 1, 4, 3, 5]
     assert order("peak_score", True) == [1, 2, 0, 4, 3, 5]
     assert order("peak_score") == [4, 0, 2, 1, 3, 5]
-    assert order("change", True) == [3, 0, 2, 4, 5, 1]
+    assert order("change", True) == [3, 0, 2, 4, 1, 5]
+    assert order("detections") == [3, 0, 1, 4, 2, 5]  # not detected: last either way
+    assert order("change") == [1, 0, 2, 4, 3, 5]
     with pytest.raises(ValueError):
         sort_frames(summaries, "size")
+
+
+def test_the_frame_after_an_undetected_one_has_no_change(tmp_path):
+    stems = ["a", "b", "c"]
+    project = ReviewProject.create(tmp_path / "p", tmp_path / "src", "folder", stems, SHAPE,
+                                   Normalization.identity8().to_dict())
+    project.save_prediction("a", boxes((2, 2)))
+    project.save_prediction("c", boxes((2, 2), (9, 9)))
+    project.flush_detections()
+    summaries = summarize(ReviewProject.open(project.folder))
+    assert [(s.n_detections, s.change_from_previous) for s in summaries] == [(1, 1), (None, None), (2, None)]
 
 
 def test_next_frame_walks_the_queue_in_its_own_order(project):

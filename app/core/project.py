@@ -255,6 +255,13 @@ class ReviewProject:
     def has_prediction(self, stem: str) -> bool:
         return self._path("masks", stem, ".png").exists()
 
+    def is_predicted(self, stem: str) -> bool:
+        """`has_prediction`, without touching the disk for frames detections.csv lists."""
+        with self._lock:
+            if self._detections.get(stem):
+                return True
+        return self.has_prediction(stem)
+
     def prediction_mask(self, stem: str) -> np.ndarray | None:
         """bool (H, W), or None without a prediction."""
         return self.prediction(stem)[0]

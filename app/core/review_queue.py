@@ -4,7 +4,9 @@
 sequences of 10k+ frames. `change_from_previous` is the number of targets that appeared or disappeared
 since the previous frame: targets of consecutive frames are paired greedily by bounding boxes that
 overlap once grown by `MATCH_GROW` pixels (a target moving a pixel or two stays paired); every
-unpaired target on either side counts one. The first frame is compared with an empty frame.
+unpaired target on either side counts one. The first frame is compared with an empty frame. A frame the
+detector has not run on has no detection count, and neither it nor the frame after it has a change (None):
+"no targets" and "not looked at" are different things to a reviewer.
 """
 from __future__ import annotations
 
@@ -29,9 +31,9 @@ class FrameSummary:
     index: int
     stem: str
     status: ReviewStatus
-    n_detections: int
+    n_detections: int | None  # None: not detected yet
     peak_score: float  # max peak score over the frame's targets; nan without targets (or scores)
-    change_from_previous: int  # targets appeared + disappeared since the previous frame
+    change_from_previous: int | None  # targets appeared + disappeared since the previous frame; None: either not detected
 
 
 def targets_changed(previous: Sequence[Target], current: Sequence[Target], grow: int = MATCH_GROW) -> int:
@@ -50,17 +52,17 @@ def targets_changed(previous: Sequence[Target], current: Sequence[Target], grow:
 
 def summarize(project: ReviewProject) -> list[FrameSummary]:
     summaries = []
-    previous: list[Target] = []
+    previous: list[Target] | None = []
     for index, stem in enumerate(project.stems):
-        targets = project.detections(stem)
-        scores = [t.peak_score for t in targets if not math.isnan(t.peak_score)]
+        targets = project.detections(stem) if project.is_predicted(stem) else None
+        scores = [t.peak_score for t in targets or () if not math.isnan(t.peak_score)]
         summaries.append(FrameSummary(
             index=index,
             stem=stem,
             status=project.status(stem),
-            n_detections=len(targets),
+            n_detections=None if targets is None else len(targets),
             peak_score=max(scores) if scores else math.nan,
-            change_from_previous=targets_changed(previous, targets),
+            change_from_previous=None if targets is None or previous is None else targets_changed(previous, targets),
         ))
         previous = targets
     return summaries
@@ -68,7 +70,7 @@ def summarize(project: ReviewProject) -> list[FrameSummary]:
 
 def unreviewed_summaries(stems: Sequence[str]) -> list[FrameSummary]:
     """The queue of a sequence that has no project yet: every frame unreviewed, nothing detected."""
-    return [FrameSummary(i, stem, ReviewStatus.UNREVIEWED, 0, math.nan, 0) for i, stem in enumerate(stems)]
+    return [FrameSummary(i, stem, ReviewStatus.UNREVIEWED, None, math.nan, None) for i, stem in enumerate(stems)]
 
 
 def filter_frames(
@@ -81,19 +83,19 @@ def filter_frames(
     predicate: Callable[[FrameSummary], bool] | None = None,
 ) -> list[FrameSummary]:
     """The summaries meeting every given condition, in their order. A frame without a score (nan)
-    fails `min_peak_score`."""
+    fails `min_peak_score`; one not detected fails the detection and change conditions."""
     wanted = None if statuses is None else {ReviewStatus(s) for s in statuses}
     kept = []
     for s in summaries:
         if wanted is not None and s.status not in wanted:
             continue
-        if min_detections is not None and s.n_detections < min_detections:
+        if min_detections is not None and (s.n_detections is None or s.n_detections < min_detections):
             continue
-        if max_detections is not None and s.n_detections > max_detections:
+        if max_detections is not None and (s.n_detections is None or s.n_detections > max_detections):
             continue
         if min_peak_score is not None and not s.peak_score >= min_peak_score:
             continue
-        if min_change is not None and s.change_from_previous < min_change:
+        if min_change is not None and (s.change_from_previous is None or s.change_from_previous < min_change):
             continue
         if predicate is not None and not predicate(s):
             continue
@@ -106,24 +108,23 @@ _STATUS_ORDER = {status: i for i, status in enumerate(ReviewStatus)}
 
 def sort_frames(summaries: Iterable[FrameSummary], key: str = "index", descending: bool = False) -> list[FrameSummary]:
     """Sorted by `key` (one of SORT_KEYS); ties keep frame order. Status order is ReviewStatus's
-    (unreviewed, accepted, corrected, rejected, negative); frames without a peak score come last
-    either way."""
+    (unreviewed, accepted, corrected, rejected, negative); frames without a value (no peak score, not
+    detected) come last either way."""
     if key not in SORT_KEYS:
         raise ValueError(f"sort key must be one of {SORT_KEYS}, got {key!r}")
     summaries = sorted(summaries, key=lambda s: s.index)
     if key == "index":
         return summaries[::-1] if descending else summaries
-    if key == "peak_score":
-        scored = [s for s in summaries if not math.isnan(s.peak_score)]
-        unscored = [s for s in summaries if math.isnan(s.peak_score)]
-        return sorted(scored, key=lambda s: s.peak_score, reverse=descending) + unscored
     value = {
         "status": lambda s: _STATUS_ORDER[s.status],
         "detections": lambda s: s.n_detections,
+        "peak_score": lambda s: None if math.isnan(s.peak_score) else s.peak_score,
         "change": lambda s: s.change_from_previous,
     }[key]
+    valued = [s for s in summaries if value(s) is not None]
+    without = [s for s in summaries if value(s) is None]
     # sorted() is stable, and reverse=True keeps ties in their original (frame) order too
-    return sorted(summaries, key=value, reverse=descending)
+    return sorted(valued, key=value, reverse=descending) + without
 
 
 def next_frame(

@@ -20,6 +20,10 @@ STATUS_BUTTONS = {ReviewStatus.ACCEPTED: "Accept", ReviewStatus.CORRECTED: "Corr
 _STATUS_QCOLORS = {status: QtGui.QColor(*STATUS_COLORS[k]) for k, status in enumerate(ReviewStatus)}
 
 
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)  # None: the detector has not run on the frame (or the one before)
+
+
 class FrameQueueModel(QtCore.QAbstractTableModel):
     """Rows: the summaries passing the filter, in the chosen order. `marked` frames (where propagation
     stopped) get a marker in the status column."""
@@ -75,8 +79,8 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         s, column = self.rows[index.row()], index.column()
         if role == QtCore.Qt.DisplayRole:
             marker = " \u25c6 stop" if column == 2 and s.index in self.marked else ""
-            return (str(s.index + 1), s.stem, s.status.value + marker, str(s.n_detections),
-                    "-" if math.isnan(s.peak_score) else f"{s.peak_score:.2f}", str(s.change_from_previous))[column]
+            return (str(s.index + 1), s.stem, s.status.value + marker, _count(s.n_detections),
+                    "-" if math.isnan(s.peak_score) else f"{s.peak_score:.2f}", _count(s.change_from_previous))[column]
         if role == QtCore.Qt.DecorationRole and column == 2:
             return _STATUS_QCOLORS[s.status]
         if role == QtCore.Qt.ToolTipRole and column == 2 and s.index in self.marked:

@@ -13,6 +13,7 @@ from app.core.project import ProjectWriteError, ReviewStatus
 from app.core.propagation import PropagationResult, apply_propagation
 from app.core.review_queue import summarize, unreviewed_summaries
 from app.editing import Tool
+from app.paths import DEFAULT_WEIGHTS
 from app.widgets.edit_tools import EditPalette, MaskEditing
 from app.widgets.export_dialog import ExportDialog
 from app.widgets.finetune_dialog import FineTuneDialog
@@ -340,7 +341,9 @@ class ReviewTools(QtCore.QObject):
         if self.refuse_while_writing("fine-tune"):  # the dialog exports the reviewed frames first
             return None
         choice = self.window.detection_panel.choice()
-        weights = choice.weights if choice.method == "irsam" else None
+        # a classical method has no weights to refine: start from the shipped IRSAM weights, not from scratch
+        weights = choice.weights if choice.method == "irsam" else (str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_file()
+                                                                   else None)
         self.finetune_dialog = FineTuneDialog(session, weights, self.window)
         self.finetune_dialog.useWeightsRequested.connect(self.redetect_unreviewed)
         self.finetune_dialog.open()

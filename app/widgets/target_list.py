@@ -10,8 +10,19 @@ from app.core.targets import Target
 COLUMNS = ("id", "x", "y", "area", "peak", "SNR")
 
 
+class NumberItem(QtWidgets.QTableWidgetItem):
+    """A cell that sorts by its number (kept in UserRole), not its text ("6" < "16"); no number sorts first."""
+
+    def __lt__(self, other) -> bool:
+        return _sort_key(self.data(QtCore.Qt.UserRole)) < _sort_key(other.data(QtCore.Qt.UserRole))
+
+
+def _sort_key(value) -> tuple[int, float]:
+    return (0, 0.0) if value is None or math.isnan(value) else (1, float(value))
+
+
 def _item(value, text: str) -> QtWidgets.QTableWidgetItem:
-    item = QtWidgets.QTableWidgetItem(text)
+    item = NumberItem(text)
     item.setData(QtCore.Qt.UserRole, value)
     item.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
     return item
@@ -33,6 +44,7 @@ class TargetList(QtWidgets.QTableWidget):
         self.verticalHeader().hide()
         # Stretch, not ResizeToContents: that one re-measures every cell on every setItem (slow when scrubbing)
         self.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
+        self.horizontalHeader().setSortIndicator(0, QtCore.Qt.AscendingOrder)  # targets by id until a header is clicked
         self.setFocusPolicy(QtCore.Qt.ClickFocus)
         self.targets: list[Target] = []
         self.itemSelectionChanged.connect(self._selection_changed)
