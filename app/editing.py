@@ -20,6 +20,11 @@ from app.core.targets import label_components
 from app.session import ReviewSession
 
 ACCEPT_SNAP = 2  # a click this many pixels beside a predicted target still picks it
+FILL_LIMIT = 0.02  # a fill may add at most this fraction of the frame: small targets are far smaller (SIRST: < 0.15 %)
+
+
+class EditRefused(ValueError):
+    """The tool would do something the analyst cannot have meant; nothing was changed."""
 
 
 class Tool(str, Enum):
@@ -86,7 +91,15 @@ class FrameEditor:
         return self._save(index, fill_polygon(self.working_mask(index), vertices, True))
 
     def flood_fill(self, index: int, x: float, y: float) -> bool:
-        return self._save(index, flood_fill(self.working_mask(index), x, y, True))
+        """Raises EditRefused when the region would add more than FILL_LIMIT of the frame (a click on open
+        background, or an outline with a gap)."""
+        before = self.working_mask(index)
+        after = flood_fill(before, x, y, True)
+        added = int(after.sum() - before.sum())
+        if added > FILL_LIMIT * before.size:
+            raise EditRefused(f"Fill refused: it would add {added} px ({100 * added / before.size:.0f} % of the "
+                              "frame). Click inside a closed outline, or paint with the brush.")
+        return self._save(index, after)
 
     def delete_component(self, index: int, x: float, y: float) -> bool:
         return self._save(index, delete_component(self.working_mask(index), x, y))

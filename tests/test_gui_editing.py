@@ -103,6 +103,19 @@ def test_flood_fill_fills_a_closed_brush_outline(editing, qtbot):
     assert len(editing.session.project.history(editing.session.stem(0))) == 2
 
 
+def test_a_fill_that_leaks_into_the_background_is_refused(editing, qtbot):
+    x0, y0 = _empty_corner(editing)
+    _use(editing, Tool.BRUSH, size=1)
+    drag(editing, [(x0, y0), (x0 + 12, y0), (x0 + 12, y0 + 9)])  # an outline left open
+    before = committed(editing).copy()
+    stem = editing.session.stem(0)
+    _use(editing, Tool.FLOOD_FILL)
+    click(editing, x0 + 5, y0 + 4)
+    assert np.array_equal(committed(editing), before)  # not the whole frame
+    assert len(editing.session.project.history(stem)) == 1  # the stroke only
+    assert editing.statusBar().currentMessage().startswith("Fill refused")
+
+
 def test_delete_component_with_one_click(editing, qtbot):
     first, second = editing.layers.targets
     _use(editing, Tool.DELETE_COMPONENT)

@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.edits import paint_stroke
 from app.core.project import ProjectWriteError
-from app.editing import FrameEditor, Tool, brush_offsets, brush_radius
+from app.editing import EditRefused, FrameEditor, Tool, brush_offsets, brush_radius
 
 TOOL_LABELS = {
     Tool.NAVIGATE: ("Navigate", "Pan and zoom (no editing)"),
@@ -260,6 +260,9 @@ class MaskEditing(QtCore.QObject):
         except ProjectWriteError as e:
             self.writeFailed.emit(str(e))
             self.refresh()  # shows the unsaved mask
+            return False
+        except EditRefused as e:
+            self.window.statusBar().showMessage(str(e), 8000)
             return False
         if changed:
             self.edited.emit(index)
