@@ -483,11 +483,14 @@ def test_test_time_flips_and_refinement_reach_the_irsam_predictor_only(window, f
     assert panel.choice().tta == "none"  # classical methods take no flips
     assert panel.choice().refine == "contrast" and panel.choice().label == "tophat"
     assert not panel.tta_combo.isEnabled() and not panel.refine_outline.isEnabled()  # greyed out: no effect
+    assert not panel.device_combo.isEnabled()
     panel.set_running(True)
+    assert panel.progress.maximum() == 0  # busy, not "0 / 100", until the first frame reports
     panel.set_running(False)
+    assert panel.progress.maximum() > 0
     assert not panel.tta_combo.isEnabled() and not panel.refine_outline.isEnabled()
     panel.detector_combo.setCurrentIndex(0)  # back to IRSAM
-    assert panel.tta_combo.isEnabled() and panel.refine_outline.isEnabled()
+    assert panel.tta_combo.isEnabled() and panel.refine_outline.isEnabled() and panel.device_combo.isEnabled()
 
 
 def test_queued_signals_of_a_dropped_worker_are_ignored(window, sequence_16bit, qtbot):

@@ -213,14 +213,18 @@ class DetectionPanel(QtWidgets.QWidget):
         self._enable_irsam_options()
         self.cancel.setEnabled(running)
         if running:
-            self.progress.setValue(0)
+            self.progress.setRange(0, 0)  # busy until the first frame reports: loading weights takes seconds
             self.rate.setText("starting...")
+        elif self.progress.maximum() == 0:  # ended before any frame reported: no endless busy bar
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
 
     def _enable_irsam_options(self) -> None:
-        """Augmentation and refinement apply to IRSAM alone: greyed out for a classical method."""
+        """Device, augmentation and refinement apply to IRSAM alone (the classical methods run in numpy on the
+        CPU): greyed out for a classical method."""
         picked = self.detector_combo.currentData()
         irsam = picked is not None and picked.method == "irsam"
-        for widget in (self.tta_combo, self.refine_outline):
+        for widget in (self.device_combo, self.tta_combo, self.refine_outline):
             widget.setEnabled(irsam and not self._running)
 
     def set_progress(self, done: int, total: int, fps: float) -> None:
