@@ -177,6 +177,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.feature_panel.computeRequested.connect(self.compute_features)
         self.features_dock.visibilityChanged.connect(self._features_visibility)
         self.surface_dock.visibilityChanged.connect(lambda on: on and self._update_surface())
+        for dock in (self.features_dock, self.surface_dock):
+            dock.visibilityChanged.connect(lambda on, dock=dock: on and self._place_floating_once(dock))
         self.palette_combo.currentTextChanged.connect(self.frame_view.set_palette)
         self.levels_combo.currentIndexChanged.connect(lambda i: self.frame_view.set_auto_levels(i == 1))
 
@@ -561,6 +563,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self._features_pending = False
         self.feature_panel.set_input(self.session.normalization.apply(self.frame))
         self._start_worker(self.feature_runner, [self.index], self.detection_panel.choice(), features=True)
+
+    def _place_floating_once(self, dock: QtWidgets.QDockWidget) -> None:
+        """Put a floating dock over the main window the first time it shows (Qt puts it at the screen's
+        corner, over the menus): the 3D view at the top right, the feature maps along the bottom."""
+        if not dock.isFloating() or dock.property("placed"):
+            return
+        dock.setProperty("placed", True)
+        frame = self.frameGeometry()
+        if dock is self.surface_dock:
+            x, y = frame.right() - dock.width() - 40, frame.top() + 80
+        else:
+            x, y = frame.left() + 40, frame.bottom() - dock.height() - 60
+        screen = (self.screen() or QtGui.QGuiApplication.primaryScreen()).availableGeometry()
+        x = max(screen.left(), min(x, screen.right() - dock.width()))
+        y = max(screen.top(), min(y, screen.bottom() - dock.height()))
+        dock.move(x, y)
 
     def _features_visibility(self, visible: bool) -> None:
         if visible and self.frame is not None and self.feature_panel.follow.isChecked():

@@ -191,6 +191,18 @@ def test_wpmd_and_3d_views_with_irsam(window, fresh_sequence, tiny_checkpoint, q
     qtbot.waitUntil(lambda: not window.feature_runner.busy, timeout=30000)
 
 
+def test_floating_views_open_over_the_main_window_not_at_the_screen_corner(window, sequence_16bit, qtbot):
+    window.move(200, 100)
+    _open(window, qtbot, sequence_16bit)
+    frame = window.frameGeometry()
+    for dock in (window.surface_dock, window.features_dock):
+        dock.show()
+        qtbot.waitUntil(dock.isVisible, timeout=5000)
+        assert dock.isFloating() and dock.pos() != QtCore.QPoint(0, 0), dock.windowTitle()
+        assert frame.contains(dock.frameGeometry().center()), dock.windowTitle()
+    assert window.surface_dock.y() < window.features_dock.y()  # 3D at the top, the maps along the bottom
+
+
 def test_classical_detector_says_it_has_no_feature_maps(window, sequence_16bit, qtbot):
     _open(window, qtbot, sequence_16bit)
     _choose(window, "tophat")
