@@ -8,7 +8,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.frames import FrameReadError, SourceError
-from app.core.project import ProjectError, ReviewStatus
+from app.core.project import ProjectError
 from app.core.targets import Target, extract_targets
 from app.measure import frame_box_pd, frame_iou_pd, local_snr, target_snr
 from app.session import FrameLayers, ReviewSession
@@ -136,11 +136,7 @@ class MainWindow(QtWidgets.QMainWindow):
         run_menu.addAction("&Cancel", self.detection_runner.cancel, "Ctrl+.")
         run_menu.addSeparator()
         run_menu.addAction("Detector &input window...", self.choose_normalization)
-        review_menu = self.menuBar().addMenu("&Review")
-        for status, key in ((ReviewStatus.ACCEPTED, "Ctrl+1"), (ReviewStatus.REJECTED, "Ctrl+2"),
-                            (ReviewStatus.NEGATIVE, "Ctrl+3"), (ReviewStatus.UNREVIEWED, "Ctrl+0")):
-            # `triggered` passes `checked` first: the status must not be the lambda's first parameter
-            review_menu.addAction(f"Mark frame {status.value}", lambda _=False, s=status: self.set_status(s), key)
+        self.menuBar().addMenu("&Review")  # filled by ReviewTools
         view_menu = self.menuBar().addMenu("&View")
         for dock in (self.detection_dock, self.targets_dock, self.overlays_dock, self.features_dock, self.surface_dock):
             view_menu.addAction(dock.toggleViewAction())
@@ -162,8 +158,9 @@ class MainWindow(QtWidgets.QMainWindow):
         # A, D, Home, End (and Space: accept and next) are the editable shortcuts of ReviewTools
         steps = {"Left": -1, "Right": 1, "PgUp": -10, "PgDown": 10}
         for key, delta in steps.items():
-            QtGui.QShortcut(QtGui.QKeySequence(key), self, lambda d=delta: self.timeline.step(d))
-        QtGui.QShortcut(QtGui.QKeySequence("Shift+Space"), self, self.timeline.toggle_play)
+            shortcut = QtGui.QShortcut(QtGui.QKeySequence(key), self, lambda d=delta: self.timeline.step(d))
+            shortcut.setWhatsThis(f"{'forward' if delta > 0 else 'back'} {abs(delta)} frame{'s' * (abs(delta) > 1)}")
+        QtGui.QShortcut(QtGui.QKeySequence("Shift+Space"), self, self.timeline.toggle_play).setWhatsThis("play / pause")
 
     def _connect(self) -> None:
         self.timeline.frameRequested.connect(self.show_frame)
@@ -464,13 +461,6 @@ class MainWindow(QtWidgets.QMainWindow):
                                       self.frame_view.lookup_table(), caption)
 
     # --- review status --------------------------------------------------------------------------
-
-    def set_status(self, status: ReviewStatus) -> None:
-        if self.session is None:
-            return
-        self.session.set_status(self.index, status)
-        self._refresh_strip()
-        self.show_frame(self.index)
 
     def _refresh_strip(self) -> None:
         if self.session is not None:

@@ -115,12 +115,12 @@ def test_edits_and_statuses_are_refused_while_propagation_runs(review, qtbot, mo
     assert not palette.tool_actions[Tool.BRUSH].isEnabled() and not palette.accept_all.isEnabled()
     assert palette.tool_actions[Tool.NAVIGATE].isEnabled()
     assert not tools.review_panel.status_buttons[ReviewStatus.ACCEPTED].isEnabled()
-    assert not any(action.isEnabled() for action in tools.window_status_actions)
+    assert not any(action.isEnabled() for action in tools.status_actions)
 
     _wait_done(review, qtbot)
     assert all(action.isEnabled() for action in palette.tool_actions.values())
     assert tools.review_panel.status_buttons[ReviewStatus.ACCEPTED].isEnabled()
-    assert all(action.isEnabled() for action in tools.window_status_actions)
+    assert all(action.isEnabled() for action in tools.status_actions)
     assert committed(review, 0) is None  # propagation writes the frames after the start only
     click(review, *target_pixel)  # the same click now deletes the target
     assert committed(review, 0) is not None and not committed(review, 0)[target_pixel[1], target_pixel[0]]

@@ -287,9 +287,14 @@ def test_shortcut_edit_with_conflict_then_saved_and_applied(review, qtbot, priva
     dialog = tools.edit_shortcuts()
     ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
     dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence("N"))
-    assert "N is bound to Next unreviewed, Tool brush" in dialog.conflicts.text() or \
-        "N is bound to Tool brush, Next unreviewed" in dialog.conflicts.text()
+    assert "N is bound to Next unreviewed, Tool: Brush" in dialog.conflicts.text() or \
+        "N is bound to Tool: Brush, Next unreviewed" in dialog.conflicts.text()
     assert not ok.isEnabled()
+    # the app's fixed shortcuts (menus, frame steps) are taken too
+    for keys, fixed in (("Ctrl+R", "Run on this frame"), ("Right", "forward 1 frame"), ("Ctrl+O", "Open folder...")):
+        dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence(keys))
+        assert dialog.conflicts.text() == f"{keys} is bound to {fixed}, Tool: Brush: it is fixed, choose another key"
+        assert not ok.isEnabled()
     dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence("Ctrl+B"))
     assert dialog.conflicts.text() == "" and ok.isEnabled()
     ok.click()

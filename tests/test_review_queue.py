@@ -156,6 +156,9 @@ def test_shortcut_defaults_have_no_conflicts_and_edits_report_them():
     assert shortcuts.actions_for("Ctrl+Z") == []
     with pytest.raises(KeyError):
         shortcuts.set("fly", "F")
+    assert shortcuts.conflicts({"Ctrl+R": "Run on this frame"}) == {}
+    shortcuts.set("mark_rejected", "Ctrl+R")
+    assert shortcuts.conflicts({"Ctrl+R": "Run on this frame"}) == {"Ctrl+R": ["Run on this frame", "mark_rejected"]}
 
 
 def test_shortcut_map_round_trips_through_json(tmp_path):

@@ -178,9 +178,11 @@ DEFAULT_SHORTCUTS: dict[str, str] = {
     "accept_and_next": "Space",
     "next_unreviewed": "N",
     "previous_unreviewed": "Shift+N",
-    "mark_negative": "0",
-    "mark_rejected": "R",
+    "mark_accepted": "Ctrl+1",
     "mark_corrected": "C",
+    "mark_rejected": "R",
+    "mark_negative": "0",
+    "mark_unreviewed": "Ctrl+0",
     "undo": "Ctrl+Z",
     "redo": "Ctrl+Shift+Z",
     "tool_brush": "B",
@@ -271,9 +273,10 @@ class ShortcutMap:
             return []
         return [a for a, k in self._bindings.items() if k == keys]
 
-    def conflicts(self) -> dict[str, list[str]]:
-        """keys -> the actions sharing them, for every key bound more than once."""
-        by_keys: dict[str, list[str]] = {}
+    def conflicts(self, reserved: dict[str, str] | None = None) -> dict[str, list[str]]:
+        """keys -> the actions sharing them, for every key bound more than once. `reserved` (keys -> name) are
+        fixed shortcuts elsewhere in the app: an action bound to one of them conflicts with that name."""
+        by_keys: dict[str, list[str]] = {keys: [name] for keys, name in (reserved or {}).items()}
         for action, keys in self._bindings.items():
             if keys:
                 by_keys.setdefault(keys, []).append(action)

@@ -23,7 +23,7 @@ TOOL_LABELS = {
     Tool.POLYGON: ("Polygon", "Click the vertices, double-click (or click the first vertex) to fill; Esc cancels"),
     Tool.FLOOD_FILL: ("Fill", "Flood-fill the region under the click (fills a closed outline)"),
     Tool.DELETE_COMPONENT: ("Delete", "Delete the connected component under the click (a false alarm)"),
-    Tool.ACCEPT_TARGET: ("Accept", "Accept the predicted target under the click into the committed mask"),
+    Tool.ACCEPT_TARGET: ("Add target", "Add the predicted target under the click to the committed mask"),
     Tool.GROW_TARGET: ("Grow", "Grow a target from the bright region around the click (raw values)"),
 }
 MAX_BRUSH = 41
@@ -90,7 +90,7 @@ class EditPalette(QtWidgets.QToolBar):
         self.addWidget(QtWidgets.QLabel(" Size "))
         self.addWidget(self.brush_size)
         self.addSeparator()
-        self.accept_all = self.addAction("Accept all", self.acceptAllRequested.emit)
+        self.accept_all = self.addAction("Add all", self.acceptAllRequested.emit)
         self.accept_all.setToolTip("Add every predicted target of this frame to the committed mask")
         self.undo = self.addAction("Undo", self.undoRequested.emit)
         self.redo = self.addAction("Redo", self.redoRequested.emit)

@@ -23,6 +23,8 @@ from app.widgets.scrolling import ScrollingPanel
 from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
 
 MAX_DAMAGED_LISTED = 20
+STATUS_MENU_ORDER = (ReviewStatus.ACCEPTED, ReviewStatus.CORRECTED, ReviewStatus.REJECTED, ReviewStatus.NEGATIVE,
+                     ReviewStatus.UNREVIEWED)
 PROPAGATION_BLOCKS = ("Propagation is running: mask edits and status changes are paused until it ends "
                       "(Cancel in the Review dock stops it).")
 
@@ -80,12 +82,14 @@ class ReviewTools(QtCore.QObject):
         file_menu.insertAction(quit_action, export)
         file_menu.insertSeparator(quit_action)
         review_menu = menus["&Review"]
-        self.window_status_actions = [a for a in review_menu.actions() if not a.isSeparator()]
-        review_menu.addSeparator()
-        for name in ("accept_and_next", "next_unreviewed", "previous_unreviewed", "mark_corrected",
-                     "mark_rejected", "mark_negative", "undo", "redo", "accept_all_predicted",
-                     "propagate_forward", "propagate_backward"):
-            review_menu.addAction(self.shortcuts.actions[name])
+        self.status_actions = [self.shortcuts.actions[f"mark_{status.value}"] for status in ReviewStatus]
+        for group in (("accept_and_next", "next_unreviewed", "previous_unreviewed"),
+                      tuple(f"mark_{status.value}" for status in STATUS_MENU_ORDER),
+                      ("undo", "redo", "accept_all_predicted", "propagate_forward", "propagate_backward")):
+            if review_menu.actions():
+                review_menu.addSeparator()
+            for name in group:
+                review_menu.addAction(self.shortcuts.actions[name])
         tools_menu = self.window.menuBar().addMenu("&Tools")
         tools_menu.addAction("&Fine-tune on corrections...", self.finetune_dialog_open)
         tools_menu.addAction("&Keyboard shortcuts...", self.edit_shortcuts)
@@ -103,9 +107,7 @@ class ReviewTools(QtCore.QObject):
             "accept_and_next": self.accept_and_next,
             "next_unreviewed": lambda: self.next_unreviewed(1),
             "previous_unreviewed": lambda: self.next_unreviewed(-1),
-            "mark_negative": lambda: self.set_status(ReviewStatus.NEGATIVE),
-            "mark_rejected": lambda: self.set_status(ReviewStatus.REJECTED),
-            "mark_corrected": lambda: self.set_status(ReviewStatus.CORRECTED),
+            **{f"mark_{status.value}": lambda s=status: self.set_status(s) for status in ReviewStatus},
             "undo": self.editing.undo,
             "redo": self.editing.redo,
             "brush_smaller": lambda: palette.step_brush(-1),
@@ -240,7 +242,7 @@ class ReviewTools(QtCore.QObject):
         """While a worker writes masks, edits and status changes would race it: refuse them, say why."""
         self.editing.set_blocked(reason)
         buttons = [*self.review_panel.status_buttons.values(), self.review_panel.accept_next]
-        for widget in buttons + self.window_status_actions:
+        for widget in buttons + self.status_actions:
             widget.setEnabled(reason is None)
         if reason is not None:
             self.window.statusBar().showMessage(reason)
@@ -321,10 +323,22 @@ class ReviewTools(QtCore.QObject):
         return False
 
     def edit_shortcuts(self) -> ShortcutsDialog:
-        dialog = ShortcutsDialog(self.shortcuts.map, self.window)
+        dialog = ShortcutsDialog(self.shortcuts.map, self.window, self.fixed_shortcuts())
         dialog.accepted.connect(lambda: self._save_shortcuts(dialog))
         dialog.open()
         return dialog
+
+    def fixed_shortcuts(self) -> dict[str, str]:
+        """keys -> title of every shortcut in the window that the shortcut map does not own (menu entries,
+        frame steps), in Qt's portable text form."""
+        editable = set(self.shortcuts.actions.values())
+        fixed = {}
+        for action in self.window.findChildren(QtGui.QAction):
+            if action not in editable and not action.shortcut().isEmpty():
+                fixed[action.shortcut().toString()] = action.text().replace("&", "")
+        for shortcut in self.window.findChildren(QtGui.QShortcut):
+            fixed[shortcut.key().toString()] = shortcut.whatsThis() or "a fixed frame shortcut"
+        return fixed
 
     def _save_shortcuts(self, dialog: ShortcutsDialog) -> None:
         self.shortcuts.apply(dialog.map)

@@ -11,6 +11,8 @@ from typing import Callable
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.review_queue import ShortcutMap
+from app.editing import Tool
+from app.widgets.edit_tools import TOOL_LABELS
 
 SHORTCUTS_FILE = "shortcuts.json"
 
@@ -20,7 +22,15 @@ def shortcuts_path() -> Path:
     return Path(folder) / SHORTCUTS_FILE
 
 
+ACTION_TITLES = {"accept_all_predicted": "Add all predicted targets"}
+
+
 def action_title(action: str) -> str:
+    """The name the toolbar and menus use: "Tool: Fill" for tool_flood_fill, "Mark rejected" for mark_rejected."""
+    if action in ACTION_TITLES:
+        return ACTION_TITLES[action]
+    if action.startswith("tool_"):
+        return f"Tool: {TOOL_LABELS[Tool(action.removeprefix('tool_'))][0]}"
     return action.replace("_", " ").capitalize()
 
 
@@ -56,8 +66,10 @@ class ShortcutActions:
 class ShortcutsDialog(QtWidgets.QDialog):
     """A table of actions with a QKeySequenceEdit each; keys bound twice are shown in red and listed."""
 
-    def __init__(self, shortcut_map: ShortcutMap, parent=None):
+    def __init__(self, shortcut_map: ShortcutMap, parent=None, reserved: dict[str, str] | None = None):
+        """`reserved`: keys -> title of the app's fixed shortcuts (menus, frame steps), which no action may take."""
         super().__init__(parent)
+        self.reserved = dict(reserved or {})
         self.setWindowTitle("Keyboard shortcuts")
         self.resize(460, 640)
         self.map = ShortcutMap(shortcut_map.to_dict())
@@ -104,11 +116,12 @@ class ShortcutsDialog(QtWidgets.QDialog):
         self._show_conflicts()
 
     def _show_conflicts(self) -> None:
-        conflicts = self.map.conflicts()
+        conflicts = self.map.conflicts(self.reserved)
         clashing = {a for actions in conflicts.values() for a in actions}
         for name, edit in self.edits.items():
             edit.setStyleSheet("background-color: #703030;" if name in clashing else "")
         self.conflicts.setText("\n".join(
-            f"{keys} is bound to {', '.join(action_title(a) for a in actions)}: only one can keep it"
+            f"{keys} is bound to {', '.join(a if a in self.reserved.values() else action_title(a) for a in actions)}"
+            + (": it is fixed, choose another key" if keys in self.reserved else ": only one can keep it")
             for keys, actions in conflicts.items()))
         self.buttons.button(QtWidgets.QDialogButtonBox.Ok).setEnabled(not conflicts)
