@@ -1,4 +1,7 @@
+import errno
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -188,19 +191,24 @@ def test_progress_follows_every_selected_frame_before_the_split_files(tmp_path):
     calls = []
 
     def progress(done, total):
-        written = sorted(p.stem for p in paths.images.glob("*.png")) if paths.images.exists() else []
-        calls.append((done, total, written, paths.split_files["train"].exists(), (out / "meta.json").exists()))
+        # images are written under temporary names (.<stem>.png.<random>.tmp), renamed in place at the end
+        files = list(paths.images.iterdir()) if paths.images.exists() else []
+        written = sorted(p.name.split(".")[1] for p in files if p.name.endswith(".tmp"))
+        in_place = [p.name for p in files if not p.name.endswith(".tmp")]
+        calls.append((done, total, written, in_place, paths.split_files["train"].exists(),
+                      (out / "meta.json").exists()))
 
     report = export_project(project, out, "sirst", progress=progress)
     stems = [f"seqA_{project.stems[i]}" for i in (1, 2, 5)]
     assert report.exported == stems
     assert calls == [
-        (1, 4, [], False, False),  # frame 0: unreadable, still counted
-        (2, 4, stems[:1], False, False),
-        (3, 4, stems[:2], False, False),
-        (4, 4, stems, False, False),
+        (1, 4, [], [], False, False),  # frame 0: unreadable, still counted
+        (2, 4, stems[:1], [], False, False),
+        (3, 4, stems[:2], [], False, False),
+        (4, 4, stems, [], False, False),
     ]
     assert paths.split_files["train"].read_text().splitlines() == stems
+    assert sorted(p.name for p in paths.images.iterdir()) == [f"{s}.png" for s in stems]
 
 
 def test_nothing_to_export_writes_nothing(tmp_path):
@@ -301,3 +309,132 @@ def test_cli_subprocess(tmp_path):
     assert "exported 4 frames" in done.stdout and "1 rejected" in done.stdout
     samples = read_exported_dataset(out, "sirst")
     assert len(samples) == 4 and (out / "annotations" / "instances_train.json").exists()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (hidden ones included) with its content."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def fail_writes_after(monkeypatch, n: int) -> list[Path]:
+    """Make the export's file writes fail with a full disk after `n` succeed; returns the targets tried."""
+    import app.core.export as export_module
+
+    real_write = export_module.write_temporary_beside
+    tried = []
+
+    def write(path, data):
+        tried.append(Path(path))
+        if len(tried) > n:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(path, data)
+
+    monkeypatch.setattr(export_module, "write_temporary_beside", write)
+    return tried
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "a\\b", ".hidden", "", "tab\there"])
+def test_sequence_and_dataset_names_must_be_plain(tmp_path, name):
+    project, _, _, _ = reviewed_project(tmp_path)
+    out = tmp_path / "sets" / "out"
+    with pytest.raises(ExportError, match="not a plain name"):
+        export_project(project, out, "sirst", sequence_name=name)
+    with pytest.raises(ExportError, match="not a plain name"):
+        export_project(project, out, "basicirstd", dataset_name=name)
+    assert not (tmp_path / "sets").exists() and not (tmp_path / "evil").exists()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+# seqA writes 15 frame files (image, mask, raw), seqB 12, then both 2 split files and meta.json
+@pytest.mark.parametrize("writes_before_full", [0, 4, 12, 14])
+def test_full_disk_leaves_the_data_set_as_it_was(tmp_path, monkeypatch, layout, writes_before_full):
+    first, _, _, _ = reviewed_project(tmp_path, "seqA", seed=0)
+    second, _, _, _ = reviewed_project(tmp_path, "seqB", seed=1)
+    out = tmp_path / "out"
+    export_project(first, out, layout, raw=True)
+    before = snapshot(out)
+    first.set_status(first.stems[4], "accepted")  # re-exported: replaces seqA's files, adds one
+    tried = fail_writes_after(monkeypatch, writes_before_full)
+    for project in (first, second):
+        tried.clear()
+        with pytest.raises(ExportError, match="No space left on device") as failure:
+            export_project(project, out, layout, append=True, raw=True)
+        assert str(tried[-1]) in str(failure.value)  # names the file it could not write
+        assert snapshot(out) == before  # no new file, no temporary file, replaced files untouched
+
+
+def test_failed_rename_of_frame_files_removes_the_new_ones(tmp_path, monkeypatch):
+    project, _, _, _ = reviewed_project(tmp_path)
+    out = tmp_path / "out"
+    real_replace = os.replace
+    renamed = []
+
+    def replace(source, target):
+        renamed.append(target)
+        if len(renamed) == 3:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    third = re.escape(str(out / "images" / f"seqA_{project.stems[1]}.png"))  # frame 0's image, its mask, then this
+    with pytest.raises(ExportError, match=f"^cannot write {third}: Input/output error$"):
+        export_project(project, out, "sirst")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert snapshot(out) == {}  # the two renamed in place are new: removed again
+    assert export_project(project, out, "sirst").exported  # a retry needs no append
+
+
+def test_export_cut_short_while_renaming_meta_json_can_be_completed(tmp_path, monkeypatch):
+    project, _, _, _ = reviewed_project(tmp_path)
+    out = tmp_path / "out"
+    real_replace = os.replace
+
+    def replace(source, target):
+        if Path(target).name == "meta.json":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(ExportError, match="meta.json: Input/output error; .* is partly updated: export again, adding"):
+        export_project(project, out, "sirst")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert not (out / "meta.json").exists() and not [p for p in out.rglob(".*")]
+    with pytest.raises(ExportError, match="already holds a data set"):
+        export_project(project, out, "sirst")
+    report = export_project(project, out, "sirst", append=True)
+    meta = json.loads((out / "meta.json").read_text())
+    assert sorted(meta["frames"]) == sorted(report.exported) == (out / "trainval.txt").read_text().split()
+
+
+def test_hidden_leftovers_of_a_killed_export_do_not_hold_a_data_set(tmp_path):
+    project, _, _, _ = reviewed_project(tmp_path)
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / ".seqA_0000.png.k3j9x.tmp").write_bytes(b"half a png")
+    assert export_project(project, out, "sirst").exported
+
+
+def test_cli_names_the_flags_of_its_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(app.cli, "COMMANDS", {"export": app.cli.COMMANDS["export"]})
+    project, _, _, _ = reviewed_project(tmp_path)
+    out = tmp_path / "ds"
+    assert app.cli.main(["export", str(project.folder), "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = snapshot(out)
+
+    assert app.cli.main(["export", str(project.folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {out} already holds a data set: choose another --out, or add to it with --append\n"
+
+    assert app.cli.main(["export", str(project.folder), "--out", str(out), "--append", "--sequence", "../evil"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: sequence name '../evil' is not a plain name") and err.count("\n") == 1
+    assert app.cli.main(["export", str(project.folder), "--out", str(tmp_path / "b"), "--layout", "basicirstd",
+                         "--dataset-name", "../../x"]) == 2
+    assert "data set name '../../x' is not a plain name" in capsys.readouterr().err
+
+    fail_writes_after(monkeypatch, 5)
+    assert app.cli.main(["export", str(project.folder), "--out", str(out), "--append", "--raw"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {out}/") and err.endswith(": No space left on device\n")
+    assert snapshot(out) == before and not (tmp_path / "b").exists() and not (tmp_path / "x").exists()

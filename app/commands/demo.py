@@ -1,16 +1,28 @@
 """`irsam make-demo OUT`: write a synthetic 16-bit sequence with exact masks (folder or multi-page TIFF)."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import stat
 import sys
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
-from app.core.synthetic import DEMO_CONFIG, DEMO_SEED, iter_frames, write_sequence
+from app.core.atomic import atomic_write_json, current_umask
+from app.core.synthetic import DEMO_CONFIG, DEMO_SEED, iter_frames, set_aside_project, write_sequence
+
+MARKER = "demo.json"  # the settings the demo was made with; the app's built-in demo has one too
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("make-demo", help="write a synthetic 16-bit IR sequence with ground-truth masks",
-                              description="Write images/ (or <name>.tif) + masks/ + targets.csv into OUT: with the defaults, "
-                                          "the app's built-in demo sequence.")
+                              description="Write images/ (or stack.tif) + masks/ + targets.csv + demo.json into OUT: "
+                                          "with the defaults, the app's built-in demo sequence. OUT must be new, "
+                                          "empty, or hold an earlier make-demo sequence and nothing else: that one "
+                                          "is replaced whole, once the new one is written (a review project made over "
+                                          "it is renamed aside, kept). Any other folder is refused.")
     p.add_argument("out", help="output folder")
     p.add_argument("--frames", type=int, default=DEMO_CONFIG.n_frames)
     p.add_argument("--width", type=int, default=DEMO_CONFIG.width)
@@ -24,11 +36,73 @@ def run(args) -> int:
     if args.frames < 1 or args.width < 32 or args.height < 32:
         print("error: need --frames >= 1 and --width/--height >= 32", file=sys.stderr)
         return 2
-    config = replace(DEMO_CONFIG, n_frames=args.frames, height=args.height, width=args.width)
-    try:
-        out = write_sequence(iter_frames(config, args.seed), args.out, layout="tiff" if args.tiff else "folder")
-    except OSError as e:
-        print(f"error: {args.out}: {e}", file=sys.stderr)
+    out = Path(args.out).resolve()
+    refusal = _why_not_replaceable(out)
+    if refusal:
+        print(f"error: {out}: {refusal}; choose a new or empty folder", file=sys.stderr)
         return 2
-    print(f"wrote {args.frames} frames {args.width}x{args.height} uint16 to {out}")
+    layout = "tiff" if args.tiff else "folder"
+    config = replace(DEMO_CONFIG, n_frames=args.frames, height=args.height, width=args.width)
+    replacing = out.exists() and any(out.iterdir())
+    new = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+        new.chmod(stat.S_IMODE(out.stat().st_mode) if out.exists() else 0o777 & ~current_umask())  # not mkdtemp's 0700
+        write_sequence(iter_frames(config, args.seed), new, layout=layout)
+        atomic_write_json(new / MARKER, {"config": config.to_dict(), "seed": args.seed, "layout": layout})
+        kept_project = set_aside_project(out)
+        _replace_folder(new, out)
+    except OSError as e:
+        print(f"error: {out}: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if new is not None:
+            shutil.rmtree(new, ignore_errors=True)  # gone already when it took OUT's place
+    print(f"wrote {args.frames} frames {args.width}x{args.height} uint16 to {out}"
+          + (", replacing the earlier demo" if replacing else ""))
+    if kept_project is not None:
+        print(f"the review project of the earlier frames is kept as {kept_project}")
     return 0
+
+
+def _why_not_replaceable(out: Path) -> str | None:
+    """Why make-demo must not write into `out`; None when it is new, empty or an earlier make-demo sequence
+    alone (a marker, and only the files make-demo writes)."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return "not a folder"
+    entries = list(out.iterdir())
+    if not entries:
+        return None
+    try:
+        marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        marker = None
+    if not (isinstance(marker, dict) and "config" in marker and "seed" in marker):
+        return f"not empty, and holds no {MARKER} of an earlier make-demo sequence"
+    strays = []
+    for entry in entries:
+        if entry.name in ("images", "masks") and entry.is_dir() and not entry.is_symlink():
+            strays += [f"{entry.name}/{f.name}" for f in entry.iterdir() if not (f.suffix == ".png" and f.is_file())]
+        elif not (entry.is_file() and (entry.name in (MARKER, "targets.csv") or entry.suffix == ".tif")):
+            strays.append(entry.name)
+    if strays:
+        return f"holds an earlier demo, but also {sorted(strays)[0]}, which make-demo did not write"
+    return None
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """Rename `new` to `out`; an existing `out` is renamed aside first, and removed once `new` is in place."""
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = new.with_name(f"{new.name}.old")
+    os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except OSError:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -24,8 +24,10 @@ def add_parser(sub) -> None:
                    help="also export unreviewed frames (their committed mask, else the prediction)")
     p.add_argument("--append", action="store_true",
                    help="add to an existing data set (split files merged; this sequence's earlier entries replaced)")
-    p.add_argument("--dataset-name", default=None, help="BasicIRSTD data set name (default IRSAM-Review)")
-    p.add_argument("--sequence", default=None, help="stem prefix (default: the project folder's name)")
+    p.add_argument("--dataset-name", default=None,
+                   help="BasicIRSTD data set name, a plain folder name (default IRSAM-Review)")
+    p.add_argument("--sequence", default=None,
+                   help="stem prefix, a plain name: no '/', not starting with '.' (default: the project folder's name)")
     p.add_argument("--raw", action="store_true", help="also write raw/<stem>.png (or .tif): the raw frame values")
     p.add_argument("--coco", action="store_true", help="also write annotations/instances_<split>.json (COCO, RLE)")
     p.add_argument("--yolo", action="store_true", help="also write labels/<stem>.txt (YOLO boxes)")
@@ -33,7 +35,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from app.core.export import DEFAULT_DATASET_NAME, ExportError, export_project
+    from app.core.export import DEFAULT_DATASET_NAME, DatasetExistsError, ExportError, export_project
     from app.core.project import ProjectError, ReviewProject
 
     try:
@@ -47,8 +49,13 @@ def run(args) -> int:
         report = export_project(
             project, args.out, args.layout, split=args.split, include_unreviewed=args.include_unreviewed,
             append=args.append, raw=args.raw, coco=args.coco, yolo=args.yolo,
-            dataset_name=args.dataset_name or DEFAULT_DATASET_NAME, sequence_name=args.sequence,
+            dataset_name=DEFAULT_DATASET_NAME if args.dataset_name is None else args.dataset_name,
+            sequence_name=args.sequence,
         )
+    except DatasetExistsError as e:
+        print(f"error: {e.root} already holds a data set: choose another --out, or add to it with --append",
+              file=sys.stderr)
+        return 2
     except (ExportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,12 +1,14 @@
 """Atomic file writes: write to a temporary file beside the target, fsync, then rename.
 
-A failed write (full disk, permission, crash mid-write) leaves the previous file untouched.
+A failed write (full disk, permission, crash mid-write) leaves the previous file untouched. A new file
+gets the mode open() would give it (0o666 less the umask); a replaced file keeps its mode.
 """
 from __future__ import annotations
 
 import io
 import json
 import os
+import stat
 import struct
 import tempfile
 import zlib
@@ -15,21 +17,65 @@ from pathlib import Path
 import numpy as np
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def _umask_from_proc() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_at_import() -> int:
+    umask = _umask_from_proc()
+    if umask is None:  # os.umask is read by setting it, which races with threads creating files: once, here
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return umask
+
+
+_UMASK_AT_IMPORT = _umask_at_import()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (from /proc where there is one)."""
+    umask = _umask_from_proc()
+    return _UMASK_AT_IMPORT if umask is None else umask
+
+
+def write_temporary_beside(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to a new temporary file in `path`'s folder (created if missing), fsynced, with the mode
+    `path` has (or, new, would get from open()); returns the temporary file, for the caller to rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            try:
+                os.fchmod(f.fileno(), mode)  # mkstemp makes it 0600
+            except PermissionError:  # file systems without Unix modes (FAT, some network mounts)
+                pass
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    tmp = write_temporary_beside(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -37,8 +83,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def encode_json(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_bytes(path, encode_json(obj))
 
 
 def encode_png(image: np.ndarray, text: dict[str, str] | None = None) -> bytes:

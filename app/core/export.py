@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from app.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_png, atomic_write_text
+from app.core.atomic import encode_json, encode_png, write_temporary_beside
 from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus, utc_now
@@ -36,7 +37,16 @@ SPLIT_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 class ExportError(Exception):
-    """The export cannot run (unknown layout, non-empty target without append, unreadable source)."""
+    """The export cannot run (unknown layout, bad name, non-empty target without append, unreadable source),
+    or a file could not be written."""
+
+
+class DatasetExistsError(ExportError):
+    """The export folder already holds a data set, and the export was not asked to add to it."""
+
+    def __init__(self, root: Path):
+        super().__init__(f"{root} already holds a data set: choose another folder, or add to it")
+        self.root = root
 
 
 @dataclass(frozen=True)
@@ -142,11 +152,15 @@ def export_project(
     `progress(done, total)`, when given, is called after each frame selected for export, whether written
     or skipped (unreadable), `total` being the number selected; the split files, annotations and
     meta.json are written after the last call.
+    Every file is first written under a temporary name and renamed into place once all are written, so
+    an export that fails (a full disk) leaves the data set as it was; meta.json is renamed last.
     """
     if split not in SPLITS:
         raise ExportError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    sequence = project.name if sequence_name is None else sequence_name
+    _check_plain_name("sequence name", sequence)
+    _check_plain_name("data set name", dataset_name)
     paths = dataset_paths(out, layout, dataset_name)
-    sequence = sequence_name or project.name
     report = ExportReport(paths.root, layout, split)
 
     selected = []
@@ -159,7 +173,7 @@ def export_project(
     if not selected:
         return report
     if not append and _holds_dataset(paths):
-        raise ExportError(f"{paths.root} already holds a data set; export with append to add to it")
+        raise DatasetExistsError(paths.root)
 
     own_source = source is None
     if own_source:
@@ -169,61 +183,78 @@ def export_project(
     meta = _read_meta(paths) if append else {"format": EXPORT_FORMAT, "frames": {}}
     if meta.setdefault("layout", layout) != layout:
         raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
+    frame_files, index_files = _StagedFiles(), _StagedFiles()  # images, masks...; split files, meta.json
     try:
-        source_index = {s: i for i, s in enumerate(source.stems)}
-        bad_at_open = {b.stem: b.reason for b in source.bad_frames}
-        for done, (stem, origin) in enumerate(selected, start=1):
-            mask, frame, why = _label_and_frame(project, stem, origin, source, source_index, bad_at_open)
-            if mask is None:
-                report.skipped.append((stem, why))
-            else:
-                dataset_stem = f"{sequence}_{stem}"
-                proposal = project.proposal_origin(stem)  # the frame's proposal, whatever its mask came from
-                atomic_write_png(paths.images / f"{dataset_stem}.png", normalization.apply(frame))
-                atomic_write_png(paths.masks / f"{dataset_stem}.png", mask)
-                raw_file = _write_raw(paths.root, dataset_stem, frame) if raw else None
-                if yolo:
-                    atomic_write_text(paths.root / "labels" / f"{dataset_stem}.txt", yolo_boxes(mask))
-                meta["frames"][dataset_stem] = {
-                    "sequence": sequence,
-                    "project": str(project.folder.resolve()),
-                    "source": str(project.source_path),
-                    "source_kind": project.source_kind,
-                    "frame_index": project.index(stem),
-                    "source_stem": stem,
-                    "normalization": project.normalization,
-                    "proposal": None if proposal is None else proposal.to_dict(),
-                    "status": project.status(stem).value,
-                    "mask_from": origin,
-                    "split": split,
-                    "raw": raw_file,
-                    "exported": utc_now(),
-                }
-                report.exported.append(dataset_stem)
-            if progress is not None:
-                progress(done, len(selected))
-    finally:
-        if own_source:
-            source.close()
-    if not report.exported:
-        return report
+        try:
+            source_index = {s: i for i, s in enumerate(source.stems)}
+            bad_at_open = {b.stem: b.reason for b in source.bad_frames}
+            for done, (stem, origin) in enumerate(selected, start=1):
+                mask, frame, why = _label_and_frame(project, stem, origin, source, source_index, bad_at_open)
+                if mask is None:
+                    report.skipped.append((stem, why))
+                else:
+                    dataset_stem = f"{sequence}_{stem}"
+                    proposal = project.proposal_origin(stem)  # the frame's proposal, whatever its mask came from
+                    frame_files.write(paths.images / f"{dataset_stem}.png", encode_png(normalization.apply(frame)))
+                    frame_files.write(paths.masks / f"{dataset_stem}.png", encode_png(mask))
+                    raw_file = _write_raw(frame_files, paths.root, dataset_stem, frame) if raw else None
+                    if yolo:
+                        frame_files.write(paths.root / "labels" / f"{dataset_stem}.txt", yolo_boxes(mask).encode())
+                    meta["frames"][dataset_stem] = {
+                        "sequence": sequence,
+                        "project": str(project.folder.resolve()),
+                        "source": str(project.source_path),
+                        "source_kind": project.source_kind,
+                        "frame_index": project.index(stem),
+                        "source_stem": stem,
+                        "normalization": project.normalization,
+                        "proposal": None if proposal is None else proposal.to_dict(),
+                        "status": project.status(stem).value,
+                        "mask_from": origin,
+                        "split": split,
+                        "raw": raw_file,
+                        "exported": utc_now(),
+                    }
+                    report.exported.append(dataset_stem)
+                if progress is not None:
+                    progress(done, len(selected))
+        finally:
+            if own_source:
+                source.close()
+        if not report.exported:
+            return report
 
-    exported = set(report.exported)
-    report.removed = [
-        s for s, record in meta["frames"].items() if record.get("sequence") == sequence and s not in exported
-    ]
-    for s in report.removed:
-        _remove_exported_files(paths.root, s, meta["frames"].pop(s))
-    splits = {}
-    for name, path in paths.split_files.items():
-        listed = _read_split(path) if append and path.exists() else []
-        kept = [s for s in listed if s not in exported and s not in report.removed]
-        splits[name] = kept + (report.exported if name == split else [])
-        atomic_write_text(path, "".join(f"{s}\n" for s in splits[name]))
-    if coco:
-        for name, stems in splits.items():
-            _write_coco(paths, name, stems)
-    atomic_write_json(paths.root / "meta.json", meta)
+        exported = set(report.exported)
+        report.removed = [
+            s for s, record in meta["frames"].items() if record.get("sequence") == sequence and s not in exported
+        ]
+        removed_records = {s: meta["frames"].pop(s) for s in report.removed}
+        splits = {}
+        for name, path in paths.split_files.items():
+            listed = _read_split(path) if append and path.exists() else []
+            kept = [s for s in listed if s not in exported and s not in removed_records]
+            splits[name] = kept + (report.exported if name == split else [])
+            index_files.write(path, "".join(f"{s}\n" for s in splits[name]).encode())
+        if coco:
+            for name, stems in splits.items():
+                _write_coco(index_files, frame_files, paths, name, stems)
+        index_files.write(paths.root / "meta.json", encode_json(meta))
+    except BaseException:
+        frame_files.discard()
+        index_files.discard()
+        raise
+    try:
+        frame_files.commit(remove_new_on_failure=True)
+    except ExportError:
+        index_files.discard()
+        raise
+    try:
+        index_files.commit(remove_new_on_failure=False)
+    except ExportError as e:
+        raise ExportError(f"{e}; {paths.root} is partly updated: export again, adding to the data set, "
+                          "to complete it") from e
+    for s, record in removed_records.items():
+        _remove_exported_files(paths.root, s, record)
     return report
 
 
@@ -309,10 +340,11 @@ def yolo_boxes(mask: np.ndarray) -> str:
     return "".join(lines)
 
 
-def _write_coco(paths: DatasetPaths, split: str, stems: list[str]) -> None:
+def _write_coco(index_files: _StagedFiles, frame_files: _StagedFiles, paths: DatasetPaths, split: str,
+                stems: list[str]) -> None:
     images, annotations = [], []
     for image_id, stem in enumerate(stems, start=1):
-        with Image.open(paths.masks / f"{stem}.png") as im:
+        with Image.open(frame_files.current(paths.masks / f"{stem}.png")) as im:
             mask = np.asarray(im.convert("L")) > 127
         h, w = mask.shape
         images.append({"id": image_id, "file_name": f"{stem}.png", "height": h, "width": w})
@@ -332,17 +364,68 @@ def _write_coco(paths: DatasetPaths, split: str, stems: list[str]) -> None:
         "annotations": annotations,
         "categories": [{"id": 1, "name": "target", "supercategory": "target"}],
     }
-    atomic_write_json(paths.root / "annotations" / f"instances_{split}.json", document)
+    index_files.write(paths.root / "annotations" / f"instances_{split}.json", encode_json(document))
 
 
 # --- helpers -----------------------------------------------------------------------------------------
 
 
+class _StagedFiles:
+    """Files written under temporary names beside their targets, renamed into place by `commit`: until
+    then the targets are as they were, and `discard` removes what was written."""
+
+    def __init__(self):
+        self.temporary: dict[Path, Path] = {}  # target -> its temporary file, in the order written
+
+    def write(self, path: Path, data: bytes) -> None:
+        try:
+            self.temporary[path] = write_temporary_beside(path, data)
+        except OSError as e:
+            raise ExportError(f"cannot write {path}: {e.strerror or e}") from e
+
+    def current(self, path: Path) -> Path:
+        """The file holding `path`'s content as it will be: its temporary file, if written."""
+        return self.temporary.get(path, path)
+
+    def commit(self, remove_new_on_failure: bool) -> None:
+        """Rename the files into place; when one fails, the rest are discarded, and with
+        `remove_new_on_failure` the targets that did not exist before are removed again."""
+        new = []
+        for path, temporary in list(self.temporary.items()):
+            existed = path.exists()
+            try:
+                os.replace(temporary, path)
+            except OSError as e:
+                self.discard()
+                if remove_new_on_failure:
+                    for done in new:
+                        done.unlink(missing_ok=True)
+                raise ExportError(f"cannot write {path}: {e.strerror or e}") from e
+            del self.temporary[path]
+            if not existed:
+                new.append(path)
+
+    def discard(self) -> None:
+        for temporary in self.temporary.values():
+            temporary.unlink(missing_ok=True)
+        self.temporary.clear()
+
+
+def _check_plain_name(what: str, name: str) -> None:
+    """Names become parts of file names: a path in one would write outside the data set."""
+    if not name or name.startswith(".") or "/" in name or "\\" in name or not name.isprintable():
+        raise ExportError(f"{what} {name!r} is not a plain name: it must be printable, not empty, "
+                          "hold no '/' or '\\' and not start with '.'")
+
+
 def _holds_dataset(paths: DatasetPaths) -> bool:
+    """meta.json, a split file, or a file in images/ or masks/ (not counting hidden ones, such as the
+    temporary files of an export killed mid-way)."""
     return (
         (paths.root / "meta.json").exists()
         or any(p.exists() for p in paths.split_files.values())
-        or any(d.is_dir() and any(d.iterdir()) for d in (paths.images, paths.masks))
+        or any(d.is_dir() and any(not f.name.startswith(".") for f in d.iterdir())
+               for d in (paths.images, paths.masks))
     )
 
 
@@ -377,18 +460,18 @@ def _read_split(path: Path) -> list[str]:
     return stems
 
 
-def _write_raw(root: Path, stem: str, frame: np.ndarray) -> str:
+def _write_raw(frame_files: _StagedFiles, root: Path, stem: str, frame: np.ndarray) -> str:
     """Lossless raw copy: PNG for 8/16-bit frames, TIFF otherwise; returns the path relative to root."""
     if frame.dtype in (np.uint8, np.uint16):
         relative = f"raw/{stem}.png"
-        atomic_write_png(root / relative, frame)
+        frame_files.write(root / relative, encode_png(frame))
     else:
         import tifffile
 
         relative = f"raw/{stem}.tif"
         buf = io.BytesIO()
         tifffile.imwrite(buf, np.ascontiguousarray(frame))
-        atomic_write_bytes(root / relative, buf.getvalue())
+        frame_files.write(root / relative, buf.getvalue())
     return relative
 
 

@@ -302,13 +302,17 @@ DEMO_CONFIG = SyntheticConfig(n_frames=120, height=256, width=320, n_targets=(2,
 DEMO_SEED = 7
 
 
-def _set_aside_project(demo: Path) -> None:
-    """A review project over the old demo would lay its masks over the new frames: renamed, kept."""
+def set_aside_project(demo: Path) -> Path | None:
+    """A review project over the old demo would lay its masks over the new frames: renamed, kept.
+    Returns its new name, None when there is none."""
     from app.session import project_dir_for
 
     project = project_dir_for(demo)
-    if project.exists():
-        os.replace(project, project.with_name(f"{project.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"))
+    if not project.exists():
+        return None
+    kept = project.with_name(f"{project.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(project, kept)
+    return kept
 
 
 def _read_json(path: Path):
@@ -337,7 +341,7 @@ def demo_sequence_dir(cache_dir: str | os.PathLike | None = None) -> Path:
         write_sequence(iter_frames(DEMO_CONFIG, DEMO_SEED), tmp, layout="folder")
         atomic_write_json(tmp / "demo.json", stamp)
         if target.exists():  # an incomplete demo (no marker), or one made with other settings
-            _set_aside_project(target)
+            set_aside_project(target)
             shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     except OSError:

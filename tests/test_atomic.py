@@ -1,0 +1,46 @@
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from app.core.atomic import atomic_write_bytes, atomic_write_png, current_umask
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, restoring the previous one after it."""
+    previous = os.umask(0o022)
+    yield lambda value: os.umask(value)
+    os.umask(previous)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_new_file_gets_the_mode_open_would_give(tmp_path, umask):
+    umask(0o022)
+    atomic_write_bytes(tmp_path / "project.json", b"{}")
+    atomic_write_png(tmp_path / "masks" / "000001.png", np.zeros((4, 4), bool))
+    assert mode(tmp_path / "project.json") == 0o644
+    assert mode(tmp_path / "masks" / "000001.png") == 0o644
+    umask(0o027)
+    atomic_write_bytes(tmp_path / "shared.json", b"{}")
+    assert mode(tmp_path / "shared.json") == 0o640
+
+
+def test_replaced_file_keeps_its_mode(tmp_path, umask):
+    umask(0o022)
+    path = tmp_path / "trainval.txt"
+    path.write_text("old\n")
+    path.chmod(0o640)
+    atomic_write_bytes(path, b"new\n")
+    assert path.read_bytes() == b"new\n" and mode(path) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["trainval.txt"]  # no temporary file left
+
+
+def test_umask_is_read_without_changing_it(umask):
+    umask(0o037)
+    assert current_umask() == 0o037
+    assert os.umask(0o037) == 0o037  # still what the test set
