@@ -215,7 +215,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowTitle(f"IRSAM Review - {session.name}")
         message = f"{len(session)} frames, {session.source.dtype}, normalisation {session.normalization}"
         if session.source.bad_frames:
-            message += f"; {len(session.source.bad_frames)} unreadable files skipped"
+            message += f"; {len(session.source.bad_frames)} unreadable files (red on the timeline, skipped by detection)"
         self._open_message = message
         self.statusBar().showMessage(message + "; reading earlier results...", 8000)
         self.show_frame(0)

@@ -106,6 +106,9 @@ class ReviewSession:
         self.details_loaded = False
         self.warnings: list[str] = []
         self.detection_counts = np.full(len(source), NOT_RUN, np.int32)
+        for bad in source.bad_frames:  # known at open (an empty file, another size): red on the timeline at once
+            if bad.index is not None:
+                self.detection_counts[bad.index] = UNREADABLE
         self.status_codes = np.zeros(len(source), np.uint8)
         self._files: OrderedDict[int, dict[str, object]] = OrderedDict()  # index -> layer key -> array/None
         self._file_generation = np.zeros(len(source), np.int64)  # bumped when a frame's files change

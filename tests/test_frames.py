@@ -1,4 +1,5 @@
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -143,7 +144,7 @@ def test_frames_are_read_only_raw_16bit(tmp_path):
             src.frame(3)
 
 
-def test_bad_files_reported_and_skipped(tmp_path):
+def test_bad_files_keep_their_index(tmp_path):
     data = write_folder(tmp_path, n=6)
     (tmp_path / "frame6.png").write_bytes(b"")
     (tmp_path / "frame7.png").write_text("this is not an image")
@@ -152,31 +153,81 @@ def test_bad_files_reported_and_skipped(tmp_path):
     cv2.imwrite(str(tmp_path / "frame9.png"), ramp(80, 100))
     cv2.imwrite(str(tmp_path / "frame10.jpg"), ramp(80, 100))  # size only known once decoded
     with open_source(tmp_path) as src:
-        at_open = {Path(b.path).name: b for b in src.bad_frames}
-        assert set(at_open) == {"frame6.png", "frame7.png", "frame9.png"}
-        assert at_open["frame6.png"].reason == "empty file (0 bytes)"
-        assert "not an image" in at_open["frame7.png"].reason
-        assert at_open["frame9.png"].reason == "size 100x80 differs from the sequence's 32x24"
-        assert src.stems == [f"frame{i}" for i in range(6)] + ["frame8", "frame10"]
-        with pytest.raises(FrameReadError, match="truncated PNG"):
+        assert src.stems == [f"frame{i}" for i in range(11)]
+        assert src.bad_frames == [
+            BadFrame(str(tmp_path / "frame6.png"), "empty file (0 bytes)", 6, "frame6"),
+            BadFrame(str(tmp_path / "frame7.png"), "not an image (unrecognised file header)", 7, "frame7"),
+            BadFrame(str(tmp_path / "frame9.png"), "size 100x80 differs from the sequence's 32x24", 9, "frame9"),
+        ]
+        assert src.is_bad(6) and src.is_bad(7) and src.is_bad(9) and not src.is_bad(8)
+        with pytest.raises(FrameReadError) as e:
             src.frame(6)
-        assert src.is_bad(6)
-        bad = {Path(b.path).name: b for b in src.scan()}
-        assert set(bad) == {"frame6.png", "frame7.png", "frame8.png", "frame9.png", "frame10.jpg"}
-        assert bad["frame8.png"] == BadFrame(str(tmp_path / "frame8.png"), bad["frame8.png"].reason, 6, "frame8")
-        assert "differs from the sequence's 32x24" in bad["frame10.jpg"].reason
+        assert e.value.path == str(tmp_path / "frame6.png") and e.value.reason == "empty file (0 bytes)"
+        with pytest.raises(FrameReadError, match="truncated PNG"):
+            src.frame(8)
+        assert src.is_bad(8)
+        bad = src.scan()
+        assert [b.index for b in bad] == [6, 7, 8, 9, 10]
+        assert bad[2] == BadFrame(str(tmp_path / "frame8.png"), bad[2].reason, 8, "frame8")
+        assert bad[4].reason == "size 100x80 differs from the sequence's 32x24"
         assert src.readable_indices() == list(range(6))
         for i in src.readable_indices():
             np.testing.assert_array_equal(src.frame(i), data[src.stems[i]])
 
 
-def test_first_frame_bad_next_defines_sequence(tmp_path):
-    write_folder(tmp_path, n=3, names=["b.png", "c.png", "d.png"])
-    full = (tmp_path / "b.png").read_bytes()
-    (tmp_path / "a.png").write_bytes(full[:40])
+def test_first_readable_frame_defines_sequence(tmp_path):
+    data = write_folder(tmp_path, n=3, names=["c.png", "d.png", "e.png"])
+    (tmp_path / "a.png").write_bytes(b"")
+    cv2.imwrite(str(tmp_path / "b.png"), ramp(80, 100))
+    (tmp_path / "b.png").write_bytes((tmp_path / "b.png").read_bytes()[:60])  # its header says 100x80
     with open_source(tmp_path) as src:
-        assert src.stems == ["b", "c", "d"] and src.shape == (24, 32)
-        assert [Path(b.path).name for b in src.bad_frames] == ["a.png"]
+        assert src.stems == ["a", "b", "c", "d", "e"] and src.shape == (24, 32)
+        assert [(Path(b.path).name, b.index) for b in src.bad_frames] == [("a.png", 0), ("b.png", 1)]
+        assert "truncated PNG" in src.bad_frames[1].reason
+        assert src.readable_indices() == [2, 3, 4]
+        np.testing.assert_array_equal(src.frame(2), data["c"])
+
+
+@pytest.mark.parametrize("broken", [b"", b"frame,class,x,y\n"])
+def test_repairing_an_unreadable_frame_keeps_the_project(tmp_path, broken):
+    from app.cli import main
+
+    folder = tmp_path / "bad"
+    write_folder(folder, n=8, names=[f"{i:06d}.png" for i in range(8)])
+    good = (folder / "000005.png").read_bytes()
+    (folder / "000005.png").write_bytes(broken)
+    out = tmp_path / "runs" / "bad"
+    command = ["detect", str(folder), "--out", str(out), "--method", "mpcm", "--quiet"]
+    assert main(command) == 0
+    assert not (out / "masks" / "000005.png").exists()
+    (folder / "000005.png").write_bytes(good)
+    assert main(command) == 0
+    assert sorted(p.stem for p in (out / "masks").glob("*.png")) == [f"{i:06d}" for i in range(8)]
+
+
+def test_bad_frames_are_listed_in_frame_order(tmp_path):
+    write_folder(tmp_path, n=9, names=[f"{i:02d}.png" for i in range(9)])
+    for truncated in ("03.png", "07.png"):
+        (tmp_path / truncated).write_bytes((tmp_path / truncated).read_bytes()[:60])
+    (tmp_path / "05.png").write_bytes(b"")
+    cv2.imwrite(str(tmp_path / "01.tif"), ramp())  # same stem as 01.png, sorted after it: no frame of its own
+    with open_source(tmp_path, prefetch=0) as src:
+        for i in (7, 3):
+            with pytest.raises(FrameReadError):
+                src.frame(i)
+        assert [(Path(b.path).name, b.index) for b in src.bad_frames] == \
+            [("03.png", 3), ("05.png", 5), ("07.png", 7), ("01.tif", None)]
+
+
+def test_mixed_size_folder_says_which_sizes_differ():
+    with open_source(SHARED / "data" / "nuaa-sirst" / "images") as src:
+        assert len(src) == 427 and src.shape == (240, 320)
+        bad = src.bad_frames
+        assert len(bad) == 415 and len(src.readable_indices()) == 12
+        assert [b.index for b in bad] == sorted(b.index for b in bad)
+        by_name = {Path(b.path).name: b.reason for b in bad}
+        assert by_name["Misc_2.png"] == "size 348x270 differs from the sequence's 320x240"
+        assert all(re.fullmatch(r"size \d+x\d+ differs from the sequence's 320x240", r) for r in by_name.values())
 
 
 @pytest.mark.parametrize("setup, message", [
@@ -291,6 +342,45 @@ def test_multipage_tiff(tmp_path, compression, mapped):
         for i in range(7):
             np.testing.assert_array_equal(src.frame(i), stack[i])
         assert src.scan() == []
+
+
+def test_tiff_pages_written_one_at_a_time_are_frames(tmp_path):
+    stack = [ramp(dtype=np.uint16, seed=k) for k in range(3)]
+    with tifffile.TiffWriter(tmp_path / "three_ok.tif") as writer:
+        for page in stack:
+            writer.write(page)  # a tifffile series of its own per page
+    with open_source(tmp_path / "three_ok.tif") as src:
+        assert src.kind == "tiff" and len(src) == 3 and src.shape == (24, 32) and src.dtype == np.uint16
+        for i in range(3):
+            np.testing.assert_array_equal(src.frame(i), stack[i])
+        assert src.scan() == []
+
+
+def test_tiff_pages_of_another_size_or_type_are_bad_frames(tmp_path):
+    pages = [ramp(dtype=np.uint16, seed=0), ramp(10, 10, dtype=np.uint16), ramp(dtype=np.uint16, seed=2),
+             ramp(seed=3)]
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as writer:
+        for page in pages:
+            writer.write(page)
+    with open_source(tmp_path / "mixed.tif") as src:
+        assert len(src) == 4 and src.shape == (24, 32) and src.dtype == np.uint16
+        with pytest.raises(FrameReadError, match="size 10x10 differs from the sequence's 32x24"):
+            src.frame(1)
+        assert [(b.index, b.reason) for b in src.scan()] == [
+            (1, "size 10x10 differs from the sequence's 32x24"),
+            (3, "sample type uint8 differs from the sequence's uint16")]
+        assert src.readable_indices() == [0, 2]
+        np.testing.assert_array_equal(src.frame(2), pages[2])
+
+
+def test_tiff_stack_written_contiguously_page_by_page_is_memory_mapped(tmp_path):
+    stack = [ramp(dtype=np.uint16, seed=k) for k in range(4)]
+    with tifffile.TiffWriter(tmp_path / "contiguous.tif") as writer:
+        for page in stack:
+            writer.write(page, contiguous=True)
+    with open_source(tmp_path / "contiguous.tif") as src:
+        assert src.memory_mapped and len(src) == 4
+        np.testing.assert_array_equal(src.frame(3), stack[3])
 
 
 def test_single_image_source(tmp_path):

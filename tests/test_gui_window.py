@@ -358,6 +358,10 @@ def test_unreadable_files_found_at_open_stay_in_the_status_bar_after_the_project
     _open(window, qtbot, fresh_sequence)
     qtbot.wait(50)  # the message used to be cleared just after the project was read
     assert "1 unreadable files" in window.statusBar().currentMessage()
+    empty = window.session.source.stems.index("000007")
+    assert window.session.detection_counts[empty] == -2  # red on the timeline before anyone visits it
+    window.timeline.go_to(empty)
+    assert "unreadable" in window.frame_label.text()
 
 
 def _queue_selection(window) -> list[int]:

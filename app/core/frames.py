@@ -4,10 +4,11 @@ Raw values are kept (uint16 stays uint16). Colour images become gray with the IT
 weights that PIL's "L" conversion uses: L = (19595 R + 38470 G + 7471 B + 2**15) >> 16 for 8-bit,
 the same weights (0.299, 0.587, 0.114), rounded, for 16-bit.
 
-Frame indices never change once a source is open: a frame that proves unreadable when it is
-decoded keeps its index, is recorded in `bad_frames`, and `frame(i)` raises `FrameReadError`.
-Files rejected by the cheap checks at open (empty, not an image, wrong size in the header) get
-no index at all; they are listed in `bad_frames` with `index=None`.
+Frame indices never change once a source is open, and they do not depend on which frames can be
+read: every image file of a folder and every page of a multi-page TIFF is a frame. A frame that
+cannot be read (found by the cheap checks at open, or when it is decoded) keeps its index, is
+recorded in `bad_frames`, and `frame(i)` raises `FrameReadError`. Only a file whose stem another
+file already has gets no index; it is listed in `bad_frames` with `index=None`.
 """
 from __future__ import annotations
 
@@ -98,6 +99,17 @@ def _check_dtype(image: np.ndarray, path) -> np.ndarray:
     return image
 
 
+def _mismatch(shape: tuple[int, int], dtype: np.dtype, sequence_shape: tuple[int, int],
+              sequence_dtype: np.dtype) -> str | None:
+    """Why a frame of this size and sample type does not belong to the sequence; None when it does."""
+    if tuple(shape) != tuple(sequence_shape):
+        return (f"size {shape[1]}x{shape[0]} differs from the sequence's "
+                f"{sequence_shape[1]}x{sequence_shape[0]}")
+    if dtype != sequence_dtype:
+        return f"sample type {dtype} differs from the sequence's {sequence_dtype}"
+    return None
+
+
 def _tiff_page_to_gray(page: np.ndarray, path) -> np.ndarray:
     _check_dtype(page, path)
     if page.ndim == 3 and page.shape[2] in (3, 4):
@@ -172,8 +184,8 @@ class FrameSource:
         self.dtype = np.dtype(dtype)
         self.cache_size = max(1, int(cache_size))
         self.prefetch_depth = max(0, min(int(prefetch), self.cache_size - 1))
-        self._bad: list[BadFrame] = list(bad_frames)
-        self._bad_index: dict[int, BadFrame] = {}
+        self._bad_index: dict[int, BadFrame] = {b.index: b for b in bad_frames if b.index is not None}
+        self._without_index: list[BadFrame] = [b for b in bad_frames if b.index is None]
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._in_flight: dict[int, Future] = {}
         self._lock = threading.RLock()
@@ -196,8 +208,9 @@ class FrameSource:
 
     @property
     def bad_frames(self) -> list[BadFrame]:
+        """Unreadable frames in frame order, then the files that got no index."""
         with self._lock:
-            return list(self._bad)
+            return [self._bad_index[i] for i in sorted(self._bad_index)] + self._without_index
 
     def is_bad(self, i: int) -> bool:
         """True once frame i is known to be unreadable (a frame not yet decoded counts as good)."""
@@ -224,18 +237,12 @@ class FrameSource:
             raise FrameReadError(bad.path, bad.reason)
         try:
             image = self._load(i)
-            if image.shape != self.shape:
-                raise FrameReadError(self.frame_path(i), f"size {image.shape[1]}x{image.shape[0]} differs from "
-                                                         f"the sequence's {self.shape[1]}x{self.shape[0]}")
-            if image.dtype != self.dtype:
-                raise FrameReadError(self.frame_path(i), f"sample type {image.dtype} differs from "
-                                                         f"the sequence's {self.dtype}")
+            mismatch = _mismatch(image.shape, image.dtype, self.shape, self.dtype)
+            if mismatch is not None:
+                raise FrameReadError(self.frame_path(i), mismatch)
         except FrameReadError as e:
             with self._lock:
-                if i not in self._bad_index:
-                    record = BadFrame(e.path, e.reason, i, self.stems[i])
-                    self._bad_index[i] = record
-                    self._bad.append(record)
+                self._bad_index.setdefault(i, BadFrame(e.path, e.reason, i, self.stems[i]))
             raise
         finally:
             with self._lock:
@@ -437,6 +444,20 @@ def _read_head(path: str, size: int = 32) -> bytes:
         os.close(fd)
 
 
+def _header_of(file: str) -> tuple[int, int, np.dtype] | None:
+    """`_header_info` of an image file; raises FrameReadError when it cannot be read or is no image."""
+    try:
+        head = _read_head(file)
+    except OSError as e:
+        raise FrameReadError(file, f"cannot read file ({e.strerror or e})") from None
+    if not head:
+        raise FrameReadError(file, "empty file (0 bytes)")
+    fmt = _sniff_format(head)
+    if fmt is None:
+        raise FrameReadError(file, "not an image (unrecognised file header)")
+    return _header_info(head, fmt)
+
+
 def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
     image_dir = path
     entries = _list_images(path)
@@ -446,56 +467,55 @@ def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
     if not entries:
         raise SourceError(f"{path}: no image files (png, bmp, jpg, tif) in the folder")
 
-    bad: list[BadFrame] = []
-    candidates: list[tuple[str, str, tuple | None]] = []  # (path, stem, header info)
+    # every file is a frame, readable or not, so that repairing a file does not change the frame list
+    without_index: list[BadFrame] = []
+    files, stems = [], []
     seen_stems: set[str] = set()
     for entry in entries:
         file, stem = entry.path, os.path.splitext(entry.name)[0]
         if stem in seen_stems:
-            bad.append(BadFrame(file, f"duplicate stem {stem!r} (another file has the same name)", stem=stem))
-            continue
-        try:
-            head = _read_head(file)
-        except OSError as e:
-            bad.append(BadFrame(file, f"cannot read file ({e.strerror or e})", stem=stem))
-            continue
-        if not head:
-            bad.append(BadFrame(file, "empty file (0 bytes)", stem=stem))
-            continue
-        fmt = _sniff_format(head)
-        if fmt is None:
-            bad.append(BadFrame(file, "not an image (unrecognised file header)", stem=stem))
-            continue
-        seen_stems.add(stem)
-        candidates.append((file, stem, _header_info(head, fmt)))
-
-    # the first frame that decodes defines the sequence's size and sample type
-    first = None
-    for k, (file, stem, _) in enumerate(candidates):
-        try:
-            first = read_gray(file)
-            break
-        except FrameReadError as e:
-            bad.append(BadFrame(e.path, e.reason, stem=stem))
-    if first is None:
-        raise SourceError(f"{path}: none of the {len(entries)} image files is readable")
-    candidates = candidates[k:]
-    shape, dtype = first.shape, first.dtype
-
-    files, stems = [], []
-    for file, stem, info in candidates:
-        if info is not None and (info[0], info[1]) != shape:
-            bad.append(BadFrame(file, f"size {info[1]}x{info[0]} differs from the sequence's "
-                                      f"{shape[1]}x{shape[0]}", stem=stem))
-        elif info is not None and info[2] != dtype:
-            bad.append(BadFrame(file, f"sample type {info[2]} differs from the sequence's {dtype}", stem=stem))
+            without_index.append(BadFrame(file, f"duplicate stem {stem!r} (another file has the same name)",
+                                          stem=stem))
         else:
+            seen_stems.add(stem)
             files.append(file)
             stems.append(stem)
+
+    unreadable: dict[int, str] = {}  # frame index -> reason
+    headers: list[tuple[int, int, np.dtype] | None] = []
+    for i, file in enumerate(files):
+        try:
+            headers.append(_header_of(file))
+        except FrameReadError as e:
+            headers.append(None)
+            unreadable[i] = e.reason
+
+    # the first frame that decodes defines the sequence's size and sample type
+    first_index = first = None
+    for i, file in enumerate(files):
+        if i in unreadable:
+            continue
+        try:
+            first = read_gray(file)
+        except FrameReadError as e:
+            unreadable[i] = e.reason
+            continue
+        first_index = i
+        break
+    if first is None:
+        raise SourceError(f"{path}: none of the {len(entries)} image files is readable")
+    shape, dtype = first.shape, first.dtype
+
+    for i, info in enumerate(headers):
+        if info is not None and i not in unreadable:
+            mismatch = _mismatch((info[0], info[1]), info[2], shape, dtype)
+            if mismatch is not None:
+                unreadable[i] = mismatch
+    bad = [BadFrame(files[i], reason, i, stems[i]) for i, reason in unreadable.items()] + without_index
     source = FolderSource(path, image_dir, files, stems, shape=shape, dtype=dtype, bad_frames=bad,
                           cache_size=cache_size, prefetch=prefetch)
     first.flags.writeable = False
-    source._store(0, first)
+    source._store(first_index, first)
     return source
 
 
@@ -511,18 +531,24 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
         shape = series.shape
         is_color = series.axes.endswith("S") and shape[-1] in (3, 4)
         frame_ndim = 3 if is_color else 2
-        if len(shape) <= frame_ndim:
-            tiff.close()
-            return _open_image(path, cache_size, prefetch)
+        n_pages = len(tiff.pages)
         n_frames = int(np.prod(shape[:-frame_ndim]))
         memmap = None
-        if not is_color and len(tiff.pages) in (1, n_frames):
-            try:
-                memmap = tifffile.memmap(path, mode="r").reshape(n_frames, *shape[-2:])
-            except Exception:  # compressed or non-contiguous: read pages on demand instead
-                memmap = None
-        if memmap is None and len(tiff.pages) != n_frames:
-            raise SourceError(f"{path}: {len(tiff.pages)} TIFF pages for {n_frames} frames; cannot read lazily")
+        if n_frames < n_pages:
+            # pages written one at a time (a series each) or of several shapes: every page is a frame, and
+            # a page that does not match the first one is a bad frame when it is read
+            n_frames = n_pages
+        elif len(shape) <= frame_ndim:
+            tiff.close()
+            return _open_image(path, cache_size, prefetch)
+        else:
+            if not is_color:
+                try:
+                    memmap = tifffile.memmap(path, mode="r").reshape(n_frames, *shape[-2:])
+                except Exception:  # compressed or non-contiguous: read pages on demand instead
+                    memmap = None
+            if memmap is None and n_pages != n_frames:
+                raise SourceError(f"{path}: {n_pages} TIFF pages for {n_frames} frames; cannot read lazily")
         first = np.array(memmap[0]) if memmap is not None else _tiff_page_to_gray(tiff.pages[0].asarray(), path)
     except SourceError:
         tiff.close()
