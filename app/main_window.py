@@ -63,6 +63,8 @@ class MainWindow(QtWidgets.QMainWindow):
         screen = QtGui.QGuiApplication.primaryScreen().availableGeometry()
         self.resize(min(1400, screen.width()), min(900, screen.height()))  # within a laptop's screen
         self.frame_view = FrameView()
+        self.frame_view.show_notice("Open a folder of frames or a TIFF stack: File > Open folder (Ctrl+O), or drop it "
+                                    "here.\n\nFile > Open demo sequence opens a generated IR sequence.")
         self.timeline = Timeline()
         central = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(central)
@@ -312,7 +314,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._refresh_strip()
             self.frame = None
             self.layers = FrameLayers()
-            self.frame_view.clear()
+            self.frame_view.show_notice(f"Frame {index + 1} is unreadable: {e.reason}\n\n"
+                                        "It is skipped by detection and export.")
             self.frame_label.setText(f"frame {index + 1}/{len(self.session)}: unreadable ({e.reason})")
             self.panels_timer.start()
             return
@@ -482,6 +485,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def run_detection(self, scope: str) -> None:
         if self.session is None:
+            self.statusBar().showMessage("Open a sequence first: File > Open folder (Ctrl+O), or drop one here.", 8000)
             return
         if self.detection_runner.busy:
             self.statusBar().showMessage("The detector is still loading or running; try again when it is done.", 5000)

@@ -362,6 +362,15 @@ def test_unreadable_files_found_at_open_stay_in_the_status_bar_after_the_project
     assert window.session.detection_counts[empty] == -2  # red on the timeline before anyone visits it
     window.timeline.go_to(empty)
     assert "unreadable" in window.frame_label.text()
+    assert window.frame_view.notice.isVisible() and "Frame 7 is unreadable: empty file" in window.frame_view.notice.text()
+    window.timeline.step(1)
+    assert not window.frame_view.notice.isVisible()
+
+
+def test_the_empty_window_says_how_to_start_and_run_asks_for_a_sequence(window):
+    assert window.frame_view.notice.isVisible() and "File > Open folder" in window.frame_view.notice.text()
+    window.run_detection("frame")
+    assert window.statusBar().currentMessage().startswith("Open a sequence first")
 
 
 def _queue_selection(window) -> list[int]:

@@ -151,6 +151,13 @@ class FrameView(QtWidgets.QWidget):
         self.view = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.view.setBackgroundColor((20, 20, 24))
         self.graphics.setCentralItem(self.view)
+        self.notice = QtWidgets.QLabel()  # what the view says when it has no frame to show
+        self.notice.setAlignment(QtCore.Qt.AlignCenter)
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("color: #c8c8c8; font-size: 14px;")
+        self.notice.setAttribute(QtCore.Qt.WA_TransparentForMouseEvents)
+        QtWidgets.QVBoxLayout(self.graphics).addWidget(self.notice)
+        self.notice.hide()
         self.image = TrueColorImageItem(axisOrder="row-major")
         self.view.addItem(self.image)
         self.layer_items: dict[str, pg.ImageItem] = {}
@@ -231,7 +238,14 @@ class FrameView(QtWidgets.QWidget):
         self._draw_layers()
 
     # content
+    def show_notice(self, text: str) -> None:
+        """Clear the view and say why it is empty (no sequence open, an unreadable frame)."""
+        self.clear()
+        self.notice.setText(text)
+        self.notice.show()
+
     def show_frame(self, frame: np.ndarray, layers: FrameLayers) -> None:
+        self.notice.hide()
         self.frame = frame
         first = self._frame_shape != frame.shape
         self.image.setImage(frame, autoLevels=False, levels=self.levels())
