@@ -208,6 +208,9 @@ class ReviewSession:
         self._forget_files(index)
         return targets
 
+    def is_unreadable(self, index: int) -> bool:
+        return bool(self.detection_counts[index] == UNREADABLE)
+
     def mark_unreadable(self, index: int) -> None:
         self.detection_counts[index] = UNREADABLE
 

@@ -367,6 +367,24 @@ def test_unreadable_files_found_at_open_stay_in_the_status_bar_after_the_project
     assert not window.frame_view.notice.isVisible()
 
 
+def test_an_unreadable_frame_can_only_be_rejected_and_review_steps_over_it(window, fresh_sequence, qtbot):
+    from app.core.project import ReviewStatus
+
+    (fresh_sequence / "images" / "000003.png").write_bytes(b"not an image")
+    _open(window, qtbot, fresh_sequence)
+    bad = window.session.source.stems.index("000003")
+    tools = window.review_tools
+    window.timeline.go_to(bad - 1)
+    tools.accept_and_next()
+    assert window.index == bad + 1  # the unreadable frame is skipped, not landed on
+    window.timeline.go_to(bad)
+    assert not tools.set_status(ReviewStatus.NEGATIVE) and "can only be marked rejected" in \
+        window.statusBar().currentMessage()
+    assert tools.editing._run(lambda editor, i: editor.flood_fill(i, 3, 3)) is False
+    assert "nothing to edit" in window.statusBar().currentMessage()
+    assert tools.set_status(ReviewStatus.REJECTED) and window.session.status(bad) is ReviewStatus.REJECTED
+
+
 def test_the_empty_window_says_how_to_start_and_run_asks_for_a_sequence(window):
     assert window.frame_view.notice.isVisible() and "File > Open folder" in window.frame_view.notice.text()
     window.run_detection("frame")

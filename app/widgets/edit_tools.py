@@ -249,12 +249,15 @@ class MaskEditing(QtCore.QObject):
     def _run(self, edit) -> bool:
         """Apply `edit(editor, index)` to the current frame; True when the mask changed and was saved."""
         editor = self.editor
+        index = self.window.index
         if editor is None:
+            if self.window.session is not None:  # no frame: it failed to decode
+                self.window.statusBar().showMessage(f"Frame {index + 1} is unreadable: there is nothing to edit.",
+                                                    8000)
             return False
         if self.blocked is not None:
             self.refuse()
             return False
-        index = self.window.index
         try:
             changed = edit(editor, index)
         except ProjectWriteError as e:

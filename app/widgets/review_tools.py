@@ -168,6 +168,10 @@ class ReviewTools(QtCore.QObject):
         if self.editing.blocked is not None:
             self.editing.refuse()
             return False
+        if session.is_unreadable(index) and status not in (ReviewStatus.REJECTED, ReviewStatus.UNREVIEWED):
+            self.window.statusBar().showMessage(f"Frame {index + 1} is unreadable: it can only be marked rejected.",
+                                                8000)
+            return False
         try:
             project = session.ensure_project()
             stem = session.stem(index)
@@ -190,23 +194,30 @@ class ReviewTools(QtCore.QObject):
     def accept_and_next(self) -> None:
         if not self.set_status(ReviewStatus.ACCEPTED):
             return
-        following = self.window.session.project.next_unreviewed(self.window.index, wrap=True)
+        following = self._following_unreviewed(1)
         if following is None:
-            self.window.statusBar().showMessage("Every frame is reviewed.", 8000)
+            self.window.statusBar().showMessage("Every readable frame is reviewed.", 8000)
         else:
             self.window.timeline.go_to(following)
 
     def next_unreviewed(self, step: int) -> None:
-        session = self.window.session
-        if session is None:
+        if self.window.session is None:
             return
+        following = self._following_unreviewed(step)
+        if following is None:
+            self.window.statusBar().showMessage("No unreviewed frame left.", 8000)
+        else:
+            self.window.timeline.go_to(following)
+
+    def _following_unreviewed(self, step: int) -> int | None:
+        """The next unreviewed frame in `step`'s direction, wrapping; unreadable frames have nothing to review."""
+        session = self.window.session
         n, here = len(session), self.window.index
         for k in range(1, n):
             i = (here + step * k) % n
-            if session.status(i) is ReviewStatus.UNREVIEWED:
-                self.window.timeline.go_to(i)
-                return
-        self.window.statusBar().showMessage("No unreviewed frame left.", 8000)
+            if session.status(i) is ReviewStatus.UNREVIEWED and not session.is_unreadable(i):
+                return i
+        return None
 
     def _frame_edited(self, index: int) -> None:
         self.window._refresh_strip()
