@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -57,9 +58,13 @@ def _unwrap(obj: object, source: str) -> dict[str, Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in obj.items()}
 
 
-def _read(path: str | os.PathLike) -> object:
+def read_torch_file(path: str | os.PathLike) -> object:
+    """torch.load(weights_only=True) on the CPU; CheckpointError with one line naming the file when it fails."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # on a foreign or corrupt file; the failure, if any, is reported below in one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except Exception as error:  # torch and pickle raise many types for foreign or corrupt files
@@ -70,6 +75,8 @@ def _load_failure(path: str | os.PathLike, error: Exception) -> str:
     """One line on why torch.load refused a file, without torch's advice to load it with weights_only=False."""
     with open(path, "rb") as f:
         head = f.read(4)
+    if not head:
+        return "empty file (0 bytes)"
     if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
         return f"not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts with {head!r})"
     text = str(error)
@@ -85,7 +92,7 @@ def _load_failure(path: str | os.PathLike, error: Exception) -> str:
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
     """The state_dict stored in `path` (plain, wrapped in "model"/"state_dict", or our format)."""
-    return _unwrap(_read(path), str(path))
+    return _unwrap(read_torch_file(path), str(path))
 
 
 @dataclass
@@ -230,7 +237,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: IRSAMConf
 def load_checkpoint(path: str | os.PathLike, default_config: str | None = None) -> tuple[nn.Module, IRSAMConfig, dict]:
     """(model in eval mode, its config, metadata). Files without a stored config hold weights of the
     `default_config` preset (official when None)."""
-    obj = _read(path)
+    obj = read_torch_file(path)
     config, metadata = (preset(default_config) if default_config else official()), {}
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         try:
@@ -239,8 +246,9 @@ def load_checkpoint(path: str | os.PathLike, default_config: str | None = None) 
             raise CheckpointError(f"{path}: invalid stored config ({error})") from error
         metadata = dict(obj.get("metadata") or {})
     model = build_irsam(config)
+    state_dict = _unwrap(obj, str(path))  # its errors name the file already
     try:
-        load_into(model, _unwrap(obj, str(path)))
+        load_into(model, state_dict)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
     return model, config, metadata

@@ -12,6 +12,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from model.build import build_irsam
 from model.config import preset
 
+# Below 32 px the coarsest feature maps of the wavelet levels vanish; the count runs a real forward pass
+# on the CPU, and its time grows with the area (about 10 s for the paper config at 512).
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 2048
+
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -59,7 +63,10 @@ def count_macs_by_module(model: nn.Module, input_size: tuple[int, int] | int) ->
 
 
 def complexity_report(config_name: str, input_size: int = 512) -> dict:
-    """Parameters and GMACs of a preset at an `input_size` x `input_size` input (the frame size)."""
+    """Parameters and GMACs of a preset at an `input_size` x `input_size` input (the frame size).
+    Raises ValueError for a size outside MIN_INPUT_SIZE..MAX_INPUT_SIZE."""
+    if not MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE:
+        raise ValueError(f"input size must be {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE} pixels, got {input_size}")
     config = preset(config_name)
     model = build_irsam(config)
     macs = count_macs_by_module(model, input_size)

@@ -10,12 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from app.core.frames import FrameReadError
 from model.metrics import binarize_ground_truth
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 MASK_SUFFIXES = ("", "_pixels0")  # <stem>.png (BasicIRSTD, IRSAM) and <stem>_pixels0.png (original SIRST)
+
+
+class ImageReadError(FrameReadError, ValueError):
+    """An image or mask file that cannot be used: unreadable, corrupt or not 8-bit. Names the file."""
 
 
 @dataclass(frozen=True)
@@ -57,16 +62,41 @@ def find_dataset(images_dir: str | Path, masks_dir: str | Path, split_file: str 
 
 
 def read_image_gray(path: str | Path) -> np.ndarray:
-    """An 8-bit image of any PNG mode as uint8 HxW."""
-    with Image.open(path) as image:
+    """An 8-bit image of any PNG mode as uint8 HxW; ImageReadError names the file and why it is unusable."""
+    with _opened(path) as image:
         if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-            raise ValueError(f"{path}: {image.mode} image is not 8-bit; normalise it to 8 bits first")
-        return np.asarray(image.convert("L"), dtype=np.uint8)
+            raise ImageReadError(path, f"{image.mode} image is not 8-bit; normalise it to 8 bits first")
+        return _decoded(path, lambda: np.asarray(image.convert("L"), dtype=np.uint8))
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """A 0/255 (or 0/1) mask as bool HxW; 255 is target, values strictly between warn (interpolated mask)."""
-    with Image.open(path) as image:
+    """A 0/255 (or 0/1) mask as bool HxW; 255 is target, values strictly between warn (interpolated mask).
+    ImageReadError names an unreadable file."""
+    with _opened(path) as image:
         if image.mode == "1":
-            return np.asarray(image, dtype=bool)
-        return binarize_ground_truth(np.asarray(image.convert("L")))
+            return _decoded(path, lambda: np.asarray(image, dtype=bool))
+        return binarize_ground_truth(_decoded(path, lambda: np.asarray(image.convert("L"))))
+
+
+def _opened(path: str | Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except UnidentifiedImageError:
+        empty = Path(path).stat().st_size == 0
+        raise ImageReadError(path, "empty file (0 bytes)" if empty else "not an image (unrecognised file header)") from None
+    except Exception as error:  # PIL raises many types for foreign and corrupt files
+        raise ImageReadError(path, _failure(error)) from None
+
+
+def _decoded(path: str | Path, decode):
+    """decode() with a decoding failure (e.g. a truncated file) raised as ImageReadError naming the file."""
+    try:
+        return decode()
+    except Exception as error:  # PIL raises many types for corrupt image data
+        raise ImageReadError(path, _failure(error)) from None
+
+
+def _failure(error: Exception) -> str:
+    return f"corrupt image ({error or type(error).__name__})"

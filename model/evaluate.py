@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from app.core.frames import FrameReadError
 from model.classical import CLASSICAL_DETECTORS, make_classical_detector
 from model.data import IMAGE_EXTENSIONS, Sample, read_image_gray, read_mask
 from model.detectors import Detector
@@ -57,7 +58,8 @@ def evaluate_dataset(
 ) -> tuple[dict, SegmentationMetrics]:
     """IoU / nIoU / Pd / Fa (and, with `curves`, pixel ROC AUC and the Pd-Fa sweep) over `samples`.
     frames/s counts only the detector's time, not reading files or scoring. `read_image` gives the
-    8-bit frame the detector sees (for 16-bit data: read, then the sequence's window applied)."""
+    8-bit frame the detector sees (for 16-bit data: read, then the sequence's window applied).
+    Unusable samples are skipped and listed as `evaluate_variants` says."""
     convention = dict(fa_mode=fa_mode, resize_to=resize_to, keep_scores=curves)
     result, metrics = evaluate_variants(
         detector, samples, {detector.name: None}, {"": convention}, progress, read_image
@@ -82,31 +84,56 @@ def evaluate_variants(
     """One detector pass over `samples`, scored for every variant (name -> a post-processing of the
     detector's logits, `(frame, logits) -> logits`, or None) under every convention (name ->
     SegmentationMetrics options): {variant: {convention: (result, metrics)}}. A variant's frames/s
-    counts the detector's time and its own post-processing's, not reading files or scoring."""
+    counts the detector's time and its own post-processing's, not reading files or scoring. A sample
+    whose image or mask is unreadable, or whose mask differs in size from its image, is skipped and
+    listed in the result's "skipped" ({"path", "reason"}), counted in "n_skipped"."""
     metrics = {v: {c: SegmentationMetrics(**options) for c, options in conventions.items()} for v in variants}
     seconds = dict.fromkeys(variants, 0.0)
+    skipped: list[dict] = []
     for start in range(0, len(samples), BATCH_SIZE):
-        batch = samples[start : start + BATCH_SIZE]
-        images = [read_image(s.image_path) for s in batch]
-        logits, elapsed = _timed_detect(detector, images)
-        for sample, image, frame_logits in zip(batch, images, logits):
-            mask = read_mask(sample.mask_path)
-            for name, postprocess in variants.items():
-                t0 = time.perf_counter()
-                scored = frame_logits if postprocess is None else postprocess(image, frame_logits)
-                seconds[name] += time.perf_counter() - t0
-                for m in metrics[name].values():
-                    m.update(scored, mask)
-        for name in variants:
-            seconds[name] += elapsed
+        pairs = [_read_pair(sample, read_image, skipped) for sample in samples[start : start + BATCH_SIZE]]
+        pairs = [pair for pair in pairs if pair is not None]
+        if pairs:
+            logits, elapsed = _timed_detect(detector, [image for image, _ in pairs])
+            for (image, mask), frame_logits in zip(pairs, logits):
+                for name, postprocess in variants.items():
+                    t0 = time.perf_counter()
+                    scored = frame_logits if postprocess is None else postprocess(image, frame_logits)
+                    seconds[name] += time.perf_counter() - t0
+                    for m in metrics[name].values():
+                        m.update(scored, mask)
+            for name in variants:
+                seconds[name] += elapsed
         if progress:
-            progress(start + len(batch), len(samples))
+            progress(min(start + BATCH_SIZE, len(samples)), len(samples))
+    scored_count = len(samples) - len(skipped)
     out = {}
     for name in variants:
-        fps = len(samples) / seconds[name] if seconds[name] > 0 else float("nan")
-        out[name] = {c: ({"method": name, "device": detector.device, **m.result(), "frames_per_second": fps}, m)
+        fps = scored_count / seconds[name] if seconds[name] > 0 else float("nan")
+        out[name] = {c: ({"method": name, "device": detector.device, **m.result(), "frames_per_second": fps,
+                          **_skipped_record(skipped)}, m)
                      for c, m in metrics[name].items()}
     return out
+
+
+def _read_pair(sample: Sample, read_image: Callable[[Path], np.ndarray],
+               skipped: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(image, mask) of a sample, or None with the reason appended to `skipped` when either file is unusable."""
+    try:
+        image, mask = read_image(sample.image_path), read_mask(sample.mask_path)
+    except FrameReadError as error:
+        skipped.append({"path": error.path, "reason": error.reason})
+        return None
+    if mask.shape != image.shape:
+        skipped.append({"path": str(sample.mask_path),
+                        "reason": f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its image's "
+                                  f"{image.shape[1]}x{image.shape[0]} ({sample.image_path})"})
+        return None
+    return image, mask
+
+
+def _skipped_record(skipped: list[dict]) -> dict:
+    return {"n_skipped": len(skipped), "skipped": skipped}
 
 
 def clip_frames(clip_dir: str | Path) -> list[Path]:
@@ -122,22 +149,33 @@ def evaluate_clip(
     read_image: Callable[[Path], np.ndarray] = read_image_gray,
 ) -> dict:
     """Box-only scoring of a clip folder (images/ + boxes.csv): Pd and false alarms per frame. `read_image`
-    gives the 8-bit frame the detector sees (for 16-bit frames: read, then the clip's window applied)."""
+    gives the 8-bit frame the detector sees (for 16-bit frames: read, then the clip's window applied).
+    An unreadable frame is skipped (listed in "skipped", counted in "n_skipped"); the others keep their
+    frame numbers in boxes.csv."""
     clip_dir = Path(clip_dir)
     boxes = read_boxes_csv(clip_dir / "boxes.csv")
     frames = clip_frames(clip_dir)[:limit]
     metrics = BoxMetrics()
     seconds = 0.0
+    skipped: list[dict] = []
     for start in range(0, len(frames), BATCH_SIZE):
-        batch = frames[start : start + BATCH_SIZE]
-        logits, elapsed = _timed_detect(detector, [read_image(p) for p in batch])
-        seconds += elapsed
-        for index, frame_logits in enumerate(logits, start):
-            metrics.update(frame_logits, boxes.get(index, []))
+        indices, images = [], []
+        for index in range(start, min(start + BATCH_SIZE, len(frames))):
+            try:
+                images.append(read_image(frames[index]))
+                indices.append(index)
+            except FrameReadError as error:
+                skipped.append({"path": error.path, "reason": error.reason})
+        if images:
+            logits, elapsed = _timed_detect(detector, images)
+            seconds += elapsed
+            for index, frame_logits in zip(indices, logits):
+                metrics.update(frame_logits, boxes.get(index, []))
         if progress:
-            progress(start + len(batch), len(frames))
+            progress(min(start + BATCH_SIZE, len(frames)), len(frames))
     result = {"method": detector.name, "device": detector.device, "clip": str(clip_dir), **metrics.result()}
-    result["frames_per_second"] = len(frames) / seconds if seconds > 0 else float("nan")
+    result["frames_per_second"] = (len(frames) - len(skipped)) / seconds if seconds > 0 else float("nan")
+    result.update(_skipped_record(skipped))
     return result
 
 

@@ -4,10 +4,11 @@ Recipe (paper 4.1): AdamW lr 1e-4, cosine decay monotone over the whole run, fli
 jitter, Dice + 10 BCE(edge). Checkpoints are selected on a validation part of trainval, never on test.
 
 Out folder:
-  last.pt         everything needed to resume (model, optimiser, scheduler, weight average, epoch, best score)
+  last.pt         everything needed to resume (model and its config, optimiser, scheduler, weight average,
+                  epoch, best score)
   best.pt         our checkpoint format (model.checkpoint) of the best validation IoU (of the weight
                   average, when `ema_decay` keeps one)
-  metrics.jsonl   one line per epoch: losses, validation IoU/nIoU/Pd/Fa, lr, seconds
+  metrics.jsonl   one line per epoch: losses, validation IoU/nIoU/Pd/Fa, lr (of its first step), seconds
 """
 from __future__ import annotations
 
@@ -27,27 +28,91 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from model.augment import AugmentConfig, SegmentationDataset
 from model.build import build_irsam
-from model.checkpoint import CheckpointError, init_from_pretrained, load_state_dict_file, save_checkpoint
+from model.checkpoint import (
+    CheckpointError,
+    compare_keys,
+    init_from_pretrained,
+    load_state_dict_file,
+    read_torch_file,
+    save_checkpoint,
+)
 from model.config import IRSAMConfig, preset
-from model.data import find_dataset, read_image_gray, read_mask
+from model.data import ImageReadError, Sample, find_dataset, read_image_gray, read_mask
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
 from model.predictor import check_device_name, choose_device
 from model.train_config import TrainConfig
 
 PAD_MULTIPLE = 32
+MIN_CROP = 32
+
+
+def check_options(cfg: TrainConfig) -> None:
+    """Raise ValueError naming every recipe option outside its range, before anything is built or written."""
+    checks = [
+        (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
+        (cfg.batch_size >= 1, f"--batch-size must be at least 1, got {cfg.batch_size}"),
+        (math.isfinite(cfg.lr) and cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
+        (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0,
+         f"weight_decay must not be negative, got {cfg.weight_decay}"),
+        (cfg.crop >= MIN_CROP, f"--crop must be at least {MIN_CROP}, got {cfg.crop}"),
+        (0 <= cfg.target_crop_prob <= 1, f"--target-crop-prob must lie in 0..1, got {cfg.target_crop_prob}"),
+        (cfg.workers >= 0, f"--workers must not be negative, got {cfg.workers}"),
+        (cfg.seed >= 0, f"--seed must not be negative, got {cfg.seed}"),
+        (cfg.val_every >= 1, f"--val-every must be at least 1, got {cfg.val_every}"),
+        (cfg.max_minutes is None or cfg.max_minutes > 0, f"--max-minutes must be positive, got {cfg.max_minutes}"),
+        (cfg.ema_decay is None or 0 < cfg.ema_decay < 1, f"--ema-decay must lie in (0, 1), got {cfg.ema_decay}"),
+    ]
+    problems = [message for ok, message in checks if not ok]
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def split_samples(data: Path, split_file: str) -> list[Sample]:
+    """The samples a split file lists (raises when it lists none, or an image or mask is missing)."""
+    samples = find_dataset(data / "images", data / "masks", split_file)
+    if not samples:
+        raise ValueError(f"split file {split_file} lists no images")
+    return samples
+
+
+def read_samples(samples: list[Sample]) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """(images, masks, problems): every file is decoded; an unreadable or non-8-bit file, or a mask whose
+    size differs from its image's, leaves its sample out and is described in `problems`."""
+    images, masks, problems = [], [], []
+    for sample in samples:
+        image = _read_or_note(read_image_gray, sample.image_path, problems)
+        mask = _read_or_note(read_mask, sample.mask_path, problems)
+        if image is None or mask is None:
+            continue
+        if mask.shape != image.shape:
+            problems.append(f"{sample.mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its "
+                            f"image's {image.shape[1]}x{image.shape[0]}")
+            continue
+        images.append(image)
+        masks.append(mask)
+    return images, masks, problems
+
+
+def _read_or_note(read, path: Path, problems: list[str]) -> np.ndarray | None:
+    try:
+        return read(path)
+    except ImageReadError as error:
+        problems.append(str(error))
+        return None
 
 
 def load_split(data: Path, split_file: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-    samples = find_dataset(data / "images", data / "masks", split_file)
-    images = [read_image_gray(s.image_path) for s in samples]
-    masks = [read_mask(s.mask_path) for s in samples]
+    """(images, masks, stems) of a split; ValueError naming every unusable file."""
+    samples = split_samples(data, split_file)
+    images, masks, problems = read_samples(samples)
+    if problems:
+        raise ValueError(unusable_files_message(problems))
     return images, masks, [s.stem for s in samples]
 
 
-def load_folder_pairs(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    samples = find_dataset(folder / "images", folder / "masks", None)
-    return [read_image_gray(s.image_path) for s in samples], [read_mask(s.mask_path) for s in samples]
+def unusable_files_message(problems: list[str]) -> str:
+    return f"{len(problems)} unusable training or validation file(s): " + "; ".join(problems)
 
 
 def cosine_schedule(total_steps: int):
@@ -205,7 +270,11 @@ class WeightAverage:
 
 
 def train(cfg: TrainConfig, log=print) -> dict:
-    """Runs (or resumes) training; returns the final summary (best validation metrics, paths)."""
+    """Runs (or resumes) training; returns the final summary (best validation metrics, paths).
+
+    Bad options, unusable data files and a last.pt that cannot be resumed raise (ValueError or
+    CheckpointError) before the out folder is created or anything is written."""
+    check_options(cfg)
     ctx = DistributedContext(cfg.device)
     if ctx.is_main and ctx.fallback_reason:
         log(f"warning: training on the CPU: {ctx.fallback_reason}")
@@ -222,21 +291,25 @@ def train(cfg: TrainConfig, log=print) -> dict:
     model.to(ctx.device).train()
 
     out = Path(cfg.out)
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    last_path = out / "last.pt"
+    resume_state = read_resume_state(last_path, model, model_config) if last_path.exists() else None
     data = Path(cfg.data)
-    train_images, train_masks, train_stems = load_split(data, cfg.split_train)
-    val_images, val_masks, val_stems = load_split(data, cfg.split_val)
+    train_samples, val_samples = split_samples(data, cfg.split_train), split_samples(data, cfg.split_val)
+    train_stems, val_stems = [s.stem for s in train_samples], [s.stem for s in val_samples]
     overlap = set(train_stems) & set(val_stems)
     if overlap:
         raise ValueError(f"train and validation splits share {len(overlap)} images, e.g. {sorted(overlap)[:3]}")
+    extra_samples = [find_dataset(Path(folder) / "images", Path(folder) / "masks", None) for folder in cfg.extra_data]
+    train_images, train_masks, problems = read_samples(train_samples + [s for samples in extra_samples for s in samples])
+    val_images, val_masks, val_problems = read_samples(val_samples)
+    if problems or val_problems:
+        raise ValueError(unusable_files_message(problems + val_problems))
     export_windows = {cfg.data: exported_windows(data, set(train_stems) | set(val_stems))}
     for folder in cfg.extra_data:
-        imgs, msks = load_folder_pairs(Path(folder))
-        train_images += imgs
-        train_masks += msks
         export_windows[folder] = exported_windows(Path(folder))
     export_windows = {folder: windows for folder, windows in export_windows.items() if windows}
+    if ctx.is_main:
+        make_out_folder(out)
 
     augment = AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob, orientations=cfg.orientations)
     dataset = SegmentationDataset(train_images, train_masks, augment, seed=cfg.seed)
@@ -259,15 +332,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
     loss_fn = LOSSES[cfg.loss]
 
     start_epoch, best_iou, best_metrics, resumed_average = 0, -1.0, {}, None
-    last_path = out / "last.pt"
-    if last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        resumed_average = state.get("average")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best_iou = int(state["epoch"]) + 1, float(state["best_iou"])
-        best_metrics = json.loads(state["best_metrics"])
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        resumed_average = resume_state.get("average")
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        start_epoch, best_iou = int(resume_state["epoch"]) + 1, float(resume_state["best_iou"])
+        best_metrics = json.loads(resume_state["best_metrics"])
         if ctx.is_main:
             log(f"resuming from {last_path} at epoch {start_epoch + 1}/{cfg.epochs} (best val IoU {best_iou:.4f})")
     elif ctx.is_main and init_report is not None:
@@ -291,6 +362,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if sampler is not None:
             sampler.set_epoch(epoch)
         sums: dict[str, float] = {}
+        epoch_lr = scheduler.get_last_lr()[0]  # the lr of the epoch's first step; the schedule lowers it every step
         progress = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", ctx.is_main)
         for x, y in progress:
             x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
@@ -309,7 +381,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
             if hasattr(progress, "set_postfix"):
                 progress.set_postfix(loss=f"{loss.item():.4f}")
         record = {k: v / steps_per_epoch for k, v in sums.items()}
-        record.update(epoch=epoch + 1, lr=scheduler.get_last_lr()[0], seconds=round(time.time() - t_epoch, 1))
+        record.update(epoch=epoch + 1, lr=epoch_lr, seconds=round(time.time() - t_epoch, 1))
         if ctx.enabled:
             # every rank's weights must be identical after the step: recorded so tests (and users) can check
             record["param_checksums"] = ctx.gather(parameter_checksum(model))
@@ -320,7 +392,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if ctx.is_main:
             if (epoch + 1) % cfg.val_every == 0 or is_last or out_of_time:
                 t_val = time.time()
-                val = validate(kept, val_images, val_masks, ctx.device, dtype)
+                # in fp32, as irsam eval and detect run by default and as the threshold is calibrated, so
+                # best.pt's metrics are the ones those report (autocast shifts the logits a little)
+                val = validate(kept, val_images, val_masks, ctx.device, None)
                 record.update({f"val_{k}": v for k, v in val.items()}, val_seconds=round(time.time() - t_val, 1))
                 if val["iou"] > best_iou:
                     best_iou, best_metrics = val["iou"], val
@@ -330,7 +404,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
                         model_config,
                         _metadata(cfg, epoch + 1, best_metrics, val_stems, export_windows),
                     )
-            _save_resume_state(last_path, model, average, optimizer, scheduler, epoch, best_iou, best_metrics)
+            _save_resume_state(last_path, model, model_config, average, optimizer, scheduler, epoch, best_iou,
+                               best_metrics)
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             log(_format_record(record))
@@ -379,7 +454,11 @@ def calibrate_threshold(checkpoint: str | Path, images, masks, device: str = "cp
     metadata.setdefault("metrics", {})["val_at_threshold"] = results[best]
     save_checkpoint(checkpoint, model, config, metadata)
     r, r0 = results[best], results[0.0]
-    log(f"decision threshold {best:+.2f} on validation: IoU {r0['iou']:.4f} -> {r['iou']:.4f}, "
+    epoch = metadata.get("training", {}).get("epoch")
+    # the "0" side is the epoch line's validation of the same weights, so the two can be compared
+    log(f"decision threshold {best:+.2f} chosen on validation for {Path(checkpoint).name}"
+        + (f" (epoch {epoch})" if epoch is not None else "")
+        + f"; threshold 0 -> {best:+.2f}: IoU {r0['iou']:.4f} -> {r['iou']:.4f}, "
         f"Pd {r0['pd']:.4f} -> {r['pd']:.4f}, Fa {r0['fa'] * 1e6:.2f} -> {r['fa'] * 1e6:.2f} x1e-6")
     return {"threshold": best, "at_zero": r0, "at_threshold": r}
 
@@ -425,8 +504,44 @@ def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str],
     }
 
 
+def read_resume_state(path: Path, model: torch.nn.Module, model_config: IRSAMConfig) -> dict:
+    """The resume state in OUT/last.pt, checked to be a run of `model_config`; CheckpointError naming the
+    file when it cannot be read or holds another model."""
+    advice = "remove it to start afresh, or train into another --out"
+    try:
+        state = read_torch_file(path)
+        if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "epoch"} <= state.keys():
+            raise CheckpointError(f"{path}: not a resume state written by irsam train")
+    except CheckpointError as error:
+        raise CheckpointError(f"cannot resume: {error}; {advice}") from None
+    stored = json.loads(state["config"]) if "config" in state else None
+    current = json.loads(json.dumps(model_config.to_dict()))
+    if stored is not None and stored.get("name") != model_config.name:
+        raise CheckpointError(f"{path.parent} holds a run of config {stored.get('name')}, not {model_config.name}: "
+                              f"resume it with --config {stored.get('name')}, or train into another --out")
+    if stored is not None and stored != current:
+        changed = sorted(k for k in current.keys() | stored.keys() if current.get(k) != stored.get(k))
+        raise CheckpointError(f"{path.parent} holds a run of config {model_config.name} with other --set values "
+                              f"({', '.join(changed)}): resume it with the same --set options, or train into another --out")
+    report = compare_keys(model, state["model"])  # files from before the config was stored
+    if not report.ok:
+        raise CheckpointError(f"{path} holds a run of another model config than {model_config.name} "
+                              f"({report.summary()}): resume it with its --config, or train into another --out")
+    return state
+
+
+def make_out_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create --out {out}: {error.strerror or error}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} is not a writable folder")
+
+
 def _save_resume_state(
-    path: Path, model, average: WeightAverage | None, optimizer, scheduler, epoch: int, best_iou: float, best_metrics: dict
+    path: Path, model, model_config: IRSAMConfig, average: WeightAverage | None, optimizer, scheduler, epoch: int,
+    best_iou: float, best_metrics: dict,
 ) -> None:
     import io
 
@@ -442,6 +557,7 @@ def _save_resume_state(
             "epoch": epoch,
             "best_iou": best_iou,
             "best_metrics": json.dumps(best_metrics),
+            "config": json.dumps(model_config.to_dict()),
         },
         buf,
     )
@@ -452,7 +568,7 @@ def _format_record(r: dict) -> str:
     parts = [f"epoch {r['epoch']}", f"loss {r['loss']:.4f}", f"lr {r['lr']:.2e}", f"{r['seconds']}s"]
     if "val_iou" in r:
         parts.append(
-            f"val IoU {r['val_iou']:.4f} nIoU {r['val_niou']:.4f} Pd {r['val_pd']:.4f} Fa {r['val_fa'] * 1e6:.2f}e-6"
+            f"val IoU {r['val_iou']:.4f} nIoU {r['val_niou']:.4f} Pd {r['val_pd']:.4f} Fa {r['val_fa'] * 1e6:.2f} x1e-6"
         )
     return " | ".join(parts)
 

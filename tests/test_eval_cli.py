@@ -92,7 +92,7 @@ def test_clip_eval_with_box_ground_truth(tmp_path, capsys):
 def test_missing_weights_is_a_clear_error(tmp_path, capsys):
     missing = tmp_path / "nope.pt"
     rc = run_eval("--weights", str(missing), "--images", str(NUAA / "images"), "--masks", str(NUAA / "masks"))
-    assert rc == 1
+    assert rc == 2
     assert f"weights file not found: {missing}" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         make_detector(None, str(missing))

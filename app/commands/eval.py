@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -37,7 +39,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--split", help="text file listing the stems to evaluate (default: every image)")
     p.add_argument("--clip", help="clip folder with images/ and boxes.csv (box-only scoring; 16-bit frames are "
                                   "normalised as --images ones are)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N frames or samples")
+    p.add_argument("--limit", type=positive_int, help="evaluate only the first N frames or samples")
     p.add_argument("--json", dest="json_out", help="write the results here as JSON")
     p.add_argument("--plots", help="folder for the ROC and Pd-Fa curve PNGs (data sets only)")
     p.add_argument(
@@ -48,17 +50,25 @@ def add_parser(subparsers) -> None:
         "--resize-512", action="store_true",
         help="score at 512x512 like the official IRSAM code (logits bilinear, masks nearest)",
     )
-    p.add_argument("--device", default="auto", help="device for --weights (auto, cpu, cuda or cuda:N)")
-    p.add_argument("--tta", default="none", choices=TTA_MODES,
+    # IRSAM-only options default to None so that giving one with a classical --method can be warned about
+    p.add_argument("--device", help="device for --weights (auto, cpu, cuda or cuda:N; default auto)")
+    p.add_argument("--tta", choices=TTA_MODES,
                    help="IRSAM only: average the logits of flipped (hflip, flips) and 1.25x magnified "
-                        "(scale, scale+flips) passes")
-    p.add_argument("--refine", default="contrast", choices=REFINE_MODES,
+                        "(scale, scale+flips) passes (default none)")
+    p.add_argument("--refine", choices=REFINE_MODES,
                    help="IRSAM only: contrast (default) fits each detected target to its local contrast, "
                         "trimming the dim halo and growing a confident target 1 px into its bright rim "
                         "(model/refine.py); trim only trims; off scores the network's own mask")
     add_size_gate_options(p)
     add_normalization_options(p)
     p.set_defaults(run=run)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _percent(value: float) -> str:
@@ -84,17 +94,25 @@ def format_clip_table(result: dict) -> str:
 
 
 class _ImageFiles:
-    """Frames read on demand, so a percentile window samples a few files rather than loading them all."""
+    """Frames read on demand, so a percentile window samples a few files rather than loading them all.
+    `frame(i)` raises FrameReadError for an unreadable file, which the window's sampling steps over."""
 
     def __init__(self, paths):
         self.paths = paths
-        self.dtype = read_gray(paths[0]).dtype
+        self.dtype = next((image.dtype for image in map(_readable, paths) if image is not None), np.dtype(np.uint8))
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> np.ndarray:
+    def frame(self, i: int) -> np.ndarray:
         return read_gray(self.paths[i])
+
+
+def _readable(path) -> np.ndarray | None:
+    try:
+        return read_gray(path)
+    except FrameReadError:
+        return None
 
 
 def sequence_window(paths, request: NormalizationRequest) -> Normalization | None:
@@ -117,46 +135,107 @@ def image_reader(window: Normalization | None):
 
 def run(args: argparse.Namespace) -> int:
     if args.clip and (args.images or args.masks or args.split):
-        print("error: --clip cannot be combined with --images/--masks/--split", file=sys.stderr)
-        return 2
+        return _error("--clip cannot be combined with --images/--masks/--split")
     if not args.clip and not (args.images and args.masks):
-        print("error: give --images and --masks, or --clip", file=sys.stderr)
-        return 2
+        return _error("give --images and --masks, or --clip")
     if args.clip and args.plots:
-        print("error: --plots needs pixel ground truth (--images/--masks)", file=sys.stderr)
-        return 2
+        return _error("--plots needs pixel ground truth (--images/--masks)")
     try:
         request = normalization_request_of(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        options = {"tta": args.tta, "refine": args.refine} if args.weights else {}
         gate = size_gate_of(args)
-        detector = gated(make_detector(args.method, args.weights, args.device, **options), gate)
+        _check_writable(args.json_out, args.plots)
+    except ValueError as e:
+        return _error(str(e))
+    if args.method:
+        _warn_ignored_irsam_options(args)
+        options = {}
+    else:
+        options = {"tta": args.tta or "none", "refine": args.refine or "contrast"}
+    try:
         if args.clip:
-            window = sequence_window(clip_frames(args.clip)[: args.limit], request)
+            inputs = clip_frames(args.clip)[: args.limit]
+        else:
+            inputs = find_dataset(args.images, args.masks, args.split)[: args.limit]
+        if not inputs:
+            raise ValueError(f"no images to evaluate in {args.clip or args.split or args.images}")
+        detector = gated(_make_detector(args, options), gate)
+        if args.clip:
+            window = sequence_window(inputs, request)
             result = evaluate_clip(detector, args.clip, limit=args.limit, read_image=image_reader(window))
             table = format_clip_table(result)
         else:
-            samples = find_dataset(args.images, args.masks, args.split)[: args.limit]
-            window = sequence_window([s.image_path for s in samples], request)
+            window = sequence_window([s.image_path for s in inputs], request)
             result, _ = evaluate_dataset(
-                detector, samples, fa_mode=args.fa, resize_to=512 if args.resize_512 else None,
+                detector, inputs, fa_mode=args.fa, resize_to=512 if args.resize_512 else None,
                 curves=bool(args.plots), read_image=image_reader(window),
             )
             table = format_dataset_table(result)
-            if args.plots:
-                result["plots"] = [str(p) for p in write_curve_plots(result, args.plots)]
-        if window:
-            result["normalization"] = window.to_dict()
-    except (FileNotFoundError, ValueError, OSError, FrameReadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(table)
-    result["detector_options"] = {**options, "refinement": refinement_record(args.refine)} if args.weights else options
+    except (ValueError, OSError) as e:  # OSError: a missing or unreadable folder, split file or boxes.csv
+        return _error(str(e))
+    for bad in result["skipped"]:
+        print(f"skipped {bad['path']}: {bad['reason']}", file=sys.stderr)
+    scored = result["n_frames" if args.clip else "n_images"]
+    if not scored:
+        return _error(f"none of the {result['n_skipped']} images could be scored")
+    if window:
+        result["normalization"] = window.to_dict()
+    result["detector_options"] = {**options, "refinement": refinement_record(options["refine"])} if options else {}
     if gate.active:
         result["detector_options"]["size_gate"] = gate.to_dict()
-    if args.json_out:
-        atomic_write_json(args.json_out, json.loads(json.dumps(result, default=float)))
-    return 0
+    print(table)
+    if result["n_skipped"]:
+        print(f"{result['n_skipped']} of {result['n_skipped'] + scored} skipped as unusable (listed on stderr)")
+    return _write_outputs(result, args.json_out, args.plots)
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _make_detector(args: argparse.Namespace, options: dict):
+    if args.method:
+        return make_detector(args.method, None)
+    from model.checkpoint import CheckpointError  # imports torch: only for --weights
+
+    try:
+        return make_detector(None, args.weights, args.device or "auto", **options)
+    except CheckpointError as e:
+        raise ValueError(str(e)) from None
+
+
+def _warn_ignored_irsam_options(args: argparse.Namespace) -> None:
+    ignored = [f"--{name}" for name in ("tta", "refine", "device") if getattr(args, name) is not None]
+    if ignored:
+        print(f"warning: {', '.join(ignored)} only affect IRSAM (--weights); ignored for --method {args.method}",
+              file=sys.stderr)
+
+
+def _check_writable(json_out: str | None, plots: str | None) -> None:
+    """Refuse, before a long evaluation, output paths that could not be written (ValueError)."""
+    if json_out and Path(json_out).is_dir():
+        raise ValueError(f"--json {json_out} is a folder; give a file name")
+    for option, folder in (("--json", json_out and Path(json_out).parent), ("--plots", plots and Path(plots))):
+        if folder:
+            # the nearest folder that exists is where the missing ones would be created
+            existing = next(p for p in (folder, *folder.parents) if p.exists())
+            if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+                raise ValueError(f"{option}: cannot write into {folder} ({existing} is not a writable folder)")
+
+
+def _write_outputs(result: dict, json_out: str | None, plots: str | None) -> int:
+    """Plots, then JSON (recording the plots written); a failed write is reported and the other still tried."""
+    failed = False
+    if plots:
+        try:
+            result["plots"] = [str(p) for p in write_curve_plots(result, plots)]
+        except OSError as e:
+            print(f"error: writing the plots into {plots}: {e}", file=sys.stderr)
+            failed = True
+    if json_out:
+        try:
+            atomic_write_json(json_out, json.loads(json.dumps(result, default=float)))
+        except OSError as e:
+            print(f"error: writing {json_out}: {e}", file=sys.stderr)
+            failed = True
+    return 2 if failed else 0

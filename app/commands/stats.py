@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("stats", help="parameter and MAC counts of the model configs")
     p.add_argument("--config", action="append", choices=("official", "paper", "tiny"),
                    help="config(s) to count (default: official and paper)")
-    p.add_argument("--size", type=int, default=512, help="input side in pixels (default 512)")
+    p.add_argument("--size", type=int, default=512, help="input side in pixels, 32..2048 (default 512)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
 
@@ -16,7 +17,11 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from model.complexity import complexity_report
 
-    reports = [complexity_report(name, args.size) for name in (args.config or ["official", "paper"])]
+    try:
+        reports = [complexity_report(name, args.size) for name in (args.config or ["official", "paper"])]
+    except ValueError as error:
+        print(f"error: --size: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(reports, indent=2))
         return 0

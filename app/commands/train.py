@@ -72,7 +72,7 @@ def run(args) -> int:
 
     try:
         summary = train(TrainConfig(**options))
-    except (FileNotFoundError, ValueError, CheckpointError) as exc:
+    except (OSError, ValueError, CheckpointError) as exc:  # OSError: missing data, or a failed write (disk full)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))

@@ -1,0 +1,172 @@
+"""`irsam eval` on bad input: unusable frames are reported and skipped, everything else is one `error:` line
+and exit 2, and the results are printed before output files are written."""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app import cli
+from model.data import find_dataset
+from model.evaluate import evaluate_dataset, make_detector
+from model.metrics import BoxMetrics, read_boxes_csv
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+NUAA = SHARED / "data/nuaa-sirst"
+CLIP = SHARED / "data/sequences/IR_DRONE_156"
+
+
+def run_eval(*argv: str) -> int:
+    return cli.main(["eval", *argv])
+
+
+@pytest.fixture
+def broken_clip(tmp_path) -> Path:
+    """The first 6 frames of a real clip; frames 2, 3 and 4 (0-based) a truncated PNG, an empty file, text."""
+    clip = tmp_path / "clip"
+    (clip / "images").mkdir(parents=True)
+    frames = sorted((CLIP / "images").iterdir())[:6]
+    for frame in frames:
+        shutil.copy(frame, clip / "images" / frame.name)
+    images = sorted((clip / "images").iterdir())
+    images[2].write_bytes(images[2].read_bytes()[:3000])
+    images[3].write_bytes(b"")
+    images[4].write_text("not an image")
+    shutil.copy(CLIP / "boxes.csv", clip / "boxes.csv")
+    return clip
+
+
+def test_unreadable_clip_frames_are_reported_skipped_and_the_rest_scored_at_their_frame_numbers(broken_clip, capsys):
+    out = broken_clip / "r.json"
+    assert run_eval("--method", "tophat", "--clip", str(broken_clip), "--json", str(out)) == 0
+    captured = capsys.readouterr()
+    images = sorted((broken_clip / "images").iterdir())
+    assert f"skipped {images[2]}: corrupt image" in captured.err
+    assert f"skipped {images[3]}: empty file (0 bytes)" in captured.err
+    assert f"skipped {images[4]}: not an image" in captured.err
+    assert "3 of 6 skipped as unusable" in captured.out
+    result = json.loads(out.read_text())
+    assert result["n_skipped"] == 3 and [s["path"] for s in result["skipped"]] == [str(p) for p in images[2:5]]
+
+    detector, boxes, expected = make_detector("tophat", None), read_boxes_csv(CLIP / "boxes.csv"), BoxMetrics()
+    for index in (0, 1, 5):
+        image = cv2.imread(str(images[index]), cv2.IMREAD_GRAYSCALE)
+        expected.update(detector.detect([image])[0].logits, boxes.get(index, []))
+    reference = expected.result()
+    assert {k: result[k] for k in reference} == reference
+
+
+def test_a_truncated_image_and_a_mask_of_another_size_are_skipped_by_name(tmp_path, capsys):
+    stems = (NUAA / "splits/idx_427/test.txt").read_text().split()[:6]
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for sample in find_dataset(NUAA / "images", NUAA / "masks", None):
+        if sample.stem in stems:
+            shutil.copy(sample.image_path, images / f"{sample.stem}.png")
+            shutil.copy(sample.mask_path, masks / f"{sample.stem}.png")
+    truncated, resized = images / f"{stems[0]}.png", masks / f"{stems[1]}.png"
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    image_h, image_w = cv2.imread(str(images / f"{stems[1]}.png"), cv2.IMREAD_GRAYSCALE).shape
+    cv2.imwrite(str(resized), np.zeros((80, 100), np.uint8))
+    out = tmp_path / "r.json"
+    assert run_eval("--method", "tophat", "--images", str(images), "--masks", str(masks), "--json", str(out)) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {truncated}: corrupt image" in err
+    assert f"skipped {resized}: mask size 100x80 differs from its image's {image_w}x{image_h}" in err
+    result = json.loads(out.read_text())
+    assert (result["n_images"], result["n_skipped"]) == (4, 2)
+    expected, _ = evaluate_dataset(make_detector("tophat", None), [s for s in find_dataset(images, masks, None) if s.stem not in stems[:2]])
+    assert (result["iou"], result["fa"]) == (expected["iou"], expected["fa"])
+
+
+def test_a_clip_with_no_readable_frame_is_an_error(broken_clip, capsys):
+    for frame in (broken_clip / "images").iterdir():
+        frame.write_bytes(b"")
+    assert run_eval("--method", "tophat", "--clip", str(broken_clip)) == 2
+    assert capsys.readouterr().err.endswith("error: none of the 6 images could be scored\n")
+
+
+@pytest.mark.parametrize("limit", ["0", "-5"])
+def test_limit_must_be_positive(limit, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_eval("--method", "tophat", "--clip", str(CLIP), f"--limit={limit}")
+    assert exit_.value.code == 2
+    assert f"--limit: must be at least 1, got {limit}" in capsys.readouterr().err
+
+
+def test_an_empty_split_is_an_error(tmp_path, capsys):
+    split = tmp_path / "empty.txt"
+    split.write_text("\n")
+    assert run_eval("--method", "tophat", "--images", str(NUAA / "images"), "--masks", str(NUAA / "masks"),
+                    "--split", str(split)) == 2
+    assert capsys.readouterr().err == f"error: no images to evaluate in {split}\n"
+
+
+@pytest.fixture
+def bad_weights(tmp_path) -> dict[str, Path]:
+    import torch
+
+    files = {name: tmp_path / f"{name}.pt" for name in ("list", "wrongkeys", "garbage")}
+    torch.save([1, 2], files["list"])
+    torch.save({"foo": torch.zeros(2)}, files["wrongkeys"])
+    files["garbage"].write_bytes(b"\x80\x05" + b"not a pickle" * 10)
+    return files
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("list", "expected a state_dict (a dict of tensors), found list"),
+    ("wrongkeys", "checkpoint does not fit the model"),
+    ("garbage", "not a readable PyTorch checkpoint"),
+])
+def test_unusable_weights_are_one_line_naming_the_file_once(bad_weights, name, reason, capsys):
+    path = bad_weights[name]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_eval("--weights", str(path), "--clip", str(CLIP), "--limit", "1", "--device", "cpu") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: {reason}") and err.count("\n") == 1 and err.count(str(path)) == 1
+    assert not [w for w in caught if "pickle protocol" in str(w.message)]
+
+
+def test_unwritable_outputs_are_refused_before_evaluating(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for option in ("--json", "--plots"):
+        assert run_eval("--method", "tophat", "--images", str(NUAA / "images"), "--masks", str(NUAA / "masks"),
+                        option, str(blocker / "x")) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f"error: {option}: cannot write into {blocker if option == '--json' else blocker / 'x'} " \
+                               f"({blocker} is not a writable folder)\n"
+        assert captured.out == ""  # refused before the evaluation
+
+
+def test_a_failed_plot_write_keeps_the_table_and_the_json(tmp_path, monkeypatch, capsys):
+    import app.commands.eval as eval_command
+
+    def fail(result, folder):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(eval_command, "write_curve_plots", fail)
+    out = tmp_path / "r.json"
+    split = tmp_path / "split.txt"
+    split.write_text("\n".join((NUAA / "splits/idx_427/test.txt").read_text().split()[:2]))
+    assert run_eval("--method", "tophat", "--images", str(NUAA / "images"), "--masks", str(NUAA / "masks"),
+                    "--split", str(split), "--json", str(out), "--plots", str(tmp_path / "plots")) == 2
+    captured = capsys.readouterr()
+    assert "IoU" in captured.out and "tophat" in captured.out
+    assert captured.err == f"error: writing the plots into {tmp_path / 'plots'}: [Errno 28] No space left on device\n"
+    assert json.loads(out.read_text())["n_images"] == 2 and "plots" not in json.loads(out.read_text())
+
+
+def test_irsam_only_options_with_a_classical_method_warn(capsys):
+    assert run_eval("--method", "tophat", "--clip", str(CLIP), "--limit", "1", "--tta", "flips",
+                    "--refine", "off") == 0
+    assert "warning: --tta, --refine only affect IRSAM (--weights); ignored for --method tophat" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the parser refuses both detectors at once
+        run_eval("--method", "tophat", "--weights", "w.pt", "--clip", str(CLIP))
