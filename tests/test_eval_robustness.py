@@ -170,3 +170,18 @@ def test_irsam_only_options_with_a_classical_method_warn(capsys):
     assert "warning: --tta, --refine only affect IRSAM (--weights); ignored for --method tophat" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # the parser refuses both detectors at once
         run_eval("--method", "tophat", "--weights", "w.pt", "--clip", str(CLIP))
+
+
+def test_an_explicit_cuda_request_without_cuda_stops(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from model.build import build_irsam
+    from model.checkpoint import save_checkpoint
+    from model.config import tiny
+
+    weights = tmp_path / "tiny.pt"
+    save_checkpoint(weights, build_irsam(tiny()), tiny(), {})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run_eval("--weights", str(weights), "--clip", str(CLIP), "--limit", "1", "--device", "cuda") == 2
+    assert "use --device cpu or auto" in capsys.readouterr().err
+    assert run_eval("--weights", str(weights), "--clip", str(CLIP), "--limit", "1") == 0  # auto: the CPU

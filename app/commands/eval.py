@@ -198,10 +198,17 @@ def _make_detector(args: argparse.Namespace, options: dict):
         return make_detector(args.method, None)
     from model.checkpoint import CheckpointError  # imports torch: only for --weights
 
+    device = args.device or "auto"
     try:
-        return make_detector(None, args.weights, args.device or "auto", **options)
+        detector = make_detector(None, args.weights, device, **options)
     except CheckpointError as e:
         raise ValueError(str(e)) from None
+    fallback = detector.device_choice.fallback_reason
+    if fallback and device.lower() != "auto":
+        raise ValueError(f"--device {device}: {fallback}; use --device cpu or auto to run on the CPU")
+    if fallback:
+        print(f"warning: {fallback}; running on the CPU", file=sys.stderr)
+    return detector
 
 
 def _warn_ignored_irsam_options(args: argparse.Namespace) -> None:
