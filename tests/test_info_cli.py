@@ -1,9 +1,11 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import tifffile
 
 from app.cli import main
@@ -102,3 +104,27 @@ def test_info_subprocess_missing_path(tmp_path):
     assert run.returncode != 0
     assert run.stdout == "" and len(run.stderr.strip().splitlines()) == 1
     assert "no such file or folder" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_cli_version_unknown_option_and_a_closed_pipe(tmp_path, capsys, monkeypatch):
+    from app import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("irsam ")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["info", str(tmp_path), "--methd"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "usage: irsam info" in err and "unrecognized arguments: --methd" in err
+    import app.commands.info as info_command
+
+    def reader_gone(args):
+        raise BrokenPipeError
+
+    monkeypatch.setattr(info_command, "run", reader_gone)
+    saved_stdout = os.dup(1)  # main points fd 1 at /dev/null once the pipe is gone
+    try:
+        assert cli.main(["info", str(tmp_path)]) == 0
+    finally:
+        os.dup2(saved_stdout, 1)
+        os.close(saved_stdout)
