@@ -9,6 +9,7 @@ import pytest
 import tifffile
 
 from app.cli import main
+from app.core.project import ReviewProject
 from app.core.synthetic import SyntheticConfig, iter_frames, write_sequence
 from tests.datasets import banded_16bit_frames
 
@@ -128,3 +129,20 @@ def test_cli_version_unknown_option_and_a_closed_pipe(tmp_path, capsys, monkeypa
     finally:
         os.dup2(saved_stdout, 1)
         os.close(saved_stdout)
+
+
+def test_info_on_a_review_project_says_its_progress_and_which_runs_proposed(tmp_path, capsys):
+    sequence = write_sequence(iter_frames(SyntheticConfig(n_frames=5, height=32, width=40), 3), tmp_path / "seq")
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet"]) == 0
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--limit", "2", "--quiet"]) == 0
+    project = ReviewProject.open(out)
+    project.set_status(project.stems[0], "rejected")
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    info = fields(printed)
+    assert info["frames"] == "5, 40x32 (width x height)"
+    assert info["review"].startswith("4 unreviewed, 0 accepted, 0 corrected, 1 rejected")
+    assert info["proposals"] == "5 frames:" and info["committed"].startswith("0 frames")
+    assert "  3 by mpcm" in printed.splitlines() and "  2 by tophat" in printed.splitlines()

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
 from app.commands import add_normalization_options, normalization_request_of
 from app.core.frames import FrameReadError, SourceError, find_ground_truth, open_source
+from app.core.normalization import Normalization
 
 VALUE_SAMPLE = 32
 
@@ -16,8 +19,9 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("info", help="describe a frame source and list unreadable frames",
                               description="Describe a folder of frames, a multi-page TIFF or one image, with the "
                                           "normalisation irsam detect would give it (with --window or "
-                                          "--percentiles: the one those options give).")
-    p.add_argument("source", help="folder of frames, multi-page TIFF or image file")
+                                          "--percentiles: the one those options give); or a review project: "
+                                          "its review progress and which runs made its proposals.")
+    p.add_argument("source", help="folder of frames, multi-page TIFF, image file, or review project folder")
     p.add_argument("--scan", action=argparse.BooleanOptionalAction, default=True,
                    help="decode every frame to find all unreadable ones (default); --no-scan samples frames")
     add_normalization_options(p)
@@ -25,6 +29,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    if (Path(args.source) / "project.json").is_file():
+        return describe_project(Path(args.source))
     try:
         request = normalization_request_of(args)
         source = open_source(args.source)
@@ -71,4 +77,38 @@ def run(args) -> int:
             print("unreadable (skipped):")
             for b in bad:
                 print(f"  {b.path}: {b.reason}")
+    return 0
+
+
+def describe_project(folder: Path) -> int:
+    """A review project: its source, normalisation, review progress, and which runs made its proposals."""
+    from app.core.project import ProjectError, ReviewProject
+    from app.core.review_queue import status_counts
+
+    try:
+        project = ReviewProject.open(folder)
+    except ProjectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    h, w = project.frame_shape
+    proposals: Counter[str] = Counter()
+    for stem in project.stems:
+        if project.has_prediction(stem):
+            origin = project.proposal_origin(stem)
+            proposals["an unrecorded detector" if origin is None else origin.label] += 1
+    counts = status_counts(project)
+    committed = sum(project.has_committed_mask(stem) for stem in project.stems)
+    print(f"project:       {project.folder}")
+    print(f"source:        {project.source_path} ({project.source_kind})")
+    print(f"frames:        {len(project)}, {w}x{h} (width x height)")
+    print(f"normalisation: {Normalization.from_dict(project.normalization)}")
+    print("review:        " + ", ".join(f"{n} {status.value}" for status, n in counts.items()))
+    print(f"committed:     {committed} frames with an analyst's mask")
+    print(f"proposals:     {sum(proposals.values())} frames" + (":" if proposals else ""))
+    for label, n in proposals.most_common():
+        print(f"  {n} by {label}")
+    if project.damaged:
+        print("damaged files (ignored):")
+        for path, reason in project.damaged:
+            print(f"  {path}: {reason}")
     return 0
