@@ -46,6 +46,7 @@ def test_status_keys_accept_and_next_and_strip(review, qtbot):
     assert _status(review, 0) is ReviewStatus.ACCEPTED and review.index == 1
     _key(review, qtbot, QtCore.Qt.Key_0)  # negative, stays
     assert _status(review, 1) is ReviewStatus.NEGATIVE and review.index == 1
+    assert "marked negative: it will export an empty mask, not the" in review.statusBar().currentMessage()
     _key(review, qtbot, QtCore.Qt.Key_R)
     assert _status(review, 1) is ReviewStatus.REJECTED
     _key(review, qtbot, QtCore.Qt.Key_C)  # corrected commits what is shown

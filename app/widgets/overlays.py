@@ -18,7 +18,7 @@ class Overlay:
 # key -> default; the order is the panel's order.
 DEFAULT_OVERLAYS: dict[str, Overlay] = {
     "prediction": Overlay("Predicted mask", True, (255, 60, 60), 0.9, contour=True),
-    "committed": Overlay("Committed mask", True, (60, 220, 90), 0.6, contour=False),
+    "committed": Overlay("Committed mask", True, (60, 220, 90), 0.4, contour=False),  # the target shows through
     "edges": Overlay("Edge map", False, (80, 200, 255), 0.8),
     "probability": Overlay("Probability heatmap", False, (255, 170, 0), 0.6),
     "boxes": Overlay("Detection boxes", True, (255, 230, 0), 1.0),

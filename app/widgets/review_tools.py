@@ -184,6 +184,12 @@ class ReviewTools(QtCore.QObject):
         self.window._refresh_strip()
         self._show_status(index)
         self.window.show_frame(index)
+        if status is ReviewStatus.NEGATIVE:
+            shown = project.working_mask(stem)
+            if shown.any():
+                self.window.statusBar().showMessage(
+                    f"Frame {index + 1} marked negative: it will export an empty mask, not the {int(shown.sum())} "
+                    "target pixels shown.", 8000)
         return True
 
     def _show_status(self, index: int) -> None:
