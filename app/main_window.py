@@ -460,6 +460,8 @@ class MainWindow(QtWidgets.QMainWindow):
             caption = f"frame centre, frame {self.index + 1}"
         region = SurfaceRegion.around(cx, cy, self.frame.shape)
         mask = self.layers.committed if self.layers.committed is not None else self.layers.prediction
+        if mask is not None:
+            caption += "; outline: " + ("committed mask" if self.layers.committed is not None else "predicted mask")
         self.surface_view.show_region(self.frame, region, mask, self.frame_view.levels(),
                                       self.frame_view.lookup_table(), caption)
 

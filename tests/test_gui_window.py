@@ -233,6 +233,7 @@ def test_target_list_click_centres_and_selects_for_3d(window, tmp_path, qtbot):
     rect = window.frame_view.view.viewRect()
     assert rect.contains(QtCore.QPointF(target.cx, target.cy)) and rect.width() < 80
     assert f"target {target.id}" in window.surface_view.caption.text()
+    assert "outline: predicted mask" in window.surface_view.caption.text()  # no committed mask on this frame
 
 
 def test_bad_checkpoint_shows_an_error(window, sequence_16bit, tmp_path, qtbot):
