@@ -23,7 +23,7 @@ import numpy as np
 
 from app.core.frames import FrameSource, GroundTruth, find_ground_truth, lower_thread_priority, open_source
 from app.core.normalization import Normalization, NormalizationRequest, default_for
-from app.core.project import ProjectError, ReviewProject, ReviewStatus
+from app.core.project import ProjectError, ReviewProject, ReviewStatus, follows
 from app.core.provenance import ProposalOrigin
 from app.core.targets import Target
 
@@ -124,7 +124,7 @@ class ReviewSession:
         if is_project(path):
             meta = _read_project_meta(path)
             source = open_source(meta["source"]["path"])
-            if list(source.stems) != list(meta["stems"]):
+            if not follows(meta["stems"], source.stems, source.unreadable_stems):
                 raise ProjectError(f"{meta['source']['path']} no longer holds the frames of the project {path}")
             session = cls(source, Normalization.from_dict(meta["normalization"]), path)
         else:
@@ -134,7 +134,7 @@ class ReviewSession:
             if is_project(project_dir):
                 try:
                     meta = _read_project_meta(project_dir)
-                    if list(meta["stems"]) == list(source.stems):
+                    if follows(meta["stems"], source.stems, source.unreadable_stems):
                         normalization = Normalization.from_dict(meta["normalization"])
                 except (ProjectError, ValueError):
                     pass  # reported by load_details
@@ -149,8 +149,7 @@ class ReviewSession:
         if is_project(self.project_dir):
             try:
                 project = ReviewProject.open(self.project_dir)
-                if project.stems != list(self.source.stems):
-                    raise ProjectError(f"{self.project_dir} holds a project over different frames")
+                project.follow_source(self.source.stems, self.source.unreadable_stems)
                 self.warnings += [f"{p}: {reason}" for p, reason in project.damaged]
                 self._load_project_state(project)
                 self.project = project
@@ -163,7 +162,12 @@ class ReviewSession:
 
     @property
     def name(self) -> str:
-        return Path(self.source.path).name
+        return Path(self.source.path).resolve().name  # "." opened from inside the folder has a name too
+
+    @property
+    def sequence_name(self) -> str:
+        """The name exported frames are prefixed with: a plain name (export refuses one starting with ".")."""
+        return self.name.lstrip(".") or "sequence"
 
     def __len__(self) -> int:
         return len(self.source)
@@ -179,7 +183,7 @@ class ReviewSession:
         if self.project is None:
             self.project = ReviewProject.create(
                 self.project_dir, self.source.path, self.source.kind, self.source.stems, self.source.shape,
-                self.normalization.to_dict(), None, exist_ok=True,
+                self.normalization.to_dict(), None, exist_ok=True, unreadable_stems=self.source.unreadable_stems,
             )
         return self.project
 

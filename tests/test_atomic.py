@@ -1,3 +1,4 @@
+import errno
 import os
 import stat
 
@@ -44,3 +45,13 @@ def test_umask_is_read_without_changing_it(umask):
     umask(0o037)
     assert current_umask() == 0o037
     assert os.umask(0o037) == 0o037  # still what the test set
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.ENOTSUP, errno.ENOSYS])
+def test_a_file_system_without_unix_modes_still_gets_the_write(tmp_path, monkeypatch, code):
+    def refuse(fd, mode):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fchmod", refuse)
+    atomic_write_bytes(tmp_path / "f.bin", b"data")
+    assert (tmp_path / "f.bin").read_bytes() == b"data"

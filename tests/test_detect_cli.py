@@ -119,6 +119,7 @@ def test_each_proposal_records_its_run_and_a_limited_rerun_names_the_frames_it_l
     assert [o.method for o in origins] == ["mpcm"] * 2 + ["irsam"] * 4
     assert origins[0].label == "mpcm (targets >= 2 px)" and origins[0].sha256 is None
     assert origins[2].sha256 == hashlib.sha256(tiny_weights.read_bytes()).hexdigest() and origins[2].refine == "contrast"
+    assert origins[2].config == "tiny" and origins[2].precision == "fp32" and origins[0].config is None
     assert origins[2].normalization == str(Normalization.from_dict(project.normalization))
     assert origins[0].time >= origins[5].time
     # frames left with proposals of the same settings (an earlier full run) are not reported
@@ -174,6 +175,10 @@ def test_skip_done_resumes_only_the_frames_not_yet_proposed_with_these_settings(
     project = ReviewProject.open(out)
     assert all(project.proposal_origin(stem).method == "mpcm" for stem in project.stems)
     assert len(read_detections(out)) == sum(len(project.detections(s)) for s in project.stems)
+    # logits asked for now: frames proposed without them are not done
+    assert main([*mpcm, "--skip-done", "--save-logits"]) == 0
+    assert "already proposed" not in capsys.readouterr().out
+    assert all((out / "logits" / f"{stem}.npy").exists() for stem in project.stems)
     # other settings: nothing counts as done
     assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--quiet", "--skip-done"]) == 0
     assert "already proposed" not in capsys.readouterr().out
@@ -202,14 +207,15 @@ def test_an_interrupted_run_keeps_what_it_saved_and_says_how_to_go_on(sequence, 
 
     monkeypatch.setattr(detect_command, "make_detector", make_interrupted_detector)
     out = tmp_path / "proj"
-    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--batch-size", "1",
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--batch-size", "1",
                  "--quiet"]) == 130
     assert "the proposals of 2 frame(s) of this run are saved" in capsys.readouterr().err
     project = ReviewProject.open(out)
     assert [project.has_prediction(s) for s in project.stems] == [True, True] + [False] * 4
-    assert {row["stem"] for row in read_detections(out)} <= set(project.stems[:2])  # flushed for the saved frames
+    flushed = {row["stem"] for row in read_detections(out)}  # detections.csv written for the saved frames
+    assert flushed == {stem for stem in project.stems[:2] if project.detections(stem)} and flushed
     monkeypatch.setattr(detect_command, "make_detector", real_make_detector)
-    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet", "--skip-done"]) == 0
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--quiet", "--skip-done"]) == 0
     assert "2 frame(s) already proposed" in capsys.readouterr().out
     assert all(ReviewProject.open(out).has_prediction(s) for s in project.stems)
 
@@ -374,3 +380,28 @@ def test_rerun_keeps_the_stored_window_and_refuses_another_normalisation(banded_
     assert main([*detect, "--window", "1000", "5000"]) == 2
     assert ReviewProject.open(out).normalization == stored
     assert {p.name: p.read_bytes() for p in (out / "masks").glob("*.png")} == masks
+
+
+def test_a_project_made_before_unreadable_files_were_frames_still_opens_and_reruns(tmp_path, capsys):
+    """Before session 11 a folder's empty or non-image files were left out of its frame list."""
+    from app.session import ReviewSession
+
+    folder = write_sequence(generate_sequence(SyntheticConfig(n_frames=5, height=32, width=40), seed=4),
+                            tmp_path / "seq") / "images"
+    (folder / "000003.png").write_bytes(b"")
+    source = open_source(folder)
+    old_stems = [s for s in source.stems if s != "000003"]
+    out = folder.parent / "images.irsam-review"  # where the app keeps the project of this folder
+    old = ReviewProject.create(out, folder, "folder", old_stems, source.shape, default_for(source).to_dict())
+    old.set_status("000004", "rejected")
+    session = ReviewSession.open(folder)
+    assert session.project is not None and session.warnings == []
+    assert session.status(source.stems.index("000004")).value == "rejected"
+    assert ReviewProject.open(out).stems == list(source.stems)  # the empty file is a frame of the project now
+    assert main(["detect", str(folder), "--out", str(out), "--method", "mpcm", "--quiet"]) == 0
+    assert ReviewProject.open(out).status("000004").value == "rejected"
+    # a project over other frames is still refused
+    other = tmp_path / "other"
+    ReviewProject.create(other, folder, "folder", ["000001", "000009"], source.shape, default_for(source).to_dict())
+    assert main(["detect", str(folder), "--out", str(other), "--method", "mpcm", "--quiet"]) == 2
+    assert "holds a project over different frames" in capsys.readouterr().err

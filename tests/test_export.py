@@ -438,3 +438,19 @@ def test_cli_names_the_flags_of_its_errors(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot write {out}/") and err.endswith(": No space left on device\n")
     assert snapshot(out) == before and not (tmp_path / "b").exists() and not (tmp_path / "x").exists()
+
+
+def test_a_sequence_opened_as_dot_or_hidden_exports_under_a_plain_name(tmp_path, monkeypatch):
+    from app.session import ReviewSession
+
+    write_frames(tmp_path / ".seqB", 2)
+    monkeypatch.chdir(tmp_path / ".seqB")
+    session = ReviewSession.open(".")
+    assert session.name == ".seqB" and session.sequence_name == "seqB"
+    project = session.ensure_project()
+    project.save_prediction(project.stems[0], prediction(box(2, 3)))
+    project.set_status(project.stems[0], "accepted")
+    report = export_project(project, tmp_path / "out", "sirst", sequence_name=session.sequence_name,
+                            source=session.source, normalization=session.normalization)
+    assert report.exported == [f"seqB_{project.stems[0]}"]
+    session.close()

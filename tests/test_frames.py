@@ -356,6 +356,16 @@ def test_tiff_pages_written_one_at_a_time_are_frames(tmp_path):
         assert src.scan() == []
 
 
+def test_one_tiff_image_with_a_thumbnail_page_stays_one_image(tmp_path):
+    image = ramp(dtype=np.uint16, seed=1)
+    with tifffile.TiffWriter(tmp_path / "with_thumb.tif") as writer:
+        writer.write(image)
+        writer.write(ramp(6, 8))  # a preview page, another size and type
+    with open_source(tmp_path / "with_thumb.tif") as src:
+        assert src.kind == "image" and len(src) == 1 and src.bad_frames == []
+        np.testing.assert_array_equal(src.frame(0), image)
+
+
 def test_tiff_pages_of_another_size_or_type_are_bad_frames(tmp_path):
     pages = [ramp(dtype=np.uint16, seed=0), ramp(10, 10, dtype=np.uint16), ramp(dtype=np.uint16, seed=2),
              ramp(seed=3)]

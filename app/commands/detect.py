@@ -93,6 +93,7 @@ def make_detector(
         "weights": str(path.resolve()),
         "sha256": sha256_of(path),
         "config": predictor.config.to_dict(),
+        "precision": precision,
         "tta": tta,
         "refine": refine,
         "refinement": refinement_record(refine),
@@ -155,7 +156,7 @@ def run(args) -> int:
     try:
         project = ReviewProject.create(
             out, Path(args.source).resolve(), source.kind, source.stems, source.shape, normalization.to_dict(), record,
-            exist_ok=True,
+            exist_ok=True, unreadable_stems=source.unreadable_stems,
         )
     except (ProjectError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -166,7 +167,7 @@ def run(args) -> int:
           f"detector {record['name']} on {detector.device}"
           + (f", targets of {detector.gate} kept" if record["size_gate"] else "") + f"; normalisation {normalization}")
     origin = ProposalOrigin.of(record, normalization)
-    done_before = _same_settings(project, source.stems[:n], origin) if args.skip_done else set()
+    done_before = _same_settings(project, source.stems[:n], origin, args.save_logits) if args.skip_done else set()
     if done_before:
         print(f"{len(done_before)} frame(s) already proposed with these settings: skipped (--skip-done)")
     started = utc_now()
@@ -195,8 +196,10 @@ def run(args) -> int:
     return 0 if stats["frames"] > 0 or done_before else 1
 
 
-def _same_settings(project: ReviewProject, stems, origin: ProposalOrigin) -> set[str]:
-    return {stem for stem in stems if project.has_prediction(stem) and origin.same_run_settings(project.proposal_origin(stem))}
+def _same_settings(project: ReviewProject, stems, origin: ProposalOrigin, with_logits: bool) -> set[str]:
+    """Frames whose proposal these settings made (and, `with_logits`, whose logits were saved)."""
+    return {stem for stem in stems
+            if origin.same_run_settings(project.proposal_origin(stem)) and (not with_logits or project.has_logits(stem))}
 
 
 def _saved_since(project: ReviewProject, stems, started: str) -> int:
@@ -290,6 +293,10 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
                 kept_accepted += pending.popleft().result()
         for f in pending:
             kept_accepted += f.result()
+    except KeyboardInterrupt:
+        stop_reading.set()
+        writer_pool.shutdown(wait=True)  # frames already detected are written, so --skip-done need not redo them
+        raise
     finally:
         stop_reading.set()
         # after a failed write the queued ones are dropped, not finished

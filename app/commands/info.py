@@ -30,6 +30,9 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     if (Path(args.source) / "project.json").is_file():
+        if args.window or args.percentiles or not args.scan:
+            print("warning: --window, --percentiles and --no-scan describe a source; a project keeps its own "
+                  "normalisation (shown below)", file=sys.stderr)
         return describe_project(Path(args.source))
     try:
         request = normalization_request_of(args)

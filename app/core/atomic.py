@@ -5,6 +5,7 @@ gets the mode open() would give it (0o666 less the umask); a replaced file keeps
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -59,8 +60,9 @@ def write_temporary_beside(path: str | os.PathLike, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as f:
             try:
                 os.fchmod(f.fileno(), mode)  # mkstemp makes it 0600
-            except PermissionError:  # file systems without Unix modes (FAT, some network mounts)
-                pass
+            except OSError as e:  # file systems without Unix modes (FAT, some network and FUSE mounts)
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

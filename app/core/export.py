@@ -112,12 +112,11 @@ def _load_label(project: ReviewProject, stem: str, origin: str) -> np.ndarray | 
     return project.committed_mask(stem) if origin == "committed" else project.prediction_mask(stem)
 
 
-def _label_and_frame(project: ReviewProject, stem: str, origin: str, source, source_index: dict[str, int],
-                     bad_at_open: dict[str, str]) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+def _label_and_frame(project: ReviewProject, stem: str, origin: str, source,
+                     source_index: dict[str, int]) -> tuple[np.ndarray | None, np.ndarray | None, str]:
     """(mask, raw frame, "") of a frame selected for export, or (None, None, why it is skipped)."""
     if stem not in source_index:
-        reason = bad_at_open.get(stem)
-        return None, None, f"unreadable frame: {reason}" if reason else "not in the source"
+        return None, None, "not in the source"
     mask = _load_label(project, stem, origin)
     if mask is None:
         return None, None, f"damaged {origin} mask"
@@ -187,9 +186,8 @@ def export_project(
     try:
         try:
             source_index = {s: i for i, s in enumerate(source.stems)}
-            bad_at_open = {b.stem: b.reason for b in source.bad_frames}
             for done, (stem, origin) in enumerate(selected, start=1):
-                mask, frame, why = _label_and_frame(project, stem, origin, source, source_index, bad_at_open)
+                mask, frame, why = _label_and_frame(project, stem, origin, source, source_index)
                 if mask is None:
                     report.skipped.append((stem, why))
                 else:

@@ -212,6 +212,12 @@ class FrameSource:
         with self._lock:
             return [self._bad_index[i] for i in sorted(self._bad_index)] + self._without_index
 
+    @property
+    def unreadable_stems(self) -> set[str]:
+        """The stems of the frames known to be unreadable so far."""
+        with self._lock:
+            return {self.stems[i] for i in self._bad_index}
+
     def is_bad(self, i: int) -> bool:
         """True once frame i is known to be unreadable (a frame not yet decoded counts as good)."""
         with self._lock:
@@ -534,6 +540,10 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
         n_pages = len(tiff.pages)
         n_frames = int(np.prod(shape[:-frame_ndim]))
         memmap = None
+        if n_frames < n_pages and len(shape) <= frame_ndim and not any(
+                page.shape == tiff.pages[0].shape and page.dtype == tiff.pages[0].dtype for page in tiff.pages[1:]):
+            tiff.close()  # one image with thumbnails or previews in its other pages
+            return _open_image(path, cache_size, prefetch)
         if n_frames < n_pages:
             # pages written one at a time (a series each) or of several shapes: every page is a frame, and
             # a page that does not match the first one is a bad frame when it is read

@@ -81,12 +81,14 @@ class ReviewProject:
         normalization: dict,
         detector: dict | None = None,
         exist_ok: bool = False,
+        unreadable_stems: Sequence[str] = (),
     ) -> "ReviewProject":
         """A new project in `folder` (created if needed).
 
         `detector` is {name, weights, sha256, config, device} or None. With `exist_ok`, an existing project
         over the same stems is opened instead and its source, normalisation and detector are updated
-        (a detection re-run); its predictions, labels, statuses and history are kept.
+        (a detection re-run); its predictions, labels, statuses and history are kept. `unreadable_stems`:
+        frames of `stems` that cannot be read, which an existing project may lack (`follow_source`).
         """
         folder = Path(folder)
         stems = [str(s) for s in stems]
@@ -95,8 +97,9 @@ class ReviewProject:
             if not exist_ok:
                 raise ProjectError(f"{folder} already holds a project")
             project = cls.open(folder)
-            if project.stems != stems or project.frame_shape != tuple(frame_shape):
-                raise ProjectError(f"{folder} holds a project over different frames")
+            if project.frame_shape != tuple(frame_shape):
+                raise ProjectError(f"{folder} holds a project over frames of another size")
+            project.follow_source(stems, unreadable_stems)
             project._meta.update(
                 source=_source_meta(source_path, source_kind, frame_shape),
                 normalization=normalization,
@@ -183,6 +186,21 @@ class ReviewProject:
     def index(self, stem: str) -> int:
         return self._index[stem]
 
+    def follow_source(self, stems: Sequence[str], unreadable_stems: Sequence[str] = ()) -> None:
+        """Take the source's frame list `stems` when it is this project's, or this project's with unreadable
+        frames added (before session 11 a folder's unreadable files were not frames); ProjectError otherwise.
+        Everything is kept per stem, so only project.json changes."""
+        stems = [str(s) for s in stems]
+        if stems == self.stems:
+            return
+        if not follows(self.stems, stems, set(unreadable_stems)):
+            raise ProjectError(f"{self.folder} holds a project over different frames")
+        with self._lock:
+            self._meta["stems"] = stems
+            self.stems = list(stems)
+            self._index = {stem: i for i, stem in enumerate(stems)}
+            self._write_meta()
+
     def set_normalization(self, normalization: dict) -> None:
         """Store the normalisation chosen for the sequence from now on (existing predictions keep theirs
         until detection runs again)."""
@@ -223,8 +241,6 @@ class ReviewProject:
             if kept_accepted:
                 self.commit_mask(stem, self.working_mask(stem))
         mask = logits > 0
-        text = None if origin is None else {PNG_TEXT_KEY: dataclasses.replace(origin, time=utc_now()).to_text()}
-        self._write(lambda: atomic_write_png(self._path("masks", stem, ".png"), mask, text))
         edge_path = self._path("edges", stem, ".png")
         if result.edge is not None:
             edge = np.clip(np.rint(np.asarray(result.edge, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
@@ -236,6 +252,9 @@ class ReviewProject:
             self._write(lambda: atomic_write_npy(logits_path, logits))
         else:
             self._remove(logits_path)
+        # the mask last: its origin says the frame's files are complete (irsam detect --skip-done)
+        text = None if origin is None else {PNG_TEXT_KEY: dataclasses.replace(origin, time=utc_now()).to_text()}
+        self._write(lambda: atomic_write_png(self._path("masks", stem, ".png"), mask, text))
         with self._lock:
             self._detections[stem] = extract_targets(mask, logits)
         return kept_accepted
@@ -267,8 +286,13 @@ class ReviewProject:
         return self.prediction(stem)[0]
 
     def proposal_origin(self, stem: str) -> ProposalOrigin | None:
-        """What made the frame's proposal (`prediction(stem)[1]`)."""
-        return self.prediction(stem)[1]
+        """What made the frame's proposal (`prediction(stem)[1]`), read without decoding the mask."""
+        path = self._path("masks", stem, ".png")
+        data = self._read_png_bytes(path)
+        return None if data is None else self._origin_in(path, data)
+
+    def has_logits(self, stem: str) -> bool:
+        return self._path("logits", stem, ".npy").exists()
 
     def prediction(self, stem: str) -> tuple[np.ndarray | None, ProposalOrigin | None]:
         """The predicted mask (bool (H, W)) and what made it, from one read of the file: (None, None)
@@ -279,14 +303,17 @@ class ReviewProject:
         if data is None:
             return None, None
         image = self._decode_png(path, data)
+        return (None if image is None else image > 0), self._origin_in(path, data)
+
+    def _origin_in(self, path: Path, data: bytes) -> ProposalOrigin | None:
         text = _png_text(data).get(PNG_TEXT_KEY)
-        origin = None
-        if text is not None:
-            try:
-                origin = ProposalOrigin.from_text(text)
-            except ValueError as e:
-                self._report(path, f"unreadable proposal origin: {e}")
-        return (None if image is None else image > 0), origin
+        if text is None:
+            return None
+        try:
+            return ProposalOrigin.from_text(text)
+        except ValueError as e:
+            self._report(path, f"unreadable proposal origin: {e}")
+            return None
 
     def prediction_edge(self, stem: str) -> np.ndarray | None:
         """uint8 (H, W) edge probability * 255, or None."""
@@ -559,6 +586,17 @@ class ReviewProject:
             pass
         except OSError as e:
             raise ProjectWriteError(f"could not remove {path}: {e}") from e
+
+
+def follows(stored: Sequence[str], current: Sequence[str], unreadable: set[str]) -> bool:
+    """Whether a project's `stored` frame list is `current` less some of its `unreadable` frames, in order."""
+    k = 0
+    for stem in current:
+        if k < len(stored) and stored[k] == stem:
+            k += 1
+        elif stem not in unreadable:
+            return False
+    return k == len(stored)
 
 
 def _source_meta(source_path: str | Path, source_kind: str, frame_shape: tuple[int, int]) -> dict:

@@ -25,13 +25,16 @@ def sha256_of(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class ProposalOrigin:
-    """What made a proposal: the detector (`method`, and for IRSAM its weights, their sha256, test-time
-    augmentation and refinement), the size gate, the normalisation (`str(Normalization)`), and when."""
+    """What made a proposal: the detector (`method`, and for IRSAM its weights, their sha256, network config,
+    precision, test-time augmentation and refinement), the size gate, the normalisation
+    (`str(Normalization)`), and when."""
 
     method: str
     normalization: str
     weights: str | None = None  # file name; the sha256 identifies it
     sha256: str | None = None
+    config: str | None = None  # the network's config name: a bare state_dict can be read as more than one
+    precision: str | None = None
     tta: str | None = None
     refine: str | None = None
     size_gate: str | None = None  # str(TargetSizeGate), e.g. "4-200 px", when active
@@ -48,6 +51,8 @@ class ProposalOrigin:
             normalization=str(normalization),
             weights=Path(record["weights"]).name if record.get("weights") else None,
             sha256=record.get("sha256"),
+            config=(record.get("config") or {}).get("name"),
+            precision=record.get("precision"),
             tta=record.get("tta"),
             refine=record.get("refine"),
             size_gate=str(TargetSizeGate(**gate)) if gate else None,
@@ -66,6 +71,8 @@ class ProposalOrigin:
             extras.append(self.tta)
         if self.refine and self.refine != "contrast":
             extras.append(f"refine {self.refine}")
+        if self.precision and self.precision != "fp32":
+            extras.append(self.precision)
         if self.size_gate:
             extras.append(f"targets {self.size_gate}")
         if self.method == "irsam":

@@ -115,7 +115,7 @@ class ExportDialog(QtWidgets.QDialog):
         layout, split = self.layout_combo.currentText(), self.split_combo.currentText()
         options = dict(include_unreviewed=self.include_unreviewed.isChecked(), append=self.append.isChecked(),
                        raw=self.raw.isChecked(), coco=self.coco.isChecked(), yolo=self.yolo.isChecked(),
-                       sequence_name=session.name, source=session.source, normalization=session.normalization)
+                       sequence_name=session.sequence_name, source=session.source, normalization=session.normalization)
         worker = ExportWorker(lambda progress: export_project(project, folder, layout, split=split,
                                                               progress=progress, **options))
         worker.progress.connect(self._show_progress)

@@ -120,7 +120,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         folder = Path(self.folder.text().strip()).expanduser()
         session = self.session
         worker = ExportWorker(lambda progress: export_project(
-            session.project, folder / "data", "sirst", split="train", sequence_name=session.name,
+            session.project, folder / "data", "sirst", split="train", sequence_name=session.sequence_name,
             source=session.source, normalization=session.normalization, progress=progress))
         worker.progress.connect(self._export_progress)
         worker.finished.connect(self._exported)

@@ -53,11 +53,14 @@ class DetectorChoice:
         extras = ([] if self.tta == "none" else [self.tta]) + ([] if self.refine == "contrast" else ["unrefined"])
         return f"IRSAM ({', '.join([Path(self.weights).name, *extras, *gate])})"
 
-    def origin(self, normalization: Normalization) -> ProposalOrigin:
-        """What this choice's proposals are saved as coming from (the record `irsam detect` stores too)."""
+    def origin(self, normalization: Normalization, detector: Detector) -> ProposalOrigin:
+        """What this choice's proposals, made by `detector` (built for it), are saved as coming from (the
+        record `irsam detect` stores too)."""
         record = {"name": self.method, "size_gate": self.size_gate.to_dict() if self.size_gate.active else None}
         if self.method == "irsam":
-            record.update(weights=self.weights, sha256=sha256_of(self.weights), tta=self.tta, refine=self.refine)
+            network = detector.inner if isinstance(detector, SizeGatedDetector) else detector
+            record.update(weights=self.weights, sha256=sha256_of(self.weights), config=network.config.to_dict(),
+                          precision=network.precision, tta=self.tta, refine=self.refine)
         return ProposalOrigin.of(record, normalization)
 
     def build(self) -> tuple[Detector, str | None]:
@@ -122,7 +125,7 @@ class DetectionWorker(QtCore.QObject):
                 self.detector, notice = self.choice.build()
                 self.detectorReady.emit(self.detector, notice)
             if self.project is not None and not self.features:
-                self.origin = self.choice.origin(self.normalization)
+                self.origin = self.choice.origin(self.normalization, self.detector)
             cancelled = self._run_frames()
         except Exception as exc:  # reported in the UI; the worker must always finish
             self.failed.emit(f"{type(exc).__name__}: {exc}")
