@@ -11,19 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from app import cli
 from model.data import find_dataset
 from model.evaluate import evaluate_dataset, make_detector
 from model.metrics import BoxMetrics, read_boxes_csv
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-NUAA = SHARED / "data/nuaa-sirst"
-CLIP = SHARED / "data/sequences/IR_DRONE_156"
-
-
-def run_eval(*argv: str) -> int:
-    return cli.main(["eval", *argv])
-
+from tests.test_eval_cli import CLIP, NUAA, run_eval
 
 @pytest.fixture
 def broken_clip(tmp_path) -> Path:

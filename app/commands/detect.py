@@ -215,7 +215,7 @@ def _report_other_proposals(project: ReviewProject, stems, origin: ProposalOrigi
         if project.has_prediction(stem):
             earlier = project.proposal_origin(stem)
             if not origin.same_run_settings(earlier):
-                label = "an unrecorded detector" if earlier is None else earlier.label
+                label = ProposalOrigin.label_of(earlier)
                 others[label] = others.get(label, 0) + 1
     for label, count in others.items():
         print(f"{count} frame(s) after --limit keep the proposal of an earlier run: {label}")

@@ -86,6 +86,7 @@ def run(args) -> int:
 def describe_project(folder: Path) -> int:
     """A review project: its source, normalisation, review progress, and which runs made its proposals."""
     from app.core.project import ProjectError, ReviewProject
+    from app.core.provenance import ProposalOrigin
     from app.core.review_queue import status_counts
 
     try:
@@ -97,8 +98,7 @@ def describe_project(folder: Path) -> int:
     proposals: Counter[str] = Counter()
     for stem in project.stems:
         if project.has_prediction(stem):
-            origin = project.proposal_origin(stem)
-            proposals["an unrecorded detector" if origin is None else origin.label] += 1
+            proposals[ProposalOrigin.label_of(project.proposal_origin(stem))] += 1
     counts = status_counts(project)
     committed = sum(project.has_committed_mask(stem) for stem in project.stems)
     print(f"project:       {project.folder}")

@@ -540,17 +540,14 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
         n_pages = len(tiff.pages)
         n_frames = int(np.prod(shape[:-frame_ndim]))
         memmap = None
-        if n_frames < n_pages and len(shape) <= frame_ndim and not any(
+        if len(shape) <= frame_ndim and not any(
                 page.shape == tiff.pages[0].shape and page.dtype == tiff.pages[0].dtype for page in tiff.pages[1:]):
-            tiff.close()  # one image with thumbnails or previews in its other pages
+            tiff.close()  # one image (any other pages are thumbnails or previews)
             return _open_image(path, cache_size, prefetch)
         if n_frames < n_pages:
             # pages written one at a time (a series each) or of several shapes: every page is a frame, and
             # a page that does not match the first one is a bad frame when it is read
             n_frames = n_pages
-        elif len(shape) <= frame_ndim:
-            tiff.close()
-            return _open_image(path, cache_size, prefetch)
         else:
             if not is_color:
                 try:

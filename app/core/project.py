@@ -612,17 +612,28 @@ def _check_stems(stems: Sequence[str]) -> None:
             raise ValueError(f"unusable frame stem {stem!r} (it names files in the project)")
 
 
-def _png_text(data: bytes) -> dict[str, str]:
-    """The tEXt chunks before the image data of a PNG already checked by `_png_problem`."""
-    text, position = {}, len(PNG_SIGNATURE)
+def _png_chunks(data: bytes):
+    """(kind, data, crc_ok) of each complete chunk of a PNG after its signature, in order."""
+    position = len(PNG_SIGNATURE)
     while position + 12 <= len(data):
         length, kind = struct.unpack(">I4s", data[position : position + 8])
+        end = position + 12 + length
+        if end > len(data):
+            return
+        crc_ok = zlib.crc32(data[position + 4 : end - 4]) == struct.unpack(">I", data[end - 4 : end])[0]
+        yield kind, data[position + 8 : end - 4], crc_ok
+        position = end
+
+
+def _png_text(data: bytes) -> dict[str, str]:
+    """The tEXt chunks before the image data of a PNG already checked by `_png_problem`."""
+    text = {}
+    for kind, body, _ in _png_chunks(data):
         if kind in (b"IDAT", b"IEND"):
             break
         if kind == b"tEXt":
-            key, _, value = data[position + 8 : position + 8 + length].partition(b"\0")
+            key, _, value = body.partition(b"\0")
             text[key.decode("latin-1")] = value.decode("latin-1")
-        position += 12 + length
     return text
 
 
@@ -630,23 +641,15 @@ def _png_problem(data: bytes, shape: tuple[int, int]) -> str | None:
     """Why `data` is not a complete 8-bit gray PNG of `shape` (chunk structure and CRCs), or None."""
     if not data.startswith(PNG_SIGNATURE):
         return "not a PNG"
-    position, first = len(PNG_SIGNATURE), True
-    while position + 12 <= len(data):
-        length, kind = struct.unpack(">I4s", data[position : position + 8])
-        end = position + 12 + length
-        if end > len(data):
-            break
-        body = data[position + 4 : end - 4]
-        if zlib.crc32(body) != struct.unpack(">I", data[end - 4 : end])[0]:
+    for k, (kind, body, crc_ok) in enumerate(_png_chunks(data)):
+        if not crc_ok:
             return f"corrupt PNG ({kind!r} chunk fails its CRC)"
-        if first:
+        if k == 0:
             if kind != b"IHDR":
                 return "corrupt PNG (no IHDR)"
-            width, height, depth, color = struct.unpack(">IIBB", body[4:14])
+            width, height, depth, color = struct.unpack(">IIBB", body[:10])
             if (height, width) != shape or depth != 8 or color != 0:
                 return f"expected {shape[1]}x{shape[0]} 8-bit gray, got {width}x{height} depth {depth} color {color}"
-            first = False
         if kind == b"IEND":
             return None
-        position = end
     return "truncated PNG (no IEND chunk)"

@@ -41,7 +41,7 @@ class ProposalOrigin:
     time: str | None = None
 
     @classmethod
-    def of(cls, record: dict, normalization, time: str | None = None) -> "ProposalOrigin":
+    def of(cls, record: dict, normalization) -> "ProposalOrigin":
         """From a detector record (`app.commands.detect.make_detector`'s, as stored in project.json)."""
         from model.size_gate import TargetSizeGate
 
@@ -56,7 +56,6 @@ class ProposalOrigin:
             tta=record.get("tta"),
             refine=record.get("refine"),
             size_gate=str(TargetSizeGate(**gate)) if gate else None,
-            time=time,
         )
 
     def same_run_settings(self, other: "ProposalOrigin | None") -> bool:
@@ -78,6 +77,11 @@ class ProposalOrigin:
         if self.method == "irsam":
             return f"IRSAM ({', '.join([self.weights or '?', *extras])})"
         return f"{self.method} ({', '.join(extras)})" if extras else self.method
+
+    @staticmethod
+    def label_of(origin: "ProposalOrigin | None") -> str:
+        """`origin.label`, or what to call a proposal saved without its origin (by an older version)."""
+        return "an unrecorded detector" if origin is None else origin.label
 
     def to_dict(self) -> dict:
         return asdict(self)
