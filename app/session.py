@@ -229,6 +229,18 @@ class ReviewSession:
     def status(self, index: int) -> ReviewStatus:
         return self.project.status(self.stem(index)) if self.project else ReviewStatus.UNREVIEWED
 
+    def next_unreviewed(self, index: int, step: int = 1) -> int | None:
+        """The nearest unreviewed frame after `index` in `step`'s direction (1 or -1), wrapping round;
+        unreadable frames have nothing to review and are stepped over. None when no frame is left."""
+        if step not in (1, -1):
+            raise ValueError(f"step must be 1 or -1, got {step}")
+        n = len(self)
+        for k in range(1, n):
+            i = (index + step * k) % n
+            if not self.is_unreadable(i) and self.status(i) is ReviewStatus.UNREVIEWED:
+                return i
+        return None
+
     def frame_and_layers(self, index: int, wanted: set[str]) -> tuple[np.ndarray, FrameLayers]:
         """`frame(index)` and `layers(index, wanted)`. Layer files not in the cache (a jump, or a scrub
         faster than the prefetch) are decoded in a worker thread while the frame is decoded in this one,

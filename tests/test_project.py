@@ -351,9 +351,6 @@ def test_status_queries(tmp_path):
     project.set_status("f002", "negative")
     assert project.frames_with_status("accepted") == ["f000"]
     assert project.frames_with_status(ReviewStatus.UNREVIEWED) == ["f001", "f003"]
-    assert project.next_unreviewed() == 1
-    assert project.next_unreviewed(1) == 3
-    assert project.next_unreviewed(3) is None and project.next_unreviewed(3, wrap=True) == 1
     assert project.reviewed_at("f000") is not None and project.reviewed_at("f001") is None
     with pytest.raises(ValueError):
         project.set_status("f000", "maybe")

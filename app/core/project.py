@@ -465,16 +465,6 @@ class ReviewProject:
         status = ReviewStatus(status)
         return [stem for stem in self.stems if self.status(stem) is status]
 
-    def next_unreviewed(self, after_index: int = -1, wrap: bool = False) -> int | None:
-        """Index of the first unreviewed frame after `after_index` (searching from the start again with `wrap`)."""
-        order = list(range(after_index + 1, len(self.stems)))
-        if wrap:
-            order += range(0, min(after_index + 1, len(self.stems)))
-        for i in order:
-            if self.status(self.stems[i]) is ReviewStatus.UNREVIEWED:
-                return i
-        return None
-
     def _review_document(self) -> dict:
         return {
             "format": REVIEW_FORMAT,

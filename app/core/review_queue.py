@@ -155,13 +155,6 @@ def next_frame(
     return None
 
 
-def accept_and_next(project: ReviewProject, stem: str, wrap: bool = True) -> int | None:
-    """Mark the frame accepted; the index of the next unreviewed frame after it (wrapping to the start
-    with `wrap`), or None when every frame is reviewed."""
-    project.set_status(stem, ReviewStatus.ACCEPTED)
-    return project.next_unreviewed(project.index(stem), wrap=wrap)
-
-
 def status_counts(project: ReviewProject) -> dict[ReviewStatus, int]:
     """Frames per status, every status present (0 when none)."""
     counts = Counter(project.status(stem) for stem in project.stems)

@@ -200,7 +200,7 @@ class ReviewTools(QtCore.QObject):
     def accept_and_next(self) -> None:
         if not self.set_status(ReviewStatus.ACCEPTED):
             return
-        following = self._following_unreviewed(1)
+        following = self.window.session.next_unreviewed(self.window.index, 1)
         if following is None:
             self.window.statusBar().showMessage("Every readable frame is reviewed.", 8000)
         else:
@@ -209,21 +209,11 @@ class ReviewTools(QtCore.QObject):
     def next_unreviewed(self, step: int) -> None:
         if self.window.session is None:
             return
-        following = self._following_unreviewed(step)
+        following = self.window.session.next_unreviewed(self.window.index, step)
         if following is None:
             self.window.statusBar().showMessage("No unreviewed frame left.", 8000)
         else:
             self.window.timeline.go_to(following)
-
-    def _following_unreviewed(self, step: int) -> int | None:
-        """The next unreviewed frame in `step`'s direction, wrapping; unreadable frames have nothing to review."""
-        session = self.window.session
-        n, here = len(session), self.window.index
-        for k in range(1, n):
-            i = (here + step * k) % n
-            if session.status(i) is ReviewStatus.UNREVIEWED and not session.is_unreadable(i):
-                return i
-        return None
 
     def _frame_edited(self, index: int) -> None:
         self.window._refresh_strip()
