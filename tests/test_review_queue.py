@@ -74,7 +74,9 @@ def test_filters(project):
 
 def test_sorts_keep_frame_order_on_ties(project):
     summaries = summarize(project)
-    order = lambda key, descending=False: [s.index for s in sort_frames(summaries, key, descending)]
+    def order(key, descending=False):
+        return [s.index for s in sort_frames(summaries, key, descending)]
+
     assert order("index", True) == [5, 4, 3, 2, 1, 0]
     assert order("status") == [0, 2, 5, 1, 4, 3]
     assert order("detections", True) == [2, 0, 1, 4, 3, 5]
