@@ -55,12 +55,14 @@ def evaluate_dataset(
     curves: bool = False,
     progress: Callable[[int, int], None] | None = None,
     read_image: Callable[[Path], np.ndarray] = read_image_gray,
+    errors: bool = False,
 ) -> tuple[dict, SegmentationMetrics]:
-    """IoU / nIoU / Pd / Fa (and, with `curves`, pixel ROC AUC and the Pd-Fa sweep) over `samples`.
-    frames/s counts only the detector's time, not reading files or scoring. `read_image` gives the
-    8-bit frame the detector sees (for 16-bit data: read, then the sequence's window applied).
+    """IoU / nIoU / Pd / Fa (and, with `curves`, pixel ROC AUC and the Pd-Fa sweep; with `errors`, Pd by
+    target area and each image's missed targets and false alarms, `SegmentationMetrics.errors`) over
+    `samples`. frames/s counts only the detector's time, not reading files or scoring. `read_image`
+    gives the 8-bit frame the detector sees (for 16-bit data: read, then the sequence's window applied).
     Unusable samples are skipped and listed as `evaluate_variants` says."""
-    convention = dict(fa_mode=fa_mode, resize_to=resize_to, keep_scores=curves)
+    convention = dict(fa_mode=fa_mode, resize_to=resize_to, keep_scores=curves, keep_errors=errors)
     result, metrics = evaluate_variants(
         detector, samples, {detector.name: None}, {"": convention}, progress, read_image
     )[detector.name][""]
@@ -70,6 +72,8 @@ def evaluate_dataset(
         pd_fa = metrics.pd_fa_curve()
         result["roc"] = {"auc": roc_auc, "fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
         result["pd_fa_curve"] = {key: values.tolist() for key, values in pd_fa.items()}
+    if errors:
+        result["errors"] = metrics.errors()
     return result, metrics
 
 
@@ -91,17 +95,18 @@ def evaluate_variants(
     seconds = dict.fromkeys(variants, 0.0)
     skipped: list[dict] = []
     for start in range(0, len(samples), BATCH_SIZE):
-        pairs = [_read_pair(sample, read_image, skipped) for sample in samples[start : start + BATCH_SIZE]]
-        pairs = [pair for pair in pairs if pair is not None]
-        if pairs:
-            logits, elapsed = _timed_detect(detector, [image for image, _ in pairs])
-            for (image, mask), frame_logits in zip(pairs, logits):
+        batch = samples[start : start + BATCH_SIZE]
+        read = [(sample.stem, _read_pair(sample, read_image, skipped)) for sample in batch]
+        read = [(stem, pair) for stem, pair in read if pair is not None]
+        if read:
+            logits, elapsed = _timed_detect(detector, [image for _, (image, _) in read])
+            for (stem, (image, mask)), frame_logits in zip(read, logits):
                 for name, postprocess in variants.items():
                     t0 = time.perf_counter()
                     scored = frame_logits if postprocess is None else postprocess(image, frame_logits)
                     seconds[name] += time.perf_counter() - t0
                     for m in metrics[name].values():
-                        m.update(scored, mask)
+                        m.update(scored, mask, stem)
             for name in variants:
                 seconds[name] += elapsed
         if progress:

@@ -23,6 +23,9 @@ import numpy as np
 
 EPS = np.spacing(1)
 MATCH_DISTANCE = 3.0  # px, strict: a centroid at exactly 3.0 is a miss
+# Target sizes for Pd by area: SPIE's small target is under 0.15 % of the frame (81 px at 256x256);
+# NUAA-SIRST's are mostly 10-50 px, with a few extended ones above.
+TARGET_AREA_BINS = ((1, 9), (10, 49), (50, 99), (100, None))
 FaMode = Literal["corrected", "legacy"]
 
 
@@ -111,16 +114,24 @@ class PdFaCounts:
     false_alarm_components: int  # unmatched predicted components
 
 
-def match_targets(pred: np.ndarray, gt: np.ndarray, fa_mode: FaMode = "corrected") -> PdFaCounts:
-    """Greedy matching of one image: for each GT component in raster order, the first still-unmatched
-    predicted component whose centroid is closer than 3 px is a hit."""
-    predicted, truth = components(pred), components(gt)
+def greedy_match(predicted: Components, truth: Components) -> tuple[np.ndarray, np.ndarray]:
+    """For each GT component in raster order, the first still-unmatched predicted component whose
+    centroid is closer than 3 px is a hit. Returns (matched: bool per predicted component, found: bool
+    per GT component)."""
     matched = np.zeros(len(predicted), bool)
-    for centroid in truth.centroids:
+    found = np.zeros(len(truth), bool)
+    for t, centroid in enumerate(truth.centroids):
         distances = np.linalg.norm(predicted.centroids - centroid, axis=1)
         candidates = np.flatnonzero(~matched & (distances < MATCH_DISTANCE))
         if len(candidates):
-            matched[candidates[0]] = True
+            matched[candidates[0]] = found[t] = True
+    return matched, found
+
+
+def match_targets(pred: np.ndarray, gt: np.ndarray, fa_mode: FaMode = "corrected") -> PdFaCounts:
+    """Greedy matching of one image (`greedy_match`): hits and false-alarm pixels."""
+    predicted, truth = components(pred), components(gt)
+    matched, _ = greedy_match(predicted, truth)
     if fa_mode == "corrected":
         false_alarm_pixels = int(predicted.areas[~matched].sum())
     elif fa_mode == "legacy":
@@ -134,7 +145,8 @@ def match_targets(pred: np.ndarray, gt: np.ndarray, fa_mode: FaMode = "corrected
 class SegmentationMetrics:
     """Streaming IoU / nIoU / Pd / Fa over a data set; with `keep_scores` also the pixel ROC and Pd-Fa curve."""
 
-    def __init__(self, fa_mode: FaMode = "corrected", resize_to: int | None = None, keep_scores: bool = False):
+    def __init__(self, fa_mode: FaMode = "corrected", resize_to: int | None = None, keep_scores: bool = False,
+                 keep_errors: bool = False):
         if fa_mode not in ("corrected", "legacy"):
             raise ValueError(f"fa_mode must be 'corrected' or 'legacy', not {fa_mode!r}")
         self.fa_mode = fa_mode
@@ -149,9 +161,13 @@ class SegmentationMetrics:
         self.total_pixels = 0
         self.scores: list[np.ndarray] = []
         self.truths: list[np.ndarray] = []
+        self.keep_errors = keep_errors
+        self.frame_errors: list[dict] = []  # with keep_errors: images with a missed target or a false alarm
+        self.target_areas: list[tuple[int, bool]] = []  # with keep_errors: (area, found) of every GT target
 
-    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
-        """pred: float logits (> 0 is target) or a mask; gt: 0/255 (or 0/1, bool) mask of the same size."""
+    def update(self, pred: np.ndarray, gt: np.ndarray, name: str | None = None) -> None:
+        """pred: float logits (> 0 is target) or a mask; gt: 0/255 (or 0/1, bool) mask of the same size;
+        name: the image's, for `errors()`."""
         pred = np.asarray(pred)
         truth = binarize_ground_truth(gt)
         if pred.shape != truth.shape:
@@ -171,6 +187,8 @@ class SegmentationMetrics:
         self.n_targets += counts.n_targets
         self.false_alarm_pixels += counts.false_alarm_pixels
         self.total_pixels += truth.size
+        if self.keep_errors:
+            self._record_errors(predicted, truth, name if name is not None else str(len(self.image_ious) - 1))
         if self.keep_scores:
             score = pred.astype(np.float32) if np.issubdtype(pred.dtype, np.floating) else predicted.astype(np.float32)
             if self.resize_to:
@@ -192,6 +210,31 @@ class SegmentationMetrics:
             "false_alarm_pixels": self.false_alarm_pixels,
             "total_pixels": self.total_pixels,
         }
+
+    def _record_errors(self, predicted: np.ndarray, truth: np.ndarray, name: str) -> None:
+        found_parts, truth_parts = components(predicted), components(truth)
+        matched, found = greedy_match(found_parts, truth_parts)
+        self.target_areas.extend(zip(truth_parts.areas.tolist(), found.tolist()))
+
+        def listed(parts: Components, keep: np.ndarray) -> list[dict]:
+            return [{"row": round(float(r), 1), "col": round(float(c), 1), "area": int(a)}
+                    for (r, c), a in zip(parts.centroids[keep], parts.areas[keep])]
+
+        if not (found.all() and matched.all()):
+            self.frame_errors.append({"image": name, "missed": listed(truth_parts, ~found),
+                                      "false_alarms": listed(found_parts, ~matched)})
+
+    def errors(self) -> dict:
+        """With keep_errors: Pd by ground-truth target area, and every image's missed targets and false
+        alarms (8-connected components; centroid row/col and area in px, as scored)."""
+        if not self.keep_errors:
+            raise RuntimeError("errors() needs SegmentationMetrics(keep_errors=True)")
+        by_area = {}
+        for low, high in TARGET_AREA_BINS:
+            inside = [found for area, found in self.target_areas if area >= low and (high is None or area <= high)]
+            label = f"{low}-{high} px" if high is not None else f">= {low} px"
+            by_area[label] = {"targets": len(inside), "hits": int(sum(inside))}
+        return {"pd_by_target_area": by_area, "frames": self.frame_errors}
 
     def roc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Pixel ROC over every kept score map: (fpr, tpr, thresholds, auc)."""

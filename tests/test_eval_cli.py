@@ -48,6 +48,31 @@ def test_dataset_eval_writes_table_json_and_plots(tmp_path, split8, capsys):
         assert cv2.imread(str(plots / name)).shape == (480, 640, 3)
 
 
+def test_errors_name_each_missed_target_and_false_alarm(tmp_path, split8, capsys):
+    out = tmp_path / "result.json"
+    common = ["--method", "pstnn", "--images", str(NUAA / "images"), "--masks", str(NUAA / "masks"),
+              "--split", str(split8)]
+    assert run_eval(*common, "--errors", "--json", str(out)) == 0
+    printed = capsys.readouterr().out.splitlines()
+    result = json.loads(out.read_text())
+    errors = result["errors"]
+    by_area = errors["pd_by_target_area"]
+    assert sum(b["targets"] for b in by_area.values()) == result["n_targets"]
+    assert sum(b["hits"] for b in by_area.values()) == result["hits"]
+    missed = sum(len(f["missed"]) for f in errors["frames"])
+    assert missed == result["n_targets"] - result["hits"] > 0  # PSTNN misses large targets here
+    assert sum(a["area"] for f in errors["frames"] for a in f["false_alarms"]) == result["false_alarm_pixels"]
+    assert errors["frames"] and {f["image"] for f in errors["frames"]} <= set(split8.read_text().split())
+    assert printed[2].startswith("Pd by target area: 1-9 px ")
+    assert len(printed) == 3 + len(errors["frames"])
+    first = errors["frames"][0]
+    assert printed[3].startswith(f"  {first['image']}: ")
+    assert run_eval(*common, "--json", str(out)) == 0
+    assert "errors" not in json.loads(out.read_text()) and "Pd by target area" not in capsys.readouterr().out
+    assert run_eval("--method", "tophat", "--clip", str(CLIP), "--errors") == 2
+    assert "--errors needs pixel ground truth" in capsys.readouterr().err
+
+
 def test_irsam_eval_refines_by_default_and_records_it(tmp_path, split8):
     from app.paths import DEFAULT_WEIGHTS
 

@@ -48,6 +48,36 @@ def test_several_targets_pd_and_fa():
     assert result["fa"] == pytest.approx(4 / (32 * 32))
 
 
+def test_errors_list_missed_targets_and_false_alarms_by_image_and_pd_by_area():
+    gt = canvas()
+    for row, col, size in [(2, 2, 3), (2, 20, 3), (20, 10, 8)]:  # 9, 9 and 64 px
+        square(gt, row, col, size)
+    pred = canvas()
+    square(pred, 2, 3, 3)  # finds the first target
+    square(pred, 20, 10, 8)  # finds the large one
+    square(pred, 28, 28, 2)  # false alarm, 4 px, centroid (28.5, 28.5)
+    metrics = SegmentationMetrics(keep_errors=True)
+    metrics.update(pred, gt, "a")
+    metrics.update(gt, gt, "b")  # perfect: not listed
+    errors = metrics.errors()
+    assert errors["frames"] == [{"image": "a", "missed": [{"row": 3.0, "col": 21.0, "area": 9}],
+                                 "false_alarms": [{"row": 28.5, "col": 28.5, "area": 4}]}]
+    assert errors["pd_by_target_area"] == {"1-9 px": {"targets": 4, "hits": 3}, "10-49 px": {"targets": 0, "hits": 0},
+                                           "50-99 px": {"targets": 2, "hits": 2}, ">= 100 px": {"targets": 0, "hits": 0}}
+    found = sum(b["hits"] for b in errors["pd_by_target_area"].values())
+    assert found == metrics.result()["hits"] == 5
+    with pytest.raises(RuntimeError, match="keep_errors"):
+        SegmentationMetrics().errors()
+
+
+def test_errors_follow_the_resize_convention():
+    gt, pred = canvas((64, 64)), canvas((64, 64))
+    square(gt, 10, 10, 2)  # 4 px, 256 px once scored at 512
+    metrics = SegmentationMetrics(resize_to=512, keep_errors=True)
+    metrics.update(pred, gt, "x")
+    assert metrics.errors()["frames"][0]["missed"][0]["area"] == 256
+
+
 def test_touching_targets_merge_into_one():
     gt = canvas()
     square(gt, 5, 5, 2)

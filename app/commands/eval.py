@@ -42,6 +42,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--limit", type=positive_int, help="evaluate only the first N frames or samples")
     p.add_argument("--json", dest="json_out", help="write the results here as JSON")
     p.add_argument("--plots", help="folder for the ROC and Pd-Fa curve PNGs (data sets only)")
+    p.add_argument("--errors", action="store_true",
+                   help="also list each image's missed targets and false alarms (centroid row, col and area) "
+                        "and Pd by target area, after the table and in the JSON (data sets only)")
     p.add_argument(
         "--fa", choices=["corrected", "legacy"], default="corrected",
         help="legacy: drop unmatched components whose area equals a matched one (DNANet / official IRSAM)",
@@ -82,6 +85,19 @@ def format_dataset_table(result: dict) -> str:
         f"{_percent(result['pd']):>7} {result['fa'] * 1e6:>10.2f} {result['frames_per_second']:>9.1f}"
     )
     return f"{header}\n{row}"
+
+
+def format_errors(errors: dict) -> str:
+    """Pd by target area, then one line per image with a missed target or a false alarm."""
+    bins = ", ".join(f"{label} {b['hits']}/{b['targets']}" for label, b in errors["pd_by_target_area"].items())
+    lines = [f"Pd by target area: {bins}"]
+    for frame in errors["frames"]:
+        parts = [f"{kind} " + ", ".join(f"({c['row']:.0f}, {c['col']:.0f}) {c['area']} px" for c in found)
+                 for kind, found in (("missed", frame["missed"]), ("false alarm", frame["false_alarms"])) if found]
+        lines.append(f"  {frame['image']}: " + "; ".join(parts))
+    if not errors["frames"]:
+        lines.append("  no missed target and no false alarm")
+    return "\n".join(lines)
 
 
 def format_clip_table(result: dict) -> str:
@@ -138,8 +154,8 @@ def run(args: argparse.Namespace) -> int:
         return _error("--clip cannot be combined with --images/--masks/--split")
     if not args.clip and not (args.images and args.masks):
         return _error("give --images and --masks, or --clip")
-    if args.clip and args.plots:
-        return _error("--plots needs pixel ground truth (--images/--masks)")
+    if args.clip and (args.plots or args.errors):
+        return _error(f"{'--plots' if args.plots else '--errors'} needs pixel ground truth (--images/--masks)")
     try:
         request = normalization_request_of(args)
         gate = size_gate_of(args)
@@ -167,9 +183,11 @@ def run(args: argparse.Namespace) -> int:
             window = sequence_window([s.image_path for s in inputs], request)
             result, _ = evaluate_dataset(
                 detector, inputs, fa_mode=args.fa, resize_to=512 if args.resize_512 else None,
-                curves=bool(args.plots), read_image=image_reader(window),
+                curves=bool(args.plots), read_image=image_reader(window), errors=args.errors,
             )
             table = format_dataset_table(result)
+            if args.errors:
+                table += "\n" + format_errors(result["errors"])
     except (ValueError, OSError) as e:  # OSError: a missing or unreadable folder, split file or boxes.csv
         return _error(str(e))
     for bad in result["skipped"]:
