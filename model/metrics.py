@@ -212,8 +212,8 @@ class SegmentationMetrics:
         }
 
     def _record_errors(self, predicted: np.ndarray, truth: np.ndarray, name: str) -> None:
-        found_parts, truth_parts = components(predicted), components(truth)
-        matched, found = greedy_match(found_parts, truth_parts)
+        predicted_parts, truth_parts = components(predicted), components(truth)
+        matched, found = greedy_match(predicted_parts, truth_parts)
         self.target_areas.extend(zip(truth_parts.areas.tolist(), found.tolist()))
 
         def listed(parts: Components, keep: np.ndarray) -> list[dict]:
@@ -222,11 +222,12 @@ class SegmentationMetrics:
 
         if not (found.all() and matched.all()):
             self.frame_errors.append({"image": name, "missed": listed(truth_parts, ~found),
-                                      "false_alarms": listed(found_parts, ~matched)})
+                                      "false_alarms": listed(predicted_parts, ~matched)})
 
     def errors(self) -> dict:
         """With keep_errors: Pd by ground-truth target area, and every image's missed targets and false
-        alarms (8-connected components; centroid row/col and area in px, as scored)."""
+        alarms (8-connected components; centroid row/col and area in px, as scored). False alarms are every
+        unmatched predicted component, as the corrected Fa counts them, whatever the Fa mode."""
         if not self.keep_errors:
             raise RuntimeError("errors() needs SegmentationMetrics(keep_errors=True)")
         by_area = {}
