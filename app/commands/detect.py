@@ -20,7 +20,7 @@ from app.commands import add_normalization_options, add_size_gate_options, norma
 from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject, utc_now
-from app.core.provenance import ProposalOrigin, sha256_of
+from app.core.provenance import ProposalOrigin, detector_record
 from app.paths import DEFAULT_WEIGHTS
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import available_methods
@@ -73,13 +73,10 @@ def make_detector(
 ):
     """The detector and the record of it stored in the project (size_gate: a model.size_gate.TargetSizeGate)."""
     from model.evaluate import make_detector as make_named_detector
-    from model.refine import refinement_record
     from model.size_gate import gated
 
-    gate_record = size_gate.to_dict() if size_gate is not None and size_gate.active else None
     if method != "irsam":
-        record = {"name": method, "weights": None, "sha256": None, "config": None, "size_gate": gate_record}
-        return gated(make_named_detector(method, None), size_gate), record
+        return gated(make_named_detector(method, None), size_gate), detector_record(method, size_gate)
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if not path.exists():
         hint = "" if weights else " (the shipped default weights are missing: pass --weights FILE or --method tophat)"
@@ -88,17 +85,7 @@ def make_detector(
         None, str(path), device, config_name=config, precision=precision, batch_size=batch_size, tta=tta,
         refine=refine,
     )
-    record = {
-        "name": "irsam",
-        "weights": str(path.resolve()),
-        "sha256": sha256_of(path),
-        "config": predictor.config.to_dict(),
-        "precision": precision,
-        "tta": tta,
-        "refine": refine,
-        "refinement": refinement_record(refine),
-        "size_gate": gate_record,
-    }
+    record = detector_record("irsam", size_gate, path, predictor, precision)
     return gated(predictor, size_gate), record
 
 

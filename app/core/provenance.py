@@ -23,6 +23,30 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def detector_record(method: str, size_gate=None, weights: str | Path | None = None, network=None,
+                    precision: str | None = None) -> dict:
+    """What a project stores of the detector that proposes its masks (project.json "detector", and what
+    `ProposalOrigin.of` reads): `method`, and for IRSAM its `weights` file (hashed), the `network` built
+    from it (a model.predictor.Predictor: config, test-time augmentation, refinement) and the `precision`
+    asked for. `size_gate`: a model.size_gate.TargetSizeGate or None."""
+    gate = size_gate.to_dict() if size_gate is not None and size_gate.active else None
+    if method != "irsam":
+        return {"name": method, "weights": None, "sha256": None, "config": None, "size_gate": gate}
+    from model.refine import refinement_record
+
+    return {
+        "name": "irsam",
+        "weights": str(Path(weights).resolve()),
+        "sha256": sha256_of(weights),
+        "config": network.config.to_dict(),
+        "precision": precision,
+        "tta": network.tta,
+        "refine": network.refine,
+        "refinement": refinement_record(network.refine),
+        "size_gate": gate,
+    }
+
+
 @dataclass(frozen=True)
 class ProposalOrigin:
     """What made a proposal: the detector (`method`, and for IRSAM its weights, their sha256, network config,

@@ -12,7 +12,7 @@ from PySide6 import QtCore
 from app.core.frames import FrameReadError, FrameSource
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject
-from app.core.provenance import ProposalOrigin, sha256_of
+from app.core.provenance import ProposalOrigin, detector_record
 from model.detectors import Detector
 from model.evaluate import make_detector
 from model.size_gate import SizeGatedDetector, TargetSizeGate, gated
@@ -56,11 +56,9 @@ class DetectorChoice:
     def origin(self, normalization: Normalization, detector: Detector) -> ProposalOrigin:
         """What this choice's proposals, made by `detector` (built for it), are saved as coming from (the
         record `irsam detect` stores too)."""
-        record = {"name": self.method, "size_gate": self.size_gate.to_dict() if self.size_gate.active else None}
-        if self.method == "irsam":
-            network = detector.inner if isinstance(detector, SizeGatedDetector) else detector
-            record.update(weights=self.weights, sha256=sha256_of(self.weights), config=network.config.to_dict(),
-                          precision=network.precision, tta=self.tta, refine=self.refine)
+        network = detector.inner if isinstance(detector, SizeGatedDetector) else detector
+        record = detector_record(self.method, self.size_gate, self.weights, network,
+                                 network.precision if self.method == "irsam" else None)
         return ProposalOrigin.of(record, normalization)
 
     def build(self) -> tuple[Detector, str | None]:
