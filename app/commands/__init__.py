@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_size_gate_options(parser: argparse.ArgumentParser) -> None:
@@ -36,3 +37,13 @@ def size_gate_of(args: argparse.Namespace):
     from model.size_gate import TargetSizeGate
 
     return TargetSizeGate(args.min_area, args.max_area)
+
+
+def check_device_fallback(requested: str, detector) -> None:
+    """A detector that runs on the CPU although `requested` (--device) named another device: an error
+    (ValueError) when that device was asked for explicitly, a warning on stderr with auto."""
+    fallback = getattr(getattr(detector, "device_choice", None), "fallback_reason", None)
+    if fallback and requested.lower() != "auto":
+        raise ValueError(f"--device {requested}: {fallback}; use --device cpu or auto to run on the CPU")
+    if fallback:
+        print(f"warning: {fallback}; running on the CPU", file=sys.stderr)

@@ -16,7 +16,8 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from app.commands import add_normalization_options, add_size_gate_options, normalization_request_of, size_gate_of
+from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
+                          normalization_request_of, size_gate_of)
 from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject, utc_now
@@ -132,12 +133,11 @@ def run(args) -> int:
     except Exception as exc:  # a bad checkpoint: one line, never a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    fallback = getattr(getattr(detector, "device_choice", None), "fallback_reason", None)
-    if fallback and args.device.lower() != "auto":
-        print(f"error: --device {args.device}: {fallback}; use --device cpu or auto to run on the CPU", file=sys.stderr)
+    try:
+        check_device_fallback(args.device, detector)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    if fallback:
-        print(f"warning: {fallback}; running on the CPU", file=sys.stderr)
     record["device"] = detector.device
 
     try:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.commands import add_normalization_options, add_size_gate_options, normalization_request_of, size_gate_of
+from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
+                          normalization_request_of, size_gate_of)
 from app.core.atomic import atomic_write_json
 from app.core.frames import FrameReadError, read_gray
 from app.core.normalization import Normalization, NormalizationRequest
@@ -221,11 +222,7 @@ def _make_detector(args: argparse.Namespace, options: dict):
         detector = make_detector(None, args.weights, device, **options)
     except CheckpointError as e:
         raise ValueError(str(e)) from None
-    fallback = detector.device_choice.fallback_reason
-    if fallback and device.lower() != "auto":
-        raise ValueError(f"--device {device}: {fallback}; use --device cpu or auto to run on the CPU")
-    if fallback:
-        print(f"warning: {fallback}; running on the CPU", file=sys.stderr)
+    check_device_fallback(device, detector)
     return detector
 
 
