@@ -78,6 +78,13 @@ def read_mask(path: str | Path) -> np.ndarray:
         return binarize_ground_truth(_decoded(path, lambda: np.asarray(image.convert("L"))))
 
 
+def check_sizes_match(sample: Sample, image: np.ndarray, mask: np.ndarray) -> None:
+    """ImageReadError naming the mask file when its size differs from its image's."""
+    if mask.shape != image.shape:
+        raise ImageReadError(sample.mask_path, f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its image's "
+                                               f"{image.shape[1]}x{image.shape[0]} ({sample.image_path})")
+
+
 def _opened(path: str | Path) -> Image.Image:
     try:
         return Image.open(path)

@@ -13,7 +13,7 @@ import numpy as np
 
 from app.core.frames import FrameReadError
 from model.classical import CLASSICAL_DETECTORS, make_classical_detector
-from model.data import IMAGE_EXTENSIONS, Sample, read_image_gray, read_mask
+from model.data import IMAGE_EXTENSIONS, Sample, check_sizes_match, read_image_gray, read_mask
 from model.detectors import Detector
 from model.metrics import BoxMetrics, FaMode, SegmentationMetrics, read_boxes_csv
 
@@ -126,13 +126,9 @@ def _read_pair(sample: Sample, read_image: Callable[[Path], np.ndarray],
     """(image, mask) of a sample, or None with the reason appended to `skipped` when either file is unusable."""
     try:
         image, mask = read_image(sample.image_path), read_mask(sample.mask_path)
+        check_sizes_match(sample, image, mask)
     except FrameReadError as error:
         skipped.append({"path": error.path, "reason": error.reason})
-        return None
-    if mask.shape != image.shape:
-        skipped.append({"path": str(sample.mask_path),
-                        "reason": f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its image's "
-                                  f"{image.shape[1]}x{image.shape[0]} ({sample.image_path})"})
         return None
     return image, mask
 

@@ -37,7 +37,7 @@ from model.checkpoint import (
     save_checkpoint,
 )
 from model.config import IRSAMConfig, preset
-from model.data import ImageReadError, Sample, find_dataset, read_image_gray, read_mask
+from model.data import ImageReadError, Sample, check_sizes_match, find_dataset, read_image_gray, read_mask
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
 from model.predictor import check_device_name, choose_device
@@ -85,9 +85,10 @@ def read_samples(samples: list[Sample]) -> tuple[list[np.ndarray], list[np.ndarr
         mask = _read_or_note(read_mask, sample.mask_path, problems)
         if image is None or mask is None:
             continue
-        if mask.shape != image.shape:
-            problems.append(f"{sample.mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its "
-                            f"image's {image.shape[1]}x{image.shape[0]}")
+        try:
+            check_sizes_match(sample, image, mask)
+        except ImageReadError as error:
+            problems.append(str(error))
             continue
         images.append(image)
         masks.append(mask)
