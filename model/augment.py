@@ -3,7 +3,8 @@ targets, on 8-bit gray frames.
 
 Small targets are 1-7 px: masks are resized as area fractions and re-thresholded at 0.5 so a
 target shrunk by the jitter keeps its pixel where it covers half of it, and crops are drawn around
-targets often enough that a batch is not all sky.
+targets often enough that a batch is not all sky. Targets of the training set can also be pasted into
+other frames (copy-paste): more targets, on more backgrounds, per epoch.
 """
 from __future__ import annotations
 
@@ -24,6 +25,91 @@ class AugmentConfig:
     scale_range: tuple[float, float] = (0.8, 1.5)  # large-scale jitter, as the paper
     orientations: str = "hflip"  # ORIENTATIONS: "hflip" (the paper's) or "dihedral" (flips and 90-degree turns)
     target_crop_prob: float = 0.7  # else a uniformly random crop (often a negative: teaches no false alarms)
+    paste_targets: int = 0  # up to this many bank targets pasted into each frame before the jitter (0: none)
+
+
+PASTE_MAX_AREA = 100  # px: the bank keeps small and medium targets, the ones the network misses
+PASTE_TRIES = 10
+
+
+@dataclass(frozen=True)
+class TargetPatch:
+    """One target cut from a training frame: its brightness above the local background and its mask.
+
+    signal: float32 (h, w), the frame minus the background's median over the target and a 1 px rim
+    (the rim only where brighter than the background, so no dark edge comes along); 0 elsewhere.
+    mask: bool (h, w), the annotated pixels.
+    """
+
+    signal: np.ndarray
+    mask: np.ndarray
+
+
+def target_bank(images: list[np.ndarray], masks: list[np.ndarray], max_area: int = PASTE_MAX_AREA) -> list[TargetPatch]:
+    """Every 8-connected target of at most max_area px in the frames, as a TargetPatch."""
+    bank = []
+    kernel = np.ones((3, 3), np.uint8)
+    for image, mask in zip(images, masks):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        for k in range(1, count):
+            x, y, w, h, area = stats[k]
+            if area > max_area:
+                continue
+            # the box grown by 8 px holds the background; the target and 2 px around it are left out of it
+            y0, y1 = max(0, y - 8), min(image.shape[0], y + h + 8)
+            x0, x1 = max(0, x - 8), min(image.shape[1], x + w + 8)
+            target = labels[y0:y1, x0:x1] == k
+            near = cv2.dilate(mask[y0:y1, x0:x1].astype(np.uint8), kernel, iterations=2).astype(bool)
+            window = image[y0:y1, x0:x1].astype(np.float32)
+            if near.all():
+                continue
+            background = float(np.median(window[~near]))
+            rim = cv2.dilate(target.astype(np.uint8), kernel).astype(bool) & ~target
+            signal = np.where(target, window - background, 0.0)
+            signal = np.where(rim, np.maximum(window - background, 0.0), signal).astype(np.float32)
+            # cut to the target and its rim
+            rows, cols = np.nonzero(target | rim)
+            cut = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
+            bank.append(TargetPatch(signal[cut], target[cut]))
+    return bank
+
+
+def paste_targets(
+    image: np.ndarray, mask: np.ndarray, bank: list[TargetPatch], count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add count bank targets to the frame at random places clear of its targets (at least 4 px apart),
+    each randomly flipped and turned and scaled in contrast by 0.7-1.3; the mask gains their pixels.
+    A target that finds no free place in PASTE_TRIES draws, or only ones where it would saturate, is left out."""
+    if count <= 0 or not bank:
+        return image, mask
+    out, mask = image.astype(np.float32), mask.copy()
+    taken = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    for _ in range(count):
+        patch = bank[int(rng.integers(len(bank)))]
+        signal, target = patch.signal, patch.mask
+        turn = int(rng.integers(8))
+        if turn & 1:
+            signal, target = signal[:, ::-1], target[:, ::-1]
+        if turn & 2:
+            signal, target = signal[::-1], target[::-1]
+        if turn & 4:
+            signal, target = signal.T, target.T
+        h, w = signal.shape
+        if h > out.shape[0] or w > out.shape[1]:
+            continue
+        for _ in range(PASTE_TRIES):
+            y, x = int(rng.integers(out.shape[0] - h + 1)), int(rng.integers(out.shape[1] - w + 1))
+            if taken[y : y + h, x : x + w].any():
+                continue
+            pasted = out[y : y + h, x : x + w] + float(rng.uniform(0.7, 1.3)) * signal
+            # on a saturated cloud the target would be clipped away and the mask would label nothing there
+            if pasted[target].max() <= 255:
+                out[y : y + h, x : x + w] = pasted
+                mask[y : y + h, x : x + w] |= target
+                y0, x0 = max(0, y - 4), max(0, x - 4)
+                taken[y0 : y + h + 4, x0 : x + w + 4] = True
+                break
+    return np.clip(np.rint(out), 0, 255).astype(image.dtype), mask
 
 
 def rescale(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +150,10 @@ class SegmentationDataset(Dataset):
             raise ValueError("images and masks differ in count")
         if config.orientations not in ORIENTATIONS:
             raise ValueError(f"orientations must be one of {', '.join(ORIENTATIONS)}, got {config.orientations!r}")
+        if config.paste_targets < 0:
+            raise ValueError(f"paste_targets must not be negative, got {config.paste_targets}")
         self.images, self.masks, self.config, self.seed = images, masks, config, seed
+        self.bank = target_bank(images, masks) if config.paste_targets else []
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -77,6 +166,8 @@ class SegmentationDataset(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         c = self.config
         image, mask = self.images[index], self.masks[index]
+        if c.paste_targets:
+            image, mask = paste_targets(image, mask, self.bank, int(rng.integers(c.paste_targets + 1)), rng)
         image, mask = rescale(image, mask, float(rng.uniform(*c.scale_range)))
         image, mask = crop_around(image, mask, c.crop, rng, c.target_crop_prob)
         if rng.random() < 0.5:

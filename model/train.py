@@ -57,6 +57,7 @@ def check_options(cfg: TrainConfig) -> None:
          f"weight_decay must not be negative, got {cfg.weight_decay}"),
         (cfg.crop >= MIN_CROP, f"--crop must be at least {MIN_CROP}, got {cfg.crop}"),
         (0 <= cfg.target_crop_prob <= 1, f"--target-crop-prob must lie in 0..1, got {cfg.target_crop_prob}"),
+        (cfg.paste_targets >= 0, f"--paste-targets must not be negative, got {cfg.paste_targets}"),
         (cfg.workers >= 0, f"--workers must not be negative, got {cfg.workers}"),
         (cfg.seed >= 0, f"--seed must not be negative, got {cfg.seed}"),
         (cfg.val_every >= 1, f"--val-every must be at least 1, got {cfg.val_every}"),
@@ -312,7 +313,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if ctx.is_main:
         make_out_folder(out)
 
-    augment = AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob, orientations=cfg.orientations)
+    augment = AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob, orientations=cfg.orientations,
+                            paste_targets=cfg.paste_targets)
     dataset = SegmentationDataset(train_images, train_masks, augment, seed=cfg.seed)
     sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed) if ctx.enabled else None
     loader = DataLoader(

@@ -19,6 +19,7 @@ class TrainConfig:
     crop: int = 512
     target_crop_prob: float = 0.7
     orientations: str = "hflip"  # "hflip" (paper) or "dihedral": also vertical flips and 90-degree turns
+    paste_targets: int = 0  # copy-paste: up to N training targets (<= 100 px) added to each frame
     loss: str = "paper"
     precision: str = "auto"  # auto: fp16 AMP on CUDA, bf16 on CPUs with native bf16, else fp32
     device: str = "auto"

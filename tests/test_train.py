@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.augment import AugmentConfig, SegmentationDataset, crop_around, rescale
+from model.augment import AugmentConfig, SegmentationDataset, crop_around, paste_targets, rescale, target_bank
 from model.checkpoint import load_checkpoint
 from model.train import (
     THRESHOLD_CANDIDATES,
@@ -115,6 +115,74 @@ def test_orientations_reach_exactly_their_transforms_and_move_the_mask_with_the_
 def test_unknown_orientations_are_refused():
     with pytest.raises(ValueError, match="dihedral"):
         SegmentationDataset([np.zeros((8, 8), np.uint8)], [np.zeros((8, 8), bool)], AugmentConfig(orientations="rot"))
+
+
+def frame_with_targets(background: int, targets: list[tuple[int, int, int, int, int]], shape=(40, 60)):
+    """A flat frame with bright boxes (y, x, h, w, value); returns (image, mask)."""
+    image = np.full(shape, background, np.uint8)
+    mask = np.zeros(shape, bool)
+    for y, x, h, w, value in targets:
+        image[y : y + h, x : x + w] = value
+        mask[y : y + h, x : x + w] = True
+    return image, mask
+
+
+def test_target_bank_keeps_each_small_target_as_its_contrast_over_the_background():
+    image, mask = frame_with_targets(50, [(5, 5, 3, 3, 90), (20, 30, 2, 4, 70), (25, 2, 11, 11, 200)])
+    bank = target_bank([image], [mask], max_area=100)
+    assert sorted(int(p.mask.sum()) for p in bank) == [8, 9]  # the 121 px target is too large
+    for patch in bank:
+        assert patch.mask.shape == patch.signal.shape
+        contrast = {9: 40, 8: 20}[int(patch.mask.sum())]
+        assert np.all(patch.signal[patch.mask] == contrast)
+        assert np.all(patch.signal[~patch.mask] == 0)  # its rim is background: nothing carried over
+
+
+def test_pasted_targets_add_their_contrast_and_mask_away_from_the_frame_s_own_targets():
+    import cv2
+
+    source, source_mask = frame_with_targets(50, [(5, 5, 3, 3, 90)])
+    bank = target_bank([source], [source_mask])
+    image, mask = frame_with_targets(60, [(18, 28, 2, 2, 120)])
+    pasted_any = False
+    for seed in range(20):
+        out, out_mask = paste_targets(image, mask, bank, 3, np.random.default_rng(seed))
+        assert out.dtype == np.uint8 and out_mask[mask].all() and np.array_equal(out[mask], image[mask])
+        count, labels = cv2.connectedComponents(out_mask.astype(np.uint8), connectivity=8)
+        new = out_mask & ~mask
+        assert count - 2 == new.sum() // 9 and 1 <= count - 2 <= 3
+        assert np.array_equal(out[~new], image[~new])  # only the pasted pixels change
+        contrast = out[new].astype(int) - 60
+        assert contrast.min() >= round(0.7 * 40) and contrast.max() <= round(1.3 * 40)
+        own = np.argwhere(mask)
+        for y, x in np.argwhere(new):
+            assert np.abs(own - (y, x)).max(axis=1).min() > 4
+        pasted_any = True
+    assert pasted_any
+
+
+def test_a_target_that_would_saturate_is_not_pasted():
+    source, source_mask = frame_with_targets(50, [(5, 5, 3, 3, 90)])
+    bright, none = frame_with_targets(240, [])
+    out, out_mask = paste_targets(bright, none, target_bank([source], [source_mask]), 3, np.random.default_rng(0))
+    assert not out_mask.any() and np.array_equal(out, bright)
+
+
+def test_a_dataset_with_pasting_adds_targets_to_its_samples_reproducibly():
+    image, mask = frame_with_targets(40, [(10, 10, 3, 3, 120), (25, 40, 2, 2, 100)], shape=(48, 64))
+    plain = SegmentationDataset([image], [mask], AugmentConfig(crop=64, scale_range=(1.0, 1.0)), seed=0)
+    pasting = SegmentationDataset([image], [mask], AugmentConfig(crop=64, scale_range=(1.0, 1.0), paste_targets=3),
+                                  seed=0)
+    assert len(pasting.bank) == 2 and plain.bank == []
+    more = 0
+    for epoch in range(10):
+        plain.set_epoch(epoch)
+        pasting.set_epoch(epoch)
+        assert torch.equal(pasting[0][1], pasting[0][1]) and torch.equal(pasting[0][0], pasting[0][0])
+        more += int(pasting[0][1].sum() > plain[0][1].sum())
+    assert more >= 5
+    with pytest.raises(ValueError, match="paste_targets"):
+        SegmentationDataset([image], [mask], AugmentConfig(paste_targets=-1))
 
 
 def test_training_writes_best_checkpoint_with_metadata_and_resumes(dataset, tmp_path):
@@ -272,10 +340,10 @@ def test_cli_recipe_options_reach_the_training_config(monkeypatch, tmp_path):
     assert main(["train", "--data", str(tmp_path), "--split-train", "a.txt", "--split-val", "b.txt",
                  "--out", str(tmp_path / "o"), "--preset", "cpu", "--lr", "5e-5", "--loss", "official",
                  "--target-crop-prob", "0.5", "--crop", "192", "--ema-decay", "0.995", "--val-every", "2",
-                 "--orientations", "dihedral"]) == 0
+                 "--orientations", "dihedral", "--paste-targets", "3"]) == 0
     cfg = seen["cfg"]
     assert (cfg.lr, cfg.loss, cfg.target_crop_prob, cfg.crop, cfg.batch_size) == (5e-5, "official", 0.5, 192, 8)
-    assert (cfg.ema_decay, cfg.val_every, cfg.orientations) == (0.995, 2, "dihedral")
+    assert (cfg.ema_decay, cfg.val_every, cfg.orientations, cfg.paste_targets) == (0.995, 2, "dihedral", 3)
 
 
 def test_sirst_gpu_preset_is_the_recipe_the_shipped_weights_record(monkeypatch, tmp_path):

@@ -76,10 +76,10 @@ def test_missing_data_leaves_no_out_folder(dataset, tmp_path, capsys):
 
 def test_options_out_of_range_are_all_refused(dataset, tmp_path, capsys):
     out = tmp_path / "out"
-    assert cli_train(dataset, out, "--epochs", "0", "--batch-size", "0", "--lr=-1e-4") == 2
+    assert cli_train(dataset, out, "--epochs", "0", "--batch-size", "0", "--lr=-1e-4", "--paste-targets=-1") == 2
     err = one_error_line(capsys)
     assert "--epochs must be at least 1, got 0" in err and "--batch-size must be at least 1, got 0" in err
-    assert "--lr must be positive, got -0.0001" in err
+    assert "--lr must be positive, got -0.0001" in err and "--paste-targets must not be negative, got -1" in err
     assert not out.exists()
 
 

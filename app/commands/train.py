@@ -36,6 +36,10 @@ def add_parser(sub) -> None:
                    help="hflip (default, the paper's): random horizontal flips; dihedral: also vertical flips and "
                         "90-degree turns, all 8 orientations of the crop (on NUAA-SIRST from scratch it did not lift "
                         "the average run; model card)")
+    p.add_argument("--paste-targets", type=int, metavar="N",
+                   help="copy-paste augmentation: add up to N targets of the training frames (those of at most "
+                        "100 px, with their contrast over the local background) to each frame, away from its own "
+                        "targets (default 0: off)")
     p.add_argument("--loss", choices=["paper", "official"])
     p.add_argument("--device", default="auto",
                    help="auto (the GPU when CUDA works, else the CPU), cpu, cuda or cuda:N; cuda without working "
