@@ -142,14 +142,17 @@ def test_a_folder_that_is_not_a_project_is_never_written_into(sequence, tmp_path
     empty.mkdir()
     assert main(["detect", str(sequence), "--out", str(empty), "--method", "mpcm", "--quiet", "--tta", "flips",
                  "--refine", "off"]) == 0
-    assert "warning: --tta, --refine only apply to IRSAM, not to --method mpcm" in capsys.readouterr().err
+    assert "warning: --tta, --refine only apply to IRSAM; ignored for --method mpcm" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option", [["--batch-size", "0"], ["--limit", "0"], ["--limit", "-1"], ["--writers", "0"]])
 def test_counts_below_one_are_refused_before_anything_is_written(sequence, tmp_path, capsys, option):
     out = tmp_path / "proj"
-    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet", *option]) == 2
-    assert f"error: {option[0]} must be at least 1" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit) as exit_:
+        main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet", *option])
+    assert exit_.value.code == 2
+    assert f"argument {option[0]}: must be at least 1, got {option[1]}" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_an_explicit_cuda_request_without_cuda_stops_instead_of_running_on_the_cpu(sequence, tmp_path, capsys,

@@ -158,7 +158,7 @@ def test_a_failed_plot_write_keeps_the_table_and_the_json(tmp_path, monkeypatch,
 def test_irsam_only_options_with_a_classical_method_warn(capsys):
     assert run_eval("--method", "tophat", "--clip", str(CLIP), "--limit", "1", "--tta", "flips",
                     "--refine", "off") == 0
-    assert "warning: --tta, --refine only affect IRSAM (--weights); ignored for --method tophat" in capsys.readouterr().err
+    assert "warning: --tta, --refine only apply to IRSAM; ignored for --method tophat" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # the parser refuses both detectors at once
         run_eval("--method", "tophat", "--weights", "w.pt", "--clip", str(CLIP))
 

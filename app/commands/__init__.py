@@ -5,6 +5,20 @@ import argparse
 import sys
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def warn_irsam_only(options: list[str], method: str) -> None:
+    """Say on stderr that these options, given with a classical --method, do nothing."""
+    if options:
+        print(f"warning: {', '.join(options)} only apply to IRSAM; ignored for --method {method}", file=sys.stderr)
+
+
 def add_size_gate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-area", type=int, default=1, metavar="PX",
                         help="drop detected targets (8-connected components) smaller than this (default 1: keep all)")

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
-                          normalization_request_of, size_gate_of)
+                          normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
 from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject, utc_now
@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--config", choices=("official", "paper"), help="network for weights files that do not name one")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="test-time augmentation: passes averaged (flips: 2 or 4; scale: plus a 1.25x magnified "
                         "pass, 2.6x the time; scale+flips: 10x). With the shipped weights they do not help on "
@@ -57,10 +57,10 @@ def add_parser(sub) -> None:
     add_size_gate_options(p)
     add_normalization_options(p)
     p.add_argument("--save-logits", action="store_true", help="also write float32 logits at frame resolution")
-    p.add_argument("--writers", type=int, default=DEFAULT_WRITERS,
+    p.add_argument("--writers", type=positive_int, default=DEFAULT_WRITERS,
                    help="threads writing the output files (mask/edge PNGs, logits, targets) in parallel "
                         f"(default: {DEFAULT_WRITERS}, this machine's cores up to 4)")
-    p.add_argument("--limit", type=int, help="only the first N frames")
+    p.add_argument("--limit", type=positive_int, help="only the first N frames")
     p.add_argument("--skip-done", action="store_true",
                    help="skip frames whose proposal was already made with these same settings (detector, weights, "
                         "options, input window): resumes an interrupted run")
@@ -91,10 +91,6 @@ def make_detector(
 
 
 def run(args) -> int:
-    for option, value in (("--writers", args.writers), ("--batch-size", args.batch_size), ("--limit", args.limit)):
-        if value is not None and value < 1:
-            print(f"error: {option} must be at least 1, got {value}", file=sys.stderr)
-            return 2
     try:
         request = normalization_request_of(args)
         source = open_source(args.source)
@@ -102,11 +98,10 @@ def run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.method != "irsam":
-        ignored = [option for option, given in (("--weights", args.weights), ("--config", args.config),
-                                                 ("--tta", args.tta != "none"), ("--refine", args.refine != "contrast"),
-                                                 ("--precision", args.precision != "fp32")) if given]
-        if ignored:
-            print(f"warning: {', '.join(ignored)} only apply to IRSAM, not to --method {args.method}", file=sys.stderr)
+        warn_irsam_only([option for option, given in (
+            ("--weights", args.weights), ("--config", args.config), ("--device", args.device != "auto"),
+            ("--precision", args.precision != "fp32"), ("--tta", args.tta != "none"),
+            ("--refine", args.refine != "contrast")) if given], args.method)
     out = Path(args.out)
     if out.exists() and not (out / "project.json").exists() and (not out.is_dir() or any(out.iterdir())):
         print(f"error: {out} is not a review project and not empty: detect into a new or empty folder "

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
-                          normalization_request_of, size_gate_of)
+                          normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
 from app.core.atomic import atomic_write_json
 from app.core.frames import FrameReadError, read_gray
 from app.core.normalization import Normalization, NormalizationRequest
@@ -66,13 +66,6 @@ def add_parser(subparsers) -> None:
     add_size_gate_options(p)
     add_normalization_options(p)
     p.set_defaults(run=run)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _percent(value: float) -> str:
@@ -164,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _error(str(e))
     if args.method:
-        _warn_ignored_irsam_options(args)
+        warn_irsam_only([f"--{name}" for name in ("tta", "refine", "device") if getattr(args, name) is not None],
+                        args.method)
         options = {}
     else:
         options = {"tta": args.tta or "none", "refine": args.refine or "contrast"}
@@ -224,13 +218,6 @@ def _make_detector(args: argparse.Namespace, options: dict):
         raise ValueError(str(e)) from None
     check_device_fallback(device, detector)
     return detector
-
-
-def _warn_ignored_irsam_options(args: argparse.Namespace) -> None:
-    ignored = [f"--{name}" for name in ("tta", "refine", "device") if getattr(args, name) is not None]
-    if ignored:
-        print(f"warning: {', '.join(ignored)} only affect IRSAM (--weights); ignored for --method {args.method}",
-              file=sys.stderr)
 
 
 def _check_writable(json_out: str | None, plots: str | None) -> None:
