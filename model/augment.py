@@ -74,6 +74,17 @@ def target_bank(images: list[np.ndarray], masks: list[np.ndarray], max_area: int
     return bank
 
 
+def oriented(image: np.ndarray, mask: np.ndarray, hflip: bool, vflip: bool, transpose: bool):
+    """(image, mask) flipped left-right, then upside down, then transposed, each as asked (views)."""
+    if hflip:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    if vflip:
+        image, mask = image[::-1], mask[::-1]
+    if transpose:
+        image, mask = image.T, mask.T
+    return image, mask
+
+
 def paste_targets(
     image: np.ndarray, mask: np.ndarray, bank: list[TargetPatch], count: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -88,12 +99,7 @@ def paste_targets(
         patch = bank[int(rng.integers(len(bank)))]
         signal, target = patch.signal, patch.mask
         turn = int(rng.integers(8))
-        if turn & 1:
-            signal, target = signal[:, ::-1], target[:, ::-1]
-        if turn & 2:
-            signal, target = signal[::-1], target[::-1]
-        if turn & 4:
-            signal, target = signal.T, target.T
+        signal, target = oriented(signal, target, bool(turn & 1), bool(turn & 2), bool(turn & 4))
         h, w = signal.shape
         if h > out.shape[0] or w > out.shape[1]:
             continue
@@ -170,15 +176,12 @@ class SegmentationDataset(Dataset):
             image, mask = paste_targets(image, mask, self.bank, int(rng.integers(c.paste_targets + 1)), rng)
         image, mask = rescale(image, mask, float(rng.uniform(*c.scale_range)))
         image, mask = crop_around(image, mask, c.crop, rng, c.target_crop_prob)
-        if rng.random() < 0.5:
-            image, mask = image[:, ::-1], mask[:, ::-1]
+        hflip, vflip, transpose = rng.random() < 0.5, False, False
         if c.orientations == "dihedral":
-            # with the horizontal flip above, a vertical flip and a transpose reach all 8 orientations
-            # of the square crop; drawn after it, so "hflip" samples stay what they were
-            if rng.random() < 0.5:
-                image, mask = image[::-1], mask[::-1]
-            if rng.random() < 0.5:
-                image, mask = image.T, mask.T
+            # with the horizontal flip, a vertical flip and a transpose reach all 8 orientations of the
+            # square crop; drawn after it, so "hflip" samples stay what they were
+            vflip, transpose = rng.random() < 0.5, rng.random() < 0.5
+        image, mask = oriented(image, mask, hflip, vflip, transpose)
         x = torch.from_numpy(np.ascontiguousarray(image)).float()[None].expand(3, -1, -1).contiguous()
         y = torch.from_numpy(np.ascontiguousarray(mask)).float()[None]
         return x, y
