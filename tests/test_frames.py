@@ -1,5 +1,4 @@
 import os
-import re
 import threading
 import time
 from pathlib import Path
@@ -150,14 +149,16 @@ def test_bad_files_keep_their_index(tmp_path):
     (tmp_path / "frame7.png").write_text("this is not an image")
     full = (tmp_path / "frame1.png").read_bytes()
     (tmp_path / "frame8.png").write_bytes(full[: len(full) // 2])
-    cv2.imwrite(str(tmp_path / "frame9.png"), ramp(80, 100))
-    cv2.imwrite(str(tmp_path / "frame10.jpg"), ramp(80, 100))  # size only known once decoded
+    cv2.imwrite(str(tmp_path / "frame9.png"), ramp(dtype=np.uint16))
+    cv2.imwrite(str(tmp_path / "frame10.tif"), ramp(dtype=np.uint16))  # its type read from the TIFF page
     with open_source(tmp_path) as src:
-        assert src.stems == [f"frame{i}" for i in range(11)]
+        assert src.stems == [f"frame{i}" for i in range(11)] and src.shape == (24, 32)
         assert src.bad_frames == [
             BadFrame(str(tmp_path / "frame6.png"), "empty file (0 bytes)", 6, "frame6"),
             BadFrame(str(tmp_path / "frame7.png"), "not an image (unrecognised file header)", 7, "frame7"),
-            BadFrame(str(tmp_path / "frame9.png"), "size 100x80 differs from the sequence's 32x24", 9, "frame9"),
+            BadFrame(str(tmp_path / "frame9.png"), "sample type uint16 differs from the sequence's uint8", 9, "frame9"),
+            BadFrame(str(tmp_path / "frame10.tif"), "sample type uint16 differs from the sequence's uint8", 10,
+                     "frame10"),
         ]
         assert src.is_bad(6) and src.is_bad(7) and src.is_bad(9) and not src.is_bad(8)
         with pytest.raises(FrameReadError) as e:
@@ -169,7 +170,7 @@ def test_bad_files_keep_their_index(tmp_path):
         bad = src.scan()
         assert [b.index for b in bad] == [6, 7, 8, 9, 10]
         assert bad[2] == BadFrame(str(tmp_path / "frame8.png"), bad[2].reason, 8, "frame8")
-        assert bad[4].reason == "size 100x80 differs from the sequence's 32x24"
+        assert bad[4].reason == "sample type uint16 differs from the sequence's uint8"
         assert src.readable_indices() == list(range(6))
         for i in src.readable_indices():
             np.testing.assert_array_equal(src.frame(i), data[src.stems[i]])
@@ -178,8 +179,8 @@ def test_bad_files_keep_their_index(tmp_path):
 def test_first_readable_frame_defines_sequence(tmp_path):
     data = write_folder(tmp_path, n=3, names=["c.png", "d.png", "e.png"])
     (tmp_path / "a.png").write_bytes(b"")
-    cv2.imwrite(str(tmp_path / "b.png"), ramp(80, 100))
-    (tmp_path / "b.png").write_bytes((tmp_path / "b.png").read_bytes()[:60])  # its header says 100x80
+    cv2.imwrite(str(tmp_path / "b.png"), ramp())
+    (tmp_path / "b.png").write_bytes((tmp_path / "b.png").read_bytes()[:60])  # a whole header, no pixels
     with open_source(tmp_path) as src:
         assert src.stems == ["a", "b", "c", "d", "e"] and src.shape == (24, 32)
         assert [(Path(b.path).name, b.index) for b in src.bad_frames] == [("a.png", 0), ("b.png", 1)]
@@ -219,15 +220,66 @@ def test_bad_frames_are_listed_in_frame_order(tmp_path):
             [("03.png", 3), ("05.png", 5), ("07.png", 7), ("01.tif", None)]
 
 
-def test_mixed_size_folder_says_which_sizes_differ():
+def test_a_folder_of_several_sizes_keeps_each_frames_size():
     with open_source(SHARED / "data" / "nuaa-sirst" / "images") as src:
-        assert len(src) == 427 and src.shape == (240, 320)
-        bad = src.bad_frames
-        assert len(bad) == 415 and len(src.readable_indices()) == 12
-        assert [b.index for b in bad] == sorted(b.index for b in bad)
-        by_name = {Path(b.path).name: b.reason for b in bad}
-        assert by_name["Misc_2.png"] == "size 348x270 differs from the sequence's 320x240"
-        assert all(re.fullmatch(r"size \d+x\d+ differs from the sequence's 320x240", r) for r in by_name.values())
+        assert len(src) == 427 and src.shape is None and src.mixed_sizes
+        assert src.bad_frames == []
+        shapes = [src.frame_shape(i) for i in range(len(src))]
+        assert src.frame_shape(src.stems.index("Misc_2")) == (270, 348)
+        for i in range(0, len(src), 7):  # the sizes read at open are the decoded ones
+            assert src.frame(i).shape == shapes[i]
+        assert src.size_record() == dict(zip(src.stems, shapes))
+        sizes = sorted(set(shapes), key=lambda s: s[0] * s[1])
+        assert src.size_text().startswith(f"{len(sizes)} sizes, {sizes[0][1]}x{sizes[0][0]} to ")
+        assert len(sizes) > 300 and src.scan() == []
+
+
+def test_mixed_sizes_from_every_format_and_the_sequence_type_still_checked(tmp_path):
+    images = {"a.png": ramp(24, 32), "b.jpg": ramp(40, 50, seed=1), "d.bmp": ramp(30, 20, seed=3)}
+    for name, image in images.items():
+        cv2.imwrite(str(tmp_path / name), image)
+    images["c.tif"] = ramp(17, 9, seed=2)
+    tifffile.imwrite(tmp_path / "c.tif", images["c.tif"])
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 3000  # a large APP1 segment before the frame header
+    Image.fromarray(ramp(33, 31, seed=4)).save(tmp_path / "e.jpg", progressive=True, exif=exif)
+    cv2.imwrite(str(tmp_path / "f.png"), ramp(10, 12, dtype=np.uint16))  # another sample type: unreadable
+    (tmp_path / "g.jpg").write_bytes((tmp_path / "b.jpg").read_bytes()[:20])  # no frame header at all
+    with open_source(tmp_path, prefetch=0) as src:
+        assert src.stems == list("abcdefg") and src.shape is None
+        assert [src.frame_shape(i) for i in range(7)] == [(24, 32), (40, 50), (17, 9), (30, 20), (33, 31), None, None]
+        assert [(b.stem, b.reason) for b in src.bad_frames] == [
+            ("f", "sample type uint16 differs from the sequence's uint8"), ("g", "truncated JPEG (no end-of-image marker)")]
+        for i in range(5):
+            assert src.frame(i).shape == src.frame_shape(i)
+        np.testing.assert_array_equal(src.frame(0), images["a.png"])
+        np.testing.assert_array_equal(src.frame(2), images["c.tif"])
+        assert src.size_record() == {"a": (24, 32), "b": (40, 50), "c": (17, 9), "d": (30, 20), "e": (33, 31)}
+        assert src.size_text() == "5 sizes, 9x17 to 50x40"
+
+
+def test_a_file_that_decodes_to_another_size_than_its_header_is_unreadable(tmp_path, monkeypatch):
+    cv2.imwrite(str(tmp_path / "a.png"), ramp(24, 32))
+    cv2.imwrite(str(tmp_path / "b.png"), ramp(20, 20))
+    with open_source(tmp_path, prefetch=0) as src:
+        monkeypatch.setattr(frames, "read_gray", lambda path: ramp(21, 20))
+        with pytest.raises(FrameReadError, match="size 20x21 differs from its header's 20x20"):
+            src.frame(1)
+        assert src.is_bad(1)
+
+
+@pytest.mark.parametrize("data, size", [
+    (b"\xff\xd8\xff\xe0\x00\x04ab\xff\xc0\x00\x0b\x08\x00\x10\x00\x20\x01", (16, 32)),  # APP0 then SOF0
+    (b"\xff\xd8\xff\xff\xc2\x00\x0b\x08\x00\x07\x00\x05\x01", (7, 5)),  # a fill byte, progressive
+    (b"\xff\xd8\xff\xc0\x00\x0b\x08\x00\x00\x00\x20\x01", None),  # height in a later DNL segment
+    (b"\xff\xd8\xff\xda\x00\x02", None),  # scan before any frame header
+    (b"\xff\xd8\xff\xe1\xff\xff", None),  # a segment running past the end
+    (b"\xff\xd8\x00\x00", None),  # not a marker
+])
+def test_jpeg_size_from_the_frame_header(tmp_path, data, size):
+    path = tmp_path / "x.jpg"
+    path.write_bytes(data)
+    assert frames._jpeg_size(str(path)) == size
 
 
 @pytest.mark.parametrize("setup, message", [

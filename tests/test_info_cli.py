@@ -63,14 +63,14 @@ def test_info_lists_bad_files(tmp_path, capsys):
     (tmp_path / "005.png").write_bytes(b"")
     data = (tmp_path / "000.png").read_bytes()
     (tmp_path / "006.png").write_bytes(data[:30])
-    cv2.imwrite(str(tmp_path / "007.png"), np.zeros((8, 8), np.uint8))
+    cv2.imwrite(str(tmp_path / "007.png"), np.zeros((16, 20), np.uint16))
     assert main(["info", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert fields(out)["frames"] == "5 readable, 3 unreadable"
     assert fields(out)["value range"] == "0..40 over all readable frames"
     assert f"{tmp_path / '005.png'}: empty file (0 bytes)" in out
     assert f"{tmp_path / '006.png'}: truncated PNG" in out
-    assert f"{tmp_path / '007.png'}: size 8x8 differs from the sequence's 20x16" in out
+    assert f"{tmp_path / '007.png'}: sample type uint16 differs from the sequence's uint8" in out
 
 
 def test_info_missing_and_unreadable(tmp_path, capsys):

@@ -59,7 +59,6 @@ def run(args) -> int:
         if n_read == 0:
             print(f"error: {source.path}: no readable frame", file=sys.stderr)
             return 2
-        h, w = source.shape
         bad = source.bad_frames
         readable = len(source) - sum(1 for b in bad if b.index is not None)
         where = "all readable frames" if args.scan else f"{n_read} sampled frames"
@@ -67,7 +66,7 @@ def run(args) -> int:
         print(f"kind:          {source.kind}" + (" (memory-mapped)" if getattr(source, "memory_mapped", False) else ""))
         print(f"frames:        {readable} readable, {len(bad)} unreadable"
               + ("" if args.scan else " so far (--scan decodes every frame)"))
-        print(f"size:          {w}x{h} (width x height)")
+        print(f"size:          {source.size_text()} (width x height)")
         print(f"dtype:         {source.dtype}")
         print(f"value range:   {low}..{high} over {where}")
         print(f"normalisation: {request.for_source(source)}")
@@ -94,7 +93,6 @@ def describe_project(folder: Path) -> int:
     except ProjectError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    h, w = project.frame_shape
     proposals: Counter[str] = Counter()
     for stem in project.stems:
         if project.has_prediction(stem):
@@ -103,7 +101,7 @@ def describe_project(folder: Path) -> int:
     committed = sum(project.has_committed_mask(stem) for stem in project.stems)
     print(f"project:       {project.folder}")
     print(f"source:        {project.source_path} ({project.source_kind})")
-    print(f"frames:        {len(project)}, {w}x{h} (width x height)")
+    print(f"frames:        {len(project)}, {project.size_text()} (width x height)")
     print(f"normalisation: {Normalization.from_dict(project.normalization)}")
     print("review:        " + ", ".join(f"{n} {status.value}" for status, n in counts.items()))
     print(f"committed:     {committed} frames with an analyst's mask")

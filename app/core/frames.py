@@ -4,6 +4,12 @@ Raw values are kept (uint16 stays uint16). Colour images become gray with the IT
 weights that PIL's "L" conversion uses: L = (19595 R + 38470 G + 7471 B + 2**15) >> 16 for 8-bit,
 the same weights (0.299, 0.587, 0.114), rounded, for 16-bit.
 
+A folder whose frames all have one size is a sequence; a folder of frames of several sizes (a data set of
+single images, such as NUAA-SIRST's images/) is opened as one too, each frame keeping its own size
+(`FrameSource.shape` is then None and `frame_shape(i)` gives each one's). Sizes are read from file
+headers at open (PNG/BMP header, JPEG frame header, TIFF first page), so any size difference makes a
+folder mixed. A multi-page TIFF keeps one size: a page of another size is unreadable.
+
 Frame indices never change once a source is open, and they do not depend on which frames can be
 read: every image file of a folder and every page of a multi-page TIFF is a frame. A frame that
 cannot be read (found by the cheap checks at open, or when it is decoded) keeps its index, is
@@ -99,15 +105,26 @@ def _check_dtype(image: np.ndarray, path) -> np.ndarray:
     return image
 
 
-def _mismatch(shape: tuple[int, int], dtype: np.dtype, sequence_shape: tuple[int, int],
-              sequence_dtype: np.dtype) -> str | None:
-    """Why a frame of this size and sample type does not belong to the sequence; None when it does."""
-    if tuple(shape) != tuple(sequence_shape):
-        return (f"size {shape[1]}x{shape[0]} differs from the sequence's "
-                f"{sequence_shape[1]}x{sequence_shape[0]}")
+def _mismatch(shape: tuple[int, int], dtype: np.dtype, expected_shape: tuple[int, int],
+              sequence_dtype: np.dtype, whose: str = "the sequence's") -> str | None:
+    """Why a frame of this size and sample type does not belong to the sequence; None when it does.
+    `whose` names where `expected_shape` comes from (the sequence, or the file's own header)."""
+    if tuple(shape) != tuple(expected_shape):
+        return (f"size {shape[1]}x{shape[0]} differs from {whose} "
+                f"{expected_shape[1]}x{expected_shape[0]}")
     if dtype != sequence_dtype:
         return f"sample type {dtype} differs from the sequence's {sequence_dtype}"
     return None
+
+
+def describe_sizes(shapes) -> str:
+    """(height, width) sizes (None entries ignored) for people: "320x240", or "381 sizes, 135x96 to 418x388"
+    (the smallest and largest by area)."""
+    sizes = sorted({tuple(s) for s in shapes if s is not None}, key=lambda s: (s[0] * s[1], s))
+    if not sizes:
+        return "unknown size"
+    (h0, w0), (h1, w1) = sizes[0], sizes[-1]
+    return f"{w0}x{h0}" if len(sizes) == 1 else f"{len(sizes)} sizes, {w0}x{h0} to {w1}x{h1}"
 
 
 def _tiff_page_to_gray(page: np.ndarray, path) -> np.ndarray:
@@ -175,12 +192,18 @@ class FrameSource:
     Use `open_source(path)` to make one.
     """
 
-    def __init__(self, path: Path, kind: str, stems: list[str], shape: tuple[int, int], dtype: np.dtype,
-                 bad_frames: list[BadFrame], cache_size: int = 64, prefetch: int = 4):
+    def __init__(self, path: Path, kind: str, stems: list[str], shape: tuple[int, int] | None, dtype: np.dtype,
+                 bad_frames: list[BadFrame], cache_size: int = 64, prefetch: int = 4,
+                 frame_shapes: list[tuple[int, int] | None] | None = None):
         self.path = path
         self.kind = kind
         self.stems = stems
+        # the size every frame has, or None when the frames differ in size (`frame_shapes` then gives each
+        # frame's, None for a frame unreadable at open)
         self.shape = shape
+        if (shape is None) == (frame_shapes is None):
+            raise ValueError("give one shape for every frame, or one per frame")
+        self._frame_shapes = frame_shapes
         self.dtype = np.dtype(dtype)
         self.cache_size = max(1, int(cache_size))
         self.prefetch_depth = max(0, min(int(prefetch), self.cache_size - 1))
@@ -205,6 +228,27 @@ class FrameSource:
 
     def __len__(self) -> int:
         return len(self.stems)
+
+    @property
+    def mixed_sizes(self) -> bool:
+        """True for a folder whose frames differ in size (each keeps its own)."""
+        return self.shape is None
+
+    def frame_shape(self, i: int) -> tuple[int, int] | None:
+        """(height, width) of frame i; None for a frame of a mixed-size folder that was unreadable at open."""
+        i = self._check_index(i)
+        return self.shape if self._frame_shapes is None else self._frame_shapes[i]
+
+    def size_record(self) -> tuple[int, int] | dict[str, tuple[int, int]]:
+        """What a review project stores: the size every frame has, or stem -> size of every frame whose size
+        is known (a mixed-size folder)."""
+        if self._frame_shapes is None:
+            return self.shape
+        return {stem: shape for stem, shape in zip(self.stems, self._frame_shapes) if shape is not None}
+
+    def size_text(self) -> str:
+        """The frame size for people: "320x240", or the range of a mixed-size folder's sizes."""
+        return describe_sizes([self.shape] if self._frame_shapes is None else self._frame_shapes)
 
     @property
     def bad_frames(self) -> list[BadFrame]:
@@ -243,7 +287,10 @@ class FrameSource:
             raise FrameReadError(bad.path, bad.reason)
         try:
             image = self._load(i)
-            mismatch = _mismatch(image.shape, image.dtype, self.shape, self.dtype)
+            if self._frame_shapes is None:
+                mismatch = _mismatch(image.shape, image.dtype, self.shape, self.dtype)
+            else:  # a mixed-size folder: the size the file's header gave at open
+                mismatch = _mismatch(image.shape, image.dtype, self._frame_shapes[i], self.dtype, "its header's")
             if mismatch is not None:
                 raise FrameReadError(self.frame_path(i), mismatch)
         except FrameReadError as e:
@@ -366,8 +413,7 @@ class FrameSource:
         self.close()
 
     def __repr__(self) -> str:
-        h, w = self.shape
-        return f"<FrameSource {self.kind} {str(self.path)!r}: {len(self)} frames {w}x{h} {self.dtype}>"
+        return f"<FrameSource {self.kind} {str(self.path)!r}: {len(self)} frames {self.size_text()} {self.dtype}>"
 
 
 class FolderSource(FrameSource):
@@ -450,18 +496,69 @@ def _read_head(path: str, size: int = 32) -> bytes:
         os.close(fd)
 
 
+# SOF markers (baseline, extended, progressive, lossless; Huffman and arithmetic) carry the frame size
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+
+
+def _jpeg_size(file: str) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's start-of-frame segment, walking the segment headers only; None when
+    the file ends, is malformed or puts the height in a later DNL segment (the decode will tell)."""
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        pos = 2  # after SOI
+        for _ in range(4096):
+            seg = os.pread(fd, 9, pos)
+            if len(seg) < 4 or seg[0] != 0xFF:
+                return None
+            marker = seg[1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # stand-alone markers
+                pos += 2
+                continue
+            if marker in (0xD9, 0xDA):  # end of image, or the scan began before any frame header
+                return None
+            if marker in _JPEG_SOF:
+                height, width = struct.unpack(">HH", seg[5:9]) if len(seg) == 9 else (0, 0)
+                return (height, width) if height and width else None
+            pos += 2 + struct.unpack(">H", seg[2:4])[0]
+        return None
+    finally:
+        os.close(fd)
+
+
+def _tiff_size(file: str) -> tuple[int, int, np.dtype] | None:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(file) as tf:
+            page = tf.pages[0]
+            height, width, dtype = int(page.imagelength), int(page.imagewidth), page.dtype
+    except Exception:  # tifffile raises many types for corrupt files: the decode reports the reason
+        return None
+    return (height, width, np.dtype(dtype)) if dtype is not None and np.dtype(dtype) in SUPPORTED_DTYPES else None
+
+
 def _header_of(file: str) -> tuple[int, int, np.dtype] | None:
-    """`_header_info` of an image file; raises FrameReadError when it cannot be read or is no image."""
+    """(height, width, dtype) of an image file without decoding its pixels (PNG/BMP header, JPEG frame
+    header, TIFF first page); None where that takes a decode. Raises FrameReadError when the file cannot
+    be read or is no image."""
     try:
         head = _read_head(file)
+        if not head:
+            raise FrameReadError(file, "empty file (0 bytes)")
+        fmt = _sniff_format(head)
+        if fmt is None:
+            raise FrameReadError(file, "not an image (unrecognised file header)")
+        if fmt == "jpeg":
+            size = _jpeg_size(file)
+            return None if size is None else (*size, np.dtype(np.uint8))
+        if fmt == "tiff":
+            return _tiff_size(file)
+        return _header_info(head, fmt)
     except OSError as e:
         raise FrameReadError(file, f"cannot read file ({e.strerror or e})") from None
-    if not head:
-        raise FrameReadError(file, "empty file (0 bytes)")
-    fmt = _sniff_format(head)
-    if fmt is None:
-        raise FrameReadError(file, "not an image (unrecognised file header)")
-    return _header_info(head, fmt)
 
 
 def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
@@ -496,7 +593,7 @@ def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
             headers.append(None)
             unreadable[i] = e.reason
 
-    # the first frame that decodes defines the sequence's size and sample type
+    # the first frame that decodes defines the sequence's sample type, and its size unless the sizes differ
     first_index = first = None
     for i, file in enumerate(files):
         if i in unreadable:
@@ -510,16 +607,36 @@ def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
         break
     if first is None:
         raise SourceError(f"{path}: none of the {len(entries)} image files is readable")
-    shape, dtype = first.shape, first.dtype
+    dtype = first.dtype
+    sizes = {(info[0], info[1]) for i, info in enumerate(headers) if info is not None and i not in unreadable}
+    sizes.add(first.shape)
+    shape, frame_shapes = first.shape, None
+    if len(sizes) > 1:
+        shape = None
+        frame_shapes = [None if i in unreadable or info is None else (info[0], info[1])
+                        for i, info in enumerate(headers)]
+        frame_shapes[first_index] = first.shape
+        for i, known in enumerate(frame_shapes):
+            if known is None and i not in unreadable:  # a file whose header does not give its size
+                try:
+                    image = read_gray(files[i])
+                except FrameReadError as e:
+                    unreadable[i] = e.reason
+                    continue
+                frame_shapes[i] = image.shape
+                headers[i] = (*image.shape, image.dtype)
 
     for i, info in enumerate(headers):
         if info is not None and i not in unreadable:
-            mismatch = _mismatch((info[0], info[1]), info[2], shape, dtype)
+            expected = (info[0], info[1]) if shape is None else shape
+            mismatch = _mismatch((info[0], info[1]), info[2], expected, dtype)
             if mismatch is not None:
                 unreadable[i] = mismatch
-    bad = [BadFrame(files[i], reason, i, stems[i]) for i, reason in unreadable.items()] + without_index
+                if frame_shapes is not None:
+                    frame_shapes[i] = None
+    bad = [BadFrame(files[i], reason, i, stems[i]) for i, reason in sorted(unreadable.items())] + without_index
     source = FolderSource(path, image_dir, files, stems, shape=shape, dtype=dtype, bad_frames=bad,
-                          cache_size=cache_size, prefetch=prefetch)
+                          cache_size=cache_size, prefetch=prefetch, frame_shapes=frame_shapes)
     first.flags.writeable = False
     source._store(first_index, first)
     return source
