@@ -172,7 +172,7 @@ class FrameEditor:
     def _prediction(self, index: int) -> np.ndarray:
         project = self.session.project
         prediction = None if project is None else project.prediction_mask(self.session.stem(index))
-        return np.zeros(self.session.source.shape, bool) if prediction is None else prediction
+        return np.zeros(self.session.source.frame_shape(index), bool) if prediction is None else prediction
 
     def _committed(self, index: int) -> np.ndarray | None:
         project = self.session.project

@@ -215,7 +215,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.detection_panel.setEnabled(False)  # until the project (if any) is read: a run must not race it
         self._refresh_strip()
         self.setWindowTitle(f"IRSAM Review - {session.name}")
-        message = f"{len(session)} frames, {session.source.dtype}, normalisation {session.normalization}"
+        message = (f"{len(session)} frames, {session.source.size_text()}, {session.source.dtype}, "
+                   f"normalisation {session.normalization}")
         if session.source.bad_frames:
             message += f"; {len(session.source.bad_frames)} unreadable files (red on the timeline, skipped by detection)"
         self._open_message = message

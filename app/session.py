@@ -182,7 +182,7 @@ class ReviewSession:
         """The project, created on first use (an existing one over the same frames is reused)."""
         if self.project is None:
             self.project = ReviewProject.create(
-                self.project_dir, self.source.path, self.source.kind, self.source.stems, self.source.shape,
+                self.project_dir, self.source.path, self.source.kind, self.source.stems, self.source.size_record(),
                 self.normalization.to_dict(), None, exist_ok=True, unreadable_stems=self.source.unreadable_stems,
             )
         return self.project

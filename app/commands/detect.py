@@ -137,7 +137,7 @@ def run(args) -> int:
 
     try:
         project = ReviewProject.create(
-            out, Path(args.source).resolve(), source.kind, source.stems, source.shape, normalization.to_dict(), record,
+            out, Path(args.source).resolve(), source.kind, source.stems, source.size_record(), normalization.to_dict(), record,
             exist_ok=True, unreadable_stems=source.unreadable_stems,
         )
     except (ProjectError, OSError) as exc:
@@ -145,7 +145,7 @@ def run(args) -> int:
         return 2
 
     n = len(source) if args.limit is None else min(len(source), args.limit)
-    print(f"{source.kind} {source.path}: {n} frames {source.shape[1]}x{source.shape[0]} {source.dtype}; "
+    print(f"{source.kind} {source.path}: {n} frames {source.size_text()} {source.dtype}; "
           f"detector {record['name']} on {detector.device}"
           + (f", targets of {detector.gate} kept" if record["size_gate"] else "") + f"; normalisation {normalization}")
     origin = ProposalOrigin.of(record, normalization)

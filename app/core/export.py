@@ -108,7 +108,7 @@ def label_origin(project: ReviewProject, stem: str, include_unreviewed: bool) ->
 
 def _load_label(project: ReviewProject, stem: str, origin: str) -> np.ndarray | None:
     if origin == "negative":
-        return np.zeros(project.frame_shape, dtype=bool)
+        return np.zeros(project.shape_of(stem), dtype=bool)
     return project.committed_mask(stem) if origin == "committed" else project.prediction_mask(stem)
 
 

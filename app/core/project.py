@@ -17,13 +17,14 @@ import zlib
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence, Union
 
 import cv2
 import numpy as np
 
 from app.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_npy, atomic_write_png
 from app.core.edits import EditHistory, MaskEdit, make_edit
+from app.core.frames import describe_sizes
 from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
 from app.core.targets import Target, extract_targets
 from model.detectors import FrameResult
@@ -48,6 +49,10 @@ class ProjectError(Exception):
 
 class ProjectWriteError(OSError):
     """A project file could not be written; the previous version of that file is intact."""
+
+
+# one size for every frame (a sequence or a stack), or stem -> size for a folder of frames of several sizes
+FrameShapes = Union[tuple[int, int], Mapping[str, tuple[int, int]]]
 
 
 def utc_now() -> str:
@@ -77,7 +82,7 @@ class ReviewProject:
         source_path: str | Path,
         source_kind: str,
         stems: Sequence[str],
-        frame_shape: tuple[int, int],
+        frame_shape: FrameShapes,
         normalization: dict,
         detector: dict | None = None,
         exist_ok: bool = False,
@@ -89,6 +94,8 @@ class ReviewProject:
         over the same stems is opened instead and its source, normalisation and detector are updated
         (a detection re-run); its predictions, labels, statuses and history are kept. `unreadable_stems`:
         frames of `stems` that cannot be read, which an existing project may lack (`follow_source`).
+        `frame_shape`: (height, width) of every frame, or stem -> (height, width) when they differ (frames
+        unreadable at open may be left out: their size is not known).
         """
         folder = Path(folder)
         stems = [str(s) for s in stems]
@@ -97,11 +104,10 @@ class ReviewProject:
             if not exist_ok:
                 raise ProjectError(f"{folder} already holds a project")
             project = cls.open(folder)
-            if project.frame_shape != tuple(frame_shape):
-                raise ProjectError(f"{folder} holds a project over frames of another size")
+            project._check_sizes(frame_shape)
             project.follow_source(stems, unreadable_stems)
             project._meta.update(
-                source=_source_meta(source_path, source_kind, frame_shape),
+                source=_source_meta(source_path, source_kind, frame_shape, project._meta["source"]),
                 normalization=normalization,
                 detector=detector,
             )
@@ -135,7 +141,10 @@ class ReviewProject:
             raise ProjectError(f"{meta_path}: not a {PROJECT_FORMAT} project")
         try:
             _check_stems(meta["stems"])
-            tuple(meta["source"]["frame_shape"])
+            if meta["source"]["frame_shape"] is None:
+                dict(meta["source"]["frame_shapes"])
+            else:
+                tuple(meta["source"]["frame_shape"])
         except (KeyError, TypeError, ValueError) as e:
             raise ProjectError(f"{meta_path} is incomplete: {e}") from e
         project = cls(folder, meta)
@@ -155,9 +164,46 @@ class ReviewProject:
         return self._meta["source"]["kind"]
 
     @property
-    def frame_shape(self) -> tuple[int, int]:
-        h, w = self._meta["source"]["frame_shape"]
+    def frame_shape(self) -> tuple[int, int] | None:
+        """(height, width) of every frame; None when the frames differ in size (see `shape_of`)."""
+        shape = self._meta["source"]["frame_shape"]
+        return None if shape is None else (int(shape[0]), int(shape[1]))
+
+    def shape_of(self, stem: str) -> tuple[int, int]:
+        """(height, width) of one frame; KeyError for a frame whose size is not known (unreadable so far)."""
+        shape = self.frame_shape
+        if shape is not None:
+            return shape
+        h, w = self._meta["source"]["frame_shapes"][stem]
         return int(h), int(w)
+
+    def size_text(self) -> str:
+        """"320x240", or the range of a mixed-size project's sizes."""
+        shapes = [self.frame_shape] if self.frame_shape is not None else self._meta["source"]["frame_shapes"].values()
+        return describe_sizes(shapes)
+
+    def _check_sizes(self, frame_shape: FrameShapes) -> None:
+        """Refuse a source whose frames no longer fit this project's masks: a frame that now has another
+        size and already holds a proposal, a committed mask or an edit history."""
+        changed = []
+        for stem in self.stems:
+            old = self.known_shape(stem)
+            new = _shape_in(frame_shape, stem)
+            if old is not None and new is not None and old != new and any(
+                    self._path(layer, stem, suffix).exists()
+                    for layer, suffix in (("masks", ".png"), ("labels", ".png"), ("history", ".npz"))):
+                changed.append(f"{stem}: {old[1]}x{old[0]} in the project, {new[1]}x{new[0]} now")
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise ProjectError(f"{self.folder} holds a project over frames of another size ({'; '.join(changed[:3])}"
+                               f"{more})")
+
+    def known_shape(self, stem: str) -> tuple[int, int] | None:
+        """`shape_of`, or None for a frame whose size is not known."""
+        try:
+            return self.shape_of(stem)
+        except KeyError:
+            return None
 
     @property
     def normalization(self) -> dict:
@@ -234,8 +280,8 @@ class ReviewProject:
         """
         self._check_stem(stem)
         logits = np.asarray(result.logits, dtype=np.float32)
-        if logits.shape != self.frame_shape:
-            raise ValueError(f"{stem}: logits shape {logits.shape} != frame shape {self.frame_shape}")
+        if logits.shape != self._expected_shape(stem, logits.shape):
+            raise ValueError(f"{stem}: logits shape {logits.shape} != frame shape {self.shape_of(stem)}")
         with self._lock:  # an edit of the frame on another thread commits before or after, never between
             kept_accepted = self.status(stem) is ReviewStatus.ACCEPTED and not self.has_committed_mask(stem)
             if kept_accepted:
@@ -362,8 +408,8 @@ class ReviewProject:
         """Save the analyst's mask for a frame (atomically, 0/255 PNG)."""
         self._check_stem(stem)
         mask = np.asarray(mask) > 0
-        if mask.shape != self.frame_shape:
-            raise ValueError(f"{stem}: mask shape {mask.shape} != frame shape {self.frame_shape}")
+        if mask.shape != self._expected_shape(stem, mask.shape):
+            raise ValueError(f"{stem}: mask shape {mask.shape} != frame shape {self.shape_of(stem)}")
         path = self._path("labels", stem, ".png")
         self._write(lambda: atomic_write_png(path, mask))
         self.damaged = [(p, reason) for p, reason in self.damaged if p != path]
@@ -380,7 +426,7 @@ class ReviewProject:
         for mask in (self.committed_mask(stem), self.prediction_mask(stem)):
             if mask is not None:
                 return mask
-        return np.zeros(self.frame_shape, dtype=bool)
+        return np.zeros(self.shape_of(stem), dtype=bool)
 
     # --- edit history ---------------------------------------------------------------------------
 
@@ -532,7 +578,8 @@ class ReviewProject:
         except OSError as e:
             self._report(path, f"unreadable: {e}")
             return None
-        problem = _png_problem(data, self.frame_shape)
+        shape = self.known_shape(path.stem)
+        problem = "size not known: the frame was unreadable" if shape is None else _png_problem(data, shape)
         if problem:
             self._report(path, problem)
             return None
@@ -550,6 +597,16 @@ class ReviewProject:
         return image
 
     # --- helpers --------------------------------------------------------------------------------
+
+    def _expected_shape(self, stem: str, shape: tuple[int, int]) -> tuple[int, int]:
+        """The frame's size; a frame of a mixed-size project unreadable until now takes `shape` and keeps it."""
+        known = self.known_shape(stem)
+        if known is not None:
+            return known
+        with self._lock:
+            self._meta["source"]["frame_shapes"][stem] = [int(shape[0]), int(shape[1])]
+            self._write_meta()
+        return tuple(shape)
 
     def _path(self, layer: str, stem: str, suffix: str) -> Path:
         return self.folder / layer / f"{stem}{suffix}"
@@ -589,9 +646,26 @@ def follows(stored: Sequence[str], current: Sequence[str], unreadable: set[str])
     return k == len(stored)
 
 
-def _source_meta(source_path: str | Path, source_kind: str, frame_shape: tuple[int, int]) -> dict:
-    h, w = frame_shape
-    return {"path": str(Path(source_path).resolve()), "kind": source_kind, "frame_shape": [int(h), int(w)]}
+def _source_meta(source_path: str | Path, source_kind: str, frame_shape: FrameShapes,
+                 previous: dict | None = None) -> dict:
+    """project.json's "source": one "frame_shape" [h, w], or "frame_shape" null and "frame_shapes" {stem: [h, w]}
+    (sizes `previous` knew and `frame_shape` does not, frames unreadable now, are kept)."""
+    meta = {"path": str(Path(source_path).resolve()), "kind": source_kind}
+    if not isinstance(frame_shape, Mapping):
+        h, w = frame_shape
+        return {**meta, "frame_shape": [int(h), int(w)]}
+    shapes = {}
+    if previous is not None and previous.get("frame_shape") is None:
+        shapes.update(previous.get("frame_shapes", {}))
+    shapes.update({stem: [int(h), int(w)] for stem, (h, w) in frame_shape.items()})
+    return {**meta, "frame_shape": None, "frame_shapes": shapes}
+
+
+def _shape_in(frame_shape: FrameShapes, stem: str) -> tuple[int, int] | None:
+    if not isinstance(frame_shape, Mapping):
+        return int(frame_shape[0]), int(frame_shape[1])
+    shape = frame_shape.get(stem)
+    return None if shape is None else (int(shape[0]), int(shape[1]))
 
 
 def _check_stems(stems: Sequence[str]) -> None:

@@ -15,8 +15,9 @@ it still looks like the same target. The candidate comes from:
 
 Propagation stops at the first frame with no candidate, an area jump (ratio above `max_area_ratio`
 either way, areas counted as at least MIN_AREA_FOR_RATIO px), too little overlap with the shifted
-previous mask (IoU of both masks grown by one pixel, below `min_iou`), an unreadable frame, or a frame
-the analyst has already reviewed: reviewed frames are never proposed for overwriting.
+previous mask (IoU of both masks grown by one pixel, below `min_iou`), an unreadable frame, a frame of
+another size (a folder of single images of several sizes is no sequence), or a frame the analyst has
+already reviewed: reviewed frames are never proposed for overwriting.
 `PropagationResult` says where and why it stopped.
 
 `apply_propagation` writes the result as one undoable edit per frame (frames with no committed mask get
@@ -48,6 +49,7 @@ STOP_LEFT_FRAME = "target left the frame"
 STOP_AREA = "area jump"
 STOP_OVERLAP = "overlap with the predicted position too low"
 STOP_UNREADABLE = "unreadable frame"
+STOP_SIZE = "frame of another size"
 
 
 @dataclass
@@ -157,8 +159,8 @@ def propagate(
         if target_mask is None:
             raise ValueError(f"{start_stem} has no committed mask to propagate; pass target_mask")
     prior = np.asarray(target_mask) > 0
-    if prior.shape != project.frame_shape:
-        raise ValueError(f"target mask shape {prior.shape} != frame shape {project.frame_shape}")
+    if prior.shape != project.shape_of(start_stem):
+        raise ValueError(f"target mask shape {prior.shape} != frame shape {project.shape_of(start_stem)}")
     if not prior.any():
         raise ValueError("the target mask is empty")
 
@@ -174,6 +176,11 @@ def propagate(
         stem = project.stems[index]
         candidate, refusal = None, ""
         status = project.status(stem)
+        shape = project.known_shape(stem)
+        if shape is not None and shape != prior.shape:
+            result.stopped_at = stem
+            result.reason = f"{STOP_SIZE}: {shape[1]}x{shape[0]}, not {prior.shape[1]}x{prior.shape[0]}"
+            break
         expected = shift_mask(prior, round(velocity[0]), round(velocity[1]))
         if status is not ReviewStatus.UNREVIEWED:
             refusal = f"{STOP_REVIEWED}: {status.value}"

@@ -6,7 +6,8 @@ since the previous frame: targets of consecutive frames are paired greedily by b
 overlap once grown by `MATCH_GROW` pixels (a target moving a pixel or two stays paired); every
 unpaired target on either side counts one. The first frame is compared with an empty frame. A frame the
 detector has not run on has no detection count, and neither it nor the frame after it has a change (None):
-"no targets" and "not looked at" are different things to a reviewer.
+"no targets" and "not looked at" are different things to a reviewer. Nor has a frame whose size differs
+from the previous frame's (a folder of single images of several sizes): it shows another scene.
 """
 from __future__ import annotations
 
@@ -53,8 +54,14 @@ def targets_changed(previous: Sequence[Target], current: Sequence[Target], grow:
 def summarize(project: ReviewProject) -> list[FrameSummary]:
     summaries = []
     previous: list[Target] | None = []
+    previous_shape = None
     for index, stem in enumerate(project.stems):
         targets = project.detections(stem) if project.is_predicted(stem) else None
+        if project.frame_shape is None:
+            shape = project.known_shape(stem)
+            if index > 0 and (shape is None or shape != previous_shape):
+                previous = None
+            previous_shape = shape
         scores = [t.peak_score for t in targets or () if not math.isnan(t.peak_score)]
         summaries.append(FrameSummary(
             index=index,
