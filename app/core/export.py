@@ -26,6 +26,7 @@ from app.core.atomic import encode_json, encode_png, write_temporary_beside
 from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus, utc_now
+from app.core.provenance import ProposalOrigin
 from app.core.targets import extract_targets, label_components
 
 LAYOUTS = ("sirst", "basicirstd", "dnanet")
@@ -106,24 +107,27 @@ def label_origin(project: ReviewProject, stem: str, include_unreviewed: bool) ->
     return "prediction", ""
 
 
-def _load_label(project: ReviewProject, stem: str, origin: str) -> np.ndarray | None:
-    if origin == "negative":
-        return np.zeros(project.shape_of(stem), dtype=bool)
-    return project.committed_mask(stem) if origin == "committed" else project.prediction_mask(stem)
+def _load_label(project: ReviewProject, stem: str, origin: str) -> tuple[np.ndarray | None, ProposalOrigin | None]:
+    """The mask exported for the frame and the origin of its proposal (whatever the mask came from)."""
+    if origin == "prediction":
+        return project.prediction(stem)  # one read of the file for both
+    mask = np.zeros(project.shape_of(stem), dtype=bool) if origin == "negative" else project.committed_mask(stem)
+    return mask, project.proposal_origin(stem)
 
 
-def _label_and_frame(project: ReviewProject, stem: str, origin: str, source,
-                     source_index: dict[str, int]) -> tuple[np.ndarray | None, np.ndarray | None, str]:
-    """(mask, raw frame, "") of a frame selected for export, or (None, None, why it is skipped)."""
+def _label_and_frame(project: ReviewProject, stem: str, origin: str, source, source_index: dict[str, int]
+                     ) -> tuple[np.ndarray | None, np.ndarray | None, ProposalOrigin | None, str]:
+    """(mask, raw frame, proposal origin, "") of a frame selected for export, or (None, None, None, why it is
+    skipped)."""
     if stem not in source_index:
-        return None, None, "not in the source"
-    mask = _load_label(project, stem, origin)
+        return None, None, None, "not in the source"
+    mask, proposal = _load_label(project, stem, origin)
     if mask is None:
-        return None, None, f"damaged {origin} mask"
+        return None, None, None, f"damaged {origin} mask"
     try:
-        return mask, source.frame(source_index[stem]), ""
+        return mask, source.frame(source_index[stem]), proposal, ""
     except FrameReadError as e:
-        return None, None, f"unreadable frame: {e.reason}"
+        return None, None, None, f"unreadable frame: {e.reason}"
 
 
 def export_project(
@@ -187,12 +191,11 @@ def export_project(
         try:
             source_index = {s: i for i, s in enumerate(source.stems)}
             for done, (stem, origin) in enumerate(selected, start=1):
-                mask, frame, why = _label_and_frame(project, stem, origin, source, source_index)
+                mask, frame, proposal, why = _label_and_frame(project, stem, origin, source, source_index)
                 if mask is None:
                     report.skipped.append((stem, why))
                 else:
                     dataset_stem = f"{sequence}_{stem}"
-                    proposal = project.proposal_origin(stem)  # the frame's proposal, whatever its mask came from
                     frame_files.write(paths.images / f"{dataset_stem}.png", encode_png(normalization.apply(frame)))
                     frame_files.write(paths.masks / f"{dataset_stem}.png", encode_png(mask))
                     raw_file = _write_raw(frame_files, paths.root, dataset_stem, frame) if raw else None
