@@ -17,6 +17,7 @@ COMMANDS = {
     "eval": ("app.commands.eval", "score a detector with the field's metrics (IoU, nIoU, Pd, Fa, ROC)"),
     "train": ("app.commands.train", "train or fine-tune IRSAM"),
     "export": ("app.commands.export", "export reviewed frames as a training data set"),
+    "import-labels": ("app.commands.import_labels", "commit a data set's masks into a review project to correct them"),
     "stats": ("app.commands.stats", "parameter and MAC counts of the model configs"),
 }
 

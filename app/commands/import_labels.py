@@ -1,0 +1,72 @@
+"""`irsam import-labels`: a data set's own masks committed into a review project, to check and correct them."""
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+MAX_LISTED = 20
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "import-labels",
+        help="commit a data set's masks into a review project, to check and correct them",
+        description="Commit reference masks (0/255 PNG by stem, SIRST's _pixels0 suffix accepted) as the "
+        "project's committed masks, each one undoable edit. Frames stay unreviewed until you review them; "
+        "reviewed frames are left alone, and a frame with its own committed mask keeps it unless --replace. "
+        "Masks of another size than their frame are refused and named.",
+    )
+    p.add_argument("project", help="review project folder (made by `irsam detect` or the app)")
+    p.add_argument("--masks", help="folder of masks (default: the ground truth beside the project's source, "
+                   "a masks/ folder next to its images)")
+    p.add_argument("--replace", action="store_true",
+                   help="also replace committed masks of unreviewed frames that differ from the reference")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from app.core.frames import GroundTruth, SourceError, find_ground_truth, open_source
+    from app.core.label_import import import_labels
+    from app.core.project import ProjectError, ProjectWriteError, ReviewProject
+    from model.metrics import InterpolatedMaskWarning
+
+    try:
+        project = ReviewProject.open(args.project)
+    except ProjectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path, reason in project.damaged:
+        print(f"warning: {path}: {reason}", file=sys.stderr)
+    if args.masks is not None:
+        if not Path(args.masks).is_dir():
+            print(f"error: {args.masks}: no such folder", file=sys.stderr)
+            return 2
+        truth = GroundTruth(Path(args.masks), None)
+    else:
+        try:
+            with open_source(project.source_path, prefetch=0) as source:
+                truth = find_ground_truth(source)
+        except SourceError as e:
+            print(f"error: cannot look for masks beside the project's source: {e}; give --masks", file=sys.stderr)
+            return 2
+        if truth is None or not truth.has_masks:
+            print(f"error: no masks/ folder beside {project.source_path}; give --masks", file=sys.stderr)
+            return 2
+    try:
+        with warnings.catch_warnings():  # interpolated masks are named below, once per file
+            warnings.simplefilter("ignore", InterpolatedMaskWarning)
+            report = import_labels(project, truth.mask, replace=args.replace)
+    except ProjectWriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for file, reason in truth.mask_warnings:
+        print(f"warning: {file}: {reason}", file=sys.stderr)
+    for stem, reason in report.refused[:MAX_LISTED]:
+        print(f"refused {stem}: {reason}", file=sys.stderr)
+    if len(report.refused) > MAX_LISTED:
+        print(f"... and {len(report.refused) - MAX_LISTED} more refused", file=sys.stderr)
+    print(f"{project.folder}: {report.summary()} (masks from {truth.masks_dir})")
+    if report.kept:
+        print("frames with their own committed mask kept it: --replace takes the reference there too")
+    return 0

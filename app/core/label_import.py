@@ -1,0 +1,101 @@
+"""Reference labels taken into the analyst's layer, to check and correct an existing data set.
+
+A data set's own masks (the ground truth found beside the source, or any folder of 0/255 masks by stem)
+become the committed masks of the project's frames, each as one undoable edit from what the frame
+showed before (its proposal, else nothing). Statuses are left alone: the frames stay unreviewed until
+the analyst has looked at them, and export then takes the (corrected) committed masks.
+
+What the analyst already did is never overwritten: reviewed frames are left as they are, and a frame
+whose committed mask differs from the reference keeps it unless `replace` is asked (then the reference
+replaces it as an undoable edit).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from app.core.frames import FrameReadError
+from app.core.project import ReviewProject, ReviewStatus
+
+
+@dataclass
+class LabelImportReport:
+    imported: list[str] = field(default_factory=list)  # committed from the reference masks
+    unchanged: list[str] = field(default_factory=list)  # the committed mask already was the reference
+    kept: list[str] = field(default_factory=list)  # the analyst's own committed mask kept (no `replace`)
+    reviewed: list[str] = field(default_factory=list)  # reviewed frames, left as the analyst set them
+    missing: list[str] = field(default_factory=list)  # no reference mask for the frame
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (stem, why the mask cannot be used)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.imported)} masks committed"]
+        if self.unchanged:
+            parts.append(f"{len(self.unchanged)} already committed")
+        if self.kept:
+            parts.append(f"{len(self.kept)} frames kept their own committed mask")
+        if self.reviewed:
+            parts.append(f"{len(self.reviewed)} reviewed frames left alone")
+        if self.missing:
+            parts.append(f"{len(self.missing)} frames without a mask")
+        if self.refused:
+            parts.append(f"{len(self.refused)} masks refused")
+        return ", ".join(parts)
+
+
+def import_labels(
+    project: ReviewProject,
+    read_mask: Callable[[str], np.ndarray | None],
+    stems: Sequence[str] | None = None,
+    replace: bool = False,
+    cancelled: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> LabelImportReport:
+    """Commit `read_mask(stem)` (bool, frame-sized; None: no mask) for each of `stems` (default: every frame).
+
+    A mask that cannot be read or has another size than its frame is refused with the reason; the rest
+    go on. `cancelled` stops between frames (what was committed stays, each frame whole)."""
+    report = LabelImportReport()
+    stems = list(project.stems if stems is None else stems)
+    for done, stem in enumerate(stems, start=1):
+        if cancelled is not None and cancelled.is_set():
+            break
+        _import_one(project, stem, read_mask, replace, report)
+        if progress is not None:
+            progress(done, len(stems))
+    return report
+
+
+def _import_one(project: ReviewProject, stem: str, read_mask, replace: bool, report: LabelImportReport) -> None:
+    if project.status(stem) is not ReviewStatus.UNREVIEWED:
+        report.reviewed.append(stem)
+        return
+    try:
+        reference = read_mask(stem)
+    except (FrameReadError, OSError, ValueError) as e:
+        report.refused.append((stem, f"unreadable mask: {getattr(e, 'reason', e)}"))
+        return
+    if reference is None:
+        report.missing.append(stem)
+        return
+    reference = np.asarray(reference, dtype=bool)
+    shape = project.known_shape(stem)
+    if shape is None:
+        report.refused.append((stem, "the frame is unreadable, so its size is not known"))
+        return
+    if reference.shape != shape:
+        report.refused.append((stem, f"mask {reference.shape[1]}x{reference.shape[0]} differs from the frame's "
+                                     f"{shape[1]}x{shape[0]}"))
+        return
+    committed = project.committed_mask(stem)
+    if committed is not None and np.array_equal(committed, reference):
+        report.unchanged.append(stem)
+        return
+    if committed is not None and not replace:
+        report.kept.append(stem)
+        return
+    if project.edit_mask(stem, reference) is None:
+        project.commit_mask(stem, reference)  # the proposal was exactly the reference: commit it all the same
+    report.imported.append(stem)

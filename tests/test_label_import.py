@@ -1,0 +1,169 @@
+"""Taking a data set's own masks into a review project (app.core.label_import, `irsam import-labels`)."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.cli import main
+from app.core.label_import import import_labels
+from app.core.project import ProjectWriteError, ReviewProject, ReviewStatus
+from model.detectors import FrameResult
+
+SHAPE = (24, 32)
+
+
+def box(y, x, size=3, shape=SHAPE):
+    mask = np.zeros(shape, bool)
+    mask[y : y + size, x : x + size] = True
+    return mask
+
+
+def data_set(folder: Path, n: int = 6) -> dict[str, np.ndarray]:
+    """images/ and masks/ (0/255, frame i's target at (2 + 2i, 3 + 3i)); returns stem -> mask."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    masks = {}
+    for i in range(n):
+        stem = f"im{i}"
+        image = np.full(SHAPE, 30, np.uint8)
+        masks[stem] = box(2 + 2 * i, 3 + 3 * i)
+        image[masks[stem]] = 200
+        cv2.imwrite(str(folder / "images" / f"{stem}.png"), image)
+        cv2.imwrite(str(folder / "masks" / f"{stem}.png"), masks[stem].astype(np.uint8) * 255)
+    return masks
+
+
+def detected_project(tmp_path, masks):
+    """`irsam detect` over the images, then each frame's proposal replaced by a box off the truth."""
+    out = tmp_path / "project"
+    assert main(["detect", str(tmp_path / "data" / "images"), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
+    project = ReviewProject.open(out)
+    for stem in project.stems:
+        project.save_prediction(stem, FrameResult(np.where(box(15, 20), 4.0, -4.0).astype(np.float32)))
+    return project
+
+
+def test_reference_masks_become_undoable_committed_masks_and_the_analysts_work_is_kept(tmp_path):
+    masks = data_set(tmp_path / "data")
+    project = detected_project(tmp_path, masks)
+    project.commit_mask("im1", box(0, 0))  # the analyst's own mask
+    project.commit_mask("im2", masks["im2"])  # already the reference
+    project.set_status("im3", ReviewStatus.CORRECTED)
+    (tmp_path / "data" / "masks" / "im4.png").unlink()
+    cv2.imwrite(str(tmp_path / "data" / "masks" / "im5.png"), np.zeros((10, 10), np.uint8))
+    read = lambda stem: (cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127  # noqa: E731
+                         if (p := tmp_path / "data" / "masks" / f"{stem}.png").exists() else None)
+
+    report = import_labels(project, read)
+    assert report.imported == ["im0"] and report.unchanged == ["im2"] and report.kept == ["im1"]
+    assert report.reviewed == ["im3"] and report.missing == ["im4"]
+    assert report.refused == [("im5", "mask 10x10 differs from the frame's 32x24")]
+    assert report.summary() == ("1 masks committed, 1 already committed, 1 frames kept their own committed mask, "
+                                "1 reviewed frames left alone, 1 frames without a mask, 1 masks refused")
+    np.testing.assert_array_equal(project.committed_mask("im0"), masks["im0"])
+    np.testing.assert_array_equal(project.committed_mask("im1"), box(0, 0))
+    assert project.status("im0") is ReviewStatus.UNREVIEWED and project.status("im3") is ReviewStatus.CORRECTED
+    np.testing.assert_array_equal(project.undo("im0"), box(15, 20))  # back to what the frame showed: its proposal
+
+    again = import_labels(project, read, replace=True)
+    assert again.imported == ["im0", "im1"] and again.kept == [] and again.unchanged == ["im2"]
+    np.testing.assert_array_equal(project.committed_mask("im1"), masks["im1"])
+    np.testing.assert_array_equal(project.undo("im1"), box(0, 0))
+
+
+def test_a_reference_equal_to_the_proposal_is_committed_all_the_same(tmp_path):
+    masks = data_set(tmp_path / "data", n=2)
+    project = detected_project(tmp_path, masks)
+    project.save_prediction("im0", FrameResult(np.where(masks["im0"], 4.0, -4.0).astype(np.float32)))
+    report = import_labels(project, masks.get)
+    assert report.imported == ["im0", "im1"] and project.has_committed_mask("im0")
+
+
+def test_unreadable_masks_are_refused_and_a_failed_write_stops_with_the_files_intact(tmp_path, monkeypatch):
+    masks = data_set(tmp_path / "data", n=3)
+    project = detected_project(tmp_path, masks)
+
+    def read(stem):
+        if stem == "im1":
+            raise OSError("disk error")
+        return masks[stem]
+
+    report = import_labels(project, read)
+    assert report.imported == ["im0", "im2"] and report.refused == [("im1", "unreadable mask: disk error")]
+
+    import app.core.atomic
+
+    project.remove_committed_mask("im2")
+    monkeypatch.setattr(app.core.atomic.os, "replace", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(ProjectWriteError):
+        import_labels(project, masks.get, stems=["im2"])
+    monkeypatch.undo()
+    assert not ReviewProject.open(project.folder).has_committed_mask("im2")
+
+
+def test_cli_takes_the_ground_truth_beside_the_source_or_a_folder(tmp_path, capsys):
+    masks = data_set(tmp_path / "data")
+    project = detected_project(tmp_path, masks)
+    cv2.imwrite(str(tmp_path / "data" / "masks" / "im5.png"), np.full(SHAPE, 128, np.uint8))  # interpolated
+    project.set_status("im3", ReviewStatus.ACCEPTED)
+    capsys.readouterr()
+    assert main(["import-labels", str(project.folder)]) == 0
+    out, err = capsys.readouterr()
+    assert out == (f"{project.folder}: 5 masks committed, 1 reviewed frames left alone "
+                   f"(masks from {tmp_path / 'data' / 'masks'})\n")
+    assert "im5.png: 768 pixels strictly between 0 and 255 are not target" in err
+    opened = ReviewProject.open(project.folder)
+    for stem in ("im0", "im1", "im2", "im4"):
+        np.testing.assert_array_equal(opened.committed_mask(stem), masks[stem])
+    assert not opened.committed_mask("im5").any()
+
+    other = tmp_path / "corrected"
+    other.mkdir()
+    cv2.imwrite(str(other / "im0_pixels0.png"), box(10, 10).astype(np.uint8) * 255)
+    assert main(["import-labels", str(project.folder), "--masks", str(other)]) == 0
+    assert ("0 masks committed, 1 frames kept their own committed mask, 1 reviewed frames left alone, 4 frames "
+            "without a mask") in capsys.readouterr().out
+    assert main(["import-labels", str(project.folder), "--masks", str(other), "--replace"]) == 0
+    np.testing.assert_array_equal(ReviewProject.open(project.folder).committed_mask("im0"), box(10, 10))
+
+    assert main(["import-labels", str(project.folder), "--masks", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'nope'}: no such folder\n"
+    (tmp_path / "data" / "masks").rename(tmp_path / "data" / "moved")
+    assert main(["import-labels", str(project.folder)]) == 2
+    assert "no masks/ folder beside" in capsys.readouterr().err
+
+
+@pytest.mark.gui
+def test_the_window_commits_the_ground_truth_in_the_background(window, fresh_sequence, qtbot):
+    from PySide6 import QtGui
+
+    from tests.gui_review_helpers import open_project
+
+    open_project(window, qtbot, fresh_sequence)
+    session = window.session
+    own = np.zeros(session.frame(1).shape, bool)
+    own[5, 5] = True
+    session.commit_mask(1, own)  # the analyst's own mask on frame 1, not yet reviewed
+    session.set_status(2, ReviewStatus.REJECTED)
+    window.timeline.go_to(3)
+    tools = window.review_tools
+    action = next(a for a in window.menuBar().findChildren(QtGui.QAction) if a.text() == "Commit &ground-truth masks")
+    action.trigger()
+    assert tools.label_import.busy  # until its result is taken in on this thread
+    window.run_detection("frame")
+    assert window.statusBar().currentMessage() == ("The ground-truth masks are being committed; run the detector "
+                                                   "when it is done.")
+    assert not tools.review_panel.accept_next.isEnabled()
+    qtbot.waitUntil(lambda: not tools.label_import.busy, timeout=30000)
+    qtbot.waitUntil(lambda: "Ground truth: 58 masks committed" in window.statusBar().currentMessage(), timeout=5000)
+    assert ("1 frames kept their own committed mask, 1 reviewed frames left alone"
+            in window.statusBar().currentMessage())
+    truth = session.ground_truth
+    for i in (0, 3, 59):
+        np.testing.assert_array_equal(session.project.committed_mask(session.stem(i)), truth.mask(session.stem(i)))
+    np.testing.assert_array_equal(window.layers.committed, truth.mask(session.stem(3)))  # the frame shown follows
+    assert session.status(3) is ReviewStatus.UNREVIEWED
+    assert session.project.committed_mask(session.stem(1)).sum() == 1 and not session.project.has_committed_mask(
+        session.stem(2))
+    assert tools.review_panel.model.rowCount() == 60 and tools.review_panel.accept_next.isEnabled()
