@@ -493,8 +493,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.detection_runner.busy:
             self.statusBar().showMessage("The detector is still loading or running; try again when it is done.", 5000)
             return
-        if self.review_tools.propagation.busy:
-            self.statusBar().showMessage("Propagation is running; run the detector when it is done.", 5000)
+        if self.review_tools.writing:
+            running = ("Propagation is running" if self.review_tools.propagation.busy
+                       else "The ground-truth masks are being committed")
+            self.statusBar().showMessage(f"{running}; run the detector when it is done.", 5000)
             return
         n = len(self.session)
         if scope == "frame":

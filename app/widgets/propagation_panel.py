@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtWidgets
 
 from app.core.propagation import MODES, PropagationResult, propagate
 from app.core.targets import label_components
-from app.widgets.workers import CallWorker, WorkerRunner
+from app.widgets.workers import CancellableCallWorker, WorkerRunner
 
 
 def target_to_carry(working: np.ndarray, selected_box: tuple[int, int, int, int] | None) -> np.ndarray:
@@ -105,15 +105,6 @@ class CancellableSource:
         return self.source.frame(index)
 
 
-class PropagationWorker(CallWorker):
-    def __init__(self, function, cancelled: threading.Event):
-        super().__init__(function)
-        self.cancelled = cancelled
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-
-
 class Propagation(QtCore.QObject):
     """Runs `propagate` for the window's current frame in a worker; `finished(result, error)` on the GUI thread."""
 
@@ -134,7 +125,7 @@ class Propagation(QtCore.QObject):
         project, stem = session.project, session.stem(index)
         cancelled = threading.Event()
         source = CancellableSource(session.source, cancelled)
-        worker = PropagationWorker(lambda: propagate(project, source, session.normalization, stem, direction,
+        worker = CancellableCallWorker(lambda: propagate(project, source, session.normalization, stem, direction,
                                                      target_mask=target_mask, detector=detector,
                                                      max_frames=max_frames, mode=mode),
                                    cancelled)

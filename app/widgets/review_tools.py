@@ -7,9 +7,12 @@ when the project has been read, `refresh_queue()` after a detection run, and `st
 """
 from __future__ import annotations
 
+import threading
+
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.core.project import ProjectWriteError, ReviewStatus
+from app.core.label_import import LabelImportReport, import_labels
+from app.core.project import ProjectError, ProjectWriteError, ReviewStatus
 from app.core.propagation import PropagationResult, apply_propagation
 from app.core.review_queue import summarize, unreviewed_summaries
 from app.editing import Tool
@@ -21,12 +24,14 @@ from app.widgets.propagation_panel import Propagation, PropagationPanel, target_
 from app.widgets.review_panel import ReviewPanel
 from app.widgets.scrolling import ScrollingPanel
 from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
+from app.widgets.workers import CancellableCallWorker, WorkerRunner
 
 MAX_DAMAGED_LISTED = 20
 STATUS_MENU_ORDER = (ReviewStatus.ACCEPTED, ReviewStatus.CORRECTED, ReviewStatus.REJECTED, ReviewStatus.NEGATIVE,
                      ReviewStatus.UNREVIEWED)
 PROPAGATION_BLOCKS = ("Propagation is running: mask edits and status changes are paused until it ends "
                       "(Cancel in the Review dock stops it).")
+IMPORT_BLOCKS = "Committing the ground-truth masks: mask edits and status changes are paused until it ends."
 
 
 class ReviewTools(QtCore.QObject):
@@ -39,6 +44,7 @@ class ReviewTools(QtCore.QObject):
         self.review_panel = ReviewPanel()
         self.propagation_panel = PropagationPanel()
         self.propagation = Propagation(self)
+        self.label_import = WorkerRunner(self)
         self.review_dock = QtWidgets.QDockWidget("Review", window)
         self.review_dock.setObjectName("Review")
         self.review_dock.setWidget(ScrollingPanel(self._review_widget()))
@@ -90,6 +96,8 @@ class ReviewTools(QtCore.QObject):
                 review_menu.addSeparator()
             for name in group:
                 review_menu.addAction(self.shortcuts.actions[name])
+        review_menu.addSeparator()
+        review_menu.addAction("Commit &ground-truth masks", self.commit_ground_truth)
         tools_menu = self.window.menuBar().addMenu("&Tools")
         tools_menu.addAction("&Fine-tune on corrections...", self.finetune_dialog_open)
         tools_menu.addAction("&Keyboard shortcuts...", self.edit_shortcuts)
@@ -153,6 +161,9 @@ class ReviewTools(QtCore.QObject):
             self.review_panel.show_current(self.window.index, session.status(self.window.index))
 
     def stop(self) -> None:
+        if self.label_import.busy:
+            self.label_import.stop()  # cancels between frames and waits: `finished` does not come
+            self._block_edits(None)
         if self.propagation.busy:
             self.propagation.stop()  # drops the run: `finished` does not come
             self._propagation_ended()
@@ -225,7 +236,7 @@ class ReviewTools(QtCore.QObject):
 
     def propagate(self, direction: int) -> None:
         window, session = self.window, self.window.session
-        if session is None or window.frame is None or self.propagation.busy:
+        if session is None or window.frame is None or self.writing:
             return
         editor = self.editing.editor
         selected = window.selected
@@ -322,12 +333,64 @@ class ReviewTools(QtCore.QObject):
         self.latest_export_dialog = dialog
         return dialog
 
+    @property
+    def writing(self) -> bool:
+        """Whether propagation or a ground-truth import is writing the project's masks."""
+        return self.propagation.busy or self.label_import.busy
+
     def refuse_while_writing(self, action: str) -> bool:
-        """Whether detection or propagation is writing the project (and `action`, which reads it, is refused)."""
-        if self.window.detection_runner.busy or self.propagation.busy:
-            self.window.statusBar().showMessage(f"Detection or propagation is running; {action} when it is done.", 8000)
+        """Whether detection, propagation or an import is writing the project (and `action` is refused)."""
+        if self.window.detection_runner.busy or self.writing:
+            self.window.statusBar().showMessage(
+                f"Detection, propagation or an import is running; {action} when it is done.", 8000)
             return True
         return False
+
+    # --- ground truth as committed masks --------------------------------------------------------
+
+    def commit_ground_truth(self) -> None:
+        """Take the masks found beside the source as the committed masks (app.core.label_import), in a
+        worker; frames stay unreviewed, reviewed frames and the analyst's own committed masks are kept."""
+        window, session = self.window, self.window.session
+        truth = None if session is None else session.ground_truth
+        if truth is None or not truth.has_masks:
+            window.statusBar().showMessage("No ground-truth masks beside this sequence (a masks/ folder next to "
+                                           "its images, masks named by frame).", 8000)
+            return
+        if self.refuse_while_writing("commit the ground truth"):
+            return
+        try:
+            project = session.ensure_project()
+        except (ProjectError, OSError) as e:
+            self.show_write_error(str(e))
+            return
+        self._block_edits(IMPORT_BLOCKS)
+        cancelled = threading.Event()
+        worker = CancellableCallWorker(lambda: import_labels(project, truth.mask, cancelled=cancelled), cancelled)
+        worker.finished.connect(self._ground_truth_committed)
+        self.label_import.start(worker)
+
+    def _ground_truth_committed(self, report: LabelImportReport | None, error) -> None:
+        worker = self.sender()
+        if worker is None or worker is not self.label_import.worker:
+            return
+        self.label_import.release_if_done(worker)
+        self._block_edits(None)
+        window, session = self.window, self.window.session
+        if report is None:
+            self.show_write_error(error)
+            return
+        for stem in report.imported:
+            session._forget_files(session.project.index(stem))
+        text = f"Ground truth: {report.summary()}; the frames stay unreviewed until you review them."
+        refused = [f"{stem}: {why}" for stem, why in report.refused[:MAX_DAMAGED_LISTED]]
+        if refused:
+            QtWidgets.QMessageBox.warning(window, "Some ground-truth masks were not used", text + "\n\n" +
+                                          "\n".join(refused))
+        window.statusBar().showMessage(text, 15000)
+        window._refresh_strip()
+        self.refresh_queue()
+        window.show_frame(window.index)
 
     def edit_shortcuts(self) -> ShortcutsDialog:
         dialog = ShortcutsDialog(self.shortcuts.map, self.window, self.fixed_shortcuts())
@@ -375,7 +438,7 @@ class ReviewTools(QtCore.QObject):
         window.detection_panel.add_checkpoint(weights)
         choice = window.detection_panel.choice()  # the new weights, with the panel's device and flips
         indices = [i for i in range(len(session)) if session.status(i) is ReviewStatus.UNREVIEWED]
-        if not indices or window.detection_runner.busy or self.propagation.busy:
+        if not indices or window.detection_runner.busy or self.writing:
             window.statusBar().showMessage("New weights selected; no unreviewed frame to re-detect now.", 8000)
             return
         window.feature_runner.stop()

@@ -192,6 +192,17 @@ class CallWorker(QtCore.QObject):
         self.finished.emit(result, error)
 
 
+class CancellableCallWorker(CallWorker):
+    """A CallWorker whose function checks `cancelled` itself (between frames): `cancel()` sets it."""
+
+    def __init__(self, function, cancelled: threading.Event):
+        super().__init__(function)
+        self.cancelled = cancelled
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
 class WorkerRunner(QtCore.QObject):
     """Owns at most one worker thread; `stop()` cancels and waits (used on close and before a new run)."""
 
