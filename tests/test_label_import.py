@@ -135,13 +135,17 @@ def test_cli_takes_the_ground_truth_beside_the_source_or_a_folder(tmp_path, caps
 
 
 @pytest.mark.gui
-def test_the_window_commits_the_ground_truth_in_the_background(window, fresh_sequence, qtbot):
+def test_the_window_commits_the_ground_truth_in_the_background(window, fresh_sequence, qtbot, monkeypatch):
+    import threading
+
     from PySide6 import QtGui
 
     from tests.gui_review_helpers import open_project
 
     open_project(window, qtbot, fresh_sequence)
     session = window.session
+    gate, read = threading.Event(), session.ground_truth.mask
+    monkeypatch.setattr(session.ground_truth, "mask", lambda stem: gate.wait(10) and read(stem))
     own = np.zeros(session.frame(1).shape, bool)
     own[5, 5] = True
     session.commit_mask(1, own)  # the analyst's own mask on frame 1, not yet reviewed
@@ -150,12 +154,14 @@ def test_the_window_commits_the_ground_truth_in_the_background(window, fresh_seq
     tools = window.review_tools
     action = next(a for a in window.menuBar().findChildren(QtGui.QAction) if a.text() == "Commit &ground-truth masks")
     action.trigger()
-    assert tools.label_import.busy  # until its result is taken in on this thread
+    assert tools.writing  # until its result is taken in on this thread
     window.run_detection("frame")
     assert window.statusBar().currentMessage() == ("The ground-truth masks are being committed; run the detector "
                                                    "when it is done.")
     assert not tools.review_panel.accept_next.isEnabled()
-    qtbot.waitUntil(lambda: not tools.label_import.busy, timeout=30000)
+    assert not session.project.has_committed_mask(session.stem(0))
+    gate.set()
+    qtbot.waitUntil(lambda: not tools.writing, timeout=30000)
     qtbot.waitUntil(lambda: "Ground truth: 58 masks committed" in window.statusBar().currentMessage(), timeout=5000)
     assert ("1 frames kept their own committed mask, 1 reviewed frames left alone"
             in window.statusBar().currentMessage())
@@ -167,3 +173,24 @@ def test_the_window_commits_the_ground_truth_in_the_background(window, fresh_seq
     assert session.project.committed_mask(session.stem(1)).sum() == 1 and not session.project.has_committed_mask(
         session.stem(2))
     assert tools.review_panel.model.rowCount() == 60 and tools.review_panel.accept_next.isEnabled()
+
+
+@pytest.mark.gui
+def test_opening_another_sequence_stops_the_import_between_frames(window, fresh_sequence, qtbot, monkeypatch):
+    import time
+
+    from PySide6 import QtGui
+
+    from tests.gui_review_helpers import open_project
+
+    open_project(window, qtbot, fresh_sequence)
+    session, tools = window.session, window.review_tools
+    read = session.ground_truth.mask
+    monkeypatch.setattr(session.ground_truth, "mask", lambda stem: time.sleep(0.02) or read(stem))
+    next(a for a in window.menuBar().findChildren(QtGui.QAction) if a.text() == "Commit &ground-truth masks").trigger()
+    qtbot.waitUntil(lambda: session.project.has_committed_mask(session.stem(2)), timeout=10000)
+    project = session.project
+    open_project(window, qtbot, fresh_sequence)  # the same folder again: a new session
+    assert not tools.writing and tools.review_panel.accept_next.isEnabled()
+    committed = [project.has_committed_mask(stem) for stem in project.stems]
+    assert 3 <= sum(committed) < 60 and committed == sorted(committed, reverse=True)  # stopped between frames

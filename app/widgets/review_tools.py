@@ -45,6 +45,7 @@ class ReviewTools(QtCore.QObject):
         self.propagation_panel = PropagationPanel()
         self.propagation = Propagation(self)
         self.label_import = WorkerRunner(self)
+        self.importing = False  # from the import's start until its result is taken in (or it is stopped)
         self.review_dock = QtWidgets.QDockWidget("Review", window)
         self.review_dock.setObjectName("Review")
         self.review_dock.setWidget(ScrollingPanel(self._review_widget()))
@@ -161,8 +162,9 @@ class ReviewTools(QtCore.QObject):
             self.review_panel.show_current(self.window.index, session.status(self.window.index))
 
     def stop(self) -> None:
-        if self.label_import.busy:
+        if self.importing:
             self.label_import.stop()  # cancels between frames and waits: `finished` does not come
+            self.importing = False
             self._block_edits(None)
         if self.propagation.busy:
             self.propagation.stop()  # drops the run: `finished` does not come
@@ -336,7 +338,7 @@ class ReviewTools(QtCore.QObject):
     @property
     def writing(self) -> bool:
         """Whether propagation or a ground-truth import is writing the project's masks."""
-        return self.propagation.busy or self.label_import.busy
+        return self.propagation.busy or self.importing
 
     def refuse_while_writing(self, action: str) -> bool:
         """Whether detection, propagation or an import is writing the project (and `action` is refused)."""
@@ -368,6 +370,7 @@ class ReviewTools(QtCore.QObject):
         cancelled = threading.Event()
         worker = CancellableCallWorker(lambda: import_labels(project, truth.mask, cancelled=cancelled), cancelled)
         worker.finished.connect(self._ground_truth_committed)
+        self.importing = True
         self.label_import.start(worker)
 
     def _ground_truth_committed(self, report: LabelImportReport | None, error) -> None:
@@ -375,6 +378,7 @@ class ReviewTools(QtCore.QObject):
         if worker is None or worker is not self.label_import.worker:
             return
         self.label_import.release_if_done(worker)
+        self.importing = False
         self._block_edits(None)
         window, session = self.window, self.window.session
         if report is None:
