@@ -343,7 +343,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
         start_epoch, best_iou = int(resume_state["epoch"]) + 1, float(resume_state["best_iou"])
         best_metrics = json.loads(resume_state["best_metrics"])
         if ctx.is_main:
-            log(f"resuming from {last_path} at epoch {start_epoch + 1}/{cfg.epochs} (best val IoU {best_iou:.4f})")
+            where = (f"at epoch {start_epoch + 1}/{cfg.epochs}" if start_epoch < cfg.epochs
+                     else f"with all {cfg.epochs} epochs done")
+            log(f"resuming from {last_path} {where} (best val IoU {best_iou:.4f})")
+            repaired = reconcile_log(out / "metrics.jsonl", start_epoch, resume_state.get("record"))
+            if repaired:
+                log(f"metrics.jsonl: {repaired} (the last run was killed between the two writes)")
     elif ctx.is_main and init_report is not None:
         log(f"initialised from {cfg.init}: {init_report.summary()}")
 
@@ -408,7 +413,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
                         _metadata(cfg, epoch + 1, best_metrics, val_stems, export_windows),
                     )
             _save_resume_state(last_path, model, model_config, average, optimizer, scheduler, epoch, best_iou,
-                               best_metrics)
+                               best_metrics, record)
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             log(_format_record(record))
@@ -542,9 +547,41 @@ def make_out_folder(out: Path) -> None:
         raise ValueError(f"--out {out} is not a writable folder")
 
 
+def reconcile_log(path: Path, epochs_done: int, last_record: str | None) -> str:
+    """Make metrics.jsonl say what last.pt holds: one line per epoch up to `epochs_done`. A run killed between
+    writing last.pt and appending the epoch's line left it a line short (restored from `last_record`, the
+    line last.pt keeps), one killed mid-append a partial line, one killed before last.pt lines of epochs
+    that will run again (both dropped). Returns what was changed ("" for nothing)."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        lines = []
+    kept, dropped = [], 0
+    for line in lines:
+        try:
+            epoch = int(json.loads(line)["epoch"])
+        except (ValueError, KeyError, TypeError):
+            epoch = None
+        if epoch is None or epoch > epochs_done:
+            dropped += 1
+        else:
+            kept.append(line)
+    restored = last_record is not None and epochs_done >= 1 and not any(
+        json.loads(line)["epoch"] == epochs_done for line in kept)
+    if restored:
+        kept.append(last_record)
+    if not dropped and not restored:
+        return ""
+    from app.core.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+    return ", ".join(([f"dropped {dropped} lines of epochs last.pt does not hold"] if dropped else [])
+                     + ([f"restored epoch {epochs_done}'s line from last.pt"] if restored else []))
+
+
 def _save_resume_state(
     path: Path, model, model_config: IRSAMConfig, average: WeightAverage | None, optimizer, scheduler, epoch: int,
-    best_iou: float, best_metrics: dict,
+    best_iou: float, best_metrics: dict, record: dict,
 ) -> None:
     import io
 
@@ -561,6 +598,7 @@ def _save_resume_state(
             "best_iou": best_iou,
             "best_metrics": json.dumps(best_metrics),
             "config": json.dumps(model_config.to_dict()),
+            "record": json.dumps(record),  # the epoch's metrics.jsonl line, should the run die before writing it
         },
         buf,
     )

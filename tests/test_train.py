@@ -21,6 +21,7 @@ from model.train import (
     DistributedContext,
     WeightAverage,
     cosine_schedule,
+    reconcile_log,
     train,
     training_device,
 )
@@ -216,6 +217,37 @@ def test_training_writes_best_checkpoint_with_metadata_and_resumes(dataset, tmp_
     train(tiny_config(dataset, out, epochs=3), log=messages.append)
     assert any("resuming" in m and "epoch 3/3" in m for m in messages)
     assert [r["epoch"] for r in read_log(out)] == [1, 2, 3]
+
+
+def test_a_run_killed_between_last_pt_and_its_log_line_gets_the_line_back(dataset, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(dataset, out, epochs=2))
+    log_path = out / "metrics.jsonl"
+    lines = log_path.read_text().splitlines()
+    log_path.write_text(lines[0] + "\n")  # killed after last.pt held epoch 2, before its line was written
+    messages = []
+    train(tiny_config(dataset, out, epochs=2), log=messages.append)
+    assert any("resuming from" in m and "with all 2 epochs done" in m for m in messages)
+    assert "metrics.jsonl: restored epoch 2's line from last.pt (the last run was killed between the two writes)" \
+        in messages
+    assert log_path.read_text().splitlines() == lines
+
+    log_path.write_text(lines[0] + "\n" + lines[1] + "\n" + '{"epoch": 3, "loss": 0.5}\n{"epo')
+    train(tiny_config(dataset, out, epochs=3), log=messages.append)
+    assert [r["epoch"] for r in read_log(out)] == [1, 2, 3]
+    assert "metrics.jsonl: dropped 2 lines of epochs last.pt does not hold (the last run was killed between the " \
+        "two writes)" in messages
+
+
+def test_reconcile_log_leaves_a_consistent_log_alone(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert reconcile_log(path, 0, None) == "" and not path.exists()
+    path.write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    before = path.stat().st_mtime_ns
+    assert reconcile_log(path, 2, '{"epoch": 2, "x": 1}') == ""
+    assert path.stat().st_mtime_ns == before and path.read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
+    assert reconcile_log(tmp_path / "new.jsonl", 1, '{"epoch": 1}') == "restored epoch 1's line from last.pt"
+    assert (tmp_path / "new.jsonl").read_text() == '{"epoch": 1}\n'
 
 
 def test_weight_average_lerps_floats_and_copies_integer_buffers():
