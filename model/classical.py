@@ -4,6 +4,8 @@ Wei et al. 2016) and PSTNN (partial sum of the tensor nuclear norm, Zhang & Peng
 Each method gives a float score map (higher = more target-like). The detectors turn it into logits with
 an adaptive per-image threshold, `logits = score - (mean + k * std)`, then push components whose area is
 outside [min_area, max_area] below zero, so `logits > 0` is the detection like for every other detector.
+That threshold needs frames much larger than their targets: alone in a frame, a target of A pixels raises
+the std until it sits under mean + k * std, unless the frame has more than about k^2 * A pixels (README).
 """
 from __future__ import annotations
 
