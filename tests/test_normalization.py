@@ -2,6 +2,7 @@ import dataclasses
 import json
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -149,6 +150,17 @@ class FrameList(list):
     def __init__(self, frames):
         super().__init__(frames)
         self.dtype = frames[0].dtype
+
+
+def test_a_folder_of_several_frame_sizes_gets_no_bad_pixel_list(tmp_path):
+    seq = generate_sequence(SyntheticConfig(n_frames=40, height=48, width=64), seed=3)
+    folder = write_sequence(seq, tmp_path / "seq")
+    with open_source(folder) as src:
+        assert default_for(src).bad_pixels  # one size: its stuck pixels are found
+    frames = sorted((folder / "images").glob("*.png"))
+    cv2.imwrite(str(frames[2]), np.zeros((30, 40), np.uint16))  # one frame of another size, not among the sampled
+    with open_source(folder) as src:
+        assert src.mixed_sizes and default_for(src).bad_pixels == ()
 
 
 @pytest.mark.parametrize("request_args, message", [

@@ -150,7 +150,9 @@ class NormalizationRequest:
         """The normalisation of a FrameSource (or anything with `dtype`, `len` and frame indexing).
 
         Unasked, an 8-bit source gets the identity window and a raw one percentiles 0.5..99.99. A raw
-        source's bad pixels are found in the sampled frames and repaired whatever the window.
+        source's bad pixels are found in the sampled frames and repaired whatever the window; not in a
+        folder of several frame sizes, which is no one sensor's sequence (a pixel stuck in the sampled
+        frames of one size says nothing of the others).
         """
         raw = np.dtype(source.dtype) != np.uint8
         if self.is_default and not raw:
@@ -160,7 +162,9 @@ class NormalizationRequest:
             normalization = Normalization.fixed(*self.window)
         else:
             normalization = Normalization.from_percentiles(frames, *(self.percentiles or DEFAULT_PERCENTILES))
-        return replace(normalization, bad_pixels=find_bad_pixels(frames)) if raw else normalization
+        if not raw or getattr(source, "mixed_sizes", False):
+            return normalization
+        return replace(normalization, bad_pixels=find_bad_pixels(frames))
 
     def is_met_by(self, normalization: Normalization) -> bool:
         """Whether `normalization` (a stored one) is the one asked for; anything meets the default."""
