@@ -17,6 +17,7 @@ def build_irsam(config: IRSAMConfig | str) -> IRSAM:
         image_encoder=ImageEncoder(config),
         prompt_encoder=PromptEncoder(config.embed_dim, config.released_unused_params),
         mask_decoder=MaskDecoder(config),
-        refinement=HighResRefinement(config.embed_dims[0]) if config.hires_refine else None,
+        refinement=HighResRefinement(config.embed_dims[0], image_channels=config.input_channels)
+        if config.hires_refine else None,
     )
     return model.eval()

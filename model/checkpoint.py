@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from app.core.atomic import atomic_write_bytes
 from model.build import build_irsam
-from model.config import IRSAMConfig, official, preset
+from model.config import NUM_PRIORS, IRSAMConfig, official, preset
 
 FORMAT = "irsam-review/1"
 _WRAPPER_KEYS = ("model", "state_dict")
@@ -146,9 +146,12 @@ class InitReport:
     initialised: list[str] = field(default_factory=list)  # model tensors copied from the checkpoint
     fresh: list[str] = field(default_factory=list)  # model tensors the checkpoint lacks: fresh initialisation
     ignored: list[str] = field(default_factory=list)  # checkpoint tensors the model has no place for
+    widened: list[str] = field(default_factory=list)  # convolutions given new input channels, starting at zero
 
     def summary(self) -> str:
         text = f"{len(self.initialised)} tensors initialised"
+        if self.widened:
+            text += f" ({len(self.widened)} convolutions with zero kernels for the input priors: {_listing(self.widened)})"
         if self.fresh:
             text += f"; {len(self.fresh)} fresh: {_listing(self.fresh)}"
         if self.ignored:
@@ -172,7 +175,7 @@ def init_from_pretrained(model: nn.Module, state_dict: dict[str, Tensor]) -> Ini
     mismatched = [
         f"{name}: checkpoint {tuple(state_dict[name].shape)} vs model {tuple(tensor.shape)}"
         for name, tensor in target.items()
-        if name in state_dict and state_dict[name].shape != tensor.shape
+        if name in state_dict and state_dict[name].shape != tensor.shape and not _widens(state_dict[name], tensor)
     ]
     if mismatched:
         raise CheckpointError(f"weights do not fit the model: {len(mismatched)} shape mismatch: {_listing(mismatched)}")
@@ -182,13 +185,25 @@ def init_from_pretrained(model: nn.Module, state_dict: dict[str, Tensor]) -> Ini
             f"model keys {_listing(list(target))}"
         )
     for name, tensor in target.items():
-        if name in state_dict:
+        if name in state_dict and state_dict[name].shape != tensor.shape:  # a convolution that gained inputs
+            tensor.zero_()
+            tensor[:, : state_dict[name].shape[1]].copy_(state_dict[name])
+            report.initialised.append(name)
+            report.widened.append(name)
+        elif name in state_dict:
             tensor.copy_(state_dict[name])
             report.initialised.append(name)
         else:
             report.fresh.append(name)
     report.ignored = [name for name in state_dict if name not in target]
     return report
+
+
+def _widens(old: Tensor, new: Tensor) -> bool:
+    """Whether `new` is the convolution kernel `old` with input channels appended, as the input priors
+    (`IRSAMConfig.input_priors`) append them to the stem and refinement convolutions."""
+    return (old.ndim == 4 and new.ndim == 4 and old.shape[0] == new.shape[0] and old.shape[2:] == new.shape[2:]
+            and old.shape[1] < new.shape[1] == old.shape[1] + NUM_PRIORS)
 
 
 def _code_version() -> str:

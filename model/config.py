@@ -11,6 +11,7 @@ ENCODER_INPUTS = ("upsample2x", "native")
 DECODERS = ("official", "gad")
 FUSIONS = ("none", "shallow", "deep", "both")
 NUM_LEVELS = 4
+NUM_PRIORS = 2  # model/priors.py: white top-hat, local contrast
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class IRSAMConfig:
     # Full-resolution residual on the mask logits so 1-3 px targets survive the 1/4 decoder grid.
     hires_refine: bool = True
 
+    # Two hand-made small-target channels (white top-hat, local contrast; model/priors.py) beside the
+    # normalised image at the encoder stem and the refinement head. Weights without them load into a
+    # model with them (their kernels for the new channels start at zero: the same network).
+    input_priors: bool = False
+
     # Keep parameters the released network carries but never uses (classification head, point/mask
     # prompt embeddings, `compress_vit_feat`, IoU head, ...) so official state_dicts load strictly.
     released_unused_params: bool = False
@@ -82,6 +88,11 @@ class IRSAMConfig:
         for name in ("embed_dims", "depths", "num_heads", "window_sizes"):
             if len(getattr(self, name)) != NUM_LEVELS:
                 raise ValueError(f"{name} needs {NUM_LEVELS} entries")
+
+    @property
+    def input_channels(self) -> int:
+        """Channels the stem and the refinement head see: the 3 image channels, and the priors."""
+        return 3 + (NUM_PRIORS if self.input_priors else 0)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

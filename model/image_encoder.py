@@ -55,7 +55,7 @@ class Conv2dBN(nn.Sequential):
 
 
 class PatchEmbed(nn.Module):
-    """Stem: two stride-2 Conv-BN. (B, 3, H, W) -> (B, dim, H/4, W/4)."""
+    """Stem: two stride-2 Conv-BN. (B, C, H, W) -> (B, dim, H/4, W/4); C = 3, or 5 with the input priors."""
 
     def __init__(self, in_channels: int, dim: int):
         super().__init__()
@@ -217,7 +217,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, config: IRSAMConfig):
         super().__init__()
         dims, depths = config.embed_dims, config.depths
-        self.patch_embed = PatchEmbed(3, dims[0])
+        self.patch_embed = PatchEmbed(config.input_channels, dims[0])
         stages: list[nn.Module] = [
             ConvStage(dims[0], depths[0], config.mbconv_expand_ratio, dims[1], stride=2)
         ]

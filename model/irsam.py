@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from model.config import IRSAMConfig
 from model.image_encoder import ImageEncoder
 from model.mask_decoder import HighResRefinement, MaskDecoder
+from model.priors import small_target_priors
 from model.prompt_encoder import PromptEncoder
 
 
@@ -50,6 +51,8 @@ class IRSAM(nn.Module):
     def forward(self, images: Tensor, return_features: bool = False) -> IRSAMOutput:
         h, w = images.shape[-2:]
         x = (images - self.pixel_mean) / self.pixel_std
+        if self.config.input_priors:
+            x = torch.cat([x, small_target_priors(images[:, :1])], dim=1)
         multiple = self.input_multiple
         pad_b, pad_r = (-h) % multiple, (-w) % multiple
         if pad_b or pad_r:

@@ -129,16 +129,16 @@ class MaskDecoder(nn.Module):
 class HighResRefinement(nn.Module):
     """Residual on the mask logits at full input resolution, so 1-3 px targets survive the 1/4 grid.
 
-    logits (B, 1, H, W), image (B, 3, H, W) normalised, stem (B, Cs, H/4, W/4) -> logits (B, 1, H, W).
-    The last conv starts at zero: a fresh refinement adds nothing.
+    logits (B, 1, H, W), image (B, C, H, W) normalised (C = 3, or 5 with the input priors), stem
+    (B, Cs, H/4, W/4) -> logits (B, 1, H, W). The last conv starts at zero: a fresh refinement adds nothing.
     """
 
-    def __init__(self, stem_channels: int, stem_proj: int = 8, hidden: int = 8):
+    def __init__(self, stem_channels: int, stem_proj: int = 8, hidden: int = 8, image_channels: int = 3):
         super().__init__()
         self.stem_proj = nn.Conv2d(stem_channels, stem_proj, 1)
         # Two 3x3 convs (5x5 receptive field at full resolution); wider context comes from the stem.
         self.body = nn.Sequential(
-            nn.Conv2d(1 + 3 + stem_proj, hidden, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(1 + image_channels + stem_proj, hidden, 3, padding=1), nn.ReLU(),
             nn.Conv2d(hidden, 1, 3, padding=1),
         )
         nn.init.zeros_(self.body[-1].weight)
@@ -147,4 +147,6 @@ class HighResRefinement(nn.Module):
     def forward(self, logits: Tensor, image: Tensor, stem: Tensor) -> Tensor:
         # Project before upsampling: the stem's 64 channels never exist at full resolution.
         stem = F.interpolate(self.stem_proj(stem), size=logits.shape[-2:], mode="bilinear", align_corners=False)
-        return logits + self.body(torch.cat([logits, image, stem], dim=1))
+        # the input priors (image channels after the first 3) come last, so weights without them widen by
+        # appending input channels (model.checkpoint.init_from_pretrained)
+        return logits + self.body(torch.cat([logits, image[:, :3], stem, image[:, 3:]], dim=1))

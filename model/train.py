@@ -523,6 +523,11 @@ def read_resume_state(path: Path, model: torch.nn.Module, model_config: IRSAMCon
     except CheckpointError as error:
         raise CheckpointError(f"cannot resume: {error}; {advice}") from None
     stored = json.loads(state["config"]) if "config" in state else None
+    if stored is not None:
+        try:  # fields added since the run started read as their defaults
+            stored = json.loads(json.dumps(IRSAMConfig.from_dict(stored).to_dict()))
+        except (TypeError, ValueError):
+            pass  # reported below as a config that differs
     current = json.loads(json.dumps(model_config.to_dict()))
     if stored is not None and stored.get("name") != model_config.name:
         raise CheckpointError(f"{path.parent} holds a run of config {stored.get('name')}, not {model_config.name}: "

@@ -171,3 +171,39 @@ def test_complexity_report():
     assert set(report["gmacs_by_module"]) == {"image_encoder", "mask_decoder", "refinement"}
     # Only the positional encoding (a method, not a submodule call) is outside the three modules.
     assert sum(report["gmacs_by_module"].values()) == pytest.approx(report["gmacs"], rel=1e-3)
+
+
+def test_input_priors_respond_to_a_small_bright_blob_only():
+    from model.priors import PRIOR_SCALE, small_target_priors
+
+    gray = torch.full((1, 1, 40, 50), 80.0)
+    gray[0, 0, :, 30:] = 140.0  # a step edge: wider than the top-hat's square, not a target
+    gray[0, 0, 10:13, 8:11] += 100.0  # a 3x3 target 100 above its background
+    tophat, contrast = small_target_priors(gray)[0]
+    assert tophat[10:13, 8:11] * PRIOR_SCALE == pytest.approx(torch.full((3, 3), 100.0))
+    assert tophat[:, 20:].abs().max() < 1e-4 and tophat[20:, :].abs().max() < 1e-4  # the edge stays dark
+    assert contrast[11, 9] * PRIOR_SCALE == pytest.approx(100.0 * (1 - 9 / 225))
+    assert contrast[30, 40] < 0.6 * contrast[11, 9]
+
+
+def test_a_network_given_input_priors_starts_as_the_one_without():
+    torch.manual_seed(0)
+    plain = build_irsam(tiny()).eval()
+    with_priors = build_irsam(tiny().replace(input_priors=True)).eval()
+    assert tiny().replace(input_priors=True).input_channels == 5
+    report = init_from_pretrained(with_priors, plain.state_dict())
+    assert report.widened == ["image_encoder.patch_embed.seq.0.c.weight", "refinement.body.0.weight"]
+    assert report.fresh == [] and "zero kernels for the input priors" in report.summary()
+    images = torch.rand(2, 1, 48, 80).expand(-1, 3, -1, -1) * 255
+    with torch.no_grad():
+        a, b = plain(images), with_priors(images)
+    assert torch.equal(a.mask_logits, b.mask_logits) and torch.equal(a.edge_probs, b.edge_probs)
+    # training can now use them: the new kernels get gradients
+    with_priors.train()
+    with_priors(images).mask_logits.sum().backward()
+    assert with_priors.image_encoder.patch_embed.seq[0].c.weight.grad[:, 3:].abs().sum() > 0
+    # the other way round the file does not fit: a network without priors has no place for their kernels
+    from model.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        init_from_pretrained(build_irsam(tiny()), with_priors.state_dict())
