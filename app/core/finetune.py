@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -279,8 +280,12 @@ class FineTuneJob:
             except subprocess.TimeoutExpired:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        # the leader is gone; anything it started in its group goes too
+        # the leader is gone; anything it started in its group goes too, and is waited for: killed
+        # members linger until the init process reaps them (a moment, longer on a busy machine)
         _signal_group(self.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while _group_alive(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._close_log()
         return self.process.returncode
 
@@ -320,6 +325,16 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_samples(data_root: str | Path, split_file: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
