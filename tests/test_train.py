@@ -239,6 +239,19 @@ def test_a_run_killed_between_last_pt_and_its_log_line_gets_the_line_back(datase
         "two writes)" in messages
 
 
+def test_training_with_input_priors_starts_from_weights_without_them(dataset, tmp_path, tiny_checkpoint):
+    out = tmp_path / "priors"
+    messages = []
+    train(tiny_config(dataset, out, epochs=1, init=str(tiny_checkpoint), config_overrides={"input_priors": True}),
+          log=messages.append)
+    assert any("zero kernels for the input priors" in m for m in messages)
+    network, config, _ = load_checkpoint(out / "best.pt")
+    assert config.input_priors and network.image_encoder.patch_embed.seq[0].c.weight.shape[1] == 5
+    train(tiny_config(dataset, out, epochs=2, init=str(tiny_checkpoint), config_overrides={"input_priors": True}),
+          log=messages.append)
+    assert [r["epoch"] for r in read_log(out)] == [1, 2]
+
+
 def test_reconcile_log_leaves_a_consistent_log_alone(tmp_path):
     path = tmp_path / "metrics.jsonl"
     assert reconcile_log(path, 0, None) == "" and not path.exists()
