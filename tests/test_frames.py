@@ -156,11 +156,23 @@ def test_bad_files_keep_their_index(tmp_path):
         assert src.bad_frames == [
             BadFrame(str(tmp_path / "frame6.png"), "empty file (0 bytes)", 6, "frame6"),
             BadFrame(str(tmp_path / "frame7.png"), "not an image (unrecognised file header)", 7, "frame7"),
+            BadFrame(str(tmp_path / "frame8.png"), "truncated PNG (no IEND chunk at the end)", 8, "frame8"),
             BadFrame(str(tmp_path / "frame9.png"), "sample type uint16 differs from the sequence's uint8", 9, "frame9"),
             BadFrame(str(tmp_path / "frame10.tif"), "sample type uint16 differs from the sequence's uint8", 10,
                      "frame10"),
-        ]
-        assert src.is_bad(6) and src.is_bad(7) and src.is_bad(9) and not src.is_bad(8)
+        ]  # all found at open, from each file's first and last bytes
+        assert all(src.is_bad(i) for i in (6, 7, 8, 9, 10))
+    damaged = bytearray((tmp_path / "frame5.png").read_bytes())
+    middle = len(damaged) // 2
+    damaged[middle : middle + 8] = bytes(b ^ 0xFF for b in damaged[middle : middle + 8])  # ends intact
+    (tmp_path / "frame5.png").write_bytes(bytes(damaged))
+    with open_source(tmp_path, prefetch=0) as src:
+        assert not src.is_bad(5)  # only a decode finds this one
+        with pytest.raises(FrameReadError, match="corrupt PNG"):
+            src.frame(5)
+        assert src.is_bad(5) and [b.index for b in src.bad_frames] == [5, 6, 7, 8, 9, 10]
+    (tmp_path / "frame5.png").write_bytes(cv2.imencode(".png", data["frame5"])[1].tobytes())
+    with open_source(tmp_path) as src:
         with pytest.raises(FrameReadError) as e:
             src.frame(6)
         assert e.value.path == str(tmp_path / "frame6.png") and e.value.reason == "empty file (0 bytes)"
@@ -179,9 +191,9 @@ def test_bad_files_keep_their_index(tmp_path):
 def test_first_readable_frame_defines_sequence(tmp_path):
     data = write_folder(tmp_path, n=3, names=["c.png", "d.png", "e.png"])
     (tmp_path / "a.png").write_bytes(b"")
-    cv2.imwrite(str(tmp_path / "b.png"), ramp())
-    (tmp_path / "b.png").write_bytes((tmp_path / "b.png").read_bytes()[:60])  # a whole header, no pixels
-    with open_source(tmp_path) as src:
+    cv2.imwrite(str(tmp_path / "b.png"), ramp(80, 100))
+    (tmp_path / "b.png").write_bytes((tmp_path / "b.png").read_bytes()[:60])  # a whole header (100x80), no pixels
+    with open_source(tmp_path) as src:  # a truncated file's header size does not make the folder one of several
         assert src.stems == ["a", "b", "c", "d", "e"] and src.shape == (24, 32)
         assert [(Path(b.path).name, b.index) for b in src.bad_frames] == [("a.png", 0), ("b.png", 1)]
         assert "truncated PNG" in src.bad_frames[1].reason

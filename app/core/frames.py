@@ -487,11 +487,19 @@ def _list_images(folder: Path) -> list[os.DirEntry]:
     return entries
 
 
-def _read_head(path: str, size: int = 32) -> bytes:
+_END_MARKERS = {"png": (_PNG_IEND, "truncated PNG (no IEND chunk at the end)"),
+                "jpeg": (b"\xff\xd9", "truncated JPEG (no end-of-image marker)")}
+_TAIL = 64  # bytes read from a file's end: its end marker, with room for trailing zero padding
+
+
+def _read_head_and_tail(path: str, size: int = 32) -> tuple[bytes, bytes]:
+    """The first `size` and the last _TAIL bytes of a file."""
     # os.open/os.read: half the cost of open() for the 10k-file folders this runs over
     fd = os.open(path, os.O_RDONLY)
     try:
-        return os.read(fd, size)
+        head = os.read(fd, size)
+        length = os.fstat(fd).st_size
+        return head, os.pread(fd, _TAIL, max(0, length - _TAIL))
     finally:
         os.close(fd)
 
@@ -543,14 +551,19 @@ def _tiff_size(file: str) -> tuple[int, int, np.dtype] | None:
 def _header_of(file: str) -> tuple[int, int, np.dtype] | None:
     """(height, width, dtype) of an image file without decoding its pixels (PNG/BMP header, JPEG frame
     header, TIFF first page); None where that takes a decode. Raises FrameReadError when the file cannot
-    be read or is no image."""
+    be read, is no image, or is a PNG or JPEG cut short (its end marker missing)."""
     try:
-        head = _read_head(file)
+        head, tail = _read_head_and_tail(file)
         if not head:
             raise FrameReadError(file, "empty file (0 bytes)")
         fmt = _sniff_format(head)
         if fmt is None:
             raise FrameReadError(file, "not an image (unrecognised file header)")
+        if fmt in _END_MARKERS:  # the decoders would return a partly grey image with only a warning
+            marker, reason = _END_MARKERS[fmt]
+            tail = tail.rstrip(b"\x00")
+            if tail and not tail.endswith(marker):  # (a tail of zeros only: the decode will tell)
+                raise FrameReadError(file, reason)
         if fmt == "jpeg":
             size = _jpeg_size(file)
             return None if size is None else (*size, np.dtype(np.uint8))
