@@ -291,7 +291,11 @@ def test_a_file_that_decodes_to_another_size_than_its_header_is_unreadable(tmp_p
 def test_jpeg_size_from_the_frame_header(tmp_path, data, size):
     path = tmp_path / "x.jpg"
     path.write_bytes(data)
-    assert frames._jpeg_size(str(path)) == size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert frames._jpeg_size(fd) == size
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("setup, message", [

@@ -492,48 +492,38 @@ _END_MARKERS = {"png": (_PNG_IEND, "truncated PNG (no IEND chunk at the end)"),
 _TAIL = 64  # bytes read from a file's end: its end marker, with room for trailing zero padding
 
 
-def _read_head_and_tail(path: str, size: int = 32) -> tuple[bytes, bytes]:
-    """The first `size` and the last _TAIL bytes of a file."""
-    # os.open/os.read: half the cost of open() for the 10k-file folders this runs over
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        head = os.read(fd, size)
-        length = os.fstat(fd).st_size
-        return head, os.pread(fd, _TAIL, max(0, length - _TAIL))
-    finally:
-        os.close(fd)
+def _head_and_tail(fd: int, size: int = 32) -> tuple[bytes, bytes]:
+    """The first `size` and the last _TAIL bytes of an open file."""
+    head = os.read(fd, size)
+    return head, os.pread(fd, _TAIL, max(0, os.fstat(fd).st_size - _TAIL))
 
 
 # SOF markers (baseline, extended, progressive, lossless; Huffman and arithmetic) carry the frame size
 _JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 
 
-def _jpeg_size(file: str) -> tuple[int, int] | None:
-    """(height, width) from a JPEG's start-of-frame segment, walking the segment headers only; None when
-    the file ends, is malformed or puts the height in a later DNL segment (the decode will tell)."""
-    fd = os.open(file, os.O_RDONLY)
-    try:
-        pos = 2  # after SOI
-        for _ in range(4096):
-            seg = os.pread(fd, 9, pos)
-            if len(seg) < 4 or seg[0] != 0xFF:
-                return None
-            marker = seg[1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # stand-alone markers
-                pos += 2
-                continue
-            if marker in (0xD9, 0xDA):  # end of image, or the scan began before any frame header
-                return None
-            if marker in _JPEG_SOF:
-                height, width = struct.unpack(">HH", seg[5:9]) if len(seg) == 9 else (0, 0)
-                return (height, width) if height and width else None
-            pos += 2 + struct.unpack(">H", seg[2:4])[0]
-        return None
-    finally:
-        os.close(fd)
+def _jpeg_size(fd: int) -> tuple[int, int] | None:
+    """(height, width) from an open JPEG's start-of-frame segment, walking the segment headers only; None
+    when the file ends, is malformed or puts the height in a later DNL segment (the decode will tell)."""
+    pos = 2  # after SOI
+    for _ in range(4096):
+        seg = os.pread(fd, 9, pos)
+        if len(seg) < 4 or seg[0] != 0xFF:
+            return None
+        marker = seg[1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # stand-alone markers
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or the scan began before any frame header
+            return None
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack(">HH", seg[5:9]) if len(seg) == 9 else (0, 0)
+            return (height, width) if height and width else None
+        pos += 2 + struct.unpack(">H", seg[2:4])[0]
+    return None
 
 
 def _tiff_size(file: str) -> tuple[int, int, np.dtype] | None:
@@ -553,20 +543,25 @@ def _header_of(file: str) -> tuple[int, int, np.dtype] | None:
     header, TIFF first page); None where that takes a decode. Raises FrameReadError when the file cannot
     be read, is no image, or is a PNG or JPEG cut short (its end marker missing)."""
     try:
-        head, tail = _read_head_and_tail(file)
-        if not head:
-            raise FrameReadError(file, "empty file (0 bytes)")
-        fmt = _sniff_format(head)
-        if fmt is None:
-            raise FrameReadError(file, "not an image (unrecognised file header)")
-        if fmt in _END_MARKERS:  # the decoders would return a partly grey image with only a warning
-            marker, reason = _END_MARKERS[fmt]
-            tail = tail.rstrip(b"\x00")
-            if tail and not tail.endswith(marker):  # (a tail of zeros only: the decode will tell)
-                raise FrameReadError(file, reason)
-        if fmt == "jpeg":
-            size = _jpeg_size(file)
-            return None if size is None else (*size, np.dtype(np.uint8))
+        # os.open/os.read: half the cost of open() for the 10k-file folders this runs over
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            head, tail = _head_and_tail(fd)
+            if not head:
+                raise FrameReadError(file, "empty file (0 bytes)")
+            fmt = _sniff_format(head)
+            if fmt is None:
+                raise FrameReadError(file, "not an image (unrecognised file header)")
+            if fmt in _END_MARKERS:  # the decoders would return a partly grey image with only a warning
+                marker, reason = _END_MARKERS[fmt]
+                tail = tail.rstrip(b"\x00")
+                if tail and not tail.endswith(marker):  # (a tail of zeros only: the decode will tell)
+                    raise FrameReadError(file, reason)
+            if fmt == "jpeg":
+                size = _jpeg_size(fd)
+                return None if size is None else (*size, np.dtype(np.uint8))
+        finally:
+            os.close(fd)
         if fmt == "tiff":
             return _tiff_size(file)
         return _header_info(head, fmt)
