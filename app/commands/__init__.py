@@ -61,3 +61,18 @@ def check_device_fallback(requested: str, detector) -> None:
         raise ValueError(f"--device {requested}: {fallback}; use --device cpu or auto to run on the CPU")
     if fallback:
         print(f"warning: {fallback}; running on the CPU", file=sys.stderr)
+
+
+def open_project_or_say_why(folder):
+    """The review project in `folder` (app.core.project.ReviewProject), its damaged files named on stderr as
+    warnings; None, with the error on stderr, when the folder is no usable project."""
+    from app.core.project import ProjectError, ReviewProject
+
+    try:
+        project = ReviewProject.open(folder)
+    except ProjectError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    for path, reason in project.damaged:
+        print(f"warning: {path}: {reason}", file=sys.stderr)
+    return project

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
+from app.commands import open_project_or_say_why
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -36,15 +38,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from app.core.export import DEFAULT_DATASET_NAME, DatasetExistsError, ExportError, export_project
-    from app.core.project import ProjectError, ReviewProject
 
-    try:
-        project = ReviewProject.open(args.project)
-    except ProjectError as e:
-        print(f"error: {e}", file=sys.stderr)
+    project = open_project_or_say_why(args.project)
+    if project is None:
         return 2
-    for path, reason in project.damaged:
-        print(f"warning: {path}: {reason}", file=sys.stderr)
     try:
         report = export_project(
             project, args.out, args.layout, split=args.split, include_unreviewed=args.include_unreviewed,

@@ -5,6 +5,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from app.commands import open_project_or_say_why
+
 MAX_LISTED = 20
 
 
@@ -28,16 +30,12 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from app.core.frames import GroundTruth, SourceError, find_ground_truth, open_source
     from app.core.label_import import import_labels
-    from app.core.project import ProjectError, ProjectWriteError, ReviewProject
+    from app.core.project import ProjectWriteError
     from model.metrics import InterpolatedMaskWarning
 
-    try:
-        project = ReviewProject.open(args.project)
-    except ProjectError as e:
-        print(f"error: {e}", file=sys.stderr)
+    project = open_project_or_say_why(args.project)
+    if project is None:
         return 2
-    for path, reason in project.damaged:
-        print(f"warning: {path}: {reason}", file=sys.stderr)
     if args.masks is not None:
         if not Path(args.masks).is_dir():
             print(f"error: {args.masks}: no such folder", file=sys.stderr)
