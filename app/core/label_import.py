@@ -51,20 +51,16 @@ def import_labels(
     stems: Sequence[str] | None = None,
     replace: bool = False,
     cancelled: threading.Event | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> LabelImportReport:
     """Commit `read_mask(stem)` (bool, frame-sized; None: no mask) for each of `stems` (default: every frame).
 
     A mask that cannot be read or has another size than its frame is refused with the reason; the rest
     go on. `cancelled` stops between frames (what was committed stays, each frame whole)."""
     report = LabelImportReport()
-    stems = list(project.stems if stems is None else stems)
-    for done, stem in enumerate(stems, start=1):
+    for stem in project.stems if stems is None else stems:
         if cancelled is not None and cancelled.is_set():
             break
         _import_one(project, stem, read_mask, replace, report)
-        if progress is not None:
-            progress(done, len(stems))
     return report
 
 

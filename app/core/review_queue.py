@@ -55,9 +55,10 @@ def summarize(project: ReviewProject) -> list[FrameSummary]:
     summaries = []
     previous: list[Target] | None = []
     previous_shape = None
+    mixed_sizes = project.frame_shape is None
     for index, stem in enumerate(project.stems):
         targets = project.detections(stem) if project.is_predicted(stem) else None
-        if project.frame_shape is None:
+        if mixed_sizes:
             shape = project.known_shape(stem)
             if index > 0 and (shape is None or shape != previous_shape):
                 previous = None
