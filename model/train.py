@@ -561,7 +561,7 @@ def reconcile_log(path: Path, epochs_done: int, last_record: str | None) -> str:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         lines = []
-    kept, dropped = [], 0
+    kept, kept_epochs, dropped = [], set(), 0
     for line in lines:
         try:
             epoch = int(json.loads(line)["epoch"])
@@ -571,8 +571,8 @@ def reconcile_log(path: Path, epochs_done: int, last_record: str | None) -> str:
             dropped += 1
         else:
             kept.append(line)
-    restored = last_record is not None and epochs_done >= 1 and not any(
-        json.loads(line)["epoch"] == epochs_done for line in kept)
+            kept_epochs.add(epoch)
+    restored = last_record is not None and epochs_done >= 1 and epochs_done not in kept_epochs
     if restored:
         kept.append(last_record)
     if not dropped and not restored:
