@@ -237,7 +237,11 @@ class DistributedContext:
         return values
 
     def close(self) -> None:
+        """Every rank leaves together: a rank that destroyed its group and exited while another still
+        used the group aborted now and then in gloo's teardown ("terminate called without an active
+        exception", seen once in CI)."""
         if self.enabled:
+            dist.barrier()
             dist.destroy_process_group()
 
 
@@ -423,6 +427,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             if ctx.is_main:
                 log(f"stopping after {cfg.max_minutes} minutes; run the same command again to resume")
             break
+    del net  # DDP's reducer holds the process group; it goes before the group does
+    ctx.close()
     if ctx.is_main and not stopped_early and (out / "best.pt").exists():
         calibrate_threshold(out / "best.pt", val_images, val_masks, str(ctx.device), log)
     summary = {
@@ -433,7 +439,6 @@ def train(cfg: TrainConfig, log=print) -> dict:
         "complete": not stopped_early,
         "minutes": round((time.time() - t_start) / 60, 2),
     }
-    ctx.close()
     return summary
 
 

@@ -350,6 +350,8 @@ def test_ddp_two_cpu_processes_stay_in_sync(dataset, tmp_path):
         a, b = record["param_checksums"]
         assert a == b
     assert (out / "best.pt").exists()
+    assert result.stdout.count('"best_val_iou"') == 1  # rank 0 alone prints the summary
+    assert '"best_val_iou": -1.0' not in result.stdout
 
 
 def test_one_torchrun_process_goes_through_ddp_and_a_plain_run_does_not(monkeypatch):

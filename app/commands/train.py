@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import fields
 
@@ -79,5 +80,6 @@ def run(args) -> int:
     except (OSError, ValueError, CheckpointError) as exc:  # OSError: missing data, or a failed write (disk full)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, indent=2))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun the other ranks hold no validation results
+        print(json.dumps(summary, indent=2))
     return 0
