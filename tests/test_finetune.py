@@ -13,6 +13,7 @@ from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus
 from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
 from model.detectors import FrameResult
+from tests.datasets import write_sirst_dataset
 
 TRAIN_ARGS = ["--crop", "64", "--batch-size", "2", "--workers", "0", "--precision", "fp32"]
 # `irsam train` as the job runs it, with model.train.training_device reporting a GPU that failed under
@@ -64,12 +65,15 @@ def test_hold_out_takes_the_last_block_of_one_sequence():
 
 
 def test_fine_tune_job_trains_in_a_separate_process_and_reports_epochs(export_dir, tmp_path, tiny_checkpoint):
+    base = write_sirst_dataset(tmp_path / "base")  # the data set the base weights knew: trained on too
+    n_base = len(list((base / "images").glob("*.png")))
     job = FineTuneJob(export_dir, tmp_path / "run", init_weights=tiny_checkpoint, epochs=1, device="cpu",
-                      val_fraction=0.25, extra_args=TRAIN_ARGS)
+                      val_fraction=0.25, base_data=[base], extra_args=TRAIN_ARGS)
     job.start()
     command = job.command()
     assert command[command.index("--config") + 1] == "tiny"  # read from the init checkpoint
-    assert job.holdout.by == "block" and len(job.holdout.val) == 2
+    assert command[command.index("--extra-data") + 1] == str(base)
+    assert job.holdout.by == "block" and len(job.holdout.val) == 2 and job.base_frames == n_base
     assert job.split_val.read_text().split() == job.holdout.val
     records = []
     deadline = time.time() + 120
@@ -84,7 +88,9 @@ def test_fine_tune_job_trains_in_a_separate_process_and_reports_epochs(export_di
     assert job.best_path.exists() and job.last_path.exists()
     assert "initialised from" in job.log_path.read_text()
     assert '"complete": true' in job.log_tail()
-    assert json.loads((job.out_dir / "finetune.json").read_text())["n_val"] == 2
+    assert f"training tiny on {6 + n_base} images (2 for validation)" in job.log_path.read_text()
+    recorded = json.loads((job.out_dir / "finetune.json").read_text())
+    assert recorded["n_val"] == 2 and recorded["n_base"] == n_base
 
     # The same checkpoint twice: best.pt written by model/train.py does not load with weights_only yet
     # (numpy floats in its metadata).
@@ -92,6 +98,19 @@ def test_fine_tune_job_trains_in_a_separate_process_and_reports_epochs(export_di
     assert set(comparison) == {"old", "new"}
     assert comparison["old"] == comparison["new"]
     assert comparison["old"]["n_images"] == 2 and "iou" in comparison["old"]
+
+
+def test_a_base_folder_that_is_not_a_data_set_is_refused_before_training_starts(export_dir, tmp_path):
+    base = write_sirst_dataset(tmp_path / "base")
+    (base / "masks" / "syn_004.png").unlink()
+    empty = tmp_path / "empty"
+    (empty / "images").mkdir(parents=True)
+    (empty / "masks").mkdir()
+    for folder, says in ((tmp_path / "nowhere", "no images/ folder"), (base, "syn_004"), (empty, "no images")):
+        job = FineTuneJob(export_dir, tmp_path / "run", base_data=[folder], epochs=1, device="cpu")
+        with pytest.raises(ValueError, match=says):
+            job.start()
+        assert job.process is None and not job.split_train.exists()
 
 
 def test_cancel_stops_the_whole_process_group(export_dir, tmp_path):

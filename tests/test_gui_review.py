@@ -18,6 +18,7 @@ from app.editing import FrameEditor
 from app.session import STATUS_CODES
 from model.detectors import FrameResult
 from app.widgets import shortcuts_dialog
+from tests.datasets import write_sirst_dataset
 from tests.gui_review_helpers import committed, open_project, predict_ground_truth
 
 pytestmark = pytest.mark.gui
@@ -439,6 +440,32 @@ def test_finetune_dialog_shows_a_cpu_fallback_while_training_and_after_success(r
     assert dialog.status.text().startswith("Training done")
     assert dialog.warnings.isVisible() and dialog.warnings.text() == line
     dialog.close()
+
+
+def test_finetune_dialog_trains_on_a_base_data_set_too_and_remembers_it(review, qtbot, tmp_path, monkeypatch):
+    gate = tmp_path / "finish_training"
+    monkeypatch.setattr(FineTuneJob, "command", lambda job: [sys.executable, "-c", FAKE_TRAINING_ON_CPU,
+                                                             str(gate), str(job.metrics_path)])
+    for index in range(8):
+        review.session.set_status(index, ReviewStatus.ACCEPTED)
+    base = write_sirst_dataset(tmp_path / "base")
+    dialog = review.review_tools.finetune_dialog_open()
+    dialog.folder.setText(str(tmp_path / "finetune"))
+    dialog.base_data.setText(str(tmp_path / "not_a_data_set"))
+    assert not dialog.start()  # refused before exporting anything
+    assert dialog.status.text().startswith("Also train on:") and "no images/ folder" in dialog.status.text()
+    assert not (tmp_path / "finetune").exists()
+    dialog.base_data.setText(str(base))
+    assert dialog.start(), dialog.status.text()
+    _wait_training_started(dialog, qtbot)
+    assert dialog.job.base_data == [base] and dialog.job.base_frames == 12
+    assert f"plus 12 of {base}" in dialog.status.text()
+    gate.touch()
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10000)
+    dialog.close()
+    again = review.review_tools.finetune_dialog_open()
+    assert again.base_data.text() == str(base)  # remembered in the window's settings
+    again.reject()
 
 
 def test_queue_lists_every_frame_before_a_project_exists(window, fresh_sequence, qtbot):

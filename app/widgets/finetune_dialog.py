@@ -17,12 +17,13 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from app.core.export import export_project
-from app.core.finetune import FineTuneJob, compare_weights
+from app.core.finetune import FineTuneJob, base_samples, compare_weights
 from app.widgets.export_dialog import ExportWorker
 from app.widgets.workers import CallWorker, WorkerRunner
 
 POLL_MS = 500
 CONFIG_CHOICES = {"as the base weights": None, "tiny": "tiny", "paper": "paper", "official": "official"}
+BASE_DATA_KEY = "finetune/base_data"
 COMPARED = (("iou", "IoU"), ("niou", "nIoU"), ("pd", "Pd"), ("fa", "Fa"))
 
 
@@ -33,9 +34,10 @@ def default_run_folder(project_folder: Path) -> Path:
 class FineTuneDialog(QtWidgets.QDialog):
     useWeightsRequested = QtCore.Signal(str)  # path of the new checkpoint
 
-    def __init__(self, session, base_weights: str | None, parent=None):
+    def __init__(self, session, base_weights: str | None, parent=None, settings: QtCore.QSettings | None = None):
         super().__init__(parent)
         self.session = session
+        self.settings = settings  # remembers the "Also train on" folder between runs
         self.job: FineTuneJob | None = None
         self.compare_runner = WorkerRunner(self)
         self.export_runner = WorkerRunner(self)
@@ -52,11 +54,23 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.config.addItems(CONFIG_CHOICES)
         self.device = QtWidgets.QComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
+        self.base_data = QtWidgets.QLineEdit(str(settings.value(BASE_DATA_KEY, "")) if settings is not None else "")
+        self.base_data.setPlaceholderText("none: the reviewed frames only")
+        self.base_data.setToolTip(
+            "A data set (images/ + masks/) mixed into training so that the network keeps what it learned, e.g.\n"
+            "the one the base weights were trained on. Every image in it is trained on: leave test frames out.\n"
+            "Without it, a few reviewed frames of one clip can cost the weights much of what they knew.")
+        browse = QtWidgets.QPushButton("Browse...")
+        browse.clicked.connect(self._browse_base_data)
+        base_row = QtWidgets.QHBoxLayout()
+        base_row.addWidget(self.base_data, 1)
+        base_row.addWidget(browse)
         self.extra = QtWidgets.QLineEdit()
         self.extra.setPlaceholderText("more irsam train options, e.g. --crop 256 --batch-size 4")
         form = QtWidgets.QFormLayout()
         form.addRow("Folder", self.folder)
         form.addRow("Base weights", self.weights)
+        form.addRow("Also train on", base_row)
         form.addRow("Epochs", self.epochs)
         form.addRow("Model config", self.config)
         form.addRow("Device", self.device)
@@ -115,6 +129,15 @@ class FineTuneDialog(QtWidgets.QDialog):
         cannot start (one is running). What follows shows in `status`."""
         if self.export_runner.busy:
             return False
+        base = self.base_data.text().strip()
+        if base:
+            try:
+                base_samples(Path(base).expanduser())
+            except ValueError as e:
+                self.status.setText(f"Also train on: {e}")
+                return False
+        if self.settings is not None:
+            self.settings.setValue(BASE_DATA_KEY, base)
         self.warnings.clear()
         self.warnings.hide()
         folder = Path(self.folder.text().strip()).expanduser()
@@ -152,7 +175,9 @@ class FineTuneDialog(QtWidgets.QDialog):
         if not self.isVisible():  # closed from code while exporting (Esc is refused): start nothing hidden
             return
         weights = self.weights.text().strip() or None
+        base = self.base_data.text().strip()
         self.job = FineTuneJob(folder / "data", folder / "run", init_weights=weights, epochs=self.epochs.value(),
+                               base_data=[Path(base).expanduser()] if base else None,
                                config=CONFIG_CHOICES[self.config.currentText()], device=self.device.currentText(),
                                extra_args=shlex.split(self.extra.text()))
         try:
@@ -161,11 +186,18 @@ class FineTuneDialog(QtWidgets.QDialog):
             self.status.setText(f"Could not start training: {e}")
             self.job = None
             return
-        self.status.setText(f"Training on {len(self.job.holdout.train)} frames, validating on "
+        also = f" plus {self.job.base_frames} of {base}" if base else ""
+        self.status.setText(f"Training on {len(self.job.holdout.train)} frames{also}, validating on "
                             f"{len(self.job.holdout.val)} (held out by {self.job.holdout.by}); log: {self.job.log_path}")
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.timer.start()
+
+    def _browse_base_data(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Data set to keep training on (images/ + masks/)",
+                                                            self.base_data.text())
+        if folder:
+            self.base_data.setText(folder)
 
     def cancel(self) -> None:
         if self.job is not None and self.job.running:
