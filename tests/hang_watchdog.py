@@ -49,6 +49,7 @@ class HangWatchdog:
             self.watcher.terminate()
             self.watcher.wait()
         os.unlink(self.heartbeat_path)
+        self.report.close()
 
 
 def watch(pid: int, heartbeat_path: str, after_s: float) -> None:
