@@ -10,8 +10,8 @@ The loop runs through the app's own core, as the Review and Tools menus do:
    (or accepted when nothing changed);
 3. the reviewed frames are exported (SIRST layout) and a `FineTuneJob` trains from the shipped weights,
    holding the last block of reviewed frames out for checkpoint selection and threshold calibration;
-   with `--keep-sirst` NUAA-SIRST's trainval frames (never test) are added to training, so that the
-   network does not forget them;
+   with `--keep-sirst` NUAA-SIRST's trainval frames (its split file: never test) are added to training,
+   as the fine-tune dialog's "Also train on" does, so that the network does not forget them;
 4. shipped and fine-tuned weights are scored side by side, same code as `irsam eval`: on the clip's
    frames after the reviewed ones and a gap of `--gap` frames (later in time, never trained on), on
    the other clip (never reviewed), and on NUAA-SIRST test (what the fine-tune costs there).
@@ -104,23 +104,6 @@ def score_sirst(detector, split: str) -> dict:
             "fa_1e6": round(1e6 * r["fa"], 2)}
 
 
-def sirst_trainval_folder(work: Path) -> Path:
-    """NUAA-SIRST's trainval frames as an images/ + masks/ folder of links (test left out)."""
-    folder = work / "sirst_trainval"
-    for sub in ("images", "masks"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    stems = []
-    for split in ("train", "val"):
-        stems += (SIRST / "splits" / "idx_427" / f"{split}.txt").read_text().split()
-    for sample in find_dataset(SIRST / "images", SIRST / "masks", None):
-        if sample.stem in stems:
-            for sub, path in (("images", sample.image_path), ("masks", sample.mask_path)):
-                link = folder / sub / path.name
-                if not link.exists():
-                    link.symlink_to(path)
-    return folder
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", default="IR_DRONE_156")
@@ -159,7 +142,7 @@ def main() -> int:
     if not any(export_dir.rglob("meta.json")):
         report = export_project(project, export_dir, "sirst", split="train")
         print(f"exported {len(report.exported)} frames to {report.root}")
-    base = [sirst_trainval_folder(work)] if args.keep_sirst else None
+    base = [SIRST / "splits" / "idx_427" / "trainval.txt"] if args.keep_sirst else None  # never its test frames
     job = FineTuneJob(export_dir, run_dir, init_weights=DEFAULT_WEIGHTS, base_data=base, epochs=args.epochs,
                       device="cpu", extra_args=args.train_args.split())
     t_train = time.time()

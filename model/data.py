@@ -61,6 +61,34 @@ def find_dataset(images_dir: str | Path, masks_dir: str | Path, split_file: str 
     return samples
 
 
+def extra_data_root(entry: str | Path) -> Path:
+    """The data set folder (images/ + masks/) of an extra-data entry: the folder itself, or for a split file
+    the nearest folder above it that holds images/ and masks/ (SIRST's splits/idx_427/trainval.txt,
+    BasicIRSTD's img_idx/train_NAME.txt, an export's trainval.txt). FileNotFoundError says what is missing."""
+    path = Path(entry)
+    if path.is_file():
+        root = next((p for p in path.parents if (p / "images").is_dir() and (p / "masks").is_dir()), None)
+        if root is None:
+            raise FileNotFoundError(f"{path}: no folder above this split file holds images/ and masks/")
+        return root
+    for sub in ("images", "masks"):
+        if not (path / sub).is_dir():
+            raise FileNotFoundError(f"{path}: no {sub}/ folder (extra data is a folder with images/ and masks/, "
+                                    "or a split file inside one)")
+    return path
+
+
+def extra_data_samples(entry: str | Path) -> list[Sample]:
+    """Every image of an extra-data folder, or the images a split file lists (see `extra_data_root`);
+    FileNotFoundError when there are none or an image lacks its mask."""
+    root = extra_data_root(entry)
+    split = Path(entry) if Path(entry).is_file() else None
+    samples = find_dataset(root / "images", root / "masks", split)
+    if not samples:
+        raise FileNotFoundError(f"{entry}: no images")
+    return samples
+
+
 def read_image_gray(path: str | Path) -> np.ndarray:
     """An 8-bit image of any PNG mode as uint8 HxW; ImageReadError names the file and why it is unusable."""
     with _opened(path) as image:

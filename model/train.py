@@ -37,7 +37,16 @@ from model.checkpoint import (
     save_checkpoint,
 )
 from model.config import IRSAMConfig, preset
-from model.data import ImageReadError, Sample, check_sizes_match, find_dataset, read_image_gray, read_mask
+from model.data import (
+    ImageReadError,
+    Sample,
+    check_sizes_match,
+    extra_data_root,
+    extra_data_samples,
+    find_dataset,
+    read_image_gray,
+    read_mask,
+)
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
 from model.predictor import check_device_name, choose_device
@@ -305,14 +314,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
     overlap = set(train_stems) & set(val_stems)
     if overlap:
         raise ValueError(f"train and validation splits share {len(overlap)} images, e.g. {sorted(overlap)[:3]}")
-    extra_samples = [find_dataset(Path(folder) / "images", Path(folder) / "masks", None) for folder in cfg.extra_data]
+    extra_samples = [extra_data_samples(entry) for entry in cfg.extra_data]
     train_images, train_masks, problems = read_samples(train_samples + [s for samples in extra_samples for s in samples])
     val_images, val_masks, val_problems = read_samples(val_samples)
     if problems or val_problems:
         raise ValueError(unusable_files_message(problems + val_problems))
     export_windows = {cfg.data: exported_windows(data, set(train_stems) | set(val_stems))}
-    for folder in cfg.extra_data:
-        export_windows[folder] = exported_windows(Path(folder))
+    for entry, samples in zip(cfg.extra_data, extra_samples):
+        export_windows[entry] = exported_windows(extra_data_root(entry), {sample.stem for sample in samples})
     export_windows = {folder: windows for folder, windows in export_windows.items() if windows}
     if ctx.is_main:
         make_out_folder(out)

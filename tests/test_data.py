@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.data import find_dataset, read_image_gray, read_mask, read_split
+from model.data import extra_data_root, extra_data_samples, find_dataset, read_image_gray, read_mask, read_split
 from model.metrics import InterpolatedMaskWarning
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -46,6 +46,33 @@ def test_find_dataset_layouts(tmp_path, mask_suffix):
     split = tmp_path / "split.txt"
     split.write_text("d.png\nb")
     assert [s.stem for s in find_dataset(images, masks, split)] == ["d", "b"]
+
+
+def test_extra_data_is_a_folder_or_a_split_file_inside_one(tmp_path):
+    root = tmp_path / "set"
+    root.mkdir()
+    write_layout(root, "_pixels0")
+    split = root / "splits" / "idx_4" / "trainval.txt"
+    split.parent.mkdir(parents=True)
+    split.write_text("b\nd.png\n")
+    assert extra_data_root(split) == root and extra_data_root(root) == root
+    assert [s.stem for s in extra_data_samples(root)] == ["a", "b", "c", "d"]
+    assert [s.stem for s in extra_data_samples(split)] == ["b", "d"]  # the test frames stay out
+
+    stray = tmp_path / "trainval.txt"
+    stray.write_text("a\n")
+    with pytest.raises(FileNotFoundError, match="no folder above this split file holds images/ and masks/"):
+        extra_data_samples(stray)
+    (root / "masks" / "a_pixels0.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 of 4 samples lack an image .* or a mask .*: a$"):
+        extra_data_samples(root)
+    (tmp_path / "half" / "images").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no masks/ folder"):
+        extra_data_samples(tmp_path / "half")
+    empty = split.parent / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(FileNotFoundError, match="no images"):
+        extra_data_samples(empty)
 
 
 def test_missing_mask_is_an_error(tmp_path):

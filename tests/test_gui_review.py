@@ -455,16 +455,17 @@ def test_finetune_dialog_trains_on_a_base_data_set_too_and_remembers_it(review, 
     assert not dialog.start()  # refused before exporting anything
     assert dialog.status.text().startswith("Also train on:") and "no images/ folder" in dialog.status.text()
     assert not (tmp_path / "finetune").exists()
-    dialog.base_data.setText(str(base))
+    split = base / "train.txt"  # 8 of its 12 frames
+    dialog.base_data.setText(str(split))
     assert dialog.start(), dialog.status.text()
     _wait_training_started(dialog, qtbot)
-    assert dialog.job.base_data == [base] and dialog.job.base_frames == 12
-    assert f"plus 12 of {base}" in dialog.status.text()
+    assert dialog.job.base_data == [split] and dialog.job.base_frames == 8
+    assert f"plus 8 of {split}" in dialog.status.text()
     gate.touch()
     qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10000)
     dialog.close()
     again = review.review_tools.finetune_dialog_open()
-    assert again.base_data.text() == str(base)  # remembered in the window's settings
+    assert again.base_data.text() == str(split)  # remembered in the window's settings
     again.reject()
 
 

@@ -475,6 +475,15 @@ def cli_train(tmp_path: Path, dataset: Path, *options: str) -> int:
                  "--epochs", "1", "--batch-size", "4", "--crop", "64", *options])
 
 
+def test_cli_extra_data_from_a_split_file_trains_on_the_frames_it_lists_only(dataset, tmp_path, capsys):
+    extra = write_sirst_dataset(tmp_path / "extra", n_frames=6, seed=9)  # train.txt lists 4 of its 6 frames
+    assert cli_train(tmp_path, dataset, "--device", "cpu", "--extra-data", str(extra / "train.txt")) == 0
+    out = capsys.readouterr().out
+    assert "training tiny on 12 images (4 for validation)" in out  # 8 of the data set's own + 4
+    assert cli_train(tmp_path / "bad", dataset, "--device", "cpu", "--extra-data", str(tmp_path / "nowhere")) == 2
+    assert "no images/ folder" in capsys.readouterr().err
+
+
 def test_cli_cuda_without_cuda_exits_2_with_one_line_before_anything_is_written(dataset, tmp_path, monkeypatch, capsys):
     clear_torchrun_environment(monkeypatch)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -11,8 +11,8 @@ A `FineTuneJob` trains on an exported data set (app.core.export) with `python -m
 - `base_data` folders (images/ + masks/) are added to training only (`--extra-data`), e.g. the original
   training set, so the model does not forget it (benchmarks/clip_adaptation.py: fine-tuned on 24
   reviewed frames of a real clip alone, the shipped weights lost 18.7 IoU and 16.5 Pd points on
-  NUAA-SIRST test; with its trainval frames kept, 0.9 IoU, and Pd rose 0.9). Every image in such a
-  folder is trained on.
+  NUAA-SIRST test; with its trainval frames kept, 0.9 IoU, and Pd rose 0.9). Every image of such a
+  folder is trained on; a split file inside one (its trainval.txt) limits training to the frames it lists.
 - `init_weights` may be our checkpoint (model.checkpoint format), an official IRSAM state_dict or
   mobile_sam.pt: `irsam train --init` unwraps our {"model": state_dict}. The model config must match
   those weights; for our checkpoints it is read from the file (preset name plus `--set` overrides).
@@ -41,7 +41,7 @@ import numpy as np
 from app.core.atomic import atomic_write_json, atomic_write_text
 from app.core.export import dataset_paths
 from app.core.project import utc_now
-from model.data import find_dataset, read_image_gray, read_mask, read_split
+from model.data import extra_data_samples, find_dataset, read_image_gray, read_mask, read_split
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOB_FORMAT = "irsam-finetune-job/1"
@@ -82,20 +82,13 @@ def hold_out(stems: Sequence[str], frames_meta: dict, val_fraction: float = 0.2)
     return HoldOut(frames[:cut], frames[cut:], "block")
 
 
-def base_samples(folder: str | Path) -> list:
-    """The samples of a base data folder (images/ + masks/, every image with its mask); ValueError says what
-    is wrong with it."""
-    folder = Path(folder)
-    for sub in ("images", "masks"):
-        if not (folder / sub).is_dir():
-            raise ValueError(f"{folder}: no {sub}/ folder (a data set to keep training on needs images/ and masks/)")
+def base_samples(entry: str | Path) -> list:
+    """The samples of a base data entry (a folder with images/ + masks/, or a split file inside one:
+    model.data.extra_data_samples); ValueError says what is wrong with it."""
     try:
-        samples = find_dataset(folder / "images", folder / "masks", None)
+        return extra_data_samples(entry)
     except FileNotFoundError as e:
         raise ValueError(str(e)) from None
-    if not samples:
-        raise ValueError(f"{folder / 'images'}: no images")
-    return samples
 
 
 def checkpoint_config_args(path: str | Path) -> list[str] | None:

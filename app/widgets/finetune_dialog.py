@@ -57,14 +57,18 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.base_data = QtWidgets.QLineEdit(str(settings.value(BASE_DATA_KEY, "")) if settings is not None else "")
         self.base_data.setPlaceholderText("none: the reviewed frames only")
         self.base_data.setToolTip(
-            "A data set (images/ + masks/) mixed into training so that the network keeps what it learned, e.g.\n"
-            "the one the base weights were trained on. Every image in it is trained on: leave test frames out.\n"
+            "A data set mixed into training so that the network keeps what it learned, e.g. the one the base\n"
+            "weights were trained on: a folder with images/ and masks/ (every image is trained on), or a split\n"
+            "file inside one such as its trainval.txt (only the frames it lists: keep test frames out).\n"
             "Without it, a few reviewed frames of one clip can cost the weights much of what they knew.")
-        browse = QtWidgets.QPushButton("Browse...")
-        browse.clicked.connect(self._browse_base_data)
+        browse = QtWidgets.QPushButton("Folder...")
+        browse.clicked.connect(self._browse_base_folder)
+        browse_split = QtWidgets.QPushButton("Split file...")
+        browse_split.clicked.connect(self._browse_base_split)
         base_row = QtWidgets.QHBoxLayout()
         base_row.addWidget(self.base_data, 1)
         base_row.addWidget(browse)
+        base_row.addWidget(browse_split)
         self.extra = QtWidgets.QLineEdit()
         self.extra.setPlaceholderText("more irsam train options, e.g. --crop 256 --batch-size 4")
         form = QtWidgets.QFormLayout()
@@ -193,11 +197,17 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.cancel_button.setEnabled(True)
         self.timer.start()
 
-    def _browse_base_data(self) -> None:
+    def _browse_base_folder(self) -> None:
         folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Data set to keep training on (images/ + masks/)",
                                                             self.base_data.text())
         if folder:
             self.base_data.setText(folder)
+
+    def _browse_base_split(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Split file of a data set to keep training on",
+                                                        self.base_data.text(), "Split files (*.txt);;All files (*)")
+        if path:
+            self.base_data.setText(path)
 
     def cancel(self) -> None:
         if self.job is not None and self.job.running:
