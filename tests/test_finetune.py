@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from app.core.export import export_project
-from app.core.finetune import FineTuneJob, checkpoint_config_args, compare_weights, hold_out
+from app.core.finetune import FineTuneJob, checkpoint_config_args, compare_weights, format_duration, hold_out
 from app.core.frames import open_source
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus
@@ -111,6 +111,17 @@ def test_a_base_folder_that_is_not_a_data_set_is_refused_before_training_starts(
         with pytest.raises(ValueError, match=says):
             job.start()
         assert job.process is None and not job.split_train.exists()
+
+
+def test_remaining_time_is_the_mean_epoch_times_the_epochs_left(tmp_path):
+    job = FineTuneJob(tmp_path / "export", tmp_path / "run", epochs=5)
+    assert job.remaining_seconds() is None
+    job.records = [{"epoch": 1, "seconds": 10.0}, {"epoch": 2, "seconds": 12.0, "val_seconds": 4.0}]
+    assert job.remaining_seconds() == pytest.approx(13.0 * 3)  # validation counts where it ran
+    job.records.append({"epoch": 5, "seconds": 11.0})
+    assert job.remaining_seconds() == 0.0
+    assert [format_duration(t) for t in (20, 90, 60 * 59.6, 60 * 125)] == [
+        "under a minute", "2 min", "1 h 00 min", "2 h 05 min"]
 
 
 def test_cancel_stops_the_whole_process_group(export_dir, tmp_path):

@@ -413,7 +413,10 @@ gate, metrics = map(pathlib.Path, sys.argv[1:3])
 print("warning: training on the CPU: CUDA error: broken driver", flush=True)
 while not gate.exists():
     time.sleep(0.02)
-metrics.write_text(json.dumps({"epoch": 1, "loss": 0.5, "val_iou": 0.25}) + "\\n")
+metrics.write_text(json.dumps({"epoch": 1, "loss": 0.5, "val_iou": 0.25, "seconds": 150.0}) + "\\n")
+for last_gate in map(pathlib.Path, sys.argv[3:]):  # optional: stays "running" until this file exists
+    while not last_gate.exists():
+        time.sleep(0.02)
 """
 
 
@@ -443,9 +446,9 @@ def test_finetune_dialog_shows_a_cpu_fallback_while_training_and_after_success(r
 
 
 def test_finetune_dialog_trains_on_a_base_data_set_too_and_remembers_it(review, qtbot, tmp_path, monkeypatch):
-    gate = tmp_path / "finish_training"
+    gate, exit_gate = tmp_path / "write_epoch", tmp_path / "exit"
     monkeypatch.setattr(FineTuneJob, "command", lambda job: [sys.executable, "-c", FAKE_TRAINING_ON_CPU,
-                                                             str(gate), str(job.metrics_path)])
+                                                             str(gate), str(job.metrics_path), str(exit_gate)])
     for index in range(8):
         review.session.set_status(index, ReviewStatus.ACCEPTED)
     base = write_sirst_dataset(tmp_path / "base")
@@ -461,8 +464,12 @@ def test_finetune_dialog_trains_on_a_base_data_set_too_and_remembers_it(review, 
     _wait_training_started(dialog, qtbot)
     assert dialog.job.base_data == [split] and dialog.job.base_frames == 8
     assert f"plus 8 of {split}" in dialog.status.text()
+    dialog.job.epochs = 5  # one 150 s epoch of five written by the fake training: four left
     gate.touch()
+    qtbot.waitUntil(lambda: dialog.progress.format() == "epoch 1/5, about 10 min left", timeout=10000)
+    exit_gate.touch()  # a run that ends early (cancelled elsewhere, or --max-minutes) no longer counts down
     qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10000)
+    assert dialog.progress.format() == "epoch 1/5"
     dialog.close()
     again = review.review_tools.finetune_dialog_open()
     assert again.base_data.text() == str(split)  # remembered in the window's settings

@@ -82,6 +82,14 @@ def hold_out(stems: Sequence[str], frames_meta: dict, val_fraction: float = 0.2)
     return HoldOut(frames[:cut], frames[cut:], "block")
 
 
+def format_duration(seconds: float) -> str:
+    """"under a minute", "12 min", "2 h 05 min"."""
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "under a minute"
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 def base_samples(entry: str | Path) -> list:
     """The samples of a base data entry (a folder with images/ + masks/, or a split file inside one:
     model.data.extra_data_samples); ValueError says what is wrong with it."""
@@ -272,6 +280,15 @@ class FineTuneJob:
         if not self.records:
             return 0.0
         return min(1.0, int(self.records[-1].get("epoch", 0)) / max(1, int(self.epochs)))
+
+    def remaining_seconds(self) -> float | None:
+        """Estimated time to the last epoch: the mean length of the epochs polled so far (training and
+        validation) times the epochs left; None before the first record."""
+        timed = [r for r in self.records if "seconds" in r]
+        if not timed:
+            return None
+        per_epoch = sum(float(r["seconds"]) + float(r.get("val_seconds", 0.0)) for r in timed) / len(timed)
+        return per_epoch * max(0, int(self.epochs) - int(self.records[-1].get("epoch", 0)))
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until the process exits (raises subprocess.TimeoutExpired after `timeout` seconds)."""

@@ -17,7 +17,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from app.core.export import export_project
-from app.core.finetune import FineTuneJob, base_samples, compare_weights
+from app.core.finetune import FineTuneJob, base_samples, compare_weights, format_duration
 from app.widgets.export_dialog import ExportWorker
 from app.widgets.workers import CallWorker, WorkerRunner
 
@@ -216,6 +216,8 @@ class FineTuneDialog(QtWidgets.QDialog):
         self._stopped()
 
     def _stopped(self) -> None:
+        if self.job is not None and self.job.records:  # no time left to count down
+            self.progress.setFormat(f"epoch {self.job.records[-1]['epoch']}/{self.job.epochs}")
         self.timer.stop()
         self.cancel_button.setEnabled(False)
         self.start_button.setEnabled(True)
@@ -228,6 +230,9 @@ class FineTuneDialog(QtWidgets.QDialog):
             self.loss_curve.setData(epochs, [r.get("loss", math.nan) for r in job.records])
             self.iou_curve.setData(epochs, [r.get("val_iou", math.nan) for r in job.records])
             self.progress.setValue(round(100 * job.progress()))
+            remaining = job.remaining_seconds()
+            self.progress.setFormat(f"epoch {epochs[-1]}/{job.epochs}" + (
+                f", about {format_duration(remaining)} left" if remaining else ""))
         if job.poll_warnings():
             self.warnings.setText("\n".join(job.warnings))
             self.warnings.show()
