@@ -315,6 +315,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if overlap:
         raise ValueError(f"train and validation splits share {len(overlap)} images, e.g. {sorted(overlap)[:3]}")
     extra_samples = [extra_data_samples(entry) for entry in cfg.extra_data]
+    val_files = {s.image_path.resolve() for s in val_samples}
+    for entry, samples in zip(cfg.extra_data, extra_samples):
+        leaked = sorted(s.stem for s in samples if s.image_path.resolve() in val_files)
+        if leaked:  # checkpoint selection would reward memorising them
+            raise ValueError(f"--extra-data {entry} holds {len(leaked)} of the validation images, e.g. "
+                             f"{', '.join(leaked[:3])}: give a split file without them (e.g. the data set's train.txt)")
     train_images, train_masks, problems = read_samples(train_samples + [s for samples in extra_samples for s in samples])
     val_images, val_masks, val_problems = read_samples(val_samples)
     if problems or val_problems:

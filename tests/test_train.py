@@ -482,6 +482,11 @@ def test_cli_extra_data_from_a_split_file_trains_on_the_frames_it_lists_only(dat
     assert "training tiny on 12 images (4 for validation)" in out  # 8 of the data set's own + 4
     assert cli_train(tmp_path / "bad", dataset, "--device", "cpu", "--extra-data", str(tmp_path / "nowhere")) == 2
     assert "no images/ folder" in capsys.readouterr().err
+    # the data set itself as extra data: its validation images would be trained on
+    assert cli_train(tmp_path / "leak", dataset, "--device", "cpu", "--extra-data", str(dataset)) == 2
+    assert capsys.readouterr().err.startswith(f"error: --extra-data {dataset} holds 4 of the validation images, "
+                                              "e.g. syn_008, syn_009, syn_010")
+    assert not (tmp_path / "leak" / "out").exists()
 
 
 def test_cli_cuda_without_cuda_exits_2_with_one_line_before_anything_is_written(dataset, tmp_path, monkeypatch, capsys):
