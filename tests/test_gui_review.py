@@ -398,6 +398,10 @@ def test_finetune_one_tiny_epoch_compares_and_redetects(window, tmp_path, tiny_c
     assert dialog.job.returncode == 0, dialog.job.log_tail()
     assert len(dialog.loss_curve.getData()[0]) == 1 and dialog.progress.value() == 100
     assert dialog.comparison.item(0, 0) is not None and dialog.comparison.item(1, 0) is not None
+    headers = [dialog.comparison.horizontalHeaderItem(c).text() for c in range(4)]
+    assert headers == ["IoU %", "nIoU %", "Pd %", "Fa x1e-6"]  # as irsam eval prints them
+    for row in range(2):
+        assert 0 <= float(dialog.comparison.item(row, 0).text()) <= 100
     dialog.use_button.click()
     best = str(dialog.job.best_path)
     assert window.detection_panel.choice().weights == best

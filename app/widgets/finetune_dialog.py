@@ -24,7 +24,8 @@ from app.widgets.workers import CallWorker, WorkerRunner
 POLL_MS = 500
 CONFIG_CHOICES = {"as the base weights": None, "tiny": "tiny", "paper": "paper", "official": "official"}
 BASE_DATA_KEY = "finetune/base_data"
-COMPARED = (("iou", "IoU"), ("niou", "nIoU"), ("pd", "Pd"), ("fa", "Fa"))
+# (metric, header, scale): shown as irsam eval prints them
+COMPARED = (("iou", "IoU %", 100), ("niou", "nIoU %", 100), ("pd", "Pd %", 100), ("fa", "Fa x1e-6", 1e6))
 
 
 def default_run_folder(project_folder: Path) -> Path:
@@ -97,7 +98,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.warnings.hide()
         self.comparison = QtWidgets.QTableWidget(2, len(COMPARED))
         self.comparison.setVerticalHeaderLabels(["old weights", "new weights"])
-        self.comparison.setHorizontalHeaderLabels([label for _, label in COMPARED])
+        self.comparison.setHorizontalHeaderLabels([label for _, label, _ in COMPARED])
         self.comparison.setMaximumHeight(90)
         self.comparison.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
 
@@ -258,10 +259,10 @@ class FineTuneDialog(QtWidgets.QDialog):
             self.status.setText(f"Training done; the comparison failed: {error}")
         else:
             for row, name in enumerate(("old", "new")):
-                for column, (key, _) in enumerate(COMPARED):
+                for column, (key, _, scale) in enumerate(COMPARED):
                     value = result[name].get(key, math.nan)
                     self.comparison.setItem(row, column, QtWidgets.QTableWidgetItem(
-                        "-" if value is None or math.isnan(value) else f"{value:.4g}"))
+                        "-" if value is None or math.isnan(value) else f"{scale * value:.2f}"))
             self.status.setText(f"Training done: {self.job.best_path}")
         self.use_button.setEnabled(True)
 
