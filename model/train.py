@@ -458,6 +458,34 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
 
 THRESHOLD_CANDIDATES = np.round(np.arange(-2.0, 6.01, 0.25), 2)
+THRESHOLD_STEP, THRESHOLD_LIMIT = 0.25, 20.0  # a best threshold at an edge widens the search, up to +-20
+
+
+def choose_threshold(logits: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, dict[float, dict]]:
+    """The logit threshold with the best IoU over (logits, mask) pairs (ties: the one nearest 0), and every
+    candidate's metrics. The search covers THRESHOLD_CANDIDATES and widens by 2 on a side while that
+    edge scores the best IoU (a fine-tune on unlike data can shift the logits further), up to
+    +-THRESHOLD_LIMIT."""
+
+    def scored(t: float) -> dict:
+        metrics = SegmentationMetrics()
+        for lg, mask in zip(logits, masks):
+            metrics.update(lg - t, mask)
+        return plain_numbers(metrics.result())
+
+    results = {float(t): scored(float(t)) for t in THRESHOLD_CANDIDATES}
+    while True:
+        best = max(results, key=lambda t: (results[t]["iou"], -abs(t)))
+        top = results[best]["iou"]
+        low, high = min(results), max(results)
+        more = []
+        if results[high]["iou"] >= top and high < THRESHOLD_LIMIT:  # the best IoU reaches the edge: go on
+            more += list(np.arange(high + THRESHOLD_STEP, min(high + 2.0, THRESHOLD_LIMIT) + 1e-9, THRESHOLD_STEP))
+        if results[low]["iou"] >= top and low > -THRESHOLD_LIMIT:
+            more += list(np.arange(low - THRESHOLD_STEP, max(low - 2.0, -THRESHOLD_LIMIT) - 1e-9, -THRESHOLD_STEP))
+        if not more:
+            return best, results
+        results.update({float(t): scored(float(t)) for t in np.round(more, 2)})
 
 
 def calibrate_threshold(checkpoint: str | Path, images, masks, device: str = "cpu", log=print) -> dict:
@@ -471,13 +499,7 @@ def calibrate_threshold(checkpoint: str | Path, images, masks, device: str = "cp
 
     model, config, metadata = load_checkpoint(checkpoint)
     logits = predict_logits(model.to(device), images, torch.device(device), None)
-    results = {}
-    for t in THRESHOLD_CANDIDATES:
-        metrics = SegmentationMetrics()
-        for lg, mask in zip(logits, masks):
-            metrics.update(lg - t, mask)
-        results[float(t)] = plain_numbers(metrics.result())
-    best = max(results, key=lambda t: (results[t]["iou"], -abs(t)))
+    best, results = choose_threshold(logits, masks)
     metadata["decision_threshold"] = best
     metadata.setdefault("metrics", {})["val_at_threshold"] = results[best]
     save_checkpoint(checkpoint, model, config, metadata)

@@ -17,9 +17,10 @@ import torch
 from model.augment import AugmentConfig, SegmentationDataset, crop_around, paste_targets, rescale, target_bank
 from model.checkpoint import load_checkpoint
 from model.train import (
-    THRESHOLD_CANDIDATES,
+    THRESHOLD_LIMIT,
     DistributedContext,
     WeightAverage,
+    choose_threshold,
     cosine_schedule,
     reconcile_log,
     train,
@@ -210,13 +211,31 @@ def test_training_writes_best_checkpoint_with_metadata_and_resumes(dataset, tmp_
     assert meta["training"]["images"].startswith("8-bit images used as stored")
     assert meta["training"]["export_normalization"] == {str(exported): {"syn": window}}
     # the decision threshold is chosen on validation and can only improve validation IoU
-    assert meta["decision_threshold"] in [float(t) for t in THRESHOLD_CANDIDATES]
+    threshold = meta["decision_threshold"]
+    assert abs(threshold) <= THRESHOLD_LIMIT and (4 * threshold).is_integer()  # on the 0.25 grid
     assert meta["metrics"]["val_at_threshold"]["iou"] >= meta["metrics"]["val"]["iou"] - 1e-9
 
     messages = []
     train(tiny_config(dataset, out, epochs=3), log=messages.append)
     assert any("resuming" in m and "epoch 3/3" in m for m in messages)
     assert [r["epoch"] for r in read_log(out)] == [1, 2, 3]
+
+
+def test_a_best_threshold_beyond_the_usual_range_is_found_by_widening_the_search():
+    mask = np.zeros((32, 32), bool)
+    mask[10:14, 10:14] = True
+    logits = np.full((32, 32), -30.0, np.float32)
+    logits[8:16, 8:16] = 9.0  # a halo as confident as a fine-tune on unlike data can leave it
+    logits[mask] = 12.0
+    best, results = choose_threshold([logits], [mask])
+    assert best == 9.0 and results[best]["iou"] == 1.0  # the halo goes from 9.0 up; 9.0 is nearest 0
+    assert results[8.75]["iou"] == pytest.approx(16 / 64) and max(results) == 12.0  # stopped once past it
+    best, results = choose_threshold([logits - 25.0], [mask])  # below the usual range: widened down
+    assert best == -13.25 and results[best]["iou"] == 1.0 and results[-16.25]["iou"] == pytest.approx(0.25)
+    best, results = choose_threshold([logits - 40.0], [mask])  # the target at -28: out of reach
+    assert (min(results), max(results)) == (-THRESHOLD_LIMIT, THRESHOLD_LIMIT) and results[best]["iou"] == 0.0
+    best, results = choose_threshold([logits - 9.5], [mask])  # inside the usual range: as before
+    assert best == 0.0 and results[best]["iou"] == 1.0 and (min(results), max(results)) == (-2.0, 6.0)
 
 
 def test_a_run_killed_between_last_pt_and_its_log_line_gets_the_line_back(dataset, tmp_path):
