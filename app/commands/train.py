@@ -48,7 +48,8 @@ def add_parser(sub) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--workers", type=int, help="data loader worker processes")
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes (resume later)")
-    p.add_argument("--extra-data", action="append", default=[], help="more training data (repeatable): a folder with images/ and masks/ (every image), "
+    p.add_argument("--extra-data", action="append", default=[],
+                   help="more training data (repeatable): a folder with images/ and masks/ (every image), "
                    "or a split file inside one (the images it lists, e.g. a data set's trainval.txt)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="override a model config field, e.g. --set wpmd_levels=[0,1] --set fusion='\"deep\"'")
