@@ -148,20 +148,23 @@ def evaluate_clip(
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     read_image: Callable[[Path], np.ndarray] = read_image_gray,
+    start: int = 0,
 ) -> dict:
-    """Box-only scoring of a clip folder (images/ + boxes.csv): Pd and false alarms per frame. `read_image`
-    gives the 8-bit frame the detector sees (for 16-bit frames: read, then the clip's window applied).
+    """Box-only scoring of a clip folder (images/ + boxes.csv): Pd and false alarms per frame, over `limit`
+    frames (all when None) from the 0-based frame `start`. `read_image` gives the 8-bit frame the
+    detector sees (for 16-bit frames: read, then the clip's window applied).
     An unreadable frame is skipped (listed in "skipped", counted in "n_skipped"); the others keep their
     frame numbers in boxes.csv."""
     clip_dir = Path(clip_dir)
     boxes = read_boxes_csv(clip_dir / "boxes.csv")
-    frames = clip_frames(clip_dir)[:limit]
+    frames = clip_frames(clip_dir)
+    scored = range(start, len(frames) if limit is None else min(start + limit, len(frames)))
     metrics = BoxMetrics()
     seconds = 0.0
     skipped: list[dict] = []
-    for start in range(0, len(frames), BATCH_SIZE):
+    for batch in range(0, len(scored), BATCH_SIZE):
         indices, images = [], []
-        for index in range(start, min(start + BATCH_SIZE, len(frames))):
+        for index in scored[batch : batch + BATCH_SIZE]:
             try:
                 images.append(read_image(frames[index]))
                 indices.append(index)
@@ -173,9 +176,10 @@ def evaluate_clip(
             for index, frame_logits in zip(indices, logits):
                 metrics.update(frame_logits, boxes.get(index, []))
         if progress:
-            progress(min(start + BATCH_SIZE, len(frames)), len(frames))
+            progress(min(batch + BATCH_SIZE, len(scored)), len(scored))
     result = {"method": detector.name, "device": detector.device, "clip": str(clip_dir), **metrics.result()}
-    result["frames_per_second"] = (len(frames) - len(skipped)) / seconds if seconds > 0 else float("nan")
+    result["frames"] = [scored.start + 1, scored.stop]  # 1-based, inclusive, as in boxes.csv
+    result["frames_per_second"] = (len(scored) - len(skipped)) / seconds if seconds > 0 else float("nan")
     result.update(_skipped_record(skipped))
     return result
 

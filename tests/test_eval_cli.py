@@ -114,6 +114,33 @@ def test_clip_eval_with_box_ground_truth(tmp_path, capsys):
     assert 0 <= result["pd"] <= 1 and result["false_alarms_per_frame"] >= 0
 
 
+def test_clip_eval_of_a_range_of_frames_keeps_their_boxes(tmp_path, capsys):
+    out = tmp_path / "later.json"
+    assert run_eval("--method", "tophat", "--clip", str(CLIP), "--frames", "301-", "--json", str(out)) == 0
+    table = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    boxes = read_boxes_csv(CLIP / "boxes.csv")
+    assert result["frames"] == [301, 307] and result["n_frames"] == 7 and "301-307" in table
+    assert result["n_targets"] == sum(len(boxes.get(i, [])) for i in range(300, 307))
+    direct = evaluate_clip(make_detector("tophat", None), CLIP, start=300)
+    assert {k: direct[k] for k in ("hits", "false_alarms", "n_targets")} == {
+        k: result[k] for k in ("hits", "false_alarms", "n_targets")}
+    assert run_eval("--method", "tophat", "--clip", str(CLIP), "--frames", "3-4", "--json", str(out)) == 0
+    assert json.loads(out.read_text())["frames"] == [3, 4]
+
+    capsys.readouterr()
+    assert run_eval("--method", "tophat", "--clip", str(CLIP), "--frames", "400-") == 2
+    assert "--frames 400-: the clip has 307 frames" in capsys.readouterr().err
+    assert run_eval("--method", "tophat", "--clip", str(CLIP), "--frames", "3-4", "--limit", "2") == 2
+    assert "not both" in capsys.readouterr().err
+    assert run_eval("--method", "tophat", "--images", "x", "--masks", "y", "--frames", "3-4") == 2
+    assert "--frames selects frames of a --clip" in capsys.readouterr().err
+    for bad in ("8-5", "0-3", "5", "a-b"):
+        with pytest.raises(SystemExit):
+            run_eval("--method", "tophat", "--clip", str(CLIP), "--frames", bad)
+        assert "--frames: expected A-B" in capsys.readouterr().err
+
+
 def test_missing_weights_is_a_clear_error(tmp_path, capsys):
     missing = tmp_path / "nope.pt"
     rc = run_eval("--weights", str(missing), "--images", str(NUAA / "images"), "--masks", str(NUAA / "masks"))

@@ -41,6 +41,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--clip", help="clip folder with images/ and boxes.csv (box-only scoring; 16-bit frames are "
                                   "normalised as --images ones are)")
     p.add_argument("--limit", type=positive_int, help="evaluate only the first N frames or samples")
+    p.add_argument("--frames", type=frame_range, metavar="A-B",
+                   help="with --clip: only frames A to B (1-based, inclusive, as in boxes.csv; 'A-' to the end), "
+                        "e.g. the frames after those reviewed and fine-tuned on")
     p.add_argument("--json", dest="json_out", help="write the results here as JSON")
     p.add_argument("--plots", help="folder for the ROC and Pd-Fa curve PNGs (data sets only)")
     p.add_argument("--errors", action="store_true",
@@ -95,10 +98,11 @@ def format_errors(errors: dict) -> str:
 
 
 def format_clip_table(result: dict) -> str:
-    header = f"{'method':<10} {'Pd':>7} {'FA/frame':>9} {'Fa x1e-6':>10} {'frames/s':>9}"
+    header = f"{'method':<10} {'frames':>9} {'Pd':>7} {'FA/frame':>9} {'Fa x1e-6':>10} {'frames/s':>9}"
+    first, last = result["frames"]
     row = (
-        f"{result['method']:<10} {_percent(result['pd']):>7} {result['false_alarms_per_frame']:>9.3f} "
-        f"{result['fa'] * 1e6:>10.2f} {result['frames_per_second']:>9.1f}"
+        f"{result['method']:<10} {f'{first}-{last}':>9} {_percent(result['pd']):>7} "
+        f"{result['false_alarms_per_frame']:>9.3f} {result['fa'] * 1e6:>10.2f} {result['frames_per_second']:>9.1f}"
     )
     return f"{header}\n{row}"
 
@@ -143,7 +147,23 @@ def image_reader(window: Normalization | None):
     return (lambda path: window.apply(read_gray(path))) if window else read_image_gray
 
 
+def frame_range(text: str) -> tuple[int, int | None]:
+    """argparse type for --frames: "A-B" or "A-" -> (A, B or None), 1 <= A <= B."""
+    first, dash, last = text.partition("-")
+    try:
+        a, b = int(first), (int(last) if last else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected A-B or A-, got {text!r}") from None
+    if not dash or a < 1 or (b is not None and b < a):
+        raise argparse.ArgumentTypeError(f"expected A-B with 1 <= A <= B, or A-, got {text!r}")
+    return a, b
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.frames and not args.clip:
+        return _error("--frames selects frames of a --clip")
+    if args.frames and args.limit:
+        return _error("give --frames or --limit, not both")
     if args.clip and (args.images or args.masks or args.split):
         return _error("--clip cannot be combined with --images/--masks/--split")
     if not args.clip and not (args.images and args.masks):
@@ -163,8 +183,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         options = {"tta": args.tta or "none", "refine": args.refine or "contrast"}
     try:
+        start, limit = 0, args.limit
         if args.clip:
-            inputs = clip_frames(args.clip)[: args.limit]
+            every = clip_frames(args.clip)
+            if args.frames:
+                first, last = args.frames
+                if first > len(every):
+                    raise ValueError(f"--frames {first}-: the clip has {len(every)} frames")
+                start, limit = first - 1, (min(last, len(every)) - first + 1 if last else None)
+            inputs = every[start:][:limit]
         else:
             inputs = find_dataset(args.images, args.masks, args.split)[: args.limit]
         if not inputs:
@@ -172,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         detector = gated(_make_detector(args, options), gate)
         if args.clip:
             window = sequence_window(inputs, request)
-            result = evaluate_clip(detector, args.clip, limit=args.limit, read_image=image_reader(window))
+            result = evaluate_clip(detector, args.clip, limit=limit, read_image=image_reader(window), start=start)
             table = format_clip_table(result)
         else:
             window = sequence_window([s.image_path for s in inputs], request)
