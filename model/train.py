@@ -458,14 +458,15 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
 
 THRESHOLD_CANDIDATES = np.round(np.arange(-2.0, 6.01, 0.25), 2)
-THRESHOLD_STEP, THRESHOLD_LIMIT = 0.25, 20.0  # a best threshold at an edge widens the search, up to +-20
+# a best threshold at an edge of the sweep widens it by THRESHOLD_WIDEN on that side, up to +-THRESHOLD_LIMIT
+THRESHOLD_STEP, THRESHOLD_WIDEN, THRESHOLD_LIMIT = 0.25, 2.0, 20.0
 
 
 def choose_threshold(logits: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, dict[float, dict]]:
     """The logit threshold with the best IoU over (logits, mask) pairs (ties: the one nearest 0), and every
-    candidate's metrics. The search covers THRESHOLD_CANDIDATES and widens by 2 on a side while that
-    edge scores the best IoU (a fine-tune on unlike data can shift the logits further), up to
-    +-THRESHOLD_LIMIT."""
+    candidate's metrics. The search covers THRESHOLD_CANDIDATES and widens by THRESHOLD_WIDEN on a side
+    while that edge scores the best IoU (a fine-tune on unlike data can shift the logits further), up
+    to +-THRESHOLD_LIMIT."""
 
     def scored(t: float) -> dict:
         metrics = SegmentationMetrics()
@@ -477,12 +478,11 @@ def choose_threshold(logits: list[np.ndarray], masks: list[np.ndarray]) -> tuple
     while True:
         best = max(results, key=lambda t: (results[t]["iou"], -abs(t)))
         top = results[best]["iou"]
-        low, high = min(results), max(results)
         more = []
-        if results[high]["iou"] >= top and high < THRESHOLD_LIMIT:  # the best IoU reaches the edge: go on
-            more += list(np.arange(high + THRESHOLD_STEP, min(high + 2.0, THRESHOLD_LIMIT) + 1e-9, THRESHOLD_STEP))
-        if results[low]["iou"] >= top and low > -THRESHOLD_LIMIT:
-            more += list(np.arange(low - THRESHOLD_STEP, max(low - 2.0, -THRESHOLD_LIMIT) - 1e-9, -THRESHOLD_STEP))
+        for edge, step in ((max(results), THRESHOLD_STEP), (min(results), -THRESHOLD_STEP)):
+            if results[edge]["iou"] >= top and abs(edge) < THRESHOLD_LIMIT:  # the best IoU reaches the edge: go on
+                end = float(np.clip(edge + np.sign(step) * THRESHOLD_WIDEN, -THRESHOLD_LIMIT, THRESHOLD_LIMIT))
+                more += list(np.arange(edge + step, end + step / 2, step))
         if not more:
             return best, results
         results.update({float(t): scored(float(t)) for t in np.round(more, 2)})
