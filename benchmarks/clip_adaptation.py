@@ -5,7 +5,7 @@ The loop runs through the app's own core, as the Review and Tools menus do:
 1. `irsam detect` over a real clip (shipped weights) makes the review project;
 2. a simulated analyst reviews the first `--review` frames, every `--every`-th one: a proposal
    component whose centroid falls in a ground-truth box (or within 3 px of its centre, the box scoring
-   rule) is kept, every other component is deleted as a false alarm (`delete_component`); a box with
+   rule, `centroids_in_box`) is kept, every other component is deleted as a false alarm; a box with
    no component gets "Grow target here" at its centre (`grow_target`). The frame is marked corrected
    (or accepted when nothing changed);
 3. the reviewed frames are exported (SIRST layout) and a `FineTuneJob` trains from the shipped weights,
@@ -34,72 +34,43 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.core.atomic import atomic_write_json  # noqa: E402
-from app.core.edits import delete_component, grow_target  # noqa: E402
+from app.core.edits import grow_target  # noqa: E402
 from app.core.export import export_project  # noqa: E402
 from app.core.finetune import FineTuneJob  # noqa: E402
 from app.core.frames import open_source  # noqa: E402
 from app.core.project import ReviewProject, ReviewStatus  # noqa: E402
 from app.paths import DEFAULT_WEIGHTS  # noqa: E402
-from model.data import find_dataset, read_image_gray, read_mask  # noqa: E402
-from model.evaluate import clip_frames, make_detector  # noqa: E402
-from model.metrics import MATCH_DISTANCE, BoxMetrics, SegmentationMetrics, components, read_boxes_csv  # noqa: E402
+from model.data import find_dataset  # noqa: E402
+from model.evaluate import clip_frames, evaluate_clip, evaluate_dataset, make_detector  # noqa: E402
+from model.metrics import centroids_in_box, components, read_boxes_csv  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 SIRST = SHARED / "nuaa-sirst"
 
 
 def review_frame(project: ReviewProject, stem: str, image: np.ndarray, boxes) -> None:
-    """The simulated analyst's corrections on one frame."""
+    """The simulated analyst's corrections on one frame, as one undoable edit."""
     mask = project.working_mask(stem).copy()
     found = components(mask)
-    keep = np.zeros(len(found), bool)
-    unmatched = []
-    for x0, y0, w, h in boxes:
-        x1, y1 = x0 + w - 1, y0 + h - 1
-        rows, cols = found.centroids[:, 0], found.centroids[:, 1]
-        inside = (cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1)
-        near = np.hypot(cols - (x0 + x1) / 2, rows - (y0 + y1) / 2) < MATCH_DISTANCE
-        hits = inside | near
-        keep |= hits
-        if not hits.any():
-            unmatched.append((x0, y0, w, h))
-    for i in np.flatnonzero(~keep):
-        r, c = _a_pixel(found, i)
-        mask = delete_component(mask, c, r)
-    for x0, y0, w, h in unmatched:
-        mask |= grow_target(image, x0 + w / 2, y0 + h / 2, window=int(max(w, h)) + 6, max_area=int(w * h))
-    changed = project.edit_mask(stem, mask) is not None  # one undoable edit, committed as the app does
+    hits = [centroids_in_box(found.centroids, box) for box in boxes]  # the box scoring's own rule
+    kept = np.logical_or.reduce(hits) if hits else np.zeros(len(found), bool)
+    mask &= np.isin(found.labels, 1 + np.flatnonzero(kept))  # the false alarms deleted
+    for (x0, y0, w, h), hit in zip(boxes, hits):
+        if not hit.any():  # a missed target: "Grow target here" at the box centre
+            mask |= grow_target(image, x0 + w / 2, y0 + h / 2, window=int(max(w, h)) + 6, max_area=int(w * h))
+    changed = project.edit_mask(stem, mask) is not None  # committed as the app commits an edit
     project.set_status(stem, ReviewStatus.CORRECTED if changed else ReviewStatus.ACCEPTED)
 
 
-def _a_pixel(found, i: int) -> tuple[int, int]:
-    """One pixel (row, col) of component i: its labelled pixel nearest the centroid."""
-    rows, cols = np.nonzero(found.labels == i + 1)
-    k = int(np.argmin(np.hypot(rows - found.centroids[i, 0], cols - found.centroids[i, 1])))
-    return int(rows[k]), int(cols[k])
-
-
-def score_clip(detector, frames: list[Path], boxes: dict, indices: range) -> dict:
-    metrics = BoxMetrics()
-    for start in range(0, len(indices), 8):
-        chunk = list(indices[start : start + 8])
-        results = detector.detect([read_image_gray(frames[i]) for i in chunk])
-        for i, result in zip(chunk, results):
-            metrics.update(result.logits, boxes.get(i, []))
-    r = metrics.result()
-    return {"frames": len(indices), "pd": round(100 * r["pd"], 2),
+def score_clip(detector, clip: Path, frames: range) -> dict:
+    r = evaluate_clip(detector, clip, start=frames.start, limit=len(frames))
+    return {"frames": len(frames), "pd": round(100 * r["pd"], 2),
             "false_alarms_per_frame": round(r["false_alarms_per_frame"], 3), "fa_1e6": round(1e6 * r["fa"], 2)}
 
 
 def score_sirst(detector, split: str) -> dict:
     samples = find_dataset(SIRST / "images", SIRST / "masks", SIRST / "splits" / "idx_427" / f"{split}.txt")
-    metrics = SegmentationMetrics()
-    for start in range(0, len(samples), 8):
-        chunk = samples[start : start + 8]
-        results = detector.detect([read_image_gray(s.image_path) for s in chunk])
-        for s, result in zip(chunk, results):
-            metrics.update(result.logits, read_mask(s.mask_path) > 0)
-    r = metrics.result()
+    r, _ = evaluate_dataset(detector, samples)
     return {"iou": round(100 * r["iou"], 2), "niou": round(100 * r["niou"], 2), "pd": round(100 * r["pd"], 2),
             "fa_1e6": round(1e6 * r["fa"], 2)}
 
@@ -155,10 +126,8 @@ def main() -> int:
     print(f"fine-tune: {len(job.holdout.train)} frames trained, {len(job.holdout.val)} held out "
           f"({job.holdout.by}), {train_minutes:.1f} min")
 
-    frames = clip_frames(clip)
     other = SHARED / "sequences" / args.other
-    other_frames, other_boxes = clip_frames(other), read_boxes_csv(other / "boxes.csv")
-    later = range(min(args.review + args.gap, len(frames)), len(frames))
+    later = range(min(args.review + args.gap, len(source)), len(source))
     result = {"clip": args.clip, "other": args.other, "reviewed_frames": len(reviewed), "corrected": corrected,
               "keep_sirst": args.keep_sirst, "epochs": args.epochs, "train_args": args.train_args,
               "train_minutes": round(train_minutes, 1), "held_out": {"train": len(job.holdout.train),
@@ -166,8 +135,8 @@ def main() -> int:
     for name, weights in (("shipped", DEFAULT_WEIGHTS), ("fine-tuned", job.best_path)):
         detector = make_detector(None, str(weights), device="cpu", refine="contrast")  # the app's default
         result[name] = {
-            f"{args.clip} frames {later.start + 1}-{later.stop}": score_clip(detector, frames, boxes, later),
-            f"{args.other} all frames": score_clip(detector, other_frames, other_boxes, range(len(other_frames))),
+            f"{args.clip} frames {later.start + 1}-{later.stop}": score_clip(detector, clip, later),
+            f"{args.other} all frames": score_clip(detector, other, range(len(clip_frames(other)))),
             "NUAA-SIRST test": score_sirst(detector, "test"),
         }
         print(name, json.dumps(result[name], indent=1))

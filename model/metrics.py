@@ -318,18 +318,23 @@ class BoxFrameScore:
     false_alarm_pixels: int
 
 
+def centroids_in_box(centroids: np.ndarray, box: Box) -> np.ndarray:
+    """bool per (row, col) centroid: inside the box (pixel columns x0 .. x0+w-1, rows y0 .. y0+h-1,
+    inclusive) or closer than 3 px to its centre."""
+    x0, y0, w, h = box
+    x1, y1 = x0 + w - 1, y0 + h - 1
+    rows, cols = centroids[:, 0], centroids[:, 1]
+    inside = (cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1)
+    return inside | (np.hypot(cols - (x0 + x1) / 2, rows - (y0 + y1) / 2) < MATCH_DISTANCE)
+
+
 def score_boxes(pred: np.ndarray, boxes: Sequence[Box]) -> BoxFrameScore:
     """A box's target is detected by the first still-unmatched predicted component (raster order) whose
-    centroid lies inside the box (pixel columns x0 .. x0+w-1, rows y0 .. y0+h-1, inclusive) or closer than
-    3 px to the box centre; every other predicted component is a false alarm."""
+    centroid is in the box (`centroids_in_box`); every other predicted component is a false alarm."""
     predicted = components(binarize_prediction(pred))
-    rows, cols = predicted.centroids[:, 0], predicted.centroids[:, 1]
     matched = np.zeros(len(predicted), bool)
-    for x0, y0, w, h in boxes:
-        x1, y1 = x0 + w - 1, y0 + h - 1
-        inside = (cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1)
-        near_centre = np.hypot(cols - (x0 + x1) / 2, rows - (y0 + y1) / 2) < MATCH_DISTANCE
-        candidates = np.flatnonzero(~matched & (inside | near_centre))
+    for box in boxes:
+        candidates = np.flatnonzero(~matched & centroids_in_box(predicted.centroids, box))
         if len(candidates):
             matched[candidates[0]] = True
     return BoxFrameScore(
