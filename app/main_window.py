@@ -52,6 +52,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.feature_runner = WorkerRunner(self)
         self.details_runner = WorkerRunner(self)
         self._features_pending = False
+        self._pending_run: list[int] | None = None  # frames to detect once the loading detector is ready
         self._scores: dict[str, tuple] = {}  # layer name -> (mask, truth, (IoU, Pd)) last scored
         self.panels_timer = QtCore.QTimer(self)
         self.panels_timer.setSingleShot(True)
@@ -171,7 +172,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.overlay_panel.changed.connect(self._overlays_changed)
         self.target_list.targetSelected.connect(self.select_target)
         self.detection_panel.runRequested.connect(self.run_detection)
-        self.detection_panel.cancelRequested.connect(self.detection_runner.cancel)
+        self.detection_panel.cancelRequested.connect(self.cancel_detection)
         self.detection_panel.choiceChanged.connect(self._choice_changed)
         self.feature_panel.computeRequested.connect(self.compute_features)
         self.features_dock.visibilityChanged.connect(self._features_visibility)
@@ -201,6 +202,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.review_tools.stop()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()
+        self._pending_run = None
+        self.detection_panel.set_running(False)  # a run stopped above sends no `finished`
         if self.session is not None:
             self.session.close()
         self.session = session
@@ -213,6 +216,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timeline.set_count(len(session))
         self.detection_panel.set_frame_count(len(session))
         self.detection_panel.setEnabled(False)  # until the project (if any) is read: a run must not race it
+        self.review_tools.project_loading()
         self._refresh_strip()
         self.setWindowTitle(f"IRSAM Review - {session.name}")
         message = (f"{len(session)} frames, {session.source.size_text()}, {session.source.dtype}, "
@@ -490,30 +494,52 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.session is None:
             self.statusBar().showMessage("Open a sequence first: File > Open folder (Ctrl+O), or drop one here.", 8000)
             return
-        if self.detection_runner.busy:
-            self.statusBar().showMessage("The detector is still loading or running; try again when it is done.", 5000)
-            return
-        if self.review_tools.writing:
-            running = ("Propagation is running" if self.review_tools.propagation.busy
-                       else "The ground-truth masks are being committed")
-            self.statusBar().showMessage(f"{running}; run the detector when it is done.", 5000)
-            return
-        n = len(self.session)
         if scope == "frame":
             indices = [self.index]
         elif scope == "range":
             first, last = self.detection_panel.frame_range()
             indices = list(range(first, last + 1))
         else:
-            indices = list(range(n))
+            indices = list(range(len(self.session)))
+        if refused := self.start_detection(indices):
+            self.statusBar().showMessage(refused, 5000)
+
+    def start_detection(self, indices: list[int]) -> str | None:
+        """Run the panel's detector over `indices` (frame indices) and save its proposals in the project;
+        while the detector is still loading (picked a moment ago), the run starts when it is loaded.
+        Returns why the run was refused, or None."""
+        if self.detection_runner.busy and not self._detector_loading():
+            return "The detector is still running; try again when it is done."
+        if self._pending_run is not None:
+            return "A run is already waiting for the detector to load."
+        if self.review_tools.writing:
+            running = ("Propagation is running" if self.review_tools.propagation.busy
+                       else "The ground-truth masks are being committed")
+            return f"{running}; run the detector when it is done."
         try:
             self.session.ensure_project()
         except (ProjectError, OSError) as e:
             self.detection_panel.show_error(f"Cannot create the review project in {self.session.project_dir}: {e}")
-            return
+            return f"Cannot create the review project: {e}"
         self.feature_runner.stop()
         self.detection_panel.set_running(True)
-        self._start_worker(self.detection_runner, indices, self.detection_panel.choice(), features=False)
+        if self.detection_runner.busy:
+            self._pending_run = list(indices)
+        else:
+            self._start_worker(self.detection_runner, indices, self.detection_panel.choice(), features=False)
+        return None
+
+    def _detector_loading(self) -> bool:
+        """Whether the detection runner only loads the detector (a checkpoint just picked), detecting nothing."""
+        worker = self.detection_runner.worker
+        return self.detection_runner.busy and isinstance(worker, DetectionWorker) and not worker.indices
+
+    def cancel_detection(self) -> None:
+        if self._pending_run is not None:
+            self._pending_run = None
+            self.detection_panel.set_running(False)
+            self.detection_panel.rate.setText("cancelled before it started")
+        self.detection_runner.cancel()
 
     def choose_normalization(self) -> NormalizationDialog | None:
         """The window (or percentiles) from raw values to the detectors' input, stored in the project."""
@@ -639,6 +665,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.feature_panel.set_features(result.features, name)
 
     def _frame_failed(self, index: int, reason: str) -> None:
+        if not (self._from_current_worker(self.detection_runner) or self._from_current_worker(self.feature_runner)):
+            return  # a stopped run's queued signal: the index may belong to the sequence open before
         if self.session is not None:
             self.session.mark_unreadable(index)
             self._refresh_strip()
@@ -649,8 +677,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.detection_panel.set_progress(done, total, fps)
 
     def _worker_failed(self, message: str) -> None:
+        if not (self._from_current_worker(self.detection_runner) or self._from_current_worker(self.feature_runner)):
+            return
         worker = self.sender()
-        label = worker.choice.label if worker is not None else "detector"
+        label = worker.choice.label
         self.detection_panel.show_error(f"{label} failed:\n{message}")
         if worker is self.feature_runner.worker:
             self.feature_panel.show_message(f"Feature maps failed: {message}")
@@ -662,6 +692,10 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if worker is self.detection_runner.worker:
             self.detection_runner.release_if_done(worker)
+            if self._pending_run is not None:  # the detector is loaded (or failed to: the run says why again)
+                indices, self._pending_run = self._pending_run, None
+                self._start_worker(self.detection_runner, indices, self.detection_panel.choice(), features=False)
+                return
             if worker.indices:
                 self.detection_panel.set_running(False)
                 if cancelled:

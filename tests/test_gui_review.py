@@ -402,12 +402,17 @@ def test_finetune_one_tiny_epoch_compares_and_redetects(window, tmp_path, tiny_c
     assert headers == ["IoU %", "nIoU %", "Pd %", "Fa x1e-6"]  # as irsam eval prints them
     for row in range(2):
         assert 0 <= float(dialog.comparison.item(row, 0).text()) <= 100
+    project = window.session.project
+    origin = lambda i: project.prediction(window.session.stem(i))[1]  # noqa: E731
+    assert all(origin(i) is None for i in range(10))  # predict_ground_truth records no detector
     dialog.use_button.click()
     best = str(dialog.job.best_path)
     assert window.detection_panel.choice().weights == best
+    assert "Re-detecting 2 unreviewed frames" in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
                     timeout=60000)
-    assert (window.session.detection_counts[8:] >= 0).all()  # the unreviewed frames were detected again
+    assert all(origin(i) is None for i in range(8))  # reviewed frames were not detected again
+    assert all(origin(i).method == "irsam" and origin(i).weights == Path(best).name for i in (8, 9))
 
 
 # Stands in for `irsam train`: logs model/train.py's CPU fallback line, waits for the test, writes one epoch
@@ -492,3 +497,17 @@ def test_queue_lists_every_frame_before_a_project_exists(window, fresh_sequence,
     assert window.session.project is not None and _status(window, 0) is ReviewStatus.ACCEPTED
     assert window.index == 1
     assert panel.counts.text().startswith(f"unreviewed {n - 1}  accepted 1")
+
+
+def test_edits_and_status_changes_wait_for_the_project_to_be_read(window, fresh_sequence, qtbot):
+    predict_ground_truth(fresh_sequence)
+    assert window.open_path(fresh_sequence)  # the project is read in a worker from here on
+    tools = window.review_tools
+    assert not tools.set_status(ReviewStatus.ACCEPTED)
+    assert "earlier results" in window.statusBar().currentMessage()
+    assert not tools.review_panel.accept_next.isEnabled()
+    qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=10000)
+    assert tools.review_panel.accept_next.isEnabled() and tools.editing.blocked is None
+    assert "earlier results" not in window.statusBar().currentMessage()
+    assert tools.set_status(ReviewStatus.ACCEPTED)
+    assert window.session.status(0) is ReviewStatus.ACCEPTED

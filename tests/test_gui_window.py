@@ -656,9 +656,10 @@ def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_seque
         detection = window.detection_dock.widget()
         assert not detection.verticalScrollBar().isVisible()
         _choose(window, "irsam")
-        window.run_detection("frame")
+        window.run_detection("frame")  # starts once the weights are loaded
         qtbot.waitUntil(lambda: window.detector is not None and "validation" in window.detection_panel.info.text(),
                         timeout=30000)
+        qtbot.waitUntil(lambda: window.detection_panel.run_all.isEnabled(), timeout=30000)  # the run ended
         qtbot.waitUntil(lambda: not detection.verticalScrollBar().isVisible(), timeout=2000)
         assert detection.widget().height() >= detection.widget().sizeHint().height()
 
@@ -770,3 +771,30 @@ def test_an_interpolated_ground_truth_mask_is_reported(window, fresh_sequence, q
     message = window.statusBar().currentMessage()
     assert f"Ground truth {mask_file.name}" in message and "strictly between 0 and 255" in message
     np.testing.assert_array_equal(window.layers.truth_mask, blurred == 255)
+
+
+def test_a_run_asked_for_while_the_checkpoint_loads_starts_once_it_is_loaded(window, fresh_sequence, tiny_checkpoint,
+                                                                             qtbot):
+    _open(window, qtbot, fresh_sequence)
+    window.detection_panel.add_checkpoint(tiny_checkpoint)  # starts loading it at once
+    assert window.detection_runner.busy and window.detector is None
+    window.run_detection("frame")
+    assert window.start_detection([1]) == "A run is already waiting for the detector to load."
+    qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0, timeout=30000)
+    qtbot.waitUntil(lambda: window.detection_panel.run_all.isEnabled(), timeout=30000)
+    assert window.session.project.prediction(window.session.stem(0))[1].weights == Path(tiny_checkpoint).name
+    assert (window.session.detection_counts[1:] < 0).all()  # only the frame asked for
+
+    window.detection_panel.add_checkpoint(tiny_checkpoint.parent / "missing.pt")  # loads (and fails) in a worker
+    window.run_detection("all")
+    window.cancel_detection()
+    assert window.detection_panel.run_all.isEnabled() and "cancelled" in window.detection_panel.rate.text()
+    qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
+    qtbot.wait(100)
+    assert (window.session.detection_counts[1:] < 0).all()  # the cancelled run never started
+
+
+def test_a_stopped_runs_queued_frame_failure_is_not_applied(window, sequence_16bit, qtbot):
+    _open(window, qtbot, sequence_16bit)
+    window._frame_failed(0, "unreadable")  # as a queued signal arrives after its worker was dropped
+    assert not window.session.is_unreadable(0)

@@ -8,6 +8,7 @@ when the project has been read, `refresh_queue()` after a detection run, and `st
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -32,6 +33,7 @@ STATUS_MENU_ORDER = (ReviewStatus.ACCEPTED, ReviewStatus.CORRECTED, ReviewStatus
 PROPAGATION_BLOCKS = ("Propagation is running: mask edits and status changes are paused until it ends "
                       "(Cancel in the Review dock stops it).")
 IMPORT_BLOCKS = "Committing the ground-truth masks: mask edits and status changes are paused until it ends."
+LOADING_BLOCKS = "Reading this sequence's earlier results: mask edits and status changes wait until they are read."
 
 
 class ReviewTools(QtCore.QObject):
@@ -143,7 +145,12 @@ class ReviewTools(QtCore.QObject):
         self.review_panel.set_frame_status(index, session.status(index))
         self.review_panel.show_current(index, session.status(index))
 
+    def project_loading(self) -> None:
+        """A sequence was opened and its project is being read (ReviewSession.load_details in a worker)."""
+        self._block_edits(LOADING_BLOCKS)
+
     def project_loaded(self) -> None:
+        self._block_edits(None)
         self.refresh_queue()
         project = self.window.session.project
         if project is not None and project.damaged:
@@ -240,6 +247,9 @@ class ReviewTools(QtCore.QObject):
         window, session = self.window, self.window.session
         if session is None or window.frame is None or self.writing:
             return
+        if self.editing.blocked is not None:
+            self.editing.refuse()
+            return
         editor = self.editing.editor
         selected = window.selected
         box = None if selected is None else (selected.x0, selected.y0, selected.x1, selected.y1)
@@ -247,7 +257,11 @@ class ReviewTools(QtCore.QObject):
         if not target.any():
             self.propagation_panel.show_result("This frame has no target to carry: draw or accept one first.", None)
             return
-        session.ensure_project()
+        try:
+            session.ensure_project()
+        except (ProjectError, OSError) as e:
+            self.propagation_panel.show_result(f"Cannot create the review project in {session.project_dir}: {e}", None)
+            return
         self.propagation_panel.set_running(True)
         self.review_panel.model.set_marked({})
         window.timeline.strip.set_stop_marker(None)
@@ -264,10 +278,11 @@ class ReviewTools(QtCore.QObject):
         buttons = [*self.review_panel.status_buttons.values(), self.review_panel.accept_next]
         for widget in buttons + self.status_actions:
             widget.setEnabled(reason is None)
+        bar = self.window.statusBar()
         if reason is not None:
-            self.window.statusBar().showMessage(reason)
-        else:
-            self.window.statusBar().clearMessage()
+            bar.showMessage(reason)
+        elif bar.currentMessage() in (PROPAGATION_BLOCKS, IMPORT_BLOCKS, LOADING_BLOCKS):
+            bar.clearMessage()  # a message shown since (a result, an error) stays
 
     def _propagation_ended(self) -> None:
         self.propagation_panel.set_running(False)
@@ -438,13 +453,17 @@ class ReviewTools(QtCore.QObject):
         return self.finetune_dialog
 
     def redetect_unreviewed(self, weights: str) -> None:
+        """Select the fine-tuned weights and detect every unreviewed frame with them (reviewed frames keep
+        their masks; the run starts once the weights are loaded)."""
         window, session = self.window, self.window.session
         window.detection_panel.add_checkpoint(weights)
-        choice = window.detection_panel.choice()  # the new weights, with the panel's device and flips
-        indices = [i for i in range(len(session)) if session.status(i) is ReviewStatus.UNREVIEWED]
-        if not indices or window.detection_runner.busy or self.writing:
-            window.statusBar().showMessage("New weights selected; no unreviewed frame to re-detect now.", 8000)
-            return
-        window.feature_runner.stop()
-        window.detection_panel.set_running(True)
-        window._start_worker(window.detection_runner, indices, choice, features=False)
+        indices = [i for i in range(len(session))
+                   if session.status(i) is ReviewStatus.UNREVIEWED and not session.is_unreadable(i)]
+        if not indices:
+            window.statusBar().showMessage("New weights selected; every frame is reviewed, so none was re-detected.",
+                                           8000)
+        elif refused := window.start_detection(indices):
+            window.statusBar().showMessage(f"New weights selected; unreviewed frames not re-detected: {refused}", 8000)
+        else:
+            window.statusBar().showMessage(f"Re-detecting {len(indices)} unreviewed frames with {Path(weights).name}.",
+                                           8000)
