@@ -103,7 +103,9 @@ class ReviewSession:
         self.project_dir = project_dir
         self.project: ReviewProject | None = None
         self.ground_truth: GroundTruth | None = None
-        self.details_loaded = False
+        # held while load_details reads the project: a project created or changed meanwhile (a status set,
+        # an edit) would be replaced by the one it reads
+        self._project_lock = threading.Lock()
         self.warnings: list[str] = []
         self.detection_counts = np.full(len(source), NOT_RUN, np.int32)
         for bad in source.bad_frames:  # known at open (an empty file, another size): red on the timeline at once
@@ -144,21 +146,25 @@ class ReviewSession:
         return session
 
     def load_details(self) -> None:
-        """Ground truth, the existing project (if any), per-frame detection counts and statuses."""
-        self.ground_truth = find_ground_truth(self.source)
-        if is_project(self.project_dir):
-            try:
-                project = ReviewProject.open(self.project_dir)
-                project.follow_source(self.source.stems, self.source.unreadable_stems)
+        """Ground truth, the existing project (if any), per-frame detection counts and statuses.
+        `ensure_project` (every write) waits for it, so nothing written meanwhile is lost."""
+        with self._project_lock:
+            self.ground_truth = find_ground_truth(self.source)
+            project = self.project  # set when a write created (or reopened) it before this started
+            if project is None and is_project(self.project_dir):
+                try:
+                    project = ReviewProject.open(self.project_dir)
+                    project.follow_source(self.source.stems, self.source.unreadable_stems)
+                except ProjectError as e:
+                    self.warnings.append(f"earlier results not used: {e}")
+                    self.project_dir = self.project_dir.with_name(self.project_dir.name + "-new")
+            if project is not None:
                 self.warnings += [f"{p}: {reason}" for p, reason in project.damaged]
                 self._load_project_state(project)
                 self.project = project
-            except ProjectError as e:
-                self.warnings.append(f"earlier results not used: {e}")
-                self.project_dir = self.project_dir.with_name(self.project_dir.name + "-new")
-        self.details_loaded = True
-        with self._files_lock:
-            self._files.clear()  # layers read before the project was known are incomplete
+            with self._files_lock:
+                self._file_generation += 1  # a read begun before the project was known must not be stored
+                self._files.clear()  # layers read before the project was known are incomplete
 
     @property
     def name(self) -> str:
@@ -179,13 +185,16 @@ class ReviewSession:
         self.source.close()
 
     def ensure_project(self) -> ReviewProject:
-        """The project, created on first use (an existing one over the same frames is reused)."""
-        if self.project is None:
-            self.project = ReviewProject.create(
-                self.project_dir, self.source.path, self.source.kind, self.source.stems, self.source.size_record(),
-                self.normalization.to_dict(), None, exist_ok=True, unreadable_stems=self.source.unreadable_stems,
-            )
-        return self.project
+        """The project, created on first use (an existing one over the same frames is reused). Waits while
+        `load_details` is reading it."""
+        with self._project_lock:
+            if self.project is None:
+                self.project = ReviewProject.create(
+                    self.project_dir, self.source.path, self.source.kind, self.source.stems,
+                    self.source.size_record(), self.normalization.to_dict(), None, exist_ok=True,
+                    unreadable_stems=self.source.unreadable_stems,
+                )
+            return self.project
 
     def change_normalization(self, request: NormalizationRequest) -> Normalization:
         """Map raw values to the detectors' input as `request` asks from now on (detection, propagation,

@@ -32,3 +32,54 @@ def test_next_unreviewed_steps_over_reviewed_and_unreadable_frames(session):
     assert session.next_unreviewed(1) == 2 and session.next_unreviewed(4, step=-1) == 2
     with pytest.raises(ValueError, match="step"):
         session.next_unreviewed(0, step=2)
+
+
+def test_a_status_set_while_the_project_is_being_read_is_kept(tmp_path, monkeypatch):
+    """The window reads the project in a worker (load_details); a status set meanwhile waits for it
+    instead of being overwritten by the statuses it reads."""
+    import threading
+
+    import app.session
+
+    write_folder(tmp_path / "seq", n=4, names=[f"{i:02d}.png" for i in range(4)])
+    first = ReviewSession.open(tmp_path / "seq")
+    first.set_status(1, ReviewStatus.REJECTED)  # an earlier session's review, on disk
+    first.close()
+
+    session = ReviewSession.open(tmp_path / "seq", details=False)
+    reading, release = threading.Event(), threading.Event()
+    find_ground_truth = app.session.find_ground_truth
+
+    def slow_find_ground_truth(source):
+        reading.set()
+        release.wait(10)
+        return find_ground_truth(source)
+
+    monkeypatch.setattr(app.session, "find_ground_truth", slow_find_ground_truth)
+    loader = threading.Thread(target=session.load_details)
+    loader.start()
+    assert reading.wait(10)
+    writer = threading.Thread(target=session.set_status, args=(2, ReviewStatus.ACCEPTED))
+    writer.start()
+    writer.join(0.3)
+    assert writer.is_alive()  # waits for the project being read
+    release.set()
+    loader.join(10)
+    writer.join(10)
+    assert session.status(1) is ReviewStatus.REJECTED and session.status(2) is ReviewStatus.ACCEPTED
+    session.close()
+    reopened = ReviewSession.open(tmp_path / "seq")
+    assert [reopened.status(i) for i in range(4)] == [ReviewStatus.UNREVIEWED, ReviewStatus.REJECTED,
+                                                      ReviewStatus.ACCEPTED, ReviewStatus.UNREVIEWED]
+    reopened.close()
+
+
+def test_a_project_created_before_the_read_starts_is_the_one_kept(tmp_path):
+    write_folder(tmp_path / "seq", n=3, names=[f"{i:02d}.png" for i in range(3)])
+    session = ReviewSession.open(tmp_path / "seq", details=False)
+    session.set_status(0, ReviewStatus.NEGATIVE)  # before the worker began reading: creates the project
+    project = session.project
+    session.load_details()
+    assert session.project is project and session.status(0) is ReviewStatus.NEGATIVE
+    assert session.status_codes[0] == 4  # the timeline's colour code for negative
+    session.close()
