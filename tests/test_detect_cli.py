@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -221,6 +222,49 @@ def test_an_interrupted_run_keeps_what_it_saved_and_says_how_to_go_on(sequence, 
     assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--quiet", "--skip-done"]) == 0
     assert "2 frame(s) already proposed" in capsys.readouterr().out
     assert all(ReviewProject.open(out).has_prediction(s) for s in project.stems)
+
+
+def test_a_failed_write_is_one_error_line_and_keeps_the_frames_saved(sequence, tmp_path, capsys, monkeypatch):
+    from app.core.project import ProjectWriteError
+
+    real_save = ReviewProject.save_prediction
+    calls = []
+
+    def save_until_the_disk_is_full(project, stem, *args, **kwargs):
+        calls.append(stem)
+        if len(calls) > 2:
+            raise ProjectWriteError(f"could not write to {project.folder}: [Errno 28] No space left on device")
+        return real_save(project, stem, *args, **kwargs)
+
+    monkeypatch.setattr(ReviewProject, "save_prediction", save_until_the_disk_is_full)
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--batch-size", "1",
+                 "--writers", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "error: could not write" in err and "No space left" in err and "Traceback" not in err
+    assert "the proposals of 2 frame(s) of this run are saved" in err and "--skip-done" in err
+    assert [ReviewProject.open(out).has_prediction(s) for s in open_source(sequence).stems] == [True, True] + [False] * 4
+    monkeypatch.setattr(ReviewProject, "save_prediction", real_save)
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--quiet", "--skip-done"]) == 0
+    assert all(ReviewProject.open(out).has_prediction(s) for s in open_source(sequence).stems)
+
+
+def test_a_frame_unreadable_on_a_rerun_keeps_its_proposal_and_is_not_counted(tmp_path, capsys):
+    folder = tmp_path / "frames"
+    shutil.copytree(Path(write_sequence(generate_sequence(
+        SyntheticConfig(n_frames=3, height=48, width=64, empty_fraction=0.0, n_targets=(2, 2)), seed=4),
+        tmp_path / "seq")) / "images", folder)
+    out = tmp_path / "proj"
+    assert main(["detect", str(folder), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
+    project = ReviewProject.open(out)
+    counts = [len(project.detections(stem)) for stem in project.stems]
+    assert counts[1] > 0
+    (folder / f"{project.stems[1]}.png").write_bytes(b"")
+    capsys.readouterr()
+    assert main(["detect", str(folder), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert f"{counts[0] + counts[2]} targets" in text  # the frames this run detected, not the one it could not read
+    assert "(0 bytes) (keeps an earlier run's proposal)" in text
 
 
 def test_rerun_does_not_change_what_was_accepted(sequence, tmp_path, capsys):

@@ -162,7 +162,21 @@ def run(args) -> int:
         print(f"interrupted: the proposals of {saved} frame(s) of this run are saved in {out}; "
               "run the same command with --skip-done to go on", file=sys.stderr)
         return 130
-    project.flush_detections()
+    except (OSError, RuntimeError) as exc:  # a write failed (disk full, permissions), or reading or the detector
+        try:
+            project.flush_detections()
+        except OSError:
+            pass  # the failure above is the one to report; detections.csv keeps its last good version
+        saved = _saved_since(project, source.stems[:n], started)
+        print(f"error: {exc}\nthe proposals of {saved} frame(s) of this run are saved in {out} (each frame's files "
+              "whole or not at all); fix the cause and run the same command with --skip-done to go on",
+              file=sys.stderr)
+        return 1
+    try:
+        project.flush_detections()
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
     bad = source.bad_frames
     print(f"{stats['frames']} frames in {stats['seconds']:.1f} s ({stats['fps']:.2f} frames/s), "
@@ -173,7 +187,8 @@ def run(args) -> int:
     if bad:
         print(f"{len(bad)} unreadable frame(s) skipped:")
         for b in bad:
-            print(f"  {b.path}: {b.reason}")
+            earlier = " (keeps an earlier run's proposal)" if b.stem is not None and project.has_prediction(b.stem) else ""
+            print(f"  {b.path}: {b.reason}{earlier}")
     _report_other_proposals(project, source.stems[n:], origin)
     return 0 if stats["frames"] > 0 or done_before else 1
 
@@ -250,6 +265,7 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
     pending: deque[Future] = deque()
     progress = _progress_bar(n - len(skip), show_progress)
     done = kept_accepted = 0
+    detected: list[str] = []
     t0 = time.perf_counter()
     try:
         finished = False
@@ -268,6 +284,7 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
             results = detector.detect([image for _, image in batch])
             for (stem, _), result in zip(batch, results):
                 pending.append(writer_pool.submit(project.save_prediction, stem, result, save_logits, origin))
+                detected.append(stem)
             done += len(batch)
             progress.update(len(batch))
             # waiting on the oldest write also surfaces write errors early
@@ -285,7 +302,7 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
         writer_pool.shutdown(cancel_futures=True)
         progress.close()
     seconds = time.perf_counter() - t0
-    targets = sum(len(project.detections(stem)) for stem in source.stems[:n])
+    targets = sum(len(project.detections(stem)) for stem in detected)  # frames left alone keep earlier ones
     return {"frames": done, "seconds": seconds, "fps": done / seconds if seconds > 0 else 0.0, "targets": targets,
             "kept_accepted": kept_accepted}
 
