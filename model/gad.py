@@ -18,27 +18,11 @@ selected branches exist, so state_dicts and parameter counts differ per mode.
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-FUSION_MODES = ("none", "shallow", "deep", "both")
-
-
-class LayerNorm2d(nn.Module):
-    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
-        """LayerNorm over the channel dimension of (B, C, H, W) maps."""
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(num_channels))
-        self.bias = nn.Parameter(torch.zeros(num_channels))
-        self.eps = eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
-
+from model.config import FUSIONS
+from model.image_encoder import LayerNorm2d
 
 def fit_to_grid(x: Tensor, out_size: tuple[int, int]) -> Tensor:
     """Bring (B, C, h, w) to (B, C, *out_size).
@@ -73,8 +57,8 @@ class MultiGranularityFusion(nn.Module):
           mode (str): which branches are fused: "none", "shallow", "deep" or "both".
         """
         super().__init__()
-        if mode not in FUSION_MODES:
-            raise ValueError(f"mode must be one of {FUSION_MODES}, got {mode!r}")
+        if mode not in FUSIONS:
+            raise ValueError(f"mode must be one of {FUSIONS}, got {mode!r}")
         self.mode = mode
         hidden = 2 * out_channels
         self.shallow_branch: nn.Sequential | None = None

@@ -91,6 +91,14 @@ TTA_PASSES: dict[str, TTAPasses] = {
 }
 
 
+def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
+    """(..., H, W) padded at the bottom and right to multiples of `multiple`. Replicated borders look like
+    more background; zeros would be a cold edge the network never saw."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
 class Predictor:
     """Runs an IRSAM model over 8-bit gray frames of any size.
 
@@ -216,10 +224,7 @@ class Predictor:
         """x (B,3,H,W) float -> mask logits (B,1,H,W), edges (B,1,H,W), feature maps."""
         h, w = x.shape[-2:]
         if self.native:
-            ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
-            if ph or pw:
-                # Replicated borders look like more background; zeros would be a cold edge the model never saw.
-                x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+            x = pad_to_multiple(x)
         else:
             x = F.interpolate(x, size=(512, 512), mode="bilinear", align_corners=False)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from model.augment import AugmentConfig, SegmentationDataset
@@ -49,10 +48,9 @@ from model.data import (
 )
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
-from model.predictor import check_device_name, choose_device
+from model.predictor import check_device_name, choose_device, pad_to_multiple
 from model.train_config import TrainConfig
 
-PAD_MULTIPLE = 32
 MIN_CROP = 32
 
 
@@ -130,11 +128,6 @@ def cosine_schedule(total_steps: int):
     """Multiplier for LambdaLR: 1 -> 0 over total_steps, monotone (the official schedule restarts by accident)."""
     total = max(1, total_steps)
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    return F.pad(x, (0, (-w) % multiple, 0, (-h) % multiple), mode="replicate")
 
 
 def cpu_has_fast_bf16() -> bool:

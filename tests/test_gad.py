@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from model.gad import FUSION_MODES, LayerNorm2d, MultiGranularityFusion, fit_to_grid
+from model.config import FUSIONS
+from model.gad import MultiGranularityFusion, fit_to_grid
+from model.image_encoder import LayerNorm2d
 
 CS, CD, OUT = 16, 24, 8
 
@@ -54,7 +56,7 @@ def test_mode_none_returns_none_and_has_no_parameters():
 def test_parameters_exist_only_for_the_selected_branches():
     counts = {
         mode: sum(p.numel() for p in MultiGranularityFusion(CS, CD, OUT, mode).parameters())
-        for mode in FUSION_MODES
+        for mode in FUSIONS
     }
     assert counts["none"] == 0
     assert 0 < counts["shallow"] != counts["deep"] > 0
