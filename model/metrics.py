@@ -13,6 +13,7 @@ Conventions:
 from __future__ import annotations
 
 import csv
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,19 +38,34 @@ def binarize_prediction(pred: np.ndarray) -> np.ndarray:
     return np.asarray(pred) > 0
 
 
-def binarize_ground_truth(gt: np.ndarray) -> np.ndarray:
+def ground_truth_target(gt: np.ndarray) -> np.ndarray:
+    """The target pixels of a mask: 255 in a 0/255 mask, 1 in a pure 0/1 mask, True in a bool one."""
     gt = np.asarray(gt)
     if gt.dtype == bool:
         return gt
     if np.all((gt == 0) | (gt == 1)):
         return gt == 1
-    if np.any((gt > 0) & (gt < 255)):
+    return gt >= 255
+
+
+def interpolated_pixels(gt: np.ndarray) -> int:
+    """Pixels of a mask that `ground_truth_target` drops although they are not 0: values strictly between 0
+    and 255 (a mask resized with interpolation, blurred, or saved as JPEG). 0 for bool and pure 0/1 masks."""
+    gt = np.asarray(gt)
+    if gt.dtype == bool or np.all((gt == 0) | (gt == 1)):
+        return 0
+    return int(np.count_nonzero((gt > 0) & (gt < 255)))
+
+
+def binarize_ground_truth(gt: np.ndarray) -> np.ndarray:
+    """`ground_truth_target`, with an InterpolatedMaskWarning when it drops `interpolated_pixels`."""
+    if interpolated_pixels(gt):
         warnings.warn(
             "ground-truth mask has values strictly between 0 and 255 (interpolated?); only 255 counts as target",
             InterpolatedMaskWarning,
             stacklevel=3,
         )
-    return gt >= 255
+    return ground_truth_target(gt)
 
 
 def resize_prediction(pred: np.ndarray, size: int) -> np.ndarray:
@@ -299,15 +315,70 @@ def auc(x: np.ndarray, y: np.ndarray) -> float:
 Box = tuple[float, float, float, float]  # x0, y0 (0-based column/row of the top-left pixel), w, h
 
 
+BOXES_COLUMNS = ("frame", "class", "x", "y", "w", "h")
+
+
+class BoxesFileError(ValueError):
+    """A boxes.csv that cannot be read; the message names the file and, where it can, the line."""
+
+
 def read_boxes_csv(path: str | Path) -> dict[int, list[Box]]:
-    """`frame,class,x,y,w,h` with 1-based frames and 1-based MATLAB pixels -> {0-based frame: [(x0, y0, w, h)]}."""
+    """`frame,class,x,y,w,h` with 1-based frames and 1-based MATLAB pixels -> {0-based frame: [(x0, y0, w, h)]}.
+
+    UTF-8 with or without a byte-order mark (Excel writes one); the header names the columns, in any order;
+    blank lines and lines of empty values (`,,,,,`) are skipped; a frame may be written as an integral decimal
+    (`4.0`). Anything else (a missing header, another separator, a short row, a value that is not a number, a
+    frame below 1, a coordinate that is not finite, a width or height that is not positive) raises
+    BoxesFileError naming the file and line."""
+    path = Path(path)
     boxes: dict[int, list[Box]] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            frame = int(row["frame"]) - 1
-            box = (float(row["x"]) - 1, float(row["y"]) - 1, float(row["w"]), float(row["h"]))
-            boxes.setdefault(frame, []).append(box)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = csv.reader(f)
+        try:
+            header = [name.strip() for name in next((row for row in rows if not _blank(row)), [])]
+            if not set(BOXES_COLUMNS) <= set(header):
+                found = repr(",".join(header)) if header else "an empty file"
+                raise BoxesFileError(f"{path}: line {max(rows.line_num, 1)}: expected the header "
+                                     f"{','.join(BOXES_COLUMNS)}, found {found}")
+            for row in rows:
+                if _blank(row):
+                    continue
+                if len(row) != len(header):
+                    raise BoxesFileError(f"{path}: line {rows.line_num}: {len(row)} values where the header has "
+                                         f"{len(header)}: {','.join(row)!r}")
+                try:
+                    frame, x, y, w, h = _box_values(dict(zip(header, row)))
+                except ValueError as error:
+                    raise BoxesFileError(f"{path}: line {rows.line_num}: {error}") from None
+                boxes.setdefault(frame - 1, []).append((x - 1, y - 1, w, h))
+        except UnicodeDecodeError:
+            raise BoxesFileError(f"{path}: not UTF-8 text (a binary file, or another encoding)") from None
+        except csv.Error as error:
+            raise BoxesFileError(f"{path}: line {rows.line_num}: {error}") from None
     return boxes
+
+
+def _blank(row: list[str]) -> bool:
+    return not any(value.strip() for value in row)
+
+
+def _box_values(row: dict[str, str]) -> tuple[int, float, float, float, float]:
+    """(frame, x, y, w, h) of one boxes.csv row (column name -> text); ValueError saying which value is wrong."""
+    numbers = []
+    for name in ("frame", "x", "y", "w", "h"):
+        try:
+            number = float(row[name])
+        except ValueError:
+            raise ValueError(f"{name} {row[name]!r} is not a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{name} {row[name]!r} is not a finite number")
+        numbers.append(number)
+    frame, x, y, w, h = numbers
+    if not frame.is_integer() or frame < 1:
+        raise ValueError(f"frame {row['frame']!r} is not a frame number (1 is the first frame)")
+    if w <= 0 or h <= 0:
+        raise ValueError(f"a box's width and height must be positive, found w {row['w']!r}, h {row['h']!r}")
+    return int(frame), x, y, w, h
 
 
 @dataclass(frozen=True)

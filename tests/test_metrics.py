@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from model.metrics import (
+    BoxesFileError,
     BoxMetrics,
     InterpolatedMaskWarning,
     SegmentationMetrics,
@@ -242,6 +243,51 @@ def test_read_boxes_csv_converts_matlab_pixels(tmp_path):
     path.write_text("frame,class,x,y,w,h\n1,DRONE,80.000,116.000,11.000,8.000\n3,DRONE,1,1,2,2\n3,BIRD,5.5,6,3,4\n")
     boxes = read_boxes_csv(path)
     assert boxes == {0: [(79.0, 115.0, 11.0, 8.0)], 2: [(0.0, 0.0, 2.0, 2.0), (4.5, 5.0, 3.0, 4.0)]}
+
+
+def test_read_boxes_csv_accepts_an_excel_bom_blank_lines_and_integral_decimal_frames(tmp_path):
+    path = tmp_path / "boxes.csv"
+    path.write_bytes("frame,class,x,y,w,h\r\n1,DRONE,80,116,11,8\r\n\r\n4.0,DRONE,5.5,6,3,4\r\n,,,,,\r\n"
+                     .encode("utf-8-sig"))
+    assert read_boxes_csv(path) == {0: [(79.0, 115.0, 11.0, 8.0)], 3: [(4.5, 5.0, 3.0, 4.0)]}
+
+
+HEADER = "frame,class,x,y,w,h\n1,DRONE,80,116,11,8\n"
+
+
+@pytest.mark.parametrize("text, line, reason", [
+    (HEADER + "4,DRONE,79.5\n", 3, "3 values where the header has 6: '4,DRONE,79.5'"),
+    (HEADER + "4,DRONE,79.5,115.7,11,8,9\n", 3, "7 values where the header has 6"),
+    ("1,DRONE,80,116,11,8\n", 1, "expected the header frame,class,x,y,w,h, found '1,DRONE,80,116,11,8'"),
+    ("frame;class;x;y;w;h\n1;DRONE;80;116;11;8\n", 1, "found 'frame;class;x;y;w;h'"),
+    ("", 1, "found an empty file"),
+    (HEADER + "4,DRONE,abc,115.7,11,8\n", 3, "x 'abc' is not a number"),
+    (HEADER + "four,DRONE,80,116,11,8\n", 3, "frame 'four' is not a number"),
+    (HEADER + "4.5,DRONE,80,116,11,8\n", 3, "frame '4.5' is not a frame number (1 is the first frame)"),
+    (HEADER + "0,DRONE,80,116,11,8\n", 3, "frame '0' is not a frame number"),
+    (HEADER + "-2,DRONE,80,116,11,8\n", 3, "frame '-2' is not a frame number"),
+    (HEADER + "4,DRONE,nan,115.7,11,8\n", 3, "x 'nan' is not a finite number"),
+    (HEADER + "4,DRONE,80,inf,11,8\n", 3, "y 'inf' is not a finite number"),
+    (HEADER + "\n4,DRONE,79.5,115.7,-11,8\n", 4, "width and height must be positive, found w '-11', h '8'"),
+    (HEADER + "4,DRONE,79.5,115.7,11,0\n", 3, "width and height must be positive, found w '11', h '0'"),
+])
+def test_read_boxes_csv_refuses_a_malformed_file_naming_the_file_the_line_and_the_fault(tmp_path, text, line, reason):
+    path = tmp_path / "boxes.csv"
+    path.write_text(text)
+    with pytest.raises(BoxesFileError) as error:
+        read_boxes_csv(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: line {line}: ") and reason in message and "\n" not in message
+    assert isinstance(error.value, ValueError)  # what the commands catch
+    assert path.read_text() == text  # read only
+
+
+def test_read_boxes_csv_refuses_a_binary_file(tmp_path):
+    path = tmp_path / "boxes.csv"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(BoxesFileError) as error:
+        read_boxes_csv(path)
+    assert str(error.value) == f"{path}: not UTF-8 text (a binary file, or another encoding)"
 
 
 def test_read_real_clip_boxes():
