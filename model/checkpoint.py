@@ -23,9 +23,10 @@ from torch import Tensor, nn
 
 from app.core.atomic import atomic_write_bytes
 from model.build import build_irsam
-from model.config import NUM_PRIORS, IRSAMConfig, official, preset
+from model.config import NUM_PRIORS, PRESETS, IRSAMConfig, official, preset
 
 FORMAT = "irsam-review/1"
+_FORMAT_FAMILY = "irsam-review/"
 _WRAPPER_KEYS = ("model", "state_dict")
 _MAX_LISTED = 12
 
@@ -42,9 +43,12 @@ def _listing(names: list[str]) -> str:
 
 def _unwrap(obj: object, source: str) -> dict[str, Tensor]:
     """The state_dict inside a plain / {"model": sd} / {"state_dict": sd} object, `module.` prefix removed,
-    floating tensors as float32."""
+    floating tensors as float32. Refuses another version of our format and NaN or infinite weights."""
     if not isinstance(obj, dict):
         raise CheckpointError(f"{source}: expected a state_dict (a dict of tensors), found {type(obj).__name__}")
+    stored_format = obj.get("format")
+    if isinstance(stored_format, str) and stored_format.startswith(_FORMAT_FAMILY) and stored_format != FORMAT:
+        raise CheckpointError(f"{source}: unsupported checkpoint format {stored_format} (this version reads {FORMAT})")
     for key in _WRAPPER_KEYS:
         if isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -55,7 +59,15 @@ def _unwrap(obj: object, source: str) -> dict[str, Tensor]:
         )
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
-    return {k: v.float() if v.is_floating_point() else v for k, v in obj.items()}
+    state_dict = {k: v.float() if v.is_floating_point() else v for k, v in obj.items()}
+    # A float64 sum is NaN or infinite exactly when a float32 tensor holds NaN or inf (finite values cannot
+    # overflow it), and takes a third of the time of isfinite().all().
+    non_finite = [name for name, v in state_dict.items()
+                  if v.is_floating_point() and not v.sum(dtype=torch.float64).isfinite()]
+    if non_finite:
+        raise CheckpointError(f"{source}: NaN or infinite weights (a diverged training run?) in {len(non_finite)} "
+                              f"of {len(state_dict)} tensors: {_listing(non_finite)}")
+    return state_dict
 
 
 def read_torch_file(path: str | os.PathLike) -> object:
@@ -254,16 +266,32 @@ def load_checkpoint(path: str | os.PathLike, default_config: str | None = None) 
     `default_config` preset (official when None)."""
     obj = read_torch_file(path)
     config, metadata = (preset(default_config) if default_config else official()), {}
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+    config_stored = isinstance(obj, dict) and obj.get("format") == FORMAT
+    if config_stored:
         try:
             config = IRSAMConfig.from_dict(obj["config"])
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{path}: invalid stored config ({error})") from error
         metadata = dict(obj.get("metadata") or {})
-    model = build_irsam(config)
     state_dict = _unwrap(obj, str(path))  # its errors name the file already
+    model = build_irsam(config)
     try:
         load_into(model, state_dict)
     except CheckpointError as error:
+        fitting = None if config_stored else _fitting_preset(state_dict, config.name)
+        if fitting:
+            raise CheckpointError(f"{path}: these are weights of the {fitting} config, not of {config.name}: "
+                                  f"load them with --config {fitting}") from None
         raise CheckpointError(f"{path}: {error}") from None
     return model, config, metadata
+
+
+def _fitting_preset(state_dict: dict[str, Tensor], tried: str) -> str | None:
+    """The named config other than `tried` whose network has exactly these tensor names and shapes."""
+    for name, make in PRESETS.items():
+        if name != tried:
+            with torch.device("meta"):  # names and shapes only: no memory, no initialisation
+                model = build_irsam(make())
+            if compare_keys(model, state_dict).ok:
+                return name
+    return None

@@ -169,6 +169,57 @@ def test_metadata_must_be_plain_data(tmp_path):
         save_checkpoint(tmp_path / "x.pt", build_irsam(tiny()), tiny(), {"when": object()})
 
 
+def test_non_finite_weights_are_refused_by_name(tmp_path):
+    model = build_irsam(tiny())
+    with torch.no_grad():
+        model.mask_decoder.iou_token.weight[0, 3] = float("nan")
+        model.image_encoder.neck[0].weight[0, 0, 0, 0] = float("-inf")
+    count = len(model.state_dict())
+    ours, half, plain = tmp_path / "ours.pt", tmp_path / "half.pt", tmp_path / "plain.pt"
+    save_checkpoint(ours, model, tiny(), {})
+    save_checkpoint(half, model, tiny(), {}, dtype=torch.float16)
+    torch.save(model.state_dict(), plain)
+    expected = (f"NaN or infinite weights (a diverged training run?) in 2 of {count} tensors: "
+                "image_encoder.neck.0.weight, mask_decoder.iou_token.weight")
+    for path in (ours, half):
+        with pytest.raises(CheckpointError) as raised:
+            load_checkpoint(path)
+        assert str(raised.value) == f"{path}: {expected}"
+    with pytest.raises(CheckpointError, match=re.escape(f"{plain}: {expected}")):
+        load_state_dict_file(plain)  # what --init reads
+
+
+def test_plain_weights_of_another_config_name_it(tmp_path, tiny_state):
+    path = tmp_path / "tiny_plain.pt"
+    torch.save(tiny_state, path)
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(path)
+    assert str(raised.value) == (f"{path}: these are weights of the tiny config, not of official: "
+                                 "load them with --config tiny")
+    model, config, _ = load_checkpoint(path, default_config="tiny")
+    assert config == tiny() and same_tensors(model.state_dict(), tiny_state)
+
+    damaged = dict(tiny_state)
+    del damaged["mask_decoder.edge_token.weight"]
+    torch.save(damaged, path)
+    with pytest.raises(CheckpointError, match=r"1 missing: mask_decoder\.edge_token\.weight$") as raised:
+        load_checkpoint(path, default_config="tiny")
+    assert "--config" not in str(raised.value)  # fits no config: the keys are the news
+
+
+def test_another_version_of_our_format_is_refused_as_such(tmp_path):
+    path = tmp_path / "future.pt"
+    save_checkpoint(path, build_irsam(tiny()), tiny(), {})
+    stored = torch.load(path, weights_only=True)
+    stored["format"] = "irsam-review/99"
+    torch.save(stored, path)
+    message = f"{path}: unsupported checkpoint format irsam-review/99 (this version reads {FORMAT})"
+    for load in (load_checkpoint, load_state_dict_file):
+        with pytest.raises(CheckpointError) as raised:
+            load(path)
+        assert str(raised.value) == message
+
+
 def test_file_without_config_loads_as_official():
     model, config, metadata = load_checkpoint(FIXTURES / "random_state.pt")
     assert config == official() and metadata == {} and not model.training
