@@ -6,6 +6,8 @@ Gray conversion is PIL's `convert("L")` for every mode: RGB/RGBA use the ITU-R 6
 """
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from app.core.frames import FrameReadError
-from model.metrics import binarize_ground_truth
+from model.metrics import InterpolatedMaskWarning, binarize_ground_truth, ground_truth_target, interpolated_pixels
 
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 MASK_SUFFIXES = ("", "_pixels0")  # <stem>.png (BasicIRSTD, IRSAM) and <stem>_pixels0.png (original SIRST)
@@ -31,12 +33,21 @@ class Sample:
 
 
 def read_split(path: str | Path) -> list[str]:
-    """Stems listed one per line; a known image extension on a line is dropped, blank lines are skipped."""
+    """Stems listed one per line; a known image extension on a line is dropped, blank lines are skipped.
+    ValueError when the file is not UTF-8 text or lists an image more than once (it would count again)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark would stick to the first stem
+    except UnicodeDecodeError as error:
+        raise ValueError(f"split file {path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
     stems = []
-    for line in Path(path).read_text().splitlines():
+    for line in text.splitlines():
         name = line.strip()
         if name:
             stems.append(name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name)
+    repeated = [f"{stem} ({count} times)" for stem, count in Counter(stems).items() if count > 1]
+    if repeated:
+        raise ValueError(f"split file {path} repeats {len(repeated)} of its {len(set(stems))} images: "
+                         f"{_listing(repeated)}")
     return stems
 
 
@@ -54,9 +65,9 @@ def find_dataset(images_dir: str | Path, masks_dir: str | Path, split_file: str 
             continue
         samples.append(Sample(stem, images[stem], mask))
     if missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise FileNotFoundError(
-            f"{len(missing)} of {len(stems)} samples lack an image in {images_dir} or a mask in {masks_dir}: {shown}"
+            f"{len(missing)} of {len(stems)} samples lack an image in {images_dir} or a mask in {masks_dir}: "
+            f"{_listing(missing)}"
         )
     return samples
 
@@ -100,10 +111,54 @@ def read_image_gray(path: str | Path) -> np.ndarray:
 def read_mask(path: str | Path) -> np.ndarray:
     """A 0/255 (or 0/1) mask as bool HxW; 255 is target, values strictly between warn (interpolated mask).
     ImageReadError names an unreadable file."""
-    with _opened(path) as image:
-        if image.mode == "1":
-            return _decoded(path, lambda: np.asarray(image, dtype=bool))
-        return binarize_ground_truth(_decoded(path, lambda: np.asarray(image.convert("L"))))
+    return binarize_ground_truth(_mask_values(path))
+
+
+def read_samples(samples: list[Sample]) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """(images, masks, problems) for training: every file is decoded; an unreadable or non-8-bit file, or a
+    mask whose size differs from its image's, leaves its sample out and is described in `problems`. Masks
+    with values strictly between 0 and 255 (blurred, resized or JPEG) are used as `read_mask` reads them
+    and named in one InterpolatedMaskWarning."""
+    images, masks, problems, interpolated = [], [], [], []
+    for sample in samples:
+        image = _read_or_note(read_image_gray, sample.image_path, problems)
+        read = _read_or_note(read_mask_noting_interpolation, sample.mask_path, problems)
+        if image is None or read is None:
+            continue
+        mask, mask_is_interpolated = read
+        if mask_is_interpolated:
+            interpolated.append(str(sample.mask_path))
+        try:
+            check_sizes_match(sample, image, mask)
+        except ImageReadError as error:
+            problems.append(str(error))
+            continue
+        images.append(image)
+        masks.append(mask)
+    if interpolated:
+        warnings.warn(describe_interpolated_masks(interpolated, len(samples)), InterpolatedMaskWarning, stacklevel=2)
+    return images, masks, problems
+
+
+def read_mask_noting_interpolation(path: str | Path) -> tuple[np.ndarray, bool]:
+    """(`read_mask` without its warning, whether the mask had values strictly between 0 and 255): for readers
+    of many masks, which name the interpolated ones together (`describe_interpolated_masks`)."""
+    values = _mask_values(path)
+    return ground_truth_target(values), interpolated_pixels(values) > 0
+
+
+def describe_interpolated_masks(paths: list[str], total: int) -> str:
+    """One line naming the masks (of `total` read) that had values strictly between 0 and 255."""
+    return (f"{len(paths)} of {total} masks have values strictly between 0 and 255 (blurred, resized or JPEG "
+            f"masks?); only 255 counts as target: {_listing(paths)}")
+
+
+def _read_or_note(read, path: Path, problems: list[str]) -> np.ndarray | None:
+    try:
+        return read(path)
+    except ImageReadError as error:
+        problems.append(str(error))
+        return None
 
 
 def check_sizes_match(sample: Sample, image: np.ndarray, mask: np.ndarray) -> None:
@@ -111,6 +166,14 @@ def check_sizes_match(sample: Sample, image: np.ndarray, mask: np.ndarray) -> No
     if mask.shape != image.shape:
         raise ImageReadError(sample.mask_path, f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its image's "
                                                f"{image.shape[1]}x{image.shape[0]} ({sample.image_path})")
+
+
+def _mask_values(path: str | Path) -> np.ndarray:
+    """A mask file's pixels: bool for a 1-bit image, 8-bit gray otherwise."""
+    with _opened(path) as image:
+        if image.mode == "1":
+            return _decoded(path, lambda: np.asarray(image, dtype=bool))
+        return _decoded(path, lambda: np.asarray(image.convert("L")))
 
 
 def _opened(path: str | Path) -> Image.Image:
@@ -135,3 +198,7 @@ def _decoded(path: str | Path, decode):
 
 def _failure(error: Exception) -> str:
     return f"corrupt image ({error or type(error).__name__})"
+
+
+def _listing(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f", ... and {len(names) - shown} more" if len(names) > shown else "")

@@ -36,16 +36,7 @@ from model.checkpoint import (
     save_checkpoint,
 )
 from model.config import IRSAMConfig, preset
-from model.data import (
-    ImageReadError,
-    Sample,
-    check_sizes_match,
-    extra_data_root,
-    extra_data_samples,
-    find_dataset,
-    read_image_gray,
-    read_mask,
-)
+from model.data import Sample, extra_data_root, extra_data_samples, find_dataset, read_samples
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
 from model.predictor import check_device_name, choose_device, pad_to_multiple
@@ -82,33 +73,6 @@ def split_samples(data: Path, split_file: str) -> list[Sample]:
     if not samples:
         raise ValueError(f"split file {split_file} lists no images")
     return samples
-
-
-def read_samples(samples: list[Sample]) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-    """(images, masks, problems): every file is decoded; an unreadable or non-8-bit file, or a mask whose
-    size differs from its image's, leaves its sample out and is described in `problems`."""
-    images, masks, problems = [], [], []
-    for sample in samples:
-        image = _read_or_note(read_image_gray, sample.image_path, problems)
-        mask = _read_or_note(read_mask, sample.mask_path, problems)
-        if image is None or mask is None:
-            continue
-        try:
-            check_sizes_match(sample, image, mask)
-        except ImageReadError as error:
-            problems.append(str(error))
-            continue
-        images.append(image)
-        masks.append(mask)
-    return images, masks, problems
-
-
-def _read_or_note(read, path: Path, problems: list[str]) -> np.ndarray | None:
-    try:
-        return read(path)
-    except ImageReadError as error:
-        problems.append(str(error))
-        return None
 
 
 def load_split(data: Path, split_file: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:

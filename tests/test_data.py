@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.data import extra_data_root, extra_data_samples, find_dataset, read_image_gray, read_mask, read_split
+from model.data import (
+    Sample,
+    extra_data_root,
+    extra_data_samples,
+    find_dataset,
+    read_image_gray,
+    read_mask,
+    read_samples,
+    read_split,
+)
 from model.metrics import InterpolatedMaskWarning
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -35,6 +44,24 @@ def test_split_stems_with_or_without_extension(tmp_path):
     split = tmp_path / "split.txt"
     split.write_text("a\nb.png\n\n  c.PNG  \nMisc_1.5")  # no trailing newline, like the official files
     assert read_split(split) == ["a", "b", "c", "Misc_1.5"]
+
+
+def test_split_with_a_byte_order_mark(tmp_path):
+    split = tmp_path / "split.txt"
+    split.write_text("a\r\nb.png\r\n", encoding="utf-8-sig")  # as Windows Notepad saves it
+    assert read_split(split) == ["a", "b"]
+
+
+def test_split_listing_an_image_twice_is_refused(tmp_path):
+    split = tmp_path / "split.txt"
+    split.write_text("a\nb\na.png\nc\na\nb\n")
+    with pytest.raises(ValueError) as raised:
+        read_split(split)
+    assert str(raised.value) == f"split file {split} repeats 2 of its 3 images: a (3 times), b (2 times)"
+    split.write_bytes(b"a\n\xffb\n")
+    with pytest.raises(ValueError) as raised:
+        read_split(split)
+    assert str(raised.value) == f"split file {split} is not UTF-8 text (invalid start byte at byte 2)"
 
 
 @pytest.mark.parametrize("mask_suffix", ["", "_pixels0"])
@@ -115,9 +142,32 @@ def test_masks_binarise_at_255_and_accept_zero_one(tmp_path):
         np.testing.assert_array_equal(read_mask(tmp_path / "interpolated.png"), values == 255)
 
 
+def test_reading_samples_names_interpolated_masks_in_one_warning(tmp_path):
+    images, masks = write_layout(tmp_path)
+    blurred = np.zeros((6, 8), np.uint8)
+    blurred[2:4, 3:5] = 255
+    blurred[1, 3:5] = 128
+    for stem in "bd":
+        Image.fromarray(blurred).save(masks / f"{stem}.png")
+    (masks / "c.png").write_bytes(b"")
+    samples = [Sample(stem, images / f"{stem}.png", masks / f"{stem}.png") for stem in "abcd"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_images, read_masks, problems = read_samples(samples)
+    assert [str(w.message) for w in caught] == [
+        f"2 of 4 masks have values strictly between 0 and 255 (blurred, resized or JPEG masks?); only 255 counts "
+        f"as target: {masks / 'b.png'}, {masks / 'd.png'}"
+    ]
+    assert caught[0].category is InterpolatedMaskWarning and caught[0].filename == __file__
+    assert len(read_images) == 3 and problems == [f"{masks / 'c.png'}: empty file (0 bytes)"]
+    np.testing.assert_array_equal(read_masks[2], blurred == 255)
+
+
 def test_nuaa_sirst_official_split_and_modes():
     samples = find_dataset(NUAA / "images", NUAA / "masks", NUAA / "splits/idx_427/test.txt")
     assert len(samples) == 86
+    for split in (NUAA / "splits/idx_427").glob("*.txt"):
+        assert read_split(split)  # none repeats an image
     everything = {s.stem: s for s in find_dataset(NUAA / "images", NUAA / "masks")}
     assert len(everything) == 427
     for stem in ("Misc_1", "Misc_10", "Misc_100", "Misc_138"):  # L, RGBA, RGB, P
