@@ -5,17 +5,19 @@ Plots are drawn with OpenCV (no matplotlib dependency).
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
-from app.core.frames import FrameReadError
+from app.core.frames import FrameReadError, natural_key
 from model.classical import CLASSICAL_DETECTORS, make_classical_detector
-from model.data import IMAGE_EXTENSIONS, Sample, check_sizes_match, read_image_gray, read_mask
+from model.data import (IMAGE_EXTENSIONS, Sample, check_sizes_match, describe_interpolated_masks, read_image_gray,
+                        read_mask_noting_interpolation)
 from model.detectors import Detector
-from model.metrics import BoxMetrics, FaMode, SegmentationMetrics, read_boxes_csv
+from model.metrics import BoxMetrics, FaMode, InterpolatedMaskWarning, SegmentationMetrics, read_boxes_csv
 
 BATCH_SIZE = 8
 MAX_CURVE_POINTS = 512  # points of the ROC kept in JSON
@@ -61,7 +63,7 @@ def evaluate_dataset(
     target area and each image's missed targets and false alarms, `SegmentationMetrics.errors`) over
     `samples`. frames/s counts only the detector's time, not reading files or scoring. `read_image`
     gives the 8-bit frame the detector sees (for 16-bit data: read, then the sequence's window applied).
-    Unusable samples are skipped and listed as `evaluate_variants` says."""
+    Unusable samples are skipped, and interpolated masks listed, as `evaluate_variants` says."""
     convention = dict(fa_mode=fa_mode, resize_to=resize_to, keep_scores=curves, keep_errors=errors)
     result, metrics = evaluate_variants(
         detector, samples, {detector.name: None}, {"": convention}, progress, read_image
@@ -90,13 +92,16 @@ def evaluate_variants(
     SegmentationMetrics options): {variant: {convention: (result, metrics)}}. A variant's frames/s
     counts the detector's time and its own post-processing's, not reading files or scoring. A sample
     whose image or mask is unreadable, or whose mask differs in size from its image, is skipped and
-    listed in the result's "skipped" ({"path", "reason"}), counted in "n_skipped"."""
+    listed in the result's "skipped" ({"path", "reason"}), counted in "n_skipped". A scored mask with values
+    strictly between 0 and 255 (interpolated: only 255 is target) is listed in "interpolated_masks" (paths),
+    counted in "n_interpolated_masks", and named in one InterpolatedMaskWarning."""
     metrics = {v: {c: SegmentationMetrics(**options) for c, options in conventions.items()} for v in variants}
     seconds = dict.fromkeys(variants, 0.0)
     skipped: list[dict] = []
+    interpolated: list[str] = []
     for start in range(0, len(samples), BATCH_SIZE):
         batch = samples[start : start + BATCH_SIZE]
-        read = [(sample.stem, _read_pair(sample, read_image, skipped)) for sample in batch]
+        read = [(sample.stem, _read_pair(sample, read_image, skipped, interpolated)) for sample in batch]
         read = [(stem, pair) for stem, pair in read if pair is not None]
         if read:
             logits, elapsed = _timed_detect(detector, [image for _, (image, _) in read])
@@ -111,25 +116,32 @@ def evaluate_variants(
                 seconds[name] += elapsed
         if progress:
             progress(min(start + BATCH_SIZE, len(samples)), len(samples))
+    if interpolated:
+        warnings.warn(describe_interpolated_masks(interpolated, len(samples)), InterpolatedMaskWarning, stacklevel=2)
     scored_count = len(samples) - len(skipped)
     out = {}
     for name in variants:
         fps = scored_count / seconds[name] if seconds[name] > 0 else float("nan")
         out[name] = {c: ({"method": name, "device": detector.device, **m.result(), "frames_per_second": fps,
-                          **_skipped_record(skipped)}, m)
+                          **_skipped_record(skipped), "n_interpolated_masks": len(interpolated),
+                          "interpolated_masks": interpolated}, m)
                      for c, m in metrics[name].items()}
     return out
 
 
-def _read_pair(sample: Sample, read_image: Callable[[Path], np.ndarray],
-               skipped: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(image, mask) of a sample, or None with the reason appended to `skipped` when either file is unusable."""
+def _read_pair(sample: Sample, read_image: Callable[[Path], np.ndarray], skipped: list[dict],
+               interpolated: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(image, mask) of a sample, or None with the reason appended to `skipped` when either file is unusable;
+    the mask's path is appended to `interpolated` when it has values strictly between 0 and 255."""
     try:
-        image, mask = read_image(sample.image_path), read_mask(sample.mask_path)
+        image = read_image(sample.image_path)
+        mask, mask_is_interpolated = read_mask_noting_interpolation(sample.mask_path)
         check_sizes_match(sample, image, mask)
     except FrameReadError as error:
         skipped.append({"path": error.path, "reason": error.reason})
         return None
+    if mask_is_interpolated:
+        interpolated.append(str(sample.mask_path))
     return image, mask
 
 
@@ -138,8 +150,13 @@ def _skipped_record(skipped: list[dict]) -> dict:
 
 
 def clip_frames(clip_dir: str | Path) -> list[Path]:
-    """A clip's frames in name order; the k-th frame (0-based) is frame k+1 of boxes.csv."""
-    return sorted(p for p in (Path(clip_dir) / "images").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    """A clip's frames numbered as `irsam detect`, `irsam info` and the app number them (app.core.frames): the
+    image files of images/ but hidden ones, a broken link included (it is then skipped as unreadable), in
+    natural order (f2 before f10); the k-th frame (0-based) is frame k+1 of boxes.csv."""
+    files = [p for p in (Path(clip_dir) / "images").iterdir()
+             if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+             and (p.is_file() or p.is_symlink() and not p.exists())]
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def evaluate_clip(

@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
+from app.core.frames import open_source
 from model.data import find_dataset
-from model.evaluate import evaluate_dataset, make_detector
-from model.metrics import BoxMetrics, read_boxes_csv
+from model.evaluate import clip_frames, evaluate_dataset, make_detector
+from model.metrics import BoxMetrics, InterpolatedMaskWarning, read_boxes_csv
 from tests.test_eval_cli import CLIP, NUAA, run_eval
 
 @pytest.fixture
@@ -71,9 +72,91 @@ def test_a_truncated_image_and_a_mask_of_another_size_are_skipped_by_name(tmp_pa
     assert f"skipped {truncated}: corrupt image" in err
     assert f"skipped {resized}: mask size 100x80 differs from its image's {image_w}x{image_h}" in err
     result = json.loads(out.read_text())
-    assert (result["n_images"], result["n_skipped"]) == (4, 2)
+    assert (result["n_images"], result["n_skipped"], result["n_interpolated_masks"]) == (4, 2, 0)
     expected, _ = evaluate_dataset(make_detector("tophat", None), [s for s in find_dataset(images, masks, None) if s.stem not in stems[:2]])
     assert (result["iou"], result["fa"]) == (expected["iou"], expected["fa"])
+
+
+def test_a_malformed_boxes_csv_is_one_error_line_naming_the_file_and_line(broken_clip, capsys):
+    boxes = broken_clip / "boxes.csv"
+    boxes.write_text("frame,class,x,y,w,h\n1,DRONE,80,116,11,8\n4,DRONE,79.5\n")
+    assert run_eval("--method", "tophat", "--clip", str(broken_clip)) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {boxes}: line 3: 3 values where the header has 6: '4,DRONE,79.5'\n"
+    assert captured.out == ""
+
+
+@pytest.fixture
+def unpadded_clip(tmp_path) -> Path:
+    """f1.png .. f12.png, frame N holding one bright 3x3 target at columns 5N..5N+2, boxed in boxes.csv, and
+    f13.png a broken link."""
+    clip = tmp_path / "clip"
+    (clip / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = ["frame,class,x,y,w,h"]
+    for n in range(1, 13):
+        frame = rng.integers(20, 40, (64, 96)).astype(np.uint8)
+        frame[20:23, 5 * n : 5 * n + 3] = 220
+        cv2.imwrite(str(clip / "images" / f"f{n}.png"), frame)
+        rows.append(f"{n},DRONE,{5 * n + 1},21,3,3")  # 1-based MATLAB pixels
+    (clip / "images" / "._f3.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS metadata: not a frame
+    (clip / "images" / "f13.png").symlink_to(clip / "annexed" / "f13.png")  # content not fetched: a bad frame
+    (clip / "boxes.csv").write_text("\n".join(rows) + "\n")
+    return clip
+
+
+def test_unpadded_frame_names_are_paired_with_their_boxes_in_the_order_detect_and_info_number_them(
+        unpadded_clip, tmp_path):
+    with open_source(unpadded_clip / "images") as source:
+        numbered = [Path(source.frame_path(i)) for i in range(len(source))]
+    assert clip_frames(unpadded_clip) == numbered == [unpadded_clip / "images" / f"f{n}.png" for n in range(1, 14)]
+    out = tmp_path / "r.json"
+    assert run_eval("--method", "tophat", "--clip", str(unpadded_clip), "--json", str(out)) == 0
+    result = json.loads(out.read_text())
+    assert (result["hits"], result["n_targets"], result["false_alarms"], result["n_skipped"]) == (12, 12, 0, 1)
+    assert run_eval("--method", "tophat", "--clip", str(unpadded_clip), "--frames", "2-3", "--json", str(out)) == 0
+    result = json.loads(out.read_text())  # frames 2 and 3 are f2 and f3, not f10 and f11
+    assert (result["frames"], result["hits"], result["n_targets"], result["false_alarms"]) == ([2, 3], 2, 2, 0)
+
+
+def test_interpolated_masks_are_named_once_listed_in_the_result_and_scored_by_the_255_rule(tmp_path, capsys):
+    """Seven of eight masks have values strictly between 0 and 255: six blurred PNGs and a JPEG."""
+    stems = (NUAA / "splits/idx_427/test.txt").read_text().split()[:8]
+    images, masks, thresholded = tmp_path / "images", tmp_path / "masks", tmp_path / "thresholded"
+    for folder in (images, masks, thresholded):
+        folder.mkdir()
+    interpolated = []  # in sample order: by stem
+    for k, sample in enumerate(s for s in find_dataset(NUAA / "images", NUAA / "masks", None) if s.stem in stems):
+        shutil.copy(sample.image_path, images / f"{sample.stem}.png")
+        mask = cv2.imread(str(sample.mask_path), cv2.IMREAD_GRAYSCALE)
+        if k < 6:
+            mask = cv2.GaussianBlur(mask, (5, 5), 1.5)
+        mask_file = masks / f"{sample.stem}{'.jpg' if k == 6 else '.png'}"
+        cv2.imwrite(str(mask_file), mask)
+        mask = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE)
+        if k < 7:
+            assert ((mask > 0) & (mask < 255)).any()
+            interpolated.append(str(mask_file))
+        cv2.imwrite(str(thresholded / f"{sample.stem}.png"), np.where(mask == 255, 255, 0).astype(np.uint8))
+    out = tmp_path / "r.json"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_eval("--method", "tophat", "--images", str(images), "--masks", str(masks), "--json", str(out)) == 0
+    assert not [w for w in caught if issubclass(w.category, InterpolatedMaskWarning)]  # one line instead:
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "strictly between" in line]
+    assert line.startswith("warning: 7 of 8 masks have values strictly between 0 and 255")
+    assert line.endswith(": " + ", ".join(interpolated[:5]) + ", ... and 2 more")
+    result = json.loads(out.read_text())
+    assert (result["n_interpolated_masks"], result["interpolated_masks"]) == (7, interpolated)
+    with warnings.catch_warnings(record=True) as caught:  # the library says it once, as a warning
+        warnings.simplefilter("always")
+        evaluate_dataset(make_detector("tophat", None), find_dataset(images, masks, None))
+    (warning,) = [w for w in caught if issubclass(w.category, InterpolatedMaskWarning)]
+    assert str(warning.message).startswith("7 of 8 masks")
+    expected, _ = evaluate_dataset(make_detector("tophat", None), find_dataset(images, thresholded, None))
+    assert expected["n_interpolated_masks"] == 0
+    assert {k: result[k] for k in ("iou", "niou", "pd", "fa", "n_targets")} == \
+           {k: expected[k] for k in ("iou", "niou", "pd", "fa", "n_targets")}
 
 
 def test_a_clip_with_no_readable_frame_is_an_error(broken_clip, capsys):

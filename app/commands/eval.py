@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,11 @@ from app.commands import (add_normalization_options, add_size_gate_options, chec
 from app.core.atomic import atomic_write_json
 from app.core.frames import FrameReadError, read_gray
 from app.core.normalization import Normalization, NormalizationRequest
-from model.data import find_dataset, read_image_gray
+from model.data import describe_interpolated_masks, find_dataset, read_image_gray
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, make_detector,
                             write_curve_plots)
+from model.metrics import InterpolatedMaskWarning, read_boxes_csv
 from model.refine import refinement_record
 from model.size_gate import gated
 
@@ -186,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         start, limit = 0, args.limit
         if args.clip:
             every = clip_frames(args.clip)
+            read_boxes_csv(Path(args.clip) / "boxes.csv")  # a bad file is reported before the weights load
             if args.frames:
                 first, last = args.frames
                 if first > len(every):
@@ -203,10 +206,12 @@ def run(args: argparse.Namespace) -> int:
             table = format_clip_table(result)
         else:
             window = sequence_window([s.image_path for s in inputs], request)
-            result, _ = evaluate_dataset(
-                detector, inputs, fa_mode=args.fa, resize_to=512 if args.resize_512 else None,
-                curves=bool(args.plots), read_image=image_reader(window), errors=args.errors,
-            )
+            with warnings.catch_warnings():  # the masks it names are reported below, with the skipped files
+                warnings.simplefilter("ignore", InterpolatedMaskWarning)
+                result, _ = evaluate_dataset(
+                    detector, inputs, fa_mode=args.fa, resize_to=512 if args.resize_512 else None,
+                    curves=bool(args.plots), read_image=image_reader(window), errors=args.errors,
+                )
             table = format_dataset_table(result)
             if args.errors:
                 table += "\n" + format_errors(result["errors"])
@@ -214,6 +219,9 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(e))
     for bad in result["skipped"]:
         print(f"skipped {bad['path']}: {bad['reason']}", file=sys.stderr)
+    if result.get("n_interpolated_masks"):
+        masks = result["interpolated_masks"]
+        print(f"warning: {describe_interpolated_masks(masks, result['n_images'])}", file=sys.stderr)
     scored = result["n_frames" if args.clip else "n_images"]
     if not scored:
         return _error(f"none of the {result['n_skipped']} images could be scored")
