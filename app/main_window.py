@@ -237,7 +237,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.details_runner.release_if_done(loader)
         session = self.session
         self.detection_panel.setEnabled(True)
-        self.overlay_panel.set_available("truth", session.ground_truth is not None, "no ground truth beside the source")
+        truth = session.ground_truth
+        self.overlay_panel.set_available("truth", truth is not None and (truth.has_masks or truth.has_boxes),
+                                         "no ground truth beside the source")
         for key in ("edges", "probability"):
             self.overlay_panel.set_available(key, True)
         self._refresh_strip()

@@ -150,6 +150,8 @@ class ReviewSession:
         `ensure_project` (every write) waits for it, so nothing written meanwhile is lost."""
         with self._project_lock:
             self.ground_truth = find_ground_truth(self.source)
+            if self.ground_truth is not None and self.ground_truth.boxes_error:
+                self.warnings.append(self.ground_truth.boxes_error)
             project = self.project  # set when a write created (or reopened) it before this started
             if project is None and is_project(self.project_dir):
                 try:

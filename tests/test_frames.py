@@ -1,5 +1,6 @@
 import os
 import threading
+import warnings
 import time
 from pathlib import Path
 
@@ -11,7 +12,6 @@ from PIL import Image
 
 import app.core.frames as frames
 from app.core.frames import BadFrame, FrameReadError, SourceError, find_ground_truth, open_source, read_gray
-from model.metrics import InterpolatedMaskWarning
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CLIP_146 = SHARED / "data" / "sequences" / "IR_DRONE_146"
@@ -323,6 +323,38 @@ def test_opening_decodes_at_most_one_frame(tmp_path, monkeypatch):
     src.close()
 
 
+def test_a_stray_frame_of_another_sample_type_is_the_one_reported(tmp_path, monkeypatch):
+    data = write_folder(tmp_path, names=[f"{i:03d}.png" for i in range(1, 9)], dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "000.png"), ramp())  # one 8-bit frame, first in the sequence
+    decoded = []
+    real = frames.read_gray
+    monkeypatch.setattr(frames, "read_gray", lambda path: decoded.append(path) or real(path))
+    with open_source(tmp_path, prefetch=0) as src:
+        assert len(decoded) == 1  # still one decode at open: the types come from the headers
+        assert src.dtype == np.uint16 and len(src) == 9
+        assert src.bad_frames == [BadFrame(str(tmp_path / "000.png"),
+                                           "sample type uint8 differs from the sequence's uint16", 0, "000")]
+        for i in range(1, 9):
+            np.testing.assert_array_equal(src.frame(i), data[src.stems[i]])
+        assert src.scan() == src.bad_frames and src.readable_indices() == list(range(1, 9))
+
+
+def test_a_broken_link_in_a_frames_folder_is_an_unreadable_frame(tmp_path):
+    data = write_folder(tmp_path / "seq", names=["a.png", "c.png"])
+    target = tmp_path / ".git" / "annex" / "objects" / "b.png"  # content not fetched
+    (tmp_path / "seq" / "b.png").symlink_to(target)
+    reason = f"broken link (its target {target} does not exist)"
+    with open_source(tmp_path / "seq") as src:
+        assert src.stems == ["a", "b", "c"]
+        assert src.bad_frames == [BadFrame(str(tmp_path / "seq" / "b.png"), reason, 1, "b")]
+        with pytest.raises(FrameReadError) as e:
+            src.frame(1)
+        assert e.value.reason == reason
+        np.testing.assert_array_equal(src.frame(2), data["c"])
+    with pytest.raises(FrameReadError, match="broken link"):
+        read_gray(tmp_path / "seq" / "b.png")
+
+
 def test_cache_is_bounded(tmp_path):
     write_folder(tmp_path, n=30)
     with open_source(tmp_path, cache_size=5, prefetch=3) as src:
@@ -474,6 +506,91 @@ def test_single_image_source(tmp_path):
         open_source(tmp_path / "bad.png")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+@pytest.mark.parametrize("layout", ["one page", "stack", "compressed stack", "pages one at a time"])
+def test_tiff_of_an_unsupported_sample_type_is_refused_however_it_is_stored(tmp_path, capsys, dtype, layout):
+    from app.cli import main
+
+    stack = np.stack([ramp(dtype=np.uint16, seed=k) for k in range(5)]).astype(dtype)
+    path = tmp_path / "values.tif"
+    if layout == "pages one at a time":
+        with tifffile.TiffWriter(path) as writer:
+            for page in stack:
+                writer.write(page)
+    else:
+        tifffile.imwrite(path, stack[0] if layout == "one page" else stack,
+                         compression="zlib" if layout == "compressed stack" else None)
+    message = f"{path}: unsupported sample type {np.dtype(dtype)} (need 8- or 16-bit unsigned)"
+    with pytest.raises(SourceError) as e:
+        open_source(path)
+    assert str(e.value) == message
+    assert main(["info", str(path)]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_big_endian_tiff_stack_is_memory_mapped_as_native_values(tmp_path):
+    stack = np.stack([ramp(dtype=np.uint16, seed=k) for k in range(5)])
+    tifffile.imwrite(tmp_path / "be.tif", stack, byteorder=">")
+    with open_source(tmp_path / "be.tif") as src:
+        assert src.memory_mapped and len(src) == 5 and src.dtype == np.uint16
+        for i in range(5):
+            assert src.frame(i).dtype == np.uint16
+            np.testing.assert_array_equal(src.frame(i), stack[i])
+
+
+def cut_to(path: Path, fraction: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+
+
+@pytest.mark.parametrize("options", [{}, {"imagej": True}, {"compression": "zlib"}],
+                         ids=["tifffile", "imagej", "compressed"])
+def test_a_truncated_tiff_stack_keeps_its_frames_and_reports_the_lost_ones(tmp_path, caplog, options):
+    stack = np.stack([ramp(dtype=np.uint16, seed=k) for k in range(8)])
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, stack, **options)
+    cut_to(path, 0.6)
+    with open_source(path, prefetch=0) as src:
+        assert src.kind == "tiff" and len(src) == 8 and src.shape == (24, 32) and src.dtype == np.uint16
+        at_open = src.bad_frames
+        assert at_open and at_open[-1] == BadFrame(
+            str(path), "page 8: missing or cut short, the file ends early (truncated file?)", 7, "cut_000008")
+        src.scan()
+        readable = src.readable_indices()
+        assert 3 <= len(readable) <= 5 and readable == list(range(len(readable)))  # the frames still in the file
+        for i in readable:
+            np.testing.assert_array_equal(src.frame(i), stack[i])
+        assert [b.index for b in src.bad_frames] == list(range(len(readable), 8))
+    assert [r for r in caplog.records if r.name == "tifffile"] == []  # the reason is in bad_frames, not the log
+
+
+def test_a_truncated_tiff_of_pages_written_one_at_a_time_reports_the_pages_lost_after_it(tmp_path, caplog):
+    pages = [ramp(dtype=np.uint16, seed=k) for k in range(8)]
+    path = tmp_path / "cut.tif"
+    with tifffile.TiffWriter(path) as writer:
+        for page in pages:
+            writer.write(page, contiguous=False)  # a series of its own per page: no frame count in the file
+    cut_to(path, 0.6)
+    with open_source(path, prefetch=0) as src:
+        n = len(src)
+        assert src.kind == "tiff" and 3 <= n < 8
+        assert src.bad_frames[-1] == BadFrame(
+            str(path), f"pages after page {n}: missing, the file ends before them (truncated file?)")
+        src.scan()
+        for i in src.readable_indices():
+            np.testing.assert_array_equal(src.frame(i), pages[i])
+        assert len(src.readable_indices()) >= n - 1
+    assert [r for r in caplog.records if r.name == "tifffile"] == []
+
+
+def test_a_tiff_cut_inside_its_first_frame_is_refused_as_truncated(tmp_path):
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, np.stack([ramp(dtype=np.uint16, seed=k) for k in range(8)]), imagej=True)
+    cut_to(path, 0.1)
+    with pytest.raises(SourceError, match=r"page 1: missing or cut short, the file ends early \(truncated file\?\)"):
+        open_source(path)
+
+
 # ---- ground truth ------------------------------------------------------------------------------
 
 def test_ground_truth_masks_beside_images(tmp_path):
@@ -506,14 +623,14 @@ def test_ground_truth_masks_count_only_255_or_1_as_target_and_record_interpolate
         assert mask.dtype == bool
         np.testing.assert_array_equal(mask, zero_one == 1)
         assert gt.mask_warnings == []
-        with pytest.warns(InterpolatedMaskWarning):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # listed in mask_warnings, once per file, not warned on worker threads
             mask = gt.mask("a")
         np.testing.assert_array_equal(mask, interpolated == 255)
         expected = [(tmp_path / "masks" / "a.png",
                      "4 pixels strictly between 0 and 255 are not target (interpolated mask?)")]
         assert gt.mask_warnings == expected
-        with pytest.warns(InterpolatedMaskWarning):
-            gt.mask("a")
+        gt.mask("a")
         assert gt.mask_warnings == expected  # once per file, however often the frame is shown
 
 def test_ground_truth_boxes_real_clip():

@@ -146,3 +146,14 @@ def test_info_on_a_review_project_says_its_progress_and_which_runs_proposed(tmp_
     assert info["review"].startswith("4 unreviewed, 0 accepted, 0 corrected, 1 rejected")
     assert info["proposals"] == "5 frames:" and info["committed"].startswith("0 frames")
     assert "  3 by mpcm" in printed.splitlines() and "  2 by tophat" in printed.splitlines()
+
+
+def test_a_malformed_boxes_csv_is_named_and_the_masks_beside_it_still_count(tmp_path, capsys):
+    clip = tmp_path / "clip"
+    write_sequence(iter_frames(SyntheticConfig(n_frames=3, height=32, width=40), seed=1), clip)
+    (clip / "boxes.csv").write_text("frame,class,x,y,w,h\n1,DRONE,4,5,3,3\n2,DRONE,79.5\n")
+    assert main(["info", str(clip), "--no-scan"]) == 0
+    captured = capsys.readouterr()
+    assert fields(captured.out)["ground truth"] == f"masks in {clip / 'masks'}"
+    assert f"warning: {clip / 'boxes.csv'}: line 3: " in captured.err
+    assert captured.err.rstrip().endswith("its boxes are not used")

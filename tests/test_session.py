@@ -83,3 +83,13 @@ def test_a_project_created_before_the_read_starts_is_the_one_kept(tmp_path):
     assert session.project is project and session.status(0) is ReviewStatus.NEGATIVE
     assert session.status_codes[0] == 4  # the timeline's colour code for negative
     session.close()
+
+
+def test_a_malformed_boxes_csv_is_a_warning_not_a_failure_to_open(tmp_path):
+    write_folder(tmp_path / "seq" / "images", n=2, names=["01.png", "02.png"])
+    (tmp_path / "seq" / "boxes.csv").write_text("frame;class;x;y;w;h\n1;DRONE;4;5;3;3\n")
+    session = ReviewSession.open(tmp_path / "seq")
+    assert session.ground_truth is not None and not session.ground_truth.has_boxes
+    assert any("boxes.csv: line 1: expected the header" in w for w in session.warnings)
+    session.set_status(0, ReviewStatus.ACCEPTED)  # the project was read: the review goes on
+    session.close()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 from app.commands import open_project_or_say_why
@@ -31,7 +30,6 @@ def run(args) -> int:
     from app.core.frames import GroundTruth, SourceError, find_ground_truth, open_source
     from app.core.label_import import import_labels
     from app.core.project import ProjectWriteError
-    from model.metrics import InterpolatedMaskWarning
 
     project = open_project_or_say_why(args.project)
     if project is None:
@@ -52,9 +50,7 @@ def run(args) -> int:
             print(f"error: no masks/ folder beside {project.source_path}; give --masks", file=sys.stderr)
             return 2
     try:
-        with warnings.catch_warnings():  # interpolated masks are named below, once per file
-            warnings.simplefilter("ignore", InterpolatedMaskWarning)
-            report = import_labels(project, truth.mask, replace=args.replace)
+        report = import_labels(project, truth.mask, replace=args.replace)  # interpolated masks: named below
     except ProjectWriteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -74,7 +74,10 @@ def run(args) -> int:
         if gt is not None:
             parts = ([f"masks in {gt.masks_dir}"] if gt.has_masks else []) + \
                     ([f"boxes in {gt.boxes_path}"] if gt.has_boxes else [])
-            print(f"ground truth:  {', '.join(parts)}")
+            if parts:
+                print(f"ground truth:  {', '.join(parts)}")
+            if gt.boxes_error:
+                print(f"warning: {gt.boxes_error}", file=sys.stderr)
         if bad:
             print("unreadable (skipped):")
             for b in bad:

@@ -11,26 +11,34 @@ headers at open (PNG/BMP header, JPEG frame header, TIFF first page), so any siz
 folder mixed. A multi-page TIFF keeps one size: a page of another size is unreadable.
 
 Frame indices never change once a source is open, and they do not depend on which frames can be
-read: every image file of a folder and every page of a multi-page TIFF is a frame. A frame that
-cannot be read (found by the cheap checks at open, or when it is decoded) keeps its index, is
-recorded in `bad_frames`, and `frame(i)` raises `FrameReadError`. Only a file whose stem another
-file already has gets no index; it is listed in `bad_frames` with `index=None`.
+read: every image file of a folder (a broken link included) and every page of a multi-page TIFF is a frame.
+A frame that cannot be read (found by the cheap checks at open, or when it is decoded) keeps its index,
+is recorded in `bad_frames`, and `frame(i)` raises `FrameReadError`. The sequence's sample type is the
+one most frame headers give, so a stray frame of another type is the one reported.
+
+A multi-page TIFF cut short keeps the frame count its metadata give (ImageJ's image count, or the shape
+tifffile wrote): the frames the file no longer holds are bad frames. Where no metadata give a count, its
+readable pages are the frames, and the pages lost after them are one entry of `bad_frames` with
+`index=None`, as is a file whose stem another file already has. tifffile's log lines about a damaged
+file are kept out of the output: the reason reaches the caller in these entries or in the error.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import struct
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from model.metrics import binarize_ground_truth, read_boxes_csv
+from model.metrics import BoxesFileError, ground_truth_target, interpolated_pixels, read_boxes_csv
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -57,6 +65,29 @@ class BadFrame:
     reason: str
     index: int | None = None  # the frame's index in the source; None when rejected at open
     stem: str | None = None
+
+
+_tifffile_quiet = threading.local()
+
+
+class _QuietWhileReadingHere(logging.Filter):
+    """Drops tifffile's records logged by a thread inside `_tifffile_quiet_here()`; other users of
+    tifffile in the process keep its log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_tifffile_quiet, "depth", 0)
+
+
+logging.getLogger("tifffile").addFilter(_QuietWhileReadingHere())
+
+
+@contextmanager
+def _tifffile_quiet_here():
+    _tifffile_quiet.depth = getattr(_tifffile_quiet, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _tifffile_quiet.depth -= 1
 
 
 def _sniff_format(head: bytes) -> str | None:
@@ -97,6 +128,14 @@ def to_gray(image: np.ndarray) -> np.ndarray:
         return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
     gray = np.rint(0.299 * r + 0.587 * g + 0.114 * b)
     return np.clip(gray, 0, np.iinfo(image.dtype).max).astype(image.dtype)
+
+
+def _cannot_open(path, error: OSError) -> FrameReadError:
+    if isinstance(error, FileNotFoundError):
+        if os.path.islink(path):  # such as a git-annex or DataLad file whose content was not fetched
+            return FrameReadError(path, f"broken link (its target {os.readlink(path)} does not exist)")
+        return FrameReadError(path, "file not found")
+    return FrameReadError(path, f"cannot read file ({error.strerror or error})")
 
 
 def _check_dtype(image: np.ndarray, path) -> np.ndarray:
@@ -156,10 +195,8 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise FrameReadError(path, "file not found") from None
     except OSError as e:
-        raise FrameReadError(path, f"cannot read file ({e.strerror or e})") from None
+        raise _cannot_open(path, e) from None
     if not data:
         raise FrameReadError(path, "empty file (0 bytes)")
     fmt = _sniff_format(data[:8])
@@ -174,7 +211,7 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
         import tifffile
 
         try:
-            with tifffile.TiffFile(path) as tf:
+            with _tifffile_quiet_here(), tifffile.TiffFile(path) as tf:
                 page = tf.pages[0].asarray()
         except Exception as e:  # tifffile raises many types for corrupt files
             raise FrameReadError(path, f"unreadable TIFF ({e})") from None
@@ -436,8 +473,7 @@ class TiffStackSource(FrameSource):
         self._tiff = tiff
         self._memmap = memmap
         self._file_lock = threading.Lock()
-        stems = [f"{path.stem}_{k + 1:06d}" for k in range(n_frames)]
-        super().__init__(path, "tiff", stems, **kwargs)
+        super().__init__(path, "tiff", [_page_stem(path, k) for k in range(n_frames)], **kwargs)
 
     @property
     def memory_mapped(self) -> bool:
@@ -445,12 +481,13 @@ class TiffStackSource(FrameSource):
 
     def _load(self, i: int) -> np.ndarray:
         if self._memmap is not None:
-            return np.array(self._memmap[i])  # a copy: cached frames must not pin pages of a closed file
-        try:
-            with self._file_lock:
-                page = self._tiff.pages[i].asarray()
-        except Exception as e:
-            raise FrameReadError(self.path, f"page {i + 1}: unreadable ({e})") from None
+            page = _copy_of_mapped(self._memmap, i)
+        else:
+            try:
+                with self._file_lock, _tifffile_quiet_here():
+                    page = self._tiff.pages[i].asarray()
+            except Exception as e:
+                raise FrameReadError(self.path, f"page {i + 1}: unreadable ({e})") from None
         return _tiff_page_to_gray(page, f"{self.path} page {i + 1}")
 
     def close(self) -> None:
@@ -460,6 +497,16 @@ class TiffStackSource(FrameSource):
                 self._tiff.close()
                 self._tiff = None
             self._memmap = None
+
+
+def _copy_of_mapped(memmap: np.ndarray, i: int) -> np.ndarray:
+    """Frame i of a memory-mapped stack, copied (cached frames must not pin pages of a closed file) into
+    native byte order."""
+    return np.array(memmap[i], dtype=memmap.dtype.newbyteorder("="))
+
+
+def _page_stem(path: Path, k: int) -> str:
+    return f"{path.stem}_{k + 1:06d}"
 
 
 class ImageSource(FrameSource):
@@ -479,10 +526,11 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in _DIGITS.split(name)]
 
 
-def _list_images(folder: Path) -> list[os.DirEntry]:
+def _list_images(folder: Path, with_broken_links: bool = False) -> list[os.DirEntry]:
+    """The image files of a folder in natural order; `with_broken_links` adds links whose target is missing."""
     with os.scandir(folder) as it:
         entries = [e for e in it if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES)
-                   and e.is_file()]
+                   and (e.is_file() or with_broken_links and e.is_symlink() and not os.path.exists(e.path))]
     entries.sort(key=lambda e: natural_key(e.name))
     return entries
 
@@ -530,7 +578,7 @@ def _tiff_size(file: str) -> tuple[int, int, np.dtype] | None:
     import tifffile
 
     try:
-        with tifffile.TiffFile(file) as tf:
+        with _tifffile_quiet_here(), tifffile.TiffFile(file) as tf:
             page = tf.pages[0]
             height, width, dtype = int(page.imagelength), int(page.imagewidth), page.dtype
     except Exception:  # tifffile raises many types for corrupt files: the decode reports the reason
@@ -566,15 +614,15 @@ def _header_of(file: str) -> tuple[int, int, np.dtype] | None:
             return _tiff_size(file)
         return _header_info(head, fmt)
     except OSError as e:
-        raise FrameReadError(file, f"cannot read file ({e.strerror or e})") from None
+        raise _cannot_open(file, e) from None
 
 
 def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
     image_dir = path
-    entries = _list_images(path)
+    entries = _list_images(path, with_broken_links=True)
     if not entries and (path / "images").is_dir():
         image_dir = path / "images"
-        entries = _list_images(image_dir)
+        entries = _list_images(image_dir, with_broken_links=True)
     if not entries:
         raise SourceError(f"{path}: no image files (png, bmp, jpg, tif) in the folder")
 
@@ -601,13 +649,17 @@ def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
             headers.append(None)
             unreadable[i] = e.reason
 
-    # the first frame that decodes defines the sequence's sample type, and its size unless the sizes differ
+    # The first frame that decodes defines the sequence's sample type, and its size unless the sizes differ.
+    # Frames whose header gives the type most headers give are tried first, then those whose header gives
+    # none: a stray frame of another type must not make the bulk of the sequence unreadable.
+    header_dtypes = Counter(info[2] for i, info in enumerate(headers) if info is not None and i not in unreadable)
+    usual_dtype = header_dtypes.most_common(1)[0][0] if header_dtypes else None
+    candidates = sorted((i for i in range(len(files)) if i not in unreadable),
+                        key=lambda i: 1 if headers[i] is None else 0 if headers[i][2] == usual_dtype else 2)
     first_index = first = None
-    for i, file in enumerate(files):
-        if i in unreadable:
-            continue
+    for i in candidates:
         try:
-            first = read_gray(file)
+            first = read_gray(files[i])
         except FrameReadError as e:
             unreadable[i] = e.reason
             continue
@@ -650,48 +702,98 @@ def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
     return source
 
 
+def _link_after_last_page(tiff) -> int | None:
+    """The file offset the last page's IFD gives for the next page: 0 where the page chain ends properly,
+    None where the file ends inside that IFD."""
+    fmt, fh = tiff.tiff, tiff.filehandle
+    offset = tiff.pages[-1].offset
+    fh.seek(offset)
+    count = fh.read(fmt.tagnosize)
+    if len(count) < fmt.tagnosize:
+        return None
+    fh.seek(offset + fmt.tagnosize + struct.unpack(fmt.tagnoformat, count)[0] * fmt.tagsize)
+    link = fh.read(fmt.offsetsize)
+    return struct.unpack(fmt.offsetformat, link)[0] if len(link) == fmt.offsetsize else None
+
+
+def _declared_frames(tiff, frame_ndim: int) -> int:
+    """The frame count a TIFF's metadata give (ImageJ's image count, or the shape tifffile wrote), which
+    stays known when the file is cut short; 0 where they give none."""
+    if tiff.is_imagej:
+        return int((tiff.imagej_metadata or {}).get("images", 0))
+    if tiff.is_shaped and tiff.shaped_metadata:
+        shape = tiff.shaped_metadata[0].get("shape") or ()
+        return int(np.prod(shape[:-frame_ndim]))
+    return 0
+
+
+def _contiguous_data_offset(series, series_frames: int, n_frames: int, n_pages: int) -> int | None:
+    """Where the stack's frames lie one after another, uncompressed, in the file; None where they do not.
+    Of an ImageJ or tifffile stack with one page left (cut short, or ImageJ's way past 4 GB), tifffile
+    gives its first page's data: the frames its metadata count follow it, as ImageJ reads them."""
+    if series.dataoffset is not None and (series_frames == n_frames or n_pages == 1):
+        return series.dataoffset
+    return None
+
+
+def _missing_page(k: int) -> str:
+    return f"page {k + 1}: missing or cut short, the file ends early (truncated file?)"
+
+
 def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
     import tifffile
 
-    try:
-        tiff = tifffile.TiffFile(path)
-    except Exception as e:
-        raise SourceError(f"{path}: unreadable TIFF ({e})") from None
-    try:
-        series = tiff.series[0]
-        shape = series.shape
-        is_color = series.axes.endswith("S") and shape[-1] in (3, 4)
-        frame_ndim = 3 if is_color else 2
-        n_pages = len(tiff.pages)
-        n_frames = int(np.prod(shape[:-frame_ndim]))
-        memmap = None
-        if len(shape) <= frame_ndim and not any(
-                page.shape == tiff.pages[0].shape and page.dtype == tiff.pages[0].dtype for page in tiff.pages[1:]):
-            tiff.close()  # one image (any other pages are thumbnails or previews)
-            return _open_image(path, cache_size, prefetch)
-        if n_frames < n_pages:
+    with _tifffile_quiet_here():
+        try:
+            tiff = tifffile.TiffFile(path)
+        except Exception as e:
+            raise SourceError(f"{path}: unreadable TIFF ({e})") from None
+        try:
+            series = tiff.series[0]
+            shape = series.shape
+            is_color = series.axes.endswith("S") and shape[-1] in (3, 4)
+            frame_ndim = 3 if is_color else 2
+            n_pages = len(tiff.pages)
+            series_frames = int(np.prod(shape[:-frame_ndim]))
+            declared_frames = _declared_frames(tiff, frame_ndim)
+            link = _link_after_last_page(tiff)
+            if len(shape) <= frame_ndim and declared_frames <= 1 and link == 0 and not any(
+                    page.shape == tiff.pages[0].shape and page.dtype == tiff.pages[0].dtype for page in tiff.pages[1:]):
+                tiff.close()  # one image (any other pages are thumbnails or previews)
+                return _open_image(path, cache_size, prefetch)
             # pages written one at a time (a series each) or of several shapes: every page is a frame, and
             # a page that does not match the first one is a bad frame when it is read
-            n_frames = n_pages
-        else:
-            if not is_color:
-                try:
-                    memmap = tifffile.memmap(path, mode="r").reshape(n_frames, *shape[-2:])
-                except Exception:  # compressed or non-contiguous: read pages on demand instead
-                    memmap = None
-            if memmap is None and n_pages != n_frames:
+            n_frames = max(n_pages, series_frames, declared_frames)
+            offset = None if is_color else _contiguous_data_offset(series, series_frames, n_frames, n_pages)
+            memmap = None
+            if offset is not None:
+                dtype = np.dtype(tiff.byteorder + series.dtype.char)
+                frame_bytes = int(np.prod(shape[-2:])) * dtype.itemsize
+                in_file = min(n_frames, max(0, os.path.getsize(path) - offset) // frame_bytes)
+                if in_file == 0:
+                    raise SourceError(f"{path}: {_missing_page(0)}")
+                memmap = np.memmap(path, dtype, "r", offset, (in_file, *shape[-2:]))
+            elif link == 0 and n_frames > n_pages:
                 raise SourceError(f"{path}: {n_pages} TIFF pages for {n_frames} frames; cannot read lazily")
-        first = np.array(memmap[0]) if memmap is not None else _tiff_page_to_gray(tiff.pages[0].asarray(), path)
-    except SourceError:
-        tiff.close()
-        raise
-    except FrameReadError as e:
-        tiff.close()
-        raise SourceError(f"{path}: {e.reason}") from None
-    except Exception as e:
-        tiff.close()
-        raise SourceError(f"{path}: unreadable TIFF ({e})") from None
-    source = TiffStackSource(path, tiff, memmap, n_frames, shape=first.shape, dtype=first.dtype, bad_frames=[],
+            else:
+                in_file = n_pages
+            bad = [BadFrame(str(path), _missing_page(k), k, _page_stem(path, k)) for k in range(in_file, n_frames)]
+            if link != 0 and n_frames == n_pages:  # pages lost, and nothing says how many
+                cut = link is None or link >= os.path.getsize(path)
+                why = "the file ends before them (truncated file?)" if cut else "the link to them is damaged"
+                bad.append(BadFrame(str(path), f"pages after page {n_pages}: missing, {why}"))
+            first = _tiff_page_to_gray(_copy_of_mapped(memmap, 0) if memmap is not None else tiff.pages[0].asarray(),
+                                       path)
+        except SourceError:
+            tiff.close()
+            raise
+        except FrameReadError as e:
+            tiff.close()
+            raise SourceError(f"{path}: {e.reason}") from None
+        except Exception as e:
+            tiff.close()
+            raise SourceError(f"{path}: unreadable TIFF ({e})") from None
+    source = TiffStackSource(path, tiff, memmap, n_frames, shape=first.shape, dtype=first.dtype, bad_frames=bad,
                              cache_size=cache_size, prefetch=prefetch)
     first.flags.writeable = False
     source._store(0, first)
@@ -727,9 +829,10 @@ def open_source(path: str | os.PathLike, cache_size: int = 64, prefetch: int = 4
 class GroundTruth:
     """Reference labels found beside a source: a masks/ folder (by stem) and/or a boxes.csv.
 
-    Masks are read with the metrics' rule (`model.metrics.binarize_ground_truth`): 255 is target, a pure
+    Masks are read with the metrics' rule (`model.metrics.ground_truth_target`): 255 is target, a pure
     0/1 mask is accepted. A mask whose other nonzero values are therefore dropped (an interpolated mask)
-    is listed in `mask_warnings` when it is read.
+    is listed in `mask_warnings` when it is read. A boxes.csv that cannot be read leaves the boxes out and
+    says why in `boxes_error`; the masks are still used.
     """
 
     def __init__(self, masks_dir: Path | None, boxes_path: Path | None):
@@ -742,8 +845,12 @@ class GroundTruth:
             for entry in _list_images(masks_dir):
                 self._mask_files[Path(entry.name).stem] = Path(entry.path)
         self._boxes: dict[int, list[tuple[float, float, float, float]]] = {}
+        self.boxes_error: str | None = None
         if boxes_path is not None:
-            self._boxes = read_boxes_csv(boxes_path)
+            try:
+                self._boxes = read_boxes_csv(boxes_path)
+            except (BoxesFileError, OSError) as error:
+                self.boxes_error = f"{error}; its boxes are not used"
 
     def mask(self, stem: str) -> np.ndarray | None:
         """Boolean mask for the frame's stem (SIRST's `_pixels0` suffix accepted); None without one."""
@@ -751,10 +858,8 @@ class GroundTruth:
         if file is None:
             return None
         values = read_gray(file)
-        mask = binarize_ground_truth(values)
-        # Counted from the rule's result rather than by catching its warning: masks are read on the
-        # session's worker threads, and warnings.catch_warnings swaps process-wide state.
-        dropped = np.count_nonzero(values) - np.count_nonzero(mask)
+        mask = ground_truth_target(values)
+        dropped = interpolated_pixels(values)
         if dropped:
             self._warn(file, f"{dropped} pixels strictly between 0 and 255 are not target (interpolated mask?)")
         return mask
@@ -774,7 +879,7 @@ class GroundTruth:
 
     @property
     def has_boxes(self) -> bool:
-        return self.boxes_path is not None
+        return self.boxes_path is not None and self.boxes_error is None
 
 
 def find_ground_truth(source: FrameSource) -> GroundTruth | None:
