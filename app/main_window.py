@@ -401,8 +401,9 @@ class MainWindow(QtWidgets.QMainWindow):
         truth = self.layers.truth_mask
         if truth is None and self.layers.truth_boxes:
             targets = self.layers.targets if name == "prediction" else extract_targets(mask)
-            hits, false_alarms = frame_box_pd(targets, self.layers.truth_boxes)
-            return f"Pd {hits}/{len(self.layers.truth_boxes)}  false alarms {false_alarms}"
+            boxes = self.session.ground_truth.boxes(self.index)  # as irsam eval --clip scores them, unrounded
+            hits, false_alarms = frame_box_pd(targets, boxes)
+            return f"Pd {hits}/{len(boxes)}  false alarms {false_alarms}"
         if truth is None:
             return ""
         # the session hands out the same arrays while a frame's files are unchanged: a re-show after a

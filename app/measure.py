@@ -4,11 +4,12 @@ Qt-free, so the widgets stay thin and these are tested without a display.
 """
 from __future__ import annotations
 
-import math
+from typing import Sequence
 
 import numpy as np
 
-from app.core.targets import Target, extract_targets
+from app.core.targets import Target
+from model.metrics import Box, components, greedy_match, match_boxes
 
 PEAK_RADIUS = 2  # the target's peak is searched in a (2r+1)^2 box around the cursor
 RING_GAP = 3  # background ring starts this far outside the target box...
@@ -48,7 +49,7 @@ def _box_snr(frame, x0, y0, x1, y1, mask) -> tuple[float, float]:
 
 
 def frame_iou_pd(prediction: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """IoU and Pd of one frame (Pd: first unmatched predicted centroid within 3 px, as in docs of the metrics).
+    """IoU and Pd of one frame, Pd by the metrics' greedy centroid match (`model.metrics.greedy_match`).
 
     Returns nan for IoU when both masks are empty and nan for Pd when the frame has no ground-truth target.
     """
@@ -60,33 +61,17 @@ def frame_iou_pd(prediction: np.ndarray, truth: np.ndarray) -> tuple[float, floa
         rows, cols = np.flatnonzero(either.any(axis=1)), np.flatnonzero(either.any(axis=0))
         p = p[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         g = g[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    truth_targets = extract_targets(g)
-    if not truth_targets:
+    truth_targets = components(g)
+    if not len(truth_targets):
         return iou, float("nan")
-    unmatched = extract_targets(p)
-    hits = 0
-    for t in truth_targets:
-        for k, candidate in enumerate(unmatched):
-            if math.hypot(candidate.cx - t.cx, candidate.cy - t.cy) < 3.0:
-                hits += 1
-                del unmatched[k]
-                break
-    return iou, hits / len(truth_targets)
+    _, found = greedy_match(components(p), truth_targets)
+    return iou, float(found.mean())
 
 
-def frame_box_pd(targets: list[Target], boxes: list[tuple[int, int, int, int]]) -> tuple[int, int]:
-    """(hits, false alarms) against box-only ground truth (x0, y0, x1, y1 inclusive).
-
-    A box is hit by the first unmatched predicted target whose centroid lies in the box or within 3 px of
-    the box centre; predicted targets left unmatched are false alarms.
-    """
-    unmatched = list(targets)
-    hits = 0
-    for x0, y0, x1, y1 in boxes:
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        for k, t in enumerate(unmatched):
-            if (x0 <= t.cx <= x1 and y0 <= t.cy <= y1) or math.hypot(t.cx - cx, t.cy - cy) < 3.0:
-                hits += 1
-                del unmatched[k]
-                break
-    return hits, len(unmatched)
+def frame_box_pd(targets: list[Target], boxes: Sequence[Box]) -> tuple[int, int]:
+    """(hits, false alarms) against box-only ground truth ((x0, y0, w, h) as `irsam eval --clip` reads
+    boxes.csv), by the metrics' rule (`model.metrics.match_boxes`): predicted targets left unmatched are
+    false alarms."""
+    centroids = np.array([(t.cy, t.cx) for t in targets], np.float64).reshape(-1, 2)
+    matched = match_boxes(centroids, boxes)
+    return int(matched.sum()), int(np.count_nonzero(~matched))

@@ -399,15 +399,21 @@ def centroids_in_box(centroids: np.ndarray, box: Box) -> np.ndarray:
     return inside | (np.hypot(cols - (x0 + x1) / 2, rows - (y0 + y1) / 2) < MATCH_DISTANCE)
 
 
-def score_boxes(pred: np.ndarray, boxes: Sequence[Box]) -> BoxFrameScore:
-    """A box's target is detected by the first still-unmatched predicted component (raster order) whose
-    centroid is in the box (`centroids_in_box`); every other predicted component is a false alarm."""
-    predicted = components(binarize_prediction(pred))
-    matched = np.zeros(len(predicted), bool)
+def match_boxes(centroids: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
+    """bool per (row, col) centroid (predicted components in raster order): whether it detects a box. Each
+    box in turn is detected by the first still-unmatched centroid in it (`centroids_in_box`)."""
+    matched = np.zeros(len(centroids), bool)
     for box in boxes:
-        candidates = np.flatnonzero(~matched & centroids_in_box(predicted.centroids, box))
+        candidates = np.flatnonzero(~matched & centroids_in_box(centroids, box))
         if len(candidates):
             matched[candidates[0]] = True
+    return matched
+
+
+def score_boxes(pred: np.ndarray, boxes: Sequence[Box]) -> BoxFrameScore:
+    """Box hits (`match_boxes`); every other predicted component is a false alarm."""
+    predicted = components(binarize_prediction(pred))
+    matched = match_boxes(predicted.centroids, boxes)
     return BoxFrameScore(
         int(matched.sum()), len(boxes), int((~matched).sum()), int(predicted.areas[~matched].sum())
     )

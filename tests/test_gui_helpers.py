@@ -159,7 +159,19 @@ def test_box_ground_truth_scores_by_centroid():
     mask[10:12, 10:12] = True  # inside the first box
     mask[40, 40] = True  # far from every box: a false alarm
     targets = extract_targets(mask)
-    assert frame_box_pd(targets, [(5, 5, 20, 20), (30, 5, 35, 8)]) == (1, 1)
+    assert frame_box_pd(targets, [(5, 5, 16, 16), (30, 5, 6, 4)]) == (1, 1)  # (x0, y0, w, h), as boxes.csv
+
+
+def test_box_scores_in_the_app_are_the_ones_irsam_eval_gives():
+    from app.measure import frame_box_pd
+    from model.metrics import score_boxes
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        mask = rng.random((40, 40)) > 0.97
+        boxes = [tuple(rng.uniform(0, 30, 2)) + tuple(rng.uniform(0.5, 8, 2)) for _ in range(rng.integers(0, 4))]
+        expected = score_boxes(np.where(mask, 1.0, -1.0), boxes)  # fractional boxes: nothing rounded
+        assert frame_box_pd(extract_targets(mask), boxes) == (expected.hits, expected.false_alarms)
 
 
 def test_detector_choice_retries_on_the_cpu_when_cuda_fails(monkeypatch):
