@@ -197,6 +197,14 @@ class DistributedContext:
         dist.broadcast(t, 0)
         return bool(t.item())
 
+    def any_rank(self, flag: bool) -> bool:
+        """Whether `flag` holds on any rank (every rank must call it)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
     def gather(self, value: float) -> list[float]:
         values = [None] * self.world_size
         dist.all_gather_object(values, value)
@@ -209,6 +217,19 @@ class DistributedContext:
         if self.enabled:
             dist.barrier()
             dist.destroy_process_group()
+
+
+class TrainingDiverged(ValueError):
+    """The weights became NaN or infinite; nothing of that epoch was saved."""
+
+
+def _diverged(ctx: DistributedContext, epoch: int, last_path: Path, dtype, what: str) -> TrainingDiverged:
+    """Leave the process group (every rank calls this at the same step, the DDP wrapper dropped) and say what
+    last.pt still holds."""
+    ctx.close()
+    return TrainingDiverged(f"training diverged in epoch {epoch + 1}: {what}; {last_path} keeps "
+                            + (f"epoch {epoch} (resume from it with a lower --lr" if epoch else "nothing (start again "
+                               "with a lower --lr") + (", or --precision fp32)" if dtype is not None else ")"))
 
 
 def parameter_checksum(model: torch.nn.Module) -> float:
@@ -352,7 +373,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
             x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
             with torch.autocast(ctx.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 out_ = net(x)
-            loss, parts = loss_fn(out_.mask_logits.float(), out_.edge_probs.float(), y)
+            mask_logits, edge_probs = out_.mask_logits.float(), out_.edge_probs.float()
+            # the weights went NaN or infinite at the step before: the loss would fail on its input
+            if ctx.any_rank(not bool(torch.isfinite(mask_logits).all() and torch.isfinite(edge_probs).all())):
+                del net, out_
+                raise _diverged(ctx, epoch, last_path, dtype, "the network's outputs became NaN or infinite")
+            loss, parts = loss_fn(mask_logits, edge_probs, y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -370,6 +396,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
             # every rank's weights must be identical after the step: recorded so tests (and users) can check
             record["param_checksums"] = ctx.gather(parameter_checksum(model))
 
+        # every rank holds the same weights: rank 0 judges them, before anything of this epoch is saved
+        if ctx.broadcast_flag(not math.isfinite(parameter_checksum(model))):
+            del net
+            raise _diverged(ctx, epoch, last_path, dtype, "the weights became NaN or infinite")
         is_last = epoch + 1 == cfg.epochs
         out_of_time = cfg.max_minutes is not None and (time.time() - t_start) / 60 >= cfg.max_minutes
         out_of_time = ctx.broadcast_flag(out_of_time)

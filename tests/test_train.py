@@ -573,3 +573,34 @@ def test_a_torchrun_process_whose_gpu_fails_stops_even_with_auto(monkeypatch):
     assert training_device("auto", local_rank=1) == (torch.device("cuda", 1), None)
     with pytest.raises(ValueError, match="torchrun process 2: CUDA failed: CUDA error: invalid device ordinal"):
         training_device("auto", local_rank=2)
+
+
+@pytest.mark.parametrize("nan_from_step, message, epochs_kept", [
+    (3, "diverged in epoch 2: the network's outputs became NaN.*keeps epoch 1", 1),  # found at step 4
+    (2, "diverged in epoch 1: the weights became NaN.*keeps nothing", 0),  # the epoch's last step: found at its end
+])
+def test_a_run_whose_weights_become_nan_stops_and_keeps_the_epoch_before(dataset, tmp_path, monkeypatch,
+                                                                         nan_from_step, message, epochs_kept):
+    import model.losses
+    from model.train import TrainingDiverged
+
+    real_loss = model.losses.LOSSES["paper"]
+    calls = []
+
+    def loss_that_diverges(*args):
+        loss, parts = real_loss(*args)
+        calls.append(1)
+        return (loss * float("nan"), parts) if len(calls) >= nan_from_step else (loss, parts)  # 2 steps an epoch
+
+    monkeypatch.setitem(model.losses.LOSSES, "paper", loss_that_diverges)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=message):
+        train(tiny_config(dataset, out, epochs=3, loss="paper"))
+    if epochs_kept:
+        assert [r["epoch"] for r in read_log(out)] == [1]
+        state = torch.load(out / "last.pt", weights_only=False)
+        assert state["epoch"] == 0
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+        load_checkpoint(out / "best.pt")  # finite weights of epoch 1
+    else:
+        assert not (out / "last.pt").exists() and not (out / "best.pt").exists()

@@ -75,10 +75,14 @@ def run(args) -> int:
         print(f"error: bad --set value ({exc}); use FIELD=JSON", file=sys.stderr)
         return 2
     from model.checkpoint import CheckpointError
-    from model.train import train
+    from model.train import TrainingDiverged, train
 
     try:
         summary = train(TrainConfig(**options))
+    except TrainingDiverged as exc:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (OSError, ValueError, CheckpointError) as exc:  # OSError: missing data, or a failed write (disk full)
         print(f"error: {exc}", file=sys.stderr)
         return 2
