@@ -145,11 +145,10 @@ class FrameEditor:
         project = self.session.ensure_project()
         stem = self.session.stem(index)
         try:
-            if project.edit_mask(stem, new_mask) is None:
-                if project.has_committed_mask(stem) and index not in self.unsaved:
+            if not project.commit_edit(stem, new_mask):
+                if index not in self.unsaved:
                     return False
-                # the working mask was the prediction: confirming it commits it
-                project.commit_mask(stem, new_mask)
+                project.commit_mask(stem, new_mask)  # its earlier save failed: written though it is shown
             self.session.set_status(index, ReviewStatus.CORRECTED)
         except ProjectWriteError:
             self.unsaved[index] = np.asarray(new_mask, bool)

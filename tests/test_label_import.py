@@ -94,12 +94,11 @@ def test_unreadable_masks_are_refused_and_a_failed_write_stops_with_the_files_in
 
     import app.core.atomic
 
-    project.remove_committed_mask("im2")
     monkeypatch.setattr(app.core.atomic.os, "replace", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(ProjectWriteError):
-        import_labels(project, masks.get, stems=["im2"])
+        import_labels(project, masks.get, stems=["im1"])  # refused above: it has no committed mask yet
     monkeypatch.undo()
-    assert not ReviewProject.open(project.folder).has_committed_mask("im2")
+    assert not ReviewProject.open(project.folder).has_committed_mask("im1")
 
 
 def test_cli_takes_the_ground_truth_beside_the_source_or_a_folder(tmp_path, capsys):

@@ -332,8 +332,6 @@ def test_edit_history_persists_across_reopen(tmp_path):
 
     edit = make_edit(states[0], square_mask(20, 25))
     np.testing.assert_array_equal(opened.apply_edit("f000", edit), square_mask(20, 25))
-    opened.remove_committed_mask("f000")
-    assert opened.committed_mask("f000") is None and not opened.history("f000").can_undo
 
 
 def test_a_damaged_history_file_is_reported_and_replaced(tmp_path):
@@ -345,17 +343,48 @@ def test_a_damaged_history_file_is_reported_and_replaced(tmp_path):
     assert [p.name for p, _ in opened.damaged] == ["f001.npz"]
 
 
+def test_commit_edit_commits_the_proposal_unchanged_only_where_no_committed_mask_is_readable(tmp_path):
+    project = make_project(tmp_path / "p")
+    for stem in ("f000", "f001"):
+        project.save_prediction(stem, result_with_targets([(2, 2, 4, 4)]))
+    proposal = project.prediction_mask("f000")
+    assert project.edit_mask("f000", proposal) is None and not project.has_committed_mask("f000")
+
+    # no committed mask: the proposal becomes the committed layer, with no edit to undo
+    assert project.commit_edit("f000", proposal)
+    np.testing.assert_array_equal(project.committed_mask("f000"), proposal)
+    assert not project.history("f000").can_undo
+    # the committed mask already is the mask: nothing written
+    assert not project.commit_edit("f000", proposal)
+    assert not project.history("f000").can_undo
+    # a change: one undoable edit
+    changed = proposal | square_mask(10, 10)
+    assert project.commit_edit("f000", changed)
+    np.testing.assert_array_equal(project.committed_mask("f000"), changed)
+    np.testing.assert_array_equal(project.undo("f000"), proposal)
+
+    # an unreadable committed mask is none: the proposal replaces it
+    label = tmp_path / "p" / "labels" / "f001.png"
+    label.parent.mkdir(exist_ok=True)
+    label.write_bytes(b"not a png")
+    opened = ReviewProject.open(tmp_path / "p")
+    assert [p.name for p, _ in opened.damaged] == ["f001.png"]
+    assert opened.commit_edit("f001", proposal)
+    np.testing.assert_array_equal(opened.committed_mask("f001"), proposal)
+    assert opened.damaged == []
+
+
 def test_status_queries(tmp_path):
     project = make_project(tmp_path / "p")
     project.set_status("f000", ReviewStatus.ACCEPTED)
     project.set_status("f002", "negative")
-    assert project.frames_with_status("accepted") == ["f000"]
-    assert project.frames_with_status(ReviewStatus.UNREVIEWED) == ["f001", "f003"]
-    assert project.reviewed_at("f000") is not None and project.reviewed_at("f001") is None
+    assert [project.status(stem) for stem in project.stems] == [
+        ReviewStatus.ACCEPTED, ReviewStatus.UNREVIEWED, ReviewStatus.NEGATIVE, ReviewStatus.UNREVIEWED]
     with pytest.raises(ValueError):
         project.set_status("f000", "maybe")
     document = json.loads((tmp_path / "p" / "review.json").read_text())
     assert document["frames"]["f002"]["status"] == "negative"
+    assert sorted(document["frames"]) == ["f000", "f002"] and document["frames"]["f000"]["time"]
     assert (tmp_path / "p" / "review.json.bak").read_text() == (tmp_path / "p" / "review.json").read_text()
 
 

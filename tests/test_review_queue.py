@@ -11,7 +11,6 @@ from app.core.review_queue import (
     DEFAULT_SHORTCUTS,
     ShortcutMap,
     filter_frames,
-    next_frame,
     normalize_keys,
     sort_frames,
     status_counts,
@@ -98,17 +97,6 @@ def test_the_frame_after_an_undetected_one_has_no_change(tmp_path):
     project.flush_detections()
     summaries = summarize(ReviewProject.open(project.folder))
     assert [(s.n_detections, s.change_from_previous) for s in summaries] == [(1, 1), (None, None), (2, None)]
-
-
-def test_next_frame_walks_the_queue_in_its_own_order(project):
-    queue = sort_frames(summarize(project), "detections", descending=True)  # 2, 0, 1, 4, 3, 5
-    assert next_frame(queue, 2) == 0
-    assert next_frame(queue, 1, lambda s: s.status is ReviewStatus.UNREVIEWED) == 5
-    assert next_frame(queue, 5) is None
-    assert next_frame(queue, 5, wrap=True) == 2
-    assert next_frame(queue, 0, step=-1) == 2
-    unreviewed = filter_frames(queue, statuses=["unreviewed"])  # 2, 0, 5
-    assert next_frame(unreviewed, 4) == 2  # current frame filtered out: from the start
 
 
 def test_status_counts(project):

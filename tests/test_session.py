@@ -93,3 +93,25 @@ def test_a_malformed_boxes_csv_is_a_warning_not_a_failure_to_open(tmp_path):
     assert any("boxes.csv: line 1: expected the header" in w for w in session.warnings)
     session.set_status(0, ReviewStatus.ACCEPTED)  # the project was read: the review goes on
     session.close()
+
+
+def test_accepting_the_proposal_replaces_a_label_file_that_cannot_be_read(tmp_path):
+    import numpy as np
+
+    from app.editing import FrameEditor
+    from model.detectors import FrameResult
+
+    write_folder(tmp_path / "seq", n=2, names=["01.png", "02.png"])
+    session = ReviewSession.open(tmp_path / "seq")
+    proposal = np.full((24, 32), -5.0, np.float32)
+    proposal[4:7, 5:9] = 5.0
+    session.ensure_project().save_prediction("01", FrameResult(proposal))
+    (session.project.folder / "labels").mkdir(exist_ok=True)
+    (session.project.folder / "labels" / "01.png").write_bytes(b"\x89PNG damaged")
+    session.close()
+    session = ReviewSession.open(tmp_path / "seq")
+    assert session.project.committed_mask("01") is None  # unreadable: the proposal is what the analyst sees
+    assert FrameEditor(session).accept_all(0)
+    np.testing.assert_array_equal(session.project.committed_mask("01"), proposal > 0)
+    assert session.status(0) is ReviewStatus.CORRECTED
+    session.close()

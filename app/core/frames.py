@@ -299,11 +299,6 @@ class FrameSource:
         with self._lock:
             return {self.stems[i] for i in self._bad_index}
 
-    def is_bad(self, i: int) -> bool:
-        """True once frame i is known to be unreadable (a frame not yet decoded counts as good)."""
-        with self._lock:
-            return i in self._bad_index
-
     def cache_stats(self) -> dict:
         with self._lock:
             return {"size": len(self._cache), "capacity": self.cache_size, "hits": self._hits,

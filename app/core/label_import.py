@@ -92,6 +92,5 @@ def _import_one(project: ReviewProject, stem: str, read_mask, replace: bool, rep
     if committed is not None and not replace:
         report.kept.append(stem)
         return
-    if project.edit_mask(stem, reference) is None:
-        project.commit_mask(stem, reference)  # the proposal was exactly the reference: commit it all the same
+    project.commit_edit(stem, reference)  # a proposal that was exactly the reference is committed all the same
     report.imported.append(stem)

@@ -218,10 +218,6 @@ class ReviewProject:
         return self._meta["created"]
 
     @property
-    def modified(self) -> str:
-        return self._meta["modified"]
-
-    @property
     def name(self) -> str:
         """The sequence name: the project folder's name."""
         return self.folder.resolve().name
@@ -414,13 +410,6 @@ class ReviewProject:
         self._write(lambda: atomic_write_png(path, mask))
         self.damaged = [(p, reason) for p, reason in self.damaged if p != path]
 
-    def remove_committed_mask(self, stem: str) -> None:
-        """Drop the committed mask (back to the proposal); its edit history goes with it."""
-        self._check_stem(stem)
-        self._remove(self._path("labels", stem, ".png"))
-        self._remove(self._path("history", stem, ".npz"))
-        self._histories.pop(stem, None)
-
     def working_mask(self, stem: str) -> np.ndarray:
         """The mask edits start from: the committed mask, else the prediction, else all background."""
         for mask in (self.committed_mask(stem), self.prediction_mask(stem)):
@@ -455,6 +444,20 @@ class ReviewProject:
             self.apply_edit(stem, edit)
         return edit
 
+    def commit_edit(self, stem: str, new_mask: np.ndarray) -> bool:
+        """Make `new_mask` the frame's committed mask: one undoable edit from the working mask (`edit_mask`).
+
+        When it equals the working mask there is nothing to record, but a frame with no committed mask yet
+        (none, or one that cannot be read) showed its proposal (or nothing): that is committed all the same,
+        with no edit to undo. Returns whether the committed mask was written (False: it already was
+        `new_mask`).
+        """
+        if self.edit_mask(stem, new_mask) is None:
+            if self.committed_mask(stem) is not None:
+                return False
+            self.commit_mask(stem, new_mask)
+        return True
+
     def undo(self, stem: str) -> np.ndarray:
         return self._change_mask(stem, self.history(stem).undo)
 
@@ -484,11 +487,6 @@ class ReviewProject:
         entry = self._statuses.get(stem)
         return entry[0] if entry else ReviewStatus.UNREVIEWED
 
-    def reviewed_at(self, stem: str) -> str | None:
-        """UTC ISO time of the last status change, or None if never set."""
-        entry = self._statuses.get(stem)
-        return entry[1] if entry else None
-
     def set_status(self, stem: str, status: ReviewStatus | str) -> None:
         """Set a frame's status and write review.json (and its backup) at once."""
         self._check_stem(stem)
@@ -506,10 +504,6 @@ class ReviewProject:
                     self._statuses[stem] = previous
                 raise
             self._write(lambda: atomic_write_json(self.folder / "review.json.bak", document))
-
-    def frames_with_status(self, status: ReviewStatus | str) -> list[str]:
-        status = ReviewStatus(status)
-        return [stem for stem in self.stems if self.status(stem) is status]
 
     def _review_document(self) -> dict:
         return {

@@ -23,9 +23,13 @@ already reviewed: reviewed frames are never proposed for overwriting.
 `apply_propagation` writes the result as one undoable edit per frame (frames with no committed mask get
 the carried target alone, not their other predicted components) and leaves statuses alone: the
 frames stay unreviewed, so the analyst confirms each one (accept-and-next exports the committed mask).
+
+`target_to_carry` picks the mask to carry from a frame; `CancellableSource` wraps the frame source so
+that a run in another thread stops before its next frame once cancelled.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -103,11 +107,35 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def dilated_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU after growing both masks by one pixel, so that a 1-2 px target one pixel off the prediction
     still counts as the same target."""
-    kernel = np.ones((3, 3), np.uint8)
-    a = cv2.dilate(a.astype(np.uint8), kernel) > 0
-    b = cv2.dilate(b.astype(np.uint8), kernel) > 0
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
+    return _iou(_grow(a), _grow(b))
+
+
+def target_to_carry(working: np.ndarray, selected_box: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The mask to carry: the components inside the selected target's box, else the whole working mask."""
+    if selected_box is None:
+        return working
+    x0, y0, x1, y1 = selected_box
+    _, labels = label_components(working)
+    ids = np.unique(labels[y0 : y1 + 1, x0 : x1 + 1])
+    picked = np.isin(labels, ids[ids > 0])
+    return picked if picked.any() else working
+
+
+class PropagationCancelled(Exception):
+    pass
+
+
+class CancellableSource:
+    """The frame source as `propagate` sees it: reading a frame after `cancelled` is set raises."""
+
+    def __init__(self, source, cancelled: threading.Event):
+        self.source, self.cancelled = source, cancelled
+        self.stems = source.stems
+
+    def frame(self, index: int) -> np.ndarray:
+        if self.cancelled.is_set():
+            raise PropagationCancelled()
+        return self.source.frame(index)
 
 
 def initial_velocity(project: ReviewProject, start_stem: str, direction: int, target_mask: np.ndarray,
@@ -120,9 +148,7 @@ def initial_velocity(project: ReviewProject, start_stem: str, direction: int, ta
     previous = project.committed_mask(project.stems[behind])
     if previous is None or not previous.any():
         return 0.0, 0.0
-    x0, y0, x1, y1 = bounding_box(target_mask)
-    window = np.zeros_like(previous)
-    window[max(y0 - search_margin, 0) : y1 + search_margin, max(x0 - search_margin, 0) : x1 + search_margin] = True
+    window = _search_window(target_mask, search_margin, previous.shape)
     component = _component_nearest(previous, window, centroid(target_mask))
     if component is None:
         return 0.0, 0.0
@@ -232,16 +258,15 @@ def _find_target(project, stem, image, detector, prior, expected, search_margin,
     return candidate, ""
 
 
-def apply_propagation(project: ReviewProject, result: PropagationResult,
-                      status: ReviewStatus | str | None = None) -> list[str]:
+def apply_propagation(project: ReviewProject, result: PropagationResult) -> list[str]:
     """Write each propagated target into its frame's committed mask, one undoable edit per frame.
 
     A frame that already has a committed mask keeps everything in it except the components touching
     the new target, which the target replaces. A frame without one gets the target alone: its other
     predicted components are unreviewed proposals (often false alarms the analyst deleted on the start
     frame) and must not become labels by being carried along; they stay visible in the prediction
-    overlay and can be accepted one by one. Statuses are left as they are (unreviewed) unless `status`
-    is given. Returns the stems whose mask changed.
+    overlay and can be accepted one by one. Statuses are left as they are (unreviewed). Returns the
+    stems whose mask changed.
     """
     changed = []
     for stem, target in result.frames:
@@ -252,14 +277,9 @@ def apply_propagation(project: ReviewProject, result: PropagationResult,
             _, labels = label_components(committed)
             touching = np.unique(labels[_grow(target)])
             new_mask = (committed & ~np.isin(labels, touching[touching > 0])) | target
-        if project.edit_mask(stem, new_mask) is not None:
+        # where the prediction was exactly the target, it becomes the committed layer all the same
+        if project.commit_edit(stem, new_mask):
             changed.append(stem)
-        elif committed is None:
-            # The prediction was exactly the target: it becomes the committed layer all the same.
-            project.commit_mask(stem, new_mask)
-            changed.append(stem)
-        if status is not None:
-            project.set_status(stem, status)
     return changed
 
 
@@ -267,9 +287,11 @@ def _grow(mask: np.ndarray) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
 
 
-def _search_window(expected: np.ndarray, margin: int) -> np.ndarray:
-    x0, y0, x1, y1 = bounding_box(expected)
-    window = np.zeros_like(expected)
+def _search_window(around: np.ndarray, margin: int, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The bounding box of `around` grown by `margin` on every side, as a bool mask of `shape` (default:
+    `around`'s own)."""
+    x0, y0, x1, y1 = bounding_box(around)
+    window = np.zeros(around.shape if shape is None else shape, dtype=bool)
     window[max(y0 - margin, 0) : y1 + margin, max(x0 - margin, 0) : x1 + margin] = True
     return window
 

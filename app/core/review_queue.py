@@ -135,34 +135,6 @@ def sort_frames(summaries: Iterable[FrameSummary], key: str = "index", descendin
     return sorted(valued, key=value, reverse=descending) + without
 
 
-def next_frame(
-    summaries: Sequence[FrameSummary],
-    current_index: int,
-    predicate: Callable[[FrameSummary], bool] | None = None,
-    step: int = 1,
-    wrap: bool = False,
-) -> int | None:
-    """Frame index of the next summary (`step` -1: the previous one) after the current frame, in the
-    list's own order (a filtered or sorted queue), that meets `predicate`; None if there is none.
-
-    When the current frame is not in the list (filtered out), the search starts at the list's start
-    (step 1) or end (step -1).
-    """
-    if step not in (1, -1):
-        raise ValueError(f"step must be 1 or -1, got {step}")
-    positions = {s.index: p for p, s in enumerate(summaries)}
-    n = len(summaries)
-    here = positions.get(current_index)
-    if here is None:
-        order = list(range(n)) if step == 1 else list(range(n - 1, -1, -1))
-    else:
-        order = [(here + step * k) % n for k in range(1, n)] if wrap else list(range(here + step, n if step == 1 else -1, step))
-    for p in order:
-        if predicate is None or predicate(summaries[p]):
-            return summaries[p].index
-    return None
-
-
 def status_counts(project: ReviewProject) -> dict[ReviewStatus, int]:
     """Frames per status, every status present (0 when none)."""
     counts = Counter(project.status(stem) for stem in project.stems)

@@ -12,20 +12,8 @@ import threading
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from app.core.propagation import MODES, PropagationResult, propagate
-from app.core.targets import label_components
+from app.core.propagation import MODES, CancellableSource, PropagationResult, propagate
 from app.widgets.workers import CancellableCallWorker, WorkerRunner
-
-
-def target_to_carry(working: np.ndarray, selected_box: tuple[int, int, int, int] | None) -> np.ndarray:
-    """The mask to carry: the components inside the selected target's box, else the whole working mask."""
-    if selected_box is None:
-        return working
-    x0, y0, x1, y1 = selected_box
-    _, labels = label_components(working)
-    ids = np.unique(labels[y0 : y1 + 1, x0 : x1 + 1])
-    picked = np.isin(labels, ids[ids > 0])
-    return picked if picked.any() else working
 
 
 class PropagationPanel(QtWidgets.QWidget):
@@ -86,23 +74,6 @@ class PropagationPanel(QtWidgets.QWidget):
         self.result.setText(text)
         self.stop_index = -1 if stop_index is None else stop_index
         self.go_to_stop.setEnabled(stop_index is not None)
-
-
-class PropagationCancelled(Exception):
-    pass
-
-
-class CancellableSource:
-    """The frame source as `propagate` sees it: reading a frame after `cancelled` is set raises."""
-
-    def __init__(self, source, cancelled: threading.Event):
-        self.source, self.cancelled = source, cancelled
-        self.stems = source.stems
-
-    def frame(self, index: int) -> np.ndarray:
-        if self.cancelled.is_set():
-            raise PropagationCancelled()
-        return self.source.frame(index)
 
 
 class Propagation(QtCore.QObject):

@@ -14,14 +14,14 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.label_import import LabelImportReport, import_labels
 from app.core.project import ProjectError, ProjectWriteError, ReviewStatus
-from app.core.propagation import PropagationResult, apply_propagation
+from app.core.propagation import PropagationResult, apply_propagation, target_to_carry
 from app.core.review_queue import summarize, unreviewed_summaries
 from app.editing import Tool
 from app.paths import DEFAULT_WEIGHTS
 from app.widgets.edit_tools import EditPalette, MaskEditing
 from app.widgets.export_dialog import ExportDialog
 from app.widgets.finetune_dialog import FineTuneDialog
-from app.widgets.propagation_panel import Propagation, PropagationPanel, target_to_carry
+from app.widgets.propagation_panel import Propagation, PropagationPanel
 from app.widgets.review_panel import ReviewPanel
 from app.widgets.scrolling import ScrollingPanel
 from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
