@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.commands.detect import run_pipeline
-from app.core.atomic import atomic_write_bytes, atomic_write_npy, encode_png
+from model.atomic import atomic_write_bytes, atomic_write_npy, encode_png
 from app.core.frames import open_source
 from app.core.normalization import default_for
 from app.core.project import ReviewProject

@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.core.atomic import atomic_write_json  # noqa: E402
+from model.atomic import atomic_write_json  # noqa: E402
 from app.core.edits import grow_target  # noqa: E402
 from app.core.export import export_project  # noqa: E402
 from app.core.finetune import FineTuneJob  # noqa: E402

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.core.atomic import atomic_write_json  # noqa: E402
+from model.atomic import atomic_write_json  # noqa: E402
 from app.core.normalization import Normalization  # noqa: E402
 from app.core.synthetic import DEMO_CONFIG, DEMO_SEED, SyntheticConfig, iter_frames  # noqa: E402
 from app.paths import DEFAULT_WEIGHTS  # noqa: E402

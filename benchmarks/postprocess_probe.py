@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.core.atomic import atomic_write_json  # noqa: E402
+from model.atomic import atomic_write_json  # noqa: E402
 from app.paths import DEFAULT_WEIGHTS  # noqa: E402
 from model.classical import make_classical_detector  # noqa: E402
 from model.data import find_dataset, read_image_gray, read_mask  # noqa: E402

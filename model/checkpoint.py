@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from app.core.atomic import atomic_write_bytes
+from model.atomic import atomic_write_bytes
 from model.build import build_irsam
 from model.config import NUM_PRIORS, PRESETS, IRSAMConfig, official, preset
 

@@ -6,6 +6,8 @@ Gray conversion is PIL's `convert("L")` for every mode: RGB/RGBA use the ITU-R 6
 """
 from __future__ import annotations
 
+import os
+import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -14,11 +16,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from app.core.frames import FrameReadError
 from model.metrics import InterpolatedMaskWarning, binarize_ground_truth, ground_truth_target, interpolated_pixels
 
+_DIGITS = re.compile(r"(\d+)")
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+# the normalisation record of 8-bit images fed to the network as stored (app.core.normalization's identity8)
+EIGHT_BIT_AS_STORED = {"mode": "window", "low": 0.0, "high": 255.0}
 MASK_SUFFIXES = ("", "_pixels0")  # <stem>.png (BasicIRSTD, IRSAM) and <stem>_pixels0.png (original SIRST)
+
+
+class FrameReadError(Exception):
+    """A frame or image file that cannot be read; names the file and why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
 
 
 class ImageReadError(FrameReadError, ValueError):
@@ -30,6 +43,11 @@ class Sample:
     stem: str
     image_path: Path
     mask_path: Path
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders frame2 before frame10 (how frame folders are numbered)."""
+    return [int(part) if part.isdigit() else part.lower() for part in _DIGITS.split(name)]
 
 
 def read_split(path: str | Path) -> list[str]:

@@ -12,10 +12,9 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from app.core.frames import FrameReadError, natural_key
 from model.classical import CLASSICAL_DETECTORS, make_classical_detector
-from model.data import (IMAGE_EXTENSIONS, Sample, check_sizes_match, describe_interpolated_masks, read_image_gray,
-                        read_mask_noting_interpolation)
+from model.data import (IMAGE_EXTENSIONS, FrameReadError, Sample, check_sizes_match, describe_interpolated_masks,
+                        natural_key, read_image_gray, read_mask_noting_interpolation)
 from model.detectors import Detector
 from model.metrics import BoxMetrics, FaMode, InterpolatedMaskWarning, SegmentationMetrics, read_boxes_csv
 

@@ -36,7 +36,7 @@ from model.checkpoint import (
     save_checkpoint,
 )
 from model.config import IRSAMConfig, preset
-from model.data import Sample, extra_data_root, extra_data_samples, find_dataset, read_samples
+from model.data import EIGHT_BIT_AS_STORED, Sample, extra_data_root, extra_data_samples, find_dataset, read_samples
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
 from model.predictor import check_device_name, choose_device, pad_to_multiple
@@ -520,12 +520,10 @@ def exported_windows(folder: Path, stems: set[str] | None = None) -> dict[str, d
 
 
 def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str], export_windows: dict) -> dict:
-    from app.core.normalization import Normalization
-
     return {
         # What the network saw: model.data reads 8-bit images only and feeds them as stored. Raw
         # (e.g. 16-bit) frames reach training only through an export's window, recorded below.
-        "normalization": Normalization.identity8().to_dict(),
+        "normalization": dict(EIGHT_BIT_AS_STORED),
         "training": {
             "data": cfg.data,
             "split_train": cfg.split_train,
@@ -606,7 +604,7 @@ def reconcile_log(path: Path, epochs_done: int, last_record: str | None) -> str:
         kept.append(last_record)
     if not dropped and not restored:
         return ""
-    from app.core.atomic import atomic_write_bytes
+    from model.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
     return ", ".join(([f"dropped {dropped} lines of epochs last.pt does not hold"] if dropped else [])
@@ -619,7 +617,7 @@ def _save_resume_state(
 ) -> None:
     import io
 
-    from app.core.atomic import atomic_write_bytes
+    from model.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     torch.save(

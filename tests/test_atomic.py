@@ -5,7 +5,7 @@ import stat
 import numpy as np
 import pytest
 
-from app.core.atomic import atomic_write_bytes, atomic_write_png, current_umask
+from model.atomic import atomic_write_bytes, atomic_write_png, current_umask
 
 
 @pytest.fixture

@@ -92,9 +92,9 @@ def test_unreadable_masks_are_refused_and_a_failed_write_stops_with_the_files_in
     report = import_labels(project, read)
     assert report.imported == ["im0", "im2"] and report.refused == [("im1", "unreadable mask: disk error")]
 
-    import app.core.atomic
+    import model.atomic
 
-    monkeypatch.setattr(app.core.atomic.os, "replace", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(model.atomic.os, "replace", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(ProjectWriteError):
         import_labels(project, masks.get, stems=["im1"])  # refused above: it has no committed mask yet
     monkeypatch.undo()

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-import app.core.atomic
+import model.atomic
 from app.core.edits import make_edit, paint_stroke
 from app.core.project import ProjectError, ProjectWriteError, ReviewProject, ReviewStatus
 from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
@@ -133,7 +133,7 @@ def test_each_proposal_carries_its_origin_in_its_mask_png(tmp_path):
     assert reopened.damaged == []
     # a damaged record (valid PNG, CRC recomputed) is reported, and the mask still loads
     path = tmp_path / "p" / "masks" / "f000.png"
-    path.write_bytes(app.core.atomic.encode_png(reopened.prediction_mask("f000"), {PNG_TEXT_KEY: "{not json"}))
+    path.write_bytes(model.atomic.encode_png(reopened.prediction_mask("f000"), {PNG_TEXT_KEY: "{not json"}))
     damaged = ReviewProject.open(tmp_path / "p")
     assert damaged.proposal_origin("f000") is None and damaged.prediction_mask("f000").any()
     assert [p.name for p, why in damaged.damaged if "proposal origin" in why] == ["f000.png"]
@@ -198,7 +198,7 @@ def test_failed_label_write_keeps_the_old_file_and_raises(tmp_path, monkeypatch)
     project.commit_mask("f000", square_mask(1, 1))
     label = tmp_path / "p" / "labels" / "f000.png"
     before = label.read_bytes()
-    monkeypatch.setattr(app.core.atomic.os, "replace", fail_replace)
+    monkeypatch.setattr(model.atomic.os, "replace", fail_replace)
     with pytest.raises(ProjectWriteError):
         project.commit_mask("f000", square_mask(10, 10))
     monkeypatch.undo()
@@ -212,7 +212,7 @@ def test_failed_status_write_keeps_review_json_and_the_old_status(tmp_path, monk
     project.set_status("f000", ReviewStatus.ACCEPTED)
     review = tmp_path / "p" / "review.json"
     before = review.read_bytes()
-    monkeypatch.setattr(app.core.atomic.os, "replace", fail_replace)
+    monkeypatch.setattr(model.atomic.os, "replace", fail_replace)
     with pytest.raises(ProjectWriteError):
         project.set_status("f000", "rejected")
     with pytest.raises(ProjectWriteError):
@@ -400,7 +400,7 @@ def test_a_chosen_normalisation_is_stored_and_kept(tmp_path):
 
 def test_a_failed_normalisation_write_keeps_the_stored_one(tmp_path, monkeypatch):
     project = make_project(tmp_path / "p")
-    monkeypatch.setattr(app.core.atomic.os, "replace", fail_replace)
+    monkeypatch.setattr(model.atomic.os, "replace", fail_replace)
     with pytest.raises(ProjectWriteError):
         project.set_normalization({"mode": "window", "low": 1.0, "high": 2.0})
     monkeypatch.undo()

@@ -10,8 +10,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from app.core.atomic import atomic_write_json, current_umask
 from app.core.synthetic import DEMO_CONFIG, DEMO_SEED, iter_frames, set_aside_project, write_sequence
+from model.atomic import atomic_write_json, current_umask
 
 MARKER = "demo.json"  # the settings the demo was made with; the app's built-in demo has one too
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
                           normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
-from app.core.atomic import atomic_write_json
+from model.atomic import atomic_write_json
 from app.core.frames import FrameReadError, read_gray
 from app.core.normalization import Normalization, NormalizationRequest
 from model.data import describe_interpolated_masks, find_dataset, read_image_gray

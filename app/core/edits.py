@@ -18,8 +18,8 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from app.core.atomic import atomic_write_bytes
 from app.core.targets import label_components
+from model.atomic import atomic_write_bytes
 
 HISTORY_FORMAT = "irsam-edit-history/1"
 DEFAULT_HISTORY_DEPTH = 1000

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.core.atomic import encode_json, encode_png, write_temporary_beside
 from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus, utc_now
 from app.core.provenance import ProposalOrigin
 from app.core.targets import extract_targets, label_components
+from model.atomic import encode_json, encode_png, write_temporary_beside
 
 LAYOUTS = ("sirst", "basicirstd", "dnanet")
 SPLITS = ("train", "test")

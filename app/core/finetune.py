@@ -38,9 +38,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from app.core.atomic import atomic_write_json, atomic_write_text
 from app.core.export import dataset_paths
 from app.core.project import utc_now
+from model.atomic import atomic_write_json, atomic_write_text
 from model.data import extra_data_samples, find_dataset, read_image_gray, read_mask, read_split
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import struct
 import threading
 from collections import Counter, OrderedDict
@@ -38,6 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.data import FrameReadError, natural_key
 from model.metrics import BoxesFileError, ground_truth_target, interpolated_pixels, read_boxes_csv
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -46,13 +46,6 @@ SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-class FrameReadError(Exception):
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 class SourceError(Exception):
@@ -511,14 +504,6 @@ class ImageSource(FrameSource):
 
     def _load(self, i: int) -> np.ndarray:
         return self._image
-
-
-_DIGITS = re.compile(r"(\d+)")
-
-
-def natural_key(name: str) -> list:
-    """Sort key that orders frame2 before frame10."""
-    return [int(part) if part.isdigit() else part.lower() for part in _DIGITS.split(name)]
 
 
 def _list_images(folder: Path, with_broken_links: bool = False) -> list[os.DirEntry]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from app.core.bad_pixels import BadPixelRepair, find_bad_pixels
 from app.core.frames import FrameReadError
+from model.data import EIGHT_BIT_AS_STORED
 
 MODES = ("window", "percentile")
 SAMPLE_FRAMES = 32  # frames, spread evenly over a sequence, that its window and bad pixels come from
@@ -48,7 +49,7 @@ class Normalization:
     @classmethod
     def identity8(cls) -> Normalization:
         """0..255 window: an 8-bit frame goes to the model unchanged."""
-        return cls("window", 0.0, 255.0)
+        return cls.from_dict(EIGHT_BIT_AS_STORED)
 
     @classmethod
     def fixed(cls, low: float, high: float) -> Normalization:

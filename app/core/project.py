@@ -22,11 +22,11 @@ from typing import Mapping, Sequence, Union
 import cv2
 import numpy as np
 
-from app.core.atomic import atomic_write_bytes, atomic_write_json, atomic_write_npy, atomic_write_png
 from app.core.edits import EditHistory, MaskEdit, make_edit
 from app.core.frames import describe_sizes
 from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
 from app.core.targets import Target, extract_targets
+from model.atomic import atomic_write_bytes, atomic_write_json, atomic_write_npy, atomic_write_png
 from model.detectors import FrameResult
 
 PROJECT_FORMAT = "irsam-review-project/1"

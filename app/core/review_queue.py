@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from app.core.atomic import atomic_write_json
 from app.core.project import ReviewProject, ReviewStatus
 from app.core.targets import Target
+from model.atomic import atomic_write_json
 
 MATCH_GROW = 2
 SORT_KEYS = ("index", "status", "detections", "peak_score", "change")

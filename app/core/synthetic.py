@@ -27,7 +27,7 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from app.core.atomic import atomic_write_json
+from model.atomic import atomic_write_json
 
 
 @dataclass(frozen=True)
