@@ -28,13 +28,12 @@ from app.core.project import ReviewProject, ReviewStatus, utc_now
 from app.core.provenance import ProposalOrigin
 from app.core.targets import extract_targets, label_components
 from model.atomic import encode_json, encode_png, write_temporary_beside
+from model.data import find_dataset, read_image_gray, read_mask, read_split
 
 LAYOUTS = ("sirst", "basicirstd", "dnanet")
 SPLITS = ("train", "test")
 EXPORT_FORMAT = "irsam-review-export/1"
 DEFAULT_DATASET_NAME = "IRSAM-Review"
-MASK_SUFFIXES = ("", "_pixels0")  # <stem>.png, and original SIRST's <stem>_pixels0.png
-SPLIT_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 class ExportError(Exception):
@@ -232,7 +231,10 @@ def export_project(
         removed_records = {s: meta["frames"].pop(s) for s in report.removed}
         splits = {}
         for name, path in paths.split_files.items():
-            listed = _read_split(path) if append and path.exists() else []
+            try:
+                listed = read_split(path) if append and path.exists() else []
+            except ValueError as e:  # a split file edited by hand to list a frame twice
+                raise ExportError(f"{e}; fix it, or export into a new folder") from None
             kept = [s for s in listed if s not in exported and s not in removed_records]
             splits[name] = kept + (report.exported if name == split else [])
             index_files.write(path, "".join(f"{s}\n" for s in splits[name]).encode())
@@ -264,9 +266,9 @@ def read_exported_dataset(
 ) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
     """(stem, image uint8, mask bool, split) for every stem listed in the split files, in file order.
 
-    Split file lines may carry an image extension; masks may carry SIRST's `_pixels0` suffix. Images are
-    read as gray (PIL "L"), mask pixels > 127 are target. For basicirstd, `dataset_name` defaults to the
-    one data set folder under `folder`.
+    Read as `irsam train` reads a data set (`model.data.find_dataset`, `read_image_gray`, `read_mask`): split
+    file lines may carry an image extension, masks SIRST's `_pixels0` suffix. For basicirstd, `dataset_name`
+    defaults to the one data set folder under `folder`.
     """
     folder = Path(folder)
     if layout == "basicirstd" and dataset_name is None:
@@ -283,21 +285,12 @@ def read_exported_dataset(
             break
     samples = []
     for split, path in split_files.items():
-        if not path.exists():
-            continue
-        for stem in _read_split(path):
-            image_path = paths.images / f"{stem}.png"
-            mask_path = next(
-                (paths.masks / f"{stem}{s}.png" for s in MASK_SUFFIXES if (paths.masks / f"{stem}{s}.png").exists()),
-                None,
-            )
-            if not image_path.exists() or mask_path is None:
-                raise ExportError(f"{path}: {stem} has no image in {paths.images} or no mask in {paths.masks}")
-            with Image.open(image_path) as im:
-                image = np.asarray(im.convert("L"), dtype=np.uint8)
-            with Image.open(mask_path) as im:
-                mask = np.asarray(im.convert("L")) > 127
-            samples.append((stem, image, mask, split))
+        if path.exists():  # read as training reads them (model.data)
+            try:
+                found = find_dataset(paths.images, paths.masks, path)
+            except (OSError, ValueError) as e:
+                raise ExportError(f"{path}: {e}") from None
+            samples += [(s.stem, read_image_gray(s.image_path), read_mask(s.mask_path), split) for s in found]
     return samples
 
 
@@ -448,17 +441,6 @@ def _read_meta(paths: DatasetPaths) -> dict:
         return meta
     except (OSError, ValueError, AttributeError) as e:
         raise ExportError(f"{path} is unreadable ({e}); cannot append safely") from e
-
-
-def _read_split(path: Path) -> list[str]:
-    stems = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        name = line.strip()
-        if Path(name).suffix.lower() in SPLIT_SUFFIXES:
-            name = name[: -len(Path(name).suffix)]
-        if name and name not in stems:
-            stems.append(name)
-    return stems
 
 
 def _write_raw(frame_files: _StagedFiles, root: Path, stem: str, frame: np.ndarray) -> str:
