@@ -200,6 +200,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _set_session(self, session: ReviewSession) -> None:
         self.review_tools.stop()
+        stopped = self._describe_stopped_run()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()
         self._pending_run = None
@@ -223,12 +224,21 @@ class MainWindow(QtWidgets.QMainWindow):
                    f"normalisation {session.normalization}")
         if session.source.bad_frames:
             message += f"; {len(session.source.bad_frames)} unreadable files (red on the timeline, skipped by detection)"
-        self._open_message = message
-        self.statusBar().showMessage(message + "; reading earlier results...", 8000)
+        self._open_message = message + (f" ({stopped})" if stopped else "")
+        self.statusBar().showMessage(self._open_message + "; reading earlier results...", 8000)
         self.show_frame(0)
         loader = CallWorker(session.load_details)
         loader.finished.connect(self._details_loaded)
         self.details_runner.start(loader)
+
+    def _describe_stopped_run(self) -> str | None:
+        """What opening another sequence stops: a detection run over the one open now, said with its progress."""
+        worker = self.detection_runner.worker
+        if not (self.detection_runner.busy and isinstance(worker, DetectionWorker) and worker.indices):
+            return None
+        done = self.detection_panel.progress.value() if self.detection_panel.progress.maximum() > 0 else 0
+        return (f"detection on {self.session.name} stopped after {done} of {len(worker.indices)} frames; "
+                "their proposals are saved in its project")
 
     def _details_loaded(self, _result, error) -> None:
         loader = self.sender()
@@ -564,7 +574,7 @@ class MainWindow(QtWidgets.QMainWindow):
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)  # percentiles read 32 frames
         try:
             normalization = self.session.change_normalization(request)
-        except (OSError, ValueError) as e:  # a project write failed; no readable frame for percentiles
+        except (ProjectError, OSError, ValueError) as e:  # the project cannot be written; no frame for percentiles
             self.statusBar().showMessage(f"The input window was not changed: {e}", 15000)
             return
         finally:

@@ -200,11 +200,15 @@ class ReviewSession:
 
     def change_normalization(self, request: NormalizationRequest) -> Normalization:
         """Map raw values to the detectors' input as `request` asks from now on (detection, propagation,
-        export, fine-tuning); the project, if there is one yet, stores it (else its creation will)."""
+        export, fine-tuning). The project stores it, created now if there is none yet: the analyst's choice
+        outlives the session even before anything is detected."""
         normalization = request.for_source(self.source)
-        if self.project is not None:
-            self.project.set_normalization(normalization.to_dict())
-        self.normalization = normalization
+        previous, self.normalization = self.normalization, normalization  # what a project created now stores
+        try:
+            self.ensure_project().set_normalization(normalization.to_dict())
+        except BaseException:
+            self.normalization = previous
+            raise
         return normalization
 
     def frame(self, index: int) -> np.ndarray:

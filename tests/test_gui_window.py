@@ -798,3 +798,39 @@ def test_a_stopped_runs_queued_frame_failure_is_not_applied(window, sequence_16b
     _open(window, qtbot, sequence_16bit)
     window._frame_failed(0, "unreadable")  # as a queued signal arrives after its worker was dropped
     assert not window.session.is_unreadable(0)
+
+
+def test_a_window_chosen_before_any_detection_is_kept_and_the_histogram_shows_its_handles(window, fresh_sequence,
+                                                                                          qtbot):
+    from PySide6 import QtWidgets
+
+    _open(window, qtbot, fresh_sequence)
+    assert window.session.project is None
+    dialog = window.choose_normalization()
+    dialog.fixed.setChecked(True)
+    dialog.low.setValue(0)
+    dialog.high.setValue(65535)  # wider than the frame's values
+    dialog.findChild(QtWidgets.QDialogButtonBox).button(QtWidgets.QDialogButtonBox.Ok).click()
+    low, high = window.frame_view.histogram.item.vb.viewRange()[1]
+    assert low <= 0 and high >= 65535  # both level handles can be dragged
+    project_dir = window.session.project_dir
+    assert (project_dir / "project.json").is_file()  # stored although nothing was detected yet
+    window.open_path(fresh_sequence)  # as after a restart
+    qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=10000)
+    kept = window.session.normalization
+    assert (kept.mode, kept.low, kept.high) == ("window", 0, 65535)
+
+
+def test_opening_another_sequence_during_a_run_says_what_was_stopped(window, fresh_sequence, sequence_16bit, qtbot):
+    _open(window, qtbot, fresh_sequence)
+    _choose(window, "pstnn")
+    window.run_detection("all")
+    qtbot.waitUntil(lambda: window.detection_panel.progress.value() >= 1, timeout=30000)
+    assert window.detection_runner.busy
+    assert window.open_path(sequence_16bit)
+    message = window.statusBar().currentMessage()
+    assert f"detection on {fresh_sequence.name} stopped after" in message and "of 60 frames" in message
+    panel = window.detection_panel
+    assert panel.progress.value() == 0 and panel.rate.text() == ""
+    qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=10000)
+    assert panel.run_all.isEnabled()  # not left "running"

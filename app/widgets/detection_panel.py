@@ -198,10 +198,14 @@ class DetectionPanel(QtWidgets.QWidget):
         self.choiceChanged.emit(self.choice())
 
     def set_frame_count(self, count: int) -> None:
+        """A new sequence: the whole of it as the range, and no progress (an earlier sequence's is cleared)."""
         for box in (self.range_from, self.range_to):
             box.setRange(1, max(count, 1))
         self.range_from.setValue(1)
         self.range_to.setValue(max(count, 1))
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.rate.setText("")
 
     def frame_range(self) -> tuple[int, int]:
         """0-based inclusive range from the two 1-based boxes."""

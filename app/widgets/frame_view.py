@@ -213,6 +213,8 @@ class FrameView(QtWidgets.QWidget):
         self.sequence_levels = (float(low), float(max(high, low + 1e-6)))
         if not self.auto_levels:
             self.histogram.setLevels(*self.sequence_levels)
+        if self.frame is not None:  # a wider window than the frame's values: its handles stay in reach
+            self.histogram.item.setHistogramRange(*self._histogram_range(self.frame))
 
     def set_auto_levels(self, on: bool) -> None:
         self.auto_levels = on
@@ -287,9 +289,10 @@ class FrameView(QtWidgets.QWidget):
             self.histogram.item.plot.setData(*self.image.getHistogram())
 
     def _histogram_range(self, frame: np.ndarray) -> tuple[float, float]:
+        """The frame's values (up to half the window's width beyond it) and always the whole window."""
         low, high = self.sequence_levels
         margin = 0.5 * (high - low)
-        return max(float(frame.min()), low - margin), min(float(frame.max()), high + margin)
+        return min(max(float(frame.min()), low - margin), low), max(min(float(frame.max()), high + margin), high)
 
     def _draw_layers(self) -> None:
         layers, overlays = self.layers, self.overlays
