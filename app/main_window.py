@@ -179,6 +179,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.surface_dock.visibilityChanged.connect(lambda on: on and self._update_surface())
         for dock in (self.features_dock, self.surface_dock):
             dock.visibilityChanged.connect(lambda on, dock=dock: on and self._place_floating_once(dock))
+        # a message takes the frame's scores' room while it shows: beside them, long ones were cut off
+        self.statusBar().messageChanged.connect(lambda text: self.metrics_label.setVisible(not text))
         self.palette_combo.currentTextChanged.connect(self.frame_view.set_palette)
         self.levels_combo.currentIndexChanged.connect(lambda i: self.frame_view.set_auto_levels(i == 1))
 
@@ -729,10 +731,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.detector is not None:
             device = self.detector.device
         else:
-            device = "cpu" if self.detection_panel.choice().method != "irsam" else "chosen when IRSAM loads"
+            device = "cpu" if self.detection_panel.choice().method != "irsam" else "-"
         self.device_label.setText(f"device: {device}" + ("  (CPU fallback)" if notice else ""))
         self.device_label.setStyleSheet("color: #e0a030;" if notice else "")
-        self.device_label.setToolTip(notice or "")
+        self.device_label.setToolTip(notice or ("chosen when IRSAM loads" if device == "-" else ""))
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)

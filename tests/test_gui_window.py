@@ -834,3 +834,15 @@ def test_opening_another_sequence_during_a_run_says_what_was_stopped(window, fre
     assert panel.progress.value() == 0 and panel.rate.text() == ""
     qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=10000)
     assert panel.run_all.isEnabled()  # not left "running"
+
+
+def test_a_status_message_gets_the_room_of_the_frame_scores_while_it_shows(window, sequence_16bit, qtbot):
+    _open(window, qtbot, sequence_16bit)
+    window.statusBar().clearMessage()
+    window.metrics_label.setText("IoU 1.00  Pd 1.00")
+    assert window.metrics_label.isVisible()
+    window.statusBar().showMessage("Carried to 0 frames; stopped at frame 12: no target found in the search window")
+    assert not window.metrics_label.isVisible()
+    window.statusBar().clearMessage()
+    assert window.metrics_label.isVisible() and window.metrics_label.text() == "IoU 1.00  Pd 1.00"
+    assert window.device_label.text() == "device: -" and "IRSAM loads" in window.device_label.toolTip()
