@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -7,6 +8,7 @@ from app.core.project import ReviewProject, ReviewStatus
 from app.core.propagation import (
     STOP_AREA,
     STOP_END,
+    STOP_MAX_FRAMES,
     STOP_NO_TARGET,
     STOP_OVERLAP,
     STOP_REVIEWED,
@@ -88,11 +90,9 @@ def test_stored_predictions_come_before_the_detector(tracked):
     for i in range(6, 9):
         project.save_prediction(project.stems[i], FrameResult(np.where(sequence.masks[i], 5.0, -5.0).astype(np.float32)))
     project.commit_mask(project.stems[5], sequence.masks[5])
-    empty = np.zeros(project.frame_shape, bool)
-    detector = MaskReplay([sequence.masks[9], empty])  # asked for frames 9 and 10 only
-    result = propagate(project, source, normalization, project.stems[5], 1, detector=detector)
-    assert result.stems == project.stems[6:10]
-    assert result.stopped_at == project.stems[10] and result.reason == STOP_NO_TARGET
+    detector = MaskReplay(sequence.masks[9:11])  # a third call (or one for frames 6-8) would fail
+    result = propagate(project, source, normalization, project.stems[5], 1, detector=detector, max_frames=5)
+    assert result.stems == project.stems[6:11] and result.reason == STOP_MAX_FRAMES
     for stem, mask in result.frames:
         assert np.array_equal(mask, sequence.masks[project.index(stem)])
 
@@ -133,25 +133,115 @@ def test_propagation_stops_where_the_target_vanishes(tmp_path):
     assert result.reason.split(":")[0] in (STOP_NO_TARGET, STOP_AREA, STOP_OVERLAP)
 
 
-def test_propagation_stops_at_an_area_jump_and_when_nothing_is_proposed(tracked):
+def test_a_proposal_with_nothing_near_the_target_falls_back_to_regrowing_it(tracked):
+    """A detector run that missed the target must not stop the propagation of a target drawn by hand."""
     project, source, normalization, sequence = tracked
-    for i, stem in enumerate(project.stems):
-        mask = sequence.masks[i].copy()
-        if i == 4:
-            mask = np.zeros_like(mask)
-            ys, xs = np.nonzero(sequence.masks[i])
-            mask[max(ys.min() - 6, 0) : ys.max() + 6, max(xs.min() - 6, 0) : xs.max() + 6] = True
-        if i == 10:
-            mask[:] = False
-        project.save_prediction(stem, FrameResult(np.where(mask, 5.0, -5.0).astype(np.float32)))
-    project.commit_mask(project.stems[1], sequence.masks[1])
-    result = propagate(project, source, normalization, project.stems[1])
-    assert result.stems == project.stems[2:4]
-    assert result.stopped_at == project.stems[4] and result.reason.startswith(STOP_AREA)
+    start = 12
+    project.commit_mask(project.stems[start], sequence.masks[start])
+    unproposed = propagate(project, source, normalization, project.stems[start], max_frames=100)
+    assert unproposed.reason == STOP_END
 
-    project.commit_mask(project.stems[6], sequence.masks[6])
-    result = propagate(project, source, normalization, project.stems[6])
-    assert result.stopped_at == project.stems[10] and result.reason == STOP_NO_TARGET
+    far_false_alarm = np.zeros(project.frame_shape, bool)
+    far_false_alarm[2:4, 2:4] = True
+    for i, stem in enumerate(project.stems):
+        proposal = far_false_alarm if i % 2 else np.zeros_like(far_false_alarm)
+        project.save_prediction(stem, FrameResult(np.where(proposal, 5.0, -5.0).astype(np.float32)))
+    result = propagate(project, source, normalization, project.stems[start], max_frames=100)
+    assert result.stems == unproposed.stems and result.reason == STOP_END
+    for (_, mask), (_, regrown) in zip(result.frames, unproposed.frames):
+        assert np.array_equal(mask, regrown)
+
+
+def square_at(shape, x, y):
+    mask = np.zeros(shape, bool)
+    mask[y : y + 3, x : x + 3] = True
+    return mask
+
+
+def moving_square(tmp_path, warm_patch_on=None):
+    """12 hand-built frames of a flat sky with a 3x3 target moving one pixel right per frame, gone from
+    frame 8 on; on frame `warm_patch_on` it merges with a large warm patch. Returns the project, source,
+    normalisation and each frame's target mask."""
+    shape = (40, 60)
+    masks = [square_at(shape, 10 + i, 20) if i < 8 else np.zeros(shape, bool) for i in range(12)]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, mask in enumerate(masks):
+        image = np.where(mask, 200, 40).astype(np.uint8)
+        if i == warm_patch_on:
+            image[16:28, 10:26] = 200
+        cv2.imwrite(str(folder / f"{i:03d}.png"), image)
+    source = open_source(folder)
+    normalization = Normalization.fixed(0, 255)
+    project = ReviewProject.create(tmp_path / "project", source.path, source.kind, source.stems, source.shape,
+                                   normalization.to_dict())
+    return project, source, normalization, masks
+
+
+@pytest.fixture
+def square(tmp_path):
+    project, source, normalization, masks = moving_square(tmp_path)
+    yield project, source, normalization, masks
+    source.close()
+
+
+def save_proposal(project, stem, mask):
+    project.save_prediction(stem, FrameResult(np.where(mask, 5.0, -5.0).astype(np.float32)))
+
+
+def test_a_matching_proposal_is_carried_as_it_is(square):
+    project, source, normalization, masks = square
+    for i in range(1, 8):
+        proposal = masks[i].copy()
+        proposal[23, 11 + i] = True  # one pixel re-segmentation would not grow: the proposal is recognisable
+        proposal[0:2, 0:2] = True  # a false alarm outside the search window
+        save_proposal(project, project.stems[i], proposal)
+    project.commit_mask(project.stems[0], masks[0])
+    result = propagate(project, source, normalization, project.stems[0], max_frames=7)
+    assert result.stems == project.stems[1:8] and result.reason == STOP_MAX_FRAMES
+    for stem, mask in result.frames:
+        i = project.index(stem)
+        expected = masks[i].copy()
+        expected[23, 11 + i] = True
+        assert np.array_equal(mask, expected)
+
+
+def test_a_proposal_that_is_not_the_target_falls_back_to_regrowing_it(square):
+    project, source, normalization, masks = square
+    for i in range(1, 8):
+        save_proposal(project, project.stems[i], square_at(masks[i].shape, 16 + i, 20))  # clutter beside it
+    project.commit_mask(project.stems[0], masks[0])
+    result = propagate(project, source, normalization, project.stems[0], max_frames=7)
+    assert result.stems == project.stems[1:8] and result.reason == STOP_MAX_FRAMES
+    for stem, mask in result.frames:
+        assert np.array_equal(mask, masks[project.index(stem)])
+
+
+def test_the_stop_reason_says_what_was_tried(square):
+    project, source, normalization, masks = square
+    project.commit_mask(project.stems[7], masks[7])
+    result = propagate(project, source, normalization, project.stems[7])
+    assert result.stems == [] and result.stopped_at == project.stems[8] and result.reason == STOP_NO_TARGET
+
+    blob = np.zeros(masks[0].shape, bool)
+    blob[17:25, 15:23] = True  # where the target would be, far too large
+    save_proposal(project, project.stems[8], blob)
+    result = propagate(project, source, normalization, project.stems[7])
+    assert result.stems == [] and result.stopped_at == project.stems[8]
+    assert result.reason == f"{STOP_NO_TARGET} (re-segmentation, after the proposal: {STOP_AREA}: 9 -> 64 px)"
+
+
+def test_propagation_stops_at_an_area_jump(tmp_path):
+    project, source, normalization, masks = moving_square(tmp_path, warm_patch_on=4)
+    merged = masks[4].copy()
+    merged[16:28, 10:26] = True
+    save_proposal(project, project.stems[4], merged)
+    project.commit_mask(project.stems[1], masks[1])
+    result = propagate(project, source, normalization, project.stems[1])
+    source.close()
+    assert result.stems == project.stems[2:4] and result.stopped_at == project.stems[4]
+    assert result.reason.startswith(STOP_AREA)
+    assert result.reason.endswith(f"(re-segmentation, after the proposal: {STOP_AREA}: 9 -> 192 px)")
 
 
 def test_copy_mode_shifts_the_mask_by_the_motion_of_the_previous_frame(tracked):

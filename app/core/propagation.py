@@ -10,7 +10,9 @@ it still looks like the same target. The candidate comes from:
   component in the window that overlaps the shifted previous mask most (nearest to the predicted centre
   when none do);
 - otherwise re-segmentation of the normalised frame: `grow_target` from the window's brightest spot
-  (measured above its surroundings, see `_regrow`);
+  (measured above its surroundings, see `_regrow`). It is also tried when the proposal has no component
+  in the window, or one that does not look like the same target: the target carried is often one the
+  detector missed (drawn by hand), or found next to or merged with clutter, and the image still shows it;
 - in "copy" mode, the previous mask itself, shifted by the predicted motion (no re-detection).
 
 Propagation stops at the first frame with no candidate, an area jump (ratio above `max_area_ratio`
@@ -18,7 +20,8 @@ either way, areas counted as at least MIN_AREA_FOR_RATIO px), too little overlap
 previous mask (IoU of both masks grown by one pixel, below `min_iou`), an unreadable frame, a frame of
 another size (a folder of single images of several sizes is no sequence), or a frame the analyst has
 already reviewed: reviewed frames are never proposed for overwriting.
-`PropagationResult` says where and why it stopped.
+`PropagationResult` says where and why it stopped; where both the proposal and re-segmentation were
+tried, the reason gives re-segmentation's refusal and then the proposal's.
 
 `apply_propagation` writes the result as one undoable edit per frame (frames with no committed mask get
 the carried target alone, not their other predicted components) and leaves statuses alone: the
@@ -237,25 +240,39 @@ def propagate(
 
 def _find_target(project, stem, image, detector, prior, expected, search_margin, max_area_ratio,
                  min_iou) -> tuple[np.ndarray | None, str]:
-    """(the target's mask in this frame, "") or (None, why it was refused)."""
+    """(the target's mask in this frame, "") or (None, why it was refused): the proposal's component when
+    it passes, else the re-segmented target when that passes."""
     window = _search_window(expected, search_margin)
     proposal = project.prediction_mask(stem)
     if proposal is None and detector is not None:
         proposal = detector.detect([image])[0].mask
     if proposal is not None:
         candidate = _best_component(proposal, window, expected)
-    else:
-        candidate = _regrow(image, window, expected, max_area_ratio)
+        proposal_refusal = _refusal(candidate, prior, expected, max_area_ratio, min_iou)
+        if not proposal_refusal:
+            return candidate, ""
+    candidate = _regrow(image, window, expected, max_area_ratio)
+    refusal = _refusal(candidate, prior, expected, max_area_ratio, min_iou)
+    if not refusal:
+        return candidate, ""
+    if proposal is not None:
+        refusal = f"{refusal} (re-segmentation, after the proposal: {proposal_refusal})"
+    return None, refusal
+
+
+def _refusal(candidate: np.ndarray | None, prior: np.ndarray, expected: np.ndarray, max_area_ratio: float,
+             min_iou: float) -> str:
+    """Why `candidate` is not the target carried from `prior` (one of the STOP_* texts); "" when it is."""
     if candidate is None or not candidate.any():
-        return None, STOP_NO_TARGET
+        return STOP_NO_TARGET
     area_before = max(int(prior.sum()), MIN_AREA_FOR_RATIO)
     area_now = max(int(candidate.sum()), MIN_AREA_FOR_RATIO)
     if max(area_now / area_before, area_before / area_now) > max_area_ratio:
-        return None, f"{STOP_AREA}: {int(prior.sum())} -> {int(candidate.sum())} px"
+        return f"{STOP_AREA}: {int(prior.sum())} -> {int(candidate.sum())} px"
     overlap = dilated_iou(candidate, expected)
     if overlap < min_iou:
-        return None, f"{STOP_OVERLAP}: IoU {overlap:.2f} < {min_iou:.2f}"
-    return candidate, ""
+        return f"{STOP_OVERLAP}: IoU {overlap:.2f} < {min_iou:.2f}"
+    return ""
 
 
 def apply_propagation(project: ReviewProject, result: PropagationResult) -> list[str]:
