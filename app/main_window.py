@@ -1,6 +1,7 @@
 """The review window: wires the frame view, timeline and docks to a ReviewSession and the detection worker."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from app.widgets.workers import CallWorker, DetectionWorker, DetectorChoice, Wor
 from app.widgets.wpmd_panel import FeaturePanel
 
 MAX_RECENT = 10
+LAST_FRAMES_KEY = "review/last_frames"  # source path -> the frame shown when it was left
+MAX_LAST_FRAMES = 50  # sources remembered, the most recently left kept
 TARGET_ZOOM = 24  # half-size of the view when jumping to a target, pixels
 TRACK_RADIUS = 10.0  # a selected target is followed to the next frame when one lies this close
 OVERLAYS_MIN_HEIGHT = 100  # px: the overlay toggles keep a few rows when the right column is short
@@ -202,6 +205,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _set_session(self, session: ReviewSession) -> None:
         self.review_tools.stop()
+        self._remember_frame()
         stopped = self._describe_stopped_run()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()
@@ -228,10 +232,29 @@ class MainWindow(QtWidgets.QMainWindow):
             message += f"; {len(session.source.bad_frames)} unreadable files (red on the timeline, skipped by detection)"
         self._open_message = message + (f" ({stopped})" if stopped else "")
         self.statusBar().showMessage(self._open_message + "; reading earlier results...", 8000)
-        self.show_frame(0)
+        self.show_frame(min(self._last_frames().get(self._source_key(), 0), len(session) - 1))
         loader = CallWorker(session.load_details)
         loader.finished.connect(self._details_loaded)
         self.details_runner.start(loader)
+
+    def _source_key(self) -> str:
+        return str(Path(self.session.source.path).resolve())
+
+    def _last_frames(self) -> dict[str, int]:
+        try:
+            frames = json.loads(self.settings.value(LAST_FRAMES_KEY, "{}"))
+        except (TypeError, ValueError):
+            return {}
+        return {k: v for k, v in frames.items() if isinstance(v, int) and v >= 0} if isinstance(frames, dict) else {}
+
+    def _remember_frame(self) -> None:
+        """Where the analyst was in the sequence open now: reopening it starts there."""
+        if self.session is None:
+            return
+        frames = self._last_frames()
+        frames.pop(self._source_key(), None)
+        frames[self._source_key()] = self.index
+        self.settings.setValue(LAST_FRAMES_KEY, json.dumps(dict(list(frames.items())[-MAX_LAST_FRAMES:])))
 
     def _describe_stopped_run(self) -> str | None:
         """What opening another sequence stops: a detection run over the one open now, said with its progress."""
@@ -773,6 +796,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.panels_timer.stop()
         self.review_tools.stop()
+        self._remember_frame()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()
         if self.session is not None:

@@ -846,3 +846,23 @@ def test_a_status_message_gets_the_room_of_the_frame_scores_while_it_shows(windo
     window.statusBar().clearMessage()
     assert window.metrics_label.isVisible() and window.metrics_label.text() == "IoU 1.00  Pd 1.00"
     assert window.device_label.text() == "device: -" and "IRSAM loads" in window.device_label.toolTip()
+
+
+def test_reopening_a_sequence_starts_at_the_frame_it_was_left_on(window, fresh_sequence, sequence_16bit, qtbot):
+    _open(window, qtbot, fresh_sequence)
+    window.timeline.go_to(37)
+    _open(window, qtbot, sequence_16bit)
+    assert window.index == 0  # never opened before
+    _open(window, qtbot, fresh_sequence)
+    assert window.index == 37
+    assert window.frame_label.text().startswith("frame 38/60")
+    window.timeline.go_to(12)
+    window.close()  # closing remembers too
+    from app.main_window import MainWindow
+
+    again = MainWindow(window.settings)
+    qtbot.addWidget(again)
+    assert again.open_path(fresh_sequence)
+    qtbot.waitUntil(lambda: again.detection_panel.isEnabled(), timeout=10000)
+    assert again.index == 12
+    again.close()
