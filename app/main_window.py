@@ -225,7 +225,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.detection_panel.setEnabled(False)  # until the project (if any) is read: a run must not race it
         self.review_tools.project_loading()
         self._refresh_strip()
-        self.setWindowTitle(f"IRSAM Review - {session.name}")
+        self.setWindowTitle(f"IRSAM Review - {session.sequence_name}")
         message = (f"{len(session)} frames, {session.source.size_text()}, {session.source.dtype}, "
                    f"normalisation {session.normalization}")
         if session.source.bad_frames:

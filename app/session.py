@@ -28,6 +28,7 @@ from app.core.provenance import ProposalOrigin
 from app.core.targets import Target
 
 PROJECT_SUFFIX = ".irsam-review"
+GENERIC_FRAME_FOLDERS = {"images", "imgs", "img", "frames"}  # a sequence's frames folder, named by its parent
 LAYER_CACHE = 32  # frames whose layer files (masks, edges, probabilities) are kept decoded (about 1.3 MB each at 640x512)
 LAYER_PREFETCH = 3  # frames ahead (in the scrubbing direction) whose layer files are read in the background
 FILE_LAYERS = ("prediction", "edges", "probability", "committed", "truth")
@@ -174,8 +175,12 @@ class ReviewSession:
 
     @property
     def sequence_name(self) -> str:
-        """The name exported frames are prefixed with: a plain name (export refuses one starting with ".")."""
-        return self.name.lstrip(".") or "sequence"
+        """The name exported frames are prefixed with: a plain name (export refuses one starting with "."). A
+        frames folder with a generic name (IR_DRONE_146/images) is named by its parent."""
+        path = Path(self.source.path).resolve()
+        if path.name.lower() in GENERIC_FRAME_FOLDERS and path.parent.name:
+            path = path.parent
+        return path.name.lstrip(".") or "sequence"
 
     def __len__(self) -> int:
         return len(self.source)

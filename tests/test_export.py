@@ -13,6 +13,7 @@ import pytest
 import app.cli
 from app.core.export import (
     ExportError,
+    dataset_formats,
     dataset_paths,
     export_project,
     read_exported_dataset,
@@ -169,6 +170,70 @@ def test_two_sequences_append_into_one_dataset(tmp_path):
     assert len(paths.split_files["test"].read_text().splitlines()) == 7
 
 
+def test_a_sequence_name_taken_by_another_source_is_refused_and_nothing_written(tmp_path):
+    # day1/seq01 and day2/seq01 (or two folders opened as images/): same default sequence name
+    first, _, first_masks, _ = reviewed_project(tmp_path / "day1", "seq01", seed=0)
+    second, _, second_masks, _ = reviewed_project(tmp_path / "day2", "seq01", seed=1)
+    out = tmp_path / "out"
+    export_project(first, out, "sirst", split="train", raw=True)
+    before = snapshot(out)
+    with pytest.raises(ExportError) as refused:
+        export_project(second, out, "sirst", split="test", append=True)
+    message = str(refused.value)
+    assert str(first.source_path) in message and str(second.source_path) in message
+    assert "'seq01'" in message and "export under another sequence name" in message
+    assert snapshot(out) == before  # the first sequence's 4 frames neither overwritten nor removed
+
+    report = export_project(second, out, "sirst", split="test", append=True, sequence_name="seq01-day2")
+    assert report.removed == []
+    masks = {(stem, split): mask for stem, _, mask, split in read_exported_dataset(out, "sirst")}
+    assert len(masks) == 8
+    for i, truth in first_masks.items():
+        np.testing.assert_array_equal(masks[f"seq01_{first.stems[i]}", "train"], truth)
+    for i, truth in second_masks.items():
+        np.testing.assert_array_equal(masks[f"seq01-day2_{second.stems[i]}", "test"], truth)
+
+
+def test_a_source_already_exported_under_another_name_is_refused(tmp_path):
+    project, _, _, _ = reviewed_project(tmp_path)
+    out = tmp_path / "out"
+    export_project(project, out, "dnanet", split="train")
+    before = snapshot(out)
+    with pytest.raises(ExportError, match="as sequence 'seqA'.*twice.*export under the sequence name 'seqA'"):
+        export_project(project, out, "dnanet", split="test", append=True, sequence_name="renamed")
+    assert snapshot(out) == before  # its frames would be in both splits
+
+    # a project made again over the same frames is the same sequence: it replaces the earlier entries
+    source = open_source(project.source_path)
+    remade = ReviewProject.create(tmp_path / "seqA-new", source.path, source.kind, source.stems, source.shape,
+                                  NORMALIZATION.to_dict(), DETECTOR)
+    source.close()
+    remade.save_prediction(remade.stems[0], prediction(box(2, 3)))
+    remade.set_status(remade.stems[0], "accepted")
+    report = export_project(remade, out, "dnanet", split="test", append=True, sequence_name="seqA")
+    assert report.exported == [f"seqA_{remade.stems[0]}"] and len(report.removed) == 3
+    assert [(s[0], s[3]) for s in read_exported_dataset(out, "dnanet")] == [(f"seqA_{remade.stems[0]}", "test")]
+
+
+def test_a_data_set_stem_of_another_sequence_is_not_overwritten(tmp_path):
+    first, _, _, _ = reviewed_project(tmp_path)
+    out = tmp_path / "out"
+    export_project(first, out, "sirst", sequence_name="cam_0000")  # stems cam_0000_0000, cam_0000_0001...
+    frames = tmp_path / "cam_frames"
+    write_frames(frames, 1)
+    (frames / "0000.png").rename(frames / "0000_0001.png")  # as sequence "cam": stem cam_0000_0001 again
+    source = open_source(frames)
+    second = ReviewProject.create(tmp_path / "cam", source.path, source.kind, source.stems, source.shape,
+                                  NORMALIZATION.to_dict(), DETECTOR)
+    source.close()
+    second.save_prediction(second.stems[0], prediction(box(2, 3)))
+    second.set_status(second.stems[0], "accepted")
+    before = snapshot(out)
+    with pytest.raises(ExportError, match="already holds cam_0000_0001, a frame of .*seqA_frames .*would overwrite it"):
+        export_project(second, out, "sirst", append=True)
+    assert snapshot(out) == before
+
+
 def test_unreadable_frames_and_damaged_masks_are_skipped(tmp_path):
     project, _, _, _ = reviewed_project(tmp_path)
     frame_file = tmp_path / "seqA_frames" / f"{project.stems[0]}.png"
@@ -246,6 +311,69 @@ def test_raw_coco_and_yolo_options(tmp_path):
     assert yolo_boxes(np.zeros(SHAPE, bool)) == ""
 
 
+def test_an_append_rewrites_the_formats_the_data_set_has(tmp_path):
+    project, frames, expected, _ = reviewed_project(tmp_path)
+    out = tmp_path / "out"
+    export_project(project, out, "sirst", split="train", raw=True, coco=True, yolo=True)
+    assert dataset_formats(out, "sirst") == {"raw", "coco", "yolo"}
+    stem1, stem5 = f"seqA_{project.stems[1]}", f"seqA_{project.stems[5]}"
+    assert (out / "labels" / f"{stem1}.txt").read_text().count("\n") == 2
+    # the analyst deletes frame 1's targets, rejects frame 5 and exports again to the test side, no format ticked
+    project.commit_mask(project.stems[1], np.zeros(SHAPE, bool))
+    project.set_status(project.stems[5], "rejected")
+    report = export_project(project, out, "sirst", split="test", append=True)
+    exported = [f"seqA_{project.stems[i]}" for i in (0, 1, 2)]
+    assert report.exported == exported and report.removed == [stem5]
+    assert report.formats == report.formats_already_held == ["raw", "coco", "yolo"]
+    assert "Raw copies, COCO annotations, YOLO boxes written though not asked for" in "\n".join(
+        report.formats_summary())
+
+    assert (out / "labels" / f"{stem1}.txt").read_text() == ""  # the old file held frame 1's 2 boxes
+    assert not (out / "labels" / f"{stem5}.txt").exists() and not (out / "raw" / f"{stem5}.png").exists()
+    coco_train = json.loads((out / "annotations" / "instances_train.json").read_text())
+    coco_test = json.loads((out / "annotations" / "instances_test.json").read_text())
+    assert coco_train["images"] == [] and coco_train["annotations"] == []  # no test frame left in training
+    assert [im["file_name"] for im in coco_test["images"]] == [f"{s}.png" for s in exported]
+    assert len(coco_test["annotations"]) == 1  # frame 0's one box; frames 1 and 2 are empty
+    np.testing.assert_array_equal(rle_decode(coco_test["annotations"][0]["segmentation"]), expected[0])
+    meta = json.loads((out / "meta.json").read_text())
+    for i, stem in zip((0, 1, 2), exported):
+        assert meta["frames"][stem]["raw"] == f"raw/{stem}.png"
+        np.testing.assert_array_equal(cv2.imread(str(out / "raw" / f"{stem}.png"), cv2.IMREAD_UNCHANGED), frames[i])
+    assert sorted(p.name for p in (out / "raw").iterdir()) == [f"{s}.png" for s in exported]
+    assert sorted(p.name for p in (out / "labels").iterdir()) == [f"{s}.txt" for s in exported]
+
+
+def test_yolo_asked_in_an_append_labels_the_earlier_sequences_too(tmp_path):
+    first, _, first_masks, _ = reviewed_project(tmp_path, "seqA", seed=0)
+    second, _, _, _ = reviewed_project(tmp_path, "seqB", seed=1)
+    out = tmp_path / "out"
+    export_project(first, out, "basicirstd", split="train")
+    (out / "IRSAM-Review" / "labels").mkdir()
+    (out / "IRSAM-Review" / "labels" / ".seqA_0000.txt.k3j9x.tmp").write_text("")  # a killed export's leftover
+    assert dataset_formats(out, "basicirstd") == set()
+    report = export_project(second, out, "basicirstd", split="test", append=True, yolo=True)
+    first_stems = [f"seqA_{first.stems[i]}" for i in first_masks]
+    assert report.formats == ["yolo"] and report.formats_already_held == []
+    assert report.labels_added == first_stems  # without a file, a YOLO loader trains them as target-free
+    for stem, truth in zip(first_stems, first_masks.values()):
+        assert (out / "IRSAM-Review" / "labels" / f"{stem}.txt").read_text() == yolo_boxes(truth)
+    assert "4 YOLO label files added for frames of earlier exports" in "\n".join(report.formats_summary())
+
+
+def test_annotations_need_every_listed_mask(tmp_path):
+    first, _, _, _ = reviewed_project(tmp_path, "seqA", seed=0)
+    second, _, _, _ = reviewed_project(tmp_path, "seqB", seed=1)
+    out = tmp_path / "out"
+    export_project(first, out, "sirst", coco=True)
+    lost = out / "masks" / f"seqA_{first.stems[1]}.png"
+    lost.unlink()
+    before = snapshot(out)
+    with pytest.raises(ExportError, match=f"cannot read {re.escape(str(lost))}, the mask of a frame listed"):
+        export_project(second, out, "sirst", split="test", append=True)
+    assert snapshot(out) == before
+
+
 def test_importer_accepts_png_suffixes_and_pixels0_masks(tmp_path):
     root = tmp_path / "sirst"
     (root / "images").mkdir(parents=True)
@@ -294,6 +422,9 @@ def test_cli_in_process(tmp_path, capsys, monkeypatch):
     samples = read_exported_dataset(out, "dnanet")
     assert [(s[0], s[3]) for s in samples] == [("clip7_0000", "test"), ("clip7_0001", "test"), ("clip7_0002", "test")]
     assert (out / "labels" / "clip7_0000.txt").exists()
+    code = app.cli.main(["export", str(tmp_path / "clip7"), "--out", str(out), "--layout", "dnanet",
+                         "--include-unreviewed", "--append"])
+    assert code == 0 and "YOLO boxes written though not asked for" in capsys.readouterr().out
     assert app.cli.main(["export", str(tmp_path / "missing"), "--out", str(out)]) == 2
 
 
@@ -453,4 +584,13 @@ def test_a_sequence_opened_as_dot_or_hidden_exports_under_a_plain_name(tmp_path,
     report = export_project(project, tmp_path / "out", "sirst", sequence_name=session.sequence_name,
                             source=session.source, normalization=session.normalization)
     assert report.exported == [f"seqB_{project.stems[0]}"]
+    session.close()
+
+
+def test_a_frames_folder_named_images_exports_under_its_parent_s_name(tmp_path):
+    from app.session import ReviewSession
+
+    write_frames(tmp_path / "IR_DRONE_146" / "images", 2)
+    session = ReviewSession.open(tmp_path / "IR_DRONE_146" / "images")
+    assert session.name == "images" and session.sequence_name == "IR_DRONE_146"
     session.close()

@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--include-unreviewed", action="store_true",
                    help="also export unreviewed frames (their committed mask, else the prediction)")
     p.add_argument("--append", action="store_true",
-                   help="add to an existing data set (split files merged; this sequence's earlier entries replaced)")
+                   help="add to an existing data set (split files merged; this sequence's earlier entries replaced; "
+                   "the raw, COCO and YOLO files it already has are written too, so they match the new masks)")
     p.add_argument("--dataset-name", default=None,
                    help="BasicIRSTD data set name, a plain folder name (default IRSAM-Review)")
     p.add_argument("--sequence", default=None,
@@ -67,4 +68,6 @@ def run(args) -> int:
         print(f"skipped: {skipped}")
     if report.removed:
         print(f"removed {len(report.removed)} frames of an earlier export of this sequence")
+    for line in report.formats_summary():
+        print(line)
     return 0

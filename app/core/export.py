@@ -7,9 +7,19 @@ Layouts (images/<stem>.png = the 8-bit image the model saw, masks/<stem>.png = s
     dnanet      OUT/images, OUT/masks, OUT/50_50/train.txt, OUT/50_50/test.txt
 
 A project is one sequence and goes to one side of the split; its stems are prefixed with the sequence
-name so several projects can share a data set (`append=True`). Beside the images: meta.json (provenance
-per stem: source frame, normalisation, status, where the mask came from, and the frame's proposal origin) and, on request, raw/<stem>.png|.tif (raw values), annotations/instances_<split>.json (COCO,
-uncompressed RLE per 8-connected target) and labels/<stem>.txt (YOLO boxes).
+name so several projects can share a data set (`append=True`). A sequence name stands for one source in a
+data set: an append that would replace or remove another source's frames (two folders both named
+`images`), or add a source's frames a second time under another name, is refused before anything is
+written. Beside the images: meta.json (provenance per stem: source frame, normalisation, status, where the
+mask came from, and the frame's proposal origin) and, on request, raw/<stem>.png|.tif (raw values),
+annotations/instances_<split>.json (COCO, uncompressed RLE per 8-connected target) and labels/<stem>.txt
+(YOLO boxes).
+
+A data set keeps the formats it has: an append also writes each of raw/, labels/ and annotations/ that the
+data set already holds, whether asked or not, so no file describes a mask or split that was replaced. The
+COCO files are rebuilt for both splits from every listed mask; YOLO labels are written for this export's
+frames and for listed frames that lack one (a YOLO loader reads a frame without a label file as holding
+no target); raw copies, which need the source, only for this export's frames.
 """
 from __future__ import annotations
 
@@ -29,9 +39,11 @@ from app.core.provenance import ProposalOrigin
 from app.core.targets import extract_targets, label_components
 from model.atomic import encode_json, encode_png, write_temporary_beside
 from model.data import find_dataset, read_image_gray, read_mask, read_split
+from model.metrics import ground_truth_target
 
 LAYOUTS = ("sirst", "basicirstd", "dnanet")
 SPLITS = ("train", "test")
+FORMATS = {"raw": "raw copies", "coco": "COCO annotations", "yolo": "YOLO boxes"}  # optional, as the analyst reads them
 EXPORT_FORMAT = "irsam-review-export/1"
 DEFAULT_DATASET_NAME = "IRSAM-Review"
 
@@ -81,6 +93,25 @@ class ExportReport:
     exported: list[str] = field(default_factory=list)  # data set stems written
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (project stem, why)
     removed: list[str] = field(default_factory=list)  # this sequence's stems from an earlier export, now dropped
+    formats: list[str] = field(default_factory=list)  # optional formats (FORMATS keys) written
+    formats_already_held: list[str] = field(default_factory=list)  # of those, written though not asked for
+    labels_added: list[str] = field(default_factory=list)  # stems of earlier exports given the YOLO file they lacked
+
+    def formats_summary(self) -> list[str]:
+        """What the optional formats written mean for the data set, one sentence a line."""
+        lines = []
+        if self.formats:
+            written = [FORMATS[f] + (" (both splits, rebuilt from the masks)" if f == "coco" else "")
+                       for f in self.formats]
+            lines.append(f"Also written: {', '.join(written)}.")
+        if self.formats_already_held:
+            names = ", ".join(FORMATS[f] for f in self.formats_already_held)
+            lines.append(f"{names[0].upper()}{names[1:]} written though not asked for: the data set has them, "
+                         "and they must match its new masks and splits.")
+        if self.labels_added:
+            lines.append(f"{len(self.labels_added)} YOLO label files added for frames of earlier exports that "
+                         "had none.")
+        return lines
 
 
 def label_origin(project: ReviewProject, stem: str, include_unreviewed: bool) -> tuple[str | None, str]:
@@ -150,10 +181,13 @@ def export_project(
     `source` (a FrameSource) and `normalization` default to the project's own (source opened from its
     stored path, `Normalization.from_dict(project.normalization)`).
     With `append`, the data set may already hold other sequences: split files are merged without
-    duplicates, and this sequence's earlier entries are replaced.
+    duplicates, and this sequence's earlier entries are replaced; ExportError, before anything is
+    written, when those entries (or a data set stem this export writes) come from another source, or
+    when this source's frames are there under another sequence name. The optional formats written are
+    those asked for and, when appending, those the data set already holds (module docstring).
     `progress(done, total)`, when given, is called after each frame selected for export, whether written
-    or skipped (unreadable), `total` being the number selected; the split files, annotations and
-    meta.json are written after the last call.
+    or skipped (unreadable), `total` being the number selected; the split files, annotations, YOLO
+    labels of earlier exports and meta.json are written after the last call.
     Every file is first written under a temporary name and renamed into place once all are written, so
     an export that fails (a full disk) leaves the data set as it was; meta.json is renamed last.
     """
@@ -177,14 +211,19 @@ def export_project(
     if not append and _holds_dataset(paths):
         raise DatasetExistsError(paths.root)
 
+    meta = _read_meta(paths) if append else {"format": EXPORT_FORMAT, "frames": {}}
+    if meta.setdefault("layout", layout) != layout:
+        raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
+    _check_sequence_is_this_source(meta, paths.root, sequence, project, {f"{sequence}_{s}" for s, _ in selected})
+    asked = {name for name, wanted in (("raw", raw), ("coco", coco), ("yolo", yolo)) if wanted}
+    already_held = dataset_formats(out, layout, dataset_name) - asked if append else set()
+    formats = asked | already_held
+
     own_source = source is None
     if own_source:
         source = _open_project_source(project)
     if normalization is None:
         normalization = Normalization.from_dict(project.normalization)
-    meta = _read_meta(paths) if append else {"format": EXPORT_FORMAT, "frames": {}}
-    if meta.setdefault("layout", layout) != layout:
-        raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
     frame_files, index_files = _StagedFiles(), _StagedFiles()  # images, masks...; split files, meta.json
     try:
         try:
@@ -197,8 +236,10 @@ def export_project(
                     dataset_stem = f"{sequence}_{stem}"
                     frame_files.write(paths.images / f"{dataset_stem}.png", encode_png(normalization.apply(frame)))
                     frame_files.write(paths.masks / f"{dataset_stem}.png", encode_png(mask))
-                    raw_file = _write_raw(frame_files, paths.root, dataset_stem, frame) if raw else None
-                    if yolo:
+                    raw_file = None
+                    if "raw" in formats:
+                        raw_file = _write_raw(frame_files, paths.root, dataset_stem, frame)
+                    if "yolo" in formats:
                         frame_files.write(paths.root / "labels" / f"{dataset_stem}.txt", yolo_boxes(mask).encode())
                     meta["frames"][dataset_stem] = {
                         "sequence": sequence,
@@ -224,6 +265,8 @@ def export_project(
         if not report.exported:
             return report
 
+        report.formats = [f for f in FORMATS if f in formats]
+        report.formats_already_held = [f for f in FORMATS if f in already_held]
         exported = set(report.exported)
         report.removed = [
             s for s, record in meta["frames"].items() if record.get("sequence") == sequence and s not in exported
@@ -238,7 +281,13 @@ def export_project(
             kept = [s for s in listed if s not in exported and s not in removed_records]
             splits[name] = kept + (report.exported if name == split else [])
             index_files.write(path, "".join(f"{s}\n" for s in splits[name]).encode())
-        if coco:
+        if "yolo" in formats:
+            for stem in (s for stems in splits.values() for s in stems if s not in exported):
+                label = paths.root / "labels" / f"{stem}.txt"
+                if not label.exists():
+                    frame_files.write(label, yolo_boxes(_exported_mask(frame_files, paths, stem)).encode())
+                    report.labels_added.append(stem)
+        if "coco" in formats:
             for name, stems in splits.items():
                 _write_coco(index_files, frame_files, paths, name, stems)
         index_files.write(paths.root / "meta.json", encode_json(meta))
@@ -338,8 +387,7 @@ def _write_coco(index_files: _StagedFiles, frame_files: _StagedFiles, paths: Dat
                 stems: list[str]) -> None:
     images, annotations = [], []
     for image_id, stem in enumerate(stems, start=1):
-        with Image.open(frame_files.current(paths.masks / f"{stem}.png")) as im:
-            mask = np.asarray(im.convert("L")) > 127
+        mask = _exported_mask(frame_files, paths, stem)
         h, w = mask.shape
         images.append({"id": image_id, "file_name": f"{stem}.png", "height": h, "width": w})
         _, labels = label_components(mask)
@@ -410,6 +458,52 @@ def _check_plain_name(what: str, name: str) -> None:
     if not name or name.startswith(".") or "/" in name or "\\" in name or not name.isprintable():
         raise ExportError(f"{what} {name!r} is not a plain name: it must be printable, not empty, "
                           "hold no '/' or '\\' and not start with '.'")
+
+
+def _exported_mask(frame_files: _StagedFiles, paths: DatasetPaths, stem: str) -> np.ndarray:
+    """The mask of a frame listed in the split files, as this export leaves it."""
+    path = paths.masks / f"{stem}.png"
+    try:
+        with Image.open(frame_files.current(path)) as im:
+            return ground_truth_target(np.asarray(im.convert("L")))
+    except OSError as e:
+        raise ExportError(f"cannot read {path}, the mask of a frame listed in the split files ({e}); the "
+                          "annotations are made from it: restore it, or remove the frame from the split files") from e
+
+
+def dataset_formats(out: str | Path, layout: str, dataset_name: str = DEFAULT_DATASET_NAME) -> set[str]:
+    """The optional formats (FORMATS keys) the data set in `out` already holds: an append writes them too.
+    Hidden files (the temporary files of an export killed mid-way) do not count."""
+    root = dataset_paths(out, layout, dataset_name).root
+    patterns = {"raw": "raw/[!.]*", "coco": "annotations/instances_*.json", "yolo": "labels/[!.]*.txt"}
+    return {name for name, pattern in patterns.items() if any(root.glob(pattern))}
+
+
+def _check_sequence_is_this_source(meta: dict, root: Path, sequence: str, project: ReviewProject,
+                                   dataset_stems: set[str]) -> None:
+    """Refuse an append that would replace or remove frames of another source (two folders of the same
+    name), or put this source's frames in the data set twice (near-duplicates, maybe on both sides of the
+    split). A record is this source's when it names the same source or the same project (either may have
+    been recreated or moved since)."""
+    source, project_folder = str(project.source_path), str(project.folder.resolve())
+    for dataset_stem, record in meta["frames"].items():
+        this_source = record.get("source") == source or record.get("project") == project_folder
+        other_sequence = record.get("sequence")
+        if this_source and other_sequence != sequence:
+            raise ExportError(
+                f"{root} already holds the frames of {source} as sequence {other_sequence!r}; exporting them as "
+                f"{sequence!r} would put them in the data set twice. Nothing was written: export under the "
+                f"sequence name {other_sequence!r} to replace them")
+        if not this_source and other_sequence == sequence:
+            raise ExportError(
+                f"sequence name {sequence!r} is already used in {root} by the frames of {record.get('source')}; "
+                f"exporting {source} under it would replace them. Nothing was written: export under another "
+                "sequence name")
+        if not this_source and dataset_stem in dataset_stems:
+            raise ExportError(
+                f"{root} already holds {dataset_stem}, a frame of {record.get('source')} (sequence "
+                f"{other_sequence!r}); exporting {source} as sequence {sequence!r} would overwrite it. Nothing "
+                "was written: export under another sequence name")
 
 
 def _holds_dataset(paths: DatasetPaths) -> bool:

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtWidgets
 
-from app.core.export import LAYOUTS, SPLITS, ExportReport, export_project
+from app.core.export import LAYOUTS, SPLITS, ExportError, ExportReport, dataset_formats, export_project
 from app.core.project import ReviewProject
-from app.widgets.workers import CallWorker, WorkerRunner
+from app.widgets.workers import WorkerRunner
 
 
 def describe_report(report: ExportReport) -> str:
     lines = [f"{len(report.exported)} frames exported to {report.root} ({report.layout}, {report.split} split)."]
     if report.removed:
         lines.append(f"{len(report.removed)} frames of an earlier export of this sequence removed.")
+    lines += report.formats_summary()
     if report.skipped:
         reasons: dict[str, int] = {}
         for _, why in report.skipped:
@@ -21,14 +22,30 @@ def describe_report(report: ExportReport) -> str:
     return "\n".join(lines)
 
 
-class ExportWorker(CallWorker):
-    """Runs `export(progress)` in the worker thread; `progress(done, total)` is emitted from there, so it
-    reaches the dialog queued."""
+class ExportWorker(QtCore.QObject):
+    """Runs `export(progress)` in a WorkerRunner's thread: `finished(report, error)`, error a message or
+    None; `progress(done, total)` is emitted from there, so it reaches the dialog queued. Not a CallWorker
+    subclass: PySide runs a `run` slot overridden in a subclass in the main thread, not the worker's."""
 
     progress = QtCore.Signal(int, int)
+    finished = QtCore.Signal(object, object)
 
     def __init__(self, export):
-        super().__init__(lambda: export(self.progress.emit))
+        super().__init__()
+        self.export = export
+
+    def cancel(self) -> None:
+        """Nothing to cancel mid-export (the split files and meta.json come last): the runner waits for it."""
+
+    @QtCore.Slot()
+    def run(self) -> None:
+        try:
+            report, error = self.export(self.progress.emit), None
+        except (ExportError, OSError) as exc:  # the message says what went wrong and what to do
+            report, error = None, str(exc)
+        except Exception as exc:  # a bug: its class name helps to report it
+            report, error = None, f"{type(exc).__name__}: {exc}"
+        self.finished.emit(report, error)
 
 
 class ExportDialog(QtWidgets.QDialog):
@@ -59,11 +76,21 @@ class ExportDialog(QtWidgets.QDialog):
         self.split_combo = QtWidgets.QComboBox()
         self.split_combo.addItems(SPLITS)
         self.split_combo.setToolTip("A sequence goes to one side: neighbouring frames are near-duplicates")
+        self.sequence = QtWidgets.QLineEdit(session.sequence_name)
+        self.sequence.setToolTip("The prefix of this sequence's frames in the data set; every sequence in a data "
+                                 "set needs its own")
+        self.saved_as = QtWidgets.QLabel()
+        self.sequence.textChanged.connect(self._show_saved_as)
+        self._show_saved_as()
         self.include_unreviewed = QtWidgets.QCheckBox("include unreviewed frames (their predictions)")
         self.append = QtWidgets.QCheckBox("add to an existing data set")
         self.raw = QtWidgets.QCheckBox("raw copies (original bit depth)")
         self.coco = QtWidgets.QCheckBox("COCO annotations (RLE)")
         self.yolo = QtWidgets.QCheckBox("YOLO boxes")
+        self.format_boxes = {"raw": self.raw, "coco": self.coco, "yolo": self.yolo}
+        self.append.toggled.connect(self._tick_formats_the_data_set_has)
+        self.folder.textChanged.connect(self._tick_formats_the_data_set_has)
+        self.layout_combo.currentTextChanged.connect(self._tick_formats_the_data_set_has)
         self.result = QtWidgets.QPlainTextEdit()
         self.result.setReadOnly(True)
         self.result.setPlaceholderText("What was exported and skipped shows here.")
@@ -75,8 +102,8 @@ class ExportDialog(QtWidgets.QDialog):
         self.export_button.clicked.connect(self.export)
         self.close_button = QtWidgets.QPushButton("Close")
         self.close_button.clicked.connect(self.accept)
-        self.options = [self.folder, browse, self.layout_combo, self.split_combo, self.include_unreviewed,
-                        self.append, self.raw, self.coco, self.yolo]
+        self.options = [self.folder, browse, self.layout_combo, self.split_combo, self.sequence,
+                        self.include_unreviewed, self.append, self.raw, self.coco, self.yolo]
 
         folder_row = QtWidgets.QHBoxLayout()
         folder_row.addWidget(self.folder, 1)
@@ -85,6 +112,8 @@ class ExportDialog(QtWidgets.QDialog):
         form.addRow("Folder", folder_row)
         form.addRow("Layout", self.layout_combo)
         form.addRow("Split", self.split_combo)
+        form.addRow("Sequence name", self.sequence)
+        form.addRow("", self.saved_as)
         for box in (self.include_unreviewed, self.append, self.raw, self.coco, self.yolo):
             form.addRow("", box)
         buttons = QtWidgets.QHBoxLayout()
@@ -115,7 +144,8 @@ class ExportDialog(QtWidgets.QDialog):
         layout, split = self.layout_combo.currentText(), self.split_combo.currentText()
         options = dict(include_unreviewed=self.include_unreviewed.isChecked(), append=self.append.isChecked(),
                        raw=self.raw.isChecked(), coco=self.coco.isChecked(), yolo=self.yolo.isChecked(),
-                       sequence_name=session.sequence_name, source=session.source, normalization=session.normalization)
+                       sequence_name=self.sequence.text().strip(), source=session.source,
+                       normalization=session.normalization)
         worker = ExportWorker(lambda progress: export_project(project, folder, layout, split=split,
                                                               progress=progress, **options))
         worker.progress.connect(self._show_progress)
@@ -131,6 +161,16 @@ class ExportDialog(QtWidgets.QDialog):
     def wait_for_export(self) -> None:
         """Block until a running export has finished (its report then arrives queued)."""
         self.runner.stop()
+
+    def _show_saved_as(self) -> None:
+        self.saved_as.setText(f"frames are saved as {self.sequence.text().strip()}_<frame>.png")
+
+    def _tick_formats_the_data_set_has(self) -> None:
+        """An append writes them anyway (app.core.export): ticked, the options say so before it runs."""
+        folder = self.folder.text().strip()
+        if self.append.isChecked() and folder:
+            for name in dataset_formats(folder, self.layout_combo.currentText()):
+                self.format_boxes[name].setChecked(True)
 
     def _set_running(self, running: bool) -> None:
         for widget in (*self.options, self.export_button, self.close_button):
