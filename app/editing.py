@@ -5,7 +5,8 @@ Every tool call is one undoable edit (`ReviewProject.edit_mask`: history and com
 atomically at once). An edit that changes the mask also marks the frame `corrected`: the analyst has
 now drawn the truth, so export takes the committed mask. Undo and redo leave the status alone.
 A failed write raises `ProjectWriteError`; the project keeps its last saved state, and the editor keeps
-the unsaved mask in memory as the frame's working mask, so the next edit that saves carries it too.
+the unsaved mask in memory as the frame's working mask, so the next edit that saves carries it too, and
+so does a status change (`FrameEditor.set_status`): a status is about the mask shown.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ FILL_LIMIT = 0.02  # a fill may add at most this fraction of the frame: small ta
 
 
 class EditRefused(ValueError):
-    """The tool would do something the analyst cannot have meant; nothing was changed."""
+    """The tool or status would do something the analyst cannot have meant; nothing was changed."""
 
 
 class Tool(str, Enum):
@@ -141,21 +142,55 @@ class FrameEditor:
         """(only predicted, only committed, both) of a frame."""
         return mask_diff(self._prediction(index), self.working_mask(index))
 
+    def _has_proposal(self, index: int) -> bool:
+        """Whether the frame shows something to accept: a detection result (no target is one too) or a
+        committed mask."""
+        session = self.session
+        return bool(session.detection_counts[index] >= 0) or (
+            session.project is not None and session.project.has_committed_mask(session.stem(index)))
+
+    def set_status(self, index: int, status: ReviewStatus) -> None:
+        """Set a frame's review status; EditRefused says why a status cannot be given, ProjectWriteError
+        that it was not saved (the frame keeps its status).
+
+        A status is about the mask shown: a mask whose save failed is saved first (with the same error, and
+        no status change, if it still cannot be). Accepted says the proposal is right, so a frame with none
+        yet (not detected, no committed mask) cannot be accepted. Corrected commits the mask shown: export
+        takes the committed mask of a corrected frame.
+        """
+        status = ReviewStatus(status)
+        session = self.session
+        if session.is_unreadable(index) and status not in (ReviewStatus.REJECTED, ReviewStatus.UNREVIEWED):
+            raise EditRefused(f"Frame {index + 1} is unreadable: it can only be marked rejected.")
+        if status is ReviewStatus.ACCEPTED and index not in self.unsaved and not self._has_proposal(index):
+            raise EditRefused(f"Frame {index + 1} has no proposal to accept yet: detect it, draw its targets, or "
+                              "mark it Negative.")
+        project = session.ensure_project()
+        if index in self.unsaved:
+            self._commit(index, self.unsaved[index])
+        elif status is ReviewStatus.CORRECTED:
+            self._commit(index, project.working_mask(session.stem(index)))
+        session.set_status(index, status)
+        self.unsaved.pop(index, None)
+
     def _save(self, index: int, new_mask: np.ndarray) -> bool:
-        project = self.session.ensure_project()
-        stem = self.session.stem(index)
         try:
-            if not project.commit_edit(stem, new_mask):
-                if index not in self.unsaved:
-                    return False
-                project.commit_mask(stem, new_mask)  # its earlier save failed: written though it is shown
+            # an unsaved mask that is already the committed one lacks its status: that save failed after the mask
+            if not self._commit(index, new_mask) and index not in self.unsaved:
+                return False
             self.session.set_status(index, ReviewStatus.CORRECTED)
         except ProjectWriteError:
             self.unsaved[index] = np.asarray(new_mask, bool)
             raise
         self.unsaved.pop(index, None)
-        self._forget_layers(index)
         return True
+
+    def _commit(self, index: int, mask: np.ndarray) -> bool:
+        """Make `mask` the frame's committed mask (`ReviewProject.commit_edit`); False when it already was."""
+        changed = self.session.ensure_project().commit_edit(self.session.stem(index), mask)
+        if changed:
+            self._forget_layers(index)
+        return changed
 
     def _step_history(self, index: int, redo: bool) -> bool:
         if not (self.can_redo(index) if redo else self.can_undo(index)):

@@ -14,12 +14,12 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.core.export import read_exported_dataset
 from app.core.finetune import FineTuneJob
 from app.core.project import ReviewStatus
-from app.editing import FrameEditor
-from app.session import STATUS_CODES
+from app.editing import FrameEditor, Tool
+from app.session import NOT_RUN, STATUS_CODES
 from model.detectors import FrameResult
 from app.widgets import shortcuts_dialog
 from tests.datasets import write_sirst_dataset
-from tests.gui_review_helpers import committed, open_project, predict_ground_truth
+from tests.gui_review_helpers import committed, drag, open_project, predict_ground_truth
 
 pytestmark = pytest.mark.gui
 
@@ -235,9 +235,29 @@ def test_export_dialog_writes_a_dataset_that_reads_back(review, qtbot, tmp_path)
     assert (tmp_path / "export" / "annotations" / "instances_test.json").exists()
     dialog.export_button.click()  # again into the same folder: refused, said so, nothing lost
     qtbot.waitUntil(dialog.export_button.isEnabled, timeout=30000)
-    assert "Export failed" in dialog.result.toPlainText()
-    assert "already holds a data set" in dialog.result.toPlainText()
+    assert dialog.result.toPlainText() == (f"Export failed: {tmp_path / 'export'} already holds a data set: "
+                                           "choose another folder, or add to it")  # no Python class name
     assert len(read_exported_dataset(tmp_path / "export", "dnanet")) == 3
+    dialog.close()
+
+    dialog = tools.export_dialog()  # adding to it: the formats it has are ticked, the sequence name can change
+    dialog.folder.setText(str(tmp_path / "export"))
+    dialog.layout_combo.setCurrentText("dnanet")
+    assert not dialog.coco.isChecked()
+    dialog.append.setChecked(True)
+    assert dialog.coco.isChecked() and not dialog.yolo.isChecked() and not dialog.raw.isChecked()
+    assert dialog.sequence.text() == "sequence"
+    dialog.sequence.setText("renamed")
+    assert dialog.saved_as.text() == "frames are saved as renamed_<frame>.png"
+    dialog.export_button.click()
+    qtbot.waitUntil(dialog.export_button.isEnabled, timeout=30000)
+    assert "as sequence 'sequence'" in dialog.result.toPlainText()  # the same frames twice: refused
+    dialog.sequence.setText("sequence")
+    dialog.export_button.click()
+    qtbot.waitUntil(dialog.export_button.isEnabled, timeout=30000)
+    assert "3 frames exported" in dialog.result.toPlainText()
+    assert "Also written: COCO annotations" in dialog.result.toPlainText()
+    assert [split for *_, split in read_exported_dataset(tmp_path / "export", "dnanet")] == ["train"] * 3
     dialog.close()
 
 
@@ -493,10 +513,63 @@ def test_queue_lists_every_frame_before_a_project_exists(window, fresh_sequence,
     assert [s.index for s in panel.model.summaries] == list(range(n))
     assert panel.counts.text().startswith(f"unreviewed {n}")
     qtbot.waitUntil(window.isActiveWindow, timeout=5000)  # window shortcuts need the active window
-    _key(window, qtbot, QtCore.Qt.Key_Space)  # accept and next: the first status creates the project
-    assert window.session.project is not None and _status(window, 0) is ReviewStatus.ACCEPTED
-    assert window.index == 1
-    assert panel.counts.text().startswith(f"unreviewed {n - 1}  accepted 1")
+    _key(window, qtbot, QtCore.Qt.Key_Space)  # accept and next: nothing detected yet is nothing to accept
+    assert window.session.project is None and window.index == 0
+    assert "Frame 1 has no proposal to accept yet" in window.statusBar().currentMessage()
+    _key(window, qtbot, QtCore.Qt.Key_0)  # negative: the first status creates the project
+    assert window.session.project is not None and _status(window, 0) is ReviewStatus.NEGATIVE
+    assert panel.counts.text().startswith(f"unreviewed {n - 1}  accepted 0") and "negative 1" in panel.counts.text()
+
+
+def test_a_frame_ahead_of_a_detection_run_is_accepted_only_once_the_run_has_proposed(window, fresh_sequence, qtbot,
+                                                                                      monkeypatch):
+    open_project(window, qtbot, fresh_sequence)
+    source, tools = window.session.source, window.review_tools
+    read = source.frame
+
+    def slow_frame(index):
+        QtCore.QThread.msleep(30)
+        return read(index)
+
+    monkeypatch.setattr(source, "frame", slow_frame)
+    combo = window.detection_panel.detector_combo
+    combo.setCurrentIndex(next(i for i in range(combo.count())
+                               if combo.itemData(i) is not None and combo.itemData(i).method == "mpcm"))
+    window.run_detection("all")
+    qtbot.waitUntil(lambda: window.detection_panel.progress.value() >= 1, timeout=30000)
+    ahead = len(window.session) - 1
+    window.timeline.go_to(ahead)
+    assert window.session.detection_counts[ahead] == NOT_RUN
+    _key(window, qtbot, QtCore.Qt.Key_Space)
+    assert window.index == ahead and _status(window, ahead) is ReviewStatus.UNREVIEWED
+    assert f"Frame {ahead + 1} has no proposal to accept yet" in window.statusBar().currentMessage()
+    tools.review_panel.status_buttons[ReviewStatus.ACCEPTED].click()
+    assert _status(window, ahead) is ReviewStatus.UNREVIEWED
+    qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
+                    timeout=60000)
+    _key(window, qtbot, QtCore.Qt.Key_Space)
+    assert _status(window, ahead) is ReviewStatus.ACCEPTED
+    assert committed(window, ahead) is None  # accepted as proposed: export takes the proposal, not an empty mask
+
+
+def test_a_status_change_saves_the_stroke_whose_save_failed_first(review, qtbot):
+    tools, project = review.review_tools, review.session.project
+    labels = project.folder / "labels"
+    labels.write_text("not a folder")  # no committed mask can be written
+    tools.palette.brush_size.setValue(1)
+    tools.palette.set_tool(Tool.BRUSH)
+    drag(review, [(3, 90), (12, 90)])
+    assert any("Not saved" in m for m in review.messages)
+    review.messages.clear()
+    assert not tools.set_status(ReviewStatus.ACCEPTED)  # it would accept the proposal, not the stroke shown
+    assert any("Not saved" in m for m in review.messages) and _status(review, 0) is ReviewStatus.UNREVIEWED
+    assert not (project.folder / "review.json").exists()
+    labels.unlink()
+    assert tools.set_status(ReviewStatus.ACCEPTED)
+    mask = committed(review, 0)
+    assert mask[90, 3:13].all() and (mask >= project.prediction_mask(review.session.stem(0))).all()
+    assert _status(review, 0) is ReviewStatus.ACCEPTED and not tools.editing.editor.unsaved
+    np.testing.assert_array_equal(review.layers.committed, mask)
 
 
 def test_edits_and_status_changes_wait_for_the_project_to_be_read(window, fresh_sequence, qtbot):

@@ -267,6 +267,7 @@ def test_open_failures_and_recent_and_drop(window, sequence_16bit, tmp_path, qtb
 def test_review_status_paints_the_strip(window, fresh_sequence, qtbot):
     from app.core.project import ReviewStatus
 
+    predict_ground_truth(fresh_sequence, frames=[0])  # a proposal to accept
     _open(window, qtbot, fresh_sequence)
     review_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Review")
     next(a for a in review_menu.actions() if a.text().endswith("accepted")).trigger()
@@ -372,6 +373,7 @@ def test_an_unreadable_frame_can_only_be_rejected_and_review_steps_over_it(windo
     from app.core.project import ReviewStatus
 
     (fresh_sequence / "images" / "000003.png").write_bytes(b"not an image")
+    predict_ground_truth(fresh_sequence, frames=[1])  # a proposal to accept on the frame before it
     _open(window, qtbot, fresh_sequence)
     bad = window.session.source.stems.index("000003")
     tools = window.review_tools

@@ -334,6 +334,88 @@ def test_edit_history_persists_across_reopen(tmp_path):
     np.testing.assert_array_equal(opened.apply_edit("f000", edit), square_mask(20, 25))
 
 
+def block_labels(folder):
+    """labels/ becomes a file: no committed mask can be written (the folder is put back by the returned call)."""
+    labels = folder / "labels"
+    kept = labels.rename(folder / "labels.kept") if labels.exists() else None
+    labels.write_text("not a folder")
+
+    def unblock():
+        labels.unlink()
+        if kept is not None:
+            kept.rename(labels)
+    return unblock
+
+
+def test_a_failed_mask_write_leaves_history_and_mask_as_before_the_edit(tmp_path):
+    folder = tmp_path / "p"
+    project = make_project(folder)
+    project.save_prediction("f000", result_with_targets([(2, 2, 4, 4)]))
+    states = [project.working_mask("f000")]
+    for x in (10, 20):
+        states.append(states[-1] | square_mask(12, x))
+        project.edit_mask("f000", states[-1])
+    project.undo("f000")  # one step to undo, one to redo
+    history_file, label_file = folder / "history" / "f000.npz", folder / "labels" / "f000.png"
+    history_before, label_before = history_file.read_bytes(), label_file.read_bytes()
+
+    unblock = block_labels(folder)
+    with pytest.raises(ProjectWriteError, match="labels"):
+        project.edit_mask("f000", states[1] | square_mask(20, 5))
+    with pytest.raises(ProjectWriteError):
+        project.edit_mask("f001", square_mask(5, 5))  # a frame never edited: no history file either
+    assert history_file.read_bytes() == history_before
+    assert not (folder / "history" / "f001.npz").exists()
+    history = project.history("f000")
+    assert len(history) == 1 and history.can_redo and not project.history("f001").can_undo
+    unblock()
+    assert label_file.read_bytes() == label_before
+    np.testing.assert_array_equal(project.redo("f000"), states[2])  # the redo step was not dropped by the edit
+
+    opened = ReviewProject.open(folder)
+    assert len(opened.history("f000")) == 2 and not opened.history("f001").can_undo
+    assert opened.committed_mask("f001") is None
+    np.testing.assert_array_equal(opened.undo("f000"), states[1])
+
+
+def test_a_failed_history_write_writes_no_mask(tmp_path, monkeypatch):
+    folder = tmp_path / "p"
+    project = make_project(folder)
+    project.edit_mask("f000", square_mask(1, 1))
+    history_before = (folder / "history" / "f000.npz").read_bytes()
+    label_before = (folder / "labels" / "f000.png").read_bytes()
+    monkeypatch.setattr(model.atomic.os, "replace", fail_replace)
+    with pytest.raises(ProjectWriteError):
+        project.edit_mask("f000", square_mask(1, 1) | square_mask(10, 10))
+    with pytest.raises(ProjectWriteError):
+        project.undo("f000")
+    monkeypatch.undo()
+    assert (folder / "history" / "f000.npz").read_bytes() == history_before
+    assert (folder / "labels" / "f000.png").read_bytes() == label_before
+    assert len(project.history("f000")) == 1 and not project.history("f000").can_redo
+    assert not project.undo("f000").any()
+
+
+def test_a_history_that_cannot_be_put_back_still_undoes_to_the_mask_on_disk(tmp_path, monkeypatch):
+    """Both the mask write and putting the history file back fail: the history keeps the unsaved step, as
+    after a crash between the two writes, and undoing it gives the mask on disk back."""
+    import app.core.project
+
+    folder = tmp_path / "p"
+    project = make_project(folder)
+    project.edit_mask("f000", square_mask(1, 1))
+    monkeypatch.setattr(app.core.project, "atomic_write_png", lambda *a, **k: fail_replace())
+    monkeypatch.setattr(app.core.project, "atomic_write_bytes", lambda *a, **k: fail_replace())
+    drawn = square_mask(1, 1) | square_mask(10, 10)
+    with pytest.raises(ProjectWriteError, match="No space left"):
+        project.edit_mask("f000", drawn)
+    monkeypatch.undo()
+    assert len(project.history("f000")) == 2  # read back from the file the put-back could not restore
+    np.testing.assert_array_equal(project.committed_mask("f000"), square_mask(1, 1))
+    np.testing.assert_array_equal(project.undo("f000"), square_mask(1, 1))
+    np.testing.assert_array_equal(project.redo("f000"), drawn)
+
+
 def test_a_damaged_history_file_is_reported_and_replaced(tmp_path):
     project = make_project(tmp_path / "p")
     project.edit_mask("f001", square_mask(3, 3))

@@ -115,3 +115,64 @@ def test_accepting_the_proposal_replaces_a_label_file_that_cannot_be_read(tmp_pa
     np.testing.assert_array_equal(session.project.committed_mask("01"), proposal > 0)
     assert session.status(0) is ReviewStatus.CORRECTED
     session.close()
+
+
+def test_only_a_frame_with_a_proposal_can_be_accepted_and_corrected_commits_what_it_shows(tmp_path):
+    import numpy as np
+
+    from app.editing import EditRefused, FrameEditor
+    from model.detectors import FrameResult
+
+    write_folder(tmp_path / "seq", n=3, names=["00.png", "01.png", "02.png"])
+    session = ReviewSession.open(tmp_path / "seq")
+    editor = FrameEditor(session)
+    with pytest.raises(EditRefused, match="Frame 1 has no proposal to accept yet"):
+        editor.set_status(0, ReviewStatus.ACCEPTED)  # not detected yet: nothing shown is a proposal
+    assert session.project is None  # nothing was written
+    session.ensure_project().save_prediction("00", FrameResult(np.full((24, 32), -5.0, np.float32)))
+    session.record_result(0)  # as a detection run does: it found no target, which is a proposal too
+    editor.set_status(0, ReviewStatus.ACCEPTED)
+    with pytest.raises(EditRefused, match="Frame 2 has no proposal"):
+        editor.set_status(1, ReviewStatus.ACCEPTED)
+    editor.set_status(1, ReviewStatus.CORRECTED)  # the empty mask shown is the truth: committed
+    assert not session.project.committed_mask("01").any()
+    editor.set_status(1, ReviewStatus.ACCEPTED)  # its committed mask is what is accepted
+    assert editor.paint(2, [(5, 5), (9, 5)], 1)
+    editor.set_status(2, ReviewStatus.ACCEPTED)  # the targets drawn
+    assert [session.status(i) for i in range(3)] == [ReviewStatus.ACCEPTED] * 3
+    session.close()
+
+
+def test_a_status_change_saves_the_mask_whose_save_failed_first(tmp_path):
+    import numpy as np
+
+    from app.core.project import ProjectWriteError
+    from app.editing import FrameEditor
+    from model.detectors import FrameResult
+
+    write_folder(tmp_path / "seq", n=2, names=["00.png", "01.png"])
+    session = ReviewSession.open(tmp_path / "seq")
+    proposal = np.full((24, 32), -5.0, np.float32)
+    proposal[4:7, 5:9] = 5.0
+    project = session.ensure_project()
+    project.save_prediction("00", FrameResult(proposal))
+    session.record_result(0)
+    labels = project.folder / "labels"
+    labels.write_text("not a folder")  # no committed mask can be written
+    editor = FrameEditor(session)
+    with pytest.raises(ProjectWriteError):
+        editor.paint(0, [(20, 10), (25, 10)], 1)
+    drawn = editor.working_mask(0)
+    with pytest.raises(ProjectWriteError):
+        editor.set_status(0, ReviewStatus.ACCEPTED)  # export would take the proposal, not the stroke shown
+    assert session.status(0) is ReviewStatus.UNREVIEWED and not (project.folder / "review.json").exists()
+    labels.unlink()
+    editor.set_status(0, ReviewStatus.ACCEPTED)
+    assert 0 not in editor.unsaved
+    session.close()
+    session = ReviewSession.open(tmp_path / "seq")
+    assert session.status(0) is ReviewStatus.ACCEPTED
+    np.testing.assert_array_equal(session.project.committed_mask("00"), drawn)
+    assert drawn[10, 20:26].all() and drawn[4:7, 5:9].all()
+    np.testing.assert_array_equal(session.project.undo("00"), proposal > 0)  # the stroke is one undoable edit
+    session.close()

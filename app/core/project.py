@@ -7,6 +7,7 @@ project is opened is reported in `ReviewProject.damaged` and the rest of the pro
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -465,20 +466,33 @@ class ReviewProject:
         return self._change_mask(stem, self.history(stem).redo)
 
     def _change_mask(self, stem: str, change) -> np.ndarray:
-        """The working mask through `change`, saved with the history; returns the new mask."""
+        """The working mask through `change` (which records the step in the frame's history), saved: the
+        history file, then the committed mask. Returns the new mask.
+
+        A failed save leaves the frame as it was before the step: its history file and committed mask on disk,
+        and its history in memory (read again from the file). A failed history write stops before the mask;
+        a failed mask write puts the history file back. The mask is never saved ahead of its history: after a
+        crash between the two writes, or a failed mask write whose history file cannot be put back either,
+        the history's last step starts from the mask on disk, so undoing it gives that same mask back.
+        """
+        path = self._path("history", stem, ".npz")
         with self._lock:  # a detection run may commit this frame's accepted prediction meanwhile
+            saved_history = self._file_bytes(path)
             mask = change(self.working_mask(stem))
-            self._save_edit_state(stem, mask)
+            history = self.history(stem)
+            try:
+                self._write(lambda: history.to_npz(path))
+            except ProjectWriteError:
+                del self._histories[stem]  # read again from its file, unchanged
+                raise
+            try:
+                self.commit_mask(stem, mask)
+            except ProjectWriteError:
+                with contextlib.suppress(ProjectWriteError):  # the mask's error is the one to report
+                    self._put_back(path, saved_history)
+                del self._histories[stem]
+                raise
         return mask
-
-    def save_history(self, stem: str) -> None:
-        history = self.history(stem)
-        self._write(lambda: history.to_npz(self._path("history", stem, ".npz")))
-
-    def _save_edit_state(self, stem: str, mask: np.ndarray) -> None:
-        # History first: after a crash between the two writes, undo still restores a consistent mask.
-        self.save_history(stem)
-        self.commit_mask(stem, mask)
 
     # --- review status --------------------------------------------------------------------------
 
@@ -619,6 +633,22 @@ class ReviewProject:
             write()
         except OSError as e:
             raise ProjectWriteError(f"could not write to {self.folder}: {e}") from e
+
+    def _file_bytes(self, path: Path) -> bytes | None:
+        """A file's bytes, kept to put it back if a write after it fails; None when there is no such file."""
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise ProjectWriteError(f"could not read {path}, so nothing was changed: {e}") from e
+
+    def _put_back(self, path: Path, data: bytes | None) -> None:
+        """Make `path` hold `data` again (`_file_bytes` before a write), or not exist when it was None."""
+        if data is None:
+            self._remove(path)
+        else:
+            self._write(lambda: atomic_write_bytes(path, data))
 
     def _remove(self, path: Path) -> None:
         try:

@@ -16,7 +16,7 @@ from app.core.label_import import LabelImportReport, import_labels
 from app.core.project import ProjectError, ProjectWriteError, ReviewStatus
 from app.core.propagation import PropagationResult, apply_propagation, target_to_carry
 from app.core.review_queue import summarize, unreviewed_summaries
-from app.editing import Tool
+from app.editing import EditRefused, FrameEditor, Tool
 from app.paths import DEFAULT_WEIGHTS
 from app.widgets.edit_tools import EditPalette, MaskEditing
 from app.widgets.export_dialog import ExportDialog
@@ -188,16 +188,12 @@ class ReviewTools(QtCore.QObject):
         if self.editing.blocked is not None:
             self.editing.refuse()
             return False
-        if session.is_unreadable(index) and status not in (ReviewStatus.REJECTED, ReviewStatus.UNREVIEWED):
-            self.window.statusBar().showMessage(f"Frame {index + 1} is unreadable: it can only be marked rejected.",
-                                                8000)
-            return False
+        editor = self.editing.editor or FrameEditor(session)  # none without a frame shown: nothing unsaved there
         try:
-            project = session.ensure_project()
-            stem = session.stem(index)
-            if status is ReviewStatus.CORRECTED and not project.has_committed_mask(stem):
-                project.commit_mask(stem, project.working_mask(stem))  # corrected exports the committed mask
-            session.set_status(index, status)
+            editor.set_status(index, status)
+        except EditRefused as e:
+            self.window.statusBar().showMessage(str(e), 8000)
+            return False
         except ProjectWriteError as e:
             self.show_write_error(str(e))
             return False
@@ -205,7 +201,7 @@ class ReviewTools(QtCore.QObject):
         self._show_status(index)
         self.window.show_frame(index)
         if status is ReviewStatus.NEGATIVE:
-            shown = project.working_mask(stem)
+            shown = session.project.working_mask(session.stem(index))
             if shown.any():
                 self.window.statusBar().showMessage(
                     f"Frame {index + 1} marked negative: it will export an empty mask, not the {int(shown.sum())} "
