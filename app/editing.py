@@ -14,7 +14,7 @@ from enum import Enum
 
 import numpy as np
 
-from app.core.edits import (accept_targets, delete_component, disc_kernel, fill_polygon, flood_fill, grow_target,
+from app.core.edits import (accept_targets, brush_kernel, delete_component, fill_polygon, flood_fill, grow_target,
                             mask_diff, paint_stroke)
 from app.core.project import ProjectWriteError, ReviewStatus
 from app.core.targets import label_components
@@ -39,17 +39,11 @@ class Tool(str, Enum):
     GROW_TARGET = "grow_target"
 
 
-def brush_radius(size: int) -> float:
-    """Disc radius of a brush `size` pixels across: size 1 is exactly one pixel, 3 a full 3x3 square."""
-    return size / 2
-
-
 def brush_offsets(size: int) -> np.ndarray:
-    """(N, 2) (dx, dy) of the pixels one brush stamp covers, centred on (0, 0)."""
-    kernel = disc_kernel(brush_radius(size))
-    r = kernel.shape[0] // 2
-    dy, dx = np.nonzero(kernel)
-    return np.stack([dx - r, dy - r], axis=1)
+    """(N, 2) (dx, dy) of the pixels one brush stamp covers, relative to the pixel it is put on
+    (`brush_kernel`: index k lands at size // 2 - k)."""
+    ky, kx = np.nonzero(brush_kernel(size))
+    return np.stack([size // 2 - kx, size // 2 - ky], axis=1)
 
 
 def predicted_target_at(prediction: np.ndarray, x: float, y: float, snap: int = ACCEPT_SNAP) -> int:
@@ -86,7 +80,7 @@ class FrameEditor:
         return project.working_mask(self.session.stem(index))
 
     def paint(self, index: int, points, size: int, erase: bool = False) -> bool:
-        return self._save(index, paint_stroke(self.working_mask(index), points, brush_radius(size), not erase))
+        return self._save(index, paint_stroke(self.working_mask(index), points, size, not erase))
 
     def fill_polygon(self, index: int, vertices) -> bool:
         return self._save(index, fill_polygon(self.working_mask(index), vertices, True))

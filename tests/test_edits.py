@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from app.editing import brush_offsets
 from app.core.edits import (
     EditHistory,
     accept_targets,
@@ -21,25 +22,27 @@ def blank(h=40, w=50):
 
 
 def test_one_pixel_brush_sets_exactly_one_pixel():
-    out = paint_stroke(blank(), [(7, 3)], radius=0, value=True)
+    out = paint_stroke(blank(), [(7, 3)], size=1, value=True)
     assert np.argwhere(out).tolist() == [[3, 7]]
 
 
 def test_float_points_are_floored_to_the_pixel_they_fall_in():
-    out = paint_stroke(blank(), [(7.9, 3.2)], radius=0, value=True)
+    out = paint_stroke(blank(), [(7.9, 3.2)], size=1, value=True)
     assert np.argwhere(out).tolist() == [[3, 7]]
 
 
-def test_disc_brush_radius_2_is_the_13_pixel_disc():
-    out = paint_stroke(blank(), [(10, 10)], radius=2, value=True)
-    assert out.sum() == 13
+@pytest.mark.parametrize("size, pixels", [(1, 1), (2, 4), (3, 9), (4, 12), (5, 21), (6, 32), (9, 69)])
+def test_a_brush_of_size_n_is_n_pixels_across_and_round(size, pixels):
+    out = paint_stroke(blank(), [(10, 10)], size=size, value=True)
     ys, xs = np.nonzero(out)
-    assert np.all((xs - 10) ** 2 + (ys - 10) ** 2 <= 4)
+    assert out[10, 10] and out.sum() == pixels
+    assert xs.max() - xs.min() + 1 == size and ys.max() - ys.min() + 1 == size
+    assert sorted(map(tuple, brush_offsets(size) + (10, 10))) == sorted(zip(xs.tolist(), ys.tolist()))
 
 
 def test_fast_stroke_with_far_apart_points_has_no_gaps():
     points = [(1, 1), (45, 30), (2, 38)]
-    out = paint_stroke(blank(), points, radius=0, value=True)
+    out = paint_stroke(blank(), points, size=1, value=True)
     n, labels = label_components(out)
     assert n == 1
     for x, y in points:
@@ -49,26 +52,30 @@ def test_fast_stroke_with_far_apart_points_has_no_gaps():
 
 
 def test_stroke_is_clipped_at_the_border():
-    out = paint_stroke(blank(10, 10), [(-5, 5), (15, 5)], radius=1, value=True)
+    out = paint_stroke(blank(10, 10), [(-5, 5), (15, 5)], size=3, value=True)
     assert out[5].all() and out[4].all() and out[6].all() and out.sum() == 30
 
 
-def test_stroke_is_the_union_of_discs_at_every_line_pixel():
+def test_stroke_is_the_union_of_stamps_at_every_line_pixel():
     rng = np.random.default_rng(3)
     for _ in range(50):
         h, w = rng.integers(5, 30, 2)
         points = [tuple(rng.integers(-10, 40, 2)) for _ in range(rng.integers(1, 5))]
-        radius = float(rng.choice([0, 0.5, 1, 1.5, 3, 4.7]))
+        size = int(rng.choice([1, 2, 3, 4, 7, 10]))
         yy, xx = np.mgrid[:h, :w]
         expected = np.zeros((h, w), dtype=bool)
         for x, y in stroke_pixels(points):
-            expected |= (xx - x) ** 2 + (yy - y) ** 2 <= radius * radius
-        np.testing.assert_array_equal(paint_stroke(np.zeros((h, w), bool), points, radius, True), expected)
+            # the stamp's kernel index of each pixel (index k lands at size // 2 - k), from its centre
+            kx, ky = size // 2 - (xx - x), size // 2 - (yy - y)
+            inside = (kx >= 0) & (kx < size) & (ky >= 0) & (ky < size)
+            c = (size - 1) / 2
+            expected |= inside & ((kx - c) ** 2 + (ky - c) ** 2 <= (size / 2) ** 2)
+        np.testing.assert_array_equal(paint_stroke(np.zeros((h, w), bool), points, size, True), expected)
 
 
 def test_eraser_clears_and_leaves_the_input_untouched():
     mask = np.ones((20, 20), dtype=bool)
-    out = paint_stroke(mask, [(5, 5), (5, 14)], radius=0, value=False)
+    out = paint_stroke(mask, [(5, 5), (5, 14)], size=1, value=False)
     assert mask.all()
     assert (~out).sum() == 10 and not out[5:15, 5].any()
 
@@ -87,7 +94,7 @@ def test_fill_polygon_with_false_cuts_a_hole():
 
 
 def test_flood_fill_is_4_connected_and_held_by_an_8_connected_outline():
-    outline = paint_stroke(blank(20, 20), [(5, 2), (9, 6), (5, 10), (1, 6), (5, 2)], radius=0, value=True)
+    outline = paint_stroke(blank(20, 20), [(5, 2), (9, 6), (5, 10), (1, 6), (5, 2)], size=1, value=True)
     inside = flood_fill(outline, 5, 6, True)
     assert not inside[0, 0]  # did not leak through the diagonal steps
     assert inside[6, 5] and inside[3, 5]
@@ -167,7 +174,7 @@ def test_mask_diff_partitions_the_union():
 
 def test_make_edit_crops_to_the_changed_box():
     before = blank()
-    after = paint_stroke(before, [(10, 5), (12, 8)], radius=0, value=True)
+    after = paint_stroke(before, [(10, 5), (12, 8)], size=1, value=True)
     edit = make_edit(before, after)
     assert (edit.y0, edit.x0, edit.y1, edit.x1) == (5, 10, 9, 13)
     assert edit.before.shape == edit.after.shape == (4, 3)
@@ -180,7 +187,7 @@ def random_edits(n, shape=(32, 48), seed=1):
     states, edits = [mask], []
     for _ in range(n):
         points = [tuple(rng.integers(0, 48, 2)) for _ in range(rng.integers(1, 4))]
-        new = paint_stroke(mask, points, radius=int(rng.integers(0, 3)), value=bool(rng.random() < 0.7))
+        new = paint_stroke(mask, points, size=int(rng.integers(1, 6)), value=bool(rng.random() < 0.7))
         edit = make_edit(mask, new)
         if edit is None:
             continue

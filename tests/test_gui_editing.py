@@ -53,7 +53,7 @@ def test_one_pixel_brush_drag_is_a_connected_line_without_gaps(editing, qtbot):
     mask = committed(editing)
     painted = mask & ~before
     expected = paint_stroke(np.zeros_like(mask), [(x0 + .5, y0 + .5), (x0 + 25.5, y0 + 10.5), (x0 + 5.5, y0 + 28.5)],
-                            0.5, True)
+                            1, True)
     assert np.array_equal(painted, expected)
     assert label_components(painted)[0] == 1  # one 8-connected line
     assert (mask == (before | expected)).all()  # nothing else changed: the prediction is kept
@@ -72,7 +72,7 @@ def test_eraser_removes_a_target_and_keeps_the_rest(editing, qtbot):
     drag(editing, [(first.x0 - 1, round(first.cy)), (first.x1 + 1, round(first.cy))])
     mask = committed(editing)
     erased = paint_stroke(np.zeros_like(mask), [(first.x0 - .5, round(first.cy) + .5),
-                                                (first.x1 + 1.5, round(first.cy) + .5)], 2.5, True)
+                                                (first.x1 + 1.5, round(first.cy) + .5)], 5, True)
     assert np.array_equal(mask, _prediction(editing) & ~erased)
     assert mask[second.y0 : second.y1 + 1, second.x0 : second.x1 + 1].any()
 
@@ -87,6 +87,22 @@ def test_polygon_fill_by_clicks_and_double_click(editing, qtbot):
     expected = fill_polygon(_prediction(editing), [(x + .5, y + .5) for x, y in vertices])
     assert np.array_equal(committed(editing), expected)
     assert len(editing.session.project.history(editing.session.stem(0))) == 1
+
+
+def test_escape_in_the_view_drops_the_polygon_being_drawn(editing, qtbot):
+    x0, y0 = _empty_corner(editing)
+    _use(editing, Tool.POLYGON)
+    for x, y in [(x0 + 15, y0 + 15), (x0 + 25, y0 + 15)]:
+        click(editing, x, y)  # two vertices far from the triangle below
+    graphics = editing.frame_view.graphics
+    graphics.setFocus()
+    QTest.keyClick(graphics, QtCore.Qt.Key_Escape)  # where the key goes after a click in the view
+    triangle = [(x0, y0), (x0 + 3, y0), (x0, y0 + 3)]
+    for x, y in triangle[:2]:
+        click(editing, x, y)
+    double_click(editing, *triangle[2])
+    expected = fill_polygon(_prediction(editing), [(x + .5, y + .5) for x, y in triangle])
+    assert np.array_equal(committed(editing), expected)  # the dropped vertices are not part of it
 
 
 def test_flood_fill_fills_a_closed_brush_outline(editing, qtbot):

@@ -314,7 +314,7 @@ def test_edit_history_persists_across_reopen(tmp_path):
     states = [project.working_mask("f000")]
     np.testing.assert_array_equal(states[0], project.prediction_mask("f000"))
     for k in range(5):
-        states.append(paint_stroke(states[-1], [(5 + 3 * k, 10), (5 + 3 * k, 15)], radius=1, value=True))
+        states.append(paint_stroke(states[-1], [(5 + 3 * k, 10), (5 + 3 * k, 15)], size=3, value=True))
         edit = project.edit_mask("f000", states[-1])
         assert edit is not None
     assert project.edit_mask("f000", states[-1]) is None

@@ -174,18 +174,23 @@ def stroke_pixels(points: Sequence[tuple[float, float]]) -> np.ndarray:
     return np.concatenate(out)
 
 
-def disc_kernel(radius: float) -> np.ndarray:
-    """uint8 (2r+1, 2r+1) disc: offsets with dx^2 + dy^2 <= radius^2; radius 0 is the single centre pixel."""
-    r = int(np.floor(radius))
-    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
-    return (dx * dx + dy * dy <= radius * radius).astype(np.uint8)
+def brush_kernel(size: int) -> np.ndarray:
+    """uint8 (size, size) round stamp `size` pixels across: the pixel centres within size/2 of its centre.
+    Size 1 is one pixel, 2 a 2x2 square, 3 a 3x3 square, 4 a 4x4 square less its corners. Stamped on a
+    pixel by dilation (OpenCV's anchor size // 2), kernel index k lands at offset size // 2 - k: even sizes
+    reach one pixel further down and right than up and left."""
+    if size < 1:
+        raise ValueError(f"a brush is at least 1 pixel across, got {size}")
+    offsets = np.arange(size) - (size - 1) / 2
+    return (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= (size / 2) ** 2).astype(np.uint8)
 
 
-def paint_stroke(mask: np.ndarray, points: Sequence[tuple[float, float]], radius: float, value: bool) -> np.ndarray:
-    """Brush (value=True) or eraser (False): a disc stamped at every pixel of the polyline through `points`."""
+def paint_stroke(mask: np.ndarray, points: Sequence[tuple[float, float]], size: int, value: bool) -> np.ndarray:
+    """Brush (value=True) or eraser (False): a `brush_kernel(size)` stamp at every pixel of the polyline
+    through `points`."""
     out = np.array(mask, dtype=bool, copy=True)
     h, w = out.shape
-    kernel = disc_kernel(radius)
+    kernel = brush_kernel(size)
     r = kernel.shape[0] // 2
     centres = stroke_pixels(points)
     xs, ys = centres[:, 0], centres[:, 1]

@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.edits import paint_stroke
 from app.core.project import ProjectWriteError
-from app.editing import EditRefused, FrameEditor, Tool, brush_offsets, brush_radius
+from app.editing import EditRefused, FrameEditor, Tool, brush_offsets
 
 TOOL_LABELS = {
     Tool.NAVIGATE: ("Navigate", "Pan and zoom (no editing)"),
@@ -161,6 +161,7 @@ class MaskEditing(QtCore.QObject):
             view.addItem(item)
         self.viewport = self.frame_view.graphics.viewport()
         self.viewport.installEventFilter(self)
+        self.frame_view.graphics.installEventFilter(self)  # keys go to the view, not its viewport (Esc)
         palette.toolChanged.connect(self.set_tool)
         palette.brushSizeChanged.connect(self._set_brush_size)
         palette.diffToggled.connect(self.show_diff)
@@ -278,6 +279,8 @@ class MaskEditing(QtCore.QObject):
         if kind == QtCore.QEvent.KeyPress and event.key() == QtCore.Qt.Key_Escape:
             self._cancel_polygon()
             return False
+        if watched is not self.viewport:
+            return False
         if self.tool is Tool.NAVIGATE or self.editor is None or kind not in (
                 QtCore.QEvent.MouseButtonPress, QtCore.QEvent.MouseMove, QtCore.QEvent.MouseButtonRelease,
                 QtCore.QEvent.MouseButtonDblClick):
@@ -335,7 +338,7 @@ class MaskEditing(QtCore.QObject):
         segment = [self.stroke[-1], (x, y)]
         if (x, y) != self.stroke[-1]:
             self.stroke.append((x, y))
-        self.stroke_preview = paint_stroke(self.stroke_preview, segment, brush_radius(self.brush_size), True)
+        self.stroke_preview = paint_stroke(self.stroke_preview, segment, self.brush_size, True)
         color = ERASER_PREVIEW if self.tool is Tool.ERASER else BRUSH_PREVIEW
         lut = np.array([[0, 0, 0, 0], color], np.uint8)
         self.preview.setImage(self.stroke_preview.view(np.uint8), levels=(0, 1), lut=lut, autoLevels=False)
