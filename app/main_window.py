@@ -494,7 +494,10 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if self.selected is not None:
             cx, cy = self.selected.cx, self.selected.cy
-            caption = f"target {self.selected.id} at ({cx:.0f}, {cy:.0f}), frame {self.index + 1}"
+            if self.selected in self.layers.targets:
+                caption = f"target {self.selected.id} at ({cx:.0f}, {cy:.0f}), frame {self.index + 1}"
+            else:  # the selection waits where it was, to follow the target when it is found again
+                caption = f"where the selected target was ({cx:.0f}, {cy:.0f}): none there on frame {self.index + 1}"
         elif self.cursor is not None:
             cx, cy = self.cursor
             caption = f"cursor ({cx}, {cy}), frame {self.index + 1}"

@@ -234,6 +234,10 @@ def test_target_list_click_centres_and_selects_for_3d(window, tmp_path, qtbot):
     assert rect.contains(QtCore.QPointF(target.cx, target.cy)) and rect.width() < 80
     assert f"target {target.id}" in window.surface_view.caption.text()
     assert "outline: predicted mask" in window.surface_view.caption.text()  # no committed mask on this frame
+    # a selection kept from a frame where it was (none within reach here): the caption claims no target
+    window.selected = dataclasses.replace(target, cx=target.cx + 0.5, cy=target.cy)
+    window._update_surface()
+    assert window.surface_view.caption.text().startswith("where the selected target was")
 
 
 def test_bad_checkpoint_shows_an_error(window, sequence_16bit, tmp_path, qtbot):

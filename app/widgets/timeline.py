@@ -132,7 +132,7 @@ class Timeline(QtWidgets.QWidget):
         self.play_button = QtWidgets.QToolButton()
         self.play_button.setCheckable(True)
         self.play_button.setIcon(self.style().standardIcon(QtWidgets.QStyle.SP_MediaPlay))
-        self.play_button.setToolTip("Play / pause (Space)")
+        self.play_button.setToolTip("Play / pause (Shift+Space)")
         self.play_button.toggled.connect(self._toggle_play)
         self.fps = QtWidgets.QSpinBox()
         self.fps.setRange(1, 120)
