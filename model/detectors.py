@@ -27,6 +27,8 @@ class FrameResult:
     # Optional inspection maps, filled only when asked for (IRSAM): name -> float32 array.
     # WPMD: "wpmd{level}.diffused" (C, h, w) and "wpmd{level}.edge" (C, h, w);
     # GAD: "gad.shallow", "gad.deep", "gad.multi" (C, h, w).
+    # feature maps by name (C, h, w), each with "<name>.rect": the frame area (x, y, width, height) in
+    # pixels that it covers (model.predictor.crop_to_frame)
     features: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property

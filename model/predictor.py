@@ -6,6 +6,7 @@ padded to the encoder stride, tiled above a size limit) and returns `FrameResult
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,34 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tens
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
+def crop_to_frame(
+    feature: torch.Tensor, frame: tuple[int, int], covered: tuple[int, int]
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Keeps the cells of a feature map that cover the frame, and says where they lie.
+
+    feature (B, C, fh, fw) was computed from an input showing `covered` = (H, W) frame pixels with the
+    frame (h, w) at its top left (a padded frame, or the whole frame resized). A cell covers (H / fh) x
+    (W / fw) frame pixels. Returns the map (B, C, ceil(h * fh / H), ceil(w * fw / W)) and the frame
+    area it covers, (x, y, width, height) float32: its last row and column may reach past the frame.
+    """
+    (h, w), (H, W) = frame, covered
+    fh, fw = feature.shape[-2:]
+    rows, cols = math.ceil(h * fh / H), math.ceil(w * fw / W)
+    return feature[..., :rows, :cols], np.array([0, 0, cols * W / fw, rows * H / fh], np.float32)
+
+
+def frame_features(
+    feats: dict[str, tuple[np.ndarray, np.ndarray]], i: int, offset: tuple[int, int] = (0, 0)
+) -> dict[str, np.ndarray]:
+    """name -> (maps (B, C, fh, fw), rect) -> `FrameResult.features` of batch item i: name -> (C, fh, fw) and
+    name + ".rect" -> the frame area (x, y, width, height) the map covers, moved by `offset` (x, y)."""
+    result = {}
+    for name, (maps, rect) in feats.items():
+        result[name] = maps[i]
+        result[f"{name}.rect"] = rect + np.array([*offset, 0, 0], np.float32)
+    return result
+
+
 class Predictor:
     """Runs an IRSAM model over 8-bit gray frames of any size.
 
@@ -108,6 +137,9 @@ class Predictor:
     horizontal, vertical, both), "scale" (the frame and the frame magnified 1.25x: 2.6x the time) or
     "scale+flips" (both, 10x). Logits and edges of every pass are brought back to the frame (flipped
     back, area-averaged) and averaged; feature maps come from the identity pass.
+    Feature maps (`detect(..., features=True)`) keep the cells that cover the frame; beside each map
+    "name", "name.rect" is the frame area (x, y, width, height) it covers (`crop_to_frame`). Frames that
+    are tiled get the maps of their centre tile, placed there.
     refine: "off" (the network's logits as they are), "contrast" (model.refine.LocalContrastRefinement,
     after test-time augmentation: each predicted component is trimmed to the pixels above a fraction of
     its local contrast, and a confident one grows 1 px into bright neighbours) or "trim" (the trim
@@ -190,13 +222,15 @@ class Predictor:
             FrameResult(
                 logits=logits[i],
                 edge=edges[i],
-                features={k: v[i] for k, v in feats.items()} if features else {},
+                features=frame_features(feats, i),
             )
             for i in range(len(batch))
         ]
 
-    def _run(self, batch: np.ndarray, features: bool) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """batch (B,H,W) uint8 -> logits (B,H,W) f32, edges (B,H,W) f32, features name -> (B,C,h,w)."""
+    def _run(
+        self, batch: np.ndarray, features: bool
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """batch (B,H,W) uint8 -> logits (B,H,W) f32, edges (B,H,W) f32, features name -> (maps (B,C,fh,fw), rect)."""
         x = torch.from_numpy(batch).to(self.device_choice.device).float()[:, None].expand(-1, 3, -1, -1)
         mask, edge, out_features = self._forward(x, features)
         passes = TTA_PASSES[self.tta]
@@ -216,12 +250,15 @@ class Predictor:
                     m, e = F.interpolate(m, size=(h, w), mode="area"), F.interpolate(e, size=(h, w), mode="area")
                 mask, edge, count = mask + m, edge + e, count + 1
         mask, edge = mask / count, edge / count
-        feats = {k: v.float().cpu().numpy() for k, v in out_features.items()} if features else {}
+        feats = {k: (v.float().cpu().numpy(), rect) for k, (v, rect) in out_features.items()}
         mask = mask[:, 0] - self.decision_threshold
         return mask.cpu().numpy(), edge[:, 0].cpu().numpy(), feats
 
-    def _forward(self, x: torch.Tensor, features: bool) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """x (B,3,H,W) float -> mask logits (B,1,H,W), edges (B,1,H,W), feature maps."""
+    def _forward(
+        self, x: torch.Tensor, features: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, tuple[torch.Tensor, np.ndarray]]]:
+        """x (B,3,H,W) float -> mask logits (B,1,H,W), edges (B,1,H,W), feature maps name -> (map, rect)
+        (`crop_to_frame`)."""
         h, w = x.shape[-2:]
         if self.native:
             x = pad_to_multiple(x)
@@ -237,7 +274,10 @@ class Predictor:
         else:
             mask = F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)
             edge = F.interpolate(edge, size=(h, w), mode="bilinear", align_corners=False)
-        return mask, edge, (out.features or {}) if features else {}
+        if not features:
+            return mask, edge, {}
+        covered = tuple(x.shape[-2:]) if self.native else (h, w)
+        return mask, edge, {name: crop_to_frame(value, (h, w), covered) for name, value in out.features.items()}
 
     def _detect_tiled(self, frame: np.ndarray, features: bool) -> FrameResult:
         """Overlapping tiles; each output pixel comes from the tile where it is farthest from a tile border."""
@@ -255,7 +295,7 @@ class Predictor:
             # Feature maps are for inspecting what is on screen: take them from the tile at the centre.
             cy, cx = max(0, (h - self.tile_size) // 2), max(0, (w - self.tile_size) // 2)
             _, _, feats = self._run(frame[None, cy : cy + self.tile_size, cx : cx + self.tile_size], True)
-            result.features = {k: v[0] for k, v in feats.items()}
+            result.features = frame_features(feats, 0, offset=(cx, cy))
         return result
 
     def benchmark(self, size: tuple[int, int] = (512, 512), repeats: int = 5, batch: int = 1) -> float:

@@ -178,3 +178,56 @@ def test_every_tta_mode_the_cli_offers_is_one_the_predictor_runs():
 
     assert tuple(TTA_PASSES) == TTA_MODES
     assert all(1.0 in passes.scales for passes in TTA_PASSES.values())
+
+
+def bright_target(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """A flat dark frame with one bright square at rows box[0]:box[1], columns box[2]:box[3]."""
+    frame = np.full(shape, 40, np.uint8)
+    frame[box[0] : box[1], box[2] : box[3]] = 250
+    return frame
+
+
+def assert_peak_on_target(features: dict, name: str, box: tuple[int, int, int, int]) -> None:
+    """The cell where the channel mean of map `name` peaks, placed by its rect, lies within a cell of the target."""
+    response = features[name].mean(axis=0)
+    x, y, width, height = features[f"{name}.rect"]
+    cell_h, cell_w = height / response.shape[0], width / response.shape[1]
+    row, col = np.unravel_index(np.argmax(response), response.shape)
+    peak_y, peak_x = y + (row + 0.5) * cell_h, x + (col + 0.5) * cell_w
+    assert box[0] - cell_h <= peak_y <= box[1] + cell_h and box[2] - cell_w <= peak_x <= box[3] + cell_w
+
+
+@pytest.mark.parametrize("shape", [(240, 320), (250, 330)])
+def test_native_feature_maps_are_cropped_to_the_frame_on_the_encoder_grid(tiny_predictor, shape):
+    # 240 is not a multiple of 32: the network sees 256 rows, of which the maps keep the frame's
+    box = (174, 178, 229, 233)
+    features = tiny_predictor.detect([bright_target(shape, box)], features=True)[0].features
+    h, w = shape
+    for name in (k for k in features if not k.endswith(".rect")):
+        x, y, width, height = features[f"{name}.rect"]
+        cell = height / features[name].shape[1]
+        assert width / features[name].shape[2] == cell and cell in (4, 8, 16)  # the encoder's strides
+        assert (x, y) == (0, 0) and h <= height < h + cell and w <= width < w + cell
+    assert_peak_on_target(features, "wpmd0.edge", box)
+
+
+def test_resized_input_feature_maps_cover_the_whole_frame():
+    torch.manual_seed(0)
+    config = tiny().replace(encoder_input="upsample2x")
+    predictor = Predictor(build_irsam(config), config, device="cpu")
+    box = (174, 178, 229, 233)
+    features = predictor.detect([bright_target((240, 320), box)], features=True)[0].features
+    assert features["wpmd0.edge"].shape[1:] == (256, 256)  # the 512 input, upsampled 2x, at stride 4
+    for name in (k for k in features if k.endswith(".rect")):
+        np.testing.assert_array_equal(features[name], [0, 0, 320, 240])
+    assert_peak_on_target(features, "wpmd0.edge", box)
+
+
+def test_tiled_frames_place_the_centre_tiles_feature_maps_at_its_offset(tiny_predictor):
+    tiled = Predictor(tiny_predictor.model, tiny(), device="cpu", tile_size=96)
+    box = (48, 52, 98, 102)
+    features = tiled.detect([bright_target((100, 200), box)], features=True)[0].features
+    assert features["wpmd0.edge"].shape[1:] == (24, 24)
+    for name in (k for k in features if k.endswith(".rect")):
+        np.testing.assert_array_equal(features[name], [52, 2, 96, 96])  # the tile at (200 - 96) / 2, (100 - 96) / 2
+    assert_peak_on_target(features, "wpmd0.edge", box)

@@ -1,6 +1,7 @@
 """Feature maps of the shown frame: WPMD diffused features and wavelet edge magnitude per level, GAD features.
 
-All maps are stretched over the frame's extent, so they line up with the input and zoom together.
+Each map is drawn over the frame area its cells cover (the predictor's "<name>.rect"), so it lines up
+with the input and zooms with it; a map of a tiled frame covers the centre tile only.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from PySide6 import QtCore, QtWidgets
 
 REDUCTIONS = ("mean", "max", "channel")
 GAD_KEYS = ("gad.shallow", "gad.deep", "gad.multi")
+TITLES = {"input": "Input (8-bit)", "diffused": "WPMD diffused", "edge": "WPMD edge",
+          "gad.shallow": "GAD shallow", "gad.deep": "GAD deep", "gad.multi": "GAD multi"}
 
 
 def wpmd_levels(features: dict) -> list[int]:
@@ -60,12 +63,11 @@ class FeaturePanel(QtWidgets.QWidget):
         self.graphics.setMinimumHeight(150)  # docked under the frame view it is otherwise squeezed to a strip
         self.views: dict[str, pg.ViewBox] = {}
         self.images: dict[str, pg.ImageItem] = {}
-        titles = (("input", "Input (8-bit)"), ("diffused", "WPMD diffused"), ("edge", "WPMD edge"),
-                  ("gad.shallow", "GAD shallow"), ("gad.deep", "GAD deep"), ("gad.multi", "GAD multi"))
-        for k, (key, title) in enumerate(titles):
+        self.titles: dict[str, pg.LabelItem] = {}
+        for k, (key, title) in enumerate(TITLES.items()):
             # one row: the dock is short and wide, so six maps side by side are each larger than in a grid
             view = self.graphics.addViewBox(row=1, col=k, lockAspect=True, invertY=True, enableMenu=False)
-            self.graphics.addLabel(title, row=0, col=k)
+            self.titles[key] = self.graphics.addLabel(title, row=0, col=k)
             image = pg.ImageItem(axisOrder="row-major")
             image.setLookupTable(pg.colormap.get("inferno").getLookupTable(nPts=256) if key != "input" else None)
             view.addItem(image)
@@ -98,12 +100,13 @@ class FeaturePanel(QtWidgets.QWidget):
             self.views["input"].autoRange(padding=0)
 
     def set_features(self, features: dict[str, np.ndarray], detector_name: str) -> None:
+        """features: name -> (C, h, w) map and name + ".rect" -> the frame area (x, y, width, height) it covers."""
         self.features = dict(features)
         if not features:
             self.show_message(f"{detector_name} has no WPMD or GAD feature maps: only IRSAM computes them. "
                               "Choose an IRSAM detector in the Detection panel.")
         else:
-            self.show_message("")
+            self.show_message(self._coverage())
         levels = wpmd_levels(features)
         with QtCore.QSignalBlocker(self.level_combo):
             current = self.level_combo.currentText()
@@ -111,24 +114,43 @@ class FeaturePanel(QtWidgets.QWidget):
             self.level_combo.addItems([str(level) for level in levels])
             if current in [str(level) for level in levels]:
                 self.level_combo.setCurrentText(current)
-        channels = max((f.shape[0] for f in features.values() if f.ndim == 3), default=1)
-        self.channel.setRange(0, channels - 1)
         self._redraw()
         self.views["input"].autoRange(padding=0)
+
+    def _coverage(self) -> str:
+        """A note when the maps cover only part of the frame (the centre tile of a tiled frame)."""
+        rects = np.array([rect for key, rect in self.features.items() if key.endswith(".rect")])
+        h, w = self.frame_shape
+        x, y = rects[:, :2].min(axis=0)
+        x1, y1 = np.minimum((rects[:, :2] + rects[:, 2:]).max(axis=0), (w, h))
+        if x <= 0 and y <= 0 and x1 >= w and y1 >= h:
+            return ""
+        return ("This frame was detected in tiles: the feature maps are those of its centre tile, "
+                f"x {x:.0f}-{x1:.0f}, y {y:.0f}-{y1:.0f}.")
 
     def _redraw(self) -> None:
         level = self.level_combo.currentText()
         keys = {"diffused": f"wpmd{level}.diffused", "edge": f"wpmd{level}.edge"}
         keys.update({k: k for k in GAD_KEYS})
-        for slot, key in keys.items():
-            image = self.images[slot]
-            feature = self.features.get(key)
+        shown = {slot: self.features[key] for slot, key in keys.items() if key in self.features}
+        # maps differ in channel count (WPMD by level, GAD its own): the range is that of the widest shown
+        with QtCore.QSignalBlocker(self.channel):
+            self.channel.setRange(0, max((len(f) for f in shown.values()), default=1) - 1)
+        reduction, channel = self.reduction_combo.currentText(), self.channel.value()
+        for slot in keys:
+            image, title = self.images[slot], TITLES[slot]
+            feature = shown.get(slot)
             if feature is None:
                 image.clear()
+                self.titles[slot].setText(title)
                 continue
-            shown = reduce_channels(feature, self.reduction_combo.currentText(), self.channel.value())
-            low, high = np.percentile(shown, (1, 99.5))
-            image.setImage(shown, levels=(float(low), float(max(high, low + 1e-6))), autoLevels=False)
-            if self.frame_shape is not None:
-                h, w = self.frame_shape
-                image.setRect(QtCore.QRectF(0, 0, w, h))
+            if reduction == "channel" and channel >= len(feature):
+                image.clear()
+                self.titles[slot].setText(f"{title}: {len(feature)} channels, no channel {channel}")
+                continue
+            detail = f"channel {channel}" if reduction == "channel" else reduction
+            self.titles[slot].setText(f"{title} ({detail} of {len(feature)})")
+            values = reduce_channels(feature, reduction, channel)
+            low, high = np.percentile(values, (1, 99.5))
+            image.setImage(values, levels=(float(low), float(max(high, low + 1e-6))), autoLevels=False)
+            image.setRect(QtCore.QRectF(*map(float, self.features[f"{keys[slot]}.rect"])))
