@@ -452,3 +452,18 @@ def test_a_project_made_before_unreadable_files_were_frames_still_opens_and_reru
     ReviewProject.create(other, folder, "folder", ["000001", "000009"], source.shape, default_for(source).to_dict())
     assert main(["detect", str(folder), "--out", str(other), "--method", "mpcm", "--quiet"]) == 2
     assert "holds a project over different frames" in capsys.readouterr().err
+
+
+def test_fp16_asked_on_the_cpu_says_bf16_runs_and_records_it(sequence, tiny_weights, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA runs fp16 as asked")
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--weights", str(tiny_weights),
+                 "--device", "cpu", "--precision", "fp16", "--limit", "1", "--quiet"]) == 0
+    assert "warning: --precision fp16 runs on CUDA only; bf16 on the cpu" in capsys.readouterr().err
+    project = ReviewProject.open(out)
+    assert project.proposal_origin(project.stems[0]).precision == "bf16"
+    # resuming with what actually ran finds the frame done
+    assert main(["detect", str(sequence), "--out", str(out), "--weights", str(tiny_weights),
+                 "--device", "cpu", "--precision", "bf16", "--limit", "1", "--quiet", "--skip-done"]) == 0
+    assert "1 frame(s) already proposed" in capsys.readouterr().out

@@ -86,7 +86,10 @@ def make_detector(
         None, str(path), device, config_name=config, precision=precision, batch_size=batch_size, tta=tta,
         refine=refine,
     )
-    record = detector_record("irsam", size_gate, path, predictor, precision)
+    if predictor.precision != precision:
+        print(f"warning: --precision {precision} runs on CUDA only; {predictor.precision} on the "
+              f"{predictor.device}", file=sys.stderr)
+    record = detector_record("irsam", size_gate, path, predictor, predictor.precision)  # what runs, as the app
     return gated(predictor, size_gate), record
 
 
