@@ -49,17 +49,45 @@ def test_tiff_demo_replaced_by_a_folder_demo_leaves_no_stack(tmp_path):
     assert sorted(p.name for p in (demo / "masks").iterdir()) == ["000001.png", "000002.png"]
 
 
-@pytest.mark.parametrize("stray", ["notes.txt", "images/notes.txt", "masks/.DS_Store"])
-def test_folder_with_files_make_demo_did_not_write_is_refused(tmp_path, capsys, stray):
+@pytest.mark.parametrize("layout", [[], ["--tiff"]])
+# what make-demo writes, in name and kind, but not with these settings: only its own frame stems count
+@pytest.mark.parametrize("stray", ["notes.txt", "images/notes.txt", "masks/.DS_Store", "my_recording.tif",
+                                   "images/zz_mine.png", "masks/000003.png", "masks/stack_000003.png"])
+def test_folder_with_files_make_demo_did_not_write_is_refused(tmp_path, capsys, stray, layout):
     demo = tmp_path / "demo"
-    assert make_demo(demo, "--frames", "2") == 0
+    assert make_demo(demo, "--frames", "2", *layout) == 0
+    (demo / stray).parent.mkdir(exist_ok=True)
     (demo / stray).write_text("the analyst's")
     before = tree(demo)
     capsys.readouterr()
-    assert make_demo(demo, "--frames", "3") == 2
+    assert make_demo(demo, "--frames", "3", *layout) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "make-demo did not write" in err and "choose a new or empty folder" in err
+    assert err.count("\n") == 1 and f"but also {stray}, which make-demo did not write" in err
+    assert "choose a new or empty folder" in err
     assert tree(demo) == before and [p.name for p in tmp_path.iterdir()] == ["demo"]
+
+
+def test_a_refusal_names_a_few_of_the_foreign_files(tmp_path, capsys):
+    demo = tmp_path / "demo"
+    assert make_demo(demo, "--frames", "2", "--tiff") == 0
+    for name in ("a.tif", "b.tif", "c.tif", "d.tif"):
+        (demo / name).write_bytes((demo / "stack.tif").read_bytes())
+    (demo / "images").mkdir()  # an empty images/ folder is harmless
+    before = tree(demo)
+    capsys.readouterr()
+    assert make_demo(demo, "--frames", "2", "--tiff") == 2
+    assert "but also a.tif, b.tif, c.tif and 1 more, which make-demo did not write" in capsys.readouterr().err
+    assert tree(demo) == before
+
+
+def test_a_marker_that_names_no_frames_is_no_demo(tmp_path, capsys):
+    demo = tmp_path / "demo"
+    assert make_demo(demo, "--frames", "2") == 0
+    (demo / "demo.json").write_text(json.dumps({"config": {}, "seed": 7}))
+    before = tree(demo)
+    assert make_demo(demo, "--frames", "2") == 2
+    assert "holds no demo.json of an earlier make-demo sequence" in capsys.readouterr().err
+    assert tree(demo) == before
 
 
 def test_folder_that_is_no_demo_is_refused(tmp_path, capsys):

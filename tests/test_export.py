@@ -247,6 +247,49 @@ def test_unreadable_frames_and_damaged_masks_are_skipped(tmp_path):
     assert reasons[project.stems[1]] == "damaged committed mask"
 
 
+def test_an_append_keeps_the_earlier_export_of_frames_unreadable_now(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(app.cli, "COMMANDS", {"export": app.cli.COMMANDS["export"]})
+    project, _, expected, predicted = reviewed_project(tmp_path)
+    s = project.stems
+    out = tmp_path / "out"
+    export_project(project, out, "sirst", split="train", yolo=True)
+    earlier = snapshot(out)
+    earlier_meta = json.loads((out / "meta.json").read_text())["frames"]
+    # still accepted, corrected and accepted, but unreadable now: frame 0 moved away, frame 1 damaged,
+    # frame 5's committed mask damaged; frame 2 is rejected now, frame 3 accepted now
+    frames = tmp_path / "seqA_frames"
+    (frames / f"{s[0]}.png").rename(tmp_path / f"{s[0]}.png")
+    (frames / f"{s[1]}.png").write_bytes((frames / f"{s[1]}.png").read_bytes()[:40])
+    label = project.folder / "labels" / f"{s[5]}.png"
+    label.write_bytes(label.read_bytes()[:30])
+    project.set_status(s[2], "rejected")
+    project.set_status(s[3], "accepted")
+
+    code = app.cli.main(["export", str(project.folder), "--out", str(out), "--append", "--split", "test"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "removed 1 frames of an earlier export of this sequence (no longer selected)" in printed
+    assert f"kept the earlier export of 3 frames that cannot be read now (e.g. seqA_{s[0]}: not in the source)" \
+        in printed
+    kept = [f"seqA_{s[i]}" for i in (0, 1, 5)]
+    for stem in kept:
+        for folder in ("images", "masks", "labels"):
+            name = f"{folder}/{stem}.{'txt' if folder == 'labels' else 'png'}"
+            assert (out / name).read_bytes() == earlier[name]
+    assert not (out / "images" / f"seqA_{s[2]}.png").exists() and not (out / "masks" / f"seqA_{s[2]}.png").exists()
+    meta = json.loads((out / "meta.json").read_text())["frames"]
+    assert sorted(meta) == sorted(kept + [f"seqA_{s[3]}"])
+    for stem in kept:  # the sequence moved to the test side, its kept frames with it
+        assert meta[stem] == {**earlier_meta[stem], "split": "test"}
+    # all on one side, in frame order, and readable as training reads them
+    assert (out / "trainval.txt").read_text() == ""
+    assert [(stem, split) for stem, _, _, split in read_exported_dataset(out, "sirst")] == \
+        [(f"seqA_{s[i]}", "test") for i in (0, 1, 3, 5)]
+    masks = {stem: mask for stem, _, mask, _ in read_exported_dataset(out, "sirst")}
+    for i, truth in ((0, expected[0]), (1, expected[1]), (3, predicted[3]), (5, expected[5])):
+        np.testing.assert_array_equal(masks[f"seqA_{s[i]}"], truth)
+
+
 def test_progress_follows_every_selected_frame_before_the_split_files(tmp_path):
     project, _, _, _ = reviewed_project(tmp_path)
     frame_file = tmp_path / "seqA_frames" / f"{project.stems[0]}.png"
@@ -464,7 +507,8 @@ def fail_writes_after(monkeypatch, n: int) -> list[Path]:
     return tried
 
 
-@pytest.mark.parametrize("name", ["../evil", "a/b", "a\\b", ".hidden", "", "tab\there"])
+@pytest.mark.parametrize("name", ["../evil", "a/b", "a\\b", ".hidden", "", "tab\there", " lead", "trail ",
+                                  "two\nlines", "para\u2029graph"])
 def test_sequence_and_dataset_names_must_be_plain(tmp_path, name):
     project, _, _, _ = reviewed_project(tmp_path)
     out = tmp_path / "sets" / "out"
@@ -594,3 +638,14 @@ def test_a_frames_folder_named_images_exports_under_its_parent_s_name(tmp_path):
     session = ReviewSession.open(tmp_path / "IR_DRONE_146" / "images")
     assert session.name == "images" and session.sequence_name == "IR_DRONE_146"
     session.close()
+
+
+def test_the_dialog_summary_names_frames_kept_and_removed():
+    from app.core.export import ExportReport
+    from app.widgets.export_dialog import describe_report
+
+    report = ExportReport(Path("/data/set"), "sirst", "train", exported=["s_000001"], removed=["s_000004"],
+                          kept=[("s_000002", "not in the source"), ("s_000003", "corrupt image")])
+    text = describe_report(report)
+    assert "1 frames of an earlier export of this sequence removed (no longer selected)." in text
+    assert "2 frames that cannot be read now keep their earlier export (e.g. s_000002: not in the source)" in text

@@ -157,3 +157,36 @@ def test_a_malformed_boxes_csv_is_named_and_the_masks_beside_it_still_count(tmp_
     assert fields(captured.out)["ground truth"] == f"masks in {clip / 'masks'}"
     assert f"warning: {clip / 'boxes.csv'}: line 3: " in captured.err
     assert captured.err.rstrip().endswith("its boxes are not used")
+
+
+def test_info_on_a_project_says_when_its_source_is_gone_or_lacks_frames(tmp_path, capsys):
+    sequence = write_sequence(iter_frames(SyntheticConfig(n_frames=5, height=32, width=40), 3), tmp_path / "seq")
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert fields(capsys.readouterr().out)["source"] == f"{sequence} (folder)"
+
+    for stem in ("000002", "000004"):
+        (sequence / "images" / f"{stem}.png").rename(tmp_path / f"{stem}.png")
+    assert main(["info", str(out)]) == 0
+    assert fields(capsys.readouterr().out)["source"] == \
+        f"{sequence} (folder), 2 of the project's 5 frames missing: 000002, 000004"
+
+    sequence.rename(tmp_path / "moved")
+    assert main(["info", str(out)]) == 0
+    assert fields(capsys.readouterr().out)["source"] == \
+        f"{sequence} (folder), cannot be read: {sequence}: no such file or folder; export and import-labels need it"
+
+
+def test_a_damaged_proposal_counts_as_damaged_only(tmp_path, capsys):
+    sequence = write_sequence(iter_frames(SyntheticConfig(n_frames=3, height=32, width=40), 3), tmp_path / "seq")
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet"]) == 0
+    damaged = out / "masks" / "000002.png"
+    damaged.write_bytes(damaged.read_bytes()[:60])
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert fields(printed)["proposals"] == "2 frames:" and "  2 by mpcm" in printed.splitlines()
+    assert f"  {damaged}: truncated PNG (no IEND chunk)" in printed.splitlines()

@@ -133,6 +133,29 @@ def test_cli_takes_the_ground_truth_beside_the_source_or_a_folder(tmp_path, caps
     assert "no masks/ folder beside" in capsys.readouterr().err
 
 
+def test_cli_fails_when_no_mask_is_named_after_a_frame(tmp_path, capsys):
+    masks = data_set(tmp_path / "data", n=4)
+    project = detected_project(tmp_path, masks)
+    project.set_status("im0", ReviewStatus.ACCEPTED)
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for stem, mask in masks.items():
+        cv2.imwrite(str(renamed / f"mask_{stem}.png"), mask.astype(np.uint8) * 255)
+    capsys.readouterr()
+    assert main(["import-labels", str(project.folder), "--masks", str(renamed)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"error: no mask file in {renamed} is named after one of the 3 unreviewed frames of "
+                   f"{project.folder}: frame 'im1' takes a mask named im1.png or im1_pixels0.png (or another "
+                   "image type), but the folder holds names such as 'mask_im0.png'\n")
+    assert not any(ReviewProject.open(project.folder).has_committed_mask(stem) for stem in masks)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["import-labels", str(project.folder), "--masks", str(empty)]) == 1
+    assert capsys.readouterr().err.endswith("(or another image type), and the folder holds no image file\n")
+
+
 @pytest.mark.gui
 def test_the_window_commits_the_ground_truth_in_the_background(window, fresh_sequence, qtbot, monkeypatch):
     import threading

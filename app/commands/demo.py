@@ -24,10 +24,15 @@ def add_parser(subparsers) -> None:
                                           "is replaced whole, once the new one is written (a review project made over "
                                           "it is renamed aside, kept). Any other folder is refused.")
     p.add_argument("out", help="output folder")
-    p.add_argument("--frames", type=int, default=DEMO_CONFIG.n_frames)
-    p.add_argument("--width", type=int, default=DEMO_CONFIG.width)
-    p.add_argument("--height", type=int, default=DEMO_CONFIG.height)
-    p.add_argument("--seed", type=int, default=DEMO_SEED)
+    p.add_argument("--frames", type=int, default=DEMO_CONFIG.n_frames,
+                   help=f"number of frames, at least 1 (default {DEMO_CONFIG.n_frames})")
+    p.add_argument("--width", type=int, default=DEMO_CONFIG.width,
+                   help=f"frame width in pixels, at least 32 (default {DEMO_CONFIG.width})")
+    p.add_argument("--height", type=int, default=DEMO_CONFIG.height,
+                   help=f"frame height in pixels, at least 32 (default {DEMO_CONFIG.height})")
+    p.add_argument("--seed", type=int, default=DEMO_SEED,
+                   help=f"random seed: the same seed and settings give the same sequence (default {DEMO_SEED}, "
+                        "the built-in demo's)")
     p.add_argument("--tiff", action="store_true", help="one multi-page stack.tif instead of images/*.png")
     p.set_defaults(run=run)
 
@@ -37,7 +42,10 @@ def run(args) -> int:
         print("error: need --frames >= 1 and --width/--height >= 32", file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
-    refusal = _why_not_replaceable(out)
+    try:
+        refusal = _why_not_replaceable(out)
+    except OSError as e:
+        refusal = f"cannot look through it ({e.strerror or e})"
     if refusal:
         print(f"error: {out}: {refusal}; choose a new or empty folder", file=sys.stderr)
         return 2
@@ -68,29 +76,46 @@ def run(args) -> int:
 
 def _why_not_replaceable(out: Path) -> str | None:
     """Why make-demo must not write into `out`; None when it is new, empty or an earlier make-demo sequence
-    alone (a marker, and only the files make-demo writes)."""
+    alone (its marker, and only files the marker's settings say make-demo wrote)."""
     if not out.exists():
         return None
     if not out.is_dir():
         return "not a folder"
-    entries = list(out.iterdir())
-    if not entries:
+    if not any(out.iterdir()):
         return None
     try:
         marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        marker = None
-    if not (isinstance(marker, dict) and "config" in marker and "seed" in marker):
+        written = _files_written(marker)
+    except (OSError, ValueError, TypeError, KeyError):
         return f"not empty, and holds no {MARKER} of an earlier make-demo sequence"
-    strays = []
-    for entry in entries:
-        if entry.name in ("images", "masks") and entry.is_dir() and not entry.is_symlink():
-            strays += [f"{entry.name}/{f.name}" for f in entry.iterdir() if not (f.suffix == ".png" and f.is_file())]
-        elif not (entry.is_file() and (entry.name in (MARKER, "targets.csv") or entry.suffix == ".tif")):
-            strays.append(entry.name)
-    if strays:
-        return f"holds an earlier demo, but also {sorted(strays)[0]}, which make-demo did not write"
+    foreign = []
+    for path in out.rglob("*"):  # does not descend into linked folders: a link is foreign itself
+        name = path.relative_to(out).as_posix()
+        if name not in written and not (name in ("images", "masks") and path.is_dir() and not path.is_symlink()):
+            foreign.append(name)
+    if foreign:
+        foreign.sort()
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        return f"holds an earlier demo, but also {', '.join(foreign[:3])}{more}, which make-demo did not write"
     return None
+
+
+def _files_written(marker: dict) -> set[str]:
+    """The files (relative paths) make-demo writes with the settings of its marker (`write_sequence`'s
+    names); the app's built-in demo, whose marker names no layout, is a folder one."""
+    n_frames = marker["config"]["n_frames"]
+    if not isinstance(n_frames, int) or n_frames < 1:
+        raise ValueError(f"{MARKER}: n_frames {n_frames!r}")
+    layout = marker.get("layout", "folder")
+    if layout == "folder":
+        stems = [f"{i:06d}" for i in range(1, n_frames + 1)]
+        frames = {f"images/{stem}.png" for stem in stems}
+    elif layout == "tiff":
+        stems = [f"stack_{i:06d}" for i in range(1, n_frames + 1)]
+        frames = {"stack.tif"}
+    else:
+        raise ValueError(f"{MARKER}: layout {layout!r}")
+    return {MARKER, "targets.csv", *frames, *(f"masks/{stem}.png" for stem in stems)}
 
 
 def _replace_folder(new: Path, out: Path) -> None:

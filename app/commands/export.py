@@ -25,12 +25,14 @@ def add_parser(sub) -> None:
     p.add_argument("--include-unreviewed", action="store_true",
                    help="also export unreviewed frames (their committed mask, else the prediction)")
     p.add_argument("--append", action="store_true",
-                   help="add to an existing data set (split files merged; this sequence's earlier entries replaced; "
+                   help="add to an existing data set (split files merged; this sequence's earlier entries replaced, "
+                   "but frames unreadable now keep their earlier export; "
                    "the raw, COCO and YOLO files it already has are written too, so they match the new masks)")
     p.add_argument("--dataset-name", default=None,
                    help="BasicIRSTD data set name, a plain folder name (default IRSAM-Review)")
     p.add_argument("--sequence", default=None,
-                   help="stem prefix, a plain name: no '/', not starting with '.' (default: the project folder's name)")
+                   help="stem prefix, a plain name: no '/', not starting with '.' or a space, not ending with a space "
+                   "(default: the project folder's name)")
     p.add_argument("--raw", action="store_true", help="also write raw/<stem>.png (or .tif): the raw frame values")
     p.add_argument("--coco", action="store_true", help="also write annotations/instances_<split>.json (COCO, RLE)")
     p.add_argument("--yolo", action="store_true", help="also write labels/<stem>.txt (YOLO boxes)")
@@ -67,7 +69,11 @@ def run(args) -> int:
     if skipped:
         print(f"skipped: {skipped}")
     if report.removed:
-        print(f"removed {len(report.removed)} frames of an earlier export of this sequence")
+        print(f"removed {len(report.removed)} frames of an earlier export of this sequence (no longer selected)")
+    if report.kept:
+        stem, why = report.kept[0]
+        print(f"kept the earlier export of {len(report.kept)} frames that cannot be read now (e.g. {stem}: {why}); "
+              "restore them and export again to update them")
     for line in report.formats_summary():
         print(line)
     return 0

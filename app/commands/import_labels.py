@@ -60,7 +60,24 @@ def run(args) -> int:
         print(f"refused {stem}: {reason}", file=sys.stderr)
     if len(report.refused) > MAX_LISTED:
         print(f"... and {len(report.refused) - MAX_LISTED} more refused", file=sys.stderr)
+    if report.missing and not (report.imported or report.unchanged or report.kept or report.refused):
+        print(f"error: no mask file in {truth.masks_dir} is named after one of the {len(report.missing)} unreviewed "
+              f"frames of {project.folder}: {_mismatch_example(report.missing[0], truth.masks_dir)}",
+              file=sys.stderr)
+        return 1
     print(f"{project.folder}: {report.summary()} (masks from {truth.masks_dir})")
     if report.kept:
         print("frames with their own committed mask kept it: --replace takes the reference there too")
     return 0
+
+
+def _mismatch_example(stem: str, masks_dir: Path) -> str:
+    """A frame's name and the mask file it would take beside a file the folder holds, to show the mismatch."""
+    from app.core.frames import IMAGE_SUFFIXES
+
+    wanted = f"frame {stem!r} takes a mask named {stem}.png or {stem}_pixels0.png (or another image type)"
+    held = sorted(p.name for p in masks_dir.iterdir()
+                  if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not held:
+        return f"{wanted}, and the folder holds no image file"
+    return f"{wanted}, but the folder holds names such as {held[0]!r}"

@@ -13,6 +13,7 @@ from app.core.frames import FrameReadError, SourceError, find_ground_truth, open
 from app.core.normalization import Normalization
 
 VALUE_SAMPLE = 32
+MISSING_LISTED = 5  # missing frames of a project named
 
 
 def add_parser(subparsers) -> None:
@@ -98,12 +99,13 @@ def describe_project(folder: Path) -> int:
         return 2
     proposals: Counter[str] = Counter()
     for stem in project.stems:
-        if project.has_prediction(stem):
-            proposals[ProposalOrigin.label_of(project.proposal_origin(stem))] += 1
+        mask, origin = project.prediction(stem)
+        if mask is not None:  # a damaged proposal is listed with the damaged files only
+            proposals[ProposalOrigin.label_of(origin)] += 1
     counts = status_counts(project)
     committed = sum(project.has_committed_mask(stem) for stem in project.stems)
     print(f"project:       {project.folder}")
-    print(f"source:        {project.source_path} ({project.source_kind})")
+    print(f"source:        {project.source_path} ({project.source_kind}){_source_problem(project)}")
     print(f"frames:        {len(project)}, {project.size_text()} (width x height)")
     print(f"normalisation: {Normalization.from_dict(project.normalization)}")
     print("review:        " + ", ".join(f"{n} {status.value}" for status, n in counts.items()))
@@ -116,3 +118,20 @@ def describe_project(folder: Path) -> int:
         for path, reason in project.damaged:
             print(f"  {path}: {reason}")
     return 0
+
+
+def _source_problem(project) -> str:
+    """", cannot be read: ..." or ", N of the project's frames missing: ..." when the source is gone or lacks
+    frames (export and import-labels read it); "" when it holds them all. Opening a source reads file names
+    and headers, not the frames."""
+    try:
+        with open_source(project.source_path, prefetch=0) as source:
+            present = set(source.stems)
+    except (SourceError, OSError) as e:
+        return f", cannot be read: {e}; export and import-labels need it"
+    missing = [stem for stem in project.stems if stem not in present]
+    if not missing:
+        return ""
+    more = f" and {len(missing) - MISSING_LISTED} more" if len(missing) > MISSING_LISTED else ""
+    return (f", {len(missing)} of the project's {len(project)} frames missing: "
+            f"{', '.join(missing[:MISSING_LISTED])}{more}")

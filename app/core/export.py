@@ -15,6 +15,11 @@ mask came from, and the frame's proposal origin) and, on request, raw/<stem>.png
 annotations/instances_<split>.json (COCO, uncompressed RLE per 8-connected target) and labels/<stem>.txt
 (YOLO boxes).
 
+An append replaces this sequence's earlier frames: those it exports again are overwritten, those no longer
+selected (rejected, or unreviewed again) are removed, and those selected but unreadable now (a frame moved
+away or damaged, a damaged mask) keep their earlier export, files and record, listed with the rest of the
+sequence on this export's side of the split.
+
 A data set keeps the formats it has: an append also writes each of raw/, labels/ and annotations/ that the
 data set already holds, whether asked or not, so no file describes a mask or split that was replaced. The
 COCO files are rebuilt for both splits from every listed mask; YOLO labels are written for this export's
@@ -93,6 +98,8 @@ class ExportReport:
     exported: list[str] = field(default_factory=list)  # data set stems written
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (project stem, why)
     removed: list[str] = field(default_factory=list)  # this sequence's stems from an earlier export, now dropped
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (data set stem, why unreadable) of earlier exports
+    # of frames still selected but skipped now: their earlier files and record stay
     formats: list[str] = field(default_factory=list)  # optional formats (FORMATS keys) written
     formats_already_held: list[str] = field(default_factory=list)  # of those, written though not asked for
     labels_added: list[str] = field(default_factory=list)  # stems of earlier exports given the YOLO file they lacked
@@ -181,9 +188,10 @@ def export_project(
     `source` (a FrameSource) and `normalization` default to the project's own (source opened from its
     stored path, `Normalization.from_dict(project.normalization)`).
     With `append`, the data set may already hold other sequences: split files are merged without
-    duplicates, and this sequence's earlier entries are replaced; ExportError, before anything is
-    written, when those entries (or a data set stem this export writes) come from another source, or
-    when this source's frames are there under another sequence name. The optional formats written are
+    duplicates, and this sequence's earlier entries are replaced, except those of frames still selected
+    but unreadable now, which are kept (`ExportReport.kept`); ExportError, before anything is written, when
+    those entries (or a data set stem this export writes) come from another source, or when this source's
+    frames are there under another sequence name. The optional formats written are
     those asked for and, when appending, those the data set already holds (module docstring).
     `progress(done, total)`, when given, is called after each frame selected for export, whether written
     or skipped (unreadable), `total` being the number selected; the split files, annotations, YOLO
@@ -230,10 +238,12 @@ def export_project(
             source_index = {s: i for i, s in enumerate(source.stems)}
             for done, (stem, origin) in enumerate(selected, start=1):
                 mask, frame, proposal, why = _label_and_frame(project, stem, origin, source, source_index)
+                dataset_stem = f"{sequence}_{stem}"
                 if mask is None:
                     report.skipped.append((stem, why))
+                    if _holds_earlier_export(paths, meta, dataset_stem):
+                        report.kept.append((dataset_stem, why))
                 else:
-                    dataset_stem = f"{sequence}_{stem}"
                     frame_files.write(paths.images / f"{dataset_stem}.png", encode_png(normalization.apply(frame)))
                     frame_files.write(paths.masks / f"{dataset_stem}.png", encode_png(mask))
                     raw_file = None
@@ -268,18 +278,22 @@ def export_project(
         report.formats = [f for f in FORMATS if f in formats]
         report.formats_already_held = [f for f in FORMATS if f in already_held]
         exported = set(report.exported)
-        report.removed = [
-            s for s, record in meta["frames"].items() if record.get("sequence") == sequence and s not in exported
-        ]
+        kept_earlier = {s for s, _ in report.kept}
+        listed_here = exported | kept_earlier
+        this_sequence = [f"{sequence}_{stem}" for stem, _ in selected if f"{sequence}_{stem}" in listed_here]
+        report.removed = [s for s, record in meta["frames"].items()
+                          if record.get("sequence") == sequence and s not in listed_here]
         removed_records = {s: meta["frames"].pop(s) for s in report.removed}
+        for s in kept_earlier:
+            meta["frames"][s]["split"] = split
         splits = {}
         for name, path in paths.split_files.items():
             try:
                 listed = read_split(path) if append and path.exists() else []
             except ValueError as e:  # a split file edited by hand to list a frame twice
                 raise ExportError(f"{e}; fix it, or export into a new folder") from None
-            kept = [s for s in listed if s not in exported and s not in removed_records]
-            splits[name] = kept + (report.exported if name == split else [])
+            others = [s for s in listed if s not in listed_here and s not in removed_records]
+            splits[name] = others + (this_sequence if name == split else [])
             index_files.write(path, "".join(f"{s}\n" for s in splits[name]).encode())
         if "yolo" in formats:
             for stem in (s for stems in splits.values() for s in stems if s not in exported):
@@ -454,10 +468,12 @@ class _StagedFiles:
 
 
 def _check_plain_name(what: str, name: str) -> None:
-    """Names become parts of file names: a path in one would write outside the data set."""
-    if not name or name.startswith(".") or "/" in name or "\\" in name or not name.isprintable():
+    """Names become parts of file names and of split file lines: a path in one would write outside the data
+    set, and a split file line loses the spaces around it (`read_split`) and cannot hold a line break."""
+    if (not name or name.startswith(".") or "/" in name or "\\" in name or not name.isprintable()
+            or name != name.strip()):
         raise ExportError(f"{what} {name!r} is not a plain name: it must be printable, not empty, "
-                          "hold no '/' or '\\' and not start with '.'")
+                          "hold no '/' or '\\', not start with '.' and not start or end with a space")
 
 
 def _exported_mask(frame_files: _StagedFiles, paths: DatasetPaths, stem: str) -> np.ndarray:
@@ -504,6 +520,12 @@ def _check_sequence_is_this_source(meta: dict, root: Path, sequence: str, projec
                 f"{root} already holds {dataset_stem}, a frame of {record.get('source')} (sequence "
                 f"{other_sequence!r}); exporting {source} as sequence {sequence!r} would overwrite it. Nothing "
                 "was written: export under another sequence name")
+
+
+def _holds_earlier_export(paths: DatasetPaths, meta: dict, dataset_stem: str) -> bool:
+    """Whether the data set holds an earlier export of the frame: its record, image and mask."""
+    return (dataset_stem in meta["frames"] and (paths.images / f"{dataset_stem}.png").is_file()
+            and (paths.masks / f"{dataset_stem}.png").is_file())
 
 
 def _holds_dataset(paths: DatasetPaths) -> bool:

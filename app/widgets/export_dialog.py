@@ -11,7 +11,12 @@ from app.widgets.workers import WorkerRunner
 def describe_report(report: ExportReport) -> str:
     lines = [f"{len(report.exported)} frames exported to {report.root} ({report.layout}, {report.split} split)."]
     if report.removed:
-        lines.append(f"{len(report.removed)} frames of an earlier export of this sequence removed.")
+        lines.append(f"{len(report.removed)} frames of an earlier export of this sequence removed (no longer "
+                     "selected).")
+    if report.kept:
+        stem, why = report.kept[0]
+        lines.append(f"{len(report.kept)} frames that cannot be read now keep their earlier export (e.g. {stem}: "
+                     f"{why}); restore them and export again to update them.")
     lines += report.formats_summary()
     if report.skipped:
         reasons: dict[str, int] = {}
