@@ -5,10 +5,13 @@ jitter, Dice + 10 BCE(edge). Checkpoints are selected on a validation part of tr
 
 Out folder:
   last.pt         everything needed to resume (model and its config, optimiser, scheduler, weight average,
-                  epoch, best score)
+                  epoch, best score, the run's options and images: `check_same_run`)
   best.pt         our checkpoint format (model.checkpoint) of the best validation IoU (of the weight
                   average, when `ema_decay` keeps one)
   metrics.jsonl   one line per epoch: losses, validation IoU/nIoU/Pd/Fa, lr (of its first step), seconds
+
+A new run goes into a new or empty folder; running the same command again resumes from last.pt. A resumed
+run may raise --epochs and change the options in RESUMABLE_OPTIONS; any other change is refused.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +45,16 @@ from model.metrics import SegmentationMetrics
 from model.predictor import check_device_name, choose_device, pad_to_multiple
 from model.train_config import TrainConfig
 
-MIN_CROP = 32
+MIN_CROP, MAX_CROP = 32, 2048  # 2048: 4x the paper's crop, the largest input `irsam stats` sizes
+# Options a resumed run may change: where and how fast it computes (the device and the precision change the
+# rounding only; validation always runs in fp32), when it validates and stops. --epochs may grow: the cosine
+# schedule then runs over the new total from the step reached (cosine_schedule).
+RESUMABLE_OPTIONS = ("epochs", "device", "precision", "workers", "max_minutes", "val_every")
+# What a new --out may already hold besides the files the command reads: the log its output is redirected
+# to (`> OUT/train.log`) and app.core.finetune's record of the command it starts (finetune.json).
+LAUNCHER_FILES = ("finetune.json",)
+LOG_SUFFIX = ".log"
+NAMED_ENTRIES = 5  # of a folder, in a message
 
 
 def check_options(cfg: TrainConfig) -> None:
@@ -53,7 +65,7 @@ def check_options(cfg: TrainConfig) -> None:
         (math.isfinite(cfg.lr) and cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
         (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0,
          f"weight_decay must not be negative, got {cfg.weight_decay}"),
-        (cfg.crop >= MIN_CROP, f"--crop must be at least {MIN_CROP}, got {cfg.crop}"),
+        (MIN_CROP <= cfg.crop <= MAX_CROP, f"--crop must lie in {MIN_CROP}..{MAX_CROP}, got {cfg.crop}"),
         (0 <= cfg.target_crop_prob <= 1, f"--target-crop-prob must lie in 0..1, got {cfg.target_crop_prob}"),
         (cfg.paste_targets >= 0, f"--paste-targets must not be negative, got {cfg.paste_targets}"),
         (cfg.workers >= 0, f"--workers must not be negative, got {cfg.workers}"),
@@ -65,6 +77,45 @@ def check_options(cfg: TrainConfig) -> None:
     problems = [message for ok, message in checks if not ok]
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def model_config_of(cfg: TrainConfig) -> IRSAMConfig:
+    """The --config preset with the --set overrides; ValueError naming a field that does not exist or a value
+    the config refuses."""
+    settable = sorted(f.name for f in fields(IRSAMConfig) if f.name != "name")
+    unknown = sorted(set(cfg.config_overrides) - set(settable))
+    if unknown:
+        raise ValueError(f"--set {', '.join(unknown)}: unknown model config field; --set takes {', '.join(settable)}")
+    try:
+        return preset(cfg.config).replace(**cfg.config_overrides)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--set {settings_text(cfg.config_overrides)}: {first_line(error)}") from None
+
+
+def build_model(model_config: IRSAMConfig, overrides: dict) -> torch.nn.Module:
+    """The network of `model_config`; with --set overrides also run once on a small blank frame, so values no
+    network can have (a negative or zero size, ...) stop the run here, in a ValueError naming them."""
+    if not overrides:
+        return build_irsam(model_config)
+    try:
+        model = build_irsam(model_config)
+        with torch.no_grad():
+            output = model(torch.zeros(1, 3, MIN_CROP, MIN_CROP))
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as error:
+        raise ValueError(f"--set {settings_text(overrides)}: no {model_config.name} network works with these values "
+                         f"({first_line(error)})") from None
+    if not torch.isfinite(output.mask_logits).all():
+        raise ValueError(f"--set {settings_text(overrides)}: the {model_config.name} network gives NaN or infinite "
+                         "logits with these values")
+    return model
+
+
+def settings_text(overrides: dict) -> str:
+    return " ".join(f"{name}={json.dumps(value)}" for name, value in overrides.items())
+
+
+def first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def split_samples(data: Path, split_file: str) -> list[Sample]:
@@ -89,7 +140,9 @@ def unusable_files_message(problems: list[str]) -> str:
 
 
 def cosine_schedule(total_steps: int):
-    """Multiplier for LambdaLR: 1 -> 0 over total_steps, monotone (the official schedule restarts by accident)."""
+    """Multiplier for LambdaLR: 1 -> 0 over total_steps, monotone (the official schedule restarts by accident).
+    A run resumed with more epochs goes on from the step it reached on the curve of the new total (the
+    learning rate rises to where a run of that length would be, then decays to 0 at its end)."""
     total = max(1, total_steps)
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
@@ -100,11 +153,32 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of `precision` on `device` (None: fp32). fp16 off CUDA is bf16, as the predictor
+    runs it: CPU fp16 is emulated, an order of magnitude slower than fp32 (a training step of the paper
+    config on 128 px crops, 2-core AVX-512 CPU: 12x; bf16 1.7x)."""
     if precision == "auto":
         if device.type == "cpu":
             return torch.bfloat16 if cpu_has_fast_bf16() else None
         return torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        return torch.bfloat16
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def precision_warnings(precision: str, dtype: torch.dtype | None, device: torch.device) -> list[str]:
+    """Lines telling that training runs in another precision than asked, or in a slow one."""
+    warnings = []
+    if precision == "fp16" and dtype != torch.float16:
+        warnings.append(f"warning: --precision fp16 runs on CUDA only: training in bf16 on the {device.type}, "
+                        "as inference does")
+    if dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_fast_bf16():
+        warnings.append("warning: this CPU has no native bf16 (AVX-512 BF16 or AMX): bf16 is emulated, several "
+                        "times slower than --precision fp32")
+    return warnings
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 @torch.no_grad()
@@ -227,9 +301,14 @@ def _diverged(ctx: DistributedContext, epoch: int, last_path: Path, dtype, what:
     """Leave the process group (every rank calls this at the same step, the DDP wrapper dropped) and say what
     last.pt still holds."""
     ctx.close()
-    return TrainingDiverged(f"training diverged in epoch {epoch + 1}: {what}; {last_path} keeps "
-                            + (f"epoch {epoch} (resume from it with a lower --lr" if epoch else "nothing (start again "
-                               "with a lower --lr") + (", or --precision fp32)" if dtype is not None else ")"))
+    # a resumed run keeps its learning rate (check_same_run refuses another --lr): a lower one is a new run
+    if epoch:
+        advice = (f"{last_path} keeps epoch {epoch}: start again into another --out with a lower --lr"
+                  + (", or resume this run with --precision fp32" if dtype is not None else ""))
+    else:
+        advice = (f"{last_path} keeps nothing: start again with a lower --lr"
+                  + (" or --precision fp32" if dtype is not None else ""))
+    return TrainingDiverged(f"training diverged in epoch {epoch + 1}: {what}; {advice}")
 
 
 def parameter_checksum(model: torch.nn.Module) -> float:
@@ -265,15 +344,16 @@ class WeightAverage:
 def train(cfg: TrainConfig, log=print) -> dict:
     """Runs (or resumes) training; returns the final summary (best validation metrics, paths).
 
-    Bad options, unusable data files and a last.pt that cannot be resumed raise (ValueError or
-    CheckpointError) before the out folder is created or anything is written."""
+    Bad options, unusable data files, an --out holding something else than a run to resume and a last.pt
+    that cannot be resumed with these options raise (ValueError or CheckpointError) before the out folder is
+    created or anything is written."""
     check_options(cfg)
     ctx = DistributedContext(cfg.device)
     if ctx.is_main and ctx.fallback_reason:
         log(f"warning: training on the CPU: {ctx.fallback_reason}")
     torch.manual_seed(cfg.seed)
-    model_config: IRSAMConfig = preset(cfg.config).replace(**cfg.config_overrides)
-    model = build_irsam(model_config)
+    model_config = model_config_of(cfg)
+    model = build_model(model_config, cfg.config_overrides)
     init_report = None
     if cfg.init:  # before the out folder and the data: weights that do not fit stop the run at once
         state_dict = load_state_dict_file(cfg.init)
@@ -285,13 +365,21 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
     out = Path(cfg.out)
     last_path = out / "last.pt"
-    resume_state = read_resume_state(last_path, model, model_config) if last_path.exists() else None
+    if last_path.exists():
+        resume_state = read_resume_state(last_path, model, model_config)
+    else:
+        resume_state = None
+        inputs = (cfg.split_train, cfg.split_val, cfg.init, *cfg.extra_data)
+        check_new_out_folder(out, {Path(path).resolve() for path in inputs if path})
     data = Path(cfg.data)
     train_samples, val_samples = split_samples(data, cfg.split_train), split_samples(data, cfg.split_val)
     train_stems, val_stems = [s.stem for s in train_samples], [s.stem for s in val_samples]
     overlap = set(train_stems) & set(val_stems)
     if overlap:
         raise ValueError(f"train and validation splits share {len(overlap)} images, e.g. {sorted(overlap)[:3]}")
+    run = run_record(cfg, ctx.world_size, train_stems, val_stems)
+    if resume_state is not None and "run" in resume_state:  # last.pt files from before runs were recorded: as they are
+        check_same_run(out, json.loads(resume_state["run"]), run)
     extra_samples = [extra_data_samples(entry) for entry in cfg.extra_data]
     val_files = {s.image_path.resolve() for s in val_samples}
     for entry, samples in zip(cfg.extra_data, extra_samples):
@@ -299,7 +387,17 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if leaked:  # checkpoint selection would reward memorising them
             raise ValueError(f"--extra-data {entry} holds {len(leaked)} of the validation images, e.g. "
                              f"{', '.join(leaked[:3])}: give a split file without them (e.g. the data set's train.txt)")
-    train_images, train_masks, problems = read_samples(train_samples + [s for samples in extra_samples for s in samples])
+    # each image is trained on once: an extra data set often holds the training split (a trainval.txt)
+    train_files = {s.image_path.resolve() for s in train_samples}
+    new_extra_samples = []
+    for entry, samples in zip(cfg.extra_data, extra_samples):
+        new = [s for s in samples if s.image_path.resolve() not in train_files]
+        train_files.update(s.image_path.resolve() for s in new)
+        new_extra_samples += new
+        if ctx.is_main and len(new) < len(samples):
+            log(f"--extra-data {entry}: {len(samples) - len(new)} of its {len(samples)} images are in the training "
+                "set already (each image is trained on once)")
+    train_images, train_masks, problems = read_samples(train_samples + new_extra_samples)
     val_images, val_masks, val_problems = read_samples(val_samples)
     if problems or val_problems:
         raise ValueError(unusable_files_message(problems + val_problems))
@@ -326,8 +424,17 @@ def train(cfg: TrainConfig, log=print) -> dict:
     )
     steps_per_epoch = max(1, len(loader))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(cfg.epochs * steps_per_epoch))
+    steps_done = 0
+    if resume_state is not None:
+        optimizer.load_state_dict(resume_state["optimizer"])
+        steps_done = int(resume_state["scheduler"]["last_epoch"])
+    # made at the step reached, so a run resumed with more epochs takes the new schedule from its first step
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(cfg.epochs * steps_per_epoch),
+                                                  last_epoch=steps_done - 1)
     dtype = autocast_dtype(cfg.precision, ctx.device)
+    if ctx.is_main:
+        for warning in precision_warnings(cfg.precision, dtype, ctx.device):
+            log(warning)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16 and ctx.device.type == "cuda")
     loss_fn = LOSSES[cfg.loss]
 
@@ -335,14 +442,16 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
         resumed_average = resume_state.get("average")
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
         start_epoch, best_iou = int(resume_state["epoch"]) + 1, float(resume_state["best_iou"])
         best_metrics = json.loads(resume_state["best_metrics"])
         if ctx.is_main:
             where = (f"at epoch {start_epoch + 1}/{cfg.epochs}" if start_epoch < cfg.epochs
                      else f"with all {cfg.epochs} epochs done")
             log(f"resuming from {last_path} {where} (best val IoU {best_iou:.4f})")
+            run_epochs = json.loads(resume_state["run"])["epochs"] if "run" in resume_state else cfg.epochs
+            if run_epochs < cfg.epochs:
+                log(f"extended from {run_epochs} to {cfg.epochs} epochs: the cosine schedule now spans {cfg.epochs} "
+                    f"epochs, lr {scheduler.get_last_lr()[0]:.2e} at epoch {start_epoch + 1}")
             repaired = reconcile_log(out / "metrics.jsonl", start_epoch, resume_state.get("record"))
             if repaired:
                 log(f"metrics.jsonl: {repaired} (the last run was killed between the two writes)")
@@ -416,10 +525,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
                         out / "best.pt",
                         kept,
                         model_config,
-                        _metadata(cfg, epoch + 1, best_metrics, val_stems, export_windows),
+                        _metadata(cfg, epoch + 1, best_metrics, val_stems, export_windows, dtype),
                     )
             _save_resume_state(last_path, model, model_config, average, optimizer, scheduler, epoch, best_iou,
-                               best_metrics, record)
+                               best_metrics, record, run)
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             log(_format_record(record))
@@ -519,7 +628,8 @@ def exported_windows(folder: Path, stems: set[str] | None = None) -> dict[str, d
     }
 
 
-def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str], export_windows: dict) -> dict:
+def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str], export_windows: dict,
+              dtype: torch.dtype | None) -> dict:
     return {
         # What the network saw: model.data reads 8-bit images only and feeds them as stored. Raw
         # (e.g. 16-bit) frames reach training only through an export's window, recorded below.
@@ -533,6 +643,7 @@ def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str],
             "images": "8-bit images used as stored (model.data refuses other bit depths)",
             "export_normalization": export_windows,  # data folder -> sequence -> raw-to-8-bit window
             "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "out")},
+            "precision_used": precision_name(dtype),  # the recipe's "auto", or fp16 off CUDA, resolved
             "epoch": epoch,
         },
         "metrics": {"val": metrics},
@@ -568,6 +679,70 @@ def read_resume_state(path: Path, model: torch.nn.Module, model_config: IRSAMCon
         raise CheckpointError(f"{path} holds a run of another model config than {model_config.name} "
                               f"({report.summary()}): resume it with its --config, or train into another --out")
     return state
+
+
+def check_new_out_folder(out: Path, inputs: set[Path]) -> None:
+    """ValueError naming what an existing --out without last.pt holds, the command's own input files, logs and
+    LAUNCHER_FILES aside: a new run would overwrite its best.pt, add to its metrics.jsonl, or write into a data
+    set or a review project."""
+    try:
+        entries = sorted(out.iterdir())
+    except (FileNotFoundError, NotADirectoryError):  # a new folder, or one make_out_folder cannot make
+        return
+    except OSError as error:
+        raise ValueError(f"cannot read --out {out}: {error.strerror or error}") from None
+    others = [entry.name + ("/" if entry.is_dir() else "") for entry in entries
+              if not (entry.resolve() in inputs or entry.name in LAUNCHER_FILES
+                      or entry.suffix == LOG_SUFFIX and entry.is_file())]
+    if others:
+        named = ", ".join(others[:NAMED_ENTRIES]) + (f" and {len(others) - NAMED_ENTRIES} more"
+                                                      if len(others) > NAMED_ENTRIES else "")
+        raise ValueError(f"--out {out} holds {named} and no last.pt to resume: train into a new or empty folder")
+
+
+def run_record(cfg: TrainConfig, processes: int, train_stems: list[str], val_stems: list[str]) -> dict:
+    """What makes the run what it is, kept in last.pt for `check_same_run`: its options (paths resolved: a
+    resume from another working folder compares equal; the model config is checked by read_resume_state),
+    its number of processes (with the batch size, the images of a step) and the images its splits list."""
+    options = asdict(cfg)
+    for name in ("out", "config", "config_overrides"):
+        del options[name]
+    for name in ("data", "split_train", "split_val", "init"):
+        if options[name] is not None:
+            options[name] = str(Path(options[name]).resolve())
+    options["extra_data"] = [str(Path(entry).resolve()) for entry in cfg.extra_data]
+    record = {**options, "processes": processes, "train_stems": sorted(train_stems), "val_stems": sorted(val_stems)}
+    return json.loads(json.dumps(record))  # as last.pt gives it back
+
+
+def check_same_run(out: Path, run: dict, now: dict) -> None:
+    """ValueError naming every change of `run` (the run last.pt holds, `run_record`) a resume as `now` would
+    make, RESUMABLE_OPTIONS aside (--epochs only up): the run would go on learning from other images, at
+    another rate or batch, and best.pt's score and threshold would mix two validations. Keys a run recorded
+    before they existed are not compared."""
+    changes = [describe_change(name, value, now[name]) for name, value in run.items()
+               if name in now and name not in RESUMABLE_OPTIONS and value != now[name]]
+    if "epochs" in run and now["epochs"] < run["epochs"]:
+        changes.append(f"--epochs {now['epochs']} (the run's: {run['epochs']}; a run may be extended, not shortened)")
+    if changes:
+        raise ValueError(f"{out} holds a run with other options: {'; '.join(changes)}. Resuming would mix two runs: "
+                         "train into another --out, or resume with the run's options")
+
+
+def describe_change(name: str, then, now) -> str:
+    if name in ("train_stems", "val_stems"):
+        added, gone = len(set(now) - set(then)), len(set(then) - set(now))
+        return f"the images {'--split-train' if name == 'train_stems' else '--split-val'} lists ({added} added, {gone} gone)"
+    if name == "processes":
+        return f"{now} processes (the run's: {then})"
+    flag = name if name == "weight_decay" else "--" + name.replace("_", "-")  # weight_decay has no CLI option
+    return f"{flag} {shown(now)} (the run's: {shown(then)})"
+
+
+def shown(value) -> str:
+    if isinstance(value, list):
+        value = ", ".join(map(str, value))
+    return "none" if value in (None, "") else str(value)
 
 
 def make_out_folder(out: Path) -> None:
@@ -613,7 +788,7 @@ def reconcile_log(path: Path, epochs_done: int, last_record: str | None) -> str:
 
 def _save_resume_state(
     path: Path, model, model_config: IRSAMConfig, average: WeightAverage | None, optimizer, scheduler, epoch: int,
-    best_iou: float, best_metrics: dict, record: dict,
+    best_iou: float, best_metrics: dict, record: dict, run: dict,
 ) -> None:
     import io
 
@@ -631,6 +806,7 @@ def _save_resume_state(
             "best_metrics": json.dumps(best_metrics),
             "config": json.dumps(model_config.to_dict()),
             "record": json.dumps(record),  # the epoch's metrics.jsonl line, should the run die before writing it
+            "run": json.dumps(run),  # what a resume must keep (check_same_run)
         },
         buf,
     )

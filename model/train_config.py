@@ -21,7 +21,7 @@ class TrainConfig:
     orientations: str = "hflip"  # "hflip" (paper) or "dihedral": also vertical flips and 90-degree turns
     paste_targets: int = 0  # copy-paste: up to N training targets (<= 100 px) added to each frame
     loss: str = "paper"
-    precision: str = "auto"  # auto: fp16 AMP on CUDA, bf16 on CPUs with native bf16, else fp32
+    precision: str = "auto"  # auto: fp16 AMP on CUDA, bf16 on CPUs with native bf16, else fp32; fp16 off CUDA: bf16
     device: str = "auto"
     workers: int = 0
     seed: int = 0

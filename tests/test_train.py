@@ -216,7 +216,7 @@ def test_training_writes_best_checkpoint_with_metadata_and_resumes(dataset, tmp_
     assert meta["metrics"]["val_at_threshold"]["iou"] >= meta["metrics"]["val"]["iou"] - 1e-9
 
     messages = []
-    train(tiny_config(dataset, out, epochs=3), log=messages.append)
+    train(tiny_config(exported, out, epochs=3), log=messages.append)
     assert any("resuming" in m and "epoch 3/3" in m for m in messages)
     assert [r["epoch"] for r in read_log(out)] == [1, 2, 3]
 
@@ -346,7 +346,9 @@ def test_cli_training_killed_mid_run_resumes_from_its_last_epoch(dataset, tmp_pa
     assert epochs_done and epochs_done[-1] < 50, "the run must have been killed mid-way"
 
     last = epochs_done[-1]
-    result = subprocess.run(command(last + 1), cwd=REPO, capture_output=True, text=True, timeout=240)
+    # the same command, stopped after one epoch (--max-minutes may change on resume, --epochs may not shrink)
+    result = subprocess.run(command(50) + ["--max-minutes", "0.001"], cwd=REPO, capture_output=True, text=True,
+                            timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "resuming from" in result.stdout + result.stderr
     assert [r["epoch"] for r in read_log(out)][-1] == last + 1
@@ -508,6 +510,30 @@ def test_cli_extra_data_from_a_split_file_trains_on_the_frames_it_lists_only(dat
     assert not (tmp_path / "leak" / "out").exists()
 
 
+def test_extra_data_already_in_the_training_set_counts_once_and_fp16_on_the_cpu_trains_in_bf16(dataset, tmp_path,
+                                                                                               capsys):
+    split = dataset / "train.txt"
+    assert cli_train(tmp_path, dataset, "--device", "cpu", "--extra-data", str(split), "--extra-data", str(split),
+                     "--precision", "fp16") == 0
+    printed = capsys.readouterr().out
+    assert printed.count(f"--extra-data {split}: 8 of its 8 images are in the training set already") == 2
+    assert "training tiny on 8 images (4 for validation)" in printed and "autocast torch.bfloat16" in printed
+    assert "warning: --precision fp16 runs on CUDA only: training in bf16 on the cpu, as inference does" in printed
+    assert load_checkpoint(tmp_path / "out" / "best.pt")[2]["training"]["precision_used"] == "bf16"
+
+
+def test_fp16_stays_fp16_on_cuda_only(monkeypatch):
+    from model.train import autocast_dtype, precision_warnings
+
+    assert autocast_dtype("fp16", torch.device("cuda", 0)) == torch.float16
+    assert precision_warnings("fp16", torch.float16, torch.device("cuda", 0)) == []
+    assert autocast_dtype("fp16", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr("model.train.cpu_has_fast_bf16", lambda: False)
+    assert precision_warnings("bf16", torch.bfloat16, torch.device("cpu")) == [
+        "warning: this CPU has no native bf16 (AVX-512 BF16 or AMX): bf16 is emulated, several times slower than "
+        "--precision fp32"]
+
+
 def test_cli_cuda_without_cuda_exits_2_with_one_line_before_anything_is_written(dataset, tmp_path, monkeypatch, capsys):
     clear_torchrun_environment(monkeypatch)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -576,8 +602,11 @@ def test_a_torchrun_process_whose_gpu_fails_stops_even_with_auto(monkeypatch):
 
 
 @pytest.mark.parametrize("nan_from_step, message, epochs_kept", [
-    (3, "diverged in epoch 2: the network's outputs became NaN.*keeps epoch 1", 1),  # found at step 4
-    (2, "diverged in epoch 1: the weights became NaN.*keeps nothing", 0),  # the epoch's last step: found at its end
+    # a resumed run keeps its learning rate: a lower one is a run of its own
+    (3, "diverged in epoch 2: the network's outputs became NaN.*keeps epoch 1: start again into another --out with a "
+        "lower --lr", 1),  # found at step 4
+    # the epoch's last step: found at its end
+    (2, "diverged in epoch 1: the weights became NaN.*keeps nothing: start again with a lower --lr", 0),
 ])
 def test_a_run_whose_weights_become_nan_stops_and_keeps_the_epoch_before(dataset, tmp_path, monkeypatch,
                                                                          nan_from_step, message, epochs_kept):

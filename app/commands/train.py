@@ -14,13 +14,15 @@ def add_parser(sub) -> None:
         "train",
         help="train or fine-tune IRSAM",
         description="Train IRSAM (AdamW, cosine, flip + large-scale jitter, Dice + 10 BCE(edge)). "
-        "Running the same command again resumes from OUT/last.pt. Several GPUs: "
+        "Running the same command again resumes from OUT/last.pt; a resumed run may raise --epochs and change "
+        "--device, --precision, --workers, --max-minutes and --val-every, nothing else. Several GPUs: "
         "torchrun --nproc_per_node N -m app.cli train ...",
     )
     p.add_argument("--data", required=True, help="dataset root with images/ and masks/ (SIRST layout)")
     p.add_argument("--split-train", required=True, help="file listing training stems")
     p.add_argument("--split-val", required=True, help="file listing validation stems (held out of training; never test)")
-    p.add_argument("--out", required=True, help="output folder: last.pt, best.pt, metrics.jsonl")
+    p.add_argument("--out", required=True, help="output folder: last.pt, best.pt, metrics.jsonl; a new or empty "
+                                                "folder, or one with a last.pt to resume")
     p.add_argument("--config", default="paper", help="model config preset: paper, official, tiny")
     p.add_argument("--init", help="initial weights: mobile_sam.pt, an official IRSAM state_dict or our checkpoint; "
                                   "tensors matching by name and shape are copied, the rest stay fresh; weights "
@@ -28,7 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="recipe preset; explicit options override it")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--crop", type=int, help="training crop size (paper: 512)")
+    p.add_argument("--crop", type=int, help="training crop size, 32..2048 (paper: 512)")
     p.add_argument("--lr", type=float)
     p.add_argument("--target-crop-prob", type=float,
                    help="share of crops centred near a target (default 0.7); the rest are anywhere, mostly "
@@ -45,12 +47,15 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto",
                    help="auto (the GPU when CUDA works, else the CPU), cpu, cuda or cuda:N; cuda without working "
                         "CUDA is an error. Under torchrun each process takes the GPU of its LOCAL_RANK")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="autocast: auto (default) is fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; fp16 "
+                        "off CUDA runs as bf16, as inference does")
     p.add_argument("--workers", type=int, help="data loader worker processes")
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes (resume later)")
     p.add_argument("--extra-data", action="append", default=[],
                    help="more training data (repeatable): a folder with images/ and masks/ (every image), "
-                   "or a split file inside one (the images it lists, e.g. a data set's trainval.txt)")
+                   "or a split file inside one (the images it lists, e.g. a data set's trainval.txt); an image "
+                   "already in the training set is trained on once")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="override a model config field, e.g. --set wpmd_levels=[0,1] --set fusion='\"deep\"'")
     p.add_argument("--seed", type=int)
@@ -69,11 +74,14 @@ def run(args) -> int:
         if value is not None and f.name not in ("extra_data",):
             options[f.name] = value
     options["extra_data"] = args.extra_data
-    try:
-        options["config_overrides"] = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
-    except (ValueError, json.JSONDecodeError) as exc:
-        print(f"error: bad --set value ({exc}); use FIELD=JSON", file=sys.stderr)
-        return 2
+    options["config_overrides"] = {}
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        try:
+            options["config_overrides"][name.strip()] = json.loads(value)
+        except ValueError as exc:  # also a setting without "="
+            print(f"error: bad --set {setting} ({exc}); use FIELD=JSON, e.g. --set input_priors=true", file=sys.stderr)
+            return 2
     from model.checkpoint import CheckpointError
     from model.train import TrainingDiverged, train
 
