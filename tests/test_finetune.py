@@ -1,13 +1,25 @@
 import json
 import os
+import shutil
 import sys
+import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
-from app.core.export import export_project
-from app.core.finetune import FineTuneJob, checkpoint_config_args, compare_weights, format_duration, hold_out
+from app.core.export import export_project, read_exported_dataset
+from app.core.finetune import (
+    FineTuneJob,
+    FineTuneSetupError,
+    checkpoint_config_args,
+    compare_weights,
+    describe_cancelled,
+    format_duration,
+    hold_out,
+    prepare_run,
+)
 from app.core.frames import open_source
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus
@@ -25,10 +37,8 @@ runpy.run_module("app.cli", run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    """An export of one reviewed 8-frame 64x80 sequence (sirst layout, all frames in the train split)."""
-    root = tmp_path_factory.mktemp("finetune")
+def reviewed_sequence(root):
+    """(project, open source) of one 8-frame 64x80 sequence, every frame accepted."""
     sequence = generate_sequence(SyntheticConfig(n_frames=8, height=64, width=80, n_targets=(1, 2),
                                                  empty_fraction=0.0), seed=5)
     source = open_source(write_sequence(sequence, root / "seqA"))
@@ -37,10 +47,26 @@ def export_dir(tmp_path_factory):
     for stem, mask in zip(project.stems, sequence.masks):
         project.save_prediction(stem, FrameResult(np.where(mask, 5.0, -5.0).astype(np.float32)))
         project.set_status(stem, ReviewStatus.ACCEPTED)
+    return project, source
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    """An export of one reviewed 8-frame 64x80 sequence (sirst layout, all frames in the train split)."""
+    root = tmp_path_factory.mktemp("finetune")
+    project, source = reviewed_sequence(root)
     report = export_project(project, root / "export", "sirst", source=source)
     source.close()
     assert len(report.exported) == 8
     return root / "export"
+
+
+def sixteen_bit_copy(dataset, root):
+    """A copy of an images/ + masks/ data set whose images are 16-bit PNGs."""
+    shutil.copytree(dataset, root)
+    for path in (root / "images").glob("*.png"):
+        cv2.imwrite(str(path), cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).astype(np.uint16) * 257)
+    return root
 
 
 def test_hold_out_takes_whole_sequences_when_there_are_several():
@@ -102,11 +128,14 @@ def test_fine_tune_job_trains_in_a_separate_process_and_reports_epochs(export_di
 
 def test_a_base_folder_that_is_not_a_data_set_is_refused_before_training_starts(export_dir, tmp_path):
     base = write_sirst_dataset(tmp_path / "base")
+    wide = sixteen_bit_copy(base, tmp_path / "wide")  # read_image_gray refuses them: 8-bit only
     (base / "masks" / "syn_004.png").unlink()
     empty = tmp_path / "empty"
     (empty / "images").mkdir(parents=True)
     (empty / "masks").mkdir()
-    for folder, says in ((tmp_path / "nowhere", "no images/ folder"), (base, "syn_004"), (empty, "no images")):
+    for folder, says in ((tmp_path / "nowhere", "no images/ folder"), (base, "syn_004"), (empty, "no images"),
+                         (wide, r"12 of its 12 images cannot be trained on: syn_000.png \(I;16\), syn_001.png "
+                                r"\(I;16\), syn_002.png \(I;16\) and 9 more. Training reads 8-bit images only")):
         job = FineTuneJob(export_dir, tmp_path / "run", base_data=[folder], epochs=1, device="cpu")
         with pytest.raises(ValueError, match=says):
             job.start()
@@ -164,3 +193,78 @@ def test_config_args_reproduce_overrides_of_our_checkpoints(tmp_path, tiny_check
     path = tmp_path / "deep.pt"
     save_checkpoint(path, build_irsam(config), config, {})
     assert checkpoint_config_args(path) == ["--config", "tiny", "--set", 'fusion="deep"']
+
+
+def test_a_fine_tune_folder_resumes_an_unfinished_run_of_the_same_settings_else_begins_a_new_one(tmp_path):
+    import torch
+
+    project, source = reviewed_sequence(tmp_path)
+    folder = tmp_path / "finetune"
+    options = dict(config="tiny", epochs=3, device="cpu", extra_args=TRAIN_ARGS)
+
+    def prepared(**changes):
+        """(note, run folder name) of a run prepared with `options` changed; a new run folder is removed
+        again, so that the next try is judged against the first run."""
+        run = prepare_run(folder, project, sequence_name="seqA", source=source, **{**options, **changes})
+        assert len(run.report.exported) == len(read_exported_dataset(folder / "data", "sirst"))
+        if run.job.out_dir.name != "run":
+            shutil.rmtree(run.job.out_dir)
+        return run.note, run.job.out_dir.name
+
+    first = prepare_run(folder, project, sequence_name="seqA", source=source, python=shutil.which("true"),
+                        **options)  # `true -m app.cli train ...`: started, trains nothing
+    assert first.note == "" and first.job.out_dir == folder / "run" and len(first.report.exported) == 8
+    first.job.start()
+    assert first.job.wait(timeout=30) == 0
+    assert prepared() == ("", "run")  # no epoch done: nothing to resume, the folder is reused
+    assert describe_cancelled(first.job).startswith("Cancelled before the first epoch ended")
+    torch.save({"epoch": 0}, first.job.last_path)  # what irsam train keeps after epoch 1 (and more)
+    first.job.metrics_path.write_text(json.dumps({"epoch": 1, "loss": 0.5}) + "\n")
+    assert first.job.poll()
+    assert describe_cancelled(first.job).startswith(f"Cancelled after epoch 1 of 3. Start resumes it from "
+                                                    f"{first.job.last_path}")
+    resumed = f"Resuming the run in {folder / 'run'} after epoch 1 of 3."
+    assert prepared() == (resumed, "run")  # the data set was exported again, replacing this sequence's frames
+    assert prepared(device="auto") == (resumed, "run")  # a run resumes on any device
+    assert prepared(epochs=5) == (f"The run in {folder / 'run'} was started with other settings (--epochs): this "
+                                  f"one starts afresh in {folder / 'run-2'}.", "run-2")
+    assert prepared(extra_args=TRAIN_ARGS + ["--lr", "1e-5"])[0].startswith(
+        f"The run in {folder / 'run'} was started with other settings (--lr)")
+    project.set_status(project.stems[7], ReviewStatus.REJECTED)
+    assert prepared()[0].startswith(f"The run in {folder / 'run'} trained on other reviewed frames")
+    project.set_status(project.stems[7], ReviewStatus.ACCEPTED)
+    assert prepared() == (resumed, "run")
+    torch.save({"epoch": 2}, first.job.last_path)
+    assert prepared() == (f"The run in {folder / 'run'} had done all its 3 epochs: this one starts afresh in "
+                          f"{folder / 'run-2'}.", "run-2")
+    first.job.last_path.write_bytes(b"")
+    assert prepared()[0].startswith(f"The run in {folder / 'run'} cannot be resumed (")
+    source.close()
+
+
+def test_prepare_run_refuses_16_bit_base_data_before_exporting(tmp_path):
+    project, source = reviewed_sequence(tmp_path)
+    wide = sixteen_bit_copy(write_sirst_dataset(tmp_path / "base"), tmp_path / "wide")
+    with pytest.raises(FineTuneSetupError, match=r"^Also train on: .*cannot be trained on: syn_000.png \(I;16\)"):
+        prepare_run(tmp_path / "finetune", project, sequence_name="seqA", source=source, base_data=[wide])
+    assert not (tmp_path / "finetune").exists()
+    source.close()
+
+
+def test_a_comparison_stops_at_the_next_image_once_cancelled(export_dir, tiny_checkpoint, monkeypatch):
+    from model.predictor import Predictor
+
+    cancelled = threading.Event()
+    detect = Predictor.detect
+    calls = []
+
+    def detect_then_cancel(predictor, images, features=False):
+        calls.append(len(images))
+        cancelled.set()
+        return detect(predictor, images, features)
+
+    monkeypatch.setattr(Predictor, "detect", detect_then_cancel)
+    samples = read_exported_dataset(export_dir, "sirst")
+    assert compare_weights(tiny_checkpoint, tiny_checkpoint, [(i, m) for _, i, m, _ in samples],
+                           cancelled=cancelled) is None
+    assert calls == [1]  # one image of the 8, then it stopped

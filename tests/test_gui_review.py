@@ -3,10 +3,13 @@ export, shortcuts, damaged projects and the fine-tune dialog."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -18,6 +21,7 @@ from app.editing import FrameEditor, Tool
 from app.session import NOT_RUN, STATUS_CODES
 from model.detectors import FrameResult
 from app.widgets import shortcuts_dialog
+from app.widgets.finetune_dialog import SEQUENCE_CLOSED
 from tests.datasets import write_sirst_dataset
 from tests.gui_review_helpers import committed, drag, open_project, predict_ground_truth
 
@@ -340,9 +344,16 @@ def test_damaged_project_lists_the_frames(window, fresh_sequence, qtbot):
 
 
 def _wait_training_started(dialog, qtbot) -> None:
-    """The export runs in a worker first; training starts when it is done."""
-    qtbot.waitUntil(lambda: dialog.job is not None or dialog.start_button.isEnabled(), timeout=30000)
-    assert dialog.job is not None, dialog.status.text()
+    """The run is prepared in a worker first (the export); training starts when it is done."""
+    qtbot.waitUntil(lambda: dialog.start_button.isEnabled() or dialog.cancel_button.isEnabled(), timeout=30000)
+    assert dialog.job is not None and not dialog.failure.isVisible(), (dialog.status.text(),
+                                                                       dialog.failure.toPlainText())
+
+
+def _window_system_key(window, qtbot, key) -> None:
+    """A key press as the window system delivers it to the window: refused while a modal dialog blocks it."""
+    window.frame_view.graphics.setFocus()
+    qtbot.keyClick(window.windowHandle(), key)
 
 
 def test_finetune_starts_from_the_shipped_weights_when_a_classical_method_is_selected(review, qtbot):
@@ -371,6 +382,7 @@ def test_finetune_dialog_starts_and_cancels_training(review, qtbot):
     dialog.extra.setText("--crop 64 --batch-size 2 --workers 0 --precision fp32")
     assert dialog.start(), dialog.status.text()
     assert not dialog.start_button.isEnabled() and dialog.status.text() == "Exporting the reviewed frames..."
+    assert QtWidgets.QApplication.activeModalWidget() is dialog  # the export reads the project
     _wait_training_started(dialog, qtbot)
     job = dialog.job
     assert job.running and dialog.cancel_button.isEnabled() and not dialog.start_button.isEnabled()
@@ -383,13 +395,30 @@ def test_finetune_dialog_starts_and_cancels_training(review, qtbot):
     dialog.close()
 
 
-def test_finetune_dialog_closed_while_exporting_starts_no_training(review, qtbot, monkeypatch):
-    session = review.session
+def test_finetune_dialog_waits_for_a_detection_run_and_closed_while_exporting_starts_no_training(review, qtbot,
+                                                                                                  monkeypatch):
+    session, panel = review.session, review.detection_panel
     for index in range(3):
         session.set_status(index, ReviewStatus.ACCEPTED)
+    panel.detector_combo.setCurrentIndex(next(i for i in range(panel.detector_combo.count())
+                                              if getattr(panel.detector_combo.itemData(i), "method", None) == "mpcm"))
+    qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=10000)
     release = hold_worker_reads(session.source, monkeypatch)
+    assert review.start_detection([5]) is None  # held at its frame read: it runs on
     dialog = review.review_tools.finetune_dialog_open()
+    assert dialog.windowModality() == QtCore.Qt.NonModal
+    assert not dialog.start()  # its export would read the project the run writes
+    assert dialog.status.text() == "Detection, propagation or an import is running; start fine-tuning when it is done."
+    release.set()
+    qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=30000)
+    release.clear()
     assert dialog.start()
+    assert dialog.windowModality() == QtCore.Qt.WindowModal  # the window takes no edits while it exports
+    review.activateWindow()  # refused, as is the key: a modal dialog blocks the window
+    qtbot.wait(200)
+    assert QtWidgets.QApplication.activeWindow() is dialog
+    _window_system_key(review, qtbot, QtCore.Qt.Key_Right)
+    assert review.index == 0
     qtbot.keyClick(dialog, QtCore.Qt.Key_Escape)  # refused while the export runs
     assert dialog.isVisible() and dialog.export_runner.busy
     threading.Timer(0.2, release.set).start()
@@ -481,12 +510,21 @@ def test_finetune_dialog_trains_on_a_base_data_set_too_and_remembers_it(review, 
     for index in range(8):
         review.session.set_status(index, ReviewStatus.ACCEPTED)
     base = write_sirst_dataset(tmp_path / "base")
+    wide = shutil.copytree(base, tmp_path / "wide")  # 16-bit images: training reads 8-bit ones only
+    for path in (wide / "images").glob("*.png"):
+        cv2.imwrite(str(path), cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).astype(np.uint16) * 257)
     dialog = review.review_tools.finetune_dialog_open()
     dialog.folder.setText(str(tmp_path / "finetune"))
-    dialog.base_data.setText(str(tmp_path / "not_a_data_set"))
-    assert not dialog.start()  # refused before exporting anything
-    assert dialog.status.text().startswith("Also train on:") and "no images/ folder" in dialog.status.text()
-    assert not (tmp_path / "finetune").exists()
+    for refused, says in ((tmp_path / "not_a_data_set", "no images/ folder"),
+                          (wide, "cannot be trained on: syn_000.png (I;16), syn_001.png (I;16), syn_002.png (I;16) "
+                                 "and 9 more. Training reads 8-bit images only")):
+        dialog.base_data.setText(str(refused))
+        assert dialog.start()
+        qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10000)
+        assert dialog.job is None and dialog.status.text() == "Training not started:"
+        assert dialog.failure.toPlainText().startswith(f"Also train on: {refused}: ")
+        assert says in dialog.failure.toPlainText()
+    assert not (tmp_path / "finetune").exists()  # refused before exporting anything
     split = base / "train.txt"  # 8 of its 12 frames
     dialog.base_data.setText(str(split))
     assert dialog.start(), dialog.status.text()
@@ -503,6 +541,147 @@ def test_finetune_dialog_trains_on_a_base_data_set_too_and_remembers_it(review, 
     again = review.review_tools.finetune_dialog_open()
     assert again.base_data.text() == str(split)  # remembered in the window's settings
     again.reject()
+
+
+def test_finetune_leaves_the_window_free_asks_before_stopping_and_resumes_in_its_folder(review, fresh_sequence, qtbot,
+                                                                                        tmp_path, monkeypatch):
+    import torch
+
+    gate, exit_gate = tmp_path / "write_epoch", tmp_path / "exit"
+    monkeypatch.setattr(FineTuneJob, "command", lambda job: [sys.executable, "-c", FAKE_TRAINING_ON_CPU,
+                                                             str(gate), str(job.metrics_path), str(exit_gate)])
+    answers = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    for index in range(8):
+        review.session.set_status(index, ReviewStatus.ACCEPTED)
+    folder = tmp_path / "finetune"
+
+    def start_dialog():
+        dialog = review.review_tools.finetune_dialog_open()
+        dialog.folder.setText(str(folder))
+        dialog.weights.setText("")
+        dialog.epochs.setValue(3)
+        assert dialog.start(), dialog.status.text()
+        _wait_training_started(dialog, qtbot)
+        return dialog
+
+    dialog = start_dialog()
+    assert dialog.windowModality() == QtCore.Qt.NonModal and QtWidgets.QApplication.activeModalWidget() is None
+    assert review.review_tools.finetune_dialog_open() is dialog  # one at a time
+    review.activateWindow()  # the analyst goes on reviewing while it trains
+    qtbot.waitUntil(review.isActiveWindow, timeout=5000)
+    _window_system_key(review, qtbot, QtCore.Qt.Key_Right)
+    qtbot.waitUntil(lambda: review.index == 1, timeout=5000)
+    gate.touch()  # epoch 1 of 3 ends: its record, and the resume state irsam train keeps
+    torch.save({"epoch": 0}, dialog.job.last_path)
+    qtbot.waitUntil(lambda: dialog.progress.format().startswith("epoch 1/3"), timeout=10000)
+    answers.append(QtWidgets.QMessageBox.No)
+    qtbot.keyClick(dialog, QtCore.Qt.Key_Escape)  # asked, and kept training
+    assert dialog.isVisible() and dialog.job.running and not answers
+    answers.append(QtWidgets.QMessageBox.Yes)
+    dialog.close()  # the title bar's close: asked, and stopped
+    assert not dialog.isVisible() and not dialog.job.running and not answers
+    assert dialog.status.text().startswith(f"Cancelled after epoch 1 of 3. Start resumes it from {folder / 'run'}")
+
+    dialog = start_dialog()  # a new dialog on the same folder, settings and reviewed frames
+    assert dialog.job.out_dir == folder / "run"
+    assert dialog.status.text().startswith(f"Resuming the run in {folder / 'run'} after epoch 1 of 3.\nTraining on")
+    assert len(read_exported_dataset(folder / "data", "sirst")) == 8  # exported again, replacing the first export
+    exit_gate.touch()
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10000)
+    torch.save({"epoch": 2}, dialog.job.last_path)  # all three epochs done: nothing left to resume
+    exit_gate.unlink()
+    assert dialog.start()
+    _wait_training_started(dialog, qtbot)
+    assert dialog.job.out_dir == folder / "run-2"
+    assert dialog.status.text().startswith(f"The run in {folder / 'run'} had done all its 3 epochs: this one starts "
+                                           f"afresh in {folder / 'run-2'}.")
+    exit_gate.touch()
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10000)
+    open_project(review, qtbot, fresh_sequence)  # the window opens a sequence again: the dialog's one is closed
+    assert not dialog.start() and dialog.status.text() == SEQUENCE_CLOSED
+    dialog.close()
+
+
+# Stands in for an `irsam train` that fails with a long line (model/train.py lists every unusable file)
+FAKE_FAILING_TRAINING = """
+import sys
+print("ValueError: 500 unusable training or validation file(s): " + "; ".join(
+    f"/data/base/images/{i:06d}.png: I;16 image is not 8-bit; normalise it to 8 bits first" for i in range(500)))
+sys.exit(1)
+"""
+
+
+def test_a_training_failure_shows_in_a_bounded_box_and_start_in_the_same_folder_trains(review, qtbot, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.setattr(FineTuneJob, "command", lambda job: [sys.executable, "-c", FAKE_FAILING_TRAINING])
+    for index in range(8):
+        review.session.set_status(index, ReviewStatus.ACCEPTED)
+    dialog = review.review_tools.finetune_dialog_open()
+    folder = tmp_path / "finetune"
+    dialog.folder.setText(str(folder))
+    dialog.weights.setText("")
+    dialog.epochs.setValue(1)
+    height, plot_height = dialog.height(), dialog.plot.height()
+    assert dialog.start()
+    qtbot.waitUntil(lambda: dialog.job is not None and dialog.start_button.isEnabled(), timeout=30000)
+    assert dialog.status.text() == f"Training failed (exit 1); the end of {dialog.job.log_path}:"
+    assert dialog.failure.isVisible() and "500 unusable" in dialog.failure.toPlainText()
+    assert dialog.failure.height() <= dialog.failure.maximumHeight()
+    assert dialog.failure.verticalScrollBar().maximum() > 0  # the rest scrolls
+    assert dialog.height() == height and dialog.plot.height() > plot_height / 2  # the layout holds
+
+    gate = tmp_path / "write_epoch"
+    gate.touch()
+    monkeypatch.setattr(FineTuneJob, "command", lambda job: [sys.executable, "-c", FAKE_TRAINING_ON_CPU,
+                                                             str(gate), str(job.metrics_path)])
+    assert dialog.start()  # again in the same folder: its data set is replaced
+    _wait_training_started(dialog, qtbot)
+    assert dialog.job.out_dir == folder / "run" and not dialog.failure.isVisible()  # nothing there to resume
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10000)
+    assert dialog.job.returncode == 0 and dialog.status.text().startswith("Training done")
+    dialog.close()
+
+
+# Stands in for an `irsam train` that ends at once, leaving the given checkpoint as its best.pt
+FAKE_TRAINING_DONE = """
+import json, shutil, sys
+weights, best, metrics = sys.argv[1:4]
+shutil.copy(weights, best)
+open(metrics, "w").write(json.dumps({"epoch": 1, "loss": 0.5, "val_iou": 0.25, "seconds": 1.0}) + "\\n")
+"""
+
+
+def test_closing_the_dialog_while_it_compares_the_weights_stops_the_comparison_at_once(review, qtbot, tmp_path,
+                                                                                       monkeypatch, tiny_checkpoint):
+    from model.predictor import Predictor
+
+    monkeypatch.setattr(FineTuneJob, "command", lambda job: [sys.executable, "-c", FAKE_TRAINING_DONE,
+                                                             str(tiny_checkpoint), str(job.best_path),
+                                                             str(job.metrics_path)])
+    detect, images_scored = Predictor.detect, []
+
+    def slow_detect(predictor, images, features=False):  # 12 held-out frames x 2 checkpoints: 12 s in all
+        images_scored.append(len(images))
+        time.sleep(0.5)
+        return detect(predictor, images, features)
+
+    monkeypatch.setattr(Predictor, "detect", slow_detect)
+    for index in range(60):
+        review.session.set_status(index, ReviewStatus.ACCEPTED)
+    dialog = review.review_tools.finetune_dialog_open()
+    dialog.folder.setText(str(tmp_path / "finetune"))
+    dialog.weights.setText(str(tiny_checkpoint))
+    dialog.epochs.setValue(1)
+    assert dialog.start()
+    _wait_training_started(dialog, qtbot)
+    qtbot.waitUntil(lambda: len(images_scored) > 0, timeout=30000)
+    assert dialog.compare_runner.busy and dialog.status.text().startswith("Training done. Comparing")
+    started = time.perf_counter()
+    dialog.close()
+    assert time.perf_counter() - started < 2.0 and not dialog.compare_runner.busy and len(images_scored) < 4
+    qtbot.wait(100)  # the cancelled comparison's end arrives, and is dropped
+    assert dialog.comparison.item(0, 0) is None and not dialog.use_button.isEnabled()
 
 
 def test_queue_lists_every_frame_before_a_project_exists(window, fresh_sequence, qtbot):

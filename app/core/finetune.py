@@ -13,10 +13,22 @@ A `FineTuneJob` trains on an exported data set (app.core.export) with `python -m
   reviewed frames of a real clip alone, the shipped weights lost 18.7 IoU and 16.5 Pd points on
   NUAA-SIRST test; with its trainval frames kept, 0.9 IoU, and Pd rose 0.9). Every image of such a
   folder is trained on; a split file inside one (its trainval.txt) limits training to the frames it lists.
+  Its images must be 8-bit (as `irsam train` reads them): `prepare` reads their headers and refuses others.
 - `init_weights` may be our checkpoint (model.checkpoint format), an official IRSAM state_dict or
   mobile_sam.pt: `irsam train --init` unwraps our {"model": state_dict}. The model config must match
   those weights; for our checkpoints it is read from the file (preset name plus `--set` overrides).
 - Running a job again in the same out folder resumes from its last.pt (the train command's behaviour).
+
+`prepare_run` is what the app's dialog does before training, in a worker (it reads the project, the base
+data's headers and the init checkpoint): in a fine-tune folder FOLDER, it exports the reviewed frames into
+FOLDER/data (an append: this sequence's earlier export there is replaced) and picks the run folder. The
+latest of FOLDER/run, FOLDER/run-2, ... is reused when it holds no run yet, and resumed when its run is
+the same: started with the same `irsam train` command (the device aside: --epochs, --init, --config,
+--extra-data and the other options equal), on the same held-out and training frames (their masks may have
+been corrected since), and not finished (its last.pt holds fewer epochs than asked). Otherwise a new run
+folder is begun beside it, and the note says why: resuming another command would continue its learning
+rate schedule with other settings (`irsam train` rebuilds the cosine schedule for the epochs asked, and
+with all of them done it trains nothing), and a finished run has nothing left to train.
 
 The process runs in its own process group (so `cancel` also stops any workers it started) with its
 output in OUT/train.log; `poll` returns the per-epoch records of OUT/metrics.jsonl as they arrive,
@@ -31,21 +43,26 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
-from app.core.export import dataset_paths
-from app.core.project import utc_now
+from app.core.export import ExportError, ExportReport, dataset_paths, export_project
+from app.core.project import ReviewProject, utc_now
 from model.atomic import atomic_write_json, atomic_write_text
 from model.data import extra_data_samples, find_dataset, read_image_gray, read_mask, read_split
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOB_FORMAT = "irsam-finetune-job/1"
 WARNING_PREFIX = "warning:"  # model/train.py's lines for the analyst, e.g. "warning: training on the CPU: ..."
+DATA_FOLDER, RUN_FOLDER = "data", "run"  # of a fine-tune folder (`prepare_run`)
+NOT_EIGHT_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # PIL modes model.data.read_image_gray refuses
+FILES_NAMED = 3  # in a message about many files
 
 
 @dataclass(frozen=True)
@@ -90,24 +107,42 @@ def format_duration(seconds: float) -> str:
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+class FineTuneSetupError(Exception):
+    """`prepare_run` cannot get a run ready; the message names the step (base data, export, preparing)."""
+
+
 def base_samples(entry: str | Path) -> list:
     """The samples of a base data entry (a folder with images/ + masks/, or a split file inside one:
-    model.data.extra_data_samples); ValueError says what is wrong with it."""
+    model.data.extra_data_samples); ValueError says what is wrong with it, naming the first few images that
+    are not 8-bit or cannot be opened (only their headers are read)."""
     try:
-        return extra_data_samples(entry)
+        samples = extra_data_samples(entry)
     except FileNotFoundError as e:
         raise ValueError(str(e)) from None
+    unusable = []
+    for sample in samples:
+        try:
+            with Image.open(sample.image_path) as image:
+                if image.mode in NOT_EIGHT_BIT_MODES:
+                    unusable.append(f"{sample.image_path.name} ({image.mode})")
+        except OSError:
+            unusable.append(f"{sample.image_path.name} (unreadable)")
+    if unusable:
+        named = ", ".join(unusable[:FILES_NAMED]) + (f" and {len(unusable) - FILES_NAMED} more"
+                                                      if len(unusable) > FILES_NAMED else "")
+        raise ValueError(f"{entry}: {len(unusable)} of its {len(samples)} images cannot be trained on: {named}. "
+                         "Training reads 8-bit images only: normalise them to 8 bits first")
+    return samples
 
 
 def checkpoint_config_args(path: str | Path) -> list[str] | None:
     """`--config NAME [--set FIELD=JSON ...]` reproducing the config stored in our checkpoint at `path`;
-    None when the file is not in our format (official / MobileSAM weights carry no config)."""
-    import torch
-
-    from model.checkpoint import FORMAT
+    None when the file is not in our format (official / MobileSAM weights carry no config).
+    CheckpointError when the file cannot be read."""
+    from model.checkpoint import FORMAT, read_torch_file
     from model.config import PRESETS, IRSAMConfig, preset
 
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = read_torch_file(path)
     if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
         return None
     stored = IRSAMConfig.from_dict(obj["config"])
@@ -145,6 +180,7 @@ class FineTuneJob:
         self._log = None
         self.holdout: HoldOut | None = None
         self.base_frames = 0  # frames of base_data, counted by `prepare`
+        self._config_args: list[str] | None = None
 
     # --- paths ----------------------------------------------------------------------------------
 
@@ -179,9 +215,22 @@ class FineTuneJob:
     # --- preparing ------------------------------------------------------------------------------
 
     def prepare(self) -> HoldOut:
-        """Check the base data, choose the validation hold-out and write the split files (done by `start`
-        too). ValueError names a base folder that is not images/ + masks/ with a mask for every image."""
+        """Check the base data, choose the validation hold-out, write the split files and read the init
+        checkpoint's config (done by `start` when not done before; the app does it in a worker, through
+        `prepare_run`: reading a checkpoint imports torch). ValueError names a base folder that is not
+        images/ + masks/ with a mask for every image, or whose images are not 8-bit; CheckpointError an
+        unreadable init checkpoint."""
+        self.check_base_data()
+        self.choose_holdout()
+        self.write_split_files()
+        self.read_config_args()
+        return self.holdout
+
+    def check_base_data(self) -> None:
+        """`base_samples` of every base data entry (ValueError), counted in `base_frames`."""
         self.base_frames = sum(len(base_samples(folder)) for folder in self.base_data or [])
+
+    def choose_holdout(self) -> HoldOut:
         paths = dataset_paths(self.export_dir, self.layout, self.dataset_name)
         train_split = paths.split_files["train"]
         if not train_split.exists():
@@ -189,16 +238,26 @@ class FineTuneJob:
         meta_path = paths.root / "meta.json"
         frames_meta = json.loads(meta_path.read_text(encoding="utf-8")).get("frames", {}) if meta_path.exists() else {}
         self.holdout = hold_out(read_split(train_split), frames_meta, self.val_fraction)
+        return self.holdout
+
+    def write_split_files(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.split_train, "".join(f"{s}\n" for s in self.holdout.train))
         atomic_write_text(self.split_val, "".join(f"{s}\n" for s in self.holdout.val))
-        return self.holdout
+
+    def read_config_args(self) -> list[str]:
+        """`--config ...` of the command: `config`, else the init checkpoint's own, else the paper preset.
+        Read once: the checkpoint's config needs torch and the file."""
+        if self._config_args is None:
+            if self.config is not None:
+                self._config_args = ["--config", self.config]
+            else:
+                stored = checkpoint_config_args(self.init_weights) if self.init_weights else None
+                self._config_args = stored or ["--config", "paper"]
+        return self._config_args
 
     def command(self) -> list[str]:
         """The `irsam train` command line (the split files must exist: see `prepare`)."""
-        if self.config is not None:
-            config_args = ["--config", self.config]
-        else:
-            config_args = (checkpoint_config_args(self.init_weights) if self.init_weights else None) or ["--config", "paper"]
         command = [
             self.python, "-m", "app.cli", "train",
             "--data", str(self.data_root),
@@ -207,7 +266,7 @@ class FineTuneJob:
             "--out", str(self.out_dir),
             "--epochs", str(int(self.epochs)),
             "--device", self.device,
-            *config_args,
+            *self.read_config_args(),
         ]
         if self.init_weights:
             command += ["--init", str(self.init_weights)]
@@ -220,8 +279,8 @@ class FineTuneJob:
     def start(self) -> None:
         if self.process is not None:
             raise RuntimeError("this job has already been started")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        holdout = self.prepare()
+        if self.holdout is None:  # not prepared yet (`prepare_run` prepares in a worker)
+            self.prepare()
         command = self.command()
         atomic_write_json(self.out_dir / "finetune.json", {
             "format": JOB_FORMAT,
@@ -230,9 +289,9 @@ class FineTuneJob:
             "export_dir": str(self.export_dir.resolve()),
             "base_data": [str(Path(d).resolve()) for d in self.base_data or []],
             "init_weights": str(self.init_weights) if self.init_weights else None,
-            "held_out_by": holdout.by,
-            "n_train": len(holdout.train),
-            "n_val": len(holdout.val),
+            "held_out_by": self.holdout.by,
+            "n_train": len(self.holdout.train),
+            "n_val": len(self.holdout.val),
             "n_base": self.base_frames,
         })
         self._log = open(self.log_path, "ab")
@@ -340,6 +399,134 @@ class FineTuneJob:
             self._log = None
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """`prepare_run`'s result."""
+
+    report: ExportReport
+    job: FineTuneJob | None  # prepared, in its run folder; None when no frame was exported
+    note: str = ""  # how the run folder was chosen, when the latest one held a run
+
+
+def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: str, source=None, normalization=None,
+                progress: Callable[[int, int], None] | None = None, **options) -> PreparedRun:
+    """Get a fine-tune run in `folder` ready to start (module docstring), the soonest failure first: the
+    base data checked, the reviewed frames exported into FOLDER/data (replacing this sequence's earlier
+    export there; `source`, `normalization` and `progress` as export_project takes them), the hold-out
+    chosen, the run folder picked and the job prepared in it. `options` are FineTuneJob's (init_weights,
+    epochs, ...).
+    FineTuneSetupError names the step that failed."""
+    folder = Path(folder)
+    job = FineTuneJob(folder / DATA_FOLDER, folder / RUN_FOLDER, **options)
+    try:
+        job.check_base_data()
+    except ValueError as e:
+        raise FineTuneSetupError(f"Also train on: {e}") from None
+    try:
+        report = export_project(project, job.export_dir, job.layout, split="train", append=True,
+                                dataset_name=job.dataset_name, sequence_name=sequence_name, source=source,
+                                normalization=normalization, progress=progress)
+    except (ExportError, OSError) as e:
+        raise FineTuneSetupError(f"Export failed: {e}") from None
+    if not report.exported:
+        return PreparedRun(report, None)
+    from model.checkpoint import CheckpointError
+
+    try:
+        job.choose_holdout()
+        note = choose_run_folder(job, folder)
+        job.write_split_files()
+        job.read_config_args()
+    except (ValueError, OSError, CheckpointError) as e:
+        raise FineTuneSetupError(f"Could not prepare training: {e}") from None
+    return PreparedRun(report, job, note)
+
+
+def run_folders(folder: Path) -> dict[int, Path]:
+    """The run folders of a fine-tune folder by number, oldest first: run (1), run-2, run-3, ..."""
+    numbered = {}
+    for path in folder.glob(f"{RUN_FOLDER}*"):
+        suffix = path.name[len(RUN_FOLDER):]
+        if path.is_dir() and (suffix == "" or suffix[:1] == "-" and suffix[1:].isdecimal()):
+            numbered[int(suffix[1:] or 1)] = path
+    return dict(sorted(numbered.items()))
+
+
+def choose_run_folder(job: FineTuneJob, folder: Path) -> str:
+    """Point `job` (its hold-out chosen) at the run folder it trains in (module docstring): the latest
+    of `folder`'s, or a new one beside it. Returns the note for the analyst ("" when the latest held no run)."""
+    runs = run_folders(folder)
+    latest = max(runs, default=1)
+    job.out_dir = runs.get(latest, folder / RUN_FOLDER)
+    if not any((job.out_dir / name).exists() for name in ("last.pt", "best.pt", "metrics.jsonl")):
+        return ""
+    why_not, done = _why_not_resumed(job)
+    if why_not is None:
+        return f"Resuming the run in {job.out_dir} after epoch {done} of {job.epochs}."
+    previous = job.out_dir
+    job.out_dir = folder / f"{RUN_FOLDER}-{latest + 1}"
+    return f"The run in {previous} {why_not}: this one starts afresh in {job.out_dir}."
+
+
+def describe_cancelled(job: FineTuneJob) -> str:
+    """What Start does after `job` was cancelled (by `choose_run_folder`'s rule), for the analyst."""
+    done = int(job.records[-1]["epoch"]) if job.records else 0
+    if not job.last_path.exists():
+        return "Cancelled before the first epoch ended: Start begins the run again."
+    if done >= job.epochs:
+        return (f"Cancelled after the last of its {job.epochs} epochs (best.pt holds the best one): Start begins a "
+                "new run beside it.")
+    after = f" after epoch {done} of {job.epochs}" if done else ""  # its record may not be written yet
+    return (f"Cancelled{after}. Start resumes it from {job.last_path} while the folder, the settings and the "
+            "reviewed frames stay the same; otherwise it begins a new run beside it.")
+
+
+def _why_not_resumed(job: FineTuneJob) -> tuple[str | None, int]:
+    """(None, epochs done) when `job` resumes the run in its out folder, else (why not, 0)."""
+    if not job.last_path.exists():
+        return "left no last.pt to resume from", 0
+    try:
+        started = json.loads((job.out_dir / "finetune.json").read_text(encoding="utf-8"))["command"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "has no readable finetune.json saying how it was started", 0
+    differing = _differing_options(started, job.command())
+    if differing:
+        return f"was started with other settings ({', '.join(differing)})", 0
+    try:
+        same_frames = read_split(job.split_train) == job.holdout.train and read_split(job.split_val) == job.holdout.val
+    except (OSError, ValueError):
+        same_frames = False
+    if not same_frames:
+        return "trained on other reviewed frames", 0
+    from model.checkpoint import CheckpointError, read_torch_file
+
+    try:
+        done = int(read_torch_file(job.last_path)["epoch"]) + 1
+    except (CheckpointError, KeyError, TypeError, ValueError) as e:
+        return f"cannot be resumed ({e})", 0
+    if done >= job.epochs:
+        return f"had done all its {job.epochs} epochs", 0
+    return None, done
+
+
+def _differing_options(old: Sequence[str], new: Sequence[str]) -> list[str]:
+    """The options (or "the command") two command lines give different values, the interpreter and --device
+    aside (a run resumes on another device)."""
+    def values(command: Sequence[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        name = "the command"
+        for token in command[1:]:
+            if token.startswith("--"):
+                name = token
+                found.setdefault(name, [])
+            else:
+                found.setdefault(name, []).append(token)
+        return found
+
+    a, b = values(old), values(new)
+    return sorted(name for name in a.keys() | b.keys() if name != "--device" and a.get(name) != b.get(name))
+
+
 def _complete_lines(path: Path, offset: int) -> tuple[list[str], int]:
     """The complete lines of `path` after byte `offset`, and the offset after them; ([], offset) while
     the file does not exist."""
@@ -378,11 +565,12 @@ def read_samples(data_root: str | Path, split_file: str | Path) -> list[tuple[np
 
 
 def compare_weights(old: str | Path, new: str | Path, samples: Iterable[tuple[np.ndarray, np.ndarray]],
-                    device: str = "cpu", refine: str = "contrast") -> dict[str, dict]:
+                    device: str = "cpu", refine: str = "contrast",
+                    cancelled: threading.Event | None = None) -> dict[str, dict] | None:
     """{"old": metrics, "new": metrics}: both checkpoints scored on the same (image, mask) samples with
     the project's metric code (model.metrics.SegmentationMetrics; IoU, nIoU, Pd, Fa). Checkpoints are
     read by `Predictor.from_file` (ours, or an official IRSAM state_dict); `refine` as the app detects
-    (model.predictor.Predictor)."""
+    (model.predictor.Predictor). None once `cancelled` is set (checked before each checkpoint and image)."""
     from model.metrics import SegmentationMetrics
     from model.predictor import Predictor
 
@@ -392,9 +580,13 @@ def compare_weights(old: str | Path, new: str | Path, samples: Iterable[tuple[np
     images = [np.ascontiguousarray(image, dtype=np.uint8) for image, _ in samples]
     results = {}
     for name, path in (("old", old), ("new", new)):
+        if cancelled is not None and cancelled.is_set():
+            return None
         predictor = Predictor.from_file(path, device=device, refine=refine)
         metrics = SegmentationMetrics()
-        for frame_result, (_, mask) in zip(predictor.detect(images), samples):
-            metrics.update(frame_result.logits, mask)
+        for image, (_, mask) in zip(images, samples):
+            if cancelled is not None and cancelled.is_set():
+                return None
+            metrics.update(predictor.detect([image])[0].logits, mask)
         results[name] = metrics.result()
     return results

@@ -1,51 +1,97 @@
 """Tools > Fine-tune on corrections...: export the reviewed frames, train in a separate process
 (app.core.finetune.FineTuneJob), plot loss and validation IoU live, compare old and new weights.
 
-The export runs in a worker thread (its progress shown); the training process is then polled by a QTimer
-(metrics.jsonl, one record per epoch, and the warning lines of train.log, shown from when they appear
-until the next start); the comparison runs in a worker thread.
-Closing the dialog while training cancels the process (it can be resumed from its folder).
+Start prepares the run in a worker thread (app.core.finetune.prepare_run: the base data checked, the
+export, its progress shown, the run folder chosen: resumed or new); the dialog is window-modal only then,
+as the export reads the project. The training process is then polled by a QTimer (metrics.jsonl, one record
+per epoch, and the warning lines of train.log, shown from when they appear until the next start) while the
+main window is free for reviewing; the comparison runs in a worker thread, cancelled between frames.
+Closing the dialog while training asks before stopping the process (it can be resumed from its folder);
+quitting the app stops it.
 """
 from __future__ import annotations
 
 import math
 import shlex
+import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from app.core.export import export_project
-from app.core.finetune import FineTuneJob, base_samples, compare_weights, format_duration
-from app.widgets.export_dialog import ExportWorker
-from app.widgets.workers import CallWorker, WorkerRunner
+from app.core.finetune import (
+    FineTuneJob,
+    FineTuneSetupError,
+    PreparedRun,
+    compare_weights,
+    describe_cancelled,
+    format_duration,
+    prepare_run,
+)
+from app.widgets.workers import CancellableCallWorker, WorkerRunner
 
 POLL_MS = 500
 CONFIG_CHOICES = {"as the base weights": None, "tiny": "tiny", "paper": "paper", "official": "official"}
 BASE_DATA_KEY = "finetune/base_data"
 # (metric, header, scale): shown as irsam eval prints them
 COMPARED = (("iou", "IoU %", 100), ("niou", "nIoU %", 100), ("pd", "Pd %", 100), ("fa", "Fa x1e-6", 1e6))
+FAILURE_LINES = 6  # the failure box's height: a longer text scrolls
+SEQUENCE_CLOSED = ("The sequence this dialog fine-tunes on was closed: open Tools > Fine-tune on corrections... "
+                   "again to train on the one open now.")
 
 
 def default_run_folder(project_folder: Path) -> Path:
     return project_folder / "finetune" / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
+class RunSetupWorker(QtCore.QObject):
+    """Runs `prepare(progress)` (a call of app.core.finetune.prepare_run) in a WorkerRunner's thread: the
+    export's `progress(done, total)`, then `finished(prepared run, error)`, error a message or None."""
+
+    progress = QtCore.Signal(int, int)
+    finished = QtCore.Signal(object, object)
+
+    def __init__(self, prepare: Callable[[Callable[[int, int], None]], PreparedRun]):
+        super().__init__()
+        self.prepare = prepare
+
+    def cancel(self) -> None:
+        """Nothing to cancel mid-export (the split files and meta.json come last): the runner waits for it."""
+
+    @QtCore.Slot()
+    def run(self) -> None:
+        try:
+            prepared, error = self.prepare(self.progress.emit), None
+        except FineTuneSetupError as exc:  # names the step and says what went wrong
+            prepared, error = None, str(exc)
+        except Exception as exc:  # a bug: its class name helps to report it
+            prepared, error = None, f"{type(exc).__name__}: {exc}"
+        self.finished.emit(prepared, error)
+
+
 class FineTuneDialog(QtWidgets.QDialog):
+    """`export_refusal()` says why Start may not export now (a worker writes the project), or None.
+    `sequence_closing()` is called before the window closes the dialog's sequence."""
+
     useWeightsRequested = QtCore.Signal(str)  # path of the new checkpoint
 
-    def __init__(self, session, base_weights: str | None, parent=None, settings: QtCore.QSettings | None = None):
+    def __init__(self, session, base_weights: str | None, parent=None, settings: QtCore.QSettings | None = None,
+                 export_refusal: Callable[[], str | None] = lambda: None):
         super().__init__(parent)
-        self.session = session
+        self.session = session  # None once the window closed it
         self.settings = settings  # remembers the "Also train on" folder between runs
+        self.export_refusal = export_refusal
         self.job: FineTuneJob | None = None
         self.compare_runner = WorkerRunner(self)
-        self.export_runner = WorkerRunner(self)
-        self._run_folder: Path | None = None  # of the export running, for the training that follows
+        self.export_runner = WorkerRunner(self)  # the export, and the run's preparation around it
         self.setWindowTitle("Fine-tune on corrections")
         self.folder = QtWidgets.QLineEdit(str(default_run_folder(session.project.folder)))
-        self.folder.setToolTip("data/ (the exported frames) and run/ (checkpoints, metrics, train.log) go here")
+        self.folder.setToolTip(
+            "data/ (the reviewed frames, exported again at every Start) and run/ (checkpoints, metrics, train.log)\n"
+            "go here. Start resumes the run there when it was stopped with the same settings and reviewed frames;\n"
+            "otherwise a new run begins beside it (run-2, run-3, ...).")
         self.weights = QtWidgets.QLineEdit(base_weights or "")
         self.weights.setPlaceholderText("none: train from MobileSAM / scratch")
         self.epochs = QtWidgets.QSpinBox()
@@ -96,11 +142,17 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.warnings.setWordWrap(True)
         self.warnings.setStyleSheet("color: #e0a030;")
         self.warnings.hide()
+        self.failure = QtWidgets.QPlainTextEdit()  # e.g. the end of train.log: scrolls, never stretches the dialog
+        self.failure.setReadOnly(True)
+        self.failure.setMaximumHeight(FAILURE_LINES * self.failure.fontMetrics().lineSpacing()
+                                      + 2 * self.failure.frameWidth() + 8)
+        self.failure.hide()
         self.comparison = QtWidgets.QTableWidget(2, len(COMPARED))
         self.comparison.setVerticalHeaderLabels(["old weights", "new weights"])
         self.comparison.setHorizontalHeaderLabels([label for _, label, _ in COMPARED])
         self.comparison.setMaximumHeight(90)
         self.comparison.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.comparison.hide()  # until there is one: the plot keeps its room
 
         self.start_button = QtWidgets.QPushButton("Start")
         self.start_button.clicked.connect(self.start)
@@ -121,6 +173,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.warnings)
+        layout.addWidget(self.failure)
         layout.addWidget(self.comparison)
         layout.addLayout(buttons)
         self.resize(640, 620)
@@ -128,35 +181,50 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self._poll)
+        # the process runs in its own session: it would outlive the app
+        QtCore.QCoreApplication.instance().aboutToQuit.connect(self.cancel)
 
     def start(self) -> bool:
-        """Export the reviewed frames in a worker thread, then start training; False when the export
-        cannot start (one is running). What follows shows in `status`."""
-        if self.export_runner.busy:
+        """Prepare the run in a worker (the base data checked, the reviewed frames exported, the run folder
+        chosen), the dialog window-modal meanwhile, then start training. False when it cannot start now: a
+        run is being prepared or trains, or the reason shows in `status`."""
+        if self.export_runner.busy or (self.job is not None and self.job.running):
+            return False
+        if self.session is None:
+            self.status.setText(SEQUENCE_CLOSED)
+            return False
+        refusal = self.export_refusal()
+        if refusal:
+            self.status.setText(refusal)
+            return False
+        try:
+            extra_args = shlex.split(self.extra.text())
+        except ValueError as e:  # an unclosed quote
+            self.status.setText(f"Options: {e}")
             return False
         base = self.base_data.text().strip()
-        if base:
-            try:
-                base_samples(Path(base).expanduser())
-            except ValueError as e:
-                self.status.setText(f"Also train on: {e}")
-                return False
         if self.settings is not None:
             self.settings.setValue(BASE_DATA_KEY, base)
-        self.warnings.clear()
-        self.warnings.hide()
+        for box in (self.warnings, self.failure):
+            box.clear()
+            box.hide()
+        options = dict(init_weights=self.weights.text().strip() or None, epochs=self.epochs.value(),
+                       base_data=[Path(base).expanduser()] if base else None,
+                       config=CONFIG_CHOICES[self.config.currentText()], device=self.device.currentText(),
+                       extra_args=extra_args)
         folder = Path(self.folder.text().strip()).expanduser()
         session = self.session
-        worker = ExportWorker(lambda progress: export_project(
-            session.project, folder / "data", "sirst", split="train", sequence_name=session.sequence_name,
-            source=session.source, normalization=session.normalization, progress=progress))
+        worker = RunSetupWorker(lambda progress: prepare_run(
+            folder, session.project, sequence_name=session.sequence_name, source=session.source,
+            normalization=session.normalization, progress=progress, **options))
         worker.progress.connect(self._export_progress)
-        worker.finished.connect(self._exported)
-        self._run_folder = folder
+        worker.finished.connect(self._prepared)
         self.start_button.setEnabled(False)
-        self.status.setText("Exporting the reviewed frames...")
+        self.status.setText(f"Checking {base}, then exporting the reviewed frames..." if base
+                            else "Exporting the reviewed frames...")
         self.progress.setFormat("exporting %v / %m frames")
         self.progress.setRange(0, 0)
+        self._block_main_window(True)
         self.export_runner.start(worker)
         return True
 
@@ -164,39 +232,75 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.progress.setRange(0, total)
         self.progress.setValue(done)
 
-    def _exported(self, report, error: str | None) -> None:
-        self.export_runner.release_if_done(self.sender())
-        folder = self._run_folder
-        self.progress.setFormat("%p%")
-        self.progress.setRange(0, 100)
-        self.progress.setValue(0)
-        self.start_button.setEnabled(True)
-        if error:
-            self.status.setText(f"Export failed: {error}")
+    def _prepared(self, prepared: PreparedRun | None, error: str | None) -> None:
+        worker = self.sender()
+        if worker is None or worker is not self.export_runner.worker:  # stopped: the dialog or sequence was closed
             return
-        if not report.exported:
+        self.export_runner.release_if_done(worker)
+        self._setup_ended()
+        if error:
+            self._show_failure("Training not started:", error)
+            return
+        if prepared.job is None:
             self.status.setText("No reviewed frames to train on: accept or correct some frames first.")
             return
-        if not self.isVisible():  # closed from code while exporting (Esc is refused): start nothing hidden
-            return
-        weights = self.weights.text().strip() or None
-        base = self.base_data.text().strip()
-        self.job = FineTuneJob(folder / "data", folder / "run", init_weights=weights, epochs=self.epochs.value(),
-                               base_data=[Path(base).expanduser()] if base else None,
-                               config=CONFIG_CHOICES[self.config.currentText()], device=self.device.currentText(),
-                               extra_args=shlex.split(self.extra.text()))
+        self.job = prepared.job
         try:
             self.job.start()
-        except (OSError, ValueError, RuntimeError) as e:
-            self.status.setText(f"Could not start training: {e}")
+        except OSError as e:
+            self._show_failure("Could not start training:", str(e))
             self.job = None
             return
+        self.loss_curve.setData([], [])
+        self.iou_curve.setData([], [])
+        self.comparison.clearContents()
+        self.comparison.hide()
+        self.use_button.setEnabled(False)
+        base = self.job.base_data[0] if self.job.base_data else None
         also = f" plus {self.job.base_frames} of {base}" if base else ""
-        self.status.setText(f"Training on {len(self.job.holdout.train)} frames{also}, validating on "
+        note = f"{prepared.note}\n" if prepared.note else ""
+        self.status.setText(f"{note}Training on {len(self.job.holdout.train)} frames{also}, validating on "
                             f"{len(self.job.holdout.val)} (held out by {self.job.holdout.by}); log: {self.job.log_path}")
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.timer.start()
+
+    def _setup_ended(self) -> None:
+        self.progress.setFormat("%p%")
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.start_button.setEnabled(True)
+        self._block_main_window(False)
+
+    def _block_main_window(self, block: bool) -> None:
+        """Window-modal while the export reads the project (the main window takes no edits), else modeless.
+        Qt applies a modality change when a window is shown, so a shown dialog is hidden and shown in place."""
+        modality = QtCore.Qt.WindowModal if block else QtCore.Qt.NonModal
+        if self.windowModality() == modality:
+            return
+        if not self.isVisible():
+            self.setWindowModality(modality)
+            return
+        position = self.pos()
+        self.hide()
+        self.setWindowModality(modality)
+        self.move(position)  # else shown again centred on the window
+        self.show()
+
+    def _show_failure(self, summary: str, text: str) -> None:
+        self.status.setText(summary)
+        self.failure.setPlainText(text)
+        self.failure.show()
+
+    def sequence_closing(self) -> None:
+        """The window closes this dialog's sequence: a run being prepared (its export reads the sequence) is
+        waited for and not started, and Start is refused from now on; training goes on."""
+        if self.export_runner.busy:
+            self.export_runner.stop()
+            self._setup_ended()
+        self.session = None
+        if self.job is None or not self.job.running:
+            self.status.setText(SEQUENCE_CLOSED)
 
     def _browse_base_folder(self) -> None:
         folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Data set to keep training on (images/ + masks/)",
@@ -213,7 +317,8 @@ class FineTuneDialog(QtWidgets.QDialog):
     def cancel(self) -> None:
         if self.job is not None and self.job.running:
             self.job.cancel()
-            self.status.setText(f"Cancelled. Starting again with the folder {self.job.out_dir.parent} resumes it.")
+            self.job.poll()  # the epochs done, for the message
+            self.status.setText(describe_cancelled(self.job))
         self._stopped()
 
     def _stopped(self) -> None:
@@ -241,12 +346,16 @@ class FineTuneDialog(QtWidgets.QDialog):
             return
         self._stopped()
         if code != 0:
-            self.status.setText(f"Training failed (exit {code}):\n{job.log_tail(8)}")
+            self._show_failure(f"Training failed (exit {code}); the end of {job.log_path}:",
+                               job.log_tail(FAILURE_LINES))
             return
         self.progress.setValue(100)
         if job.init_weights and job.best_path.exists():
             self.status.setText("Training done. Comparing old and new weights on the held-out frames...")
-            worker = CallWorker(lambda: compare_weights(job.init_weights, job.best_path, job.validation_samples()))
+            cancelled = threading.Event()
+            worker = CancellableCallWorker(lambda: compare_weights(job.init_weights, job.best_path,
+                                                                   job.validation_samples(), cancelled=cancelled),
+                                           cancelled)
             worker.finished.connect(self._compared)
             self.compare_runner.start(worker)
         else:
@@ -254,15 +363,19 @@ class FineTuneDialog(QtWidgets.QDialog):
             self.use_button.setEnabled(job.best_path.exists())
 
     def _compared(self, result, error) -> None:
-        self.compare_runner.release_if_done(self.sender())
+        worker = self.sender()
+        if worker is None or worker is not self.compare_runner.worker:  # cancelled: the dialog was closed
+            return
+        self.compare_runner.release_if_done(worker)
         if error:
-            self.status.setText(f"Training done; the comparison failed: {error}")
+            self._show_failure(f"Training done: {self.job.best_path}; the comparison failed:", error)
         else:
             for row, name in enumerate(("old", "new")):
                 for column, (key, _, scale) in enumerate(COMPARED):
                     value = result[name].get(key, math.nan)
                     self.comparison.setItem(row, column, QtWidgets.QTableWidgetItem(
                         "-" if value is None or math.isnan(value) else f"{scale * value:.2f}"))
+            self.comparison.show()
             self.status.setText(f"Training done: {self.job.best_path}")
         self.use_button.setEnabled(True)
 
@@ -271,11 +384,21 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.accept()
 
     def reject(self) -> None:
-        if not self.export_runner.busy:  # Esc and the title bar's close wait for the end of the export
-            super().reject()
+        """Esc and the title bar's close: refused while the export runs, asked while training runs."""
+        if self.export_runner.busy:
+            return
+        if self.job is not None and self.job.running:
+            answer = QtWidgets.QMessageBox.question(
+                self, "Stop training?",
+                "Closing this dialog stops the training. A run stopped after an epoch can be resumed: Start "
+                "with the same folder, settings and reviewed frames.\n\nStop training and close?",
+                QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No, QtWidgets.QMessageBox.No)
+            if answer != QtWidgets.QMessageBox.Yes:
+                return
+        super().reject()
 
     def done(self, result: int) -> None:
         self.export_runner.stop()  # waits: the export reads the session's source
         self.cancel()
-        self.compare_runner.stop()
+        self.compare_runner.stop()  # cancelled before its next frame
         super().done(result)

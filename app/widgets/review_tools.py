@@ -178,6 +178,8 @@ class ReviewTools(QtCore.QObject):
             self._propagation_ended()
         if self.latest_export_dialog is not None:
             self.latest_export_dialog.wait_for_export()  # it reads the session's source, closed next
+        if self.finetune_dialog is not None:
+            self.finetune_dialog.sequence_closing()  # the same; training goes on
 
     # --- review status --------------------------------------------------------------------------
 
@@ -433,20 +435,31 @@ class ReviewTools(QtCore.QObject):
             self.window.statusBar().showMessage(f"Shortcuts apply now but could not be saved: {e}", 15000)
 
     def finetune_dialog_open(self) -> FineTuneDialog | None:
+        """The fine-tune dialog, modeless: the window stays free for reviewing while it trains (it blocks the
+        window only while it exports). One at a time: an open one is raised."""
+        if self.finetune_dialog is not None and self.finetune_dialog.isVisible():
+            self.finetune_dialog.raise_()
+            self.finetune_dialog.activateWindow()
+            return self.finetune_dialog
         session = self.window.session
         if session is None or session.project is None:
             self.window.statusBar().showMessage("Review some frames first: fine-tuning trains on them.", 8000)
-            return None
-        if self.refuse_while_writing("fine-tune"):  # the dialog exports the reviewed frames first
             return None
         choice = self.window.detection_panel.choice()
         # a classical method has no weights to refine: start from the shipped IRSAM weights, not from scratch
         weights = choice.weights if choice.method == "irsam" else (str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_file()
                                                                    else None)
-        self.finetune_dialog = FineTuneDialog(session, weights, self.window, self.window.settings)
+        self.finetune_dialog = FineTuneDialog(session, weights, self.window, self.window.settings,
+                                              export_refusal=self._finetune_export_refusal)
         self.finetune_dialog.useWeightsRequested.connect(self.redetect_unreviewed)
-        self.finetune_dialog.open()
+        self.finetune_dialog.show()
         return self.finetune_dialog
+
+    def _finetune_export_refusal(self) -> str | None:
+        """Why the fine-tune dialog may not export the reviewed frames now: a worker writes the project."""
+        if self.window.detection_runner.busy or self.writing:
+            return "Detection, propagation or an import is running; start fine-tuning when it is done."
+        return None
 
     def redetect_unreviewed(self, weights: str) -> None:
         """Select the fine-tuned weights and detect every unreviewed frame with them (reviewed frames keep
