@@ -204,7 +204,7 @@ class DetectionPanel(QtWidgets.QWidget):
         self.range_from.setValue(1)
         self.range_to.setValue(max(count, 1))
         self.progress.setRange(0, 1)
-        self.progress.setValue(0)
+        self.progress.reset()  # empty, without a "0 / 1" that reads as a run
         self.rate.setText("")
 
     def frame_range(self) -> tuple[int, int]:
