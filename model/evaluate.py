@@ -170,7 +170,8 @@ def evaluate_clip(
     frames (all when None) from the 0-based frame `start`. `read_image` gives the 8-bit frame the
     detector sees (for 16-bit frames: read, then the clip's window applied).
     An unreadable frame is skipped (listed in "skipped", counted in "n_skipped"); the others keep their
-    frame numbers in boxes.csv."""
+    frame numbers in boxes.csv. Frames boxes.csv lists past the clip's last image (its targets are never
+    scored: images missing, or another clip's boxes) are listed in "boxes_past_the_end" (1-based)."""
     clip_dir = Path(clip_dir)
     boxes = read_boxes_csv(clip_dir / "boxes.csv")
     frames = clip_frames(clip_dir)
@@ -197,6 +198,7 @@ def evaluate_clip(
     result["frames"] = [scored.start + 1, scored.stop]  # 1-based, inclusive, as in boxes.csv
     result["frames_per_second"] = (len(scored) - len(skipped)) / seconds if seconds > 0 else float("nan")
     result.update(_skipped_record(skipped))
+    result["boxes_past_the_end"] = sorted(index + 1 for index in boxes if index >= len(frames))
     return result
 
 

@@ -86,6 +86,18 @@ def test_a_malformed_boxes_csv_is_one_error_line_naming_the_file_and_line(broken
     assert captured.out == ""
 
 
+def test_boxes_past_the_clip_s_last_image_are_named(broken_clip, capsys, tmp_path):
+    n = len(list((broken_clip / "images").iterdir()))
+    boxes = broken_clip / "boxes.csv"
+    kept = boxes.read_text().splitlines()[: n + 1]  # the header and the clip's own frames
+    boxes.write_text("\n".join(kept) + f"\n{n + 1},DRONE,80,116,11,8\n{n + 5},DRONE,80,116,11,8\n")
+    out = tmp_path / "r.json"
+    assert run_eval("--method", "tophat", "--clip", str(broken_clip), "--json", str(out)) == 0
+    assert (f"warning: {boxes} has boxes for 2 frames past the clip's last image ({n}): frame {n + 1} and more; "
+            "their targets are not scored") in capsys.readouterr().err
+    assert json.loads(out.read_text())["boxes_past_the_end"] == [n + 1, n + 5]
+
+
 @pytest.fixture
 def unpadded_clip(tmp_path) -> Path:
     """f1.png .. f12.png, frame N holding one bright 3x3 target at columns 5N..5N+2, boxed in boxes.csv, and

@@ -219,6 +219,10 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(e))
     for bad in result["skipped"]:
         print(f"skipped {bad['path']}: {bad['reason']}", file=sys.stderr)
+    if past := result.get("boxes_past_the_end"):
+        print(f"warning: {Path(args.clip) / 'boxes.csv'} has boxes for {len(past)} frames past the clip's last image "
+              f"({len(clip_frames(args.clip))}): frame {past[0]}{' and more' if len(past) > 1 else ''}; their "
+              "targets are not scored", file=sys.stderr)
     if result.get("n_interpolated_masks"):
         masks = result["interpolated_masks"]
         print(f"warning: {describe_interpolated_masks(masks, result['n_images'])}", file=sys.stderr)
