@@ -797,6 +797,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self._size_right_docks()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        dialog = self.review_tools.finetune_dialog
+        if dialog is not None and dialog.isVisible():
+            dialog.reject()  # asks while training runs (No keeps the app open); refused while it exports
+            if dialog.isVisible():
+                event.ignore()
+                return
         self.panels_timer.stop()
         self.review_tools.stop()
         self._remember_frame()

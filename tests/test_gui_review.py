@@ -578,6 +578,9 @@ def test_finetune_leaves_the_window_free_asks_before_stopping_and_resumes_in_its
     answers.append(QtWidgets.QMessageBox.No)
     qtbot.keyClick(dialog, QtCore.Qt.Key_Escape)  # asked, and kept training
     assert dialog.isVisible() and dialog.job.running and not answers
+    answers.append(QtWidgets.QMessageBox.No)
+    assert not review.close()  # quitting asks too: No keeps the window and the training
+    assert review.isVisible() and dialog.isVisible() and dialog.job.running and not answers
     answers.append(QtWidgets.QMessageBox.Yes)
     dialog.close()  # the title bar's close: asked, and stopped
     assert not dialog.isVisible() and not dialog.job.running and not answers
