@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from model.metrics import InterpolatedMaskWarning, binarize_ground_truth, ground_truth_target, interpolated_pixels
 
 _DIGITS = re.compile(r"(\d+)")
+NOT_EIGHT_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # PIL modes of images training cannot read
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 # the normalisation record of 8-bit images fed to the network as stored (app.core.normalization's identity8)
 EIGHT_BIT_AS_STORED = {"mode": "window", "low": 0.0, "high": 255.0}
@@ -121,7 +122,7 @@ def extra_data_samples(entry: str | Path) -> list[Sample]:
 def read_image_gray(path: str | Path) -> np.ndarray:
     """An 8-bit image of any PNG mode as uint8 HxW; ImageReadError names the file and why it is unusable."""
     with _opened(path) as image:
-        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        if image.mode in NOT_EIGHT_BIT_MODES:
             raise ImageReadError(path, f"{image.mode} image is not 8-bit; normalise it to 8 bits first")
         return _decoded(path, lambda: np.asarray(image.convert("L"), dtype=np.uint8))
 

@@ -55,13 +55,12 @@ from PIL import Image
 from app.core.export import ExportError, ExportReport, dataset_paths, export_project
 from app.core.project import ReviewProject, utc_now
 from model.atomic import atomic_write_json, atomic_write_text
-from model.data import extra_data_samples, find_dataset, read_image_gray, read_mask, read_split
+from model.data import NOT_EIGHT_BIT_MODES, extra_data_samples, find_dataset, read_image_gray, read_mask, read_split
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOB_FORMAT = "irsam-finetune-job/1"
 WARNING_PREFIX = "warning:"  # model/train.py's lines for the analyst, e.g. "warning: training on the CPU: ..."
 DATA_FOLDER, RUN_FOLDER = "data", "run"  # of a fine-tune folder (`prepare_run`)
-NOT_EIGHT_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # PIL modes model.data.read_image_gray refuses
 FILES_NAMED = 3  # in a message about many files
 
 
@@ -390,8 +389,9 @@ class FineTuneJob:
         return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])
 
     def validation_samples(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(8-bit image, bool mask) of the held-out frames, for `compare_weights`."""
-        return read_samples(self.data_root, self.split_val)
+        """(8-bit image, bool mask) of the held-out frames in split order, for `compare_weights`."""
+        return [(read_image_gray(s.image_path), read_mask(s.mask_path))
+                for s in find_dataset(self.data_root / "images", self.data_root / "masks", self.split_val)]
 
     def _close_log(self) -> None:
         if self._log is not None:
@@ -555,13 +555,6 @@ def _group_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def read_samples(data_root: str | Path, split_file: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(8-bit image, bool mask) pairs of a data set folder with images/ and masks/, in split order."""
-    data_root = Path(data_root)
-    return [(read_image_gray(s.image_path), read_mask(s.mask_path))
-            for s in find_dataset(data_root / "images", data_root / "masks", split_file)]
 
 
 def compare_weights(old: str | Path, new: str | Path, samples: Iterable[tuple[np.ndarray, np.ndarray]],

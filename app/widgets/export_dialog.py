@@ -1,11 +1,11 @@
 """File > Export labels...: the project's reviewed frames as a training set (app.core.export)."""
 from __future__ import annotations
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtWidgets
 
 from app.core.export import LAYOUTS, SPLITS, ExportError, ExportReport, dataset_formats, export_project
 from app.core.project import ReviewProject
-from app.widgets.workers import WorkerRunner
+from app.widgets.workers import ProgressCallWorker, WorkerRunner
 
 
 def describe_report(report: ExportReport) -> str:
@@ -25,32 +25,6 @@ def describe_report(report: ExportReport) -> str:
         lines.append(f"{len(report.skipped)} frames skipped:")
         lines += [f"  {n} x {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
     return "\n".join(lines)
-
-
-class ExportWorker(QtCore.QObject):
-    """Runs `export(progress)` in a WorkerRunner's thread: `finished(report, error)`, error a message or
-    None; `progress(done, total)` is emitted from there, so it reaches the dialog queued. Not a CallWorker
-    subclass: PySide runs a `run` slot overridden in a subclass in the main thread, not the worker's."""
-
-    progress = QtCore.Signal(int, int)
-    finished = QtCore.Signal(object, object)
-
-    def __init__(self, export):
-        super().__init__()
-        self.export = export
-
-    def cancel(self) -> None:
-        """Nothing to cancel mid-export (the split files and meta.json come last): the runner waits for it."""
-
-    @QtCore.Slot()
-    def run(self) -> None:
-        try:
-            report, error = self.export(self.progress.emit), None
-        except (ExportError, OSError) as exc:  # the message says what went wrong and what to do
-            report, error = None, str(exc)
-        except Exception as exc:  # a bug: its class name helps to report it
-            report, error = None, f"{type(exc).__name__}: {exc}"
-        self.finished.emit(report, error)
 
 
 class ExportDialog(QtWidgets.QDialog):
@@ -151,8 +125,9 @@ class ExportDialog(QtWidgets.QDialog):
                        raw=self.raw.isChecked(), coco=self.coco.isChecked(), yolo=self.yolo.isChecked(),
                        sequence_name=self.sequence.text().strip(), source=session.source,
                        normalization=session.normalization)
-        worker = ExportWorker(lambda progress: export_project(project, folder, layout, split=split,
-                                                              progress=progress, **options))
+        worker = ProgressCallWorker(
+            lambda progress: export_project(project, folder, layout, split=split, progress=progress, **options),
+            (ExportError, OSError))  # their messages say what to do
         worker.progress.connect(self._show_progress)
         worker.finished.connect(self._exported)
         self.report = None

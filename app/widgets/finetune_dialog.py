@@ -30,7 +30,7 @@ from app.core.finetune import (
     format_duration,
     prepare_run,
 )
-from app.widgets.workers import CancellableCallWorker, WorkerRunner
+from app.widgets.workers import CancellableCallWorker, ProgressCallWorker, WorkerRunner
 
 POLL_MS = 500
 CONFIG_CHOICES = {"as the base weights": None, "tiny": "tiny", "paper": "paper", "official": "official"}
@@ -44,31 +44,6 @@ SEQUENCE_CLOSED = ("The sequence this dialog fine-tunes on was closed: open Tool
 
 def default_run_folder(project_folder: Path) -> Path:
     return project_folder / "finetune" / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-class RunSetupWorker(QtCore.QObject):
-    """Runs `prepare(progress)` (a call of app.core.finetune.prepare_run) in a WorkerRunner's thread: the
-    export's `progress(done, total)`, then `finished(prepared run, error)`, error a message or None."""
-
-    progress = QtCore.Signal(int, int)
-    finished = QtCore.Signal(object, object)
-
-    def __init__(self, prepare: Callable[[Callable[[int, int], None]], PreparedRun]):
-        super().__init__()
-        self.prepare = prepare
-
-    def cancel(self) -> None:
-        """Nothing to cancel mid-export (the split files and meta.json come last): the runner waits for it."""
-
-    @QtCore.Slot()
-    def run(self) -> None:
-        try:
-            prepared, error = self.prepare(self.progress.emit), None
-        except FineTuneSetupError as exc:  # names the step and says what went wrong
-            prepared, error = None, str(exc)
-        except Exception as exc:  # a bug: its class name helps to report it
-            prepared, error = None, f"{type(exc).__name__}: {exc}"
-        self.finished.emit(prepared, error)
 
 
 class FineTuneDialog(QtWidgets.QDialog):
@@ -214,9 +189,10 @@ class FineTuneDialog(QtWidgets.QDialog):
                        extra_args=extra_args)
         folder = Path(self.folder.text().strip()).expanduser()
         session = self.session
-        worker = RunSetupWorker(lambda progress: prepare_run(
+        worker = ProgressCallWorker(lambda progress: prepare_run(
             folder, session.project, sequence_name=session.sequence_name, source=session.source,
-            normalization=session.normalization, progress=progress, **options))
+            normalization=session.normalization, progress=progress, **options),
+            (FineTuneSetupError,))  # names the step and what went wrong
         worker.progress.connect(self._export_progress)
         worker.finished.connect(self._prepared)
         self.start_button.setEnabled(False)

@@ -192,6 +192,35 @@ class CallWorker(QtCore.QObject):
         self.finished.emit(result, error)
 
 
+class ProgressCallWorker(QtCore.QObject):
+    """Runs `function(progress)` in the worker thread: `progress(done, total)` is emitted from there (it
+    reaches the UI queued), then `finished(result, error)`, error a message or None. An error of the
+    `expected` types says what went wrong and what to do: its message alone; any other is a bug, and keeps
+    its class name. Not a CallWorker subclass: PySide runs a `run` slot overridden in a subclass in the
+    main thread, not the worker's."""
+
+    progress = QtCore.Signal(int, int)
+    finished = QtCore.Signal(object, object)
+
+    def __init__(self, function, expected: tuple[type[Exception], ...]):
+        super().__init__()
+        self.function = function
+        self.expected = expected
+
+    def cancel(self) -> None:
+        """Nothing to cancel mid-call (an export writes its index files last): the runner waits for it."""
+
+    @QtCore.Slot()
+    def run(self) -> None:
+        try:
+            result, error = self.function(self.progress.emit), None
+        except self.expected as exc:
+            result, error = None, str(exc)
+        except Exception as exc:
+            result, error = None, f"{type(exc).__name__}: {exc}"
+        self.finished.emit(result, error)
+
+
 class CancellableCallWorker(CallWorker):
     """A CallWorker whose function checks `cancelled` itself (between frames): `cancel()` sets it."""
 
