@@ -1,9 +1,19 @@
 """The Qt-free review session: what the review keys step through."""
+import numpy as np
 import pytest
 
-from app.core.project import ReviewStatus
+from app.core.project import ProjectWriteError, ReviewStatus
+from app.editing import EditRefused, FrameEditor
 from app.session import ReviewSession
+from model.detectors import FrameResult
 from tests.test_frames import write_folder
+
+
+def proposal_of_one_target() -> FrameResult:
+    """A 24x32 frame's proposal: one 3x4 target (logits +-5)."""
+    logits = np.full((24, 32), -5.0, np.float32)
+    logits[4:7, 5:9] = 5.0
+    return FrameResult(logits)
 
 
 @pytest.fixture
@@ -96,32 +106,23 @@ def test_a_malformed_boxes_csv_is_a_warning_not_a_failure_to_open(tmp_path):
 
 
 def test_accepting_the_proposal_replaces_a_label_file_that_cannot_be_read(tmp_path):
-    import numpy as np
-
-    from app.editing import FrameEditor
-    from model.detectors import FrameResult
 
     write_folder(tmp_path / "seq", n=2, names=["01.png", "02.png"])
     session = ReviewSession.open(tmp_path / "seq")
-    proposal = np.full((24, 32), -5.0, np.float32)
-    proposal[4:7, 5:9] = 5.0
-    session.ensure_project().save_prediction("01", FrameResult(proposal))
+    proposal = proposal_of_one_target()
+    session.ensure_project().save_prediction("01", proposal)
     (session.project.folder / "labels").mkdir(exist_ok=True)
     (session.project.folder / "labels" / "01.png").write_bytes(b"\x89PNG damaged")
     session.close()
     session = ReviewSession.open(tmp_path / "seq")
     assert session.project.committed_mask("01") is None  # unreadable: the proposal is what the analyst sees
     assert FrameEditor(session).accept_all(0)
-    np.testing.assert_array_equal(session.project.committed_mask("01"), proposal > 0)
+    np.testing.assert_array_equal(session.project.committed_mask("01"), proposal.logits > 0)
     assert session.status(0) is ReviewStatus.CORRECTED
     session.close()
 
 
 def test_only_a_frame_with_a_proposal_can_be_accepted_and_corrected_commits_what_it_shows(tmp_path):
-    import numpy as np
-
-    from app.editing import EditRefused, FrameEditor
-    from model.detectors import FrameResult
 
     write_folder(tmp_path / "seq", n=3, names=["00.png", "01.png", "02.png"])
     session = ReviewSession.open(tmp_path / "seq")
@@ -144,18 +145,11 @@ def test_only_a_frame_with_a_proposal_can_be_accepted_and_corrected_commits_what
 
 
 def test_a_status_change_saves_the_mask_whose_save_failed_first(tmp_path):
-    import numpy as np
-
-    from app.core.project import ProjectWriteError
-    from app.editing import FrameEditor
-    from model.detectors import FrameResult
-
     write_folder(tmp_path / "seq", n=2, names=["00.png", "01.png"])
     session = ReviewSession.open(tmp_path / "seq")
-    proposal = np.full((24, 32), -5.0, np.float32)
-    proposal[4:7, 5:9] = 5.0
+    proposal = proposal_of_one_target()
     project = session.ensure_project()
-    project.save_prediction("00", FrameResult(proposal))
+    project.save_prediction("00", proposal)
     session.record_result(0)
     labels = project.folder / "labels"
     labels.write_text("not a folder")  # no committed mask can be written
@@ -174,5 +168,5 @@ def test_a_status_change_saves_the_mask_whose_save_failed_first(tmp_path):
     assert session.status(0) is ReviewStatus.ACCEPTED
     np.testing.assert_array_equal(session.project.committed_mask("00"), drawn)
     assert drawn[10, 20:26].all() and drawn[4:7, 5:9].all()
-    np.testing.assert_array_equal(session.project.undo("00"), proposal > 0)  # the stroke is one undoable edit
+    np.testing.assert_array_equal(session.project.undo("00"), proposal.logits > 0)  # the stroke is one undoable edit
     session.close()
