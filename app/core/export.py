@@ -222,7 +222,8 @@ def export_project(
     meta = _read_meta(paths) if append else {"format": EXPORT_FORMAT, "frames": {}}
     if meta.setdefault("layout", layout) != layout:
         raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
-    _check_sequence_is_this_source(meta, paths.root, sequence, project, {f"{sequence}_{s}" for s, _ in selected})
+    dataset_stems = {stem: f"{sequence}_{stem}" for stem, _ in selected}  # a frame's name in the data set
+    _check_sequence_is_this_source(meta, paths.root, sequence, project, set(dataset_stems.values()))
     asked = {name for name, wanted in (("raw", raw), ("coco", coco), ("yolo", yolo)) if wanted}
     already_held = dataset_formats(out, layout, dataset_name) - asked if append else set()
     formats = asked | already_held
@@ -238,7 +239,7 @@ def export_project(
             source_index = {s: i for i, s in enumerate(source.stems)}
             for done, (stem, origin) in enumerate(selected, start=1):
                 mask, frame, proposal, why = _label_and_frame(project, stem, origin, source, source_index)
-                dataset_stem = f"{sequence}_{stem}"
+                dataset_stem = dataset_stems[stem]
                 if mask is None:
                     report.skipped.append((stem, why))
                     if _holds_earlier_export(paths, meta, dataset_stem):
@@ -280,7 +281,7 @@ def export_project(
         exported = set(report.exported)
         kept_earlier = {s for s, _ in report.kept}
         listed_here = exported | kept_earlier
-        this_sequence = [f"{sequence}_{stem}" for stem, _ in selected if f"{sequence}_{stem}" in listed_here]
+        this_sequence = [s for s in dataset_stems.values() if s in listed_here]
         report.removed = [s for s, record in meta["frames"].items()
                           if record.get("sequence") == sequence and s not in listed_here]
         removed_records = {s: meta["frames"].pop(s) for s in report.removed}
