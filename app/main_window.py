@@ -258,8 +258,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _describe_stopped_run(self) -> str | None:
         """What opening another sequence stops: a detection run over the one open now, said with its progress."""
-        worker = self.detection_runner.worker
-        if not (self.detection_runner.busy and isinstance(worker, DetectionWorker) and worker.indices):
+        worker = self._running_detection_worker()
+        if worker is None or not worker.indices:
             return None
         done = self.detection_panel.progress.value() if self.detection_panel.progress.maximum() > 0 else 0
         return (f"detection on {self.session.name} stopped after {done} of {len(worker.indices)} frames; "
@@ -570,10 +570,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self._start_worker(self.detection_runner, indices, self.detection_panel.choice(), features=False)
         return None
 
+    def _running_detection_worker(self) -> DetectionWorker | None:
+        worker = self.detection_runner.worker
+        return worker if self.detection_runner.busy and isinstance(worker, DetectionWorker) else None
+
     def _detector_loading(self) -> bool:
         """Whether the detection runner only loads the detector (a checkpoint just picked), detecting nothing."""
-        worker = self.detection_runner.worker
-        return self.detection_runner.busy and isinstance(worker, DetectionWorker) and not worker.indices
+        worker = self._running_detection_worker()
+        return worker is not None and not worker.indices
 
     def cancel_detection(self) -> None:
         if self._pending_run is not None:
@@ -665,6 +669,10 @@ class MainWindow(QtWidgets.QMainWindow):
         worker.finished.connect(self._worker_finished)
         runner.start(worker)
 
+    def _from_a_current_worker(self) -> bool:
+        """Whether the signal comes from the detection or feature runner's current worker (not a stopped one)."""
+        return self._from_current_worker(self.detection_runner) or self._from_current_worker(self.feature_runner)
+
     def _from_current_worker(self, runner: WorkerRunner) -> bool:
         # sender() is None when the worker was dropped (stop) before its queued signal arrived
         sender = self.sender()
@@ -706,7 +714,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.feature_panel.set_features(result.features, name)
 
     def _frame_failed(self, index: int, reason: str) -> None:
-        if not (self._from_current_worker(self.detection_runner) or self._from_current_worker(self.feature_runner)):
+        if not self._from_a_current_worker():
             return  # a stopped run's queued signal: the index may belong to the sequence open before
         if self.session is not None:
             self.session.mark_unreadable(index)
@@ -718,7 +726,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.detection_panel.set_progress(done, total, fps)
 
     def _worker_failed(self, message: str) -> None:
-        if not (self._from_current_worker(self.detection_runner) or self._from_current_worker(self.feature_runner)):
+        if not self._from_a_current_worker():
             return
         worker = self.sender()
         label = worker.choice.label

@@ -353,13 +353,18 @@ class ReviewTools(QtCore.QObject):
         """Whether propagation or a ground-truth import is writing the project's masks."""
         return self.propagation.busy or self.importing
 
-    def refuse_while_writing(self, action: str) -> bool:
-        """Whether detection, propagation or an import is writing the project (and `action` is refused)."""
+    def writing_refusal(self, action: str) -> str | None:
+        """Why `action` must wait (detection, propagation or an import is writing the project), or None."""
         if self.window.detection_runner.busy or self.writing:
-            self.window.statusBar().showMessage(
-                f"Detection, propagation or an import is running; {action} when it is done.", 8000)
-            return True
-        return False
+            return f"Detection, propagation or an import is running; {action} when it is done."
+        return None
+
+    def refuse_while_writing(self, action: str) -> bool:
+        """Whether `action` must wait (`writing_refusal`), said in the status bar."""
+        refusal = self.writing_refusal(action)
+        if refusal:
+            self.window.statusBar().showMessage(refusal, 8000)
+        return refusal is not None
 
     # --- ground truth as committed masks --------------------------------------------------------
 
@@ -450,16 +455,10 @@ class ReviewTools(QtCore.QObject):
         weights = choice.weights if choice.method == "irsam" else (str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_file()
                                                                    else None)
         self.finetune_dialog = FineTuneDialog(session, weights, self.window, self.window.settings,
-                                              export_refusal=self._finetune_export_refusal)
+                                              export_refusal=lambda: self.writing_refusal("start fine-tuning"))
         self.finetune_dialog.useWeightsRequested.connect(self.redetect_unreviewed)
         self.finetune_dialog.show()
         return self.finetune_dialog
-
-    def _finetune_export_refusal(self) -> str | None:
-        """Why the fine-tune dialog may not export the reviewed frames now: a worker writes the project."""
-        if self.window.detection_runner.busy or self.writing:
-            return "Detection, propagation or an import is running; start fine-tuning when it is done."
-        return None
 
     def redetect_unreviewed(self, weights: str) -> None:
         """Select the fine-tuned weights and detect every unreviewed frame with them (reviewed frames keep
