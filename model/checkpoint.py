@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from model.atomic import atomic_write_bytes
 from model.build import build_irsam
 from model.config import NUM_PRIORS, PRESETS, IRSAMConfig, official, preset
+from model.data import name_some
 
 FORMAT = "irsam-review/1"
 _FORMAT_FAMILY = "irsam-review/"
@@ -36,9 +37,7 @@ class CheckpointError(Exception):
 
 
 def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED])
-    more = len(names) - _MAX_LISTED
-    return shown + (f", ... and {more} more" if more > 0 else "")
+    return name_some(names, _MAX_LISTED, ", ... and {} more")
 
 
 def _unwrap(obj: object, source: str) -> dict[str, Tensor]:

@@ -12,6 +12,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -219,5 +220,12 @@ def _failure(error: Exception) -> str:
     return f"corrupt image ({error or type(error).__name__})"
 
 
-def _listing(names: list[str], shown: int = 5) -> str:
-    return ", ".join(names[:shown]) + (f", ... and {len(names) - shown} more" if len(names) > shown else "")
+def name_some(names: Sequence[str], shown: int, more: str = " and {} more") -> str:
+    """The first `shown` names, comma-separated, then `more` with the count of the others, when there are
+    any (messages that name the files or frames at fault)."""
+    others = len(names) - shown
+    return ", ".join(names[:shown]) + (more.format(others) if others > 0 else "")
+
+
+def _listing(names: list[str]) -> str:
+    return name_some(names, 5, ", ... and {} more")

@@ -39,7 +39,7 @@ from model.checkpoint import (
     save_checkpoint,
 )
 from model.config import IRSAMConfig, preset
-from model.data import EIGHT_BIT_AS_STORED, Sample, extra_data_root, extra_data_samples, find_dataset, read_samples
+from model.data import EIGHT_BIT_AS_STORED, Sample, name_some, extra_data_root, extra_data_samples, find_dataset, read_samples
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
 from model.predictor import check_device_name, choose_device, pad_to_multiple
@@ -382,15 +382,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
         check_same_run(out, json.loads(resume_state["run"]), run)
     extra_samples = [extra_data_samples(entry) for entry in cfg.extra_data]
     val_files = {s.image_path.resolve() for s in val_samples}
+    # each image is trained on once: an extra data set often holds the training split (a trainval.txt)
+    train_files = {s.image_path.resolve() for s in train_samples}
+    new_extra_samples = []
     for entry, samples in zip(cfg.extra_data, extra_samples):
         leaked = sorted(s.stem for s in samples if s.image_path.resolve() in val_files)
         if leaked:  # checkpoint selection would reward memorising them
             raise ValueError(f"--extra-data {entry} holds {len(leaked)} of the validation images, e.g. "
                              f"{', '.join(leaked[:3])}: give a split file without them (e.g. the data set's train.txt)")
-    # each image is trained on once: an extra data set often holds the training split (a trainval.txt)
-    train_files = {s.image_path.resolve() for s in train_samples}
-    new_extra_samples = []
-    for entry, samples in zip(cfg.extra_data, extra_samples):
         new = [s for s in samples if s.image_path.resolve() not in train_files]
         train_files.update(s.image_path.resolve() for s in new)
         new_extra_samples += new
@@ -695,9 +694,7 @@ def check_new_out_folder(out: Path, inputs: set[Path]) -> None:
               if not (entry.resolve() in inputs or entry.name in LAUNCHER_FILES
                       or entry.suffix == LOG_SUFFIX and entry.is_file())]
     if others:
-        named = ", ".join(others[:NAMED_ENTRIES]) + (f" and {len(others) - NAMED_ENTRIES} more"
-                                                      if len(others) > NAMED_ENTRIES else "")
-        raise ValueError(f"--out {out} holds {named} and no last.pt to resume: train into a new or empty folder")
+        raise ValueError(f"--out {out} holds {name_some(others, NAMED_ENTRIES)} and no last.pt to resume: train into a new or empty folder")
 
 
 def run_record(cfg: TrainConfig, processes: int, train_stems: list[str], val_stems: list[str]) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from app.core.synthetic import DEMO_CONFIG, DEMO_SEED, iter_frames, set_aside_project, write_sequence
 from model.atomic import atomic_write_json, current_umask
+from model.data import name_some
 
 MARKER = "demo.json"  # the settings the demo was made with; the app's built-in demo has one too
 
@@ -95,8 +96,7 @@ def _why_not_replaceable(out: Path) -> str | None:
             foreign.append(name)
     if foreign:
         foreign.sort()
-        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        return f"holds an earlier demo, but also {', '.join(foreign[:3])}{more}, which make-demo did not write"
+        return f"holds an earlier demo, but also {name_some(foreign, 3)}, which make-demo did not write"
     return None
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from app.commands import add_normalization_options, normalization_request_of
 from app.core.frames import FrameReadError, SourceError, find_ground_truth, open_source
 from app.core.normalization import Normalization
+from model.data import name_some
 
 VALUE_SAMPLE = 32
 MISSING_LISTED = 5  # missing frames of a project named
@@ -132,6 +133,4 @@ def _source_problem(project) -> str:
     missing = [stem for stem in project.stems if stem not in present]
     if not missing:
         return ""
-    more = f" and {len(missing) - MISSING_LISTED} more" if len(missing) > MISSING_LISTED else ""
-    return (f", {len(missing)} of the project's {len(project)} frames missing: "
-            f"{', '.join(missing[:MISSING_LISTED])}{more}")
+    return f", {len(missing)} of the project's {len(project)} frames missing: {name_some(missing, MISSING_LISTED)}"

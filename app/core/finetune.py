@@ -55,7 +55,7 @@ from PIL import Image
 from app.core.export import ExportError, ExportReport, dataset_paths, export_project
 from app.core.project import ReviewProject, utc_now
 from model.atomic import atomic_write_json, atomic_write_text
-from model.data import NOT_EIGHT_BIT_MODES, extra_data_samples, find_dataset, read_image_gray, read_mask, read_split
+from model.data import NOT_EIGHT_BIT_MODES, extra_data_samples, name_some, find_dataset, read_image_gray, read_mask, read_split
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOB_FORMAT = "irsam-finetune-job/1"
@@ -127,9 +127,8 @@ def base_samples(entry: str | Path) -> list:
         except OSError:
             unusable.append(f"{sample.image_path.name} (unreadable)")
     if unusable:
-        named = ", ".join(unusable[:FILES_NAMED]) + (f" and {len(unusable) - FILES_NAMED} more"
-                                                      if len(unusable) > FILES_NAMED else "")
-        raise ValueError(f"{entry}: {len(unusable)} of its {len(samples)} images cannot be trained on: {named}. "
+        raise ValueError(f"{entry}: {len(unusable)} of its {len(samples)} images cannot be trained on: "
+                         f"{name_some(unusable, FILES_NAMED)}. "
                          "Training reads 8-bit images only: normalise them to 8 bits first")
     return samples
 
