@@ -659,25 +659,35 @@ def read_resume_state(path: Path, model: torch.nn.Module, model_config: IRSAMCon
             raise CheckpointError(f"{path}: not a resume state written by irsam train")
     except CheckpointError as error:
         raise CheckpointError(f"cannot resume: {error}; {advice}") from None
-    stored = json.loads(state["config"]) if "config" in state else None
-    if stored is not None:
-        try:  # fields added since the run started read as their defaults
-            stored = json.loads(json.dumps(IRSAMConfig.from_dict(stored).to_dict()))
-        except (TypeError, ValueError):
-            pass  # reported below as a config that differs
-    current = json.loads(json.dumps(model_config.to_dict()))
-    if stored is not None and stored.get("name") != model_config.name:
-        raise CheckpointError(f"{path.parent} holds a run of config {stored.get('name')}, not {model_config.name}: "
-                              f"resume it with --config {stored.get('name')}, or train into another --out")
-    if stored is not None and stored != current:
-        changed = sorted(k for k in current.keys() | stored.keys() if current.get(k) != stored.get(k))
-        raise CheckpointError(f"{path.parent} holds a run of config {model_config.name} with other --set values "
-                              f"({', '.join(changed)}): resume it with the same --set options, or train into another --out")
+    change = config_change(state, model_config)
+    if change is not None:
+        raise CheckpointError(f"{path.parent} holds a run of {change}: resume it with the run's --config and --set "
+                              "options, or train into another --out")
     report = compare_keys(model, state["model"])  # files from before the config was stored
     if not report.ok:
         raise CheckpointError(f"{path} holds a run of another model config than {model_config.name} "
                               f"({report.summary()}): resume it with its --config, or train into another --out")
     return state
+
+
+def config_change(state: dict, model_config: IRSAMConfig) -> str | None:
+    """How the model config a resume state (last.pt) was trained with differs from `model_config`: "config
+    official, not paper" or "config paper with other --set values (fusion, ...)"; None when it is the same, or
+    the state is from before configs were stored."""
+    if "config" not in state:
+        return None
+    stored = json.loads(state["config"])
+    try:  # fields added since the run started read as their defaults
+        stored = json.loads(json.dumps(IRSAMConfig.from_dict(stored).to_dict()))
+    except (TypeError, ValueError):
+        pass  # reported below as a config that differs
+    current = json.loads(json.dumps(model_config.to_dict()))
+    if stored.get("name") != model_config.name:
+        return f"config {stored.get('name')}, not {model_config.name}"
+    if stored != current:
+        changed = sorted(k for k in current.keys() | stored.keys() if current.get(k) != stored.get(k))
+        return f"config {model_config.name} with other --set values ({', '.join(changed)})"
+    return None
 
 
 def check_new_out_folder(out: Path, inputs: set[Path]) -> None:
@@ -717,13 +727,19 @@ def check_same_run(out: Path, run: dict, now: dict) -> None:
     make, RESUMABLE_OPTIONS aside (--epochs only up): the run would go on learning from other images, at
     another rate or batch, and best.pt's score and threshold would mix two validations. Keys a run recorded
     before they existed are not compared."""
+    changes = run_changes(run, now)
+    if changes:
+        raise ValueError(f"{out} holds a run with other options: {'; '.join(changes)}. Resuming would mix two runs: "
+                         "train into another --out, or resume with the run's options")
+
+
+def run_changes(run: dict, now: dict) -> list[str]:
+    """`check_same_run`'s changes, each described by `describe_change`; [] when `now` resumes `run`."""
     changes = [describe_change(name, value, now[name]) for name, value in run.items()
                if name in now and name not in RESUMABLE_OPTIONS and value != now[name]]
     if "epochs" in run and now["epochs"] < run["epochs"]:
         changes.append(f"--epochs {now['epochs']} (the run's: {run['epochs']}; a run may be extended, not shortened)")
-    if changes:
-        raise ValueError(f"{out} holds a run with other options: {'; '.join(changes)}. Resuming would mix two runs: "
-                         "train into another --out, or resume with the run's options")
+    return changes
 
 
 def describe_change(name: str, then, now) -> str:

@@ -196,11 +196,12 @@ def test_config_args_reproduce_overrides_of_our_checkpoints(tmp_path, tiny_check
 
 
 def test_a_fine_tune_folder_resumes_an_unfinished_run_of_the_same_settings_else_begins_a_new_one(tmp_path):
+    """The rule is irsam train's own (check_same_run): a resume it would refuse starts a new run folder."""
     import torch
 
     project, source = reviewed_sequence(tmp_path)
     folder = tmp_path / "finetune"
-    options = dict(config="tiny", epochs=3, device="cpu", extra_args=TRAIN_ARGS)
+    options = dict(config="tiny", epochs=1, device="cpu", extra_args=TRAIN_ARGS)
 
     def prepared(**changes):
         """(note, run folder name) of a run prepared with `options` changed; a new run folder is removed
@@ -211,34 +212,45 @@ def test_a_fine_tune_folder_resumes_an_unfinished_run_of_the_same_settings_else_
             shutil.rmtree(run.job.out_dir)
         return run.note, run.job.out_dir.name
 
-    first = prepare_run(folder, project, sequence_name="seqA", source=source, python=shutil.which("true"),
-                        **options)  # `true -m app.cli train ...`: started, trains nothing
-    assert first.note == "" and first.job.out_dir == folder / "run" and len(first.report.exported) == 8
-    first.job.start()
-    assert first.job.wait(timeout=30) == 0
+    cancelled = prepare_run(folder, project, sequence_name="seqA", source=source, python=shutil.which("true"),
+                            **options)  # `true -m app.cli train ...`: started, trains nothing
+    assert cancelled.note == "" and cancelled.job.out_dir == folder / "run" and len(cancelled.report.exported) == 8
+    cancelled.job.start()
+    assert cancelled.job.wait(timeout=30) == 0
+    assert describe_cancelled(cancelled.job).startswith("Cancelled before the first epoch ended")
     assert prepared() == ("", "run")  # no epoch done: nothing to resume, the folder is reused
-    assert describe_cancelled(first.job).startswith("Cancelled before the first epoch ended")
-    torch.save({"epoch": 0}, first.job.last_path)  # what irsam train keeps after epoch 1 (and more)
-    first.job.metrics_path.write_text(json.dumps({"epoch": 1, "loss": 0.5}) + "\n")
-    assert first.job.poll()
-    assert describe_cancelled(first.job).startswith(f"Cancelled after epoch 1 of 3. Start resumes it from "
-                                                    f"{first.job.last_path}")
+
+    first = prepare_run(folder, project, sequence_name="seqA", source=source, **options)
+    first.job.start()  # one real epoch: last.pt records the run's settings and frames
+    assert first.job.wait(timeout=120) == 0, first.job.log_path.read_text()
+    assert first.job.poll() and prepared() == (f"The run in {folder / 'run'} had done all its 1 epochs: this one "
+                                               f"starts afresh in {folder / 'run-2'}.", "run-2")
     resumed = f"Resuming the run in {folder / 'run'} after epoch 1 of 3."
-    assert prepared() == (resumed, "run")  # the data set was exported again, replacing this sequence's frames
-    assert prepared(device="auto") == (resumed, "run")  # a run resumes on any device
-    assert prepared(epochs=5) == (f"The run in {folder / 'run'} was started with other settings (--epochs): this "
-                                  f"one starts afresh in {folder / 'run-2'}.", "run-2")
-    assert prepared(extra_args=TRAIN_ARGS + ["--lr", "1e-5"])[0].startswith(
-        f"The run in {folder / 'run'} was started with other settings (--lr)")
+    assert prepared(epochs=3) == (resumed, "run")  # a run may be extended, as irsam train allows
+    assert prepared(epochs=3, device="auto") == (resumed, "run")  # and resumes on any device
+    assert prepared(epochs=3, extra_args=TRAIN_ARGS + ["--lr", "1e-5"]) == (
+        f"The run in {folder / 'run'} was started with other settings (--lr 1e-05 (the run's: 0.0001)): this one "
+        f"starts afresh in {folder / 'run-2'}.", "run-2")
+    assert prepared(epochs=3, extra_args=TRAIN_ARGS + ["--workers", "1"]) == (resumed, "run")
+    assert prepared(epochs=3, config="official")[0].startswith(
+        f"The run in {folder / 'run'} trained another network (config tiny, not official)")
     project.set_status(project.stems[7], ReviewStatus.REJECTED)
-    assert prepared()[0].startswith(f"The run in {folder / 'run'} trained on other reviewed frames")
+    assert prepared(epochs=3)[0].startswith(f"The run in {folder / 'run'} trained on other reviewed frames")
     project.set_status(project.stems[7], ReviewStatus.ACCEPTED)
-    assert prepared() == (resumed, "run")
-    torch.save({"epoch": 2}, first.job.last_path)
-    assert prepared() == (f"The run in {folder / 'run'} had done all its 3 epochs: this one starts afresh in "
-                          f"{folder / 'run-2'}.", "run-2")
+
+    again = prepare_run(folder, project, sequence_name="seqA", source=source, **{**options, "epochs": 2})
+    assert again.note == f"Resuming the run in {folder / 'run'} after epoch 1 of 2." and again.job.out_dir == folder / "run"
+    again.job.start()  # irsam train agrees: it resumes rather than refusing the run
+    assert again.job.wait(timeout=120) == 0, again.job.log_path.read_text()
+    assert again.job.poll() and [r["epoch"] for r in again.job.records] == [1, 2]  # the log of the whole run
+    assert describe_cancelled(again.job).startswith("Cancelled after the last of its 2 epochs")
+
+    state = torch.load(first.job.last_path, weights_only=True)
+    del state["run"]  # a last.pt from before runs recorded their settings
+    torch.save(state, first.job.last_path)
+    assert prepared(epochs=5)[0].startswith(f"The run in {folder / 'run'} was started by an older version")
     first.job.last_path.write_bytes(b"")
-    assert prepared()[0].startswith(f"The run in {folder / 'run'} cannot be resumed (")
+    assert prepared(epochs=5)[0].startswith(f"The run in {folder / 'run'} cannot be resumed (")
     source.close()
 
 

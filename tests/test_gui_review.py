@@ -545,8 +545,6 @@ def test_finetune_dialog_trains_on_a_base_data_set_too_and_remembers_it(review, 
 
 def test_finetune_leaves_the_window_free_asks_before_stopping_and_resumes_in_its_folder(review, fresh_sequence, qtbot,
                                                                                         tmp_path, monkeypatch):
-    import torch
-
     gate, exit_gate = tmp_path / "write_epoch", tmp_path / "exit"
     monkeypatch.setattr(FineTuneJob, "command", lambda job: [sys.executable, "-c", FAKE_TRAINING_ON_CPU,
                                                              str(gate), str(job.metrics_path), str(exit_gate)])
@@ -573,7 +571,7 @@ def test_finetune_leaves_the_window_free_asks_before_stopping_and_resumes_in_its
     _window_system_key(review, qtbot, QtCore.Qt.Key_Right)
     qtbot.waitUntil(lambda: review.index == 1, timeout=5000)
     gate.touch()  # epoch 1 of 3 ends: its record, and the resume state irsam train keeps
-    torch.save({"epoch": 0}, dialog.job.last_path)
+    save_resume_state(dialog.job, epoch=0)
     qtbot.waitUntil(lambda: dialog.progress.format().startswith("epoch 1/3"), timeout=10000)
     answers.append(QtWidgets.QMessageBox.No)
     qtbot.keyClick(dialog, QtCore.Qt.Key_Escape)  # asked, and kept training
@@ -592,7 +590,7 @@ def test_finetune_leaves_the_window_free_asks_before_stopping_and_resumes_in_its
     assert len(read_exported_dataset(folder / "data", "sirst")) == 8  # exported again, replacing the first export
     exit_gate.touch()
     qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10000)
-    torch.save({"epoch": 2}, dialog.job.last_path)  # all three epochs done: nothing left to resume
+    save_resume_state(dialog.job, epoch=2)  # all three epochs done: nothing left to resume
     exit_gate.unlink()
     assert dialog.start()
     _wait_training_started(dialog, qtbot)
@@ -604,6 +602,18 @@ def test_finetune_leaves_the_window_free_asks_before_stopping_and_resumes_in_its
     open_project(review, qtbot, fresh_sequence)  # the window opens a sequence again: the dialog's one is closed
     assert not dialog.start() and dialog.status.text() == SEQUENCE_CLOSED
     dialog.close()
+
+
+def save_resume_state(job: FineTuneJob, epoch: int) -> None:
+    """What irsam train keeps in last.pt after epoch `epoch` + 1, as far as a resume reads it: the epoch and
+    the run's record (the model config was not stored by the oldest runs, so it is left out)."""
+    import torch
+
+    from app.commands.train import train_config_of_command
+    from model.train import run_record
+
+    run = run_record(train_config_of_command(job.train_arguments()), 1, job.holdout.train, job.holdout.val)
+    torch.save({"epoch": epoch, "run": json.dumps(run)}, job.last_path)
 
 
 # Stands in for an `irsam train` that fails with a long line (model/train.py lists every unusable file)

@@ -1,6 +1,7 @@
 """`irsam train`: the paper's recipe on a SIRST-layout dataset; resumable; `torchrun` for several GPUs."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -67,7 +68,9 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def train_config(args) -> TrainConfig:
+    """The TrainConfig of parsed `irsam train` arguments: the preset, then the options given; ValueError for a
+    --set that is not FIELD=JSON."""
     options = dict(TRAIN_PRESETS.get(args.preset, {})) if args.preset else {}
     for f in fields(TrainConfig):
         value = getattr(args, f.name, None)
@@ -80,13 +83,45 @@ def run(args) -> int:
         try:
             options["config_overrides"][name.strip()] = json.loads(value)
         except ValueError as exc:  # also a setting without "="
-            print(f"error: bad --set {setting} ({exc}); use FIELD=JSON, e.g. --set input_priors=true", file=sys.stderr)
-            return 2
+            raise ValueError(f"bad --set {setting} ({exc}); use FIELD=JSON, e.g. --set input_priors=true") from None
+    return TrainConfig(**options)
+
+
+class _ParserRefusing(argparse.ArgumentParser):
+    def error(self, message):
+        raise ValueError(message)
+
+
+class _TrainParserOnly:
+    """What `add_parser` takes, for a parser of the train command alone that raises instead of exiting."""
+
+    def add_parser(self, name, help=None, **kwargs):  # noqa: A002 (the name subparsers give it)
+        self.parser = _ParserRefusing(prog=f"irsam {name}", **kwargs)
+        return self.parser
+
+
+def train_config_of_command(arguments: list[str]) -> TrainConfig:
+    """The TrainConfig an `irsam train` command line (the arguments after "train") runs with; ValueError when
+    it would not run."""
+    only = _TrainParserOnly()
+    add_parser(only)
+    try:
+        return train_config(only.parser.parse_args(arguments))
+    except ValueError as error:
+        raise ValueError(f"not a command irsam train runs: {error}") from None
+
+
+def run(args) -> int:
+    try:
+        cfg = train_config(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from model.checkpoint import CheckpointError
     from model.train import TrainingDiverged, train
 
     try:
-        summary = train(TrainConfig(**options))
+        summary = train(cfg)
     except TrainingDiverged as exc:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {exc}", file=sys.stderr)

@@ -22,13 +22,13 @@ A `FineTuneJob` trains on an exported data set (app.core.export) with `python -m
 `prepare_run` is what the app's dialog does before training, in a worker (it reads the project, the base
 data's headers and the init checkpoint): in a fine-tune folder FOLDER, it exports the reviewed frames into
 FOLDER/data (an append: this sequence's earlier export there is replaced) and picks the run folder. The
-latest of FOLDER/run, FOLDER/run-2, ... is reused when it holds no run yet, and resumed when its run is
-the same: started with the same `irsam train` command (the device aside: --epochs, --init, --config,
---extra-data and the other options equal), on the same held-out and training frames (their masks may have
-been corrected since), and not finished (its last.pt holds fewer epochs than asked). Otherwise a new run
-folder is begun beside it, and the note says why: resuming another command would continue its learning
-rate schedule with other settings (`irsam train` rebuilds the cosine schedule for the epochs asked, and
-with all of them done it trains nothing), and a finished run has nothing left to train.
+latest of FOLDER/run, FOLDER/run-2, ... is reused when it holds no run yet, and resumed when `irsam train`
+would resume it (model.train.check_same_run on the options its last.pt recorded: the same network, weights,
+base data and options, on the same held-out and training frames, whose masks may have been corrected
+since; the device, workers and precision may differ, and the epochs may grow) and it is not finished (its
+last.pt holds fewer epochs than asked). Otherwise a new run folder is begun beside it, and the note says
+why: `irsam train` refuses to resume a run with other settings (it would mix two runs), and a finished
+run has nothing left to train.
 
 The process runs in its own process group (so `cancel` also stops any workers it started) with its
 output in OUT/train.log; `poll` returns the per-epoch records of OUT/metrics.jsonl as they arrive,
@@ -256,8 +256,11 @@ class FineTuneJob:
 
     def command(self) -> list[str]:
         """The `irsam train` command line (the split files must exist: see `prepare`)."""
-        command = [
-            self.python, "-m", "app.cli", "train",
+        return [self.python, "-m", "app.cli", "train", *self.train_arguments()]
+
+    def train_arguments(self) -> list[str]:
+        """The options of `command`, after "train"."""
+        arguments = [
             "--data", str(self.data_root),
             "--split-train", str(self.split_train),
             "--split-val", str(self.split_val),
@@ -267,10 +270,10 @@ class FineTuneJob:
             *self.read_config_args(),
         ]
         if self.init_weights:
-            command += ["--init", str(self.init_weights)]
+            arguments += ["--init", str(self.init_weights)]
         for folder in self.base_data or []:
-            command += ["--extra-data", str(folder)]
-        return command + [str(a) for a in self.extra_args]
+            arguments += ["--extra-data", str(folder)]
+        return arguments + [str(a) for a in self.extra_args]
 
     # --- running --------------------------------------------------------------------------------
 
@@ -481,49 +484,36 @@ def describe_cancelled(job: FineTuneJob) -> str:
 
 
 def _why_not_resumed(job: FineTuneJob) -> tuple[str | None, int]:
-    """(None, epochs done) when `job` resumes the run in its out folder, else (why not, 0)."""
+    """(None, epochs done) when `job` resumes the run in its out folder, else (why not, 0): the rule of
+    `irsam train`'s own resume (model.train.check_same_run), which would refuse a changed run, with its
+    reviewed frames named as such; and a run that has done all its epochs is not resumed."""
     if not job.last_path.exists():
         return "left no last.pt to resume from", 0
-    try:
-        started = json.loads((job.out_dir / "finetune.json").read_text(encoding="utf-8"))["command"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "has no readable finetune.json saying how it was started", 0
-    differing = _differing_options(started, job.command())
-    if differing:
-        return f"was started with other settings ({', '.join(differing)})", 0
-    try:
-        same_frames = read_split(job.split_train) == job.holdout.train and read_split(job.split_val) == job.holdout.val
-    except (OSError, ValueError):
-        same_frames = False
-    if not same_frames:
-        return "trained on other reviewed frames", 0
+    from app.commands.train import train_config_of_command
     from model.checkpoint import CheckpointError, read_torch_file
+    from model.train import config_change, model_config_of, run_changes, run_record
 
     try:
-        done = int(read_torch_file(job.last_path)["epoch"]) + 1
+        state = read_torch_file(job.last_path)
+        done = int(state["epoch"]) + 1
+        cfg = train_config_of_command(job.train_arguments())
+        change = config_change(state, model_config_of(cfg))
+        run = json.loads(state["run"]) if "run" in state else None
     except (CheckpointError, KeyError, TypeError, ValueError) as e:
         return f"cannot be resumed ({e})", 0
-    if done >= job.epochs:
-        return f"had done all its {job.epochs} epochs", 0
+    if change is not None:
+        return f"trained another network ({change})", 0
+    if run is None:
+        return "was started by an older version that did not record its settings", 0
+    changes = run_changes(run, run_record(cfg, 1, job.holdout.train, job.holdout.val))
+    frames = [c for c in changes if c.startswith("the images")]
+    if frames:
+        return "trained on other reviewed frames", 0
+    if changes:
+        return f"was started with other settings ({'; '.join(changes)})", 0
+    if done >= cfg.epochs:
+        return f"had done all its {cfg.epochs} epochs", 0
     return None, done
-
-
-def _differing_options(old: Sequence[str], new: Sequence[str]) -> list[str]:
-    """The options (or "the command") two command lines give different values, the interpreter and --device
-    aside (a run resumes on another device)."""
-    def values(command: Sequence[str]) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {}
-        name = "the command"
-        for token in command[1:]:
-            if token.startswith("--"):
-                name = token
-                found.setdefault(name, [])
-            else:
-                found.setdefault(name, []).append(token)
-        return found
-
-    a, b = values(old), values(new)
-    return sorted(name for name in a.keys() | b.keys() if name != "--device" and a.get(name) != b.get(name))
 
 
 def _complete_lines(path: Path, offset: int) -> tuple[list[str], int]:
