@@ -649,3 +649,26 @@ def test_the_dialog_summary_names_frames_kept_and_removed():
     text = describe_report(report)
     assert "1 frames of an earlier export of this sequence removed (no longer selected)." in text
     assert "2 frames that cannot be read now keep their earlier export (e.g. s_000002: not in the source)" in text
+
+
+def test_an_export_into_the_sequence_s_own_folders_is_refused_and_nothing_written(tmp_path):
+    """A clip laid out as CLIP/images + CLIP/masks (ground truth): exporting into CLIP, even as an append,
+    would add the exported frames to the source and its ground truth."""
+    clip = tmp_path / "clip"
+    write_frames(clip / "images", 3)
+    (clip / "masks").mkdir()
+    source = open_source(clip / "images")
+    project = ReviewProject.create(tmp_path / "clip.irsam-review", source.path, source.kind, source.stems,
+                                   source.shape, NORMALIZATION.to_dict(), DETECTOR)
+    source.close()
+    project.commit_mask(project.stems[0], box(2, 2))
+    project.set_status(project.stems[0], "corrected")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for out, append in ((clip, False), (clip, True), (clip / "images" / "labels", False),
+                        (project.folder / "export", False), (project.folder, True)):
+        with pytest.raises(ExportError, match=r"would put the exported frames into the (sequence's frames folder|review "
+                                              r"project) .*: choose a folder outside it"):
+            export_project(project, out, "sirst", append=append)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    report = export_project(project, tmp_path / "labels", "sirst")  # beside them: exported
+    assert len(report.exported) == 1

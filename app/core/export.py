@@ -167,6 +167,21 @@ def _label_and_frame(project: ReviewProject, stem: str, origin: str, source, sou
         return None, None, None, f"unreadable frame: {e.reason}"
 
 
+def _check_not_into_own_folders(paths: DatasetPaths, project: ReviewProject) -> None:
+    """ExportError when the data set would be written into the sequence's frames folder (a clip's own
+    images/ and its ground-truth masks/ beside it: the source would gain the exported frames) or into the
+    review project."""
+    root = paths.root.resolve()
+    own = [("the sequence's frames folder", project.source_path.resolve()),
+           ("the review project", project.folder.resolve())]
+    for what, folder in own:
+        if not folder.is_dir():  # a TIFF stack's file
+            continue
+        if root == folder or folder in root.parents or folder in (paths.images.resolve(), paths.masks.resolve()):
+            raise ExportError(f"{paths.root} would put the exported frames into {what} ({folder}): choose a "
+                              "folder outside it")
+
+
 def export_project(
     project: ReviewProject,
     out: str | Path,
@@ -205,6 +220,7 @@ def export_project(
     _check_plain_name("sequence name", sequence)
     _check_plain_name("data set name", dataset_name)
     paths = dataset_paths(out, layout, dataset_name)
+    _check_not_into_own_folders(paths, project)
     report = ExportReport(paths.root, layout, split)
 
     selected = []
