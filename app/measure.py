@@ -4,6 +4,7 @@ Qt-free, so the widgets stay thin and these are tested without a display.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -17,7 +18,8 @@ RING_WIDTH = 6  # ...and is this many pixels wide
 
 
 def local_snr(frame: np.ndarray, x: int, y: int) -> tuple[float, float]:
-    """(peak, SNR) of the target under the cursor: (peak - mean(ring)) / std(ring), raw values."""
+    """(peak, SNR) of the target under the cursor: (peak - mean(ring)) / std(ring), raw values; +-inf on a
+    flat ring, nan where the peak is as flat as it."""
     return _box_snr(frame, x - PEAK_RADIUS, y - PEAK_RADIUS, x + PEAK_RADIUS, y + PEAK_RADIUS, None)
 
 
@@ -44,8 +46,10 @@ def _box_snr(frame, x0, y0, x1, y1, mask) -> tuple[float, float]:
     values = window[ring]
     if values.size < 8:
         return peak, float("nan")
-    std = float(values.std())
-    return peak, (peak - float(values.mean())) / max(std, 1e-6)
+    contrast, std = peak - float(values.mean()), float(values.std())
+    if std == 0:  # a flat background: no noise to measure the contrast against
+        return peak, math.copysign(math.inf, contrast) if contrast else float("nan")
+    return peak, contrast / std
 
 
 def frame_iou_pd(prediction: np.ndarray, truth: np.ndarray) -> tuple[float, float]:

@@ -1,6 +1,7 @@
 """The review app's Qt-free parts: readouts, per-frame scores, session/project location, drawing helpers."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,18 @@ def test_local_snr_of_a_point_target():
     mask[30, 40] = True
     (target,) = extract_targets(mask)
     assert target_snr(frame, target, mask) == pytest.approx(snr, rel=0.2)
+
+
+def test_snr_on_a_flat_background_is_infinite_not_a_huge_number():
+    frame = np.full((64, 64), 12345, np.uint16)
+    frame[30:33, 30:33] = 15000
+    assert local_snr(frame, 31, 31) == (15000, math.inf)
+    assert local_snr(frame, 5, 5) == (12345, pytest.approx(math.nan, nan_ok=True))  # nothing stands out
+    frame[30:33, 30:33] = 12000
+    mask = np.zeros(frame.shape, bool)
+    mask[30:33, 30:33] = True
+    (target,) = extract_targets(mask)
+    assert target_snr(frame, target, mask) == -math.inf  # darker than its background
 
 
 def test_checkpoint_description_summarises_training_validation_and_threshold():
