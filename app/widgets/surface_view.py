@@ -50,8 +50,11 @@ def surface_arrays(crop: np.ndarray, levels: tuple[float, float], lut: np.ndarra
     Colours use the frame view's levels and palette; heights span the crop's own range (a small target is
     a few percent of the sequence's level window and would otherwise be a flat bump).
     GLSurfacePlotItem maps z[i, j] to (x[i], y[j]), so it gets the transposed crop; rows are flipped
-    first so the image's top row is at the far (large y) side, as on screen.
+    first so the image's top row is at the far (large y) side, as on screen. A crop of one row or column (a
+    frame that thin) is drawn as a strip one unit wide: a mesh needs two of each.
     """
+    crop = np.repeat(crop, 2 if crop.shape[0] == 1 else 1, axis=0)
+    crop = np.repeat(crop, 2 if crop.shape[1] == 1 else 1, axis=1)
     values = crop[::-1].T.astype(np.float32)
     low, high = levels
     unit = np.clip((values - low) / max(high - low, 1e-6), 0, 1)
