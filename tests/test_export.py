@@ -440,8 +440,8 @@ def test_importer_accepts_png_suffixes_and_pixels0_masks(tmp_path):
 
 def detect_only_project(tmp_path):
     """What `irsam detect` leaves: project.json, predictions, detections.csv; no review.json."""
-    write_frames(tmp_path / "frames", 3)
-    source = open_source(tmp_path / "frames")
+    write_frames(tmp_path / "cam7" / "images", 3)
+    source = open_source(tmp_path / "cam7" / "images")
     project = ReviewProject.create(tmp_path / "clip7", source.path, source.kind, source.stems, source.shape,
                                    NORMALIZATION.to_dict(), DETECTOR)
     for i, stem in enumerate(source.stems):
@@ -463,8 +463,9 @@ def test_cli_in_process(tmp_path, capsys, monkeypatch):
                          "--include-unreviewed", "--split", "test", "--yolo"])
     assert code == 0 and "exported 3 frames" in capsys.readouterr().out
     samples = read_exported_dataset(out, "dnanet")
-    assert [(s[0], s[3]) for s in samples] == [("clip7_0000", "test"), ("clip7_0001", "test"), ("clip7_0002", "test")]
-    assert (out / "labels" / "clip7_0000.txt").exists()
+    # named as the app names the sequence: after its source (cam7/images), not the project folder
+    assert [(s[0], s[3]) for s in samples] == [("cam7_0000", "test"), ("cam7_0001", "test"), ("cam7_0002", "test")]
+    assert (out / "labels" / "cam7_0000.txt").exists()
     code = app.cli.main(["export", str(tmp_path / "clip7"), "--out", str(out), "--layout", "dnanet",
                          "--include-unreviewed", "--append"])
     assert code == 0 and "YOLO boxes written though not asked for" in capsys.readouterr().out
@@ -672,3 +673,12 @@ def test_an_export_into_the_sequence_s_own_folders_is_refused_and_nothing_writte
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
     report = export_project(project, tmp_path / "labels", "sirst")  # beside them: exported
     assert len(report.exported) == 1
+
+
+def test_the_default_sequence_name_is_the_source_s_as_the_app_names_it():
+    from app.core.export import source_sequence_name
+
+    assert source_sequence_name("/data/IR_DRONE_146", "folder") == "IR_DRONE_146"
+    assert source_sequence_name("/data/IR_DRONE_146/images", "folder") == "IR_DRONE_146"
+    assert source_sequence_name("/data/pile été.tif", "tiff") == "pile été"  # not "pile été.tif_000001.png"
+    assert source_sequence_name("/data/.hidden", "folder") == "hidden"

@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
         description="Write a project's reviewed frames as images/ (8-bit, through the project's normalisation) and "
         "masks/ (0/255) with split files. accepted: committed mask or prediction; corrected: committed mask; "
         "negative: all-zero mask; rejected and unreviewed frames are skipped. A project is one sequence: all "
-        "its frames go to one split, stems prefixed with the sequence (project folder) name.",
+        "its frames go to one split, stems prefixed with the sequence name (--sequence).",
     )
     p.add_argument("project", help="review project folder (made by `irsam detect` or the app)")
     p.add_argument("--out", required=True, help="data set folder")
@@ -32,7 +32,9 @@ def add_parser(sub) -> None:
                    help="BasicIRSTD data set name, a plain folder name (default IRSAM-Review)")
     p.add_argument("--sequence", default=None,
                    help="stem prefix, a plain name: no '/', not starting with '.' or a space, not ending with a space "
-                   "(default: the project folder's name)")
+                   "(default: the name the data set already gives this source's frames, else the source's name as the "
+                   "app gives it: the frames folder's, its parent's for a folder named images or frames, a TIFF "
+                   "stack's without .tif)")
     p.add_argument("--raw", action="store_true", help="also write raw/<stem>.png (or .tif): the raw frame values")
     p.add_argument("--coco", action="store_true", help="also write annotations/instances_<split>.json (COCO, RLE)")
     p.add_argument("--yolo", action="store_true", help="also write labels/<stem>.txt (YOLO boxes)")
@@ -40,17 +42,24 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from app.core.export import DEFAULT_DATASET_NAME, DatasetExistsError, ExportError, export_project
+    from app.core.export import (
+        DEFAULT_DATASET_NAME,
+        DatasetExistsError,
+        ExportError,
+        export_project,
+        sequence_name_for,
+    )
 
     project = open_project_or_say_why(args.project)
     if project is None:
         return 2
+    dataset_name = DEFAULT_DATASET_NAME if args.dataset_name is None else args.dataset_name
     try:
+        sequence = args.sequence or sequence_name_for(project, args.out, args.layout, dataset_name)
         report = export_project(
             project, args.out, args.layout, split=args.split, include_unreviewed=args.include_unreviewed,
             append=args.append, raw=args.raw, coco=args.coco, yolo=args.yolo,
-            dataset_name=DEFAULT_DATASET_NAME if args.dataset_name is None else args.dataset_name,
-            sequence_name=args.sequence,
+            dataset_name=dataset_name, sequence_name=sequence,
         )
     except DatasetExistsError as e:
         print(f"error: {e.root} already holds a data set: choose another --out, or add to it with --append",

@@ -167,6 +167,36 @@ def _label_and_frame(project: ReviewProject, stem: str, origin: str, source, sou
         return None, None, None, f"unreadable frame: {e.reason}"
 
 
+GENERIC_FRAME_FOLDERS = {"images", "imgs", "img", "frames"}  # a sequence's frames folder, named by its parent
+
+
+def source_sequence_name(source_path: str | Path, source_kind: str) -> str:
+    """The name a source's exported frames are prefixed with, a plain name (export refuses one starting with
+    "."): a folder's name, or its parent's for a frames folder with a generic name (IR_DRONE_146/images); a
+    file's name without its extension (flight.tif)."""
+    path = Path(source_path).resolve()
+    if source_kind != "folder":
+        name = path.stem
+    elif path.name.lower() in GENERIC_FRAME_FOLDERS and path.parent.name:
+        name = path.parent.name
+    else:
+        name = path.name
+    return name.lstrip(".") or "sequence"
+
+
+def sequence_name_for(project: ReviewProject, out: str | Path, layout: str,
+                      dataset_name: str = DEFAULT_DATASET_NAME) -> str:
+    """The sequence name to export `project` under when none is given: the name its source already has in
+    the data set at `out` (so an append replaces that earlier export), else `source_sequence_name`."""
+    paths = dataset_paths(out, layout, dataset_name)
+    if (paths.root / "meta.json").is_file():
+        source, project_folder = str(project.source_path), str(project.folder.resolve())
+        for record in _read_meta(paths)["frames"].values():
+            if (record.get("source") == source or record.get("project") == project_folder) and record.get("sequence"):
+                return record["sequence"]
+    return source_sequence_name(project.source_path, project.source_kind)
+
+
 def _check_not_into_own_folders(paths: DatasetPaths, project: ReviewProject) -> None:
     """ExportError when the data set would be written into the sequence's frames folder (a clip's own
     images/ and its ground-truth masks/ beside it: the source would gain the exported frames) or into the
