@@ -3,7 +3,15 @@ from __future__ import annotations
 
 from PySide6 import QtWidgets
 
-from app.core.export import LAYOUTS, SPLITS, ExportError, ExportReport, dataset_formats, export_project
+from app.core.export import (
+    LAYOUTS,
+    SPLITS,
+    ExportError,
+    ExportReport,
+    dataset_formats,
+    export_project,
+    sequence_name_for,
+)
 from app.core.project import ReviewProject
 from app.widgets.workers import ProgressCallWorker, WorkerRunner
 
@@ -67,9 +75,11 @@ class ExportDialog(QtWidgets.QDialog):
         self.coco = QtWidgets.QCheckBox("COCO annotations (RLE)")
         self.yolo = QtWidgets.QCheckBox("YOLO boxes")
         self.format_boxes = {"raw": self.raw, "coco": self.coco, "yolo": self.yolo}
-        self.append.toggled.connect(self._tick_formats_the_data_set_has)
-        self.folder.textChanged.connect(self._tick_formats_the_data_set_has)
-        self.layout_combo.currentTextChanged.connect(self._tick_formats_the_data_set_has)
+        self._sequence_typed = False  # the analyst's own name is kept; else it follows the data set
+        self.sequence.textEdited.connect(self._sequence_was_typed)
+        for changed in (self.append.toggled, self.folder.textChanged, self.layout_combo.currentTextChanged):
+            changed.connect(self._tick_formats_the_data_set_has)
+            changed.connect(self._name_as_the_data_set_does)
         self.result = QtWidgets.QPlainTextEdit()
         self.result.setReadOnly(True)
         self.result.setPlaceholderText("What was exported and skipped shows here.")
@@ -151,6 +161,23 @@ class ExportDialog(QtWidgets.QDialog):
         if self.append.isChecked() and folder:
             for name in dataset_formats(folder, self.layout_combo.currentText()):
                 self.format_boxes[name].setChecked(True)
+
+    def _sequence_was_typed(self) -> None:
+        self._sequence_typed = True
+
+    def _name_as_the_data_set_does(self) -> None:
+        """Adding to a data set that holds this source's frames under another name: that name, so the export
+        replaces them (app.core.export refuses to hold them twice)."""
+        folder = self.folder.text().strip()
+        if self._sequence_typed:
+            return
+        name = self.session.sequence_name
+        if self.append.isChecked() and folder:
+            try:
+                name = sequence_name_for(self.project, folder, self.layout_combo.currentText())
+            except (ExportError, OSError):  # an unreadable meta.json: the export says so
+                pass
+        self.sequence.setText(name)
 
     def _set_running(self, running: bool) -> None:
         for widget in (*self.options, self.export_button, self.close_button):
