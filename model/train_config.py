@@ -1,7 +1,10 @@
-"""Training options as data (torch-free, so the CLI parser stays fast to import)."""
+"""Training options as data, and the `irsam train` options that set them (torch-free, so the CLI parser stays
+fast to import; the app's fine-tune job reads its own command lines back with `train_config_of_command`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import argparse
+import json
+from dataclasses import dataclass, field, fields
 
 
 @dataclass
@@ -40,3 +43,89 @@ TRAIN_PRESETS = {
     "sirst-gpu": dict(epochs=37, batch_size=8, crop=512, lr=5e-4, precision="bf16"),
     "cpu": dict(epochs=60, batch_size=8, crop=256, target_crop_prob=0.7),
 }
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="dataset root with images/ and masks/ (SIRST layout)")
+    parser.add_argument("--split-train", required=True, help="file listing training stems")
+    parser.add_argument("--split-val", required=True,
+                        help="file listing validation stems (held out of training; never test)")
+    parser.add_argument("--out", required=True, help="output folder: last.pt, best.pt, metrics.jsonl; a new or empty "
+                                                     "folder, or one with a last.pt to resume")
+    parser.add_argument("--config", default="paper", help="model config preset: paper, official, tiny")
+    parser.add_argument("--init", help="initial weights: mobile_sam.pt, an official IRSAM state_dict or our "
+                                       "checkpoint; tensors matching by name and shape are copied, the rest stay "
+                                       "fresh; weights of another shape, or a file with nothing for the model, are "
+                                       "refused")
+    parser.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="recipe preset; explicit options override it")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--crop", type=int, help="training crop size, 32..2048 (paper: 512)")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--target-crop-prob", type=float,
+                        help="share of crops centred near a target (default 0.7); the rest are anywhere, mostly "
+                             "background, which is what teaches the network not to raise false alarms")
+    parser.add_argument("--orientations", choices=["hflip", "dihedral"],
+                        help="hflip (default, the paper's): random horizontal flips; dihedral: also vertical flips "
+                             "and 90-degree turns, all 8 orientations of the crop (on NUAA-SIRST from scratch it did "
+                             "not lift the average run; model card)")
+    parser.add_argument("--paste-targets", type=int, metavar="N",
+                        help="copy-paste augmentation: add up to N targets of the training frames (those of at most "
+                             "100 px, with their contrast over the local background) to each frame, away from its own "
+                             "targets (default 0: off; on NUAA-SIRST it doubled validation false alarms, model card)")
+    parser.add_argument("--loss", choices=["paper", "official"])
+    parser.add_argument("--device", default="auto",
+                        help="auto (the GPU when CUDA works, else the CPU), cpu, cuda or cuda:N; cuda without working "
+                             "CUDA is an error. Under torchrun each process takes the GPU of its LOCAL_RANK")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="autocast: auto (default) is fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; fp16 "
+                             "off CUDA runs as bf16, as inference does")
+    parser.add_argument("--workers", type=int, help="data loader worker processes")
+    parser.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes (resume later)")
+    parser.add_argument("--extra-data", action="append", default=[],
+                        help="more training data (repeatable): a folder with images/ and masks/ (every image), "
+                        "or a split file inside one (the images it lists, e.g. a data set's trainval.txt); an image "
+                        "already in the training set is trained on once")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                        help="override a model config field, e.g. --set wpmd_levels=[0,1] --set fusion='\"deep\"'")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--val-every", type=int, help="validate every N epochs (default 1; the last epoch always)")
+    parser.add_argument("--ema-decay", type=float,
+                        help="validate and keep an exponential moving average of the weights, updated every step "
+                             "(e.g. 0.995: about the last 200 steps); best.pt then holds the average. From scratch on "
+                             "NUAA-SIRST it did not help (model card)")
+
+
+def train_config(args) -> TrainConfig:
+    """The TrainConfig of parsed `irsam train` arguments: the preset, then the options given; ValueError for a
+    --set that is not FIELD=JSON."""
+    options = dict(TRAIN_PRESETS.get(args.preset, {})) if args.preset else {}
+    for f in fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None and f.name not in ("extra_data",):
+            options[f.name] = value
+    options["extra_data"] = args.extra_data
+    options["config_overrides"] = {}
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        try:
+            options["config_overrides"][name.strip()] = json.loads(value)
+        except ValueError as exc:  # also a setting without "="
+            raise ValueError(f"bad --set {setting} ({exc}); use FIELD=JSON, e.g. --set input_priors=true") from None
+    return TrainConfig(**options)
+
+
+class _ParserRefusing(argparse.ArgumentParser):
+    def error(self, message):
+        raise ValueError(message)
+
+
+def train_config_of_command(arguments: list[str]) -> TrainConfig:
+    """The TrainConfig an `irsam train` command line (the arguments after "train") runs with; ValueError when
+    it would not run."""
+    parser = _ParserRefusing(prog="irsam train")
+    add_train_arguments(parser)
+    try:
+        return train_config(parser.parse_args(arguments))
+    except ValueError as error:
+        raise ValueError(f"not a command irsam train runs: {error}") from None

@@ -609,8 +609,8 @@ def save_resume_state(job: FineTuneJob, epoch: int) -> None:
     the run's record (the model config was not stored by the oldest runs, so it is left out)."""
     import torch
 
-    from app.commands.train import train_config_of_command
     from model.train import run_record
+    from model.train_config import train_config_of_command
 
     run = run_record(train_config_of_command(job.train_arguments()), 1, job.holdout.train, job.holdout.val)
     torch.save({"epoch": epoch, "run": json.dumps(run)}, job.last_path)

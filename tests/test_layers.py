@@ -31,3 +31,9 @@ def test_the_core_session_and_editor_run_without_qt():
     loaded = _loaded_after_importing(_modules("app/core") + ["app.session", "app.measure", "app.editing"])
     assert "app.core.project" in loaded
     assert not [name for name in loaded if name.split(".")[0] in ("PySide6", "pyqtgraph", "shiboken6")]
+
+
+def test_the_core_imports_nothing_of_the_command_line_or_the_widgets():
+    loaded = _loaded_after_importing(_modules("app/core"))
+    assert "app.core.finetune" in loaded
+    assert not [name for name in loaded if name.startswith(("app.commands", "app.cli", "app.widgets", "app.main"))]

@@ -489,9 +489,9 @@ def _why_not_resumed(job: FineTuneJob) -> tuple[str | None, int]:
     reviewed frames named as such; and a run that has done all its epochs is not resumed."""
     if not job.last_path.exists():
         return "left no last.pt to resume from", 0
-    from app.commands.train import train_config_of_command
     from model.checkpoint import CheckpointError, read_torch_file
     from model.train import config_change, model_config_of, run_changes, run_record
+    from model.train_config import train_config_of_command
 
     try:
         state = read_torch_file(job.last_path)
