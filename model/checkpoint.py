@@ -260,17 +260,21 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: IRSAMConf
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str | os.PathLike, default_config: str | None = None) -> tuple[nn.Module, IRSAMConfig, dict]:
-    """(model in eval mode, its config, metadata). Files without a stored config hold weights of the
-    `default_config` preset (official when None)."""
+def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> tuple[nn.Module, IRSAMConfig, dict]:
+    """(model in eval mode, its config, metadata). `config_name` is the network asked for (--config): files
+    without a stored config hold weights of that preset (official when None), and a file storing
+    another config is refused."""
     obj = read_torch_file(path)
-    config, metadata = (preset(default_config) if default_config else official()), {}
+    config, metadata = (preset(config_name) if config_name else official()), {}
     config_stored = isinstance(obj, dict) and obj.get("format") == FORMAT
     if config_stored:
         try:
             config = IRSAMConfig.from_dict(obj["config"])
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{path}: invalid stored config ({error})") from error
+        if config_name and config.name != config_name:
+            raise CheckpointError(f"{path}: this checkpoint holds a {config.name} network, not the {config_name} one "
+                                  "asked for with --config: leave out --config (the file names its network)")
         metadata = dict(obj.get("metadata") or {})
     state_dict = _unwrap(obj, str(path))  # its errors name the file already
     model = build_irsam(config)

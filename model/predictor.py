@@ -185,10 +185,11 @@ class Predictor:
 
     @classmethod
     def from_file(cls, path: str | Path, config_name: str | None = None, **kwargs) -> "Predictor":
-        """Our checkpoint format (config stored), or a plain state_dict of the `config_name` network (default official)."""
+        """Our checkpoint format (config stored; refused when it is not `config_name`), or a plain state_dict
+        of the `config_name` network (default official)."""
         from model.checkpoint import load_checkpoint
 
-        model, config, metadata = load_checkpoint(path, default_config=config_name)
+        model, config, metadata = load_checkpoint(path, config_name)
         return cls(model, config, metadata=metadata, **kwargs)
 
     @property

@@ -322,6 +322,25 @@ def test_bad_weights_give_one_clear_line_not_a_traceback(sequence, tmp_path, con
     assert result.stderr.strip().startswith("error:") and "bad.pt" in result.stderr
 
 
+def test_config_is_refused_when_the_weights_name_another_network(sequence, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["detect", str(sequence), "--out", str(out), "--weights", str(tiny_weights), "--config", "paper",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a tiny network, not the paper one asked for with --config" in err
+    assert not out.exists()
+
+
+def test_a_bare_state_dict_of_another_config_is_named_with_a_config_detect_accepts(sequence, tmp_path, capsys):
+    bare = tmp_path / "tiny_bare.pt"
+    torch.save(build_irsam(tiny()).state_dict(), bare)
+    args = ["detect", str(sequence), "--out", str(tmp_path / "p"), "--weights", str(bare), "--limit", "1", "--quiet"]
+    assert main(args) == 2
+    assert "load them with --config tiny" in capsys.readouterr().err
+    assert main([*args, "--config", "tiny"]) == 0
+    assert ReviewProject.open(tmp_path / "p").detector["config"]["name"] == "tiny"
+
+
 def test_missing_source_and_missing_weights(tmp_path, capsys):
     assert main(["detect", str(tmp_path / "nothing"), "--out", str(tmp_path / "p"), "--method", "tophat"]) == 2
     assert main(["detect", str(tmp_path), "--out", str(tmp_path / "p"), "--weights", str(tmp_path / "none.pt")]) == 2

@@ -150,6 +150,26 @@ def test_missing_weights_is_a_clear_error(tmp_path, capsys):
         make_detector(None, str(missing))
 
 
+def test_config_loads_a_bare_state_dict_and_is_refused_for_a_file_naming_another_network(tmp_path, capsys):
+    import torch
+
+    from model.build import build_irsam
+    from model.checkpoint import save_checkpoint
+    from model.config import tiny
+
+    model = build_irsam(tiny())
+    bare, ours = tmp_path / "tiny_bare.pt", tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), bare)
+    save_checkpoint(ours, model, tiny(), {})
+    clip = ["--clip", str(CLIP), "--limit", "1"]
+    assert run_eval("--weights", str(bare), *clip) == 2
+    assert "load them with --config tiny" in capsys.readouterr().err
+    assert run_eval("--weights", str(bare), "--config", "tiny", *clip) == 0
+    capsys.readouterr()
+    assert run_eval("--weights", str(ours), "--config", "paper", *clip) == 2
+    assert "holds a tiny network, not the paper one asked for with --config" in capsys.readouterr().err
+
+
 def test_make_detector_needs_exactly_one_source():
     assert make_detector("pstnn", None).name == "pstnn"
     with pytest.raises(ValueError):

@@ -196,15 +196,25 @@ def test_plain_weights_of_another_config_name_it(tmp_path, tiny_state):
         load_checkpoint(path)
     assert str(raised.value) == (f"{path}: these are weights of the tiny config, not of official: "
                                  "load them with --config tiny")
-    model, config, _ = load_checkpoint(path, default_config="tiny")
+    model, config, _ = load_checkpoint(path, "tiny")
     assert config == tiny() and same_tensors(model.state_dict(), tiny_state)
 
     damaged = dict(tiny_state)
     del damaged["mask_decoder.edge_token.weight"]
     torch.save(damaged, path)
     with pytest.raises(CheckpointError, match=r"1 missing: mask_decoder\.edge_token\.weight$") as raised:
-        load_checkpoint(path, default_config="tiny")
+        load_checkpoint(path, "tiny")
     assert "--config" not in str(raised.value)  # fits no config: the keys are the news
+
+
+def test_a_checkpoint_naming_another_config_than_the_one_asked_for_is_refused(tmp_path):
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, build_irsam(tiny()), tiny(), {})
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(path, "paper")
+    assert str(raised.value) == (f"{path}: this checkpoint holds a tiny network, not the paper one asked for with "
+                                 "--config: leave out --config (the file names its network)")
+    assert load_checkpoint(path, "tiny")[1] == tiny() == load_checkpoint(path)[1]
 
 
 def test_another_version_of_our_format_is_refused_as_such(tmp_path):

@@ -23,6 +23,7 @@ from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject, utc_now
 from app.core.provenance import ProposalOrigin, detector_record
 from app.paths import DEFAULT_WEIGHTS
+from model.config import PRESETS
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import available_methods
 
@@ -42,7 +43,9 @@ def add_parser(sub) -> None:
                         "its normalisation: --window/--percentiles must then ask for that one or be left out)")
     p.add_argument("--method", default="irsam", choices=["irsam", *available_methods()], help="detector (default: irsam)")
     p.add_argument("--weights", help=f"IRSAM checkpoint (default: {DEFAULT_WEIGHTS.relative_to(DEFAULT_WEIGHTS.parents[2])})")
-    p.add_argument("--config", choices=("official", "paper"), help="network for weights files that do not name one")
+    p.add_argument("--config", choices=tuple(PRESETS),
+                   help="network of a weights file that does not name one (a bare state_dict); a file that names "
+                        "another network is refused")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--batch-size", type=positive_int, default=4)

@@ -16,6 +16,7 @@ from app.commands import (add_normalization_options, add_size_gate_options, chec
 from model.atomic import atomic_write_json
 from app.core.frames import FrameReadError, read_gray
 from app.core.normalization import Normalization, NormalizationRequest
+from model.config import PRESETS
 from model.data import describe_interpolated_masks, find_dataset, read_image_gray
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, make_detector,
@@ -35,6 +36,9 @@ def add_parser(subparsers) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--weights", help="IRSAM checkpoint file")
     which.add_argument("--method", choices=available_methods(), help="classical method")
+    p.add_argument("--config", choices=tuple(PRESETS),
+                   help="network of a --weights file that does not name one (a bare state_dict); a file that "
+                        "names another network is refused")
     p.add_argument("--images", help="folder of images (16-bit ones are mapped to 8 bits by one window for the "
                                     "whole set, percentiles unless --window/--percentiles say otherwise, with its "
                                     "bad pixels repaired, as irsam detect and the app do for a sequence)")
@@ -179,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _error(str(e))
     if args.method:
-        warn_irsam_only([f"--{name}" for name in ("tta", "refine", "device") if getattr(args, name) is not None],
-                        args.method)
+        warn_irsam_only([f"--{name}" for name in ("config", "tta", "refine", "device")
+                         if getattr(args, name) is not None], args.method)
         options = {}
     else:
         options = {"tta": args.tta or "none", "refine": args.refine or "contrast"}
@@ -252,7 +256,7 @@ def _make_detector(args: argparse.Namespace, options: dict):
 
     device = args.device or "auto"
     try:
-        detector = make_detector(None, args.weights, device, **options)
+        detector = make_detector(None, args.weights, device, config_name=args.config, **options)
     except CheckpointError as e:
         raise ValueError(str(e)) from None
     check_device_fallback(device, detector)
