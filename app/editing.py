@@ -3,7 +3,9 @@ is saved through the session's project.
 
 Every tool call is one undoable edit (`ReviewProject.edit_mask`: history and committed mask written
 atomically at once). An edit that changes the mask also marks the frame `corrected`: the analyst has
-now drawn the truth, so export takes the committed mask. Undo and redo leave the status alone.
+now drawn the truth, so export takes the committed mask. One that changes nothing (the eraser on empty
+sky) saves nothing and leaves the status alone, except that the accept tools commit the proposals they
+pick even where the frame already showed just those. Undo and redo leave the status alone.
 A failed write raises `ProjectWriteError`; the project keeps its last saved state, and the editor keeps
 the unsaved mask in memory as the frame's working mask, so the next edit that saves carries it too, and
 so does a status change (`FrameEditor.set_status`): a status is about the mask shown.
@@ -106,10 +108,12 @@ class FrameEditor:
         target_id = predicted_target_at(prediction, x, y)
         if target_id == 0:
             return False
-        return self._save(index, accept_targets(self._committed(index), prediction, [target_id]))
+        return self._save(index, accept_targets(self._committed(index), prediction, [target_id]),
+                          commit_unchanged=True)
 
     def accept_all(self, index: int) -> bool:
-        return self._save(index, accept_targets(self._committed(index), self._prediction(index)))
+        return self._save(index, accept_targets(self._committed(index), self._prediction(index)),
+                          commit_unchanged=True)
 
     def grow_target(self, index: int, frame: np.ndarray, x: float, y: float) -> bool:
         """Add the bright region around (x, y) of the raw frame (`grow_target`)."""
@@ -167,7 +171,12 @@ class FrameEditor:
         session.set_status(index, status)
         self.unsaved.pop(index, None)
 
-    def _save(self, index: int, new_mask: np.ndarray) -> bool:
+    def _save(self, index: int, new_mask: np.ndarray, commit_unchanged: bool = False) -> bool:
+        """Save a tool's result as the frame's committed mask and mark the frame corrected. A result equal
+        to the working mask changes nothing, unless `commit_unchanged` (the proposal shown, committed as
+        it is) or the frame has an unsaved mask (saved now)."""
+        if not (commit_unchanged or index in self.unsaved) and np.array_equal(new_mask, self.working_mask(index)):
+            return False
         try:
             # an unsaved mask that is already the committed one lacks its status: that save failed after the mask
             if not self._commit(index, new_mask) and index not in self.unsaved:

@@ -1,0 +1,47 @@
+"""FrameEditor (Qt-free): what a tool call saves, and what it leaves alone."""
+import numpy as np
+import pytest
+
+from app.core.project import ReviewStatus
+from app.editing import FrameEditor
+from app.session import ReviewSession
+from tests.test_frames import write_folder
+from tests.test_session import proposal_of_one_target
+
+
+@pytest.fixture
+def session(tmp_path):
+    write_folder(tmp_path / "seq", n=2, names=["00.png", "01.png"])
+    session = ReviewSession.open(tmp_path / "seq")
+    yield session
+    session.close()
+
+
+def test_a_tool_call_that_changes_nothing_saves_nothing(session):
+    """The eraser or Delete on empty sky, the brush or a fill over a target's own pixels: the frame stays
+    unreviewed with its proposal uncommitted, and there is nothing to undo. Adding the proposal still
+    commits it as it is."""
+    proposal = proposal_of_one_target()  # the target covers rows 4-6, columns 5-8
+    project = session.ensure_project()
+    project.save_prediction("00", proposal)
+    session.record_result(0)
+    editor = FrameEditor(session)
+    assert not editor.paint(0, [(20, 15)], 3, erase=True)
+    assert not editor.delete_component(0, 20, 15)
+    assert not editor.paint(0, [(6, 5), (7, 5)], 1)
+    assert not editor.flood_fill(0, 6, 5)
+    assert session.status(0) is ReviewStatus.UNREVIEWED
+    assert project.committed_mask("00") is None and not editor.can_undo(0)
+    assert not (project.folder / "history" / "00.npz").exists()
+
+    assert editor.accept_all(0)
+    np.testing.assert_array_equal(project.committed_mask("00"), proposal.logits > 0)
+    assert session.status(0) is ReviewStatus.CORRECTED
+
+
+def test_a_tool_call_that_changes_nothing_on_a_frame_never_detected_makes_no_project(session):
+    editor = FrameEditor(session)
+    assert not editor.paint(1, [(3, 3), (9, 3)], 2, erase=True)
+    assert not editor.delete_component(1, 3, 3)
+    assert session.project is None and session.status(1) is ReviewStatus.UNREVIEWED
+    assert not session.project_dir.exists()
