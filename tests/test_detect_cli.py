@@ -309,6 +309,15 @@ def test_tiff_stack_and_single_image_sources(tmp_path):
     assert (tmp_path / "p2" / "masks" / "one.png").exists()
 
 
+def test_help_says_only_irsam_writes_edge_maps(sequence, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["detect", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "IRSAM also writes its edge maps, OUT/edges/<stem>.png (the classical methods have none)" in text
+    assert main(["detect", str(sequence), "--out", str(tmp_path / "p"), "--method", "tophat", "--quiet"]) == 0
+    assert (tmp_path / "p" / "masks").is_dir() and not (tmp_path / "p" / "edges").exists()
+
+
 @pytest.mark.parametrize("content", [b"not a checkpoint", b"PK\x03\x04garbage"])
 def test_bad_weights_give_one_clear_line_not_a_traceback(sequence, tmp_path, content):
     bad = tmp_path / "bad.pt"

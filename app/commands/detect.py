@@ -34,8 +34,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "detect",
         help="run IRSAM or a classical detector over frames into a review project",
-        description="Writes OUT/masks/<stem>.png (0/255), OUT/edges/<stem>.png, OUT/detections.csv and "
-        "OUT/project.json (the review project the app opens); with --save-logits also OUT/logits/<stem>.npy.",
+        description="Writes OUT/masks/<stem>.png (0/255), OUT/detections.csv and OUT/project.json (the review "
+        "project the app opens); IRSAM also writes its edge maps, OUT/edges/<stem>.png (the classical methods have "
+        "none); with --save-logits also OUT/logits/<stem>.npy.",
     )
     p.add_argument("source", help="folder of frames, multi-page TIFF or one image")
     p.add_argument("--out", required=True,
