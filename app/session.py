@@ -243,8 +243,11 @@ class ReviewSession:
         self._forget_files(index, ("committed",))
 
     def set_status(self, index: int, status: ReviewStatus) -> None:
-        self.ensure_project().set_status(self.stem(index), status)
-        self.status_codes[index] = STATUS_CODES[status]
+        """Set and save a frame's status; the other frames' statuses are refreshed with it, as another
+        instance on the project may have set some (`ReviewProject.set_status`)."""
+        project = self.ensure_project()
+        project.set_status(self.stem(index), status)
+        self._load_statuses(project)
 
     def status(self, index: int) -> ReviewStatus:
         return self.project.status(self.stem(index)) if self.project else ReviewStatus.UNREVIEWED
@@ -370,4 +373,7 @@ class ReviewSession:
         for i, stem in enumerate(self.source.stems):
             if stem in predicted:
                 self.detection_counts[i] = len(project.detections(stem))
-            self.status_codes[i] = STATUS_CODES[project.status(stem)]
+        self._load_statuses(project)
+
+    def _load_statuses(self, project: ReviewProject) -> None:
+        self.status_codes[:] = [STATUS_CODES[project.status(stem)] for stem in self.source.stems]

@@ -4,7 +4,7 @@ import pytest
 
 from app.core.project import ProjectWriteError, ReviewStatus
 from app.editing import EditRefused, FrameEditor
-from app.session import ReviewSession
+from app.session import STATUS_CODES, ReviewSession
 from model.detectors import FrameResult
 from tests.test_frames import write_folder
 
@@ -170,3 +170,17 @@ def test_a_status_change_saves_the_mask_whose_save_failed_first(tmp_path):
     assert drawn[10, 20:26].all() and drawn[4:7, 5:9].all()
     np.testing.assert_array_equal(session.project.undo("00"), proposal.logits > 0)  # the stroke is one undoable edit
     session.close()
+
+
+def test_a_status_set_shows_the_statuses_another_window_set_meanwhile(tmp_path):
+    write_folder(tmp_path / "seq", n=3, names=["00.png", "01.png", "02.png"])
+    first, second = ReviewSession.open(tmp_path / "seq"), ReviewSession.open(tmp_path / "seq")
+    first.set_status(0, ReviewStatus.ACCEPTED)  # creates the project: the second window has none yet
+    second.set_status(1, ReviewStatus.REJECTED)
+    first.set_status(2, ReviewStatus.NEGATIVE)
+    second.set_status(1, ReviewStatus.CORRECTED)
+    expected = [ReviewStatus.ACCEPTED, ReviewStatus.CORRECTED, ReviewStatus.NEGATIVE]
+    assert [second.status(i) for i in range(3)] == expected
+    assert list(second.status_codes) == [STATUS_CODES[s] for s in expected]  # the timeline's colours
+    first.close()
+    second.close()

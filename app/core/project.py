@@ -8,10 +8,13 @@ project is opened is reported in `ReviewProject.damaged` and the rest of the pro
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
+import fcntl
 import io
 import json
+import os
 import struct
 import threading
 import zlib
@@ -34,6 +37,7 @@ PROJECT_FORMAT = "irsam-review-project/1"
 REVIEW_FORMAT = "irsam-review-status/1"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DETECTION_COLUMNS = ("frame", "stem", "target_id", "cx", "cy", "area", "x0", "y0", "x1", "y1", "peak_score")
+LOCK_FILE = "project.lock"
 
 
 class ReviewStatus(str, Enum):
@@ -61,7 +65,14 @@ def utc_now() -> str:
 
 
 class ReviewProject:
-    """Open with `ReviewProject.open(folder)` or make a new one with `ReviewProject.create(...)`."""
+    """Open with `ReviewProject.open(folder)` or make a new one with `ReviewProject.create(...)`.
+
+    Several instances (windows, `irsam` commands, in one process or several) may hold the same project
+    open. Each write of a file that holds more than one thing (review.json, project.json, a frame's
+    history) is a read-modify-write under an exclusive lock on project.lock (`_exclusive`): the file is
+    read again from disk and only what this write is about is changed, so no instance deletes another's
+    statuses, settings or edits; what was read refreshes this instance's copy.
+    """
 
     def __init__(self, folder: Path, meta: dict):
         self.folder = folder
@@ -70,9 +81,12 @@ class ReviewProject:
         self._index = {stem: i for i, stem in enumerate(self.stems)}
         self.damaged: list[tuple[Path, str]] = []
         self._lock = threading.RLock()
+        self._lock_file: int | None = None  # descriptor of project.lock while `_exclusive` holds it
+        self._lock_depth = 0
         self._statuses: dict[str, tuple[ReviewStatus, str]] = {}
         self._detections: dict[str, list[Target]] = {}
         self._histories: dict[str, EditHistory] = {}
+        self._history_files: dict[str, tuple | None] = {}  # stem -> `_file_identity` of the history read
 
     # --- creating and opening -------------------------------------------------------------------
 
@@ -107,12 +121,11 @@ class ReviewProject:
             project = cls.open(folder)
             project._check_sizes(frame_shape)
             project.follow_source(stems, unreadable_stems)
-            project._meta.update(
-                source=_source_meta(source_path, source_kind, frame_shape, project._meta["source"]),
+            project._update_meta(lambda meta: meta.update(
+                source=_source_meta(source_path, source_kind, frame_shape, meta["source"]),
                 normalization=normalization,
                 detector=detector,
-            )
-            project._write_meta()
+            ))
             return project
         now = utc_now()
         meta = {
@@ -125,7 +138,7 @@ class ReviewProject:
             "modified": now,
         }
         project = cls(folder, meta)
-        project._write_meta()
+        project._write(lambda: atomic_write_json(folder / "project.json", meta))
         return project
 
     @classmethod
@@ -239,25 +252,34 @@ class ReviewProject:
         if not follows(self.stems, stems, set(unreadable_stems)):
             raise ProjectError(f"{self.folder} holds a project over different frames")
         with self._lock:
-            self._meta["stems"] = stems
+            self._update_meta(lambda meta: meta.update(stems=stems))
             self.stems = list(stems)
             self._index = {stem: i for i, stem in enumerate(stems)}
-            self._write_meta()
 
     def set_normalization(self, normalization: dict) -> None:
         """Store the normalisation chosen for the sequence from now on (existing predictions keep theirs
         until detection runs again)."""
-        previous = self._meta["normalization"]
-        self._meta["normalization"] = normalization
-        try:
-            self._write_meta()
-        except ProjectWriteError:
-            self._meta["normalization"] = previous
-            raise
+        self._update_meta(lambda meta: meta.update(normalization=normalization))
 
-    def _write_meta(self) -> None:
-        self._meta["modified"] = utc_now()
-        self._write(lambda: atomic_write_json(self.folder / "project.json", self._meta))
+    def _update_meta(self, change) -> None:
+        """Write project.json as it is on disk now with `change(meta)` applied, and take that as this
+        project's metadata (another instance's changes to other keys are kept). A project.json that cannot
+        be read now is replaced by this instance's copy, changed."""
+        with self._exclusive():
+            meta = self._meta_on_disk()
+            change(meta)
+            meta["modified"] = utc_now()
+            self._write(lambda: atomic_write_json(self.folder / "project.json", meta))
+            self._meta = meta
+
+    def _meta_on_disk(self) -> dict:
+        try:
+            meta = json.loads((self.folder / "project.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = None
+        if isinstance(meta, dict) and meta.get("format") == PROJECT_FORMAT:
+            return meta
+        return copy.deepcopy(self._meta)
 
     # --- predictions (proposal layer) -----------------------------------------------------------
 
@@ -282,7 +304,10 @@ class ReviewProject:
         with self._lock:  # an edit of the frame on another thread commits before or after, never between
             kept_accepted = self.status(stem) is ReviewStatus.ACCEPTED and not self.has_committed_mask(stem)
             if kept_accepted:
-                self.commit_mask(stem, self.working_mask(stem))
+                with self._exclusive():  # nor one of another instance (the lock only when needed: a run writes no more)
+                    kept_accepted = not self.has_committed_mask(stem)
+                    if kept_accepted:
+                        self.commit_mask(stem, self.working_mask(stem))
         mask = logits > 0
         edge_path = self._path("edges", stem, ".png")
         if result.edge is not None:
@@ -421,28 +446,39 @@ class ReviewProject:
     # --- edit history ---------------------------------------------------------------------------
 
     def history(self, stem: str) -> EditHistory:
-        """The frame's undo/redo history, loaded on first use (a fresh one if the file is damaged)."""
+        """The frame's undo/redo history as its file holds it (a fresh one if the file is damaged).
+
+        The history is the frame's, not this instance's: it is read again whenever another instance has
+        written the file since, and each step is recorded in the file as it is then (`_change_mask`), so
+        two instances editing one frame share one history, and undo takes back the frame's last edit,
+        whoever made it. That edit's result is the mask on disk, so undoing it never drops another
+        instance's later edit unseen.
+        """
         self._check_stem(stem)
-        if stem not in self._histories:
-            path = self._path("history", stem, ".npz")
-            history = EditHistory()
-            if path.exists():
-                try:
-                    history = EditHistory.from_npz(path)
-                except ValueError as e:
-                    self._report(path, str(e))
-            self._histories[stem] = history
-        return self._histories[stem]
+        path = self._path("history", stem, ".npz")
+        identity = _file_identity(path)
+        with self._lock:
+            if stem not in self._histories or self._history_files.get(stem) != identity:
+                history = EditHistory()
+                if identity is not None:
+                    try:
+                        history = EditHistory.from_npz(path)
+                    except ValueError as e:
+                        self._report(path, str(e))
+                self._histories[stem] = history
+                self._history_files[stem] = identity
+            return self._histories[stem]
 
     def apply_edit(self, stem: str, edit: MaskEdit) -> np.ndarray:
         """Apply an edit to the working mask, record it, save history and committed mask; returns the new mask."""
-        return self._change_mask(stem, lambda mask: self.history(stem).apply(mask, edit))
+        return self._change_mask(stem, lambda history, mask: history.apply(mask, edit))
 
     def edit_mask(self, stem: str, new_mask: np.ndarray) -> MaskEdit | None:
         """Record the change from the working mask to `new_mask` as one undoable edit (None if no change)."""
-        edit = make_edit(self.working_mask(stem), new_mask)
-        if edit is not None:
-            self.apply_edit(stem, edit)
+        with self._exclusive():
+            edit = make_edit(self.working_mask(stem), new_mask)
+            if edit is not None:
+                self.apply_edit(stem, edit)
         return edit
 
     def commit_edit(self, stem: str, new_mask: np.ndarray) -> bool:
@@ -453,20 +489,22 @@ class ReviewProject:
         with no edit to undo. Returns whether the committed mask was written (False: it already was
         `new_mask`).
         """
-        if self.edit_mask(stem, new_mask) is None:
-            if self.committed_mask(stem) is not None:
-                return False
-            self.commit_mask(stem, new_mask)
+        with self._exclusive():
+            if self.edit_mask(stem, new_mask) is None:
+                if self.committed_mask(stem) is not None:
+                    return False
+                self.commit_mask(stem, new_mask)
         return True
 
     def undo(self, stem: str) -> np.ndarray:
-        return self._change_mask(stem, self.history(stem).undo)
+        return self._change_mask(stem, EditHistory.undo)
 
     def redo(self, stem: str) -> np.ndarray:
-        return self._change_mask(stem, self.history(stem).redo)
+        return self._change_mask(stem, EditHistory.redo)
 
     def _change_mask(self, stem: str, change) -> np.ndarray:
-        """The working mask through `change` (which records the step in the frame's history), saved: the
+        """`change(history, working mask)` (which records the step in the frame's history and returns the
+        new mask) applied to the history and mask on disk, under the project's file lock, and saved: the
         history file, then the committed mask. Returns the new mask.
 
         A failed save leaves the frame as it was before the step: its history file and committed mask on disk,
@@ -476,15 +514,16 @@ class ReviewProject:
         the history's last step starts from the mask on disk, so undoing it gives that same mask back.
         """
         path = self._path("history", stem, ".npz")
-        with self._lock:  # a detection run may commit this frame's accepted prediction meanwhile
+        with self._exclusive():  # a detection run or another instance may change this frame meanwhile
             saved_history = self._file_bytes(path)
-            mask = change(self.working_mask(stem))
             history = self.history(stem)
+            mask = change(history, self.working_mask(stem))
             try:
                 self._write(lambda: history.to_npz(path))
             except ProjectWriteError:
                 del self._histories[stem]  # read again from its file, unchanged
                 raise
+            self._history_files[stem] = _file_identity(path)
             try:
                 self.commit_mask(stem, mask)
             except ProjectWriteError:
@@ -502,49 +541,48 @@ class ReviewProject:
         return entry[0] if entry else ReviewStatus.UNREVIEWED
 
     def set_status(self, stem: str, status: ReviewStatus | str) -> None:
-        """Set a frame's status and write review.json (and its backup) at once."""
+        """Set a frame's status and write review.json (and its backup) at once.
+
+        The statuses are read again from disk first and only this frame's is changed: statuses another
+        instance set meanwhile are kept, and this instance's statuses of the other frames become theirs.
+        A failed write changes nothing in memory.
+        """
         self._check_stem(stem)
         status = ReviewStatus(status)
-        with self._lock:
-            previous = self._statuses.get(stem)
-            self._statuses[stem] = (status, utc_now())
-            document = self._review_document()
-            try:
-                self._write(lambda: atomic_write_json(self.folder / "review.json", document))
-            except ProjectWriteError:
-                if previous is None:
-                    del self._statuses[stem]
-                else:
-                    self._statuses[stem] = previous
-                raise
+        with self._exclusive():
+            statuses = self._read_review(otherwise=self._statuses)
+            statuses[stem] = (status, utc_now())
+            document = {
+                "format": REVIEW_FORMAT,
+                "frames": {stem: {"status": s.value, "time": t} for stem, (s, t) in statuses.items()},
+            }
+            self._write(lambda: atomic_write_json(self.folder / "review.json", document))
+            self._statuses = statuses
             self._write(lambda: atomic_write_json(self.folder / "review.json.bak", document))
-
-    def _review_document(self) -> dict:
-        return {
-            "format": REVIEW_FORMAT,
-            "frames": {stem: {"status": s.value, "time": t} for stem, (s, t) in self._statuses.items()},
-        }
 
     # --- loading --------------------------------------------------------------------------------
 
     def _load_review(self) -> None:
+        self._statuses = self._read_review(otherwise={})
+
+    def _read_review(self, otherwise: dict[str, tuple[ReviewStatus, str]]) -> dict[str, tuple[ReviewStatus, str]]:
+        """The statuses in review.json, else in its backup; a copy of `otherwise` when neither can be read."""
         for path in (self.folder / "review.json", self.folder / "review.json.bak"):
             if not path.exists():
                 continue
             try:
-                self._statuses = self._parse_review(json.loads(path.read_text(encoding="utf-8")))
-                return
+                return self._parse_review(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
                 self._report(path, f"unreadable review statuses: {e}")
+        return dict(otherwise)
 
-    def _parse_review(self, document: dict) -> dict[str, tuple[ReviewStatus, str]]:
+    @staticmethod
+    def _parse_review(document: dict) -> dict[str, tuple[ReviewStatus, str]]:
+        """Every frame's status, those of frames this project does not list (yet) included: a write keeps them."""
         if document.get("format") != REVIEW_FORMAT:
             raise ValueError(f"not a {REVIEW_FORMAT} file")
-        statuses = {}
-        for stem, entry in document["frames"].items():
-            if stem in self._index:
-                statuses[stem] = (ReviewStatus(entry["status"]), str(entry["time"]))
-        return statuses
+        return {str(stem): (ReviewStatus(entry["status"]), str(entry["time"]))
+                for stem, entry in document["frames"].items()}
 
     def _load_detections(self) -> None:
         path = self.folder / "detections.csv"
@@ -611,10 +649,13 @@ class ReviewProject:
         known = self.known_shape(stem)
         if known is not None:
             return known
-        with self._lock:
-            self._meta["source"]["frame_shapes"][stem] = [int(shape[0]), int(shape[1])]
-            self._write_meta()
-        return tuple(shape)
+
+        def record(meta: dict) -> None:
+            if meta["source"]["frame_shape"] is None:
+                meta["source"]["frame_shapes"].setdefault(stem, [int(shape[0]), int(shape[1])])
+
+        self._update_meta(record)
+        return self.shape_of(stem)
 
     def _path(self, layer: str, stem: str, suffix: str) -> Path:
         return self.folder / layer / f"{stem}{suffix}"
@@ -627,6 +668,25 @@ class ReviewProject:
         with self._lock:
             if not any(p == path for p, _ in self.damaged):
                 self.damaged.append((path, reason))
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """Hold the project against other threads (its lock) and other processes and instances (an
+        exclusive flock on project.lock) for a read-modify-write of its files; reentrant.
+
+        When project.lock cannot be opened or locked (a read-only folder, a file system without locks),
+        this goes on unlocked: the write that follows says why it fails, or succeeds as before locks."""
+        with self._lock:
+            if self._lock_depth == 0:
+                self._lock_file = _locked(self.folder / LOCK_FILE)
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0 and self._lock_file is not None:
+                    os.close(self._lock_file)  # releases the flock
+                    self._lock_file = None
 
     def _write(self, write) -> None:
         try:
@@ -657,6 +717,32 @@ class ReviewProject:
             pass
         except OSError as e:
             raise ProjectWriteError(f"could not remove {path}: {e}") from e
+
+
+def _locked(path: Path) -> int | None:
+    """A descriptor of `path` (created if missing) holding an exclusive flock on it; None if that fails."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        try:  # another user's lock file, not writable to this one, locks all the same
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _file_identity(path: Path) -> tuple | None:
+    """What changes whenever a file is replaced (atomic writes make a new inode); None when it is absent."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
 
 def follows(stored: Sequence[str], current: Sequence[str], unreadable: set[str]) -> bool:

@@ -1,0 +1,90 @@
+"""Several instances (windows, `irsam` commands) on one review project: none deletes what another wrote."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from app.core.project import ReviewProject, ReviewStatus
+from tests.test_project import NORMALIZATION, REPO, STEMS, make_project, square_mask
+
+
+def test_status_writes_keep_the_statuses_another_instance_wrote(tmp_path):
+    make_project(tmp_path / "p")
+    a, b = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
+    a.set_status("f000", "accepted")
+    a.set_status("f002", "corrected")
+    b.set_status("f001", "rejected")
+    b.set_status("f003", "corrected")
+    expected = {"f000": "accepted", "f001": "rejected", "f002": "corrected", "f003": "corrected"}
+    document = json.loads((tmp_path / "p" / "review.json").read_text())
+    assert {stem: entry["status"] for stem, entry in document["frames"].items()} == expected
+    assert (tmp_path / "p" / "review.json.bak").read_text() == (tmp_path / "p" / "review.json").read_text()
+    assert {stem: b.status(stem).value for stem in STEMS} == expected  # b now shows a's statuses too
+    a.set_status("f001", "negative")  # a frame b reviewed, changed by a: the later write wins
+    reopened = ReviewProject.open(tmp_path / "p")
+    assert {stem: reopened.status(stem).value for stem in STEMS} == {**expected, "f001": "negative"}
+
+
+def test_a_status_of_a_frame_this_instance_does_not_list_is_kept(tmp_path):
+    """A frame another instance added (an unreadable file of the source, `follow_source`) keeps its status."""
+    make_project(tmp_path / "p")
+    a, b = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
+    a.follow_source(STEMS + ["f004"], unreadable_stems=["f004"])
+    a.set_status("f004", "rejected")
+    b.set_status("f000", "accepted")
+    assert ReviewProject.open(tmp_path / "p").status("f004") is ReviewStatus.REJECTED
+
+
+def test_project_json_writes_keep_what_another_instance_changed(tmp_path):
+    make_project(tmp_path / "p")
+    a, b = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
+    changed = {**NORMALIZATION, "high": 9000.0}
+    a.set_normalization(changed)
+    b.follow_source(STEMS + ["f004"], unreadable_stems=["f004"])
+    reopened = ReviewProject.open(tmp_path / "p")
+    assert reopened.normalization == changed and reopened.stems == STEMS + ["f004"]
+    assert b.normalization == changed  # b took the project.json it changed
+
+
+def test_two_instances_editing_one_frame_share_its_history(tmp_path):
+    """Each edit is recorded in the frame's history as its file holds it, so neither instance drops the
+    other's steps, and undo takes back the frame's last edit, whoever made it."""
+    make_project(tmp_path / "p")
+    a, b = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
+    assert not b.history("f000").can_undo  # b has read the history before a's edit
+    a.edit_mask("f000", square_mask(1, 1))
+    both = square_mask(1, 1) | square_mask(15, 20)
+    np.testing.assert_array_equal(b.working_mask("f000"), square_mask(1, 1))
+    b.edit_mask("f000", both)
+    assert len(ReviewProject.open(tmp_path / "p").history("f000")) == 2
+    assert len(a.history("f000")) == 2  # a sees b's step
+    np.testing.assert_array_equal(a.undo("f000"), square_mask(1, 1))  # b's stroke, the frame's last edit
+    np.testing.assert_array_equal(b.undo("f000"), np.zeros_like(both))
+    np.testing.assert_array_equal(a.redo("f000"), square_mask(1, 1))
+    np.testing.assert_array_equal(ReviewProject.open(tmp_path / "p").committed_mask("f000"), square_mask(1, 1))
+
+
+def test_statuses_set_by_two_processes_at_once_are_all_kept(tmp_path):
+    stems = [f"f{i:03d}" for i in range(40)]
+    make_project(tmp_path / "p", stems=stems)
+    writer = textwrap.dedent(
+        """
+        import sys, time
+        from pathlib import Path
+        from app.core.project import ReviewProject
+        folder, name, first = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+        project = ReviewProject.open(folder)
+        (folder.parent / f"ready-{name}").touch()
+        while len(list(folder.parent.glob("ready-*"))) < 2:
+            time.sleep(0.01)
+        for stem in project.stems[first::2]:
+            project.set_status(stem, "accepted" if first == 0 else "rejected")
+        """
+    )
+    children = [subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "p"), name, first], cwd=REPO)
+                for name, first in (("a", "0"), ("b", "1"))]
+    assert [child.wait(timeout=60) for child in children] == [0, 0]
+    opened = ReviewProject.open(tmp_path / "p")
+    assert [opened.status(stem).value for stem in stems] == ["accepted", "rejected"] * 20
