@@ -38,7 +38,7 @@ from model.checkpoint import (
     read_torch_file,
     save_checkpoint,
 )
-from model.config import IRSAMConfig, preset
+from model.config import PRESETS, IRSAMConfig, preset
 from model.data import EIGHT_BIT_AS_STORED, Sample, name_some, extra_data_root, extra_data_samples, find_dataset, read_samples
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
@@ -80,8 +80,10 @@ def check_options(cfg: TrainConfig) -> None:
 
 
 def model_config_of(cfg: TrainConfig) -> IRSAMConfig:
-    """The --config preset with the --set overrides; ValueError naming a field that does not exist or a value
-    the config refuses."""
+    """The --config preset with the --set overrides; ValueError naming a preset or a field that does not exist,
+    or a value the config refuses."""
+    if cfg.config not in PRESETS:
+        raise ValueError(f"--config {cfg.config}: no such network; --config takes {', '.join(PRESETS)}")
     settable = sorted(f.name for f in fields(IRSAMConfig) if f.name != "name")
     unknown = sorted(set(cfg.config_overrides) - set(settable))
     if unknown:

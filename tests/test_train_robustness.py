@@ -87,6 +87,13 @@ def test_options_out_of_range_are_all_refused(dataset, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_an_unknown_config_blames_config_and_lists_the_presets(dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli_train(dataset, out, "--config", "bogus") == 2
+    assert one_error_line(capsys) == "error: --config bogus: no such network; --config takes official, paper, tiny\n"
+    assert not out.exists()
+
+
 @pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")  # the impossible value
 def test_set_with_an_unknown_field_or_a_value_no_network_has_is_one_line(dataset, tmp_path, capsys):
     out = tmp_path / "out"
