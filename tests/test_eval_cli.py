@@ -332,3 +332,19 @@ def test_8bit_data_set_goes_through_a_window_only_when_asked(tmp_path, split8):
 def test_an_impossible_normalisation_is_one_line_and_exit_2(banded_clip, capsys, options, message):
     assert run_eval("--method", "tophat", "--clip", str(banded_clip), *options) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_limit_takes_a_folders_first_images_in_natural_order_as_detect_does(tmp_path):
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    for stem, targets in (("f1", 1), ("f2", 1), ("f10", 3)):
+        image, mask = np.zeros((32, 48), np.uint8), np.zeros((32, 48), np.uint8)
+        for k in range(targets):
+            image[8:11, 4 + 14 * k : 7 + 14 * k] = mask[8:11, 4 + 14 * k : 7 + 14 * k] = 255
+        cv2.imwrite(str(tmp_path / "images" / f"{stem}.png"), image)
+        cv2.imwrite(str(tmp_path / "masks" / f"{stem}.png"), mask)
+    out = tmp_path / "r.json"
+    assert run_eval("--method", "tophat", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
+                    "--limit", "2", "--json", str(out)) == 0
+    assert json.loads(out.read_text())["n_targets"] == 2  # f1 and f2, not f1 and f10
+

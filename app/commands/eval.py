@@ -17,7 +17,7 @@ from model.atomic import atomic_write_json
 from app.core.frames import FrameReadError, read_gray
 from app.core.normalization import Normalization, NormalizationRequest
 from model.config import PRESETS
-from model.data import describe_interpolated_masks, find_dataset, read_image_gray
+from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, make_detector,
                             write_curve_plots)
@@ -200,7 +200,10 @@ def run(args: argparse.Namespace) -> int:
                 start, limit = first - 1, (min(last, len(every)) - first + 1 if last else None)
             inputs = every[start:][:limit]
         else:
-            inputs = find_dataset(args.images, args.masks, args.split)[: args.limit]
+            inputs = find_dataset(args.images, args.masks, args.split)
+            if not args.split:  # the order irsam detect and info take a folder's frames in, for the same --limit
+                inputs.sort(key=lambda sample: natural_key(sample.stem))
+            inputs = inputs[: args.limit]
         if not inputs:
             raise ValueError(f"no images to evaluate in {args.clip or args.split or args.images}")
         detector = gated(_make_detector(args, options), gate)
