@@ -17,7 +17,13 @@ The loop runs through the app's own core, as the Review and Tools menus do:
    the other clip (never reviewed), and on NUAA-SIRST test (what the fine-tune costs there).
 
     python benchmarks/clip_adaptation.py [--clip IR_DRONE_156] [--other IR_DRONE_146] [--review 90]
-        [--every 3] [--gap 30] [--epochs 10] [--keep-sirst] [--work runs/clip_adapt] [--json OUT]
+        [--every 3] [--gap 30] [--epochs 10] [--keep-sirst] [--train-args "--crop 256 --batch-size 8 ..."]
+        [--work runs/clip_adapt] [--json OUT]
+
+`--clip` and `--other` name folders of ../shared/data/sequences; `--train-args` are passed on to
+`irsam train` (default "--crop 256 --batch-size 8 --precision bf16 --val-every 2"). A later run with
+the same `--work` reuses its detect project, review and export. Session 15's records:
+docs/eval/clip_adaptation_s15/.
 """
 from __future__ import annotations
 
@@ -76,7 +82,7 @@ def score_sirst(detector, split: str) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", default="IR_DRONE_156")
     parser.add_argument("--other", default="IR_DRONE_146")
     parser.add_argument("--review", type=int, default=90, help="the analyst reviews frames 1..N")

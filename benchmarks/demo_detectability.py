@@ -11,7 +11,8 @@ Frames are normalised as the app does (per-sequence percentile window to 8 bits,
 pixels repaired; `--keep-bad-pixels` leaves them, as the app did before session 8) for every detector;
 IRSAM runs with the app's defaults (refined, no augmentation). Same metric code as `irsam eval`.
 
-    python benchmarks/demo_detectability.py [--seeds 1 2 ... 8] [--step 6] [--methods irsam mpcm tophat] [--json OUT]
+    python benchmarks/demo_detectability.py [--seeds 1 2 ... 8] [--step 6] [--methods irsam mpcm tophat]
+        [--keep-bad-pixels] [--json docs/eval/demo_detectability.json]
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def score(detector, images, masks) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 9)))
     parser.add_argument("--step", type=int, default=6, help="every N-th frame of the other seeds' sequences")
     parser.add_argument("--methods", nargs="+", default=["irsam", "mpcm", "tophat"])

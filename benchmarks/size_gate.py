@@ -5,7 +5,13 @@ only by the gate. Rows: the real clips (box ground truth: Pd and false alarms a 
 and NUAA-SIRST splits (IoU / nIoU / Pd / Fa, native resolution, corrected Fa), IRSAM with the app's
 defaults (refined, no augmentation). Same metric code as `irsam eval`.
 
-    python benchmarks/size_gate.py [--gates 1- 1-200 1-120 ...] [--splits val test] [--json OUT]
+    python benchmarks/size_gate.py [--weights resources/weights/irsam_paper_sirst.pt] [--gates 1- 1-200 1-120 ...]
+        [--clips ../shared/data/sequences/IR_DRONE_146 ...] [--data ../shared/data/nuaa-sirst]
+        [--splits val test] [--json docs/eval/size_gate.json]
+
+A gate "MIN-MAX" keeps components of MIN..MAX px, "MIN-" those of at least MIN px. `--clips` are clip
+folders (images/ and boxes.csv; default IR_DRONE_146 and IR_DRONE_156), `--data` the NUAA-SIRST folder
+whose idx_427 `--splits` are scored; an empty `--clips` or `--splits` skips those rows.
 """
 from __future__ import annotations
 
@@ -40,7 +46,7 @@ def logits_of(detector, images, batch: int = 8) -> list:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--gates", nargs="+", default=["1-", "1-200", "1-150", "1-120", "1-100", "1-80"])
     p.add_argument("--clips", nargs="*", default=[str(SHARED / "sequences" / n) for n in ("IR_DRONE_146", "IR_DRONE_156")])
