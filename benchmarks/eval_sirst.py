@@ -1,7 +1,18 @@
-"""The model card's accuracy table: IRSAM (shipped weights) and the classical detectors on the
-NUAA-SIRST idx_427 test split (86 images), with the same metric code as `irsam eval`.
+"""The model card's accuracy table: IRSAM (`--weights`, default the shipped ones) and the classical
+detectors on a NUAA-SIRST idx_427 split (`--split`, default test: 86 images), with the same metric
+code as `irsam eval`.
 
-    python benchmarks/eval_sirst.py [--weights resources/weights/irsam_paper_sirst.pt] [--json docs/eval/sirst_test.json]
+    python benchmarks/eval_sirst.py [--weights resources/weights/irsam_paper_sirst.pt]
+        [--data ../shared/data/nuaa-sirst] [--split test] [--methods tophat mpcm pstnn] [--device auto]
+        [--tta none ...] [--refine contrast ...] [--json OUT]
+
+IRSAM gives one row per `--refine` mode for each `--tta` mode (none when the weights file is absent),
+each classical method one row; an empty `--methods` or `--tta` leaves those rows out. The model card's
+files (docs/model_card.md) come from:
+
+    ... --methods --tta none flips scale+flips --refine off trim contrast --json docs/eval/sirst_test_irsam.json
+    ... --tta --json docs/eval/sirst_test_classical.json
+    ... --split val --methods --tta none flips scale+flips --refine off trim contrast --json docs/eval/sirst_val_irsam.json
 
 Two conventions side by side: the default (corrected Fa, native resolution) and the paper's
 (legacy Fa, everything resized to 512x512), so our numbers sit next to the published ones.
