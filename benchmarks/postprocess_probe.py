@@ -13,7 +13,12 @@ Each probe starts from the default output (refined: trim and grow, model/refine.
 4. with `--second FILE`: the logits of a second network averaged in (weight 0.3), each shifted by its
    own threshold.
 
-    python benchmarks/postprocess_probe.py [--second runs/other/best.pt] [--json docs/eval/postprocess_probe.json]
+    python benchmarks/postprocess_probe.py [--weights resources/weights/irsam_paper_sirst.pt] [--second FILE]
+        [--json OUT]
+
+`--json` defaults to docs/eval/postprocess_probe.json. Session 12's record came from `--second
+runs/s12_warm512/best.pt --json docs/eval/postprocess_probe_s12.json` (runs/ is git-ignored: that
+checkpoint is not in the repository).
 """
 from __future__ import annotations
 
