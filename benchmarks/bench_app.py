@@ -2,12 +2,16 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24 +extension GLX" .venv/bin/python benchmarks/bench_app.py
     ... --frames 2000      a shorter sequence (default 10000)
+    ... --size 1280x1024   the frame size (default 640x512)
     ... --data DIR         prepare the sequence in DIR once and reuse it on later runs
+    ... --changes 300      frame changes timed in each pass (default 600)
+    ... --settles 20       single changes timed for the panels (default 40)
+    ... --no-full-scrub    skip scrubbing every frame (no memory-after-scrub figure)
     ... --profile          cProfile the timed frame changes (top functions by cumulative time)
     ... --logits           save logits with the predictions (what the app's runs do), so the heatmap draws
 
-The sequence is 16-bit 640x512 PNGs in a temp folder: `--distinct` frames rendered by the synthetic
-generator, the rest hard links to them (rendering 10,000 frames would take longer than the benchmark;
+The sequence is 16-bit PNGs in a temp folder (or under `--data`): `--distinct` frames (default 100)
+rendered by the synthetic generator, the rest hard links to them (rendering 10,000 frames would take longer than the benchmark;
 opening and decoding cost the same per file). Predictions are the generator's masks written through
 ReviewProject.save_prediction, committed masks are written for every 10th frame, so every overlay
 has something to draw. Targets: first frame < 1 s, p95 frame change < 30 ms, memory bounded by the

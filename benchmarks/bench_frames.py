@@ -1,7 +1,11 @@
 """Frame source benchmark on a long 16-bit folder: open time, frame() latency while scrubbing, memory.
 
-    python benchmarks/bench_frames.py --frames 10000 --unique 500   # temp dir, deleted afterwards
-    python benchmarks/bench_frames.py --dir /data/seq --keep        # reuse (or keep) a generated folder
+    python benchmarks/bench_frames.py --frames 10000 --unique 500   # temp dir, deleted afterwards (--keep: kept)
+    python benchmarks/bench_frames.py --dir /data/seq               # generate into (or reuse) a folder, kept
+    ... --width 640 --height 512       the generated frames' size
+    ... --cache-size 64 --prefetch 4   the frame source's cache and prefetch depth, in frames
+    ... --scrub 0 --compare 500        frames scrubbed with prefetch (0: all) and without it (0: skip)
+    ... --paced 300                    frames scrubbed at 30 fps (0: skip)
 
 Writing 16-bit PNGs costs tens of ms per frame, so by default `--unique` distinct frames are generated
 and the folder is filled up to `--frames` files with hard links to them (decode cost per file is the

@@ -3,8 +3,11 @@
 
     python benchmarks/bench_model.py [--threads 2] [--repeats 5] [--clip ../shared/data/sequences/IR_DRONE_156]
         [--frames 60] [--device cpu] [--batch 1 32] [--weights resources/weights/irsam_paper_sirst.pt]
+        [--skip-official] [--skip-latency] [--json docs/eval/bench_model.json]
 
-Random weights give the same speed as trained ones; the clip part uses the shipped weights when present.
+`--skip-official` times the paper config only; `--skip-latency` skips the per-config timings and runs
+only the `irsam detect` part; `--json` writes both parts' figures. Random weights give the same speed
+as trained ones; the clip part uses the shipped weights when present and is skipped without the clip.
 """
 from __future__ import annotations
 

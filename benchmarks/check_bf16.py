@@ -1,11 +1,11 @@
 """bf16 autocast against fp32: same binary masks except where the fp32 logit is near zero?
 
-    python benchmarks/check_bf16.py [--weights resources/weights/irsam_paper_sirst.pt] [--images 20]
+    python benchmarks/check_bf16.py [--weights resources/weights/irsam_paper_sirst.pt] [--images 20] [--device cpu]
 
-Checks the official parity fixture (random official weights, 512x512) and real NUAA-SIRST test
-images through the shipped weights. Prints, per case, the pixels whose decision flips and the
-largest |fp32 logit| among them. On CPUs without native bf16 (AVX2 only) bf16 is emulated and
-slower than fp32; the predictor's default there is fp32.
+Checks the official parity fixture (random official weights, 512x512) and the first `--images`
+NUAA-SIRST test images through `--weights` (skipped when absent), both on `--device`. Prints, per
+case, the pixels whose decision flips and the largest |fp32 logit| among them. On CPUs without
+native bf16 (AVX2 only) bf16 is emulated and slower than fp32; the predictor's default there is fp32.
 """
 from __future__ import annotations
 

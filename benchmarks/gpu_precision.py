@@ -2,7 +2,8 @@
 CPU fp32 masks? (The spec's rule: same binary masks except at near-zero logits.)
 
     python benchmarks/gpu_precision.py [--weights resources/weights/irsam_paper_sirst.pt]
-        [--data ../shared/data/nuaa-sirst] [--split .../splits/idx_427/val.txt] [--margin 0.5] [--json OUT]
+        [--data ../shared/data/nuaa-sirst] [--split ../shared/data/nuaa-sirst/splits/idx_427/val.txt]
+        [--margin 0.5] [--json OUT]
 
 For every precision: the largest logit difference to CPU fp32, the pixels whose decision (logit > 0)
 differs, those of them farther than `margin` from 0 (must be none), and the validation metrics, so a

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Everything this project checks on a CUDA machine, in one run that ends by DEADLINE_S seconds (sized
-# for a lent H100/H200 session with 15 minutes of device time, start included):
+# Everything this project checks on a CUDA machine, in one run that ends by DEADLINE_S seconds
+# (default 540; sized for a lent H100/H200 session with 15 minutes of device time, start included):
 #   1. DDP smoke test: torch.distributed.run (NCCL, 1 process) trains the tiny config for one epoch
 #   2. benchmarks/gpu_precision.py: CUDA fp32/bf16/fp16 against CPU fp32 (shipped weights, val split)
 #   3. benchmarks/bench_model.py --device cuda --batch 1 32, with irsam detect end to end on a clip
@@ -16,8 +16,9 @@
 #   5. the best checkpoints in float16 under $OUT: the 3 runs with the highest validation IoU, as 8 files
 #      come back; then, in the time left, their validation split (none and flips, refined) as
 #      benchmarks/eval_sirst.py prints it; the test split is scored later, on the run chosen by validation
-# Runs are written to $WORK; $OUT gets logs.tgz (rewritten after every step) and each best checkpoint in
-# float16, split into 15 MB parts (cat them back together).
+# Runs are written to $WORK (default /tmp/irsam_gpu_work); $OUT (default runs/gpu) gets logs.tgz
+# (rewritten after every step) and each best checkpoint in float16, split into 15 MB parts (cat them
+# back together).
 #
 #   DATA=device_data/nuaa-sirst CLIP=device_data/IR_DRONE_156 OUT=runs/gpu bash benchmarks/gpu_session.sh
 # EPOCH_COST=8.3,75 skips the probe, which leaves about 90 s more for training (seconds per epoch, and
@@ -27,8 +28,10 @@
 # EPOCH_COST=9.5,80 (session 9); one alone at BATCH=16 on an H100, 2.5-2.7 s an epoch without
 # validation (session 9), so EPOCH_COST=3.2,60 with VAL_EVERY=5 is a first guess for the long run.
 # SKIP_CHECKS=1 leaves out steps 1-3, SKIP_BENCH=1 step 3, SKIP_TRAIN=1 steps 4-5; DEVICE=cpu
-# CONFIG=tiny CROP=128 PY=.venv/bin/python rehearses the flow on a CPU. The device gets the checkout
-# only: copy the data into a git-ignored folder (device_data/) and carry it.
+# CONFIG=tiny CROP=128 PY=.venv/bin/python rehearses the flow on a CPU; WORKERS (default 4) sets the
+# trainings' data loader workers. DATA and CLIP default to ../shared/data/nuaa-sirst and
+# ../shared/data/sequences/IR_DRONE_156; the device gets the checkout only: copy the data into a
+# git-ignored folder (device_data/) and carry it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1

@@ -9,7 +9,8 @@ on ground-truth targets (jittered by up to 4 px, all 8 orientations), and scored
 which it never sees. At inference, each component's window is redrawn within `--radius` px of the
 refined mask. The test split is never used.
 
-    python benchmarks/outline_refiner_probe.py [--epochs 20] [--radius 2]
+    python benchmarks/outline_refiner_probe.py [--weights resources/weights/irsam_paper_sirst.pt]
+        [--data ../shared/data/nuaa-sirst] [--epochs 20] [--radius 2]
 
 Session 10 on the 2-core CPU (about 20 minutes, sharing the cores), validation IoU / nIoU / Pd / Fa
 x1e-6: refined 75.20 / 75.57 / 94.85 / 10.41; redrawn within 2 px 75.93 / 76.76 / 94.85 / 15.62

@@ -9,7 +9,8 @@ the `paper` config's native encoder gives 1/4. Two measurements:
 2. The trained `paper` weights with and without the full-resolution refinement head
    (`model.mask_decoder.HighResRefinement`), each at its best validation threshold.
 
-    python benchmarks/output_grid.py [--weights resources/weights/irsam_paper_sirst.pt] [--json docs/eval/output_grid.json]
+    python benchmarks/output_grid.py [--weights resources/weights/irsam_paper_sirst.pt] [--data ../shared/data/nuaa-sirst]
+        [--json docs/eval/output_grid.json]
 """
 from __future__ import annotations
 

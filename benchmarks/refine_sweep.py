@@ -9,7 +9,9 @@
    on validation, which confirms it: the growth after the 0.25 trim, for each number of steps, growth
    fraction and minimum peak logit.
 
-    python benchmarks/refine_sweep.py [--tta none scale+flips] [--json docs/eval/sirst_refine_sweep.json]
+    python benchmarks/refine_sweep.py [--weights resources/weights/irsam_paper_sirst.pt]
+        [--data ../shared/data/nuaa-sirst] [--tta none scale+flips] [--device auto]
+        [--json docs/eval/sirst_refine_sweep.json]
 
 The test split is never used here.
 """
