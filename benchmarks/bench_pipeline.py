@@ -29,13 +29,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.commands.detect import run_pipeline
-from model.atomic import atomic_write_bytes, atomic_write_npy, encode_png
-from app.core.frames import open_source
-from app.core.normalization import default_for
-from app.core.project import ReviewProject
-from app.core.targets import extract_targets
-from model.detectors import FrameResult
+from app.commands.detect import run_pipeline  # noqa: E402
+from model.atomic import atomic_write_bytes, atomic_write_npy, encode_png  # noqa: E402
+from app.core.frames import open_source  # noqa: E402
+from app.core.normalization import default_for  # noqa: E402
+from app.core.project import ReviewProject  # noqa: E402
+from app.core.targets import extract_targets  # noqa: E402
+from model.detectors import FrameResult  # noqa: E402
 
 
 class NullDetector:
