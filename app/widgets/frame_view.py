@@ -264,11 +264,13 @@ class FrameView(QtWidgets.QWidget):
         self._draw_layers()
 
     def clear(self) -> None:
+        """No frame, no layers, no selected target's box."""
         self.frame = None
         self._frame_shape = None
         self.image.clear()
         self.layers = FrameLayers()
         self._draw_layers()
+        self.select_box(None)
 
     def select_box(self, box: tuple[int, int, int, int] | None) -> None:
         self.selection.setData(*_box_polyline([box] if box else []))
