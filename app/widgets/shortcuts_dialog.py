@@ -34,10 +34,40 @@ def action_title(action: str) -> str:
     return action.replace("_", " ").capitalize()
 
 
+class FocusedControlKeys(QtCore.QObject):
+    """Leaves a bare key to the focused control that uses it: Space to a button or check box, typed
+    characters and Space to a combo box (line edits and spin boxes claim theirs themselves). The window's
+    shortcuts take such a key otherwise: Space on a focused button accepted the frame instead of pressing it.
+
+    Install it on the window and on its dock widgets: the key's ShortcutOverride event goes up from the
+    focused widget to its window (a floating dock is one), and accepting it gives the key to the widget."""
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QtCore.QEvent.ShortcutOverride and _used_by(QtWidgets.QApplication.focusWidget(), event):
+            event.accept()
+            return True
+        return False
+
+
+def _used_by(widget: QtWidgets.QWidget | None, event: QtGui.QKeyEvent) -> bool:
+    if event.modifiers() & ~(QtCore.Qt.ShiftModifier | QtCore.Qt.KeypadModifier):
+        return False  # Ctrl, Alt or Meta: a shortcut, whatever has focus
+    space = event.key() == QtCore.Qt.Key_Space and not event.modifiers() & QtCore.Qt.ShiftModifier  # Shift+Space: play
+    if isinstance(widget, QtWidgets.QAbstractButton):
+        return space
+    if isinstance(widget, QtWidgets.QComboBox):
+        return space or bool(event.text().strip())
+    return False
+
+
 class ShortcutActions:
-    """QActions on `window` (window-wide shortcuts) for every action that has a handler."""
+    """QActions on `window` (window-wide shortcuts) for every action that has a handler; the keys that the
+    focused control uses stay its own (`FocusedControlKeys`)."""
 
     def __init__(self, window: QtWidgets.QWidget, handlers: dict[str, Callable[[], None]]):
+        self.focus_keys = FocusedControlKeys(window)
+        for widget in (window, *window.findChildren(QtWidgets.QDockWidget)):
+            widget.installEventFilter(self.focus_keys)
         self.actions: dict[str, QtGui.QAction] = {}
         for name, handler in handlers.items():
             action = QtGui.QAction(action_title(name), window)
