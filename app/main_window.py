@@ -190,7 +190,10 @@ class MainWindow(QtWidgets.QMainWindow):
     # --- opening --------------------------------------------------------------------------------
 
     def open_path(self, path: str | Path) -> bool:
-        """Open a source or a project; on failure show why and keep what was open."""
+        """Open a source or a project; on failure show why and keep what was open. False also when the
+        analyst keeps the open sequence for its edits that could not be saved."""
+        if not self.review_tools.save_unsaved_edits():
+            return False
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
         try:
             session = ReviewSession.open(path, details=False)
@@ -811,6 +814,9 @@ class MainWindow(QtWidgets.QMainWindow):
             if dialog.isVisible():
                 event.ignore()
                 return
+        if not self.review_tools.save_unsaved_edits():
+            event.ignore()
+            return
         self.panels_timer.stop()
         self.review_tools.stop()
         self._remember_frame()

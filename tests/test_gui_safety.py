@@ -1,14 +1,15 @@
-"""The window does not mislead or change review work by accident, under Xvfb: keys pressed on a focused
-control stay that control's."""
+"""The window does not lose or change review work by accident, under Xvfb: an edit whose save failed is saved
+(or asked about) before the sequence closes, and keys pressed on a focused control stay that control's."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
-from app.core.project import ReviewStatus
+from app.core.project import ProjectWriteError, ReviewProject, ReviewStatus
 from app.editing import Tool
 from app.widgets import shortcuts_dialog
-from tests.gui_review_helpers import open_project
+from tests.gui_review_helpers import drag, open_project
 
 pytestmark = pytest.mark.gui
 
@@ -16,6 +17,97 @@ pytestmark = pytest.mark.gui
 @pytest.fixture(autouse=True)
 def private_shortcuts(tmp_path, monkeypatch):
     monkeypatch.setattr(shortcuts_dialog, "shortcuts_path", lambda: tmp_path / "config" / "shortcuts.json")
+
+
+@pytest.fixture
+def refusing_writes(review, monkeypatch):
+    """While the returned set holds True, every project write fails (a full disk, a dropped network share)."""
+    project = review.session.project
+    write = project._write
+    refusing = {True}
+
+    def maybe_refuse(action):
+        if refusing:
+            raise ProjectWriteError("disk full (simulated)")
+        write(action)
+
+    monkeypatch.setattr(project, "_write", maybe_refuse)
+    return refusing
+
+
+def _unsaved_stroke(window) -> np.ndarray:
+    """Brush a stroke on frame 1 whose save fails; returns the mask kept in memory."""
+    window.review_tools.palette.brush_size.setValue(3)
+    window.review_tools.palette.set_tool(Tool.BRUSH)
+    drag(window, [(x, 40) for x in range(30, 60)])
+    unsaved = window.review_tools.editing.editor.unsaved
+    assert list(unsaved) == [0] and any("disk full" in m for m in window.messages)
+    return unsaved[0].copy()
+
+
+def _answer_dialogs(qtbot, answers: list[tuple[str, object]]) -> list[str]:
+    """Click `button` on each modal message box as it opens, after calling `before` (or None); the texts shown."""
+    shown = []
+
+    def answer():
+        box = QtWidgets.QApplication.activeModalWidget()
+        if isinstance(box, QtWidgets.QMessageBox) and box.isVisible():
+            shown.append(f"{box.text()} {box.informativeText()}")
+            button, before = answers.pop(0)
+            if before:
+                before()
+            next(b for b in box.buttons() if b.text() == button).click()
+        if answers:
+            QtCore.QTimer.singleShot(20, answer)
+
+    QtCore.QTimer.singleShot(20, answer)
+    return shown
+
+
+def _on_disk(folder, stem: str) -> tuple[ReviewStatus, np.ndarray | None]:
+    project = ReviewProject.open(folder)
+    return project.status(stem), project.committed_mask(stem)
+
+
+def test_an_edit_kept_in_memory_is_saved_when_the_window_closes(review, refusing_writes):
+    folder, stem = review.session.project.folder, review.session.stem(0)
+    kept = _unsaved_stroke(review)
+    refusing_writes.clear()  # the folder is writable again
+    assert review.close()
+    status, mask = _on_disk(folder, stem)
+    assert status is ReviewStatus.CORRECTED and mask is not None and np.array_equal(mask, kept)
+
+
+def test_an_edit_that_still_cannot_be_saved_is_asked_about_before_closing_or_opening_another(
+        review, refusing_writes, sequence_16bit, qtbot):
+    session, folder, stem = review.session, review.session.project.folder, review.session.stem(0)
+    kept = _unsaved_stroke(review)
+    review.review_tools.set_status(ReviewStatus.REJECTED)  # refused too: it says what became of it
+    assert review.statusBar().currentMessage() == ("Not saved: disk full (simulated). Frame 1 stays unreviewed, its "
+                                                   "edited mask is kept in memory; the files on disk are unchanged.")
+
+    shown = _answer_dialogs(qtbot, [("Cancel", None)])
+    assert not review.close()
+    assert review.isVisible() and review.session is session and len(shown) == 1
+    assert "frame 1 is still not saved: disk full" in shown[0] and "Cancel keeps this sequence open" in shown[0]
+    shown = _answer_dialogs(qtbot, [("Cancel", None)])
+    assert not review.open_path(sequence_16bit)
+    assert review.session is session and len(shown) == 1 and 0 in review.review_tools.editing.editor.unsaved
+
+    # tried again while the folder still refuses: asked again; then it is writable and the retry saves it
+    shown = _answer_dialogs(qtbot, [("Save again", None), ("Save again", refusing_writes.clear)])
+    assert review.open_path(sequence_16bit)
+    assert len(shown) == 2 and review.session is not session
+    status, mask = _on_disk(folder, stem)
+    assert status is ReviewStatus.CORRECTED and np.array_equal(mask, kept)
+
+
+def test_a_discarded_edit_closes_the_window_and_leaves_the_files_unchanged(review, refusing_writes, qtbot):
+    folder, stem = review.session.project.folder, review.session.stem(0)
+    _unsaved_stroke(review)
+    shown = _answer_dialogs(qtbot, [("Discard", None)])
+    assert review.close()
+    assert len(shown) == 1 and _on_disk(folder, stem) == (ReviewStatus.UNREVIEWED, None)
 
 
 def _press(window, qtbot, widget, key) -> None:

@@ -3,7 +3,8 @@ export and fine-tuning, wired to the window in one place so the window itself st
 
 The window calls `frame_shown(index)` after showing a frame, `frame_settled(index)` when that frame has
 stayed on screen (the queue's selection follows it then, not on every frame of a scrub), `project_loaded()`
-when the project has been read, `refresh_queue()` after a detection run, and `stop()` before closing its session.
+when the project has been read, `refresh_queue()` after a detection run, and `save_unsaved_edits()` then `stop()`
+before closing its session.
 """
 from __future__ import annotations
 
@@ -181,6 +182,42 @@ class ReviewTools(QtCore.QObject):
         if self.finetune_dialog is not None:
             self.finetune_dialog.sequence_closing()  # the same; training goes on
 
+    def save_unsaved_edits(self) -> bool:
+        """Before the session closes (the window closes, another sequence opens): save again the edited masks
+        whose save failed. While one still fails, ask whether to try again, discard them, or cancel.
+        False: cancelled, the session must stay open."""
+        editor = self._editor_with_unsaved_edits()
+        while editor is not None and editor.unsaved:
+            try:
+                for index in sorted(editor.unsaved):
+                    editor.set_status(index, ReviewStatus.CORRECTED)  # what the edit's own save would have set
+            except ProjectWriteError as e:
+                answer = self._ask_about_unsaved_edits(sorted(editor.unsaved), str(e))
+                if answer == QtWidgets.QMessageBox.Cancel:
+                    return False
+                if answer == QtWidgets.QMessageBox.Discard:
+                    editor.unsaved.clear()
+        return True
+
+    def _editor_with_unsaved_edits(self) -> FrameEditor | None:
+        # not `editing.editor`, which is None while an unreadable frame is shown: the edit kept is another frame's
+        editor = self.editing._editor
+        return editor if editor is not None and editor.session is self.window.session else None
+
+    def _ask_about_unsaved_edits(self, indices: list[int], error: str) -> QtWidgets.QMessageBox.StandardButton:
+        frames = ", ".join(str(i + 1) for i in indices)
+        what = f"edited mask of frame {frames} is" if len(indices) == 1 else f"edited masks of frames {frames} are"
+        box = QtWidgets.QMessageBox(
+            QtWidgets.QMessageBox.Warning, "Unsaved edits", f"The {what} still not saved: {error}.",
+            QtWidgets.QMessageBox.Save | QtWidgets.QMessageBox.Discard | QtWidgets.QMessageBox.Cancel, self.window)
+        box.setInformativeText(f"Free some space or reconnect {self.window.session.project_dir}, then save again. "
+                               f"Discard loses the {'edit' if len(indices) == 1 else 'edits'}; Cancel keeps this "
+                               "sequence open.")
+        box.button(QtWidgets.QMessageBox.Save).setText("Save again")
+        box.setDefaultButton(QtWidgets.QMessageBox.Save)
+        box.exec()
+        return box.standardButton(box.clickedButton())
+
     # --- review status --------------------------------------------------------------------------
 
     def set_status(self, status: ReviewStatus) -> bool:
@@ -197,7 +234,8 @@ class ReviewTools(QtCore.QObject):
             self.window.statusBar().showMessage(str(e), 8000)
             return False
         except ProjectWriteError as e:
-            self.show_write_error(str(e))
+            kept = ", its edited mask is kept in memory" if index in editor.unsaved else ""
+            self.show_write_error(str(e), f"Frame {index + 1} stays {session.status(index).value}{kept}")
             return False
         self.window._refresh_strip()
         self._show_status(index)
@@ -320,8 +358,9 @@ class ReviewTools(QtCore.QObject):
 
     # --- errors ---------------------------------------------------------------------------------
 
-    def show_write_error(self, message: str) -> None:
-        text = f"Not saved: {message}. Your last change is kept in memory; the files on disk are unchanged."
+    def show_write_error(self, message: str, outcome: str = "Your last change is kept in memory") -> None:
+        """`outcome`: what became of the change that was not saved."""
+        text = f"Not saved: {message}. {outcome}; the files on disk are unchanged."
         self.window.statusBar().showMessage(text)
         QtWidgets.QMessageBox.warning(self.window, "Could not save", text)
 
