@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app.core.frames import open_source
-from model.data import find_dataset
+from model.data import find_dataset, natural_key
 from model.evaluate import clip_frames, evaluate_dataset, make_detector
 from model.metrics import BoxMetrics, InterpolatedMaskWarning, read_boxes_csv
 from tests.test_eval_cli import CLIP, NUAA, run_eval
@@ -137,8 +137,9 @@ def test_interpolated_masks_are_named_once_listed_in_the_result_and_scored_by_th
     images, masks, thresholded = tmp_path / "images", tmp_path / "masks", tmp_path / "thresholded"
     for folder in (images, masks, thresholded):
         folder.mkdir()
-    interpolated = []  # in sample order: by stem
-    for k, sample in enumerate(s for s in find_dataset(NUAA / "images", NUAA / "masks", None) if s.stem in stems):
+    interpolated = []  # in the order irsam eval takes a folder's images: natural order of the stems
+    samples = [s for s in find_dataset(NUAA / "images", NUAA / "masks", None) if s.stem in stems]
+    for k, sample in enumerate(sorted(samples, key=lambda s: natural_key(s.stem))):
         shutil.copy(sample.image_path, images / f"{sample.stem}.png")
         mask = cv2.imread(str(sample.mask_path), cv2.IMREAD_GRAYSCALE)
         if k < 6:
