@@ -348,3 +348,16 @@ def test_limit_takes_a_folders_first_images_in_natural_order_as_detect_does(tmp_
                     "--limit", "2", "--json", str(out)) == 0
     assert json.loads(out.read_text())["n_targets"] == 2  # f1 and f2, not f1 and f10
 
+
+def test_a_clip_folder_lacking_frames_or_boxes_is_named_with_what_clip_takes(tmp_path, capsys):
+    (tmp_path / "no_boxes" / "images").mkdir(parents=True)
+    takes = "--clip takes a clip folder holding its frames in images/ and their boxes in boxes.csv"
+    for clip, message in (
+        (CLIP / "images", f"--clip {CLIP / 'images'}: no images/ folder and no boxes.csv in it; {takes} "
+                          f"(this is the frames folder of {CLIP}: give that)"),
+        (tmp_path / "no_boxes", f"--clip {tmp_path / 'no_boxes'}: no boxes.csv in it; {takes}"),
+        (tmp_path / "none", f"--clip {tmp_path / 'none'}: no such folder; --clip takes a clip folder holding "
+                            "images/ and boxes.csv"),
+    ):
+        assert run_eval("--method", "tophat", "--clip", str(clip)) == 2
+        assert capsys.readouterr().err == f"error: {message}\n"

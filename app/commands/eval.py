@@ -165,6 +165,20 @@ def frame_range(text: str) -> tuple[int, int | None]:
     return a, b
 
 
+def check_clip_folder(clip: str) -> None:
+    """ValueError saying what a --clip folder lacks, unless it holds images/ and boxes.csv."""
+    folder = Path(clip)
+    if not folder.is_dir():
+        raise ValueError(f"--clip {clip}: no such folder; --clip takes a clip folder holding images/ and boxes.csv")
+    missing = [name for name, there in (("images/ folder", (folder / "images").is_dir()),
+                                        ("boxes.csv", (folder / "boxes.csv").is_file())) if not there]
+    if missing:
+        hint = (f" (this is the frames folder of {folder.parent}: give that)"
+                if folder.name == "images" and (folder.parent / "boxes.csv").is_file() else "")
+        raise ValueError(f"--clip {clip}: no {' and no '.join(missing)} in it; --clip takes a clip folder holding "
+                         f"its frames in images/ and their boxes in boxes.csv{hint}")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.frames and not args.clip:
         return _error("--frames selects frames of a --clip")
@@ -191,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         start, limit = 0, args.limit
         if args.clip:
+            check_clip_folder(args.clip)
             every = clip_frames(args.clip)
             read_boxes_csv(Path(args.clip) / "boxes.csv")  # a bad file is reported before the weights load
             if args.frames:
