@@ -665,13 +665,14 @@ def test_an_export_into_the_sequence_s_own_folders_is_refused_and_nothing_writte
     project.commit_mask(project.stems[0], box(2, 2))
     project.set_status(project.stems[0], "corrected")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    for out, append in ((clip, False), (clip, True), (clip / "images" / "labels", False),
-                        (project.folder / "export", False), (project.folder, True)):
+    for out, append in ((clip, False), (clip, True), (clip / "images" / "labels", False), (project.folder, True)):
         with pytest.raises(ExportError, match=r"would put the exported frames into the (sequence's frames folder|review "
                                               r"project) .*: choose a folder outside it"):
             export_project(project, out, "sirst", append=append)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
     report = export_project(project, tmp_path / "labels", "sirst")  # beside them: exported
+    assert len(report.exported) == 1
+    report = export_project(project, project.folder / "finetune" / "data", "sirst")  # the app's fine-tune folders
     assert len(report.exported) == 1
 
 

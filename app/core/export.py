@@ -199,17 +199,18 @@ def sequence_name_for(project: ReviewProject, out: str | Path, layout: str,
 
 def _check_not_into_own_folders(paths: DatasetPaths, project: ReviewProject) -> None:
     """ExportError when the data set would be written into the sequence's frames folder (a clip's own
-    images/ and its ground-truth masks/ beside it: the source would gain the exported frames) or into the
-    review project."""
+    images/ and its ground-truth masks/ beside it: the source would gain the exported frames) or be the
+    review project itself (its masks/ holds the proposals); a folder inside the project (the app's fine-tune
+    folders) is fine."""
     root = paths.root.resolve()
-    own = [("the sequence's frames folder", project.source_path.resolve()),
-           ("the review project", project.folder.resolve())]
-    for what, folder in own:
-        if not folder.is_dir():  # a TIFF stack's file
-            continue
-        if root == folder or folder in root.parents or folder in (paths.images.resolve(), paths.masks.resolve()):
-            raise ExportError(f"{paths.root} would put the exported frames into {what} ({folder}): choose a "
-                              "folder outside it")
+    frames, project_folder = project.source_path.resolve(), project.folder.resolve()
+    into_frames = frames.is_dir() and (root == frames or frames in root.parents
+                                       or frames in (paths.images.resolve(), paths.masks.resolve()))
+    if into_frames or root == project_folder:
+        what, folder = (("the sequence's frames folder", frames) if into_frames
+                        else ("the review project", project_folder))
+        raise ExportError(f"{paths.root} would put the exported frames into {what} ({folder}): choose a "
+                          "folder outside it")
 
 
 def export_project(
