@@ -10,7 +10,6 @@ is created on the first detection run; committed masks (labels/) are never touch
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -21,14 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from app.core.export import source_sequence_name
 from app.core.frames import FrameSource, GroundTruth, find_ground_truth, lower_thread_priority, open_source
 from app.core.normalization import Normalization, NormalizationRequest, default_for
-from app.core.project import ProjectError, ReviewProject, ReviewStatus, follows
+from app.core.project import ProjectError, ReviewProject, ReviewStatus, follows, is_project, project_dir_for
 from app.core.provenance import ProposalOrigin
 from app.core.targets import Target
 
-PROJECT_SUFFIX = ".irsam-review"
-GENERIC_FRAME_FOLDERS = {"images", "imgs", "img", "frames"}  # a sequence's frames folder, named by its parent
 LAYER_CACHE = 32  # frames whose layer files (masks, edges, probabilities) are kept decoded (about 1.3 MB each at 640x512)
 LAYER_PREFETCH = 3  # frames ahead (in the scrubbing direction) whose layer files are read in the background
 FILE_LAYERS = ("prediction", "edges", "probability", "committed", "truth")
@@ -59,25 +57,6 @@ def probability_u8(logits: np.ndarray) -> np.ndarray:
     above = logits > PROBABILITY_ZERO_BELOW
     out[above] = np.rint(255 / (1 + np.exp(-logits[above].astype(np.float32))))
     return out
-
-
-def user_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "irsam-review"
-
-
-def project_dir_for(source_path: Path) -> Path:
-    """Where the project of a plain source lives (see the module docstring)."""
-    source_path = Path(source_path).resolve()
-    sibling = source_path.parent / f"{source_path.name}{PROJECT_SUFFIX}"
-    if sibling.exists() or os.access(source_path.parent, os.W_OK):
-        return sibling
-    digest = hashlib.sha1(str(source_path).encode()).hexdigest()[:10]
-    return user_data_dir() / "projects" / f"{source_path.name}-{digest}"
-
-
-def is_project(path: Path) -> bool:
-    return (Path(path) / "project.json").is_file()
 
 
 def _read_project_meta(folder: Path) -> dict:
@@ -175,12 +154,8 @@ class ReviewSession:
 
     @property
     def sequence_name(self) -> str:
-        """The name exported frames are prefixed with: a plain name (export refuses one starting with "."). A
-        frames folder with a generic name (IR_DRONE_146/images) is named by its parent."""
-        path = Path(self.source.path).resolve()
-        if path.name.lower() in GENERIC_FRAME_FOLDERS and path.parent.name:
-            path = path.parent
-        return path.name.lstrip(".") or "sequence"
+        """The name exported frames are prefixed with (app.core.export.source_sequence_name)."""
+        return source_sequence_name(self.source.path, self.source.kind)
 
     def __len__(self) -> int:
         return len(self.source)

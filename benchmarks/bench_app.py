@@ -68,7 +68,7 @@ def add_predictions(folder: Path, frames: int, distinct: int, logits: bool) -> N
     from app.core.frames import open_source
     from app.core.normalization import default_for
     from app.core.project import ReviewProject
-    from app.session import project_dir_for
+    from app.core.project import project_dir_for
     from model.detectors import FrameResult
 
     source = open_source(folder)
@@ -107,7 +107,7 @@ def main() -> int:
     try:
         t = time.perf_counter()
         folder = (args.data or tmp) / f"sequence-{args.frames}-{distinct}-{width}x{height}{'-logits' if args.logits else ''}"
-        from app.session import project_dir_for
+        from app.core.project import project_dir_for
 
         if not (project_dir_for(folder) / "detections.csv").is_file():  # absent too when a preparation was cut short
             shutil.rmtree(folder, ignore_errors=True)

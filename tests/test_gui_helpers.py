@@ -11,7 +11,8 @@ import pytest
 
 from app.core.targets import extract_targets
 from app.measure import frame_iou_pd, local_snr, target_snr
-from app.session import ReviewSession, project_dir_for
+from app.core.project import project_dir_for
+from app.session import ReviewSession
 from app.widgets.detection_panel import describe_metadata, format_eta
 from app.widgets.frame_view import mask_outline
 from app.widgets.surface_view import SurfaceRegion, outline_segments, surface_arrays

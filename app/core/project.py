@@ -12,6 +12,7 @@ import copy
 import csv
 import dataclasses
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -58,6 +59,30 @@ class ProjectWriteError(OSError):
 
 # one size for every frame (a sequence or a stack), or stem -> size for a folder of frames of several sizes
 FrameShapes = Union[tuple[int, int], Mapping[str, tuple[int, int]]]
+
+
+PROJECT_SUFFIX = ".irsam-review"
+
+
+def user_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "irsam-review"
+
+
+def project_dir_for(source_path: Path) -> Path:
+    """Where the review project of a plain source lives: beside it as <name>.irsam-review when that exists or
+    the source's folder is writable, else under the user's data folder (a name plus a hash of the path).
+    Symbolic links are followed: a source reached through a link has the project of the folder it points to."""
+    source_path = Path(source_path).resolve()
+    sibling = source_path.parent / f"{source_path.name}{PROJECT_SUFFIX}"
+    if sibling.exists() or os.access(source_path.parent, os.W_OK):
+        return sibling
+    digest = hashlib.sha1(str(source_path).encode()).hexdigest()[:10]
+    return user_data_dir() / "projects" / f"{source_path.name}-{digest}"
+
+
+def is_project(path: Path) -> bool:
+    return (Path(path) / "project.json").is_file()
 
 
 def utc_now() -> str:

@@ -27,6 +27,7 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
+from app.core.project import project_dir_for
 from model.atomic import atomic_write_json
 
 
@@ -305,8 +306,6 @@ DEMO_SEED = 7
 def set_aside_project(demo: Path) -> Path | None:
     """A review project over the old demo would lay its masks over the new frames: renamed, kept.
     Returns its new name, None when there is none."""
-    from app.session import project_dir_for
-
     project = project_dir_for(demo)
     if not project.exists():
         return None
