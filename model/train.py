@@ -560,10 +560,10 @@ THRESHOLD_STEP, THRESHOLD_WIDEN, THRESHOLD_LIMIT = 0.25, 2.0, 20.0
 
 
 def choose_threshold(logits: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, dict[float, dict]]:
-    """The logit threshold with the best IoU over (logits, mask) pairs (ties: the one nearest 0), and every
-    candidate's metrics. The search covers THRESHOLD_CANDIDATES and widens by THRESHOLD_WIDEN on a side
-    while that edge scores the best IoU (a fine-tune on unlike data can shift the logits further), up
-    to +-THRESHOLD_LIMIT."""
+    """The logit threshold with the best IoU over (logits, mask) pairs (ties: the one nearest 0) among those
+    detecting as many targets as threshold 0 does, and every candidate's metrics. The search covers
+    THRESHOLD_CANDIDATES and widens by THRESHOLD_WIDEN on a side while that edge scores the best IoU (a
+    fine-tune on unlike data can shift the logits further), up to +-THRESHOLD_LIMIT."""
 
     def scored(t: float) -> dict:
         metrics = SegmentationMetrics()
@@ -571,13 +571,19 @@ def choose_threshold(logits: list[np.ndarray], masks: list[np.ndarray]) -> tuple
             metrics.update(lg - t, mask)
         return plain_numbers(metrics.result())
 
+    def keeps_targets(t: float) -> bool:
+        # An undertrained network's IoU can peak where every pixel is positive: one component, no target
+        # found. (Pd is NaN on data without targets: then every threshold qualifies.)
+        return not results[t]["pd"] < results[0.0]["pd"]
+
     results = {float(t): scored(float(t)) for t in THRESHOLD_CANDIDATES}
     while True:
-        best = max(results, key=lambda t: (results[t]["iou"], -abs(t)))
+        best = max(filter(keeps_targets, results), key=lambda t: (results[t]["iou"], -abs(t)))
         top = results[best]["iou"]
         more = []
         for edge, step in ((max(results), THRESHOLD_STEP), (min(results), -THRESHOLD_STEP)):
-            if results[edge]["iou"] >= top and abs(edge) < THRESHOLD_LIMIT:  # the best IoU reaches the edge: go on
+            # the best IoU reaches the edge: go on
+            if keeps_targets(edge) and results[edge]["iou"] >= top and abs(edge) < THRESHOLD_LIMIT:
                 end = float(np.clip(edge + np.sign(step) * THRESHOLD_WIDEN, -THRESHOLD_LIMIT, THRESHOLD_LIMIT))
                 more += list(np.arange(edge + step, end + step / 2, step))
         if not more:
@@ -586,7 +592,8 @@ def choose_threshold(logits: list[np.ndarray], masks: list[np.ndarray]) -> tuple
 
 
 def calibrate_threshold(checkpoint: str | Path, images, masks, device: str = "cpu", log=print) -> dict:
-    """Choose the logit threshold with the best validation IoU and store it in the checkpoint.
+    """Choose the logit threshold with the best validation IoU that keeps the Pd of threshold 0
+    (`choose_threshold`) and store it in the checkpoint.
 
     Trained on crops where most pixels are sky, the network's logits are biased; the field's
     metrics threshold at 0, so the shift is stored (metadata "decision_threshold") and the

@@ -238,6 +238,19 @@ def test_a_best_threshold_beyond_the_usual_range_is_found_by_widening_the_search
     assert best == 0.0 and results[best]["iou"] == 1.0 and (min(results), max(results)) == (-2.0, 6.0)
 
 
+def test_the_threshold_never_loses_targets_found_at_zero_for_a_better_iou():
+    # an undertrained network: at 0 a ring around the target (found, IoU 0); below -0.2 every pixel is
+    # positive, one component centred far from the target (IoU 4/1024, Pd 0)
+    mask = np.zeros((32, 32), bool)
+    mask[4:6, 4:6] = True
+    logits = np.full((32, 32), -0.2, np.float32)
+    logits[3:7, 3:7] = 1.0
+    logits[mask] = -0.1
+    best, results = choose_threshold([logits], [mask])
+    assert results[-0.25]["iou"] > results[0.0]["iou"] == 0.0 and results[-0.25]["pd"] == 0.0
+    assert best == 0.0 and results[best]["pd"] == 1.0
+
+
 def test_a_run_killed_between_last_pt_and_its_log_line_gets_the_line_back(dataset, tmp_path):
     out = tmp_path / "run"
     train(tiny_config(dataset, out, epochs=2))
