@@ -140,3 +140,25 @@ def test_opening_another_sequence_clears_the_selected_targets_box(review, sequen
     open_project(review, qtbot, sequence_16bit)
     xs = review.frame_view.selection.xData
     assert review.selected is None and (xs is None or len(xs) == 0)
+
+
+def test_a_failed_edit_says_its_mask_is_kept_and_a_failed_undo_that_the_frame_is_as_it_was(review, refusing_writes):
+    refusing_writes.clear()
+    review.review_tools.palette.brush_size.setValue(3)
+    review.review_tools.palette.set_tool(Tool.BRUSH)
+    drag(review, [(x, 40) for x in range(30, 60)])  # saved
+    editing = review.review_tools.editing
+    saved = review.session.project.committed_mask(review.session.stem(0)).copy()
+    assert editing.editor.can_undo(0) and editing.unsaved_edits is None
+    refusing_writes.add(True)
+    editing.undo()
+    assert review.statusBar().currentMessage() == ("Not saved: disk full (simulated). Frame 1 is as it was, on "
+                                                   "screen and on disk.")
+    assert np.array_equal(review.session.project.committed_mask(review.session.stem(0)), saved)
+    assert editing.unsaved_edits is None and editing.editor.can_undo(0)
+    drag(review, [(x, 50) for x in range(30, 60)])
+    assert review.statusBar().currentMessage() == (
+        "Not saved: disk full (simulated). The edited mask of frame 1 is kept in memory (your next change, or "
+        "closing the sequence, saves it again); the files on disk are unchanged.")
+    assert editing.unsaved_edits is editing.editor and list(editing.editor.unsaved) == [0]
+    refusing_writes.clear()  # the window's close at teardown saves it

@@ -132,7 +132,7 @@ class MaskEditing(QtCore.QObject):
     """
 
     edited = QtCore.Signal(int)  # frame index whose committed mask (and status) changed
-    writeFailed = QtCore.Signal(str)
+    writeFailed = QtCore.Signal(str, str)  # the error, what became of the change
 
     def __init__(self, window, palette: EditPalette):
         super().__init__(window)
@@ -178,6 +178,13 @@ class MaskEditing(QtCore.QObject):
         if self._editor is None or self._editor.session is not session:
             self._editor = FrameEditor(session)
         return self._editor
+
+    @property
+    def unsaved_edits(self) -> FrameEditor | None:
+        """The editor of the session shown when it holds edited masks whose save failed, whatever frame is shown
+        (`editor` is None while an unreadable frame is)."""
+        editor = self._editor
+        return editor if editor is not None and editor.session is self.window.session and editor.unsaved else None
 
     # --- tool state -----------------------------------------------------------------------------
 
@@ -262,7 +269,12 @@ class MaskEditing(QtCore.QObject):
         try:
             changed = edit(editor, index)
         except ProjectWriteError as e:
-            self.writeFailed.emit(str(e))
+            if index in editor.unsaved:
+                outcome = (f"The edited mask of frame {index + 1} is kept in memory (your next change, or closing "
+                           "the sequence, saves it again); the files on disk are unchanged")
+            else:  # an undo or redo that could not be written: the project is as it was
+                outcome = f"Frame {index + 1} is as it was, on screen and on disk"
+            self.writeFailed.emit(str(e), outcome)
             self.refresh()  # shows the unsaved mask
             return False
         except EditRefused as e:

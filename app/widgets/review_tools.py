@@ -35,6 +35,8 @@ PROPAGATION_BLOCKS = ("Propagation is running: mask edits and status changes are
                       "(Cancel in the Review dock stops it).")
 IMPORT_BLOCKS = "Committing the ground-truth masks: mask edits and status changes are paused until it ends."
 LOADING_BLOCKS = "Reading this sequence's earlier results: mask edits and status changes wait until they are read."
+# frame by frame, each an undoable edit: those written before the failure stay
+PARTLY_WRITTEN = "The {what} written before it are kept (each one can be undone); the other frames are as they were"
 
 
 class ReviewTools(QtCore.QObject):
@@ -186,7 +188,7 @@ class ReviewTools(QtCore.QObject):
         """Before the session closes (the window closes, another sequence opens): save again the edited masks
         whose save failed. While one still fails, ask whether to try again, discard them, or cancel.
         False: cancelled, the session must stay open."""
-        editor = self._editor_with_unsaved_edits()
+        editor = self.editing.unsaved_edits
         while editor is not None and editor.unsaved:
             try:
                 for index in sorted(editor.unsaved):
@@ -198,11 +200,6 @@ class ReviewTools(QtCore.QObject):
                 if answer == QtWidgets.QMessageBox.Discard:
                     editor.unsaved.clear()
         return True
-
-    def _editor_with_unsaved_edits(self) -> FrameEditor | None:
-        # not `editing.editor`, which is None while an unreadable frame is shown: the edit kept is another frame's
-        editor = self.editing._editor
-        return editor if editor is not None and editor.session is self.window.session else None
 
     def _ask_about_unsaved_edits(self, indices: list[int], error: str) -> QtWidgets.QMessageBox.StandardButton:
         frames = ", ".join(str(i + 1) for i in indices)
@@ -235,7 +232,8 @@ class ReviewTools(QtCore.QObject):
             return False
         except ProjectWriteError as e:
             kept = ", its edited mask is kept in memory" if index in editor.unsaved else ""
-            self.show_write_error(str(e), f"Frame {index + 1} stays {session.status(index).value}{kept}")
+            self.show_write_error(str(e), f"Frame {index + 1} stays {session.status(index).value}{kept}; the "
+                                          "files on disk are unchanged")
             return False
         self.window._refresh_strip()
         self._show_status(index)
@@ -335,7 +333,7 @@ class ReviewTools(QtCore.QObject):
         try:
             changed = apply_propagation(session.project, result)
         except ProjectWriteError as e:
-            self.show_write_error(str(e))
+            self.show_write_error(str(e), PARTLY_WRITTEN.format(what="propagated masks"))
             return
         for stem in result.stems:
             session._forget_files(session.project.index(stem))
@@ -358,9 +356,9 @@ class ReviewTools(QtCore.QObject):
 
     # --- errors ---------------------------------------------------------------------------------
 
-    def show_write_error(self, message: str, outcome: str = "Your last change is kept in memory") -> None:
+    def show_write_error(self, message: str, outcome: str = "Nothing was changed on disk") -> None:
         """`outcome`: what became of the change that was not saved."""
-        text = f"Not saved: {message}. {outcome}; the files on disk are unchanged."
+        text = f"Not saved: {message}. {outcome}."
         self.window.statusBar().showMessage(text)
         QtWidgets.QMessageBox.warning(self.window, "Could not save", text)
 
@@ -439,7 +437,7 @@ class ReviewTools(QtCore.QObject):
         self._block_edits(None)
         window, session = self.window, self.window.session
         if report is None:
-            self.show_write_error(error)
+            self.show_write_error(error, PARTLY_WRITTEN.format(what="ground-truth masks"))
             return
         for stem in report.imported:
             session._forget_files(session.project.index(stem))
