@@ -262,8 +262,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: IRSAMConf
 
 def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> tuple[nn.Module, IRSAMConfig, dict]:
     """(model in eval mode, its config, metadata). `config_name` is the network asked for (--config): files
-    without a stored config hold weights of that preset (official when None), and a file storing
-    another config is refused."""
+    without a stored config hold weights of that preset (when None: official, or the one preset whose tensor
+    names and shapes they have), and a file storing another config is refused."""
     obj = read_torch_file(path)
     config, metadata = (preset(config_name) if config_name else official()), {}
     config_stored = isinstance(obj, dict) and obj.get("format") == FORMAT
@@ -282,10 +282,14 @@ def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> 
         load_into(model, state_dict)
     except CheckpointError as error:
         fitting = None if config_stored else _fitting_preset(state_dict, config.name)
-        if fitting:
+        if fitting and config_name:
             raise CheckpointError(f"{path}: these are weights of the {fitting} config, not of {config.name}: "
-                                  f"load them with --config {fitting}") from None
-        raise CheckpointError(f"{path}: {error}") from None
+                                  f"load them with --config {fitting}, or without --config") from None
+        if not fitting:
+            raise CheckpointError(f"{path}: {error}") from None
+        config = preset(fitting)  # nothing asked for: the file names its network by its tensors
+        model = build_irsam(config)
+        load_into(model, state_dict)
     return model, config, metadata
 
 

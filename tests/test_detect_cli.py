@@ -340,13 +340,14 @@ def test_config_is_refused_when_the_weights_name_another_network(sequence, tiny_
     assert not out.exists()
 
 
-def test_a_bare_state_dict_of_another_config_is_named_with_a_config_detect_accepts(sequence, tmp_path, capsys):
+def test_a_bare_state_dict_runs_as_the_network_its_tensors_name_unless_config_says_another(sequence, tmp_path, capsys):
     bare = tmp_path / "tiny_bare.pt"
     torch.save(build_irsam(tiny()).state_dict(), bare)
     args = ["detect", str(sequence), "--out", str(tmp_path / "p"), "--weights", str(bare), "--limit", "1", "--quiet"]
-    assert main(args) == 2
-    assert "load them with --config tiny" in capsys.readouterr().err
-    assert main([*args, "--config", "tiny"]) == 0
+    assert main([*args, "--config", "paper"]) == 2
+    assert "these are weights of the tiny config, not of paper: load them with --config tiny, or without --config" \
+        in capsys.readouterr().err
+    assert main(args) == 0
     assert ReviewProject.open(tmp_path / "p").detector["config"]["name"] == "tiny"
 
 

@@ -162,9 +162,10 @@ def test_config_loads_a_bare_state_dict_and_is_refused_for_a_file_naming_another
     torch.save(model.state_dict(), bare)
     save_checkpoint(ours, model, tiny(), {})
     clip = ["--clip", str(CLIP), "--limit", "1"]
-    assert run_eval("--weights", str(bare), *clip) == 2
-    assert "load them with --config tiny" in capsys.readouterr().err
+    assert run_eval("--weights", str(bare), "--config", "paper", *clip) == 2
+    assert "load them with --config tiny, or without --config" in capsys.readouterr().err
     assert run_eval("--weights", str(bare), "--config", "tiny", *clip) == 0
+    assert run_eval("--weights", str(bare), *clip) == 0  # told from its tensors
     capsys.readouterr()
     assert run_eval("--weights", str(ours), "--config", "paper", *clip) == 2
     assert "holds a tiny network, not the paper one asked for with --config" in capsys.readouterr().err

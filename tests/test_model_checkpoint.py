@@ -193,11 +193,12 @@ def test_plain_weights_of_another_config_name_it(tmp_path, tiny_state):
     path = tmp_path / "tiny_plain.pt"
     torch.save(tiny_state, path)
     with pytest.raises(CheckpointError) as raised:
-        load_checkpoint(path)
+        load_checkpoint(path, "official")
     assert str(raised.value) == (f"{path}: these are weights of the tiny config, not of official: "
-                                 "load them with --config tiny")
-    model, config, _ = load_checkpoint(path, "tiny")
-    assert config == tiny() and same_tensors(model.state_dict(), tiny_state)
+                                 "load them with --config tiny, or without --config")
+    for asked in ("tiny", None):  # nothing asked: the one preset with these tensor names and shapes
+        model, config, _ = load_checkpoint(path, asked)
+        assert config == tiny() and same_tensors(model.state_dict(), tiny_state)
 
     damaged = dict(tiny_state)
     del damaged["mask_decoder.edge_token.weight"]
