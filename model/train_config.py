@@ -6,6 +6,8 @@ import argparse
 import json
 from dataclasses import dataclass, field, fields
 
+from model.config import PRESETS
+
 
 @dataclass
 class TrainConfig:
@@ -52,7 +54,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="file listing validation stems (held out of training; never test)")
     parser.add_argument("--out", required=True, help="output folder: last.pt, best.pt, metrics.jsonl; a new or empty "
                                                      "folder, or one with a last.pt to resume")
-    parser.add_argument("--config", default="paper", help="model config preset: paper, official, tiny")
+    parser.add_argument("--config", default="paper", choices=sorted(PRESETS),
+                        help="the network to train (default paper; tiny is for tests)")
     parser.add_argument("--init", help="initial weights: mobile_sam.pt, an official IRSAM state_dict or our "
                                        "checkpoint; tensors matching by name and shape are copied, the rest stay "
                                        "fresh; weights of another shape, or a file with nothing for the model, are "

@@ -144,6 +144,8 @@ def test_a_folder_that_is_not_a_project_is_never_written_into(sequence, tmp_path
     assert main(["detect", str(sequence), "--out", str(empty), "--method", "mpcm", "--quiet", "--tta", "flips",
                  "--refine", "off"]) == 0
     assert "warning: --tta, --refine only apply to IRSAM; ignored for --method mpcm" in capsys.readouterr().err
+    assert main(["detect", str(sequence), "--out", str(empty), "--method", "mpcm", "--quiet", "--tta", "flips"]) == 0
+    assert "warning: --tta only applies to IRSAM; ignored for --method mpcm" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option", [["--batch-size", "0"], ["--limit", "0"], ["--limit", "-1"], ["--writers", "0"]])

@@ -89,8 +89,13 @@ def test_options_out_of_range_are_all_refused(dataset, tmp_path, capsys):
 
 def test_an_unknown_config_blames_config_and_lists_the_presets(dataset, tmp_path, capsys):
     out = tmp_path / "out"
-    assert cli_train(dataset, out, "--config", "bogus") == 2
-    assert one_error_line(capsys) == "error: --config bogus: no such network; --config takes official, paper, tiny\n"
+    with pytest.raises(SystemExit) as refused:  # the command line's choices
+        cli_train(dataset, out, "--config", "bogus")
+    assert refused.value.code == 2
+    assert "argument --config: invalid choice: 'bogus' (choose from 'official', 'paper', 'tiny')" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"^--config bogus: no such network; --config takes official, paper, tiny$"):
+        train(TrainConfig(str(dataset), str(dataset / "train.txt"), str(dataset / "val.txt"), str(out),
+                          config="bogus"))  # a TrainConfig made in code
     assert not out.exists()
 
 

@@ -16,7 +16,8 @@ def positive_int(text: str) -> int:
 def warn_irsam_only(options: list[str], method: str) -> None:
     """Say on stderr that these options, given with a classical --method, do nothing."""
     if options:
-        print(f"warning: {', '.join(options)} only apply to IRSAM; ignored for --method {method}", file=sys.stderr)
+        verb = "applies" if len(options) == 1 else "apply"
+        print(f"warning: {', '.join(options)} only {verb} to IRSAM; ignored for --method {method}", file=sys.stderr)
 
 
 def add_size_gate_options(parser: argparse.ArgumentParser) -> None:
