@@ -611,6 +611,21 @@ def test_ground_truth_masks_beside_images(tmp_path):
         assert gt.mask("000001") is None
 
 
+def test_ground_truth_of_one_image_of_a_data_set_is_its_mask_in_the_masks_folder_beside_images(tmp_path):
+    write_folder(tmp_path / "images", n=2, names=["Misc_1.png", "Misc_2.png"])
+    mask = np.zeros((24, 32), np.uint8)
+    mask[5:8, 10:12] = 255
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "masks" / "Misc_1_pixels0.png"), mask)
+    with open_source(tmp_path / "images" / "Misc_1.png") as src:
+        assert src.kind == "image"
+        gt = find_ground_truth(src)
+        assert gt.masks_dir == tmp_path / "masks"
+        np.testing.assert_array_equal(gt.mask("Misc_1"), mask > 0)
+    with open_source(tmp_path / "images" / "Misc_2.png") as src:
+        assert find_ground_truth(src) is None  # no mask of its own there
+
+
 def test_ground_truth_masks_count_only_255_or_1_as_target_and_record_interpolated_ones(tmp_path):
     write_folder(tmp_path / "images", n=2, names=["a.png", "b.png"])
     interpolated = np.zeros((24, 32), np.uint8)

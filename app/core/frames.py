@@ -863,11 +863,10 @@ class GroundTruth:
 
 
 def find_ground_truth(source: FrameSource) -> GroundTruth | None:
-    """Masks/ folder with matching stems and/or boxes.csv beside the source's images, or None."""
-    if isinstance(source, FolderSource):
-        places = [source.image_dir, source.image_dir.parent]
-    else:
-        places = [Path(source.path).parent]
+    """Masks/ folder with matching stems and/or boxes.csv beside the source's images (in their folder, or the
+    one above it: a data set's images/ and masks/), or None."""
+    images = source.image_dir if isinstance(source, FolderSource) else Path(source.path).parent
+    places = [images, images.parent]
     wanted = set(source.stems)
     masks_dir = None
     for place in places:
