@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 
 from app.core.project import ReviewProject, ReviewStatus
-from tests.test_project import NORMALIZATION, REPO, STEMS, make_project, square_mask
+from tests.test_project import NORMALIZATION, REPO, STEMS, make_project, result_with_targets, square_mask
 
 
 def test_status_writes_keep_the_statuses_another_instance_wrote(tmp_path):
@@ -25,6 +25,38 @@ def test_status_writes_keep_the_statuses_another_instance_wrote(tmp_path):
     a.set_status("f001", "negative")  # a frame b reviewed, changed by a: the later write wins
     reopened = ReviewProject.open(tmp_path / "p")
     assert {stem: reopened.status(stem).value for stem in STEMS} == {**expected, "f001": "negative"}
+
+
+def test_a_re_detection_keeps_what_another_instance_accepted_since_it_opened_the_project(tmp_path):
+    make_project(tmp_path / "p")
+    first = ReviewProject.open(tmp_path / "p")
+    first.save_prediction("f000", result_with_targets([(2, 2, 6, 6)]))
+    run = ReviewProject.open(tmp_path / "p")  # a long irsam detect run, opened before the analyst's accept
+    window = ReviewProject.open(tmp_path / "p")
+    accepted = window.working_mask("f000").copy()
+    window.set_status("f000", "accepted")  # accepted as shown: its proposal, no committed mask
+    assert run.save_prediction("f000", result_with_targets([(10, 10, 14, 20)]))  # kept before it is replaced
+    reopened = ReviewProject.open(tmp_path / "p")
+    assert reopened.status("f000") is ReviewStatus.ACCEPTED
+    assert np.array_equal(reopened.committed_mask("f000"), accepted)
+
+
+def test_a_status_whose_backup_cannot_be_written_is_set_all_the_same(tmp_path, monkeypatch):
+    import app.core.project as project_module
+
+    project = make_project(tmp_path / "p")
+    project.set_status("f000", "accepted")
+    write = project_module.atomic_write_json
+
+    def no_backup(path, document):
+        if path.name == "review.json.bak":
+            raise OSError(28, "No space left on device")
+        write(path, document)
+
+    monkeypatch.setattr(project_module, "atomic_write_json", no_backup)
+    project.set_status("f001", "rejected")  # no ProjectWriteError: review.json, the record, is written
+    assert ReviewProject.open(tmp_path / "p").status("f001") is ReviewStatus.REJECTED
+    assert project.status("f001") is ReviewStatus.REJECTED
 
 
 def test_a_status_of_a_frame_this_instance_does_not_list_is_kept(tmp_path):

@@ -109,6 +109,7 @@ class ReviewProject:
         self._lock_file: int | None = None  # descriptor of project.lock while `_exclusive` holds it
         self._lock_depth = 0
         self._statuses: dict[str, tuple[ReviewStatus, str]] = {}
+        self._review_file: tuple | None = None  # `_file_identity` of review.json when last read or written
         self._detections: dict[str, list[Target]] = {}
         self._histories: dict[str, EditHistory] = {}
         self._history_files: dict[str, tuple | None] = {}  # stem -> `_file_identity` of the history read
@@ -327,6 +328,7 @@ class ReviewProject:
         if logits.shape != self._expected_shape(stem, logits.shape):
             raise ValueError(f"{stem}: logits shape {logits.shape} != frame shape {self.shape_of(stem)}")
         with self._lock:  # an edit of the frame on another thread commits before or after, never between
+            self._read_review_if_replaced()  # another instance (the app, during a long detect run) may have accepted it
             kept_accepted = self.status(stem) is ReviewStatus.ACCEPTED and not self.has_committed_mask(stem)
             if kept_accepted:
                 with self._exclusive():  # nor one of another instance (the lock only when needed: a run writes no more)
@@ -582,13 +584,24 @@ class ReviewProject:
                 "frames": {stem: {"status": s.value, "time": t} for stem, (s, t) in statuses.items()},
             }
             self._write(lambda: atomic_write_json(self.folder / "review.json", document))
-            self._statuses = statuses
-            self._write(lambda: atomic_write_json(self.folder / "review.json.bak", document))
+            self._statuses, self._review_file = statuses, _file_identity(self.folder / "review.json")
+            # the backup only stands in for a damaged review.json: the status is set without it, and the next
+            # status written brings it up to date
+            with contextlib.suppress(OSError):
+                atomic_write_json(self.folder / "review.json.bak", document)
 
     # --- loading --------------------------------------------------------------------------------
 
     def _load_review(self) -> None:
+        self._review_file = _file_identity(self.folder / "review.json")
         self._statuses = self._read_review(otherwise={})
+
+    def _read_review_if_replaced(self) -> None:
+        """Read the statuses again when review.json was written since this instance last read or wrote it."""
+        identity = _file_identity(self.folder / "review.json")
+        if identity != self._review_file:
+            self._review_file = identity
+            self._statuses = self._read_review(otherwise=self._statuses)
 
     def _read_review(self, otherwise: dict[str, tuple[ReviewStatus, str]]) -> dict[str, tuple[ReviewStatus, str]]:
         """The statuses in review.json, else in its backup; a copy of `otherwise` when neither can be read."""
