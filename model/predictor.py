@@ -186,7 +186,8 @@ class Predictor:
     @classmethod
     def from_file(cls, path: str | Path, config_name: str | None = None, **kwargs) -> "Predictor":
         """Our checkpoint format (config stored; refused when it is not `config_name`), or a plain state_dict
-        of the `config_name` network (default official)."""
+        of the `config_name` network (default: official, or the preset whose tensors it holds), as
+        `model.checkpoint.load_checkpoint` reads them."""
         from model.checkpoint import load_checkpoint
 
         model, config, metadata = load_checkpoint(path, config_name)

@@ -62,9 +62,9 @@ def reviewed_project(tmp_path, name="seqA", seed=0):
     """Frames: 0 accepted (prediction only), 1 corrected, 2 negative, 3 rejected, 4 unreviewed,
     5 accepted with a committed mask. Frame 5's proposal is MPCM's, the others IRSAM's (an app run on one
     frame). Returns the project, raw frames and the mask each frame exports."""
-    frames = write_frames(tmp_path / f"{name}_frames", 6, seed)
-    source = open_source(tmp_path / f"{name}_frames")
-    project = ReviewProject.create(tmp_path / name, source.path, source.kind, source.stems, source.shape,
+    frames = write_frames(tmp_path / name, 6, seed)
+    source = open_source(tmp_path / name)
+    project = ReviewProject.create(tmp_path / f"{name}.irsam-review", source.path, source.kind, source.stems, source.shape,
                                    NORMALIZATION.to_dict(), DETECTOR)
     source.close()
     predicted = {i: box(2 + i, 3 + 2 * i) for i in range(6)}
@@ -130,7 +130,7 @@ def test_meta_json_records_provenance(tmp_path):
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["format"] == "irsam-review-export/1"
     record = meta["frames"][f"seqA_{project.stems[1]}"]
-    assert record["source"] == str((tmp_path / "seqA_frames").resolve())
+    assert record["source"] == str((tmp_path / "seqA").resolve())
     assert record["frame_index"] == 1 and record["source_stem"] == project.stems[1]
     assert record["normalization"] == NORMALIZATION.to_dict()
     proposal = record["proposal"]
@@ -219,24 +219,24 @@ def test_a_data_set_stem_of_another_sequence_is_not_overwritten(tmp_path):
     first, _, _, _ = reviewed_project(tmp_path)
     out = tmp_path / "out"
     export_project(first, out, "sirst", sequence_name="cam_0000")  # stems cam_0000_0000, cam_0000_0001...
-    frames = tmp_path / "cam_frames"
+    frames = tmp_path / "cam"
     write_frames(frames, 1)
     (frames / "0000.png").rename(frames / "0000_0001.png")  # as sequence "cam": stem cam_0000_0001 again
     source = open_source(frames)
-    second = ReviewProject.create(tmp_path / "cam", source.path, source.kind, source.stems, source.shape,
+    second = ReviewProject.create(tmp_path / "cam.irsam-review", source.path, source.kind, source.stems, source.shape,
                                   NORMALIZATION.to_dict(), DETECTOR)
     source.close()
     second.save_prediction(second.stems[0], prediction(box(2, 3)))
     second.set_status(second.stems[0], "accepted")
     before = snapshot(out)
-    with pytest.raises(ExportError, match="already holds cam_0000_0001, a frame of .*seqA_frames .*would overwrite it"):
+    with pytest.raises(ExportError, match="already holds cam_0000_0001, a frame of .*seqA .*would overwrite it"):
         export_project(second, out, "sirst", append=True)
     assert snapshot(out) == before
 
 
 def test_unreadable_frames_and_damaged_masks_are_skipped(tmp_path):
     project, _, _, _ = reviewed_project(tmp_path)
-    frame_file = tmp_path / "seqA_frames" / f"{project.stems[0]}.png"
+    frame_file = tmp_path / "seqA" / f"{project.stems[0]}.png"
     frame_file.write_bytes(frame_file.read_bytes()[:40])
     label = project.folder / "labels" / f"{project.stems[1]}.png"
     label.write_bytes(label.read_bytes()[:30])
@@ -257,7 +257,7 @@ def test_an_append_keeps_the_earlier_export_of_frames_unreadable_now(tmp_path, c
     earlier_meta = json.loads((out / "meta.json").read_text())["frames"]
     # still accepted, corrected and accepted, but unreadable now: frame 0 moved away, frame 1 damaged,
     # frame 5's committed mask damaged; frame 2 is rejected now, frame 3 accepted now
-    frames = tmp_path / "seqA_frames"
+    frames = tmp_path / "seqA"
     (frames / f"{s[0]}.png").rename(tmp_path / f"{s[0]}.png")
     (frames / f"{s[1]}.png").write_bytes((frames / f"{s[1]}.png").read_bytes()[:40])
     label = project.folder / "labels" / f"{s[5]}.png"
@@ -292,7 +292,7 @@ def test_an_append_keeps_the_earlier_export_of_frames_unreadable_now(tmp_path, c
 
 def test_progress_follows_every_selected_frame_before_the_split_files(tmp_path):
     project, _, _, _ = reviewed_project(tmp_path)
-    frame_file = tmp_path / "seqA_frames" / f"{project.stems[0]}.png"
+    frame_file = tmp_path / "seqA" / f"{project.stems[0]}.png"
     frame_file.write_bytes(frame_file.read_bytes()[:40])  # selected, then skipped as unreadable
     out = tmp_path / "out"
     paths = dataset_paths(out, "sirst")
@@ -683,3 +683,34 @@ def test_the_default_sequence_name_is_the_source_s_as_the_app_names_it():
     assert source_sequence_name("/data/IR_DRONE_146/images", "folder") == "IR_DRONE_146"
     assert source_sequence_name("/data/pile été.tif", "tiff") == "pile été"  # not "pile été.tif_000001.png"
     assert source_sequence_name("/data/.hidden", "folder") == "hidden"
+
+
+def test_an_append_without_a_sequence_name_keeps_the_name_the_data_set_gives_this_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(app.cli, "COMMANDS", {"export": app.cli.COMMANDS["export"]})
+    project = reviewed_project(tmp_path)[0]
+    out = tmp_path / "ds"
+    export_project(project, out, "sirst", sequence_name="day1")  # e.g. under an earlier version's default name
+    project.set_status(project.stems[4], "accepted")
+    assert app.cli.main(["export", str(project.folder), "--out", str(out), "--append"]) == 0
+    stems = [stem for stem, *_ in read_exported_dataset(out, "sirst")]
+    assert stems == [f"day1_{project.stems[i]}" for i in (0, 1, 2, 4, 5)]  # replaced, not refused
+
+
+def test_an_image_of_a_data_set_does_not_export_into_that_data_set_but_a_stack_exports_beside_itself(tmp_path):
+    write_frames(tmp_path / "nuaa" / "images", 2)
+    for source_path in (tmp_path / "nuaa" / "images" / "0000.png", tmp_path / "flight.tif"):
+        if source_path.suffix == ".tif":
+            import tifffile
+
+            tifffile.imwrite(source_path, np.zeros((2, *SHAPE), np.uint16))
+        source = open_source(source_path)
+        project = ReviewProject.create(tmp_path / f"{source_path.stem}.irsam-review", source.path, source.kind,
+                                       source.stems, source.shape, NORMALIZATION.to_dict(), DETECTOR)
+        source.close()
+        project.commit_mask(project.stems[0], box(2, 2))
+        project.set_status(project.stems[0], "corrected")
+        if source.kind == "image":
+            with pytest.raises(ExportError, match=r"into the sequence's frames folder .*nuaa/images\)"):
+                export_project(project, tmp_path / "nuaa", "sirst", append=True)
+        else:
+            assert export_project(project, tmp_path / "labels", "sirst").exported == [f"flight_{project.stems[0]}"]

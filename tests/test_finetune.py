@@ -280,3 +280,14 @@ def test_a_comparison_stops_at_the_next_image_once_cancelled(export_dir, tiny_ch
     assert compare_weights(tiny_checkpoint, tiny_checkpoint, [(i, m) for _, i, m, _ in samples],
                            cancelled=cancelled) is None
     assert calls == [1]  # one image of the 8, then it stopped
+
+
+def test_a_fine_tune_folder_exported_under_another_sequence_name_is_exported_into_again(tmp_path):
+    """FOLDER/data made when the sequence had another default name (a TIFF stack's kept its .tif): the dialog
+    gives no name, so the export takes the one the data set already gives this source."""
+    project, source = reviewed_sequence(tmp_path)
+    folder = tmp_path / "finetune"
+    first = prepare_run(folder, project, sequence_name="seqA.tif", source=source, config="tiny", epochs=1)
+    again = prepare_run(folder, project, source=source, config="tiny", epochs=1)
+    assert again.report.exported == first.report.exported and again.report.exported[0].startswith("seqA.tif_")
+    source.close()

@@ -624,6 +624,9 @@ def test_ground_truth_of_one_image_of_a_data_set_is_its_mask_in_the_masks_folder
         np.testing.assert_array_equal(gt.mask("Misc_1"), mask > 0)
     with open_source(tmp_path / "images" / "Misc_2.png") as src:
         assert find_ground_truth(src) is None  # no mask of its own there
+    (tmp_path / "boxes.csv").write_text("1,DRONE,1,1,2,2\n")  # another clip's, a folder up: not this image's
+    with open_source(tmp_path / "images" / "Misc_2.png") as src:
+        assert find_ground_truth(src) is None
 
 
 def test_ground_truth_masks_count_only_255_or_1_as_target_and_record_interpolated_ones(tmp_path):

@@ -42,24 +42,17 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from app.core.export import (
-        DEFAULT_DATASET_NAME,
-        DatasetExistsError,
-        ExportError,
-        export_project,
-        sequence_name_for,
-    )
+    from app.core.export import DEFAULT_DATASET_NAME, DatasetExistsError, ExportError, export_project
 
     project = open_project_or_say_why(args.project)
     if project is None:
         return 2
     dataset_name = DEFAULT_DATASET_NAME if args.dataset_name is None else args.dataset_name
     try:
-        sequence = args.sequence or sequence_name_for(project, args.out, args.layout, dataset_name)
         report = export_project(
             project, args.out, args.layout, split=args.split, include_unreviewed=args.include_unreviewed,
             append=args.append, raw=args.raw, coco=args.coco, yolo=args.yolo,
-            dataset_name=dataset_name, sequence_name=sequence,
+            dataset_name=dataset_name, sequence_name=args.sequence,
         )
     except DatasetExistsError as e:
         print(f"error: {e.root} already holds a data set: choose another --out, or add to it with --append",

@@ -190,9 +190,8 @@ def sequence_name_for(project: ReviewProject, out: str | Path, layout: str,
     the data set at `out` (so an append replaces that earlier export), else `source_sequence_name`."""
     paths = dataset_paths(out, layout, dataset_name)
     if (paths.root / "meta.json").is_file():
-        source, project_folder = str(project.source_path), str(project.folder.resolve())
         for record in _read_meta(paths)["frames"].values():
-            if (record.get("source") == source or record.get("project") == project_folder) and record.get("sequence"):
+            if _is_this_source(record, project) and record.get("sequence"):
                 return record["sequence"]
     return source_sequence_name(project.source_path, project.source_kind)
 
@@ -204,8 +203,12 @@ def _check_not_into_own_folders(paths: DatasetPaths, project: ReviewProject) -> 
     folders) is fine."""
     root = paths.root.resolve()
     frames, project_folder = project.source_path.resolve(), project.folder.resolve()
-    into_frames = frames.is_dir() and (root == frames or frames in root.parents
-                                       or frames in (paths.images.resolve(), paths.masks.resolve()))
+    written = (paths.images.resolve(), paths.masks.resolve())
+    if project.source_kind == "folder":
+        into_frames = root == frames or frames in root.parents or frames in written
+    else:  # a TIFF stack or one image: its folder (a data set's images/, say) must not gain exported frames
+        frames = frames.parent
+        into_frames = frames in written
     if into_frames or root == project_folder:
         what, folder = (("the sequence's frames folder", frames) if into_frames
                         else ("the review project", project_folder))
@@ -232,7 +235,9 @@ def export_project(
     """Export a project's reviewed frames; nothing is written when no frame qualifies.
 
     `source` (a FrameSource) and `normalization` default to the project's own (source opened from its
-    stored path, `Normalization.from_dict(project.normalization)`).
+    stored path, `Normalization.from_dict(project.normalization)`); `sequence_name` to the name the data
+    set already gives this source's frames when appending (`sequence_name_for`), else the source's
+    (`source_sequence_name`).
     With `append`, the data set may already hold other sequences: split files are merged without
     duplicates, and this sequence's earlier entries are replaced, except those of frames still selected
     but unreadable now, which are kept (`ExportReport.kept`); ExportError, before anything is written, when
@@ -247,7 +252,12 @@ def export_project(
     """
     if split not in SPLITS:
         raise ExportError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    sequence = project.name if sequence_name is None else sequence_name
+    if sequence_name is not None:
+        sequence = sequence_name
+    elif append:
+        sequence = sequence_name_for(project, out, layout, dataset_name)
+    else:
+        sequence = source_sequence_name(project.source_path, project.source_kind)
     _check_plain_name("sequence name", sequence)
     _check_plain_name("data set name", dataset_name)
     paths = dataset_paths(out, layout, dataset_name)
@@ -547,11 +557,10 @@ def _check_sequence_is_this_source(meta: dict, root: Path, sequence: str, projec
                                    dataset_stems: set[str]) -> None:
     """Refuse an append that would replace or remove frames of another source (two folders of the same
     name), or put this source's frames in the data set twice (near-duplicates, maybe on both sides of the
-    split). A record is this source's when it names the same source or the same project (either may have
-    been recreated or moved since)."""
-    source, project_folder = str(project.source_path), str(project.folder.resolve())
+    split)."""
+    source = str(project.source_path)
     for dataset_stem, record in meta["frames"].items():
-        this_source = record.get("source") == source or record.get("project") == project_folder
+        this_source = _is_this_source(record, project)
         other_sequence = record.get("sequence")
         if this_source and other_sequence != sequence:
             raise ExportError(
@@ -568,6 +577,12 @@ def _check_sequence_is_this_source(meta: dict, root: Path, sequence: str, projec
                 f"{root} already holds {dataset_stem}, a frame of {record.get('source')} (sequence "
                 f"{other_sequence!r}); exporting {source} as sequence {sequence!r} would overwrite it. Nothing "
                 "was written: export under another sequence name")
+
+
+def _is_this_source(record: dict, project: ReviewProject) -> bool:
+    """Whether a data set's frame record comes from `project`'s source: it names the same source or the same
+    project (either may have been recreated or moved since)."""
+    return record.get("source") == str(project.source_path) or record.get("project") == str(project.folder.resolve())
 
 
 def _holds_earlier_export(paths: DatasetPaths, meta: dict, dataset_stem: str) -> bool:

@@ -410,11 +410,12 @@ class PreparedRun:
     note: str = ""  # how the run folder was chosen, when the latest one held a run
 
 
-def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: str, source=None, normalization=None,
-                progress: Callable[[int, int], None] | None = None, **options) -> PreparedRun:
+def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: str | None = None, source=None,
+                normalization=None, progress: Callable[[int, int], None] | None = None, **options) -> PreparedRun:
     """Get a fine-tune run in `folder` ready to start (module docstring), the soonest failure first: the
     base data checked, the reviewed frames exported into FOLDER/data (replacing this sequence's earlier
-    export there; `source`, `normalization` and `progress` as export_project takes them), the hold-out
+    export there; `sequence_name`, `source`, `normalization` and `progress` as export_project takes them:
+    by default the name FOLDER/data already gives this sequence), the hold-out
     chosen, the run folder picked and the job prepared in it. `options` are FineTuneJob's (init_weights,
     epochs, ...).
     FineTuneSetupError names the step that failed."""

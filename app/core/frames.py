@@ -863,9 +863,11 @@ class GroundTruth:
 
 
 def find_ground_truth(source: FrameSource) -> GroundTruth | None:
-    """Masks/ folder with matching stems and/or boxes.csv beside the source's images (in their folder, or the
-    one above it: a data set's images/ and masks/), or None."""
-    images = source.image_dir if isinstance(source, FolderSource) else Path(source.path).parent
+    """Masks/ folder with matching stems (in the images' folder, or the one above it: a data set's images/ and
+    masks/) and/or boxes.csv (there too for a folder of frames; a TIFF stack's or an image's in its own
+    folder: boxes.csv numbers frames, so one a folder up may be another clip's), or None."""
+    folder_source = isinstance(source, FolderSource)
+    images = source.image_dir if folder_source else Path(source.path).parent
     places = [images, images.parent]
     wanted = set(source.stems)
     masks_dir = None
@@ -876,7 +878,8 @@ def find_ground_truth(source: FrameSource) -> GroundTruth | None:
             if stems & wanted:
                 masks_dir = candidate
                 break
-    boxes_path = next((p / "boxes.csv" for p in places if (p / "boxes.csv").is_file()), None)
+    boxes_path = next((p / "boxes.csv" for p in places[: 2 if folder_source else 1] if (p / "boxes.csv").is_file()),
+                      None)
     if masks_dir is None and boxes_path is None:
         return None
     return GroundTruth(masks_dir, boxes_path)

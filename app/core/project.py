@@ -259,7 +259,7 @@ class ReviewProject:
 
     @property
     def name(self) -> str:
-        """The sequence name: the project folder's name."""
+        """The project folder's name (export names the sequence after its source: app.core.export)."""
         return self.folder.resolve().name
 
     def __len__(self) -> int:

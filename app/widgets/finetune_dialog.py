@@ -190,7 +190,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         folder = Path(self.folder.text().strip()).expanduser()
         session = self.session
         worker = ProgressCallWorker(lambda progress: prepare_run(
-            folder, session.project, sequence_name=session.sequence_name, source=session.source,
+            folder, session.project, source=session.source,
             normalization=session.normalization, progress=progress, **options),
             (FineTuneSetupError,))  # names the step and what went wrong
         worker.progress.connect(self._export_progress)
