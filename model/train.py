@@ -736,18 +736,20 @@ def check_same_run(out: Path, run: dict, now: dict) -> None:
     make, RESUMABLE_OPTIONS aside (--epochs only up): the run would go on learning from other images, at
     another rate or batch, and best.pt's score and threshold would mix two validations. Keys a run recorded
     before they existed are not compared."""
-    changes = run_changes(run, now)
+    changes = list(run_changes(run, now).values())
     if changes:
         raise ValueError(f"{out} holds a run with other options: {'; '.join(changes)}. Resuming would mix two runs: "
                          "train into another --out, or resume with the run's options")
 
 
-def run_changes(run: dict, now: dict) -> list[str]:
-    """`check_same_run`'s changes, each described by `describe_change`; [] when `now` resumes `run`."""
-    changes = [describe_change(name, value, now[name]) for name, value in run.items()
-               if name in now and name not in RESUMABLE_OPTIONS and value != now[name]]
+def run_changes(run: dict, now: dict) -> dict[str, str]:
+    """`check_same_run`'s changes: {record key: its change described by `describe_change`}, {} when `now`
+    resumes `run`."""
+    changes = {name: describe_change(name, value, now[name]) for name, value in run.items()
+               if name in now and name not in RESUMABLE_OPTIONS and value != now[name]}
     if "epochs" in run and now["epochs"] < run["epochs"]:
-        changes.append(f"--epochs {now['epochs']} (the run's: {run['epochs']}; a run may be extended, not shortened)")
+        changes["epochs"] = (f"--epochs {now['epochs']} (the run's: {run['epochs']}; a run may be extended, not "
+                             "shortened)")
     return changes
 
 

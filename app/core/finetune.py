@@ -487,7 +487,8 @@ def describe_cancelled(job: FineTuneJob) -> str:
 def _why_not_resumed(job: FineTuneJob) -> tuple[str | None, int]:
     """(None, epochs done) when `job` resumes the run in its out folder, else (why not, 0): the rule of
     `irsam train`'s own resume (model.train.check_same_run), which would refuse a changed run, with its
-    reviewed frames named as such; and a run that has done all its epochs is not resumed."""
+    reviewed frames named as such; a run that has done all its epochs is not resumed, nor one whose last.pt
+    predates the record of its settings (irsam train resumes that unchecked; here a new run is safer)."""
     if not job.last_path.exists():
         return "left no last.pt to resume from", 0
     from model.checkpoint import CheckpointError, read_torch_file
@@ -507,11 +508,10 @@ def _why_not_resumed(job: FineTuneJob) -> tuple[str | None, int]:
     if run is None:
         return "was started by an older version that did not record its settings", 0
     changes = run_changes(run, run_record(cfg, 1, job.holdout.train, job.holdout.val))
-    frames = [c for c in changes if c.startswith("the images")]
-    if frames:
+    if changes.keys() & {"train_stems", "val_stems"}:
         return "trained on other reviewed frames", 0
     if changes:
-        return f"was started with other settings ({'; '.join(changes)})", 0
+        return f"was started with other settings ({'; '.join(changes.values())})", 0
     if done >= cfg.epochs:
         return f"had done all its {cfg.epochs} epochs", 0
     return None, done
