@@ -577,8 +577,8 @@ class ReviewProject:
         self._check_stem(stem)
         status = ReviewStatus(status)
         with self._exclusive():
-            statuses = self._read_review(otherwise=self._statuses)
-            statuses[stem] = (status, utc_now())
+            self._read_review_if_replaced()  # read again only when another instance wrote it since
+            statuses = {**self._statuses, stem: (status, utc_now())}
             document = {
                 "format": REVIEW_FORMAT,
                 "frames": {stem: {"status": s.value, "time": t} for stem, (s, t) in statuses.items()},
