@@ -149,16 +149,16 @@ def test_a_failed_edit_says_its_mask_is_kept_and_a_failed_undo_that_the_frame_is
     drag(review, [(x, 40) for x in range(30, 60)])  # saved
     editing = review.review_tools.editing
     saved = review.session.project.committed_mask(review.session.stem(0)).copy()
-    assert editing.editor.can_undo(0) and editing.unsaved_edits is None
+    assert editing.editor.can_undo(0) and editing.editor_with_unsaved_edits is None
     refusing_writes.add(True)
     editing.undo()
     assert review.statusBar().currentMessage() == ("Not saved: disk full (simulated). Frame 1 is as it was, on "
                                                    "screen and on disk.")
     assert np.array_equal(review.session.project.committed_mask(review.session.stem(0)), saved)
-    assert editing.unsaved_edits is None and editing.editor.can_undo(0)
+    assert editing.editor_with_unsaved_edits is None and editing.editor.can_undo(0)
     drag(review, [(x, 50) for x in range(30, 60)])
     assert review.statusBar().currentMessage() == (
         "Not saved: disk full (simulated). The edited mask of frame 1 is kept in memory (your next change, or "
         "closing the sequence, saves it again); the files on disk are unchanged.")
-    assert editing.unsaved_edits is editing.editor and list(editing.editor.unsaved) == [0]
+    assert editing.editor_with_unsaved_edits is editing.editor and list(editing.editor.unsaved) == [0]
     refusing_writes.clear()  # the window's close at teardown saves it

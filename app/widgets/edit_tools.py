@@ -180,7 +180,7 @@ class MaskEditing(QtCore.QObject):
         return self._editor
 
     @property
-    def unsaved_edits(self) -> FrameEditor | None:
+    def editor_with_unsaved_edits(self) -> FrameEditor | None:
         """The editor of the session shown when it holds edited masks whose save failed, whatever frame is shown
         (`editor` is None while an unreadable frame is)."""
         editor = self._editor

@@ -188,7 +188,7 @@ class ReviewTools(QtCore.QObject):
         """Before the session closes (the window closes, another sequence opens): save again the edited masks
         whose save failed. While one still fails, ask whether to try again, discard them, or cancel.
         False: cancelled, the session must stay open."""
-        editor = self.editing.unsaved_edits
+        editor = self.editing.editor_with_unsaved_edits
         while editor is not None and editor.unsaved:
             try:
                 for index in sorted(editor.unsaved):
