@@ -6,9 +6,12 @@ atomically at once). An edit that changes the mask also marks the frame `correct
 now drawn the truth, so export takes the committed mask. One that changes nothing (the eraser on empty
 sky) saves nothing and leaves the status alone, except that the accept tools commit the proposals they
 pick even where the frame already showed just those. Undo and redo leave the status alone.
-A failed write raises `ProjectWriteError`; the project keeps its last saved state, and the editor keeps
-the unsaved mask in memory as the frame's working mask, so the next edit that saves carries it too, and
-so does a status change (`FrameEditor.set_status`): a status is about the mask shown.
+A failed write raises `ProjectWriteError`. When the mask's own write fails, the project keeps its last
+saved state. When the mask (and its history step) is saved but the status written after it is not,
+`StatusNotSaved` (a `ProjectWriteError`) says so: the frame keeps its old status. Either way the editor
+keeps the mask in memory as the frame's working mask, so the next edit that saves carries it (and the
+status `corrected`) too, and so does a status change (`FrameEditor.set_status`): a status is about the
+mask shown.
 """
 from __future__ import annotations
 
@@ -28,6 +31,11 @@ FILL_LIMIT = 0.02  # a fill may add at most this fraction of the frame: small ta
 
 class EditRefused(ValueError):
     """The tool or status would do something the analyst cannot have meant; nothing was changed."""
+
+
+class StatusNotSaved(ProjectWriteError):
+    """The frame's mask is saved (its committed mask and history are on disk) but its status is not: the
+    status write after the mask's failed, and the frame keeps its previous status."""
 
 
 class Tool(str, Enum):
@@ -149,7 +157,8 @@ class FrameEditor:
 
     def set_status(self, index: int, status: ReviewStatus) -> None:
         """Set a frame's review status; EditRefused says why a status cannot be given, ProjectWriteError
-        that it was not saved (the frame keeps its status).
+        that it was not saved (the frame keeps its status): StatusNotSaved when the frame's mask is saved
+        all the same, ProjectWriteError itself when nothing is.
 
         A status is about the mask shown: a mask whose save failed is saved first (with the same error, and
         no status change, if it still cannot be). Accepted says the proposal is right, so a frame with none
@@ -164,11 +173,12 @@ class FrameEditor:
             raise EditRefused(f"Frame {index + 1} has no proposal to accept yet: detect it, draw its targets, or "
                               "mark it Negative.")
         project = session.ensure_project()
-        if index in self.unsaved:
+        mask_saved = index in self.unsaved  # once committed below: it is the frame's committed mask
+        if mask_saved:
             self._commit(index, self.unsaved[index])
         elif status is ReviewStatus.CORRECTED:
-            self._commit(index, project.working_mask(session.stem(index)))
-        session.set_status(index, status)
+            mask_saved = self._commit(index, project.working_mask(session.stem(index)))
+        self._set_status(index, status, mask_saved)
         self.unsaved.pop(index, None)
 
     def _save(self, index: int, new_mask: np.ndarray, commit_unchanged: bool = False) -> bool:
@@ -181,12 +191,21 @@ class FrameEditor:
             # an unsaved mask that is already the committed one lacks its status: that save failed after the mask
             if not self._commit(index, new_mask) and index not in self.unsaved:
                 return False
-            self.session.set_status(index, ReviewStatus.CORRECTED)
+            self._set_status(index, ReviewStatus.CORRECTED, mask_saved=True)
         except ProjectWriteError:
             self.unsaved[index] = np.asarray(new_mask, bool)
             raise
         self.unsaved.pop(index, None)
         return True
+
+    def _set_status(self, index: int, status: ReviewStatus, mask_saved: bool) -> None:
+        """Save the frame's status; `mask_saved`: its mask was just committed, so a failure raises StatusNotSaved."""
+        try:
+            self.session.set_status(index, status)
+        except ProjectWriteError as e:
+            if not mask_saved:
+                raise
+            raise StatusNotSaved(str(e)) from e
 
     def _commit(self, index: int, mask: np.ndarray) -> bool:
         """Make `mask` the frame's committed mask (`ReviewProject.commit_edit`); False when it already was."""

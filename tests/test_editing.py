@@ -1,9 +1,12 @@
 """FrameEditor (Qt-free): what a tool call saves, and what it leaves alone."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from app.core.project import ReviewStatus
-from app.editing import FrameEditor
+import app.core.project as project_module
+from app.core.project import ProjectWriteError, ReviewStatus
+from app.editing import FrameEditor, StatusNotSaved
 from app.session import ReviewSession
 from tests.test_frames import write_folder
 from tests.test_session import proposal_of_one_target
@@ -45,3 +48,37 @@ def test_a_tool_call_that_changes_nothing_on_a_frame_never_detected_makes_no_pro
     assert not editor.delete_component(1, 3, 3)
     assert session.project is None and session.status(1) is ReviewStatus.UNREVIEWED
     assert not session.project_dir.exists()
+
+
+def test_a_mask_saved_whose_status_write_fails_says_the_mask_is_saved(session, monkeypatch):
+    """The committed mask and its history step are written, then review.json cannot be: StatusNotSaved (a
+    ProjectWriteError), not a plain ProjectWriteError that would mean nothing changed on disk."""
+    project = session.ensure_project()
+    project.save_prediction("00", proposal_of_one_target())
+    session.record_result(0)
+    write_json = project_module.atomic_write_json
+
+    def no_review_json(path, *args, **kwargs):
+        if Path(path).name.startswith("review.json"):
+            raise OSError(28, "No space left on device")
+        return write_json(path, *args, **kwargs)
+
+    monkeypatch.setattr(project_module, "atomic_write_json", no_review_json)
+    editor = FrameEditor(session)
+    with pytest.raises(StatusNotSaved):
+        editor.paint(0, [(20, 15)], 3)
+    painted = editor.unsaved[0]
+    assert np.array_equal(project.committed_mask("00"), painted) and len(project.history("00")) == 1
+    with pytest.raises(StatusNotSaved):  # its mask is already the committed one: still saved, status not
+        editor.set_status(0, ReviewStatus.REJECTED)
+    with pytest.raises(StatusNotSaved):  # corrected commits the (empty) mask shown on frame 01
+        editor.set_status(1, ReviewStatus.CORRECTED)
+    assert project.committed_mask("01") is not None
+    with pytest.raises(ProjectWriteError) as refused:  # nothing to commit: nothing saved
+        editor.set_status(1, ReviewStatus.NEGATIVE)
+    assert not isinstance(refused.value, StatusNotSaved)
+    assert session.status(0) is session.status(1) is ReviewStatus.UNREVIEWED
+
+    monkeypatch.setattr(project_module, "atomic_write_json", write_json)
+    editor.set_status(0, ReviewStatus.CORRECTED)
+    assert session.status(0) is ReviewStatus.CORRECTED and not editor.unsaved

@@ -2,10 +2,13 @@
 (or asked about) before the sequence closes, and keys pressed on a focused control stay that control's."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PySide6 import QtCore, QtWidgets
 
+import app.core.project as project_module
 from app.core.project import ProjectWriteError, ReviewProject, ReviewStatus
 from app.editing import Tool
 from app.widgets import shortcuts_dialog
@@ -32,6 +35,22 @@ def refusing_writes(review, monkeypatch):
         write(action)
 
     monkeypatch.setattr(project, "_write", maybe_refuse)
+    return refusing
+
+
+@pytest.fixture
+def refusing_status_writes(review, monkeypatch):
+    """While the returned set holds True, review.json (and its backup) cannot be written; masks and their
+    history can: a status save fails after its mask's succeeded."""
+    write_json = project_module.atomic_write_json
+    refusing = {True}
+
+    def maybe_refuse(path, *args, **kwargs):
+        if refusing and Path(path).name.startswith("review.json"):
+            raise OSError("disk full (simulated)")
+        return write_json(path, *args, **kwargs)
+
+    monkeypatch.setattr(project_module, "atomic_write_json", maybe_refuse)
     return refusing
 
 
@@ -162,3 +181,26 @@ def test_a_failed_edit_says_its_mask_is_kept_and_a_failed_undo_that_the_frame_is
         "closing the sequence, saves it again); the files on disk are unchanged.")
     assert editing.editor_with_unsaved_edits is editing.editor and list(editing.editor.unsaved) == [0]
     refusing_writes.clear()  # the window's close at teardown saves it
+
+
+def test_a_mask_saved_without_its_status_is_said_to_be_saved(review, refusing_status_writes):
+    folder, stem = review.session.project.folder, review.session.stem(0)
+    kept = _unsaved_stroke(review)  # the mask and its history step are written, review.json is not
+    try:  # pytest-qt closes the window before fixtures are torn down: a failure here must not leave the refusal
+        assert review.statusBar().currentMessage().endswith(
+            "disk full (simulated). The edited mask of frame 1 is saved but not its status, which stays "
+            "unreviewed (your next change, or closing the sequence, saves it again).")
+        status, mask = _on_disk(folder, stem)
+        assert status is ReviewStatus.UNREVIEWED and np.array_equal(mask, kept)
+        assert len(ReviewProject.open(folder).history(stem)) == 1
+
+        review.review_tools.set_status(ReviewStatus.REJECTED)
+        assert review.statusBar().currentMessage().endswith(
+            "disk full (simulated). The mask shown on frame 1 is saved but not its status, which stays unreviewed.")
+        assert _on_disk(folder, stem)[0] is ReviewStatus.UNREVIEWED
+    finally:
+        refusing_status_writes.clear()
+    assert review.close()  # saves the status the edit would have set
+    status, mask = _on_disk(folder, stem)
+    assert status is ReviewStatus.CORRECTED and np.array_equal(mask, kept)
+

@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.edits import paint_stroke
 from app.core.project import ProjectWriteError
-from app.editing import EditRefused, FrameEditor, Tool, brush_offsets
+from app.editing import EditRefused, FrameEditor, StatusNotSaved, Tool, brush_offsets
 
 TOOL_LABELS = {
     Tool.NAVIGATE: ("Navigate", "Pan and zoom (no editing)"),
@@ -269,7 +269,11 @@ class MaskEditing(QtCore.QObject):
         try:
             changed = edit(editor, index)
         except ProjectWriteError as e:
-            if index in editor.unsaved:
+            if isinstance(e, StatusNotSaved):
+                outcome = (f"The edited mask of frame {index + 1} is saved but not its status, which stays "
+                           f"{self.window.session.status(index).value} (your next change, or closing the "
+                           "sequence, saves it again)")
+            elif index in editor.unsaved:
                 outcome = (f"The edited mask of frame {index + 1} is kept in memory (your next change, or closing "
                            "the sequence, saves it again); the files on disk are unchanged")
             else:  # an undo or redo that could not be written: the project is as it was

@@ -17,7 +17,7 @@ from app.core.label_import import LabelImportReport, import_labels
 from app.core.project import ProjectError, ProjectWriteError, ReviewStatus
 from app.core.propagation import PropagationResult, apply_propagation, target_to_carry
 from app.core.review_queue import summarize, unreviewed_summaries
-from app.editing import EditRefused, FrameEditor, Tool
+from app.editing import EditRefused, FrameEditor, StatusNotSaved, Tool
 from app.paths import DEFAULT_WEIGHTS
 from app.widgets.edit_tools import EditPalette, MaskEditing
 from app.widgets.export_dialog import ExportDialog
@@ -229,6 +229,10 @@ class ReviewTools(QtCore.QObject):
             editor.set_status(index, status)
         except EditRefused as e:
             self.window.statusBar().showMessage(str(e), 8000)
+            return False
+        except StatusNotSaved as e:
+            self.show_write_error(str(e), f"The mask shown on frame {index + 1} is saved but not its status, which "
+                                          f"stays {session.status(index).value}")
             return False
         except ProjectWriteError as e:
             kept = ", its edited mask is kept in memory" if index in editor.unsaved else ""
