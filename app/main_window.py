@@ -191,9 +191,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def open_path(self, path: str | Path) -> bool:
         """Open a source or a project; on failure show why and keep what was open. False also when the
-        analyst keeps the open sequence for its edits that could not be saved."""
-        if not self.review_tools.save_unsaved_edits():
-            return False
+        analyst keeps the open sequence for its edits that could not be saved.
+
+        The new sequence is opened before those edits are saved or asked about: one that cannot be opened
+        leaves them as they are (not discarded for nothing). Opening reads no project yet (`details=False`),
+        so one saved here is read afterwards with these edits in it."""
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
         try:
             session = ReviewSession.open(path, details=False)
@@ -202,6 +204,9 @@ class MainWindow(QtWidgets.QMainWindow):
             QtWidgets.QMessageBox.warning(self, "Cannot open", str(e))
             return False
         QtWidgets.QApplication.restoreOverrideCursor()
+        if not self.review_tools.save_unsaved_edits():
+            session.close()
+            return False
         self._set_session(session)
         self._remember_recent(str(Path(path).expanduser().resolve()))
         return True

@@ -204,3 +204,19 @@ def test_a_mask_saved_without_its_status_is_said_to_be_saved(review, refusing_st
     status, mask = _on_disk(folder, stem)
     assert status is ReviewStatus.CORRECTED and np.array_equal(mask, kept)
 
+
+def test_a_sequence_that_cannot_be_opened_leaves_the_unsaved_edits_alone(review, refusing_writes, tmp_path,
+                                                                        monkeypatch):
+    session = review.session
+    kept = _unsaved_stroke(review)
+    asked = []
+    monkeypatch.setattr(review.review_tools, "_ask_about_unsaved_edits",
+                        lambda *args: asked.append(args) or QtWidgets.QMessageBox.Discard)
+    try:
+        assert not review.open_path(tmp_path / "no such folder")
+        assert "no such folder" in review.messages[-1]  # "Cannot open"
+        assert not asked and review.session is session  # nothing was asked, so nothing could be discarded
+        assert np.array_equal(review.review_tools.editing.editor.unsaved[0], kept)
+    finally:
+        refusing_writes.clear()  # the window's close at teardown saves it
+
