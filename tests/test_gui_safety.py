@@ -220,3 +220,24 @@ def test_a_sequence_that_cannot_be_opened_leaves_the_unsaved_edits_alone(review,
     finally:
         refusing_writes.clear()  # the window's close at teardown saves it
 
+
+def test_a_check_box_clicked_with_the_mouse_leaves_space_to_accept_the_frame(review, qtbot):
+    review.activateWindow()
+    qtbot.waitUntil(review.isActiveWindow, timeout=5000)
+    edges = review.overlay_panel.toggles["edges"]
+    review.frame_view.graphics.setFocus()
+    qtbot.mouseClick(edges, QtCore.Qt.LeftButton, pos=QtCore.QPoint(8, edges.height() // 2))
+    assert edges.isChecked()
+    qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_Space)
+    assert edges.isChecked() and review.session.status(0) is ReviewStatus.ACCEPTED and review.index == 1
+
+    # from the keyboard, Tab onto the box: Space ticks it and accepts nothing
+    before = edges.previousInFocusChain()
+    while not (before.focusPolicy() & QtCore.Qt.TabFocus and before.isVisible() and before.isEnabled()):
+        before = before.previousInFocusChain()
+    before.setFocus(QtCore.Qt.TabFocusReason)
+    qtbot.waitUntil(before.hasFocus, timeout=2000)
+    qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_Tab)
+    qtbot.waitUntil(edges.hasFocus, timeout=2000)
+    qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_Space)
+    assert not edges.isChecked() and review.session.status(1) is ReviewStatus.UNREVIEWED and review.index == 1

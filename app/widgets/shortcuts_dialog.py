@@ -40,13 +40,23 @@ class FocusedControlKeys(QtCore.QObject):
     shortcuts take such a key otherwise: Space on a focused button accepted the frame instead of pressing it.
 
     Install it on the window and on its dock widgets: the key's ShortcutOverride event goes up from the
-    focused widget to its window (a floating dock is one), and accepting it gives the key to the widget."""
+    focused widget to its window (a floating dock is one), and accepting it gives the key to the widget.
+    Buttons and check boxes should take focus from the keyboard (Tab) only (`tab_focus_only`): one clicked
+    with the mouse would otherwise keep Space, and the next Space would press it again."""
 
     def eventFilter(self, watched, event) -> bool:
         if event.type() == QtCore.QEvent.ShortcutOverride and _used_by(QtWidgets.QApplication.focusWidget(), event):
             event.accept()
             return True
         return False
+
+
+def tab_focus_only(parent: QtWidgets.QWidget) -> None:
+    """Buttons and check boxes under `parent` that take focus on a click take it from Tab only: a click
+    leaves the keyboard focus where it was (the frame view), so Space still accepts the frame."""
+    for button in parent.findChildren(QtWidgets.QAbstractButton):
+        if button.focusPolicy() == QtCore.Qt.StrongFocus:
+            button.setFocusPolicy(QtCore.Qt.TabFocus)
 
 
 def _used_by(widget: QtWidgets.QWidget | None, event: QtGui.QKeyEvent) -> bool:
@@ -62,12 +72,14 @@ def _used_by(widget: QtWidgets.QWidget | None, event: QtGui.QKeyEvent) -> bool:
 
 class ShortcutActions:
     """QActions on `window` (window-wide shortcuts) for every action that has a handler; the keys that the
-    focused control uses stay its own (`FocusedControlKeys`)."""
+    focused control uses stay its own (`FocusedControlKeys`), and the window's buttons and check boxes
+    (docks included: they are its children) take the focus from Tab only (`tab_focus_only`)."""
 
     def __init__(self, window: QtWidgets.QWidget, handlers: dict[str, Callable[[], None]]):
         self.focus_keys = FocusedControlKeys(window)
         for widget in (window, *window.findChildren(QtWidgets.QDockWidget)):
             widget.installEventFilter(self.focus_keys)
+        tab_focus_only(window)
         self.actions: dict[str, QtGui.QAction] = {}
         for name, handler in handlers.items():
             action = QtGui.QAction(action_title(name), window)
