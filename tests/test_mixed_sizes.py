@@ -130,7 +130,7 @@ def test_export_writes_each_frame_at_its_own_size(tmp_path):
     project.set_status("img4", ReviewStatus.NEGATIVE)
     project.commit_mask("img1", box((24, 32), 7, 9))
     project.set_status("img1", ReviewStatus.ACCEPTED)
-    report = export_project(project, tmp_path / "out", "sirst", split="train", source=source)
+    report = export_project(project, tmp_path / "out", "sirst", split="train", source=source, sequence_name="project")
     assert report.exported == ["project_img1", "project_img2", "project_img4"]
     samples = {stem: (image, mask) for stem, image, mask, _ in read_exported_dataset(tmp_path / "out", "sirst")}
     for i, expected in ((1, box((24, 32), 7, 9)), (2, box((40, 28), 8, 10)), (4, np.zeros((31, 45), bool))):
