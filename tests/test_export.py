@@ -666,8 +666,8 @@ def test_an_export_into_the_sequence_s_own_folders_is_refused_and_nothing_writte
     project.set_status(project.stems[0], "corrected")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     for out, append in ((clip, False), (clip, True), (clip / "images" / "labels", False), (project.folder, True)):
-        with pytest.raises(ExportError, match=r"would put the exported frames into the (sequence's frames folder|review "
-                                              r"project) .*: choose a folder outside it"):
+        with pytest.raises(ExportError, match=r"would put the exported frames into (the sequence's frames folder|a "
+                                              r"review project) .*: choose a folder outside it"):
             export_project(project, out, "sirst", append=append)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
     report = export_project(project, tmp_path / "labels", "sirst")  # beside them: exported
@@ -683,6 +683,7 @@ def test_the_default_sequence_name_is_the_source_s_as_the_app_names_it():
     assert source_sequence_name("/data/IR_DRONE_146/images", "folder") == "IR_DRONE_146"
     assert source_sequence_name("/data/pile été.tif", "tiff") == "pile été"  # not "pile été.tif_000001.png"
     assert source_sequence_name("/data/.hidden", "folder") == "hidden"
+    assert source_sequence_name("/data/clip ", "folder") == "clip"  # a plain name (export refuses "clip ")
 
 
 def test_an_append_without_a_sequence_name_keeps_the_name_the_data_set_gives_this_source(tmp_path, monkeypatch):
@@ -714,3 +715,31 @@ def test_an_image_of_a_data_set_does_not_export_into_that_data_set_but_a_stack_e
                 export_project(project, tmp_path / "nuaa", "sirst", append=True)
         else:
             assert export_project(project, tmp_path / "labels", "sirst").exported == [f"flight_{project.stems[0]}"]
+
+
+def test_an_export_into_the_ground_truth_or_another_review_project_is_refused(tmp_path):
+    """A clip laid out as CLIP/frames + CLIP/masks, and a TIFF stack with masks/ beside it (make-demo --tiff):
+    the data set's masks/ would be their ground truth. Another project over the same source would gain
+    files in its proposals' masks/."""
+    write_frames(tmp_path / "clipF" / "frames", 2)
+    (tmp_path / "clipF" / "masks").mkdir()
+    (tmp_path / "demo" / "masks").mkdir(parents=True)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "demo" / "stack.tif", np.zeros((2, *SHAPE), np.uint16))
+    for source_path in (tmp_path / "clipF" / "frames", tmp_path / "demo" / "stack.tif"):
+        source = open_source(source_path)
+        project = ReviewProject.create(tmp_path / f"{source_path.parent.name}.irsam-review", source.path, source.kind,
+                                       source.stems, source.shape, NORMALIZATION.to_dict(), DETECTOR)
+        other = ReviewProject.create(tmp_path / f"{source_path.parent.name}-2.irsam-review", source.path,
+                                     source.kind, source.stems, source.shape, NORMALIZATION.to_dict(), DETECTOR)
+        source.close()
+        project.commit_mask(project.stems[0], box(2, 2))
+        project.set_status(project.stems[0], "corrected")
+        before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+        for out in (source_path.parent, source_path.parent / "masks"):
+            with pytest.raises(ExportError, match=r"into the sequence's ground-truth masks .*masks\): choose"):
+                export_project(project, out, "sirst", append=True)
+        with pytest.raises(ExportError, match=r"into a review project .*-2\.irsam-review\): choose"):
+            export_project(project, other.folder, "sirst", append=True)
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

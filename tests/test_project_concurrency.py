@@ -5,6 +5,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from app.core.project import ReviewProject, ReviewStatus
 from tests.test_project import NORMALIZATION, REPO, STEMS, make_project, result_with_targets, square_mask
@@ -120,3 +121,24 @@ def test_statuses_set_by_two_processes_at_once_are_all_kept(tmp_path):
     assert [child.wait(timeout=60) for child in children] == [0, 0]
     opened = ReviewProject.open(tmp_path / "p")
     assert [opened.status(stem).value for stem in stems] == ["accepted", "rejected"] * 20
+
+
+def test_a_write_waiting_on_a_lock_held_too_long_fails_with_a_message(tmp_path, monkeypatch):
+    import fcntl
+    import os
+
+    import app.core.project as project_module
+    from app.core.project import ProjectWriteError
+
+    project = make_project(tmp_path / "p")
+    monkeypatch.setattr(project_module, "LOCK_WAIT_S", 0.2)
+    held = os.open(tmp_path / "p" / "project.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)  # a stuck instance (another descriptor locks like another process)
+    try:
+        with pytest.raises(ProjectWriteError, match=r"project.lock has been held by another process for 0.2 s"):
+            project.set_status("f000", "accepted")
+    finally:
+        os.close(held)
+    assert project.status("f000") is ReviewStatus.UNREVIEWED
+    project.set_status("f000", "accepted")  # released: it writes
+    assert ReviewProject.open(tmp_path / "p").status("f000") is ReviewStatus.ACCEPTED

@@ -39,7 +39,7 @@ from PIL import Image
 
 from app.core.frames import FrameReadError, SourceError, open_source
 from app.core.normalization import Normalization
-from app.core.project import ReviewProject, ReviewStatus, utc_now
+from app.core.project import ReviewProject, ReviewStatus, is_project, utc_now
 from app.core.provenance import ProposalOrigin
 from app.core.targets import extract_targets, label_components
 from model.atomic import encode_json, encode_png, write_temporary_beside
@@ -181,7 +181,7 @@ def source_sequence_name(source_path: str | Path, source_kind: str) -> str:
         name = path.parent.name
     else:
         name = path.name
-    return name.lstrip(".") or "sequence"
+    return name.strip().lstrip(".").strip() or "sequence"  # a plain name (_check_plain_name)
 
 
 def sequence_name_for(project: ReviewProject, out: str | Path, layout: str,
@@ -197,22 +197,27 @@ def sequence_name_for(project: ReviewProject, out: str | Path, layout: str,
 
 
 def _check_not_into_own_folders(paths: DatasetPaths, project: ReviewProject) -> None:
-    """ExportError when the data set would be written into the sequence's frames folder (a clip's own
-    images/ and its ground-truth masks/ beside it: the source would gain the exported frames) or be the
-    review project itself (its masks/ holds the proposals); a folder inside the project (the app's fine-tune
+    """ExportError when the data set would be written into the sequence's frames folder or its ground truth
+    (a clip's masks/, beside its frames or a folder up: the source would gain the exported frames), or into
+    a review project (its masks/ holds the proposals); a folder inside the project (the app's fine-tune
     folders) is fine."""
     root = paths.root.resolve()
-    frames, project_folder = project.source_path.resolve(), project.folder.resolve()
-    written = (paths.images.resolve(), paths.masks.resolve())
+    written = (root, paths.images.resolve(), paths.masks.resolve())
+    source = project.source_path.resolve()
+    frames = source if project.source_kind == "folder" else source.parent  # a TIFF's or an image's folder
+    truth = (frames / "masks", frames.parent / "masks")
     if project.source_kind == "folder":
-        into_frames = root == frames or frames in root.parents or frames in written
-    else:  # a TIFF stack or one image: its folder (a data set's images/, say) must not gain exported frames
-        frames = frames.parent
-        into_frames = frames in written
-    if into_frames or root == project_folder:
-        what, folder = (("the sequence's frames folder", frames) if into_frames
-                        else ("the review project", project_folder))
-        raise ExportError(f"{paths.root} would put the exported frames into {what} ({folder}): choose a "
+        into_frames = frames in written or frames in root.parents
+    else:  # beside a TIFF stack is fine; in its folder's images/ or masks/ (one image of a data set) is not
+        into_frames = frames in written[1:]
+    into = ("the sequence's frames folder", frames) if into_frames else None
+    for folder in truth:
+        if into is None and (folder in written or folder in root.parents):
+            into = ("the sequence's ground-truth masks", folder)
+    if into is None and (root == project.folder.resolve() or is_project(root)):
+        into = ("a review project", root)
+    if into is not None:
+        raise ExportError(f"{paths.root} would put the exported frames into {into[0]} ({into[1]}): choose a "
                           "folder outside it")
 
 
@@ -617,6 +622,8 @@ def _read_meta(paths: DatasetPaths) -> dict:
         meta = json.loads(path.read_text(encoding="utf-8"))
         if meta.get("format") != EXPORT_FORMAT:
             raise ValueError(f"not a {EXPORT_FORMAT} file")
+        if not isinstance(meta.get("frames"), dict) or not all(isinstance(r, dict) for r in meta["frames"].values()):
+            raise ValueError("its frames are not a record per frame")
         return meta
     except (OSError, ValueError, AttributeError) as e:
         raise ExportError(f"{path} is unreadable ({e}); cannot append safely") from e

@@ -18,6 +18,7 @@ import json
 import os
 import struct
 import threading
+import time
 import zlib
 from datetime import datetime, timezone
 from enum import Enum
@@ -39,6 +40,7 @@ REVIEW_FORMAT = "irsam-review-status/1"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DETECTION_COLUMNS = ("frame", "stem", "target_id", "cx", "cy", "area", "x0", "y0", "x1", "y1", "peak_score")
 LOCK_FILE = "project.lock"
+LOCK_WAIT_S = 10.0  # how long a write waits for another instance's lock before it fails
 
 
 class ReviewStatus(str, Enum):
@@ -766,12 +768,20 @@ def _locked(path: Path) -> int | None:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
             return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:  # another instance writes: for milliseconds, unless it is stuck
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise ProjectWriteError(f"{path} has been held by another process for {LOCK_WAIT_S:g} s (a window or "
+                                        "an irsam command stuck on this project?): nothing was written") from None
+            time.sleep(0.01)
+        except OSError:  # a file system without locks
+            os.close(fd)
+            return None
 
 
 def _file_identity(path: Path) -> tuple | None:
