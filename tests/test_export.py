@@ -64,8 +64,8 @@ def reviewed_project(tmp_path, name="seqA", seed=0):
     frame). Returns the project, raw frames and the mask each frame exports."""
     frames = write_frames(tmp_path / name, 6, seed)
     source = open_source(tmp_path / name)
-    project = ReviewProject.create(tmp_path / f"{name}.irsam-review", source.path, source.kind, source.stems, source.shape,
-                                   NORMALIZATION.to_dict(), DETECTOR)
+    project = ReviewProject.create(tmp_path / f"{name}.irsam-review", source.path, source.kind, source.stems,
+                                   source.shape, NORMALIZATION.to_dict(), DETECTOR)
     source.close()
     predicted = {i: box(2 + i, 3 + 2 * i) for i in range(6)}
     for i, stem in enumerate(project.stems):
@@ -220,7 +220,7 @@ def test_a_data_set_stem_of_another_sequence_is_not_overwritten(tmp_path):
     out = tmp_path / "out"
     export_project(first, out, "sirst", sequence_name="cam_0000")  # stems cam_0000_0000, cam_0000_0001...
     frames = tmp_path / "cam"
-    write_frames(frames, 1)
+    write_frames(frames, 1, seed=1)  # other frames: the same values would be the same source's
     (frames / "0000.png").rename(frames / "0000_0001.png")  # as sequence "cam": stem cam_0000_0001 again
     source = open_source(frames)
     second = ReviewProject.create(tmp_path / "cam.irsam-review", source.path, source.kind, source.stems, source.shape,
@@ -743,3 +743,23 @@ def test_an_export_into_the_ground_truth_or_another_review_project_is_refused(tm
         with pytest.raises(ExportError, match=r"into a review project .*-2\.irsam-review\): choose"):
             export_project(project, other.folder, "sirst", append=True)
         assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_frames_already_held_under_another_sequence_name_are_refused_after_a_rename(tmp_path):
+    """Exported as clipR1; the clip and its project renamed since: the paths no longer tell, the values do."""
+    project = reviewed_project(tmp_path, "clipR1")[0]
+    out = tmp_path / "ds"
+    export_project(project, out, "sirst", split="train")
+    (tmp_path / "clipR1").rename(tmp_path / "clipR2")
+    (tmp_path / "clipR1.irsam-review").rename(tmp_path / "clipR2.irsam-review")
+    source = open_source(tmp_path / "clipR2")
+    moved = ReviewProject.create(tmp_path / "clipR2.irsam-review", source.path, source.kind, source.stems, source.shape,
+                                 NORMALIZATION.to_dict(), DETECTOR, exist_ok=True)
+    source.close()
+    before = snapshot(out)
+    with pytest.raises(ExportError, match=r"already holds the frames of .*clipR2 as sequence 'clipR1' \(e.g. "
+                                          r"clipR1_.*export under the sequence name 'clipR1' to replace them"):
+        export_project(moved, out, "sirst", split="test", append=True)
+    assert snapshot(out) == before  # not in train and test at once
+    report = export_project(moved, out, "sirst", split="test", append=True, sequence_name="clipR1")
+    assert len(report.exported) == 4 and {split for *_, split in read_exported_dataset(out, "sirst")} == {"test"}

@@ -28,6 +28,7 @@ no target); raw copies, which need the source, only for this export's frames.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -285,7 +286,7 @@ def export_project(
     if meta.setdefault("layout", layout) != layout:
         raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
     dataset_stems = {stem: f"{sequence}_{stem}" for stem, _ in selected}  # a frame's name in the data set
-    _check_sequence_is_this_source(meta, paths.root, sequence, project, set(dataset_stems.values()))
+    earlier_records = dict(meta["frames"])
     asked = {name for name, wanted in (("raw", raw), ("coco", coco), ("yolo", yolo)) if wanted}
     already_held = dataset_formats(out, layout, dataset_name) - asked if append else set()
     formats = asked | already_held
@@ -327,6 +328,7 @@ def export_project(
                         "mask_from": origin,
                         "split": split,
                         "raw": raw_file,
+                        "frame_sha1": frame_fingerprint(frame),
                         "exported": utc_now(),
                     }
                     report.exported.append(dataset_stem)
@@ -337,6 +339,9 @@ def export_project(
                 source.close()
         if not report.exported:
             return report
+        fingerprints = {meta["frames"][s].get("frame_sha1") for s in report.exported} - {None}
+        _check_sequence_is_this_source(earlier_records, paths.root, sequence, project, set(dataset_stems.values()),
+                                       fingerprints)
 
         report.formats = [f for f in FORMATS if f in formats]
         report.formats_already_held = [f for f in FORMATS if f in already_held]
@@ -558,20 +563,22 @@ def dataset_formats(out: str | Path, layout: str, dataset_name: str = DEFAULT_DA
     return {name for name, pattern in patterns.items() if any(root.glob(pattern))}
 
 
-def _check_sequence_is_this_source(meta: dict, root: Path, sequence: str, project: ReviewProject,
-                                   dataset_stems: set[str]) -> None:
+def _check_sequence_is_this_source(records: dict, root: Path, sequence: str, project: ReviewProject,
+                                   dataset_stems: set[str], fingerprints: set[str]) -> None:
     """Refuse an append that would replace or remove frames of another source (two folders of the same
     name), or put this source's frames in the data set twice (near-duplicates, maybe on both sides of the
-    split)."""
+    split). `records` are the data set's frame records before this export; one is this source's when it
+    names this source or project (`_is_this_source`) or holds the values of a frame exported now (its
+    `frame_fingerprint`: a clip renamed with its project since, whose paths no longer tell)."""
     source = str(project.source_path)
-    for dataset_stem, record in meta["frames"].items():
-        this_source = _is_this_source(record, project)
+    for dataset_stem, record in records.items():
+        this_source = _is_this_source(record, project) or record.get("frame_sha1") in fingerprints
         other_sequence = record.get("sequence")
         if this_source and other_sequence != sequence:
             raise ExportError(
-                f"{root} already holds the frames of {source} as sequence {other_sequence!r}; exporting them as "
-                f"{sequence!r} would put them in the data set twice. Nothing was written: export under the "
-                f"sequence name {other_sequence!r} to replace them")
+                f"{root} already holds the frames of {source} as sequence {other_sequence!r} (e.g. {dataset_stem}, "
+                f"from {record.get('source')}); exporting them as {sequence!r} would put them in the data set "
+                f"twice. Nothing was written: export under the sequence name {other_sequence!r} to replace them")
         if not this_source and other_sequence == sequence:
             raise ExportError(
                 f"sequence name {sequence!r} is already used in {root} by the frames of {record.get('source')}; "
@@ -584,9 +591,19 @@ def _check_sequence_is_this_source(meta: dict, root: Path, sequence: str, projec
                 "was written: export under another sequence name")
 
 
+def frame_fingerprint(frame: np.ndarray) -> str | None:
+    """SHA-1 of a raw frame's values, shape and type: the same frame exported under two sequence names (its
+    clip and project renamed since) is found by it. None for a constant frame, which two sources may share."""
+    if frame.size == 0 or frame.min() == frame.max():
+        return None
+    digest = hashlib.sha1(f"{frame.dtype.str}{frame.shape}".encode())
+    digest.update(np.ascontiguousarray(frame).tobytes())
+    return digest.hexdigest()
+
+
 def _is_this_source(record: dict, project: ReviewProject) -> bool:
-    """Whether a data set's frame record comes from `project`'s source: it names the same source or the same
-    project (either may have been recreated or moved since)."""
+    """Whether a data set's frame record names `project`'s source or the project itself (either may have been
+    recreated or moved since)."""
     return record.get("source") == str(project.source_path) or record.get("project") == str(project.folder.resolve())
 
 
