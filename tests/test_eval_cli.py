@@ -359,6 +359,8 @@ def test_a_clip_folder_lacking_frames_or_boxes_is_named_with_what_clip_takes(tmp
         (tmp_path / "no_boxes", f"--clip {tmp_path / 'no_boxes'}: no boxes.csv in it; {takes}"),
         (tmp_path / "none", f"--clip {tmp_path / 'none'}: no such folder; --clip takes a clip folder holding "
                             "images/ and boxes.csv"),
+        (CLIP / "boxes.csv", f"--clip {CLIP / 'boxes.csv'}: a file, not a folder; --clip takes a clip folder "
+                             f"holding images/ and boxes.csv (give {CLIP})"),
     ):
         assert run_eval("--method", "tophat", "--clip", str(clip)) == 2
         assert capsys.readouterr().err == f"error: {message}\n"

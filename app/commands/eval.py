@@ -169,7 +169,9 @@ def check_clip_folder(clip: str) -> None:
     """ValueError saying what a --clip folder lacks, unless it holds images/ and boxes.csv."""
     folder = Path(clip)
     if not folder.is_dir():
-        raise ValueError(f"--clip {clip}: no such folder; --clip takes a clip folder holding images/ and boxes.csv")
+        what = "a file, not a folder" if folder.exists() else "no such folder"
+        hint = f" (give {folder.parent})" if folder.name == "boxes.csv" else ""
+        raise ValueError(f"--clip {clip}: {what}; --clip takes a clip folder holding images/ and boxes.csv{hint}")
     missing = [name for name, there in (("images/ folder", (folder / "images").is_dir()),
                                         ("boxes.csv", (folder / "boxes.csv").is_file())) if not there]
     if missing:
