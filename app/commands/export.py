@@ -33,8 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("--sequence", default=None,
                    help="stem prefix, a plain name: no '/', not starting with '.' or a space, not ending with a space "
                    "(default: the name the data set already gives this source's frames, else the source's name as the "
-                   "app gives it: the frames folder's, its parent's for a folder named images or frames, a TIFF "
-                   "stack's without .tif)")
+                   "app gives it: the frames folder's, its parent's for a folder named images, imgs, img or frames, a "
+                   "TIFF stack's without .tif)")
     p.add_argument("--raw", action="store_true", help="also write raw/<stem>.png (or .tif): the raw frame values")
     p.add_argument("--coco", action="store_true", help="also write annotations/instances_<split>.json (COCO, RLE)")
     p.add_argument("--yolo", action="store_true", help="also write labels/<stem>.txt (YOLO boxes)")
