@@ -241,3 +241,88 @@ def test_a_check_box_clicked_with_the_mouse_leaves_space_to_accept_the_frame(rev
     qtbot.waitUntil(edges.hasFocus, timeout=2000)
     qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_Space)
     assert not edges.isChecked() and review.session.status(1) is ReviewStatus.UNREVIEWED and review.index == 1
+
+
+def _pick_with_the_mouse(qtbot, combo: QtWidgets.QComboBox, row: int) -> None:
+    """Click `combo` and then its item `row` in the list that opens, as the analyst picks one."""
+    qtbot.mouseClick(combo, QtCore.Qt.LeftButton)
+    qtbot.waitUntil(lambda: QtWidgets.QApplication.activePopupWidget() is not None, timeout=2000)
+    qtbot.wait(QtWidgets.QApplication.doubleClickInterval() + 50)  # the list ignores a release sooner than that
+    view = combo.view()
+    qtbot.mouseClick(view.viewport(), QtCore.Qt.LeftButton, pos=view.visualRect(view.model().index(row, 0)).center())
+    qtbot.waitUntil(lambda: QtWidgets.QApplication.activePopupWidget() is None, timeout=2000)
+    assert combo.currentIndex() == row
+
+
+def _review_keys_act_on_the_frame(window, qtbot, target) -> None:
+    """D, A, R, C and Space, sent to `target` (a window handle), step, mark and accept the shown frame."""
+    i = window.index
+    qtbot.keyClick(target, QtCore.Qt.Key_D)
+    assert window.index == i + 1
+    qtbot.keyClick(target, QtCore.Qt.Key_A)
+    assert window.index == i
+    qtbot.keyClick(target, QtCore.Qt.Key_R)
+    assert window.session.status(i) is ReviewStatus.REJECTED
+    qtbot.keyClick(target, QtCore.Qt.Key_C)
+    assert window.session.status(i) is ReviewStatus.CORRECTED
+    qtbot.keyClick(target, QtCore.Qt.Key_Space)
+    assert window.session.status(i) is ReviewStatus.ACCEPTED and window.index != i
+
+
+def test_a_combo_box_picked_with_the_mouse_leaves_the_review_keys_to_the_frame(review, qtbot):
+    review.activateWindow()
+    qtbot.waitUntil(review.isActiveWindow, timeout=5000)
+    panel = review.review_tools.review_panel
+    detector = review.detection_panel.detector_combo
+    for combo, row in ((review.palette_combo, 2), (panel.sort_combo, 1), (panel.status_filter, 0),
+                       (detector, detector.currentIndex())):  # the same detector: nothing to load
+        review.frame_view.graphics.setFocus()
+        _pick_with_the_mouse(qtbot, combo, row)
+        text = combo.currentText()
+        _review_keys_act_on_the_frame(review, qtbot, review.windowHandle())
+        assert combo.currentText() == text and not combo.hasFocus()  # D did not switch the sort to "detections"
+
+
+def test_a_combo_box_reached_with_tab_takes_letters_and_space(review, qtbot):
+    review.activateWindow()
+    qtbot.waitUntil(review.isActiveWindow, timeout=5000)
+    combo = review.review_tools.review_panel.sort_combo
+    before = combo.previousInFocusChain()
+    while not (before.focusPolicy() & QtCore.Qt.TabFocus and before.isVisible() and before.isEnabled()):
+        before = before.previousInFocusChain()
+    before.setFocus(QtCore.Qt.TabFocusReason)
+    qtbot.waitUntil(before.hasFocus, timeout=2000)
+    qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_Tab)
+    qtbot.waitUntil(combo.hasFocus, timeout=2000)
+    qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_D)
+    assert combo.currentText() == "detections" and review.index == 0
+    qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_Space)
+    qtbot.waitUntil(lambda: QtWidgets.QApplication.activePopupWidget() is not None, timeout=2000)
+    QtWidgets.QApplication.activePopupWidget().close()
+    assert review.session.status(0) is ReviewStatus.UNREVIEWED and review.index == 0
+
+
+def test_the_floating_features_dock_clicked_on_passes_the_review_keys(review, qtbot):
+    dock = review.features_dock
+    dock.show()
+    qtbot.waitExposed(dock)
+    dock.activateWindow()
+    qtbot.waitUntil(dock.isActiveWindow, timeout=5000)
+    follow = review.feature_panel.follow
+    qtbot.mouseClick(follow, QtCore.Qt.LeftButton, pos=QtCore.QPoint(8, follow.height() // 2))
+    _review_keys_act_on_the_frame(review, qtbot, dock.windowHandle())
+
+
+def test_a_dock_added_after_the_shortcuts_leaves_the_keys_to_the_frame_too(review, qtbot):
+    combo = QtWidgets.QComboBox()
+    combo.addItems(["one", "two", "three"])
+    dock = QtWidgets.QDockWidget("Added later", review)
+    dock.setWidget(combo)
+    review.addDockWidget(QtCore.Qt.RightDockWidgetArea, dock)
+    qtbot.waitUntil(combo.isVisible, timeout=2000)
+    assert combo.focusPolicy() == QtCore.Qt.TabFocus
+    review.activateWindow()
+    qtbot.waitUntil(review.isActiveWindow, timeout=5000)
+    review.frame_view.graphics.setFocus()
+    _pick_with_the_mouse(qtbot, combo, 1)
+    _review_keys_act_on_the_frame(review, qtbot, review.windowHandle())

@@ -34,34 +34,72 @@ def action_title(action: str) -> str:
     return action.replace("_", " ").capitalize()
 
 
+# focus given back to the control it was on (its window reactivated, its popup or a menu closed): it keeps
+# what it had; any other focus change decides anew whether the analyst chose the control from the keyboard
+_FOCUS_RESTORED = (QtCore.Qt.ActiveWindowFocusReason, QtCore.Qt.PopupFocusReason, QtCore.Qt.MenuBarFocusReason)
+_FROM_THE_KEYBOARD = (QtCore.Qt.TabFocusReason, QtCore.Qt.BacktabFocusReason, QtCore.Qt.ShortcutFocusReason)
+_CHOSEN = "irsamKeysToControl"  # property: the control was focused from the keyboard and keeps its keys
+_COVERED = "irsamFocusCovered"  # property: the control's focus is watched (`FocusedControlKeys.cover`)
+
+
 class FocusedControlKeys(QtCore.QObject):
     """Leaves a bare key to the focused control that uses it: Space to a button or check box, typed
     characters and Space to a combo box (line edits and spin boxes claim theirs themselves). The window's
     shortcuts take such a key otherwise: Space on a focused button accepted the frame instead of pressing it.
 
-    Install it on the window and on its dock widgets: the key's ShortcutOverride event goes up from the
-    focused widget to its window (a floating dock is one), and accepting it gives the key to the widget.
-    Buttons and check boxes should take focus from the keyboard (Tab) only (`tab_focus_only`): one clicked
-    with the mouse would otherwise keep Space, and the next Space would press it again."""
+    Only a control the analyst chose from the keyboard (Tab, Shift+Tab, a mnemonic) keeps its keys. Buttons,
+    check boxes and combo boxes take the focus from Tab only (`cover`): a mouse click or a pick in a combo
+    box's list leaves the keys to the frame (a clicked button would otherwise keep Space, and a combo box
+    letters: D switched the sort to "detections"). A control that gets the focus because its window was
+    activated (the first one of a floating dock clicked on) does not keep them either: floating docks pass
+    every shortcut.
+
+    Install it with `watch` on the window: the key's ShortcutOverride event goes up from the focused widget
+    to its window (a floating dock is one), and accepting it gives the key to the widget. Docks, toolbars and
+    panels added to the window or to a dock later are covered when they are first shown (ChildPolished)."""
+
+    def watch(self, window: QtWidgets.QWidget) -> None:
+        self._watch_window(window)
+        self.cover(window)
+
+    def _watch_window(self, widget: QtWidgets.QWidget) -> None:
+        if not widget.property(_COVERED):
+            widget.setProperty(_COVERED, True)
+            widget.installEventFilter(self)
+
+    def cover(self, parent: QtWidgets.QWidget) -> None:
+        """Buttons, check boxes and (non-editable) combo boxes under `parent` take the focus from Tab only,
+        and their focus is watched; its docks get the ShortcutOverride filter."""
+        for dock in parent.findChildren(QtWidgets.QDockWidget):
+            self._watch_window(dock)
+        controls = [*parent.findChildren(QtWidgets.QAbstractButton), *parent.findChildren(QtWidgets.QComboBox)]
+        for control in controls:
+            if control.property(_COVERED) or isinstance(control, QtWidgets.QComboBox) and control.isEditable():
+                continue
+            control.setProperty(_COVERED, True)
+            control.installEventFilter(self)
+            if control.focusPolicy() & QtCore.Qt.ClickFocus:  # StrongFocus or WheelFocus
+                control.setFocusPolicy(QtCore.Qt.TabFocus)
 
     def eventFilter(self, watched, event) -> bool:
-        if event.type() == QtCore.QEvent.ShortcutOverride and _used_by(QtWidgets.QApplication.focusWidget(), event):
-            event.accept()
-            return True
+        kind = event.type()
+        if kind == QtCore.QEvent.ShortcutOverride:
+            if _used_by(QtWidgets.QApplication.focusWidget(), event):
+                event.accept()
+                return True
+        elif kind in (QtCore.QEvent.FocusIn, QtCore.QEvent.FocusOut):
+            if event.reason() not in _FOCUS_RESTORED:
+                watched.setProperty(_CHOSEN, kind == QtCore.QEvent.FocusIn and event.reason() in _FROM_THE_KEYBOARD)
+        elif kind == QtCore.QEvent.ChildPolished and isinstance(watched, (QtWidgets.QMainWindow, QtWidgets.QDockWidget)):
+            self.cover(watched)  # a dock, toolbar or panel added after the shortcuts were made
         return False
-
-
-def tab_focus_only(parent: QtWidgets.QWidget) -> None:
-    """Buttons and check boxes under `parent` that take focus on a click take it from Tab only: a click
-    leaves the keyboard focus where it was (the frame view), so Space still accepts the frame."""
-    for button in parent.findChildren(QtWidgets.QAbstractButton):
-        if button.focusPolicy() == QtCore.Qt.StrongFocus:
-            button.setFocusPolicy(QtCore.Qt.TabFocus)
 
 
 def _used_by(widget: QtWidgets.QWidget | None, event: QtGui.QKeyEvent) -> bool:
     if event.modifiers() & ~(QtCore.Qt.ShiftModifier | QtCore.Qt.KeypadModifier):
         return False  # Ctrl, Alt or Meta: a shortcut, whatever has focus
+    if widget is None or not widget.property(_CHOSEN):
+        return False  # clicked, or focused by its window's activation: the keys are the frame's
     space = event.key() == QtCore.Qt.Key_Space and not event.modifiers() & QtCore.Qt.ShiftModifier  # Shift+Space: play
     if isinstance(widget, QtWidgets.QAbstractButton):
         return space
@@ -72,14 +110,12 @@ def _used_by(widget: QtWidgets.QWidget | None, event: QtGui.QKeyEvent) -> bool:
 
 class ShortcutActions:
     """QActions on `window` (window-wide shortcuts) for every action that has a handler; the keys that the
-    focused control uses stay its own (`FocusedControlKeys`), and the window's buttons and check boxes
-    (docks included: they are its children) take the focus from Tab only (`tab_focus_only`)."""
+    focused control chose from the keyboard stay its own, and the window's buttons, check boxes and combo
+    boxes (docks included: they are its children) take the focus from Tab only (`FocusedControlKeys`)."""
 
     def __init__(self, window: QtWidgets.QWidget, handlers: dict[str, Callable[[], None]]):
         self.focus_keys = FocusedControlKeys(window)
-        for widget in (window, *window.findChildren(QtWidgets.QDockWidget)):
-            widget.installEventFilter(self.focus_keys)
-        tab_focus_only(window)
+        self.focus_keys.watch(window)
         self.actions: dict[str, QtGui.QAction] = {}
         for name, handler in handlers.items():
             action = QtGui.QAction(action_title(name), window)
