@@ -227,6 +227,12 @@ class ReviewSession:
     def status(self, index: int) -> ReviewStatus:
         return self.project.status(self.stem(index)) if self.project else ReviewStatus.UNREVIEWED
 
+    def statuses(self) -> list[ReviewStatus]:
+        """Every frame's status as last read (`status_codes`): refreshed by each status change, which
+        brings in the statuses another instance on the project has set."""
+        order = list(ReviewStatus)
+        return [order[code] for code in self.status_codes]
+
     def next_unreviewed(self, index: int, step: int = 1) -> int | None:
         """The nearest unreviewed frame after `index` in `step`'s direction (1 or -1), wrapping round;
         unreadable frames have nothing to review and are stepped over. None when no frame is left."""

@@ -16,7 +16,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.export import read_exported_dataset
 from app.core.finetune import FineTuneJob
-from app.core.project import ReviewStatus
+from app.core.project import ReviewProject, ReviewStatus
 from app.editing import FrameEditor, Tool
 from app.session import NOT_RUN, STATUS_CODES
 from model.detectors import FrameResult
@@ -70,6 +70,22 @@ def test_status_keys_accept_and_next_and_strip(review, qtbot):
     review.timeline.go_to(59)
     _key(review, qtbot, QtCore.Qt.Key_Space)
     assert review.index == 3
+
+
+def test_a_status_change_brings_another_instances_statuses_into_the_queue_and_its_counts(review, qtbot):
+    panel = review.review_tools.review_panel
+    other = ReviewProject.open(review.session.project.folder)  # a second window on the same project
+    for i, status in ((1, ReviewStatus.ACCEPTED), (2, ReviewStatus.ACCEPTED), (3, ReviewStatus.REJECTED)):
+        other.set_status(review.session.stem(i), status)
+    _key(review, qtbot, QtCore.Qt.Key_R)  # this window's own change on frame 0 reads them in
+    assert [_status(review, i) for i in range(4)] == [ReviewStatus.REJECTED, ReviewStatus.ACCEPTED,
+                                                      ReviewStatus.ACCEPTED, ReviewStatus.REJECTED]
+    assert [panel.model.summaries[i].status for i in range(4)] == [_status(review, i) for i in range(4)]
+    assert panel.counts.text().startswith("unreviewed 56  accepted 2  corrected 0  rejected 2")
+    panel.status_filter.setCurrentIndex(panel.status_filter.findData(ReviewStatus.UNREVIEWED))
+    assert [s.index for s in panel.model.rows[:2]] == [4, 5]  # frames 1-3 are no longer queued as unreviewed
+    _key(review, qtbot, QtCore.Qt.Key_N)
+    assert review.index == 4
 
 
 def test_a_detection_rerun_keeps_the_accepted_mask(review, qtbot):

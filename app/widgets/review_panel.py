@@ -45,6 +45,16 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
             self.summaries[index] = dataclasses.replace(self.summaries[index], status=status)
             self._rebuild()
 
+    def set_statuses(self, statuses: list[ReviewStatus]) -> None:
+        """Every frame's status (in frame order): another instance on the project may have changed some."""
+        changed = False
+        for index, (summary, status) in enumerate(zip(self.summaries, statuses)):
+            if summary.status is not status:
+                self.summaries[index] = dataclasses.replace(summary, status=status)
+                changed = True
+        if changed:
+            self._rebuild()
+
     def set_query(self, filters: dict, sort_key: str, descending: bool) -> None:
         self.filters, self.sort_key, self.descending = filters, sort_key, descending
         self._rebuild()
@@ -188,6 +198,10 @@ class ReviewPanel(QtWidgets.QWidget):
 
     def set_frame_status(self, index: int, status: ReviewStatus) -> None:
         self.model.set_status(index, status)
+        self._update_counts()
+
+    def set_statuses(self, statuses: list[ReviewStatus]) -> None:
+        self.model.set_statuses(statuses)
         self._update_counts()
 
     def show_current(self, index: int, status: ReviewStatus) -> None:

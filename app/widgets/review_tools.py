@@ -251,9 +251,11 @@ class ReviewTools(QtCore.QObject):
         return True
 
     def _show_status(self, index: int) -> None:
+        """After frame `index`'s status changed: the queue and its counts take every frame's status, as the
+        change also read those another instance on the project has set (the timeline shows them too)."""
         if not self.review_panel.model.summaries:  # the project was created by this change
             self.refresh_queue()
-        self.review_panel.set_frame_status(index, self.window.session.status(index))
+        self.review_panel.set_statuses(self.window.session.statuses())
 
     def accept_and_next(self) -> None:
         if not self.set_status(ReviewStatus.ACCEPTED):
