@@ -326,3 +326,20 @@ def test_a_dock_added_after_the_shortcuts_leaves_the_keys_to_the_frame_too(revie
     review.frame_view.graphics.setFocus()
     _pick_with_the_mouse(qtbot, combo, 1)
     _review_keys_act_on_the_frame(review, qtbot, review.windowHandle())
+
+
+def test_closing_with_only_a_status_unsaved_says_so_and_what_discard_leaves(review, refusing_status_writes, qtbot):
+    folder, stem = review.session.project.folder, review.session.stem(0)
+    kept = _unsaved_stroke(review)  # the mask and its history step are written, review.json is not
+    try:
+        shown = _answer_dialogs(qtbot, [("Save again", None), ("Discard", None)])
+        assert review.close()
+    finally:
+        refusing_status_writes.clear()
+    assert len(shown) == 2
+    assert shown[0].startswith("The status of frame 1 is still not saved: ") and "disk full (simulated)" in shown[0]
+    assert "The edited mask of frame 1 is saved." in shown[0] and "edited mask of frame 1 is still" not in shown[0]
+    assert ("Discard keeps the saved mask of frame 1 but leaves it unreviewed: mark it Corrected once the project "
+            "can be written; Cancel keeps this sequence open.") in shown[0]
+    status, mask = _on_disk(folder, stem)  # as the box said
+    assert status is ReviewStatus.UNREVIEWED and np.array_equal(mask, kept)

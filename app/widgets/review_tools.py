@@ -185,31 +185,59 @@ class ReviewTools(QtCore.QObject):
             self.finetune_dialog.sequence_closing()  # the same; training goes on
 
     def save_unsaved_edits(self) -> bool:
-        """Before the session closes (the window closes, another sequence opens): save again the edited masks
-        whose save failed. While one still fails, ask whether to try again, discard them, or cancel.
+        """Before the session closes (the window closes, another sequence opens): save again the edits whose
+        save failed: the edited mask, or only its status when the mask was written and review.json was not
+        (StatusNotSaved). While one still fails, ask whether to try again, discard them, or cancel.
         False: cancelled, the session must stay open."""
         editor = self.editing.editor_with_unsaved_edits
         while editor is not None and editor.unsaved:
-            try:
-                for index in sorted(editor.unsaved):
+            masks, statuses, error = [], [], ""
+            for index in sorted(editor.unsaved):
+                try:
                     editor.set_status(index, ReviewStatus.CORRECTED)  # what the edit's own save would have set
-            except ProjectWriteError as e:
-                answer = self._ask_about_unsaved_edits(sorted(editor.unsaved), str(e))
-                if answer == QtWidgets.QMessageBox.Cancel:
-                    return False
-                if answer == QtWidgets.QMessageBox.Discard:
-                    editor.unsaved.clear()
+                except StatusNotSaved as e:
+                    statuses.append(index)
+                    error = str(e)
+                except ProjectWriteError as e:
+                    masks.append(index)
+                    error = str(e)
+            if not editor.unsaved:
+                break
+            answer = self._ask_about_unsaved_edits(masks, statuses, error)
+            if answer == QtWidgets.QMessageBox.Cancel:
+                return False
+            if answer == QtWidgets.QMessageBox.Discard:
+                editor.unsaved.clear()
         return True
 
-    def _ask_about_unsaved_edits(self, indices: list[int], error: str) -> QtWidgets.QMessageBox.StandardButton:
-        frames = ", ".join(str(i + 1) for i in indices)
-        what = f"edited mask of frame {frames} is" if len(indices) == 1 else f"edited masks of frames {frames} are"
+    def _ask_about_unsaved_edits(self, masks: list[int], statuses: list[int],
+                                 error: str) -> QtWidgets.QMessageBox.StandardButton:
+        """`masks`: frames whose edited mask is not saved (Discard loses it); `statuses`: frames whose edited
+        mask is saved but not their status, corrected (Discard leaves them with the status they had)."""
+        def frames(indices: list[int]) -> str:
+            listed = ", ".join(str(i + 1) for i in indices)
+            return f"frame {listed}" if len(indices) == 1 else f"frames {listed}"
+
+        unsaved, saved, discard = [], "", []
+        if masks:
+            one = len(masks) == 1
+            unsaved.append(f"the edited mask{'' if one else 's'} of {frames(masks)} {'is' if one else 'are'} still "
+                           "not saved")
+            discard.append(f"loses the edit{'' if one else 's'} of {frames(masks)}")
+        if statuses:
+            one = len(statuses) == 1
+            was = sorted({self.window.session.status(i).value for i in statuses})
+            unsaved.append(f"the status of {frames(statuses)} is still not saved")
+            saved = f" The edited mask{'' if one else 's'} of {frames(statuses)} {'is' if one else 'are'} saved."
+            discard.append(f"keeps the saved mask{'' if one else 's'} of {frames(statuses)} but leaves "
+                           f"{'it' if one else 'them'} {' or '.join(was)}: mark {'it' if one else 'them'} "
+                           "Corrected once the project can be written")
+        text = "; ".join(unsaved)
         box = QtWidgets.QMessageBox(
-            QtWidgets.QMessageBox.Warning, "Unsaved edits", f"The {what} still not saved: {error}.",
+            QtWidgets.QMessageBox.Warning, "Unsaved edits", f"{text[0].upper()}{text[1:]}: {error}.{saved}",
             QtWidgets.QMessageBox.Save | QtWidgets.QMessageBox.Discard | QtWidgets.QMessageBox.Cancel, self.window)
         box.setInformativeText(f"Free some space or reconnect {self.window.session.project_dir}, then save again. "
-                               f"Discard loses the {'edit' if len(indices) == 1 else 'edits'}; Cancel keeps this "
-                               "sequence open.")
+                               f"Discard {' and '.join(discard)}; Cancel keeps this sequence open.")
         box.button(QtWidgets.QMessageBox.Save).setText("Save again")
         box.setDefaultButton(QtWidgets.QMessageBox.Save)
         box.exec()
