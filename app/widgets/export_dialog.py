@@ -1,6 +1,9 @@
 """File > Export labels...: the project's reviewed frames as a training set (app.core.export)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from PySide6 import QtWidgets
 
 from app.core.export import (
@@ -123,8 +126,8 @@ class ExportDialog(QtWidgets.QDialog):
     def export(self) -> bool:
         """Start the export in the worker thread; False when it cannot start (no folder, one running).
         The report (`self.report`, shown in `result`) comes when it ends."""
-        folder = self.folder.text().strip()
-        if not folder:
+        folder = self._folder()
+        if folder is None:
             self.result.setPlainText("Choose an output folder first.")
             return False
         if self.exporting:
@@ -155,9 +158,15 @@ class ExportDialog(QtWidgets.QDialog):
     def _show_saved_as(self) -> None:
         self.saved_as.setText(f"frames are saved as {self.sequence.text().strip()}_<frame>.png")
 
+    def _folder(self) -> Path | None:
+        """The output folder typed or chosen, "~" expanded as a shell does; None when none is given.
+        (os.path.expanduser: Path.expanduser raises for "~name" of an unknown user, typed on the way to "~/")"""
+        folder = self.folder.text().strip()
+        return Path(os.path.expanduser(folder)) if folder else None
+
     def _tick_formats_the_data_set_has(self) -> None:
         """An append writes them anyway (app.core.export): ticked, the options say so before it runs."""
-        folder = self.folder.text().strip()
+        folder = self._folder()
         if self.append.isChecked() and folder:
             for name in dataset_formats(folder, self.layout_combo.currentText()):
                 self.format_boxes[name].setChecked(True)
@@ -168,14 +177,14 @@ class ExportDialog(QtWidgets.QDialog):
     def _name_as_the_data_set_does(self) -> None:
         """Adding to a data set that holds this source's frames under another name: that name, so the export
         replaces them (app.core.export refuses to hold them twice)."""
-        folder = self.folder.text().strip()
+        folder = self._folder()
         if self._sequence_typed:
             return
         name = self.session.sequence_name
         if self.append.isChecked() and folder:
             try:
                 name = sequence_name_for(self.project, folder, self.layout_combo.currentText())
-            except (ExportError, OSError):  # an unreadable meta.json: the export says so
+            except (ExportError, OSError, ValueError):  # an unreadable or malformed meta.json: the export says so
                 pass
         self.sequence.setText(name)
 
