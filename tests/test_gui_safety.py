@@ -232,15 +232,20 @@ def test_a_check_box_clicked_with_the_mouse_leaves_space_to_accept_the_frame(rev
     assert edges.isChecked() and review.session.status(0) is ReviewStatus.ACCEPTED and review.index == 1
 
     # from the keyboard, Tab onto the box: Space ticks it and accepts nothing
-    before = edges.previousInFocusChain()
+    _tab_onto(review, qtbot, edges)
+    qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_Space)
+    assert not edges.isChecked() and review.session.status(1) is ReviewStatus.UNREVIEWED and review.index == 1
+
+
+def _tab_onto(window, qtbot, control: QtWidgets.QWidget) -> None:
+    """Give the focus to the control before `control` in the Tab chain, then press Tab, as a keyboard user does."""
+    before = control.previousInFocusChain()
     while not (before.focusPolicy() & QtCore.Qt.TabFocus and before.isVisible() and before.isEnabled()):
         before = before.previousInFocusChain()
     before.setFocus(QtCore.Qt.TabFocusReason)
     qtbot.waitUntil(before.hasFocus, timeout=2000)
-    qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_Tab)
-    qtbot.waitUntil(edges.hasFocus, timeout=2000)
-    qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_Space)
-    assert not edges.isChecked() and review.session.status(1) is ReviewStatus.UNREVIEWED and review.index == 1
+    qtbot.keyClick(window.windowHandle(), QtCore.Qt.Key_Tab)
+    qtbot.waitUntil(control.hasFocus, timeout=2000)
 
 
 def _pick_with_the_mouse(qtbot, combo: QtWidgets.QComboBox, row: int) -> None:
@@ -287,13 +292,7 @@ def test_a_combo_box_reached_with_tab_takes_letters_and_space(review, qtbot):
     review.activateWindow()
     qtbot.waitUntil(review.isActiveWindow, timeout=5000)
     combo = review.review_tools.review_panel.sort_combo
-    before = combo.previousInFocusChain()
-    while not (before.focusPolicy() & QtCore.Qt.TabFocus and before.isVisible() and before.isEnabled()):
-        before = before.previousInFocusChain()
-    before.setFocus(QtCore.Qt.TabFocusReason)
-    qtbot.waitUntil(before.hasFocus, timeout=2000)
-    qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_Tab)
-    qtbot.waitUntil(combo.hasFocus, timeout=2000)
+    _tab_onto(review, qtbot, combo)
     qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_D)
     assert combo.currentText() == "detections" and review.index == 0
     qtbot.keyClick(review.windowHandle(), QtCore.Qt.Key_Space)
