@@ -34,6 +34,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -191,8 +192,9 @@ def sequence_name_for(project: ReviewProject, out: str | Path, layout: str,
     the data set at `out` (so an append replaces that earlier export), else `source_sequence_name`."""
     paths = dataset_paths(out, layout, dataset_name)
     if (paths.root / "meta.json").is_file():
+        is_this_source = _this_source(project)
         for record in _read_meta(paths)["frames"].values():
-            if _is_this_source(record, project) and record.get("sequence"):
+            if is_this_source(record) and record.get("sequence"):
                 return record["sequence"]
     return source_sequence_name(project.source_path, project.source_kind)
 
@@ -568,11 +570,11 @@ def _check_sequence_is_this_source(records: dict, root: Path, sequence: str, pro
     """Refuse an append that would replace or remove frames of another source (two folders of the same
     name), or put this source's frames in the data set twice (near-duplicates, maybe on both sides of the
     split). `records` are the data set's frame records before this export; one is this source's when it
-    names this source or project (`_is_this_source`) or holds the values of a frame exported now (its
+    names this source or project (`_this_source`) or holds the values of a frame exported now (its
     `frame_fingerprint`: a clip renamed with its project since, whose paths no longer tell)."""
-    source = str(project.source_path)
+    source, is_this_source = str(project.source_path), _this_source(project)
     for dataset_stem, record in records.items():
-        this_source = _is_this_source(record, project) or record.get("frame_sha1") in fingerprints
+        this_source = is_this_source(record) or record.get("frame_sha1") in fingerprints
         other_sequence = record.get("sequence")
         if this_source and other_sequence != sequence:
             raise ExportError(
@@ -601,10 +603,11 @@ def frame_fingerprint(frame: np.ndarray) -> str | None:
     return digest.hexdigest()
 
 
-def _is_this_source(record: dict, project: ReviewProject) -> bool:
+def _this_source(project: ReviewProject) -> Callable[[dict], bool]:
     """Whether a data set's frame record names `project`'s source or the project itself (either may have been
-    recreated or moved since)."""
-    return record.get("source") == str(project.source_path) or record.get("project") == str(project.folder.resolve())
+    recreated or moved since); the paths are resolved once for all the records asked about."""
+    source, project_folder = str(project.source_path), str(project.folder.resolve())
+    return lambda record: record.get("source") == source or record.get("project") == project_folder
 
 
 def _holds_earlier_export(paths: DatasetPaths, meta: dict, dataset_stem: str) -> bool:
