@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 from PySide6.QtTest import QTest
 
 from app.core.edits import fill_polygon, grow_target, paint_stroke
@@ -89,20 +89,33 @@ def test_polygon_fill_by_clicks_and_double_click(editing, qtbot):
     assert len(editing.session.project.history(editing.session.stem(0))) == 1
 
 
-def test_escape_in_the_view_drops_the_polygon_being_drawn(editing, qtbot):
+def _dock_scroll_area(window) -> QtWidgets.QWidget:
+    """Where the focus lands after a click on a dock's control: its scroll area (buttons take Tab focus only)."""
+    return window.review_tools.review_dock.findChild(QtWidgets.QScrollArea) or window.review_tools.review_dock
+
+
+@pytest.mark.parametrize("focus", ["view", "dock"])
+def test_escape_drops_the_polygon_being_drawn(editing, qtbot, focus):
     x0, y0 = _empty_corner(editing)
     _use(editing, Tool.POLYGON)
     for x, y in [(x0 + 15, y0 + 15), (x0 + 25, y0 + 15)]:
         click(editing, x, y)  # two vertices far from the triangle below
-    graphics = editing.frame_view.graphics
-    graphics.setFocus()
-    QTest.keyClick(graphics, QtCore.Qt.Key_Escape)  # where the key goes after a click in the view
+    target = editing.frame_view.graphics if focus == "view" else _dock_scroll_area(editing)
+    target.setFocus()
+    qtbot.waitUntil(target.hasFocus)
+    QTest.keyClick(target, QtCore.Qt.Key_Escape)  # where the key goes after a click in the view, or in a dock
+    assert not editing.review_tools.editing.polygon
     triangle = [(x0, y0), (x0 + 3, y0), (x0, y0 + 3)]
     for x, y in triangle[:2]:
         click(editing, x, y)
     double_click(editing, *triangle[2])
     expected = fill_polygon(_prediction(editing), [(x + .5, y + .5) for x, y in triangle])
     assert np.array_equal(committed(editing), expected)  # the dropped vertices are not part of it
+
+
+def test_escape_is_free_while_no_polygon_is_drawn(editing, qtbot):
+    _use(editing, Tool.POLYGON)
+    assert not editing.review_tools.editing.escape.isEnabled()  # a dialog's or a line edit's Esc is not taken
 
 
 def test_flood_fill_fills_a_closed_brush_outline(editing, qtbot):

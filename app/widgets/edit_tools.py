@@ -161,7 +161,11 @@ class MaskEditing(QtCore.QObject):
             view.addItem(item)
         self.viewport = self.frame_view.graphics.viewport()
         self.viewport.installEventFilter(self)
-        self.frame_view.graphics.installEventFilter(self)  # keys go to the view, not its viewport (Esc)
+        # Esc drops the polygon wherever the focus is (after a click in a dock it is on the dock's scroll
+        # area, not the view); enabled only while one is drawn, so Esc is free for everything else
+        self.escape = QtGui.QShortcut(QtGui.QKeySequence(QtCore.Qt.Key_Escape), window, self._cancel_polygon)
+        self.escape.setWhatsThis("drop the polygon being drawn")
+        self.escape.setEnabled(False)
         palette.toolChanged.connect(self.set_tool)
         palette.brushSizeChanged.connect(self._set_brush_size)
         palette.diffToggled.connect(self.show_diff)
@@ -292,9 +296,6 @@ class MaskEditing(QtCore.QObject):
 
     def eventFilter(self, watched, event) -> bool:
         kind = event.type()
-        if kind == QtCore.QEvent.KeyPress and event.key() == QtCore.Qt.Key_Escape:
-            self._cancel_polygon()
-            return False
         if watched is not self.viewport:
             return False
         if self.tool is Tool.NAVIGATE or self.editor is None or kind not in (
@@ -378,10 +379,12 @@ class MaskEditing(QtCore.QObject):
     def _add_vertex(self, x: float, y: float) -> None:
         if not self.polygon or not _same_pixel(self.polygon[-1], (x, y)):  # a double-click may press first
             self.polygon.append((x, y))
+            self.escape.setEnabled(True)
             self._draw_polygon()
 
     def _cancel_polygon(self) -> None:
         self.polygon = []
+        self.escape.setEnabled(False)
         self.polygon_line.hide()
 
     def _draw_polygon(self) -> None:
