@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
                           normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
-from app.core.frames import FrameReadError, SourceError, open_source
+from app.core.frames import FrameReadError, SourceError, frame_digest, open_source
 from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject, utc_now
 from app.core.provenance import ProposalOrigin, detector_record
@@ -240,6 +240,10 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
     """
     frames: queue.Queue = queue.Queue(maxsize=4 * batch_size)
     stop_reading = threading.Event()  # set when this thread leaves (done, or a failure): the reader ends too
+    # each proposal records the pixels it was detected on (ReviewProject.frame_change): hashed by the reader,
+    # taken by the frame's save_prediction
+    digests: dict[str, str] = {}
+    given_sha1_of, project.frame_sha1_of = project.frame_sha1_of, digests.pop
 
     def put(item) -> None:
         while not stop_reading.is_set():
@@ -257,7 +261,9 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
                 if source.stems[i] in skip:
                     continue
                 try:
-                    put((source.stems[i], normalization.apply(source.frame(i))))
+                    frame = source.frame(i)
+                    digests[source.stems[i]] = frame_digest(frame)
+                    put((source.stems[i], normalization.apply(frame)))
                 except FrameReadError:
                     continue  # recorded in source.bad_frames
             put(_END)
@@ -308,6 +314,7 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
         # after a failed write the queued ones are dropped, not finished
         writer_pool.shutdown(cancel_futures=True)
         progress.close()
+        project.frame_sha1_of = given_sha1_of
     seconds = time.perf_counter() - t0
     targets = sum(len(project.detections(stem)) for stem in detected)  # frames left alone keep earlier ones
     return {"frames": done, "seconds": seconds, "fps": done / seconds if seconds > 0 else 0.0, "targets": targets,

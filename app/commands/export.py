@@ -6,6 +6,8 @@ from collections import Counter
 
 from app.commands import open_project_or_say_why
 
+CHANGED_LISTED = 20  # frames changed on disk named in full
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -14,7 +16,9 @@ def add_parser(sub) -> None:
         description="Write a project's reviewed frames as images/ (8-bit, through the project's normalisation) and "
         "masks/ (0/255) with split files. accepted: committed mask or prediction; corrected: committed mask; "
         "negative: all-zero mask; rejected and unreviewed frames are skipped. A project is one sequence: all "
-        "its frames go to one split, stems prefixed with the sequence name (--sequence).",
+        "its frames go to one split, stems prefixed with the sequence name (--sequence). A frame whose pixels "
+        "differ from those its mask or status was made on (the source replaced on disk under the same names) "
+        "is not exported, and is named.",
     )
     p.add_argument("project", help="review project folder (made by `irsam detect` or the app)")
     p.add_argument("--out", required=True, help="data set folder")
@@ -42,7 +46,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from app.core.export import DEFAULT_DATASET_NAME, DatasetExistsError, ExportError, export_project
+    from app.core.export import DEFAULT_DATASET_NAME, FRAME_CHANGED, DatasetExistsError, ExportError, export_project
 
     project = open_project_or_say_why(args.project)
     if project is None:
@@ -63,6 +67,8 @@ def run(args) -> int:
         return 2
     reasons = Counter(reason for _, reason in report.skipped)
     skipped = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+    if report.changed:
+        print(_changed_frames_message(report), file=sys.stderr)
     if not report.exported:
         hint = " (--include-unreviewed exports unreviewed frames' predictions)" if reasons["unreviewed"] else ""
         print(f"nothing exported from {args.project}: {skipped or 'no frames'}{hint}", file=sys.stderr)
@@ -72,10 +78,24 @@ def run(args) -> int:
         print(f"skipped: {skipped}")
     if report.removed:
         print(f"removed {len(report.removed)} frames of an earlier export of this sequence (no longer selected)")
-    if report.kept:
-        stem, why = report.kept[0]
-        print(f"kept the earlier export of {len(report.kept)} frames that cannot be read now (e.g. {stem}: {why}); "
+    unreadable = [(stem, why) for stem, why in report.kept if why != FRAME_CHANGED]
+    if unreadable:
+        stem, why = unreadable[0]
+        print(f"kept the earlier export of {len(unreadable)} frames that cannot be read now (e.g. {stem}: {why}); "
               "restore them and export again to update them")
+    if len(unreadable) < len(report.kept):
+        print(f"kept the earlier export of {len(report.kept) - len(unreadable)} frames changed on disk since (their "
+              "old pixels and mask); review them again and export again to replace them")
     for line in report.formats_summary():
         print(line)
     return 0
+
+
+def _changed_frames_message(report) -> str:
+    """The frames not exported because their pixels changed on disk, named (the first CHANGED_LISTED)."""
+    from model.data import name_some
+
+    return (f"warning: {len(report.changed)} frames not exported: their pixels differ from those their mask or status "
+            f"was made on (the source was replaced on disk under the same names): "
+            f"{name_some(report.changed, CHANGED_LISTED)}. Review them again in the app (setting a frame's status "
+            "records its new pixels), then export again")

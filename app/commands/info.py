@@ -15,6 +15,7 @@ from model.data import name_some
 
 VALUE_SAMPLE = 32
 MISSING_LISTED = 5  # missing frames of a project named
+CHANGED_LISTED = 10  # frames of a project changed on disk named
 
 
 def add_parser(subparsers) -> None:
@@ -22,20 +23,23 @@ def add_parser(subparsers) -> None:
                               description="Describe a folder of frames, a multi-page TIFF or one image, with the "
                                           "normalisation irsam detect would give it (with --window or "
                                           "--percentiles: the one those options give); or a review project: "
-                                          "its review progress and which runs made its proposals.")
+                                          "its review progress, which runs made its proposals, and which frames "
+                                          "changed on disk since their proposal, mask or status was made.")
     p.add_argument("source", help="folder of frames, multi-page TIFF, image file, or review project folder")
     p.add_argument("--scan", action=argparse.BooleanOptionalAction, default=True,
-                   help="decode every frame to find all unreadable ones (default); --no-scan samples frames")
+                   help="decode every frame to find all unreadable ones (default); --no-scan samples frames. For a "
+                   "project: read the frames that hold a fingerprint to find those changed on disk (default); "
+                   "--no-scan skips that")
     add_normalization_options(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     if (Path(args.source) / "project.json").is_file():
-        if args.window or args.percentiles or not args.scan:
-            print("warning: --window, --percentiles and --no-scan describe a source; a project keeps its own "
+        if args.window or args.percentiles:
+            print("warning: --window and --percentiles describe a source; a project keeps its own "
                   "normalisation (shown below)", file=sys.stderr)
-        return describe_project(Path(args.source))
+        return describe_project(Path(args.source), check_frames=args.scan)
     try:
         request = normalization_request_of(args)
         source = open_source(args.source)
@@ -87,8 +91,9 @@ def run(args) -> int:
     return 0
 
 
-def describe_project(folder: Path) -> int:
-    """A review project: its source, normalisation, review progress, and which runs made its proposals."""
+def describe_project(folder: Path, check_frames: bool = True) -> int:
+    """A review project: its source, normalisation, review progress, which runs made its proposals, and (with
+    `check_frames`) which frames changed on disk since (`find_changed_frames`)."""
     from app.core.project import ProjectError, ReviewProject
     from app.core.provenance import ProposalOrigin
     from app.core.review_queue import status_counts
@@ -105,12 +110,23 @@ def describe_project(folder: Path) -> int:
             proposals[ProposalOrigin.label_of(origin)] += 1
     counts = status_counts(project)
     committed = sum(project.has_committed_mask(stem) for stem in project.stems)
+    try:
+        source, source_error = open_source(project.source_path, prefetch=0), None
+    except (SourceError, OSError) as e:
+        source, source_error = None, e
+    try:
+        changed = _changed_frames(project, source, check_frames)
+    finally:
+        if source is not None:
+            source.close()
     print(f"project:       {project.folder}")
-    print(f"source:        {project.source_path} ({project.source_kind}){_source_problem(project)}")
+    problem = _source_problem(project, source, source_error)
+    print(f"source:        {project.source_path} ({project.source_kind}){problem}")
     print(f"frames:        {len(project)}, {project.size_text()} (width x height)")
     print(f"normalisation: {Normalization.from_dict(project.normalization)}")
     print("review:        " + ", ".join(f"{n} {status.value}" for status, n in counts.items()))
     print(f"committed:     {committed} frames with an analyst's mask")
+    print(f"changed:       {changed}")
     print(f"proposals:     {sum(proposals.values())} frames" + (":" if proposals else ""))
     for label, n in proposals.most_common():
         print(f"  {n} by {label}")
@@ -121,16 +137,35 @@ def describe_project(folder: Path) -> int:
     return 0
 
 
-def _source_problem(project) -> str:
-    """", cannot be read: ..." or ", N of the project's frames missing: ..." when the source is gone or lacks
-    frames (export and import-labels read it); "" when it holds them all. Opening a source reads file names
-    and headers, not the frames."""
-    try:
-        with open_source(project.source_path, prefetch=0) as source:
-            present = set(source.stems)
-    except (SourceError, OSError) as e:
-        return f", cannot be read: {e}; export and import-labels need it"
+def _source_problem(project, source, error) -> str:
+    """", cannot be read: ..." or ", N of the project's frames missing: ..." when the source is gone (`error`:
+    why `source` is None) or lacks frames (export and import-labels read it); "" when it holds them all. Opening
+    a source reads file names and headers, not the frames."""
+    if source is None:
+        return f", cannot be read: {error}; export and import-labels need it"
+    present = set(source.stems)
     missing = [stem for stem in project.stems if stem not in present]
     if not missing:
         return ""
     return f", {len(missing)} of the project's {len(project)} frames missing: {name_some(missing, MISSING_LISTED)}"
+
+
+def _changed_frames(project, source, check: bool) -> str:
+    """Which frames' pixels differ from those their proposal, committed mask or status was made on (the source
+    replaced on disk under the same names): only frames holding a fingerprint are read."""
+    from app.core.project import find_changed_frames
+
+    if source is None:
+        return "not checked: the source cannot be read"
+    if not check:
+        return "not checked (--no-scan): irsam info without it reads the frames that hold a fingerprint"
+    found = find_changed_frames(project, source)
+    if not found:
+        return "no frame holds a fingerprint yet (recorded as frames are detected and reviewed)"
+    changed = [stem for stem, change in found.items() if change.changed]
+    if not changed:
+        return f"none of the {len(found)} frames holding a fingerprint"
+    review = sum(found[stem].review for stem in changed)
+    return (f"{len(changed)} of the {len(found)} frames holding a fingerprint differ from the pixels their work was "
+            f"made on, {review} of them reviewed (to review again; export skips them): "
+            f"{name_some(changed, CHANGED_LISTED)}")

@@ -15,6 +15,10 @@ mask came from, and the frame's proposal origin) and, on request, raw/<stem>.png
 annotations/instances_<split>.json (COCO, uncompressed RLE per 8-connected target) and labels/<stem>.txt
 (YOLO boxes).
 
+A frame whose raw values differ from those its mask or status was made on (the source replaced on disk by
+other frames under the same names: `ReviewProject.frame_change`) is not exported; `ExportReport.changed` names
+it, and an append keeps its earlier export.
+
 An append replaces this sequence's earlier frames: those it exports again are overwritten, those no longer
 selected (rejected, or unreviewed again) are removed, and those selected but unreadable now (a frame moved
 away or damaged, a damaged mask) keep their earlier export, files and record, listed with the rest of the
@@ -28,7 +32,6 @@ no target); raw copies, which need the source, only for this export's frames.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -39,7 +42,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from app.core.frames import FrameReadError, SourceError, open_source
+from app.core.frames import FrameReadError, SourceError, frame_digest, frame_fingerprint, open_source
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus, is_project, utc_now
 from app.core.provenance import ProposalOrigin
@@ -53,6 +56,8 @@ SPLITS = ("train", "test")
 FORMATS = {"raw": "raw copies", "coco": "COCO annotations", "yolo": "YOLO boxes"}  # optional, as the analyst reads them
 EXPORT_FORMAT = "irsam-review-export/1"
 DEFAULT_DATASET_NAME = "IRSAM-Review"
+# why a frame is skipped whose pixels differ from those its mask or status was made on (ReviewProject.frame_change)
+FRAME_CHANGED = "changed on disk since its mask or status was made: review it again"
 
 
 class ExportError(Exception):
@@ -105,6 +110,10 @@ class ExportReport:
     formats: list[str] = field(default_factory=list)  # optional formats (FORMATS keys) written
     formats_already_held: list[str] = field(default_factory=list)  # of those, written though not asked for
     labels_added: list[str] = field(default_factory=list)  # stems of earlier exports given the YOLO file they lacked
+    # project stems of frames not exported because their pixels differ from those their mask or status was made
+    # on (a source replaced on disk under the same names); also in `skipped` with FRAME_CHANGED, and in `kept`
+    # when an earlier export of theirs stays
+    changed: list[str] = field(default_factory=list)
 
     def formats_summary(self) -> list[str]:
         """What the optional formats written mean for the data set, one sentence a line."""
@@ -305,6 +314,11 @@ def export_project(
             for done, (stem, origin) in enumerate(selected, start=1):
                 mask, frame, proposal, why = _label_and_frame(project, stem, origin, source, source_index)
                 dataset_stem = dataset_stems[stem]
+                if mask is not None:
+                    # the frame is read anyway: the check costs a hash and two small PNG reads
+                    if project.frame_change(stem, frame_digest(frame)).affects_export(origin):
+                        mask, why = None, FRAME_CHANGED
+                        report.changed.append(stem)
                 if mask is None:
                     report.skipped.append((stem, why))
                     if _holds_earlier_export(paths, meta, dataset_stem):
@@ -591,16 +605,6 @@ def _check_sequence_is_this_source(records: dict, root: Path, sequence: str, pro
                 f"{root} already holds {dataset_stem}, a frame of {record.get('source')} (sequence "
                 f"{other_sequence!r}); exporting {source} as sequence {sequence!r} would overwrite it. Nothing "
                 "was written: export under another sequence name")
-
-
-def frame_fingerprint(frame: np.ndarray) -> str | None:
-    """SHA-1 of a raw frame's values, shape and type: the same frame exported under two sequence names (its
-    clip and project renamed since) is found by it. None for a constant frame, which two sources may share."""
-    if frame.size == 0 or frame.min() == frame.max():
-        return None
-    digest = hashlib.sha1(f"{frame.dtype.str}{frame.shape}".encode())
-    digest.update(np.ascontiguousarray(frame).tobytes())
-    return digest.hexdigest()
 
 
 def _this_source(project: ReviewProject) -> Callable[[dict], bool]:

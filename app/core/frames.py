@@ -24,6 +24,7 @@ file are kept out of the output: the reason reaches the caller in these entries 
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import struct
@@ -157,6 +158,24 @@ def describe_sizes(shapes) -> str:
         return "unknown size"
     (h0, w0), (h1, w1) = sizes[0], sizes[-1]
     return f"{w0}x{h0}" if len(sizes) == 1 else f"{len(sizes)} sizes, {w0}x{h0} to {w1}x{h1}"
+
+
+def frame_digest(frame: np.ndarray) -> str:
+    """SHA-1 (hex) of a raw frame's values, shape and type: what a review project records of the pixels each
+    proposal, committed mask and status was made on, to tell when a frame was replaced on disk under the same
+    name (`ReviewProject.frame_change`). About 0.3 ms for a 640x512 uint16 frame."""
+    digest = hashlib.sha1(f"{frame.dtype.str}{frame.shape}".encode())
+    digest.update(np.ascontiguousarray(frame).tobytes())
+    return digest.hexdigest()
+
+
+def frame_fingerprint(frame: np.ndarray) -> str | None:
+    """`frame_digest`, or None for a constant frame, which two sources may share: an export's meta.json keeps it
+    per frame, so the same frame exported under two sequence names (its clip and project renamed since) is
+    found by it."""
+    if frame.size == 0 or frame.min() == frame.max():
+        return None
+    return frame_digest(frame)
 
 
 def _tiff_page_to_gray(page: np.ndarray, path) -> np.ndarray:
