@@ -714,7 +714,8 @@ def test_an_image_of_a_data_set_does_not_export_into_that_data_set_but_a_stack_e
             with pytest.raises(ExportError, match=r"into the sequence's frames folder .*nuaa/images\)"):
                 export_project(project, tmp_path / "nuaa", "sirst", append=True)
         else:
-            assert export_project(project, tmp_path / "labels", "sirst").exported == [f"flight_{project.stems[0]}"]
+            assert project.stems[0] == "flight_000001"  # the page stem already names the stack: no prefix again
+            assert export_project(project, tmp_path / "labels", "sirst").exported == ["flight_000001"]
 
 
 def test_an_export_into_the_ground_truth_or_another_review_project_is_refused(tmp_path):
@@ -763,3 +764,74 @@ def test_frames_already_held_under_another_sequence_name_are_refused_after_a_ren
     assert snapshot(out) == before  # not in train and test at once
     report = export_project(moved, out, "sirst", split="test", append=True, sequence_name="clipR1")
     assert len(report.exported) == 4 and {split for *_, split in read_exported_dataset(out, "sirst")} == {"test"}
+
+
+def _stack_project(tmp_path, n=3):
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    tifffile.imwrite(tmp_path / "stack.tif", rng.integers(800, 5200, (n, *SHAPE)).astype(np.uint16),
+                     photometric="minisblack")
+    source = open_source(tmp_path / "stack.tif")
+    project = ReviewProject.create(tmp_path / "stack.irsam-review", source.path, source.kind, source.stems,
+                                   source.shape, NORMALIZATION.to_dict(), DETECTOR)
+    source.close()
+    for i, stem in enumerate(project.stems):
+        project.commit_mask(stem, box(2 + i, 3))
+    return project
+
+
+def test_a_tiff_stack_s_pages_export_without_the_stack_name_twice(tmp_path):
+    project = _stack_project(tmp_path)
+    assert project.stems == ["stack_000001", "stack_000002", "stack_000003"]
+    for stem in project.stems:
+        project.set_status(stem, "corrected")
+    report = export_project(project, tmp_path / "out", "sirst")
+    assert report.exported == ["stack_000001", "stack_000002", "stack_000003"]
+    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == [f"{s}.png" for s in project.stems]
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["frames"]["stack_000002"]["source_stem"] == "stack_000002"
+    # under another sequence name the prefix is added as ever
+    assert export_project(project, tmp_path / "day1", "sirst", sequence_name="day1").exported[0] == \
+        "day1_stack_000001"
+
+
+def test_an_append_to_a_data_set_exported_under_the_doubled_names_keeps_them(tmp_path, monkeypatch):
+    """A data set exported before the rule changed holds stack_stack_000001...: an append replaces those files in
+    place (no second copy of a frame, nothing renamed under a training run), and a frame exported for the first
+    time takes the new name."""
+    import app.core.export as export_module
+
+    project = _stack_project(tmp_path)
+    s = project.stems
+    for stem in s[:2]:
+        project.set_status(stem, "corrected")
+    new_rule = export_module.dataset_stem_names
+    monkeypatch.setattr(export_module, "dataset_stem_names",
+                        lambda sequence, stems, *_: {stem: f"{sequence}_{stem}" for stem in stems})  # the old rule
+    assert export_project(project, tmp_path / "out", "sirst").exported == ["stack_stack_000001", "stack_stack_000002"]
+    monkeypatch.setattr(export_module, "dataset_stem_names", new_rule)
+
+    project.commit_mask(s[0], box(8, 8))
+    project.set_status(s[2], "corrected")
+    report = export_project(project, tmp_path / "out", "sirst", append=True)
+    assert report.exported == ["stack_stack_000001", "stack_stack_000002", "stack_000003"] and report.removed == []
+    exported = {stem: mask for stem, _, mask, _ in read_exported_dataset(tmp_path / "out", "sirst")}
+    assert list(exported) == ["stack_stack_000001", "stack_stack_000002", "stack_000003"]
+    np.testing.assert_array_equal(exported["stack_stack_000001"], box(8, 8))  # replaced in place
+    assert len(list((tmp_path / "out" / "images").iterdir())) == 3
+    assert app.cli.main(["export", str(project.folder), "--out", str(tmp_path / "out"), "--append"]) == 0
+    assert len(json.loads((tmp_path / "out" / "meta.json").read_text())["frames"]) == 3
+
+
+def test_a_stem_starting_with_the_sequence_name_keeps_the_prefix_when_dropping_it_would_take_another_s_name():
+    from app.core.export import dataset_stem_names
+
+    stems = ["seq_1", "1", "seq_2", "seq", "seq_"]
+    assert dataset_stem_names("seq", stems, stems, {}) == {
+        "seq_1": "seq_seq_1",  # "seq_1" is also what frame "1" exports as
+        "1": "seq_1",
+        "seq_2": "seq_2",
+        "seq": "seq_seq",
+        "seq_": "seq_",
+    }

@@ -211,7 +211,7 @@ def test_a_tiff_stack_rewritten_with_other_pages_is_caught(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "1 frames not exported" in captured.err and "flight_000003" in captured.err
     assert [stem for stem, *_ in read_exported_dataset(tmp_path / "out", "sirst")] == [
-        "flight_flight_000001", "flight_flight_000002", "flight_flight_000004"]
+        "flight_000001", "flight_000002", "flight_000004"]
 
     assert app.cli.main(["info", str(tmp_path / "p")]) == 0
     assert "changed:       1 of the 4 frames holding a fingerprint differ" in capsys.readouterr().out

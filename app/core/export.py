@@ -7,7 +7,8 @@ Layouts (images/<stem>.png = the 8-bit image the model saw, masks/<stem>.png = s
     dnanet      OUT/images, OUT/masks, OUT/50_50/train.txt, OUT/50_50/test.txt
 
 A project is one sequence and goes to one side of the split; its stems are prefixed with the sequence
-name so several projects can share a data set (`append=True`). A sequence name stands for one source in a
+name so several projects can share a data set (`append=True`), unless they already start with it (a TIFF
+stack's pages; `dataset_stem_names`). A sequence name stands for one source in a
 data set: an append that would replace or remove another source's frames (two folders both named
 `images`), or add a source's frames a second time under another name, is refused before anything is
 written. Beside the images: meta.json (provenance per stem: source frame, normalisation, status, where the
@@ -208,6 +209,27 @@ def sequence_name_for(project: ReviewProject, out: str | Path, layout: str,
     return source_sequence_name(project.source_path, project.source_kind)
 
 
+def dataset_stem_names(sequence: str, stems: list[str], all_stems: list[str], records: dict) -> dict[str, str]:
+    """Each of `stems`' name in the data set: `<sequence>_<stem>`, or the stem itself when it already starts with
+    `<sequence>_` (a TIFF stack's pages: stack.tif's page stack_000001 is exported as stack_000001, not
+    stack_stack_000001), unless what follows that prefix is another of the project's stems `all_stems`, which
+    would take the same name. A frame that the data set's `records` (meta.json) already hold for this sequence
+    keeps the name it has there: an append replaces data sets exported under the earlier rule in place."""
+    prefix = f"{sequence}_"
+    held = {record["source_stem"]: name for name, record in records.items()
+            if record.get("sequence") == sequence and isinstance(record.get("source_stem"), str)}
+    all_stems = set(all_stems)
+    names = {}
+    for stem in stems:
+        if stem in held:
+            names[stem] = held[stem]
+        elif stem.startswith(prefix) and stem[len(prefix):] not in all_stems:
+            names[stem] = stem
+        else:
+            names[stem] = prefix + stem
+    return names
+
+
 def _check_not_into_own_folders(paths: DatasetPaths, project: ReviewProject) -> None:
     """ExportError when the data set would be written into the sequence's frames folder or its ground truth
     (a clip's masks/, beside its frames or a folder up: the source would gain the exported frames), or into
@@ -296,7 +318,7 @@ def export_project(
     meta = _read_meta(paths) if append else {"format": EXPORT_FORMAT, "frames": {}}
     if meta.setdefault("layout", layout) != layout:
         raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
-    dataset_stems = {stem: f"{sequence}_{stem}" for stem, _ in selected}  # a frame's name in the data set
+    dataset_stems = dataset_stem_names(sequence, [stem for stem, _ in selected], project.stems, meta["frames"])
     earlier_records = dict(meta["frames"])
     asked = {name for name, wanted in (("raw", raw), ("coco", coco), ("yolo", yolo)) if wanted}
     already_held = dataset_formats(out, layout, dataset_name) - asked if append else set()
