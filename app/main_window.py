@@ -14,6 +14,7 @@ from app.core.targets import Target, extract_targets
 from app.measure import frame_box_pd, frame_iou_pd, local_snr, target_snr
 from app.session import FrameLayers, ReviewSession
 from app.widgets.detection_panel import DetectionPanel, describe_metadata
+from app.widgets.frame_check import FrameCheck
 from app.widgets.frame_view import PALETTES, FrameView
 from app.widgets.normalization_dialog import NormalizationDialog
 from app.widgets.overlays import OverlayPanel
@@ -21,7 +22,7 @@ from app.widgets.review_tools import ReviewTools
 from app.widgets.scrolling import ScrollingPanel
 from app.widgets.surface_view import SurfaceRegion, SurfaceView
 from app.widgets.target_list import TargetList
-from app.widgets.timeline import Timeline
+from app.widgets.timeline import CHANGED_ON_DISK, Timeline
 from app.widgets.workers import CallWorker, DetectionWorker, DetectorChoice, WorkerRunner
 from app.widgets.wpmd_panel import FeaturePanel
 
@@ -54,6 +55,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.detection_runner = WorkerRunner(self)
         self.feature_runner = WorkerRunner(self)
         self.details_runner = WorkerRunner(self)
+        self.frame_check = FrameCheck(self)
+        self._painted_changed: set[int] = set()  # frames pink in the timeline: changed on disk
         self._features_pending = False
         self._pending_run: list[int] | None = None  # frames to detect once the loading detector is ready
         self._scores: dict[str, tuple] = {}  # layer name -> (mask, truth, (IoU, Pd)) last scored
@@ -142,7 +145,9 @@ class MainWindow(QtWidgets.QMainWindow):
         run_menu.addAction("&Cancel", self.detection_runner.cancel, "Ctrl+.")
         run_menu.addSeparator()
         run_menu.addAction("Detector &input window...", self.choose_normalization)
-        self.menuBar().addMenu("&Review")  # filled by ReviewTools
+        review_menu = self.menuBar().addMenu("&Review")  # filled by ReviewTools, after this entry
+        review_menu.addAction("Check frames on &disk", self.frame_check.start).setToolTip(
+            "Compare every frame worked on with the pixels its proposal, mask and status were made on")
         view_menu = self.menuBar().addMenu("&View")
         for dock in (self.detection_dock, self.targets_dock, self.overlays_dock, self.features_dock, self.surface_dock):
             view_menu.addAction(dock.toggleViewAction())
@@ -217,6 +222,7 @@ class MainWindow(QtWidgets.QMainWindow):
         stopped = self._describe_stopped_run()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()
+        self.frame_check.stop()
         self._pending_run = None
         self.detection_panel.set_running(False)  # a run stopped above sends no `finished`
         if self.session is not None:
@@ -370,11 +376,17 @@ class MainWindow(QtWidgets.QMainWindow):
             self.panels_timer.start()
             return
         self.frame_view.show_frame(self.frame, self.layers)
+        change = self.layers.change
+        changed = change is not None and change.changed
+        self.frame_view.set_warning(change.describe() if changed else "")
+        if changed != (index in self._painted_changed):
+            self._refresh_strip()  # found changed (or no longer) when shown: pink in the timeline from now on
         self._mark_missing_layers()
         self._follow_selection()
         status = self.session.status(index).value
         origin = self.layers.origin
-        self.frame_label.setText(f"frame {index + 1}/{len(self.session)}  {self.session.stem(index)}  [{status}]"
+        self.frame_label.setText(f"frame {index + 1}/{len(self.session)}  {self.session.stem(index)}  [{status}"
+                                 + (", changed on disk" if changed else "") + "]"
                                  + (f"  proposal: {origin.label}" if origin else ""))
         self.frame_label.setToolTip(
             f"Proposal by {origin.label}\ninput: {origin.normalization}\nat {origin.time} (UTC)" if origin else "")
@@ -523,7 +535,19 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _refresh_strip(self) -> None:
         if self.session is not None:
-            self.timeline.strip.set_arrays(self.session.detection_counts, self.session.status_codes)
+            codes = self.session.status_codes
+            again = [i for i, change in list(self.session.changed_frames.items()) if change.changed]
+            self._painted_changed = set(again)
+            if again:
+                codes = codes.copy()
+                codes[again] = CHANGED_ON_DISK
+            self.timeline.strip.set_arrays(self.session.detection_counts, codes)
+
+    def changed_frames_found(self) -> None:
+        """The frame check ended: mark what it found in the timeline and on the shown frame."""
+        self._refresh_strip()
+        if self.frame is not None:
+            self.show_frame(self.index)
 
     # --- detection ------------------------------------------------------------------------------
 
@@ -827,6 +851,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._remember_frame()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()
+        self.frame_check.stop()
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)

@@ -303,6 +303,9 @@ class ReviewSession:
             index = self._stem_index.get(stem)
             if index is not None:
                 self._note_change(index, change)
+        # the view's cache may hold pixels read before the files were replaced: shown, they would seem unchanged
+        self.source.forget(self._stem_index[stem] for stem, change in found.items()
+                           if change.changed and stem in self._stem_index)
         with self._changes_lock:
             return {i: c for i, c in self.changed_frames.items() if c.changed}
 

@@ -268,7 +268,7 @@ def test_export_dialog_writes_a_dataset_that_reads_back(review, qtbot, tmp_path)
     assert dialog.coco.isChecked() and not dialog.yolo.isChecked() and not dialog.raw.isChecked()
     assert dialog.sequence.text() == "sequence"
     dialog.sequence.setText("renamed")
-    assert dialog.saved_as.text() == "frames are saved as renamed_<frame>.png"
+    assert dialog.saved_as.text() == f"frames are saved as renamed_{session.stem(0)}.png, ..."
     dialog.export_button.click()
     qtbot.waitUntil(dialog.export_button.isEnabled, timeout=30000)
     assert "as sequence 'sequence'" in dialog.result.toPlainText()  # the same frames twice: refused

@@ -355,6 +355,13 @@ class FrameSource:
                 self._cache.popitem(last=False)
                 self._evictions += 1
 
+    def forget(self, indices) -> None:
+        """Drop these frames from the cache: the next `frame` reads them from disk again (their files were
+        found replaced since they were read)."""
+        with self._lock:
+            for i in indices:
+                self._cache.pop(i, None)
+
     def frame(self, i: int) -> np.ndarray:
         """Raw frame i (read-only array); raises FrameReadError for an unreadable frame."""
         i = self._check_index(i)

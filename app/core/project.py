@@ -85,14 +85,15 @@ class FrameChange:
         """One sentence for people ("" when nothing changed)."""
         parts = []
         if self.review:
-            parts.append("its status was set on other pixels: review it again (setting its status records these)")
+            parts.append("Its status was set on other pixels: review it again (setting its status records the "
+                         "new pixels).")
         elif self.mask:
-            parts.append("its committed mask was drawn on other pixels: check it and set its status")
+            parts.append("Its committed mask was drawn on other pixels: check it and set its status.")
         if self.proposal:
-            parts.append("its proposal was detected on other pixels: detect it again")
+            parts.append("Its proposal was detected on other pixels: detect it again.")
         if not parts:
             return ""
-        return f"Frame {self.stem} changed on disk since it was worked on: " + "; ".join(parts) + "."
+        return " ".join([f"Frame {self.stem} changed on disk since it was worked on.", *parts])
 
 
 class ProjectError(Exception):
@@ -696,6 +697,8 @@ class ReviewProject:
         vouched = reviewed and status_sha1 == current  # set over these pixels: what was shown then stands
         mask = committed_sha1 is not None and committed_sha1 != current and not vouched
         proposal = proposal_sha1 is not None and proposal_sha1 != current
+        if proposal and vouched and committed_sha1 is None and not self.has_committed_mask(stem):
+            proposal = False  # accepted as proposed over these pixels: the proposal is what was vouched for
         if not reviewed:
             review = False
         elif status_sha1 is not None:

@@ -7,11 +7,13 @@ from pathlib import Path
 from PySide6 import QtWidgets
 
 from app.core.export import (
+    FRAME_CHANGED,
     LAYOUTS,
     SPLITS,
     ExportError,
     ExportReport,
     dataset_formats,
+    dataset_stem_names,
     export_project,
     sequence_name_for,
 )
@@ -24,9 +26,18 @@ def describe_report(report: ExportReport) -> str:
     if report.removed:
         lines.append(f"{len(report.removed)} frames of an earlier export of this sequence removed (no longer "
                      "selected).")
-    if report.kept:
-        stem, why = report.kept[0]
-        lines.append(f"{len(report.kept)} frames that cannot be read now keep their earlier export (e.g. {stem}: "
+    if report.changed:
+        names = ", ".join(report.changed[:5]) + (f" and {len(report.changed) - 5} more" if len(report.changed) > 5 else "")
+        lines.append(f"{len(report.changed)} frames not exported: they changed on disk since their mask or status "
+                     f"was made ({names}). Review them again (Review > Check frames on disk marks them) and export "
+                     "again.")
+    changed_kept = [stem for stem, why in report.kept if why == FRAME_CHANGED]
+    unreadable_kept = [(stem, why) for stem, why in report.kept if why != FRAME_CHANGED]
+    if changed_kept:
+        lines.append(f"{len(changed_kept)} of them keep their earlier export, made from the pixels of then.")
+    if unreadable_kept:
+        stem, why = unreadable_kept[0]
+        lines.append(f"{len(unreadable_kept)} frames that cannot be read now keep their earlier export (e.g. {stem}: "
                      f"{why}); restore them and export again to update them.")
     lines += report.formats_summary()
     if report.skipped:
@@ -156,7 +167,14 @@ class ExportDialog(QtWidgets.QDialog):
         self.runner.stop()
 
     def _show_saved_as(self) -> None:
-        self.saved_as.setText(f"frames are saved as {self.sequence.text().strip()}_<frame>.png")
+        """The name the first frame gets, by export's own rule (a TIFF's pages are not prefixed twice)."""
+        stems = self.project.stems
+        sequence = self.sequence.text().strip()
+        if not stems or not sequence:
+            self.saved_as.setText(f"frames are saved as {sequence or '<sequence>'}_<frame>.png")
+            return
+        first = dataset_stem_names(sequence, stems[:1], stems, {})[stems[0]]
+        self.saved_as.setText(f"frames are saved as {first}.png, ...")
 
     def _folder(self) -> Path | None:
         """The output folder typed or chosen, "~" expanded as a shell does; None when none is given.

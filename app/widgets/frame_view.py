@@ -156,8 +156,16 @@ class FrameView(QtWidgets.QWidget):
         self.notice.setWordWrap(True)
         self.notice.setStyleSheet("color: #c8c8c8; font-size: 14px;")
         self.notice.setAttribute(QtCore.Qt.WA_TransparentForMouseEvents)
-        QtWidgets.QVBoxLayout(self.graphics).addWidget(self.notice)
+        self.warning = QtWidgets.QLabel()  # about the frame shown, over its top edge (replaced on disk)
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #1a1a1a; background: rgba(255, 190, 60, 225); padding: 4px 8px;"
+                                   " font-size: 13px;")
+        self.warning.setAttribute(QtCore.Qt.WA_TransparentForMouseEvents)
+        layout = QtWidgets.QVBoxLayout(self.graphics)
+        layout.addWidget(self.warning, 0, QtCore.Qt.AlignTop)
+        layout.addWidget(self.notice, 1)
         self.notice.hide()
+        self.warning.hide()
         self.image = TrueColorImageItem(axisOrder="row-major")
         self.view.addItem(self.image)
         self.layer_items: dict[str, pg.ImageItem] = {}
@@ -246,6 +254,11 @@ class FrameView(QtWidgets.QWidget):
         self.notice.setText(text)
         self.notice.show()
 
+    def set_warning(self, text: str) -> None:
+        """A warning about the frame shown across the top of the view; "" hides it."""
+        self.warning.setText(text)
+        self.warning.setVisible(bool(text))
+
     def show_frame(self, frame: np.ndarray, layers: FrameLayers) -> None:
         self.notice.hide()
         self.frame = frame
@@ -264,7 +277,8 @@ class FrameView(QtWidgets.QWidget):
         self._draw_layers()
 
     def clear(self) -> None:
-        """No frame, no layers, no selected target's box."""
+        """No frame, no layers, no selected target's box, no warning."""
+        self.set_warning("")
         self.frame = None
         self._frame_shape = None
         self.image.clear()

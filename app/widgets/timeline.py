@@ -15,7 +15,9 @@ STATUS_COLORS = {
     2: (60, 130, 230),  # corrected
     3: (210, 50, 50),  # rejected
     4: (150, 90, 200),  # negative (confirmed: no target)
+    5: (255, 105, 180),  # CHANGED_ON_DISK
 }
+CHANGED_ON_DISK = 5  # strip code of a frame replaced on disk since its status or mask was made: to review again
 STOP_MARKER = (255, 220, 0)  # where the last propagation stopped: a diamond across both rows
 STOP_MARKER_HALF_WIDTH = 5  # pixels; also how near the mouse must be for the marker's tooltip
 
@@ -42,7 +44,8 @@ class StatusStrip(QtWidgets.QWidget):
         self.setMinimumHeight(18)
         self.setMaximumHeight(22)
         self.setSizePolicy(QtWidgets.QSizePolicy.Expanding, QtWidgets.QSizePolicy.Fixed)
-        self.setToolTip("Top: detections (orange = targets, green = none, grey = not run). Bottom: review status.\n"
+        self.setToolTip("Top: detections (orange = targets, green = none, grey = not run).\n"
+                        "Bottom: review status (pink: the frame changed on disk since it was worked on).\n"
                         "Yellow diamond: where the last propagation stopped.")
         self._pixels = np.zeros((2, 1, 3), np.uint8)
         self._image = QtGui.QImage()
