@@ -11,7 +11,9 @@ Out folder:
   metrics.jsonl   one line per epoch: losses, validation IoU/nIoU/Pd/Fa, lr (of its first step), seconds
 
 A new run goes into a new or empty folder; running the same command again resumes from last.pt. A resumed
-run may raise --epochs and change the options in RESUMABLE_OPTIONS; any other change is refused.
+run may raise --epochs and change the options in RESUMABLE_OPTIONS; any other change is refused. A resumed run
+is the run it resumes: the order and augmentation of each epoch's images are seeded by (seed, epoch) and the
+rest of its state is in last.pt.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from model.augment import AugmentConfig, SegmentationDataset
 from model.build import build_irsam
@@ -295,6 +297,37 @@ class DistributedContext:
             dist.destroy_process_group()
 
 
+class EpochSampler(DistributedSampler):
+    """The shuffled indices of an epoch, each paired with the epoch: (epoch, index) (`EpochItems` reads them).
+
+    The order is `DistributedSampler`'s, a permutation seeded by seed + epoch, for one process as for torchrun,
+    so a resumed run takes the order the uninterrupted run takes (a DataLoader's own shuffle generator is
+    seeded once per process: a resumed run started again from epoch 1's order). The sampler runs in the main
+    process and the epoch goes with each index to the worker processes, which stay alive from epoch to epoch
+    (persistent_workers) with their own copy of the dataset: `set_epoch` on the main process's copy never
+    reached them, and every epoch had the first one's augmentation."""
+
+    def __iter__(self):
+        epoch = self.epoch
+        return ((epoch, index) for index in super().__iter__())
+
+
+class EpochItems(Dataset):
+    """A dataset with `set_epoch` (SegmentationDataset) read by (epoch, index) keys (`EpochSampler`): each item is
+    augmented as the epoch it is drawn for, in whichever process reads it."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
 class TrainingDiverged(ValueError):
     """The weights became NaN or infinite; nothing of that epoch was saved."""
 
@@ -412,15 +445,15 @@ def train(cfg: TrainConfig, log=print) -> dict:
     augment = AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob, orientations=cfg.orientations,
                             paste_targets=cfg.paste_targets)
     dataset = SegmentationDataset(train_images, train_masks, augment, seed=cfg.seed)
-    sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed) if ctx.enabled else None
+    # the epoch travels with each index (EpochSampler), so persistent workers augment as the epoch drawn for
+    sampler = EpochSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed)
     loader = DataLoader(
-        dataset,
+        EpochItems(dataset),
         batch_size=cfg.batch_size,
-        shuffle=sampler is None,
         sampler=sampler,
         num_workers=cfg.workers,
         drop_last=len(dataset) >= cfg.batch_size * ctx.world_size,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        generator=torch.Generator().manual_seed(cfg.seed),  # only seeds the workers' RNGs, which nothing draws from
         persistent_workers=cfg.workers > 0,
     )
     steps_per_epoch = max(1, len(loader))
@@ -473,9 +506,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         t_epoch = time.time()
-        dataset.set_epoch(epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         sums: dict[str, float] = {}
         epoch_lr = scheduler.get_last_lr()[0]  # the lr of the epoch's first step; the schedule lowers it every step
         progress = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", ctx.is_main)

@@ -1,0 +1,99 @@
+"""Training runs are reproducible pieces: worker processes augment each epoch anew, a resumed run is the run it
+resumes (order, weights)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.augment import SegmentationDataset
+from model.train import train
+from model.train_config import TrainConfig
+from tests.datasets import write_sirst_dataset
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_sirst_dataset(tmp_path_factory.mktemp("sirst"))  # 8 training frames, 4 for validation
+
+
+def config(dataset: Path, out: Path, **kw) -> TrainConfig:
+    options = dict(data=str(dataset), split_train=str(dataset / "train.txt"), split_val=str(dataset / "val.txt"),
+                   out=str(out), config="tiny", device="cpu", precision="fp32", epochs=3, batch_size=2, crop=48,
+                   lr=1e-3)
+    options.update(kw)
+    return TrainConfig(**options)
+
+
+class Stopped(Exception):
+    """Raised from the log after an epoch's line: the run stops as a kill there leaves it (last.pt written)."""
+
+
+def stop_after(epoch: int):
+    def log(message: str) -> None:
+        if message.startswith(f"epoch {epoch} |"):
+            raise Stopped
+    return log
+
+
+def last_state(out: Path) -> dict:
+    return torch.load(out / "last.pt", weights_only=True)
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} of {len(a)} tensors differ, e.g. {different[:3]}"
+
+
+def epoch_lines(out: Path) -> list[dict]:
+    """metrics.jsonl without the timings."""
+    return [{k: v for k, v in json.loads(line).items() if not k.endswith("seconds")}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_workers_augment_each_epoch_anew_and_as_a_run_without_workers(dataset, tmp_path, monkeypatch):
+    # worker processes are forked with the patched method; each writes what it produced to the file
+    record = tmp_path / "items.jsonl"
+    original = SegmentationDataset.__getitem__
+
+    def recording(self, index):
+        x, y = original(self, index)
+        with open(record, "a") as f:
+            f.write(json.dumps([self.epoch, int(index), hashlib.md5(x.numpy().tobytes()).hexdigest()]) + "\n")
+        return x, y
+
+    monkeypatch.setattr(SegmentationDataset, "__getitem__", recording)
+    crops, states = {}, {}
+    for workers in (2, 0):
+        record.write_text("")
+        out = tmp_path / f"workers{workers}"
+        train(config(dataset, out, epochs=2, batch_size=4, workers=workers), log=lambda message: None)
+        rows = [json.loads(line) for line in record.read_text().splitlines()]
+        crops[workers] = {(epoch, index): digest for epoch, index, digest in rows}
+        states[workers] = last_state(out)["model"]
+    assert len(crops[2]) == 2 * 8  # each epoch draws each of the 8 frames once, at that epoch
+    assert all(crops[2][(0, index)] != crops[2][(1, index)] for index in range(8))  # a new scale, crop and flip
+    assert crops[2] == crops[0]
+    assert_same_tensors(states[2], states[0])
+
+
+def test_a_resumed_run_is_the_run_it_resumes(dataset, tmp_path):
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    train(config(dataset, whole), log=lambda message: None)
+    with pytest.raises(Stopped):
+        train(config(dataset, resumed), log=stop_after(1))
+    assert last_state(resumed)["epoch"] == 0
+    lines: list[str] = []
+    train(config(dataset, resumed), log=lines.append)
+    assert any(line.startswith("resuming from") for line in lines)
+    a, b = last_state(whole), last_state(resumed)
+    assert_same_tensors(a["model"], b["model"])
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 3 * 4
+    assert "scaler" not in b  # no fp16 on the CPU: no loss scale to keep
+    assert epoch_lines(whole) == epoch_lines(resumed)
+    best = [torch.load(out / "best.pt", weights_only=True) for out in (whole, resumed)]
+    assert_same_tensors(best[0]["model"], best[1]["model"])
+    assert best[0]["metadata"]["metrics"] == best[1]["metadata"]["metrics"]
