@@ -328,6 +328,11 @@ class EpochItems(Dataset):
         return self.dataset[index]
 
 
+def grad_scaler(dtype: torch.dtype | None, device: torch.device) -> torch.amp.GradScaler:
+    """The loss scaler of fp16 autocast on CUDA (disabled otherwise); its state is saved in last.pt."""
+    return torch.amp.GradScaler("cuda", enabled=dtype == torch.float16 and device.type == "cuda")
+
+
 class TrainingDiverged(ValueError):
     """The weights became NaN or infinite; nothing of that epoch was saved."""
 
@@ -469,7 +474,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if ctx.is_main:
         for warning in precision_warnings(cfg.precision, dtype, ctx.device):
             log(warning)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16 and ctx.device.type == "cuda")
+    scaler = grad_scaler(dtype, ctx.device)
     loss_fn = LOSSES[cfg.loss]
 
     start_epoch, best_iou, best_metrics, resumed_average = 0, -1.0, {}, None
@@ -478,6 +483,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         resumed_average = resume_state.get("average")
         start_epoch, best_iou = int(resume_state["epoch"]) + 1, float(resume_state["best_iou"])
         best_metrics = json.loads(resume_state["best_metrics"])
+        if scaler.is_enabled() and resume_state.get("scaler"):  # none: a run before fp16, or before it was saved
+            scaler.load_state_dict(resume_state["scaler"])
         if ctx.is_main:
             where = (f"at epoch {start_epoch + 1}/{cfg.epochs}" if start_epoch < cfg.epochs
                      else f"with all {cfg.epochs} epochs done")
@@ -559,8 +566,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
                         model_config,
                         _metadata(cfg, epoch + 1, best_metrics, val_stems, export_windows, dtype),
                     )
-            _save_resume_state(last_path, model, model_config, average, optimizer, scheduler, epoch, best_iou,
-                               best_metrics, record, run)
+            _save_resume_state(last_path, model, model_config, average, optimizer, scheduler, scaler, epoch,
+                               best_iou, best_metrics, record, run)
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             log(_format_record(record))
@@ -842,8 +849,8 @@ def reconcile_log(path: Path, epochs_done: int, last_record: str | None) -> str:
 
 
 def _save_resume_state(
-    path: Path, model, model_config: IRSAMConfig, average: WeightAverage | None, optimizer, scheduler, epoch: int,
-    best_iou: float, best_metrics: dict, record: dict, run: dict,
+    path: Path, model, model_config: IRSAMConfig, average: WeightAverage | None, optimizer, scheduler,
+    scaler: torch.amp.GradScaler, epoch: int, best_iou: float, best_metrics: dict, record: dict, run: dict,
 ) -> None:
     import io
 
@@ -856,6 +863,8 @@ def _save_resume_state(
             **({"average": average.model.state_dict()} if average is not None else {}),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
+            # fp16's loss scale: a resume starting again at 65536 would skip steps until it came back down
+            **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
             "epoch": epoch,
             "best_iou": best_iou,
             "best_metrics": json.dumps(best_metrics),

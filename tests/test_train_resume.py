@@ -1,5 +1,5 @@
 """Training runs are reproducible pieces: worker processes augment each epoch anew, a resumed run is the run it
-resumes (order, weights)."""
+resumes (order, weights, loss scale)."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import model.train as train_module
 from model.augment import SegmentationDataset
 from model.train import train
 from model.train_config import TrainConfig
@@ -97,3 +98,21 @@ def test_a_resumed_run_is_the_run_it_resumes(dataset, tmp_path):
     best = [torch.load(out / "best.pt", weights_only=True) for out in (whole, resumed)]
     assert_same_tensors(best[0]["model"], best[1]["model"])
     assert best[0]["metadata"]["metrics"] == best[1]["metadata"]["metrics"]
+
+
+def test_the_loss_scale_is_kept_in_last_pt_and_resumed(dataset, tmp_path, monkeypatch):
+    # fp16's GradScaler runs on CUDA only; a CPU one, enabled, takes its place in the same code
+    scalers = []
+
+    def cpu_scaler(dtype, device):
+        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0**4, growth_interval=1))  # doubles every step
+        return scalers[-1]
+
+    monkeypatch.setattr(train_module, "grad_scaler", cpu_scaler, raising=False)
+    out = tmp_path / "run"
+    with pytest.raises(Stopped):
+        train(config(dataset, out, epochs=2), log=stop_after(1))
+    assert last_state(out)["scaler"]["scale"] == 2.0 ** (4 + 4)  # 4 steps
+    train(config(dataset, out, epochs=2), log=lambda message: None)
+    assert scalers[-1].get_scale() == 2.0 ** (4 + 8)  # went on from there, not from 2**4
+    assert last_state(out)["scaler"]["scale"] == 2.0 ** (4 + 8)
