@@ -44,7 +44,7 @@ from model.config import PRESETS, IRSAMConfig, preset
 from model.data import EIGHT_BIT_AS_STORED, Sample, name_some, extra_data_root, extra_data_samples, find_dataset, read_samples
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
-from model.predictor import check_device_name, choose_device, pad_to_multiple
+from model.predictor import check_device_name, choose_device
 from model.train_config import TrainConfig
 
 MIN_CROP, MAX_CROP = 32, 2048  # 2048: 4x the paper's crop, the largest input `irsam stats` sizes
@@ -185,24 +185,25 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-@torch.no_grad()
-def predict_logits(model, images, device, dtype) -> list[np.ndarray]:
-    """Full frames at native resolution (padded), logits cropped back to each frame."""
+def predict_logits(model, images, device, dtype=None) -> list[np.ndarray]:
+    """The network's logits of whole frames (uint8 HxW), computed as `irsam eval --refine off` computes them: by
+    the Predictor (model.predictor), whose input handling validation must share (native configs padded and
+    tiled above 1024 px, upsample2x ones resized to 512), in eval's batches (model.evaluate.BATCH_SIZE frames
+    to each detect call), with no decision threshold and no refinement. `dtype` None is fp32."""
+    from model.evaluate import BATCH_SIZE
+    from model.predictor import Predictor
+
     was_training = model.training
-    model.eval()
-    out_logits = []
-    for image in images:
-        x = torch.from_numpy(np.array(image, np.float32))[None, None].expand(1, 3, -1, -1).to(device)
-        h, w = image.shape
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = model(pad_to_multiple(x))
-        out_logits.append(out.mask_logits.float()[0, 0, :h, :w].cpu().numpy())
-    model.train(was_training)
-    return out_logits
+    try:
+        predictor = Predictor(model, model.config, device=str(device), precision=precision_name(dtype))
+        return [result.logits for start in range(0, len(images), BATCH_SIZE)
+                for result in predictor.detect(images[start : start + BATCH_SIZE])]
+    finally:
+        model.train(was_training)
 
 
 def validate(model, images, masks, device, dtype) -> dict:
-    """Metrics as the field computes them, on full validation frames."""
+    """Metrics as the field computes them, on full validation frames (`predict_logits`: as irsam eval sees them)."""
     metrics = SegmentationMetrics()
     for logits, mask in zip(predict_logits(model, images, device, dtype), masks):
         metrics.update(logits, mask)

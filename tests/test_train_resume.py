@@ -1,17 +1,22 @@
 """Training runs are reproducible pieces: worker processes augment each epoch anew, a resumed run is the run it
-resumes (order, weights, loss scale)."""
+resumes (order, weights, loss scale), validation scores what `irsam eval` scores."""
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import model.train as train_module
+from app.cli import main
 from model.augment import SegmentationDataset
-from model.train import train
+from model.build import build_irsam
+from model.config import preset
+from model.predictor import Predictor
+from model.train import predict_logits, train
 from model.train_config import TrainConfig
 from tests.datasets import write_sirst_dataset
 
@@ -116,3 +121,34 @@ def test_the_loss_scale_is_kept_in_last_pt_and_resumed(dataset, tmp_path, monkey
     train(config(dataset, out, epochs=2), log=lambda message: None)
     assert scalers[-1].get_scale() == 2.0 ** (4 + 8)  # went on from there, not from 2**4
     assert last_state(out)["scaler"]["scale"] == 2.0 ** (4 + 8)
+
+
+def test_validation_scores_what_irsam_eval_scores_for_an_upsample2x_network(dataset, tmp_path, capsys):
+    out, val = tmp_path / "run", tmp_path / "val.txt"
+    val.write_text("\n".join((dataset / "val.txt").read_text().split()[:2]))  # each frame is run at 512 (x2)
+    train(config(dataset, out, split_val=str(val), epochs=1, config_overrides={"encoder_input": "upsample2x"}),
+          log=lambda message: None)
+    best = torch.load(out / "best.pt", weights_only=True)
+    at_zero = tmp_path / "at_zero.pt"  # the same weights without the calibrated threshold: the epoch's validation
+    torch.save({**best, "metadata": {**best["metadata"], "decision_threshold": 0.0}}, at_zero)
+    scored = {}
+    for name, weights in (("val", at_zero), ("val_at_threshold", out / "best.pt")):
+        report = tmp_path / f"{name}.json"
+        assert main(["eval", "--weights", str(weights), "--images", str(dataset / "images"), "--masks",
+                     str(dataset / "masks"), "--split", str(val), "--refine", "off", "--device", "cpu", "--json",
+                     str(report)]) == 0
+        scored[name] = json.loads(report.read_text())
+    for name, evaluated in scored.items():
+        stored = best["metadata"]["metrics"][name]
+        keys = ("iou", "niou", "pd", "fa", "false_alarm_pixels")
+        assert {k: stored[k] for k in keys} == {k: evaluated[k] for k in keys}, name
+
+
+def test_validation_tiles_frames_as_the_predictor_does():
+    torch.manual_seed(0)
+    network = build_irsam("tiny")
+    frame = np.random.default_rng(0).integers(0, 255, (96, 1100), dtype=np.uint8)  # over the 1024 px tile
+    expected = Predictor(network, preset("tiny"), device="cpu").detect([frame])[0].logits
+    network.train()
+    assert np.array_equal(predict_logits(network, [frame], torch.device("cpu"), None), [expected])
+    assert network.training  # validation leaves the network as it found it
