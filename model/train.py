@@ -418,10 +418,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
     overlap = set(train_stems) & set(val_stems)
     if overlap:
         raise ValueError(f"train and validation splits share {len(overlap)} images, e.g. {sorted(overlap)[:3]}")
-    run = run_record(cfg, ctx.world_size, train_stems, val_stems)
+    extra_samples = [extra_data_samples(entry) for entry in cfg.extra_data]
+    run = run_record(cfg, ctx.world_size, train_stems, val_stems, [[s.stem for s in samples] for samples in extra_samples])
     if resume_state is not None and "run" in resume_state:  # last.pt files from before runs were recorded: as they are
         check_same_run(out, json.loads(resume_state["run"]), run)
-    extra_samples = [extra_data_samples(entry) for entry in cfg.extra_data]
     val_files = {s.image_path.resolve() for s in val_samples}
     # each image is trained on once: an extra data set often holds the training split (a trainval.txt)
     train_files = {s.image_path.resolve() for s in train_samples}
@@ -755,10 +755,13 @@ def check_new_out_folder(out: Path, inputs: set[Path]) -> None:
         raise ValueError(f"--out {out} holds {name_some(others, NAMED_ENTRIES)} and no last.pt to resume: train into a new or empty folder")
 
 
-def run_record(cfg: TrainConfig, processes: int, train_stems: list[str], val_stems: list[str]) -> dict:
+def run_record(cfg: TrainConfig, processes: int, train_stems: list[str], val_stems: list[str],
+               extra_stems: list[list[str]] | None = None) -> dict:
     """What makes the run what it is, kept in last.pt for `check_same_run`: its options (paths resolved: a
     resume from another working folder compares equal; the model config is checked by read_resume_state),
-    its number of processes (with the batch size, the images of a step) and the images its splits list."""
+    its number of processes (with the batch size, the images of a step), the images its splits list and the
+    images of each --extra-data entry (`extra_stems`, in the order of cfg.extra_data; None: not recorded, so not
+    compared, for callers that do not read the extra data)."""
     options = asdict(cfg)
     for name in ("out", "config", "config_overrides"):
         del options[name]
@@ -767,6 +770,8 @@ def run_record(cfg: TrainConfig, processes: int, train_stems: list[str], val_ste
             options[name] = str(Path(options[name]).resolve())
     options["extra_data"] = [str(Path(entry).resolve()) for entry in cfg.extra_data]
     record = {**options, "processes": processes, "train_stems": sorted(train_stems), "val_stems": sorted(val_stems)}
+    if extra_stems is not None:
+        record["extra_data_stems"] = [sorted(stems) for stems in extra_stems]
     return json.loads(json.dumps(record))  # as last.pt gives it back
 
 
@@ -784,22 +789,31 @@ def check_same_run(out: Path, run: dict, now: dict) -> None:
 def run_changes(run: dict, now: dict) -> dict[str, str]:
     """`check_same_run`'s changes: {record key: its change described by `describe_change`}, {} when `now`
     resumes `run`."""
-    changes = {name: describe_change(name, value, now[name]) for name, value in run.items()
+    changes = {name: describe_change(name, value, now[name], now.get("extra_data")) for name, value in run.items()
                if name in now and name not in RESUMABLE_OPTIONS and value != now[name]}
+    if "extra_data" in changes:  # other entries: their images differ too, which says nothing more
+        changes.pop("extra_data_stems", None)
     if "epochs" in run and now["epochs"] < run["epochs"]:
         changes["epochs"] = (f"--epochs {now['epochs']} (the run's: {run['epochs']}; a run may be extended, not "
                              "shortened)")
     return changes
 
 
-def describe_change(name: str, then, now) -> str:
+def describe_change(name: str, then, now, extra_data: list[str] | None = None) -> str:
     if name in ("train_stems", "val_stems"):
-        added, gone = len(set(now) - set(then)), len(set(then) - set(now))
-        return f"the images {'--split-train' if name == 'train_stems' else '--split-val'} lists ({added} added, {gone} gone)"
+        return f"the images {'--split-train' if name == 'train_stems' else '--split-val'} lists {added_gone(then, now)}"
+    if name == "extra_data_stems":  # with the same entries (else --extra-data's change says it): per entry
+        changed = [f"the images --extra-data {entry} holds {added_gone(old, new)}"
+                   for entry, old, new in zip(extra_data or [], then, now) if old != new]
+        return "; ".join(changed) or f"the images of --extra-data ({len(then)} entries, now {len(now)})"
     if name == "processes":
         return f"{now} processes (the run's: {then})"
     flag = name if name == "weight_decay" else "--" + name.replace("_", "-")  # weight_decay has no CLI option
     return f"{flag} {shown(now)} (the run's: {shown(then)})"
+
+
+def added_gone(then: list[str], now: list[str]) -> str:
+    return f"({len(set(now) - set(then))} added, {len(set(then) - set(now))} gone)"
 
 
 def shown(value) -> str:

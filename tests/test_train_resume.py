@@ -1,5 +1,6 @@
 """Training runs are reproducible pieces: worker processes augment each epoch anew, a resumed run is the run it
-resumes (order, weights, loss scale), validation scores what `irsam eval` scores."""
+resumes (order, weights, loss scale), validation scores what `irsam eval` scores, a resume notices changed extra
+data."""
 from __future__ import annotations
 
 import hashlib
@@ -152,3 +153,17 @@ def test_validation_tiles_frames_as_the_predictor_does():
     network.train()
     assert np.array_equal(predict_logits(network, [frame], torch.device("cpu"), None), [expected])
     assert network.training  # validation leaves the network as it found it
+
+
+def test_a_resume_with_other_images_in_an_extra_data_folder_is_refused(dataset, tmp_path):
+    extra = write_sirst_dataset(tmp_path / "extra", n_frames=6, seed=9)
+    out = tmp_path / "run"
+    with pytest.raises(Stopped):
+        train(config(dataset, out, extra_data=[str(extra)]), log=stop_after(1))
+    kept = {path.name: path.read_bytes() for path in out.iterdir()}
+    (extra / "images" / "syn_000.png").rename(extra / "images" / "new_000.png")
+    (extra / "masks" / "syn_000.png").rename(extra / "masks" / "new_000.png")
+    with pytest.raises(ValueError) as refused:
+        train(config(dataset, out, extra_data=[str(extra)]), log=lambda message: None)
+    assert f"the images --extra-data {extra.resolve()} holds (1 added, 1 gone)" in str(refused.value)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
