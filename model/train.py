@@ -10,10 +10,10 @@ Out folder:
                   average, when `ema_decay` keeps one)
   metrics.jsonl   one line per epoch: losses, validation IoU/nIoU/Pd/Fa, lr (of its first step), seconds
 
-A new run goes into a new or empty folder; running the same command again resumes from last.pt. A resumed
-run may raise --epochs and change the options in RESUMABLE_OPTIONS; any other change is refused. A resumed run
-is the run it resumes: the order and augmentation of each epoch's images are seeded by (seed, epoch) and the
-rest of its state is in last.pt.
+A new run goes into a new or empty folder; running the same command again resumes from last.pt (or, killed in
+its first epoch before last.pt was written, starts again). A resumed run may raise --epochs and change the
+options in RESUMABLE_OPTIONS; any other change is refused. A resumed run is the run it resumes: the order and
+augmentation of each epoch's images are seeded by (seed, epoch) and the rest of its state is in last.pt.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -56,6 +57,9 @@ RESUMABLE_OPTIONS = ("epochs", "device", "precision", "workers", "max_minutes", 
 # to (`> OUT/train.log`) and app.core.finetune's record of the command it starts (finetune.json).
 LAUNCHER_FILES = ("finetune.json",)
 LOG_SUFFIX = ".log"
+# model.atomic's temporary files of the files training writes (tempfile.mkstemp(prefix=".NAME.", suffix=".tmp")):
+# a write killed before its rename leaves one, removed when the same command runs again
+OUR_TEMPORARY = re.compile(r"\.(last\.pt|best\.pt|metrics\.jsonl)\.[a-z0-9_]+\.tmp")
 NAMED_ENTRIES = 5  # of a folder, in a message
 
 
@@ -408,10 +412,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
     last_path = out / "last.pt"
     if last_path.exists():
         resume_state = read_resume_state(last_path, model, model_config)
+        leftovers = our_temporary_files(out)
     else:
         resume_state = None
         inputs = (cfg.split_train, cfg.split_val, cfg.init, *cfg.extra_data)
-        check_new_out_folder(out, {Path(path).resolve() for path in inputs if path})
+        leftovers = check_new_out_folder(out, {Path(path).resolve() for path in inputs if path}, cfg)
     data = Path(cfg.data)
     train_samples, val_samples = split_samples(data, cfg.split_train), split_samples(data, cfg.split_val)
     train_stems, val_stems = [s.stem for s in train_samples], [s.stem for s in val_samples]
@@ -445,8 +450,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
     for entry, samples in zip(cfg.extra_data, extra_samples):
         export_windows[entry] = exported_windows(extra_data_root(entry), {sample.stem for sample in samples})
     export_windows = {folder: windows for folder, windows in export_windows.items() if windows}
+    ctx.barrier()  # every process has looked at --out before its leftovers go
     if ctx.is_main:
         make_out_folder(out)
+        if leftovers:
+            remove_leftovers(leftovers, log)
 
     augment = AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob, orientations=cfg.orientations,
                             paste_targets=cfg.paste_targets)
@@ -738,21 +746,69 @@ def config_change(state: dict, model_config: IRSAMConfig) -> str | None:
     return None
 
 
-def check_new_out_folder(out: Path, inputs: set[Path]) -> None:
+def check_new_out_folder(out: Path, inputs: set[Path], cfg: TrainConfig | None = None) -> list[Path]:
     """ValueError naming what an existing --out without last.pt holds, the command's own input files, logs and
     LAUNCHER_FILES aside: a new run would overwrite its best.pt, add to its metrics.jsonl, or write into a data
-    set or a review project."""
+    set or a review project. What this command left when it was killed in its first epoch is not in the way:
+    training's temporary files (OUR_TEMPORARY) and, with `cfg`, a best.pt `first_epoch_best` recognises;
+    returns them, for `remove_leftovers`."""
     try:
         entries = sorted(out.iterdir())
     except (FileNotFoundError, NotADirectoryError):  # a new folder, or one make_out_folder cannot make
-        return
+        return []
     except OSError as error:
         raise ValueError(f"cannot read --out {out}: {error.strerror or error}") from None
+    leftovers = [entry for entry in entries if is_our_temporary(entry)]
+    if cfg is not None and first_epoch_best(out / "best.pt", cfg):
+        leftovers.append(out / "best.pt")
     others = [entry.name + ("/" if entry.is_dir() else "") for entry in entries
-              if not (entry.resolve() in inputs or entry.name in LAUNCHER_FILES
+              if not (entry.resolve() in inputs or entry.name in LAUNCHER_FILES or entry in leftovers
                       or entry.suffix == LOG_SUFFIX and entry.is_file())]
     if others:
         raise ValueError(f"--out {out} holds {name_some(others, NAMED_ENTRIES)} and no last.pt to resume: train into a new or empty folder")
+    return leftovers
+
+
+def is_our_temporary(path: Path) -> bool:
+    return OUR_TEMPORARY.fullmatch(path.name) is not None and path.is_file()
+
+
+def our_temporary_files(out: Path) -> list[Path]:
+    """Training's temporary files in `out` (writes killed before their rename)."""
+    try:
+        return sorted(entry for entry in out.iterdir() if is_our_temporary(entry))
+    except OSError:
+        return []
+
+
+def first_epoch_best(path: Path, cfg: TrainConfig) -> bool:
+    """Whether `path`, a best.pt beside no last.pt, is what the command of `cfg` wrote before it was killed in its
+    first epoch (best.pt is written just before last.pt): a checkpoint of epoch 1 without a calibrated threshold
+    (chosen after the last epoch), of this data and recipe (RESUMABLE_OPTIONS aside). Running the same command
+    again then starts the run again."""
+    if not path.is_file():
+        return False
+    try:
+        metadata = read_torch_file(path)["metadata"]
+        training = metadata["training"]
+        then, epoch, data = training["recipe"], training["epoch"], training["data"]
+    except (CheckpointError, KeyError, TypeError):
+        return False
+    if not isinstance(then, dict):
+        return False
+    now = _metadata(cfg, 1, {}, [], {}, None)["training"]["recipe"]
+    recipe = [json.loads(json.dumps({k: v for k, v in r.items() if k not in RESUMABLE_OPTIONS})) for r in (then, now)]
+    return epoch == 1 and "decision_threshold" not in metadata and data == cfg.data and recipe[0] == recipe[1]
+
+
+def remove_leftovers(paths: list[Path], log) -> None:
+    """Remove what a killed run left (`check_new_out_folder`, `our_temporary_files`), saying so."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    starts_again = any(path.name == "best.pt" for path in paths)
+    log(f"removed {', '.join(path.name for path in paths)} from {paths[0].parent}: left by "
+        + ("this command killed in its first epoch, before last.pt was written; starting again" if starts_again
+           else "writes killed before they completed"))
 
 
 def run_record(cfg: TrainConfig, processes: int, train_stems: list[str], val_stems: list[str],

@@ -1,10 +1,13 @@
 """Training runs are reproducible pieces: worker processes augment each epoch anew, a resumed run is the run it
 resumes (order, weights, loss scale), validation scores what `irsam eval` scores, a resume notices changed extra
-data."""
+data, and a run killed in its first epoch starts again with the same command."""
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,9 @@ from model.predictor import Predictor
 from model.train import predict_logits, train
 from model.train_config import TrainConfig
 from tests.datasets import write_sirst_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
@@ -167,3 +173,51 @@ def test_a_resume_with_other_images_in_an_extra_data_folder_is_refused(dataset, 
         train(config(dataset, out, extra_data=[str(extra)]), log=lambda message: None)
     assert f"the images --extra-data {extra.resolve()} holds (1 added, 1 gone)" in str(refused.value)
     assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
+
+
+KILLED_WHILE_WRITING_LAST_PT = """
+import os, signal, sys
+import model.atomic as atomic
+write = atomic.write_temporary_beside
+def dying(path, data):
+    if os.path.basename(path) != "last.pt":
+        return write(path, data)
+    write(path, data[: len(data) // 2])
+    os.kill(os.getpid(), signal.SIGKILL)  # the first last.pt half written, best.pt already there
+atomic.write_temporary_beside = dying
+from app.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_run_killed_in_its_first_epoch_starts_again_with_the_same_command(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+
+    def command(epochs: int = 2, *options: str) -> list[str]:
+        return ["train", "--data", str(dataset), "--split-train", str(dataset / "train.txt"), "--split-val",
+                str(dataset / "val.txt"), "--out", str(out), "--config", "tiny", "--device", "cpu", "--precision",
+                "fp32", "--epochs", str(epochs), "--batch-size", "4", "--crop", "48", *options]
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING_LAST_PT, *command()], cwd=REPO, env=env,
+                            capture_output=True, timeout=240)
+    assert killed.returncode == -9, killed.stderr.decode()
+    names = sorted(path.name for path in out.iterdir())
+    assert names[1:] == ["best.pt"] and names[0].startswith(".last.pt.") and names[0].endswith(".tmp")
+    capsys.readouterr()
+
+    assert main(command(2, "--lr", "5e-4")) == 2  # the best.pt of another run stays in the way
+    assert "holds best.pt and no last.pt to resume" in capsys.readouterr().err
+    assert sorted(path.name for path in out.iterdir()) == names
+
+    assert main(command()) == 0
+    printed = capsys.readouterr().out
+    assert f"removed {names[0]}, best.pt from {out}: left by this command killed in its first epoch" in printed
+    assert sorted(path.name for path in out.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
+    assert [line["epoch"] for line in epoch_lines(out)] == [1, 2]
+
+    stale = out / ".best.pt.k1ll3d_x.tmp"  # a later write killed before its rename: gone at the next resume
+    stale.write_bytes(b"partial")
+    assert main(command(3)) == 0
+    assert "removed .best.pt.k1ll3d_x.tmp" in capsys.readouterr().out and not stale.exists()
+    assert [line["epoch"] for line in epoch_lines(out)] == [1, 2, 3]
