@@ -52,6 +52,15 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in _DIGITS.split(name)]
 
 
+def split_line_stem(line: str) -> str:
+    """The stem a split file line names, as the field's loaders read it: the line stripped of spaces at
+    either end, and of a known image extension ("" for a blank line). A name written to a split file reads
+    back as itself only when it is this function's fixed point (and holds no line break)."""
+    name = line.strip()
+    suffix = Path(name).suffix
+    return name[: -len(suffix)] if suffix.lower() in IMAGE_EXTENSIONS else name
+
+
 def read_split(path: str | Path) -> list[str]:
     """Stems listed one per line; a known image extension on a line is dropped, blank lines are skipped.
     ValueError when the file is not UTF-8 text or lists an image more than once (it would count again)."""
@@ -59,11 +68,7 @@ def read_split(path: str | Path) -> list[str]:
         text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark would stick to the first stem
     except UnicodeDecodeError as error:
         raise ValueError(f"split file {path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
-    stems = []
-    for line in text.splitlines():
-        name = line.strip()
-        if name:
-            stems.append(name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in IMAGE_EXTENSIONS else name)
+    stems = [stem for stem in map(split_line_stem, text.splitlines()) if stem]
     repeated = [f"{stem} ({count} times)" for stem, count in Counter(stems).items() if count > 1]
     if repeated:
         raise ValueError(f"split file {path} repeats {len(repeated)} of its {len(set(stems))} images: "

@@ -49,7 +49,7 @@ from app.core.project import ReviewProject, ReviewStatus, is_project, utc_now
 from app.core.provenance import ProposalOrigin
 from app.core.targets import extract_targets, label_components
 from model.atomic import encode_json, encode_png, write_temporary_beside
-from model.data import find_dataset, read_image_gray, read_mask, read_split
+from model.data import find_dataset, read_image_gray, read_mask, read_split, split_line_stem
 from model.metrics import ground_truth_target
 
 LAYOUTS = ("sirst", "basicirstd", "dnanet")
@@ -209,25 +209,63 @@ def sequence_name_for(project: ReviewProject, out: str | Path, layout: str,
     return source_sequence_name(project.source_path, project.source_kind)
 
 
+def listable_name(name: str) -> str:
+    """`name` made one that a split file line gives back as written: the field's loaders (`model.data.read_split`)
+    strip each line and drop a known image extension, and a line holds no line break. Characters that are not
+    printable (line and paragraph breaks, tabs, non-breaking spaces), spaces at either end and the '.' of a
+    trailing image extension become '_': frame "a .png" is exported as "<sequence>_a_", "b.tif.png" as
+    "<sequence>_b_tif"."""
+    chars = [c if c.isprintable() else "_" for c in name]
+    for end in (range(len(chars)), range(len(chars) - 1, -1, -1)):  # spaces at the start, then at the end
+        for i in end:
+            if chars[i] != " ":
+                break
+            chars[i] = "_"
+    name = "".join(chars)
+    suffix = Path(name).suffix
+    if suffix and split_line_stem(name) != name:  # an image extension that the loaders would drop
+        name = f"{name[: -len(suffix)]}_{suffix[1:]}"
+    return name
+
+
 def dataset_stem_names(sequence: str, stems: list[str], all_stems: list[str], records: dict) -> dict[str, str]:
     """Each of `stems`' name in the data set: `<sequence>_<stem>`, or the stem itself when it already starts with
     `<sequence>_` (a TIFF stack's pages: stack.tif's page stack_000001 is exported as stack_000001, not
     stack_stack_000001), unless what follows that prefix is another of the project's stems `all_stems`, which
-    would take the same name. A frame that the data set's `records` (meta.json) already hold for this sequence
-    keeps the name it has there: an append replaces data sets exported under the earlier rule in place."""
+    would take the same name; as a split file line reads it back (`listable_name`: a frame file "a .png" is
+    exported as `<sequence>_a_`). A frame that the data set's `records` (meta.json) already hold for this
+    sequence keeps the name it has there, if a split file line can hold it: an append replaces data sets
+    exported under the earlier rule in place. Two frames may take the same name ("a " and "a_"): export refuses
+    to write both (`_check_distinct_names`)."""
     prefix = f"{sequence}_"
     held = {record["source_stem"]: name for name, record in records.items()
             if record.get("sequence") == sequence and isinstance(record.get("source_stem"), str)}
     all_stems = set(all_stems)
     names = {}
     for stem in stems:
-        if stem in held:
+        if stem in held and listable_name(held[stem]) == held[stem]:
             names[stem] = held[stem]
         elif stem.startswith(prefix) and stem[len(prefix):] not in all_stems:
-            names[stem] = stem
+            names[stem] = listable_name(stem)
         else:
-            names[stem] = prefix + stem
+            names[stem] = listable_name(prefix + stem)
     return names
+
+
+def _check_distinct_names(dataset_stems: dict[str, str]) -> None:
+    """ExportError when two frames selected for export take the same data set name (`dataset_stem_names`: "a "
+    and "a_" both as `<sequence>_a_`): one would overwrite the other."""
+    by_name: dict[str, list[str]] = {}
+    for stem, name in dataset_stems.items():
+        by_name.setdefault(name, []).append(stem)
+    clashes = [(name, stems) for name, stems in by_name.items() if len(stems) > 1]
+    if clashes:
+        name, stems = clashes[0]
+        more = f" ({len(clashes) - 1} more names are taken twice)" if len(clashes) > 1 else ""
+        raise ExportError(
+            f"frames {', '.join(repr(s) for s in stems)} would be exported under the same name {name}{more}: a "
+            "split file line loses spaces at either end, line breaks and an image extension, so those become '_'. "
+            "Nothing was written: rename one of the frame files, or leave all but one out (reject them)")
 
 
 def _check_not_into_own_folders(paths: DatasetPaths, project: ReviewProject) -> None:
@@ -319,6 +357,7 @@ def export_project(
     if meta.setdefault("layout", layout) != layout:
         raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
     dataset_stems = dataset_stem_names(sequence, [stem for stem, _ in selected], project.stems, meta["frames"])
+    _check_distinct_names(dataset_stems)
     earlier_records = dict(meta["frames"])
     asked = {name for name, wanted in (("raw", raw), ("coco", coco), ("yolo", yolo)) if wanted}
     already_held = dataset_formats(out, layout, dataset_name) - asked if append else set()
@@ -392,13 +431,15 @@ def export_project(
         removed_records = {s: meta["frames"].pop(s) for s in report.removed}
         for s in kept_earlier:
             meta["frames"][s]["split"] = split
+        # as the split files list them: a name exported before names were made listable ("seq_a ") reads "seq_a"
+        removed_listed = set(removed_records) | {split_line_stem(s) for s in removed_records if listable_name(s) != s}
         splits = {}
         for name, path in paths.split_files.items():
             try:
                 listed = read_split(path) if append and path.exists() else []
             except ValueError as e:  # a split file edited by hand to list a frame twice
                 raise ExportError(f"{e}; fix it, or export into a new folder") from None
-            others = [s for s in listed if s not in listed_here and s not in removed_records]
+            others = [s for s in listed if s not in listed_here and s not in removed_listed]
             splits[name] = others + (this_sequence if name == split else [])
             index_files.write(path, "".join(f"{s}\n" for s in splits[name]).encode())
         if "yolo" in formats:
