@@ -88,6 +88,9 @@ def run(args) -> int:
               "old pixels and mask); review them again and export again to replace them")
     for line in report.formats_summary():
         print(line)
+    if report.temporary_removed:
+        print(f"removed {len(report.temporary_removed)} temporary files that an export cut short had left "
+              f"(e.g. {report.temporary_removed[0]})")
     return 0
 
 

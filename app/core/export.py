@@ -33,9 +33,12 @@ no target); raw copies, which need the source, only for this export's frames.
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
+import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -59,6 +62,12 @@ EXPORT_FORMAT = "irsam-review-export/1"
 DEFAULT_DATASET_NAME = "IRSAM-Review"
 # why a frame is skipped whose pixels differ from those its mask or status was made on (ReviewProject.frame_change)
 FRAME_CHANGED = "changed on disk since its mask or status was made: review it again"
+# held (flock) by an export while it reads and writes a data set: ROOT/.irsam-export.lock, there only meanwhile
+EXPORT_LOCK = ".irsam-export.lock"
+# a temporary file of an export's own naming left this long is stale even when the data set cannot be locked
+STALE_TEMPORARY_S = 3600.0
+# model.atomic's temporary files: mkstemp(prefix=".<target name>.", suffix=".tmp"), 8 random characters between
+_TEMPORARY_FILE = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
 
 
 class ExportError(Exception):
@@ -115,6 +124,9 @@ class ExportReport:
     # on (a source replaced on disk under the same names); also in `skipped` with FRAME_CHANGED, and in `kept`
     # when an earlier export of theirs stays
     changed: list[str] = field(default_factory=list)
+    # temporary files an export cut short (killed, a power cut) left in the data set's folders, removed by this one
+    # (`_remove_stale_temporary_files`), relative to root
+    temporary_removed: list[str] = field(default_factory=list)
 
     def formats_summary(self) -> list[str]:
         """What the optional formats written mean for the data set, one sentence a line."""
@@ -353,122 +365,129 @@ def export_project(
     if not append and _holds_dataset(paths):
         raise DatasetExistsError(paths.root)
 
-    meta = _read_meta(paths) if append else {"format": EXPORT_FORMAT, "frames": {}}
-    if meta.setdefault("layout", layout) != layout:
-        raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
-    dataset_stems = dataset_stem_names(sequence, [stem for stem, _ in selected], project.stems, meta["frames"])
-    _check_distinct_names(dataset_stems)
-    earlier_records = dict(meta["frames"])
-    asked = {name for name, wanted in (("raw", raw), ("coco", coco), ("yolo", yolo)) if wanted}
-    already_held = dataset_formats(out, layout, dataset_name) - asked if append else set()
-    formats = asked | already_held
-
-    own_source = source is None
-    if own_source:
-        source = _open_project_source(project)
-    if normalization is None:
-        normalization = Normalization.from_dict(project.normalization)
-    frame_files, index_files = _StagedFiles(), _StagedFiles()  # images, masks...; split files, meta.json
+    lock = _DatasetLock(paths.root).acquire()  # held from the read of meta.json to the last rename
     try:
+        if not append and _holds_dataset(paths):  # made by an export that ran since the check above
+            raise DatasetExistsError(paths.root)
+        meta = _read_meta(paths) if append else {"format": EXPORT_FORMAT, "frames": {}}
+        if meta.setdefault("layout", layout) != layout:
+            raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
+        dataset_stems = dataset_stem_names(sequence, [stem for stem, _ in selected], project.stems, meta["frames"])
+        _check_distinct_names(dataset_stems)
+        earlier_records = dict(meta["frames"])
+        asked = {name for name, wanted in (("raw", raw), ("coco", coco), ("yolo", yolo)) if wanted}
+        already_held = dataset_formats(out, layout, dataset_name) - asked if append else set()
+        formats = asked | already_held
+
+        own_source = source is None
+        if own_source:
+            source = _open_project_source(project)
+        if normalization is None:
+            normalization = Normalization.from_dict(project.normalization)
+        frame_files, index_files = _StagedFiles(), _StagedFiles()  # images, masks...; split files, meta.json
         try:
-            source_index = {s: i for i, s in enumerate(source.stems)}
-            for done, (stem, origin) in enumerate(selected, start=1):
-                mask, frame, proposal, why = _label_and_frame(project, stem, origin, source, source_index)
-                dataset_stem = dataset_stems[stem]
-                if mask is not None:
-                    # the frame is read anyway: the check costs a hash and two small PNG reads
-                    if project.frame_change(stem, frame_digest(frame)).affects_export(origin):
-                        mask, why = None, FRAME_CHANGED
-                        report.changed.append(stem)
-                if mask is None:
-                    report.skipped.append((stem, why))
-                    if _holds_earlier_export(paths, meta, dataset_stem):
-                        report.kept.append((dataset_stem, why))
-                else:
-                    frame_files.write(paths.images / f"{dataset_stem}.png", encode_png(normalization.apply(frame)))
-                    frame_files.write(paths.masks / f"{dataset_stem}.png", encode_png(mask))
-                    raw_file = None
-                    if "raw" in formats:
-                        raw_file = _write_raw(frame_files, paths.root, dataset_stem, frame)
-                    if "yolo" in formats:
-                        frame_files.write(paths.root / "labels" / f"{dataset_stem}.txt", yolo_boxes(mask).encode())
-                    meta["frames"][dataset_stem] = {
-                        "sequence": sequence,
-                        "project": str(project.folder.resolve()),
-                        "source": str(project.source_path),
-                        "source_kind": project.source_kind,
-                        "frame_index": project.index(stem),
-                        "source_stem": stem,
-                        "normalization": project.normalization,
-                        "proposal": None if proposal is None else proposal.to_dict(),
-                        "status": project.status(stem).value,
-                        "mask_from": origin,
-                        "split": split,
-                        "raw": raw_file,
-                        "frame_sha1": frame_fingerprint(frame),
-                        "exported": utc_now(),
-                    }
-                    report.exported.append(dataset_stem)
-                if progress is not None:
-                    progress(done, len(selected))
-        finally:
-            if own_source:
-                source.close()
-        if not report.exported:
-            return report
-        fingerprints = {meta["frames"][s].get("frame_sha1") for s in report.exported} - {None}
-        _check_sequence_is_this_source(earlier_records, paths.root, sequence, project, set(dataset_stems.values()),
-                                       fingerprints)
-
-        report.formats = [f for f in FORMATS if f in formats]
-        report.formats_already_held = [f for f in FORMATS if f in already_held]
-        exported = set(report.exported)
-        kept_earlier = {s for s, _ in report.kept}
-        listed_here = exported | kept_earlier
-        this_sequence = [s for s in dataset_stems.values() if s in listed_here]
-        report.removed = [s for s, record in meta["frames"].items()
-                          if record.get("sequence") == sequence and s not in listed_here]
-        removed_records = {s: meta["frames"].pop(s) for s in report.removed}
-        for s in kept_earlier:
-            meta["frames"][s]["split"] = split
-        # as the split files list them: a name exported before names were made listable ("seq_a ") reads "seq_a"
-        removed_listed = set(removed_records) | {split_line_stem(s) for s in removed_records if listable_name(s) != s}
-        splits = {}
-        for name, path in paths.split_files.items():
             try:
-                listed = read_split(path) if append and path.exists() else []
-            except ValueError as e:  # a split file edited by hand to list a frame twice
-                raise ExportError(f"{e}; fix it, or export into a new folder") from None
-            others = [s for s in listed if s not in listed_here and s not in removed_listed]
-            splits[name] = others + (this_sequence if name == split else [])
-            index_files.write(path, "".join(f"{s}\n" for s in splits[name]).encode())
-        if "yolo" in formats:
-            for stem in (s for stems in splits.values() for s in stems if s not in exported):
-                label = paths.root / "labels" / f"{stem}.txt"
-                if not label.exists():
-                    frame_files.write(label, yolo_boxes(_exported_mask(frame_files, paths, stem)).encode())
-                    report.labels_added.append(stem)
-        if "coco" in formats:
-            for name, stems in splits.items():
-                _write_coco(index_files, frame_files, paths, name, stems)
-        index_files.write(paths.root / "meta.json", encode_json(meta))
-    except BaseException:
-        frame_files.discard()
-        index_files.discard()
-        raise
-    try:
-        frame_files.commit(remove_new_on_failure=True)
-    except ExportError:
-        index_files.discard()
-        raise
-    try:
-        index_files.commit(remove_new_on_failure=False)
-    except ExportError as e:
-        raise ExportError(f"{e}; {paths.root} is partly updated: export again, adding to the data set, "
-                          "to complete it") from e
-    for s, record in removed_records.items():
-        _remove_exported_files(paths.root, s, record)
-    return report
+                source_index = {s: i for i, s in enumerate(source.stems)}
+                for done, (stem, origin) in enumerate(selected, start=1):
+                    mask, frame, proposal, why = _label_and_frame(project, stem, origin, source, source_index)
+                    dataset_stem = dataset_stems[stem]
+                    if mask is not None:
+                        # the frame is read anyway: the check costs a hash and two small PNG reads
+                        if project.frame_change(stem, frame_digest(frame)).affects_export(origin):
+                            mask, why = None, FRAME_CHANGED
+                            report.changed.append(stem)
+                    if mask is None:
+                        report.skipped.append((stem, why))
+                        if _holds_earlier_export(paths, meta, dataset_stem):
+                            report.kept.append((dataset_stem, why))
+                    else:
+                        frame_files.write(paths.images / f"{dataset_stem}.png", encode_png(normalization.apply(frame)))
+                        frame_files.write(paths.masks / f"{dataset_stem}.png", encode_png(mask))
+                        raw_file = None
+                        if "raw" in formats:
+                            raw_file = _write_raw(frame_files, paths.root, dataset_stem, frame)
+                        if "yolo" in formats:
+                            frame_files.write(paths.root / "labels" / f"{dataset_stem}.txt", yolo_boxes(mask).encode())
+                        meta["frames"][dataset_stem] = {
+                            "sequence": sequence,
+                            "project": str(project.folder.resolve()),
+                            "source": str(project.source_path),
+                            "source_kind": project.source_kind,
+                            "frame_index": project.index(stem),
+                            "source_stem": stem,
+                            "normalization": project.normalization,
+                            "proposal": None if proposal is None else proposal.to_dict(),
+                            "status": project.status(stem).value,
+                            "mask_from": origin,
+                            "split": split,
+                            "raw": raw_file,
+                            "frame_sha1": frame_fingerprint(frame),
+                            "exported": utc_now(),
+                        }
+                        report.exported.append(dataset_stem)
+                    if progress is not None:
+                        progress(done, len(selected))
+            finally:
+                if own_source:
+                    source.close()
+            if not report.exported:
+                return report
+            fingerprints = {meta["frames"][s].get("frame_sha1") for s in report.exported} - {None}
+            _check_sequence_is_this_source(earlier_records, paths.root, sequence, project, set(dataset_stems.values()),
+                                           fingerprints)
+
+            report.formats = [f for f in FORMATS if f in formats]
+            report.formats_already_held = [f for f in FORMATS if f in already_held]
+            exported = set(report.exported)
+            kept_earlier = {s for s, _ in report.kept}
+            listed_here = exported | kept_earlier
+            this_sequence = [s for s in dataset_stems.values() if s in listed_here]
+            report.removed = [s for s, record in meta["frames"].items()
+                              if record.get("sequence") == sequence and s not in listed_here]
+            removed_records = {s: meta["frames"].pop(s) for s in report.removed}
+            for s in kept_earlier:
+                meta["frames"][s]["split"] = split
+            # as the split files list them: a name exported before names were made listable ("seq_a ") reads "seq_a"
+            removed_listed = set(removed_records) | {split_line_stem(s) for s in removed_records if listable_name(s) != s}
+            splits = {}
+            for name, path in paths.split_files.items():
+                try:
+                    listed = read_split(path) if append and path.exists() else []
+                except ValueError as e:  # a split file edited by hand to list a frame twice
+                    raise ExportError(f"{e}; fix it, or export into a new folder") from None
+                others = [s for s in listed if s not in listed_here and s not in removed_listed]
+                splits[name] = others + (this_sequence if name == split else [])
+                index_files.write(path, "".join(f"{s}\n" for s in splits[name]).encode())
+            if "yolo" in formats:
+                for stem in (s for stems in splits.values() for s in stems if s not in exported):
+                    label = paths.root / "labels" / f"{stem}.txt"
+                    if not label.exists():
+                        frame_files.write(label, yolo_boxes(_exported_mask(frame_files, paths, stem)).encode())
+                        report.labels_added.append(stem)
+            if "coco" in formats:
+                for name, stems in splits.items():
+                    _write_coco(index_files, frame_files, paths, name, stems)
+            index_files.write(paths.root / "meta.json", encode_json(meta))
+        except BaseException:
+            frame_files.discard()
+            index_files.discard()
+            raise
+        try:
+            frame_files.commit(remove_new_on_failure=True)
+        except ExportError:
+            index_files.discard()
+            raise
+        try:
+            index_files.commit(remove_new_on_failure=False)
+        except ExportError as e:
+            raise ExportError(f"{e}; {paths.root} is partly updated: export again, adding to the data set, "
+                              "to complete it") from e
+        for s, record in removed_records.items():
+            _remove_exported_files(paths.root, s, record)
+        report.temporary_removed = _remove_stale_temporary_files(paths, None if lock.held else STALE_TEMPORARY_S)
+        return report
+    finally:
+        lock.release()
 
 
 def read_exported_dataset(
@@ -612,6 +631,127 @@ class _StagedFiles:
         for temporary in self.temporary.values():
             temporary.unlink(missing_ok=True)
         self.temporary.clear()
+
+
+class _DatasetLock:
+    """An exclusive flock on ROOT/.irsam-export.lock, held by an export from its read of meta.json to its last
+    rename: a second export into the data set (a window's and an irsam command's) is refused rather than
+    losing the first one's frames from meta.json, and one that holds it knows that every temporary file of
+    an export's naming in the data set was left by an export cut short. The file is removed on release (a
+    data set holds no lock file between exports); one left by a killed export locks as well.
+
+    Where the lock file cannot be made or locked (a folder this user may only read, a file system without
+    locks) the export goes on unlocked, as before locks, and `held` is False."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.path = root / EXPORT_LOCK
+        self.fd: int | None = None
+        self.created: list[Path] = []  # folders made to hold the lock file, deepest first
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def acquire(self) -> _DatasetLock:
+        self.created = []
+        for folder in (self.root, *self.root.parents):
+            if folder.exists():
+                break
+            self.created.append(folder)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ExportError(f"cannot write {self.root}: {e.strerror or e}") from e
+        for _ in range(20):
+            made = True
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                made = False
+                try:
+                    fd = os.open(self.path, os.O_RDWR)
+                except FileNotFoundError:  # removed meanwhile by the export that held it
+                    continue
+                except OSError:
+                    return self
+            except OSError:
+                return self
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                self.release()
+                raise ExportError(f"another export is writing into {self.root} now (an export window or an irsam "
+                                  "command): nothing was written; export again when it has finished") from None
+            except OSError:  # a file system without locks: no lock file either
+                if made:
+                    self.path.unlink(missing_ok=True)
+                os.close(fd)
+                return self
+            try:  # the export that held it may have removed the file meanwhile: then lock the one there now
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.fd = fd
+                return self
+            os.close(fd)
+        return self
+
+    def release(self) -> None:
+        """Remove the lock file and unlock; remove the folders made for it when nothing else was written in them."""
+        if self.fd is not None:
+            # while locked: an export that opened this file meanwhile locks it once it is closed, finds it gone
+            # and makes another (acquire)
+            self.path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the export wrote there
+                break
+        self.created = []
+
+
+def _remove_stale_temporary_files(paths: DatasetPaths, older_than_s: float | None) -> list[str]:
+    """Remove the temporary files that exports cut short (killed, a power cut) left in the data set: those of
+    model.atomic's naming (`.<target>.<8 characters>.tmp`) for a file an export writes in that folder (images/
+    and masks/ <stem>.png, raw/ <stem>.png|.tif, labels/ <stem>.txt, annotations/ instances_<split>.json, the
+    split files and meta.json), and no other file. `older_than_s`: only those not modified for that long (None:
+    any age, when the data set lock is held, so that no export is writing). Returns them, relative to the root."""
+    root = paths.root
+    targets: dict[Path, Callable[[str], bool]] = {
+        paths.images: lambda t: t.endswith(".png"),
+        paths.masks: lambda t: t.endswith(".png"),
+        root / "raw": lambda t: t.endswith((".png", ".tif")),
+        root / "labels": lambda t: t.endswith(".txt"),
+        root / "annotations": lambda t: t in {f"instances_{s}.json" for s in SPLITS},
+    }
+    for index_file in (*paths.split_files.values(), root / "meta.json"):
+        earlier = targets.get(index_file.parent, lambda t: False)
+        targets[index_file.parent] = lambda t, name=index_file.name, earlier=earlier: t == name or earlier(t)
+    removed = []
+    for folder, is_target in targets.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # no such folder
+            continue
+        for entry in entries:
+            match = _TEMPORARY_FILE.fullmatch(entry.name)
+            if match is None or not is_target(match["target"]):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if older_than_s is not None and time.time() - entry.stat(follow_symlinks=False).st_mtime < older_than_s:
+                    continue
+                os.unlink(entry.path)
+            except OSError:  # gone meanwhile, or not ours to remove: the data set reads the same
+                continue
+            removed.append(str(Path(entry.path).relative_to(root)))
+    return sorted(removed)
 
 
 def _check_plain_name(what: str, name: str) -> None:
