@@ -606,9 +606,13 @@ THRESHOLD_CANDIDATES = np.round(np.arange(-2.0, 6.01, 0.25), 2)
 THRESHOLD_STEP, THRESHOLD_WIDEN, THRESHOLD_LIMIT = 0.25, 2.0, 20.0
 
 
+MAX_THRESHOLD_FA = 0.5  # a threshold marking more than half of the frames' pixels false alarms is no decision
+
+
 def choose_threshold(logits: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, dict[float, dict]]:
     """The logit threshold with the best IoU over (logits, mask) pairs (ties: the one nearest 0) among those
-    detecting as many targets as threshold 0 does, and every candidate's metrics. The search covers
+    detecting as many targets as threshold 0 does (at least one, when 0 finds none) and marking at most
+    MAX_THRESHOLD_FA of the pixels false alarms, and every candidate's metrics. The search covers
     THRESHOLD_CANDIDATES and widens by THRESHOLD_WIDEN on a side while that edge scores the best IoU (a
     fine-tune on unlike data can shift the logits further), up to +-THRESHOLD_LIMIT."""
 
@@ -620,12 +624,18 @@ def choose_threshold(logits: list[np.ndarray], masks: list[np.ndarray]) -> tuple
 
     def keeps_targets(t: float) -> bool:
         # An undertrained network's IoU can peak where every pixel is positive: one component, no target
-        # found. (Pd is NaN on data without targets: then every threshold qualifies.)
-        return not results[t]["pd"] < results[0.0]["pd"]
+        # found. So a threshold must find as many targets as 0 does and must not mark most of the frames false
+        # alarms. (Pd is NaN on data without targets: then the Pd rule passes every threshold.)
+        result = results[t]
+        return t == 0.0 or not result["pd"] < results[0.0]["pd"] and result["fa"] <= MAX_THRESHOLD_FA
+
+    def choosable(t: float) -> bool:
+        # when 0 finds no target, another threshold is taken only if it finds one: nothing to calibrate on
+        return keeps_targets(t) and (t == 0.0 or results[0.0]["pd"] != 0 or results[t]["pd"] > 0)
 
     results = {float(t): scored(float(t)) for t in THRESHOLD_CANDIDATES}
     while True:
-        best = max(filter(keeps_targets, results), key=lambda t: (results[t]["iou"], -abs(t)))
+        best = max(filter(choosable, results), key=lambda t: (results[t]["iou"], -abs(t)))
         top = results[best]["iou"]
         more = []
         for edge, step in ((max(results), THRESHOLD_STEP), (min(results), -THRESHOLD_STEP)):

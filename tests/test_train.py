@@ -251,6 +251,23 @@ def test_the_threshold_never_loses_targets_found_at_zero_for_a_better_iou():
     assert best == 0.0 and results[best]["pd"] == 1.0
 
 
+def test_a_network_that_finds_nothing_at_zero_keeps_zero_rather_than_marking_every_pixel():
+    # nothing found at 0; below -0.2 every pixel is positive: one frame-sized component, IoU 4/1024 > 0 but no
+    # target found and every background pixel a false alarm (an undertrained run stored that, and detect then
+    # marked whole frames)
+    mask = np.zeros((32, 32), bool)
+    mask[4:6, 4:6] = True
+    logits = np.full((32, 32), -0.2, np.float32)
+    logits[mask] = -0.1
+    best, results = choose_threshold([logits], [mask])
+    assert results[-0.25]["iou"] > results[0.0]["iou"] == 0.0 and results[-0.25]["fa"] > 0.99
+    assert best == 0.0
+    logits[mask] = 0.5  # a threshold that does find it is still taken: nothing at 0, the target alone above -0.1
+    logits[~mask] = -0.6
+    best, results = choose_threshold([logits - 1.0], [mask])
+    assert results[0.0]["pd"] == 0.0 and results[best]["pd"] == 1.0 and results[best]["iou"] == 1.0
+
+
 def test_a_run_killed_between_last_pt_and_its_log_line_gets_the_line_back(dataset, tmp_path):
     out = tmp_path / "run"
     train(tiny_config(dataset, out, epochs=2))
