@@ -201,7 +201,8 @@ def test_a_fine_tune_folder_resumes_an_unfinished_run_of_the_same_settings_else_
 
     project, source = reviewed_sequence(tmp_path)
     folder = tmp_path / "finetune"
-    options = dict(config="tiny", epochs=1, device="cpu", extra_args=TRAIN_ARGS)
+    base = write_sirst_dataset(tmp_path / "base", n_frames=3)
+    options = dict(config="tiny", epochs=1, device="cpu", base_data=[base], extra_args=TRAIN_ARGS)
 
     def prepared(**changes):
         """(note, run folder name) of a run prepared with `options` changed; a new run folder is removed
@@ -237,6 +238,13 @@ def test_a_fine_tune_folder_resumes_an_unfinished_run_of_the_same_settings_else_
     project.set_status(project.stems[7], ReviewStatus.REJECTED)
     assert prepared(epochs=3)[0].startswith(f"The run in {folder / 'run'} trained on other reviewed frames")
     project.set_status(project.stems[7], ReviewStatus.ACCEPTED)
+    for layer in ("images", "masks"):  # the base data gained an image: irsam train would refuse to resume
+        shutil.copy(base / layer / "syn_000.png", base / layer / "syn_009.png")
+    assert prepared(epochs=3)[0] == (
+        f"The run in {folder / 'run'} was started with other settings (the images --extra-data {base} holds "
+        f"(1 added, 0 gone)): this one starts afresh in {folder / 'run-2'}.")
+    for layer in ("images", "masks"):
+        (base / layer / "syn_009.png").unlink()
 
     again = prepare_run(folder, project, sequence_name="seqA", source=source, **{**options, "epochs": 2})
     assert again.note == f"Resuming the run in {folder / 'run'} after epoch 1 of 2." and again.job.out_dir == folder / "run"

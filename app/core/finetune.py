@@ -507,7 +507,11 @@ def _why_not_resumed(job: FineTuneJob) -> tuple[str | None, int]:
         return f"trained another network ({change})", 0
     if run is None:
         return "was started by an older version that did not record its settings", 0
-    changes = run_changes(run, run_record(cfg, 1, job.holdout.train, job.holdout.val))
+    try:
+        extra_stems = [[sample.stem for sample in extra_data_samples(entry)] for entry in cfg.extra_data]
+    except (OSError, ValueError) as e:  # the training would refuse it too
+        return f"cannot be resumed ({e})", 0
+    changes = run_changes(run, run_record(cfg, 1, job.holdout.train, job.holdout.val, extra_stems))
     if changes.keys() & {"train_stems", "val_stems"}:
         return "trained on other reviewed frames", 0
     if changes:
