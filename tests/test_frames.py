@@ -479,11 +479,11 @@ def test_tiff_pages_of_another_size_or_type_are_bad_frames(tmp_path):
             writer.write(page)
     with open_source(tmp_path / "mixed.tif") as src:
         assert len(src) == 4 and src.shape == (24, 32) and src.dtype == np.uint16
-        with pytest.raises(FrameReadError, match="size 10x10 differs from the sequence's 32x24"):
+        with pytest.raises(FrameReadError, match="mixed.tif: page 2: size 10x10 differs from the sequence.s 32x24$"):
             src.frame(1)
-        assert [(b.index, b.reason) for b in src.scan()] == [
-            (1, "size 10x10 differs from the sequence's 32x24"),
-            (3, "sample type uint8 differs from the sequence's uint16")]
+        assert [(b.index, b.path, b.reason) for b in src.scan()] == [  # the page named, as a missing page is
+            (1, str(tmp_path / "mixed.tif"), "page 2: size 10x10 differs from the sequence's 32x24"),
+            (3, str(tmp_path / "mixed.tif"), "page 4: sample type uint8 differs from the sequence's uint16")]
         assert src.readable_indices() == [0, 2]
         np.testing.assert_array_equal(src.frame(2), pages[2])
 

@@ -336,6 +336,8 @@ class FrameSource:
             else:  # a mixed-size folder: the size the file's header gave at open
                 mismatch = _mismatch(image.shape, image.dtype, self._frame_shapes[i], self.dtype, "its header's")
             if mismatch is not None:
+                if self.kind == "tiff":  # the stack's file holds every frame: name the page, as a missing one is
+                    mismatch = f"page {i + 1}: {mismatch}"
                 raise FrameReadError(self.frame_path(i), mismatch)
         except FrameReadError as e:
             with self._lock:
