@@ -93,6 +93,8 @@ def _tubal_rank_estimate(tensor: np.ndarray, ratio: float = 0.1) -> int:
     """Number of leading singular values of the mode-1 unfolding above `ratio` times the largest (>= 1)."""
     unfolding = tensor.transpose(1, 0, 2).reshape(tensor.shape[1], -1)
     singular = np.linalg.svd(unfolding, compute_uv=False)
+    if singular[0] == 0:  # an all-zero tensor: rank 1, as for any other
+        return 1
     below = np.flatnonzero(singular / singular[0] < ratio)
     return max(int(below[0]) if len(below) else len(singular), 1)
 
@@ -121,6 +123,10 @@ def pstnn_score(
     background B (partial-sum TNN) plus a sparse target T (weighted L1, reweighted each iteration by
     1 / (|T| + 0.01) and divided by the structure-tensor prior), stopping when T's support stops changing."""
     original_shape = image.shape
+    if image.size == 0 or image.min() == image.max():
+        # a constant frame (a blank sensor frame, a saturated one) holds no target; its patch tensor is all
+        # background and has no singular value to scale the rank by
+        return np.zeros(original_shape, np.float32)
     pad = [(0, max(patch - n, 0)) for n in original_shape]
     data = np.pad(image.astype(np.float64), pad, mode="reflect" if min(original_shape) > 1 else "edge")
     rows, cols = _patch_origins(data.shape[0], patch, step), _patch_origins(data.shape[1], patch, step)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,20 @@ def test_flat_image_gives_no_detection():
     flat = np.full((64, 64), 80, np.uint8)
     for name in CLASSICAL_DETECTORS:
         assert not make_classical_detector(name).detect([flat])[0].mask.any(), name
+
+
+@pytest.mark.parametrize("value", [0, 80, 255])
+@pytest.mark.parametrize("shape", [(64, 80), (40, 40), (5, 7)])
+def test_a_constant_frame_has_no_target_and_no_numpy_warning(value, shape):
+    """A blank or saturated sensor frame (8-bit 0 after a 16-bit window): PSTNN's rank estimate divided 0
+    by 0 and numpy's RuntimeWarning, with a line of model/classical.py, reached the user."""
+    flat = np.full(shape, value, np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in CLASSICAL_DETECTORS:
+            assert not make_classical_detector(name).detect([flat])[0].mask.any(), name
+        score = pstnn_score(flat)
+    assert score.shape == shape and score.dtype == np.float32 and not score.any()
 
 
 def test_area_filter_drops_too_large_and_too_small_components():
