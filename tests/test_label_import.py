@@ -156,6 +156,35 @@ def test_cli_fails_when_no_mask_is_named_after_a_frame(tmp_path, capsys):
     assert capsys.readouterr().err.endswith("(or another image type), and the folder holds no image file\n")
 
 
+def test_cli_records_the_frame_each_mask_is_committed_over_and_export_skips_a_frame_replaced_since(tmp_path, capsys):
+    """Audit s18 finding 1: masks committed by import-labels held no fingerprint, so export paired frames
+    replaced on disk under the same names with the masks drawn on the old ones."""
+    from app.core.frames import frame_digest, open_source
+
+    masks = data_set(tmp_path / "data", n=3)
+    project = detected_project(tmp_path, masks)
+    images = tmp_path / "data" / "images"
+    (images / "im2.png").write_bytes((images / "im2.png").read_bytes()[:80])  # unreadable now
+    capsys.readouterr()
+    assert main(["import-labels", str(project.folder)]) == 0
+    captured = capsys.readouterr()
+    assert "2 masks committed, 1 masks refused" in captured.out
+    assert "refused im2: its frame cannot be read to record which pixels the mask is committed over" in captured.err
+    opened = ReviewProject.open(project.folder)
+    with open_source(images) as source:
+        for i, stem in enumerate(("im0", "im1")):
+            assert opened.committed_frame_sha1(stem) == frame_digest(source.frame(i))
+    assert not opened.has_committed_mask("im2")
+
+    other = np.full(SHAPE, 90, np.uint8)  # im1 replaced on disk by another frame of the same name and size
+    cv2.imwrite(str(images / "im1.png"), other)
+    assert opened.frame_change("im1", other).mask
+    assert main(["export", str(project.folder), "--out", str(tmp_path / "ds"), "--include-unreviewed"]) == 0
+    assert "1 frames not exported: their pixels differ" in capsys.readouterr().err
+    exported = sorted(p.name for p in (tmp_path / "ds" / "masks").iterdir())
+    assert exported == ["data_im0.png"]
+
+
 @pytest.mark.gui
 def test_the_window_commits_the_ground_truth_in_the_background(window, fresh_sequence, qtbot, monkeypatch):
     import threading

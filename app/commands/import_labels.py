@@ -16,7 +16,9 @@ def add_parser(sub) -> None:
         description="Commit reference masks (0/255 PNG by stem, SIRST's _pixels0 suffix accepted) as the "
         "project's committed masks, each one undoable edit. Frames stay unreviewed until you review them; "
         "reviewed frames are left alone, and a frame with its own committed mask keeps it unless --replace. "
-        "Masks of another size than their frame are refused and named.",
+        "Each mask committed records the fingerprint of the frame it is committed over (the project's source is "
+        "read), so a frame replaced on disk later is named by irsam info and skipped by export. Masks of another "
+        "size than their frame, and masks whose frame cannot be read, are refused and named.",
     )
     p.add_argument("project", help="review project folder (made by `irsam detect` or the app)")
     p.add_argument("--masks", help="folder of masks (default: the ground truth beside the project's source, "
@@ -27,6 +29,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from tqdm import tqdm
+
     from app.core.frames import GroundTruth, SourceError, find_ground_truth, open_source
     from app.core.label_import import import_labels
     from app.core.project import ProjectWriteError
@@ -34,26 +38,36 @@ def run(args) -> int:
     project = open_project_or_say_why(args.project)
     if project is None:
         return 2
-    if args.masks is not None:
-        if not Path(args.masks).is_dir():
-            print(f"error: {args.masks}: no such folder", file=sys.stderr)
-            return 2
-        truth = GroundTruth(Path(args.masks), None)
-    else:
-        try:
-            with open_source(project.source_path, prefetch=0) as source:
-                truth = find_ground_truth(source)
-        except SourceError as e:
-            print(f"error: cannot look for masks beside the project's source: {e}; give --masks", file=sys.stderr)
-            return 2
-        if truth is None or not truth.has_masks:
-            print(f"error: no masks/ folder beside {project.source_path}; give --masks", file=sys.stderr)
-            return 2
-    try:
-        report = import_labels(project, truth.mask, replace=args.replace)  # interpolated masks: named below
-    except ProjectWriteError as e:
-        print(f"error: {e}", file=sys.stderr)
+    if args.masks is not None and not Path(args.masks).is_dir():
+        print(f"error: {args.masks}: no such folder", file=sys.stderr)
         return 2
+    try:
+        source = open_source(project.source_path)
+    except SourceError as e:
+        what = "read the frames the masks are committed over" if args.masks else "look for masks beside it"
+        print(f"error: cannot open the project's source to {what}: {e}", file=sys.stderr)
+        return 2
+    with source:
+        if args.masks is not None:
+            truth = GroundTruth(Path(args.masks), None)
+        else:
+            truth = find_ground_truth(source)
+            if truth is None or not truth.has_masks:
+                print(f"error: no masks/ folder beside {project.source_path}; give --masks", file=sys.stderr)
+                return 2
+        # each committed mask records the pixels of the frame it is committed over (ReviewProject.frame_change):
+        # a frame replaced on disk later is then found changed, and export skips it
+        project.frame_sha1_of = _frame_sha1_reader(source)
+        progress = tqdm(total=len(project), unit="frame", disable=None, dynamic_ncols=True, file=sys.stderr,
+                        desc="import-labels")
+        try:
+            report = import_labels(project, truth.mask, replace=args.replace,  # interpolated masks: named below
+                                   progress=lambda done, total: progress.update(done - progress.n))
+        except ProjectWriteError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        finally:
+            progress.close()
     for file, reason in truth.mask_warnings:
         print(f"warning: {file}: {reason}", file=sys.stderr)
     for stem, reason in report.refused[:MAX_LISTED]:
@@ -69,6 +83,24 @@ def run(args) -> int:
     if report.kept:
         print("frames with their own committed mask kept it: --replace takes the reference there too")
     return 0
+
+
+def _frame_sha1_reader(source):
+    """The project's `frame_sha1_of` over `source`: a frame's `frame_digest`, read once (the import asks before
+    it commits, and the commit again); FrameReadError for a frame the source lacks or cannot read."""
+    from app.core.frames import FrameReadError, frame_digest
+
+    index = {stem: i for i, stem in enumerate(source.stems)}
+    known: dict[str, str] = {}
+
+    def sha1_of(stem: str) -> str:
+        if stem not in known:
+            if stem not in index:
+                raise FrameReadError(source.path, f"the source has no frame {stem!r}")
+            known[stem] = frame_digest(source.frame(index[stem]))
+        return known[stem]
+
+    return sha1_of
 
 
 def _mismatch_example(stem: str, masks_dir: Path) -> str:

@@ -8,6 +8,10 @@ the analyst has looked at them, and export then takes the (corrected) committed 
 What the analyst already did is never overwritten: reviewed frames are left as they are, and a frame
 whose committed mask differs from the reference keeps it unless `replace` is asked (then the reference
 replaces it as an undoable edit).
+
+Each mask committed records the fingerprint of the frame it is committed over (the project's
+`frame_sha1_of`, which the session and `irsam import-labels` set), so a frame replaced on disk later is
+found changed and not exported with it; a frame that cannot be read then has its mask refused.
 """
 from __future__ import annotations
 
@@ -51,16 +55,22 @@ def import_labels(
     stems: Sequence[str] | None = None,
     replace: bool = False,
     cancelled: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> LabelImportReport:
     """Commit `read_mask(stem)` (bool, frame-sized; None: no mask) for each of `stems` (default: every frame).
 
-    A mask that cannot be read or has another size than its frame is refused with the reason; the rest
-    go on. `cancelled` stops between frames (what was committed stays, each frame whole)."""
+    A mask that cannot be read, has another size than its frame, or would be committed over a frame that
+    cannot be read now (with the project's `frame_sha1_of` set) is refused with the reason; the rest go on.
+    `cancelled` stops between frames (what was committed stays, each frame whole); `progress(done, total)`
+    after each frame."""
     report = LabelImportReport()
-    for stem in project.stems if stems is None else stems:
+    stems = project.stems if stems is None else list(stems)
+    for done, stem in enumerate(stems, start=1):
         if cancelled is not None and cancelled.is_set():
             break
         _import_one(project, stem, read_mask, replace, report)
+        if progress is not None:
+            progress(done, len(stems))
     return report
 
 
@@ -92,5 +102,12 @@ def _import_one(project: ReviewProject, stem: str, read_mask, replace: bool, rep
     if committed is not None and not replace:
         report.kept.append(stem)
         return
+    if project.frame_sha1_of is not None:  # the fingerprint the commit records: the frame must be read now
+        try:
+            project.frame_sha1_of(stem)
+        except (FrameReadError, OSError, KeyError, IndexError, ValueError) as e:
+            report.refused.append((stem, f"its frame cannot be read to record which pixels the mask is committed "
+                                         f"over: {getattr(e, 'reason', e)}"))
+            return
     project.commit_edit(stem, reference)  # a proposal that was exactly the reference is committed all the same
     report.imported.append(stem)
