@@ -185,6 +185,27 @@ def test_cli_records_the_frame_each_mask_is_committed_over_and_export_skips_a_fr
     assert exported == ["data_im0.png"]
 
 
+def test_cli_fails_when_every_mask_is_refused_or_the_source_is_gone(tmp_path, capsys):
+    masks = data_set(tmp_path / "data", n=2)
+    project = detected_project(tmp_path, masks)
+    small = tmp_path / "small"
+    small.mkdir()
+    for stem in masks:
+        cv2.imwrite(str(small / f"{stem}.png"), np.zeros((12, 16), np.uint8))
+    capsys.readouterr()
+    assert main(["import-labels", str(project.folder), "--masks", str(small)]) == 1
+    captured = capsys.readouterr()
+    assert "0 masks committed, 2 masks refused" in captured.out
+    assert captured.err.endswith("error: no mask committed: 2 refused (named above)\n")
+    assert not any(ReviewProject.open(project.folder).has_committed_mask(stem) for stem in masks)
+
+    (tmp_path / "data").rename(tmp_path / "moved")
+    assert main(["import-labels", str(project.folder), "--masks", str(tmp_path / "moved" / "masks")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot open the project's source to read the frames the masks are committed over: "
+        f"{tmp_path / 'data' / 'images'}: no such file or folder\n")
+
+
 @pytest.mark.gui
 def test_the_window_commits_the_ground_truth_in_the_background(window, fresh_sequence, qtbot, monkeypatch):
     import threading

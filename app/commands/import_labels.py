@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
         "reviewed frames are left alone, and a frame with its own committed mask keeps it unless --replace. "
         "Each mask committed records the fingerprint of the frame it is committed over (the project's source is "
         "read), so a frame replaced on disk later is named by irsam info and skipped by export. Masks of another "
-        "size than their frame, and masks whose frame cannot be read, are refused and named.",
+        "size than their frame, and masks whose frame cannot be read, are refused and named. Exit status 1 when "
+        "nothing is committed because no mask is named after a frame or every mask was refused.",
     )
     p.add_argument("project", help="review project folder (made by `irsam detect` or the app)")
     p.add_argument("--masks", help="folder of masks (default: the ground truth beside the project's source, "
@@ -82,6 +83,9 @@ def run(args) -> int:
     print(f"{project.folder}: {report.summary()} (masks from {truth.masks_dir})")
     if report.kept:
         print("frames with their own committed mask kept it: --replace takes the reference there too")
+    if report.refused and not (report.imported or report.unchanged):
+        print(f"error: no mask committed: {len(report.refused)} refused (named above)", file=sys.stderr)
+        return 1
     return 0
 
 
