@@ -16,7 +16,9 @@ from model.classical import CLASSICAL_DETECTORS, make_classical_detector
 from model.data import (IMAGE_EXTENSIONS, FrameReadError, Sample, check_sizes_match, describe_interpolated_masks,
                         natural_key, read_image_gray, read_mask_noting_interpolation)
 from model.detectors import Detector
-from model.metrics import BoxMetrics, FaMode, InterpolatedMaskWarning, SegmentationMetrics, read_boxes_csv
+from model.metrics import (BoxMetrics, Components, FaMode, InterpolatedMaskWarning,
+                           SegmentationMetrics, binarize_prediction, components, greedy_match, ground_truth_target,
+                           read_boxes_csv, resize_ground_truth, resize_prediction)
 
 BATCH_SIZE = 8
 MAX_CURVE_POINTS = 512  # points of the ROC kept in JSON
@@ -62,7 +64,10 @@ def evaluate_dataset(
     target area and each image's missed targets and false alarms, `SegmentationMetrics.errors`) over
     `samples`. frames/s counts only the detector's time, not reading files or scoring. `read_image`
     gives the 8-bit frame the detector sees (for 16-bit data: read, then the sequence's window applied).
-    Unusable samples are skipped, and interpolated masks listed, as `evaluate_variants` says."""
+    Unusable samples are skipped, and interpolated masks listed, as `evaluate_variants` says.
+    With `resize_to`, targets are matched at that size as the metrics are, but the errors give each missed
+    target's and false alarm's centroid and area in the image's own pixels, and bin targets by their area
+    there (`NativeErrorMetrics`); "errors" then says so ("matched_at")."""
     convention = dict(fa_mode=fa_mode, resize_to=resize_to, keep_scores=curves, keep_errors=errors)
     result, metrics = evaluate_variants(
         detector, samples, {detector.name: None}, {"": convention}, progress, read_image
@@ -75,6 +80,8 @@ def evaluate_dataset(
         result["pd_fa_curve"] = {key: values.tolist() for key, values in pd_fa.items()}
     if errors:
         result["errors"] = metrics.errors()
+        if resize_to:
+            result["errors"]["matched_at"] = f"{resize_to}x{resize_to}"
     return result, metrics
 
 
@@ -94,7 +101,7 @@ def evaluate_variants(
     listed in the result's "skipped" ({"path", "reason"}), counted in "n_skipped". A scored mask with values
     strictly between 0 and 255 (interpolated: only 255 is target) is listed in "interpolated_masks" (paths),
     counted in "n_interpolated_masks", and named in one InterpolatedMaskWarning."""
-    metrics = {v: {c: SegmentationMetrics(**options) for c, options in conventions.items()} for v in variants}
+    metrics = {v: {c: _segmentation_metrics(options) for c, options in conventions.items()} for v in variants}
     seconds = dict.fromkeys(variants, 0.0)
     skipped: list[dict] = []
     interpolated: list[str] = []
@@ -126,6 +133,88 @@ def evaluate_variants(
                           "interpolated_masks": interpolated}, m)
                      for c, m in metrics[name].items()}
     return out
+
+
+def _segmentation_metrics(options: dict) -> SegmentationMetrics:
+    """SegmentationMetrics with these options; with both `resize_to` and `keep_errors`, errors given in the
+    image's own pixels (`NativeErrorMetrics`)."""
+    if options.get("resize_to") and options.get("keep_errors"):
+        return NativeErrorMetrics(**options)
+    return SegmentationMetrics(**options)
+
+
+class NativeErrorMetrics(SegmentationMetrics):
+    """SegmentationMetrics scored at `resize_to` (IoU, Pd and Fa unchanged) whose `errors()` locate each
+    missed target and false alarm in the image itself, so that they can be looked up there: targets are
+    matched at `resize_to` as the metrics match them, then each component found there is traced back to
+    the image's components it was resized from (nearest neighbour, as the ground truth is resized), and
+    its centroid (row, col) and area are theirs, in image pixels; Pd by target area bins the targets by
+    that area. Each also keeps its centroid and area where it was matched ("at_512"). A false alarm that
+    no image component lies under nor beside (not seen: bilinear resizing draws on those) has its centroid
+    mapped back by the scale, its area the image pixels it covers, and is marked "resized_only"."""
+
+    def update(self, pred: np.ndarray, gt: np.ndarray, name: str | None = None) -> None:
+        keep_errors, self.keep_errors = self.keep_errors, False
+        try:
+            super().update(pred, gt, name)
+        finally:
+            self.keep_errors = keep_errors
+        if keep_errors:
+            self._record_native_errors(np.asarray(pred), ground_truth_target(gt),
+                                       name if name is not None else str(len(self.image_ious) - 1))
+
+    def _record_native_errors(self, pred: np.ndarray, truth: np.ndarray, name: str) -> None:
+        size = self.resize_to
+        resized_pred, resized_truth = resize_prediction(pred, size), resize_ground_truth(truth, size)
+        predicted_parts, truth_parts = components(resized_pred), components(resized_truth)
+        matched, found = greedy_match(predicted_parts, truth_parts)
+        native_truth, native_pred = components(truth), components(binarize_prediction(pred))
+        taken_from = _nearest_sources(truth.shape, size)
+        missed = [_traced(truth_parts, t, native_truth, taken_from) for t in range(len(truth_parts))]
+        self.target_areas.extend((target["area"], bool(hit)) for target, hit in zip(missed, found))
+        if not (found.all() and matched.all()):
+            self.frame_errors.append({
+                "image": name,
+                "missed": [target for target, hit in zip(missed, found) if not hit],
+                "false_alarms": [_traced(predicted_parts, p, native_pred, taken_from)
+                                 for p in np.flatnonzero(~matched)],
+            })
+
+
+def _traced(resized: Components, index: int, native: Components, taken_from: np.ndarray) -> dict:
+    """Component `index` (0-based) of a mask resized to a square, located in the image: the image components
+    under it, their joint centroid and total area (see NativeErrorMetrics). `taken_from`: the flat index of
+    the image pixel each resized pixel was taken from."""
+    size = resized.labels.shape[0]
+    height, width = native.labels.shape
+    under = taken_from[resized.labels == index + 1]
+    native_labels = np.unique(native.labels.ravel()[under])
+    native_labels = native_labels[native_labels > 0]
+    if not len(native_labels):  # bilinear resizing also draws on the neighbours of the pixel nearest
+        around = np.zeros(native.labels.shape, np.uint8)
+        around.ravel()[under] = 1
+        around = cv2.dilate(around, np.ones((3, 3), np.uint8))
+        native_labels = np.unique(native.labels[around > 0])
+        native_labels = native_labels[native_labels > 0]
+    row_resized, col_resized = resized.centroids[index]
+    at_size = {"row": round(float(row_resized), 1), "col": round(float(col_resized), 1),
+               "area": int(resized.areas[index])}
+    if len(native_labels):
+        areas = native.areas[native_labels - 1]
+        row, col = (native.centroids[native_labels - 1] * areas[:, None]).sum(axis=0) / areas.sum()
+        return {"row": round(float(row), 1), "col": round(float(col), 1), "area": int(areas.sum()),
+                f"at_{size}": at_size}
+    return {"row": round(float((row_resized + 0.5) * height / size - 0.5), 1),
+            "col": round(float((col_resized + 0.5) * width / size - 0.5), 1), "area": len(np.unique(under)),
+            "resized_only": True, f"at_{size}": at_size}
+
+
+def _nearest_sources(shape: tuple[int, int], size: int) -> np.ndarray:
+    """(size, size) map of the flat index of the image pixel that nearest-neighbour resizing (OpenCV's, as
+    `resize_ground_truth` does it) takes each pixel from."""
+    height, width = shape
+    return cv2.resize(np.arange(height * width, dtype=np.int32).reshape(shape), (size, size),
+                      interpolation=cv2.INTER_NEAREST)
 
 
 def _read_pair(sample: Sample, read_image: Callable[[Path], np.ndarray], skipped: list[dict],

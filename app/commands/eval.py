@@ -53,7 +53,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", dest="json_out", help="write the results here as JSON")
     p.add_argument("--plots", help="folder for the ROC and Pd-Fa curve PNGs (data sets only)")
     p.add_argument("--errors", action="store_true",
-                   help="also list each image's missed targets and false alarms (centroid row, col and area) "
+                   help="also list each image's missed targets and false alarms (centroid row, col and area, in "
+                        "the image's own pixels, also with --resize-512, where targets are matched at 512x512) "
                         "and Pd by target area, after the table and in the JSON (data sets only)")
     p.add_argument(
         "--fa", choices=["corrected", "legacy"], default="corrected",
@@ -91,11 +92,20 @@ def format_dataset_table(result: dict) -> str:
 
 
 def format_errors(errors: dict) -> str:
-    """Pd by target area, then one line per image with a missed target or a false alarm."""
+    """Pd by target area, then one line per image with a missed target or a false alarm: centroid (row, col)
+    and area in the image's own pixels (with --resize-512 too: the first line says targets were matched at
+    512x512, and a false alarm that only the resized logits hold says so)."""
     bins = ", ".join(f"{label} {b['hits']}/{b['targets']}" for label, b in errors["pd_by_target_area"].items())
-    lines = [f"Pd by target area: {bins}"]
+    matched_at = errors.get("matched_at")
+    where = f" (targets matched at {matched_at}; positions and areas in image pixels)" if matched_at else ""
+    lines = [f"Pd by target area{where}: {bins}"]
+
+    def described(c: dict) -> str:
+        return f"({c['row']:.0f}, {c['col']:.0f}) {c['area']} px" + (
+            f" (only at {matched_at})" if c.get("resized_only") else "")
+
     for frame in errors["frames"]:
-        parts = [f"{kind} " + ", ".join(f"({c['row']:.0f}, {c['col']:.0f}) {c['area']} px" for c in found)
+        parts = [f"{kind} " + ", ".join(map(described, found))
                  for kind, found in (("missed", frame["missed"]), ("false alarm", frame["false_alarms"])) if found]
         lines.append(f"  {frame['image']}: " + "; ".join(parts))
     if not errors["frames"]:
