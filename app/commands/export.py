@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
         "negative: all-zero mask; rejected and unreviewed frames are skipped. A project is one sequence: all "
         "its frames go to one split, stems prefixed with the sequence name (--sequence). A frame whose pixels "
         "differ from those its mask or status was made on (the source replaced on disk under the same names) "
-        "is not exported, and is named.",
+        "is not exported, and is named; so is one whose pixels the data set already holds as another sequence's "
+        "frame (two clips that overlap).",
     )
     p.add_argument("project", help="review project folder (made by `irsam detect` or the app)")
     p.add_argument("--out", required=True, help="data set folder")
@@ -69,6 +70,8 @@ def run(args) -> int:
     skipped = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
     if report.changed:
         print(_changed_frames_message(report), file=sys.stderr)
+    if report.shared:
+        print(_shared_frames_message(report), file=sys.stderr)
     if not report.exported:
         hint = " (--include-unreviewed exports unreviewed frames' predictions)" if reasons["unreviewed"] else ""
         print(f"nothing exported from {args.project}: {skipped or 'no frames'}{hint}", file=sys.stderr)
@@ -102,3 +105,16 @@ def _changed_frames_message(report) -> str:
             f"was made on (the source was replaced on disk under the same names): "
             f"{name_some(report.changed, CHANGED_LISTED)}. Review them again in the app (setting a frame's status "
             "records its new pixels), then export again")
+
+
+def _shared_frames_message(report) -> str:
+    """The frames not exported because the data set holds them as another sequence's, named (the first
+    CHANGED_LISTED)."""
+    from model.data import name_some
+
+    named = [f"{stem} (as {held})" for stem, held in report.shared]
+    return (f"warning: {len(report.shared)} frames not exported: the data set already holds their pixels as frames of "
+            f"another sequence (a clip that overlaps this one; a frame held twice counts twice in training, and may "
+            f"sit in both splits): {name_some(named, CHANGED_LISTED)}. To export them with this sequence instead, "
+            "leave them out of the other one (reject them in its project and export it again, adding to the data "
+            "set), then export this one again")

@@ -11,8 +11,12 @@ name so several projects can share a data set (`append=True`), unless they alrea
 stack's pages; `dataset_stem_names`). A sequence name stands for one source in a
 data set: an append that would replace or remove another source's frames (two folders both named
 `images`), or add a source's frames a second time under another name, is refused before anything is
-written. Beside the images: meta.json (provenance per stem: source frame, normalisation, status, where the
-mask came from, and the frame's proposal origin) and, on request, raw/<stem>.png|.tif (raw values),
+written. A source that shares only some frames with a sequence of the data set (two clips cut from one
+recording, overlapping) is another source: the frames whose pixels the data set already holds as another
+sequence's are left out of the export and named (`ExportReport.shared`), so no frame is held twice or lands
+in both splits (`_records_of_this_source`). Beside the images: meta.json (provenance per stem: source frame,
+normalisation, status, where the mask came from, the frame's proposal origin and `frame_sha1`, the
+`frame_fingerprint` of its raw values) and, on request, raw/<stem>.png|.tif (raw values),
 annotations/instances_<split>.json (COCO, uncompressed RLE per 8-connected target) and labels/<stem>.txt
 (YOLO boxes).
 
@@ -24,6 +28,9 @@ An append replaces this sequence's earlier frames: those it exports again are ov
 selected (rejected, or unreviewed again) are removed, and those selected but unreadable now (a frame moved
 away or damaged, a damaged mask) keep their earlier export, files and record, listed with the rest of the
 sequence on this export's side of the split.
+
+An export holds a lock on the data set (`_DatasetLock`) from its read of meta.json to its last rename, and
+removes the temporary files that exports cut short left there (`_remove_stale_temporary_files`).
 
 A data set keeps the formats it has: an append also writes each of raw/, labels/ and annotations/ that the
 data set already holds, whether asked or not, so no file describes a mask or split that was replaced. The
@@ -127,6 +134,9 @@ class ExportReport:
     # temporary files an export cut short (killed, a power cut) left in the data set's folders, removed by this one
     # (`_remove_stale_temporary_files`), relative to root
     temporary_removed: list[str] = field(default_factory=list)
+    # (project stem, data set stem) of frames not exported because the data set holds their pixels as that frame
+    # of another sequence (an overlapping clip: `_leave_out_shared_frames`); also in `skipped`
+    shared: list[tuple[str, str]] = field(default_factory=list)
 
     def formats_summary(self) -> list[str]:
         """What the optional formats written mean for the data set, one sentence a line."""
@@ -331,13 +341,15 @@ def export_project(
     duplicates, and this sequence's earlier entries are replaced, except those of frames still selected
     but unreadable now, which are kept (`ExportReport.kept`); ExportError, before anything is written, when
     those entries (or a data set stem this export writes) come from another source, or when this source's
-    frames are there under another sequence name. The optional formats written are
+    frames are there under another sequence name; frames whose pixels the data set holds as another
+    sequence's are left out (`ExportReport.shared`). The optional formats written are
     those asked for and, when appending, those the data set already holds (module docstring).
     `progress(done, total)`, when given, is called after each frame selected for export, whether written
     or skipped (unreadable), `total` being the number selected; the split files, annotations, YOLO
     labels of earlier exports and meta.json are written after the last call.
     Every file is first written under a temporary name and renamed into place once all are written, so
-    an export that fails (a full disk) leaves the data set as it was; meta.json is renamed last.
+    an export that fails (a full disk) leaves the data set as it was; meta.json is renamed last. ExportError
+    when another export is writing into the data set (`_DatasetLock`).
     """
     if split not in SPLITS:
         raise ExportError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -432,9 +444,14 @@ def export_project(
                     source.close()
             if not report.exported:
                 return report
-            fingerprints = {meta["frames"][s].get("frame_sha1") for s in report.exported} - {None}
-            _check_sequence_is_this_source(earlier_records, paths.root, sequence, project, set(dataset_stems.values()),
-                                           fingerprints)
+            exported_sha1 = {meta["frames"][s]["source_stem"]: meta["frames"][s]["frame_sha1"] for s in report.exported}
+            this_source = _records_of_this_source(earlier_records, project, sequence, exported_sha1)
+            _check_sequence_is_this_source(earlier_records, this_source, paths.root, sequence, project,
+                                           set(dataset_stems.values()))
+            _leave_out_shared_frames(report, meta, earlier_records, this_source, frame_files, paths)
+            if not report.exported:
+                frame_files.discard()
+                return report
 
             report.formats = [f for f in FORMATS if f in formats]
             report.formats_already_held = [f for f in FORMATS if f in already_held]
@@ -627,6 +644,12 @@ class _StagedFiles:
             if not existed:
                 new.append(path)
 
+    def drop(self, path: Path) -> None:
+        """Not write `path` after all (if it was written)."""
+        temporary = self.temporary.pop(path, None)
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+
     def discard(self) -> None:
         for temporary in self.temporary.values():
             temporary.unlink(missing_ok=True)
@@ -782,32 +805,100 @@ def dataset_formats(out: str | Path, layout: str, dataset_name: str = DEFAULT_DA
     return {name for name, pattern in patterns.items() if any(root.glob(pattern))}
 
 
-def _check_sequence_is_this_source(records: dict, root: Path, sequence: str, project: ReviewProject,
-                                   dataset_stems: set[str], fingerprints: set[str]) -> None:
-    """Refuse an append that would replace or remove frames of another source (two folders of the same
-    name), or put this source's frames in the data set twice (near-duplicates, maybe on both sides of the
-    split). `records` are the data set's frame records before this export; one is this source's when it
-    names this source or project (`_this_source`) or holds the values of a frame exported now (its
-    `frame_fingerprint`: a clip renamed with its project since, whose paths no longer tell)."""
-    source, is_this_source = str(project.source_path), _this_source(project)
+def _records_of_this_source(records: dict, project: ReviewProject, sequence: str,
+                            exported_sha1: dict[str, str | None]) -> set[str]:
+    """The data set stems of `records` (the data set's frame records before this export) that are this source's
+    frames: those naming this source or project (`_this_source`), and those of a sequence that holds nothing
+    but this project's frames, each under its stem here, with the values of those exported now
+    (`exported_sha1`: project stem -> `frame_fingerprint`; at least one alike, none different): the clip
+    renamed with its project since, whose paths no longer tell, maybe grown since. Where two sequences would
+    be, the one named `sequence` if any, else neither.
+
+    A sequence holding a frame that is not this project's is another source, even where it shares frames
+    with this one (two clips cut from one recording, overlapping by a few frames): `_leave_out_shared_frames`."""
+    is_this_source = _this_source(project)
+    stems = set(project.stems)
+    by_path = {dataset_stem for dataset_stem, record in records.items() if is_this_source(record)}
+    alike: dict = {}  # sequence -> frames found this source's; None once one is not
     for dataset_stem, record in records.items():
-        this_source = is_this_source(record) or record.get("frame_sha1") in fingerprints
+        name = record.get("sequence")
+        if not isinstance(name, str) or alike.get(name, 0) is None:
+            continue
+        if dataset_stem in by_path:
+            alike[name] = alike.get(name, 0) + 1
+            continue
+        stem, sha1 = record.get("source_stem"), record.get("frame_sha1")
+        if not isinstance(stem, str) or stem not in stems or (
+                stem in exported_sha1 and "frame_sha1" in record and sha1 != exported_sha1[stem]):
+            alike[name] = None
+        else:
+            alike[name] = alike.get(name, 0) + (stem in exported_sha1 and sha1 is not None)
+    candidates = [name for name, n in alike.items() if n]
+    chosen = {sequence} if sequence in candidates else set(candidates) if len(candidates) == 1 else set()
+    return by_path | {dataset_stem for dataset_stem, record in records.items() if record.get("sequence") in chosen}
+
+
+def _check_sequence_is_this_source(records: dict, this_source: set[str], root: Path, sequence: str,
+                                   project: ReviewProject, dataset_stems: set[str]) -> None:
+    """Refuse an append that would replace or remove frames of another source (two folders of the same
+    name), or put this source's frames in the data set twice under two sequence names (maybe on both sides
+    of the split). `records` are the data set's frame records before this export, `this_source` the stems of
+    those that are this source's (`_records_of_this_source`)."""
+    source = str(project.source_path)
+    for dataset_stem, record in records.items():
+        ours = dataset_stem in this_source
         other_sequence = record.get("sequence")
-        if this_source and other_sequence != sequence:
+        if ours and other_sequence != sequence:
             raise ExportError(
                 f"{root} already holds the frames of {source} as sequence {other_sequence!r} (e.g. {dataset_stem}, "
                 f"from {record.get('source')}); exporting them as {sequence!r} would put them in the data set "
                 f"twice. Nothing was written: export under the sequence name {other_sequence!r} to replace them")
-        if not this_source and other_sequence == sequence:
+        if not ours and other_sequence == sequence:
             raise ExportError(
                 f"sequence name {sequence!r} is already used in {root} by the frames of {record.get('source')}; "
                 f"exporting {source} under it would replace them. Nothing was written: export under another "
-                "sequence name")
-        if not this_source and dataset_stem in dataset_stems:
+                "sequence name (frames the two share are then left out of this export, and named)")
+        if not ours and dataset_stem in dataset_stems:
             raise ExportError(
                 f"{root} already holds {dataset_stem}, a frame of {record.get('source')} (sequence "
                 f"{other_sequence!r}); exporting {source} as sequence {sequence!r} would overwrite it. Nothing "
                 "was written: export under another sequence name")
+
+
+def shared_frame_reason(sequence: str) -> str:
+    """Why a frame is not exported whose values the data set holds as a frame of sequence `sequence`."""
+    return f"already in the data set as a frame of sequence {sequence!r} (the same pixels)"
+
+
+def _leave_out_shared_frames(report: ExportReport, meta: dict, records: dict, this_source: set[str],
+                             frame_files: _StagedFiles, paths: DatasetPaths) -> None:
+    """Take back the frames written now whose values (`frame_fingerprint`) the data set already holds as another
+    source's frames (`records` before this export, but those in `this_source`): a frame in a data set twice
+    counts twice in training, and may sit on both sides of the split. Each goes to `report.skipped` and
+    `report.shared`; its files are not written, and an earlier export of it under this sequence is removed
+    with the frames no longer selected."""
+    held = {}
+    for dataset_stem, record in records.items():
+        if dataset_stem not in this_source and isinstance(record.get("frame_sha1"), str):
+            held.setdefault(record["frame_sha1"], dataset_stem)
+    for dataset_stem in list(report.exported):
+        record = meta["frames"][dataset_stem]
+        other = held.get(record["frame_sha1"])
+        if other is None:
+            continue
+        written = [paths.images / f"{dataset_stem}.png", paths.masks / f"{dataset_stem}.png",
+                   paths.root / "labels" / f"{dataset_stem}.txt"]
+        if record["raw"]:
+            written.append(paths.root / record["raw"])
+        for path in written:
+            frame_files.drop(path)
+        if dataset_stem in records:
+            meta["frames"][dataset_stem] = records[dataset_stem]
+        else:
+            del meta["frames"][dataset_stem]
+        report.exported.remove(dataset_stem)
+        report.skipped.append((record["source_stem"], shared_frame_reason(records[other].get("sequence"))))
+        report.shared.append((record["source_stem"], other))
 
 
 def _this_source(project: ReviewProject) -> Callable[[dict], bool]:
