@@ -485,6 +485,41 @@ def test_a_project_made_before_unreadable_files_were_frames_still_opens_and_reru
     assert "holds a project over different frames" in capsys.readouterr().err
 
 
+def test_a_project_of_another_source_is_refused_unless_follow_source_is_given(sequence, tmp_path, capsys):
+    """Audit s18 finding 1 (B): another clip with the same frame names silently became the project's source."""
+    from app.core.frames import frame_digest
+
+    clip, other = tmp_path / "clip", tmp_path / "other"
+    shutil.copytree(sequence, clip)
+    shutil.copytree(sequence, other)
+    replaced = sorted((other / "images").glob("*.png"))[0]  # one frame of the other clip differs
+    cv2.imwrite(str(replaced), cv2.imread(str(replaced), cv2.IMREAD_UNCHANGED) // 2)
+    out = tmp_path / "proj"
+    assert main(["detect", str(clip), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
+    project = ReviewProject.open(out)
+    stem = project.stems[0]
+    with open_source(clip) as source:
+        project.commit_mask(stem, np.zeros(project.frame_shape, bool), frame_sha1=frame_digest(source.frame(0)))
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "project.lock"}
+    capsys.readouterr()
+    assert main(["detect", str(other), "--out", str(out), "--method", "mpcm", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out} is the review project of {clip}, not of {other}: detect into a new --out, or give "
+        f"--follow-source to make {other} its source (a moved clip)\n")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "project.lock"} == files
+    clip.rename(tmp_path / "gone")
+    assert main(["detect", str(other), "--out", str(out), "--method", "mpcm", "--quiet"]) == 2
+    assert f"is the review project of {clip} (no longer there), not of {other}" in capsys.readouterr().err
+
+    assert main(["detect", str(other), "--out", str(out), "--method", "mpcm", "--quiet", "--follow-source"]) == 0
+    assert f"{out}: source changed from {clip} to {other} (--follow-source)" in capsys.readouterr().out
+    again = ReviewProject.open(out)
+    assert again.source_path == other and again.detector["name"] == "mpcm"
+    with open_source(other) as source:  # the mask drawn on the first clip's frame is flagged on the other's
+        assert again.frame_change(stem, source.frame(0)).mask
+    assert main(["detect", str(other), "--out", str(out), "--method", "mpcm", "--quiet"]) == 0  # its source now
+
+
 def test_fp16_asked_on_the_cpu_says_bf16_runs_and_records_it(sequence, tiny_weights, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("CUDA runs fp16 as asked")

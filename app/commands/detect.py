@@ -40,8 +40,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument("source", help="folder of frames, multi-page TIFF or one image")
     p.add_argument("--out", required=True,
-                   help="project folder (created; an existing project over the same frames is updated and keeps "
+                   help="project folder (created; an existing project of the same source is updated and keeps "
                         "its normalisation: --window/--percentiles must then ask for that one or be left out)")
+    p.add_argument("--follow-source", action="store_true",
+                   help="let an existing --out project made over another source path take SOURCE as its source "
+                        "(a clip moved or copied elsewhere; refused without this option). Its committed masks and "
+                        "statuses stay; those made on frames whose pixels differ are flagged (irsam info OUT) and "
+                        "export skips them")
     p.add_argument("--method", default="irsam", choices=["irsam", *available_methods()], help="detector (default: irsam)")
     p.add_argument("--weights", help=f"IRSAM checkpoint (default: {DEFAULT_WEIGHTS.relative_to(DEFAULT_WEIGHTS.parents[2])})")
     p.add_argument("--config", choices=tuple(PRESETS),
@@ -114,11 +119,14 @@ def run(args) -> int:
         print(f"error: {out} is not a review project and not empty: detect into a new or empty folder "
               "(nothing was written)", file=sys.stderr)
         return 2
+    moved_from = None
     try:
         if (out / "project.json").exists():
+            existing = ReviewProject.open(out)
+            moved_from = _other_source(existing, Path(args.source), args.follow_source)
             # The stored normalisation is the sequence's: never recomputed on a re-run, and never changed,
             # since the project's earlier predictions (and the app's later ones) were made through it.
-            normalization = Normalization.from_dict(ReviewProject.open(out).normalization)
+            normalization = Normalization.from_dict(existing.normalization)
             if not request.is_met_by(normalization):
                 raise ProjectError(f"{out} was made with normalisation {normalization}, not the {request} asked for: "
                                    "detect into a new --out, or leave out --window/--percentiles to keep it")
@@ -151,6 +159,10 @@ def run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    if moved_from is not None:
+        print(f"{out}: source changed from {moved_from} to {project.source_path} (--follow-source); frames whose "
+              "pixels differ from those their masks and statuses were made on are named by irsam info, and export "
+              "skips them")
     n = len(source) if args.limit is None else min(len(source), args.limit)
     print(f"{source.kind} {source.path}: {n} frames {source.size_text()} {source.dtype}; "
           f"detector {record['name']} on {detector.device}"
@@ -198,6 +210,21 @@ def run(args) -> int:
             print(f"  {b.path}: {b.reason}{earlier}")
     _report_other_proposals(project, source.stems[n:], origin)
     return 0 if stats["frames"] > 0 or done_before else 1
+
+
+def _other_source(project: ReviewProject, source: Path, follow: bool) -> Path | None:
+    """The project's recorded source when `source` is another path (None: the same one). ProjectError unless
+    `follow` (--follow-source): frames of another clip under the same names would silently take the project's
+    proposals, committed masks and statuses, and committed masks made before fingerprints (or without the
+    frame at hand) cannot tell that their frame changed."""
+    recorded, given = project.source_path, source.resolve()
+    if recorded == given or (recorded.exists() and given.exists() and os.path.samefile(recorded, given)):
+        return None
+    if not follow:
+        where = "" if recorded.exists() else " (no longer there)"
+        raise ProjectError(f"{project.folder} is the review project of {recorded}{where}, not of {given}: detect into "
+                           f"a new --out, or give --follow-source to make {given} its source (a moved clip)")
+    return recorded
 
 
 def _same_settings(project: ReviewProject, stems, origin: ProposalOrigin, with_logits: bool) -> set[str]:
