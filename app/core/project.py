@@ -162,6 +162,9 @@ class ReviewProject:
         self.frame_sha1_of: Callable[[str], str | None] | None = None
         self._review_file: tuple | None = None  # `_file_identity` of review.json when last read or written
         self._detections: dict[str, list[Target]] = {}
+        # frames whose proposal on disk detections.csv may not describe (saved after the csv was written, by a run
+        # killed before its flush, or no readable csv): `flush_detections` recomputes them from masks/
+        self._unlisted: set[str] = set()
         self._histories: dict[str, EditHistory] = {}
         self._history_files: dict[str, tuple | None] = {}  # stem -> `_file_identity` of the history read
 
@@ -413,7 +416,14 @@ class ReviewProject:
         return kept_accepted
 
     def flush_detections(self) -> None:
-        """Write detections.csv (atomically) with the detections of every predicted frame known so far."""
+        """Write detections.csv (atomically) with the detections of every predicted frame known so far, and of
+        those whose proposal the csv on disk did not describe when the project was opened (a run killed before
+        its flush, whose frames `irsam detect --skip-done` then skips): recomputed from masks/ and logits/, so
+        the csv agrees with masks/."""
+        with self._lock:
+            unknown = sorted(self._unlisted - self._detections.keys(), key=self._index.__getitem__)
+        for stem in unknown:
+            self.detections(stem)  # read from masks/ (and logits/): the csv's rows for it were another proposal's
         with self._lock:
             buf = io.StringIO()
             writer = csv.writer(buf, lineterminator="\n")
@@ -423,6 +433,7 @@ class ReviewProject:
                     writer.writerow([self._index[stem], stem, t.id, repr(t.cx), repr(t.cy), t.area,
                                      t.x0, t.y0, t.x1, t.y1, repr(t.peak_score)])
             self._write(lambda: atomic_write_bytes(self.folder / "detections.csv", buf.getvalue().encode("utf-8")))
+            self._unlisted.clear()  # each recomputed above (or without a readable mask now)
 
     def has_prediction(self, stem: str) -> bool:
         return self._path("masks", stem, ".png").exists()
@@ -759,9 +770,18 @@ class ReviewProject:
                 for stem, entry in document["frames"].items()}
 
     def _load_detections(self) -> None:
+        """The targets detections.csv lists, but for frames whose proposal was saved after it was written (a run
+        killed before its flush): their rows are an earlier proposal's, so they are recomputed from masks/ on
+        demand and at the next `flush_detections` (`_unlisted`), as are all frames without a readable csv.
+        Costs a stat per proposal (no read unless written after the csv)."""
         path = self.folder / "detections.csv"
-        if not path.exists():
+        try:
+            written = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            self._unlisted = self._proposals_saved_after(None)
             return
+        except OSError:
+            written = None
         detections: dict[str, list[Target]] = {}
         try:
             with open(path, newline="", encoding="utf-8") as f:
@@ -781,8 +801,37 @@ class ReviewProject:
                     )
         except (OSError, ValueError, TypeError, KeyError, csv.Error) as e:
             self._report(path, f"unreadable detections (recomputed from masks/ on demand): {e}")
+            self._unlisted = self._proposals_saved_after(None)
             return
-        self._detections = detections
+        self._unlisted = self._proposals_saved_after(written)
+        self._detections = {stem: targets for stem, targets in detections.items() if stem not in self._unlisted}
+
+    def _proposals_saved_after(self, written_ns: int | None) -> set[str]:
+        """Frames whose masks/ file was saved after `written_ns` (detections.csv's st_mtime_ns; None: every frame
+        with a proposal). A file newer than the csv whose recorded origin time (whole seconds) is before the csv's
+        second was copied or touched since, not proposed again: its rows stand (a project copied without its
+        times keeps its peak scores)."""
+        found: set[str] = set()
+        try:
+            entries = list(os.scandir(self.folder / "masks"))
+        except OSError:
+            return found
+        written_s = None if written_ns is None else written_ns // 1_000_000_000
+        for entry in entries:
+            stem, suffix = os.path.splitext(entry.name)
+            if suffix != ".png" or stem not in self._index:
+                continue  # another file (an atomic write's temporary one, hidden)
+            if written_ns is not None:
+                try:
+                    if entry.stat().st_mtime_ns <= written_ns:
+                        continue
+                except OSError:
+                    continue
+                origin = self.proposal_origin(stem)
+                if origin is not None and origin.time and _epoch_s(origin.time) < written_s:
+                    continue
+            found.add(stem)
+        return found
 
     def _check_labels(self) -> None:
         # Chunk structure and CRCs only, no decoding: opening a project with thousands of labels stays fast.
@@ -950,6 +999,14 @@ def find_changed_frames(project: ReviewProject, source, stems: Sequence[str] | N
         if progress is not None:
             progress(done, len(stems))
     return found
+
+
+def _epoch_s(when: str) -> float:
+    """A `utc_now()` string as seconds since the epoch (inf when unreadable: never taken as older)."""
+    try:
+        return datetime.fromisoformat(when).timestamp()
+    except (TypeError, ValueError):
+        return float("inf")
 
 
 def _review_entry(status: ReviewStatus, when: str, frame_sha1: str | None) -> dict:
