@@ -190,3 +190,19 @@ def test_a_damaged_proposal_counts_as_damaged_only(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert fields(printed)["proposals"] == "2 frames:" and "  2 by mpcm" in printed.splitlines()
     assert f"  {damaged}: truncated PNG (no IEND chunk)" in printed.splitlines()
+
+
+def test_a_damaged_label_is_not_counted_as_committed(tmp_path, capsys):
+    sequence = write_sequence(iter_frames(SyntheticConfig(n_frames=3, height=32, width=40), 3), tmp_path / "seq")
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "mpcm", "--quiet"]) == 0
+    project = ReviewProject.open(out)
+    for stem in project.stems:
+        project.commit_mask(stem, np.zeros((32, 40), bool))
+    damaged = out / "labels" / "000002.png"
+    damaged.write_bytes(damaged.read_bytes()[:60])
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert fields(printed)["committed"] == "2 frames with an analyst's mask"  # the damaged one: listed below only
+    assert f"  {damaged}: truncated PNG (no IEND chunk)" in printed.splitlines()

@@ -109,7 +109,10 @@ def describe_project(folder: Path, check_frames: bool = True) -> int:
         if mask is not None:  # a damaged proposal is listed with the damaged files only
             proposals[ProposalOrigin.label_of(origin)] += 1
     counts = status_counts(project)
-    committed = sum(project.has_committed_mask(stem) for stem in project.stems)
+    # a damaged label (found when the project opened) is listed with the damaged files only, like a proposal
+    damaged = {path for path, _ in project.damaged}
+    committed = sum(project.has_committed_mask(stem) and project.folder / "labels" / f"{stem}.png" not in damaged
+                    for stem in project.stems)
     try:
         source, source_error = open_source(project.source_path, prefetch=0), None
     except (SourceError, OSError) as e:
