@@ -1,6 +1,9 @@
-"""`irsam eval --errors` locates each missed target and false alarm in the image, also with --resize-512."""
+"""`irsam eval` scores a frame as `irsam detect` and the app see it, whatever else is selected with it: the
+whole folder's window (16-bit), a stray frame of another sample type skipped and named, and --errors located
+in the image, also with --resize-512."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -9,15 +12,105 @@ import cv2
 import numpy as np
 import pytest
 
+from app.core.frames import open_source
+from app.core.normalization import NormalizationRequest
+from app.core.synthetic import DEMO_CONFIG, iter_frames, write_sequence
 from model.data import find_dataset
 from model.detectors import FrameResult
-from model.evaluate import evaluate_dataset
+from model.evaluate import evaluate_clip, evaluate_dataset, make_detector
 from tests.test_eval_cli import NUAA, run_eval
+
+BOX_SCORES = ("pd", "false_alarms_per_frame", "fa", "n_frames", "n_targets", "hits", "false_alarms")
+
+
+@pytest.fixture(scope="module")
+def raw_sequence(tmp_path_factory) -> Path:
+    """12 16-bit demo frames (with the demo's hot and dead pixels) in images/, masks/, and boxes.csv made
+    from the masks: 1-based MATLAB boxes around each 8-connected target."""
+    root = tmp_path_factory.mktemp("raw") / "seq"
+    config = dataclasses.replace(DEMO_CONFIG, n_frames=12, height=96, width=128)
+    write_sequence(list(iter_frames(config, seed=3)), root, layout="folder")
+    rows = ["frame,class,x,y,w,h"]
+    for number, mask in enumerate(sorted((root / "masks").iterdir()), 1):
+        n, _, stats, _ = cv2.connectedComponentsWithStats((cv2.imread(str(mask), 0) > 0).astype(np.uint8),
+                                                          connectivity=8)
+        rows += [f"{number},T,{x + 1},{y + 1},{w},{h}" for x, y, w, h, _ in stats[1:n]]
+    (root / "boxes.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def whole_folder_window(folder: Path):
+    with open_source(folder) as source:
+        return NormalizationRequest().for_source(source)
 
 
 def evaluated(*argv: str, out: Path) -> dict:
     assert run_eval(*argv, "--json", str(out)) == 0
     return json.loads(out.read_text())
+
+
+# --- 1. the window of the whole folder, whatever part of it is evaluated ------------------------------------
+
+def test_a_part_of_a_16bit_clip_is_scored_through_the_whole_clip_s_window(raw_sequence, tmp_path):
+    window = whole_folder_window(raw_sequence / "images")
+    assert window.bad_pixels and window.sample == 12  # the demo's stuck pixels, found in all 12 frames
+    clip = ("--method", "tophat", "--clip", str(raw_sequence))
+    whole = evaluated(*clip, out=tmp_path / "all.json")
+    first3 = evaluated(*clip, "--limit", "3", out=tmp_path / "first3.json")
+    middle = evaluated(*clip, "--frames", "4-6", out=tmp_path / "middle.json")
+    for result in (whole, first3, middle):  # 3 frames alone: another window, and too few to find stuck pixels
+        assert result["normalization"] == window.to_dict()
+    expected = evaluate_clip(make_detector("tophat", None), raw_sequence, start=3, limit=3,
+                             read_image=lambda path: window.apply(cv2.imread(str(path), cv2.IMREAD_UNCHANGED)))
+    assert {k: middle[k] for k in BOX_SCORES} == {k: expected[k] for k in BOX_SCORES}
+    assert (middle["frames"], middle["n_frames"]) == ([4, 6], 3)
+
+
+def test_a_split_or_limit_of_a_16bit_folder_is_scored_through_the_whole_folder_s_window(raw_sequence, tmp_path):
+    window = whole_folder_window(raw_sequence / "images")
+    split = tmp_path / "split.txt"
+    split.write_text("000002\n000007\n000011\n")
+    data = ("--method", "tophat", "--images", str(raw_sequence / "images"), "--masks", str(raw_sequence / "masks"))
+    for selection in (["--split", str(split)], ["--limit", "3"]):
+        result = evaluated(*data, *selection, out=tmp_path / "r.json")
+        assert result["n_images"] == 3 and result["normalization"] == window.to_dict()
+    expected, _ = evaluate_dataset(make_detector("tophat", None),
+                                   find_dataset(raw_sequence / "images", raw_sequence / "masks", split),
+                                   read_image=lambda path: window.apply(cv2.imread(str(path), cv2.IMREAD_UNCHANGED)))
+    result = evaluated(*data, "--split", str(split), out=tmp_path / "r.json")
+    assert {k: result[k] for k in ("iou", "niou", "pd", "fa")} == {k: expected[k] for k in ("iou", "niou", "pd", "fa")}
+
+
+# --- 2. a stray frame of another sample type ----------------------------------------------------------------
+
+@pytest.fixture
+def stray_8bit(raw_sequence, tmp_path) -> Path:
+    """The raw sequence copied, with 000012.png replaced by the same frame stretched to 8 bits."""
+    copy = tmp_path / "mix"
+    shutil.copytree(raw_sequence, copy)
+    frame = cv2.imread(str(copy / "images/000012.png"), cv2.IMREAD_UNCHANGED).astype(np.float64)
+    low, high = np.percentile(frame, [0.5, 99.99])
+    cv2.imwrite(str(copy / "images/000012.png"), np.clip((frame - low) / (high - low) * 255, 0, 255).astype(np.uint8))
+    return copy
+
+
+@pytest.mark.parametrize("kind", ["images", "clip"])
+def test_a_stray_8bit_frame_in_a_16bit_folder_is_skipped_named_and_counted(stray_8bit, tmp_path, capsys, kind):
+    stray = stray_8bit / "images/000012.png"
+    where = (["--images", str(stray_8bit / "images"), "--masks", str(stray_8bit / "masks"), "--errors"]
+             if kind == "images" else ["--clip", str(stray_8bit)])
+    result = evaluated("--method", "tophat", *where, out=tmp_path / "r.json")
+    captured = capsys.readouterr()
+    assert f"skipped {stray}: sample type uint8 differs from the sequence's uint16" in captured.err
+    assert "1 of 12 skipped as unusable (listed on stderr); the metrics exclude them" in captured.out
+    assert result["n_skipped"] == 1 and result["n_images" if kind == "images" else "n_frames"] == 11
+    if kind == "images":  # not scored as a black frame whose targets were all missed
+        assert "000012" not in {frame["image"] for frame in result["errors"]["frames"]}
+        samples = [s for s in find_dataset(stray_8bit / "images", stray_8bit / "masks") if s.stem != "000012"]
+        window = NormalizationRequest().for_source(open_source(stray_8bit / "images"))
+        expected, _ = evaluate_dataset(make_detector("tophat", None), samples, read_image=lambda path: window.apply(
+            cv2.imread(str(path), cv2.IMREAD_UNCHANGED)))
+        assert (result["iou"], result["pd"], result["fa"]) == (expected["iou"], expected["pd"], expected["fa"])
 
 
 # --- 3. --errors with --resize-512 --------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import numpy as np
 from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
                           normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
 from model.atomic import atomic_write_json
-from app.core.frames import FrameReadError, read_gray
-from app.core.normalization import Normalization, NormalizationRequest
+from app.core.frames import FrameReadError, SourceError, open_source, read_gray
+from app.core.normalization import NormalizationRequest
 from model.config import PRESETS
 from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray
 from model.detectors import REFINE_MODES, TTA_MODES
@@ -40,12 +40,15 @@ def add_parser(subparsers) -> None:
                    help="network of a --weights file that does not name one (a bare state_dict); a file that "
                         "names another network is refused")
     p.add_argument("--images", help="folder of images (16-bit ones are mapped to 8 bits by one window for the "
-                                    "whole set, percentiles unless --window/--percentiles say otherwise, with its "
-                                    "bad pixels repaired, as irsam detect and the app do for a sequence)")
+                                    "whole folder, whatever --split or --limit select, percentiles unless "
+                                    "--window/--percentiles say otherwise, with its bad pixels repaired, as irsam "
+                                    "detect and the app do for a sequence; a frame of another sample type than the "
+                                    "folder's is skipped and named, as they skip it)")
     p.add_argument("--masks", help="folder of 0/255 masks (<stem>.png or <stem>_pixels0.png)")
     p.add_argument("--split", help="text file listing the stems to evaluate (default: every image)")
     p.add_argument("--clip", help="clip folder with images/ and boxes.csv (box-only scoring; 16-bit frames are "
-                                  "normalised as --images ones are)")
+                                  "normalised as --images ones are, by the whole clip's window whatever --limit or "
+                                  "--frames select)")
     p.add_argument("--limit", type=positive_int, help="evaluate only the first N frames or samples")
     p.add_argument("--frames", type=frame_range, metavar="A-B",
                    help="with --clip: only frames A to B (1-based, inclusive, as in boxes.csv; 'A-' to the end), "
@@ -123,44 +126,49 @@ def format_clip_table(result: dict) -> str:
     return f"{header}\n{row}"
 
 
-class _ImageFiles:
-    """Frames read on demand, so a percentile window samples a few files rather than loading them all.
-    `frame(i)` raises FrameReadError for an unreadable file, which the window's sampling steps over."""
+class SetFrames:
+    """The frames of a folder (a clip's images/, a data set's images) as `irsam detect`, `irsam info` and the
+    app open it (`open_source`), so that each is scored as they would see it, whatever part of the folder is
+    evaluated (--limit, --frames, --split) and whatever else was selected with it:
 
-    def __init__(self, paths):
-        self.paths = paths
-        self.dtype = next((image.dtype for image in map(_readable, paths) if image is not None), np.dtype(np.uint8))
+    - `window`: the normalisation they would use for the whole folder (`NormalizationRequest.for_source`:
+      percentiles of up to 32 frames spread over all of it, and for 16-bit frames its bad pixels, found only
+      in 8 or more frames of one size), or None for 8-bit frames with none asked for (read as they are);
+    - `read(path)`: a file's 8-bit image through that window. Through a window, a file that is not one of the
+      folder's frames as they take them (another sample type than the folder's, such as a stray 8-bit frame
+      in a 16-bit folder, or in a clip another size) raises FrameReadError saying so: it is skipped and
+      named, as detect and info skip it, rather than mapped through a window made for other values."""
 
-    def __len__(self) -> int:
-        return len(self.paths)
+    def __init__(self, folder: str | Path, request: NormalizationRequest):
+        try:
+            self.source = open_source(folder, cache_size=2, prefetch=0)
+        except SourceError:  # no readable image: each file is skipped, and named, when it is read
+            self.source = None
+        self.window = None
+        if self.source is not None and not (self.source.dtype == np.uint8 and request.is_default):
+            self.window = request.for_source(self.source)
+        files = getattr(self.source, "files", [])
+        self._index = {os.path.abspath(file): i for i, file in enumerate(files)}
+        self._not_frames = {os.path.abspath(bad.path): bad.reason for bad in getattr(self.source, "bad_frames", [])
+                            if bad.index is None}  # such as a second file of the same stem
 
-    def frame(self, i: int) -> np.ndarray:
-        return read_gray(self.paths[i])
+    def read(self, path) -> np.ndarray:
+        if self.window is None:
+            return read_image_gray(path)
+        where = os.path.abspath(path)
+        i = self._index.get(where)
+        if i is not None:
+            return self.window.apply(self.source.frame(i))
+        if where in self._not_frames:
+            raise FrameReadError(path, self._not_frames[where])
+        image = read_gray(path)  # a file the folder's listing leaves out
+        if image.dtype != self.source.dtype:
+            raise FrameReadError(path, f"sample type {image.dtype} differs from the sequence's {self.source.dtype}")
+        return self.window.apply(image)
 
-
-def _readable(path) -> np.ndarray | None:
-    try:
-        return read_gray(path)
-    except FrameReadError:
-        return None
-
-
-def sequence_window(paths, request: NormalizationRequest) -> Normalization | None:
-    """None for 8-bit images with no normalisation asked for (read as they are); otherwise what
-    `irsam detect` and the app would use on that folder with the same request: one window for every
-    frame (by default percentiles of frames spread over the set) and, for 16-bit ones, the set's bad
-    pixels repaired."""
-    if not paths:
-        return None
-    files = _ImageFiles(paths)
-    if files.dtype == np.uint8 and request.is_default:
-        return None
-    return request.for_source(files)
-
-
-def image_reader(window: Normalization | None):
-    """Path -> the 8-bit image the detector sees."""
-    return (lambda path: window.apply(read_gray(path))) if window else read_image_gray
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
 
 
 def frame_range(text: str) -> tuple[int, int | None]:
@@ -214,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         options = {}
     else:
         options = {"tta": args.tta or "none", "refine": args.refine or "contrast"}
+    frames = None
     try:
         start, limit = 0, args.limit
         if args.clip:
@@ -225,32 +234,37 @@ def run(args: argparse.Namespace) -> int:
                 if first > len(every):
                     raise ValueError(f"--frames {first}-: the clip has {len(every)} frames")
                 start, limit = first - 1, (min(last, len(every)) - first + 1 if last else None)
-            inputs = every[start:][:limit]
+            n_inputs = len(every[start:][:limit])
         else:
             inputs = find_dataset(args.images, args.masks, args.split)
             if not args.split:  # the order irsam detect and info take a folder's frames in, for the same --limit
                 inputs.sort(key=lambda sample: natural_key(sample.stem))
             inputs = inputs[: args.limit]
-        if not inputs:
+            n_inputs = len(inputs)
+        if not n_inputs:
             raise ValueError(f"no images to evaluate in {args.clip or args.split or args.images}")
+        # the window of the whole folder, as detect and the app take it, whatever part of it is evaluated
+        frames = SetFrames(Path(args.clip) / "images" if args.clip else args.images, request)
+        window = frames.window
         detector = gated(_make_detector(args, options), gate)
         if args.clip:
-            window = sequence_window(inputs, request)
-            result = evaluate_clip(detector, args.clip, limit=limit, read_image=image_reader(window), start=start)
+            result = evaluate_clip(detector, args.clip, limit=limit, read_image=frames.read, start=start)
             table = format_clip_table(result)
         else:
-            window = sequence_window([s.image_path for s in inputs], request)
             with warnings.catch_warnings():  # the masks it names are reported below, with the skipped files
                 warnings.simplefilter("ignore", InterpolatedMaskWarning)
                 result, _ = evaluate_dataset(
                     detector, inputs, fa_mode=args.fa, resize_to=512 if args.resize_512 else None,
-                    curves=bool(args.plots), read_image=image_reader(window), errors=args.errors,
+                    curves=bool(args.plots), read_image=frames.read, errors=args.errors,
                 )
             table = format_dataset_table(result)
             if args.errors:
                 table += "\n" + format_errors(result["errors"])
     except (ValueError, OSError) as e:  # OSError: a missing or unreadable folder, split file or boxes.csv
         return _error(str(e))
+    finally:
+        if frames is not None:
+            frames.close()
     for bad in result["skipped"]:
         print(f"skipped {bad['path']}: {bad['reason']}", file=sys.stderr)
     if past := result.get("boxes_past_the_end"):
@@ -270,7 +284,8 @@ def run(args: argparse.Namespace) -> int:
         result["detector_options"]["size_gate"] = gate.to_dict()
     print(table)
     if result["n_skipped"]:
-        print(f"{result['n_skipped']} of {result['n_skipped'] + scored} skipped as unusable (listed on stderr)")
+        print(f"{result['n_skipped']} of {result['n_skipped'] + scored} skipped as unusable (listed on stderr); "
+              "the metrics exclude them")
     return _write_outputs(result, args.json_out, args.plots)
 
 
