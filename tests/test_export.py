@@ -652,6 +652,21 @@ def test_the_dialog_summary_names_frames_kept_and_removed():
     assert "2 frames that cannot be read now keep their earlier export (e.g. s_000002: not in the source)" in text
 
 
+def test_the_dialog_summary_names_frames_left_out_as_another_sequence_s_or_changed_on_disk():
+    from app.core.export import FRAME_CHANGED, ExportReport
+    from app.widgets.export_dialog import describe_report
+
+    report = ExportReport(Path("/data/set"), "sirst", "train", exported=["b_000001"],
+                          shared=[("000008", "a_000008"), ("000009", "a_000009")], changed=["000003"],
+                          kept=[("b_000003", FRAME_CHANGED)], temporary_removed=[".x.png.abcd1234.tmp"])
+    text = describe_report(report)
+    assert ("2 frames not exported: the data set already holds their pixels as frames of another sequence, a clip "
+            "that overlaps this one (000008 (as a_000008), 000009 (as a_000009))") in text
+    assert "1 frames not exported: they changed on disk since their mask or status was made (000003)" in text
+    assert "1 of them keep their earlier export" in text and "cannot be read now" not in text
+    assert "1 temporary files left by an export cut short were removed." in text
+
+
 def test_an_export_into_the_sequence_s_own_folders_is_refused_and_nothing_written(tmp_path):
     """A clip laid out as CLIP/images + CLIP/masks (ground truth): exporting into CLIP, even as an append,
     would add the exported frames to the source and its ground truth."""

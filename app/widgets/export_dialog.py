@@ -31,6 +31,15 @@ def describe_report(report: ExportReport) -> str:
         lines.append(f"{len(report.changed)} frames not exported: they changed on disk since their mask or status "
                      f"was made ({names}). Review them again (Review > Check frames on disk marks them) and export "
                      "again.")
+    if report.shared:
+        named = [f"{stem} (as {held})" for stem, held in report.shared[:5]]
+        more = f" and {len(report.shared) - 5} more" if len(report.shared) > 5 else ""
+        lines.append(f"{len(report.shared)} frames not exported: the data set already holds their pixels as frames "
+                     f"of another sequence, a clip that overlaps this one ({', '.join(named)}{more}). To export them "
+                     "with this sequence instead, reject them in the other sequence's project, export it again "
+                     "(adding to the data set), then export this one again.")
+    if report.temporary_removed:
+        lines.append(f"{len(report.temporary_removed)} temporary files left by an export cut short were removed.")
     changed_kept = [stem for stem, why in report.kept if why == FRAME_CHANGED]
     unreadable_kept = [(stem, why) for stem, why in report.kept if why != FRAME_CHANGED]
     if changed_kept:
