@@ -4,8 +4,10 @@ Plots are drawn with OpenCV (no matplotlib dependency).
 """
 from __future__ import annotations
 
+import re
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -238,13 +240,75 @@ def _skipped_record(skipped: list[dict]) -> dict:
 
 
 def clip_frames(clip_dir: str | Path) -> list[Path]:
-    """A clip's frames numbered as `irsam detect`, `irsam info` and the app number them (app.core.frames): the
-    image files of images/ but hidden ones, a broken link included (it is then skipped as unreadable), in
-    natural order (f2 before f10); the k-th frame (0-based) is frame k+1 of boxes.csv."""
+    """A clip's frames in the order `irsam detect`, `irsam info` and the app number them (app.core.frames):
+    the image files of images/ but hidden ones, a broken link included (it is then skipped as unreadable),
+    in natural order (f2 before f10). `number_clip_frames` tells which of boxes.csv's frames each one is."""
     files = [p for p in (Path(clip_dir) / "images").iterdir()
              if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
              and (p.is_file() or p.is_symlink() and not p.exists())]
     return sorted(files, key=lambda p: natural_key(p.name))
+
+
+_NUMBERED_STEM = re.compile(r"^(.*?)(\d+)$")
+
+
+@dataclass(frozen=True)
+class ClipNumbering:
+    """Which of boxes.csv's frames (1-based) each of a clip's frames is: `numbers[k]` for `files[k]`.
+
+    `by` says how they were told: "name" (the number a file's name ends in, as in images/000001.png, the
+    clips' own layout: a frame deleted from the clip leaves a gap rather than shifting every later frame
+    onto the previous frame's boxes), "name, 0-based" (names numbered from 0: 000000.png is frame 1) or
+    "position" (the k-th file in natural order is frame k, where the names are not frame numbers; `why`
+    then says what in the names ruled them out)."""
+
+    files: list[Path]
+    numbers: list[int]
+    by: str
+    why: str | None = None
+
+    @property
+    def last(self) -> int:
+        return max(self.numbers, default=0)
+
+    def select(self, first: int, last: int | None) -> list[int]:
+        """Indices into `files` of the frames numbered first..last (inclusive; None: to the end)."""
+        return [k for k, n in enumerate(self.numbers) if n >= first and (last is None or n <= last)]
+
+
+def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNumbering:
+    """Tell each of a clip's frames (`clip_frames`) its boxes.csv frame number from its name where the names
+    are frame numbers, by position otherwise (ClipNumbering). The names are frame numbers when every one is
+    a number after one prefix shared by all (000001, f1, clip_000001), no two give the same number, and at
+    least one of them is a frame boxes.csv has boxes for (`boxes`: read_boxes_csv's, 0-based keys), so that
+    names such as time stamps are not taken for frame numbers."""
+    files = list(files)
+    position = list(range(1, len(files) + 1))
+    parsed = [_NUMBERED_STEM.match(f.stem) for f in files]
+    if not files:
+        return ClipNumbering(files, [], "position")
+    if not all(parsed):
+        odd = next(f.name for f, m in zip(files, parsed) if m is None)
+        return ClipNumbering(files, position, "position", f"{odd} does not end in a frame number")
+    prefixes = {m.group(1) for m in parsed}
+    if len(prefixes) > 1:
+        first, other = sorted(prefixes)[:2]
+        return ClipNumbering(files, position, "position",
+                             f"the names are numbered after different prefixes ({first!r}, {other!r})")
+    numbers = [int(m.group(2)) for m in parsed]
+    if len(set(numbers)) < len(numbers):
+        seen: dict[int, str] = {}
+        for f, n in zip(files, numbers):
+            if n in seen:
+                return ClipNumbering(files, position, "position", f"{seen[n]} and {f.name} have the same number")
+            seen[n] = f.name
+    zero_based = min(numbers) == 0
+    if zero_based:
+        numbers = [n + 1 for n in numbers]
+    if boxes and not any(n - 1 in boxes for n in numbers):
+        return ClipNumbering(files, position, "position",
+                             "no name is the number of a frame boxes.csv has boxes for")
+    return ClipNumbering(files, numbers, "name, 0-based" if zero_based else "name")
 
 
 def evaluate_clip(
@@ -254,25 +318,38 @@ def evaluate_clip(
     progress: Callable[[int, int], None] | None = None,
     read_image: Callable[[Path], np.ndarray] = read_image_gray,
     start: int = 0,
+    frames: tuple[int, int | None] | None = None,
 ) -> dict:
-    """Box-only scoring of a clip folder (images/ + boxes.csv): Pd and false alarms per frame, over `limit`
-    frames (all when None) from the 0-based frame `start`. `read_image` gives the 8-bit frame the
-    detector sees (for 16-bit frames: read, then the clip's window applied).
-    An unreadable frame is skipped (listed in "skipped", counted in "n_skipped"); the others keep their
-    frame numbers in boxes.csv. Frames boxes.csv lists past the clip's last image (its targets are never
-    scored: images missing, or another clip's boxes) are listed in "boxes_past_the_end" (1-based)."""
+    """Box-only scoring of a clip folder (images/ + boxes.csv): Pd and false alarms per frame, over the frames
+    boxes.csv numbers `frames` (first, last or None for the end; 1-based, inclusive), or else over `limit`
+    frames (all when None) from the 0-based file `start`. Each frame is scored against the boxes of its frame
+    number (`number_clip_frames`: from its file name where the names are frame numbers, as in the clips'
+    images/000001.png, else its position); "frame_numbers" says which. `read_image` gives the 8-bit frame
+    the detector sees (for 16-bit frames: read, then the clip's window applied).
+    An unreadable frame is skipped (listed in "skipped", counted in "n_skipped"). Frames boxes.csv has boxes
+    for but images/ has no image for (their targets are never scored: a frame deleted, images missing, or
+    another clip's boxes) are listed in "boxes_without_image" (1-based, every one in the file), those past the
+    last image also in "boxes_past_the_end"; the frames scored with no box in boxes.csv (scored as frames
+    without a target) are named in "frames_without_boxes"."""
     clip_dir = Path(clip_dir)
     boxes = read_boxes_csv(clip_dir / "boxes.csv")
-    frames = clip_frames(clip_dir)
-    scored = range(start, len(frames) if limit is None else min(start + limit, len(frames)))
+    numbering = number_clip_frames(clip_frames(clip_dir), boxes)
+    files, numbers = numbering.files, numbering.numbers
+    if frames is not None:
+        scored = numbering.select(*frames)
+        span = [frames[0], min(frames[1], numbering.last) if frames[1] is not None else numbering.last]
+    else:
+        scored = list(range(start, len(files) if limit is None else min(start + limit, len(files))))
+        span = [numbers[scored[0]], numbers[scored[-1]]] if scored else [start + 1, start]
     metrics = BoxMetrics()
     seconds = 0.0
     skipped: list[dict] = []
+    read: list[int] = []
     for batch in range(0, len(scored), BATCH_SIZE):
         indices, images = [], []
         for index in scored[batch : batch + BATCH_SIZE]:
             try:
-                images.append(read_image(frames[index]))
+                images.append(read_image(files[index]))
                 indices.append(index)
             except FrameReadError as error:
                 skipped.append({"path": error.path, "reason": error.reason})
@@ -280,14 +357,22 @@ def evaluate_clip(
             logits, elapsed = _timed_detect(detector, images)
             seconds += elapsed
             for index, frame_logits in zip(indices, logits):
-                metrics.update(frame_logits, boxes.get(index, []))
+                metrics.update(frame_logits, boxes.get(numbers[index] - 1, []))
+            read += indices
         if progress:
             progress(min(batch + BATCH_SIZE, len(scored)), len(scored))
     result = {"method": detector.name, "device": detector.device, "clip": str(clip_dir), **metrics.result()}
-    result["frames"] = [scored.start + 1, scored.stop]  # 1-based, inclusive, as in boxes.csv
+    result["frames"] = span  # 1-based, inclusive, as in boxes.csv
+    result["frame_numbers"] = numbering.by
+    result["last_frame"] = numbering.last  # the number of the clip's last image
+    if numbering.why:
+        result["frame_numbers_why"] = numbering.why
     result["frames_per_second"] = (len(scored) - len(skipped)) / seconds if seconds > 0 else float("nan")
     result.update(_skipped_record(skipped))
-    result["boxes_past_the_end"] = sorted(index + 1 for index in boxes if index >= len(frames))
+    imaged = set(numbers)
+    result["boxes_without_image"] = sorted(index + 1 for index in boxes if index + 1 not in imaged)
+    result["boxes_past_the_end"] = [n for n in result["boxes_without_image"] if n > numbering.last]
+    result["frames_without_boxes"] = [files[k].name for k in read if numbers[k] - 1 not in boxes]
     return result
 
 

@@ -1,6 +1,6 @@
 """`irsam eval` scores a frame as `irsam detect` and the app see it, whatever else is selected with it: the
-whole folder's window (16-bit), a stray frame of another sample type skipped and named, and --errors located
-in the image, also with --resize-512."""
+whole folder's window (16-bit), a stray frame of another sample type skipped and named, boxes.csv's frames
+paired with the clip's images by file name, and --errors located in the image, also with --resize-512."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +17,7 @@ from app.core.normalization import NormalizationRequest
 from app.core.synthetic import DEMO_CONFIG, iter_frames, write_sequence
 from model.data import find_dataset
 from model.detectors import FrameResult
-from model.evaluate import evaluate_clip, evaluate_dataset, make_detector
+from model.evaluate import evaluate_clip, evaluate_dataset, make_detector, number_clip_frames
 from tests.test_eval_cli import NUAA, run_eval
 
 BOX_SCORES = ("pd", "false_alarms_per_frame", "fa", "n_frames", "n_targets", "hits", "false_alarms")
@@ -171,3 +171,80 @@ def test_errors_at_512_on_a_real_image_name_rows_of_the_image(tmp_path, capsys):
         assert f"({c['row']:.0f}, {c['col']:.0f}) {c['area']} px" in printed[3]
     assert printed[2] == ("Pd by target area (targets matched at 512x512; positions and areas in image pixels): "
                           "1-9 px 0/0, 10-49 px 2/3, 50-99 px 0/0, >= 100 px 0/0")
+
+
+# --- 4. boxes.csv's frames paired with images by file name --------------------------------------------------
+
+def write_clip(clip: Path, names: list[str], boxed: range) -> None:
+    """Frames named `names`; the k-th (1-based) holds a 3x3 target at columns 5k..5k+2, boxed as frame k in
+    boxes.csv for k in `boxed`."""
+    (clip / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(names, 1):
+        frame = rng.integers(20, 40, (64, 96)).astype(np.uint8)
+        frame[20:23, 5 * k : 5 * k + 3] = 220
+        cv2.imwrite(str(clip / "images" / name), frame)
+    rows = ["frame,class,x,y,w,h"] + [f"{k},DRONE,{5 * k + 1},21,3,3" for k in boxed]
+    (clip / "boxes.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_a_deleted_frame_leaves_a_gap_instead_of_shifting_later_frames_onto_earlier_boxes(tmp_path, capsys):
+    clip = tmp_path / "clip"
+    write_clip(clip, [f"{k:06d}.png" for k in range(1, 14)], boxed=range(1, 13))  # frame 13: no box
+    (clip / "images/000005.png").unlink()
+    boxes = clip / "boxes.csv"
+    result = evaluated("--method", "tophat", "--clip", str(clip), out=tmp_path / "r.json")
+    err = capsys.readouterr().err
+    # frames 6 to 12 against their own boxes: each target found, no false alarm but frame 13's unboxed target
+    assert (result["hits"], result["n_targets"], result["false_alarms"]) == (11, 11, 1)
+    assert (result["frame_numbers"], result["frames"], result["n_frames"]) == ("name", [1, 13], 12)
+    assert result["boxes_without_image"] == [5] and result["boxes_past_the_end"] == []
+    assert (f"warning: {boxes} has boxes for 1 frame that images/ has no image for (frames are told by their "
+            "file names, the number a name ends in): frame 5; their targets are not scored") in err
+    assert result["frames_without_boxes"] == ["000013.png"]
+    assert (f"note: 1 of the 12 frames scored have no box in {boxes} and are scored as frames without a "
+            "target: 000013.png") in err
+
+    gap = evaluated("--method", "tophat", "--clip", str(clip), "--frames", "4-6", out=tmp_path / "r.json")
+    assert (gap["frames"], gap["n_frames"], gap["hits"], gap["n_targets"]) == ([4, 6], 2, 2, 2)
+    assert "boxes for 1 frame that images/ has no image for" in capsys.readouterr().err
+    assert run_eval("--method", "tophat", "--clip", str(clip), "--frames", "5-5") == 2
+    assert capsys.readouterr().err == ("error: --frames 5-5: images/ has no image for frames 5 to 5 (frames are "
+                                       "told by their file names, the number a name ends in)\n")
+    assert run_eval("--method", "tophat", "--clip", str(clip), "--frames", "14-") == 2
+    assert capsys.readouterr().err == "error: --frames 14-: the clip has 12 frames, the last numbered 13\n"
+
+
+def test_clips_numbered_from_0_or_not_by_number_are_paired_by_position_and_say_so(tmp_path, capsys):
+    zero = tmp_path / "zero"
+    write_clip(zero, [f"{k:03d}.png" for k in range(0, 6)], boxed=range(1, 7))
+    result = evaluated("--method", "tophat", "--clip", str(zero), out=tmp_path / "r.json")
+    assert (result["frame_numbers"], result["hits"], result["n_targets"], result["false_alarms"]) == \
+           ("name, 0-based", 6, 6, 0)
+    assert capsys.readouterr().err == ""
+
+    named = tmp_path / "named"
+    write_clip(named, ["a.png", "b.png", "c.png"], boxed=range(1, 4))
+    result = evaluated("--method", "tophat", "--clip", str(named), out=tmp_path / "r.json")
+    assert (result["frame_numbers"], result["hits"], result["n_targets"]) == ("position", 3, 3)
+    assert (f"note: frames are paired with {named / 'boxes.csv'}'s frame numbers by their position in images/: "
+            "the k-th image is frame k, not by their file names (a.png does not end in a frame number)") \
+           in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("names, by, why", [
+    (["000001.png", "000002.png", "000010.png"], "name", None),
+    (["f1.png", "f2.png", "f3.png"], "name", None),
+    (["clip_000001.png", "clip_000003.png"], "name", None),
+    (["a1.png", "b2.png"], "position", "the names are numbered after different prefixes ('a', 'b')"),
+    (["1.png", "001.png"], "position", "1.png and 001.png have the same number"),
+    (["1700000001.png", "1700000002.png"], "position", "no name is the number of a frame boxes.csv has boxes for"),
+])
+def test_clip_frame_numbers(names, by, why):
+    files = [Path("images") / name for name in names]
+    numbering = number_clip_frames(files, {0: [], 1: [], 2: []})
+    assert (numbering.by, numbering.why) == (by, why)
+    if by == "name":
+        assert numbering.numbers == [int("".join(filter(str.isdigit, name))) for name in names]
+    else:
+        assert numbering.numbers == list(range(1, len(names) + 1))

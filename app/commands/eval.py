@@ -19,8 +19,8 @@ from app.core.normalization import NormalizationRequest
 from model.config import PRESETS
 from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray
 from model.detectors import REFINE_MODES, TTA_MODES
-from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, make_detector,
-                            write_curve_plots)
+from model.evaluate import (ClipNumbering, available_methods, clip_frames, evaluate_clip, evaluate_dataset,
+                            make_detector, number_clip_frames, write_curve_plots)
 from model.metrics import InterpolatedMaskWarning, read_boxes_csv
 from model.refine import refinement_record
 from model.size_gate import gated
@@ -48,11 +48,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--split", help="text file listing the stems to evaluate (default: every image)")
     p.add_argument("--clip", help="clip folder with images/ and boxes.csv (box-only scoring; 16-bit frames are "
                                   "normalised as --images ones are, by the whole clip's window whatever --limit or "
-                                  "--frames select)")
+                                  "--frames select). Frames are paired with boxes.csv's frame numbers by their file "
+                                  "names (images/000001.png is frame 1; names from 000000 are taken as 0-based) "
+                                  "where the names are frame numbers, else by position (the k-th image is frame k)")
     p.add_argument("--limit", type=positive_int, help="evaluate only the first N frames or samples")
     p.add_argument("--frames", type=frame_range, metavar="A-B",
-                   help="with --clip: only frames A to B (1-based, inclusive, as in boxes.csv; 'A-' to the end), "
-                        "e.g. the frames after those reviewed and fine-tuned on")
+                   help="with --clip: only frames A to B (1-based, inclusive, as boxes.csv numbers them; 'A-' to "
+                        "the end), e.g. the frames after those reviewed and fine-tuned on")
     p.add_argument("--json", dest="json_out", help="write the results here as JSON")
     p.add_argument("--plots", help="folder for the ROC and Pd-Fa curve PNGs (data sets only)")
     p.add_argument("--errors", action="store_true",
@@ -224,17 +226,12 @@ def run(args: argparse.Namespace) -> int:
         options = {"tta": args.tta or "none", "refine": args.refine or "contrast"}
     frames = None
     try:
-        start, limit = 0, args.limit
         if args.clip:
             check_clip_folder(args.clip)
-            every = clip_frames(args.clip)
-            read_boxes_csv(Path(args.clip) / "boxes.csv")  # a bad file is reported before the weights load
-            if args.frames:
-                first, last = args.frames
-                if first > len(every):
-                    raise ValueError(f"--frames {first}-: the clip has {len(every)} frames")
-                start, limit = first - 1, (min(last, len(every)) - first + 1 if last else None)
-            n_inputs = len(every[start:][:limit])
+            numbering = number_clip_frames(clip_frames(args.clip), read_boxes_csv(Path(args.clip) / "boxes.csv"))
+            n_inputs = len(numbering.files) if args.limit is None else min(args.limit, len(numbering.files))
+            if args.frames and numbering.files:  # a bad file or range is reported before the weights load
+                n_inputs = len(_frames_asked(numbering, *args.frames))
         else:
             inputs = find_dataset(args.images, args.masks, args.split)
             if not args.split:  # the order irsam detect and info take a folder's frames in, for the same --limit
@@ -248,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         window = frames.window
         detector = gated(_make_detector(args, options), gate)
         if args.clip:
-            result = evaluate_clip(detector, args.clip, limit=limit, read_image=frames.read, start=start)
+            result = evaluate_clip(detector, args.clip, limit=args.limit, read_image=frames.read, frames=args.frames)
             table = format_clip_table(result)
         else:
             with warnings.catch_warnings():  # the masks it names are reported below, with the skipped files
@@ -267,10 +264,8 @@ def run(args: argparse.Namespace) -> int:
             frames.close()
     for bad in result["skipped"]:
         print(f"skipped {bad['path']}: {bad['reason']}", file=sys.stderr)
-    if past := result.get("boxes_past_the_end"):
-        print(f"warning: {Path(args.clip) / 'boxes.csv'} has boxes for {len(past)} frames past the clip's last image "
-              f"({len(clip_frames(args.clip))}): frame {past[0]}{' and more' if len(past) > 1 else ''}; their "
-              "targets are not scored", file=sys.stderr)
+    if args.clip:
+        _warn_about_clip_numbering(result, Path(args.clip))
     if result.get("n_interpolated_masks"):
         masks = result["interpolated_masks"]
         print(f"warning: {describe_interpolated_masks(masks, result['n_images'])}", file=sys.stderr)
@@ -287,6 +282,47 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result['n_skipped']} of {result['n_skipped'] + scored} skipped as unusable (listed on stderr); "
               "the metrics exclude them")
     return _write_outputs(result, args.json_out, args.plots)
+
+
+def _frames_asked(numbering: ClipNumbering, first: int, last: int | None) -> list[int]:
+    """The clip's frames --frames first-last selects (indices into numbering.files); ValueError when none."""
+    if first > numbering.last:
+        numbered = f", the last numbered {numbering.last}" if numbering.last != len(numbering.files) else ""
+        raise ValueError(f"--frames {first}-: the clip has {len(numbering.files)} frames{numbered}")
+    selected = numbering.select(first, last)
+    if not selected:
+        raise ValueError(f"--frames {first}-{last or ''}: images/ has no image for frames {first} to "
+                         f"{last or 'the end'} (frames are told by {_numbering_text(numbering)})")
+    return selected
+
+
+def _numbering_text(numbering: ClipNumbering | dict) -> str:
+    by = numbering.by if isinstance(numbering, ClipNumbering) else numbering["frame_numbers"]
+    return {"name": "their file names, the number a name ends in",
+            "name, 0-based": "their file names, numbered from 0: the number a name ends in, plus 1",
+            "position": "their position in images/: the k-th image is frame k"}[by]
+
+
+def _warn_about_clip_numbering(result: dict, clip: Path) -> None:
+    """Name boxes.csv's frames with no image, the frames scored with no box, and frames told by position."""
+    boxes = clip / "boxes.csv"
+    past, without = result["boxes_past_the_end"], result["boxes_without_image"]
+    if past:
+        print(f"warning: {boxes} has boxes for {len(past)} frames past the clip's last image "
+              f"({result['last_frame']}): frame {past[0]}{' and more' if len(past) > 1 else ''}; their "
+              "targets are not scored", file=sys.stderr)
+    if gaps := [n for n in without if n not in past]:
+        shown = ", ".join(map(str, gaps[:5])) + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
+        print(f"warning: {boxes} has boxes for {len(gaps)} frame{'s' if len(gaps) > 1 else ''} that images/ has no "
+              f"image for (frames are told by {_numbering_text(result)}): frame{'s' if len(gaps) > 1 else ''} "
+              f"{shown}; their targets are not scored", file=sys.stderr)
+    if result["frame_numbers"] == "position" and result.get("frame_numbers_why"):
+        print(f"note: frames are paired with {boxes}'s frame numbers by {_numbering_text(result)}, not by "
+              f"their file names ({result['frame_numbers_why']})", file=sys.stderr)
+    if empty := result["frames_without_boxes"]:
+        shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        print(f"note: {len(empty)} of the {result['n_frames']} frames scored have no box in {boxes} and are scored "
+              f"as frames without a target: {shown}", file=sys.stderr)
 
 
 def _error(message: str) -> int:
