@@ -73,6 +73,9 @@ class DetectionPanel(QtWidgets.QWidget):
             self.detector_combo.addItem(label, DetectorChoice(method))
         self.detector_combo.addItem(PICK_CHECKPOINT, None)
         self.detector_combo.setCurrentIndex(0 if DEFAULT_WEIGHTS.is_file() else 1)
+        # the last detector chosen (not "other checkpoint..."): what a cancelled file dialog goes back to
+        self._chosen_index = self.detector_combo.currentIndex()
+        self.detector_combo.currentIndexChanged.connect(self._remember_chosen)
         self.detector_combo.activated.connect(self._detector_activated)
 
         self.device_combo = QtWidgets.QComboBox()
@@ -255,13 +258,17 @@ class DetectionPanel(QtWidgets.QWidget):
         else:
             self.show_info(f"{choice.method}: classical method, runs on the CPU; no WPMD/GAD features.")
 
+    def _remember_chosen(self, index: int) -> None:
+        if index >= 0 and self.detector_combo.itemData(index) is not None:
+            self._chosen_index = index
+
     def _detector_activated(self, index: int) -> None:
         if self.detector_combo.itemData(index) is None:
             path, _ = QtWidgets.QFileDialog.getOpenFileName(
                 self, "IRSAM checkpoint", str(Path.home()), "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
             )
-            if not path:
-                self.detector_combo.setCurrentIndex(0 if DEFAULT_WEIGHTS.is_file() else 1)
+            if not path:  # cancelled: the detector chosen before stays, as its description and the window have it
+                self.detector_combo.setCurrentIndex(self._chosen_index)
                 return
             self.add_checkpoint(path)
             return
