@@ -84,10 +84,10 @@ def test_a_run_that_reaches_max_frames_marks_its_last_frame(review, qtbot):
     tools.propagation_panel.max_frames.setValue(4)
     tools.propagation_panel.forward.click()
     _wait_done(review, qtbot)
-    assert strip.stop_marker == (4, "max_frames reached", False)
-    assert strip.stop_tooltip() == "Propagation ended at frame 5: max_frames reached"
+    assert strip.stop_marker == (4, "frame limit reached", False)
+    assert strip.stop_tooltip() == "Propagation ended at frame 5: frame limit reached"
     assert tools.propagation_panel.result.text() == ("Carried to 4 frames (4 masks changed, 0 already held the "
-                                                     "target); ended at frame 5: max_frames reached")
+                                                     "target); ended at frame 5: frame limit reached")
     tools.propagation_panel.go_to_stop.click()
     assert review.index == 4
 
@@ -177,7 +177,7 @@ def test_frames_not_yet_detected_are_proposed_by_the_loaded_detector(window, fre
     window.run_detection("frame")  # refused: propagation holds the detector
     assert "Propagation is running" in window.statusBar().currentMessage()
     _wait_done(window, qtbot)
-    assert window.timeline.strip.stop_marker == (3, "max_frames reached", False)
+    assert window.timeline.strip.stop_marker == (3, "frame limit reached", False)
     assert replay.calls == 3
     for i in (1, 2, 3):  # each frame gets the same target, whole, from the detector's proposal
         carried = committed(window, i)

@@ -49,7 +49,7 @@ MODES = ("track", "copy")
 MIN_AREA_FOR_RATIO = 4
 
 STOP_END = "end of sequence"
-STOP_MAX_FRAMES = "max_frames reached"
+STOP_MAX_FRAMES = "frame limit reached"  # the panel's "at most N frames" (propagate's max_frames)
 STOP_REVIEWED = "frame already reviewed"
 STOP_NO_TARGET = "no target found in the search window"
 STOP_LEFT_FRAME = "target left the frame"
