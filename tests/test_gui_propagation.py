@@ -2,6 +2,8 @@
 while the worker runs."""
 from __future__ import annotations
 
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -90,6 +92,36 @@ def test_a_run_that_reaches_max_frames_marks_its_last_frame(review, qtbot):
                                                      "target); ended at frame 5: frame limit reached")
     tools.propagation_panel.go_to_stop.click()
     assert review.index == 4
+
+
+def test_opening_another_sequence_clears_the_last_propagations_result(review, sequence_16bit, tmp_path, qtbot):
+    from app.widgets.propagation_panel import PROMPT
+
+    tools, strip = review.review_tools, review.timeline.strip
+    panel, queue = tools.propagation_panel, tools.review_panel.model
+    assert FrameEditor(review.session).paint(0, [(60.5, 30.5)], size=3)
+    review.timeline.go_to(3)
+    tools.set_status(ReviewStatus.NEGATIVE)
+    review.timeline.go_to(0)
+    panel.mode.setCurrentText("copy")
+    panel.forward.click()
+    _wait_done(review, qtbot)
+    assert "stopped at frame 4: frame already reviewed: negative" in panel.result.text()
+    assert panel.go_to_stop.isEnabled() and queue.marked == {3: "frame already reviewed: negative"}
+
+    other = shutil.copytree(sequence_16bit, tmp_path / "other")  # the same frame numbers, another sequence
+    predict_ground_truth(other)
+    open_project(review, qtbot, other)
+    qtbot.wait(100)
+    # nothing of sequence 1's run is left: its text, its stop (frame 4 here is another frame), its markers
+    assert panel.result.text() == PROMPT
+    assert not panel.go_to_stop.isEnabled() and panel.stop_index == -1
+    assert queue.marked == {} and strip.stop_marker is None
+    cell = queue.data(queue.index(queue.row_of(3), 2))
+    assert "stop" not in cell and queue.data(queue.index(queue.row_of(3), 2), QtCore.Qt.ToolTipRole) is None
+    review.timeline.go_to(10)
+    panel.go_to_stop.click()  # disabled: goes nowhere
+    assert review.index == 10
 
 
 def test_edits_and_statuses_are_refused_while_propagation_runs(review, qtbot, monkeypatch):

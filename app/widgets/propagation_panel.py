@@ -15,6 +15,8 @@ from PySide6 import QtCore, QtWidgets
 from app.core.propagation import MODES, CancellableSource, PropagationResult, propagate
 from app.widgets.workers import CancellableCallWorker, WorkerRunner
 
+PROMPT = "Select a target (or none: the whole committed mask) and propagate."
+
 
 class PropagationPanel(QtWidgets.QWidget):
     propagateRequested = QtCore.Signal(int)  # direction: +1 forward, -1 backward
@@ -38,7 +40,7 @@ class PropagationPanel(QtWidgets.QWidget):
         self.max_frames = QtWidgets.QSpinBox()
         self.max_frames.setRange(1, 10000)
         self.max_frames.setValue(50)
-        self.result = QtWidgets.QLabel("Select a target (or none: the whole committed mask) and propagate.")
+        self.result = QtWidgets.QLabel(PROMPT)
         self.result.setWordWrap(True)
         self.go_to_stop = QtWidgets.QPushButton("Go to the stop")
         self.go_to_stop.setEnabled(False)
@@ -74,6 +76,10 @@ class PropagationPanel(QtWidgets.QWidget):
         self.result.setText(text)
         self.stop_index = -1 if stop_index is None else stop_index
         self.go_to_stop.setEnabled(stop_index is not None)
+
+    def clear_result(self) -> None:
+        """No result shown, no stop to go to: another sequence was opened (frame numbers are its own)."""
+        self.show_result(PROMPT, None)
 
 
 class Propagation(QtCore.QObject):

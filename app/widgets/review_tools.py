@@ -149,8 +149,12 @@ class ReviewTools(QtCore.QObject):
         self.review_panel.show_current(index, session.status(index))
 
     def project_loading(self) -> None:
-        """A sequence was opened and its project is being read (ReviewSession.load_details in a worker)."""
+        """A sequence was opened and its project is being read (ReviewSession.load_details in a worker). The
+        last propagation's result, its stop and the queue's marker of it were the sequence before's: cleared."""
         self._block_edits(LOADING_BLOCKS)
+        self.propagation_panel.clear_result()
+        self.review_panel.model.set_marked({})
+        self.window.timeline.strip.set_stop_marker(None)
 
     def project_loaded(self) -> None:
         self._block_edits(None)
