@@ -732,7 +732,15 @@ def test_detector_input_window_is_chosen_applied_and_kept_by_the_project(window,
     dialog.high.setValue(2000)
     ok = dialog.findChild(QtWidgets.QDialogButtonBox).button(QtWidgets.QDialogButtonBox.Ok)
     ok.click()
-    assert dialog.isVisible() and "LO < HI" in dialog.error.text()  # refused, nothing changed
+    # refused in the fields' own words (not the command line's LO < HI), nothing changed
+    assert dialog.isVisible() and dialog.error.text() == "The low value (3000) must be below the high value (2000)."
+    assert window.session.normalization == default
+    dialog.percentiles.setChecked(True)
+    dialog.p_low.setValue(60)
+    dialog.p_high.setValue(40)
+    ok.click()
+    assert dialog.isVisible() and dialog.error.text() == ("The low percentile (60 %) must be below the high "
+                                                          "percentile (40 %).")
     assert window.session.normalization == default
     window.frame_view.histogram.setLevels(1500, 2600)  # what the analyst dragged the display to
     dialog.use_displayed_levels()

@@ -116,10 +116,26 @@ class NormalizationDialog(QtWidgets.QDialog):
             return NormalizationRequest(window=(self.low.value(), self.high.value()))
         return NormalizationRequest(percentiles=(self.p_low.value(), self.p_high.value()))
 
-    def accept(self) -> None:
+    def refusal(self) -> str | None:
+        """Why the values in the boxes make no window, in the boxes' own words (the core's messages name
+        the command line's LO and HI), or None."""
+        if self.fixed.isChecked():
+            low, high = self.low.value(), self.high.value()
+            if not low < high:
+                return f"The low value ({low:g}) must be below the high value ({high:g})."
+        else:
+            low, high = self.p_low.value(), self.p_high.value()
+            if not low < high:
+                return f"The low percentile ({low:g} %) must be below the high percentile ({high:g} %)."
         try:
             self.request()
         except ValueError as e:
-            self.error.setText(str(e))
+            return str(e)
+        return None
+
+    def accept(self) -> None:
+        refusal = self.refusal()
+        if refusal:
+            self.error.setText(refusal)
             return
         super().accept()
