@@ -65,3 +65,42 @@ def test_cancelling_the_checkpoint_dialog_keeps_the_detector_chosen_before(windo
     assert panel.info.text() == info and window.device_label.text() == device
     assert choices == []  # nothing changed: the loaded detector is kept
     assert panel.device_combo.isEnabled() == (before == "checkpoint")  # IRSAM's options as before
+
+
+def test_a_damaged_review_json_is_said_to_be_restored_from_its_backup(window, fresh_sequence, qtbot):
+    from app.session import ReviewSession
+
+    predict_ground_truth(fresh_sequence)
+    session = ReviewSession.open(fresh_sequence)
+    session.project.set_status(session.stem(0), ReviewStatus.ACCEPTED)
+    session.project.set_status(session.stem(2), ReviewStatus.NEGATIVE)
+    folder = session.project.folder
+    session.close()
+    (folder / "review.json").write_text("{broken")  # a crash, a full disk: the backup is intact
+    open_project(window, qtbot, fresh_sequence)
+    qtbot.waitUntil(lambda: bool(window.messages), timeout=5000)
+    text = window.messages[-1]
+    assert f"{folder.name}/review.json: unreadable review statuses (" in text
+    assert "the statuses were restored from its backup, review.json.bak" in text
+    # not what a damaged mask file means: the statuses are all there
+    assert "empty mask" not in text and "unreviewed" not in text
+    assert window.session.status(0) is ReviewStatus.ACCEPTED and window.session.status(2) is ReviewStatus.NEGATIVE
+    assert "accepted 1" in window.review_tools.review_panel.counts.text()
+
+
+def test_both_review_files_damaged_say_every_frame_opens_unreviewed(window, fresh_sequence, qtbot):
+    from app.session import ReviewSession
+
+    predict_ground_truth(fresh_sequence)
+    session = ReviewSession.open(fresh_sequence)
+    session.project.set_status(session.stem(0), ReviewStatus.ACCEPTED)
+    folder = session.project.folder
+    session.close()
+    (folder / "review.json").write_text("{broken")
+    (folder / "review.json.bak").write_text("[]")
+    open_project(window, qtbot, fresh_sequence)
+    qtbot.waitUntil(lambda: bool(window.messages), timeout=5000)
+    text = window.messages[-1]
+    assert "restored" not in text
+    assert text.endswith("Neither review.json nor its backup could be read: every frame opens unreviewed.")
+    assert window.session.status(0) is ReviewStatus.UNREVIEWED

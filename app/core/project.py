@@ -749,14 +749,23 @@ class ReviewProject:
 
     def _read_review(self, otherwise: dict[str, tuple[ReviewStatus, str, str | None]]
                      ) -> dict[str, tuple[ReviewStatus, str, str | None]]:
-        """The statuses in review.json, else in its backup; a copy of `otherwise` when neither can be read."""
-        for path in (self.folder / "review.json", self.folder / "review.json.bak"):
+        """The statuses in review.json, else in its backup; a copy of `otherwise` when neither can be read.
+        A damaged review.json is reported saying whether its backup stood in for it."""
+        review, errors = self.folder / "review.json", {}
+        for path in (review, self.folder / "review.json.bak"):
             if not path.exists():
                 continue
             try:
-                return self._parse_review(json.loads(path.read_text(encoding="utf-8")))
+                statuses = self._parse_review(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-                self._report(path, f"unreadable review statuses: {e}")
+                errors[path] = e
+                continue
+            if review in errors:
+                self._report(review, f"unreadable review statuses ({errors[review]}); the statuses were restored "
+                                     "from its backup, review.json.bak")
+            return statuses
+        for path, e in errors.items():
+            self._report(path, f"unreadable review statuses: {e}")
         return dict(otherwise)
 
     @staticmethod

@@ -401,13 +401,22 @@ class ReviewTools(QtCore.QObject):
         QtWidgets.QMessageBox.warning(self.window, "Could not save", text)
 
     def _show_damaged(self, damaged) -> None:
+        """Each file with what stands in for it: a mask file's frame opens with what is left, the statuses
+        with review.json's backup (its reason says so) or, when that is damaged too, none."""
         lines = [f"{path.parent.name}/{path.name}: {reason}" for path, reason in damaged[:MAX_DAMAGED_LISTED]]
         if len(damaged) > MAX_DAMAGED_LISTED:
             lines.append(f"... and {len(damaged) - MAX_DAMAGED_LISTED} more")
+        names = {path.name for path, _ in damaged}
+        notes = []
+        if any(path.parent.name == "labels" for path, _ in damaged):
+            notes.append("A frame whose committed mask is listed opens with what is left (its prediction, or an "
+                         "empty mask).")
+        if {"review.json", "review.json.bak"} <= names:
+            notes.append("Neither review.json nor its backup could be read: every frame opens unreviewed.")
         QtWidgets.QMessageBox.warning(
             self.window, "Damaged project files",
-            "These files of the project could not be read; the frames open with what is left "
-            "(their predictions, or an empty mask):\n\n" + "\n".join(lines))
+            "These files of the project could not be read; the rest opens as saved:\n\n" + "\n".join(lines)
+            + "".join(f"\n\n{note}" for note in notes))
 
     # --- dialogs --------------------------------------------------------------------------------
 
