@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -356,6 +357,68 @@ def read_boxes_csv(path: str | Path) -> dict[int, list[Box]]:
         except csv.Error as error:
             raise BoxesFileError(f"{path}: line {rows.line_num}: {error}") from None
     return boxes
+
+
+_NUMBERED_STEM = re.compile(r"^(.*?)(\d+)$")
+
+
+@dataclass(frozen=True)
+class ClipNumbering:
+    """Which of boxes.csv's frames (1-based) each of a clip's frames is: `numbers[k]` for `files[k]`.
+
+    `by` says how they were told: "name" (the number a file's name ends in, as in images/000001.png, the
+    clips' own layout: a frame deleted from the clip leaves a gap rather than shifting every later frame
+    onto the previous frame's boxes), "name, 0-based" (names numbered from 0: 000000.png is frame 1) or
+    "position" (the k-th file in natural order is frame k, where the names are not frame numbers; `why`
+    then says what in the names ruled them out)."""
+
+    files: list[Path]
+    numbers: list[int]
+    by: str
+    why: str | None = None
+
+    @property
+    def last(self) -> int:
+        return max(self.numbers, default=0)
+
+    def select(self, first: int, last: int | None) -> list[int]:
+        """Indices into `files` of the frames numbered first..last (inclusive; None: to the end)."""
+        return [k for k, n in enumerate(self.numbers) if n >= first and (last is None or n <= last)]
+
+
+def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNumbering:
+    """Tell each of a clip's frames (`clip_frames`) its boxes.csv frame number from its name where the names
+    are frame numbers, by position otherwise (ClipNumbering). The names are frame numbers when every one is
+    a number after one prefix shared by all (000001, f1, clip_000001), no two give the same number, and at
+    least one of them is a frame boxes.csv has boxes for (`boxes`: read_boxes_csv's, 0-based keys), so that
+    names such as time stamps are not taken for frame numbers."""
+    files = list(files)
+    position = list(range(1, len(files) + 1))
+    parsed = [_NUMBERED_STEM.match(f.stem) for f in files]
+    if not files:
+        return ClipNumbering(files, [], "position")
+    if not all(parsed):
+        odd = next(f.name for f, m in zip(files, parsed) if m is None)
+        return ClipNumbering(files, position, "position", f"{odd} does not end in a frame number")
+    prefixes = {m.group(1) for m in parsed}
+    if len(prefixes) > 1:
+        first, other = sorted(prefixes)[:2]
+        return ClipNumbering(files, position, "position",
+                             f"the names are numbered after different prefixes ({first!r}, {other!r})")
+    numbers = [int(m.group(2)) for m in parsed]
+    if len(set(numbers)) < len(numbers):
+        seen: dict[int, str] = {}
+        for f, n in zip(files, numbers):
+            if n in seen:
+                return ClipNumbering(files, position, "position", f"{seen[n]} and {f.name} have the same number")
+            seen[n] = f.name
+    zero_based = min(numbers) == 0
+    if zero_based:
+        numbers = [n + 1 for n in numbers]
+    if boxes and not any(n - 1 in boxes for n in numbers):
+        return ClipNumbering(files, position, "position",
+                             "no name is the number of a frame boxes.csv has boxes for")
+    return ClipNumbering(files, numbers, "name, 0-based" if zero_based else "name")
 
 
 def _blank(row: list[str]) -> bool:

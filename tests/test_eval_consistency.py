@@ -17,7 +17,8 @@ from app.core.normalization import NormalizationRequest
 from app.core.synthetic import DEMO_CONFIG, iter_frames, write_sequence
 from model.data import find_dataset
 from model.detectors import FrameResult
-from model.evaluate import evaluate_clip, evaluate_dataset, make_detector, number_clip_frames
+from model.evaluate import evaluate_clip, evaluate_dataset, make_detector
+from model.metrics import number_clip_frames
 from tests.test_eval_cli import NUAA, run_eval
 
 BOX_SCORES = ("pd", "false_alarms_per_frame", "fa", "n_frames", "n_targets", "hits", "false_alarms")

@@ -667,6 +667,21 @@ def test_ground_truth_boxes_real_clip():
         assert gt.boxes(10_000) == []
 
 
+def test_ground_truth_boxes_follow_frame_numbers_across_a_deleted_frame(tmp_path):
+    """A clip's boxes.csv numbers frames as its file names do (000001.png is frame 1): with frame 3 deleted, the
+    source's 0-based frame 2 is 000004.png and gets frame 4's box, as irsam eval --clip scores it, not frame 3's."""
+    images = tmp_path / "clip" / "images"
+    images.mkdir(parents=True)
+    for n in (1, 2, 4, 5):
+        cv2.imwrite(str(images / f"{n:06d}.png"), np.full((16, 16), 10 * n, np.uint8))
+    rows = "".join(f"{n},DRONE,{n},1,2,2\n" for n in range(1, 6))
+    (tmp_path / "clip" / "boxes.csv").write_text("frame,class,x,y,w,h\n" + rows)
+    with open_source(images) as src:
+        gt = find_ground_truth(src)
+        assert gt.numbering.by == "name"
+        assert [gt.boxes(i)[0][0] for i in range(4)] == [0, 1, 3, 4]  # x = n, 0-based: n - 1
+
+
 def test_no_ground_truth(tmp_path):
     write_folder(tmp_path, n=2)
     with open_source(tmp_path) as src:

@@ -19,9 +19,9 @@ from app.core.normalization import NormalizationRequest
 from model.config import PRESETS
 from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray
 from model.detectors import REFINE_MODES, TTA_MODES
-from model.evaluate import (ClipNumbering, available_methods, clip_frames, evaluate_clip, evaluate_dataset,
-                            make_detector, number_clip_frames, write_curve_plots)
-from model.metrics import InterpolatedMaskWarning, read_boxes_csv
+from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, make_detector,
+                            write_curve_plots)
+from model.metrics import ClipNumbering, InterpolatedMaskWarning, number_clip_frames, read_boxes_csv
 from model.refine import refinement_record
 from model.size_gate import gated
 

@@ -34,12 +34,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
 
 from model.data import FrameReadError, natural_key
-from model.metrics import BoxesFileError, ground_truth_target, interpolated_pixels, read_boxes_csv
+from model.metrics import (BoxesFileError, ground_truth_target, interpolated_pixels, number_clip_frames,
+                           read_boxes_csv)
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -843,7 +845,7 @@ class GroundTruth:
     says why in `boxes_error`; the masks are still used.
     """
 
-    def __init__(self, masks_dir: Path | None, boxes_path: Path | None):
+    def __init__(self, masks_dir: Path | None, boxes_path: Path | None, stems: Sequence[str] = ()):
         self.masks_dir = masks_dir
         self.boxes_path = boxes_path
         self.mask_warnings: list[tuple[Path, str]] = []  # (mask file, what is wrong with it), once per file
@@ -859,6 +861,9 @@ class GroundTruth:
                 self._boxes = read_boxes_csv(boxes_path)
             except (BoxesFileError, OSError) as error:
                 self.boxes_error = f"{error}; its boxes are not used"
+        # which of boxes.csv's frames each of the source's is, as irsam eval --clip tells them: by the number its
+        # name ends in (a frame deleted from the clip leaves a gap), else by position
+        self.numbering = number_clip_frames([Path(f"{stem}.png") for stem in stems], self._boxes)
 
     def mask(self, stem: str) -> np.ndarray | None:
         """Boolean mask for the frame's stem (SIRST's `_pixels0` suffix accepted); None without one."""
@@ -878,8 +883,11 @@ class GroundTruth:
                 self.mask_warnings.append((file, reason))
 
     def boxes(self, frame_index: int) -> list[tuple[float, float, float, float]]:
-        """(x, y, w, h) boxes of the 0-based frame, x/y the 0-based top-left corner."""
-        return list(self._boxes.get(int(frame_index), []))
+        """(x, y, w, h) boxes of the source's 0-based frame (boxes.csv's frame `numbering` gives it), x/y the
+        0-based top-left corner."""
+        numbers = self.numbering.numbers
+        key = numbers[frame_index] - 1 if 0 <= frame_index < len(numbers) else int(frame_index)
+        return list(self._boxes.get(key, []))
 
     @property
     def has_masks(self) -> bool:
@@ -910,4 +918,4 @@ def find_ground_truth(source: FrameSource) -> GroundTruth | None:
                       None)
     if masks_dir is None and boxes_path is None:
         return None
-    return GroundTruth(masks_dir, boxes_path)
+    return GroundTruth(masks_dir, boxes_path, source.stems)
