@@ -3,6 +3,7 @@ window resized: the real window under Xvfb, real files."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -104,3 +105,130 @@ def test_both_review_files_damaged_say_every_frame_opens_unreviewed(window, fres
     assert "restored" not in text
     assert text.endswith("Neither review.json nor its backup could be read: every frame opens unreviewed.")
     assert window.session.status(0) is ReviewStatus.UNREVIEWED
+
+
+# Stands in for `irsam train`: `epochs` epochs, each writing best.pt (a copy of the given checkpoint), last.pt
+# (the same: only its presence is read here) and its record, in model/train.py's order; then it stays running
+# until the gate file exists (as while it calibrates best.pt's threshold)
+FAKE_TRAINING = """
+import json, pathlib, shutil, sys, time
+weights, best, metrics, epochs, gate = sys.argv[1:6]
+for epoch in range(1, int(epochs) + 1):
+    shutil.copy(weights, best)
+    shutil.copy(weights, pathlib.Path(best).with_name("last.pt"))
+    with open(metrics, "a") as f:
+        f.write(json.dumps({"epoch": epoch, "loss": 0.5, "val_iou": 0.25, "seconds": 1.0}) + "\\n")
+while not pathlib.Path(gate).exists():
+    time.sleep(0.02)
+"""
+
+
+def _fake_training(monkeypatch, checkpoint, epochs_written: int, gate: Path) -> None:
+    monkeypatch.setattr(FineTuneJob, "command", lambda job: [sys.executable, "-c", FAKE_TRAINING, str(checkpoint),
+                                                             str(job.best_path), str(job.metrics_path),
+                                                             str(epochs_written), str(gate)])
+
+
+def _start(dialog, qtbot, epochs: int) -> None:
+    dialog.weights.setText("")
+    dialog.epochs.setValue(epochs)
+    assert dialog.start(), dialog.status.text()
+    qtbot.waitUntil(lambda: dialog.start_button.isEnabled() or dialog.cancel_button.isEnabled(), timeout=30000)
+    assert dialog.job is not None and dialog.job.running, (dialog.status.text(), dialog.failure.toPlainText())
+
+
+def test_the_finetune_dialog_proposes_the_folder_it_used_for_the_project_again(review, sequence_16bit, tiny_checkpoint,
+                                                                               qtbot, tmp_path, monkeypatch):
+    from app.main_window import MainWindow
+    from app.widgets.finetune_dialog import RUN_FOLDERS_KEY
+
+    answers = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    tools, project = review.review_tools, review.session.project.folder
+    first = tools.finetune_dialog_open()
+    proposed = first.folder.text()
+    assert Path(proposed).parent == project / "finetune"
+    first.reject()
+    qtbot.wait(1100)  # the next second's timestamp would name another folder
+    again = tools.finetune_dialog_open()
+    assert again is not first and again.folder.text() == proposed  # not a new timestamp each time
+
+    # a run stopped after an epoch: the dialog opened again proposes its folder, and Start resumes it there
+    for index in range(8):
+        review.session.set_status(index, ReviewStatus.ACCEPTED)
+    folder = tmp_path / "my finetune"
+    again.folder.setText(str(folder))
+    gate = tmp_path / "gate"
+    _fake_training(monkeypatch, tiny_checkpoint, 1, gate)
+    _start(again, qtbot, epochs=3)
+    qtbot.waitUntil(lambda: again.progress.format().startswith("epoch 1/3"), timeout=10000)
+    answers.append(QtWidgets.QMessageBox.Yes)
+    again.close()  # "Stop training?": yes
+    assert not answers and "Start resumes it" in again.status.text()
+    reopened = tools.finetune_dialog_open()
+    assert reopened.folder.text() == str(folder)
+    reopened.reject()
+
+    # remembered in the window's settings: after a restart too, for this project only
+    review.settings.sync()
+    restarted = MainWindow(QtCore.QSettings(review.settings.fileName(), QtCore.QSettings.IniFormat))
+    qtbot.addWidget(restarted)
+    restarted.show()
+    open_project(restarted, qtbot, review.session.source.path)
+    dialog = restarted.review_tools.finetune_dialog_open()
+    assert dialog.folder.text() == str(folder)
+    dialog.reject()
+    other = shutil.copytree(sequence_16bit, tmp_path / "other")
+    predict_ground_truth(other, frames=[0])
+    open_project(restarted, qtbot, other)
+    dialog = restarted.review_tools.finetune_dialog_open()
+    other_project = restarted.session.project.folder
+    assert Path(dialog.folder.text()).parent == other_project / "finetune"
+    dialog.reject()
+    remembered = json.loads(restarted.settings.value(RUN_FOLDERS_KEY))
+    assert remembered[str(project.resolve())] == str(folder)
+    assert remembered[str(other_project.resolve())] == dialog.folder.text()
+    restarted.close()
+
+
+def test_without_a_remembered_folder_the_run_begun_last_in_the_project_is_proposed(review, qtbot):
+    project = review.session.project.folder
+    for name in ("20240101-101010", "20240301-090000"):
+        (project / "finetune" / name / "data").mkdir(parents=True)
+    (project / "finetune" / "empty").mkdir()  # holds no run: not one
+    older = project / "finetune" / "20240101-101010"
+    os.utime(older, (2e9, 2e9))  # begun last, whatever its name
+    dialog = review.review_tools.finetune_dialog_open()
+    assert dialog.folder.text() == str(older)
+    dialog.reject()
+
+
+@pytest.mark.parametrize("epochs_done, epochs", [(2, 2), (1, 3)])
+def test_cancelling_after_the_last_epoch_offers_its_weights(review, qtbot, tmp_path, monkeypatch, tiny_checkpoint,
+                                                           epochs_done, epochs):
+    for index in range(8):
+        review.session.set_status(index, ReviewStatus.ACCEPTED)
+    gate = tmp_path / "gate"
+    _fake_training(monkeypatch, tiny_checkpoint, epochs_done, gate)
+    dialog = review.review_tools.finetune_dialog_open()
+    dialog.folder.setText(str(tmp_path / "finetune"))
+    _start(dialog, qtbot, epochs)
+    qtbot.waitUntil(lambda: dialog.progress.format().startswith(f"epoch {epochs_done}/{epochs}"), timeout=10000)
+    assert dialog.job.running and not dialog.use_button.isEnabled()
+    dialog.cancel_button.click()  # the last epoch done, the process still finishing (calibrating its threshold)
+    assert not dialog.job.running and dialog.job.best_path.is_file()
+    if epochs_done < epochs:  # a run to resume, not to use
+        assert not dialog.use_button.isEnabled()
+        assert dialog.status.text().startswith(f"Cancelled after epoch 1 of {epochs}. Start resumes it")
+        dialog.close()
+        return
+    assert dialog.status.text() == (f"Cancelled after the last of its {epochs} epochs (best.pt holds the best one): "
+                                    "Start begins a new run beside it. \"Use new weights and re-detect unreviewed "
+                                    "frames\" takes its best.pt.")
+    assert dialog.use_button.isEnabled()
+    best = str(dialog.job.best_path)
+    dialog.use_button.click()
+    assert review.detection_panel.choice().weights == best and not dialog.isVisible()
+    assert "Re-detecting 52 unreviewed frames" in review.statusBar().currentMessage()
+    review.cancel_detection()
+    qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=60000)

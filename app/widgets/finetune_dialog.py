@@ -11,6 +11,7 @@ quitting the app stops it.
 """
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import threading
@@ -35,6 +36,8 @@ from app.widgets.workers import CancellableCallWorker, ProgressCallWorker, Worke
 POLL_MS = 500
 CONFIG_CHOICES = {"as the base weights": None, "tiny": "tiny", "paper": "paper", "official": "official"}
 BASE_DATA_KEY = "finetune/base_data"
+RUN_FOLDERS_KEY = "finetune/run_folders"  # JSON: project folder -> the fine-tune folder last used for it
+MAX_RUN_FOLDERS = 50  # projects remembered, the most recently used kept
 # (metric, header, scale): shown as irsam eval prints them
 COMPARED = (("iou", "IoU %", 100), ("niou", "nIoU %", 100), ("pd", "Pd %", 100), ("fa", "Fa x1e-6", 1e6))
 FAILURE_LINES = 6  # the failure box's height: a longer text scrolls
@@ -44,6 +47,42 @@ SEQUENCE_CLOSED = ("The sequence this dialog fine-tunes on was closed: open Tool
 
 def default_run_folder(project_folder: Path) -> Path:
     return project_folder / "finetune" / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _remembered_run_folders(settings: QtCore.QSettings | None) -> dict[str, str]:
+    try:
+        folders = json.loads(settings.value(RUN_FOLDERS_KEY, "{}")) if settings is not None else {}
+    except (TypeError, ValueError):
+        return {}
+    return folders if isinstance(folders, dict) else {}
+
+
+def remember_run_folder(settings: QtCore.QSettings | None, project_folder: Path, folder: str) -> None:
+    if settings is None or not folder:
+        return
+    folders = _remembered_run_folders(settings)
+    folders.pop(str(project_folder), None)
+    folders[str(project_folder)] = folder  # the most recent last
+    settings.setValue(RUN_FOLDERS_KEY, json.dumps(dict(list(folders.items())[-MAX_RUN_FOLDERS:])))
+
+
+def latest_run_folder(project_folder: Path) -> Path | None:
+    """The fine-tune folder of PROJECT/finetune begun last (the exported data or a run in it), or None."""
+    try:
+        folders = [path for path in (project_folder / "finetune").iterdir()
+                   if path.is_dir() and ((path / "data").is_dir() or any(path.glob("run*")))]
+    except OSError:
+        return None
+    return max(folders, key=lambda path: (path.stat().st_mtime, path.name), default=None)
+
+
+def proposed_run_folder(settings: QtCore.QSettings | None, project_folder: Path) -> Path:
+    """The folder the dialog last used for this project (so that Start resumes a stopped run there), else the
+    one begun last in the project, else a new one."""
+    remembered = _remembered_run_folders(settings).get(str(project_folder))
+    if isinstance(remembered, str) and remembered:
+        return Path(remembered)
+    return latest_run_folder(project_folder) or default_run_folder(project_folder)
 
 
 class FineTuneDialog(QtWidgets.QDialog):
@@ -62,11 +101,12 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.compare_runner = WorkerRunner(self)
         self.export_runner = WorkerRunner(self)  # the export, and the run's preparation around it
         self.setWindowTitle("Fine-tune on corrections")
-        self.folder = QtWidgets.QLineEdit(str(default_run_folder(session.project.folder)))
+        self.project_folder = Path(session.project.folder).resolve()  # whose fine-tune folder is remembered
+        self.folder = QtWidgets.QLineEdit(str(proposed_run_folder(settings, self.project_folder)))
         self.folder.setToolTip(
             "data/ (the reviewed frames, exported again at every Start) and run/ (checkpoints, metrics, train.log)\n"
             "go here. Start resumes the run there when it was stopped with the same settings and reviewed frames;\n"
-            "otherwise a new run begins beside it (run-2, run-3, ...).")
+            "otherwise a new run begins beside it (run-2, run-3, ...). The dialog proposes it again next time.")
         self.weights = QtWidgets.QLineEdit(base_weights or "")
         self.weights.setPlaceholderText("none: train from MobileSAM / scratch")
         self.epochs = QtWidgets.QSpinBox()
@@ -180,6 +220,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         base = self.base_data.text().strip()
         if self.settings is not None:
             self.settings.setValue(BASE_DATA_KEY, base)
+        self._remember_folder()
         for box in (self.warnings, self.failure):
             box.clear()
             box.hide()
@@ -290,12 +331,25 @@ class FineTuneDialog(QtWidgets.QDialog):
         if path:
             self.base_data.setText(path)
 
+    def _remember_folder(self) -> None:
+        remember_run_folder(self.settings, self.project_folder, self.folder.text().strip())
+
     def cancel(self) -> None:
         if self.job is not None and self.job.running:
             self.job.cancel()
             self.job.poll()  # the epochs done, for the message
-            self.status.setText(describe_cancelled(self.job))
+            text = describe_cancelled(self.job)
+            if self._trained_every_epoch():  # cancelled while the process was finishing: its best.pt is whole
+                text += f" \"{self.use_button.text()}\" takes its best.pt."
+                self.use_button.setEnabled(True)
+            self.status.setText(text)
         self._stopped()
+
+    def _trained_every_epoch(self) -> bool:
+        """Whether the job's last epoch ended (its record is written after best.pt, which is written atomically):
+        its best.pt is the run's, ready to use."""
+        job = self.job
+        return bool(job.records) and int(job.records[-1]["epoch"]) >= job.epochs and job.best_path.is_file()
 
     def _stopped(self) -> None:
         if self.job is not None and self.job.records:  # no time left to count down
@@ -374,6 +428,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         super().reject()
 
     def done(self, result: int) -> None:
+        self._remember_folder()  # proposed again when the dialog opens next (a stopped run resumes there)
         self.export_runner.stop()  # waits: the export reads the session's source
         self.cancel()
         self.compare_runner.stop()  # cancelled before its next frame
