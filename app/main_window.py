@@ -36,6 +36,9 @@ OVERLAYS_MIN_HEIGHT = 100  # px: the overlay toggles keep a few rows when the ri
 # (25-30 per second) and between frames played at 25 fps, so scrubbing and playing compute them only
 # for the frame they stop on.
 PANELS_SETTLE_MS = 60
+# The right column is shared again this long after the window's height last changed (a drag of its edge
+# sends many resizes): Qt would take it all from, or give it all to, one dock (the queue once kept no row)
+DOCKS_RESHARE_MS = 100
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -64,6 +67,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.panels_timer.setSingleShot(True)
         self.panels_timer.setInterval(PANELS_SETTLE_MS)
         self.panels_timer.timeout.connect(self.update_panels)
+        self._right_docks_sized = False
+        self.docks_timer = QtCore.QTimer(self)
+        self.docks_timer.setSingleShot(True)
+        self.docks_timer.setInterval(DOCKS_RESHARE_MS)
+        self.docks_timer.timeout.connect(self._size_right_docks)
 
         self.setWindowTitle("IRSAM Review")
         self.setAcceptDrops(True)
@@ -117,7 +125,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self._connect()
         self._update_device_label()
         self.review_tools = ReviewTools(self)  # editing, review queue, propagation, shortcuts, export, fine-tune
-        self._right_docks_sized = False
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -808,11 +815,17 @@ class MainWindow(QtWidgets.QMainWindow):
             self._right_docks_sized = True
             QtCore.QTimer.singleShot(0, self._size_right_docks)
 
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self._right_docks_sized and event.oldSize().isValid() and event.size().height() != event.oldSize().height():
+            self.docks_timer.start()  # shared again once the height stays
+
     def _size_right_docks(self) -> None:
         """Share the right column: the review queue what its buttons, filters and four rows need (up to
         half the column; the propagation controls below them may need scrolling to), the detection panel
         its full height from the rest, the overlays what is left (at least a few rows); each scrolls
-        when short. Qt would otherwise shrink all three alike."""
+        when short. Qt would otherwise shrink all three alike. Done when the window first shows and again
+        whenever its height changes (a separator the analyst moved is kept until then)."""
         review_dock = self.review_tools.review_dock
         docks = [self.detection_dock, review_dock, self.overlays_dock]
         if any(d.isFloating() or not d.isVisible() for d in (self.detection_dock, self.overlays_dock)):

@@ -232,3 +232,41 @@ def test_cancelling_after_the_last_epoch_offers_its_weights(review, qtbot, tmp_p
     assert "Re-detecting 52 unreviewed frames" in review.statusBar().currentMessage()
     review.cancel_detection()
     qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=60000)
+
+
+def _queue_rows_in_sight(window) -> int:
+    """Whole rows of the review queue that show in its dock (not only inside the table's own viewport)."""
+    table, area = window.review_tools.review_panel.table, window.review_tools.review_dock.widget()
+    top = table.viewport().mapTo(area.viewport(), QtCore.QPoint(0, 0)).y()
+    shown = min(area.viewport().height() - top, table.viewport().height())
+    return max(0, shown) // table.verticalHeader().defaultSectionSize()
+
+
+def _resized(window, qtbot, width: int, height: int) -> None:
+    window.resize(width, height)
+    qtbot.waitUntil(lambda: window.height() == height, timeout=2000)
+    qtbot.waitUntil(lambda: not window.docks_timer.isActive(), timeout=2000)  # the docks shared again
+    qtbot.wait(100)
+
+
+def test_the_right_column_is_shared_again_when_the_window_is_resized(window, fresh_sequence, qtbot):
+    window.resize(1400, 900)
+    predict_ground_truth(fresh_sequence)
+    open_project(window, qtbot, fresh_sequence)
+    qtbot.wait(200)
+    assert _queue_rows_in_sight(window) >= 4
+    detection, overlays = window.detection_dock.widget(), window.overlays_dock.widget()
+
+    _resized(window, qtbot, 1024, 700)  # Qt took the height from the queue alone: its header, no row
+    assert _queue_rows_in_sight(window) >= 3
+    # the detector and the run buttons stay in sight, and a few overlay rows
+    run = window.detection_panel.run_all
+    assert run.mapTo(detection.viewport(), QtCore.QPoint(0, run.height())).y() <= detection.viewport().height()
+    assert overlays.viewport().height() >= 60
+
+    _resized(window, qtbot, 1600, 1000)  # Qt gave it all to one dock, the overlays still scrolling
+    assert _queue_rows_in_sight(window) >= 4
+    assert not detection.verticalScrollBar().isVisible() and not overlays.verticalScrollBar().isVisible()
+
+    _resized(window, qtbot, 1024, 700)
+    assert _queue_rows_in_sight(window) >= 3
