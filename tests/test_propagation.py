@@ -68,7 +68,7 @@ def test_propagation_uses_stored_predictions_and_picks_the_target_component(trac
     project.commit_mask(project.stems[0], sequence.masks[0])
     result = propagate(project, source, normalization, project.stems[0], max_frames=10)
     assert result.stems == project.stems[1:11]
-    assert result.reason.startswith("max_frames")
+    assert result.reason == STOP_MAX_FRAMES
     for stem, mask in result.frames:
         assert np.array_equal(mask, sequence.masks[project.index(stem)])
 
