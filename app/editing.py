@@ -120,8 +120,17 @@ class FrameEditor:
                           commit_unchanged=True)
 
     def accept_all(self, index: int) -> bool:
-        return self._save(index, accept_targets(self._committed(index), self._prediction(index)),
-                          commit_unchanged=True)
+        """Add every predicted target to the committed mask. Raises EditRefused, saving nothing, when the
+        proposal has no target: committed as it is, that empty mask would mark the frame corrected with
+        no target (a frame not detected yet, whose targets nobody has looked for)."""
+        project = self.session.project
+        prediction = None if project is None else project.prediction_mask(self.session.stem(index))
+        if prediction is None:
+            raise EditRefused(f"Frame {index + 1} has no proposal to add yet: detect it, or draw its targets.")
+        if not prediction.any():
+            raise EditRefused(f"Frame {index + 1}'s proposal has no target to add: draw its targets, or mark it "
+                              "Negative.")
+        return self._save(index, accept_targets(self._committed(index), prediction), commit_unchanged=True)
 
     def grow_target(self, index: int, frame: np.ndarray, x: float, y: float) -> bool:
         """Add the bright region around (x, y) of the raw frame (`grow_target`)."""

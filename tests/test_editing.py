@@ -6,7 +6,8 @@ import pytest
 
 import app.core.project as project_module
 from app.core.project import ProjectWriteError, ReviewStatus
-from app.editing import FrameEditor, StatusNotSaved
+from app.editing import EditRefused, FrameEditor, StatusNotSaved
+from model.detectors import FrameResult
 from app.session import ReviewSession
 from tests.test_frames import write_folder
 from tests.test_session import proposal_of_one_target
@@ -39,6 +40,29 @@ def test_a_tool_call_that_changes_nothing_saves_nothing(session):
 
     assert editor.accept_all(0)
     np.testing.assert_array_equal(project.committed_mask("00"), proposal.logits > 0)
+    assert session.status(0) is ReviewStatus.CORRECTED
+
+
+def test_add_all_without_a_predicted_target_is_refused_and_saves_nothing(session):
+    """"Add all" on a frame not detected yet committed an all-zero mask and marked the frame corrected: it left
+    the unreviewed queue, and export wrote an empty mask over its real targets. An empty proposal likewise
+    has nothing to add (Negative says "no target")."""
+    editor = FrameEditor(session)
+    with pytest.raises(EditRefused, match="Frame 2 has no proposal to add yet"):
+        editor.accept_all(1)  # no project yet
+    assert session.project is None and not session.project_dir.exists()
+    project = session.ensure_project()
+    project.save_prediction("00", proposal_of_one_target())
+    session.record_result(0)
+    with pytest.raises(EditRefused, match="no proposal to add yet"):
+        editor.accept_all(1)  # a project, but frame 01 not detected
+    project.save_prediction("01", FrameResult(np.full((24, 32), -5, np.float32)))
+    session.record_result(1)
+    with pytest.raises(EditRefused, match="proposal has no target to add"):
+        editor.accept_all(1)
+    assert project.committed_mask("01") is None and session.status(1) is ReviewStatus.UNREVIEWED
+    assert not editor.can_undo(1) and not (project.folder / "labels" / "01.png").exists()
+    assert editor.accept_all(0)  # a frame with a predicted target still adds it
     assert session.status(0) is ReviewStatus.CORRECTED
 
 
