@@ -144,6 +144,8 @@ class MaskEditing(QtCore.QObject):
         self.stroke: list[tuple[float, float]] = []
         self.stroke_preview: np.ndarray | None = None
         self.polygon: list[tuple[float, float]] = []
+        # (session, frame index) the unfinished stroke or polygon is drawn on: changing frame drops it
+        self._drawn_on: tuple[object, int] | None = None
         self.diff_shown = False
         self._last_pixel: tuple[int, int] | None = None  # under the mouse, for redrawing the brush outline
         self.blocked: str | None = None  # why edits are refused now (a worker is writing masks), else None
@@ -241,7 +243,9 @@ class MaskEditing(QtCore.QObject):
         self.refresh()
 
     def refresh(self) -> None:
-        """Redraw what depends on the frame's masks (the diff) and the undo/redo buttons."""
+        """Redraw what depends on the frame's masks (the diff) and the undo/redo buttons. Called with every frame
+        shown: a stroke or polygon left unfinished on another frame is dropped (it would be written to this one)."""
+        self._drop_if_frame_changed()
         editor = self.editor
         if editor is None:
             self.diff_item.hide()
@@ -333,7 +337,9 @@ class MaskEditing(QtCore.QObject):
 
     def _press(self, x: float, y: float) -> None:
         frame = self.window.frame
+        self._drop_if_frame_changed()
         if self.tool in (Tool.BRUSH, Tool.ERASER):
+            self._drawn_on = self._current_frame()
             self.stroke = [(x, y)]
             self.stroke_preview = np.zeros(frame.shape, bool)
             self._extend_stroke(x, y)
@@ -362,6 +368,8 @@ class MaskEditing(QtCore.QObject):
         self.preview.show()
 
     def _finish_stroke(self) -> None:
+        if self._drop_if_frame_changed():
+            return
         points, erase = self.stroke, self.tool is Tool.ERASER
         self._cancel_stroke()
         self._run(lambda editor, i: editor.paint(i, points, self.brush_size, erase))
@@ -371,13 +379,18 @@ class MaskEditing(QtCore.QObject):
         self.preview.hide()
 
     def _finish_polygon(self) -> None:
+        if self._drop_if_frame_changed():
+            return
         vertices = self.polygon
         self._cancel_polygon()
         if len(vertices) >= 3:
             self._run(lambda editor, i: editor.fill_polygon(i, vertices))
 
     def _add_vertex(self, x: float, y: float) -> None:
+        self._drop_if_frame_changed()
         if not self.polygon or not _same_pixel(self.polygon[-1], (x, y)):  # a double-click may press first
+            if not self.polygon:
+                self._drawn_on = self._current_frame()
             self.polygon.append((x, y))
             self.escape.setEnabled(True)
             self._draw_polygon()
@@ -386,6 +399,28 @@ class MaskEditing(QtCore.QObject):
         self.polygon = []
         self.escape.setEnabled(False)
         self.polygon_line.hide()
+
+    def _current_frame(self) -> tuple[object, int]:
+        return self.window.session, self.window.index
+
+    def _drop_if_frame_changed(self) -> bool:
+        """Drop the unfinished stroke and polygon when the frame shown is no longer the one they were drawn on
+        (a key, the timeline or playback changed it while a vertex was pending or the button held): finished
+        there, they would be written to a frame they were not drawn on. True when something was dropped."""
+        session, index = self._current_frame()
+        if not (self.stroke or self.polygon) or (
+                self._drawn_on is not None and self._drawn_on[0] is session and self._drawn_on[1] == index):
+            return False
+        what = "brush stroke" if self.stroke else "polygon"
+        if self.stroke and self.tool is Tool.ERASER:
+            what = "eraser stroke"
+        drawn_on = self._drawn_on[1] if self._drawn_on is not None else None
+        self._cancel_stroke()
+        self._cancel_polygon()
+        if drawn_on is not None and session is not None:
+            self.window.statusBar().showMessage(f"The unfinished {what} of frame {drawn_on + 1} was dropped: the "
+                                                "frame changed before it was finished.", 8000)
+        return True
 
     def _draw_polygon(self) -> None:
         centres = [(np.floor(x) + 0.5, np.floor(y) + 0.5) for x, y in self.polygon]
