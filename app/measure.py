@@ -1,4 +1,4 @@
-"""Numbers the review app shows next to the image: local contrast (SNR) and per-frame IoU / Pd.
+"""Numbers the review app shows next to the image: a target's local contrast (SNR) and per-frame IoU / Pd.
 
 Qt-free, so the widgets stay thin and these are tested without a display.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from app.core.targets import Target
@@ -15,17 +16,69 @@ from model.metrics import Box, components, greedy_match, match_boxes
 PEAK_RADIUS = 2  # the target's peak is searched in a (2r+1)^2 box around the cursor
 RING_GAP = 3  # background ring starts this far outside the target box...
 RING_WIDTH = 6  # ...and is this many pixels wide
+EXTENT_RADIUS = 15  # without a mask, the target under the cursor is looked for this far around its peak
 
 
-def local_snr(frame: np.ndarray, x: int, y: int) -> tuple[float, float]:
-    """(peak, SNR) of the target under the cursor: (peak - mean(ring)) / std(ring), raw values; +-inf on a
-    flat ring, nan where the peak is as flat as it."""
-    return _box_snr(frame, x - PEAK_RADIUS, y - PEAK_RADIUS, x + PEAK_RADIUS, y + PEAK_RADIUS, None)
+def local_snr(frame: np.ndarray, x: int, y: int, *masks: np.ndarray | None) -> tuple[float, float]:
+    """(peak, SNR) of the target under the cursor, by the Targets list's definition (`target_snr`): its raw
+    peak against a ring around its box, (peak - mean(ring)) / std(ring); +-inf on a flat ring, nan where
+    the peak is as flat as it.
+
+    The target is the component under (or within PEAK_RADIUS of) (x, y) of the first of `masks` that has
+    one (pass the prediction first: the Targets list measures its targets), with every pixel of that
+    mask left out of the ring: the same number as the list's. Elsewhere it is the bright region around
+    the brightest pixel within PEAK_RADIUS: the pixels 8-connected to it above half its height over the
+    local median (within EXTENT_RADIUS), so the ring lies outside the whole target wherever on it the
+    cursor is. Where nothing stands out (the peak no brighter than that median) the box is the
+    (2r+1)^2 box around the cursor."""
+    h, w = frame.shape
+    for mask in masks:
+        box = _component_box(mask, x, y) if mask is not None else None
+        if box is not None:
+            return _box_snr(frame, *box, mask)
+    x0, y0 = max(x - PEAK_RADIUS, 0), max(y - PEAK_RADIUS, 0)
+    x1, y1 = min(x + PEAK_RADIUS, w - 1), min(y + PEAK_RADIUS, h - 1)
+    if x0 > x1 or y0 > y1:
+        return float("nan"), float("nan")
+    around = frame[y0 : y1 + 1, x0 : x1 + 1]
+    py, px = np.unravel_index(int(np.argmax(around)), around.shape)
+    return _box_snr(frame, *_bright_region_box(frame, x0 + int(px), y0 + int(py)), None)
 
 
 def target_snr(frame: np.ndarray, target: Target, mask: np.ndarray | None = None) -> float:
     """SNR of a target: its raw peak against a ring around its box (mask pixels left out of the ring)."""
     return _box_snr(frame, target.x0, target.y0, target.x1, target.y1, mask)[1]
+
+
+def _component_box(mask: np.ndarray, x: int, y: int) -> tuple[int, int, int, int] | None:
+    """Box (x0, y0, x1, y1, inclusive) of the 8-connected component of `mask` under (x, y), else of the one
+    nearest within PEAK_RADIUS (`app.editing.predicted_target_at`'s rule); None when there is none."""
+    mask = np.asarray(mask) > 0
+    h, w = mask.shape
+    wx0, wy0 = max(x - PEAK_RADIUS, 0), max(y - PEAK_RADIUS, 0)
+    near = mask[wy0 : min(y + PEAK_RADIUS + 1, h), wx0 : min(x + PEAK_RADIUS + 1, w)]
+    if not near.any():
+        return None
+    ys, xs = np.nonzero(near)
+    k = int(np.argmin((ys + wy0 - y) ** 2 + (xs + wx0 - x) ** 2))
+    fill = mask.astype(np.uint8)
+    _, _, _, (bx, by, bw, bh) = cv2.floodFill(fill, None, (int(xs[k] + wx0), int(ys[k] + wy0)), 2, flags=8)
+    return bx, by, bx + bw - 1, by + bh - 1
+
+
+def _bright_region_box(frame: np.ndarray, px: int, py: int) -> tuple[int, int, int, int]:
+    """Box of the pixels 8-connected to (px, py) above half its height over the median of the window of
+    EXTENT_RADIUS around it; the (2r+1)^2 box around (px, py) when it is no brighter than that median."""
+    h, w = frame.shape
+    x0, y0 = max(px - EXTENT_RADIUS, 0), max(py - EXTENT_RADIUS, 0)
+    window = frame[y0 : min(py + EXTENT_RADIUS + 1, h), x0 : min(px + EXTENT_RADIUS + 1, w)].astype(np.float64)
+    peak, background = float(frame[py, px]), float(np.median(window))
+    if not peak > background:
+        return (max(px - PEAK_RADIUS, 0), max(py - PEAK_RADIUS, 0), min(px + PEAK_RADIUS, w - 1),
+                min(py + PEAK_RADIUS, h - 1))
+    above = (window >= background + 0.5 * (peak - background)).astype(np.uint8)
+    _, _, _, (bx, by, bw, bh) = cv2.floodFill(above, None, (px - x0, py - y0), 2, flags=8)
+    return x0 + bx, y0 + by, x0 + bx + bw - 1, y0 + by + bh - 1
 
 
 def _box_snr(frame, x0, y0, x1, y1, mask) -> tuple[float, float]:
