@@ -69,6 +69,10 @@ def test_filters(project):
     assert [s.index for s in filter_frames(summaries, min_change=2)] == [3]
     assert [s.index for s in filter_frames(summaries, statuses=[ReviewStatus.UNREVIEWED], min_detections=1,
                                            predicate=lambda s: s.index > 0)] == [2]
+    # the frames found changed on disk (the queue's "changed on disk"), with any other condition
+    assert [s.index for s in filter_frames(summaries, frames={4, 1, 3})] == [1, 3, 4]
+    assert [s.index for s in filter_frames(summaries, frames={4, 1, 3}, statuses=["accepted", "corrected"])] == [1, 4]
+    assert filter_frames(summaries, frames=set()) == []
 
 
 def test_sorts_keep_frame_order_on_ties(project):

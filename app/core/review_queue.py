@@ -16,7 +16,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Container, Iterable, Sequence
 
 from app.core.project import ReviewProject, ReviewStatus
 from app.core.targets import Target
@@ -89,12 +89,16 @@ def filter_frames(
     min_peak_score: float | None = None,
     min_change: int | None = None,
     predicate: Callable[[FrameSummary], bool] | None = None,
+    frames: Container[int] | None = None,
 ) -> list[FrameSummary]:
     """The summaries meeting every given condition, in their order. A frame without a score (nan)
-    fails `min_peak_score`; one not detected fails the detection and change conditions."""
+    fails `min_peak_score`; one not detected fails the detection and change conditions. `frames`: only
+    these frame indices (a set: the frames changed on disk, say)."""
     wanted = None if statuses is None else {ReviewStatus(s) for s in statuses}
     kept = []
     for s in summaries:
+        if frames is not None and s.index not in frames:
+            continue
         if wanted is not None and s.status not in wanted:
             continue
         if min_detections is not None and (s.n_detections is None or s.n_detections < min_detections):

@@ -1,15 +1,20 @@
 """The review dock: status buttons, status counts, and the frame queue (filter + sort) as one table view
-over `review_queue` summaries (a QAbstractTableModel: no widget per frame, fine for 10k+ frames)."""
+over `review_queue` summaries (a QAbstractTableModel: no widget per frame, fine for 10k+ frames).
+
+Frames changed on disk since their work was made (`ReviewSession.changed_frames`, given by
+`ReviewPanel.set_changed_frames`) keep their stored status, shown as "accepted ⚠ changed" with the
+timeline's pink and what changed as its tooltip; the status filter's "changed on disk" lists them."""
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Mapping
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.core.project import ReviewStatus
+from app.core.project import FrameChange, ReviewStatus
 from app.core.review_queue import FrameSummary, filter_frames, sort_frames
-from app.widgets.timeline import STATUS_COLORS
+from app.widgets.timeline import CHANGED_ON_DISK, STATUS_COLORS
 
 COLUMNS = ("frame", "stem", "status", "det.", "peak", "change")
 SORT_CHOICES = {"frame": "index", "status": "status", "detections": "detections", "peak score": "peak_score",
@@ -18,15 +23,28 @@ STATUS_BUTTONS = {ReviewStatus.ACCEPTED: "Accept", ReviewStatus.CORRECTED: "Corr
                   ReviewStatus.REJECTED: "Rejected", ReviewStatus.NEGATIVE: "Negative",
                   ReviewStatus.UNREVIEWED: "Unreviewed"}
 _STATUS_QCOLORS = {status: QtGui.QColor(*STATUS_COLORS[k]) for k, status in enumerate(ReviewStatus)}
+_CHANGED_QCOLOR = QtGui.QColor(*STATUS_COLORS[CHANGED_ON_DISK])
+CHANGED_FILTER = "changed on disk"  # the status filter's entry (and its data) listing the frames changed on disk
+CHANGED_MARKER = " \u26a0 changed"  # short: the column leaves room for the stem; the tooltip says more
+STOP_MARKER = " \u25c6 stop"
 
 
 def _count(value: int | None) -> str:
     return "-" if value is None else str(value)  # None: the detector has not run on the frame (or the one before)
 
 
+def status_text(summary: FrameSummary, changed: bool = False, marked: bool = False) -> str:
+    """The status column's text: the stored status, and whether the frame changed on disk or is where the
+    last propagation stopped."""
+    return summary.status.value + (CHANGED_MARKER if changed else "") + (STOP_MARKER if marked else "")
+
+
 class FrameQueueModel(QtCore.QAbstractTableModel):
     """Rows: the summaries passing the filter, in the chosen order. `marked` frames (where propagation
-    stopped) get a marker in the status column."""
+    stopped) and `changed` ones (changed on disk) get a marker in the status column; the filter
+    `{"changed_on_disk": True}` keeps only the changed ones. `markersChanged` follows a change of either."""
+
+    markersChanged = QtCore.Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -35,6 +53,7 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         self.filters: dict = {}
         self.sort_key, self.descending = "index", False
         self.marked: dict[int, str] = {}  # frame index -> why (tooltip)
+        self.changed: dict[int, str] = {}  # frame index changed on disk -> what changed (tooltip)
 
     def set_summaries(self, summaries: list[FrameSummary]) -> None:
         self.summaries = list(summaries)
@@ -63,13 +82,31 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         self.marked = dict(marked)
         if self.rows:
             self.dataChanged.emit(self.index(0, 2), self.index(len(self.rows) - 1, 2))
+        self.markersChanged.emit()
+
+    def set_changed(self, changes: Mapping[int, FrameChange]) -> bool:
+        """The frames changed on disk (`ReviewSession.changed_frames`; entries whose `changed` is false are
+        left out). True when that changed what the queue shows."""
+        changed = {i: change.describe() for i, change in list(changes.items()) if change.changed}
+        if changed == self.changed:
+            return False
+        self.changed = changed
+        if self.filters.get("changed_on_disk"):
+            self._rebuild()
+        elif self.rows:
+            self.dataChanged.emit(self.index(0, 2), self.index(len(self.rows) - 1, 2))
+        self.markersChanged.emit()
+        return True
 
     def row_of(self, frame_index: int) -> int | None:
         return next((r for r, s in enumerate(self.rows) if s.index == frame_index), None)
 
     def _rebuild(self) -> None:
         self.beginResetModel()
-        self.rows = sort_frames(filter_frames(self.summaries, **self.filters), self.sort_key, self.descending)
+        filters = dict(self.filters)
+        if filters.pop("changed_on_disk", False):
+            filters["frames"] = self.changed
+        self.rows = sort_frames(filter_frames(self.summaries, **filters), self.sort_key, self.descending)
         self.endResetModel()
 
     def rowCount(self, parent=QtCore.QModelIndex()) -> int:
@@ -88,13 +125,16 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
             return None
         s, column = self.rows[index.row()], index.column()
         if role == QtCore.Qt.DisplayRole:
-            marker = " \u25c6 stop" if column == 2 and s.index in self.marked else ""
-            return (str(s.index + 1), s.stem, s.status.value + marker, _count(s.n_detections),
+            if column == 2:
+                return status_text(s, s.index in self.changed, s.index in self.marked)
+            return (str(s.index + 1), s.stem, None, _count(s.n_detections),
                     "-" if math.isnan(s.peak_score) else f"{s.peak_score:.2f}", _count(s.change_from_previous))[column]
         if role == QtCore.Qt.DecorationRole and column == 2:
-            return _STATUS_QCOLORS[s.status]
-        if role == QtCore.Qt.ToolTipRole and column == 2 and s.index in self.marked:
-            return self.marked[s.index]
+            return _CHANGED_QCOLOR if s.index in self.changed else _STATUS_QCOLORS[s.status]
+        if role == QtCore.Qt.ToolTipRole and column == 1:
+            return s.stem  # elided in the middle when the column is narrow
+        if role == QtCore.Qt.ToolTipRole and column == 2 and (s.index in self.marked or s.index in self.changed):
+            return "\n".join(t for t in (self.changed.get(s.index), self.marked.get(s.index)) if t)
         if role == QtCore.Qt.TextAlignmentRole and column in (0, 3, 4, 5):
             return int(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
         return None
@@ -133,6 +173,11 @@ class ReviewPanel(QtWidgets.QWidget):
         self.status_filter.addItem("all statuses", None)
         for status in ReviewStatus:
             self.status_filter.addItem(status.value, status)
+        self.status_filter.addItem(CHANGED_FILTER, CHANGED_FILTER)
+        self.status_filter.setItemData(self.status_filter.count() - 1,
+                                       "Frames replaced on disk since their status, mask or proposal was made "
+                                       "(Review > Check frames on disk; pink in the timeline)",
+                                       QtCore.Qt.ToolTipRole)
         self.min_detections = QtWidgets.QSpinBox()
         self.min_detections.setRange(0, 9999)
         self.min_detections.setToolTip("At least this many detections")
@@ -166,6 +211,7 @@ class ReviewPanel(QtWidgets.QWidget):
         query.addRow("Sort by", sort_row)
 
         self.model = FrameQueueModel(self)
+        self.model.markersChanged.connect(self._update_counts)  # the counts and the status column's width
         self.table = QtWidgets.QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
@@ -173,11 +219,13 @@ class ReviewPanel(QtWidgets.QWidget):
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(20)
+        # a long stem keeps its start and its frame number ("stack_…000006"); the full stem is its tooltip
+        self.table.setTextElideMode(QtCore.Qt.ElideMiddle)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(1, QtWidgets.QHeaderView.Stretch)  # fixed widths elsewhere: no per-row measuring
-        digits = self.table.fontMetrics().horizontalAdvance("0")
-        for column, chars in ((0, 5), (2, 11), (3, 4), (4, 5), (5, 6)):
-            header.resizeSection(column, chars * digits + 16)
+        # the stem takes what is left; the other columns are sized to their header and to the widest text
+        # they can hold now (`_fit_columns`), without measuring every row
+        header.setSectionResizeMode(1, QtWidgets.QHeaderView.Stretch)
+        self._fit_columns()
         # header and four rows: a short dock keeps the current frame's row in sight (the table lies
         # below the buttons and filters; a taller minimum pushed it out of a docked panel's view)
         rows = 4 * self.table.verticalHeader().defaultSectionSize()
@@ -204,6 +252,12 @@ class ReviewPanel(QtWidgets.QWidget):
         self.model.set_statuses(statuses)
         self._update_counts()
 
+    def set_changed_frames(self, changes: Mapping[int, FrameChange]) -> None:
+        """The frames found changed on disk (`ReviewSession.changed_frames`): marked in the status column,
+        counted, and listed by the status filter's "changed on disk". The window calls this whenever it
+        repaints the timeline's strip (which shows them pink)."""
+        self.model.set_changed(changes)
+
     def show_current(self, index: int, status: ReviewStatus) -> None:
         for s, button in self.status_buttons.items():
             button.setChecked(s is status)
@@ -218,13 +272,40 @@ class ReviewPanel(QtWidgets.QWidget):
         counts = {status: 0 for status in ReviewStatus}
         for s in self.model.summaries:
             counts[s.status] += 1
-        self.counts.setText("  ".join(f"{status.value} {n}" for status, n in counts.items())
+        changed = f"  {CHANGED_FILTER} {len(self.model.changed)}" if self.model.changed else ""
+        self.counts.setText("  ".join(f"{status.value} {n}" for status, n in counts.items()) + changed
                             + f"   (showing {len(self.model.rows)})")
+        self._fit_columns(counts)
+
+    def _fit_columns(self, counts: dict[ReviewStatus, int] | None = None) -> None:
+        """Size the frame, status and number columns to their header and the widest text they hold: the
+        status column to the statuses present and the markers shown (a changed frame's, a stop's), so no
+        marker is cut off. Measures a handful of texts, not every row; the stem column takes the rest
+        (elided in the middle)."""
+        model, table = self.model, self.table
+        metrics, header, style = table.fontMetrics(), table.horizontalHeader(), table.style()
+        margin = 2 * (style.pixelMetric(QtWidgets.QStyle.PM_FocusFrameHMargin, None, table) + 1) + 2  # Qt's, + 1 px
+        icon = table.iconSize().width()
+        icon = (icon if icon > 0 else style.pixelMetric(QtWidgets.QStyle.PM_SmallIconSize, None, table)) + margin
+        statuses = [s for s, n in (counts or {}).items() if n] or list(ReviewStatus)
+        texts = [s.value for s in statuses]
+        for index in set(model.changed) | set(model.marked):
+            if 0 <= index < len(model.summaries):
+                texts.append(status_text(model.summaries[index], index in model.changed, index in model.marked))
+        digits = len(str(len(model.summaries))) if model.summaries else 3
+        widest = {0: "0" * digits, 2: max(texts, key=metrics.horizontalAdvance), 3: "00", 4: "-00.00", 5: "00"}
+        for column, text in widest.items():
+            width = metrics.horizontalAdvance(text) + margin + (icon if column == 2 else 0)
+            width = max(width, header.sectionSizeHint(column))
+            if header.sectionSize(column) != width:
+                header.resizeSection(column, width)
 
     def _query_changed(self) -> None:
         status = self.status_filter.currentData()
+        changed_only = status == CHANGED_FILTER
         filters = {
-            "statuses": None if status is None else [status],
+            "statuses": None if status is None or changed_only else [status],
+            "changed_on_disk": changed_only,
             "min_detections": self.min_detections.value() or None,
             "min_peak_score": None if self.min_peak.value() == self.min_peak.minimum() else self.min_peak.value(),
             "min_change": self.min_change.value() or None,

@@ -1,0 +1,125 @@
+"""The review queue says what the analyst must see (GUI audit 6): frames changed on disk are marked, counted
+and listed by a filter; markers and stems are not cut off. The real window under Xvfb, real files."""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui
+
+from app.core.project import FrameChange, ReviewStatus
+from app.core.review_queue import FrameSummary
+from app.widgets.review_panel import CHANGED_FILTER, ReviewPanel
+
+pytestmark = pytest.mark.gui
+
+
+# --- 3. frames changed on disk in the review queue ------------------------------------------------------
+
+
+def _replace_frame(window, index: int) -> None:
+    """Write other pixels of the same size and depth under frame `index`'s file name."""
+    path = window.session.source.frame_path(index)
+    frame = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    assert cv2.imwrite(path, np.ascontiguousarray(frame[::-1, ::-1]) + 7)
+
+
+def _window_hook(window) -> None:
+    """What MainWindow._refresh_strip is to do each time it repaints the strip (pink = changed on disk):
+    `self.review_tools.review_panel.set_changed_frames(self.session.changed_frames)`. Called here after each
+    step that repaints the strip; a second call changes nothing."""
+    window.review_tools.review_panel.set_changed_frames(window.session.changed_frames)
+
+
+def _status_cells(panel) -> dict[int, str]:
+    model = panel.model
+    return {s.index: model.data(model.index(row, 2)) for row, s in enumerate(model.rows)}
+
+
+def test_frames_changed_on_disk_are_marked_counted_and_listed_by_the_queue(review, qtbot):
+    """The queue listed frames found changed on disk as accepted / corrected / negative, counted them so, and
+    no filter listed them: only the timeline's pink showed them."""
+    tools, panel = review.review_tools, review.review_tools.review_panel
+    for index, status in ((1, ReviewStatus.ACCEPTED), (2, ReviewStatus.CORRECTED), (3, ReviewStatus.NEGATIVE)):
+        review.timeline.go_to(index)
+        assert tools.set_status(status)
+    review.timeline.go_to(0)
+    for index in (1, 2, 3, 4):  # 4: unreviewed, its proposal detected on other pixels
+        _replace_frame(review, index)
+    review.frame_check.start()
+    qtbot.waitUntil(lambda: not review.frame_check.busy, timeout=20000)
+    qtbot.wait(50)  # the queued `finished`
+    _window_hook(review)
+
+    cells = _status_cells(panel)
+    assert cells[1] == "accepted \u26a0 changed" and cells[2] == "corrected \u26a0 changed"
+    assert cells[3] == "negative \u26a0 changed" and cells[4] == "unreviewed \u26a0 changed"
+    assert cells[0] == "unreviewed" and cells[5] == "unreviewed"
+    model = panel.model
+    row = model.row_of(1)
+    assert "review it again" in model.data(model.index(row, 2), QtCore.Qt.ToolTipRole)
+    assert model.data(model.index(row, 2), QtCore.Qt.DecorationRole) == QtGui.QColor(255, 105, 180)
+    assert "changed on disk 4" in panel.counts.text()
+
+    panel.status_filter.setCurrentIndex(panel.status_filter.findData(CHANGED_FILTER))
+    assert [s.index for s in model.rows] == [1, 2, 3, 4]
+    assert panel.counts.text().endswith("(showing 4)")
+    width = panel.table.horizontalHeader().sectionSize(2)
+    text_width = panel.table.fontMetrics().horizontalAdvance("unreviewed \u26a0 changed")
+    assert width >= text_width + 16  # the marker is not cut off
+
+    # reviewed again over the new pixels: no longer changed, and off the filtered list
+    review.timeline.go_to(1)
+    assert tools.set_status(ReviewStatus.ACCEPTED)
+    _window_hook(review)
+    assert [s.index for s in model.rows] == [2, 3, 4]
+    assert "changed on disk 3" in panel.counts.text()
+    panel.status_filter.setCurrentIndex(0)
+    assert _status_cells(panel)[1] == "accepted"
+
+    # another sequence: nothing changed there
+    review.session.changed_frames.clear()
+    _window_hook(review)
+    assert "changed on disk" not in panel.counts.text()
+
+
+def test_the_changed_filter_stays_fast_on_10000_frames(qtbot):
+    panel = ReviewPanel()
+    qtbot.addWidget(panel)
+    summaries = [FrameSummary(i, f"flight_{i:06d}", ReviewStatus.ACCEPTED if i % 3 else ReviewStatus.UNREVIEWED,
+                              2, 1.5, 0) for i in range(10000)]
+    panel.set_summaries(summaries)
+    changes = {i: FrameChange(f"flight_{i:06d}", review=True, reviewed=True) for i in range(0, 10000, 7)}
+    start = time.perf_counter()
+    panel.set_changed_frames(changes)
+    panel.status_filter.setCurrentIndex(panel.status_filter.findData(CHANGED_FILTER))
+    panel.set_changed_frames(changes)  # the same again: nothing rebuilt
+    elapsed = time.perf_counter() - start
+    assert len(panel.model.rows) == len(changes)
+    assert panel.model.data(panel.model.index(1, 2)) == "accepted \u26a0 changed"
+    assert elapsed < 1.0, elapsed
+
+
+# --- 5. the queue's columns keep their markers visible --------------------------------------------------
+
+
+def test_the_status_column_fits_the_stop_marker_and_stems_keep_their_frame_number(review, qtbot):
+    """"unreviewed \u25c6 stop" showed as "unreviewe…" (a column sized for 11 characters), and a TIFF stack's
+    stems as "stack_000…", their frame number cut off."""
+    panel = review.review_tools.review_panel
+    table, header = panel.table, panel.table.horizontalHeader()
+    metrics = table.fontMetrics()
+    assert header.sectionSize(2) >= metrics.horizontalAdvance("unreviewed") + 16
+    panel.model.set_marked({5: "ended at frame 6: the frame limit"})  # as a propagation run's end marks it
+    model = panel.model
+    text = model.data(model.index(model.row_of(5), 2))
+    assert text == "unreviewed \u25c6 stop"
+    assert header.sectionSize(2) >= metrics.horizontalAdvance(text) + 16  # icon and text both fit
+    assert table.textElideMode() == QtCore.Qt.ElideMiddle  # a narrow stem column keeps the frame number
+    assert model.data(model.index(0, 1), QtCore.Qt.ToolTipRole) == review.session.stem(0)
+    for column in (0, 3, 4, 5):  # the number columns fit their header (Qt's own size for its text)
+        assert header.sectionSize(column) >= header.sectionSizeHint(column)
+    panel.model.set_marked({})
+    assert header.sectionSize(2) < metrics.horizontalAdvance("unreviewed \u25c6 stop") + 16
