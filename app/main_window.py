@@ -491,7 +491,7 @@ class MainWindow(QtWidgets.QMainWindow):
         x, y = self.cursor
         if not (0 <= y < self.frame.shape[0] and 0 <= x < self.frame.shape[1]):
             return False
-        peak, snr = local_snr(self.frame, x, y)
+        peak, snr = local_snr(self.frame, x, y, self.layers.prediction, self.layers.committed)  # the Targets list's SNR
         snr_text = "-" if math.isnan(snr) else f"{snr:.1f}"
         self.cursor_label.setText(f"x {x}  y {y}  value {int(self.frame[y, x])}  |  local peak {peak:g}  SNR {snr_text}")
         return True
@@ -545,6 +545,7 @@ class MainWindow(QtWidgets.QMainWindow):
             codes = self.session.status_codes
             again = [i for i, change in list(self.session.changed_frames.items()) if change.changed]
             self._painted_changed = set(again)
+            self.review_tools.review_panel.set_changed_frames(self.session.changed_frames)
             if again:
                 codes = codes.copy()
                 codes[again] = CHANGED_ON_DISK

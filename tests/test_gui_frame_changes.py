@@ -41,6 +41,10 @@ def test_check_frames_marks_a_replaced_frame_and_the_frame_says_so(review, qtbot
     assert _strip_status(review, 1) == STATUS_COLORS[CHANGED_ON_DISK]
     assert _strip_status(review, 2) == STATUS_COLORS[CHANGED_ON_DISK]
     assert _strip_status(review, 3) == STATUS_COLORS[0]
+    queue = review.review_tools.review_panel.model  # the queue marks them too, and counts them
+    cells = {s.index: queue.data(queue.index(row, 2)) for row, s in enumerate(queue.rows)}
+    assert cells[1] == "accepted \u26a0 changed" and cells[2] == "unreviewed \u26a0 changed" and cells[3] == "unreviewed"
+    assert "changed on disk 2" in review.review_tools.review_panel.counts.text()
 
     review.timeline.go_to(1)  # read again from disk, not from the view's cache of the old pixels
     assert review.frame_view.warning.isVisible()
