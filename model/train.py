@@ -606,28 +606,32 @@ THRESHOLD_CANDIDATES = np.round(np.arange(-2.0, 6.01, 0.25), 2)
 THRESHOLD_STEP, THRESHOLD_WIDEN, THRESHOLD_LIMIT = 0.25, 2.0, 20.0
 
 
-MAX_THRESHOLD_FA = 0.5  # a threshold marking more than half of the frames' pixels false alarms is no decision
+MAX_THRESHOLD_POSITIVE = 0.5  # a threshold marking more than half of the frames' pixels is no decision
 
 
 def choose_threshold(logits: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, dict[float, dict]]:
     """The logit threshold with the best IoU over (logits, mask) pairs (ties: the one nearest 0) among those
     detecting as many targets as threshold 0 does (at least one, when 0 finds none) and marking at most
-    MAX_THRESHOLD_FA of the pixels false alarms, and every candidate's metrics. The search covers
+    MAX_THRESHOLD_POSITIVE of the pixels, and every candidate's metrics. The search covers
     THRESHOLD_CANDIDATES and widens by THRESHOLD_WIDEN on a side while that edge scores the best IoU (a
     fine-tune on unlike data can shift the logits further), up to +-THRESHOLD_LIMIT."""
+
+    total = sum(lg.size for lg in logits)
+    marked: dict[float, float] = {}  # threshold -> fraction of all pixels above it
 
     def scored(t: float) -> dict:
         metrics = SegmentationMetrics()
         for lg, mask in zip(logits, masks):
             metrics.update(lg - t, mask)
+        marked[t] = sum(int(np.count_nonzero(lg > t)) for lg in logits) / max(total, 1)
         return plain_numbers(metrics.result())
 
     def keeps_targets(t: float) -> bool:
-        # An undertrained network's IoU can peak where every pixel is positive: one component, no target
-        # found. So a threshold must find as many targets as 0 does and must not mark most of the frames false
-        # alarms. (Pd is NaN on data without targets: then the Pd rule passes every threshold.)
-        result = results[t]
-        return t == 0.0 or not result["pd"] < results[0.0]["pd"] and result["fa"] <= MAX_THRESHOLD_FA
+        # An undertrained network's IoU can peak where every pixel is positive: one frame-sized component,
+        # which finds a target only if one lies at the frame's centre. So a threshold must find as many targets
+        # as 0 does and must not mark most of the pixels (counted directly: Fa leaves out a component matched
+        # to a target). (Pd is NaN on data without targets: then the Pd rule passes every threshold.)
+        return t == 0.0 or not results[t]["pd"] < results[0.0]["pd"] and marked[t] <= MAX_THRESHOLD_POSITIVE
 
     def choosable(t: float) -> bool:
         # when 0 finds no target, another threshold is taken only if it finds one: nothing to calibrate on

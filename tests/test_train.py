@@ -262,6 +262,10 @@ def test_a_network_that_finds_nothing_at_zero_keeps_zero_rather_than_marking_eve
     best, results = choose_threshold([logits], [mask])
     assert results[-0.25]["iou"] > results[0.0]["iou"] == 0.0 and results[-0.25]["fa"] > 0.99
     assert best == 0.0
+    centred = np.zeros((32, 32), bool)  # at the frame's centre, the frame-sized component "finds" it (Fa 0)
+    centred[15:17, 15:17] = True
+    best, results = choose_threshold([np.where(centred, -0.1, -0.2).astype(np.float32)], [centred])
+    assert results[-0.25]["pd"] == 1.0 and results[-0.25]["fa"] == 0.0 and best == 0.0
     logits[mask] = 0.5  # a threshold that does find it is still taken: nothing at 0, the target alone above -0.1
     logits[~mask] = -0.6
     best, results = choose_threshold([logits - 1.0], [mask])
