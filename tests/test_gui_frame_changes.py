@@ -85,3 +85,19 @@ def test_export_dialog_names_the_frames_it_did_not_export(review, qtbot, tmp_pat
     assert f"1 frames not exported: they changed on disk since their mask or status was made ({review.session.stem(1)})" in text
     assert "cannot be read now" not in text
     dialog.close()
+
+
+def test_the_check_reports_progress_a_few_times_a_second_not_per_frame(qtbot):
+    from app.widgets.frame_check import FrameCheckWorker
+
+    class TenThousandFrames:
+        def check_frames(self, progress, cancelled):
+            for done in range(1, 10_001):
+                progress(done, 10_000)
+            return {}
+
+    worker = FrameCheckWorker(TenThousandFrames())
+    updates = []
+    worker.progress.connect(lambda done, total: updates.append(done))
+    worker.run()
+    assert updates[-1] == 10_000 and len(updates) <= 5  # the last always; the status bar is not flooded

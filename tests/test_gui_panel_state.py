@@ -89,7 +89,10 @@ def test_a_damaged_review_json_is_said_to_be_restored_from_its_backup(window, fr
     assert "accepted 1" in window.review_tools.review_panel.counts.text()
 
 
-def test_both_review_files_damaged_say_every_frame_opens_unreviewed(window, fresh_sequence, qtbot):
+@pytest.mark.parametrize("backup", ["damaged", "missing"])
+def test_review_json_damaged_without_a_usable_backup_says_every_frame_opens_unreviewed(window, fresh_sequence, qtbot,
+                                                                                      backup):
+    """A missing backup (a project from before backups, or one whose backup write failed) too."""
     from app.session import ReviewSession
 
     predict_ground_truth(fresh_sequence)
@@ -98,12 +101,17 @@ def test_both_review_files_damaged_say_every_frame_opens_unreviewed(window, fres
     folder = session.project.folder
     session.close()
     (folder / "review.json").write_text("{broken")
-    (folder / "review.json.bak").write_text("[]")
+    if backup == "damaged":
+        (folder / "review.json.bak").write_text("[]")
+    else:
+        (folder / "review.json.bak").unlink()
     open_project(window, qtbot, fresh_sequence)
     qtbot.waitUntil(lambda: bool(window.messages), timeout=5000)
     text = window.messages[-1]
     assert "restored" not in text
-    assert text.endswith("Neither review.json nor its backup could be read: every frame opens unreviewed.")
+    assert text.endswith("review.json could not be read and no backup of it could stand in: every frame opens "
+                         "unreviewed (set their statuses again, or restore review.json from a copy before changing "
+                         "any).")
     assert window.session.status(0) is ReviewStatus.UNREVIEWED
 
 

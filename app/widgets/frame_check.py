@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from PySide6 import QtCore
 
 from app.widgets.workers import WorkerRunner
+
+PROGRESS_INTERVAL_S = 0.2  # between the status bar's progress updates
 
 
 class FrameCheckWorker(QtCore.QObject):
@@ -25,8 +28,16 @@ class FrameCheckWorker(QtCore.QObject):
 
     @QtCore.Slot()
     def run(self) -> None:
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:  # a few updates a second, not one per frame
+            now = time.monotonic()
+            if done == total or now - last[0] >= PROGRESS_INTERVAL_S:
+                last[0] = now
+                self.progress.emit(done, total)
+
         try:
-            result, error = self.session.check_frames(self.progress.emit, self.cancelled), None
+            result, error = self.session.check_frames(progress, self.cancelled), None
         except Exception as exc:  # reported in the status bar
             result, error = None, f"{type(exc).__name__}: {exc}"
         self.finished.emit(result, error)

@@ -411,8 +411,11 @@ class ReviewTools(QtCore.QObject):
         if any(path.parent.name == "labels" for path, _ in damaged):
             notes.append("A frame whose committed mask is listed opens with what is left (its prediction, or an "
                          "empty mask).")
-        if {"review.json", "review.json.bak"} <= names:
-            notes.append("Neither review.json nor its backup could be read: every frame opens unreviewed.")
+        restored = any(path.name == "review.json" and "restored from its backup" in reason for path, reason in damaged)
+        if "review.json" in names and not restored:
+            notes.append("review.json could not be read and no backup of it could stand in: every frame opens "
+                         "unreviewed (set their statuses again, or restore review.json from a copy before "
+                         "changing any).")
         QtWidgets.QMessageBox.warning(
             self.window, "Damaged project files",
             "These files of the project could not be read; the rest opens as saved:\n\n" + "\n".join(lines)
