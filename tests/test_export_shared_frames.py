@@ -90,6 +90,36 @@ def test_an_overlapping_clip_exports_its_own_frames_and_names_those_the_data_set
     assert held_twice(out) == []
 
 
+def test_an_overlapping_clip_is_another_source_when_the_other_has_exported_only_the_shared_frames(tmp_path):
+    """X holds recording frames 0-9, Y 7-12; X's analyst has reviewed and exported only 7-9 so far, the frames Y
+    also holds. X's sequence then holds nothing but frames of Y's, with Y's pixels, yet it is not Y: X's clip is
+    still where its records say, and holds frames Y has not. Y exports its own frames under its own name; were
+    it taken for X, it would be told to export as 'X', replacing X's frames, and X would then be refused under
+    its own name (a dead end)."""
+    first, second = clip(tmp_path, "X", range(10)), clip(tmp_path, "Y", range(7, 13))
+    for i in range(7):
+        first.set_status(f"{i:04d}", "unreviewed")
+    out = tmp_path / "ds"
+    assert export_project(first, out, "sirst", split="train").exported == ["X_0007", "X_0008", "X_0009"]
+
+    report = export_project(second, out, "sirst", split="test", append=True)
+    assert report.exported == ["Y_0010", "Y_0011", "Y_0012"]
+    assert report.shared == [("0007", "X_0007"), ("0008", "X_0008"), ("0009", "X_0009")]
+    # nor may Y replace X's frames under X's name
+    before = snapshot(out)
+    with pytest.raises(ExportError, match=r"sequence name 'X' is already used .*export under another sequence name"):
+        export_project(second, out, "sirst", split="test", append=True, sequence_name="X")
+    assert snapshot(out) == before
+
+    for i in range(7):  # X's analyst reviews the rest and exports X again, under its own name
+        first.set_status(f"{i:04d}", "corrected")
+    report = export_project(first, out, "sirst", split="train", append=True)
+    assert report.exported == [f"X_{i:04d}" for i in range(10)] and report.shared == [] and report.removed == []
+    splits = {stem: split for stem, _, _, split in read_exported_dataset(out, "sirst")}
+    assert splits == {**{f"X_{i:04d}": "train" for i in range(10)}, **{f"Y_{i:04d}": "test" for i in (10, 11, 12)}}
+    assert held_twice(out) == []
+
+
 def test_a_clip_within_one_exported_exports_nothing_and_names_every_frame(tmp_path):
     export_project(clip(tmp_path, "X", range(10)), tmp_path / "ds", "dnanet")
     before = snapshot(tmp_path / "ds")

@@ -810,12 +810,15 @@ def _records_of_this_source(records: dict, project: ReviewProject, sequence: str
     """The data set stems of `records` (the data set's frame records before this export) that are this source's
     frames: those naming this source or project (`_this_source`), and those of a sequence that holds nothing
     but this project's frames, each under its stem here, with the values of those exported now
-    (`exported_sha1`: project stem -> `frame_fingerprint`; at least one alike, none different): the clip
-    renamed with its project since, whose paths no longer tell, maybe grown since. Where two sequences would
-    be, the one named `sequence` if any, else neither.
+    (`exported_sha1`: project stem -> `frame_fingerprint`; at least one alike, none different), and whose
+    recorded sources do not say otherwise (`_source_may_be_this_one`): the clip renamed since, with its project
+    or not, whose paths no longer tell, maybe grown since; or this clip cut again to hold more of the recording.
+    Where two sequences would be, the one named `sequence` if any, else neither.
 
     A sequence holding a frame that is not this project's is another source, even where it shares frames
-    with this one (two clips cut from one recording, overlapping by a few frames): `_leave_out_shared_frames`."""
+    with this one (two clips cut from one recording, overlapping by a few frames): `_leave_out_shared_frames`.
+    So is one whose source is still where its records say and holds frames this project does not: an
+    overlapping clip of which only the frames the two share have been exported yet."""
     is_this_source = _this_source(project)
     stems = set(project.stems)
     by_path = {dataset_stem for dataset_stem, record in records.items() if is_this_source(record)}
@@ -833,9 +836,35 @@ def _records_of_this_source(records: dict, project: ReviewProject, sequence: str
             alike[name] = None
         else:
             alike[name] = alike.get(name, 0) + (stem in exported_sha1 and sha1 is not None)
-    candidates = [name for name, n in alike.items() if n]
+    sources: dict = {}  # candidate sequence -> the sources its records name, but those naming this one
+    for dataset_stem, record in records.items():
+        if isinstance(record.get("sequence"), str) and alike.get(record["sequence"]) and dataset_stem not in by_path:
+            sources.setdefault(record["sequence"], set()).add(record.get("source"))
+    candidates = [name for name, n in alike.items()
+                  if n and all(_source_may_be_this_one(path, project, stems) for path in sources.get(name, ()))]
     chosen = {sequence} if sequence in candidates else set(candidates) if len(candidates) == 1 else set()
     return by_path | {dataset_stem for dataset_stem, record in records.items() if record.get("sequence") in chosen}
+
+
+def _source_may_be_this_one(path, project: ReviewProject, stems: set[str]) -> bool:
+    """Whether the source a data set's frame record names (`path`) leaves its frames to be found this project's
+    by their pixels: it is this source, or no longer there (or unreadable: the paths no longer tell), or holds
+    nothing but frames of this project's (`stems`): this clip is it grown, or cut again to hold more. A source
+    still there that holds frames this project does not is another clip, however many frames the two share.
+    Only where the paths alone do not tell (the project named is not this one either); the project a record
+    names does not count: the project of a clip renamed alone stays behind, naming a source now gone."""
+    if not isinstance(path, str):
+        return True
+    try:
+        if os.path.samefile(path, project.source_path):
+            return True
+    except OSError:  # either gone; this project's source has just been read
+        return True
+    try:
+        with open_source(path, cache_size=1, prefetch=0) as other:
+            return set(other.stems) <= stems
+    except (SourceError, OSError):
+        return True
 
 
 def _check_sequence_is_this_source(records: dict, this_source: set[str], root: Path, sequence: str,
