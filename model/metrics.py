@@ -18,7 +18,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -369,8 +369,9 @@ class ClipNumbering:
     `by` says how they were told: "name" (the number a file's name ends in, as in images/000001.png, the
     clips' own layout: a frame deleted from the clip leaves a gap rather than shifting every later frame
     onto the previous frame's boxes), "name, 0-based" (names numbered from 0: 000000.png is frame 1) or
-    "position" (the k-th file in natural order is frame k, where the names are not frame numbers; `why`
-    then says what in the names ruled them out)."""
+    "position" (the k-th file in natural order is frame k, where the names are not frame numbers). `why`
+    says what decided it where that was not plain: what in the names ruled them out (by position), why
+    names without a 000000 are read as numbered from 0, or that they could be numbered from 0 or from 1."""
 
     files: list[Path]
     numbers: list[int]
@@ -388,10 +389,25 @@ class ClipNumbering:
 
 def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNumbering:
     """Tell each of a clip's frames (`clip_frames`) its boxes.csv frame number from its name where the names
-    are frame numbers, by position otherwise (ClipNumbering). The names are frame numbers when every one is
-    a number after one prefix shared by all (000001, f1, clip_000001), no two give the same number, and at
-    least one of them is a frame boxes.csv has boxes for (`boxes`: read_boxes_csv's, 0-based keys), so that
-    names such as time stamps are not taken for frame numbers."""
+    are frame numbers, by position otherwise (ClipNumbering); `boxes`: read_boxes_csv's (0-based keys).
+
+    The names can be frame numbers when every one is a number after one prefix shared by all (000001, f1,
+    clip_000001) and no two give the same number. They are numbered from 0 when one is 0; else from 0 only
+    when that pairs more of boxes.csv's boxed frames with an image than numbering from 1 does (a 0-based clip
+    whose 000000.png was deleted: its last image is then boxes.csv's last frame), from 1 on a tie (the clips'
+    own images/000001.png; `why` says so where the names start at 1 and both readings leave boxed frames
+    without an image: the last frame of a 1-based clip deleted, or the first of a 0-based one).
+    They are then taken for frame numbers unless the clip's position explains boxes.csv clearly better, so
+    that names numbered otherwise (time stamps, the frame numbers of the longer recording a clip was cut
+    from) do not pair frames with other frames' boxes: position is taken when the names pair no boxed frame,
+    or when all of these hold:
+    - position pairs more boxed frames than the names, by more than the numbers missing between the first
+      and the last name (frames deleted from the clip, after which position pairs every frame with the
+      previous one's boxes and so may well pair more: the last frame's onto the deleted one's);
+    - the names leave at least half of boxes.csv's boxed frames without an image (a clip whose first frames
+      were deleted still pairs most of them);
+    - boxes.csv has no box past the clip's last image by position, as a boxes.csv numbering this clip's own
+      frames has not (a clip cut from a longer one but keeping its boxes.csv has)."""
     files = list(files)
     position = list(range(1, len(files) + 1))
     parsed = [_NUMBERED_STEM.match(f.stem) for f in files]
@@ -412,13 +428,40 @@ def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNum
             if n in seen:
                 return ClipNumbering(files, position, "position", f"{seen[n]} and {f.name} have the same number")
             seen[n] = f.name
-    zero_based = min(numbers) == 0
+
+    def paired(frames: Iterable[int]) -> int:  # how many boxed frames the 1-based `frames` give an image
+        return sum(n - 1 in boxes for n in frames)
+
+    lowest, highest = min(numbers), max(numbers)
+    boxed = len(boxes)
+    why = None
+    zero_based = lowest == 0
+    if not zero_based and boxes:
+        from_1, from_0 = paired(numbers), paired(n + 1 for n in numbers)
+        digits = len(parsed[numbers.index(lowest)].group(2))
+        zero = f"{next(iter(prefixes))}{0:0{digits}d}"
+        if from_0 > from_1:
+            zero_based = True
+            why = (f"numbered from 0 ({zero} missing), the names pair {from_0} of the {boxed} frames boxes.csv "
+                   f"has boxes for with an image, numbered from 1 only {from_1}")
+        elif from_0 == from_1 < boxed and lowest == 1:  # 000001 first: 000000 deleted, or the last boxed frame
+            why = (f"numbered from 1 or from 0 ({zero} missing), the names pair {from_1} of the {boxed} frames "
+                   "boxes.csv has boxes for with an image: taken as numbered from 1, as the clips' own "
+                   "images/000001.png")
     if zero_based:
         numbers = [n + 1 for n in numbers]
-    if boxes and not any(n - 1 in boxes for n in numbers):
+    by_name = paired(numbers)
+    if boxes and not by_name:
         return ClipNumbering(files, position, "position",
                              "no name is the number of a frame boxes.csv has boxes for")
-    return ClipNumbering(files, numbers, "name, 0-based" if zero_based else "name")
+    by_position = paired(position)
+    missing = highest - lowest + 1 - len(numbers)
+    if boxes and by_position - by_name > missing and 2 * by_name <= boxed and max(boxes) < len(files):
+        named = sorted(zip(numbers, (f.name for f in files)))
+        return ClipNumbering(files, position, "position",
+                             f"numbered by name, {named[0][1]} to {named[-1][1]} would pair {by_name} of the "
+                             f"{boxed} frames boxes.csv has boxes for with an image, by position {by_position}")
+    return ClipNumbering(files, numbers, "name, 0-based" if zero_based else "name", why)
 
 
 def _blank(row: list[str]) -> bool:

@@ -234,7 +234,9 @@ def test_clips_numbered_from_0_or_not_by_number_are_paired_by_position_and_say_s
 
 
 @pytest.mark.parametrize("names, by, why", [
-    (["000001.png", "000002.png", "000010.png"], "name", None),
+    (["000001.png", "000002.png", "000010.png"], "name",  # frame 3 boxed but deleted, or 000000 deleted: a tie
+     "numbered from 1 or from 0 (000000 missing), the names pair 2 of the 3 frames boxes.csv has boxes for with an "
+     "image: taken as numbered from 1, as the clips' own images/000001.png"),
     (["f1.png", "f2.png", "f3.png"], "name", None),
     (["clip_000001.png", "clip_000003.png"], "name", None),
     (["a1.png", "b2.png"], "position", "the names are numbered after different prefixes ('a', 'b')"),
@@ -249,3 +251,79 @@ def test_clip_frame_numbers(names, by, why):
         assert numbering.numbers == [int("".join(filter(str.isdigit, name))) for name in names]
     else:
         assert numbering.numbers == list(range(1, len(names) + 1))
+
+
+def frames_named(numbers) -> list[Path]:
+    return [Path("images") / f"{n:06d}.png" for n in numbers]
+
+
+def boxed(frames) -> dict[int, list]:
+    """read_boxes_csv's boxes for the 1-based `frames`, one box each."""
+    return {n - 1: [(float(n), 1.0, 2.0, 2.0)] for n in frames}
+
+
+def test_a_clip_named_by_its_recording_s_frame_numbers_is_paired_by_position_despite_a_lucky_match():
+    """A clip cut from a longer recording keeps the recording's numbers in its names (000100..000199) while its
+    boxes.csv numbers its own frames 1..100: the one name that is a boxed frame (000100.png, frame 100) does not
+    make the names frame numbers, which would pair it with the clip's last frame's boxes and 99 frames with none."""
+    numbering = number_clip_frames(frames_named(range(100, 200)), boxed(range(1, 101)))
+    assert (numbering.by, numbering.numbers) == ("position", list(range(1, 101)))
+    assert numbering.why == ("numbered by name, 000100.png to 000199.png would pair 1 of the 100 frames boxes.csv has "
+                             "boxes for with an image, by position 100")
+    assert number_clip_frames(frames_named(range(10, 20)), boxed(range(1, 11))).by == "position"  # 1 of 10 by name
+
+
+@pytest.mark.parametrize("numbers, frames", [
+    ([n for n in range(1, 14) if n != 5], range(1, 13)),  # frame 5 deleted, 13 unboxed: position pairs 12, names 11
+    (range(51, 314), range(1, 201)),  # the first 50 frames deleted, the target in the first 200
+    (range(200, 314), range(1, 251)),  # only the last 114 kept, boxes.csv the whole clip's: boxes past them
+    (range(1, 314, 3), range(1, 101)),  # every third frame kept, the target in the first 100
+    (range(50, 150), range(1, 301)),  # a part of a clip whose boxes.csv holds every frame's boxes
+])
+def test_names_stay_frame_numbers_where_frames_were_deleted_although_position_pairs_more(numbers, frames):
+    """Position pairs more boxed frames than the names where frames were deleted (every frame after the gap
+    shifts onto the previous one's boxes): the names still win there."""
+    numbering = number_clip_frames(frames_named(numbers), boxed(frames))
+    assert (numbering.by, numbering.numbers, numbering.why) == ("name", list(numbers), None)
+
+
+def test_a_0_based_clip_whose_000000_was_deleted_is_told_from_boxes_csv():
+    """A 0-based clip (000000.png is frame 1) whose first frame was deleted: its last image, 000009.png, is
+    boxes.csv's last frame (10), so the names are read as numbered from 0, not shifted onto the previous
+    frame's boxes, and `why` says so."""
+    numbering = number_clip_frames(frames_named(range(1, 10)), boxed(range(2, 11)))
+    assert (numbering.by, numbering.numbers) == ("name, 0-based", list(range(2, 11)))
+    assert numbering.why == ("numbered from 0 (000000 missing), the names pair 9 of the 9 frames boxes.csv has "
+                             "boxes for with an image, numbered from 1 only 8")
+    # boxes.csv's frames 1 to 10 boxed, 000001..000009 left: the last frame of a 1-based clip deleted, or the
+    # first of a 0-based one; alike in every way, read as numbered from 1 (the clips' own), and `why` says so
+    tie = number_clip_frames(frames_named(range(1, 10)), boxed(range(1, 11)))
+    assert (tie.by, tie.numbers) == ("name", list(range(1, 10)))
+    assert tie.why == ("numbered from 1 or from 0 (000000 missing), the names pair 9 of the 10 frames boxes.csv has "
+                       "boxes for with an image: taken as numbered from 1, as the clips' own images/000001.png")
+    whole = number_clip_frames(frames_named(range(1, 314)), boxed(range(1, 314)))  # the real clips' layout
+    assert (whole.by, whole.why) == ("name", None)
+    assert number_clip_frames(frames_named(range(1, 314)), boxed(range(40, 80))).why is None  # no box at the ends
+
+
+def test_eval_pairs_a_clip_named_by_its_recording_s_frames_by_position_and_says_so(tmp_path, capsys):
+    clip = tmp_path / "clip"
+    write_clip(clip, [f"{k:06d}.png" for k in range(10, 22)], boxed=range(1, 13))  # 10, 11, 12: boxed frames
+    result = evaluated("--method", "tophat", "--clip", str(clip), out=tmp_path / "r.json")
+    assert (result["frame_numbers"], result["hits"], result["n_targets"], result["false_alarms"]) == \
+           ("position", 12, 12, 0)
+    assert result["boxes_without_image"] == [] and result["frames_without_boxes"] == []
+    assert (f"note: frames are paired with {clip / 'boxes.csv'}'s frame numbers by their position in images/: the "
+            "k-th image is frame k, not by their file names (numbered by name, 000010.png to 000021.png would pair 3 "
+            "of the 12 frames boxes.csv has boxes for with an image, by position 12)") in capsys.readouterr().err
+
+
+def test_eval_reads_a_0_based_clip_without_its_000000_from_0(tmp_path, capsys):
+    clip = tmp_path / "clip"
+    write_clip(clip, [f"{k:06d}.png" for k in range(0, 10)], boxed=range(2, 11))  # 000000.png: frame 1, no box
+    (clip / "images/000000.png").unlink()
+    result = evaluated("--method", "tophat", "--clip", str(clip), out=tmp_path / "r.json")
+    assert (result["frame_numbers"], result["frames"]) == ("name, 0-based", [2, 10])
+    assert (result["hits"], result["n_targets"], result["false_alarms"]) == (9, 9, 0)
+    assert result["frame_numbers_why"].startswith("numbered from 0 (000000 missing)")
+    assert result["boxes_without_image"] == [] and result["frames_without_boxes"] == []

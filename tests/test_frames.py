@@ -682,6 +682,27 @@ def test_ground_truth_boxes_follow_frame_numbers_across_a_deleted_frame(tmp_path
         assert [gt.boxes(i)[0][0] for i in range(4)] == [0, 1, 3, 4]  # x = n, 0-based: n - 1
 
 
+@pytest.mark.parametrize("names, by, x", [
+    # cut from a longer recording, keeping its frame numbers: by position, not by the one name that is a frame
+    (range(10, 20), "position", list(range(10))),  # 000010.png is frame 10 by name
+    # a 0-based clip whose 000000.png was deleted: 000001.png is frame 2, as its last image is the last boxed frame
+    (range(1, 10), "name, 0-based", list(range(1, 10))),
+])
+def test_ground_truth_boxes_follow_the_clip_s_numbering_as_eval_tells_it(tmp_path, names, by, x):
+    """The truth overlay pairs frames with boxes.csv's as irsam eval --clip does (model.metrics.number_clip_frames)."""
+    images = tmp_path / "clip" / "images"
+    images.mkdir(parents=True)
+    for n in names:
+        cv2.imwrite(str(images / f"{n:06d}.png"), np.full((16, 16), n % 256, np.uint8))
+    frames = range(1, 11) if by == "position" else range(2, 11)
+    rows = "".join(f"{n},DRONE,{n},1,2,2\n" for n in frames)
+    (tmp_path / "clip" / "boxes.csv").write_text("frame,class,x,y,w,h\n" + rows)
+    with open_source(images) as src:
+        gt = find_ground_truth(src)
+        assert gt.numbering.by == by and gt.numbering.why
+        assert [gt.boxes(i)[0][0] for i in range(len(names))] == x  # x = n, 0-based: n - 1
+
+
 def test_no_ground_truth(tmp_path):
     write_folder(tmp_path, n=2)
     with open_source(tmp_path) as src:
