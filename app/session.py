@@ -146,6 +146,10 @@ class ReviewSession:
             self.ground_truth = find_ground_truth(self.source)
             if self.ground_truth is not None and self.ground_truth.boxes_error:
                 self.warnings.append(self.ground_truth.boxes_error)
+            elif self.ground_truth is not None and self.ground_truth.has_boxes and self.ground_truth.numbering.why:
+                numbering = self.ground_truth.numbering  # how its frames were paired with boxes.csv's, when chosen
+                self.warnings.append(f"boxes.csv paired by {'position' if numbering.by == 'position' else 'name'}: "
+                                     f"{numbering.why}")
             project = self.project  # set when a write created (or reopened) it before this started
             if project is None and is_project(self.project_dir):
                 try:

@@ -327,3 +327,5 @@ def test_eval_reads_a_0_based_clip_without_its_000000_from_0(tmp_path, capsys):
     assert (result["hits"], result["n_targets"], result["false_alarms"]) == (9, 9, 0)
     assert result["frame_numbers_why"].startswith("numbered from 0 (000000 missing)")
     assert result["boxes_without_image"] == [] and result["frames_without_boxes"] == []
+    assert (f"note: frames are paired with {clip / 'boxes.csv'}'s frame numbers by "  # said, not only in the JSON
+            in capsys.readouterr().err)

@@ -184,3 +184,15 @@ def test_a_status_set_shows_the_statuses_another_window_set_meanwhile(tmp_path):
     assert list(second.status_codes) == [STATUS_CODES[s] for s in expected]  # the timeline's colours
     first.close()
     second.close()
+
+
+def test_how_boxes_csv_was_paired_with_the_frames_is_said_when_it_was_a_choice(tmp_path):
+    """Frames named 000100..000104 beside a boxes.csv of frames 1-5 (a clip cut out and renumbered by its
+    position): paired by position, and the opening says so, as irsam eval --clip does."""
+    write_folder(tmp_path / "seq" / "images", n=5, names=[f"{k:06d}.png" for k in range(100, 105)])
+    rows = "".join(f"{n},DRONE,4,5,3,3\n" for n in range(1, 6))
+    (tmp_path / "seq" / "boxes.csv").write_text("frame,class,x,y,w,h\n" + rows)
+    session = ReviewSession.open(tmp_path / "seq")
+    assert session.ground_truth.numbering.by == "position" and session.ground_truth.boxes(4)
+    assert any(w.startswith("boxes.csv paired by position: ") for w in session.warnings), session.warnings
+    session.close()

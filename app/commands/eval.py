@@ -319,6 +319,9 @@ def _warn_about_clip_numbering(result: dict, clip: Path) -> None:
     if result["frame_numbers"] == "position" and result.get("frame_numbers_why"):
         print(f"note: frames are paired with {boxes}'s frame numbers by {_numbering_text(result)}, not by "
               f"their file names ({result['frame_numbers_why']})", file=sys.stderr)
+    elif result.get("frame_numbers_why"):  # by name, with a choice made (counted from 0, or either count fits)
+        print(f"note: frames are paired with {boxes}'s frame numbers by {_numbering_text(result)}: "
+              f"{result['frame_numbers_why']}", file=sys.stderr)
     if empty := result["frames_without_boxes"]:
         shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
         print(f"note: {len(empty)} of the {result['n_frames']} frames scored have no box in {boxes} and are scored "
