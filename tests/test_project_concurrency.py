@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app.core.project import ReviewProject, ReviewStatus
-from tests.test_project import NORMALIZATION, REPO, STEMS, make_project, result_with_targets, square_mask
+from tests.test_project import NORMALIZATION, REPO, SHAPE, STEMS, make_project, result_with_targets, square_mask
 
 
 def test_status_writes_keep_the_statuses_another_instance_wrote(tmp_path):
@@ -142,3 +142,121 @@ def test_a_write_waiting_on_a_lock_held_too_long_fails_with_a_message(tmp_path, 
     assert project.status("f000") is ReviewStatus.UNREVIEWED
     project.set_status("f000", "accepted")  # released: it writes
     assert ReviewProject.open(tmp_path / "p").status("f000") is ReviewStatus.ACCEPTED
+
+
+def listed_boxes(project: ReviewProject, stem: str) -> list[tuple[int, int, int, int]]:
+    return [(t.y0, t.x0, t.y1 + 1, t.x1 + 1) for t in project.detections(stem)]
+
+
+def test_detections_flushed_by_two_instances_keep_each_ones_new_proposals(tmp_path):
+    """The app open on the project while `irsam detect` re-detects some frames: the instance that flushes last
+    does not write back its stale rows for the frames the other proposed again (audit s18 finding 5)."""
+    first = make_project(tmp_path / "p")
+    for stem in STEMS:
+        first.save_prediction(stem, result_with_targets([(2, 2, 4, 4)]))
+    first.flush_detections()
+    app, cli = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
+    cli.save_prediction("f000", result_with_targets([(12, 12, 14, 14)]))
+    cli.flush_detections()
+    app.save_prediction("f001", result_with_targets([(8, 8, 10, 10)]))
+    app.flush_detections()  # its rows of f000 are the old proposal's
+    reopened = ReviewProject.open(tmp_path / "p")
+    assert listed_boxes(reopened, "f000") == [(12, 12, 14, 14)]
+    assert listed_boxes(reopened, "f001") == [(8, 8, 10, 10)]
+    assert listed_boxes(reopened, "f002") == [(2, 2, 4, 4)]
+    assert listed_boxes(app, "f000") == [(12, 12, 14, 14)]  # the flush refreshed the app's rows from disk
+    cli.flush_detections()  # proposed nothing since: writes the csv as it is on disk, f001's new rows kept
+    assert listed_boxes(ReviewProject.open(tmp_path / "p"), "f001") == [(8, 8, 10, 10)]
+
+
+def test_a_frame_another_instance_proposed_again_after_this_one_is_listed_as_masks_holds_it(tmp_path):
+    make_project(tmp_path / "p")
+    a, b = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
+    a.save_prediction("f000", result_with_targets([(2, 2, 4, 4)]))
+    b.save_prediction("f000", result_with_targets([(12, 12, 14, 14)]))  # later: masks/ holds b's
+    b.flush_detections()
+    a.flush_detections()
+    assert listed_boxes(ReviewProject.open(tmp_path / "p"), "f000") == [(12, 12, 14, 14)]
+
+
+def test_detections_flushed_by_two_processes_at_once_are_all_kept(tmp_path):
+    stems = [f"f{i:03d}" for i in range(24)]
+    project = make_project(tmp_path / "p", stems=stems)
+    for stem in stems:
+        project.save_prediction(stem, result_with_targets([(2, 2, 4, 4)]))
+    project.flush_detections()
+    writer = textwrap.dedent(
+        """
+        import sys, time
+        from pathlib import Path
+        from app.core.project import ReviewProject
+        from tests.test_project import result_with_targets
+        folder, name, first = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+        project = ReviewProject.open(folder)
+        (folder.parent / f"ready-{name}").touch()
+        while len(list(folder.parent.glob("ready-*"))) < 2:
+            time.sleep(0.01)
+        for stem in project.stems[first::2]:
+            k = int(stem[1:])
+            project.save_prediction(stem, result_with_targets([(k % 20, 4 + first * 10, k % 20 + 2, 6 + first * 10)]))
+            project.flush_detections()  # each frame flushed, as the app's detection does every few seconds
+        """
+    )
+    children = [subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "p"), name, first], cwd=REPO)
+                for name, first in (("a", "0"), ("b", "1"))]
+    assert [child.wait(timeout=60) for child in children] == [0, 0]
+    opened = ReviewProject.open(tmp_path / "p")
+    for k, stem in enumerate(stems):
+        x0 = 4 + (k % 2) * 10
+        assert listed_boxes(opened, stem) == [(k % 20, x0, k % 20 + 2, x0 + 2)], stem
+
+
+def test_a_commit_reads_its_frames_fingerprint_before_taking_the_project_lock(tmp_path):
+    """`frame_sha1_of` may decode the frame (tens of ms, an uncached frame of a propagation or an import): other
+    instances must not wait on the project's lock meanwhile, as they do not for a status (audit s18 item 9)."""
+    import fcntl
+    import os
+
+    project = make_project(tmp_path / "p")
+    held_when_asked = []
+
+    def sha1_of(stem):
+        other = os.open(tmp_path / "p" / "project.lock", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held_when_asked.append(False)
+        except BlockingIOError:
+            held_when_asked.append(True)
+        finally:
+            os.close(other)
+        return "a" * 40
+
+    project.frame_sha1_of = sha1_of
+    assert project.commit_edit("f000", square_mask(1, 1))
+    project.commit_edit("f001", np.zeros(SHAPE, bool))  # the proposal (none) committed as it is
+    project.edit_mask("f000", square_mask(5, 5))
+    project.undo("f000")
+    project.redo("f000")
+    project.commit_mask("f002", square_mask(2, 2))
+    project.set_status("f003", "accepted")
+    assert held_when_asked and not any(held_when_asked)
+    assert project.committed_frame_sha1("f000") == project.committed_frame_sha1("f001") == "a" * 40
+
+
+def test_a_flush_lists_a_frame_another_instance_proposed_and_never_flushed_as_masks_holds_it(tmp_path):
+    """A run killed before its flush left a proposal newer than detections.csv: another instance's flush lists it
+    as masks/ holds it (else the csv, now newer than that mask, would keep the earlier proposal's rows for good)."""
+    import time
+
+    first = make_project(tmp_path / "p")
+    for stem in STEMS:
+        first.save_prediction(stem, result_with_targets([(2, 2, 4, 4)]))
+    first.flush_detections()
+    app, killed = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
+    time.sleep(0.05)  # a file system's mtime steps
+    killed.save_prediction("f002", result_with_targets([(12, 12, 14, 14)]))  # and never flushed
+    app.save_prediction("f000", result_with_targets([(8, 8, 10, 10)]))
+    app.flush_detections()
+    reopened = ReviewProject.open(tmp_path / "p")
+    assert listed_boxes(reopened, "f002") == [(12, 12, 14, 14)]
+    assert listed_boxes(reopened, "f000") == [(8, 8, 10, 10)]

@@ -165,6 +165,10 @@ class ReviewProject:
         # frames whose proposal on disk detections.csv may not describe (saved after the csv was written, by a run
         # killed before its flush, or no readable csv): `flush_detections` recomputes them from masks/
         self._unlisted: set[str] = set()
+        # stem -> `_file_identity` of masks/<stem>.png as this instance wrote it, for the frames it proposed since
+        # its last `flush_detections`: their rows replace those on disk (the other frames' are read from disk)
+        self._proposed: dict[str, tuple | None] = {}
+        self._csv_file: tuple | None = None  # `_file_identity` of detections.csv when last read or written
         self._histories: dict[str, EditHistory] = {}
         self._history_files: dict[str, tuple | None] = {}  # stem -> `_file_identity` of the history read
 
@@ -410,30 +414,88 @@ class ReviewProject:
         text = {} if origin is None else {PNG_TEXT_KEY: dataclasses.replace(origin, time=utc_now()).to_text()}
         if frame_sha1 is not None:
             text[FRAME_TEXT_KEY] = frame_sha1
-        self._write(lambda: atomic_write_png(self._path("masks", stem, ".png"), mask, text))
+        mask_path = self._path("masks", stem, ".png")
+        self._write(lambda: atomic_write_png(mask_path, mask, text))
+        targets = extract_targets(mask, logits)
         with self._lock:
-            self._detections[stem] = extract_targets(mask, logits)
+            self._detections[stem] = targets
+            self._proposed[stem] = _file_identity(mask_path)
         return kept_accepted
 
     def flush_detections(self) -> None:
-        """Write detections.csv (atomically) with the detections of every predicted frame known so far, and of
-        those whose proposal the csv on disk did not describe when the project was opened (a run killed before
-        its flush, whose frames `irsam detect --skip-done` then skips): recomputed from masks/ and logits/, so
-        the csv agrees with masks/."""
+        """Write detections.csv (atomically): the rows of the frames this instance proposed since its last flush,
+        and of those whose proposal the csv did not describe when the project was opened (a run killed before its
+        flush, whose frames `irsam detect --skip-done` then skips), recomputed from masks/ and logits/; every other
+        frame keeps the rows the csv on disk holds now.
+
+        Several instances may hold the project (the app open while `irsam detect` runs): a csv another instance
+        wrote since this one last read or wrote it is read again, and the csv is written under the project's lock
+        (`_exclusive`), as review.json is, so no instance writes back its stale rows over those another wrote. A
+        frame whose masks/ file another instance replaced after this one's proposal, or saved after the csv on disk
+        was written (and never flushed: a run killed), is recomputed from masks/. What was read refreshes this
+        instance's detections. Costs a stat per proposal (and a read of the csv when another instance wrote it),
+        before the lock is taken when the csv does not change meanwhile."""
         with self._lock:
             unknown = sorted(self._unlisted - self._detections.keys(), key=self._index.__getitem__)
         for stem in unknown:
             self.detections(stem)  # read from masks/ (and logits/): the csv's rows for it were another proposal's
-        with self._lock:
+        path = self.folder / "detections.csv"
+        found = self._detections_on_disk(path)
+        # a new project's first csv, with no lock ever taken on it (a fresh `irsam detect` run): nothing on disk to
+        # merge, and no project.lock made among its files
+        first = found[0] is None and not (self.folder / LOCK_FILE).exists()
+        with contextlib.nullcontext() if first else self._exclusive(), self._lock:
+            if _file_identity(path) != found[0]:  # written meanwhile
+                found = self._detections_on_disk(path)
+            identity, on_disk, newer = found
+            with self._lock:
+                own = {stem for stem, written in self._proposed.items()
+                       if _file_identity(self._path("masks", stem, ".png")) == written}
+                stale = (set(self._proposed) - own) | (newer - own - self._unlisted)  # masks/ tells
+                own |= self._unlisted
+                if on_disk is None:  # as this instance last read or wrote it (or no readable csv)
+                    rows = dict(self._detections)
+                else:
+                    rows = {stem: targets for stem, targets in on_disk.items() if stem not in own}
+                    rows.update((stem, self._detections[stem]) for stem in own if stem in self._detections)
+            for stem in stale:
+                rows[stem] = self._targets_on_disk(stem)
             buf = io.StringIO()
             writer = csv.writer(buf, lineterminator="\n")
             writer.writerow(DETECTION_COLUMNS)
-            for stem in sorted(self._detections, key=self._index.__getitem__):
-                for t in self._detections[stem]:
+            for stem in sorted(rows, key=self._index.__getitem__):
+                for t in rows[stem]:
                     writer.writerow([self._index[stem], stem, t.id, repr(t.cx), repr(t.cy), t.area,
                                      t.x0, t.y0, t.x1, t.y1, repr(t.peak_score)])
-            self._write(lambda: atomic_write_bytes(self.folder / "detections.csv", buf.getvalue().encode("utf-8")))
-            self._unlisted.clear()  # each recomputed above (or without a readable mask now)
+            self._write(lambda: atomic_write_bytes(path, buf.getvalue().encode("utf-8")))
+            with self._lock:
+                self._csv_file = _file_identity(path)
+                self._detections = rows
+                self._unlisted.clear()  # each recomputed above (or without a readable mask now)
+                self._proposed.clear()
+
+    def _detections_on_disk(self, path: Path) -> tuple[tuple | None, dict[str, list[Target]] | None, set[str]]:
+        """detections.csv's `_file_identity`; its rows when another instance wrote it since this one last read or
+        wrote it (None: unchanged, absent or unreadable); and the frames whose masks/ file is newer than it, but
+        for those this instance proposed since its last flush (none without a csv: this instance's rows stand)."""
+        identity = _file_identity(path)
+        if identity is None:
+            return None, None, set()
+        with self._lock:
+            own = set(self._proposed)
+        newer = self._proposals_saved_after(identity[1], own)
+        if identity == self._csv_file:
+            return identity, None, newer
+        try:
+            rows, _ = self._read_detections_csv(path)
+        except (OSError, ValueError, TypeError, KeyError, csv.Error):
+            return identity, None, newer  # reported when opened; written whole by this flush
+        return identity, rows, newer
+
+    def _targets_on_disk(self, stem: str) -> list[Target]:
+        """The frame's targets recomputed from masks/ (and logits/): [] without a readable proposal."""
+        mask = self.prediction_mask(stem)
+        return [] if mask is None else extract_targets(mask, self.prediction_logits(stem))
 
     def has_prediction(self, stem: str) -> bool:
         return self._path("masks", stem, ".png").exists()
@@ -525,8 +587,7 @@ class ReviewProject:
     def commit_mask(self, stem: str, mask: np.ndarray, frame_sha1: str | None = None) -> None:
         """Save the analyst's mask for a frame (atomically, 0/255 PNG), with the `frame_digest` of the frame it
         was drawn on: `frame_sha1`, else `frame_sha1_of(stem)` (none recorded without either)."""
-        self._check_stem(stem)
-        self._commit_mask(stem, mask, frame_sha1 if frame_sha1 is not None else self._current_sha1(stem))
+        self._commit_mask(stem, mask, self._sha1_for(stem, frame_sha1))  # before any lock: it may decode the frame
 
     def _commit_mask(self, stem: str, mask: np.ndarray, frame_sha1: str | None) -> None:
         mask = np.asarray(mask) > 0
@@ -570,43 +631,57 @@ class ReviewProject:
                 self._history_files[stem] = identity
             return self._histories[stem]
 
-    def apply_edit(self, stem: str, edit: MaskEdit) -> np.ndarray:
-        """Apply an edit to the working mask, record it, save history and committed mask; returns the new mask."""
-        return self._change_mask(stem, lambda history, mask: history.apply(mask, edit))
+    def apply_edit(self, stem: str, edit: MaskEdit, frame_sha1: str | None = None) -> np.ndarray:
+        """Apply an edit to the working mask, record it, save history and committed mask; returns the new mask.
+        `frame_sha1`: as `commit_mask`'s."""
+        frame_sha1 = self._sha1_for(stem, frame_sha1)
+        return self._change_mask(stem, lambda history, mask: history.apply(mask, edit), frame_sha1)
 
-    def edit_mask(self, stem: str, new_mask: np.ndarray) -> MaskEdit | None:
-        """Record the change from the working mask to `new_mask` as one undoable edit (None if no change)."""
+    def edit_mask(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None = None) -> MaskEdit | None:
+        """Record the change from the working mask to `new_mask` as one undoable edit (None if no change).
+        `frame_sha1`: as `commit_mask`'s."""
+        return self._edit_mask(stem, new_mask, self._sha1_for(stem, frame_sha1))
+
+    def _edit_mask(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None) -> MaskEdit | None:
         with self._exclusive():
             edit = make_edit(self.working_mask(stem), new_mask)
             if edit is not None:
-                self.apply_edit(stem, edit)
+                self._change_mask(stem, lambda history, mask: history.apply(mask, edit), frame_sha1)
         return edit
 
-    def commit_edit(self, stem: str, new_mask: np.ndarray) -> bool:
+    def commit_edit(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None = None) -> bool:
         """Make `new_mask` the frame's committed mask: one undoable edit from the working mask (`edit_mask`).
 
         When it equals the working mask there is nothing to record, but a frame with no committed mask yet
         (none, or one that cannot be read) showed its proposal (or nothing): that is committed all the same,
         with no edit to undo. Returns whether the committed mask was written (False: it already was
-        `new_mask`).
+        `new_mask`). `frame_sha1`: as `commit_mask`'s (found before the project's lock is taken: it may decode
+        the frame).
         """
+        frame_sha1 = self._sha1_for(stem, frame_sha1)
         with self._exclusive():
-            if self.edit_mask(stem, new_mask) is None:
+            if self._edit_mask(stem, new_mask, frame_sha1) is None:
                 if self.committed_mask(stem) is not None:
                     return False
-                self.commit_mask(stem, new_mask)
+                self._commit_mask(stem, new_mask, frame_sha1)
         return True
 
     def undo(self, stem: str) -> np.ndarray:
-        return self._change_mask(stem, EditHistory.undo)
+        return self._change_mask(stem, EditHistory.undo, self._sha1_for(stem, None))
 
     def redo(self, stem: str) -> np.ndarray:
-        return self._change_mask(stem, EditHistory.redo)
+        return self._change_mask(stem, EditHistory.redo, self._sha1_for(stem, None))
 
-    def _change_mask(self, stem: str, change) -> np.ndarray:
+    def _sha1_for(self, stem: str, frame_sha1: str | None) -> str | None:
+        """The fingerprint a commit of the frame records: `frame_sha1`, else `frame_sha1_of(stem)`. Called before
+        the project's lock is taken, as it may decode the frame while other instances wait."""
+        self._check_stem(stem)
+        return frame_sha1 if frame_sha1 is not None else self._current_sha1(stem)
+
+    def _change_mask(self, stem: str, change, frame_sha1: str | None) -> np.ndarray:
         """`change(history, working mask)` (which records the step in the frame's history and returns the
         new mask) applied to the history and mask on disk, under the project's file lock, and saved: the
-        history file, then the committed mask. Returns the new mask.
+        history file, then the committed mask (recording `frame_sha1`). Returns the new mask.
 
         A failed save leaves the frame as it was before the step: its history file and committed mask on disk,
         and its history in memory (read again from the file). A failed history write stops before the mask;
@@ -626,7 +701,7 @@ class ReviewProject:
                 raise
             self._history_files[stem] = _file_identity(path)
             try:
-                self.commit_mask(stem, mask)
+                self._commit_mask(stem, mask, frame_sha1)
             except ProjectWriteError:
                 with contextlib.suppress(ProjectWriteError):  # the mask's error is the one to report
                     self._put_back(path, saved_history)
@@ -784,30 +859,12 @@ class ReviewProject:
         demand and at the next `flush_detections` (`_unlisted`), as are all frames without a readable csv.
         Costs a stat per proposal (no read unless written after the csv)."""
         path = self.folder / "detections.csv"
+        self._csv_file = _file_identity(path)  # before the read: a csv written meanwhile is read again at a flush
         try:
-            written = os.stat(path).st_mtime_ns
+            detections, written = self._read_detections_csv(path)
         except FileNotFoundError:
             self._unlisted = self._proposals_saved_after(None)
             return
-        except OSError:
-            written = None
-        detections: dict[str, list[Target]] = {}
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                if tuple(reader.fieldnames or ()) != DETECTION_COLUMNS:
-                    raise ValueError(f"columns {reader.fieldnames} != {list(DETECTION_COLUMNS)}")
-                for row in reader:
-                    stem = row["stem"]
-                    if stem not in self._index:
-                        continue
-                    detections.setdefault(stem, []).append(
-                        Target(
-                            id=int(row["target_id"]), cx=float(row["cx"]), cy=float(row["cy"]), area=int(row["area"]),
-                            x0=int(row["x0"]), y0=int(row["y0"]), x1=int(row["x1"]), y1=int(row["y1"]),
-                            peak_score=float(row["peak_score"]),
-                        )
-                    )
         except (OSError, ValueError, TypeError, KeyError, csv.Error) as e:
             self._report(path, f"unreadable detections (recomputed from masks/ on demand): {e}")
             self._unlisted = self._proposals_saved_after(None)
@@ -815,7 +872,34 @@ class ReviewProject:
         self._unlisted = self._proposals_saved_after(written)
         self._detections = {stem: targets for stem, targets in detections.items() if stem not in self._unlisted}
 
-    def _proposals_saved_after(self, written_ns: int | None) -> set[str]:
+    def _read_detections_csv(self, path: Path) -> tuple[dict[str, list[Target]], int | None]:
+        """The targets detections.csv lists per frame of this project, and its st_mtime_ns (None when it cannot
+        be stat'ed). FileNotFoundError without the file; OSError, ValueError, ... when it cannot be read."""
+        try:
+            written = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            raise
+        except OSError:
+            written = None
+        detections: dict[str, list[Target]] = {}
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != DETECTION_COLUMNS:
+                raise ValueError(f"columns {reader.fieldnames} != {list(DETECTION_COLUMNS)}")
+            for row in reader:
+                stem = row["stem"]
+                if stem not in self._index:
+                    continue
+                detections.setdefault(stem, []).append(
+                    Target(
+                        id=int(row["target_id"]), cx=float(row["cx"]), cy=float(row["cy"]), area=int(row["area"]),
+                        x0=int(row["x0"]), y0=int(row["y0"]), x1=int(row["x1"]), y1=int(row["y1"]),
+                        peak_score=float(row["peak_score"]),
+                    )
+                )
+        return detections, written
+
+    def _proposals_saved_after(self, written_ns: int | None, skip: set[str] | frozenset = frozenset()) -> set[str]:
         """Frames whose masks/ file was saved after `written_ns` (detections.csv's st_mtime_ns; None: every frame
         with a proposal). A file newer than the csv whose recorded origin time (whole seconds) is before the csv's
         second was copied or touched since, not proposed again: its rows stand (a project copied without its
@@ -828,8 +912,8 @@ class ReviewProject:
         written_s = None if written_ns is None else written_ns // 1_000_000_000
         for entry in entries:
             stem, suffix = os.path.splitext(entry.name)
-            if suffix != ".png" or stem not in self._index:
-                continue  # another file (an atomic write's temporary one, hidden)
+            if suffix != ".png" or stem not in self._index or stem in skip:
+                continue  # another file (an atomic write's temporary one, hidden), or one the caller knows
             if written_ns is not None:
                 try:
                     if entry.stat().st_mtime_ns <= written_ns:
