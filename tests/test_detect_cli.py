@@ -533,3 +533,23 @@ def test_fp16_asked_on_the_cpu_says_bf16_runs_and_records_it(sequence, tiny_weig
     assert main(["detect", str(sequence), "--out", str(out), "--weights", str(tiny_weights),
                  "--device", "cpu", "--precision", "bf16", "--limit", "1", "--quiet", "--skip-done"]) == 0
     assert "1 frame(s) already proposed" in capsys.readouterr().out
+
+
+def test_a_clip_folder_and_its_images_folder_are_the_same_source(sequence, tmp_path, capsys):
+    """Audit s18 finding 8: open_source reads CLIP/images when CLIP holds no image, so a project made over one is
+    the other's too; a clip holding images of its own beside an images/ folder is another source than it."""
+    clip = tmp_path / "clip"
+    shutil.copytree(sequence, clip)
+    assert (clip / "images").is_dir() and not list(clip.glob("*.png"))
+    out, other = tmp_path / "proj", tmp_path / "proj2"
+    assert main(["detect", str(clip), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
+    assert main(["detect", str(clip / "images"), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
+    assert "source changed" not in capsys.readouterr().out
+    assert main(["detect", str(clip / "images"), "--out", str(other), "--method", "tophat", "--quiet"]) == 0
+    assert main(["detect", str(clip), "--out", str(other), "--method", "tophat", "--quiet", "--skip-done"]) == 0
+    assert "6 frame(s) already proposed" in capsys.readouterr().out
+    # a folder whose own images are the frames is not its images/ folder
+    assert ReviewProject.open(out).source_path == clip / "images"
+    shutil.copy(next((clip / "images").glob("*.png")), clip / "own.png")
+    assert main(["detect", str(clip), "--out", str(out), "--method", "tophat", "--quiet"]) == 2
+    assert f"is the review project of {clip / 'images'}, not of {clip}" in capsys.readouterr().err

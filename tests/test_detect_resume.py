@@ -156,3 +156,67 @@ def test_rows_of_a_project_copied_without_its_times_are_kept(sequence, tmp_path)
     project = ReviewProject.open(out)
     targets = project.detections(project.stems[0])
     assert targets and all(t.peak_score == t.peak_score for t in targets)  # from the csv: not nan
+
+
+def replace_frames(sequence: Path, clip: Path, k: list[int]) -> list[str]:
+    """`clip`: a copy of `sequence` whose frames `k` hold other pixels under the same names (re-recorded)."""
+    import shutil
+
+    import cv2
+
+    shutil.copytree(sequence, clip, dirs_exist_ok=True)
+    files = sorted((clip / "images").glob("*.png"))
+    for i in k:
+        frame = cv2.imread(str(files[i]), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(files[i]), frame[::-1].copy())  # upside down: its targets elsewhere
+    return [files[i].stem for i in k]
+
+
+def test_skip_done_detects_again_the_frames_replaced_on_disk_since_their_proposal(sequence, tmp_path, capsys):
+    """Audit s18 finding 4: --skip-done skipped every frame proposed with these settings, while irsam info said the
+    proposals of the frames replaced since were made on other pixels ('detect it again')."""
+    clip, out = tmp_path / "clip", tmp_path / "proj"
+    replace_frames(sequence, clip, [])
+    assert detect(clip, out, "tophat") == 0
+    before = {p.stem: p.read_bytes() for p in (out / "masks").glob("*.png")}
+    changed = replace_frames(sequence, clip, [1, 4])
+    capsys.readouterr()
+    assert detect(clip, out, "tophat", "--skip-done") == 0
+    printed = capsys.readouterr().out
+    assert ("6 frame(s) already proposed with these settings: skipped (--skip-done) unless their frame changed on "
+            "disk since (6 of them hold a fingerprint to tell)") in printed
+    assert "2 frames in" in printed and "2 of the frames already proposed were detected again" in printed
+    after = {p.stem: p.read_bytes() for p in (out / "masks").glob("*.png")}
+    assert sorted(stem for stem in before if after[stem] != before[stem]) == sorted(changed)
+    assert disagreeing(out) == []
+    assert main(["info", str(out)]) == 0
+    assert "changed:       none of the 6 frames holding a fingerprint" in capsys.readouterr().out
+    assert detect(clip, out, "tophat", "--skip-done") == 0  # now all done: nothing detected
+    assert "0 frames in" in capsys.readouterr().out
+
+
+def test_skip_done_keeps_a_proposal_saved_before_fingerprints_without_reading_its_frame(sequence, tmp_path,
+                                                                                        monkeypatch):
+    from app.core.frames import FolderSource
+    from app.core.project import FRAME_TEXT_KEY
+    from app.core.provenance import PNG_TEXT_KEY
+    from model.atomic import atomic_write_png
+
+    clip, out = tmp_path / "clip", tmp_path / "proj"
+    replace_frames(sequence, clip, [])
+    assert detect(clip, out, "tophat") == 0
+    project = ReviewProject.open(out)
+    for stem in project.stems:  # as written before fingerprints: the origin only
+        mask, origin = project.prediction(stem)
+        text = project._path("masks", stem, ".png").read_bytes()
+        assert FRAME_TEXT_KEY.encode() in text
+        atomic_write_png(out / "masks" / f"{stem}.png", mask, {PNG_TEXT_KEY: origin.to_text()})
+    assert ReviewProject.open(out).proposal_frame_sha1(project.stems[0]) is None
+    replace_frames(sequence, clip, [0])
+    before = {p.stem: p.read_bytes() for p in (out / "masks").glob("*.png")}
+    read = []
+    real_frame = FolderSource.frame
+    monkeypatch.setattr(FolderSource, "frame", lambda self, i: read.append(i) or real_frame(self, i))
+    assert detect(clip, out, "tophat", "--skip-done") == 0
+    assert {p.stem: p.read_bytes() for p in (out / "masks").glob("*.png")} == before  # unknown is not changed
+    assert read == []

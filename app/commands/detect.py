@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,9 +45,11 @@ def add_parser(sub) -> None:
                         "its normalisation: --window/--percentiles must then ask for that one or be left out)")
     p.add_argument("--follow-source", action="store_true",
                    help="let an existing --out project made over another source path take SOURCE as its source "
-                        "(a clip moved or copied elsewhere; refused without this option). Its committed masks and "
-                        "statuses stay; those made on frames whose pixels differ are flagged (irsam info OUT) and "
-                        "export skips them")
+                        "(a clip moved or copied elsewhere; refused without this option). Its proposals, committed "
+                        "masks and statuses stay. Those that recorded a fingerprint of the pixels they were made on "
+                        "and whose frame now differs are flagged (irsam info OUT) and export skips them; work saved "
+                        "without one (before fingerprints were recorded) cannot be checked, and is taken as made on "
+                        "SOURCE's frames")
     p.add_argument("--method", default="irsam", choices=["irsam", *available_methods()], help="detector (default: irsam)")
     p.add_argument("--weights", help=f"IRSAM checkpoint (default: {DEFAULT_WEIGHTS.relative_to(DEFAULT_WEIGHTS.parents[2])})")
     p.add_argument("--config", choices=tuple(PRESETS),
@@ -72,7 +75,9 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=positive_int, help="only the first N frames")
     p.add_argument("--skip-done", action="store_true",
                    help="skip frames whose proposal was already made with these same settings (detector, weights, "
-                        "options, input window): resumes an interrupted run")
+                        "options, input window) on the pixels the frame holds now: resumes an interrupted run. A "
+                        "frame replaced on disk since its proposal is detected again (each skipped frame is read "
+                        "and hashed to tell; a proposal saved before fingerprints were recorded is kept unread)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -123,7 +128,7 @@ def run(args) -> int:
     try:
         if (out / "project.json").exists():
             existing = ReviewProject.open(out)
-            moved_from = _other_source(existing, Path(args.source), args.follow_source)
+            moved_from = _other_source(existing, Path(args.source), args.follow_source, source)
             # The stored normalisation is the sequence's: never recomputed on a re-run, and never changed,
             # since the project's earlier predictions (and the app's later ones) were made through it.
             normalization = Normalization.from_dict(existing.normalization)
@@ -161,16 +166,19 @@ def run(args) -> int:
 
     if moved_from is not None:
         print(f"{out}: source changed from {moved_from} to {project.source_path} (--follow-source); frames whose "
-              "pixels differ from those their masks and statuses were made on are named by irsam info, and export "
-              "skips them")
+              "pixels differ from those their proposals, masks and statuses recorded are named by irsam info, and "
+              "export skips them (work saved before fingerprints were recorded cannot be checked)")
     n = len(source) if args.limit is None else min(len(source), args.limit)
     print(f"{source.kind} {source.path}: {n} frames {source.size_text()} {source.dtype}; "
           f"detector {record['name']} on {detector.device}"
           + (f", targets of {detector.gate} kept" if record["size_gate"] else "") + f"; normalisation {normalization}")
     origin = ProposalOrigin.of(record, normalization)
-    done_before = _same_settings(project, source.stems[:n], origin, args.save_logits) if args.skip_done else set()
+    done_before = _same_settings(project, source.stems[:n], origin, args.save_logits) if args.skip_done else {}
     if done_before:
-        print(f"{len(done_before)} frame(s) already proposed with these settings: skipped (--skip-done)")
+        checked = sum(sha1 is not None for sha1 in done_before.values())
+        print(f"{len(done_before)} frame(s) already proposed with these settings: skipped (--skip-done)"
+              + (f" unless their frame changed on disk since ({checked} of them hold a fingerprint to tell)"
+                 if checked else ""))
     started = utc_now()
     try:
         stats = run_pipeline(source, n, normalization, detector, project, args.batch_size, args.save_logits,
@@ -200,6 +208,9 @@ def run(args) -> int:
     bad = source.bad_frames
     print(f"{stats['frames']} frames in {stats['seconds']:.1f} s ({stats['fps']:.2f} frames/s), "
           f"{stats['targets']} targets; project: {out}")
+    if stats["changed"]:
+        print(f"{stats['changed']} of the frames already proposed were detected again: their frame changed on disk "
+              "since their proposal")
     if stats["kept_accepted"]:
         print(f"{stats['kept_accepted']} accepted frame(s) keep the mask they were accepted with "
               "(committed to labels/; the new prediction is in masks/)")
@@ -212,13 +223,20 @@ def run(args) -> int:
     return 0 if stats["frames"] > 0 or done_before else 1
 
 
-def _other_source(project: ReviewProject, source: Path, follow: bool) -> Path | None:
-    """The project's recorded source when `source` is another path (None: the same one). ProjectError unless
+def _other_source(project: ReviewProject, source_path: Path, follow: bool, source=None) -> Path | None:
+    """The project's recorded source when `source_path` is another one (None: the same frames). ProjectError unless
     `follow` (--follow-source): frames of another clip under the same names would silently take the project's
     proposals, committed masks and statuses, and committed masks made before fingerprints (or without the
-    frame at hand) cannot tell that their frame changed."""
-    recorded, given = project.source_path, source.resolve()
-    if recorded == given or (recorded.exists() and given.exists() and os.path.samefile(recorded, given)):
+    frame at hand) cannot tell that their frame changed.
+
+    A clip folder CLIP holding no image is read from CLIP/images (`open_source`): CLIP and CLIP/images are the same
+    frames, so the folders the frames are read from are compared (`source`: the opened `source_path`), not the
+    paths given."""
+    recorded, given = project.source_path, source_path.resolve()
+    if recorded == given or _same_path(recorded, given):
+        return None
+    given_frames = getattr(source, "image_dir", None) or _frames_folder(given)
+    if _same_path(_frames_folder(recorded), given_frames):
         return None
     if not follow:
         where = "" if recorded.exists() else " (no longer there)"
@@ -227,9 +245,31 @@ def _other_source(project: ReviewProject, source: Path, follow: bool) -> Path | 
     return recorded
 
 
-def _same_settings(project: ReviewProject, stems, origin: ProposalOrigin, with_logits: bool) -> set[str]:
-    """Frames whose proposal these settings made (and, `with_logits`, whose logits were saved)."""
-    return {stem for stem in stems
+def _frames_folder(path: Path) -> Path:
+    """The folder `open_source(path)` reads the frames from: path/images for a folder holding no image file but an
+    images/ folder, else `path` itself (a folder, a TIFF or an image)."""
+    from app.core.frames import _list_images
+
+    try:
+        if path.is_dir() and (path / "images").is_dir() and not _list_images(path, with_broken_links=True):
+            return path / "images"
+    except OSError:
+        pass
+    return path
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve() or os.path.samefile(a, b)
+    except OSError:  # one of them is gone
+        return False
+
+
+def _same_settings(project: ReviewProject, stems, origin: ProposalOrigin, with_logits: bool) -> dict[str, str | None]:
+    """Frames whose proposal these settings made (and, `with_logits`, whose logits were saved): stem -> the
+    `frame_digest` that proposal recorded of the frame it was detected on (None: saved before fingerprints were
+    recorded, or without the frame)."""
+    return {stem: project.proposal_frame_sha1(stem) for stem in stems
             if origin.same_run_settings(project.proposal_origin(stem)) and (not with_logits or project.has_logits(stem))}
 
 
@@ -253,13 +293,16 @@ def _report_other_proposals(project: ReviewProject, stems, origin: ProposalOrigi
 
 
 _END = object()
+_CHECKED = object()  # a frame of `skip` read and found unchanged (run_pipeline's reader)
 
 
 def run_pipeline(source, n: int, normalization: Normalization, detector, project: ReviewProject,
                  batch_size: int, save_logits: bool, show_progress: bool, *, writers: int = DEFAULT_WRITERS,
-                 origin: ProposalOrigin | None = None, skip: set[str] = frozenset()) -> dict:
+                 origin: ProposalOrigin | None = None, skip: Mapping[str, str | None] | Set[str] = frozenset()) -> dict:
     """reader thread -> detector (this thread, in batches) -> `writers` writer threads, over the first `n`
-    frames but those in `skip` (stems).
+    frames but those in `skip`: stem -> the `frame_digest` its proposal recorded, or None (or a set of stems:
+    None for each). A frame skipped with a digest is read and hashed, and detected all the same when it holds
+    other pixels now (replaced on disk since: `stats["changed"]` counts them); with None it is not read.
 
     Writers finish frames in any order; the project's files and detections.csv do not depend on it
     (one file set per frame, detections kept per stem and written in frame order). A failed write
@@ -271,6 +314,9 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
     # taken by the frame's save_prediction
     digests: dict[str, str] = {}
     given_sha1_of, project.frame_sha1_of = project.frame_sha1_of, digests.pop
+    if not isinstance(skip, Mapping):
+        skip = dict.fromkeys(skip)
+    changed: list[str] = []  # frames of `skip` read and found changed: detected again
 
     def put(item) -> None:
         while not stop_reading.is_set():
@@ -285,12 +331,19 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
             for i in range(n):
                 if stop_reading.is_set():
                     return
-                if source.stems[i] in skip:
-                    continue
+                stem = source.stems[i]
+                if stem in skip and skip[stem] is None:
+                    continue  # no fingerprint to compare: done, as before fingerprints were recorded
                 try:
                     frame = source.frame(i)
-                    digests[source.stems[i]] = frame_digest(frame)
-                    put((source.stems[i], normalization.apply(frame)))
+                    digest = frame_digest(frame)
+                    if stem in skip:
+                        if digest == skip[stem]:
+                            put(_CHECKED)  # proposed on these very pixels: counted in the progress only
+                            continue
+                        changed.append(stem)
+                    digests[stem] = digest
+                    put((stem, normalization.apply(frame)))
                 except FrameReadError:
                     continue  # recorded in source.bad_frames
             put(_END)
@@ -303,7 +356,9 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
     # bounded memory (each pending write holds its frame's logits and edge map), yet work for every writer
     max_pending = max(4 * batch_size, 2 * writers)
     pending: deque[Future] = deque()
-    progress = _progress_bar(n - len(skip), show_progress)
+    # frames read to check their fingerprint count in the progress too (a pass over a done run reads them all)
+    progress = _progress_bar(sum(1 for stem in source.stems[:n] if stem not in skip or skip[stem] is not None),
+                             show_progress)
     done = kept_accepted = 0
     detected: list[str] = []
     t0 = time.perf_counter()
@@ -318,6 +373,9 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
                     break
                 if isinstance(item, Exception):
                     raise RuntimeError(f"reading the frames failed: {type(item).__name__}: {item}") from item
+                if item is _CHECKED:
+                    progress.update(1)
+                    continue
                 batch.append(item)
             if not batch:
                 break
@@ -345,7 +403,7 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
     seconds = time.perf_counter() - t0
     targets = sum(len(project.detections(stem)) for stem in detected)  # frames left alone keep earlier ones
     return {"frames": done, "seconds": seconds, "fps": done / seconds if seconds > 0 else 0.0, "targets": targets,
-            "kept_accepted": kept_accepted}
+            "kept_accepted": kept_accepted, "changed": len(changed)}
 
 
 def _progress_bar(total: int, enabled: bool):
