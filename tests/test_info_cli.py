@@ -206,3 +206,42 @@ def test_a_damaged_label_is_not_counted_as_committed(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert fields(printed)["committed"] == "2 frames with an analyst's mask"  # the damaged one: listed below only
     assert f"  {damaged}: truncated PNG (no IEND chunk)" in printed.splitlines()
+
+
+def test_info_reads_a_projects_frames_only_when_few_hold_a_fingerprint_or_when_asked(tmp_path, capsys, monkeypatch):
+    """Audit s18 item 9: `irsam info PROJECT` decoded every fingerprinted frame by default (about 5 ms each, 46 s
+    for 10,000 frames) and printed nothing meanwhile. Past CHECK_FRAMES_AUTO frames it says how to check them."""
+    import app.commands.info as info_command
+    from app.core.frames import FolderSource
+
+    sequence = write_sequence(iter_frames(SyntheticConfig(n_frames=5, height=32, width=40), 3), tmp_path / "seq")
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
+    read = []
+    real_frame = FolderSource.frame
+    monkeypatch.setattr(FolderSource, "frame", lambda self, i: read.append(i) or real_frame(self, i))
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0  # 5 frames hold a fingerprint: read
+    assert fields(capsys.readouterr().out)["changed"] == "none of the 5 frames holding a fingerprint"
+    assert len(read) == 5
+
+    monkeypatch.setattr(info_command, "CHECK_FRAMES_AUTO", 4)
+    read.clear()
+    assert main(["info", str(out)]) == 0
+    assert fields(capsys.readouterr().out)["changed"] == (
+        f"not checked: 5 frames hold a fingerprint, more than the 4 read by default (a few ms each): irsam info {out} "
+        "--check-frames reads them to find those replaced on disk")
+    assert read == []
+    for no in ("--no-check-frames", "--no-scan"):
+        assert main(["info", str(out), no]) == 0
+        assert fields(capsys.readouterr().out)["changed"] == (
+            f"not checked (5 frames hold a fingerprint): irsam info {out} --check-frames reads them to find those "
+            "replaced on disk")
+    assert read == []
+    files = sorted((sequence / "images").glob("*.png"))
+    cv2.imwrite(str(files[3]), cv2.imread(str(files[3]), cv2.IMREAD_UNCHANGED)[::-1].copy())
+    assert main(["info", str(out), "--check-frames"]) == 0
+    assert fields(capsys.readouterr().out)["changed"].startswith(
+        f"1 of the 5 frames holding a fingerprint differ from the pixels their work was made on, 0 of them reviewed "
+        f"(to review again; export skips them): {files[3].stem}")
+    assert len(read) == 5

@@ -16,6 +16,9 @@ from model.data import name_some
 VALUE_SAMPLE = 32
 MISSING_LISTED = 5  # missing frames of a project named
 CHANGED_LISTED = 10  # frames of a project changed on disk named
+# frames holding a fingerprint that `irsam info PROJECT` reads by default to find those changed on disk (each is
+# decoded and hashed: about 5 ms for 640x512 16-bit, so about a second); more are read with --check-frames only
+CHECK_FRAMES_AUTO = 200
 
 
 def add_parser(subparsers) -> None:
@@ -24,12 +27,18 @@ def add_parser(subparsers) -> None:
                                           "normalisation irsam detect would give it (with --window or "
                                           "--percentiles: the one those options give); or a review project: "
                                           "its review progress, which runs made its proposals, and which frames "
-                                          "changed on disk since their proposal, mask or status was made.")
+                                          "changed on disk since their proposal, mask or status was made "
+                                          f"(checked by default for up to {CHECK_FRAMES_AUTO} frames holding a "
+                                          "fingerprint; see --check-frames).")
     p.add_argument("source", help="folder of frames, multi-page TIFF, image file, or review project folder")
     p.add_argument("--scan", action=argparse.BooleanOptionalAction, default=True,
                    help="decode every frame to find all unreadable ones (default); --no-scan samples frames. For a "
-                   "project: read the frames that hold a fingerprint to find those changed on disk (default); "
-                   "--no-scan skips that")
+                   "project, --no-scan is --no-check-frames")
+    p.add_argument("--check-frames", action=argparse.BooleanOptionalAction, default=None,
+                   help="for a project: read every frame that holds a fingerprint (a proposal, committed mask or "
+                   "status saved over it records its pixels) to find those replaced on disk since: a few ms a frame, "
+                   "with progress on a terminal. Default: only when at most "
+                   f"{CHECK_FRAMES_AUTO} frames hold one; --no-check-frames never")
     add_normalization_options(p)
     p.set_defaults(run=run)
 
@@ -39,7 +48,8 @@ def run(args) -> int:
         if args.window or args.percentiles:
             print("warning: --window and --percentiles describe a source; a project keeps its own "
                   "normalisation (shown below)", file=sys.stderr)
-        return describe_project(Path(args.source), check_frames=args.scan)
+        check = args.check_frames if args.check_frames is not None else (None if args.scan else False)
+        return describe_project(Path(args.source), check_frames=check)
     try:
         request = normalization_request_of(args)
         source = open_source(args.source)
@@ -91,9 +101,10 @@ def run(args) -> int:
     return 0
 
 
-def describe_project(folder: Path, check_frames: bool = True) -> int:
-    """A review project: its source, normalisation, review progress, which runs made its proposals, and (with
-    `check_frames`) which frames changed on disk since (`find_changed_frames`)."""
+def describe_project(folder: Path, check_frames: bool | None = None) -> int:
+    """A review project: its source, normalisation, review progress, which runs made its proposals, and which
+    frames changed on disk since (`find_changed_frames`): `check_frames` True reads every frame holding a
+    fingerprint, False none, None (default) all of them when at most CHECK_FRAMES_AUTO do."""
     from app.core.project import ProjectError, ReviewProject
     from app.core.provenance import ProposalOrigin
     from app.core.review_queue import status_counts
@@ -153,22 +164,35 @@ def _source_problem(project, source, error) -> str:
     return f", {len(missing)} of the project's {len(project)} frames missing: {name_some(missing, MISSING_LISTED)}"
 
 
-def _changed_frames(project, source, check: bool) -> str:
+def _changed_frames(project, source, check: bool | None) -> str:
     """Which frames' pixels differ from those their proposal, committed mask or status was made on (the source
-    replaced on disk under the same names): only frames holding a fingerprint are read."""
+    replaced on disk under the same names): only frames holding a fingerprint are read (`check`: see
+    `describe_project`), with a progress bar on a terminal."""
+    from tqdm import tqdm
+
     from app.core.project import find_changed_frames
 
-    if source is None:
-        return "not checked: the source cannot be read"
-    if not check:
-        return "not checked (--no-scan): irsam info without it reads the frames that hold a fingerprint"
-    found = find_changed_frames(project, source)
-    if not found:
+    held = [stem for stem in project.stems if any(project.recorded_frame_sha1s(stem))]  # PNG headers: no decoding
+    if not held:
         return "no frame holds a fingerprint yet (recorded as frames are detected and reviewed)"
+    how = f"irsam info {project.folder} --check-frames reads them to find those replaced on disk"
+    if source is None:
+        return f"not checked: the source cannot be read ({len(held)} frames hold a fingerprint)"
+    if check is False:
+        return f"not checked ({len(held)} frames hold a fingerprint): {how}"
+    if check is None and len(held) > CHECK_FRAMES_AUTO:
+        return (f"not checked: {len(held)} frames hold a fingerprint, more than the {CHECK_FRAMES_AUTO} read by "
+                f"default (a few ms each): {how}")
+    with tqdm(total=len(held), unit="frame", desc="checking frames", disable=None, dynamic_ncols=True,
+              file=sys.stderr, leave=False) as progress:
+        found = find_changed_frames(project, source, held, progress=lambda done, total: progress.update(1))
+    if not found:
+        return f"not checked: none of the {len(held)} frames holding a fingerprint can be read from the source now"
+    unread = f" ({len(held) - len(found)} more cannot be read from the source now)" if len(found) < len(held) else ""
     changed = [stem for stem, change in found.items() if change.changed]
     if not changed:
-        return f"none of the {len(found)} frames holding a fingerprint"
+        return f"none of the {len(found)} frames holding a fingerprint{unread}"
     review = sum(found[stem].review for stem in changed)
     return (f"{len(changed)} of the {len(found)} frames holding a fingerprint differ from the pixels their work was "
             f"made on, {review} of them reviewed (to review again; export skips them): "
-            f"{name_some(changed, CHANGED_LISTED)}")
+            f"{name_some(changed, CHANGED_LISTED)}{unread}")
