@@ -266,3 +266,45 @@ def test_opening_another_sequence_stops_the_import_between_frames(window, fresh_
     assert not tools.writing and tools.review_panel.accept_next.isEnabled()
     committed = [project.has_committed_mask(stem) for stem in project.stems]
     assert 3 <= sum(committed) < 60 and committed == sorted(committed, reverse=True)  # stopped between frames
+
+
+def test_the_apps_import_reads_the_frames_from_a_source_of_its_own_not_the_views_cache(tmp_path, monkeypatch):
+    """Audit s18 item 9: the app's import (a worker thread) fingerprinted each frame through the session's
+    `frame_sha1_of`, the view's frame source: it evicted the frames shown from its cache and turned its read-ahead
+    round the imported frames."""
+    from app.core.frames import frame_digest, open_source
+    from app.session import ReviewSession
+
+    masks = data_set(tmp_path / "data", n=4)
+    session = ReviewSession.open(tmp_path / "data")
+    try:
+        project = session.ensure_project()
+        assert project.frame_sha1_of is not None  # the session's: through the view's cache
+        viewed = []
+        real_frame = session.source.frame
+        monkeypatch.setattr(session.source, "frame", lambda i: viewed.append(i) or real_frame(i))
+        report = import_labels(project, session.ground_truth.mask)
+        assert sorted(report.imported) == sorted(masks) and viewed == []
+        with open_source(tmp_path / "data") as source:
+            assert [project.committed_frame_sha1(stem) for stem in source.stems] == [
+                frame_digest(source.frame(i)) for i in range(len(source))]
+        # a source that cannot be opened any more (moved): the project's own frame_sha1_of, as before
+        project.commit_mask("im0", np.zeros(SHAPE, bool))  # differs from the reference: replaced below
+        viewed.clear()
+        monkeypatch.setattr(ReviewProject, "source_path", property(lambda self: tmp_path / "gone"))
+        assert import_labels(project, session.ground_truth.mask, stems=["im0"], replace=True).imported == ["im0"]
+        assert viewed == [0]
+    finally:
+        session.close()
+
+
+def test_an_import_records_the_fingerprints_it_is_given(tmp_path):
+    masks = data_set(tmp_path / "data", n=2)
+    project = detected_project(tmp_path, masks)
+    assert project.frame_sha1_of is None
+    report = import_labels(project, lambda stem: masks[stem], frame_sha1_of=lambda stem: f"{stem:0>40}")
+    assert report.imported == ["im0", "im1"]
+    assert project.committed_frame_sha1("im1") == f"{'im1':0>40}"
+    refused = import_labels(project, lambda stem: ~masks[stem], replace=True,
+                            frame_sha1_of=lambda stem: (_ for _ in ()).throw(OSError("gone")))
+    assert [stem for stem, _ in refused.refused] == ["im0", "im1"]

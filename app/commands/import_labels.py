@@ -33,7 +33,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from app.core.frames import GroundTruth, SourceError, find_ground_truth, open_source
-    from app.core.label_import import import_labels
+    from app.core.label_import import frame_sha1_reader, import_labels
     from app.core.project import ProjectWriteError
 
     project = open_project_or_say_why(args.project)
@@ -56,14 +56,14 @@ def run(args) -> int:
             if truth is None or not truth.has_masks:
                 print(f"error: no masks/ folder beside {project.source_path}; give --masks", file=sys.stderr)
                 return 2
-        # each committed mask records the pixels of the frame it is committed over (ReviewProject.frame_change):
-        # a frame replaced on disk later is then found changed, and export skips it
-        project.frame_sha1_of = _frame_sha1_reader(source)
         progress = tqdm(total=len(project), unit="frame", disable=None, dynamic_ncols=True, file=sys.stderr,
                         desc="import-labels")
         try:
+            # each committed mask records the pixels of the frame it is committed over (ReviewProject.frame_change):
+            # a frame replaced on disk later is then found changed, and export skips it
             report = import_labels(project, truth.mask, replace=args.replace,  # interpolated masks: named below
-                                   progress=lambda done, total: progress.update(done - progress.n))
+                                   progress=lambda done, total: progress.update(done - progress.n),
+                                   frame_sha1_of=frame_sha1_reader(source))
         except ProjectWriteError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -87,24 +87,6 @@ def run(args) -> int:
         print(f"error: no mask committed: {len(report.refused)} refused (named above)", file=sys.stderr)
         return 1
     return 0
-
-
-def _frame_sha1_reader(source):
-    """The project's `frame_sha1_of` over `source`: a frame's `frame_digest`, read once (the import asks before
-    it commits, and the commit again); FrameReadError for a frame the source lacks or cannot read."""
-    from app.core.frames import FrameReadError, frame_digest
-
-    index = {stem: i for i, stem in enumerate(source.stems)}
-    known: dict[str, str] = {}
-
-    def sha1_of(stem: str) -> str:
-        if stem not in known:
-            if stem not in index:
-                raise FrameReadError(source.path, f"the source has no frame {stem!r}")
-            known[stem] = frame_digest(source.frame(index[stem]))
-        return known[stem]
-
-    return sha1_of
 
 
 def _mismatch_example(stem: str, masks_dir: Path) -> str:

@@ -9,20 +9,26 @@ What the analyst already did is never overwritten: reviewed frames are left as t
 whose committed mask differs from the reference keeps it unless `replace` is asked (then the reference
 replaces it as an undoable edit).
 
-Each mask committed records the fingerprint of the frame it is committed over (the project's
-`frame_sha1_of`, which the session and `irsam import-labels` set), so a frame replaced on disk later is
-found changed and not exported with it; a frame that cannot be read then has its mask refused.
+Each mask committed records the fingerprint of the frame it is committed over, so a frame replaced on disk
+later is found changed and not exported with it; a frame that cannot be read then has its mask refused. The
+frames are read from a source of their own (`irsam import-labels` passes its reader; in the app, where the
+project's `frame_sha1_of` reads the view's frame cache, one is opened without read-ahead), so an import in a
+worker neither evicts the frames the analyst looks at nor turns the view's read-ahead round.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
-from app.core.frames import FrameReadError
+from app.core.frames import FrameReadError, SourceError, frame_digest, open_source
 from app.core.project import ReviewProject, ReviewStatus
+
+READ_ERRORS = (FrameReadError, OSError, KeyError, IndexError, ValueError)
 
 
 @dataclass
@@ -56,25 +62,59 @@ def import_labels(
     replace: bool = False,
     cancelled: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
+    frame_sha1_of: Callable[[str], str] | None = None,
+    source_path: str | os.PathLike | None = None,
 ) -> LabelImportReport:
     """Commit `read_mask(stem)` (bool, frame-sized; None: no mask) for each of `stems` (default: every frame).
 
+    Each commit records the `frame_digest` of the frame it is committed over: `frame_sha1_of(stem)` when given;
+    else, when the project's `frame_sha1_of` is set (the app's session: it reads the view's frame cache), each
+    frame is read from a source of its own opened on `source_path` (default: the project's source) without
+    read-ahead, and only when that cannot be opened through the project's `frame_sha1_of`; else none is recorded.
+
     A mask that cannot be read, has another size than its frame, or would be committed over a frame that
-    cannot be read now (with the project's `frame_sha1_of` set) is refused with the reason; the rest go on.
+    cannot be read now (when fingerprints are recorded) is refused with the reason; the rest go on.
     `cancelled` stops between frames (what was committed stays, each frame whole); `progress(done, total)`
     after each frame."""
     report = LabelImportReport()
     stems = project.stems if stems is None else list(stems)
-    for done, stem in enumerate(stems, start=1):
-        if cancelled is not None and cancelled.is_set():
-            break
-        _import_one(project, stem, read_mask, replace, report)
-        if progress is not None:
-            progress(done, len(stems))
+    with contextlib.ExitStack() as stack:
+        if frame_sha1_of is None and project.frame_sha1_of is not None:
+            frame_sha1_of = _own_reader(stack, source_path or project.source_path) or project.frame_sha1_of
+        for done, stem in enumerate(stems, start=1):
+            if cancelled is not None and cancelled.is_set():
+                break
+            _import_one(project, stem, read_mask, replace, report, frame_sha1_of)
+            if progress is not None:
+                progress(done, len(stems))
     return report
 
 
-def _import_one(project: ReviewProject, stem: str, read_mask, replace: bool, report: LabelImportReport) -> None:
+def frame_sha1_reader(source) -> Callable[[str], str]:
+    """stem -> `frame_digest` of that frame of `source` (a FrameSource); FrameReadError for a frame the source lacks
+    or cannot read."""
+    index = {stem: i for i, stem in enumerate(source.stems)}
+
+    def sha1_of(stem: str) -> str:
+        if stem not in index:
+            raise FrameReadError(source.path, f"the source has no frame {stem!r}")
+        return frame_digest(source.frame(index[stem]))
+
+    return sha1_of
+
+
+def _own_reader(stack: contextlib.ExitStack, path) -> Callable[[str], str] | None:
+    """`frame_sha1_reader` over a source opened on `path` without read-ahead (closed with `stack`); None when it
+    cannot be opened."""
+    try:
+        source = stack.enter_context(open_source(path, prefetch=0))
+    except (SourceError, OSError):
+        return None
+    return frame_sha1_reader(source)
+
+
+def _import_one(project: ReviewProject, stem: str, read_mask, replace: bool, report: LabelImportReport,
+                frame_sha1_of: Callable[[str], str] | None) -> None:
     if project.status(stem) is not ReviewStatus.UNREVIEWED:
         report.reviewed.append(stem)
         return
@@ -102,12 +142,14 @@ def _import_one(project: ReviewProject, stem: str, read_mask, replace: bool, rep
     if committed is not None and not replace:
         report.kept.append(stem)
         return
-    if project.frame_sha1_of is not None:  # the fingerprint the commit records: the frame must be read now
+    frame_sha1 = None
+    if frame_sha1_of is not None:  # the fingerprint the commit records: the frame must be read now
         try:
-            project.frame_sha1_of(stem)
-        except (FrameReadError, OSError, KeyError, IndexError, ValueError) as e:
+            frame_sha1 = frame_sha1_of(stem)
+        except READ_ERRORS as e:
             report.refused.append((stem, f"its frame cannot be read to record which pixels the mask is committed "
                                          f"over: {getattr(e, 'reason', e)}"))
             return
-    project.commit_edit(stem, reference)  # a proposal that was exactly the reference is committed all the same
+    # a proposal that was exactly the reference is committed all the same
+    project.commit_edit(stem, reference, frame_sha1)
     report.imported.append(stem)
