@@ -473,7 +473,8 @@ class ReviewTools(QtCore.QObject):
             return
         self._block_edits(IMPORT_BLOCKS)
         cancelled = threading.Event()
-        worker = CancellableCallWorker(lambda: import_labels(project, truth.mask, cancelled=cancelled), cancelled)
+        worker = CancellableCallWorker(lambda: import_labels(project, truth.mask, cancelled=cancelled,
+                                                             source_path=session.source.path), cancelled)
         worker.finished.connect(self._ground_truth_committed)
         self.importing = True
         self.label_import.start(worker)
