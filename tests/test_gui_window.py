@@ -788,21 +788,39 @@ def test_an_interpolated_ground_truth_mask_is_reported(window, fresh_sequence, q
 
 
 def test_a_run_asked_for_while_the_checkpoint_loads_starts_once_it_is_loaded(window, fresh_sequence, tiny_checkpoint,
-                                                                             qtbot):
+                                                                             qtbot, monkeypatch):
+    import threading
+
+    import app.widgets.workers as workers
+
+    # each checkpoint's load waits for its event: the runs below are asked for while it loads, however slow the
+    # machine is
+    held = {Path(tiny_checkpoint).name: threading.Event(), "missing.pt": threading.Event()}
+    make_detector = workers.make_detector
+
+    def loading_slowly(method, weights, *args, **kwargs):
+        if weights is not None and Path(weights).name in held:
+            held[Path(weights).name].wait(30)
+        return make_detector(method, weights, *args, **kwargs)
+
+    monkeypatch.setattr(workers, "make_detector", loading_slowly)
     _open(window, qtbot, fresh_sequence)
     window.detection_panel.add_checkpoint(tiny_checkpoint)  # starts loading it at once
     assert window.detection_runner.busy and window.detector is None
     window.run_detection("frame")
     assert window.start_detection([1]) == "A run is already waiting for the detector to load."
+    held[Path(tiny_checkpoint).name].set()
     qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0, timeout=30000)
     qtbot.waitUntil(lambda: window.detection_panel.run_all.isEnabled(), timeout=30000)
     assert window.session.project.prediction(window.session.stem(0))[1].weights == Path(tiny_checkpoint).name
     assert (window.session.detection_counts[1:] < 0).all()  # only the frame asked for
 
     window.detection_panel.add_checkpoint(tiny_checkpoint.parent / "missing.pt")  # loads (and fails) in a worker
+    assert window.detection_runner.busy
     window.run_detection("all")
     window.cancel_detection()
     assert window.detection_panel.run_all.isEnabled() and "cancelled" in window.detection_panel.rate.text()
+    held["missing.pt"].set()
     qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
     qtbot.wait(100)
     assert (window.session.detection_counts[1:] < 0).all()  # the cancelled run never started
