@@ -245,6 +245,15 @@ def test_a_fine_tune_folder_resumes_an_unfinished_run_of_the_same_settings_else_
         f"(1 added, 0 gone)): this one starts afresh in {folder / 'run-2'}.")
     for layer in ("images", "masks"):
         (base / layer / "syn_009.png").unlink()
+    stem = project.stems[1]  # a reviewed frame corrected since: exported again under its name, with its new mask
+    mask = project.committed_mask(stem)
+    project.commit_mask(stem, ~mask if mask is not None else np.ones(project.shape_of(stem), bool))
+    assert prepared(epochs=3)[0].startswith(f"The run in {folder / 'run'} trained on reviewed frames whose masks "
+                                            "have changed since")
+    if mask is not None:
+        project.commit_mask(stem, mask)
+    else:
+        (project.folder / "labels" / f"{stem}.png").unlink()
 
     again = prepare_run(folder, project, sequence_name="seqA", source=source, **{**options, "epochs": 2})
     assert again.note == f"Resuming the run in {folder / 'run'} after epoch 1 of 2." and again.job.out_dir == folder / "run"

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -172,6 +174,28 @@ def test_a_resume_with_other_images_in_an_extra_data_folder_is_refused(dataset, 
     with pytest.raises(ValueError) as refused:
         train(config(dataset, out, extra_data=[str(extra)]), log=lambda message: None)
     assert f"the images --extra-data {extra.resolve()} holds (1 added, 1 gone)" in str(refused.value)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
+
+
+@pytest.mark.parametrize("where", ["extra", "train"])
+def test_a_resume_after_a_mask_changed_under_the_same_name_is_refused(dataset, tmp_path, where):
+    """A frame reviewed again and exported again (--append) keeps its name: its new mask is a change too."""
+    data = Path(shutil.copytree(dataset, tmp_path / "data"))  # the module's data set stays as it is
+    extra = write_sirst_dataset(tmp_path / "extra", n_frames=6, seed=9)
+    out = tmp_path / "run"
+    with pytest.raises(Stopped):
+        train(config(data, out, extra_data=[str(extra)]), log=stop_after(1))
+    kept = {path.name: path.read_bytes() for path in out.iterdir()}
+    if where == "extra":
+        mask = sorted((extra / "masks").glob("*.png"))[0]
+    else:
+        mask = data / "masks" / f"{(data / 'train.txt').read_text().split()[0]}.png"
+    cv2.imwrite(str(mask), np.zeros_like(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)))  # the target deleted
+    with pytest.raises(ValueError) as refused:
+        train(config(data, out, extra_data=[str(extra)]), log=lambda message: None)
+    said = (f"the images or masks --extra-data {extra.resolve()} holds changed under the same names" if where == "extra"
+            else "the images or masks --split-train lists changed under the same names")
+    assert said in str(refused.value)
     assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
 
 

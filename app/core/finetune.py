@@ -492,7 +492,7 @@ def _why_not_resumed(job: FineTuneJob) -> tuple[str | None, int]:
     if not job.last_path.exists():
         return "left no last.pt to resume from", 0
     from model.checkpoint import CheckpointError, read_torch_file
-    from model.train import config_change, model_config_of, run_changes, run_record
+    from model.train import config_change, data_contents, model_config_of, run_changes, run_record
     from model.train_config import train_config_of_command
 
     try:
@@ -508,12 +508,20 @@ def _why_not_resumed(job: FineTuneJob) -> tuple[str | None, int]:
     if run is None:
         return "was started by an older version that did not record its settings", 0
     try:
-        extra_stems = [[sample.stem for sample in extra_data_samples(entry)] for entry in cfg.extra_data]
+        extra = [extra_data_samples(entry) for entry in cfg.extra_data]
+        exported = {s.stem: s for s in find_dataset(job.data_root / "images", job.data_root / "masks", None)}
+        train, val = ([exported[stem] for stem in stems if stem in exported] for stems in (job.holdout.train,
+                                                                                             job.holdout.val))
+        contents = data_contents(train, val, extra)
     except (OSError, ValueError) as e:  # the training would refuse it too
         return f"cannot be resumed ({e})", 0
-    changes = run_changes(run, run_record(cfg, 1, job.holdout.train, job.holdout.val, extra_stems))
+    now = run_record(cfg, 1, job.holdout.train, job.holdout.val, [[s.stem for s in samples] for samples in extra],
+                     contents)
+    changes = run_changes(run, now)
     if changes.keys() & {"train_stems", "val_stems"}:
         return "trained on other reviewed frames", 0
+    if changes.keys() & {"train_content", "val_content"}:
+        return "trained on reviewed frames whose masks have changed since (corrected and exported again)", 0
     if changes:
         return f"was started with other settings ({'; '.join(changes.values())})", 0
     if done >= cfg.epochs:
