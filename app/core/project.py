@@ -795,10 +795,6 @@ class ReviewProject:
             review = status is ReviewStatus.ACCEPTED and proposal  # accepted as proposed
         return FrameChange(stem, review=review, mask=mask, proposal=proposal, reviewed=reviewed)
 
-    def frame_changed(self, stem: str, frame: np.ndarray | str) -> bool:
-        """Whether anything stored about the frame was made on other pixels than `frame` (`frame_change`)."""
-        return self.frame_change(stem, frame).changed
-
     def _current_sha1(self, stem: str) -> str | None:
         """`frame_sha1_of(stem)`; None without it or a readable frame."""
         sha1_of = self.frame_sha1_of
