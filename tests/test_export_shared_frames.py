@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 import app.cli
-from app.core.export import ExportError, export_project, read_exported_dataset, shared_frame_reason
-from app.core.frames import frame_fingerprint, open_source
+from app.core.export import (
+    ExportError,
+    export_project,
+    read_exported_dataset,
+    sequence_name_for,
+    shared_frame_reason,
+)
+from app.core.frames import frame_digest, frame_fingerprint, open_source
 from app.core.project import ReviewProject
 from tests.test_export import DETECTOR, NORMALIZATION, SHAPE, box, snapshot
 
@@ -178,3 +184,85 @@ def test_a_frame_of_the_same_pixels_under_another_name_is_held_once(tmp_path):
         again.set_status(stem, "negative")
     report = export_project(again, out, "sirst", split="test", append=True)
     assert report.exported == ["again_frame_0004"] and len(report.shared) == 4
+
+
+def fingerprinted_clip(tmp_path, name, folder):
+    """A new project over the clip in `folder` (as `irsam detect` makes one): each frame corrected, its work
+    recording the fingerprint (`frame_digest`) of the frame it was made on."""
+    source = open_source(tmp_path / folder)
+    project = ReviewProject.create(tmp_path / f"{name}.irsam-review", source.path, source.kind, source.stems,
+                                   source.shape, NORMALIZATION.to_dict(), DETECTOR)
+    for i, stem in enumerate(project.stems):
+        sha1 = frame_digest(source.frame(i))
+        project.commit_mask(stem, box(2 + int(stem) % 10, 3), frame_sha1=sha1)
+        project.set_status(stem, "corrected", frame_sha1=sha1)
+    source.close()
+    return project
+
+
+def test_a_clip_renamed_since_exports_under_its_earlier_name_without_being_told(tmp_path, capsys, monkeypatch):
+    """--sequence's default is the name the data set already gives this source's frames: found by their values
+    (those the new project recorded) when the clip was renamed and a new project made over it."""
+    out = tmp_path / "ds"
+    export_project(clip(tmp_path, "clipA", range(6)), out, "sirst", split="train")
+    (tmp_path / "clipA").rename(tmp_path / "clipB")
+    # a project that recorded no fingerprints (made before them) cannot tell: the clip's own name, refused as before
+    assert sequence_name_for(clip(tmp_path, "old", [], folder="clipB"), out, "sirst") == "clipB"
+    moved = fingerprinted_clip(tmp_path, "clipB", "clipB")
+    assert sequence_name_for(moved, out, "sirst") == "clipA"
+    monkeypatch.setattr(app.cli, "COMMANDS", {"export": app.cli.COMMANDS["export"]})
+    assert app.cli.main(["export", str(moved.folder), "--out", str(out), "--append"]) == 0
+    assert "exported 6 frames" in capsys.readouterr().out
+    assert [stem for stem, *_ in read_exported_dataset(out, "sirst")] == [f"clipA_{i:04d}" for i in range(6)]
+    assert held_twice(out) == []
+
+
+def test_a_clip_renamed_with_a_frame_replaced_since_replaces_that_frame_under_its_earlier_name(tmp_path):
+    """The clip renamed and one frame replaced on disk, a new project made over it: every frame of the old
+    sequence is one of this project's, all but the replaced one alike and the old source gone: the same source.
+    The replaced frame's new mask (made on its new pixels) replaces its earlier export, under the same name."""
+    out = tmp_path / "ds"
+    export_project(clip(tmp_path, "clipA", range(10)), out, "sirst", split="train")
+    (tmp_path / "clipA").rename(tmp_path / "clipB")
+    cv2.imwrite(str(tmp_path / "clipB" / "0003.png"), RECORDING[12])  # frame 0003 replaced by other pixels
+    moved = fingerprinted_clip(tmp_path, "clipB", "clipB")
+    assert sequence_name_for(moved, out, "sirst") == "clipA"
+    report = export_project(moved, out, "sirst", split="train", append=True)
+    assert report.exported == [f"clipA_{i:04d}" for i in range(10)] and report.shared == [] and report.removed == []
+    meta = json.loads((out / "meta.json").read_text())["frames"]
+    assert sorted(meta) == [f"clipA_{i:04d}" for i in range(10)]
+    assert meta["clipA_0003"]["frame_sha1"] == frame_fingerprint(RECORDING[12])
+    assert held_twice(out) == []
+    report = export_project(moved, out, "sirst", split="train", append=True, sequence_name="clipA")  # told: the same
+    assert len(report.exported) == 10 and report.shared == []
+
+
+def test_a_copy_of_a_clip_with_a_frame_replaced_is_another_source_while_the_first_is_still_there(tmp_path):
+    """The replaced frame is allowed only where the recorded source is gone: a copy edited beside the clip it was
+    copied from is another clip, and the frames the two share are left out as before."""
+    out = tmp_path / "ds"
+    export_project(clip(tmp_path, "clipA", range(6)), out, "sirst", split="train")
+    copy = tmp_path / "clipC"
+    copy.mkdir()
+    for path in (tmp_path / "clipA").iterdir():
+        copy.joinpath(path.name).write_bytes(path.read_bytes())
+    cv2.imwrite(str(copy / "0003.png"), RECORDING[12])
+    copied = fingerprinted_clip(tmp_path, "clipC", "clipC")
+    assert sequence_name_for(copied, out, "sirst") == "clipC"
+    report = export_project(copied, out, "sirst", split="test", append=True)
+    assert report.exported == ["clipC_0003"] and len(report.shared) == 5
+    assert held_twice(out) == []
+
+
+def test_a_clip_of_the_same_names_mostly_other_pixels_is_another_source_though_the_first_is_gone(tmp_path):
+    """Fewer frames alike than differ: not this clip with some frames replaced, another recording of the same
+    frame names."""
+    out = tmp_path / "ds"
+    export_project(clip(tmp_path, "clipA", range(6)), out, "sirst", split="train")
+    (tmp_path / "clipA").rename(tmp_path / "clipB")
+    for i in range(1, 6):
+        cv2.imwrite(str(tmp_path / "clipB" / f"{i:04d}.png"), RECORDING[i + 7])
+    moved = fingerprinted_clip(tmp_path, "clipB", "clipB")
+    assert sequence_name_for(moved, out, "sirst") == "clipB"
+    report = export_project(moved, out, "sirst", split="test", append=True)
+    assert report.exported == [f"clipB_{i:04d}" for i in range(1, 6)] and [s for s, _ in report.shared] == ["0000"]

@@ -221,14 +221,36 @@ def source_sequence_name(source_path: str | Path, source_kind: str) -> str:
 def sequence_name_for(project: ReviewProject, out: str | Path, layout: str,
                       dataset_name: str = DEFAULT_DATASET_NAME) -> str:
     """The sequence name to export `project` under when none is given: the name its source already has in
-    the data set at `out` (so an append replaces that earlier export), else `source_sequence_name`."""
+    the data set at `out` (so an append replaces that earlier export), else `source_sequence_name`. The
+    source's name is found as the export finds its frames (`_records_of_this_source`): by path or project, else
+    by the frames' values, those the project recorded its work was made on (`recorded_frame_sha1s`; the frames
+    are not read): a clip renamed since, with a new project over it, keeps its name."""
     paths = dataset_paths(out, layout, dataset_name)
-    if (paths.root / "meta.json").is_file():
-        is_this_source = _this_source(project)
-        for record in _read_meta(paths)["frames"].values():
-            if is_this_source(record) and record.get("sequence"):
-                return record["sequence"]
-    return source_sequence_name(project.source_path, project.source_kind)
+    own = source_sequence_name(project.source_path, project.source_kind)
+    if not (paths.root / "meta.json").is_file():
+        return own
+    records = _read_meta(paths)["frames"]
+    is_this_source = _this_source(project)
+    for record in records.values():
+        if is_this_source(record) and record.get("sequence"):
+            return record["sequence"]
+    stems = set(project.stems)
+    outside = {record.get("sequence") for record in records.values() if record.get("source_stem") not in stems}
+    asked = {record["source_stem"] for record in records.values()
+             if record.get("sequence") not in outside and record.get("source_stem") in stems}
+    recorded = {}
+    for stem in asked:  # two small PNG headers a frame, only for the sequences that may be this source
+        recorded[stem] = next((sha1 for sha1 in project.recorded_frame_sha1s(stem) if sha1 is not None), None)
+
+    def compare(stem: str, record: dict) -> bool | None:
+        if recorded.get(stem) is None or not isinstance(record.get("frame_sha1"), str):
+            return None  # a constant frame's record holds none: it tells nothing
+        return record["frame_sha1"] == recorded[stem]
+
+    candidates = _sequences_of_this_source(records, project, set(), compare)
+    if own in candidates:
+        return own
+    return candidates[0] if len(candidates) == 1 else own
 
 
 def listable_name(name: str) -> str:
@@ -808,21 +830,43 @@ def dataset_formats(out: str | Path, layout: str, dataset_name: str = DEFAULT_DA
 def _records_of_this_source(records: dict, project: ReviewProject, sequence: str,
                             exported_sha1: dict[str, str | None]) -> set[str]:
     """The data set stems of `records` (the data set's frame records before this export) that are this source's
-    frames: those naming this source or project (`_this_source`), and those of a sequence that holds nothing
-    but this project's frames, each under its stem here, with the values of those exported now
-    (`exported_sha1`: project stem -> `frame_fingerprint`; at least one alike, none different), and whose
-    recorded sources do not say otherwise (`_source_may_be_this_one`): the clip renamed since, with its project
-    or not, whose paths no longer tell, maybe grown since; or this clip cut again to hold more of the recording.
-    Where two sequences would be, the one named `sequence` if any, else neither.
+    frames: those naming this source or project (`_this_source`), and those of a sequence that
+    `_sequences_of_this_source` finds this source's by the values of the frames exported now (`exported_sha1`:
+    project stem -> `frame_fingerprint`): the clip renamed since, with its project or not, whose paths no longer
+    tell, maybe grown since, maybe with frames replaced on disk; or this clip cut again to hold more of the
+    recording. Where two sequences would be, the one named `sequence` if any, else neither."""
+    is_this_source = _this_source(project)
+    by_path = {dataset_stem for dataset_stem, record in records.items() if is_this_source(record)}
+
+    def compare(stem: str, record: dict) -> bool | None:
+        if stem not in exported_sha1 or "frame_sha1" not in record:
+            return None
+        if record["frame_sha1"] == exported_sha1[stem]:
+            return True if exported_sha1[stem] is not None else None  # two constant frames tell nothing
+        return False
+
+    candidates = _sequences_of_this_source(records, project, by_path, compare)
+    chosen = {sequence} if sequence in candidates else set(candidates) if len(candidates) == 1 else set()
+    return by_path | {dataset_stem for dataset_stem, record in records.items() if record.get("sequence") in chosen}
+
+
+def _sequences_of_this_source(records: dict, project: ReviewProject, by_path: set[str],
+                              compare: Callable[[str, dict], bool | None]) -> list[str]:
+    """The sequences of `records` (but the records `by_path`, which name this source or project) found this
+    source's by their frames' values: a sequence holding nothing but this project's frames, each under its stem
+    here, at least one of them alike (`compare(stem, record)`: True alike, False different, None not known),
+    and whose recorded sources do not say otherwise (`_source_may_be_this_one`). Frames that differ (the same
+    stem, other values: the frame replaced on disk since) are allowed only where every recorded source is gone
+    (or is this one: `_source_gone_or_this_one`) and fewer differ than are alike: that is this clip renamed, with
+    some frames replaced, and exporting it replaces them; a source still there is another clip.
 
     A sequence holding a frame that is not this project's is another source, even where it shares frames
     with this one (two clips cut from one recording, overlapping by a few frames): `_leave_out_shared_frames`.
     So is one whose source is still where its records say and holds frames this project does not: an
     overlapping clip of which only the frames the two share have been exported yet."""
-    is_this_source = _this_source(project)
     stems = set(project.stems)
-    by_path = {dataset_stem for dataset_stem, record in records.items() if is_this_source(record)}
-    alike: dict = {}  # sequence -> frames found this source's; None once one is not
+    alike: dict = {}  # sequence -> frames found alike; None once one is not this project's
+    differ: dict[str, int] = {}  # sequence -> frames of the same stem, other values
     for dataset_stem, record in records.items():
         name = record.get("sequence")
         if not isinstance(name, str) or alike.get(name, 0) is None:
@@ -830,20 +874,40 @@ def _records_of_this_source(records: dict, project: ReviewProject, sequence: str
         if dataset_stem in by_path:
             alike[name] = alike.get(name, 0) + 1
             continue
-        stem, sha1 = record.get("source_stem"), record.get("frame_sha1")
-        if not isinstance(stem, str) or stem not in stems or (
-                stem in exported_sha1 and "frame_sha1" in record and sha1 != exported_sha1[stem]):
+        stem = record.get("source_stem")
+        if not isinstance(stem, str) or stem not in stems:
             alike[name] = None
-        else:
-            alike[name] = alike.get(name, 0) + (stem in exported_sha1 and sha1 is not None)
+            continue
+        same = compare(stem, record)
+        alike[name] = alike.get(name, 0) + (same is True)
+        if same is False:
+            differ[name] = differ.get(name, 0) + 1
     sources: dict = {}  # candidate sequence -> the sources its records name, but those naming this one
     for dataset_stem, record in records.items():
         if isinstance(record.get("sequence"), str) and alike.get(record["sequence"]) and dataset_stem not in by_path:
             sources.setdefault(record["sequence"], set()).add(record.get("source"))
-    candidates = [name for name, n in alike.items()
-                  if n and all(_source_may_be_this_one(path, project, stems) for path in sources.get(name, ()))]
-    chosen = {sequence} if sequence in candidates else set(candidates) if len(candidates) == 1 else set()
-    return by_path | {dataset_stem for dataset_stem, record in records.items() if record.get("sequence") in chosen}
+    candidates = []
+    for name, n in alike.items():
+        if not n or not all(_source_may_be_this_one(path, project, stems) for path in sources.get(name, ())):
+            continue
+        changed = differ.get(name, 0)
+        if changed and (changed >= n or not all(_source_gone_or_this_one(path, project)
+                                                for path in sources.get(name, ()))):
+            continue
+        candidates.append(name)
+    return candidates
+
+
+def _source_gone_or_this_one(path, project: ReviewProject) -> bool:
+    """Whether the source a data set's frame record names (`path`) is no longer there, or is this project's."""
+    if not isinstance(path, str):
+        return False
+    if not os.path.lexists(path):
+        return True
+    try:
+        return os.path.samefile(path, project.source_path)
+    except OSError:
+        return False
 
 
 def _source_may_be_this_one(path, project: ReviewProject, stems: set[str]) -> bool:
