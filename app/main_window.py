@@ -828,9 +828,14 @@ class MainWindow(QtWidgets.QMainWindow):
         when short. Qt would otherwise shrink all three alike. Done when the window first shows and again
         whenever its height changes (a separator the analyst moved is kept until then)."""
         review_dock = self.review_tools.review_dock
-        docks = [self.detection_dock, review_dock, self.overlays_dock]
-        if any(d.isFloating() or not d.isVisible() for d in (self.detection_dock, self.overlays_dock)):
+        # the middle of the column is the tab shown, Review or Targets (the hidden tab's height is stale); the
+        # share is the one the Review tab needs either way, so switching tabs keeps it
+        docked = [d for d in (review_dock, self.targets_dock) if d.isVisible() and not d.isFloating()]
+        shown = [d for d in docked if not d.visibleRegion().isEmpty()]  # a tabified dock behind its tab "is visible"
+        middle = (shown or docked or [None])[0]
+        if middle is None or any(d.isFloating() or not d.isVisible() for d in (self.detection_dock, self.overlays_dock)):
             return
+        docks = [self.detection_dock, middle, self.overlays_dock]
         column = sum(d.height() for d in docks)
         detection_full, overlays_full = (d.height() - d.widget().height() + d.widget().widget().sizeHint().height()
                                          for d in (self.detection_dock, self.overlays_dock))

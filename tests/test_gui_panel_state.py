@@ -278,3 +278,21 @@ def test_the_right_column_is_shared_again_when_the_window_is_resized(window, fre
 
     _resized(window, qtbot, 1024, 700)
     assert _queue_rows_in_sight(window) >= 3
+
+
+def test_the_column_is_shared_alike_whichever_of_targets_and_review_is_the_tab_shown(window, fresh_sequence, qtbot):
+    """The Targets and Review docks share one tabbed place: with Targets shown, the hidden Review dock's height is
+    stale, and counting it gave the room to the Detection dock's empty end while the overlays scrolled."""
+    window.resize(1300, 900)
+    predict_ground_truth(fresh_sequence)
+    open_project(window, qtbot, fresh_sequence)
+    qtbot.wait(200)
+    bar = next(b for b in window.findChildren(QtWidgets.QTabBar)
+               if {"Targets", "Review"} <= {b.tabText(i) for i in range(b.count())})
+    heights = {}
+    for tab in ("Review", "Targets"):
+        bar.setCurrentIndex([bar.tabText(i) for i in range(bar.count())].index(tab))
+        _resized(window, qtbot, 1300, 700)
+        _resized(window, qtbot, 1300, 950)
+        heights[tab] = (window.detection_dock.height(), window.overlays_dock.height())
+    assert heights["Targets"] == heights["Review"], heights
