@@ -2,9 +2,6 @@
 at another offset): what the project recorded of each frame's pixels tells, so the old masks are neither shown
 as the new frames' nor exported as their labels. Real files, real projects, no Qt."""
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import cv2
@@ -17,8 +14,8 @@ from app.core.normalization import Normalization
 from app.core.project import FRAME_TEXT_KEY, ReviewProject, ReviewStatus, find_changed_frames
 from app.session import ReviewSession
 from model.detectors import FrameResult
+from tests.test_project_concurrency import write_from_two_processes
 
-REPO = Path(__file__).resolve().parents[1]
 SHAPE = (20, 28)
 NORMALIZATION = Normalization.fixed(1000, 5000)
 
@@ -166,26 +163,14 @@ def test_two_instances_recording_fingerprints_at_once_keep_each_others(tmp_path)
     source = open_source(tmp_path / "clip")
     ReviewProject.create(tmp_path / "p", source.path, source.kind, source.stems, source.shape, NORMALIZATION.to_dict())
     source.close()
-    writer = textwrap.dedent(
-        """
-        import sys, time
-        from pathlib import Path
+    write_from_two_processes(tmp_path / "p", prepare="""
         from app.core.frames import frame_digest, open_source
-        from app.core.project import ReviewProject
-        folder, name, first = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-        project = ReviewProject.open(folder)
         source = open_source(project.source_path)
         project.frame_sha1_of = lambda stem: frame_digest(source.frame(source.stems.index(stem)))
-        (folder.parent / f"ready-{name}").touch()
-        while len(list(folder.parent.glob("ready-*"))) < 2:
-            time.sleep(0.01)
+        """, writes="""
         for stem in project.stems[first::2]:
             project.set_status(stem, "accepted" if first == 0 else "negative")
-        """
-    )
-    children = [subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "p"), name, first], cwd=REPO)
-                for name, first in (("a", "0"), ("b", "1"))]
-    assert [child.wait(timeout=60) for child in children] == [0, 0]
+        """)
     project = ReviewProject.open(tmp_path / "p")
     assert [project.status_frame_sha1(stem) for stem in project.stems] == [frame_digest(f) for f in frames]
     backup = json.loads((tmp_path / "p" / "review.json.bak").read_text())

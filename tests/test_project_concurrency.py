@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,26 @@ import pytest
 from app.core.project import ReviewProject, ReviewStatus
 from tests.test_project import NORMALIZATION, REPO, SHAPE, STEMS, make_project, result_with_targets, square_mask
 
+
+
+def write_from_two_processes(folder: Path, writes: str, prepare: str = "") -> None:
+    """Run `writes` in two processes at once on the project in `folder`, after `prepare` (imports, setup): code
+    with `project` (the ReviewProject opened there), `name` ("a" or "b") and `first` (0 or 1) defined; both start
+    writing once both are ready. Fails unless both exit 0."""
+    code = "\n".join([
+        "import sys, time",
+        "from pathlib import Path",
+        "from app.core.project import ReviewProject",
+        "folder, name, first = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])",
+        "project = ReviewProject.open(folder)",
+        textwrap.dedent(prepare),
+        "(folder.parent / f'ready-{name}').touch()",
+        "while len(list(folder.parent.glob('ready-*'))) < 2:",
+        "    time.sleep(0.01)",
+        textwrap.dedent(writes)])
+    children = [subprocess.Popen([sys.executable, "-c", code, str(folder), name, first], cwd=REPO)
+                for name, first in (("a", "0"), ("b", "1"))]
+    assert [child.wait(timeout=60) for child in children] == [0, 0]
 
 def test_status_writes_keep_the_statuses_another_instance_wrote(tmp_path):
     make_project(tmp_path / "p")
@@ -102,23 +123,10 @@ def test_two_instances_editing_one_frame_share_its_history(tmp_path):
 def test_statuses_set_by_two_processes_at_once_are_all_kept(tmp_path):
     stems = [f"f{i:03d}" for i in range(40)]
     make_project(tmp_path / "p", stems=stems)
-    writer = textwrap.dedent(
-        """
-        import sys, time
-        from pathlib import Path
-        from app.core.project import ReviewProject
-        folder, name, first = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-        project = ReviewProject.open(folder)
-        (folder.parent / f"ready-{name}").touch()
-        while len(list(folder.parent.glob("ready-*"))) < 2:
-            time.sleep(0.01)
+    write_from_two_processes(tmp_path / "p", """
         for stem in project.stems[first::2]:
             project.set_status(stem, "accepted" if first == 0 else "rejected")
-        """
-    )
-    children = [subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "p"), name, first], cwd=REPO)
-                for name, first in (("a", "0"), ("b", "1"))]
-    assert [child.wait(timeout=60) for child in children] == [0, 0]
+        """)
     opened = ReviewProject.open(tmp_path / "p")
     assert [opened.status(stem).value for stem in stems] == ["accepted", "rejected"] * 20
 
@@ -185,26 +193,13 @@ def test_detections_flushed_by_two_processes_at_once_are_all_kept(tmp_path):
     for stem in stems:
         project.save_prediction(stem, result_with_targets([(2, 2, 4, 4)]))
     project.flush_detections()
-    writer = textwrap.dedent(
-        """
-        import sys, time
-        from pathlib import Path
-        from app.core.project import ReviewProject
-        from tests.test_project import result_with_targets
-        folder, name, first = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-        project = ReviewProject.open(folder)
-        (folder.parent / f"ready-{name}").touch()
-        while len(list(folder.parent.glob("ready-*"))) < 2:
-            time.sleep(0.01)
+    write_from_two_processes(tmp_path / "p", prepare="from tests.test_project import result_with_targets",
+                             writes="""
         for stem in project.stems[first::2]:
             k = int(stem[1:])
             project.save_prediction(stem, result_with_targets([(k % 20, 4 + first * 10, k % 20 + 2, 6 + first * 10)]))
             project.flush_detections()  # each frame flushed, as the app's detection does every few seconds
-        """
-    )
-    children = [subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "p"), name, first], cwd=REPO)
-                for name, first in (("a", "0"), ("b", "1"))]
-    assert [child.wait(timeout=60) for child in children] == [0, 0]
+        """)
     opened = ReviewProject.open(tmp_path / "p")
     for k, stem in enumerate(stems):
         x0 = 4 + (k % 2) * 10
