@@ -19,7 +19,7 @@ from pathlib import Path
 
 from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
                           normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
-from app.core.frames import FrameReadError, SourceError, frame_digest, open_source
+from app.core.frames import FrameReadError, SourceError, frame_digest, frames_folder, open_source
 from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject, utc_now
 from app.core.provenance import ProposalOrigin, detector_record
@@ -246,16 +246,11 @@ def _other_source(project: ReviewProject, source_path: Path, follow: bool, sourc
 
 
 def _frames_folder(path: Path) -> Path:
-    """The folder `open_source(path)` reads the frames from: path/images for a folder holding no image file but an
-    images/ folder, else `path` itself (a folder, a TIFF or an image)."""
-    from app.core.frames import _list_images
-
+    """`frames_folder` for a folder (a TIFF or an image is its own source), `path` when it cannot be read."""
     try:
-        if path.is_dir() and (path / "images").is_dir() and not _list_images(path, with_broken_links=True):
-            return path / "images"
+        return frames_folder(path) if path.is_dir() else path
     except OSError:
-        pass
-    return path
+        return path
 
 
 def _same_path(a: Path, b: Path) -> bool:

@@ -627,12 +627,22 @@ def _header_of(file: str) -> tuple[int, int, np.dtype] | None:
         raise _cannot_open(file, e) from None
 
 
-def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
-    image_dir = path
+def frames_folder(path: Path) -> Path:
+    """The folder `open_source(path)` reads a folder's frames from: path/images for a folder holding no image
+    file but an images/ folder (a clip: images/ beside its boxes.csv or masks/), else `path` itself."""
+    return _frame_entries(path)[0]
+
+
+def _frame_entries(path: Path) -> tuple[Path, list[os.DirEntry]]:
+    """(`frames_folder(path)`, its image files)."""
     entries = _list_images(path, with_broken_links=True)
     if not entries and (path / "images").is_dir():
-        image_dir = path / "images"
-        entries = _list_images(image_dir, with_broken_links=True)
+        return path / "images", _list_images(path / "images", with_broken_links=True)
+    return path, entries
+
+
+def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
+    image_dir, entries = _frame_entries(path)
     if not entries:
         raise SourceError(f"{path}: no image files (png, bmp, jpg, tif) in the folder")
 
