@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,9 @@ PANELS_SETTLE_MS = 60
 # The right column is shared again this long after the window's height last changed (a drag of its edge
 # sends many resizes): Qt would take it all from, or give it all to, one dock (the queue once kept no row)
 DOCKS_RESHARE_MS = 100
+# How often the project is looked at for what other instances wrote (another window, an `irsam detect` run): a
+# few stats when nothing changed
+DISK_POLL_MS = 2000
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -72,6 +76,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.docks_timer.setSingleShot(True)
         self.docks_timer.setInterval(DOCKS_RESHARE_MS)
         self.docks_timer.timeout.connect(self._size_right_docks)
+        self.disk_timer = QtCore.QTimer(self)
+        self.disk_timer.setInterval(DISK_POLL_MS)
+        self.disk_timer.timeout.connect(self.take_up_disk_changes)
+        self.disk_timer.start()
+        self._reshow_after_stroke: int | None = None  # the frame other instances changed while a stroke was held
 
         self.setWindowTitle("IRSAM Review")
         self.setAcceptDrops(True)
@@ -551,6 +560,43 @@ class MainWindow(QtWidgets.QMainWindow):
                 codes[again] = CHANGED_ON_DISK
             self.timeline.strip.set_arrays(self.session.detection_counts, codes)
 
+    def take_up_disk_changes(self) -> None:
+        """Show what other instances on the project wrote (`ReviewSession.refresh_from_disk`): the timeline, the
+        queue and the shown frame follow another window's statuses and edits, and an `irsam detect` run's
+        proposals as it goes. The shown frame waits while a brush stroke is held."""
+        session = self.session
+        if session is None or self.details_runner.busy:
+            return
+        started, shown_status = time.perf_counter(), int(session.status_codes[self.index])
+        changes = session.refresh_from_disk()
+        # a big project's folders take tens of ms to list: looked at less often, the window stays smooth
+        took_ms = 1000 * (time.perf_counter() - started)
+        self.disk_timer.setInterval(max(DISK_POLL_MS, min(10 * DISK_POLL_MS, int(40 * took_ms))))
+        if self._reshow_after_stroke is not None and not self.review_tools.editing.drawing:
+            index, self._reshow_after_stroke = self._reshow_after_stroke, None
+            if index == self.index:
+                self.show_frame(index)
+        if not changes:
+            return
+        self._refresh_strip()
+        if changes.proposals or not self.review_tools.review_panel.model.summaries:
+            self.review_tools.refresh_queue()
+        else:
+            self.review_tools.review_panel.set_statuses(session.statuses())
+        stem = session.stem(self.index)
+        if stem in changes.stems and self.review_tools.editing.drawing:
+            self._reshow_after_stroke = self.index
+        elif stem in changes.stems:
+            shown = self.layers
+            self.show_frame(self.index)
+            what = [name for name, changed in (
+                ("status", shown_status != session.status_codes[self.index]),
+                ("proposal", not _same_mask(shown.prediction, self.layers.prediction)),
+                ("committed mask", not _same_mask(shown.committed, self.layers.committed))) if changed]
+            if what:  # (a file written again with the same mask is not news)
+                self.statusBar().showMessage(f"Frame {self.index + 1}: {' and '.join(what)} changed by another "
+                                             "window or irsam command on this project", 8000)
+
     def changed_frames_found(self) -> None:
         """The frame check ended: mark what it found in the timeline and on the shown frame."""
         self._refresh_strip()
@@ -874,3 +920,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)
+
+
+def _same_mask(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))

@@ -25,8 +25,8 @@ from app.core.export import source_sequence_name
 from app.core.frames import (FrameReadError, FrameSource, GroundTruth, find_ground_truth, frame_digest,
                              lower_thread_priority, open_source)
 from app.core.normalization import Normalization, NormalizationRequest, default_for
-from app.core.project import (FrameChange, ProjectError, ReviewProject, ReviewStatus, find_changed_frames, follows,
-                              is_project, project_dir_for)
+from app.core.project import (DiskChanges, FrameChange, ProjectError, ReviewProject, ReviewStatus, find_changed_frames,
+                              follows, is_project, project_dir_for)
 from app.core.provenance import ProposalOrigin
 from app.core.targets import Target
 
@@ -151,21 +151,77 @@ class ReviewSession:
                 self.warnings.append(f"boxes.csv paired by {'position' if numbering.by == 'position' else 'name'}: "
                                      f"{numbering.why}")
             project = self.project  # set when a write created (or reopened) it before this started
-            if project is None and is_project(self.project_dir):
-                try:
-                    project = ReviewProject.open(self.project_dir)
-                    project.follow_source(self.source.stems, self.source.unreadable_stems)
-                except ProjectError as e:
-                    self.warnings.append(f"earlier results not used: {e}")
-                    self.project_dir = self.project_dir.with_name(self.project_dir.name + "-new")
-            if project is not None:
-                project.frame_sha1_of = self._frame_sha1_of
-                self.warnings += [f"{p}: {reason}" for p, reason in project.damaged]
-                self._load_project_state(project)
-                self.project = project
-            with self._files_lock:
-                self._file_generation += 1  # a read begun before the project was known must not be stored
-                self._files.clear()  # layers read before the project was known are incomplete
+            if project is None:
+                self._open_project()
+            else:
+                self._take_project(project)
+
+    def _open_project(self) -> bool:
+        """Open the project in `project_dir` when there is one (with `_project_lock` held) and make it this
+        session's (`_take_project`). An unusable one is reported in `warnings`, and this session's project goes
+        to a new folder beside it."""
+        if not is_project(self.project_dir):
+            return False
+        try:
+            project = ReviewProject.open(self.project_dir)
+            project.follow_source(self.source.stems, self.source.unreadable_stems)
+        except ProjectError as e:
+            self.warnings.append(f"earlier results not used: {e}")
+            self.project_dir = self.project_dir.with_name(self.project_dir.name + "-new")
+            return False
+        self._take_project(project)
+        return True
+
+    def _take_project(self, project: ReviewProject) -> None:
+        """Its statuses and proposals become this session's, and the layers read before it was known are read
+        again."""
+        project.frame_sha1_of = self._frame_sha1_of
+        self.warnings += [f"{p}: {reason}" for p, reason in project.damaged]
+        project.changes_on_disk()  # `refresh_from_disk` reports what other instances write from now on
+        self._load_project_state(project)
+        self.project = project
+        with self._files_lock:
+            self._file_generation += 1  # a read begun before the project was known must not be stored
+            self._files.clear()  # layers read before the project was known are incomplete
+
+    def refresh_from_disk(self) -> DiskChanges:
+        """Take up what other instances on the project (another window, an `irsam detect` run) wrote since the
+        last call (`ReviewProject.changes_on_disk`): their statuses, their proposals' target counts, and the
+        layers they changed, read again when shown. A project another instance created meanwhile is opened
+        (every frame it holds counts as changed). The changed frames found changed on disk before are checked
+        again. Nothing is done while `load_details` reads the project. Returns what changed."""
+        if not self._project_lock.acquire(blocking=False):
+            return DiskChanges()
+        try:
+            project = self.project
+            if project is None:
+                if not self._open_project():
+                    return DiskChanges()
+                stems, project = self.source.stems, self.project
+                return DiskChanges({s for s in stems if project.status(s) is not ReviewStatus.UNREVIEWED},
+                                   {s for s in stems if project.is_predicted(s)},
+                                   {s for s in stems if project.has_committed_mask(s)})
+            changes = project.changes_on_disk()
+        finally:
+            self._project_lock.release()
+        if not changes:
+            return changes
+        for stem in changes.proposals:
+            index = self._stem_index.get(stem)
+            if index is not None and not self.is_unreadable(index):
+                predicted = project.has_prediction(stem)
+                self.detection_counts[index] = len(project.detections(stem)) if predicted else NOT_RUN
+                self._forget_files(index, ("prediction", "edges", "probability"))
+        for stem in changes.committed:
+            if stem in self._stem_index:
+                self._forget_files(self._stem_index[stem], ("committed",))
+        if changes.statuses:
+            self._load_statuses(project)
+        with self._changes_lock:
+            known = [i for i in self.changed_frames if self.stem(i) in changes.stems]
+        for index in known:
+            self.frame_change(index)
+        return changes
 
     @property
     def name(self) -> str:

@@ -192,6 +192,11 @@ class MaskEditing(QtCore.QObject):
         editor = self._editor
         return editor if editor is not None and editor.session is self.window.session and editor.unsaved else None
 
+    @property
+    def drawing(self) -> bool:
+        """A brush or eraser stroke is held on the frame shown."""
+        return bool(self.stroke)
+
     # --- tool state -----------------------------------------------------------------------------
 
     def set_blocked(self, reason: str | None) -> None:

@@ -1,0 +1,69 @@
+"""The window follows what other instances write into its project (another window, an `irsam detect` run), with
+no action of the analyst: the timeline, the queue and the frame shown (real widgets and files, under Xvfb)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core.project import ReviewProject, ReviewStatus
+from app.main_window import DISK_POLL_MS
+from app.session import STATUS_CODES
+from app.widgets.timeline import HAS_TARGET, NO_TARGET, STATUS_COLORS
+from model.detectors import FrameResult
+
+pytestmark = pytest.mark.gui
+
+
+def _strip(window, row: int, index: int) -> tuple[int, ...]:
+    return tuple(int(v) for v in window.timeline.strip._pixels[row, index])
+
+
+def test_another_windows_review_and_a_detect_runs_proposals_show_up_by_themselves(review, qtbot):
+    session = review.session
+    shape = session.frame(0).shape
+    other = ReviewProject.open(session.project_dir)
+    label = np.zeros(shape, bool)
+    label[10:20, 30:44] = True
+    other.commit_mask(session.stem(0), label)  # the frame shown
+    other.set_status(session.stem(0), "corrected")
+    other.set_status(session.stem(7), "rejected")
+    other.save_prediction(session.stem(9), FrameResult(np.full(shape, -3.0, np.float32)))  # found nothing now
+    other.flush_detections()
+    assert _strip(review, 0, 9) == HAS_TARGET  # the ground truth proposed before
+    qtbot.waitUntil(lambda: _strip(review, 1, 7) == STATUS_COLORS[STATUS_CODES[ReviewStatus.REJECTED]],
+                    timeout=3 * DISK_POLL_MS)
+    assert _strip(review, 1, 0) == STATUS_COLORS[STATUS_CODES[ReviewStatus.CORRECTED]]
+    assert _strip(review, 0, 9) == NO_TARGET
+    summaries = review.review_tools.review_panel.model.summaries
+    assert (summaries[0].status, summaries[7].status) == (ReviewStatus.CORRECTED, ReviewStatus.REJECTED)
+    assert summaries[9].n_detections == 0
+    assert np.array_equal(review.layers.committed, label)  # the frame shown was shown again
+    assert "[corrected]" in review.frame_label.text()
+    assert "Frame 1: status and committed mask changed by another" in review.statusBar().currentMessage()
+
+
+def test_the_frame_shown_waits_for_a_held_stroke_to_end(review, qtbot):
+    session = review.session
+    label = np.zeros(session.frame(0).shape, bool)
+    label[2:5, 2:5] = True
+    review.review_tools.editing.stroke = [(50.0, 40.0)]  # the button is held
+    ReviewProject.open(session.project_dir).commit_mask(session.stem(0), label)
+    review.take_up_disk_changes()
+    assert review.layers.committed is None  # the stroke's frame is not replaced under the brush
+    review.review_tools.editing.stroke = []
+    review.take_up_disk_changes()
+    assert np.array_equal(review.layers.committed, label)
+
+
+def test_a_file_written_again_with_what_it_held_is_not_news(review, qtbot):
+    session = review.session
+    other = ReviewProject.open(session.project_dir)
+    other.commit_mask(session.stem(0), review.layers.prediction)  # the proposal shown, committed as it is
+    review.statusBar().clearMessage()
+    review.take_up_disk_changes()
+    assert np.array_equal(review.layers.committed, review.layers.prediction)
+    assert "Frame 1: committed mask changed" in review.statusBar().currentMessage()
+    other.commit_mask(session.stem(0), review.layers.prediction)  # again: the same pixels
+    review.statusBar().clearMessage()
+    review.take_up_disk_changes()
+    assert review.statusBar().currentMessage() == ""
