@@ -72,6 +72,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.panels_timer.setInterval(PANELS_SETTLE_MS)
         self.panels_timer.timeout.connect(self.update_panels)
         self._right_docks_sized = False
+        self._heights_at_press: tuple[int, int, int] | None = None  # the right column's, at a press on the window
+        self._dragged_heights: tuple[int, int, int] | None = None  # as the analyst left them by dragging a separator
         self.docks_timer = QtCore.QTimer(self)
         self.docks_timer.setSingleShot(True)
         self.docks_timer.setInterval(DOCKS_RESHARE_MS)
@@ -867,30 +869,62 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._right_docks_sized and event.oldSize().isValid() and event.size().height() != event.oldSize().height():
             self.docks_timer.start()  # shared again once the height stays
 
+    def event(self, event: QtCore.QEvent) -> bool:
+        # the separators between docks belong to the window itself: a press and release on it that changed the
+        # right column's heights is the analyst's drag, kept from then on (`_size_right_docks`)
+        kind = event.type()
+        if kind == QtCore.QEvent.MouseButtonPress:
+            self._heights_at_press = self._right_column_heights()
+        handled = super().event(event)
+        if kind == QtCore.QEvent.MouseButtonRelease and self._heights_at_press is not None:
+            pressed, self._heights_at_press = self._heights_at_press, None
+            heights = self._right_column_heights()
+            if heights is not None and heights != pressed:
+                self._dragged_heights = heights
+        return handled
+
+    def _right_column(self) -> list[QtWidgets.QDockWidget] | None:
+        """Detection, the tab shown of Review and Targets, Overlays: when all three are docked and shown."""
+        review_dock = self.review_tools.review_dock
+        # the middle of the column is the tab shown, Review or Targets (the hidden tab's height is stale)
+        docked = [d for d in (review_dock, self.targets_dock) if d.isVisible() and not d.isFloating()]
+        shown = [d for d in docked if not d.visibleRegion().isEmpty()]  # a tabified dock behind its tab "is visible"
+        middle = (shown or docked or [None])[0]
+        if middle is None or any(d.isFloating() or not d.isVisible() for d in (self.detection_dock, self.overlays_dock)):
+            return None
+        return [self.detection_dock, middle, self.overlays_dock]
+
+    def _right_column_heights(self) -> tuple[int, int, int] | None:
+        docks = self._right_column()
+        return None if docks is None else tuple(d.height() for d in docks)
+
     def _size_right_docks(self) -> None:
         """Share the right column: the review queue what its buttons, filters and four rows need (up to
         half the column; the propagation controls below them may need scrolling to), the detection panel
         its full height from the rest, the overlays what is left (at least a few rows); each scrolls
         when short. Qt would otherwise shrink all three alike. Done when the window first shows and again
-        whenever its height changes (a separator the analyst moved is kept until then)."""
-        review_dock = self.review_tools.review_dock
-        # the middle of the column is the tab shown, Review or Targets (the hidden tab's height is stale); the
-        # share is the one the Review tab needs either way, so switching tabs keeps it
-        docked = [d for d in (review_dock, self.targets_dock) if d.isVisible() and not d.isFloating()]
-        shown = [d for d in docked if not d.visibleRegion().isEmpty()]  # a tabified dock behind its tab "is visible"
-        middle = (shown or docked or [None])[0]
-        if middle is None or any(d.isFloating() or not d.isVisible() for d in (self.detection_dock, self.overlays_dock)):
+        whenever its height changes, but for a share the analyst made by dragging a separator: that is kept
+        as long as the queue keeps what it needs (or what the analyst left it) and the overlays a few rows."""
+        docks = self._right_column()
+        if docks is None:
             return
-        docks = [self.detection_dock, middle, self.overlays_dock]
+        review_dock = self.review_tools.review_dock
         column = sum(d.height() for d in docks)
         detection_full, overlays_full = (d.height() - d.widget().height() + d.widget().widget().sizeHint().height()
                                          for d in (self.detection_dock, self.overlays_dock))
-        # down to the queue table's fourth row (everything above it is fixed; propagation below may scroll)
+        # down to the queue table's fourth row (everything above it is fixed; propagation below may scroll); the
+        # share is the one the Review tab needs, whichever tab is shown, so switching tabs keeps it
         table = self.review_tools.review_panel.table
         queue_needed = table.mapTo(review_dock.widget().widget(), QtCore.QPoint(0, 0)).y() + table.minimumHeight()
         tabs = max((bar.height() for bar in self.findChildren(QtWidgets.QTabBar)
                     if review_dock.windowTitle() in (bar.tabText(i) for i in range(bar.count()))), default=0)
         review_needed = review_dock.height() - review_dock.widget().height() + queue_needed + 4 + tabs
+        if self._dragged_heights is not None:
+            floors = (0, min(review_needed, column // 2, self._dragged_heights[1]),
+                      min(overlays_full, OVERLAYS_MIN_HEIGHT, self._dragged_heights[2]))
+            if all(d.height() >= floor for d, floor in zip(docks, floors)):
+                return
+            self._dragged_heights = None  # squeezed below what it needs: shared again
         review = max(column - detection_full - overlays_full, min(review_needed, column // 2))
         rest = column - review
         detection = min(detection_full, rest - min(overlays_full, OVERLAYS_MIN_HEIGHT))

@@ -296,3 +296,38 @@ def test_the_column_is_shared_alike_whichever_of_targets_and_review_is_the_tab_s
         _resized(window, qtbot, 1300, 950)
         heights[tab] = (window.detection_dock.height(), window.overlays_dock.height())
     assert heights["Targets"] == heights["Review"], heights
+
+
+def _drag_separator_below(window, dock, dy: int) -> None:
+    """Drag the separator under `dock` by `dy` pixels with the mouse (the window's own press, moves, release)."""
+    from PySide6 import QtGui
+
+    geometry = dock.geometry()
+    start = QtCore.QPoint(geometry.center().x(), geometry.bottom() + 3)
+    QTest.mouseMove(window, start)
+    QTest.mousePress(window, QtCore.Qt.LeftButton, QtCore.Qt.NoModifier, start)
+    for step in range(1, 6):
+        point = QtCore.QPointF(start.x(), start.y() + dy * step / 5)
+        QtWidgets.QApplication.sendEvent(window, QtGui.QMouseEvent(
+            QtCore.QEvent.MouseMove, point, window.mapToGlobal(point), QtCore.Qt.NoButton, QtCore.Qt.LeftButton,
+            QtCore.Qt.NoModifier))
+        QTest.qWait(20)  # Qt moves the separator from a timer
+    QTest.mouseRelease(window, QtCore.Qt.LeftButton, QtCore.Qt.NoModifier, start + QtCore.QPoint(0, dy))
+
+
+def test_a_separator_the_analyst_dragged_is_kept_when_the_window_grows(window, fresh_sequence, qtbot):
+    window.resize(1400, 900)
+    predict_ground_truth(fresh_sequence)
+    open_project(window, qtbot, fresh_sequence)
+    qtbot.wait(200)
+    review_dock = window.review_tools.review_dock
+    shared = review_dock.height()
+    _drag_separator_below(window, window.detection_dock, -80)  # the queue taller, the detection panel scrolls
+    qtbot.wait(50)
+    dragged = review_dock.height()
+    assert dragged >= shared + 60, (shared, dragged)
+    _resized(window, qtbot, 1400, 980)  # maximised, say: Qt gives the room to one dock, the queue keeps its rows
+    assert review_dock.height() >= dragged
+    _resized(window, qtbot, 1024, 700)  # too short for the dragged share: shared again, the queue keeps its rows
+    assert _queue_rows_in_sight(window) >= 3
+    assert window.overlays_dock.widget().viewport().height() >= 60
