@@ -155,6 +155,12 @@ class ReviewSession:
                 self._open_project()
             else:
                 self._take_project(project)
+            self._forget_all_files()  # layers read before the ground truth was known lack it
+
+    def _forget_all_files(self) -> None:
+        with self._files_lock:
+            self._file_generation += 1  # a read begun before must not be stored
+            self._files.clear()
 
     def _open_project(self) -> bool:
         """Open the project in `project_dir` when there is one (with `_project_lock` held) and make it this
@@ -180,9 +186,7 @@ class ReviewSession:
         project.changes_on_disk()  # `refresh_from_disk` reports what other instances write from now on
         self._load_project_state(project)
         self.project = project
-        with self._files_lock:
-            self._file_generation += 1  # a read begun before the project was known must not be stored
-            self._files.clear()  # layers read before the project was known are incomplete
+        self._forget_all_files()  # layers read before the project was known lack its proposals and masks
 
     def refresh_from_disk(self) -> DiskChanges:
         """Take up what other instances on the project (another window, an `irsam detect` run) wrote since the

@@ -178,3 +178,23 @@ def test_a_mask_replaced_again_right_after_a_look_is_reported_again(tmp_path):
     for k in range(3):
         other.commit_mask("f000", square_mask(1 + k, 1))  # same size, replaced at once
         assert window.changes_on_disk().committed == {"f000"}
+
+
+def test_a_runs_detections_csv_brings_the_peak_scores_its_masks_cannot(tmp_path):
+    """`irsam detect` keeps no logits by default and writes detections.csv at its end: the targets read from its
+    masks meanwhile have no peak score, the csv's rows give them."""
+    make_project(tmp_path / "p")
+    window, run = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
+    window.changes_on_disk()
+    run.save_prediction("f001", result_with_targets([(2, 2, 6, 6)]))
+    settle()
+    assert window.changes_on_disk().proposals == {"f001"}
+    assert np.isnan(window.detections("f001")[0].peak_score)  # from the mask alone
+    run.flush_detections()
+    settle()
+    assert window.changes_on_disk().proposals == {"f001"}
+    assert window.detections("f001")[0].peak_score == 1.0  # the run's, from its logits
+    assert not window.changes_on_disk()
+    window.flush_detections()  # and this instance's own csv is not news
+    settle()
+    assert not window.changes_on_disk()

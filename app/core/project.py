@@ -200,8 +200,11 @@ class ReviewProject:
         # stamped after `_opened_ns`, less a tick of the file system's coarse clock)
         self._statuses_seen = self._statuses
         self._opened_ns = time.time_ns()
-        self._folders_seen: dict[str, tuple[tuple | None, dict[str, tuple] | None]] = {
-            layer: (_file_identity(folder / layer), None) for layer in WATCHED_LAYERS}
+        # (a file stamped within a tick of a look may be replaced again with the same stamp, and ext4 gives it back
+        # the inode it had before: those stems, the third item, are reported again at the next look)
+        self._folders_seen: dict[str, tuple[tuple | None, dict[str, tuple] | None, set[str]]] = {
+            layer: (_file_identity(folder / layer), None, set()) for layer in WATCHED_LAYERS}
+        self._csv_seen: tuple | None = None  # `_file_identity` of detections.csv at the last look
         self._own_files: dict[tuple[str, str], tuple | None] = {}
 
     # --- creating and opening -------------------------------------------------------------------
@@ -281,6 +284,7 @@ class ReviewProject:
         project._load_review()
         project._statuses_seen = project._statuses
         project._load_detections()
+        project._csv_seen = project._csv_file
         project._check_labels()
         return project
 
@@ -801,8 +805,9 @@ class ReviewProject:
                                                   if now.get(stem) != seen.get(stem)}
             self._statuses_seen = now
         found: dict[str, set[str]] = {}
+        replaced: set[str] = set()  # masks/ files that are not those the proposals known here were read from
         for layer in WATCHED_LAYERS:
-            seen_identity, seen_files = self._folders_seen[layer]
+            seen_identity, seen_files, seen_recent = self._folders_seen[layer]
             if seen_files is not None and _file_identity(self.folder / layer) == seen_identity:
                 found[layer] = set()
                 continue
@@ -814,19 +819,46 @@ class ReviewProject:
                     del self._own_files[(layer, stem)]
             if seen_files is None:  # the first look
                 since = self._opened_ns - CLOCK_TICK_NS
-                found[layer] = {stem for stem, identity in files.items() if max(identity[1:3]) >= since}
+                differs = {stem for stem, identity in files.items() if max(identity[1:3]) >= since}
             else:
-                found[layer] = {stem for stem in files.keys() | seen_files.keys()
-                                if files.get(stem) != seen_files.get(stem)}
-            found[layer] -= own
-            # a file stamped within a tick of this look may be replaced again with the same stamp (and ext4 gives
-            # it back the inode it had before): it is reported at the next look, whatever it holds then
-            self._folders_seen[layer] = (identity, {stem: () if stem in recent else identity
-                                                    for stem, identity in files.items()})
+                differs = {stem for stem in files.keys() | seen_files.keys() if files.get(stem) != seen_files.get(stem)}
+            found[layer] = (differs | seen_recent) - own
+            if layer == "masks":  # (opening read detections.csv: a file stamped before it may be the one it read)
+                replaced = differs - own if seen_files is not None else {
+                    stem for stem in differs - own if max(files[stem][1:3]) >= self._opened_ns}
+            self._folders_seen[layer] = (identity, files, recent)
         with self._lock:
-            for stem in found["masks"]:
+            for stem in replaced:
                 self._detections.pop(stem, None)  # another proposal's rows: recomputed from masks/ on demand
+        found["masks"] |= self._take_up_detections_csv()
         return DiskChanges(statuses, found["masks"], found["labels"])
+
+    def _take_up_detections_csv(self) -> set[str]:
+        """When another instance wrote detections.csv since the last look (an `irsam detect` run at its end), its
+        rows become the targets of the frames whose masks/ file it describes (their peak scores need the logits
+        the run may not have kept); returns the frames whose targets changed so."""
+        path = self.folder / "detections.csv"
+        identity = _file_identity(path)
+        if identity == self._csv_seen:
+            return set()
+        self._csv_seen = identity
+        if identity is None or identity == self._csv_file:  # this instance's own
+            return set()
+        try:
+            rows, written = self._read_detections_csv(path)
+        except (OSError, ValueError, TypeError, KeyError, csv.Error):
+            return set()  # recomputed from masks/ on demand, as the csv cannot be read
+        changed = set()
+        files = self._folders_seen["masks"][1] or {}
+        with self._lock:
+            for stem, mask_file in files.items():
+                if stem in self._proposed or written is None or max(mask_file[1:3]) > written:
+                    continue  # this instance's proposal, or one saved after the csv: masks/ tells
+                targets = rows.get(stem, [])
+                if self._detections.get(stem) != targets:
+                    self._detections[stem] = targets
+                    changed.add(stem)
+        return changed
 
     def _folder_files(self, layer: str) -> tuple[tuple | None, dict[str, tuple], set[str]]:
         """A WATCHED_LAYERS folder's `_file_identity` (taken first: a file written meanwhile makes the next look
