@@ -88,6 +88,20 @@ def test_a_status_change_brings_another_instances_statuses_into_the_queue_and_it
     assert review.index == 4
 
 
+def test_next_unreviewed_on_the_last_unreviewed_frame_says_it_is_the_one_shown(review, qtbot):
+    tools = review.review_tools
+    for index in range(len(review.session)):
+        if index != 10:
+            review.session.set_status(index, ReviewStatus.ACCEPTED)
+    review.timeline.go_to(10)
+    tools.next_unreviewed(1)
+    assert review.index == 10
+    assert review.statusBar().currentMessage() == "Frame 11, shown, is the last unreviewed frame."
+    assert tools.set_status(ReviewStatus.ACCEPTED)
+    tools.next_unreviewed(-1)
+    assert review.statusBar().currentMessage() == "No unreviewed frame left."
+
+
 def test_a_detection_rerun_keeps_the_accepted_mask(review, qtbot):
     accepted = review.session.project.prediction_mask(review.session.stem(0))
     _key(review, qtbot, QtCore.Qt.Key_Space)  # accepted as predicted

@@ -301,9 +301,13 @@ class ReviewTools(QtCore.QObject):
     def next_unreviewed(self, step: int) -> None:
         if self.window.session is None:
             return
-        following = self.window.session.next_unreviewed(self.window.index, step)
+        session, index = self.window.session, self.window.index
+        following = session.next_unreviewed(index, step)
         if following is None:
-            self.window.statusBar().showMessage("No unreviewed frame left.", 8000)
+            shown_left = not session.is_unreadable(index) and (
+                session.status(index) is ReviewStatus.UNREVIEWED or session.needs_review_again(index))
+            self.window.statusBar().showMessage(f"Frame {index + 1}, shown, is the last unreviewed frame." if shown_left
+                                                else "No unreviewed frame left.", 8000)
         else:
             self.window.timeline.go_to(following)
 
