@@ -509,8 +509,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # --- targets and the 3D view ----------------------------------------------------------------
 
-    def select_target(self, target: Target) -> None:
+    def select_target(self, target: Target | None) -> None:
+        """Zoom on a target and follow it from frame to frame (the 3D view shows it); None: follow the cursor."""
         self.selected = target
+        if target is None:
+            self.frame_view.select_box(None)
+            self._update_surface()
+            return
         self.frame_view.select_box((target.x0, target.y0, target.x1, target.y1))
         self.frame_view.center_on(target.cx + 0.5, target.cy + 0.5, max(TARGET_ZOOM, target.x1 - target.x0 + 8))
         self._update_surface()
@@ -706,7 +711,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.compute_features()
 
     def compute_features(self) -> None:
-        if self.session is None or self.frame is None:
+        if self.session is None:
+            return
+        if self.frame is None:
+            self.feature_panel.clear_maps(f"Frame {self.index + 1} is unreadable: it has no feature maps.")
             return
         if self.detection_runner.busy:
             self.feature_panel.show_message("Detection is running; feature maps are computed when it is done.")
@@ -799,7 +807,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self._from_current_worker(self.feature_runner) or index != self.index:
             return
         name = self.detector_choice.label if self.detector_choice else "This detector"
-        self.feature_panel.set_features(result.features, name)
+        self.feature_panel.set_features(result.features, name, f"frame {index + 1}")
 
     def _frame_failed(self, index: int, reason: str) -> None:
         if not self._from_a_current_worker():

@@ -238,6 +238,12 @@ def test_target_list_click_centres_and_selects_for_3d(window, tmp_path, qtbot):
     window.selected = dataclasses.replace(target, cx=target.cx + 0.5, cy=target.cy)
     window._update_surface()
     assert window.surface_view.caption.text().startswith("where the selected target was")
+    # the list's selection cleared by the analyst (Ctrl+click): the 3D view follows the cursor again
+    window.target_list.selectRow(0)
+    window.target_list.clearSelection()
+    assert window.selected is None
+    window.frame_view.cursorMoved.emit(7, 9)
+    assert window.surface_view.caption.text().startswith("cursor (7, 9)")
 
 
 def test_bad_checkpoint_shows_an_error(window, sequence_16bit, tmp_path, qtbot):
@@ -356,6 +362,26 @@ def test_unreadable_frame_is_reported_and_skipped(window, fresh_sequence, qtbot)
     assert window.session.detection_counts[4] == -2
     window.timeline.step(1)
     assert window.index == 5 and window.frame_view.image.image is not None
+
+
+def test_stepping_over_an_unreadable_frame_keeps_the_zoom_and_clears_the_feature_maps(window, fresh_sequence, qtbot,
+                                                                                      tiny_checkpoint):
+    (fresh_sequence / "images" / "000003.png").write_bytes(b"not an image")
+    _open(window, qtbot, fresh_sequence)
+    window.detection_panel.add_checkpoint(tiny_checkpoint)
+    window.features_dock.show()
+    window.timeline.go_to(1)
+    qtbot.waitUntil(lambda: "Feature maps of frame 2" in window.feature_panel.message.text(), timeout=30000)
+    window.frame_view.center_on(40, 30, 10)
+    zoom = window.frame_view.view.viewRect()
+    window.timeline.step(1)  # frame 3: unreadable
+    window.update_panels()
+    assert window.frame_view.notice.isVisible()
+    assert not window.feature_panel.features and window.feature_panel.images["input"].image is None
+    assert "Frame 3 is unreadable" in window.feature_panel.message.text()
+    window.timeline.step(1)
+    assert window.frame_view.view.viewRect() == zoom  # not the whole frame again
+    qtbot.waitUntil(lambda: not window.feature_runner.busy, timeout=30000)
 
 
 def test_unreadable_files_found_at_open_stay_in_the_status_bar_after_the_project_is_read(window, fresh_sequence,
@@ -898,3 +924,29 @@ def test_reopening_a_sequence_starts_at_the_frame_it_was_left_on(window, fresh_s
     qtbot.waitUntil(lambda: again.detection_panel.isEnabled(), timeout=10000)
     assert again.index == 12
     again.close()
+
+
+def test_an_inverted_target_area_range_is_made_whole_by_the_bound_just_set(qtbot):
+    from PySide6.QtTest import QTest
+
+    from app.widgets.detection_panel import DetectionPanel
+
+    panel = DetectionPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+
+    def type_into(box, text):
+        box.setFocus()
+        box.selectAll()
+        QTest.keyClicks(box, text)  # through 2, 20 (below the lower bound) on the way: nothing follows yet
+        QTest.keyClick(box, QtCore.Qt.Key_Return)
+
+    type_into(panel.max_area, "200")
+    assert (panel.min_area.value(), panel.max_area.value()) == (1, 200)
+    type_into(panel.min_area, "300")  # above the upper bound: the upper follows
+    assert (panel.min_area.value(), panel.max_area.value()) == (300, 300)
+    type_into(panel.max_area, "250")  # below the lower bound: the lower follows
+    assert (panel.min_area.value(), panel.max_area.value()) == (250, 250)
+    assert (panel.choice().min_area, panel.choice().max_area) == (250, 250)
+    type_into(panel.max_area, "0")  # no limit: any lower bound goes with it
+    assert panel.max_area.text() == "no limit" and panel.min_area.value() == 250

@@ -132,6 +132,9 @@ class DetectionPanel(QtWidgets.QWidget):
                 "On the real clip IR_DRONE_156, at most 200 px removes a cloud top, one of its two false alarms\n"
                 "a frame, and keeps every drone. NUAA-SIRST has targets up to 210 px (model/size_gate.py).")
             box.valueChanged.connect(lambda _: self.choiceChanged.emit(self.choice()))
+            # an inverted range (300 px to 200 px) is made whole when the box is left: the other bound follows the
+            # one just set (not at each keystroke: typing 300 passes through 3 and 30)
+            box.editingFinished.connect(lambda edited=box: self._order_area_range(edited))
         self.keep_probabilities = QtWidgets.QCheckBox("Keep probabilities (heatmap)")
         self.keep_probabilities.setChecked(True)
         self.keep_probabilities.setToolTip(
@@ -187,6 +190,14 @@ class DetectionPanel(QtWidgets.QWidget):
         low, high = self.min_area.value(), self.max_area.value()
         return DetectorChoice(picked.method, picked.weights, self.device_combo.currentText(), tta, refine,
                               low, max(high, low) if high else None)
+
+    def _order_area_range(self, edited: QtWidgets.QSpinBox) -> None:
+        low, high = self.min_area.value(), self.max_area.value()
+        if high and low > high:
+            if edited is self.min_area:
+                self.max_area.setValue(low)
+            else:
+                self.min_area.setValue(high)
 
     def add_checkpoint(self, path: str | Path) -> None:
         """Select an IRSAM checkpoint file (what the file dialog does); it is loaded when first used."""

@@ -249,8 +249,9 @@ class FrameView(QtWidgets.QWidget):
 
     # content
     def show_notice(self, text: str) -> None:
-        """Clear the view and say why it is empty (no sequence open, an unreadable frame)."""
-        self.clear()
+        """Clear the view and say why it is empty (no sequence open, an unreadable frame). The zoom is kept for the
+        next frame of the size shown before (stepping over an unreadable frame)."""
+        self.clear(keep_zoom=True)
         self.notice.setText(text)
         self.notice.show()
 
@@ -276,11 +277,13 @@ class FrameView(QtWidgets.QWidget):
         self.layers = layers
         self._draw_layers()
 
-    def clear(self) -> None:
-        """No frame, no layers, no selected target's box, no warning."""
+    def clear(self, keep_zoom: bool = False) -> None:
+        """No frame, no layers, no selected target's box, no warning. The next frame is shown whole, but with
+        `keep_zoom` when it has the size of the frame shown before."""
         self.set_warning("")
         self.frame = None
-        self._frame_shape = None
+        if not keep_zoom:
+            self._frame_shape = None
         self.image.clear()
         self.layers = FrameLayers()
         self._draw_layers()

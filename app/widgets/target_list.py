@@ -33,7 +33,7 @@ def _number(value: float, fmt: str) -> str:
 
 
 class TargetList(QtWidgets.QTableWidget):
-    targetSelected = QtCore.Signal(object)  # Target
+    targetSelected = QtCore.Signal(object)  # Target, or None when the analyst cleared the selection
 
     def __init__(self, parent=None):
         super().__init__(0, len(COLUMNS), parent)
@@ -79,6 +79,7 @@ class TargetList(QtWidgets.QTableWidget):
     def _selection_changed(self) -> None:
         rows = self.selectionModel().selectedRows()
         if not rows:
+            self.targetSelected.emit(None)
             return
         target_id = self.item(rows[0].row(), 0).data(QtCore.Qt.UserRole)
         target = next((t for t in self.targets if t.id == target_id), None)

@@ -99,14 +99,26 @@ class FeaturePanel(QtWidgets.QWidget):
         if first:
             self.views["input"].autoRange(padding=0)
 
-    def set_features(self, features: dict[str, np.ndarray], detector_name: str) -> None:
-        """features: name -> (C, h, w) map and name + ".rect" -> the frame area (x, y, width, height) it covers."""
+    def clear_maps(self, text: str) -> None:
+        """No input and no maps, and why (an unreadable frame)."""
+        self.features = {}
+        self.frame_shape = None
+        for image in self.images.values():
+            image.clear()
+        for key, title in TITLES.items():
+            self.titles[key].setText(title)
+        self.show_message(text)
+
+    def set_features(self, features: dict[str, np.ndarray], detector_name: str, frame_name: str = "") -> None:
+        """features: name -> (C, h, w) map and name + ".rect" -> the frame area (x, y, width, height) it covers;
+        `frame_name` ("frame 12") says whose they are."""
         self.features = dict(features)
         if not features:
             self.show_message(f"{detector_name} has no WPMD or GAD feature maps: only IRSAM computes them. "
                               "Choose an IRSAM detector in the Detection panel.")
         else:
-            self.show_message(self._coverage())
+            whose = f"Feature maps of {frame_name} ({detector_name})." if frame_name else ""
+            self.show_message(" ".join(part for part in (whose, self._coverage()) if part))
         levels = wpmd_levels(features)
         with QtCore.QSignalBlocker(self.level_combo):
             current = self.level_combo.currentText()
