@@ -29,6 +29,8 @@ from app.widgets.wpmd_panel import FeaturePanel
 
 MAX_RECENT = 10
 LAST_FRAMES_KEY = "review/last_frames"  # source path -> the frame shown when it was left
+WINDOW_GEOMETRY_KEY, WINDOW_STATE_KEY = "window/geometry", "window/state"  # as the window was last closed
+WINDOW_STATE_VERSION = 1  # raise when the docks change: an older saved layout is then not restored
 MAX_LAST_FRAMES = 50  # sources remembered, the most recently left kept
 TARGET_ZOOM = 24  # half-size of the view when jumping to a target, pixels
 TRACK_RADIUS = 10.0  # a selected target is followed to the next frame when one lies this close
@@ -136,6 +138,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._connect()
         self._update_device_label()
         self.review_tools = ReviewTools(self)  # editing, review queue, propagation, shortcuts, export, fine-tune
+        self._layout_restored = self._restore_layout()
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -420,6 +423,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.panels_timer.stop()
         if self.session is None:
             return
+        self._remember_frame()  # (in the settings, which Qt writes out now and then: a crash keeps the place too)
         self._update_targets()
         self._update_metrics()
         self._update_surface()
@@ -866,11 +870,33 @@ class MainWindow(QtWidgets.QMainWindow):
         self.device_label.setStyleSheet("color: #e0a030;" if notice else "")
         self.device_label.setToolTip(notice or ("chosen when IRSAM loads" if device == "-" else ""))
 
+    def _restore_layout(self) -> bool:
+        """The window's size and place, and its docks and toolbars (which are open, floating, where, how tall), as
+        the window was last closed. False when none was saved (or saved by an older layout of docks)."""
+        geometry, state = self.settings.value(WINDOW_GEOMETRY_KEY), self.settings.value(WINDOW_STATE_KEY)
+        if isinstance(geometry, QtCore.QByteArray):
+            self.restoreGeometry(geometry)
+        if not isinstance(state, QtCore.QByteArray) or not self.restoreState(state, WINDOW_STATE_VERSION):
+            return False
+        for dock in (self.surface_dock, self.features_dock):
+            dock.setProperty("placed", True)  # where the analyst left it
+        return True
+
+    def _save_layout(self) -> None:
+        self.settings.setValue(WINDOW_GEOMETRY_KEY, self.saveGeometry())
+        self.settings.setValue(WINDOW_STATE_KEY, self.saveState(WINDOW_STATE_VERSION))
+
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
         if not self._right_docks_sized:
             self._right_docks_sized = True
-            QtCore.QTimer.singleShot(0, self._size_right_docks)
+            QtCore.QTimer.singleShot(0, self._first_share)
+
+    def _first_share(self) -> None:
+        """Share the right column for the first time; a restored layout's share is kept as one dragged by hand."""
+        if self._layout_restored:
+            self._dragged_heights = self._right_column_heights()
+        self._size_right_docks()
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -961,6 +987,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.frame_check.stop()
         if self.session is not None:
             self.session.close()
+        self._save_layout()
         super().closeEvent(event)
 
 

@@ -1,6 +1,7 @@
 """The review window driven like an analyst would, under Xvfb (see scripts/dev.sh test)."""
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -950,3 +951,38 @@ def test_an_inverted_target_area_range_is_made_whole_by_the_bound_just_set(qtbot
     assert (panel.choice().min_area, panel.choice().max_area) == (250, 250)
     type_into(panel.max_area, "0")  # no limit: any lower bound goes with it
     assert panel.max_area.text() == "no limit" and panel.min_area.value() == 250
+
+
+def test_the_frame_shown_is_remembered_once_it_settles_not_only_at_close(window, fresh_sequence, qtbot):
+    from app.main_window import LAST_FRAMES_KEY
+
+    _open(window, qtbot, fresh_sequence)
+    window.timeline.go_to(23)
+    qtbot.waitUntil(lambda: not window.panels_timer.isActive(), timeout=2000)
+    # what a crash (no closeEvent) leaves in the settings, which Qt writes out as it goes
+    frames = json.loads(window.settings.value(LAST_FRAMES_KEY))
+    assert frames[str(fresh_sequence.resolve())] == 23
+
+
+def test_a_restart_restores_the_windows_size_and_its_docks(window, fresh_sequence, qtbot):
+    from app.main_window import MainWindow
+
+    _open(window, qtbot, fresh_sequence)
+    window.resize(1300, 850)
+    window.surface_dock.show()
+    qtbot.waitUntil(window.surface_dock.isVisible, timeout=5000)
+    window.surface_dock.resize(610, 430)
+    window.overlays_dock.hide()
+    qtbot.wait(100)
+    window.close()
+
+    again = MainWindow(window.settings)
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitExposed(again)
+    qtbot.wait(100)
+    assert again.size() == QtCore.QSize(1300, 850)
+    assert again.surface_dock.isVisible() and again.surface_dock.isFloating()
+    assert again.surface_dock.size() == QtCore.QSize(610, 430)
+    assert not again.overlays_dock.isVisible() and not again.features_dock.isVisible()
+    again.close()
