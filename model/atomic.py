@@ -73,6 +73,18 @@ def write_temporary_beside(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """`path` holds `data` whole or keeps what it held: written beside it, then renamed over it. A symbolic link is
+    written through (its target is replaced, as `open` would write into it); a FIFO or a device cannot be replaced,
+    so it is written into (`--json /dev/stdout`, a pipe)."""
+    path = os.path.realpath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        with open(path, "wb") as f:
+            f.write(data)
+        return
     tmp = write_temporary_beside(path, data)
     try:
         os.replace(tmp, path)

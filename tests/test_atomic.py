@@ -55,3 +55,33 @@ def test_a_file_system_without_unix_modes_still_gets_the_write(tmp_path, monkeyp
     monkeypatch.setattr(os, "fchmod", refuse)
     atomic_write_bytes(tmp_path / "f.bin", b"data")
     assert (tmp_path / "f.bin").read_bytes() == b"data"
+
+
+def test_a_symbolic_link_is_written_through_not_replaced(tmp_path):
+    (tmp_path / "results").mkdir()
+    target = tmp_path / "results" / "latest.json"
+    target.write_text("old")
+    link = tmp_path / "eval.json"
+    link.symlink_to(target)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
+    dangling = tmp_path / "next.json"
+    dangling.symlink_to(tmp_path / "results" / "next.json")  # as open() would, the file it names is made
+    atomic_write_bytes(dangling, b"made")
+    assert dangling.is_symlink() and (tmp_path / "results" / "next.json").read_bytes() == b"made"
+
+
+def test_a_fifo_is_written_into_not_replaced(tmp_path):
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader waiting on it (`--json pipe.json`, `jq < pipe.json`)
+    try:
+        atomic_write_bytes(fifo, b'{"iou": 0.5}\n')
+        try:
+            received = os.read(reader, 1000)
+        except BlockingIOError:
+            received = b""
+    finally:
+        os.close(reader)
+    assert received == b'{"iou": 0.5}\n' and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe.json"]  # no temporary file left
