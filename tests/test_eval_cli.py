@@ -364,3 +364,24 @@ def test_a_clip_folder_lacking_frames_or_boxes_is_named_with_what_clip_takes(tmp
     ):
         assert run_eval("--method", "tophat", "--clip", str(clip)) == 2
         assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_a_background_only_data_set_writes_valid_json_with_nulls(tmp_path, capsys):
+    """Frames with no target (a false-alarm test set): Pd, the AUC and the curve's Pd are undefined, which JSON
+    writes as null (NaN is not JSON: JavaScript's JSON.parse refuses it)."""
+    for folder in ("images", "masks"):
+        (tmp_path / "bg" / folder).mkdir(parents=True)
+    for stem in ("Misc_1", "Misc_2"):
+        image = cv2.imread(str(NUAA / "images" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(tmp_path / "bg" / "images" / f"{stem}.png"), image)
+        cv2.imwrite(str(tmp_path / "bg" / "masks" / f"{stem}.png"), np.zeros_like(image))
+    out = tmp_path / "bg.json"
+    assert run_eval("--method", "tophat", "--images", str(tmp_path / "bg" / "images"), "--masks",
+                    str(tmp_path / "bg" / "masks"), "--json", str(out), "--plots", str(tmp_path / "plots")) == 0
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    result = json.loads(out.read_text(), parse_constant=refuse)
+    assert result["pd"] is None and result["fa"] > 0 and result["roc"]["auc"] is None
+    assert "n/a" in capsys.readouterr().out  # the table says so too

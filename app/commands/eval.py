@@ -55,7 +55,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--frames", type=frame_range, metavar="A-B",
                    help="with --clip: only frames A to B (1-based, inclusive, as boxes.csv numbers them; 'A-' to "
                         "the end), e.g. the frames after those reviewed and fine-tuned on")
-    p.add_argument("--json", dest="json_out", help="write the results here as JSON")
+    p.add_argument("--json", dest="json_out",
+                   help="write the results here as JSON (an undefined value, such as Pd with no target, is null)")
     p.add_argument("--plots", help="folder for the ROC and Pd-Fa curve PNGs (data sets only)")
     p.add_argument("--errors", action="store_true",
                    help="also list each image's missed targets and false alarms (centroid row, col and area, in "
@@ -359,6 +360,17 @@ def _check_writable(json_out: str | None, plots: str | None) -> None:
                 raise ValueError(f"{option}: cannot write into {folder} ({existing} is not a writable folder)")
 
 
+def _json_values(value):
+    """`value` with each NaN or infinity (Pd without a target, an AUC without a curve) as null: JSON has none."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _json_values(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_values(item) for item in value]
+    return value
+
+
 def _write_outputs(result: dict, json_out: str | None, plots: str | None) -> int:
     """Plots, then JSON (recording the plots written); a failed write is reported and the other still tried."""
     failed = False
@@ -370,7 +382,7 @@ def _write_outputs(result: dict, json_out: str | None, plots: str | None) -> int
             failed = True
     if json_out:
         try:
-            atomic_write_json(json_out, json.loads(json.dumps(result, default=float)))
+            atomic_write_json(json_out, _json_values(json.loads(json.dumps(result, default=float))))
         except OSError as e:
             print(f"error: writing {json_out}: {e}", file=sys.stderr)
             failed = True
