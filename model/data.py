@@ -6,6 +6,7 @@ Gray conversion is PIL's `convert("L")` for every mode: RGB/RGBA use the ITU-R 6
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import warnings
@@ -79,8 +80,11 @@ def read_split(path: str | Path) -> list[str]:
 def find_dataset(images_dir: str | Path, masks_dir: str | Path, split_file: str | Path | None = None) -> list[Sample]:
     """Samples in split-file order (or sorted by stem without one); raises when an image or mask is missing."""
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
-    images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
-    masks = {p.stem: p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
+    # hidden files are not samples: a macOS copy leaves an AppleDouble "._name.png" beside each image
+    images = {p.stem: p for p in sorted(images_dir.iterdir())
+              if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
+    masks = {p.stem: p for p in sorted(masks_dir.iterdir())
+             if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
     stems = read_split(split_file) if split_file is not None else sorted(images)
     samples, missing = [], []
     for stem in stems:
@@ -131,6 +135,16 @@ def read_image_gray(path: str | Path) -> np.ndarray:
         if image.mode in NOT_EIGHT_BIT_MODES:
             raise ImageReadError(path, f"{image.mode} image is not 8-bit; normalise it to 8 bits first")
         return _decoded(path, lambda: np.asarray(image.convert("L"), dtype=np.uint8))
+
+
+def pixels_digest(path: str | Path) -> str | None:
+    """SHA-1 of an image's gray pixels and size (`read_image_gray`): the same image under another name or in another
+    file format (an exported copy) has the same digest. None when it cannot be read (reported where it is used)."""
+    try:
+        image = read_image_gray(path)
+    except ImageReadError:
+        return None
+    return hashlib.sha1(f"{image.shape}".encode() + image.tobytes()).hexdigest()
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -43,7 +43,8 @@ from model.checkpoint import (
     save_checkpoint,
 )
 from model.config import PRESETS, IRSAMConfig, preset
-from model.data import EIGHT_BIT_AS_STORED, Sample, name_some, extra_data_root, extra_data_samples, find_dataset, read_samples
+from model.data import (EIGHT_BIT_AS_STORED, Sample, extra_data_root, extra_data_samples, find_dataset, name_some,
+                        pixels_digest, read_samples)
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
 from model.predictor import check_device_name, choose_device
@@ -429,17 +430,24 @@ def train(cfg: TrainConfig, log=print) -> dict:
                      data_contents(train_samples, val_samples, extra_samples))
     if resume_state is not None and "run" in resume_state:  # last.pt files from before runs were recorded: as they are
         check_same_run(out, json.loads(resume_state["run"]), run)
-    val_files = {s.image_path.resolve() for s in val_samples}
+    # An image is known by its file and by its pixels: an export holds copies of its source's frames under other
+    # names (the source's frames given as extra data beside an export of them, or the other way round)
+    val_images = {s.image_path.resolve() for s in val_samples} | {pixels_digest(s.image_path) for s in val_samples}
     # each image is trained on once: an extra data set often holds the training split (a trainval.txt)
-    train_files = {s.image_path.resolve() for s in train_samples}
+    train_images = ({s.image_path.resolve() for s in train_samples}
+                    | {pixels_digest(s.image_path) for s in train_samples})
+    val_images.discard(None)
+    train_images.discard(None)  # an unreadable image is reported below
     new_extra_samples = []
     for entry, samples in zip(cfg.extra_data, extra_samples):
-        leaked = sorted(s.stem for s in samples if s.image_path.resolve() in val_files)
+        known_as = [(s.image_path.resolve(), pixels_digest(s.image_path)) for s in samples]
+        leaked = sorted(s.stem for s, keys in zip(samples, known_as) if val_images & set(keys))
         if leaked:  # checkpoint selection would reward memorising them
-            raise ValueError(f"--extra-data {entry} holds {len(leaked)} of the validation images, e.g. "
-                             f"{', '.join(leaked[:3])}: give a split file without them (e.g. the data set's train.txt)")
-        new = [s for s in samples if s.image_path.resolve() not in train_files]
-        train_files.update(s.image_path.resolve() for s in new)
+            raise ValueError(f"--extra-data {entry} holds {len(leaked)} of the validation images (the same file or "
+                             f"the same pixels), e.g. {', '.join(leaked[:3])}: give a split file without them (e.g. "
+                             "the data set's train.txt)")
+        new = [s for s, keys in zip(samples, known_as) if not train_images & set(keys)]
+        train_images.update(key for keys in known_as for key in keys if key is not None)
         new_extra_samples += new
         if ctx.is_main and len(new) < len(samples):
             log(f"--extra-data {entry}: {len(samples) - len(new)} of its {len(samples)} images are in the training "
@@ -836,7 +844,10 @@ def data_contents(train_samples: list[Sample], val_samples: list[Sample], extra_
         for sample in sorted(samples, key=lambda s: s.stem):
             combined.update(sample.stem.encode("utf-8") + b"\0")
             for path in (sample.image_path, sample.mask_path):
-                combined.update(hashlib.sha1(Path(path).read_bytes()).digest())
+                try:
+                    combined.update(hashlib.sha1(Path(path).read_bytes()).digest())
+                except OSError:  # a broken link, a folder: `read_samples` names every unusable file
+                    combined.update(b"unreadable")
         return combined.hexdigest()
 
     return {"train_content": digest(train_samples), "val_content": digest(val_samples),

@@ -174,3 +174,12 @@ def test_nuaa_sirst_official_split_and_modes():
         image, mask = read_image_gray(everything[stem].image_path), read_mask(everything[stem].mask_path)
         assert image.dtype == np.uint8 and image.ndim == 2
         assert mask.shape == image.shape and 0 < mask.sum() < mask.size
+
+
+def test_hidden_files_are_not_samples(tmp_path):
+    """A data set copied from a Mac onto a FAT or SMB volume holds an AppleDouble "._name.png" beside each image: not
+    an image, and not a sample, as frame sources already list them."""
+    images, masks = write_layout(tmp_path, "")
+    (images / "._a.png").write_bytes(b"\0\5\26\7" + b"\0" * 60)
+    (masks / "._a.png").write_bytes(b"\0\5\26\7" + b"\0" * 60)
+    assert [s.stem for s in find_dataset(images, masks)] == ["a", "b", "c", "d"]

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -539,9 +540,30 @@ def test_cli_extra_data_from_a_split_file_trains_on_the_frames_it_lists_only(dat
     assert "no images/ folder" in capsys.readouterr().err
     # the data set itself as extra data: its validation images would be trained on
     assert cli_train(tmp_path / "leak", dataset, "--device", "cpu", "--extra-data", str(dataset)) == 2
-    assert capsys.readouterr().err.startswith(f"error: --extra-data {dataset} holds 4 of the validation images, "
-                                              "e.g. syn_008, syn_009, syn_010")
+    assert capsys.readouterr().err.startswith(f"error: --extra-data {dataset} holds 4 of the validation images (the "
+                                              "same file or the same pixels), e.g. syn_008, syn_009, syn_010")
     assert not (tmp_path / "leak" / "out").exists()
+
+
+def test_extra_data_holding_copies_of_the_data_sets_images_under_other_names_is_known_by_its_pixels(dataset, tmp_path,
+                                                                                                   capsys):
+    """An export of a data set's frames (taken in, corrected, exported) holds them under other names: given beside
+    the data set, its copies of validation images would be trained on, and of training images trained on twice."""
+    copies = tmp_path / "export"
+    for folder in ("images", "masks"):
+        (copies / folder).mkdir(parents=True)
+        for path in sorted((dataset / folder).glob("*.png")):
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(str(copies / folder / f"clip_{path.stem}.png"), image, [cv2.IMWRITE_PNG_COMPRESSION, 0])
+    train = [f"clip_{stem}" for stem in (dataset / "train.txt").read_text().split()]
+    (copies / "train.txt").write_text("\n".join(train))
+    assert cli_train(tmp_path / "leak", dataset, "--device", "cpu", "--extra-data", str(copies)) == 2
+    assert "holds 4 of the validation images (the same file or the same pixels), e.g. clip_syn_008" in \
+        capsys.readouterr().err
+    assert cli_train(tmp_path / "twice", dataset, "--device", "cpu", "--extra-data", str(copies / "train.txt")) == 0
+    printed = capsys.readouterr().out
+    assert "8 of its 8 images are in the training set already" in printed
+    assert "training tiny on 8 images (4 for validation)" in printed
 
 
 def test_extra_data_already_in_the_training_set_counts_once_and_fp16_on_the_cpu_trains_in_bf16(dataset, tmp_path,

@@ -50,13 +50,17 @@ def test_unusable_images_and_masks_are_all_named_before_anything_is_written(data
     cv2.imwrite(str(resized), np.zeros((20, 30), np.uint8))
     empty = dataset / "masks" / f"{val_stems[0]}.png"
     empty.write_bytes(b"")
+    broken_link = dataset / "images" / f"{train_stems[2]}.png"  # a git-annex or DataLad file not fetched
+    broken_link.unlink()
+    broken_link.symlink_to(tmp_path / "annex" / "object.png")
     out = tmp_path / "out"
     assert cli_train(dataset, out) == 2
     err = one_error_line(capsys)
-    assert "3 unusable training or validation file(s)" in err
+    assert "4 unusable training or validation file(s)" in err
     assert f"{truncated}: corrupt image" in err
     assert f"{resized}: mask size 30x20 differs from its image's 80x64" in err
     assert f"{empty}: empty file (0 bytes)" in err
+    assert f"{broken_link}: file not found" in err
     assert not out.exists()
 
 
