@@ -183,6 +183,23 @@ def test_bad_argument_combinations(capsys):
     assert run_eval("--method", "tophat", "--images", str(NUAA / "images")) == 2
     assert run_eval("--method", "tophat", "--clip", str(CLIP), "--plots", "x") == 2
     assert "error" in capsys.readouterr().err
+    # a clip's boxes have no 512x512 or legacy-Fa variant: refused, not ignored
+    assert run_eval("--method", "tophat", "--clip", str(CLIP), "--resize-512") == 2
+    assert capsys.readouterr().err == ("error: --resize-512 needs pixel ground truth (--images/--masks): a clip's "
+                                       "boxes are scored at native size\n")
+    assert run_eval("--method", "tophat", "--clip", str(CLIP), "--fa", "legacy") == 2
+    assert capsys.readouterr().err.startswith("error: --fa legacy needs pixel ground truth")
+
+
+def test_a_tiff_stack_given_as_images_is_one_clear_line(tmp_path, capsys):
+    from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
+
+    folder = write_sequence(generate_sequence(SyntheticConfig(n_frames=3, height=32, width=40), seed=1),
+                            tmp_path / "demo", layout="tiff", name="stack")
+    assert run_eval("--method", "tophat", "--images", str(folder / "stack.tif"), "--masks", str(folder / "masks")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --images takes a folder of images; {folder / 'stack.tif'} is a file.")
+    assert err.count("\n") == 1 and "Errno" not in err
 
 
 def test_one_pass_scores_every_variant_and_convention_as_separate_evaluations_would():

@@ -213,6 +213,13 @@ def run(args: argparse.Namespace) -> int:
         return _error("give --images and --masks, or --clip")
     if args.clip and (args.plots or args.errors):
         return _error(f"{'--plots' if args.plots else '--errors'} needs pixel ground truth (--images/--masks)")
+    if args.clip and (args.resize_512 or args.fa != "corrected"):
+        # boxes are scored by centroid in box, at native size: there is no 512x512 or legacy-Fa variant of it
+        return _error(f"{'--resize-512' if args.resize_512 else '--fa legacy'} needs pixel ground truth "
+                      "(--images/--masks): a clip's boxes are scored at native size")
+    if args.images and Path(args.images).is_file():
+        return _error(f"--images takes a folder of images; {args.images} is a file. A TIFF stack is not scored "
+                      "with masks: open it in the app or `irsam detect` it, or give its pages as a folder of images")
     try:
         request = normalization_request_of(args)
         gate = size_gate_of(args)
