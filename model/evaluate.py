@@ -329,18 +329,26 @@ def plot_curve(
     x_log: bool = False,
     y_range: tuple[float, float] = (0.0, 1.0),
 ) -> None:
-    """A line plot written as PNG. With `x_log`, non-positive x values are dropped."""
+    """A line plot written as PNG, through the points in order of x (then y). With `x_log`, x = 0 (a Pd-Fa operating
+    point with no false alarm) is drawn at a "0" tick a decade left of the smallest positive x; negative x are
+    dropped."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    keep = np.isfinite(x) & np.isfinite(y) & ((x > 0) if x_log else True)
+    keep = np.isfinite(x) & np.isfinite(y) & ((x >= 0) if x_log else True)
     x, y = x[keep], y[keep]
     canvas = np.full((_HEIGHT, _WIDTH, 3), 255, np.uint8)
     plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
     if x_log and len(x):
-        x_axis = np.log10(x)
-        low, high = np.floor(x_axis.min()), np.ceil(x_axis.max())
+        positive = x[x > 0]
+        logs = np.log10(positive) if len(positive) else np.zeros(1)
+        low, high = np.floor(logs.min()), np.ceil(logs.max())
+        zero_at = low - 1 if (x == 0).any() else None
+        x_axis = np.log10(np.where(x > 0, x, 1.0))
+        if zero_at is not None:
+            x_axis[x == 0] = zero_at
+            low = zero_at
         high = max(high, low + 1)
         x_ticks = np.arange(low, high + 1)
-        x_tick_labels = [f"1e{int(t)}" for t in x_ticks]
+        x_tick_labels = ["0" if t == zero_at else f"1e{int(t)}" for t in x_ticks]
     else:
         x_axis = x
         low, high = (float(x.min()), float(x.max())) if len(x) else (0.0, 1.0)
@@ -366,7 +374,7 @@ def plot_curve(
         cv2.putText(canvas, f"{tick:.2f}", (_LEFT - 45, py + 4), _FONT, 0.4, black, 1, cv2.LINE_AA)
     cv2.rectangle(canvas, (_LEFT, _TOP), (_LEFT + plot_w, _TOP + plot_h), black, 1)
     if len(x):
-        order = np.argsort(x_axis, kind="stable")
+        order = np.lexsort((y, x_axis))
         points = to_pixel(x_axis[order], np.clip(y[order], y_low, y_high))
         cv2.polylines(canvas, [points.reshape(-1, 1, 2)], False, (200, 80, 0), 2, cv2.LINE_AA)
     cv2.putText(canvas, title, (_LEFT, _TOP - 18), _FONT, 0.55, black, 1, cv2.LINE_AA)

@@ -402,3 +402,15 @@ def test_a_background_only_data_set_writes_valid_json_with_nulls(tmp_path, capsy
     result = json.loads(out.read_text(), parse_constant=refuse)
     assert result["pd"] is None and result["fa"] > 0 and result["roc"]["auc"] is None
     assert "n/a" in capsys.readouterr().out  # the table says so too
+
+
+def test_the_pd_fa_plot_draws_the_operating_points_without_false_alarms(tmp_path):
+    """A log Fa axis has no place for Fa = 0, the thresholds that find targets with no false alarm: they are drawn at
+    a "0" tick a decade left of the smallest Fa, not dropped."""
+    from model.evaluate import _LEFT, plot_curve
+
+    path = tmp_path / "pd_fa.png"
+    plot_curve(np.array([0.0, 0.0, 2.0, 10.0]), np.array([0.1, 0.2, 0.5, 0.9]), path, "t", "Fa", "Pd", x_log=True)
+    image = cv2.imread(str(path))
+    curve_columns = np.nonzero(np.all(image == (200, 80, 0), axis=2).any(axis=0))[0]
+    assert curve_columns.min() <= _LEFT + 3
