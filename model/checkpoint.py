@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import subprocess
 import time
@@ -269,13 +270,20 @@ def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> 
     config_stored = isinstance(obj, dict) and obj.get("format") == FORMAT
     if config_stored:
         try:
+            if not isinstance(obj["config"], dict):
+                raise TypeError(f"a {type(obj['config']).__name__}, not a mapping")
             config = IRSAMConfig.from_dict(obj["config"])
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{path}: invalid stored config ({error})") from error
         if config_name and config.name != config_name:
             raise CheckpointError(f"{path}: this checkpoint holds a {config.name} network, not the {config_name} one "
                                   "asked for with --config: leave out --config (the file names its network)")
+        if not isinstance(obj.get("metadata"), (dict, type(None))):
+            raise CheckpointError(f"{path}: its metadata is a {type(obj['metadata']).__name__}, not a mapping")
         metadata = dict(obj.get("metadata") or {})
+        threshold = metadata.get("decision_threshold", 0.0)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise CheckpointError(f"{path}: its metadata's decision_threshold {threshold!r} is not a finite number")
     state_dict = _unwrap(obj, str(path))  # its errors name the file already
     model = build_irsam(config)
     try:

@@ -231,6 +231,26 @@ def test_another_version_of_our_format_is_refused_as_such(tmp_path):
         assert str(raised.value) == message
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("config", "tiny", "invalid stored config (a str, not a mapping)"),
+    ("metadata", [1, 2], "its metadata is a list, not a mapping"),
+    ("decision_threshold", "abc", "its metadata's decision_threshold 'abc' is not a finite number"),
+    ("decision_threshold", float("nan"), "its metadata's decision_threshold nan is not a finite number"),
+])
+def test_a_hand_damaged_config_or_metadata_is_named_with_the_file(tmp_path, field, value, message):
+    path = tmp_path / "edited.pt"
+    save_checkpoint(path, build_irsam(tiny()), tiny(), {"decision_threshold": 0.5})
+    stored = torch.load(path, weights_only=True)
+    if field == "decision_threshold":
+        stored["metadata"][field] = value  # a NaN threshold made every frame empty, without a word
+    else:
+        stored[field] = value
+    torch.save(stored, path)
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(path)
+    assert str(raised.value) == f"{path}: {message}"
+
+
 def test_file_without_config_loads_as_official():
     model, config, metadata = load_checkpoint(FIXTURES / "random_state.pt")
     assert config == official() and metadata == {} and not model.training
