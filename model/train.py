@@ -130,6 +130,13 @@ def first_line(error: Exception) -> str:
 
 def split_samples(data: Path, split_file: str) -> list[Sample]:
     """The samples a split file lists (raises when it lists none, or an image or mask is missing)."""
+    missing = [name for name in ("images", "masks") if not (data / name).is_dir()]
+    if missing:
+        inside = sorted(p.name for p in data.iterdir() if (p / "images").is_dir() and (p / "masks").is_dir()) \
+            if data.is_dir() else []
+        hint = f": the data set is in {data / inside[0]} (a BasicIRSTD export keeps it in a folder of its name)" \
+            if len(inside) == 1 else ""
+        raise ValueError(f"--data {data} holds no {' or '.join(f'{name}/' for name in missing)} folder{hint}")
     samples = find_dataset(data / "images", data / "masks", split_file)
     if not samples:
         raise ValueError(f"split file {split_file} lists no images")

@@ -249,3 +249,12 @@ def test_epoch_lines_show_the_lr_used_and_the_threshold_line_matches_best_epoch(
     # the sweep's threshold-0 side is the best epoch's validation: same weights, same precision
     at_zero = re.search(r"IoU (\S+) ->.*Fa (\S+) ->", calibration).groups()
     assert at_zero == (f"{best['val_iou']:.4f}", f"{best['val_fa'] * 1e6:.2f}")
+
+
+def test_data_given_as_the_folder_above_a_basicirstd_export_names_the_folder_meant(dataset, tmp_path, capsys):
+    root = tmp_path / "export"
+    shutil.copytree(dataset, root / "clip")  # BasicIRSTD: ROOT/NAME/images, masks
+    assert main(["train", "--data", str(root), "--split-train", str(dataset / "train.txt"), "--split-val",
+                 str(dataset / "val.txt"), "--out", str(tmp_path / "out"), "--config", "tiny"]) == 2
+    assert one_error_line(capsys) == (f"error: --data {root} holds no images/ or masks/ folder: the data set is in "
+                                      f"{root / 'clip'} (a BasicIRSTD export keeps it in a folder of its name)\n")
