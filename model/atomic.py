@@ -73,9 +73,21 @@ def write_temporary_beside(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """`path` holds `data` whole or keeps what it held: written beside it, then renamed over it. A symbolic link is
-    written through (its target is replaced, as `open` would write into it); a FIFO or a device cannot be replaced,
-    so it is written into (`--json /dev/stdout`, a pipe)."""
+    """`path` holds `data` whole or keeps what it held: written beside it, then renamed over it. Whatever `path` is
+    (a symbolic link, a FIFO) is replaced, never written through: a link planted in a project folder must not make
+    its writes land elsewhere. Outputs the user names go through `write_output_file`."""
+    tmp = write_temporary_beside(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_output_file(path: str | os.PathLike, data: bytes) -> None:
+    """A file the user named on the command line (`eval --json`), written as the shell's `>` would place it: through a
+    symbolic link to its target, and into a FIFO or a device (`--json /dev/stdout`, a pipe), which cannot be
+    replaced; a regular file is still written atomically (`atomic_write_bytes`)."""
     path = os.path.realpath(path)
     try:
         mode = os.stat(path).st_mode
@@ -85,12 +97,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with open(path, "wb") as f:
             f.write(data)
         return
-    tmp = write_temporary_beside(path, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -5,7 +5,7 @@ import stat
 import numpy as np
 import pytest
 
-from model.atomic import atomic_write_bytes, atomic_write_png, current_umask
+from model.atomic import atomic_write_bytes, atomic_write_png, current_umask, write_output_file
 
 
 @pytest.fixture
@@ -57,26 +57,40 @@ def test_a_file_system_without_unix_modes_still_gets_the_write(tmp_path, monkeyp
     assert (tmp_path / "f.bin").read_bytes() == b"data"
 
 
-def test_a_symbolic_link_is_written_through_not_replaced(tmp_path):
+def test_a_symbolic_link_in_a_project_is_replaced_not_written_through(tmp_path):
+    """Review projects sit beside their source, often in shared data folders: a link planted as labels/x.png or
+    review.json must not make an edit overwrite the file it points to."""
+    truth = tmp_path / "ground_truth.png"
+    truth.write_bytes(b"truth")
+    link = tmp_path / "labels" / "x.png"
+    link.parent.mkdir()
+    link.symlink_to(truth)
+    atomic_write_bytes(link, b"edit")
+    assert not link.is_symlink() and link.read_bytes() == b"edit" and truth.read_bytes() == b"truth"
+
+
+def test_an_output_the_user_named_is_written_through_its_link(tmp_path):
     (tmp_path / "results").mkdir()
     target = tmp_path / "results" / "latest.json"
     target.write_text("old")
     link = tmp_path / "eval.json"
     link.symlink_to(target)
-    atomic_write_bytes(link, b"new")
+    write_output_file(link, b"new")
     assert link.is_symlink() and target.read_bytes() == b"new"
     dangling = tmp_path / "next.json"
     dangling.symlink_to(tmp_path / "results" / "next.json")  # as open() would, the file it names is made
-    atomic_write_bytes(dangling, b"made")
+    write_output_file(dangling, b"made")
     assert dangling.is_symlink() and (tmp_path / "results" / "next.json").read_bytes() == b"made"
+    write_output_file(tmp_path / "plain.json", b"plain")
+    assert (tmp_path / "plain.json").read_bytes() == b"plain"
 
 
-def test_a_fifo_is_written_into_not_replaced(tmp_path):
+def test_an_output_fifo_is_written_into_not_replaced(tmp_path):
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader waiting on it (`--json pipe.json`, `jq < pipe.json`)
     try:
-        atomic_write_bytes(fifo, b'{"iou": 0.5}\n')
+        write_output_file(fifo, b'{"iou": 0.5}\n')
         try:
             received = os.read(reader, 1000)
         except BlockingIOError:

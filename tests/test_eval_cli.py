@@ -414,3 +414,19 @@ def test_the_pd_fa_plot_draws_the_operating_points_without_false_alarms(tmp_path
     image = cv2.imread(str(path))
     curve_columns = np.nonzero(np.all(image == (200, 80, 0), axis=2).any(axis=0))[0]
     assert curve_columns.min() <= _LEFT + 3
+
+
+def test_json_to_a_pipe_or_device_needs_no_writable_folder_around_it(tmp_path, monkeypatch):
+    """`--json /dev/stdout` for a user who cannot write into /dev (the tests run as root, to whom every folder is
+    writable: the folders' permission is taken away here)."""
+    import os
+
+    from app.commands import eval as eval_command
+
+    access = os.access
+    monkeypatch.setattr(eval_command.os, "access", lambda path, mode: not os.path.isdir(path) and access(path, mode))
+    eval_command._check_writable("/dev/stdout", None)
+    os.mkfifo(tmp_path / "pipe.json")
+    eval_command._check_writable(str(tmp_path / "pipe.json"), None)
+    with pytest.raises(ValueError, match="is not a writable folder"):
+        eval_command._check_writable(str(tmp_path / "new.json"), None)

@@ -13,7 +13,7 @@ import numpy as np
 
 from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
                           normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
-from model.atomic import atomic_write_json
+from model.atomic import encode_json, write_output_file
 from app.core.frames import FrameReadError, SourceError, open_source, read_gray
 from app.core.normalization import NormalizationRequest
 from model.config import PRESETS
@@ -359,7 +359,10 @@ def _check_writable(json_out: str | None, plots: str | None) -> None:
     """Refuse, before a long evaluation, output paths that could not be written (ValueError)."""
     if json_out and Path(json_out).is_dir():
         raise ValueError(f"--json {json_out} is a folder; give a file name")
-    for option, folder in (("--json", json_out and Path(json_out).parent), ("--plots", plots and Path(plots))):
+    target = json_out and Path(os.path.realpath(json_out))  # written through a link, as the shell's > would
+    if target and target.exists() and not target.is_file() and os.access(target, os.W_OK):
+        target = None  # a pipe or a device (/dev/stdout) is written into, whatever its folder allows
+    for option, folder in (("--json", target and target.parent), ("--plots", plots and Path(plots))):
         if folder:
             # the nearest folder that exists is where the missing ones would be created
             existing = next(p for p in (folder, *folder.parents) if p.exists())
@@ -389,7 +392,7 @@ def _write_outputs(result: dict, json_out: str | None, plots: str | None) -> int
             failed = True
     if json_out:
         try:
-            atomic_write_json(json_out, _json_values(json.loads(json.dumps(result, default=float))))
+            write_output_file(json_out, encode_json(_json_values(json.loads(json.dumps(result, default=float)))))
         except OSError as e:
             print(f"error: writing {json_out}: {e}", file=sys.stderr)
             failed = True
