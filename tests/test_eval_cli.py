@@ -417,7 +417,7 @@ def test_the_pd_fa_plot_draws_the_operating_points_without_false_alarms(tmp_path
 
 
 def test_json_to_a_pipe_or_device_needs_no_writable_folder_around_it(tmp_path, monkeypatch):
-    """`--json /dev/stdout` for a user who cannot write into /dev (the tests run as root, to whom every folder is
+    """`--json /dev/stdout` (a terminal) for a user who cannot write into /dev (the tests run as root, to whom every folder is
     writable: the folders' permission is taken away here)."""
     import os
 
@@ -425,7 +425,7 @@ def test_json_to_a_pipe_or_device_needs_no_writable_folder_around_it(tmp_path, m
 
     access = os.access
     monkeypatch.setattr(eval_command.os, "access", lambda path, mode: not os.path.isdir(path) and access(path, mode))
-    eval_command._check_writable("/dev/stdout", None)
+    eval_command._check_writable("/dev/null", None)  # (/dev/stdout is the capture file under pytest)
     os.mkfifo(tmp_path / "pipe.json")
     eval_command._check_writable(str(tmp_path / "pipe.json"), None)
     with pytest.raises(ValueError, match="is not a writable folder"):
