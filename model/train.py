@@ -439,22 +439,25 @@ def train(cfg: TrainConfig, log=print) -> dict:
         check_same_run(out, json.loads(resume_state["run"]), run)
     # An image is known by its file and by its pixels: an export holds copies of its source's frames under other
     # names (the source's frames given as extra data beside an export of them, or the other way round)
-    val_images = {s.image_path.resolve() for s in val_samples} | {pixels_digest(s.image_path) for s in val_samples}
+    # (each decoded once more: about 2 ms for a 512x512 image, so only when there is extra data)
+    def known_as(samples: list[Sample]) -> list[tuple[Path, str | None]]:
+        return [(s.image_path.resolve(), pixels_digest(s.image_path) if cfg.extra_data else None) for s in samples]
+
+    val_images = {key for keys in known_as(val_samples) for key in keys}
     # each image is trained on once: an extra data set often holds the training split (a trainval.txt)
-    train_images = ({s.image_path.resolve() for s in train_samples}
-                    | {pixels_digest(s.image_path) for s in train_samples})
+    train_images = {key for keys in known_as(train_samples) for key in keys}
     val_images.discard(None)
     train_images.discard(None)  # an unreadable image is reported below
     new_extra_samples = []
     for entry, samples in zip(cfg.extra_data, extra_samples):
-        known_as = [(s.image_path.resolve(), pixels_digest(s.image_path)) for s in samples]
-        leaked = sorted(s.stem for s, keys in zip(samples, known_as) if val_images & set(keys))
+        keys_of = known_as(samples)
+        leaked = sorted(s.stem for s, keys in zip(samples, keys_of) if val_images & set(keys))
         if leaked:  # checkpoint selection would reward memorising them
             raise ValueError(f"--extra-data {entry} holds {len(leaked)} of the validation images (the same file or "
                              f"the same pixels), e.g. {', '.join(leaked[:3])}: give a split file without them (e.g. "
                              "the data set's train.txt)")
-        new = [s for s, keys in zip(samples, known_as) if not train_images & set(keys)]
-        train_images.update(key for keys in known_as for key in keys if key is not None)
+        new = [s for s, keys in zip(samples, keys_of) if not train_images & set(keys)]
+        train_images.update(key for keys in keys_of for key in keys if key is not None)
         new_extra_samples += new
         if ctx.is_main and len(new) < len(samples):
             log(f"--extra-data {entry}: {len(samples) - len(new)} of its {len(samples)} images are in the training "
