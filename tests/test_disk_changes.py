@@ -1,11 +1,13 @@
 """What other instances on a review project wrote (another window, an `irsam detect` run), as one instance takes it
 up: `ReviewProject.changes_on_disk` and `ReviewSession.refresh_from_disk` (Qt-free)."""
+import dataclasses
 import time
 
 import numpy as np
 
 from app.core.edits import make_edit
 from app.core.project import CLOCK_TICK_NS, ReviewProject, ReviewStatus
+from app.core.normalization import NormalizationRequest
 from app.session import NOT_RUN, STATUS_CODES, ReviewSession
 from model.detectors import FrameResult
 from tests.test_frames import write_folder
@@ -168,33 +170,130 @@ def test_statuses_are_unchanged_for_the_frames_nobody_touched(tmp_path):
     assert [window.status(s).value for s in STEMS] == ["accepted", "negative", "unreviewed", "unreviewed"]
 
 
-def test_a_mask_replaced_again_right_after_a_look_is_reported_again(tmp_path):
+def test_a_mask_stamped_within_a_tick_of_a_look_is_reported_again_at_the_next(tmp_path, monkeypatch):
     """ext4 gives a file replaced twice the inode it had before, and a coarse clock may give it the same time
-    stamp: what a look saw within a tick of its stamp is not trusted to be the last word."""
+    stamp: what a look saw within a tick of its stamp is not trusted to be the last word. (The tick is made a
+    minute long here, so that the look is within it however slow the machine.)"""
+    import app.core.project as project_module
+
     make_project(tmp_path / "p")
     window, other = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
     window.changes_on_disk()
+    other.commit_mask("f000", square_mask(1, 1))
+    monkeypatch.setattr(project_module, "CLOCK_TICK_NS", 60 * 10**9)
+    assert window.changes_on_disk().committed == {"f000"}
+    assert window.changes_on_disk().committed == {"f000"}  # the same file, but it may have been replaced unseen
+    monkeypatch.setattr(project_module, "CLOCK_TICK_NS", 0)
+    assert window.changes_on_disk().committed == {"f000"}  # the last time: no longer within a tick
+    assert not window.changes_on_disk()
+
+
+def test_a_look_during_an_own_write_does_not_take_it_for_another_instances(tmp_path, monkeypatch):
+    """The window's detection worker writes proposals while the window looks: a look between the mask's rename and
+    the end of save_prediction saw the file before this instance had recorded it as its own."""
+    import app.core.project as project_module
+
+    make_project(tmp_path / "p")
+    window = ReviewProject.open(tmp_path / "p")
+    window.changes_on_disk()
     settle()
-    for k in range(3):
-        other.commit_mask("f000", square_mask(1 + k, 1))  # same size, replaced at once
-        assert window.changes_on_disk().committed == {"f000"}
+    write, seen = project_module.atomic_write_png, []
+
+    def write_then_look(path, image, text=None):
+        write(path, image, text)
+        seen.append(window.changes_on_disk())  # as the GUI thread would, right after the rename
+
+    monkeypatch.setattr(project_module, "atomic_write_png", write_then_look)
+    window.save_prediction("f001", result_with_targets([(2, 2, 6, 6)]))
+    window.commit_mask("f002", square_mask(1, 1))
+    monkeypatch.undo()
+    assert not any(seen) and len(window.detections("f001")) == 1
+    settle()
+    assert not window.changes_on_disk()
 
 
-def test_a_runs_detections_csv_brings_the_peak_scores_its_masks_cannot(tmp_path):
-    """`irsam detect` keeps no logits by default and writes detections.csv at its end: the targets read from its
-    masks meanwhile have no peak score, the csv's rows give them."""
+def test_a_permission_change_is_not_a_new_proposal(tmp_path):
+    """`chmod -R` or a hard-link backup changes every file's ctime, not what it holds: the proposals are not read
+    again (without logits, their peak scores would be lost)."""
+    import os
+
+    run = make_project(tmp_path / "p")
+    run.save_prediction("f000", result_with_targets([(2, 2, 6, 6)]))
+    run.flush_detections()  # its peak scores, from the logits it did not keep
+    window = ReviewProject.open(tmp_path / "p")
+    window.changes_on_disk()
+    peak = window.detections("f000")[0].peak_score
+    settle()
+    window.changes_on_disk()  # (the proposal, written within a tick of the first look, is reported once more)
+    os.chmod(tmp_path / "p" / "masks" / "f000.png", 0o600)
+    (tmp_path / "p" / "masks" / "other").mkdir()  # the folder changes too, so it is listed again
+    settle()
+    assert not window.changes_on_disk() and window.detections("f000")[0].peak_score == peak == 1.0
+
+
+def test_rows_with_a_nan_peak_score_are_not_news_each_time_the_csv_is_written(tmp_path):
     make_project(tmp_path / "p")
     window, run = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
     window.changes_on_disk()
-    run.save_prediction("f001", result_with_targets([(2, 2, 6, 6)]))
-    settle()
-    assert window.changes_on_disk().proposals == {"f001"}
-    assert np.isnan(window.detections("f001")[0].peak_score)  # from the mask alone
+    run.save_prediction("f000", result_with_targets([(2, 2, 6, 6)]))
     run.flush_detections()
+    (tmp_path / "p" / "logits").mkdir(exist_ok=True)
+    settle()
+    window.changes_on_disk()
+    # the csv again, with a row whose peak score is NaN (a proposal read back from its mask alone)
+    other = ReviewProject.open(tmp_path / "p")
+    other.save_prediction("f001", result_with_targets([(2, 2, 6, 6)]))
+    other._detections["f001"] = [dataclasses.replace(t, peak_score=float("nan")) for t in other.detections("f001")]
+    other.flush_detections()
     settle()
     assert window.changes_on_disk().proposals == {"f001"}
-    assert window.detections("f001")[0].peak_score == 1.0  # the run's, from its logits
-    assert not window.changes_on_disk()
-    window.flush_detections()  # and this instance's own csv is not news
+    ReviewProject.open(tmp_path / "p").set_status("f003", "accepted")  # something else, then the csv again
+    other.flush_detections()
     settle()
-    assert not window.changes_on_disk()
+    assert window.changes_on_disk().proposals == set()
+
+
+def test_a_write_takes_up_the_project_another_instance_created_since_the_session_opened(tmp_path):
+    """The window opened the clip before `irsam detect --window ...` made its project; the analyst's first status
+    change (before the window's next look) must join that project, with its proposals and its input window."""
+    write_folder(tmp_path / "seq", n=3, names=["00.png", "01.png", "02.png"])
+    session = ReviewSession.open(tmp_path / "seq")
+    run = ReviewSession.open(tmp_path / "seq")
+    run.change_normalization(NormalizationRequest(window=(10.0, 200.0)))
+    logits = np.full(run.frame(1).shape, -5.0, np.float32)
+    logits[2:5, 3:6] = 4.0
+    run.project.save_prediction("01", FrameResult(logits))
+    run.project.flush_detections()
+    session.set_status(0, ReviewStatus.ACCEPTED)
+    assert session.detection_counts[1] == 1 and (session.normalization.low, session.normalization.high) == (10, 200)
+    assert ReviewProject.open(run.project_dir).status("00") is ReviewStatus.ACCEPTED
+    session.close()
+    run.close()
+
+
+def test_a_project_over_other_frames_is_left_alone_by_the_looks(tmp_path):
+    write_folder(tmp_path / "seq", n=3, names=["00.png", "01.png", "02.png"])
+    session = ReviewSession.open(tmp_path / "seq")
+    project_dir = session.project_dir
+    ReviewProject.create(project_dir, tmp_path / "elsewhere", "folder", ["a", "b"], (24, 32), {"mode": "window", "low": 0, "high": 255})
+    assert not session.refresh_from_disk() and not session.refresh_from_disk()
+    assert session.project is None and session.project_dir == project_dir  # not moved to another folder unasked
+    session.close()
+
+
+def test_another_instances_proposals_are_counted_a_bounded_number_a_look_nearest_the_frame_shown(tmp_path):
+    from app.session import COUNTS_PER_LOOK
+
+    n = COUNTS_PER_LOOK + 20
+    session = _session_with_project(tmp_path, n=n)
+    session.layers(n - 1, set())  # the frame shown: the last
+    run = ReviewProject.open(session.project_dir)
+    for i in range(n):
+        run.save_prediction(session.stem(i), FrameResult(np.full(session.frame(0).shape, -5.0, np.float32)))
+    settle()
+    first = session.refresh_from_disk()
+    assert len(first.proposals) == COUNTS_PER_LOOK and session.stem(n - 1) in first.proposals
+    assert sorted(session.detection_counts).count(NOT_RUN) == 20 and session.detection_counts[0] == NOT_RUN
+    second = session.refresh_from_disk()
+    assert len(second.proposals) == 20 and NOT_RUN not in session.detection_counts
+    session.close()

@@ -47,6 +47,7 @@ WATCHED_LAYERS = ("masks", "labels")  # the folders `changes_on_disk` looks into
 # CLOCK_TICK_NS of a look may change again with the same stamp, and the first look takes a file stamped up to
 # CLOCK_TICK_NS before the project was opened as written since
 CLOCK_TICK_NS = 100_000_000
+OWN_WRITES_KEPT_NS = 10_000_000_000  # how long an instance knows a file it wrote as its own (`changes_on_disk`)
 
 
 class ReviewStatus(str, Enum):
@@ -205,7 +206,8 @@ class ReviewProject:
         self._folders_seen: dict[str, tuple[tuple | None, dict[str, tuple] | None, set[str]]] = {
             layer: (_file_identity(folder / layer), None, set()) for layer in WATCHED_LAYERS}
         self._csv_seen: tuple | None = None  # `_file_identity` of detections.csv at the last look
-        self._own_files: dict[tuple[str, str], tuple | None] = {}
+        self._own_files: dict[tuple[str, str], set[tuple]] = {}
+        self._writing: dict[tuple[str, str], int] = {}  # (layer, stem) -> this instance's writes of it under way
 
     # --- creating and opening -------------------------------------------------------------------
 
@@ -452,11 +454,12 @@ class ReviewProject:
         if frame_sha1 is not None:
             text[FRAME_TEXT_KEY] = frame_sha1
         mask_path = self._path("masks", stem, ".png")
-        self._write(lambda: atomic_write_png(mask_path, mask, text))
-        targets = extract_targets(mask, logits)
-        with self._lock:
-            self._detections[stem] = targets
-            self._proposed[stem] = self._own_files[("masks", stem)] = _file_identity(mask_path)
+        with self._own_write("masks", stem):
+            self._write(lambda: atomic_write_png(mask_path, mask, text))
+            targets = extract_targets(mask, logits)
+            with self._lock:
+                self._detections[stem] = targets
+                self._proposed[stem] = _file_identity(mask_path)
         return kept_accepted
 
     def flush_detections(self) -> None:
@@ -632,9 +635,8 @@ class ReviewProject:
             raise ValueError(f"{stem}: mask shape {mask.shape} != frame shape {self.shape_of(stem)}")
         path = self._path("labels", stem, ".png")
         text = None if frame_sha1 is None else {FRAME_TEXT_KEY: frame_sha1}
-        self._write(lambda: atomic_write_png(path, mask, text))
-        with self._lock:
-            self._own_files[("labels", stem)] = _file_identity(path)
+        with self._own_write("labels", stem):
+            self._write(lambda: atomic_write_png(path, mask, text))
         self.damaged = [(p, reason) for p, reason in self.damaged if p != path]
 
     def working_mask(self, stem: str) -> np.ndarray:
@@ -811,21 +813,29 @@ class ReviewProject:
             if seen_files is not None and _file_identity(self.folder / layer) == seen_identity:
                 found[layer] = set()
                 continue
-            identity, files, recent = self._folder_files(layer)
+            identity, files, stamps, recent = self._folder_files(layer)
             with self._lock:
                 own = {stem for (of, stem), written in self._own_files.items()
-                       if of == layer and files.get(stem) == written}
-                for stem in own - recent:  # kept while stamped recently: the next look lists it again
-                    del self._own_files[(layer, stem)]
+                       if of == layer and files.get(stem) in written}
+                # what this instance wrote is known as its own for a while: a look may list an earlier write of the
+                # file, or the next may come before the rename
+                old = time.time_ns() - OWN_WRITES_KEPT_NS
+                for key in [key for key in self._own_files if key[0] == layer]:
+                    self._own_files[key] = {written for written in self._own_files[key] if written[1] >= old}
+                    if not self._own_files[key]:
+                        del self._own_files[key]
+                writing = {stem for of, stem in self._writing if of == layer}  # its file may be renamed in any moment
+            own |= writing
+            recent |= writing
             if seen_files is None:  # the first look
                 since = self._opened_ns - CLOCK_TICK_NS
-                differs = {stem for stem, identity in files.items() if max(identity[1:3]) >= since}
+                differs = {stem for stem, stamp in stamps.items() if stamp >= since}
             else:
                 differs = {stem for stem in files.keys() | seen_files.keys() if files.get(stem) != seen_files.get(stem)}
             found[layer] = (differs | seen_recent) - own
             if layer == "masks":  # (opening read detections.csv: a file stamped before it may be the one it read)
                 replaced = differs - own if seen_files is not None else {
-                    stem for stem in differs - own if max(files[stem][1:3]) >= self._opened_ns}
+                    stem for stem in differs - own if stamps[stem] >= self._opened_ns}
             self._folders_seen[layer] = (identity, files, recent)
         with self._lock:
             for stem in replaced:
@@ -852,28 +862,28 @@ class ReviewProject:
         files = self._folders_seen["masks"][1] or {}
         with self._lock:
             for stem, mask_file in files.items():
-                if stem in self._proposed or written is None or max(mask_file[1:3]) > written:
+                if stem in self._proposed or written is None or mask_file[1] > written:
                     continue  # this instance's proposal, or one saved after the csv: masks/ tells
                 targets = rows.get(stem, [])
-                if self._detections.get(stem) != targets:
+                if repr(self._detections.get(stem)) != repr(targets):  # (a NaN peak score is not equal to itself)
                     self._detections[stem] = targets
                     changed.add(stem)
         return changed
 
-    def _folder_files(self, layer: str) -> tuple[tuple | None, dict[str, tuple], set[str]]:
+    def _folder_files(self, layer: str) -> tuple[tuple | None, dict[str, tuple], dict[str, int], set[str]]:
         """A WATCHED_LAYERS folder's `_file_identity` (taken first: a file written meanwhile makes the next look
-        list the folder again; None when stamped within CLOCK_TICK_NS, as it may change again with that stamp),
-        stem -> `_file_identity` of each of its frames' PNG files, and the stems of those stamped within
-        CLOCK_TICK_NS."""
+        list the folder again; None when stamped within CLOCK_TICK_NS, as it may change again with that stamp);
+        stem -> `_content_identity` of each of its frames' PNG files; stem -> the file's last stamp (modified or
+        changed, ns); and the stems of those stamped within CLOCK_TICK_NS."""
         folder = self.folder / layer
         looked = time.time_ns()
-        identity, files, recent = _file_identity(folder), {}, set()
+        identity, files, stamps, recent = _file_identity(folder), {}, {}, set()
         if identity is not None and looked - max(identity[1:3]) < CLOCK_TICK_NS:
             identity = None
         try:
             entries = list(os.scandir(folder))
         except OSError:
-            return identity, files, recent
+            return identity, files, stamps, recent
         for entry in entries:
             stem, suffix = os.path.splitext(entry.name)
             if suffix != ".png" or stem not in self._index:
@@ -882,10 +892,33 @@ class ReviewProject:
                 st = entry.stat()
             except OSError:
                 continue  # removed meanwhile
-            files[stem] = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
-            if looked - max(st.st_mtime_ns, st.st_ctime_ns) < CLOCK_TICK_NS:
+            files[stem] = _content_identity(st)
+            stamps[stem] = max(st.st_mtime_ns, st.st_ctime_ns)
+            if looked - stamps[stem] < CLOCK_TICK_NS:
                 recent.add(stem)
-        return identity, files, recent
+        return identity, files, stamps, recent
+
+    @contextlib.contextmanager
+    def _own_write(self, layer: str, stem: str):
+        """Around this instance's write of masks/ or labels/<stem>.png: a look meanwhile takes the file as its own
+        (the rename may come at any moment), and afterwards the file written is known as this instance's."""
+        key = (layer, stem)
+        with self._lock:
+            self._writing[key] = self._writing.get(key, 0) + 1
+        try:
+            yield
+            try:
+                written = _content_identity(os.stat(self._path(layer, stem, ".png")))
+            except OSError:
+                written = None
+            if written is not None:
+                with self._lock:
+                    self._own_files.setdefault(key, set()).add(written)
+        finally:
+            with self._lock:
+                self._writing[key] -= 1
+                if not self._writing[key]:
+                    del self._writing[key]
 
     # --- frame fingerprints ---------------------------------------------------------------------
 
@@ -1196,6 +1229,12 @@ def _locked(path: Path) -> int | None:
         except OSError:  # a file system without locks
             os.close(fd)
             return None
+
+
+def _content_identity(st: os.stat_result) -> tuple:
+    """What changes when a file is written again (inode, modified time, size), and not when only its permissions or
+    owner change (`chmod -R`, a hard-link backup): those change its ctime, not what it holds."""
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _file_identity(path: Path) -> tuple | None:
