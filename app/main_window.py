@@ -10,7 +10,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.frames import FrameReadError, SourceError
-from app.core.project import ProjectError
+from app.core.project import DiskChanges, ProjectError
 from app.core.targets import Target, extract_targets
 from app.measure import frame_box_pd, frame_iou_pd, local_snr, target_snr
 from app.session import FrameLayers, ReviewSession
@@ -579,10 +579,19 @@ class MainWindow(QtWidgets.QMainWindow):
         if session is None or self.details_runner.busy:
             return
         started, shown_status = time.perf_counter(), int(session.status_codes[self.index])
+        normalization = session.normalization
         changes = session.refresh_from_disk()
-        # a big project's folders take tens of ms to list: looked at less often, the window stays smooth
+        if session.normalization is not normalization:  # a project another instance made was taken up
+            self.frame_view.set_sequence_levels(session.normalization.low, session.normalization.high)
+            self.frame_view.set_bad_pixels(session.normalization.bad_pixels)
+        self._show_disk_changes(changes, shown_status)
+        # a big project's folders take tens of ms to list, its queue as long to summarise: looked at less often,
+        # the window stays smooth
         took_ms = 1000 * (time.perf_counter() - started)
         self.disk_timer.setInterval(max(DISK_POLL_MS, min(10 * DISK_POLL_MS, int(40 * took_ms))))
+
+    def _show_disk_changes(self, changes: DiskChanges, shown_status: int) -> None:
+        session = self.session
         if self._reshow_after_stroke is not None and not self.review_tools.editing.drawing:
             index, self._reshow_after_stroke = self._reshow_after_stroke, None
             if index == self.index:
@@ -879,7 +888,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if not isinstance(state, QtCore.QByteArray) or not self.restoreState(state, WINDOW_STATE_VERSION):
             return False
         for dock in (self.surface_dock, self.features_dock):
-            dock.setProperty("placed", True)  # where the analyst left it
+            if dock.isVisible() or not dock.isFloating():  # where the analyst left it (else placed when first shown)
+                dock.setProperty("placed", True)
         return True
 
     def _save_layout(self) -> None:
@@ -980,6 +990,7 @@ class MainWindow(QtWidgets.QMainWindow):
             event.ignore()
             return
         self.panels_timer.stop()
+        self.disk_timer.stop()
         self.review_tools.stop()
         self._remember_frame()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):

@@ -35,6 +35,7 @@ LAYER_PREFETCH = 3  # frames ahead (in the scrubbing direction) whose layer file
 FILE_LAYERS = ("prediction", "edges", "probability", "committed", "truth")
 STATUS_CODES = {s: k for k, s in enumerate(ReviewStatus)}  # unreviewed 0 ... negative 4 (timeline colours)
 NOT_RUN, UNREADABLE = -1, -2
+COUNTS_PER_LOOK = 64  # targets of other instances' proposals counted per `refresh_from_disk` (1-3 ms each)
 PROBABILITY_ZERO_BELOW = -6.25  # 255 * sigmoid(logit) rounds to 0 below this
 
 
@@ -112,6 +113,8 @@ class ReviewSession:
         # index -> (the frame array hashed, its frame_digest): a frame shown again from the source's cache is the
         # same array, and is not hashed again
         self._digests: OrderedDict[int, tuple[weakref.ref, str]] = OrderedDict()
+        self._counts_pending: set[int] = set()  # frames another instance proposed, their targets not counted yet
+        self._adoption_refused = False  # `project_dir` holds another instance's project over other frames
 
     @classmethod
     def open(cls, path: str | os.PathLike, details: bool = True) -> "ReviewSession":
@@ -190,16 +193,19 @@ class ReviewSession:
 
     def refresh_from_disk(self) -> DiskChanges:
         """Take up what other instances on the project (another window, an `irsam detect` run) wrote since the
-        last call (`ReviewProject.changes_on_disk`): their statuses, their proposals' target counts, and the
-        layers they changed, read again when shown. A project another instance created meanwhile is opened
-        (every frame it holds counts as changed). The changed frames found changed on disk before are checked
-        again. Nothing is done while `load_details` reads the project. Returns what changed."""
+        last call (`ReviewProject.changes_on_disk`): their statuses, their committed masks, and their proposals,
+        whose layers are read again when shown and whose targets are counted for the timeline up to
+        COUNTS_PER_LOOK a call, nearest the frame shown first (a run writing hundreds of frames between two calls
+        would otherwise hold the window for seconds). A project another instance created in `project_dir` since
+        this session opened is taken up (`_adopt_project`: every frame it holds counts as changed). The frames
+        found changed on disk before are checked again. Nothing is done while `load_details` reads the project.
+        Returns what changed: the proposals of the frames counted in this call."""
         if not self._project_lock.acquire(blocking=False):
             return DiskChanges()
         try:
             project = self.project
             if project is None:
-                if not self._open_project():
+                if not self._adopt_project():
                     return DiskChanges()
                 stems, project = self.source.stems, self.project
                 return DiskChanges({s for s in stems if project.status(s) is not ReviewStatus.UNREVIEWED},
@@ -208,24 +214,44 @@ class ReviewSession:
             changes = project.changes_on_disk()
         finally:
             self._project_lock.release()
-        if not changes:
-            return changes
         for stem in changes.proposals:
             index = self._stem_index.get(stem)
             if index is not None and not self.is_unreadable(index):
-                predicted = project.has_prediction(stem)
-                self.detection_counts[index] = len(project.detections(stem)) if predicted else NOT_RUN
                 self._forget_files(index, ("prediction", "edges", "probability"))
+                self._counts_pending.add(index)
         for stem in changes.committed:
             if stem in self._stem_index:
                 self._forget_files(self._stem_index[stem], ("committed",))
         if changes.statuses:
             self._load_statuses(project)
+        counted = sorted(self._counts_pending, key=lambda i: abs(i - self._last_index))[:COUNTS_PER_LOOK]
+        for index in counted:
+            self._counts_pending.discard(index)
+            stem = self.stem(index)
+            self.detection_counts[index] = len(project.detections(stem)) if project.has_prediction(stem) else NOT_RUN
+        changes = DiskChanges(changes.statuses, {self.stem(i) for i in counted}, changes.committed)
         with self._changes_lock:
             known = [i for i in self.changed_frames if self.stem(i) in changes.stems]
         for index in known:
             self.frame_change(index)
         return changes
+
+    def _adopt_project(self) -> bool:
+        """Open the project another instance made in `project_dir` after this session opened (an `irsam detect`
+        run started later), with its statuses, proposals and normalisation (with `_project_lock` held). False when
+        there is none, or when it is over other frames: that one is left alone, and not tried again."""
+        if self._adoption_refused or not is_project(self.project_dir):
+            return False
+        try:
+            project = ReviewProject.open(self.project_dir)
+            project.follow_source(self.source.stems, self.source.unreadable_stems)
+            normalization = Normalization.from_dict(project.normalization)
+        except (ProjectError, KeyError, TypeError, ValueError):
+            self._adoption_refused = True
+            return False
+        self.normalization = normalization  # what its proposals were made with (nothing here changed it: no project)
+        self._take_project(project)
+        return True
 
     @property
     def name(self) -> str:
@@ -249,7 +275,7 @@ class ReviewSession:
         """The project, created on first use (an existing one over the same frames is reused). Waits while
         `load_details` is reading it."""
         with self._project_lock:
-            if self.project is None:
+            if self.project is None and not self._adopt_project():  # made by another instance since this opened
                 self.project = ReviewProject.create(
                     self.project_dir, self.source.path, self.source.kind, self.source.stems,
                     self.source.size_record(), self.normalization.to_dict(), None, exist_ok=True,
@@ -265,7 +291,9 @@ class ReviewSession:
         normalization = request.for_source(self.source)
         previous, self.normalization = self.normalization, normalization  # what a project created now stores
         try:
-            self.ensure_project().set_normalization(normalization.to_dict())
+            project = self.ensure_project()
+            self.normalization = normalization  # (a project another instance made is taken up with its own)
+            project.set_normalization(normalization.to_dict())
         except BaseException:
             self.normalization = previous
             raise

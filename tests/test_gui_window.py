@@ -975,6 +975,7 @@ def test_a_restart_restores_the_windows_size_and_its_docks(window, fresh_sequenc
     window.overlays_dock.hide()
     qtbot.wait(100)
     window.close()
+    assert not window.disk_timer.isActive()  # a closed window no longer looks at its closed project
 
     again = MainWindow(window.settings)
     qtbot.addWidget(again)
@@ -985,4 +986,7 @@ def test_a_restart_restores_the_windows_size_and_its_docks(window, fresh_sequenc
     assert again.surface_dock.isVisible() and again.surface_dock.isFloating()
     assert again.surface_dock.size() == QtCore.QSize(610, 430)
     assert not again.overlays_dock.isVisible() and not again.features_dock.isVisible()
+    again.features_dock.show()  # never opened before: put over the window, not at the screen's corner
+    qtbot.waitUntil(again.features_dock.isVisible, timeout=5000)
+    assert again.frameGeometry().contains(again.features_dock.frameGeometry().center())
     again.close()
