@@ -84,7 +84,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.disk_timer.setInterval(DISK_POLL_MS)
         self.disk_timer.timeout.connect(self.take_up_disk_changes)
         self.disk_timer.start()
-        self._reshow_after_stroke: int | None = None  # the frame other instances changed while a stroke was held
+        # the frame other instances changed while a stroke was held, and what it showed before
+        self._reshow_after_stroke: tuple[int, tuple] | None = None
 
         self.setWindowTitle("IRSAM Review")
         self.setAcceptDrops(True)
@@ -588,34 +589,44 @@ class MainWindow(QtWidgets.QMainWindow):
         # a big project's folders take tens of ms to list, its queue as long to summarise: looked at less often,
         # the window stays smooth
         took_ms = 1000 * (time.perf_counter() - started)
-        self.disk_timer.setInterval(max(DISK_POLL_MS, min(10 * DISK_POLL_MS, int(40 * took_ms))))
+        self.disk_timer.setInterval(max(DISK_POLL_MS, min(3 * DISK_POLL_MS, int(20 * took_ms))))
 
     def _show_disk_changes(self, changes: DiskChanges, shown_status: int) -> None:
         session = self.session
         if self._reshow_after_stroke is not None and not self.review_tools.editing.drawing:
-            index, self._reshow_after_stroke = self._reshow_after_stroke, None
+            (index, before), self._reshow_after_stroke = self._reshow_after_stroke, None
             if index == self.index:
                 self.show_frame(index)
+                self._say_changed_by_another(*before)
         if not changes:
             return
         self._refresh_strip()
-        if changes.proposals or not self.review_tools.review_panel.model.summaries:
+        if changes.proposals and not session.counts_pending:
+            # (while a run's proposals are still being counted, summarising the queue would read them all at once)
             self.review_tools.refresh_queue()
         else:
             self.review_tools.review_panel.set_statuses(session.statuses())
-        stem = session.stem(self.index)
-        if stem in changes.stems and self.review_tools.editing.drawing:
-            self._reshow_after_stroke = self.index
-        elif stem in changes.stems:
-            shown = self.layers
+        if session.stem(self.index) not in changes.stems:
+            return
+        before = (self.layers, shown_status, changes)
+        if self.review_tools.editing.drawing:
+            self._reshow_after_stroke = (self.index, before)
+        else:
             self.show_frame(self.index)
-            what = [name for name, changed in (
-                ("status", shown_status != session.status_codes[self.index]),
-                ("proposal", not _same_mask(shown.prediction, self.layers.prediction)),
-                ("committed mask", not _same_mask(shown.committed, self.layers.committed))) if changed]
-            if what:  # (a file written again with the same mask is not news)
-                self.statusBar().showMessage(f"Frame {self.index + 1}: {' and '.join(what)} changed by another "
-                                             "window or irsam command on this project", 8000)
+            self._say_changed_by_another(*before)
+
+    def _say_changed_by_another(self, shown: FrameLayers, shown_status: int, changes: DiskChanges) -> None:
+        """Say in the status bar what changed on the frame shown, from what showed before (a file written again
+        with the same mask is not news); a layer not read (its overlay off) is taken from `changes`."""
+        stem, committed_read = self.session.stem(self.index), "committed" in self._wanted_layers()
+        what = [name for name, changed in (
+            ("status", shown_status != self.session.status_codes[self.index]),
+            ("proposal", not _same_mask(shown.prediction, self.layers.prediction)),
+            ("committed mask", not _same_mask(shown.committed, self.layers.committed) if committed_read
+             else stem in changes.committed)) if changed]
+        if what:
+            self.statusBar().showMessage(f"Frame {self.index + 1}: {' and '.join(what)} changed by another window or "
+                                         "irsam command on this project", 8000)
 
     def changed_frames_found(self) -> None:
         """The frame check ended: mark what it found in the timeline and on the shown frame."""

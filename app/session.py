@@ -35,7 +35,7 @@ LAYER_PREFETCH = 3  # frames ahead (in the scrubbing direction) whose layer file
 FILE_LAYERS = ("prediction", "edges", "probability", "committed", "truth")
 STATUS_CODES = {s: k for k, s in enumerate(ReviewStatus)}  # unreviewed 0 ... negative 4 (timeline colours)
 NOT_RUN, UNREADABLE = -1, -2
-COUNTS_PER_LOOK = 64  # targets of other instances' proposals counted per `refresh_from_disk` (1-3 ms each)
+COUNTS_PER_LOOK = 32  # targets of other instances' proposals counted per `refresh_from_disk` (1-3 ms each)
 PROBABILITY_ZERO_BELOW = -6.25  # 255 * sigmoid(logit) rounds to 0 below this
 
 
@@ -194,9 +194,9 @@ class ReviewSession:
     def refresh_from_disk(self) -> DiskChanges:
         """Take up what other instances on the project (another window, an `irsam detect` run) wrote since the
         last call (`ReviewProject.changes_on_disk`): their statuses, their committed masks, and their proposals,
-        whose layers are read again when shown and whose targets are counted for the timeline up to
-        COUNTS_PER_LOOK a call, nearest the frame shown first (a run writing hundreds of frames between two calls
-        would otherwise hold the window for seconds). A project another instance created in `project_dir` since
+        whose layers are read again when shown and whose targets are counted for the timeline: those to be read
+        from masks/ up to COUNTS_PER_LOOK a call, nearest the frame shown first (a run writing hundreds of frames
+        between two calls would otherwise hold the window for seconds). A project another instance created in `project_dir` since
         this session opened is taken up (`_adopt_project`: every frame it holds counts as changed). The frames
         found changed on disk before are checked again. Nothing is done while `load_details` reads the project.
         Returns what changed: the proposals of the frames counted in this call."""
@@ -224,7 +224,9 @@ class ReviewSession:
                 self._forget_files(self._stem_index[stem], ("committed",))
         if changes.statuses:
             self._load_statuses(project)
-        counted = sorted(self._counts_pending, key=lambda i: abs(i - self._last_index))[:COUNTS_PER_LOOK]
+        known = {i for i in self._counts_pending if project.detections_known(self.stem(i))}  # no mask to read
+        counted = sorted(known) + sorted(self._counts_pending - known,
+                                         key=lambda i: abs(i - self._last_index))[:COUNTS_PER_LOOK]
         for index in counted:
             self._counts_pending.discard(index)
             stem = self.stem(index)
@@ -235,6 +237,11 @@ class ReviewSession:
         for index in known:
             self.frame_change(index)
         return changes
+
+    @property
+    def counts_pending(self) -> int:
+        """Frames another instance proposed whose targets `refresh_from_disk` has still to count."""
+        return len(self._counts_pending)
 
     def _adopt_project(self) -> bool:
         """Open the project another instance made in `project_dir` after this session opened (an `irsam detect`

@@ -2,6 +2,8 @@
 no action of the analyst: the timeline, the queue and the frame shown (real widgets and files, under Xvfb)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -51,8 +53,22 @@ def test_the_frame_shown_waits_for_a_held_stroke_to_end(review, qtbot):
     review.take_up_disk_changes()
     assert review.layers.committed is None  # the stroke's frame is not replaced under the brush
     review.review_tools.editing.stroke = []
+    review.statusBar().clearMessage()
     review.take_up_disk_changes()
     assert np.array_equal(review.layers.committed, label)
+    assert review.statusBar().currentMessage().startswith("Frame 1: committed mask changed by another window")
+
+
+def test_a_committed_mask_changed_with_its_overlay_off_is_still_said(review, qtbot):
+    review.overlay_panel.toggles["committed"].setChecked(False)  # so the layer is not read
+    assert "committed" not in review._wanted_layers()
+    session = review.session
+    label = np.zeros(session.frame(0).shape, bool)
+    label[2:5, 2:5] = True
+    ReviewProject.open(session.project_dir).commit_mask(session.stem(0), label)
+    review.statusBar().clearMessage()
+    review.take_up_disk_changes()
+    assert review.statusBar().currentMessage().startswith("Frame 1: committed mask changed by another window")
 
 
 def test_a_file_written_again_with_what_it_held_is_not_news(review, qtbot):
@@ -67,3 +83,22 @@ def test_a_file_written_again_with_what_it_held_is_not_news(review, qtbot):
     review.statusBar().clearMessage()
     review.take_up_disk_changes()
     assert review.statusBar().currentMessage() == ""
+
+
+def test_the_queue_is_summarised_once_a_runs_proposals_are_all_counted(review, qtbot, monkeypatch):
+    """Summarising the queue reads every proposal not counted yet: while a fast run's proposals are counted a few
+    dozen a look, the queue waits for the last of them (it once read hundreds at once on the GUI thread)."""
+    from app.session import COUNTS_PER_LOOK
+
+    session, summarised = review.session, []
+    monkeypatch.setattr(review.review_tools, "refresh_queue", lambda: summarised.append(session.counts_pending))
+    run = ReviewProject.open(session.project_dir)
+    empty = FrameResult(np.full(session.frame(0).shape, -3.0, np.float32))
+    for index in range(COUNTS_PER_LOOK + 5):
+        run.save_prediction(session.stem(index), empty)
+    time.sleep(0.2)  # past the file system's clock tick
+    review.take_up_disk_changes()
+    assert session.counts_pending == 5 and summarised == []
+    review.take_up_disk_changes()
+    assert session.counts_pending == 0 and summarised == [0]
+    assert list(session.detection_counts[:COUNTS_PER_LOOK + 5]) == [0] * (COUNTS_PER_LOOK + 5)

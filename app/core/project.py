@@ -537,6 +537,12 @@ class ReviewProject:
         mask = self.prediction_mask(stem)
         return [] if mask is None else extract_targets(mask, self.prediction_logits(stem))
 
+    def detections_known(self, stem: str) -> bool:
+        """Whether `detections(stem)` is at hand (read from detections.csv or counted before), not to be recomputed
+        from masks/."""
+        with self._lock:
+            return stem in self._detections
+
     def has_prediction(self, stem: str) -> bool:
         return self._path("masks", stem, ".png").exists()
 
