@@ -196,7 +196,7 @@ class ReviewProject:
         self._histories: dict[str, EditHistory] = {}
         self._history_files: dict[str, tuple | None] = {}  # stem -> `_file_identity` of the history read
         # what `changes_on_disk` last saw: the statuses, and per WATCHED_LAYERS folder its identity and its files'
-        # (stem -> `_file_identity`); and this instance's own writes into those folders since, which it does not report
+        # (stem -> `_content_identity`); and this instance's own writes into those folders, which it does not report
         # (no file is listed before the first look: the files changed since the project was opened are those
         # stamped after `_opened_ns`, less a tick of the file system's coarse clock)
         self._statuses_seen = self._statuses
