@@ -101,6 +101,29 @@ def find_dataset(images_dir: str | Path, masks_dir: str | Path, split_file: str 
     return samples
 
 
+def stack_samples(stack: str | Path, stems: Sequence[str], masks_dir: str | Path,
+                  split_file: str | Path | None = None) -> list[Sample]:
+    """The pages of a TIFF stack, named by `stems` (its frame source's: `stack_000001`, ...), paired with the masks of
+    `masks_dir` by stem, as `find_dataset` pairs a folder's images: in split-file order, or in page order. A page's
+    `image_path` is STACK/<stem>, a name for messages and for the reader that knows the stack (it is no file)."""
+    masks_dir = Path(masks_dir)
+    masks = {p.stem: p for p in sorted(masks_dir.iterdir())
+             if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
+    pages = set(stems)
+    wanted = read_split(split_file) if split_file is not None else list(stems)
+    samples, missing = [], []
+    for stem in wanted:
+        mask = next((masks[stem + suffix] for suffix in MASK_SUFFIXES if stem + suffix in masks), None)
+        if stem not in pages or mask is None:
+            missing.append(stem)
+            continue
+        samples.append(Sample(stem, Path(stack) / stem, mask))
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {len(wanted)} samples lack a page in {stack} or a mask in "
+                                f"{masks_dir}: {_listing(missing)}")
+    return samples
+
+
 def extra_data_root(entry: str | Path) -> Path:
     """The data set folder (images/ + masks/) of an extra-data entry: the folder itself, or for a split file
     the nearest folder above it that holds images/ and masks/ (SIRST's splits/idx_427/trainval.txt,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -191,15 +192,46 @@ def test_bad_argument_combinations(capsys):
     assert capsys.readouterr().err.startswith("error: --fa legacy needs pixel ground truth")
 
 
-def test_a_tiff_stack_given_as_images_is_one_clear_line(tmp_path, capsys):
+def test_a_tiff_stack_scores_as_the_folder_of_its_pages_does(tmp_path, capsys):
+    """`make-demo --tiff` writes stack.tif and masks/stack_000001.png, ...: the pages are paired with the masks by the
+    names detect and the app give them, and score exactly as the same frames in a folder (16-bit: through the same
+    window; 8-bit: as they are)."""
+    import tifffile
+
     from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
 
-    folder = write_sequence(generate_sequence(SyntheticConfig(n_frames=3, height=32, width=40), seed=1),
-                            tmp_path / "demo", layout="tiff", name="stack")
-    assert run_eval("--method", "tophat", "--images", str(folder / "stack.tif"), "--masks", str(folder / "masks")) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: --images takes a folder of images; {folder / 'stack.tif'} is a file.")
-    assert err.count("\n") == 1 and "Errno" not in err
+    sequence = generate_sequence(SyntheticConfig(n_frames=6, height=48, width=64, n_targets=(1, 2)), seed=4)
+    stack = write_sequence(sequence, tmp_path / "stack16", layout="tiff", name="stack")
+    folder = write_sequence(sequence, tmp_path / "folder16", name="stack")
+    scores = []
+    for images, masks in ((stack / "stack.tif", stack / "masks"), (folder / "images", folder / "masks")):
+        out = tmp_path / f"{len(scores)}.json"
+        assert run_eval("--method", "tophat", "--images", str(images), "--masks", str(masks), "--json", str(out)) == 0
+        result = json.loads(out.read_text())
+        scores.append((result["n_images"], result["iou"], result["niou"], result["pd"], result["fa"],
+                       result["normalization"]))
+    assert scores[0] == scores[1] and scores[0][0] == 6
+
+    pages = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((folder / "images").glob("*.png"))]
+    eight_bit = [np.clip(page // 64, 0, 255).astype(np.uint8) for page in pages]
+    tifffile.imwrite(tmp_path / "stack8.tif", np.stack(eight_bit))
+    (tmp_path / "pages8").mkdir()
+    for k, page in enumerate(eight_bit):
+        cv2.imwrite(str(tmp_path / "pages8" / f"stack8_{k + 1:06d}.png"), page)
+    masks8 = tmp_path / "masks8"
+    shutil.copytree(folder / "masks", masks8)
+    for mask in masks8.iterdir():
+        mask.rename(mask.with_name(f"stack8_{mask.name}"))
+    (tmp_path / "split.txt").write_text("stack8_000002\nstack8_000005\n")
+    capsys.readouterr()
+    for images in (tmp_path / "stack8.tif", tmp_path / "pages8"):
+        assert run_eval("--method", "tophat", "--images", str(images), "--masks", str(masks8), "--split",
+                        str(tmp_path / "split.txt")) == 0
+    stack_table, folder_table = capsys.readouterr().out.split("method")[1:3]
+    assert stack_table.split()[6] == "tophat" and stack_table.split()[7:11] == folder_table.split()[7:11]  # IoU..Fa
+
+    assert run_eval("--method", "tophat", "--images", str(tmp_path / "split.txt"), "--masks", str(masks8)) == 2
+    assert "is neither a folder of images nor a readable TIFF stack" in capsys.readouterr().err
 
 
 def test_one_pass_scores_every_variant_and_convention_as_separate_evaluations_would():

@@ -17,7 +17,7 @@ from model.atomic import encode_json, write_output_file
 from app.core.frames import FrameReadError, SourceError, open_source, read_gray
 from app.core.normalization import NormalizationRequest
 from model.config import PRESETS
-from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray
+from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray, stack_samples
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, make_detector,
                             write_curve_plots)
@@ -43,7 +43,9 @@ def add_parser(subparsers) -> None:
                                     "whole folder, whatever --split or --limit select, percentiles unless "
                                     "--window/--percentiles say otherwise, with its bad pixels repaired, as irsam "
                                     "detect and the app do for a sequence; a frame of another sample type than the "
-                                    "folder's is skipped and named, as they skip it)")
+                                    "folder's is skipped and named, as they skip it), or a TIFF stack, whose "
+                                    "pages are paired with the masks by the names detect gives them "
+                                    "(STACK_000001, ...; make-demo --tiff writes such masks)")
     p.add_argument("--masks", help="folder of 0/255 masks (<stem>.png or <stem>_pixels0.png)")
     p.add_argument("--split", help="text file listing the stems to evaluate (default: every image)")
     p.add_argument("--clip", help="clip folder with images/ and boxes.csv (box-only scoring; 16-bit frames are "
@@ -151,6 +153,9 @@ class SetFrames:
         if self.source is not None and not (self.source.dtype == np.uint8 and request.is_default):
             self.window = request.for_source(self.source)
         files = getattr(self.source, "files", [])
+        if self.source is not None and self.source.kind == "tiff":  # pages, named STACK/<stem> (`stack_samples`)
+            files = [Path(folder) / stem for stem in self.source.stems]
+            self.window = self.window or request.for_source(self.source)  # (8-bit pages: the identity window)
         self._index = {os.path.abspath(file): i for i, file in enumerate(files)}
         self._not_frames = {os.path.abspath(bad.path): bad.reason for bad in getattr(self.source, "bad_frames", [])
                             if bad.index is None}  # such as a second file of the same stem
@@ -217,9 +222,6 @@ def run(args: argparse.Namespace) -> int:
         # boxes are scored by centroid in box, at native size: there is no 512x512 or legacy-Fa variant of it
         return _error(f"{'--resize-512' if args.resize_512 else '--fa legacy'} needs pixel ground truth "
                       "(--images/--masks): a clip's boxes are scored at native size")
-    if args.images and Path(args.images).is_file():
-        return _error(f"--images takes a folder of images; {args.images} is a file. A TIFF stack is not scored "
-                      "with masks: open it in the app or `irsam detect` it, or give its pages as a folder of images")
     try:
         request = normalization_request_of(args)
         gate = size_gate_of(args)
@@ -240,6 +242,12 @@ def run(args: argparse.Namespace) -> int:
             n_inputs = len(numbering.files) if args.limit is None else min(args.limit, len(numbering.files))
             if args.frames and numbering.files:  # a bad file or range is reported before the weights load
                 n_inputs = len(_frames_asked(numbering, *args.frames))
+        elif Path(args.images).is_file():  # a TIFF stack: its pages, as detect and the app number them
+            frames = SetFrames(args.images, request)
+            if frames.source is None or frames.source.kind != "tiff":
+                raise ValueError(f"--images {args.images} is neither a folder of images nor a readable TIFF stack")
+            inputs = stack_samples(args.images, frames.source.stems, args.masks, args.split)[: args.limit]
+            n_inputs = len(inputs)
         else:
             inputs = find_dataset(args.images, args.masks, args.split)
             if not args.split:  # the order irsam detect and info take a folder's frames in, for the same --limit
@@ -249,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         if not n_inputs:
             raise ValueError(f"no images to evaluate in {args.clip or args.split or args.images}")
         # the window of the whole folder, as detect and the app take it, whatever part of it is evaluated
-        frames = SetFrames(Path(args.clip) / "images" if args.clip else args.images, request)
+        frames = frames or SetFrames(Path(args.clip) / "images" if args.clip else args.images, request)
         window = frames.window
         detector = gated(_make_detector(args, options), gate)
         if args.clip:
