@@ -283,6 +283,10 @@ class ReviewSession:
         `load_details` is reading it."""
         with self._project_lock:
             if self.project is None and not self._adopt_project():  # made by another instance since this opened
+                if self._adoption_refused and is_project(self.project_dir):  # over other frames: as load_details
+                    self.warnings.append(f"{self.project_dir} holds a project over other frames: this sequence's "
+                                         "work goes to a new folder beside it")
+                    self.project_dir = self.project_dir.with_name(self.project_dir.name + "-new")
                 self.project = ReviewProject.create(
                     self.project_dir, self.source.path, self.source.kind, self.source.stems,
                     self.source.size_record(), self.normalization.to_dict(), None, exist_ok=True,

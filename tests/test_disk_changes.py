@@ -278,6 +278,10 @@ def test_a_project_over_other_frames_is_left_alone_by_the_looks(tmp_path):
     ReviewProject.create(project_dir, tmp_path / "elsewhere", "folder", ["a", "b"], (24, 32), {"mode": "window", "low": 0, "high": 255})
     assert not session.refresh_from_disk() and not session.refresh_from_disk()
     assert session.project is None and session.project_dir == project_dir  # not moved to another folder unasked
+    session.set_status(0, ReviewStatus.ACCEPTED)  # the first write goes beside it, as opening over it does
+    assert session.project_dir == project_dir.with_name(project_dir.name + "-new")
+    assert ReviewProject.open(session.project_dir).status("00") is ReviewStatus.ACCEPTED
+    assert ReviewProject.open(project_dir).stems == ["a", "b"]
     session.close()
 
 
