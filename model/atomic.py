@@ -88,16 +88,15 @@ def write_output_file(path: str | os.PathLike, data: bytes) -> None:
     """A file the user named on the command line (`eval --json`), written as the shell's `>` would place it: through a
     symbolic link to its target, and into a FIFO or a device (`--json /dev/stdout`, a pipe), which cannot be
     replaced; a regular file is still written atomically (`atomic_write_bytes`)."""
-    path = os.path.realpath(path)
     try:
-        mode = os.stat(path).st_mode
+        mode = os.stat(path).st_mode  # (through links: /dev/stdout -> /proc/self/fd/1 -> a pipe, which has no path)
     except FileNotFoundError:
         mode = None
     if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
         with open(path, "wb") as f:
             f.write(data)
         return
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(os.path.realpath(path), data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -462,3 +462,19 @@ def test_json_to_a_pipe_or_device_needs_no_writable_folder_around_it(tmp_path, m
     eval_command._check_writable(str(tmp_path / "pipe.json"), None)
     with pytest.raises(ValueError, match="is not a writable folder"):
         eval_command._check_writable(str(tmp_path / "new.json"), None)
+
+
+def test_json_to_dev_stdout_goes_down_the_pipe(tmp_path):
+    """`irsam eval ... --json /dev/stdout | jq .`: /dev/stdout leads to a pipe, which has no path to write beside."""
+    import subprocess
+    import sys
+
+    from tests.datasets import write_sirst_dataset
+
+    data = write_sirst_dataset(tmp_path / "set", n_frames=3)
+    done = subprocess.run([sys.executable, "-m", "app.cli", "eval", "--method", "tophat", "--images",
+                           str(data / "images"), "--masks", str(data / "masks"), "--json", "/dev/stdout"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    table, _, document = done.stdout.partition("{")
+    assert "tophat" in table and json.loads("{" + document)["n_images"] == 3

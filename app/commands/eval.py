@@ -368,7 +368,7 @@ def _check_writable(json_out: str | None, plots: str | None) -> None:
     if json_out and Path(json_out).is_dir():
         raise ValueError(f"--json {json_out} is a folder; give a file name")
     target = json_out and Path(os.path.realpath(json_out))  # written through a link, as the shell's > would
-    if target and target.exists() and not target.is_file() and os.access(target, os.W_OK):
+    if json_out and Path(json_out).exists() and not Path(json_out).is_file() and os.access(json_out, os.W_OK):
         target = None  # a pipe or a device (/dev/stdout) is written into, whatever its folder allows
     for option, folder in (("--json", target and target.parent), ("--plots", plots and Path(plots))):
         if folder:
