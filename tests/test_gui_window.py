@@ -951,6 +951,10 @@ def test_an_inverted_target_area_range_is_made_whole_by_the_bound_just_set(qtbot
     assert (panel.choice().min_area, panel.choice().max_area) == (250, 250)
     type_into(panel.max_area, "0")  # no limit: any lower bound goes with it
     assert panel.max_area.text() == "no limit" and panel.min_area.value() == 250
+    type_into(panel.max_area, "250")
+    panel.min_area.setFocus()
+    QTest.keyClick(panel.min_area, QtCore.Qt.Key_Up)  # a step: the other bound follows at once, no Enter needed
+    assert (panel.min_area.value(), panel.max_area.value()) == (251, 251)
 
 
 def test_the_frame_shown_is_remembered_once_it_settles_not_only_at_close(window, fresh_sequence, qtbot):
