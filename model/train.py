@@ -223,10 +223,11 @@ def validate(model, images, masks, device, dtype) -> dict:
     return plain_numbers(metrics.result())
 
 
-def plain_numbers(result: dict) -> dict[str, float]:
-    """The numeric entries of a metrics result as Python floats: checkpoints are read with
-    weights_only=True, which refuses numpy scalars."""
-    return {k: float(v) for k, v in result.items() if isinstance(v, (int, float, np.number))}
+def plain_numbers(result: dict) -> dict[str, int | float]:
+    """The numeric entries of a metrics result as Python numbers (counts stay integers: "hits": 2, not 2.0):
+    checkpoints are read with weights_only=True, which refuses numpy scalars."""
+    return {k: int(v) if isinstance(v, (int, np.integer)) else float(v)
+            for k, v in result.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
 
 
 def training_device(requested: str, local_rank: int | None = None) -> tuple[torch.device, str | None]:

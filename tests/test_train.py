@@ -202,6 +202,7 @@ def test_training_writes_best_checkpoint_with_metadata_and_resumes(dataset, tmp_
     log = read_log(out)
     assert [r["epoch"] for r in log] == [1, 2]
     assert all(np.isfinite(r["loss"]) for r in log)
+    assert all(type(r[key]) is int for r in log for key in ("val_hits", "val_n_targets", "val_n_images"))  # counts
     assert log[1]["lr"] < log[0]["lr"]
     model, config, meta = load_checkpoint(out / "best.pt")
     assert config.name == "tiny"
