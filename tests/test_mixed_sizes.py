@@ -148,6 +148,10 @@ def test_detect_cli_over_a_folder_of_several_sizes(tmp_path, capsys):
     project = ReviewProject.open(out)
     for stem, size in zip(project.stems, SIZES):
         assert project.prediction_mask(stem).shape == size
+    # with --limit, the size said is that of the frames run on (the first two are both 32x24)
+    assert main(["detect", str(tmp_path / "frames"), "--out", str(tmp_path / "two"), "--method", "tophat", "--quiet",
+                 "--limit", "2"]) == 0
+    assert SIZES[:2] == [(24, 32)] * 2 and "the first 2 of 5 frames, 32x24 uint8" in capsys.readouterr().out
     assert main(["info", str(out)]) == 0
     assert "frames:        5, 3 sizes, 32x24 to 45x31 (width x height)" in capsys.readouterr().out
     assert main(["info", str(tmp_path / "frames")]) == 0

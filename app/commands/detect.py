@@ -169,7 +169,8 @@ def run(args) -> int:
               "pixels differ from those their proposals, masks and statuses recorded are named by irsam info, and "
               "export skips them (work saved before fingerprints were recorded cannot be checked)")
     n = len(source) if args.limit is None else min(len(source), args.limit)
-    print(f"{source.kind} {source.path}: {n} frames {source.size_text()} {source.dtype}; "
+    selected = f"{n} frames" if n == len(source) else f"the first {n} of {len(source)} frames,"
+    print(f"{source.kind} {source.path}: {selected} {source.size_text(n)} {source.dtype}; "
           f"detector {record['name']} on {detector.device}"
           + (f", targets of {detector.gate} kept" if record["size_gate"] else "") + f"; normalisation {normalization}")
     origin = ProposalOrigin.of(record, normalization)

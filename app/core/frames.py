@@ -297,9 +297,10 @@ class FrameSource:
             return self.shape
         return {stem: shape for stem, shape in zip(self.stems, self._frame_shapes) if shape is not None}
 
-    def size_text(self) -> str:
-        """The frame size for people: "320x240", or the range of a mixed-size folder's sizes."""
-        return describe_sizes([self.shape] if self._frame_shapes is None else self._frame_shapes)
+    def size_text(self, frames: int | None = None) -> str:
+        """The frame size for people: "320x240", or the range of a mixed-size folder's sizes (of its first `frames`
+        frames only, when given: what `--limit` selects)."""
+        return describe_sizes([self.shape] if self._frame_shapes is None else self._frame_shapes[:frames])
 
     @property
     def bad_frames(self) -> list[BadFrame]:
