@@ -86,6 +86,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.disk_timer.start()
         # the frame other instances changed while a stroke was held, and what it showed before
         self._reshow_after_stroke: tuple[int, tuple] | None = None
+        self._warnings_shown = 0  # of the session's warnings, those the status bar has said
 
         self.setWindowTitle("IRSAM Review")
         self.setAcceptDrops(True)
@@ -251,6 +252,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.session.close()
         self.session = session
         self._truth_warnings_shown = 0
+        self._warnings_shown = len(session.warnings)
         self.selected = None
         self.frame = None
         self.frame_view.clear()
@@ -315,6 +317,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.overlay_panel.set_available(key, True)
         self._refresh_strip()
         warnings = session.warnings + ([f"reading earlier results failed: {error}"] if error else [])
+        self._warnings_shown = len(session.warnings)
         self.statusBar().showMessage("; ".join([self._open_message, *warnings]), 15000)
         self.show_frame(self.index)
         self.review_tools.project_loaded()
@@ -582,6 +585,9 @@ class MainWindow(QtWidgets.QMainWindow):
         started, shown_status = time.perf_counter(), int(session.status_codes[self.index])
         normalization = session.normalization
         changes = session.refresh_from_disk()
+        if len(session.warnings) > self._warnings_shown:  # said since the project was read (a write moved it)
+            self.statusBar().showMessage("; ".join(session.warnings[self._warnings_shown:]), 15000)
+            self._warnings_shown = len(session.warnings)
         if session.normalization is not normalization:  # a project another instance made was taken up
             self.frame_view.set_sequence_levels(session.normalization.low, session.normalization.high)
             self.frame_view.set_bad_pixels(session.normalization.bad_pixels)

@@ -175,9 +175,10 @@ class ReviewSession:
             project = ReviewProject.open(self.project_dir)
             project.follow_source(self.source.stems, self.source.unreadable_stems)
         except ProjectError as e:
-            self.warnings.append(f"earlier results not used: {e}")
-            self.project_dir = self.project_dir.with_name(self.project_dir.name + "-new")
-            return False
+            new = self.project_dir.with_name(self.project_dir.name + "-new")
+            self.warnings.append(f"earlier results not used: {e}; this sequence's work is kept in {new}")
+            self.project_dir = new
+            return self._open_project()  # the work of an earlier session that met the same project, if any
         self._take_project(project)
         return True
 

@@ -283,6 +283,11 @@ def test_a_project_over_other_frames_is_left_alone_by_the_looks(tmp_path):
     assert ReviewProject.open(session.project_dir).status("00") is ReviewStatus.ACCEPTED
     assert ReviewProject.open(project_dir).stems == ["a", "b"]
     session.close()
+    reopened = ReviewSession.open(tmp_path / "seq")  # that work is found again, beside the other project
+    assert reopened.project_dir == project_dir.with_name(project_dir.name + "-new")
+    assert reopened.status(0) is ReviewStatus.ACCEPTED
+    assert any("this sequence's work is kept in" in warning for warning in reopened.warnings)
+    reopened.close()
 
 
 def test_another_instances_proposals_are_counted_a_bounded_number_a_look_nearest_the_frame_shown(tmp_path):

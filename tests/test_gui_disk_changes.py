@@ -102,3 +102,17 @@ def test_the_queue_is_summarised_once_a_runs_proposals_are_all_counted(review, q
     review.take_up_disk_changes()
     assert session.counts_pending == 0 and summarised == [0]
     assert list(session.detection_counts[:COUNTS_PER_LOOK + 5]) == [0] * (COUNTS_PER_LOOK + 5)
+
+
+def test_a_write_moved_beside_another_instances_project_is_said(window, fresh_sequence, qtbot):
+    from tests.gui_review_helpers import open_project
+
+    open_project(window, qtbot, fresh_sequence)
+    session = window.session
+    ReviewProject.create(session.project_dir, fresh_sequence / "elsewhere", "folder", ["a", "b"], (24, 32),
+                         {"mode": "window", "low": 0, "high": 255})  # another clip's, made since the window opened
+    assert window.review_tools.set_status(ReviewStatus.REJECTED)
+    window.take_up_disk_changes()
+    assert "holds a project over other frames: this sequence's work goes to a new folder beside it" in \
+        window.statusBar().currentMessage()
+    assert session.project_dir.name.endswith("-new")
