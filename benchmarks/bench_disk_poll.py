@@ -3,8 +3,9 @@ of N proposals, side by side with opening the project and summarising its queue 
 
     python benchmarks/bench_disk_poll.py --frames 10000      # temp dir, deleted afterwards
 
-Prints: opening the project; the first look (lists masks/ and labels/); a look when nothing changed; a look after
-another instance replaced one proposal and one committed mask (lists masks/ again); the queue's summary.
+Prints: how long writing the proposals took; opening the project; the first look (lists masks/ and labels/); a look
+when nothing changed; a look after another instance replaced one proposal and one committed mask (lists both folders
+again), with the number of frames it reported; the queue's summary.
 """
 from __future__ import annotations
 
