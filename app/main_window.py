@@ -541,7 +541,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.frame_view.select_box(None)
 
     def _update_surface(self) -> None:
-        if self.frame is None or not self.surface_dock.isVisible():
+        if not self.surface_dock.isVisible():
+            return
+        if self.frame is None:
+            if self.session is not None:
+                self.surface_view.show_nothing(f"frame {self.index + 1} is unreadable: nothing to draw")
             return
         if self.selected is not None:
             cx, cy = self.selected.cx, self.selected.cy

@@ -371,6 +371,7 @@ def test_stepping_over_an_unreadable_frame_keeps_the_zoom_and_clears_the_feature
     _open(window, qtbot, fresh_sequence)
     window.detection_panel.add_checkpoint(tiny_checkpoint)
     window.features_dock.show()
+    window.surface_dock.show()
     window.timeline.go_to(1)
     qtbot.waitUntil(lambda: "Feature maps of frame 2" in window.feature_panel.message.text(), timeout=30000)
     window.frame_view.center_on(40, 30, 10)
@@ -380,6 +381,8 @@ def test_stepping_over_an_unreadable_frame_keeps_the_zoom_and_clears_the_feature
     assert window.frame_view.notice.isVisible()
     assert not window.feature_panel.features and window.feature_panel.images["input"].image is None
     assert "Frame 3 is unreadable" in window.feature_panel.message.text()
+    assert window.surface_view.caption.text() == "frame 3 is unreadable: nothing to draw"
+    assert window.surface_view.gl_view is None or not window.surface_view.surface.visible()
     window.timeline.step(1)
     assert window.frame_view.view.viewRect() == zoom  # not the whole frame again
     qtbot.waitUntil(lambda: not window.feature_runner.busy, timeout=30000)

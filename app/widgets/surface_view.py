@@ -127,6 +127,14 @@ class SurfaceView(QtWidgets.QWidget):
         if self.isVisible():
             self._draw()
 
+    def show_nothing(self, caption: str) -> None:
+        """An empty view and why (an unreadable frame): the surface of the frame before is not left standing."""
+        self._pending = None
+        self.caption.setText(caption)
+        if self.gl_view is not None:
+            self.surface.setVisible(False)
+            self.outline.setData(pos=np.zeros((0, 3), np.float32))
+
     def showEvent(self, event):
         super().showEvent(event)
         if self.gl_view is None and self.fallback is None:
