@@ -285,3 +285,28 @@ def test_apply_on_a_frame_without_committed_mask_keeps_only_the_carried_target(t
     committed = project.committed_mask(stem)
     assert np.array_equal(committed, target) and not (committed & false_alarm).any()
     assert np.array_equal(project.undo(stem), predicted)  # one undo step back to the proposal
+
+
+def test_a_mask_of_several_targets_carries_each_and_stops_where_the_first_is_lost(tmp_path):
+    """The Review dock's default carries the whole committed mask: two targets apart are each followed (one search
+    window around both once lost them both, or kept only one), and the run stops where one is lost, naming it."""
+    shape = (40, 60)
+    right = [square_at(shape, 8 + i, 8) if i < 6 else np.zeros(shape, bool) for i in range(10)]  # gone at frame 6
+    down = [square_at(shape, 40, 5 + 2 * i) for i in range(10)]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(10):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.where(right[i] | down[i], 200, 40).astype(np.uint8))
+    source = open_source(folder)
+    project = ReviewProject.create(tmp_path / "project", source.path, source.kind, source.stems, source.shape,
+                                   Normalization.fixed(0, 255).to_dict())
+    fragment = np.zeros(shape, bool)
+    fragment[10, 40:43] = True  # a piece 2 px below the moving-down target: a fragment of it, not a third target
+    both = right[0] | down[0] | fragment
+    result = propagate(project, source, Normalization.fixed(0, 255), project.stems[0], target_mask=both)
+    assert result.stems == project.stems[1:6] and result.stopped_at == project.stems[6]
+    for stem, mask in result.frames:
+        i = project.index(stem)
+        assert np.array_equal(mask & ~down[i], right[i]) and (mask & down[i]).sum() == 9  # both targets, whole
+    assert result.reason.startswith(STOP_NO_TARGET) and result.reason.endswith("(target 2 of 2, last at (14, 9))")
+    source.close()

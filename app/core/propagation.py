@@ -47,6 +47,7 @@ MODES = ("track", "copy")
 # Areas are compared as at least this many pixels: a 1-3 px target gains or loses whole pixels with
 # sub-pixel motion, which is no sign of a different target.
 MIN_AREA_FOR_RATIO = 4
+TARGET_GAP = 4  # px of background at most between components of a mask to carry that are fragments of one target
 
 STOP_END = "end of sequence"
 STOP_MAX_FRAMES = "frame limit reached"  # the panel's "at most N frames" (propagate's max_frames)
@@ -177,7 +178,10 @@ def propagate(
 
     `source` is the project's FrameSource, `normalization` its Normalization (for detection and
     re-segmentation). `target_mask` (bool, frame-sized) is the target to carry; by default the start
-    frame's committed mask. Several components in it travel together as one target. Nothing is written.
+    frame's committed mask. Its components within TARGET_GAP px of each other (a target in fragments) travel
+    together as one target; targets further apart are each followed on their own, and the run carries the
+    frames where every one of them was found: it stops where the first is lost, saying which. Nothing is
+    written.
     """
     if direction not in (1, -1):
         raise ValueError(f"direction must be +1 or -1, got {direction}")
@@ -193,6 +197,11 @@ def propagate(
     if not prior.any():
         raise ValueError("the target mask is empty")
 
+    targets = separate_targets(prior)
+    if len(targets) > 1:
+        return _together([propagate(project, source, normalization, start_stem, direction, target, detector,
+                                    max_frames, search_margin, max_area_ratio, min_iou, mode) for target in targets],
+                         targets)
     result = PropagationResult(start_stem, direction, reason=STOP_MAX_FRAMES)
     source_index = {stem: i for i, stem in enumerate(source.stems)}
     velocity = initial_velocity(project, start_stem, direction, prior, search_margin)
@@ -236,6 +245,31 @@ def propagate(
         result.frames.append((stem, candidate))
         prior = candidate
     return result
+
+
+def separate_targets(mask: np.ndarray) -> list[np.ndarray]:
+    """The targets of a mask to carry: its 8-connected components, those within TARGET_GAP px of each other (the
+    fragments of one target) taken together; in the order of their first pixel."""
+    size = TARGET_GAP + 1  # each grown by half the gap: what is then 8-connected was at most TARGET_GAP apart
+    near = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))) > 0
+    count, groups = label_components(near)
+    return [mask & (groups == k) for k in range(1, count + 1)]
+
+
+def _together(results: list[PropagationResult], targets: list[np.ndarray]) -> PropagationResult:
+    """The runs of each of `targets` (one mask's) as one: the frames where every target was carried (each frame's
+    targets in one mask), up to where the first run ended; its stop, naming the target lost and where it was last
+    when the others were not stopped there alike (a reviewed frame stops them all)."""
+    ended = min(range(len(results)), key=lambda k: len(results[k].frames))
+    first = results[ended]
+    together = PropagationResult(first.start_stem, first.direction, stopped_at=first.stopped_at, reason=first.reason)
+    for k, (stem, _) in enumerate(first.frames):
+        together.frames.append((stem, np.logical_or.reduce([result.frames[k][1] for result in results])))
+    if any((result.stopped_at, result.reason) != (first.stopped_at, first.reason) for result in results):
+        # one target was lost (the others' frames were not refused): which, and where it was last
+        x, y = centroid(first.frames[-1][1] if first.frames else targets[ended])
+        together.reason = f"{first.reason} (target {ended + 1} of {len(results)}, last at ({x:.0f}, {y:.0f}))"
+    return together
 
 
 def _find_target(project, stem, image, detector, prior, expected, search_margin, max_area_ratio,
