@@ -631,7 +631,9 @@ def test_finetune_leaves_the_window_free_asks_before_stopping_and_resumes_in_its
     qtbot.waitUntil(dialog.start_button.isEnabled, timeout=10000)
     open_project(review, qtbot, fresh_sequence)  # the window opens a sequence again: the dialog's one is closed
     assert not dialog.start() and dialog.status.text() == SEQUENCE_CLOSED
-    dialog.close()
+    renewed = review.review_tools.finetune_dialog_open()  # as the message says: a new one, over the sequence open
+    assert renewed is not dialog and not dialog.isVisible() and renewed.session is review.session
+    renewed.close()
 
 
 def save_resume_state(job: FineTuneJob, epoch: int) -> None:

@@ -203,7 +203,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         """Prepare the run in a worker (the base data checked, the reviewed frames exported, the run folder
         chosen), the dialog window-modal meanwhile, then start training. False when it cannot start now: a
         run is being prepared or trains, or the reason shows in `status`."""
-        if self.export_runner.busy or (self.job is not None and self.job.running):
+        if self.busy:
             return False
         if self.session is None:
             self.status.setText(SEQUENCE_CLOSED)
@@ -308,6 +308,11 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.status.setText(summary)
         self.failure.setPlainText(text)
         self.failure.show()
+
+    @property
+    def busy(self) -> bool:
+        """Exporting the corrections or training."""
+        return self.export_runner.busy or (self.job is not None and self.job.running)
 
     def sequence_closing(self) -> None:
         """The window closes this dialog's sequence: a run being prepared (its export reads the sequence) is

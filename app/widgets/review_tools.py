@@ -533,11 +533,15 @@ class ReviewTools(QtCore.QObject):
 
     def finetune_dialog_open(self) -> FineTuneDialog | None:
         """The fine-tune dialog, modeless: the window stays free for reviewing while it trains (it blocks the
-        window only while it exports). One at a time: an open one is raised."""
-        if self.finetune_dialog is not None and self.finetune_dialog.isVisible():
-            self.finetune_dialog.raise_()
-            self.finetune_dialog.activateWindow()
-            return self.finetune_dialog
+        window only while it exports). One at a time: an open one is raised, unless it sits idle over a sequence
+        closed since (then a new one opens over the sequence shown)."""
+        dialog = self.finetune_dialog
+        if dialog is not None and dialog.isVisible() and dialog.session is None and not dialog.busy:
+            dialog.close()  # idle over a sequence closed since: replaced by one over the sequence open now
+        if dialog is not None and dialog.isVisible():
+            dialog.raise_()
+            dialog.activateWindow()
+            return dialog
         session = self.window.session
         if session is None or session.project is None:
             self.window.statusBar().showMessage("Review some frames first: fine-tuning trains on them.", 8000)
