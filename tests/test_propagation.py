@@ -309,4 +309,16 @@ def test_a_mask_of_several_targets_carries_each_and_stops_where_the_first_is_los
         i = project.index(stem)
         assert np.array_equal(mask & ~down[i], right[i]) and (mask & down[i]).sum() == 9  # both targets, whole
     assert result.reason.startswith(STOP_NO_TARGET) and result.reason.endswith("(target 2 of 2, last at (14, 9))")
+
+    class CountingDetector:  # frames not detected yet: the window's loaded detector proposes on them
+        calls = 0
+
+        def detect(self, images):
+            CountingDetector.calls += len(images)
+            return [FrameResult(np.full(image.shape, -5.0, np.float32)) for image in images]
+
+    again = propagate(project, source, Normalization.fixed(0, 255), project.stems[0], target_mask=both,
+                      detector=CountingDetector())
+    assert again.stems == result.stems
+    assert CountingDetector.calls == 9  # frames 1-9, each detected once for both targets
     source.close()

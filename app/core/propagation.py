@@ -32,6 +32,7 @@ that a run in another thread stops before its next frame once cancelled.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 
@@ -199,6 +200,7 @@ def propagate(
 
     targets = separate_targets(prior)
     if len(targets) > 1:
+        detector = None if detector is None else _DetectedOnce(detector)  # a frame: detected once, not per target
         return _together([propagate(project, source, normalization, start_stem, direction, target, detector,
                                     max_frames, search_margin, max_area_ratio, min_iou, mode) for target in targets],
                          targets)
@@ -254,6 +256,23 @@ def separate_targets(mask: np.ndarray) -> list[np.ndarray]:
     near = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))) > 0
     count, groups = label_components(near)
     return [mask & (groups == k) for k in range(1, count + 1)]
+
+
+class _DetectedOnce:
+    """A detector for the runs of several targets over the same frames: each frame is detected once, and its result
+    given to every run that asks for it."""
+
+    def __init__(self, detector):
+        self.detector = detector
+        self._results: dict[bytes, object] = {}
+
+    def detect(self, images: list[np.ndarray]) -> list:
+        keys = [hashlib.sha1(f"{image.shape}{image.dtype}".encode() + image.tobytes()).digest() for image in images]
+        missing = [(key, image) for key, image in zip(keys, images) if key not in self._results]
+        if missing:
+            for (key, _), result in zip(missing, self.detector.detect([image for _, image in missing])):
+                self._results[key] = result
+        return [self._results[key] for key in keys]
 
 
 def _together(results: list[PropagationResult], targets: list[np.ndarray]) -> PropagationResult:
