@@ -79,13 +79,32 @@ def read_split(path: str | Path) -> list[str]:
 
 def find_dataset(images_dir: str | Path, masks_dir: str | Path, split_file: str | Path | None = None) -> list[Sample]:
     """Samples in split-file order (or sorted by stem without one); raises when an image or mask is missing."""
-    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
-    # hidden files are not samples: a macOS copy leaves an AppleDouble "._name.png" beside each image
-    images = {p.stem: p for p in sorted(images_dir.iterdir())
-              if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
-    masks = {p.stem: p for p in sorted(masks_dir.iterdir())
-             if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
+    images = _images_in(Path(images_dir))
     stems = read_split(split_file) if split_file is not None else sorted(images)
+    return _with_masks(images, stems, Path(masks_dir), f"an image in {Path(images_dir)}")
+
+
+def stack_samples(stack: str | Path, stems: Sequence[str], masks_dir: str | Path,
+                  split_file: str | Path | None = None) -> list[Sample]:
+    """The pages of a TIFF stack, named by `stems` (its frame source's: `stack_000001`, ...), paired with the masks of
+    `masks_dir` by stem, as `find_dataset` pairs a folder's images: in split-file order, or in page order. A page's
+    `image_path` is STACK/<stem>, a name for messages and for the reader that knows the stack (it is no file)."""
+    pages = {stem: Path(stack) / stem for stem in stems}
+    wanted = read_split(split_file) if split_file is not None else list(stems)
+    return _with_masks(pages, wanted, Path(masks_dir), f"a page in {stack}")
+
+
+def _images_in(folder: Path) -> dict[str, Path]:
+    """stem -> image file of a folder. Hidden files are not samples: a macOS copy leaves an AppleDouble
+    "._name.png" beside each image."""
+    return {p.stem: p for p in sorted(folder.iterdir())
+            if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
+
+
+def _with_masks(images: dict[str, Path], stems: Sequence[str], masks_dir: Path, lacking: str) -> list[Sample]:
+    """The samples of `stems`, each image (stem -> path) paired with its mask in `masks_dir` (<stem>.png or
+    <stem>_pixels0.png); FileNotFoundError naming those without an image (`lacking` says where) or a mask."""
+    masks = _images_in(masks_dir)
     samples, missing = [], []
     for stem in stems:
         mask = next((masks[stem + suffix] for suffix in MASK_SUFFIXES if stem + suffix in masks), None)
@@ -94,33 +113,8 @@ def find_dataset(images_dir: str | Path, masks_dir: str | Path, split_file: str 
             continue
         samples.append(Sample(stem, images[stem], mask))
     if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(stems)} samples lack an image in {images_dir} or a mask in {masks_dir}: "
-            f"{_listing(missing)}"
-        )
-    return samples
-
-
-def stack_samples(stack: str | Path, stems: Sequence[str], masks_dir: str | Path,
-                  split_file: str | Path | None = None) -> list[Sample]:
-    """The pages of a TIFF stack, named by `stems` (its frame source's: `stack_000001`, ...), paired with the masks of
-    `masks_dir` by stem, as `find_dataset` pairs a folder's images: in split-file order, or in page order. A page's
-    `image_path` is STACK/<stem>, a name for messages and for the reader that knows the stack (it is no file)."""
-    masks_dir = Path(masks_dir)
-    masks = {p.stem: p for p in sorted(masks_dir.iterdir())
-             if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
-    pages = set(stems)
-    wanted = read_split(split_file) if split_file is not None else list(stems)
-    samples, missing = [], []
-    for stem in wanted:
-        mask = next((masks[stem + suffix] for suffix in MASK_SUFFIXES if stem + suffix in masks), None)
-        if stem not in pages or mask is None:
-            missing.append(stem)
-            continue
-        samples.append(Sample(stem, Path(stack) / stem, mask))
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(wanted)} samples lack a page in {stack} or a mask in "
-                                f"{masks_dir}: {_listing(missing)}")
+        raise FileNotFoundError(f"{len(missing)} of {len(stems)} samples lack {lacking} or a mask in {masks_dir}: "
+                                f"{_listing(missing)}")
     return samples
 
 
