@@ -191,27 +191,35 @@ def test_skip_done_resumes_only_the_frames_not_yet_proposed_with_these_settings(
     assert all(ReviewProject.open(out).proposal_origin(stem).method == "tophat" for stem in project.stems)
 
 
-def test_an_interrupted_run_keeps_what_it_saved_and_says_how_to_go_on(sequence, tmp_path, capsys, monkeypatch):
-    import app.commands.detect as detect_command
-
-    real_make_detector = detect_command.make_detector
-
-    def make_interrupted_detector(*args, **kwargs):
+def stopping_detector(real_make_detector, batches: int, stop):
+    """A `make_detector` for `irsam detect` whose detector runs `batches` batches, then stops the run: `stop()`
+    raises (a KeyboardInterrupt, a kill)."""
+    def make_detector(*args, **kwargs):
         detector, record = real_make_detector(*args, **kwargs)
 
-        class InterruptedAfterTwoBatches:
+        class StoppedAfter:
             calls = 0
             device = detector.device
 
             def detect(self, images, features=False):
-                InterruptedAfterTwoBatches.calls += 1
-                if InterruptedAfterTwoBatches.calls > 2:
-                    raise KeyboardInterrupt
+                StoppedAfter.calls += 1
+                if StoppedAfter.calls > batches:
+                    stop()
                 return detector.detect(images)
 
-        return InterruptedAfterTwoBatches(), record
+        return StoppedAfter(), record
 
-    monkeypatch.setattr(detect_command, "make_detector", make_interrupted_detector)
+    return make_detector
+
+
+def test_an_interrupted_run_keeps_what_it_saved_and_says_how_to_go_on(sequence, tmp_path, capsys, monkeypatch):
+    import app.commands.detect as detect_command
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    real_make_detector = detect_command.make_detector
+    monkeypatch.setattr(detect_command, "make_detector", stopping_detector(real_make_detector, 2, interrupt))
     out = tmp_path / "proj"
     assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--batch-size", "1",
                  "--quiet"]) == 130

@@ -13,6 +13,7 @@ from app.cli import main
 from app.core.project import ReviewProject
 from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
 from app.core.targets import extract_targets
+from tests.test_detect_cli import stopping_detector
 
 
 class Killed(BaseException):
@@ -47,22 +48,11 @@ def killed_run(sequence: Path, out: Path, method: str, monkeypatch, frames: int)
             all_saved.set()
         return kept
 
-    def make_detector(*args, **kwargs):
-        detector, record = real_make_detector(*args, **kwargs)
+    def killed():
+        assert all_saved.wait(30)  # the frames detected so far are on disk, as a writer had them
+        raise Killed
 
-        class KilledAfter:
-            calls = 0
-            device = detector.device
-
-            def detect(self, images, features=False):
-                KilledAfter.calls += 1
-                if KilledAfter.calls > frames:
-                    assert all_saved.wait(30)  # the frames detected so far are on disk, as a writer had them
-                    raise Killed
-                return detector.detect(images)
-
-        return KilledAfter(), record
-
+    make_detector = stopping_detector(real_make_detector, frames, killed)
     with monkeypatch.context() as patch:
         patch.setattr(detect_command, "make_detector", make_detector)
         patch.setattr(ReviewProject, "save_prediction", save_prediction)
