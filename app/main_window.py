@@ -256,8 +256,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.selected = None
         self.frame = None
         self.frame_view.clear()
-        self.frame_view.set_sequence_levels(session.normalization.low, session.normalization.high)
-        self.frame_view.set_bad_pixels(session.normalization.bad_pixels)
+        self._show_normalization(session.normalization)
         self.timeline.set_count(len(session))
         self.detection_panel.set_frame_count(len(session))
         self.detection_panel.setEnabled(False)  # until the project (if any) is read: a run must not race it
@@ -593,8 +592,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.statusBar().showMessage("; ".join(session.warnings[self._warnings_shown:]), 15000)
             self._warnings_shown = len(session.warnings)
         if session.normalization is not normalization:  # a project another instance made was taken up
-            self.frame_view.set_sequence_levels(session.normalization.low, session.normalization.high)
-            self.frame_view.set_bad_pixels(session.normalization.bad_pixels)
+            self._show_normalization(session.normalization)
         self._show_disk_changes(changes, shown_status)
         # a big project's folders take tens of ms to list, its queue as long to summarise: looked at less often,
         # the window stays smooth
@@ -738,11 +736,15 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         finally:
             QtWidgets.QApplication.restoreOverrideCursor()
-        self.frame_view.set_sequence_levels(normalization.low, normalization.high)
-        self.frame_view.set_bad_pixels(normalization.bad_pixels)
+        self._show_normalization(normalization)
         self.statusBar().showMessage(f"Detector input: normalisation {normalization}", 10000)
         if self.features_dock.isVisible() and self.frame is not None:
             self.compute_features()
+
+    def _show_normalization(self, normalization) -> None:
+        """The frame view's sequence levels and bad-pixel boxes follow the detectors' input window."""
+        self.frame_view.set_sequence_levels(normalization.low, normalization.high)
+        self.frame_view.set_bad_pixels(normalization.bad_pixels)
 
     def compute_features(self) -> None:
         if self.session is None:
