@@ -165,20 +165,28 @@ class ReviewSession:
             self._file_generation += 1  # a read begun before must not be stored
             self._files.clear()
 
-    def _open_project(self) -> bool:
+    def _open_project(self, adopt: bool = False) -> bool:
         """Open the project in `project_dir` when there is one (with `_project_lock` held) and make it this
-        session's (`_take_project`). An unusable one is reported in `warnings`, and this session's project goes
-        to a new folder beside it."""
-        if not is_project(self.project_dir):
+        session's (`_take_project`). When the session opens (`adopt` False), an unusable one is reported in
+        `warnings` and this session's project goes to a new folder beside it (opened in turn: the work of an
+        earlier session that met the same project). One another instance made since the session opened (`adopt`:
+        an `irsam detect` run started later) brings its normalisation too, and one over other frames is left
+        alone, and not tried again."""
+        if (adopt and self._adoption_refused) or not is_project(self.project_dir):
             return False
         try:
             project = ReviewProject.open(self.project_dir)
             project.follow_source(self.source.stems, self.source.unreadable_stems)
-        except ProjectError as e:
+            normalization = Normalization.from_dict(project.normalization) if adopt else self.normalization
+        except (ProjectError, KeyError, TypeError, ValueError) as e:
+            if adopt:
+                self._adoption_refused = True
+                return False
             new = self.project_dir.with_name(self.project_dir.name + "-new")
             self.warnings.append(f"earlier results not used: {e}; this sequence's work is kept in {new}")
             self.project_dir = new
-            return self._open_project()  # the work of an earlier session that met the same project, if any
+            return self._open_project()
+        self.normalization = normalization  # (taken up: what its proposals were made with; nothing here changed it)
         self._take_project(project)
         return True
 
@@ -197,8 +205,9 @@ class ReviewSession:
         last call (`ReviewProject.changes_on_disk`): their statuses, their committed masks, and their proposals,
         whose layers are read again when shown and whose targets are counted for the timeline: those to be read
         from masks/ up to COUNTS_PER_LOOK a call, nearest the frame shown first (a run writing hundreds of frames
-        between two calls would otherwise hold the window for seconds). A project another instance created in `project_dir` since
-        this session opened is taken up (`_adopt_project`: every frame it holds counts as changed). The frames
+        between two calls would otherwise hold the window for seconds). A project another instance created in
+        `project_dir` since this session opened is taken up (`_open_project`: every frame it holds counts as
+        changed). The frames
         found changed on disk before are checked again. Nothing is done while `load_details` reads the project.
         Returns what changed: the proposals of the frames counted in this call."""
         if not self._project_lock.acquire(blocking=False):
@@ -206,7 +215,7 @@ class ReviewSession:
         try:
             project = self.project
             if project is None:
-                if not self._adopt_project():
+                if not self._open_project(adopt=True):
                     return DiskChanges()
                 stems, project = self.source.stems, self.project
                 return DiskChanges({s for s in stems if project.status(s) is not ReviewStatus.UNREVIEWED},
@@ -234,8 +243,8 @@ class ReviewSession:
             self.detection_counts[index] = len(project.detections(stem)) if project.has_prediction(stem) else NOT_RUN
         changes = DiskChanges(changes.statuses, {self.stem(i) for i in counted}, changes.committed)
         with self._changes_lock:
-            known = [i for i in self.changed_frames if self.stem(i) in changes.stems]
-        for index in known:
+            rechecked = [i for i in self.changed_frames if self.stem(i) in changes.stems]
+        for index in rechecked:
             self.frame_change(index)
         return changes
 
@@ -243,23 +252,6 @@ class ReviewSession:
     def counts_pending(self) -> int:
         """Frames another instance proposed whose targets `refresh_from_disk` has still to count."""
         return len(self._counts_pending)
-
-    def _adopt_project(self) -> bool:
-        """Open the project another instance made in `project_dir` after this session opened (an `irsam detect`
-        run started later), with its statuses, proposals and normalisation (with `_project_lock` held). False when
-        there is none, or when it is over other frames: that one is left alone, and not tried again."""
-        if self._adoption_refused or not is_project(self.project_dir):
-            return False
-        try:
-            project = ReviewProject.open(self.project_dir)
-            project.follow_source(self.source.stems, self.source.unreadable_stems)
-            normalization = Normalization.from_dict(project.normalization)
-        except (ProjectError, KeyError, TypeError, ValueError):
-            self._adoption_refused = True
-            return False
-        self.normalization = normalization  # what its proposals were made with (nothing here changed it: no project)
-        self._take_project(project)
-        return True
 
     @property
     def name(self) -> str:
@@ -283,7 +275,7 @@ class ReviewSession:
         """The project, created on first use (an existing one over the same frames is reused). Waits while
         `load_details` is reading it."""
         with self._project_lock:
-            if self.project is None and not self._adopt_project():  # made by another instance since this opened
+            if self.project is None and not self._open_project(adopt=True):  # another instance made it since
                 if self._adoption_refused and is_project(self.project_dir):  # over other frames: as load_details
                     self.warnings.append(f"{self.project_dir} holds a project over other frames: this sequence's "
                                          "work goes to a new folder beside it")
