@@ -466,6 +466,9 @@ def test_a_burst_of_frame_changes_updates_the_panels_once_for_the_last_frame(win
                                                                              monkeypatch):
     from app import main_window
 
+    # the proposals are written just before opening, so a first look at the disk would take them as another
+    # instance's and read them again (a new prediction array, scored again): no look during this test
+    window.disk_timer.stop()
     predict_ground_truth(fresh_sequence)
     _open(window, qtbot, fresh_sequence)
     _settled(window, qtbot)
