@@ -78,8 +78,10 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    """The real main window, with its own settings file and no modal message boxes (they are recorded)."""
+def window(qtbot, tmp_path, monkeypatch, request):
+    """The real main window, with its own settings file and no modal message boxes (they are recorded). Its look at
+    the project on disk every DISK_POLL_MS is stopped unless the test is marked `disk_poll`: it fires at whatever
+    point a test has reached, and a first look takes files written just before opening as another instance's."""
     from PySide6 import QtCore, QtWidgets
 
     from app.main_window import MainWindow
@@ -88,6 +90,8 @@ def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda *a, **k: messages.append(a[2]))
     settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.IniFormat)
     win = MainWindow(settings)
+    if request.node.get_closest_marker("disk_poll") is None:
+        win.disk_timer.stop()
     win.messages = messages
     win.resize(1200, 800)
     qtbot.addWidget(win)

@@ -20,6 +20,7 @@ def _strip(window, row: int, index: int) -> tuple[int, ...]:
     return tuple(int(v) for v in window.timeline.strip._pixels[row, index])
 
 
+@pytest.mark.disk_poll
 def test_another_windows_review_and_a_detect_runs_proposals_show_up_by_themselves(review, qtbot):
     session = review.session
     shape = session.frame(0).shape

@@ -466,9 +466,6 @@ def test_a_burst_of_frame_changes_updates_the_panels_once_for_the_last_frame(win
                                                                              monkeypatch):
     from app import main_window
 
-    # the proposals are written just before opening, so a first look at the disk would take them as another
-    # instance's and read them again (a new prediction array, scored again): no look during this test
-    window.disk_timer.stop()
     predict_ground_truth(fresh_sequence)
     _open(window, qtbot, fresh_sequence)
     _settled(window, qtbot)
@@ -974,6 +971,7 @@ def test_the_frame_shown_is_remembered_once_it_settles_not_only_at_close(window,
     assert frames[str(fresh_sequence.resolve())] == 23
 
 
+@pytest.mark.disk_poll
 def test_a_restart_restores_the_windows_size_and_its_docks(window, fresh_sequence, qtbot):
     from app.main_window import MainWindow
 
@@ -984,6 +982,7 @@ def test_a_restart_restores_the_windows_size_and_its_docks(window, fresh_sequenc
     window.surface_dock.resize(610, 430)
     window.overlays_dock.hide()
     qtbot.wait(100)
+    assert window.disk_timer.isActive()
     window.close()
     assert not window.disk_timer.isActive()  # a closed window no longer looks at its closed project
 
