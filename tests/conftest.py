@@ -30,6 +30,26 @@ def pytest_runtest_protocol(item, nextitem):
     _watchdog.disarm()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_exception_interact(node, call, report):
+    """pytest's faulthandler plugin cancels every pending traceback dump when a test fails, the watchdog's exit
+    included: armed again, a failed test whose teardown then hangs still ends the run."""
+    if isinstance(node, pytest.Item):
+        _watchdog.arm(node.nodeid)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item):
+    """Before pytest-qt closes the test's widgets: the window of a test that failed while an edit could not be saved
+    discards it on closing, instead of waiting on a question nobody answers."""
+    from PySide6 import QtWidgets
+
+    window = getattr(item, "funcargs", {}).get("window")
+    if window is not None:
+        window.review_tools._ask_about_unsaved_edits = lambda *a: QtWidgets.QMessageBox.Discard
+    return (yield)
+
+
 @pytest.fixture(autouse=True)
 def _gui_thread_garbage_collection(request):
     """GUI tests run as the app does: cyclic garbage is freed in the GUI thread (app.main_thread_gc), and

@@ -44,3 +44,37 @@ def test_a_test_stuck_holding_the_gil_ends_the_run_with_its_stacks(tmp_path):
         assert "+++ end of native stacks +++" in run.stderr
         # the blocked frame, unless this machine forbids attaching (then gdb says so: ptrace)
         assert "pthread_mutex_lock" in run.stderr or "ptrace" in run.stderr
+
+
+FAILED_THEN_STUCK = '''
+import ctypes
+import pytest
+
+@pytest.fixture
+def blocks_at_teardown():
+    yield
+    libc = ctypes.PyDLL(None)
+    mutex = ctypes.create_string_buffer(64)
+    libc.pthread_mutex_lock(mutex)
+    libc.pthread_mutex_lock(mutex)
+
+def test_fails_then_blocks_in_teardown(blocks_at_teardown):
+    assert False
+'''
+
+
+@pytest.mark.slow
+def test_a_failed_test_stuck_in_its_teardown_ends_the_run(tmp_path):
+    """pytest cancels pending traceback dumps when a test fails (its faulthandler plugin): the watchdog is armed
+    again, or a failed test whose teardown waits forever (a modal dialog on closing) holds CI for 90 minutes."""
+    test_file = tmp_path / "test_stuck.py"
+    test_file.write_text(FAILED_THEN_STUCK)
+    start = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
+         "--rootdir", str(tmp_path), "-o", "timeout=2", str(test_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "IRSAM_HANG_WATCHDOG_S": "60,8"})
+    assert run.returncode != 0 and time.monotonic() - start < 60
+    assert "Timeout (0:00:08)!" in run.stderr
+    assert "test_stuck.py\", line 11 in blocks_at_teardown" in run.stderr
