@@ -600,6 +600,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.disk_timer.setInterval(max(DISK_POLL_MS, min(3 * DISK_POLL_MS, int(20 * took_ms))))
 
     def _show_disk_changes(self, changes: DiskChanges, shown_status: int) -> None:
+        self._show_frames_changed(changes, shown_status)
+        self._say_overwritten_by_unsaved(changes)  # after the shown frame's news: it matters more
+
+    def _show_frames_changed(self, changes: DiskChanges, shown_status: int) -> None:
         session = self.session
         if self._reshow_after_stroke is not None and not self.review_tools.editing.drawing:
             (index, before), self._reshow_after_stroke = self._reshow_after_stroke, None
@@ -622,6 +626,19 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.show_frame(self.index)
             self._say_changed_by_another(*before)
+
+    def _say_overwritten_by_unsaved(self, changes: DiskChanges) -> None:
+        """Another instance committed a mask on a frame whose edit here could not be saved: the edit, shown and kept
+        in memory, replaces theirs when it is saved. Said, with how to get theirs back."""
+        editor = self.review_tools.editing.editor_with_unsaved_edits
+        frames = sorted(i for i in (editor.unsaved if editor is not None else ()) if self.session.stem(i) in
+                        changes.committed)
+        if frames:
+            names = ", ".join(str(i + 1) for i in frames)
+            self.statusBar().showMessage(
+                f"Frame{'s' if len(frames) > 1 else ''} {names}: another window or irsam command committed a mask "
+                "over your edit that is not saved yet. Your edit replaces it when it is saved; Undo then brings "
+                "theirs back.", 15000)
 
     def _say_changed_by_another(self, shown: FrameLayers, shown_status: int, changes: DiskChanges) -> None:
         """Say in the status bar what changed on the frame shown, from what showed before (a file written again

@@ -121,6 +121,28 @@ def test_an_edit_that_still_cannot_be_saved_is_asked_about_before_closing_or_ope
     assert status is ReviewStatus.CORRECTED and np.array_equal(mask, kept)
 
 
+@pytest.mark.parametrize("shown", [0, 2])
+def test_another_instances_mask_over_an_unsaved_edit_is_said_and_comes_back_by_undo(review, refusing_writes, shown):
+    """The edit kept in memory is the analyst's last word on the frame and replaces the other's mask when saved, so
+    the window says so when the other's mask arrives, on the frame shown or another; Undo then brings it back."""
+    folder, stem = review.session.project.folder, review.session.stem(0)
+    kept = _unsaved_stroke(review)
+    review.show_frame(shown)
+    theirs = np.zeros_like(kept)
+    theirs[5:9, 5:9] = True
+    ReviewProject.open(folder).commit_edit(stem, theirs)
+    review.take_up_disk_changes()
+    assert review.statusBar().currentMessage() == (
+        "Frame 1: another window or irsam command committed a mask over your edit that is not saved yet. Your edit "
+        "replaces it when it is saved; Undo then brings theirs back.")
+    review.show_frame(0)
+    assert np.array_equal(review.layers.committed, kept)  # the edit is still what the frame shows
+    refusing_writes.clear()
+    assert review.close()
+    project = ReviewProject.open(folder)
+    assert np.array_equal(project.committed_mask(stem), kept) and np.array_equal(project.undo(stem), theirs)
+
+
 def test_a_discarded_edit_closes_the_window_and_leaves_the_files_unchanged(review, refusing_writes, qtbot):
     folder, stem = review.session.project.folder, review.session.stem(0)
     _unsaved_stroke(review)
