@@ -8,7 +8,7 @@ import pytest
 
 from app.main_thread_gc import MainThreadGarbageCollector
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.own_gc_collector]
 
 
 class _Cycle:
