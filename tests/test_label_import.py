@@ -217,7 +217,14 @@ def test_the_window_commits_the_ground_truth_in_the_background(window, fresh_seq
     open_project(window, qtbot, fresh_sequence)
     session = window.session
     gate, read = threading.Event(), session.ground_truth.mask
-    monkeypatch.setattr(session.ground_truth, "mask", lambda stem: gate.wait(10) and read(stem))
+
+    def held_read(stem):  # the commit's reads wait for the gate; the frames shown and read ahead do not
+        thread = threading.current_thread()
+        if thread is not threading.main_thread() and not thread.name.startswith(("layer-reader", "layer-prefetch")):
+            assert gate.wait(10), "the gate was never opened"
+        return read(stem)
+
+    monkeypatch.setattr(session.ground_truth, "mask", held_read)
     own = np.zeros(session.frame(1).shape, bool)
     own[5, 5] = True
     session.commit_mask(1, own)  # the analyst's own mask on frame 1, not yet reviewed
