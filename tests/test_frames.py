@@ -398,8 +398,9 @@ def test_read_ahead_threads_run_below_the_thread_that_shows_frames(tmp_path):
     try:
         session.frame_and_layers(3, {"edges"})  # starts the frame read-ahead and the layer read-ahead
         threads = {t.name.rsplit("_", 1)[0]: t for t in threading.enumerate()}
-        for name in ("frame-prefetch", "layer-prefetch"):
-            assert os.getpriority(os.PRIO_PROCESS, threads[name].native_id) == expected, name
+        for name in ("frame-prefetch", "layer-prefetch"):  # each lowers itself once started
+            native_id = threads[name].native_id
+            assert wait_for(lambda: os.getpriority(os.PRIO_PROCESS, native_id) == expected), name
         # the layer reader is waited on by the frame being shown: it keeps the caller's priority
         assert os.getpriority(os.PRIO_PROCESS, threads["layer-reader"].native_id) == base
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base

@@ -180,6 +180,7 @@ def test_the_finetune_dialog_proposes_the_folder_it_used_for_the_project_again(r
     # remembered in the window's settings: after a restart too, for this project only
     review.settings.sync()
     restarted = MainWindow(QtCore.QSettings(review.settings.fileName(), QtCore.QSettings.IniFormat))
+    restarted.disk_timer.stop()  # no look at the disk at random points (conftest's window)
     qtbot.addWidget(restarted)
     restarted.show()
     open_project(restarted, qtbot, review.session.source.path)

@@ -517,6 +517,7 @@ def test_heatmap_for_frames_detected_before_reopening(window, fresh_sequence, tm
     window.close()
 
     reopened = MainWindow(QtCore.QSettings(str(tmp_path / "second.ini"), QtCore.QSettings.IniFormat))
+    reopened.disk_timer.stop()  # no look at the disk at random points (conftest's window)
     qtbot.addWidget(reopened)
     reopened.show()
     _open(reopened, qtbot, fresh_sequence)
@@ -700,6 +701,12 @@ def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_seque
         assert detection.widget().height() >= detection.widget().sizeHint().height()
 
 
+def _run_ended(window, qtbot) -> None:
+    """Until a detection run has ended and its last frame's result was taken in (queued after the worker's end)."""
+    qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
+                    timeout=30000)
+
+
 def test_target_area_gate_reaches_runs_without_reloading_the_checkpoint(window, fresh_sequence, tiny_checkpoint,
                                                                           qtbot):
     from model.size_gate import SizeGatedDetector
@@ -710,7 +717,7 @@ def test_target_area_gate_reaches_runs_without_reloading_the_checkpoint(window, 
     qtbot.waitUntil(lambda: window.detector is not None, timeout=30000)
     loaded = window.detector
     window.run_detection("frame")
-    qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
+    _run_ended(window, qtbot)
     stem = window.session.stem(window.index)
     areas = [t.area for t in window.session.project.detections(stem)]
     assert max(areas) > 3  # the random tiny network marks large blobs
@@ -726,7 +733,7 @@ def test_target_area_gate_reaches_runs_without_reloading_the_checkpoint(window, 
     assert "targets 1-3 px" in panel.info.text()
     qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
     window.run_detection("frame")
-    qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
+    _run_ended(window, qtbot)
     gated_areas = [t.area for t in window.session.project.detections(stem)]
     assert gated_areas and sorted(gated_areas) == sorted(a for a in areas if a <= 3)
     assert window.frame_label.text().endswith(f"proposal: IRSAM ({Path(tiny_checkpoint).name}, targets 1-3 px)")
@@ -923,6 +930,7 @@ def test_reopening_a_sequence_starts_at_the_frame_it_was_left_on(window, fresh_s
     from app.main_window import MainWindow
 
     again = MainWindow(window.settings)
+    again.disk_timer.stop()  # no look at the disk at random points (conftest's window)
     qtbot.addWidget(again)
     assert again.open_path(fresh_sequence)
     qtbot.waitUntil(lambda: again.detection_panel.isEnabled(), timeout=10000)
@@ -987,6 +995,7 @@ def test_a_restart_restores_the_windows_size_and_its_docks(window, fresh_sequenc
     assert not window.disk_timer.isActive()  # a closed window no longer looks at its closed project
 
     again = MainWindow(window.settings)
+    again.disk_timer.stop()  # no look at the disk at random points (conftest's window)
     qtbot.addWidget(again)
     again.show()
     qtbot.waitExposed(again)
