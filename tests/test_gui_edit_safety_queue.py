@@ -2,12 +2,13 @@
 and listed by a filter; markers and stems are not cut off. The real window under Xvfb, real files."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import cv2
 import numpy as np
 import pytest
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.project import FrameChange, ReviewStatus
 from app.core.review_queue import FrameSummary
@@ -124,3 +125,19 @@ def test_the_status_column_fits_the_stop_marker_and_stems_keep_their_frame_numbe
         assert header.sectionSize(column) >= header.sectionSizeHint(column)
     panel.model.set_marked({})
     assert header.sectionSize(2) < metrics.horizontalAdvance("unreviewed \u25c6 stop") + 16
+
+
+def test_the_number_columns_fit_peaks_of_a_hundred_and_counts_of_three_digits(review):
+    """The shipped weights score peaks of 100-125 on real clips: sized for "-00.00", the peak column showed
+    122.72 as "1…2", which reads as a range."""
+    panel = review.review_tools.review_panel
+    table, header = panel.table, panel.table.horizontalHeader()
+    style = table.style()
+    margin = 2 * (style.pixelMetric(QtWidgets.QStyle.PM_FocusFrameHMargin, None, table) + 1)
+    summaries = list(panel.model.summaries)
+    summaries[3] = dataclasses.replace(summaries[3], n_detections=123, peak_score=122.72, change_from_previous=118)
+    panel.set_summaries(summaries)
+    row = panel.model.row_of(3)
+    for column, text in ((3, "123"), (4, "122.72"), (5, "118")):
+        assert panel.model.data(panel.model.index(row, column)) == text
+        assert header.sectionSize(column) >= table.fontMetrics().horizontalAdvance(text) + margin, column

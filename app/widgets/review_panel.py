@@ -293,7 +293,15 @@ class ReviewPanel(QtWidgets.QWidget):
             if 0 <= index < len(model.summaries):
                 texts.append(status_text(model.summaries[index], index in model.changed, index in model.marked))
         digits = len(str(len(model.summaries))) if model.summaries else 3
-        widest = {0: "0" * digits, 2: max(texts, key=metrics.horizontalAdvance), 3: "00", 4: "-00.00", 5: "00"}
+        # the number columns as wide as their longest value, digits measured as 0 (a peak of 122.72 was cut)
+        most_detections = max((s.n_detections or 0 for s in model.summaries), default=0)
+        most_change = max((s.change_from_previous or 0 for s in model.summaries), default=0)
+        peaks = [s.peak_score for s in model.summaries if not math.isnan(s.peak_score)]
+        peaks = ["-00.00"] + ([f"{min(peaks):.2f}", f"{max(peaks):.2f}"] if peaks else [])
+        widest = {0: "0" * digits, 2: max(texts, key=metrics.horizontalAdvance),
+                  3: "0" * max(2, len(str(most_detections))),
+                  4: max(("".join("0" if c.isdigit() else c for c in p) for p in peaks), key=metrics.horizontalAdvance),
+                  5: "0" * max(2, len(str(most_change)))}
         for column, text in widest.items():
             width = metrics.horizontalAdvance(text) + margin + (icon if column == 2 else 0)
             width = max(width, header.sectionSizeHint(column))
