@@ -45,6 +45,9 @@ DOCKS_RESHARE_MS = 100
 # How often the project is looked at for what other instances wrote (another window, an `irsam detect` run): a
 # few stats when nothing changed
 DISK_POLL_MS = 2000
+# How often the review queue takes in the frames a detection run has done (each look summarises those frames,
+# then sorts and filters the whole queue)
+QUEUE_FOLLOW_MS = 1000
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -80,6 +83,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.docks_timer.setSingleShot(True)
         self.docks_timer.setInterval(DOCKS_RESHARE_MS)
         self.docks_timer.timeout.connect(self._size_right_docks)
+        self._queue_frames_done: set[int] = set()  # frames the window's run has done, not yet in the queue
+        self.queue_timer = QtCore.QTimer(self)
+        self.queue_timer.setSingleShot(True)
+        self.queue_timer.setInterval(QUEUE_FOLLOW_MS)
+        self.queue_timer.timeout.connect(self._queue_takes_frames_done)
         self.disk_timer = QtCore.QTimer(self)
         self.disk_timer.setInterval(DISK_POLL_MS)
         self.disk_timer.timeout.connect(self.take_up_disk_changes)
@@ -247,6 +255,8 @@ class MainWindow(QtWidgets.QMainWindow):
             runner.stop()
         self.frame_check.stop()
         self._pending_run = None
+        self.queue_timer.stop()
+        self._queue_frames_done.clear()
         self.detection_panel.set_running(False)  # a run stopped above sends no `finished`
         if self.session is not None:
             self.session.close()
@@ -853,8 +863,16 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.session.record_result(index)
         self._refresh_strip()
+        self._queue_frames_done.add(index)
+        if not self.queue_timer.isActive():
+            self.queue_timer.start()
         if index == self.index:
             self.show_frame(index)
+
+    def _queue_takes_frames_done(self) -> None:
+        done, self._queue_frames_done = self._queue_frames_done, set()
+        if done and self.session is not None:
+            self.review_tools.refresh_queue_frames(done)
 
     def _features_done(self, index: int, result) -> None:
         if not self._from_current_worker(self.feature_runner) or index != self.index:
@@ -902,6 +920,8 @@ class MainWindow(QtWidgets.QMainWindow):
                     self.statusBar().showMessage(
                         f"{worker.kept_accepted} accepted frame(s) keep the mask they were accepted with; "
                         "the new proposal is in the prediction layer", 15000)
+                self.queue_timer.stop()
+                self._queue_frames_done.clear()
                 self.review_tools.refresh_queue()
             if self.features_dock.isVisible():
                 self.compute_features()  # refused while the run went on, or a new detector was loaded

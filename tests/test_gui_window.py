@@ -115,6 +115,45 @@ def test_detection_run_cancelled_midway_keeps_partial_results(window, fresh_sequ
     reopened.close()
 
 
+def test_the_review_queue_follows_the_windows_own_run_as_it_goes(window, fresh_sequence, qtbot, monkeypatch):
+    """The queue's counts, peaks and changes filled in only when the run ended (ten minutes on a real clip), while
+    an `irsam detect` run beside the window showed within seconds."""
+    import threading
+
+    from model.classical import ClassicalDetector
+
+    gate, calls, detect = threading.Event(), [], ClassicalDetector.detect
+
+    def held_detect(detector, images, features=False):  # frames 1-5 pass, the sixth waits for the gate
+        calls.append(len(images))
+        if len(calls) > 5:
+            assert gate.wait(30)
+        return detect(detector, images, features)
+
+    monkeypatch.setattr(ClassicalDetector, "detect", held_detect)
+    _open(window, qtbot, fresh_sequence)
+    _choose(window, "mpcm")
+    model = window.review_tools.review_panel.model
+    try:
+        window.run_detection("all")
+        qtbot.waitUntil(lambda: all(s.n_detections is not None for s in model.summaries[:5]), timeout=10000)
+        assert window.detection_runner.busy  # the run is still going
+        assert [s.n_detections for s in model.summaries[:5]] == list(window.session.detection_counts[:5])
+        assert all(s.n_detections is None for s in model.summaries[5:])
+        assert [s.change_from_previous is None for s in model.summaries[:7]] == [False] * 5 + [True] * 2
+        bar = window.review_tools.review_panel.table.verticalScrollBar()  # the analyst looks further down
+        bar.setValue(bar.maximum())
+        assert bar.value() > 0
+        window._queue_frames_done.add(4)
+        window._queue_takes_frames_done()
+        assert bar.value() == bar.maximum()  # not scrolled back to the frame shown
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
+                    timeout=30000)
+    assert [s.n_detections for s in model.summaries] == list(window.session.detection_counts)
+
+
 def test_run_range_then_results_show_as_overlays(window, fresh_sequence, qtbot):
     _open(window, qtbot, fresh_sequence)
     _choose(window, "mpcm")

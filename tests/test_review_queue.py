@@ -59,6 +59,15 @@ def test_summaries_count_targets_scores_and_changes(project):
     assert math.isnan(scores[3]) and math.isnan(scores[5])
 
 
+def test_summaries_of_some_frames_are_those_frames_and_the_next_as_the_whole_pass_gives_them(project):
+    """The queue follows a detection run by summarising the frames it has done since the last look: each one's
+    change is counted from the frame before, and the frame after it changes too."""
+    whole = summarize(project)
+    assert summarize(project, [2]) == whole[2:4]
+    assert summarize(project, [5, 0, 3]) == [whole[0], whole[1], whole[3], whole[4], whole[5]]
+    assert summarize(project, []) == []
+
+
 def test_filters(project):
     summaries = summarize(project)
     assert [s.index for s in filter_frames(summaries, statuses=["unreviewed"])] == [0, 2, 5]

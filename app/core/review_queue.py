@@ -51,28 +51,40 @@ def targets_changed(previous: Sequence[Target], current: Sequence[Target], grow:
     return (len(current) - paired) + len(unmatched)
 
 
-def summarize(project: ReviewProject) -> list[FrameSummary]:
-    summaries = []
-    previous: list[Target] | None = []
-    previous_shape = None
+def summarize(project: ReviewProject, indices: Iterable[int] | None = None) -> list[FrameSummary]:
+    """The summaries of every frame, in frame order; with `indices`, of those frames and of the frame after each
+    (its change counts from them), as the whole pass gives them: the queue follows a detection run as it goes."""
+    stems = project.stems
+    if indices is None:
+        wanted: Iterable[int] = range(len(stems))
+    else:
+        wanted = sorted({j for i in indices for j in (i, i + 1) if 0 <= j < len(stems)})
     mixed_sizes = project.frame_shape is None
-    for index, stem in enumerate(project.stems):
-        targets = project.detections(stem) if project.is_predicted(stem) else None
-        if mixed_sizes:
-            shape = project.known_shape(stem)
-            if index > 0 and (shape is None or shape != previous_shape):
+    read: dict[int, list[Target] | None] = {}
+
+    def targets_of(index: int) -> list[Target] | None:
+        if index not in read:
+            read[index] = project.detections(stems[index]) if project.is_predicted(stems[index]) else None
+            read.pop(index - 2, None)  # the whole pass holds two frames' targets at a time
+        return read[index]
+
+    summaries = []
+    for index in wanted:
+        targets = targets_of(index)
+        previous = targets_of(index - 1) if index > 0 else []
+        if mixed_sizes and index > 0:
+            shape = project.known_shape(stems[index])
+            if shape is None or shape != project.known_shape(stems[index - 1]):
                 previous = None
-            previous_shape = shape
         scores = [t.peak_score for t in targets or () if not math.isnan(t.peak_score)]
         summaries.append(FrameSummary(
             index=index,
-            stem=stem,
-            status=project.status(stem),
+            stem=stems[index],
+            status=project.status(stems[index]),
             n_detections=None if targets is None else len(targets),
             peak_score=max(scores) if scores else math.nan,
             change_from_previous=None if targets is None or previous is None else targets_changed(previous, targets),
         ))
-        previous = targets
     return summaries
 
 

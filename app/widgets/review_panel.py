@@ -59,6 +59,14 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         self.summaries = list(summaries)
         self._rebuild()
 
+    def update_summaries(self, summaries: list[FrameSummary]) -> None:
+        """Replace the summaries of the frames given (by their index)."""
+        for summary in summaries:
+            if 0 <= summary.index < len(self.summaries):
+                self.summaries[summary.index] = summary
+        if summaries:
+            self._rebuild()
+
     def set_status(self, index: int, status: ReviewStatus) -> None:
         if 0 <= index < len(self.summaries) and self.summaries[index].status is not status:
             self.summaries[index] = dataclasses.replace(self.summaries[index], status=status)
@@ -243,6 +251,15 @@ class ReviewPanel(QtWidgets.QWidget):
     def set_summaries(self, summaries: list[FrameSummary]) -> None:
         self.model.set_summaries(summaries)
         self._update_counts()
+
+    def update_summaries(self, summaries: list[FrameSummary], index: int, status: ReviewStatus) -> None:
+        """As `set_summaries` for some frames, then `show_current(index, status)`; the table stays scrolled where
+        the analyst left it (a run's frames come in every second)."""
+        scrolled = self.table.verticalScrollBar().value()
+        self.model.update_summaries(summaries)
+        self._update_counts()
+        self.show_current(index, status)
+        self.table.verticalScrollBar().setValue(scrolled)
 
     def set_frame_status(self, index: int, status: ReviewStatus) -> None:
         self.model.set_status(index, status)

@@ -175,6 +175,16 @@ class ReviewTools(QtCore.QObject):
         if session is not None:
             self.review_panel.show_current(self.window.index, session.status(self.window.index))
 
+    def refresh_queue_frames(self, indices: set[int]) -> None:
+        """Re-read the summaries of `indices` and of the frame after each (a detection run's frames done since
+        the last call): cheaper than `refresh_queue` while a run goes on."""
+        session = self.window.session
+        project = session.project if session else None
+        if project is None or not self.review_panel.model.summaries:
+            return
+        self.review_panel.update_summaries(summarize(project, indices), self.window.index,
+                                           session.status(self.window.index))
+
     def stop(self) -> None:
         if self.importing:
             self.label_import.stop()  # cancels between frames and waits: `finished` does not come
