@@ -95,6 +95,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # the frame other instances changed while a stroke was held, and what it showed before
         self._reshow_after_stroke: tuple[int, tuple] | None = None
         self._warnings_shown = 0  # of the session's warnings, those the status bar has said
+        self._frame_message: tuple[int, str] | None = None  # (frame, text) of the last `say_about_frame`
 
         self.setWindowTitle("IRSAM Review")
         self.setAcceptDrops(True)
@@ -395,6 +396,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.session is None:
             return
         same_frame = index == self.index and self.frame is not None
+        if self._frame_message is not None and self._frame_message[0] != index:
+            if self.statusBar().currentMessage() == self._frame_message[1]:
+                self.statusBar().clearMessage()  # about the frame left; it hid this frame's scores
+            self._frame_message = None
         self.index = index
         self.timeline.set_current(index)
         try:
@@ -650,6 +655,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 "over your edit that is not saved yet. Your edit replaces it when it is saved; Undo then brings "
                 "theirs back.", 15000)
 
+    def say_about_frame(self, text: str, timeout_ms: int) -> None:
+        """A status-bar message about the frame shown (a refusal, a warning about its status or mask): cleared
+        when another frame is shown, whose scores it would hide."""
+        self.statusBar().showMessage(text, timeout_ms)
+        self._frame_message = (self.index, text)
+
     def _say_changed_by_another(self, shown: FrameLayers, shown_status: int, changes: DiskChanges) -> None:
         """Say in the status bar what changed on the frame shown, from what showed before (a file written again
         with the same mask is not news); a layer not read (its overlay off) is taken from `changes`."""
@@ -660,8 +671,8 @@ class MainWindow(QtWidgets.QMainWindow):
             ("committed mask", not _same_mask(shown.committed, self.layers.committed) if committed_read
              else stem in changes.committed)) if changed]
         if what:
-            self.statusBar().showMessage(f"Frame {self.index + 1}: {' and '.join(what)} changed by another window or "
-                                         "irsam command on this project", 8000)
+            self.say_about_frame(f"Frame {self.index + 1}: {' and '.join(what)} changed by another window or irsam "
+                                 "command on this project", 8000)
 
     def changed_frames_found(self) -> None:
         """The frame check ended: mark what it found in the timeline and on the shown frame."""

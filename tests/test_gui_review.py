@@ -808,3 +808,19 @@ def test_edits_and_status_changes_wait_for_the_project_to_be_read(window, fresh_
     assert "earlier results" not in window.statusBar().currentMessage()
     assert tools.set_status(ReviewStatus.ACCEPTED)
     assert window.session.status(0) is ReviewStatus.ACCEPTED
+
+
+def test_a_message_about_a_frame_goes_when_another_frame_is_shown(review, qtbot):
+    """"Frame 1 marked negative ..." stayed for its 8 s on the frames scrubbed to after it, and hid their IoU / Pd."""
+    bar = review.statusBar()
+    assert review.review_tools.set_status(ReviewStatus.NEGATIVE)
+    assert bar.currentMessage().startswith("Frame 1 marked negative: it will export an empty mask")
+    assert review.metrics_label.isHidden()
+    review.show_frame(0)  # shown again (a new result, an edit): still about this frame
+    assert bar.currentMessage().startswith("Frame 1 marked negative")
+    review.timeline.go_to(3)
+    assert bar.currentMessage() == "" and not review.metrics_label.isHidden()
+    assert review.metrics_label.text().startswith("IoU")
+    bar.showMessage("Opened the sequence: 2 unreadable files", 15000)  # not about one frame: it stays
+    review.timeline.go_to(4)
+    assert bar.currentMessage() == "Opened the sequence: 2 unreadable files"

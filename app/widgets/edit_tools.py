@@ -273,8 +273,7 @@ class MaskEditing(QtCore.QObject):
         index = self.window.index
         if editor is None:
             if self.window.session is not None:  # no frame: it failed to decode
-                self.window.statusBar().showMessage(f"Frame {index + 1} is unreadable: there is nothing to edit.",
-                                                    8000)
+                self.window.say_about_frame(f"Frame {index + 1} is unreadable: there is nothing to edit.", 8000)
             return False
         if self.blocked is not None:
             self.refuse()
@@ -295,7 +294,7 @@ class MaskEditing(QtCore.QObject):
             self.refresh()  # shows the unsaved mask
             return False
         except EditRefused as e:
-            self.window.statusBar().showMessage(str(e), 8000)
+            self.window.say_about_frame(str(e), 8000)
             return False
         if changed:
             self.edited.emit(index)
@@ -360,7 +359,7 @@ class MaskEditing(QtCore.QObject):
         elif self.tool is Tool.ACCEPT_TARGET:
             self._run(lambda editor, i: editor.accept_target(i, x, y))
         elif self.tool is Tool.GROW_TARGET and not self._run(lambda editor, i: editor.grow_target(i, frame, x, y)):
-            self.window.statusBar().showMessage("Grow target: no region stands out from its surroundings here.", 5000)
+            self.window.say_about_frame("Grow target: no region stands out from its surroundings here.", 5000)
 
     def _extend_stroke(self, x: float, y: float) -> None:
         segment = [self.stroke[-1], (x, y)]

@@ -270,7 +270,7 @@ class ReviewTools(QtCore.QObject):
         try:
             editor.set_status(index, status)
         except EditRefused as e:
-            self.window.statusBar().showMessage(str(e), 8000)
+            self.window.say_about_frame(str(e), 8000)
             return False
         except StatusNotSaved as e:
             self.show_write_error(str(e), f"The mask shown on frame {index + 1} is saved but not its status, which "
@@ -287,7 +287,7 @@ class ReviewTools(QtCore.QObject):
         if status is ReviewStatus.NEGATIVE:
             shown = session.project.working_mask(session.stem(index))
             if shown.any():
-                self.window.statusBar().showMessage(
+                self.window.say_about_frame(
                     f"Frame {index + 1} marked negative: it will export an empty mask, not the {int(shown.sum())} "
                     "target pixels shown.", 8000)
         return True
@@ -316,8 +316,8 @@ class ReviewTools(QtCore.QObject):
         if following is None:
             shown_left = not session.is_unreadable(index) and (
                 session.status(index) is ReviewStatus.UNREVIEWED or session.needs_review_again(index))
-            self.window.statusBar().showMessage(f"Frame {index + 1}, shown, is the last unreviewed frame." if shown_left
-                                                else "No unreviewed frame left.", 8000)
+            self.window.say_about_frame(f"Frame {index + 1}, shown, is the last unreviewed frame." if shown_left
+                                        else "No unreviewed frame left.", 8000)
         else:
             self.window.timeline.go_to(following)
 
