@@ -96,6 +96,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._reshow_after_stroke: tuple[int, tuple] | None = None
         self._warnings_shown = 0  # of the session's warnings, those the status bar has said
         self._frame_message: tuple[int, str] | None = None  # (frame, text) of the last `say_about_frame`
+        self._skipped_in_run: list[int] = []  # frame numbers (from 1) the current run found unreadable
 
         self.setWindowTitle("IRSAM Review")
         self.setAcceptDrops(True)
@@ -834,6 +835,7 @@ class MainWindow(QtWidgets.QMainWindow):
         worker.detectorReady.connect(self._detector_ready)
         worker.frameDone.connect(self._features_done if features else self._frame_done)
         worker.frameFailed.connect(self._frame_failed)
+        self._skipped_in_run = []
         worker.progress.connect(self._progress)
         worker.failed.connect(self._worker_failed)
         worker.finished.connect(self._worker_finished)
@@ -897,7 +899,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.session is not None:
             self.session.mark_unreadable(index)
             self._refresh_strip()
-        self.statusBar().showMessage(f"frame {index + 1} skipped: {reason}", 5000)
+        earlier = self._skipped_in_run
+        also = ""
+        if earlier:  # each message replaces the one before: the frames it named are named again
+            listed = ("..., " if len(earlier) > 5 else "") + ", ".join(map(str, earlier[-5:]))
+            also = f" (also skipped in this run: frame{'s' if len(earlier) > 1 else ''} {listed})"
+        earlier.append(index + 1)
+        self.statusBar().showMessage(f"frame {index + 1} skipped: {reason}{also}", 8000)
 
     def _progress(self, done: int, total: int, fps: float) -> None:
         if self._from_current_worker(self.detection_runner):

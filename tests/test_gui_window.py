@@ -404,6 +404,21 @@ def test_unreadable_frame_is_reported_and_skipped(window, fresh_sequence, qtbot)
     assert window.index == 5 and window.frame_view.image.image is not None
 
 
+def test_a_run_over_several_unreadable_frames_names_them_all(window, fresh_sequence, qtbot):
+    """Each skipped frame's message replaced the one before: the status bar named only the last."""
+    for name in ("000003.png", "000008.png"):
+        broken = fresh_sequence / "images" / name
+        broken.write_bytes(broken.read_bytes()[:200])
+    _open(window, qtbot, fresh_sequence)
+    _choose(window, "mpcm")
+    window.detection_panel.range_from.setValue(1)
+    window.detection_panel.range_to.setValue(10)
+    window.run_detection("range")
+    _run_ended(window, qtbot)
+    message = window.statusBar().currentMessage()
+    assert message.startswith("frame 8 skipped: ") and message.endswith(" (also skipped in this run: frame 3)")
+
+
 def test_stepping_over_an_unreadable_frame_keeps_the_zoom_and_clears_the_feature_maps(window, fresh_sequence, qtbot,
                                                                                       tiny_checkpoint):
     (fresh_sequence / "images" / "000003.png").write_bytes(b"not an image")
