@@ -13,7 +13,7 @@ from app.core.frames import FrameReadError, SourceError
 from app.core.project import DiskChanges, ProjectError
 from app.core.targets import Target, extract_targets
 from app.measure import frame_box_pd, frame_iou_pd, local_snr, target_snr
-from app.session import FrameLayers, ReviewSession
+from app.session import UNREADABLE, FrameLayers, ReviewSession
 from app.widgets.detection_panel import DetectionPanel, describe_metadata
 from app.widgets.frame_check import FrameCheck
 from app.widgets.frame_view import PALETTES, FrameView
@@ -589,6 +589,8 @@ class MainWindow(QtWidgets.QMainWindow):
             again = [i for i, change in list(self.session.changed_frames.items()) if change.changed]
             self._painted_changed = set(again)
             self.review_tools.review_panel.set_changed_frames(self.session.changed_frames)
+            self.review_tools.review_panel.set_unreadable_frames(
+                set(np.flatnonzero(self.session.detection_counts == UNREADABLE).tolist()))
             if again:
                 codes = codes.copy()
                 codes[again] = CHANGED_ON_DISK

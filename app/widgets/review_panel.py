@@ -27,16 +27,19 @@ _CHANGED_QCOLOR = QtGui.QColor(*STATUS_COLORS[CHANGED_ON_DISK])
 CHANGED_FILTER = "changed on disk"  # the status filter's entry (and its data) listing the frames changed on disk
 CHANGED_MARKER = " \u26a0 changed"  # short: the column leaves room for the stem; the tooltip says more
 STOP_MARKER = " \u25c6 stop"
+UNREADABLE_MARKER = " \u2715 unreadable"
+UNREADABLE_COUNT = "unreadable"  # counted apart from the unreviewed: review steps over them, they can only be rejected
 
 
 def _count(value: int | None) -> str:
     return "-" if value is None else str(value)  # None: the detector has not run on the frame (or the one before)
 
 
-def status_text(summary: FrameSummary, changed: bool = False, marked: bool = False) -> str:
-    """The status column's text: the stored status, and whether the frame changed on disk or is where the
-    last propagation stopped."""
-    return summary.status.value + (CHANGED_MARKER if changed else "") + (STOP_MARKER if marked else "")
+def status_text(summary: FrameSummary, changed: bool = False, marked: bool = False, unreadable: bool = False) -> str:
+    """The status column's text: the stored status, and whether the frame cannot be decoded, changed on disk or is
+    where the last propagation stopped."""
+    return (summary.status.value + (UNREADABLE_MARKER if unreadable else "") + (CHANGED_MARKER if changed else "")
+            + (STOP_MARKER if marked else ""))
 
 
 class FrameQueueModel(QtCore.QAbstractTableModel):
@@ -54,6 +57,7 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         self.sort_key, self.descending = "index", False
         self.marked: dict[int, str] = {}  # frame index -> why (tooltip)
         self.changed: dict[int, str] = {}  # frame index changed on disk -> what changed (tooltip)
+        self.unreadable: set[int] = set()  # frames whose file cannot be decoded
 
     def set_summaries(self, summaries: list[FrameSummary]) -> None:
         self.summaries = list(summaries)
@@ -106,6 +110,16 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         self.markersChanged.emit()
         return True
 
+    def set_unreadable(self, unreadable: set[int]) -> bool:
+        """The frames found unreadable (marked in the status column); True when that changed what is shown."""
+        if unreadable == self.unreadable:
+            return False
+        self.unreadable = set(unreadable)
+        if self.rows:
+            self.dataChanged.emit(self.index(0, 2), self.index(len(self.rows) - 1, 2))
+        self.markersChanged.emit()
+        return True
+
     def row_of(self, frame_index: int) -> int | None:
         return next((r for r, s in enumerate(self.rows) if s.index == frame_index), None)
 
@@ -134,7 +148,7 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         s, column = self.rows[index.row()], index.column()
         if role == QtCore.Qt.DisplayRole:
             if column == 2:
-                return status_text(s, s.index in self.changed, s.index in self.marked)
+                return status_text(s, s.index in self.changed, s.index in self.marked, s.index in self.unreadable)
             return (str(s.index + 1), s.stem, None, _count(s.n_detections),
                     "-" if math.isnan(s.peak_score) else f"{s.peak_score:.2f}", _count(s.change_from_previous))[column]
         if role == QtCore.Qt.DecorationRole and column == 2:
@@ -275,6 +289,11 @@ class ReviewPanel(QtWidgets.QWidget):
         repaints the timeline's strip (which shows them pink)."""
         self.model.set_changed(changes)
 
+    def set_unreadable_frames(self, unreadable: set[int]) -> None:
+        """The frames found unreadable: marked in the status column and, while unreviewed, counted apart (review
+        steps over them; they can only be rejected). The window calls this with `set_changed_frames`."""
+        self.model.set_unreadable(unreadable)
+
     def show_current(self, index: int, status: ReviewStatus) -> None:
         for s, button in self.status_buttons.items():
             button.setChecked(s is status)
@@ -287,10 +306,15 @@ class ReviewPanel(QtWidgets.QWidget):
 
     def _update_counts(self) -> None:
         counts = {status: 0 for status in ReviewStatus}
+        unreadable = 0
         for s in self.model.summaries:
-            counts[s.status] += 1
-        changed = f"  {CHANGED_FILTER} {len(self.model.changed)}" if self.model.changed else ""
-        self.counts.setText("  ".join(f"{status.value} {n}" for status, n in counts.items()) + changed
+            if s.status is ReviewStatus.UNREVIEWED and s.index in self.model.unreadable:
+                unreadable += 1
+            else:
+                counts[s.status] += 1
+        extra = f"  {UNREADABLE_COUNT} {unreadable}" if unreadable else ""
+        extra += f"  {CHANGED_FILTER} {len(self.model.changed)}" if self.model.changed else ""
+        self.counts.setText("  ".join(f"{status.value} {n}" for status, n in counts.items()) + extra
                             + f"   (showing {len(self.model.rows)})")
         self._fit_columns(counts)
 
@@ -306,9 +330,10 @@ class ReviewPanel(QtWidgets.QWidget):
         icon = (icon if icon > 0 else style.pixelMetric(QtWidgets.QStyle.PM_SmallIconSize, None, table)) + margin
         statuses = [s for s, n in (counts or {}).items() if n] or list(ReviewStatus)
         texts = [s.value for s in statuses]
-        for index in set(model.changed) | set(model.marked):
+        for index in set(model.changed) | set(model.marked) | model.unreadable:
             if 0 <= index < len(model.summaries):
-                texts.append(status_text(model.summaries[index], index in model.changed, index in model.marked))
+                texts.append(status_text(model.summaries[index], index in model.changed, index in model.marked,
+                                         index in model.unreadable))
         digits = len(str(len(model.summaries))) if model.summaries else 3
         # the number columns as wide as their longest value, digits measured as 0 (a peak of 122.72 was cut)
         most_detections = max((s.n_detections or 0 for s in model.summaries), default=0)
