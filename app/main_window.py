@@ -257,8 +257,7 @@ class MainWindow(QtWidgets.QMainWindow):
             runner.stop()
         self.frame_check.stop()
         self._pending_run = None
-        self.queue_timer.stop()
-        self._queue_frames_done.clear()
+        self._stop_following_run_in_queue()
         self.detection_panel.set_running(False)  # a run stopped above sends no `finished`
         if self.session is not None:
             self.session.close()
@@ -889,6 +888,11 @@ class MainWindow(QtWidgets.QMainWindow):
         if done and self.session is not None:
             self.review_tools.refresh_queue_frames(done)
 
+    def _stop_following_run_in_queue(self) -> None:
+        """The sequence closes: the frames its run did are not taken into the queue any more."""
+        self.queue_timer.stop()
+        self._queue_frames_done.clear()
+
     def _features_done(self, index: int, result) -> None:
         if not self._from_current_worker(self.feature_runner) or index != self.index:
             return
@@ -942,8 +946,7 @@ class MainWindow(QtWidgets.QMainWindow):
                         f"{worker.kept_accepted} accepted frame(s) keep the mask they were accepted with; "
                         "the new proposal is in the prediction layer", 15000)
                 self.queue_timer.stop()
-                self._queue_frames_done.clear()
-                self.review_tools.refresh_queue()
+                self._queue_takes_frames_done()  # the last second's frames
             if self.features_dock.isVisible():
                 self.compute_features()  # refused while the run went on, or a new detector was loaded
         elif worker is self.feature_runner.worker:
@@ -1072,6 +1075,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.panels_timer.stop()
         self.disk_timer.stop()
+        self._stop_following_run_in_queue()
         self.review_tools.stop()
         self._remember_frame()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtTest, QtWidgets
 
 from app.measure import frame_iou_pd
 from app.session import ReviewSession
@@ -122,13 +122,16 @@ def test_the_review_queue_follows_the_windows_own_run_as_it_goes(window, fresh_s
 
     from model.classical import ClassicalDetector
 
-    gate, calls, detect = threading.Event(), [], ClassicalDetector.detect
+    gate, calls = threading.Event(), []
 
     def held_detect(detector, images, features=False):  # frames 1-5 pass, the sixth waits for the gate
         calls.append(len(images))
         if len(calls) > 5:
             assert gate.wait(30)
-        return detect(detector, images, features)
+        logits = np.full(images[0].shape, -5.0, np.float32)
+        for k in range(len(calls) % 3):  # 0, 1 or 2 targets: sorted by detections, the rows reorder
+            logits[10 + 20 * k : 13 + 20 * k, 10:13] = 4.0
+        return [FrameResult(logits)]
 
     monkeypatch.setattr(ClassicalDetector, "detect", held_detect)
     _open(window, qtbot, fresh_sequence)
@@ -141,12 +144,25 @@ def test_the_review_queue_follows_the_windows_own_run_as_it_goes(window, fresh_s
         assert [s.n_detections for s in model.summaries[:5]] == list(window.session.detection_counts[:5])
         assert all(s.n_detections is None for s in model.summaries[5:])
         assert [s.change_from_previous is None for s in model.summaries[:7]] == [False] * 5 + [True] * 2
-        bar = window.review_tools.review_panel.table.verticalScrollBar()  # the analyst looks further down
-        bar.setValue(bar.maximum())
-        assert bar.value() > 0
-        window._queue_frames_done.add(4)
+        # a click pressed across a tick still goes to its frame (a reset of the model lost it)
+        panel = window.review_tools.review_panel
+        table = panel.table
+        table.scrollTo(model.index(10, 0))
+        center = table.visualRect(model.index(10, 0)).center()
+        QtTest.QTest.mousePress(table.viewport(), QtCore.Qt.LeftButton, QtCore.Qt.NoModifier, center)
+        window._queue_frames_done.add(3)
         window._queue_takes_frames_done()
-        assert bar.value() == bar.maximum()  # not scrolled back to the frame shown
+        QtTest.QTest.mouseRelease(table.viewport(), QtCore.Qt.LeftButton, QtCore.Qt.NoModifier, center)
+        assert window.index == 10
+        _settled(window, qtbot)  # (the panels, the queue's selection among them, follow the frame chosen)
+        # sorted by detections, the rows reorder as the run's frames come in: the frame at the top stays there
+        panel.sort_combo.setCurrentText("detections")
+        panel.descending.setChecked(True)
+        table.scrollTo(model.index(20, 0), QtWidgets.QAbstractItemView.PositionAtTop)
+        top = model.rows[table.rowAt(0)].index
+        gate.set()
+        qtbot.waitUntil(lambda: all(s.n_detections is not None for s in model.summaries), timeout=30000)
+        assert model.rows[table.rowAt(0)].index == top and _queue_selection(window) == [10]
     finally:
         gate.set()
     qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),

@@ -64,12 +64,29 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         self._rebuild()
 
     def update_summaries(self, summaries: list[FrameSummary]) -> None:
-        """Replace the summaries of the frames given (by their index)."""
+        """Replace the summaries of the frames given (by their index), as a layout change, not a reset: the
+        views keep their selection, pressed row and current row on the same frames (a detection run updates
+        the queue every second; a reset there lost a click pressed across it)."""
         for summary in summaries:
             if 0 <= summary.index < len(self.summaries):
                 self.summaries[summary.index] = summary
-        if summaries:
+        if not summaries:
+            return
+        rows = self._rows()
+        if {s.index for s in rows} != {s.index for s in self.rows}:  # the filter took frames in or out
             self._rebuild()
+            return
+        if [s.index for s in rows] == [s.index for s in self.rows]:
+            self.rows = rows
+            self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(COLUMNS) - 1))
+            return
+        self.layoutAboutToBeChanged.emit()
+        row_of_frame = {s.index: r for r, s in enumerate(rows)}
+        before = self.persistentIndexList()
+        after = [self.createIndex(row_of_frame[self.rows[i.row()].index], i.column()) for i in before]
+        self.rows = rows
+        self.changePersistentIndexList(before, after)
+        self.layoutChanged.emit()
 
     def set_status(self, index: int, status: ReviewStatus) -> None:
         if 0 <= index < len(self.summaries) and self.summaries[index].status is not status:
@@ -123,12 +140,15 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
     def row_of(self, frame_index: int) -> int | None:
         return next((r for r, s in enumerate(self.rows) if s.index == frame_index), None)
 
-    def _rebuild(self) -> None:
-        self.beginResetModel()
+    def _rows(self) -> list[FrameSummary]:
         filters = dict(self.filters)
         if filters.pop("changed_on_disk", False):
             filters["frames"] = self.changed
-        self.rows = sort_frames(filter_frames(self.summaries, **filters), self.sort_key, self.descending)
+        return sort_frames(filter_frames(self.summaries, **filters), self.sort_key, self.descending)
+
+    def _rebuild(self) -> None:
+        self.beginResetModel()
+        self.rows = self._rows()
         self.endResetModel()
 
     def rowCount(self, parent=QtCore.QModelIndex()) -> int:
@@ -266,14 +286,19 @@ class ReviewPanel(QtWidgets.QWidget):
         self.model.set_summaries(summaries)
         self._update_counts()
 
-    def update_summaries(self, summaries: list[FrameSummary], index: int, status: ReviewStatus) -> None:
-        """As `set_summaries` for some frames, then `show_current(index, status)`; the table stays scrolled where
-        the analyst left it (a run's frames come in every second)."""
-        scrolled = self.table.verticalScrollBar().value()
-        self.model.update_summaries(summaries)
+    def update_summaries(self, summaries: list[FrameSummary], index: int) -> None:
+        """As `set_summaries` for some frames (a run's frames come in every second): the frame at the top of the
+        table stays there, whatever order the rows take, and frame `index` stays selected."""
+        model, table = self.model, self.table
+        top_row = table.rowAt(0)
+        top = model.rows[top_row].index if 0 <= top_row < len(model.rows) else None
+        model.update_summaries(summaries)
         self._update_counts()
-        self.show_current(index, status)
-        self.table.verticalScrollBar().setValue(scrolled)
+        if model.row_of(index) is not None and not table.selectionModel().selectedRows():  # after a reset
+            table.selectRow(model.row_of(index))
+        row = model.row_of(top) if top is not None else None
+        if row is not None:
+            table.scrollTo(model.index(row, 0), QtWidgets.QAbstractItemView.PositionAtTop)
 
     def set_frame_status(self, index: int, status: ReviewStatus) -> None:
         self.model.set_status(index, status)
@@ -294,13 +319,17 @@ class ReviewPanel(QtWidgets.QWidget):
         steps over them; they can only be rejected). The window calls this with `set_changed_frames`."""
         self.model.set_unreadable(unreadable)
 
-    def show_current(self, index: int, status: ReviewStatus) -> None:
+    def show_current(self, index: int, status: ReviewStatus, scroll: bool = True) -> None:
         for s, button in self.status_buttons.items():
             button.setChecked(s is status)
         row = self.model.row_of(index)
         if row is not None:
-            self.table.selectRow(row)
-            self.table.scrollTo(self.model.index(row, 0))
+            scrolled = self.table.verticalScrollBar().value()
+            self.table.selectRow(row)  # (which scrolls to the row)
+            if scroll:
+                self.table.scrollTo(self.model.index(row, 0))
+            else:
+                self.table.verticalScrollBar().setValue(scrolled)
         else:
             self.table.clearSelection()
 

@@ -51,6 +51,7 @@ class ReviewTools(QtCore.QObject):
         self.propagation = Propagation(self)
         self.label_import = WorkerRunner(self)
         self.importing = False  # from the import's start until its result is taken in (or it is stopped)
+        self._settled_on: int | None = None  # the frame the queue was last scrolled to by `frame_settled`
         self.review_dock = QtWidgets.QDockWidget("Review", window)
         self.review_dock.setObjectName("Review")
         self.review_dock.setWidget(ScrollingPanel(self._review_widget()))
@@ -144,9 +145,12 @@ class ReviewTools(QtCore.QObject):
         self.editing.refresh()
 
     def frame_settled(self, index: int) -> None:
+        """The shown frame has stayed: its row is selected, and scrolled to when another frame was shown before (the
+        same frame shown again, after a new result or an edit, leaves the queue scrolled where the analyst put it)."""
         session = self.window.session
         self.review_panel.set_frame_status(index, session.status(index))
-        self.review_panel.show_current(index, session.status(index))
+        self.review_panel.show_current(index, session.status(index), scroll=index != self._settled_on)
+        self._settled_on = index
 
     def project_loading(self) -> None:
         """A sequence was opened and its project is being read (ReviewSession.load_details in a worker). The
@@ -182,10 +186,10 @@ class ReviewTools(QtCore.QObject):
         project = session.project if session else None
         if project is None or not self.review_panel.model.summaries:
             return
-        self.review_panel.update_summaries(summarize(project, indices), self.window.index,
-                                           session.status(self.window.index))
+        self.review_panel.update_summaries(summarize(project, indices), self.window.index)
 
     def stop(self) -> None:
+        self._settled_on = None
         if self.importing:
             self.label_import.stop()  # cancels between frames and waits: `finished` does not come
             self.importing = False
