@@ -133,10 +133,10 @@ class FrameEditor:
         return self._save(index, accept_targets(self._committed(index), prediction), commit_unchanged=True)
 
     def grow_target(self, index: int, frame: np.ndarray, x: float, y: float) -> bool:
-        """Add the bright region around (x, y) of the raw frame (`grow_target`)."""
+        """Add the bright region around (x, y) of the raw frame (`grow_target`); EditRefused when none stands out."""
         grown = grow_target(frame, x, y)
         if not grown.any():
-            return False
+            raise EditRefused("Grow target: no region stands out from its surroundings here.")
         return self._save(index, self.working_mask(index) | grown)
 
     def undo(self, index: int) -> bool:

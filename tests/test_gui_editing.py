@@ -181,6 +181,9 @@ def test_grow_target_on_the_raw_frame(window, fresh_sequence, qtbot):
     expected = grow_target(window.frame, 101.5, 21.5)
     assert expected[20, 100] and 5 <= expected.sum() <= 60
     assert np.array_equal(committed(window), _prediction(window) | expected)
+    window.statusBar().clearMessage()
+    click(window, 101, 21)  # grown already: nothing changes, and nothing is said to be missing
+    assert window.statusBar().currentMessage() == "" and np.array_equal(committed(window), _prediction(window) | expected)
     click(window, 20, 60)  # flat background: nothing grows, and the analyst is told
     assert "no region" in window.statusBar().currentMessage()
     assert len(window.session.project.history(window.session.stem(0))) == 1

@@ -358,8 +358,8 @@ class MaskEditing(QtCore.QObject):
             self._run(lambda editor, i: editor.delete_component(i, x, y))
         elif self.tool is Tool.ACCEPT_TARGET:
             self._run(lambda editor, i: editor.accept_target(i, x, y))
-        elif self.tool is Tool.GROW_TARGET and not self._run(lambda editor, i: editor.grow_target(i, frame, x, y)):
-            self.window.say_about_frame("Grow target: no region stands out from its surroundings here.", 5000)
+        elif self.tool is Tool.GROW_TARGET:
+            self._run(lambda editor, i: editor.grow_target(i, frame, x, y))
 
     def _extend_stroke(self, x: float, y: float) -> None:
         segment = [self.stroke[-1], (x, y)]
