@@ -96,7 +96,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._reshow_after_stroke: tuple[int, tuple] | None = None
         self._warnings_shown = 0  # of the session's warnings, those the status bar has said
         self._frame_message: tuple[int, str] | None = None  # (frame, text) of the last `say_about_frame`
-        self._skipped_in_run: list[int] = []  # frame numbers (from 1) the current run found unreadable
+        self._skipped_in_run: list[int] = []  # frames the current detection run found unreadable
 
         self.setWindowTitle("IRSAM Review")
         self.setAcceptDrops(True)
@@ -648,8 +648,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Another instance committed a mask on a frame whose edit here could not be saved: the edit, shown and kept
         in memory, replaces theirs when it is saved. Said, with how to get theirs back."""
         editor = self.review_tools.editing.editor_with_unsaved_edits
-        frames = sorted(i for i in (editor.unsaved if editor is not None else ()) if self.session.stem(i) in
-                        changes.committed)
+        unsaved = editor.unsaved if editor is not None else {}
+        frames = sorted(i for i in unsaved if self.session.stem(i) in changes.committed)
         if frames:
             names = ", ".join(str(i + 1) for i in frames)
             self.statusBar().showMessage(
@@ -836,7 +836,8 @@ class MainWindow(QtWidgets.QMainWindow):
         worker.detectorReady.connect(self._detector_ready)
         worker.frameDone.connect(self._features_done if features else self._frame_done)
         worker.frameFailed.connect(self._frame_failed)
-        self._skipped_in_run = []
+        if not features:
+            self._skipped_in_run = []
         worker.progress.connect(self._progress)
         worker.failed.connect(self._worker_failed)
         worker.finished.connect(self._worker_finished)
@@ -908,9 +909,9 @@ class MainWindow(QtWidgets.QMainWindow):
         earlier = self._skipped_in_run
         also = ""
         if earlier:  # each message replaces the one before: the frames it named are named again
-            listed = ("..., " if len(earlier) > 5 else "") + ", ".join(map(str, earlier[-5:]))
+            listed = ("..., " if len(earlier) > 5 else "") + ", ".join(str(i + 1) for i in earlier[-5:])
             also = f" (also skipped in this run: frame{'s' if len(earlier) > 1 else ''} {listed})"
-        earlier.append(index + 1)
+        earlier.append(index)
         self.statusBar().showMessage(f"frame {index + 1} skipped: {reason}{also}", 8000)
 
     def _progress(self, done: int, total: int, fps: float) -> None:

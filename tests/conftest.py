@@ -40,8 +40,9 @@ def pytest_exception_interact(node, call, report):
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item):
-    """Before pytest-qt closes the test's widgets: the window of a test that failed while an edit could not be saved
-    discards it on closing, instead of waiting on a question nobody answers."""
+    """Before pytest-qt closes the test's widgets: the `window` discards an edit it could not save instead of asking
+    what to do with it, a question nobody answers once the test is over (one that failed midway, say); tests of
+    that question close the window themselves."""
     from PySide6 import QtWidgets
 
     window = getattr(item, "funcargs", {}).get("window")

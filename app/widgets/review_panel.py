@@ -358,20 +358,21 @@ class ReviewPanel(QtWidgets.QWidget):
         icon = table.iconSize().width()
         icon = (icon if icon > 0 else style.pixelMetric(QtWidgets.QStyle.PM_SmallIconSize, None, table)) + margin
         statuses = [s for s, n in (counts or {}).items() if n] or list(ReviewStatus)
-        texts = [s.value for s in statuses]
+        texts = {s.value for s in statuses}  # each text measured once, however many frames show it
         for index in set(model.changed) | set(model.marked) | model.unreadable:
             if 0 <= index < len(model.summaries):
-                texts.append(status_text(model.summaries[index], index in model.changed, index in model.marked,
-                                         index in model.unreadable))
+                texts.add(status_text(model.summaries[index], index in model.changed, index in model.marked,
+                                      index in model.unreadable))
         digits = len(str(len(model.summaries))) if model.summaries else 3
         # the number columns as wide as their longest value, digits measured as 0 (a peak of 122.72 was cut)
         most_detections = max((s.n_detections or 0 for s in model.summaries), default=0)
         most_change = max((s.change_from_previous or 0 for s in model.summaries), default=0)
         peaks = [s.peak_score for s in model.summaries if not math.isnan(s.peak_score)]
-        peaks = ["-00.00"] + ([f"{min(peaks):.2f}", f"{max(peaks):.2f}"] if peaks else [])
+        peak_texts = ["-00.00"] + ([f"{min(peaks):.2f}", f"{max(peaks):.2f}"] if peaks else [])
         widest = {0: "0" * digits, 2: max(texts, key=metrics.horizontalAdvance),
                   3: "0" * max(2, len(str(most_detections))),
-                  4: max(("".join("0" if c.isdigit() else c for c in p) for p in peaks), key=metrics.horizontalAdvance),
+                  4: max(("".join("0" if c.isdigit() else c for c in t) for t in peak_texts),
+                         key=metrics.horizontalAdvance),
                   5: "0" * max(2, len(str(most_change)))}
         for column, text in widest.items():
             width = metrics.horizontalAdvance(text) + margin + (icon if column == 2 else 0)
