@@ -27,8 +27,8 @@ _CHANGED_QCOLOR = QtGui.QColor(*STATUS_COLORS[CHANGED_ON_DISK])
 CHANGED_FILTER = "changed on disk"  # the status filter's entry (and its data) listing the frames changed on disk
 CHANGED_MARKER = " \u26a0 changed"  # short: the column leaves room for the stem; the tooltip says more
 STOP_MARKER = " \u25c6 stop"
-UNREADABLE_MARKER = " \u2715 unreadable"
-UNREADABLE_COUNT = "unreadable"  # counted apart from the unreviewed: review steps over them, they can only be rejected
+# an unreadable frame not reviewed: listed and counted apart (review steps over it; it can only be rejected)
+UNREADABLE = "unreadable"
 
 
 def _count(value: int | None) -> str:
@@ -36,10 +36,10 @@ def _count(value: int | None) -> str:
 
 
 def status_text(summary: FrameSummary, changed: bool = False, marked: bool = False, unreadable: bool = False) -> str:
-    """The status column's text: the stored status, and whether the frame cannot be decoded, changed on disk or is
-    where the last propagation stopped."""
-    return (summary.status.value + (UNREADABLE_MARKER if unreadable else "") + (CHANGED_MARKER if changed else "")
-            + (STOP_MARKER if marked else ""))
+    """The status column's text: the stored status ("unreadable" for an unreadable frame not reviewed), and whether
+    the frame changed on disk or is where the last propagation stopped."""
+    status = UNREADABLE if unreadable and summary.status is ReviewStatus.UNREVIEWED else summary.status.value
+    return status + (CHANGED_MARKER if changed else "") + (STOP_MARKER if marked else "")
 
 
 class FrameQueueModel(QtCore.QAbstractTableModel):
@@ -128,7 +128,8 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         return True
 
     def set_unreadable(self, unreadable: set[int]) -> bool:
-        """The frames found unreadable (marked in the status column); True when that changed what is shown."""
+        """The frames found unreadable (named so in the status column while unreviewed); True when that changed
+        what is shown."""
         if unreadable == self.unreadable:
             return False
         self.unreadable = set(unreadable)
@@ -315,7 +316,7 @@ class ReviewPanel(QtWidgets.QWidget):
         self.model.set_changed(changes)
 
     def set_unreadable_frames(self, unreadable: set[int]) -> None:
-        """The frames found unreadable: marked in the status column and, while unreviewed, counted apart (review
+        """The frames found unreadable: while unreviewed, listed and counted as "unreadable" (review
         steps over them; they can only be rejected). The window calls this with `set_changed_frames`."""
         self.model.set_unreadable(unreadable)
 
@@ -341,7 +342,7 @@ class ReviewPanel(QtWidgets.QWidget):
                 unreadable += 1
             else:
                 counts[s.status] += 1
-        extra = f"  {UNREADABLE_COUNT} {unreadable}" if unreadable else ""
+        extra = f"  {UNREADABLE} {unreadable}" if unreadable else ""
         extra += f"  {CHANGED_FILTER} {len(self.model.changed)}" if self.model.changed else ""
         self.counts.setText("  ".join(f"{status.value} {n}" for status, n in counts.items()) + extra
                             + f"   (showing {len(self.model.rows)})")
