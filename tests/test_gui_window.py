@@ -503,7 +503,13 @@ def test_an_unreadable_frame_can_only_be_rejected_and_review_steps_over_it(windo
     counts = panel.counts.text()
     assert "unreadable 1" in counts and f"unreviewed {len(window.session) - 2} " in counts  # frame 2 accepted
     assert panel.model.data(panel.model.index(panel.model.row_of(bad), 2)) == "unreadable"
+    panel.status_filter.setCurrentText("unreviewed")  # the filters agree with the counts
+    assert bad not in [s.index for s in panel.model.rows] and len(panel.model.rows) == len(window.session) - 2
+    panel.status_filter.setCurrentText("unreadable")
+    assert [s.index for s in panel.model.rows] == [bad]
     assert tools.set_status(ReviewStatus.REJECTED) and window.session.status(bad) is ReviewStatus.REJECTED
+    assert panel.model.rows == []
+    panel.status_filter.setCurrentText("all statuses")
     assert "unreadable" not in panel.counts.text() and "rejected 1" in panel.counts.text()
     assert panel.model.data(panel.model.index(panel.model.row_of(bad), 2)) == "rejected"
 

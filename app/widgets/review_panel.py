@@ -133,7 +133,9 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         if unreadable == self.unreadable:
             return False
         self.unreadable = set(unreadable)
-        if self.rows:
+        if self.filters.get("statuses") == [ReviewStatus.UNREVIEWED]:
+            self._rebuild()
+        elif self.rows:
             self.dataChanged.emit(self.index(0, 2), self.index(len(self.rows) - 1, 2))
         self.markersChanged.emit()
         return True
@@ -145,6 +147,10 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         filters = dict(self.filters)
         if filters.pop("changed_on_disk", False):
             filters["frames"] = self.changed
+        if filters.pop("unreadable", False):
+            filters["frames"] = self.unreadable
+        elif filters.get("statuses") == [ReviewStatus.UNREVIEWED]:  # listed as unreadable, not unreviewed
+            filters["predicate"] = lambda s: s.index not in self.unreadable
         return sort_frames(filter_frames(self.summaries, **filters), self.sort_key, self.descending)
 
     def _rebuild(self) -> None:
@@ -216,6 +222,10 @@ class ReviewPanel(QtWidgets.QWidget):
         self.status_filter.addItem("all statuses", None)
         for status in ReviewStatus:
             self.status_filter.addItem(status.value, status)
+        self.status_filter.addItem(UNREADABLE, UNREADABLE)
+        self.status_filter.setItemData(self.status_filter.count() - 1, "Frames whose file cannot be decoded, not "
+                                       "reviewed (red in the timeline): they can only be rejected",
+                                       QtCore.Qt.ToolTipRole)
         self.status_filter.addItem(CHANGED_FILTER, CHANGED_FILTER)
         self.status_filter.setItemData(self.status_filter.count() - 1,
                                        "Frames replaced on disk since their status, mask or proposal was made "
@@ -385,8 +395,10 @@ class ReviewPanel(QtWidgets.QWidget):
         status = self.status_filter.currentData()
         changed_only = status == CHANGED_FILTER
         filters = {
-            "statuses": None if status is None or changed_only else [status],
+            "statuses": (None if status is None or changed_only else
+                         [ReviewStatus.UNREVIEWED] if status == UNREADABLE else [status]),
             "changed_on_disk": changed_only,
+            "unreadable": status == UNREADABLE,
             "min_detections": self.min_detections.value() or None,
             "min_peak_score": None if self.min_peak.value() == self.min_peak.minimum() else self.min_peak.value(),
             "min_change": self.min_change.value() or None,
