@@ -938,6 +938,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 indices, self._pending_run = self._pending_run, None
                 self._start_worker(self.detection_runner, indices, self.detection_panel.choice(), features=False)
                 return
+            if not worker.indices and worker.choice != self.detection_panel.choice():
+                self._choice_changed(self.detection_panel.choice())  # changed while it loaded: load that one
             if worker.indices:
                 self.detection_panel.set_running(False)
                 if cancelled:

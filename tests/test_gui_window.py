@@ -636,11 +636,24 @@ def test_heatmap_of_a_project_made_by_irsam_detect_save_logits(window, fresh_seq
     assert window.layers.probability is not None and window.frame_view.layer_items["probability"].isVisible()
 
 
+def test_a_choice_changed_while_the_checkpoint_loads_is_loaded_next(window, fresh_sequence, tiny_checkpoint, qtbot):
+    """Test-time flips picked while the checkpoint was still loading: no reload started (the loader was busy), and
+    the window kept the detector of the choice it loaded."""
+    _open(window, qtbot, fresh_sequence)
+    panel = window.detection_panel
+    panel.add_checkpoint(tiny_checkpoint)
+    assert window.detection_runner.busy  # loading
+    panel.tta_combo.setCurrentIndex(panel.tta_combo.findData("flips"))
+    qtbot.waitUntil(lambda: window.detector is not None and not window.detection_runner.busy
+                    and window.detector_choice == panel.choice(), timeout=30000)
+    assert window.detector.tta == "flips"
+
+
 def test_test_time_flips_and_refinement_reach_the_irsam_predictor_only(window, fresh_sequence, tiny_checkpoint, qtbot):
     _open(window, qtbot, fresh_sequence)
     panel = window.detection_panel
     panel.add_checkpoint(tiny_checkpoint)
-    qtbot.waitUntil(lambda: window.detector is not None, timeout=30000)
+    qtbot.waitUntil(lambda: window.detector is not None and not window.detection_runner.busy, timeout=30000)
     assert window.detector.tta == "none"
     panel.tta_combo.setCurrentIndex(panel.tta_combo.findData("flips"))
     assert panel.choice().tta == "flips" and "flips" in panel.choice().label
