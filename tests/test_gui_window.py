@@ -766,16 +766,20 @@ def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_seque
     _open(window, qtbot, fresh_sequence)
     window._size_right_docks()  # as on the first show, for this size
     qtbot.waitUntil(lambda: window.height() == size[1], timeout=2000)
-    qtbot.wait(50)
-    for dock in _right_column(window):
-        area = dock.widget()
-        assert isinstance(area, QtWidgets.QScrollArea), dock.windowTitle()
-        panel = area.widget()
-        # a panel keeps at least its minimum size and scrolls inside its dock instead of being squeezed
-        assert panel.height() >= panel.minimumSizeHint().height(), dock.windowTitle()
-        assert panel.width() >= panel.minimumSizeHint().width(), dock.windowTitle()
-        assert not area.horizontalScrollBar().isVisible()
-        assert area.verticalScrollBar().isVisible() == (panel.height() > area.viewport().height())
+
+    def panels_fit():
+        for dock in _right_column(window):
+            area = dock.widget()
+            assert isinstance(area, QtWidgets.QScrollArea), dock.windowTitle()
+            panel = area.widget()
+            # a panel keeps at least its minimum size and scrolls inside its dock instead of being squeezed
+            assert panel.height() >= panel.minimumSizeHint().height(), dock.windowTitle()
+            assert panel.width() >= panel.minimumSizeHint().width(), dock.windowTitle()
+            assert not area.horizontalScrollBar().isVisible()
+            assert area.verticalScrollBar().isVisible() == (panel.height() > area.viewport().height())
+
+    # (a scroll area shows or hides its bar in a queued call after the layout: a loaded machine needs a few passes)
+    qtbot.waitUntil(panels_fit, timeout=2000)
     # the review queue keeps room for its buttons, filters and rows (up to half a short column, less the
     # Targets / Review tab bar)
     column = sum(dock.height() for dock in _right_column(window))
