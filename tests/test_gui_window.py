@@ -167,7 +167,7 @@ def test_the_review_queue_follows_the_windows_own_run_as_it_goes(window, fresh_s
         table.scrollTo(model.index(20, 0), QtWidgets.QAbstractItemView.PositionAtTop)
         top = model.rows[table.rowAt(0)].index
         gate.set()
-        qtbot.waitUntil(lambda: all(s.n_detections is not None for s in model.summaries), timeout=30000)
+        qtbot.waitUntil(lambda: all(s.n_detections is not None for s in model.summaries), timeout=60000)
         assert model.rows[table.rowAt(0)].index == top and _queue_selection(window) == [10]
     finally:
         gate.set()
