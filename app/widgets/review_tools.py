@@ -3,8 +3,9 @@ export and fine-tuning, wired to the window in one place so the window itself st
 
 The window calls `frame_shown(index)` after showing a frame, `frame_settled(index)` when that frame has
 stayed on screen (the queue's selection follows it then, not on every frame of a scrub), `project_loaded()`
-when the project has been read, `refresh_queue()` after a detection run, and `save_unsaved_edits()` then `stop()`
-before closing its session.
+when the project has been read, `refresh_queue_frames(indices)` for the frames its detection run has done (once a
+second), `refresh_queue()` when another instance's proposals have all been counted, and `save_unsaved_edits()`
+then `stop()` before closing its session.
 """
 from __future__ import annotations
 
@@ -168,7 +169,7 @@ class ReviewTools(QtCore.QObject):
             self._show_damaged(project.damaged)
 
     def refresh_queue(self) -> None:
-        """Re-read the frame summaries (after opening, or a detection run)."""
+        """Re-read every frame's summary (after opening, or another instance's run)."""
         session = self.window.session
         project = session.project if session else None
         if project is not None:
