@@ -3,6 +3,7 @@ while the worker runs."""
 from __future__ import annotations
 
 import shutil
+import threading
 
 import cv2
 import numpy as np
@@ -183,8 +184,11 @@ class GroundTruthReplay:
 
     def __init__(self, session):
         self.session, self.calls = session, 0
+        self.gate = threading.Event()  # proposals wait for it: the run stays busy while a test looks at it
+        self.gate.set()
 
     def detect(self, images, features=False):
+        assert self.gate.wait(30), "the gate was never opened"
         results = []
         for _ in images:
             self.calls += 1
@@ -203,11 +207,15 @@ def test_frames_not_yet_detected_are_proposed_by_the_loaded_detector(window, fre
     session.commit_mask(0, labels == largest)  # the one target to carry
     window.show_frame(0)
     window.detector = replay = GroundTruthReplay(session)
+    replay.gate.clear()  # (three small frames: on a loaded machine the run ended before the checks below)
     tools.propagation_panel.max_frames.setValue(3)
     tools.propagation_panel.forward.click()
-    assert tools.propagation.busy
-    window.run_detection("frame")  # refused: propagation holds the detector
-    assert "Propagation is running" in window.statusBar().currentMessage()
+    try:
+        assert tools.propagation.busy
+        window.run_detection("frame")  # refused: propagation holds the detector
+        assert "Propagation is running" in window.statusBar().currentMessage()
+    finally:
+        replay.gate.set()
     _wait_done(window, qtbot)
     assert window.timeline.strip.stop_marker == (3, "frame limit reached", False)
     assert replay.calls == 3
