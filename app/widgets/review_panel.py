@@ -78,7 +78,8 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
             return
         if [s.index for s in rows] == [s.index for s in self.rows]:
             self.rows = rows
-            self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(COLUMNS) - 1))
+            if rows:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(COLUMNS) - 1))
             return
         self.layoutAboutToBeChanged.emit()
         row_of_frame = {s.index: r for r, s in enumerate(rows)}
