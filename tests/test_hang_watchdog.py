@@ -24,17 +24,23 @@ def test_blocks_in_c_holding_the_gil():
 '''
 
 
-@pytest.mark.slow
-def test_a_test_stuck_holding_the_gil_ends_the_run_with_its_stacks(tmp_path):
+def _run_stuck(tmp_path, test_text: str, watchdog_s: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `test_text` as test_stuck.py under the suite's conftest (pytest-timeout at 2 s, the watchdog at
+    `watchdog_s`, "NATIVE,EXIT"); the finished run and the seconds it took."""
     test_file = tmp_path / "test_stuck.py"
-    test_file.write_text(BLOCKING_TEST)
+    test_file.write_text(test_text)
     start = time.monotonic()
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
          "--rootdir", str(tmp_path), "-o", "timeout=2", str(test_file)],
         cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "IRSAM_HANG_WATCHDOG_S": "4,12"})
-    elapsed = time.monotonic() - start
+        env={**os.environ, "IRSAM_HANG_WATCHDOG_S": watchdog_s})
+    return run, time.monotonic() - start
+
+
+@pytest.mark.slow
+def test_a_test_stuck_holding_the_gil_ends_the_run_with_its_stacks(tmp_path):
+    run, elapsed = _run_stuck(tmp_path, BLOCKING_TEST, "4,12")
     assert run.returncode != 0 and elapsed < 60
     # pytest-timeout's alarm (2 s) could not fire: the faulthandler watchdog ended the run
     assert "Timeout (0:00:12)!" in run.stderr
@@ -67,14 +73,7 @@ def test_fails_then_blocks_in_teardown(blocks_at_teardown):
 def test_a_failed_test_stuck_in_its_teardown_ends_the_run(tmp_path):
     """pytest cancels pending traceback dumps when a test fails (its faulthandler plugin): the watchdog is armed
     again, or a failed test whose teardown waits forever (a modal dialog on closing) holds CI for 90 minutes."""
-    test_file = tmp_path / "test_stuck.py"
-    test_file.write_text(FAILED_THEN_STUCK)
-    start = time.monotonic()
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
-         "--rootdir", str(tmp_path), "-o", "timeout=2", str(test_file)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "IRSAM_HANG_WATCHDOG_S": "60,8"})
-    assert run.returncode != 0 and time.monotonic() - start < 60
+    run, elapsed = _run_stuck(tmp_path, FAILED_THEN_STUCK, "60,8")
+    assert run.returncode != 0 and elapsed < 60
     assert "Timeout (0:00:08)!" in run.stderr
     assert "test_stuck.py\", line 11 in blocks_at_teardown" in run.stderr
