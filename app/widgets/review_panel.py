@@ -134,7 +134,7 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         if unreadable == self.unreadable:
             return False
         self.unreadable = set(unreadable)
-        if self.filters.get("statuses") == [ReviewStatus.UNREVIEWED]:
+        if self._rows_depend_on_unreadable():
             self._rebuild()
         elif self.rows:
             self.dataChanged.emit(self.index(0, 2), self.index(len(self.rows) - 1, 2))
@@ -144,13 +144,18 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
     def row_of(self, frame_index: int) -> int | None:
         return next((r for r, s in enumerate(self.rows) if s.index == frame_index), None)
 
+    def _rows_depend_on_unreadable(self) -> bool:
+        """Whether the status filter is "unreviewed" or "unreadable" (both list unreviewed frames only, and
+        unreadable ones are listed under the second)."""
+        return self.filters.get("statuses") == [ReviewStatus.UNREVIEWED]
+
     def _rows(self) -> list[FrameSummary]:
         filters = dict(self.filters)
         if filters.pop("changed_on_disk", False):
             filters["frames"] = self.changed
         if filters.pop("unreadable", False):
             filters["frames"] = self.unreadable
-        elif filters.get("statuses") == [ReviewStatus.UNREVIEWED]:  # listed as unreadable, not unreviewed
+        elif self._rows_depend_on_unreadable():  # "unreviewed": listed as unreadable, not unreviewed
             filters["predicate"] = lambda s: s.index not in self.unreadable
         return sort_frames(filter_frames(self.summaries, **filters), self.sort_key, self.descending)
 
