@@ -1,13 +1,13 @@
 """The review queue: per-frame summaries to filter, sort and step through, and the keyboard shortcut map.
 
-`summarize` reads statuses and the project's detection table, not masks (but for a proposal whose rows the
-table lacks, which another instance wrote since it was read), so it stays fast on sequences of 10k+ frames.
+`summarize` reads statuses and the project's detection table, not masks (but for a proposal whose rows the table
+lacks, which another instance wrote since it was read), so it stays fast on sequences of 10k+ frames.
 `change_from_previous` is the number of targets that appeared or disappeared since the previous frame: targets of
-consecutive frames are paired greedily by bounding boxes that overlap once grown by `MATCH_GROW` pixels (a target moving a pixel or two stays paired); every
-unpaired target on either side counts one. The first frame is compared with an empty frame. A frame the
-detector has not run on has no detection count, and neither it nor the frame after it has a change (None):
-"no targets" and "not looked at" are different things to a reviewer. Nor has a frame whose size differs
-from the previous frame's (a folder of single images of several sizes): it shows another scene.
+consecutive frames are paired greedily by bounding boxes that overlap once grown by `MATCH_GROW` pixels (a target
+moving a pixel or two stays paired); every unpaired target on either side counts one. The first frame is compared
+with an empty frame. A frame the detector has not run on has no detection count, and neither it nor the frame after
+it has a change (None): "no targets" and "not looked at" are different things to a reviewer. Nor has a frame whose
+size differs from the previous frame's (a folder of single images of several sizes): it shows another scene.
 """
 from __future__ import annotations
 
