@@ -29,6 +29,9 @@ from app.widgets.wpmd_panel import FeaturePanel
 
 MAX_RECENT = 10
 LAST_FRAMES_KEY = "review/last_frames"  # source path -> the frame shown when it was left
+# source path -> [frame height, frame width, x, y, width, height]: the part of the frame in view when it was left
+# zoomed in (none when the whole frame was in view)
+LAST_VIEWS_KEY = "review/last_views"
 WINDOW_GEOMETRY_KEY, WINDOW_STATE_KEY = "window/geometry", "window/state"  # as the window was last closed
 WINDOW_STATE_VERSION = 1  # raise when the docks change: an older saved layout is then not restored
 MAX_LAST_FRAMES = 50  # sources remembered, the most recently left kept
@@ -251,7 +254,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _set_session(self, session: ReviewSession) -> None:
         self.review_tools.stop()
-        self._remember_frame()
+        self._remember_place()
         stopped = self._describe_stopped_run()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()
@@ -281,6 +284,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._open_message = message + (f" ({stopped})" if stopped else "")
         self.statusBar().showMessage(self._open_message + "; reading earlier results...", 8000)
         self.show_frame(min(self._last_frames().get(self._source_key(), 0), len(session) - 1))
+        self._restore_zoom()
         loader = CallWorker(session.load_details)
         loader.finished.connect(self._details_loaded)
         self.details_runner.start(loader)
@@ -288,21 +292,40 @@ class MainWindow(QtWidgets.QMainWindow):
     def _source_key(self) -> str:
         return str(Path(self.session.source.path).resolve())
 
-    def _last_frames(self) -> dict[str, int]:
+    def _remembered(self, key: str) -> dict:
         try:
-            frames = json.loads(self.settings.value(LAST_FRAMES_KEY, "{}"))
+            places = json.loads(self.settings.value(key, "{}"))
         except (TypeError, ValueError):
             return {}
-        return {k: v for k, v in frames.items() if isinstance(v, int) and v >= 0} if isinstance(frames, dict) else {}
+        return places if isinstance(places, dict) else {}
 
-    def _remember_frame(self) -> None:
-        """Where the analyst was in the sequence open now: reopening it starts there."""
+    def _last_frames(self) -> dict[str, int]:
+        return {k: v for k, v in self._remembered(LAST_FRAMES_KEY).items() if isinstance(v, int) and v >= 0}
+
+    def _last_views(self) -> dict[str, list[float]]:
+        return {k: v for k, v in self._remembered(LAST_VIEWS_KEY).items()
+                if isinstance(v, list) and len(v) == 6 and all(isinstance(n, (int, float)) for n in v)}
+
+    def _remember_place(self) -> None:
+        """Where the analyst was in the sequence open now, the frame and the zoom: reopening it starts there."""
         if self.session is None:
             return
-        frames = self._last_frames()
-        frames.pop(self._source_key(), None)
-        frames[self._source_key()] = self.index
+        key = self._source_key()
+        frames, views = self._last_frames(), self._last_views()
+        frames.pop(key, None)
+        frames[key] = self.index
+        views.pop(key, None)
+        zoomed = self.frame_view.zoomed_rect()
+        if zoomed is not None:
+            views[key] = [*self.frame_view.frame.shape[:2], *zoomed]
         self.settings.setValue(LAST_FRAMES_KEY, json.dumps(dict(list(frames.items())[-MAX_LAST_FRAMES:])))
+        self.settings.setValue(LAST_VIEWS_KEY, json.dumps(dict(list(views.items())[-MAX_LAST_FRAMES:])))
+
+    def _restore_zoom(self) -> None:
+        """The zoom the sequence open now was left at, if its frames still have the size they had then."""
+        view = self._last_views().get(self._source_key())
+        if view is not None and self.frame is not None and tuple(view[:2]) == self.frame.shape[:2]:
+            self.frame_view.show_rect(tuple(view[2:]))
 
     def _describe_stopped_run(self) -> str | None:
         """What opening another sequence stops: a detection run over the one open now, said with its progress."""
@@ -441,7 +464,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.panels_timer.stop()
         if self.session is None:
             return
-        self._remember_frame()  # (in the settings, which Qt writes out now and then: a crash keeps the place too)
+        self._remember_place()  # (in the settings, which Qt writes out now and then: a crash keeps the place too)
         self._update_targets()
         self._update_metrics()
         self._update_surface()
@@ -1080,7 +1103,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.disk_timer.stop()
         self._stop_following_run_in_queue()
         self.review_tools.stop()
-        self._remember_frame()
+        self._remember_place()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()
         self.frame_check.stop()

@@ -1071,6 +1071,49 @@ def test_an_inverted_target_area_range_is_made_whole_by_the_bound_just_set(qtbot
     assert (panel.min_area.value(), panel.max_area.value()) == (251, 251)
 
 
+def test_reopening_a_sequence_restores_its_zoom_while_its_frames_keep_their_size(
+        window, fresh_sequence, sequence_16bit, qtbot):
+    from app.main_window import MainWindow
+
+    _open(window, qtbot, fresh_sequence)
+    assert window.frame_view.zoomed_rect() is None  # opened whole
+    window.frame_view.center_on(40, 30, half_size=12)
+    qtbot.wait(50)
+    zoomed = window.frame_view.zoomed_rect()
+    assert zoomed is not None and zoomed[2] < 60 and zoomed[3] < 60
+    _open(window, qtbot, sequence_16bit)  # another sequence: shown whole, the zoom kept for the first
+    assert window.frame_view.zoomed_rect() is None
+    window.close()
+
+    again = MainWindow(window.settings)
+    again.disk_timer.stop()  # no look at the disk at random points (conftest's window)
+    qtbot.addWidget(again)
+    again.resize(window.size())
+    again.show()
+    _open(again, qtbot, fresh_sequence)
+    qtbot.wait(50)
+    restored = again.frame_view.zoomed_rect()
+    assert restored is not None
+    centre = (restored[0] + restored[2] / 2, restored[1] + restored[3] / 2)
+    assert centre == pytest.approx((40, 30), abs=1.5)
+    assert min(restored[2], restored[3]) == pytest.approx(min(zoomed[2], zoomed[3]), rel=0.15)
+    again.frame_view.view.autoRange(padding=0.02)  # left whole: reopened whole
+    _open(again, qtbot, sequence_16bit)
+    _open(again, qtbot, fresh_sequence)
+    assert again.frame_view.zoomed_rect() is None
+    again.close()
+
+    # frames of another size under the same path: the old zoom does not apply to them
+    window.settings.setValue("review/last_views", json.dumps({str(fresh_sequence.resolve()): [12, 16, 1, 1, 4, 4]}))
+    third = MainWindow(window.settings)
+    third.disk_timer.stop()
+    qtbot.addWidget(third)
+    third.show()
+    _open(third, qtbot, fresh_sequence)
+    assert third.frame_view.zoomed_rect() is None
+    third.close()
+
+
 def test_the_frame_shown_is_remembered_once_it_settles_not_only_at_close(window, fresh_sequence, qtbot):
     from app.main_window import LAST_FRAMES_KEY
 

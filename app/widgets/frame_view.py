@@ -292,6 +292,20 @@ class FrameView(QtWidgets.QWidget):
     def select_box(self, box: tuple[int, int, int, int] | None) -> None:
         self.selection.setData(*_box_polyline([box] if box else []))
 
+    def zoomed_rect(self) -> tuple[float, float, float, float] | None:
+        """The part of the frame in view, (x, y, width, height) in pixels, while some of the frame is out of
+        view; None when it is all in view (or no frame is shown)."""
+        if self.frame is None:
+            return None
+        (x0, x1), (y0, y1) = self.view.viewRange()
+        height, width = self.frame.shape[:2]
+        if x0 <= 0 and y0 <= 0 and x1 >= width and y1 >= height:
+            return None
+        return (x0, y0, x1 - x0, y1 - y0)
+
+    def show_rect(self, rect: tuple[float, float, float, float]) -> None:
+        self.view.setRange(QtCore.QRectF(*rect), padding=0)
+
     def center_on(self, x: float, y: float, half_size: float = 24) -> None:
         self.view.setRange(QtCore.QRectF(x - half_size, y - half_size, 2 * half_size, 2 * half_size), padding=0)
 
