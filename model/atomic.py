@@ -84,6 +84,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def atomic_create_bytes(path: str | os.PathLike, data: bytes) -> bool:
+    """`path` made to hold `data` whole, unless a file appeared there first: then it is left as it is and False is
+    returned. Written beside it, then hard-linked into place (a link fails where a name exists). On a file system
+    without hard links the check and the rename are two steps, so a file made between them is replaced."""
+    tmp = write_temporary_beside(path, data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            return False
+        os.replace(tmp, path)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_output_file(path: str | os.PathLike, data: bytes) -> None:
     """A file the user named on the command line (`eval --json`), written as the shell's `>` would place it: through a
     symbolic link to its target, and into a FIFO or a device (`--json /dev/stdout`, a pipe), which cannot be

@@ -255,3 +255,65 @@ def test_a_flush_lists_a_frame_another_instance_proposed_and_never_flushed_as_ma
     reopened = ReviewProject.open(tmp_path / "p")
     assert listed_boxes(reopened, "f002") == [(12, 12, 14, 14)]
     assert listed_boxes(reopened, "f000") == [(8, 8, 10, 10)]
+
+
+@pytest.mark.parametrize("when", ["before its second look", "between its second look and its write"])
+def test_two_instances_flushing_a_new_projects_first_csv_at_once_keep_both_proposals(tmp_path, monkeypatch, when):
+    """A new project's first detections.csv is written without the project's lock (a fresh `irsam detect` run
+    makes no project.lock): another instance's first csv, made after this one looked, is merged, not replaced."""
+    import app.core.project as project_module
+
+    make_project(tmp_path / "p")
+    a, b = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
+    a.save_prediction("f000", result_with_targets([(2, 2, 4, 4)]))
+    b.save_prediction("f001", result_with_targets([(8, 8, 10, 10)]))
+    assert not (tmp_path / "p" / "detections.csv").exists()
+    if when == "before its second look":
+        looked = a._detections_on_disk
+
+        def look_then_other_flushes(path):
+            found = looked(path)
+            if not (tmp_path / "p" / "detections.csv").exists():
+                b.flush_detections()
+            return found
+        monkeypatch.setattr(a, "_detections_on_disk", look_then_other_flushes)
+    else:
+        create = project_module.atomic_create_bytes
+
+        def other_flushes_then_create(path, data):
+            monkeypatch.setattr(project_module, "atomic_create_bytes", create)  # b's own write is not held
+            b.flush_detections()
+            return create(path, data)
+        monkeypatch.setattr(project_module, "atomic_create_bytes", other_flushes_then_create)
+    a.flush_detections()
+    # the csv itself lists both (opening would also recompute a frame it misses from masks/, as after a crash)
+    rows = (tmp_path / "p" / "detections.csv").read_text().splitlines()[1:]
+    assert sorted(row.split(",")[1] for row in rows) == ["f000", "f001"]
+    reopened = ReviewProject.open(tmp_path / "p")
+    assert listed_boxes(reopened, "f000") == [(2, 2, 4, 4)]
+    assert listed_boxes(reopened, "f001") == [(8, 8, 10, 10)]
+    assert not list((tmp_path / "p").glob(".detections.csv.*"))  # no temporary file left behind
+
+
+def test_atomic_create_leaves_a_file_made_first_as_it_is(tmp_path):
+    from model.atomic import atomic_create_bytes
+
+    assert atomic_create_bytes(tmp_path / "f.csv", b"first\n")
+    assert not atomic_create_bytes(tmp_path / "f.csv", b"second\n")
+    assert (tmp_path / "f.csv").read_bytes() == b"first\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.csv"]
+
+
+def test_atomic_create_without_hard_links_still_leaves_a_file_made_first(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from model.atomic import atomic_create_bytes
+
+    def no_links(*_args, **_kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")  # as FAT and some network mounts answer
+    monkeypatch.setattr(os, "link", no_links)
+    assert atomic_create_bytes(tmp_path / "f.csv", b"first\n")
+    assert not atomic_create_bytes(tmp_path / "f.csv", b"second\n")
+    assert (tmp_path / "f.csv").read_bytes() == b"first\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.csv"]

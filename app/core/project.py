@@ -32,7 +32,7 @@ from app.core.edits import EditHistory, MaskEdit, make_edit
 from app.core.frames import FrameReadError, describe_sizes, frame_digest
 from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
 from app.core.targets import Target, extract_targets
-from model.atomic import atomic_write_bytes, atomic_write_json, atomic_write_npy, atomic_write_png
+from model.atomic import atomic_create_bytes, atomic_write_bytes, atomic_write_json, atomic_write_npy, atomic_write_png
 from model.detectors import FrameResult
 
 PROJECT_FORMAT = "irsam-review-project/1"
@@ -481,11 +481,19 @@ class ReviewProject:
             self.detections(stem)  # read from masks/ (and logits/): the csv's rows for it were another proposal's
         path = self.folder / "detections.csv"
         found = self._detections_on_disk(path)
+        while not self._write_detections_csv(path, found):
+            found = self._detections_on_disk(path)  # another instance's first csv, made meanwhile: merged with it
+
+    def _write_detections_csv(self, path: Path, found: tuple) -> bool:
+        """`flush_detections`' write, given what `_detections_on_disk` found; False when a new project's first csv
+        could not be made because another instance made its own meanwhile (nothing written)."""
         # a new project's first csv, with no lock ever taken on it (a fresh `irsam detect` run): nothing on disk to
-        # merge, and no project.lock made among its files
+        # merge, and no project.lock made among its files; it is only made where no csv is
         first = found[0] is None and not (self.folder / LOCK_FILE).exists()
         with contextlib.nullcontext() if first else self._exclusive(), self._lock:
             if _file_identity(path) != found[0]:  # written meanwhile
+                if first:
+                    return False
                 found = self._detections_on_disk(path)
             identity, on_disk, newer = found
             with self._lock:
@@ -507,12 +515,18 @@ class ReviewProject:
                 for t in rows[stem]:
                     writer.writerow([self._index[stem], stem, t.id, repr(t.cx), repr(t.cy), t.area,
                                      t.x0, t.y0, t.x1, t.y1, repr(t.peak_score)])
-            self._write(lambda: atomic_write_bytes(path, buf.getvalue().encode("utf-8")))
+            data = buf.getvalue().encode("utf-8")
+            if first:
+                if not self._write(lambda: atomic_create_bytes(path, data)):
+                    return False
+            else:
+                self._write(lambda: atomic_write_bytes(path, data))
             with self._lock:
                 self._csv_file = _file_identity(path)
                 self._detections = rows
                 self._unlisted.clear()  # each recomputed above (or without a readable mask now)
                 self._proposed.clear()
+        return True
 
     def _detections_on_disk(self, path: Path) -> tuple[tuple | None, dict[str, list[Target]] | None, set[str]]:
         """detections.csv's `_file_identity`; its rows when another instance wrote it since this one last read or
@@ -1181,9 +1195,9 @@ class ReviewProject:
                     os.close(self._lock_file)  # releases the flock
                     self._lock_file = None
 
-    def _write(self, write) -> None:
+    def _write(self, write):
         try:
-            write()
+            return write()
         except OSError as e:
             raise ProjectWriteError(f"could not write to {self.folder}: {e}") from e
 
