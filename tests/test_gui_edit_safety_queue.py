@@ -141,3 +141,36 @@ def test_the_number_columns_fit_peaks_of_a_hundred_and_counts_of_three_digits(re
     for column, text in ((3, "123"), (4, "122.72"), (5, "118")):
         assert panel.model.data(panel.model.index(row, column)) == text
         assert header.sectionSize(column) >= table.fontMetrics().horizontalAdvance(text) + margin, column
+
+
+def test_a_click_pressed_while_a_run_reorders_the_queue_goes_to_the_frame_pressed(qtbot):
+    """Sorted by a column a detection run changes, a tick between a press and its release moved the row pressed
+    away: the release fell on another frame's row and the click chose nothing. Ticks now wait for the release."""
+    from PySide6.QtTest import QTest
+
+    panel = ReviewPanel()
+    qtbot.addWidget(panel)
+    panel.resize(500, 600)
+    panel.show()
+    qtbot.waitExposed(panel)
+    summaries = [FrameSummary(i, f"f{i:03d}", ReviewStatus.UNREVIEWED, i % 5, float(i), 0) for i in range(30)]
+    panel.set_summaries(summaries)
+    panel.sort_combo.setCurrentText("detections")
+    panel.descending.setChecked(True)
+    model, table = panel.model, panel.table
+    row = 3
+    pressed_frame = model.rows[row].index
+    center = table.visualRect(model.index(row, 0)).center()
+    chosen = []
+    panel.frameChosen.connect(chosen.append)
+    QTest.mousePress(table.viewport(), QtCore.Qt.LeftButton, QtCore.Qt.NoModifier, center)
+    # the run's tick: the frame pressed loses its detections and sinks to the bottom, others rise
+    moved = [dataclasses.replace(summaries[pressed_frame], n_detections=0)]
+    moved += [dataclasses.replace(summaries[i], n_detections=9) for i in (0, 5, 10, 15)]
+    panel.update_summaries(moved, pressed_frame)
+    assert model.rows[row].index == pressed_frame  # held while the button is down
+    QTest.mouseRelease(table.viewport(), QtCore.Qt.LeftButton, QtCore.Qt.NoModifier, center)
+    assert chosen == [pressed_frame]
+    qtbot.waitUntil(lambda: model.rows[0].n_detections == 9, timeout=2000)  # taken in once released
+    assert model.summaries[pressed_frame].n_detections == 0
+    assert model.row_of(pressed_frame) >= len(model.rows) - 3  # among the three frames left with none

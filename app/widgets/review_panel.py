@@ -291,6 +291,12 @@ class ReviewPanel(QtWidgets.QWidget):
         self.table.setMinimumHeight(header.sizeHint().height() + rows + 2 * self.table.frameWidth())
         self.table.setFocusPolicy(QtCore.Qt.ClickFocus)  # keys belong to the window's shortcuts
         self.table.clicked.connect(lambda index: self.frameChosen.emit(self.model.rows[index.row()].index))
+        # summaries that came in while a mouse button was held on the table: rows moved between a press and its
+        # release (sorted by a column a run changes) would make the click another frame's, or none
+        self._held_summaries: dict[int, FrameSummary] = {}
+        self._held_index = 0
+        self._button_held = False
+        self.table.viewport().installEventFilter(self)
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -300,12 +306,21 @@ class ReviewPanel(QtWidgets.QWidget):
         layout.addWidget(self.table, 1)
 
     def set_summaries(self, summaries: list[FrameSummary]) -> None:
+        self._held_summaries.clear()  # older than these
         self.model.set_summaries(summaries)
         self._update_counts()
 
     def update_summaries(self, summaries: list[FrameSummary], index: int) -> None:
         """As `set_summaries` for some frames (a run's frames come in every second): the frame at the top of the
-        table stays there, whatever order the rows take, and frame `index` stays selected."""
+        table stays there, whatever order the rows take, and frame `index` stays selected. While a mouse button
+        is held on the table they wait for its release."""
+        if self._button_held:
+            self._held_summaries.update((s.index, s) for s in summaries)
+            self._held_index = index
+            return
+        if self._held_summaries:  # (a release the table did not see)
+            held, self._held_summaries = self._held_summaries, {}
+            summaries = list({**held, **{s.index: s for s in summaries}}.values())
         model, table = self.model, self.table
         top_row = table.rowAt(0)
         top = model.rows[top_row].index if 0 <= top_row < len(model.rows) else None
@@ -316,6 +331,20 @@ class ReviewPanel(QtWidgets.QWidget):
         row = model.row_of(top) if top is not None else None
         if row is not None:
             table.scrollTo(model.index(row, 0), QtWidgets.QAbstractItemView.PositionAtTop)
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.table.viewport():
+            if event.type() == QtCore.QEvent.MouseButtonPress:
+                self._button_held = True
+            elif event.type() == QtCore.QEvent.MouseButtonRelease:
+                self._button_held = False
+                if self._held_summaries:
+                    QtCore.QTimer.singleShot(0, self, self._update_held_summaries)  # once the click is taken
+        return super().eventFilter(watched, event)
+
+    def _update_held_summaries(self) -> None:
+        if self._held_summaries and not self._button_held:
+            self.update_summaries([], self._held_index)
 
     def set_frame_status(self, index: int, status: ReviewStatus) -> None:
         self.model.set_status(index, status)
