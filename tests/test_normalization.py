@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import time
 
 import cv2
 import numpy as np
@@ -85,17 +84,6 @@ def test_dict_round_trip_is_json_safe():
               Normalization.from_percentiles([np.arange(1000, dtype=np.uint16).reshape(25, 40)], 0.5, 99.99)):
         d = json.loads(json.dumps(n.to_dict()))
         assert Normalization.from_dict(d) == n
-
-
-def test_apply_is_fast_for_640x512_uint16():
-    frame = np.random.default_rng(0).integers(0, 65536, (512, 640)).astype(np.uint16)
-    n = Normalization.fixed(8000, 12000)
-    n.apply(frame)
-    start = time.perf_counter()
-    for _ in range(20):
-        n.apply(frame)
-    per_frame = (time.perf_counter() - start) / 20
-    assert per_frame < 0.01  # about 1 ms on an idle core; generous for shared CI runners
 
 
 def test_bad_pixels_are_the_stuck_ones_and_never_a_moving_target():
