@@ -824,3 +824,34 @@ def test_a_message_about_a_frame_goes_when_another_frame_is_shown(review, qtbot)
     bar.showMessage("Opened the sequence: 2 unreadable files", 15000)  # not about one frame: it stays
     review.timeline.go_to(4)
     assert bar.currentMessage() == "Opened the sequence: 2 unreadable files"
+
+
+def test_a_project_folder_taken_by_a_file_refuses_each_save_with_a_message_and_keeps_the_stroke(
+        window, fresh_sequence, qtbot):
+    """A sequence whose project cannot be made (its folder's name is a file's; as on read-only media, which root
+    cannot make): marking a status raised NotADirectoryError out of the slot, and nothing was said."""
+    taken = fresh_sequence.with_name(fresh_sequence.name + ".irsam-review")
+    taken.write_bytes(b"someone else's file")
+    open_project(window, qtbot, fresh_sequence)
+    tools = window.review_tools
+    assert not tools.set_status(ReviewStatus.NEGATIVE)
+    assert window.messages[-1].startswith(f"Not saved: could not write to {taken}: a file of that name is there")
+    assert window.session.status(0) is ReviewStatus.UNREVIEWED
+    tools.palette.brush_size.setValue(1)
+    tools.palette.set_tool(Tool.BRUSH)
+    drag(window, [(3, 40), (12, 40)])
+    assert "a file of that name is there" in window.messages[-1]
+    assert tools.editing.editor.unsaved[0][40, 3:13].all()  # the stroke stays in memory, shown
+    assert window.layers.committed is not None and window.layers.committed[40, 3:13].all()
+    panel = window.detection_panel
+    panel.detector_combo.setCurrentIndex(next(
+        i for i in range(panel.detector_combo.count())
+        if panel.detector_combo.itemData(i) is not None and panel.detector_combo.itemData(i).method == "tophat"))
+    panel.choiceChanged.emit(panel.choice())
+    window.run_detection("frame")
+    qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
+                    timeout=10000)
+    assert "a file of that name is there" in window.statusBar().currentMessage()
+    assert taken.read_bytes() == b"someone else's file"  # never written over
+    assert not tools.set_status(ReviewStatus.NEGATIVE)  # each attempt refused the same way, nothing raised
+    tools.editing.editor.unsaved.clear()  # (the window asks about unsaved edits when it closes)

@@ -488,3 +488,13 @@ def test_a_failed_normalisation_write_keeps_the_stored_one(tmp_path, monkeypatch
     monkeypatch.undo()
     assert project.normalization == NORMALIZATION
     assert ReviewProject.open(tmp_path / "p").normalization == NORMALIZATION
+
+
+def test_a_project_cannot_be_made_where_a_file_has_its_name_and_the_file_is_kept(tmp_path):
+    (tmp_path / "p").write_bytes(b"not a project")
+    with pytest.raises(ProjectWriteError, match="a file of that name is there, not a folder"):
+        make_project(tmp_path / "p")
+    assert (tmp_path / "p").read_bytes() == b"not a project"
+    with pytest.raises(ProjectWriteError, match="Not a directory|a file of that name"):
+        make_project(tmp_path / "p" / "inner")  # a folder on its path is the file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]

@@ -236,6 +236,8 @@ class ReviewProject:
         folder = Path(folder)
         stems = [str(s) for s in stems]
         _check_stems(stems)
+        if folder.exists() and not folder.is_dir():
+            raise ProjectWriteError(f"could not write to {folder}: a file of that name is there, not a folder")
         if (folder / "project.json").exists():
             if not exist_ok:
                 raise ProjectError(f"{folder} already holds a project")
@@ -1261,7 +1263,7 @@ def _file_identity(path: Path) -> tuple | None:
     """What changes whenever a file is replaced (atomic writes make a new inode); None when it is absent."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # (a folder on its path is a file: not there either)
         return None
     return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
