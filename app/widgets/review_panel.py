@@ -314,11 +314,13 @@ class ReviewPanel(QtWidgets.QWidget):
         """As `set_summaries` for some frames (a run's frames come in every second): the frame at the top of the
         table stays there, whatever order the rows take, and frame `index` stays selected. While a mouse button
         is held on the table they wait for its release."""
+        if self._button_held and QtWidgets.QApplication.mouseButtons() == QtCore.Qt.NoButton:
+            self._button_held = False  # released where the table did not see it (over a dialog that opened)
         if self._button_held:
             self._held_summaries.update((s.index, s) for s in summaries)
             self._held_index = index
             return
-        if self._held_summaries:  # (a release the table did not see)
+        if self._held_summaries:
             held, self._held_summaries = self._held_summaries, {}
             summaries = list({**held, **{s.index: s for s in summaries}}.values())
         model, table = self.model, self.table
