@@ -708,6 +708,9 @@ class MainWindow(QtWidgets.QMainWindow):
     # --- detection ------------------------------------------------------------------------------
 
     def _choice_changed(self, choice: DetectorChoice) -> None:
+        if self.detector_choice is not None and self.detector_choice.weights_changed(self.detector):
+            self.detector, self.detector_choice = None, None  # its file was rewritten: loaded again below
+            self._update_device_label()
         if choice != self.detector_choice:
             if self.detector is not None and choice.same_detector(self.detector_choice):
                 self.detector, self.detector_choice = choice.regate(self.detector), choice  # no reload
@@ -850,7 +853,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.compute_features()
 
     def _start_worker(self, runner: WorkerRunner, indices: list[int], choice: DetectorChoice, features: bool) -> None:
-        detector = self.detector if choice == self.detector_choice else None
+        same = choice == self.detector_choice and not choice.weights_changed(self.detector)
+        detector = self.detector if same else None  # (built in the worker when None)
         project = None if features else self.session.project if self.session else None
         worker = DetectionWorker(self.session.source if self.session else None,
                                  self.session.normalization if self.session else None,

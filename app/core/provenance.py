@@ -24,11 +24,12 @@ def sha256_of(path: str | Path) -> str:
 
 
 def detector_record(method: str, size_gate=None, weights: str | Path | None = None, network=None,
-                    precision: str | None = None) -> dict:
+                    precision: str | None = None, sha256: str | None = None) -> dict:
     """What a project stores of the detector that proposes its masks (project.json "detector", and what
     `ProposalOrigin.of` reads): `method`, and for IRSAM its `weights` file (hashed), the `network` built
     from it (a model.predictor.Predictor: config, test-time augmentation, refinement) and the `precision`
-    asked for. `size_gate`: a model.size_gate.TargetSizeGate or None."""
+    asked for. `size_gate`: a model.size_gate.TargetSizeGate or None. `sha256`: the weights' hash taken when
+    they were loaded (the file may have been rewritten since); hashed from the file when not given."""
     gate = size_gate.to_dict() if size_gate is not None and size_gate.active else None
     if method != "irsam":
         return {"name": method, "weights": None, "sha256": None, "config": None, "size_gate": gate}
@@ -37,7 +38,7 @@ def detector_record(method: str, size_gate=None, weights: str | Path | None = No
     return {
         "name": "irsam",
         "weights": str(Path(weights).resolve()),
-        "sha256": sha256_of(weights),
+        "sha256": sha256 or sha256_of(weights),
         "config": network.config.to_dict(),
         "precision": precision,
         "tta": network.tta,

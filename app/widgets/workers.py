@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from PySide6 import QtCore
 from app.core.frames import FrameReadError, FrameSource
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject
-from app.core.provenance import ProposalOrigin, detector_record
+from app.core.provenance import ProposalOrigin, detector_record, sha256_of
 from model.detectors import Detector
 from model.evaluate import make_detector
 from model.size_gate import SizeGatedDetector, TargetSizeGate, gated
@@ -57,8 +58,10 @@ class DetectorChoice:
         """What this choice's proposals, made by `detector` (built for it), are saved as coming from (the
         record `irsam detect` stores too)."""
         network = detector.inner if isinstance(detector, SizeGatedDetector) else detector
+        loaded = getattr(network, "weights_file", None)
         record = detector_record(self.method, self.size_gate, self.weights, network,
-                                 network.precision if self.method == "irsam" else None)
+                                 network.precision if self.method == "irsam" else None,
+                                 loaded.sha256 if loaded else None)
         return ProposalOrigin.of(record, normalization)
 
     def build(self) -> tuple[Detector, str | None]:
@@ -66,9 +69,28 @@ class DetectorChoice:
         detector, notice = self._build_ungated()
         return gated(detector, self.size_gate), notice
 
+    def weights_changed(self, detector: Detector | None) -> bool:
+        """Whether this choice's weights file was rewritten since `detector` was loaded from it (a fine-tune run
+        that wrote a better best.pt, a run trained again into the same folder): it must be loaded again."""
+        network = detector.inner if isinstance(detector, SizeGatedDetector) else detector
+        loaded = getattr(network, "weights_file", None)
+        return loaded is not None and file_stamp(self.weights) != loaded.stamp
+
     def _build_ungated(self) -> tuple[Detector, str | None]:
         if self.method != "irsam":
             return make_detector(self.method, None, self.device), None
+        for _attempt in range(3):  # stamped before and after loading: a file rewritten meanwhile is loaded again
+            stamp = file_stamp(self.weights)
+            sha256 = sha256_of(self.weights) if stamp is not None else None
+            detector, notice = self._load()
+            if file_stamp(self.weights) == stamp:
+                break
+        else:  # still being written: what was loaded cannot be told apart from the file, hashed when recorded
+            stamp = sha256 = None
+        detector.weights_file = LoadedWeights(sha256, stamp)
+        return detector, notice
+
+    def _load(self) -> tuple[Detector, str | None]:
         try:
             detector = make_detector(None, self.weights, self.device, tta=self.tta, refine=self.refine)
         except Exception as exc:
@@ -79,6 +101,23 @@ class DetectorChoice:
             return detector, f"CUDA failed ({exc}); running on the CPU."
         choice = getattr(detector, "device_choice", None)
         return detector, getattr(choice, "fallback_reason", None)
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """The weights file as it was when a detector was loaded from it."""
+
+    sha256: str | None
+    stamp: tuple | None  # `file_stamp`
+
+
+def file_stamp(path: str | Path) -> tuple | None:
+    """What changes when a file is written again (inode, modified time, size); None when it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class DetectionWorker(QtCore.QObject):
