@@ -334,3 +334,30 @@ def test_a_separator_the_analyst_dragged_is_kept_when_the_window_grows(window, f
     _resized(window, qtbot, 1024, 700)  # too short for the dragged share: shared again, the queue keeps its rows
     assert _queue_rows_in_sight(window) >= 3
     assert window.overlays_dock.widget().viewport().height() >= 60
+
+
+def test_weights_trained_on_a_sequence_closed_since_are_selected_but_detect_nothing_here(
+        review, sequence_16bit, qtbot, tmp_path, monkeypatch, tiny_checkpoint):
+    """"Use new weights" re-detected whatever sequence was open when it was pressed: another clip opened while the
+    run trained (audit 12, finding 7), maybe 10,000 frames the analyst never asked to detect."""
+    import shutil
+
+    for index in range(8):
+        review.session.set_status(index, ReviewStatus.ACCEPTED)
+    gate = tmp_path / "gate"
+    _fake_training(monkeypatch, tiny_checkpoint, 1, gate)
+    dialog = review.review_tools.finetune_dialog_open()
+    dialog.folder.setText(str(tmp_path / "finetune"))
+    _start(dialog, qtbot, 1)
+    other = shutil.copytree(sequence_16bit, tmp_path / "other")
+    assert review.open_path(other)  # while it trains
+    qtbot.waitUntil(lambda: review.detection_panel.isEnabled(), timeout=10000)
+    gate.touch()
+    qtbot.waitUntil(lambda: dialog.use_button.isEnabled(), timeout=30000)
+    best = str(dialog.job.best_path)
+    dialog.use_button.click()
+    assert review.detection_panel.choice().weights == best  # selected all the same
+    assert "nothing was re-detected" in review.statusBar().currentMessage()
+    assert not review.detection_runner.busy or review._detector_loading()  # at most the weights load
+    qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=30000)
+    assert review.session.project is None or not list((review.session.project.folder / "masks").glob("*.png"))

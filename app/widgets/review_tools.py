@@ -576,6 +576,12 @@ class ReviewTools(QtCore.QObject):
         their masks; the run starts once the weights are loaded)."""
         window, session = self.window, self.window.session
         window.detection_panel.add_checkpoint(weights)
+        trained_on = self.finetune_dialog.session if self.finetune_dialog is not None else None
+        if session is None or trained_on is not session:  # another sequence was opened while it trained
+            window.statusBar().showMessage(
+                f"New weights selected ({Path(weights).name}); nothing was re-detected: they were trained on another "
+                "sequence than the one open now. Run the detector here if you want their proposals.", 15000)
+            return
         indices = [i for i in range(len(session))
                    if session.status(i) is ReviewStatus.UNREVIEWED and not session.is_unreadable(i)]
         if not indices:
