@@ -721,6 +721,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if choice.method == "irsam" and choice.weights and self.detector is None and not self.detection_runner.busy:
             # load now, so the checkpoint's metadata (or why it is unusable) shows at once
             self._start_worker(self.detection_runner, [], choice, features=False)
+        elif self.features_dock.isVisible() and not self.detection_runner.busy:
+            self.compute_features()  # the maps shown are the detector's chosen before (a load recomputes them)
 
     def run_detection(self, scope: str) -> None:
         if self.session is None:

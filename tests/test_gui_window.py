@@ -272,6 +272,19 @@ def test_classical_detector_says_it_has_no_feature_maps(window, sequence_16bit, 
     qtbot.waitUntil(lambda: "no WPMD or GAD" in window.feature_panel.message.text(), timeout=10000)
 
 
+def test_switching_to_a_classical_detector_takes_the_networks_feature_maps_away_at_once(
+        window, sequence_16bit, tiny_checkpoint, qtbot):
+    """The IRSAM maps stayed on screen under a classical detector's name until the frame changed (audit 12)."""
+    _open(window, qtbot, sequence_16bit)
+    window.features_dock.show()
+    window.detection_panel.add_checkpoint(tiny_checkpoint)
+    qtbot.waitUntil(lambda: bool(window.feature_panel.features), timeout=30000)
+    shown = window.index
+    _choose(window, "mpcm")
+    qtbot.waitUntil(lambda: "mpcm has no WPMD or GAD" in window.feature_panel.message.text(), timeout=10000)
+    assert not window.feature_panel.features and window.index == shown
+
+
 def test_target_list_click_centres_and_selects_for_3d(window, tmp_path, qtbot):
     import dataclasses
 
