@@ -1167,3 +1167,15 @@ def test_a_restart_restores_the_windows_size_and_its_docks(window, fresh_sequenc
     qtbot.waitUntil(again.features_dock.isVisible, timeout=5000)
     assert again.frameGeometry().contains(again.features_dock.frameGeometry().center())
     again.close()
+
+
+def test_a_slow_run_gives_its_pace_in_seconds_a_frame(qtbot):
+    """A 2560x2048 frame at 216 s read "0.0 frames/s"."""
+    from app.widgets.detection_panel import DetectionPanel
+
+    panel = DetectionPanel()
+    qtbot.addWidget(panel)
+    panel.set_progress(1, 3, 1 / 216)
+    assert panel.rate.text() == "216.0 s a frame, ETA 7:12"
+    panel.set_progress(10, 30, 9.2)
+    assert panel.rate.text() == "9.2 frames/s, ETA 0:02"

@@ -264,7 +264,8 @@ class DetectionPanel(QtWidgets.QWidget):
         self.progress.setMaximum(total)
         self.progress.setValue(done)
         eta = (total - done) / fps if fps > 0 else float("inf")
-        self.rate.setText(f"{fps:.1f} frames/s, ETA {format_eta(eta)}")
+        pace = f"{fps:.1f} frames/s" if fps >= 1 else f"{1 / fps:.1f} s a frame" if fps > 0 else "-"
+        self.rate.setText(f"{pace}, ETA {format_eta(eta)}")
 
     def show_info(self, text: str) -> None:
         self.info.setStyleSheet("")
