@@ -17,8 +17,8 @@ from model.data import (IMAGE_EXTENSIONS, FrameReadError, Sample, check_sizes_ma
                         natural_key, read_image_gray, read_mask_noting_interpolation)
 from model.detectors import Detector
 from model.metrics import (BoxMetrics, Components, FaMode, InterpolatedMaskWarning, SegmentationMetrics,
-                           binarize_prediction, components, greedy_match, ground_truth_target, number_clip_frames,
-                           read_boxes_csv, resize_ground_truth, resize_prediction)
+                           binarize_prediction, box_outside_frame, components, greedy_match, ground_truth_target,
+                           number_clip_frames, read_boxes_csv_lines, resize_ground_truth, resize_prediction)
 
 BATCH_SIZE = 8
 MAX_CURVE_POINTS = 512  # points of the ROC kept in JSON
@@ -266,9 +266,11 @@ def evaluate_clip(
     for but images/ has no image for (their targets are never scored: a frame deleted, images missing, or
     another clip's boxes) are listed in "boxes_without_image" (1-based, every one in the file), those past the
     last image also in "boxes_past_the_end"; the frames scored with no box in boxes.csv (scored as frames
-    without a target) are named in "frames_without_boxes"."""
+    without a target) are named in "frames_without_boxes". A box of a scored frame that covers none of its pixels
+    (`box_outside_frame`: an annotation error; no target there can be found) is left out of the scoring and listed
+    in "boxes_outside_frame" ({"line", "frame", "box" as boxes.csv writes it, "frame_size" [width, height]})."""
     clip_dir = Path(clip_dir)
-    boxes = read_boxes_csv(clip_dir / "boxes.csv")
+    boxes = read_boxes_csv_lines(clip_dir / "boxes.csv")
     numbering = number_clip_frames(clip_frames(clip_dir), boxes)
     files, numbers = numbering.files, numbering.numbers
     if frames is not None:
@@ -281,6 +283,7 @@ def evaluate_clip(
     seconds = 0.0
     skipped: list[dict] = []
     read: list[int] = []
+    outside: list[dict] = []
     for batch in range(0, len(scored), BATCH_SIZE):
         indices, images = [], []
         for index in scored[batch : batch + BATCH_SIZE]:
@@ -292,8 +295,16 @@ def evaluate_clip(
         if images:
             logits, elapsed = _timed_detect(detector, images)
             seconds += elapsed
-            for index, frame_logits in zip(indices, logits):
-                metrics.update(frame_logits, boxes.get(numbers[index] - 1, []))
+            for index, image, frame_logits in zip(indices, images, logits):
+                kept = []
+                for box, line in boxes.get(numbers[index] - 1, []):
+                    if box_outside_frame(box, image.shape[:2]):
+                        x0, y0, w, h = box
+                        outside.append({"line": line, "frame": numbers[index], "box": [x0 + 1, y0 + 1, w, h],
+                                        "frame_size": [image.shape[1], image.shape[0]]})
+                    else:
+                        kept.append(box)
+                metrics.update(frame_logits, kept)
             read += indices
         if progress:
             progress(min(batch + BATCH_SIZE, len(scored)), len(scored))
@@ -309,6 +320,7 @@ def evaluate_clip(
     result["boxes_without_image"] = sorted(index + 1 for index in boxes if index + 1 not in imaged)
     result["boxes_past_the_end"] = [n for n in result["boxes_without_image"] if n > numbering.last]
     result["frames_without_boxes"] = [files[k].name for k in read if numbers[k] - 1 not in boxes]
+    result["boxes_outside_frame"] = sorted(outside, key=lambda entry: entry["line"])
     return result
 
 

@@ -324,7 +324,15 @@ class BoxesFileError(ValueError):
 
 
 def read_boxes_csv(path: str | Path) -> dict[int, list[Box]]:
-    """`frame,class,x,y,w,h` with 1-based frames and 1-based MATLAB pixels -> {0-based frame: [(x0, y0, w, h)]}.
+    """`frame,class,x,y,w,h` with 1-based frames and 1-based MATLAB pixels -> {0-based frame: [(x0, y0, w, h)]}
+    (`read_boxes_csv_lines`, without the line numbers)."""
+    return {frame: [box for box, _ in boxes] for frame, boxes in read_boxes_csv_lines(path).items()}
+
+
+def read_boxes_csv_lines(path: str | Path) -> dict[int, list[tuple[Box, int]]]:
+    """`frame,class,x,y,w,h` with 1-based frames and 1-based MATLAB pixels -> {0-based frame: [((x0, y0, w, h),
+    the box's line in the file)]}: the line names a box that turns out wrong once its frame is read (one lying
+    outside the frame: `box_outside_frame`).
 
     UTF-8 with or without a byte-order mark (Excel writes one); the header names the columns, in any order;
     blank lines and lines of empty values (`,,,,,`) are skipped; a frame may be written as an integral decimal
@@ -332,7 +340,7 @@ def read_boxes_csv(path: str | Path) -> dict[int, list[Box]]:
     frame below 1, a coordinate that is not finite, a width or height that is not positive) raises
     BoxesFileError naming the file and line."""
     path = Path(path)
-    boxes: dict[int, list[Box]] = {}
+    boxes: dict[int, list[tuple[Box, int]]] = {}
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = csv.reader(f)
         try:
@@ -351,12 +359,36 @@ def read_boxes_csv(path: str | Path) -> dict[int, list[Box]]:
                     frame, x, y, w, h = _box_values(dict(zip(header, row)))
                 except ValueError as error:
                     raise BoxesFileError(f"{path}: line {rows.line_num}: {error}") from None
-                boxes.setdefault(frame - 1, []).append((x - 1, y - 1, w, h))
+                boxes.setdefault(frame - 1, []).append(((x - 1, y - 1, w, h), rows.line_num))
         except UnicodeDecodeError:
             raise BoxesFileError(f"{path}: not UTF-8 text (a binary file, or another encoding)") from None
         except csv.Error as error:
             raise BoxesFileError(f"{path}: line {rows.line_num}: {error}") from None
     return boxes
+
+
+def box_outside_frame(box: Box, shape: tuple[int, int]) -> bool:
+    """Whether a box (0-based, as read_boxes_csv gives it) covers no pixel of a frame of `shape` (height, width):
+    an annotation error (a typo in x or y, another clip's box), since no target there can be seen or found."""
+    x0, y0, w, h = box
+    height, width = shape
+    return x0 >= width or y0 >= height or x0 + w <= 0 or y0 + h <= 0
+
+
+def describe_boxes_outside(path: str | Path, outside: Sequence[dict], consequence: str, listed: int = 5) -> str:
+    """One line naming the boxes of `path` that lie outside their frame (`outside`: {"line", "frame" (1-based),
+    "box" [x, y, w, h] as boxes.csv writes it, "frame_size" [width, height]}), the first `listed` of them, and
+    what is done with them (`consequence`)."""
+    def named(entry: dict) -> str:
+        x, y, w, h = (f"{v:g}" for v in entry["box"])
+        return (f"line {entry['line']} (frame {entry['frame']}: x {x}, y {y}, w {w}, h {h} on a "
+                f"{entry['frame_size'][0]}x{entry['frame_size'][1]} frame)")
+
+    shown = "; ".join(named(entry) for entry in outside[:listed])
+    more = f"; and {len(outside) - listed} more" if len(outside) > listed else ""
+    n = len(outside)
+    return (f"{path}: {n} box{'es lie' if n > 1 else ' lies'} entirely outside {'their' if n > 1 else 'its'} frame, "
+            f"{consequence}: {shown}{more}")
 
 
 _NUMBERED_STEM = re.compile(r"^(.*?)(\d+)$")

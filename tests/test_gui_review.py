@@ -291,7 +291,8 @@ def test_export_dialog_writes_a_dataset_that_reads_back(review, qtbot, tmp_path)
     qtbot.waitUntil(dialog.export_button.isEnabled, timeout=30000)
     assert "3 frames exported" in dialog.result.toPlainText()
     assert "Also written: COCO annotations" in dialog.result.toPlainText()
-    assert [split for *_, split in read_exported_dataset(tmp_path / "export", "dnanet")] == ["train"] * 3
+    # the split left "as before": the sequence stays on the test side it was exported to
+    assert [split for *_, split in read_exported_dataset(tmp_path / "export", "dnanet")] == ["test"] * 3
     dialog.close()
 
 
@@ -855,3 +856,31 @@ def test_a_project_folder_taken_by_a_file_refuses_each_save_with_a_message_and_k
     assert taken.read_bytes() == b"someone else's file"  # never written over
     assert not tools.set_status(ReviewStatus.NEGATIVE)  # each attempt refused the same way, nothing raised
     tools.editing.editor.unsaved.clear()  # (the window asks about unsaved edits when it closes)
+
+
+def test_an_export_added_to_a_data_set_keeps_the_sequence_on_its_side_unless_another_is_chosen(
+        review, qtbot, tmp_path):
+    """The dialog's split started at "train": adding a test sequence again moved it into training, unsaid."""
+    session, tools = review.session, review.review_tools
+    for index in range(3):
+        session.set_status(index, ReviewStatus.ACCEPTED)
+    out = tmp_path / "export"
+
+    def export(split_text, append):
+        dialog = tools.export_dialog()
+        dialog.folder.setText(str(out))
+        dialog.split_combo.setCurrentText(split_text)
+        dialog.append.setChecked(append)
+        dialog.export_button.click()
+        qtbot.waitUntil(dialog.export_button.isEnabled, timeout=30000)
+        text = dialog.result.toPlainText()
+        dialog.close()
+        return text
+
+    assert "(sirst, test split)" in export("test", append=False)
+    text = export("as before (a new sequence: train)", append=True)
+    assert "(sirst, test split)" in text and "moved" not in text
+    assert len((out / "test.txt").read_text().split()) == 3 and not (out / "trainval.txt").read_text().split()
+    text = export("train", append=True)
+    assert "3 frames of this sequence were on the test side before: they moved to train." in text
+    assert len((out / "trainval.txt").read_text().split()) == 3

@@ -144,7 +144,7 @@ def test_detect_cli_over_a_folder_of_several_sizes(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["detect", str(tmp_path / "frames"), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
     said = capsys.readouterr().out
-    assert "5 frames 3 sizes, 32x24 to 45x31 uint8" in said
+    assert "5 frames 3 sizes, widths 28-45, heights 24-40 uint8" in said
     project = ReviewProject.open(out)
     for stem, size in zip(project.stems, SIZES):
         assert project.prediction_mask(stem).shape == size
@@ -153,9 +153,9 @@ def test_detect_cli_over_a_folder_of_several_sizes(tmp_path, capsys):
                  "--limit", "2"]) == 0
     assert SIZES[:2] == [(24, 32)] * 2 and "the first 2 of 5 frames, 32x24 uint8" in capsys.readouterr().out
     assert main(["info", str(out)]) == 0
-    assert "frames:        5, 3 sizes, 32x24 to 45x31 (width x height)" in capsys.readouterr().out
+    assert "frames:        5, 3 sizes, widths 28-45, heights 24-40 (width x height)" in capsys.readouterr().out
     assert main(["info", str(tmp_path / "frames")]) == 0
-    assert "size:          3 sizes, 32x24 to 45x31 (width x height)" in capsys.readouterr().out
+    assert "size:          3 sizes, widths 28-45, heights 24-40 (width x height)" in capsys.readouterr().out
 
 
 @pytest.mark.gui

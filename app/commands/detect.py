@@ -19,6 +19,7 @@ from pathlib import Path
 
 from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
                           normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
+from app.commands.info import sizes_text, source_shapes
 from app.core.frames import FrameReadError, SourceError, frame_digest, frames_folder, open_source
 from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject, utc_now
@@ -170,7 +171,7 @@ def run(args) -> int:
               "export skips them (work saved before fingerprints were recorded cannot be checked)")
     n = len(source) if args.limit is None else min(len(source), args.limit)
     selected = f"{n} frames" if n == len(source) else f"the first {n} of {len(source)} frames,"
-    print(f"{source.kind} {source.path}: {selected} {source.size_text(n)} {source.dtype}; "
+    print(f"{source.kind} {source.path}: {selected} {sizes_text(source_shapes(source, n))} {source.dtype}; "
           f"detector {record['name']} on {detector.device}"
           + (f", targets of {detector.gate} kept" if record["size_gate"] else "") + f"; normalisation {normalization}")
     origin = ProposalOrigin.of(record, normalization)
@@ -218,10 +219,20 @@ def run(args) -> int:
     if bad:
         print(f"{len(bad)} unreadable frame(s) skipped:")
         for b in bad:
-            earlier = " (keeps an earlier run's proposal)" if b.stem is not None and project.has_prediction(b.stem) else ""
-            print(f"  {b.path}: {b.reason}{earlier}")
+            print(f"  {b.path}: {b.reason}{_what_the_stem_keeps(source, project, b)}")
     _report_other_proposals(project, source.stems[n:], origin)
     return 0 if stats["frames"] > 0 or done_before else 1
+
+
+def _what_the_stem_keeps(source, project: ReviewProject, bad) -> str:
+    """What a skipped file's stem holds in the project: for a file that is not the stem's frame (a second file of
+    that stem), which file is; for an unreadable frame, an earlier run's proposal if it has one."""
+    if bad.stem is None:
+        return ""
+    if bad.index is None:  # the stem's frame is another file, read (and maybe proposed) as usual
+        index = source.stems.index(bad.stem) if bad.stem in source.stems else None
+        return "" if index is None else f" (not used: frame {bad.stem} is {source.frame_path(index)})"
+    return " (keeps an earlier run's proposal)" if project.has_prediction(bad.stem) else ""
 
 
 def _other_source(project: ReviewProject, source_path: Path, follow: bool, source=None) -> Path | None:

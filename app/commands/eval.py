@@ -21,7 +21,8 @@ from model.data import describe_interpolated_masks, find_dataset, natural_key, r
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, make_detector,
                             write_curve_plots)
-from model.metrics import ClipNumbering, InterpolatedMaskWarning, number_clip_frames, read_boxes_csv
+from model.metrics import (ClipNumbering, InterpolatedMaskWarning, describe_boxes_outside, number_clip_frames,
+                           read_boxes_csv)
 from model.refine import refinement_record
 from model.size_gate import gated
 
@@ -291,6 +292,7 @@ def run(args: argparse.Namespace) -> int:
     if window:
         result["normalization"] = window.to_dict()
     result["detector_options"] = {**options, "refinement": refinement_record(options["refine"])} if options else {}
+    result.update(_inputs_record(args))
     if gate.active:
         result["detector_options"]["size_gate"] = gate.to_dict()
     print(table)
@@ -338,10 +340,29 @@ def _warn_about_clip_numbering(result: dict, clip: Path) -> None:
     elif result.get("frame_numbers_why"):  # by name, with a choice made (counted from 0, or either count fits)
         print(f"note: frames are paired with {boxes}'s frame numbers by {_numbering_text(result)}: "
               f"{result['frame_numbers_why']}", file=sys.stderr)
+    if outside := result["boxes_outside_frame"]:
+        print(f"warning: {describe_boxes_outside(boxes, outside, 'left out of the scoring')}", file=sys.stderr)
     if empty := result["frames_without_boxes"]:
         shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
         print(f"note: {len(empty)} of the {result['n_frames']} frames scored have no box in {boxes} and are scored "
               f"as frames without a target: {shown}", file=sys.stderr)
+
+
+def _inputs_record(args: argparse.Namespace) -> dict:
+    """What the results were made from, so that a JSON file tells it: the weights (absolute path, sha256) or None
+    for a classical method, and the data's absolute paths (images, masks and split file, or the clip's)."""
+    from app.core.provenance import sha256_of
+
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else os.path.abspath(path)
+
+    weights = None if args.method else {"path": absolute(args.weights), "sha256": sha256_of(args.weights)}
+    if args.clip:
+        data = {"clip": absolute(args.clip), "images": absolute(str(Path(args.clip) / "images")),
+                "boxes": absolute(str(Path(args.clip) / "boxes.csv"))}
+    else:
+        data = {"images": absolute(args.images), "masks": absolute(args.masks), "split": absolute(args.split)}
+    return {"weights": weights, "data": data}
 
 
 def _error(message: str) -> int:

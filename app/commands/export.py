@@ -26,7 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--layout", choices=["sirst", "basicirstd", "dnanet"], default="sirst",
                    help="sirst: trainval.txt/test.txt; basicirstd: NAME/img_idx/{train,test}_NAME.txt; "
                    "dnanet: 50_50/{train,test}.txt (default: sirst)")
-    p.add_argument("--split", choices=["train", "test"], default="train", help="the side this sequence goes to")
+    p.add_argument("--split", choices=["train", "test"], default=None,
+                   help="the side this sequence goes to (default: with --append, the side the data set already has "
+                   "it on, else train); a side other than its earlier one moves its frames there, and says so")
     p.add_argument("--include-unreviewed", action="store_true",
                    help="also export unreviewed frames (their committed mask, else the prediction)")
     p.add_argument("--append", action="store_true",
@@ -73,10 +75,13 @@ def run(args) -> int:
     if report.shared:
         print(_shared_frames_message(report), file=sys.stderr)
     if not report.exported:
-        hint = " (--include-unreviewed exports unreviewed frames' predictions)" if reasons["unreviewed"] else ""
+        hint = (" (--include-unreviewed exports unreviewed frames too: their committed mask, else the prediction)"
+                if reasons["unreviewed"] else "")
         print(f"nothing exported from {args.project}: {skipped or 'no frames'}{hint}", file=sys.stderr)
         return 1
-    print(f"exported {len(report.exported)} frames to {report.root} ({args.layout}, {args.split})")
+    print(f"exported {len(report.exported)} frames to {report.root} ({args.layout}, {report.split})")
+    for line in _moved_and_replaced_lines(report):
+        print(line)
     if skipped:
         print(f"skipped: {skipped}")
     if report.removed:
@@ -118,3 +123,19 @@ def _shared_frames_message(report) -> str:
             f"sit in both splits): {name_some(named, CHANGED_LISTED)}. To export them with this sequence instead, "
             "leave them out of the other one (reject them in its project and export it again, adding to the data "
             "set), then export this one again")
+
+
+def _moved_and_replaced_lines(report) -> list[str]:
+    """Say which frames this export moved from the other split, and which earlier exports of another project or
+    source it replaced: both change a data set's training or test side without a frame being named."""
+    lines = []
+    moved = Counter(earlier for _, earlier in report.moved)
+    for earlier, n in moved.items():
+        lines.append(f"moved {n} frames of this sequence from {earlier} to {report.split} (they were exported to "
+                     f"{earlier} before; leave out --split to keep a sequence on its side)")
+    by_origin = Counter((project, source) for _, project, source in report.replaced)
+    for (project, source), n in by_origin.items():
+        lines.append(f"replaced the labels of {n} frames that another project or source had exported under this "
+                     f"sequence name (project {project}, source {source}): this clip holds every frame that one "
+                     "exported, so it takes the sequence over")
+    return lines

@@ -12,6 +12,7 @@ from app.commands import add_normalization_options, normalization_request_of
 from app.core.frames import FrameReadError, SourceError, find_ground_truth, open_source
 from app.core.normalization import Normalization
 from model.data import name_some
+from model.metrics import box_outside_frame, describe_boxes_outside, read_boxes_csv_lines
 
 VALUE_SAMPLE = 32
 MISSING_LISTED = 5  # missing frames of a project named
@@ -82,7 +83,7 @@ def run(args) -> int:
         print(f"kind:          {source.kind}" + (" (memory-mapped)" if getattr(source, "memory_mapped", False) else ""))
         print(f"frames:        {readable} readable, {len(bad)} unreadable"
               + ("" if args.scan else " so far (--scan decodes every frame)"))
-        print(f"size:          {source.size_text()} (width x height)")
+        print(f"size:          {sizes_text(source_shapes(source))} (width x height)")
         print(f"dtype:         {source.dtype}")
         print(f"value range:   {low}..{high} over {where}")
         print(f"normalisation: {request.for_source(source)}")
@@ -94,11 +95,61 @@ def run(args) -> int:
                 print(f"ground truth:  {', '.join(parts)}")
             if gt.boxes_error:
                 print(f"warning: {gt.boxes_error}", file=sys.stderr)
+            elif gt.has_boxes and (outside := boxes_outside_frames(source, gt)):
+                print(f"warning: {describe_boxes_outside(gt.boxes_path, outside, 'which irsam eval --clip leaves out')}",
+                      file=sys.stderr)
         if bad:
             print("unreadable (skipped):")
             for b in bad:
                 print(f"  {b.path}: {b.reason}")
     return 0
+
+
+def sizes_text(shapes) -> str:
+    """(height, width) sizes (None entries ignored) for people: "320x240", or each side's range for several sizes,
+    "381 sizes, widths 135-456, heights 96-388" (one "AxB to CxD" would read as per-side bounds, yet no one
+    frame need be either end)."""
+    sizes = {tuple(shape) for shape in shapes if shape is not None}
+    if not sizes:
+        return "unknown size"
+    if len(sizes) == 1:
+        (height, width), = sizes
+        return f"{width}x{height}"
+    heights, widths = zip(*sizes)
+    return (f"{len(sizes)} sizes, widths {min(widths)}-{max(widths)}, heights {min(heights)}-{max(heights)}")
+
+
+def source_shapes(source, frames: int | None = None) -> list:
+    """The (height, width) of a source's first `frames` frames (all when None); None for one not known yet."""
+    n = len(source) if frames is None else min(frames, len(source))
+    return [source.shape] if not source.mixed_sizes else [source.frame_shape(i) for i in range(n)]
+
+
+def project_shapes(project) -> list:
+    """The (height, width) of a project's frames; None for one whose size is not known."""
+    shapes = []
+    for stem in project.stems:
+        try:
+            shapes.append(project.shape_of(stem))
+        except KeyError:
+            shapes.append(None)
+    return shapes
+
+
+def boxes_outside_frames(source, gt) -> list[dict]:
+    """The boxes of `gt`'s boxes.csv that cover no pixel of their frame in `source` (as `evaluate_clip` finds
+    them, which leaves them out of the scoring): {"line", "frame", "box", "frame_size"}. Frames of unknown size
+    are not checked."""
+    boxes = read_boxes_csv_lines(gt.boxes_path)
+    outside = []
+    for i, number in enumerate(gt.numbering.numbers):
+        shape = source.frame_shape(i)
+        for box, line in boxes.get(number - 1, []) if shape is not None else []:
+            if box_outside_frame(box, shape):
+                x0, y0, w, h = box
+                outside.append({"line": line, "frame": number, "box": [x0 + 1, y0 + 1, w, h],
+                                "frame_size": [shape[1], shape[0]]})
+    return sorted(outside, key=lambda entry: entry["line"])
 
 
 def describe_project(folder: Path, check_frames: bool | None = None) -> int:
@@ -136,7 +187,7 @@ def describe_project(folder: Path, check_frames: bool | None = None) -> int:
     print(f"project:       {project.folder}")
     problem = _source_problem(project, source, source_error)
     print(f"source:        {project.source_path} ({project.source_kind}){problem}")
-    print(f"frames:        {len(project)}, {project.size_text()} (width x height)")
+    print(f"frames:        {len(project)}, {sizes_text(project_shapes(project))} (width x height)")
     print(f"normalisation: {Normalization.from_dict(project.normalization)}")
     print("review:        " + ", ".join(f"{n} {status.value}" for status, n in counts.items()))
     print(f"committed:     {committed} frames with an analyst's mask")

@@ -27,7 +27,12 @@ it, and an append keeps its earlier export.
 An append replaces this sequence's earlier frames: those it exports again are overwritten, those no longer
 selected (rejected, or unreviewed again) are removed, and those selected but unreadable now (a frame moved
 away or damaged, a damaged mask) keep their earlier export, files and record, listed with the rest of the
-sequence on this export's side of the split.
+sequence on this export's side of the split. The side is the one asked for, else the one the data set
+already has the sequence on (a new one goes to train): a re-export that is not told the split never moves a
+test sequence into training. A split asked for that differs moves the sequence's frames there
+(`ExportReport.moved`). A clip cut again to hold more of the recording (the sequence's old source holds only
+frames of this one) replaces the sequence's frames, exported from another project or source
+(`ExportReport.replaced`).
 
 An export holds a lock on the data set (`_DatasetLock`) from its read of meta.json to its last rename, and
 removes the temporary files that exports cut short left there (`_remove_stale_temporary_files`).
@@ -118,7 +123,7 @@ def dataset_paths(out: str | Path, layout: str, dataset_name: str = DEFAULT_DATA
 class ExportReport:
     root: Path
     layout: str
-    split: str
+    split: str | None  # the side this export's frames went to (None until resolved: `export_project`)
     exported: list[str] = field(default_factory=list)  # data set stems written
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (project stem, why)
     removed: list[str] = field(default_factory=list)  # this sequence's stems from an earlier export, now dropped
@@ -137,6 +142,11 @@ class ExportReport:
     # (project stem, data set stem) of frames not exported because the data set holds their pixels as that frame
     # of another sequence (an overlapping clip: `_leave_out_shared_frames`); also in `skipped`
     shared: list[tuple[str, str]] = field(default_factory=list)
+    # (data set stem, its earlier split) of this sequence's frames that this export moved to the other split
+    moved: list[tuple[str, str]] = field(default_factory=list)
+    # (data set stem, earlier project, earlier source) of frames whose earlier export came from another project or
+    # source and that this export replaced (the same clip renamed, or cut again to hold more of the recording)
+    replaced: list[tuple[str, str | None, str | None]] = field(default_factory=list)
 
     def formats_summary(self) -> list[str]:
         """What the optional formats written mean for the data set, one sentence a line."""
@@ -341,7 +351,7 @@ def export_project(
     project: ReviewProject,
     out: str | Path,
     layout: str,
-    split: str = "train",
+    split: str | None = None,
     include_unreviewed: bool = False,
     append: bool = False,
     raw: bool = False,
@@ -355,6 +365,10 @@ def export_project(
 ) -> ExportReport:
     """Export a project's reviewed frames; nothing is written when no frame qualifies.
 
+    `split`: the side the sequence's frames go to; None: the side the data set already has this sequence on
+    (with `append`), else "train". A split given that differs from the sequence's earlier one moves its frames
+    there (`ExportReport.moved`); frames whose earlier export came from another project or source are listed in
+    `ExportReport.replaced`.
     `source` (a FrameSource) and `normalization` default to the project's own (source opened from its
     stored path, `Normalization.from_dict(project.normalization)`); `sequence_name` to the name the data
     set already gives this source's frames when appending (`sequence_name_for`), else the source's
@@ -373,7 +387,7 @@ def export_project(
     an export that fails (a full disk) leaves the data set as it was; meta.json is renamed last. ExportError
     when another export is writing into the data set (`_DatasetLock`).
     """
-    if split not in SPLITS:
+    if split is not None and split not in SPLITS:
         raise ExportError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if sequence_name is not None:
         sequence = sequence_name
@@ -406,6 +420,8 @@ def export_project(
         meta = _read_meta(paths) if append else {"format": EXPORT_FORMAT, "frames": {}}
         if meta.setdefault("layout", layout) != layout:
             raise ExportError(f"{paths.root} holds a {meta['layout']} data set, not {layout}")
+        earlier_splits = {s: r.get("split") for s, r in meta["frames"].items() if r.get("sequence") == sequence}
+        split = report.split = split or _split_of_sequence(earlier_splits, sequence, paths.root)
         dataset_stems = dataset_stem_names(sequence, [stem for stem, _ in selected], project.stems, meta["frames"])
         _check_distinct_names(dataset_stems)
         earlier_records = dict(meta["frames"])
@@ -486,6 +502,13 @@ def export_project(
             removed_records = {s: meta["frames"].pop(s) for s in report.removed}
             for s in kept_earlier:
                 meta["frames"][s]["split"] = split
+            report.moved = [(s, earlier_splits[s]) for s in this_sequence
+                            if earlier_splits.get(s) in SPLITS and earlier_splits[s] != split]
+            project_folder = str(project.folder.resolve())
+            report.replaced = [(s, earlier_records[s].get("project"), earlier_records[s].get("source"))
+                               for s in report.exported if s in earlier_records
+                               and (earlier_records[s].get("project"), earlier_records[s].get("source"))
+                               != (project_folder, str(project.source_path))]
             # as the split files list them: a name exported before names were made listable ("seq_a ") reads "seq_a"
             removed_listed = set(removed_records) | {split_line_stem(s) for s in removed_records if listable_name(s) != s}
             splits = {}
@@ -797,6 +820,18 @@ def _remove_stale_temporary_files(paths: DatasetPaths, older_than_s: float | Non
                 continue
             removed.append(str(Path(entry.path).relative_to(root)))
     return sorted(removed)
+
+
+def _split_of_sequence(earlier_splits: dict[str, str | None], sequence: str, root: Path) -> str:
+    """The split an export given none sends `sequence` to: the one its frames already sit on in the data set
+    (`earlier_splits`: data set stem -> split), so that re-exporting a test sequence cannot move it into training
+    unnoticed; "train" for a new sequence. ExportError when its frames sit on both sides."""
+    held = [split for split in SPLITS if split in earlier_splits.values()]
+    if len(held) > 1:
+        counts = ", ".join(f"{sum(s == split for s in earlier_splits.values())} on {split}" for split in held)
+        raise ExportError(f"{root} holds frames of sequence {sequence!r} on both sides of the split ({counts}): "
+                          "say which split to export it to. Nothing was written")
+    return held[0] if held else "train"
 
 
 def _check_plain_name(what: str, name: str) -> None:

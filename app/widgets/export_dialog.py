@@ -21,8 +21,19 @@ from app.core.project import ReviewProject
 from app.widgets.workers import ProgressCallWorker, WorkerRunner
 
 
+KEEP_SPLIT = "as before (a new sequence: train)"
+
+
 def describe_report(report: ExportReport) -> str:
     lines = [f"{len(report.exported)} frames exported to {report.root} ({report.layout}, {report.split} split)."]
+    moved = sorted({earlier for _, earlier in report.moved})
+    if moved:
+        lines.append(f"{len(report.moved)} frames of this sequence were on the {' and '.join(moved)} side before: "
+                     f"they moved to {report.split}.")
+    if report.replaced:
+        projects = sorted({str(project) for _, project, _ in report.replaced})
+        lines.append(f"{len(report.replaced)} frames exported before from another project or source under this "
+                     f"sequence name were replaced (this clip holds every frame of that one): {', '.join(projects)}.")
     if report.removed:
         lines.append(f"{len(report.removed)} frames of an earlier export of this sequence removed (no longer "
                      "selected).")
@@ -84,8 +95,11 @@ class ExportDialog(QtWidgets.QDialog):
                                      "basicirstd: NAME/images NAME/masks NAME/img_idx/\n"
                                      "dnanet: images/ masks/ 50_50/train.txt test.txt")
         self.split_combo = QtWidgets.QComboBox()
-        self.split_combo.addItems(SPLITS)
-        self.split_combo.setToolTip("A sequence goes to one side: neighbouring frames are near-duplicates")
+        self.split_combo.addItem(KEEP_SPLIT, None)
+        for split in SPLITS:
+            self.split_combo.addItem(split, split)
+        self.split_combo.setToolTip("A sequence goes to one side: neighbouring frames are near-duplicates. Added to a "
+                                    "data set that has it already, it stays on its side unless another is chosen.")
         self.sequence = QtWidgets.QLineEdit(session.sequence_name)
         self.sequence.setToolTip("The prefix of this sequence's frames in the data set; every sequence in a data "
                                  "set needs its own")
@@ -153,7 +167,7 @@ class ExportDialog(QtWidgets.QDialog):
         if self.exporting:
             return False
         project, session = self.project, self.session
-        layout, split = self.layout_combo.currentText(), self.split_combo.currentText()
+        layout, split = self.layout_combo.currentText(), self.split_combo.currentData()
         options = dict(include_unreviewed=self.include_unreviewed.isChecked(), append=self.append.isChecked(),
                        raw=self.raw.isChecked(), coco=self.coco.isChecked(), yolo=self.yolo.isChecked(),
                        sequence_name=self.sequence.text().strip(), source=session.source,
