@@ -425,6 +425,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._frame_message = None
         self.index = index
         self.timeline.set_current(index)
+        was_unreadable = self.session.is_unreadable(index)  # it may read again (its file back, copied in whole)
         try:
             self.frame, self.layers = self.session.frame_and_layers(index, self._wanted_layers())
         except FrameReadError as e:
@@ -441,7 +442,7 @@ class MainWindow(QtWidgets.QMainWindow):
         change = self.layers.change
         changed = change is not None and change.changed
         self.frame_view.set_warning(change.describe() if changed else "")
-        if changed != (index in self._painted_changed):
+        if changed != (index in self._painted_changed) or was_unreadable:
             self._refresh_strip()  # found changed (or no longer) when shown: pink in the timeline from now on
         self._mark_missing_layers()
         self._follow_selection()

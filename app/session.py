@@ -114,6 +114,7 @@ class ReviewSession:
         # same array, and is not hashed again
         self._digests: OrderedDict[int, tuple[weakref.ref, str]] = OrderedDict()
         self._counts_pending: set[int] = set()  # frames another instance proposed, their targets not counted yet
+        self._readable_again: set[int] = set()  # frames marked unreadable that read since: `refresh_from_disk` says so
         self._adoption_refused = False  # `project_dir` holds another instance's project over other frames
 
     @classmethod
@@ -209,16 +210,19 @@ class ReviewSession:
         `project_dir` since this session opened is taken up (`_open_project`: every frame it holds counts as
         changed). The frames
         found changed on disk before are checked again. Nothing is done while `load_details` reads the project.
-        Returns what changed: the proposals of the frames counted in this call."""
+        Returns what changed: the proposals of the frames counted in this call; and, among the statuses, the frames
+        marked unreadable that read since (`mark_readable`): the queue's "unreadable" is theirs no more."""
         if not self._project_lock.acquire(blocking=False):
             return DiskChanges()
+        readable_again, self._readable_again = {self.stem(i) for i in self._readable_again}, set()
         try:
             project = self.project
             if project is None:
                 if not self._open_project(adopt=True):
-                    return DiskChanges()
+                    return DiskChanges(readable_again)
                 stems, project = self.source.stems, self.project
-                return DiskChanges({s for s in stems if project.status(s) is not ReviewStatus.UNREVIEWED},
+                return DiskChanges({s for s in stems if project.status(s) is not ReviewStatus.UNREVIEWED}
+                                   | readable_again,
                                    {s for s in stems if project.is_predicted(s)},
                                    {s for s in stems if project.has_committed_mask(s)})
             changes = project.changes_on_disk()
@@ -241,7 +245,7 @@ class ReviewSession:
             self._counts_pending.discard(index)
             stem = self.stem(index)
             self.detection_counts[index] = len(project.detections(stem)) if project.has_prediction(stem) else NOT_RUN
-        changes = DiskChanges(changes.statuses, {self.stem(i) for i in counted}, changes.committed)
+        changes = DiskChanges(changes.statuses | readable_again, {self.stem(i) for i in counted}, changes.committed)
         with self._changes_lock:
             rechecked = [i for i in self.changed_frames if self.stem(i) in changes.stems]
         for index in rechecked:
@@ -304,8 +308,12 @@ class ReviewSession:
         return normalization
 
     def frame(self, index: int) -> np.ndarray:
-        """Raw frame (raises FrameReadError for an unreadable one)."""
-        return self.source.frame(index)
+        """Raw frame (raises FrameReadError for an unreadable one). A frame marked unreadable that reads now (its
+        file is back, or was copied in whole since) is marked readable again (`mark_readable`)."""
+        frame = self.source.frame(index)
+        if self.is_unreadable(index):
+            self.mark_readable(index)
+        return frame
 
     def stem(self, index: int) -> str:
         return self.source.stems[index]
@@ -324,6 +332,16 @@ class ReviewSession:
 
     def mark_unreadable(self, index: int) -> None:
         self.detection_counts[index] = UNREADABLE
+
+    def mark_readable(self, index: int) -> None:
+        """Undo `mark_unreadable`: the frame read after all. Its targets are counted again, its layers read again
+        (those read while it was unreadable lack its proposal), and `refresh_from_disk` reports it among the
+        statuses changed, for the timeline and the queue to follow."""
+        project, stem = self.project, self.stem(index)
+        predicted = project is not None and project.has_prediction(stem)
+        self.detection_counts[index] = len(project.detections(stem)) if predicted else NOT_RUN
+        self._forget_files(index)
+        self._readable_again.add(index)
 
     def commit_mask(self, index: int, mask: np.ndarray) -> None:
         self.ensure_project().commit_mask(self.stem(index), mask)
@@ -440,7 +458,7 @@ class ReviewSession:
         (`frame_change`): whether it changed on disk since its work was made."""
         with self._files_lock:
             cached = (wanted | {"prediction"}) & set(FILE_LAYERS) <= self._files.get(index, {}).keys()
-        if cached:
+        if cached or self.is_unreadable(index):  # (one that reads now has its layers read again after it)
             frame, layers = self.frame(index), self._layers(index, wanted)
         else:
             if self._reader is None:
@@ -508,7 +526,8 @@ class ReviewSession:
             elif key == "committed" and project is not None:
                 value = project.committed_mask(stem)
             elif key == "truth" and self.ground_truth is not None:
-                value = self.ground_truth.mask(stem)
+                # None for a mask not to be drawn or scored there; `ground_truth.mask_warnings` says why
+                value = self.ground_truth.frame_mask(stem, self.source.frame_shape(index))
             out[key] = value
         return out
 

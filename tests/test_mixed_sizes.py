@@ -49,7 +49,7 @@ def test_the_project_keeps_each_frames_size(tmp_path):
     source, project = mixed_project(tmp_path)
     assert source.shape is None and project.frame_shape is None
     assert [project.shape_of(s) for s in project.stems] == SIZES
-    assert project.size_text() == source.size_text() == "3 sizes, 32x24 to 45x31"
+    assert project.size_text() == source.size_text() == "3 sizes, widths 28-45, heights 24-40"
     project.save_prediction("img2", FrameResult(np.where(box((40, 28), 8, 10), 3.0, -3.0).astype(np.float32)))
     project.commit_mask("img4", box((31, 45), 10, 12))
     with pytest.raises(ValueError, match=r"mask shape \(24, 32\) != frame shape \(31, 45\)"):
@@ -173,7 +173,7 @@ def test_the_review_window_edits_frames_of_several_sizes(window, tmp_path, qtbot
         cv2.imwrite(str(tmp_path / "data" / "masks" / f"f{i}.png"), truth.astype(np.uint8) * 255)
     predict_ground_truth(tmp_path / "data")
     open_project(window, qtbot, tmp_path / "data")
-    assert "4 frames, 3 sizes, 64x48 to 120x60" in window.statusBar().currentMessage()
+    assert "4 frames, 3 sizes, widths 64-120, heights 48-90" in window.statusBar().currentMessage()
     for i in (1, 3, 0, 2, 1):
         window.timeline.go_to(i)
         qtbot.waitUntil(lambda: window.frame_view.image.image.shape == sizes[i], timeout=5000)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from app.commands import add_normalization_options, normalization_request_of
-from app.core.frames import FrameReadError, SourceError, find_ground_truth, open_source
+from app.core.frames import FrameReadError, SourceError, describe_sizes, find_ground_truth, open_source
 from app.core.normalization import Normalization
 from model.data import name_some
 from model.metrics import box_outside_frame, describe_boxes_outside, read_boxes_csv_lines
@@ -83,7 +83,7 @@ def run(args) -> int:
         print(f"kind:          {source.kind}" + (" (memory-mapped)" if getattr(source, "memory_mapped", False) else ""))
         print(f"frames:        {readable} readable, {len(bad)} unreadable"
               + ("" if args.scan else " so far (--scan decodes every frame)"))
-        print(f"size:          {sizes_text(source_shapes(source))} (width x height)")
+        print(f"size:          {describe_sizes(source_shapes(source))} (width x height)")
         print(f"dtype:         {source.dtype}")
         print(f"value range:   {low}..{high} over {where}")
         print(f"normalisation: {request.for_source(source)}")
@@ -103,20 +103,6 @@ def run(args) -> int:
             for b in bad:
                 print(f"  {b.path}: {b.reason}")
     return 0
-
-
-def sizes_text(shapes) -> str:
-    """(height, width) sizes (None entries ignored) for people: "320x240", or each side's range for several sizes,
-    "381 sizes, widths 135-456, heights 96-388" (one "AxB to CxD" would read as per-side bounds, yet no one
-    frame need be either end)."""
-    sizes = {tuple(shape) for shape in shapes if shape is not None}
-    if not sizes:
-        return "unknown size"
-    if len(sizes) == 1:
-        (height, width), = sizes
-        return f"{width}x{height}"
-    heights, widths = zip(*sizes)
-    return (f"{len(sizes)} sizes, widths {min(widths)}-{max(widths)}, heights {min(heights)}-{max(heights)}")
 
 
 def source_shapes(source, frames: int | None = None) -> list:
@@ -187,7 +173,7 @@ def describe_project(folder: Path, check_frames: bool | None = None) -> int:
     print(f"project:       {project.folder}")
     problem = _source_problem(project, source, source_error)
     print(f"source:        {project.source_path} ({project.source_kind}){problem}")
-    print(f"frames:        {len(project)}, {sizes_text(project_shapes(project))} (width x height)")
+    print(f"frames:        {len(project)}, {describe_sizes(project_shapes(project))} (width x height)")
     print(f"normalisation: {Normalization.from_dict(project.normalization)}")
     print("review:        " + ", ".join(f"{n} {status.value}" for status, n in counts.items()))
     print(f"committed:     {committed} frames with an analyst's mask")

@@ -13,8 +13,11 @@ folder mixed. A multi-page TIFF keeps one size: a page of another size is unread
 Frame indices never change once a source is open, and they do not depend on which frames can be
 read: every image file of a folder (a broken link included) and every page of a multi-page TIFF is a frame.
 A frame that cannot be read (found by the cheap checks at open, or when it is decoded) keeps its index,
-is recorded in `bad_frames`, and `frame(i)` raises `FrameReadError`. The sequence's sample type is the
-one most frame headers give, so a stray frame of another type is the one reported.
+is recorded in `bad_frames`, and `frame(i)` raises `FrameReadError`. A folder's frame is read again by
+`frame(i)` once its file has changed since it failed (a folder back after its share dropped, a file copied in
+whole after being read half-copied), and leaves `bad_frames` when it reads; while its file is unchanged the
+stored reason is raised without reading it. A stack's pages are not read again. The sequence's sample type
+is the one most frame headers give, so a stray frame of another type is the one reported.
 
 A multi-page TIFF cut short keeps the frame count its metadata give (ImageJ's image count, or the shape
 tifffile wrote): the frames the file no longer holds are bad frames. Where no metadata give a count, its
@@ -53,6 +56,10 @@ _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 class SourceError(Exception):
     """The path cannot be opened as a frame source at all (missing, or no readable frame)."""
+
+
+class UnusableMask(ValueError):
+    """A ground-truth mask that reads but cannot be committed as its frame's reference; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -153,13 +160,17 @@ def _mismatch(shape: tuple[int, int], dtype: np.dtype, expected_shape: tuple[int
 
 
 def describe_sizes(shapes) -> str:
-    """(height, width) sizes (None entries ignored) for people: "320x240", or "381 sizes, 135x96 to 418x388"
-    (the smallest and largest by area)."""
-    sizes = sorted({tuple(s) for s in shapes if s is not None}, key=lambda s: (s[0] * s[1], s))
+    """(height, width) sizes (None entries ignored) for people: "320x240", or each side's range for several sizes,
+    "381 sizes, widths 135-456, heights 96-388" (one "AxB to CxD" would read as per-side bounds, yet no one
+    frame need be either end)."""
+    sizes = {tuple(shape) for shape in shapes if shape is not None}
     if not sizes:
         return "unknown size"
-    (h0, w0), (h1, w1) = sizes[0], sizes[-1]
-    return f"{w0}x{h0}" if len(sizes) == 1 else f"{len(sizes)} sizes, {w0}x{h0} to {w1}x{h1}"
+    if len(sizes) == 1:
+        (height, width), = sizes
+        return f"{width}x{height}"
+    heights, widths = zip(*sizes)
+    return f"{len(sizes)} sizes, widths {min(widths)}-{max(widths)}, heights {min(heights)}-{max(heights)}"
 
 
 def frame_digest(frame: np.ndarray) -> str:
@@ -190,6 +201,7 @@ def _tiff_page_to_gray(page: np.ndarray, path) -> np.ndarray:
 
 
 BACKGROUND_NICENESS = 10
+_NOT_LOOKED = object()  # a bad frame's file state not taken yet
 
 
 def lower_thread_priority() -> None:
@@ -259,6 +271,8 @@ class FrameSource:
         self.cache_size = max(1, int(cache_size))
         self.prefetch_depth = max(0, min(int(prefetch), self.cache_size - 1))
         self._bad_index: dict[int, BadFrame] = {b.index: b for b in bad_frames if b.index is not None}
+        # index -> `_file_state` of a bad frame when it failed: `frame` reads it again once that changes
+        self._bad_state: dict[int, object] = {i: self._file_state(i) for i in self._bad_index}
         self._without_index: list[BadFrame] = [b for b in bad_frames if b.index is None]
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._in_flight: dict[int, Future] = {}
@@ -277,6 +291,12 @@ class FrameSource:
         """The file that holds frame i (for a stack, the stack file)."""
         return str(self.path)
 
+    def _file_state(self, i: int) -> object:
+        """What changes when frame i's file is replaced, comes back or is written further (a folder's frames: the
+        file's stat); a bad frame is read again only when it has changed. Always None here: a stack's pages are
+        not read again."""
+        return None
+
     def __len__(self) -> int:
         return len(self.stems)
 
@@ -286,7 +306,8 @@ class FrameSource:
         return self.shape is None
 
     def frame_shape(self, i: int) -> tuple[int, int] | None:
-        """(height, width) of frame i; None for a frame of a mixed-size folder that was unreadable at open."""
+        """(height, width) of frame i; None for a frame of a mixed-size folder that was unreadable at open (until
+        it reads)."""
         i = self._check_index(i)
         return self.shape if self._frame_shapes is None else self._frame_shapes[i]
 
@@ -326,29 +347,42 @@ class FrameSource:
             raise IndexError(f"frame {i} out of range 0..{len(self) - 1}")
         return i
 
-    def _decode(self, i: int) -> np.ndarray:
-        """Decode frame i (no cache), validate it against the sequence, record it if bad."""
+    def _decode(self, i: int, retry: bool = False) -> np.ndarray:
+        """Decode frame i (no cache), validate it against the sequence, record it if bad. A frame known bad raises
+        its reason again without a read, unless `retry` is asked and its file has changed since it failed."""
         with self._lock:
-            bad = self._bad_index.get(i)
+            bad, failed_state = self._bad_index.get(i), self._bad_state.get(i)
+        state = _NOT_LOOKED
         if bad is not None:
-            raise FrameReadError(bad.path, bad.reason)
+            state = self._file_state(i) if retry else failed_state
+            if state == failed_state:
+                raise FrameReadError(bad.path, bad.reason)
         try:
             image = self._load(i)
-            if self._frame_shapes is None:
-                mismatch = _mismatch(image.shape, image.dtype, self.shape, self.dtype)
-            else:  # a mixed-size folder: the size the file's header gave at open
-                mismatch = _mismatch(image.shape, image.dtype, self._frame_shapes[i], self.dtype, "its header's")
+            expected = self.shape if self._frame_shapes is None else self._frame_shapes[i]
+            # a mixed-size folder's frame: the size its header gave at open (none for one unreadable then)
+            whose = "the sequence's" if self._frame_shapes is None else "its header's"
+            mismatch = _mismatch(image.shape, image.dtype, expected or image.shape, self.dtype, whose)
             if mismatch is not None:
                 if self.kind == "tiff":  # the stack's file holds every frame: name the page, as a missing one is
                     mismatch = f"page {i + 1}: {mismatch}"
                 raise FrameReadError(self.frame_path(i), mismatch)
         except FrameReadError as e:
+            if state is _NOT_LOOKED:
+                state = self._file_state(i)
             with self._lock:
-                self._bad_index.setdefault(i, BadFrame(e.path, e.reason, i, self.stems[i]))
+                self._bad_index[i] = BadFrame(e.path, e.reason, i, self.stems[i])
+                self._bad_state[i] = state
             raise
         finally:
             with self._lock:
                 self._decodes += 1
+        with self._lock:
+            if bad is not None:  # read again, and readable now
+                self._bad_index.pop(i, None)
+                self._bad_state.pop(i, None)
+            if expected is None:
+                self._frame_shapes[i] = image.shape
         image.flags.writeable = False
         return image
 
@@ -392,7 +426,7 @@ class FrameSource:
                 with self._lock:
                     image = self._cache.get(i)
             if image is None:
-                image = self._decode(i)
+                image = self._decode(i, retry=True)
                 self._store(i, image)
         self.prefetch(i, self._direction)
         return image
@@ -480,6 +514,13 @@ class FolderSource(FrameSource):
 
     def frame_path(self, i: int) -> str:
         return self.files[i]
+
+    def _file_state(self, i: int) -> tuple | None:
+        try:
+            stat = os.stat(self.files[i])
+        except OSError:  # missing (a share dropped, a broken link)
+            return None
+        return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
     def _load(self, i: int) -> np.ndarray:
         return read_gray(self.files[i])
@@ -687,7 +728,9 @@ def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
         first_index = i
         break
     if first is None:
-        raise SourceError(f"{path}: none of the {len(entries)} image files is readable")
+        reason, count = Counter(unreadable.values()).most_common(1)[0]
+        others = "" if count == len(unreadable) else f" ({count} of them; the others for other reasons)"
+        raise SourceError(f"{path}: none of the {len(entries)} image files is readable: {reason}{others}")
     dtype = first.dtype
     sizes = {(info[0], info[1]) for i, info in enumerate(headers) if info is not None and i not in unreadable}
     sizes.add(first.shape)
@@ -852,14 +895,16 @@ class GroundTruth:
 
     Masks are read with the metrics' rule (`model.metrics.ground_truth_target`): 255 is target, a pure
     0/1 mask is accepted. A mask whose other nonzero values are therefore dropped (an interpolated mask)
-    is listed in `mask_warnings` when it is read. A boxes.csv that cannot be read leaves the boxes out and
-    says why in `boxes_error`; the masks are still used.
+    is listed in `mask_warnings` when it is read. One left with no target pixel by that is not taken as a
+    reference to commit (`mask` raises UnusableMask), and one of another size than its frame is not shown or
+    scored over it (`frame_mask`: listed in `mask_warnings` too). A boxes.csv that cannot be read leaves the
+    boxes out and says why in `boxes_error`; the masks are still used.
     """
 
     def __init__(self, masks_dir: Path | None, boxes_path: Path | None, stems: Sequence[str] = ()):
         self.masks_dir = masks_dir
         self.boxes_path = boxes_path
-        self.mask_warnings: list[tuple[Path, str]] = []  # (mask file, what is wrong with it), once per file
+        self.mask_warnings: list[tuple[Path, str]] = []  # (mask file, what is wrong with it), each once
         self._warnings_lock = threading.Lock()
         self._mask_files: dict[str, Path] = {}
         if masks_dir is not None:
@@ -877,20 +922,42 @@ class GroundTruth:
         self.numbering = number_clip_frames([Path(f"{stem}.png") for stem in stems], self._boxes)
 
     def mask(self, stem: str) -> np.ndarray | None:
-        """Boolean mask for the frame's stem (SIRST's `_pixels0` suffix accepted); None without one."""
-        file = self._mask_files.get(stem) or self._mask_files.get(f"{stem}_pixels0")
-        if file is None:
+        """Boolean mask for the frame's stem (SIRST's `_pixels0` suffix accepted), as a reference to commit; None
+        without one. Raises UnusableMask for one whose nonzero pixels are all interpolated (blurred, or saved as
+        JPEG): none is target, so it would commit an empty mask. FrameReadError for one that cannot be read."""
+        mask, dropped = self._read(stem)
+        if dropped and not mask.any():
+            raise UnusableMask(f"all its {dropped} nonzero pixels are strictly between 0 and 255 (interpolated "
+                               "mask?): none is target, so it would commit an empty mask")
+        return mask
+
+    def frame_mask(self, stem: str, shape: tuple[int, int] | None) -> np.ndarray | None:
+        """The mask to show and score over its frame, of `shape` (None: not known), read as the metrics read it (an
+        interpolated one's target may be empty); None also for one of another size, which `mask_warnings` names."""
+        mask, _ = self._read(stem)
+        if mask is not None and shape is not None and mask.shape != tuple(shape):
+            self._warn(self._file_of(stem), f"mask {mask.shape[1]}x{mask.shape[0]} differs from the frame's "
+                                            f"{shape[1]}x{shape[0]}; not used")
             return None
+        return mask
+
+    def _read(self, stem: str) -> tuple[np.ndarray | None, int]:
+        """(the mask, its `interpolated_pixels`)."""
+        file = self._file_of(stem)
+        if file is None:
+            return None, 0
         values = read_gray(file)
-        mask = ground_truth_target(values)
         dropped = interpolated_pixels(values)
         if dropped:
             self._warn(file, f"{dropped} pixels strictly between 0 and 255 are not target (interpolated mask?)")
-        return mask
+        return ground_truth_target(values), dropped
+
+    def _file_of(self, stem: str) -> Path | None:
+        return self._mask_files.get(stem) or self._mask_files.get(f"{stem}_pixels0")
 
     def _warn(self, file: Path, reason: str) -> None:
         with self._warnings_lock:
-            if not any(f == file for f, _ in self.mask_warnings):
+            if (file, reason) not in self.mask_warnings:
                 self.mask_warnings.append((file, reason))
 
     def boxes(self, frame_index: int) -> list[tuple[float, float, float, float]]:

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from app.core.frames import FrameReadError, SourceError, frame_digest, open_source
+from app.core.frames import FrameReadError, SourceError, UnusableMask, frame_digest, open_source
 from app.core.project import ReviewProject, ReviewStatus
 
 READ_ERRORS = (FrameReadError, OSError, KeyError, IndexError, ValueError)
@@ -72,8 +72,10 @@ def import_labels(
     frame is read from a source of its own opened on `source_path` (default: the project's source) without
     read-ahead, and only when that cannot be opened through the project's `frame_sha1_of`; else none is recorded.
 
-    A mask that cannot be read, has another size than its frame, or would be committed over a frame that
-    cannot be read now (when fingerprints are recorded) is refused with the reason; the rest go on.
+    A mask that cannot be read, is unusable (`read_mask` raises UnusableMask: such as a ground-truth mask whose
+    nonzero pixels are all interpolated, which would commit an empty mask), has another size than its frame, or
+    would be committed over a frame that cannot be read now (when fingerprints are recorded) is refused with the
+    reason; the rest go on.
     `cancelled` stops between frames (what was committed stays, each frame whole); `progress(done, total)`
     after each frame."""
     report = LabelImportReport()
@@ -120,6 +122,9 @@ def _import_one(project: ReviewProject, stem: str, read_mask, replace: bool, rep
         return
     try:
         reference = read_mask(stem)
+    except UnusableMask as e:
+        report.refused.append((stem, str(e)))
+        return
     except (FrameReadError, OSError, ValueError) as e:
         report.refused.append((stem, f"unreadable mask: {getattr(e, 'reason', e)}"))
         return
