@@ -59,8 +59,8 @@ def test_reference_masks_become_undoable_committed_masks_and_the_analysts_work_i
     assert report.imported == ["im0"] and report.unchanged == ["im2"] and report.kept == ["im1"]
     assert report.reviewed == ["im3"] and report.missing == ["im4"]
     assert report.refused == [("im5", "mask 10x10 differs from the frame's 32x24")]
-    assert report.summary() == ("1 masks committed, 1 already committed, 1 frames kept their own committed mask, "
-                                "1 reviewed frames left alone, 1 frames without a mask, 1 masks refused")
+    assert report.summary() == ("1 mask committed, 1 already committed, 1 frame kept its own committed mask, "
+                                "1 reviewed frame left alone, 1 frame without a mask, 1 mask refused")
     np.testing.assert_array_equal(project.committed_mask("im0"), masks["im0"])
     np.testing.assert_array_equal(project.committed_mask("im1"), box(0, 0))
     assert project.status("im0") is ReviewStatus.UNREVIEWED and project.status("im3") is ReviewStatus.CORRECTED
@@ -109,7 +109,7 @@ def test_cli_takes_the_ground_truth_beside_the_source_or_a_folder(tmp_path, caps
     capsys.readouterr()
     assert main(["import-labels", str(project.folder)]) == 0
     out, err = capsys.readouterr()
-    assert out == (f"{project.folder}: 4 masks committed, 1 reviewed frames left alone, 1 masks refused "
+    assert out == (f"{project.folder}: 4 masks committed, 1 reviewed frame left alone, 1 mask refused "
                    f"(masks from {tmp_path / 'data' / 'masks'})\n")
     # interpolated through and through: it would commit an empty mask over a frame with a target
     assert ("refused im5: all its 768 nonzero pixels are strictly between 0 and 255 (interpolated mask?): none is "
@@ -123,7 +123,7 @@ def test_cli_takes_the_ground_truth_beside_the_source_or_a_folder(tmp_path, caps
     other.mkdir()
     cv2.imwrite(str(other / "im0_pixels0.png"), box(10, 10).astype(np.uint8) * 255)
     assert main(["import-labels", str(project.folder), "--masks", str(other)]) == 0
-    assert ("0 masks committed, 1 frames kept their own committed mask, 1 reviewed frames left alone, 4 frames "
+    assert ("0 masks committed, 1 frame kept its own committed mask, 1 reviewed frame left alone, 4 frames "
             "without a mask") in capsys.readouterr().out
     assert main(["import-labels", str(project.folder), "--masks", str(other), "--replace"]) == 0
     np.testing.assert_array_equal(ReviewProject.open(project.folder).committed_mask("im0"), box(10, 10))
@@ -170,7 +170,7 @@ def test_cli_records_the_frame_each_mask_is_committed_over_and_export_skips_a_fr
     capsys.readouterr()
     assert main(["import-labels", str(project.folder)]) == 0
     captured = capsys.readouterr()
-    assert "2 masks committed, 1 masks refused" in captured.out
+    assert "2 masks committed, 1 mask refused" in captured.out
     assert "refused im2: its frame cannot be read to record which pixels the mask is committed over" in captured.err
     opened = ReviewProject.open(project.folder)
     with open_source(images) as source:
@@ -244,7 +244,7 @@ def test_the_window_commits_the_ground_truth_in_the_background(window, fresh_seq
     gate.set()
     qtbot.waitUntil(lambda: not tools.writing, timeout=30000)
     qtbot.waitUntil(lambda: "Ground truth: 58 masks committed" in window.statusBar().currentMessage(), timeout=5000)
-    assert ("1 frames kept their own committed mask, 1 reviewed frames left alone"
+    assert ("1 frame kept its own committed mask, 1 reviewed frame left alone"
             in window.statusBar().currentMessage())
     truth = session.ground_truth
     for i in (0, 3, 59):

@@ -167,7 +167,7 @@ def test_an_interpolated_mask_with_no_target_pixel_is_not_committed_and_the_repo
               "target, so it would commit an empty mask")
     assert report.refused == [("000003", reason)]
     assert len(report.imported) == 11 and "000003" not in report.imported
-    assert report.summary() == "11 masks committed, 1 masks refused"
+    assert report.summary() == "11 masks committed, 1 mask refused"
     assert not project.has_committed_mask("000003") and project.status("000003") is ReviewStatus.UNREVIEWED
     # shown, it is read as the metrics read it (no target), with the warning the window's status bar shows
     assert not session.layers(2, {"truth"}).truth_mask.any()

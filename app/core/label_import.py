@@ -41,18 +41,22 @@ class LabelImportReport:
     refused: list[tuple[str, str]] = field(default_factory=list)  # (stem, why the mask cannot be used)
 
     def summary(self) -> str:
-        parts = [f"{len(self.imported)} masks committed"]
+        parts = [_count(len(self.imported), "mask committed", "masks committed")]
         if self.unchanged:
             parts.append(f"{len(self.unchanged)} already committed")
         if self.kept:
-            parts.append(f"{len(self.kept)} frames kept their own committed mask")
+            parts.append(_count(len(self.kept), "frame kept its own committed mask", "frames kept their own committed mask"))
         if self.reviewed:
-            parts.append(f"{len(self.reviewed)} reviewed frames left alone")
+            parts.append(_count(len(self.reviewed), "reviewed frame left alone", "reviewed frames left alone"))
         if self.missing:
-            parts.append(f"{len(self.missing)} frames without a mask")
+            parts.append(_count(len(self.missing), "frame without a mask", "frames without a mask"))
         if self.refused:
-            parts.append(f"{len(self.refused)} masks refused")
+            parts.append(_count(len(self.refused), "mask refused", "masks refused"))
         return ", ".join(parts)
+
+
+def _count(n: int, one: str, several: str) -> str:
+    return f"{n} {one if n == 1 else several}"
 
 
 def import_labels(
