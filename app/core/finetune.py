@@ -28,7 +28,10 @@ base data and options, on the same held-out and training frames, whose masks may
 since; the device, workers and precision may differ, and the epochs may grow) and it is not finished (its
 last.pt holds fewer epochs than asked). Otherwise a new run folder is begun beside it, and the note says
 why: `irsam train` refuses to resume a run with other settings (it would mix two runs), and a finished
-run has nothing left to train.
+run has nothing left to train. It refuses a run whose reviewed training frames hold no target pixel (nor
+the base data: the network would learn to find nothing), and warns when the held-out frames hold none
+(validation then cannot choose the epoch). The job's settings are recorded in its run folder's
+finetune.json (`recorded_run`), for the dialog to offer them again.
 
 The process runs in its own process group (so `cancel` also stops any workers it started) with its
 output in OUT/train.log; `poll` returns the per-epoch records of OUT/metrics.jsonl as they arrive,
@@ -55,7 +58,16 @@ from PIL import Image
 from app.core.export import ExportError, ExportReport, dataset_paths, export_project
 from app.core.project import ReviewProject, utc_now
 from model.atomic import atomic_write_json, atomic_write_text
-from model.data import NOT_EIGHT_BIT_MODES, extra_data_samples, name_some, find_dataset, read_image_gray, read_mask, read_split
+from model.data import (
+    NOT_EIGHT_BIT_MODES,
+    extra_data_samples,
+    find_dataset,
+    name_some,
+    read_image_gray,
+    read_mask,
+    read_mask_noting_interpolation,
+    read_split,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOB_FORMAT = "irsam-finetune-job/1"
@@ -96,6 +108,11 @@ def hold_out(stems: Sequence[str], frames_meta: dict, val_fraction: float = 0.2)
     (frames,) = ordered.values()
     cut = len(frames) - min(wanted, len(frames) - 1)
     return HoldOut(frames[:cut], frames[cut:], "block")
+
+
+def frame_count(count: int) -> str:
+    """"1 frame", "8 frames"."""
+    return f"{count} frame" if count == 1 else f"{count} frames"
 
 
 def format_duration(seconds: float) -> str:
@@ -172,7 +189,8 @@ class FineTuneJob:
         self.export_dir, self.out_dir = Path(self.export_dir), Path(self.out_dir)
         self.process: subprocess.Popen | None = None
         self.records: list[dict] = []  # every metrics record polled so far
-        self.warnings: list[str] = []  # every warning line of this run's log polled so far
+        # the preparation's warnings (`check_targets`), then every warning line of this run's log polled so far
+        self.warnings: list[str] = []
         self._metrics_offset = 0
         self._log_offset = 0
         self._log = None
@@ -275,6 +293,37 @@ class FineTuneJob:
             arguments += ["--extra-data", str(folder)]
         return arguments + [str(a) for a in self.extra_args]
 
+    def settings(self) -> dict:
+        """The options the job was made with, as FineTuneJob takes them (JSON): what `recorded_run` reads
+        back, so that the dialog offers them again for this run's folder."""
+        return {"init_weights": str(self.init_weights) if self.init_weights else None,
+                "base_data": [str(entry) for entry in self.base_data or []], "epochs": int(self.epochs),
+                "config": self.config, "device": self.device, "extra_args": [str(a) for a in self.extra_args]}
+
+    def check_targets(self) -> None:
+        """Refuse a run with nothing to learn (FineTuneSetupError): no target pixel in the reviewed frames
+        trained on (the hold-out chosen) nor in the base data; the network would learn to find nothing. When
+        the held-out frames hold no target, every epoch scores validation IoU 0, so best.pt keeps the first
+        epoch validated: that goes into `warnings`."""
+        exported = {s.stem: s for s in find_dataset(self.data_root / "images", self.data_root / "masks", None)}
+
+        def any_target(samples) -> bool:
+            return any(read_mask_noting_interpolation(sample.mask_path)[0].any() for sample in samples)
+
+        if not any_target(exported[stem] for stem in self.holdout.train if stem in exported):
+            if not any(any_target(extra_data_samples(entry)) for entry in self.base_data or []):
+                also = f", and neither has {self.base_data[0]} (Also train on)" if self.base_data else ""
+                raise FineTuneSetupError(
+                    f"Nothing to train on: no reviewed frame trained on ({frame_count(len(self.holdout.train))}) has "
+                    f"a target, as they are marked negative or their masks are empty{also}. The network would "
+                    "learn to find nothing: accept or correct frames that show a target first.")
+        if not any_target(exported[stem] for stem in self.holdout.val if stem in exported):
+            which = "the last reviewed ones" if self.holdout.by == "block" else "the last sequences by name"
+            self.warnings.append(
+                f"warning: no frame held out for validation ({frame_count(len(self.holdout.val))}, {which}) has a "
+                "target, so validation cannot tell the epochs apart: best.pt keeps the first epoch validated, "
+                "and the comparison of old and new weights can only count false alarms (Fa).")
+
     # --- running --------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -294,6 +343,7 @@ class FineTuneJob:
             "n_train": len(self.holdout.train),
             "n_val": len(self.holdout.val),
             "n_base": self.base_frames,
+            "settings": self.settings(),
         })
         self._log = open(self.log_path, "ab")
         self._log_offset = self.log_path.stat().st_size  # a resumed run appends: only its own lines are read
@@ -437,6 +487,7 @@ def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: st
 
     try:
         job.choose_holdout()
+        job.check_targets()
         note = choose_run_folder(job, folder)
         job.write_split_files()
         job.read_config_args()
@@ -453,6 +504,37 @@ def run_folders(folder: Path) -> dict[int, Path]:
         if path.is_dir() and (suffix == "" or suffix[:1] == "-" and suffix[1:].isdecimal()):
             numbered[int(suffix[1:] or 1)] = path
     return dict(sorted(numbered.items()))
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """`recorded_run`'s result."""
+
+    out_dir: Path
+    settings: dict  # FineTuneJob.settings() of its last start
+    epochs_done: int  # by its metrics.jsonl
+
+    @property
+    def finished(self) -> bool:
+        return self.epochs_done >= int(self.settings["epochs"])
+
+
+def recorded_run(folder: str | Path) -> RecordedRun | None:
+    """The latest run of fine-tune folder `folder` (the one Start resumes or begins a new one beside:
+    `choose_run_folder`) with the settings its finetune.json recorded; None without one (no run yet, or
+    one started by a version that did not record them)."""
+    runs = run_folders(Path(folder))
+    if not runs:
+        return None
+    out_dir = runs[max(runs)]
+    try:
+        settings = json.loads((out_dir / "finetune.json").read_text(encoding="utf-8"))["settings"]
+        lines, _ = _complete_lines(out_dir / "metrics.jsonl", 0)
+        done = max((int(json.loads(line)["epoch"]) for line in lines if line.strip()), default=0)
+        int(settings["epochs"])  # a dict, with the epochs every reader needs
+        return RecordedRun(out_dir, settings, done)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def choose_run_folder(job: FineTuneJob, folder: Path) -> str:

@@ -5,9 +5,10 @@ Start prepares the run in a worker thread (app.core.finetune.prepare_run: the ba
 export, its progress shown, the run folder chosen: resumed or new); the dialog is window-modal only then,
 as the export reads the project. The training process is then polled by a QTimer (metrics.jsonl, one record
 per epoch, and the warning lines of train.log, shown from when they appear until the next start) while the
-main window is free for reviewing; the comparison runs in a worker thread, cancelled between frames.
-Closing the dialog while training asks before stopping the process (it can be resumed from its folder);
-quitting the app stops it.
+main window is free for reviewing; the comparison runs in a worker thread, cancelled between frames (on
+close, and when Start begins another run: a comparison only ever shows for the run it scored).
+Closing the dialog while training asks before stopping the process (it can be resumed from its folder:
+the dialog proposes that folder again, with the settings of its latest run); quitting the app stops it.
 """
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ from app.core.finetune import (
     compare_weights,
     describe_cancelled,
     format_duration,
+    frame_count,
     prepare_run,
+    recorded_run,
 )
 from app.widgets.workers import CancellableCallWorker, ProgressCallWorker, WorkerRunner
 
@@ -43,6 +46,12 @@ COMPARED = (("iou", "IoU %", 100), ("niou", "nIoU %", 100), ("pd", "Pd %", 100),
 FAILURE_LINES = 6  # the failure box's height: a longer text scrolls
 SEQUENCE_CLOSED = ("The sequence this dialog fine-tunes on was closed: open Tools > Fine-tune on corrections... "
                    "again to train on the one open now.")
+
+
+def time_left(seconds: float) -> str:
+    """"under a minute left", "about 12 min left"."""
+    duration = format_duration(seconds)
+    return f"{duration} left" if duration == format_duration(0) else f"about {duration} left"
 
 
 def default_run_folder(project_folder: Path) -> Path:
@@ -98,6 +107,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.settings = settings  # remembers the "Also train on" folder between runs
         self.export_refusal = export_refusal
         self.job: FineTuneJob | None = None
+        self.compared_job: FineTuneJob | None = None  # whose old-vs-new comparison runs; None once dropped
         self.compare_runner = WorkerRunner(self)
         self.export_runner = WorkerRunner(self)  # the export, and the run's preparation around it
         self.setWindowTitle("Fine-tune on corrections")
@@ -106,7 +116,8 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.folder.setToolTip(
             "data/ (the reviewed frames, exported again at every Start) and run/ (checkpoints, metrics, train.log)\n"
             "go here. Start resumes the run there when it was stopped with the same settings and reviewed frames;\n"
-            "otherwise a new run begins beside it (run-2, run-3, ...). The dialog proposes it again next time.")
+            "otherwise a new run begins beside it (run-2, run-3, ...). The dialog proposes it again next time,\n"
+            "with the settings of its latest run.")
         self.weights = QtWidgets.QLineEdit(base_weights or "")
         self.weights.setPlaceholderText("none: train from MobileSAM / scratch")
         self.epochs = QtWidgets.QSpinBox()
@@ -165,8 +176,13 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.comparison = QtWidgets.QTableWidget(2, len(COMPARED))
         self.comparison.setVerticalHeaderLabels(["old weights", "new weights"])
         self.comparison.setHorizontalHeaderLabels([label for _, label, _ in COMPARED])
-        self.comparison.setMaximumHeight(90)
         self.comparison.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.comparison.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
+        self.comparison.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+        self.comparison.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+        self.comparison.setFixedHeight(self.comparison.horizontalHeader().sizeHint().height()
+                                       + self.comparison.verticalHeader().length()
+                                       + 2 * self.comparison.frameWidth())  # its two rows, no band below
         self.comparison.hide()  # until there is one: the plot keeps its room
 
         self.start_button = QtWidgets.QPushButton("Start")
@@ -192,6 +208,9 @@ class FineTuneDialog(QtWidgets.QDialog):
         layout.addWidget(self.comparison)
         layout.addLayout(buttons)
         self.resize(640, 620)
+        restored = self._restore_run_settings()
+        if restored:
+            self.status.setText(f"{restored}\n{self.status.text()}")
 
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(POLL_MS)
@@ -224,6 +243,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         for box in (self.warnings, self.failure):
             box.clear()
             box.hide()
+        self._drop_comparison()
         options = dict(init_weights=self.weights.text().strip() or None, epochs=self.epochs.value(),
                        base_data=[Path(base).expanduser()] if base else None,
                        config=CONFIG_CHOICES[self.config.currentText()], device=self.device.currentText(),
@@ -276,8 +296,9 @@ class FineTuneDialog(QtWidgets.QDialog):
         base = self.job.base_data[0] if self.job.base_data else None
         also = f" plus {self.job.base_frames} of {base}" if base else ""
         note = f"{prepared.note}\n" if prepared.note else ""
-        self.status.setText(f"{note}Training on {len(self.job.holdout.train)} frames{also}, validating on "
+        self.status.setText(f"{note}Training on {frame_count(len(self.job.holdout.train))}{also}, validating on "
                             f"{len(self.job.holdout.val)} (held out by {self.job.holdout.by}); log: {self.job.log_path}")
+        self._show_warnings()
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.timer.start()
@@ -339,6 +360,31 @@ class FineTuneDialog(QtWidgets.QDialog):
     def _remember_folder(self) -> None:
         remember_run_folder(self.settings, self.project_folder, self.folder.text().strip())
 
+    def _restore_run_settings(self) -> str:
+        """Show the settings the latest run in the proposed folder was started with, so that Start resumes it
+        (or begins a new run like it beside a finished one). Its base weights only when Start can resume it:
+        a new run starts from the weights the detector uses now. Returns what was restored, for the status."""
+        run = recorded_run(Path(self.folder.text().strip()).expanduser())
+        if run is None:
+            return ""
+        settings, epochs = run.settings, int(run.settings["epochs"])
+        if not run.finished:
+            self.weights.setText(settings.get("init_weights") or "")
+        base_data = settings.get("base_data") or []
+        self.base_data.setText(str(base_data[0]) if base_data else "")
+        self.epochs.setValue(epochs)
+        config_labels = {name: label for label, name in CONFIG_CHOICES.items()}
+        self.config.setCurrentText(config_labels.get(settings.get("config"), self.config.currentText()))
+        self.device.setCurrentText(str(settings.get("device", self.device.currentText())))
+        self.extra.setText(shlex.join(str(a) for a in settings.get("extra_args", [])))
+        restored = f"Settings of the run in {run.out_dir} restored"
+        if run.finished:
+            return f"{restored}; it did all its {epochs} epochs, so Start begins a new run beside it."
+        if run.epochs_done:
+            return (f"{restored}: Start resumes it after epoch {run.epochs_done} of {epochs} while the reviewed "
+                    "frames stay the same.")
+        return f"{restored}."
+
     def cancel(self) -> None:
         if self.job is not None and self.job.running:
             self.job.cancel()
@@ -356,6 +402,23 @@ class FineTuneDialog(QtWidgets.QDialog):
         job = self.job
         return bool(job.records) and int(job.records[-1]["epoch"]) >= job.epochs and job.best_path.is_file()
 
+    def _new_weights_ready(self) -> bool:
+        """Whether the dialog's run ended, having trained its epochs, and left its best.pt, while no new run is
+        being prepared: what "Use new weights" takes."""
+        job = self.job
+        return (job is not None and not job.running and not self.export_runner.busy and job.best_path.is_file()
+                and (job.returncode == 0 or self._trained_every_epoch()))
+
+    def _drop_comparison(self) -> None:
+        """A new run is being started: the comparison of the last one is cancelled, its result ignored."""
+        self.compare_runner.cancel()
+        self.compared_job = None
+        self.use_button.setEnabled(False)
+
+    def _show_warnings(self) -> None:
+        self.warnings.setText("\n".join(self.job.warnings))
+        self.warnings.setVisible(bool(self.job.warnings))
+
     def _stopped(self) -> None:
         if self.job is not None and self.job.records:  # no time left to count down
             self.progress.setFormat(f"epoch {self.job.records[-1]['epoch']}/{self.job.epochs}")
@@ -372,11 +435,10 @@ class FineTuneDialog(QtWidgets.QDialog):
             self.iou_curve.setData(epochs, [r.get("val_iou", math.nan) for r in job.records])
             self.progress.setValue(round(100 * job.progress()))
             remaining = job.remaining_seconds()
-            self.progress.setFormat(f"epoch {epochs[-1]}/{job.epochs}" + (
-                f", about {format_duration(remaining)} left" if remaining else ""))
+            left = f", {time_left(remaining)}" if remaining else ""
+            self.progress.setFormat(f"epoch {epochs[-1]}/{job.epochs}{left}")
         if job.poll_warnings():
-            self.warnings.setText("\n".join(job.warnings))
-            self.warnings.show()
+            self._show_warnings()
         if code is None:
             return
         self._stopped()
@@ -392,16 +454,19 @@ class FineTuneDialog(QtWidgets.QDialog):
                                                                    job.validation_samples(), cancelled=cancelled),
                                            cancelled)
             worker.finished.connect(self._compared)
+            self.compared_job = job
             self.compare_runner.start(worker)
         else:
             self.status.setText(f"Training done: {job.best_path}")
-            self.use_button.setEnabled(job.best_path.exists())
+            self.use_button.setEnabled(self._new_weights_ready())
 
     def _compared(self, result, error) -> None:
         worker = self.sender()
         if worker is None or worker is not self.compare_runner.worker:  # cancelled: the dialog was closed
             return
         self.compare_runner.release_if_done(worker)
+        if self.compared_job is not self.job or (result is None and error is None):  # dropped by a new Start
+            return
         if error:
             self._show_failure(f"Training done: {self.job.best_path}; the comparison failed:", error)
         else:
@@ -412,9 +477,11 @@ class FineTuneDialog(QtWidgets.QDialog):
                         "-" if value is None or math.isnan(value) else f"{scale * value:.2f}"))
             self.comparison.show()
             self.status.setText(f"Training done: {self.job.best_path}")
-        self.use_button.setEnabled(True)
+        self.use_button.setEnabled(self._new_weights_ready())
 
     def _use_weights(self) -> None:
+        if not self._new_weights_ready():
+            return
         self.useWeightsRequested.emit(str(self.job.best_path))
         self.accept()
 
