@@ -5,6 +5,8 @@ with config and metadata (its code version names the git commit when run from a 
 Our format (`FORMAT`) is a dict
     {"format": "irsam-review/1", "config": IRSAMConfig.to_dict(), "model": state_dict, "metadata": {...}}
 Every file is read with `torch.load(weights_only=True)`: a checkpoint can never execute code.
+A training resume state (`irsam train`'s OUT/last.pt: model.train) holds the model's state_dict under "model"
+and its config as a JSON string; it loads as the network it stores.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from model.data import name_some
 FORMAT = "irsam-review/1"
 _FORMAT_FAMILY = "irsam-review/"
 _WRAPPER_KEYS = ("model", "state_dict")
+RESUME_STATE_KEYS = {"model", "optimizer", "scheduler", "epoch"}  # what every last.pt of irsam train holds
 _MAX_LISTED = 12
 
 
@@ -261,23 +264,57 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: IRSAMConf
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def is_resume_state(obj: object) -> bool:
+    """Whether `obj` (a file's content) is a training resume state, irsam train's last.pt."""
+    return isinstance(obj, dict) and "format" not in obj and RESUME_STATE_KEYS <= obj.keys()
+
+
+def stored_config(obj: object, source: str) -> IRSAMConfig | None:
+    """The network config a file's content stores: our format's, or a resume state's (a JSON string); None for
+    a file without one (a plain state_dict, a resume state from before configs were stored)."""
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        stored = obj.get("config")
+    elif is_resume_state(obj) and "config" in obj:
+        try:
+            stored = json.loads(obj["config"])
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{source}: invalid stored config ({error})") from error
+    else:
+        return None
+    try:
+        if not isinstance(stored, dict):
+            raise TypeError(f"a {type(stored).__name__}, not a mapping")
+        return IRSAMConfig.from_dict(stored)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{source}: invalid stored config ({error})") from error
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], IRSAMConfig | None]:
+    """(`load_state_dict_file`, the config the file stores or None): for initialising from a file, whose stored
+    config only serves to name its network, so a damaged one counts as none."""
+    obj = read_torch_file(path)
+    try:
+        config = stored_config(obj, str(path))
+    except CheckpointError:
+        config = None
+    return _unwrap(obj, str(path)), config
+
+
 def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> tuple[nn.Module, IRSAMConfig, dict]:
     """(model in eval mode, its config, metadata). `config_name` is the network asked for (--config): files
     without a stored config hold weights of that preset (when None: official, or the one preset whose tensor
-    names and shapes they have), and a file storing another config is refused."""
+    names and shapes they have), and a file storing another config is refused. A training resume state (last.pt)
+    loads its model weights (not the --ema-decay average) as the network it stores, with no metadata (its decision
+    threshold is 0: the calibrated one is in best.pt)."""
     obj = read_torch_file(path)
-    config, metadata = (preset(config_name) if config_name else official()), {}
-    config_stored = isinstance(obj, dict) and obj.get("format") == FORMAT
-    if config_stored:
-        try:
-            if not isinstance(obj["config"], dict):
-                raise TypeError(f"a {type(obj['config']).__name__}, not a mapping")
-            config = IRSAMConfig.from_dict(obj["config"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{path}: invalid stored config ({error})") from error
-        if config_name and config.name != config_name:
-            raise CheckpointError(f"{path}: this checkpoint holds a {config.name} network, not the {config_name} one "
-                                  "asked for with --config: leave out --config (the file names its network)")
+    stored = stored_config(obj, str(path))
+    config_stored = stored is not None
+    config = stored or (preset(config_name) if config_name else official())
+    metadata = {}
+    if config_stored and config_name and config.name != config_name:
+        raise CheckpointError(f"{path}: this checkpoint holds a {config.name} network, not the {config_name} one "
+                              "asked for with --config: leave out --config (the file names its network)")
+    if config_stored and obj.get("format") == FORMAT:
         if not isinstance(obj.get("metadata"), (dict, type(None))):
             raise CheckpointError(f"{path}: its metadata is a {type(obj['metadata']).__name__}, not a mapping")
         metadata = dict(obj.get("metadata") or {})

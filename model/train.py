@@ -12,8 +12,11 @@ Out folder:
 
 A new run goes into a new or empty folder; running the same command again resumes from last.pt (or, killed in
 its first epoch before last.pt was written, starts again). A resumed run may raise --epochs and change the
-options in RESUMABLE_OPTIONS; any other change is refused. A resumed run is the run it resumes: the order and
-augmentation of each epoch's images are seeded by (seed, epoch) and the rest of its state is in last.pt.
+options in RESUMABLE_OPTIONS; any other change is refused, except that it may leave out --init (last.pt holds the
+weights: --init is read by a new run only, so a resume works once its file is gone). A resumed run is the run it
+resumes: the order and augmentation of each epoch's images are seeded by (seed, epoch) and the rest of its state is
+in last.pt. --max-minutes stops at an epoch boundary, before an epoch that would not end within the limit (as long
+as this process's epochs so far took on average), after at least one epoch.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, fields
+import warnings
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +39,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from model.augment import AugmentConfig, SegmentationDataset
 from model.build import build_irsam
 from model.checkpoint import (
+    RESUME_STATE_KEYS,
     CheckpointError,
+    InitReport,
     compare_keys,
     init_from_pretrained,
-    load_state_dict_file,
     read_torch_file,
+    read_weights,
     save_checkpoint,
 )
 from model.config import PRESETS, IRSAMConfig, preset
@@ -402,6 +408,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     Bad options, unusable data files, an --out holding something else than a run to resume and a last.pt
     that cannot be resumed with these options raise (ValueError or CheckpointError) before the out folder is
     created or anything is written."""
+    t_start = time.time()  # --max-minutes counts from here
     check_options(cfg)
     ctx = DistributedContext(cfg.device)
     if ctx.is_main and ctx.fallback_reason:
@@ -410,23 +417,21 @@ def train(cfg: TrainConfig, log=print) -> dict:
     model_config = model_config_of(cfg)
     model = build_model(model_config, cfg.config_overrides)
     init_report = None
-    if cfg.init:  # before the out folder and the data: weights that do not fit stop the run at once
-        state_dict = load_state_dict_file(cfg.init)
-        try:
-            init_report = init_from_pretrained(model, state_dict)
-        except CheckpointError as error:
-            raise CheckpointError(f"--init {cfg.init} for the {model_config.name} config: {error}") from None
-    model.to(ctx.device).train()
-
     out = Path(cfg.out)
     last_path = out / "last.pt"
-    if last_path.exists():
+    if last_path.exists():  # last.pt holds the weights: --init is not read (its file may be gone)
         resume_state = read_resume_state(last_path, model, model_config)
         leftovers = our_temporary_files(out)
+        run_init = json.loads(resume_state["run"]).get("init") if "run" in resume_state else None
+        if cfg.init is None and run_init:  # resumed without --init: the run keeps the one it started from
+            cfg = replace(cfg, init=run_init)
     else:
         resume_state = None
+        if cfg.init:  # before the out folder and the data: weights that do not fit stop the run at once
+            init_report = initialise(model, cfg.init, model_config)
         inputs = (cfg.split_train, cfg.split_val, cfg.init, *cfg.extra_data)
         leftovers = check_new_out_folder(out, {Path(path).resolve() for path in inputs if path}, cfg)
+    model.to(ctx.device).train()
     data = Path(cfg.data)
     train_samples, val_samples = split_samples(data, cfg.split_train), split_samples(data, cfg.split_val)
     train_stems, val_stems = [s.stem for s in train_samples], [s.stem for s in val_samples]
@@ -463,8 +468,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if ctx.is_main and len(new) < len(samples):
             log(f"--extra-data {entry}: {len(samples) - len(new)} of its {len(samples)} images are in the training "
                 "set already (each image is trained on once)")
-    train_images, train_masks, problems = read_samples(train_samples + new_extra_samples)
-    val_images, val_masks, val_problems = read_samples(val_samples)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. InterpolatedMaskWarning: one line each, below
+        warnings.simplefilter("always")
+        train_images, train_masks, problems = read_samples(train_samples + new_extra_samples)
+        val_images, val_masks, val_problems = read_samples(val_samples)
+    if ctx.is_main:
+        for warning in caught:
+            log(f"warning: {warning.message}")
     if problems or val_problems:
         raise ValueError(unusable_files_message(problems + val_problems))
     export_windows = {cfg.data: exported_windows(data, set(train_stems) | set(val_stems))}
@@ -539,9 +549,18 @@ def train(cfg: TrainConfig, log=print) -> dict:
             f"training {model_config.name} on {len(dataset)} images ({len(val_images)} for validation), "
             f"{ctx.world_size} process(es) on {ctx.device}, autocast {dtype}, {steps_per_epoch} steps/epoch"
         )
-    t_start = time.time()
     stopped_early = False
+    epoch_seconds: list[float] = []  # of each epoch this process ran: training, validation and saving
     for epoch in range(start_epoch, cfg.epochs):
+        if cfg.max_minutes is not None and epoch_seconds:
+            elapsed, estimate = time.time() - t_start, sum(epoch_seconds) / len(epoch_seconds)
+            if ctx.broadcast_flag(elapsed + estimate > 60 * cfg.max_minutes):
+                stopped_early = True
+                if ctx.is_main:
+                    log(f"stopping after {elapsed / 60:.2f} minutes (limit {cfg.max_minutes:g}): epoch {epoch + 1} "
+                        f"would not end within it (an epoch takes about {estimate / 60:.2f} minutes); run the same "
+                        "command again to resume")
+                break
         t_epoch = time.time()
         sampler.set_epoch(epoch)
         sums: dict[str, float] = {}
@@ -579,10 +598,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             del net
             raise _diverged(ctx, epoch, last_path, dtype, "the weights became NaN or infinite")
         is_last = epoch + 1 == cfg.epochs
-        out_of_time = cfg.max_minutes is not None and (time.time() - t_start) / 60 >= cfg.max_minutes
-        out_of_time = ctx.broadcast_flag(out_of_time)
         if ctx.is_main:
-            if (epoch + 1) % cfg.val_every == 0 or is_last or out_of_time:
+            if (epoch + 1) % cfg.val_every == 0 or is_last:
                 t_val = time.time()
                 # in fp32, as irsam eval and detect run by default and as the threshold is calibrated, so
                 # best.pt's metrics are the ones those report (autocast shifts the logits a little)
@@ -602,11 +619,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 f.write(json.dumps(record) + "\n")
             log(_format_record(record))
         ctx.barrier()
-        if out_of_time and not is_last:
-            stopped_early = True
-            if ctx.is_main:
-                log(f"stopping after {cfg.max_minutes} minutes; run the same command again to resume")
-            break
+        epoch_seconds.append(time.time() - t_epoch)
     del net  # DDP's reducer holds the process group; it goes before the group does
     ctx.close()
     if ctx.is_main and not stopped_early and (out / "best.pt").exists():
@@ -620,6 +633,28 @@ def train(cfg: TrainConfig, log=print) -> dict:
         "minutes": round((time.time() - t_start) / 60, 2),
     }
     return summary
+
+
+def initialise(model: torch.nn.Module, init: str, model_config: IRSAMConfig) -> InitReport:
+    """Initialise `model` from the --init file (`init_from_pretrained`); CheckpointError naming the file, the config
+    and, for our checkpoints, the network the file holds."""
+    state_dict, holds = read_weights(init)
+    try:
+        return init_from_pretrained(model, state_dict)
+    except CheckpointError as error:
+        raise CheckpointError(f"--init {init} for the {model_config.name} config: {network_named(holds, model_config)}"
+                              f"{error}") from None
+
+
+def network_named(holds: IRSAMConfig | None, model_config: IRSAMConfig) -> str:
+    """What a refused --init file's stored config says of it ("the file holds a tiny network: "), "" for none."""
+    if holds is None:
+        return ""
+    if holds.name != model_config.name:
+        return f"the file holds a {holds.name} network: "
+    ours, theirs = model_config.to_dict(), holds.to_dict()
+    changed = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    return f"the file holds a {holds.name} network with other --set values ({', '.join(changed)}): " if changed else ""
 
 
 THRESHOLD_CANDIDATES = np.round(np.arange(-2.0, 6.01, 0.25), 2)
@@ -743,10 +778,13 @@ def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str],
 def read_resume_state(path: Path, model: torch.nn.Module, model_config: IRSAMConfig) -> dict:
     """The resume state in OUT/last.pt, checked to be a run of `model_config`; CheckpointError naming the
     file when it cannot be read or holds another model."""
-    advice = "remove it to start afresh, or train into another --out"
+    # without last.pt, the run's other files would stop a new run (check_new_out_folder)
+    others = [name for name in ("best.pt", "metrics.jsonl") if (path.parent / name).exists()]
+    advice = ("remove it to start afresh" + (f" (with the run's {' and '.join(others)} too)" if others else "")
+              + ", or train into another --out")
     try:
         state = read_torch_file(path)
-        if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "epoch"} <= state.keys():
+        if not isinstance(state, dict) or not RESUME_STATE_KEYS <= state.keys():
             raise CheckpointError(f"{path}: not a resume state written by irsam train")
     except CheckpointError as error:
         raise CheckpointError(f"cannot resume: {error}; {advice}") from None
@@ -901,7 +939,8 @@ def run_changes(run: dict, now: dict) -> dict[str, str]:
     """`check_same_run`'s changes: {record key: its change described by `describe_change`}, {} when `now`
     resumes `run`."""
     changes = {name: describe_change(name, value, now[name], now.get("extra_data")) for name, value in run.items()
-               if name in now and name not in RESUMABLE_OPTIONS and value != now[name]}
+               if name in now and name not in RESUMABLE_OPTIONS and value != now[name]
+               and not (name == "init" and now[name] is None)}  # a resume without --init: last.pt has the weights
     if "extra_data" in changes:  # other entries: their images differ too, which says nothing more
         changes.pop("extra_data_stems", None)
     for names, content in ((("train_stems", "split_train"), "train_content"), (("val_stems", "split_val"), "val_content"),
@@ -929,7 +968,7 @@ def describe_change(name: str, then, now, extra_data: list[str] | None = None) -
         return (f"the images or masks --extra-data {', '.join(changed)} holds changed under the same names"
                 if changed else "the images or masks of --extra-data changed under the same names")
     if name == "processes":
-        return f"{now} processes (the run's: {then})"
+        return f"{now} process{'' if now == 1 else 'es'} (the run's: {then})"
     flag = name if name == "weight_decay" else "--" + name.replace("_", "-")  # weight_decay has no CLI option
     return f"{flag} {shown(now)} (the run's: {shown(then)})"
 

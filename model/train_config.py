@@ -32,7 +32,7 @@ class TrainConfig:
     seed: int = 0
     val_every: int = 1  # validate every N epochs (and after the last)
     ema_decay: float | None = None  # keep, validate and save an exponential moving average of the weights
-    max_minutes: float | None = None  # stop cleanly (checkpoint written) after this wall time
+    max_minutes: float | None = None  # stop cleanly at the epoch boundary before this wall time would be passed
     extra_data: list[str] = field(default_factory=list)  # more image/mask folders (e.g. synthetic)
     config_overrides: dict = field(default_factory=dict)
 
@@ -59,7 +59,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", help="initial weights: mobile_sam.pt, an official IRSAM state_dict or our "
                                        "checkpoint; tensors matching by name and shape are copied, the rest stay "
                                        "fresh; weights of another shape, or a file with nothing for the model, are "
-                                       "refused")
+                                       "refused. Read by a new run only: a resume takes its weights from last.pt, "
+                                       "with or without --init")
     parser.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="recipe preset; explicit options override it")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
@@ -84,7 +85,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="autocast: auto (default) is fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; fp16 "
                              "off CUDA runs as bf16, as inference does")
     parser.add_argument("--workers", type=int, help="data loader worker processes")
-    parser.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes (resume later)")
+    parser.add_argument("--max-minutes", type=float,
+                        help="stop cleanly at an epoch boundary, before an epoch that would not end within this many "
+                             "minutes of the start (judged by this run's epochs so far, validation included; at least "
+                             "one epoch runs); the same command resumes")
     parser.add_argument("--extra-data", action="append", default=[],
                         help="more training data (repeatable): a folder with images/ and masks/ (every image), "
                         "or a split file inside one (the images it lists, e.g. a data set's trainval.txt); an image "

@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
         help="train or fine-tune IRSAM",
         description="Train IRSAM (AdamW, cosine, flip + large-scale jitter, Dice + 10 BCE(edge)). "
         "Running the same command again resumes from OUT/last.pt; a resumed run may raise --epochs and change "
-        "--device, --precision, --workers, --max-minutes and --val-every, nothing else. Several GPUs: "
+        "--device, --precision, --workers, --max-minutes and --val-every, nothing else (it may leave out --init: "
+        "last.pt holds the weights). Several GPUs: "
         "torchrun --nproc_per_node N -m app.cli train ...",
     )
     add_train_arguments(p)
