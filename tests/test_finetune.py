@@ -308,3 +308,20 @@ def test_a_fine_tune_folder_exported_under_another_sequence_name_is_exported_int
     again = prepare_run(folder, project, source=source, config="tiny", epochs=1)
     assert again.report.exported == first.report.exported and again.report.exported[0].startswith("seqA.tif_")
     source.close()
+
+
+def test_config_args_read_the_config_a_training_runs_last_pt_stores(tmp_path):
+    """A fine-tune started from a run's last.pt got no --config / --set: only our checkpoint format was read."""
+    import json
+
+    import torch
+
+    from model.build import build_irsam
+    from model.checkpoint import RESUME_STATE_KEYS
+    from model.config import tiny
+
+    config = tiny().replace(fusion="deep")
+    state = {key: {} for key in RESUME_STATE_KEYS}
+    state.update(model=build_irsam(config).state_dict(), epoch=1, config=json.dumps(config.to_dict()))
+    torch.save(state, tmp_path / "last.pt")
+    assert checkpoint_config_args(tmp_path / "last.pt") == ["--config", "tiny", "--set", 'fusion="deep"']

@@ -151,16 +151,15 @@ def base_samples(entry: str | Path) -> list:
 
 
 def checkpoint_config_args(path: str | Path) -> list[str] | None:
-    """`--config NAME [--set FIELD=JSON ...]` reproducing the config stored in our checkpoint at `path`;
-    None when the file is not in our format (official / MobileSAM weights carry no config).
+    """`--config NAME [--set FIELD=JSON ...]` reproducing the config stored in our checkpoint at `path` (or in a
+    training run's last.pt); None when the file stores none (official / MobileSAM weights carry no config).
     CheckpointError when the file cannot be read."""
-    from model.checkpoint import FORMAT, read_torch_file
-    from model.config import PRESETS, IRSAMConfig, preset
+    from model.checkpoint import read_torch_file, stored_config
+    from model.config import PRESETS, preset
 
-    obj = read_torch_file(path)
-    if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
+    stored = stored_config(read_torch_file(path), str(path))
+    if stored is None:
         return None
-    stored = IRSAMConfig.from_dict(obj["config"])
     base = preset(stored.name if stored.name in PRESETS else "paper")
     args = ["--config", base.name]
     base_fields, stored_fields = json.loads(json.dumps(base.to_dict())), json.loads(json.dumps(stored.to_dict()))
