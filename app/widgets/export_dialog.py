@@ -106,7 +106,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.saved_as = QtWidgets.QLabel()
         self.sequence.textChanged.connect(self._show_saved_as)
         self._show_saved_as()
-        self.include_unreviewed = QtWidgets.QCheckBox("include unreviewed frames (their predictions)")
+        self.include_unreviewed = QtWidgets.QCheckBox("include unreviewed frames (their committed mask, else the prediction)")
         self.append = QtWidgets.QCheckBox("add to an existing data set")
         self.raw = QtWidgets.QCheckBox("raw copies (original bit depth)")
         self.coco = QtWidgets.QCheckBox("COCO annotations (RLE)")
