@@ -59,6 +59,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings = settings or QtCore.QSettings("irsam-review", "irsam-review")
         self.session: ReviewSession | None = None
         self._truth_warnings_shown = 0  # ground-truth mask warnings already shown in the status bar
+        self._source_gone = False  # the open sequence's folder or stack was found missing (said once)
         self.index = 0
         self.frame: np.ndarray | None = None
         self.layers = FrameLayers()
@@ -267,6 +268,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session = session
         self._truth_warnings_shown = 0
         self._warnings_shown = len(session.warnings)
+        self._source_gone = False
         self.selected = None
         self.frame = None
         self.frame_view.clear()
@@ -629,6 +631,7 @@ class MainWindow(QtWidgets.QMainWindow):
         started, shown_status = time.perf_counter(), int(session.status_codes[self.index])
         normalization = session.normalization
         changes = session.refresh_from_disk()
+        self._say_if_source_gone()
         if len(session.warnings) > self._warnings_shown:  # said since the project was read (a write moved it)
             self.statusBar().showMessage("; ".join(session.warnings[self._warnings_shown:]), 15000)
             self._warnings_shown = len(session.warnings)
@@ -639,6 +642,21 @@ class MainWindow(QtWidgets.QMainWindow):
         # the window stays smooth
         took_ms = 1000 * (time.perf_counter() - started)
         self.disk_timer.setInterval(max(DISK_POLL_MS, min(3 * DISK_POLL_MS, int(20 * took_ms))))
+
+    def _say_if_source_gone(self) -> None:
+        """Say when the sequence's folder (or stack) goes away, a drive dropped or the folder moved, and when it is
+        back: until then only the frames read already can be shown."""
+        path = Path(self.session.source.path)
+        gone = not path.exists()
+        if gone == self._source_gone:
+            return
+        self._source_gone = gone
+        if gone:
+            self.statusBar().showMessage(f"{path} is gone (moved, deleted, or its drive dropped): the frames read "
+                                         "already still show; the others cannot be read until it is back.")
+        else:
+            self.statusBar().showMessage(f"{path} is back: frames that could not be read are read again when shown.",
+                                         15000)
 
     def _show_disk_changes(self, changes: DiskChanges, shown_status: int) -> None:
         self._show_frames_changed(changes, shown_status)

@@ -106,3 +106,23 @@ def test_commit_ground_truth_masks_names_an_interpolated_mask_it_does_not_commit
         f"000003: all its {int((blurred > 0).sum())} nonzero pixels are strictly between 0 and 255 (interpolated "
         "mask?): none is target, so it would commit an empty mask") in window.messages[0]
     assert not window.session.project.has_committed_mask("000003")
+
+
+def test_the_window_says_when_its_sequences_folder_goes_and_when_it_is_back(window, fresh_sequence, qtbot):
+    """With the folder moved away, uncached frames read "file not found" one by one and nothing said why."""
+    open_project(window, qtbot, fresh_sequence)
+    away = fresh_sequence.with_name("away")
+    window.take_up_disk_changes()
+    assert "is gone" not in window.statusBar().currentMessage()
+    fresh_sequence.rename(away)
+    try:
+        window.take_up_disk_changes()
+        message = window.statusBar().currentMessage()
+        assert "is gone (moved, deleted, or its drive dropped)" in message and fresh_sequence.name in message
+        window.statusBar().clearMessage()
+        window.take_up_disk_changes()  # said once, not at every look
+        assert window.statusBar().currentMessage() == ""
+    finally:
+        away.rename(fresh_sequence)
+    window.take_up_disk_changes()
+    assert "is back" in window.statusBar().currentMessage()
