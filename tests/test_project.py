@@ -498,3 +498,35 @@ def test_a_project_cannot_be_made_where_a_file_has_its_name_and_the_file_is_kept
     with pytest.raises(ProjectWriteError, match="Not a directory|a file of that name"):
         make_project(tmp_path / "p" / "inner")  # a folder on its path is the file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+def test_a_proposal_whose_mask_cannot_be_written_leaves_the_earlier_runs_files_as_they_were(tmp_path, monkeypatch):
+    """On a full disk the edge map and logits of the new run were written, then the mask failed: the frame showed
+    the earlier run's mask over the new run's edge map (audit s21 B6)."""
+    import app.core.project as project_module
+
+    project = make_project(tmp_path / "p")
+    project.save_prediction("f000", result_with_targets([(2, 2, 6, 6)]), save_logits=True)
+    files = [project.folder / "masks" / "f000.png", project.folder / "edges" / "f000.png",
+             project.folder / "logits" / "f000.npy"]
+    before = [path.read_bytes() for path in files]
+    write_png = project_module.atomic_write_png
+
+    def full_disk_for_masks(path, *args, **kwargs):
+        if path.parent.name == "masks":
+            raise OSError(28, "No space left on device")
+        return write_png(path, *args, **kwargs)
+    monkeypatch.setattr(project_module, "atomic_write_png", full_disk_for_masks)
+    newer = result_with_targets([(10, 10, 14, 20)])
+    newer.edge[:] = 0.5
+    with pytest.raises(ProjectWriteError, match="No space left"):
+        project.save_prediction("f000", newer, save_logits=True)
+    assert [path.read_bytes() for path in files] == before
+    with pytest.raises(ProjectWriteError):
+        project.save_prediction("f000", newer, save_logits=False)  # its logits removed first, then put back
+    assert [path.read_bytes() for path in files] == before
+    assert listed_after_reopen(tmp_path / "p") == [(2, 2, 6, 6)]
+
+
+def listed_after_reopen(folder):
+    return [(t.y0, t.x0, t.y1 + 1, t.x1 + 1) for t in ReviewProject.open(folder).detections("f000")]

@@ -440,28 +440,36 @@ class ReviewProject:
                         made_on = self.status_frame_sha1(stem) or self.proposal_frame_sha1(stem)
                         self._commit_mask(stem, self.working_mask(stem), made_on)
         mask = logits > 0
-        edge_path = self._path("edges", stem, ".png")
-        if result.edge is not None:
-            edge = np.clip(np.rint(np.asarray(result.edge, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
-            self._write(lambda: atomic_write_png(edge_path, edge))
-        else:
-            self._remove(edge_path)
-        logits_path = self._path("logits", stem, ".npy")
-        if save_logits:
-            self._write(lambda: atomic_write_npy(logits_path, logits))
-        else:
-            self._remove(logits_path)
-        # the mask last: its origin says the frame's files are complete (irsam detect --skip-done)
-        text = {} if origin is None else {PNG_TEXT_KEY: dataclasses.replace(origin, time=utc_now()).to_text()}
-        if frame_sha1 is not None:
-            text[FRAME_TEXT_KEY] = frame_sha1
-        mask_path = self._path("masks", stem, ".png")
-        with self._own_write("masks", stem):
-            self._write(lambda: atomic_write_png(mask_path, mask, text))
-            targets = extract_targets(mask, logits)
-            with self._lock:
-                self._detections[stem] = targets
-                self._proposed[stem] = _file_identity(mask_path)
+        edge_path, logits_path = self._path("edges", stem, ".png"), self._path("logits", stem, ".npy")
+        # what they hold now: put back if a later write of this proposal fails (a full disk), so the frame never
+        # shows an earlier run's mask over this run's edge map or logits
+        earlier = {path: self._file_bytes(path) for path in (edge_path, logits_path)}
+        try:
+            if result.edge is not None:
+                edge = np.clip(np.rint(np.asarray(result.edge, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
+                self._write(lambda: atomic_write_png(edge_path, edge))
+            else:
+                self._remove(edge_path)
+            if save_logits:
+                self._write(lambda: atomic_write_npy(logits_path, logits))
+            else:
+                self._remove(logits_path)
+            # the mask last: its origin says the frame's files are complete (irsam detect --skip-done)
+            text = {} if origin is None else {PNG_TEXT_KEY: dataclasses.replace(origin, time=utc_now()).to_text()}
+            if frame_sha1 is not None:
+                text[FRAME_TEXT_KEY] = frame_sha1
+            mask_path = self._path("masks", stem, ".png")
+            with self._own_write("masks", stem):
+                self._write(lambda: atomic_write_png(mask_path, mask, text))
+        except ProjectWriteError:
+            for path, data in earlier.items():
+                with contextlib.suppress(ProjectWriteError):  # the first error is the one to report
+                    self._put_back(path, data)
+            raise
+        targets = extract_targets(mask, logits)
+        with self._lock:
+            self._detections[stem] = targets
+            self._proposed[stem] = _file_identity(mask_path)
         return kept_accepted
 
     def flush_detections(self) -> None:
