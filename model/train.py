@@ -16,7 +16,7 @@ options in RESUMABLE_OPTIONS; any other change is refused, except that it may le
 weights: --init is read by a new run only, so a resume works once its file is gone). A resumed run is the run it
 resumes: the order and augmentation of each epoch's images are seeded by (seed, epoch) and the rest of its state is
 in last.pt. --max-minutes stops at an epoch boundary, before an epoch that would not end within the limit (as long
-as this process's epochs so far took on average), after at least one epoch.
+as this process's epochs so far took on average), after at least one epoch, which is validated.
 """
 from __future__ import annotations
 
@@ -552,15 +552,6 @@ def train(cfg: TrainConfig, log=print) -> dict:
     stopped_early = False
     epoch_seconds: list[float] = []  # of each epoch this process ran: training, validation and saving
     for epoch in range(start_epoch, cfg.epochs):
-        if cfg.max_minutes is not None and epoch_seconds:
-            elapsed, estimate = time.time() - t_start, sum(epoch_seconds) / len(epoch_seconds)
-            if ctx.broadcast_flag(elapsed + estimate > 60 * cfg.max_minutes):
-                stopped_early = True
-                if ctx.is_main:
-                    log(f"stopping after {elapsed / 60:.2f} minutes (limit {cfg.max_minutes:g}): epoch {epoch + 1} "
-                        f"would not end within it (an epoch takes about {estimate / 60:.2f} minutes); run the same "
-                        "command again to resume")
-                break
         t_epoch = time.time()
         sampler.set_epoch(epoch)
         sums: dict[str, float] = {}
@@ -598,8 +589,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
             del net
             raise _diverged(ctx, epoch, last_path, dtype, "the weights became NaN or infinite")
         is_last = epoch + 1 == cfg.epochs
+        out_of_time = False  # the next epoch would not end within --max-minutes: this one is validated, then stop
+        if cfg.max_minutes is not None and not is_last:
+            elapsed = time.time() - t_start
+            estimate = (sum(epoch_seconds) + time.time() - t_epoch) / (len(epoch_seconds) + 1)
+            out_of_time = ctx.broadcast_flag(elapsed + estimate > 60 * cfg.max_minutes)
         if ctx.is_main:
-            if (epoch + 1) % cfg.val_every == 0 or is_last:
+            if (epoch + 1) % cfg.val_every == 0 or is_last or out_of_time:
                 t_val = time.time()
                 # in fp32, as irsam eval and detect run by default and as the threshold is calibrated, so
                 # best.pt's metrics are the ones those report (autocast shifts the logits a little)
@@ -620,6 +616,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
             log(_format_record(record))
         ctx.barrier()
         epoch_seconds.append(time.time() - t_epoch)
+        if out_of_time:
+            stopped_early = True
+            if ctx.is_main:
+                log(f"stopping after {(time.time() - t_start) / 60:.2f} minutes (limit {cfg.max_minutes:g}): epoch "
+                    f"{epoch + 2} would not end within it (an epoch takes about {estimate / 60:.2f} minutes); run the "
+                    "same command again to resume")
+            break
     del net  # DDP's reducer holds the process group; it goes before the group does
     ctx.close()
     if ctx.is_main and not stopped_early and (out / "best.pt").exists():

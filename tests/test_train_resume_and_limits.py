@@ -74,19 +74,21 @@ def test_last_pt_of_a_run_with_input_priors_loads_with_them(dataset, tmp_path):
 
 
 def test_max_minutes_stops_before_an_epoch_that_would_not_end_in_time_and_says_when(dataset, tmp_path, monkeypatch):
-    # each epoch takes 40 s more on the clock: after epoch 1 (40 s) an epoch 2 would end past the limit of 1 minute
+    # each epoch's training takes 40 s more on the clock: after epoch 1 (40 s) an epoch 2 would end past 1 minute
     offset = [0.0]
     monkeypatch.setattr(train_module, "time", types.SimpleNamespace(time=lambda: time.time() + offset[0]))
-    saving = train_module._save_resume_state
+    checksum = train_module.parameter_checksum
 
-    def slow_saving(*args, **kwargs):
+    def slow_training(model):  # (called once an epoch's steps are done)
         offset[0] += 40.0
-        saving(*args, **kwargs)
+        return checksum(model)
 
-    monkeypatch.setattr(train_module, "_save_resume_state", slow_saving)
+    monkeypatch.setattr(train_module, "parameter_checksum", slow_training)
     out, lines = tmp_path / "timed", []
-    summary = train(config(dataset, out, epochs=3, max_minutes=1.0), log=lines.append)
+    # validated every third epoch, but the epoch the limit stops at is validated too: best.pt holds it
+    summary = train(config(dataset, out, epochs=3, max_minutes=1.0, val_every=3), log=lines.append)
     assert not summary["complete"] and epochs_logged(out) == [1]
+    assert (out / "best.pt").is_file() and "val_iou" in json.loads((out / "metrics.jsonl").read_text())
     stop = [line for line in lines if line.startswith("stopping after")]
     assert len(stop) == 1
     elapsed = float(stop[0].split()[2])
@@ -95,7 +97,7 @@ def test_max_minutes_stops_before_an_epoch_that_would_not_end_in_time_and_says_w
                               "(an epoch takes about 0.")
     assert stop[0].endswith("minutes); run the same command again to resume")
     lines.clear()
-    train(config(dataset, out, epochs=3, max_minutes=1.0), log=lines.append)  # resumes: one epoch, then stops again
+    train(config(dataset, out, epochs=3, max_minutes=1.0, val_every=3), log=lines.append)  # one epoch, then stops
     assert epochs_logged(out) == [1, 2]
 
 
