@@ -174,6 +174,25 @@ def test_start_is_refused_when_no_reviewed_frame_trained_on_has_a_target(review,
     dialog.close()
 
 
+def test_a_start_that_comes_to_nothing_still_offers_the_weights_of_the_run_before(review, qtbot, tmp_path,
+                                                                                  monkeypatch, tiny_checkpoint):
+    """A refused Start (here: nothing left to train on) took "Use new weights" away from the finished run."""
+    gate = tmp_path / "gate"
+    gate.touch()
+    FakeTraining(monkeypatch, tiny_checkpoint, gate)
+    _review(review, range(10), ReviewStatus.ACCEPTED)
+    dialog = _open_dialog(review, tmp_path / "finetune", tiny_checkpoint)
+    _start(dialog, qtbot)
+    qtbot.waitUntil(dialog.use_button.isEnabled, timeout=60000)
+    finished = dialog.job
+    _review(review, range(10), ReviewStatus.NEGATIVE)
+    assert dialog.start()
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30000)
+    assert dialog.failure.toPlainText().startswith("Nothing to train on")
+    assert dialog.job is finished and dialog.use_button.isEnabled()
+    dialog.close()
+
+
 def test_a_validation_part_without_a_target_is_warned_of_and_best_pt_keeps_the_first_epoch(review, qtbot, tmp_path,
                                                                                             tiny_checkpoint):
     from model.checkpoint import read_torch_file

@@ -277,16 +277,19 @@ class FineTuneDialog(QtWidgets.QDialog):
         self._setup_ended()
         if error:
             self._show_failure("Training not started:", error)
+            self._offer_last_runs_weights()
             return
         if prepared.job is None:
             self.status.setText("No reviewed frames to train on: accept or correct some frames first.")
+            self._offer_last_runs_weights()
             return
-        self.job = prepared.job
+        previous, self.job = self.job, prepared.job
         try:
             self.job.start()
         except OSError as e:
             self._show_failure("Could not start training:", str(e))
-            self.job = None
+            self.job = previous
+            self._offer_last_runs_weights()
             return
         self.loss_curve.setData([], [])
         self.iou_curve.setData([], [])
@@ -408,6 +411,10 @@ class FineTuneDialog(QtWidgets.QDialog):
         job = self.job
         return (job is not None and not job.running and not self.export_runner.busy and job.best_path.is_file()
                 and (job.returncode == 0 or self._trained_every_epoch()))
+
+    def _offer_last_runs_weights(self) -> None:
+        """A Start that came to nothing: the run before it (finished, its best.pt there) can still be used."""
+        self.use_button.setEnabled(self._new_weights_ready())
 
     def _drop_comparison(self) -> None:
         """A new run is being started: the comparison of the last one is cancelled, its result ignored."""
