@@ -80,3 +80,17 @@ def test_the_recorded_hash_is_the_one_of_the_weights_loaded_not_of_the_file_now(
     _write_tiny(weights, seed=5)  # rewritten after loading, before the run records its origin
     assert choice.weights_changed(detector)
     assert choice.origin(Normalization.identity8(), detector).sha256 == loaded_sha
+
+
+def test_a_checkpoint_removed_after_loading_keeps_detecting_with_the_weights_loaded(window, fresh_sequence,
+                                                                                    tiny_checkpoint, tmp_path, qtbot):
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(tiny_checkpoint.read_bytes())
+    open_project(window, qtbot, fresh_sequence)
+    window.detection_panel.add_checkpoint(weights)
+    qtbot.waitUntil(lambda: window.detector is not None, timeout=30000)
+    loaded = window.detector
+    weights.unlink()  # a fine-tune folder cleared, a drive gone: the network in memory is still whole
+    _detect_frame(window, qtbot)
+    assert window.detector is loaded and "failed" not in window.detection_panel.info.text()
+    assert window.session.project.proposal_origin(window.session.stem(0)).method == "irsam"

@@ -361,3 +361,27 @@ def test_weights_trained_on_a_sequence_closed_since_are_selected_but_detect_noth
     assert not review.detection_runner.busy or review._detector_loading()  # at most the weights load
     qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=30000)
     assert review.session.project is None or not list((review.session.project.folder / "masks").glob("*.png"))
+
+
+def test_weights_trained_on_a_sequence_closed_and_opened_again_re_detect_it(
+        review, sequence_16bit, qtbot, tmp_path, monkeypatch, tiny_checkpoint):
+    import shutil
+
+    for index in range(8):
+        review.session.set_status(index, ReviewStatus.ACCEPTED)
+    gate = tmp_path / "gate"
+    _fake_training(monkeypatch, tiny_checkpoint, 1, gate)
+    dialog = review.review_tools.finetune_dialog_open()
+    dialog.folder.setText(str(tmp_path / "finetune"))
+    _start(dialog, qtbot, 1)
+    trained_on = review.session.source.path
+    assert review.open_path(shutil.copytree(sequence_16bit, tmp_path / "other"))
+    qtbot.waitUntil(lambda: review.detection_panel.isEnabled(), timeout=10000)
+    assert review.open_path(trained_on)  # back to the sequence it trains on
+    qtbot.waitUntil(lambda: review.detection_panel.isEnabled(), timeout=10000)
+    gate.touch()
+    qtbot.waitUntil(lambda: dialog.use_button.isEnabled(), timeout=30000)
+    dialog.use_button.click()
+    assert "Re-detecting 52 unreviewed frames" in review.statusBar().currentMessage()
+    review.cancel_detection()
+    qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=60000)

@@ -576,11 +576,14 @@ class ReviewTools(QtCore.QObject):
         their masks; the run starts once the weights are loaded)."""
         window, session = self.window, self.window.session
         window.detection_panel.add_checkpoint(weights)
-        trained_on = self.finetune_dialog.session if self.finetune_dialog is not None else None
-        if session is None or trained_on is not session:  # another sequence was opened while it trained
+        dialog = self.finetune_dialog
+        trained_on = dialog.project_folder if dialog is not None else None
+        if session is None or session.project is None or Path(session.project.folder).resolve() != trained_on:
+            # another sequence was opened while it trained (the same one closed and opened again is that one)
+            open_now = "no sequence is open" if session is None else "they were trained on another sequence"
             window.statusBar().showMessage(
-                f"New weights selected ({Path(weights).name}); nothing was re-detected: they were trained on another "
-                "sequence than the one open now. Run the detector here if you want their proposals.", 15000)
+                f"New weights selected ({Path(weights).name}); nothing was re-detected: {open_now}. Run the detector "
+                "on a sequence if you want their proposals.", 15000)
             return
         indices = [i for i in range(len(session))
                    if session.status(i) is ReviewStatus.UNREVIEWED and not session.is_unreadable(i)]
