@@ -46,6 +46,16 @@ def test_an_append_without_split_keeps_a_test_sequence_on_the_test_side(tmp_path
     assert set(splits_of(out).values()) == {"train"}
 
 
+def test_the_same_project_moved_since_its_export_replaces_no_one_elses_labels(tmp_path, capsys):
+    project, out = clip(tmp_path, "X", range(4)), tmp_path / "ds"
+    assert run("export", project.folder, "--out", out, "--split", "test") == 0
+    moved = shutil.move(project.folder, tmp_path / "elsewhere.irsam-review")
+    capsys.readouterr()
+    assert run("export", moved, "--out", out, "--append") == 0
+    said = capsys.readouterr().out
+    assert "exported 4 frames" in said and "replaced the labels" not in said and "frames of this sequence from" not in said
+
+
 def test_a_new_sequence_without_split_goes_to_train_and_the_help_says_so(tmp_path, capsys):
     out = tmp_path / "ds"
     assert run("export", clip(tmp_path, "X", range(3)).folder, "--out", out) == 0

@@ -504,11 +504,10 @@ def export_project(
                 meta["frames"][s]["split"] = split
             report.moved = [(s, earlier_splits[s]) for s in this_sequence
                             if earlier_splits.get(s) in SPLITS and earlier_splits[s] != split]
-            project_folder = str(project.folder.resolve())
+            is_this_source = _this_source(project)  # (the project moved, or its source: still this one)
             report.replaced = [(s, earlier_records[s].get("project"), earlier_records[s].get("source"))
                                for s in report.exported if s in earlier_records
-                               and (earlier_records[s].get("project"), earlier_records[s].get("source"))
-                               != (project_folder, str(project.source_path))]
+                               and not is_this_source(earlier_records[s])]
             # as the split files list them: a name exported before names were made listable ("seq_a ") reads "seq_a"
             removed_listed = set(removed_records) | {split_line_stem(s) for s in removed_records if listable_name(s) != s}
             splits = {}
