@@ -317,3 +317,16 @@ def test_atomic_create_without_hard_links_still_leaves_a_file_made_first(tmp_pat
     assert not atomic_create_bytes(tmp_path / "f.csv", b"second\n")
     assert (tmp_path / "f.csv").read_bytes() == b"first\n"
     assert [p.name for p in tmp_path.iterdir()] == ["f.csv"]
+
+
+def test_a_dangling_link_named_detections_csv_is_replaced_by_the_first_flush(tmp_path):
+    """`os.stat` saw no csv while the hard link found the name taken: the first flush retried for ever."""
+    import os
+
+    project = make_project(tmp_path / "p")
+    os.symlink(tmp_path / "nowhere.csv", tmp_path / "p" / "detections.csv")
+    project.save_prediction("f000", result_with_targets([(2, 2, 4, 4)]))
+    project.flush_detections()
+    csv_path = tmp_path / "p" / "detections.csv"
+    assert not csv_path.is_symlink() and not (tmp_path / "nowhere.csv").exists()
+    assert listed_boxes(ReviewProject.open(tmp_path / "p"), "f000") == [(2, 2, 4, 4)]

@@ -490,16 +490,17 @@ class ReviewProject:
         for stem in unknown:
             self.detections(stem)  # read from masks/ (and logits/): the csv's rows for it were another proposal's
         path = self.folder / "detections.csv"
-        found = self._detections_on_disk(path)
-        while not self._write_detections_csv(path, found):
-            found = self._detections_on_disk(path)  # another instance's first csv, made meanwhile: merged with it
+        if not self._write_detections_csv(path, self._detections_on_disk(path)):
+            # another instance's first csv, made meanwhile (or a name there that is no csv, a dangling link):
+            # merged with it under the lock
+            self._write_detections_csv(path, self._detections_on_disk(path), may_be_first=False)
 
-    def _write_detections_csv(self, path: Path, found: tuple) -> bool:
+    def _write_detections_csv(self, path: Path, found: tuple, may_be_first: bool = True) -> bool:
         """`flush_detections`' write, given what `_detections_on_disk` found; False when a new project's first csv
         could not be made because another instance made its own meanwhile (nothing written)."""
         # a new project's first csv, with no lock ever taken on it (a fresh `irsam detect` run): nothing on disk to
         # merge, and no project.lock made among its files; it is only made where no csv is
-        first = found[0] is None and not (self.folder / LOCK_FILE).exists()
+        first = may_be_first and found[0] is None and not (self.folder / LOCK_FILE).exists()
         with contextlib.nullcontext() if first else self._exclusive(), self._lock:
             if _file_identity(path) != found[0]:  # written meanwhile
                 if first:
