@@ -727,6 +727,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # --- detection ------------------------------------------------------------------------------
 
     def _choice_changed(self, choice: DetectorChoice) -> None:
+        previous = self.detector_choice
         if self.detector_choice is not None and self.detector_choice.weights_changed(self.detector):
             self.detector, self.detector_choice = None, None  # its file was rewritten: loaded again below
             self._update_device_label()
@@ -740,7 +741,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if choice.method == "irsam" and choice.weights and self.detector is None and not self.detection_runner.busy:
             # load now, so the checkpoint's metadata (or why it is unusable) shows at once
             self._start_worker(self.detection_runner, [], choice, features=False)
-        elif self.features_dock.isVisible() and not self.detection_runner.busy:
+        elif self.features_dock.isVisible() and not self.detection_runner.busy and not choice.same_detector(previous):
             self.compute_features()  # the maps shown are the detector's chosen before (a load recomputes them)
 
     def run_detection(self, scope: str) -> None:

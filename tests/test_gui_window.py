@@ -283,6 +283,15 @@ def test_switching_to_a_classical_detector_takes_the_networks_feature_maps_away_
     _choose(window, "mpcm")
     qtbot.waitUntil(lambda: "mpcm has no WPMD or GAD" in window.feature_panel.message.text(), timeout=10000)
     assert not window.feature_panel.features and window.index == shown
+    # a step of the target-area bounds changes no map: the network is not run again for them
+    window.detection_panel.add_checkpoint(tiny_checkpoint)
+    qtbot.waitUntil(lambda: bool(window.feature_panel.features), timeout=30000)
+    qtbot.waitUntil(lambda: not window.feature_runner.busy, timeout=30000)
+    started = []
+    window.feature_runner.start = lambda worker: started.append(worker)
+    window.detection_panel.min_area.setValue(3)
+    window.detection_panel.choiceChanged.emit(window.detection_panel.choice())
+    assert started == []
 
 
 def test_target_list_click_centres_and_selects_for_3d(window, tmp_path, qtbot):

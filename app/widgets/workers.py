@@ -74,8 +74,10 @@ class DetectorChoice:
         that wrote a better best.pt, a run trained again into the same folder): it must be loaded again."""
         network = detector.inner if isinstance(detector, SizeGatedDetector) else detector
         loaded = getattr(network, "weights_file", None)
+        if loaded is None or self.weights is None:
+            return False
         now = file_stamp(self.weights)  # None: removed since; the weights loaded still work
-        return loaded is not None and now is not None and now != loaded.stamp
+        return now is not None and now != loaded.stamp
 
     def _build_ungated(self) -> tuple[Detector, str | None]:
         if self.method != "irsam":
