@@ -227,10 +227,30 @@ def test_the_wording_of_progress_and_counts_and_a_comparison_table_sized_to_its_
     assert "Training on 1 frame, validating on 1 (held out by block)" in dialog.status.text()
     qtbot.waitUntil(lambda: dialog.progress.format().startswith("epoch 1/2"), timeout=10000)
     assert dialog.progress.format() == "epoch 1/2, under a minute left"  # 10 s: one 10 s epoch left
+    with open(dialog.job.metrics_path, "a") as f:  # its second epoch, then it ends
+        f.write(json.dumps({"epoch": 2, "loss": 0.4, "val_iou": 0.3, "seconds": 10.0}) + "\n")
     gate.touch()
     qtbot.waitUntil(dialog.use_button.isEnabled, timeout=60000)
     table = dialog.comparison
     assert table.isVisible()
     assert table.viewport().height() == table.verticalHeader().length()  # no empty band under the last row
     assert table.horizontalHeader().length() == table.viewport().width()  # the columns fill the width
+    dialog.close()
+
+
+def test_a_run_its_time_limit_stopped_early_is_offered_for_resuming_not_as_new_weights(review, qtbot, tmp_path,
+                                                                                       monkeypatch, tiny_checkpoint):
+    """`--max-minutes` in the options ends `irsam train` with success before its last epoch: "Use new weights" was
+    offered for the unfinished run."""
+    gate = tmp_path / "gate"
+    gate.touch()
+    FakeTraining(monkeypatch, tiny_checkpoint, gate, epochs="1")  # one epoch of two, then exit 0
+    _review(review, range(10), ReviewStatus.ACCEPTED)
+    dialog = _open_dialog(review, tmp_path / "finetune", tiny_checkpoint, epochs=2)
+    _start(dialog, qtbot)
+    qtbot.waitUntil(lambda: dialog.start_button.isEnabled() and not dialog.job.running, timeout=60000)
+    qtbot.wait(200)
+    assert dialog.job.returncode == 0
+    assert dialog.status.text() == "Training stopped after epoch 1 of 2 (its time limit): Start resumes it."
+    assert not dialog.use_button.isEnabled() and not dialog.compare_runner.busy
     dialog.close()

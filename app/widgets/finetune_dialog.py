@@ -409,8 +409,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         """Whether the dialog's run ended, having trained its epochs, and left its best.pt, while no new run is
         being prepared: what "Use new weights" takes."""
         job = self.job
-        return (job is not None and not job.running and not self.export_runner.busy and job.best_path.is_file()
-                and (job.returncode == 0 or self._trained_every_epoch()))
+        return (job is not None and not job.running and not self.export_runner.busy and self._trained_every_epoch())
 
     def _offer_last_runs_weights(self) -> None:
         """A Start that came to nothing: the run before it (finished, its best.pt there) can still be used."""
@@ -452,6 +451,11 @@ class FineTuneDialog(QtWidgets.QDialog):
         if code != 0:
             self._show_failure(f"Training failed (exit {code}); the end of {job.log_path}:",
                                job.log_tail(FAILURE_LINES))
+            return
+        done = int(job.records[-1]["epoch"]) if job.records else 0
+        if done < job.epochs:  # ended early with success: a --max-minutes in its options
+            self.status.setText(f"Training stopped after epoch {done} of {job.epochs} (its time limit): Start resumes "
+                                "it.")
             return
         self.progress.setValue(100)
         if job.init_weights and job.best_path.exists():
