@@ -177,6 +177,20 @@ def test_a_click_pressed_while_a_run_reorders_the_queue_goes_to_the_frame_presse
     qtbot.waitUntil(lambda: model.rows[0].n_detections == 9, timeout=2000)  # taken in once released
     assert model.summaries[pressed_frame].n_detections == 0
     assert model.row_of(pressed_frame) >= len(model.rows) - 3  # among the three frames left with none
+    # statuses another window set and frames found unreadable rebuild the rows: they wait for the release too
+    chosen.clear()
+    panel.status_filter.setCurrentIndex(panel.status_filter.findText("unreviewed"))
+    row = 2
+    pressed_frame = model.rows[row].index
+    center = table.visualRect(model.index(row, 0)).center()
+    QTest.mousePress(table.viewport(), QtCore.Qt.LeftButton, QtCore.Qt.NoModifier, center)
+    above = [model.rows[r].index for r in range(row)]
+    panel.set_unreadable_frames(set(above))  # no longer listed as unreviewed: the rows would move up
+    panel.set_statuses([ReviewStatus.ACCEPTED if s.index in above else s.status for s in model.summaries])
+    assert model.rows[row].index == pressed_frame
+    QTest.mouseRelease(table.viewport(), QtCore.Qt.LeftButton, QtCore.Qt.NoModifier, center)
+    assert chosen == [pressed_frame]
+    qtbot.waitUntil(lambda: model.rows[0].index not in above, timeout=2000)  # made once released
     # a press whose release the table never sees (a dialog opened over it): later ticks are not held for ever
     QTest.mousePress(table.viewport(), QtCore.Qt.LeftButton, QtCore.Qt.NoModifier, center)
     QTest.mouseRelease(panel.counts, QtCore.Qt.LeftButton, QtCore.Qt.NoModifier)

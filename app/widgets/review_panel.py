@@ -291,10 +291,10 @@ class ReviewPanel(QtWidgets.QWidget):
         self.table.setMinimumHeight(header.sizeHint().height() + rows + 2 * self.table.frameWidth())
         self.table.setFocusPolicy(QtCore.Qt.ClickFocus)  # keys belong to the window's shortcuts
         self.table.clicked.connect(lambda index: self.frameChosen.emit(self.model.rows[index.row()].index))
-        # summaries that came in while a mouse button was held on the table: rows moved between a press and its
-        # release (sorted by a column a run changes) would make the click another frame's, or none
-        self._held_summaries: dict[int, FrameSummary] = {}
-        self._held_index = 0
+        # what would change the rows while a mouse button is held on the table, kept for its release: rows moved
+        # or rebuilt between a press and its release (a run's counts, statuses another window set, a frame found
+        # unreadable) would make the click another frame's, or none
+        self._held_changes: list = []
         self._button_held = False
         self.table.viewport().installEventFilter(self)
 
@@ -306,23 +306,16 @@ class ReviewPanel(QtWidgets.QWidget):
         layout.addWidget(self.table, 1)
 
     def set_summaries(self, summaries: list[FrameSummary]) -> None:
-        self._held_summaries.clear()  # older than these
+        self._held_changes.clear()  # older than these
         self.model.set_summaries(summaries)
         self._update_counts()
 
     def update_summaries(self, summaries: list[FrameSummary], index: int) -> None:
         """As `set_summaries` for some frames (a run's frames come in every second): the frame at the top of the
-        table stays there, whatever order the rows take, and frame `index` stays selected. While a mouse button
-        is held on the table they wait for its release."""
-        if self._button_held and QtWidgets.QApplication.mouseButtons() == QtCore.Qt.NoButton:
-            self._button_held = False  # released where the table did not see it (over a dialog that opened)
-        if self._button_held:
-            self._held_summaries.update((s.index, s) for s in summaries)
-            self._held_index = index
-            return
-        if self._held_summaries:
-            held, self._held_summaries = self._held_summaries, {}
-            summaries = list({**held, **{s.index: s for s in summaries}}.values())
+        table stays there, whatever order the rows take, and frame `index` stays selected."""
+        self._when_released(lambda: self._update_summaries(summaries, index))
+
+    def _update_summaries(self, summaries: list[FrameSummary], index: int) -> None:
         model, table = self.model, self.table
         top_row = table.rowAt(0)
         top = model.rows[top_row].index if 0 <= top_row < len(model.rows) else None
@@ -334,38 +327,53 @@ class ReviewPanel(QtWidgets.QWidget):
         if row is not None:
             table.scrollTo(model.index(row, 0), QtWidgets.QAbstractItemView.PositionAtTop)
 
+    def _when_released(self, change) -> None:
+        """Make a change of the rows now, or, while a mouse button is held on the table, once it is released."""
+        if self._button_held and QtWidgets.QApplication.mouseButtons() == QtCore.Qt.NoButton:
+            self._button_held = False  # released where the table did not see it (over a dialog that opened)
+        if self._button_held:
+            self._held_changes.append(change)
+            return
+        self._make_held_changes()
+        change()
+
+    def _make_held_changes(self) -> None:
+        held, self._held_changes = self._held_changes, []
+        for change in held:
+            change()
+
     def eventFilter(self, watched, event) -> bool:
         if watched is self.table.viewport():
             if event.type() == QtCore.QEvent.MouseButtonPress:
                 self._button_held = True
             elif event.type() == QtCore.QEvent.MouseButtonRelease:
                 self._button_held = False
-                if self._held_summaries:
-                    QtCore.QTimer.singleShot(0, self, self._update_held_summaries)  # once the click is taken
+                if self._held_changes:
+                    QtCore.QTimer.singleShot(0, self, self._released)  # once the click is taken
         return super().eventFilter(watched, event)
 
-    def _update_held_summaries(self) -> None:
-        if self._held_summaries and not self._button_held:
-            self.update_summaries([], self._held_index)
+    def _released(self) -> None:
+        if not self._button_held:
+            self._make_held_changes()
 
     def set_frame_status(self, index: int, status: ReviewStatus) -> None:
-        self.model.set_status(index, status)
-        self._update_counts()
+        self._when_released(lambda: (self.model.set_status(index, status), self._update_counts()))
 
     def set_statuses(self, statuses: list[ReviewStatus]) -> None:
-        self.model.set_statuses(statuses)
-        self._update_counts()
+        self._when_released(lambda: (self.model.set_statuses(statuses), self._update_counts()))
 
     def set_changed_frames(self, changes: Mapping[int, FrameChange]) -> None:
         """The frames found changed on disk (`ReviewSession.changed_frames`): marked in the status column,
         counted, and listed by the status filter's "changed on disk". The window calls this whenever it
         repaints the timeline's strip (which shows them pink)."""
-        self.model.set_changed(changes)
+        changes = dict(changes)  # as they are now, if held
+        self._when_released(lambda: self.model.set_changed(changes))
 
     def set_unreadable_frames(self, unreadable: set[int]) -> None:
         """The frames found unreadable: while unreviewed, listed and counted as "unreadable" (review
         steps over them; they can only be rejected). The window calls this with `set_changed_frames`."""
-        self.model.set_unreadable(unreadable)
+        unreadable = set(unreadable)
+        self._when_released(lambda: self.model.set_unreadable(unreadable))
 
     def show_current(self, index: int, status: ReviewStatus, scroll: bool = True) -> None:
         for s, button in self.status_buttons.items():
