@@ -19,8 +19,7 @@ from pathlib import Path
 
 from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
                           normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
-from app.commands.info import source_shapes
-from app.core.frames import FrameReadError, SourceError, describe_sizes, frame_digest, frames_folder, open_source
+from app.core.frames import FrameReadError, SourceError, frame_digest, frames_folder, open_source
 from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject, utc_now
 from app.core.provenance import ProposalOrigin, detector_record
@@ -171,7 +170,7 @@ def run(args) -> int:
               "export skips them (work saved before fingerprints were recorded cannot be checked)")
     n = len(source) if args.limit is None else min(len(source), args.limit)
     selected = f"{n} frames" if n == len(source) else f"the first {n} of {len(source)} frames,"
-    print(f"{source.kind} {source.path}: {selected} {describe_sizes(source_shapes(source, n))} {source.dtype}; "
+    print(f"{source.kind} {source.path}: {selected} {source.size_text(n)} {source.dtype}; "
           f"detector {record['name']} on {detector.device}"
           + (f", targets of {detector.gate} kept" if record["size_gate"] else "") + f"; normalisation {normalization}")
     origin = ProposalOrigin.of(record, normalization)

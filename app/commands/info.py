@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from app.commands import add_normalization_options, normalization_request_of
-from app.core.frames import FrameReadError, SourceError, describe_sizes, find_ground_truth, open_source
+from app.core.frames import FrameReadError, SourceError, find_ground_truth, open_source
 from app.core.normalization import Normalization
 from model.data import name_some
 from model.metrics import box_outside_frame, describe_boxes_outside, read_boxes_csv_lines
@@ -83,7 +83,7 @@ def run(args) -> int:
         print(f"kind:          {source.kind}" + (" (memory-mapped)" if getattr(source, "memory_mapped", False) else ""))
         print(f"frames:        {readable} readable, {len(bad)} unreadable"
               + ("" if args.scan else " so far (--scan decodes every frame)"))
-        print(f"size:          {describe_sizes(source_shapes(source))} (width x height)")
+        print(f"size:          {source.size_text()} (width x height)")
         print(f"dtype:         {source.dtype}")
         print(f"value range:   {low}..{high} over {where}")
         print(f"normalisation: {request.for_source(source)}")
@@ -103,23 +103,6 @@ def run(args) -> int:
             for b in bad:
                 print(f"  {b.path}: {b.reason}")
     return 0
-
-
-def source_shapes(source, frames: int | None = None) -> list:
-    """The (height, width) of a source's first `frames` frames (all when None); None for one not known yet."""
-    n = len(source) if frames is None else min(frames, len(source))
-    return [source.shape] if not source.mixed_sizes else [source.frame_shape(i) for i in range(n)]
-
-
-def project_shapes(project) -> list:
-    """The (height, width) of a project's frames; None for one whose size is not known."""
-    shapes = []
-    for stem in project.stems:
-        try:
-            shapes.append(project.shape_of(stem))
-        except KeyError:
-            shapes.append(None)
-    return shapes
 
 
 def boxes_outside_frames(source, gt) -> list[dict]:
@@ -173,7 +156,7 @@ def describe_project(folder: Path, check_frames: bool | None = None) -> int:
     print(f"project:       {project.folder}")
     problem = _source_problem(project, source, source_error)
     print(f"source:        {project.source_path} ({project.source_kind}){problem}")
-    print(f"frames:        {len(project)}, {describe_sizes(project_shapes(project))} (width x height)")
+    print(f"frames:        {len(project)}, {project.size_text()} (width x height)")
     print(f"normalisation: {Normalization.from_dict(project.normalization)}")
     print("review:        " + ", ".join(f"{n} {status.value}" for status, n in counts.items()))
     print(f"committed:     {committed} frames with an analyst's mask")
