@@ -17,8 +17,9 @@ from model.data import (IMAGE_EXTENSIONS, FrameReadError, Sample, check_sizes_ma
                         natural_key, read_image_gray, read_mask_noting_interpolation)
 from model.detectors import Detector
 from model.metrics import (BoxMetrics, Components, FaMode, InterpolatedMaskWarning, SegmentationMetrics,
-                           binarize_prediction, box_outside_frame, components, greedy_match, ground_truth_target,
-                           number_clip_frames, read_boxes_csv_lines, resize_ground_truth, resize_prediction)
+                           binarize_prediction, components, greedy_match, ground_truth_target,
+                           number_clip_frames, read_boxes_csv_lines, resize_ground_truth, resize_prediction,
+                           split_boxes_outside)
 
 BATCH_SIZE = 8
 MAX_CURVE_POINTS = 512  # points of the ROC kept in JSON
@@ -296,14 +297,9 @@ def evaluate_clip(
             logits, elapsed = _timed_detect(detector, images)
             seconds += elapsed
             for index, image, frame_logits in zip(indices, images, logits):
-                kept = []
-                for box, line in boxes.get(numbers[index] - 1, []):
-                    if box_outside_frame(box, image.shape[:2]):
-                        x0, y0, w, h = box
-                        outside.append({"line": line, "frame": numbers[index], "box": [x0 + 1, y0 + 1, w, h],
-                                        "frame_size": [image.shape[1], image.shape[0]]})
-                    else:
-                        kept.append(box)
+                kept, left_out = split_boxes_outside(boxes.get(numbers[index] - 1, []), numbers[index],
+                                                     image.shape[:2])
+                outside += left_out
                 metrics.update(frame_logits, kept)
             read += indices
         if progress:

@@ -375,6 +375,22 @@ def box_outside_frame(box: Box, shape: tuple[int, int]) -> bool:
     return x0 >= width or y0 >= height or x0 + w <= 0 or y0 + h <= 0
 
 
+def split_boxes_outside(boxes: Sequence[tuple[Box, int]], frame: int, shape: tuple[int, int]
+                        ) -> tuple[list[Box], list[dict]]:
+    """One frame's boxes (`read_boxes_csv_lines`' entries; `frame` 1-based, `shape` its (height, width)): those
+    covering some of its pixels, and the others as `describe_boxes_outside` takes them ({"line", "frame", "box"
+    [x, y, w, h] as boxes.csv writes it, "frame_size" [width, height]})."""
+    kept, outside = [], []
+    for box, line in boxes:
+        if box_outside_frame(box, shape):
+            x0, y0, w, h = box
+            outside.append({"line": line, "frame": frame, "box": [x0 + 1, y0 + 1, w, h],
+                            "frame_size": [shape[1], shape[0]]})
+        else:
+            kept.append(box)
+    return kept, outside
+
+
 def describe_boxes_outside(path: str | Path, outside: Sequence[dict], consequence: str, listed: int = 5) -> str:
     """One line naming the boxes of `path` that lie outside their frame (`outside`: {"line", "frame" (1-based),
     "box" [x, y, w, h] as boxes.csv writes it, "frame_size" [width, height]}), the first `listed` of them, and

@@ -12,7 +12,7 @@ from app.commands import add_normalization_options, normalization_request_of
 from app.core.frames import FrameReadError, SourceError, find_ground_truth, open_source
 from app.core.normalization import Normalization
 from model.data import name_some
-from model.metrics import box_outside_frame, describe_boxes_outside, read_boxes_csv_lines
+from model.metrics import describe_boxes_outside, read_boxes_csv_lines, split_boxes_outside
 
 VALUE_SAMPLE = 32
 MISSING_LISTED = 5  # missing frames of a project named
@@ -113,11 +113,8 @@ def boxes_outside_frames(source, gt) -> list[dict]:
     outside = []
     for i, number in enumerate(gt.numbering.numbers):
         shape = source.frame_shape(i)
-        for box, line in boxes.get(number - 1, []) if shape is not None else []:
-            if box_outside_frame(box, shape):
-                x0, y0, w, h = box
-                outside.append({"line": line, "frame": number, "box": [x0 + 1, y0 + 1, w, h],
-                                "frame_size": [shape[1], shape[0]]})
+        if shape is not None:
+            outside += split_boxes_outside(boxes.get(number - 1, []), number, shape)[1]
     return sorted(outside, key=lambda entry: entry["line"])
 
 
