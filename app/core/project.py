@@ -938,10 +938,7 @@ class ReviewProject:
             self._writing[key] = self._writing.get(key, 0) + 1
         try:
             yield
-            try:
-                written = _content_identity(os.stat(self._path(layer, stem, ".png")))
-            except OSError:
-                written = None
+            written = content_stamp(self._path(layer, stem, ".png"))
             if written is not None:
                 with self._lock:
                     self._own_files.setdefault(key, set()).add(written)
@@ -1266,6 +1263,14 @@ def _content_identity(st: os.stat_result) -> tuple:
     """What changes when a file is written again (inode, modified time, size), and not when only its permissions or
     owner change (`chmod -R`, a hard-link backup): those change its ctime, not what it holds."""
     return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def content_stamp(path: str | os.PathLike) -> tuple | None:
+    """`_content_identity` of the file at `path`; None when it cannot be stat'ed."""
+    try:
+        return _content_identity(os.stat(path))
+    except OSError:
+        return None
 
 
 def _file_identity(path: Path) -> tuple | None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from PySide6 import QtCore
 
 from app.core.frames import FrameReadError, FrameSource
 from app.core.normalization import Normalization
-from app.core.project import ReviewProject
+from app.core.project import ReviewProject, content_stamp
 from app.core.provenance import ProposalOrigin, detector_record, sha256_of
 from model.detectors import Detector
 from model.evaluate import make_detector
@@ -76,17 +75,17 @@ class DetectorChoice:
         loaded = getattr(network, "weights_file", None)
         if loaded is None or self.weights is None:
             return False
-        now = file_stamp(self.weights)  # None: removed since; the weights loaded still work
+        now = content_stamp(self.weights)  # None: removed since; the weights loaded still work
         return now is not None and now != loaded.stamp
 
     def _build_ungated(self) -> tuple[Detector, str | None]:
         if self.method != "irsam":
             return make_detector(self.method, None, self.device), None
         for _attempt in range(3):  # stamped before and after loading: a file rewritten meanwhile is loaded again
-            stamp = file_stamp(self.weights)
+            stamp = content_stamp(self.weights)
             sha256 = sha256_of(self.weights) if stamp is not None else None
             detector, notice = self._load()
-            if file_stamp(self.weights) == stamp:
+            if content_stamp(self.weights) == stamp:
                 break
         else:  # still being written: what was loaded cannot be told apart from the file, hashed when recorded
             stamp = sha256 = None
@@ -111,16 +110,7 @@ class LoadedWeights:
     """The weights file as it was when a detector was loaded from it."""
 
     sha256: str | None
-    stamp: tuple | None  # `file_stamp`
-
-
-def file_stamp(path: str | Path) -> tuple | None:
-    """What changes when a file is written again (inode, modified time, size); None when it cannot be stat'ed."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
+    stamp: tuple | None  # `content_stamp`
 
 
 class DetectionWorker(QtCore.QObject):
