@@ -256,6 +256,11 @@ def _failure(error: Exception) -> str:
     return f"corrupt image ({error or type(error).__name__})"
 
 
+def counted(count: int, one: str, several: str) -> str:
+    """"1 frame", "8 frames": `count` with the words for one or for several."""
+    return f"{count} {one if count == 1 else several}"
+
+
 def name_some(names: Sequence[str], shown: int, more: str = " and {} more") -> str:
     """The first `shown` names, comma-separated, then `more` with the count of the others, when there are
     any (messages that name the files or frames at fault)."""

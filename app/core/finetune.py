@@ -60,6 +60,7 @@ from app.core.project import ReviewProject, utc_now
 from model.atomic import atomic_write_json, atomic_write_text
 from model.data import (
     NOT_EIGHT_BIT_MODES,
+    counted,
     extra_data_samples,
     find_dataset,
     name_some,
@@ -108,11 +109,6 @@ def hold_out(stems: Sequence[str], frames_meta: dict, val_fraction: float = 0.2)
     (frames,) = ordered.values()
     cut = len(frames) - min(wanted, len(frames) - 1)
     return HoldOut(frames[:cut], frames[cut:], "block")
-
-
-def frame_count(count: int) -> str:
-    """"1 frame", "8 frames"."""
-    return f"{count} frame" if count == 1 else f"{count} frames"
 
 
 def format_duration(seconds: float) -> str:
@@ -312,14 +308,16 @@ class FineTuneJob:
         if not any_target(exported[stem] for stem in self.holdout.train if stem in exported):
             if not any(any_target(extra_data_samples(entry)) for entry in self.base_data or []):
                 also = f", and neither has {self.base_data[0]} (Also train on)" if self.base_data else ""
+                trained_on = counted(len(self.holdout.train), "frame", "frames")
                 raise FineTuneSetupError(
-                    f"Nothing to train on: no reviewed frame trained on ({frame_count(len(self.holdout.train))}) has "
+                    f"Nothing to train on: no reviewed frame trained on ({trained_on}) has "
                     f"a target, as they are marked negative or their masks are empty{also}. The network would "
                     "learn to find nothing: accept or correct frames that show a target first.")
         if not any_target(exported[stem] for stem in self.holdout.val if stem in exported):
             which = "the last reviewed ones" if self.holdout.by == "block" else "the last sequences by name"
+            held_out = counted(len(self.holdout.val), "frame", "frames")
             self.warnings.append(
-                f"warning: no frame held out for validation ({frame_count(len(self.holdout.val))}, {which}) has a "
+                f"warning: no frame held out for validation ({held_out}, {which}) has a "
                 "target, so validation cannot tell the epochs apart: best.pt keeps the first epoch validated, "
                 "and the comparison of old and new weights can only count false alarms (Fa).")
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from app.core.frames import FrameReadError, SourceError, UnusableMask, frame_digest, open_source
 from app.core.project import ReviewProject, ReviewStatus
+from model.data import counted
 
 READ_ERRORS = (FrameReadError, OSError, KeyError, IndexError, ValueError)
 
@@ -41,22 +42,19 @@ class LabelImportReport:
     refused: list[tuple[str, str]] = field(default_factory=list)  # (stem, why the mask cannot be used)
 
     def summary(self) -> str:
-        parts = [_count(len(self.imported), "mask committed", "masks committed")]
+        parts = [counted(len(self.imported), "mask committed", "masks committed")]
         if self.unchanged:
             parts.append(f"{len(self.unchanged)} already committed")
         if self.kept:
-            parts.append(_count(len(self.kept), "frame kept its own committed mask", "frames kept their own committed mask"))
+            parts.append(counted(len(self.kept), "frame kept its own committed mask",
+                                 "frames kept their own committed mask"))
         if self.reviewed:
-            parts.append(_count(len(self.reviewed), "reviewed frame left alone", "reviewed frames left alone"))
+            parts.append(counted(len(self.reviewed), "reviewed frame left alone", "reviewed frames left alone"))
         if self.missing:
-            parts.append(_count(len(self.missing), "frame without a mask", "frames without a mask"))
+            parts.append(counted(len(self.missing), "frame without a mask", "frames without a mask"))
         if self.refused:
-            parts.append(_count(len(self.refused), "mask refused", "masks refused"))
+            parts.append(counted(len(self.refused), "mask refused", "masks refused"))
         return ", ".join(parts)
-
-
-def _count(n: int, one: str, several: str) -> str:
-    return f"{n} {one if n == 1 else several}"
 
 
 def import_labels(

@@ -30,11 +30,11 @@ from app.core.finetune import (
     compare_weights,
     describe_cancelled,
     format_duration,
-    frame_count,
     prepare_run,
     recorded_run,
 )
 from app.widgets.workers import CancellableCallWorker, ProgressCallWorker, WorkerRunner
+from model.data import counted
 
 POLL_MS = 500
 CONFIG_CHOICES = {"as the base weights": None, "tiny": "tiny", "paper": "paper", "official": "official"}
@@ -299,7 +299,8 @@ class FineTuneDialog(QtWidgets.QDialog):
         base = self.job.base_data[0] if self.job.base_data else None
         also = f" plus {self.job.base_frames} of {base}" if base else ""
         note = f"{prepared.note}\n" if prepared.note else ""
-        self.status.setText(f"{note}Training on {frame_count(len(self.job.holdout.train))}{also}, validating on "
+        trained_on = counted(len(self.job.holdout.train), "frame", "frames")
+        self.status.setText(f"{note}Training on {trained_on}{also}, validating on "
                             f"{len(self.job.holdout.val)} (held out by {self.job.holdout.by}); log: {self.job.log_path}")
         self._show_warnings()
         self.start_button.setEnabled(False)
