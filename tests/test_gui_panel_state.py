@@ -336,22 +336,29 @@ def test_a_separator_the_analyst_dragged_is_kept_when_the_window_grows(window, f
     assert window.overlays_dock.widget().viewport().height() >= 60
 
 
-def test_weights_trained_on_a_sequence_closed_since_are_selected_but_detect_nothing_here(
-        review, sequence_16bit, qtbot, tmp_path, monkeypatch, tiny_checkpoint):
-    """"Use new weights" re-detected whatever sequence was open when it was pressed: another clip opened while the
-    run trained (audit 12, finding 7), maybe 10,000 frames the analyst never asked to detect."""
+def _train_while_another_sequence_opens(review, sequence_16bit, qtbot, tmp_path, monkeypatch, checkpoint):
+    """A one-epoch fake fine-tune of the review's sequence, held by its gate (returned with the dialog), while a
+    copy of `sequence_16bit` is opened in the window."""
     import shutil
 
     for index in range(8):
         review.session.set_status(index, ReviewStatus.ACCEPTED)
     gate = tmp_path / "gate"
-    _fake_training(monkeypatch, tiny_checkpoint, 1, gate)
+    _fake_training(monkeypatch, checkpoint, 1, gate)
     dialog = review.review_tools.finetune_dialog_open()
     dialog.folder.setText(str(tmp_path / "finetune"))
     _start(dialog, qtbot, 1)
-    other = shutil.copytree(sequence_16bit, tmp_path / "other")
-    assert review.open_path(other)  # while it trains
+    assert review.open_path(shutil.copytree(sequence_16bit, tmp_path / "other"))  # while it trains
     qtbot.waitUntil(lambda: review.detection_panel.isEnabled(), timeout=10000)
+    return dialog, gate
+
+
+def test_weights_trained_on_a_sequence_closed_since_are_selected_but_detect_nothing_here(
+        review, sequence_16bit, qtbot, tmp_path, monkeypatch, tiny_checkpoint):
+    """"Use new weights" re-detected whatever sequence was open when it was pressed: another clip opened while the
+    run trained (audit 12, finding 7), maybe 10,000 frames the analyst never asked to detect."""
+    dialog, gate = _train_while_another_sequence_opens(review, sequence_16bit, qtbot, tmp_path, monkeypatch,
+                                                       tiny_checkpoint)
     gate.touch()
     qtbot.waitUntil(lambda: dialog.use_button.isEnabled(), timeout=30000)
     best = str(dialog.job.best_path)
@@ -365,18 +372,9 @@ def test_weights_trained_on_a_sequence_closed_since_are_selected_but_detect_noth
 
 def test_weights_trained_on_a_sequence_closed_and_opened_again_re_detect_it(
         review, sequence_16bit, qtbot, tmp_path, monkeypatch, tiny_checkpoint):
-    import shutil
-
-    for index in range(8):
-        review.session.set_status(index, ReviewStatus.ACCEPTED)
-    gate = tmp_path / "gate"
-    _fake_training(monkeypatch, tiny_checkpoint, 1, gate)
-    dialog = review.review_tools.finetune_dialog_open()
-    dialog.folder.setText(str(tmp_path / "finetune"))
-    _start(dialog, qtbot, 1)
     trained_on = review.session.source.path
-    assert review.open_path(shutil.copytree(sequence_16bit, tmp_path / "other"))
-    qtbot.waitUntil(lambda: review.detection_panel.isEnabled(), timeout=10000)
+    dialog, gate = _train_while_another_sequence_opens(review, sequence_16bit, qtbot, tmp_path, monkeypatch,
+                                                       tiny_checkpoint)
     assert review.open_path(trained_on)  # back to the sequence it trains on
     qtbot.waitUntil(lambda: review.detection_panel.isEnabled(), timeout=10000)
     gate.touch()

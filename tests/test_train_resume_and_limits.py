@@ -21,6 +21,7 @@ from model.metrics import InterpolatedMaskWarning
 from model.train import check_same_run, run_record, train
 from model.train_config import TrainConfig
 from tests.datasets import write_sirst_dataset
+from tests.test_train_resume import config as resume_config
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +30,8 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def config(dataset: Path, out: Path, **kw) -> TrainConfig:
-    options = dict(data=str(dataset), split_train=str(dataset / "train.txt"), split_val=str(dataset / "val.txt"),
-                   out=str(out), config="tiny", device="cpu", precision="fp32", epochs=1, batch_size=4, crop=48,
-                   lr=1e-3)
-    options.update(kw)
-    return TrainConfig(**options)
+    """test_train_resume's tiny run, one epoch at batch 4 unless told otherwise."""
+    return resume_config(dataset, out, **{"epochs": 1, "batch_size": 4, **kw})
 
 
 def cli_train(dataset: Path, out: Path, *options: str) -> int:
