@@ -508,7 +508,7 @@ class ReviewSession:
         missing = wanted - cached.keys()
         if missing:
             cached.update(self._read_files(index, missing))
-            self._store_files(index, cached, generation)
+            cached = self._store_files(index, cached, generation)
         return cached
 
     def _read_files(self, index: int, keys: set[str]) -> dict[str, object]:
@@ -531,14 +531,19 @@ class ReviewSession:
             out[key] = value
         return out
 
-    def _store_files(self, index: int, files: dict[str, object], generation: int) -> None:
+    def _store_files(self, index: int, files: dict[str, object], generation: int) -> dict[str, object]:
+        """Cache what was read of a frame's files; returns its layers as cached now. A layer another thread cached
+        meanwhile (the read-ahead and the GUI thread reading one frame at once) keeps that array: arrays handed out
+        stay the cached ones, which the window's scores are kept by."""
         with self._files_lock:
             if self._file_generation[index] != generation:
-                return  # the frame's files changed while they were read
+                return files  # the frame's files changed while they were read
+            files = {**files, **self._files.get(index, {})}
             self._files[index] = files
             self._files.move_to_end(index)
             while len(self._files) > LAYER_CACHE:
                 self._files.popitem(last=False)
+            return dict(files)
 
     def _forget_files(self, index: int, keys: tuple[str, ...] = FILE_LAYERS) -> None:
         """Drop a frame's cached layer files (`keys`: the ones that changed; the others keep their arrays)."""

@@ -196,3 +196,21 @@ def test_how_boxes_csv_was_paired_with_the_frames_is_said_when_it_was_a_choice(t
     assert session.ground_truth.numbering.by == "position" and session.ground_truth.boxes(4)
     assert any(w.startswith("boxes.csv paired by position: ") for w in session.warnings), session.warnings
     session.close()
+
+
+def test_a_frame_read_by_two_threads_at_once_keeps_the_arrays_cached_first(session):
+    """The read-ahead and the GUI thread reading one frame at once: the later store replaced the arrays the window
+    had scored, so a re-show scored the frame again (seen as a flaky panel test on CI)."""
+    session.ensure_project().save_prediction(session.stem(2), proposal_of_one_target())
+    session.record_result(2)
+    inner = {}
+
+    def read_while_another_thread_stores(index, keys):
+        session._read_files = read  # the other thread reads and caches the frame while this one reads it
+        inner.update(session._layer_files(index, set(keys)))
+        return read(index, keys)
+
+    read, session._read_files = session._read_files, read_while_another_thread_stores
+    outer = session._layer_files(2, {"prediction", "committed"})
+    assert outer["prediction"] is inner["prediction"]
+    assert session._layer_files(2, {"prediction", "committed"})["prediction"] is inner["prediction"]
