@@ -7,6 +7,7 @@ from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus
 from app.core.propagation import (
     STOP_AREA,
+    STOP_AREA_DRIFT,
     STOP_END,
     STOP_MAX_FRAMES,
     STOP_NO_TARGET,
@@ -242,6 +243,32 @@ def test_propagation_stops_at_an_area_jump(tmp_path):
     assert result.stems == project.stems[2:4] and result.stopped_at == project.stems[4]
     assert result.reason.startswith(STOP_AREA)
     assert result.reason.endswith(f"(re-segmentation, after the proposal: {STOP_AREA}: 9 -> 192 px)")
+
+
+def test_propagation_stops_where_the_target_has_slowly_swollen_past_the_area_limit(tmp_path):
+    # each frame's target is at most 1.8x the previous one's (no jump), but 25 px is 2.8x the 9 px carried
+    shape = (40, 60)
+    masks = []
+    for i, side in enumerate((3, 4, 5, 6, 7)):
+        mask = np.zeros(shape, bool)
+        mask[20 : 20 + side, 10 + i : 10 + i + side] = True
+        masks.append(mask)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, mask in enumerate(masks):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.where(mask, 200, 40).astype(np.uint8))
+    source = open_source(folder)
+    normalization = Normalization.fixed(0, 255)
+    project = ReviewProject.create(tmp_path / "project", source.path, source.kind, source.stems, source.shape,
+                                   normalization.to_dict())
+    for stem, mask in zip(project.stems[1:], masks[1:]):
+        save_proposal(project, stem, mask)
+    project.commit_mask(project.stems[0], masks[0])
+    result = propagate(project, source, normalization, project.stems[0])
+    source.close()
+    assert result.stems == project.stems[1:2] and result.stopped_at == project.stems[2]
+    assert result.reason.startswith(f"{STOP_AREA_DRIFT}: ")
+    assert "(re-segmentation, after the proposal: area drift: 25 px, 9 px at the start)" in result.reason
 
 
 def test_copy_mode_shifts_the_mask_by_the_motion_of_the_previous_frame(tracked):

@@ -16,7 +16,9 @@ it still looks like the same target. The candidate comes from:
 - in "copy" mode, the previous mask itself, shifted by the predicted motion (no re-detection).
 
 Propagation stops at the first frame with no candidate, an area jump (ratio above `max_area_ratio`
-either way, areas counted as at least MIN_AREA_FOR_RATIO px), too little overlap with the shifted
+either way, areas counted as at least MIN_AREA_FOR_RATIO px), an area drift (the same ratio against the
+target carried from the start: re-segmentation grows each frame from the previous frame's mask, so a
+target can swell a little at every step, each step passing), too little overlap with the shifted
 previous mask (IoU of both masks grown by one pixel, below `min_iou`), an unreadable frame, a frame of
 another size (a folder of single images of several sizes is no sequence), or a frame the analyst has
 already reviewed: reviewed frames are never proposed for overwriting.
@@ -56,6 +58,7 @@ STOP_REVIEWED = "frame already reviewed"
 STOP_NO_TARGET = "no target found in the search window"
 STOP_LEFT_FRAME = "target left the frame"
 STOP_AREA = "area jump"
+STOP_AREA_DRIFT = "area drift"
 STOP_OVERLAP = "overlap with the predicted position too low"
 STOP_UNREADABLE = "unreadable frame"
 STOP_SIZE = "frame of another size"
@@ -205,6 +208,7 @@ def propagate(
                                     max_frames, search_margin, max_area_ratio, min_iou, mode) for target in targets],
                          targets)
     result = PropagationResult(start_stem, direction, reason=STOP_MAX_FRAMES)
+    start_area = int(prior.sum())
     source_index = {stem: i for i, stem in enumerate(source.stems)}
     velocity = initial_velocity(project, start_stem, direction, prior, search_margin)
     index = project.index(start_stem)
@@ -236,7 +240,7 @@ def propagate(
             except FrameReadError as e:
                 refusal = f"{STOP_UNREADABLE}: {e.reason}"
             else:
-                candidate, refusal = _find_target(project, stem, image, detector, prior, expected,
+                candidate, refusal = _find_target(project, stem, image, detector, prior, expected, start_area,
                                                   search_margin, max_area_ratio, min_iou)
         if refusal:
             result.stopped_at, result.reason = stem, refusal
@@ -291,7 +295,7 @@ def _together(results: list[PropagationResult], targets: list[np.ndarray]) -> Pr
     return together
 
 
-def _find_target(project, stem, image, detector, prior, expected, search_margin, max_area_ratio,
+def _find_target(project, stem, image, detector, prior, expected, start_area, search_margin, max_area_ratio,
                  min_iou) -> tuple[np.ndarray | None, str]:
     """(the target's mask in this frame, "") or (None, why it was refused): the proposal's component when
     it passes, else the re-segmented target when that passes."""
@@ -301,11 +305,11 @@ def _find_target(project, stem, image, detector, prior, expected, search_margin,
         proposal = detector.detect([image])[0].mask
     if proposal is not None:
         candidate = _best_component(proposal, window, expected)
-        proposal_refusal = _refusal(candidate, prior, expected, max_area_ratio, min_iou)
+        proposal_refusal = _refusal(candidate, prior, expected, start_area, max_area_ratio, min_iou)
         if not proposal_refusal:
             return candidate, ""
     candidate = _regrow(image, window, expected, max_area_ratio)
-    refusal = _refusal(candidate, prior, expected, max_area_ratio, min_iou)
+    refusal = _refusal(candidate, prior, expected, start_area, max_area_ratio, min_iou)
     if not refusal:
         return candidate, ""
     if proposal is not None:
@@ -313,19 +317,26 @@ def _find_target(project, stem, image, detector, prior, expected, search_margin,
     return None, refusal
 
 
-def _refusal(candidate: np.ndarray | None, prior: np.ndarray, expected: np.ndarray, max_area_ratio: float,
-             min_iou: float) -> str:
-    """Why `candidate` is not the target carried from `prior` (one of the STOP_* texts); "" when it is."""
+def _refusal(candidate: np.ndarray | None, prior: np.ndarray, expected: np.ndarray, start_area: int,
+             max_area_ratio: float, min_iou: float) -> str:
+    """Why `candidate` is not the target carried from `prior` (one of the STOP_* texts; `start_area`: the area
+    of the target carried from the start); "" when it is."""
     if candidate is None or not candidate.any():
         return STOP_NO_TARGET
-    area_before = max(int(prior.sum()), MIN_AREA_FOR_RATIO)
-    area_now = max(int(candidate.sum()), MIN_AREA_FOR_RATIO)
-    if max(area_now / area_before, area_before / area_now) > max_area_ratio:
-        return f"{STOP_AREA}: {int(prior.sum())} -> {int(candidate.sum())} px"
+    area = int(candidate.sum())
+    if _area_ratio(area, int(prior.sum())) > max_area_ratio:
+        return f"{STOP_AREA}: {int(prior.sum())} -> {area} px"
+    if _area_ratio(area, start_area) > max_area_ratio:
+        return f"{STOP_AREA_DRIFT}: {area} px, {start_area} px at the start"
     overlap = dilated_iou(candidate, expected)
     if overlap < min_iou:
         return f"{STOP_OVERLAP}: IoU {overlap:.2f} < {min_iou:.2f}"
     return ""
+
+
+def _area_ratio(a: int, b: int) -> float:
+    a, b = max(a, MIN_AREA_FOR_RATIO), max(b, MIN_AREA_FOR_RATIO)
+    return max(a / b, b / a)
 
 
 def apply_propagation(project: ReviewProject, result: PropagationResult) -> list[str]:
