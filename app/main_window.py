@@ -179,7 +179,7 @@ class MainWindow(QtWidgets.QMainWindow):
         run_menu.addAction("Run on this &frame", lambda: self.run_detection("frame"), "Ctrl+R")
         run_menu.addAction("Run on the &range", lambda: self.run_detection("range"))
         run_menu.addAction("Run on the &whole sequence", lambda: self.run_detection("all"), "Ctrl+Shift+R")
-        run_menu.addAction("&Cancel", self.detection_runner.cancel, "Ctrl+.")
+        run_menu.addAction("&Cancel the run", self.detection_runner.cancel, "Ctrl+.")
         run_menu.addSeparator()
         run_menu.addAction("Detector &input window...", self.choose_normalization)
         review_menu = self.menuBar().addMenu("&Review")  # filled by ReviewTools, after this entry
@@ -422,9 +422,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         same_frame = index == self.index and self.frame is not None
         if self._frame_message is not None and self._frame_message[0] != index:
-            if self.statusBar().currentMessage() == self._frame_message[1]:
-                self.statusBar().clearMessage()  # about the frame left; it hid this frame's scores
-            self._frame_message = None
+            self.withdraw_frame_message()  # about the frame left; it hid this frame's scores
         self.index = index
         self.timeline.set_current(index)
         was_unreadable = self.session.is_unreadable(index)  # it may read again (its file back, copied in whole)
@@ -704,6 +702,13 @@ class MainWindow(QtWidgets.QMainWindow):
         when another frame is shown, whose scores it would hide."""
         self.statusBar().showMessage(text, timeout_ms)
         self._frame_message = (self.index, text)
+
+    def withdraw_frame_message(self) -> None:
+        """Clear the last `say_about_frame` message if it is still shown (it no longer holds: the frame left, or
+        its status changed)."""
+        if self._frame_message is not None and self.statusBar().currentMessage() == self._frame_message[1]:
+            self.statusBar().clearMessage()
+        self._frame_message = None
 
     def _say_changed_by_another(self, shown: FrameLayers, shown_status: int, changes: DiskChanges) -> None:
         """Say in the status bar what changed on the frame shown, from what showed before (a file written again

@@ -93,6 +93,11 @@ def test_a_run_that_reaches_max_frames_marks_its_last_frame(review, qtbot):
                                                      "target); ended at frame 5: frame limit reached")
     tools.propagation_panel.go_to_stop.click()
     assert review.index == 4
+    tools.propagation_panel.max_frames.setValue(1)
+    tools.propagation_panel.forward.click()
+    _wait_done(review, qtbot)
+    assert tools.propagation_panel.result.text() == ("Carried to 1 frame (1 mask changed, 0 already held the "
+                                                     "target); ended at frame 6: frame limit reached")
 
 
 def test_opening_another_sequence_clears_the_last_propagations_result(review, sequence_16bit, tmp_path, qtbot):

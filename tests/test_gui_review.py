@@ -361,6 +361,23 @@ def test_shortcut_edit_with_conflict_then_saved_and_applied(review, qtbot, priva
     assert tools.palette.tool.value == "navigate"
     _key(review, qtbot, QtCore.Qt.Key_B, QtCore.Qt.ControlModifier)
     assert tools.palette.tool.value == "brush"
+    _key(review, qtbot, QtCore.Qt.Key_H)  # back to panning, from the keyboard
+    assert tools.palette.tool.value == "navigate"
+
+
+def test_the_shortcuts_dialog_lists_the_fixed_keys_too(review, qtbot):
+    """It listed only the editable map: Left/Right, PgUp/PgDown, Shift+Space (play), Ctrl+O, Ctrl+R... were nowhere."""
+    dialog = review.review_tools.edit_shortcuts()
+    rows = {dialog.table.item(row, 0).text(): row for row in range(dialog.table.rowCount())}
+    assert "Tool: Navigate" in rows and dialog.edits["tool_navigate"].keySequence().toString() == "H"
+    for title, keys in (("Forward 1 frame", "Right"), ("Back 10 frames", "PgUp"), ("Play / pause", "Shift+Space"),
+                        ("Open folder...", "Ctrl+O"), ("Run on this frame", "Ctrl+R")):
+        row = rows[title]
+        assert dialog.table.item(row, 1).text() == f"{keys}  (fixed)"
+        assert not dialog.table.item(row, 1).flags() & QtCore.Qt.ItemIsEditable
+        assert dialog.table.cellWidget(row, 1) is None
+    assert len(rows) == len(dialog.edits) + len(review.review_tools.fixed_shortcuts())
+    dialog.reject()
 
 
 def test_damaged_project_lists_the_frames(window, fresh_sequence, qtbot):
@@ -824,6 +841,21 @@ def test_a_message_about_a_frame_goes_when_another_frame_is_shown(review, qtbot)
     assert review.metrics_label.text().startswith("IoU")
     bar.showMessage("Opened the sequence: 2 unreadable files", 15000)  # not about one frame: it stays
     review.timeline.go_to(4)
+    assert bar.currentMessage() == "Opened the sequence: 2 unreadable files"
+
+
+def test_a_message_about_a_frame_status_goes_when_the_status_changes(review, qtbot):
+    """"Frame 1 marked negative ..." stayed for its 8 s after the frame was accepted, and hid its IoU / Pd."""
+    bar = review.statusBar()
+    assert review.review_tools.set_status(ReviewStatus.NEGATIVE)
+    assert bar.currentMessage().startswith("Frame 1 marked negative")
+    assert review.review_tools.set_status(ReviewStatus.ACCEPTED)
+    assert bar.currentMessage() == "" and not review.metrics_label.isHidden()
+    assert review.review_tools.set_status(ReviewStatus.NEGATIVE)
+    assert review.review_tools.set_status(ReviewStatus.NEGATIVE)  # marked again: said again
+    assert bar.currentMessage().startswith("Frame 1 marked negative")
+    bar.showMessage("Opened the sequence: 2 unreadable files", 15000)  # not about the frame: it stays
+    assert review.review_tools.set_status(ReviewStatus.REJECTED)
     assert bar.currentMessage() == "Opened the sequence: 2 unreadable files"
 
 

@@ -174,6 +174,7 @@ DEFAULT_SHORTCUTS: dict[str, str] = {
     "mark_unreviewed": "Ctrl+0",
     "undo": "Ctrl+Z",
     "redo": "Ctrl+Shift+Z",
+    "tool_navigate": "H",
     "tool_brush": "B",
     "tool_eraser": "E",
     "tool_polygon": "P",

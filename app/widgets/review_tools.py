@@ -28,6 +28,7 @@ from app.widgets.review_panel import ReviewPanel
 from app.widgets.scrolling import ScrollingPanel
 from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
 from app.widgets.workers import CancellableCallWorker, WorkerRunner
+from model.data import counted
 
 MAX_DAMAGED_LISTED = 20
 STATUS_MENU_ORDER = (ReviewStatus.ACCEPTED, ReviewStatus.CORRECTED, ReviewStatus.REJECTED, ReviewStatus.NEGATIVE,
@@ -136,7 +137,8 @@ class ReviewTools(QtCore.QObject):
             "toggle_edge_overlay": toggles["edges"].toggle,
             "toggle_target_boxes": toggles["boxes"].toggle,
         }
-        for tool in (Tool.BRUSH, Tool.ERASER, Tool.POLYGON, Tool.FLOOD_FILL, Tool.DELETE_COMPONENT, Tool.GROW_TARGET):
+        for tool in (Tool.NAVIGATE, Tool.BRUSH, Tool.ERASER, Tool.POLYGON, Tool.FLOOD_FILL, Tool.DELETE_COMPONENT,
+                     Tool.GROW_TARGET):
             handlers[f"tool_{tool.value}"] = lambda t=tool: palette.set_tool(t)
         return handlers
 
@@ -286,6 +288,7 @@ class ReviewTools(QtCore.QObject):
             self.show_write_error(str(e), f"Frame {index + 1} stays {session.status(index).value}{kept}; the "
                                           "files on disk are unchanged")
             return False
+        self.window.withdraw_frame_message()  # a warning about the status it had, or a refusal of it
         self.window._refresh_strip()
         self._show_status(index)
         self.window.show_frame(index)
@@ -403,8 +406,9 @@ class ReviewTools(QtCore.QObject):
             where = f"ended at frame {end + 1}"
         # an unchanged frame's committed mask already held the carried target: nothing was written
         unchanged = len(result.frames) - len(changed)
-        text = (f"Carried to {len(result.frames)} frames ({len(changed)} masks changed, {unchanged} already held "
-                f"the target); {where}: {result.reason}")
+        text = (f"Carried to {counted(len(result.frames), 'frame', 'frames')} "
+                f"({counted(len(changed), 'mask', 'masks')} changed, {unchanged} already held the target); "
+                f"{where}: {result.reason}")
         panel.show_result(text, end)
         self.review_panel.model.set_marked({} if end is None else {end: result.reason})
         self.window.timeline.strip.set_stop_marker(end, result.reason, stopped=result.stopped_at is not None)

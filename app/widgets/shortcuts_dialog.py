@@ -142,7 +142,8 @@ class ShortcutActions:
 
 
 class ShortcutsDialog(QtWidgets.QDialog):
-    """A table of actions with a QKeySequenceEdit each; keys bound twice are shown in red and listed."""
+    """A table of actions with a QKeySequenceEdit each, then the fixed shortcuts, greyed; keys bound twice are
+    shown in red and listed."""
 
     def __init__(self, shortcut_map: ShortcutMap, parent=None, reserved: dict[str, str] | None = None):
         """`reserved`: keys -> title of the app's fixed shortcuts (menus, frame steps), which no action may take."""
@@ -152,7 +153,7 @@ class ShortcutsDialog(QtWidgets.QDialog):
         self.resize(460, 640)
         self.map = ShortcutMap(shortcut_map.to_dict())
         self.edits: dict[str, QtWidgets.QKeySequenceEdit] = {}
-        self.table = QtWidgets.QTableWidget(len(self.map.actions), 2)
+        self.table = QtWidgets.QTableWidget(len(self.map.actions) + len(self.reserved), 2)
         self.table.setHorizontalHeaderLabels(["Action", "Keys"])
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setStretchLastSection(True)
@@ -166,6 +167,12 @@ class ShortcutsDialog(QtWidgets.QDialog):
             edit.keySequenceChanged.connect(lambda keys, n=name: self.bind(n, keys.toString()))
             self.table.setCellWidget(row, 1, edit)
             self.edits[name] = edit
+        fixed_rows = sorted(self.reserved.items(), key=lambda item: item[1].lower())
+        for row, (keys, title) in enumerate(fixed_rows, start=len(self.map.actions)):
+            for column, text in enumerate((title[:1].upper() + title[1:], f"{keys}  (fixed)")):
+                item = QtWidgets.QTableWidgetItem(text)
+                item.setFlags(QtCore.Qt.NoItemFlags)  # greyed: shown, not editable
+                self.table.setItem(row, column, item)
         self.table.resizeColumnToContents(0)
         self.conflicts = QtWidgets.QLabel()
         self.conflicts.setWordWrap(True)
