@@ -15,8 +15,9 @@ its first epoch before last.pt was written, starts again). A resumed run may rai
 options in RESUMABLE_OPTIONS; any other change is refused, except that it may leave out --init (last.pt holds the
 weights: --init is read by a new run only, so a resume works once its file is gone). A resumed run is the run it
 resumes: the order and augmentation of each epoch's images are seeded by (seed, epoch) and the rest of its state is
-in last.pt. --max-minutes stops at an epoch boundary, before an epoch that would not end within the limit (as long
-as this process's epochs so far took on average), after at least one epoch, which is validated.
+in last.pt. --max-minutes stops at an epoch boundary, before an epoch that would not end within the limit (its
+steps, validation and saving as long as this process's took on average, the validation of the epoch it would stop
+at included), after at least one epoch, which is validated.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import json
 import math
 import os
 import re
+import statistics
 import time
 import warnings
 from dataclasses import asdict, fields, replace
@@ -550,7 +552,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
             f"{ctx.world_size} process(es) on {ctx.device}, autocast {dtype}, {steps_per_epoch} steps/epoch"
         )
     stopped_early = False
-    epoch_seconds: list[float] = []  # of each epoch this process ran: training, validation and saving
+    # of each epoch this process ran: its training steps, its validation (where it ran) and the rest (saving)
+    step_seconds: list[float] = []
+    val_seconds: list[float] = []
+    rest_seconds: list[float] = []
     for epoch in range(start_epoch, cfg.epochs):
         t_epoch = time.time()
         sampler.set_epoch(epoch)
@@ -589,18 +594,30 @@ def train(cfg: TrainConfig, log=print) -> dict:
             del net
             raise _diverged(ctx, epoch, last_path, dtype, "the weights became NaN or infinite")
         is_last = epoch + 1 == cfg.epochs
-        out_of_time = False  # the next epoch would not end within --max-minutes: this one is validated, then stop
+        # the next epoch would not end within --max-minutes: this one is validated, then the run stops. What is
+        # left of this epoch counts too (its validation, where it validates anyway, and saving), and so does the
+        # next epoch's validation (the run would stop after it); before any validation was timed, one is taken to
+        # last as long as an epoch's steps
+        out_of_time = False
+        step_seconds.append(time.time() - t_epoch)
         if cfg.max_minutes is not None and not is_last:
-            elapsed = time.time() - t_start
-            estimate = (sum(epoch_seconds) + time.time() - t_epoch) / (len(epoch_seconds) + 1)
-            out_of_time = ctx.broadcast_flag(elapsed + estimate > 60 * cfg.max_minutes)
+            steps = statistics.fmean(step_seconds)
+            validation_timed = bool(val_seconds)
+            validation = statistics.fmean(val_seconds) if validation_timed else steps
+            rest = statistics.fmean(rest_seconds) if rest_seconds else 0.0
+            this_epoch_left = rest + (validation if (epoch + 1) % cfg.val_every == 0 else 0.0)
+            out_of_time = ctx.broadcast_flag(
+                time.time() - t_start + this_epoch_left + steps + validation + rest > 60 * cfg.max_minutes)
+        t_rest, validated = time.time(), 0.0
         if ctx.is_main:
             if (epoch + 1) % cfg.val_every == 0 or is_last or out_of_time:
                 t_val = time.time()
                 # in fp32, as irsam eval and detect run by default and as the threshold is calibrated, so
                 # best.pt's metrics are the ones those report (autocast shifts the logits a little)
                 val = validate(kept, val_images, val_masks, ctx.device, None)
-                record.update({f"val_{k}": v for k, v in val.items()}, val_seconds=round(time.time() - t_val, 1))
+                validated = time.time() - t_val
+                val_seconds.append(validated)
+                record.update({f"val_{k}": v for k, v in val.items()}, val_seconds=round(validated, 1))
                 if val["iou"] > best_iou:
                     best_iou, best_metrics = val["iou"], val
                     save_checkpoint(
@@ -615,13 +632,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 f.write(json.dumps(record) + "\n")
             log(_format_record(record))
         ctx.barrier()
-        epoch_seconds.append(time.time() - t_epoch)
+        rest_seconds.append(time.time() - t_rest - validated)
         if out_of_time:
             stopped_early = True
             if ctx.is_main:
                 log(f"stopping after {(time.time() - t_start) / 60:.2f} minutes (limit {cfg.max_minutes:g}): epoch "
-                    f"{epoch + 2} would not end within it (an epoch takes about {estimate / 60:.2f} minutes); run the "
-                    "same command again to resume")
+                    f"{epoch + 2} would not end within it (about {steps / 60:.2f} minutes of training, "
+                    f"{validation / 60:.2f} of validation{'' if validation_timed else ' (not timed yet: taken as long)'} "
+                    f"and {rest / 60:.2f} of saving); run the same command again to resume")
             break
     del net  # DDP's reducer holds the process group; it goes before the group does
     ctx.close()

@@ -92,11 +92,31 @@ def test_max_minutes_stops_before_an_epoch_that_would_not_end_in_time_and_says_w
     elapsed = float(stop[0].split()[2])
     assert 40 / 60 <= elapsed < 1.0  # the real elapsed time, not the limit
     assert stop[0].startswith(f"stopping after {elapsed:.2f} minutes (limit 1): epoch 2 would not end within it "
-                              "(an epoch takes about 0.")
-    assert stop[0].endswith("minutes); run the same command again to resume")
+                              "(about 0.67 minutes of training, 0.67 of validation (not timed yet: taken as long) "
+                              "and 0.00 of saving); run the same command again to resume")
     lines.clear()
     train(config(dataset, out, epochs=3, max_minutes=1.0, val_every=3), log=lines.append)  # one epoch, then stops
     assert epochs_logged(out) == [1, 2]
+
+
+def test_max_minutes_counts_the_validation_still_to_come(dataset, tmp_path, monkeypatch):
+    # validation takes 40 s on the clock, training nothing: the decision after epoch 2's steps (at 40 s) must count
+    # its validation (to 80 s) and epoch 3's (to 120 s, past 90 s); it counted neither and ended at 120 s
+    offset = [0.0]
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(time=lambda: time.time() + offset[0]))
+    validate = train_module.validate
+
+    def slow_validation(*args):
+        offset[0] += 40.0
+        return validate(*args)
+
+    monkeypatch.setattr(train_module, "validate", slow_validation)
+    out, lines = tmp_path / "timed", []
+    summary = train(config(dataset, out, epochs=4, max_minutes=1.5), log=lines.append)
+    assert not summary["complete"] and epochs_logged(out) == [1, 2]
+    assert 80 / 60 <= summary["minutes"] < 1.5
+    stop = next(line for line in lines if line.startswith("stopping after"))
+    assert "epoch 3 would not end within it (about 0.00 minutes of training, 0.67 of validation and 0.0" in stop
 
 
 @pytest.fixture
