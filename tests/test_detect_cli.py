@@ -139,6 +139,12 @@ def test_a_folder_that_is_not_a_project_is_never_written_into(sequence, tmp_path
     assert "not a review project and not empty" in capsys.readouterr().err
     assert truth.read_bytes() == b"the analyst's ground truth" and sorted(p.name for p in out.rglob("*")) == [
         "000000.png", "masks"]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("kept")
+    assert main(["detect", str(sequence), "--out", str(a_file), "--method", "mpcm", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"error: {a_file} is a file, not a folder: detect into a new or empty folder "
+                                       "(nothing was written)\n")
+    assert a_file.read_text() == "kept"
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["detect", str(sequence), "--out", str(empty), "--method", "mpcm", "--quiet", "--tta", "flips",

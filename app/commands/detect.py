@@ -120,7 +120,11 @@ def run(args) -> int:
             ("--precision", args.precision != "fp32"), ("--tta", args.tta != "none"),
             ("--refine", args.refine != "contrast")) if given], args.method)
     out = Path(args.out)
-    if out.exists() and not (out / "project.json").exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        print(f"error: {out} is a file, not a folder: detect into a new or empty folder (nothing was written)",
+              file=sys.stderr)
+        return 2
+    if out.exists() and not (out / "project.json").exists() and any(out.iterdir()):
         print(f"error: {out} is not a review project and not empty: detect into a new or empty folder "
               "(nothing was written)", file=sys.stderr)
         return 2
