@@ -245,4 +245,4 @@ class FrameEditor:
 
     def _forget_layers(self, index: int) -> None:
         # the session caches decoded layer files per frame; the committed mask just changed on disk
-        self.session._forget_files(index)
+        self.session.files_rewritten([self.session.stem(index)])

@@ -253,18 +253,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self._remember_recent(str(Path(path).expanduser().resolve()))
         return True
 
-    def _set_session(self, session: ReviewSession) -> None:
+    def _close_session(self) -> None:
+        """Stop all work on the sequence open (if any) and close it: another one opens, or the window closes."""
         self.review_tools.stop()
         self._remember_place()
-        stopped = self._describe_stopped_run()
         for runner in (self.detection_runner, self.feature_runner, self.details_runner):
             runner.stop()
         self.frame_check.stop()
         self._pending_run = None
         self._stop_following_run_in_queue()
-        self.detection_panel.set_running(False)  # a run stopped above sends no `finished`
         if self.session is not None:
             self.session.close()
+
+    def _set_session(self, session: ReviewSession) -> None:
+        stopped = self._describe_stopped_run()
+        self._close_session()
+        self.detection_panel.set_running(False)  # a run stopped above sends no `finished`
         self.session = session
         self._truth_warnings_shown = 0
         self._warnings_shown = len(session.warnings)
@@ -277,7 +281,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.detection_panel.set_frame_count(len(session))
         self.detection_panel.setEnabled(False)  # until the project (if any) is read: a run must not race it
         self.review_tools.project_loading()
-        self._refresh_strip()
+        self.refresh_strip()
         self.setWindowTitle(f"IRSAM Review - {session.sequence_name}")
         message = (f"{len(session)} frames, {session.source.size_text()}, {session.source.dtype}, "
                    f"normalisation {session.normalization}")
@@ -350,7 +354,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                          "no ground truth beside the source")
         for key in ("edges", "probability"):
             self.overlay_panel.set_available(key, True)
-        self._refresh_strip()
+        self.refresh_strip()
         warnings = session.warnings + ([f"reading earlier results failed: {error}"] if error else [])
         self._warnings_shown = len(session.warnings)
         self.statusBar().showMessage("; ".join([self._open_message, *warnings]), 15000)
@@ -430,7 +434,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.frame, self.layers = self.session.frame_and_layers(index, self._wanted_layers())
         except FrameReadError as e:
             self.session.mark_unreadable(index)
-            self._refresh_strip()
+            self.refresh_strip()
             self.frame = None
             self.layers = FrameLayers()
             self.frame_view.show_notice(f"Frame {index + 1} is unreadable: {e.reason}\n\n"
@@ -443,7 +447,7 @@ class MainWindow(QtWidgets.QMainWindow):
         changed = change is not None and change.changed
         self.frame_view.set_warning(change.describe() if changed else "")
         if changed != (index in self._painted_changed) or was_unreadable:
-            self._refresh_strip()  # found changed (or no longer) when shown: pink in the timeline from now on
+            self.refresh_strip()  # found changed (or no longer) when shown: pink in the timeline from now on
         self._mark_missing_layers()
         self._follow_selection()
         status = self.session.status(index).value
@@ -606,7 +610,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # --- review status --------------------------------------------------------------------------
 
-    def _refresh_strip(self) -> None:
+    def refresh_strip(self) -> None:
         if self.session is not None:
             codes = self.session.status_codes
             again = [i for i, change in list(self.session.changed_frames.items()) if change.changed]
@@ -669,7 +673,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self._say_changed_by_another(*before)
         if not changes:
             return
-        self._refresh_strip()
+        self.refresh_strip()
         if changes.proposals and not session.counts_pending:
             # (while a run's proposals are still being counted, summarising the queue would read them all at once)
             self.review_tools.refresh_queue()
@@ -725,7 +729,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def changed_frames_found(self) -> None:
         """The frame check ended: mark what it found in the timeline and on the shown frame."""
-        self._refresh_strip()
+        self.refresh_strip()
         if self.frame is not None:
             self.show_frame(self.index)
 
@@ -931,7 +935,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self._from_current_worker(self.detection_runner):
             return
         self.session.record_result(index)
-        self._refresh_strip()
+        self.refresh_strip()
         self._queue_frames_done.add(index)
         if not self.queue_timer.isActive():
             self.queue_timer.start()
@@ -959,7 +963,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return  # a stopped run's queued signal: the index may belong to the sequence open before
         if self.session is not None:
             self.session.mark_unreadable(index)
-            self._refresh_strip()
+            self.refresh_strip()
         earlier = self._skipped_in_run
         also = ""
         if earlier:  # each message replaces the one before: the frames it named are named again
@@ -1132,14 +1136,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.panels_timer.stop()
         self.disk_timer.stop()
-        self._stop_following_run_in_queue()
-        self.review_tools.stop()
-        self._remember_place()
-        for runner in (self.detection_runner, self.feature_runner, self.details_runner):
-            runner.stop()
-        self.frame_check.stop()
-        if self.session is not None:
-            self.session.close()
+        self._close_session()
         self._save_layout()
         super().closeEvent(event)
 

@@ -545,6 +545,13 @@ class ReviewSession:
                 self._files.popitem(last=False)
             return dict(files)
 
+    def files_rewritten(self, stems) -> None:
+        """Frames whose layer files were written outside the session (propagation, a ground-truth import): their
+        cached arrays go."""
+        for stem in stems:
+            if stem in self._stem_index:
+                self._forget_files(self._stem_index[stem])
+
     def _forget_files(self, index: int, keys: tuple[str, ...] = FILE_LAYERS) -> None:
         """Drop a frame's cached layer files (`keys`: the ones that changed; the others keep their arrays)."""
         with self._files_lock:

@@ -27,7 +27,7 @@ def _replace_frame(window, index: int) -> None:
 
 
 def _window_hook(window) -> None:
-    """What MainWindow._refresh_strip does each time it repaints the strip (pink = changed on disk):
+    """What MainWindow.refresh_strip does each time it repaints the strip (pink = changed on disk):
     `self.review_tools.review_panel.set_changed_frames(self.session.changed_frames)`. Called here again after
     each step that repaints the strip; a second call changes nothing (tests/test_gui_frame_changes.py checks
     that the window makes it)."""

@@ -289,7 +289,7 @@ class ReviewTools(QtCore.QObject):
                                           "files on disk are unchanged")
             return False
         self.window.withdraw_frame_message()  # a warning about the status it had, or a refusal of it
-        self.window._refresh_strip()
+        self.window.refresh_strip()
         self._show_status(index)
         self.window.show_frame(index)
         if status is ReviewStatus.NEGATIVE:
@@ -330,7 +330,7 @@ class ReviewTools(QtCore.QObject):
             self.window.timeline.go_to(following)
 
     def _frame_edited(self, index: int) -> None:
-        self.window._refresh_strip()
+        self.window.refresh_strip()
         self._show_status(index)
         if index == self.window.index:
             self.window.show_frame(index)
@@ -395,8 +395,7 @@ class ReviewTools(QtCore.QObject):
         except ProjectWriteError as e:
             self.show_write_error(str(e), PARTLY_WRITTEN.format(what="propagated masks"))
             return
-        for stem in result.stems:
-            session._forget_files(session.project.index(stem))
+        session.files_rewritten(result.stems)
         end = None if result.end_stem is None else session.project.index(result.end_stem)
         if end is None:
             where = "nothing carried"
@@ -513,15 +512,14 @@ class ReviewTools(QtCore.QObject):
         if report is None:
             self.show_write_error(error, PARTLY_WRITTEN.format(what="ground-truth masks"))
             return
-        for stem in report.imported:
-            session._forget_files(session.project.index(stem))
+        session.files_rewritten(report.imported)
         text = f"Ground truth: {report.summary()}; the frames stay unreviewed until you review them."
         refused = [f"{stem}: {why}" for stem, why in report.refused[:MAX_DAMAGED_LISTED]]
         if refused:
             QtWidgets.QMessageBox.warning(window, "Some ground-truth masks were not used", text + "\n\n" +
                                           "\n".join(refused))
         window.statusBar().showMessage(text, 15000)
-        window._refresh_strip()
+        window.refresh_strip()
         self.refresh_queue()
         window.show_frame(window.index)
 
