@@ -121,26 +121,29 @@ class ReviewSession:
     def open(cls, path: str | os.PathLike, details: bool = True) -> "ReviewSession":
         """A review project folder, or a source (folder / TIFF stack / image). Raises SourceError/ProjectError."""
         path = Path(path).expanduser()
-        if is_project(path):
-            meta = _read_project_meta(path)
-            source = open_source(meta["source"]["path"])
-            if not follows(meta["stems"], source.stems, source.unreadable_stems):
-                raise ProjectError(f"{meta['source']['path']} no longer holds the frames of the project {path}")
-            session = cls(source, Normalization.from_dict(meta["normalization"]), path)
-        else:
-            source = open_source(path)
-            project_dir = project_dir_for(path)
-            normalization = None
-            if is_project(project_dir):
-                try:
-                    meta = _read_project_meta(project_dir)
-                    if follows(meta["stems"], source.stems, source.unreadable_stems):
-                        normalization = Normalization.from_dict(meta["normalization"])
-                except (ProjectError, ValueError):
-                    pass  # reported by load_details
-            session = cls(source, normalization or default_for(source), project_dir)
-        if details:
-            session.load_details()
+        meta = _read_project_meta(path) if is_project(path) else None
+        source = open_source(path if meta is None else meta["source"]["path"])
+        try:  # a failed open closes the source (a TIFF stack's file and memory map)
+            if meta is not None:
+                if not follows(meta["stems"], source.stems, source.unreadable_stems):
+                    raise ProjectError(f"{meta['source']['path']} no longer holds the frames of the project {path}")
+                session = cls(source, Normalization.from_dict(meta["normalization"]), path)
+            else:
+                project_dir = project_dir_for(path)
+                normalization = None
+                if is_project(project_dir):
+                    try:
+                        existing = _read_project_meta(project_dir)
+                        if follows(existing["stems"], source.stems, source.unreadable_stems):
+                            normalization = Normalization.from_dict(existing["normalization"])
+                    except (ProjectError, ValueError):
+                        pass  # reported by load_details
+                session = cls(source, normalization or default_for(source), project_dir)
+            if details:
+                session.load_details()
+        except BaseException:
+            source.close()
+            raise
         return session
 
     def load_details(self) -> None:

@@ -567,3 +567,25 @@ def test_a_clip_folder_and_its_images_folder_are_the_same_source(sequence, tmp_p
     shutil.copy(next((clip / "images").glob("*.png")), clip / "own.png")
     assert main(["detect", str(clip), "--out", str(out), "--method", "tophat", "--quiet"]) == 2
     assert f"is the review project of {clip / 'images'}, not of {clip}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out_is_a_file", [False, True])
+def test_detect_closes_its_source_whether_it_ran_or_refused(sequence, tmp_path, monkeypatch, out_is_a_file):
+    """It never closed it: a TIFF stack's file and memory map stayed open for every in-process call."""
+    import app.commands.detect as detect_module
+
+    closed = []
+
+    def recording_open_source(path):
+        source = open_source(path)
+        close = source.close
+        source.close = lambda: (closed.append(path), close())
+        return source
+
+    monkeypatch.setattr(detect_module, "open_source", recording_open_source)
+    out = tmp_path / "out"
+    if out_is_a_file:
+        out.write_text("not a folder")
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--limit", "2",
+                 "--quiet"]) == (2 if out_is_a_file else 0)
+    assert closed == [str(sequence)]

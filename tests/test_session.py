@@ -214,3 +214,31 @@ def test_a_frame_read_by_two_threads_at_once_keeps_the_arrays_cached_first(sessi
     outer = session._layer_files(2, {"prediction", "committed"})
     assert outer["prediction"] is inner["prediction"]
     assert session._layer_files(2, {"prediction", "committed"})["prediction"] is inner["prediction"]
+
+
+def test_a_project_that_fails_to_open_closes_its_source(tmp_path, monkeypatch):
+    """A project whose source no longer holds its frames raised ProjectError with the source (a TIFF stack's file
+    and memory map) left open: the window goes on, so every such open leaked a descriptor."""
+    import app.session as session_module
+    from app.core.project import ProjectError
+
+    write_folder(tmp_path / "seq", n=4, names=[f"{i:02d}.png" for i in range(4)])
+    session = ReviewSession.open(tmp_path / "seq")
+    session.set_status(0, ReviewStatus.ACCEPTED)  # makes its project
+    project_dir = session.project_dir
+    session.close()
+    (tmp_path / "seq" / "02.png").unlink()
+    opened, closed = [], []
+
+    def recording_open_source(path):
+        source = open_source(path)
+        close = source.close
+        source.close = lambda: (closed.append(source), close())
+        opened.append(source)
+        return source
+
+    open_source = session_module.open_source
+    monkeypatch.setattr(session_module, "open_source", recording_open_source)
+    with pytest.raises(ProjectError, match="no longer holds the frames"):
+        ReviewSession.open(project_dir)
+    assert len(opened) == 1 and closed == opened

@@ -114,6 +114,11 @@ def run(args) -> int:
     except (ValueError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    with source:
+        return _detect(args, request, source)
+
+
+def _detect(args, request, source) -> int:
     if args.method != "irsam":
         warn_irsam_only([option for option, given in (
             ("--weights", args.weights), ("--config", args.config), ("--device", args.device != "auto"),
