@@ -1,7 +1,7 @@
 """Mask editing for the review window, without Qt: what each tool does to a frame, and how the result
 is saved through the session's project.
 
-Every tool call is one undoable edit (`ReviewProject.edit_mask`: history and committed mask written
+Every tool call is one undoable edit (`ReviewProject.commit_edit`: history and committed mask written
 atomically at once). An edit that changes the mask also marks the frame `corrected`: the analyst has
 now drawn the truth, so export takes the committed mask. One that changes nothing (the eraser on empty
 sky) saves nothing and leaves the status alone, except that the accept tools commit the proposals they

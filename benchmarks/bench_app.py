@@ -62,7 +62,7 @@ def make_sequence(folder: Path, frames: int, distinct: int, height: int, width: 
     return folder
 
 
-def add_predictions(folder: Path, frames: int, distinct: int, logits: bool) -> None:
+def add_predictions(folder: Path, distinct: int, logits: bool) -> None:
     import cv2
 
     from app.core.frames import open_source
@@ -113,7 +113,7 @@ def main() -> int:
             shutil.rmtree(folder, ignore_errors=True)
             shutil.rmtree(project_dir_for(folder), ignore_errors=True)
             make_sequence(folder, args.frames, distinct, height, width)
-            add_predictions(folder, args.frames, distinct, args.logits)
+            add_predictions(folder, distinct, args.logits)
             print(f"prepared {args.frames} frames {width}x{height} uint16 + predictions in {time.perf_counter() - t:.1f} s")
 
         t = time.perf_counter()

@@ -44,11 +44,6 @@ def _count_flops(model: nn.Module, input_size: tuple[int, int] | int) -> FlopCou
     return counter
 
 
-def count_macs(model: nn.Module, input_size: tuple[int, int] | int) -> int:
-    """MACs of one forward pass on a (1, 3, H, W) input."""
-    return _count_flops(model, input_size).get_total_flops() // 2
-
-
 def count_macs_by_module(model: nn.Module, input_size: tuple[int, int] | int) -> dict[str, int]:
     """MACs of one forward pass per top-level submodule (e.g. image_encoder, mask_decoder), plus "total"."""
     counter = _count_flops(model, input_size)

@@ -24,11 +24,9 @@ REFINE_MODES = ("contrast", "trim", "off")
 class FrameResult:
     logits: np.ndarray  # float32 (H, W); > 0 means target
     edge: np.ndarray | None = None  # float32 (H, W) in [0, 1], IRSAM's edge map
-    # Optional inspection maps, filled only when asked for (IRSAM): name -> float32 array.
-    # WPMD: "wpmd{level}.diffused" (C, h, w) and "wpmd{level}.edge" (C, h, w);
-    # GAD: "gad.shallow", "gad.deep", "gad.multi" (C, h, w).
-    # feature maps by name (C, h, w), each with "<name>.rect": the frame area (x, y, width, height) in
-    # pixels that it covers (model.predictor.crop_to_frame)
+    # inspection maps, filled only when asked for (IRSAM): float32 (C, h, w) by name, WPMD's
+    # "wpmd{level}.diffused" and "wpmd{level}.edge", GAD's "gad.shallow", "gad.deep" and "gad.multi"; each with
+    # "<name>.rect": the frame area (x, y, width, height) in pixels that it covers (model.predictor.crop_to_frame)
     features: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property

@@ -2,7 +2,7 @@
 
     X_multi = Conv(ReLU(Norm(Conv(X_shallow)))) + TConv(ReLU(Norm(TConv(X_deep))))
 
-X_shallow is the first encoder level (1/8 of the encoder input), X_deep the encoder embedding
+X_shallow is encoder level 1 (1/8 of the encoder input), X_deep the encoder embedding
 (1/16); both branches end on the decoder's output grid (1/4). Layers:
 
 - shallow: Conv3x3(Cs -> 2*out) -> LayerNorm2d -> ReLU -> ConvT2x2/s2(2*out -> out). The outer
@@ -51,7 +51,7 @@ class MultiGranularityFusion(nn.Module):
     ) -> None:
         """
         Arguments:
-          shallow_channels (int): channels Cs of the first encoder level (1/8 grid).
+          shallow_channels (int): channels Cs of encoder level 1 (1/8 grid).
           deep_channels (int): channels Cd of the encoder embedding (1/16 grid).
           out_channels (int): channels of the decoder's upscaled features (1/4 grid).
           mode (str): which branches are fused: "none", "shallow", "deep" or "both".

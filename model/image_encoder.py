@@ -210,7 +210,8 @@ class AttentionStage(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """TinyViT + neck. (B, 3, H, W), H and W multiples of `stride` -> `EncoderOutput`."""
+    """TinyViT + neck. (B, C, H, W), C = 3 (5 with the input priors), H and W multiples of `stride`
+    -> `EncoderOutput`."""
 
     stride = 16
 

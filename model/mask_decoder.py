@@ -96,7 +96,7 @@ class MaskDecoder(nn.Module):
                 shallow: Tensor | None = None) -> DecoderOutput:
         """
         embedding: (B, C, h, w) image embedding; dense_pe, dense_embedding: (1, C, h, w);
-        shallow: (B, Cs, 2h, 2w) first encoder level, used by GAD's shallow fusion.
+        shallow: (B, Cs, 2h, 2w) encoder level 1 (1/8 grid), used by GAD's shallow fusion.
         """
         b, c, h, w = embedding.shape
         tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight, self.edge_token.weight])

@@ -128,7 +128,6 @@ class PdFaCounts:
     hits: int
     n_targets: int
     false_alarm_pixels: int  # by the chosen Fa mode
-    false_alarm_components: int  # unmatched predicted components
 
 
 def greedy_match(predicted: Components, truth: Components) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +155,7 @@ def match_targets(pred: np.ndarray, gt: np.ndarray, fa_mode: FaMode = "corrected
         false_alarm_pixels = int(predicted.areas[~np.isin(predicted.areas, predicted.areas[matched])].sum())
     else:
         raise ValueError(f"fa_mode must be 'corrected' or 'legacy', not {fa_mode!r}")
-    return PdFaCounts(int(matched.sum()), len(truth), false_alarm_pixels, int((~matched).sum()))
+    return PdFaCounts(int(matched.sum()), len(truth), false_alarm_pixels)
 
 
 class SegmentationMetrics:

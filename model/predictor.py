@@ -205,7 +205,7 @@ class Predictor:
             if image.ndim != 2 or image.dtype != np.uint8:
                 raise ValueError(f"frame {i}: expected a 2-D uint8 array, got {image.dtype} {image.shape}")
             by_size.setdefault(image.shape, []).append(i)
-        for shape, indices in by_size.items():
+        for indices in by_size.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 batch = np.stack([images[i] for i in chunk])

@@ -75,3 +75,8 @@ class SizeGatedDetector:
 def gated(detector: Detector, gate: TargetSizeGate | None) -> Detector:
     """`detector` behind `gate`, or as it is when there is no gate or it keeps every size."""
     return detector if gate is None or not gate.active else SizeGatedDetector(detector, gate)
+
+
+def ungated(detector: Detector) -> Detector:
+    """The detector behind a size gate, or `detector` itself when it has none."""
+    return detector.inner if isinstance(detector, SizeGatedDetector) else detector

@@ -9,9 +9,6 @@ import numpy as np
 from app.core.normalization import Normalization
 from app.core.synthetic import SyntheticConfig, generate_sequence
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
 def write_sirst_dataset(root: Path, n_frames: int = 12, size: tuple[int, int] = (64, 80), seed: int = 3) -> Path:
     """SIRST layout: images/<stem>.png (8-bit), masks/<stem>.png (0/255), train.txt and val.txt (2/3, 1/3)."""
     h, w = size

@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 
-from app.core.edits import make_edit
 from app.core.project import CLOCK_TICK_NS, ReviewProject, ReviewStatus
 from app.core.normalization import NormalizationRequest
 from app.session import NOT_RUN, STATUS_CODES, ReviewSession
@@ -41,7 +40,7 @@ def test_an_instances_own_writes_are_not_reported_as_another_ones(tmp_path):
     window = ReviewProject.open(tmp_path / "p")
     window.save_prediction("f000", result_with_targets([(2, 2, 6, 6)]))
     window.commit_mask("f001", square_mask(1, 1))
-    window.apply_edit("f001", make_edit(square_mask(1, 1), square_mask(8, 8)))
+    window.edit_mask("f001", square_mask(8, 8))
     window.flush_detections()
     assert not window.changes_on_disk()  # stamped within the tick: listed again at the next look
     assert not window.changes_on_disk()

@@ -213,8 +213,8 @@ def test_without_a_remembered_folder_the_run_begun_last_in_the_project_is_propos
 
 
 @pytest.mark.parametrize("epochs_done, epochs", [(2, 2), (1, 3)])
-def test_cancelling_after_the_last_epoch_offers_its_weights(review, qtbot, tmp_path, monkeypatch, tiny_checkpoint,
-                                                           epochs_done, epochs):
+def test_cancelling_offers_the_weights_only_after_the_last_epoch(review, qtbot, tmp_path, monkeypatch,
+                                                                  tiny_checkpoint, epochs_done, epochs):
     for index in range(8):
         review.session.set_status(index, ReviewStatus.ACCEPTED)
     gate = tmp_path / "gate"

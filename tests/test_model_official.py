@@ -8,7 +8,7 @@ import torch
 
 from model.build import build_irsam
 from model.checkpoint import load_into, load_state_dict_file
-from model.complexity import count_macs, count_macs_by_module
+from model.complexity import count_macs_by_module
 from model.config import official
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "irsam-official"
@@ -83,7 +83,6 @@ def test_macs_match_the_published_cost():
     by_module = count_macs_by_module(model, 512)
     assert by_module["total"] / 1e9 == pytest.approx(43.4, rel=0.02)
     assert by_module["image_encoder"] / 1e9 == pytest.approx(38.8, rel=0.02)
-    assert count_macs(model, 512) == by_module["total"]
     native_by_module = count_macs_by_module(native, 512)
     assert native_by_module["image_encoder"] / 1e9 == pytest.approx(10.3, rel=0.02)
     assert native_by_module["total"] < by_module["total"] / 3

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import model.atomic
-from app.core.edits import make_edit, paint_stroke
+from app.core.edits import paint_stroke
 from app.core.project import ProjectError, ProjectWriteError, ReviewProject, ReviewStatus
 from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
 from model.detectors import FrameResult
@@ -330,8 +330,8 @@ def test_edit_history_persists_across_reopen(tmp_path):
     np.testing.assert_array_equal(ReviewProject.open(tmp_path / "p").committed_mask("f000"), states[0])
     assert opened.prediction_mask("f000").sum() == 4  # the proposal layer never changed
 
-    edit = make_edit(states[0], square_mask(20, 25))
-    np.testing.assert_array_equal(opened.apply_edit("f000", edit), square_mask(20, 25))
+    assert opened.edit_mask("f000", square_mask(20, 25)) is not None
+    np.testing.assert_array_equal(opened.committed_mask("f000"), square_mask(20, 25))
 
 
 def block_labels(folder):

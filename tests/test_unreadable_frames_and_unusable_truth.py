@@ -176,7 +176,7 @@ def test_an_interpolated_mask_with_no_target_pixel_is_not_committed_and_the_repo
     session.close()
 
 
-def test_a_partly_interpolated_mask_is_still_committed(sequence):
+def test_a_partly_interpolated_mask_is_read_as_its_255_core(sequence):
     masks = sequence / "masks"
     mask = cv2.imread(str(masks / "000004.png"), cv2.IMREAD_UNCHANGED)
     soft = mask.copy()

@@ -824,7 +824,7 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
             if len(shape) <= frame_ndim and declared_frames <= 1 and link == 0 and not any(
                     page.shape == tiff.pages[0].shape and page.dtype == tiff.pages[0].dtype for page in tiff.pages[1:]):
                 tiff.close()  # one image (any other pages are thumbnails or previews)
-                return _open_image(path, cache_size, prefetch)
+                return _open_image(path, cache_size)
             # pages written one at a time (a series each) or of several shapes: every page is a frame, and
             # a page that does not match the first one is a bad frame when it is read
             n_frames = max(n_pages, series_frames, declared_frames)
@@ -864,7 +864,8 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
     return source
 
 
-def _open_image(path: Path, cache_size: int, prefetch: int) -> FrameSource:
+def _open_image(path: Path, cache_size: int) -> FrameSource:
+    """One image as a one-frame source (nothing to read ahead)."""
     try:
         image = read_gray(path)
     except FrameReadError as e:
@@ -884,7 +885,7 @@ def open_source(path: str | os.PathLike, cache_size: int = 64, prefetch: int = 4
     if path.suffix.lower() in TIFF_SUFFIXES:
         return _open_tiff(path, cache_size, prefetch)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _open_image(path, cache_size, prefetch)
+        return _open_image(path, cache_size)
     raise SourceError(f"{path}: not a folder or an image file ({', '.join(IMAGE_SUFFIXES)})")
 
 

@@ -703,12 +703,6 @@ class ReviewProject:
                 self._history_files[stem] = identity
             return self._histories[stem]
 
-    def apply_edit(self, stem: str, edit: MaskEdit, frame_sha1: str | None = None) -> np.ndarray:
-        """Apply an edit to the working mask, record it, save history and committed mask; returns the new mask.
-        `frame_sha1`: as `commit_mask`'s."""
-        frame_sha1 = self._sha1_for(stem, frame_sha1)
-        return self._change_mask(stem, lambda history, mask: history.apply(mask, edit), frame_sha1)
-
     def edit_mask(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None = None) -> MaskEdit | None:
         """Record the change from the working mask to `new_mask` as one undoable edit (None if no change).
         `frame_sha1`: as `commit_mask`'s."""

@@ -70,12 +70,6 @@ class TargetList(QtWidgets.QTableWidget):
                         self.selectRow(row)
             self.setUpdatesEnabled(True)
 
-    def select_target(self, target_id: int) -> None:
-        for row in range(self.rowCount()):
-            if self.item(row, 0).data(QtCore.Qt.UserRole) == target_id:
-                self.selectRow(row)
-                return
-
     def _selection_changed(self) -> None:
         rows = self.selectionModel().selectedRows()
         if not rows:

@@ -15,7 +15,7 @@ from app.core.project import ReviewProject, content_stamp
 from app.core.provenance import ProposalOrigin, detector_record, sha256_of
 from model.detectors import Detector
 from model.evaluate import make_detector
-from model.size_gate import SizeGatedDetector, TargetSizeGate, gated
+from model.size_gate import TargetSizeGate, gated, ungated
 
 FLUSH_EVERY_S = 5.0  # detections.csv is rewritten this often during a run, so a crash loses little
 
@@ -43,7 +43,7 @@ class DetectorChoice:
 
     def regate(self, detector: Detector) -> Detector:
         """A detector built for a choice that differs at most in its gate, behind this choice's gate."""
-        return gated(detector.inner if isinstance(detector, SizeGatedDetector) else detector, self.size_gate)
+        return gated(ungated(detector), self.size_gate)
 
     @property
     def label(self) -> str:
@@ -56,7 +56,7 @@ class DetectorChoice:
     def origin(self, normalization: Normalization, detector: Detector) -> ProposalOrigin:
         """What this choice's proposals, made by `detector` (built for it), are saved as coming from (the
         record `irsam detect` stores too)."""
-        network = detector.inner if isinstance(detector, SizeGatedDetector) else detector
+        network = ungated(detector)
         loaded = getattr(network, "weights_file", None)
         record = detector_record(self.method, self.size_gate, self.weights, network,
                                  network.precision if self.method == "irsam" else None,
@@ -71,7 +71,7 @@ class DetectorChoice:
     def weights_changed(self, detector: Detector | None) -> bool:
         """Whether this choice's weights file was rewritten since `detector` was loaded from it (a fine-tune run
         that wrote a better best.pt, a run trained again into the same folder): it must be loaded again."""
-        network = detector.inner if isinstance(detector, SizeGatedDetector) else detector
+        network = ungated(detector)
         loaded = getattr(network, "weights_file", None)
         if loaded is None or self.weights is None:
             return False
