@@ -1,6 +1,8 @@
 """GUI fixtures: a small generated 16-bit sequence, a tiny IRSAM checkpoint, and the real review window."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PySide6 import QtCore
 
@@ -100,8 +102,19 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, request):
-    """The real main window, with its own settings file and no modal message boxes (they are recorded). Its look at
+def private_shortcuts(tmp_path, monkeypatch) -> Path:
+    """shortcuts.json of the windows a test makes: in the test's folder, not the user's config folder."""
+    from app.widgets import shortcuts_dialog
+
+    path = tmp_path / "config" / "shortcuts.json"
+    monkeypatch.setattr(shortcuts_dialog, "shortcuts_path", lambda: path)
+    return path
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch, request, private_shortcuts):
+    """The real main window, with its own settings and shortcuts files and no modal message boxes (they are
+    recorded). Its look at
     the project on disk every DISK_POLL_MS is stopped unless the test is marked `disk_poll`: it fires at whatever
     point a test has reached, and a first look takes files written just before opening as another instance's."""
     from PySide6 import QtCore, QtWidgets

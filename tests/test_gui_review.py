@@ -20,19 +20,11 @@ from app.core.project import ReviewProject, ReviewStatus
 from app.editing import FrameEditor, Tool
 from app.session import NOT_RUN, STATUS_CODES
 from model.detectors import FrameResult
-from app.widgets import shortcuts_dialog
 from app.widgets.finetune_dialog import SEQUENCE_CLOSED
 from tests.datasets import write_sirst_dataset
 from tests.gui_review_helpers import committed, drag, open_project, predict_ground_truth
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def private_shortcuts(tmp_path, monkeypatch):
-    path = tmp_path / "config" / "shortcuts.json"
-    monkeypatch.setattr(shortcuts_dialog, "shortcuts_path", lambda: path)
-    return path
 
 
 def _key(window, qtbot, key, modifier=QtCore.Qt.NoModifier) -> None:

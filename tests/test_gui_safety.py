@@ -11,15 +11,9 @@ from PySide6 import QtCore, QtWidgets
 import app.core.project as project_module
 from app.core.project import ProjectWriteError, ReviewProject, ReviewStatus
 from app.editing import Tool
-from app.widgets import shortcuts_dialog
 from tests.gui_review_helpers import drag, open_project
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def private_shortcuts(tmp_path, monkeypatch):
-    monkeypatch.setattr(shortcuts_dialog, "shortcuts_path", lambda: tmp_path / "config" / "shortcuts.json")
 
 
 @pytest.fixture
