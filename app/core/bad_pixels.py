@@ -5,8 +5,10 @@ a slow one leaves a pixel within a fraction of the sequence. So a pixel is bad w
 `share` of the sampled frames, it differs from the median of its 3x3 neighbourhood by more than `k`
 times that frame's robust noise (1.4826 x the median absolute deviation from the 3x3 median). Repair
 replaces it with the median of its neighbours that are not bad themselves, as thermal camera
-pipelines do. What this cannot tell apart: a point target that stays on one pixel for the whole
-sequence.
+pipelines do. A static scene (a camera on a mast) has structure that passes that test in every frame too
+(thin wires, corners): where more than 1 % of the pixels pass, only the lone ones are kept, those beyond
+every one of their 8 neighbours by that margin. What this cannot tell apart: a point target that stays on
+one pixel for the whole sequence, nor, in a static scene, a one-pixel spot of the scene (where two wires cross).
 """
 from __future__ import annotations
 
@@ -18,19 +20,28 @@ MAX_SHARE_OF_PIXELS = 0.01  # more candidates than this (1 %) is scene structure
 
 
 def find_bad_pixels(frames: list[np.ndarray], k: float = 8.0, share: float = 0.9) -> tuple[tuple[int, int], ...]:
-    """(x, y) of the pixels stuck far from their neighbours in at least `share` of `frames`; () when the
-    frames are too few or differ in shape, or when so many pixels qualify that they must be scene."""
+    """(x, y) of the pixels stuck far from their neighbours in at least `share` of `frames` (only the lone ones
+    where more than 1 % qualify); () when the frames are too few or differ in shape, or when so many lone pixels
+    qualify that they must be scene."""
     if len(frames) < MIN_FRAMES or len({np.shape(f) for f in frames}) != 1:
         return ()
-    counts = np.zeros(np.shape(frames[0]), np.int32)
+    far = np.zeros(np.shape(frames[0]), np.int32)  # frames where the pixel is far from its 3x3 median
+    lone = np.zeros_like(far)  # and where it is beyond all of its 8 neighbours
+    ring = np.ones((3, 3), np.uint8)
+    ring[1, 1] = 0
     for frame in frames:
         values = np.asarray(frame, np.float32)
         deviation = values - cv2.medianBlur(values, 3)
         noise = max(1.4826 * float(np.median(np.abs(deviation))), 1.0)  # at least one count: flat frames
-        counts += np.abs(deviation) > k * noise
-    ys, xs = np.nonzero(counts >= share * len(frames))
-    if len(xs) > MAX_SHARE_OF_PIXELS * counts.size:
-        return ()
+        far += np.abs(deviation) > k * noise
+        lone += ((values - cv2.dilate(values, ring) > k * noise)  # (outside the frame counts as no neighbour)
+                 | (cv2.erode(values, ring) - values > k * noise))
+    stuck = far >= share * len(frames)
+    if stuck.sum() > MAX_SHARE_OF_PIXELS * stuck.size:
+        stuck &= lone >= share * len(frames)
+        if stuck.sum() > MAX_SHARE_OF_PIXELS * stuck.size:
+            return ()
+    ys, xs = np.nonzero(stuck)
     return tuple((int(x), int(y)) for x, y in zip(xs, ys))
 
 
