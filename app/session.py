@@ -11,6 +11,7 @@ is created on the first detection run; committed masks (labels/) are never touch
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import weakref
@@ -493,8 +494,8 @@ class ReviewSession:
         layers.committed = files.get("committed")
         layers.truth_mask = files.get("truth")
         if self.ground_truth is not None and "truth" in wanted:
-            layers.truth_boxes = [
-                (int(round(x)), int(round(y)), int(round(x + w)) - 1, int(round(y + h)) - 1)
+            layers.truth_boxes = [  # the pixels whose centres the box holds (`model.metrics.centroids_in_box`)
+                (math.ceil(x), math.ceil(y), math.floor(x + w), math.floor(y + h))
                 for x, y, w, h in self.ground_truth.boxes(index)
             ]
         self._prefetch_files(index, direction, wanted | {"prediction"})

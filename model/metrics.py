@@ -543,10 +543,11 @@ class BoxFrameScore:
 
 
 def centroids_in_box(centroids: np.ndarray, box: Box) -> np.ndarray:
-    """bool per (row, col) centroid: inside the box (pixel columns x0 .. x0+w-1, rows y0 .. y0+h-1,
-    inclusive) or closer than 3 px to its centre."""
+    """bool per (row, col) centroid: inside the box or closer than 3 px to its centre. A box is a rectangle of
+    0-based pixel-centre coordinates, corner (x0, y0) and size (w, h): boxes.csv's MATLAB spatial boxes, 1
+    subtracted (a box drawn tight round 1-based pixels 1..3 is x 0.5, w 3, and holds 0-based centres 0..2)."""
     x0, y0, w, h = box
-    x1, y1 = x0 + w - 1, y0 + h - 1
+    x1, y1 = x0 + w, y0 + h
     rows, cols = centroids[:, 0], centroids[:, 1]
     inside = (cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1)
     return inside | (np.hypot(cols - (x0 + x1) / 2, rows - (y0 + y1) / 2) < MATCH_DISTANCE)

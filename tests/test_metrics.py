@@ -314,6 +314,20 @@ def test_score_boxes_inside_near_centre_and_false_alarms():
     assert result["n_frames"] == 2
 
 
+def test_boxes_are_matlab_spatial_rectangles():
+    """boxes.csv holds MATLAB spatial boxes (corner and size, fractional); they were read as pixel counts, so a
+    box's last column and row were left out and its centre sat half a pixel off."""
+    pred = canvas()
+    pred[15, 20] = 1  # boxes.csv "11,11,10.9,10.9": 0-based centres 10 .. 20.9, so column 20 is inside
+    assert score_boxes(pred, [(10.0, 10.0, 10.9, 10.9)]).hits == 1
+    pred = canvas()
+    pred[2, 2] = 1  # a box drawn tight round 1-based pixels 1..3 (x 0.5, w 3) holds 0-based pixels 0..2
+    far = canvas()
+    far[5, 5] = 1  # 3.5 px from that box's centre (1, 1) in each axis: outside it and not near
+    box = [(-0.5, -0.5, 3.0, 3.0)]
+    assert (score_boxes(pred, box).hits, score_boxes(far, box).hits) == (1, 0)
+
+
 def test_one_component_detects_only_one_box():
     pred = canvas()
     pred[10, 10] = 1
