@@ -333,6 +333,9 @@ def test_export_runs_in_a_worker_showing_progress_while_the_window_stays_live(re
 
 def test_shortcut_edit_with_conflict_then_saved_and_applied(review, qtbot, private_shortcuts):
     tools = review.review_tools
+    brush = tools.palette.tool_actions[Tool.BRUSH]
+    assert brush.toolTip() == "Paint target pixels; one stroke = one undo step (B)"
+    assert tools.palette.undo.toolTip().endswith("(Ctrl+Z)")
     dialog = tools.edit_shortcuts()
     ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
     dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence("N"))
@@ -349,6 +352,7 @@ def test_shortcut_edit_with_conflict_then_saved_and_applied(review, qtbot, priva
     ok.click()
     assert json.loads(private_shortcuts.read_text())["shortcuts"] == {"tool_brush": "Ctrl+B"}
     assert tools.shortcuts.actions["tool_brush"].shortcut().toString() == "Ctrl+B"
+    assert brush.toolTip() == "Paint target pixels; one stroke = one undo step (Ctrl+B)"
     _key(review, qtbot, QtCore.Qt.Key_B)
     assert tools.palette.tool.value == "navigate"
     _key(review, qtbot, QtCore.Qt.Key_B, QtCore.Qt.ControlModifier)

@@ -27,6 +27,7 @@ TOOL_LABELS = {
     Tool.GROW_TARGET: ("Grow", "Grow a target from the bright region around the click (raw values)"),
 }
 MAX_BRUSH = 41
+ACCEPT_ALL_TIP = "Add every predicted target of this frame to the committed mask"
 # diff colours: distinct from the prediction (red), committed (green), truth (cyan) and box (yellow) overlays
 ONLY_PREDICTED = (255, 0, 255)
 ONLY_COMMITTED = (30, 120, 255)
@@ -91,7 +92,7 @@ class EditPalette(QtWidgets.QToolBar):
         self.addWidget(self.brush_size)
         self.addSeparator()
         self.accept_all = self.addAction("Add all", self.acceptAllRequested.emit)
-        self.accept_all.setToolTip("Add every predicted target of this frame to the committed mask")
+        self.accept_all.setToolTip(ACCEPT_ALL_TIP)
         self.undo = self.addAction("Undo", self.undoRequested.emit)
         self.redo = self.addAction("Redo", self.redoRequested.emit)
         self.diff = self.addAction("Diff")
@@ -110,6 +111,18 @@ class EditPalette(QtWidgets.QToolBar):
 
     def step_brush(self, delta: int) -> None:
         self.brush_size.setValue(self.brush_size.value() + delta)
+
+    def show_keys(self, keys: dict[str, str]) -> None:
+        """Each tool's and button's tooltip with its current keys (`keys`: shortcut action name -> keys, as
+        `ShortcutMap` names them: "tool_brush", "undo", ...; "" unbound)."""
+        tips = {action: TOOL_LABELS[tool][1] for tool, action in self.tool_actions.items()}
+        tips.update({self.accept_all: ACCEPT_ALL_TIP, self.undo: "Undo the last edit of this frame",
+                     self.redo: "Redo the edit undone"})
+        names = {action: f"tool_{tool.value}" for tool, action in self.tool_actions.items()}
+        names.update({self.accept_all: "accept_all_predicted", self.undo: "undo", self.redo: "redo"})
+        for action, tip in tips.items():
+            bound = keys.get(names[action], "")
+            action.setToolTip(f"{tip} ({bound})" if bound else tip)
 
     def set_history(self, can_undo: bool, can_redo: bool) -> None:
         self.undo.setEnabled(can_undo and self.editing_enabled)

@@ -66,6 +66,7 @@ class ReviewTools(QtCore.QObject):
         self.shortcuts = ShortcutActions(window, self._shortcut_handlers())
         if self.shortcuts.load_error:
             window.statusBar().showMessage(f"Default shortcuts in use: {self.shortcuts.load_error}", 15000)
+        self.palette.show_keys(self.shortcuts.map.to_dict())
         self._build_menus()
         self.editing.edited.connect(self._frame_edited)
         self.editing.writeFailed.connect(self.show_write_error)
@@ -543,6 +544,7 @@ class ReviewTools(QtCore.QObject):
 
     def _save_shortcuts(self, dialog: ShortcutsDialog) -> None:
         self.shortcuts.apply(dialog.map)
+        self.palette.show_keys(self.shortcuts.map.to_dict())
         try:
             self.shortcuts.save()
         except OSError as e:
