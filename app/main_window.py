@@ -1,7 +1,6 @@
 """The review window: wires the frame view, timeline and docks to a ReviewSession and the detection worker."""
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -11,10 +10,11 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.frames import FrameReadError, SourceError
 from app.core.project import DiskChanges, ProjectError
-from app.core.targets import Target, extract_targets
-from app.measure import frame_box_pd, frame_iou_pd, local_snr, target_snr
+from app.core.targets import Target
+from app.measure import cursor_readout, frame_scores_text, target_snr
 from app.session import UNREADABLE, FrameLayers, ReviewSession
 from app.widgets.detection_panel import DetectionPanel, describe_metadata
+from app.widgets.dock_column import RightColumnDocks
 from app.widgets.frame_check import FrameCheck
 from app.widgets.frame_view import PALETTES, FrameView
 from app.widgets.normalization_dialog import NormalizationDialog
@@ -26,25 +26,14 @@ from app.widgets.target_list import TargetList
 from app.widgets.timeline import CHANGED_ON_DISK, Timeline
 from app.widgets.workers import CallWorker, DetectionWorker, DetectorChoice, WorkerRunner
 from app.widgets.wpmd_panel import FeaturePanel
+from app.window_memory import WindowMemory
 
-MAX_RECENT = 10
-LAST_FRAMES_KEY = "review/last_frames"  # source path -> the frame shown when it was left
-# source path -> [frame height, frame width, x, y, width, height]: the part of the frame in view when it was left
-# zoomed in (none when the whole frame was in view)
-LAST_VIEWS_KEY = "review/last_views"
-WINDOW_GEOMETRY_KEY, WINDOW_STATE_KEY = "window/geometry", "window/state"  # as the window was last closed
-WINDOW_STATE_VERSION = 1  # raise when the docks change: an older saved layout is then not restored
-MAX_LAST_FRAMES = 50  # sources remembered, the most recently left kept
 TARGET_ZOOM = 24  # half-size of the view when jumping to a target, pixels
 TRACK_RADIUS = 10.0  # a selected target is followed to the next frame when one lies this close
-OVERLAYS_MIN_HEIGHT = 100  # px: the overlay toggles keep a few rows when the right column is short
 # The panels follow a frame once it has stayed this long: longer than the gap between auto-repeated keys
 # (25-30 per second) and between frames played at 25 fps, so scrubbing and playing compute them only
 # for the frame they stop on.
 PANELS_SETTLE_MS = 60
-# The right column is shared again this long after the window's height last changed (a drag of its edge
-# sends many resizes): Qt would take it all from, or give it all to, one dock (the queue once kept no row)
-DOCKS_RESHARE_MS = 100
 # How often the project is looked at for what other instances wrote (another window, an `irsam detect` run): a
 # few stats when nothing changed
 DISK_POLL_MS = 2000
@@ -56,7 +45,9 @@ QUEUE_FOLLOW_MS = 1000
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, settings: QtCore.QSettings | None = None):
         super().__init__()
+        self.right_column = RightColumnDocks(self)  # first: the window's events pass through it from its first child on
         self.settings = settings or QtCore.QSettings("irsam-review", "irsam-review")
+        self.window_memory = WindowMemory(self.settings)
         self.session: ReviewSession | None = None
         self._truth_warnings_shown = 0  # ground-truth mask warnings already shown in the status bar
         self._source_gone = False  # the open sequence's folder or stack was found missing (said once)
@@ -80,13 +71,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.panels_timer.setSingleShot(True)
         self.panels_timer.setInterval(PANELS_SETTLE_MS)
         self.panels_timer.timeout.connect(self.update_panels)
-        self._right_docks_sized = False
-        self._heights_at_press: tuple[int, int, int] | None = None  # the right column's, at a press on the window
-        self._dragged_heights: tuple[int, int, int] | None = None  # as the analyst left them by dragging a separator
-        self.docks_timer = QtCore.QTimer(self)
-        self.docks_timer.setSingleShot(True)
-        self.docks_timer.setInterval(DOCKS_RESHARE_MS)
-        self.docks_timer.timeout.connect(self._size_right_docks)
         self._queue_frames_done: set[int] = set()  # frames the window's run has done, not yet in the queue
         self.queue_timer = QtCore.QTimer(self)
         self.queue_timer.setSingleShot(True)
@@ -154,7 +138,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._connect()
         self._update_device_label()
         self.review_tools = ReviewTools(self)  # editing, review queue, propagation, shortcuts, export, fine-tune
-        self._layout_restored = self._restore_layout()
+        self.right_column.layout_restored = self._restore_layout()
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -250,7 +234,8 @@ class MainWindow(QtWidgets.QMainWindow):
             session.close()
             return False
         self._set_session(session)
-        self._remember_recent(str(Path(path).expanduser().resolve()))
+        self.window_memory.remember_recent(str(Path(path).expanduser().resolve()))
+        self._fill_recent_menu()
         return True
 
     def _close_session(self) -> None:
@@ -289,7 +274,7 @@ class MainWindow(QtWidgets.QMainWindow):
             message += f"; {len(session.source.bad_frames)} unreadable files (red on the timeline, skipped by detection)"
         self._open_message = message + (f" ({stopped})" if stopped else "")
         self.statusBar().showMessage(self._open_message + "; reading earlier results...", 8000)
-        self.show_frame(min(self._last_frames().get(self._source_key(), 0), len(session) - 1))
+        self.show_frame(min(self.window_memory.last_frames().get(self._source_key(), 0), len(session) - 1))
         self._restore_zoom()
         loader = CallWorker(session.load_details)
         loader.finished.connect(self._details_loaded)
@@ -298,40 +283,19 @@ class MainWindow(QtWidgets.QMainWindow):
     def _source_key(self) -> str:
         return str(Path(self.session.source.path).resolve())
 
-    def _remembered(self, key: str) -> dict:
-        try:
-            places = json.loads(self.settings.value(key, "{}"))
-        except (TypeError, ValueError):
-            return {}
-        return places if isinstance(places, dict) else {}
-
-    def _last_frames(self) -> dict[str, int]:
-        return {k: v for k, v in self._remembered(LAST_FRAMES_KEY).items() if isinstance(v, int) and v >= 0}
-
-    def _last_views(self) -> dict[str, list[float]]:
-        return {k: v for k, v in self._remembered(LAST_VIEWS_KEY).items()
-                if isinstance(v, list) and len(v) == 6 and all(isinstance(n, (int, float)) for n in v)}
-
     def _remember_place(self) -> None:
         """Where the analyst was in the sequence open now, the frame and the zoom: reopening it starts there."""
         if self.session is None:
             return
-        key = self._source_key()
-        frames, views = self._last_frames(), self._last_views()
-        frames.pop(key, None)
-        frames[key] = self.index
-        views.pop(key, None)
         zoomed = self.frame_view.zoomed_rect()
-        if zoomed is not None:
-            views[key] = [*self.frame_view.frame.shape[:2], *zoomed]
-        self.settings.setValue(LAST_FRAMES_KEY, json.dumps(dict(list(frames.items())[-MAX_LAST_FRAMES:])))
-        self.settings.setValue(LAST_VIEWS_KEY, json.dumps(dict(list(views.items())[-MAX_LAST_FRAMES:])))
+        view = None if zoomed is None else [*self.frame_view.frame.shape[:2], *zoomed]
+        self.window_memory.remember_place(self._source_key(), self.index, view)
 
     def _restore_zoom(self) -> None:
         """The zoom the sequence open now was left at, if its frames still have the size they had then."""
-        view = self._last_views().get(self._source_key())
-        if view is not None and self.frame is not None and tuple(view[:2]) == self.frame.shape[:2]:
-            self.frame_view.show_rect(tuple(view[2:]))
+        rect = None if self.frame is None else self.window_memory.zoomed_rect(self._source_key(), self.frame.shape[:2])
+        if rect is not None:
+            self.frame_view.show_rect(rect)
 
     def _describe_stopped_run(self) -> str | None:
         """What opening another sequence stops: a detection run over the one open now, said with its progress."""
@@ -394,14 +358,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if answer == QtWidgets.QMessageBox.Yes:
             self.open_demo()
 
-    def _remember_recent(self, path: str) -> None:
-        recent = [p for p in self.settings.value("recent", [], list) if p != path]
-        self.settings.setValue("recent", [path] + recent[: MAX_RECENT - 1])
-        self._fill_recent_menu()
-
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
-        recent = self.settings.value("recent", [], list)
+        recent = self.window_memory.recent()
         for path in recent:
             self.recent_menu.addAction(path, lambda _=False, p=path: self.open_path(p))
         self.recent_menu.setEnabled(bool(recent))
@@ -504,41 +463,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.target_list.set_targets(targets, snrs, self.selected.id if self.selected else None)
 
     def _update_metrics(self) -> None:
-        """Per-frame scores against the ground truth: of the prediction, and of the committed mask when
-        the frame has one (deleted false alarms stay in the proposal, not in what will be exported)."""
-        layers = self.layers
-        named = layers.committed is not None  # with one layer scored, no name is needed
-        parts = []
-        for name, mask in (("prediction", layers.prediction), ("committed", layers.committed)):
-            text = self._score_text(name, mask) if mask is not None else ""
-            if text:
-                parts.append(f"{name}: {text}" if named else text)
-        self.metrics_label.setText("   ".join(parts))
+        """Per-frame scores against the ground truth (`frame_scores_text`); a new ground-truth warning said."""
         truth = self.session.ground_truth
+        boxes = truth.boxes(self.index) if truth is not None else []
+        self.metrics_label.setText(frame_scores_text(self.layers, boxes, self._scores))
         if truth is not None and len(truth.mask_warnings) > self._truth_warnings_shown:
             self._truth_warnings_shown = len(truth.mask_warnings)
             path, reason = truth.mask_warnings[-1]
             self.statusBar().showMessage(f"Ground truth {path.name}: {reason}", 15000)
-
-    def _score_text(self, name: str, mask: np.ndarray) -> str:
-        truth = self.layers.truth_mask
-        if truth is None and self.layers.truth_boxes:
-            targets = self.layers.targets if name == "prediction" else extract_targets(mask)
-            boxes = self.session.ground_truth.boxes(self.index)  # as irsam eval --clip scores them, unrounded
-            hits, false_alarms = frame_box_pd(targets, boxes)
-            return f"Pd {hits}/{len(boxes)}  false alarms {false_alarms}"
-        if truth is None:
-            return ""
-        # the session hands out the same arrays while a frame's files are unchanged: a re-show after a
-        # status change is not scored again
-        scored = self._scores.get(name)
-        if scored is None or scored[0] is not mask or scored[1] is not truth:
-            scored = (mask, truth, frame_iou_pd(mask, truth))
-            self._scores[name] = scored
-        iou, pd = scored[2]
-        iou_text = "-" if math.isnan(iou) else f"{iou:.2f}"
-        pd_text = "-" if math.isnan(pd) else f"{pd:.2f}"
-        return f"IoU {iou_text}  Pd {pd_text}"
 
     def _cursor_moved(self, x: int, y: int) -> None:
         self.cursor = (x, y)
@@ -549,12 +481,11 @@ class MainWindow(QtWidgets.QMainWindow):
         """Raw value and local contrast under the cursor; False when the cursor is not on the frame."""
         if self.cursor is None or self.frame is None:
             return False
-        x, y = self.cursor
-        if not (0 <= y < self.frame.shape[0] and 0 <= x < self.frame.shape[1]):
+        # the prediction first: the Targets list's SNR
+        text = cursor_readout(self.frame, *self.cursor, self.layers.prediction, self.layers.committed)
+        if text is None:
             return False
-        peak, snr = local_snr(self.frame, x, y, self.layers.prediction, self.layers.committed)  # the Targets list's SNR
-        snr_text = "-" if math.isnan(snr) else f"{snr:.1f}"
-        self.cursor_label.setText(f"x {x}  y {y}  value {int(self.frame[y, x])}  |  local peak {peak:g}  SNR {snr_text}")
+        self.cursor_label.setText(text)
         return True
 
     # --- targets and the 3D view ----------------------------------------------------------------
@@ -916,7 +847,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.detector, self.detector_choice = detector, worker.choice
         text = self._describe_detector()
-        QtCore.QTimer.singleShot(0, self._fit_detection_dock)  # the checkpoint's description adds lines
+        QtCore.QTimer.singleShot(0, self, self.right_column.fit_detection_dock)  # the checkpoint's description adds lines
         if notice:
             self.detection_panel.show_error(f"{text}\n{notice}")
             self.statusBar().showMessage(notice, 15000)
@@ -1027,102 +958,23 @@ class MainWindow(QtWidgets.QMainWindow):
     def _restore_layout(self) -> bool:
         """The window's size and place, and its docks and toolbars (which are open, floating, where, how tall), as
         the window was last closed. False when none was saved (or saved by an older layout of docks)."""
-        geometry, state = self.settings.value(WINDOW_GEOMETRY_KEY), self.settings.value(WINDOW_STATE_KEY)
-        if isinstance(geometry, QtCore.QByteArray):
-            self.restoreGeometry(geometry)
-        if not isinstance(state, QtCore.QByteArray) or not self.restoreState(state, WINDOW_STATE_VERSION):
+        if not self.window_memory.restore_layout(self):
             return False
         for dock in (self.surface_dock, self.features_dock):
             if dock.isVisible() or not dock.isFloating():  # where the analyst left it (else placed when first shown)
                 dock.setProperty("placed", True)
         return True
 
-    def _save_layout(self) -> None:
-        self.settings.setValue(WINDOW_GEOMETRY_KEY, self.saveGeometry())
-        self.settings.setValue(WINDOW_STATE_KEY, self.saveState(WINDOW_STATE_VERSION))
-
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
-        if not self._right_docks_sized:
-            self._right_docks_sized = True
-            QtCore.QTimer.singleShot(0, self._first_share)
-
-    def _first_share(self) -> None:
-        """Share the right column for the first time; a restored layout's share is kept as one dragged by hand."""
-        if self._layout_restored:
-            self._dragged_heights = self._right_column_heights()
-        self._size_right_docks()
+        self.right_column.window_shown()
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
-        if self._right_docks_sized and event.oldSize().isValid() and event.size().height() != event.oldSize().height():
-            self.docks_timer.start()  # shared again once the height stays
+        self.right_column.window_resized(event)
 
     def event(self, event: QtCore.QEvent) -> bool:
-        # the separators between docks belong to the window itself: a press and release on it that changed the
-        # right column's heights is the analyst's drag, kept from then on (`_size_right_docks`)
-        kind = event.type()
-        if kind == QtCore.QEvent.MouseButtonPress:
-            self._heights_at_press = self._right_column_heights()
-        handled = super().event(event)
-        if kind == QtCore.QEvent.MouseButtonRelease and self._heights_at_press is not None:
-            pressed, self._heights_at_press = self._heights_at_press, None
-            heights = self._right_column_heights()
-            if heights is not None and heights != pressed:
-                self._dragged_heights = heights
-        return handled
-
-    def _right_column(self) -> list[QtWidgets.QDockWidget] | None:
-        """Detection, the tab shown of Review and Targets, Overlays: when all three are docked and shown."""
-        review_dock = self.review_tools.review_dock
-        # the middle of the column is the tab shown, Review or Targets (the hidden tab's height is stale)
-        docked = [d for d in (review_dock, self.targets_dock) if d.isVisible() and not d.isFloating()]
-        shown = [d for d in docked if not d.visibleRegion().isEmpty()]  # a tabified dock behind its tab "is visible"
-        middle = (shown or docked or [None])[0]
-        if middle is None or any(d.isFloating() or not d.isVisible() for d in (self.detection_dock, self.overlays_dock)):
-            return None
-        return [self.detection_dock, middle, self.overlays_dock]
-
-    def _right_column_heights(self) -> tuple[int, int, int] | None:
-        docks = self._right_column()
-        return None if docks is None else tuple(d.height() for d in docks)
-
-    def _size_right_docks(self) -> None:
-        """Share the right column: the review queue what its buttons, filters and four rows need (up to
-        half the column; the propagation controls below them may need scrolling to), the detection panel
-        its full height from the rest, the overlays what is left (at least a few rows); each scrolls
-        when short. Qt would otherwise shrink all three alike. Done when the window first shows and again
-        whenever its height changes, but for a share the analyst made by dragging a separator: that is kept
-        as long as the queue keeps what it needs (or what the analyst left it) and the overlays a few rows."""
-        docks = self._right_column()
-        if docks is None:
-            return
-        review_dock = self.review_tools.review_dock
-        column = sum(d.height() for d in docks)
-        detection_full, overlays_full = (d.height() - d.widget().height() + d.widget().widget().sizeHint().height()
-                                         for d in (self.detection_dock, self.overlays_dock))
-        # down to the queue table's fourth row (everything above it is fixed; propagation below may scroll); the
-        # share is the one the Review tab needs, whichever tab is shown, so switching tabs keeps it
-        table = self.review_tools.review_panel.table
-        queue_needed = table.mapTo(review_dock.widget().widget(), QtCore.QPoint(0, 0)).y() + table.minimumHeight()
-        tabs = max((bar.height() for bar in self.findChildren(QtWidgets.QTabBar)
-                    if review_dock.windowTitle() in (bar.tabText(i) for i in range(bar.count()))), default=0)
-        review_needed = review_dock.height() - review_dock.widget().height() + queue_needed + 4 + tabs
-        if self._dragged_heights is not None:
-            floors = (0, min(review_needed, column // 2, self._dragged_heights[1]),
-                      min(overlays_full, OVERLAYS_MIN_HEIGHT, self._dragged_heights[2]))
-            if all(d.height() >= floor for d, floor in zip(docks, floors)):
-                return
-            self._dragged_heights = None  # squeezed below what it needs: shared again
-        review = max(column - detection_full - overlays_full, min(review_needed, column // 2))
-        rest = column - review
-        detection = min(detection_full, rest - min(overlays_full, OVERLAYS_MIN_HEIGHT))
-        self.resizeDocks(docks, [detection, review, rest - detection], QtCore.Qt.Vertical)
-
-    def _fit_detection_dock(self) -> None:
-        area = self.detection_dock.widget()
-        if area.widget().sizeHint().height() > area.viewport().height():
-            self._size_right_docks()
+        return self.right_column.window_event(event, super().event)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         dialog = self.review_tools.finetune_dialog
@@ -1137,7 +989,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.panels_timer.stop()
         self.disk_timer.stop()
         self._close_session()
-        self._save_layout()
+        self.window_memory.save_layout(self)
         super().closeEvent(event)
 
 

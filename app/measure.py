@@ -1,17 +1,21 @@
-"""Numbers the review app shows next to the image: a target's local contrast (SNR) and per-frame IoU / Pd.
+"""Numbers the review app shows next to the image: a target's local contrast (SNR) and per-frame IoU / Pd, and
+the status bar's texts of them.
 
 Qt-free, so the widgets stay thin and these are tested without a display.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
 
-from app.core.targets import Target
+from app.core.targets import Target, extract_targets, nearest_pixel
 from model.metrics import Box, components, greedy_match, match_boxes
+
+if TYPE_CHECKING:
+    from app.session import FrameLayers
 
 PEAK_RADIUS = 2  # the target's peak is searched in a (2r+1)^2 box around the cursor
 RING_GAP = 3  # background ring starts this far outside the target box...
@@ -24,7 +28,7 @@ def local_snr(frame: np.ndarray, x: int, y: int, *masks: np.ndarray | None) -> t
     peak against a ring around its box, (peak - mean(ring)) / std(ring); +-inf on a flat ring, nan where
     the peak is as flat as it.
 
-    The target is the component under (or within PEAK_RADIUS of) (x, y) of the first of `masks` that has
+    The target is the component under (or within SNAP_RADIUS of) (x, y) of the first of `masks` that has
     one (pass the prediction first: the Targets list measures its targets), with every pixel of that
     mask left out of the ring: the same number as the list's. Elsewhere it is the bright region around
     the brightest pixel within PEAK_RADIUS: the pixels 8-connected to it above half its height over the
@@ -45,24 +49,28 @@ def local_snr(frame: np.ndarray, x: int, y: int, *masks: np.ndarray | None) -> t
     return _box_snr(frame, *_bright_region_box(frame, x0 + int(px), y0 + int(py)), None)
 
 
+def cursor_readout(frame: np.ndarray, x: int, y: int, *masks: np.ndarray | None) -> str | None:
+    """Raw value and local contrast (`local_snr`) at (x, y); None when (x, y) is not on the frame."""
+    if not (0 <= y < frame.shape[0] and 0 <= x < frame.shape[1]):
+        return None
+    peak, snr = local_snr(frame, x, y, *masks)
+    snr_text = "-" if math.isnan(snr) else f"{snr:.1f}"
+    return f"x {x}  y {y}  value {int(frame[y, x])}  |  local peak {peak:g}  SNR {snr_text}"
+
+
 def target_snr(frame: np.ndarray, target: Target, mask: np.ndarray | None = None) -> float:
     """SNR of a target: its raw peak against a ring around its box (mask pixels left out of the ring)."""
     return _box_snr(frame, target.x0, target.y0, target.x1, target.y1, mask)[1]
 
 
 def _component_box(mask: np.ndarray, x: int, y: int) -> tuple[int, int, int, int] | None:
-    """Box (x0, y0, x1, y1, inclusive) of the 8-connected component of `mask` under (x, y), else of the one
-    nearest within PEAK_RADIUS (`app.editing.predicted_target_at`'s rule); None when there is none."""
-    mask = np.asarray(mask) > 0
-    h, w = mask.shape
-    wx0, wy0 = max(x - PEAK_RADIUS, 0), max(y - PEAK_RADIUS, 0)
-    near = mask[wy0 : min(y + PEAK_RADIUS + 1, h), wx0 : min(x + PEAK_RADIUS + 1, w)]
-    if not near.any():
+    """Box (x0, y0, x1, y1, inclusive) of the 8-connected component of `mask` under or nearest (x, y)
+    (`nearest_pixel`, as the accept tool picks a target); None when there is none."""
+    pixel = nearest_pixel(mask, x, y)
+    if pixel is None:
         return None
-    ys, xs = np.nonzero(near)
-    k = int(np.argmin((ys + wy0 - y) ** 2 + (xs + wx0 - x) ** 2))
-    fill = mask.astype(np.uint8)
-    _, _, _, (bx, by, bw, bh) = cv2.floodFill(fill, None, (int(xs[k] + wx0), int(ys[k] + wy0)), 2, flags=8)
+    fill = (np.asarray(mask) > 0).astype(np.uint8)
+    _, _, _, (bx, by, bw, bh) = cv2.floodFill(fill, None, pixel, 2, flags=8)
     return bx, by, bx + bw - 1, by + bh - 1
 
 
@@ -132,3 +140,38 @@ def frame_box_pd(targets: list[Target], boxes: Sequence[Box]) -> tuple[int, int]
     centroids = np.array([(t.cy, t.cx) for t in targets], np.float64).reshape(-1, 2)
     matched = match_boxes(centroids, boxes)
     return int(matched.sum()), int(np.count_nonzero(~matched))
+
+
+def frame_scores_text(layers: FrameLayers, truth_boxes: Sequence[Box], scored: dict[str, tuple]) -> str:
+    """Per-frame scores against the ground truth: of the prediction, and of the committed mask when the frame
+    has one (deleted false alarms stay in the proposal, not in what will be exported). `truth_boxes` are the
+    frame's boxes as `irsam eval --clip` scores them, unrounded; `scored` keeps, per layer name, the last
+    (mask, truth, (IoU, Pd)) between calls."""
+    named = layers.committed is not None  # with one layer scored, no name is needed
+    parts = []
+    for name, mask in (("prediction", layers.prediction), ("committed", layers.committed)):
+        text = _score_text(layers, name, mask, truth_boxes, scored) if mask is not None else ""
+        if text:
+            parts.append(f"{name}: {text}" if named else text)
+    return "   ".join(parts)
+
+
+def _score_text(layers: FrameLayers, name: str, mask: np.ndarray, truth_boxes: Sequence[Box],
+                scored: dict[str, tuple]) -> str:
+    truth = layers.truth_mask
+    if truth is None and layers.truth_boxes:
+        targets = layers.targets if name == "prediction" else extract_targets(mask)
+        hits, false_alarms = frame_box_pd(targets, truth_boxes)
+        return f"Pd {hits}/{len(truth_boxes)}  false alarms {false_alarms}"
+    if truth is None:
+        return ""
+    # the session hands out the same arrays while a frame's files are unchanged: a re-show after a
+    # status change is not scored again
+    last = scored.get(name)
+    if last is None or last[0] is not mask or last[1] is not truth:
+        last = (mask, truth, frame_iou_pd(mask, truth))
+        scored[name] = last
+    iou, pd = last[2]
+    iou_text = "-" if math.isnan(iou) else f"{iou:.2f}"
+    pd_text = "-" if math.isnan(pd) else f"{pd:.2f}"
+    return f"IoU {iou_text}  Pd {pd_text}"

@@ -254,7 +254,7 @@ def _queue_rows_in_sight(window) -> int:
 def _resized(window, qtbot, width: int, height: int) -> None:
     window.resize(width, height)
     qtbot.waitUntil(lambda: window.height() == height, timeout=2000)
-    qtbot.waitUntil(lambda: not window.docks_timer.isActive(), timeout=2000)  # the docks shared again
+    qtbot.waitUntil(lambda: not window.right_column.reshare_timer.isActive(), timeout=2000)  # the docks shared again
     qtbot.wait(100)
 
 

@@ -578,14 +578,14 @@ def test_panels_follow_the_frame_once_the_event_loop_runs(window, fresh_sequence
 
 def test_a_burst_of_frame_changes_updates_the_panels_once_for_the_last_frame(window, fresh_sequence, qtbot,
                                                                              monkeypatch):
-    from app import main_window
+    from app import measure
 
     predict_ground_truth(fresh_sequence)
     _open(window, qtbot, fresh_sequence)
     _settled(window, qtbot)
     scored, listed = [], []
-    score = main_window.frame_iou_pd
-    monkeypatch.setattr(main_window, "frame_iou_pd", lambda p, t: scored.append(window.index) or score(p, t))
+    score = measure.frame_iou_pd
+    monkeypatch.setattr(measure, "frame_iou_pd", lambda p, t: scored.append(window.index) or score(p, t))
     set_targets = window.target_list.set_targets
     monkeypatch.setattr(window.target_list, "set_targets", lambda *a: listed.append(window.index) or set_targets(*a))
     window.panels_timer.setInterval(1000)  # longer than any change of the burst takes, even on a loaded machine
@@ -786,7 +786,7 @@ def test_window_fits_a_laptop_screen_and_no_panel_is_cut_off(window, fresh_seque
     assert window.minimumSizeHint().height() <= 600 and window.minimumSizeHint().width() <= 1024
     window.resize(*size)
     _open(window, qtbot, fresh_sequence)
-    window._size_right_docks()  # as on the first show, for this size
+    window.right_column.size_docks()  # as on the first show, for this size
     qtbot.waitUntil(lambda: window.height() == size[1], timeout=2000)
 
     def panels_fit():
@@ -1137,7 +1137,7 @@ def test_reopening_a_sequence_restores_its_zoom_while_its_frames_keep_their_size
 
 
 def test_the_frame_shown_is_remembered_once_it_settles_not_only_at_close(window, fresh_sequence, qtbot):
-    from app.main_window import LAST_FRAMES_KEY
+    from app.window_memory import LAST_FRAMES_KEY
 
     _open(window, qtbot, fresh_sequence)
     window.timeline.go_to(23)
