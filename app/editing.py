@@ -22,10 +22,9 @@ import numpy as np
 from app.core.edits import (accept_targets, brush_kernel, delete_component, fill_polygon, flood_fill, grow_target,
                             mask_diff, paint_stroke)
 from app.core.project import ProjectWriteError, ReviewStatus
-from app.core.targets import label_components
+from app.core.targets import label_components, nearest_pixel
 from app.session import ReviewSession
 
-ACCEPT_SNAP = 2  # a click this many pixels beside a predicted target still picks it
 FILL_LIMIT = 0.02  # a fill may add at most this fraction of the frame: small targets are far smaller (SIRST: < 0.15 %)
 
 
@@ -56,18 +55,14 @@ def brush_offsets(size: int) -> np.ndarray:
     return np.stack([size // 2 - kx, size // 2 - ky], axis=1)
 
 
-def predicted_target_at(prediction: np.ndarray, x: float, y: float, snap: int = ACCEPT_SNAP) -> int:
-    """Id (raster-order, as `extract_targets`) of the predicted target under or nearest (x, y); 0 if none."""
-    _, labels = label_components(prediction)
-    h, w = labels.shape
-    px, py = int(np.floor(x)), int(np.floor(y))
-    y0, y1, x0, x1 = max(py - snap, 0), min(py + snap + 1, h), max(px - snap, 0), min(px + snap + 1, w)
-    window = labels[y0:y1, x0:x1]
-    if window.size == 0 or not window.any():
+def predicted_target_at(prediction: np.ndarray, x: float, y: float) -> int:
+    """Id (raster-order, as `extract_targets`) of the predicted target under or nearest (x, y) (`nearest_pixel`);
+    0 if none."""
+    pixel = nearest_pixel(prediction, x, y)
+    if pixel is None:
         return 0
-    ys, xs = np.nonzero(window)
-    nearest = np.argmin((ys + y0 - py) ** 2 + (xs + x0 - px) ** 2)
-    return int(window[ys[nearest], xs[nearest]])
+    _, labels = label_components(prediction)
+    return int(labels[pixel[1], pixel[0]])
 
 
 class FrameEditor:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.core.targets import extract_targets, label_components
+from app.core.targets import extract_targets, label_components, nearest_pixel
 
 
 def test_targets_have_raster_order_ids_exact_stats_and_peaks():
@@ -33,3 +33,13 @@ def test_diagonal_pixels_are_one_target_and_no_score_gives_nan():
     (t,) = extract_targets(mask)
     assert t.area == 5 and np.isnan(t.peak_score)
     assert extract_targets(np.zeros((4, 4), bool)) == []
+
+
+def test_the_pixel_pointed_at_is_the_one_under_else_the_nearest_within_two_pixels():
+    mask = np.zeros((10, 10), bool)
+    mask[5, 5] = mask[0, 9] = True
+    assert nearest_pixel(mask, 5.7, 5.2) == (5, 5)  # under the cursor (a scene position inside the pixel)
+    assert nearest_pixel(mask, 7, 6) == (5, 5)  # 2 px beside it
+    assert nearest_pixel(mask, 8, 5) is None  # 3 px: too far
+    assert nearest_pixel(mask, 9.5, 1.5) == (9, 0)  # at the frame's edge
+    assert nearest_pixel(np.zeros((3, 3), bool), 1, 1) is None

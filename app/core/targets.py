@@ -25,6 +25,23 @@ class Target:
     peak_score: float  # max of the score map inside the component (nan without one)
 
 
+SNAP_RADIUS = 2  # px: a click or the cursor this far beside a target still points at it
+
+
+def nearest_pixel(mask: np.ndarray, x: float, y: float, radius: int = SNAP_RADIUS) -> tuple[int, int] | None:
+    """(x, y) of the pixel of `mask` under the pixel at (x, y), else of the nearest one within `radius` in each
+    axis; None when there is none."""
+    h, w = np.shape(mask)
+    px, py = int(np.floor(x)), int(np.floor(y))
+    x0, y0 = max(px - radius, 0), max(py - radius, 0)
+    window = np.asarray(mask)[y0 : min(py + radius + 1, h), x0 : min(px + radius + 1, w)] > 0
+    if not window.any():
+        return None
+    ys, xs = np.nonzero(window)
+    nearest = int(np.argmin((ys + y0 - py) ** 2 + (xs + x0 - px) ** 2))
+    return int(xs[nearest]) + x0, int(ys[nearest]) + y0
+
+
 def label_components(mask: np.ndarray) -> tuple[int, np.ndarray]:
     """8-connected labels in raster order: (count, labels int32 HxW, 0 = background)."""
     found = components((np.asarray(mask) > 0).astype(np.uint8))
