@@ -374,7 +374,6 @@ def test_review_status_paints_the_strip(window, fresh_sequence, qtbot):
 SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "sequences" / "IR_DRONE_156"
 
 
-@pytest.mark.skipif(not SHARED_CLIP.is_dir(), reason="shared drone clip not available")
 def test_real_clip_with_box_ground_truth(window, tmp_path, qtbot):
     # a private copy of 12 frames: the project is written beside the source, never into shared/
     clip = tmp_path / "IR_DRONE_156"
