@@ -638,6 +638,27 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(text, timeout_ms)
         self._frame_message = (self.index, text)
 
+    def shown_masks_current(self) -> bool:
+        """Whether the shown frame's proposal and committed mask are still the ones on disk: an accept or an edit
+        must act on what the analyst saw. Another window or an irsam command may have replaced them since they were
+        read (the window looks at the project every few seconds); then the frame is shown again as it is on disk,
+        and, where what is shown changed, that is said and False returned."""
+        session = self.session
+        if session is None or self.frame is None or not session.masks_replaced(self.index, self.layers):
+            return True
+        before, stem = self.layers, session.stem(self.index)
+        session.files_rewritten([stem])
+        self.show_frame(self.index)
+        replaced = [name for name, was, now in (("proposal", before.prediction, self.layers.prediction),
+                                                ("committed mask", before.committed, self.layers.committed))
+                    if not _same_mask(was, now)]
+        if not replaced:
+            return True  # written again as it was (or by this window)
+        self.say_about_frame(f"Frame {self.index + 1}: its {' and '.join(replaced)} changed on disk since it was "
+                             "shown (another window or an irsam command): shown now as it is; check it, then do it "
+                             "again.", 15000)
+        return False
+
     def withdraw_frame_message(self) -> None:
         """Clear the last `say_about_frame` message if it is still shown (it no longer holds: the frame left, or
         its status changed)."""

@@ -55,6 +55,9 @@ class FrameLayers:
     # what of the frame's stored work was made on other pixels (the source replaced on disk under the same names);
     # None without a project or a readable frame (ReviewSession.frame_change)
     change: FrameChange | None = None
+    # the identities of the mask files read for `prediction` ("masks") and `committed` ("labels"), taken before
+    # they were read (`ReviewProject.mask_file_stamps`); a layer not read has none
+    stamps: dict[str, tuple | None] = field(default_factory=dict)
 
 
 def probability_u8(logits: np.ndarray) -> np.ndarray:
@@ -492,6 +495,7 @@ class ReviewSession:
         if self.project is not None and self.detection_counts[index] >= 0:
             layers.targets = self.project.detections(self.stem(index))
         layers.committed = files.get("committed")
+        layers.stamps = {layer: files[f"{layer}_stamp"] for layer in ("masks", "labels") if f"{layer}_stamp" in files}
         layers.truth_mask = files.get("truth")
         if self.ground_truth is not None and "truth" in wanted:
             layers.truth_boxes = [  # the pixels whose centres the box holds (`model.metrics.centroids_in_box`)
@@ -517,6 +521,11 @@ class ReviewSession:
 
     def _read_files(self, index: int, keys: set[str]) -> dict[str, object]:
         stem, project, out = self.stem(index), self.project, {}
+        if project is not None:  # before the reads: a file replaced meanwhile then shows as replaced
+            stamps = project.mask_file_stamps(stem)
+            for layer, key in (("masks", "prediction"), ("labels", "committed")):
+                if key in keys:
+                    out[f"{layer}_stamp"] = stamps[layer]
         predicted = project is not None and self.detection_counts[index] >= 0
         for key in keys:
             value = None
@@ -549,6 +558,14 @@ class ReviewSession:
                 self._files.popitem(last=False)
             return dict(files)
 
+    def masks_replaced(self, index: int, layers: FrameLayers) -> bool:
+        """Whether the proposal or committed mask read for `layers` was written again on disk since (by another
+        window or an irsam command, before the window's next look at the project took it up; or by this one)."""
+        if self.project is None:
+            return False
+        now = self.project.mask_file_stamps(self.stem(index))
+        return any(stamp != now[layer] for layer, stamp in layers.stamps.items())
+
     def files_rewritten(self, stems) -> None:
         """Frames whose layer files were written outside the session (propagation, a ground-truth import): their
         cached arrays go."""
@@ -562,7 +579,8 @@ class ReviewSession:
             self._file_generation[index] += 1
             files = self._files.get(index)
             if files is not None:
-                for key in keys + (("origin",) if "prediction" in keys else ()):
+                for key in keys + (("origin", "masks_stamp") if "prediction" in keys else ()) + (
+                        ("labels_stamp",) if "committed" in keys else ()):
                     files.pop(key, None)
 
     def _prefetch_files(self, index: int, direction: int, wanted: set[str]) -> None:

@@ -116,3 +116,38 @@ def test_a_write_moved_beside_another_instances_project_is_said(window, fresh_se
     assert "holds a project over other frames: this sequence's work goes to a new folder beside it" in \
         window.statusBar().currentMessage()
     assert session.project_dir.name.endswith("-new")
+
+
+def test_accepting_or_editing_a_frame_whose_proposal_was_replaced_unseen_shows_it_first(review, qtbot):
+    """An `irsam detect` run replaced the shown frame's proposal before the window's next look: Accept then said
+    the new proposal, never seen, was right (and exported it), and a brush stroke was drawn over it."""
+    session, tools = review.session, review.review_tools
+    shown = review.layers.prediction.copy()
+    replacement = np.zeros(shown.shape, bool)
+    replacement[5:9, 5:9] = True  # not what is shown
+    other = ReviewProject.open(session.project_dir)
+    other.save_prediction(session.stem(0), FrameResult(np.where(replacement, 4.0, -4.0).astype(np.float32)))
+    assert not tools.set_status(ReviewStatus.ACCEPTED)
+    assert session.status(0) is ReviewStatus.UNREVIEWED
+    assert np.array_equal(review.layers.prediction, replacement)  # shown now
+    assert review.statusBar().currentMessage() == (
+        "Frame 1: its proposal changed on disk since it was shown (another window or an irsam command): shown now "
+        "as it is; check it, then do it again.")
+    assert tools.set_status(ReviewStatus.ACCEPTED)  # seen now
+    assert session.status(0) is ReviewStatus.ACCEPTED
+
+    other.save_prediction(session.stem(1), FrameResult(np.where(shown, 4.0, -4.0).astype(np.float32)))
+    review.timeline.go_to(1)
+    before = review.layers.prediction.copy()
+    other.save_prediction(session.stem(1), FrameResult(np.where(replacement, 4.0, -4.0).astype(np.float32)))
+    stroke = lambda editor, index: editor.paint(index, [(40.5, 30.5)], size=3)  # noqa: E731
+    assert not tools.editing._run(stroke)
+    assert session.project.committed_mask(session.stem(1)) is None and not before[30, 40]
+    assert np.array_equal(review.layers.prediction, replacement)
+    assert tools.editing._run(stroke)
+    committed = session.project.committed_mask(session.stem(1))
+    assert committed[5:9, 5:9].all() and committed[30, 40] and committed.sum() == 16 + 9
+
+    other.save_prediction(session.stem(1), FrameResult(np.where(replacement, 4.0, -4.0).astype(np.float32)))
+    other.commit_mask(session.stem(1), committed)  # written again as it is: nothing new to see
+    assert tools.set_status(ReviewStatus.CORRECTED)

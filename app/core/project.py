@@ -1166,6 +1166,11 @@ class ReviewProject:
         self._update_meta(record)
         return self.shape_of(stem)
 
+    def mask_file_stamps(self, stem: str) -> dict[str, tuple | None]:
+        """The identities of a frame's proposal file ("masks") and committed mask file ("labels"; None: absent):
+        either changes whenever its file is written, by this instance or another."""
+        return {layer: _file_identity(self._path(layer, stem, ".png")) for layer in ("masks", "labels")}
+
     def _path(self, layer: str, stem: str, suffix: str) -> Path:
         return self.folder / layer / f"{stem}{suffix}"
 

@@ -291,6 +291,8 @@ class MaskEditing(QtCore.QObject):
         if self.blocked is not None:
             self.refuse()
             return False
+        if index not in editor.unsaved and not self.window.shown_masks_current():
+            return False  # the edit would apply to masks the analyst has not seen
         try:
             changed = edit(editor, index)
         except ProjectWriteError as e:

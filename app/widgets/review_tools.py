@@ -275,6 +275,9 @@ class ReviewTools(QtCore.QObject):
             self.editing.refuse()
             return False
         editor = self.editing.editor or FrameEditor(session)  # none without a frame shown: nothing unsaved there
+        if (status in (ReviewStatus.ACCEPTED, ReviewStatus.CORRECTED) and index not in editor.unsaved
+                and not self.window.shown_masks_current()):
+            return False  # it would say another mask than the one seen is right
         try:
             editor.set_status(index, status)
         except EditRefused as e:
