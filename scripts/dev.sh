@@ -36,10 +36,17 @@ setup_venv() {
     echo "==> installing torch 2.13.0 (CPU)"
     .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
   fi
-  echo "==> installing irsam-review and its test tools"
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import torch, PySide6, pyqtgraph, cv2, tifffile" \
-    || { echo "setup failed: the venv is missing packages" >&2; exit 1; }
+  # the project's requirements as last installed: unchanged, pip is not asked again (it takes 20 s to say so)
+  local installed=.venv/.irsam-review-installed wanted
+  wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  if [ "$(cat "$installed" 2>/dev/null)" != "$wanted" ] \
+      || ! .venv/bin/python -c "import torch, PySide6, pyqtgraph, cv2, tifffile, app, model" 2>/dev/null; then
+    echo "==> installing irsam-review and its test tools"
+    .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+    .venv/bin/python -c "import torch, PySide6, pyqtgraph, cv2, tifffile" \
+      || { echo "setup failed: the venv is missing packages" >&2; exit 1; }
+    echo "$wanted" > "$installed"
+  fi
 }
 
 cmd="${1:-}"
