@@ -10,7 +10,6 @@ is created on the first detection run; committed masks (labels/) are never touch
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -27,7 +26,7 @@ from app.core.frames import (FrameReadError, FrameSource, GroundTruth, find_grou
                              lower_thread_priority, open_source)
 from app.core.normalization import Normalization, NormalizationRequest, default_for
 from app.core.project import (DiskChanges, FrameChange, ProjectError, ReviewProject, ReviewStatus, find_changed_frames,
-                              follows, is_project, project_dir_for)
+                              follows, is_project, project_dir_for, read_project_meta)
 from app.core.provenance import ProposalOrigin
 from app.core.targets import Target
 
@@ -70,19 +69,6 @@ def probability_u8(logits: np.ndarray) -> np.ndarray:
     return out
 
 
-def _read_project_meta(folder: Path) -> dict:
-    """project.json alone (cheap), for what the first frame needs: source path and normalisation."""
-    path = folder / "project.json"
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ProjectError(f"{path} is unreadable: {e}") from None
-    if not (isinstance(meta, dict) and isinstance(meta.get("source"), dict) and "path" in meta["source"]
-            and isinstance(meta.get("normalization"), dict) and isinstance(meta.get("stems"), list)):
-        raise ProjectError(f"{path} is not a review project (source, normalization or stems missing)")
-    return meta
-
-
 class ReviewSession:
     """Open with `ReviewSession.open(path)`. The window opens with `details=False` and calls
     `load_details()` in a worker thread: reading a big project's masks index, labels and ground truth
@@ -120,12 +106,15 @@ class ReviewSession:
         self._counts_pending: set[int] = set()  # frames another instance proposed, their targets not counted yet
         self._readable_again: set[int] = set()  # frames marked unreadable that read since: `refresh_from_disk` says so
         self._adoption_refused = False  # `project_dir` holds another instance's project over other frames
+        # (folder, why) of each project found beside the source that could not be opened: its files are left as
+        # they are, and this session's work goes to a new folder beside it
+        self.projects_set_aside: list[tuple[Path, str]] = []
 
     @classmethod
     def open(cls, path: str | os.PathLike, details: bool = True) -> "ReviewSession":
         """A review project folder, or a source (folder / TIFF stack / image). Raises SourceError/ProjectError."""
         path = Path(path).expanduser()
-        meta = _read_project_meta(path) if is_project(path) else None
+        meta = read_project_meta(path)[0] if is_project(path) else None
         source = open_source(path if meta is None else meta["source"]["path"])
         try:  # a failed open closes the source (a TIFF stack's file and memory map)
             if meta is not None:
@@ -137,7 +126,7 @@ class ReviewSession:
                 normalization = None
                 if is_project(project_dir):
                     try:
-                        existing = _read_project_meta(project_dir)
+                        existing, _ = read_project_meta(project_dir)
                         if follows(existing["stems"], source.stems, source.unreadable_stems):
                             normalization = Normalization.from_dict(existing["normalization"])
                     except (ProjectError, ValueError):
@@ -192,6 +181,7 @@ class ReviewSession:
                 return False
             new = self.project_dir.with_name(self.project_dir.name + "-new")
             self.warnings.append(f"earlier results not used: {e}; this sequence's work is kept in {new}")
+            self.projects_set_aside.append((self.project_dir, str(e)))
             self.project_dir = new
             return self._open_project()
         self.normalization = normalization  # (taken up: what its proposals were made with; nothing here changed it)

@@ -89,6 +89,39 @@ def test_a_damaged_review_json_is_said_to_be_restored_from_its_backup(window, fr
     assert "accepted 1" in window.review_tools.review_panel.counts.text()
 
 
+@pytest.mark.parametrize("backup", ["kept", "missing"])
+def test_a_damaged_project_json_is_restored_from_its_backup_or_said_in_a_dialog(window, fresh_sequence, qtbot,
+                                                                                backup):
+    """A truncated project.json opened the sequence with none of its work (0 detected, 0 accepted), said only in the
+    status bar (cut off on a laptop screen), and new work went to another folder."""
+    from app.session import ReviewSession
+
+    predict_ground_truth(fresh_sequence)
+    session = ReviewSession.open(fresh_sequence)
+    session.project.set_status(session.stem(0), ReviewStatus.ACCEPTED)
+    folder = session.project.folder
+    session.close()
+    meta = folder / "project.json"
+    meta.write_bytes(meta.read_bytes()[:40])  # a crash, a full disk
+    if backup == "missing":  # a project made before backups
+        (folder / "project.json.bak").unlink()
+    open_project(window, qtbot, fresh_sequence)
+    qtbot.waitUntil(lambda: bool(window.messages), timeout=5000)
+    text = window.messages[-1]
+    if backup == "kept":
+        assert f"{folder.name}/project.json: {meta} is unreadable: " in text
+        assert "it was restored from its backup, project.json.bak" in text
+        assert window.session.project.folder == folder and window.session.status(0) is ReviewStatus.ACCEPTED
+        window.session.project.set_normalization(window.session.project.normalization)  # its next write repairs it
+        assert json.loads(meta.read_text())["stems"] == list(window.session.project.stems)
+    else:
+        assert text.startswith(f"This sequence's project {folder} cannot be opened: {meta} is unreadable: ")
+        assert text.endswith(f"Its files are left as they are; this sequence's work now goes to {folder}-new. To take "
+                             f"the earlier work up again, restore {folder.name}/project.json from a copy, then open "
+                             "the sequence again.")
+        assert window.session.status(0) is ReviewStatus.UNREVIEWED
+
+
 @pytest.mark.parametrize("backup", ["damaged", "missing"])
 def test_review_json_damaged_without_a_usable_backup_says_every_frame_opens_unreviewed(window, fresh_sequence, qtbot,
                                                                                       backup):

@@ -248,6 +248,23 @@ def test_damaged_files_are_reported_and_the_rest_loads(tmp_path):
     assert ReviewProject.open(folder).damaged == [(folder / "detections.csv", damaged["detections.csv"])]
 
 
+def test_a_damaged_project_json_is_read_from_its_backup_and_repaired_by_the_next_write(tmp_path):
+    make_project(tmp_path / "p").set_status("f001", "rejected")
+    folder, meta = tmp_path / "p", tmp_path / "p" / "project.json"
+    meta.write_text('{"format": "irsam-review-project/1", "stems": [')
+    opened = ReviewProject.open(folder)
+    ((path, reason),) = opened.damaged
+    assert path == meta and reason.startswith(f"{meta} is unreadable: ")
+    assert reason.endswith("it was restored from its backup, project.json.bak")
+    assert opened.status("f001") is ReviewStatus.REJECTED
+    opened.set_normalization({"kind": "identity8"})
+    assert ReviewProject.open(folder).damaged == []
+    meta.write_text("[]")
+    (folder / "project.json.bak").write_text("{")
+    with pytest.raises(ProjectError, match=f"{meta}: not a irsam-review-project/1 project"):
+        ReviewProject.open(folder)  # what is wrong with project.json, not with its backup
+
+
 @pytest.mark.parametrize("damage", ["flipped byte", "wrong size", "color", "empty", "not png"])
 def test_label_damage_kinds_are_caught_on_open(tmp_path, damage):
     project = make_project(tmp_path / "p")

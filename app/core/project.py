@@ -37,6 +37,7 @@ from model.detectors import FrameResult
 
 PROJECT_FORMAT = "irsam-review-project/1"
 REVIEW_FORMAT = "irsam-review-status/1"
+META_BACKUP = "project.json.bak"  # the last project.json written, standing in for a damaged one
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DETECTION_COLUMNS = ("frame", "stem", "target_id", "cx", "cy", "area", "x0", "y0", "x1", "y1", "peak_score")
 LOCK_FILE = "project.lock"
@@ -261,30 +262,16 @@ class ReviewProject:
             "modified": now,
         }
         project = cls(folder, meta)
-        project._write(lambda: atomic_write_json(folder / "project.json", meta))
+        project._write_meta(meta)
         return project
 
     @classmethod
     def open(cls, folder: str | Path) -> "ReviewProject":
         folder = Path(folder)
-        meta_path = folder / "project.json"
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ProjectError(f"{folder} is not a review project (no project.json)") from None
-        except (OSError, ValueError) as e:
-            raise ProjectError(f"{meta_path} is unreadable: {e}") from e
-        if not isinstance(meta, dict) or meta.get("format") != PROJECT_FORMAT:
-            raise ProjectError(f"{meta_path}: not a {PROJECT_FORMAT} project")
-        try:
-            _check_stems(meta["stems"])
-            if meta["source"]["frame_shape"] is None:
-                dict(meta["source"]["frame_shapes"])
-            else:
-                tuple(meta["source"]["frame_shape"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ProjectError(f"{meta_path} is incomplete: {e}") from e
+        meta, damage = read_project_meta(folder)
         project = cls(folder, meta)
+        if damage:
+            project._report(folder / "project.json", damage)
         project._load_review()
         project._statuses_seen = project._statuses
         project._load_detections()
@@ -394,8 +381,14 @@ class ReviewProject:
             meta = self._meta_on_disk()
             change(meta)
             meta["modified"] = utc_now()
-            self._write(lambda: atomic_write_json(self.folder / "project.json", meta))
+            self._write_meta(meta)
             self._meta = meta
+
+    def _write_meta(self, meta: dict) -> None:
+        """project.json, and its backup, which stands in for a damaged project.json (`read_project_meta`)."""
+        self._write(lambda: atomic_write_json(self.folder / "project.json", meta))
+        with contextlib.suppress(OSError):  # brought up to date by the next write
+            atomic_write_json(self.folder / META_BACKUP, meta)
 
     def _meta_on_disk(self) -> dict:
         try:
@@ -1270,6 +1263,41 @@ def content_stamp(path: str | os.PathLike) -> tuple | None:
         return _content_identity(os.stat(path))
     except OSError:
         return None
+
+
+def read_project_meta(folder: Path) -> tuple[dict, str]:
+    """A project's project.json, checked, and "" ; or, where project.json is damaged, its backup (project.json.bak)
+    and what was wrong with it. ProjectError when neither can be used."""
+    meta_path = folder / "project.json"
+    try:
+        return _checked_meta(meta_path), ""
+    except ProjectError as e:
+        if not meta_path.exists():
+            raise ProjectError(f"{folder} is not a review project (no project.json)") from None
+        try:
+            return _checked_meta(folder / META_BACKUP), f"{e}; it was restored from its backup, {META_BACKUP}"
+        except ProjectError:
+            raise e from None
+
+
+def _checked_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ProjectError(f"{path} is unreadable: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != PROJECT_FORMAT:
+        raise ProjectError(f"{path}: not a {PROJECT_FORMAT} project")
+    try:
+        _check_stems(meta["stems"])
+        str(meta["source"]["path"])
+        dict(meta["normalization"])
+        if meta["source"]["frame_shape"] is None:
+            dict(meta["source"]["frame_shapes"])
+        else:
+            tuple(meta["source"]["frame_shape"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ProjectError(f"{path} is incomplete: {e}") from None
+    return meta
 
 
 def _file_identity(path: Path) -> tuple | None:

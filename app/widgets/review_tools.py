@@ -167,9 +167,16 @@ class ReviewTools(QtCore.QObject):
     def project_loaded(self) -> None:
         self._block_edits(None)
         self.refresh_queue()
-        project = self.window.session.project
-        if project is not None and project.damaged:
-            self._show_damaged(project.damaged)
+        session = self.window.session
+        for folder, why in session.projects_set_aside:
+            restore = (f" To take the earlier work up again, restore {folder.name}/project.json from a copy, then open "
+                       "the sequence again." if "project.json" in why else "")
+            QtWidgets.QMessageBox.warning(
+                self.window, "Earlier work not opened",
+                f"This sequence's project {folder} cannot be opened: {why}.\n\nIts files are left as they are; "
+                f"this sequence's work now goes to {session.project_dir}.{restore}")
+        if session.project is not None and session.project.damaged:
+            self._show_damaged(session.project.damaged)
 
     def refresh_queue(self) -> None:
         """Re-read every frame's summary (after opening, or another instance's run)."""
