@@ -460,7 +460,9 @@ class MainWindow(QtWidgets.QMainWindow):
         targets = self.layers.targets if self.frame is not None else []
         mask = self.layers.prediction
         snrs = [target_snr(self.frame, t, mask) for t in targets]
-        self.target_list.set_targets(targets, snrs, self.selected.id if self.selected else None)
+        # a selection kept from a frame where it was (none within reach here) is no row of this frame's list
+        shown = next((t.id for t in targets if t is self.selected), None)
+        self.target_list.set_targets(targets, snrs, shown)
 
     def _update_metrics(self) -> None:
         """Per-frame scores against the ground truth (`frame_scores_text`); a new ground-truth warning said."""

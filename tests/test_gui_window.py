@@ -322,6 +322,10 @@ def test_target_list_click_centres_and_selects_for_3d(window, tmp_path, qtbot):
     window.selected = dataclasses.replace(target, cx=target.cx + 0.5, cy=target.cy)
     window._update_surface()
     assert window.surface_view.caption.text().startswith("where the selected target was")
+    window._update_targets()  # nor does the list highlight this frame's target of the same id (a click did nothing)
+    assert not window.target_list.selectionModel().selectedRows()
+    window.target_list.selectRow(0)
+    assert window.selected is window.layers.targets[0]
     # the list's selection cleared by the analyst (Ctrl+click): the 3D view follows the cursor again
     window.target_list.selectRow(0)
     window.target_list.clearSelection()
