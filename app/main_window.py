@@ -773,7 +773,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return None
         predicted = int((self.session.detection_counts >= 0).sum())
         dialog = NormalizationDialog(self.session.normalization, self.session.source.dtype, self.frame_view.levels,
-                                     predicted, self)
+                                     predicted, self, shown_frame=self.frame)
         dialog.accepted.connect(lambda: self._apply_normalization(dialog.request()))
         dialog.open()
         return dialog

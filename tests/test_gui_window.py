@@ -907,17 +907,29 @@ def test_detector_input_window_is_chosen_applied_and_kept_by_the_project(window,
     assert dialog.isVisible() and dialog.error.text() == ("The low percentile (60 %) must be below the high "
                                                           "percentile (40 %).")
     assert window.session.normalization == default
-    window.frame_view.histogram.setLevels(1500, 2600)  # what the analyst dragged the display to
+    # a window beside every value of the frame shown: the detectors would see a flat image
+    dialog.fixed.setChecked(True)
+    frame = window.frame
+    dialog.low.setValue(float(frame.max()) + 1)
+    dialog.high.setValue(float(frame.max()) + 500)
+    ok.click()
+    assert dialog.isVisible() and dialog.error.text() == (
+        f"No pixel of the frame shown lies in {frame.max() + 1:g}..{frame.max() + 500:g} (its values: "
+        f"{frame.min():g} to {frame.max():g}): the detectors would see a flat image. Choose a window that reaches them.")
+    assert window.session.normalization == default
+    assert dialog.high.toolTip() == "A raw value of this sequence's sample type, 0 to 65535"
+    low, high = int(default.low) + 100, int(default.high) - 100
+    window.frame_view.histogram.setLevels(low, high)  # what the analyst dragged the display to
     dialog.use_displayed_levels()
-    assert (dialog.low.value(), dialog.high.value()) == (1500, 2600)
+    assert (dialog.low.value(), dialog.high.value()) == (low, high)
     ok.click()
     assert not dialog.isVisible()
 
     chosen = window.session.normalization
-    assert (chosen.mode, chosen.low, chosen.high) == ("window", 1500, 2600)
+    assert (chosen.mode, chosen.low, chosen.high) == ("window", low, high)
     assert chosen.bad_pixels == default.bad_pixels  # still repaired
-    assert window.frame_view.sequence_levels == (1500, 2600)
-    assert "window 1500..2600" in window.statusBar().currentMessage()
+    assert window.frame_view.sequence_levels == (low, high)
+    assert f"window {low}..{high}" in window.statusBar().currentMessage()
     _choose(window, "tophat")
     window.run_detection("frame")
     qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0 and window.detection_panel.run_all.isEnabled(),

@@ -25,20 +25,24 @@ class NormalizationDialog(QtWidgets.QDialog):
 
     current: the sequence's normalisation now; displayed_levels: gives the histogram's levels (offered as
     a fixed window; the display may change while the dialog is open); predicted_frames: frames with a
-    proposal, which keep it until detection runs again.
+    proposal, which keep it until detection runs again; shown_frame: the raw frame on screen, whose values a
+    fixed window must reach (one beside all of them would give the detectors a flat image).
     """
 
     def __init__(self, current: Normalization, dtype, displayed_levels: Callable[[], tuple[float, float]],
-                 predicted_frames: int = 0, parent=None):
+                 predicted_frames: int = 0, parent=None, shown_frame: np.ndarray | None = None):
         super().__init__(parent)
         self.setWindowTitle("Detector input window")
         self.displayed_levels = displayed_levels
+        self.shown_frame = shown_frame
         low_limit, high_limit = raw_range(dtype)
 
         self.percentiles = QtWidgets.QRadioButton("Percentiles of up to 32 frames spread over the sequence")
         self.fixed = QtWidgets.QRadioButton("Fixed window (raw values)")
         self.p_low, self.p_high = (self._spin(0.0, 100.0, 3) for _ in range(2))
         self.low, self.high = (self._spin(low_limit, high_limit, 1) for _ in range(2))
+        for spin in (self.low, self.high):
+            spin.setToolTip(f"A raw value of this sequence's sample type, {low_limit:g} to {high_limit:g}")
         if current.mode == "percentile":
             self.percentiles.setChecked(True)
             self.p_low.setValue(current.p_low)
@@ -123,6 +127,10 @@ class NormalizationDialog(QtWidgets.QDialog):
             low, high = self.low.value(), self.high.value()
             if not low < high:
                 return f"The low value ({low:g}) must be below the high value ({high:g})."
+            frame = self.shown_frame
+            if frame is not None and frame.size and not ((frame >= low) & (frame <= high)).any():
+                return (f"No pixel of the frame shown lies in {low:g}..{high:g} (its values: {frame.min():g} to "
+                        f"{frame.max():g}): the detectors would see a flat image. Choose a window that reaches them.")
         else:
             low, high = self.p_low.value(), self.p_high.value()
             if not low < high:
