@@ -159,6 +159,12 @@ class FrameEditor:
         return bool(session.detection_counts[index] >= 0) or (
             session.project is not None and session.project.has_committed_mask(session.stem(index)))
 
+    def _proposal_unreadable(self, index: int) -> bool:
+        """Whether what an accept would take is a proposal file that cannot be read (no committed mask over it)."""
+        project, stem = self.session.project, self.session.stem(index)
+        return (project is not None and not project.has_committed_mask(stem) and project.has_prediction(stem)
+                and project.prediction_mask(stem) is None)
+
     def set_status(self, index: int, status: ReviewStatus) -> None:
         """Set a frame's review status; EditRefused says why a status cannot be given, ProjectWriteError
         that it was not saved (the frame keeps its status): StatusNotSaved when the frame's mask is saved
@@ -176,6 +182,10 @@ class FrameEditor:
         if status is ReviewStatus.ACCEPTED and index not in self.unsaved and not self._has_proposal(index):
             raise EditRefused(f"Frame {index + 1} has no proposal to accept yet: detect it, draw its targets, or "
                               "mark it Negative.")
+        if status is ReviewStatus.ACCEPTED and index not in self.unsaved and self._proposal_unreadable(index):
+            raise EditRefused(f"Frame {index + 1}'s proposal, masks/{session.stem(index)}.png, cannot be read: "
+                              "accepted, it would export nothing. Detect the frame again, draw its targets, or mark "
+                              "it Negative.")
         project = session.ensure_project()
         mask_saved = index in self.unsaved  # once committed below: it is the frame's committed mask
         if mask_saved:

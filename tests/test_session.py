@@ -242,3 +242,23 @@ def test_a_project_that_fails_to_open_closes_its_source(tmp_path, monkeypatch):
     with pytest.raises(ProjectError, match="no longer holds the frames"):
         ReviewSession.open(project_dir)
     assert len(opened) == 1 and closed == opened
+
+
+def test_a_frame_whose_proposal_file_cannot_be_read_is_not_accepted(tmp_path):
+    """It showed as detected with no target, and Accept was taken: export then skipped it as damaged."""
+    write_folder(tmp_path / "seq", n=3, names=["00.png", "01.png", "02.png"])
+    session = ReviewSession.open(tmp_path / "seq")
+    project = session.ensure_project()
+    project.save_prediction("01", proposal_of_one_target())
+    session.close()
+    (project.folder / "masks" / "01.png").write_text("not a png")
+    session = ReviewSession.open(tmp_path / "seq")
+    editor = FrameEditor(session)
+    with pytest.raises(EditRefused, match=r"Frame 2's proposal, masks/01.png, cannot be read: accepted, it would "
+                                          "export nothing"):
+        editor.set_status(1, ReviewStatus.ACCEPTED)
+    assert session.status(1) is ReviewStatus.UNREVIEWED
+    editor.set_status(1, ReviewStatus.NEGATIVE)  # what it can be marked
+    editor.set_status(1, ReviewStatus.CORRECTED)  # the (empty) mask shown committed: accepted then takes it
+    editor.set_status(1, ReviewStatus.ACCEPTED)
+    session.close()
