@@ -55,7 +55,9 @@ def cursor_readout(frame: np.ndarray, x: int, y: int, *masks: np.ndarray | None)
         return None
     peak, snr = local_snr(frame, x, y, *masks)
     snr_text = "-" if math.isnan(snr) else f"{snr:.1f}"
-    return f"x {x}  y {y}  value {int(frame[y, x])}  |  local peak {peak:g}  SNR {snr_text}"
+    value = frame[y, x]
+    value_text = f"{int(value)}" if np.issubdtype(frame.dtype, np.integer) else f"{float(value):.5g}"
+    return f"x {x}  y {y}  value {value_text}  |  local peak {peak:g}  SNR {snr_text}"
 
 
 def target_snr(frame: np.ndarray, target: Target, mask: np.ndarray | None = None) -> float:

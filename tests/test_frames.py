@@ -514,7 +514,7 @@ def test_single_image_source(tmp_path):
         open_source(tmp_path / "bad.png")
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+@pytest.mark.parametrize("dtype", [np.float64, np.int16])
 @pytest.mark.parametrize("layout", ["one page", "stack", "compressed stack", "pages one at a time"])
 def test_tiff_of_an_unsupported_sample_type_is_refused_however_it_is_stored(tmp_path, capsys, dtype, layout):
     from app.cli import main
@@ -528,7 +528,7 @@ def test_tiff_of_an_unsupported_sample_type_is_refused_however_it_is_stored(tmp_
     else:
         tifffile.imwrite(path, stack[0] if layout == "one page" else stack,
                          compression="zlib" if layout == "compressed stack" else None)
-    message = f"{path}: unsupported sample type {np.dtype(dtype)} (need 8- or 16-bit unsigned)"
+    message = f"{path}: unsupported sample type {np.dtype(dtype)} (need 8- or 16-bit unsigned, or 32-bit float)"
     with pytest.raises(SourceError) as e:
         open_source(path)
     assert str(e.value) == message

@@ -69,7 +69,8 @@ def run(args) -> int:
                 frame = source.frame(int(i))
             except FrameReadError:
                 continue
-            lo, hi = int(frame.min()), int(frame.max())
+            lo, hi = (int(frame.min()), int(frame.max())) if frame.dtype.kind in "ui" else (
+                float(np.nanmin(frame)), float(np.nanmax(frame)))
             low = lo if low is None else min(low, lo)
             high = hi if high is None else max(high, hi)
             n_read += 1

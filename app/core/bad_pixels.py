@@ -32,7 +32,10 @@ def find_bad_pixels(frames: list[np.ndarray], k: float = 8.0, share: float = 0.9
     for frame in frames:
         values = np.asarray(frame, np.float32)
         deviation = values - cv2.medianBlur(values, 3)
-        noise = max(1.4826 * float(np.median(np.abs(deviation))), 1.0)  # at least one count: flat frames
+        # at least one count (a float frame: a millionth of its values' scale): flat frames
+        floor = 1.0 if np.issubdtype(np.asarray(frame).dtype, np.integer) else 1e-6 * max(
+            float(np.nanmax(np.abs(values), initial=0.0)), 1.0)
+        noise = max(1.4826 * float(np.nan_to_num(np.nanmedian(np.abs(deviation)))), floor)
         far += np.abs(deviation) > k * noise
         lone += ((values - cv2.dilate(values, ring) > k * noise)  # (outside the frame counts as no neighbour)
                  | (cv2.erode(values, ring) - values > k * noise))

@@ -48,7 +48,9 @@ from model.metrics import (BoxesFileError, ground_truth_target, interpolated_pix
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
-SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+# float32: radiometric exports (temperatures); their NaN (no data) pixels go to the bottom of the detectors' input
+SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+SUPPORTED_TEXT = "need 8- or 16-bit unsigned, or 32-bit float"
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -126,6 +128,9 @@ def to_gray(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"unsupported image shape {image.shape}")
     if image.shape[2] == 2:
         return np.ascontiguousarray(image[:, :, 0])
+    if np.issubdtype(image.dtype, np.floating):
+        b, g, r = (image[:, :, k] for k in range(3))
+        return (0.299 * r + 0.587 * g + 0.114 * b).astype(image.dtype)
     b, g, r = (image[:, :, k].astype(np.uint32) for k in range(3))
     if image.dtype == np.uint8:
         return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
@@ -143,7 +148,7 @@ def _cannot_open(path, error: OSError) -> FrameReadError:
 
 def _check_dtype(image: np.ndarray, path) -> np.ndarray:
     if image.dtype not in SUPPORTED_DTYPES:
-        raise FrameReadError(path, f"unsupported sample type {image.dtype} (need 8- or 16-bit unsigned)")
+        raise FrameReadError(path, f"unsupported sample type {image.dtype} ({SUPPORTED_TEXT})")
     return image
 
 
@@ -217,7 +222,7 @@ def lower_thread_priority() -> None:
 
 
 def read_gray(path: str | os.PathLike) -> np.ndarray:
-    """One frame as a 2-D uint8/uint16 array; raises FrameReadError with the reason it cannot be read."""
+    """One frame as a 2-D uint8/uint16/float32 array; raises FrameReadError with the reason it cannot be read."""
     path = Path(path)
     try:
         data = path.read_bytes()

@@ -85,6 +85,7 @@ class Normalization:
         return self._map(np.arange(65536, dtype=np.float64))
 
     def _map(self, values: np.ndarray) -> np.ndarray:
+        values = np.nan_to_num(values, nan=self.low, posinf=self.high, neginf=self.low)  # no data: the bottom
         scaled = np.floor((values - self.low) * (255.0 / (self.high - self.low)) + 0.5)
         return np.clip(scaled, 0, 255).astype(np.uint8)
 
@@ -225,5 +226,8 @@ def _percentiles(frames: list[np.ndarray], p_low: float, p_high: float) -> tuple
         high = int(np.searchsorted(cdf, max(total * p_high / 100.0, 1), side="left"))
         return float(low), float(high)
     values = np.concatenate([f.ravel() for f in frames]).astype(np.float64)
+    values = values[np.isfinite(values)]  # a float frame's no-data (NaN) pixels
+    if values.size == 0:
+        raise ValueError("no finite value in the frames to compute percentiles from")
     low, high = np.percentile(values, [p_low, p_high], method="inverted_cdf")
     return float(low), float(high)

@@ -325,7 +325,8 @@ class FrameView(QtWidgets.QWidget):
         """The frame's values (up to half the window's width beyond it) and always the whole window."""
         low, high = self.sequence_levels
         margin = 0.5 * (high - low)
-        return min(max(float(frame.min()), low - margin), low), max(min(float(frame.max()), high + margin), high)
+        values_low, values_high = float(np.nanmin(frame)), float(np.nanmax(frame))  # a float frame's no-data NaN
+        return min(max(values_low, low - margin), low), max(min(values_high, high + margin), high)
 
     def _draw_layers(self) -> None:
         layers, overlays = self.layers, self.overlays
@@ -412,5 +413,6 @@ class FrameView(QtWidgets.QWidget):
 def percentile_levels(frame: np.ndarray, low: float = 0.5, high: float = 99.9) -> tuple[float, float]:
     """Levels from this frame's percentiles, on a subsample (fast enough to run on every frame change)."""
     sample = frame[::4, ::4]
-    lo, hi = np.percentile(sample, (low, high))
-    return float(lo), float(max(hi, lo + 1))
+    lo, hi = np.nanpercentile(sample, (low, high))  # a float frame's no-data NaN left out
+    step = 1.0 if np.issubdtype(frame.dtype, np.integer) else 1e-3 * max(abs(float(lo)), 1.0)  # a flat frame
+    return float(lo), float(max(hi, lo + step))

@@ -40,7 +40,8 @@ class NormalizationDialog(QtWidgets.QDialog):
         self.percentiles = QtWidgets.QRadioButton("Percentiles of up to 32 frames spread over the sequence")
         self.fixed = QtWidgets.QRadioButton("Fixed window (raw values)")
         self.p_low, self.p_high = (self._spin(0.0, 100.0, 3) for _ in range(2))
-        self.low, self.high = (self._spin(low_limit, high_limit, 1) for _ in range(2))
+        decimals = 1 if np.issubdtype(np.dtype(dtype), np.integer) else 4  # float frames: temperatures, say
+        self.low, self.high = (self._spin(low_limit, high_limit, decimals) for _ in range(2))
         for spin in (self.low, self.high):
             spin.setToolTip(f"A raw value of this sequence's sample type, {low_limit:g} to {high_limit:g}")
         if current.mode == "percentile":
