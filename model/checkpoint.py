@@ -116,17 +116,25 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)  # "name: checkpoint (a, b) vs model (c, d)"
+    mistyped: list[str] = field(default_factory=list)  # "name: checkpoint torch.bool vs model torch.float32"
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
+        return not (self.missing or self.unexpected or self.mismatched or self.mistyped)
 
     def summary(self) -> str:
         parts = [f"{len(self.loaded)} tensors loaded"]
-        for label, names in (("missing", self.missing), ("unexpected", self.unexpected), ("shape mismatch", self.mismatched)):
+        for label, names in (("missing", self.missing), ("unexpected", self.unexpected),
+                             ("shape mismatch", self.mismatched), ("type mismatch", self.mistyped)):
             if names:
                 parts.append(f"{len(names)} {label}: {_listing(names)}")
         return "; ".join(parts)
+
+
+def _mistyped(stored: Tensor, expected: Tensor) -> bool:
+    """A tensor of another kind of number than the model's (bool or int weights, complex ones): load_state_dict would
+    cast it silently (bools to 1.0, ints truncated)."""
+    return stored.is_complex() or stored.is_floating_point() != expected.is_floating_point()
 
 
 def compare_keys(model: nn.Module, state_dict: dict[str, Tensor]) -> LoadReport:
@@ -137,6 +145,8 @@ def compare_keys(model: nn.Module, state_dict: dict[str, Tensor]) -> LoadReport:
             report.unexpected.append(name)
         elif tensor.shape != expected[name].shape:
             report.mismatched.append(f"{name}: checkpoint {tuple(tensor.shape)} vs model {tuple(expected[name].shape)}")
+        elif _mistyped(tensor, expected[name]):
+            report.mistyped.append(f"{name}: checkpoint {tensor.dtype} vs model {expected[name].dtype}")
         else:
             report.loaded.append(name)
     report.missing = [name for name in expected if name not in state_dict]
@@ -194,6 +204,10 @@ def init_from_pretrained(model: nn.Module, state_dict: dict[str, Tensor]) -> Ini
     ]
     if mismatched:
         raise CheckpointError(f"weights do not fit the model: {len(mismatched)} shape mismatch: {_listing(mismatched)}")
+    mistyped = [f"{name}: checkpoint {state_dict[name].dtype} vs model {tensor.dtype}"
+                for name, tensor in target.items() if name in state_dict and _mistyped(state_dict[name], tensor)]
+    if mistyped:
+        raise CheckpointError(f"weights do not fit the model: {len(mistyped)} type mismatch: {_listing(mistyped)}")
     if not any(name in state_dict for name in target):
         raise CheckpointError(
             f"no tensor of the file belongs to this model: file keys {_listing(list(state_dict))}; "

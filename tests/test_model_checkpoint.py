@@ -321,6 +321,19 @@ def test_init_refuses_a_shape_mismatch_by_name_and_leaves_the_model_untouched(ti
     assert same_tensors(model.state_dict(), before)
 
 
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64, torch.complex64])
+def test_weights_of_another_kind_of_number_are_refused_by_name(tiny_state, tmp_path, dtype):
+    """A bool weight loaded as all ones, an int64 one truncated: eval then printed garbage scores and exit 0."""
+    altered = dict(tiny_state)
+    name = "mask_decoder.iou_token.weight"
+    altered[name] = altered[name].to(dtype)
+    expected = f"1 type mismatch: {name}: checkpoint {dtype} vs model torch.float32"
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        init_from_pretrained(build_irsam(tiny()), altered)
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        load_into(build_irsam(tiny()), altered)
+
+
 def test_init_refuses_a_file_with_nothing_for_the_model():
     unrelated = {"backbone.conv1.weight": torch.zeros(8, 3, 3, 3), "fc.bias": torch.zeros(10)}
     with pytest.raises(CheckpointError, match=r"no tensor of the file belongs to this model: "
