@@ -75,7 +75,7 @@ def evaluate_dataset(
     )[detector.name][""]
     if curves:
         fpr, tpr, _, roc_auc = metrics.roc()
-        keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), MAX_CURVE_POINTS)).astype(int))
+        keep = _curve_points(fpr)
         pd_fa = metrics.pd_fa_curve()
         result["roc"] = {"auc": roc_auc, "fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
         result["pd_fa_curve"] = {key: values.tolist() for key, values in pd_fa.items()}
@@ -84,6 +84,19 @@ def evaluate_dataset(
         if resize_to:
             result["errors"]["matched_at"] = f"{resize_to}x{resize_to}"
     return result, metrics
+
+
+def _curve_points(fpr: np.ndarray) -> np.ndarray:
+    """Indices of at most MAX_CURVE_POINTS points of a ROC (fpr non-decreasing), the first and last among them:
+    half spread evenly along the curve's points, half evenly over log10(fpr). Nearly every pixel is background,
+    so points taken by index alone leave out the low false positive rates where a detector works."""
+    n = len(fpr)
+    if n <= MAX_CURVE_POINTS:
+        return np.arange(n)
+    by_index = np.linspace(0, n - 1, MAX_CURVE_POINTS // 2).astype(int)
+    positive = fpr[fpr > 0]
+    by_rate = np.searchsorted(fpr, np.logspace(np.log10(positive[0]), 0, MAX_CURVE_POINTS // 2)) if len(positive) else []
+    return np.unique(np.concatenate([by_index, np.clip(by_rate, 0, n - 1)]).astype(int))
 
 
 def evaluate_variants(
@@ -336,9 +349,11 @@ def plot_curve(
     y_label: str,
     x_log: bool = False,
     y_range: tuple[float, float] = (0.0, 1.0),
+    in_given_order: bool = False,
 ) -> None:
-    """A line plot written as PNG, through the points in order of x (then y). With `x_log`, x = 0 (a Pd-Fa operating
-    point with no false alarm) is drawn at a "0" tick a decade left of the smallest positive x; negative x are
+    """A line plot written as PNG, through the points in order of x (then y), or as given (`in_given_order`: a
+    threshold sweep, whose Pd need not rise with Fa). With `x_log`, x = 0 (a Pd-Fa operating point with no false
+    alarm, the ROC's first point) is drawn at a "0" tick a decade left of the smallest positive x; negative x are
     dropped."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     keep = np.isfinite(x) & np.isfinite(y) & ((x >= 0) if x_log else True)
@@ -382,7 +397,7 @@ def plot_curve(
         cv2.putText(canvas, f"{tick:.2f}", (_LEFT - 45, py + 4), _FONT, 0.4, black, 1, cv2.LINE_AA)
     cv2.rectangle(canvas, (_LEFT, _TOP), (_LEFT + plot_w, _TOP + plot_h), black, 1)
     if len(x):
-        order = np.lexsort((y, x_axis))
+        order = np.arange(len(x)) if in_given_order else np.lexsort((y, x_axis))
         points = to_pixel(x_axis[order], np.clip(y[order], y_low, y_high))
         cv2.polylines(canvas, [points.reshape(-1, 1, 2)], False, (200, 80, 0), 2, cv2.LINE_AA)
     cv2.putText(canvas, title, (_LEFT, _TOP - 18), _FONT, 0.55, black, 1, cv2.LINE_AA)
@@ -401,12 +416,14 @@ def write_curve_plots(result: dict, plots_dir: str | Path) -> list[Path]:
     method = result["method"]
     roc, pd_fa = result["roc"], result["pd_fa_curve"]
     roc_path, pd_fa_path = plots_dir / f"roc_{method}.png", plots_dir / f"pd_fa_{method}.png"
-    plot_curve(
+    plot_curve(  # log: a detector works at false positive rates of 1e-5, which a linear axis squeezes into its edge
         roc["fpr"], roc["tpr"], roc_path, f"{method}: pixel ROC, AUC {roc['auc']:.4f}",
-        "false positive rate", "true positive rate",
+        "false positive rate (log)", "true positive rate", x_log=True,
     )
+    order = np.argsort(pd_fa["thresholds"])[::-1]  # from the highest threshold down: the sweep's own path
     plot_curve(
-        np.asarray(pd_fa["fa"]) * 1e6, pd_fa["pd"], pd_fa_path,
+        (np.asarray(pd_fa["fa"]) * 1e6)[order], np.asarray(pd_fa["pd"])[order], pd_fa_path,
         f"{method}: Pd-Fa curve (threshold sweep, {result['fa_mode']} Fa)", "Fa x 1e-6 (log)", "Pd", x_log=True,
+        in_given_order=True,
     )
     return [roc_path, pd_fa_path]

@@ -262,13 +262,14 @@ class SegmentationMetrics:
         return fpr, tpr, thresholds, auc(fpr, tpr)
 
     def pd_fa_curve(self, thresholds: Sequence[float] | None = None, n_thresholds: int = 50) -> dict:
-        """Pd and Fa with every kept score map thresholded at `score > t`, for each t (default: quantiles)."""
+        """Pd and Fa with every kept score map thresholded at `score > t`, for each t (default: quantiles, and 0,
+        the decision threshold of the logits the detectors give, so the table's operating point is on the curve)."""
         self._require_scores()
         if thresholds is None:
             all_scores = np.concatenate([s.ravel() for s in self.scores])
             # Quantiles concentrated in the top tail, where targets live.
             quantiles = 1.0 - np.logspace(-6, 0, n_thresholds)[::-1] * (1 - 1e-9)
-            thresholds = np.unique(np.quantile(all_scores, np.clip(quantiles, 0, 1)))
+            thresholds = np.unique(np.append(np.quantile(all_scores, np.clip(quantiles, 0, 1)), 0.0))
         thresholds = np.asarray(thresholds, np.float64)
         pds, fas = [], []
         total_pixels = sum(t.size for t in self.truths)

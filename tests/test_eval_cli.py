@@ -44,7 +44,12 @@ def test_dataset_eval_writes_table_json_and_plots(tmp_path, split8, capsys):
     assert result["n_images"] == 8 and result["method"] == "tophat" and result["fa_mode"] == "corrected"
     assert 0 <= result["iou"] <= 1 and 0 <= result["pd"] <= 1 and result["frames_per_second"] > 0
     assert 0.5 < result["roc"]["auc"] <= 1
-    assert len(result["pd_fa_curve"]["pd"]) == len(result["pd_fa_curve"]["thresholds"])
+    curve = result["pd_fa_curve"]
+    assert len(curve["pd"]) == len(curve["thresholds"])
+    at_decision = curve["thresholds"].index(0.0)  # the table's operating point is on the curve
+    assert (curve["pd"][at_decision], curve["fa"][at_decision]) == (result["pd"], result["fa"])
+    fpr = np.array(result["roc"]["fpr"])
+    assert len(fpr) <= 512 and ((fpr > 0) & (fpr < 1e-4)).sum() >= 20  # where a detector works, not only fpr 0.002+
     for name in ("roc_tophat.png", "pd_fa_tophat.png"):
         assert cv2.imread(str(plots / name)).shape == (480, 640, 3)
 
