@@ -40,6 +40,13 @@ class CheckpointError(Exception):
     """A checkpoint file that cannot be read, or whose weights do not fit the model."""
 
 
+# the official network's tensors that SAM / MobileSAM lack: IRSAM's edge branch and its feature fusion
+IRSAM_ONLY_PREFIXES = (
+    "mask_decoder.edge_token.", "mask_decoder.edge_mlp.", "mask_decoder.embedding_encoder.",
+    "mask_decoder.embedding_maskfeature.", "mask_decoder.compress_vit_feat.", "prompt_encoder.pe_layer_2.",
+)
+
+
 def _listing(names: list[str]) -> str:
     return name_some(names, _MAX_LISTED, ", ... and {} more")
 
@@ -123,7 +130,7 @@ class LoadReport:
         return not (self.missing or self.unexpected or self.mismatched or self.mistyped)
 
     def summary(self) -> str:
-        parts = [f"{len(self.loaded)} tensors loaded"]
+        parts = [f"{len(self.loaded)} tensors fit"]
         for label, names in (("missing", self.missing), ("unexpected", self.unexpected),
                              ("shape mismatch", self.mismatched), ("type mismatch", self.mistyped)):
             if names:
@@ -344,12 +351,23 @@ def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> 
         if fitting and config_name:
             raise CheckpointError(f"{path}: these are weights of the {fitting} config, not of {config.name}: "
                                   f"load them with --config {fitting}, or without --config") from None
+        if not fitting and _is_sam_without_irsam(build_irsam(official()), state_dict):
+            raise CheckpointError(f"{path}: SAM / MobileSAM weights, without IRSAM's edge branch and feature "
+                                  "fusion: they cannot detect by themselves, but start a network to train "
+                                  f"(irsam train --init {path})") from None
         if not fitting:
             raise CheckpointError(f"{path}: {error}") from None
         config = preset(fitting)  # nothing asked for: the file names its network by its tensors
         model = build_irsam(config)
         load_into(model, state_dict)
     return model, config, metadata
+
+
+def _is_sam_without_irsam(official_model: nn.Module, state_dict: dict[str, Tensor]) -> bool:
+    """Whether the file is MobileSAM's layout: the official network's tensors but for IRSAM's own."""
+    report = compare_keys(official_model, state_dict)
+    return (not (report.unexpected or report.mismatched or report.mistyped) and bool(report.missing)
+            and all(name.startswith(IRSAM_ONLY_PREFIXES) for name in report.missing))
 
 
 def _fitting_preset(state_dict: dict[str, Tensor], tried: str) -> str | None:

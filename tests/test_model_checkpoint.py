@@ -13,6 +13,7 @@ import torch
 from model.build import build_irsam
 from model.checkpoint import (
     FORMAT,
+    IRSAM_ONLY_PREFIXES,
     CheckpointError,
     _git_commit,
     init_from_pretrained,
@@ -24,10 +25,6 @@ from model.checkpoint import (
 from model.config import official, paper, tiny
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "irsam-official"
-IRSAM_ONLY_PREFIXES = (
-    "mask_decoder.edge_token.", "mask_decoder.edge_mlp.", "mask_decoder.embedding_encoder.",
-    "mask_decoder.embedding_maskfeature.", "mask_decoder.compress_vit_feat.", "prompt_encoder.pe_layer_2.",
-)
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +253,7 @@ def test_file_without_config_loads_as_official():
     assert config == official() and metadata == {} and not model.training
 
 
-def test_init_from_mobile_sam_state_dict(official_state):
+def test_init_from_mobile_sam_state_dict(official_state, tmp_path):
     mobile_sam = {k: v for k, v in official_state.items() if not k.startswith(IRSAM_ONLY_PREFIXES)}
     assert len(mobile_sam) == 439
 
@@ -267,6 +264,16 @@ def test_init_from_mobile_sam_state_dict(official_state):
     summary = report.summary()
     assert summary.startswith("439 tensors initialised; 26 fresh: prompt_encoder.pe_layer_2.")
     assert report.fresh[0] in summary and "... and 14 more" in summary and "unused" not in summary
+
+    # nor does it detect: it has no edge branch (the README offered it to --weights, and the message said "439
+    # tensors loaded" of a file that was refused)
+    path = tmp_path / "mobile_sam.pt"
+    torch.save(mobile_sam, path)
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(path)
+    assert str(raised.value) == (f"{path}: SAM / MobileSAM weights, without IRSAM's edge branch and feature fusion: "
+                                 f"they cannot detect by themselves, but start a network to train (irsam train "
+                                 f"--init {path})")
 
     model = build_irsam(paper())
     report = init_from_pretrained(model, mobile_sam)
