@@ -418,21 +418,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     torch.manual_seed(cfg.seed)
     model_config = model_config_of(cfg)
     model = build_model(model_config, cfg.config_overrides)
-    init_report = None
     out = Path(cfg.out)
     last_path = out / "last.pt"
-    if last_path.exists():  # last.pt holds the weights: --init is not read (its file may be gone)
-        resume_state = read_resume_state(last_path, model, model_config)
-        leftovers = our_temporary_files(out)
-        run_init = json.loads(resume_state["run"]).get("init") if "run" in resume_state else None
-        if cfg.init is None and run_init:  # resumed without --init: the run keeps the one it started from
-            cfg = replace(cfg, init=run_init)
-    else:
-        resume_state = None
-        if cfg.init:  # before the out folder and the data: weights that do not fit stop the run at once
-            init_report = initialise(model, cfg.init, model_config)
-        inputs = (cfg.split_train, cfg.split_val, cfg.init, *cfg.extra_data)
-        leftovers = check_new_out_folder(out, {Path(path).resolve() for path in inputs if path}, cfg)
+    cfg, resume_state, init_report, leftovers = _resume_state_or_new_run(cfg, model, model_config, out)
     model.to(ctx.device).train()
     data = Path(cfg.data)
     train_samples, val_samples = split_samples(data, cfg.split_train), split_samples(data, cfg.split_val)
@@ -441,77 +429,24 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if overlap:
         raise ValueError(f"train and validation splits share {len(overlap)} images, e.g. {sorted(overlap)[:3]}")
     extra_samples = [extra_data_samples(entry) for entry in cfg.extra_data]
-    run = run_record(cfg, ctx.world_size, train_stems, val_stems, [[s.stem for s in samples] for samples in extra_samples],
+    run = run_record(cfg, ctx.world_size, train_stems, val_stems,
+                     [[s.stem for s in samples] for samples in extra_samples],
                      data_contents(train_samples, val_samples, extra_samples))
     if resume_state is not None and "run" in resume_state:  # last.pt files from before runs were recorded: as they are
         check_same_run(out, json.loads(resume_state["run"]), run)
-    # An image is known by its file and by its pixels: an export holds copies of its source's frames under other
-    # names (the source's frames given as extra data beside an export of them, or the other way round)
-    # (each decoded once more: about 2 ms for a 512x512 image, so only when there is extra data)
-    def known_as(samples: list[Sample]) -> list[tuple[Path, str | None]]:
-        return [(s.image_path.resolve(), pixels_digest(s.image_path) if cfg.extra_data else None) for s in samples]
-
-    val_images = {key for keys in known_as(val_samples) for key in keys}
-    # each image is trained on once: an extra data set often holds the training split (a trainval.txt)
-    train_images = {key for keys in known_as(train_samples) for key in keys}
-    val_images.discard(None)
-    train_images.discard(None)  # an unreadable image is reported below
-    new_extra_samples = []
-    for entry, samples in zip(cfg.extra_data, extra_samples):
-        keys_of = known_as(samples)
-        leaked = sorted(s.stem for s, keys in zip(samples, keys_of) if val_images & set(keys))
-        if leaked:  # checkpoint selection would reward memorising them
-            raise ValueError(f"--extra-data {entry} holds {len(leaked)} of the validation images (the same file or "
-                             f"the same pixels), e.g. {', '.join(leaked[:3])}: give a split file without them (e.g. "
-                             "the data set's train.txt)")
-        new = [s for s, keys in zip(samples, keys_of) if not train_images & set(keys)]
-        train_images.update(key for keys in keys_of for key in keys if key is not None)
-        new_extra_samples += new
-        if ctx.is_main and len(new) < len(samples):
-            log(f"--extra-data {entry}: {len(samples) - len(new)} of its {len(samples)} images are in the training "
-                "set already (each image is trained on once)")
-    with warnings.catch_warnings(record=True) as caught:  # e.g. InterpolatedMaskWarning: one line each, below
-        warnings.simplefilter("always")
-        train_images, train_masks, problems = read_samples(train_samples + new_extra_samples)
-        val_images, val_masks, val_problems = read_samples(val_samples)
-    if ctx.is_main:
-        for warning in caught:
-            log(f"warning: {warning.message}")
-    if problems or val_problems:
-        raise ValueError(unusable_files_message(problems + val_problems))
-    export_windows = {cfg.data: exported_windows(data, set(train_stems) | set(val_stems))}
-    for entry, samples in zip(cfg.extra_data, extra_samples):
-        export_windows[entry] = exported_windows(extra_data_root(entry), {sample.stem for sample in samples})
-    export_windows = {folder: windows for folder, windows in export_windows.items() if windows}
+    new_extra_samples = _new_extra_samples(cfg, train_samples, val_samples, extra_samples, ctx, log)
+    train_images, train_masks, val_images, val_masks = _read_images(train_samples + new_extra_samples, val_samples,
+                                                                    ctx, log)
+    export_windows = _export_windows(cfg, data, set(train_stems) | set(val_stems), extra_samples)
     ctx.barrier()  # every process has looked at --out before its leftovers go
     if ctx.is_main:
         make_out_folder(out)
         if leftovers:
             remove_leftovers(leftovers, log)
 
-    augment = AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob, orientations=cfg.orientations,
-                            paste_targets=cfg.paste_targets)
-    dataset = SegmentationDataset(train_images, train_masks, augment, seed=cfg.seed)
-    # the epoch travels with each index (EpochSampler), so persistent workers augment as the epoch drawn for
-    sampler = EpochSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed)
-    loader = DataLoader(
-        EpochItems(dataset),
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.workers,
-        drop_last=len(dataset) >= cfg.batch_size * ctx.world_size,
-        generator=torch.Generator().manual_seed(cfg.seed),  # only seeds the workers' RNGs, which nothing draws from
-        persistent_workers=cfg.workers > 0,
-    )
+    loader = _epoch_loader(train_images, train_masks, cfg, ctx)
     steps_per_epoch = max(1, len(loader))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_done = 0
-    if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        steps_done = int(resume_state["scheduler"]["last_epoch"])
-    # made at the step reached, so a run resumed with more epochs takes the new schedule from its first step
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(cfg.epochs * steps_per_epoch),
-                                                  last_epoch=steps_done - 1)
+    optimizer, scheduler = _optimizer_and_schedule(model, cfg, steps_per_epoch, resume_state)
     dtype = autocast_dtype(cfg.precision, ctx.device)
     if ctx.is_main:
         for warning in precision_warnings(cfg.precision, dtype, ctx.device):
@@ -519,36 +454,20 @@ def train(cfg: TrainConfig, log=print) -> dict:
     scaler = grad_scaler(dtype, ctx.device)
     loss_fn = LOSSES[cfg.loss]
 
-    start_epoch, best_iou, best_metrics, resumed_average = 0, -1.0, {}, None
+    start_epoch, best_iou, best_metrics = 0, -1.0, {}
     if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
-        resumed_average = resume_state.get("average")
-        start_epoch, best_iou = int(resume_state["epoch"]) + 1, float(resume_state["best_iou"])
-        best_metrics = json.loads(resume_state["best_metrics"])
-        if scaler.is_enabled() and resume_state.get("scaler"):  # none: a run before fp16, or before it was saved
-            scaler.load_state_dict(resume_state["scaler"])
-        if ctx.is_main:
-            where = (f"at epoch {start_epoch + 1}/{cfg.epochs}" if start_epoch < cfg.epochs
-                     else f"with all {cfg.epochs} epochs done")
-            log(f"resuming from {last_path} {where} (best val IoU {best_iou:.4f})")
-            run_epochs = json.loads(resume_state["run"])["epochs"] if "run" in resume_state else cfg.epochs
-            if run_epochs < cfg.epochs:
-                log(f"extended from {run_epochs} to {cfg.epochs} epochs: the cosine schedule now spans {cfg.epochs} "
-                    f"epochs, lr {scheduler.get_last_lr()[0]:.2e} at epoch {start_epoch + 1}")
-            repaired = reconcile_log(out / "metrics.jsonl", start_epoch, resume_state.get("record"))
-            if repaired:
-                log(f"metrics.jsonl: {repaired} (the last run was killed between the two writes)")
+        start_epoch, best_iou, best_metrics = _resume(resume_state, model, scaler, scheduler, cfg, ctx, out, log)
     elif ctx.is_main and init_report is not None:
         log(f"initialised from {cfg.init}: {init_report.summary()}")
 
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay is not None and ctx.is_main else None
-    if average is not None and resumed_average is not None:
-        average.model.load_state_dict(resumed_average)
+    if average is not None and resume_state is not None and resume_state.get("average") is not None:
+        average.model.load_state_dict(resume_state["average"])
     kept = average.model if average is not None else model  # the network validated and saved as best.pt
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
     if ctx.is_main:
         log(
-            f"training {model_config.name} on {len(dataset)} images ({len(val_images)} for validation), "
+            f"training {model_config.name} on {len(loader.dataset)} images ({len(val_images)} for validation), "
             f"{ctx.world_size} process(es) on {ctx.device}, autocast {dtype}, {steps_per_epoch} steps/epoch"
         )
     stopped_early = False
@@ -558,33 +477,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
     rest_seconds: list[float] = []
     for epoch in range(start_epoch, cfg.epochs):
         t_epoch = time.time()
-        sampler.set_epoch(epoch)
-        sums: dict[str, float] = {}
-        epoch_lr = scheduler.get_last_lr()[0]  # the lr of the epoch's first step; the schedule lowers it every step
-        progress = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", ctx.is_main)
-        for x, y in progress:
-            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
-            with torch.autocast(ctx.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                out_ = net(x)
-            mask_logits, edge_probs = out_.mask_logits.float(), out_.edge_probs.float()
-            # the weights went NaN or infinite at the step before: the loss would fail on its input
-            if ctx.any_rank(not bool(torch.isfinite(mask_logits).all() and torch.isfinite(edge_probs).all())):
-                del net, out_
-                raise _diverged(ctx, epoch, last_path, dtype, "the network's outputs became NaN or infinite")
-            loss, parts = loss_fn(mask_logits, edge_probs, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if average is not None:
-                average.update()
-            for k, v in {"loss": loss.detach(), **parts}.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            if hasattr(progress, "set_postfix"):
-                progress.set_postfix(loss=f"{loss.item():.4f}")
-        record = {k: v / steps_per_epoch for k, v in sums.items()}
-        record.update(epoch=epoch + 1, lr=epoch_lr, seconds=round(time.time() - t_epoch, 1))
+        record = _train_epoch(net, loader, optimizer, scheduler, scaler, average, loss_fn, dtype, ctx, epoch,
+                              cfg.epochs, steps_per_epoch, t_epoch)
+        if record is None:  # the DDP wrapper goes before the process group does
+            del net
+            raise _diverged(ctx, epoch, last_path, dtype, "the network's outputs became NaN or infinite")
         if ctx.enabled:
             # every rank's weights must be identical after the step: recorded so tests (and users) can check
             record["param_checksums"] = ctx.gather(parameter_checksum(model))
@@ -594,58 +491,35 @@ def train(cfg: TrainConfig, log=print) -> dict:
             del net
             raise _diverged(ctx, epoch, last_path, dtype, "the weights became NaN or infinite")
         is_last = epoch + 1 == cfg.epochs
-        # the next epoch would not end within --max-minutes: this one is validated, then the run stops. What is
-        # left of this epoch counts too (its validation, where it validates anyway, and saving), and so does the
-        # next epoch's validation (the run would stop after it); before any validation was timed, one is taken to
-        # last as long as an epoch's steps
-        out_of_time = False
         step_seconds.append(time.time() - t_epoch)
-        if cfg.max_minutes is not None and not is_last:
-            steps = statistics.fmean(step_seconds)
-            validation_timed = bool(val_seconds)
-            validation = statistics.fmean(val_seconds) if validation_timed else steps
-            rest = statistics.fmean(rest_seconds) if rest_seconds else 0.0
-            this_epoch_left = rest + (validation if (epoch + 1) % cfg.val_every == 0 else 0.0)
-            out_of_time = ctx.broadcast_flag(
-                time.time() - t_start + this_epoch_left + steps + validation + rest > 60 * cfg.max_minutes)
+        # out of time: this epoch is validated, then the run stops
+        stop_reason = (_out_of_time(cfg, ctx, epoch, t_start, step_seconds, val_seconds, rest_seconds)
+                       if cfg.max_minutes is not None and not is_last else None)
         t_rest, validated = time.time(), 0.0
         if ctx.is_main:
-            if (epoch + 1) % cfg.val_every == 0 or is_last or out_of_time:
-                t_val = time.time()
-                # in fp32, as irsam eval and detect run by default and as the threshold is calibrated, so
-                # best.pt's metrics are the ones those report (autocast shifts the logits a little)
-                val = validate(kept, val_images, val_masks, ctx.device, None)
-                validated = time.time() - t_val
+            if (epoch + 1) % cfg.val_every == 0 or is_last or stop_reason is not None:
+                val, validated = _validate_epoch(kept, val_images, val_masks, ctx.device, record)
                 val_seconds.append(validated)
-                record.update({f"val_{k}": v for k, v in val.items()}, val_seconds=round(validated, 1))
                 if val["iou"] > best_iou:
                     best_iou, best_metrics = val["iou"], val
-                    save_checkpoint(
-                        out / "best.pt",
-                        kept,
-                        model_config,
-                        _metadata(cfg, epoch + 1, best_metrics, val_stems, export_windows, dtype),
-                    )
+                    save_checkpoint(out / "best.pt", kept, model_config,
+                                    _metadata(cfg, epoch + 1, best_metrics, val_stems, export_windows, dtype))
             _save_resume_state(last_path, model, model_config, average, optimizer, scheduler, scaler, epoch,
                                best_iou, best_metrics, record, run)
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            log(_format_record(record))
+            _append_record(out / "metrics.jsonl", record, log)
         ctx.barrier()
         rest_seconds.append(time.time() - t_rest - validated)
-        if out_of_time:
+        if stop_reason is not None:
             stopped_early = True
             if ctx.is_main:
-                log(f"stopping after {(time.time() - t_start) / 60:.2f} minutes (limit {cfg.max_minutes:g}): epoch "
-                    f"{epoch + 2} would not end within it (about {steps / 60:.2f} minutes of training, "
-                    f"{validation / 60:.2f} of validation{'' if validation_timed else ' (not timed yet: taken as long)'} "
-                    f"and {rest / 60:.2f} of saving); run the same command again to resume")
+                log(f"stopping after {(time.time() - t_start) / 60:.2f} minutes (limit {cfg.max_minutes:g}): "
+                    f"{stop_reason}; run the same command again to resume")
             break
     del net  # DDP's reducer holds the process group; it goes before the group does
     ctx.close()
     if ctx.is_main and not stopped_early and (out / "best.pt").exists():
         calibrate_threshold(out / "best.pt", val_images, val_masks, str(ctx.device), log)
-    summary = {
+    return {
         "best_val_iou": best_iou,
         "best_val_metrics": best_metrics,
         "best": str(out / "best.pt"),
@@ -653,7 +527,216 @@ def train(cfg: TrainConfig, log=print) -> dict:
         "complete": not stopped_early,
         "minutes": round((time.time() - t_start) / 60, 2),
     }
-    return summary
+
+
+def _resume_state_or_new_run(cfg: TrainConfig, model: torch.nn.Module, model_config: IRSAMConfig,
+                             out: Path) -> tuple[TrainConfig, dict | None, InitReport | None, list[Path]]:
+    """(cfg, resume state, --init report, leftovers to remove) of `out`: for a resume, last.pt's state and
+    training's temporary files, with cfg keeping the run's --init when the command leaves it out; for a new run,
+    `model` initialised from --init (its report) and what `check_new_out_folder` found left by a killed run."""
+    last_path = out / "last.pt"
+    if last_path.exists():  # last.pt holds the weights: --init is not read (its file may be gone)
+        resume_state = read_resume_state(last_path, model, model_config)
+        leftovers = our_temporary_files(out)
+        run_init = json.loads(resume_state["run"]).get("init") if "run" in resume_state else None
+        if cfg.init is None and run_init:  # resumed without --init: the run keeps the one it started from
+            cfg = replace(cfg, init=run_init)
+        return cfg, resume_state, None, leftovers
+    init_report = None
+    if cfg.init:  # before the out folder and the data: weights that do not fit stop the run at once
+        init_report = initialise(model, cfg.init, model_config)
+    inputs = (cfg.split_train, cfg.split_val, cfg.init, *cfg.extra_data)
+    leftovers = check_new_out_folder(out, {Path(path).resolve() for path in inputs if path}, cfg)
+    return cfg, None, init_report, leftovers
+
+
+def _new_extra_samples(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sample],
+                       extra_samples: list[list[Sample]], ctx: DistributedContext, log) -> list[Sample]:
+    """The samples of the --extra-data entries (`extra_samples`) that the training set does not hold yet: each image
+    is trained on once (an extra data set often holds the training split, a trainval.txt). ValueError naming an
+    entry that holds validation images: checkpoint selection would reward memorising them."""
+    # An image is known by its file and by its pixels: an export holds copies of its source's frames under other
+    # names (the source's frames given as extra data beside an export of them, or the other way round)
+    # (each decoded once more: about 2 ms for a 512x512 image, so only when there is extra data)
+    def known_as(samples: list[Sample]) -> list[tuple[Path, str | None]]:
+        return [(s.image_path.resolve(), pixels_digest(s.image_path) if cfg.extra_data else None) for s in samples]
+
+    val_keys = {key for keys in known_as(val_samples) for key in keys}
+    train_keys = {key for keys in known_as(train_samples) for key in keys}
+    val_keys.discard(None)
+    train_keys.discard(None)  # an unreadable image is reported by `_read_images`
+    new_extra_samples = []
+    for entry, samples in zip(cfg.extra_data, extra_samples):
+        keys_of = known_as(samples)
+        leaked = sorted(s.stem for s, keys in zip(samples, keys_of) if val_keys & set(keys))
+        if leaked:
+            raise ValueError(f"--extra-data {entry} holds {len(leaked)} of the validation images (the same file or "
+                             f"the same pixels), e.g. {', '.join(leaked[:3])}: give a split file without them (e.g. "
+                             "the data set's train.txt)")
+        new = [s for s, keys in zip(samples, keys_of) if not train_keys & set(keys)]
+        train_keys.update(key for keys in keys_of for key in keys if key is not None)
+        new_extra_samples += new
+        if ctx.is_main and len(new) < len(samples):
+            log(f"--extra-data {entry}: {len(samples) - len(new)} of its {len(samples)} images are in the training "
+                "set already (each image is trained on once)")
+    return new_extra_samples
+
+
+def _read_images(train_samples: list[Sample], val_samples: list[Sample], ctx: DistributedContext,
+                 log) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """(training images, their masks, validation images, their masks); rank 0 logs each warning reading them
+    gave, and ValueError names every unusable file."""
+    with warnings.catch_warnings(record=True) as caught:  # e.g. InterpolatedMaskWarning: one line each, below
+        warnings.simplefilter("always")
+        train_images, train_masks, problems = read_samples(train_samples)
+        val_images, val_masks, val_problems = read_samples(val_samples)
+    if ctx.is_main:
+        for warning in caught:
+            log(f"warning: {warning.message}")
+    if problems or val_problems:
+        raise ValueError(unusable_files_message(problems + val_problems))
+    return train_images, train_masks, val_images, val_masks
+
+
+def _export_windows(cfg: TrainConfig, data: Path, stems: set[str],
+                    extra_samples: list[list[Sample]]) -> dict[str, dict[str, dict]]:
+    """`exported_windows` of --data (over `stems`) and of each --extra-data entry (over its samples), by the folder
+    as the command names it; folders without an export record left out."""
+    windows = {cfg.data: exported_windows(data, stems)}
+    for entry, samples in zip(cfg.extra_data, extra_samples):
+        windows[entry] = exported_windows(extra_data_root(entry), {sample.stem for sample in samples})
+    return {folder: folder_windows for folder, folder_windows in windows.items() if folder_windows}
+
+
+def _epoch_loader(images: list[np.ndarray], masks: list[np.ndarray], cfg: TrainConfig,
+                  ctx: DistributedContext) -> DataLoader:
+    """This process's batches of the augmented training images, drawn by an EpochSampler (`loader.sampler`: set its
+    epoch before each epoch)."""
+    augment = AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob, orientations=cfg.orientations,
+                            paste_targets=cfg.paste_targets)
+    dataset = SegmentationDataset(images, masks, augment, seed=cfg.seed)
+    # the epoch travels with each index (EpochSampler), so persistent workers augment as the epoch drawn for
+    sampler = EpochSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed)
+    return DataLoader(
+        EpochItems(dataset),
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        drop_last=len(dataset) >= cfg.batch_size * ctx.world_size,
+        generator=torch.Generator().manual_seed(cfg.seed),  # only seeds the workers' RNGs, which nothing draws from
+        persistent_workers=cfg.workers > 0,
+    )
+
+
+def _optimizer_and_schedule(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int,
+                            resume_state: dict | None):
+    """AdamW and its cosine schedule over the run's steps (`cosine_schedule`), at the step last.pt reached."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_done = 0
+    if resume_state is not None:
+        optimizer.load_state_dict(resume_state["optimizer"])
+        steps_done = int(resume_state["scheduler"]["last_epoch"])
+    # made at the step reached, so a run resumed with more epochs takes the new schedule from its first step
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(cfg.epochs * steps_per_epoch),
+                                                  last_epoch=steps_done - 1)
+    return optimizer, scheduler
+
+
+def _resume(resume_state: dict, model: torch.nn.Module, scaler: torch.amp.GradScaler, scheduler, cfg: TrainConfig,
+            ctx: DistributedContext, out: Path, log) -> tuple[int, float, dict]:
+    """Load last.pt's weights and loss scale into `model` and `scaler`; rank 0 says where the run resumes and makes
+    metrics.jsonl say what last.pt holds (`reconcile_log`). Returns (the first epoch to run, the best validation
+    IoU, its metrics)."""
+    model.load_state_dict(resume_state["model"])
+    start_epoch, best_iou = int(resume_state["epoch"]) + 1, float(resume_state["best_iou"])
+    best_metrics = json.loads(resume_state["best_metrics"])
+    if scaler.is_enabled() and resume_state.get("scaler"):  # none: a run before fp16, or before it was saved
+        scaler.load_state_dict(resume_state["scaler"])
+    if ctx.is_main:
+        where = (f"at epoch {start_epoch + 1}/{cfg.epochs}" if start_epoch < cfg.epochs
+                 else f"with all {cfg.epochs} epochs done")
+        log(f"resuming from {out / 'last.pt'} {where} (best val IoU {best_iou:.4f})")
+        run_epochs = json.loads(resume_state["run"])["epochs"] if "run" in resume_state else cfg.epochs
+        if run_epochs < cfg.epochs:
+            log(f"extended from {run_epochs} to {cfg.epochs} epochs: the cosine schedule now spans {cfg.epochs} "
+                f"epochs, lr {scheduler.get_last_lr()[0]:.2e} at epoch {start_epoch + 1}")
+        repaired = reconcile_log(out / "metrics.jsonl", start_epoch, resume_state.get("record"))
+        if repaired:
+            log(f"metrics.jsonl: {repaired} (the last run was killed between the two writes)")
+    return start_epoch, best_iou, best_metrics
+
+
+def _train_epoch(net: torch.nn.Module, loader: DataLoader, optimizer, scheduler, scaler: torch.amp.GradScaler,
+                 average: WeightAverage | None, loss_fn, dtype: torch.dtype | None, ctx: DistributedContext,
+                 epoch: int, epochs: int, steps_per_epoch: int, t_epoch: float) -> dict | None:
+    """The training steps of `epoch` (counted from 0): its metrics.jsonl record so far (mean losses, the lr of its
+    first step, seconds since `t_epoch`), or None when the network's outputs became NaN or infinite on any rank
+    (every rank returns at the same step, holding nothing of it, for the caller to drop the DDP wrapper and stop)."""
+    loader.sampler.set_epoch(epoch)
+    sums: dict[str, float] = {}
+    epoch_lr = scheduler.get_last_lr()[0]  # the lr of the epoch's first step; the schedule lowers it every step
+    progress = _progress(loader, f"epoch {epoch + 1}/{epochs}", ctx.is_main)
+    for x, y in progress:
+        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        with torch.autocast(ctx.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out_ = net(x)
+        mask_logits, edge_probs = out_.mask_logits.float(), out_.edge_probs.float()
+        # the weights went NaN or infinite at the step before: the loss would fail on its input
+        if ctx.any_rank(not bool(torch.isfinite(mask_logits).all() and torch.isfinite(edge_probs).all())):
+            return None
+        loss, parts = loss_fn(mask_logits, edge_probs, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        if average is not None:
+            average.update()
+        for k, v in {"loss": loss.detach(), **parts}.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        if hasattr(progress, "set_postfix"):
+            progress.set_postfix(loss=f"{loss.item():.4f}")
+    record = {k: v / steps_per_epoch for k, v in sums.items()}
+    record.update(epoch=epoch + 1, lr=epoch_lr, seconds=round(time.time() - t_epoch, 1))
+    return record
+
+
+def _out_of_time(cfg: TrainConfig, ctx: DistributedContext, epoch: int, t_start: float, step_seconds: list[float],
+                 val_seconds: list[float], rest_seconds: list[float]) -> str | None:
+    """Why the run stops after `epoch` (counted from 0), its steps done: the next epoch would not end within
+    --max-minutes (rank 0's decision, on every rank); None to go on. What is left of this epoch counts too (its
+    validation, where it validates anyway, and saving), and so does the next epoch's validation (the run would stop
+    after it); before any validation was timed, one is taken to last as long as an epoch's steps."""
+    steps = statistics.fmean(step_seconds)
+    validation_timed = bool(val_seconds)
+    validation = statistics.fmean(val_seconds) if validation_timed else steps
+    rest = statistics.fmean(rest_seconds) if rest_seconds else 0.0
+    this_epoch_left = rest + (validation if (epoch + 1) % cfg.val_every == 0 else 0.0)
+    if not ctx.broadcast_flag(
+            time.time() - t_start + this_epoch_left + steps + validation + rest > 60 * cfg.max_minutes):
+        return None
+    return (f"epoch {epoch + 2} would not end within it (about {steps / 60:.2f} minutes of training, "
+            f"{validation / 60:.2f} of validation{'' if validation_timed else ' (not timed yet: taken as long)'} "
+            f"and {rest / 60:.2f} of saving)")
+
+
+def _validate_epoch(kept: torch.nn.Module, val_images: list[np.ndarray], val_masks: list[np.ndarray],
+                    device: torch.device, record: dict) -> tuple[dict, float]:
+    """(validation metrics, seconds) of the network kept as best.pt, both added to the epoch's `record`."""
+    t_val = time.time()
+    # in fp32, as irsam eval and detect run by default and as the threshold is calibrated, so
+    # best.pt's metrics are the ones those report (autocast shifts the logits a little)
+    val = validate(kept, val_images, val_masks, device, None)
+    seconds = time.time() - t_val
+    record.update({f"val_{k}": v for k, v in val.items()}, val_seconds=round(seconds, 1))
+    return val, seconds
+
+
+def _append_record(path: Path, record: dict, log) -> None:
+    """Add the epoch's line to metrics.jsonl and log it."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    log(_format_record(record))
 
 
 def initialise(model: torch.nn.Module, init: str, model_config: IRSAMConfig) -> InitReport:
