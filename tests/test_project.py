@@ -265,6 +265,34 @@ def test_a_damaged_project_json_is_read_from_its_backup_and_repaired_by_the_next
         ReviewProject.open(folder)  # what is wrong with project.json, not with its backup
 
 
+def test_an_incomplete_project_json_is_restored_and_never_copied_into_its_backup(tmp_path):
+    """Opened from its backup, a project.json of the right format but without its stems was then written on by the
+    next project.json write, into its backup too: the project no longer opened at all."""
+    make_project(tmp_path / "p")
+    folder, meta = tmp_path / "p", tmp_path / "p" / "project.json"
+    incomplete = json.loads(meta.read_text())
+    del incomplete["stems"]
+    meta.write_text(json.dumps(incomplete))
+    opened = ReviewProject.open(folder)
+    assert opened.damaged[0][1].endswith("is incomplete: 'stems'; it was restored from its backup, project.json.bak")
+    assert "stems" in json.loads(meta.read_text())  # restored on disk, not only in memory
+    meta.write_text(json.dumps(incomplete))  # damaged again while the project is open
+    opened.set_normalization({"mode": "window", "low": 0.0, "high": 255.0})
+    for path in (meta, folder / "project.json.bak"):
+        assert json.loads(path.read_text())["stems"] == opened.stems
+    assert ReviewProject.open(folder).damaged == []
+
+
+def test_a_project_json_of_a_later_version_is_refused_not_replaced_by_its_backup(tmp_path):
+    make_project(tmp_path / "p")
+    meta = tmp_path / "p" / "project.json"
+    later = '{"format": "irsam-review-project/2", "stems": {}}'
+    meta.write_text(later)
+    with pytest.raises(ProjectError, match="not a irsam-review-project/1 project"):
+        ReviewProject.open(tmp_path / "p")
+    assert meta.read_text() == later
+
+
 @pytest.mark.parametrize("damage", ["flipped byte", "wrong size", "color", "empty", "not png"])
 def test_label_damage_kinds_are_caught_on_open(tmp_path, damage):
     project = make_project(tmp_path / "p")

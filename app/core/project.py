@@ -391,13 +391,12 @@ class ReviewProject:
             atomic_write_json(self.folder / META_BACKUP, meta)
 
     def _meta_on_disk(self) -> dict:
+        """project.json as another instance may have written it since; this instance's copy where it is damaged
+        (a damaged one, written on, would reach its backup too)."""
         try:
-            meta = json.loads((self.folder / "project.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            meta = None
-        if isinstance(meta, dict) and meta.get("format") == PROJECT_FORMAT:
-            return meta
-        return copy.deepcopy(self._meta)
+            return _checked_meta(self.folder / "project.json")
+        except ProjectError:
+            return copy.deepcopy(self._meta)
 
     # --- predictions (proposal layer) -----------------------------------------------------------
 
@@ -1266,18 +1265,35 @@ def content_stamp(path: str | os.PathLike) -> tuple | None:
 
 
 def read_project_meta(folder: Path) -> tuple[dict, str]:
-    """A project's project.json, checked, and "" ; or, where project.json is damaged, its backup (project.json.bak)
-    and what was wrong with it. ProjectError when neither can be used."""
+    """A project's project.json, checked, and ""; or, where project.json is damaged, its backup (project.json.bak),
+    written back as project.json (where it can be), and what was wrong. ProjectError when neither can be used, and
+    for a project.json of another format (a later version's: its backup must not replace it)."""
     meta_path = folder / "project.json"
     try:
         return _checked_meta(meta_path), ""
     except ProjectError as e:
         if not meta_path.exists():
             raise ProjectError(f"{folder} is not a review project (no project.json)") from None
+        if _of_another_format(meta_path):
+            raise
+        damage = str(e)
         try:
-            return _checked_meta(folder / META_BACKUP), f"{e}; it was restored from its backup, {META_BACKUP}"
+            meta = _checked_meta(folder / META_BACKUP)
         except ProjectError:
             raise e from None
+    try:
+        atomic_write_json(meta_path, meta)
+    except OSError:  # read-only media: the backup stands in, and the next write tries again
+        return meta, f"{damage}; the project opens from its backup, {META_BACKUP}"
+    return meta, f"{damage}; it was restored from its backup, {META_BACKUP}"
+
+
+def _of_another_format(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and isinstance(meta.get("format"), str) and meta["format"] != PROJECT_FORMAT
 
 
 def _checked_meta(path: Path) -> dict:
