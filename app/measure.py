@@ -45,7 +45,9 @@ def local_snr(frame: np.ndarray, x: int, y: int, *masks: np.ndarray | None) -> t
     if x0 > x1 or y0 > y1:
         return float("nan"), float("nan")
     around = frame[y0 : y1 + 1, x0 : x1 + 1]
-    py, px = np.unravel_index(int(np.argmax(around)), around.shape)
+    if np.isnan(around).all():  # a float frame's no-data pixels
+        return float("nan"), float("nan")
+    py, px = np.unravel_index(int(np.nanargmax(around)), around.shape)
     return _box_snr(frame, *_bright_region_box(frame, x0 + int(px), y0 + int(py)), None)
 
 
@@ -82,7 +84,7 @@ def _bright_region_box(frame: np.ndarray, px: int, py: int) -> tuple[int, int, i
     h, w = frame.shape
     x0, y0 = max(px - EXTENT_RADIUS, 0), max(py - EXTENT_RADIUS, 0)
     window = frame[y0 : min(py + EXTENT_RADIUS + 1, h), x0 : min(px + EXTENT_RADIUS + 1, w)].astype(np.float64)
-    peak, background = float(frame[py, px]), float(np.median(window))
+    peak, background = float(frame[py, px]), float(np.nanmedian(window))
     if not peak > background:
         return (max(px - PEAK_RADIUS, 0), max(py - PEAK_RADIUS, 0), min(px + PEAK_RADIUS, w - 1),
                 min(py + PEAK_RADIUS, h - 1))
@@ -96,7 +98,10 @@ def _box_snr(frame, x0, y0, x1, y1, mask) -> tuple[float, float]:
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
     if ix0 > ix1 or iy0 > iy1:
         return float("nan"), float("nan")
-    peak = float(frame[iy0 : iy1 + 1, ix0 : ix1 + 1].max())
+    inside = frame[iy0 : iy1 + 1, ix0 : ix1 + 1]
+    if np.isnan(inside).all():  # a float frame's no-data pixels are left out throughout
+        return float("nan"), float("nan")
+    peak = float(np.nanmax(inside))
     ox0, oy0 = max(x0 - RING_GAP - RING_WIDTH, 0), max(y0 - RING_GAP - RING_WIDTH, 0)
     ox1, oy1 = min(x1 + RING_GAP + RING_WIDTH, w - 1), min(y1 + RING_GAP + RING_WIDTH, h - 1)
     window = frame[oy0 : oy1 + 1, ox0 : ox1 + 1].astype(np.float64)
@@ -107,6 +112,7 @@ def _box_snr(frame, x0, y0, x1, y1, mask) -> tuple[float, float]:
     if mask is not None:
         ring &= ~(np.asarray(mask)[oy0 : oy1 + 1, ox0 : ox1 + 1] > 0)
     values = window[ring]
+    values = values[np.isfinite(values)]
     if values.size < 8:
         return peak, float("nan")
     contrast, std = peak - float(values.mean()), float(values.std())

@@ -92,3 +92,34 @@ def test_the_window_shows_a_float_stack_and_reads_out_its_temperatures(window, t
     dialog.reject()
     window.frame_view.cursorMoved.emit(*NO_DATA)
     assert "value nan" in window.cursor_label.text()
+
+    blank = tmp_path / "blank_first.tif"  # a first frame of no data at all: the window opened on an exception
+    frames = tifffile.imread(path)
+    frames[0] = np.nan
+    tifffile.imwrite(blank, frames)
+    assert window.open_path(blank)
+    qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=10000)
+    assert np.isnan(window.frame).all() and np.isfinite(window.frame_view.sequence_levels).all()
+    window.timeline.go_to(1)
+    assert np.isfinite(window.frame).any()
+
+
+def test_no_data_pixels_are_left_out_of_the_numbers(temperatures, tmp_path, capsys):
+    """One NaN pixel beside a target made its peak and SNR nan; a frame of no data at all made `info` print
+    nan..nan."""
+    path, _ = temperatures
+    with open_source(path) as source:
+        frame = source.frame(0).copy()
+    x, y = 40, 30
+    frame[y, x] = 80.0  # a hot spot, and no data beside it
+    frame[y, x + 1] = np.nan
+    readout = cursor_readout(frame, x, y)
+    assert "local peak 80  SNR nan" not in readout and "local peak 80  SNR -" not in readout
+    assert float(readout.split("SNR ")[1]) > 10
+    stack = tifffile.imread(path)
+    stack[0] = np.nan  # the camera gave nothing for a whole frame
+    blank_first = tmp_path / "blank_first.tif"
+    tifffile.imwrite(blank_first, stack)
+    assert main(["info", str(blank_first)]) == 0
+    low, high = capsys.readouterr().out.split("value range:")[1].split(" over")[0].strip().split("..")
+    assert 20.0 <= float(low) < float(high) < 90.0

@@ -69,11 +69,15 @@ def run(args) -> int:
                 frame = source.frame(int(i))
             except FrameReadError:
                 continue
-            lo, hi = (int(frame.min()), int(frame.max())) if frame.dtype.kind in "ui" else (
-                float(np.nanmin(frame)), float(np.nanmax(frame)))
+            n_read += 1
+            if frame.dtype.kind in "ui":
+                lo, hi = int(frame.min()), int(frame.max())
+            elif np.isfinite(frame).any():  # a float frame's no-data NaN left out
+                lo, hi = float(np.nanmin(frame)), float(np.nanmax(frame))
+            else:
+                continue  # a frame of no data
             low = lo if low is None else min(low, lo)
             high = hi if high is None else max(high, hi)
-            n_read += 1
         if n_read == 0:
             print(f"error: {source.path}: no readable frame", file=sys.stderr)
             return 2
@@ -86,7 +90,7 @@ def run(args) -> int:
               + ("" if args.scan else " so far (--scan decodes every frame)"))
         print(f"size:          {source.size_text()} (width x height)")
         print(f"dtype:         {source.dtype}")
-        print(f"value range:   {low}..{high} over {where}")
+        print(f"value range:   {'no value (NaN only)' if low is None else f'{low}..{high}'} over {where}")
         print(f"normalisation: {request.for_source(source)}")
         gt = find_ground_truth(source)
         if gt is not None:

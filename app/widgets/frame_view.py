@@ -265,7 +265,7 @@ class FrameView(QtWidgets.QWidget):
         self.frame = frame
         first = self._frame_shape != frame.shape
         self.image.setImage(frame, autoLevels=False, levels=self.levels())
-        if self.auto_levels:
+        if self.auto_levels and np.isfinite(frame[::4, ::4]).any():  # (a frame of no data keeps the levels)
             self.histogram.setLevels(*percentile_levels(frame))
         if first:
             self._frame_shape = frame.shape
@@ -318,15 +318,21 @@ class FrameView(QtWidgets.QWidget):
         self.displayChanged.emit()
 
     def _update_histogram(self) -> None:
-        if self.frame is not None:
+        if self.frame is None:
+            return
+        if self.frame.dtype.kind == "f" and not np.isfinite(self.frame).any():
+            self.histogram.item.plot.setData([], [])  # a frame of no data
+        else:
             self.histogram.item.plot.setData(*self.image.getHistogram())
 
     def _histogram_range(self, frame: np.ndarray) -> tuple[float, float]:
         """The frame's values (up to half the window's width beyond it) and always the whole window."""
         low, high = self.sequence_levels
         margin = 0.5 * (high - low)
-        values_low, values_high = float(np.nanmin(frame)), float(np.nanmax(frame))  # a float frame's no-data NaN
-        return min(max(values_low, low - margin), low), max(min(values_high, high + margin), high)
+        finite = frame[np.isfinite(frame)] if frame.dtype.kind == "f" else frame  # a float frame's no-data NaN
+        if finite.size == 0:
+            return low, high
+        return min(max(float(finite.min()), low - margin), low), max(min(float(finite.max()), high + margin), high)
 
     def _draw_layers(self) -> None:
         layers, overlays = self.layers, self.overlays

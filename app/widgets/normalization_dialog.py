@@ -128,10 +128,10 @@ class NormalizationDialog(QtWidgets.QDialog):
             low, high = self.low.value(), self.high.value()
             if not low < high:
                 return f"The low value ({low:g}) must be below the high value ({high:g})."
-            frame = self.shown_frame
-            if frame is not None and frame.size and not ((frame >= low) & (frame <= high)).any():
-                return (f"No pixel of the frame shown lies in {low:g}..{high:g} (its values: {frame.min():g} to "
-                        f"{frame.max():g}): the detectors would see a flat image. Choose a window that reaches them.")
+            values = None if self.shown_frame is None else self.shown_frame[np.isfinite(self.shown_frame)]
+            if values is not None and values.size and not ((values >= low) & (values <= high)).any():
+                return (f"No pixel of the frame shown lies in {low:g}..{high:g} (its values: {values.min():g} to "
+                        f"{values.max():g}): the detectors would see a flat image. Choose a window that reaches them.")
         else:
             low, high = self.p_low.value(), self.p_high.value()
             if not low < high:
