@@ -184,3 +184,14 @@ def test_shortcut_map_round_trips_through_json(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError):
         ShortcutMap.load(path)
+
+
+def test_a_new_default_key_the_analyst_gave_another_action_stays_the_analysts(tmp_path):
+    """H became Navigate's default: a saved map that bound H to another action then had both on H, which Qt
+    reports as ambiguous, so neither fired."""
+    path = tmp_path / "shortcuts.json"
+    path.write_text(json.dumps({"format": "irsam-review-shortcuts/1", "shortcuts": {"mark_rejected": "H"}}))
+    loaded = ShortcutMap.load(path)
+    assert loaded.get("mark_rejected") == "H" and loaded.get("tool_navigate") == ""
+    assert loaded.conflicts() == {}
+    assert loaded.get("tool_brush") == "B"  # the other defaults stay

@@ -283,7 +283,8 @@ class ShortcutMap:
     @classmethod
     def load(cls, path: str | Path) -> "ShortcutMap":
         """The saved map; defaults when the file does not exist. Actions this version does not know are
-        ignored; a malformed file raises ValueError."""
+        ignored; a default key the analyst gave another action (a default new since the file was saved) is left
+        unbound, so the analyst's key keeps working; a malformed file raises ValueError."""
         path = Path(path)
         if not path.exists():
             return cls()
@@ -294,7 +295,13 @@ class ShortcutMap:
             saved = dict(document["shortcuts"])
         except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: unreadable shortcut file: {e}") from e
-        return cls({a: str(k) for a, k in saved.items() if a in DEFAULT_SHORTCUTS})
+        bindings = {a: str(k) for a, k in saved.items() if a in DEFAULT_SHORTCUTS}
+        shortcut_map = cls(bindings)
+        taken = {shortcut_map.get(a) for a in bindings} - {""}
+        for action in DEFAULT_SHORTCUTS.keys() - bindings.keys():
+            if shortcut_map.get(action) in taken:
+                shortcut_map.set(action, "")
+        return shortcut_map
 
     def _check_action(self, action: str) -> None:
         if action not in self._bindings:
