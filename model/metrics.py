@@ -368,11 +368,12 @@ def read_boxes_csv_lines(path: str | Path) -> dict[int, list[tuple[Box, int]]]:
 
 
 def box_outside_frame(box: Box, shape: tuple[int, int]) -> bool:
-    """Whether a box (0-based, as read_boxes_csv gives it) covers no pixel of a frame of `shape` (height, width):
-    an annotation error (a typo in x or y, another clip's box), since no target there can be seen or found."""
+    """Whether a box (0-based, as read_boxes_csv gives it) holds no pixel centre of a frame of `shape` (height,
+    width), by `centroids_in_box`'s rectangle: an annotation error (a typo in x or y, another clip's box), since no
+    target there can be seen or found."""
     x0, y0, w, h = box
     height, width = shape
-    return x0 >= width or y0 >= height or x0 + w <= 0 or y0 + h <= 0
+    return x0 > width - 1 or y0 > height - 1 or x0 + w < 0 or y0 + h < 0
 
 
 def split_boxes_outside(boxes: Sequence[tuple[Box, int]], frame: int, shape: tuple[int, int]

@@ -13,6 +13,7 @@ from model.metrics import (
     InterpolatedMaskWarning,
     SegmentationMetrics,
     auc,
+    box_outside_frame,
     components,
     match_targets,
     read_boxes_csv,
@@ -321,11 +322,14 @@ def test_boxes_are_matlab_spatial_rectangles():
     pred[15, 20] = 1  # boxes.csv "11,11,10.9,10.9": 0-based centres 10 .. 20.9, so column 20 is inside
     assert score_boxes(pred, [(10.0, 10.0, 10.9, 10.9)]).hits == 1
     pred = canvas()
-    pred[2, 2] = 1  # a box drawn tight round 1-based pixels 1..3 (x 0.5, w 3) holds 0-based pixels 0..2
+    pred[0, 9] = 1  # a box drawn tight round 1-based pixels 1..10 (x 0.5, w 10) holds 0-based columns 0..9
     far = canvas()
-    far[5, 5] = 1  # 3.5 px from that box's centre (1, 1) in each axis: outside it and not near
-    box = [(-0.5, -0.5, 3.0, 3.0)]
+    far[0, 10] = 1  # the next column: outside it, and 6 px from its centre (4.5, 4.5)
+    box = [(-0.5, -0.5, 10.0, 10.0)]
     assert (score_boxes(pred, box).hits, score_boxes(far, box).hits) == (1, 0)
+    # a box whose edge is column 0's centre holds that column: it lies in the frame
+    assert not box_outside_frame((-3.0, 5.0, 3.0, 2.0), (32, 32))
+    assert box_outside_frame((-3.1, 5.0, 3.0, 2.0), (32, 32))
 
 
 def test_one_component_detects_only_one_box():
