@@ -40,10 +40,10 @@ setup_venv() {
   local installed=.venv/.irsam-review-installed wanted
   wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
   if [ "$(cat "$installed" 2>/dev/null)" != "$wanted" ] \
-      || ! .venv/bin/python -c "import torch, PySide6, pyqtgraph, cv2, tifffile, app, model" 2>/dev/null; then
+      || ! .venv/bin/python -c "import torch, PySide6, pyqtgraph, cv2, tifffile, pytest, pytestqt, app, model" 2>/dev/null; then
     echo "==> installing irsam-review and its test tools"
     .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
-    .venv/bin/python -c "import torch, PySide6, pyqtgraph, cv2, tifffile" \
+    .venv/bin/python -c "import torch, PySide6, pyqtgraph, cv2, tifffile, pytest, pytestqt" \
       || { echo "setup failed: the venv is missing packages" >&2; exit 1; }
     echo "$wanted" > "$installed"
   fi

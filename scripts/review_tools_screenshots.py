@@ -49,7 +49,7 @@ def main() -> None:
     for index in range(12):
         session.set_status(index, cycle[index % 4])
     tools.refresh_queue()
-    window._refresh_strip()
+    window.refresh_strip()
 
     # editing: one false alarm deleted, a 3 px brush stroke beside another target, the diff shown
     window.timeline.go_to(14)
