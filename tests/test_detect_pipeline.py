@@ -71,9 +71,9 @@ def detect_into(sequence: Path, out: Path, writers: int, project_class=ReviewPro
 
 
 def output_files(project: Path) -> dict[str, bytes]:
-    """Every file of the project but project.json (which holds the time of the run)."""
+    """Every file of the project but project.json and its backup (which hold the time of the run)."""
     return {p.relative_to(project).as_posix(): p.read_bytes() for p in sorted(project.rglob("*"))
-            if p.is_file() and p.name != "project.json"}
+            if p.is_file() and p.name not in ("project.json", "project.json.bak")}
 
 
 def test_several_writers_write_byte_identical_files_in_any_finishing_order(sequence, tmp_path):
