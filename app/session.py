@@ -114,7 +114,7 @@ class ReviewSession:
     def open(cls, path: str | os.PathLike, details: bool = True) -> "ReviewSession":
         """A review project folder, or a source (folder / TIFF stack / image). Raises SourceError/ProjectError."""
         path = Path(path).expanduser()
-        meta = read_project_meta(path)[0] if is_project(path) else None
+        meta = read_project_meta(path, restore=False)[0] if is_project(path) else None
         source = open_source(path if meta is None else meta["source"]["path"])
         try:  # a failed open closes the source (a TIFF stack's file and memory map)
             if meta is not None:
@@ -126,7 +126,8 @@ class ReviewSession:
                 normalization = None
                 if is_project(project_dir):
                     try:
-                        existing, _ = read_project_meta(project_dir)
+                        # a peek for the first frame: ReviewProject.open restores and reports a damaged one
+                        existing, _ = read_project_meta(project_dir, restore=False)
                         if follows(existing["stems"], source.stems, source.unreadable_stems):
                             normalization = Normalization.from_dict(existing["normalization"])
                     except (ProjectError, ValueError):

@@ -160,8 +160,9 @@ def test_a_box_is_outside_only_when_it_covers_no_pixel_of_the_frame():
 
     shape = (256, 320)  # height, width
     assert box_outside_frame((4999, 119, 14, 10), shape)
-    assert box_outside_frame((320, 0, 5, 5), shape) and box_outside_frame((-5, 0, 5, 5), shape)
-    assert not box_outside_frame((319, 255, 5, 5), shape)  # one pixel in
+    assert box_outside_frame((319.5, 0, 5, 5), shape) and box_outside_frame((-5.5, 0, 5, 5), shape)
+    assert not box_outside_frame((319, 255, 5, 5), shape)  # one pixel centre in
+    assert not box_outside_frame((-5, 0, 5, 5), shape)  # its right edge is column 0's centre (MATLAB rectangles)
     assert not box_outside_frame((-4, -4, 5, 5), shape)
 
 

@@ -1264,10 +1264,10 @@ def content_stamp(path: str | os.PathLike) -> tuple | None:
         return None
 
 
-def read_project_meta(folder: Path) -> tuple[dict, str]:
+def read_project_meta(folder: Path, restore: bool = True) -> tuple[dict, str]:
     """A project's project.json, checked, and ""; or, where project.json is damaged, its backup (project.json.bak),
-    written back as project.json (where it can be), and what was wrong. ProjectError when neither can be used, and
-    for a project.json of another format (a later version's: its backup must not replace it)."""
+    written back as project.json (with `restore`, where it can be), and what was wrong. ProjectError when neither
+    can be used, and for a project.json of another format (a later version's: its backup must not replace it)."""
     meta_path = folder / "project.json"
     try:
         return _checked_meta(meta_path), ""
@@ -1281,6 +1281,8 @@ def read_project_meta(folder: Path) -> tuple[dict, str]:
             meta = _checked_meta(folder / META_BACKUP)
         except ProjectError:
             raise e from None
+    if not restore:
+        return meta, f"{damage}; its backup, {META_BACKUP}, stands in"
     try:
         atomic_write_json(meta_path, meta)
     except OSError:  # read-only media: the backup stands in, and the next write tries again
