@@ -13,7 +13,7 @@ import pytest
 
 import model.atomic
 from app.core.edits import paint_stroke
-from app.core.project import ProjectError, ProjectWriteError, ReviewProject, ReviewStatus
+from app.core.project import ProjectError, ProjectWriteError, ReviewProject, ReviewStatus, is_project
 from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
 from model.detectors import FrameResult
 
@@ -288,9 +288,28 @@ def test_a_project_json_of_a_later_version_is_refused_not_replaced_by_its_backup
     meta = tmp_path / "p" / "project.json"
     later = '{"format": "irsam-review-project/2", "stems": {}}'
     meta.write_text(later)
-    with pytest.raises(ProjectError, match="not a irsam-review-project/1 project"):
+    with pytest.raises(ProjectError, match=r"a project of a later version \(irsam-review-project/2\); this version "
+                                           r"reads irsam-review-project/1"):
         ReviewProject.open(tmp_path / "p")
     assert meta.read_text() == later
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage format"])
+def test_a_lost_or_mislabelled_project_json_comes_back_from_its_backup(tmp_path, damage):
+    """A deleted project.json made the folder no project at all: the source opened with nothing, and the next write
+    made a new project.json over the backup."""
+    make_project(tmp_path / "p").set_status("f001", "rejected")
+    folder, meta = tmp_path / "p", tmp_path / "p" / "project.json"
+    if damage == "deleted":
+        meta.unlink()
+    else:
+        meta.write_text('{"format": "garbage", "stems": []}')
+    assert is_project(folder)
+    opened = ReviewProject.open(folder)
+    ((path, reason),) = opened.damaged
+    expected = f"{meta} is missing" if damage == "deleted" else f"{meta}: not a irsam-review-project/1 project"
+    assert reason == f"{expected}; it was restored from its backup, project.json.bak"
+    assert opened.status("f001") is ReviewStatus.REJECTED and json.loads(meta.read_text())["stems"] == opened.stems
 
 
 @pytest.mark.parametrize("damage", ["flipped byte", "wrong size", "color", "empty", "not png"])

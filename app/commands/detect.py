@@ -21,7 +21,7 @@ from app.commands import (add_normalization_options, add_size_gate_options, chec
                           normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
 from app.core.frames import FrameReadError, SourceError, frame_digest, frames_folder, open_source
 from app.core.normalization import Normalization
-from app.core.project import ProjectError, ReviewProject, utc_now
+from app.core.project import ProjectError, ReviewProject, is_project, utc_now
 from app.core.provenance import ProposalOrigin, detector_record
 from app.paths import DEFAULT_WEIGHTS
 from model.config import PRESETS
@@ -129,13 +129,13 @@ def _detect(args, request, source) -> int:
         print(f"error: {out} is a file, not a folder: detect into a new or empty folder (nothing was written)",
               file=sys.stderr)
         return 2
-    if out.exists() and not (out / "project.json").exists() and any(out.iterdir()):
+    if out.exists() and not is_project(out) and any(out.iterdir()):
         print(f"error: {out} is not a review project and not empty: detect into a new or empty folder "
               "(nothing was written)", file=sys.stderr)
         return 2
     moved_from = None
     try:
-        if (out / "project.json").exists():
+        if is_project(out):
             existing = ReviewProject.open(out)
             moved_from = _other_source(existing, Path(args.source), args.follow_source, source)
             # The stored normalisation is the sequence's: never recomputed on a re-run, and never changed,

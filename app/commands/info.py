@@ -11,6 +11,7 @@ import numpy as np
 from app.commands import add_normalization_options, normalization_request_of
 from app.core.frames import FrameReadError, SourceError, find_ground_truth, open_source
 from app.core.normalization import Normalization
+from app.core.project import is_project
 from model.data import name_some
 from model.metrics import describe_boxes_outside, read_boxes_csv_lines, split_boxes_outside
 
@@ -45,7 +46,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    if (Path(args.source) / "project.json").is_file():
+    if is_project(Path(args.source)):
         if args.window or args.percentiles:
             print("warning: --window and --percentiles describe a source; a project keeps its own "
                   "normalisation (shown below)", file=sys.stderr)

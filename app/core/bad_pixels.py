@@ -72,7 +72,7 @@ class BadPixelRepair:
         usable = self._usable & (self._nx >= 0) & (self._nx < w) & (self._ny >= 0) & (self._ny < h)
         values = frame[np.clip(self._ny, 0, h - 1), np.clip(self._nx, 0, w - 1)].astype(np.float64)
         values[~usable] = np.nan
-        repairable = inside & usable.any(axis=1)
+        repairable = inside & ~np.isnan(values).all(axis=1)  # (a float frame's no-data neighbours are no help)
         out = frame.copy()
         if repairable.any():
             medians = np.nanmedian(values[repairable], axis=1)

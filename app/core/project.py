@@ -154,7 +154,8 @@ def project_dir_for(source_path: Path) -> Path:
 
 
 def is_project(path: Path) -> bool:
-    return (Path(path) / "project.json").is_file()
+    """A review project folder: its project.json, or (that lost) its backup."""
+    return (Path(path) / "project.json").is_file() or (Path(path) / META_BACKUP).is_file()
 
 
 def utc_now() -> str:
@@ -239,7 +240,7 @@ class ReviewProject:
         _check_stems(stems)
         if folder.exists() and not folder.is_dir():
             raise ProjectWriteError(f"could not write to {folder}: a file of that name is there, not a folder")
-        if (folder / "project.json").exists():
+        if is_project(folder):
             if not exist_ok:
                 raise ProjectError(f"{folder} already holds a project")
             project = cls.open(folder)
@@ -1272,11 +1273,13 @@ def read_project_meta(folder: Path, restore: bool = True) -> tuple[dict, str]:
     try:
         return _checked_meta(meta_path), ""
     except ProjectError as e:
-        if not meta_path.exists():
+        if not meta_path.exists() and not (folder / META_BACKUP).exists():
             raise ProjectError(f"{folder} is not a review project (no project.json)") from None
-        if _of_another_format(meta_path):
-            raise
-        damage = str(e)
+        later = _later_format(meta_path)
+        if later:
+            raise ProjectError(f"{meta_path}: a project of a later version ({later}); this version reads "
+                               f"{PROJECT_FORMAT}") from None
+        damage = str(e) if meta_path.exists() else f"{meta_path} is missing"
         try:
             meta = _checked_meta(folder / META_BACKUP)
         except ProjectError:
@@ -1290,12 +1293,17 @@ def read_project_meta(folder: Path, restore: bool = True) -> tuple[dict, str]:
     return meta, f"{damage}; it was restored from its backup, {META_BACKUP}"
 
 
-def _of_another_format(path: Path) -> bool:
+def _later_format(path: Path) -> str | None:
+    """The format of a project.json a later version of this app wrote ("irsam-review-project/2"), else None."""
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and isinstance(meta.get("format"), str) and meta["format"] != PROJECT_FORMAT
+        return None
+    stored = meta.get("format") if isinstance(meta, dict) else None
+    family, _, version = str(stored).rpartition("/")
+    if family == PROJECT_FORMAT.rpartition("/")[0] and version.isdigit() and stored != PROJECT_FORMAT:
+        return stored
+    return None
 
 
 def _checked_meta(path: Path) -> dict:
