@@ -109,6 +109,13 @@ def test_surface_gets_the_transposed_crop():
     mask[10:13, 20:23] = True
     segments = outline_segments(mask, z)
     assert len(segments) % 2 == 0 and segments[:, 0].min() >= 20 and segments[:, 1].max() <= 47 - 10
+    # a float frame's no-data (NaN) pixels: at the floor, not a NaN index into the palette
+    temperatures = crop.astype(np.float32) / 100
+    temperatures[5, 5] = np.nan
+    _, _, z, colors = surface_arrays(temperatures, (float(np.nanmin(temperatures)), 80.0), lut)
+    assert np.isfinite(z).all() and np.isfinite(colors).all() and z[5, 47 - 5] == 0.0
+    _, _, z, colors = surface_arrays(np.full((4, 4), np.nan, np.float32), (20.0, 30.0), lut)
+    assert np.isfinite(z).all() and (z == 0).all()
 
 
 def test_feature_reductions_and_levels():

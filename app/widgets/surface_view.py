@@ -57,6 +57,9 @@ def surface_arrays(crop: np.ndarray, levels: tuple[float, float], lut: np.ndarra
     crop = np.repeat(crop, 2 if crop.shape[1] == 1 else 1, axis=1)
     values = crop[::-1].T.astype(np.float32)
     low, high = levels
+    finite = np.isfinite(values)
+    if not finite.all():  # a float frame's no-data pixels: drawn at the floor of the crop (or of the levels)
+        values = np.where(finite, values, values[finite].min() if finite.any() else low)
     unit = np.clip((values - low) / max(high - low, 1e-6), 0, 1)
     colors = lut[(unit * (len(lut) - 1)).astype(int)].astype(np.float32) / 255.0
     colors = np.concatenate([colors[..., :3], np.ones(colors.shape[:2] + (1,), np.float32)], axis=2)
