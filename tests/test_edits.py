@@ -155,6 +155,15 @@ def test_grow_target_recovers_a_synthetic_blob(raw):
         assert label_components(grown)[0] == 1
 
 
+def test_grow_target_on_float_temperatures_leaves_no_data_pixels_out():
+    """A NaN (no data) pixel in the background ring made the threshold NaN: nothing ever grew."""
+    image, blob = synthetic_blob(raw=True)
+    temperatures = (20.0 + image / 1000.0).astype(np.float32)
+    temperatures[7:9, 17:19] = np.nan  # no data, in the background ring of a click at (30, 20)
+    assert np.count_nonzero(grow_target(temperatures, 30, 20) ^ blob) <= 2
+    assert not grow_target(np.full((20, 20), np.nan, np.float32), 10, 10).any()
+
+
 def test_grow_target_snaps_to_the_nearby_peak_and_caps_area():
     image, blob = synthetic_blob()
     near = grow_target(image, 34, 22)  # just outside the ellipse

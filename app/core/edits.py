@@ -300,6 +300,9 @@ def grow_target(
     background = values[ry0:ry1, rx0:rx1][ring]
     if background.size == 0:  # the window covers the whole image
         background = values[wy0:wy1, wx0:wx1].ravel()
+    background = background[np.isfinite(background)]  # a float frame's no-data (NaN) pixels
+    if background.size == 0:
+        return out
     threshold = background.mean() + k * background.std()
     above = values > threshold
 
