@@ -74,6 +74,18 @@ def test_float_frames_are_detected_and_exported_with_their_raw_values(temperatur
     raw = tifffile.imread(next((tmp_path / "labels" / "raw").glob("*.tif")))
     assert raw.dtype == np.float32 and np.array_equal(raw, first, equal_nan=True)
 
+    stack = tifffile.imread(path)
+    stack[1] = np.nan  # the camera gave nothing for a whole frame: no training image, and the report says why
+    blank = tmp_path / "blank.tif"
+    tifffile.imwrite(blank, stack)
+    assert main(["detect", str(blank), "--out", str(tmp_path / "blank_project"), "--method", "tophat",
+                 "--quiet"]) == 0
+    project = ReviewProject.open(tmp_path / "blank_project")
+    for stem in project.stems[:2]:
+        project.set_status(stem, "negative")
+    report = export_project(project, tmp_path / "labels2", "sirst")
+    assert len(report.exported) == 1 and report.skipped[-1] == (project.stems[1], "no data (every pixel NaN)")
+
 
 @pytest.mark.gui
 def test_the_window_shows_a_float_stack_and_reads_out_its_temperatures(window, temperatures, tmp_path, qtbot):

@@ -206,9 +206,12 @@ def _label_and_frame(project: ReviewProject, stem: str, origin: str, source, sou
     if mask is None:
         return None, None, None, f"damaged {origin} mask"
     try:
-        return mask, source.frame(source_index[stem]), proposal, ""
+        frame = source.frame(source_index[stem])
     except FrameReadError as e:
         return None, None, None, f"unreadable frame: {e.reason}"
+    if frame.dtype.kind == "f" and not np.isfinite(frame).any():
+        return None, None, None, "no data (every pixel NaN)"  # a black training image teaches nothing
+    return mask, frame, proposal, ""
 
 
 GENERIC_FRAME_FOLDERS = {"images", "imgs", "img", "frames"}  # a sequence's frames folder, named by its parent
