@@ -351,7 +351,7 @@ def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> 
         if fitting and config_name:
             raise CheckpointError(f"{path}: these are weights of the {fitting} config, not of {config.name}: "
                                   f"load them with --config {fitting}, or without --config") from None
-        if not fitting and _is_sam_without_irsam(build_irsam(official()), state_dict):
+        if not fitting and _is_sam_without_irsam(state_dict):
             raise CheckpointError(f"{path}: SAM / MobileSAM weights, without IRSAM's edge branch and feature "
                                   "fusion: they cannot detect by themselves, but start a network to train "
                                   f"(irsam train --init {path})") from None
@@ -363,8 +363,10 @@ def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> 
     return model, config, metadata
 
 
-def _is_sam_without_irsam(official_model: nn.Module, state_dict: dict[str, Tensor]) -> bool:
+def _is_sam_without_irsam(state_dict: dict[str, Tensor]) -> bool:
     """Whether the file is MobileSAM's layout: the official network's tensors but for IRSAM's own."""
+    with torch.device("meta"):  # names, shapes and types only: no memory, no initialisation
+        official_model = build_irsam(official())
     report = compare_keys(official_model, state_dict)
     return (not (report.unexpected or report.mismatched or report.mistyped) and bool(report.missing)
             and all(name.startswith(IRSAM_ONLY_PREFIXES) for name in report.missing))
