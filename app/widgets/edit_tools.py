@@ -115,13 +115,12 @@ class EditPalette(QtWidgets.QToolBar):
     def show_keys(self, keys: dict[str, str]) -> None:
         """Each tool's and button's tooltip with its current keys (`keys`: shortcut action name -> keys, as
         `ShortcutMap` names them: "tool_brush", "undo", ...; "" unbound)."""
-        tips = {action: TOOL_LABELS[tool][1] for tool, action in self.tool_actions.items()}
-        tips.update({self.accept_all: ACCEPT_ALL_TIP, self.undo: "Undo the last edit of this frame",
-                     self.redo: "Redo the edit undone"})
-        names = {action: f"tool_{tool.value}" for tool, action in self.tool_actions.items()}
-        names.update({self.accept_all: "accept_all_predicted", self.undo: "undo", self.redo: "redo"})
-        for action, tip in tips.items():
-            bound = keys.get(names[action], "")
+        shown = {action: (TOOL_LABELS[tool][1], f"tool_{tool.value}") for tool, action in self.tool_actions.items()}
+        shown.update({self.accept_all: (ACCEPT_ALL_TIP, "accept_all_predicted"),
+                      self.undo: ("Undo the last edit of this frame", "undo"),
+                      self.redo: ("Redo the edit undone", "redo")})
+        for action, (tip, name) in shown.items():
+            bound = keys.get(name, "")
             action.setToolTip(f"{tip} ({bound})" if bound else tip)
 
     def set_history(self, can_undo: bool, can_redo: bool) -> None:
