@@ -15,6 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from app.core.frames import no_data
+
 MIN_FRAMES = 8  # fewer sampled frames cannot tell a stuck pixel from a target
 MAX_SHARE_OF_PIXELS = 0.01  # more candidates than this (1 %) is scene structure, not sensor defects
 
@@ -23,7 +25,7 @@ def find_bad_pixels(frames: list[np.ndarray], k: float = 8.0, share: float = 0.9
     """(x, y) of the pixels stuck far from their neighbours in at least `share` of `frames` (only the lone ones
     where more than 1 % qualify); () when the frames are too few or differ in shape, or when so many lone pixels
     qualify that they must be scene."""
-    frames = [f for f in frames if np.asarray(f).dtype.kind != "f" or np.isfinite(f).any()]  # not frames of no data
+    frames = [f for f in frames if not no_data(f)]
     if len(frames) < MIN_FRAMES or len({np.shape(f) for f in frames}) != 1:
         return ()
     far = np.zeros(np.shape(frames[0]), np.int32)  # frames where the pixel is far from its 3x3 median

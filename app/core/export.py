@@ -58,7 +58,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from app.core.frames import FrameReadError, SourceError, frame_digest, frame_fingerprint, open_source
+from app.core.frames import FrameReadError, SourceError, frame_digest, frame_fingerprint, no_data, open_source
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus, is_project, utc_now
 from app.core.provenance import ProposalOrigin
@@ -209,7 +209,7 @@ def _label_and_frame(project: ReviewProject, stem: str, origin: str, source, sou
         frame = source.frame(source_index[stem])
     except FrameReadError as e:
         return None, None, None, f"unreadable frame: {e.reason}"
-    if frame.dtype.kind == "f" and not np.isfinite(frame).any():
+    if no_data(frame):
         return None, None, None, "no data (every pixel NaN)"  # a black training image teaches nothing
     return mask, frame, proposal, ""
 

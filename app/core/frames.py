@@ -146,6 +146,12 @@ def _cannot_open(path, error: OSError) -> FrameReadError:
     return FrameReadError(path, f"cannot read file ({error.strerror or error})")
 
 
+def no_data(frame: np.ndarray) -> bool:
+    """Whether a float frame holds no value at all (every pixel NaN: the camera gave none for it)."""
+    frame = np.asarray(frame)
+    return frame.dtype.kind == "f" and not np.isfinite(frame).any()
+
+
 def _check_dtype(image: np.ndarray, path) -> np.ndarray:
     if image.dtype not in SUPPORTED_DTYPES:
         raise FrameReadError(path, f"unsupported sample type {image.dtype} ({SUPPORTED_TEXT})")

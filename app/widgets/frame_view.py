@@ -8,6 +8,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.core.frames import no_data
 from app.session import FrameLayers
 from app.widgets.overlays import DEFAULT_OVERLAYS, Overlay
 
@@ -320,7 +321,7 @@ class FrameView(QtWidgets.QWidget):
     def _update_histogram(self) -> None:
         if self.frame is None:
             return
-        if self.frame.dtype.kind == "f" and not np.isfinite(self.frame).any():
+        if no_data(self.frame):
             self.histogram.item.plot.setData([], [])  # a frame of no data
         else:
             self.histogram.item.plot.setData(*self.image.getHistogram())
