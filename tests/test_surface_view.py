@@ -40,3 +40,21 @@ def test_the_surface_of_a_one_row_frame_is_drawn(qtbot):
     assert view.surface.visible()
     drawn = view.gl_view.grabFramebuffer()
     assert drawn != blank  # before the fix the mesh had no quads: the panel stayed the background colour
+
+
+def test_the_height_caption_of_a_float_frame_leaves_its_no_data_out(qtbot):
+    """One NaN pixel in the crop made the caption read "height: raw nan..nan"."""
+    if not surface_view.opengl_available():
+        pytest.fail("no OpenGL context: run the GUI tests under xvfb-run with GLX")
+    view = SurfaceView()
+    qtbot.addWidget(view)
+    view.resize(300, 240)
+    view.show()
+    qtbot.waitExposed(view)
+    frame = np.full((40, 40), 21.5, np.float32)
+    frame[20, 20], frame[10, 10] = 23.25, np.nan
+    region = SurfaceRegion.around(20, 20, frame.shape)
+    view.show_region(frame, region, None, (21.0, 24.0), GRAY, "cursor (20, 20)")
+    assert view.caption.text() == "cursor (20, 20)   height: raw 21.5..23.25"
+    view.show_region(np.full((40, 40), np.nan, np.float32), region, None, (21.0, 24.0), GRAY, "cursor (20, 20)")
+    assert view.caption.text() == "cursor (20, 20)   height: no data"

@@ -154,7 +154,9 @@ class SurfaceView(QtWidgets.QWidget):
         if self.gl_view is None:
             return
         crop = region.crop(frame)
-        self.caption.setText(f"{caption}   height: raw {crop.min():g}..{crop.max():g}")
+        values = crop[np.isfinite(crop)] if crop.dtype.kind == "f" else crop  # a float frame's no-data NaN left out
+        heights = f"raw {values.min():g}..{values.max():g}" if values.size else "no data"
+        self.caption.setText(f"{caption}   height: {heights}")
         x, y, z, colors = surface_arrays(crop, levels, lut)
         self.surface.setData(x=x, y=y, z=z, colors=colors.reshape(-1, 4))
         self.surface.setVisible(True)
