@@ -2,6 +2,12 @@
 
 - paper:    Dice(sigmoid(mask)) + 10 * BCE(edge, edge_target(target))
 - official: 5 * BCE(edge, edge_gt) + softIoU(sigmoid(mask))
+- paper-bce: the paper's loss plus a BCE on the mask logits, summed per image over its target area
+
+Why the third: through the sigmoid, Dice's gradient on a pixel is scaled by p (1 - p), so a confidently
+wrong pixel (a false-alarm blob at logit +10, a missed target at -30) gets almost none; BCE on the logits
+keeps a gradient of p - t there. It is summed per image and divided by the image's target area (plus
+`MASK_BCE_AREA_FLOOR`, for crops with no target), so it weighs about as much as the per-image Dice.
 
 Reading of the official training script (IPIC-Lab/IRSAM, `train_IRSAM.py` in git history): its
 "BCE" is `nn.BCELoss()(edges, edges_gt / 255)`, i.e. on the *edge probabilities* against the edge
@@ -24,6 +30,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 from torch.nn import functional as F
+
+# Added to each image's target area before it divides the summed mask BCE: a crop with no target pixel
+# would otherwise divide by zero, and a 1 px target would weigh each of its errors like a whole image.
+MASK_BCE_AREA_FLOOR = 16.0
+MASK_BCE_WEIGHT = 0.1
 
 # Probabilities are clamped to [EDGE_PROB_EPS, 1 - EDGE_PROB_EPS] before BCE: log(0) is -inf.
 EDGE_PROB_EPS = 1e-6
@@ -143,7 +154,42 @@ def official_loss(
     return total, {"soft_iou": iou.detach(), "edge_bce": bce.detach()}
 
 
+def mask_bce(logits: Tensor, target: Tensor) -> Tensor:
+    """BCE on mask logits, per image summed over its pixels and divided by its target area + MASK_BCE_AREA_FLOOR,
+    averaged over the batch.
+
+    Arguments:
+      logits (Tensor): (B, 1, H, W) mask logits.
+      target (Tensor): (B, 1, H, W) in {0, 1}.
+
+    Returns:
+      (Tensor): scalar, fp32.
+    """
+    _check_shapes(logits, target)
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        logits = logits.float().flatten(1)
+        target = target.float().flatten(1)
+        summed = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1)
+        return (summed / (target.sum(1) + MASK_BCE_AREA_FLOOR)).mean()
+
+
+def paper_bce_loss(
+    mask_logits: Tensor,
+    edge_probs: Tensor,
+    target: Tensor,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The paper's loss + MASK_BCE_WEIGHT * mask_bce(mask): Dice keeps the outline, the BCE reaches confidently
+    wrong pixels, where Dice's gradient vanishes.
+
+    Arguments and returns as `paper_loss`; parts: "dice", "edge_bce", "mask_bce".
+    """
+    total, parts = paper_loss(mask_logits, edge_probs, target)
+    bce = mask_bce(mask_logits, target)
+    return total + MASK_BCE_WEIGHT * bce, {**parts, "mask_bce": bce.detach()}
+
+
 LOSSES: dict[str, Callable[..., tuple[Tensor, dict[str, Tensor]]]] = {
     "paper": paper_loss,
     "official": official_loss,
+    "paper-bce": paper_bce_loss,
 }

@@ -77,7 +77,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="copy-paste augmentation: add up to N targets of the training frames (those of at most "
                              "100 px, with their contrast over the local background) to each frame, away from its own "
                              "targets (default 0: off; on NUAA-SIRST it doubled validation false alarms, model card)")
-    parser.add_argument("--loss", choices=["paper", "official"])
+    parser.add_argument("--loss", choices=["paper", "official", "paper-bce"],
+                        help="paper (default): Dice + 10 BCE(edge); official: what the authors' code optimised, 5 "
+                             "BCE(edge) + soft IoU; paper-bce: the paper's plus a BCE on the mask, which still "
+                             "pushes on confident false alarms and deeply missed targets, where Dice's gradient "
+                             "vanishes")
     parser.add_argument("--device", default="auto",
                         help="auto (the GPU when CUDA works, else the CPU), cpu, cuda or cuda:N; cuda without working "
                              "CUDA is an error. Under torchrun each process takes the GPU of its LOCAL_RANK")

@@ -3,9 +3,13 @@ import torch
 
 from model.losses import (
     LOSSES,
+    MASK_BCE_AREA_FLOOR,
+    MASK_BCE_WEIGHT,
     dice_loss,
     edge_target,
+    mask_bce,
     official_loss,
+    paper_bce_loss,
     paper_loss,
     soft_iou_loss,
 )
@@ -49,13 +53,15 @@ def test_edge_target_at_the_image_border_invents_no_edge():
     assert edge[0, 0, 2, 2] == 1 and edge[0, 0, 3, 3] == 1
 
 
-@pytest.mark.parametrize("name", ["paper", "official"])
+@pytest.mark.parametrize("name", ["paper", "official", "paper-bce"])
 def test_losses_near_zero_for_perfect_and_large_for_inverted_predictions(name):
     target = torch.cat([square_target(1), square_target(3), square_target(2, at=0)])
     mask_logits, edge_probs = perfect_prediction(target)
     total, parts = LOSSES[name](mask_logits, edge_probs, target)
     assert total.item() < 1e-3
-    assert set(parts) == ({"dice", "edge_bce"} if name == "paper" else {"soft_iou", "edge_bce"})
+    expected_parts = {"paper": {"dice", "edge_bce"}, "official": {"soft_iou", "edge_bce"},
+                      "paper-bce": {"dice", "edge_bce", "mask_bce"}}[name]
+    assert set(parts) == expected_parts
 
     inverted_total, _ = LOSSES[name](-mask_logits, 1 - edge_probs, target)
     assert inverted_total.item() > 10.0
@@ -72,7 +78,7 @@ def test_paper_loss_weights_the_edge_term():
     torch.testing.assert_close(total, parts["soft_iou"] + 5 * parts["edge_bce"])
 
 
-@pytest.mark.parametrize("name", ["paper", "official"])
+@pytest.mark.parametrize("name", ["paper", "official", "paper-bce"])
 def test_gradient_is_finite_for_a_one_pixel_target(name):
     target = square_target(1)
     mask_logits = torch.zeros_like(target, requires_grad=True)
@@ -125,3 +131,34 @@ def test_losses_are_fp32_on_bf16_inputs_and_under_autocast():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError):
         dice_loss(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 16, 16))
+
+
+def test_mask_bce_pushes_on_confident_errors_where_dice_does_not():
+    target = square_target(2)
+    # A confident false alarm far from the target and a deeply missed target pixel.
+    mask_logits = target * 100 - 50
+    mask_logits[..., 0, 0] = 12.0
+    mask_logits[..., 6, 6] = -30.0
+    mask_logits.requires_grad_(True)
+    dice_loss(mask_logits, target).backward()
+    dice_grad = mask_logits.grad.clone()
+    mask_logits.grad = None
+    mask_bce(mask_logits, target).backward()
+    bce_grad = mask_logits.grad
+    assert abs(dice_grad[0, 0, 0, 0]) < 1e-4 and abs(dice_grad[0, 0, 6, 6]) < 1e-10
+    # p - t over the target area (4) + the floor
+    area = 4 + MASK_BCE_AREA_FLOOR
+    assert bce_grad[0, 0, 0, 0].item() == pytest.approx(1 / area, rel=1e-4)
+    assert bce_grad[0, 0, 6, 6].item() == pytest.approx(-1 / area, rel=1e-4)
+
+
+def test_mask_bce_is_per_image_over_its_target_area():
+    small, large = square_target(1), square_target(6, at=2)
+    target = torch.cat([small, large])
+    mask_logits = torch.zeros_like(target)  # every pixel at p = 0.5: ln 2 each
+    per_pixel = torch.log(torch.tensor(2.0)).item()
+    pixels = target[0].numel()
+    expected = (pixels * per_pixel / (1 + MASK_BCE_AREA_FLOOR) + pixels * per_pixel / (36 + MASK_BCE_AREA_FLOOR)) / 2
+    assert mask_bce(mask_logits, target).item() == pytest.approx(expected, rel=1e-5)
+    total, parts = paper_bce_loss(mask_logits, torch.full_like(target, 0.5), target)
+    torch.testing.assert_close(total, parts["dice"] + 10 * parts["edge_bce"] + MASK_BCE_WEIGHT * parts["mask_bce"])
