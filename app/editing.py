@@ -5,7 +5,10 @@ Every tool call is one undoable edit (`ReviewProject.commit_edit`: history and c
 atomically at once). An edit that changes the mask also marks the frame `corrected`: the analyst has
 now drawn the truth, so export takes the committed mask. One that changes nothing (the eraser on empty
 sky) saves nothing and leaves the status alone, except that the accept tools commit the proposals they
-pick even where the frame already showed just those. Undo and redo leave the status alone.
+pick even where the frame already showed just those. Edits start from the committed mask, else the
+proposal, except on a frame marked negative, where they start from an empty mask (`working_mask`).
+Undoing the edit that marked the frame corrected gives back the status it had before, while the frame is
+still corrected (a later verdict, such as an accept, stands); redoing it marks the frame corrected again.
 A failed write raises `ProjectWriteError`. When the mask's own write fails, the project keeps its last
 saved state. When the mask (and its history step) is saved but the status written after it is not,
 `StatusNotSaved` (a `ProjectWriteError`) says so: the frame keeps its old status. Either way the editor
@@ -191,7 +194,7 @@ class FrameEditor:
         if mask_saved:
             self._commit(index, self.unsaved[index])
         elif status is ReviewStatus.CORRECTED:
-            mask_saved = self._commit(index, project.working_mask(session.stem(index)))
+            mask_saved = self._commit(index, project.shown_mask(session.stem(index)))
         self._set_status(index, status, mask_saved)
         self.unsaved.pop(index, None)
 
@@ -201,9 +204,11 @@ class FrameEditor:
         it is) or the frame has an unsaved mask (saved now)."""
         if not (commit_unchanged or index in self.unsaved) and np.array_equal(new_mask, self.working_mask(index)):
             return False
+        status = self.session.status(index)
+        status_before = None if status is ReviewStatus.CORRECTED else status.value
         try:
             # an unsaved mask that is already the committed one lacks its status: that save failed after the mask
-            if not self._commit(index, new_mask) and index not in self.unsaved:
+            if not self._commit(index, new_mask, status_before) and index not in self.unsaved:
                 return False
             self._set_status(index, ReviewStatus.CORRECTED, mask_saved=True)
         except ProjectWriteError:
@@ -221,22 +226,37 @@ class FrameEditor:
                 raise
             raise StatusNotSaved(str(e)) from e
 
-    def _commit(self, index: int, mask: np.ndarray) -> bool:
+    def _commit(self, index: int, mask: np.ndarray, status_before: str | None = None) -> bool:
         """Make `mask` the frame's committed mask (`ReviewProject.commit_edit`); False when it already was."""
-        changed = self.session.ensure_project().commit_edit(self.session.stem(index), mask)
+        changed = self.session.ensure_project().commit_edit(self.session.stem(index), mask,
+                                                            status_before=status_before)
         if changed:
             self._forget_layers(index)
         return changed
 
     def _step_history(self, index: int, redo: bool) -> bool:
+        """Undo or redo the frame's last edit, and the status change it made (module docstring). StatusNotSaved
+        when the mask is stepped but that status cannot be written."""
         if not (self.can_redo(index) if redo else self.can_undo(index)):
             return False
-        stem = self.session.stem(index)
+        project, stem = self.session.project, self.session.stem(index)
+        history = project.history(stem)
+        step = history.next_redo() if redo else history.next_undo()
         if redo:
-            self.session.project.redo(stem)
+            project.redo(stem)
         else:
-            self.session.project.undo(stem)
+            project.undo(stem)
         self._forget_layers(index)
+        try:
+            status_before = ReviewStatus(step.status_before) if step and step.status_before else None
+        except ValueError:  # a history file from elsewhere: its status is not one of ours
+            status_before = None
+        if status_before is not None:
+            current = self.session.status(index)
+            if not redo and current is ReviewStatus.CORRECTED:
+                self._set_status(index, status_before, mask_saved=True)
+            elif redo and current is status_before:
+                self._set_status(index, ReviewStatus.CORRECTED, mask_saved=True)
         return True
 
     def _prediction(self, index: int) -> np.ndarray:

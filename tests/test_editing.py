@@ -106,3 +106,66 @@ def test_a_mask_saved_whose_status_write_fails_says_the_mask_is_saved(session, m
     monkeypatch.setattr(project_module, "atomic_write_json", write_json)
     editor.set_status(0, ReviewStatus.CORRECTED)
     assert session.status(0) is ReviewStatus.CORRECTED and not editor.unsaved
+
+
+def test_an_edit_on_a_negative_frame_starts_from_an_empty_mask_and_undo_gives_the_status_back(session):
+    """GUI audit 17: a brush slip on a frame marked negative committed the whole proposal (its false alarms
+    too) and marked it corrected; Ctrl+Z took back the painted pixel only, so the frame stayed corrected and
+    export wrote the proposal."""
+    project = session.ensure_project()
+    proposal = proposal_of_one_target()
+    project.save_prediction("00", proposal)
+    session.record_result(0)
+    editor = FrameEditor(session)
+    editor.set_status(0, ReviewStatus.NEGATIVE)
+    assert not editor.working_mask(0).any()
+    np.testing.assert_array_equal(project.shown_mask("00"), proposal.logits > 0)
+
+    assert editor.paint(0, [(20, 15)], 1)
+    committed = project.committed_mask("00")
+    assert committed.sum() == 1 and committed[15, 20]  # the stroke alone, none of the proposal
+    assert session.status(0) is ReviewStatus.CORRECTED
+
+    assert editor.undo(0)
+    assert session.status(0) is ReviewStatus.NEGATIVE and not project.committed_mask("00").any()
+    assert editor.redo(0)
+    assert session.status(0) is ReviewStatus.CORRECTED and project.committed_mask("00")[15, 20]
+
+
+def test_undo_gives_back_the_status_of_an_unreviewed_or_rejected_frame_but_not_over_a_later_verdict(session):
+    """A slip and its undo on an unreviewed (or rejected) frame left it corrected, so export took its proposal;
+    a status the analyst set after the edit (an accept) stands."""
+    project = session.ensure_project()
+    for stem, index in (("00", 0), ("01", 1)):
+        project.save_prediction(stem, proposal_of_one_target())
+        session.record_result(index)
+    editor = FrameEditor(session)
+    editor.set_status(1, ReviewStatus.REJECTED)
+    for index, before in ((0, ReviewStatus.UNREVIEWED), (1, ReviewStatus.REJECTED)):
+        assert editor.paint(index, [(20, 15)], 1)
+        assert editor.paint(index, [(22, 15)], 1)  # a second edit, on a frame already corrected
+        assert session.status(index) is ReviewStatus.CORRECTED
+        assert editor.undo(index)
+        assert session.status(index) is ReviewStatus.CORRECTED  # the first edit made it corrected, not this one
+        assert editor.undo(index)
+        assert session.status(index) is before
+        np.testing.assert_array_equal(project.committed_mask(session.stem(index)), proposal_of_one_target().logits > 0)
+
+    assert editor.redo(0)
+    editor.set_status(0, ReviewStatus.ACCEPTED)
+    assert editor.undo(0)
+    assert session.status(0) is ReviewStatus.ACCEPTED  # the analyst's later verdict stands
+    editor.set_status(0, ReviewStatus.NEGATIVE)
+    assert editor.redo(0)
+    assert session.status(0) is ReviewStatus.NEGATIVE  # not the status undo gave back: left alone
+
+
+def test_corrected_on_a_negative_frame_commits_the_proposal_it_shows(session):
+    """C commits what is shown, on a negative frame too (only the edit tools start from an empty mask there)."""
+    project = session.ensure_project()
+    project.save_prediction("00", proposal_of_one_target())
+    session.record_result(0)
+    editor = FrameEditor(session)
+    editor.set_status(0, ReviewStatus.NEGATIVE)
+    editor.set_status(0, ReviewStatus.CORRECTED)
+    np.testing.assert_array_equal(project.committed_mask("00"), proposal_of_one_target().logits > 0)

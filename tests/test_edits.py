@@ -266,3 +266,26 @@ def test_history_npz_round_trip(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"garbage")
     with pytest.raises(ValueError):
         EditHistory.from_npz(tmp_path / "bad.npz")
+
+
+def test_history_keeps_each_edits_status_before_and_reads_a_history_without_them(tmp_path):
+    states, edits = random_edits(12)
+    assert len(edits) >= 3  # some random strokes change nothing
+    history = EditHistory()
+    mask = history.apply(states[0], edits[0].with_status_before("negative"))
+    mask = history.apply(mask, edits[1])
+    mask = history.apply(mask, edits[2].with_status_before("unreviewed"))
+    history.undo(mask)
+    history.to_npz(tmp_path / "h.npz")
+    loaded = EditHistory.from_npz(tmp_path / "h.npz")
+    assert loaded.next_redo().status_before == "unreviewed"
+    assert loaded.next_undo().status_before is None
+    loaded.undo(mask)
+    assert loaded.next_undo().status_before == "negative"
+
+    # a history written before statuses were kept: every edit left the status alone
+    with np.load(tmp_path / "h.npz") as data:
+        older = {k: data[k] for k in data.files if not k.endswith("_status")}
+    np.savez_compressed(tmp_path / "old.npz", **older)
+    old = EditHistory.from_npz(tmp_path / "old.npz")
+    assert len(old) == 2 and old.next_undo().status_before is None and old.next_redo().status_before is None

@@ -22,7 +22,7 @@ from app.session import NOT_RUN, STATUS_CODES
 from model.detectors import FrameResult
 from app.widgets.finetune_dialog import SEQUENCE_CLOSED
 from tests.datasets import write_sirst_dataset
-from tests.gui_review_helpers import committed, drag, open_project, predict_ground_truth
+from tests.gui_review_helpers import click, committed, drag, open_project, predict_ground_truth
 
 pytestmark = pytest.mark.gui
 
@@ -853,6 +853,24 @@ def test_a_message_about_a_frame_status_goes_when_the_status_changes(review, qtb
     bar.showMessage("Opened the sequence: 2 unreadable files", 15000)  # not about the frame: it stays
     assert review.review_tools.set_status(ReviewStatus.REJECTED)
     assert bar.currentMessage() == "Opened the sequence: 2 unreadable files"
+
+
+def test_a_slip_on_a_negative_frame_and_its_undo_leave_it_negative_with_nothing_committed(review, qtbot):
+    """GUI audit 17: B and one click on a frame marked negative committed the proposal with the click and made
+    the frame corrected; Ctrl+Z took back the click only, and "marked negative: it will export an empty mask"
+    stayed in the status bar over a frame that would now export the proposal."""
+    bar = review.statusBar()
+    _key(review, qtbot, QtCore.Qt.Key_0)
+    assert bar.currentMessage().startswith("Frame 1 marked negative")
+    review.review_tools.palette.brush_size.setValue(1)
+    _key(review, qtbot, QtCore.Qt.Key_B)
+    click(review, 2, 2)  # empty sky, away from the proposal's target
+    assert _status(review, 0) is ReviewStatus.CORRECTED
+    assert committed(review, 0).sum() == 1  # the click alone: none of the proposal
+    assert bar.currentMessage() == ""
+    _key(review, qtbot, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)
+    assert _status(review, 0) is ReviewStatus.NEGATIVE and not committed(review, 0).any()
+    assert review.review_tools.review_panel.status_buttons[ReviewStatus.NEGATIVE].isChecked()
 
 
 def test_a_project_folder_taken_by_a_file_refuses_each_save_with_a_message_and_keeps_the_stroke(

@@ -11,7 +11,7 @@ import io
 import zipfile
 import zlib
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -27,7 +27,8 @@ DEFAULT_HISTORY_DEPTH = 1000
 
 @dataclass(frozen=True, eq=False)
 class MaskEdit:
-    """One undoable change: the patch [y0:y1, x0:x1] (end-exclusive) before and after the edit."""
+    """One undoable change: the patch [y0:y1, x0:x1] (end-exclusive) before and after the edit, and the frame's
+    review status before it when the edit changed that (it marks the frame corrected), so undo can give it back."""
 
     y0: int
     x0: int
@@ -35,6 +36,10 @@ class MaskEdit:
     x1: int
     before: np.ndarray  # bool (y1 - y0, x1 - x0)
     after: np.ndarray
+    status_before: str | None = None  # None: the edit left the status as it was
+
+    def with_status_before(self, status: str | None) -> "MaskEdit":
+        return replace(self, status_before=status)
 
 
 def make_edit(before_mask: np.ndarray, after_mask: np.ndarray) -> MaskEdit | None:
@@ -72,6 +77,14 @@ class EditHistory:
     def can_redo(self) -> bool:
         return bool(self._redo)
 
+    def next_undo(self) -> MaskEdit | None:
+        """The edit `undo` would take back, or None."""
+        return self._undo[-1] if self._undo else None
+
+    def next_redo(self) -> MaskEdit | None:
+        """The edit `redo` would make again, or None."""
+        return self._redo[-1] if self._redo else None
+
     def apply(self, mask: np.ndarray, edit: MaskEdit) -> np.ndarray:
         """Record `edit` (clearing the redo stack) and return `mask` with it applied."""
         self._undo.append(edit)
@@ -99,6 +112,7 @@ class EditHistory:
             arrays[f"{name}_boxes"] = np.array([(e.y0, e.x0, e.y1, e.x1) for e in edits], dtype=np.int64).reshape(-1, 4)
             arrays[f"{name}_before"] = _pack([e.before for e in edits])
             arrays[f"{name}_after"] = _pack([e.after for e in edits])
+            arrays[f"{name}_status"] = np.array([e.status_before or "" for e in edits], dtype=np.str_)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
@@ -112,7 +126,8 @@ class EditHistory:
                     raise ValueError(f"unknown history format {data['format']!r}")
                 history = cls(int(data["max_depth"]))
                 stacks = {
-                    name: _unpack(data[f"{name}_boxes"], data[f"{name}_before"], data[f"{name}_after"])
+                    name: _unpack(data[f"{name}_boxes"], data[f"{name}_before"], data[f"{name}_after"],
+                                  data[f"{name}_status"] if f"{name}_status" in data else None)
                     for name in ("undo", "redo")
                 }
         except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
@@ -134,17 +149,23 @@ def _pack(patches: list[np.ndarray]) -> np.ndarray:
     return np.packbits(np.concatenate([p.ravel() for p in patches]))
 
 
-def _unpack(boxes: np.ndarray, before_bits: np.ndarray, after_bits: np.ndarray) -> list[MaskEdit]:
+def _unpack(boxes: np.ndarray, before_bits: np.ndarray, after_bits: np.ndarray,
+            statuses: np.ndarray | None) -> list[MaskEdit]:
+    """The edits of one stack; `statuses`: each one's status before it ("" for none), None in a history written
+    before statuses were kept."""
     sizes = [(int(y1 - y0), int(x1 - x0)) for y0, x0, y1, x1 in boxes]
     total = sum(h * w for h, w in sizes)
     before = np.unpackbits(before_bits, count=total).astype(bool)
     after = np.unpackbits(after_bits, count=total).astype(bool)
+    if statuses is not None and len(statuses) != len(boxes):
+        raise ValueError(f"{len(statuses)} statuses for {len(boxes)} edits")
     edits, offset = [], 0
-    for (y0, x0, y1, x1), (h, w) in zip(boxes, sizes):
+    for k, ((y0, x0, y1, x1), (h, w)) in enumerate(zip(boxes, sizes)):
         n = h * w
+        status = None if statuses is None else str(statuses[k]) or None
         edits.append(
             MaskEdit(int(y0), int(x0), int(y1), int(x1),
-                     before[offset : offset + n].reshape(h, w), after[offset : offset + n].reshape(h, w))
+                     before[offset : offset + n].reshape(h, w), after[offset : offset + n].reshape(h, w), status)
         )
         offset += n
     return edits

@@ -663,12 +663,20 @@ class ReviewProject:
             self._write(lambda: atomic_write_png(path, mask, text))
         self.damaged = [(p, reason) for p, reason in self.damaged if p != path]
 
-    def working_mask(self, stem: str) -> np.ndarray:
-        """The mask edits start from: the committed mask, else the prediction, else all background."""
+    def shown_mask(self, stem: str) -> np.ndarray:
+        """The mask the frame shows as its targets: the committed mask, else the prediction, else all background."""
         for mask in (self.committed_mask(stem), self.prediction_mask(stem)):
             if mask is not None:
                 return mask
         return np.zeros(self.shape_of(stem), dtype=bool)
+
+    def working_mask(self, stem: str) -> np.ndarray:
+        """The mask edits start from: `shown_mask`, except on a frame marked negative with no committed mask, where
+        it is all background: the analyst said the frame has no target, so a target drawn there must not commit
+        the proposal's false alarms with it."""
+        if self.status(stem) is ReviewStatus.NEGATIVE and self.committed_mask(stem) is None:
+            return np.zeros(self.shape_of(stem), dtype=bool)
+        return self.shown_mask(stem)
 
     # --- edit history ---------------------------------------------------------------------------
 
@@ -696,30 +704,35 @@ class ReviewProject:
                 self._history_files[stem] = identity
             return self._histories[stem]
 
-    def edit_mask(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None = None) -> MaskEdit | None:
+    def edit_mask(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None = None,
+                  status_before: str | None = None) -> MaskEdit | None:
         """Record the change from the working mask to `new_mask` as one undoable edit (None if no change).
-        `frame_sha1`: as `commit_mask`'s."""
-        return self._edit_mask(stem, new_mask, self._sha1_for(stem, frame_sha1))
+        `frame_sha1`: as `commit_mask`'s; `status_before`: the frame's status, when the edit is to change it (the
+        edit keeps it, for undo to give back)."""
+        return self._edit_mask(stem, new_mask, self._sha1_for(stem, frame_sha1), status_before)
 
-    def _edit_mask(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None) -> MaskEdit | None:
+    def _edit_mask(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None,
+                   status_before: str | None = None) -> MaskEdit | None:
         with self._exclusive():
             edit = make_edit(self.working_mask(stem), new_mask)
             if edit is not None:
+                edit = edit.with_status_before(status_before)
                 self._change_mask(stem, lambda history, mask: history.apply(mask, edit), frame_sha1)
         return edit
 
-    def commit_edit(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None = None) -> bool:
+    def commit_edit(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None = None,
+                    status_before: str | None = None) -> bool:
         """Make `new_mask` the frame's committed mask: one undoable edit from the working mask (`edit_mask`).
 
         When it equals the working mask there is nothing to record, but a frame with no committed mask yet
         (none, or one that cannot be read) showed its proposal (or nothing): that is committed all the same,
         with no edit to undo. Returns whether the committed mask was written (False: it already was
         `new_mask`). `frame_sha1`: as `commit_mask`'s (found before the project's lock is taken: it may decode
-        the frame).
+        the frame); `status_before`: as `edit_mask`'s.
         """
         frame_sha1 = self._sha1_for(stem, frame_sha1)
         with self._exclusive():
-            if self._edit_mask(stem, new_mask, frame_sha1) is None:
+            if self._edit_mask(stem, new_mask, frame_sha1, status_before) is None:
                 if self.committed_mask(stem) is not None:
                     return False
                 self._commit_mask(stem, new_mask, frame_sha1)

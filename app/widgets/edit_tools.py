@@ -296,9 +296,10 @@ class MaskEditing(QtCore.QObject):
             changed = edit(editor, index)
         except ProjectWriteError as e:
             if isinstance(e, StatusNotSaved):
+                again = (" (your next change, or closing the sequence, saves it again)" if index in editor.unsaved
+                         else "")  # an undo or redo: its status is not kept to save again
                 outcome = (f"The edited mask of frame {index + 1} is saved but not its status, which stays "
-                           f"{self.window.session.status(index).value} (your next change, or closing the "
-                           "sequence, saves it again)")
+                           f"{self.window.session.status(index).value}{again}")
             elif index in editor.unsaved:
                 outcome = (f"The edited mask of frame {index + 1} is kept in memory (your next change, or closing "
                            "the sequence, saves it again); the files on disk are unchanged")

@@ -304,7 +304,7 @@ class ReviewTools(QtCore.QObject):
         self._show_status(index)
         self.window.show_frame(index)
         if status is ReviewStatus.NEGATIVE:
-            shown = session.project.working_mask(session.stem(index))
+            shown = session.project.shown_mask(session.stem(index))
             if shown.any():
                 self.window.say_about_frame(
                     f"Frame {index + 1} marked negative: it will export an empty mask, not the {int(shown.sum())} "
@@ -341,6 +341,7 @@ class ReviewTools(QtCore.QObject):
             self.window.timeline.go_to(following)
 
     def _frame_edited(self, index: int) -> None:
+        self.window.withdraw_frame_message()  # one about the status the edit (or its undo) changed
         self.window.refresh_strip()
         self._show_status(index)
         if index == self.window.index:
