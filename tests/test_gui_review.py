@@ -361,6 +361,36 @@ def test_shortcut_edit_with_conflict_then_saved_and_applied(review, qtbot, priva
     assert tools.palette.tool.value == "navigate"
 
 
+def test_enter_and_esc_in_a_key_field_close_the_shortcuts_dialog_and_are_never_bound(review, qtbot, private_shortcuts):
+    """GUI audit 17: typing 9 for Mark negative and Enter to confirm bound it to Return (the 9 lost), and Esc
+    bound the field to Esc instead of closing; saved, "next_frame": "Return" took D away for good."""
+    tools = review.review_tools
+    dialog = tools.edit_shortcuts()
+    field = dialog.edits["mark_negative"]
+    field.setFocus()
+    qtbot.keyClick(field, QtCore.Qt.Key_9)
+    assert field.keySequence().toString() == "9"
+    with qtbot.waitSignal(dialog.accepted, timeout=2000):
+        qtbot.keyClick(field, QtCore.Qt.Key_Return)
+    assert field.keySequence().toString() == "9"
+    assert json.loads(private_shortcuts.read_text())["shortcuts"] == {"mark_negative": "9"}
+
+    dialog = tools.edit_shortcuts()
+    field = dialog.edits["next_frame"]
+    assert field.keySequence().toString() == "D"
+    with qtbot.waitSignal(dialog.rejected, timeout=2000):
+        qtbot.keyClick(field, QtCore.Qt.Key_Escape)
+    assert field.keySequence().toString() == "D"
+    assert tools.shortcuts.actions["next_frame"].shortcut().toString() == "D"
+
+    dialog = tools.edit_shortcuts()  # Enter with keys bound twice: the dialog stays, with the conflict listed
+    dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence("N"))
+    qtbot.keyClick(dialog.edits["tool_brush"], QtCore.Qt.Key_Enter, QtCore.Qt.KeypadModifier)
+    assert dialog.result() == 0 and dialog.isVisible() and "N is bound to" in dialog.conflicts.text()
+    assert dialog.edits["tool_brush"].keySequence().toString() == "N"
+    dialog.reject()
+
+
 def test_the_shortcuts_dialog_lists_the_fixed_keys_too(review, qtbot):
     """It listed only the editable map: Left/Right, PgUp/PgDown, Shift+Space (play), Ctrl+O, Ctrl+R... were nowhere."""
     dialog = review.review_tools.edit_shortcuts()

@@ -141,9 +141,36 @@ class ShortcutActions:
         self.map.save(path)
 
 
+class KeyField(QtWidgets.QKeySequenceEdit):
+    """A one-key QKeySequenceEdit that leaves Enter and Esc to its dialog: recorded, they replaced the key just
+    typed (Enter, to confirm it, bound the action to Return) and never closed the dialog."""
+
+    _DIALOG_KEYS = (QtCore.Qt.Key_Return, QtCore.Qt.Key_Enter, QtCore.Qt.Key_Escape)
+
+    def __init__(self, keys: QtGui.QKeySequence, dialog: QtWidgets.QDialog):
+        super().__init__(keys)
+        self._dialog = dialog
+        self.setMaximumSequenceLength(1)
+        self.setClearButtonEnabled(True)
+
+    def event(self, event) -> bool:
+        # QKeySequenceEdit claims every key at ShortcutOverride and records it at KeyPress: both are turned away
+        if (event.type() in (QtCore.QEvent.ShortcutOverride, QtCore.QEvent.KeyPress)
+                and event.key() in self._DIALOG_KEYS
+                and not event.modifiers() & ~QtCore.Qt.KeypadModifier):
+            if event.type() == QtCore.QEvent.KeyPress:
+                if event.key() == QtCore.Qt.Key_Escape:
+                    self._dialog.reject()
+                else:
+                    self._dialog.confirm()
+            event.accept()
+            return True
+        return super().event(event)
+
+
 class ShortcutsDialog(QtWidgets.QDialog):
-    """A table of actions with a QKeySequenceEdit each, then the fixed shortcuts, greyed; keys bound twice are
-    shown in red and listed."""
+    """A table of actions with a one-key field each (`KeyField`: Enter is OK and Esc Cancel there, as elsewhere in
+    the dialog), then the fixed shortcuts, greyed; keys bound twice are shown in red and listed."""
 
     def __init__(self, shortcut_map: ShortcutMap, parent=None, reserved: dict[str, str] | None = None):
         """`reserved`: keys -> title of the app's fixed shortcuts (menus, frame steps), which no action may take."""
@@ -152,7 +179,7 @@ class ShortcutsDialog(QtWidgets.QDialog):
         self.setWindowTitle("Keyboard shortcuts")
         self.resize(460, 640)
         self.map = ShortcutMap(shortcut_map.to_dict())
-        self.edits: dict[str, QtWidgets.QKeySequenceEdit] = {}
+        self.edits: dict[str, KeyField] = {}
         self.table = QtWidgets.QTableWidget(len(self.map.actions) + len(self.reserved), 2)
         self.table.setHorizontalHeaderLabels(["Action", "Keys"])
         self.table.verticalHeader().hide()
@@ -161,9 +188,7 @@ class ShortcutsDialog(QtWidgets.QDialog):
             item = QtWidgets.QTableWidgetItem(action_title(name))
             item.setFlags(QtCore.Qt.ItemIsEnabled)
             self.table.setItem(row, 0, item)
-            edit = QtWidgets.QKeySequenceEdit(QtGui.QKeySequence(self.map.get(name)))
-            edit.setMaximumSequenceLength(1)
-            edit.setClearButtonEnabled(True)
+            edit = KeyField(QtGui.QKeySequence(self.map.get(name)), self)
             edit.keySequenceChanged.connect(lambda keys, n=name: self.bind(n, keys.toString()))
             self.table.setCellWidget(row, 1, edit)
             self.edits[name] = edit
@@ -188,6 +213,11 @@ class ShortcutsDialog(QtWidgets.QDialog):
         layout.addWidget(self.conflicts)
         layout.addWidget(self.buttons)
         self._show_conflicts()
+
+    def confirm(self) -> None:
+        """Enter in a key field: OK, unless keys are bound twice (the conflicts stay listed)."""
+        if self.buttons.button(QtWidgets.QDialogButtonBox.Ok).isEnabled():
+            self.accept()
 
     def bind(self, action: str, keys: str) -> None:
         self.map.set(action, keys)
