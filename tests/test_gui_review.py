@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtGui, QtTest, QtWidgets
 
 from app.core.export import read_exported_dataset
 from app.core.finetune import FineTuneJob
@@ -389,6 +389,29 @@ def test_enter_and_esc_in_a_key_field_close_the_shortcuts_dialog_and_are_never_b
     assert dialog.result() == 0 and dialog.isVisible() and "N is bound to" in dialog.conflicts.text()
     assert dialog.edits["tool_brush"].keySequence().toString() == "N"
     dialog.reject()
+
+
+def test_enter_or_esc_in_a_number_box_gives_the_keys_back_to_the_frame(review, qtbot):
+    """GUI audit 17: after a jump by frame number the focus stayed in the box: Space, D, R did nothing, 0 was
+    typed into it, and only a click on the frame gave the keys back."""
+    entry = review.timeline.frame_entry
+    QtTest.QTest.mouseClick(entry, QtCore.Qt.LeftButton)
+    entry.selectAll()
+    qtbot.keyClicks(entry, "25")
+    qtbot.keyClick(entry, QtCore.Qt.Key_Return)
+    assert review.index == 24
+    qtbot.waitUntil(lambda: not entry.hasFocus(), timeout=2000)
+    assert review.frame_view.graphics.hasFocus()
+    qtbot.keyClick(QtWidgets.QApplication.focusWidget(), QtCore.Qt.Key_0)  # Negative, not typed into the box
+    assert _status(review, 24) is ReviewStatus.NEGATIVE and entry.value() == 25
+
+    fps = review.timeline.fps
+    QtTest.QTest.mouseClick(fps, QtCore.Qt.LeftButton)
+    assert fps.hasFocus()
+    qtbot.keyClick(fps, QtCore.Qt.Key_Escape)
+    assert review.frame_view.graphics.hasFocus()
+    qtbot.keyClick(QtWidgets.QApplication.focusWidget(), QtCore.Qt.Key_D)
+    assert review.index == 25
 
 
 def test_the_shortcuts_dialog_lists_the_fixed_keys_too(review, qtbot):

@@ -63,7 +63,7 @@ class ReviewTools(QtCore.QObject):
         self.finetune_dialog: FineTuneDialog | None = None
         self.latest_export_dialog: ExportDialog | None = None
 
-        self.shortcuts = ShortcutActions(window, self._shortcut_handlers())
+        self.shortcuts = ShortcutActions(window, self._shortcut_handlers(), home=window.frame_view.graphics)
         if self.shortcuts.load_error:
             window.statusBar().showMessage(f"Default shortcuts in use: {self.shortcuts.load_error}", 15000)
         self.palette.show_keys(self.shortcuts.map.to_dict())

@@ -54,11 +54,18 @@ class FocusedControlKeys(QtCore.QObject):
     activated (the first one of a floating dock clicked on) does not keep them either: floating docks pass
     every shortcut.
 
+    A text or number box (the frame number, fps, brush size) keeps every key it gets, whatever gave it the
+    focus; Enter (after it takes the value) and Esc give the keys back to `home`, the frame view: after a jump
+    by frame number, Space and D were typed into the box, or did nothing.
+
     Install it with `watch` on the window: the key's ShortcutOverride event goes up from the focused widget
     to its window (a floating dock is one), and accepting it gives the key to the widget. Docks, toolbars and
     panels added to the window or to a dock later are covered when they are first shown (ChildPolished)."""
 
-    def watch(self, window: QtWidgets.QWidget) -> None:
+    home: QtWidgets.QWidget | None = None
+
+    def watch(self, window: QtWidgets.QWidget, home: QtWidgets.QWidget | None = None) -> None:
+        self.home = home
         self._watch_window(window)
         self.cover(window)
 
@@ -72,6 +79,11 @@ class FocusedControlKeys(QtCore.QObject):
         and their focus is watched; its docks get the ShortcutOverride filter."""
         for dock in parent.findChildren(QtWidgets.QDockWidget):
             self._watch_window(dock)
+        for box in [*parent.findChildren(QtWidgets.QAbstractSpinBox), *parent.findChildren(QtWidgets.QLineEdit)]:
+            if not box.property(_COVERED) and not isinstance(box.parent(), (QtWidgets.QAbstractSpinBox,
+                                                                               QtWidgets.QComboBox)):
+                box.setProperty(_COVERED, True)
+                box.installEventFilter(self)
         controls = [*parent.findChildren(QtWidgets.QAbstractButton), *parent.findChildren(QtWidgets.QComboBox)]
         for control in controls:
             if control.property(_COVERED) or isinstance(control, QtWidgets.QComboBox) and control.isEditable():
@@ -83,6 +95,8 @@ class FocusedControlKeys(QtCore.QObject):
 
     def eventFilter(self, watched, event) -> bool:
         kind = event.type()
+        if kind == QtCore.QEvent.KeyPress and isinstance(watched, (QtWidgets.QAbstractSpinBox, QtWidgets.QLineEdit)):
+            return self._box_key(watched, event)
         if kind == QtCore.QEvent.ShortcutOverride:
             if _used_by(QtWidgets.QApplication.focusWidget(), event):
                 event.accept()
@@ -92,6 +106,20 @@ class FocusedControlKeys(QtCore.QObject):
                 watched.setProperty(_CHOSEN, kind == QtCore.QEvent.FocusIn and event.reason() in _FROM_THE_KEYBOARD)
         elif kind == QtCore.QEvent.ChildPolished and isinstance(watched, (QtWidgets.QMainWindow, QtWidgets.QDockWidget)):
             self.cover(watched)  # a dock, toolbar or panel added after the shortcuts were made
+        return False
+
+
+    def _box_key(self, box: QtWidgets.QWidget, event: QtGui.QKeyEvent) -> bool:
+        """Enter or Esc in a text or number box of the window: the keys go back to `home` (Enter once the box has
+        taken its value). True: the key is used up."""
+        home = self.home
+        if (home is None or box.window() is not home.window() or event.modifiers() & ~QtCore.Qt.KeypadModifier
+                or event.key() not in (QtCore.Qt.Key_Return, QtCore.Qt.Key_Enter, QtCore.Qt.Key_Escape)):
+            return False
+        if event.key() == QtCore.Qt.Key_Escape:
+            home.setFocus(QtCore.Qt.OtherFocusReason)
+            return True
+        QtCore.QTimer.singleShot(0, home, lambda: home.setFocus(QtCore.Qt.OtherFocusReason) if box.hasFocus() else None)
         return False
 
 
@@ -113,9 +141,11 @@ class ShortcutActions:
     focused control chose from the keyboard stay its own, and the window's buttons, check boxes and combo
     boxes (docks included: they are its children) take the focus from Tab only (`FocusedControlKeys`)."""
 
-    def __init__(self, window: QtWidgets.QWidget, handlers: dict[str, Callable[[], None]]):
+    def __init__(self, window: QtWidgets.QWidget, handlers: dict[str, Callable[[], None]],
+                 home: QtWidgets.QWidget | None = None):
+        """`home`: the widget that Enter or Esc in a text or number box gives the keys back to (`FocusedControlKeys`)."""
         self.focus_keys = FocusedControlKeys(window)
-        self.focus_keys.watch(window)
+        self.focus_keys.watch(window, home)
         self.actions: dict[str, QtGui.QAction] = {}
         for name, handler in handlers.items():
             action = QtGui.QAction(action_title(name), window)
