@@ -437,15 +437,22 @@ class ReviewSession:
         order = list(ReviewStatus)
         return [order[code] for code in self.status_codes]
 
-    def next_unreviewed(self, index: int, step: int = 1) -> int | None:
+    def next_unreviewed(self, index: int, step: int = 1, order: list[int] | None = None) -> int | None:
         """The nearest unreviewed frame after `index` in `step`'s direction (1 or -1), wrapping round;
-        unreadable frames have nothing to review and are stepped over. None when no frame is left."""
+        unreadable frames have nothing to review and are stepped over. None when no frame is left.
+
+        `order`: the frames to look through, in the order to take them (the review queue's rows, sorted and
+        filtered), in place of every frame in frame order; when `index` is not among them the search starts
+        at their start (their end for -1)."""
         if step not in (1, -1):
             raise ValueError(f"step must be 1 or -1, got {step}")
-        n = len(self)
-        for k in range(1, n):
-            i = (index + step * k) % n
-            if not self.is_unreadable(i) and (self.status(i) is ReviewStatus.UNREVIEWED or self.needs_review_again(i)):
+        order = list(range(len(self))) if order is None else list(order)
+        if step == -1:
+            order.reverse()
+        start = order.index(index) + 1 if index in order else 0
+        for i in order[start:] + order[:start]:
+            if i != index and not self.is_unreadable(i) and (
+                    self.status(i) is ReviewStatus.UNREVIEWED or self.needs_review_again(i)):
                 return i
         return None
 

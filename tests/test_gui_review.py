@@ -80,6 +80,32 @@ def test_a_status_change_brings_another_instances_statuses_into_the_queue_and_it
     assert review.index == 4
 
 
+def test_space_and_n_follow_the_queue_as_sorted_and_filtered(review, qtbot):
+    """GUI audit 17: with the queue sorted by peak score, Space went 24 -> 25 -> 26 in frame order and skipped the
+    frames the analyst had sorted to the top."""
+    session, panel = review.session, review.review_tools.review_panel
+    for index in range(len(session)):  # the peak scores fall with the frame number, the other way round from it
+        mask = session.project.prediction_mask(session.stem(index))
+        session.project.save_prediction(session.stem(index),
+                                        FrameResult(np.where(mask, 1.0 + 0.1 * index, -5.0).astype(np.float32)))
+    review.review_tools.refresh_queue()
+    panel.status_filter.setCurrentIndex(panel.status_filter.findData(ReviewStatus.UNREVIEWED))
+    panel.sort_combo.setCurrentText("peak score")
+    panel.descending.setChecked(True)
+    queue = [s.index for s in panel.model.rows]
+    assert queue[:3] == [59, 58, 57]
+    review.timeline.go_to(59)
+    _key(review, qtbot, QtCore.Qt.Key_Space)  # accepted: it leaves the filtered queue, and the next row is shown
+    assert _status(review, 59) is ReviewStatus.ACCEPTED and review.index == 58
+    _key(review, qtbot, QtCore.Qt.Key_N)
+    assert review.index == 57
+    _key(review, qtbot, QtCore.Qt.Key_N, QtCore.Qt.ShiftModifier)
+    assert review.index == 58
+    panel.status_filter.setCurrentIndex(panel.status_filter.findData(ReviewStatus.ACCEPTED))
+    _key(review, qtbot, QtCore.Qt.Key_N)  # no unreviewed frame in this queue: frame order
+    assert review.index == 0  # after 58 (59 is accepted), wrapping round
+
+
 def test_next_unreviewed_on_the_last_unreviewed_frame_says_it_is_the_one_shown(review, qtbot):
     tools = review.review_tools
     for index in range(len(review.session)):

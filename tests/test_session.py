@@ -25,6 +25,19 @@ def session(tmp_path):
     session.close()
 
 
+def test_next_unreviewed_in_a_given_order(session):
+    """The review queue's order (sorted, filtered): the search follows it, wraps round, and starts at its start
+    when the frame shown is not in it."""
+    order = [5, 0, 4, 2]
+    assert session.next_unreviewed(0, 1, order) == 4 and session.next_unreviewed(2, 1, order) == 5
+    assert session.next_unreviewed(5, -1, order) == 2 and session.next_unreviewed(0, -1, order) == 5
+    assert session.next_unreviewed(1, 1, order) == 5  # frame 1 is filtered out of the queue
+    assert session.next_unreviewed(1, -1, order) == 2
+    session.set_status(4, ReviewStatus.ACCEPTED)
+    assert session.next_unreviewed(0, 1, order) == 2
+    assert session.next_unreviewed(0, 1, [3, 0]) is None  # frame 3 is unreadable: nothing left in this order
+
+
 def test_next_unreviewed_steps_over_reviewed_and_unreadable_frames(session):
     assert session.project is None  # no detection yet: every readable frame is unreviewed
     assert session.is_unreadable(3)

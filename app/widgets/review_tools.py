@@ -318,10 +318,22 @@ class ReviewTools(QtCore.QObject):
             self.refresh_queue()
         self.review_panel.set_statuses(self.window.session.statuses())
 
+    def _following(self, step: int, queue: list[int]) -> int | None:
+        """The next unreviewed frame in `step`'s direction: in the review queue's order, as sorted and filtered
+        (`queue`: its frames, taken before a status change could drop the shown one from it), else, when the
+        queue holds none, in frame order."""
+        session, index = self.window.session, self.window.index
+        following = session.next_unreviewed(index, step, queue) if queue else None
+        return session.next_unreviewed(index, step) if following is None else following
+
+    def _queue_order(self) -> list[int]:
+        return [summary.index for summary in self.review_panel.model.rows]
+
     def accept_and_next(self) -> None:
+        queue = self._queue_order()
         if not self.set_status(ReviewStatus.ACCEPTED):
             return
-        following = self.window.session.next_unreviewed(self.window.index, 1)
+        following = self._following(1, queue)
         if following is None:
             self.window.statusBar().showMessage("Every readable frame is reviewed.", 8000)
         else:
@@ -331,7 +343,7 @@ class ReviewTools(QtCore.QObject):
         if self.window.session is None:
             return
         session, index = self.window.session, self.window.index
-        following = session.next_unreviewed(index, step)
+        following = self._following(step, self._queue_order())
         if following is None:
             shown_left = not session.is_unreadable(index) and (
                 session.status(index) is ReviewStatus.UNREVIEWED or session.needs_review_again(index))
