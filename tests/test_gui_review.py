@@ -440,6 +440,27 @@ def test_enter_or_esc_in_a_number_box_gives_the_keys_back_to_the_frame(review, q
     assert review.index == 25
 
 
+def test_add_target_diff_and_every_overlay_have_a_key(review, qtbot):
+    """GUI audit 17: the Add target tool, the Diff and the heatmap, ground-truth and bad-pixel overlays had no key,
+    and could not be given one in the shortcuts dialog."""
+    tools, toggles = review.review_tools, review.overlay_panel.toggles
+    _key(review, qtbot, QtCore.Qt.Key_T)
+    assert tools.palette.tool is Tool.ACCEPT_TARGET
+    assert tools.palette.tool_actions[Tool.ACCEPT_TARGET].toolTip().endswith("(T)")
+    for key, overlay in ((QtCore.Qt.Key_5, "probability"), (QtCore.Qt.Key_6, "truth"), (QtCore.Qt.Key_7, "bad_pixels")):
+        before = toggles[overlay].isChecked()
+        _key(review, qtbot, key)
+        assert toggles[overlay].isChecked() is not before, overlay
+    _key(review, qtbot, QtCore.Qt.Key_8)
+    assert tools.editing.diff_shown and tools.palette.diff.toolTip().endswith("(8)")
+    _key(review, qtbot, QtCore.Qt.Key_8)
+    assert not tools.editing.diff_shown
+    dialog = tools.edit_shortcuts()
+    assert {"tool_accept_target", "toggle_diff", "toggle_truth_overlay"} <= set(dialog.edits)
+    assert dialog.conflicts.text() == ""
+    dialog.reject()
+
+
 def test_the_shortcuts_dialog_lists_the_fixed_keys_too(review, qtbot):
     """It listed only the editable map: Left/Right, PgUp/PgDown, Shift+Space (play), Ctrl+O, Ctrl+R... were nowhere."""
     dialog = review.review_tools.edit_shortcuts()
@@ -950,6 +971,8 @@ def test_a_slip_on_a_negative_frame_and_its_undo_leave_it_negative_with_nothing_
     _key(review, qtbot, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)
     assert _status(review, 0) is ReviewStatus.NEGATIVE and not committed(review, 0).any()
     assert review.review_tools.review_panel.status_buttons[ReviewStatus.NEGATIVE].isChecked()
+    _key(review, qtbot, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)  # nothing left: said, not silent
+    assert bar.currentMessage() == "Frame 1: nothing to undo."
 
 
 def test_a_project_folder_taken_by_a_file_refuses_each_save_with_a_message_and_keeps_the_stroke(

@@ -181,6 +181,7 @@ DEFAULT_SHORTCUTS: dict[str, str] = {
     "tool_flood_fill": "F",
     "tool_delete_component": "X",
     "tool_grow_target": "G",
+    "tool_accept_target": "T",
     "brush_smaller": "[",
     "brush_larger": "]",
     "accept_all_predicted": "Ctrl+A",
@@ -190,6 +191,10 @@ DEFAULT_SHORTCUTS: dict[str, str] = {
     "toggle_committed_overlay": "2",
     "toggle_edge_overlay": "3",
     "toggle_target_boxes": "4",
+    "toggle_probability_overlay": "5",
+    "toggle_truth_overlay": "6",
+    "toggle_bad_pixels_overlay": "7",
+    "toggle_diff": "8",
 }
 
 # Qt's portable text order (QKeySequence.toString): a map written here reads back in Qt unchanged.

@@ -57,6 +57,9 @@ def diff_rgba(only_predicted: np.ndarray, only_committed: np.ndarray, both: np.n
     return rgba
 
 
+DIFF_TIP = "Prediction vs committed mask: magenta only predicted, blue only committed, white both"
+
+
 class EditPalette(QtWidgets.QToolBar):
     """Tool buttons, brush size, the diff toggle, undo/redo and accept-all."""
 
@@ -97,7 +100,7 @@ class EditPalette(QtWidgets.QToolBar):
         self.redo = self.addAction("Redo", self.redoRequested.emit)
         self.diff = self.addAction("Diff")
         self.diff.setCheckable(True)
-        self.diff.setToolTip("Prediction vs committed mask: magenta only predicted, blue only committed, white both")
+        self.diff.setToolTip(DIFF_TIP)
         self.diff.toggled.connect(self.diffToggled)
         self.editing_enabled = True
 
@@ -116,7 +119,7 @@ class EditPalette(QtWidgets.QToolBar):
         """Each tool's and button's tooltip with its current keys (`keys`: shortcut action name -> keys, as
         `ShortcutMap` names them: "tool_brush", "undo", ...; "" unbound)."""
         shown = {action: (TOOL_LABELS[tool][1], f"tool_{tool.value}") for tool, action in self.tool_actions.items()}
-        shown.update({self.accept_all: (ACCEPT_ALL_TIP, "accept_all_predicted"),
+        shown.update({self.accept_all: (ACCEPT_ALL_TIP, "accept_all_predicted"), self.diff: (DIFF_TIP, "toggle_diff"),
                       self.undo: ("Undo the last edit of this frame", "undo"),
                       self.redo: ("Redo the edit undone", "redo")})
         for action, (tip, name) in shown.items():
@@ -239,10 +242,17 @@ class MaskEditing(QtCore.QObject):
     # --- actions --------------------------------------------------------------------------------
 
     def undo(self) -> None:
-        self._run(lambda editor, index: editor.undo(index))
+        self._step(redo=False)
 
     def redo(self) -> None:
-        self._run(lambda editor, index: editor.redo(index))
+        self._step(redo=True)
+
+    def _step(self, redo: bool) -> None:
+        editor, index = self.editor, self.window.index
+        if editor is not None and self.blocked is None and not (editor.can_redo if redo else editor.can_undo)(index):
+            self.window.say_about_frame(f"Frame {index + 1}: nothing to {'redo' if redo else 'undo'}.", 4000)
+            return
+        self._run(lambda editor, index: editor.redo(index) if redo else editor.undo(index))
 
     def accept_all(self) -> None:
         self._run(lambda editor, index: editor.accept_all(index))

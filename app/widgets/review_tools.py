@@ -137,9 +137,13 @@ class ReviewTools(QtCore.QObject):
             "toggle_committed_overlay": toggles["committed"].toggle,
             "toggle_edge_overlay": toggles["edges"].toggle,
             "toggle_target_boxes": toggles["boxes"].toggle,
+            "toggle_probability_overlay": toggles["probability"].toggle,
+            "toggle_truth_overlay": toggles["truth"].toggle,
+            "toggle_bad_pixels_overlay": toggles["bad_pixels"].toggle,
+            "toggle_diff": palette.diff.toggle,
         }
         for tool in (Tool.NAVIGATE, Tool.BRUSH, Tool.ERASER, Tool.POLYGON, Tool.FLOOD_FILL, Tool.DELETE_COMPONENT,
-                     Tool.GROW_TARGET):
+                     Tool.GROW_TARGET, Tool.ACCEPT_TARGET):
             handlers[f"tool_{tool.value}"] = lambda t=tool: palette.set_tool(t)
         return handlers
 
