@@ -76,7 +76,7 @@ class RightColumnDocks:
 
     def size_docks(self) -> None:
         """Share the right column: the review queue what its buttons, filters and four rows need (up to
-        half the column; the propagation controls below them may need scrolling to), the detection panel
+        half the column), the detection panel
         its full height from the rest, the overlays what is left (at least a few rows); each scrolls
         when short. Qt would otherwise shrink all three alike. Done when the window first shows and again
         whenever its height changes, but for a share the analyst made by dragging a separator: that is kept
@@ -89,7 +89,7 @@ class RightColumnDocks:
         column = sum(d.height() for d in docks)
         detection_full, overlays_full = (d.height() - d.widget().height() + d.widget().widget().sizeHint().height()
                                          for d in (window.detection_dock, window.overlays_dock))
-        # down to the queue table's fourth row (everything above it is fixed; propagation below may scroll); the
+        # down to the queue table's fourth row (everything above it is fixed); the
         # share is the one the Review tab needs, whichever tab is shown, so switching tabs keeps it
         table = window.review_tools.review_panel.table
         queue_needed = table.mapTo(review_dock.widget().widget(), QtCore.QPoint(0, 0)).y() + table.minimumHeight()

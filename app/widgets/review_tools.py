@@ -56,7 +56,8 @@ class ReviewTools(QtCore.QObject):
         self._settled_on: int | None = None  # the frame the queue was last scrolled to by `frame_settled`
         self.review_dock = QtWidgets.QDockWidget("Review", window)
         self.review_dock.setObjectName("Review")
-        self.review_dock.setWidget(ScrollingPanel(self._review_widget()))
+        self.review_dock.setWidget(ScrollingPanel(self.review_panel))
+        self._put_propagation_under_the_targets()
         window.addDockWidget(QtCore.Qt.RightDockWidgetArea, self.review_dock)
         window.tabifyDockWidget(window.targets_dock, self.review_dock)
         self.review_dock.raise_()
@@ -79,15 +80,18 @@ class ReviewTools(QtCore.QObject):
         self.propagation_panel.goToStopRequested.connect(window.timeline.go_to)
         self.propagation.finished.connect(self._propagated)
 
-    def _review_widget(self) -> QtWidgets.QWidget:
+    def _put_propagation_under_the_targets(self) -> None:
+        """Propagation carries the target selected in the Targets list: its controls sit under that list, in the
+        same tab (in the Review tab they were a tab away from the selection, and squeezed the queue to 4 rows)."""
+        window = self.window
         propagation = QtWidgets.QGroupBox("Propagation")
         QtWidgets.QVBoxLayout(propagation).addWidget(self.propagation_panel)
         widget = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(widget)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.review_panel, 1)
+        layout.addWidget(window.target_list, 1)
         layout.addWidget(propagation)
-        return widget
+        window.targets_dock.setWidget(widget)
 
     def _build_menus(self) -> None:
         menus = {action.text(): action.menu() for action in self.window.menuBar().actions()}
