@@ -19,6 +19,11 @@ whole after being read half-copied), and leaves `bad_frames` when it reads; whil
 stored reason is raised without reading it. A stack's pages are not read again. The sequence's sample type
 is the one most frame headers give, so a stray frame of another type is the one reported.
 
+A frame whose decoder would fill in what it cannot read is unreadable too: a PNG or JPEG cut short, a JPEG whose
+compressed data is damaged or was cut short and closed again with an end marker (libjpeg fills the rest with grey and
+only warns on stderr; `app.core.jpeg_damage` says how this is found, and what is not). A multi-page TIFF in a folder of frames
+is an unreadable frame (a stack: its pages would vanish behind its first); opened on its own it is a stack.
+
 A multi-page TIFF cut short keeps the frame count its metadata give (ImageJ's image count, or the shape
 tifffile wrote): the frames the file no longer holds are bad frames. Where no metadata give a count, its
 readable pages are the frames, and the pages lost after them are one entry of `bad_frames` with
@@ -27,6 +32,7 @@ file are kept out of the output: the reason reaches the caller in these entries 
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -42,6 +48,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from app.core.jpeg_damage import JPEG_SOF, jpeg_damage, jpeg_undecodable
 from model.data import FrameReadError, natural_key
 from model.metrics import (BoxesFileError, ground_truth_target, interpolated_pixels, number_clip_frames,
                            read_boxes_csv)
@@ -143,6 +150,8 @@ def _cannot_open(path, error: OSError) -> FrameReadError:
         if os.path.islink(path):  # such as a git-annex or DataLad file whose content was not fetched
             return FrameReadError(path, f"broken link (its target {os.readlink(path)} does not exist)")
         return FrameReadError(path, "file not found")
+    if error.errno == errno.ELOOP and os.path.islink(path):  # a link to itself, or links that lead back to it
+        return FrameReadError(path, f"broken link (its target {os.readlink(path)} leads back to it: a loop of links)")
     return FrameReadError(path, f"cannot read file ({error.strerror or error})")
 
 
@@ -222,7 +231,9 @@ def lower_thread_priority() -> None:
     frame (and with the display server) for the same cores, and a frame waited for now matters more than
     one that may be wanted next. Elsewhere, or without permission, the thread keeps its priority."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+        thread = threading.get_native_id()
+        # relative to the caller's: an app started with `nice` keeps its read-ahead below its own threads
+        os.setpriority(os.PRIO_PROCESS, thread, min(os.getpriority(os.PRIO_PROCESS, thread) + BACKGROUND_NICENESS, 19))
     except (AttributeError, OSError):
         pass
 
@@ -249,13 +260,21 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
 
         try:
             with _tifffile_quiet_here(), tifffile.TiffFile(path) as tf:
-                page = tf.pages[0].asarray()
+                stack = _tiff_stack_pages(tf)
+                page = None if stack else tf.pages[0].asarray()
         except Exception as e:  # tifffile raises many types for corrupt files
             raise FrameReadError(path, f"unreadable TIFF ({e})") from None
+        if stack:
+            raise FrameReadError(path, _stack_in_folder(stack))
         return _tiff_page_to_gray(page, path)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
-        raise FrameReadError(path, f"corrupt {fmt.upper()} (decoder failed)")
+        reason = jpeg_undecodable(data) if fmt == "jpeg" else f"corrupt {fmt.upper()} (decoder failed)"
+        raise FrameReadError(path, reason)
+    if fmt == "jpeg":  # libjpeg fills damaged or missing data in with grey, and only warns on stderr
+        damage = jpeg_damage(data, image)
+        if damage is not None:
+            raise FrameReadError(path, damage)
     _check_dtype(image, path)
     return to_gray(image)
 
@@ -590,12 +609,25 @@ class ImageSource(FrameSource):
 
 
 def _list_images(folder: Path, with_broken_links: bool = False) -> list[os.DirEntry]:
-    """The image files of a folder in natural order; `with_broken_links` adds links whose target is missing."""
+    """The image files of a folder in natural order; `with_broken_links` adds links that lead to no file (their
+    target missing, or a loop of links)."""
     with os.scandir(folder) as it:
         entries = [e for e in it if not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES)
-                   and (e.is_file() or with_broken_links and e.is_symlink() and not os.path.exists(e.path))]
+                   and _is_image_file(e, with_broken_links)]
     entries.sort(key=lambda e: natural_key(e.name))
     return entries
+
+
+def _is_image_file(entry: os.DirEntry, with_broken_links: bool) -> bool:
+    try:
+        if entry.is_file():
+            return True
+        return with_broken_links and entry.is_symlink() and not os.path.exists(entry.path)
+    except OSError:  # is_file() follows the link: a loop of links (ELOOP), or a name it cannot resolve
+        try:
+            return with_broken_links and entry.is_symlink()
+        except OSError:
+            return False
 
 
 _END_MARKERS = {"png": (_PNG_IEND, "truncated PNG (no IEND chunk at the end)"),
@@ -607,10 +639,6 @@ def _head_and_tail(fd: int, size: int = 32) -> tuple[bytes, bytes]:
     """The first `size` and the last _TAIL bytes of an open file."""
     head = os.read(fd, size)
     return head, os.pread(fd, _TAIL, max(0, os.fstat(fd).st_size - _TAIL))
-
-
-# SOF markers (baseline, extended, progressive, lossless; Huffman and arithmetic) carry the frame size
-_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 
 
 def _jpeg_size(fd: int) -> tuple[int, int] | None:
@@ -630,29 +658,60 @@ def _jpeg_size(fd: int) -> tuple[int, int] | None:
             continue
         if marker in (0xD9, 0xDA):  # end of image, or the scan began before any frame header
             return None
-        if marker in _JPEG_SOF:
+        if marker in JPEG_SOF:
             height, width = struct.unpack(">HH", seg[5:9]) if len(seg) == 9 else (0, 0)
             return (height, width) if height and width else None
         pos += 2 + struct.unpack(">H", seg[2:4])[0]
     return None
 
 
+def _tiff_stack_pages(tiff) -> int:
+    """The page count of a TIFF that is a stack of frames: more than one page of the first page's shape and
+    sample type, or a frame count above 1 in its metadata (a stack cut short keeps it); 0 for one image, whose
+    other pages, if any, are thumbnails or previews."""
+    from tifffile.tifffile import shaped_description_metadata
+
+    pages = tiff.pages
+    first, n_pages = pages[0], len(pages)
+    if any(pages[k].shape == first.shape and pages[k].dtype == first.dtype for k in range(1, n_pages)):
+        return n_pages
+    # as `_declared_frames` counts, from the first page alone (tifffile's shaped_metadata builds every series)
+    declared = 0
+    if tiff.is_imagej:
+        declared = int((tiff.imagej_metadata or {}).get("images", 0))
+    elif first.shaped_description is not None:
+        shape = shaped_description_metadata(first.shaped_description).get("shape") or ()
+        declared = int(np.prod(shape[:-len(first.shape)]))
+    return max(n_pages, declared) if declared > 1 else 0
+
+
+def _stack_in_folder(pages: int) -> str:
+    # one frame per file: its other pages would vanish without a word
+    return (f"multi-page TIFF of {pages} pages in a folder of frames (a stack, not one frame): open it on its "
+            "own to read it as a stack")
+
+
 def _tiff_size(file: str) -> tuple[int, int, np.dtype] | None:
+    """(height, width, dtype) of a TIFF's first page; None where the decode must tell. Raises FrameReadError
+    for a stack of frames (a multi-page TIFF)."""
     import tifffile
 
     try:
         with _tifffile_quiet_here(), tifffile.TiffFile(file) as tf:
             page = tf.pages[0]
             height, width, dtype = int(page.imagelength), int(page.imagewidth), page.dtype
+            stack = _tiff_stack_pages(tf)
     except Exception:  # tifffile raises many types for corrupt files: the decode reports the reason
         return None
+    if stack:
+        raise FrameReadError(file, _stack_in_folder(stack))
     return (height, width, np.dtype(dtype)) if dtype is not None and np.dtype(dtype) in SUPPORTED_DTYPES else None
 
 
 def _header_of(file: str) -> tuple[int, int, np.dtype] | None:
     """(height, width, dtype) of an image file without decoding its pixels (PNG/BMP header, JPEG frame
     header, TIFF first page); None where that takes a decode. Raises FrameReadError when the file cannot
-    be read, is no image, or is a PNG or JPEG cut short (its end marker missing)."""
+    be read, is no image, is a PNG or JPEG cut short (its end marker missing) or a multi-page TIFF (a stack)."""
     try:
         # os.open/os.read: half the cost of open() for the 10k-file folders this runs over
         fd = os.open(file, os.O_RDONLY)
