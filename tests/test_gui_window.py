@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -99,6 +100,31 @@ def test_play_advances_frames(window, sequence_16bit, qtbot):
     qtbot.waitUntil(lambda: window.index >= 5, timeout=5000)
     window.timeline.toggle_play()
     assert not window.timeline.playing
+
+
+def test_a_detection_run_into_a_project_another_run_is_writing_to_is_refused_and_writes_nothing(
+        window, fresh_sequence, qtbot):
+    """`irsam detect` into the project while the window detected (or two windows) left proposals of both
+    detectors; the window's run now takes the project's detection lock and is refused while another holds it."""
+    from app.core.run_lock import DetectionLock
+    from tests.gui_review_helpers import predict_ground_truth
+
+    predict_ground_truth(fresh_sequence, frames=[0])
+    _open(window, qtbot, fresh_sequence)
+    _choose(window, "tophat")
+    qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=10000)
+    with DetectionLock(window.session.project.folder, "irsam detect") as held:
+        assert held.held
+        window.run_detection("all")
+        qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
+                        timeout=10000)
+        text = window.detection_panel.info.text()
+        assert f"Not started: another detection run (irsam detect, pid {os.getpid()}) is writing to the project" in text
+        assert int((window.session.detection_counts >= 0).sum()) == 1  # frame 0's earlier proposal only
+    window.run_detection("all")  # released: the run goes through, and leaves no lock behind
+    qtbot.waitUntil(lambda: not window.detection_runner.busy and (window.session.detection_counts >= 0).all(),
+                    timeout=20000)
+    assert not (window.session.project.folder / "detect.lock").exists()
 
 
 def test_detection_run_cancelled_midway_keeps_partial_results(window, fresh_sequence, qtbot):

@@ -23,6 +23,7 @@ from app.core.frames import FrameReadError, SourceError, frame_digest, frames_fo
 from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject, is_project, utc_now
 from app.core.provenance import ProposalOrigin, detector_record
+from app.core.run_lock import DETECT_LOCK, DetectionLock, DetectionRunningError
 from app.paths import DEFAULT_WEIGHTS
 from model.config import PRESETS
 from model.detectors import REFINE_MODES, TTA_MODES
@@ -87,12 +88,13 @@ def make_detector(
     tta: str = "none", refine: str = "contrast", size_gate=None,
 ):
     """The detector and the record of it stored in the project (size_gate: a model.size_gate.TargetSizeGate)."""
+    from model.checkpoint import check_weights_path
     from model.evaluate import make_detector as make_named_detector
     from model.size_gate import gated
 
     if method != "irsam":
         return gated(make_named_detector(method, None), size_gate), detector_record(method, size_gate)
-    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    path = check_weights_path(weights) if weights is not None else DEFAULT_WEIGHTS
     if not path.exists():
         hint = "" if weights else " (the shipped default weights are missing: pass --weights FILE or --method tophat)"
         raise FileNotFoundError(f"weights file not found: {path}{hint}")
@@ -129,7 +131,31 @@ def _detect(args, request, source) -> int:
         print(f"error: {out} is a file, not a folder: detect into a new or empty folder (nothing was written)",
               file=sys.stderr)
         return 2
-    if out.exists() and not is_project(out) and any(out.iterdir()):
+    if _foreign_folder(out):  # checked before the lock file is made there too: nothing is written into it
+        print(f"error: {out} is not a review project and not empty: detect into a new or empty folder "
+              "(nothing was written)", file=sys.stderr)
+        return 2
+    try:
+        lock = DetectionLock(out).acquire()
+    except DetectionRunningError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _detect_locked(args, request, source, out)
+    finally:
+        lock.release()
+
+
+def _foreign_folder(out: Path) -> bool:
+    """Whether `out` is a folder holding files but no review project (a detection run's lock file aside)."""
+    try:
+        return out.is_dir() and not is_project(out) and any(p.name != DETECT_LOCK for p in out.iterdir())
+    except OSError:  # unreadable: creating the project there says why
+        return False
+
+
+def _detect_locked(args, request, source, out: Path) -> int:
+    if _foreign_folder(out):  # made since the check before the lock
         print(f"error: {out} is not a review project and not empty: detect into a new or empty folder "
               "(nothing was written)", file=sys.stderr)
         return 2
@@ -137,6 +163,8 @@ def _detect(args, request, source) -> int:
     try:
         if is_project(out):
             existing = ReviewProject.open(out)
+            for path, reason in existing.damaged:  # project.json restored from its backup, say (as irsam info does)
+                print(f"warning: {path}: {reason}", file=sys.stderr)
             moved_from = _other_source(existing, Path(args.source), args.follow_source, source)
             # The stored normalisation is the sequence's: never recomputed on a re-run, and never changed,
             # since the project's earlier predictions (and the app's later ones) were made through it.
@@ -215,7 +243,7 @@ def _detect(args, request, source) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-    bad = source.bad_frames
+    bad = _bad_frames_within(source, n)
     print(f"{stats['frames']} frames in {stats['seconds']:.1f} s ({stats['fps']:.2f} frames/s), "
           f"{stats['targets']} targets; project: {out}")
     if stats["changed"]:
@@ -230,6 +258,15 @@ def _detect(args, request, source) -> int:
             print(f"  {b.path}: {b.reason}{_what_the_stem_keeps(source, project, b)}")
     _report_other_proposals(project, source.stems[n:], origin)
     return 0 if stats["frames"] > 0 or done_before else 1
+
+
+def _bad_frames_within(source, n: int) -> list:
+    """The source's unreadable frames (`bad_frames`) among the first `n`, those a run with --limit n covers: a
+    frame's own entry by its index, a second file of a stem by that stem's frame, the pages lost at the end of a
+    TIFF stack only when the run goes to the end."""
+    covered = set(source.stems[:n])
+    return [b for b in source.bad_frames
+            if (b.index < n if b.index is not None else b.stem in covered if b.stem is not None else n == len(source))]
 
 
 def _what_the_stem_keeps(source, project: ReviewProject, bad) -> str:

@@ -13,6 +13,7 @@ from app.core.frames import FrameReadError, FrameSource
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, content_stamp
 from app.core.provenance import ProposalOrigin, detector_record, sha256_of
+from app.core.run_lock import DetectionLock, DetectionRunningError
 from model.detectors import Detector
 from model.evaluate import make_detector
 from model.size_gate import TargetSizeGate, gated, ungated
@@ -150,21 +151,30 @@ class DetectionWorker(QtCore.QObject):
     @QtCore.Slot()
     def run(self) -> None:
         cancelled = False
+        saving = self.project is not None and not self.features
+        lock = None
         try:
+            if saving and self.indices:  # before the weights load: a refusal comes at once
+                lock = DetectionLock(self.project.folder, "the IRSAM Review window").acquire()
             if self.detector is None:
                 self.detector, notice = self.choice.build()
                 self.detectorReady.emit(self.detector, notice)
-            if self.project is not None and not self.features:
+            if saving:
                 self.origin = self.choice.origin(self.normalization, self.detector)
             cancelled = self._run_frames()
+        except DetectionRunningError as exc:
+            saving = False  # nothing was written
+            self.failed.emit(f"Not started: {exc}.")
         except Exception as exc:  # reported in the UI; the worker must always finish
             self.failed.emit(f"{type(exc).__name__}: {exc}")
         finally:
-            if self.project is not None and not self.features:
+            if saving:
                 try:
                     self.project.flush_detections()
                 except OSError as exc:
                     self.failed.emit(f"could not write detections.csv: {exc}")
+            if lock is not None:
+                lock.release()
             self.finished.emit(cancelled)
 
     def _run_frames(self) -> bool:
