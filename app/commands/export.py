@@ -61,6 +61,10 @@ def run(args) -> int:
             append=args.append, raw=args.raw, coco=args.coco, yolo=args.yolo,
             dataset_name=dataset_name, sequence_name=args.sequence,
         )
+    except KeyboardInterrupt as e:  # during the renames it is held back to their end, and says so
+        print(f"interrupted: {e}" if str(e) else f"interrupted: nothing of this export was written to {args.out}",
+              file=sys.stderr)
+        return 130
     except DatasetExistsError as e:
         print(f"error: {e.root} already holds a data set: choose another --out, or add to it with --append",
               file=sys.stderr)

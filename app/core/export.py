@@ -35,7 +35,11 @@ frames of this one) replaces the sequence's frames, exported from another projec
 (`ExportReport.replaced`).
 
 An export holds a lock on the data set (`_DatasetLock`) from its read of meta.json to its last rename, and
-removes the temporary files that exports cut short left there (`_remove_stale_temporary_files`).
+removes the temporary files that exports cut short left there (`_remove_stale_temporary_files`). Its renames
+are not cut short by Ctrl-C (`_SigintDeferred`): an interrupt that comes while they run takes effect once
+they are done, so the data set holds the whole export or, interrupted earlier, none of it. meta.json is
+renamed before the split files: whatever else cuts the renames short (a failed rename), meta.json records
+every frame a split file lists, so that a later export still finds this source's frames in it.
 
 A data set keeps the formats it has: an append also writes each of raw/, labels/ and annotations/ that the
 data set already holds, whether asked or not, so no file describes a mask or split that was replaced. The
@@ -50,6 +54,8 @@ import io
 import json
 import os
 import re
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -387,8 +393,12 @@ def export_project(
     or skipped (unreadable), `total` being the number selected; the split files, annotations, YOLO
     labels of earlier exports and meta.json are written after the last call.
     Every file is first written under a temporary name and renamed into place once all are written, so
-    an export that fails (a full disk) leaves the data set as it was; meta.json is renamed last. ExportError
-    when another export is writing into the data set (`_DatasetLock`).
+    an export that fails (a full disk) or is interrupted (KeyboardInterrupt) before the renames leaves the data
+    set as it was. The renames: the frames' files, then meta.json, the split files and the annotations, then
+    meta.json again where frames were removed (until then it keeps their records too): a failed one leaves
+    meta.json recording every frame a split file lists (ExportError saying to export again). Ctrl-C in the
+    main thread waits for the renames to end (`_SigintDeferred`): KeyboardInterrupt is raised once the data set
+    holds the whole export. ExportError when another export is writing into the data set (`_DatasetLock`).
     """
     if split is not None and split not in SPLITS:
         raise ExportError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -437,7 +447,10 @@ def export_project(
             source = _open_project_source(project)
         if normalization is None:
             normalization = Normalization.from_dict(project.normalization)
-        frame_files, index_files = _StagedFiles(), _StagedFiles()  # images, masks...; split files, meta.json
+        # images, masks...; meta.json, split files, annotations; meta.json without the records of frames removed
+        frame_files, index_files, final_files = _StagedFiles(), _StagedFiles(), _StagedFiles()
+        renaming = _SigintDeferred(f"{paths.root} holds the whole export: the interrupt came while its files were "
+                                   "being renamed into place, and took effect once they were")
         try:
             try:
                 source_index = {s: i for i, s in enumerate(source.stems)}
@@ -513,6 +526,10 @@ def export_project(
                                and not is_this_source(earlier_records[s])]
             # as the split files list them: a name exported before names were made listable ("seq_a ") reads "seq_a"
             removed_listed = set(removed_records) | {split_line_stem(s) for s in removed_records if listable_name(s) != s}
+            # renamed before the split files, keeping the records of the frames removed until they are renamed: a
+            # rename that fails after it leaves every frame a split file lists (the old or the new one) recorded
+            index_files.write(paths.root / "meta.json",
+                              encode_json(dict(meta, frames={**meta["frames"], **removed_records})))
             splits = {}
             for name, path in paths.split_files.items():
                 try:
@@ -531,23 +548,31 @@ def export_project(
             if "coco" in formats:
                 for name, stems in splits.items():
                     _write_coco(index_files, frame_files, paths, name, stems)
-            index_files.write(paths.root / "meta.json", encode_json(meta))
-        except BaseException:
+            if removed_records:
+                final_files.write(paths.root / "meta.json", encode_json(meta))
+            renaming.start()  # the last step before the renames: from here Ctrl-C waits for them to end
+        except BaseException:  # an interrupt too: nothing of this export is in place yet
+            renaming.restore()
             frame_files.discard()
             index_files.discard()
+            final_files.discard()
             raise
-        try:
-            frame_files.commit(remove_new_on_failure=True)
-        except ExportError:
-            index_files.discard()
-            raise
-        try:
-            index_files.commit(remove_new_on_failure=False)
-        except ExportError as e:
-            raise ExportError(f"{e}; {paths.root} is partly updated: export again, adding to the data set, "
-                              "to complete it") from e
-        for s, record in removed_records.items():
-            _remove_exported_files(paths.root, s, record)
+        with renaming:
+            try:
+                frame_files.commit(remove_new_on_failure=True)
+            except ExportError:
+                index_files.discard()
+                final_files.discard()
+                raise
+            try:
+                index_files.commit(remove_new_on_failure=False)
+                final_files.commit(remove_new_on_failure=False)
+            except ExportError as e:
+                final_files.discard()
+                raise ExportError(f"{e}; {paths.root} is partly updated: export again, adding to the data set, "
+                                  "to complete it") from e
+            for s, record in removed_records.items():
+                _remove_exported_files(paths.root, s, record)
         report.temporary_removed = _remove_stale_temporary_files(paths, None if lock.held else STALE_TEMPORARY_S)
         return report
     finally:
@@ -701,6 +726,59 @@ class _StagedFiles:
         for temporary in self.temporary.values():
             temporary.unlink(missing_ok=True)
         self.temporary.clear()
+
+
+_NOT_SWAPPED = object()
+
+
+class _SigintDeferred:
+    """Ctrl-C (SIGINT) held back while a block runs that must not be cut short (the renames that put an export in
+    place), from `start()` (or entering the block) to the block's end. Python runs signal handlers in the main
+    thread only, and only there can they be swapped: there, SIGINT is recorded meanwhile and delivered after the
+    block (KeyboardInterrupt with `note` under Python's default handler; any other handler is called, through
+    the signal). Elsewhere (the app's export worker, which SIGINT never interrupts) it does nothing, as where
+    SIGINT is ignored. A block ending in an exception (a failed rename, whose message says what the data set
+    holds) raises that one, not the interrupt: the export stops either way."""
+
+    def __init__(self, note: str = ""):
+        self.note = note
+        self.previous = _NOT_SWAPPED  # the handler swapped out, while held back
+        self.received = False
+
+    def start(self) -> None:
+        if self.previous is not _NOT_SWAPPED or threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is None or previous == signal.SIG_IGN:  # set outside Python (cannot be put back), or ignored
+            return
+        try:
+            signal.signal(signal.SIGINT, self._record)
+        except ValueError:  # not the main interpreter
+            return
+        self.previous = previous
+
+    def _record(self, signum, frame) -> None:
+        self.received = True
+
+    def restore(self) -> bool:
+        """Put the handler back; whether a SIGINT came meanwhile (then forgotten)."""
+        received, self.received = self.received, False
+        if self.previous is not _NOT_SWAPPED:
+            previous, self.previous = self.previous, _NOT_SWAPPED
+            signal.signal(signal.SIGINT, previous)
+        return received
+
+    def __enter__(self) -> _SigintDeferred:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        previous = self.previous
+        if self.restore() and exc_type is None:
+            if previous is signal.default_int_handler:
+                raise KeyboardInterrupt(self.note) if self.note else KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # to the handler put back (SIG_DFL: the process ends, as it would)
+        return False
 
 
 class _DatasetLock:
