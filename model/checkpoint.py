@@ -82,6 +82,8 @@ def _unwrap(obj: object, source: str) -> dict[str, Tensor]:
 
 def read_torch_file(path: str | os.PathLike) -> object:
     """torch.load(weights_only=True) on the CPU; CheckpointError with one line naming the file when it fails."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
     try:
         with warnings.catch_warnings():
             # on a foreign or corrupt file; the failure, if any, is reported below in one line
@@ -112,6 +114,21 @@ def _load_failure(path: str | os.PathLike, error: Exception) -> str:
     return f"not a readable PyTorch checkpoint, truncated or corrupt ({detail})"
 
 
+def check_weights_path(text: str, option: str = "--weights") -> Path:
+    """The checkpoint file a --weights (or --init) value names; CheckpointError when it is empty (an unset shell
+    variable), a directory, missing or not a regular file."""
+    if not text:
+        raise CheckpointError(f"{option} is empty: give a checkpoint file")
+    path = Path(text)
+    if path.is_dir():
+        raise CheckpointError(f"{option} {path} is a directory, not a checkpoint file")
+    if not path.exists():
+        raise CheckpointError(f"weights file not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"{option} {path} is not a regular file (a pipe or a device), not a checkpoint file")
+    return path
+
+
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
     """The state_dict stored in `path` (plain, wrapped in "model"/"state_dict", or our format)."""
     return _unwrap(read_torch_file(path), str(path))
@@ -129,12 +146,13 @@ class LoadReport:
     def ok(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched or self.mistyped)
 
-    def summary(self) -> str:
+    def summary(self, shown: int = _MAX_LISTED) -> str:
+        """The counts, each with its first `shown` names."""
         parts = [f"{len(self.loaded)} tensors fit"]
         for label, names in (("missing", self.missing), ("unexpected", self.unexpected),
                              ("shape mismatch", self.mismatched), ("type mismatch", self.mistyped)):
             if names:
-                parts.append(f"{len(names)} {label}: {_listing(names)}")
+                parts.append(f"{len(names)} {label}: {name_some(names, shown, ', ... and {} more')}")
         return "; ".join(parts)
 
 
@@ -343,10 +361,10 @@ def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> 
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise CheckpointError(f"{path}: its metadata's decision_threshold {threshold!r} is not a finite number")
     state_dict = _unwrap(obj, str(path))  # its errors name the file already
-    model = build_irsam(config)
-    try:
-        load_into(model, state_dict)
-    except CheckpointError as error:
+    # names and shapes first, on the meta device: a file whose stored config asks for a huge network is refused
+    # before any memory is taken for it
+    report = compare_keys(_network(path, config, config_stored, meta=True), state_dict)
+    if not report.ok:
         fitting = None if config_stored else _fitting_preset(state_dict, config.name)
         if fitting and config_name:
             raise CheckpointError(f"{path}: these are weights of the {fitting} config, not of {config.name}: "
@@ -356,11 +374,103 @@ def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> 
                                   "fusion: they cannot detect by themselves, but start a network to train "
                                   f"(irsam train --init {path})") from None
         if not fitting:
-            raise CheckpointError(f"{path}: {error}") from None
+            raise CheckpointError(f"{path}: {_misfit(state_dict, config, config_stored, config_name, report)}")
         config = preset(fitting)  # nothing asked for: the file names its network by its tensors
-        model = build_irsam(config)
-        load_into(model, state_dict)
+    model = _network(path, config, config_stored)
+    load_into(model, state_dict)
     return model, config, metadata
+
+
+def _network(path: str | os.PathLike, config: IRSAMConfig, config_stored: bool, meta: bool = False) -> nn.Module:
+    """build_irsam(config) (on the meta device: names and shapes only); a stored config that builds no network (a
+    negative or zero size, ...) raises CheckpointError naming the file, the config and the field at fault when
+    one can be told. A meta build that fails for another reason falls back to a real one."""
+    try:
+        return _meta_network(config) if meta else build_irsam(config)
+    except _BUILD_ERRORS as error:
+        if meta:
+            return _network(path, config, config_stored)
+        if not config_stored:
+            raise
+        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"{path}: its stored config cannot build a network ({text}): "
+                              f"{_config_fault(config)}") from None
+
+
+_BUILD_ERRORS = (RuntimeError, ValueError, TypeError, ZeroDivisionError, IndexError, AssertionError, OverflowError,
+                 MemoryError)
+
+
+def _changed_fields(config: IRSAMConfig) -> list[str]:
+    """The fields of a config that differ from its preset's (all but the name when it names no preset)."""
+    ours = config.to_dict()
+    if config.name not in PRESETS:
+        return [name for name in ours if name != "name"]
+    base = preset(config.name).to_dict()
+    return [name for name in ours if ours[name] != base[name]]
+
+
+def _config_changes(config: IRSAMConfig, names: list[str] | None = None) -> str:
+    """"tiny with embed_dim=-5 (the tiny preset has 32)": a stored config by the fields (`names`, default all)
+    that set it apart from its preset."""
+    if config.name not in PRESETS:
+        return f"{config.name!r}, which names no preset of this version"
+    base, ours = preset(config.name).to_dict(), config.to_dict()
+    names = _changed_fields(config) if names is None else names
+    if not names:
+        return config.name
+    return (f"{config.name} with " + ", ".join(f"{name}={json.dumps(ours[name])}" for name in names)
+            + f" (the {config.name} preset has " + ", ".join(json.dumps(base[name]) for name in names) + ")")
+
+
+def _config_fault(config: IRSAMConfig) -> str:
+    """What in a stored config that builds no network is at fault, by what sets it apart from its preset: the
+    fields whose preset value alone makes the network build ("field embed_dim: tiny with embed_dim=-5 (the tiny
+    preset has 32)"), else every field that differs, else the config's name."""
+    changed = _changed_fields(config) if config.name in PRESETS else []
+    at_fault = []
+    for name in changed:
+        try:
+            _meta_network(config.replace(**{name: getattr(preset(config.name), name)}))
+        except Exception:  # noqa: BLE001 - still no network: not this field alone
+            continue
+        at_fault.append(name)
+    if at_fault:
+        return f"field{'s' if len(at_fault) > 1 else ''} {', '.join(at_fault)}: {_config_changes(config, at_fault)}"
+    return f"config {_config_changes(config)}"
+
+
+def _meta_network(config: IRSAMConfig) -> nn.Module:
+    """build_irsam(config) on the meta device: names, shapes and types only, no memory, no initialisation."""
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Initializing zero-element tensors is a no-op"
+        return build_irsam(config)
+
+
+_SHORT_LISTING = 3  # keys named of each kind when a file is compared with a network it may not be meant for
+
+
+def _misfit(state_dict: dict[str, Tensor], config: IRSAMConfig, config_stored: bool, config_name: str | None,
+            report: LoadReport) -> str:
+    """Why a file that fits no preset exactly does not load: compared with the network asked for (--config), the
+    one it stores the config of, or else the preset nearest to it (most tensors of the same name and shape),
+    named with the --config that compares with it when it is not the default."""
+    if config_stored and _changed_fields(config):
+        return (f"checkpoint does not fit the model its stored config describes ({_config_changes(config)}): "
+                f"{report.summary(_SHORT_LISTING)}")
+    if config_stored or config_name:
+        return f"checkpoint does not fit the model: {report.summary()}"
+    nearest, nearest_report = config.name, report
+    for name, make in PRESETS.items():
+        if name != config.name:
+            candidate = compare_keys(_meta_network(make()), state_dict)
+            if len(candidate.loaded) > len(nearest_report.loaded):
+                nearest, nearest_report = name, candidate
+    if nearest == config.name:
+        return f"checkpoint does not fit the model: {report.summary(_SHORT_LISTING)}"
+    return (f"checkpoint does not fit the model: fits no network config exactly; nearest is the {nearest} one "
+            f"(if it holds a {nearest} network, load it with --config {nearest}), compared with it: "
+            f"{nearest_report.summary(_SHORT_LISTING)}")
 
 
 def _is_sam_without_irsam(state_dict: dict[str, Tensor]) -> bool:

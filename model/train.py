@@ -21,6 +21,7 @@ at included), after at least one epoch, which is validated.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -89,6 +90,7 @@ def check_options(cfg: TrainConfig) -> None:
         (cfg.val_every >= 1, f"--val-every must be at least 1, got {cfg.val_every}"),
         (cfg.max_minutes is None or cfg.max_minutes > 0, f"--max-minutes must be positive, got {cfg.max_minutes}"),
         (cfg.ema_decay is None or 0 < cfg.ema_decay < 1, f"--ema-decay must lie in (0, 1), got {cfg.ema_decay}"),
+        (cfg.init != "", "--init is empty: give a weights file, or leave out --init"),
     ]
     problems = [message for ok, message in checks if not ok]
     if problems:
@@ -502,11 +504,18 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 val_seconds.append(validated)
                 if val["iou"] > best_iou:
                     best_iou, best_metrics = val["iou"], val
-                    save_checkpoint(out / "best.pt", kept, model_config,
-                                    _metadata(cfg, epoch + 1, best_metrics, val_stems, export_windows, dtype))
-            _save_resume_state(last_path, model, model_config, average, optimizer, scheduler, scaler, epoch,
-                               best_iou, best_metrics, record, run)
-            _append_record(out / "metrics.jsonl", record, log)
+                    with _epoch_saving(out / "best.pt", epoch, last_path):
+                        save_checkpoint(out / "best.pt", kept, model_config,
+                                        _metadata(cfg, epoch + 1, best_metrics, val_stems, export_windows, dtype))
+            with _epoch_saving(last_path, epoch, last_path):
+                _save_resume_state(last_path, model, model_config, average, optimizer, scheduler, scaler, epoch,
+                                   best_iou, best_metrics, record, run)
+            try:
+                _append_record(out / "metrics.jsonl", record, log)
+            except OSError as error:
+                raise save_failed(out / "metrics.jsonl", error, f"epoch {epoch + 1} is saved in {last_path}, but "
+                                  "its line is not in metrics.jsonl", "the same command writes the line back from "
+                                  f"last.pt and {_goes_on(epoch + 1, cfg.epochs)}") from error
         ctx.barrier()
         rest_seconds.append(time.time() - t_rest - validated)
         if stop_reason is not None:
@@ -518,7 +527,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
     del net  # DDP's reducer holds the process group; it goes before the group does
     ctx.close()
     if ctx.is_main and not stopped_early and (out / "best.pt").exists():
-        calibrate_threshold(out / "best.pt", val_images, val_masks, str(ctx.device), log)
+        try:
+            calibrate_threshold(out / "best.pt", val_images, val_masks, str(ctx.device), log)
+        except OSError as error:
+            raise save_failed(out / "best.pt", error, "the decision threshold chosen on validation is not stored "
+                              f"in it (it keeps its previous version); {last_path} holds all {cfg.epochs} epochs",
+                              "the same command chooses the threshold again, training nothing") from error
     return {
         "best_val_iou": best_iou,
         "best_val_metrics": best_metrics,
@@ -527,6 +541,58 @@ def train(cfg: TrainConfig, log=print) -> dict:
         "complete": not stopped_early,
         "minutes": round((time.time() - t_start) / 60, 2),
     }
+
+
+class SaveFailed(OSError):
+    """A write of the run's files failed (a full disk, permissions): the message names the file, what was lost,
+    what is kept and how to go on. The previous version of the file is kept (model.atomic)."""
+
+
+def save_failed(path: Path, error: OSError, lost: str, then: str) -> SaveFailed:
+    """SaveFailed: "cannot write PATH (why): LOST; once the cause is fixed, THEN"."""
+    failed = SaveFailed(f"cannot write {path} ({error.strerror or error}): {lost}; once the cause is fixed, {then}")
+    failed.errno = error.errno
+    return failed
+
+
+def _goes_on(epochs_done: int, epochs: int) -> str:
+    """What running the same command does with `epochs_done` of `epochs` saved in last.pt."""
+    if epochs_done >= epochs:
+        return "finishes the run (it chooses best.pt's decision threshold)"
+    return f"resumes at epoch {epochs_done + 1}"
+
+
+@contextlib.contextmanager
+def _epoch_saving(path: Path, epoch: int, last_path: Path):
+    """Turn a failed write of `path` (best.pt or last.pt) at the end of `epoch` (counted from 0) into SaveFailed
+    saying that the epoch is lost and what last.pt still holds: the epoch before, or nothing."""
+    try:
+        yield
+    except OSError as error:
+        earlier = f"{path.name} keeps its previous version and " if path != last_path and path.exists() else ""
+        if epoch:
+            lost = f"epoch {epoch + 1}'s training is lost; {earlier}{last_path} still holds epoch {epoch}"
+            then = f"the same command resumes at epoch {epoch + 1}"
+        else:
+            lost = f"epoch 1's training is lost, and nothing of the run is saved ({last_path} was never written)"
+            then = "the same command starts the run again"
+        raise save_failed(path, error, lost, then) from error
+
+
+def interruption_note(out: Path, epochs: int) -> str:
+    """What an interrupted `irsam train` into `out` (of `epochs` epochs) leaves, and how to go on."""
+    last_path = out / "last.pt"
+    if not last_path.exists():
+        return (f"nothing of this run is saved yet ({last_path} is written at the end of each epoch); the same "
+                "command starts it again")
+    try:  # mmap: the epoch only, without reading the weights
+        done = int(torch.load(last_path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+    except Exception as error:  # noqa: BLE001 - a foreign or damaged file: the resume names the problem
+        return f"{last_path} cannot be read ({first_line(error)}); the same command says what to do"
+    if done >= epochs:
+        return f"{last_path} holds all {epochs} epochs; the same command {_goes_on(done, epochs)}"
+    return (f"{last_path} holds epoch {done} of {epochs} (the epoch under way is lost); the same command "
+            f"{_goes_on(done, epochs)}")
 
 
 def _resume_state_or_new_run(cfg: TrainConfig, model: torch.nn.Module, model_config: IRSAMConfig,
@@ -660,7 +726,12 @@ def _resume(resume_state: dict, model: torch.nn.Module, scaler: torch.amp.GradSc
         if run_epochs < cfg.epochs:
             log(f"extended from {run_epochs} to {cfg.epochs} epochs: the cosine schedule now spans {cfg.epochs} "
                 f"epochs, lr {scheduler.get_last_lr()[0]:.2e} at epoch {start_epoch + 1}")
-        repaired = reconcile_log(out / "metrics.jsonl", start_epoch, resume_state.get("record"))
+        try:
+            repaired = reconcile_log(out / "metrics.jsonl", start_epoch, resume_state.get("record"))
+        except OSError as error:
+            raise save_failed(out / "metrics.jsonl", error, f"nothing was trained; {out / 'last.pt'} still holds "
+                              f"epoch {start_epoch}",
+                              f"the same command {_goes_on(start_epoch, cfg.epochs)}") from error
         if repaired:
             log(f"metrics.jsonl: {repaired} (the last run was killed between the two writes)")
     return start_epoch, best_iou, best_metrics

@@ -1,6 +1,7 @@
 """`irsam make-demo OUT`: write a synthetic 16-bit sequence with exact masks (folder or multi-page TIFF)."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -10,11 +11,29 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from app.commands import positive_int
 from app.core.synthetic import DEMO_CONFIG, DEMO_SEED, iter_frames, set_aside_project, write_sequence
 from model.atomic import atomic_write_json, current_umask
 from model.data import name_some
 
 MARKER = "demo.json"  # the settings the demo was made with; the app's built-in demo has one too
+MIN_SIDE, MAX_SIDE = 32, 8192  # frame width and height; an 8192x8192 frame takes about 2.5 GB of memory to make
+
+
+def frame_side(text: str) -> int:
+    """argparse type for --width/--height: MIN_SIDE..MAX_SIDE pixels."""
+    value = int(text)
+    if not MIN_SIDE <= value <= MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"must lie in {MIN_SIDE}..{MAX_SIDE} pixels, got {value}")
+    return value
+
+
+def seed_value(text: str) -> int:
+    """argparse type for --seed: a non-negative integer."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
 
 
 def add_parser(subparsers) -> None:
@@ -25,22 +44,25 @@ def add_parser(subparsers) -> None:
                                           "is replaced whole, once the new one is written (a review project made over "
                                           "it is renamed aside, kept). Any other folder is refused.")
     p.add_argument("out", help="output folder")
-    p.add_argument("--frames", type=int, default=DEMO_CONFIG.n_frames,
+    p.add_argument("--frames", type=positive_int, default=DEMO_CONFIG.n_frames,
                    help=f"number of frames, at least 1 (default {DEMO_CONFIG.n_frames})")
-    p.add_argument("--width", type=int, default=DEMO_CONFIG.width,
-                   help=f"frame width in pixels, at least 32 (default {DEMO_CONFIG.width})")
-    p.add_argument("--height", type=int, default=DEMO_CONFIG.height,
-                   help=f"frame height in pixels, at least 32 (default {DEMO_CONFIG.height})")
-    p.add_argument("--seed", type=int, default=DEMO_SEED,
-                   help=f"random seed: the same seed and settings give the same sequence (default {DEMO_SEED}, "
-                        "the built-in demo's)")
+    p.add_argument("--width", type=frame_side, default=DEMO_CONFIG.width,
+                   help=f"frame width in pixels, {MIN_SIDE}..{MAX_SIDE} (default {DEMO_CONFIG.width})")
+    p.add_argument("--height", type=frame_side, default=DEMO_CONFIG.height,
+                   help=f"frame height in pixels, {MIN_SIDE}..{MAX_SIDE} (default {DEMO_CONFIG.height})")
+    p.add_argument("--seed", type=seed_value, default=DEMO_SEED,
+                   help=f"random seed, 0 or more: the same seed and settings give the same sequence (default "
+                        f"{DEMO_SEED}, the built-in demo's)")
     p.add_argument("--tiff", action="store_true", help="one multi-page stack.tif instead of images/*.png")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    if args.frames < 1 or args.width < 32 or args.height < 32:
-        print("error: need --frames >= 1 and --width/--height >= 32", file=sys.stderr)
+    # argparse checks them; run() may be called with a Namespace made otherwise
+    if args.frames < 1 or not MIN_SIDE <= args.width <= MAX_SIDE or not MIN_SIDE <= args.height <= MAX_SIDE \
+            or args.seed < 0:
+        print(f"error: need --frames >= 1, --width/--height in {MIN_SIDE}..{MAX_SIDE} and --seed >= 0",
+              file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
     try:
@@ -79,6 +101,10 @@ def _why_not_replaceable(out: Path) -> str | None:
     """Why make-demo must not write into `out`; None when it is new, empty or an earlier make-demo sequence
     alone (its marker, and only files the marker's settings say make-demo wrote)."""
     if not out.exists():
+        # the nearest existing folder above it, where make-demo would create the folders
+        above = next((parent for parent in out.parents if parent.exists()), None)
+        if above is not None and not above.is_dir():
+            return f"{above} is a file, not a folder: no folder can be made inside it"
         return None
     if not out.is_dir():
         return "not a folder"

@@ -373,11 +373,13 @@ def _error(message: str) -> int:
 def _make_detector(args: argparse.Namespace, options: dict):
     if args.method:
         return make_detector(args.method, None)
-    from model.checkpoint import CheckpointError  # imports torch: only for --weights
+    from model.checkpoint import CheckpointError, check_weights_path  # imports torch: only for --weights
 
     device = args.device or "auto"
     try:
-        detector = make_detector(None, args.weights, device, config_name=args.config, **options)
+        # an empty --weights (an unset shell variable) or a directory is said as such, not as a file not found
+        path = check_weights_path(args.weights)
+        detector = make_detector(None, str(path), device, config_name=args.config, **options)
     except CheckpointError as e:
         raise ValueError(str(e)) from None
     check_device_fallback(device, detector)

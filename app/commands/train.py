@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 from model.train_config import add_train_arguments, train_config
 
@@ -29,15 +30,21 @@ def run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from model.checkpoint import CheckpointError
-    from model.train import TrainingDiverged, train
+    from model.train import TrainingDiverged, interruption_note, train
 
     try:
         summary = train(cfg)
+    except KeyboardInterrupt:  # Ctrl-C: say what last.pt holds, as irsam detect says what is saved
+        if os.environ.get("RANK", "0") == "0":
+            print(f"interrupted: {interruption_note(Path(cfg.out), cfg.epochs)}", file=sys.stderr)
+        return 130
     except TrainingDiverged as exc:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ValueError, CheckpointError) as exc:  # OSError: missing data, or a failed write (disk full)
+    # OSError: missing data, or a failed write (disk full: model.train.SaveFailed names the file, what was lost and
+    # what is kept)
+    except (OSError, ValueError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if os.environ.get("RANK", "0") == "0":  # under torchrun the other ranks hold no validation results
