@@ -514,13 +514,10 @@ def test_single_image_source(tmp_path):
         open_source(tmp_path / "bad.png")
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.int16])
-@pytest.mark.parametrize("layout", ["one page", "stack", "compressed stack", "pages one at a time"])
-def test_tiff_of_an_unsupported_sample_type_is_refused_however_it_is_stored(tmp_path, capsys, dtype, layout):
-    from app.cli import main
+LAYOUTS = ["one page", "stack", "compressed stack", "pages one at a time"]
 
-    stack = np.stack([ramp(dtype=np.uint16, seed=k) for k in range(5)]).astype(dtype)
-    path = tmp_path / "values.tif"
+
+def _write_tiff(path: Path, stack: np.ndarray, layout: str) -> None:
     if layout == "pages one at a time":
         with tifffile.TiffWriter(path) as writer:
             for page in stack:
@@ -528,12 +525,63 @@ def test_tiff_of_an_unsupported_sample_type_is_refused_however_it_is_stored(tmp_
     else:
         tifffile.imwrite(path, stack[0] if layout == "one page" else stack,
                          compression="zlib" if layout == "compressed stack" else None)
-    message = f"{path}: unsupported sample type {np.dtype(dtype)} (need 8- or 16-bit unsigned, or 32-bit float)"
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int8])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_tiff_of_an_unsupported_sample_type_is_refused_however_it_is_stored(tmp_path, capsys, dtype, layout):
+    from app.cli import main
+
+    stack = np.stack([ramp(dtype=np.uint16, seed=k) for k in range(5)]).astype(dtype)
+    path = tmp_path / "values.tif"
+    _write_tiff(path, stack, layout)
+    message = (f"{path}: unsupported sample type {np.dtype(dtype)} (need 8- or 16-bit unsigned, 16-bit signed, or "
+               "32- or 64-bit float)")
     with pytest.raises(SourceError) as e:
         open_source(path)
     assert str(e.value) == message
     assert main(["info", str(path)]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float64, ">i2", ">f8"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_signed_16_bit_and_64_bit_float_tiffs_read_as_32_bit_float_however_stored(tmp_path, dtype, layout):
+    """They were refused ("unsupported sample type"): a radiometric camera's signed counts (below zero on a cold
+    scene) and a processing tool's float64 output. int16 reads exactly; float64 to float32's precision, its NaN
+    (no data) kept and values beyond float32's range clipped rather than made infinite."""
+    stack = (np.stack([ramp(dtype=np.uint16, seed=k) for k in range(5)]).astype(np.int32) - 30000).astype(dtype)
+    if np.dtype(dtype).kind == "f":
+        stack = stack / 7.0
+        stack[1, 0, 0], stack[2, 0, 1] = np.nan, 1e300
+    path = tmp_path / "values.tif"
+    _write_tiff(path, stack, layout)
+    source = open_source(path)
+    try:
+        assert source.dtype == np.float32
+        for k in range(len(source)):
+            frame = source.frame(k)
+            assert frame.dtype == np.float32
+            expected = np.clip(stack[k].astype(np.float64), -np.finfo(np.float32).max, np.finfo(np.float32).max)
+            np.testing.assert_array_equal(frame, expected.astype(np.float32))
+        if np.dtype(dtype).kind == "i":
+            assert source.frame(0).min() < 0
+    finally:
+        source.close()
+
+
+def test_a_folder_of_signed_16_bit_frames_opens_as_float(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    frames = [np.full((16, 16), -500 + 100 * k, np.int16) for k in range(3)]
+    for k, frame in enumerate(frames):
+        tifffile.imwrite(folder / f"{k:06d}.tif", frame)
+    source = open_source(folder)
+    try:
+        assert source.dtype == np.float32 and not source.bad_frames
+        np.testing.assert_array_equal(source.frame(2), frames[2].astype(np.float32))
+    finally:
+        source.close()
 
 
 def test_big_endian_tiff_stack_is_memory_mapped_as_native_values(tmp_path):

@@ -28,13 +28,14 @@ def sequence(tmp_path):
 
 # ---- a folder of images of an unsupported sample type -------------------------------------------
 
-@pytest.mark.parametrize("dtype", [np.float64, np.int16, np.uint32])
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.uint32])
 def test_a_folder_of_unsupported_images_is_refused_with_the_reason(tmp_path, capsys, dtype):
     folder = tmp_path / "frames"
     folder.mkdir()
     for k in range(3):
         tifffile.imwrite(folder / f"{k:06d}.tif", np.full((16, 16), k, dtype))
-    reason = f"unsupported sample type {np.dtype(dtype)} (need 8- or 16-bit unsigned, or 32-bit float)"
+    reason = (f"unsupported sample type {np.dtype(dtype)} (need 8- or 16-bit unsigned, 16-bit signed, or 32- or 64-bit "
+              "float)")
     with pytest.raises(SourceError) as raised:
         open_source(folder)
     assert str(raised.value) == f"{folder}: none of the 3 image files is readable: {reason}"
@@ -46,11 +47,11 @@ def test_a_folder_whose_files_fail_for_several_reasons_names_the_most_common(tmp
     folder = tmp_path / "frames"
     folder.mkdir()
     for k in range(3):
-        tifffile.imwrite(folder / f"{k:06d}.tif", np.zeros((16, 16), np.int16))
+        tifffile.imwrite(folder / f"{k:06d}.tif", np.zeros((16, 16), np.int32))
     (folder / "000009.png").write_bytes(b"")
-    with pytest.raises(SourceError, match=r"none of the 4 image files is readable: unsupported sample type int16 "
-                                          r"\(need 8- or 16-bit unsigned, or 32-bit float\) \(3 of them; the others "
-                                          r"for other reasons\)$"):
+    with pytest.raises(SourceError, match=r"none of the 4 image files is readable: unsupported sample type int32 "
+                                          r"\(need 8- or 16-bit unsigned, 16-bit signed, or 32- or 64-bit float\) \(3 of "
+                                          r"them; the others for other reasons\)$"):
         open_source(folder)
 
 

@@ -57,7 +57,10 @@ IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
 # float32: radiometric exports (temperatures); their NaN (no data) pixels go to the bottom of the detectors' input
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
-SUPPORTED_TEXT = "need 8- or 16-bit unsigned, or 32-bit float"
+# read as 32-bit float: signed 16-bit counts (exactly) and 64-bit floats (a processing tool's output, rounded to
+# float32's 24 bits, far finer than any thermal camera's resolution)
+READ_AS_FLOAT = (np.dtype(np.int16), np.dtype(np.float64))
+SUPPORTED_TEXT = "need 8- or 16-bit unsigned, 16-bit signed, or 32- or 64-bit float"
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -161,10 +164,23 @@ def no_data(frame: np.ndarray) -> bool:
     return frame.dtype.kind == "f" and not np.isfinite(frame).any()
 
 
-def _check_dtype(image: np.ndarray, path) -> np.ndarray:
-    if image.dtype not in SUPPORTED_DTYPES:
+def read_dtype(dtype: np.dtype) -> np.dtype | None:
+    """The type frames stored as `dtype` are read as (`SUPPORTED_DTYPES`), None for a type that is not read."""
+    dtype = np.dtype(dtype).newbyteorder("=")
+    if dtype in SUPPORTED_DTYPES:
+        return dtype
+    return np.dtype(np.float32) if dtype in READ_AS_FLOAT else None
+
+
+def _as_read(image: np.ndarray, path) -> np.ndarray:
+    """`image` as `read_dtype` gives; FrameReadError for a sample type that is not read."""
+    dtype = read_dtype(image.dtype)
+    if dtype is None:
         raise FrameReadError(path, f"unsupported sample type {image.dtype} ({SUPPORTED_TEXT})")
-    return image
+    if image.dtype == np.float64:  # beyond float32's range would turn into infinities; NaN (no data) stays NaN
+        limit = np.finfo(np.float32).max
+        image = np.clip(image, -limit, limit)
+    return image.astype(dtype, copy=False)
 
 
 def _mismatch(shape: tuple[int, int], dtype: np.dtype, expected_shape: tuple[int, int],
@@ -212,7 +228,7 @@ def frame_fingerprint(frame: np.ndarray) -> str | None:
 
 
 def _tiff_page_to_gray(page: np.ndarray, path) -> np.ndarray:
-    _check_dtype(page, path)
+    page = _as_read(page, path)
     if page.ndim == 3 and page.shape[2] in (3, 4):
         return to_gray(page[:, :, [2, 1, 0]])  # tifffile gives RGB; to_gray expects BGR
     if page.ndim != 2:
@@ -275,8 +291,7 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
         damage = jpeg_damage(data, image)
         if damage is not None:
             raise FrameReadError(path, damage)
-    _check_dtype(image, path)
-    return to_gray(image)
+    return to_gray(_as_read(image, path))
 
 
 class FrameSource:
@@ -705,7 +720,8 @@ def _tiff_size(file: str) -> tuple[int, int, np.dtype] | None:
         return None
     if stack:
         raise FrameReadError(file, _stack_in_folder(stack))
-    return (height, width, np.dtype(dtype)) if dtype is not None and np.dtype(dtype) in SUPPORTED_DTYPES else None
+    read_as = None if dtype is None else read_dtype(dtype)
+    return None if read_as is None else (height, width, read_as)
 
 
 def _header_of(file: str) -> tuple[int, int, np.dtype] | None:
