@@ -7,8 +7,9 @@ now drawn the truth, so export takes the committed mask. One that changes nothin
 sky) saves nothing and leaves the status alone, except that the accept tools commit the proposals they
 pick even where the frame already showed just those. Edits start from the committed mask, else the
 proposal, except on a frame marked negative, where they start from an empty mask (`working_mask`).
-Undoing the edit that marked the frame corrected gives back the status it had before, while the frame is
-still corrected (a later verdict, such as an accept, stands); redoing it marks the frame corrected again.
+Undoing the edit that marked the frame corrected gives back the status it had before, and redoing it marks
+the frame corrected again, until the analyst sets a status (an accept, C, ...): that verdict stands, and undo
+and redo change the mask only.
 A failed write raises `ProjectWriteError`. When the mask's own write fails, the project keeps its last
 saved state. When the mask (and its history step) is saved but the status written after it is not,
 `StatusNotSaved` (a `ProjectWriteError`) says so: the frame keeps its old status. Either way the editor
@@ -197,6 +198,7 @@ class FrameEditor:
             mask_saved = self._commit(index, project.shown_mask(session.stem(index)))
         self._set_status(index, status, mask_saved)
         self.unsaved.pop(index, None)
+        project.keep_status_on_undo(session.stem(index))  # the analyst's verdict: undo no longer changes it
 
     def _save(self, index: int, new_mask: np.ndarray, commit_unchanged: bool = False) -> bool:
         """Save a tool's result as the frame's committed mask and mark the frame corrected. A result equal

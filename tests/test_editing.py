@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import app.core.project as project_module
-from app.core.project import ProjectWriteError, ReviewStatus
+from app.core.project import ProjectWriteError, ReviewProject, ReviewStatus
 from app.editing import EditRefused, FrameEditor, StatusNotSaved
 from model.detectors import FrameResult
 from app.session import ReviewSession
@@ -127,9 +127,21 @@ def test_an_edit_on_a_negative_frame_starts_from_an_empty_mask_and_undo_gives_th
     assert session.status(0) is ReviewStatus.CORRECTED
 
     assert editor.undo(0)
-    assert session.status(0) is ReviewStatus.NEGATIVE and not project.committed_mask("00").any()
+    # the frame as it was: negative over the proposal it showed (accepted now, it exports that proposal, not the
+    # empty mask a slip and its undo left in GUI audit 18)
+    assert session.status(0) is ReviewStatus.NEGATIVE
+    np.testing.assert_array_equal(project.shown_mask("00"), proposal.logits > 0)
     assert editor.redo(0)
-    assert session.status(0) is ReviewStatus.CORRECTED and project.committed_mask("00")[15, 20]
+    assert session.status(0) is ReviewStatus.CORRECTED and project.committed_mask("00").sum() == 1
+
+    # a negative frame with a committed mask: edits start from an empty mask too, and undo gives the mask back
+    editor.set_status(0, ReviewStatus.NEGATIVE)
+    assert editor.paint(0, [(2, 2)], 1)
+    committed = project.committed_mask("00")
+    assert committed.sum() == 1 and committed[2, 2]
+    assert editor.undo(0)
+    assert session.status(0) is ReviewStatus.NEGATIVE and project.committed_mask("00")[15, 20]
+    assert project.committed_mask("00").sum() == 1
 
 
 def test_undo_gives_back_the_status_of_an_unreviewed_or_rejected_frame_but_not_over_a_later_verdict(session):
@@ -158,6 +170,15 @@ def test_undo_gives_back_the_status_of_an_unreviewed_or_rejected_frame_but_not_o
     editor.set_status(0, ReviewStatus.NEGATIVE)
     assert editor.redo(0)
     assert session.status(0) is ReviewStatus.NEGATIVE  # not the status undo gave back: left alone
+
+    # GUI audit 18: R, an edit, then C (the analyst's own "corrected"), then Ctrl+Z went back to rejected
+    editor.set_status(1, ReviewStatus.REJECTED)
+    assert editor.paint(1, [(20, 15)], 1)
+    editor.set_status(1, ReviewStatus.CORRECTED)
+    assert editor.undo(1)
+    assert session.status(1) is ReviewStatus.CORRECTED
+    reopened = ReviewProject.open(project.folder)  # and so it stays in the history file
+    assert reopened.history("01").next_redo().status_before is None
 
 
 def test_corrected_on_a_negative_frame_commits_the_proposal_it_shows(session):

@@ -85,6 +85,14 @@ class EditHistory:
         """The edit `redo` would make again, or None."""
         return self._redo[-1] if self._redo else None
 
+    def drop_statuses(self) -> bool:
+        """Forget every edit's `status_before` (a status set since stands); whether any was there."""
+        kept = any(e.status_before for e in (*self._undo, *self._redo))
+        if kept:
+            self._undo = deque((e.with_status_before(None) for e in self._undo), maxlen=self.max_depth)
+            self._redo = [e.with_status_before(None) for e in self._redo]
+        return kept
+
     def apply(self, mask: np.ndarray, edit: MaskEdit) -> np.ndarray:
         """Record `edit` (clearing the redo stack) and return `mask` with it applied."""
         self._undo.append(edit)

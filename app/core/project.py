@@ -671,10 +671,11 @@ class ReviewProject:
         return np.zeros(self.shape_of(stem), dtype=bool)
 
     def working_mask(self, stem: str) -> np.ndarray:
-        """The mask edits start from: `shown_mask`, except on a frame marked negative with no committed mask, where
-        it is all background: the analyst said the frame has no target, so a target drawn there must not commit
-        the proposal's false alarms with it."""
-        if self.status(stem) is ReviewStatus.NEGATIVE and self.committed_mask(stem) is None:
+        """The mask the edit tools start from: `shown_mask`, except on a frame marked negative, where it is all
+        background: the analyst said the frame has no target, so a target drawn there must not commit the
+        proposal's false alarms (or an earlier committed mask) with it. The undo history records each edit
+        against `shown_mask`, what is on disk, whatever it started from."""
+        if self.status(stem) is ReviewStatus.NEGATIVE:
             return np.zeros(self.shape_of(stem), dtype=bool)
         return self.shown_mask(stem)
 
@@ -706,7 +707,8 @@ class ReviewProject:
 
     def edit_mask(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None = None,
                   status_before: str | None = None) -> MaskEdit | None:
-        """Record the change from the working mask to `new_mask` as one undoable edit (None if no change).
+        """Record the change from the mask shown (`shown_mask`: what is on disk) to `new_mask` as one undoable edit
+        (None if no change).
         `frame_sha1`: as `commit_mask`'s; `status_before`: the frame's status, when the edit is to change it (the
         edit keeps it, for undo to give back)."""
         return self._edit_mask(stem, new_mask, self._sha1_for(stem, frame_sha1), status_before)
@@ -714,7 +716,7 @@ class ReviewProject:
     def _edit_mask(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None,
                    status_before: str | None = None) -> MaskEdit | None:
         with self._exclusive():
-            edit = make_edit(self.working_mask(stem), new_mask)
+            edit = make_edit(self.shown_mask(stem), new_mask)
             if edit is not None:
                 edit = edit.with_status_before(status_before)
                 self._change_mask(stem, lambda history, mask: history.apply(mask, edit), frame_sha1)
@@ -722,9 +724,9 @@ class ReviewProject:
 
     def commit_edit(self, stem: str, new_mask: np.ndarray, frame_sha1: str | None = None,
                     status_before: str | None = None) -> bool:
-        """Make `new_mask` the frame's committed mask: one undoable edit from the working mask (`edit_mask`).
+        """Make `new_mask` the frame's committed mask: one undoable edit from the mask shown (`edit_mask`).
 
-        When it equals the working mask there is nothing to record, but a frame with no committed mask yet
+        When it equals the mask shown there is nothing to record, but a frame with no committed mask yet
         (none, or one that cannot be read) showed its proposal (or nothing): that is committed all the same,
         with no edit to undo. Returns whether the committed mask was written (False: it already was
         `new_mask`). `frame_sha1`: as `commit_mask`'s (found before the project's lock is taken: it may decode
@@ -737,6 +739,22 @@ class ReviewProject:
                     return False
                 self._commit_mask(stem, new_mask, frame_sha1)
         return True
+
+    def keep_status_on_undo(self, stem: str) -> None:
+        """The analyst set the frame's status: it stands, so undoing or redoing its edits no longer gives back the
+        statuses they changed (`MaskEdit.status_before` dropped from its history). A failed write leaves the
+        history as it was: its undo may then give back a status, as it would have before."""
+        path = self._path("history", stem, ".npz")
+        with self._exclusive():
+            history = self.history(stem)
+            if not history.drop_statuses():
+                return
+            try:
+                self._write(lambda: history.to_npz(path))
+            except ProjectWriteError:
+                del self._histories[stem]  # read again from its file
+                return
+            self._history_files[stem] = _file_identity(path)
 
     def undo(self, stem: str) -> np.ndarray:
         return self._change_mask(stem, EditHistory.undo, self._sha1_for(stem, None))
@@ -765,7 +783,7 @@ class ReviewProject:
         with self._exclusive():  # a detection run or another instance may change this frame meanwhile
             saved_history = self._file_bytes(path)
             history = self.history(stem)
-            mask = change(history, self.working_mask(stem))
+            mask = change(history, self.shown_mask(stem))
             try:
                 self._write(lambda: history.to_npz(path))
             except ProjectWriteError:
