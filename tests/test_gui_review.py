@@ -440,6 +440,23 @@ def test_enter_or_esc_in_a_number_box_gives_the_keys_back_to_the_frame(review, q
     assert review.index == 25
 
 
+def test_esc_in_a_number_box_of_a_floating_dock_gives_the_keys_back_to_the_frame(review, qtbot):
+    """GUI audit 18: in the floated Detection dock, Enter or Esc in the Range box kept the focus there: D did
+    nothing and 0 was typed into the box."""
+    dock = review.detection_dock
+    dock.setFloating(True)
+    qtbot.waitUntil(dock.isFloating, timeout=2000)
+    box = review.detection_panel.range_from
+    dock.activateWindow()
+    QtTest.QTest.mouseClick(box, QtCore.Qt.LeftButton)
+    qtbot.waitUntil(box.hasFocus, timeout=2000)
+    qtbot.keyClick(box, QtCore.Qt.Key_Escape)
+    qtbot.waitUntil(review.frame_view.graphics.hasFocus, timeout=2000)
+    qtbot.keyClick(QtWidgets.QApplication.focusWidget(), QtCore.Qt.Key_D)
+    assert review.index == 1
+    dock.setFloating(False)
+
+
 def test_add_target_diff_and_every_overlay_have_a_key(review, qtbot):
     """GUI audit 17: the Add target tool, the Diff and the heatmap, ground-truth and bad-pixel overlays had no key,
     and could not be given one in the shortcuts dialog."""
@@ -955,7 +972,7 @@ def test_a_message_about_a_frame_status_goes_when_the_status_changes(review, qtb
     assert bar.currentMessage() == "Opened the sequence: 2 unreadable files"
 
 
-def test_a_slip_on_a_negative_frame_and_its_undo_leave_it_negative_with_nothing_committed(review, qtbot):
+def test_a_slip_on_a_negative_frame_and_its_undo_leave_it_negative_as_it_was(review, qtbot):
     """GUI audit 17: B and one click on a frame marked negative committed the proposal with the click and made
     the frame corrected; Ctrl+Z took back the click only, and "marked negative: it will export an empty mask"
     stayed in the status bar over a frame that would now export the proposal."""
@@ -969,7 +986,9 @@ def test_a_slip_on_a_negative_frame_and_its_undo_leave_it_negative_with_nothing_
     assert committed(review, 0).sum() == 1  # the click alone: none of the proposal
     assert bar.currentMessage() == ""
     _key(review, qtbot, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)
-    assert _status(review, 0) is ReviewStatus.NEGATIVE and not committed(review, 0).any()
+    assert _status(review, 0) is ReviewStatus.NEGATIVE
+    proposal = review.session.project.prediction_mask(review.session.stem(0))
+    np.testing.assert_array_equal(review.session.project.shown_mask(review.session.stem(0)), proposal)
     assert review.review_tools.review_panel.status_buttons[ReviewStatus.NEGATIVE].isChecked()
     _key(review, qtbot, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)  # nothing left: said, not silent
     assert bar.currentMessage() == "Frame 1: nothing to undo."

@@ -113,13 +113,23 @@ class FocusedControlKeys(QtCore.QObject):
         """Enter or Esc in a text or number box of the window: the keys go back to `home` (Enter once the box has
         taken its value). True: the key is used up."""
         home = self.home
-        if (home is None or box.window() is not home.window() or event.modifiers() & ~QtCore.Qt.KeypadModifier
+        if (home is None or event.modifiers() & ~QtCore.Qt.KeypadModifier
                 or event.key() not in (QtCore.Qt.Key_Return, QtCore.Qt.Key_Enter, QtCore.Qt.Key_Escape)):
             return False
-        if event.key() == QtCore.Qt.Key_Escape:
+        window = box.window()
+        floating = isinstance(window, QtWidgets.QDockWidget) and window.parentWidget() is home.window()
+        if window is not home.window() and not floating:
+            return False  # a dialog's box: Enter and Esc are the dialog's
+
+        def go_home() -> None:
+            if floating:  # a floating dock is a window of its own: the frame's window takes the keys back
+                home.window().activateWindow()
             home.setFocus(QtCore.Qt.OtherFocusReason)
+
+        if event.key() == QtCore.Qt.Key_Escape:
+            go_home()
             return True
-        QtCore.QTimer.singleShot(0, home, lambda: home.setFocus(QtCore.Qt.OtherFocusReason) if box.hasFocus() else None)
+        QtCore.QTimer.singleShot(0, home, lambda: go_home() if box.hasFocus() else None)
         return False
 
 
