@@ -24,7 +24,7 @@ from app.widgets.scrolling import ScrollingPanel
 from app.widgets.surface_view import SurfaceRegion, SurfaceView
 from app.widgets.target_list import TargetList
 from app.widgets.timeline import CHANGED_ON_DISK, Timeline
-from app.widgets.workers import CallWorker, DetectionWorker, DetectorChoice, WorkerRunner
+from app.widgets.workers import NOT_STARTED, CallWorker, DetectionWorker, DetectorChoice, WorkerRunner
 from app.widgets.wpmd_panel import FeaturePanel
 from app.window_memory import WindowMemory
 
@@ -935,10 +935,13 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         worker = self.sender()
         label = worker.choice.label
-        self.detection_panel.show_error(f"{label} failed:\n{message}")
+        what = "failed"
+        if message.startswith(NOT_STARTED):  # refused before it began: nothing failed
+            what, message = "not started", message.removeprefix(NOT_STARTED)
+        self.detection_panel.show_error(f"{label} {what}:\n{message}")
         if worker is self.feature_runner.worker:
             self.feature_panel.show_message(f"Feature maps failed: {message}")
-        self.statusBar().showMessage(f"{label} failed: {message}", 15000)
+        self.statusBar().showMessage(f"{label} {what}: {message}", 15000)
 
     def _worker_finished(self, cancelled: bool) -> None:
         worker = self.sender()

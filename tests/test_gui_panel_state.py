@@ -416,3 +416,17 @@ def test_weights_trained_on_a_sequence_closed_and_opened_again_re_detect_it(
     assert "Re-detecting 52 unreviewed frames" in review.statusBar().currentMessage()
     review.cancel_detection()
     qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=60000)
+
+
+def test_enter_in_the_finetune_dialog_is_start_not_a_folder_chooser(review, qtbot, monkeypatch):
+    """GUI audit 18: the dialog's first button, "Folder...", was its default: Enter in the folder field opened a
+    folder chooser."""
+    chooser = []
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: chooser.append(a) or "")
+    dialog = review.review_tools.finetune_dialog_open()
+    assert dialog.start_button.isDefault()
+    dialog.folder.setFocus()
+    with qtbot.waitSignal(dialog.start_button.clicked, timeout=2000):
+        QTest.keyClick(dialog.folder, QtCore.Qt.Key_Return)
+    assert not chooser
+    dialog.reject()

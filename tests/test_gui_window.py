@@ -119,7 +119,9 @@ def test_a_detection_run_into_a_project_another_run_is_writing_to_is_refused_and
         qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
                         timeout=10000)
         text = window.detection_panel.info.text()
-        assert f"Not started: another detection run (irsam detect, pid {os.getpid()}) is writing to the project" in text
+        assert text.startswith(f"tophat not started:\nanother detection run (irsam detect, pid {os.getpid()}) is "
+                               "writing to the project"), text
+        assert window.detection_panel.rate.text() == "" and window.detection_panel.progress.maximum() == 1
         assert int((window.session.detection_counts >= 0).sum()) == 1  # frame 0's earlier proposal only
     window.run_detection("all")  # released: the run goes through, and leaves no lock behind
     qtbot.waitUntil(lambda: not window.detection_runner.busy and (window.session.detection_counts >= 0).all(),

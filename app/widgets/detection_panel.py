@@ -248,9 +248,10 @@ class DetectionPanel(QtWidgets.QWidget):
         if running:
             self.progress.setRange(0, 0)  # busy until the first frame reports: loading weights takes seconds
             self.rate.setText("starting...")
-        elif self.progress.maximum() == 0:  # ended before any frame reported: no endless busy bar
+        elif self.progress.maximum() == 0:  # ended before any frame reported: no endless busy bar, no "starting..."
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
+            self.rate.setText("")
 
     def _enable_irsam_options(self) -> None:
         """Device, augmentation and refinement apply to IRSAM alone (the classical methods run in numpy on the

@@ -138,6 +138,8 @@ class FineTuneDialog(QtWidgets.QDialog):
         browse.clicked.connect(self._browse_base_folder)
         browse_split = QtWidgets.QPushButton("Split file...")
         browse_split.clicked.connect(self._browse_base_split)
+        for button in (browse, browse_split):
+            button.setAutoDefault(False)  # Enter in the dialog opened a folder chooser
         base_row = QtWidgets.QHBoxLayout()
         base_row.addWidget(self.base_data, 1)
         base_row.addWidget(browse)
@@ -186,6 +188,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.comparison.hide()  # until there is one: the plot keeps its room
 
         self.start_button = QtWidgets.QPushButton("Start")
+        self.start_button.setDefault(True)  # Enter starts, as Export exports in the export dialog
         self.start_button.clicked.connect(self.start)
         self.cancel_button = QtWidgets.QPushButton("Cancel training")
         self.cancel_button.setEnabled(False)

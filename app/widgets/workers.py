@@ -114,6 +114,9 @@ class LoadedWeights:
     stamp: tuple | None  # `content_stamp`
 
 
+NOT_STARTED = "Not started: "  # how `DetectionWorker.failed` begins for a run refused before it began
+
+
 class DetectionWorker(QtCore.QObject):
     """Runs a detector over `indices` of a source, saving each prediction in the project as it arrives
     (with `save_logits`, its logits too: the probability heatmap reads them back for any frame).
@@ -164,7 +167,7 @@ class DetectionWorker(QtCore.QObject):
             cancelled = self._run_frames()
         except DetectionRunningError as exc:
             saving = False  # nothing was written
-            self.failed.emit(f"Not started: {exc}.")
+            self.failed.emit(f"{NOT_STARTED}{exc}.")
         except Exception as exc:  # reported in the UI; the worker must always finish
             self.failed.emit(f"{type(exc).__name__}: {exc}")
         finally:
