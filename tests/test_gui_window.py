@@ -14,7 +14,8 @@ from PySide6 import QtCore, QtGui, QtTest, QtWidgets
 from app.measure import frame_iou_pd
 from app.session import ReviewSession
 from model.detectors import FrameResult
-from tests.gui_review_helpers import predict_ground_truth
+from app.editing import Tool
+from tests.gui_review_helpers import click, predict_ground_truth
 
 pytestmark = pytest.mark.gui
 
@@ -551,6 +552,11 @@ def test_an_unreadable_frame_can_only_be_rejected_and_review_steps_over_it(windo
         window.statusBar().currentMessage()
     assert tools.editing._run(lambda editor, i: editor.flood_fill(i, 3, 3)) is False
     assert "nothing to edit" in window.statusBar().currentMessage()
+    window.statusBar().clearMessage()
+    tools.palette.set_tool(Tool.BRUSH)
+    click(window, 5, 5)  # GUI audit 18: a brush click there said nothing
+    assert window.statusBar().currentMessage() == f"Frame {bad + 1} is unreadable: there is nothing to edit."
+    tools.palette.set_tool(Tool.NAVIGATE)
     # the queue counts it apart from the unreviewed frames (review steps over it) and marks it
     panel = tools.review_panel
     counts = panel.counts.text()

@@ -331,9 +331,15 @@ class MaskEditing(QtCore.QObject):
         kind = event.type()
         if watched is not self.viewport:
             return False
-        if self.tool is Tool.NAVIGATE or self.editor is None or kind not in (
+        if self.tool is Tool.NAVIGATE or kind not in (
                 QtCore.QEvent.MouseButtonPress, QtCore.QEvent.MouseMove, QtCore.QEvent.MouseButtonRelease,
                 QtCore.QEvent.MouseButtonDblClick):
+            return False
+        if self.editor is None:
+            if (kind == QtCore.QEvent.MouseButtonPress and event.button() == QtCore.Qt.LeftButton
+                    and self.window.session is not None):  # an unreadable frame: said, as the keys' tools say it
+                self.window.say_about_frame(f"Frame {self.window.index + 1} is unreadable: there is nothing to edit.",
+                                            8000)
             return False
         x, y = self._image_point(event.position())
         if kind == QtCore.QEvent.MouseMove:
