@@ -85,7 +85,8 @@ def test_an_unrelated_state_dict_lists_a_few_keys_of_each_kind(tmp_path):
         load_checkpoint(path)
     message = str(raised.value)
     assert message.startswith(f"{path}: checkpoint does not fit the model: 0 tensors fit; ")
-    assert ", ... and 462 more; 1 unexpected: foo" in message and len(message) < 300
+    assert ", ... and 462 more; 1 unexpected: foo" in message
+    assert len(message) - len(str(path)) < 250  # a few keys, not the 463 (the folder's name varies)
 
 
 def test_a_directory_or_an_empty_string_is_no_weights_file(tiny_file, tmp_path, capsys):
