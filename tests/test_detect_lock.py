@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.core.run_lock import DETECT_LOCK, DetectionLock, DetectionRunningError
+from app.core.locks import DETECT_LOCK, DetectionLock, DetectionRunningError
 from app.core.project import ReviewProject
 from app.core.synthetic import SyntheticConfig, generate_sequence, write_sequence
 

@@ -66,7 +66,8 @@ def test_an_export_writing_now_holds_the_data_set_and_its_temporary_files_stay(t
     def progress(done, total):  # the second export, while the first writes its frames
         if done == 2:
             held = set(snapshot(out))
-            with pytest.raises(ExportError, match=f"another export is writing into {out} now.*nothing was written"):
+            with pytest.raises(ExportError,
+                               match=rf"another export \(pid {os.getpid()}\) is writing into {out} now.*nothing was written"):
                 export_project(second, out, "sirst", split="test", append=True)
             refusals.append(set(snapshot(out)) == held)
 
@@ -82,7 +83,7 @@ def test_an_export_writing_now_holds_the_data_set_and_its_temporary_files_stay(t
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         before = snapshot(out)
-        with pytest.raises(ExportError, match="another export is writing"):
+        with pytest.raises(ExportError, match=r"another export is writing"):  # it wrote no pid into the file
             export_project(first, out, "sirst", append=True)
         assert snapshot(out) == before
     finally:

@@ -107,7 +107,7 @@ def test_a_detection_run_into_a_project_another_run_is_writing_to_is_refused_and
         window, fresh_sequence, qtbot):
     """`irsam detect` into the project while the window detected (or two windows) left proposals of both
     detectors; the window's run now takes the project's detection lock and is refused while another holds it."""
-    from app.core.run_lock import DetectionLock
+    from app.core.locks import DetectionLock
     from tests.gui_review_helpers import predict_ground_truth
 
     predict_ground_truth(fresh_sequence, frames=[0])

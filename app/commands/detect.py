@@ -23,7 +23,7 @@ from app.core.frames import FrameReadError, SourceError, frame_digest, frames_fo
 from app.core.normalization import Normalization
 from app.core.project import ProjectError, ReviewProject, is_project, utc_now
 from app.core.provenance import ProposalOrigin, detector_record
-from app.core.run_lock import DETECT_LOCK, DetectionLock, DetectionRunningError
+from app.core.locks import DETECT_LOCK, DetectionLock, DetectionRunningError
 from app.paths import DEFAULT_WEIGHTS
 from model.config import PRESETS
 from model.detectors import REFINE_MODES, TTA_MODES

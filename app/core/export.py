@@ -49,7 +49,6 @@ no target); raw copies, which need the source, only for this export's frames.
 """
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
@@ -64,6 +63,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from app.core.locks import FolderLock
 from app.core.frames import FrameReadError, SourceError, frame_digest, frame_fingerprint, no_data, open_source
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus, is_project, utc_now
@@ -781,86 +781,22 @@ class _SigintDeferred:
         return False
 
 
-class _DatasetLock:
-    """An exclusive flock on ROOT/.irsam-export.lock, held by an export from its read of meta.json to its last
-    rename: a second export into the data set (a window's and an irsam command's) is refused rather than
-    losing the first one's frames from meta.json, and one that holds it knows that every temporary file of
-    an export's naming in the data set was left by an export cut short. The file is removed on release (a
-    data set holds no lock file between exports); one left by a killed export locks as well.
-
-    Where the lock file cannot be made or locked (a folder this user may only read, a file system without
-    locks) the export goes on unlocked, as before locks, and `held` is False."""
+class _DatasetLock(FolderLock):
+    """The lock on ROOT/.irsam-export.lock, held by an export from its read of meta.json to its last rename: a
+    second export into the data set (a window's and an irsam command's) is refused rather than losing the first
+    one's frames from meta.json, and one that holds it knows that every temporary file of an export's naming in
+    the data set was left by an export cut short. A data set folder that cannot be made is an ExportError."""
 
     def __init__(self, root: Path):
+        super().__init__(root, EXPORT_LOCK, "")  # the window's export or a command's: its pid says which
         self.root = root
-        self.path = root / EXPORT_LOCK
-        self.fd: int | None = None
-        self.created: list[Path] = []  # folders made to hold the lock file, deepest first
 
-    @property
-    def held(self) -> bool:
-        return self.fd is not None
+    def refused(self, other: str) -> Exception:
+        return ExportError(f"another export{other} is writing into {self.root} now (an export window or an irsam "
+                           "command): nothing was written; export again when it has finished")
 
-    def acquire(self) -> _DatasetLock:
-        self.created = []
-        for folder in (self.root, *self.root.parents):
-            if folder.exists():
-                break
-            self.created.append(folder)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ExportError(f"cannot write {self.root}: {e.strerror or e}") from e
-        for _ in range(20):
-            made = True
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                made = False
-                try:
-                    fd = os.open(self.path, os.O_RDWR)
-                except FileNotFoundError:  # removed meanwhile by the export that held it
-                    continue
-                except OSError:
-                    return self
-            except OSError:
-                return self
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                self.release()
-                raise ExportError(f"another export is writing into {self.root} now (an export window or an irsam "
-                                  "command): nothing was written; export again when it has finished") from None
-            except OSError:  # a file system without locks: no lock file either
-                if made:
-                    self.path.unlink(missing_ok=True)
-                os.close(fd)
-                return self
-            try:  # the export that held it may have removed the file meanwhile: then lock the one there now
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                self.fd = fd
-                return self
-            os.close(fd)
-        return self
-
-    def release(self) -> None:
-        """Remove the lock file and unlock; remove the folders made for it when nothing else was written in them."""
-        if self.fd is not None:
-            # while locked: an export that opened this file meanwhile locks it once it is closed, finds it gone
-            # and makes another (acquire)
-            self.path.unlink(missing_ok=True)
-            os.close(self.fd)
-            self.fd = None
-        for folder in self.created:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty: the export wrote there
-                break
-        self.created = []
+    def cannot_make(self, error: OSError) -> None:
+        raise ExportError(f"cannot write {self.root}: {error.strerror or error}") from error
 
 
 def _remove_stale_temporary_files(paths: DatasetPaths, older_than_s: float | None) -> list[str]:

@@ -13,7 +13,7 @@ from app.core.frames import FrameReadError, FrameSource
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, content_stamp
 from app.core.provenance import ProposalOrigin, detector_record, sha256_of
-from app.core.run_lock import DetectionLock, DetectionRunningError
+from app.core.locks import DetectionLock, DetectionRunningError
 from model.detectors import Detector
 from model.evaluate import make_detector
 from model.size_gate import TargetSizeGate, gated, ungated
