@@ -26,7 +26,9 @@ def test_a_one_pixel_thin_crop_makes_a_strip_two_vertices_wide(shape):
     assert len(ticks) and (ticks[:, :2] == expected).all()
 
 
-def test_the_surface_of_a_one_row_frame_is_drawn(qtbot):
+@pytest.fixture
+def view(qtbot) -> SurfaceView:
+    """A surface view shown on screen, with a real OpenGL context."""
     if not surface_view.opengl_available():
         pytest.fail("no OpenGL context: run the GUI tests under xvfb-run with GLX")
     view = SurfaceView()
@@ -34,6 +36,10 @@ def test_the_surface_of_a_one_row_frame_is_drawn(qtbot):
     view.resize(300, 240)
     view.show()
     qtbot.waitExposed(view)
+    return view
+
+
+def test_the_surface_of_a_one_row_frame_is_drawn(view):
     blank = view.gl_view.grabFramebuffer()
     frame = (np.arange(64, dtype=np.uint16) * 100).reshape(1, 64)
     view.show_region(frame, SurfaceRegion.around(32, 0, frame.shape), None, (0.0, 6300.0), GRAY, "cursor (32, 0)")
@@ -42,15 +48,8 @@ def test_the_surface_of_a_one_row_frame_is_drawn(qtbot):
     assert drawn != blank  # before the fix the mesh had no quads: the panel stayed the background colour
 
 
-def test_the_height_caption_of_a_float_frame_leaves_its_no_data_out(qtbot):
+def test_the_height_caption_of_a_float_frame_leaves_its_no_data_out(view):
     """One NaN pixel in the crop made the caption read "height: raw nan..nan"."""
-    if not surface_view.opengl_available():
-        pytest.fail("no OpenGL context: run the GUI tests under xvfb-run with GLX")
-    view = SurfaceView()
-    qtbot.addWidget(view)
-    view.resize(300, 240)
-    view.show()
-    qtbot.waitExposed(view)
     frame = np.full((40, 40), 21.5, np.float32)
     frame[20, 20], frame[10, 10] = 23.25, np.nan
     region = SurfaceRegion.around(20, 20, frame.shape)
