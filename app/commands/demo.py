@@ -58,12 +58,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    # argparse checks them; run() may be called with a Namespace made otherwise
-    if args.frames < 1 or not MIN_SIDE <= args.width <= MAX_SIDE or not MIN_SIDE <= args.height <= MAX_SIDE \
-            or args.seed < 0:
-        print(f"error: need --frames >= 1, --width/--height in {MIN_SIDE}..{MAX_SIDE} and --seed >= 0",
-              file=sys.stderr)
-        return 2
     out = Path(args.out).resolve()
     try:
         refusal = _why_not_replaceable(out)

@@ -131,9 +131,7 @@ def _detect(args, request, source) -> int:
         print(f"error: {out} is a file, not a folder: detect into a new or empty folder (nothing was written)",
               file=sys.stderr)
         return 2
-    if _foreign_folder(out):  # checked before the lock file is made there too: nothing is written into it
-        print(f"error: {out} is not a review project and not empty: detect into a new or empty folder "
-              "(nothing was written)", file=sys.stderr)
+    if _refused_as_foreign(out):  # checked before the lock file is made there too: nothing is written into it
         return 2
     try:
         lock = DetectionLock(out).acquire()
@@ -146,18 +144,21 @@ def _detect(args, request, source) -> int:
         lock.release()
 
 
-def _foreign_folder(out: Path) -> bool:
-    """Whether `out` is a folder holding files but no review project (a detection run's lock file aside)."""
+def _refused_as_foreign(out: Path) -> bool:
+    """Whether `out` is a folder holding files but no review project (a detection run's lock file aside); if so,
+    says so."""
     try:
-        return out.is_dir() and not is_project(out) and any(p.name != DETECT_LOCK for p in out.iterdir())
+        foreign = out.is_dir() and not is_project(out) and any(p.name != DETECT_LOCK for p in out.iterdir())
     except OSError:  # unreadable: creating the project there says why
         return False
+    if foreign:
+        print(f"error: {out} is not a review project and not empty: detect into a new or empty folder "
+              "(nothing was written)", file=sys.stderr)
+    return foreign
 
 
 def _detect_locked(args, request, source, out: Path) -> int:
-    if _foreign_folder(out):  # made since the check before the lock
-        print(f"error: {out} is not a review project and not empty: detect into a new or empty folder "
-              "(nothing was written)", file=sys.stderr)
+    if _refused_as_foreign(out):  # made since the check before the lock
         return 2
     moved_from = None
     try:
