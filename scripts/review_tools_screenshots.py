@@ -31,7 +31,10 @@ def main() -> None:
     MainThreadGarbageCollector(app).start()  # as app.main does
 
     def wait(ms: int) -> None:
-        QTest.qWait(ms)
+        # not QTest.qWait: PySide's sleeps holding the GIL, which stalls the window's worker threads
+        loop = QtCore.QEventLoop()
+        QtCore.QTimer.singleShot(ms, loop.quit)
+        loop.exec()
 
     tmp = Path(tempfile.mkdtemp())
     config = SyntheticConfig(n_frames=40, height=192, width=256, n_targets=(3, 3), empty_fraction=0.0,
