@@ -7,7 +7,8 @@ now drawn the truth, so export takes the committed mask. One that changes nothin
 sky) saves nothing and leaves the status alone, except that the accept tools commit the proposals they
 pick even where the frame already showed just those. Edits start from the committed mask, else the
 proposal, except on a frame marked negative, where they start from an empty mask (`working_mask`).
-Undoing the edit that marked the frame corrected gives back the status it had before, and redoing it marks
+Undoing the edit that marked the frame corrected gives back the status it had before (and undoing a frame's first
+edit takes its committed mask away again: the frame shows its proposal), and redoing it marks
 the frame corrected again, until the analyst sets a status (an accept, C, ...): that verdict stands, and undo
 and redo change the mask only.
 A failed write raises `ProjectWriteError`. When the mask's own write fails, the project keeps its last

@@ -161,7 +161,8 @@ def test_undo_gives_back_the_status_of_an_unreviewed_or_rejected_frame_but_not_o
         assert session.status(index) is ReviewStatus.CORRECTED  # the first edit made it corrected, not this one
         assert editor.undo(index)
         assert session.status(index) is before
-        np.testing.assert_array_equal(project.committed_mask(session.stem(index)), proposal_of_one_target().logits > 0)
+        assert project.committed_mask(session.stem(index)) is None  # as before the first edit: the proposal shown
+        np.testing.assert_array_equal(project.shown_mask(session.stem(index)), proposal_of_one_target().logits > 0)
 
     assert editor.redo(0)
     editor.set_status(0, ReviewStatus.ACCEPTED)
@@ -179,6 +180,50 @@ def test_undo_gives_back_the_status_of_an_unreviewed_or_rejected_frame_but_not_o
     assert session.status(1) is ReviewStatus.CORRECTED
     reopened = ReviewProject.open(project.folder)  # and so it stays in the history file
     assert reopened.history("01").next_redo().status_before is None
+
+
+def test_undoing_a_frames_first_edit_removes_its_committed_mask_again(session):
+    """GUI audit 19: a slip and Ctrl+Z on a frame with no committed mask left a committed copy of its proposal: a
+    negative frame showed the proposal's false alarms as committed targets, and a detection re-run could no longer
+    replace the proposal of a frame the analyst had not touched."""
+    project = session.ensure_project()
+    proposal = proposal_of_one_target()
+    project.save_prediction("00", proposal)
+    session.record_result(0)
+    editor = FrameEditor(session)
+    project.changes_on_disk()  # the first look lists the folders
+    for status in (ReviewStatus.NEGATIVE, ReviewStatus.ACCEPTED, ReviewStatus.UNREVIEWED):
+        editor.set_status(0, status)
+        assert editor.paint(0, [(20, 15)], 1)
+        assert project.committed_mask("00") is not None
+        assert editor.undo(0)
+        assert session.status(0) is status and project.committed_mask("00") is None
+        assert not (project.folder / "labels" / "00.png").exists()
+        np.testing.assert_array_equal(project.shown_mask("00"), proposal.logits > 0)
+        assert "00" not in project.changes_on_disk().committed  # its own removal, not another instance's
+        assert editor.redo(0)
+        assert session.status(0) is ReviewStatus.CORRECTED and project.committed_mask("00")[15, 20]
+        assert editor.undo(0)
+
+    # a re-run replaces the proposal of the frame the analyst left untouched; redo applies the edit over it
+    rerun = FrameResult(np.where(np.arange(32)[None, :] > 28, 5.0, -5.0).repeat(24, 0).astype(np.float32))
+    project.save_prediction("00", rerun)
+    np.testing.assert_array_equal(project.shown_mask("00"), rerun.logits > 0)
+    assert editor.redo(0)
+    expected = rerun.logits > 0
+    expected[15, 20] = True
+    np.testing.assert_array_equal(project.committed_mask("00"), expected)
+
+    # a second edit's undo keeps the committed mask its edit started from
+    assert editor.paint(0, [(2, 2)], 1)
+    assert editor.undo(0)
+    np.testing.assert_array_equal(project.committed_mask("00"), expected)
+
+    other = ReviewProject.open(project.folder)  # another instance sees the removal, and the flags are kept on disk
+    other.changes_on_disk()
+    assert editor.undo(0)
+    assert "00" in other.changes_on_disk().committed and other.committed_mask("00") is None
+    assert other.history("00").next_redo().committed_before is False
 
 
 def test_corrected_on_a_negative_frame_commits_the_proposal_it_shows(session):

@@ -269,10 +269,11 @@ def test_history_npz_round_trip(tmp_path):
 
 
 def test_history_keeps_each_edits_status_before_and_reads_a_history_without_them(tmp_path):
+    """And whether the frame had a committed mask before each edit (a history without those flags: it had)."""
     states, edits = random_edits(12)
     assert len(edits) >= 3  # some random strokes change nothing
     history = EditHistory()
-    mask = history.apply(states[0], edits[0].with_status_before("negative"))
+    mask = history.apply(states[0], edits[0].with_status_before("negative").with_committed_before(False))
     mask = history.apply(mask, edits[1])
     mask = history.apply(mask, edits[2].with_status_before("unreviewed"))
     history.undo(mask)
@@ -280,12 +281,15 @@ def test_history_keeps_each_edits_status_before_and_reads_a_history_without_them
     loaded = EditHistory.from_npz(tmp_path / "h.npz")
     assert loaded.next_redo().status_before == "unreviewed"
     assert loaded.next_undo().status_before is None
+    assert loaded.next_redo().committed_before and loaded.next_undo().committed_before
     loaded.undo(mask)
-    assert loaded.next_undo().status_before == "negative"
+    assert loaded.next_undo().status_before == "negative" and loaded.next_undo().committed_before is False
 
     # a history written before statuses were kept: every edit left the status alone
     with np.load(tmp_path / "h.npz") as data:
-        older = {k: data[k] for k in data.files if not k.endswith("_status")}
+        older = {k: data[k] for k in data.files if not k.endswith(("_status", "_committed"))}
     np.savez_compressed(tmp_path / "old.npz", **older)
     old = EditHistory.from_npz(tmp_path / "old.npz")
     assert len(old) == 2 and old.next_undo().status_before is None and old.next_redo().status_before is None
+    old.undo(mask)
+    assert old.next_undo().committed_before is True

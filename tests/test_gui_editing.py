@@ -201,7 +201,9 @@ def test_undo_redo_with_the_keyboard(editing, qtbot):
     assert np.array_equal(committed(editing), after_first)
     assert np.array_equal(editing.frame_view.layers.committed, after_first)
     qtbot.keyClick(target, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)
-    assert np.array_equal(committed(editing), _prediction(editing))
+    # the first edit undone: no committed mask, the proposal shows again
+    assert committed(editing) is None and editing.frame_view.layers.committed is None
+    assert np.array_equal(editing.session.project.shown_mask(editing.session.stem(0)), _prediction(editing))
     qtbot.keyClick(target, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier | QtCore.Qt.ShiftModifier)
     qtbot.keyClick(target, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier | QtCore.Qt.ShiftModifier)
     assert np.array_equal(committed(editing), after_second)

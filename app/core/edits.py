@@ -27,8 +27,10 @@ DEFAULT_HISTORY_DEPTH = 1000
 
 @dataclass(frozen=True, eq=False)
 class MaskEdit:
-    """One undoable change: the patch [y0:y1, x0:x1] (end-exclusive) before and after the edit, and the frame's
-    review status before it when the edit changed that (it marks the frame corrected), so undo can give it back."""
+    """One undoable change: the patch [y0:y1, x0:x1] (end-exclusive) before and after the edit, the frame's review
+    status before it when the edit changed that (it marks the frame corrected), so undo can give it back, and
+    whether the frame had a committed mask before it: undoing a frame's first edit takes the committed mask away
+    again (the frame shows its proposal, and a re-run may replace that), not a copy of the proposal."""
 
     y0: int
     x0: int
@@ -37,9 +39,13 @@ class MaskEdit:
     before: np.ndarray  # bool (y1 - y0, x1 - x0)
     after: np.ndarray
     status_before: str | None = None  # None: the edit left the status as it was
+    committed_before: bool = True
 
     def with_status_before(self, status: str | None) -> "MaskEdit":
         return replace(self, status_before=status)
+
+    def with_committed_before(self, committed: bool) -> "MaskEdit":
+        return replace(self, committed_before=committed)
 
 
 def make_edit(before_mask: np.ndarray, after_mask: np.ndarray) -> MaskEdit | None:
@@ -121,6 +127,7 @@ class EditHistory:
             arrays[f"{name}_before"] = _pack([e.before for e in edits])
             arrays[f"{name}_after"] = _pack([e.after for e in edits])
             arrays[f"{name}_status"] = np.array([e.status_before or "" for e in edits], dtype=np.str_)
+            arrays[f"{name}_committed"] = np.array([e.committed_before for e in edits], dtype=bool)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
@@ -135,7 +142,8 @@ class EditHistory:
                 history = cls(int(data["max_depth"]))
                 stacks = {
                     name: _unpack(data[f"{name}_boxes"], data[f"{name}_before"], data[f"{name}_after"],
-                                  data[f"{name}_status"] if f"{name}_status" in data else None)
+                                  data[f"{name}_status"] if f"{name}_status" in data else None,
+                                  data[f"{name}_committed"] if f"{name}_committed" in data else None)
                     for name in ("undo", "redo")
                 }
         except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
@@ -158,22 +166,25 @@ def _pack(patches: list[np.ndarray]) -> np.ndarray:
 
 
 def _unpack(boxes: np.ndarray, before_bits: np.ndarray, after_bits: np.ndarray,
-            statuses: np.ndarray | None) -> list[MaskEdit]:
+            statuses: np.ndarray | None, committed: np.ndarray | None) -> list[MaskEdit]:
     """The edits of one stack; `statuses`: each one's status before it ("" for none), None in a history written
-    before statuses were kept."""
+    before statuses were kept; `committed`: whether the frame had a committed mask before each, None in a history
+    written before that was kept (all had, as undo then assumed)."""
     sizes = [(int(y1 - y0), int(x1 - x0)) for y0, x0, y1, x1 in boxes]
     total = sum(h * w for h, w in sizes)
     before = np.unpackbits(before_bits, count=total).astype(bool)
     after = np.unpackbits(after_bits, count=total).astype(bool)
-    if statuses is not None and len(statuses) != len(boxes):
-        raise ValueError(f"{len(statuses)} statuses for {len(boxes)} edits")
+    for name, values in (("statuses", statuses), ("committed flags", committed)):
+        if values is not None and len(values) != len(boxes):
+            raise ValueError(f"{len(values)} {name} for {len(boxes)} edits")
     edits, offset = [], 0
     for k, ((y0, x0, y1, x1), (h, w)) in enumerate(zip(boxes, sizes)):
         n = h * w
         status = None if statuses is None else str(statuses[k]) or None
         edits.append(
             MaskEdit(int(y0), int(x0), int(y1), int(x1),
-                     before[offset : offset + n].reshape(h, w), after[offset : offset + n].reshape(h, w), status)
+                     before[offset : offset + n].reshape(h, w), after[offset : offset + n].reshape(h, w), status,
+                     True if committed is None else bool(committed[k]))
         )
         offset += n
     return edits

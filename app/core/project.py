@@ -663,6 +663,12 @@ class ReviewProject:
             self._write(lambda: atomic_write_png(path, mask, text))
         self.damaged = [(p, reason) for p, reason in self.damaged if p != path]
 
+    def _uncommit_mask(self, stem: str) -> None:
+        path = self._path("labels", stem, ".png")
+        with self._own_write("labels", stem):
+            self._remove(path)
+        self.damaged = [(p, reason) for p, reason in self.damaged if p != path]
+
     def shown_mask(self, stem: str) -> np.ndarray:
         """The mask the frame shows as its targets: the committed mask, else the prediction, else all background."""
         for mask in (self.committed_mask(stem), self.prediction_mask(stem)):
@@ -718,7 +724,7 @@ class ReviewProject:
         with self._exclusive():
             edit = make_edit(self.shown_mask(stem), new_mask)
             if edit is not None:
-                edit = edit.with_status_before(status_before)
+                edit = edit.with_status_before(status_before).with_committed_before(self.has_committed_mask(stem))
                 self._change_mask(stem, lambda history, mask: history.apply(mask, edit), frame_sha1)
         return edit
 
@@ -757,7 +763,9 @@ class ReviewProject:
             self._history_files[stem] = _file_identity(path)
 
     def undo(self, stem: str) -> np.ndarray:
-        return self._change_mask(stem, EditHistory.undo, self._sha1_for(stem, None))
+        """Take back the frame's last edit: the committed mask it started from, or none when it was the first (the
+        frame shows its proposal again). Returns the mask shown."""
+        return self._change_mask(stem, EditHistory.undo, self._sha1_for(stem, None), undoing=True)
 
     def redo(self, stem: str) -> np.ndarray:
         return self._change_mask(stem, EditHistory.redo, self._sha1_for(stem, None))
@@ -768,10 +776,11 @@ class ReviewProject:
         self._check_stem(stem)
         return frame_sha1 if frame_sha1 is not None else self._current_sha1(stem)
 
-    def _change_mask(self, stem: str, change, frame_sha1: str | None) -> np.ndarray:
+    def _change_mask(self, stem: str, change, frame_sha1: str | None, undoing: bool = False) -> np.ndarray:
         """`change(history, working mask)` (which records the step in the frame's history and returns the
         new mask) applied to the history and mask on disk, under the project's file lock, and saved: the
-        history file, then the committed mask (recording `frame_sha1`). Returns the new mask.
+        history file, then the committed mask (recording `frame_sha1`), or, `undoing` an edit made when there was
+        none, its removal. Returns the new mask shown.
 
         A failed save leaves the frame as it was before the step: its history file and committed mask on disk,
         and its history in memory (read again from the file). A failed history write stops before the mask;
@@ -784,6 +793,7 @@ class ReviewProject:
             saved_history = self._file_bytes(path)
             history = self.history(stem)
             mask = change(history, self.shown_mask(stem))
+            uncommit = undoing and not history.next_redo().committed_before
             try:
                 self._write(lambda: history.to_npz(path))
             except ProjectWriteError:
@@ -791,7 +801,11 @@ class ReviewProject:
                 raise
             self._history_files[stem] = _file_identity(path)
             try:
-                self._commit_mask(stem, mask, frame_sha1)
+                if uncommit:
+                    self._uncommit_mask(stem)
+                    mask = self.shown_mask(stem)
+                else:
+                    self._commit_mask(stem, mask, frame_sha1)
             except ProjectWriteError:
                 with contextlib.suppress(ProjectWriteError):  # the mask's error is the one to report
                     self._put_back(path, saved_history)
@@ -865,7 +879,7 @@ class ReviewProject:
             identity, files, stamps, recent = self._folder_files(layer)
             with self._lock:
                 own = {stem for (of, stem), written in self._own_files.items()
-                       if of == layer and files.get(stem) in written}
+                       if of == layer and _is_own(files.get(stem), written)}
                 # what this instance wrote is known as its own for a while: a look may list an earlier write of the
                 # file, or the next may come before the rename
                 old = time.time_ns() - OWN_WRITES_KEPT_NS
@@ -949,17 +963,18 @@ class ReviewProject:
 
     @contextlib.contextmanager
     def _own_write(self, layer: str, stem: str):
-        """Around this instance's write of masks/ or labels/<stem>.png: a look meanwhile takes the file as its own
-        (the rename may come at any moment), and afterwards the file written is known as this instance's."""
+        """Around this instance's write (or removal) of masks/ or labels/<stem>.png: a look meanwhile takes the file
+        as its own (the rename may come at any moment), and afterwards the file written (or its absence) is known as
+        this instance's."""
         key = (layer, stem)
         with self._lock:
             self._writing[key] = self._writing.get(key, 0) + 1
         try:
             yield
-            written = content_stamp(self._path(layer, stem, ".png"))
-            if written is not None:
-                with self._lock:
-                    self._own_files.setdefault(key, set()).add(written)
+            # the file written, or its absence (this instance removed it), with when that was
+            written = content_stamp(self._path(layer, stem, ".png")) or (None, time.time_ns(), None)
+            with self._lock:
+                self._own_files.setdefault(key, set()).add(written)
         finally:
             with self._lock:
                 self._writing[key] -= 1
@@ -1280,6 +1295,13 @@ def _locked(path: Path) -> int | None:
         except OSError:  # a file system without locks
             os.close(fd)
             return None
+
+
+def _is_own(current: tuple | None, written: set[tuple]) -> bool:
+    """Whether a file's `_content_identity` (None: absent) is one this instance left it with (`_own_write`)."""
+    if current is None:
+        return any(stamp[0] is None for stamp in written)
+    return current in written
 
 
 def _content_identity(st: os.stat_result) -> tuple:
