@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.project import FrameChange, ReviewStatus
 from app.core.review_queue import FrameSummary
-from app.widgets.review_panel import CHANGED_FILTER, ReviewPanel
+from app.widgets.review_panel import CHANGED_FILTER, ReviewPanel, elide_keeping_number
 
 pytestmark = pytest.mark.gui
 
@@ -122,12 +122,34 @@ def test_the_status_column_fits_the_stop_marker_and_stems_keep_their_frame_numbe
     text = model.data(model.index(model.row_of(5), 2))
     assert text == "unreviewed \u25c6 stop"
     assert header.sectionSize(2) >= metrics.horizontalAdvance(text) + 16  # icon and text both fit
-    assert table.textElideMode() == QtCore.Qt.ElideMiddle  # a narrow stem column keeps the frame number
     assert model.data(model.index(0, 1), QtCore.Qt.ToolTipRole) == review.session.stem(0)
+    # GUI audit 19: a narrow stem column (76 px beside "⚠ changed") showed "drone146_000001" as "dro…001"
+    stem = review.session.stem(5)
+    number = stem[len(stem.rstrip("0123456789")):]
+    assert number, stem
+    for width in (76, 60, 200):
+        option = QtWidgets.QStyleOptionViewItem()
+        option.widget, option.rect = table, QtCore.QRect(0, 0, width, 20)
+        table.itemDelegateForColumn(1).initStyleOption(option, model.index(model.row_of(5), 1))
+        assert option.text.endswith(number) and metrics.horizontalAdvance(option.text) <= width - 3
+        assert option.text == stem or "\u2026" in option.text
     for column in (0, 3, 4, 5):  # the number columns fit their header (Qt's own size for its text)
         assert header.sectionSize(column) >= header.sectionSizeHint(column)
     panel.model.set_marked({})
     assert header.sectionSize(2) < metrics.horizontalAdvance("unreviewed \u25c6 stop") + 16
+
+
+def test_a_stem_is_shortened_in_its_middle_keeping_its_last_number():
+    def fits(n):
+        return lambda text: len(text) <= n
+
+    assert elide_keeping_number("drone146_000001", fits(20)) == "drone146_000001"
+    assert elide_keeping_number("drone146_000001", fits(10)) == "dro\u2026000001"
+    assert elide_keeping_number("drone146_000001", fits(7)) == "\u2026000001"
+    assert elide_keeping_number("drone146_000001", fits(4)) == "\u2026001"  # even the number does not fit
+    assert elide_keeping_number("pass_12_left", fits(9)) == "p\u202612_left"  # what follows the number stays
+    assert elide_keeping_number("flight", fits(4)) == "fl\u2026t"  # no number: the end letter
+    assert elide_keeping_number("drone146_000001", fits(0)) == "\u2026"
 
 
 def test_the_number_columns_fit_peaks_of_a_hundred_and_counts_of_three_digits(review):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping
+import re
+from typing import Callable, Mapping
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -29,6 +30,39 @@ CHANGED_MARKER = " \u26a0 changed"  # short: the column leaves room for the stem
 STOP_MARKER = " \u25c6 stop"
 # an unreadable frame not reviewed: listed and counted apart (review steps over it; it can only be rejected)
 UNREADABLE = "unreadable"
+
+
+def elide_keeping_number(text: str, fits: Callable[[str], bool]) -> str:
+    """`text` shortened until `fits(text)`: from its middle, keeping its start and its last number and whatever
+    follows it ("drone146_…000001"), so a narrow column still tells frames apart; then from the start of the number
+    itself when even "…" and the number do not fit."""
+    if fits(text):
+        return text
+    number = re.search(r"\d+\D*$", text)
+    tail = text[number.start():] if number else text[-1:]
+    head = text[: len(text) - len(tail)]
+    for keep in range(len(head) - 1, -1, -1):
+        if fits(shorter := head[:keep] + "\u2026" + tail):
+            return shorter
+    for keep in range(len(tail) - 1, 0, -1):
+        if fits(shorter := "\u2026" + tail[-keep:]):
+            return shorter
+    return "\u2026"
+
+
+class StemDelegate(QtWidgets.QStyledItemDelegate):
+    """Draws the stem column elided by `elide_keeping_number` (Qt's middle elision halves the width between the
+    start and the end, which cut "drone146_000001" to "dro…001")."""
+
+    def initStyleOption(self, option: QtWidgets.QStyleOptionViewItem, index: QtCore.QModelIndex) -> None:
+        super().initStyleOption(option, index)
+        widget = option.widget
+        style = widget.style() if widget is not None else QtWidgets.QApplication.style()
+        margin = 2 * (style.pixelMetric(QtWidgets.QStyle.PM_FocusFrameHMargin, None, widget) + 1) + 1
+        room = option.rect.width() - margin
+        metrics = option.fontMetrics
+        option.text = elide_keeping_number(option.text, lambda text: metrics.horizontalAdvance(text) <= room)
+        option.textElideMode = QtCore.Qt.ElideLeft  # should a pixel still be short: the number stays
 
 
 def _count(value: int | None) -> str:
@@ -187,7 +221,7 @@ class FrameQueueModel(QtCore.QAbstractTableModel):
         if role == QtCore.Qt.DecorationRole and column == 2:
             return _CHANGED_QCOLOR if s.index in self.changed else _STATUS_QCOLORS[s.status]
         if role == QtCore.Qt.ToolTipRole and column == 1:
-            return s.stem  # elided in the middle when the column is narrow
+            return s.stem  # elided keeping its frame number when the column is narrow (StemDelegate)
         if role == QtCore.Qt.ToolTipRole and column == 2 and (s.index in self.marked or s.index in self.changed):
             return "\n".join(t for t in (self.changed.get(s.index), self.marked.get(s.index)) if t)
         if role == QtCore.Qt.TextAlignmentRole and column in (0, 3, 4, 5):
@@ -280,6 +314,8 @@ class ReviewPanel(QtWidgets.QWidget):
         self.table.verticalHeader().setDefaultSectionSize(20)
         # a long stem keeps its start and its frame number ("stack_…000006"); the full stem is its tooltip
         self.table.setTextElideMode(QtCore.Qt.ElideMiddle)
+        self._stem_delegate = StemDelegate(self.table)
+        self.table.setItemDelegateForColumn(1, self._stem_delegate)
         header = self.table.horizontalHeader()
         # the stem takes what is left; the other columns are sized to their header and to the widest text
         # they can hold now (`_fit_columns`), without measuring every row
@@ -407,7 +443,7 @@ class ReviewPanel(QtWidgets.QWidget):
         """Size the frame, status and number columns to their header and the widest text they hold: the
         status column to the statuses present and the markers shown (a changed frame's, a stop's), so no
         marker is cut off. Measures a handful of texts, not every row; the stem column takes the rest
-        (elided in the middle)."""
+        (elided keeping the frame number)."""
         model, table = self.model, self.table
         metrics, header, style = table.fontMetrics(), table.horizontalHeader(), table.style()
         margin = 2 * (style.pixelMetric(QtWidgets.QStyle.PM_FocusFrameHMargin, None, table) + 1) + 2  # Qt's, + 1 px
