@@ -79,7 +79,7 @@ def check_options(cfg: TrainConfig) -> None:
     checks = [
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"--batch-size must be at least 1, got {cfg.batch_size}"),
-        (math.isfinite(cfg.lr) and cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
+        (math.isfinite(cfg.lr) and cfg.lr > 0, f"--lr must be a finite positive number, got {cfg.lr}"),
         (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0,
          f"weight_decay must not be negative, got {cfg.weight_decay}"),
         (MIN_CROP <= cfg.crop <= MAX_CROP, f"--crop must lie in {MIN_CROP}..{MAX_CROP}, got {cfg.crop}"),
@@ -637,8 +637,8 @@ def _new_extra_samples(cfg: TrainConfig, train_samples: list[Sample], val_sample
         leaked = sorted(s.stem for s, keys in zip(samples, keys_of) if val_keys & set(keys))
         if leaked:
             raise ValueError(f"--extra-data {entry} holds {len(leaked)} of the validation images (the same file or "
-                             f"the same pixels), e.g. {', '.join(leaked[:3])}: give a split file without them (e.g. "
-                             "the data set's train.txt)")
+                             f"the same pixels), e.g. {', '.join(leaked[:3])}: give a split file of that data set that "
+                             "leaves them out (a copy of its list without those stems)")
         new = [s for s, keys in zip(samples, keys_of) if not train_keys & set(keys)]
         train_keys.update(key for keys in keys_of for key in keys if key is not None)
         new_extra_samples += new

@@ -10,6 +10,7 @@ import pytest
 import app.commands.demo
 from app.cli import main
 from app.core.frames import read_gray
+from app.core.project import project_dir_for
 from app.core.synthetic import DEMO_CONFIG, iter_frames
 
 SIZE = ["--width", "48", "--height", "40"]
@@ -127,6 +128,27 @@ def test_review_project_over_the_earlier_demo_is_set_aside(tmp_path, capsys):
     assert not project.exists() and len(kept) == 1
     assert (kept[0] / "labels" / "000001.png").read_bytes() == b"an analyst's mask"
     assert f"kept as {kept[0]}" in capsys.readouterr().out
+
+
+def test_review_projects_inside_the_earlier_demo_are_set_aside_beside_it(tmp_path, capsys):
+    """CLI audit 24: the app keeps the project of a demo's stack.tif (or images/) inside the demo folder, and
+    make-demo refused to replace the demo ("holds an earlier demo, but also stack.tif.irsam-review, ..."), where its
+    help says such a project is renamed aside."""
+    for layout in ("--tiff", None):
+        demo = tmp_path / f"demo{layout or ''}"
+        assert make_demo(demo, "--frames", "2", *([layout] if layout else [])) == 0
+        source = demo / ("stack.tif" if layout else "images")
+        project = project_dir_for(source)
+        assert project.parent == demo
+        (project / "labels").mkdir(parents=True)
+        (project / "labels" / "stack_000001.png").write_bytes(b"an analyst's mask")
+        capsys.readouterr()
+        assert make_demo(demo, "--frames", "3", *([layout] if layout else [])) == 0
+        kept = [p for p in tmp_path.iterdir() if p.name.startswith(f"{demo.name}.{project.name}.old-")]
+        assert len(kept) == 1 and not project.exists()
+        assert (kept[0] / "labels" / "stack_000001.png").read_bytes() == b"an analyst's mask"
+        assert f"kept as {kept[0]}" in capsys.readouterr().out
+        assert json.loads((demo / "demo.json").read_text())["config"]["n_frames"] == 3
 
 
 def test_failed_write_keeps_the_earlier_demo(tmp_path, monkeypatch, capsys):

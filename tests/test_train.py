@@ -544,7 +544,8 @@ def test_cli_extra_data_from_a_split_file_trains_on_the_frames_it_lists_only(dat
     # the data set itself as extra data: its validation images would be trained on
     assert cli_train(tmp_path / "leak", dataset, "--device", "cpu", "--extra-data", str(dataset)) == 2
     assert capsys.readouterr().err.startswith(f"error: --extra-data {dataset} holds 4 of the validation images (the "
-                                              "same file or the same pixels), e.g. syn_008, syn_009, syn_010")
+                                              "same file or the same pixels), e.g. syn_008, syn_009, syn_010: give a "
+                                              "split file of that data set that leaves them out")
     assert not (tmp_path / "leak" / "out").exists()
 
 

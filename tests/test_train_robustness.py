@@ -86,9 +86,12 @@ def test_options_out_of_range_are_all_refused(dataset, tmp_path, capsys):
                      "--crop", "100000") == 2
     err = one_error_line(capsys)
     assert "--epochs must be at least 1, got 0" in err and "--batch-size must be at least 1, got 0" in err
-    assert "--lr must be positive, got -0.0001" in err and "--paste-targets must not be negative, got -1" in err
+    assert "--lr must be a finite positive number, got -0.0001" in err
+    assert "--paste-targets must not be negative, got -1" in err
     assert "--crop must lie in 32..2048, got 100000" in err  # unbounded, it ran the machine out of memory
     assert not out.exists()
+    assert cli_train(dataset, out, "--lr", "inf") == 2  # refused rightly, but "must be positive, got inf" read oddly
+    assert "--lr must be a finite positive number, got inf" in one_error_line(capsys)
 
 
 def test_an_unknown_config_blames_config_and_lists_the_presets(dataset, tmp_path, capsys):

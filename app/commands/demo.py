@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from app.commands import positive_int
-from app.core.synthetic import DEMO_CONFIG, DEMO_SEED, iter_frames, set_aside_project, write_sequence
+from app.core.synthetic import DEMO_CONFIG, DEMO_SEED, demo_projects, iter_frames, set_aside_projects, write_sequence
 from model.atomic import atomic_write_json, current_umask
 from model.data import name_some
 
@@ -42,7 +42,8 @@ def add_parser(subparsers) -> None:
                                           "with the defaults, the app's built-in demo sequence. OUT must be new, "
                                           "empty, or hold an earlier make-demo sequence and nothing else: that one "
                                           "is replaced whole, once the new one is written (a review project made over "
-                                          "it is renamed aside, kept). Any other folder is refused.")
+                                          "it, its images/ or its stack.tif is renamed aside beside OUT, kept). Any other "
+                                          "folder is refused.")
     p.add_argument("out", help="output folder")
     p.add_argument("--frames", type=positive_int, default=DEMO_CONFIG.n_frames,
                    help=f"number of frames, at least 1 (default {DEMO_CONFIG.n_frames})")
@@ -76,7 +77,7 @@ def run(args) -> int:
         new.chmod(stat.S_IMODE(out.stat().st_mode) if out.exists() else 0o777 & ~current_umask())  # not mkdtemp's 0700
         write_sequence(iter_frames(config, args.seed), new, layout=layout)
         atomic_write_json(new / MARKER, {"config": config.to_dict(), "seed": args.seed, "layout": layout})
-        kept_project = set_aside_project(out)
+        kept_projects = set_aside_projects(out)
         _replace_folder(new, out)
     except OSError as e:
         print(f"error: {out}: {e}", file=sys.stderr)
@@ -86,8 +87,8 @@ def run(args) -> int:
             shutil.rmtree(new, ignore_errors=True)  # gone already when it took OUT's place
     print(f"wrote {args.frames} frames {args.width}x{args.height} uint16 to {out}"
           + (", replacing the earlier demo" if replacing else ""))
-    if kept_project is not None:
-        print(f"the review project of the earlier frames is kept as {kept_project}")
+    for kept in kept_projects:
+        print(f"the review project of the earlier frames is kept as {kept}")
     return 0
 
 
@@ -109,9 +110,12 @@ def _why_not_replaceable(out: Path) -> str | None:
         written = _files_written(marker)
     except (OSError, ValueError, TypeError, KeyError):
         return f"not empty, and holds no {MARKER} of an earlier make-demo sequence"
+    projects = [project.name for project in demo_projects(out) if project.parent == out]  # set aside, not foreign
     foreign = []
     for path in out.rglob("*"):  # does not descend into linked folders: a link is foreign itself
         name = path.relative_to(out).as_posix()
+        if name.split("/")[0] in projects:
+            continue
         if name not in written and not (name in ("images", "masks") and path.is_dir() and not path.is_symlink()):
             foreign.append(name)
     if foreign:

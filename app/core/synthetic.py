@@ -303,14 +303,29 @@ DEMO_CONFIG = SyntheticConfig(n_frames=120, height=256, width=320, n_targets=(2,
 DEMO_SEED = 7
 
 
-def set_aside_project(demo: Path) -> Path | None:
-    """A review project over the old demo would lay its masks over the new frames: renamed, kept.
-    Returns its new name, None when there is none."""
-    project = project_dir_for(demo)
-    if not project.exists():
-        return None
-    kept = project.with_name(f"{project.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.replace(project, kept)
+# what of a demo folder the app or `irsam detect` may open, relative to it: the folder, its images/, its stack.tif
+DEMO_SOURCES = (".", "images", "stack.tif")
+
+
+def demo_projects(demo: Path) -> list[Path]:
+    """The review projects over a demo folder's frames (`DEMO_SOURCES`) that exist: beside the folder for the
+    folder itself, inside it for its images/ and its stack.tif (`project_dir_for`)."""
+    projects = (project_dir_for(Path(demo) / source) for source in DEMO_SOURCES)
+    return [project for project in projects if project.is_dir()]
+
+
+def set_aside_projects(demo: Path) -> list[Path]:
+    """Review projects over the old demo would lay their masks over the new frames: renamed, kept. One inside the
+    demo folder (over its images/ or stack.tif) would go with the old frames: it is kept beside the folder, its
+    name prefixed with the folder's. Returns their new names."""
+    demo = Path(demo).resolve()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = []
+    for project in demo_projects(demo):
+        inside = project.parent == demo
+        name = f"{demo.name}.{project.name}" if inside else project.name
+        kept.append((demo.parent if inside else project.parent) / f"{name}.old-{stamp}")
+        os.replace(project, kept[-1])
     return kept
 
 
@@ -340,7 +355,7 @@ def demo_sequence_dir(cache_dir: str | os.PathLike | None = None) -> Path:
         write_sequence(iter_frames(DEMO_CONFIG, DEMO_SEED), tmp, layout="folder")
         atomic_write_json(tmp / "demo.json", stamp)
         if target.exists():  # an incomplete demo (no marker), or one made with other settings
-            set_aside_project(target)
+            set_aside_projects(target)
             shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     except OSError:
