@@ -34,7 +34,7 @@ MAX_DAMAGED_LISTED = 20
 STATUS_MENU_ORDER = (ReviewStatus.ACCEPTED, ReviewStatus.CORRECTED, ReviewStatus.REJECTED, ReviewStatus.NEGATIVE,
                      ReviewStatus.UNREVIEWED)
 PROPAGATION_BLOCKS = ("Propagation is running: mask edits and status changes are paused until it ends "
-                      "(Cancel in the Review dock stops it).")
+                      "(Cancel under the Targets list stops it).")
 IMPORT_BLOCKS = "Committing the ground-truth masks: mask edits and status changes are paused until it ends."
 LOADING_BLOCKS = "Reading this sequence's earlier results: mask edits and status changes wait until they are read."
 # frame by frame, each an undoable edit: those written before the failure stay
