@@ -242,6 +242,10 @@ class FrameEditor:
         when the mask is stepped but that status cannot be written."""
         if not (self.can_redo(index) if redo else self.can_undo(index)):
             return False
+        if index in self.unsaved:  # the history's last step is not what the frame shows: stepping it would be lost
+            raise EditRefused(f"Frame {index + 1} holds an edit that is not saved yet: {'redo' if redo else 'undo'} "
+                              "waits until it is (your next change, a status, or closing the sequence saves it, once "
+                              "the project can be written).")
         project, stem = self.session.project, self.session.stem(index)
         history = project.history(stem)
         step = history.next_redo() if redo else history.next_undo()

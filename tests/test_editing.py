@@ -235,3 +235,94 @@ def test_corrected_on_a_negative_frame_commits_the_proposal_it_shows(session):
     editor.set_status(0, ReviewStatus.NEGATIVE)
     editor.set_status(0, ReviewStatus.CORRECTED)
     np.testing.assert_array_equal(project.committed_mask("00"), proposal_of_one_target().logits > 0)
+
+
+def test_undo_commits_what_the_frame_showed_when_the_proposal_was_replaced_or_a_verdict_stands(session):
+    """Crash audit 24: undoing a first edit removes the committed mask only when that gives the frame back as it was.
+    Accept, an edit, a re-run, undo: the frame went back to accepted over the new proposal, which export then took;
+    an edit, C, undo: corrected with no committed mask, which export skipped."""
+    project = session.ensure_project()
+    proposal = proposal_of_one_target()
+    for stem, index in (("00", 0), ("01", 1)):
+        project.save_prediction(stem, proposal)
+        session.record_result(index)
+    editor = FrameEditor(session)
+    editor.set_status(0, ReviewStatus.ACCEPTED)
+    assert editor.paint(0, [(20, 15)], 1)
+    rerun = FrameResult(np.full((24, 32), -5, np.float32))
+    rerun.logits[1:3, 1:3] = 5
+    project.save_prediction("00", rerun)  # the frame is corrected now: its proposal is replaced
+    assert editor.undo(0)
+    assert session.status(0) is ReviewStatus.ACCEPTED
+    np.testing.assert_array_equal(project.committed_mask("00"), proposal.logits > 0)  # what was accepted
+
+    assert editor.paint(1, [(20, 15)], 1)
+    editor.set_status(1, ReviewStatus.CORRECTED)  # the analyst's verdict over the edited mask
+    assert editor.undo(1)
+    assert session.status(1) is ReviewStatus.CORRECTED
+    np.testing.assert_array_equal(project.committed_mask("01"), proposal.logits > 0)
+
+
+def test_add_all_over_the_proposal_as_it_is_is_one_undo_step(session):
+    """Crash audit 24: Add all on a frame with no committed mask committed its proposal and marked it corrected with
+    nothing to undo."""
+    project = session.ensure_project()
+    proposal = proposal_of_one_target()
+    project.save_prediction("00", proposal)
+    session.record_result(0)
+    editor = FrameEditor(session)
+    editor.set_status(0, ReviewStatus.NEGATIVE)
+    assert editor.accept_all(0)
+    np.testing.assert_array_equal(project.committed_mask("00"), proposal.logits > 0)
+    assert session.status(0) is ReviewStatus.CORRECTED and editor.can_undo(0)
+    assert editor.undo(0)
+    assert session.status(0) is ReviewStatus.NEGATIVE and project.committed_mask("00") is None
+    reopened = ReviewProject.open(project.folder)  # the step is kept in the history file
+    assert reopened.history("00").next_redo().committed_before is False
+    assert editor.redo(0)
+    assert session.status(0) is ReviewStatus.CORRECTED
+    np.testing.assert_array_equal(project.committed_mask("00"), proposal.logits > 0)
+    editor.set_status(0, ReviewStatus.UNREVIEWED)
+    editor.set_status(0, ReviewStatus.CORRECTED)  # C commits what is shown: no step of its own
+    assert len(project.history("00")) == 1
+
+
+def test_another_instances_removal_of_a_committed_mask_is_reported_after_this_ones_own(session):
+    """Crash audit 24: an instance that had removed the frame's committed mask itself (an undo), then written it again
+    (a redo), took another instance's later removal for its own, and kept showing the mask."""
+    project = session.ensure_project()
+    project.save_prediction("00", proposal_of_one_target())
+    session.record_result(0)
+    editor = FrameEditor(session)
+    project.changes_on_disk()
+    assert editor.paint(0, [(20, 15)], 1)
+    assert editor.undo(0) and editor.redo(0)
+    assert "00" not in project.changes_on_disk().committed  # its own writes
+    other = ReviewProject.open(project.folder)
+    assert other.undo("00") is not None and other.committed_mask("00") is None
+    assert "00" in project.changes_on_disk().committed
+
+
+def test_an_accept_while_a_rerun_writes_the_frame_keeps_what_was_accepted(session, monkeypatch):
+    """Crash audit 24: a detect run checked the frame's status, then wrote its files; an accept in between (another
+    instance) ended accepted over the new proposal, which export took. The check now comes under the project's lock,
+    just before the new proposal replaces the old."""
+    project = session.ensure_project()
+    proposal = proposal_of_one_target()
+    project.save_prediction("00", proposal)
+    session.record_result(0)
+    project.set_status("01", ReviewStatus.REJECTED)  # the project's lock has been taken once: project.lock is there
+    other = ReviewProject.open(project.folder)
+    write_npy = project_module.atomic_write_npy
+
+    def accept_meanwhile(path, array):
+        monkeypatch.setattr(project_module, "atomic_write_npy", write_npy)
+        other.set_status("00", ReviewStatus.ACCEPTED)  # the analyst accepts what the window shows: the old proposal
+        return write_npy(path, array)
+
+    monkeypatch.setattr(project_module, "atomic_write_npy", accept_meanwhile)
+    rerun = FrameResult(np.full((24, 32), -5, np.float32))
+    rerun.logits[1:3, 1:3] = 5
+    assert project.save_prediction("00", rerun, save_logits=True)  # it kept the accepted proposal
+    np.testing.assert_array_equal(project.committed_mask("00"), proposal.logits > 0)
+    np.testing.assert_array_equal(project.prediction_mask("00"), rerun.logits > 0)

@@ -358,3 +358,42 @@ def test_closing_with_only_a_status_unsaved_says_so_and_what_discard_leaves(revi
             "can be written; Cancel keeps this sequence open.") in shown[0]
     status, mask = _on_disk(folder, stem)  # as the box said
     assert status is ReviewStatus.UNREVIEWED and np.array_equal(mask, kept)
+
+
+def test_an_undo_saved_without_its_status_is_shown_and_said_as_an_undo(review, refusing_status_writes):
+    """Crash audit 24: after such an undo the window kept drawing the removed mask, and said "the edited mask of frame
+    1 is saved", where no edited mask was."""
+    project, stem = review.session.project, review.session.stem(0)
+    refusing_status_writes.clear()
+    review.review_tools.palette.brush_size.setValue(3)
+    review.review_tools.palette.set_tool(Tool.BRUSH)
+    drag(review, [(x, 40) for x in range(30, 60)])  # the frame's first edit, saved with its status
+    assert project.committed_mask(stem) is not None and review.session.status(0) is ReviewStatus.CORRECTED
+    refusing_status_writes.add(True)
+    try:
+        review.review_tools.editing.undo()
+        assert review.statusBar().currentMessage().endswith(
+            "disk full (simulated). The undo on frame 1 is saved (its mask) but not the status it gives back: the "
+            "frame stays corrected.")
+        assert project.committed_mask(stem) is None and review.frame_view.layers.committed is None  # shown as on disk
+    finally:
+        refusing_status_writes.clear()
+
+
+def test_undo_waits_while_the_frame_holds_an_edit_not_saved(review, refusing_writes):
+    """Crash audit 24: Ctrl+Z stepped the saved history back while the window kept showing (and at close saved again)
+    the edit not saved yet, so the undo was silently reverted and its redo step lost."""
+    project, stem = review.session.project, review.session.stem(0)
+    refusing_writes.clear()
+    review.review_tools.palette.brush_size.setValue(3)
+    review.review_tools.palette.set_tool(Tool.BRUSH)
+    drag(review, [(x, 40) for x in range(30, 60)])  # saved
+    saved = project.committed_mask(stem).copy()
+    refusing_writes.add(True)
+    drag(review, [(x, 50) for x in range(30, 60)])  # kept in memory
+    editing = review.review_tools.editing
+    editing.undo()
+    assert "holds an edit that is not saved yet: undo waits until it is" in review.statusBar().currentMessage()
+    assert np.array_equal(project.committed_mask(stem), saved) and len(project.history(stem)) == 1
+    assert list(editing.editor.unsaved) == [0]
+    refusing_writes.clear()  # the window's close at teardown saves it

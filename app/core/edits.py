@@ -63,6 +63,13 @@ def make_edit(before_mask: np.ndarray, after_mask: np.ndarray) -> MaskEdit | Non
     return MaskEdit(y0, x0, y1, x1, before_mask[y0:y1, x0:x1].copy(), after_mask[y0:y1, x0:x1].copy())
 
 
+def unchanged_edit() -> MaskEdit:
+    """A step that changes no pixel: a tool committing the mask shown as it is (the proposal of a frame with no
+    committed mask), which marks the frame corrected all the same; undo takes that back."""
+    nothing = np.zeros((0, 0), dtype=bool)
+    return MaskEdit(0, 0, 0, 0, nothing, nothing)
+
+
 class EditHistory:
     """Undo/redo stacks of `MaskEdit`s for one frame. The oldest edits drop off past `max_depth`."""
 

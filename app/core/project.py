@@ -28,7 +28,7 @@ from typing import Callable, Mapping, Sequence, Union
 import cv2
 import numpy as np
 
-from app.core.edits import EditHistory, MaskEdit, make_edit
+from app.core.edits import EditHistory, MaskEdit, make_edit, unchanged_edit
 from app.core.frames import FrameReadError, describe_sizes, frame_digest
 from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
 from app.core.targets import Target, extract_targets
@@ -208,7 +208,7 @@ class ReviewProject:
         self._folders_seen: dict[str, tuple[tuple | None, dict[str, tuple] | None, set[str]]] = {
             layer: (_file_identity(folder / layer), None, set()) for layer in WATCHED_LAYERS}
         self._csv_seen: tuple | None = None  # `_file_identity` of detections.csv at the last look
-        self._own_files: dict[tuple[str, str], set[tuple]] = {}
+        self._own_files: dict[tuple[str, str], list[tuple]] = {}  # in the order written
         self._writing: dict[tuple[str, str], int] = {}  # (layer, stem) -> this instance's writes of it under way
 
     # --- creating and opening -------------------------------------------------------------------
@@ -422,16 +422,6 @@ class ReviewProject:
             raise ValueError(f"{stem}: logits shape {logits.shape} != frame shape {self.shape_of(stem)}")
         if frame_sha1 is None:
             frame_sha1 = self._current_sha1(stem)
-        with self._lock:  # an edit of the frame on another thread commits before or after, never between
-            self._read_review_if_replaced()  # another instance (the app, during a long detect run) may have accepted it
-            kept_accepted = self.status(stem) is ReviewStatus.ACCEPTED and not self.has_committed_mask(stem)
-            if kept_accepted:
-                with self._exclusive():  # nor one of another instance (the lock only when needed: a run writes no more)
-                    kept_accepted = not self.has_committed_mask(stem)
-                    if kept_accepted:
-                        # made on the pixels it was accepted over (else those its proposal was detected on)
-                        made_on = self.status_frame_sha1(stem) or self.proposal_frame_sha1(stem)
-                        self._commit_mask(stem, self.working_mask(stem), made_on)
         mask = logits > 0
         edge_path, logits_path = self._path("edges", stem, ".png"), self._path("logits", stem, ".npy")
         # what they hold now: put back if a later write of this proposal fails (a full disk), so the frame never
@@ -452,8 +442,13 @@ class ReviewProject:
             if frame_sha1 is not None:
                 text[FRAME_TEXT_KEY] = frame_sha1
             mask_path = self._path("masks", stem, ".png")
-            with self._own_write("masks", stem):
-                self._write(lambda: atomic_write_png(mask_path, mask, text))
+            # the check and the new proposal under the project's lock: an accept (in another thread or instance, the
+            # app during a long detect run) comes before the check, or after the new proposal is in place. Not the
+            # file lock while no instance ever took it (a fresh `irsam detect` run: no project.lock among its files)
+            with self._exclusive() if (self.folder / LOCK_FILE).exists() else self._lock:
+                kept_accepted = self._keep_accepted_proposal(stem)
+                with self._own_write("masks", stem):
+                    self._write(lambda: atomic_write_png(mask_path, mask, text))
         except ProjectWriteError:
             for path, data in earlier.items():
                 with contextlib.suppress(ProjectWriteError):  # the first error is the one to report
@@ -464,6 +459,17 @@ class ReviewProject:
             self._detections[stem] = targets
             self._proposed[stem] = _file_identity(mask_path)
         return kept_accepted
+
+    def _keep_accepted_proposal(self, stem: str) -> bool:
+        """Before the frame's proposal is replaced, under the project's lock: an accepted frame without a committed
+        mask commits the proposal it was accepted over (`save_prediction`). Whether it did."""
+        self._read_review_if_replaced()  # another instance may have accepted it
+        if self.status(stem) is not ReviewStatus.ACCEPTED or self.has_committed_mask(stem):
+            return False
+        # made on the pixels it was accepted over (else those its proposal was detected on)
+        made_on = self.status_frame_sha1(stem) or self.proposal_frame_sha1(stem)
+        self._commit_mask(stem, self.working_mask(stem), made_on)
+        return True
 
     def flush_detections(self) -> None:
         """Write detections.csv (atomically): the rows of the frames this instance proposed since its last flush,
@@ -732,9 +738,10 @@ class ReviewProject:
                     status_before: str | None = None) -> bool:
         """Make `new_mask` the frame's committed mask: one undoable edit from the mask shown (`edit_mask`).
 
-        When it equals the mask shown there is nothing to record, but a frame with no committed mask yet
-        (none, or one that cannot be read) showed its proposal (or nothing): that is committed all the same,
-        with no edit to undo. Returns whether the committed mask was written (False: it already was
+        When it equals the mask shown there is nothing to change, but a frame with no committed mask yet
+        (none, or one that cannot be read) showed its proposal (or nothing): that is committed all the same, as an
+        undoable step that changes no pixel when the commit changes the frame's status (`status_before` given, a
+        tool's), with no step otherwise (the analyst's C). Returns whether the committed mask was written (False: it already was
         `new_mask`). `frame_sha1`: as `commit_mask`'s (found before the project's lock is taken: it may decode
         the frame); `status_before`: as `edit_mask`'s.
         """
@@ -743,7 +750,12 @@ class ReviewProject:
             if self._edit_mask(stem, new_mask, frame_sha1, status_before) is None:
                 if self.committed_mask(stem) is not None:
                     return False
-                self._commit_mask(stem, new_mask, frame_sha1)
+                if status_before is not None and not self.has_committed_mask(stem):
+                    # a tool committing the proposal as it is, which marks the frame corrected: one undo step
+                    edit = unchanged_edit().with_status_before(status_before).with_committed_before(False)
+                    self._change_mask(stem, lambda history, mask: history.apply(mask, edit), frame_sha1)
+                else:
+                    self._commit_mask(stem, new_mask, frame_sha1)
         return True
 
     def keep_status_on_undo(self, stem: str) -> None:
@@ -770,6 +782,18 @@ class ReviewProject:
     def redo(self, stem: str) -> np.ndarray:
         return self._change_mask(stem, EditHistory.redo, self._sha1_for(stem, None))
 
+    def _undoes_to_no_committed_mask(self, stem: str, edit: MaskEdit, mask: np.ndarray) -> bool:
+        """Whether undoing `edit` (giving `mask`) leaves the frame as it was before it: no committed mask, its proposal
+        shown. Only when the frame had none, the undo gives its status back (the analyst has set none since), and
+        `mask` is the proposal now: after a re-run replaced it, a copy of the proposal undone to is committed, as
+        that is what the frame showed (and was accepted over)."""
+        if edit.committed_before or edit.status_before is None:
+            return False
+        proposal = self.prediction_mask(stem)
+        if proposal is None:
+            proposal = np.zeros(self.shape_of(stem), dtype=bool)
+        return np.array_equal(mask, proposal)
+
     def _sha1_for(self, stem: str, frame_sha1: str | None) -> str | None:
         """The fingerprint a commit of the frame records: `frame_sha1`, else `frame_sha1_of(stem)`. Called before
         the project's lock is taken, as it may decode the frame while other instances wait."""
@@ -793,7 +817,7 @@ class ReviewProject:
             saved_history = self._file_bytes(path)
             history = self.history(stem)
             mask = change(history, self.shown_mask(stem))
-            uncommit = undoing and not history.next_redo().committed_before
+            uncommit = undoing and self._undoes_to_no_committed_mask(stem, history.next_redo(), mask)
             try:
                 self._write(lambda: history.to_npz(path))
             except ProjectWriteError:
@@ -884,7 +908,7 @@ class ReviewProject:
                 # file, or the next may come before the rename
                 old = time.time_ns() - OWN_WRITES_KEPT_NS
                 for key in [key for key in self._own_files if key[0] == layer]:
-                    self._own_files[key] = {written for written in self._own_files[key] if written[1] >= old}
+                    self._own_files[key] = [written for written in self._own_files[key] if written[1] >= old]
                     if not self._own_files[key]:
                         del self._own_files[key]
                 writing = {stem for of, stem in self._writing if of == layer}  # its file may be renamed in any moment
@@ -974,7 +998,7 @@ class ReviewProject:
             # the file written, or its absence (this instance removed it), with when that was
             written = content_stamp(self._path(layer, stem, ".png")) or (None, time.time_ns(), None)
             with self._lock:
-                self._own_files.setdefault(key, set()).add(written)
+                self._own_files.setdefault(key, []).append(written)
         finally:
             with self._lock:
                 self._writing[key] -= 1
@@ -1297,10 +1321,12 @@ def _locked(path: Path) -> int | None:
             return None
 
 
-def _is_own(current: tuple | None, written: set[tuple]) -> bool:
-    """Whether a file's `_content_identity` (None: absent) is one this instance left it with (`_own_write`)."""
+def _is_own(current: tuple | None, written: list[tuple]) -> bool:
+    """Whether a file's `_content_identity` (None: absent) is one this instance left it with (`_own_write`, in the
+    order written): a file it wrote, or its absence when its last write of it was its removal (another's removal of
+    a file this instance wrote again since is not its own)."""
     if current is None:
-        return any(stamp[0] is None for stamp in written)
+        return bool(written) and written[-1][0] is None
     return current in written
 
 

@@ -252,7 +252,7 @@ class MaskEditing(QtCore.QObject):
         if editor is not None and self.blocked is None and not (editor.can_redo if redo else editor.can_undo)(index):
             self.window.say_about_frame(f"Frame {index + 1}: nothing to {'redo' if redo else 'undo'}.", 4000)
             return
-        self._run(lambda editor, index: editor.redo(index) if redo else editor.undo(index))
+        self._run(lambda editor, index: editor.redo(index) if redo else editor.undo(index), "redo" if redo else "undo")
 
     def accept_all(self) -> None:
         self._run(lambda editor, index: editor.accept_all(index))
@@ -289,8 +289,9 @@ class MaskEditing(QtCore.QObject):
         else:
             self.diff_item.hide()
 
-    def _run(self, edit) -> bool:
-        """Apply `edit(editor, index)` to the current frame; True when the mask changed and was saved."""
+    def _run(self, edit, step: str | None = None) -> bool:
+        """Apply `edit(editor, index)` to the current frame; True when the mask changed and was saved. `step`: "undo"
+        or "redo" when the edit is one."""
         editor = self.editor
         index = self.window.index
         if editor is None:
@@ -305,11 +306,15 @@ class MaskEditing(QtCore.QObject):
         try:
             changed = edit(editor, index)
         except ProjectWriteError as e:
-            if isinstance(e, StatusNotSaved):
-                again = (" (your next change, or closing the sequence, saves it again)" if index in editor.unsaved
-                         else "")  # an undo or redo: its status is not kept to save again
+            if isinstance(e, StatusNotSaved) and step is not None:
+                # its status is not kept to save again; the mask on disk changed: shown as it is now
+                self.edited.emit(index)
+                outcome = (f"The {step} on frame {index + 1} is saved (its mask) but not the status it gives back: "
+                           f"the frame stays {self.window.session.status(index).value}")
+            elif isinstance(e, StatusNotSaved):
                 outcome = (f"The edited mask of frame {index + 1} is saved but not its status, which stays "
-                           f"{self.window.session.status(index).value}{again}")
+                           f"{self.window.session.status(index).value} (your next change, or closing the sequence, "
+                           "saves it again)")
             elif index in editor.unsaved:
                 outcome = (f"The edited mask of frame {index + 1} is kept in memory (your next change, or closing "
                            "the sequence, saves it again); the files on disk are unchanged")
