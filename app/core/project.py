@@ -1055,6 +1055,11 @@ class ReviewProject:
             review = status is ReviewStatus.ACCEPTED and proposal  # accepted as proposed
         return FrameChange(stem, review=review, mask=mask, proposal=proposal, reviewed=reviewed)
 
+    def current_frame_sha1(self, stem: str) -> str | None:
+        """The `frame_digest` a commit of the frame records now (`frame_sha1_of`), found before a caller takes the
+        project's lock (`holding`): it may decode the frame."""
+        return self._sha1_for(stem, None)
+
     def _current_sha1(self, stem: str) -> str | None:
         """`frame_sha1_of(stem)`; None without it or a readable frame."""
         sha1_of = self.frame_sha1_of
@@ -1245,6 +1250,14 @@ class ReviewProject:
         with self._lock:
             if not any(p == path for p, _ in self.damaged):
                 self.damaged.append((path, reason))
+
+    @contextlib.contextmanager
+    def holding(self):
+        """Hold the project against every other writer (threads, instances, processes) for a check-then-write of
+        several calls, with the statuses other instances set read again first (`_exclusive`)."""
+        with self._exclusive():
+            self._read_review_if_replaced()
+            yield
 
     @contextlib.contextmanager
     def _exclusive(self):

@@ -28,6 +28,9 @@ tried, the reason gives re-segmentation's refusal and then the proposal's.
 `apply_propagation` writes the result as one undoable edit per frame (frames with no committed mask get
 the carried target alone, not their other predicted components) and leaves statuses alone: the
 frames stay unreviewed, so the analyst confirms each one (accept-and-next exports the committed mask).
+The run records the status and committed mask it read of each frame it carries (`PropagationResult.read`); a frame
+whose status or committed mask is no longer that when the result is written (another window or an `irsam` command
+on the project reviewed or edited it meanwhile) is left alone, and `PropagationResult.skipped` says which and why.
 
 `target_to_carry` picks the mask to carry from a frame; `CancellableSource` wraps the frame source so
 that a run in another thread stops before its next frame once cancelled.
@@ -62,6 +65,9 @@ STOP_AREA_DRIFT = "area drift"
 STOP_OVERLAP = "overlap with the predicted position too low"
 STOP_UNREADABLE = "unreadable frame"
 STOP_SIZE = "frame of another size"
+# why `apply_propagation` left a carried frame alone (`PropagationResult.skipped`)
+SKIP_REVIEWED = "reviewed meanwhile"  # its status changed since the run read it, with the status after a colon
+SKIP_EDITED = "committed mask changed meanwhile"
 
 
 @dataclass
@@ -71,6 +77,10 @@ class PropagationResult:
     frames: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (stem, bool mask of the target only)
     stopped_at: str | None = None  # the stem propagation refused (None: end of sequence or max_frames)
     reason: str = ""  # one of the STOP_* texts, with details after a colon
+    # stem -> (status, `mask_digest` of the committed mask) as the run read them, for each frame carried
+    read: dict[str, tuple[ReviewStatus, str | None]] = field(default_factory=dict)
+    # (stem, one of the SKIP_* texts): the frames `apply_propagation` left alone, changed since the run read them
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def stems(self) -> list[str]:
@@ -219,6 +229,7 @@ def propagate(
             break
         stem = project.stems[index]
         candidate, refusal = None, ""
+        committed = mask_digest(project.committed_mask(stem))  # what the result is to be written over
         status = project.status(stem)
         shape = project.known_shape(stem)
         if shape is not None and shape != prior.shape:
@@ -249,6 +260,7 @@ def propagate(
             (x_new, y_new), (x_old, y_old) = centroid(candidate), centroid(prior)
             velocity = (x_new - x_old, y_new - y_old)
         result.frames.append((stem, candidate))
+        result.read[stem] = (status, committed)
         prior = candidate
     return result
 
@@ -288,6 +300,7 @@ def _together(results: list[PropagationResult], targets: list[np.ndarray]) -> Pr
     together = PropagationResult(first.start_stem, first.direction, stopped_at=first.stopped_at, reason=first.reason)
     for k, (stem, _) in enumerate(first.frames):
         together.frames.append((stem, np.logical_or.reduce([result.frames[k][1] for result in results])))
+        together.read[stem] = results[0].read[stem]  # the first run's read, the earliest
     if any((result.stopped_at, result.reason) != (first.stopped_at, first.reason) for result in results):
         # one target was lost (the others' frames were not refused): which, and where it was last
         x, y = centroid(first.frames[-1][1] if first.frames else targets[ended])
@@ -339,6 +352,13 @@ def _area_ratio(a: int, b: int) -> float:
     return max(a / b, b / a)
 
 
+def mask_digest(mask: np.ndarray | None) -> str | None:
+    """A fingerprint of a committed mask's pixels (None: no committed mask), to tell whether it changed."""
+    if mask is None:
+        return None
+    return hashlib.sha1(f"{mask.shape}".encode() + np.packbits(mask > 0).tobytes()).hexdigest()
+
+
 def apply_propagation(project: ReviewProject, result: PropagationResult) -> list[str]:
     """Write each propagated target into its frame's committed mask, one undoable edit per frame.
 
@@ -348,20 +368,41 @@ def apply_propagation(project: ReviewProject, result: PropagationResult) -> list
     frame) and must not become labels by being carried along; they stay visible in the prediction
     overlay and can be accepted one by one. Statuses are left as they are (unreviewed). Returns the
     stems whose mask changed.
+
+    Each frame is checked and written under the project's lock (no other instance writes it between the two): a
+    frame whose status (read again from disk) is no longer the one the run read (`result.read`; unreviewed for a
+    frame it has no record of), or whose committed mask is no longer the one the run read, was reviewed or edited
+    by someone else while the run went on: it is left alone and listed in `result.skipped` with why.
     """
     changed = []
+    result.skipped = []
     for stem, target in result.frames:
-        committed = project.committed_mask(stem)
-        if committed is None:
-            new_mask = target.copy()
-        else:
-            _, labels = label_components(committed)
-            touching = np.unique(labels[_grow(target)])
-            new_mask = (committed & ~np.isin(labels, touching[touching > 0])) | target
-        # where the prediction was exactly the target, it becomes the committed layer all the same
-        if project.commit_edit(stem, new_mask):
-            changed.append(stem)
+        status_read, committed_read = result.read.get(stem, (ReviewStatus.UNREVIEWED, None))
+        frame_sha1 = project.current_frame_sha1(stem)  # before the lock, as `commit_edit` does: it may decode the frame
+        with project.holding():  # the statuses another instance set since this one last read them, read again
+            status, committed = project.status(stem), project.committed_mask(stem)
+            if status is not status_read:
+                result.skipped.append((stem, f"{SKIP_REVIEWED}: {status.value}"))
+                continue
+            if stem in result.read and mask_digest(committed) != committed_read:
+                result.skipped.append((stem, SKIP_EDITED))
+                continue
+            if committed is None:
+                new_mask = target.copy()
+            else:
+                _, labels = label_components(committed)
+                touching = np.unique(labels[_grow(target)])
+                new_mask = (committed & ~np.isin(labels, touching[touching > 0])) | target
+            # where the prediction was exactly the target, it becomes the committed layer all the same
+            if project.commit_edit(stem, new_mask, frame_sha1):
+                changed.append(stem)
     return changed
+
+
+def describe_skipped(project: ReviewProject, result: PropagationResult) -> str:
+    """The frames `apply_propagation` left alone, numbered from 1, each with why ("frame 4 (reviewed meanwhile:
+    corrected)"); "" when none."""
+    return ", ".join(f"frame {project.index(stem) + 1} ({why})" for stem, why in result.skipped)
 
 
 def _grow(mask: np.ndarray) -> np.ndarray:

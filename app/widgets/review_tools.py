@@ -16,7 +16,12 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.label_import import LabelImportReport, import_labels
 from app.core.project import ProjectError, ProjectWriteError, ReviewStatus
-from app.core.propagation import PropagationResult, apply_propagation, target_to_carry
+from app.core.propagation import (
+    PropagationResult,
+    apply_propagation,
+    describe_skipped,
+    target_to_carry,
+)
 from app.core.review_queue import summarize, unreviewed_summaries
 from app.editing import EditRefused, FrameEditor, StatusNotSaved, Tool
 from app.paths import DEFAULT_WEIGHTS
@@ -435,11 +440,15 @@ class ReviewTools(QtCore.QObject):
             where = f"stopped at frame {end + 1}"
         else:
             where = f"ended at frame {end + 1}"
-        # an unchanged frame's committed mask already held the carried target: nothing was written
-        unchanged = len(result.frames) - len(changed)
+        # an unchanged frame's committed mask already held the carried target: nothing was written; a frame left
+        # alone was reviewed or edited elsewhere (another window, an irsam command) while the run went on
+        unchanged = len(result.frames) - len(changed) - len(result.skipped)
+        left_alone = f", {len(result.skipped)} left alone" if result.skipped else ""
         text = (f"Carried to {counted(len(result.frames), 'frame', 'frames')} "
-                f"({counted(len(changed), 'mask', 'masks')} changed, {unchanged} already held the target); "
+                f"({counted(len(changed), 'mask', 'masks')} changed, {unchanged} already held the target{left_alone}); "
                 f"{where}: {result.reason}")
+        if result.skipped:
+            text += f"; left alone: {describe_skipped(session.project, result)}"
         panel.show_result(text, end)
         self.review_panel.model.set_marked({} if end is None else {end: result.reason})
         self.window.timeline.strip.set_stop_marker(end, result.reason, stopped=result.stopped_at is not None)
