@@ -18,6 +18,11 @@ resumes: the order and augmentation of each epoch's images are seeded by (seed, 
 in last.pt. --max-minutes stops at an epoch boundary, before an epoch that would not end within the limit (its
 steps, validation and saving as long as this process's took on average, the validation of the epoch it would stop
 at included), after at least one epoch, which is validated.
+
+One run at a time writes into an --out: a run holds OUT/train.lock (`TrainLock`, an flock naming its pid; rank 0's
+under torchrun) from before it looks at the folder to its end; a second run into the same --out is refused at once
+(`TrainingRunningError`, naming the folder and the pid of the run in it) and writes nothing. The kernel drops the
+lock with its process, so a killed run never leaves the folder locked (the file it leaves locks as usual).
 """
 from __future__ import annotations
 
@@ -54,10 +59,11 @@ from model.checkpoint import (
 from model.config import PRESETS, IRSAMConfig, preset
 from model.data import (EIGHT_BIT_AS_STORED, Sample, extra_data_root, extra_data_samples, find_dataset, name_some,
                         pixels_digest, read_samples)
+from model.folder_lock import FolderLock
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
 from model.predictor import check_device_name, choose_device
-from model.train_config import TrainConfig
+from model.train_config import TRAIN_LOCK, TrainConfig
 
 MIN_CROP, MAX_CROP = 32, 2048  # 2048: 4x the paper's crop, the largest input `irsam stats` sizes
 # Options a resumed run may change: where and how fast it computes (the device and the precision change the
@@ -308,6 +314,14 @@ class DistributedContext:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 
+    def broadcast_text(self, text: str) -> str:
+        """Rank 0's `text`, on every rank."""
+        if not self.enabled:
+            return text
+        box = [text]
+        dist.broadcast_object_list(box, 0)
+        return box[0]
+
     def gather(self, value: float) -> list[float]:
         values = [None] * self.world_size
         dist.all_gather_object(values, value)
@@ -406,15 +420,62 @@ class WeightAverage:
             a.copy_(m)
 
 
+class TrainingRunningError(ValueError):
+    """Another run trains into the --out now (it holds OUT/train.lock): nothing was written."""
+
+
+class TrainLock(FolderLock):
+    """The lock on OUT/train.lock, held by a training run from before it looks at its --out to its end: two runs
+    into one --out would both write last.pt, best.pt and metrics.jsonl (and the app's fine-tune dialog would export
+    its data again under the running one). The second is refused at once (`TrainingRunningError`, naming the folder
+    and the pid of the run holding it). Where the folder cannot be made the run goes on unlocked and
+    `make_out_folder` says why."""
+
+    def __init__(self, folder: str | Path, holder: str = "irsam train"):
+        super().__init__(folder, TRAIN_LOCK, holder)
+
+    def refused(self, other: str) -> Exception:
+        return TrainingRunningError(f"another training run{other} is training into --out {self.folder} now: nothing "
+                                    "was written; wait for it to finish, or train into another --out")
+
+
+@contextlib.contextmanager
+def _out_locked(out: Path, ctx: DistributedContext):
+    """Hold `TrainLock` on `out` while the run trains (under torchrun rank 0 holds it for every process); when
+    another run holds it, every process leaves the process group and raises TrainingRunningError."""
+    lock, refusal = None, ""
+    if ctx.is_main:
+        try:
+            lock = TrainLock(out).acquire()
+        except TrainingRunningError as error:
+            refusal = str(error)
+    refusal = ctx.broadcast_text(refusal)
+    if refusal:
+        ctx.close()
+        raise TrainingRunningError(refusal)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def train(cfg: TrainConfig, log=print) -> dict:
     """Runs (or resumes) training; returns the final summary (best validation metrics, paths).
 
     Bad options, unusable data files, an --out holding something else than a run to resume and a last.pt
     that cannot be resumed with these options raise (ValueError or CheckpointError) before the out folder is
-    created or anything is written."""
+    created or anything is written; an --out another run trains into now raises TrainingRunningError (a
+    ValueError) before anything there is read or written (`TrainLock`, held until this run ends)."""
     t_start = time.time()  # --max-minutes counts from here
     check_options(cfg)
     ctx = DistributedContext(cfg.device)
+    with _out_locked(Path(cfg.out), ctx):
+        return _train(cfg, ctx, t_start, log)
+
+
+def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> dict:
+    """`train`'s run, its --out locked."""
     if ctx.is_main and ctx.fallback_reason:
         log(f"warning: training on the CPU: {ctx.fallback_reason}")
     torch.manual_seed(cfg.seed)
@@ -995,9 +1056,9 @@ def config_change(state: dict, model_config: IRSAMConfig) -> str | None:
 
 
 def check_new_out_folder(out: Path, inputs: set[Path], cfg: TrainConfig | None = None) -> list[Path]:
-    """ValueError naming what an existing --out without last.pt holds, the command's own input files, logs and
-    LAUNCHER_FILES aside: a new run would overwrite its best.pt, add to its metrics.jsonl, or write into a data
-    set or a review project. What this command left when it was killed in its first epoch is not in the way:
+    """ValueError naming what an existing --out without last.pt holds, the command's own input files, logs,
+    LAUNCHER_FILES and TRAIN_LOCK aside: a new run would overwrite its best.pt, add to its metrics.jsonl, or write
+    into a data set or a review project. What this command left when it was killed in its first epoch is not in the way:
     training's temporary files (OUR_TEMPORARY) and, with `cfg`, a best.pt `first_epoch_best` recognises;
     returns them, for `remove_leftovers`."""
     try:
@@ -1010,7 +1071,7 @@ def check_new_out_folder(out: Path, inputs: set[Path], cfg: TrainConfig | None =
     if cfg is not None and first_epoch_best(out / "best.pt", cfg):
         leftovers.append(out / "best.pt")
     others = [entry.name + ("/" if entry.is_dir() else "") for entry in entries
-              if not (entry.resolve() in inputs or entry.name in LAUNCHER_FILES or entry in leftovers
+              if not (entry.resolve() in inputs or entry.name in (*LAUNCHER_FILES, TRAIN_LOCK) or entry in leftovers
                       or entry.suffix == LOG_SUFFIX and entry.is_file())]
     if others:
         raise ValueError(f"--out {out} holds {name_some(others, NAMED_ENTRIES)} and no last.pt to resume: train into a new or empty folder")

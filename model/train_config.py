@@ -8,6 +8,10 @@ from dataclasses import dataclass, field, fields
 
 from model.config import PRESETS
 
+# held (flock) by the run training into --out for its whole run (model.train.TrainLock); removed at its end, left
+# (unlocked) by a killed run. Here, torch-free, for the app's fine-tune job to look for a training running there.
+TRAIN_LOCK = "train.lock"
+
 
 @dataclass
 class TrainConfig:

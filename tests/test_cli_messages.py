@@ -80,8 +80,7 @@ def test_a_failed_best_pt_in_the_first_epoch_says_nothing_is_saved_and_the_run_s
         f"error: cannot write {out / 'best.pt'} (No space left on device): epoch 1's training is lost, and nothing "
         f"of the run is saved ({out / 'last.pt'} was never written); once the cause is fixed, the same command "
         "starts the run again")
-    assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
-    assert sorted(p.name for p in out.iterdir()) == []  # no temporary file left either
+    assert not out.exists()  # nothing left, no temporary file either: the folder made for the run is removed
 
 
 def test_a_failed_metrics_line_is_written_back_from_last_pt_by_the_same_command(dataset, tmp_path, capsys,

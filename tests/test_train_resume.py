@@ -23,7 +23,7 @@ from model.build import build_irsam
 from model.config import preset
 from model.predictor import Predictor
 from model.train import predict_logits, train
-from model.train_config import TrainConfig
+from model.train_config import TRAIN_LOCK, TrainConfig
 from tests.datasets import write_sirst_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,13 +226,14 @@ def test_a_run_killed_in_its_first_epoch_starts_again_with_the_same_command(data
     killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING_LAST_PT, *command()], cwd=REPO, env=env,
                             capture_output=True, timeout=240)
     assert killed.returncode == -9, killed.stderr.decode()
-    names = sorted(path.name for path in out.iterdir())
+    assert (out / TRAIN_LOCK).is_file()  # the killed run's lock file, unlocked: in nobody's way
+    names = sorted(path.name for path in out.iterdir() if path.name != TRAIN_LOCK)
     assert names[1:] == ["best.pt"] and names[0].startswith(".last.pt.") and names[0].endswith(".tmp")
     capsys.readouterr()
 
     assert main(command(2, "--lr", "5e-4")) == 2  # the best.pt of another run stays in the way
     assert "holds best.pt and no last.pt to resume" in capsys.readouterr().err
-    assert sorted(path.name for path in out.iterdir()) == names
+    assert sorted(path.name for path in out.iterdir() if path.name != TRAIN_LOCK) == names
 
     assert main(command()) == 0
     printed = capsys.readouterr().out

@@ -33,6 +33,12 @@ the base data: the network would learn to find nothing), and warns when the held
 (validation then cannot choose the epoch). The job's settings are recorded in its run folder's
 finetune.json (`recorded_run`), for the dialog to offer them again.
 
+A training still running in the out folder (it holds OUT/train.lock: model.train.TrainLock; e.g. one started
+by a window that was killed since, as the process outlives it, or by `irsam train` in a shell) refuses the job
+(`TrainingStillRunning`) before anything is exported or written, naming the folder and the pid of that process:
+`prepare_run` checks every run folder of the fine-tune folder (the running one reads FOLDER/data), `prepare` and
+`start` the job's out folder. `irsam train` itself refuses a second run into its --out as well.
+
 The process runs in its own process group (so `cancel` also stops any workers it started) with its
 output in OUT/train.log; `poll` returns the per-epoch records of OUT/metrics.jsonl as they arrive,
 `poll_warnings` the warning lines of train.log (e.g. training on the CPU after a GPU failed).
@@ -69,6 +75,8 @@ from model.data import (
     read_mask_noting_interpolation,
     read_split,
 )
+from model.folder_lock import lock_holder
+from model.train_config import TRAIN_LOCK
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOB_FORMAT = "irsam-finetune-job/1"
@@ -121,6 +129,20 @@ def format_duration(seconds: float) -> str:
 
 class FineTuneSetupError(Exception):
     """`prepare_run` cannot get a run ready; the message names the step (base data, export, preparing)."""
+
+
+class TrainingStillRunning(FineTuneSetupError):
+    """A training process holds the lock of the out folder (model.train.TrainLock): a second one there would write
+    the same files, and an export would change its data under it."""
+
+
+def check_not_training(out_dir: str | Path, instead: str = "choose another fine-tune folder") -> None:
+    """TrainingStillRunning when a training process holds `out_dir`'s lock now (nothing is written to find out)."""
+    holder = lock_holder(Path(out_dir) / TRAIN_LOCK)
+    if holder is not None:
+        raise TrainingStillRunning(
+            f"A training is still running in {out_dir}{holder or ' (pid not known)'}: wait for it to finish (or "
+            f"stop that process), or {instead}. Nothing was exported or started.")
 
 
 def base_samples(entry: str | Path) -> list:
@@ -230,12 +252,18 @@ class FineTuneJob:
         checkpoint's config (done by `start` when not done before; the app does it in a worker, through
         `prepare_run`: reading a checkpoint imports torch). ValueError names a base folder that is not
         images/ + masks/ with a mask for every image, or whose images are not 8-bit; CheckpointError an
-        unreadable init checkpoint."""
+        unreadable init checkpoint; TrainingStillRunning a training running in the out folder."""
+        self.check_not_training()
         self.check_base_data()
         self.choose_holdout()
         self.write_split_files()
         self.read_config_args()
         return self.holdout
+
+    def check_not_training(self) -> None:
+        """TrainingStillRunning when a training process (another job's, one outliving a killed window, an
+        `irsam train` in a shell) trains in the out folder now."""
+        check_not_training(self.out_dir, "choose another out folder")
 
     def check_base_data(self) -> None:
         """`base_samples` of every base data entry (ValueError), counted in `base_frames`."""
@@ -328,6 +356,8 @@ class FineTuneJob:
             raise RuntimeError("this job has already been started")
         if self.holdout is None:  # not prepared yet (`prepare_run` prepares in a worker)
             self.prepare()
+        else:  # one may have started since it was prepared: its train.log and finetune.json stay as they are
+            self.check_not_training()
         command = self.command()
         atomic_write_json(self.out_dir / "finetune.json", {
             "format": JOB_FORMAT,
@@ -465,8 +495,11 @@ def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: st
     by default the name FOLDER/data already gives this sequence), the hold-out
     chosen, the run folder picked and the job prepared in it. `options` are FineTuneJob's (init_weights,
     epochs, ...).
-    FineTuneSetupError names the step that failed."""
+    FineTuneSetupError names the step that failed; TrainingStillRunning (one) a training still running in a run
+    folder of `folder`, before anything is exported."""
     folder = Path(folder)
+    for run_folder in run_folders(folder).values():  # it reads FOLDER/data, which the export would change
+        check_not_training(run_folder)
     job = FineTuneJob(folder / DATA_FOLDER, folder / RUN_FOLDER, **options)
     try:
         job.check_base_data()

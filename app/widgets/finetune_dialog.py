@@ -9,6 +9,8 @@ main window is free for reviewing; the comparison runs in a worker thread, cance
 close, and when Start begins another run: a comparison only ever shows for the run it scored).
 Closing the dialog while training asks before stopping the process (it can be resumed from its folder:
 the dialog proposes that folder again, with the settings of its latest run); quitting the app stops it.
+A training still running in the folder (one that outlived a killed window, an `irsam train` in a shell) stops
+Start before it exports: the failure box names the run folder and the pid, and suggests waiting or another folder.
 """
 from __future__ import annotations
 
@@ -289,7 +291,7 @@ class FineTuneDialog(QtWidgets.QDialog):
         previous, self.job = self.job, prepared.job
         try:
             self.job.start()
-        except OSError as e:
+        except (OSError, FineTuneSetupError) as e:  # FineTuneSetupError: a training started there since (its pid)
             self._show_failure("Could not start training:", str(e))
             self.job = previous
             self._offer_last_runs_weights()
