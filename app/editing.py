@@ -20,6 +20,7 @@ mask shown.
 """
 from __future__ import annotations
 
+import contextlib
 from enum import Enum
 
 import numpy as np
@@ -238,8 +239,9 @@ class FrameEditor:
         return changed
 
     def _step_history(self, index: int, redo: bool) -> bool:
-        """Undo or redo the frame's last edit, and the status change it made (module docstring). StatusNotSaved
-        when the mask is stepped but that status cannot be written."""
+        """Undo or redo the frame's last edit, and the status change it made (module docstring). An undo that gives
+        a status back writes it first: ProjectWriteError, and nothing changed, when it cannot. StatusNotSaved when a
+        redo's mask is stepped but its status cannot be written."""
         if not (self.can_redo(index) if redo else self.can_undo(index)):
             return False
         if index in self.unsaved:  # the history's last step is not what the frame shows: stepping it would be lost
@@ -249,21 +251,30 @@ class FrameEditor:
         project, stem = self.session.project, self.session.stem(index)
         history = project.history(stem)
         step = history.next_redo() if redo else history.next_undo()
-        if redo:
-            project.redo(stem)
-        else:
-            project.undo(stem)
-        self._forget_layers(index)
         try:
             status_before = ReviewStatus(step.status_before) if step and step.status_before else None
         except ValueError:  # a history file from elsewhere: its status is not one of ours
             status_before = None
-        if status_before is not None:
-            current = self.session.status(index)
-            if not redo and current is ReviewStatus.CORRECTED:
-                self._set_status(index, status_before, mask_saved=True)
-            elif redo and current is status_before:
+        current = self.session.status(index)
+        if redo:
+            project.redo(stem)
+            self._forget_layers(index)
+            if status_before is not None and current is status_before:
                 self._set_status(index, ReviewStatus.CORRECTED, mask_saved=True)
+        elif status_before is not None and current is ReviewStatus.CORRECTED:
+            # the status first: one that cannot be written leaves the frame as it was, where after the mask it could
+            # leave a corrected frame without the committed mask its undo removed (export skips such a frame)
+            self._set_status(index, status_before, mask_saved=False)
+            try:
+                project.undo(stem)
+            except ProjectWriteError:
+                with contextlib.suppress(ProjectWriteError):  # the mask's error is the one to report
+                    self._set_status(index, ReviewStatus.CORRECTED, mask_saved=False)
+                raise
+            self._forget_layers(index)
+        else:
+            project.undo(stem)
+            self._forget_layers(index)
         return True
 
     def _prediction(self, index: int) -> np.ndarray:

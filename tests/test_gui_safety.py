@@ -360,22 +360,35 @@ def test_closing_with_only_a_status_unsaved_says_so_and_what_discard_leaves(revi
     assert status is ReviewStatus.UNREVIEWED and np.array_equal(mask, kept)
 
 
-def test_an_undo_saved_without_its_status_is_shown_and_said_as_an_undo(review, refusing_status_writes):
-    """Crash audit 24: after such an undo the window kept drawing the removed mask, and said "the edited mask of frame
-    1 is saved", where no edited mask was."""
+def test_an_undo_whose_status_cannot_be_saved_changes_nothing_and_a_redo_is_shown_and_said_as_one(
+        review, refusing_status_writes):
+    """Crash audit 24: such an undo removed the committed mask but left the frame corrected (export then skipped it),
+    the window kept drawing the removed mask, and it said "the edited mask of frame 1 is saved", where none was."""
     project, stem = review.session.project, review.session.stem(0)
     refusing_status_writes.clear()
     review.review_tools.palette.brush_size.setValue(3)
     review.review_tools.palette.set_tool(Tool.BRUSH)
     drag(review, [(x, 40) for x in range(30, 60)])  # the frame's first edit, saved with its status
-    assert project.committed_mask(stem) is not None and review.session.status(0) is ReviewStatus.CORRECTED
+    edited = project.committed_mask(stem).copy()
+    assert review.session.status(0) is ReviewStatus.CORRECTED
+    editing = review.review_tools.editing
     refusing_status_writes.add(True)
     try:
-        review.review_tools.editing.undo()
+        editing.undo()
         assert review.statusBar().currentMessage().endswith(
-            "disk full (simulated). The undo on frame 1 is saved (its mask) but not the status it gives back: the "
-            "frame stays corrected.")
-        assert project.committed_mask(stem) is None and review.frame_view.layers.committed is None  # shown as on disk
+            "disk full (simulated). Frame 1 is as it was, on screen and on disk.")
+        assert review.session.status(0) is ReviewStatus.CORRECTED
+        assert np.array_equal(project.committed_mask(stem), edited) and editing.editor.can_undo(0)
+        refusing_status_writes.clear()
+        editing.undo()
+        assert review.session.status(0) is ReviewStatus.UNREVIEWED and project.committed_mask(stem) is None
+        refusing_status_writes.add(True)
+        editing.redo()
+        assert review.statusBar().currentMessage().endswith(
+            "disk full (simulated). The redo on frame 1 is saved (its mask) but not its status change: the frame "
+            "stays unreviewed.")
+        assert np.array_equal(project.committed_mask(stem), edited)
+        assert np.array_equal(review.frame_view.layers.committed, edited)  # shown as on disk
     finally:
         refusing_status_writes.clear()
 

@@ -309,7 +309,7 @@ class MaskEditing(QtCore.QObject):
             if isinstance(e, StatusNotSaved) and step is not None:
                 # its status is not kept to save again; the mask on disk changed: shown as it is now
                 self.edited.emit(index)
-                outcome = (f"The {step} on frame {index + 1} is saved (its mask) but not the status it gives back: "
+                outcome = (f"The {step} on frame {index + 1} is saved (its mask) but not its status change: "
                            f"the frame stays {self.window.session.status(index).value}")
             elif isinstance(e, StatusNotSaved):
                 outcome = (f"The edited mask of frame {index + 1} is saved but not its status, which stays "
