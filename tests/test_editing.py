@@ -21,6 +21,15 @@ def session(tmp_path):
     session.close()
 
 
+def _detected(session):
+    """(project, proposal, editor) of a session whose frame "00" holds `proposal_of_one_target` as its proposal."""
+    project = session.ensure_project()
+    proposal = proposal_of_one_target()
+    project.save_prediction("00", proposal)
+    session.record_result(0)
+    return project, proposal, FrameEditor(session)
+
+
 def test_a_tool_call_that_changes_nothing_saves_nothing(session):
     """The eraser or Delete on empty sky, the brush or a fill over a target's own pixels: the frame stays
     unreviewed with its proposal uncommitted, and there is nothing to undo. Adding the proposal still
@@ -112,11 +121,7 @@ def test_an_edit_on_a_negative_frame_starts_from_an_empty_mask_and_undo_gives_th
     """GUI audit 17: a brush slip on a frame marked negative committed the whole proposal (its false alarms
     too) and marked it corrected; Ctrl+Z took back the painted pixel only, so the frame stayed corrected and
     export wrote the proposal."""
-    project = session.ensure_project()
-    proposal = proposal_of_one_target()
-    project.save_prediction("00", proposal)
-    session.record_result(0)
-    editor = FrameEditor(session)
+    project, proposal, editor = _detected(session)
     editor.set_status(0, ReviewStatus.NEGATIVE)
     assert not editor.working_mask(0).any()
     np.testing.assert_array_equal(project.shown_mask("00"), proposal.logits > 0)
@@ -186,11 +191,7 @@ def test_undoing_a_frames_first_edit_removes_its_committed_mask_again(session):
     """GUI audit 19: a slip and Ctrl+Z on a frame with no committed mask left a committed copy of its proposal: a
     negative frame showed the proposal's false alarms as committed targets, and a detection re-run could no longer
     replace the proposal of a frame the analyst had not touched."""
-    project = session.ensure_project()
-    proposal = proposal_of_one_target()
-    project.save_prediction("00", proposal)
-    session.record_result(0)
-    editor = FrameEditor(session)
+    project, proposal, editor = _detected(session)
     project.changes_on_disk()  # the first look lists the folders
     for status in (ReviewStatus.NEGATIVE, ReviewStatus.ACCEPTED, ReviewStatus.UNREVIEWED):
         editor.set_status(0, status)
@@ -266,11 +267,7 @@ def test_undo_commits_what_the_frame_showed_when_the_proposal_was_replaced_or_a_
 def test_add_all_over_the_proposal_as_it_is_is_one_undo_step(session):
     """Crash audit 24: Add all on a frame with no committed mask committed its proposal and marked it corrected with
     nothing to undo."""
-    project = session.ensure_project()
-    proposal = proposal_of_one_target()
-    project.save_prediction("00", proposal)
-    session.record_result(0)
-    editor = FrameEditor(session)
+    project, proposal, editor = _detected(session)
     editor.set_status(0, ReviewStatus.NEGATIVE)
     assert editor.accept_all(0)
     np.testing.assert_array_equal(project.committed_mask("00"), proposal.logits > 0)
@@ -307,10 +304,7 @@ def test_an_accept_while_a_rerun_writes_the_frame_keeps_what_was_accepted(sessio
     """Crash audit 24: a detect run checked the frame's status, then wrote its files; an accept in between (another
     instance) ended accepted over the new proposal, which export took. The check now comes under the project's lock,
     just before the new proposal replaces the old."""
-    project = session.ensure_project()
-    proposal = proposal_of_one_target()
-    project.save_prediction("00", proposal)
-    session.record_result(0)
+    project, proposal, _ = _detected(session)
     project.set_status("01", ReviewStatus.REJECTED)  # the project's lock has been taken once: project.lock is there
     other = ReviewProject.open(project.folder)
     write_npy = project_module.atomic_write_npy
