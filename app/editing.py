@@ -20,7 +20,6 @@ mask shown.
 """
 from __future__ import annotations
 
-import contextlib
 from enum import Enum
 
 import numpy as np
@@ -41,6 +40,11 @@ class EditRefused(ValueError):
 class StatusNotSaved(ProjectWriteError):
     """The frame's mask is saved (its committed mask and history are on disk) but its status is not: the
     status write after the mask's failed, and the frame keeps its previous status."""
+
+
+class MaskNotUndone(ProjectWriteError):
+    """An undo gave the frame its status back, but neither its mask step nor the status put back again could be
+    written: the frame has the status the undo gave and still its edited mask."""
 
 
 class Tool(str, Enum):
@@ -267,9 +271,11 @@ class FrameEditor:
             self._set_status(index, status_before, mask_saved=False)
             try:
                 project.undo(stem)
-            except ProjectWriteError:
-                with contextlib.suppress(ProjectWriteError):  # the mask's error is the one to report
+            except ProjectWriteError as error:
+                try:
                     self._set_status(index, ReviewStatus.CORRECTED, mask_saved=False)
+                except ProjectWriteError:
+                    raise MaskNotUndone(str(error)) from error
                 raise
             self._forget_layers(index)
         else:

@@ -151,6 +151,27 @@ def test_review_projects_inside_the_earlier_demo_are_set_aside_beside_it(tmp_pat
         assert json.loads((demo / "demo.json").read_text())["config"]["n_frames"] == 3
 
 
+def test_a_failed_replace_puts_the_earlier_demos_projects_back(tmp_path, monkeypatch, capsys):
+    """Diff review 24: the projects were set aside before the demo was replaced; when that failed, the earlier demo
+    stayed but its review work was elsewhere, unnamed."""
+    demo = tmp_path / "demo"
+    assert make_demo(demo, "--frames", "2") == 0
+    projects = [project_dir_for(demo), project_dir_for(demo / "images")]
+    for project in projects:
+        (project / "labels").mkdir(parents=True)
+        (project / "labels" / "000001.png").write_bytes(b"an analyst's mask")
+
+    def refuse(new, out):
+        raise PermissionError(13, "Permission denied (simulated)")
+
+    monkeypatch.setattr(app.commands.demo, "_replace_folder", refuse)
+    assert make_demo(demo, "--frames", "3") == 2
+    for project in projects:
+        assert (project / "labels" / "000001.png").read_bytes() == b"an analyst's mask"
+    assert not [p for p in tmp_path.iterdir() if ".old-" in p.name]
+    assert json.loads((demo / "demo.json").read_text())["config"]["n_frames"] == 2
+
+
 def test_failed_write_keeps_the_earlier_demo(tmp_path, monkeypatch, capsys):
     demo = tmp_path / "demo"
     assert make_demo(demo, "--frames", "2") == 0

@@ -6,7 +6,7 @@ import pytest
 
 import app.core.project as project_module
 from app.core.project import ProjectWriteError, ReviewProject, ReviewStatus
-from app.editing import EditRefused, FrameEditor, StatusNotSaved
+from app.editing import EditRefused, FrameEditor, MaskNotUndone, StatusNotSaved
 from model.detectors import FrameResult
 from app.session import ReviewSession
 from tests.test_frames import write_folder
@@ -320,3 +320,29 @@ def test_an_accept_while_a_rerun_writes_the_frame_keeps_what_was_accepted(sessio
     assert project.save_prediction("00", rerun, save_logits=True)  # it kept the accepted proposal
     np.testing.assert_array_equal(project.committed_mask("00"), proposal.logits > 0)
     np.testing.assert_array_equal(project.prediction_mask("00"), rerun.logits > 0)
+
+
+def test_an_undo_whose_mask_and_status_put_back_both_fail_says_what_the_frame_is_left_with(session, monkeypatch):
+    """Diff review 24: the undo gave the status back (negative), its mask step failed and so did the status put back;
+    the window said "as it was" over a negative frame still holding the drawn target."""
+    project, proposal, editor = _detected(session)
+    editor.set_status(0, ReviewStatus.NEGATIVE)
+    assert editor.paint(0, [(20, 15)], 1)
+    real_set_status = session.set_status
+    calls = []
+
+    def status_once(index, status):
+        calls.append(status)
+        if len(calls) > 1:
+            raise ProjectWriteError("disk full (simulated)")
+        real_set_status(index, status)
+
+    def no_undo(stem):
+        raise ProjectWriteError("disk full (simulated)")
+
+    monkeypatch.setattr(session, "set_status", status_once)
+    monkeypatch.setattr(project, "undo", no_undo)
+    with pytest.raises(MaskNotUndone):
+        editor.undo(0)
+    assert calls == [ReviewStatus.NEGATIVE, ReviewStatus.CORRECTED]
+    assert session.status(0) is ReviewStatus.NEGATIVE and project.committed_mask("00")[15, 20]

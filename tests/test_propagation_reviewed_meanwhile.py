@@ -83,3 +83,20 @@ def test_a_committed_mask_from_before_the_run_is_what_it_read(tracked):
     assert apply_propagation(project, result) == project.stems[2:4]
     assert result.skipped == [] and describe_skipped(project, result) == ""
     assert np.array_equal(project.committed_mask(stem), other | result.frames[0][1])
+
+
+def test_undoing_the_carried_target_of_a_frame_that_had_no_committed_mask_leaves_it_without_one(run):
+    """Diff review 24: propagation leaves statuses alone, and undoing its edit (the frame's only one) committed a copy
+    of the proposal, false alarms included, which a re-run could then no longer replace."""
+    project, result, _ = run
+    stem = project.stems[2]
+    assert project.committed_mask(stem) is None
+    assert apply_propagation(project, result)[0] == stem
+    assert project.committed_mask(stem) is not None
+    project.undo(stem)
+    assert project.committed_mask(stem) is None and project.status(stem) is ReviewStatus.UNREVIEWED
+    # after a status the analyst set, undo commits the mask it gives back (the verdict was about what was shown)
+    project.redo(stem)
+    project.keep_status_on_undo(stem)
+    project.undo(stem)
+    assert project.committed_mask(stem) is not None

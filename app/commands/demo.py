@@ -70,24 +70,29 @@ def run(args) -> int:
     layout = "tiff" if args.tiff else "folder"
     config = replace(DEMO_CONFIG, n_frames=args.frames, height=args.height, width=args.width)
     replacing = out.exists() and any(out.iterdir())
-    new = None
+    new, moved = None, []
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
         new.chmod(stat.S_IMODE(out.stat().st_mode) if out.exists() else 0o777 & ~current_umask())  # not mkdtemp's 0700
         write_sequence(iter_frames(config, args.seed), new, layout=layout)
         atomic_write_json(new / MARKER, {"config": config.to_dict(), "seed": args.seed, "layout": layout})
-        kept_projects = set_aside_projects(out)
+        moved = set_aside_projects(out)
         _replace_folder(new, out)
     except OSError as e:
         print(f"error: {out}: {e}", file=sys.stderr)
+        for project, kept in moved:  # the earlier demo stays: its review projects go back where they were
+            try:
+                os.replace(kept, project)
+            except OSError:
+                print(f"the review project of the earlier frames is kept as {kept}", file=sys.stderr)
         return 2
     finally:
         if new is not None:
             shutil.rmtree(new, ignore_errors=True)  # gone already when it took OUT's place
     print(f"wrote {args.frames} frames {args.width}x{args.height} uint16 to {out}"
           + (", replacing the earlier demo" if replacing else ""))
-    for kept in kept_projects:
+    for _, kept in moved:
         print(f"the review project of the earlier frames is kept as {kept}")
     return 0
 

@@ -99,12 +99,17 @@ class EditHistory:
         return self._redo[-1] if self._redo else None
 
     def drop_statuses(self) -> bool:
-        """Forget every edit's `status_before` (a status set since stands); whether any was there."""
-        kept = any(e.status_before for e in (*self._undo, *self._redo))
-        if kept:
-            self._undo = deque((e.with_status_before(None) for e in self._undo), maxlen=self.max_depth)
-            self._redo = [e.with_status_before(None) for e in self._redo]
-        return kept
+        """A status the analyst set since stands, over the mask the frame shows: forget every edit's `status_before`,
+        and undo commits the mask it gives back rather than taking the committed mask away (`committed_before`).
+        Whether anything changed."""
+        changed = any(e.status_before or not e.committed_before for e in (*self._undo, *self._redo))
+        if changed:
+            def verdict_kept(edit: MaskEdit) -> MaskEdit:
+                return replace(edit, status_before=None, committed_before=True)
+
+            self._undo = deque((verdict_kept(e) for e in self._undo), maxlen=self.max_depth)
+            self._redo = [verdict_kept(e) for e in self._redo]
+        return changed
 
     def apply(self, mask: np.ndarray, edit: MaskEdit) -> np.ndarray:
         """Record `edit` (clearing the redo stack) and return `mask` with it applied."""

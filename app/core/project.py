@@ -784,10 +784,10 @@ class ReviewProject:
 
     def _undoes_to_no_committed_mask(self, stem: str, edit: MaskEdit, mask: np.ndarray) -> bool:
         """Whether undoing `edit` (giving `mask`) leaves the frame as it was before it: no committed mask, its proposal
-        shown. Only when the frame had none, the undo gives its status back (the analyst has set none since), and
-        `mask` is the proposal now: after a re-run replaced it, a copy of the proposal undone to is committed, as
+        shown. Only when the frame had none (and the analyst has set no status since: `EditHistory.drop_statuses`),
+        and `mask` is the proposal now: after a re-run replaced it, a copy of the proposal undone to is committed, as
         that is what the frame showed (and was accepted over)."""
-        if edit.committed_before or edit.status_before is None:
+        if edit.committed_before:
             return False
         proposal = self.prediction_mask(stem)
         if proposal is None:

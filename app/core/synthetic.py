@@ -314,19 +314,25 @@ def demo_projects(demo: Path) -> list[Path]:
     return [project for project in projects if project.is_dir()]
 
 
-def set_aside_projects(demo: Path) -> list[Path]:
+def set_aside_projects(demo: Path) -> list[tuple[Path, Path]]:
     """Review projects over the old demo would lay their masks over the new frames: renamed, kept. One inside the
     demo folder (over its images/ or stack.tif) would go with the old frames: it is kept beside the folder, its
-    name prefixed with the folder's. Returns their new names."""
+    name prefixed with the folder's. Returns (where each was, where it is kept)."""
     demo = Path(demo).resolve()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    kept = []
+    moved = []
     for project in demo_projects(demo):
         inside = project.parent == demo
         name = f"{demo.name}.{project.name}" if inside else project.name
-        kept.append((demo.parent if inside else project.parent) / f"{name}.old-{stamp}")
-        os.replace(project, kept[-1])
-    return kept
+        kept = (demo.parent if inside else project.parent) / f"{name}.old-{stamp}"
+        try:
+            os.replace(project, kept)
+        except OSError:
+            for earlier, where in moved:  # all or none
+                os.replace(where, earlier)
+            raise
+        moved.append((project, kept))
+    return moved
 
 
 def _read_json(path: Path):

@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.edits import paint_stroke
 from app.core.project import ProjectWriteError
-from app.editing import EditRefused, FrameEditor, StatusNotSaved, Tool, brush_offsets
+from app.editing import EditRefused, FrameEditor, MaskNotUndone, StatusNotSaved, Tool, brush_offsets
 
 TOOL_LABELS = {
     Tool.NAVIGATE: ("Navigate", "Pan and zoom (no editing)"),
@@ -311,6 +311,12 @@ class MaskEditing(QtCore.QObject):
                 self.edited.emit(index)
                 outcome = (f"The {step} on frame {index + 1} is saved (its mask) but not its status change: "
                            f"the frame stays {self.window.session.status(index).value}")
+            elif isinstance(e, MaskNotUndone):
+                self.edited.emit(index)  # its status changed
+                outcome = (f"The undo on frame {index + 1} gave back its status "
+                           f"({self.window.session.status(index).value}) but could not change its mask, which is still "
+                           "the edited one: press C to mark it corrected again, or undo again once the project can "
+                           "be written")
             elif isinstance(e, StatusNotSaved):
                 outcome = (f"The edited mask of frame {index + 1} is saved but not its status, which stays "
                            f"{self.window.session.status(index).value} (your next change, or closing the sequence, "
