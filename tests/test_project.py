@@ -482,6 +482,32 @@ def test_a_history_that_cannot_be_put_back_still_undoes_to_the_mask_on_disk(tmp_
     np.testing.assert_array_equal(project.redo("f000"), drawn)
 
 
+def test_an_undo_left_half_written_leaves_the_history_behind_the_mask(tmp_path, monkeypatch):
+    """Crash audit 24: an undo wrote its history first, so a crash before its mask left the history ahead of the mask
+    on disk, and the next Ctrl+Z took back two edits. An undo now writes its mask first: its history write failing
+    with no way to put the mask back (as a crash between the two) leaves the step still to undo, which then changes
+    nothing."""
+    import app.core.edits
+    import app.core.project
+
+    project = make_project(tmp_path / "p")
+    first, drawn = square_mask(1, 1), square_mask(1, 1) | square_mask(10, 10)
+    project.edit_mask("f000", first)
+    project.edit_mask("f000", drawn)
+    monkeypatch.setattr(app.core.edits, "atomic_write_bytes", lambda *a, **k: fail_replace())  # the history file
+    monkeypatch.setattr(app.core.project, "atomic_write_bytes", lambda *a, **k: fail_replace())  # the put-back
+    with pytest.raises(ProjectWriteError, match="No space left"):
+        project.undo("f000")
+    monkeypatch.undo()
+    np.testing.assert_array_equal(project.committed_mask("f000"), first)  # the mask was undone
+    assert len(project.history("f000")) == 2  # its history was not
+    np.testing.assert_array_equal(project.undo("f000"), first)  # the step still to undo changes nothing
+    assert project.committed_mask("f000") is not None
+    project.undo("f000")  # and the one before takes back the first edit, no more
+    assert project.committed_mask("f000") is None
+    np.testing.assert_array_equal(project.redo("f000"), first)
+
+
 def test_a_damaged_history_file_is_reported_and_replaced(tmp_path):
     project = make_project(tmp_path / "p")
     project.edit_mask("f001", square_mask(3, 3))

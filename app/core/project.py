@@ -669,12 +669,6 @@ class ReviewProject:
             self._write(lambda: atomic_write_png(path, mask, text))
         self.damaged = [(p, reason) for p, reason in self.damaged if p != path]
 
-    def _uncommit_mask(self, stem: str) -> None:
-        path = self._path("labels", stem, ".png")
-        with self._own_write("labels", stem):
-            self._remove(path)
-        self.damaged = [(p, reason) for p, reason in self.damaged if p != path]
-
     def shown_mask(self, stem: str) -> np.ndarray:
         """The mask the frame shows as its targets: the committed mask, else the prediction, else all background."""
         for mask in (self.committed_mask(stem), self.prediction_mask(stem)):
@@ -777,10 +771,10 @@ class ReviewProject:
     def undo(self, stem: str) -> np.ndarray:
         """Take back the frame's last edit: the committed mask it started from, or none when it was the first (the
         frame shows its proposal again). Returns the mask shown."""
-        return self._change_mask(stem, EditHistory.undo, self._sha1_for(stem, None), undoing=True)
+        return self._change_mask(stem, EditHistory.undo, self._sha1_for(stem, None), step="undo")
 
     def redo(self, stem: str) -> np.ndarray:
-        return self._change_mask(stem, EditHistory.redo, self._sha1_for(stem, None))
+        return self._change_mask(stem, EditHistory.redo, self._sha1_for(stem, None), step="redo")
 
     def _undoes_to_no_committed_mask(self, stem: str, edit: MaskEdit, mask: np.ndarray) -> bool:
         """Whether undoing `edit` (giving `mask`) leaves the frame as it was before it: no committed mask, its proposal
@@ -800,42 +794,66 @@ class ReviewProject:
         self._check_stem(stem)
         return frame_sha1 if frame_sha1 is not None else self._current_sha1(stem)
 
-    def _change_mask(self, stem: str, change, frame_sha1: str | None, undoing: bool = False) -> np.ndarray:
+    def _change_mask(self, stem: str, change, frame_sha1: str | None, step: str | None = None) -> np.ndarray:
         """`change(history, working mask)` (which records the step in the frame's history and returns the
         new mask) applied to the history and mask on disk, under the project's file lock, and saved: the
-        history file, then the committed mask (recording `frame_sha1`), or, `undoing` an edit made when there was
-        none, its removal. Returns the new mask shown.
+        history file and the committed mask (recording `frame_sha1`), or, undoing (`step` "undo") an edit made when
+        there was none, its removal. Returns the new mask shown.
 
         A failed save leaves the frame as it was before the step: its history file and committed mask on disk,
-        and its history in memory (read again from the file). A failed history write stops before the mask;
-        a failed mask write puts the history file back. The mask is never saved ahead of its history: after a
-        crash between the two writes, or a failed mask write whose history file cannot be put back either,
-        the history's last step starts from the mask on disk, so undoing it gives that same mask back.
+        and its history in memory (read again from the file): the file written first is put back when the second
+        write fails. A new edit writes its history first, an undo or redo (`step`) its mask first, so that after a
+        crash between the two writes (or a failed second write whose first cannot be put back either) the history
+        is behind the mask, never ahead of it: the history's next undo (or redo) then repeats what the mask on disk
+        already shows, and changes nothing.
         """
-        path = self._path("history", stem, ".npz")
+        path, mask_path = self._path("history", stem, ".npz"), self._path("labels", stem, ".png")
         with self._exclusive():  # a detection run or another instance may change this frame meanwhile
             saved_history = self._file_bytes(path)
+            saved_mask = self._file_bytes(mask_path) if step is not None else None  # an undo or redo puts it back
             history = self.history(stem)
             mask = change(history, self.shown_mask(stem))
-            uncommit = undoing and self._undoes_to_no_committed_mask(stem, history.next_redo(), mask)
-            try:
+            uncommit = step == "undo" and self._undoes_to_no_committed_mask(stem, history.next_redo(), mask)
+
+            def write_history() -> None:
                 self._write(lambda: history.to_npz(path))
+                self._history_files[stem] = _file_identity(path)
+
+            aside = mask_path.with_name(f".{stem}.undone")  # a removed committed mask, until its history is written
+
+            def write_mask() -> None:
+                if uncommit:
+                    with self._own_write("labels", stem):
+                        self._write(lambda: os.replace(mask_path, aside))
+                    self.damaged = [(p, reason) for p, reason in self.damaged if p != mask_path]
+                else:
+                    self._commit_mask(stem, mask, frame_sha1)
+
+            def put_back_mask() -> None:
+                with self._own_write("labels", stem):
+                    if uncommit:
+                        self._write(lambda: os.replace(aside, mask_path))
+                    else:
+                        self._put_back(mask_path, saved_mask)
+
+            first, second, put_back_first = ((write_history, write_mask, lambda: self._put_back(path, saved_history))
+                                             if step is None else (write_mask, write_history, put_back_mask))
+            try:
+                first()
             except ProjectWriteError:
                 del self._histories[stem]  # read again from its file, unchanged
                 raise
-            self._history_files[stem] = _file_identity(path)
             try:
-                if uncommit:
-                    self._uncommit_mask(stem)
-                    mask = self.shown_mask(stem)
-                else:
-                    self._commit_mask(stem, mask, frame_sha1)
+                second()
             except ProjectWriteError:
-                with contextlib.suppress(ProjectWriteError):  # the mask's error is the one to report
-                    self._put_back(path, saved_history)
+                with contextlib.suppress(ProjectWriteError):  # the second write's error is the one to report
+                    put_back_first()
                 del self._histories[stem]
                 raise
-        return mask
+            if uncommit:
+                with contextlib.suppress(OSError):  # a leftover dot file is harmless
+                    aside.unlink(missing_ok=True)
+        return self.shown_mask(stem) if uncommit else mask
 
     # --- review status --------------------------------------------------------------------------
 
