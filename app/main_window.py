@@ -414,8 +414,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.frame_label.setText(f"frame {index + 1}/{len(self.session)}  {self.session.stem(index)}  [{status}"
                                  + (", changed on disk" if changed else "") + "]"
                                  + (f"  proposal: {origin.label}" if origin else ""))
-        self.frame_label.setToolTip(
-            f"Proposal by {origin.label}\ninput: {origin.normalization}\nat {origin.time} (UTC)" if origin else "")
+        self.frame_label.setToolTip(origin.description if origin else "")
         self._show_cursor_readout()
         self.review_tools.frame_shown(index)
         if same_frame:

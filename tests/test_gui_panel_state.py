@@ -430,3 +430,17 @@ def test_enter_in_the_finetune_dialog_is_start_not_a_folder_chooser(review, qtbo
         QTest.keyClick(dialog.folder, QtCore.Qt.Key_Return)
     assert not chooser
     dialog.reject()
+
+
+def test_two_checkpoints_of_one_name_are_told_apart_in_the_detector_list(window, tiny_checkpoint, tmp_path):
+    """Loop audit 24: two fine-tune runs' weights were listed as "IRSAM (best.pt)" twice."""
+    panel, combo = window.detection_panel, window.detection_panel.detector_combo
+    paths = []
+    for run in ("run", "run-2"):
+        (tmp_path / run).mkdir()
+        paths.append(tmp_path / run / "best.pt")
+        paths[-1].write_bytes(tiny_checkpoint.read_bytes())
+        panel.add_checkpoint(paths[-1])
+    texts = [combo.itemText(i) for i in range(combo.count())]
+    assert "IRSAM (run/best.pt)" in texts and "IRSAM (run-2/best.pt)" in texts
+    assert combo.itemData(combo.currentIndex(), QtCore.Qt.ToolTipRole) == str(paths[1].resolve())

@@ -622,3 +622,17 @@ def test_a_proposal_whose_mask_cannot_be_written_leaves_the_earlier_runs_files_a
 
 def listed_after_reopen(folder):
     return [(t.y0, t.x0, t.y1 + 1, t.x1 + 1) for t in ReviewProject.open(folder).detections("f000")]
+
+
+def test_the_description_of_a_proposal_tells_two_best_pt_apart_by_their_sha256():
+    """Loop audit 24: every fine-tune run saves a best.pt, and the window's tooltip over two runs' proposals read
+    "Proposal by IRSAM (best.pt)" alike."""
+    record = {"name": "irsam", "weights": "/p/finetune/run/best.pt", "sha256": "81ef941d" + "0" * 56,
+              "config": {"name": "paper"}, "device": "cpu"}
+    first = ProposalOrigin.of(record, "window 0..255")
+    second = ProposalOrigin.of(record | {"weights": "/p/finetune/run-2/best.pt", "sha256": "e8518653" + "0" * 56},
+                               "window 0..255")
+    assert first.label == second.label == "IRSAM (best.pt)"
+    assert "sha256 81ef941d" in first.description and "sha256 e8518653" in second.description
+    assert first.description.startswith("Proposal by IRSAM (best.pt)\nweights: best.pt, sha256 81ef941d00000000")
+    assert ProposalOrigin.of(DETECTOR, "window 0..255").description.splitlines()[1] == "input: window 0..255"

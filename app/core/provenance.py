@@ -103,6 +103,17 @@ class ProposalOrigin:
             return f"IRSAM ({', '.join([self.weights or '?', *extras])})"
         return f"{self.method} ({', '.join(extras)})" if extras else self.method
 
+    @property
+    def description(self) -> str:
+        """`label` with the rest, a line each: the weights' sha256 (fine-tune runs all save a best.pt: the sha256
+        tells their proposals apart), the network config, the detector's input and when."""
+        lines = [f"Proposal by {self.label}"]
+        if self.sha256:
+            lines.append(f"weights: {self.weights or '?'}, sha256 {self.sha256[:16]}"
+                         + (f", {self.config} network" if self.config else ""))
+        lines += [f"input: {self.normalization}", f"at {self.time} (UTC)"]
+        return "\n".join(lines)
+
     @staticmethod
     def label_of(origin: "ProposalOrigin | None") -> str:
         """`origin.label`, or what to call a proposal saved without its origin (by an older version)."""
