@@ -1058,8 +1058,8 @@ def config_change(state: dict, model_config: IRSAMConfig) -> str | None:
 def check_new_out_folder(out: Path, inputs: set[Path], cfg: TrainConfig | None = None) -> list[Path]:
     """ValueError naming what an existing --out without last.pt holds, the command's own input files, logs,
     LAUNCHER_FILES and TRAIN_LOCK aside: a new run would overwrite its best.pt, add to its metrics.jsonl, or write
-    into a data set or a review project. What this command left when it was killed in its first epoch is not in the way:
-    training's temporary files (OUR_TEMPORARY) and, with `cfg`, a best.pt `first_epoch_best` recognises;
+    into a data set or a review project. What this command left when it was killed in its first epoch is not in the
+    way: training's temporary files (OUR_TEMPORARY) and, with `cfg`, a best.pt `first_epoch_best` recognises;
     returns them, for `remove_leftovers`."""
     try:
         entries = sorted(out.iterdir())

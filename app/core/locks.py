@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# FolderLock lives in the model (model.train locks its --out with it), which imports nothing of the app
 from model.folder_lock import FolderLock
 
 # held (flock) by a detection run for its whole run: PROJECT/detect.lock, there only meanwhile (`DetectionLock`)

@@ -50,16 +50,19 @@ def elide_keeping_number(text: str, fits: Callable[[str], bool]) -> str:
     return "\u2026"
 
 
+def cell_text_margins(widget: QtWidgets.QWidget | None) -> int:
+    """What an item view's cell leaves beside its text, both sides together (Qt's: PM_FocusFrameHMargin + 1 each)."""
+    style = widget.style() if widget is not None else QtWidgets.QApplication.style()
+    return 2 * (style.pixelMetric(QtWidgets.QStyle.PM_FocusFrameHMargin, None, widget) + 1)
+
+
 class StemDelegate(QtWidgets.QStyledItemDelegate):
     """Draws the stem column elided by `elide_keeping_number` (Qt's middle elision halves the width between the
     start and the end, which cut "drone146_000001" to "dro…001")."""
 
     def initStyleOption(self, option: QtWidgets.QStyleOptionViewItem, index: QtCore.QModelIndex) -> None:
         super().initStyleOption(option, index)
-        widget = option.widget
-        style = widget.style() if widget is not None else QtWidgets.QApplication.style()
-        margin = 2 * (style.pixelMetric(QtWidgets.QStyle.PM_FocusFrameHMargin, None, widget) + 1) + 1
-        room = option.rect.width() - margin
+        room = option.rect.width() - cell_text_margins(option.widget) - 1
         metrics = option.fontMetrics
         option.text = elide_keeping_number(option.text, lambda text: metrics.horizontalAdvance(text) <= room)
         option.textElideMode = QtCore.Qt.ElideLeft  # should a pixel still be short: the number stays
@@ -446,7 +449,7 @@ class ReviewPanel(QtWidgets.QWidget):
         (elided keeping the frame number)."""
         model, table = self.model, self.table
         metrics, header, style = table.fontMetrics(), table.horizontalHeader(), table.style()
-        margin = 2 * (style.pixelMetric(QtWidgets.QStyle.PM_FocusFrameHMargin, None, table) + 1) + 2  # Qt's, + 1 px
+        margin = cell_text_margins(table) + 2
         icon = table.iconSize().width()
         icon = (icon if icon > 0 else style.pixelMetric(QtWidgets.QStyle.PM_SmallIconSize, None, table)) + margin
         statuses = [s for s, n in (counts or {}).items() if n] or list(ReviewStatus)
