@@ -63,7 +63,6 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from app.core.locks import FolderLock
 from app.core.frames import FrameReadError, SourceError, frame_digest, frame_fingerprint, no_data, open_source
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus, is_project, utc_now
@@ -71,6 +70,7 @@ from app.core.provenance import ProposalOrigin
 from app.core.targets import extract_targets, label_components
 from model.atomic import encode_json, encode_png, write_temporary_beside
 from model.data import find_dataset, read_image_gray, read_mask, read_split, split_line_stem
+from model.folder_lock import FolderLock
 from model.metrics import ground_truth_target
 
 LAYOUTS = ("sirst", "basicirstd", "dnanet")
