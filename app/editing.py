@@ -138,8 +138,10 @@ class FrameEditor:
         return self._save(index, accept_targets(self._committed(index), prediction), commit_unchanged=True)
 
     def grow_target(self, index: int, frame: np.ndarray, x: float, y: float) -> bool:
-        """Add the bright region around (x, y) of the raw frame (`grow_target`); EditRefused when none stands out."""
-        grown = grow_target(frame, x, y)
+        """Add the bright region around (x, y) of the raw frame (`grow_target`); EditRefused when none stands out.
+        The sequence's bad pixels are repaired first: a hot pixel in the background ring would raise the
+        threshold over the target, and a click beside one would grow the hot pixel itself."""
+        grown = grow_target(self.session.normalization.repair(frame), x, y)
         if not grown.any():
             raise EditRefused("Grow target: no region stands out from its surroundings here.")
         return self._save(index, self.working_mask(index) | grown)

@@ -346,3 +346,27 @@ def test_an_undo_whose_mask_and_status_put_back_both_fail_says_what_the_frame_is
         editor.undo(0)
     assert calls == [ReviewStatus.NEGATIVE, ReviewStatus.CORRECTED]
     assert session.status(0) is ReviewStatus.NEGATIVE and project.committed_mask("00")[15, 20]
+
+
+def test_grow_target_sees_the_sequences_bad_pixels_repaired(tmp_path):
+    """Spec audit 25: Grow target measured the raw frame with its hot pixels in. One in the background ring
+    raised the threshold over a clear 9-px target, and a click beside one committed the hot pixel."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    frames = rng.normal(1000, 20, (8, 64, 64)).astype(np.uint16)
+    for i, row in enumerate([29, 2, 9, 16, 23, 37, 44, 51]):  # the target moves (a static one is a stuck pixel)
+        frames[i, row : row + 3, 29:32] = 1400  # 20 sigma over the background
+    frames[:, 30, 40] = 60000  # a stuck pixel 10 px right of it, in Grow's background ring
+    tifffile.imwrite(tmp_path / "stack.tif", frames)
+    session = ReviewSession.open(tmp_path / "stack.tif")
+    try:
+        assert (40, 30) in session.normalization.bad_pixels
+        editor = FrameEditor(session)
+        assert editor.grow_target(0, session.frame(0), 30, 30)
+        committed = session.project.committed_mask(session.stem(0))
+        assert np.array_equal(np.argwhere(committed), np.argwhere(frames[0] == 1400))
+        with pytest.raises(EditRefused, match="no region stands out"):  # beside the stuck pixel: background
+            editor.grow_target(1, session.frame(1), 41, 31)
+    finally:
+        session.close()

@@ -89,6 +89,12 @@ class Normalization:
         scaled = np.floor((values - self.low) * (255.0 / (self.high - self.low)) + 0.5)
         return np.clip(scaled, 0, 255).astype(np.uint8)
 
+    def repair(self, frame: np.ndarray) -> np.ndarray:
+        """The raw frame with this sequence's bad pixels repaired (the frame itself when it has none): what
+        tools that measure raw values, such as Grow target, should see."""
+        frame = np.asarray(frame)
+        return self._repair(frame) if self.bad_pixels else frame
+
     def apply(self, frame: np.ndarray) -> np.ndarray:
         """The 8-bit image (uint8, same shape) of a raw frame."""
         frame = np.asarray(frame)
