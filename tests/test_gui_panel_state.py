@@ -14,6 +14,8 @@ from PySide6.QtTest import QTest
 
 from app.core.finetune import FineTuneJob
 from app.core.project import ReviewStatus
+from app.paths import DEFAULT_WEIGHTS
+from app.widgets.workers import DetectorChoice
 from tests.gui_review_helpers import open_project, predict_ground_truth
 
 pytestmark = pytest.mark.gui
@@ -444,3 +446,7 @@ def test_two_checkpoints_of_one_name_are_told_apart_in_the_detector_list(window,
     texts = [combo.itemText(i) for i in range(combo.count())]
     assert "IRSAM (run/best.pt)" in texts and "IRSAM (run-2/best.pt)" in texts
     assert combo.itemData(combo.currentIndex(), QtCore.Qt.ToolTipRole) == str(paths[1].resolve())
+    # the loaded detector's description and its failure messages name the run too (DetectorChoice.label)
+    assert panel.choice().label == "IRSAM (run-2/best.pt)"
+    assert DetectorChoice("irsam", str(DEFAULT_WEIGHTS)).label == f"IRSAM ({DEFAULT_WEIGHTS.name})"
+

@@ -218,8 +218,7 @@ class DetectionPanel(QtWidgets.QWidget):
         index = items.index(choice) if choice in items else -1
         if index < 0:
             index = self.detector_combo.count() - 1  # before "other checkpoint..."
-            # with its folder: every fine-tune run saves a best.pt
-            self.detector_combo.insertItem(index, f"IRSAM ({Path(path).parent.name}/{Path(path).name})", choice)
+            self.detector_combo.insertItem(index, f"IRSAM ({choice.weights_name})", choice)
             self.detector_combo.setItemData(index, str(Path(path).resolve()), QtCore.Qt.ToolTipRole)
         self.detector_combo.setCurrentIndex(index)
         self._describe_choice()

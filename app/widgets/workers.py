@@ -14,6 +14,7 @@ from app.core.normalization import Normalization
 from app.core.project import ReviewProject, content_stamp
 from app.core.provenance import ProposalOrigin, detector_record, sha256_of
 from app.core.locks import DetectionLock, DetectionRunningError
+from app.paths import DEFAULT_WEIGHTS
 from model.detectors import Detector
 from model.evaluate import make_detector
 from model.size_gate import TargetSizeGate, gated, ungated
@@ -52,7 +53,14 @@ class DetectorChoice:
         if self.method != "irsam":
             return f"{self.method} ({gate[0]})" if gate else self.method
         extras = ([] if self.tta == "none" else [self.tta]) + ([] if self.refine == "contrast" else ["unrefined"])
-        return f"IRSAM ({', '.join([Path(self.weights).name, *extras, *gate])})"
+        return f"IRSAM ({', '.join([self.weights_name, *extras, *gate])})"
+
+    @property
+    def weights_name(self) -> str:
+        """The checkpoint's file name, with its folder unless it is the shipped weights: every fine-tune run
+        saves a best.pt, so the folder is what tells two runs apart."""
+        path = Path(self.weights)
+        return path.name if path.resolve() == DEFAULT_WEIGHTS.resolve() else f"{path.parent.name}/{path.name}"
 
     def origin(self, normalization: Normalization, detector: Detector) -> ProposalOrigin:
         """What this choice's proposals, made by `detector` (built for it), are saved as coming from (the
