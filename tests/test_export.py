@@ -850,3 +850,44 @@ def test_a_stem_starting_with_the_sequence_name_keeps_the_prefix_when_dropping_i
         "seq": "seq_seq",
         "seq_": "seq_",
     }
+
+
+def _published_sirst(root: Path, split_folders: list[str]) -> None:
+    """A SIRST data set laid out as published: images/, masks/ and split files only in `split_folders`."""
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+    image, mask = np.full((6, 8), 40, np.uint8), np.zeros((6, 8), np.uint8)
+    mask[2, 3] = 255
+    for stem in ("Misc_1", "Misc_2"):
+        cv2.imwrite(str(root / "images" / f"{stem}.png"), image)
+        cv2.imwrite(str(root / "masks" / f"{stem}_pixels0.png"), mask)
+    for folder in split_folders:
+        (root / folder).mkdir(parents=True)
+        (root / folder / "trainval.txt").write_text("Misc_1.png\n")
+        (root / folder / "test.txt").write_text("Misc_2\n")
+
+
+def test_an_append_to_a_published_sirst_adds_to_its_own_split_files(tmp_path):
+    """Spec audit 25: it wrote new trainval.txt and test.txt at the top, listing only the new frames, and left
+    splits/idx_427/ as it was: readers of either then saw half of the data set."""
+    project, _, _, _ = reviewed_project(tmp_path, "seqA", seed=0)
+    out = tmp_path / "nuaa"
+    _published_sirst(out, ["splits/idx_427"])
+    report = export_project(project, out, "sirst", split="train", append=True)
+    assert not (out / "trainval.txt").exists() and not (out / "test.txt").exists()
+    assert (out / "splits/idx_427/trainval.txt").read_text().splitlines() == ["Misc_1", *report.exported]
+    assert (out / "splits/idx_427/test.txt").read_text().splitlines() == ["Misc_2"]
+    samples = read_exported_dataset(out, "sirst")  # the reader reads where the writer wrote
+    assert [s[0] for s in samples if s[3] == "train"] == ["Misc_1", *report.exported]
+
+
+def test_an_append_to_a_sirst_with_several_split_folders_is_refused_and_writes_nothing(tmp_path):
+    project, _, _, _ = reviewed_project(tmp_path, "seqA", seed=0)
+    out = tmp_path / "nuaa"
+    _published_sirst(out, ["idx_320", "idx_427"])
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(ExportError, match=r"split files in 2 folders \(idx_320, idx_427\)"):
+        export_project(project, out, "sirst", split="train", append=True)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    with pytest.raises(ExportError, match="which one to use cannot be told"):
+        read_exported_dataset(out, "sirst")

@@ -3,6 +3,8 @@
 Layouts (images/<stem>.png = the 8-bit image the model saw, masks/<stem>.png = single-channel uint8 {0, 255}):
 
     sirst       OUT/images, OUT/masks, OUT/trainval.txt, OUT/test.txt              (SIRST idx_427, IRSAM)
+                (a SIRST data set laid out as published, with its split files in idx_427/ or
+                splits/idx_427/ and none at the top, is read and added to there)
     basicirstd  OUT/NAME/images, OUT/NAME/masks, OUT/NAME/img_idx/train_NAME.txt, test_NAME.txt
     dnanet      OUT/images, OUT/masks, OUT/50_50/train.txt, OUT/50_50/test.txt
 
@@ -114,6 +116,10 @@ def dataset_paths(out: str | Path, layout: str, dataset_name: str = DEFAULT_DATA
     if layout == "sirst":
         root = out
         splits = {"train": root / "trainval.txt", "test": root / "test.txt"}
+        if not any(p.exists() for p in splits.values()):
+            folders = sirst_split_folders(root)
+            if len(folders) == 1:  # the published SIRST: idx_427/ or splits/idx_427/, added to there
+                splits = {"train": folders[0] / "trainval.txt", "test": folders[0] / "test.txt"}
     elif layout == "basicirstd":
         root = out / dataset_name
         splits = {s: root / "img_idx" / f"{s}_{dataset_name}.txt" for s in SPLITS}
@@ -123,6 +129,25 @@ def dataset_paths(out: str | Path, layout: str, dataset_name: str = DEFAULT_DATA
     else:
         raise ExportError(f"unknown layout {layout!r}; one of {', '.join(LAYOUTS)}")
     return DatasetPaths(root, root / "images", root / "masks", splits)
+
+
+def sirst_split_folders(root: Path) -> list[Path]:
+    """The folders where a SIRST data set laid out as published keeps its split files (idx_427/ or
+    splits/idx_427/, each holding trainval.txt or test.txt), sorted."""
+    return [folder for folder in sorted(root.glob("idx_*")) + sorted(root.glob("splits/idx_*"))
+            if (folder / "trainval.txt").is_file() or (folder / "test.txt").is_file()]
+
+
+def _check_one_split_folder(paths: DatasetPaths, layout: str) -> None:
+    """A SIRST data set with no split files of its own at the top and several split folders (idx_320/ and
+    idx_427/, say): which of them an export or a training should use cannot be told."""
+    if layout != "sirst" or any(p.exists() for p in paths.split_files.values()):
+        return
+    folders = sirst_split_folders(paths.root)
+    if len(folders) > 1:
+        names = ", ".join(str(f.relative_to(paths.root)) for f in folders)
+        raise ExportError(f"{paths.root} keeps split files in {len(folders)} folders ({names}): which one to use "
+                          "cannot be told; keep one, or export into a new folder")
 
 
 @dataclass
@@ -412,6 +437,8 @@ def export_project(
     _check_plain_name("data set name", dataset_name)
     paths = dataset_paths(out, layout, dataset_name)
     _check_not_into_own_folders(paths, project)
+    if append:
+        _check_one_split_folder(paths, layout)
     report = ExportReport(paths.root, layout, split)
 
     selected = []
@@ -595,14 +622,9 @@ def read_exported_dataset(
             raise ExportError(f"{folder}: expected one BasicIRSTD data set folder (with img_idx/), found {candidates}")
         dataset_name = candidates[0]
     paths = dataset_paths(folder, layout, dataset_name or DEFAULT_DATASET_NAME)
-    split_files = paths.split_files
-    if layout == "sirst" and not any(p.exists() for p in split_files.values()):
-        # the published SIRST keeps its split files in idx_427/ (or splits/idx_427/)
-        for idx in sorted(folder.glob("idx_*")) + sorted(folder.glob("splits/idx_*")):
-            split_files = {"train": idx / "trainval.txt", "test": idx / "test.txt"}
-            break
+    _check_one_split_folder(paths, layout)
     samples = []
-    for split, path in split_files.items():
+    for split, path in paths.split_files.items():
         if path.exists():  # read as training reads them (model.data)
             try:
                 found = find_dataset(paths.images, paths.masks, path)
