@@ -194,7 +194,17 @@ def test_bad_argument_combinations(capsys):
     assert capsys.readouterr().err == ("error: --resize-512 needs pixel ground truth (--images/--masks): a clip's "
                                        "boxes are scored at native size\n")
     assert run_eval("--method", "tophat", "--clip", str(CLIP), "--fa", "legacy") == 2
-    assert capsys.readouterr().err.startswith("error: --fa legacy needs pixel ground truth")
+    assert capsys.readouterr().err == ("error: --fa legacy needs pixel ground truth (--images/--masks): a clip's "
+                                       "boxes give false alarms per frame, not a count of false-alarm pixels\n")
+
+
+def test_a_missing_images_or_masks_folder_is_named_with_its_option(tmp_path, capsys):
+    """ML audit 25: the message was "[Errno 2] No such file or directory: ..." whichever option was wrong."""
+    missing = tmp_path / "nope"
+    assert run_eval("--method", "tophat", "--images", str(missing), "--masks", str(NUAA / "masks")) == 2
+    assert capsys.readouterr().err == f"error: --images {missing}: no such folder\n"
+    assert run_eval("--method", "tophat", "--images", str(NUAA / "images"), "--masks", str(missing)) == 2
+    assert capsys.readouterr().err == f"error: --masks {missing}: no such folder\n"
 
 
 def test_a_tiff_stack_scores_as_the_folder_of_its_pages_does(tmp_path, capsys):

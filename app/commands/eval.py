@@ -221,8 +221,10 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"{'--plots' if args.plots else '--errors'} needs pixel ground truth (--images/--masks)")
     if args.clip and (args.resize_512 or args.fa != "corrected"):
         # boxes are scored by centroid in box, at native size: there is no 512x512 or legacy-Fa variant of it
+        why = ("are scored at native size" if args.resize_512
+               else "give false alarms per frame, not a count of false-alarm pixels")
         return _error(f"{'--resize-512' if args.resize_512 else '--fa legacy'} needs pixel ground truth "
-                      "(--images/--masks): a clip's boxes are scored at native size")
+                      f"(--images/--masks): a clip's boxes {why}")
     try:
         request = normalization_request_of(args)
         gate = size_gate_of(args)
@@ -250,6 +252,9 @@ def run(args: argparse.Namespace) -> int:
             inputs = stack_samples(args.images, frames.source.stems, args.masks, args.split)[: args.limit]
             n_inputs = len(inputs)
         else:
+            for option, folder in (("--images", args.images), ("--masks", args.masks)):
+                if not Path(folder).is_dir():
+                    raise ValueError(f"{option} {folder}: no such folder")
             inputs = find_dataset(args.images, args.masks, args.split)
             if not args.split:  # the order irsam detect and info take a folder's frames in, for the same --limit
                 inputs.sort(key=lambda sample: natural_key(sample.stem))
