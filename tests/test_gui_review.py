@@ -168,6 +168,14 @@ def test_queue_filters_and_sorts_and_seeks(review, qtbot):
     assert review.index == row.index
     # the queue's selection follows the frame once it has stayed (scrubbing does not move it per frame)
     qtbot.waitUntil(lambda: [r.row() for r in panel.table.selectionModel().selectedRows()] == [3], timeout=2000)
+    # keys moving the queue's row (it has the focus after a click) go to that row's frame, so the status keys
+    # act on the frame highlighted (keyboard audit 25: the highlight moved, the frame shown stayed)
+    panel.table.setFocus()
+    panel.table.setCurrentIndex(panel.model.index(3, 0))
+    for key, row in ((QtCore.Qt.Key_Down, 4), (QtCore.Qt.Key_Down, 5), (QtCore.Qt.Key_Up, 4)):
+        QtTest.QTest.keyClick(panel.table, key)
+        qtbot.waitUntil(lambda: review.index == panel.model.rows[row].index, timeout=2000)
+    qtbot.waitUntil(lambda: [r.row() for r in panel.table.selectionModel().selectedRows()] == [4], timeout=2000)
 
 
 def test_queue_keeps_the_current_frame_wholly_in_view(review, qtbot):

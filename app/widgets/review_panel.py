@@ -30,6 +30,9 @@ CHANGED_MARKER = " \u26a0 changed"  # short: the column leaves room for the stem
 STOP_MARKER = " \u25c6 stop"
 # an unreadable frame not reviewed: listed and counted apart (review steps over it; it can only be rejected)
 UNREADABLE = "unreadable"
+# the keys a table moves its current row with
+ROW_KEYS = (QtCore.Qt.Key_Up, QtCore.Qt.Key_Down, QtCore.Qt.Key_PageUp, QtCore.Qt.Key_PageDown, QtCore.Qt.Key_Home,
+            QtCore.Qt.Key_End)
 
 
 def elide_keeping_number(text: str, fits: Callable[[str], bool]) -> str:
@@ -336,6 +339,7 @@ class ReviewPanel(QtWidgets.QWidget):
         self._held_changes: list = []
         self._button_held = False
         self.table.viewport().installEventFilter(self)
+        self.table.installEventFilter(self)  # the keys that move its current row go to that row's frame
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -382,6 +386,10 @@ class ReviewPanel(QtWidgets.QWidget):
             change()
 
     def eventFilter(self, watched, event) -> bool:
+        if watched is self.table and event.type() == QtCore.QEvent.KeyPress and event.key() in ROW_KEYS:
+            # once the table has moved its current row: the highlighted row and the frame shown (which the
+            # status keys act on) stay one
+            QtCore.QTimer.singleShot(0, self, self._go_to_current_row)
         if watched is self.table.viewport():
             if event.type() == QtCore.QEvent.MouseButtonPress:
                 self._button_held = True
@@ -390,6 +398,11 @@ class ReviewPanel(QtWidgets.QWidget):
                 if self._held_changes:
                     QtCore.QTimer.singleShot(0, self, self._released)  # once the click is taken
         return super().eventFilter(watched, event)
+
+    def _go_to_current_row(self) -> None:
+        row = self.table.currentIndex().row()
+        if 0 <= row < len(self.model.rows):
+            self.frameChosen.emit(self.model.rows[row].index)
 
     def _released(self) -> None:
         if not self._button_held:
