@@ -30,9 +30,8 @@ CHANGED_MARKER = " \u26a0 changed"  # short: the column leaves room for the stem
 STOP_MARKER = " \u25c6 stop"
 # an unreadable frame not reviewed: listed and counted apart (review steps over it; it can only be rejected)
 UNREADABLE = "unreadable"
-# the keys a table moves its current row with
-ROW_KEYS = (QtCore.Qt.Key_Up, QtCore.Qt.Key_Down, QtCore.Qt.Key_PageUp, QtCore.Qt.Key_PageDown, QtCore.Qt.Key_Home,
-            QtCore.Qt.Key_End)
+# the keys the queue's table moves its current row with (Page Up/Down, Home and End are the window's frame keys)
+ROW_KEYS = (QtCore.Qt.Key_Up, QtCore.Qt.Key_Down)
 
 
 def elide_keeping_number(text: str, fits: Callable[[str], bool]) -> str:
