@@ -21,6 +21,7 @@ from app.widgets.normalization_dialog import NormalizationDialog
 from app.widgets.overlays import OverlayPanel
 from app.widgets.review_tools import ReviewTools
 from app.widgets.scrolling import ScrollingPanel
+from app.widgets.status_bar import MessageStatusBar
 from app.widgets.surface_view import SurfaceRegion, SurfaceView
 from app.widgets.target_list import TargetList
 from app.widgets.timeline import CHANGED_ON_DISK, Timeline
@@ -126,10 +127,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.metrics_label = QtWidgets.QLabel()
         self.cursor_label = QtWidgets.QLabel()
         self.frame_label = QtWidgets.QLabel()
-        bar = self.statusBar()
+        bar = MessageStatusBar()
+        self.setStatusBar(bar)
         bar.addWidget(self.frame_label)
         bar.addWidget(self.cursor_label, 1)
-        bar.addPermanentWidget(self.metrics_label)
+        bar.addPermanentWidget(self.metrics_label, yields_to_messages=True)
         bar.addPermanentWidget(self.device_label)
 
         self._build_menus()
@@ -208,8 +210,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.surface_dock.visibilityChanged.connect(lambda on: on and self._update_surface())
         for dock in (self.features_dock, self.surface_dock):
             dock.visibilityChanged.connect(lambda on, dock=dock: on and self._place_floating_once(dock))
-        # a message takes the frame's scores' room while it shows: beside them, long ones were cut off
-        self.statusBar().messageChanged.connect(lambda text: self.metrics_label.setVisible(not text))
         self.palette_combo.currentTextChanged.connect(self.frame_view.set_palette)
         self.levels_combo.currentIndexChanged.connect(lambda i: self.frame_view.set_auto_levels(i == 1))
 
@@ -663,7 +663,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def withdraw_frame_message(self) -> None:
         """Clear the last `say_about_frame` message if it is still shown (it no longer holds: the frame left, or
         its status changed)."""
-        if self._frame_message is not None and self.statusBar().currentMessage() == self._frame_message[1]:
+        if self._frame_message is not None and self.statusBar().message() == self._frame_message[1]:
             self.statusBar().clearMessage()
         self._frame_message = None
 

@@ -41,7 +41,7 @@ def test_another_windows_review_and_a_detect_runs_proposals_show_up_by_themselve
     assert summaries[9].n_detections == 0
     assert np.array_equal(review.layers.committed, label)  # the frame shown was shown again
     assert "[corrected]" in review.frame_label.text()
-    assert "Frame 1: status and committed mask changed by another" in review.statusBar().currentMessage()
+    assert "Frame 1: status and committed mask changed by another" in review.statusBar().message()
 
 
 def test_the_frame_shown_waits_for_a_held_stroke_to_end(review, qtbot):
@@ -56,7 +56,7 @@ def test_the_frame_shown_waits_for_a_held_stroke_to_end(review, qtbot):
     review.statusBar().clearMessage()
     review.take_up_disk_changes()
     assert np.array_equal(review.layers.committed, label)
-    assert review.statusBar().currentMessage().startswith("Frame 1: committed mask changed by another window")
+    assert review.statusBar().message().startswith("Frame 1: committed mask changed by another window")
 
 
 def test_a_committed_mask_changed_with_its_overlay_off_is_still_said(review, qtbot):
@@ -68,7 +68,7 @@ def test_a_committed_mask_changed_with_its_overlay_off_is_still_said(review, qtb
     ReviewProject.open(session.project_dir).commit_mask(session.stem(0), label)
     review.statusBar().clearMessage()
     review.take_up_disk_changes()
-    assert review.statusBar().currentMessage().startswith("Frame 1: committed mask changed by another window")
+    assert review.statusBar().message().startswith("Frame 1: committed mask changed by another window")
 
 
 def test_a_file_written_again_with_what_it_held_is_not_news(review, qtbot):
@@ -78,11 +78,11 @@ def test_a_file_written_again_with_what_it_held_is_not_news(review, qtbot):
     review.statusBar().clearMessage()
     review.take_up_disk_changes()
     assert np.array_equal(review.layers.committed, review.layers.prediction)
-    assert "Frame 1: committed mask changed" in review.statusBar().currentMessage()
+    assert "Frame 1: committed mask changed" in review.statusBar().message()
     other.commit_mask(session.stem(0), review.layers.prediction)  # again: the same pixels
     review.statusBar().clearMessage()
     review.take_up_disk_changes()
-    assert review.statusBar().currentMessage() == ""
+    assert review.statusBar().message() == ""
 
 
 def test_the_queue_is_summarised_once_a_runs_proposals_are_all_counted(review, qtbot, monkeypatch):
@@ -114,7 +114,7 @@ def test_a_write_moved_beside_another_instances_project_is_said(window, fresh_se
     assert window.review_tools.set_status(ReviewStatus.REJECTED)
     window.take_up_disk_changes()
     assert "holds a project over other frames: this sequence's work goes to a new folder beside it" in \
-        window.statusBar().currentMessage()
+        window.statusBar().message()
     assert session.project_dir.name.endswith("-new")
 
 
@@ -130,7 +130,7 @@ def test_accepting_or_editing_a_frame_whose_proposal_was_replaced_unseen_shows_i
     assert not tools.set_status(ReviewStatus.ACCEPTED)
     assert session.status(0) is ReviewStatus.UNREVIEWED
     assert np.array_equal(review.layers.prediction, replacement)  # shown now
-    assert review.statusBar().currentMessage() == (
+    assert review.statusBar().message() == (
         "Frame 1: its proposal changed on disk since it was shown (another window or an irsam command): shown now "
         "as it is; check it, then do it again.")
     assert tools.set_status(ReviewStatus.ACCEPTED)  # seen now

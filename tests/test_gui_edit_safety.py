@@ -41,7 +41,7 @@ def test_add_all_on_a_frame_not_detected_is_refused_and_writes_nothing(window, f
     assert window.session.status(1) is ReviewStatus.UNREVIEWED
     assert committed(window, 1) is None and not _labels_file(window, 1).exists()
     assert not window.review_tools.editing.editor.can_undo(1)
-    assert "Frame 2 has no proposal to add yet" in window.statusBar().currentMessage()
+    assert "Frame 2 has no proposal to add yet" in window.statusBar().message()
     window.review_tools.palette.accept_all.trigger()  # the tool bar's button: the same
     assert committed(window, 1) is None and window.session.status(1) is ReviewStatus.UNREVIEWED
     assert window.review_tools.review_panel.counts.text().startswith(f"unreviewed {len(window.session)} ")
@@ -61,7 +61,7 @@ def test_add_all_on_a_frame_whose_proposal_is_empty_is_refused(window, fresh_seq
     window.timeline.go_to(2)
     _key(window, qtbot, QtCore.Qt.Key_A, QtCore.Qt.ControlModifier)
     assert committed(window, 2) is None and session.status(2) is ReviewStatus.UNREVIEWED
-    assert "proposal has no target to add" in window.statusBar().currentMessage()
+    assert "proposal has no target to add" in window.statusBar().message()
 
 
 # --- 2. an unfinished polygon or stroke when the frame changes ------------------------------------------
@@ -79,7 +79,7 @@ def test_changing_frame_drops_an_unfinished_polygon(review, qtbot):
     _key(review, qtbot, QtCore.Qt.Key_D)
     assert review.index == 3
     assert editing.polygon == [] and not editing.polygon_line.isVisible()
-    assert "unfinished polygon of frame 3 was dropped" in review.statusBar().currentMessage()
+    assert "unfinished polygon of frame 3 was dropped" in review.statusBar().message()
     click(review, 40, 60)
     double_click(review, 40, 60)  # one vertex on this frame: nothing to fill
     assert committed(review, 2) is None and committed(review, 3) is None
@@ -118,7 +118,7 @@ def test_changing_frame_while_the_brush_is_held_drops_the_stroke(review, qtbot):
     assert editing.stroke
     _key(review, qtbot, QtCore.Qt.Key_D)
     assert review.index == 11 and not editing.stroke and not editing.preview.isVisible()
-    assert "unfinished brush stroke of frame 11 was dropped" in review.statusBar().currentMessage()
+    assert "unfinished brush stroke of frame 11 was dropped" in review.statusBar().message()
     move = QtGui.QMouseEvent(QtCore.QEvent.MouseMove, QtCore.QPointF(p1), viewport.mapToGlobal(QtCore.QPointF(p1)),
                              QtCore.Qt.NoButton, QtCore.Qt.LeftButton, QtCore.Qt.NoModifier)
     QtWidgets.QApplication.sendEvent(viewport, move)

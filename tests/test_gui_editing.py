@@ -142,7 +142,7 @@ def test_a_fill_that_leaks_into_the_background_is_refused(editing, qtbot):
     click(editing, x0 + 5, y0 + 4)
     assert np.array_equal(committed(editing), before)  # not the whole frame
     assert len(editing.session.project.history(stem)) == 1  # the stroke only
-    assert editing.statusBar().currentMessage().startswith("Fill refused")
+    assert editing.statusBar().message().startswith("Fill refused")
 
 
 def test_delete_component_with_one_click(editing, qtbot):
@@ -183,9 +183,9 @@ def test_grow_target_on_the_raw_frame(window, fresh_sequence, qtbot):
     assert np.array_equal(committed(window), _prediction(window) | expected)
     window.statusBar().clearMessage()
     click(window, 101, 21)  # grown already: nothing changes, and nothing is said to be missing
-    assert window.statusBar().currentMessage() == "" and np.array_equal(committed(window), _prediction(window) | expected)
+    assert window.statusBar().message() == "" and np.array_equal(committed(window), _prediction(window) | expected)
     click(window, 20, 60)  # flat background: nothing grows, and the analyst is told
-    assert "no region" in window.statusBar().currentMessage()
+    assert "no region" in window.statusBar().message()
     assert len(window.session.project.history(window.session.stem(0))) == 1
 
 
@@ -262,7 +262,7 @@ def test_failed_save_shows_an_error_and_keeps_the_previous_file(editing, qtbot, 
     monkeypatch.setattr(project, "_write", refuse)
     drag(editing, [(x0, y0 + 5), (x0 + 6, y0 + 5)])
     assert any("disk full" in m for m in editing.messages)  # the dialog
-    assert "disk full" in editing.statusBar().currentMessage()
+    assert "disk full" in editing.statusBar().message()
     assert label_file.read_bytes() == saved
     shown = editing.frame_view.layers.committed
     assert shown[y0 + 5, x0 : x0 + 7].all()  # the unsaved stroke stays visible (in memory)

@@ -35,7 +35,7 @@ def test_check_frames_marks_a_replaced_frame_and_the_frame_says_so(review, qtbot
     review.frame_check.start()
     qtbot.waitUntil(lambda: not review.frame_check.busy, timeout=20000)
     qtbot.wait(50)  # the queued `finished`
-    message = review.statusBar().currentMessage()
+    message = review.statusBar().message()
     assert message.startswith("2 frames changed on disk since they were worked on (pink in the timeline)")
     assert "1 to review again" in message and "2 with a proposal to detect again" in message
     assert _strip_status(review, 1) == STATUS_COLORS[CHANGED_ON_DISK]
@@ -64,7 +64,7 @@ def test_unchanged_frames_check_clean(review, qtbot):
     review.frame_check.start()
     qtbot.waitUntil(lambda: not review.frame_check.busy, timeout=20000)
     qtbot.wait(50)
-    assert review.statusBar().currentMessage() == (
+    assert review.statusBar().message() == (
         "Every frame worked on still holds the pixels its masks and statuses were made on.")
     assert not review._painted_changed
 

@@ -273,7 +273,7 @@ def test_cancelling_offers_the_weights_only_after_the_last_epoch(review, qtbot, 
     best = str(dialog.job.best_path)
     dialog.use_button.click()
     assert review.detection_panel.choice().weights == best and not dialog.isVisible()
-    assert "Re-detecting 52 unreviewed frames" in review.statusBar().currentMessage()
+    assert "Re-detecting 52 unreviewed frames" in review.statusBar().message()
     review.cancel_detection()
     qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=60000)
 
@@ -399,7 +399,7 @@ def test_weights_trained_on_a_sequence_closed_since_are_selected_but_detect_noth
     best = str(dialog.job.best_path)
     dialog.use_button.click()
     assert review.detection_panel.choice().weights == best  # selected all the same
-    assert "nothing was re-detected" in review.statusBar().currentMessage()
+    assert "nothing was re-detected" in review.statusBar().message()
     assert not review.detection_runner.busy or review._detector_loading()  # at most the weights load
     qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=30000)
     assert review.session.project is None or not list((review.session.project.folder / "masks").glob("*.png"))
@@ -415,7 +415,7 @@ def test_weights_trained_on_a_sequence_closed_and_opened_again_re_detect_it(
     gate.touch()
     qtbot.waitUntil(lambda: dialog.use_button.isEnabled(), timeout=30000)
     dialog.use_button.click()
-    assert "Re-detecting 52 unreviewed frames" in review.statusBar().currentMessage()
+    assert "Re-detecting 52 unreviewed frames" in review.statusBar().message()
     review.cancel_detection()
     qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=60000)
 

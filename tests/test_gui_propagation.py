@@ -149,7 +149,7 @@ def test_edits_and_statuses_are_refused_while_propagation_runs(review, qtbot, mo
     assert tools.propagation.busy, "the run ended before the edits were tried: make the frames slower"
     assert committed(review, 0) is None
     assert review.session.status(0) is ReviewStatus.UNREVIEWED
-    assert "Propagation is running" in review.statusBar().currentMessage()
+    assert "Propagation is running" in review.statusBar().message()
     assert not palette.tool_actions[Tool.BRUSH].isEnabled() and not palette.accept_all.isEnabled()
     assert palette.tool_actions[Tool.NAVIGATE].isEnabled()
     assert not tools.review_panel.status_buttons[ReviewStatus.ACCEPTED].isEnabled()
@@ -218,7 +218,7 @@ def test_frames_not_yet_detected_are_proposed_by_the_loaded_detector(window, fre
     try:
         assert tools.propagation.busy
         window.run_detection("frame")  # refused: propagation holds the detector
-        assert "Propagation is running" in window.statusBar().currentMessage()
+        assert "Propagation is running" in window.statusBar().message()
     finally:
         replay.gate.set()
     _wait_done(window, qtbot)

@@ -43,7 +43,7 @@ def test_status_keys_accept_and_next_and_strip(review, qtbot):
     assert _status(review, 0) is ReviewStatus.ACCEPTED and review.index == 1
     _key(review, qtbot, QtCore.Qt.Key_0)  # negative, stays
     assert _status(review, 1) is ReviewStatus.NEGATIVE and review.index == 1
-    assert "marked negative: it will export an empty mask, not the" in review.statusBar().currentMessage()
+    assert "marked negative: it will export an empty mask, not the" in review.statusBar().message()
     _key(review, qtbot, QtCore.Qt.Key_R)
     assert _status(review, 1) is ReviewStatus.REJECTED
     _key(review, qtbot, QtCore.Qt.Key_C)  # corrected commits what is shown
@@ -114,10 +114,10 @@ def test_next_unreviewed_on_the_last_unreviewed_frame_says_it_is_the_one_shown(r
     review.timeline.go_to(10)
     tools.next_unreviewed(1)
     assert review.index == 10
-    assert review.statusBar().currentMessage() == "Frame 11, shown, is the last unreviewed frame."
+    assert review.statusBar().message() == "Frame 11, shown, is the last unreviewed frame."
     assert tools.set_status(ReviewStatus.ACCEPTED)
     tools.next_unreviewed(-1)
-    assert review.statusBar().currentMessage() == "No unreviewed frame left."
+    assert review.statusBar().message() == "No unreviewed frame left."
 
 
 def test_a_detection_rerun_keeps_the_accepted_mask(review, qtbot):
@@ -131,7 +131,7 @@ def test_a_detection_rerun_keeps_the_accepted_mask(review, qtbot):
     review.run_detection("frame")
     qtbot.waitUntil(lambda: not review.detection_runner.busy and review.detection_panel.run_all.isEnabled(),
                     timeout=10000)
-    assert "1 accepted frame(s) keep the mask they were accepted with" in review.statusBar().currentMessage()
+    assert "1 accepted frame(s) keep the mask they were accepted with" in review.statusBar().message()
     assert not np.array_equal(review.session.project.prediction_mask(review.session.stem(0)), accepted)
     np.testing.assert_array_equal(committed(review, 0), accepted)
     review.show_frame(0)
@@ -229,7 +229,7 @@ def test_propagation_stops_at_a_reviewed_frame(review, qtbot):
         assert _status(review, index) is ReviewStatus.UNREVIEWED  # the analyst confirms each one
     assert committed(review, 3) is None  # the reviewed frame is never overwritten
     assert "frame 4" in panel.result.text() and "reviewed" in panel.result.text()
-    assert "reviewed" in review.statusBar().currentMessage()
+    assert "reviewed" in review.statusBar().message()
     assert review.review_tools.review_panel.model.marked == {3: "frame already reviewed: accepted"}
     panel.go_to_stop.click()
     assert review.index == 3
@@ -255,7 +255,7 @@ def test_propagation_cancel_changes_nothing(review, qtbot, monkeypatch):
     panel.forward.click()  # track mode, carrying frame 0's two predicted targets
     assert panel.cancel.isEnabled()
     assert review.review_tools.export_dialog() is None  # propagation writes the project meanwhile
-    assert "export when it is done" in review.statusBar().currentMessage()
+    assert "export when it is done" in review.statusBar().message()
     qtbot.wait(150)
     panel.cancel.click()
     qtbot.waitUntil(lambda: panel.forward.isEnabled(), timeout=5000)
@@ -626,7 +626,7 @@ def test_finetune_one_tiny_epoch_compares_and_redetects(window, tmp_path, tiny_c
     dialog.use_button.click()
     best = str(dialog.job.best_path)
     assert window.detection_panel.choice().weights == best
-    assert "Re-detecting 2 unreviewed frames" in window.statusBar().currentMessage()
+    assert "Re-detecting 2 unreviewed frames" in window.statusBar().message()
     qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
                     timeout=60000)
     assert all(origin(i) is None for i in range(8))  # reviewed frames were not detected again
@@ -878,7 +878,7 @@ def test_queue_lists_every_frame_before_a_project_exists(window, fresh_sequence,
     qtbot.waitUntil(window.isActiveWindow, timeout=5000)  # window shortcuts need the active window
     _key(window, qtbot, QtCore.Qt.Key_Space)  # accept and next: nothing detected yet is nothing to accept
     assert window.session.project is None and window.index == 0
-    assert "Frame 1 has no proposal to accept yet" in window.statusBar().currentMessage()
+    assert "Frame 1 has no proposal to accept yet" in window.statusBar().message()
     _key(window, qtbot, QtCore.Qt.Key_0)  # negative: the first status creates the project
     assert window.session.project is not None and _status(window, 0) is ReviewStatus.NEGATIVE
     assert panel.counts.text().startswith(f"unreviewed {n - 1}  accepted 0") and "negative 1" in panel.counts.text()
@@ -905,7 +905,7 @@ def test_a_frame_ahead_of_a_detection_run_is_accepted_only_once_the_run_has_prop
     assert window.session.detection_counts[ahead] == NOT_RUN
     _key(window, qtbot, QtCore.Qt.Key_Space)
     assert window.index == ahead and _status(window, ahead) is ReviewStatus.UNREVIEWED
-    assert f"Frame {ahead + 1} has no proposal to accept yet" in window.statusBar().currentMessage()
+    assert f"Frame {ahead + 1} has no proposal to accept yet" in window.statusBar().message()
     tools.review_panel.status_buttons[ReviewStatus.ACCEPTED].click()
     assert _status(window, ahead) is ReviewStatus.UNREVIEWED
     qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
@@ -940,11 +940,11 @@ def test_edits_and_status_changes_wait_for_the_project_to_be_read(window, fresh_
     assert window.open_path(fresh_sequence)  # the project is read in a worker from here on
     tools = window.review_tools
     assert not tools.set_status(ReviewStatus.ACCEPTED)
-    assert "earlier results" in window.statusBar().currentMessage()
+    assert "earlier results" in window.statusBar().message()
     assert not tools.review_panel.accept_next.isEnabled()
     qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=10000)
     assert tools.review_panel.accept_next.isEnabled() and tools.editing.blocked is None
-    assert "earlier results" not in window.statusBar().currentMessage()
+    assert "earlier results" not in window.statusBar().message()
     assert tools.set_status(ReviewStatus.ACCEPTED)
     assert window.session.status(0) is ReviewStatus.ACCEPTED
 
@@ -1027,7 +1027,7 @@ def test_a_project_folder_taken_by_a_file_refuses_each_save_with_a_message_and_k
     window.run_detection("frame")
     qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
                     timeout=10000)
-    assert "a file of that name is there" in window.statusBar().currentMessage()
+    assert "a file of that name is there" in window.statusBar().message()
     assert taken.read_bytes() == b"someone else's file"  # never written over
     assert not tools.set_status(ReviewStatus.NEGATIVE)  # each attempt refused the same way, nothing raised
     tools.editing.editor.unsaved.clear()  # (the window asks about unsaved edits when it closes)

@@ -96,7 +96,7 @@ def test_an_edit_that_still_cannot_be_saved_is_asked_about_before_closing_or_ope
     session, folder, stem = review.session, review.session.project.folder, review.session.stem(0)
     kept = _unsaved_stroke(review)
     review.review_tools.set_status(ReviewStatus.REJECTED)  # refused too: it says what became of it
-    assert review.statusBar().currentMessage() == ("Not saved: disk full (simulated). Frame 1 stays unreviewed, its "
+    assert review.statusBar().message() == ("Not saved: disk full (simulated). Frame 1 stays unreviewed, its "
                                                    "edited mask is kept in memory; the files on disk are unchanged.")
 
     shown = _answer_dialogs(qtbot, [("Cancel", None)])
@@ -126,7 +126,7 @@ def test_another_instances_mask_over_an_unsaved_edit_is_said_and_comes_back_by_u
     theirs[5:9, 5:9] = True
     ReviewProject.open(folder).commit_edit(stem, theirs)
     review.take_up_disk_changes()
-    assert review.statusBar().currentMessage() == (
+    assert review.statusBar().message() == (
         "Frame 1: another window or irsam command committed a mask over your edit that is not saved yet. Your edit "
         "replaces it when it is saved; Undo then brings theirs back.")
     review.show_frame(0)
@@ -187,12 +187,12 @@ def test_a_failed_edit_says_its_mask_is_kept_and_a_failed_undo_that_the_frame_is
     assert editing.editor.can_undo(0) and editing.editor_with_unsaved_edits is None
     refusing_writes.add(True)
     editing.undo()
-    assert review.statusBar().currentMessage() == ("Not saved: disk full (simulated). Frame 1 is as it was, on "
+    assert review.statusBar().message() == ("Not saved: disk full (simulated). Frame 1 is as it was, on "
                                                    "screen and on disk.")
     assert np.array_equal(review.session.project.committed_mask(review.session.stem(0)), saved)
     assert editing.editor_with_unsaved_edits is None and editing.editor.can_undo(0)
     drag(review, [(x, 50) for x in range(30, 60)])
-    assert review.statusBar().currentMessage() == (
+    assert review.statusBar().message() == (
         "Not saved: disk full (simulated). The edited mask of frame 1 is kept in memory (your next change, or "
         "closing the sequence, saves it again); the files on disk are unchanged.")
     assert editing.editor_with_unsaved_edits is editing.editor and list(editing.editor.unsaved) == [0]
@@ -203,7 +203,7 @@ def test_a_mask_saved_without_its_status_is_said_to_be_saved(review, refusing_st
     folder, stem = review.session.project.folder, review.session.stem(0)
     kept = _unsaved_stroke(review)  # the mask and its history step are written, review.json is not
     try:  # pytest-qt closes the window before fixtures are torn down: a failure here must not leave the refusal
-        assert review.statusBar().currentMessage().endswith(
+        assert review.statusBar().message().endswith(
             "disk full (simulated). The edited mask of frame 1 is saved but not its status, which stays "
             "unreviewed (your next change, or closing the sequence, saves it again).")
         status, mask = _on_disk(folder, stem)
@@ -211,7 +211,7 @@ def test_a_mask_saved_without_its_status_is_said_to_be_saved(review, refusing_st
         assert len(ReviewProject.open(folder).history(stem)) == 1
 
         review.review_tools.set_status(ReviewStatus.REJECTED)
-        assert review.statusBar().currentMessage().endswith(
+        assert review.statusBar().message().endswith(
             "disk full (simulated). The mask shown on frame 1 is saved but not its status, which stays unreviewed.")
         assert _on_disk(folder, stem)[0] is ReviewStatus.UNREVIEWED
     finally:
@@ -375,7 +375,7 @@ def test_an_undo_whose_status_cannot_be_saved_changes_nothing_and_a_redo_is_show
     refusing_status_writes.add(True)
     try:
         editing.undo()
-        assert review.statusBar().currentMessage().endswith(
+        assert review.statusBar().message().endswith(
             "disk full (simulated). Frame 1 is as it was, on screen and on disk.")
         assert review.session.status(0) is ReviewStatus.CORRECTED
         assert np.array_equal(project.committed_mask(stem), edited) and editing.editor.can_undo(0)
@@ -384,7 +384,7 @@ def test_an_undo_whose_status_cannot_be_saved_changes_nothing_and_a_redo_is_show
         assert review.session.status(0) is ReviewStatus.UNREVIEWED and project.committed_mask(stem) is None
         refusing_status_writes.add(True)
         editing.redo()
-        assert review.statusBar().currentMessage().endswith(
+        assert review.statusBar().message().endswith(
             "disk full (simulated). The redo on frame 1 is saved (its mask) but not its status change: the frame "
             "stays unreviewed.")
         assert np.array_equal(project.committed_mask(stem), edited)
@@ -406,7 +406,7 @@ def test_undo_waits_while_the_frame_holds_an_edit_not_saved(review, refusing_wri
     drag(review, [(x, 50) for x in range(30, 60)])  # kept in memory
     editing = review.review_tools.editing
     editing.undo()
-    assert "holds an edit that is not saved yet: undo waits until it is" in review.statusBar().currentMessage()
+    assert "holds an edit that is not saved yet: undo waits until it is" in review.statusBar().message()
     assert np.array_equal(project.committed_mask(stem), saved) and len(project.history(stem)) == 1
     assert list(editing.editor.unsaved) == [0]
     refusing_writes.clear()  # the window's close at teardown saves it

@@ -34,7 +34,7 @@ def test_a_truth_mask_of_another_size_is_neither_drawn_nor_scored_and_the_status
 
     assert window.layers.truth_mask is None and not truth_ring.isVisible()
     assert window.metrics_label.text() == ""  # not frame 1's scores, nor scores against a half-size mask
-    message = window.statusBar().currentMessage()
+    message = window.statusBar().message()
     assert message == "Ground truth 000002.png: mask 64x48 differs from the frame's 128x96; not used"
     assert window.review_tools.review_panel.table.currentIndex().row() == \
         window.review_tools.review_panel.model.row_of(1)  # the panels after the scores followed too
@@ -52,7 +52,7 @@ def test_a_frame_unreadable_while_its_folder_was_away_reads_again_once_it_is_bac
         _settle(window, qtbot, 7)
         assert window.frame is None and "unreadable (file not found)" in window.frame_label.text()
         assert not window.review_tools.set_status(ReviewStatus.ACCEPTED)
-        assert window.statusBar().currentMessage() == "Frame 8 is unreadable: it can only be marked rejected."
+        assert window.statusBar().message() == "Frame 8 is unreadable: it can only be marked rejected."
         assert "unreadable 1" in panel.counts.text()
     finally:
         (fresh_sequence / "away").rename(images)  # and comes back
@@ -63,7 +63,7 @@ def test_a_frame_unreadable_while_its_folder_was_away_reads_again_once_it_is_bac
     assert not session.is_unreadable(7) and session.detection_counts[7] >= 0
     window.take_up_disk_changes()  # what the window's look at the disk does every DISK_POLL_MS
     assert "unreadable" not in panel.counts.text()
-    assert "changed by another" not in window.statusBar().currentMessage()
+    assert "changed by another" not in window.statusBar().message()
     assert window.review_tools.set_status(ReviewStatus.ACCEPTED)
     assert session.status(7) is ReviewStatus.ACCEPTED
 
@@ -113,16 +113,16 @@ def test_the_window_says_when_its_sequences_folder_goes_and_when_it_is_back(wind
     open_project(window, qtbot, fresh_sequence)
     away = fresh_sequence.with_name("away")
     window.take_up_disk_changes()
-    assert "is gone" not in window.statusBar().currentMessage()
+    assert "is gone" not in window.statusBar().message()
     fresh_sequence.rename(away)
     try:
         window.take_up_disk_changes()
-        message = window.statusBar().currentMessage()
+        message = window.statusBar().message()
         assert "is gone (moved, deleted, or its drive dropped)" in message and fresh_sequence.name in message
         window.statusBar().clearMessage()
         window.take_up_disk_changes()  # said once, not at every look
-        assert window.statusBar().currentMessage() == ""
+        assert window.statusBar().message() == ""
     finally:
         away.rename(fresh_sequence)
     window.take_up_disk_changes()
-    assert "is back" in window.statusBar().currentMessage()
+    assert "is back" in window.statusBar().message()

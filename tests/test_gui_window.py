@@ -526,7 +526,7 @@ def test_unreadable_files_found_at_open_stay_in_the_status_bar_after_the_project
     (fresh_sequence / "images" / "000007.png").write_bytes(b"")
     _open(window, qtbot, fresh_sequence)
     qtbot.wait(50)  # the message used to be cleared just after the project was read
-    assert "1 unreadable files" in window.statusBar().currentMessage()
+    assert "1 unreadable files" in window.statusBar().message()
     empty = window.session.source.stems.index("000007")
     assert window.session.detection_counts[empty] == -2  # red on the timeline before anyone visits it
     window.timeline.go_to(empty)
@@ -549,13 +549,13 @@ def test_an_unreadable_frame_can_only_be_rejected_and_review_steps_over_it(windo
     assert window.index == bad + 1  # the unreadable frame is skipped, not landed on
     window.timeline.go_to(bad)
     assert not tools.set_status(ReviewStatus.NEGATIVE) and "can only be marked rejected" in \
-        window.statusBar().currentMessage()
+        window.statusBar().message()
     assert tools.editing._run(lambda editor, i: editor.flood_fill(i, 3, 3)) is False
-    assert "nothing to edit" in window.statusBar().currentMessage()
+    assert "nothing to edit" in window.statusBar().message()
     window.statusBar().clearMessage()
     tools.palette.set_tool(Tool.BRUSH)
     click(window, 5, 5)  # GUI audit 18: a brush click there said nothing
-    assert window.statusBar().currentMessage() == f"Frame {bad + 1} is unreadable: there is nothing to edit."
+    assert window.statusBar().message() == f"Frame {bad + 1} is unreadable: there is nothing to edit."
     tools.palette.set_tool(Tool.NAVIGATE)
     # the queue counts it apart from the unreviewed frames (review steps over it) and marks it
     panel = tools.review_panel
@@ -576,7 +576,7 @@ def test_an_unreadable_frame_can_only_be_rejected_and_review_steps_over_it(windo
 def test_the_empty_window_says_how_to_start_and_run_asks_for_a_sequence(window):
     assert window.frame_view.notice.isVisible() and "File > Open folder" in window.frame_view.notice.text()
     window.run_detection("frame")
-    assert window.statusBar().currentMessage().startswith("Open a sequence first")
+    assert window.statusBar().message().startswith("Open a sequence first")
 
 
 def _queue_selection(window) -> list[int]:
@@ -758,7 +758,7 @@ def test_queued_signals_of_a_dropped_worker_are_ignored(window, sequence_16bit, 
     worker.finished.emit(False)
     shiboken6.delete(worker)
     qtbot.wait(100)  # pytest-qt fails the test on an exception raised in a slot
-    assert window.detector is None and "stale notice" not in window.statusBar().currentMessage()
+    assert window.detector is None and "stale notice" not in window.statusBar().message()
 
 
 def test_demo_opens_and_the_default_detector_finds_its_targets(window, tmp_path, monkeypatch, qtbot):
@@ -919,7 +919,7 @@ def test_detector_input_window_is_chosen_applied_and_kept_by_the_project(window,
     monkeypatch.setattr(ReviewSession, "load_details", lambda self: (time.sleep(0.5), load_details(self))[1])
     assert window.open_path(fresh_sequence)
     assert window.choose_normalization() is None  # the project that stores it is still being read
-    assert "still loading" in window.statusBar().currentMessage()
+    assert "still loading" in window.statusBar().message()
     _open(window, qtbot, fresh_sequence)
     default = window.session.normalization
     assert default.mode == "percentile"
@@ -963,7 +963,7 @@ def test_detector_input_window_is_chosen_applied_and_kept_by_the_project(window,
     assert (chosen.mode, chosen.low, chosen.high) == ("window", low, high)
     assert chosen.bad_pixels == default.bad_pixels  # still repaired
     assert window.frame_view.sequence_levels == (low, high)
-    assert f"window {low}..{high}" in window.statusBar().currentMessage()
+    assert f"window {low}..{high}" in window.statusBar().message()
     _choose(window, "tophat")
     window.run_detection("frame")
     qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0 and window.detection_panel.run_all.isEnabled(),
@@ -993,7 +993,7 @@ def test_an_interpolated_ground_truth_mask_is_reported(window, fresh_sequence, q
     index = window.session.source.stems.index(mask_file.stem)
     window.show_frame(index)
     window.update_panels()
-    message = window.statusBar().currentMessage()
+    message = window.statusBar().message()
     assert f"Ground truth {mask_file.name}" in message and "strictly between 0 and 255" in message
     np.testing.assert_array_equal(window.layers.truth_mask, blurred == 255)
 
@@ -1071,7 +1071,7 @@ def test_opening_another_sequence_during_a_run_says_what_was_stopped(window, fre
     qtbot.waitUntil(lambda: window.detection_panel.progress.value() >= 1, timeout=30000)
     assert window.detection_runner.busy
     assert window.open_path(sequence_16bit)
-    message = window.statusBar().currentMessage()
+    message = window.statusBar().message()
     assert f"detection on {fresh_sequence.name} stopped after" in message and "of 60 frames" in message
     panel = window.detection_panel
     assert panel.progress.text() == "" and panel.rate.text() == ""
@@ -1089,6 +1089,31 @@ def test_a_status_message_gets_the_room_of_the_frame_scores_while_it_shows(windo
     window.statusBar().clearMessage()
     assert window.metrics_label.isVisible() and window.metrics_label.text() == "IoU 1.00  Pd 1.00"
     assert window.device_label.text() == "device: -" and "IRSAM loads" in window.device_label.toolTip()
+
+
+def test_a_message_longer_than_the_bar_keeps_its_start_and_end_and_shows_whole_as_the_tooltip(window, sequence_16bit,
+                                                                                            qtbot):
+    """Keyboard audit 25: at 1024 px a propagation's stop message ran under the device label, losing its end (which
+    target stopped it, and where)."""
+    _open(window, qtbot, sequence_16bit)
+    window.resize(1024, 700)
+    qtbot.waitUntil(lambda: window.width() == 1024, timeout=2000)
+    bar = window.statusBar()
+    long = ("Carried to 3 frames; stopped at frame 12: the target grew from 4 px to 40 px, more than the area "
+            "jump allowed, so the mask was not carried on; correct frame 12 and propagate again from there "
+            "(target 4 of 4, last at (283, 145))")
+    bar.showMessage(long)
+    shown = bar.currentMessage()
+    assert shown != long and shown.startswith("Carried to 3 frames") and shown.endswith("last at (283, 145))")
+    assert "\u2026" in shown and bar.toolTip() == long and bar.message() == long
+    room = bar.width() - window.device_label.width()
+    assert QtGui.QFontMetrics(bar.font()).horizontalAdvance(shown) < room
+    assert window.device_label.isVisible() and not window.metrics_label.isVisible()
+    bar.showMessage("Frame 12 accepted")  # a short one is shown as it is, with no tooltip
+    assert bar.currentMessage() == "Frame 12 accepted" and bar.toolTip() == ""
+    bar.showMessage(long)
+    bar.clearMessage()
+    assert bar.toolTip() == "" and window.metrics_label.isVisible()
 
 
 def test_reopening_a_sequence_starts_at_the_frame_it_was_left_on(window, fresh_sequence, sequence_16bit, qtbot):

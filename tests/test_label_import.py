@@ -237,15 +237,15 @@ def test_the_window_commits_the_ground_truth_in_the_background(window, fresh_seq
     action.trigger()
     assert tools.writing  # until its result is taken in on this thread
     window.run_detection("frame")
-    assert window.statusBar().currentMessage() == ("The ground-truth masks are being committed; run the detector "
+    assert window.statusBar().message() == ("The ground-truth masks are being committed; run the detector "
                                                    "when it is done.")
     assert not tools.review_panel.accept_next.isEnabled()
     assert not session.project.has_committed_mask(session.stem(0))
     gate.set()
     qtbot.waitUntil(lambda: not tools.writing, timeout=30000)
-    qtbot.waitUntil(lambda: "Ground truth: 58 masks committed" in window.statusBar().currentMessage(), timeout=5000)
+    qtbot.waitUntil(lambda: "Ground truth: 58 masks committed" in window.statusBar().message(), timeout=5000)
     assert ("1 frame kept its own committed mask, 1 reviewed frame left alone"
-            in window.statusBar().currentMessage())
+            in window.statusBar().message())
     truth = session.ground_truth
     for i in (0, 3, 59):
         np.testing.assert_array_equal(session.project.committed_mask(session.stem(i)), truth.mask(session.stem(i)))

@@ -173,7 +173,7 @@ def test_the_review_window_edits_frames_of_several_sizes(window, tmp_path, qtbot
         cv2.imwrite(str(tmp_path / "data" / "masks" / f"f{i}.png"), truth.astype(np.uint8) * 255)
     predict_ground_truth(tmp_path / "data")
     open_project(window, qtbot, tmp_path / "data")
-    assert "4 frames, 3 sizes, widths 64-120, heights 48-90" in window.statusBar().currentMessage()
+    assert "4 frames, 3 sizes, widths 64-120, heights 48-90" in window.statusBar().message()
     for i in (1, 3, 0, 2, 1):
         window.timeline.go_to(i)
         qtbot.waitUntil(lambda: window.frame_view.image.image.shape == sizes[i], timeout=5000)

@@ -412,7 +412,7 @@ class ReviewTools(QtCore.QObject):
         bar = self.window.statusBar()
         if reason is not None:
             bar.showMessage(reason)
-        elif bar.currentMessage() in (PROPAGATION_BLOCKS, IMPORT_BLOCKS, LOADING_BLOCKS):
+        elif bar.message() in (PROPAGATION_BLOCKS, IMPORT_BLOCKS, LOADING_BLOCKS):
             bar.clearMessage()  # a message shown since (a result, an error) stays
 
     def _propagation_ended(self) -> None:
