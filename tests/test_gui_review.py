@@ -206,6 +206,26 @@ def test_queue_keeps_the_current_frame_wholly_in_view(review, qtbot):
     assert table.rowAt(0) == top
 
 
+def test_the_current_row_is_not_under_the_edge_of_a_dock_too_short_for_the_queue(review, qtbot):
+    """Keyboard audit 25: at 1024x700 the review panel was 17 px taller than its dock, and the frame shown, scrolled
+    to the table's bottom row, sat half under the dock's edge."""
+    panel = review.review_tools.review_panel
+    area = review.review_tools.review_dock.widget()
+    area.setFixedHeight(area.widget().minimumSizeHint().height() - 17)
+    qtbot.waitUntil(lambda: area.verticalScrollBar().maximum() > 0, timeout=2000)
+    table = panel.table
+
+    def in_the_docks_view(frame: int) -> bool:
+        rect = table.visualRect(panel.model.index(panel.model.row_of(frame), 0))
+        top_left = table.viewport().mapTo(area.viewport(), rect.topLeft())
+        return area.viewport().rect().contains(QtCore.QRect(top_left, rect.size()))
+
+    for frame in (0, 20, 40, 59, 3):
+        review.timeline.go_to(frame)
+        qtbot.waitUntil(lambda: [r.row() for r in table.selectionModel().selectedRows()] == [frame], timeout=2000)
+        qtbot.waitUntil(lambda: in_the_docks_view(frame), timeout=2000)
+
+
 def _first_target_pixel(window, index: int) -> tuple[int, int]:
     prediction = window.session.project.prediction_mask(window.session.stem(index))
     ys, xs = np.nonzero(prediction)

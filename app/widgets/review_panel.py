@@ -435,10 +435,23 @@ class ReviewPanel(QtWidgets.QWidget):
             self.table.selectRow(row)  # (which scrolls to the row)
             if scroll:
                 self.table.scrollTo(self.model.index(row, 0))
+                self._show_row_in_the_dock(row)
             else:
                 self.table.verticalScrollBar().setValue(scrolled)
         else:
             self.table.clearSelection()
+
+    def _show_row_in_the_dock(self, row: int) -> None:
+        """Scroll the dock's own scroll area (a short screen: the panel is taller than the dock) so that the row,
+        which the table scrolled into its view, is not under the dock's edge."""
+        area = self.parentWidget()
+        while area is not None and not isinstance(area, QtWidgets.QScrollArea):
+            area = area.parentWidget()
+        if area is None or area.widget() is None:
+            return
+        rect = self.table.visualRect(self.model.index(row, 0))
+        centre = self.table.viewport().mapTo(area.widget(), rect.center())
+        area.ensureVisible(centre.x(), centre.y(), 0, rect.height() // 2 + 1)
 
     def _update_counts(self) -> None:
         counts = {status: 0 for status in ReviewStatus}
