@@ -230,3 +230,23 @@ def test_frames_not_yet_detected_are_proposed_by_the_loaded_detector(window, fre
         hit = np.unique(labels[carried])
         assert len(hit) == 1 and hit[0] > 0
         np.testing.assert_array_equal(carried, labels == hit[0])
+
+
+def test_a_long_propagation_result_keeps_all_its_lines_in_a_short_window(review, qtbot):
+    """Keyboard audit 25: at 1024x700 the result under the Targets list was given fewer lines than it had, and
+    lost its first and last ones; the dock now scrolls instead."""
+    review.resize(1024, 700)
+    review.targets_dock.raise_()
+    label = review.review_tools.propagation_panel.result
+    long = ("Carried to 45 frames (0 masks changed, 45 already held the target); stopped at frame 47: area jump: "
+            "8 -> 22 px (re-segmentation, after the proposal: area jump: 8 -> 22 px) (target 4 of 4, last at "
+            "(283, 145)). " * 2)
+    label.setText(long)
+    qtbot.waitUntil(lambda: label.width() > 0 and label.heightForWidth(label.width()) > 4 * label.fontMetrics().height(),
+                    timeout=2000)
+    qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()), timeout=2000)
+    area = review.targets_dock.widget()
+    assert isinstance(area, QtWidgets.QScrollArea)
+    area.ensureWidgetVisible(label)  # reachable: the dock scrolls to it
+    qtbot.waitUntil(lambda: area.viewport().rect().contains(
+        QtCore.QRect(label.mapTo(area.viewport(), QtCore.QPoint(0, 0)), label.size())), timeout=2000)

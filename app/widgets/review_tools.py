@@ -96,7 +96,9 @@ class ReviewTools(QtCore.QObject):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(window.target_list, 1)
         layout.addWidget(propagation)
-        window.targets_dock.setWidget(widget)
+        # on a short screen the list keeps its minimum and the dock scrolls: squeezed, the propagation's
+        # result lost its first line under the list
+        window.targets_dock.setWidget(ScrollingPanel(widget))
 
     def _build_menus(self) -> None:
         menus = {action.text(): action.menu() for action in self.window.menuBar().actions()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-LABEL_SPACING = 12  # room a permanent label takes beside its own width (margins, separator)
+LABEL_SPACING = 24  # room a permanent label takes beside its own width (margins, separator, a gap)
 
 
 class MessageStatusBar(QtWidgets.QStatusBar):
@@ -23,7 +23,7 @@ class MessageStatusBar(QtWidgets.QStatusBar):
     def showMessage(self, text: str, timeout: int = 0) -> None:
         for widget in self._yielding:
             widget.hide()
-        room = self.width() - sum(w.sizeHint().width() + LABEL_SPACING for w in self._kept if not w.isHidden()) - 16
+        room = self.width() - sum(w.sizeHint().width() + LABEL_SPACING for w in self._kept if not w.isHidden()) - 24
         metrics = QtGui.QFontMetrics(self.font())
         shown = text
         if self.isVisible() and room > 0 and metrics.horizontalAdvance(text) > room:
