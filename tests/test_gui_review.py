@@ -397,7 +397,9 @@ def test_shortcut_edit_with_conflict_then_saved_and_applied(review, qtbot, priva
         "N is bound to Tool: Brush, Next unreviewed" in dialog.conflicts.text()
     assert not ok.isEnabled()
     # the app's fixed shortcuts (menus, frame steps) are taken too
-    for keys, fixed in (("Ctrl+R", "Run on this frame"), ("Right", "forward 1 frame"), ("Ctrl+O", "Open folder...")):
+    # (and Tab, which moves the focus between controls: keyboard audit 25 found it accepted)
+    for keys, fixed in (("Ctrl+R", "Run on this frame"), ("Right", "forward 1 frame"), ("Ctrl+O", "Open folder..."),
+                        ("Tab", "Next control (focus)")):
         dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence(keys))
         assert dialog.conflicts.text() == f"{keys} is bound to {fixed}, Tool: Brush: it is fixed, choose another key"
         assert not ok.isEnabled()

@@ -582,6 +582,8 @@ class ReviewTools(QtCore.QObject):
                 fixed[action.shortcut().toString()] = action.text().replace("&", "")
         for shortcut in self.window.findChildren(QtGui.QShortcut):
             fixed[shortcut.key().toString()] = shortcut.whatsThis() or "a fixed frame shortcut"
+        # bound to an action, they would no longer move the keyboard focus between the window's controls
+        fixed.update({"Tab": "Next control (focus)", "Shift+Tab": "Previous control (focus)"})
         return fixed
 
     def _save_shortcuts(self, dialog: ShortcutsDialog) -> None:
