@@ -508,6 +508,31 @@ def test_add_target_diff_and_every_overlay_have_a_key(review, qtbot):
     dialog.reject()
 
 
+def test_the_frame_zooms_in_and_out_and_back_to_the_whole_frame_from_the_keyboard(review, qtbot):
+    """Keyboard audit 25: the zoom had no key; once zoomed on a target, only the mouse got the whole frame back."""
+    view = review.frame_view
+    height, width = review.frame.shape[:2]
+    assert view.zoomed_rect() is None
+    _key(review, qtbot, QtCore.Qt.Key_Plus)
+    x, y, w, h = view.zoomed_rect()
+    assert w == pytest.approx(width / 1.5, rel=0.05) and x + w / 2 == pytest.approx(width / 2, abs=1)
+    _key(review, qtbot, QtCore.Qt.Key_Plus)
+    assert view.zoomed_rect()[2] == pytest.approx(width / 2.25, rel=0.05)
+    _key(review, qtbot, QtCore.Qt.Key_Minus)
+    assert view.zoomed_rect()[2] == pytest.approx(width / 1.5, rel=0.05)
+    for _ in range(3):  # out no further than the whole frame
+        _key(review, qtbot, QtCore.Qt.Key_Minus)
+    (x0, x1), (y0, y1) = view.view.viewRange()
+    # the whole frame, fitting the view's width or height (the other has room to spare: the pixels stay square)
+    assert view.zoomed_rect() is None and min((x1 - x0) / width, (y1 - y0) / height) < 1.05
+    view.center_on(10, 10)  # zoomed on a target, as a click in the Targets list does
+    assert view.zoomed_rect() is not None
+    _key(review, qtbot, QtCore.Qt.Key_Z)
+    assert view.zoomed_rect() is None
+    zoom_in = review.review_tools.shortcuts.actions["zoom_in"]
+    assert zoom_in in review.menuBar().actions()[[a.text() for a in review.menuBar().actions()].index("&View")].menu().actions()
+
+
 def test_the_shortcuts_dialog_lists_the_fixed_keys_too(review, qtbot):
     """It listed only the editable map: Left/Right, PgUp/PgDown, Shift+Space (play), Ctrl+O, Ctrl+R... were nowhere."""
     dialog = review.review_tools.edit_shortcuts()

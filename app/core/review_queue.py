@@ -195,6 +195,9 @@ DEFAULT_SHORTCUTS: dict[str, str] = {
     "toggle_truth_overlay": "6",
     "toggle_bad_pixels_overlay": "7",
     "toggle_diff": "8",
+    "zoom_in": "+",
+    "zoom_out": "-",
+    "zoom_whole_frame": "Z",
 }
 
 # Qt's portable text order (QKeySequence.toString): a map written here reads back in Qt unchanged.

@@ -307,6 +307,24 @@ class FrameView(QtWidgets.QWidget):
     def show_rect(self, rect: tuple[float, float, float, float]) -> None:
         self.view.setRange(QtCore.QRectF(*rect), padding=0)
 
+    def zoom(self, factor: float) -> None:
+        """Zoom in (`factor` > 1) or out about the middle of the view; out no further than the whole frame."""
+        if self.frame is None:
+            return
+        (x0, x1), (y0, y1) = self.view.viewRange()
+        height, width = self.frame.shape[:2]
+        w, h = (x1 - x0) / factor, (y1 - y0) / factor
+        if factor < 1 and w >= width and h >= height:
+            self.show_whole_frame()
+            return
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        self.view.setRange(QtCore.QRectF(cx - w / 2, cy - h / 2, w, h), padding=0)
+
+    def show_whole_frame(self) -> None:
+        if self.frame is not None:
+            height, width = self.frame.shape[:2]
+            self.view.setRange(QtCore.QRectF(0, 0, width, height), padding=0)
+
     def center_on(self, x: float, y: float, half_size: float = 24) -> None:
         self.view.setRange(QtCore.QRectF(x - half_size, y - half_size, 2 * half_size, 2 * half_size), padding=0)
 

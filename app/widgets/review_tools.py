@@ -35,6 +35,7 @@ from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
 from app.widgets.workers import CancellableCallWorker, WorkerRunner
 from model.data import counted
 
+ZOOM_STEP = 1.5  # one zoom key press: the view 1.5x closer, or farther
 MAX_DAMAGED_LISTED = 20
 STATUS_MENU_ORDER = (ReviewStatus.ACCEPTED, ReviewStatus.CORRECTED, ReviewStatus.REJECTED, ReviewStatus.NEGATIVE,
                      ReviewStatus.UNREVIEWED)
@@ -125,6 +126,9 @@ class ReviewTools(QtCore.QObject):
         view_menu = menus["&View"]
         view_menu.addAction(self.review_dock.toggleViewAction())
         view_menu.addAction(self.palette.toggleViewAction())
+        view_menu.addSeparator()
+        for name in ("zoom_in", "zoom_out", "zoom_whole_frame"):
+            view_menu.addAction(self.shortcuts.actions[name])
 
     def _shortcut_handlers(self) -> dict:
         timeline, palette, toggles = self.window.timeline, self.palette, self.window.overlay_panel.toggles
@@ -152,6 +156,9 @@ class ReviewTools(QtCore.QObject):
             "toggle_truth_overlay": toggles["truth"].toggle,
             "toggle_bad_pixels_overlay": toggles["bad_pixels"].toggle,
             "toggle_diff": palette.diff.toggle,
+            "zoom_in": lambda: self.window.frame_view.zoom(ZOOM_STEP),
+            "zoom_out": lambda: self.window.frame_view.zoom(1 / ZOOM_STEP),
+            "zoom_whole_frame": self.window.frame_view.show_whole_frame,
         }
         for tool in (Tool.NAVIGATE, Tool.BRUSH, Tool.ERASER, Tool.POLYGON, Tool.FLOOD_FILL, Tool.DELETE_COMPONENT,
                      Tool.GROW_TARGET, Tool.ACCEPT_TARGET):
