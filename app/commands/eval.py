@@ -255,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
             for option, folder in (("--images", args.images), ("--masks", args.masks)):
                 if not Path(folder).is_dir():
                     raise ValueError(f"{option} {folder}: no such folder")
+            if Path(args.images).resolve() == Path(args.masks).resolve():
+                raise ValueError(f"--masks {args.masks} is the --images folder: give the folder of the masks")
             inputs = find_dataset(args.images, args.masks, args.split)
             if not args.split:  # the order irsam detect and info take a folder's frames in, for the same --limit
                 inputs.sort(key=lambda sample: natural_key(sample.stem))
