@@ -176,6 +176,18 @@ def test_queue_filters_and_sorts_and_seeks(review, qtbot):
         QtTest.QTest.keyClick(panel.table, key)
         qtbot.waitUntil(lambda: review.index == panel.model.rows[row].index, timeout=2000)
     qtbot.waitUntil(lambda: [r.row() for r in panel.table.selectionModel().selectedRows()] == [4], timeout=2000)
+    # a key moves from the frame shown, though its row is selected only once it settles (review audit 25: Down
+    # right after a jump went to the row under the old highlight)
+    review.timeline.go_to(panel.model.rows[30].index)
+    QtTest.QTest.keyClick(panel.table, QtCore.Qt.Key_Down)
+    qtbot.waitUntil(lambda: review.index == panel.model.rows[31].index, timeout=2000)
+    # Tab leaves the table rather than walking its cells into the next row; any other key that moves the table's
+    # row (Ctrl+End: the last row) shows that row's frame
+    QtTest.QTest.keyClick(panel.table, QtCore.Qt.Key_Tab)
+    assert review.index == panel.model.rows[31].index and not panel.table.hasFocus()
+    panel.table.setFocus()
+    QtTest.QTest.keyClick(panel.table, QtCore.Qt.Key_End, QtCore.Qt.ControlModifier)
+    qtbot.waitUntil(lambda: review.index == panel.model.rows[-1].index, timeout=2000)
 
 
 def test_queue_keeps_the_current_frame_wholly_in_view(review, qtbot):

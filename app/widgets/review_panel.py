@@ -30,8 +30,6 @@ CHANGED_MARKER = " \u26a0 changed"  # short: the column leaves room for the stem
 STOP_MARKER = " \u25c6 stop"
 # an unreadable frame not reviewed: listed and counted apart (review steps over it; it can only be rejected)
 UNREADABLE = "unreadable"
-# the keys the queue's table moves its current row with (Page Up/Down, Home and End are the window's frame keys)
-ROW_KEYS = (QtCore.Qt.Key_Up, QtCore.Qt.Key_Down)
 
 
 def elide_keeping_number(text: str, fits: Callable[[str], bool]) -> str:
@@ -331,6 +329,8 @@ class ReviewPanel(QtWidgets.QWidget):
         rows = 4 * self.table.verticalHeader().defaultSectionSize()
         self.table.setMinimumHeight(header.sizeHint().height() + rows + 2 * self.table.frameWidth())
         self.table.setFocusPolicy(QtCore.Qt.ClickFocus)  # keys belong to the window's shortcuts
+        self.table.setTabKeyNavigation(False)  # Tab leaves the table, as it leaves any control
+        self.shown_index: int | None = None  # the frame the window shows (its row is selected once it settles)
         self.table.clicked.connect(lambda index: self.frameChosen.emit(self.model.rows[index.row()].index))
         # what would change the rows while a mouse button is held on the table, kept for its release: rows moved
         # or rebuilt between a press and its release (a run's counts, statuses another window set, a frame found
@@ -338,7 +338,7 @@ class ReviewPanel(QtWidgets.QWidget):
         self._held_changes: list = []
         self._button_held = False
         self.table.viewport().installEventFilter(self)
-        self.table.installEventFilter(self)  # the keys that move its current row go to that row's frame
+        self.table.installEventFilter(self)  # a key that moves its current row goes to that row's frame
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -385,9 +385,12 @@ class ReviewPanel(QtWidgets.QWidget):
             change()
 
     def eventFilter(self, watched, event) -> bool:
-        if watched is self.table and event.type() == QtCore.QEvent.KeyPress and event.key() in ROW_KEYS:
-            # once the table has moved its current row: the highlighted row and the frame shown (which the
-            # status keys act on) stay one
+        if watched is self.table and event.type() == QtCore.QEvent.KeyPress:
+            # the highlighted row and the frame shown (which the status keys act on) stay one: a key moves from the
+            # frame shown (its row is selected only once it settles), and the row it moves to is shown
+            row = None if self.shown_index is None else self.model.row_of(self.shown_index)
+            if row is not None and row != self.table.currentIndex().row():
+                self.table.setCurrentIndex(self.model.index(row, 0))
             QtCore.QTimer.singleShot(0, self, self._go_to_current_row)
         if watched is self.table.viewport():
             if event.type() == QtCore.QEvent.MouseButtonPress:
@@ -400,7 +403,7 @@ class ReviewPanel(QtWidgets.QWidget):
 
     def _go_to_current_row(self) -> None:
         row = self.table.currentIndex().row()
-        if 0 <= row < len(self.model.rows):
+        if 0 <= row < len(self.model.rows) and self.model.rows[row].index != self.shown_index:
             self.frameChosen.emit(self.model.rows[row].index)
 
     def _released(self) -> None:
