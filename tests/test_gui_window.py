@@ -1114,6 +1114,22 @@ def test_a_message_longer_than_the_bar_keeps_its_start_and_end_and_shows_whole_a
     bar.showMessage(long)
     bar.clearMessage()
     assert bar.toolTip() == "" and window.metrics_label.isVisible()
+    # shortened again as the window narrows or widens (review audit 25: shortened once, it ran under the label
+    # again after the window shrank), its timeout kept
+    window.resize(1400, 700)
+    bar.showMessage(long, 60000)
+    qtbot.waitUntil(lambda: bar.width() > 1300, timeout=2000)
+    wide = bar.currentMessage()
+    window.resize(800, 700)
+    qtbot.waitUntil(lambda: bar.currentMessage() != wide, timeout=2000)
+    assert len(bar.currentMessage()) < len(wide) and bar.message() == long
+    assert QtGui.QFontMetrics(bar.font()).horizontalAdvance(bar.currentMessage()) < bar.width() - window.device_label.width()
+    bar.showMessage(long, 50)
+    window.resize(900, 700)
+    qtbot.waitUntil(lambda: bar.currentMessage() == "", timeout=2000)
+    # an empty message is no message, as QStatusBar takes it: the frame's scores come back
+    bar.showMessage("")
+    assert bar.currentMessage() == "" and window.metrics_label.isVisible()
 
 
 def test_reopening_a_sequence_starts_at_the_frame_it_was_left_on(window, fresh_sequence, sequence_16bit, qtbot):

@@ -1,11 +1,13 @@
 """The window's status bar. A message takes the room of the permanent labels that yield to messages (beside
 them, long ones were cut off); one longer than the room left is shortened in its middle, so that its start
-and end stay (what happened, and where), and is shown whole as the bar's tooltip."""
+and end stay (what happened, and where), and is shown whole as the bar's tooltip. It is shortened again
+whenever the bar changes width."""
 from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 LABEL_SPACING = 24  # room a permanent label takes beside its own width (margins, separator, a gap)
+BAR_MARGINS = 24  # the bar's own margins and size grip
 
 
 class MessageStatusBar(QtWidgets.QStatusBar):
@@ -13,7 +15,11 @@ class MessageStatusBar(QtWidgets.QStatusBar):
         super().__init__(parent)
         self._kept: list[QtWidgets.QWidget] = []  # permanent labels that stay beside a message
         self._yielding: list[QtWidgets.QWidget] = []  # and those hidden while one shows
-        self._full, self._shown = "", ""  # the last message given to showMessage, and as it was shown
+        self._full, self._shown = "", ""  # the last message given to showMessage, and as it is shown
+        # the message's timeout is kept here, not by QStatusBar: shortening it again on a resize restarts Qt's
+        self._timeout = QtCore.QTimer(self)
+        self._timeout.setSingleShot(True)
+        self._timeout.timeout.connect(self._timed_out)
         self.messageChanged.connect(self._message_changed)
 
     def addPermanentWidget(self, widget: QtWidgets.QWidget, stretch: int = 0, yields_to_messages: bool = False) -> None:
@@ -21,24 +27,48 @@ class MessageStatusBar(QtWidgets.QStatusBar):
         (self._yielding if yields_to_messages else self._kept).append(widget)
 
     def showMessage(self, text: str, timeout: int = 0) -> None:
+        if not text:  # as QStatusBar takes it: no message
+            self.clearMessage()
+            return
         for widget in self._yielding:
             widget.hide()
-        room = self.width() - sum(w.sizeHint().width() + LABEL_SPACING for w in self._kept if not w.isHidden()) - 24
-        metrics = QtGui.QFontMetrics(self.font())
-        shown = text
-        if self.isVisible() and room > 0 and metrics.horizontalAdvance(text) > room:
-            shown = metrics.elidedText(text, QtCore.Qt.ElideMiddle, room)
-        self.setToolTip(text if shown != text else "")
-        self._full, self._shown = text, shown
-        super().showMessage(shown, timeout)
+        self._full = text
+        self._show_shortened()
+        if timeout > 0:
+            self._timeout.start(timeout)
+        else:
+            self._timeout.stop()
 
     def message(self) -> str:
         """The message shown now, whole ("" when none); `currentMessage` is as shown, perhaps shortened."""
         shown = self.currentMessage()
         return self._full if shown and shown == self._shown else shown
 
+    def _show_shortened(self) -> None:
+        text = self._full
+        room = self.width() - sum(w.sizeHint().width() + LABEL_SPACING for w in self._kept if not w.isHidden())
+        room -= BAR_MARGINS
+        metrics = QtGui.QFontMetrics(self.font())
+        shown = text
+        if room > 0 and metrics.horizontalAdvance(text) > room:
+            shown = metrics.elidedText(text, QtCore.Qt.ElideMiddle, room)
+        self.setToolTip(text if shown != text else "")
+        self._shown = shown
+        super().showMessage(shown)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self._full and self.currentMessage() == self._shown:
+            self._show_shortened()
+
+    def _timed_out(self) -> None:
+        if self.currentMessage() == self._shown:
+            self.clearMessage()
+
     def _message_changed(self, text: str) -> None:
-        if not text:  # timed out or cleared
+        if not text:  # cleared
+            self._full = self._shown = ""
+            self._timeout.stop()
             self.setToolTip("")
             for widget in self._yielding:
                 widget.show()
