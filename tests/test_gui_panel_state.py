@@ -273,7 +273,9 @@ def test_cancelling_offers_the_weights_only_after_the_last_epoch(review, qtbot, 
     best = str(dialog.job.best_path)
     dialog.use_button.click()
     assert review.detection_panel.choice().weights == best and not dialog.isVisible()
-    assert "Re-detecting 52 unreviewed frames" in review.statusBar().message()
+    # named with its run's folder, as every run saves a best.pt (review audit 25)
+    assert review.statusBar().message() == (f"Re-detecting 52 unreviewed frames with "
+                                            f"{Path(best).parent.name}/best.pt.")
     review.cancel_detection()
     qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=60000)
 

@@ -32,7 +32,7 @@ from app.widgets.propagation_panel import Propagation, PropagationPanel
 from app.widgets.review_panel import ReviewPanel
 from app.widgets.scrolling import ScrollingPanel
 from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
-from app.widgets.workers import CancellableCallWorker, WorkerRunner
+from app.widgets.workers import CancellableCallWorker, DetectorChoice, WorkerRunner
 from model.data import counted
 
 ZOOM_STEP = 1.5  # one zoom key press: the view 1.5x closer, or farther
@@ -632,13 +632,14 @@ class ReviewTools(QtCore.QObject):
         their masks; the run starts once the weights are loaded)."""
         window, session = self.window, self.window.session
         window.detection_panel.add_checkpoint(weights)
+        name = DetectorChoice("irsam", str(weights)).weights_name  # with its run's folder: every run saves a best.pt
         dialog = self.finetune_dialog
         trained_on = dialog.project_folder if dialog is not None else None
         if session is None or session.project is None or Path(session.project.folder).resolve() != trained_on:
             # another sequence was opened while it trained (the same one closed and opened again is that one)
             open_now = "no sequence is open" if session is None else "they were trained on another sequence"
             window.statusBar().showMessage(
-                f"New weights selected ({Path(weights).name}); nothing was re-detected: {open_now}. Run the detector "
+                f"New weights selected ({name}); nothing was re-detected: {open_now}. Run the detector "
                 "on a sequence if you want their proposals.", 15000)
             return
         indices = [i for i in range(len(session))
@@ -649,5 +650,5 @@ class ReviewTools(QtCore.QObject):
         elif refused := window.start_detection(indices):
             window.statusBar().showMessage(f"New weights selected; unreviewed frames not re-detected: {refused}", 8000)
         else:
-            window.statusBar().showMessage(f"Re-detecting {len(indices)} unreviewed frames with {Path(weights).name}.",
+            window.statusBar().showMessage(f"Re-detecting {len(indices)} unreviewed frames with {name}.",
                                            8000)

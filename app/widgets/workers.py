@@ -59,8 +59,8 @@ class DetectorChoice:
     def weights_name(self) -> str:
         """The checkpoint's file name, with its folder unless it is the shipped weights: every fine-tune run
         saves a best.pt, so the folder is what tells two runs apart."""
-        path = Path(self.weights)
-        return path.name if path.resolve() == DEFAULT_WEIGHTS.resolve() else f"{path.parent.name}/{path.name}"
+        path = Path(self.weights).resolve()  # (a relative path's folder has a name only once resolved)
+        return path.name if path == DEFAULT_WEIGHTS.resolve() else f"{path.parent.name}/{path.name}"
 
     def origin(self, normalization: Normalization, detector: Detector) -> ProposalOrigin:
         """What this choice's proposals, made by `detector` (built for it), are saved as coming from (the
