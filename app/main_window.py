@@ -123,6 +123,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.features_dock.hide()
         self.surface_dock.hide()
 
+        self._measured: tuple[np.ndarray, np.ndarray] | None = None  # (frame, repaired): `_measured_frame`
         self.device_label = QtWidgets.QLabel("device: -")
         self.metrics_label = QtWidgets.QLabel()
         self.cursor_label = QtWidgets.QLabel()
@@ -458,7 +459,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _update_targets(self) -> None:
         targets = self.layers.targets if self.frame is not None else []
         mask = self.layers.prediction
-        snrs = [target_snr(self.frame, t, mask) for t in targets]
+        snrs = [target_snr(self._measured_frame(), t, mask) for t in targets]
         # a selection kept from a frame where it was (none within reach here) is no row of this frame's list
         shown = next((t.id for t in targets if t is self.selected), None)
         self.target_list.set_targets(targets, snrs, shown)
@@ -478,12 +479,20 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._show_cursor_readout() and self.selected is None:
             self._update_surface()
 
+    def _measured_frame(self) -> np.ndarray:
+        """The frame shown with the sequence's bad pixels repaired: what contrast and SNR are measured on (a stuck
+        pixel in a target's ring inflated its noise, and beside the cursor it was taken for the local peak)."""
+        if self._measured is None or self._measured[0] is not self.frame:
+            self._measured = (self.frame, self.session.normalization.repair(self.frame))
+        return self._measured[1]
+
     def _show_cursor_readout(self) -> bool:
         """Raw value and local contrast under the cursor; False when the cursor is not on the frame."""
         if self.cursor is None or self.frame is None:
             return False
         # the prediction first: the Targets list's SNR
-        text = cursor_readout(self.frame, *self.cursor, self.layers.prediction, self.layers.committed)
+        text = cursor_readout(self.frame, *self.cursor, self.layers.prediction, self.layers.committed,
+                              measured=self._measured_frame())
         if text is None:
             return False
         self.cursor_label.setText(text)

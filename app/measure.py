@@ -51,11 +51,14 @@ def local_snr(frame: np.ndarray, x: int, y: int, *masks: np.ndarray | None) -> t
     return _box_snr(frame, *_bright_region_box(frame, x0 + int(px), y0 + int(py)), None)
 
 
-def cursor_readout(frame: np.ndarray, x: int, y: int, *masks: np.ndarray | None) -> str | None:
-    """Raw value and local contrast (`local_snr`) at (x, y); None when (x, y) is not on the frame."""
+def cursor_readout(frame: np.ndarray, x: int, y: int, *masks: np.ndarray | None,
+                   measured: np.ndarray | None = None) -> str | None:
+    """Raw value and local contrast (`local_snr`, of `measured` when given: the frame with its bad pixels
+    repaired, so that a stuck pixel is neither the local peak nor the ring's noise) at (x, y); None when (x, y)
+    is not on the frame."""
     if not (0 <= y < frame.shape[0] and 0 <= x < frame.shape[1]):
         return None
-    peak, snr = local_snr(frame, x, y, *masks)
+    peak, snr = local_snr(frame if measured is None else measured, x, y, *masks)
     snr_text = "-" if math.isnan(snr) else f"{snr:.1f}"
     value = frame[y, x]
     value_text = f"{int(value)}" if np.issubdtype(frame.dtype, np.integer) else f"{float(value):.5g}"

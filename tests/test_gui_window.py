@@ -1278,3 +1278,34 @@ def test_a_slow_run_gives_its_pace_in_seconds_a_frame(qtbot):
     assert panel.rate.text() == "216.0 s a frame, ETA 7:12"
     panel.set_progress(10, 30, 9.2)
     assert panel.rate.text() == "9.2 frames/s, ETA 0:02"
+
+
+def test_target_snr_and_the_cursor_readout_measure_the_frame_with_its_stuck_pixels_repaired(window, tmp_path, qtbot):
+    """Review audit 25: a stuck pixel in a target's ring inflated the ring's noise (the Targets list's SNR fell
+    from about 20 to under 1), and beside the cursor it was taken for the local peak."""
+    import tifffile
+
+    from app.session import ReviewSession
+    from model.detectors import FrameResult
+
+    rng = np.random.default_rng(0)
+    frames = rng.normal(1000, 20, (8, 64, 64)).astype(np.uint16)
+    for i, row in enumerate([29, 2, 9, 16, 23, 37, 44, 51]):  # the target moves; the stuck pixel does not
+        frames[i, row : row + 3, 29:32] = 1400
+    frames[:, 30, 36] = 60000
+    tifffile.imwrite(tmp_path / "stack.tif", frames)
+    session = ReviewSession.open(tmp_path / "stack.tif")
+    session.ensure_project().save_prediction(session.stem(0), FrameResult(
+        np.where(frames[0] == 1400, 5.0, -5.0).astype(np.float32)))
+    session.project.flush_detections()
+    session.close()
+    _open(window, qtbot, tmp_path / "stack.tif")
+    assert (36, 30) in window.session.normalization.bad_pixels
+    qtbot.waitUntil(lambda: window.target_list.rowCount() == 1, timeout=5000)
+    snr = float(window.target_list.item(0, 5).text())
+    assert snr > 10, snr  # 400 counts over a noise of 20
+    window._cursor_moved(34, 30)  # two pixels from the stuck one, in the target's ring
+    text = window.cursor_label.text()
+    assert "value " in text and "local peak 60000" not in text and "local peak 1400" in text
+    window._cursor_moved(36, 30)  # on it: its raw value is what the readout gives
+    assert "value 60000" in window.cursor_label.text()
