@@ -73,6 +73,18 @@ def test_info_lists_bad_files(tmp_path, capsys):
     assert f"{tmp_path / '007.png'}: sample type uint16 differs from the sequence's uint8" in out
 
 
+def test_info_on_frames_of_no_data_at_all_says_so_and_why_they_cannot_be_reviewed(tmp_path, capsys):
+    """Odd-input audit 25: float frames that are NaN everywhere ended info in a traceback."""
+    for i in range(2):
+        tifffile.imwrite(tmp_path / f"f{i}.tif", np.full((16, 16), np.nan, np.float32))
+    assert main(["info", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert fields(captured.out)["value range"] == "no value (NaN only) over all readable frames"
+    assert fields(captured.out)["normalisation"] == "none: no finite value in the frames to compute percentiles from"
+    assert captured.err == (f"error: {tmp_path} cannot be detected or reviewed: no finite value in the frames to "
+                            "compute percentiles from\n")
+
+
 def test_info_missing_and_unreadable(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope")]) != 0
     err = capsys.readouterr().err

@@ -92,7 +92,12 @@ def run(args) -> int:
         print(f"size:          {source.size_text()} (width x height)")
         print(f"dtype:         {source.dtype}")
         print(f"value range:   {'no value (NaN only)' if low is None else f'{low}..{high}'} over {where}")
-        print(f"normalisation: {request.for_source(source)}")
+        try:
+            print(f"normalisation: {request.for_source(source)}")
+            no_window = None
+        except ValueError as e:  # every value sampled is no data (NaN): nothing to normalise from
+            no_window = str(e)
+            print(f"normalisation: none: {no_window}")
         gt = find_ground_truth(source)
         if gt is not None:
             parts = ([f"masks in {gt.masks_dir}"] if gt.has_masks else []) + \
@@ -108,6 +113,9 @@ def run(args) -> int:
             print("unreadable (skipped):")
             for b in bad:
                 print(f"  {b.path}: {b.reason}")
+    if no_window is not None:
+        print(f"error: {source.path} cannot be detected or reviewed: {no_window}", file=sys.stderr)
+        return 2
     return 0
 
 
