@@ -88,6 +88,21 @@ def test_outline_keeps_one_pixel_targets_and_leaves_their_pixels_visible():
     assert outer.sum() == 16 and not (outer & ring).any()
 
 
+def test_outline_of_a_mask_on_the_frames_edge_is_drawn_along_that_edge():
+    """Odd-input audit 25: a mask on a 1-pixel-high frame had no outline at all (its ring lay outside the frame),
+    and a target on the border lost its outline on that side."""
+    row = np.ones((1, 64), bool)
+    assert mask_outline(row).all() and mask_outline(row, gap=1).all()
+    mask = np.zeros((9, 9), bool)
+    mask[0:2, 3:5] = True  # touching the top edge
+    ring = mask_outline(mask)
+    assert ring[0, 3] and ring[0, 4] and not ring[1, 3:5].any()  # the edge's own pixels; the rest stay visible
+    assert ring[0, 2] and ring[2, 4] and ring.sum() == 2 + 8  # the ring elsewhere, unchanged
+    inner = np.zeros((9, 9), bool)
+    inner[4, 4] = True  # away from the edges: the ring alone, as before
+    assert mask_outline(inner).sum() == 8
+
+
 def test_strip_colours_come_from_arrays():
     pixels = strip_rgb(np.array([-1, 0, 3]), np.array([0, 1, 4], np.uint8))
     assert pixels.shape == (2, 3, 3)

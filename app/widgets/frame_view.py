@@ -63,11 +63,19 @@ def mask_outline(mask: np.ndarray, gap: int = 0) -> np.ndarray:
 
     Outside, so the target's own pixels stay visible under the overlay, and a 1-pixel target still gets
     a ring; ground truth uses gap 1, so its ring sits around the prediction's instead of on top of it.
+    Where the ring would lie beyond the array's edge, the edge's own pixels of the grown mask are drawn
+    instead: a target on the frame's border keeps its outline there, and a mask filling a 1-pixel-high frame
+    is still seen. (Cropped masks: a crop must leave `gap` + 1 pixels around the mask inside the frame, so
+    that only the frame's edges are edges here.)
     """
     m = mask.astype(np.uint8)
     kernel = np.ones((3, 3), np.uint8)
     inner = cv2.dilate(m, kernel, iterations=gap) if gap else m
-    return (cv2.dilate(inner, kernel) & ~inner).astype(bool)
+    ring = cv2.dilate(inner, kernel) & ~inner
+    edge = np.zeros_like(inner)
+    edge[[0, -1], :] = inner[[0, -1], :]
+    edge[:, [0, -1]] |= inner[:, [0, -1]]
+    return (ring | edge).astype(bool)
 
 
 def _bounding_box(present: np.ndarray, margin: int = 0) -> tuple[int, int, int, int] | None:
