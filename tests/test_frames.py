@@ -474,6 +474,22 @@ def test_one_tiff_image_with_a_thumbnail_page_stays_one_image(tmp_path):
         np.testing.assert_array_equal(src.frame(0), image)
 
 
+@pytest.mark.parametrize("pages", [
+    [ramp(dtype=np.uint16, seed=0), ramp(dtype=np.float32, seed=1), ramp(seed=2)],  # one size, three types
+    [ramp(dtype=np.uint16, seed=0), ramp(20, 40, dtype=np.uint16)],  # a wider page: no thumbnail
+], ids=["types", "wider"])
+def test_a_tiff_whose_pages_all_differ_from_the_first_is_a_stack_with_those_pages_unreadable(tmp_path, pages):
+    """Odd-input audit 25: no page matched the first in both size and type, so the file was one image and its
+    other pages vanished without a word; only a page smaller in both height and width is a thumbnail."""
+    with tifffile.TiffWriter(tmp_path / "odd.tif") as writer:
+        for page in pages:
+            writer.write(page)
+    with open_source(tmp_path / "odd.tif") as src:
+        assert src.kind == "tiff" and len(src) == len(pages)
+        np.testing.assert_array_equal(src.frame(0), pages[0])
+        assert [b.index for b in src.scan()] == list(range(1, len(pages)))
+
+
 def test_tiff_pages_of_another_size_or_type_are_bad_frames(tmp_path):
     pages = [ramp(dtype=np.uint16, seed=0), ramp(10, 10, dtype=np.uint16), ramp(dtype=np.uint16, seed=2),
              ramp(seed=3)]

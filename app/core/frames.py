@@ -682,13 +682,15 @@ def _jpeg_size(fd: int) -> tuple[int, int] | None:
 
 def _tiff_stack_pages(tiff) -> int:
     """The page count of a TIFF that is a stack of frames: more than one page of the first page's shape and
-    sample type, or a frame count above 1 in its metadata (a stack cut short keeps it); 0 for one image, whose
-    other pages, if any, are thumbnails or previews."""
+    sample type, a page that is no reduced copy of the first (not smaller in both height and width: a frame of
+    another sample type or size, which the stack then lists as unreadable), or a frame count above 1 in its
+    metadata (a stack cut short keeps it); 0 for one image, whose other pages, if any, are thumbnails or
+    previews."""
     from tifffile.tifffile import shaped_description_metadata
 
     pages = tiff.pages
     first, n_pages = pages[0], len(pages)
-    if any(pages[k].shape == first.shape and pages[k].dtype == first.dtype for k in range(1, n_pages)):
+    if _later_pages_are_frames(pages):
         return n_pages
     # as `_declared_frames` counts, from the first page alone (tifffile's shaped_metadata builds every series)
     declared = 0
@@ -698,6 +700,23 @@ def _tiff_stack_pages(tiff) -> int:
         shape = shaped_description_metadata(first.shaped_description).get("shape") or ()
         declared = int(np.prod(shape[:-len(first.shape)]))
     return max(n_pages, declared) if declared > 1 else 0
+
+
+def _later_pages_are_frames(pages) -> bool:
+    """Whether a TIFF's pages after the first hold frames: one of the first page's shape and sample type, or one
+    that is no reduced copy of the first (a frame of another size or type, unreadable in the stack)."""
+    first = pages[0]
+    return any((page.shape == first.shape and page.dtype == first.dtype) or not _reduced_copy(page, first)
+               for page in pages[1:])
+
+
+def _reduced_copy(page, first) -> bool:
+    """Whether a TIFF page is smaller than the first in both height and width, as a thumbnail or preview is."""
+    size = getattr(page, "imagelength", None), getattr(page, "imagewidth", None)
+    first_size = getattr(first, "imagelength", None), getattr(first, "imagewidth", None)
+    if None in size or None in first_size:  # a page tifffile read as a frame only: a frame of a stack
+        return False
+    return size[0] < first_size[0] and size[1] < first_size[1]
 
 
 def _stack_in_folder(pages: int) -> str:
@@ -907,8 +926,8 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
             series_frames = int(np.prod(shape[:-frame_ndim]))
             declared_frames = _declared_frames(tiff, frame_ndim)
             link = _link_after_last_page(tiff)
-            if len(shape) <= frame_ndim and declared_frames <= 1 and link == 0 and not any(
-                    page.shape == tiff.pages[0].shape and page.dtype == tiff.pages[0].dtype for page in tiff.pages[1:]):
+            if len(shape) <= frame_ndim and declared_frames <= 1 and link == 0 and not _later_pages_are_frames(
+                    tiff.pages):
                 tiff.close()  # one image (any other pages are thumbnails or previews)
                 return _open_image(path, cache_size)
             # pages written one at a time (a series each) or of several shapes: every page is a frame, and
