@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 
 from app import cli
 from model.evaluate import evaluate_clip, make_detector
@@ -202,9 +203,15 @@ def test_a_missing_images_or_masks_folder_is_named_with_its_option(tmp_path, cap
     """ML audit 25: the message was "[Errno 2] No such file or directory: ..." whichever option was wrong."""
     missing = tmp_path / "nope"
     assert run_eval("--method", "tophat", "--images", str(missing), "--masks", str(NUAA / "masks")) == 2
-    assert capsys.readouterr().err == f"error: --images {missing}: no such folder\n"
+    assert capsys.readouterr().err == f"error: --images {missing}: no such folder or TIFF stack\n"
     assert run_eval("--method", "tophat", "--images", str(NUAA / "images"), "--masks", str(missing)) == 2
     assert capsys.readouterr().err == f"error: --masks {missing}: no such folder\n"
+    stack = tmp_path / "stack.tif"  # with a TIFF stack as --images too (review audit 25)
+    tifffile.imwrite(stack, np.zeros((2, 8, 8), np.uint8))
+    assert run_eval("--method", "tophat", "--images", str(stack), "--masks", str(missing)) == 2
+    assert capsys.readouterr().err == f"error: --masks {missing}: no such folder\n"
+    assert run_eval("--method", "tophat", "--images", str(NUAA / "images"), "--masks", str(stack)) == 2
+    assert capsys.readouterr().err == f"error: --masks {stack}: a file; give the folder of the masks\n"
     # the images folder given as --masks scored every image as a target-less blur (IoU 0, exit 0)
     assert run_eval("--method", "tophat", "--images", str(NUAA / "images"), "--masks", str(NUAA / "images")) == 2
     assert capsys.readouterr().err == f"error: --masks {NUAA / 'images'} is the --images folder: give the folder of the masks\n"

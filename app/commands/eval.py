@@ -245,6 +245,9 @@ def run(args: argparse.Namespace) -> int:
             n_inputs = len(numbering.files) if args.limit is None else min(args.limit, len(numbering.files))
             if args.frames and numbering.files:  # a bad file or range is reported before the weights load
                 n_inputs = len(_frames_asked(numbering, *args.frames))
+        elif not Path(args.masks).is_dir():
+            raise ValueError(f"--masks {args.masks}: " + ("a file; give the folder of the masks"
+                                                          if Path(args.masks).exists() else "no such folder"))
         elif Path(args.images).is_file():  # a TIFF stack: its pages, as detect and the app number them
             frames = SetFrames(args.images, request)
             if frames.source is None or frames.source.kind != "tiff":
@@ -252,9 +255,8 @@ def run(args: argparse.Namespace) -> int:
             inputs = stack_samples(args.images, frames.source.stems, args.masks, args.split)[: args.limit]
             n_inputs = len(inputs)
         else:
-            for option, folder in (("--images", args.images), ("--masks", args.masks)):
-                if not Path(folder).is_dir():
-                    raise ValueError(f"{option} {folder}: no such folder")
+            if not Path(args.images).is_dir():
+                raise ValueError(f"--images {args.images}: no such folder or TIFF stack")
             if Path(args.images).resolve() == Path(args.masks).resolve():
                 raise ValueError(f"--masks {args.masks} is the --images folder: give the folder of the masks")
             inputs = find_dataset(args.images, args.masks, args.split)
