@@ -541,6 +541,13 @@ def test_the_frame_zooms_in_and_out_and_back_to_the_whole_frame_from_the_keyboar
     assert view.zoomed_rect() is not None
     _key(review, qtbot, QtCore.Qt.Key_Z)
     assert view.zoomed_rect() is None
+    # Z on no frame (an unreadable one is shown, keeping the zoom for the next): the next frame comes whole
+    _key(review, qtbot, QtCore.Qt.Key_Plus)
+    view.clear(keep_zoom=True)
+    _key(review, qtbot, QtCore.Qt.Key_Z)
+    review.timeline.go_to(review.index + 1)
+    qtbot.waitUntil(lambda: view.frame is not None, timeout=2000)
+    assert view.zoomed_rect() is None
     zoom_in = review.review_tools.shortcuts.actions["zoom_in"]
     assert zoom_in in review.menuBar().actions()[[a.text() for a in review.menuBar().actions()].index("&View")].menu().actions()
 

@@ -329,9 +329,12 @@ class FrameView(QtWidgets.QWidget):
         self.view.setRange(QtCore.QRectF(cx - w / 2, cy - h / 2, w, h), padding=0)
 
     def show_whole_frame(self) -> None:
-        if self.frame is not None:
-            height, width = self.frame.shape[:2]
-            self.view.setRange(QtCore.QRectF(0, 0, width, height), padding=0)
+        """The whole frame in view; on no frame (an unreadable one shown), the next frame is shown whole."""
+        if self.frame is None:
+            self._frame_shape = None
+            return
+        height, width = self.frame.shape[:2]
+        self.view.setRange(QtCore.QRectF(0, 0, width, height), padding=0)
 
     def center_on(self, x: float, y: float, half_size: float = 24) -> None:
         self.view.setRange(QtCore.QRectF(x - half_size, y - half_size, 2 * half_size, 2 * half_size), padding=0)
