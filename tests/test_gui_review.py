@@ -411,8 +411,9 @@ def test_shortcut_edit_with_conflict_then_saved_and_applied(review, qtbot, priva
     # the app's fixed shortcuts (menus, frame steps) are taken too
     # (and Tab, which moves the focus between controls: keyboard audit 25 found it accepted)
     for keys, fixed in (("Ctrl+R", "Run on this frame"), ("Right", "forward 1 frame"), ("Ctrl+O", "Open folder..."),
-                        ("Tab", "Next control (focus)")):
+                        ("Tab", "Next control (focus)"), ("Shift+Backtab", "Previous control (focus)")):
         dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence(keys))
+        keys = keys.replace("Backtab", "Tab")  # how Shift+Tab arrives, named as pressed
         assert dialog.conflicts.text() == f"{keys} is bound to {fixed}, Tool: Brush: it is fixed, choose another key"
         assert not ok.isEnabled()
     dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence("Ctrl+B"))

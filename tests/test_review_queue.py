@@ -144,6 +144,7 @@ def test_key_text_is_normalised_to_qt_portable_form():
     assert normalize_keys(" space ") == "Space"
     assert normalize_keys("Ctrl++") == "Ctrl++"
     assert normalize_keys("") == ""
+    assert normalize_keys("Shift+Backtab") == normalize_keys("Backtab") == "Shift+Tab"  # how Shift+Tab arrives
     for bad in ("Hyper+K", "Ctrl+", "Shift"):
         with pytest.raises(ValueError):
             normalize_keys(bad)

@@ -227,6 +227,9 @@ def normalize_keys(keys: str) -> str:
         key = key.upper()
     else:
         key = key[0].upper() + key[1:]
+    if key == "Backtab":  # what Shift+Tab arrives as (a key field records it as "Shift+Backtab")
+        key = "Tab"
+        seen.add("Shift")
     return "+".join([m for m in _MODIFIERS if m in seen] + [key])
 
 

@@ -591,6 +591,7 @@ class ReviewTools(QtCore.QObject):
         for shortcut in self.window.findChildren(QtGui.QShortcut):
             fixed[shortcut.key().toString()] = shortcut.whatsThis() or "a fixed frame shortcut"
         # bound to an action, they would no longer move the keyboard focus between the window's controls
+        # (Shift+Tab arrives as Backtab: normalize_keys reads it as Shift+Tab)
         fixed.update({"Tab": "Next control (focus)", "Shift+Tab": "Previous control (focus)"})
         return fixed
 
