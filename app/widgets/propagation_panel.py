@@ -18,28 +18,6 @@ from app.widgets.workers import CancellableCallWorker, WorkerRunner
 PROMPT = "Select a target (or none: the whole committed mask) and propagate."
 
 
-class WrappedLabel(QtWidgets.QLabel):
-    """A word-wrapped label that asks for the height its lines take at its width: squeezed in a short dock, a
-    plain one was given fewer lines than it had, and lost its first and last ones (the dock scrolls instead)."""
-
-    def __init__(self, text: str = ""):
-        super().__init__(text)
-        self.setWordWrap(True)
-
-    def setText(self, text: str) -> None:
-        super().setText(text)
-        self._fit()
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self._fit()
-
-    def _fit(self) -> None:
-        needed = self.heightForWidth(self.width())
-        if needed > 0 and needed != self.minimumHeight():
-            self.setMinimumHeight(needed)
-
-
 class PropagationPanel(QtWidgets.QWidget):
     propagateRequested = QtCore.Signal(int)  # direction: +1 forward, -1 backward
     cancelRequested = QtCore.Signal()
@@ -62,7 +40,8 @@ class PropagationPanel(QtWidgets.QWidget):
         self.max_frames = QtWidgets.QSpinBox()
         self.max_frames.setRange(1, 10000)
         self.max_frames.setValue(50)
-        self.result = WrappedLabel(PROMPT)
+        self.result = QtWidgets.QLabel(PROMPT)
+        self.result.setWordWrap(True)
         self.go_to_stop = QtWidgets.QPushButton("Go to the stop")
         self.go_to_stop.setEnabled(False)
         self.go_to_stop.clicked.connect(lambda: self.goToStopRequested.emit(self.stop_index))
