@@ -18,6 +18,7 @@ from app.core.export import (
     export_project,
     read_exported_dataset,
     rle_decode,
+    split_files_not_updated_message,
     yolo_boxes,
 )
 from app.core.frames import open_source
@@ -853,7 +854,8 @@ def test_a_stem_starting_with_the_sequence_name_keeps_the_prefix_when_dropping_i
 
 
 def _published_sirst(root: Path, split_folders: list[str]) -> None:
-    """A SIRST data set laid out as published: images/, masks/ and split files only in `split_folders`."""
+    """A SIRST data set laid out as published: images/, masks/ and split files only in `split_folders` (each with
+    the train.txt and val.txt of a held-out split beside trainval.txt and test.txt)."""
     for folder in ("images", "masks"):
         (root / folder).mkdir(parents=True)
     image, mask = np.full((6, 8), 40, np.uint8), np.zeros((6, 8), np.uint8)
@@ -865,6 +867,8 @@ def _published_sirst(root: Path, split_folders: list[str]) -> None:
         (root / folder).mkdir(parents=True)
         (root / folder / "trainval.txt").write_text("Misc_1.png\n")
         (root / folder / "test.txt").write_text("Misc_2\n")
+        (root / folder / "train.txt").write_text("Misc_1\n")
+        (root / folder / "val.txt").write_text("")
 
 
 def test_an_append_to_a_published_sirst_adds_to_its_own_split_files(tmp_path):
@@ -879,6 +883,13 @@ def test_an_append_to_a_published_sirst_adds_to_its_own_split_files(tmp_path):
     assert (out / "splits/idx_427/test.txt").read_text().splitlines() == ["Misc_2"]
     samples = read_exported_dataset(out, "sirst")  # the reader reads where the writer wrote
     assert [s[0] for s in samples if s[3] == "train"] == ["Misc_1", *report.exported]
+    # its other split files are left as they were, and the report says so (review audit 25)
+    assert (out / "splits/idx_427/train.txt").read_text() == "Misc_1\n"
+    assert report.split_files_not_updated == ["splits/idx_427/train.txt", "splits/idx_427/val.txt"]
+    assert split_files_not_updated_message(report) == (
+        "note: splits/idx_427/ also holds train.txt, val.txt, which this export leaves as they were: its frames are "
+        "listed in splits/idx_427/trainval.txt or test.txt only")
+    assert export_project(project, tmp_path / "new", "sirst", split="train").split_files_not_updated == []
 
 
 def test_an_append_to_a_sirst_with_several_split_folders_is_refused_and_writes_nothing(tmp_path):

@@ -49,7 +49,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from app.core.export import DEFAULT_DATASET_NAME, FRAME_CHANGED, DatasetExistsError, ExportError, export_project
+    from app.core.export import (DEFAULT_DATASET_NAME, FRAME_CHANGED, DatasetExistsError, ExportError, export_project,
+                             split_files_not_updated_message)
 
     project = open_project_or_say_why(args.project)
     if project is None:
@@ -84,6 +85,8 @@ def run(args) -> int:
         print(f"nothing exported from {args.project}: {skipped or 'no frames'}{hint}", file=sys.stderr)
         return 1
     print(f"exported {len(report.exported)} frames to {report.root} ({args.layout}, {report.split})")
+    if report.split_files_not_updated:
+        print(split_files_not_updated_message(report))
     for line in _moved_and_replaced_lines(report):
         print(line)
     if skipped:

@@ -131,6 +131,14 @@ def dataset_paths(out: str | Path, layout: str, dataset_name: str = DEFAULT_DATA
     return DatasetPaths(root, root / "images", root / "masks", splits)
 
 
+def split_files_not_updated_message(report: "ExportReport") -> str:
+    """What an append to a published SIRST's split folder left as it was (`ExportReport.split_files_not_updated`)."""
+    folder = Path(report.split_files_not_updated[0]).parent
+    names = ", ".join(Path(p).name for p in report.split_files_not_updated)
+    return (f"note: {folder}/ also holds {names}, which this export leaves as they were: its frames are listed in "
+            f"{folder}/trainval.txt or test.txt only")
+
+
 def sirst_split_folders(root: Path) -> list[Path]:
     """The folders where a SIRST data set laid out as published keeps its split files (idx_427/ or
     splits/idx_427/, each holding trainval.txt or test.txt), sorted."""
@@ -173,6 +181,9 @@ class ExportReport:
     # (project stem, data set stem) of frames not exported because the data set holds their pixels as that frame
     # of another sequence (an overlapping clip: `_leave_out_shared_frames`); also in `skipped`
     shared: list[tuple[str, str]] = field(default_factory=list)
+    # the other split files of a published SIRST's split folder (idx_427/train.txt, val.txt, ...), which an
+    # append to its trainval.txt and test.txt leaves as they were
+    split_files_not_updated: list[str] = field(default_factory=list)
     # (data set stem, its earlier split) of this sequence's frames that this export moved to the other split
     moved: list[tuple[str, str]] = field(default_factory=list)
     # (data set stem, earlier project, earlier source) of frames whose earlier export came from another project or
@@ -440,6 +451,11 @@ def export_project(
     if append:
         _check_one_split_folder(paths, layout)
     report = ExportReport(paths.root, layout, split)
+    split_folder = paths.split_files["train"].parent
+    if layout == "sirst" and split_folder != paths.root:
+        written = {p.name for p in paths.split_files.values()}
+        report.split_files_not_updated = sorted(str(p.relative_to(paths.root)) for p in split_folder.glob("*.txt")
+                                                if p.name not in written)
 
     selected = []
     for stem in project.stems:

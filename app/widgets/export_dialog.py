@@ -16,6 +16,7 @@ from app.core.export import (
     dataset_stem_names,
     export_project,
     sequence_name_for,
+    split_files_not_updated_message,
 )
 from app.core.project import ReviewProject
 from app.widgets.workers import ProgressCallWorker, WorkerRunner
@@ -42,6 +43,9 @@ def describe_report(report: ExportReport) -> str:
         lines.append(f"{len(report.changed)} frames not exported: they changed on disk since their mask or status "
                      f"was made ({names}). Review them again (Review > Check frames on disk marks them) and export "
                      "again.")
+    if report.split_files_not_updated:
+        note = split_files_not_updated_message(report).removeprefix("note: ")
+        lines.append(note[0].upper() + note[1:] + ".")
     if report.shared:
         named = [f"{stem} (as {held})" for stem, held in report.shared[:5]]
         more = f" and {len(report.shared) - 5} more" if len(report.shared) > 5 else ""
