@@ -135,7 +135,8 @@ def split_files_not_updated_message(report: "ExportReport") -> str:
     """What an append to a published SIRST's split folder left as it was (`ExportReport.split_files_not_updated`)."""
     folder = Path(report.split_files_not_updated[0]).parent
     names = ", ".join(Path(p).name for p in report.split_files_not_updated)
-    return (f"note: {folder}/ also holds {names}, which this export leaves as they were: its frames are listed in "
+    were = "they were" if len(report.split_files_not_updated) > 1 else "it was"
+    return (f"note: {folder}/ also holds {names}, which this export leaves as {were}: its frames are listed in "
             f"{folder}/trainval.txt or test.txt only")
 
 
