@@ -53,6 +53,11 @@ def test_a_float_stack_is_read_as_it_is_and_its_no_data_pixels_go_to_the_bottom(
     same[NO_DATA[1], NO_DATA[0]] = False
     assert np.abs(image[same].astype(int) - expected[same]).max() <= 1
     assert cursor_readout(frame, 10, 20).startswith(f"x 10  y 20  value {float(frame[20, 10]):.5g}  |")
+    # +-inf is no temperature either (odd-input audit 25: +inf went to the top of the window, a target in every frame)
+    infinite = frame.copy()
+    infinite[5, 6], infinite[7, 8] = np.inf, -np.inf
+    image = normalization.apply(infinite)
+    assert image[5, 6] == image[7, 8] == 0
 
 
 def test_float_frames_are_detected_and_exported_with_their_raw_values(temperatures, tmp_path, capsys):
@@ -104,6 +109,16 @@ def test_the_window_shows_a_float_stack_and_reads_out_its_temperatures(window, t
     dialog.reject()
     window.frame_view.cursorMoved.emit(*NO_DATA)
     assert "value nan" in window.cursor_label.text()
+
+    infinite = tmp_path / "infinite.tif"  # an infinite pixel is shown as no data; the histogram stays drawn
+    frames = tifffile.imread(path)
+    frames[:, 5, 6] = np.inf
+    tifffile.imwrite(infinite, frames)
+    assert window.open_path(infinite)
+    qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=10000)
+    assert np.isinf(window.frame[5, 6]) and np.isnan(window.frame_view.image.image[5, 6])
+    xs, ys = window.frame_view.histogram.item.plot.getData()
+    assert xs is not None and len(xs) > 0 and np.isfinite(xs).all()
 
     blank = tmp_path / "blank_first.tif"  # a first frame of no data at all: the window opened on an exception
     frames = tifffile.imread(path)

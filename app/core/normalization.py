@@ -85,7 +85,8 @@ class Normalization:
         return self._map(np.arange(65536, dtype=np.float64))
 
     def _map(self, values: np.ndarray) -> np.ndarray:
-        values = np.nan_to_num(values, nan=self.low, posinf=self.high, neginf=self.low)  # no data: the bottom
+        # no data (NaN, and +-inf: no temperature a camera measures) is the bottom of the window
+        values = np.nan_to_num(values, nan=self.low, posinf=self.low, neginf=self.low)
         scaled = np.floor((values - self.low) * (255.0 / (self.high - self.low)) + 0.5)
         return np.clip(scaled, 0, 255).astype(np.uint8)
 
