@@ -205,8 +205,8 @@ def read_mask_noting_interpolation(path: str | Path) -> tuple[np.ndarray, bool]:
 
 def describe_interpolated_masks(paths: list[str], total: int) -> str:
     """One line naming the masks (of `total` read) that had values strictly between 0 and 255."""
-    return (f"{len(paths)} of {total} masks have values strictly between 0 and 255 (blurred, resized or JPEG "
-            f"masks?); only 255 counts as target: {_listing(paths)}")
+    return (f"{len(paths)} of {total} masks have values strictly between 0 and 255 (blurred, resized, JPEG "
+            f"or coloured masks?); only 255 counts as target: {_listing(paths)}")
 
 
 def _read_or_note(read, path: Path, problems: list[str]) -> np.ndarray | None:

@@ -718,7 +718,7 @@ def test_ground_truth_masks_count_only_255_or_1_as_target_and_record_interpolate
             mask = gt.mask("a")
         np.testing.assert_array_equal(mask, interpolated == 255)
         expected = [(tmp_path / "masks" / "a.png",
-                     "4 pixels strictly between 0 and 255 are not target (interpolated mask?)")]
+                     "4 pixels strictly between 0 and 255 are not target (interpolated or coloured mask?)")]
         assert gt.mask_warnings == expected
         gt.mask("a")
         assert gt.mask_warnings == expected  # once per file, however often the frame is shown

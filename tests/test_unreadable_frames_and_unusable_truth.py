@@ -164,7 +164,7 @@ def test_an_interpolated_mask_with_no_target_pixel_is_not_committed_and_the_repo
         session.ground_truth.mask("000003")
 
     report = import_labels(project, session.ground_truth.mask)
-    reason = (f"all its {interpolated} nonzero pixels are strictly between 0 and 255 (interpolated mask?): none is "
+    reason = (f"all its {interpolated} nonzero pixels are strictly between 0 and 255 (interpolated or coloured mask?): none is "
               "target, so it would commit an empty mask")
     assert report.refused == [("000003", reason)]
     assert len(report.imported) == 11 and "000003" not in report.imported
@@ -173,7 +173,7 @@ def test_an_interpolated_mask_with_no_target_pixel_is_not_committed_and_the_repo
     # shown, it is read as the metrics read it (no target), with the warning the window's status bar shows
     assert not session.layers(2, {"truth"}).truth_mask.any()
     assert session.ground_truth.mask_warnings == [
-        (masks / "000003.png", f"{interpolated} pixels strictly between 0 and 255 are not target (interpolated mask?)")]
+        (masks / "000003.png", f"{interpolated} pixels strictly between 0 and 255 are not target (interpolated or coloured mask?)")]
     session.close()
 
 

@@ -1034,7 +1034,7 @@ class GroundTruth:
         mask, dropped = self._read(stem)
         if dropped and not mask.any():
             raise UnusableMask(f"all its {dropped} nonzero pixels are strictly between 0 and 255 (interpolated "
-                               "mask?): none is target, so it would commit an empty mask")
+                               "or coloured mask?): none is target, so it would commit an empty mask")
         return mask
 
     def frame_mask(self, stem: str, shape: tuple[int, int] | None) -> np.ndarray | None:
@@ -1055,7 +1055,7 @@ class GroundTruth:
         values = read_gray(file)
         dropped = interpolated_pixels(values)
         if dropped:
-            self._warn(file, f"{dropped} pixels strictly between 0 and 255 are not target (interpolated mask?)")
+            self._warn(file, f"{dropped} pixels strictly between 0 and 255 are not target (interpolated or coloured mask?)")
         return ground_truth_target(values), dropped
 
     def _file_of(self, stem: str) -> Path | None:
