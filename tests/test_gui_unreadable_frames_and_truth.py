@@ -104,7 +104,7 @@ def test_commit_ground_truth_masks_names_an_interpolated_mask_it_does_not_commit
     assert len(window.messages) == 1 and "Ground truth: 59 masks committed, 1 mask refused" in window.messages[0]
     assert (
         f"000003: all its {int((blurred > 0).sum())} nonzero pixels are strictly between 0 and 255 (interpolated "
-        "mask?): none is target, so it would commit an empty mask") in window.messages[0]
+        "or coloured mask?): none is target, so it would commit an empty mask") in window.messages[0]
     assert not window.session.project.has_committed_mask("000003")
 
 
