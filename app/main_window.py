@@ -20,6 +20,7 @@ from app.widgets.frame_view import PALETTES, FrameView
 from app.widgets.normalization_dialog import NormalizationDialog
 from app.widgets.overlays import OverlayPanel
 from app.widgets.review_tools import ReviewTools
+from app.widgets.dialogs import replace_dialog
 from app.widgets.scrolling import ScrollingPanel
 from app.widgets.status_bar import MessageStatusBar
 from app.widgets.surface_view import SurfaceRegion, SurfaceView
@@ -124,6 +125,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.surface_dock.hide()
 
         self._measured: tuple[np.ndarray, np.ndarray] | None = None  # (frame, repaired): `_measured_frame`
+        self._normalization_dialog: NormalizationDialog | None = None
         self.device_label = QtWidgets.QLabel("device: -")
         self.metrics_label = QtWidgets.QLabel()
         self.cursor_label = QtWidgets.QLabel()
@@ -784,6 +786,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                      predicted, self, shown_frame=self.frame)
         dialog.accepted.connect(lambda: self._apply_normalization(dialog.request()))
         dialog.open()
+        self._normalization_dialog = replace_dialog(self._normalization_dialog, dialog)
         return dialog
 
     def _apply_normalization(self, request) -> None:

@@ -397,6 +397,22 @@ def test_export_runs_in_a_worker_showing_progress_while_the_window_stays_live(re
     assert not dialog.isVisible()
 
 
+def test_dialogs_opened_again_and_again_do_not_pile_up(review, qtbot):
+    """Long-session audit 25: every export left its dialog, and the project and sequence it was opened on, alive
+    under the window for the rest of the session (6 exports: 6 ExportDialogs, about 10 MB each)."""
+    from app.widgets.export_dialog import ExportDialog
+    from app.widgets.normalization_dialog import NormalizationDialog
+    from app.widgets.shortcuts_dialog import ShortcutsDialog
+
+    for _ in range(3):
+        review.review_tools.export_dialog().reject()
+        review.review_tools.edit_shortcuts().reject()
+        review.choose_normalization().reject()
+    for kind in (ExportDialog, ShortcutsDialog, NormalizationDialog):
+        qtbot.waitUntil(lambda kind=kind: len(review.findChildren(kind)) == 1, timeout=2000)
+    assert review.review_tools.latest_export_dialog in review.findChildren(ExportDialog)
+
+
 def test_shortcut_edit_with_conflict_then_saved_and_applied(review, qtbot, private_shortcuts):
     tools = review.review_tools
     brush = tools.palette.tool_actions[Tool.BRUSH]

@@ -30,6 +30,7 @@ from app.widgets.export_dialog import ExportDialog
 from app.widgets.finetune_dialog import FineTuneDialog
 from app.widgets.propagation_panel import Propagation, PropagationPanel
 from app.widgets.review_panel import ReviewPanel
+from app.widgets.dialogs import replace_dialog
 from app.widgets.scrolling import ScrollingPanel
 from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
 from app.widgets.workers import CancellableCallWorker, DetectorChoice, WorkerRunner
@@ -69,6 +70,7 @@ class ReviewTools(QtCore.QObject):
         self.review_dock.raise_()
         self.finetune_dialog: FineTuneDialog | None = None
         self.latest_export_dialog: ExportDialog | None = None
+        self._shortcuts_dialog: ShortcutsDialog | None = None
 
         self.shortcuts = ShortcutActions(window, self._shortcut_handlers(), home=window.frame_view.graphics)
         if self.shortcuts.load_error:
@@ -505,7 +507,7 @@ class ReviewTools(QtCore.QObject):
             return None
         dialog = ExportDialog(session.project, session, self.window)
         dialog.open()
-        self.latest_export_dialog = dialog
+        self.latest_export_dialog = replace_dialog(self.latest_export_dialog, dialog)
         return dialog
 
     @property
@@ -578,6 +580,7 @@ class ReviewTools(QtCore.QObject):
         dialog = ShortcutsDialog(self.shortcuts.map, self.window, self.fixed_shortcuts())
         dialog.accepted.connect(lambda: self._save_shortcuts(dialog))
         dialog.open()
+        self._shortcuts_dialog = replace_dialog(self._shortcuts_dialog, dialog)
         return dialog
 
     def fixed_shortcuts(self) -> dict[str, str]:
