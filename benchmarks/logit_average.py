@@ -8,7 +8,8 @@ refinement), corrected Fa at native resolution, as `irsam eval` scores them.
 Each network's logits come already shifted by its own decision threshold (the one stored in its
 checkpoint), so the average is taken over each network's margin and 0 is the average's threshold.
 Each network runs once over the split; the combinations are scored from those logits. The model
-card's logit averages (sessions 8, 9, 21 and 25) were scored this way; session 25's files:
+card's logit averages of sessions 8, 9 and 21 used the same method before this script existed; session
+25's were scored with it:
 
     ... --split val --json docs/eval/gpu_training_s25/val_logit_averages.json
     ... --split test --json docs/eval/gpu_training_s25/test_logit_averages.json
@@ -45,11 +46,12 @@ def network_logits(weights: Path, images: list[np.ndarray], device: str) -> list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, nargs="+", required=True)
-    parser.add_argument("--data", type=Path, default=SIRST)
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--weights", type=Path, nargs="+", required=True,
+                        help="checkpoints, each named in the table by its file's stem")
+    parser.add_argument("--data", type=Path, default=SIRST, help="NUAA-SIRST root (images/, masks/, splits/)")
+    parser.add_argument("--split", default="val", help="a split of splits/idx_427/ by name: val, test, train ...")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--json", type=Path, help="write every combination's figures here")
     args = parser.parse_args()
     names = [w.stem for w in args.weights]
     if len(set(names)) != len(names):
