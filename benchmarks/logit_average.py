@@ -57,7 +57,8 @@ def main() -> None:
     if len(set(names)) != len(names):
         parser.error("--weights: give files of different names (the table names each network by its file's stem)")
 
-    samples = find_dataset(args.data / "images", args.data / "masks", args.data / "splits/idx_427" / f"{args.split}.txt")
+    split_file = args.data / "splits/idx_427" / f"{args.split}.txt"
+    samples = find_dataset(args.data / "images", args.data / "masks", split_file)
     images, masks = [], []
     for sample in samples:
         image, mask = read_image_gray(sample.image_path), read_mask_noting_interpolation(sample.mask_path)[0]

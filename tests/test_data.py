@@ -155,8 +155,8 @@ def test_reading_samples_names_interpolated_masks_in_one_warning(tmp_path):
         warnings.simplefilter("always")
         read_images, read_masks, problems = read_samples(samples)
     assert [str(w.message) for w in caught] == [
-        f"2 of 4 masks have values strictly between 0 and 255 (blurred, resized, JPEG or coloured masks?); only 255 counts "
-        f"as target: {masks / 'b.png'}, {masks / 'd.png'}"
+        f"2 of 4 masks have values strictly between 0 and 255 (blurred, resized, JPEG or coloured masks?); only 255 "
+        f"counts as target: {masks / 'b.png'}, {masks / 'd.png'}"
     ]
     assert caught[0].category is InterpolatedMaskWarning and caught[0].filename == __file__
     assert len(read_images) == 3 and problems == [f"{masks / 'c.png'}: empty file (0 bytes)"]

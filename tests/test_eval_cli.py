@@ -214,7 +214,8 @@ def test_a_missing_images_or_masks_folder_is_named_with_its_option(tmp_path, cap
     assert capsys.readouterr().err == f"error: --masks {stack}: a file; give the folder of the masks\n"
     # the images folder given as --masks scored every image as a target-less blur (IoU 0, exit 0)
     assert run_eval("--method", "tophat", "--images", str(NUAA / "images"), "--masks", str(NUAA / "images")) == 2
-    assert capsys.readouterr().err == f"error: --masks {NUAA / 'images'} is the --images folder: give the folder of the masks\n"
+    assert capsys.readouterr().err == (f"error: --masks {NUAA / 'images'} is the --images folder: give the folder of "
+                                       "the masks\n")
 
 
 def test_a_tiff_stack_scores_as_the_folder_of_its_pages_does(tmp_path, capsys):

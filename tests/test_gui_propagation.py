@@ -242,7 +242,8 @@ def test_a_long_propagation_result_keeps_all_its_lines_in_a_short_window(review,
             "8 -> 22 px (re-segmentation, after the proposal: area jump: 8 -> 22 px) (target 4 of 4, last at "
             "(283, 145)). " * 2)
     label.setText(long)
-    qtbot.waitUntil(lambda: label.width() > 0 and label.heightForWidth(label.width()) > 4 * label.fontMetrics().height(),
+    lines = label.fontMetrics().height()
+    qtbot.waitUntil(lambda: label.width() > 0 and label.heightForWidth(label.width()) > 4 * lines,
                     timeout=2000)
     qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()), timeout=2000)
     area = review.targets_dock.widget()

@@ -1123,7 +1123,8 @@ def test_a_message_longer_than_the_bar_keeps_its_start_and_end_and_shows_whole_a
     window.resize(800, 700)
     qtbot.waitUntil(lambda: bar.currentMessage() != wide, timeout=2000)
     assert len(bar.currentMessage()) < len(wide) and bar.message() == long
-    assert QtGui.QFontMetrics(bar.font()).horizontalAdvance(bar.currentMessage()) < bar.width() - window.device_label.width()
+    shown_width = QtGui.QFontMetrics(bar.font()).horizontalAdvance(bar.currentMessage())
+    assert shown_width < bar.width() - window.device_label.width()
     bar.showMessage(long, 50)
     window.resize(900, 700)
     qtbot.waitUntil(lambda: bar.currentMessage() == "", timeout=2000)

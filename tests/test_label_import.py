@@ -112,7 +112,8 @@ def test_cli_takes_the_ground_truth_beside_the_source_or_a_folder(tmp_path, caps
     assert out == (f"{project.folder}: 4 masks committed, 1 reviewed frame left alone, 1 mask refused "
                    f"(masks from {tmp_path / 'data' / 'masks'})\n")
     # interpolated through and through: it would commit an empty mask over a frame with a target
-    assert ("refused im5: all its 768 nonzero pixels are strictly between 0 and 255 (interpolated or coloured mask?): none is "
+    assert ("refused im5: all its 768 nonzero pixels are strictly between 0 and 255 (interpolated or coloured "
+            "mask?): none is "
             "target, so it would commit an empty mask") in err
     opened = ReviewProject.open(project.folder)
     for stem in ("im0", "im1", "im2", "im4"):

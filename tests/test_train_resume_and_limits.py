@@ -196,7 +196,8 @@ def test_interpolated_masks_are_one_warning_line_not_a_python_warning(dataset, t
         assert cli_train(data, tmp_path / "out", "--epochs", "1") == 0
     assert not [w for w in caught if issubclass(w.category, InterpolatedMaskWarning)]
     out = capsys.readouterr().out
-    assert (f"warning: 1 of 8 masks have values strictly between 0 and 255 (blurred, resized, JPEG or coloured masks?); only "
+    assert (f"warning: 1 of 8 masks have values strictly between 0 and 255 (blurred, resized, JPEG or "
+            f"coloured masks?); only "
             f"255 counts as target: {data / 'masks' / stem}.png\n") in out
 
 

@@ -164,7 +164,8 @@ def test_an_interpolated_mask_with_no_target_pixel_is_not_committed_and_the_repo
         session.ground_truth.mask("000003")
 
     report = import_labels(project, session.ground_truth.mask)
-    reason = (f"all its {interpolated} nonzero pixels are strictly between 0 and 255 (interpolated or coloured mask?): none is "
+    reason = (f"all its {interpolated} nonzero pixels are strictly between 0 and 255 (interpolated or "
+              "coloured mask?): none is "
               "target, so it would commit an empty mask")
     assert report.refused == [("000003", reason)]
     assert len(report.imported) == 11 and "000003" not in report.imported

@@ -1055,7 +1055,8 @@ class GroundTruth:
         values = read_gray(file)
         dropped = interpolated_pixels(values)
         if dropped:
-            self._warn(file, f"{dropped} pixels strictly between 0 and 255 are not target (interpolated or coloured mask?)")
+            self._warn(file, f"{dropped} pixels strictly between 0 and 255 are not target (interpolated or coloured "
+                             "mask?)")
         return ground_truth_target(values), dropped
 
     def _file_of(self, stem: str) -> Path | None:
