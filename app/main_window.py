@@ -391,6 +391,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.withdraw_frame_message()  # about the frame left; it hid this frame's scores
         self.index = index
         self.timeline.set_current(index)
+        self.review_tools.review_panel.shown_index = index  # (an unreadable frame is shown too: its notice)
         was_unreadable = self.session.is_unreadable(index)  # it may read again (its file back, copied in whole)
         try:
             self.frame, self.layers = self.session.frame_and_layers(index, self._wanted_layers())

@@ -190,6 +190,51 @@ def test_queue_filters_and_sorts_and_seeks(review, qtbot):
     qtbot.waitUntil(lambda: review.index == panel.model.rows[-1].index, timeout=2000)
 
 
+def _settle(window, qtbot, index):
+    window.timeline.go_to(index)
+    qtbot.waitUntil(lambda: window.index == index and not window.panels_timer.isActive(), timeout=5000)
+
+
+def _spin(ms: int = 300) -> None:
+    loop = QtCore.QEventLoop()
+    QtCore.QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def test_a_key_that_does_not_move_the_queue_row_goes_to_no_frame(review, qtbot):
+    """Review audit 25: with the frame shown filtered out of the queue, a bare Ctrl (about to be Ctrl+Z) or Ctrl+C
+    in the queue jumped to the row the table still had as current, and the undo that followed hit that frame."""
+    panel = review.review_tools.review_panel
+    _settle(review, qtbot, 3)
+    review.review_tools.set_status(ReviewStatus.ACCEPTED)
+    panel.status_filter.setCurrentIndex(panel.status_filter.findData(ReviewStatus.UNREVIEWED))
+    _settle(review, qtbot, 5)
+    panel.table.setFocus()
+    _settle(review, qtbot, 3)  # accepted: not in the queue; the table's current row stays frame 5's
+    assert panel.model.row_of(3) is None
+    QtTest.QTest.keyPress(panel.table, QtCore.Qt.Key_Control)
+    QtTest.QTest.keyRelease(panel.table, QtCore.Qt.Key_Control)
+    QtTest.QTest.keyClick(panel.table, QtCore.Qt.Key_C, QtCore.Qt.ControlModifier)
+    _spin()
+    assert review.index == 3
+
+
+def test_down_in_the_queue_steps_past_an_unreadable_frame(review, fresh_sequence, qtbot):
+    """Review audit 25: an unreadable frame was never the queue's frame shown, so Down on it went back to it."""
+    panel = review.review_tools.review_panel
+    files = sorted((fresh_sequence / "images").iterdir())
+    _settle(review, qtbot, 0)
+    files[7].write_bytes(b"garbage" * 10)
+    review.session.source.forget([7])
+    _settle(review, qtbot, 6)
+    panel.table.setFocus()
+    QtTest.QTest.keyClick(panel.table, QtCore.Qt.Key_Down)
+    qtbot.waitUntil(lambda: review.index == 7 and review.frame is None, timeout=3000)
+    _spin()
+    QtTest.QTest.keyClick(panel.table, QtCore.Qt.Key_Down)
+    qtbot.waitUntil(lambda: review.index == 8, timeout=3000)
+
+
 def test_queue_keeps_the_current_frame_wholly_in_view(review, qtbot):
     panel = review.review_tools.review_panel
     table, viewport = panel.table, panel.table.viewport()

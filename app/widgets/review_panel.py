@@ -391,7 +391,10 @@ class ReviewPanel(QtWidgets.QWidget):
             row = None if self.shown_index is None else self.model.row_of(self.shown_index)
             if row is not None and row != self.table.currentIndex().row():
                 self.table.setCurrentIndex(self.model.index(row, 0))
-            QtCore.QTimer.singleShot(0, self, self._go_to_current_row)
+            # only a key that moves the row goes to a frame (a modifier, Ctrl+C: none); the persistent index
+            # follows its row through a re-sort by a running detection, and is lost with a reset
+            before = QtCore.QPersistentModelIndex(self.table.currentIndex())
+            QtCore.QTimer.singleShot(0, self, lambda: self._go_to_current_row(before))
         if watched is self.table.viewport():
             if event.type() == QtCore.QEvent.MouseButtonPress:
                 self._button_held = True
@@ -401,8 +404,11 @@ class ReviewPanel(QtWidgets.QWidget):
                     QtCore.QTimer.singleShot(0, self, self._released)  # once the click is taken
         return super().eventFilter(watched, event)
 
-    def _go_to_current_row(self) -> None:
-        row = self.table.currentIndex().row()
+    def _go_to_current_row(self, before: QtCore.QPersistentModelIndex) -> None:
+        current = self.table.currentIndex()
+        if before.isValid() and QtCore.QModelIndex(before) == current:  # the key did not move the row
+            return
+        row = current.row()
         if 0 <= row < len(self.model.rows) and self.model.rows[row].index != self.shown_index:
             self.frameChosen.emit(self.model.rows[row].index)
 

@@ -170,7 +170,6 @@ class ReviewTools(QtCore.QObject):
     # --- called by the window -------------------------------------------------------------------
 
     def frame_shown(self, index: int) -> None:
-        self.review_panel.shown_index = index
         self.editing.refresh()
 
     def frame_settled(self, index: int) -> None:
