@@ -490,6 +490,23 @@ def test_a_tiff_whose_pages_all_differ_from_the_first_is_a_stack_with_those_page
         assert [b.index for b in src.scan()] == list(range(1, len(pages)))
 
 
+def test_flagged_and_colour_preview_pages_of_one_image_stay_previews(tmp_path):
+    """Review audit 25: after the change above, a same-size transparency mask (NewSubfileType 4), a preview halved
+    in width only (NewSubfileType 1) and a same-size colour preview made a 2-frame stack of one image."""
+    image = ramp(dtype=np.uint16, seed=1)
+    for name, write_second in (
+        ("mask", lambda w: w.write(np.ones(image.shape, bool), subfiletype=4)),
+        ("halfwidth", lambda w: w.write(image[:, ::2], subfiletype=1)),
+        ("colour", lambda w: w.write(np.zeros((*image.shape, 3), np.uint8), photometric="rgb")),
+    ):
+        with tifffile.TiffWriter(tmp_path / f"{name}.tif") as writer:
+            writer.write(image)
+            write_second(writer)
+        with open_source(tmp_path / f"{name}.tif") as src:
+            assert src.kind == "image" and len(src) == 1, name
+            np.testing.assert_array_equal(src.frame(0), image)
+
+
 def test_tiff_pages_of_another_size_or_type_are_bad_frames(tmp_path):
     pages = [ramp(dtype=np.uint16, seed=0), ramp(10, 10, dtype=np.uint16), ramp(dtype=np.uint16, seed=2),
              ramp(seed=3)]

@@ -706,12 +706,19 @@ def _later_pages_are_frames(pages) -> bool:
     """Whether a TIFF's pages after the first hold frames: one of the first page's shape and sample type, or one
     that is no reduced copy of the first (a frame of another size or type, unreadable in the stack)."""
     first = pages[0]
+    later = (pages[k] for k in range(1, len(pages)))  # (pages[1:] would read every page of a long stack first)
     return any((page.shape == first.shape and page.dtype == first.dtype) or not _reduced_copy(page, first)
-               for page in pages[1:])
+               for page in later)
 
 
 def _reduced_copy(page, first) -> bool:
-    """Whether a TIFF page is smaller than the first in both height and width, as a thumbnail or preview is."""
+    """Whether a TIFF page is a thumbnail, preview or mask of the first: flagged so (NewSubfileType: reduced
+    resolution, or a transparency mask), of another number of samples (a colour preview of a grey image), or
+    smaller than the first in both height and width."""
+    if getattr(page, "subfiletype", 0) & 0b101:
+        return True
+    if getattr(page, "samplesperpixel", 1) != getattr(first, "samplesperpixel", 1):
+        return True
     size = getattr(page, "imagelength", None), getattr(page, "imagewidth", None)
     first_size = getattr(first, "imagelength", None), getattr(first, "imagewidth", None)
     if None in size or None in first_size:  # a page tifffile read as a frame only: a frame of a stack
