@@ -446,6 +446,7 @@ def test_dialogs_opened_again_and_again_do_not_pile_up(review, qtbot):
     """Long-session audit 25: every export left its dialog, and the project and sequence it was opened on, alive
     under the window for the rest of the session (6 exports: 6 ExportDialogs, about 10 MB each)."""
     from app.widgets.export_dialog import ExportDialog
+    from app.widgets.finetune_dialog import FineTuneDialog
     from app.widgets.normalization_dialog import NormalizationDialog
     from app.widgets.shortcuts_dialog import ShortcutsDialog
 
@@ -453,7 +454,9 @@ def test_dialogs_opened_again_and_again_do_not_pile_up(review, qtbot):
         review.review_tools.export_dialog().reject()
         review.review_tools.edit_shortcuts().reject()
         review.choose_normalization().reject()
-    for kind in (ExportDialog, ShortcutsDialog, NormalizationDialog):
+    for _ in range(3):
+        review.review_tools.finetune_dialog_open().close()
+    for kind in (ExportDialog, ShortcutsDialog, NormalizationDialog, FineTuneDialog):
         qtbot.waitUntil(lambda kind=kind: len(review.findChildren(kind)) == 1, timeout=2000)
     assert review.review_tools.latest_export_dialog in review.findChildren(ExportDialog)
 

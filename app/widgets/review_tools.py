@@ -624,8 +624,9 @@ class ReviewTools(QtCore.QObject):
         # a classical method has no weights to refine: start from the shipped IRSAM weights, not from scratch
         weights = choice.weights if choice.method == "irsam" else (str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_file()
                                                                    else None)
-        self.finetune_dialog = FineTuneDialog(session, weights, self.window, self.window.settings,
-                                              export_refusal=lambda: self.writing_refusal("start fine-tuning"))
+        self.finetune_dialog = replace_dialog(self.finetune_dialog, FineTuneDialog(
+            session, weights, self.window, self.window.settings,
+            export_refusal=lambda: self.writing_refusal("start fine-tuning")))
         self.finetune_dialog.useWeightsRequested.connect(self.redetect_unreviewed)
         self.finetune_dialog.show()
         return self.finetune_dialog
