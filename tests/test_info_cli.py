@@ -79,10 +79,18 @@ def test_info_on_frames_of_no_data_at_all_says_so_and_why_they_cannot_be_reviewe
         tifffile.imwrite(tmp_path / f"f{i}.tif", np.full((16, 16), np.nan, np.float32))
     assert main(["info", str(tmp_path)]) == 2
     captured = capsys.readouterr()
-    assert fields(captured.out)["value range"] == "no value (NaN only) over all readable frames"
+    assert fields(captured.out)["value range"] == "no value (NaN or inf only) over all readable frames"
     assert fields(captured.out)["normalisation"] == "none: no finite value in the frames to compute percentiles from"
     assert captured.err == (f"error: {tmp_path} cannot be detected or reviewed: no finite value in the frames to "
                             "compute percentiles from\n")
+
+
+def test_info_leaves_infinite_values_out_of_the_value_range(tmp_path, capsys):
+    frames = np.full((2, 16, 16), 21.5, np.float32)
+    frames[:, 3, 4], frames[:, 5, 6], frames[1, 0, 0] = np.inf, -np.inf, 30.25
+    tifffile.imwrite(tmp_path / "temps.tif", frames)
+    assert main(["info", str(tmp_path / "temps.tif")]) == 0
+    assert fields(capsys.readouterr().out)["value range"] == "21.5..30.25 over all readable frames"
 
 
 def test_info_missing_and_unreadable(tmp_path, capsys):

@@ -73,8 +73,9 @@ def run(args) -> int:
             n_read += 1
             if frame.dtype.kind in "ui":
                 lo, hi = int(frame.min()), int(frame.max())
-            elif np.isfinite(frame).any():  # a float frame's no-data NaN left out
-                lo, hi = float(np.nanmin(frame)), float(np.nanmax(frame))
+            elif np.isfinite(frame).any():  # a float frame's no data (NaN, +-inf) left out
+                finite = frame[np.isfinite(frame)]
+                lo, hi = float(finite.min()), float(finite.max())
             else:
                 continue  # a frame of no data
             low = lo if low is None else min(low, lo)
@@ -91,7 +92,7 @@ def run(args) -> int:
               + ("" if args.scan else " so far (--scan decodes every frame)"))
         print(f"size:          {source.size_text()} (width x height)")
         print(f"dtype:         {source.dtype}")
-        print(f"value range:   {'no value (NaN only)' if low is None else f'{low}..{high}'} over {where}")
+        print(f"value range:   {'no value (NaN or inf only)' if low is None else f'{low}..{high}'} over {where}")
         try:
             print(f"normalisation: {request.for_source(source)}")
             no_window = None
