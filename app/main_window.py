@@ -124,7 +124,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.features_dock.hide()
         self.surface_dock.hide()
 
-        self._measured: tuple[np.ndarray, np.ndarray] | None = None  # (frame, repaired): `_measured_frame`
+        self._measured: tuple | None = None  # (frame, normalization, repaired): `_measured_frame`
         self._normalization_dialog: NormalizationDialog | None = None
         self.device_label = QtWidgets.QLabel("device: -")
         self.metrics_label = QtWidgets.QLabel()
@@ -485,9 +485,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def _measured_frame(self) -> np.ndarray:
         """The frame shown with the sequence's bad pixels repaired: what contrast and SNR are measured on (a stuck
         pixel in a target's ring inflated its noise, and beside the cursor it was taken for the local peak)."""
-        if self._measured is None or self._measured[0] is not self.frame:
-            self._measured = (self.frame, self.session.normalization.repair(self.frame))
-        return self._measured[1]
+        normalization = self.session.normalization  # (the bad pixels change with it)
+        if self._measured is None or self._measured[0] is not self.frame or self._measured[1] is not normalization:
+            self._measured = (self.frame, normalization, normalization.repair(self.frame))
+        return self._measured[2]
 
     def _show_cursor_readout(self) -> bool:
         """Raw value and local contrast under the cursor; False when the cursor is not on the frame."""
