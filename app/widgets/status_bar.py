@@ -51,7 +51,8 @@ class MessageStatusBar(QtWidgets.QStatusBar):
         metrics = QtGui.QFontMetrics(self.font())
         shown = text
         if room > 0 and metrics.horizontalAdvance(text) > room:
-            shown = metrics.elidedText(text, QtCore.Qt.ElideMiddle, room)
+            # (a room too narrow for any of it: the message as it is, cut by the bar, rather than none)
+            shown = metrics.elidedText(text, QtCore.Qt.ElideMiddle, room) or text
         self.setToolTip(text if shown != text else "")
         self._shown = shown
         super().showMessage(shown)
