@@ -80,9 +80,9 @@ def test_info_on_frames_of_no_data_at_all_says_so_and_why_they_cannot_be_reviewe
     assert main(["info", str(tmp_path)]) == 2
     captured = capsys.readouterr()
     assert fields(captured.out)["value range"] == "no value (NaN or inf only) over all readable frames"
-    assert fields(captured.out)["normalisation"] == "none: no finite value in the frames to compute percentiles from"
-    assert captured.err == (f"error: {tmp_path} cannot be detected or reviewed: no finite value in the frames to "
-                            "compute percentiles from\n")
+    why = "every frame sampled is no data (NaN or inf only): no input window can be computed from it"
+    assert fields(captured.out)["normalisation"] == f"none: {why}"
+    assert captured.err == f"error: {tmp_path} cannot be detected or reviewed: {why}\n"
 
 
 def test_info_leaves_infinite_values_out_of_the_value_range(tmp_path, capsys):

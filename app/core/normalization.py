@@ -235,6 +235,6 @@ def _percentiles(frames: list[np.ndarray], p_low: float, p_high: float) -> tuple
     values = np.concatenate([f.ravel() for f in frames]).astype(np.float64)
     values = values[np.isfinite(values)]  # a float frame's no-data (NaN) pixels
     if values.size == 0:
-        raise ValueError("no finite value in the frames to compute percentiles from")
+        raise ValueError("every frame sampled is no data (NaN or inf only): no input window can be computed from it")
     low, high = np.percentile(values, [p_low, p_high], method="inverted_cdf")
     return float(low), float(high)
