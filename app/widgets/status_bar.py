@@ -25,6 +25,8 @@ class MessageStatusBar(QtWidgets.QStatusBar):
     def addPermanentWidget(self, widget: QtWidgets.QWidget, stretch: int = 0, yields_to_messages: bool = False) -> None:
         super().addPermanentWidget(widget, stretch)
         (self._yielding if yields_to_messages else self._kept).append(widget)
+        if not yields_to_messages:
+            widget.installEventFilter(self)  # a kept label that widens (the device named) takes the message's room
 
     def showMessage(self, text: str, timeout: int = 0) -> None:
         if not text:  # as QStatusBar takes it: no message
@@ -59,6 +61,14 @@ class MessageStatusBar(QtWidgets.QStatusBar):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
+        self._shorten_again()
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched in self._kept and event.type() == QtCore.QEvent.Resize:
+            self._shorten_again()
+        return super().eventFilter(watched, event)
+
+    def _shorten_again(self) -> None:
         if self._full and self.currentMessage() == self._shown:
             self._show_shortened()
 
