@@ -1125,9 +1125,11 @@ def test_a_message_longer_than_the_bar_keeps_its_start_and_end_and_shows_whole_a
     assert len(bar.currentMessage()) < len(wide) and bar.message() == long
     shown_width = QtGui.QFontMetrics(bar.font()).horizontalAdvance(bar.currentMessage())
     assert shown_width < bar.width() - window.device_label.width()
+    before = bar.currentMessage()
     window.device_label.setText("device: cuda:0 (NVIDIA H200, 139 GiB)  (CPU fallback)")  # a kept label widens
-    qtbot.waitUntil(lambda: QtGui.QFontMetrics(bar.font()).horizontalAdvance(bar.currentMessage())
-                    < bar.width() - window.device_label.width(), timeout=2000)
+    qtbot.waitUntil(lambda: len(bar.currentMessage()) < len(before), timeout=2000)
+    assert QtGui.QFontMetrics(bar.font()).horizontalAdvance(bar.currentMessage()) < (
+        bar.width() - window.device_label.sizeHint().width())
     bar.showMessage(long, 50)
     window.resize(900, 700)
     qtbot.waitUntil(lambda: bar.currentMessage() == "", timeout=2000)
