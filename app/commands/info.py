@@ -73,11 +73,11 @@ def run(args) -> int:
             n_read += 1
             if frame.dtype.kind in "ui":
                 lo, hi = int(frame.min()), int(frame.max())
-            elif np.isfinite(frame).any():  # a float frame's no data (NaN, +-inf) left out
+            else:  # a float frame's no data (NaN, +-inf) left out
                 finite = frame[np.isfinite(frame)]
+                if finite.size == 0:
+                    continue  # a frame of no data
                 lo, hi = float(finite.min()), float(finite.max())
-            else:
-                continue  # a frame of no data
             low = lo if low is None else min(low, lo)
             high = hi if high is None else max(high, hi)
         if n_read == 0:
@@ -96,7 +96,7 @@ def run(args) -> int:
         try:
             print(f"normalisation: {request.for_source(source)}")
             no_window = None
-        except ValueError as e:  # every value sampled is no data (NaN): nothing to normalise from
+        except ValueError as e:  # every value sampled is no data (NaN, inf): nothing to normalise from
             no_window = str(e)
             print(f"normalisation: none: {no_window}")
         gt = find_ground_truth(source)

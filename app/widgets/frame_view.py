@@ -272,8 +272,10 @@ class FrameView(QtWidgets.QWidget):
     def show_frame(self, frame: np.ndarray, layers: FrameLayers) -> None:
         self.notice.hide()
         self.frame = frame
-        if frame.dtype.kind == "f" and np.isinf(frame).any():  # shown as no data, as the detectors get it
-            frame = np.where(np.isinf(frame), np.nan, frame)
+        if frame.dtype.kind == "f":  # an infinite pixel is shown as no data, as the detectors get it
+            infinite = np.isinf(frame)
+            if infinite.any():
+                frame = np.where(infinite, np.nan, frame)
         first = self._frame_shape != frame.shape
         self.image.setImage(frame, autoLevels=False, levels=self.levels())
         if self.auto_levels and np.isfinite(frame[::4, ::4]).any():  # (a frame of no data keeps the levels)
