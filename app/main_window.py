@@ -14,13 +14,13 @@ from app.core.targets import Target
 from app.measure import cursor_readout, frame_scores_text, target_snr
 from app.session import UNREADABLE, FrameLayers, ReviewSession
 from app.widgets.detection_panel import DetectionPanel, describe_metadata
+from app.widgets.dialogs import replace_dialog
 from app.widgets.dock_column import RightColumnDocks
 from app.widgets.frame_check import FrameCheck
 from app.widgets.frame_view import PALETTES, FrameView
 from app.widgets.normalization_dialog import NormalizationDialog
 from app.widgets.overlays import OverlayPanel
 from app.widgets.review_tools import ReviewTools
-from app.widgets.dialogs import replace_dialog
 from app.widgets.scrolling import ScrollingPanel
 from app.widgets.status_bar import MessageStatusBar
 from app.widgets.surface_view import SurfaceRegion, SurfaceView

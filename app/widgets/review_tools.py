@@ -25,12 +25,12 @@ from app.core.propagation import (
 from app.core.review_queue import summarize, unreviewed_summaries
 from app.editing import EditRefused, FrameEditor, StatusNotSaved, Tool
 from app.paths import DEFAULT_WEIGHTS
+from app.widgets.dialogs import replace_dialog
 from app.widgets.edit_tools import EditPalette, MaskEditing
 from app.widgets.export_dialog import ExportDialog
 from app.widgets.finetune_dialog import FineTuneDialog
 from app.widgets.propagation_panel import Propagation, PropagationPanel
 from app.widgets.review_panel import ReviewPanel
-from app.widgets.dialogs import replace_dialog
 from app.widgets.scrolling import ScrollingPanel
 from app.widgets.shortcuts_dialog import ShortcutActions, ShortcutsDialog
 from app.widgets.workers import CancellableCallWorker, DetectorChoice, WorkerRunner
