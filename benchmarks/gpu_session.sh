@@ -11,7 +11,8 @@
 #      (RUNS="cont512 scratch512s1 ..." picks others: cont512 restarts the shipped weights' schedule at
 #      lr 2e-4, scratch512sN is scratch512 with seed N, scratch512esN the same keeping a moving average
 #      of the weights (--ema-decay 0.995), scratch512dN the same with all 8 orientations of the crops
-#      (--orientations dihedral); VAL_EVERY=2 validates every other epoch; BATCH=16 trains every run at
+#      (--orientations dihedral), scratch512wN the dN run with a wider scale jitter; VAL_EVERY=2 validates
+#      every other epoch; BATCH=16 trains every run at
 #      batch 16 instead of 8, for one long run alone: RUNS=scratch512d0 BATCH=16 VAL_EVERY=5)
 #   5. the best checkpoints in float16 under $OUT: the 3 runs with the highest validation IoU, as 8 files
 #      come back; then, in the time left, their validation split (none and flips, refined) as
@@ -74,6 +75,9 @@ run_args() {
     scratch512s*) echo --lr 5e-4 --seed "${1#scratch512s}" ;;  # scratch512s1, s2, ...: other seeds
     scratch512es*) echo --lr 5e-4 --ema-decay 0.995 --seed "${1#scratch512es}" ;;  # weight average kept (seed N)
     scratch512d*) echo --lr 5e-4 --orientations dihedral --seed "${1#scratch512d}" ;;  # all 8 orientations (seed N)
+    # scratch512wN: scratch512dN with a wider scale jitter (SCALE_RANGE, default 0.7 2.2; the paper's 0.8 1.5),
+    # more extended targets seen (seed N)
+    scratch512w*) echo --lr 5e-4 --orientations dihedral --scale-range ${SCALE_RANGE:-0.7 2.2} --seed "${1#scratch512w}" ;;
     scratch512h) echo --lr 1e-3 ;;
     *) echo "unknown run $1" >&2; return 1 ;;
   esac

@@ -77,6 +77,7 @@ LOG_SUFFIX = ".log"
 # model.atomic's temporary files of the files training writes (tempfile.mkstemp(prefix=".NAME.", suffix=".tmp")):
 # a write killed before its rename leaves one, removed when the same command runs again
 OUR_TEMPORARY = re.compile(r"\.(last\.pt|best\.pt|metrics\.jsonl)\.[a-z0-9_]+\.tmp")
+MAX_SCALE = 4.0  # jitter beyond it scales a 512 frame past 2048 px, out of any crop's reach
 NAMED_ENTRIES = 5  # of a folder, in a message
 
 
@@ -90,6 +91,9 @@ def check_options(cfg: TrainConfig) -> None:
          f"weight_decay must not be negative, got {cfg.weight_decay}"),
         (MIN_CROP <= cfg.crop <= MAX_CROP, f"--crop must lie in {MIN_CROP}..{MAX_CROP}, got {cfg.crop}"),
         (0 <= cfg.target_crop_prob <= 1, f"--target-crop-prob must lie in 0..1, got {cfg.target_crop_prob}"),
+        (len(cfg.scale_range) == 2 and all(math.isfinite(v) for v in cfg.scale_range)
+         and 0 < cfg.scale_range[0] <= cfg.scale_range[1] <= MAX_SCALE,
+         f"--scale-range takes LOW HIGH with 0 < LOW <= HIGH <= {MAX_SCALE}, got {shown(cfg.scale_range)}"),
         (cfg.paste_targets >= 0, f"--paste-targets must not be negative, got {cfg.paste_targets}"),
         (cfg.workers >= 0, f"--workers must not be negative, got {cfg.workers}"),
         (cfg.seed >= 0, f"--seed must not be negative, got {cfg.seed}"),
@@ -740,7 +744,7 @@ def _epoch_loader(images: list[np.ndarray], masks: list[np.ndarray], cfg: TrainC
     """This process's batches of the augmented training images, drawn by an EpochSampler (`loader.sampler`: set its
     epoch before each epoch)."""
     augment = AugmentConfig(crop=cfg.crop, target_crop_prob=cfg.target_crop_prob, orientations=cfg.orientations,
-                            paste_targets=cfg.paste_targets)
+                            paste_targets=cfg.paste_targets, scale_range=tuple(cfg.scale_range))
     dataset = SegmentationDataset(images, masks, augment, seed=cfg.seed)
     # the epoch travels with each index (EpochSampler), so persistent workers augment as the epoch drawn for
     sampler = EpochSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed)

@@ -27,6 +27,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     crop: int = 512
     target_crop_prob: float = 0.7
+    scale_range: list[float] = field(default_factory=lambda: [0.8, 1.5])  # large-scale jitter: uniform factors
     orientations: str = "hflip"  # "hflip" (paper) or "dihedral": also vertical flips and 90-degree turns
     paste_targets: int = 0  # copy-paste: up to N training targets (<= 100 px) added to each frame
     loss: str = "paper"
@@ -73,6 +74,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-crop-prob", type=float,
                         help="share of crops centred near a target (default 0.7); the rest are anywhere, mostly "
                              "background, which is what teaches the network not to raise false alarms")
+    parser.add_argument("--scale-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="large-scale jitter: each frame is scaled by a factor drawn uniformly from LOW..HIGH "
+                             "before the crop (default 0.8 1.5, the paper's); a wider HIGH shows the network more "
+                             "extended targets")
     parser.add_argument("--orientations", choices=["hflip", "dihedral"],
                         help="hflip (default, the paper's): random horizontal flips; dihedral: also vertical flips "
                              "and 90-degree turns, all 8 orientations of the crop (on NUAA-SIRST from scratch it did "

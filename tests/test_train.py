@@ -446,10 +446,27 @@ def test_cli_recipe_options_reach_the_training_config(monkeypatch, tmp_path):
     assert main(["train", "--data", str(tmp_path), "--split-train", "a.txt", "--split-val", "b.txt",
                  "--out", str(tmp_path / "o"), "--preset", "cpu", "--lr", "5e-5", "--loss", "official",
                  "--target-crop-prob", "0.5", "--crop", "192", "--ema-decay", "0.995", "--val-every", "2",
-                 "--orientations", "dihedral", "--paste-targets", "3"]) == 0
+                 "--orientations", "dihedral", "--paste-targets", "3", "--scale-range", "0.7", "2.2"]) == 0
     cfg = seen["cfg"]
+    assert cfg.scale_range == [0.7, 2.2]
     assert (cfg.lr, cfg.loss, cfg.target_crop_prob, cfg.crop, cfg.batch_size) == (5e-5, "official", 0.5, 192, 8)
     assert (cfg.ema_decay, cfg.val_every, cfg.orientations, cfg.paste_targets) == (0.995, 2, "dihedral", 3)
+
+
+def test_the_scale_range_reaches_the_samples_the_training_draws(tmp_path):
+    from model.train import _epoch_loader
+    from model.train_config import TrainConfig
+
+    image, mask = np.zeros((128, 128), np.uint8), np.zeros((128, 128), bool)
+    image[62:66, 62:66], mask[62:66, 62:66] = 200, True
+    areas = {}
+    for low_high in ([1.0, 1.0], [2.0, 2.0]):
+        cfg = TrainConfig(data="d", split_train="t", split_val="v", out=str(tmp_path), crop=64, batch_size=1,
+                          scale_range=low_high, target_crop_prob=1.0)
+        loader = _epoch_loader([image], [mask], cfg, DistributedContext("cpu"))
+        loader.sampler.set_epoch(0)
+        areas[low_high[0]] = int(next(iter(loader))[1].sum())
+    assert areas == {1.0: 16, 2.0: 64}  # a 4x4 target doubled on each side
 
 
 def test_sirst_gpu_preset_is_the_recipe_the_shipped_weights_record(monkeypatch, tmp_path):

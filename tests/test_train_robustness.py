@@ -92,6 +92,10 @@ def test_options_out_of_range_are_all_refused(dataset, tmp_path, capsys):
     assert not out.exists()
     assert cli_train(dataset, out, "--lr", "inf") == 2  # refused rightly, but "must be positive, got inf" read oddly
     assert "--lr must be a finite positive number, got inf" in one_error_line(capsys)
+    for low_high in (["1.5", "0.8"], ["0", "1"], ["0.5", "5"], ["nan", "1"]):
+        assert cli_train(dataset, out, "--scale-range", *low_high) == 2
+        assert "--scale-range takes LOW HIGH with 0 < LOW <= HIGH <= 4.0" in one_error_line(capsys)
+    assert not out.exists()
 
 
 def test_an_unknown_config_blames_config_and_lists_the_presets(dataset, tmp_path, capsys):
