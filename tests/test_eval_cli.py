@@ -218,6 +218,35 @@ def test_a_missing_images_or_masks_folder_is_named_with_its_option(tmp_path, cap
                                        "the masks\n")
 
 
+def test_a_copy_of_the_images_given_as_masks_is_refused_and_real_masks_beside_it_still_score(tmp_path, split8,
+                                                                                               capsys):
+    """A copy of the images folder given as --masks scored IoU 0 with only a warning about blurred masks; a blurred
+    mask (values between 0 and 255) is still scored, with the warning."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    stems = split8.read_text().split()
+    for stem in stems:
+        shutil.copy(NUAA / "images" / f"{stem}.png", images)
+        shutil.copy(NUAA / "images" / f"{stem}.png", masks)
+    shutil.copy(NUAA / "masks" / f"{stems[0]}.png", masks)  # one real mask
+    blurred = cv2.GaussianBlur(cv2.imread(str(NUAA / "masks" / f"{stems[1]}.png"), cv2.IMREAD_GRAYSCALE), (3, 3), 0)
+    cv2.imwrite(str(masks / f"{stems[1]}.png"), blurred)
+    assert run_eval("--method", "tophat", "--images", str(images), "--masks", str(masks),
+                    "--json", str(tmp_path / "r.json")) == 0
+    err = capsys.readouterr().err
+    copies = [line for line in err.splitlines() if "the mask is a copy of its image, not a mask" in line]
+    assert sorted(line.split()[1].rstrip(":") for line in copies) == sorted(str(masks / f"{s}.png") for s in stems[2:])
+    assert "1 of 2 masks have values strictly between 0 and 255" in err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert (result["n_images"], result["n_skipped"]) == (2, len(stems) - 2)
+    for stem in stems[1:]:  # only copies: nothing to score
+        shutil.copy(images / f"{stem}.png", masks / f"{stem}.png")
+    shutil.copy(images / f"{stems[0]}.png", masks / f"{stems[0]}.png")
+    assert run_eval("--method", "tophat", "--images", str(images), "--masks", str(masks)) == 2
+    assert f"error: none of the {len(stems)} images could be scored" in capsys.readouterr().err
+
+
 def test_a_tiff_stack_scores_as_the_folder_of_its_pages_does(tmp_path, capsys):
     """`make-demo --tiff` writes stack.tif and masks/stack_000001.png, ...: the pages are paired with the masks by the
     names detect and the app give them, and score exactly as the same frames in a folder (16-bit: through the same
