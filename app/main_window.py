@@ -271,10 +271,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.review_tools.project_loading()
         self.refresh_strip()
         self.setWindowTitle(f"IRSAM Review - {session.sequence_name}")
-        message = (f"{len(session)} frames, {session.source.size_text()}, {session.source.dtype}, "
+        source = session.source
+        stored = "" if source.stored_dtype == source.dtype else f" (stored as {source.stored_dtype})"
+        message = (f"{len(session)} frames, {source.size_text()}, {source.dtype}{stored}, "
                    f"normalisation {session.normalization}")
-        if session.source.bad_frames:
-            message += f"; {len(session.source.bad_frames)} unreadable files (red on the timeline, skipped by detection)"
+        if source.bad_frames:
+            message += f"; {len(source.bad_frames)} unreadable files (red on the timeline, skipped by detection)"
+        if source.skipped_pages:
+            message += f"; skipped {'; '.join(source.skipped_pages)}"
         self._open_message = message + (f" ({stopped})" if stopped else "")
         self.statusBar().showMessage(self._open_message + "; reading earlier results...", 8000)
         self.show_frame(min(self.window_memory.last_frames().get(self._source_key(), 0), len(session) - 1))

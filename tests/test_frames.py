@@ -507,6 +507,106 @@ def test_flagged_and_colour_preview_pages_of_one_image_stay_previews(tmp_path):
             np.testing.assert_array_equal(src.frame(0), image)
 
 
+THUMBNAILS = {  # a first page that previews the frames after it
+    "flagged": lambda w, frame: w.write(frame[::4, ::4], subfiletype=1),  # NewSubfileType: reduced image
+    "smaller": lambda w, frame: w.write(frame[::4, ::4]),  # not flagged, smaller in height and width
+    "colour": lambda w, frame: w.write(np.zeros((6, 8, 3), np.uint8), photometric="rgb"),
+    "flagged, same size": lambda w, frame: w.write(frame // 2, subfiletype=1),
+}
+
+
+@pytest.mark.parametrize("thumbnail", THUMBNAILS)
+@pytest.mark.parametrize("layout", ["pages one at a time", "stack", "compressed stack"])
+def test_a_tiff_stack_after_a_thumbnail_page_reads_its_frames_without_the_thumbnail(tmp_path, thumbnail, layout):
+    """A camera's stack whose page 1 is a preview of the frames on pages 2..N read as a stack of the preview's
+    size: every real frame was unreadable ("size 32x24 differs from the sequence's 8x6"), or, after a colour
+    preview, the file was one image: the preview."""
+    stack = np.stack([ramp(dtype=np.uint16, seed=k) for k in range(5)])
+    path = tmp_path / "with_thumbnail.tif"
+    with tifffile.TiffWriter(path) as writer:
+        THUMBNAILS[thumbnail](writer, stack[0])
+        if layout == "pages one at a time":
+            for frame in stack:
+                writer.write(frame)
+        else:
+            writer.write(stack, compression="zlib" if layout == "compressed stack" else None)
+    size = "32x24" if thumbnail == "flagged, same size" else "8x6"
+    with open_source(path) as src:
+        assert src.kind == "tiff" and len(src) == 5 and src.shape == (24, 32) and src.dtype == np.uint16
+        assert src.stems[0] == "with_thumbnail_000001"
+        for i in range(5):
+            np.testing.assert_array_equal(src.frame(i), stack[i])
+        assert src.scan() == []
+        assert src.skipped_pages == [f"page 1: {size} thumbnail or preview, not a frame"]
+
+
+def test_pages_after_a_thumbnail_are_named_by_their_page_in_the_file(tmp_path):
+    frames = [ramp(dtype=np.uint16, seed=0), ramp(seed=1), ramp(dtype=np.uint16, seed=2)]
+    with tifffile.TiffWriter(tmp_path / "odd.tif") as writer:
+        writer.write(frames[0][::4, ::4], subfiletype=1)
+        for frame in frames:
+            writer.write(frame)
+    with open_source(tmp_path / "odd.tif") as src:
+        assert len(src) == 3 and src.dtype == np.uint16
+        assert [(b.index, b.reason) for b in src.scan()] == [
+            (1, "page 3: sample type uint8 differs from the sequence's uint16")]
+        np.testing.assert_array_equal(src.frame(2), frames[2])
+
+
+@pytest.mark.parametrize("thumbnail", ["flagged", "colour"])
+def test_one_tiff_image_after_a_thumbnail_page_is_that_image(tmp_path, thumbnail):
+    """A thumbnail and one frame, alone or in a folder of frames: the thumbnail was the image (or, flagged, the file
+    was a 2-frame stack whose frame was unreadable; in a folder, "a stack, not one frame")."""
+    image = ramp(dtype=np.uint16, seed=1)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("000001.tif", "000002.tif"):
+        with tifffile.TiffWriter(folder / name) as writer:
+            THUMBNAILS[thumbnail](writer, image)
+            writer.write(image)
+    with open_source(folder / "000001.tif") as src:
+        assert src.kind == "image" and len(src) == 1 and src.bad_frames == []
+        np.testing.assert_array_equal(src.frame(0), image)
+        assert src.skipped_pages == ["page 1: 8x6 thumbnail or preview, not a frame"]
+    with open_source(folder) as src:
+        assert len(src) == 2 and src.shape == (24, 32) and src.bad_frames == []
+        np.testing.assert_array_equal(src.frame(1), image)
+
+
+def test_the_preview_pages_of_one_tiff_image_are_named_as_skipped(tmp_path):
+    image = ramp(dtype=np.uint16, seed=1)
+    with tifffile.TiffWriter(tmp_path / "previews.tif") as writer:
+        writer.write(image)
+        writer.write(image[::2, ::2], subfiletype=1)
+        writer.write(image[::4, ::4], subfiletype=1)
+    with open_source(tmp_path / "previews.tif") as src:
+        assert src.kind == "image" and len(src) == 1
+        assert src.skipped_pages == ["pages 2-3: reduced copies of the image (thumbnails, previews or masks), "
+                                     "not frames"]
+        np.testing.assert_array_equal(src.frame(0), image)
+
+
+@pytest.mark.parametrize("first_page", [
+    ramp(20, 40, dtype=np.uint16, seed=9),  # shorter but wider
+    ramp(30, 24, dtype=np.uint16, seed=9),  # taller but narrower
+    ramp(6, 8, dtype=np.uint16, seed=9),  # smaller, but so is a later page: the pages after it differ
+], ids=["wider", "taller", "smaller, later pages differ"])
+def test_a_first_frame_of_another_size_that_is_no_thumbnail_stays_a_frame(tmp_path, first_page):
+    """Not flagged and not smaller in both height and width than frames that agree: as before, the first page sets
+    the stack's size, and the pages of another size are unreadable frames, none dropped without a word."""
+    frames = [first_page] + [ramp(dtype=np.uint16, seed=k) for k in range(3)]
+    if first_page.shape == (6, 8):
+        frames[2] = ramp(6, 8, dtype=np.uint16, seed=8)
+    with tifffile.TiffWriter(tmp_path / "odd_first.tif") as writer:
+        for frame in frames:
+            writer.write(frame)
+    with open_source(tmp_path / "odd_first.tif") as src:
+        assert src.kind == "tiff" and len(src) == 4 and src.shape == first_page.shape and src.skipped_pages == []
+        np.testing.assert_array_equal(src.frame(0), first_page)
+        unreadable = [i for i, frame in enumerate(frames) if frame.shape != first_page.shape]
+        assert [b.index for b in src.scan()] == unreadable
+
+
 def test_tiff_pages_of_another_size_or_type_are_bad_frames(tmp_path):
     pages = [ramp(dtype=np.uint16, seed=0), ramp(10, 10, dtype=np.uint16), ramp(dtype=np.uint16, seed=2),
              ramp(seed=3)]

@@ -443,6 +443,21 @@ def test_tiff_stack_opens(window, tmp_path, qtbot):
     assert window.layers.truth_mask is not None
 
 
+def test_opening_a_stack_after_a_thumbnail_says_what_it_skipped_and_the_stored_type(window, tmp_path, qtbot):
+    import tifffile
+
+    path = tmp_path / "int16_with_thumbnail.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.zeros((6, 8), np.int16), subfiletype=1)
+        for k in range(3):
+            tif.write(np.full((24, 32), k - 100, np.int16))
+    _open(window, qtbot, path)
+    assert window.timeline.count == 3
+    message = window.statusBar().message()
+    assert message.startswith("3 frames, 32x24, float32 (stored as int16), normalisation ")
+    assert "; skipped page 1: 8x6 thumbnail or preview, not a frame" in message
+
+
 def test_3d_view_falls_back_without_opengl(qtbot, monkeypatch):
     from app.widgets import surface_view
 

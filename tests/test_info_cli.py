@@ -44,6 +44,33 @@ def test_info_16bit_multipage_tiff(tmp_path, capsys):
     assert "masks" in f["ground truth"]
 
 
+@pytest.mark.parametrize("stored, shown", [("int16", "float32 (stored as int16)"),
+                                           ("float64", "float32 (stored as float64)"), ("float32", "float32")])
+def test_info_names_the_sample_type_a_tiff_stores_beside_the_one_it_is_read_as(tmp_path, capsys, stored, shown):
+    """Signed 16-bit and 64-bit float frames are read as float32, and info said "dtype: float32" only."""
+    values = (np.arange(5 * 16 * 20).reshape(5, 16, 20) - 400).astype(stored)
+    tifffile.imwrite(tmp_path / "stack.tif", values)
+    tifffile.imwrite(tmp_path / "one.tif", values[0])
+    (tmp_path / "frames").mkdir()
+    for k, frame in enumerate(values):
+        tifffile.imwrite(tmp_path / "frames" / f"{k:06d}.tif", frame)
+    for source in ("stack.tif", "one.tif", "frames"):
+        assert main(["info", str(tmp_path / source)]) == 0
+        assert fields(capsys.readouterr().out)["dtype"] == shown, source
+
+
+def test_info_names_the_thumbnail_page_a_tiff_stack_skips(tmp_path, capsys):
+    stack = np.stack([np.full((16, 20), 100 * k, np.uint16) for k in range(5)])
+    with tifffile.TiffWriter(tmp_path / "stack.tif") as writer:
+        writer.write(np.zeros((4, 5, 3), np.uint8), photometric="rgb")  # a colour preview
+        writer.write(stack)
+    assert main(["info", str(tmp_path / "stack.tif")]) == 0
+    f = fields(capsys.readouterr().out)
+    assert f["frames"] == "5 readable, 0 unreadable" and f["size"] == "20x16 (width x height)"
+    assert f["dtype"] == "uint16" and f["value range"] == "0..400 over all readable frames"
+    assert f["skipped pages"] == "page 1: 5x4 thumbnail or preview, not a frame"
+
+
 def test_info_shows_the_normalisation_the_options_give(tmp_path, capsys):
     frames = banded_16bit_frames()
     tifffile.imwrite(tmp_path / "banded.tif", np.stack(frames))

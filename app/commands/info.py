@@ -90,8 +90,11 @@ def run(args) -> int:
         print(f"kind:          {source.kind}" + (" (memory-mapped)" if getattr(source, "memory_mapped", False) else ""))
         print(f"frames:        {readable} readable, {len(bad)} unreadable"
               + ("" if args.scan else " so far (--scan decodes every frame)"))
+        if source.skipped_pages:
+            print(f"skipped pages: {'; '.join(source.skipped_pages)}")
         print(f"size:          {source.size_text()} (width x height)")
-        print(f"dtype:         {source.dtype}")
+        stored = "" if source.stored_dtype == source.dtype else f" (stored as {source.stored_dtype})"
+        print(f"dtype:         {source.dtype}{stored}")
         print(f"value range:   {'no value (NaN or inf only)' if low is None else f'{low}..{high}'} over {where}")
         try:
             print(f"normalisation: {request.for_source(source)}")

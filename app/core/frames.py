@@ -8,7 +8,9 @@ A folder whose frames all have one size is a sequence; a folder of frames of sev
 single images, such as NUAA-SIRST's images/) is opened as one too, each frame keeping its own size
 (`FrameSource.shape` is then None and `frame_shape(i)` gives each one's). Sizes are read from file
 headers at open (PNG/BMP header, JPEG frame header, TIFF first page), so any size difference makes a
-folder mixed. A multi-page TIFF keeps one size: a page of another size is unreadable.
+folder mixed. A multi-page TIFF keeps one size: a page of another size is unreadable. A first page that is a
+thumbnail of the frames after it (flagged a reduced image, or smaller in both height and width than they are), and
+the pages after one image that are reduced copies of it, are no frames: `FrameSource.skipped_pages` names them.
 
 Frame indices never change once a source is open, and they do not depend on which frames can be
 read: every image file of a folder (a broken link included) and every page of a multi-page TIFF is a frame.
@@ -277,7 +279,7 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
         try:
             with _tifffile_quiet_here(), tifffile.TiffFile(path) as tf:
                 stack = _tiff_stack_pages(tf)
-                page = None if stack else tf.pages[0].asarray()
+                page = None if stack else tf.pages[_first_frame_page(tf.pages)].asarray()
         except Exception as e:  # tifffile raises many types for corrupt files
             raise FrameReadError(path, f"unreadable TIFF ({e})") from None
         if stack:
@@ -302,7 +304,8 @@ class FrameSource:
 
     def __init__(self, path: Path, kind: str, stems: list[str], shape: tuple[int, int] | None, dtype: np.dtype,
                  bad_frames: list[BadFrame], cache_size: int = 64, prefetch: int = 4,
-                 frame_shapes: list[tuple[int, int] | None] | None = None):
+                 frame_shapes: list[tuple[int, int] | None] | None = None, stored_dtype: np.dtype | None = None,
+                 skipped_pages: Sequence[str] = ()):
         self.path = path
         self.kind = kind
         self.stems = stems
@@ -312,7 +315,11 @@ class FrameSource:
         if (shape is None) == (frame_shapes is None):
             raise ValueError("give one shape for every frame, or one per frame")
         self._frame_shapes = frame_shapes
-        self.dtype = np.dtype(dtype)
+        self.dtype = np.dtype(dtype)  # the sample type frames are read as (`read_dtype`)
+        # the one the file stores (int16 and float64 are read as float32); of a folder, the file that set `dtype`
+        self.stored_dtype = self.dtype if stored_dtype is None else np.dtype(stored_dtype).newbyteorder("=")
+        # a TIFF's pages that hold no frame, each "page 1: what it is, not a frame" (a thumbnail before the frames)
+        self.skipped_pages = list(skipped_pages)
         self.cache_size = max(1, int(cache_size))
         self.prefetch_depth = max(0, min(int(prefetch), self.cache_size - 1))
         self._bad_index: dict[int, BadFrame] = {b.index: b for b in bad_frames if b.index is not None}
@@ -410,7 +417,7 @@ class FrameSource:
             mismatch = _mismatch(image.shape, image.dtype, expected or image.shape, self.dtype, whose)
             if mismatch is not None:
                 if self.kind == "tiff":  # the stack's file holds every frame: name the page, as a missing one is
-                    mismatch = f"page {i + 1}: {mismatch}"
+                    mismatch = f"page {self.page_number(i)}: {mismatch}"
                 raise FrameReadError(self.frame_path(i), mismatch)
         except FrameReadError as e:
             if state is _NOT_LOOKED:
@@ -574,9 +581,10 @@ class FolderSource(FrameSource):
 class TiffStackSource(FrameSource):
     """Pages of a multi-page TIFF: memory-mapped when uncompressed and contiguous, else read page by page."""
 
-    def __init__(self, path: Path, tiff, memmap: np.ndarray | None, n_frames: int, **kwargs):
+    def __init__(self, path: Path, tiff, memmap: np.ndarray | None, n_frames: int, first_page: int, **kwargs):
         self._tiff = tiff
         self._memmap = memmap
+        self.first_page = first_page  # the index of the page holding frame 0: 1 after a thumbnail page
         self._file_lock = threading.Lock()
         super().__init__(path, "tiff", [_page_stem(path, k) for k in range(n_frames)], **kwargs)
 
@@ -584,16 +592,20 @@ class TiffStackSource(FrameSource):
     def memory_mapped(self) -> bool:
         return self._memmap is not None
 
+    def page_number(self, i: int) -> int:
+        """The number (from 1) of the file's page that holds frame i."""
+        return self.first_page + i + 1
+
     def _load(self, i: int) -> np.ndarray:
         if self._memmap is not None:
             page = _copy_of_mapped(self._memmap, i)
         else:
             try:
                 with self._file_lock, _tifffile_quiet_here():
-                    page = self._tiff.pages[i].asarray()
+                    page = self._tiff.pages[self.first_page + i].asarray()
             except Exception as e:
-                raise FrameReadError(self.path, f"page {i + 1}: unreadable ({e})") from None
-        return _tiff_page_to_gray(page, f"{self.path} page {i + 1}")
+                raise FrameReadError(self.path, f"page {self.page_number(i)}: unreadable ({e})") from None
+        return _tiff_page_to_gray(page, f"{self.path} page {self.page_number(i)}")
 
     def close(self) -> None:
         super().close()
@@ -681,32 +693,44 @@ def _jpeg_size(fd: int) -> tuple[int, int] | None:
 
 
 def _tiff_stack_pages(tiff) -> int:
-    """The page count of a TIFF that is a stack of frames: more than one page of the first page's shape and
-    sample type, a page that is no reduced copy of the first (not smaller in both height and width: a frame of
-    another sample type or size, which the stack then lists as unreadable), or a frame count above 1 in its
-    metadata (a stack cut short keeps it); 0 for one image, whose other pages, if any, are thumbnails or
-    previews."""
-    from tifffile.tifffile import shaped_description_metadata
-
+    """The frame count of a TIFF that is a stack of frames (its pages from `_first_frame_page`): more than one page
+    of the first frame page's shape and sample type, a page that is no reduced copy of it (not smaller in both
+    height and width: a frame of another sample type or size, which the stack then lists as unreadable), or a frame
+    count above 1 in its metadata (a stack cut short keeps it); 0 for one image, whose other pages, if any, are
+    thumbnails or previews."""
     pages = tiff.pages
-    first, n_pages = pages[0], len(pages)
-    if _later_pages_are_frames(pages):
+    start = _first_frame_page(pages)
+    n_pages = len(pages) - start
+    if _later_pages_are_frames(pages, start):
         return n_pages
-    # as `_declared_frames` counts, from the first page alone (tifffile's shaped_metadata builds every series)
-    declared = 0
-    if tiff.is_imagej:
-        declared = int((tiff.imagej_metadata or {}).get("images", 0))
-    elif first.shaped_description is not None:
-        shape = shaped_description_metadata(first.shaped_description).get("shape") or ()
-        declared = int(np.prod(shape[:-len(first.shape)]))
+    declared = _declared_frames(tiff, pages[start], len(pages[start].shape))
     return max(n_pages, declared) if declared > 1 else 0
 
 
-def _later_pages_are_frames(pages) -> bool:
-    """Whether a TIFF's pages after the first hold frames: one of the first page's shape and sample type, or one
-    that is no reduced copy of the first (a frame of another size or type, unreadable in the stack)."""
-    first = pages[0]
-    later = (pages[k] for k in range(1, len(pages)))  # (pages[1:] would read every page of a long stack first)
+def _first_frame_page(pages) -> int:
+    """The index of a TIFF's first frame page: 1 where page 0 is a thumbnail or preview of the frames after it,
+    flagged a reduced image (NewSubfileType) or smaller in both height and width than the pages after it, which
+    agree in size and sample type among themselves; else 0. From the page headers (of a long stack the second,
+    third and last pages are compared, not every page)."""
+    if len(pages) < 2:
+        return 0
+    thumbnail, first = pages[0], pages[1]
+    if getattr(first, "subfiletype", 0) & 0b101:  # the page after is no frame either
+        return 0
+    if getattr(thumbnail, "subfiletype", 0) & 1:
+        return 1
+    if not _smaller_in_both(thumbnail, first):
+        return 0
+    compared = {2, len(pages) - 1} if len(pages) > 2 else ()
+    return int(all(pages[k].shape == first.shape and pages[k].dtype == first.dtype for k in compared))
+
+
+def _later_pages_are_frames(pages, start: int) -> bool:
+    """Whether a TIFF's pages after its first frame page (`start`) hold frames: one of the first frame page's shape
+    and sample type, or one that is no reduced copy of it (a frame of another size or type, unreadable in the
+    stack)."""
+    first = pages[start]
+    later = (pages[k] for k in range(start + 1, len(pages)))  # (pages[1:] would read every page of a long stack first)
     return any((page.shape == first.shape and page.dtype == first.dtype) or not _reduced_copy(page, first)
                for page in later)
 
@@ -719,11 +743,16 @@ def _reduced_copy(page, first) -> bool:
         return True
     if getattr(page, "samplesperpixel", 1) != getattr(first, "samplesperpixel", 1):
         return True
+    return _smaller_in_both(page, first)
+
+
+def _smaller_in_both(page, other) -> bool:
+    """Whether a TIFF page is smaller than another in both height and width."""
     size = getattr(page, "imagelength", None), getattr(page, "imagewidth", None)
-    first_size = getattr(first, "imagelength", None), getattr(first, "imagewidth", None)
-    if None in size or None in first_size:  # a page tifffile read as a frame only: a frame of a stack
+    other_size = getattr(other, "imagelength", None), getattr(other, "imagewidth", None)
+    if None in size or None in other_size:  # a page tifffile read as a frame only: a frame of a stack
         return False
-    return size[0] < first_size[0] and size[1] < first_size[1]
+    return size[0] < other_size[0] and size[1] < other_size[1]
 
 
 def _stack_in_folder(pages: int) -> str:
@@ -733,13 +762,13 @@ def _stack_in_folder(pages: int) -> str:
 
 
 def _tiff_size(file: str) -> tuple[int, int, np.dtype] | None:
-    """(height, width, dtype) of a TIFF's first page; None where the decode must tell. Raises FrameReadError
-    for a stack of frames (a multi-page TIFF)."""
+    """(height, width, dtype) of a TIFF's first frame page (after a thumbnail); None where the decode must tell.
+    Raises FrameReadError for a stack of frames (a multi-page TIFF)."""
     import tifffile
 
     try:
         with _tifffile_quiet_here(), tifffile.TiffFile(file) as tf:
-            page = tf.pages[0]
+            page = tf.pages[_first_frame_page(tf.pages)]
             height, width, dtype = int(page.imagelength), int(page.imagewidth), page.dtype
             stack = _tiff_stack_pages(tf)
     except Exception:  # tifffile raises many types for corrupt files: the decode reports the reason
@@ -748,6 +777,20 @@ def _tiff_size(file: str) -> tuple[int, int, np.dtype] | None:
         raise FrameReadError(file, _stack_in_folder(stack))
     read_as = None if dtype is None else read_dtype(dtype)
     return None if read_as is None else (height, width, read_as)
+
+
+def _stored_dtype(file: str, read_as: np.dtype) -> np.dtype:
+    """The sample type a frame file stores: a TIFF's int16 or float64 where it is read as float32 (`read_dtype`),
+    else the type it is read as."""
+    if read_as != np.float32:
+        return read_as
+    import tifffile
+
+    try:
+        with _tifffile_quiet_here(), tifffile.TiffFile(file) as tf:
+            return tf.pages[_first_frame_page(tf.pages)].dtype
+    except Exception:  # no TIFF (a float32 frame is one), or replaced since it was read
+        return read_as
 
 
 def _header_of(file: str) -> tuple[int, int, np.dtype] | None:
@@ -871,7 +914,8 @@ def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
                 if frame_shapes is not None:
                     frame_shapes[i] = None
     bad = [BadFrame(files[i], reason, i, stems[i]) for i, reason in sorted(unreadable.items())] + without_index
-    source = FolderSource(path, image_dir, files, stems, shape=shape, dtype=dtype, bad_frames=bad,
+    source = FolderSource(path, image_dir, files, stems, shape=shape, dtype=dtype,
+                          stored_dtype=_stored_dtype(files[first_index], dtype), bad_frames=bad,
                           cache_size=cache_size, prefetch=prefetch, frame_shapes=frame_shapes)
     first.flags.writeable = False
     source._store(first_index, first)
@@ -892,13 +936,16 @@ def _link_after_last_page(tiff) -> int | None:
     return struct.unpack(fmt.offsetformat, link)[0] if len(link) == fmt.offsetsize else None
 
 
-def _declared_frames(tiff, frame_ndim: int) -> int:
-    """The frame count a TIFF's metadata give (ImageJ's image count, or the shape tifffile wrote), which
-    stays known when the file is cut short; 0 where they give none."""
+def _declared_frames(tiff, first_page, frame_ndim: int) -> int:
+    """The frame count a TIFF's metadata give (ImageJ's image count, or the shape tifffile wrote on the first frame
+    page), which stays known when the file is cut short; 0 where they give none. From that page alone: tifffile's
+    shaped_metadata builds every series."""
+    from tifffile.tifffile import shaped_description_metadata
+
     if tiff.is_imagej:
         return int((tiff.imagej_metadata or {}).get("images", 0))
-    if tiff.is_shaped and tiff.shaped_metadata:
-        shape = tiff.shaped_metadata[0].get("shape") or ()
+    if first_page.shaped_description is not None:
+        shape = shaped_description_metadata(first_page.shaped_description).get("shape") or ()
         return int(np.prod(shape[:-frame_ndim]))
     return 0
 
@@ -916,6 +963,21 @@ def _missing_page(k: int) -> str:
     return f"page {k + 1}: missing or cut short, the file ends early (truncated file?)"
 
 
+def _pages_not_frames(pages, start: int, one_image: bool) -> list[str]:
+    """What `FrameSource.skipped_pages` says of a TIFF's pages that hold no frame: a thumbnail before the frames
+    (`start` 1), and, of `one_image`, the reduced copies after it (thumbnails, previews, masks)."""
+    skipped = []
+    if start:
+        thumbnail = pages[0]
+        skipped.append(f"page 1: {thumbnail.imagewidth}x{thumbnail.imagelength} thumbnail or preview, not a frame")
+    if one_image and len(pages) > start + 1:
+        first, last = start + 2, len(pages)
+        skipped.append(f"page {first}: a reduced copy of the image (a thumbnail, preview or mask), not a frame"
+                       if first == last else
+                       f"pages {first}-{last}: reduced copies of the image (thumbnails, previews or masks), not frames")
+    return skipped
+
+
 def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
     import tifffile
 
@@ -925,40 +987,48 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
         except Exception as e:
             raise SourceError(f"{path}: unreadable TIFF ({e})") from None
         try:
+            start = _first_frame_page(tiff.pages)  # 1 after a thumbnail page
+            first_page = tiff.pages[start]
             series = tiff.series[0]
-            shape = series.shape
-            is_color = series.axes.endswith("S") and shape[-1] in (3, 4)
+            if start:  # tifffile gives a thumbnail a series of its own, but may count a flagged one among the frames
+                series = next((s for s in tiff.series if s.keyframe.index == start), None)
+            shape = first_page.shape if series is None else series.shape
+            is_color = (first_page if series is None else series).axes.endswith("S") and shape[-1] in (3, 4)
             frame_ndim = 3 if is_color else 2
-            n_pages = len(tiff.pages)
+            n_pages = len(tiff.pages) - start  # the pages that hold frames
             series_frames = int(np.prod(shape[:-frame_ndim]))
-            declared_frames = _declared_frames(tiff, frame_ndim)
+            declared_frames = _declared_frames(tiff, first_page, frame_ndim)
+            stored_dtype = first_page.dtype
             link = _link_after_last_page(tiff)
             if len(shape) <= frame_ndim and declared_frames <= 1 and link == 0 and not _later_pages_are_frames(
-                    tiff.pages):
-                tiff.close()  # one image (any other pages are thumbnails or previews)
-                return _open_image(path, cache_size)
+                    tiff.pages, start):
+                skipped = _pages_not_frames(tiff.pages, start, one_image=True)
+                tiff.close()
+                return _open_image(path, cache_size, stored_dtype, skipped)
             # pages written one at a time (a series each) or of several shapes: every page is a frame, and
             # a page that does not match the first one is a bad frame when it is read
             n_frames = max(n_pages, series_frames, declared_frames)
-            offset = None if is_color else _contiguous_data_offset(series, series_frames, n_frames, n_pages)
+            mappable = series is not None and not is_color
+            offset = _contiguous_data_offset(series, series_frames, n_frames, n_pages) if mappable else None
             memmap = None
             if offset is not None:
                 dtype = np.dtype(tiff.byteorder + series.dtype.char)
                 frame_bytes = int(np.prod(shape[-2:])) * dtype.itemsize
                 in_file = min(n_frames, max(0, os.path.getsize(path) - offset) // frame_bytes)
                 if in_file == 0:
-                    raise SourceError(f"{path}: {_missing_page(0)}")
+                    raise SourceError(f"{path}: {_missing_page(start)}")
                 memmap = np.memmap(path, dtype, "r", offset, (in_file, *shape[-2:]))
             elif link == 0 and n_frames > n_pages:
                 raise SourceError(f"{path}: {n_pages} TIFF pages for {n_frames} frames; cannot read lazily")
             else:
                 in_file = n_pages
-            bad = [BadFrame(str(path), _missing_page(k), k, _page_stem(path, k)) for k in range(in_file, n_frames)]
+            bad = [BadFrame(str(path), _missing_page(start + k), k, _page_stem(path, k))
+                   for k in range(in_file, n_frames)]
             if link != 0 and n_frames == n_pages:  # pages lost, and nothing says how many
                 cut = link is None or link >= os.path.getsize(path)
                 why = "the file ends before them (truncated file?)" if cut else "the link to them is damaged"
-                bad.append(BadFrame(str(path), f"pages after page {n_pages}: missing, {why}"))
-            first = _tiff_page_to_gray(_copy_of_mapped(memmap, 0) if memmap is not None else tiff.pages[0].asarray(),
+                bad.append(BadFrame(str(path), f"pages after page {start + n_pages}: missing, {why}"))
+            first = _tiff_page_to_gray(_copy_of_mapped(memmap, 0) if memmap is not None else first_page.asarray(),
                                        path)
         except SourceError:
             tiff.close()
@@ -969,22 +1039,25 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
         except Exception as e:
             tiff.close()
             raise SourceError(f"{path}: unreadable TIFF ({e})") from None
-    source = TiffStackSource(path, tiff, memmap, n_frames, shape=first.shape, dtype=first.dtype, bad_frames=bad,
-                             cache_size=cache_size, prefetch=prefetch)
+    source = TiffStackSource(path, tiff, memmap, n_frames, start, shape=first.shape, dtype=first.dtype,
+                             stored_dtype=stored_dtype, bad_frames=bad, cache_size=cache_size, prefetch=prefetch,
+                             skipped_pages=_pages_not_frames(tiff.pages, start, one_image=False))
     first.flags.writeable = False
     source._store(0, first)
     return source
 
 
-def _open_image(path: Path, cache_size: int) -> FrameSource:
-    """One image as a one-frame source (nothing to read ahead)."""
+def _open_image(path: Path, cache_size: int, stored_dtype: np.dtype | None = None,
+                skipped_pages: Sequence[str] = ()) -> FrameSource:
+    """One image as a one-frame source (nothing to read ahead). `stored_dtype` and `skipped_pages`: of a TIFF,
+    as `FrameSource` keeps them."""
     try:
         image = read_gray(path)
     except FrameReadError as e:
         raise SourceError(f"{path}: {e.reason}") from None
     image.flags.writeable = False
-    return ImageSource(path, image, shape=image.shape, dtype=image.dtype, bad_frames=[],
-                       cache_size=cache_size, prefetch=0)
+    return ImageSource(path, image, shape=image.shape, dtype=image.dtype, stored_dtype=stored_dtype, bad_frames=[],
+                       cache_size=cache_size, prefetch=0, skipped_pages=skipped_pages)
 
 
 def open_source(path: str | os.PathLike, cache_size: int = 64, prefetch: int = 4) -> FrameSource:
