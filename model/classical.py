@@ -56,14 +56,25 @@ def _structure_tensor_prior(image: np.ndarray) -> np.ndarray:
     """PSTNN's local prior: corner strength l1*l2/(l1+l2) times max(l1, l2) of the structure tensor,
     min-max scaled to [0, 1]."""
     blur = lambda a: cv2.GaussianBlur(a, (3, 3), 2, borderType=cv2.BORDER_REPLICATE)  # noqa: E731
-    smoothed = blur(image)
-    grad_y, grad_x = np.gradient(smoothed)
-    j11, j22, j12 = blur(grad_x * grad_x), blur(grad_y * grad_y), blur(grad_x * grad_y)
+    # Each array here is frame-sized (96 MB at 4000x3000 in float64): they are dropped as soon as they
+    # are used, which keeps at most five alive.
+    grad_y, grad_x = np.gradient(blur(image))
+    j11, j12 = blur(grad_x * grad_x), blur(grad_x * grad_y)
+    del grad_x
+    j22 = blur(grad_y * grad_y)
+    del grad_y
     root = np.sqrt((j11 - j22) ** 2 + 4 * j12**2)
-    large, small = 0.5 * (j11 + j22 + root), 0.5 * (j11 + j22 - root)
+    trace = j11 + j22
+    del j11, j22, j12
+    large, small = 0.5 * (trace + root), 0.5 * (trace - root)
+    del trace, root
     prior = large * small / (large + small + 1e-12) * large
-    span = prior.max() - prior.min()
-    return (prior - prior.min()) / span if span > 0 else np.zeros_like(prior)
+    lowest, span = prior.min(), prior.max() - prior.min()
+    if span == 0:
+        return np.zeros_like(prior)
+    prior -= lowest
+    prior /= span
+    return prior
 
 
 def _patch_origins(length: int, patch: int, step: int) -> np.ndarray:
@@ -75,7 +86,9 @@ def _patch_origins(length: int, patch: int, step: int) -> np.ndarray:
 
 def _to_patches(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, patch: int) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(image, (patch, patch))
-    return windows[rows][:, cols].reshape(-1, patch, patch)  # (n_patches, patch, patch): frontal slices first
+    # np.ix_ picks the patches straight from the view; windows[rows][:, cols] first copied every window of the
+    # chosen rows, patch * patch / step values per pixel (3.8 GB at 4000x3000)
+    return windows[np.ix_(rows, cols)].reshape(-1, patch, patch)  # (n_patches, patch, patch): frontal slices first
 
 
 def _from_patches(patches: np.ndarray, shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -99,14 +112,20 @@ def _tubal_rank_estimate(tensor: np.ndarray, ratio: float = 0.1) -> int:
     return max(int(below[0]) if len(below) else len(singular), 1)
 
 
-def _prox_partial_tnn(tensor: np.ndarray, rank: int, tau: float) -> np.ndarray:
+_SVD_SLICES = 64  # Fourier slices per SVD call, so that its factors stay small next to the spectrum
+
+
+def _prox_partial_tnn(tensor: np.ndarray, rank: int, tau: float, out: np.ndarray) -> np.ndarray:
     """Partial-sum TNN proximal step: in every Fourier slice along the patch axis, keep the `rank` largest
     singular values and soft-threshold the rest by tau. The real input makes the spectrum conjugate
-    symmetric, so only the rfft half is decomposed."""
+    symmetric, so only the rfft half is decomposed. Writes the result into `out` (which may be `tensor`)."""
     spectrum = np.fft.rfft(tensor, axis=0)
-    u, s, vh = np.linalg.svd(spectrum, full_matrices=False)
-    s[:, rank:] = np.maximum(s[:, rank:] - tau, 0)
-    return np.fft.irfft((u * s[:, None, :]) @ vh, n=tensor.shape[0], axis=0)
+    for start in range(0, len(spectrum), _SVD_SLICES):
+        slices = spectrum[start : start + _SVD_SLICES]
+        u, s, vh = np.linalg.svd(slices, full_matrices=False)
+        s[:, rank:] = np.maximum(s[:, rank:] - tau, 0)
+        np.matmul(u * s[:, None, :], vh, out=slices)
+    return np.fft.irfft(spectrum, n=tensor.shape[0], axis=0, out=out)
 
 
 def pstnn_score(
@@ -121,7 +140,9 @@ def pstnn_score(
 ) -> np.ndarray:
     """PSTNN target image: the patch tensor D (40x40 patches, step 40) is split by ADMM into a low-rank
     background B (partial-sum TNN) plus a sparse target T (weighted L1, reweighted each iteration by
-    1 / (|T| + 0.01) and divided by the structure-tensor prior), stopping when T's support stops changing."""
+    1 / (|T| + 0.01) and divided by the structure-tensor prior), stopping when T's support stops changing.
+    The model is global, so the whole frame is one tensor: peak memory is about nine float64 copies of the
+    frame, 0.8 GB at 4000x3000 (benchmarks/bench_pstnn.py)."""
     original_shape = image.shape
     if image.size == 0 or image.min() == image.max():
         # a constant frame (a blank sensor frame, a saturated one) holds no target; its patch tensor is all
@@ -129,31 +150,56 @@ def pstnn_score(
         return np.zeros(original_shape, np.float32)
     pad = [(0, max(patch - n, 0)) for n in original_shape]
     data = np.pad(image.astype(np.float64), pad, mode="reflect" if min(original_shape) > 1 else "edge")
+    padded_shape = data.shape
     rows, cols = _patch_origins(data.shape[0], patch, step), _patch_origins(data.shape[1], patch, step)
-    observed = _to_patches(data, rows, cols, patch)
     prior = _to_patches(_structure_tensor_prior(data), rows, cols, patch)
+    observed = _to_patches(data, rows, cols, patch)
+    del data
 
     lam = lambda_scale / np.sqrt(patch * len(observed))
     rank = _tubal_rank_estimate(observed)
     observed_norm = np.sqrt(np.sum(observed**2)) or 1.0
+    # The textbook updates, computed in place in seven tensor-sized arrays: every temporary of the patch tensor's
+    # size costs 96 MB at 4000x3000. The arithmetic, operation by operation, is the same:
+    #   B = prox(D - T - Y / mu);  R = D - B - Y / mu;  T = sign(R) * max(|R| - W * lam / mu, 0)
+    #   W = 1 / ((|T| + 0.01) * (prior + 1e-12));  Y += mu * (B + T - D);  mu *= rho
+    prior += 1e-12
     target = np.zeros_like(observed)
     dual = np.zeros_like(observed)
     weight = np.ones_like(observed)
+    scratch = np.empty_like(observed)
+    background = np.empty_like(observed)
     support = 0
     for _ in range(max_iterations):
-        background = _prox_partial_tnn(observed - target - dual / mu, rank, 1.0 / mu)
-        residual = observed - background - dual / mu
-        target = np.sign(residual) * np.maximum(np.abs(residual) - weight * lam / mu, 0)
-        weight = 1.0 / ((np.abs(target) + 0.01) * (prior + 1e-12))
-        gap = background + target - observed
-        dual += mu * gap
+        scaled_dual = np.divide(dual, mu, out=scratch)
+        np.subtract(observed, target, out=background)
+        background -= scaled_dual
+        _prox_partial_tnn(background, rank, 1.0 / mu, out=background)
+        np.subtract(observed, background, out=target)  # R goes into T, whose old value is no longer needed
+        target -= scaled_dual
+        sign = np.sign(target, out=scratch)
+        np.abs(target, out=target)
+        weight *= lam  # W becomes the threshold W * lam / mu; it is recomputed from the new T below
+        weight /= mu
+        target -= weight
+        np.maximum(target, 0, out=target)
+        target *= sign
+        np.abs(target, out=weight)
+        weight += 0.01
+        weight *= prior
+        np.divide(1.0, weight, out=weight)
+        gap = np.add(background, target, out=background)
+        gap -= observed
+        dual += np.multiply(gap, mu, out=scratch)
         mu *= rho
         new_support = int(np.count_nonzero(target))
         # sum of squares, not np.linalg.norm: its BLAS dot is slow on a busy multi-threaded OpenBLAS
-        if np.sqrt(np.sum(gap**2)) / observed_norm < tol or (support > 0 and new_support == support):
+        gap_norm = np.sqrt(np.sum(np.square(gap, out=scratch)))
+        if gap_norm / observed_norm < tol or (support > 0 and new_support == support):
             break
         support = new_support
-    target_image = _from_patches(target, data.shape, rows, cols)
+    del observed, prior, dual, weight, scratch, background  # only T is needed from here on
+    target_image = _from_patches(target, padded_shape, rows, cols)
     return np.maximum(target_image[: original_shape[0], : original_shape[1]], 0).astype(np.float32)
 
 
