@@ -483,7 +483,7 @@ def _regrow(image: np.ndarray, window: np.ndarray, expected: np.ndarray, max_are
         for grow_window in (size + 2, size + 4, 2 * size + 3):
             for k in (3.0, 2.0, 1.5, 1.0):
                 grown = grow_target(crop, seed_x - cx0, seed_y - cy0, window=max(grow_window, 5), k=k,
-                                    max_area=max_area)
+                                    max_area=max_area, fit_slope=False)
                 if not grown.any():
                     continue
                 key = (_iou(grown, crop_expected), dilated_iou(grown, crop_expected))
