@@ -990,13 +990,17 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.compute_features()
 
     def _update_device_label(self, notice: str | None = None) -> None:
+        choice = self.detection_panel.choice()
+        pending = self.detector is None and choice.method == "irsam" and choice.device != "cpu"
         if self.detector is not None:
             device = self.detector.device
         else:
-            device = "cpu" if self.detection_panel.choice().method != "irsam" else "-"
+            device = "cpu" if choice.method != "irsam" else choice.device
         self.device_label.setText(f"device: {device}" + ("  (CPU fallback)" if notice else ""))
         self.device_label.setStyleSheet("color: #e0a030;" if notice else "")
-        self.device_label.setToolTip(notice or ("chosen when IRSAM loads" if device == "-" else ""))
+        # torch is imported with IRSAM, not at start: whether CUDA works is known then
+        self.device_label.setToolTip(notice or (f"{device} as asked; whether CUDA works is known when IRSAM loads"
+                                                if pending else ""))
 
     def _restore_layout(self) -> bool:
         """The window's size and place, and its docks and toolbars (which are open, floating, where, how tall), as

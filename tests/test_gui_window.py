@@ -1103,7 +1103,10 @@ def test_a_status_message_gets_the_room_of_the_frame_scores_while_it_shows(windo
     assert not window.metrics_label.isVisible()
     window.statusBar().clearMessage()
     assert window.metrics_label.isVisible() and window.metrics_label.text() == "IoU 1.00  Pd 1.00"
-    assert window.device_label.text() == "device: -" and "IRSAM loads" in window.device_label.toolTip()
+    # the device asked for until IRSAM loads (it read "-")
+    assert window.device_label.text() == "device: auto" and "IRSAM loads" in window.device_label.toolTip()
+    window.detection_panel.device_combo.setCurrentText("cpu")
+    assert window.device_label.text() == "device: cpu" and window.device_label.toolTip() == ""
 
 
 def test_a_message_longer_than_the_bar_keeps_its_start_and_end_and_shows_whole_as_the_tooltip(window, sequence_16bit,
