@@ -239,11 +239,11 @@ def _read_pair(sample: Sample, read_image: Callable[[Path], np.ndarray], skipped
         image = read_image(sample.image_path)
         mask, mask_is_interpolated = read_mask_noting_interpolation(sample.mask_path)
         check_sizes_match(sample, image, mask)
-        # only 255 would count as target, so such a "mask" scores IoU 0: refused, where a blurred mask is warned of
-        mask_is_the_image = mask_is_interpolated and np.array_equal(read_image(sample.mask_path), image)
     except FrameReadError as error:
         skipped.append({"path": error.path, "reason": error.reason})
         return None
+    # only 255 would count as target, so such a "mask" scores IoU 0: refused, where a blurred mask is warned of
+    mask_is_the_image = mask_is_interpolated and _same_pixels(read_image, sample.mask_path, image)
     if mask_is_the_image:
         skipped.append({"path": str(sample.mask_path),
                         "reason": "the mask is a copy of its image, not a mask (--masks names a folder of images?)"})
@@ -251,6 +251,15 @@ def _read_pair(sample: Sample, read_image: Callable[[Path], np.ndarray], skipped
     if mask_is_interpolated:
         interpolated.append(str(sample.mask_path))
     return image, mask
+
+
+def _same_pixels(read_image: Callable[[Path], np.ndarray], path: Path, image: np.ndarray) -> bool:
+    """Whether the file at `path`, read as the images are, holds `image`'s pixels (False where it cannot be read
+    so: an 8-bit mask beside 16-bit frames)."""
+    try:
+        return np.array_equal(read_image(path), image)
+    except FrameReadError:
+        return False
 
 
 def _skipped_record(skipped: list[dict]) -> dict:

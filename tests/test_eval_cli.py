@@ -247,6 +247,26 @@ def test_a_copy_of_the_images_given_as_masks_is_refused_and_real_masks_beside_it
     assert f"error: none of the {len(stems)} images could be scored" in capsys.readouterr().err
 
 
+def test_blurred_8bit_masks_of_16bit_frames_are_scored_with_the_warning(tmp_path, capsys):
+    """Diff review 26: the copy check read each blurred mask as the frames are read, and a mask of another sample
+    type than the frames (8-bit beside 16-bit) then had its sample skipped: none could be scored."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(3):
+        frame = rng.normal(1000, 20, (64, 64)).astype(np.uint16)
+        frame[30:34, 30:34] = 3000
+        cv2.imwrite(str(images / f"{k:03d}.png"), frame)
+        mask = np.zeros((64, 64), np.uint8)
+        mask[30:34, 30:34] = 255
+        cv2.imwrite(str(masks / f"{k:03d}.png"), cv2.GaussianBlur(mask, (3, 3), 0))
+    assert run_eval("--method", "tophat", "--images", str(images), "--masks", str(masks)) == 0
+    out, err = capsys.readouterr()
+    assert "3 of 3 masks have values strictly between 0 and 255" in err and "skipped" not in err
+    assert out.splitlines()[1].split()[:2] == ["tophat", "25.00"]
+
+
 def test_a_tiff_stack_scores_as_the_folder_of_its_pages_does(tmp_path, capsys):
     """`make-demo --tiff` writes stack.tif and masks/stack_000001.png, ...: the pages are paired with the masks by the
     names detect and the app give them, and score exactly as the same frames in a folder (16-bit: through the same
