@@ -125,7 +125,8 @@ def _prox_partial_tnn(tensor: np.ndarray, rank: int, tau: float, out: np.ndarray
         u, s, vh = np.linalg.svd(slices, full_matrices=False)
         s[:, rank:] = np.maximum(s[:, rank:] - tau, 0)
         np.matmul(u * s[:, None, :], vh, out=slices)
-    return np.fft.irfft(spectrum, n=tensor.shape[0], axis=0, out=out)
+    out[...] = np.fft.irfft(spectrum, n=tensor.shape[0], axis=0)  # (irfft's out= needs NumPy 2)
+    return out
 
 
 def pstnn_score(
