@@ -69,6 +69,9 @@ MIN_CROP, MAX_CROP = 32, 2048  # 2048: 4x the paper's crop, the largest input `i
 # Options a resumed run may change: where and how fast it computes (the device and the precision change the
 # rounding only; validation always runs in fp32), when it validates and stops. --epochs may grow: the cosine
 # schedule then runs over the new total from the step reached (cosine_schedule).
+# Options added since runs were first recorded, with the value the runs recorded without them trained with: a resume
+# compares against it (a run started before --scale-range existed jittered 0.8..1.5)
+RECORDED_SINCE = {"scale_range": [0.8, 1.5]}
 RESUMABLE_OPTIONS = ("epochs", "device", "precision", "workers", "max_minutes", "val_every")
 # What a new --out may already hold besides the files the command reads: the log its output is redirected
 # to (`> OUT/train.log`) and app.core.finetune's record of the command it starts (finetune.json).
@@ -93,7 +96,7 @@ def check_options(cfg: TrainConfig) -> None:
         (0 <= cfg.target_crop_prob <= 1, f"--target-crop-prob must lie in 0..1, got {cfg.target_crop_prob}"),
         (len(cfg.scale_range) == 2 and all(math.isfinite(v) for v in cfg.scale_range)
          and 0 < cfg.scale_range[0] <= cfg.scale_range[1] <= MAX_SCALE,
-         f"--scale-range takes LOW HIGH with 0 < LOW <= HIGH <= {MAX_SCALE}, got {shown(cfg.scale_range)}"),
+         f"--scale-range takes LOW HIGH with 0 < LOW <= HIGH <= {MAX_SCALE}, got {' '.join(map(str, cfg.scale_range))}"),
         (cfg.paste_targets >= 0, f"--paste-targets must not be negative, got {cfg.paste_targets}"),
         (cfg.workers >= 0, f"--workers must not be negative, got {cfg.workers}"),
         (cfg.seed >= 0, f"--seed must not be negative, got {cfg.seed}"),
@@ -1110,6 +1113,7 @@ def first_epoch_best(path: Path, cfg: TrainConfig) -> bool:
     if not isinstance(then, dict):
         return False
     now = _metadata(cfg, 1, {}, [], {}, None)["training"]["recipe"]
+    then = {**RECORDED_SINCE, **then}
     recipe = [json.loads(json.dumps({k: v for k, v in r.items() if k not in RESUMABLE_OPTIONS})) for r in (then, now)]
     return epoch == 1 and "decision_threshold" not in metadata and data == cfg.data and recipe[0] == recipe[1]
 
@@ -1178,6 +1182,7 @@ def check_same_run(out: Path, run: dict, now: dict) -> None:
 def run_changes(run: dict, now: dict) -> dict[str, str]:
     """`check_same_run`'s changes: {record key: its change described by `describe_change`}, {} when `now`
     resumes `run`."""
+    run = {**{name: value for name, value in RECORDED_SINCE.items() if name in now}, **run}
     changes = {name: describe_change(name, value, now[name], now.get("extra_data")) for name, value in run.items()
                if name in now and name not in RESUMABLE_OPTIONS and value != now[name]
                and not (name == "init" and now[name] is None)}  # a resume without --init: last.pt has the weights
@@ -1209,6 +1214,8 @@ def describe_change(name: str, then, now, extra_data: list[str] | None = None) -
                 if changed else "the images or masks of --extra-data changed under the same names")
     if name == "processes":
         return f"{now} process{'' if now == 1 else 'es'} (the run's: {then})"
+    if name == "scale_range":  # as the command line takes it
+        return f"--scale-range {' '.join(map(str, now))} (the run's: {' '.join(map(str, then))})"
     flag = name if name == "weight_decay" else "--" + name.replace("_", "-")  # weight_decay has no CLI option
     return f"{flag} {shown(now)} (the run's: {shown(then)})"
 

@@ -94,7 +94,7 @@ def test_options_out_of_range_are_all_refused(dataset, tmp_path, capsys):
     assert "--lr must be a finite positive number, got inf" in one_error_line(capsys)
     for low_high in (["1.5", "0.8"], ["0", "1"], ["0.5", "5"], ["nan", "1"]):
         assert cli_train(dataset, out, "--scale-range", *low_high) == 2
-        assert "--scale-range takes LOW HIGH with 0 < LOW <= HIGH <= 4.0" in one_error_line(capsys)
+        assert "--scale-range takes LOW HIGH with 0 < LOW <= HIGH <= 4.0, got " in one_error_line(capsys)
     assert not out.exists()
 
 
@@ -232,6 +232,25 @@ def test_a_resume_compares_the_images_split_files_list_and_the_processes(tmp_pat
         check_same_run(tmp_path, run, run_record(cfg, 2, ["a", "b", "c"], ["v1", "v3"]))
     assert "other options: 2 processes (the run's: 1); the images --split-val lists (1 added, 1 gone)." \
         in str(refused.value)
+
+
+def test_a_run_recorded_before_scale_range_existed_compares_as_the_jitter_it_trained_with(tmp_path):
+    """Diff review 26: a key a run did not record was not compared, so its default jitter (0.8 1.5) resumed under
+    another --scale-range unseen, and its first epoch's best.pt was not recognised as the same command's own."""
+    from model.train import _metadata, first_epoch_best
+
+    cfg = TrainConfig(data=str(tmp_path / "d"), split_train="t.txt", split_val="v.txt", out=str(tmp_path / "o"))
+    then = run_record(cfg, 1, ["a"], ["v"])
+    del then["scale_range"]
+    check_same_run(tmp_path, then, run_record(cfg, 1, ["a"], ["v"]))
+    with pytest.raises(ValueError) as refused:
+        check_same_run(tmp_path, then, run_record(replace(cfg, scale_range=[1.0, 2.2]), 1, ["a"], ["v"]))
+    assert "other options: --scale-range 1.0 2.2 (the run's: 0.8 1.5)." in str(refused.value)
+    metadata = _metadata(cfg, 1, {}, [], {}, None)
+    del metadata["training"]["recipe"]["scale_range"]
+    torch.save({"metadata": metadata}, tmp_path / "best.pt")
+    assert first_epoch_best(tmp_path / "best.pt", cfg)
+    assert not first_epoch_best(tmp_path / "best.pt", replace(cfg, scale_range=[1.0, 2.2]))
 
 
 @pytest.mark.parametrize("cut", [0, 3000])
