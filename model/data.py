@@ -233,8 +233,13 @@ def _mask_values(path: str | Path) -> np.ndarray:
 
 
 def _opened(path: str | Path) -> Image.Image:
+    """The image of a file as PIL opens it; of a TIFF whose first page is a thumbnail of the frame after it, that
+    frame (the rule of app.core.frames, which reads such files alike)."""
     try:
-        return Image.open(path)
+        image = Image.open(path)
+        if getattr(image, "n_frames", 1) > 1 and _first_page_is_thumbnail(image):
+            image.seek(1)
+        return image
     except FileNotFoundError:
         raise ImageReadError(path, "file not found") from None
     except UnidentifiedImageError:
@@ -242,6 +247,23 @@ def _opened(path: str | Path) -> Image.Image:
         raise ImageReadError(path, "empty file (0 bytes)" if empty else "not an image (unrecognised file header)") from None
     except Exception as error:  # PIL raises many types for foreign and corrupt files
         raise ImageReadError(path, _failure(error)) from None
+
+
+NEW_SUBFILE_TYPE = 254  # TIFF tag; bit 0: a reduced-resolution copy of another page
+
+
+def _first_page_is_thumbnail(image: Image.Image) -> bool:
+    """Whether a multi-page TIFF's first page is a thumbnail: flagged a reduced image, or smaller in both sides than
+    the second page, which is not flagged so itself."""
+    if image.format != "TIFF":
+        return False
+    first_flag, first_size = int(image.tag_v2.get(NEW_SUBFILE_TYPE, 0)), image.size
+    image.seek(1)
+    second_flag, second_size = int(image.tag_v2.get(NEW_SUBFILE_TYPE, 0)), image.size
+    image.seek(0)
+    if second_flag & 1:
+        return False
+    return bool(first_flag & 1) or (first_size[0] < second_size[0] and first_size[1] < second_size[1])
 
 
 def _decoded(path: str | Path, decode):

@@ -183,3 +183,24 @@ def test_hidden_files_are_not_samples(tmp_path):
     (images / "._a.png").write_bytes(b"\0\5\26\7" + b"\0" * 60)
     (masks / "._a.png").write_bytes(b"\0\5\26\7" + b"\0" * 60)
     assert [s.stem for s in find_dataset(images, masks)] == ["a", "b", "c", "d"]
+
+
+def test_a_tiff_whose_first_page_is_a_thumbnail_is_read_as_the_frame_after_it(tmp_path):
+    """Diff review 26: training and eval read the thumbnail (PIL's first page) where detect and the app read the
+    frame, so eval skipped every sample as a mask of another size."""
+    import tifffile
+
+    from app.core.frames import read_gray
+
+    frame = np.arange(64 * 48, dtype=np.uint8).reshape(48, 64)
+    for name, flag, thumbnail in (("flagged.tif", 1, np.zeros((48, 64), np.uint8)),
+                                  ("smaller.tif", 0, np.zeros((12, 16), np.uint8))):
+        with tifffile.TiffWriter(tmp_path / name) as tif:
+            tif.write(thumbnail, subfiletype=flag)
+            tif.write(frame)
+        assert np.array_equal(read_image_gray(tmp_path / name), frame)
+        assert np.array_equal(read_gray(tmp_path / name), frame)
+    with tifffile.TiffWriter(tmp_path / "preview_after.tif") as tif:  # a frame, then its preview: the frame
+        tif.write(frame)
+        tif.write(np.zeros((12, 16), np.uint8), subfiletype=1)
+    assert np.array_equal(read_image_gray(tmp_path / "preview_after.tif"), frame)
