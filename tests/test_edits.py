@@ -234,12 +234,38 @@ def test_grow_target_on_pure_noise_grows_nothing():
     # a flat ring fits a flat plane exactly: nothing stands out of a saturated patch or a raw frame's constant
     assert not grow_target(np.full((64, 64), 255, np.uint8), 32, 32).any()
     assert not grow_target(np.full((64, 64), 12345.678), 32, 32).any()
+    # a noiseless ramp fits its plane to rounding, and a strip's 2-pixel ring fits any plane (diff review 26)
+    yy, xx = np.mgrid[:64, :64]
+    assert not grow_target((yy * 3 + xx * 2).astype(np.uint16), 32, 32).any()
+    assert not grow_target(yy * 0.37 + xx * 0.11, 32, 32).any()
+    strips = rng.normal(100, 5, (200, 17, 1))
+    assert np.mean([grow_target(strip, 0, 8).any() for strip in strips]) < 0.6  # the plane took 0.9
     # the plane grows no more often on noise over a gradient than the mean does on flat noise, where the
     # brightest of the 49 pixels within the snap radius passes k = 3 about 6 % of the time
     noise = rng.normal(0, 8, (300, 64, 64))
     grows_on_flat = np.mean([grow_target(100 + n, 32, 32).any() for n in noise])
     grows_on_slope = np.mean([grow_target(40 + 1.5 * rows + n, 32, 32).any() for n in noise])
     assert grows_on_flat < 0.1 and grows_on_slope <= grows_on_flat + 0.03
+
+
+def test_grow_target_takes_no_clutter_running_past_its_window_nor_a_lone_pixel_off_the_slope():
+    """GUI audit 26: on a real clip a click on a fence pole grew a 31-px square of it, cut off by the window, and
+    1-px regions grew on cloud: the slope's lower threshold took clutter the ring's mean refused."""
+    rng = np.random.default_rng(2)
+    rows = np.arange(64)[:, None]
+    image = 60 + 1.0 * rows + rng.normal(0, 2, (64, 64))
+    ring = ring_of(image, 32, 32)
+    pole = image.copy()
+    pole[:, 31:33] = ring.mean() + 2.2 * ring.std()  # a dim pole from the top of the frame to the bottom
+    assert not grow_target(np.round(pole).astype(np.uint8), 32, 32).any()
+    speck = image.copy()
+    speck[32, 32] = ring.mean() + 2.2 * ring.std()
+    assert not grow_target(np.round(speck).astype(np.uint8), 32, 32).any()
+    # at the frame's edge the window is cut by the frame, not by clutter: a dim target there still grows
+    edge = image.copy()
+    edge[0:2, 30:32] = ring.mean() + 2.2 * ring.std()
+    grown = grow_target(np.round(edge).astype(np.uint8), 30, 0)
+    assert grown[0:2, 30:32].all() and grown.sum() == 4
 
 
 def test_mask_diff_partitions_the_union():

@@ -333,7 +333,8 @@ def grow_target(
     `window` x `window` box centred on the click and a box twice its size: above the ring's mean, or, when
     nothing near the click stands out so, above the plane fitted to the ring (std about the plane), so that
     a sky gradient or a cloud's slope across the ring does not count as noise. On NUAA-SIRST, a click at each
-    of the 533 targets' brightest pixel then finds nothing on 1 instead of 21 (benchmarks/grow_probe.py).
+    of the 533 targets' brightest pixel then finds nothing on 6 instead of 21 (benchmarks/grow_probe.py). What
+    stands out of the plane alone is refused when it is one pixel, or runs into the window's edge (clutter).
     The region is grown from the click (or from the pixel standing out most within `snap_radius` of it,
     when the click itself does not stand out), brightest neighbour first over 8-connected pixels that stand
     out inside the window, stopping at `max_area`. Works on the 8-bit image or on raw values; NaN (no data)
@@ -361,14 +362,36 @@ def grow_target(
         return out
 
     click = (py - wy0, px - wx0)
+    # a plane needs a ring to fit (a 1-px-wide strip's ring is 2 pixels, which any plane fits exactly)
+    fit_slope = fit_slope and ring.sum() >= MIN_RING_FOR_PLANE
+    flat_spread = None
     for planar in (False, True) if fit_slope else (False,):
         level, spread = _ring_background(values, ring, planar)
+        if planar:
+            # a noiseless ramp fits its plane to rounding: what stands out of that is no target
+            spread = max(spread, 0.5 if np.issubdtype(image.dtype, np.integer) else 0.0, 1e-3 * flat_spread)
+        flat_spread = spread
         excess = (values - level)[wy0 - ry0 : wy1 - ry0, wx0 - rx0 : wx1 - rx0]
         region = _grow_above(excess, k * spread, click, snap_radius, max_area)
+        if planar and (region.sum() < 2 or _cut_by_window(region, (wy0, wy1, wx0, wx1), (h, w))):
+            # the slope's threshold is the lower one: a lone pixel there is noise, and a region running into
+            # the window's edge inside the frame is clutter (a pole, a cloud's rim) larger than any target
+            region[:] = False
         if region.any():
             out[wy0:wy1, wx0:wx1] = region
             break
     return out
+
+
+MIN_RING_FOR_PLANE = 12
+
+
+def _cut_by_window(region: np.ndarray, window: tuple[int, int, int, int], frame_shape: tuple[int, int]) -> bool:
+    """Whether `region` (window-sized) reaches an edge of its window that lies inside the frame."""
+    wy0, wy1, wx0, wx1 = window
+    h, w = frame_shape
+    return bool((wy0 > 0 and region[0].any()) or (wy1 < h and region[-1].any())
+                or (wx0 > 0 and region[:, 0].any()) or (wx1 < w and region[:, -1].any()))
 
 
 def _ring_background(values: np.ndarray, ring: np.ndarray, planar: bool) -> tuple[np.ndarray | float, float]:
