@@ -369,3 +369,23 @@ def test_a_loop_of_links_in_a_frames_folder_is_an_unreadable_frame(tmp_path, cap
     with open_source(folder) as src:
         truth = frames.find_ground_truth(src)
         assert truth is not None and truth.mask("000002") is None
+
+
+def test_a_tiff_header_pointing_at_no_page_says_so_alone_and_in_a_folder(tmp_path):
+    """GUI audit 26: a TIFF header followed by random bytes was "unreadable TIFF (index 0 out of range(0))"."""
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"II*\x00" + np.random.default_rng(3).bytes(4000))
+    assert len(tifffile.TiffFile(broken).pages) == 0
+    with pytest.raises(frames.SourceError, match=r"broken\.tif: unreadable TIFF \(it holds no image: damaged or cut"):
+        open_source(broken)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    broken.rename(folder / "a.tif")
+    cv2.imwrite(str(folder / "b.png"), np.zeros((8, 8), np.uint8))
+    source = open_source(folder)
+    try:
+        with pytest.raises(FrameReadError) as unreadable:
+            source.frame(source.stems.index("a"))
+        assert unreadable.value.reason == "unreadable TIFF (it holds no image: damaged or cut short?)"
+    finally:
+        source.close()

@@ -682,11 +682,12 @@ def test_tiff_of_an_unsupported_sample_type_is_refused_however_it_is_stored(tmp_
 def test_signed_16_bit_and_64_bit_float_tiffs_read_as_32_bit_float_however_stored(tmp_path, dtype, layout):
     """They were refused ("unsupported sample type"): a radiometric camera's signed counts (below zero on a cold
     scene) and a processing tool's float64 output. int16 reads exactly; float64 to float32's precision, its NaN
-    (no data) kept and values beyond float32's range clipped rather than made infinite."""
+    (no data) kept and values beyond float32's range clipped rather than made infinite; an infinity stays one
+    (radiometric audit 26: it was clipped to float32's largest value, which the detectors took for a target)."""
     stack = (np.stack([ramp(dtype=np.uint16, seed=k) for k in range(5)]).astype(np.int32) - 30000).astype(dtype)
     if np.dtype(dtype).kind == "f":
         stack = stack / 7.0
-        stack[1, 0, 0], stack[2, 0, 1] = np.nan, 1e300
+        stack[1, 0, 0], stack[2, 0, 1], stack[3, 1, 1], stack[3, 1, 2] = np.nan, 1e300, np.inf, -np.inf
     path = tmp_path / "values.tif"
     _write_tiff(path, stack, layout)
     source = open_source(path)
@@ -695,7 +696,9 @@ def test_signed_16_bit_and_64_bit_float_tiffs_read_as_32_bit_float_however_store
         for k in range(len(source)):
             frame = source.frame(k)
             assert frame.dtype == np.float32
-            expected = np.clip(stack[k].astype(np.float64), -np.finfo(np.float32).max, np.finfo(np.float32).max)
+            values = stack[k].astype(np.float64)
+            expected = np.where(np.isinf(values), values,
+                                np.clip(values, -np.finfo(np.float32).max, np.finfo(np.float32).max))
             np.testing.assert_array_equal(frame, expected.astype(np.float32))
         if np.dtype(dtype).kind == "i":
             assert source.frame(0).min() < 0

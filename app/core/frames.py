@@ -179,9 +179,11 @@ def _as_read(image: np.ndarray, path) -> np.ndarray:
     dtype = read_dtype(image.dtype)
     if dtype is None:
         raise FrameReadError(path, f"unsupported sample type {image.dtype} ({SUPPORTED_TEXT})")
-    if image.dtype == np.float64:  # beyond float32's range would turn into infinities; NaN (no data) stays NaN
+    if image.dtype == np.float64:
+        # finite values beyond float32's range would turn into infinities: clipped; an infinity (no data, as NaN)
+        # stays one
         limit = np.finfo(np.float32).max
-        image = np.clip(image, -limit, limit)
+        image = np.where(np.isinf(image), image, np.clip(image, -limit, limit))
     return image.astype(dtype, copy=False)
 
 
@@ -278,6 +280,7 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
 
         try:
             with _tifffile_quiet_here(), tifffile.TiffFile(path) as tf:
+                _check_has_pages(tf)
                 stack = _tiff_stack_pages(tf)
                 page = None if stack else tf.pages[_first_frame_page(tf.pages)].asarray()
         except Exception as e:  # tifffile raises many types for corrupt files
@@ -707,6 +710,13 @@ def _tiff_stack_pages(tiff) -> int:
     return max(n_pages, declared) if declared > 1 else 0
 
 
+def _check_has_pages(tiff) -> None:
+    """ValueError when a TIFF holds no page (its header points to none: tifffile then lists no page, and indexing
+    page 0 said "index 0 out of range(0)")."""
+    if len(tiff.pages) == 0:
+        raise ValueError("it holds no image: damaged or cut short?")
+
+
 def _first_frame_page(pages) -> int:
     """The index of a TIFF's first frame page: 1 where page 0 is a thumbnail or preview of the frames after it,
     flagged a reduced image (NewSubfileType) or smaller in both height and width than the pages after it, which
@@ -987,6 +997,7 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
         except Exception as e:
             raise SourceError(f"{path}: unreadable TIFF ({e})") from None
         try:
+            _check_has_pages(tiff)
             start = _first_frame_page(tiff.pages)  # 1 after a thumbnail page
             first_page = tiff.pages[start]
             series = tiff.series[0]
