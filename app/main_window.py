@@ -29,6 +29,7 @@ from app.widgets.timeline import CHANGED_ON_DISK, Timeline
 from app.widgets.workers import NOT_STARTED, CallWorker, DetectionWorker, DetectorChoice, WorkerRunner
 from app.widgets.wpmd_panel import FeaturePanel
 from app.window_memory import WindowMemory
+from model.data import counted
 
 TARGET_ZOOM = 24  # half-size of the view when jumping to a target, pixels
 TRACK_RADIUS = 10.0  # a selected target is followed to the next frame when one lies this close
@@ -276,7 +277,8 @@ class MainWindow(QtWidgets.QMainWindow):
         message = (f"{len(session)} frames, {source.size_text()}, {source.dtype}{stored}, "
                    f"normalisation {session.normalization}")
         if source.bad_frames:
-            message += f"; {len(source.bad_frames)} unreadable files (red on the timeline, skipped by detection)"
+            unreadable = counted(len(source.bad_frames), "unreadable file", "unreadable files")
+            message += f"; {unreadable} (red on the timeline, skipped by detection)"
         if source.skipped_pages:
             message += f"; skipped {'; '.join(source.skipped_pages)}"
         self._open_message = message + (f" ({stopped})" if stopped else "")

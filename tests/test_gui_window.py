@@ -524,9 +524,12 @@ def test_stepping_over_an_unreadable_frame_keeps_the_zoom_and_clears_the_feature
     qtbot.waitUntil(lambda: "Feature maps of frame 2" in window.feature_panel.message.text(), timeout=30000)
     window.frame_view.center_on(40, 30, 10)
     zoom = window.frame_view.view.viewRect()
+    curve = window.frame_view.histogram.item.plot
+    qtbot.waitUntil(lambda: curve.getData()[0] is not None and len(curve.getData()[0]) > 0, timeout=5000)
     window.timeline.step(1)  # frame 3: unreadable
     window.update_panels()
     assert window.frame_view.notice.isVisible()
+    assert curve.getData()[0] is None or len(curve.getData()[0]) == 0  # not frame 2's curve (GUI audit 26)
     assert not window.feature_panel.features and window.feature_panel.images["input"].image is None
     assert "Frame 3 is unreadable" in window.feature_panel.message.text()
     assert window.surface_view.caption.text() == "frame 3 is unreadable: nothing to draw"
@@ -541,7 +544,7 @@ def test_unreadable_files_found_at_open_stay_in_the_status_bar_after_the_project
     (fresh_sequence / "images" / "000007.png").write_bytes(b"")
     _open(window, qtbot, fresh_sequence)
     qtbot.wait(50)  # the message used to be cleared just after the project was read
-    assert "1 unreadable files" in window.statusBar().message()
+    assert "; 1 unreadable file (red on the timeline" in window.statusBar().message()
     empty = window.session.source.stems.index("000007")
     assert window.session.detection_counts[empty] == -2  # red on the timeline before anyone visits it
     window.timeline.go_to(empty)

@@ -298,6 +298,8 @@ class FrameView(QtWidgets.QWidget):
         if not keep_zoom:
             self._frame_shape = None
         self.image.clear()
+        self._histogram_timer.stop()
+        self.histogram.item.plot.setData([], [])  # the curve was the frame's shown before
         self.layers = FrameLayers()
         self._draw_layers()
         self.select_box(None)
