@@ -458,6 +458,34 @@ def test_opening_a_stack_after_a_thumbnail_says_what_it_skipped_and_the_stored_t
     assert "; skipped page 1: 8x6 thumbnail or preview, not a frame" in message
 
 
+def test_no_data_pixels_show_in_their_own_colour_whatever_the_palette(window, tmp_path, qtbot):
+    """Radiometric audit 26: NaN was transparent, so it showed the view's near-black background, which in black-hot
+    is the hottest value."""
+    import tifffile
+
+    from app.widgets.frame_view import NO_DATA_COLOR
+
+    temperatures = np.full((2, 60, 80), 280.0, np.float32)
+    temperatures[:, 10:30, 10:40] = np.nan
+    temperatures[:, 45:55, 50:70] = 300.0  # the hottest
+    tifffile.imwrite(tmp_path / "kelvin.tif", temperatures)
+    _open(window, qtbot, tmp_path / "kelvin.tif")
+    view = window.frame_view
+    view.show_whole_frame()
+
+    def colour_at(x: float, y: float) -> tuple[int, int, int]:
+        point = view.graphics.mapFromScene(view.view.mapViewToScene(QtCore.QPointF(x, y)))
+        pixel = view.graphics.grab().toImage().pixelColor(point)
+        return pixel.red(), pixel.green(), pixel.blue()
+
+    for palette in ("black-hot", "white-hot", "inferno"):
+        view.set_palette(palette)
+        assert colour_at(25, 20) == NO_DATA_COLOR
+        assert colour_at(60, 50) != NO_DATA_COLOR
+    window.timeline.step(1)
+    assert colour_at(25, 20) == NO_DATA_COLOR
+
+
 def test_3d_view_falls_back_without_opengl(qtbot, monkeypatch):
     from app.widgets import surface_view
 

@@ -16,6 +16,9 @@ pg.setConfigOptions(imageAxisOrder="row-major")
 
 PALETTES = ("white-hot", "black-hot", "inferno", "gray")
 MAX_BOX_LABELS = 60  # id/score labels drawn; more targets than that on one frame is noise for a reviewer
+# behind the frame, shown through its no-data (NaN, infinite) pixels: a hue no palette has (black is the hottest
+# value in black-hot)
+NO_DATA_COLOR = (0, 84, 84)
 HISTOGRAM_SETTLE_MS = 60  # the histogram curve follows a frame once it has stayed this long (not while scrubbing)
 
 
@@ -175,6 +178,12 @@ class FrameView(QtWidgets.QWidget):
         layout.addWidget(self.notice, 1)
         self.notice.hide()
         self.warning.hide()
+        self.no_data = QtWidgets.QGraphicsRectItem()
+        self.no_data.setBrush(QtGui.QColor(*NO_DATA_COLOR))
+        self.no_data.setPen(QtGui.QPen(QtCore.Qt.NoPen))
+        self.no_data.setZValue(-1)
+        self.no_data.hide()
+        self.view.addItem(self.no_data)
         self.image = TrueColorImageItem(axisOrder="row-major")
         self.view.addItem(self.image)
         self.layer_items: dict[str, pg.ImageItem] = {}
@@ -277,6 +286,8 @@ class FrameView(QtWidgets.QWidget):
             if infinite.any():
                 frame = np.where(infinite, np.nan, frame)
         first = self._frame_shape != frame.shape
+        self.no_data.setRect(0, 0, frame.shape[1], frame.shape[0])
+        self.no_data.setVisible(frame.dtype.kind == "f")  # only a float frame has no-data pixels
         self.image.setImage(frame, autoLevels=False, levels=self.levels())
         if self.auto_levels and np.isfinite(frame[::4, ::4]).any():  # (a frame of no data keeps the levels)
             self.histogram.setLevels(*percentile_levels(frame))
@@ -298,6 +309,7 @@ class FrameView(QtWidgets.QWidget):
         if not keep_zoom:
             self._frame_shape = None
         self.image.clear()
+        self.no_data.hide()
         self._histogram_timer.stop()
         self.histogram.item.plot.setData([], [])  # the curve was the frame's shown before
         self.layers = FrameLayers()
