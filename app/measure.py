@@ -58,11 +58,14 @@ def cursor_readout(frame: np.ndarray, x: int, y: int, *masks: np.ndarray | None,
     is not on the frame."""
     if not (0 <= y < frame.shape[0] and 0 <= x < frame.shape[1]):
         return None
-    peak, snr = local_snr(frame if measured is None else measured, x, y, *masks)
-    snr_text = "-" if math.isnan(snr) else f"{snr:.1f}"
     value = frame[y, x]
     value_text = f"{int(value)}" if np.issubdtype(frame.dtype, np.integer) else f"{float(value):.5g}"
-    return f"x {x}  y {y}  value {value_text}  |  local peak {peak:g}  SNR {snr_text}"
+    if not np.isfinite(value):  # no data (NaN, infinite): no contrast to measure there
+        return f"x {x}  y {y}  value {value_text} (no data)"
+    peak, snr = local_snr(frame if measured is None else measured, x, y, *masks)
+    snr_text = "-" if not math.isfinite(snr) else f"{snr:.1f}"
+    peak_text = "-" if not math.isfinite(peak) else f"{peak:g}"
+    return f"x {x}  y {y}  value {value_text}  |  local peak {peak_text}  SNR {snr_text}"
 
 
 def target_snr(frame: np.ndarray, target: Target, mask: np.ndarray | None = None) -> float:

@@ -143,6 +143,10 @@ def test_no_data_pixels_are_left_out_of_the_numbers(temperatures, tmp_path, caps
     readout = cursor_readout(frame, x, y)
     assert "local peak 80  SNR nan" not in readout and "local peak 80  SNR -" not in readout
     assert float(readout.split("SNR ")[1]) > 10
+    # on a no-data pixel itself: its value, and no peak or SNR ("local peak inf  SNR inf", radiometric audit 26)
+    frame[y + 5, x] = np.inf
+    assert cursor_readout(frame, x, y + 5) == f"x {x}  y {y + 5}  value inf (no data)"
+    assert cursor_readout(frame, x + 1, y) == f"x {x + 1}  y {y}  value nan (no data)"
     stack = tifffile.imread(path)
     stack[0] = np.nan  # the camera gave nothing for a whole frame
     blank_first = tmp_path / "blank_first.tif"
