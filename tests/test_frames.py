@@ -783,6 +783,104 @@ def test_a_tiff_cut_inside_its_first_frame_is_refused_as_truncated(tmp_path):
         open_source(path)
 
 
+# ---- hyperstacks: channels beside the frames ---------------------------------------------------
+
+def hyperstack(shape, seed=0) -> np.ndarray:
+    """Random uint16 values of `shape`, each image unlike the others."""
+    return np.random.default_rng(seed).integers(0, 65536, shape).astype(np.uint16)
+
+
+HYPERSTACKS = {  # axes -> (shape, the frames: channel 1's, z-slice 1's where beside T, and the note)
+    "TCYX": ((6, 2, 24, 32), lambda data: data[:, 0],
+             "channel 2 of 2 (axis C) not read: the frames are those of channel 1"),
+    "TZCYX": ((4, 3, 2, 24, 32), lambda data: data[:, 0, 0],
+              "z-slices 2-3 of 3 (axis Z) and channel 2 of 2 (axis C) not read: the frames are those of z-slice 1 "
+              "and channel 1"),
+    "TZYX": ((5, 2, 24, 32), lambda data: data[:, 0],
+             "z-slice 2 of 2 (axis Z) not read: the frames are those of z-slice 1"),
+    "ZCYX": ((5, 3, 24, 32), lambda data: data[:, 0],  # a z-stack without time: its z-slices are the frames
+             "channels 2-3 of 3 (axis C) not read: the frames are those of channel 1"),
+}
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"], ids=["memory-mapped", "page by page"])
+@pytest.mark.parametrize("writer", ["imagej", "ome", "tifffile"])
+@pytest.mark.parametrize("axes", list(HYPERSTACKS))
+def test_a_hyperstack_reads_the_frames_of_its_first_channel_in_time_order(tmp_path, axes, writer, compression):
+    """An ImageJ hyperstack of 10 time points x 2 channels read as 20 frames, the channels interleaved: every
+    second frame was the other channel, and the normalisation window spanned both (radiometric audit)."""
+    shape, frames_of, note = HYPERSTACKS[axes]
+    data = hyperstack(shape)
+    path = tmp_path / ("hyper.ome.tif" if writer == "ome" else "hyper.tif")
+    options = {"imagej": True} if writer == "imagej" else {"ome": True} if writer == "ome" else {}
+    # (tifffile would store 3 channels as the planes of an RGB image)
+    tifffile.imwrite(path, data, metadata={"axes": axes}, photometric="minisblack", compression=compression, **options)
+    expected = frames_of(data)
+    with open_source(path) as src:
+        assert src.memory_mapped == (compression is None)
+        assert len(src) == len(expected) and src.shape == (24, 32) and src.dtype == np.uint16
+        assert src.stems[-1] == f"{path.stem}_{len(expected):06d}"
+        for k in range(len(expected)):
+            np.testing.assert_array_equal(src.frame(k), expected[k])
+        assert src.scan() == []
+        assert src.skipped_pages == [note]
+        assert src.page_number(1) == 1 + np.prod(shape[1:-2])  # the page after every image of frame 0's time
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"], ids=["memory-mapped", "page by page"])
+def test_a_hyperstack_cut_short_keeps_its_time_points_and_names_the_pages_lost(tmp_path, compression):
+    """Cut short, tifffile gives an ImageJ file one page's series: its metadata still give the channels."""
+    data = hyperstack((8, 2, 24, 32))
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "TCYX"}, compression=compression)
+    cut_to(path, 0.6)
+    with open_source(path, prefetch=0) as src:
+        assert len(src) == 8 and src.skipped_pages == [
+            "channel 2 of 2 (axis C) not read: the frames are those of channel 1"]
+        src.scan()
+        readable = src.readable_indices()
+        assert 3 <= len(readable) <= 6 and readable == list(range(len(readable)))
+        for i in readable:
+            np.testing.assert_array_equal(src.frame(i), data[i, 0])
+        assert src.bad_frames[0] == BadFrame(  # frame k's page is 2k + 1
+            str(path), f"page {2 * len(readable) + 1}: missing or cut short, the file ends early (truncated file?)",
+            len(readable), f"cut_{len(readable) + 1:06d}")
+        assert [b.index for b in src.bad_frames] == list(range(len(readable), 8))
+
+
+@pytest.mark.parametrize("planarconfig", ["separate", "contig"])
+def test_a_stack_of_two_sample_pages_reads_the_first_sample(tmp_path, planarconfig):
+    """Two samples per pixel are no colour: the planes of each page were read as frames of their own, or, stored
+    pixel by pixel, each row was a frame."""
+    data = hyperstack((4, 2, 24, 32))
+    stored = data if planarconfig == "separate" else np.moveaxis(data, 1, -1)
+    tifffile.imwrite(tmp_path / "two.tif", stored, photometric="minisblack", planarconfig=planarconfig)
+    with open_source(tmp_path / "two.tif") as src:
+        assert len(src) == 4 and src.shape == (24, 32)
+        for k in range(4):
+            np.testing.assert_array_equal(src.frame(k), data[k, 0])
+        assert src.skipped_pages == ["sample 2 of 2 (axis S) not read: the frames are those of sample 1"]
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"], ids=["memory-mapped", "page by page"])
+@pytest.mark.parametrize("written", ["ImageJ TYX", "ImageJ ZYX", "ImageJ, no axes", "tifffile", "tifffile QQYX",
+                                     "colour"])
+def test_a_stack_without_channels_beside_its_frames_reads_every_page_as_a_frame(tmp_path, written, compression):
+    """Unchanged by the hyperstacks' reading: a time series, a z-stack, a stack tifffile wrote as ImageJ channels
+    (it writes every stack it is given no axes for so) and a colour stack read every page as a frame."""
+    data = hyperstack((6, 24, 32))
+    options = {"ImageJ TYX": {"imagej": True, "metadata": {"axes": "TYX"}},
+               "ImageJ ZYX": {"imagej": True, "metadata": {"axes": "ZYX"}}, "ImageJ, no axes": {"imagej": True},
+               "tifffile": {}, "tifffile QQYX": {}, "colour": {"photometric": "rgb"}}[written]
+    stored = {"tifffile QQYX": data.reshape(3, 2, 24, 32),
+              "colour": np.stack([data.astype(np.uint8)] * 3, axis=-1)}.get(written, data)
+    tifffile.imwrite(tmp_path / "stack.tif", stored, compression=compression, **options)
+    with open_source(tmp_path / "stack.tif") as src:
+        assert len(src) == 6 and src.skipped_pages == []
+        for k in range(6):
+            np.testing.assert_array_equal(src.frame(k), data[k].astype(src.dtype))
+
+
 # ---- ground truth ------------------------------------------------------------------------------
 
 def test_ground_truth_masks_beside_images(tmp_path):

@@ -71,6 +71,18 @@ def test_info_names_the_thumbnail_page_a_tiff_stack_skips(tmp_path, capsys):
     assert f["skipped pages"] == "page 1: 5x4 thumbnail or preview, not a frame"
 
 
+def test_info_counts_a_hyperstack_s_time_points_and_names_the_channels_not_read(tmp_path, capsys):
+    """10 time points x 2 channels, the second a constant 100: info said 20 frames, its value range from 100, and the
+    window spanned both channels (radiometric audit)."""
+    times = np.stack([np.full((16, 20), 7000 + 10 * k, np.uint16) for k in range(10)])
+    hyperstack = np.stack([times, np.full_like(times, 100)], axis=1)
+    tifffile.imwrite(tmp_path / "hyper.tif", hyperstack, imagej=True, metadata={"axes": "TCYX"})
+    assert main(["info", str(tmp_path / "hyper.tif")]) == 0
+    f = fields(capsys.readouterr().out)
+    assert f["frames"] == "10 readable, 0 unreadable" and f["value range"] == "7000..7090 over all readable frames"
+    assert f["skipped pages"] == "channel 2 of 2 (axis C) not read: the frames are those of channel 1"
+
+
 def test_info_shows_the_normalisation_the_options_give(tmp_path, capsys):
     frames = banded_16bit_frames()
     tifffile.imwrite(tmp_path / "banded.tif", np.stack(frames))

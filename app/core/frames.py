@@ -11,9 +11,14 @@ headers at open (PNG/BMP header, JPEG frame header, TIFF first page), so any siz
 folder mixed. A multi-page TIFF keeps one size: a page of another size is unreadable. A first page that is a
 thumbnail of the frames after it (flagged a reduced image, or smaller in both height and width than they are), and
 the pages after one image that are reduced copies of it, are no frames: `FrameSource.skipped_pages` names them.
+A hyperstack (an ImageJ, OME or tifffile TIFF whose axes hold channels beside its frames: C, or S samples that are no
+colour, such as TCYX) reads as the frames of its first channel, in time order, and one whose z-slices lie beside its
+time points (TZYX) as those of z-slice 1: `skipped_pages` names what is not read. Without T, Z holds the frames (a
+z-stack is stepped through), and so does C alone: tifffile writes any stack it is given no axes for as ImageJ channels.
 
 Frame indices never change once a source is open, and they do not depend on which frames can be
-read: every image file of a folder (a broken link included) and every page of a multi-page TIFF is a frame.
+read: every image file of a folder (a broken link included) and every page of a multi-page TIFF (of a hyperstack,
+every page of the channel read) is a frame.
 A frame that cannot be read (found by the cheap checks at open, or when it is decoded) keeps its index,
 is recorded in `bad_frames`, and `frame(i)` raises `FrameReadError`. A folder's frame is read again by
 `frame(i)` once its file has changed since it failed (a folder back after its share dropped, a file copied in
@@ -34,6 +39,7 @@ file are kept out of the output: the reason reaches the caller in these entries 
 """
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import logging
@@ -321,7 +327,8 @@ class FrameSource:
         self.dtype = np.dtype(dtype)  # the sample type frames are read as (`read_dtype`)
         # the one the file stores (int16 and float64 are read as float32); of a folder, the file that set `dtype`
         self.stored_dtype = self.dtype if stored_dtype is None else np.dtype(stored_dtype).newbyteorder("=")
-        # a TIFF's pages that hold no frame, each "page 1: what it is, not a frame" (a thumbnail before the frames)
+        # a TIFF's pages that hold no frame, each "page 1: what it is, not a frame" (a thumbnail before the frames),
+        # and the channels of a hyperstack not read, "channel 2 of 2 (axis C) not read: ..."
         self.skipped_pages = list(skipped_pages)
         self.cache_size = max(1, int(cache_size))
         self.prefetch_depth = max(0, min(int(prefetch), self.cache_size - 1))
@@ -582,14 +589,20 @@ class FolderSource(FrameSource):
 
 
 class TiffStackSource(FrameSource):
-    """Pages of a multi-page TIFF: memory-mapped when uncompressed and contiguous, else read page by page."""
+    """Pages of a multi-page TIFF: memory-mapped when uncompressed and contiguous, else read page by page.
 
-    def __init__(self, path: Path, tiff, memmap: np.ndarray | None, n_frames: int, first_page: int, **kwargs):
+    Frame i is page `first_page + frame_pages[i]` (of the memory map: its entry `frame_pages[i]`), of which the
+    samples `in_page` picks are read: of a hyperstack, channel 1's (`_one_channel`); else every page is a frame."""
+
+    def __init__(self, path: Path, tiff, memmap: np.ndarray | None, frame_pages: Sequence[int], in_page: tuple,
+                 first_page: int, **kwargs):
         self._tiff = tiff
         self._memmap = memmap
+        self._frame_pages = frame_pages
+        self._in_page = in_page
         self.first_page = first_page  # the index of the page holding frame 0: 1 after a thumbnail page
         self._file_lock = threading.Lock()
-        super().__init__(path, "tiff", [_page_stem(path, k) for k in range(n_frames)], **kwargs)
+        super().__init__(path, "tiff", [_page_stem(path, k) for k in range(len(frame_pages))], **kwargs)
 
     @property
     def memory_mapped(self) -> bool:
@@ -597,15 +610,15 @@ class TiffStackSource(FrameSource):
 
     def page_number(self, i: int) -> int:
         """The number (from 1) of the file's page that holds frame i."""
-        return self.first_page + i + 1
+        return self.first_page + int(self._frame_pages[i]) + 1
 
     def _load(self, i: int) -> np.ndarray:
         if self._memmap is not None:
-            page = _copy_of_mapped(self._memmap, i)
+            page = _copy_of_mapped(self._memmap, (self._frame_pages[i], *self._in_page))
         else:
             try:
                 with self._file_lock, _tifffile_quiet_here():
-                    page = self._tiff.pages[self.first_page + i].asarray()
+                    page = self._tiff.pages[self.page_number(i) - 1].asarray()[self._in_page]
             except Exception as e:
                 raise FrameReadError(self.path, f"page {self.page_number(i)}: unreadable ({e})") from None
         return _tiff_page_to_gray(page, f"{self.path} page {self.page_number(i)}")
@@ -619,10 +632,10 @@ class TiffStackSource(FrameSource):
             self._memmap = None
 
 
-def _copy_of_mapped(memmap: np.ndarray, i: int) -> np.ndarray:
-    """Frame i of a memory-mapped stack, copied (cached frames must not pin pages of a closed file) into
-    native byte order."""
-    return np.array(memmap[i], dtype=memmap.dtype.newbyteorder("="))
+def _copy_of_mapped(memmap: np.ndarray, index: tuple) -> np.ndarray:
+    """A frame of a memory-mapped stack (`memmap[index]`), copied (cached frames must not pin pages of a closed file)
+    into native byte order."""
+    return np.array(memmap[index], dtype=memmap.dtype.newbyteorder("="))
 
 
 def _page_stem(path: Path, k: int) -> str:
@@ -960,13 +973,72 @@ def _declared_frames(tiff, first_page, frame_ndim: int) -> int:
     return 0
 
 
-def _contiguous_data_offset(series, series_frames: int, n_frames: int, n_pages: int) -> int | None:
-    """Where the stack's frames lie one after another, uncompressed, in the file; None where they do not.
-    Of an ImageJ or tifffile stack with one page left (cut short, or ImageJ's way past 4 GB), tifffile
-    gives its first page's data: the frames its metadata count follow it, as ImageJ reads them."""
-    if series.dataoffset is not None and (series_frames == n_frames or n_pages == 1):
+def _contiguous_data_offset(series, in_series: int, n_stored: int, n_pages: int) -> int | None:
+    """Where the stack's frames (of a hyperstack, its pages) lie one after another, uncompressed, in the file; None
+    where they do not: where the series holds fewer (`in_series`) than the stack (`n_stored`). Of an ImageJ or
+    tifffile stack with one page left (cut short, or ImageJ's way past 4 GB), tifffile gives its first page's data:
+    the frames its metadata count follow it, as ImageJ reads them."""
+    if series.dataoffset is not None and (in_series == n_stored or n_pages == 1):
         return series.dataoffset
     return None
+
+
+_CHANNEL_NOUNS = {"C": "channel", "S": "sample", "Z": "z-slice"}
+
+
+@dataclass(frozen=True)
+class _OneChannel:
+    """Where a hyperstack's first channel lies: frame k is the stack's page `frame_pages[k]` (counted from its first
+    frame page), of whose array `in_page` picks the channel's samples."""
+    frame_pages: np.ndarray
+    in_page: tuple
+    n_pages: int  # the pages the stack's axes give, every channel's
+    note: str  # what `FrameSource.skipped_pages` says of the channels not read
+
+
+def _stack_axes(tiff, series, page) -> tuple[str, tuple[int, ...]]:
+    """The axes of a TIFF stack whose first frame page is `page`, and their sizes ("", () where none are known): of
+    an ImageJ file, those its metadata give, which a file cut short keeps (tifffile then gives one page's series), in
+    the order ImageJ stores them (TZC, then the page's axes); else those of tifffile's `series`."""
+    if tiff.is_imagej:
+        metadata = tiff.imagej_metadata or {}
+        counts = {axis: int(metadata.get(key, 1))
+                  for axis, key in (("T", "frames"), ("Z", "slices"), ("C", "channels"))}
+        if np.prod(list(counts.values())) != int(metadata.get("images", 1)):  # a plain stack of images, no hyperstack
+            return "", ()
+        across_pages = {axis: count for axis, count in counts.items() if count > 1}
+        return "".join(across_pages) + page.axes, (*across_pages.values(), *page.shape)
+    if series is None:
+        return "", ()
+    return series.axes, tuple(series.shape)
+
+
+def _one_channel(axes: str, sizes: tuple[int, ...], page) -> _OneChannel | None:
+    """How a TIFF stack of these axes (`_stack_axes`) with more than one channel reads as its first channel's frames,
+    in time order: the first of a C axis, of an S axis that is no colour (samples other than 3 or 4), and of a Z axis
+    beside a T axis (z-slice 1 of each time point). None for a stack with no such axis, or with no other axis beside
+    the image: a C or Z axis alone is its frames (tifffile writes a stack it is given no axes for as ImageJ
+    channels). `page`: the stack's first frame page."""
+    image_axes = page.axes  # those one page holds: YX, or with samples SYX or YXS
+    if len(axes) != len(sizes) or not axes.endswith(image_axes):
+        return None
+    n_leading = len(axes) - len(image_axes)  # the axes across pages
+    leading = axes[:n_leading]
+    channels = [k for k, axis in enumerate(leading) if axis == "C" or (axis == "Z" and "T" in leading)]
+    if len(channels) == n_leading:
+        channels = []
+    channels += [k for k in range(n_leading, len(axes)) if axes[k] == "S" and sizes[k] not in (3, 4)]
+    if not channels:
+        return None
+    n_pages = int(np.prod(sizes[:n_leading]))
+    first_of_each = tuple(0 if k in channels else slice(None) for k in range(len(axes)))
+    frame_pages = np.arange(n_pages).reshape(sizes[:n_leading])[first_of_each[:n_leading]].ravel()
+    not_read = [f"{_CHANNEL_NOUNS[axes[k]]} 2 of 2" if sizes[k] == 2 else
+                f"{_CHANNEL_NOUNS[axes[k]]}s 2-{sizes[k]} of {sizes[k]}" for k in channels]
+    read = " and ".join(f"{_CHANNEL_NOUNS[axes[k]]} 1" for k in channels)
+    note = " and ".join(f"{text} (axis {axes[k]})" for text, k in zip(not_read, channels))
+    return _OneChannel(frame_pages, first_of_each[n_leading:], n_pages,
+                       f"{note} not read: the frames are those of {read}")
 
 
 def _missing_page(k: int) -> str:
@@ -1016,31 +1088,41 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
                 skipped = _pages_not_frames(tiff.pages, start, one_image=True)
                 tiff.close()
                 return _open_image(path, cache_size, stored_dtype, skipped)
-            # pages written one at a time (a series each) or of several shapes: every page is a frame, and
-            # a page that does not match the first one is a bad frame when it is read
-            n_frames = max(n_pages, series_frames, declared_frames)
+            channel = _one_channel(*_stack_axes(tiff, series, first_page), first_page)
+            if channel is None:
+                # pages written one at a time (a series each) or of several shapes: every page is a frame, and
+                # a page that does not match the first one is a bad frame when it is read
+                n_frames = max(n_pages, series_frames, declared_frames)
+                frame_pages, in_page, skipped_channels = range(n_frames), (), []
+                # what the file holds one after another, each of `stored_shape`: frames (of a stack tifffile wrote
+                # as one page of 3 or 4 sample planes, those planes)
+                n_stored, in_series, stored_shape = n_frames, series_frames, shape[-2:]
+            else:
+                frame_pages, in_page, skipped_channels = channel.frame_pages, channel.in_page, [channel.note]
+                n_frames = len(frame_pages)
+                n_stored, in_series, stored_shape = max(n_pages, channel.n_pages), channel.n_pages, first_page.shape
             mappable = series is not None and not is_color
-            offset = _contiguous_data_offset(series, series_frames, n_frames, n_pages) if mappable else None
+            offset = _contiguous_data_offset(series, in_series, n_stored, n_pages) if mappable else None
             memmap = None
             if offset is not None:
                 dtype = np.dtype(tiff.byteorder + series.dtype.char)
-                frame_bytes = int(np.prod(shape[-2:])) * dtype.itemsize
-                in_file = min(n_frames, max(0, os.path.getsize(path) - offset) // frame_bytes)
+                stored_bytes = int(np.prod(stored_shape)) * dtype.itemsize
+                in_file = min(n_stored, max(0, os.path.getsize(path) - offset) // stored_bytes)
                 if in_file == 0:
                     raise SourceError(f"{path}: {_missing_page(start)}")
-                memmap = np.memmap(path, dtype, "r", offset, (in_file, *shape[-2:]))
-            elif link == 0 and n_frames > n_pages:
+                memmap = np.memmap(path, dtype, "r", offset, (in_file, *stored_shape))
+            elif channel is None and link == 0 and n_frames > n_pages:
                 raise SourceError(f"{path}: {n_pages} TIFF pages for {n_frames} frames; cannot read lazily")
             else:
                 in_file = n_pages
-            bad = [BadFrame(str(path), _missing_page(start + k), k, _page_stem(path, k))
-                   for k in range(in_file, n_frames)]
-            if link != 0 and n_frames == n_pages:  # pages lost, and nothing says how many
+            bad = [BadFrame(str(path), _missing_page(start + frame_pages[k]), k, _page_stem(path, k))
+                   for k in range(bisect.bisect_left(frame_pages, in_file), n_frames)]
+            if link != 0 and n_stored == n_pages:  # pages lost, and nothing says how many
                 cut = link is None or link >= os.path.getsize(path)
                 why = "the file ends before them (truncated file?)" if cut else "the link to them is damaged"
                 bad.append(BadFrame(str(path), f"pages after page {start + n_pages}: missing, {why}"))
-            first = _tiff_page_to_gray(_copy_of_mapped(memmap, 0) if memmap is not None else first_page.asarray(),
-                                       path)
+            first = _tiff_page_to_gray(_copy_of_mapped(memmap, (0, *in_page)) if memmap is not None
+                                       else first_page.asarray()[in_page], path)
         except SourceError:
             tiff.close()
             raise
@@ -1050,9 +1132,9 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
         except Exception as e:
             tiff.close()
             raise SourceError(f"{path}: unreadable TIFF ({e})") from None
-    source = TiffStackSource(path, tiff, memmap, n_frames, start, shape=first.shape, dtype=first.dtype,
+    source = TiffStackSource(path, tiff, memmap, frame_pages, in_page, start, shape=first.shape, dtype=first.dtype,
                              stored_dtype=stored_dtype, bad_frames=bad, cache_size=cache_size, prefetch=prefetch,
-                             skipped_pages=_pages_not_frames(tiff.pages, start, one_image=False))
+                             skipped_pages=_pages_not_frames(tiff.pages, start, one_image=False) + skipped_channels)
     first.flags.writeable = False
     source._store(0, first)
     return source
