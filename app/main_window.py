@@ -1,6 +1,7 @@
 """The review window: wires the frame view, timeline and docks to a ReviewSession and the detection worker."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -466,18 +467,30 @@ class MainWindow(QtWidgets.QMainWindow):
                                 "or irsam detect --save-logits)")
 
     def _update_targets(self) -> None:
+        """The Targets list: the committed mask's targets where the frame has one, else the proposal's
+        (`FrameLayers.targets`), their SNR measured with the pixels of that mask left out of the ring."""
         targets = self.layers.targets if self.frame is not None else []
-        mask = self.layers.prediction
+        mask = self.layers.committed if self.layers.committed is not None else self.layers.prediction
         snrs = [target_snr(self._measured_frame(), t, mask) for t in targets]
         # a selection kept from a frame where it was (none within reach here) is no row of this frame's list
         shown = next((t.id for t in targets if t is self.selected), None)
-        self.target_list.set_targets(targets, snrs, shown)
+        count = counted(len(targets), "target", "targets")
+        if self.frame is None:
+            caption = ""
+        elif self.layers.committed is not None:
+            caption = f"committed mask ({count})"
+        else:
+            caption = f"proposal ({count})" if self.layers.prediction is not None else "no proposal"
+        self.target_list.set_targets(targets, snrs, shown, caption)
 
     def _update_metrics(self) -> None:
         """Per-frame scores against the ground truth (`frame_scores_text`); a new ground-truth warning said."""
         truth = self.session.ground_truth
         boxes = truth.boxes(self.index) if truth is not None else []
-        self.metrics_label.setText(frame_scores_text(self.layers, boxes, self._scores))
+        # the prediction's Pd against boxes counts the proposal's targets, which `frame_scores_text` takes from
+        # `targets` (the committed mask's, where there is one)
+        scored = dataclasses.replace(self.layers, targets=self.layers.proposals)
+        self.metrics_label.setText(frame_scores_text(scored, boxes, self._scores))
         if truth is not None and len(truth.mask_warnings) > self._truth_warnings_shown:
             self._truth_warnings_shown = len(truth.mask_warnings)
             path, reason = truth.mask_warnings[-1]
@@ -500,8 +513,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Raw value and local contrast under the cursor; False when the cursor is not on the frame."""
         if self.cursor is None or self.frame is None:
             return False
-        # the prediction first: the Targets list's SNR
-        text = cursor_readout(self.frame, *self.cursor, self.layers.prediction, self.layers.committed,
+        # the mask of the Targets list's targets first (the committed mask, where there is one): their SNR
+        text = cursor_readout(self.frame, *self.cursor, self.layers.committed, self.layers.prediction,
                               measured=self._measured_frame())
         if text is None:
             return False

@@ -28,11 +28,14 @@ from app.core.normalization import Normalization, NormalizationRequest, default_
 from app.core.project import (DiskChanges, FrameChange, ProjectError, ReviewProject, ReviewStatus, find_changed_frames,
                               follows, is_project, project_dir_for, read_project_meta)
 from app.core.provenance import ProposalOrigin
-from app.core.targets import Target
+from app.core.targets import Target, committed_targets
 
 LAYER_CACHE = 32  # frames whose layer files (masks, edges, probabilities) are kept decoded (about 1.3 MB each at 640x512)
 LAYER_PREFETCH = 3  # frames ahead (in the scrubbing direction) whose layer files are read in the background
 FILE_LAYERS = ("prediction", "edges", "probability", "committed", "truth")
+# read whatever overlays are shown: the frame's targets come from its committed mask where it has one, with the
+# scores of the proposal's
+TARGET_LAYERS = {"prediction", "committed"}
 STATUS_CODES = {s: k for k, s in enumerate(ReviewStatus)}  # unreviewed 0 ... negative 4 (timeline colours)
 NOT_RUN, UNREADABLE = -1, -2
 COUNTS_PER_LOOK = 32  # targets of other instances' proposals counted per `refresh_from_disk` (1-3 ms each)
@@ -47,7 +50,10 @@ class FrameLayers:
     committed: np.ndarray | None = None  # bool (H, W)
     edges: np.ndarray | None = None  # uint8 0..255 (edge probability, as stored in the project)
     probability: np.ndarray | None = None  # uint8 0..255 (sigmoid of the saved logits)
+    # the targets listed and boxed: those of the committed mask where there is one (`committed_targets`), else
+    # `proposals`
     targets: list[Target] = field(default_factory=list)
+    proposals: list[Target] = field(default_factory=list)  # the detector's targets of `prediction` (detections.csv)
     origin: ProposalOrigin | None = None  # what made the prediction, when recorded
     truth_mask: np.ndarray | None = None  # bool (H, W)
     truth_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # x0, y0, x1, y1 inclusive
@@ -462,7 +468,7 @@ class ReviewSession:
         so a jump waits for the slower of the two rather than for both. The layers' `change` is the frame's
         (`frame_change`): whether it changed on disk since its work was made."""
         with self._files_lock:
-            cached = (wanted | {"prediction"}) & set(FILE_LAYERS) <= self._files.get(index, {}).keys()
+            cached = (wanted | TARGET_LAYERS) & set(FILE_LAYERS) <= self._files.get(index, {}).keys()
         if cached or self.is_unreadable(index):  # (one that reads now has its layers read again after it)
             frame, layers = self.frame(index), self._layers(index, wanted)
         else:
@@ -487,12 +493,14 @@ class ReviewSession:
         """`layers` without `change` (`frame_and_layers` sets it from the frame it decodes beside them)."""
         direction = 1 if index >= self._last_index else -1
         self._last_index = index
-        files = self._layer_files(index, wanted | {"prediction"})
+        files = self._layer_files(index, wanted | TARGET_LAYERS)
         layers = FrameLayers(prediction=files.get("prediction"), edges=files.get("edges"),
                              probability=files.get("probability"), origin=files.get("origin"))
         if self.project is not None and self.detection_counts[index] >= 0:
-            layers.targets = self.project.detections(self.stem(index))
+            layers.proposals = self.project.detections(self.stem(index))
         layers.committed = files.get("committed")
+        layers.targets = (layers.proposals if layers.committed is None
+                          else self._committed_targets(index, files, layers.proposals))
         layers.stamps = {layer: files[f"{layer}_stamp"] for layer in ("masks", "labels") if f"{layer}_stamp" in files}
         layers.truth_mask = files.get("truth")
         if self.ground_truth is not None and "truth" in wanted:
@@ -500,8 +508,20 @@ class ReviewSession:
                 (math.ceil(x), math.ceil(y), math.floor(x + w), math.floor(y + h))
                 for x, y, w, h in self.ground_truth.boxes(index)
             ]
-        self._prefetch_files(index, direction, wanted | {"prediction"})
+        self._prefetch_files(index, direction, wanted | TARGET_LAYERS)
         return layers
+
+    def _committed_targets(self, index: int, files: dict[str, object], proposals: list[Target]) -> list[Target]:
+        """`committed_targets` of a frame's cached files, labelled once for the arrays cached: the cache hands out
+        the same arrays until the frame's files change (an edit, an undo, a new proposal), and new ones after."""
+        committed, prediction = files["committed"], files.get("prediction")
+        kept = files.get("committed_targets")  # (committed, prediction, their targets)
+        if kept is None or kept[0] is not committed or kept[1] is not prediction:
+            kept = (committed, prediction, committed_targets(committed, prediction, proposals))
+            with self._files_lock:
+                if index in self._files:
+                    self._files[index]["committed_targets"] = kept
+        return list(kept[2])
 
     def _layer_files(self, index: int, wanted: set[str]) -> dict[str, object]:
         """Decoded layer files of a frame (cached); only the wanted keys are read."""

@@ -1,6 +1,8 @@
 """Mask editing in the real window under Xvfb: real mouse drags and clicks on the frame view, exact pixels."""
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from PySide6.QtTest import QTest
 
 from app.core.edits import fill_polygon, grow_target, paint_stroke
 from app.core.project import ProjectWriteError, ReviewStatus
+from app.core.propagation import target_to_carry
 from app.core.targets import label_components
 from app.editing import Tool
 from tests.gui_review_helpers import (click, committed, double_click, drag, open_project, predict_ground_truth,
@@ -266,6 +269,11 @@ def test_failed_save_shows_an_error_and_keeps_the_previous_file(editing, qtbot, 
     assert label_file.read_bytes() == saved
     shown = editing.frame_view.layers.committed
     assert shown[y0 + 5, x0 : x0 + 7].all()  # the unsaved stroke stays visible (in memory)
+    editing.update_panels()
+    # and the Targets list and boxes are those of the mask shown: the unsaved stroke is a target of its own
+    strokes = [t for t in editing.frame_view.layers.targets if t.y0 >= y0 and t.y1 <= y0 + 5 and t.x0 >= x0]
+    assert [(t.y0, t.y1) for t in strokes] == [(y0, y0), (y0 + 5, y0 + 5)]
+    assert len(editing.target_list.targets) == len(editing.frame_view.layers.targets)
     monkeypatch.undo()
     drag(editing, [(x0, y0 + 10), (x0 + 6, y0 + 10)])  # the next save carries the unsaved stroke too
     mask = committed(editing)
@@ -281,3 +289,69 @@ def test_first_edit_without_a_project_creates_it(window, fresh_sequence, qtbot):
     assert window.session.status(0) is ReviewStatus.CORRECTED
     model = window.review_tools.review_panel.model
     assert model.rowCount() == 60 and model.rows[0].status is ReviewStatus.CORRECTED
+
+
+def _listed(window) -> list[tuple[str, str]]:
+    """(id, peak) as the Targets list shows them, by id."""
+    table = window.target_list
+    return sorted((table.item(row, 0).text(), table.item(row, 4).text()) for row in range(table.rowCount()))
+
+
+def _box_labels(window) -> list[str]:
+    """The id/score labels of the detection boxes drawn over the frame."""
+    return [label.textItem.toPlainText() for label in window.frame_view.box_labels if label.isVisible()]
+
+
+def test_a_deleted_proposal_target_leaves_the_targets_list_and_the_boxes_and_comes_back_with_undo(editing, qtbot):
+    """GUI audit: after the analyst deleted a false alarm, the list and the boxes still showed the proposal's targets;
+    they are the committed mask's now, each with the score of the proposal target it is."""
+    first, second = editing.layers.targets
+    assert _listed(editing) == [("1", "5.00"), ("2", "5.00")] and _box_labels(editing) == ["1 5.00", "2 5.00"]
+    assert editing.target_list.caption.text() == "proposal (2 targets)"
+    _use(editing, Tool.DELETE_COMPONENT)
+    ys, xs = np.nonzero(_prediction(editing)[first.y0 : first.y1 + 1, first.x0 : first.x1 + 1])
+    click(editing, first.x0 + int(xs[0]), first.y0 + int(ys[0]))
+    (kept,) = editing.layers.targets
+    assert (kept.id, kept.x0, kept.y0, kept.x1, kept.y1, kept.peak_score) == (
+        1, second.x0, second.y0, second.x1, second.y1, second.peak_score)
+    assert _listed(editing) == [("1", "5.00")] and editing.target_list.targets == [kept]
+    assert editing.target_list.caption.text() == "committed mask (1 target)"
+    assert editing.frame_view.layers.targets == [kept] and _box_labels(editing) == ["1 5.00"]
+    qtbot.keyClick(editing.frame_view.graphics, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)
+    assert committed(editing) is None
+    assert _listed(editing) == [("1", "5.00"), ("2", "5.00")] and _box_labels(editing) == ["1 5.00", "2 5.00"]
+    assert editing.target_list.caption.text() == "proposal (2 targets)"
+
+
+def test_targets_grown_by_hand_on_a_frame_never_detected_are_listed_and_one_can_be_selected(window, fresh_sequence,
+                                                                                             qtbot):
+    """GUI audit: on a frame never detected the list stayed empty after the analyst grew targets, so none could be
+    selected for the 3D view or to propagate alone."""
+    image_path = sorted((fresh_sequence / "images").glob("*.png"))[0]
+    image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    for cx, cy in ((100.0, 20.0), (100.0, 70.0)):  # away from the synthetic targets (x 39-44)
+        image = image + 3000 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 1.5 ** 2))
+    cv2.imwrite(str(image_path), np.clip(image, 0, 65535).astype(np.uint16))
+    predict_ground_truth(fresh_sequence, frames=[1])  # a project, in which frame 0 was never detected
+    open_project(window, qtbot, fresh_sequence)
+    assert window.layers.prediction is None and window.target_list.rowCount() == 0
+    assert window.target_list.caption.text() == "no proposal"
+    window.surface_dock.show()
+    _use(window, Tool.GROW_TARGET)
+    click(window, 100, 20)
+    click(window, 100, 70)
+    upper, lower = window.layers.targets
+    assert (upper.y0 <= 20 <= upper.y1, lower.y0 <= 70 <= lower.y1) == (True, True)
+    assert math.isnan(upper.peak_score) and math.isnan(lower.peak_score)
+    assert _listed(window) == [("1", "-"), ("2", "-")] and _box_labels(window) == ["1", "2"]
+    assert window.target_list.caption.text() == "committed mask (2 targets)"
+    row = next(r for r in range(2) if window.target_list.item(r, 0).text() == "2")
+    window.target_list.selectRow(row)
+    assert window.selected is lower
+    assert f"target 2 at ({lower.cx:.0f}, {lower.cy:.0f})" in window.surface_view.caption.text()
+    # propagation carries the selected target alone
+    working = window.review_tools.editing.editor.working_mask(0)
+    carried = target_to_carry(working, (lower.x0, lower.y0, lower.x1, lower.y1))
+    _, labels = label_components(working)
+    assert np.array_equal(carried, labels == 2)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtTest, QtWidgets
 
-from app.measure import frame_iou_pd
+from app.measure import frame_box_pd, frame_iou_pd
 from app.session import ReviewSession
 from model.detectors import FrameResult
 from app.editing import Tool
@@ -429,7 +429,10 @@ def test_real_clip_with_box_ground_truth(window, tmp_path, qtbot):
     window.session.commit_mask(0, committed)
     window.show_frame(0)
     found = int(committed.any())
-    assert window.metrics_label.text().startswith("prediction: Pd ")
+    # the prediction is still scored by the proposal's targets, those listed now being the committed mask's
+    hits, false_alarms = frame_box_pd(window.layers.proposals, window.session.ground_truth.boxes(0))
+    assert len(window.layers.targets) < len(window.layers.proposals) and false_alarms > 0
+    assert window.metrics_label.text().startswith(f"prediction: Pd {hits}/1  false alarms {false_alarms}")
     assert window.metrics_label.text().endswith(f"committed: Pd {found}/1  false alarms 0")
 
 

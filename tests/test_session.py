@@ -275,3 +275,34 @@ def test_a_frame_whose_proposal_file_cannot_be_read_is_not_accepted(tmp_path):
     editor.set_status(1, ReviewStatus.CORRECTED)  # the (empty) mask shown committed: accepted then takes it
     editor.set_status(1, ReviewStatus.ACCEPTED)
     session.close()
+
+
+def test_a_frames_targets_are_its_committed_masks_whatever_the_overlays_and_labelled_once_per_change(tmp_path,
+                                                                                                   monkeypatch):
+    """The targets listed and boxed are the committed mask's where there is one, with the proposal's scores; the
+    proposal's stay in `proposals`. The committed mask is read for them with its overlay off too (the edit tools'
+    diff switches it off), and labelled again only once it changed."""
+    import app.session
+
+    write_folder(tmp_path / "seq", n=2, names=["00.png", "01.png"])
+    session = ReviewSession.open(tmp_path / "seq")
+    session.ensure_project().save_prediction("00", proposal_of_one_target())
+    session.record_result(0)
+    labelled = []
+    counting = app.session.committed_targets
+    monkeypatch.setattr(app.session, "committed_targets", lambda *a: labelled.append(1) or counting(*a))
+    editor = FrameEditor(session)
+    assert editor.paint(0, [(20, 15), (22, 15)], 1)  # a target drawn by hand, after the proposal's in raster order
+    for wanted in (set(), {"committed"}, {"edges"}):
+        layers = session.layers(0, wanted)
+        assert [(t.id, t.x0, t.y0, t.peak_score) for t in layers.proposals] == [(1, 5, 4, 5.0)]
+        assert [(t.id, t.x0, t.y0) for t in layers.targets] == [(1, 5, 4), (2, 20, 15)]
+        assert layers.targets[0].peak_score == 5.0 and np.isnan(layers.targets[1].peak_score)
+    assert len(labelled) == 1
+    assert editor.delete_component(0, 6, 5)
+    assert [(t.id, t.x0, t.y0) for t in session.layers(0, set()).targets] == [(1, 20, 15)]
+    assert len(labelled) == 2
+    assert editor.undo(0) and editor.undo(0)  # no committed mask: the proposal's targets
+    layers = session.layers(0, set())
+    assert layers.targets == layers.proposals and len(layers.targets) == 1
+    session.close()

@@ -5,7 +5,8 @@ scan), the order the field's Pd/Fa code matches targets in; OpenCV's own labels 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -82,3 +83,21 @@ def extract_targets(mask: np.ndarray, score: np.ndarray | None = None) -> list[T
         )
         for i in range(1, n + 1)
     ]
+
+
+def committed_targets(committed: np.ndarray, prediction: np.ndarray | None, proposals: list[Target]) -> list[Target]:
+    """The targets of the analyst's committed mask, as export writes them (`extract_targets`: 8-connected, ids in
+    raster order), each with the highest peak score of the proposal targets it overlaps, and NaN for one that
+    overlaps none (drawn by hand).
+
+    `proposals` are the targets of `prediction` with the ids `extract_targets` gives its components (detections.csv:
+    the saved proposal mask's components, peaks of its logits). Without them, or when their ids are not those of
+    `prediction`'s components (1..n), no target inherits a score."""
+    count, labels = (0, None) if prediction is None else label_components(prediction)
+    if count == 0 or sorted(t.id for t in proposals) != list(range(1, count + 1)):
+        return extract_targets(committed)
+    peak_of_label = np.full(count + 1, -np.inf)  # label 0 (outside the proposal) gives no score
+    for t in proposals:
+        peak_of_label[t.id] = t.peak_score
+    return [replace(t, peak_score=math.nan) if t.peak_score == -math.inf else t
+            for t in extract_targets(committed, peak_of_label[labels])]

@@ -14,6 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.edits import paint_stroke
 from app.core.project import ProjectWriteError
+from app.core.targets import committed_targets
 from app.editing import EditRefused, FrameEditor, MaskNotUndone, StatusNotSaved, Tool, brush_offsets
 
 TOOL_LABELS = {
@@ -281,8 +282,10 @@ class MaskEditing(QtCore.QObject):
         index = self.window.index
         self.palette.set_history(editor.can_undo(index), editor.can_redo(index))
         if index in editor.unsaved:
-            self.window.layers.committed = editor.unsaved[index]
-            self.frame_view.show_frame(self.window.frame, self.window.layers)
+            layers = self.window.layers
+            layers.committed = editor.unsaved[index]
+            layers.targets = committed_targets(layers.committed, layers.prediction, layers.proposals)
+            self.frame_view.show_frame(self.window.frame, layers)
         if self.diff_shown:
             self.diff_item.setImage(diff_rgba(*editor.diff(index)), autoLevels=False)
             self.diff_item.show()

@@ -97,6 +97,7 @@ class ReviewTools(QtCore.QObject):
         widget = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(widget)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(window.target_list.caption)  # whose targets the list shows
         layout.addWidget(window.target_list, 1)
         layout.addWidget(propagation)
         # on a short screen the list keeps its minimum and the dock scrolls: squeezed, the propagation's

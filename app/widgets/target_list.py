@@ -1,4 +1,5 @@
-"""The targets of the shown frame: id, centroid, area, peak score, SNR. Clicking one selects it."""
+"""The targets of the shown frame: id, centroid, area, peak score, SNR. Clicking one selects it. Its caption says
+whose targets they are: the committed mask's where the frame has one, else the detector's proposal's."""
 from __future__ import annotations
 
 import math
@@ -47,10 +48,17 @@ class TargetList(QtWidgets.QTableWidget):
         self.horizontalHeader().setSortIndicator(0, QtCore.Qt.AscendingOrder)  # targets by id until a header is clicked
         self.setFocusPolicy(QtCore.Qt.ClickFocus)
         self.targets: list[Target] = []
+        # placed above the list by ReviewTools (the list shares its dock with the propagation controls)
+        self.caption = QtWidgets.QLabel()
+        self.caption.setToolTip("The committed mask's targets (what export writes), each with the peak score of the "
+                                "proposal target it overlaps (\"-\" for one drawn by hand); on a frame without a "
+                                "committed mask, the detector's proposal")
         self.itemSelectionChanged.connect(self._selection_changed)
 
-    def set_targets(self, targets: list[Target], snrs: list[float], selected_id: int | None = None) -> None:
+    def set_targets(self, targets: list[Target], snrs: list[float], selected_id: int | None = None,
+                    caption: str = "") -> None:
         self.targets = list(targets)
+        self.caption.setText(caption)
         with QtCore.QSignalBlocker(self):
             self.setUpdatesEnabled(False)
             self.setSortingEnabled(False)
