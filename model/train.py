@@ -502,11 +502,12 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
     run = run_record(cfg, ctx.world_size, train_stems, val_stems,
                      [[s.stem for s in samples] for samples in extra_samples],
                      data_contents(train_samples, val_samples, extra_samples))
-    if resume_state is not None and "run" in resume_state:  # last.pt files from before runs were recorded: as they are
-        check_same_run(out, json.loads(resume_state["run"]), run)
     new_extra_samples = _new_extra_samples(cfg, train_samples, val_samples, extra_samples, ctx, log)
+    # read before the run is compared: a damaged file changes the contents the run recorded, and is what to report
     train_images, train_masks, val_images, val_masks = _read_images(train_samples + new_extra_samples, val_samples,
                                                                     ctx, log)
+    if resume_state is not None and "run" in resume_state:  # last.pt files from before runs were recorded: as they are
+        check_same_run(out, json.loads(resume_state["run"]), run)
     export_windows = _export_windows(cfg, data, set(train_stems) | set(val_stems), extra_samples)
     ctx.barrier()  # every process has looked at --out before its leftovers go
     if ctx.is_main:

@@ -199,6 +199,24 @@ def test_a_resume_after_a_mask_changed_under_the_same_name_is_refused(dataset, t
     assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
 
 
+def test_a_resume_after_a_training_image_was_damaged_names_the_file_not_a_changed_run(dataset, tmp_path):
+    """Training audit 26: the damaged file changed the contents the run recorded, so the refusal said the images had
+    "changed under the same names" and advised another --out, where putting the file back resumes the run."""
+    data = Path(shutil.copytree(dataset, tmp_path / "data"))
+    out = tmp_path / "run"
+    with pytest.raises(Stopped):
+        train(config(data, out), log=stop_after(1))
+    image = data / "images" / f"{(data / 'train.txt').read_text().split()[0]}.png"
+    whole = image.read_bytes()
+    image.write_bytes(whole[:300])
+    with pytest.raises(ValueError) as refused:
+        train(config(data, out), log=lambda message: None)
+    assert str(refused.value).startswith(f"1 unusable training or validation file(s): {image}: ")
+    assert "other options" not in str(refused.value)
+    image.write_bytes(whole)
+    train(config(data, out), log=lambda message: None)  # the same run, resumed
+
+
 KILLED_WHILE_WRITING_LAST_PT = """
 import os, signal, sys
 import model.atomic as atomic
