@@ -508,6 +508,9 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
                                                                     ctx, log)
     if resume_state is not None and "run" in resume_state:  # last.pt files from before runs were recorded: as they are
         check_same_run(out, json.loads(resume_state["run"]), run)
+    if ctx.is_main and not any(mask.any() for mask in val_masks):
+        log(f"warning: no image --split-val lists ({len(val_masks)}) has a target, so validation cannot tell the "
+            "epochs apart: its IoU is 0 and Pd undefined at every epoch, and best.pt keeps the first epoch validated")
     export_windows = _export_windows(cfg, data, set(train_stems) | set(val_stems), extra_samples)
     ctx.barrier()  # every process has looked at --out before its leftovers go
     if ctx.is_main:

@@ -217,6 +217,23 @@ def test_a_resume_after_a_training_image_was_damaged_names_the_file_not_a_change
     train(config(data, out), log=lambda message: None)  # the same run, resumed
 
 
+def test_a_validation_split_without_a_target_is_warned_of(dataset, tmp_path):
+    """Training audit 26: the app's fine-tune warned of it, irsam train trained on silently to a best.pt chosen by
+    an IoU of 0 at every epoch."""
+    data = Path(shutil.copytree(dataset, tmp_path / "data"))
+    for stem in (data / "val.txt").read_text().split():
+        mask = data / "masks" / f"{stem}.png"
+        cv2.imwrite(str(mask), np.zeros_like(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)))
+    said = []
+    with pytest.raises(Stopped):
+        train(config(data, tmp_path / "run"), log=lambda m: said.append(m) or stop_after(1)(m))
+    assert any(m.startswith("warning: no image --split-val lists (") and "has a target" in m for m in said)
+    said.clear()
+    with pytest.raises(Stopped):
+        train(config(dataset, tmp_path / "run2"), log=lambda m: said.append(m) or stop_after(1)(m))
+    assert not any("has a target" in m for m in said)
+
+
 KILLED_WHILE_WRITING_LAST_PT = """
 import os, signal, sys
 import model.atomic as atomic
