@@ -67,6 +67,8 @@ def read_split(path: str | Path) -> list[str]:
     ValueError when the file is not UTF-8 text or lists an image more than once (it would count again)."""
     try:
         text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark would stick to the first stem
+    except (FileNotFoundError, IsADirectoryError):
+        raise ValueError(f"split file {path}: no such file") from None
     except UnicodeDecodeError as error:
         raise ValueError(f"split file {path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
     stems = [stem for stem in map(split_line_stem, text.splitlines()) if stem]
@@ -105,16 +107,19 @@ def _with_masks(images: dict[str, Path], stems: Sequence[str], masks_dir: Path, 
     """The samples of `stems`, each image (stem -> path) paired with its mask in `masks_dir` (<stem>.png or
     <stem>_pixels0.png); FileNotFoundError naming those without an image (`lacking` says where) or a mask."""
     masks = _images_in(masks_dir)
-    samples, missing = [], []
+    samples, without_image, without_mask = [], [], []
     for stem in stems:
         mask = next((masks[stem + suffix] for suffix in MASK_SUFFIXES if stem + suffix in masks), None)
-        if stem not in images or mask is None:
-            missing.append(stem)
-            continue
-        samples.append(Sample(stem, images[stem], mask))
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(stems)} samples lack {lacking} or a mask in {masks_dir}: "
-                                f"{_listing(missing)}")
+        if stem not in images:
+            without_image.append(stem)
+        elif mask is None:
+            without_mask.append(stem)
+        else:
+            samples.append(Sample(stem, images[stem], mask))
+    if without_image or without_mask:
+        lacks = [f"{len(missing)} of {len(stems)} samples lack {what}: {_listing(missing)}"
+                 for missing, what in ((without_image, lacking), (without_mask, f"a mask in {masks_dir}")) if missing]
+        raise FileNotFoundError("; ".join(lacks))
     return samples
 
 

@@ -151,8 +151,9 @@ def first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def split_samples(data: Path, split_file: str) -> list[Sample]:
-    """The samples a split file lists (raises when it lists none, or an image or mask is missing)."""
+def split_samples(data: Path, split_file: str, option: str = "") -> list[Sample]:
+    """The samples a split file lists (raises when it lists none, or an image or mask is missing, naming `option`,
+    the split's command-line option, where given)."""
     missing = [name for name in ("images", "masks") if not (data / name).is_dir()]
     if missing:
         inside = sorted(p.name for p in data.iterdir() if (p / "images").is_dir() and (p / "masks").is_dir()) \
@@ -160,7 +161,10 @@ def split_samples(data: Path, split_file: str) -> list[Sample]:
         hint = f": the data set is in {data / inside[0]} (a BasicIRSTD export keeps it in a folder of its name)" \
             if len(inside) == 1 else ""
         raise ValueError(f"--data {data} holds no {' or '.join(f'{name}/' for name in missing)} folder{hint}")
-    samples = find_dataset(data / "images", data / "masks", split_file)
+    try:
+        samples = find_dataset(data / "images", data / "masks", split_file)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{option + ' ' if option else ''}{split_file}: {error}") from None
     if not samples:
         raise ValueError(f"split file {split_file} lists no images")
     return samples
@@ -493,7 +497,8 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
     cfg, resume_state, init_report, leftovers = _resume_state_or_new_run(cfg, model, model_config, out)
     model.to(ctx.device).train()
     data = Path(cfg.data)
-    train_samples, val_samples = split_samples(data, cfg.split_train), split_samples(data, cfg.split_val)
+    train_samples = split_samples(data, cfg.split_train, "--split-train")
+    val_samples = split_samples(data, cfg.split_val, "--split-val")
     train_stems, val_stems = [s.stem for s in train_samples], [s.stem for s in val_samples]
     overlap = set(train_stems) & set(val_stems)
     if overlap:
