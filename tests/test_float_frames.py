@@ -1,10 +1,11 @@
 """32-bit float frames (a radiometric camera's temperatures), NaN where the camera gave no data: read, normalised,
-detected, exported and shown as they are."""
+detected, exported and shown as they are; no data carries no edge to the detectors."""
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
@@ -12,10 +13,11 @@ import tifffile
 from app.cli import main
 from app.core.export import export_project
 from app.core.frames import open_source
-from app.core.normalization import default_for
+from app.core.normalization import Normalization, default_for
 from app.core.project import ReviewProject
 from app.core.synthetic import DEMO_CONFIG, generate_sequence
 from app.measure import cursor_readout
+from model.classical import make_classical_detector
 from tests.test_normalization import FrameList
 
 NO_DATA = (3, 4)  # (x, y) of a pixel the camera gave no value for, in every frame
@@ -34,7 +36,7 @@ def temperatures(tmp_path_factory) -> tuple[Path, object]:
     return path, sequence
 
 
-def test_a_float_stack_is_read_as_it_is_and_its_no_data_pixels_go_to_the_bottom(temperatures):
+def test_a_float_stack_is_read_as_it_is_and_its_no_data_pixels_are_filled_from_around_them(temperatures):
     path, sequence = temperatures
     with open_source(path) as source:
         assert source.dtype == np.float32 and len(source) == 12 and source.frame_shape(0) == (64, 80)
@@ -44,7 +46,7 @@ def test_a_float_stack_is_read_as_it_is_and_its_no_data_pixels_go_to_the_bottom(
     assert np.isfinite([normalization.low, normalization.high]).all() and normalization.low < normalization.high
     assert set(normalization.bad_pixels) == set(sequence.hot_pixels) | set(sequence.dead_pixels)
     image = normalization.apply(frame)
-    assert image.dtype == np.uint8 and image[NO_DATA[1], NO_DATA[0]] == 0
+    assert image.dtype == np.uint8 and _within_its_neighbours(image, *NO_DATA)
     # the detectors see what they see of the same camera's 16-bit counts: the temperatures are a linear map of them
     counts = [frame.copy() for frame in sequence.frames]
     counts_normalization = default_for(FrameList(counts))
@@ -57,7 +59,12 @@ def test_a_float_stack_is_read_as_it_is_and_its_no_data_pixels_go_to_the_bottom(
     infinite = frame.copy()
     infinite[5, 6], infinite[7, 8] = np.inf, -np.inf
     image = normalization.apply(infinite)
-    assert image[5, 6] == image[7, 8] == 0
+    assert _within_its_neighbours(image, 6, 5) and _within_its_neighbours(image, 8, 7)
+
+
+def _within_its_neighbours(image: np.ndarray, x: int, y: int) -> bool:
+    around = np.delete(image[y - 1 : y + 2, x - 1 : x + 2].ravel(), 4)
+    return around.min() <= image[y, x] <= around.max()
 
 
 def test_float_frames_are_detected_and_exported_with_their_raw_values(temperatures, tmp_path, capsys):
@@ -154,3 +161,75 @@ def test_no_data_pixels_are_left_out_of_the_numbers(temperatures, tmp_path, caps
     assert main(["info", str(blank_first)]) == 0
     low, high = capsys.readouterr().out.split("value range:")[1].split(" over")[0].strip().split("..")
     assert 20.0 <= float(low) < float(high) < 90.0
+
+
+# A radiometric audit's scene: temperatures rising 0.12 K a row towards a 30x50 px block of no data, and a target
+# above it. As the bottom of the window the block was a cold object with a sharp edge: Top-Hat saw targets along its
+# top edge, and PSTNN lost the target.
+TARGET = (150, 40)  # (x, y)
+NO_DATA_BLOCK = np.s_[104:134, 10:60]
+
+
+def _frame_with_a_no_data_block(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:160, 0:200]
+    frame = 260.0 + 30.0 * rows / 256 + rng.normal(0, 0.05, rows.shape)
+    frame += 2.0 * np.exp(-((cols - TARGET[0]) ** 2 + (rows - TARGET[1]) ** 2) / 2.0)
+    frame = frame.astype(np.float32)
+    frame[NO_DATA_BLOCK] = np.nan
+    return frame
+
+
+def _detected_centres(method: str, image: np.ndarray) -> list[tuple[float, float]]:
+    mask = make_classical_detector(method).detect([image])[0].mask
+    count, _, _, centres = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return [(float(x), float(y)) for x, y in centres[1:count]]
+
+
+@pytest.mark.parametrize("method", ["tophat", "pstnn"])
+def test_a_no_data_block_gives_no_false_alarm_and_loses_no_target(method):
+    for seed in range(3):
+        frame = _frame_with_a_no_data_block(seed)
+        centres = _detected_centres(method, Normalization.from_percentiles(frame).apply(frame))
+        assert len(centres) == 1 and np.hypot(centres[0][0] - TARGET[0], centres[0][1] - TARGET[1]) < 1.5, centres
+
+
+def test_irsam_detect_reports_only_the_target_beside_a_no_data_block(tmp_path):
+    stack = np.stack([_frame_with_a_no_data_block(seed) for seed in range(3)])
+    stack[1, 50, 100] = np.inf  # no temperature a camera measures: no data too
+    path = tmp_path / "no_data_block.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    assert main(["detect", str(path), "--out", str(tmp_path / "project"), "--method", "tophat", "--quiet"]) == 0
+    project = ReviewProject.open(tmp_path / "project")
+    assert [[(round(t.cx), round(t.cy)) for t in project.detections(stem)] for stem in project.stems] == [[TARGET]] * 3
+
+
+def test_no_data_is_filled_from_the_data_around_it_and_the_rest_of_the_detector_input_is_as_before():
+    frame = _frame_with_a_no_data_block()
+    normalization = Normalization.fixed(262.0, 292.0)
+    complete = frame.copy()
+    complete[NO_DATA_BLOCK] = 270.0
+    # the mapping of the module's docstring, bit for bit, for a frame without no data
+    formula = np.clip(np.floor((complete.astype(np.float64) - 262.0) * (255.0 / 30.0) + 0.5), 0, 255).astype(np.uint8)
+    assert np.array_equal(normalization.apply(complete), formula)
+
+    frame[10, 20], frame[11, 20] = np.inf, -np.inf
+    image = normalization.apply(frame)
+    no_data = ~np.isfinite(frame)
+    assert np.array_equal(image[~no_data], formula[~no_data])
+    around = cv2.dilate(no_data.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~no_data
+    block = image[NO_DATA_BLOCK]
+    assert image[around].min() <= block.min() and block.max() <= image[around].max()
+    for axis in (0, 1):  # no edge: no step beside or inside the no-data pixels is steeper than the data's own
+        steps = np.abs(np.diff(image.astype(int), axis=axis))
+        touching = np.delete(no_data, -1, axis=axis) | np.delete(no_data, 0, axis=axis)  # pairs with no data
+        assert steps[touching].max() <= steps[~touching].max()
+    assert _within_its_neighbours(image, 20, 10) and _within_its_neighbours(image, 20, 11)
+
+
+@pytest.mark.parametrize("no_data", [np.nan, np.inf])
+def test_a_frame_of_no_data_at_all_gives_the_bottom_of_the_window_and_no_detection(no_data):
+    frame = np.full((64, 80), no_data, np.float32)
+    image = Normalization.fixed(260.0, 290.0).apply(frame)
+    assert image.dtype == np.uint8 and image.shape == frame.shape and not image.any()
+    assert _detected_centres("tophat", image) == _detected_centres("pstnn", image) == []

@@ -13,12 +13,18 @@ stored with the window (fixed or from percentiles) and repaired before it is app
 are not detected as targets.
 The window itself is computed from the raw sample as before: leaving the bad pixels out of the
 percentiles narrows it, and that cost the shipped IRSAM weights a third of the demo's targets.
+
+A float frame's no-data pixels (NaN, and +-inf: no temperature a camera measures) are filled from the data
+around them before the window is applied, so that a no-data area carries no edge to the detectors (as the
+bottom of the window it looked like a cold object: Top-Hat saw targets along its edge, PSTNN lost every target).
+A frame of no data at all is the bottom of the window.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+import cv2
 import numpy as np
 
 from app.core.bad_pixels import BadPixelRepair, find_bad_pixels
@@ -85,8 +91,6 @@ class Normalization:
         return self._map(np.arange(65536, dtype=np.float64))
 
     def _map(self, values: np.ndarray) -> np.ndarray:
-        # no data (NaN, and +-inf: no temperature a camera measures) is the bottom of the window
-        values = np.nan_to_num(values, nan=self.low, posinf=self.low, neginf=self.low)
         scaled = np.floor((values - self.low) * (255.0 / (self.high - self.low)) + 0.5)
         return np.clip(scaled, 0, 255).astype(np.uint8)
 
@@ -104,7 +108,13 @@ class Normalization:
             return self._lut16.take(frame)
         if frame.dtype == np.uint8:
             return self._lut16[:256].take(frame)
-        return self._map(frame.astype(np.float64))
+        values = frame.astype(np.float64)
+        no_data = ~np.isfinite(values)
+        if no_data.all():
+            return np.zeros(values.shape, np.uint8)
+        if no_data.any():
+            values = _fill_no_data(values, no_data)
+        return self._map(values)
 
     def to_dict(self) -> dict:
         d = {"mode": self.mode, "low": float(self.low), "high": float(self.high)}
@@ -236,3 +246,21 @@ def _percentiles(frames: list[np.ndarray], p_low: float, p_high: float) -> tuple
         raise ValueError("every frame sampled is no data (NaN or inf only): no input window can be computed from it")
     low, high = np.percentile(values, [p_low, p_high], method="inverted_cdf")
     return float(low), float(high)
+
+
+def _fill_no_data(values: np.ndarray, no_data: np.ndarray) -> np.ndarray:
+    """`values` (float64, H x W) with each `no_data` pixel filled smoothly from the data around it (push-pull:
+    the weighted mean of the data at ever coarser pyramid levels, brought back up), O(H * W); at least one pixel
+    must be data.
+
+    Unlike the nearest data pixel's value, which draws each edge pixel's noise across the area as a streak that
+    Top-Hat and PSTNN detect, the fill is smooth and stays within the range of the data around it.
+    """
+    weight = cv2.pyrDown((~no_data).astype(np.float64))
+    weighted_sum = cv2.pyrDown(np.where(no_data, 0.0, values))
+    coarse_no_data = weight == 0
+    coarse = np.divide(weighted_sum, weight, out=np.zeros_like(weighted_sum), where=~coarse_no_data)
+    if coarse_no_data.any():
+        coarse = _fill_no_data(coarse, coarse_no_data)
+    height, width = values.shape
+    return np.where(no_data, cv2.pyrUp(coarse, dstsize=(width, height)), values)
