@@ -827,6 +827,46 @@ def test_a_hyperstack_reads_the_frames_of_its_first_channel_in_time_order(tmp_pa
         assert src.page_number(1) == 1 + np.prod(shape[1:-2])  # the page after every image of frame 0's time
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+def test_a_hyperstack_of_3_or_4_channels_tifffile_stored_as_sample_planes_reads_its_first_channel(tmp_path, channels):
+    """Diff review 26: without photometric, tifffile stores each time point's 3 or 4 channels as one page of sample
+    planes (the page says SYX, the series TCYX), which still read as interleaved frames."""
+    data = hyperstack((5, channels, 24, 32))
+    tifffile.imwrite(tmp_path / "tc.tif", data, metadata={"axes": "TCYX"})
+    assert tifffile.TiffFile(tmp_path / "tc.tif").pages[0].axes == "SYX"
+    with open_source(tmp_path / "tc.tif") as src:
+        assert len(src) == 5 and src.shape == (24, 32)
+        for k in range(5):
+            np.testing.assert_array_equal(src.frame(k), data[k, 0])
+        assert src.skipped_pages == [f"channels 2-{channels} of {channels} (axis C) not read: the frames are those of "
+                                     "channel 1"]
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_an_ome_hyperstack_whose_planes_are_stored_channel_by_channel_reads_channel_1_in_time_order(tmp_path,
+                                                                                                  compression):
+    """Diff review 26: the pages were taken in the file's order, whose IFDs this OME file's TiffData lists channel by
+    channel: frame 2 was time point 3, frame 3 channel 2."""
+    times, channels, height, width = 3, 2, 8, 10
+    planes = [np.full((height, width), 10 * (t + 1) + c, np.uint16) for c in range(channels) for t in range(times)]
+    tiffdata = "".join(f'<TiffData FirstC="{c}" FirstT="{t}" FirstZ="0" IFD="{c * times + t}" PlaneCount="1"/>'
+                       for t in range(times) for c in range(channels))
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+           '<Image ID="Image:0" Name="x"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" '
+           f'SizeX="{width}" SizeY="{height}" SizeC="{channels}" SizeT="{times}" SizeZ="1" BigEndian="false">'
+           + "".join(f'<Channel ID="Channel:0:{c}" SamplesPerPixel="1"/>' for c in range(channels))
+           + tiffdata + "</Pixels></Image></OME>")
+    path = tmp_path / "channel_major.ome.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for k, plane in enumerate(planes):
+            tif.write(plane, description=xml if k == 0 else None, metadata=None, compression=compression,
+                      contiguous=False)
+    with open_source(path) as src:
+        assert [int(src.frame(k)[0, 0]) for k in range(len(src))] == [10, 20, 30]
+        assert [src.page_number(k) for k in range(3)] == [1, 2, 3]
+        assert src.skipped_pages == ["channel 2 of 2 (axis C) not read: the frames are those of channel 1"]
+
+
 @pytest.mark.parametrize("compression", [None, "zlib"], ids=["memory-mapped", "page by page"])
 def test_a_hyperstack_cut_short_keeps_its_time_points_and_names_the_pages_lost(tmp_path, compression):
     """Cut short, tifffile gives an ImageJ file one page's series: its metadata still give the channels."""

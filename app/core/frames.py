@@ -39,7 +39,6 @@ file are kept out of the output: the reason reaches the caller in these entries 
 """
 from __future__ import annotations
 
-import bisect
 import errno
 import hashlib
 import logging
@@ -1019,15 +1018,18 @@ def _one_channel(axes: str, sizes: tuple[int, ...], page) -> _OneChannel | None:
     beside a T axis (z-slice 1 of each time point). None for a stack with no such axis, or with no other axis beside
     the image: a C or Z axis alone is its frames (tifffile writes a stack it is given no axes for as ImageJ
     channels). `page`: the stack's first frame page."""
-    image_axes = page.axes  # those one page holds: YX, or with samples SYX or YXS
-    if len(axes) != len(sizes) or not axes.endswith(image_axes):
+    # the axes one page holds: the series' last ones (YX, or with samples SYX or YXS; tifffile's TCYX of 3 or 4
+    # channels stores each time point as one planar page the page itself calls SYX)
+    n_leading = len(axes) - page.ndim  # the axes across pages
+    if len(axes) != len(sizes) or n_leading < 0 or tuple(sizes[n_leading:]) != tuple(page.shape):
         return None
-    n_leading = len(axes) - len(image_axes)  # the axes across pages
     leading = axes[:n_leading]
     channels = [k for k, axis in enumerate(leading) if axis == "C" or (axis == "Z" and "T" in leading)]
     if len(channels) == n_leading:
         channels = []
-    channels += [k for k in range(n_leading, len(axes)) if axes[k] == "S" and sizes[k] not in (3, 4)]
+    in_page_channels = [k for k in range(n_leading, len(axes))
+                        if (axes[k] == "S" and sizes[k] not in (3, 4)) or (axes[k] == "C" and n_leading > 0)]
+    channels += in_page_channels
     if not channels:
         return None
     n_pages = int(np.prod(sizes[:n_leading]))
@@ -1039,6 +1041,16 @@ def _one_channel(axes: str, sizes: tuple[int, ...], page) -> _OneChannel | None:
     note = " and ".join(f"{text} (axis {axes[k]})" for text, k in zip(not_read, channels))
     return _OneChannel(frame_pages, first_of_each[n_leading:], n_pages,
                        f"{note} not read: the frames are those of {read}")
+
+
+def _pages_out_of_order(series, start: int) -> list[int] | None:
+    """Of an OME series, the file page (counted from `start`) of each of its planes in axes order, where that is not
+    the file's own order (its TiffData may put channel 2 before time point 2); None where the orders agree, or for
+    another kind of series (whose pages are not listed here: a long stack's would all be read)."""
+    if series is None or series.kind != "ome":
+        return None
+    order = [page.index - start if page is not None else len(series.pages) for page in series.pages]
+    return None if order == list(range(len(order))) else order
 
 
 def _missing_page(k: int) -> str:
@@ -1101,6 +1113,10 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
                 frame_pages, in_page, skipped_channels = channel.frame_pages, channel.in_page, [channel.note]
                 n_frames = len(frame_pages)
                 n_stored, in_series, stored_shape = max(n_pages, channel.n_pages), channel.n_pages, first_page.shape
+                stored_order = _pages_out_of_order(series, start)
+                if stored_order is not None:  # OME may store the planes in another order than its axes': read each
+                    frame_pages = np.array([stored_order[k] for k in frame_pages])
+                    series = None  # nor memory-mapped in axes order
             mappable = series is not None and not is_color
             offset = _contiguous_data_offset(series, in_series, n_stored, n_pages) if mappable else None
             memmap = None
@@ -1116,7 +1132,7 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
             else:
                 in_file = n_pages
             bad = [BadFrame(str(path), _missing_page(start + frame_pages[k]), k, _page_stem(path, k))
-                   for k in range(bisect.bisect_left(frame_pages, in_file), n_frames)]
+                   for k in range(n_frames) if frame_pages[k] >= in_file]
             if link != 0 and n_stored == n_pages:  # pages lost, and nothing says how many
                 cut = link is None or link >= os.path.getsize(path)
                 why = "the file ends before them (truncated file?)" if cut else "the link to them is damaged"
