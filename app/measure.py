@@ -29,7 +29,7 @@ def local_snr(frame: np.ndarray, x: int, y: int, *masks: np.ndarray | None) -> t
     the peak is as flat as it.
 
     The target is the component under (or within SNAP_RADIUS of) (x, y) of the first of `masks` that has
-    one (pass the prediction first: the Targets list measures its targets), with every pixel of that
+    one (pass first the mask whose targets the Targets list shows), with every pixel of that
     mask left out of the ring: the same number as the list's. Elsewhere it is the bright region around
     the brightest pixel within PEAK_RADIUS: the pixels 8-connected to it above half its height over the
     local median (within EXTENT_RADIUS), so the ring lies outside the whole target wherever on it the

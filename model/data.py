@@ -67,8 +67,10 @@ def read_split(path: str | Path) -> list[str]:
     ValueError when the file is not UTF-8 text or lists an image more than once (it would count again)."""
     try:
         text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark would stick to the first stem
-    except (FileNotFoundError, IsADirectoryError):
+    except FileNotFoundError:
         raise ValueError(f"split file {path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"split file {path} is a folder: give the text file listing the images") from None
     except UnicodeDecodeError as error:
         raise ValueError(f"split file {path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
     stems = [stem for stem in map(split_line_stem, text.splitlines()) if stem]

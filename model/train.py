@@ -63,7 +63,7 @@ from model.folder_lock import FolderLock
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
 from model.predictor import check_device_name, choose_device
-from model.train_config import TRAIN_LOCK, TrainConfig
+from model.train_config import NO_VALIDATION_TARGET, TRAIN_LOCK, TrainConfig
 
 MIN_CROP, MAX_CROP = 32, 2048  # 2048: 4x the paper's crop, the largest input `irsam stats` sizes
 # Options a resumed run may change: where and how fast it computes (the device and the precision change the
@@ -514,7 +514,7 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
     if resume_state is not None and "run" in resume_state:  # last.pt files from before runs were recorded: as they are
         check_same_run(out, json.loads(resume_state["run"]), run)
     if ctx.is_main and not any(mask.any() for mask in val_masks):
-        log(f"warning: no image --split-val lists ({len(val_masks)}) has a target, so validation cannot tell the "
+        log(f"{NO_VALIDATION_TARGET} ({len(val_masks)}) has a target, so validation cannot tell the "
             "epochs apart: its IoU is 0 and Pd undefined at every epoch, and best.pt keeps the first epoch validated")
     export_windows = _export_windows(cfg, data, set(train_stems) | set(val_stems), extra_samples)
     ctx.barrier()  # every process has looked at --out before its leftovers go

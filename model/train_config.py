@@ -11,6 +11,9 @@ from model.config import PRESETS
 # held (flock) by the run training into --out for its whole run (model.train.TrainLock); removed at its end, left
 # (unlocked) by a killed run. Here, torch-free, for the app's fine-tune job to look for a training running there.
 TRAIN_LOCK = "train.lock"
+# how `irsam train`'s warning of a validation split without a target begins (the app's fine-tune says it in its own
+# words before the run, and leaves this line out)
+NO_VALIDATION_TARGET = "warning: no image --split-val lists"
 
 
 @dataclass

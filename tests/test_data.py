@@ -52,6 +52,14 @@ def test_split_with_a_byte_order_mark(tmp_path):
     assert read_split(split) == ["a", "b"]
 
 
+def test_a_split_file_that_is_not_there_or_a_folder_is_named_as_such(tmp_path):
+    """Training audit 26: a bare "[Errno 2] No such file or directory"."""
+    with pytest.raises(ValueError, match=r"^split file .*nope\.txt: no such file$"):
+        read_split(tmp_path / "nope.txt")
+    with pytest.raises(ValueError, match="is a folder: give the text file listing the images"):
+        read_split(tmp_path)
+
+
 def test_split_listing_an_image_twice_is_refused(tmp_path):
     split = tmp_path / "split.txt"
     split.write_text("a\nb\na.png\nc\na\nb\n")

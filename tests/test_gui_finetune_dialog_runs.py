@@ -214,6 +214,8 @@ def test_a_validation_part_without_a_target_is_warned_of_and_best_pt_keeps_the_f
     assert read_torch_file(dialog.job.best_path)["metadata"]["training"]["epoch"] == 1  # as the warning says
     assert dialog.comparison.item(1, 2).text() == "-"  # no Pd without a target
     assert dialog.warnings.isVisible() and dialog.warnings.text().startswith("warning: no frame held out")
+    assert "--split-val" not in dialog.warnings.text()  # irsam train's own warning of it is left out (diff review 26)
+    assert "warning: no image --split-val lists (2) has a target" in dialog.job.log_path.read_text()
     dialog.close()
 
 

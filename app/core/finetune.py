@@ -76,7 +76,7 @@ from model.data import (
     read_split,
 )
 from model.folder_lock import lock_holder
-from model.train_config import TRAIN_LOCK
+from model.train_config import NO_VALIDATION_TARGET, TRAIN_LOCK
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOB_FORMAT = "irsam-finetune-job/1"
@@ -408,7 +408,8 @@ class FineTuneJob:
         """Lines of this run's train.log starting with "warning:" written since the last call (a line still
         being written is left for the next call)."""
         lines, self._log_offset = _complete_lines(self.log_path, self._log_offset)
-        new = [line for line in lines if line.startswith(WARNING_PREFIX)]
+        # a validation part without a target: `check_targets` said it already
+        new = [line for line in lines if line.startswith(WARNING_PREFIX) and not line.startswith(NO_VALIDATION_TARGET)]
         self.warnings += new
         return new
 
