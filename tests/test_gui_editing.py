@@ -263,7 +263,9 @@ def test_failed_save_shows_an_error_and_keeps_the_previous_file(editing, qtbot, 
         raise ProjectWriteError("disk full (simulated)")
 
     monkeypatch.setattr(project, "_write", refuse)
+    editing.select_target(editing.layers.targets[0])
     drag(editing, [(x0, y0 + 5), (x0 + 6, y0 + 5)])
+    assert editing.selected in editing.layers.targets  # the selection moved onto the unsaved mask's targets
     assert any("disk full" in m for m in editing.messages)  # the dialog
     assert "disk full" in editing.statusBar().message()
     assert label_file.read_bytes() == saved
