@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from PySide6 import QtCore
 
 from app.cli import main
 from app.core.export import export_project
@@ -202,6 +203,38 @@ def test_irsam_detect_reports_only_the_target_beside_a_no_data_block(tmp_path):
     assert main(["detect", str(path), "--out", str(tmp_path / "project"), "--method", "tophat", "--quiet"]) == 0
     project = ReviewProject.open(tmp_path / "project")
     assert [[(round(t.cx), round(t.cy)) for t in project.detections(stem)] for stem in project.stems] == [[TARGET]] * 3
+
+
+@pytest.mark.parametrize("method", ["mpcm", "tophat"])
+def test_no_target_is_proposed_on_no_data_pixels_by_irsam_detect_nor_the_window(tmp_path, qtbot, method):
+    """MPCM still found "targets" in the smooth fill of a no-data block (in every frame of 20 drawn): the fill is
+    what the detectors see, not a measurement, so proposals leave its pixels out."""
+    from app.main_window import MainWindow
+
+    rng = np.random.default_rng(0)
+    stack = (280 + 0.05 * np.arange(160)[:, None] + rng.normal(0, 0.1, (3, 160, 200))).astype(np.float32)
+    stack[:, 40:90, 60:140] = np.nan
+    stack[1, 45, 100] = np.inf
+    path = tmp_path / "no_data_block.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    assert main(["detect", str(path), "--out", str(tmp_path / "project"), "--method", method, "--quiet"]) == 0
+    project = ReviewProject.open(tmp_path / "project")
+    for k, stem in enumerate(project.stems):
+        assert not (project.prediction_mask(stem) & ~np.isfinite(stack[k])).any()
+    window = MainWindow(QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.IniFormat))
+    qtbot.addWidget(window)
+    assert window.open_path(path)
+    qtbot.waitUntil(window.detection_panel.isEnabled, timeout=10000)
+    panel = window.detection_panel
+    panel.detector_combo.setCurrentIndex(next(i for i in range(panel.detector_combo.count())
+                                              if getattr(panel.detector_combo.itemData(i), "method", None) == method))
+    window.run_detection("all")
+    qtbot.waitUntil(lambda: window.session.project is not None and all(
+        window.session.project.prediction_mask(window.session.stem(k)) is not None for k in range(3)), timeout=30000)
+    qtbot.waitUntil(lambda: not window.detection_runner.busy, timeout=30000)
+    for k in range(3):
+        predicted = window.session.project.prediction_mask(window.session.stem(k))
+        assert predicted is not None and not (predicted & ~np.isfinite(stack[k])).any()
 
 
 def test_no_data_is_filled_from_the_data_around_it_and_the_rest_of_the_detector_input_is_as_before():

@@ -20,7 +20,7 @@ from pathlib import Path
 from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
                           normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
 from app.core.frames import FrameReadError, SourceError, frame_digest, frames_folder, open_source
-from app.core.normalization import Normalization
+from app.core.normalization import Normalization, no_data_pixels, without_no_data
 from app.core.project import ProjectError, ReviewProject, is_project, utc_now
 from app.core.provenance import ProposalOrigin, detector_record
 from app.core.locks import DETECT_LOCK, DetectionLock, DetectionRunningError
@@ -396,7 +396,7 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
                             continue
                         changed.append(stem)
                     digests[stem] = digest
-                    put((stem, normalization.apply(frame)))
+                    put((stem, normalization.apply(frame), no_data_pixels(frame)))
                 except FrameReadError:
                     continue  # recorded in source.bad_frames
             put(_END)
@@ -432,8 +432,9 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
                 batch.append(item)
             if not batch:
                 break
-            results = detector.detect([image for _, image in batch])
-            for (stem, _), result in zip(batch, results):
+            results = detector.detect([image for _, image, _ in batch])
+            for (stem, _, no_data), result in zip(batch, results):
+                result = without_no_data(result, no_data)
                 pending.append(writer_pool.submit(project.save_prediction, stem, result, save_logits, origin))
                 detected.append(stem)
             done += len(batch)

@@ -30,6 +30,7 @@ import numpy as np
 from app.core.bad_pixels import BadPixelRepair, find_bad_pixels
 from app.core.frames import FrameReadError
 from model.data import EIGHT_BIT_AS_STORED
+from model.detectors import FrameResult
 
 MODES = ("window", "percentile")
 SAMPLE_FRAMES = 32  # frames, spread evenly over a sequence, that its window and bad pixels come from
@@ -264,3 +265,23 @@ def _fill_no_data(values: np.ndarray, no_data: np.ndarray) -> np.ndarray:
         coarse = _fill_no_data(coarse, coarse_no_data)
     height, width = values.shape
     return np.where(no_data, cv2.pyrUp(coarse, dstsize=(width, height)), values)
+
+
+def no_data_pixels(frame: np.ndarray) -> np.ndarray | None:
+    """Where a float frame holds no data (NaN, +-inf), as bool (H, W); None where it holds data everywhere (an
+    integer frame always does)."""
+    if frame.dtype.kind != "f":
+        return None
+    missing = ~np.isfinite(frame)
+    return missing if missing.any() else None
+
+
+def without_no_data(result: FrameResult, no_data: np.ndarray | None) -> FrameResult:
+    """`result` with no target pixel where the frame held no data: the fill the detector saw there is no
+    measurement (a local-contrast method still finds "targets" in its smooth surface)."""
+    if no_data is None:
+        return result
+    logits = result.logits.copy()
+    logits[no_data] = min(float(logits.min()), -1e-6)  # below 0 (no target), and no more confident than the rest
+    return replace(result, logits=logits)
+

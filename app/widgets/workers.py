@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6 import QtCore
 
 from app.core.frames import FrameReadError, FrameSource
-from app.core.normalization import Normalization
+from app.core.normalization import Normalization, no_data_pixels, without_no_data
 from app.core.project import ReviewProject, content_stamp
 from app.core.provenance import ProposalOrigin, detector_record, sha256_of
 from app.core.locks import DetectionLock, DetectionRunningError
@@ -195,11 +195,12 @@ class DetectionWorker(QtCore.QObject):
             if self.cancel_event.is_set():
                 return True
             try:
-                image = self.normalization.apply(self.source.frame(index))
+                frame = self.source.frame(index)
+                image = self.normalization.apply(frame)
             except FrameReadError as exc:
                 self.frameFailed.emit(index, exc.reason)
                 continue
-            result = self._detect(image)
+            result = without_no_data(self._detect(image), no_data_pixels(frame))
             if self.project is not None and not self.features:
                 self.kept_accepted += self.project.save_prediction(self.source.stems[index], result, self.save_logits,
                                                                    self.origin)
