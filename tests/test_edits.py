@@ -268,6 +268,18 @@ def test_grow_target_takes_no_clutter_running_past_its_window_nor_a_lone_pixel_o
     assert grown[0:2, 30:32].all() and grown.sum() == 4
 
 
+def test_grow_target_takes_no_infinite_pixel_and_snaps_past_one():
+    """Docs audit 26: +inf (no data, as NaN) stood out of any ring, so a click on it grew a 1-px target, and one
+    within the snap radius was taken as the seed and the target beside it was not found."""
+    rng = np.random.default_rng(4)
+    frame = (280 + rng.normal(0, 0.05, (64, 64))).astype(np.float32)
+    frame[32, 32] = np.inf
+    assert not grow_target(frame, 32, 32).any()
+    frame[30:32, 34:36] = 283.0  # a target 2 px from the infinite pixel
+    grown = grow_target(frame, 32, 32)
+    assert grown[30:32, 34:36].all() and grown.sum() == 4
+
+
 def test_mask_diff_partitions_the_union():
     pred, committed = blank(), blank()
     pred[1:4, 1:4] = True

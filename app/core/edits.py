@@ -334,12 +334,13 @@ def grow_target(
     nothing near the click stands out so, above the plane fitted to the ring (std about the plane), so that
     a sky gradient or a cloud's slope across the ring does not count as noise. On NUAA-SIRST, a click at each
     of the 533 targets' brightest pixel then finds nothing on 6 instead of 21 (benchmarks/grow_probe.py). What
-    stands out of the plane alone is refused when it is one pixel, or runs into the window's edge (clutter).
+    stands out of the plane alone is refused when it is one pixel, or runs into an edge of the window inside
+    the frame (clutter).
     The region is grown from the click (or from the pixel standing out most within `snap_radius` of it,
     when the click itself does not stand out), brightest neighbour first over 8-connected pixels that stand
-    out inside the window, stopping at `max_area`. Works on the 8-bit image or on raw values; NaN (no data)
-    pixels never stand out and are left out of the ring. `fit_slope=False` keeps to the ring's mean (propagation,
-    which tries its own thresholds and must see a target vanish).
+    out inside the window, stopping at `max_area`. Works on the 8-bit image or on raw values; no-data (NaN,
+    +-inf) pixels never stand out and are left out of the ring. `fit_slope=False` keeps to the ring's mean
+    (propagation, which tries its own thresholds and must see a target vanish).
     """
     image = np.asarray(image)
     if image.ndim != 2:
@@ -416,13 +417,13 @@ def _grow_above(
     highest pixel within `snap_radius` of it), at most `max_area` of them; empty when the seed is not above."""
     h, w = excess.shape
     region = np.zeros((h, w), dtype=bool)
-    above = excess > threshold  # False at NaN
+    above = np.isfinite(excess) & (excess > threshold)  # no data (NaN, +-inf) never stands out
     seed = click
     if not above[seed]:
         cy, cx = click
         sy0, sx0 = max(cy - snap_radius, 0), max(cx - snap_radius, 0)
         near = excess[sy0 : cy + snap_radius + 1, sx0 : cx + snap_radius + 1]
-        iy, ix = np.unravel_index(int(np.argmax(np.where(np.isnan(near), -np.inf, near))), near.shape)
+        iy, ix = np.unravel_index(int(np.argmax(np.where(np.isfinite(near), near, -np.inf))), near.shape)
         seed = (sy0 + int(iy), sx0 + int(ix))
         if not above[seed]:
             return region
