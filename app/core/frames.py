@@ -62,7 +62,8 @@ from model.metrics import (BoxesFileError, ground_truth_target, interpolated_pix
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
-# float32: radiometric exports (temperatures); their NaN (no data) pixels go to the bottom of the detectors' input
+# float32: radiometric exports (temperatures); their no-data pixels (NaN, +-inf) reach the detectors filled from
+# the data around them (app.core.normalization)
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 # read as 32-bit float: signed 16-bit counts (exactly) and 64-bit floats (a processing tool's output, rounded to
 # float32's 24 bits, far finer than any thermal camera's resolution)
