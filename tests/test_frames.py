@@ -829,10 +829,11 @@ def test_a_hyperstack_reads_the_frames_of_its_first_channel_in_time_order(tmp_pa
 
 @pytest.mark.parametrize("channels", [3, 4])
 def test_a_hyperstack_of_3_or_4_channels_tifffile_stored_as_sample_planes_reads_its_first_channel(tmp_path, channels):
-    """Diff review 26: without photometric, tifffile stores each time point's 3 or 4 channels as one page of sample
-    planes (the page says SYX, the series TCYX), which still read as interleaved frames."""
+    """Diff review 26: without photometric, tifffile stores each time point's 3 or 4 channels as one RGB page of
+    sample planes (the page says SYX, the series TCYX), which still read as interleaved frames."""
     data = hyperstack((5, channels, 24, 32))
-    tifffile.imwrite(tmp_path / "tc.tif", data, metadata={"axes": "TCYX"})
+    # tifffile's default for this shape (it warns that its default will change)
+    tifffile.imwrite(tmp_path / "tc.tif", data, metadata={"axes": "TCYX"}, photometric="rgb", planarconfig="separate")
     assert tifffile.TiffFile(tmp_path / "tc.tif").pages[0].axes == "SYX"
     with open_source(tmp_path / "tc.tif") as src:
         assert len(src) == 5 and src.shape == (24, 32)
