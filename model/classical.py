@@ -143,7 +143,7 @@ def pstnn_score(
     background B (partial-sum TNN) plus a sparse target T (weighted L1, reweighted each iteration by
     1 / (|T| + 0.01) and divided by the structure-tensor prior), stopping when T's support stops changing.
     The model is global, so the whole frame is one tensor: peak memory is about nine float64 copies of the
-    frame, 0.8 GB at 4000x3000 (benchmarks/bench_pstnn.py)."""
+    frame, 0.9 GB at 4000x3000 (benchmarks/bench_pstnn.py)."""
     original_shape = image.shape
     if image.size == 0 or image.min() == image.max():
         # a constant frame (a blank sensor frame, a saturated one) holds no target; its patch tensor is all
