@@ -365,7 +365,7 @@ def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> 
     # before any memory is taken for it
     report = compare_keys(_network(path, config, config_stored, meta=True), state_dict)
     if not report.ok:
-        fitting = None if config_stored else _fitting_preset(state_dict, config.name)
+        fitting = None if config_stored else fitting_preset(state_dict, config.name)
         if fitting and config_name:
             raise CheckpointError(f"{path}: these are weights of the {fitting} config, not of {config.name}: "
                                   f"load them with --config {fitting}, or without --config") from None
@@ -482,7 +482,7 @@ def _is_sam_without_irsam(state_dict: dict[str, Tensor]) -> bool:
             and all(name.startswith(IRSAM_ONLY_PREFIXES) for name in report.missing))
 
 
-def _fitting_preset(state_dict: dict[str, Tensor], tried: str) -> str | None:
+def fitting_preset(state_dict: dict[str, Tensor], tried: str) -> str | None:
     """The named config other than `tried` whose network has exactly these tensor names and shapes."""
     for name, make in PRESETS.items():
         if name != tried:

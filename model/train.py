@@ -51,6 +51,7 @@ from model.checkpoint import (
     CheckpointError,
     InitReport,
     compare_keys,
+    fitting_preset,
     init_from_pretrained,
     read_torch_file,
     read_weights,
@@ -894,8 +895,10 @@ def initialise(model: torch.nn.Module, init: str, model_config: IRSAMConfig) -> 
     try:
         return init_from_pretrained(model, state_dict)
     except CheckpointError as error:
-        raise CheckpointError(f"--init {init} for the {model_config.name} config: {network_named(holds, model_config)}"
-                              f"{error}") from None
+        named = network_named(holds, model_config)
+        if holds is None and (fitting := fitting_preset(state_dict, model_config.name)):  # a bare state_dict
+            named = f"the file holds the tensors of a {fitting} network (--config {fitting}): "
+        raise CheckpointError(f"--init {init} for the {model_config.name} config: {named}{error}") from None
 
 
 def network_named(holds: IRSAMConfig | None, model_config: IRSAMConfig) -> str:

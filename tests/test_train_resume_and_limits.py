@@ -17,7 +17,7 @@ import torch
 
 import model.train as train_module
 from app.cli import main
-from model.checkpoint import CheckpointError, load_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint, read_torch_file
 from model.metrics import InterpolatedMaskWarning
 from model.train import check_same_run, run_record, train
 from model.train_config import TrainConfig
@@ -166,6 +166,13 @@ def test_init_from_a_checkpoint_of_another_network_names_the_network_it_holds(da
                           "weights do not fit the model: ")
     assert err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+    # its bare state_dict too, which stores no config: told by its tensors (training audit 26)
+    bare = tmp_path / "tiny_bare.pt"
+    torch.save(read_torch_file(tiny_checkpoint)["model"], bare)
+    assert cli_train(dataset, tmp_path / "out", "--config", "paper", "--init", str(bare)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --init {bare} for the paper config: the file holds the tensors of a tiny network "
+                          "(--config tiny): weights do not fit the model: ")
 
 
 def test_a_corrupt_last_pt_says_what_starting_afresh_takes_and_that_works(dataset, tmp_path, capsys):
