@@ -52,6 +52,11 @@ def label_components(mask: np.ndarray) -> tuple[int, np.ndarray]:
 def extract_targets(mask: np.ndarray, score: np.ndarray | None = None) -> list[Target]:
     """Targets of a boolean (or 0/255) mask; `score` is a float map of the same size (logits or probabilities)."""
     found = components((np.asarray(mask) > 0).astype(np.uint8))
+    return _targets(found, None if score is None else lambda ys, xs: np.asarray(score)[ys, xs])
+
+
+def _targets(found, score_at) -> list[Target]:
+    """The Targets of `components`' result; `score_at(ys, xs)` gives the score of those pixels (None: no score)."""
     n = len(found)
     if n == 0:
         return []
@@ -66,9 +71,9 @@ def extract_targets(mask: np.ndarray, score: np.ndarray | None = None) -> list[T
     np.maximum.at(x1, ids, xs)
     np.maximum.at(y1, ids, ys)
     peak = np.full(n + 1, np.nan)
-    if score is not None:
+    if score_at is not None:
         peak[:] = -np.inf
-        np.maximum.at(peak, ids, np.asarray(score, np.float64)[ys, xs])
+        np.maximum.at(peak, ids, np.asarray(score_at(ys, xs), np.float64))
     return [
         Target(
             id=i,
@@ -99,5 +104,7 @@ def committed_targets(committed: np.ndarray, prediction: np.ndarray | None, prop
     peak_of_label = np.full(count + 1, -np.inf)  # label 0 (outside the proposal) gives no score
     for t in proposals:
         peak_of_label[t.id] = t.peak_score
+    # scored at the committed pixels only (a full-frame score map tripled the time, in the GUI thread)
+    found = components((np.asarray(committed) > 0).astype(np.uint8))
     return [replace(t, peak_score=math.nan) if t.peak_score == -math.inf else t
-            for t in extract_targets(committed, peak_of_label[labels])]
+            for t in _targets(found, lambda ys, xs: peak_of_label[labels[ys, xs]])]
