@@ -1,7 +1,6 @@
 """The review window: wires the frame view, timeline and docks to a ReviewSession and the detection worker."""
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -487,10 +486,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Per-frame scores against the ground truth (`frame_scores_text`); a new ground-truth warning said."""
         truth = self.session.ground_truth
         boxes = truth.boxes(self.index) if truth is not None else []
-        # the prediction's Pd against boxes counts the proposal's targets, which `frame_scores_text` takes from
-        # `targets` (the committed mask's, where there is one)
-        scored = dataclasses.replace(self.layers, targets=self.layers.proposals)
-        self.metrics_label.setText(frame_scores_text(scored, boxes, self._scores))
+        self.metrics_label.setText(frame_scores_text(self.layers, boxes, self._scores))
         if truth is not None and len(truth.mask_warnings) > self._truth_warnings_shown:
             self._truth_warnings_shown = len(truth.mask_warnings)
             path, reason = truth.mask_warnings[-1]

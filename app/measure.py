@@ -174,7 +174,7 @@ def _score_text(layers: FrameLayers, name: str, mask: np.ndarray, truth_boxes: S
                 scored: dict[str, tuple]) -> str:
     truth = layers.truth_mask
     if truth is None and layers.truth_boxes:
-        targets = layers.targets if name == "prediction" else extract_targets(mask)
+        targets = layers.proposals if name == "prediction" else extract_targets(mask)
         hits, false_alarms = frame_box_pd(targets, truth_boxes)
         return f"Pd {hits}/{len(truth_boxes)}  false alarms {false_alarms}"
     if truth is None:
