@@ -241,11 +241,11 @@ def _mask_values(path: str | Path) -> np.ndarray:
 
 def _opened(path: str | Path) -> Image.Image:
     """The image of a file as PIL opens it; of a TIFF whose first page is a thumbnail of the frame after it, that
-    frame (the rule of app.core.frames, which reads such files alike)."""
+    frame (`first_frame_page`)."""
     try:
         image = Image.open(path)
-        if getattr(image, "n_frames", 1) > 1 and _first_page_is_thumbnail(image):
-            image.seek(1)
+        if image.format == "TIFF" and getattr(image, "n_frames", 1) > 1:
+            image.seek(_tiff_first_frame_page(path))
         return image
     except FileNotFoundError:
         raise ImageReadError(path, "file not found") from None
@@ -256,21 +256,40 @@ def _opened(path: str | Path) -> Image.Image:
         raise ImageReadError(path, _failure(error)) from None
 
 
-NEW_SUBFILE_TYPE = 254  # TIFF tag; bit 0: a reduced-resolution copy of another page
+def first_frame_page(pages) -> int:
+    """The index of a TIFF's first frame page (tifffile's pages): 1 where page 0 is a thumbnail or preview of the
+    frames after it, flagged a reduced image (NewSubfileType) or smaller in both height and width than the pages
+    after it, which agree in size and sample type among themselves; else 0. From the page headers (of a long stack
+    the second, third and last pages are compared, not every page). The frame sources (app.core.frames) and the
+    data sets here read such a file alike."""
+    if len(pages) < 2:
+        return 0
+    thumbnail, first = pages[0], pages[1]
+    if getattr(first, "subfiletype", 0) & 0b101:  # the page after is no frame either
+        return 0
+    if getattr(thumbnail, "subfiletype", 0) & 1:
+        return 1
+    if not smaller_in_both(thumbnail, first):
+        return 0
+    compared = {2, len(pages) - 1} if len(pages) > 2 else ()
+    return int(all(pages[k].shape == first.shape and pages[k].dtype == first.dtype for k in compared))
 
 
-def _first_page_is_thumbnail(image: Image.Image) -> bool:
-    """Whether a multi-page TIFF's first page is a thumbnail: flagged a reduced image, or smaller in both sides than
-    the second page, which is not flagged so itself."""
-    if image.format != "TIFF":
+def smaller_in_both(page, other) -> bool:
+    """Whether a TIFF page (tifffile's) is smaller than another in both height and width."""
+    size = getattr(page, "imagelength", None), getattr(page, "imagewidth", None)
+    other_size = getattr(other, "imagelength", None), getattr(other, "imagewidth", None)
+    if None in size or None in other_size:  # a page tifffile read as a frame only: a frame of a stack
         return False
-    first_flag, first_size = int(image.tag_v2.get(NEW_SUBFILE_TYPE, 0)), image.size
-    image.seek(1)
-    second_flag, second_size = int(image.tag_v2.get(NEW_SUBFILE_TYPE, 0)), image.size
-    image.seek(0)
-    if second_flag & 1:
-        return False
-    return bool(first_flag & 1) or (first_size[0] < second_size[0] and first_size[1] < second_size[1])
+    return size[0] < other_size[0] and size[1] < other_size[1]
+
+
+def _tiff_first_frame_page(path: str | Path) -> int:
+    """`first_frame_page` of a TIFF file."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:
+        return first_frame_page(tiff.pages)
 
 
 def _decoded(path: str | Path, decode):

@@ -56,7 +56,7 @@ import cv2
 import numpy as np
 
 from app.core.jpeg_damage import JPEG_SOF, jpeg_damage, jpeg_undecodable
-from model.data import FrameReadError, natural_key
+from model.data import FrameReadError, first_frame_page, natural_key, smaller_in_both
 from model.metrics import (BoxesFileError, ground_truth_target, interpolated_pixels, number_clip_frames,
                            read_boxes_csv)
 
@@ -288,7 +288,7 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
             with _tifffile_quiet_here(), tifffile.TiffFile(path) as tf:
                 _check_has_pages(tf)
                 stack = _tiff_stack_pages(tf)
-                page = None if stack else tf.pages[_first_frame_page(tf.pages)].asarray()
+                page = None if stack else tf.pages[first_frame_page(tf.pages)].asarray()
         except Exception as e:  # tifffile raises many types for corrupt files
             raise FrameReadError(path, f"unreadable TIFF ({e})") from None
         if stack:
@@ -709,13 +709,13 @@ def _jpeg_size(fd: int) -> tuple[int, int] | None:
 
 
 def _tiff_stack_pages(tiff) -> int:
-    """The frame count of a TIFF that is a stack of frames (its pages from `_first_frame_page`): more than one page
+    """The frame count of a TIFF that is a stack of frames (its pages from `first_frame_page`): more than one page
     of the first frame page's shape and sample type, a page that is no reduced copy of it (not smaller in both
     height and width: a frame of another sample type or size, which the stack then lists as unreadable), or a frame
     count above 1 in its metadata (a stack cut short keeps it); 0 for one image, whose other pages, if any, are
     thumbnails or previews."""
     pages = tiff.pages
-    start = _first_frame_page(pages)
+    start = first_frame_page(pages)
     n_pages = len(pages) - start
     if _later_pages_are_frames(pages, start):
         return n_pages
@@ -728,24 +728,6 @@ def _check_has_pages(tiff) -> None:
     page 0 said "index 0 out of range(0)")."""
     if len(tiff.pages) == 0:
         raise ValueError("it holds no image: damaged or cut short?")
-
-
-def _first_frame_page(pages) -> int:
-    """The index of a TIFF's first frame page: 1 where page 0 is a thumbnail or preview of the frames after it,
-    flagged a reduced image (NewSubfileType) or smaller in both height and width than the pages after it, which
-    agree in size and sample type among themselves; else 0. From the page headers (of a long stack the second,
-    third and last pages are compared, not every page)."""
-    if len(pages) < 2:
-        return 0
-    thumbnail, first = pages[0], pages[1]
-    if getattr(first, "subfiletype", 0) & 0b101:  # the page after is no frame either
-        return 0
-    if getattr(thumbnail, "subfiletype", 0) & 1:
-        return 1
-    if not _smaller_in_both(thumbnail, first):
-        return 0
-    compared = {2, len(pages) - 1} if len(pages) > 2 else ()
-    return int(all(pages[k].shape == first.shape and pages[k].dtype == first.dtype for k in compared))
 
 
 def _later_pages_are_frames(pages, start: int) -> bool:
@@ -766,16 +748,7 @@ def _reduced_copy(page, first) -> bool:
         return True
     if getattr(page, "samplesperpixel", 1) != getattr(first, "samplesperpixel", 1):
         return True
-    return _smaller_in_both(page, first)
-
-
-def _smaller_in_both(page, other) -> bool:
-    """Whether a TIFF page is smaller than another in both height and width."""
-    size = getattr(page, "imagelength", None), getattr(page, "imagewidth", None)
-    other_size = getattr(other, "imagelength", None), getattr(other, "imagewidth", None)
-    if None in size or None in other_size:  # a page tifffile read as a frame only: a frame of a stack
-        return False
-    return size[0] < other_size[0] and size[1] < other_size[1]
+    return smaller_in_both(page, first)
 
 
 def _stack_in_folder(pages: int) -> str:
@@ -791,7 +764,7 @@ def _tiff_size(file: str) -> tuple[int, int, np.dtype] | None:
 
     try:
         with _tifffile_quiet_here(), tifffile.TiffFile(file) as tf:
-            page = tf.pages[_first_frame_page(tf.pages)]
+            page = tf.pages[first_frame_page(tf.pages)]
             height, width, dtype = int(page.imagelength), int(page.imagewidth), page.dtype
             stack = _tiff_stack_pages(tf)
     except Exception:  # tifffile raises many types for corrupt files: the decode reports the reason
@@ -811,7 +784,7 @@ def _stored_dtype(file: str, read_as: np.dtype) -> np.dtype:
 
     try:
         with _tifffile_quiet_here(), tifffile.TiffFile(file) as tf:
-            return tf.pages[_first_frame_page(tf.pages)].dtype
+            return tf.pages[first_frame_page(tf.pages)].dtype
     except Exception:  # no TIFF (a float32 frame is one), or replaced since it was read
         return read_as
 
@@ -1083,7 +1056,7 @@ def _open_tiff(path: Path, cache_size: int, prefetch: int) -> FrameSource:
             raise SourceError(f"{path}: unreadable TIFF ({e})") from None
         try:
             _check_has_pages(tiff)
-            start = _first_frame_page(tiff.pages)  # 1 after a thumbnail page
+            start = first_frame_page(tiff.pages)  # 1 after a thumbnail page
             first_page = tiff.pages[start]
             series = tiff.series[0]
             if start:  # tifffile gives a thumbnail a series of its own, but may count a flagged one among the frames
