@@ -110,10 +110,10 @@ class Normalization:
         if frame.dtype == np.uint8:
             return self._lut16[:256].take(frame)
         values = frame.astype(np.float64)
-        no_data = ~np.isfinite(values)
-        if no_data.all():
-            return np.zeros(values.shape, np.uint8)
-        if no_data.any():
+        no_data = no_data_pixels(frame)
+        if no_data is not None:
+            if no_data.all():
+                return np.zeros(values.shape, np.uint8)
             values = _fill_no_data(values, no_data)
         return self._map(values)
 
