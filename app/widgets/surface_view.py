@@ -70,20 +70,30 @@ def surface_arrays(crop: np.ndarray, levels: tuple[float, float], lut: np.ndarra
 
 
 def outline_segments(mask_crop: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """(2k, 3) line segment end points tracing the mask's outline just above the surface."""
-    contours, _ = cv2.findContours(mask_crop.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    h = mask_crop.shape[0]
+    """(2k, 3) line segment end points tracing the mask's outline just above the surface.
+
+    The vertices are the centres of the mask's boundary pixels, each at the height of the highest mask pixel
+    in its 3x3 neighbourhood: the top of the mask's wall there. A boundary pixel's own height depends on how
+    far it lies from the target's edge, which alternates along the outline's staircase: on a target whose
+    wall is about a pixel wide that made the outline jump between the target's top and the background.
+    """
+    inside = mask_crop > 0
+    h, w = inside.shape
+    heights = z[:, ::-1].T[:h, :w]  # back to the crop's rows and columns (a one-pixel-thin crop's z is doubled)
+    wall_tops = cv2.dilate(np.where(inside, heights, -np.inf).astype(np.float32), np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(inside.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     segments = []
     for contour in contours:
-        points = contour[:, 0, :]  # (col, row)
-        closed = np.concatenate([points, points[:1]])
-        for (c0, r0), (c1, r1) in zip(closed[:-1], closed[1:]):
-            segments.append((c0, h - 1 - r0, z[c0, h - 1 - r0] + 0.3))
-            segments.append((c1, h - 1 - r1, z[c1, h - 1 - r1] + 0.3))
+        cols, rows = contour[:, 0, 0], contour[:, 0, 1]
+        points = np.stack([cols, h - 1 - rows, wall_tops[rows, cols]], axis=1).astype(np.float32)
         if len(points) == 1:  # a 1-pixel target: a small vertical tick
-            c, r = points[0]
-            segments += [(c, h - 1 - r, z[c, h - 1 - r]), (c, h - 1 - r, z[c, h - 1 - r] + 2.0)]
-    return np.array(segments, np.float32).reshape(-1, 3)
+            tick = np.repeat(points, 2, axis=0)
+            tick[1, 2] += 2.0
+            segments.append(tick)
+            continue
+        points[:, 2] += 0.3
+        segments.append(np.stack([points, np.roll(points, -1, axis=0)], axis=1).reshape(-1, 3))
+    return np.concatenate(segments) if segments else np.zeros((0, 3), np.float32)
 
 
 class SurfaceView(QtWidgets.QWidget):
