@@ -18,6 +18,7 @@ from app.widgets.dialogs import replace_dialog
 from app.widgets.dock_column import RightColumnDocks
 from app.widgets.frame_check import FrameCheck
 from app.widgets.frame_view import PALETTES, FrameView
+from app.widgets.message_log import MessageLog
 from app.widgets.normalization_dialog import NormalizationDialog
 from app.widgets.overlays import OverlayPanel
 from app.widgets.review_tools import ReviewTools
@@ -87,6 +88,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._reshow_after_stroke: tuple[int, tuple] | None = None
         self._warnings_shown = 0  # of the session's warnings, those the status bar has said
         self._frame_message: tuple[int, str] | None = None  # (frame, text) of the last `say_about_frame`
+        self._message_log: MessageLog | None = None
         self._skipped_in_run: list[int] = []  # frames the current detection run found unreadable
 
         self.setWindowTitle("IRSAM Review")
@@ -178,6 +180,9 @@ class MainWindow(QtWidgets.QMainWindow):
         view_menu = self.menuBar().addMenu("&View")
         for dock in (self.detection_dock, self.targets_dock, self.overlays_dock, self.features_dock, self.surface_dock):
             view_menu.addAction(dock.toggleViewAction())
+        view_menu.addSeparator()
+        view_menu.addAction("&Messages...", self.show_message_log).setToolTip(
+            "Every status-bar message of this session, newest first")
 
     def _build_toolbar(self) -> None:
         toolbar = self.addToolBar("Display")
@@ -282,8 +287,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if source.skipped_pages:
             message += f"; skipped {'; '.join(source.skipped_pages)}"
         self._open_message = message + (f" ({stopped})" if stopped else "")
-        self.statusBar().showMessage(self._open_message + "; reading earlier results...", 8000)
         self.show_frame(min(self.window_memory.last_frames().get(self._source_key(), 0), len(session) - 1))
+        self.say_about_frame(self._open_message + "; reading earlier results...", 8000)
         self._restore_zoom()
         loader = CallWorker(session.load_details)
         loader.finished.connect(self._details_loaded)
@@ -330,8 +335,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.refresh_strip()
         warnings = session.warnings + ([f"reading earlier results failed: {error}"] if error else [])
         self._warnings_shown = len(session.warnings)
-        self.statusBar().showMessage("; ".join([self._open_message, *warnings]), 15000)
-        self.show_frame(self.index)
+        self.say_about_frame("; ".join([self._open_message, *warnings]), 15000)
+        self.show_frame(self.index)  # (a ground-truth warning it finds is said after this message)
         self.review_tools.project_loaded()
 
     def open_folder_dialog(self) -> None:
@@ -661,9 +666,18 @@ class MainWindow(QtWidgets.QMainWindow):
                 "over your edit that is not saved yet. Your edit replaces it when it is saved; Undo then brings "
                 "theirs back.", 15000)
 
+    def show_message_log(self) -> MessageLog:
+        if self._message_log is None:
+            self._message_log = MessageLog(self.statusBar(), self)
+        self._message_log.show()
+        self._message_log.raise_()
+        self._message_log.activateWindow()
+        return self._message_log
+
     def say_about_frame(self, text: str, timeout_ms: int) -> None:
-        """A status-bar message about the frame shown (a refusal, a warning about its status or mask): cleared
-        when another frame is shown, whose scores it would hide."""
+        """A status-bar message about the frame shown (a refusal, a warning about its status or mask) or the
+        sequence just opened: cleared when another frame is shown, whose label and scores it would hide (View >
+        Messages keeps it)."""
         self.statusBar().showMessage(text, timeout_ms)
         self._frame_message = (self.index, text)
 

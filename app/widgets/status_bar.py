@@ -1,21 +1,29 @@
 """The window's status bar. A message takes the room of the permanent labels that yield to messages (beside
 them, long ones were cut off); one longer than the room left is shortened in its middle, so that its start
 and end stay (what happened, and where), and is shown whole as the bar's tooltip. It is shortened again
-whenever the bar changes width."""
+whenever the bar changes width. Every message is also kept, with the time it was shown, for the window's
+message log: a message is shown for some seconds only, and another takes its place."""
 from __future__ import annotations
+
+import time
+from collections import deque
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 LABEL_SPACING = 24  # room a permanent label takes beside its own width (margins, separator, a gap)
 BAR_MARGINS = 24  # the bar's own margins and size grip
+HISTORY_LENGTH = 500  # messages kept for the log
 
 
 class MessageStatusBar(QtWidgets.QStatusBar):
+    messageLogged = QtCore.Signal(float, str)  # time.time() it was shown, the whole message
+
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self._kept: list[QtWidgets.QWidget] = []  # permanent labels that stay beside a message
         self._yielding: list[QtWidgets.QWidget] = []  # and those hidden while one shows
         self._full, self._shown = "", ""  # the last message given to showMessage, and as it is shown
+        self.history: deque[tuple[float, str]] = deque(maxlen=HISTORY_LENGTH)  # (time shown, message), oldest first
         # the message's timeout is kept here, not by QStatusBar: shortening it again on a resize restarts Qt's
         self._timeout = QtCore.QTimer(self)
         self._timeout.setSingleShot(True)
@@ -34,6 +42,10 @@ class MessageStatusBar(QtWidgets.QStatusBar):
             return
         for widget in self._yielding:
             widget.hide()
+        if text != self._full:  # not the one shown now, given again
+            shown_at = time.time()
+            self.history.append((shown_at, text))
+            self.messageLogged.emit(shown_at, text)
         self._full = text
         self._show_shortened()
         if timeout > 0:
