@@ -766,7 +766,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Run the panel's detector over `indices` (frame indices) and save its proposals in the project;
         while the detector is still loading (picked a moment ago), the run starts when it is loaded.
         Returns why the run was refused, or None."""
-        if self.detection_runner.busy and not self._detector_loading():
+        if self.detection_runner.busy and not self.detector_loading():
             return "The detector is still running; try again when it is done."
         if self._pending_run is not None:
             return "A run is already waiting for the detector to load."
@@ -791,7 +791,7 @@ class MainWindow(QtWidgets.QMainWindow):
         worker = self.detection_runner.worker
         return worker if self.detection_runner.busy and isinstance(worker, DetectionWorker) else None
 
-    def _detector_loading(self) -> bool:
+    def detector_loading(self) -> bool:
         """Whether the detection runner only loads the detector (a checkpoint just picked), detecting nothing."""
         worker = self._running_detection_worker()
         return worker is not None and not worker.indices

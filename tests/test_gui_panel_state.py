@@ -402,7 +402,7 @@ def test_weights_trained_on_a_sequence_closed_since_are_selected_but_detect_noth
     dialog.use_button.click()
     assert review.detection_panel.choice().weights == best  # selected all the same
     assert "nothing was re-detected" in review.statusBar().message()
-    assert not review.detection_runner.busy or review._detector_loading()  # at most the weights load
+    assert not review.detection_runner.busy or review.detector_loading()  # at most the weights load
     qtbot.waitUntil(lambda: not review.detection_runner.busy, timeout=30000)
     assert review.session.project is None or not list((review.session.project.folder / "masks").glob("*.png"))
 

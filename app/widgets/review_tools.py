@@ -516,8 +516,10 @@ class ReviewTools(QtCore.QObject):
         return self.propagation.busy or self.importing
 
     def writing_refusal(self, action: str) -> str | None:
-        """Why `action` must wait (detection, propagation or an import is writing the project), or None."""
-        if self.window.detection_runner.busy or self.writing:
+        """Why `action` must wait (detection, propagation or an import is writing the project), or None. A
+        detector that is only loading (a checkpoint just picked, to describe it) writes nothing."""
+        window = self.window
+        if (window.detection_runner.busy and not window.detector_loading()) or self.writing:
             return f"Detection, propagation or an import is running; {action} when it is done."
         return None
 
