@@ -119,3 +119,25 @@ def test_the_lock_leaves_nothing_behind_when_nothing_is_written(tmp_path):
     report = export_project(project, tmp_path / "sets" / "ds", "basicirstd")
     assert report.exported == [] and len(report.skipped) == 6
     assert not (tmp_path / "sets").exists()
+
+
+def test_a_file_in_the_way_of_a_folder_is_named(tmp_path):
+    """A file where the data set or one of its folders must go: named, not the file being written (mkdir says "File
+    exists" of it), and nothing written."""
+    project = reviewed_project(tmp_path)[0]
+    out = tmp_path / "blocked"
+    out.mkdir()
+    (out / "images").write_text("hi")
+    with pytest.raises(ExportError) as refused:
+        export_project(project, out, "sirst")
+    assert str(refused.value).endswith(f"{out / 'images'} is a file, where a folder is needed")
+    assert sorted(p.name for p in out.iterdir()) == ["images"]
+
+    (tmp_path / "file").write_text("junk")
+    with pytest.raises(ExportError) as refused:
+        export_project(project, tmp_path / "file", "sirst")
+    file = tmp_path / "file"
+    assert str(refused.value) == f"cannot write {file}: {file} is a file, where a folder is needed"
+    with pytest.raises(ExportError) as refused:
+        export_project(project, tmp_path / "file" / "ds", "sirst")
+    assert str(refused.value).endswith(f"{tmp_path / 'file'} is a file, where a folder is needed")

@@ -720,6 +720,15 @@ def _write_coco(index_files: _StagedFiles, frame_files: _StagedFiles, paths: Dat
 # --- helpers -----------------------------------------------------------------------------------------
 
 
+def _cannot_write(path: Path, error: OSError, folder: bool = False) -> ExportError:
+    """The error of a write to `path` (a folder, with `folder`), naming the file in the way where one is: a
+    folder of the path that is a file made mkdir say "File exists" of the path, which is not there."""
+    in_the_way = [p for p in (*reversed(path.parents), *([path] if folder else [])) if p.exists() and not p.is_dir()]
+    if in_the_way:
+        return ExportError(f"cannot write {path}: {in_the_way[0]} is a file, where a folder is needed")
+    return ExportError(f"cannot write {path}: {error.strerror or error}")
+
+
 class _StagedFiles:
     """Files written under temporary names beside their targets, renamed into place by `commit`: until
     then the targets are as they were, and `discard` removes what was written."""
@@ -731,7 +740,7 @@ class _StagedFiles:
         try:
             self.temporary[path] = write_temporary_beside(path, data)
         except OSError as e:
-            raise ExportError(f"cannot write {path}: {e.strerror or e}") from e
+            raise _cannot_write(path, e) from e
 
     def current(self, path: Path) -> Path:
         """The file holding `path`'s content as it will be: its temporary file, if written."""
@@ -750,7 +759,7 @@ class _StagedFiles:
                 if remove_new_on_failure:
                     for done in new:
                         done.unlink(missing_ok=True)
-                raise ExportError(f"cannot write {path}: {e.strerror or e}") from e
+                raise _cannot_write(path, e) from e
             del self.temporary[path]
             if not existed:
                 new.append(path)
@@ -835,7 +844,7 @@ class _DatasetLock(FolderLock):
                            "command): nothing was written; export again when it has finished")
 
     def cannot_make(self, error: OSError) -> None:
-        raise ExportError(f"cannot write {self.root}: {error.strerror or error}") from error
+        raise _cannot_write(self.root, error, folder=True) from error
 
 
 def _remove_stale_temporary_files(paths: DatasetPaths, older_than_s: float | None) -> list[str]:
