@@ -222,3 +222,22 @@ def test_a_stored_normalisation_meets_the_request_that_made_it():
     assert not NormalizationRequest(percentiles=(0.5, 99.99)).is_met_by(percentile)
     assert not NormalizationRequest(percentiles=(1, 99)).is_met_by(window)
     assert NormalizationRequest().is_met_by(window) and NormalizationRequest().is_met_by(percentile)
+
+
+def test_bad_pixel_repair_can_be_turned_off():
+    """In a static scene a one-pixel detail can pass for a stuck pixel: the analyst may keep every pixel."""
+    frames = banded_16bit_frames()
+    x, y = BANDED_HOT_PIXEL
+    for request in (NormalizationRequest(repair_bad_pixels=False),
+                    NormalizationRequest(window=(1000, 4000), repair_bad_pixels=False),
+                    NormalizationRequest(percentiles=(1, 99), repair_bad_pixels=False)):
+        n = request.for_source(FrameList(frames))
+        assert n.bad_pixels == () and n.apply(frames[0])[y, x] == 255  # the hot pixel as recorded, saturated
+        assert not request.is_default and str(request).endswith(", bad pixels not repaired")
+        assert request.is_met_by(n)
+        assert not request.is_met_by(dataclasses.replace(n, bad_pixels=(BANDED_HOT_PIXEL,)))
+    repaired = NormalizationRequest().for_source(FrameList(frames))
+    assert repaired.bad_pixels == (BANDED_HOT_PIXEL,) and NormalizationRequest().is_met_by(repaired)
+    # an 8-bit sequence: no search either way, and the identity window as by default
+    frames8 = [np.full((16, 16), 40 + i, np.uint8) for i in range(10)]
+    assert NormalizationRequest(repair_bad_pixels=False).for_source(FrameList(frames8)) == Normalization.identity8()

@@ -144,11 +144,14 @@ class Normalization:
 @dataclass(frozen=True)
 class NormalizationRequest:
     """The normalisation a user asks for: a fixed `window` (low, high) in raw units, `percentiles`
-    (p_low, p_high) of the sequence's sampled frames, or neither (the default). Raises ValueError for an
-    impossible one."""
+    (p_low, p_high) of the sequence's sampled frames, or neither (the default); and whether a raw sequence's
+    bad pixels are repaired (`repair_bad_pixels`: in a static scene a one-pixel detail of the scene can pass
+    for a stuck pixel, and the analyst may want every pixel as recorded). Raises ValueError for an impossible
+    one."""
 
     window: tuple[float, float] | None = None
     percentiles: tuple[float, float] | None = None
+    repair_bad_pixels: bool = True
 
     def __post_init__(self):
         if self.window is not None and self.percentiles is not None:
@@ -162,30 +165,32 @@ class NormalizationRequest:
 
     @property
     def is_default(self) -> bool:
-        return self.window is None and self.percentiles is None
+        return self.window is None and self.percentiles is None and self.repair_bad_pixels
 
     def for_source(self, source) -> Normalization:
         """The normalisation of a FrameSource (or anything with `dtype`, `len` and frame indexing).
 
         Unasked, an 8-bit source gets the identity window and a raw one percentiles 0.5..99.99. A raw
-        source's bad pixels are found in the sampled frames and repaired whatever the window; not in a
-        folder of several frame sizes, which is no one sensor's sequence (a pixel stuck in the sampled
-        frames of one size says nothing of the others).
+        source's bad pixels are found in the sampled frames and repaired whatever the window, unless
+        `repair_bad_pixels` is off; not in a folder of several frame sizes, which is no one sensor's sequence
+        (a pixel stuck in the sampled frames of one size says nothing of the others).
         """
         raw = np.dtype(source.dtype) != np.uint8
-        if self.is_default and not raw:
+        if self.window is None and self.percentiles is None and not raw:  # (8-bit: no bad pixels are searched)
             return Normalization.identity8()
         frames = _sample_frames(source, SAMPLE_FRAMES) if raw or self.window is None else []
         if self.window is not None:
             normalization = Normalization.fixed(*self.window)
         else:
             normalization = Normalization.from_percentiles(frames, *(self.percentiles or DEFAULT_PERCENTILES))
-        if not raw or getattr(source, "mixed_sizes", False):
+        if not raw or getattr(source, "mixed_sizes", False) or not self.repair_bad_pixels:
             return normalization
         return replace(normalization, bad_pixels=find_bad_pixels(frames))
 
     def is_met_by(self, normalization: Normalization) -> bool:
         """Whether `normalization` (a stored one) is the one asked for; anything meets the default."""
+        if not self.repair_bad_pixels and normalization.bad_pixels:
+            return False
         if self.window is not None:
             return normalization.mode == "window" and (normalization.low, normalization.high) == tuple(self.window)
         if self.percentiles is not None:
@@ -195,10 +200,12 @@ class NormalizationRequest:
 
     def __str__(self) -> str:
         if self.window is not None:
-            return f"window {self.window[0]:g}..{self.window[1]:g}"
-        if self.percentiles is not None:
-            return f"percentiles {self.percentiles[0]:g}..{self.percentiles[1]:g}"
-        return "default normalisation"
+            text = f"window {self.window[0]:g}..{self.window[1]:g}"
+        elif self.percentiles is not None:
+            text = f"percentiles {self.percentiles[0]:g}..{self.percentiles[1]:g}"
+        else:
+            text = "default normalisation"
+        return text if self.repair_bad_pixels else f"{text}, bad pixels not repaired"
 
 
 def default_for(source) -> Normalization:

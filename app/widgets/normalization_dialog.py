@@ -57,13 +57,21 @@ class NormalizationDialog(QtWidgets.QDialog):
         use_displayed = QtWidgets.QPushButton("Use the displayed levels")
         use_displayed.setToolTip("The levels the frame is displayed with now (the histogram's)")
         use_displayed.clicked.connect(self.use_displayed_levels)
+        repaired = len(current.bad_pixels)
+        self.repair = QtWidgets.QCheckBox(f"Repair bad pixels (stuck hot or dead pixels; {repaired} repaired now)"
+                                          if repaired else "Repair bad pixels (stuck hot or dead pixels; none now)")
+        self.repair.setChecked(bool(repaired))
+        self.raw = np.dtype(dtype) != np.uint8
+        self.repair.setVisible(self.raw)  # an 8-bit sequence's are not searched
+        self.repair.setToolTip(
+            "Pixels stuck far from their neighbours in nearly every sampled frame are replaced by the median of\n"
+            "their neighbours before detection (the Bad pixels overlay shows them). In a static scene a one-pixel\n"
+            "detail of the scene can pass for one: untick to give the detectors every pixel as recorded.")
 
         self.error = QtWidgets.QLabel()
         self.error.setStyleSheet("color: #c03030;")
         self.error.setWordWrap(True)
         notes = [f"Now: {current}."]
-        if current.bad_pixels:
-            notes.append("The bad pixels stay repaired, whichever window you choose.")
         if predicted_frames:
             notes.append(f"The {predicted_frames} frames detected so far keep their proposals until detection runs "
                          "again; accepted and corrected frames keep their masks.")
@@ -85,6 +93,7 @@ class NormalizationDialog(QtWidgets.QDialog):
         grid.addWidget(QtWidgets.QLabel("high"), 3, 2)
         grid.addWidget(self.high, 3, 3)
         grid.addWidget(use_displayed, 4, 1, 1, 3)
+        grid.addWidget(self.repair, 5, 0, 1, 4)
         for radio in (self.percentiles, self.fixed):
             radio.toggled.connect(self._enable_chosen)
         self._enable_chosen()
@@ -117,9 +126,10 @@ class NormalizationDialog(QtWidgets.QDialog):
 
     def request(self) -> NormalizationRequest:
         """Raises ValueError for an impossible window or percentiles."""
+        repair = self.repair.isChecked() or not self.raw
         if self.fixed.isChecked():
-            return NormalizationRequest(window=(self.low.value(), self.high.value()))
-        return NormalizationRequest(percentiles=(self.p_low.value(), self.p_high.value()))
+            return NormalizationRequest(window=(self.low.value(), self.high.value()), repair_bad_pixels=repair)
+        return NormalizationRequest(percentiles=(self.p_low.value(), self.p_high.value()), repair_bad_pixels=repair)
 
     def refusal(self) -> str | None:
         """Why the values in the boxes make no window, in the boxes' own words (the core's messages name
