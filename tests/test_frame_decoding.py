@@ -389,3 +389,17 @@ def test_a_tiff_header_pointing_at_no_page_says_so_alone_and_in_a_folder(tmp_pat
         assert unreadable.value.reason == "unreadable TIFF (it holds no image: damaged or cut short?)"
     finally:
         source.close()
+
+
+def test_one_linked_image_that_leads_nowhere_is_said_as_a_broken_link(tmp_path):
+    """A single-file source that is a link: its loop, or its missing target, said as in a folder (it was "no such
+    file or folder" for a file `ls` lists)."""
+    (tmp_path / "a.png").symlink_to("b")
+    (tmp_path / "b").symlink_to("a.png")
+    (tmp_path / "c.png").symlink_to("nothere.png")
+    with pytest.raises(frames.SourceError, match=r"a\.png: broken link \(its target b leads back to it: a loop of links\)$"):
+        frames.open_source(tmp_path / "a.png")
+    with pytest.raises(frames.SourceError, match=r"c\.png: broken link \(its target nothere\.png does not exist\)$"):
+        frames.open_source(tmp_path / "c.png")
+    with pytest.raises(frames.SourceError, match=r"d\.png: no such file or folder$"):
+        frames.open_source(tmp_path / "d.png")

@@ -1147,6 +1147,11 @@ def open_source(path: str | os.PathLike, cache_size: int = 64, prefetch: int = 4
     """Open a folder of frames, a multi-page TIFF or one image; raises SourceError with a one-line message."""
     path = Path(path).expanduser()
     if not path.exists():
+        try:
+            os.stat(path)  # (exists() says False of a link whose target is missing, or of a loop of links)
+        except OSError as e:
+            if os.path.islink(path):
+                raise SourceError(f"{path}: {_cannot_open(path, e).reason}") from None
         raise SourceError(f"{path}: no such file or folder")
     if path.is_dir():
         return _open_folder(path, cache_size, prefetch)
