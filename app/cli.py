@@ -48,11 +48,11 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(command if command in COMMANDS else None)
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:  # said by the subcommand, with its own usage line, not the top level's
-        args.subcommand_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
+        parser = build_parser(command if command in COMMANDS else None)  # imports the command's module (torch)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # said by the subcommand, with its own usage line, not the top level's
+            args.subcommand_parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

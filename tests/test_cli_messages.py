@@ -155,3 +155,17 @@ def test_make_demo_inside_a_file_says_the_parent_is_a_file(tmp_path, capsys):
     assert capsys.readouterr().err == (f"error: {afile / 'sub' / 'demo'}: {afile} is a file, not a folder: no folder "
                                        "can be made inside it; choose a new or empty folder\n")
     assert afile.read_text() == "mine"
+
+
+def test_ctrl_c_while_the_command_loads_says_interrupted_without_a_traceback(capsys, monkeypatch):
+    """The first second of a command imports its module (and torch): Ctrl-C there ended in a traceback."""
+    import importlib
+
+    import app.cli
+
+    def import_module(name, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    assert app.cli.main(["detect", "somewhere", "--out", "elsewhere"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
