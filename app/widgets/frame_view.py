@@ -20,6 +20,12 @@ MAX_BOX_LABELS = 60  # id/score labels drawn; more targets than that on one fram
 # value in black-hot)
 NO_DATA_COLOR = (0, 84, 84)
 HISTOGRAM_SETTLE_MS = 60  # the histogram curve follows a frame once it has stayed this long (not while scrubbing)
+BOX_PEN_WIDTH = 1.5  # screen pixels, at any zoom
+# A box's line runs outside the outlines (mask_outline: the prediction's ring lies in the 1st pixel outside a
+# target, ground truth's in the 2nd), BOX_GAP_PX screen pixels clear of them at any zoom: zoomed out, where an
+# image pixel is drawn smaller than the line is wide, a line on the ring's edge would cover it.
+RING_CLEARANCE = 2  # image pixels
+BOX_GAP_PX = 1.0
 
 
 def palette_lut(name: str) -> np.ndarray:
@@ -90,14 +96,15 @@ def _bounding_box(present: np.ndarray, margin: int = 0) -> tuple[int, int, int, 
     return max(y - margin, 0), min(y + bh + margin, h), max(x - margin, 0), min(x + bw + margin, w)
 
 
-def _box_polyline(boxes) -> tuple[np.ndarray, np.ndarray]:
-    """x, y of all boxes as one NaN-separated polyline (one curve item however many boxes)."""
+def _box_polyline(boxes, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """x, y of all boxes (pixels x0, y0 to x1, y1 inclusive) as one NaN-separated polyline (one curve item however
+    many boxes), each line `margin` pixels outside its box's pixels."""
     if not boxes:
         return np.zeros(0), np.zeros(0)
     xs, ys = [], []
     for x0, y0, x1, y1 in boxes:
-        # pixel (x, y) covers [x, x+1) in scene coordinates; pad by one pixel so the box never hides the target
-        a, b, c, d = x0 - 1, y0 - 1, x1 + 2, y1 + 2
+        # pixel (x, y) covers [x, x+1) in scene coordinates
+        a, b, c, d = x0 - margin, y0 - margin, x1 + 1 + margin, y1 + 1 + margin
         xs += [a, c, c, a, a, np.nan]
         ys += [b, b, d, d, b, np.nan]
     return np.array(xs, float), np.array(ys, float)
@@ -196,6 +203,7 @@ class FrameView(QtWidgets.QWidget):
         self.boxes = pg.PlotCurveItem(connect="finite")
         self.truth_boxes = pg.PlotCurveItem(connect="finite")
         self.selection = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255), width=2, style=QtCore.Qt.DashLine))
+        self.selected_box: tuple[int, int, int, int] | None = None
         self.bad_pixel_marks = pg.PlotCurveItem(connect="finite")  # the sequence's repaired pixels, boxed
         self.bad_pixels: tuple[tuple[int, int], ...] = ()
         for z, item in enumerate((self.bad_pixel_marks, self.truth_boxes, self.boxes, self.selection), start=10):
@@ -229,6 +237,7 @@ class FrameView(QtWidgets.QWidget):
         self._frame_shape: tuple[int, int] | None = None
         self.set_palette(self.palette)
         self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.view.sigTransformChanged.connect(self._draw_boxes_and_selection)  # zoom: the margins in screen pixels
 
     # display settings
     def set_palette(self, name: str) -> None:
@@ -317,7 +326,8 @@ class FrameView(QtWidgets.QWidget):
         self.select_box(None)
 
     def select_box(self, box: tuple[int, int, int, int] | None) -> None:
-        self.selection.setData(*_box_polyline([box] if box else []))
+        self.selected_box = box
+        self.selection.setData(*_box_polyline([box] if box else [], self._box_margin()))
 
     def zoomed_rect(self) -> tuple[float, float, float, float] | None:
         """The part of the frame in view, (x, y, width, height) in pixels, while some of the frame is out of
@@ -404,11 +414,27 @@ class FrameView(QtWidgets.QWidget):
                 self._draw_sparse(key, values, values >= floor * top, (0, top), lut, overlays[key])
             else:
                 self.layer_items[key].hide()
-        self._draw_boxes(self.boxes, overlays["boxes"], [(t.x0, t.y0, t.x1, t.y1) for t in layers.targets])
-        self._draw_boxes(self.truth_boxes, overlays["truth"], layers.truth_boxes)
+        self._draw_all_boxes(self._box_margin())
+
+    def _box_margin(self) -> float:
+        """How far (in image pixels) outside a target's pixels its box's line runs at the present zoom."""
+        image_pixels_per_screen_pixel = self.view.viewPixelSize()[0]
+        if not 0 < image_pixels_per_screen_pixel < np.inf:  # not laid out yet
+            image_pixels_per_screen_pixel = 1.0
+        return RING_CLEARANCE + (BOX_PEN_WIDTH / 2 + BOX_GAP_PX) * image_pixels_per_screen_pixel
+
+    def _draw_boxes_and_selection(self) -> None:
+        margin = self._box_margin()
+        self._draw_all_boxes(margin)
+        self.selection.setData(*_box_polyline([self.selected_box] if self.selected_box else [], margin))
+
+    def _draw_all_boxes(self, margin: float) -> None:
+        layers, overlays = self.layers, self.overlays
+        self._draw_boxes(self.boxes, overlays["boxes"], [(t.x0, t.y0, t.x1, t.y1) for t in layers.targets], margin)
+        self._draw_boxes(self.truth_boxes, overlays["truth"], layers.truth_boxes, margin)
         shown = self.bad_pixels if self.frame is not None else ()
-        self._draw_boxes(self.bad_pixel_marks, overlays["bad_pixels"], [(x, y, x, y) for x, y in shown])
-        self._draw_box_labels()
+        self._draw_boxes(self.bad_pixel_marks, overlays["bad_pixels"], [(x, y, x, y) for x, y in shown], margin)
+        self._draw_box_labels(margin)
 
     def _draw_sparse(self, key: str, values: np.ndarray, present: np.ndarray, levels, lut, overlay: Overlay) -> None:
         """Draw only the box around what is there: overlays of small targets are mostly empty, and every
@@ -428,17 +454,17 @@ class FrameView(QtWidgets.QWidget):
         item.show()
 
     @staticmethod
-    def _draw_boxes(curve: pg.PlotCurveItem, overlay: Overlay, boxes) -> None:
+    def _draw_boxes(curve: pg.PlotCurveItem, overlay: Overlay, boxes, margin: float) -> None:
         if not overlay.visible or not boxes:
             curve.setData([], [])
             curve.hide()
             return
-        curve.setPen(pg.mkPen(overlay.color, width=1.5))
+        curve.setPen(pg.mkPen(overlay.color, width=BOX_PEN_WIDTH))
         curve.setOpacity(overlay.opacity)
-        curve.setData(*_box_polyline(boxes))
+        curve.setData(*_box_polyline(boxes, margin))
         curve.show()
 
-    def _draw_box_labels(self) -> None:
+    def _draw_box_labels(self, margin: float) -> None:
         overlay = self.overlays["boxes"]
         targets = self.layers.targets[:MAX_BOX_LABELS] if overlay.visible else []
         while len(self.box_labels) < len(targets):
@@ -449,7 +475,7 @@ class FrameView(QtWidgets.QWidget):
         for label, target in zip(self.box_labels, targets):
             score = "" if np.isnan(target.peak_score) else f" {target.peak_score:.2f}"
             label.setText(f"{target.id}{score}", color=overlay.color)
-            label.setPos(target.x0 - 1, target.y0 - 1)
+            label.setPos(target.x0 - margin, target.y0 - margin)
             label.show()
         for label in self.box_labels[len(targets) :]:
             label.hide()
