@@ -160,8 +160,8 @@ def test_queue_filters_and_sorts_and_seeks(review, qtbot):
     panel.sort_combo.setCurrentText("peak score")
     scores = [s.peak_score for s in panel.model.rows]
     assert scores == sorted(scores, reverse=True) and scores[-1] == 2.0
-    panel.min_change.setValue(1)  # targets appear on frames 0 and 20 (frame 10, where they vanish, has none)
-    assert sorted(s.index for s in panel.model.rows) == [0, 20]
+    panel.min_change.setValue(1)  # targets appear on frame 20 (frame 1 has none before it; frame 10, where they
+    assert sorted(s.index for s in panel.model.rows) == [20]  # vanish, has none)
     panel.min_change.setValue(0)
     row = panel.model.rows[3]
     panel.table.clicked.emit(panel.model.index(3, 0))

@@ -50,7 +50,7 @@ def test_summaries_count_targets_scores_and_changes(project):
     summaries = summarize(project)
     assert [s.stem for s in summaries] == [f"f{i}" for i in range(6)]
     assert [s.n_detections for s in summaries] == [1, 1, 2, 0, 1, None]  # f5: not detected, not "no targets"
-    assert [s.change_from_previous for s in summaries] == [1, 0, 1, 2, 1, None]
+    assert [s.change_from_previous for s in summaries] == [None, 0, 1, 2, 1, None]
     assert [s.status for s in summaries] == [ReviewStatus.UNREVIEWED, ReviewStatus.ACCEPTED, ReviewStatus.UNREVIEWED,
                                              ReviewStatus.NEGATIVE, ReviewStatus.CORRECTED, ReviewStatus.UNREVIEWED]
     scores = [s.peak_score for s in summaries]
@@ -93,9 +93,9 @@ def test_sorts_keep_frame_order_on_ties(project):
     assert order("detections", True) == [2, 0, 1, 4, 3, 5]
     assert order("peak_score", True) == [1, 2, 0, 4, 3, 5]
     assert order("peak_score") == [4, 0, 2, 1, 3, 5]
-    assert order("change", True) == [3, 0, 2, 4, 1, 5]
+    assert order("change", True) == [3, 2, 4, 1, 0, 5]
     assert order("detections") == [3, 0, 1, 4, 2, 5]  # not detected: last either way
-    assert order("change") == [1, 0, 2, 4, 3, 5]
+    assert order("change") == [1, 2, 4, 3, 0, 5]
     with pytest.raises(ValueError):
         sort_frames(summaries, "size")
 
@@ -108,7 +108,7 @@ def test_the_frame_after_an_undetected_one_has_no_change(tmp_path):
     project.save_prediction("c", boxes((2, 2), (9, 9)))
     project.flush_detections()
     summaries = summarize(ReviewProject.open(project.folder))
-    assert [(s.n_detections, s.change_from_previous) for s in summaries] == [(1, 1), (None, None), (2, None)]
+    assert [(s.n_detections, s.change_from_previous) for s in summaries] == [(1, None), (None, None), (2, None)]
 
 
 def test_status_counts(project):

@@ -4,10 +4,11 @@
 lacks, which another instance wrote since it was read), so it stays fast on sequences of 10k+ frames.
 `change_from_previous` is the number of targets that appeared or disappeared since the previous frame: targets of
 consecutive frames are paired greedily by bounding boxes that overlap once grown by `MATCH_GROW` pixels (a target
-moving a pixel or two stays paired); every unpaired target on either side counts one. The first frame is compared
-with an empty frame. A frame the detector has not run on has no detection count, and neither it nor the frame after
-it has a change (None): "no targets" and "not looked at" are different things to a reviewer. Nor has a frame whose
-size differs from the previous frame's (a folder of single images of several sizes): it shows another scene.
+moving a pixel or two stays paired); every unpaired target on either side counts one. The first frame has no change
+(None): there is no frame before it to compare with. A frame the detector has not run on has no detection count, and
+neither it nor the frame after it has a change: "no targets" and "not looked at" are different things to a reviewer.
+Nor has a frame whose size differs from the previous frame's (a folder of single images of several sizes): it shows
+another scene.
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ class FrameSummary:
     status: ReviewStatus
     n_detections: int | None  # None: not detected yet
     peak_score: float  # max peak score over the frame's targets; nan without targets (or scores)
-    change_from_previous: int | None  # targets appeared + disappeared since the previous frame; None: either not detected
+    # targets appeared + disappeared since the previous frame; None: nothing to compare (the first frame, either
+    # frame not detected, or of another size)
+    change_from_previous: int | None
 
 
 def targets_changed(previous: Sequence[Target], current: Sequence[Target], grow: int = MATCH_GROW) -> int:
@@ -71,7 +74,7 @@ def summarize(project: ReviewProject, indices: Iterable[int] | None = None) -> l
     summaries = []
     for index in wanted:
         targets = targets_of(index)
-        previous = targets_of(index - 1) if index > 0 else []
+        previous = targets_of(index - 1) if index > 0 else None
         if mixed_sizes and index > 0:
             shape = project.known_shape(stems[index])
             if shape is None or shape != project.known_shape(stems[index - 1]):

@@ -69,7 +69,7 @@ class StemDelegate(QtWidgets.QStyledItemDelegate):
 
 
 def _count(value: int | None) -> str:
-    return "-" if value is None else str(value)  # None: the detector has not run on the frame (or the one before)
+    return "-" if value is None else str(value)  # None: not detected, or no frame before to compare with
 
 
 def status_text(summary: FrameSummary, changed: bool = False, marked: bool = False, unreadable: bool = False) -> str:
