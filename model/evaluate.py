@@ -4,6 +4,7 @@ Plots are drawn with OpenCV (no matplotlib dependency).
 """
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from pathlib import Path
@@ -23,6 +24,9 @@ from model.metrics import (BoxMetrics, Components, FaMode, InterpolatedMaskWarni
 
 BATCH_SIZE = 8
 MAX_CURVE_POINTS = 512  # points of the ROC kept in JSON
+# where the frame at a path holds no data (bool HxW: NaN or infinite pixels of a float frame), None where it has data
+# everywhere (app.commands.eval.SetFrames.no_data)
+NoDataOf = Callable[[Path], np.ndarray | None]
 
 
 def make_detector(method: str | None, weights: str | None, device: str = "auto", **predictor_options) -> Detector:
@@ -45,10 +49,36 @@ def available_methods() -> list[str]:
     return sorted(CLASSICAL_DETECTORS)
 
 
-def _timed_detect(detector: Detector, images: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+def json_values(value):
+    """`value` with each NaN or infinity (Pd without a target, an AUC without a curve) as null: JSON has none."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_values(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_values(item) for item in value]
+    return value
+
+
+def _timed_detect(detector: Detector, images: list[np.ndarray],
+                  no_data: list[np.ndarray | None]) -> tuple[list[np.ndarray], float]:
+    """The detector's logits of `images`, with no target where a frame holds no data (`no_data`, one per image),
+    and the detector's time."""
     start = time.perf_counter()
     results = detector.detect(images)
-    return [r.logits for r in results], time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    return [without_no_data(r.logits, where) for r, where in zip(results, no_data)], elapsed
+
+
+def without_no_data(logits: np.ndarray, no_data: np.ndarray | None) -> np.ndarray:
+    """`logits` with no target where the frame held no data (`no_data`; None: none), as irsam detect and the app
+    leave those pixels out of their proposals (app.core.normalization.without_no_data, the same rule): the fill the
+    detector saw there is no measurement, and a local-contrast method still finds "targets" in its smooth surface."""
+    if no_data is None:
+        return logits
+    logits = logits.copy()
+    logits[no_data] = min(float(logits.min()), -1e-6)  # below 0 (no target), and no more confident than the rest
+    return logits
 
 
 def evaluate_dataset(
@@ -60,18 +90,20 @@ def evaluate_dataset(
     progress: Callable[[int, int], None] | None = None,
     read_image: Callable[[Path], np.ndarray] = read_image_gray,
     errors: bool = False,
+    no_data: NoDataOf | None = None,
 ) -> tuple[dict, SegmentationMetrics]:
     """IoU / nIoU / Pd / Fa (and, with `curves`, pixel ROC AUC and the Pd-Fa sweep; with `errors`, Pd by
     target area and each image's missed targets and false alarms, `SegmentationMetrics.errors`) over
     `samples`. frames/s counts only the detector's time, not reading files or scoring. `read_image`
-    gives the 8-bit frame the detector sees (for 16-bit data: read, then the sequence's window applied).
-    Unusable samples are skipped, and interpolated masks listed, as `evaluate_variants` says.
+    gives the 8-bit frame the detector sees (for 16-bit data: read, then the sequence's window applied); `no_data`,
+    where a frame held no data (float frames), which is then no target whatever the detector found in the fill there
+    (`without_no_data`). Unusable samples are skipped, and interpolated masks listed, as `evaluate_variants` says.
     With `resize_to`, targets are matched at that size as the metrics are, but the errors give each missed
     target's and false alarm's centroid and area in the image's own pixels, and bin targets by their area
     there (`NativeErrorMetrics`); "errors" then says so ("matched_at")."""
     convention = dict(fa_mode=fa_mode, resize_to=resize_to, keep_scores=curves, keep_errors=errors)
     result, metrics = evaluate_variants(
-        detector, samples, {detector.name: None}, {"": convention}, progress, read_image
+        detector, samples, {detector.name: None}, {"": convention}, progress, read_image, no_data
     )[detector.name][""]
     if curves:
         fpr, tpr, _, roc_auc = metrics.roc()
@@ -106,11 +138,13 @@ def evaluate_variants(
     conventions: dict[str, dict],
     progress: Callable[[int, int], None] | None = None,
     read_image: Callable[[Path], np.ndarray] = read_image_gray,
+    no_data: NoDataOf | None = None,
 ) -> dict[str, dict[str, tuple[dict, SegmentationMetrics]]]:
     """One detector pass over `samples`, scored for every variant (name -> a post-processing of the
     detector's logits, `(frame, logits) -> logits`, or None) under every convention (name ->
     SegmentationMetrics options): {variant: {convention: (result, metrics)}}. A variant's frames/s
-    counts the detector's time and its own post-processing's, not reading files or scoring. A sample
+    counts the detector's time and its own post-processing's, not reading files or scoring. The detector's logits
+    are no target where `no_data` says a frame held no data (`evaluate_dataset`). A sample
     whose image or mask is unreadable, or whose mask differs in size from its image, is skipped and
     listed in the result's "skipped" ({"path", "reason"}), counted in "n_skipped". A scored mask with values
     strictly between 0 and 255 (interpolated: only 255 is target) is listed in "interpolated_masks" (paths),
@@ -121,11 +155,15 @@ def evaluate_variants(
     interpolated: list[str] = []
     for start in range(0, len(samples), BATCH_SIZE):
         batch = samples[start : start + BATCH_SIZE]
-        read = [(sample.stem, _read_pair(sample, read_image, skipped, interpolated)) for sample in batch]
-        read = [(stem, pair) for stem, pair in read if pair is not None]
+        read = []  # (stem, image, mask, no-data pixels), the no-data pixels asked for just after the image is read
+        for sample in batch:
+            pair = _read_pair(sample, read_image, skipped, interpolated)
+            if pair is not None:
+                read.append((sample.stem, *pair, no_data(sample.image_path) if no_data else None))
         if read:
-            logits, elapsed = _timed_detect(detector, [image for _, (image, _) in read])
-            for (stem, (image, mask)), frame_logits in zip(read, logits):
+            logits, elapsed = _timed_detect(detector, [image for _, image, _, _ in read],
+                                            [where for _, _, _, where in read])
+            for (stem, image, mask, _), frame_logits in zip(read, logits):
                 for name, postprocess in variants.items():
                     t0 = time.perf_counter()
                     scored = frame_logits if postprocess is None else postprocess(image, frame_logits)
@@ -284,13 +322,15 @@ def evaluate_clip(
     read_image: Callable[[Path], np.ndarray] = read_image_gray,
     start: int = 0,
     frames: tuple[int, int | None] | None = None,
+    no_data: NoDataOf | None = None,
 ) -> dict:
     """Box-only scoring of a clip folder (images/ + boxes.csv): Pd and false alarms per frame, over the frames
     boxes.csv numbers `frames` (first, last or None for the end; 1-based, inclusive), or else over `limit`
     frames (all when None) from the 0-based file `start`. Each frame is scored against the boxes of its frame
     number (`number_clip_frames`: from its file name where the names are frame numbers, as in the clips'
     images/000001.png, else its position); "frame_numbers" says which. `read_image` gives the 8-bit frame
-    the detector sees (for 16-bit frames: read, then the clip's window applied).
+    the detector sees (for 16-bit frames: read, then the clip's window applied); `no_data`, where a frame held no
+    data, which is then no target (`without_no_data`).
     An unreadable frame is skipped (listed in "skipped", counted in "n_skipped"). Frames boxes.csv has boxes
     for but images/ has no image for (their targets are never scored: a frame deleted, images missing, or
     another clip's boxes) are listed in "boxes_without_image" (1-based, every one in the file), those past the
@@ -314,15 +354,19 @@ def evaluate_clip(
     read: list[int] = []
     outside: list[dict] = []
     for batch in range(0, len(scored), BATCH_SIZE):
-        indices, images = [], []
+        indices, images, no_data_of_images = [], [], []
         for index in scored[batch : batch + BATCH_SIZE]:
             try:
-                images.append(read_image(files[index]))
-                indices.append(index)
+                image = read_image(files[index])
+                where = no_data(files[index]) if no_data else None
             except FrameReadError as error:
                 skipped.append({"path": error.path, "reason": error.reason})
+                continue
+            images.append(image)
+            no_data_of_images.append(where)
+            indices.append(index)
         if images:
-            logits, elapsed = _timed_detect(detector, images)
+            logits, elapsed = _timed_detect(detector, images, no_data_of_images)
             seconds += elapsed
             for index, image, frame_logits in zip(indices, images, logits):
                 kept, left_out = split_boxes_outside(boxes.get(numbers[index] - 1, []), numbers[index],

@@ -7,8 +7,10 @@ Out folder:
   last.pt         everything needed to resume (model and its config, optimiser, scheduler, weight average,
                   epoch, best score, the run's options and images: `check_same_run`)
   best.pt         our checkpoint format (model.checkpoint) of the best validation IoU (of the weight
-                  average, when `ema_decay` keeps one)
-  metrics.jsonl   one line per epoch: losses, validation IoU/nIoU/Pd/Fa, lr (of its first step), seconds
+                  average, when `ema_decay` keeps one); its metadata names the data by absolute paths
+  metrics.jsonl   one line per epoch: losses, validation IoU/nIoU/Pd/Fa, lr (of its first step), seconds; an
+                  undefined value (Pd of a validation split without a target) is null, as JSON has no NaN (lines
+                  written before, with NaN, are still read)
 
 A new run goes into a new or empty folder; running the same command again resumes from last.pt (or, killed in
 its first epoch before last.pt was written, starts again). A resumed run may raise --epochs and change the
@@ -155,10 +157,12 @@ def first_line(error: Exception) -> str:
 def split_samples(data: Path, split_file: str, option: str = "") -> list[Sample]:
     """The samples a split file lists (raises when it lists none, or an image or mask is missing, naming `option`,
     the split's command-line option, where given)."""
+    if not data.is_dir():
+        what = "a file, not a folder" if data.exists() else "no such folder"
+        raise ValueError(f"--data {data}: {what}; --data takes a data set folder holding images/ and masks/")
     missing = [name for name in ("images", "masks") if not (data / name).is_dir()]
     if missing:
-        inside = sorted(p.name for p in data.iterdir() if (p / "images").is_dir() and (p / "masks").is_dir()) \
-            if data.is_dir() else []
+        inside = sorted(p.name for p in data.iterdir() if (p / "images").is_dir() and (p / "masks").is_dir())
         hint = f": the data set is in {data / inside[0]} (a BasicIRSTD export keeps it in a folder of its name)" \
             if len(inside) == 1 else ""
         raise ValueError(f"--data {data} holds no {' or '.join(f'{name}/' for name in missing)} folder{hint}")
@@ -744,11 +748,11 @@ def _read_images(train_samples: list[Sample], val_samples: list[Sample], ctx: Di
 
 def _export_windows(cfg: TrainConfig, data: Path, stems: set[str],
                     extra_samples: list[list[Sample]]) -> dict[str, dict[str, dict]]:
-    """`exported_windows` of --data (over `stems`) and of each --extra-data entry (over its samples), by the folder
-    as the command names it; folders without an export record left out."""
-    windows = {cfg.data: exported_windows(data, stems)}
+    """`exported_windows` of --data (over `stems`) and of each --extra-data entry (over its samples), by the folder's
+    absolute path (or the split file's, for an entry given as one); folders without an export record left out."""
+    windows = {absolute(cfg.data): exported_windows(data, stems)}
     for entry, samples in zip(cfg.extra_data, extra_samples):
-        windows[entry] = exported_windows(extra_data_root(entry), {sample.stem for sample in samples})
+        windows[absolute(entry)] = exported_windows(extra_data_root(entry), {sample.stem for sample in samples})
     return {folder: folder_windows for folder, folder_windows in windows.items() if folder_windows}
 
 
@@ -884,8 +888,16 @@ def _validate_epoch(kept: torch.nn.Module, val_images: list[np.ndarray], val_mas
 def _append_record(path: Path, record: dict, log) -> None:
     """Add the epoch's line to metrics.jsonl and log it."""
     with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(metrics_line(record) + "\n")
     log(_format_record(record))
+
+
+def metrics_line(record: dict) -> str:
+    """An epoch's metrics.jsonl line: JSON, with null for NaN or infinity (Pd of a validation split without a
+    target), which JSON has no value for (strict parsers, jq and JavaScript refuse a bare NaN)."""
+    from model.evaluate import json_values
+
+    return json.dumps(json_values(record), allow_nan=False)
 
 
 def initialise(model: torch.nn.Module, init: str, model_config: IRSAMConfig) -> InitReport:
@@ -1010,19 +1022,20 @@ def exported_windows(folder: Path, stems: set[str] | None = None) -> dict[str, d
 
 def _metadata(cfg: TrainConfig, epoch: int, metrics: dict, val_stems: list[str], export_windows: dict,
               dtype: torch.dtype | None) -> dict:
+    options = with_absolute_paths(asdict(cfg))  # the checkpoint says where its data is wherever it is copied
     return {
         # What the network saw: model.data reads 8-bit images only and feeds them as stored. Raw
         # (e.g. 16-bit) frames reach training only through an export's window, recorded below.
         "normalization": dict(EIGHT_BIT_AS_STORED),
         "training": {
-            "data": cfg.data,
-            "split_train": cfg.split_train,
-            "split_val": cfg.split_val,
+            "data": options["data"],
+            "split_train": options["split_train"],
+            "split_val": options["split_val"],
             "n_val": len(val_stems),
-            "extra_data": cfg.extra_data,
+            "extra_data": options["extra_data"],
             "images": "8-bit images used as stored (model.data refuses other bit depths)",
             "export_normalization": export_windows,  # data folder -> sequence -> raw-to-8-bit window
-            "recipe": {k: v for k, v in asdict(cfg).items() if k not in ("data", "out")},
+            "recipe": {k: v for k, v in options.items() if k not in ("data", "out")},
             "precision_used": precision_name(dtype),  # the recipe's "auto", or fp16 off CUDA, resolved
             "epoch": epoch,
         },
@@ -1124,10 +1137,15 @@ def first_epoch_best(path: Path, cfg: TrainConfig) -> bool:
         return False
     if not isinstance(then, dict):
         return False
+    try:  # a best.pt written before paths were recorded absolute holds them as typed, relative to this folder
+        then, data = with_absolute_paths(then), absolute(data)
+    except TypeError:  # not paths
+        return False
     now = _metadata(cfg, 1, {}, [], {}, None)["training"]["recipe"]
     then = {**RECORDED_SINCE, **then}
     recipe = [json.loads(json.dumps({k: v for k, v in r.items() if k not in RESUMABLE_OPTIONS})) for r in (then, now)]
-    return epoch == 1 and "decision_threshold" not in metadata and data == cfg.data and recipe[0] == recipe[1]
+    return (epoch == 1 and "decision_threshold" not in metadata and data == absolute(cfg.data)
+            and recipe[0] == recipe[1])
 
 
 def remove_leftovers(paths: list[Path], log) -> None:
@@ -1166,18 +1184,30 @@ def run_record(cfg: TrainConfig, processes: int, train_stems: list[str], val_ste
     its number of processes (with the batch size, the images of a step), the images its splits list and the
     images of each --extra-data entry (`extra_stems`, in the order of cfg.extra_data; None: not recorded, so not
     compared, for callers that do not read the extra data)."""
-    options = asdict(cfg)
+    options = with_absolute_paths(asdict(cfg))
     for name in ("out", "config", "config_overrides"):
         del options[name]
-    for name in ("data", "split_train", "split_val", "init"):
-        if options[name] is not None:
-            options[name] = str(Path(options[name]).resolve())
-    options["extra_data"] = [str(Path(entry).resolve()) for entry in cfg.extra_data]
     record = {**options, "processes": processes, "train_stems": sorted(train_stems), "val_stems": sorted(val_stems)}
     if extra_stems is not None:
         record["extra_data_stems"] = [sorted(stems) for stems in extra_stems]
     record.update(contents or {})  # `data_contents`; None: not recorded, so not compared
     return json.loads(json.dumps(record))  # as last.pt gives it back
+
+
+def absolute(path: str) -> str:
+    return str(Path(path).resolve())
+
+
+def with_absolute_paths(options: dict) -> dict:
+    """`options` (TrainConfig's fields, as `asdict` gives them or a checkpoint recorded them) with the paths of the
+    data and of --init resolved (a relative one in the current folder)."""
+    options = dict(options)
+    for name in ("data", "split_train", "split_val", "init"):
+        if options.get(name) is not None:
+            options[name] = absolute(options[name])
+    if "extra_data" in options:
+        options["extra_data"] = [absolute(entry) for entry in options["extra_data"]]
+    return options
 
 
 def check_same_run(out: Path, run: dict, now: dict) -> None:
@@ -1272,8 +1302,8 @@ def reconcile_log(path: Path, epochs_done: int, last_record: str | None) -> str:
             kept.append(line)
             kept_epochs.add(epoch)
     restored = last_record is not None and epochs_done >= 1 and epochs_done not in kept_epochs
-    if restored:
-        kept.append(last_record)
+    if restored:  # a last.pt written before metrics lines had null for NaN holds a bare NaN
+        kept.append(metrics_line(json.loads(last_record)))
     if not dropped and not restored:
         return ""
     from model.atomic import atomic_write_bytes
@@ -1304,7 +1334,7 @@ def _save_resume_state(
             "best_iou": best_iou,
             "best_metrics": json.dumps(best_metrics),
             "config": json.dumps(model_config.to_dict()),
-            "record": json.dumps(record),  # the epoch's metrics.jsonl line, should the run die before writing it
+            "record": metrics_line(record),  # the epoch's metrics.jsonl line, should the run die before writing it
             "run": json.dumps(run),  # what a resume must keep (check_same_run)
         },
         buf,

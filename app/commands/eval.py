@@ -15,12 +15,12 @@ from app.commands import (add_normalization_options, add_size_gate_options, chec
                           normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
 from model.atomic import encode_json, write_output_file
 from app.core.frames import FrameReadError, SourceError, open_source, read_gray
-from app.core.normalization import NormalizationRequest
+from app.core.normalization import NormalizationRequest, no_data_pixels
 from model.config import PRESETS
 from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray, stack_samples
 from model.detectors import REFINE_MODES, TTA_MODES
-from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, make_detector,
-                            write_curve_plots)
+from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, json_values,
+                            make_detector, write_curve_plots)
 from model.metrics import (ClipNumbering, InterpolatedMaskWarning, describe_boxes_outside, number_clip_frames,
                            read_boxes_csv)
 from model.refine import refinement_record
@@ -44,7 +44,9 @@ def add_parser(subparsers) -> None:
                                     "whole folder, whatever --split or --limit select, percentiles unless "
                                     "--window/--percentiles say otherwise, with its bad pixels repaired, as irsam "
                                     "detect and the app do for a sequence; a frame of another sample type than the "
-                                    "folder's is skipped and named, as they skip it), or a TIFF stack, whose "
+                                    "folder's is skipped and named, as they skip it; a float frame's no-data pixels, "
+                                    "NaN or infinite, are no target, as they leave them out of their proposals), or a "
+                                    "TIFF stack, whose "
                                     "pages are paired with the masks by the names detect gives them "
                                     "(STACK_000001, ...; make-demo --tiff writes such masks)")
     p.add_argument("--masks", help="folder of 0/255 masks (<stem>.png or <stem>_pixels0.png)")
@@ -143,7 +145,9 @@ class SetFrames:
     - `read(path)`: a file's 8-bit image through that window. Through a window, a file that is not one of the
       folder's frames as they take them (another sample type than the folder's, such as a stray 8-bit frame
       in a 16-bit folder, or in a clip another size) raises FrameReadError saying so: it is skipped and
-      named, as detect and info skip it, rather than mapped through a window made for other values."""
+      named, as detect and info skip it, rather than mapped through a window made for other values;
+    - `no_data(path)`: where that frame holds no data (NaN or infinite pixels of a float frame), which detect and
+      the app leave out of their proposals, and so eval out of the scored ones."""
 
     def __init__(self, folder: str | Path, request: NormalizationRequest):
         try:
@@ -170,10 +174,22 @@ class SetFrames:
             return self.window.apply(self.source.frame(i))
         if where in self._not_frames:
             raise FrameReadError(path, self._not_frames[where])
-        image = read_gray(path)  # a file the folder's listing leaves out
+        return self.window.apply(self._raw(path))
+
+    def no_data(self, path) -> np.ndarray | None:
+        """Where the frame `read(path)` gave holds no data (bool HxW), None where it holds data everywhere; asked just
+        after that read, it finds the frame in the source's cache."""
+        if self.window is None or self.source.dtype.kind != "f":  # integer frames hold data everywhere
+            return None
+        i = self._index.get(os.path.abspath(path))
+        return no_data_pixels(self.source.frame(i) if i is not None else self._raw(path))
+
+    def _raw(self, path) -> np.ndarray:
+        """A file the folder's listing leaves out, read as it is; FrameReadError for another sample type."""
+        image = read_gray(path)
         if image.dtype != self.source.dtype:
             raise FrameReadError(path, f"sample type {image.dtype} differs from the sequence's {self.source.dtype}")
-        return self.window.apply(image)
+        return image
 
     def close(self) -> None:
         if self.source is not None:
@@ -206,6 +222,20 @@ def check_clip_folder(clip: str) -> None:
                 if folder.name == "images" and (folder.parent / "boxes.csv").is_file() else "")
         raise ValueError(f"--clip {clip}: no {' and no '.join(missing)} in it; --clip takes a clip folder holding "
                          f"its frames in images/ and their boxes in boxes.csv{hint}")
+
+
+def check_data_paths(images: str, masks: str) -> str:
+    """What --images is, "folder" or "stack" (a file, read as a TIFF stack); ValueError naming each of --images and
+    --masks that does not exist, and a --masks that is a file."""
+    problems = []
+    if not Path(images).exists():
+        problems.append(f"--images {images}: no such folder or TIFF stack")
+    if not Path(masks).is_dir():
+        problems.append(f"--masks {masks}: " + ("a file; give the folder of the masks" if Path(masks).exists()
+                                                else "no such folder"))
+    if problems:
+        raise ValueError("; ".join(problems))
+    return "stack" if Path(images).is_file() else "folder"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -245,18 +275,13 @@ def run(args: argparse.Namespace) -> int:
             n_inputs = len(numbering.files) if args.limit is None else min(args.limit, len(numbering.files))
             if args.frames and numbering.files:  # a bad file or range is reported before the weights load
                 n_inputs = len(_frames_asked(numbering, *args.frames))
-        elif not Path(args.masks).is_dir():
-            raise ValueError(f"--masks {args.masks}: " + ("a file; give the folder of the masks"
-                                                          if Path(args.masks).exists() else "no such folder"))
-        elif Path(args.images).is_file():  # a TIFF stack: its pages, as detect and the app number them
+        elif check_data_paths(args.images, args.masks) == "stack":  # its pages, as detect and the app number them
             frames = SetFrames(args.images, request)
             if frames.source is None or frames.source.kind != "tiff":
                 raise ValueError(f"--images {args.images} is neither a folder of images nor a readable TIFF stack")
             inputs = stack_samples(args.images, frames.source.stems, args.masks, args.split)[: args.limit]
             n_inputs = len(inputs)
         else:
-            if not Path(args.images).is_dir():
-                raise ValueError(f"--images {args.images}: no such folder or TIFF stack")
             if Path(args.images).resolve() == Path(args.masks).resolve():
                 raise ValueError(f"--masks {args.masks} is the --images folder: give the folder of the masks")
             inputs = find_dataset(args.images, args.masks, args.split)
@@ -271,14 +296,15 @@ def run(args: argparse.Namespace) -> int:
         window = frames.window
         detector = gated(_make_detector(args, options), gate)
         if args.clip:
-            result = evaluate_clip(detector, args.clip, limit=args.limit, read_image=frames.read, frames=args.frames)
+            result = evaluate_clip(detector, args.clip, limit=args.limit, read_image=frames.read, frames=args.frames,
+                                   no_data=frames.no_data)
             table = format_clip_table(result)
         else:
             with warnings.catch_warnings():  # the masks it names are reported below, with the skipped files
                 warnings.simplefilter("ignore", InterpolatedMaskWarning)
                 result, _ = evaluate_dataset(
                     detector, inputs, fa_mode=args.fa, resize_to=512 if args.resize_512 else None,
-                    curves=bool(args.plots), read_image=frames.read, errors=args.errors,
+                    curves=bool(args.plots), read_image=frames.read, errors=args.errors, no_data=frames.no_data,
                 )
             table = format_dataset_table(result)
             if args.errors:
@@ -410,17 +436,6 @@ def _check_writable(json_out: str | None, plots: str | None) -> None:
                 raise ValueError(f"{option}: cannot write into {folder} ({existing} is not a writable folder)")
 
 
-def _json_values(value):
-    """`value` with each NaN or infinity (Pd without a target, an AUC without a curve) as null: JSON has none."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _json_values(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_values(item) for item in value]
-    return value
-
-
 def _write_outputs(result: dict, json_out: str | None, plots: str | None) -> int:
     """Plots, then JSON (recording the plots written); a failed write is reported and the other still tried."""
     failed = False
@@ -432,7 +447,7 @@ def _write_outputs(result: dict, json_out: str | None, plots: str | None) -> int
             failed = True
     if json_out:
         try:
-            write_output_file(json_out, encode_json(_json_values(json.loads(json.dumps(result, default=float)))))
+            write_output_file(json_out, encode_json(json_values(json.loads(json.dumps(result, default=float)))))
         except OSError as e:
             print(f"error: writing {json_out}: {e}", file=sys.stderr)
             failed = True
