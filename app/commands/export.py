@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="data set folder")
     p.add_argument("--layout", choices=["sirst", "basicirstd", "dnanet"], default="sirst",
                    help="sirst: trainval.txt/test.txt; basicirstd: NAME/img_idx/{train,test}_NAME.txt; "
-                   "dnanet: 50_50/{train,test}.txt (default: sirst)")
+                   "dnanet: 50_50/{train,test}.txt (default: sirst); an --out holding a data set of another "
+                   "layout is refused")
     p.add_argument("--split", choices=["train", "test"], default=None,
                    help="the side this sequence goes to (default: with --append, the side the data set already has "
                    "it on, else train); a side other than its earlier one moves its frames there, and says so")

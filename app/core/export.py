@@ -8,6 +8,9 @@ Layouts (images/<stem>.png = the 8-bit image the model saw, masks/<stem>.png = s
     basicirstd  OUT/NAME/images, OUT/NAME/masks, OUT/NAME/img_idx/train_NAME.txt, test_NAME.txt
     dnanet      OUT/images, OUT/masks, OUT/50_50/train.txt, OUT/50_50/test.txt
 
+An OUT that holds a data set of another layout is refused before anything is written (`_check_layout_of_folder`):
+a second data set beside or inside the first would let one frame sit in both, on both sides of the split.
+
 A project is one sequence and goes to one side of the split; its stems are prefixed with the sequence
 name so several projects can share a data set (`append=True`), unless they already start with it (a TIFF
 stack's pages; `dataset_stem_names`). A sequence name stands for one source in a
@@ -368,11 +371,59 @@ def _check_distinct_names(dataset_stems: dict[str, str]) -> None:
             "Nothing was written: rename one of the frame files, or leave all but one out (reject them)")
 
 
+def _export_layout(folder: Path) -> str | None:
+    """The layout an export's meta.json in `folder` names; None without one (or unreadable: an append reads it
+    again, and says why it cannot)."""
+    try:
+        layout = json.loads((folder / "meta.json").read_text(encoding="utf-8")).get("layout")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return layout if layout in LAYOUTS else None
+
+
+def _layouts_held(out: Path) -> dict[str, Path]:
+    """The layouts of the data sets `out` holds, each with the file or folder that shows it: an export's
+    meta.json, else the split files of a data set laid out by hand (SIRST's trainval.txt or a published SIRST's
+    split folder idx_427/, DNANet's 50_50/, BasicIRSTD's img_idx/ in a data set folder of `out`, or in `out`)."""
+    named = _export_layout(out)
+    held = {} if named is None else {named: out / "meta.json"}
+    sirst = [p for p in (out / "trainval.txt", out / "test.txt") if p.is_file()] + sirst_split_folders(out)
+    dnanet = [p for p in (out / "50_50" / "train.txt", out / "50_50" / "test.txt") if p.is_file()]
+    basicirstd = [p for p in (out / "img_idx", *sorted(out.glob("*/img_idx"))) if p.is_dir()]
+    basicirstd += [p for p in sorted(out.glob("*/meta.json")) if _export_layout(p.parent) == "basicirstd"]
+    for layout, found in (("sirst", sirst), ("dnanet", dnanet), ("basicirstd", basicirstd)):
+        if found:
+            held.setdefault(layout, found[0])
+    return held
+
+
+def _check_layout_of_folder(out: Path, layout: str) -> None:
+    """ExportError, before anything is written, when `out` holds a data set of another layout than `layout` (a
+    BasicIRSTD data set folder inside a SIRST one, say): the export would make a second data set beside or
+    inside the first, whose frames no check sees, so one frame could be in both, on both sides of the split.
+    An export's meta.json says its folder's layout; a folder laid out by hand that holds the split files of
+    several layouts is taken as the one asked for. A BasicIRSTD export is refused the folder of a BasicIRSTD data
+    set too: it writes into a data set folder inside the one given."""
+    named = _export_layout(out)
+    if layout == "basicirstd" and (named == "basicirstd" or (out / "img_idx").is_dir()):
+        raise ExportError(f"{out} is the folder of a basicirstd data set, and a basicirstd export makes its data "
+                          f"set folder inside the one given: nothing was written; to add to it, export into "
+                          f"{out.parent} with the data set name {out.name!r}")
+    held = _layouts_held(out)
+    if named is not None:
+        other = None if named == layout else named
+    else:
+        other = None if layout in held else next(iter(held), None)
+    if other is not None:
+        raise ExportError(f"{out} holds a {other} data set ({held[other]}), not {layout}: nothing was written; "
+                          f"export in the {other} layout to add to it, or into another folder")
+
+
 def _check_not_into_own_folders(paths: DatasetPaths, project: ReviewProject) -> None:
     """ExportError when the data set would be written into the sequence's frames folder or its ground truth
     (a clip's masks/, beside its frames or a folder up: the source would gain the exported frames), or into
-    a review project (its masks/ holds the proposals); a folder inside the project (the app's fine-tune
-    folders) is fine."""
+    a review project, at any depth (its masks/ holds the proposals), but for a folder in a project's finetune/
+    (the app's fine-tune folders, PROJECT/finetune/<time>/data)."""
     root = paths.root.resolve()
     written = (root, paths.images.resolve(), paths.masks.resolve())
     source = project.source_path.resolve()
@@ -386,8 +437,12 @@ def _check_not_into_own_folders(paths: DatasetPaths, project: ReviewProject) -> 
     for folder in truth:
         if into is None and (folder in written or folder in root.parents):
             into = ("the sequence's ground-truth masks", folder)
-    if into is None and (root == project.folder.resolve() or is_project(root)):
-        into = ("a review project", root)
+    if into is None:
+        own_project = project.folder.resolve()
+        for folder in (root, *root.parents):
+            if (folder == own_project or is_project(folder)) and folder / "finetune" not in root.parents:
+                into = ("a review project", folder)
+                break
     if into is not None:
         raise ExportError(f"{paths.root} would put the exported frames into {into[0]} ({into[1]}): choose a "
                           "folder outside it")
@@ -449,6 +504,7 @@ def export_project(
     _check_plain_name("data set name", dataset_name)
     paths = dataset_paths(out, layout, dataset_name)
     _check_not_into_own_folders(paths, project)
+    _check_layout_of_folder(Path(out), layout)
     if append:
         _check_one_split_folder(paths, layout)
     report = ExportReport(paths.root, layout, split)
