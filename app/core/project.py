@@ -33,6 +33,7 @@ from app.core.frames import FrameReadError, describe_sizes, frame_digest
 from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
 from app.core.targets import Target, extract_targets
 from model.atomic import atomic_create_bytes, atomic_write_bytes, atomic_write_json, atomic_write_npy, atomic_write_png
+from model.data import counted, name_some
 from model.detectors import FrameResult
 
 PROJECT_FORMAT = "irsam-review-project/1"
@@ -48,6 +49,7 @@ WATCHED_LAYERS = ("masks", "labels")  # the folders `changes_on_disk` looks into
 # CLOCK_TICK_NS of a look may change again with the same stamp, and the first look takes a file stamped up to
 # CLOCK_TICK_NS before the project was opened as written since
 CLOCK_TICK_NS = 100_000_000
+FRAMES_NAMED = 5  # frames named in full where a source's frame list no longer fits its project's
 OWN_WRITES_KEPT_NS = 10_000_000_000  # how long an instance knows a file it wrote as its own (`changes_on_disk`)
 
 
@@ -229,9 +231,10 @@ class ReviewProject:
         """A new project in `folder` (created if needed).
 
         `detector` is {name, weights, sha256, config, device} or None. With `exist_ok`, an existing project
-        over the same stems is opened instead and its source, normalisation and detector are updated
-        (a detection re-run); its predictions, labels, statuses and history are kept. `unreadable_stems`:
-        frames of `stems` that cannot be read, which an existing project may lack (`follow_source`).
+        over the same stems, or over some of them in the same order (the source grew: `follow_source` adds the
+        others), is opened instead and its source, normalisation and detector are updated (a detection re-run);
+        its predictions, labels, statuses and history are kept. `unreadable_stems`: frames of `stems` that
+        cannot be read (no longer needed: `follow_source`).
         `frame_shape`: (height, width) of every frame, or stem -> (height, width) when they differ (frames
         unreadable at open may be left out: their size is not known).
         """
@@ -356,14 +359,21 @@ class ReviewProject:
         return self._index[stem]
 
     def follow_source(self, stems: Sequence[str], unreadable_stems: Sequence[str] = ()) -> None:
-        """Take the source's frame list `stems` when it is this project's, or this project's with unreadable
-        frames added (before session 11 a folder's unreadable files were not frames); ProjectError otherwise.
-        Everything is kept per stem, so only project.json changes."""
+        """Take the source's frame list `stems` when it holds every frame of this project, in the same order
+        (`follows`): the frames it holds besides are added, unreviewed and with no proposal (a clip that grew;
+        or unreadable files, which were not frames before session 11). ProjectError, naming the frames, when a
+        frame of the project is no longer in `stems` or the order differs: the review work kept per frame is not
+        dropped. Everything is kept per stem, so only project.json changes. (`unreadable_stems` is no longer
+        needed: any frame the project lacks is added.)"""
         stems = [str(s) for s in stems]
         if stems == self.stems:
             return
         if not follows(self.stems, stems, set(unreadable_stems)):
-            raise ProjectError(f"{self.folder} holds a project over different frames")
+            raise ProjectError(f"{self.folder} holds a project over different frames: in {self.source_path}, "
+                               f"{frame_list_change(self.stems, stems)}. The project keeps its review work per "
+                               "frame, and would lose that of the frames gone: restore the frames as they were and "
+                               "run again, or start a new project over the frames there now (irsam detect into a "
+                               "new --out)")
         with self._lock:
             self._update_meta(lambda meta: meta.update(stems=stems))
             self.stems = list(stems)
@@ -1487,14 +1497,35 @@ def _review_entry(status: ReviewStatus, when: str, frame_sha1: str | None) -> di
 
 
 def follows(stored: Sequence[str], current: Sequence[str], unreadable: set[str]) -> bool:
-    """Whether a project's `stored` frame list is `current` less some of its `unreadable` frames, in order."""
+    """Whether a project over the frames `stored` can follow its source now holding `current`: every stored frame
+    is still there, in the same order, and the others are frames added since (a clip that grew, or unreadable
+    files, which projects made before session 11 left out; `unreadable` no longer changes the answer)."""
     k = 0
     for stem in current:
         if k < len(stored) and stored[k] == stem:
             k += 1
-        elif stem not in unreadable:
-            return False
     return k == len(stored)
+
+
+def frame_list_change(stored: Sequence[str], current: Sequence[str]) -> str:
+    """How the frame list `current` differs from a project's `stored` one, each kind of change counted and its
+    frames named (the first FRAMES_NAMED): "1 frame removed (000005), 3 added (000041, 000042, 000043)"; or
+    the frames in another order."""
+    stored_set, current_set = set(stored), set(current)
+    removed = [stem for stem in stored if stem not in current_set]
+    added = [stem for stem in current if stem not in stored_set]
+    parts = []
+    if removed:
+        parts.append(f"{counted(len(removed), 'frame', 'frames')} removed ({name_some(removed, FRAMES_NAMED)})")
+    if added:
+        parts.append(f"{len(added)} added ({name_some(added, FRAMES_NAMED)})")
+    if not removed:
+        kept = [stem for stem in current if stem in stored_set]
+        moved = [new for old, new in zip(stored, kept) if old != new]
+        if moved:
+            parts.insert(0, f"{counted(len(moved), 'frame', 'frames')} in another order "
+                            f"({name_some(moved, FRAMES_NAMED)})")
+    return ", ".join(parts)
 
 
 def _source_meta(source_path: str | Path, source_kind: str, frame_shape: FrameShapes,
