@@ -130,6 +130,9 @@ def extra_data_root(entry: str | Path) -> Path:
     the nearest folder above it that holds images/ and masks/ (SIRST's splits/idx_427/trainval.txt,
     BasicIRSTD's img_idx/train_NAME.txt, an export's trainval.txt). FileNotFoundError says what is missing."""
     path = Path(entry)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such folder or split file (extra data is a folder with images/ and "
+                                "masks/, or a split file inside one)")
     if path.is_file():
         root = next((p for p in path.parents if (p / "images").is_dir() and (p / "masks").is_dir()), None)
         if root is None:

@@ -7,7 +7,9 @@ Out folder:
   last.pt         everything needed to resume (model and its config, optimiser, scheduler, weight average,
                   epoch, best score, the run's options and images: `check_same_run`)
   best.pt         our checkpoint format (model.checkpoint) of the best validation IoU (of the weight
-                  average, when `ema_decay` keeps one); its metadata names the data by absolute paths
+                  average, when `ema_decay` keeps one); its metadata names the data by absolute paths. A resume
+                  that finds it missing or unreadable says so and writes a new one: the best of the epochs it
+                  runs, or with none left last.pt's weights (the summary's "best_note" says which)
   metrics.jsonl   one line per epoch: losses, validation IoU/nIoU/Pd/Fa, lr (of its first step), seconds; an
                   undefined value (Pd of a validation split without a target) is null, as JSON has no NaN (lines
                   written before, with NaN, are still read)
@@ -55,6 +57,7 @@ from model.checkpoint import (
     compare_keys,
     fitting_preset,
     init_from_pretrained,
+    load_checkpoint,
     read_torch_file,
     read_weights,
     save_checkpoint,
@@ -173,6 +176,15 @@ def split_samples(data: Path, split_file: str, option: str = "") -> list[Sample]
     if not samples:
         raise ValueError(f"split file {split_file} lists no images")
     return samples
+
+
+def extra_data_option_samples(entry: str) -> list[Sample]:
+    """`extra_data_samples` of an --extra-data entry; its FileNotFoundError names the option."""
+    try:
+        return extra_data_samples(entry)
+    except FileNotFoundError as error:
+        said = str(error).removeprefix(f"{Path(entry)}: ")  # the messages that name the entry start with it
+        raise FileNotFoundError(f"--extra-data {entry}: {said}") from None
 
 
 def load_split(data: Path, split_file: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
@@ -508,7 +520,7 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
     overlap = set(train_stems) & set(val_stems)
     if overlap:
         raise ValueError(f"train and validation splits share {len(overlap)} images, e.g. {sorted(overlap)[:3]}")
-    extra_samples = [extra_data_samples(entry) for entry in cfg.extra_data]
+    extra_samples = [extra_data_option_samples(entry) for entry in cfg.extra_data]
     run = run_record(cfg, ctx.world_size, train_stems, val_stems,
                      [[s.stem for s in samples] for samples in extra_samples],
                      data_contents(train_samples, val_samples, extra_samples))
@@ -538,9 +550,10 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
     scaler = grad_scaler(dtype, ctx.device)
     loss_fn = LOSSES[cfg.loss]
 
-    start_epoch, best_iou, best_metrics = 0, -1.0, {}
+    start_epoch, best_iou, best_metrics, best_lost = 0, -1.0, {}, None
     if resume_state is not None:
-        start_epoch, best_iou, best_metrics = _resume(resume_state, model, scaler, scheduler, cfg, ctx, out, log)
+        start_epoch, best_iou, best_metrics, best_lost = _resume(resume_state, model, scaler, scheduler, cfg, ctx, out,
+                                                                 log)
     elif ctx.is_main and init_report is not None:
         log(f"initialised from {cfg.init}: {init_report.summary()}")
 
@@ -548,13 +561,22 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
     if average is not None and resume_state is not None and resume_state.get("average") is not None:
         average.model.load_state_dict(resume_state["average"])
     kept = average.model if average is not None else model  # the network validated and saved as best.pt
+    if best_lost and start_epoch >= cfg.epochs:  # no epoch left to write a new best.pt: last.pt's weights make it
+        best_metrics = validate(kept, val_images, val_masks, ctx.device, None)
+        best_iou = best_metrics["iou"]
+        try:
+            save_checkpoint(out / "best.pt", kept, model_config,
+                            _metadata(cfg, start_epoch, best_metrics, val_stems, export_windows, dtype))
+        except OSError as error:
+            raise save_failed(out / "best.pt", error, f"best.pt is not rebuilt; {last_path} holds all {cfg.epochs} "
+                              "epochs", "the same command rebuilds it, training nothing") from error
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
     if ctx.is_main:
         log(
             f"training {model_config.name} on {len(loader.dataset)} images ({len(val_images)} for validation), "
             f"{ctx.world_size} process(es) on {ctx.device}, autocast {dtype}, {steps_per_epoch} steps/epoch"
         )
-    stopped_early = False
+    stopped_early, epochs_done = False, start_epoch
     # of each epoch this process ran: its training steps, its validation (where it ran) and the rest (saving)
     step_seconds: list[float] = []
     val_seconds: list[float] = []
@@ -599,6 +621,7 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
                                   "its line is not in metrics.jsonl", "the same command writes the line back from "
                                   f"last.pt and {_goes_on(epoch + 1, cfg.epochs)}") from error
         ctx.barrier()
+        epochs_done = epoch + 1
         rest_seconds.append(time.time() - t_rest - validated)
         if stop_reason is not None:
             stopped_early = True
@@ -615,14 +638,22 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
             raise save_failed(out / "best.pt", error, "the decision threshold chosen on validation is not stored "
                               f"in it (it keeps its previous version); {last_path} holds all {cfg.epochs} epochs",
                               "the same command chooses the threshold again, training nothing") from error
-    return {
+    summary = {
         "best_val_iou": best_iou,
         "best_val_metrics": best_metrics,
-        "best": str(out / "best.pt"),
+        "best": str(out / "best.pt") if (out / "best.pt").exists() else None,
         "last": str(last_path),
         "complete": not stopped_early,
         "minutes": round((time.time() - t_start) / 60, 2),
     }
+    if best_lost:
+        first = start_epoch + 1
+        if epochs_done == start_epoch:
+            held = f"last.pt's weights of epoch {start_epoch}, the last, not necessarily the best"
+        else:
+            held = "the best of " + (f"epoch {first}" if epochs_done == first else f"epochs {first} to {epochs_done}")
+        summary["best_note"] = f"{best_lost}: best.pt holds {held}"
+    return summary
 
 
 class SaveFailed(OSError):
@@ -694,7 +725,7 @@ def _resume_state_or_new_run(cfg: TrainConfig, model: torch.nn.Module, model_con
     if cfg.init:  # before the out folder and the data: weights that do not fit stop the run at once
         init_report = initialise(model, cfg.init, model_config)
     inputs = (cfg.split_train, cfg.split_val, cfg.init, *cfg.extra_data)
-    leftovers = check_new_out_folder(out, {Path(path).resolve() for path in inputs if path}, cfg)
+    leftovers = check_new_out_folder(out, {Path(absolute(path)) for path in inputs if path}, cfg)
     return cfg, None, init_report, leftovers
 
 
@@ -791,10 +822,12 @@ def _optimizer_and_schedule(model: torch.nn.Module, cfg: TrainConfig, steps_per_
 
 
 def _resume(resume_state: dict, model: torch.nn.Module, scaler: torch.amp.GradScaler, scheduler, cfg: TrainConfig,
-            ctx: DistributedContext, out: Path, log) -> tuple[int, float, dict]:
+            ctx: DistributedContext, out: Path, log) -> tuple[int, float, dict, str | None]:
     """Load last.pt's weights and loss scale into `model` and `scaler`; rank 0 says where the run resumes and makes
     metrics.jsonl say what last.pt holds (`reconcile_log`). Returns (the first epoch to run, the best validation
-    IoU, its metrics)."""
+    IoU, its metrics, None), or, on rank 0 when the run's best.pt is missing or unusable (`best_checkpoint_problem`),
+    (the first epoch to run, -1, {}, what happened to the best epoch's weights): the next validated epoch then writes
+    a new best.pt, or with no epoch left `_train` makes it of last.pt's weights."""
     model.load_state_dict(resume_state["model"])
     start_epoch, best_iou = int(resume_state["epoch"]) + 1, float(resume_state["best_iou"])
     best_metrics = json.loads(resume_state["best_metrics"])
@@ -816,7 +849,28 @@ def _resume(resume_state: dict, model: torch.nn.Module, scaler: torch.amp.GradSc
                               f"the same command {_goes_on(start_epoch, cfg.epochs)}") from error
         if repaired:
             log(f"metrics.jsonl: {repaired} (the last run was killed between the two writes)")
-    return start_epoch, best_iou, best_metrics
+    problem = best_checkpoint_problem(out / "best.pt") if ctx.is_main and best_iou >= 0 else None
+    if problem is None:
+        return start_epoch, best_iou, best_metrics, None
+    best_path = out / "best.pt"
+    then = ("the next validated epoch writes a new best.pt, the best of the epochs from here on"
+            if start_epoch < cfg.epochs else f"best.pt is made again of last.pt's weights of epoch {start_epoch}, the "
+            "last epoch, not necessarily the best")
+    log(f"warning: {best_path} is {problem}: the weights of the run's best epoch so far (val IoU {best_iou:.4f}) are "
+        f"lost; {then}")
+    return start_epoch, -1.0, {}, (f"{best_path} was {problem} when the run resumed (the weights of its best epoch "
+                                   f"until then, val IoU {best_iou:.4f}, were lost)")
+
+
+def best_checkpoint_problem(path: Path) -> str | None:
+    """Why a run's best.pt cannot be used ("missing", "unreadable (why)"); None when it loads."""
+    if not path.exists():
+        return "missing"
+    try:
+        load_checkpoint(path)
+    except CheckpointError as error:
+        return f"unreadable ({str(error).removeprefix(f'{path}: ')})"
+    return None
 
 
 def _train_epoch(net: torch.nn.Module, loader: DataLoader, optimizer, scheduler, scaler: torch.amp.GradScaler,
@@ -1103,8 +1157,8 @@ def check_new_out_folder(out: Path, inputs: set[Path], cfg: TrainConfig | None =
     if cfg is not None and first_epoch_best(out / "best.pt", cfg):
         leftovers.append(out / "best.pt")
     others = [entry.name + ("/" if entry.is_dir() else "") for entry in entries
-              if not (entry.resolve() in inputs or entry.name in (*LAUNCHER_FILES, TRAIN_LOCK) or entry in leftovers
-                      or entry.suffix == LOG_SUFFIX and entry.is_file())]
+              if not (Path(absolute(entry)) in inputs or entry.name in (*LAUNCHER_FILES, TRAIN_LOCK)
+                      or entry in leftovers or entry.suffix == LOG_SUFFIX and entry.is_file())]
     if others:
         raise ValueError(f"--out {out} holds {name_some(others, NAMED_ENTRIES)} and no last.pt to resume: train into a new or empty folder")
     return leftovers
@@ -1194,8 +1248,9 @@ def run_record(cfg: TrainConfig, processes: int, train_stems: list[str], val_ste
     return json.loads(json.dumps(record))  # as last.pt gives it back
 
 
-def absolute(path: str) -> str:
-    return str(Path(path).resolve())
+def absolute(path: str | Path) -> str:
+    """`path` resolved; a symlink loop (`ln -s b a; ln -s a b`) is left as it is, not an error."""
+    return os.path.realpath(path)
 
 
 def with_absolute_paths(options: dict) -> dict:

@@ -133,7 +133,7 @@ def test_a_base_folder_that_is_not_a_data_set_is_refused_before_training_starts(
     empty = tmp_path / "empty"
     (empty / "images").mkdir(parents=True)
     (empty / "masks").mkdir()
-    for folder, says in ((tmp_path / "nowhere", "no images/ folder"), (base, "syn_004"), (empty, "no images"),
+    for folder, says in ((tmp_path / "nowhere", "no such folder or split file"), (base, "syn_004"), (empty, "no images"),
                          (wide, r"12 of its 12 images cannot be trained on: syn_000.png \(I;16\), syn_001.png "
                                 r"\(I;16\), syn_002.png \(I;16\) and 9 more. Training reads 8-bit images only")):
         job = FineTuneJob(export_dir, tmp_path / "run", base_data=[folder], epochs=1, device="cpu")

@@ -816,7 +816,7 @@ def test_finetune_dialog_trains_on_a_base_data_set_too_and_remembers_it(review, 
         cv2.imwrite(str(path), cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).astype(np.uint16) * 257)
     dialog = review.review_tools.finetune_dialog_open()
     dialog.folder.setText(str(tmp_path / "finetune"))
-    for refused, says in ((tmp_path / "not_a_data_set", "no images/ folder"),
+    for refused, says in ((tmp_path / "not_a_data_set", "no such folder or split file"),
                           (wide, "cannot be trained on: syn_000.png (I;16), syn_001.png (I;16), syn_002.png (I;16) "
                                  "and 9 more. Training reads 8-bit images only")):
         dialog.base_data.setText(str(refused))

@@ -557,7 +557,7 @@ def test_cli_extra_data_from_a_split_file_trains_on_the_frames_it_lists_only(dat
     out = capsys.readouterr().out
     assert "training tiny on 12 images (4 for validation)" in out  # 8 of the data set's own + 4
     assert cli_train(tmp_path / "bad", dataset, "--device", "cpu", "--extra-data", str(tmp_path / "nowhere")) == 2
-    assert "no images/ folder" in capsys.readouterr().err
+    assert "--extra-data " + str(tmp_path / "nowhere") + ": no such folder or split file" in capsys.readouterr().err
     # the data set itself as extra data: its validation images would be trained on
     assert cli_train(tmp_path / "leak", dataset, "--device", "cpu", "--extra-data", str(dataset)) == 2
     assert capsys.readouterr().err.startswith(f"error: --extra-data {dataset} holds 4 of the validation images (the "

@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         request = normalization_request_of(args)
         gate = size_gate_of(args)
-        _check_writable(args.json_out, args.plots)
+        _check_writable(args.json_out, args.plots, _inputs_read(args))
     except ValueError as e:
         return _error(str(e))
     if args.method:
@@ -275,6 +275,9 @@ def run(args: argparse.Namespace) -> int:
             n_inputs = len(numbering.files) if args.limit is None else min(args.limit, len(numbering.files))
             if args.frames and numbering.files:  # a bad file or range is reported before the weights load
                 n_inputs = len(_frames_asked(numbering, *args.frames))
+                if args.frames[1] is not None and args.frames[1] > numbering.last:
+                    print(f"warning: --frames {_range_text(*args.frames)}: the clip's last frame is {numbering.last}; "
+                          f"scoring frames {args.frames[0]} to {numbering.last}", file=sys.stderr)
         elif check_data_paths(args.images, args.masks) == "stack":  # its pages, as detect and the app number them
             frames = SetFrames(args.images, request)
             if frames.source is None or frames.source.kind != "tiff":
@@ -341,12 +344,17 @@ def _frames_asked(numbering: ClipNumbering, first: int, last: int | None) -> lis
     """The clip's frames --frames first-last selects (indices into numbering.files); ValueError when none."""
     if first > numbering.last:
         numbered = f", the last numbered {numbering.last}" if numbering.last != len(numbering.files) else ""
-        raise ValueError(f"--frames {first}-: the clip has {len(numbering.files)} frames{numbered}")
+        raise ValueError(f"--frames {_range_text(first, last)}: the clip has {len(numbering.files)} frames{numbered}")
     selected = numbering.select(first, last)
     if not selected:
-        raise ValueError(f"--frames {first}-{last or ''}: images/ has no image for frames {first} to "
+        raise ValueError(f"--frames {_range_text(first, last)}: images/ has no image for frames {first} to "
                          f"{last or 'the end'} (frames are told by {_numbering_text(numbering)})")
     return selected
+
+
+def _range_text(first: int, last: int | None) -> str:
+    """--frames as the user gave it: "A-B" or "A-"."""
+    return f"{first}-{'' if last is None else last}"
 
 
 def _numbering_text(numbering: ClipNumbering | dict) -> str:
@@ -421,13 +429,46 @@ def _make_detector(args: argparse.Namespace, options: dict):
     return detector
 
 
-def _check_writable(json_out: str | None, plots: str | None) -> None:
-    """Refuse, before a long evaluation, output paths that could not be written (ValueError)."""
+def _inputs_read(args: argparse.Namespace) -> list[tuple[str, str, bool]]:
+    """(what it is, path, whether it is a folder) of each input the evaluation reads: the --images folder (or TIFF
+    stack), the --masks folder, the --split file, the --weights file, or a --clip's images/ and boxes.csv."""
+    if args.clip:
+        inputs = [("the --clip's frames folder", str(Path(args.clip) / "images"), True),
+                  ("the --clip's boxes file", str(Path(args.clip) / "boxes.csv"), False)]
+    else:
+        stack = bool(args.images) and Path(args.images).is_file()
+        inputs = [(f"the --images {'stack' if stack else 'folder'}", args.images, not stack),
+                  ("the --masks folder", args.masks, True), ("the --split file", args.split, False)]
+    return [entry for entry in [*inputs, ("the --weights file", args.weights, False)] if entry[1]]
+
+
+def _check_not_an_input(option: str, given: str, written: Path, inputs: list[tuple[str, str, bool]]) -> None:
+    """ValueError when `written` (the resolved path of the output `option` `given`) is one of `inputs` or lies in
+    one of their folders: the results would overwrite, or be added to, the data being scored."""
+    through = f" (resolved: {written})" if os.path.abspath(given) != str(written) else ""
+    for what, path, is_folder in inputs:
+        read = Path(os.path.realpath(path))
+        if is_folder and read in written.parents:
+            raise ValueError(f"{option} {given}{through} is inside {what} {path}: eval writes nothing into the data "
+                             "it scores; give a path outside it")
+        if written == read:
+            raise ValueError(f"{option} {given}{through} is {what} {path}: "
+                             + ("eval writes nothing into the data it scores; give another folder" if is_folder
+                                else "writing the results would overwrite it; give another path"))
+
+
+def _check_writable(json_out: str | None, plots: str | None, inputs: list[tuple[str, str, bool]] = ()) -> None:
+    """Refuse, before a long evaluation, output paths that could not be written, or that are among the `inputs`
+    it reads (`_inputs_read`) or inside their folders (ValueError)."""
     if json_out and Path(json_out).is_dir():
         raise ValueError(f"--json {json_out} is a folder; give a file name")
     target = json_out and Path(os.path.realpath(json_out))  # written through a link, as the shell's > would
     if json_out and Path(json_out).exists() and not Path(json_out).is_file() and os.access(json_out, os.W_OK):
         target = None  # a pipe or a device (/dev/stdout) is written into, whatever its folder allows
+    if target:
+        _check_not_an_input("--json", json_out, target, inputs)
+    if plots:
+        _check_not_an_input("--plots", plots, Path(os.path.realpath(plots)), inputs)
     for option, folder in (("--json", target and target.parent), ("--plots", plots and Path(plots))):
         if folder:
             # the nearest folder that exists is where the missing ones would be created
