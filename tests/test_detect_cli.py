@@ -240,6 +240,28 @@ def test_an_interrupted_run_keeps_what_it_saved_and_says_how_to_go_on(sequence, 
     assert all(ReviewProject.open(out).has_prediction(s) for s in project.stems)
 
 
+def test_a_kill_keeps_what_it_saved_and_says_so_as_ctrl_c_does(sequence, tmp_path, capsys, monkeypatch):
+    """SIGTERM (kill, a service manager's stop, timeout) ended the run with no word; now as Ctrl-C, exit 143."""
+    import os
+    import signal
+
+    import app.commands.detect as detect_command
+
+    def kill():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    handler = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(detect_command, "make_detector", stopping_detector(detect_command.make_detector, 2, kill))
+    out = tmp_path / "proj"
+    assert main(["detect", str(sequence), "--out", str(out), "--method", "tophat", "--batch-size", "1",
+                 "--quiet"]) == 143
+    err = capsys.readouterr().err
+    assert err.startswith("terminated: the proposals of 2 frame(s) of this run are saved") and "--skip-done" in err
+    assert signal.getsignal(signal.SIGTERM) is handler  # put back after the run
+    project = ReviewProject.open(out)
+    assert [project.has_prediction(s) for s in project.stems] == [True, True] + [False] * 4
+
+
 def test_a_failed_write_is_one_error_line_and_keeps_the_frames_saved(sequence, tmp_path, capsys, monkeypatch):
     from app.core.project import ProjectWriteError
 
@@ -388,7 +410,9 @@ def test_size_gate_drops_targets_outside_the_range_and_is_recorded(tmp_path, cap
     assert sorted(int(r["area"]) for r in read_detections(gated_out)) == [a for a in areas if 9 <= a <= 15]
     assert ReviewProject.open(gated_out).detector["size_gate"] == {"min_area": 9, "max_area": 15}
     assert main(["detect", str(sequence), "--out", str(tmp_path / "bad"), "--max-area", "3", "--min-area", "5"]) == 2
-    assert "max_area (3 px) is below min_area (5 px)" in capsys.readouterr().err
+    assert capsys.readouterr().err == "error: --max-area 3 is below --min-area 5\n"  # in the options' words
+    assert main(["detect", str(sequence), "--out", str(tmp_path / "bad"), "--min-area", "-5"]) == 2
+    assert capsys.readouterr().err == "error: --min-area must be at least 1 px, got -5\n"
 
 
 @pytest.fixture

@@ -51,7 +51,10 @@ def test_detect_takes_up_frames_added_to_the_source(reviewed, capsys):
     copy_frames(frames, 6, 8)
     capsys.readouterr()
     assert main(["detect", str(frames), "--out", str(out), "--method", "tophat", "--quiet", "--skip-done"]) == 0
-    assert "3 frames in" in capsys.readouterr().out  # the new ones only: the others are already proposed
+    said = capsys.readouterr().out
+    assert "3 frames in" in said  # the new ones only: the others are already proposed
+    assert (f"{out}: 3 frames added to the source since the project was made, now frames of it (unreviewed): "
+            "000006, 000007, 000008\n") in said
     project = ReviewProject.open(out)
     assert project.stems == [f"{i:06d}" for i in range(1, 9)]
     assert all(project.has_prediction(stem) for stem in project.stems)

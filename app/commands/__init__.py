@@ -2,7 +2,32 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, a service manager's stop, timeout) taken as Ctrl-C: the command saves and says what it saved."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises Terminated (a KeyboardInterrupt) in the main thread, so that what a command
+    does on Ctrl-C it does on a kill too; elsewhere, or where SIGTERM is ignored, nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def positive_int(text: str) -> int:
@@ -18,6 +43,31 @@ def warn_irsam_only(options: list[str], method: str) -> None:
     if options:
         verb = "applies" if len(options) == 1 else "apply"
         print(f"warning: {', '.join(options)} only {verb} to IRSAM; ignored for --method {method}", file=sys.stderr)
+
+
+def warn_classical_only(options: list[str], irsam_option: str) -> None:
+    """Say on stderr that these options, given for IRSAM (`irsam_option`: "--method irsam", "--weights"), do
+    nothing."""
+    if options:
+        verb = "applies" if len(options) == 1 else "apply"
+        print(f"warning: {', '.join(options)} only {verb} to the classical methods; ignored for {irsam_option}",
+              file=sys.stderr)
+
+
+def add_target_size_option(parser: argparse.ArgumentParser) -> None:
+    """--target-size N: the classical methods' largest target (None when not given, so that giving it for IRSAM
+    can be warned about)."""
+    from model.classical import DEFAULT_TARGET_SIZE, window_for
+
+    window = window_for(DEFAULT_TARGET_SIZE)
+    parser.add_argument("--target-size", type=positive_int, metavar="PX",
+                        help="classical methods only: the longer side in pixels of the largest target to find "
+                             f"(default {DEFAULT_TARGET_SIZE}: Top-Hat's {window} px element, MPCM's scales 3 to "
+                             f"{window}). Top-Hat finds no target larger than its element (it survives the "
+                             "opening), MPCM none larger than its largest cell: the element and MPCM's largest scale "
+                             "become PX + 2, rounded up to odd, and the area filter admits targets of that square. "
+                             "PSTNN has no such window (its 40 px patches model the background): only its area "
+                             "filter follows. Larger windows also pass more background clutter")
 
 
 def add_size_gate_options(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +98,11 @@ def normalization_request_of(args: argparse.Namespace):
 
 
 def size_gate_of(args: argparse.Namespace):
-    """The TargetSizeGate the options ask for (raises ValueError for an impossible range)."""
+    """The TargetSizeGate the options ask for (raises ValueError for an impossible range, in the options' words)."""
+    if args.min_area < 1:
+        raise ValueError(f"--min-area must be at least 1 px, got {args.min_area}")
+    if args.max_area is not None and args.max_area < args.min_area:
+        raise ValueError(f"--max-area {args.max_area} is below --min-area {args.min_area}")
     from model.size_gate import TargetSizeGate
 
     return TargetSizeGate(args.min_area, args.max_area)

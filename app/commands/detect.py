@@ -17,8 +17,9 @@ from collections.abc import Mapping, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
-                          normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
+from app.commands import (Terminated, add_normalization_options, add_size_gate_options, add_target_size_option,
+                          check_device_fallback, normalization_request_of, positive_int, sigterm_as_interrupt,
+                          size_gate_of, warn_classical_only, warn_irsam_only)
 from app.core.frames import FrameReadError, SourceError, frame_digest, frames_folder, open_source
 from app.core.normalization import Normalization, no_data_pixels, without_no_data
 from app.core.project import ProjectError, ReviewProject, is_project, utc_now
@@ -26,6 +27,7 @@ from app.core.provenance import ProposalOrigin, detector_record
 from app.core.locks import DETECT_LOCK, DetectionLock, DetectionRunningError
 from app.paths import DEFAULT_WEIGHTS
 from model.config import PRESETS
+from model.data import counted, name_some
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import available_methods
 
@@ -67,6 +69,7 @@ def add_parser(sub) -> None:
                    help="IRSAM only: contrast (default) fits each detected target to its local contrast, the "
                         "outline annotators draw: pixels above a quarter of it stay, and a confident target "
                         "grows 1 px into neighbours above 0.4 of it; trim only trims; off keeps the network's mask")
+    add_target_size_option(p)
     add_size_gate_options(p)
     add_normalization_options(p)
     p.add_argument("--save-logits", action="store_true", help="also write float32 logits at frame resolution")
@@ -85,15 +88,19 @@ def add_parser(sub) -> None:
 
 def make_detector(
     method: str, weights: str | None, config: str | None, device: str, precision: str, batch_size: int,
-    tta: str = "none", refine: str = "contrast", size_gate=None,
+    tta: str = "none", refine: str = "contrast", size_gate=None, target_size: int | None = None,
 ):
-    """The detector and the record of it stored in the project (size_gate: a model.size_gate.TargetSizeGate)."""
+    """The detector and the record of it stored in the project (size_gate: a model.size_gate.TargetSizeGate;
+    target_size: a classical method's largest target, px, None for its default)."""
     from model.checkpoint import check_weights_path
+    from model.classical import DEFAULT_TARGET_SIZE, make_classical_detector
     from model.evaluate import make_detector as make_named_detector
     from model.size_gate import gated
 
     if method != "irsam":
-        return gated(make_named_detector(method, None), size_gate), detector_record(method, size_gate)
+        detector = make_classical_detector(method, target_size or DEFAULT_TARGET_SIZE)
+        record = detector_record(method, size_gate) | {"target_size": detector.target_size}
+        return gated(detector, size_gate), record
     path = check_weights_path(weights) if weights is not None else DEFAULT_WEIGHTS
     if not path.exists():
         hint = "" if weights else " (the shipped default weights are missing: pass --weights FILE or --method tophat)"
@@ -126,6 +133,8 @@ def _detect(args, request, source) -> int:
             ("--weights", args.weights), ("--config", args.config), ("--device", args.device != "auto"),
             ("--precision", args.precision != "fp32"), ("--tta", args.tta != "none"),
             ("--refine", args.refine != "contrast")) if given], args.method)
+    else:
+        warn_classical_only(["--target-size"] if args.target_size is not None else [], "--method irsam")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         print(f"error: {out} is a file, not a folder: detect into a new or empty folder (nothing was written)",
@@ -160,10 +169,11 @@ def _refused_as_foreign(out: Path) -> bool:
 def _detect_locked(args, request, source, out: Path) -> int:
     if _refused_as_foreign(out):  # made since the check before the lock
         return 2
-    moved_from = None
+    moved_from = known_stems = None
     try:
         if is_project(out):
             existing = ReviewProject.open(out)
+            known_stems = set(existing.stems)
             for path, reason in existing.damaged:  # project.json restored from its backup, say (as irsam info does)
                 print(f"warning: {path}: {reason}", file=sys.stderr)
             moved_from = _other_source(existing, Path(args.source), args.follow_source, source)
@@ -181,7 +191,7 @@ def _detect_locked(args, request, source, out: Path) -> int:
     try:
         detector, record = make_detector(
             args.method, args.weights, args.config, args.device, args.precision, args.batch_size, args.tta,
-            args.refine, size_gate_of(args),
+            args.refine, size_gate_of(args), args.target_size,
         )
     except Exception as exc:  # a bad checkpoint: one line, never a traceback
         print(f"error: {exc}", file=sys.stderr)
@@ -196,12 +206,16 @@ def _detect_locked(args, request, source, out: Path) -> int:
     try:
         project = ReviewProject.create(
             out, Path(args.source).resolve(), source.kind, source.stems, source.size_record(), normalization.to_dict(), record,
-            exist_ok=True, unreadable_stems=source.unreadable_stems,
+            exist_ok=True,
         )
     except (ProjectError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    if known_stems is not None and len(project.stems) > len(known_stems):
+        added = [stem for stem in project.stems if stem not in known_stems]
+        print(f"{out}: {counted(len(added), 'frame', 'frames')} added to the source since the project was made, "
+              f"now frames of it (unreviewed): {name_some(added, 5)}")
     if moved_from is not None:
         print(f"{out}: source changed from {moved_from} to {project.source_path} (--follow-source); frames whose "
               "pixels differ from those their proposals, masks and statuses recorded are named by irsam info, and "
@@ -209,7 +223,9 @@ def _detect_locked(args, request, source, out: Path) -> int:
     n = len(source) if args.limit is None else min(len(source), args.limit)
     selected = f"{n} frames" if n == len(source) else f"the first {n} of {len(source)} frames,"
     print(f"{source.kind} {source.path}: {selected} {source.size_text(n)} {source.dtype}; "
-          f"detector {record['name']} on {detector.device}"
+          f"detector {record['name']}"
+          + (f" (targets up to {record['target_size']} px across)" if record.get("target_size") else "")
+          + f" on {detector.device}"
           + (f", targets of {detector.gate} kept" if record["size_gate"] else "") + f"; normalisation {normalization}")
     origin = ProposalOrigin.of(record, normalization)
     done_before = _same_settings(project, source.stems[:n], origin, args.save_logits) if args.skip_done else {}
@@ -220,14 +236,16 @@ def _detect_locked(args, request, source, out: Path) -> int:
                  if checked else ""))
     started = utc_now()
     try:
-        stats = run_pipeline(source, n, normalization, detector, project, args.batch_size, args.save_logits,
-                             not args.quiet, writers=args.writers, origin=origin, skip=done_before)
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            stats = run_pipeline(source, n, normalization, detector, project, args.batch_size, args.save_logits,
+                                 not args.quiet, writers=args.writers, origin=origin, skip=done_before)
+    except KeyboardInterrupt as stop:
         project.flush_detections()
         saved = _saved_since(project, source.stems[:n], started)
-        print(f"interrupted: the proposals of {saved} frame(s) of this run are saved in {out}; "
-              "run the same command with --skip-done to go on", file=sys.stderr)
-        return 130
+        terminated = isinstance(stop, Terminated)
+        print(f"{'terminated' if terminated else 'interrupted'}: the proposals of {saved} frame(s) of this run are "
+              f"saved in {out}; run the same command with --skip-done to go on", file=sys.stderr)
+        return 143 if terminated else 130
     except (OSError, RuntimeError) as exc:  # a write failed (disk full, permissions), or reading or the detector
         try:
             project.flush_detections()

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from app.commands import (add_normalization_options, add_size_gate_options, check_device_fallback,
-                          normalization_request_of, positive_int, size_gate_of, warn_irsam_only)
+from app.commands import (add_normalization_options, add_size_gate_options, add_target_size_option,
+                          check_device_fallback, normalization_request_of, positive_int, size_gate_of,
+                          warn_classical_only, warn_irsam_only)
 from model.atomic import encode_json, write_output_file
 from app.core.frames import FrameReadError, SourceError, open_source, read_gray
 from app.core.normalization import NormalizationRequest, no_data_pixels
+from model.classical import DEFAULT_TARGET_SIZE, make_classical_detector
 from model.config import PRESETS
 from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray, stack_samples
 from model.detectors import REFINE_MODES, TTA_MODES
@@ -84,6 +86,7 @@ def add_parser(subparsers) -> None:
                    help="IRSAM only: contrast (default) fits each detected target to its local contrast, "
                         "trimming the dim halo and growing a confident target 1 px into its bright rim "
                         "(model/refine.py); trim only trims; off scores the network's own mask")
+    add_target_size_option(p)
     add_size_gate_options(p)
     add_normalization_options(p)
     p.set_defaults(run=run)
@@ -266,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
                          if getattr(args, name) is not None], args.method)
         options = {}
     else:
+        warn_classical_only(["--target-size"] if args.target_size is not None else [], "--weights")
         options = {"tta": args.tta or "none", "refine": args.refine or "contrast"}
     frames = None
     try:
@@ -330,6 +334,8 @@ def run(args: argparse.Namespace) -> int:
     if window:
         result["normalization"] = window.to_dict()
     result["detector_options"] = {**options, "refinement": refinement_record(options["refine"])} if options else {}
+    if args.method:
+        result["detector_options"]["target_size"] = args.target_size or DEFAULT_TARGET_SIZE
     result.update(_inputs_record(args))
     if gate.active:
         result["detector_options"]["size_gate"] = gate.to_dict()
@@ -415,7 +421,7 @@ def _error(message: str) -> int:
 
 def _make_detector(args: argparse.Namespace, options: dict):
     if args.method:
-        return make_detector(args.method, None)
+        return make_classical_detector(args.method, args.target_size or DEFAULT_TARGET_SIZE)
     from model.checkpoint import CheckpointError, check_weights_path  # imports torch: only for --weights
 
     device = args.device or "auto"

@@ -63,14 +63,17 @@ class ProposalOrigin:
     tta: str | None = None
     refine: str | None = None
     size_gate: str | None = None  # str(TargetSizeGate), e.g. "4-200 px", when active
+    target_size: str | None = None  # a classical method's largest target, e.g. "16 px", when not the default
     time: str | None = None
 
     @classmethod
     def of(cls, record: dict, normalization) -> "ProposalOrigin":
         """From a detector record (`app.commands.detect.make_detector`'s, as stored in project.json)."""
+        from model.classical import DEFAULT_TARGET_SIZE
         from model.size_gate import TargetSizeGate
 
         gate = record.get("size_gate")
+        size = record.get("target_size")
         return cls(
             method=str(record["name"]),
             normalization=str(normalization),
@@ -81,6 +84,7 @@ class ProposalOrigin:
             tta=record.get("tta"),
             refine=record.get("refine"),
             size_gate=str(TargetSizeGate(**gate)) if gate else None,
+            target_size=f"{size} px" if size not in (None, DEFAULT_TARGET_SIZE) else None,
         )
 
     def same_run_settings(self, other: "ProposalOrigin | None") -> bool:
@@ -97,6 +101,8 @@ class ProposalOrigin:
             extras.append(f"refine {self.refine}")
         if self.precision and self.precision != "fp32":
             extras.append(self.precision)
+        if self.target_size:
+            extras.append(f"up to {self.target_size} across")
         if self.size_gate:
             extras.append(f"targets {self.size_gate}")
         if self.method == "irsam":

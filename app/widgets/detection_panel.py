@@ -8,6 +8,7 @@ from PySide6 import QtCore, QtWidgets
 
 from app.paths import DEFAULT_WEIGHTS
 from app.widgets.workers import DetectorChoice
+from model.classical import DEFAULT_TARGET_SIZE, window_for
 
 CLASSICAL = (("MPCM (classical)", "mpcm"), ("Top-Hat (classical)", "tophat"), ("PSTNN (classical, slow)", "pstnn"))
 PICK_CHECKPOINT = "IRSAM: other checkpoint..."
@@ -147,6 +148,22 @@ class DetectionPanel(QtWidgets.QWidget):
             # one just set (not at each keystroke: typing 300 passes through 3 and 30)
             box.editingFinished.connect(lambda edited=box: self._order_area_range(edited))
             box.stepped.connect(lambda edited=box: self._order_area_range(edited))  # arrows, wheel: at once
+        self.target_size = QtWidgets.QSpinBox()
+        self.target_size.setRange(1, 128)
+        self.target_size.setValue(DEFAULT_TARGET_SIZE)
+        self.target_size.setSuffix(" px")
+        self.target_size.setKeyboardTracking(False)  # typed values count when entered: 16 passes through 1
+        default_window = window_for(DEFAULT_TARGET_SIZE)
+        self.target_size.setToolTip(
+            "Classical methods only: the longer side, in pixels, of the largest target to find. Top-Hat finds\n"
+            "no target larger than its structuring element (the target survives the opening) and MPCM none\n"
+            "larger than its largest cell: both become this size + 2, rounded up to odd, and the area filter\n"
+            "admits targets of that square. PSTNN has no such window (its 40 px patches model the background):\n"
+            f"only its area filter follows. The default, {DEFAULT_TARGET_SIZE} px, keeps the windows tuned on "
+            f"NUAA-SIRST (Top-Hat\n{default_window} px, MPCM 3 to {default_window} px). Larger windows also pass "
+            "more background clutter (ground, cloud edges).")
+        self.target_size.valueChanged.connect(lambda _: self._describe_choice())
+        self.target_size.valueChanged.connect(lambda _: self.choiceChanged.emit(self.choice()))
         self.keep_probabilities = QtWidgets.QCheckBox("Keep probabilities (heatmap)")
         self.keep_probabilities.setChecked(True)
         self.keep_probabilities.setToolTip(
@@ -174,6 +191,7 @@ class DetectionPanel(QtWidgets.QWidget):
         form.addRow("Device", self.device_combo)
         form.addRow("Test-time augm.", self.tta_combo)
         form.addRow("", self.refine_outline)
+        form.addRow("Largest target", self.target_size)
         area_row = QtWidgets.QHBoxLayout()
         area_row.addWidget(self.min_area)
         area_row.addWidget(QtWidgets.QLabel("to"))
@@ -186,6 +204,7 @@ class DetectionPanel(QtWidgets.QWidget):
         layout.addLayout(progress_row)
         layout.addWidget(self.rate)
         layout.addLayout(form)
+        self._options_form = form
         layout.addWidget(self.info)
         layout.addWidget(self.keep_probabilities)
         layout.addStretch(1)
@@ -200,8 +219,9 @@ class DetectionPanel(QtWidgets.QWidget):
         tta = self.tta_combo.currentData() if irsam else "none"
         refine = "contrast" if self.refine_outline.isChecked() or not irsam else "off"
         low, high = self.min_area.value(), self.max_area.value()
+        target_size = DEFAULT_TARGET_SIZE if irsam else self.target_size.value()
         return DetectorChoice(picked.method, picked.weights, self.device_combo.currentText(), tta, refine,
-                              low, max(high, low) if high else None)
+                              low, max(high, low) if high else None, target_size)
 
     def _order_area_range(self, edited: QtWidgets.QSpinBox) -> None:
         low, high = self.min_area.value(), self.max_area.value()
@@ -242,7 +262,7 @@ class DetectionPanel(QtWidgets.QWidget):
     def set_running(self, running: bool) -> None:
         self._running = running
         for b in (self.run_frame, self.run_range, self.run_all, self.detector_combo, self.device_combo,
-                  self.keep_probabilities, self.min_area, self.max_area):
+                  self.keep_probabilities, self.min_area, self.max_area, self.target_size):
             b.setEnabled(not running)
         self._enable_irsam_options()
         self.cancel.setEnabled(running)
@@ -256,11 +276,13 @@ class DetectionPanel(QtWidgets.QWidget):
 
     def _enable_irsam_options(self) -> None:
         """Device, augmentation and refinement apply to IRSAM alone (the classical methods run in numpy on the
-        CPU): greyed out for a classical method."""
+        CPU): greyed out for a classical method. The largest target applies to the classical methods alone: shown
+        for them only."""
         picked = self.detector_combo.currentData()
         irsam = picked is not None and picked.method == "irsam"
         for widget in (self.device_combo, self.tta_combo, self.refine_outline):
             widget.setEnabled(irsam and not self._running)
+        self._options_form.setRowVisible(self.target_size, picked is not None and not irsam)
 
     def set_progress(self, done: int, total: int, fps: float) -> None:
         self.progress.setMaximum(total)
@@ -282,7 +304,8 @@ class DetectionPanel(QtWidgets.QWidget):
         if choice.method == "irsam":
             self.show_info(f"IRSAM weights: {choice.weights}\n(loaded on first run)")
         else:
-            self.show_info(f"{choice.method}: classical method, runs on the CPU; no WPMD/GAD features.")
+            self.show_info(f"{choice.method}: classical method, runs on the CPU; suits targets up to "
+                           f"{choice.target_size} px across (Largest target); no WPMD/GAD features.")
 
     def _remember_chosen(self, index: int) -> None:
         if index >= 0 and self.detector_combo.itemData(index) is not None:

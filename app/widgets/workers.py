@@ -15,6 +15,7 @@ from app.core.project import ReviewProject, content_stamp
 from app.core.provenance import ProposalOrigin, detector_record, sha256_of
 from app.core.locks import DetectionLock, DetectionRunningError
 from app.paths import DEFAULT_WEIGHTS
+from model.classical import DEFAULT_TARGET_SIZE, make_classical_detector
 from model.detectors import Detector
 from model.evaluate import make_detector
 from model.size_gate import TargetSizeGate, gated, ungated
@@ -33,6 +34,8 @@ class DetectorChoice:
     refine: str = "contrast"  # IRSAM mask refinement, one of model.detectors.REFINE_MODES
     min_area: int = 1  # targets kept, in px (model.size_gate), for any method
     max_area: int | None = None
+    # classical methods: longer side (px) of the largest target their windows fit (model.classical.window_for)
+    target_size: int = DEFAULT_TARGET_SIZE
 
     @property
     def size_gate(self) -> TargetSizeGate:
@@ -51,7 +54,8 @@ class DetectorChoice:
     def label(self) -> str:
         gate = [f"targets {self.size_gate}"] if self.size_gate.active else []
         if self.method != "irsam":
-            return f"{self.method} ({gate[0]})" if gate else self.method
+            size = [] if self.target_size == DEFAULT_TARGET_SIZE else [f"up to {self.target_size} px across"]
+            return f"{self.method} ({', '.join([*size, *gate])})" if size or gate else self.method
         extras = ([] if self.tta == "none" else [self.tta]) + ([] if self.refine == "contrast" else ["unrefined"])
         return f"IRSAM ({', '.join([self.weights_name, *extras, *gate])})"
 
@@ -70,6 +74,8 @@ class DetectorChoice:
         record = detector_record(self.method, self.size_gate, self.weights, network,
                                  network.precision if self.method == "irsam" else None,
                                  loaded.sha256 if loaded else None)
+        if self.method != "irsam":
+            record["target_size"] = self.target_size
         return ProposalOrigin.of(record, normalization)
 
     def build(self) -> tuple[Detector, str | None]:
@@ -89,7 +95,7 @@ class DetectorChoice:
 
     def _build_ungated(self) -> tuple[Detector, str | None]:
         if self.method != "irsam":
-            return make_detector(self.method, None, self.device), None
+            return make_classical_detector(self.method, self.target_size), None
         for _attempt in range(3):  # stamped before and after loading: a file rewritten meanwhile is loaded again
             stamp = content_stamp(self.weights)
             sha256 = sha256_of(self.weights) if stamp is not None else None
