@@ -85,7 +85,7 @@ def test_a_status_of_a_frame_this_instance_does_not_list_is_kept(tmp_path):
     """A frame another instance added (an unreadable file of the source, `follow_source`) keeps its status."""
     make_project(tmp_path / "p")
     a, b = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
-    a.follow_source(STEMS + ["f004"], unreadable_stems=["f004"])
+    a.follow_source(STEMS + ["f004"])
     a.set_status("f004", "rejected")
     b.set_status("f000", "accepted")
     assert ReviewProject.open(tmp_path / "p").status("f004") is ReviewStatus.REJECTED
@@ -96,7 +96,7 @@ def test_project_json_writes_keep_what_another_instance_changed(tmp_path):
     a, b = ReviewProject.open(tmp_path / "p"), ReviewProject.open(tmp_path / "p")
     changed = {**NORMALIZATION, "high": 9000.0}
     a.set_normalization(changed)
-    b.follow_source(STEMS + ["f004"], unreadable_stems=["f004"])
+    b.follow_source(STEMS + ["f004"])
     reopened = ReviewProject.open(tmp_path / "p")
     assert reopened.normalization == changed and reopened.stems == STEMS + ["f004"]
     assert b.normalization == changed  # b took the project.json it changed

@@ -226,15 +226,13 @@ class ReviewProject:
         normalization: dict,
         detector: dict | None = None,
         exist_ok: bool = False,
-        unreadable_stems: Sequence[str] = (),
     ) -> "ReviewProject":
         """A new project in `folder` (created if needed).
 
         `detector` is {name, weights, sha256, config, device} or None. With `exist_ok`, an existing project
         over the same stems, or over some of them in the same order (the source grew: `follow_source` adds the
         others), is opened instead and its source, normalisation and detector are updated (a detection re-run);
-        its predictions, labels, statuses and history are kept. `unreadable_stems`: frames of `stems` that
-        cannot be read (no longer needed: `follow_source`).
+        its predictions, labels, statuses and history are kept.
         `frame_shape`: (height, width) of every frame, or stem -> (height, width) when they differ (frames
         unreadable at open may be left out: their size is not known).
         """
@@ -248,7 +246,7 @@ class ReviewProject:
                 raise ProjectError(f"{folder} already holds a project")
             project = cls.open(folder)
             project._check_sizes(frame_shape)
-            project.follow_source(stems, unreadable_stems)
+            project.follow_source(stems)
             project._update_meta(lambda meta: meta.update(
                 source=_source_meta(source_path, source_kind, frame_shape, meta["source"]),
                 normalization=normalization,
@@ -358,17 +356,16 @@ class ReviewProject:
     def index(self, stem: str) -> int:
         return self._index[stem]
 
-    def follow_source(self, stems: Sequence[str], unreadable_stems: Sequence[str] = ()) -> None:
+    def follow_source(self, stems: Sequence[str]) -> None:
         """Take the source's frame list `stems` when it holds every frame of this project, in the same order
         (`follows`): the frames it holds besides are added, unreviewed and with no proposal (a clip that grew;
         or unreadable files, which were not frames before session 11). ProjectError, naming the frames, when a
         frame of the project is no longer in `stems` or the order differs: the review work kept per frame is not
-        dropped. Everything is kept per stem, so only project.json changes. (`unreadable_stems` is no longer
-        needed: any frame the project lacks is added.)"""
+        dropped. Everything is kept per stem, so only project.json changes."""
         stems = [str(s) for s in stems]
         if stems == self.stems:
             return
-        if not follows(self.stems, stems, set(unreadable_stems)):
+        if not follows(self.stems, stems):
             raise ProjectError(f"{self.folder} holds a project over different frames: in {self.source_path}, "
                                f"{frame_list_change(self.stems, stems)}. The project keeps its review work per "
                                "frame, and would lose that of the frames gone: restore the frames as they were and "
@@ -1496,10 +1493,10 @@ def _review_entry(status: ReviewStatus, when: str, frame_sha1: str | None) -> di
     return entry
 
 
-def follows(stored: Sequence[str], current: Sequence[str], unreadable: set[str]) -> bool:
+def follows(stored: Sequence[str], current: Sequence[str]) -> bool:
     """Whether a project over the frames `stored` can follow its source now holding `current`: every stored frame
     is still there, in the same order, and the others are frames added since (a clip that grew, or unreadable
-    files, which projects made before session 11 left out; `unreadable` no longer changes the answer)."""
+    files, which projects made before session 11 left out)."""
     k = 0
     for stem in current:
         if k < len(stored) and stored[k] == stem:
