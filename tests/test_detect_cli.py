@@ -442,6 +442,22 @@ def test_fixed_window_is_what_the_detector_sees_with_bad_pixels_repaired_and_is_
     assert differs_from_default  # the window, not the default percentiles, made these predictions
 
 
+def test_bad_pixel_repair_can_be_turned_off_and_the_project_records_it(banded_stack, tmp_path, capsys):
+    """--no-bad-pixel-repair: the detector sees the hot pixel as recorded, and a re-run that asks for the repair
+    again keeps the project's choice, as the app does (the default meets any stored normalisation)."""
+    out = tmp_path / "proj"
+    assert main(["detect", str(banded_stack), "--out", str(out), "--method", "tophat", "--save-logits", "--quiet",
+                 "--window", "1000", "4000", "--no-bad-pixel-repair"]) == 0
+    project = ReviewProject.open(out)
+    assert project.normalization == {"mode": "window", "low": 1000.0, "high": 4000.0}
+    x, y = BANDED_HOT_PIXEL
+    frame = banded_16bit_frames()[0]
+    assert frame[y, x] == 60000 and project.prediction_logits(project.stems[0])[y, x] > 0  # found, not repaired
+    assert "bad pixels repaired" not in capsys.readouterr().out
+    assert main(["detect", str(banded_stack), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
+    assert ReviewProject.open(out).normalization == {"mode": "window", "low": 1000.0, "high": 4000.0}
+
+
 def test_percentiles_are_recorded_with_the_window_they_give(banded_stack, tmp_path, capsys):
     out = tmp_path / "proj"
     assert main(["detect", str(banded_stack), "--out", str(out), "--method", "tophat", "--quiet",

@@ -16,14 +16,15 @@ class Terminated(KeyboardInterrupt):
 def sigterm_as_interrupt():
     """Within the block, SIGTERM raises Terminated (a KeyboardInterrupt) in the main thread, so that what a command
     does on Ctrl-C it does on a kill too; elsewhere, or where SIGTERM is ignored, nothing changes."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
-        yield
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous in (None, signal.SIG_IGN):
+        yield  # (None: a handler set outside Python, which could not be put back)
         return
 
     def terminate(signum, frame):
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGTERM, terminate)
     try:
         yield
     finally:
@@ -83,10 +84,14 @@ def add_normalization_options(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--window", nargs=2, type=float, metavar=("LO", "HI"),
                        help="normalise with this fixed window in raw sensor units: LO -> 0 and HI -> 255 of the "
                             "model's 8-bit input, values outside saturate (a 16-bit sequence's bad pixels are "
-                            "still repaired)")
+                            "still repaired, unless --no-bad-pixel-repair)")
     which.add_argument("--percentiles", nargs=2, type=float, metavar=("LO", "HI"),
                        help="normalise with the window from these percentiles (0..100) of 32 frames spread over the "
                             "sequence (default: 0.5 99.99 for 16-bit frames; 8-bit frames go to the model unchanged)")
+    parser.add_argument("--no-bad-pixel-repair", dest="repair_bad_pixels", action="store_false",
+                        help="give the detector every pixel of a 16-bit sequence as recorded: its bad pixels (stuck far "
+                             "from their neighbours in nearly every sampled frame) are repaired by default, and in a "
+                             "static scene a one-pixel detail of the scene can pass for one")
 
 
 def normalization_request_of(args: argparse.Namespace):
@@ -94,7 +99,8 @@ def normalization_request_of(args: argparse.Namespace):
     from app.core.normalization import NormalizationRequest
 
     return NormalizationRequest(window=tuple(args.window) if args.window else None,
-                                percentiles=tuple(args.percentiles) if args.percentiles else None)
+                                percentiles=tuple(args.percentiles) if args.percentiles else None,
+                                repair_bad_pixels=args.repair_bad_pixels)
 
 
 def size_gate_of(args: argparse.Namespace):

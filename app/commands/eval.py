@@ -44,8 +44,8 @@ def add_parser(subparsers) -> None:
                         "names another network is refused")
     p.add_argument("--images", help="folder of images (16-bit ones are mapped to 8 bits by one window for the "
                                     "whole folder, whatever --split or --limit select, percentiles unless "
-                                    "--window/--percentiles say otherwise, with its bad pixels repaired, as irsam "
-                                    "detect and the app do for a sequence; a frame of another sample type than the "
+                                    "--window/--percentiles say otherwise, with its bad pixels repaired unless "
+                                    "--no-bad-pixel-repair, as irsam detect and the app do for a sequence; a frame of another sample type than the "
                                     "folder's is skipped and named, as they skip it; a float frame's no-data pixels, "
                                     "NaN or infinite, are no target, as they leave them out of their proposals), or a "
                                     "TIFF stack, whose "
