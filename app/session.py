@@ -26,7 +26,7 @@ from app.core.frames import (FrameReadError, FrameSource, GroundTruth, find_grou
                              lower_thread_priority, open_source)
 from app.core.normalization import Normalization, NormalizationRequest, default_for
 from app.core.project import (DiskChanges, FrameChange, ProjectError, ReviewProject, ReviewStatus, find_changed_frames,
-                              follows, frame_list_change, is_project, project_dir_for, read_project_meta)
+                              follows, is_project, not_followed, project_dir_for, read_project_meta)
 from app.core.provenance import ProposalOrigin
 from app.core.targets import Target, committed_targets
 
@@ -124,9 +124,10 @@ class ReviewSession:
         source = open_source(path if meta is None else meta["source"]["path"])
         try:  # a failed open closes the source (a TIFF stack's file and memory map)
             if meta is not None:
-                if not follows(meta["stems"], source.stems):
+                refusal = not_followed(meta["stems"], source.stems, meta["source"]["kind"], source.unreadable_stems)
+                if refusal is not None:
                     raise ProjectError(f"{meta['source']['path']} no longer holds the frames of the project {path}: "
-                                       f"{frame_list_change(meta['stems'], source.stems)}")
+                                       f"{refusal}")
                 session = cls(source, Normalization.from_dict(meta["normalization"]), path)
             else:
                 project_dir = project_dir_for(path)
@@ -135,7 +136,8 @@ class ReviewSession:
                     try:
                         # a peek for the first frame: ReviewProject.open restores and reports a damaged one
                         existing, _ = read_project_meta(project_dir, restore=False)
-                        if follows(existing["stems"], source.stems):
+                        if follows(existing["stems"], source.stems, existing["source"]["kind"],
+                                   source.unreadable_stems):
                             normalization = Normalization.from_dict(existing["normalization"])
                     except (ProjectError, ValueError):
                         pass  # reported by load_details
@@ -181,7 +183,7 @@ class ReviewSession:
             return False
         try:
             project = ReviewProject.open(self.project_dir)
-            project.follow_source(self.source.stems)
+            project.follow_source(self.source.stems, self.source.size_record(), self.source.unreadable_stems)
             normalization = Normalization.from_dict(project.normalization) if adopt else self.normalization
         except (ProjectError, KeyError, TypeError, ValueError) as e:
             if adopt:
@@ -292,6 +294,7 @@ class ReviewSession:
                 self.project = ReviewProject.create(
                     self.project_dir, self.source.path, self.source.kind, self.source.stems,
                     self.source.size_record(), self.normalization.to_dict(), None, exist_ok=True,
+                    unreadable=self.source.unreadable_stems,
                 )
                 self.project.frame_sha1_of = self._frame_sha1_of
             return self.project

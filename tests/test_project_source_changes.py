@@ -1,7 +1,8 @@
 """A project whose source gained or lost frames since (audit s27): `irsam detect SRC --out PROJ` was refused with
 "PROJ holds a project over different frames", naming no frame and no way out, even for a clip that only grew.
-A clip that grew is taken up, the new frames unreviewed, by the command and the app alike; a frame gone is still
-refused, named, with what to do. Real IR_DRONE_146 frames."""
+A clip that grew at its end is taken up, the new frames unreviewed, by the command and the app alike; a frame gone,
+or one inserted before the project's last frame, is still refused, named, with what to do. Real IR_DRONE_146
+frames."""
 from __future__ import annotations
 
 import json
@@ -62,14 +63,36 @@ def test_detect_takes_up_frames_added_to_the_source(reviewed, capsys):
     assert_review_work_kept(project)
 
 
-def test_a_frame_inserted_between_the_project_s_frames_is_taken_up_too(reviewed):
+def test_a_frame_inserted_between_the_project_s_frames_is_refused_naming_it_and_the_way_out(reviewed, capsys):
+    """Only frames added after the project's last one are taken up (review s27 finding 4): one inserted before it
+    would move the frames after it to other indices (detections.csv's frame column, the frame the window reopens
+    on)."""
     frames, out = reviewed
+    stored = json.loads((out / "project.json").read_text())["stems"]
     shutil.copy(CLIP / "000009.png", frames / "000004_5.png")
+    capsys.readouterr()
+    assert main(["detect", str(frames), "--out", str(out), "--method", "tophat", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out} holds a project over different frames: in {frames.resolve()}, 1 frame inserted among the "
+        "project's frames (000004_5). A project takes up only frames added after its last frame (000005): a frame "
+        "inserted before it moves the frames after it to other positions (the frame column of detections.csv, the "
+        "frame the window reopens on). Move the inserted frames out of the folder (or name them to sort after "
+        "000005) and run again, or start a new project over the frames there now (irsam detect into a new --out)\n")
+    with pytest.raises(ProjectError, match=r"no longer holds the frames of the project .*1 frame inserted among the "
+                                           r"project's frames \(000004_5\)\. A project takes up only frames added"):
+        ReviewSession.open(out)
+    session = ReviewSession.open(frames)  # the app leaves the project as it is and works in a new folder beside it
+    try:
+        assert session.project_dir == out.with_name(out.name + "-new")
+        assert len(session.warnings) == 1 and "1 frame inserted among the project's frames (000004_5)" in (
+            session.warnings[0])
+    finally:
+        session.close()
+    assert json.loads((out / "project.json").read_text())["stems"] == stored
+    assert_review_work_kept(ReviewProject.open(out))
+    (frames / "000004_5.png").rename(frames / "000006.png")  # named to sort after the project's last frame
     assert main(["detect", str(frames), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
-    project = ReviewProject.open(out)
-    assert project.stems == ["000001", "000002", "000003", "000004", "000004_5", "000005"]
-    assert project.status("000004_5") is ReviewStatus.UNREVIEWED and project.has_prediction("000004_5")
-    assert_review_work_kept(project)
+    assert ReviewProject.open(out).stems == stored + ["000006"]
 
 
 def test_a_frame_removed_from_the_source_is_refused_naming_it_and_the_way_out(reviewed, capsys):

@@ -206,7 +206,7 @@ def _detect_locked(args, request, source, out: Path) -> int:
     try:
         project = ReviewProject.create(
             out, Path(args.source).resolve(), source.kind, source.stems, source.size_record(), normalization.to_dict(), record,
-            exist_ok=True,
+            exist_ok=True, unreadable=source.unreadable_stems,
         )
     except (ProjectError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -23,7 +23,7 @@ import zlib
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Mapping, Sequence, Union
+from typing import Callable, Collection, Mapping, Sequence, Union
 
 import cv2
 import numpy as np
@@ -226,13 +226,15 @@ class ReviewProject:
         normalization: dict,
         detector: dict | None = None,
         exist_ok: bool = False,
+        unreadable: Collection[str] = (),
     ) -> "ReviewProject":
         """A new project in `folder` (created if needed).
 
         `detector` is {name, weights, sha256, config, device} or None. With `exist_ok`, an existing project
-        over the same stems, or over some of them in the same order (the source grew: `follow_source` adds the
-        others), is opened instead and its source, normalisation and detector are updated (a detection re-run);
-        its predictions, labels, statuses and history are kept.
+        over the same stems, or over the first of them (a folder of frames that grew: `follow_source` adds the
+        others; `unreadable`: the source's unreadable frames, see `follows`), is opened instead and its source,
+        normalisation and detector are updated (a detection re-run); its predictions, labels, statuses and history
+        are kept.
         `frame_shape`: (height, width) of every frame, or stem -> (height, width) when they differ (frames
         unreadable at open may be left out: their size is not known).
         """
@@ -246,7 +248,7 @@ class ReviewProject:
                 raise ProjectError(f"{folder} already holds a project")
             project = cls.open(folder)
             project._check_sizes(frame_shape)
-            project.follow_source(stems)
+            project.follow_source(stems, frame_shape, unreadable)
             project._update_meta(lambda meta: meta.update(
                 source=_source_meta(source_path, source_kind, frame_shape, meta["source"]),
                 normalization=normalization,
@@ -356,25 +358,50 @@ class ReviewProject:
     def index(self, stem: str) -> int:
         return self._index[stem]
 
-    def follow_source(self, stems: Sequence[str]) -> None:
-        """Take the source's frame list `stems` when it holds every frame of this project, in the same order
-        (`follows`): the frames it holds besides are added, unreviewed and with no proposal (a clip that grew;
-        or unreadable files, which were not frames before session 11). ProjectError, naming the frames, when a
-        frame of the project is no longer in `stems` or the order differs: the review work kept per frame is not
-        dropped. Everything is kept per stem, so only project.json changes."""
+    def follow_source(self, stems: Sequence[str], frame_shape: FrameShapes | None = None,
+                      unreadable: Collection[str] = ()) -> None:
+        """Take the source's frame list `stems` when it holds this project's frames followed by frames added since
+        (`follows`): those are added, unreviewed and with no proposal, and the frames' sizes (`frame_shape`, as
+        `create` takes it; None: the sizes recorded are kept, and a frame added takes the project's one size) are
+        recorded. ProjectError, naming the frames and what to do, when the source no longer holds the project's
+        frames as they were (`not_followed`), or a frame holding work now has another size (`_check_sizes`).
+        Everything is kept per stem, so only project.json changes."""
         stems = [str(s) for s in stems]
         if stems == self.stems:
             return
-        if not follows(self.stems, stems):
+        refusal = not_followed(self.stems, stems, self.source_kind, unreadable)
+        if refusal is not None:
             raise ProjectError(f"{self.folder} holds a project over different frames: in {self.source_path}, "
-                               f"{frame_list_change(self.stems, stems)}. The project keeps its review work per "
-                               "frame, and would lose that of the frames gone: restore the frames as they were and "
-                               "run again, or start a new project over the frames there now (irsam detect into a "
-                               "new --out)")
+                               f"{refusal}")
+        if frame_shape is not None:
+            self._check_sizes(frame_shape)
+
+        def record(meta: dict) -> None:
+            if meta["stems"][:len(stems)] == stems:  # another instance took them up meanwhile (and maybe more)
+                return
+            meta["stems"] = stems
+            if frame_shape is not None:
+                meta["source"] = _source_meta(meta["source"]["path"], meta["source"]["kind"], frame_shape,
+                                              meta["source"])
+
         with self._lock:
-            self._update_meta(lambda meta: meta.update(stems=stems))
+            self._update_meta(record)
+            self.stems = list(self._meta["stems"])
+            self._index = {stem: i for i, stem in enumerate(self.stems)}
+
+    def _take_up_added_frames(self) -> bool:
+        """With `_exclusive` held: take up the frames another instance added to project.json since this one read it
+        (`follow_source`: a window open before the source grew, an `irsam detect` run that followed it), so a
+        write of a file that lists every frame (detections.csv) keeps theirs. Whether there were any."""
+        meta = self._meta_on_disk()
+        stems = meta["stems"]
+        if len(stems) <= len(self.stems) or stems[:len(self.stems)] != self.stems:
+            return False
+        with self._lock:
+            self._meta = meta
             self.stems = list(stems)
             self._index = {stem: i for i, stem in enumerate(stems)}
+        return True
 
     def set_normalization(self, normalization: dict) -> None:
         """Store the normalisation chosen for the sequence from now on (existing predictions keep theirs
@@ -508,9 +535,11 @@ class ReviewProject:
         # merge, and no project.lock made among its files; it is only made where no csv is
         first = may_be_first and found[0] is None and not (self.folder / LOCK_FILE).exists()
         with contextlib.nullcontext() if first else self._exclusive(), self._lock:
-            if _file_identity(path) != found[0]:  # written meanwhile
-                if first:
+            if first:
+                if _file_identity(path) != found[0]:  # written meanwhile
                     return False
+            elif self._take_up_added_frames() or _file_identity(path) != found[0]:
+                # frames another instance added (their rows were not read), or the csv written meanwhile
                 found = self._detections_on_disk(path)
             identity, on_disk, newer = found
             with self._lock:
@@ -1493,36 +1522,82 @@ def _review_entry(status: ReviewStatus, when: str, frame_sha1: str | None) -> di
     return entry
 
 
-def follows(stored: Sequence[str], current: Sequence[str]) -> bool:
-    """Whether a project over the frames `stored` can follow its source now holding `current`: every stored frame
-    is still there, in the same order, and the others are frames added since (a clip that grew, or unreadable
-    files, which projects made before session 11 left out)."""
+def follows(stored: Sequence[str], current: Sequence[str], kind: str = "folder",
+            unreadable: Collection[str] = ()) -> bool:
+    """Whether a project over the frames `stored` can follow its source (of `kind`: "folder", "tiff", "image") now
+    holding `current`: the same frames; or, for a folder, more frames added after the project's last one (a clip
+    that grew). A frame added anywhere else would move the frames after it to other indices (detections.csv's
+    frame column, the frame the window reopens on), save for the source's `unreadable` files, which projects made
+    before session 11 left out of their frames. A TIFF stack's pages are named by position: a page appended cannot
+    be told from a page inserted, which renames every page after it, so a stack is followed only as it was."""
+    if list(current) == list(stored):
+        return True
+    if kind != "folder":
+        return False
+    stored_set = set(stored)
     k = 0
     for stem in current:
-        if k < len(stored) and stored[k] == stem:
+        if k == len(stored):
+            break
+        if stem == stored[k]:
             k += 1
+        elif stem in stored_set or stem not in unreadable:
+            return False
     return k == len(stored)
 
 
 def frame_list_change(stored: Sequence[str], current: Sequence[str]) -> str:
     """How the frame list `current` differs from a project's `stored` one, each kind of change counted and its
-    frames named (the first FRAMES_NAMED): "1 frame removed (000005), 3 added (000041, 000042, 000043)"; or
-    the frames in another order."""
+    frames named (the first FRAMES_NAMED): "1 frame removed (000005), 3 added (000041, 000042, 000043)", the
+    frames added before the last of the project's still there counted apart as inserted; or the frames in
+    another order."""
+    current = list(current)
     stored_set, current_set = set(stored), set(current)
     removed = [stem for stem in stored if stem not in current_set]
-    added = [stem for stem in current if stem not in stored_set]
-    parts = []
+    kept = [stem for stem in current if stem in stored_set]
+    last_kept = current.index(kept[-1]) if kept else -1
+    inserted = [stem for stem in current[:last_kept] if stem not in stored_set]
+    added = [stem for stem in current[last_kept + 1:] if stem not in stored_set]
+    changes = []  # (count, what, names)
     if removed:
-        parts.append(f"{counted(len(removed), 'frame', 'frames')} removed ({name_some(removed, FRAMES_NAMED)})")
-    if added:
-        parts.append(f"{len(added)} added ({name_some(added, FRAMES_NAMED)})")
-    if not removed:
-        kept = [stem for stem in current if stem in stored_set]
+        changes.append((len(removed), "removed", removed))
+    else:
         moved = [new for old, new in zip(stored, kept) if old != new]
         if moved:
-            parts.insert(0, f"{counted(len(moved), 'frame', 'frames')} in another order "
-                            f"({name_some(moved, FRAMES_NAMED)})")
-    return ", ".join(parts)
+            changes.append((len(moved), "in another order", moved))
+    if inserted:
+        changes.append((len(inserted), "inserted among the project's frames", inserted))
+    if added:
+        changes.append((len(added), "added", added))
+    return ", ".join(f"{counted(n, 'frame', 'frames') if k == 0 else n} {what} ({name_some(names, FRAMES_NAMED)})"
+                     for k, (n, what, names) in enumerate(changes))
+
+
+def not_followed(stored: Sequence[str], current: Sequence[str], kind: str = "folder",
+                 unreadable: Collection[str] = ()) -> str | None:
+    """Why a project over the frames `stored` cannot follow its source (of `kind`) now holding `current`
+    (`follows`): the frames that differ named, and what to do; None when it can."""
+    if follows(stored, current, kind, unreadable):
+        return None
+    stored_set, current_set = set(stored), set(current)
+    new = "start a new project over the frames there now (irsam detect into a new --out)"
+    positions = "the frame column of detections.csv, the frame the window reopens on"
+    if any(stem not in current_set for stem in stored):
+        why = ("The project keeps its review work per frame, and would lose that of the frames gone: restore the "
+               f"frames as they were and run again, or {new}")
+    elif kind != "folder":
+        why = ("A TIFF stack's pages are named by their position, so a page added to it cannot be told from a page "
+               "inserted, which would put the project's statuses and masks of the pages after it on other pages: "
+               f"restore the stack as it was, or {new}")
+    elif [stem for stem in current if stem in stored_set] != list(stored):
+        why = (f"The project's frames would take other positions ({positions}): restore the frames as they were and "
+               f"run again, or {new}")
+    else:
+        last = stored[-1]
+        why = (f"A project takes up only frames added after its last frame ({last}): a frame inserted before it moves "
+               f"the frames after it to other positions ({positions}). Move the inserted frames out of the folder (or "
+               f"name them to sort after {last}) and run again, or {new}")
+    return f"{frame_list_change(stored, current)}. {why}"
 
 
 def _source_meta(source_path: str | Path, source_kind: str, frame_shape: FrameShapes,
