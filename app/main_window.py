@@ -287,7 +287,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if source.skipped_pages:
             message += f"; skipped {'; '.join(source.skipped_pages)}"
         self._open_message = message + (f" ({stopped})" if stopped else "")
-        self.show_frame(min(self.window_memory.last_frames().get(self._source_key(), 0), len(session) - 1))
+        self.show_frame(self.window_memory.last_frame(self._source_key(), session.source.stems))
         self.say_about_frame(self._open_message + "; reading earlier results...", 8000)
         self._restore_zoom()
         loader = CallWorker(session.load_details)
@@ -303,7 +303,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         zoomed = self.frame_view.zoomed_rect()
         view = None if zoomed is None else [*self.frame_view.frame.shape[:2], *zoomed]
-        self.window_memory.remember_place(self._source_key(), self.index, view)
+        self.window_memory.remember_place(self._source_key(), self.index, self.session.stem(self.index), view)
 
     def _restore_zoom(self) -> None:
         """The zoom the sequence open now was left at, if its frames still have the size they had then."""

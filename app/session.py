@@ -29,6 +29,7 @@ from app.core.project import (DiskChanges, FrameChange, ProjectError, ReviewProj
                               follows, is_project, not_followed, project_dir_for, read_project_meta)
 from app.core.provenance import ProposalOrigin
 from app.core.targets import Target, committed_targets
+from model.data import counted, name_some
 
 LAYER_CACHE = 32  # frames whose layer files (masks, edges, probabilities) are kept decoded (about 1.3 MB each at 640x512)
 LAYER_PREFETCH = 3  # frames ahead (in the scrubbing direction) whose layer files are read in the background
@@ -183,7 +184,12 @@ class ReviewSession:
             return False
         try:
             project = ReviewProject.open(self.project_dir)
+            known = set(project.stems)
             project.follow_source(self.source.stems, self.source.size_record(), self.source.unreadable_stems)
+            added = [stem for stem in project.stems if stem not in known]
+            if added:
+                self.warnings.append(f"{counted(len(added), 'frame', 'frames')} added to the source since the project "
+                                     f"was made, now frames of it (unreviewed): {name_some(added, 5)}")
             normalization = Normalization.from_dict(project.normalization) if adopt else self.normalization
         except (ProjectError, KeyError, TypeError, ValueError) as e:
             if adopt:

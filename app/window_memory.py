@@ -3,12 +3,14 @@ zoom), the recent files and the window's layout."""
 from __future__ import annotations
 
 import json
+from typing import Sequence
 
 from PySide6 import QtCore, QtWidgets
 
 MAX_RECENT = 10
 RECENT_KEY = "recent"  # the sources and projects opened, the most recent first
-LAST_FRAMES_KEY = "review/last_frames"  # source path -> the frame shown when it was left
+# source path -> [index, name] of the frame shown when it was left (a bare index, written before session 27)
+LAST_FRAMES_KEY = "review/last_frames"
 # source path -> [frame height, frame width, x, y, width, height]: the part of the frame in view when it was left
 # zoomed in (none when the whole frame was in view)
 LAST_VIEWS_KEY = "review/last_views"
@@ -30,19 +32,37 @@ class WindowMemory:
             return {}
         return places if isinstance(places, dict) else {}
 
-    def last_frames(self) -> dict[str, int]:
-        return {k: v for k, v in self._remembered(LAST_FRAMES_KEY).items() if isinstance(v, int) and v >= 0}
+    def _last_frames(self) -> dict[str, list]:
+        places = {}
+        for source, place in self._remembered(LAST_FRAMES_KEY).items():
+            if isinstance(place, int):
+                place = [place, None]
+            if (isinstance(place, list) and len(place) == 2 and isinstance(place[0], int) and place[0] >= 0
+                    and (place[1] is None or isinstance(place[1], str))):
+                places[source] = place
+        return places
+
+    def last_frame(self, source: str, stems: Sequence[str]) -> int:
+        """The frame `source` (now holding the frames `stems`) was left at: found by its name, so that frames added
+        before it since do not move the window to another frame; else at its index, within the frames; else 0."""
+        index, stem = self._last_frames().get(source, (0, None))
+        if stem is not None:
+            try:
+                return list(stems).index(stem)
+            except ValueError:
+                pass
+        return min(index, max(len(stems) - 1, 0))
 
     def _last_views(self) -> dict[str, list[float]]:
         return {k: v for k, v in self._remembered(LAST_VIEWS_KEY).items()
                 if isinstance(v, list) and len(v) == 6 and all(isinstance(n, (int, float)) for n in v)}
 
-    def remember_place(self, source: str, frame: int, view: list[float] | None) -> None:
-        """The frame shown in `source` and the `view` ([frame height, frame width, x, y, width, height]; None when
-        the whole frame is in view) it is left at."""
-        frames, views = self.last_frames(), self._last_views()
+    def remember_place(self, source: str, frame: int, stem: str, view: list[float] | None) -> None:
+        """The frame shown in `source` (its index and name) and the `view` ([frame height, frame width, x, y,
+        width, height]; None when the whole frame is in view) it is left at."""
+        frames, views = self._last_frames(), self._last_views()
         frames.pop(source, None)
-        frames[source] = frame
+        frames[source] = [frame, stem]
         views.pop(source, None)
         if view is not None:
             views[source] = view

@@ -1292,7 +1292,7 @@ def test_the_frame_shown_is_remembered_once_it_settles_not_only_at_close(window,
     qtbot.waitUntil(lambda: not window.panels_timer.isActive(), timeout=2000)
     # what a crash (no closeEvent) leaves in the settings, which Qt writes out as it goes
     frames = json.loads(window.settings.value(LAST_FRAMES_KEY))
-    assert frames[str(fresh_sequence.resolve())] == 23
+    assert frames[str(fresh_sequence.resolve())] == [23, window.session.stem(23)]
 
 
 @pytest.mark.disk_poll

@@ -121,7 +121,9 @@ def test_the_app_opens_a_project_whose_source_grew_with_its_work_and_normalisati
     copy_frames(frames, 6, 7)
     session = ReviewSession.open(out if opened == "project" else frames)
     try:
-        assert session.warnings == [] and session.project_dir == out and len(session) == 7
+        assert session.warnings == ["2 frames added to the source since the project was made, now frames of it "
+                                    "(unreviewed): 000006, 000007"]  # said on opening
+        assert session.project_dir == out and len(session) == 7
         assert session.normalization.to_dict() == ReviewProject.open(out).normalization
         assert [session.status(i) for i in range(7)] == [ReviewStatus.UNREVIEWED, ReviewStatus.CORRECTED,
                                                          ReviewStatus.REJECTED] + [ReviewStatus.UNREVIEWED] * 4
