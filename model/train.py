@@ -561,15 +561,28 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
     if average is not None and resume_state is not None and resume_state.get("average") is not None:
         average.model.load_state_dict(resume_state["average"])
     kept = average.model if average is not None else model  # the network validated and saved as best.pt
-    if best_lost and start_epoch >= cfg.epochs:  # no epoch left to write a new best.pt: last.pt's weights make it
-        best_metrics = validate(kept, val_images, val_masks, ctx.device, None)
-        best_iou = best_metrics["iou"]
+    if best_lost:
+        rebuild = start_epoch >= cfg.epochs  # no epoch left to write a new best.pt: last.pt's weights make it
+        if rebuild:
+            best_metrics = validate(kept, val_images, val_masks, ctx.device, None)
+            best_iou = best_metrics["iou"]
+        # last.pt says first what best.pt holds from now on: killed before best.pt is written, the run finds it lost
+        # again; after, later epochs are compared with best.pt's IoU, not the lost one's
         try:
-            save_checkpoint(out / "best.pt", kept, model_config,
-                            _metadata(cfg, start_epoch, best_metrics, val_stems, export_windows, dtype))
+            _write_resume_state(last_path, {**resume_state, "best_iou": best_iou,
+                                            "best_metrics": json.dumps(best_metrics)})
         except OSError as error:
-            raise save_failed(out / "best.pt", error, f"best.pt is not rebuilt; {last_path} holds all {cfg.epochs} "
-                              "epochs", "the same command rebuilds it, training nothing") from error
+            raise save_failed(last_path, error, ("best.pt is not rebuilt" if rebuild else "nothing was trained")
+                              + f"; {last_path} keeps its previous version, of epoch {start_epoch}",
+                              "the same command " + ("rebuilds best.pt, training nothing" if rebuild
+                                                     else f"resumes at epoch {start_epoch + 1}")) from error
+        if rebuild:
+            try:
+                save_checkpoint(out / "best.pt", kept, model_config,
+                                _metadata(cfg, start_epoch, best_metrics, val_stems, export_windows, dtype))
+            except OSError as error:
+                raise save_failed(out / "best.pt", error, f"best.pt is not rebuilt; {last_path} holds all "
+                                  f"{cfg.epochs} epochs", "the same command rebuilds it, training nothing") from error
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
     if ctx.is_main:
         log(
@@ -827,7 +840,8 @@ def _resume(resume_state: dict, model: torch.nn.Module, scaler: torch.amp.GradSc
     metrics.jsonl say what last.pt holds (`reconcile_log`). Returns (the first epoch to run, the best validation
     IoU, its metrics, None), or, on rank 0 when the run's best.pt is missing or unusable (`best_checkpoint_problem`),
     (the first epoch to run, -1, {}, what happened to the best epoch's weights): the next validated epoch then writes
-    a new best.pt, or with no epoch left `_train` makes it of last.pt's weights."""
+    a new best.pt, or with no epoch left `_train` makes it of last.pt's weights; either way `_train` first writes
+    last.pt's best IoU and metrics anew."""
     model.load_state_dict(resume_state["model"])
     start_epoch, best_iou = int(resume_state["epoch"]) + 1, float(resume_state["best_iou"])
     best_metrics = json.loads(resume_state["best_metrics"])
@@ -1372,12 +1386,8 @@ def _save_resume_state(
     path: Path, model, model_config: IRSAMConfig, average: WeightAverage | None, optimizer, scheduler,
     scaler: torch.amp.GradScaler, epoch: int, best_iou: float, best_metrics: dict, record: dict, run: dict,
 ) -> None:
-    import io
-
-    from model.atomic import atomic_write_bytes
-
-    buf = io.BytesIO()
-    torch.save(
+    _write_resume_state(
+        path,
         {
             "model": model.state_dict(),
             **({"average": average.model.state_dict()} if average is not None else {}),
@@ -1392,8 +1402,17 @@ def _save_resume_state(
             "record": metrics_line(record),  # the epoch's metrics.jsonl line, should the run die before writing it
             "run": json.dumps(run),  # what a resume must keep (check_same_run)
         },
-        buf,
     )
+
+
+def _write_resume_state(path: Path, state: dict) -> None:
+    """last.pt holding `state` whole, or kept as it was (model.atomic)."""
+    import io
+
+    from model.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 

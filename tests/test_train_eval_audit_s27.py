@@ -199,6 +199,64 @@ def test_a_resume_with_best_pt_in_place_says_nothing_of_it(dataset, one_epoch_ru
     assert "warning" not in captured.out and "best_note" not in summary_of(captured.out)
 
 
+
+def same_contents(a, b) -> bool:
+    """Whether two torch.load results hold the same values, tensors compared exactly."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_contents(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_contents(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_a_rebuilt_best_pt_is_recorded_in_last_pt_so_running_again_reports_what_best_pt_holds(
+        dataset, one_epoch_run, tmp_path, capsys):
+    run = copy_run(one_epoch_run, tmp_path / "run")
+    before = torch.load(run / "last.pt", weights_only=True)
+    before["best_iou"] = 0.75  # the lost best epoch's: more than best.pt's rebuild of last.pt's weights reaches
+    torch.save(before, run / "last.pt")
+    assert train_cli(dataset, run, 1) == 0  # rebuilds best.pt of last.pt's weights
+    held = read_torch_file(run / "best.pt")["metadata"]["metrics"]["val"]
+    after = torch.load(run / "last.pt", weights_only=True)
+    assert after["best_iou"] == held["iou"] < 0.75 and json.loads(after["best_metrics"]) == held
+    assert same_contents({k: v for k, v in after.items() if not k.startswith("best_")},
+                         {k: v for k, v in before.items() if not k.startswith("best_")})
+    capsys.readouterr()
+    assert train_cli(dataset, run, 1) == 0  # the same command again: nothing to do
+    captured = capsys.readouterr()
+    summary = summary_of(captured.out)
+    assert "warning" not in captured.out and "best_note" not in summary
+    assert summary["best_val_iou"] == held["iou"] and summary["best_val_metrics"] == held
+
+
+def test_a_run_killed_after_its_new_best_pt_but_before_last_pt_resumes_against_best_pt_not_the_lost_best(
+        dataset, one_epoch_run, tmp_path, capsys, monkeypatch):
+    import model.train
+
+    run = copy_run(one_epoch_run, tmp_path / "run")
+    last = torch.load(run / "last.pt", weights_only=True)
+    last["best_iou"] = 1.0  # the lost best epoch's: no later epoch reaches it
+    torch.save(last, run / "last.pt")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model.train, "_save_resume_state", killed)  # epoch 2's best.pt is written, its last.pt not
+    assert train_cli(dataset, run, 2) == 130
+    assert read_torch_file(run / "best.pt")["metadata"]["training"]["epoch"] == 2
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["epoch"] == 0 and last["best_iou"] == -1.0 and json.loads(last["best_metrics"]) == {}
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert train_cli(dataset, run, 2) == 0  # epoch 2 again: its validation makes best.pt anew
+    summary = summary_of(capsys.readouterr().out)
+    best = read_torch_file(run / "best.pt")["metadata"]
+    assert summary["best_val_iou"] == best["metrics"]["val"]["iou"] < 1.0
+    assert summary["best_val_metrics"] == best["metrics"]["val"]
+    assert torch.load(run / "last.pt", weights_only=True)["best_iou"] == summary["best_val_iou"]
+
 # --- 3. a symlink loop in --out ------------------------------------------------------------------------------
 
 def test_an_out_folder_holding_a_symlink_loop_is_refused_in_one_line(dataset, tmp_path, capsys):
