@@ -838,7 +838,8 @@ def _resume(resume_state: dict, model: torch.nn.Module, scaler: torch.amp.GradSc
             ctx: DistributedContext, out: Path, log) -> tuple[int, float, dict, str | None]:
     """Load last.pt's weights and loss scale into `model` and `scaler`; rank 0 says where the run resumes and makes
     metrics.jsonl say what last.pt holds (`reconcile_log`). Returns (the first epoch to run, the best validation
-    IoU, its metrics, None), or, on rank 0 when the run's best.pt is missing or unusable (`best_checkpoint_problem`),
+    IoU, its metrics, None; best.pt's own where they differ from last.pt's), or, on rank 0 when the run's best.pt is
+    missing or unusable (`best_checkpoint`),
     (the first epoch to run, -1, {}, what happened to the best epoch's weights): the next validated epoch then writes
     a new best.pt, or with no epoch left `_train` makes it of last.pt's weights; either way `_train` first writes
     last.pt's best IoU and metrics anew."""
@@ -863,8 +864,14 @@ def _resume(resume_state: dict, model: torch.nn.Module, scaler: torch.amp.GradSc
                               f"the same command {_goes_on(start_epoch, cfg.epochs)}") from error
         if repaired:
             log(f"metrics.jsonl: {repaired} (the last run was killed between the two writes)")
-    problem = best_checkpoint_problem(out / "best.pt") if ctx.is_main and best_iou >= 0 else None
+    problem, best_pt_metrics = best_checkpoint(out / "best.pt") if ctx.is_main and best_iou >= 0 else (None, None)
     if problem is None:
+        recorded = best_pt_metrics.get("iou") if isinstance(best_pt_metrics, dict) else None
+        if isinstance(recorded, (int, float)) and recorded != best_iou:
+            # an epoch wrote best.pt and was killed before last.pt: what best.pt holds is the best to beat
+            log(f"{out / 'best.pt'} holds val IoU {recorded:.4f}, last.pt recorded {best_iou:.4f} (the run was killed "
+                "between the two writes): resuming against best.pt's")
+            return start_epoch, float(recorded), best_pt_metrics, None
         return start_epoch, best_iou, best_metrics, None
     best_path = out / "best.pt"
     then = ("the next validated epoch writes a new best.pt, the best of the epochs from here on"
@@ -876,15 +883,17 @@ def _resume(resume_state: dict, model: torch.nn.Module, scaler: torch.amp.GradSc
                                    f"until then, val IoU {best_iou:.4f}, were lost)")
 
 
-def best_checkpoint_problem(path: Path) -> str | None:
-    """Why a run's best.pt cannot be used ("missing", "unreadable (why)"); None when it loads."""
+def best_checkpoint(path: Path) -> tuple[str | None, dict | None]:
+    """(why a run's best.pt cannot be used, "missing" or "unreadable (why)", or None when it loads; the validation
+    metrics its metadata records, None where it records none)."""
     if not path.exists():
-        return "missing"
+        return "missing", None
     try:
-        load_checkpoint(path)
+        metadata = load_checkpoint(path)[2]
     except CheckpointError as error:
-        return f"unreadable ({str(error).removeprefix(f'{path}: ')})"
-    return None
+        return f"unreadable ({str(error).removeprefix(f'{path}: ')})", None
+    metrics = metadata.get("metrics")
+    return None, metrics.get("val") if isinstance(metrics, dict) else None
 
 
 def _train_epoch(net: torch.nn.Module, loader: DataLoader, optimizer, scheduler, scaler: torch.amp.GradScaler,

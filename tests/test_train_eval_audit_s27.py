@@ -279,3 +279,21 @@ def test_an_extra_data_entry_that_does_not_exist_is_said_as_such(dataset, tmp_pa
     assert one_error_line(capsys) == (f"error: --extra-data {nowhere}: no such folder or split file (extra data is a "
                                       "folder with images/ and masks/, or a split file inside one)")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_last_pt_older_than_best_pt_resumes_against_best_pt(dataset, one_epoch_run, tmp_path, capsys):
+    """An epoch writes best.pt, then last.pt: killed between the two, last.pt records the best before it. The resume
+    takes best.pt's IoU as the best to beat (a worse epoch would otherwise replace it) and reports it."""
+    run = copy_run(one_epoch_run, tmp_path / "run")
+    (run / "best.pt").write_bytes((one_epoch_run / "best.pt").read_bytes())
+    held = read_torch_file(run / "best.pt")["metadata"]["metrics"]["val"]
+    last = torch.load(run / "last.pt", weights_only=True)
+    last["best_iou"], last["best_metrics"] = held["iou"] / 2, json.dumps({"iou": held["iou"] / 2})
+    torch.save(last, run / "last.pt")
+    capsys.readouterr()
+    assert train_cli(dataset, run, 1) == 0
+    captured = capsys.readouterr()
+    assert f"holds val IoU {held['iou']:.4f}, last.pt recorded {held['iou'] / 2:.4f}" in captured.out
+    summary = summary_of(captured.out)
+    assert summary["best_val_iou"] == held["iou"] and summary["best_val_metrics"] == held
+    assert read_torch_file(run / "best.pt")["metadata"]["metrics"]["val"] == held  # kept
