@@ -474,12 +474,14 @@ def _misfit(state_dict: dict[str, Tensor], config: IRSAMConfig, config_stored: b
 
 
 def _is_sam_without_irsam(state_dict: dict[str, Tensor]) -> bool:
-    """Whether the file is MobileSAM's layout: the official network's tensors but for IRSAM's own."""
+    """Whether the file is MobileSAM's layout: the official network's tensors but for IRSAM's own, every one of them
+    (an official IRSAM file that lost some of its own is damaged, and its missing tensors are named)."""
     with torch.device("meta"):  # names, shapes and types only: no memory, no initialisation
         official_model = build_irsam(official())
     report = compare_keys(official_model, state_dict)
     return (not (report.unexpected or report.mismatched or report.mistyped) and bool(report.missing)
-            and all(name.startswith(IRSAM_ONLY_PREFIXES) for name in report.missing))
+            and all(name.startswith(IRSAM_ONLY_PREFIXES) for name in report.missing)
+            and not any(name.startswith(IRSAM_ONLY_PREFIXES) for name in state_dict))
 
 
 def fitting_preset(state_dict: dict[str, Tensor], tried: str) -> str | None:

@@ -253,6 +253,17 @@ def test_file_without_config_loads_as_official():
     assert config == official() and metadata == {} and not model.training
 
 
+def test_an_official_file_that_lost_one_of_irsams_own_tensors_is_named_damaged_not_mobile_sam(official_state, tmp_path):
+    """Only a file without any of IRSAM's own tensors is MobileSAM's layout; one that lost some of them is an official
+    IRSAM file damaged, and the tensors it lacks are named (it was offered to --init, which trains them afresh)."""
+    lost = "mask_decoder.edge_mlp.layers.0.weight"
+    path = tmp_path / "official_missing_one.pth"
+    torch.save({k: v for k, v in official_state.items() if k != lost}, path)
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(path, "official")
+    assert str(raised.value) == f"{path}: checkpoint does not fit the model: 464 tensors fit; 1 missing: {lost}"
+
+
 def test_init_from_mobile_sam_state_dict(official_state, tmp_path):
     mobile_sam = {k: v for k, v in official_state.items() if not k.startswith(IRSAM_ONLY_PREFIXES)}
     assert len(mobile_sam) == 439
