@@ -151,7 +151,7 @@ import json, sys
 best = {}
 for name in sys.argv[1:]:
     try:
-        best[name] = max(json.loads(l).get('val_iou', -1) for l in open('$WORK/' + name + '/metrics.jsonl'))
+        best[name] = max(json.loads(l).get('val_iou') or -1 for l in open('$WORK/' + name + '/metrics.jsonl'))
     except (OSError, ValueError):
         pass
 print(' '.join(sorted(best, key=best.get, reverse=True)[:3]))" "${RUNS[@]}")"
