@@ -508,7 +508,10 @@ def test_rerun_keeps_the_stored_window_and_refuses_another_normalisation(banded_
     assert main([*detect, "--percentiles", "0.5", "99.99"]) == 2
     assert capsys.readouterr().err == (
         f"error: {out} was made with normalisation window 1000..4000, 1 bad pixels repaired, not the percentiles "
-        "0.5..99.99 asked for: detect into a new --out, or leave out --window/--percentiles to keep it\n")
+        "0.5..99.99 asked for: detect into a new --out, or leave out --window/--percentiles/--no-bad-pixel-repair to keep "
+        "it\n")
+    assert main([*detect, "--window", "1000", "4000", "--no-bad-pixel-repair"]) == 2  # it has its bad pixels repaired
+    assert "not the window 1000..4000, bad pixels not repaired asked for" in capsys.readouterr().err
     assert main([*detect, "--window", "1000", "5000"]) == 2
     assert ReviewProject.open(out).normalization == stored
     assert {p.name: p.read_bytes() for p in (out / "masks").glob("*.png")} == masks

@@ -182,7 +182,8 @@ def _detect_locked(args, request, source, out: Path) -> int:
             normalization = Normalization.from_dict(existing.normalization)
             if not request.is_met_by(normalization):
                 raise ProjectError(f"{out} was made with normalisation {normalization}, not the {request} asked for: "
-                                   "detect into a new --out, or leave out --window/--percentiles to keep it")
+                                   "detect into a new --out, or leave out --window/--percentiles/--no-bad-pixel-repair "
+                                   "to keep it")
         else:
             normalization = request.for_source(source)
     except (ProjectError, ValueError) as exc:
