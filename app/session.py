@@ -186,7 +186,8 @@ class ReviewSession:
             project = ReviewProject.open(self.project_dir)
             known = set(project.stems)
             project.follow_source(self.source.stems, self.source.size_record(), self.source.unreadable_stems)
-            added = [stem for stem in project.stems if stem not in known]
+            # (an unreadable file: a frame the project made before session 11 left out, or said as unreadable)
+            added = [stem for stem in project.stems if stem not in known and stem not in self.source.unreadable_stems]
             if added:
                 self.warnings.append(f"{counted(len(added), 'frame', 'frames')} added to the source since the project "
                                      f"was made, now frames of it (unreviewed): {name_some(added, 5)}")
