@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -16,11 +17,12 @@ import numpy as np
 from model.classical import CLASSICAL_DETECTORS, make_classical_detector
 from model.data import (IMAGE_EXTENSIONS, FrameReadError, Sample, check_sizes_match, describe_interpolated_masks,
                         natural_key, read_image_gray, read_mask_noting_interpolation)
-from model.detectors import Detector
+from model.detectors import Detector, FrameResult
 from model.metrics import (BoxMetrics, Components, FaMode, InterpolatedMaskWarning, SegmentationMetrics,
                            binarize_prediction, components, greedy_match, ground_truth_target,
                            number_clip_frames, read_boxes_csv_lines, resize_ground_truth, resize_prediction,
                            split_boxes_outside)
+from model.size_gate import SizeGatedDetector
 
 BATCH_SIZE = 8
 MAX_CURVE_POINTS = 512  # points of the ROC kept in JSON
@@ -60,14 +62,57 @@ def json_values(value):
     return value
 
 
-def _timed_detect(detector: Detector, images: list[np.ndarray],
-                  no_data: list[np.ndarray | None]) -> tuple[list[np.ndarray], float]:
-    """The detector's logits of `images`, with no target where a frame holds no data (`no_data`, one per image),
-    and the detector's time."""
+def _timed_detect(detector: Detector, images: list[np.ndarray], no_data: list[np.ndarray | None],
+                  network_logits: bool = False) -> tuple[list[FrameResult], float]:
+    """The detector's results for `images`, with no target where a frame holds no data (`no_data`, one per image),
+    and the detector's time. With `network_logits` (a Predictor whose network runs on resized frames), results
+    that also hold its logits at its input size (model.predictor.NetworkFrameResult), where the no-data pixels
+    are those of the frame resized there as the ground truth is (nearest)."""
     start = time.perf_counter()
-    results = detector.detect(images)
+    results = detector.detect(images, network_logits=True) if network_logits else detector.detect(images)
     elapsed = time.perf_counter() - start
-    return [without_no_data(r.logits, where) for r, where in zip(results, no_data)], elapsed
+    cleaned = []
+    for result, where in zip(results, no_data):
+        if where is not None:
+            result = replace(result, logits=without_no_data(result.logits, where))
+            if network_logits:
+                where_at_input = resize_ground_truth(where, result.network_logits.shape[0])
+                result = replace(result, network_logits=without_no_data(result.network_logits, where_at_input))
+        cleaned.append(result)
+    return cleaned, elapsed
+
+
+def runs_at(detector: Detector, resize_to: int | None) -> bool:
+    """Whether `resize_to` is the size of the square an IRSAM network (`official`) runs on, the frame resized there,
+    size gate or not."""
+    return bool(resize_to) and getattr(detector, "network_input_size", None) == resize_to
+
+
+def scored_at_network_input(detector: Detector, resize_to: int | None) -> bool:
+    """Whether metrics computed at `resize_to` x `resize_to` score the detector's own output at that size, as the
+    official IRSAM evaluation does, rather than its logits resized back to the frame and then again to `resize_to`:
+    where the network runs at that size (`runs_at`) and no size gate, which works on the frame's own pixels, stands
+    between."""
+    return runs_at(detector, resize_to) and not isinstance(detector, SizeGatedDetector)
+
+
+def network_input_scoring(detector: Detector, size: int, refined: bool) -> dict:
+    """What is scored at `size` for a detector that `runs_at` it, for the results to say it."""
+    tta = getattr(detector, "tta", "none")
+    if not scored_at_network_input(detector, size):
+        return {"prediction": f"the network's {size}x{size} logits resized back to the frame for the size gate, "
+                              f"which works on the frame's own pixels, then again to {size}x{size} (bilinear)",
+                "refinement": "on the frame at its own size" if refined else None,
+                "tta": "every pass's logits brought back to the frame and averaged there" if tta != "none" else None}
+    return {
+        "prediction": f"the network's own {size}x{size} logits (it runs on the frame resized to {size}x{size}), not "
+                      f"resized back to the frame and then again to {size}x{size}; the ground truth resized to "
+                      f"{size}x{size} with nearest neighbour",
+        "refinement": (f"on the frame resized to {size}x{size} as the network saw it (its sizes in pixels are then "
+                       f"pixels at {size}x{size})" if refined else None),
+        "tta": (f"every pass's {size}x{size} logits, flipped back, averaged at {size}x{size}" if tta != "none"
+                else None),
+    }
 
 
 def without_no_data(logits: np.ndarray, no_data: np.ndarray | None) -> np.ndarray:
@@ -148,8 +193,14 @@ def evaluate_variants(
     whose image or mask is unreadable, or whose mask differs in size from its image, is skipped and
     listed in the result's "skipped" ({"path", "reason"}), counted in "n_skipped". A scored mask with values
     strictly between 0 and 255 (interpolated: only 255 is target) is listed in "interpolated_masks" (paths),
-    counted in "n_interpolated_masks", and named in one InterpolatedMaskWarning."""
+    counted in "n_interpolated_masks", and named in one InterpolatedMaskWarning.
+    A convention at the size an IRSAM network runs at (`resize_to` 512 for `official`: `scored_at_network_input`)
+    scores the network's own logits at that size, a variant's post-processing run on the frame as the network saw
+    it; its results say what was scored in "network_input_scoring" (`network_input_scoring`; behind a size gate,
+    the logits at the frame's size). The other conventions score the logits at the frame's size."""
     metrics = {v: {c: _segmentation_metrics(options) for c, options in conventions.items()} for v in variants}
+    at_network = {c for c, options in conventions.items()
+                  if scored_at_network_input(detector, options.get("resize_to"))}
     seconds = dict.fromkeys(variants, 0.0)
     skipped: list[dict] = []
     interpolated: list[str] = []
@@ -161,15 +212,18 @@ def evaluate_variants(
             if pair is not None:
                 read.append((sample.stem, *pair, no_data(sample.image_path) if no_data else None))
         if read:
-            logits, elapsed = _timed_detect(detector, [image for _, image, _, _ in read],
-                                            [where for _, _, _, where in read])
-            for (stem, image, mask, _), frame_logits in zip(read, logits):
+            results, elapsed = _timed_detect(detector, [image for _, image, _, _ in read],
+                                             [where for _, _, _, where in read], network_logits=bool(at_network))
+            for (stem, image, mask, _), result in zip(read, results):
                 for name, postprocess in variants.items():
                     t0 = time.perf_counter()
-                    scored = frame_logits if postprocess is None else postprocess(image, frame_logits)
+                    scored = result.logits if postprocess is None else postprocess(image, result.logits)
+                    if at_network:
+                        scored_at_network = (result.network_logits if postprocess is None
+                                             else postprocess(result.network_frame, result.network_logits))
                     seconds[name] += time.perf_counter() - t0
-                    for m in metrics[name].values():
-                        m.update(scored, mask, stem)
+                    for convention, m in metrics[name].items():
+                        m.update(scored_at_network if convention in at_network else scored, mask, stem)
             for name in variants:
                 seconds[name] += elapsed
         if progress:
@@ -178,12 +232,17 @@ def evaluate_variants(
         warnings.warn(describe_interpolated_masks(interpolated, len(samples)), InterpolatedMaskWarning, stacklevel=2)
     scored_count = len(samples) - len(skipped)
     out = {}
-    for name in variants:
+    for name, postprocess in variants.items():
         fps = scored_count / seconds[name] if seconds[name] > 0 else float("nan")
         out[name] = {c: ({"method": name, "device": detector.device, **m.result(), "frames_per_second": fps,
                           **_skipped_record(skipped), "n_interpolated_masks": len(interpolated),
                           "interpolated_masks": interpolated}, m)
                      for c, m in metrics[name].items()}
+        refined = postprocess is not None or getattr(detector, "refinement", None) is not None
+        for c, options in conventions.items():
+            if runs_at(detector, options.get("resize_to")):
+                out[name][c][0]["network_input_scoring"] = network_input_scoring(detector, options["resize_to"],
+                                                                                 refined)
     return out
 
 
@@ -203,7 +262,10 @@ class NativeErrorMetrics(SegmentationMetrics):
     its centroid (row, col) and area are theirs, in image pixels; Pd by target area bins the targets by
     that area. Each also keeps its centroid and area where it was matched ("at_512"). A false alarm that
     no image component lies under nor beside (not seen: bilinear resizing draws on those) has its centroid
-    mapped back by the scale, its area the image pixels it covers, and is marked "resized_only"."""
+    mapped back by the scale, its area the image pixels it covers, and is marked "resized_only". A prediction
+    made at `resize_to` (`SegmentationMetrics.at_resize_to`: a network's own output there) has no image
+    components: each false alarm's centroid is mapped back by the scale and its area is the image pixels it
+    covers, unmarked."""
 
     def update(self, pred: np.ndarray, gt: np.ndarray, name: str | None = None) -> None:
         keep_errors, self.keep_errors = self.keep_errors, False
@@ -220,26 +282,33 @@ class NativeErrorMetrics(SegmentationMetrics):
         resized_pred, resized_truth = resize_prediction(pred, size), resize_ground_truth(truth, size)
         predicted_parts, truth_parts = components(resized_pred), components(resized_truth)
         matched, found = greedy_match(predicted_parts, truth_parts)
-        native_truth, native_pred = components(truth), components(binarize_prediction(pred))
+        native_truth = components(truth)
+        native_pred = None if pred.shape != truth.shape else components(binarize_prediction(pred))
         taken_from = _nearest_sources(truth.shape, size)
-        missed = [_traced(truth_parts, t, native_truth, taken_from) for t in range(len(truth_parts))]
+        missed = [_traced(truth_parts, t, native_truth, taken_from, truth.shape) for t in range(len(truth_parts))]
         self.target_areas.extend((target["area"], bool(hit)) for target, hit in zip(missed, found))
         if not (found.all() and matched.all()):
             self.frame_errors.append({
                 "image": name,
                 "missed": [target for target, hit in zip(missed, found) if not hit],
-                "false_alarms": [_traced(predicted_parts, p, native_pred, taken_from)
+                "false_alarms": [_traced(predicted_parts, p, native_pred, taken_from, truth.shape)
                                  for p in np.flatnonzero(~matched)],
             })
 
 
-def _traced(resized: Components, index: int, native: Components, taken_from: np.ndarray) -> dict:
+def _traced(resized: Components, index: int, native: Components | None, taken_from: np.ndarray,
+            image_shape: tuple[int, int]) -> dict:
     """Component `index` (0-based) of a mask resized to a square, located in the image: the image components
-    under it, their joint centroid and total area (see NativeErrorMetrics). `taken_from`: the flat index of
+    under it, their joint centroid and total area (see NativeErrorMetrics); mapped back by the scale where there
+    are no image components (`native` None: a prediction made at the square). `taken_from`: the flat index of
     the image pixel each resized pixel was taken from."""
     size = resized.labels.shape[0]
-    height, width = native.labels.shape
     under = taken_from[resized.labels == index + 1]
+    row_resized, col_resized = resized.centroids[index]
+    at_size = {"row": round(float(row_resized), 1), "col": round(float(col_resized), 1),
+               "area": int(resized.areas[index])}
+    if native is None:
+        return {**_mapped_back(row_resized, col_resized, under, size, image_shape), f"at_{size}": at_size}
     native_labels = np.unique(native.labels.ravel()[under])
     native_labels = native_labels[native_labels > 0]
     if not len(native_labels):  # bilinear resizing also draws on the neighbours of the pixel nearest
@@ -248,17 +317,21 @@ def _traced(resized: Components, index: int, native: Components, taken_from: np.
         around = cv2.dilate(around, np.ones((3, 3), np.uint8))
         native_labels = np.unique(native.labels[around > 0])
         native_labels = native_labels[native_labels > 0]
-    row_resized, col_resized = resized.centroids[index]
-    at_size = {"row": round(float(row_resized), 1), "col": round(float(col_resized), 1),
-               "area": int(resized.areas[index])}
     if len(native_labels):
         areas = native.areas[native_labels - 1]
         row, col = (native.centroids[native_labels - 1] * areas[:, None]).sum(axis=0) / areas.sum()
         return {"row": round(float(row), 1), "col": round(float(col), 1), "area": int(areas.sum()),
                 f"at_{size}": at_size}
-    return {"row": round(float((row_resized + 0.5) * height / size - 0.5), 1),
-            "col": round(float((col_resized + 0.5) * width / size - 0.5), 1), "area": len(np.unique(under)),
-            "resized_only": True, f"at_{size}": at_size}
+    return {**_mapped_back(row_resized, col_resized, under, size, image_shape), "resized_only": True,
+            f"at_{size}": at_size}
+
+
+def _mapped_back(row: float, col: float, under: np.ndarray, size: int, image_shape: tuple[int, int]) -> dict:
+    """A centroid (row, col) at `size` x `size` mapped back to the image by the scale, and the area of the image
+    pixels `under` the component (their flat indices, repeated where several resized pixels share one)."""
+    height, width = image_shape
+    return {"row": round(float((row + 0.5) * height / size - 0.5), 1),
+            "col": round(float((col + 0.5) * width / size - 0.5), 1), "area": len(np.unique(under))}
 
 
 def _nearest_sources(shape: tuple[int, int], size: int) -> np.ndarray:
@@ -366,13 +439,13 @@ def evaluate_clip(
             no_data_of_images.append(where)
             indices.append(index)
         if images:
-            logits, elapsed = _timed_detect(detector, images, no_data_of_images)
+            results, elapsed = _timed_detect(detector, images, no_data_of_images)
             seconds += elapsed
-            for index, image, frame_logits in zip(indices, images, logits):
+            for index, image, result in zip(indices, images, results):
                 kept, left_out = split_boxes_outside(boxes.get(numbers[index] - 1, []), numbers[index],
                                                      image.shape[:2])
                 outside += left_out
-                metrics.update(frame_logits, kept)
+                metrics.update(result.logits, kept)
             read += indices
         if progress:
             progress(min(batch + BATCH_SIZE, len(scored)), len(scored))

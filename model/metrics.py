@@ -9,6 +9,8 @@ Conventions:
   labels are renumbered here.
 - `resize_to=512` reproduces the official IRSAM evaluation: ground truth and boolean predictions are resized
   with nearest neighbour, float logits bilinearly and then thresholded, and Fa is divided by 512*512 per image.
+  A prediction already made at 512x512 (a network that runs on the frame resized to 512, as the official one
+  does: its own output) is scored as it is, against the ground truth resized.
 """
 from __future__ import annotations
 
@@ -182,12 +184,15 @@ class SegmentationMetrics:
         self.target_areas: list[tuple[int, bool]] = []  # with keep_errors: (area, found) of every GT target
 
     def update(self, pred: np.ndarray, gt: np.ndarray, name: str | None = None) -> None:
-        """pred: float logits (> 0 is target) or a mask; gt: 0/255 (or 0/1, bool) mask of the same size;
+        """pred: float logits (> 0 is target) or a mask; gt: 0/255 (or 0/1, bool) mask of the same size, or with
+        `resize_to`, pred may already be resize_to x resize_to (only the ground truth is then resized);
         name: the image's, for `errors()`."""
         pred = np.asarray(pred)
         truth = binarize_ground_truth(gt)
-        if pred.shape != truth.shape:
-            raise ValueError(f"prediction {pred.shape} and ground truth {truth.shape} differ in size")
+        if pred.shape != truth.shape and not self.at_resize_to(pred):
+            at = f" or {self.resize_to}x{self.resize_to}" if self.resize_to else ""
+            raise ValueError(f"prediction {pred.shape} and ground truth {truth.shape} differ in size (the "
+                             f"prediction must be at the ground truth's size{at})")
         if self.resize_to:
             predicted = resize_prediction(pred, self.resize_to)
             truth = resize_ground_truth(truth, self.resize_to)
@@ -211,6 +216,11 @@ class SegmentationMetrics:
                 score = resize_score(score, self.resize_to)
             self.scores.append(score)
             self.truths.append(truth)
+
+    def at_resize_to(self, pred: np.ndarray) -> bool:
+        """Whether `pred` is already at the size the metrics are computed at (`resize_to` squared): resizing it
+        there (bilinear or nearest, to its own size) leaves it as it is."""
+        return bool(self.resize_to) and np.shape(pred) == (self.resize_to, self.resize_to)
 
     def result(self) -> dict:
         return {

@@ -2,7 +2,8 @@
 
 It owns device choice (CUDA when present, else CPU, always reported), batching, autocast,
 size handling (`official` resizes to 512 like the reference; `paper` runs at native resolution,
-padded to the encoder stride, tiled above a size limit) and returns `FrameResult`s at frame size.
+padded to the encoder stride, tiled above a size limit) and returns `FrameResult`s at frame size, and on
+request (`detect(..., network_logits=True)`) a network that runs at 512 also gives its logits at 512.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from model.detectors import REFINE_MODES, FrameResult
 from model.refine import make_refinement
 
 PAD_MULTIPLE = 32  # the encoder's coarsest grid is 1/16; 32 keeps every stage's size even
+RESIZED_INPUT_SIZE = 512  # the square every frame is resized to for a network that does not run natively (`official`)
 TILE_OVERLAP = 64
 
 
@@ -71,6 +73,29 @@ def choose_device(requested: str = "auto") -> DeviceChoice:
     except Exception as exc:  # a broken driver or a bad index must not kill the run
         detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         return DeviceChoice(*cpu, f"CUDA failed: {detail}")
+
+
+@dataclass
+class NetworkFrameResult(FrameResult):
+    """A FrameResult that also holds the network's own output where the network runs at a fixed size (the frame
+    resized to `RESIZED_INPUT_SIZE` squared), before the logits are resized back to the frame: what the official
+    IRSAM evaluation scores (`Predictor.detect(..., network_logits=True)`)."""
+
+    # float32 (S, S), shifted by the decision threshold, test-time augmented and refined as `logits` are
+    network_logits: np.ndarray | None = None
+    # float32 (S, S): the gray frame as the network saw it (resized bilinearly), which the refinement of
+    # `network_logits` works on
+    network_frame: np.ndarray | None = None
+
+
+class _Pass(NamedTuple):
+    """One forward pass: mask logits and edges at frame size (B, 1, H, W), feature maps (`crop_to_frame`), and
+    for a network that runs on the resized frame the mask logits at that size (B, 1, S, S), else None."""
+
+    mask: torch.Tensor
+    edge: torch.Tensor
+    features: dict[str, tuple[torch.Tensor, np.ndarray]]
+    network_mask: torch.Tensor | None
 
 
 class TTAPasses(NamedTuple):
@@ -144,6 +169,10 @@ class Predictor:
     after test-time augmentation: each predicted component is trimmed to the pixels above a fraction of
     its local contrast, and a confident one grows 1 px into bright neighbours) or "trim" (the trim
     alone). The CLI and the app default to "contrast".
+    A network that does not run natively (`official`) sees every frame resized to 512x512; `detect(...,
+    network_logits=True)` then also returns its logits at that size (`NetworkFrameResult`): every test-time
+    augmentation pass's, flipped back and averaged there (a scale pass is resized to 512x512 for the network
+    too, so its logits cover the same grid), and refined on the frame as the network saw it.
     """
 
     name = "irsam"
@@ -197,8 +226,19 @@ class Predictor:
     def native(self) -> bool:
         return self.config.encoder_input == "native"
 
-    def detect(self, images: Sequence[np.ndarray], features: bool = False) -> list[FrameResult]:
-        """images: 2-D uint8 arrays. Frames of equal size are batched together."""
+    @property
+    def network_input_size(self) -> int | None:
+        """The side of the square every frame is resized to for the network, None where it runs at the frame's
+        own size (native)."""
+        return None if self.native else RESIZED_INPUT_SIZE
+
+    def detect(self, images: Sequence[np.ndarray], features: bool = False,
+               network_logits: bool = False) -> list[FrameResult]:
+        """images: 2-D uint8 arrays. Frames of equal size are batched together. With `network_logits`, for a
+        network that runs on resized frames only, `NetworkFrameResult`s that also hold its logits at that size."""
+        if network_logits and self.native:
+            raise ValueError(f"the {self.config.name} network runs at each frame's own size: its logits are the "
+                             "frame-size ones")
         results: list[FrameResult | None] = [None] * len(images)
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):
@@ -209,17 +249,24 @@ class Predictor:
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 batch = np.stack([images[i] for i in chunk])
-                for i, result in zip(chunk, self._detect_same_size(batch, features)):
+                for i, result in zip(chunk, self._detect_same_size(batch, features, network_logits)):
                     if self.refinement is not None:
                         result.logits = self.refinement(images[i], result.logits)
+                        if network_logits:
+                            result.network_logits = self.refinement(result.network_frame, result.network_logits)
                     results[i] = result
         return results  # type: ignore[return-value]
 
-    def _detect_same_size(self, batch: np.ndarray, features: bool) -> list[FrameResult]:
+    def _detect_same_size(self, batch: np.ndarray, features: bool, network_logits: bool) -> list[FrameResult]:
         h, w = batch.shape[1:]
         if self.native and max(h, w) > self.tile_size:
             return [self._detect_tiled(frame, features) for frame in batch]
-        logits, edges, feats = self._run(batch, features)
+        logits, edges, feats, at_network = self._run(batch, features, network_logits)
+        if network_logits:
+            frames = self._network_frames(batch)
+            return [NetworkFrameResult(logits=logits[i], edge=edges[i], features=frame_features(feats, i),
+                                       network_logits=at_network[i], network_frame=frames[i])
+                    for i in range(len(batch))]
         return [
             FrameResult(
                 logits=logits[i],
@@ -229,12 +276,20 @@ class Predictor:
             for i in range(len(batch))
         ]
 
+    def _network_frames(self, batch: np.ndarray) -> np.ndarray:
+        """batch (B,H,W) uint8 -> (B,S,S) float32: the frames resized as `_forward` resizes them for the network."""
+        x = torch.from_numpy(batch).to(self.device_choice.device).float()[:, None]
+        size = (RESIZED_INPUT_SIZE, RESIZED_INPUT_SIZE)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)[:, 0].cpu().numpy()
+
     def _run(
-        self, batch: np.ndarray, features: bool
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
-        """batch (B,H,W) uint8 -> logits (B,H,W) f32, edges (B,H,W) f32, features name -> (maps (B,C,fh,fw), rect)."""
+        self, batch: np.ndarray, features: bool, network_logits: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray | None]:
+        """batch (B,H,W) uint8 -> logits (B,H,W) f32, edges (B,H,W) f32, features name -> (maps (B,C,fh,fw), rect),
+        and with `network_logits` (a network on resized frames) its logits at its input size (B,S,S) f32, else
+        None."""
         x = torch.from_numpy(batch).to(self.device_choice.device).float()[:, None].expand(-1, 3, -1, -1)
-        mask, edge, out_features = self._forward(x, features)
+        mask, edge, out_features, network_mask = self._pass(x, features)
         passes = TTA_PASSES[self.tta]
         h, w = x.shape[-2:]
         count = 1
@@ -245,41 +300,54 @@ class Predictor:
             # the unflipped pass at scale 1 is the one above
             unflipped = () if scale == 1.0 else ((),)
             for dims in unflipped + passes.flips:
-                m, e, _ = self._forward(xs.flip(dims) if dims else xs, False)
+                m, e, _, m_network = self._pass(xs.flip(dims) if dims else xs, False)
                 if dims:
                     m, e = m.flip(dims), e.flip(dims)
                 if scale != 1.0:
                     m, e = F.interpolate(m, size=(h, w), mode="area"), F.interpolate(e, size=(h, w), mode="area")
                 mask, edge, count = mask + m, edge + e, count + 1
+                if network_logits:  # every pass's network input is the same square: no resizing back
+                    network_mask = network_mask + (m_network.flip(dims) if dims else m_network)
         mask, edge = mask / count, edge / count
         feats = {k: (v.float().cpu().numpy(), rect) for k, (v, rect) in out_features.items()}
         mask = mask[:, 0] - self.decision_threshold
-        return mask.cpu().numpy(), edge[:, 0].cpu().numpy(), feats
+        at_network = None
+        if network_logits:
+            at_network = (network_mask[:, 0] / count - self.decision_threshold).cpu().numpy()
+        return mask.cpu().numpy(), edge[:, 0].cpu().numpy(), feats, at_network
 
     def _forward(
         self, x: torch.Tensor, features: bool
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, tuple[torch.Tensor, np.ndarray]]]:
         """x (B,3,H,W) float -> mask logits (B,1,H,W), edges (B,1,H,W), feature maps name -> (map, rect)
         (`crop_to_frame`)."""
+        mask, edge, feats, _ = self._pass(x, features)
+        return mask, edge, feats
+
+    def _pass(self, x: torch.Tensor, features: bool) -> _Pass:
+        """`_forward`, and the mask logits at the network's input size where it resizes the frame."""
         h, w = x.shape[-2:]
         if self.native:
             x = pad_to_multiple(x)
         else:
-            x = F.interpolate(x, size=(512, 512), mode="bilinear", align_corners=False)
+            x = F.interpolate(x, size=(RESIZED_INPUT_SIZE, RESIZED_INPUT_SIZE), mode="bilinear", align_corners=False)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         dev = self.device_choice.device
         with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = self.model(x, return_features=features)
         mask, edge = out.mask_logits.float(), out.edge_probs.float()
+        network_mask = None
         if self.native:
             mask, edge = mask[..., :h, :w], edge[..., :h, :w]
         else:
+            network_mask = mask
             mask = F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)
             edge = F.interpolate(edge, size=(h, w), mode="bilinear", align_corners=False)
         if not features:
-            return mask, edge, {}
+            return _Pass(mask, edge, {}, network_mask)
         covered = tuple(x.shape[-2:]) if self.native else (h, w)
-        return mask, edge, {name: crop_to_frame(value, (h, w), covered) for name, value in out.features.items()}
+        feats = {name: crop_to_frame(value, (h, w), covered) for name, value in out.features.items()}
+        return _Pass(mask, edge, feats, network_mask)
 
     def _detect_tiled(self, frame: np.ndarray, features: bool) -> FrameResult:
         """Overlapping tiles; each output pixel comes from the tile where it is farthest from a tile border."""
@@ -289,14 +357,14 @@ class Predictor:
         for ty, oy0, oy1 in tile_spans(h, self.tile_size, TILE_OVERLAP):
             for tx, ox0, ox1 in tile_spans(w, self.tile_size, TILE_OVERLAP):
                 crop = frame[ty : ty + self.tile_size, tx : tx + self.tile_size]
-                m, e, _ = self._run(crop[None], False)
+                m, e, _, _ = self._run(crop[None], False)
                 logits[oy0:oy1, ox0:ox1] = m[0, oy0 - ty : oy1 - ty, ox0 - tx : ox1 - tx]
                 edges[oy0:oy1, ox0:ox1] = e[0, oy0 - ty : oy1 - ty, ox0 - tx : ox1 - tx]
         result = FrameResult(logits=logits, edge=edges)
         if features:
             # Feature maps are for inspecting what is on screen: take them from the tile at the centre.
             cy, cx = max(0, (h - self.tile_size) // 2), max(0, (w - self.tile_size) // 2)
-            _, _, feats = self._run(frame[None, cy : cy + self.tile_size, cx : cx + self.tile_size], True)
+            _, _, feats, _ = self._run(frame[None, cy : cy + self.tile_size, cx : cx + self.tile_size], True)
             result.features = frame_features(feats, 0, offset=(cx, cy))
         return result
 

@@ -75,7 +75,8 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--resize-512", action="store_true",
-        help="score at 512x512 like the official IRSAM code (logits bilinear, masks nearest)",
+        help="score at 512x512 like the official IRSAM code (logits bilinear, masks nearest; a network that runs "
+             "at 512x512, config official, is scored on its own 512x512 logits, refined there with --refine)",
     )
     # IRSAM-only options default to None so that giving one with a classical --method can be warned about
     p.add_argument("--device", help="device for --weights (auto, cpu, cuda or cuda:N; default auto)")
@@ -125,6 +126,17 @@ def format_errors(errors: dict) -> str:
     if not errors["frames"]:
         lines.append("  no missed target and no false alarm")
     return "\n".join(lines)
+
+
+def format_network_input_scoring(scoring: dict) -> str:
+    """The note saying what --resize-512 scored for a network that runs at 512x512 (model.evaluate.
+    network_input_scoring)."""
+    parts = [f"scored {scoring['prediction']}"]
+    if scoring["refinement"]:
+        parts.append(f"refined {scoring['refinement']}")
+    if scoring["tta"]:
+        parts.append(f"test-time augmentation: {scoring['tta']}")
+    return "note: " + "; ".join(parts)
 
 
 def format_clip_table(result: dict) -> str:
@@ -340,6 +352,8 @@ def run(args: argparse.Namespace) -> int:
     if gate.active:
         result["detector_options"]["size_gate"] = gate.to_dict()
     print(table)
+    if "network_input_scoring" in result:
+        print(format_network_input_scoring(result["network_input_scoring"]), file=sys.stderr)
     if result["n_skipped"]:
         print(f"{result['n_skipped']} of {result['n_skipped'] + scored} skipped as unusable (listed on stderr); "
               "the metrics exclude them")
