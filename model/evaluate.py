@@ -401,7 +401,9 @@ def evaluate_clip(
     boxes.csv numbers `frames` (first, last or None for the end; 1-based, inclusive), or else over `limit`
     frames (all when None) from the 0-based file `start`. Each frame is scored against the boxes of its frame
     number (`number_clip_frames`: from its file name where the names are frame numbers, as in the clips'
-    images/000001.png, else its position); "frame_numbers" says which. `read_image` gives the 8-bit frame
+    images/000001.png, else its position); "frame_numbers" says which. The few files whose names are not
+    numbered as the others' are have no frame number: they are never scored, and "frames_without_number"
+    names every one of them (and "frame_numbers_why" says why). `read_image` gives the 8-bit frame
     the detector sees (for 16-bit frames: read, then the clip's window applied); `no_data`, where a frame held no
     data, which is then no target (`without_no_data`).
     An unreadable frame is skipped (listed in "skipped", counted in "n_skipped"). Frames boxes.csv has boxes
@@ -419,7 +421,8 @@ def evaluate_clip(
         scored = numbering.select(*frames)
         span = [frames[0], min(frames[1], numbering.last) if frames[1] is not None else numbering.last]
     else:
-        scored = list(range(start, len(files) if limit is None else min(start + limit, len(files))))
+        scored = [k for k in range(start, len(files) if limit is None else min(start + limit, len(files)))
+                  if numbers[k] is not None]
         span = [numbers[scored[0]], numbers[scored[-1]]] if scored else [start + 1, start]
     metrics = BoxMetrics()
     seconds = 0.0
@@ -457,10 +460,11 @@ def evaluate_clip(
         result["frame_numbers_why"] = numbering.why
     result["frames_per_second"] = (len(scored) - len(skipped)) / seconds if seconds > 0 else float("nan")
     result.update(_skipped_record(skipped))
-    imaged = set(numbers)
+    imaged = set(numbers) - {None}
     result["boxes_without_image"] = sorted(index + 1 for index in boxes if index + 1 not in imaged)
     result["boxes_past_the_end"] = [n for n in result["boxes_without_image"] if n > numbering.last]
     result["frames_without_boxes"] = [files[k].name for k in read if numbers[k] - 1 not in boxes]
+    result["frames_without_number"] = [f.name for f in numbering.unnumbered]
     result["boxes_outside_frame"] = sorted(outside, key=lambda entry: entry["line"])
     return result
 

@@ -18,6 +18,7 @@ import csv
 import math
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
@@ -419,31 +420,41 @@ def describe_boxes_outside(path: str | Path, outside: Sequence[dict], consequenc
 
 
 _NUMBERED_STEM = re.compile(r"^(.*?)(\d+)$")
+ODD_NAMES_SHARE = 10  # at most one name in this many may fall outside a clip's frame numbers (a stray copy)
 
 
 @dataclass(frozen=True)
 class ClipNumbering:
-    """Which of boxes.csv's frames (1-based) each of a clip's frames is: `numbers[k]` for `files[k]`.
+    """Which of boxes.csv's frames (1-based) each of a clip's frames is: `numbers[k]` for `files[k]`, None for
+    a file with no frame number (`unnumbered`: its name is not numbered as the others' are), which has no
+    ground truth.
 
     `by` says how they were told: "name" (the number a file's name ends in, as in images/000001.png, the
     clips' own layout: a frame deleted from the clip leaves a gap rather than shifting every later frame
     onto the previous frame's boxes), "name, 0-based" (names numbered from 0: 000000.png is frame 1) or
     "position" (the k-th file in natural order is frame k, where the names are not frame numbers). `why`
-    says what decided it where that was not plain: what in the names ruled them out (by position), why
-    names without a 000000 are read as numbered from 0, or that they could be numbered from 0 or from 1."""
+    says what decided it where that was not plain: what in the names ruled them out (by position), which
+    names have no frame number, why names without a 000000 are read as numbered from 0, or that they could
+    be numbered from 0 or from 1."""
 
     files: list[Path]
-    numbers: list[int]
+    numbers: list[int | None]
     by: str
     why: str | None = None
 
     @property
     def last(self) -> int:
-        return max(self.numbers, default=0)
+        return max((n for n in self.numbers if n is not None), default=0)
+
+    @property
+    def unnumbered(self) -> list[Path]:
+        """The files with no frame number (None in `numbers`)."""
+        return [f for f, n in zip(self.files, self.numbers) if n is None]
 
     def select(self, first: int, last: int | None) -> list[int]:
         """Indices into `files` of the frames numbered first..last (inclusive; None: to the end)."""
-        return [k for k, n in enumerate(self.numbers) if n >= first and (last is None or n <= last)]
+        return [k for k, n in enumerate(self.numbers)
+                if n is not None and n >= first and (last is None or n <= last)]
 
 
 def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNumbering:
@@ -451,7 +462,11 @@ def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNum
     are frame numbers, by position otherwise (ClipNumbering); `boxes`: read_boxes_csv's (0-based keys).
 
     The names can be frame numbers when every one is a number after one prefix shared by all (000001, f1,
-    clip_000001) and no two give the same number. They are numbered from 0 when one is 0; else from 0 only
+    clip_000001) and no two give the same number, or all but a few: where at most one name in ODD_NAMES_SHARE
+    is not a number after the prefix most share (a copy 000040a.png, or Copy of 000040.png, beside the clip's
+    000001.png..000085.png), those few get no number (None: no ground truth, not scored) and `why` names them;
+    the others are numbered by the rules below, which look at the numbered names only; more such names rule
+    the names out. They are numbered from 0 when one is 0; else from 0 only
     when that pairs more of boxes.csv's boxed frames with an image than numbering from 1 does (a 0-based clip
     whose 000000.png was deleted: its last image is then boxes.csv's last frame), from 1 on a tie (the clips'
     own images/000001.png; `why` says so where the names start at 1 and both readings leave boxed frames
@@ -472,21 +487,25 @@ def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNum
     parsed = [_NUMBERED_STEM.match(f.stem) for f in files]
     if not files:
         return ClipNumbering(files, [], "position")
-    if not all(parsed):
-        odd = next(f.name for f, m in zip(files, parsed) if m is None)
-        return ClipNumbering(files, position, "position", f"{odd} does not end in a frame number")
-    prefixes = {m.group(1) for m in parsed}
-    if len(prefixes) > 1:
+    prefixes = Counter(m.group(1) for m in parsed if m)
+    prefix = prefixes.most_common(1)[0][0] if prefixes else None
+    numbered = [k for k, m in enumerate(parsed) if m and m.group(1) == prefix]
+    odd = [k for k, m in enumerate(parsed) if not (m and m.group(1) == prefix)]
+    if ODD_NAMES_SHARE * len(odd) > len(files):
+        if not all(parsed):
+            odd_name = next(f.name for f, m in zip(files, parsed) if m is None)
+            return ClipNumbering(files, position, "position", f"{odd_name} does not end in a frame number")
         first, other = sorted(prefixes)[:2]
         return ClipNumbering(files, position, "position",
                              f"the names are numbered after different prefixes ({first!r}, {other!r})")
-    numbers = [int(m.group(2)) for m in parsed]
+    numbers = [int(parsed[k].group(2)) for k in numbered]
     if len(set(numbers)) < len(numbers):
         seen: dict[int, str] = {}
-        for f, n in zip(files, numbers):
+        for k, n in zip(numbered, numbers):
             if n in seen:
-                return ClipNumbering(files, position, "position", f"{seen[n]} and {f.name} have the same number")
-            seen[n] = f.name
+                return ClipNumbering(files, position, "position",
+                                     f"{seen[n]} and {files[k].name} have the same number")
+            seen[n] = files[k].name
 
     def paired(frames: Iterable[int]) -> int:  # how many boxed frames the 1-based `frames` give an image
         return sum(n - 1 in boxes for n in frames)
@@ -497,8 +516,8 @@ def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNum
     zero_based = lowest == 0
     if not zero_based and boxes:
         from_1, from_0 = paired(numbers), paired(n + 1 for n in numbers)
-        digits = len(parsed[numbers.index(lowest)].group(2))
-        zero = f"{next(iter(prefixes))}{0:0{digits}d}"
+        digits = len(parsed[numbered[numbers.index(lowest)]].group(2))
+        zero = f"{prefix}{0:0{digits}d}"
         if from_0 > from_1:
             zero_based = True
             why = (f"numbered from 0 ({zero} missing), the names pair {from_0} of the {boxed} frames boxes.csv "
@@ -516,11 +535,36 @@ def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNum
     by_position = paired(position)
     missing = highest - lowest + 1 - len(numbers)
     if boxes and by_position - by_name > missing and 2 * by_name <= boxed and max(boxes) < len(files):
-        named = sorted(zip(numbers, (f.name for f in files)))
+        named = sorted(zip(numbers, (files[k].name for k in numbered)))
         return ClipNumbering(files, position, "position",
                              f"numbered by name, {named[0][1]} to {named[-1][1]} would pair {by_name} of the "
                              f"{boxed} frames boxes.csv has boxes for with an image, by position {by_position}")
-    return ClipNumbering(files, numbers, "name, 0-based" if zero_based else "name", why)
+    numbers_of_files: list[int | None] = [None] * len(files)
+    for k, n in zip(numbered, numbers):
+        numbers_of_files[k] = n
+    if odd:
+        why = "; ".join(filter(None, [_unnumbered_text(files, parsed, odd, files[numbered[0]].name), why]))
+    return ClipNumbering(files, numbers_of_files, "name, 0-based" if zero_based else "name", why)
+
+
+def _unnumbered_text(files: list[Path], parsed: list[re.Match | None], odd: list[int], numbered_name: str) -> str:
+    """What is wrong with the names of the few `odd` files, not numbered as the others' are (`numbered_name` is
+    one of those), and what becomes of them."""
+    def listed(names: list[str], shown: int = 5) -> str:
+        names = names[:shown] + ([f"{len(names) - shown} more"] if len(names) > shown else [])
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+    not_numbers = [files[k].name for k in odd if parsed[k] is None]
+    other_prefix = [files[k].name for k in odd if parsed[k] is not None]
+    problems = []
+    if not_numbers:
+        problems.append(f"{listed(not_numbers)} {'does' if len(not_numbers) == 1 else 'do'} not end in a frame "
+                        "number")
+    if other_prefix:
+        problems.append(f"{listed(other_prefix)} {'is' if len(other_prefix) == 1 else 'are'} numbered after "
+                        f"another prefix than the others ({numbered_name})")
+    fate = "it has" if len(odd) == 1 else "they have"
+    return f"{', '.join(problems)}: {fate} no ground truth; the others are paired by their numbers"
 
 
 def _blank(row: list[str]) -> bool:

@@ -304,3 +304,20 @@ def test_info_reads_a_projects_frames_only_when_few_hold_a_fingerprint_or_when_a
         f"1 of the 5 frames holding a fingerprint differ from the pixels their work was made on, 0 of them reviewed "
         f"(to review again; export skips them): {files[3].stem}")
     assert len(read) == 5
+
+
+def test_info_on_a_clip_with_a_copy_among_its_numbered_frames(tmp_path, capsys):
+    """A copy 000012a.png has no frame number: it has no boxes (info crashed checking them against its frame)."""
+    images = tmp_path / "clip" / "images"
+    images.mkdir(parents=True)
+    for n in range(1, 21):
+        cv2.imwrite(str(images / f"{n:06d}.png"), np.full((32, 40), 10 * n % 200, np.uint8))
+    (images / "000012a.png").write_bytes((images / "000012.png").read_bytes())
+    rows = [f"{n},DRONE,4,5,3,3" for n in range(1, 20)] + ["20,DRONE,60,5,3,3"]  # frame 20's: outside its 40 px
+    (tmp_path / "clip" / "boxes.csv").write_text("frame,class,x,y,w,h\n" + "\n".join(rows) + "\n")
+    assert main(["info", str(images), "--no-scan"]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert ("               boxes.csv paired by name: 000012a.png does not end in a frame number: it has no ground "
+            "truth; the others are paired by their numbers\n") in captured.out
+    assert "line 21 (frame 20: x 60" in captured.err  # frame 20's box, outside the frame, is named

@@ -57,7 +57,9 @@ def add_parser(subparsers) -> None:
                                   "normalised as --images ones are, by the whole clip's window whatever --limit or "
                                   "--frames select). Frames are paired with boxes.csv's frame numbers by their file "
                                   "names (images/000001.png is frame 1; names from 000000 are taken as 0-based) "
-                                  "where the names are frame numbers, else by position (the k-th image is frame k)")
+                                  "where the names are frame numbers, else by position (the k-th image is frame k); "
+                                  "where at most one name in ten is not numbered as the others are (a copy "
+                                  "000040a.png), those images are not scored, and are named")
     p.add_argument("--limit", type=positive_int, help="evaluate only the first N frames or samples")
     p.add_argument("--frames", type=frame_range, metavar="A-B",
                    help="with --clip: only frames A to B (1-based, inclusive, as boxes.csv numbers them; 'A-' to "
@@ -288,7 +290,11 @@ def run(args: argparse.Namespace) -> int:
         if args.clip:
             check_clip_folder(args.clip)
             numbering = number_clip_frames(clip_frames(args.clip), read_boxes_csv(Path(args.clip) / "boxes.csv"))
-            n_inputs = len(numbering.files) if args.limit is None else min(args.limit, len(numbering.files))
+            # (the few images with no frame number, whose names are not numbered as the others' are, are not scored)
+            n_inputs = sum(n is not None for n in numbering.numbers[: args.limit])
+            if numbering.files and not n_inputs:
+                first = "first image has" if args.limit == 1 else f"first {args.limit} images have"
+                raise ValueError(f"--limit {args.limit}: the clip's {first} no frame number ({numbering.why})")
             if args.frames and numbering.files:  # a bad file or range is reported before the weights load
                 n_inputs = len(_frames_asked(numbering, *args.frames))
                 if args.frames[1] is not None and args.frames[1] > numbering.last:
@@ -363,8 +369,9 @@ def run(args: argparse.Namespace) -> int:
 def _frames_asked(numbering: ClipNumbering, first: int, last: int | None) -> list[int]:
     """The clip's frames --frames first-last selects (indices into numbering.files); ValueError when none."""
     if first > numbering.last:
-        numbered = f", the last numbered {numbering.last}" if numbering.last != len(numbering.files) else ""
-        raise ValueError(f"--frames {_range_text(first, last)}: the clip has {len(numbering.files)} frames{numbered}")
+        count = len(numbering.files) - len(numbering.unnumbered)  # (images with no frame number are none of them)
+        numbered = f", the last numbered {numbering.last}" if numbering.last != count else ""
+        raise ValueError(f"--frames {_range_text(first, last)}: the clip has {count} frames{numbered}")
     selected = numbering.select(first, last)
     if not selected:
         raise ValueError(f"--frames {_range_text(first, last)}: images/ has no image for frames {first} to "
@@ -385,7 +392,8 @@ def _numbering_text(numbering: ClipNumbering | dict) -> str:
 
 
 def _warn_about_clip_numbering(result: dict, clip: Path) -> None:
-    """Name boxes.csv's frames with no image, the frames scored with no box, and frames told by position."""
+    """Name boxes.csv's frames with no image, the images not scored for having no frame number, the frames scored
+    with no box, and frames told by position."""
     boxes = clip / "boxes.csv"
     past, without = result["boxes_past_the_end"], result["boxes_without_image"]
     if past:
@@ -400,6 +408,10 @@ def _warn_about_clip_numbering(result: dict, clip: Path) -> None:
     if result["frame_numbers"] == "position" and result.get("frame_numbers_why"):
         print(f"note: frames are paired with {boxes}'s frame numbers by {_numbering_text(result)}, not by "
               f"their file names ({result['frame_numbers_why']})", file=sys.stderr)
+    elif unnumbered := result["frames_without_number"]:
+        print(f"warning: {len(unnumbered)} image{'s' if len(unnumbered) > 1 else ''} of images/ not scored; frames "
+              f"are paired with {boxes}'s frame numbers by {_numbering_text(result)}: {result['frame_numbers_why']}",
+              file=sys.stderr)
     elif result.get("frame_numbers_why"):  # by name, with a choice made (counted from 0, or either count fits)
         print(f"note: frames are paired with {boxes}'s frame numbers by {_numbering_text(result)}: "
               f"{result['frame_numbers_why']}", file=sys.stderr)

@@ -108,6 +108,9 @@ def run(args) -> int:
                     ([f"boxes in {gt.boxes_path}"] if gt.has_boxes else [])
             if parts:
                 print(f"ground truth:  {', '.join(parts)}")
+            if gt.has_boxes and not gt.boxes_error and gt.numbering.why:  # how frames were paired, when chosen
+                print(f"               boxes.csv paired by {'position' if gt.numbering.by == 'position' else 'name'}: "
+                      f"{gt.numbering.why}")
             if gt.boxes_error:
                 print(f"warning: {gt.boxes_error}", file=sys.stderr)
             elif gt.has_boxes and (outside := boxes_outside_frames(source, gt)):
@@ -130,6 +133,8 @@ def boxes_outside_frames(source, gt) -> list[dict]:
     boxes = read_boxes_csv_lines(gt.boxes_path)
     outside = []
     for i, number in enumerate(gt.numbering.numbers):
+        if number is None:  # an image with no frame number among numbered ones has no boxes
+            continue
         shape = source.frame_shape(i)
         if shape is not None:
             outside += split_boxes_outside(boxes.get(number - 1, []), number, shape)[1]

@@ -1192,7 +1192,8 @@ class GroundTruth:
             except (BoxesFileError, OSError) as error:
                 self.boxes_error = f"{error}; its boxes are not used"
         # which of boxes.csv's frames each of the source's is, as irsam eval --clip tells them: by the number its
-        # name ends in (a frame deleted from the clip leaves a gap), else by position
+        # name ends in (a frame deleted from the clip leaves a gap; the few names not numbered as the others' are,
+        # such as a copy 000040a.png, have no number and so no boxes), else by position
         self.numbering = number_clip_frames([Path(f"{stem}.png") for stem in stems], self._boxes)
 
     def mask(self, stem: str) -> np.ndarray | None:
@@ -1237,10 +1238,10 @@ class GroundTruth:
 
     def boxes(self, frame_index: int) -> list[tuple[float, float, float, float]]:
         """(x, y, w, h) boxes of the source's 0-based frame (boxes.csv's frame `numbering` gives it), x/y the
-        0-based top-left corner."""
+        0-based top-left corner; none for a frame `numbering` gives no frame number."""
         numbers = self.numbering.numbers
-        key = numbers[frame_index] - 1 if 0 <= frame_index < len(numbers) else int(frame_index)
-        return list(self._boxes.get(key, []))
+        number = numbers[frame_index] if 0 <= frame_index < len(numbers) else int(frame_index) + 1
+        return [] if number is None else list(self._boxes.get(number - 1, []))
 
     @property
     def has_masks(self) -> bool:
