@@ -18,8 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from app.commands import (Terminated, add_normalization_options, add_size_gate_options, add_target_size_option,
-                          check_device_fallback, normalization_request_of, positive_int, sigterm_as_interrupt,
-                          size_gate_of, warn_classical_only, warn_irsam_only)
+                          add_threshold_k_option, check_device_fallback, normalization_request_of, positive_int,
+                          sigterm_as_interrupt, size_gate_of, warn_classical_only, warn_irsam_only)
 from app.core.frames import FrameReadError, SourceError, frame_digest, frames_folder, open_source
 from app.core.normalization import Normalization, no_data_pixels, without_no_data
 from app.core.project import ProjectError, ReviewProject, is_project, utc_now
@@ -70,6 +70,7 @@ def add_parser(sub) -> None:
                         "outline annotators draw: pixels above a quarter of it stay, and a confident target "
                         "grows 1 px into neighbours above 0.4 of it; trim only trims; off keeps the network's mask")
     add_target_size_option(p)
+    add_threshold_k_option(p)
     add_size_gate_options(p)
     add_normalization_options(p)
     p.add_argument("--save-logits", action="store_true", help="also write float32 logits at frame resolution")
@@ -89,17 +90,20 @@ def add_parser(sub) -> None:
 def make_detector(
     method: str, weights: str | None, config: str | None, device: str, precision: str, batch_size: int,
     tta: str = "none", refine: str = "contrast", size_gate=None, target_size: int | None = None,
+    threshold_k: float | None = None,
 ):
     """The detector and the record of it stored in the project (size_gate: a model.size_gate.TargetSizeGate;
-    target_size: a classical method's largest target, px, None for its default)."""
+    target_size: a classical method's largest target, px, None for its default; threshold_k: its threshold in
+    standard deviations above the mean, None for the method's default)."""
     from model.checkpoint import check_weights_path
     from model.classical import DEFAULT_TARGET_SIZE, make_classical_detector
     from model.evaluate import make_detector as make_named_detector
     from model.size_gate import gated
 
     if method != "irsam":
-        detector = make_classical_detector(method, target_size or DEFAULT_TARGET_SIZE)
-        record = detector_record(method, size_gate) | {"target_size": detector.target_size}
+        detector = make_classical_detector(method, target_size or DEFAULT_TARGET_SIZE, threshold_k)
+        record = detector_record(method, size_gate) | {"target_size": detector.target_size,
+                                                       "threshold_k": detector.k}
         return gated(detector, size_gate), record
     path = check_weights_path(weights) if weights is not None else DEFAULT_WEIGHTS
     if not path.exists():
@@ -134,7 +138,9 @@ def _detect(args, request, source) -> int:
             ("--precision", args.precision != "fp32"), ("--tta", args.tta != "none"),
             ("--refine", args.refine != "contrast")) if given], args.method)
     else:
-        warn_classical_only(["--target-size"] if args.target_size is not None else [], "--method irsam")
+        warn_classical_only([option for option, value in (
+            ("--target-size", args.target_size), ("--threshold-k", args.threshold_k)) if value is not None],
+            "--method irsam")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         print(f"error: {out} is a file, not a folder: detect into a new or empty folder (nothing was written)",
@@ -192,7 +198,7 @@ def _detect_locked(args, request, source, out: Path) -> int:
     try:
         detector, record = make_detector(
             args.method, args.weights, args.config, args.device, args.precision, args.batch_size, args.tta,
-            args.refine, size_gate_of(args), args.target_size,
+            args.refine, size_gate_of(args), args.target_size, args.threshold_k,
         )
     except Exception as exc:  # a bad checkpoint: one line, never a traceback
         print(f"error: {exc}", file=sys.stderr)
@@ -222,13 +228,14 @@ def _detect_locked(args, request, source, out: Path) -> int:
               "pixels differ from those their proposals, masks and statuses recorded are named by irsam info, and "
               "export skips them (work saved before fingerprints were recorded cannot be checked)")
     n = len(source) if args.limit is None else min(len(source), args.limit)
+    origin = ProposalOrigin.of(record, normalization)
     selected = f"{n} frames" if n == len(source) else f"the first {n} of {len(source)} frames,"
+    threshold = f", threshold mean + {origin.threshold_k} std" if origin.threshold_k else ""
     print(f"{source.kind} {source.path}: {selected} {source.size_text(n)} {source.dtype}; "
           f"detector {record['name']}"
-          + (f" (targets up to {record['target_size']} px across)" if record.get("target_size") else "")
+          + (f" (targets up to {record['target_size']} px across{threshold})" if record.get("target_size") else "")
           + f" on {detector.device}"
           + (f", targets of {detector.gate} kept" if record["size_gate"] else "") + f"; normalisation {normalization}")
-    origin = ProposalOrigin.of(record, normalization)
     done_before = _same_settings(project, source.stems[:n], origin, args.save_logits) if args.skip_done else {}
     if done_before:
         checked = sum(sha1 is not None for sha1 in done_before.values())

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from app.commands import (add_normalization_options, add_size_gate_options, add_target_size_option,
-                          check_device_fallback, normalization_request_of, positive_int, size_gate_of,
-                          warn_classical_only, warn_irsam_only)
+                          add_threshold_k_option, check_device_fallback, normalization_request_of, positive_int,
+                          size_gate_of, warn_classical_only, warn_irsam_only)
 from model.atomic import encode_json, write_output_file
 from app.core.frames import FrameReadError, SourceError, open_source, read_gray
 from app.core.normalization import NormalizationRequest, no_data_pixels
-from model.classical import DEFAULT_TARGET_SIZE, make_classical_detector
+from model.classical import DEFAULT_TARGET_SIZE, DEFAULT_THRESHOLD_K, make_classical_detector
 from model.config import PRESETS
 from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray, stack_samples
 from model.detectors import REFINE_MODES, TTA_MODES
@@ -90,6 +90,7 @@ def add_parser(subparsers) -> None:
                         "trimming the dim halo and growing a confident target 1 px into its bright rim "
                         "(model/refine.py); trim only trims; off scores the network's own mask")
     add_target_size_option(p)
+    add_threshold_k_option(p)
     add_size_gate_options(p)
     add_normalization_options(p)
     p.set_defaults(run=run)
@@ -283,7 +284,9 @@ def run(args: argparse.Namespace) -> int:
                          if getattr(args, name) is not None], args.method)
         options = {}
     else:
-        warn_classical_only(["--target-size"] if args.target_size is not None else [], "--weights")
+        warn_classical_only([option for option, value in (
+            ("--target-size", args.target_size), ("--threshold-k", args.threshold_k)) if value is not None],
+            "--weights")
         options = {"tta": args.tta or "none", "refine": args.refine or "contrast"}
     frames = None
     try:
@@ -354,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
     result["detector_options"] = {**options, "refinement": refinement_record(options["refine"])} if options else {}
     if args.method:
         result["detector_options"]["target_size"] = args.target_size or DEFAULT_TARGET_SIZE
+        result["detector_options"]["threshold_k"] = args.threshold_k or DEFAULT_THRESHOLD_K[args.method]
     result.update(_inputs_record(args))
     if gate.active:
         result["detector_options"]["size_gate"] = gate.to_dict()
@@ -447,7 +451,7 @@ def _error(message: str) -> int:
 
 def _make_detector(args: argparse.Namespace, options: dict):
     if args.method:
-        return make_classical_detector(args.method, args.target_size or DEFAULT_TARGET_SIZE)
+        return make_classical_detector(args.method, args.target_size or DEFAULT_TARGET_SIZE, args.threshold_k)
     from model.checkpoint import CheckpointError, check_weights_path  # imports torch: only for --weights
 
     device = args.device or "auto"

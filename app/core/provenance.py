@@ -48,6 +48,12 @@ def detector_record(method: str, size_gate=None, weights: str | Path | None = No
     }
 
 
+def _number_text(value: float) -> str:
+    """8.0 -> "8", 8.25 -> "8.25": every digit kept, so that two values never read the same."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 @dataclass(frozen=True)
 class ProposalOrigin:
     """What made a proposal: the detector (`method`, and for IRSAM its weights, their sha256, network config,
@@ -64,16 +70,19 @@ class ProposalOrigin:
     refine: str | None = None
     size_gate: str | None = None  # str(TargetSizeGate), e.g. "4-200 px", when active
     target_size: str | None = None  # a classical method's largest target, e.g. "16 px", when not the default
+    threshold_k: str | None = None  # a classical method's threshold in std above the mean, e.g. "8", when not the
+    # method's default
     time: str | None = None
 
     @classmethod
     def of(cls, record: dict, normalization) -> "ProposalOrigin":
         """From a detector record (`app.commands.detect.make_detector`'s, as stored in project.json)."""
-        from model.classical import DEFAULT_TARGET_SIZE
+        from model.classical import DEFAULT_TARGET_SIZE, DEFAULT_THRESHOLD_K
         from model.size_gate import TargetSizeGate
 
         gate = record.get("size_gate")
         size = record.get("target_size")
+        k = record.get("threshold_k")
         return cls(
             method=str(record["name"]),
             normalization=str(normalization),
@@ -85,6 +94,7 @@ class ProposalOrigin:
             refine=record.get("refine"),
             size_gate=str(TargetSizeGate(**gate)) if gate else None,
             target_size=f"{size} px" if size not in (None, DEFAULT_TARGET_SIZE) else None,
+            threshold_k=_number_text(k) if k not in (None, DEFAULT_THRESHOLD_K.get(record["name"])) else None,
         )
 
     def same_run_settings(self, other: "ProposalOrigin | None") -> bool:
@@ -103,6 +113,8 @@ class ProposalOrigin:
             extras.append(self.precision)
         if self.target_size:
             extras.append(f"up to {self.target_size} across")
+        if self.threshold_k:
+            extras.append(f"threshold mean + {self.threshold_k} std")
         if self.size_gate:
             extras.append(f"targets {self.size_gate}")
         if self.method == "irsam":

@@ -36,6 +36,8 @@ class DetectorChoice:
     max_area: int | None = None
     # classical methods: longer side (px) of the largest target their windows fit (model.classical.window_for)
     target_size: int = DEFAULT_TARGET_SIZE
+    # classical methods: their threshold in standard deviations above the mean, None for the method's default
+    threshold_k: float | None = None
 
     @property
     def size_gate(self) -> TargetSizeGate:
@@ -55,7 +57,9 @@ class DetectorChoice:
         gate = [f"targets {self.size_gate}"] if self.size_gate.active else []
         if self.method != "irsam":
             size = [] if self.target_size == DEFAULT_TARGET_SIZE else [f"up to {self.target_size} px across"]
-            return f"{self.method} ({', '.join([*size, *gate])})" if size or gate else self.method
+            threshold = [] if self.threshold_k is None else [f"threshold mean + {self.threshold_k:g} std"]
+            extras = [*size, *threshold, *gate]
+            return f"{self.method} ({', '.join(extras)})" if extras else self.method
         extras = ([] if self.tta == "none" else [self.tta]) + ([] if self.refine == "contrast" else ["unrefined"])
         return f"IRSAM ({', '.join([self.weights_name, *extras, *gate])})"
 
@@ -76,6 +80,7 @@ class DetectorChoice:
                                  loaded.sha256 if loaded else None)
         if self.method != "irsam":
             record["target_size"] = self.target_size
+            record["threshold_k"] = network.k
         return ProposalOrigin.of(record, normalization)
 
     def build(self) -> tuple[Detector, str | None]:
@@ -95,7 +100,7 @@ class DetectorChoice:
 
     def _build_ungated(self) -> tuple[Detector, str | None]:
         if self.method != "irsam":
-            return make_classical_detector(self.method, self.target_size), None
+            return make_classical_detector(self.method, self.target_size, self.threshold_k), None
         for _attempt in range(3):  # stamped before and after loading: a file rewritten meanwhile is loaded again
             stamp = content_stamp(self.weights)
             sha256 = sha256_of(self.weights) if stamp is not None else None
