@@ -1023,7 +1023,7 @@ def test_detector_input_window_is_chosen_applied_and_kept_by_the_project(window,
     assert Normalization.from_dict(window.session.project.normalization) == chosen
     assert window.session.normalization == chosen
     dialog = window.choose_normalization()
-    assert dialog.fixed.isChecked() and "The 1 frames detected so far keep their proposals" in \
+    assert dialog.fixed.isChecked() and "The frame detected so far keeps its proposal until" in \
         " ".join(label.text() for label in dialog.findChildren(QtWidgets.QLabel))
     dialog.reject()
     assert project_dir == window.session.project_dir

@@ -73,8 +73,9 @@ class NormalizationDialog(QtWidgets.QDialog):
         self.error.setWordWrap(True)
         notes = [f"Now: {current}."]
         if predicted_frames:
-            notes.append(f"The {predicted_frames} frames detected so far keep their proposals until detection runs "
-                         "again; accepted and corrected frames keep their masks.")
+            detected = ("The frame detected so far keeps its proposal" if predicted_frames == 1 else
+                        f"The {predicted_frames} frames detected so far keep their proposals")
+            notes.append(f"{detected} until detection runs again; accepted and corrected frames keep their masks.")
         note = QtWidgets.QLabel(" ".join(notes))
         note.setWordWrap(True)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Ok | QtWidgets.QDialogButtonBox.Cancel)
