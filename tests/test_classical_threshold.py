@@ -195,6 +195,10 @@ def test_the_panel_shows_the_threshold_for_classical_methods_and_runs_with_it(wi
     assert panel.choice().threshold_k is None  # nor a choice that differs by it
     _choose(panel, "tophat")
     assert panel.threshold_k.isVisible() and panel.choice().threshold_k == 6.0
+    panel.threshold_k.setValue(15)  # the analyst's own, MPCM's default: still theirs when MPCM and back
+    _choose(panel, "mpcm")
+    _choose(panel, "tophat")
+    assert panel.threshold_k.value() == 15.0 and panel.choice().threshold_k == 15.0
     panel.threshold_k.setValue(5)
 
     window.run_detection("frame")

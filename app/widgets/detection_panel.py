@@ -180,7 +180,8 @@ class DetectionPanel(QtWidgets.QWidget):
             "over the targets: on the first 60 frames of the real clip IR_DRONE_146 Top-Hat finds no drone at\n"
             "12, 92.5% of them at 9 (1.5 false alarms a frame) and all at 8 (5 a frame).\n"
             "Picking another method shows its default, unless you set a value of your own.")
-        self._threshold_method = "tophat"  # the classical method whose default k the box was last given
+        self._threshold_set = False  # the analyst set the box (the panel's own changes block its signals)
+        self.threshold_k.valueChanged.connect(lambda _: setattr(self, "_threshold_set", True))
         self.threshold_k.valueChanged.connect(lambda _: self._describe_choice())
         self.threshold_k.valueChanged.connect(lambda _: self.choiceChanged.emit(self.choice()))
         self.keep_probabilities = QtWidgets.QCheckBox("Keep probabilities (heatmap)")
@@ -309,15 +310,13 @@ class DetectionPanel(QtWidgets.QWidget):
         self._options_form.setRowVisible(self.threshold_k, picked is not None and not irsam)
 
     def _follow_default_threshold(self) -> None:
-        """Another classical method picked: the threshold box shows its default k, unless it holds a value the
-        analyst set (one that is not the default of the method it was last shown for), which is kept."""
+        """Another classical method picked: the threshold box shows its default k, unless the analyst set a value
+        of their own, which is kept (even one equal to a method's default)."""
         picked = self.detector_combo.currentData()
-        if picked is None or picked.method == "irsam":
+        if picked is None or picked.method == "irsam" or self._threshold_set:
             return
-        if self.threshold_k.value() == DEFAULT_THRESHOLD_K[self._threshold_method]:
-            with QtCore.QSignalBlocker(self.threshold_k):  # the method's change itself tells of the new choice
-                self.threshold_k.setValue(DEFAULT_THRESHOLD_K[picked.method])
-        self._threshold_method = picked.method
+        with QtCore.QSignalBlocker(self.threshold_k):  # the method's change itself tells of the new choice
+            self.threshold_k.setValue(DEFAULT_THRESHOLD_K[picked.method])
 
     def set_progress(self, done: int, total: int, fps: float) -> None:
         self.progress.setMaximum(total)
