@@ -399,11 +399,12 @@ def evaluate_clip(
 ) -> dict:
     """Box-only scoring of a clip folder (images/ + boxes.csv): Pd and false alarms per frame, over the frames
     boxes.csv numbers `frames` (first, last or None for the end; 1-based, inclusive), or else over `limit`
-    frames (all when None) from the 0-based file `start`. Each frame is scored against the boxes of its frame
-    number (`number_clip_frames`: from its file name where the names are frame numbers, as in the clips'
-    images/000001.png, else its position); "frame_numbers" says which. The few files whose names are not
-    numbered as the others' are have no frame number: they are never scored, and "frames_without_number"
-    names every one of them (and "frame_numbers_why" says why). `read_image` gives the 8-bit frame
+    frames (all when None) from the 0-based frame `start`, counting the files with a frame number only. Each
+    frame is scored against the boxes of its frame number (`number_clip_frames`: from its file name where the
+    names are frame numbers, as in the clips' images/000001.png, else its position); "frame_numbers" says
+    which. The few files whose names are not numbered as the others' are, or give the same number as another
+    file's, have no frame number: they are never scored, and "frames_without_number" names every one of them
+    (and "frame_numbers_why" says why). `read_image` gives the 8-bit frame
     the detector sees (for 16-bit frames: read, then the clip's window applied); `no_data`, where a frame held no
     data, which is then no target (`without_no_data`).
     An unreadable frame is skipped (listed in "skipped", counted in "n_skipped"). Frames boxes.csv has boxes
@@ -421,8 +422,8 @@ def evaluate_clip(
         scored = numbering.select(*frames)
         span = [frames[0], min(frames[1], numbering.last) if frames[1] is not None else numbering.last]
     else:
-        scored = [k for k in range(start, len(files) if limit is None else min(start + limit, len(files)))
-                  if numbers[k] is not None]
+        numbered = [k for k, n in enumerate(numbers) if n is not None]
+        scored = numbered[start : None if limit is None else start + limit]
         span = [numbers[scored[0]], numbers[scored[-1]]] if scored else [start + 1, start]
     metrics = BoxMetrics()
     seconds = 0.0

@@ -426,8 +426,8 @@ ODD_NAMES_SHARE = 10  # at most one name in this many may fall outside a clip's 
 @dataclass(frozen=True)
 class ClipNumbering:
     """Which of boxes.csv's frames (1-based) each of a clip's frames is: `numbers[k]` for `files[k]`, None for
-    a file with no frame number (`unnumbered`: its name is not numbered as the others' are), which has no
-    ground truth.
+    a file with no frame number (`unnumbered`: its name is not numbered as the others' are, or gives the same
+    number as another file's), which has no ground truth.
 
     `by` says how they were told: "name" (the number a file's name ends in, as in images/000001.png, the
     clips' own layout: a frame deleted from the clip leaves a gap rather than shifting every later frame
@@ -464,9 +464,10 @@ def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNum
     The names can be frame numbers when every one is a number after one prefix shared by all (000001, f1,
     clip_000001) and no two give the same number, or all but a few: where at most one name in ODD_NAMES_SHARE
     is not a number after the prefix most share (a copy 000040a.png, or Copy of 000040.png, beside the clip's
-    000001.png..000085.png), those few get no number (None: no ground truth, not scored) and `why` names them;
-    the others are numbered by the rules below, which look at the numbered names only; more such names rule
-    the names out. They are numbered from 0 when one is 0; else from 0 only
+    000001.png..000085.png) or gives the same number as another (000040.jpg or 0000040.png beside 000040.png:
+    all of those count, as which of them is the frame cannot be told), those few get no number (None: no
+    ground truth, not scored) and `why` names them; the others are numbered by the rules below, which look at
+    the other names only; more such names rule the names out. They are numbered from 0 when one is 0; else from 0 only
     when that pairs more of boxes.csv's boxed frames with an image than numbering from 1 does (a 0-based clip
     whose 000000.png was deleted: its last image is then boxes.csv's last frame), from 1 on a tie (the clips'
     own images/000001.png; `why` says so where the names start at 1 and both readings leave boxed frames
@@ -498,14 +499,16 @@ def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNum
         first, other = sorted(prefixes)[:2]
         return ClipNumbering(files, position, "position",
                              f"the names are numbered after different prefixes ({first!r}, {other!r})")
+    sharing: dict[int, list[int]] = {}  # number -> the files numbered so
+    for k in numbered:
+        sharing.setdefault(int(parsed[k].group(2)), []).append(k)
+    same_number = [ks for ks in sharing.values() if len(ks) > 1]
+    if same_number and ODD_NAMES_SHARE * (len(odd) + sum(map(len, same_number))) > len(files):
+        first, other = min(same_number, key=lambda group: group[1])[:2]  # the first file to repeat a number
+        return ClipNumbering(files, position, "position", f"{files[first].name} and {files[other].name} have the "
+                             "same number")
+    numbered = [k for k in numbered if len(sharing[int(parsed[k].group(2))]) == 1]
     numbers = [int(parsed[k].group(2)) for k in numbered]
-    if len(set(numbers)) < len(numbers):
-        seen: dict[int, str] = {}
-        for k, n in zip(numbered, numbers):
-            if n in seen:
-                return ClipNumbering(files, position, "position",
-                                     f"{seen[n]} and {files[k].name} have the same number")
-            seen[n] = files[k].name
 
     def paired(frames: Iterable[int]) -> int:  # how many boxed frames the 1-based `frames` give an image
         return sum(n - 1 in boxes for n in frames)
@@ -542,14 +545,17 @@ def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNum
     numbers_of_files: list[int | None] = [None] * len(files)
     for k, n in zip(numbered, numbers):
         numbers_of_files[k] = n
-    if odd:
-        why = "; ".join(filter(None, [_unnumbered_text(files, parsed, odd, files[numbered[0]].name), why]))
+    if odd or same_number:
+        unnumbered = _unnumbered_text(files, parsed, odd, same_number, files[numbered[0]].name)
+        why = "; ".join(filter(None, [unnumbered, why]))
     return ClipNumbering(files, numbers_of_files, "name, 0-based" if zero_based else "name", why)
 
 
-def _unnumbered_text(files: list[Path], parsed: list[re.Match | None], odd: list[int], numbered_name: str) -> str:
+def _unnumbered_text(files: list[Path], parsed: list[re.Match | None], odd: list[int], same_number: list[list[int]],
+                     numbered_name: str) -> str:
     """What is wrong with the names of the few `odd` files, not numbered as the others' are (`numbered_name` is
-    one of those), and what becomes of them."""
+    one of those), and of the files in each group of `same_number` (indices of files giving one number), and what
+    becomes of them."""
     def listed(names: list[str], shown: int = 5) -> str:
         names = names[:shown] + ([f"{len(names) - shown} more"] if len(names) > shown else [])
         return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
@@ -563,8 +569,12 @@ def _unnumbered_text(files: list[Path], parsed: list[re.Match | None], odd: list
     if other_prefix:
         problems.append(f"{listed(other_prefix)} {'is' if len(other_prefix) == 1 else 'are'} numbered after "
                         f"another prefix than the others ({numbered_name})")
-    fate = "it has" if len(odd) == 1 else "they have"
-    return f"{', '.join(problems)}: {fate} no ground truth; the others are paired by their numbers"
+    problems += [f"{listed([files[k].name for k in group])} have the same number" for group in same_number]
+    if not odd and len(same_number) == 1:  # which of them is the frame cannot be told
+        fate = "neither has" if len(same_number[0]) == 2 else "none has"
+    else:
+        fate = "it has no" if len(odd) == 1 and not same_number else "they have no"
+    return f"{', '.join(problems)}: {fate} ground truth; the others are paired by their numbers"
 
 
 def _blank(row: list[str]) -> bool:

@@ -16,7 +16,9 @@ import pytest
 from app.core.frames import find_ground_truth, open_source
 from app.measure import frame_scores_text
 from app.session import ReviewSession
+from model.evaluate import evaluate_clip, make_detector
 from model.metrics import number_clip_frames, read_boxes_csv
+from model.data import natural_key
 from tests.test_eval_cli import run_eval
 from tests.test_eval_consistency import boxed, frames_named
 
@@ -104,7 +106,8 @@ def test_eval_scores_the_real_clip_s_numbered_frames_against_their_own_boxes_and
     assert run_eval("--method", "tophat", "--clip", str(clip), "--frames", "31-") == 2
     assert "error: --frames 31-: the clip has 30 frames\n" in capsys.readouterr().err  # the copy is none of them
     assert run_eval("--method", "tophat", "--clip", str(clip), "--limit", "13", "--json", str(out)) == 0
-    assert json.loads(out.read_text())["n_frames"] == 12  # the first 13 images but the copy
+    result = json.loads(out.read_text())
+    assert (result["n_frames"], result["frames"]) == (13, [1, 13])  # the first 13 frames: the copy is none of them
     capsys.readouterr()
 
 
@@ -133,20 +136,94 @@ def test_eval_finds_each_target_in_its_own_frame_around_a_copy(tmp_path, capsys)
     capsys.readouterr()
 
 
-def test_eval_says_so_when_limit_selects_only_images_with_no_frame_number(tmp_path, capsys):
+def test_limit_takes_the_first_n_numbered_frames_as_frames_does(tmp_path, capsys):
+    """Images with no frame number before the clip's first frames are not counted by --limit: --limit 3 scores
+    frames 1 to 3, as --frames 1-3 does, rather than 2 frames, or none."""
     clip = tmp_path / "clip"
     (clip / "images").mkdir(parents=True)
-    for name in ["000000a.png"] + [f"{n:06d}.png" for n in range(1, 21)]:
+    for name in ["000000a.png", "000000b.png"] + [f"{n:06d}.png" for n in range(1, 21)]:
         cv2.imwrite(str(clip / "images" / name), np.full((16, 16), 30, np.uint8))
     (clip / "boxes.csv").write_text("frame,class,x,y,w,h\n" + "".join(f"{n},T,4,4,3,3\n" for n in range(1, 21)))
-    assert run_eval("--method", "tophat", "--clip", str(clip), "--limit", "1") == 2
-    why = "000000a.png does not end in a frame number: it has no ground truth; the others are paired by their numbers"
-    assert capsys.readouterr().err == f"error: --limit 1: the clip's first image has no frame number ({why})\n"
-    cv2.imwrite(str(clip / "images" / "000000b.png"), np.full((16, 16), 30, np.uint8))
-    assert run_eval("--method", "tophat", "--clip", str(clip), "--limit", "2") == 2
-    assert capsys.readouterr().err == (
-        "error: --limit 2: the clip's first 2 images have no frame number (000000a.png and 000000b.png do not "
-        "end in a frame number: they have no ground truth; the others are paired by their numbers)\n")
+    out = tmp_path / "r.json"
+    for limit in (1, 3):
+        assert run_eval("--method", "tophat", "--clip", str(clip), "--limit", str(limit), "--json", str(out)) == 0
+        result = json.loads(out.read_text())
+        assert (result["frames"], result["n_frames"], result["n_targets"]) == ([1, limit], limit, limit)
+        assert result["frames_without_number"] == ["000000a.png", "000000b.png"]
+    assert run_eval("--method", "tophat", "--clip", str(clip), "--frames", "1-3", "--json", str(out)) == 0
+    assert (json.loads(out.read_text())["frames"], json.loads(out.read_text())["n_frames"]) == ([1, 3], 3)
+    assert run_eval("--method", "tophat", "--clip", str(clip), "--limit", "50", "--json", str(out)) == 0
+    assert (json.loads(out.read_text())["frames"], json.loads(out.read_text())["n_frames"]) == ([1, 20], 20)
+    capsys.readouterr()
+
+    direct = evaluate_clip(make_detector("tophat", None), clip, start=2, limit=3)
+    assert (direct["frames"], direct["n_frames"]) == ([3, 5], 3)  # the 0-based start counts frames, too
+
+
+@pytest.mark.parametrize("copy", ["000040.jpg", "0000040.png"])
+def test_a_copy_with_a_frame_s_number_leaves_both_without_ground_truth_and_the_others_paired_by_name(copy):
+    files = sorted(frames_named(range(1, 86)) + [Path("images") / copy], key=lambda f: natural_key(f.name))
+    numbering = number_clip_frames(files, boxed(range(1, 86)))
+    assert numbering.by == "name"
+    assert sorted(f.name for f in numbering.unnumbered) == sorted(["000040.png", copy])
+    assert [n for n in numbering.numbers if n is not None] == list(range(1, 40)) + list(range(41, 86))
+    assert [files[k].name for k in numbering.select(41, 41)] == ["000041.png"]  # its own, not its neighbour's
+    first, other = numbering.unnumbered
+    assert numbering.why == (f"{first.name} and {other.name} have the same number: neither has ground truth; the "
+                             "others are paired by their numbers")
+
+
+def test_the_same_number_notes_join_the_odd_names_one():
+    files = frames_named(range(1, 57)) + [Path("images") / name for name in
+                                          ("000004a.png", "000009.jpg", "000012.jpg", "0000012.png")]
+    numbering = number_clip_frames(files, boxed(range(1, 57)))  # 6 names of 60 not numbered as frames
+    assert numbering.by == "name"
+    assert numbering.numbers == [None if n in (9, 12) else n for n in range(1, 57)] + [None] * 4
+    assert numbering.why == ("000004a.png does not end in a frame number, 000009.png and 000009.jpg have the same "
+                             "number, 000012.png, 000012.jpg and 0000012.png have the same number: they have no "
+                             "ground truth; the others are paired by their numbers")
+
+
+@pytest.mark.parametrize("numbered, extra, by", [
+    (19, ["000004.jpg"], "name"),  # 2 files of 20 share a number: one in ten
+    (18, ["000004.jpg"], "position"),  # 2 of 19: more than a few
+    (19, ["000004.jpg", "000009a.png"], "position"),  # 3 of 21, counted with the odd name
+    (28, ["000004.jpg", "000009a.png"], "name"),  # 3 of 30
+])
+def test_at_most_one_name_in_ten_may_share_a_number_counting_the_odd_names(numbered, extra, by):
+    files = sorted(frames_named(range(1, numbered + 1)) + [Path("images") / name for name in extra],
+                   key=lambda f: natural_key(f.name))
+    numbering = number_clip_frames(files, boxed(range(1, numbered + 1)))
+    assert numbering.by == by
+    if by == "position":
+        assert numbering.numbers == list(range(1, len(files) + 1))
+        assert numbering.why == "000004.jpg and 000004.png have the same number"
+
+
+def test_eval_finds_each_target_in_its_own_frame_beside_a_copy_with_its_number(tmp_path, capsys):
+    """Frame n holds its target at columns 5n..5n+2, boxed there; 000006.jpg is a copy of frame 6: paired by
+    position, every frame after it would be scored against the previous frame's box and miss."""
+    clip = tmp_path / "clip"
+    (clip / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for n in range(1, 21):
+        frame = rng.integers(20, 40, (64, 128)).astype(np.uint8)
+        frame[20:23, 5 * n : 5 * n + 3] = 220
+        cv2.imwrite(str(clip / "images" / f"{n:06d}.png"), frame)
+    cv2.imwrite(str(clip / "images" / "000006.jpg"), cv2.imread(str(clip / "images" / "000006.png")))
+    rows = ["frame,class,x,y,w,h"] + [f"{n},DRONE,{5 * n + 1},21,3,3" for n in range(1, 21)]
+    (clip / "boxes.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "r.json"
+    assert run_eval("--method", "tophat", "--clip", str(clip), "--json", str(out)) == 0
+    result = json.loads(out.read_text())
+    assert (result["hits"], result["n_targets"], result["false_alarms"], result["n_frames"]) == (19, 19, 0, 19)
+    assert result["frame_numbers"] == "name"
+    assert result["frames_without_number"] == ["000006.jpg", "000006.png"]
+    assert result["boxes_without_image"] == [6]
+    assert ("warning: 2 images of images/ not scored; frames are paired with "
+            f"{clip / 'boxes.csv'}'s frame numbers by their file names, the number a name ends in: 000006.jpg and "
+            "000006.png have the same number: neither has ground truth; the others are paired by their numbers"
+            ) in capsys.readouterr().err
 
 
 @needs_real_clip

@@ -59,8 +59,10 @@ def add_parser(subparsers) -> None:
                                   "names (images/000001.png is frame 1; names from 000000 are taken as 0-based) "
                                   "where the names are frame numbers, else by position (the k-th image is frame k); "
                                   "where at most one name in ten is not numbered as the others are (a copy "
-                                  "000040a.png), those images are not scored, and are named")
-    p.add_argument("--limit", type=positive_int, help="evaluate only the first N frames or samples")
+                                  "000040a.png) or gives another's number (000040.jpg beside 000040.png), those "
+                                  "images are not scored, and are named")
+    p.add_argument("--limit", type=positive_int, help="evaluate only the first N frames or samples (of a "
+                   "--clip: its first N images with a frame number)")
     p.add_argument("--frames", type=frame_range, metavar="A-B",
                    help="with --clip: only frames A to B (1-based, inclusive, as boxes.csv numbers them; 'A-' to "
                         "the end), e.g. the frames after those reviewed and fine-tuned on")
@@ -293,11 +295,9 @@ def run(args: argparse.Namespace) -> int:
         if args.clip:
             check_clip_folder(args.clip)
             numbering = number_clip_frames(clip_frames(args.clip), read_boxes_csv(Path(args.clip) / "boxes.csv"))
-            # (the few images with no frame number, whose names are not numbered as the others' are, are not scored)
-            n_inputs = sum(n is not None for n in numbering.numbers[: args.limit])
-            if numbering.files and not n_inputs:
-                first = "first image has" if args.limit == 1 else f"first {args.limit} images have"
-                raise ValueError(f"--limit {args.limit}: the clip's {first} no frame number ({numbering.why})")
+            # the few images with no frame number are not scored, nor counted by --limit: its first N frames
+            n_frames = len(numbering.files) - len(numbering.unnumbered)
+            n_inputs = min(n_frames, args.limit or n_frames)
             if args.frames and numbering.files:  # a bad file or range is reported before the weights load
                 n_inputs = len(_frames_asked(numbering, *args.frames))
                 if args.frames[1] is not None and args.frames[1] > numbering.last:
