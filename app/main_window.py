@@ -182,7 +182,7 @@ class MainWindow(QtWidgets.QMainWindow):
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addSeparator()
         view_menu.addAction("&Messages...", self.show_message_log).setToolTip(
-            "Every status-bar message of this session, newest first")
+            "The status-bar messages of this session (the last 500), newest first")
 
     def _build_toolbar(self) -> None:
         toolbar = self.addToolBar("Display")

@@ -114,7 +114,7 @@ def add_normalization_options(parser: argparse.ArgumentParser) -> None:
                        help="normalise with the window from these percentiles (0..100) of 32 frames spread over the "
                             "sequence (default: 0.5 99.99 for 16-bit frames; 8-bit frames go to the model unchanged)")
     parser.add_argument("--no-bad-pixel-repair", dest="repair_bad_pixels", action="store_false",
-                        help="give the detector every pixel of a 16-bit sequence as recorded: its bad pixels (stuck far "
+                        help="give the detector every pixel of a raw (16-bit or float) sequence as recorded: its bad pixels (stuck far "
                              "from their neighbours in nearly every sampled frame) are repaired by default, and in a "
                              "static scene a one-pixel detail of the scene can pass for one")
 

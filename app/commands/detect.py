@@ -45,7 +45,8 @@ def add_parser(sub) -> None:
     p.add_argument("source", help="folder of frames, multi-page TIFF or one image")
     p.add_argument("--out", required=True,
                    help="project folder (created; an existing project of the same source is updated and keeps "
-                        "its normalisation: --window/--percentiles must then ask for that one or be left out)")
+                        "its normalisation: --window/--percentiles/--no-bad-pixel-repair must then ask for that one or be "
+                        "left out)")
     p.add_argument("--follow-source", action="store_true",
                    help="let an existing --out project made over another source path take SOURCE as its source "
                         "(a clip moved or copied elsewhere; refused without this option). Its proposals, committed "
