@@ -55,6 +55,18 @@ def test_a_folder_whose_files_fail_for_several_reasons_names_the_most_common(tmp
         open_source(folder)
 
 
+
+def test_a_folder_of_broken_links_says_they_all_are(tmp_path):
+    """Reasons alike but for the file they name are one reason: six broken links are not one broken link and five
+    files "unreadable for other reasons"."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k in range(6):
+        (folder / f"{k:06d}.png").symlink_to(tmp_path / f"gone_{k}.png")
+    with pytest.raises(SourceError, match=r"none of the 6 image files is readable: broken link \(its target "
+                                          r".*gone_0\.png does not exist\) \(the 5 others alike\)$"):
+        open_source(folder)
+
 # ---- a frame unreadable for a while ----------------------------------------------------------------
 
 def test_a_frame_missing_for_a_while_reads_again_once_its_folder_is_back(sequence):

@@ -879,8 +879,13 @@ def _open_folder(path: Path, cache_size: int, prefetch: int) -> FrameSource:
         first_index = i
         break
     if first is None:
-        reason, count = Counter(unreadable.values()).most_common(1)[0]
-        others = "" if count == len(unreadable) else f" ({count} of them; the others for other reasons)"
+        # reasons alike but for the file they name ("broken link (its target X does not exist)") count as one
+        kind, count = Counter(r.split(" (")[0] for r in unreadable.values()).most_common(1)[0]
+        reason = next(r for r in unreadable.values() if r.split(" (")[0] == kind)
+        if count < len(unreadable):
+            others = f" ({count} of them; the others for other reasons)"
+        else:
+            others = "" if len(set(unreadable.values())) == 1 else f" (the {count - 1} others alike)"
         raise SourceError(f"{path}: none of the {len(entries)} image files is readable: {reason}{others}")
     dtype = first.dtype
     sizes = {(info[0], info[1]) for i, info in enumerate(headers) if info is not None and i not in unreadable}
