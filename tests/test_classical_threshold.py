@@ -14,8 +14,8 @@ import pytest
 from app.cli import main
 from app.core.project import ReviewProject
 from app.core.provenance import ProposalOrigin
-from model.classical import (CLASSICAL_DETECTORS, DEFAULT_THRESHOLD_K, make_classical_detector, mpcm_score,
-                             pstnn_score, tophat_score)
+from model.classical import (CLASSICAL_DETECTORS, DEFAULT_THRESHOLD_K, make_classical_detector)
+from tests.test_classical_target_size import _choose, old_logits  # the detectors before their options
 
 BRIGHT_CORNERS = [(30, 40), (50, 200), (150, 60), (170, 180), (100, 30), (20, 120)]  # 3x3 targets 120 brighter
 DIM_ROWS, DIM_COLS = slice(120, 123), slice(150, 153)  # a 3x3 target 30 brighter
@@ -29,20 +29,6 @@ def frame_with_dim_target(seed: int = 0) -> np.ndarray:
         image[row : row + 3, col : col + 3] += 120
     image[DIM_ROWS, DIM_COLS] += 30
     return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def old_logits(name: str, image: np.ndarray) -> np.ndarray:
-    """The classical detectors as they were before the threshold could be set (default target size)."""
-    score_fn, k = {"tophat": (tophat_score, 12.0), "mpcm": (mpcm_score, 15.0), "pstnn": (pstnn_score, 15.0)}[name]
-    score = score_fn(image).astype(np.float32)
-    logits = score - np.float32(score.mean() + k * score.std())
-    _, labels, stats, _ = cv2.connectedComponentsWithStats((logits > 0).astype(np.uint8), connectivity=8)
-    areas = stats[:, cv2.CC_STAT_AREA]
-    rejected = (areas < 1) | (areas > max(0.005 * image.size, 100))
-    rejected[0] = False
-    if rejected.any():
-        logits[rejected[labels]] = min(float(logits.min()), -1e-6)
-    return logits
 
 
 @pytest.mark.parametrize("name", sorted(CLASSICAL_DETECTORS))
@@ -159,15 +145,6 @@ def test_detect_refuses_a_k_not_above_0(clip, tmp_path, capsys, k):
 
 
 # --- the detection panel ----------------------------------------------------------------------------------
-
-
-def _choose(panel, method: str, picked: bool = True) -> None:
-    """Select `method` in the list; `picked`: as the analyst picking it does (IRSAM's weights then load)."""
-    index = next(i for i in range(panel.detector_combo.count())
-                 if getattr(panel.detector_combo.itemData(i), "method", None) == method)
-    panel.detector_combo.setCurrentIndex(index)
-    if picked:
-        panel.detector_combo.activated.emit(index)
 
 
 def test_the_panel_shows_the_threshold_for_classical_methods_and_runs_with_it(window, clip, qtbot):
