@@ -149,7 +149,8 @@ def test_a_reopened_dialog_restores_the_settings_of_its_folders_run_and_start_re
     reopened.close()
 
     finished = review.review_tools.finetune_dialog_open()  # all its epochs done: a new run like it goes beside it
-    assert (finished.epochs.value(), finished.config.currentText(), finished.extra.text()) == (3, "tiny", options)
+    assert (finished.epochs.value(), finished.config.currentText(), finished.extra.text()) == (
+        3, "as the base weights", options)  # its config only with its base weights: not a tiny config on paper weights
     assert finished.weights.text() != str(tiny_checkpoint)  # a new run starts from the detector's weights
     assert finished.status.text().startswith(f"Settings of the run in {folder / 'run'} restored; it did all its 3 "
                                              "epochs, so Start begins a new run beside it.")

@@ -252,9 +252,11 @@ class FineTuneJob:
         checkpoint's config (done by `start` when not done before; the app does it in a worker, through
         `prepare_run`: reading a checkpoint imports torch). ValueError names a base folder that is not
         images/ + masks/ with a mask for every image, or whose images are not 8-bit; CheckpointError an
-        unreadable init checkpoint; TrainingStillRunning a training running in the out folder."""
+        unreadable init checkpoint or one that does not fit `config` (`check_init_weights`); TrainingStillRunning a
+        training running in the out folder."""
         self.check_not_training()
         self.check_base_data()
+        self.check_init_weights()
         self.choose_holdout()
         self.write_split_files()
         self.read_config_args()
@@ -268,6 +270,34 @@ class FineTuneJob:
     def check_base_data(self) -> None:
         """`base_samples` of every base data entry (ValueError), counted in `base_frames`."""
         self.base_frames = sum(len(base_samples(folder)) for folder in self.base_data or [])
+
+    def check_init_weights(self) -> None:
+        """CheckpointError when `init_weights` cannot start the `config` network (`irsam train --init` would refuse
+        them after the export, listing tensor shapes): e.g. paper weights for the tiny config. Only a chosen preset
+        is checked: with `config` None the network is the checkpoint's own, and `--set` overrides are `irsam
+        train`'s to judge. Reads the checkpoint and compares shapes on the meta device, taking no memory."""
+        if not self.init_weights or self.config is None or any(
+                str(a) == "--set" or str(a).startswith("--set=") for a in self.extra_args):
+            return
+        import torch
+
+        from model.build import build_irsam
+        from model.checkpoint import CheckpointError, fitting_preset, init_from_pretrained, read_weights
+        from model.config import preset
+
+        state_dict, holds = read_weights(self.init_weights)
+        with torch.device("meta"):
+            network = build_irsam(preset(self.config))
+        try:
+            init_from_pretrained(network, state_dict)
+        except CheckpointError as error:
+            held = holds.name if holds is not None else fitting_preset(state_dict, self.config)
+            if held and held != self.config:
+                raise CheckpointError(f"The base weights {self.init_weights} hold a {held} network; the model config "
+                                      f"is {self.config}: choose the {held} config, or other base weights") from None
+            raise CheckpointError(f"The base weights {self.init_weights} do not fit the {self.config} network "
+                                  f"({error}): choose another model config, or other base weights"
+                                  ) from None
 
     def choose_holdout(self) -> HoldOut:
         paths = dataset_paths(self.export_dir, self.layout, self.dataset_name)
@@ -491,7 +521,8 @@ class PreparedRun:
 def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: str | None = None, source=None,
                 normalization=None, progress: Callable[[int, int], None] | None = None, **options) -> PreparedRun:
     """Get a fine-tune run in `folder` ready to start (module docstring), the soonest failure first: the
-    base data checked, the reviewed frames exported into FOLDER/data (replacing this sequence's earlier
+    base data checked, the base weights checked against the model config (`FineTuneJob.check_init_weights`), the
+    reviewed frames exported into FOLDER/data (replacing this sequence's earlier
     export there; `sequence_name`, `source`, `normalization` and `progress` as export_project takes them:
     by default the name FOLDER/data already gives this sequence), the hold-out
     chosen, the run folder picked and the job prepared in it. `options` are FineTuneJob's (init_weights,
@@ -506,6 +537,12 @@ def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: st
         job.check_base_data()
     except ValueError as e:
         raise FineTuneSetupError(f"Also train on: {e}") from None
+    from model.checkpoint import CheckpointError
+
+    try:
+        job.check_init_weights()
+    except CheckpointError as e:  # its message names the base weights and the config
+        raise FineTuneSetupError(str(e)) from None
     try:
         report = export_project(project, job.export_dir, job.layout, split="train", append=True,
                                 dataset_name=job.dataset_name, sequence_name=sequence_name, source=source,
@@ -514,8 +551,6 @@ def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: st
         raise FineTuneSetupError(f"Export failed: {e}") from None
     if not report.exported:
         return PreparedRun(report, None)
-    from model.checkpoint import CheckpointError
-
     try:
         job.choose_holdout()
         job.check_targets()

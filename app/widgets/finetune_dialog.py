@@ -372,21 +372,29 @@ class FineTuneDialog(QtWidgets.QDialog):
     def _restore_run_settings(self) -> str:
         """Show the settings the latest run in the proposed folder was started with, so that Start resumes it
         (or begins a new run like it beside a finished one). Its base weights only when Start can resume it:
-        a new run starts from the weights the detector uses now. Returns what was restored, for the status."""
+        a new run starts from the weights the detector uses now. Its model config goes with its base weights (a
+        config made for other weights would not fit them): restored when they are, or when they are those shown.
+        Returns what was restored, for the status."""
         run = recorded_run(Path(self.folder.text().strip()).expanduser())
         if run is None:
             return ""
         settings, epochs = run.settings, int(run.settings["epochs"])
+        run_weights = settings.get("init_weights") or ""
+        same_weights = run_weights == self.weights.text().strip()
         if not run.finished:
-            self.weights.setText(settings.get("init_weights") or "")
+            self.weights.setText(run_weights)
         base_data = settings.get("base_data") or []
         self.base_data.setText(str(base_data[0]) if base_data else "")
         self.epochs.setValue(epochs)
-        config_labels = {name: label for label, name in CONFIG_CHOICES.items()}
-        self.config.setCurrentText(config_labels.get(settings.get("config"), self.config.currentText()))
+        if not run.finished or same_weights:
+            config_labels = {name: label for label, name in CONFIG_CHOICES.items()}
+            self.config.setCurrentText(config_labels.get(settings.get("config"), self.config.currentText()))
         self.device.setCurrentText(str(settings.get("device", self.device.currentText())))
         self.extra.setText(shlex.join(str(a) for a in settings.get("extra_args", [])))
         restored = f"Settings of the run in {run.out_dir} restored"
+        if run.finished and not same_weights:
+            return (f"{restored}; it did all its {epochs} epochs, so Start begins a new run beside it. Its base "
+                    "weights and model config are not: the new run starts from the weights the detector uses now.")
         if run.finished:
             return f"{restored}; it did all its {epochs} epochs, so Start begins a new run beside it."
         if run.epochs_done:
