@@ -602,9 +602,11 @@ class MainWindow(QtWidgets.QMainWindow):
         if len(session.warnings) > self._warnings_shown:  # said since the project was read (a write moved it)
             self.statusBar().showMessage("; ".join(session.warnings[self._warnings_shown:]), 15000)
             self._warnings_shown = len(session.warnings)
-        if session.normalization is not normalization:  # a project another instance made was taken up
+        if session.normalization is not normalization:  # a project another instance made, or its new window
             self._show_normalization(session.normalization)
         self._show_disk_changes(changes, shown_status)
+        if changes.normalization:  # after the frames' news: it changes what every later detection sees
+            self._say_normalization_changed_by_another()
         # a big project's folders take tens of ms to list, its queue as long to summarise: looked at less often,
         # the window stays smooth
         took_ms = 1000 * (time.perf_counter() - started)
@@ -831,6 +833,13 @@ class MainWindow(QtWidgets.QMainWindow):
             QtWidgets.QApplication.restoreOverrideCursor()
         self._show_normalization(normalization)
         self.statusBar().showMessage(f"Detector input: normalisation {normalization}", 10000)
+        if self.features_dock.isVisible() and self.frame is not None:
+            self.compute_features()
+
+    def _say_normalization_changed_by_another(self) -> None:
+        running = " (the detection run under way keeps the one it started with)" if self.detection_runner.busy else ""
+        self.statusBar().showMessage(f"Detector input changed by another window: normalisation "
+                                     f"{self.session.normalization}{running}", 15000)
         if self.features_dock.isVisible() and self.frame is not None:
             self.compute_features()
 

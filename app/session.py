@@ -217,7 +217,8 @@ class ReviewSession:
 
     def refresh_from_disk(self) -> DiskChanges:
         """Take up what other instances on the project (another window, an `irsam detect` run) wrote since the
-        last call (`ReviewProject.changes_on_disk`): their statuses, their committed masks, and their proposals,
+        last call (`ReviewProject.changes_on_disk`): the normalisation they chose (`change_normalization`), which
+        detection and the other tools use from now on, their statuses, their committed masks, and their proposals,
         whose layers are read again when shown and whose targets are counted for the timeline: those to be read
         from masks/ up to COUNTS_PER_LOOK a call, nearest the frame shown first (a run writing hundreds of frames
         between two calls would otherwise hold the window for seconds). A project another instance created in
@@ -240,6 +241,11 @@ class ReviewSession:
                                    {s for s in stems if project.is_predicted(s)},
                                    {s for s in stems if project.has_committed_mask(s)})
             changes = project.changes_on_disk()
+            if changes.normalization:
+                try:
+                    self.normalization = Normalization.from_dict(project.normalization)
+                except (KeyError, TypeError, ValueError):
+                    changes.normalization = False  # not one this version can use: this session's stands
         finally:
             self._project_lock.release()
         for stem in changes.proposals:
@@ -259,7 +265,8 @@ class ReviewSession:
             self._counts_pending.discard(index)
             stem = self.stem(index)
             self.detection_counts[index] = len(project.detections(stem)) if project.has_prediction(stem) else NOT_RUN
-        changes = DiskChanges(changes.statuses | readable_again, {self.stem(i) for i in counted}, changes.committed)
+        changes = DiskChanges(changes.statuses | readable_again, {self.stem(i) for i in counted}, changes.committed,
+                              changes.normalization)
         with self._changes_lock:
             rechecked = [i for i in self.changed_frames if self.stem(i) in changes.stems]
         for index in rechecked:

@@ -449,13 +449,14 @@ def test_bad_pixel_repair_can_be_turned_off_and_the_project_records_it(banded_st
     assert main(["detect", str(banded_stack), "--out", str(out), "--method", "tophat", "--save-logits", "--quiet",
                  "--window", "1000", "4000", "--no-bad-pixel-repair"]) == 0
     project = ReviewProject.open(out)
-    assert project.normalization == {"mode": "window", "low": 1000.0, "high": 4000.0}
+    unrepaired = {"mode": "window", "low": 1000.0, "high": 4000.0, "bad_pixel_repair": False}
+    assert project.normalization == unrepaired
     x, y = BANDED_HOT_PIXEL
     frame = banded_16bit_frames()[0]
     assert frame[y, x] == 60000 and project.prediction_logits(project.stems[0])[y, x] > 0  # found, not repaired
-    assert "bad pixels repaired" not in capsys.readouterr().out
+    assert "window 1000..4000, bad pixels not repaired" in capsys.readouterr().out
     assert main(["detect", str(banded_stack), "--out", str(out), "--method", "tophat", "--quiet"]) == 0
-    assert ReviewProject.open(out).normalization == {"mode": "window", "low": 1000.0, "high": 4000.0}
+    assert ReviewProject.open(out).normalization == unrepaired
 
 
 def test_percentiles_are_recorded_with_the_window_they_give(banded_stack, tmp_path, capsys):

@@ -10,7 +10,7 @@ without one an 8-bit sequence goes to the model unchanged and a raw one gets per
 
 A raw (non-8-bit) sequence's stuck pixels are found from the same sample (`app.core.bad_pixels`),
 stored with the window (fixed or from percentiles) and repaired before it is applied, so hot pixels
-are not detected as targets.
+are not detected as targets; unless the analyst turned the repair off, which the normalisation records.
 The window itself is computed from the raw sample as before: leaving the bad pixels out of the
 percentiles narrows it, and that cost the shipped IRSAM weights a third of the demo's targets.
 
@@ -46,6 +46,9 @@ class Normalization:
     p_high: float | None = None
     sample: int | None = None  # frames the percentiles were computed from
     bad_pixels: tuple[tuple[int, int], ...] = ()  # (x, y) repaired before the window is applied
+    # False: a raw sequence's bad pixels were not searched, as asked (NormalizationRequest.repair_bad_pixels), which
+    # `bad_pixels` alone cannot tell from a search that found none
+    bad_pixel_repair: bool = True
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -123,6 +126,8 @@ class Normalization:
             d.update(p_low=self.p_low, p_high=self.p_high, sample=self.sample)
         if self.bad_pixels:
             d["bad_pixels"] = [list(p) for p in self.bad_pixels]
+        if not self.bad_pixel_repair:  # (only then: the records of repaired sequences stay as they were)
+            d["bad_pixel_repair"] = False
         return d
 
     @classmethod
@@ -131,11 +136,15 @@ class Normalization:
                    None if d.get("p_low") is None else float(d["p_low"]),
                    None if d.get("p_high") is None else float(d["p_high"]),
                    None if d.get("sample") is None else int(d["sample"]),
-                   tuple((int(x), int(y)) for x, y in d.get("bad_pixels", ())))
+                   tuple((int(x), int(y)) for x, y in d.get("bad_pixels", ())),
+                   bool(d.get("bad_pixel_repair", True)))
 
     def __str__(self) -> str:
         window = f"{self.low:g}..{self.high:g}"
-        repaired = f", {len(self.bad_pixels)} bad pixels repaired" if self.bad_pixels else ""
+        if not self.bad_pixel_repair:
+            repaired = ", bad pixels not repaired"
+        else:
+            repaired = f", {len(self.bad_pixels)} bad pixels repaired" if self.bad_pixels else ""
         if self.mode == "percentile":
             return f"percentile {self.p_low:g}..{self.p_high:g}% of {self.sample} frames -> window {window}{repaired}"
         return f"window {window}{repaired}"
@@ -172,8 +181,8 @@ class NormalizationRequest:
 
         Unasked, an 8-bit source gets the identity window and a raw one percentiles 0.5..99.99. A raw
         source's bad pixels are found in the sampled frames and repaired whatever the window, unless
-        `repair_bad_pixels` is off; not in a folder of several frame sizes, which is no one sensor's sequence
-        (a pixel stuck in the sampled frames of one size says nothing of the others).
+        `repair_bad_pixels` is off (which the normalisation records); not in a folder of several frame sizes, which
+        is no one sensor's sequence (a pixel stuck in the sampled frames of one size says nothing of the others).
         """
         raw = np.dtype(source.dtype) != np.uint8
         if self.window is None and self.percentiles is None and not raw:  # (8-bit: no bad pixels are searched)
@@ -183,13 +192,21 @@ class NormalizationRequest:
             normalization = Normalization.fixed(*self.window)
         else:
             normalization = Normalization.from_percentiles(frames, *(self.percentiles or DEFAULT_PERCENTILES))
-        if not raw or getattr(source, "mixed_sizes", False) or not self.repair_bad_pixels:
+        if not raw:
+            return normalization
+        if not self.repair_bad_pixels:
+            return replace(normalization, bad_pixel_repair=False)
+        if getattr(source, "mixed_sizes", False):
             return normalization
         return replace(normalization, bad_pixels=find_bad_pixels(frames))
 
     def is_met_by(self, normalization: Normalization) -> bool:
-        """Whether `normalization` (a stored one) is the one asked for; anything meets the default."""
+        """Whether `normalization` (a stored one) is the one asked for; anything meets the default. A window or
+        percentiles asked for with the repair on are not met by a raw sequence's normalisation stored with it off
+        (an 8-bit one records no repair either way: asked off, it is met)."""
         if not self.repair_bad_pixels and normalization.bad_pixels:
+            return False
+        if self.repair_bad_pixels and not normalization.bad_pixel_repair and not self.is_default:
             return False
         if self.window is not None:
             return normalization.mode == "window" and (normalization.low, normalization.high) == tuple(self.window)

@@ -109,18 +109,19 @@ class FrameChange:
 class DiskChanges:
     """What other instances on a project (another window, an `irsam detect` run) wrote since this one last looked
     (`ReviewProject.changes_on_disk`): the stems whose status, proposal (masks/) or committed mask (labels/)
-    changed."""
+    changed, and whether the project's normalisation did (`set_normalization`)."""
 
     statuses: set[str] = dataclasses.field(default_factory=set)
     proposals: set[str] = dataclasses.field(default_factory=set)
     committed: set[str] = dataclasses.field(default_factory=set)
+    normalization: bool = False
 
     @property
     def stems(self) -> set[str]:
         return self.statuses | self.proposals | self.committed
 
     def __bool__(self) -> bool:
-        return bool(self.stems)
+        return bool(self.stems) or self.normalization
 
 
 class ProjectError(Exception):
@@ -210,6 +211,7 @@ class ReviewProject:
         self._folders_seen: dict[str, tuple[tuple | None, dict[str, tuple] | None, set[str]]] = {
             layer: (_file_identity(folder / layer), None, set()) for layer in WATCHED_LAYERS}
         self._csv_seen: tuple | None = None  # `_file_identity` of detections.csv at the last look
+        self._meta_seen: tuple | None = None  # `_file_identity` of project.json at the last look (None: read it)
         self._own_files: dict[tuple[str, str], list[tuple]] = {}  # in the order written
         self._writing: dict[tuple[str, str], int] = {}  # (layer, stem) -> this instance's writes of it under way
 
@@ -933,7 +935,8 @@ class ReviewProject:
     def changes_on_disk(self) -> DiskChanges:
         """What other instances on the project (another window, an `irsam detect` run) wrote since this one last
         looked: the frames whose status, proposal (masks/) or committed mask (labels/) changed, a file added,
-        replaced or removed. This instance's own writes are not reported, but other instances' statuses it took up
+        replaced or removed; and whether project.json holds another normalisation (another window chose it), which
+        becomes this project's `normalization`. This instance's own writes are not reported, but other instances' statuses it took up
         with its own status changes are. The statuses are read again (as every status change does) and the
         proposals found changed are read again on demand (`detections`).
 
@@ -982,7 +985,27 @@ class ReviewProject:
             for stem in replaced:
                 self._detections.pop(stem, None)  # another proposal's rows: recomputed from masks/ on demand
         found["masks"] |= self._take_up_detections_csv()
-        return DiskChanges(statuses, found["masks"], found["labels"])
+        return DiskChanges(statuses, found["masks"], found["labels"], self._take_up_normalization())
+
+    def _take_up_normalization(self) -> bool:
+        """When another instance stored another normalisation in project.json since the last look, take it up as
+        this project's; whether it did. project.json is read only when it was replaced since."""
+        path = self.folder / "project.json"
+        identity = _file_identity(path)
+        if identity is not None and time.time_ns() - max(identity[1:3]) < CLOCK_TICK_NS:
+            identity = None  # it may be replaced again within the same stamp: read it again at the next look
+        elif identity == self._meta_seen:
+            return False
+        self._meta_seen = identity
+        try:
+            normalization = _checked_meta(path)["normalization"]
+        except ProjectError:
+            return False  # (a damaged one: this instance's copy stands)
+        with self._lock:
+            if normalization == self._meta["normalization"]:
+                return False
+            self._meta = {**self._meta, "normalization": normalization}
+        return True
 
     def _take_up_detections_csv(self) -> set[str]:
         """When another instance wrote detections.csv since the last look (an `irsam detect` run at its end), its

@@ -60,7 +60,7 @@ class NormalizationDialog(QtWidgets.QDialog):
         repaired = len(current.bad_pixels)
         self.repair = QtWidgets.QCheckBox(f"Repair bad pixels (stuck hot or dead pixels; {repaired} repaired now)"
                                           if repaired else "Repair bad pixels (stuck hot or dead pixels; none now)")
-        self.repair.setChecked(bool(repaired))
+        self.repair.setChecked(current.bad_pixel_repair)
         self.raw = np.dtype(dtype) != np.uint8
         self.repair.setVisible(self.raw)  # an 8-bit sequence's are not searched
         self.repair.setToolTip(
