@@ -257,7 +257,7 @@ def test_a_damaged_project_json_is_read_from_its_backup_and_repaired_by_the_next
     assert path == meta and reason.startswith(f"{meta} is unreadable: ")
     assert reason.endswith("it was restored from its backup, project.json.bak")
     assert opened.status("f001") is ReviewStatus.REJECTED
-    opened.set_normalization({"kind": "identity8"})
+    opened.set_normalization({"mode": "window", "low": 0.0, "high": 255.0})
     assert ReviewProject.open(folder).damaged == []
     meta.write_text("[]")
     (folder / "project.json.bak").write_text("{")

@@ -30,6 +30,7 @@ import numpy as np
 
 from app.core.edits import EditHistory, MaskEdit, make_edit, unchanged_edit
 from app.core.frames import FrameReadError, describe_sizes, frame_digest
+from app.core.normalization import Normalization
 from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
 from app.core.targets import Target, extract_targets
 from model.atomic import atomic_create_bytes, atomic_write_bytes, atomic_write_json, atomic_write_npy, atomic_write_png
@@ -190,6 +191,12 @@ class ReviewProject:
         # fingerprint of the pixels it was made on (`frame_change`); it may raise FrameReadError or return None
         self.frame_sha1_of: Callable[[str], str | None] | None = None
         self._review_file: tuple | None = None  # `_file_identity` of review.json when last read or written
+        # review.json as last read was damaged (unreadable, or with entries that cannot be read): it is kept aside
+        # before a status is written over it (`_keep_damaged_review`)
+        self._review_damaged = False
+        # statuses review.json held could not be read and no backup stood in for them: those frames count as
+        # unreviewed (the file is reported in `damaged`)
+        self.statuses_incomplete = False
         self._detections: dict[str, list[Target]] = {}
         # frames whose proposal on disk detections.csv may not describe (saved after the csv was written, by a run
         # killed before its flush, or no readable csv): `flush_detections` recomputes them from masks/
@@ -407,7 +414,11 @@ class ReviewProject:
 
     def set_normalization(self, normalization: dict) -> None:
         """Store the normalisation chosen for the sequence from now on (existing predictions keep theirs
-        until detection runs again)."""
+        until detection runs again). ValueError for one `Normalization.from_dict` cannot read."""
+        try:
+            Normalization.from_dict(normalization)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"unusable normalisation {normalization!r}: {_why(e)}") from None
         self._update_meta(lambda meta: meta.update(normalization=normalization))
 
     def _update_meta(self, change) -> None:
@@ -922,6 +933,8 @@ class ReviewProject:
             statuses = {**self._statuses, stem: (status, utc_now(), frame_sha1)}
             document = {"format": REVIEW_FORMAT,
                         "frames": {stem: _review_entry(*entry) for stem, entry in statuses.items()}}
+            if self._review_damaged:
+                self._keep_damaged_review()
             self._write(lambda: atomic_write_json(self.folder / "review.json", document))
             self._statuses, self._review_file = statuses, _file_identity(self.folder / "review.json")
             self._statuses_seen = {**self._statuses_seen, stem: statuses[stem]}  # not another instance's
@@ -1163,33 +1176,76 @@ class ReviewProject:
     def _read_review(self, otherwise: dict[str, tuple[ReviewStatus, str, str | None]]
                      ) -> dict[str, tuple[ReviewStatus, str, str | None]]:
         """The statuses in review.json, else in its backup; a copy of `otherwise` when neither can be read.
-        A damaged review.json is reported saying whether its backup stood in for it."""
+        A file is read entry by entry: the frames of entries that cannot be read count as unreviewed, the others
+        keep their statuses. A damaged review.json is reported saying whether its backup stood in for it, and is
+        kept aside before a status is written over it (`_keep_damaged_review`)."""
         review, errors = self.folder / "review.json", {}
         for path in (review, self.folder / "review.json.bak"):
             if not path.exists():
                 continue
             try:
-                statuses = self._parse_review(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+                statuses, unreadable = self._parse_review(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as e:
                 errors[path] = e
                 continue
+            self._review_damaged = review in errors or (path == review and bool(unreadable))
+            self.statuses_incomplete = bool(unreadable)
+            lost = _unreadable_statuses(unreadable)
             if review in errors:
                 self._report(review, f"unreadable review statuses ({errors[review]}); the statuses were restored "
-                                     "from its backup, review.json.bak")
+                                     f"from its backup, review.json.bak{'; in that backup, ' + lost if lost else ''}")
+            elif lost:
+                self._report(path, lost)
             return statuses
+        self._review_damaged = review in errors
+        self.statuses_incomplete = bool(errors)
         for path, e in errors.items():
             self._report(path, f"unreadable review statuses: {e}")
         return dict(otherwise)
 
     @staticmethod
-    def _parse_review(document: dict) -> dict[str, tuple[ReviewStatus, str, str | None]]:
-        """Every frame's status, those of frames this project does not list (yet) included: a write keeps them.
-        A "frame_sha1" that is not a string (written by hand) counts as none."""
-        if document.get("format") != REVIEW_FORMAT:
+    def _parse_review(document) -> tuple[dict[str, tuple[ReviewStatus, str, str | None]], dict[str, str]]:
+        """Every frame's status, those of frames this project does not list (yet) included: a write keeps them;
+        and stem -> why, for each entry that cannot be read. A "frame_sha1" that is not a string (written by hand)
+        counts as none. ValueError for a document that is not a statuses file."""
+        if not isinstance(document, dict) or document.get("format") != REVIEW_FORMAT:
             raise ValueError(f"not a {REVIEW_FORMAT} file")
-        return {str(stem): (ReviewStatus(entry["status"]), str(entry["time"]),
-                            sha1 if isinstance(sha1 := entry.get("frame_sha1"), str) else None)
-                for stem, entry in document["frames"].items()}
+        frames = document.get("frames")
+        if not isinstance(frames, dict):
+            raise ValueError('no "frames" object')
+        statuses, unreadable = {}, {}
+        for stem, entry in frames.items():
+            if not isinstance(entry, dict):
+                unreadable[stem] = f"{entry!r} is not an entry"
+            elif "time" not in entry:
+                unreadable[stem] = 'no "time"'
+            else:
+                try:
+                    status = ReviewStatus(entry.get("status"))
+                except ValueError:
+                    unreadable[stem] = f"unknown status {entry.get('status')!r}"
+                    continue
+                sha1 = entry.get("frame_sha1")
+                statuses[stem] = (status, str(entry["time"]), sha1 if isinstance(sha1, str) else None)
+        return statuses, unreadable
+
+    def _keep_damaged_review(self) -> None:
+        """Copy review.json, damaged as last read, aside as review.json.damaged-<UTC time> before a status is written
+        over it: the statuses it holds that could not be read are not lost. The copy is named in its report."""
+        review = self.folder / "review.json"
+        data = self._file_bytes(review)
+        if data is not None:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            for attempt in range(1, 100):
+                kept = review.with_name(f"review.json.damaged-{stamp}" + (f"-{attempt}" if attempt > 1 else ""))
+                if self._write(lambda: atomic_create_bytes(kept, data)):
+                    break
+            else:
+                raise ProjectWriteError(f"could not keep the damaged {review} aside, so no status was written")
+            with self._lock:
+                self.damaged = [(p, f"{reason}; the file as it was is kept as {kept.name}" if p == review else reason)
+                                for p, reason in self.damaged]
+        self._review_damaged = False
 
     def _load_detections(self) -> None:
         """The targets detections.csv lists, but for frames whose proposal was saved after it was written (a run
@@ -1483,16 +1539,62 @@ def _checked_meta(path: Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != PROJECT_FORMAT:
         raise ProjectError(f"{path}: not a {PROJECT_FORMAT} project")
     try:
-        _check_stems(meta["stems"])
-        str(meta["source"]["path"])
-        dict(meta["normalization"])
-        if meta["source"]["frame_shape"] is None:
-            dict(meta["source"]["frame_shapes"])
-        else:
-            tuple(meta["source"]["frame_shape"])
-    except (KeyError, TypeError, ValueError) as e:
+        _check_meta_values(meta)
+    except KeyError as e:
         raise ProjectError(f"{path} is incomplete: {e}") from None
+    except ValueError as e:
+        raise ProjectError(f"{path} holds an unusable value: {e}") from None
     return meta
+
+
+def _check_meta_values(meta: dict) -> None:
+    """ValueError naming the field of a project.json that holds a value the project cannot use; KeyError naming one
+    missing."""
+    if not isinstance(meta["stems"], list):
+        raise ValueError(f"stems is {meta['stems']!r}, not a list")
+    _check_stems(meta["stems"])
+    source = meta["source"]
+    if not isinstance(source, dict):
+        raise ValueError(f"source is {source!r}, not an object")
+    for key in ("path", "kind"):
+        if not isinstance(source[key], str) or not source[key]:
+            raise ValueError(f"source.{key} is {source[key]!r}, not a non-empty string")
+    if source["frame_shape"] is not None:
+        if not _is_size(source["frame_shape"]):
+            raise ValueError(f"source.frame_shape is {source['frame_shape']!r}, not [height, width]")
+    elif not isinstance(source["frame_shapes"], dict):
+        raise ValueError(f"source.frame_shapes is {source['frame_shapes']!r}, not an object")
+    else:
+        for stem, shape in source["frame_shapes"].items():
+            if not _is_size(shape):
+                raise ValueError(f"source.frame_shapes[{stem!r}] is {shape!r}, not [height, width]")
+    try:
+        Normalization.from_dict(meta["normalization"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"normalization is {meta['normalization']!r}: {_why(e)}") from None
+    if meta["detector"] is not None and not isinstance(meta["detector"], dict):
+        raise ValueError(f"detector is {meta['detector']!r}, not an object")
+
+
+def _is_size(value) -> bool:
+    """A [height, width] of positive integers."""
+    return (isinstance(value, list) and len(value) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value))
+
+
+def _why(error: Exception) -> str:
+    """An exception as a clause: a KeyError's bare key said as the field missing."""
+    return f"no {error}" if isinstance(error, KeyError) else str(error)
+
+
+def _unreadable_statuses(unreadable: Mapping[str, str]) -> str:
+    """What a report says of review.json entries that cannot be read (stem -> why); "" for none."""
+    if not unreadable:
+        return ""
+    named = [f"{stem}: {why}" for stem, why in unreadable.items()]
+    frames = counted(len(named), "frame's status", "frames' statuses")
+    counts = "its frame counts" if len(named) == 1 else "those frames count"
+    return f"{frames} unreadable ({name_some(named, FRAMES_NAMED)}); {counts} as unreviewed"
 
 
 def _file_identity(path: Path) -> tuple | None:
