@@ -7,6 +7,9 @@ from collections import Counter
 from app.commands import open_project_or_say_why
 
 CHANGED_LISTED = 20  # frames changed on disk named in full
+SKIPPED_LISTED = 5  # frames named per kind of problem that skipped them
+COUNTED_ONLY = ("unreviewed", "rejected")  # skipped as the analyst decided: counted, not named
+UNREADABLE_FRAME = "unreadable frame: "  # (the reason a frame is skipped starts with this, the frame's follows)
 
 
 def add_parser(sub) -> None:
@@ -75,7 +78,7 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     reasons = Counter(reason for _, reason in report.skipped)
-    skipped = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+    skipped = _skipped_summary(report)
     if report.changed:
         print(_changed_frames_message(report), file=sys.stderr)
     if report.shared:
@@ -108,6 +111,27 @@ def run(args) -> int:
         print(f"removed {len(report.temporary_removed)} temporary files that an export cut short had left "
               f"(e.g. {report.temporary_removed[0]})")
     return 0
+
+
+def _skipped_summary(report) -> str:
+    """The frames skipped, counted by why; those skipped for a problem named (SKIPPED_LISTED a kind), but for
+    those that warnings name already (changed on disk, held as another sequence's)."""
+    from model.data import name_some
+
+    named_elsewhere = set(report.changed) | {stem for stem, _ in report.shared}
+    by_kind: dict[str, list[str]] = {}
+    for stem, reason in report.skipped:
+        if reason.startswith(UNREADABLE_FRAME):
+            by_kind.setdefault(UNREADABLE_FRAME[:-2], []).append(f"{stem} ({reason[len(UNREADABLE_FRAME):]})")
+        else:
+            by_kind.setdefault(reason, []).append(stem)
+    parts = []
+    for kind, stems in sorted(by_kind.items(), key=lambda item: -len(item[1])):
+        if kind in COUNTED_ONLY or set(stems) <= named_elsewhere:
+            parts.append(f"{len(stems)} {kind}")
+        else:
+            parts.append(f"{len(stems)} {kind}: {name_some(stems, SKIPPED_LISTED)}")
+    return "; ".join(parts)
 
 
 def _changed_frames_message(report) -> str:

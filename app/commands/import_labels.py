@@ -19,7 +19,9 @@ def add_parser(sub) -> None:
         "Each mask committed records the fingerprint of the frame it is committed over (the project's source is "
         "read), so a frame replaced on disk later is named by irsam info and skipped by export. Masks of another "
         "size than their frame, and masks whose frame cannot be read, are refused and named. Exit status 1 when "
-        "nothing is committed because no mask is named after a frame or every mask was refused.",
+        "nothing is committed because no mask is named after an unreviewed frame, or because every such mask was "
+        "refused (a frame that keeps its own committed mask is not a failure: --replace takes the reference there); "
+        "2 when the import cannot run (with --replace, where the project's review statuses cannot be read).",
     )
     p.add_argument("project", help="review project folder (made by `irsam detect` or the app)")
     p.add_argument("--masks", help="folder of masks (default: the ground truth beside the project's source, "
@@ -33,14 +35,15 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from app.core.frames import GroundTruth, SourceError, find_ground_truth, open_source
-    from app.core.label_import import frame_sha1_reader, import_labels
+    from app.core.label_import import LabelImportError, frame_sha1_reader, import_labels
     from app.core.project import ProjectWriteError
 
     project = open_project_or_say_why(args.project)
     if project is None:
         return 2
     if args.masks is not None and not Path(args.masks).is_dir():
-        print(f"error: {args.masks}: no such folder", file=sys.stderr)
+        what = "is a file, not a folder of masks" if Path(args.masks).exists() else "no such folder"
+        print(f"error: {args.masks}: {what}", file=sys.stderr)
         return 2
     try:
         source = open_source(project.source_path)
@@ -64,7 +67,7 @@ def run(args) -> int:
             report = import_labels(project, truth.mask, replace=args.replace,  # interpolated masks: named below
                                    progress=lambda done, total: progress.update(done - progress.n),
                                    frame_sha1_of=frame_sha1_reader(source))
-        except ProjectWriteError as e:
+        except (ProjectWriteError, LabelImportError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         finally:
@@ -83,7 +86,7 @@ def run(args) -> int:
     print(f"{project.folder}: {report.summary()} (masks from {truth.masks_dir})")
     if report.kept:
         print("frames with their own committed mask kept it: --replace takes the reference there too")
-    if report.refused and not (report.imported or report.unchanged):
+    if report.refused and not (report.imported or report.unchanged or report.kept):
         print(f"error: no mask committed: {len(report.refused)} refused (named above)", file=sys.stderr)
         return 1
     return 0

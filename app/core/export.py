@@ -69,6 +69,7 @@ import numpy as np
 from PIL import Image
 
 from app.core.frames import FrameReadError, SourceError, frame_digest, frame_fingerprint, no_data, open_source
+from app.core.label_import import unknown_statuses, unknown_statuses_message
 from app.core.normalization import Normalization
 from app.core.project import ReviewProject, ReviewStatus, is_project, utc_now
 from app.core.provenance import ProposalOrigin
@@ -490,8 +491,14 @@ def export_project(
     meta.json again where frames were removed (until then it keeps their records too): a failed one leaves
     meta.json recording every frame a split file lists (ExportError saying to export again). Ctrl-C in the
     main thread waits for the renames to end (`_SigintDeferred`): KeyboardInterrupt is raised once the data set
-    holds the whole export. ExportError when another export is writing into the data set (`_DatasetLock`).
+    holds the whole export. ExportError when another export is writing into the data set (`_DatasetLock`), and
+    when the project's review statuses could not be read (`unknown_statuses`).
     """
+    unknown = unknown_statuses(project)
+    if unknown is not None:
+        raise ExportError(unknown_statuses_message(
+            *unknown, "an export would skip them all or, with unreviewed frames included, export rejected frames and "
+            "replace negative frames' empty masks with proposals"))
     if split is not None and split not in SPLITS:
         raise ExportError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if sequence_name is not None:
@@ -954,11 +961,15 @@ def _split_of_sequence(earlier_splits: dict[str, str | None], sequence: str, roo
     return held[0] if held else "train"
 
 
-def _check_plain_name(what: str, name: str) -> None:
+def _is_plain_name(name) -> bool:
     """Names become parts of file names and of split file lines: a path in one would write outside the data
     set, and a split file line loses the spaces around it (`read_split`) and cannot hold a line break."""
-    if (not name or name.startswith(".") or "/" in name or "\\" in name or not name.isprintable()
-            or name != name.strip()):
+    return (isinstance(name, str) and bool(name) and not name.startswith(".") and "/" not in name
+            and "\\" not in name and name.isprintable() and name == name.strip())
+
+
+def _check_plain_name(what: str, name: str) -> None:
+    if not _is_plain_name(name):
         raise ExportError(f"{what} {name!r} is not a plain name: it must be printable, not empty, "
                           "hold no '/' or '\\', not start with '.' and not start or end with a space")
 
@@ -1190,9 +1201,33 @@ def _read_meta(paths: DatasetPaths) -> dict:
             raise ValueError(f"not a {EXPORT_FORMAT} file")
         if not isinstance(meta.get("frames"), dict) or not all(isinstance(r, dict) for r in meta["frames"].values()):
             raise ValueError("its frames are not a record per frame")
+        for dataset_stem, record in meta["frames"].items():
+            problem = _record_problem(dataset_stem, record)
+            if problem:
+                raise ValueError(f"the record of frame {dataset_stem!r}: {problem}")
         return meta
     except (OSError, ValueError, AttributeError) as e:
         raise ExportError(f"{path} is unreadable ({e}); cannot append safely") from e
+
+
+def _record_problem(dataset_stem: str, record: dict) -> str:
+    """What makes a frame record of meta.json unusable ("" for none): its name and the files it names become
+    paths in the data set (an append removes them), its sequence a file name prefix, its source stem a frame's."""
+    if not _is_file_name(dataset_stem):
+        return "its name is not a file name"
+    if not _is_plain_name(record.get("sequence")):
+        return f"its sequence {record.get('sequence')!r} is not a plain name"
+    if "source_stem" in record and not isinstance(record["source_stem"], str):
+        return f"its source_stem {record['source_stem']!r} is not a frame name"
+    raw = record.get("raw")
+    if raw is not None and not (isinstance(raw, str) and raw.startswith("raw/") and _is_file_name(raw[4:])):
+        return f"its raw {raw!r} is not a file in raw/"
+    return ""
+
+
+def _is_file_name(name: str) -> bool:
+    """A name that stays in its folder as a path part (exports before `listable_name` may hold spaces at its ends)."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
 
 
 def _write_raw(frame_files: _StagedFiles, root: Path, stem: str, frame: np.ndarray) -> str:

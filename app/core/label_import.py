@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -30,6 +31,29 @@ from app.core.project import ReviewProject, ReviewStatus
 from model.data import counted
 
 READ_ERRORS = (FrameReadError, OSError, KeyError, IndexError, ValueError)
+
+
+class LabelImportError(Exception):
+    """The import cannot run: nothing was committed."""
+
+
+def unknown_statuses(project: ReviewProject) -> tuple[Path, str] | None:
+    """(file, why) when some of the project's review statuses could not be read (`statuses_incomplete`: review.json
+    damaged, or entries of it, with no readable backup standing in). Their frames then read as unreviewed, rejected
+    and negative frames too; None when every status was read."""
+    if not project.statuses_incomplete:
+        return None
+    damaged = dict(project.damaged)
+    for path in (project.folder / "review.json", project.folder / "review.json.bak"):
+        if path in damaged:
+            return path, damaged[path]
+    return project.folder / "review.json", "unreadable review statuses"
+
+
+def unknown_statuses_message(path: Path, reason: str, harm: str) -> str:
+    """One line refusing a run that `harm`s a project whose review statuses are not known (`unknown_statuses`)."""
+    return (f"{path}: {reason}. Some frames' review statuses are not known, and such a frame reads as unreviewed: "
+            f"{harm}. Nothing was written: restore {path.name} (from a copy), or review the frames again in the app")
 
 
 @dataclass
@@ -79,7 +103,13 @@ def import_labels(
     would be committed over a frame that cannot be read now (when fingerprints are recorded) is refused with the
     reason; the rest go on.
     `cancelled` stops between frames (what was committed stays, each frame whole); `progress(done, total)`
-    after each frame."""
+    after each frame.
+    LabelImportError, before anything is committed, for `replace` where the project's review statuses could not
+    be read (`unknown_statuses`): the frames the analyst reviewed would read as unreviewed, and lose their masks."""
+    unknown = unknown_statuses(project) if replace else None
+    if unknown is not None:
+        raise LabelImportError(unknown_statuses_message(
+            *unknown, "replacing committed masks would replace those of frames already reviewed (corrected)"))
     report = LabelImportReport()
     stems = project.stems if stems is None else list(stems)
     with contextlib.ExitStack() as stack:
