@@ -219,13 +219,23 @@ def pstnn_score(
 
 
 DEFAULT_TARGET_SIZE = 7  # px, a target's longer side: what Top-Hat's 9 px element and MPCM's scales 3..9 fit
+# The largest target size taken (the Detection dock's and --target-size's bound): far beyond a small target, and
+# MPCM's time grows with the number of its scales (a 100000 px window also overflows OpenCV's element).
+MAX_TARGET_SIZE = 128
+
+
+def check_target_size(target_size: int) -> None:
+    """ValueError unless `target_size` (px) is within 1..MAX_TARGET_SIZE."""
+    if target_size < 1:
+        raise ValueError(f"the target size must be at least 1 px, got {target_size}")
+    if target_size > MAX_TARGET_SIZE:
+        raise ValueError(f"the target size must be at most {MAX_TARGET_SIZE} px, got {target_size}")
 
 
 def window_for(target_size: int) -> int:
     """The window (Top-Hat's element, MPCM's largest cell) that holds a target of `target_size` px with a
     pixel of background on each side: the smallest odd number of at least target_size + 2."""
-    if target_size < 1:
-        raise ValueError(f"the target size must be at least 1 px, got {target_size}")
+    check_target_size(target_size)
     return target_size + 3 - target_size % 2
 
 
@@ -283,6 +293,9 @@ def _pstnn_detector(target_size: int, k: float) -> ClassicalDetector:
 # No minimum area: min_area=2 raised IoU by under 1 point there but lost Top-Hat's 1-px hits (and every
 # hit on the distant drone of IR_DRONE_156). All at the default target size.
 DEFAULT_THRESHOLD_K = {"tophat": 12.0, "mpcm": 15.0, "pstnn": 15.0}
+# The highest threshold factor taken (the Detection dock's and --threshold-k's bound), 8 times the defaults: a huge
+# k overflows the float32 threshold to infinity.
+MAX_THRESHOLD_K = 100.0
 CLASSICAL_DETECTORS: dict[str, Callable[[int, float], Detector]] = {
     "tophat": _tophat_detector,
     "mpcm": _mpcm_detector,
@@ -298,9 +311,11 @@ def make_classical_detector(name: str, target_size: int = DEFAULT_TARGET_SIZE,
         factory = CLASSICAL_DETECTORS[name]
     except KeyError:
         raise ValueError(f"unknown classical method {name!r}; choose from {sorted(CLASSICAL_DETECTORS)}") from None
-    window_for(target_size)  # a size under 1 px: ValueError
+    check_target_size(target_size)
     if threshold_k is None:
         threshold_k = DEFAULT_THRESHOLD_K[name]
     elif not (math.isfinite(threshold_k) and threshold_k > 0):
         raise ValueError(f"the threshold factor k must be a number above 0, got {threshold_k}")
+    elif threshold_k > MAX_THRESHOLD_K:
+        raise ValueError(f"the threshold factor k must be at most {MAX_THRESHOLD_K:g}, got {threshold_k}")
     return factory(target_size, threshold_k)

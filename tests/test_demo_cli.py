@@ -87,7 +87,7 @@ def test_a_marker_that_names_no_frames_is_no_demo(tmp_path, capsys):
     (demo / "demo.json").write_text(json.dumps({"config": {}, "seed": 7}))
     before = tree(demo)
     assert make_demo(demo, "--frames", "2") == 2
-    assert "holds no demo.json of an earlier make-demo sequence" in capsys.readouterr().err
+    assert "holds a damaged demo.json (not the settings of an earlier make-demo sequence)" in capsys.readouterr().err
     assert tree(demo) == before
 
 

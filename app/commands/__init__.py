@@ -7,6 +7,7 @@ import math
 import signal
 import sys
 import threading
+from pathlib import Path
 
 
 class Terminated(KeyboardInterrupt):
@@ -40,11 +41,25 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """argparse type for factors: a finite number above 0."""
+def target_size_px(text: str) -> int:
+    """argparse type for --target-size: an integer of 1 to model.classical.MAX_TARGET_SIZE."""
+    from model.classical import MAX_TARGET_SIZE
+
+    value = positive_int(text)
+    if value > MAX_TARGET_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TARGET_SIZE} px, got {value}")
+    return value
+
+
+def threshold_factor(text: str) -> float:
+    """argparse type for --threshold-k: a number above 0 and at most model.classical.MAX_THRESHOLD_K."""
+    from model.classical import MAX_THRESHOLD_K
+
     value = float(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    if value > MAX_THRESHOLD_K:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_THRESHOLD_K:g}, got {text}")
     return value
 
 
@@ -67,33 +82,33 @@ def warn_classical_only(options: list[str], irsam_option: str) -> None:
 def add_target_size_option(parser: argparse.ArgumentParser) -> None:
     """--target-size N: the classical methods' largest target (None when not given, so that giving it for IRSAM
     can be warned about)."""
-    from model.classical import DEFAULT_TARGET_SIZE, window_for
+    from model.classical import DEFAULT_TARGET_SIZE, MAX_TARGET_SIZE, window_for
 
     window = window_for(DEFAULT_TARGET_SIZE)
-    parser.add_argument("--target-size", type=positive_int, metavar="PX",
-                        help="classical methods only: the longer side in pixels of the largest target to find "
-                             f"(default {DEFAULT_TARGET_SIZE}: Top-Hat's {window} px element, MPCM's scales 3 to "
-                             f"{window}). Top-Hat finds no target larger than its element (it survives the "
-                             "opening), MPCM none larger than its largest cell: the element and MPCM's largest scale "
-                             "become PX + 2, rounded up to odd, and the area filter admits targets of that square. "
-                             "PSTNN has no such window (its 40 px patches model the background): only its area "
-                             "filter follows. Larger windows also pass more background clutter")
+    parser.add_argument("--target-size", type=target_size_px, metavar="PX",
+                        help="classical methods only: the longer side in pixels of the largest target to find, "
+                             f"1 to {MAX_TARGET_SIZE} (default {DEFAULT_TARGET_SIZE}: Top-Hat's {window} px element, "
+                             f"MPCM's scales 3 to {window}). Top-Hat finds no target larger than its element (it "
+                             "survives the opening), MPCM none larger than its largest cell: the element and MPCM's "
+                             "largest scale become PX + 2, rounded up to odd, and the area filter admits targets of "
+                             "that square. PSTNN has no such window (its 40 px patches model the background): only "
+                             "its area filter follows. Larger windows also pass more background clutter")
 
 
 def add_threshold_k_option(parser: argparse.ArgumentParser) -> None:
     """--threshold-k K: the classical methods' sensitivity (None when not given: each method's default, and giving
     it for IRSAM can be warned about)."""
-    from model.classical import DEFAULT_THRESHOLD_K
+    from model.classical import DEFAULT_THRESHOLD_K, MAX_THRESHOLD_K
 
     defaults = ", ".join(f"{name} {k:g}" for name, k in DEFAULT_THRESHOLD_K.items())
-    parser.add_argument("--threshold-k", type=positive_float, metavar="K",
+    parser.add_argument("--threshold-k", type=threshold_factor, metavar="K",
                         help="classical methods only: detect where the method's response exceeds its mean over the "
-                             f"frame by K standard deviations (default: {defaults}, tuned on NUAA-SIRST). Lower "
-                             "finds dimmer targets, and more clutter; higher, fewer of both. On cluttered frames "
-                             "(clouds) the clutter raises the standard deviation until the default threshold passes "
-                             "over the targets: on the first 60 frames of the real clip IR_DRONE_146 Top-Hat finds "
-                             "no drone at 12, 92.5%% of them at 9 (1.5 false alarms a frame) and all at 8 (5 a "
-                             "frame) or 6 (19 a frame)")
+                             f"frame by K standard deviations, above 0 and at most {MAX_THRESHOLD_K:g} (default: "
+                             f"{defaults}, tuned on NUAA-SIRST). Lower finds dimmer targets, and more clutter; "
+                             "higher, fewer of both. On cluttered frames (clouds) the clutter raises the standard "
+                             "deviation until the default threshold passes over the targets: on the first 60 frames "
+                             "of the real clip IR_DRONE_146 Top-Hat finds no drone at 12, 92.5%% of them at 9 (1.5 "
+                             "false alarms a frame) and all at 8 (5 a frame) or 6 (19 a frame)")
 
 
 def add_size_gate_options(parser: argparse.ArgumentParser) -> None:
@@ -105,6 +120,8 @@ def add_size_gate_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_normalization_options(parser: argparse.ArgumentParser) -> None:
+    from app.core.bad_pixels import MIN_FRAMES as BAD_PIXEL_MIN_FRAMES
+
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--window", nargs=2, type=float, metavar=("LO", "HI"),
                        help="normalise with this fixed window in raw sensor units: LO -> 0 and HI -> 255 of the "
@@ -114,9 +131,11 @@ def add_normalization_options(parser: argparse.ArgumentParser) -> None:
                        help="normalise with the window from these percentiles (0..100) of 32 frames spread over the "
                             "sequence (default: 0.5 99.99 for 16-bit frames; 8-bit frames go to the model unchanged)")
     parser.add_argument("--no-bad-pixel-repair", dest="repair_bad_pixels", action="store_false",
-                        help="give the detector every pixel of a raw (16-bit or float) sequence as recorded: its bad pixels (stuck far "
-                             "from their neighbours in nearly every sampled frame) are repaired by default, and in a "
-                             "static scene a one-pixel detail of the scene can pass for one")
+                        help="give the detector every pixel of a raw (16-bit or float) sequence as recorded: by "
+                             "default its bad pixels (stuck far from their neighbours in nearly every sampled frame) "
+                             f"are repaired, in a sequence of at least {BAD_PIXEL_MIN_FRAMES} frames (fewer cannot "
+                             "tell a stuck pixel from a target: none is searched); in a static scene a one-pixel "
+                             "detail of the scene can pass for one")
 
 
 def normalization_request_of(args: argparse.Namespace):
@@ -154,6 +173,9 @@ def open_project_or_say_why(folder):
     warnings; None, with the error on stderr, when the folder is no usable project."""
     from app.core.project import ProjectError, ReviewProject
 
+    if not Path(folder).exists():
+        print(f"error: {folder} does not exist", file=sys.stderr)
+        return None
     try:
         project = ReviewProject.open(folder)
     except ProjectError as e:

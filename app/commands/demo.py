@@ -110,11 +110,15 @@ def _why_not_replaceable(out: Path) -> str | None:
         return "not a folder"
     if not any(out.iterdir()):
         return None
+    if not (out / MARKER).exists():
+        return f"not empty, and holds no {MARKER} of an earlier make-demo sequence"
     try:
         marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
         written = _files_written(marker)
-    except (OSError, ValueError, TypeError, KeyError):
-        return f"not empty, and holds no {MARKER} of an earlier make-demo sequence"
+    except OSError as e:
+        return f"not empty, and its {MARKER} cannot be read ({e.strerror or e})"
+    except (ValueError, TypeError, KeyError):
+        return f"not empty, and holds a damaged {MARKER} (not the settings of an earlier make-demo sequence)"
     projects = [project.name for project in demo_projects(out) if project.parent == out]  # set aside, not foreign
     foreign = []
     for path in out.rglob("*"):  # does not descend into linked folders: a link is foreign itself

@@ -12,7 +12,7 @@ from app.commands import add_normalization_options, normalization_request_of
 from app.core.frames import FrameReadError, SourceError, find_ground_truth, open_source
 from app.core.normalization import Normalization
 from app.core.project import is_project
-from model.data import name_some
+from model.data import counted, name_some
 from model.metrics import describe_boxes_outside, read_boxes_csv_lines, split_boxes_outside
 
 VALUE_SAMPLE = 32
@@ -47,9 +47,12 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     if is_project(Path(args.source)):
-        if args.window or args.percentiles:
-            print("warning: --window and --percentiles describe a source; a project keeps its own "
-                  "normalisation (shown below)", file=sys.stderr)
+        given = [option for option, value in (("--window", args.window), ("--percentiles", args.percentiles),
+                                              ("--no-bad-pixel-repair", not args.repair_bad_pixels)) if value]
+        if given:
+            verb = "describes" if len(given) == 1 else "describe"
+            print(f"warning: {' and '.join(given)} {verb} a source; a project keeps its own normalisation (shown "
+                  "below)", file=sys.stderr)
         check = args.check_frames if args.check_frames is not None else (None if args.scan else False)
         return describe_project(Path(args.source), check_frames=check)
     try:
@@ -193,15 +196,28 @@ def describe_project(folder: Path, check_frames: bool | None = None) -> int:
 
 def _source_problem(project, source, error) -> str:
     """", cannot be read: ..." or ", N of the project's frames missing: ..." when the source is gone (`error`:
-    why `source` is None) or lacks frames (export and import-labels read it); "" when it holds them all. Opening
-    a source reads file names and headers, not the frames."""
+    why `source` is None) or lacks frames (export and import-labels read it); irsam detect's refusal when its
+    frames changed otherwise in a way a project cannot follow (`not_followed`: frames inserted, reordered), or
+    the frames added after the project's last one, which detect takes up; "" when it holds the project's frames
+    as they were. Opening a source reads file names and headers, not the frames."""
+    from app.core.project import not_followed
+
     if source is None:
         return f", cannot be read: {error}; export and import-labels need it"
     present = set(source.stems)
     missing = [stem for stem in project.stems if stem not in present]
-    if not missing:
+    if missing:
+        return (f", {len(missing)} of the project's {len(project)} frames missing: "
+                f"{name_some(missing, MISSING_LISTED)}")
+    refusal = not_followed(project.stems, source.stems, project.source_kind, source.unreadable_stems)
+    if refusal is not None:
+        return f"; irsam detect refuses it now: {refusal}"
+    stored = set(project.stems)
+    added = [stem for stem in source.stems if stem not in stored]
+    if not added:
         return ""
-    return f", {len(missing)} of the project's {len(project)} frames missing: {name_some(missing, MISSING_LISTED)}"
+    return (f", {counted(len(added), 'frame', 'frames')} added since ({name_some(added, MISSING_LISTED)}): "
+            f"irsam detect takes {'it' if len(added) == 1 else 'them'} up")
 
 
 def _changed_frames(project, source, check: bool | None) -> str:

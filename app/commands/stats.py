@@ -18,7 +18,9 @@ def run(args) -> int:
     from model.complexity import complexity_report
 
     try:
-        reports = [complexity_report(name, args.size) for name in (args.config or ["official", "paper"])]
+        # dict.fromkeys: a config given twice is counted once, in the order first given
+        configs = dict.fromkeys(args.config or ["official", "paper"])
+        reports = [complexity_report(name, args.size) for name in configs]
     except ValueError as error:
         print(f"error: --size: {error}", file=sys.stderr)
         return 2

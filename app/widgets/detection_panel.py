@@ -8,7 +8,7 @@ from PySide6 import QtCore, QtWidgets
 
 from app.paths import DEFAULT_WEIGHTS
 from app.widgets.workers import DetectorChoice
-from model.classical import DEFAULT_TARGET_SIZE, DEFAULT_THRESHOLD_K, window_for
+from model.classical import DEFAULT_TARGET_SIZE, DEFAULT_THRESHOLD_K, MAX_TARGET_SIZE, MAX_THRESHOLD_K, window_for
 
 CLASSICAL = (("MPCM (classical)", "mpcm"), ("Top-Hat (classical)", "tophat"), ("PSTNN (classical, slow)", "pstnn"))
 PICK_CHECKPOINT = "IRSAM: other checkpoint..."
@@ -149,7 +149,7 @@ class DetectionPanel(QtWidgets.QWidget):
             box.editingFinished.connect(lambda edited=box: self._order_area_range(edited))
             box.stepped.connect(lambda edited=box: self._order_area_range(edited))  # arrows, wheel: at once
         self.target_size = QtWidgets.QSpinBox()
-        self.target_size.setRange(1, 128)
+        self.target_size.setRange(1, MAX_TARGET_SIZE)
         self.target_size.setValue(DEFAULT_TARGET_SIZE)
         self.target_size.setSuffix(" px")
         self.target_size.setKeyboardTracking(False)  # typed values count when entered: 16 passes through 1
@@ -165,7 +165,7 @@ class DetectionPanel(QtWidgets.QWidget):
         self.target_size.valueChanged.connect(lambda _: self._describe_choice())
         self.target_size.valueChanged.connect(lambda _: self.choiceChanged.emit(self.choice()))
         self.threshold_k = QtWidgets.QDoubleSpinBox()
-        self.threshold_k.setRange(0.5, 100)
+        self.threshold_k.setRange(0.5, MAX_THRESHOLD_K)
         self.threshold_k.setDecimals(1)
         self.threshold_k.setSingleStep(0.5)
         self.threshold_k.setSuffix(" std above mean")
