@@ -111,19 +111,25 @@ def test_eval_scores_the_real_clip_s_numbered_frames_against_their_own_boxes_and
     capsys.readouterr()
 
 
+def moving_target_clip(clip: Path, n_frames: int, width: int) -> Path:
+    """Frames 000001.png.. of 64 x `width` noise, frame n with a 3x3 target at columns 5n..5n+2, boxed there in
+    boxes.csv."""
+    (clip / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for n in range(1, n_frames + 1):
+        frame = rng.integers(20, 40, (64, width)).astype(np.uint8)
+        frame[20:23, 5 * n : 5 * n + 3] = 220
+        cv2.imwrite(str(clip / "images" / f"{n:06d}.png"), frame)
+    rows = ["frame,class,x,y,w,h"] + [f"{n},DRONE,{5 * n + 1},21,3,3" for n in range(1, n_frames + 1)]
+    (clip / "boxes.csv").write_text("\n".join(rows) + "\n")
+    return clip
+
+
 def test_eval_finds_each_target_in_its_own_frame_around_a_copy(tmp_path, capsys):
     """Frame n holds its target at columns 5n..5n+2, boxed there: paired by position, every frame after the copy
     would be scored against the previous frame's box and miss."""
-    clip = tmp_path / "clip"
-    (clip / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for n in range(1, 13):
-        frame = rng.integers(20, 40, (64, 96)).astype(np.uint8)
-        frame[20:23, 5 * n : 5 * n + 3] = 220
-        cv2.imwrite(str(clip / "images" / f"{n:06d}.png"), frame)
+    clip = moving_target_clip(tmp_path / "clip", 12, 96)
     shutil.copy(clip / "images" / "000006.png", clip / "images" / "000006a.png")
-    rows = ["frame,class,x,y,w,h"] + [f"{n},DRONE,{5 * n + 1},21,3,3" for n in range(1, 13)]
-    (clip / "boxes.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "r.json"
     assert run_eval("--method", "tophat", "--clip", str(clip), "--json", str(out)) == 0
     result = json.loads(out.read_text())
@@ -203,16 +209,8 @@ def test_at_most_one_name_in_ten_may_share_a_number_counting_the_odd_names(numbe
 def test_eval_finds_each_target_in_its_own_frame_beside_a_copy_with_its_number(tmp_path, capsys):
     """Frame n holds its target at columns 5n..5n+2, boxed there; 000006.jpg is a copy of frame 6: paired by
     position, every frame after it would be scored against the previous frame's box and miss."""
-    clip = tmp_path / "clip"
-    (clip / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for n in range(1, 21):
-        frame = rng.integers(20, 40, (64, 128)).astype(np.uint8)
-        frame[20:23, 5 * n : 5 * n + 3] = 220
-        cv2.imwrite(str(clip / "images" / f"{n:06d}.png"), frame)
+    clip = moving_target_clip(tmp_path / "clip", 20, 128)
     cv2.imwrite(str(clip / "images" / "000006.jpg"), cv2.imread(str(clip / "images" / "000006.png")))
-    rows = ["frame,class,x,y,w,h"] + [f"{n},DRONE,{5 * n + 1},21,3,3" for n in range(1, 21)]
-    (clip / "boxes.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "r.json"
     assert run_eval("--method", "tophat", "--clip", str(clip), "--json", str(out)) == 0
     result = json.loads(out.read_text())
