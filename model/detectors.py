@@ -38,6 +38,16 @@ class FrameResult:
         return 1.0 / (1.0 + np.exp(-np.clip(self.logits, -60, 60)))
 
 
+def logits_without_no_data(logits: np.ndarray, no_data: np.ndarray | None) -> np.ndarray:
+    """`logits` with no target where the frame held no data (`no_data`, bool (H, W); None: none): the fill a
+    detector saw there is no measurement, and a local-contrast method still finds "targets" in its smooth surface."""
+    if no_data is None:
+        return logits
+    logits = logits.copy()
+    logits[no_data] = min(float(logits.min()), -1e-6)  # below 0 (no target), and no more confident than the rest
+    return logits
+
+
 class Detector(Protocol):
     name: str  # e.g. "irsam", "tophat"
     device: str  # human-readable, e.g. "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)"

@@ -17,7 +17,7 @@ import numpy as np
 from model.classical import CLASSICAL_DETECTORS, make_classical_detector
 from model.data import (IMAGE_EXTENSIONS, FrameReadError, Sample, check_sizes_match, describe_interpolated_masks,
                         natural_key, read_image_gray, read_mask_noting_interpolation)
-from model.detectors import Detector, FrameResult
+from model.detectors import Detector, FrameResult, logits_without_no_data
 from model.metrics import (BoxMetrics, Components, FaMode, InterpolatedMaskWarning, SegmentationMetrics,
                            binarize_prediction, components, greedy_match, ground_truth_target,
                            number_clip_frames, read_boxes_csv_lines, resize_ground_truth, resize_prediction,
@@ -74,10 +74,10 @@ def _timed_detect(detector: Detector, images: list[np.ndarray], no_data: list[np
     cleaned = []
     for result, where in zip(results, no_data):
         if where is not None:
-            result = replace(result, logits=without_no_data(result.logits, where))
+            result = replace(result, logits=logits_without_no_data(result.logits, where))
             if network_logits:
                 where_at_input = resize_ground_truth(where, result.network_logits.shape[0])
-                result = replace(result, network_logits=without_no_data(result.network_logits, where_at_input))
+                result = replace(result, network_logits=logits_without_no_data(result.network_logits, where_at_input))
         cleaned.append(result)
     return cleaned, elapsed
 
@@ -115,17 +115,6 @@ def network_input_scoring(detector: Detector, size: int, refined: bool) -> dict:
     }
 
 
-def without_no_data(logits: np.ndarray, no_data: np.ndarray | None) -> np.ndarray:
-    """`logits` with no target where the frame held no data (`no_data`; None: none), as irsam detect and the app
-    leave those pixels out of their proposals (app.core.normalization.without_no_data, the same rule): the fill the
-    detector saw there is no measurement, and a local-contrast method still finds "targets" in its smooth surface."""
-    if no_data is None:
-        return logits
-    logits = logits.copy()
-    logits[no_data] = min(float(logits.min()), -1e-6)  # below 0 (no target), and no more confident than the rest
-    return logits
-
-
 def evaluate_dataset(
     detector: Detector,
     samples: Sequence[Sample],
@@ -142,7 +131,8 @@ def evaluate_dataset(
     `samples`. frames/s counts only the detector's time, not reading files or scoring. `read_image`
     gives the 8-bit frame the detector sees (for 16-bit data: read, then the sequence's window applied); `no_data`,
     where a frame held no data (float frames), which is then no target whatever the detector found in the fill there
-    (`without_no_data`). Unusable samples are skipped, and interpolated masks listed, as `evaluate_variants` says.
+    (`logits_without_no_data`, as irsam detect and the app leave them out). Unusable samples are skipped, and
+    interpolated masks listed, as `evaluate_variants` says.
     With `resize_to`, targets are matched at that size as the metrics are, but the errors give each missed
     target's and false alarm's centroid and area in the image's own pixels, and bin targets by their area
     there (`NativeErrorMetrics`); "errors" then says so ("matched_at")."""
@@ -406,7 +396,7 @@ def evaluate_clip(
     file's, have no frame number: they are never scored, and "frames_without_number" names every one of them
     (and "frame_numbers_why" says why). `read_image` gives the 8-bit frame
     the detector sees (for 16-bit frames: read, then the clip's window applied); `no_data`, where a frame held no
-    data, which is then no target (`without_no_data`).
+    data, which is then no target (`logits_without_no_data`).
     An unreadable frame is skipped (listed in "skipped", counted in "n_skipped"). Frames boxes.csv has boxes
     for but images/ has no image for (their targets are never scored: a frame deleted, images missing, or
     another clip's boxes) are listed in "boxes_without_image" (1-based, every one in the file), those past the

@@ -30,7 +30,7 @@ import numpy as np
 from app.core.bad_pixels import BadPixelRepair, find_bad_pixels
 from app.core.frames import FrameReadError
 from model.data import EIGHT_BIT_AS_STORED
-from model.detectors import FrameResult
+from model.detectors import FrameResult, logits_without_no_data
 
 MODES = ("window", "percentile")
 SAMPLE_FRAMES = 32  # frames, spread evenly over a sequence, that its window and bad pixels come from
@@ -303,9 +303,5 @@ def no_data_pixels(frame: np.ndarray) -> np.ndarray | None:
 def without_no_data(result: FrameResult, no_data: np.ndarray | None) -> FrameResult:
     """`result` with no target pixel where the frame held no data: the fill the detector saw there is no
     measurement (a local-contrast method still finds "targets" in its smooth surface)."""
-    if no_data is None:
-        return result
-    logits = result.logits.copy()
-    logits[no_data] = min(float(logits.min()), -1e-6)  # below 0 (no target), and no more confident than the rest
-    return replace(result, logits=logits)
+    return result if no_data is None else replace(result, logits=logits_without_no_data(result.logits, no_data))
 
