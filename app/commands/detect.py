@@ -103,8 +103,7 @@ def make_detector(
 
     if method != "irsam":
         detector = make_classical_detector(method, target_size or DEFAULT_TARGET_SIZE, threshold_k)
-        record = detector_record(method, size_gate) | {"target_size": detector.target_size,
-                                                       "threshold_k": detector.k}
+        record = detector_record(method, size_gate, network=detector)
         return gated(detector, size_gate), record
     path = check_weights_path(weights) if weights is not None else DEFAULT_WEIGHTS
     if not path.exists():

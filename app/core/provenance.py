@@ -28,11 +28,15 @@ def detector_record(method: str, size_gate=None, weights: str | Path | None = No
     """What a project stores of the detector that proposes its masks (project.json "detector", and what
     `ProposalOrigin.of` reads): `method`, and for IRSAM its `weights` file (hashed), the `network` built
     from it (a model.predictor.Predictor: config, test-time augmentation, refinement) and the `precision`
-    asked for. `size_gate`: a model.size_gate.TargetSizeGate or None. `sha256`: the weights' hash taken when
+    asked for; for a classical method, the `network` (a model.classical.ClassicalDetector) gives its largest
+    target size and threshold. `size_gate`: a model.size_gate.TargetSizeGate or None. `sha256`: the weights' hash taken when
     they were loaded (the file may have been rewritten since); hashed from the file when not given."""
     gate = size_gate.to_dict() if size_gate is not None and size_gate.active else None
     if method != "irsam":
-        return {"name": method, "weights": None, "sha256": None, "config": None, "size_gate": gate}
+        record = {"name": method, "weights": None, "sha256": None, "config": None, "size_gate": gate}
+        if network is not None:
+            record |= {"target_size": network.target_size, "threshold_k": network.k}
+        return record
     from model.refine import refinement_record
 
     return {

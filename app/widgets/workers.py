@@ -78,9 +78,6 @@ class DetectorChoice:
         record = detector_record(self.method, self.size_gate, self.weights, network,
                                  network.precision if self.method == "irsam" else None,
                                  loaded.sha256 if loaded else None)
-        if self.method != "irsam":
-            record["target_size"] = self.target_size
-            record["threshold_k"] = network.k
         return ProposalOrigin.of(record, normalization)
 
     def build(self) -> tuple[Detector, str | None]:
