@@ -185,9 +185,10 @@ class ReviewSession:
         try:
             project = ReviewProject.open(self.project_dir)
             known = set(project.stems)
-            project.follow_source(self.source.stems, self.source.size_record(), self.source.unreadable_stems)
+            unreadable = self.source.unreadable_stems
+            project.follow_source(self.source.stems, self.source.size_record(), unreadable)
             # (an unreadable file: a frame the project made before session 11 left out, or said as unreadable)
-            added = [stem for stem in project.stems if stem not in known and stem not in self.source.unreadable_stems]
+            added = [stem for stem in project.stems if stem not in known and stem not in unreadable]
             if added:
                 self.warnings.append(f"{counted(len(added), 'frame', 'frames')} added to the source since the project "
                                      f"was made, now frames of it (unreviewed): {name_some(added, 5)}")
@@ -241,11 +242,8 @@ class ReviewSession:
                                    {s for s in stems if project.is_predicted(s)},
                                    {s for s in stems if project.has_committed_mask(s)})
             changes = project.changes_on_disk()
-            if changes.normalization:
-                try:
-                    self.normalization = Normalization.from_dict(project.normalization)
-                except (KeyError, TypeError, ValueError):
-                    changes.normalization = False  # not one this version can use: this session's stands
+            if changes.normalization:  # (one that cannot be used is not taken up: `_checked_meta` reads it)
+                self.normalization = Normalization.from_dict(project.normalization)
         finally:
             self._project_lock.release()
         for stem in changes.proposals:
