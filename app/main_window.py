@@ -837,7 +837,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.compute_features()
 
     def _say_normalization_changed_by_another(self) -> None:
-        running = " (the detection run under way keeps the one it started with)" if self.detection_runner.busy else ""
+        running = " (the detection run under way keeps the one it started with)" if (
+            self.detection_runner.busy and not self.detector_loading()) else ""
         self.statusBar().showMessage(f"Detector input changed by another window: normalisation "
                                      f"{self.session.normalization}{running}", 15000)
         if self.features_dock.isVisible() and self.frame is not None:
