@@ -289,7 +289,7 @@ class Predictor:
         and with `network_logits` (a network on resized frames) its logits at its input size (B,S,S) f32, else
         None."""
         x = torch.from_numpy(batch).to(self.device_choice.device).float()[:, None].expand(-1, 3, -1, -1)
-        mask, edge, out_features, network_mask = self._pass(x, features)
+        mask, edge, out_features, network_mask = self._forward(x, features)
         passes = TTA_PASSES[self.tta]
         h, w = x.shape[-2:]
         count = 1
@@ -300,7 +300,7 @@ class Predictor:
             # the unflipped pass at scale 1 is the one above
             unflipped = () if scale == 1.0 else ((),)
             for dims in unflipped + passes.flips:
-                m, e, _, m_network = self._pass(xs.flip(dims) if dims else xs, False)
+                m, e, _, m_network = self._forward(xs.flip(dims) if dims else xs, False)
                 if dims:
                     m, e = m.flip(dims), e.flip(dims)
                 if scale != 1.0:
@@ -316,16 +316,9 @@ class Predictor:
             at_network = (network_mask[:, 0] / count - self.decision_threshold).cpu().numpy()
         return mask.cpu().numpy(), edge[:, 0].cpu().numpy(), feats, at_network
 
-    def _forward(
-        self, x: torch.Tensor, features: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, tuple[torch.Tensor, np.ndarray]]]:
+    def _forward(self, x: torch.Tensor, features: bool) -> _Pass:
         """x (B,3,H,W) float -> mask logits (B,1,H,W), edges (B,1,H,W), feature maps name -> (map, rect)
-        (`crop_to_frame`)."""
-        mask, edge, feats, _ = self._pass(x, features)
-        return mask, edge, feats
-
-    def _pass(self, x: torch.Tensor, features: bool) -> _Pass:
-        """`_forward`, and the mask logits at the network's input size where it resizes the frame."""
+        (`crop_to_frame`), and the mask logits at the network's input size where it resizes the frame."""
         h, w = x.shape[-2:]
         if self.native:
             x = pad_to_multiple(x)

@@ -162,7 +162,7 @@ def test_scale_tta_averages_the_magnified_pass_brought_back_to_the_frame(tiny_pr
     plain = tiny_predictor.detect([frame])[0].logits
     x = torch.from_numpy(frame).float()[None, None].expand(-1, 3, -1, -1)
     magnified = F.interpolate(x, size=(46, 56), mode="bilinear", align_corners=False)  # 1.25x, rounded
-    logits, _, _ = tiny_predictor._forward(magnified, False)
+    logits = tiny_predictor._forward(magnified, False).mask
     back = F.interpolate(logits, size=(37, 45), mode="area")[0, 0].numpy()
     scaled = Predictor(tiny_predictor.model, tiny(), device="cpu", tta="scale").detect([frame])[0]
     np.testing.assert_allclose(scaled.logits, (plain + back) / 2, atol=1e-4)
