@@ -412,8 +412,7 @@ def evaluate_clip(
         scored = numbering.select(*frames)
         span = [frames[0], min(frames[1], numbering.last) if frames[1] is not None else numbering.last]
     else:
-        numbered = [k for k, n in enumerate(numbers) if n is not None]
-        scored = numbered[start : None if limit is None else start + limit]
+        scored = numbering.numbered[start : None if limit is None else start + limit]
         span = [numbers[scored[0]], numbers[scored[-1]]] if scored else [start + 1, start]
     metrics = BoxMetrics()
     seconds = 0.0

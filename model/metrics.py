@@ -447,6 +447,11 @@ class ClipNumbering:
         return max((n for n in self.numbers if n is not None), default=0)
 
     @property
+    def numbered(self) -> list[int]:
+        """Indices into `files` of the frames with a frame number."""
+        return [k for k, n in enumerate(self.numbers) if n is not None]
+
+    @property
     def unnumbered(self) -> list[Path]:
         """The files with no frame number (None in `numbers`)."""
         return [f for f, n in zip(self.files, self.numbers) if n is None]

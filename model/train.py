@@ -1060,8 +1060,6 @@ def calibrate_threshold(checkpoint: str | Path, images, masks, device: str = "cp
     metrics threshold at 0, so the shift is stored (metadata "decision_threshold") and the
     predictor applies it. Chosen on validation frames only, never on test.
     """
-    from model.checkpoint import load_checkpoint
-
     model, config, metadata = load_checkpoint(checkpoint)
     logits = predict_logits(model.to(device), images, torch.device(device), None)
     best, results = choose_threshold(logits, masks)

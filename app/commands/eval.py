@@ -17,7 +17,7 @@ from app.commands import (add_normalization_options, add_size_gate_options, add_
 from model.atomic import encode_json, write_output_file
 from app.core.frames import FrameReadError, SourceError, open_source, read_gray
 from app.core.normalization import NormalizationRequest, no_data_pixels
-from model.classical import DEFAULT_TARGET_SIZE, DEFAULT_THRESHOLD_K, make_classical_detector
+from model.classical import DEFAULT_TARGET_SIZE, make_classical_detector
 from model.config import PRESETS
 from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray, stack_samples
 from model.detectors import REFINE_MODES, TTA_MODES
@@ -296,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
             check_clip_folder(args.clip)
             numbering = number_clip_frames(clip_frames(args.clip), read_boxes_csv(Path(args.clip) / "boxes.csv"))
             # the few images with no frame number are not scored, nor counted by --limit: its first N frames
-            n_frames = len(numbering.files) - len(numbering.unnumbered)
+            n_frames = len(numbering.numbered)
             n_inputs = min(n_frames, args.limit or n_frames)
             if args.frames and numbering.files:  # a bad file or range is reported before the weights load
                 n_inputs = len(_frames_asked(numbering, *args.frames))
@@ -355,9 +355,8 @@ def run(args: argparse.Namespace) -> int:
     if window:
         result["normalization"] = window.to_dict()
     result["detector_options"] = {**options, "refinement": refinement_record(options["refine"])} if options else {}
-    if args.method:
-        result["detector_options"]["target_size"] = args.target_size or DEFAULT_TARGET_SIZE
-        result["detector_options"]["threshold_k"] = args.threshold_k or DEFAULT_THRESHOLD_K[args.method]
+    if args.method:  # as the detector resolved them (None: the method's defaults)
+        result["detector_options"].update(target_size=detector.target_size, threshold_k=detector.k)
     result.update(_inputs_record(args))
     if gate.active:
         result["detector_options"]["size_gate"] = gate.to_dict()
@@ -373,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
 def _frames_asked(numbering: ClipNumbering, first: int, last: int | None) -> list[int]:
     """The clip's frames --frames first-last selects (indices into numbering.files); ValueError when none."""
     if first > numbering.last:
-        count = len(numbering.files) - len(numbering.unnumbered)  # (images with no frame number are none of them)
+        count = len(numbering.numbered)  # (images with no frame number are none of them)
         numbered = f", the last numbered {numbering.last}" if numbering.last != count else ""
         raise ValueError(f"--frames {_range_text(first, last)}: the clip has {count} frames{numbered}")
     selected = numbering.select(first, last)
