@@ -9,7 +9,6 @@ from app.commands import open_project_or_say_why
 CHANGED_LISTED = 20  # frames changed on disk named in full
 SKIPPED_LISTED = 5  # frames named per kind of problem that skipped them
 COUNTED_ONLY = ("unreviewed", "rejected")  # skipped as the analyst decided: counted, not named
-UNREADABLE_FRAME = "unreadable frame: "  # (the reason a frame is skipped starts with this, the frame's follows)
 
 
 def add_parser(sub) -> None:
@@ -116,6 +115,7 @@ def run(args) -> int:
 def _skipped_summary(report) -> str:
     """The frames skipped, counted by why; those skipped for a problem named (SKIPPED_LISTED a kind), but for
     those that warnings name already (changed on disk, held as another sequence's)."""
+    from app.core.export import UNREADABLE_FRAME
     from model.data import name_some
 
     named_elsewhere = set(report.changed) | {stem for stem, _ in report.shared}

@@ -85,6 +85,7 @@ FORMATS = {"raw": "raw copies", "coco": "COCO annotations", "yolo": "YOLO boxes"
 EXPORT_FORMAT = "irsam-review-export/1"
 DEFAULT_DATASET_NAME = "IRSAM-Review"
 # why a frame is skipped whose pixels differ from those its mask or status was made on (ReviewProject.frame_change)
+UNREADABLE_FRAME = "unreadable frame: "  # how the reason a frame is skipped for being unreadable begins
 FRAME_CHANGED = "changed on disk since its mask or status was made: review it again"
 # held (flock) by an export while it reads and writes a data set: ROOT/.irsam-export.lock, there only meanwhile
 EXPORT_LOCK = ".irsam-export.lock"
@@ -255,7 +256,7 @@ def _label_and_frame(project: ReviewProject, stem: str, origin: str, source, sou
     try:
         frame = source.frame(source_index[stem])
     except FrameReadError as e:
-        return None, None, None, f"unreadable frame: {e.reason}"
+        return None, None, None, f"{UNREADABLE_FRAME}{e.reason}"
     if no_data(frame):
         return None, None, None, "no data (every pixel NaN)"  # a black training image teaches nothing
     return mask, frame, proposal, ""
@@ -383,11 +384,10 @@ def _export_layout(folder: Path) -> str | None:
 
 
 def _layouts_held(out: Path) -> dict[str, Path]:
-    """The layouts of the data sets `out` holds, each with the file or folder that shows it: an export's
-    meta.json, else the split files of a data set laid out by hand (SIRST's trainval.txt or a published SIRST's
-    split folder idx_427/, DNANet's 50_50/, BasicIRSTD's img_idx/ in a data set folder of `out`, or in `out`)."""
-    named = _export_layout(out)
-    held = {} if named is None else {named: out / "meta.json"}
+    """The layouts of the data sets laid out by hand that `out` (holding no export's meta.json) holds, each with
+    the file or folder that shows it: their split files (SIRST's trainval.txt or a published SIRST's split folder
+    idx_427/, DNANet's 50_50/, BasicIRSTD's img_idx/ in a data set folder of `out`, or in `out`)."""
+    held = {}
     sirst = [p for p in (out / "trainval.txt", out / "test.txt") if p.is_file()] + sirst_split_folders(out)
     dnanet = [p for p in (out / "50_50" / "train.txt", out / "50_50" / "test.txt") if p.is_file()]
     basicirstd = [p for p in (out / "img_idx", *sorted(out.glob("*/img_idx"))) if p.is_dir()]
@@ -410,13 +410,14 @@ def _check_layout_of_folder(out: Path, layout: str) -> None:
         raise ExportError(f"{out} is the folder of a basicirstd data set, and a basicirstd export makes its data "
                           f"set folder inside the one given: nothing was written; to add to it, export into "
                           f"{out.parent} with the data set name {out.name!r}")
-    held = _layouts_held(out)
-    if named is not None:
-        other = None if named == layout else named
+    if named is not None:  # an export's meta.json says the folder's layout
+        other, shown_by = (None, None) if named == layout else (named, out / "meta.json")
     else:
+        held = _layouts_held(out)
         other = None if layout in held else next(iter(held), None)
+        shown_by = held.get(other)
     if other is not None:
-        raise ExportError(f"{out} holds a {other} data set ({held[other]}), not {layout}: nothing was written; "
+        raise ExportError(f"{out} holds a {other} data set ({shown_by}), not {layout}: nothing was written; "
                           f"export in the {other} layout to add to it, or into another folder")
 
 
