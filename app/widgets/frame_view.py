@@ -1,6 +1,7 @@
 """The frame view: raw IR values through a palette and levels, with the review overlays on top."""
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import cv2
@@ -204,6 +205,7 @@ class FrameView(QtWidgets.QWidget):
         self.truth_boxes = pg.PlotCurveItem(connect="finite")
         self.selection = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255), width=2, style=QtCore.Qt.DashLine))
         self.selected_box: tuple[int, int, int, int] | None = None
+        self._drawn_margin: float | None = None  # the box margin the boxes were last drawn with
         self.bad_pixel_marks = pg.PlotCurveItem(connect="finite")  # the sequence's repaired pixels, boxed
         self.bad_pixels: tuple[tuple[int, int], ...] = ()
         for z, item in enumerate((self.bad_pixel_marks, self.truth_boxes, self.boxes, self.selection), start=10):
@@ -425,10 +427,13 @@ class FrameView(QtWidgets.QWidget):
 
     def _draw_boxes_and_selection(self) -> None:
         margin = self._box_margin()
+        if self._drawn_margin is not None and math.isclose(margin, self._drawn_margin, rel_tol=1e-6):
+            return  # a pan (the view's transform changes with every move): the boxes stand as drawn
         self._draw_all_boxes(margin)
         self.selection.setData(*_box_polyline([self.selected_box] if self.selected_box else [], margin))
 
     def _draw_all_boxes(self, margin: float) -> None:
+        self._drawn_margin = margin
         layers, overlays = self.layers, self.overlays
         self._draw_boxes(self.boxes, overlays["boxes"], [(t.x0, t.y0, t.x1, t.y1) for t in layers.targets], margin)
         self._draw_boxes(self.truth_boxes, overlays["truth"], layers.truth_boxes, margin)
