@@ -469,16 +469,16 @@ def test_shortcut_edit_with_conflict_then_saved_and_applied(review, qtbot, priva
     dialog = tools.edit_shortcuts()
     ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
     dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence("N"))
-    assert "N is bound to Next unreviewed, Tool: Brush" in dialog.conflicts.text() or \
-        "N is bound to Tool: Brush, Next unreviewed" in dialog.conflicts.text()
+    assert dialog.conflicts.text() == "N is bound to Next unreviewed and Tool: Brush. Only one of them can keep it."
     assert not ok.isEnabled()
     # the app's fixed shortcuts (menus, frame steps) are taken too
     # (and Tab, which moves the focus between controls: keyboard audit 25 found it accepted)
-    for keys, fixed in (("Ctrl+R", "Run on this frame"), ("Right", "forward 1 frame"), ("Ctrl+O", "Open folder..."),
+    for keys, fixed in (("Ctrl+R", "Run on this frame"), ("Right", "Forward 1 frame"), ("Ctrl+O", "Open folder..."),
                         ("Tab", "Next control (focus)"), ("Shift+Backtab", "Previous control (focus)")):
         dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence(keys))
         keys = keys.replace("Backtab", "Tab")  # how Shift+Tab arrives, named as pressed
-        assert dialog.conflicts.text() == f"{keys} is bound to {fixed}, Tool: Brush: it is fixed, choose another key"
+        assert dialog.conflicts.text() == (f"{keys} is bound to {fixed} and Tool: Brush. {fixed} is fixed, so choose "
+                                           "another key for Tool: Brush.")
         assert not ok.isEnabled()
     dialog.edits["tool_brush"].setKeySequence(QtGui.QKeySequence("Ctrl+B"))
     assert dialog.conflicts.text() == "" and ok.isEnabled()

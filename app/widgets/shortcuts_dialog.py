@@ -34,6 +34,16 @@ def action_title(action: str) -> str:
     return action.replace("_", " ").capitalize()
 
 
+def fixed_title(title: str) -> str:
+    """A fixed shortcut's title as the shortcuts dialog shows it: "Forward 1 frame" for "forward 1 frame"."""
+    return title[:1].upper() + title[1:]
+
+
+def _listed(names: list[str]) -> str:
+    """The names as a list in a sentence: "A", "A and B", "A, B and C"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 # focus given back to the control it was on (its window reactivated, its popup or a menu closed): it keeps
 # what it had; any other focus change decides anew whether the analyst chose the control from the keyboard
 _FOCUS_RESTORED = (QtCore.Qt.ActiveWindowFocusReason, QtCore.Qt.PopupFocusReason, QtCore.Qt.MenuBarFocusReason)
@@ -183,9 +193,12 @@ class ShortcutActions:
 
 class KeyField(QtWidgets.QKeySequenceEdit):
     """A one-key QKeySequenceEdit that leaves Enter and Esc to its dialog: recorded, they replaced the key just
-    typed (Enter, to confirm it, bound the action to Return) and never closed the dialog."""
+    typed (Enter, to confirm it, bound the action to Return) and never closed the dialog. Backspace or Delete
+    alone clears the field, as its clear button does: recorded, it bound the action to the key meant to unbind it
+    (with a modifier, Shift+Backspace say, it is recorded)."""
 
     _DIALOG_KEYS = (QtCore.Qt.Key_Return, QtCore.Qt.Key_Enter, QtCore.Qt.Key_Escape)
+    _CLEAR_KEYS = (QtCore.Qt.Key_Backspace, QtCore.Qt.Key_Delete)
 
     def __init__(self, keys: QtGui.QKeySequence, dialog: QtWidgets.QDialog):
         super().__init__(keys)
@@ -196,10 +209,12 @@ class KeyField(QtWidgets.QKeySequenceEdit):
     def event(self, event) -> bool:
         # QKeySequenceEdit claims every key at ShortcutOverride and records it at KeyPress: both are turned away
         if (event.type() in (QtCore.QEvent.ShortcutOverride, QtCore.QEvent.KeyPress)
-                and event.key() in self._DIALOG_KEYS
+                and event.key() in (*self._DIALOG_KEYS, *self._CLEAR_KEYS)
                 and not event.modifiers() & ~QtCore.Qt.KeypadModifier):
             if event.type() == QtCore.QEvent.KeyPress:
-                if event.key() == QtCore.Qt.Key_Escape:
+                if event.key() in self._CLEAR_KEYS:
+                    self.clear()
+                elif event.key() == QtCore.Qt.Key_Escape:
                     self._dialog.reject()
                 else:
                     self._dialog.confirm()
@@ -234,11 +249,14 @@ class ShortcutsDialog(QtWidgets.QDialog):
             self.edits[name] = edit
         fixed_rows = sorted(self.reserved.items(), key=lambda item: item[1].lower())
         for row, (keys, title) in enumerate(fixed_rows, start=len(self.map.actions)):
-            for column, text in enumerate((title[:1].upper() + title[1:], f"{keys}  (fixed)")):
+            for column, text in enumerate((fixed_title(title), f"{keys}  (fixed)")):
                 item = QtWidgets.QTableWidgetItem(text)
                 item.setFlags(QtCore.Qt.NoItemFlags)  # greyed: shown, not editable
                 self.table.setItem(row, column, item)
         self.table.resizeColumnToContents(0)
+        hint = QtWidgets.QLabel("Select a field and press its new key; Backspace or Delete clears it. "
+                                "Enter is OK, Esc is Cancel.")
+        hint.setWordWrap(True)
         self.conflicts = QtWidgets.QLabel()
         self.conflicts.setWordWrap(True)
         self.conflicts.setStyleSheet("color: #d04040;")
@@ -249,6 +267,7 @@ class ShortcutsDialog(QtWidgets.QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(hint)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.conflicts)
         layout.addWidget(self.buttons)
@@ -275,8 +294,15 @@ class ShortcutsDialog(QtWidgets.QDialog):
         clashing = {a for actions in conflicts.values() for a in actions}
         for name, edit in self.edits.items():
             edit.setStyleSheet("background-color: #703030;" if name in clashing else "")
-        self.conflicts.setText("\n".join(
-            f"{keys} is bound to {', '.join(a if a in self.reserved.values() else action_title(a) for a in actions)}"
-            + (": it is fixed, choose another key" if keys in self.reserved else ": only one can keep it")
-            for keys, actions in conflicts.items()))
+        self.conflicts.setText("\n".join(self._conflict_text(keys, actions) for keys, actions in conflicts.items()))
         self.buttons.button(QtWidgets.QDialogButtonBox.Ok).setEnabled(not conflicts)
+
+    def _conflict_text(self, keys: str, actions: list[str]) -> str:
+        """One line per key bound twice, naming the actions as the table does. A fixed shortcut comes first
+        (`ShortcutMap.conflicts`)."""
+        if keys not in self.reserved:
+            return f"{keys} is bound to {_listed([action_title(a) for a in actions])}. Only one of them can keep it."
+        fixed, rebound = fixed_title(actions[0]), [action_title(a) for a in actions[1:]]
+        other_keys = "another key" if len(rebound) == 1 else "other keys"
+        return (f"{keys} is bound to {_listed([fixed, *rebound])}. {fixed} is fixed, so choose {other_keys} for "
+                f"{_listed(rebound)}.")
