@@ -1123,7 +1123,7 @@ def test_opening_another_sequence_during_a_run_says_what_was_stopped(window, fre
     message = window.statusBar().message()
     assert f"detection on {fresh_sequence.name} stopped after" in message and "of 60 frames" in message
     panel = window.detection_panel
-    assert panel.progress.text() == "" and panel.rate.text() == ""
+    assert panel.progress.text() == "no run yet" and panel.rate.text() == ""
     qtbot.waitUntil(lambda: window.detection_panel.isEnabled(), timeout=10000)
     assert panel.run_all.isEnabled()  # not left "running"
 

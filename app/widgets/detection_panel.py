@@ -12,6 +12,9 @@ from model.classical import DEFAULT_TARGET_SIZE, DEFAULT_THRESHOLD_K, MAX_TARGET
 
 CLASSICAL = (("MPCM (classical)", "mpcm"), ("Top-Hat (classical)", "tophat"), ("PSTNN (classical, slow)", "pstnn"))
 PICK_CHECKPOINT = "IRSAM: other checkpoint..."
+# the progress bar's text when it has no run to show
+NO_RUN_YET = "no run yet"
+ENDED_BEFORE_A_FRAME = "ended before its first frame"
 
 
 def format_eta(seconds: float) -> str:
@@ -92,7 +95,7 @@ class DetectionPanel(QtWidgets.QWidget):
 
         self.device_combo = QtWidgets.QComboBox()
         self.device_combo.addItems(["auto", "cuda", "cpu"])
-        self.device_combo.setToolTip("auto: the GPU when CUDA works, else the CPU")
+        self.device_combo.setToolTip("The device IRSAM runs on. auto: the GPU when CUDA works, else the CPU")
         self.device_combo.currentTextChanged.connect(lambda _: self.choiceChanged.emit(self.choice()))
 
         self.info = QtWidgets.QLabel()
@@ -190,12 +193,17 @@ class DetectionPanel(QtWidgets.QWidget):
             "Save each frame's logits in the project (logits/<stem>.npy, float32: 1.3 MB a frame at 640x512),\n"
             "so the probability heatmap shows for these frames, now and when the project is reopened.")
         self.progress = QtWidgets.QProgressBar()
-        self.progress.setFormat("%v / %m")
+        self.progress.setToolTip("Frames done in the detection run started in this window")
         self.rate = QtWidgets.QLabel(" ")
 
-        # the detector and the run buttons first: on a laptop screen the dock scrolls, and they must not
-        top = QtWidgets.QFormLayout()
-        top.addRow("Detector", self.detector_combo)
+        # the detector and the run buttons first: on a laptop screen the dock scrolls, and they must not. The
+        # device shares the detector's row ("IRSAM on cuda"), and rows are 4 px apart, not 6: at 1500x950 the
+        # right column then shows this panel with a checkpoint's description, the queue and the Overlays whole
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(QtWidgets.QLabel("Detector"))
+        top.addWidget(self.detector_combo, 1)
+        top.addWidget(QtWidgets.QLabel("on"))
+        top.addWidget(self.device_combo)
         buttons = QtWidgets.QHBoxLayout()
         for b in (self.run_frame, self.run_range, self.run_all):
             buttons.addWidget(b)
@@ -203,12 +211,12 @@ class DetectionPanel(QtWidgets.QWidget):
         progress_row.addWidget(self.progress, 1)
         progress_row.addWidget(self.cancel)
         form = QtWidgets.QFormLayout()
+        form.setVerticalSpacing(4)
         range_row = QtWidgets.QHBoxLayout()
         range_row.addWidget(self.range_from)
         range_row.addWidget(QtWidgets.QLabel("to"))
         range_row.addWidget(self.range_to)
         form.addRow("Range: frames", range_row)
-        form.addRow("Device", self.device_combo)
         form.addRow("Test-time augm.", self.tta_combo)
         form.addRow("", self.refine_outline)
         form.addRow("Largest target", self.target_size)
@@ -220,6 +228,7 @@ class DetectionPanel(QtWidgets.QWidget):
         form.addRow("Target area", area_row)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
         layout.addLayout(top)
         layout.addLayout(buttons)
         layout.addLayout(progress_row)
@@ -234,6 +243,7 @@ class DetectionPanel(QtWidgets.QWidget):
         self.detector_combo.currentIndexChanged.connect(lambda _: self._enable_irsam_options())
         self._enable_irsam_options()
         self._describe_choice()
+        self._show_no_progress(NO_RUN_YET)
 
     def choice(self) -> DetectorChoice:
         picked: DetectorChoice = self.detector_combo.currentData()
@@ -274,8 +284,7 @@ class DetectionPanel(QtWidgets.QWidget):
             box.setRange(1, max(count, 1))
         self.range_from.setValue(1)
         self.range_to.setValue(max(count, 1))
-        self.progress.setRange(0, 1)
-        self.progress.reset()  # empty, without a "0 / 1" that reads as a run
+        self._show_no_progress(NO_RUN_YET)
         self.rate.setText("")
 
     def frame_range(self) -> tuple[int, int]:
@@ -291,12 +300,20 @@ class DetectionPanel(QtWidgets.QWidget):
         self._enable_irsam_options()
         self.cancel.setEnabled(running)
         if running:
+            self.progress.setEnabled(True)
             self.progress.setRange(0, 0)  # busy until the first frame reports: loading weights takes seconds
+            self.progress.setFormat("%v / %m frames")
             self.rate.setText("starting...")
         elif self.progress.maximum() == 0:  # ended before any frame reported: no endless busy bar, no "starting..."
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
+            self._show_no_progress(ENDED_BEFORE_A_FRAME)
             self.rate.setText("")
+
+    def _show_no_progress(self, text: str) -> None:
+        """An empty bar, greyed, that says why it is empty: a bar without text reads as a text field."""
+        self.progress.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat(text)
 
     def _enable_irsam_options(self) -> None:
         """Device, augmentation and refinement apply to IRSAM alone (the classical methods run in numpy on the

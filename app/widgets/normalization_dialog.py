@@ -57,9 +57,7 @@ class NormalizationDialog(QtWidgets.QDialog):
         use_displayed = QtWidgets.QPushButton("Use the displayed levels")
         use_displayed.setToolTip("The levels the frame is displayed with now (the histogram's)")
         use_displayed.clicked.connect(self.use_displayed_levels)
-        repaired = len(current.bad_pixels)
-        self.repair = QtWidgets.QCheckBox(f"Repair bad pixels (stuck hot or dead pixels; {repaired} repaired now)"
-                                          if repaired else "Repair bad pixels (stuck hot or dead pixels; none now)")
+        self.repair = QtWidgets.QCheckBox()
         self.repair.setChecked(current.bad_pixel_repair)
         self.raw = np.dtype(dtype) != np.uint8
         self.repair.setVisible(self.raw)  # an 8-bit sequence's are not searched
@@ -71,13 +69,15 @@ class NormalizationDialog(QtWidgets.QDialog):
         self.error = QtWidgets.QLabel()
         self.error.setStyleSheet("color: #c03030;")
         self.error.setWordWrap(True)
-        notes = [f"Now: {current}."]
+        self._proposals_note = ""
         if predicted_frames:
             detected = ("The frame detected so far keeps its proposal" if predicted_frames == 1 else
                         f"The {predicted_frames} frames detected so far keep their proposals")
-            notes.append(f"{detected} until detection runs again; accepted and corrected frames keep their masks.")
-        note = QtWidgets.QLabel(" ".join(notes))
-        note.setWordWrap(True)
+            self._proposals_note = (f" {detected} until detection runs again; accepted and corrected frames keep "
+                                   "their masks.")
+        self.note = QtWidgets.QLabel()
+        self.note.setWordWrap(True)
+        self.show_current(current)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Ok | QtWidgets.QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -100,10 +100,18 @@ class NormalizationDialog(QtWidgets.QDialog):
         self._enable_chosen()
         self.setMinimumWidth(440)
         layout = QtWidgets.QVBoxLayout(self)
-        layout.addWidget(note)
+        layout.addWidget(self.note)
         layout.addLayout(grid)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
+
+    def show_current(self, current: Normalization) -> None:
+        """Say which normalisation the sequence has now, `current`: the one it was opened with, or the one another
+        window on the project chose since. The values in the boxes, the analyst's, stay."""
+        self.note.setText(f"Now: {current}.{self._proposals_note}")
+        repaired = len(current.bad_pixels)
+        self.repair.setText(f"Repair bad pixels (stuck hot or dead pixels; {repaired} repaired now)"
+                            if repaired else "Repair bad pixels (stuck hot or dead pixels; none now)")
 
     def _enable_chosen(self) -> None:
         for spin in (self.p_low, self.p_high):

@@ -41,12 +41,15 @@ class OverlayPanel(QtWidgets.QWidget):
         self.color_buttons: dict[str, QtWidgets.QPushButton] = {}
         grid = QtWidgets.QGridLayout(self)
         grid.setContentsMargins(4, 4, 4, 4)
+        # rows as tall as a check box: the seven rows fit the right column at 1500x950 beside the detector's
+        # description, where buttons of the usual height made the dock scroll
+        grid.setVerticalSpacing(3)
         for row, (key, overlay) in enumerate(self.overlays.items()):
             toggle = QtWidgets.QCheckBox(overlay.label)
             toggle.setChecked(overlay.visible)
             toggle.toggled.connect(lambda on, k=key: self._update(k, visible=on))
             color = QtWidgets.QPushButton()
-            color.setFixedWidth(28)
+            color.setFixedSize(28, 16)  # a swatch
             color.setToolTip("Colour")
             color.clicked.connect(lambda _=False, k=key: self._pick_color(k))
             opacity = QtWidgets.QSlider(QtCore.Qt.Horizontal)
