@@ -426,8 +426,8 @@ ODD_NAMES_SHARE = 10  # at most one name in this many may fall outside a clip's 
 @dataclass(frozen=True)
 class ClipNumbering:
     """Which of boxes.csv's frames (1-based) each of a clip's frames is: `numbers[k]` for `files[k]`, None for
-    a file with no frame number (`unnumbered`: its name is not numbered as the others' are, or gives the same
-    number as another file's), which has no ground truth.
+    a file with no frame number (`unnumbered`: its name is not numbered as the others' are, gives the same
+    number as another file's, or is an earlier file's but for the extension), which has no ground truth.
 
     `by` says how they were told: "name" (the number a file's name ends in, as in images/000001.png, the
     clips' own layout: a frame deleted from the clip leaves a gap rather than shifting every later frame
@@ -466,11 +466,49 @@ def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNum
     """Tell each of a clip's frames (`clip_frames`) its boxes.csv frame number from its name where the names
     are frame numbers, by position otherwise (ClipNumbering); `boxes`: read_boxes_csv's (0-based keys).
 
+    A file named as an earlier one but for the extension (000006.png after 000006.jpg, in name order) is no frame,
+    as in the app (app.core.frames takes the first file of a name): it has no number and `why` names it; the
+    others are numbered as the app numbers its frames (`_number_frames`)."""
+    files = list(files)
+    first_of_stem: dict[str, int] = {}
+    frames, repeats = [], []  # indices into `files`
+    for k, file in enumerate(files):
+        if file.stem in first_of_stem:
+            repeats.append(k)
+        else:
+            first_of_stem[file.stem] = k
+            frames.append(k)
+    numbering = _number_frames([files[k] for k in frames], boxes)
+    if not repeats:
+        return numbering
+    numbers: list[int | None] = [None] * len(files)
+    for k, number in zip(frames, numbering.numbers):
+        numbers[k] = number
+    repeated = [files[k].name for k in repeats]
+    read = [files[first_of_stem[files[k].stem]].name for k in repeats]
+    if len(repeats) == 1:
+        said = (f"{repeated[0]} has the same name as {read[0]} but for the extension: as in the app, {read[0]} is "
+                f"the frame (the first in name order) and {repeated[0]} has no ground truth")
+    else:
+        said = (f"{_listed(repeated)} have the same names as {_listed(read)} but for the extension: as in the app, "
+                "the first file of a name in name order is the frame and the others have no ground truth")
+    return ClipNumbering(files, numbers, numbering.by, "; ".join(filter(None, [said, numbering.why])))
+
+
+def _listed(names: list[str], shown: int = 5) -> str:
+    """"a", "a and b", "a, b and c", up to `shown` names and "N more"."""
+    names = names[:shown] + ([f"{len(names) - shown} more"] if len(names) > shown else [])
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _number_frames(files: list[Path], boxes: dict[int, list]) -> ClipNumbering:
+    """`number_clip_frames` of files of which no two have the same name but for the extension.
+
     The names can be frame numbers when every one is a number after one prefix shared by all (000001, f1,
     clip_000001) and no two give the same number, or all but a few: where at most one name in ODD_NAMES_SHARE
     is not a number after the prefix most share (a copy 000040a.png, or Copy of 000040.png, beside the clip's
-    000001.png..000085.png) or gives the same number as another (000040.jpg or 0000040.png beside 000040.png:
-    all of those count, as which of them is the frame cannot be told), those few get no number (None: no
+    000001.png..000085.png) or gives the same number as another (0000040.png beside 000040.png: both count, as
+    which of them is the frame cannot be told), those few get no number (None: no
     ground truth, not scored) and `why` names them; the others are numbered by the rules below, which look at
     the other names only; more such names rule the names out. They are numbered from 0 when one is 0; else from 0 only
     when that pairs more of boxes.csv's boxed frames with an image than numbering from 1 does (a 0-based clip
@@ -488,7 +526,6 @@ def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNum
       were deleted still pairs most of them);
     - boxes.csv has no box past the clip's last image by position, as a boxes.csv numbering this clip's own
       frames has not (a clip cut from a longer one but keeping its boxes.csv has)."""
-    files = list(files)
     position = list(range(1, len(files) + 1))
     parsed = [_NUMBERED_STEM.match(f.stem) for f in files]
     if not files:
@@ -561,20 +598,16 @@ def _unnumbered_text(files: list[Path], parsed: list[re.Match | None], odd: list
     """What is wrong with the names of the few `odd` files, not numbered as the others' are (`numbered_name` is
     one of those), and of the files in each group of `same_number` (indices of files giving one number), and what
     becomes of them."""
-    def listed(names: list[str], shown: int = 5) -> str:
-        names = names[:shown] + ([f"{len(names) - shown} more"] if len(names) > shown else [])
-        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
     not_numbers = [files[k].name for k in odd if parsed[k] is None]
     other_prefix = [files[k].name for k in odd if parsed[k] is not None]
     problems = []
     if not_numbers:
-        problems.append(f"{listed(not_numbers)} {'does' if len(not_numbers) == 1 else 'do'} not end in a frame "
+        problems.append(f"{_listed(not_numbers)} {'does' if len(not_numbers) == 1 else 'do'} not end in a frame "
                         "number")
     if other_prefix:
-        problems.append(f"{listed(other_prefix)} {'is' if len(other_prefix) == 1 else 'are'} numbered after "
+        problems.append(f"{_listed(other_prefix)} {'is' if len(other_prefix) == 1 else 'are'} numbered after "
                         f"another prefix than the others ({numbered_name})")
-    problems += [f"{listed([files[k].name for k in group])} have the same number" for group in same_number]
+    problems += [f"{_listed([files[k].name for k in group])} have the same number" for group in same_number]
     if not odd and len(same_number) == 1:  # which of them is the frame cannot be told
         fate = "neither has" if len(same_number[0]) == 2 else "none has"
     else:

@@ -838,8 +838,8 @@ def _resume(resume_state: dict, model: torch.nn.Module, scaler: torch.amp.GradSc
             ctx: DistributedContext, out: Path, log) -> tuple[int, float, dict, str | None]:
     """Load last.pt's weights and loss scale into `model` and `scaler`; rank 0 says where the run resumes and makes
     metrics.jsonl say what last.pt holds (`reconcile_log`). Returns (the first epoch to run, the best validation
-    IoU, its metrics, None; best.pt's own where they differ from last.pt's), or, on rank 0 when the run's best.pt is
-    missing or unusable (`best_checkpoint`),
+    IoU, its metrics, None; best.pt's own where they differ from last.pt's), or, on rank 0 when last.pt records a
+    best and the run's best.pt is missing or unusable (`best_checkpoint`),
     (the first epoch to run, -1, {}, what happened to the best epoch's weights): the next validated epoch then writes
     a new best.pt, or with no epoch left `_train` makes it of last.pt's weights; either way `_train` first writes
     last.pt's best IoU and metrics anew."""
@@ -864,13 +864,15 @@ def _resume(resume_state: dict, model: torch.nn.Module, scaler: torch.amp.GradSc
                               f"the same command {_goes_on(start_epoch, cfg.epochs)}") from error
         if repaired:
             log(f"metrics.jsonl: {repaired} (the last run was killed between the two writes)")
-    problem, best_pt_metrics = best_checkpoint(out / "best.pt") if ctx.is_main and best_iou >= 0 else (None, None)
-    if problem is None:
+    problem, best_pt_metrics = best_checkpoint(out / "best.pt") if ctx.is_main else (None, None)
+    if problem is None or best_iou < 0:  # with no best recorded yet, a missing or unreadable best.pt lost nothing
         recorded = best_pt_metrics.get("iou") if isinstance(best_pt_metrics, dict) else None
         if isinstance(recorded, (int, float)) and recorded != best_iou:
-            # an epoch wrote best.pt and was killed before last.pt: what best.pt holds is the best to beat
-            log(f"{out / 'best.pt'} holds val IoU {recorded:.4f}, last.pt recorded {best_iou:.4f} (the run was killed "
-                "between the two writes): resuming against best.pt's")
+            # an epoch wrote best.pt and was killed before last.pt (even before last.pt recorded any best): what
+            # best.pt holds is the best to beat, or the epoch run again would replace it with a worse one
+            said = f"recorded {best_iou:.4f}" if best_iou >= 0 else "recorded no validated epoch yet"
+            log(f"{out / 'best.pt'} holds val IoU {recorded:.4f}, last.pt {said} (the run was killed between the "
+                "two writes): resuming against best.pt's")
             return start_epoch, float(recorded), best_pt_metrics, None
         return start_epoch, best_iou, best_metrics, None
     best_path = out / "best.pt"

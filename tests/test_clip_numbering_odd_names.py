@@ -166,7 +166,7 @@ def test_limit_takes_the_first_n_numbered_frames_as_frames_does(tmp_path, capsys
     assert (direct["frames"], direct["n_frames"]) == ([3, 5], 3)  # the 0-based start counts frames, too
 
 
-@pytest.mark.parametrize("copy", ["000040.jpg", "0000040.png"])
+@pytest.mark.parametrize("copy", ["0000040.png", "40.png"])
 def test_a_copy_with_a_frame_s_number_leaves_both_without_ground_truth_and_the_others_paired_by_name(copy):
     files = sorted(frames_named(range(1, 86)) + [Path("images") / copy], key=lambda f: natural_key(f.name))
     numbering = number_clip_frames(files, boxed(range(1, 86)))
@@ -182,19 +182,21 @@ def test_a_copy_with_a_frame_s_number_leaves_both_without_ground_truth_and_the_o
 def test_the_same_number_notes_join_the_odd_names_one():
     files = frames_named(range(1, 57)) + [Path("images") / name for name in
                                           ("000004a.png", "000009.jpg", "000012.jpg", "0000012.png")]
-    numbering = number_clip_frames(files, boxed(range(1, 57)))  # 6 names of 60 not numbered as frames
+    numbering = number_clip_frames(files, boxed(range(1, 57)))  # 3 names of the app's 58 frames not numbered
     assert numbering.by == "name"
-    assert numbering.numbers == [None if n in (9, 12) else n for n in range(1, 57)] + [None] * 4
-    assert numbering.why == ("000004a.png does not end in a frame number, 000009.png and 000009.jpg have the same "
-                             "number, 000012.png, 000012.jpg and 0000012.png have the same number: they have no "
-                             "ground truth; the others are paired by their numbers")
+    assert numbering.numbers == [None if n == 12 else n for n in range(1, 57)] + [None] * 4
+    assert numbering.why == ("000009.jpg and 000012.jpg have the same names as 000009.png and 000012.png but for the "
+                             "extension: as in the app, the first file of a name in name order is the frame and the "
+                             "others have no ground truth; 000004a.png does not end in a frame number, 000012.png and "
+                             "0000012.png have the same number: they have no ground truth; the others are paired by "
+                             "their numbers")
 
 
 @pytest.mark.parametrize("numbered, extra, by", [
-    (19, ["000004.jpg"], "name"),  # 2 files of 20 share a number: one in ten
-    (18, ["000004.jpg"], "position"),  # 2 of 19: more than a few
-    (19, ["000004.jpg", "000009a.png"], "position"),  # 3 of 21, counted with the odd name
-    (28, ["000004.jpg", "000009a.png"], "name"),  # 3 of 30
+    (19, ["0000004.png"], "name"),  # 2 files of 20 share a number: one in ten
+    (18, ["0000004.png"], "position"),  # 2 of 19: more than a few
+    (19, ["0000004.png", "000009a.png"], "position"),  # 3 of 21, counted with the odd name
+    (28, ["0000004.png", "000009a.png"], "name"),  # 3 of 30
 ])
 def test_at_most_one_name_in_ten_may_share_a_number_counting_the_odd_names(numbered, extra, by):
     files = sorted(frames_named(range(1, numbered + 1)) + [Path("images") / name for name in extra],
@@ -203,25 +205,26 @@ def test_at_most_one_name_in_ten_may_share_a_number_counting_the_odd_names(numbe
     assert numbering.by == by
     if by == "position":
         assert numbering.numbers == list(range(1, len(files) + 1))
-        assert numbering.why == "000004.jpg and 000004.png have the same number"
+        assert numbering.why == "000004.png and 0000004.png have the same number"
 
 
 def test_eval_finds_each_target_in_its_own_frame_beside_a_copy_with_its_number(tmp_path, capsys):
     """Frame n holds its target at columns 5n..5n+2, boxed there; 000006.jpg is a copy of frame 6: paired by
-    position, every frame after it would be scored against the previous frame's box and miss."""
+    position, every frame after it would be scored against the previous frame's box and miss. As in the app, the
+    first file of the name, 000006.jpg, is frame 6."""
     clip = moving_target_clip(tmp_path / "clip", 20, 128)
     cv2.imwrite(str(clip / "images" / "000006.jpg"), cv2.imread(str(clip / "images" / "000006.png")))
     out = tmp_path / "r.json"
     assert run_eval("--method", "tophat", "--clip", str(clip), "--json", str(out)) == 0
     result = json.loads(out.read_text())
-    assert (result["hits"], result["n_targets"], result["false_alarms"], result["n_frames"]) == (19, 19, 0, 19)
+    assert (result["hits"], result["n_targets"], result["false_alarms"], result["n_frames"]) == (20, 20, 0, 20)
     assert result["frame_numbers"] == "name"
-    assert result["frames_without_number"] == ["000006.jpg", "000006.png"]
-    assert result["boxes_without_image"] == [6]
-    assert ("warning: 2 images of images/ not scored; frames are paired with "
-            f"{clip / 'boxes.csv'}'s frame numbers by their file names, the number a name ends in: 000006.jpg and "
-            "000006.png have the same number: neither has ground truth; the others are paired by their numbers"
-            ) in capsys.readouterr().err
+    assert result["frames_without_number"] == ["000006.png"]
+    assert result["boxes_without_image"] == []
+    assert ("warning: 1 image of images/ not scored; frames are paired with "
+            f"{clip / 'boxes.csv'}'s frame numbers by their file names, the number a name ends in: 000006.png has "
+            "the same name as 000006.jpg but for the extension: as in the app, 000006.jpg is the frame (the first in "
+            "name order) and 000006.png has no ground truth") in capsys.readouterr().err
 
 
 @needs_real_clip

@@ -15,6 +15,9 @@ A hyperstack (an ImageJ, OME or tifffile TIFF whose axes hold channels beside it
 colour, such as TCYX) reads as the frames of its first channel, in time order, and one whose z-slices lie beside its
 time points (TZYX) as those of z-slice 1: `skipped_pages` names what is not read. Without T, Z holds the frames (a
 z-stack is stepped through), and so does C alone: tifffile writes any stack it is given no axes for as ImageJ channels.
+A TIFF file of a folder whose one page holds an RGB or RGBA image plane by plane (axes SYX) is that colour image,
+made gray as an interleaved one is; opened as a stack, its planes are its frames, as tifffile stores 3 or 4 frames it
+is given no photometric for.
 
 Frame indices never change once a source is open, and they do not depend on which frames can be
 read: every image file of a folder (a broken link included) and every page of a multi-page TIFF (of a hyperstack,
@@ -237,6 +240,25 @@ def frame_fingerprint(frame: np.ndarray) -> str | None:
     return frame_digest(frame)
 
 
+def _color_planes(axes: str, shape: tuple[int, ...]) -> bool:
+    """Whether a TIFF series (or page) of these axes (tifffile's) and shape is one colour image, RGB or RGBA, whose
+    samples are stored plane by plane. A stack of frames or an image's channels stored so have other axes (TYX, CYX)
+    where the file names them."""
+    return axes == "SYX" and shape[0] in (3, 4)
+
+
+def _page_image(tiff, index: int) -> np.ndarray:
+    """Page `index` of a TIFF (tifffile's) as one image: YX, or YXS with its colour samples last, those of a page
+    storing them plane by plane (`_color_planes`) too."""
+    page = tiff.pages[index]
+    image = page.asarray()
+    if image.ndim == 3 and _color_planes(page.axes, image.shape):
+        series = next((s for s in tiff.series if s.keyframe.index == index), None)
+        if series is None or _color_planes(series.axes, series.shape):
+            return np.moveaxis(image, 0, -1)
+    return image
+
+
 def _tiff_page_to_gray(page: np.ndarray, path) -> np.ndarray:
     page = _as_read(page, path)
     if page.ndim == 3 and page.shape[2] in (3, 4):
@@ -288,7 +310,7 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
             with _tifffile_quiet_here(), tifffile.TiffFile(path) as tf:
                 _check_has_pages(tf)
                 stack = _tiff_stack_pages(tf)
-                page = None if stack else tf.pages[first_frame_page(tf.pages)].asarray()
+                page = None if stack else _page_image(tf, first_frame_page(tf.pages))
         except Exception as e:  # tifffile raises many types for corrupt files
             raise FrameReadError(path, f"unreadable TIFF ({e})") from None
         if stack:
