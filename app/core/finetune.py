@@ -39,6 +39,13 @@ by a window that was killed since, as the process outlives it, or by `irsam trai
 `prepare_run` checks every run folder of the fine-tune folder (the running one reads FOLDER/data), `prepare` and
 `start` the job's out folder. `irsam train` itself refuses a second run into its --out as well.
 
+`prepare_run` can be cancelled (its `cancelled` event, set from another thread): it stops at its next step or
+exported frame with `RunPreparationCancelled`, whose message says what the fine-tune folder holds. Cancelled
+during the export, nothing of that export is kept: the export renames its files into place only after the last
+frame, and discards them when stopped before (app.core.export), so FOLDER/data is as it was before; the folders
+the export began for a FOLDER/data that was not there are removed again. Cancelled after the export, FOLDER/data
+holds the whole export, which the next Start replaces as it replaces any earlier export.
+
 The process runs in its own process group (so `cancel` also stops any workers it started) with its
 output in OUT/train.log; `poll` returns the per-epoch records of OUT/metrics.jsonl as they arrive,
 `poll_warnings` the warning lines of train.log (e.g. training on the CPU after a GPU failed).
@@ -129,6 +136,14 @@ def format_duration(seconds: float) -> str:
 
 class FineTuneSetupError(Exception):
     """`prepare_run` cannot get a run ready; the message names the step (base data, export, preparing)."""
+
+
+class RunPreparationCancelled(Exception):
+    """`prepare_run` stopped as its `cancelled` event was set; the message says what the fine-tune folder holds."""
+
+    @classmethod
+    def after_export(cls, export_dir: Path) -> RunPreparationCancelled:
+        return cls(f"Cancelled after the export: {export_dir} holds the reviewed frames; no training was started.")
 
 
 class TrainingStillRunning(FineTuneSetupError):
@@ -519,7 +534,8 @@ class PreparedRun:
 
 
 def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: str | None = None, source=None,
-                normalization=None, progress: Callable[[int, int], None] | None = None, **options) -> PreparedRun:
+                normalization=None, progress: Callable[[int, int], None] | None = None,
+                cancelled: threading.Event | None = None, **options) -> PreparedRun:
     """Get a fine-tune run in `folder` ready to start (module docstring), the soonest failure first: the
     base data checked, the base weights checked against the model config (`FineTuneJob.check_init_weights`), the
     reviewed frames exported into FOLDER/data (replacing this sequence's earlier
@@ -528,8 +544,16 @@ def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: st
     chosen, the run folder picked and the job prepared in it. `options` are FineTuneJob's (init_weights,
     epochs, ...).
     FineTuneSetupError names the step that failed; TrainingStillRunning (one) a training still running in a run
-    folder of `folder`, before anything is exported."""
+    folder of `folder`, before anything is exported. RunPreparationCancelled once `cancelled` is set (module
+    docstring): checked between the steps and after each exported frame."""
     folder = Path(folder)
+
+    def stop_if_cancelled(cancellation: RunPreparationCancelled) -> None:
+        if cancelled is not None and cancelled.is_set():
+            raise cancellation
+
+    nothing_written = RunPreparationCancelled("Cancelled before the export: nothing was written.")
+    stop_if_cancelled(nothing_written)
     for run_folder in run_folders(folder).values():  # it reads FOLDER/data, which the export would change
         check_not_training(run_folder)
     job = FineTuneJob(folder / DATA_FOLDER, folder / RUN_FOLDER, **options)
@@ -543,14 +567,31 @@ def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: st
         job.check_init_weights()
     except CheckpointError as e:  # its message names the base weights and the config
         raise FineTuneSetupError(str(e)) from None
+    stop_if_cancelled(nothing_written)
+    new_folders = [path for path in (folder, job.export_dir) if not path.exists()]  # the export makes them
+    cut_short = RunPreparationCancelled(
+        f"Cancelled during the export: none of its files were kept; {job.export_dir} is as it was before."
+        if not new_folders else "Cancelled during the export: none of its files or folders were kept.")
+
+    def progress_until_cancelled(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total)
+        stop_if_cancelled(cut_short)  # the export discards the files it wrote, none of them renamed into place yet
+
     try:
         report = export_project(project, job.export_dir, job.layout, split="train", append=True,
                                 dataset_name=job.dataset_name, sequence_name=sequence_name, source=source,
-                                normalization=normalization, progress=progress)
+                                normalization=normalization, progress=progress_until_cancelled)
+    except RunPreparationCancelled:
+        for new_folder in reversed(new_folders):
+            _remove_empty_folders(new_folder)
+        raise
     except (ExportError, OSError) as e:
         raise FineTuneSetupError(f"Export failed: {e}") from None
     if not report.exported:
         return PreparedRun(report, None)
+    after_export = RunPreparationCancelled.after_export(job.export_dir)
+    stop_if_cancelled(after_export)
     try:
         job.choose_holdout()
         job.check_targets()
@@ -559,7 +600,17 @@ def prepare_run(folder: str | Path, project: ReviewProject, *, sequence_name: st
         job.read_config_args()
     except (ValueError, OSError, CheckpointError) as e:
         raise FineTuneSetupError(f"Could not prepare training: {e}") from None
+    stop_if_cancelled(after_export)
     return PreparedRun(report, job, note)
+
+
+def _remove_empty_folders(top: Path) -> None:
+    """Remove `top` and the folders in it, as far as they hold no file (a file left keeps its folders)."""
+    for folder, _, _ in os.walk(top, topdown=False):
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty
+            pass
 
 
 def run_folders(folder: Path) -> dict[int, Path]:

@@ -3,10 +3,13 @@
 
 Start prepares the run in a worker thread (app.core.finetune.prepare_run: the base data checked, the
 export, its progress shown, the run folder chosen: resumed or new); the dialog is window-modal only then,
-as the export reads the project. The training process is then polled by a QTimer (metrics.jsonl, one record
-per epoch, and the warning lines of train.log, shown from when they appear until the next start) while the
-main window is free for reviewing; the comparison runs in a worker thread, cancelled between frames (on
-close, and when Start begins another run: a comparison only ever shows for the run it scored).
+as the export reads the project, and "Cancel export" stops it at its next frame, keeping nothing of that export.
+The training process is then polled by a QTimer (metrics.jsonl, one record per epoch, plotted: the training loss
+on the left axis, the validation IoU on the right one; and the warning lines of train.log, shown from when they
+appear until the next start) while the main window is free for reviewing; the settings stay locked from Start
+until the run ends (finished, failed or cancelled), as the run keeps those it started with. The comparison runs
+in a worker thread, cancelled between frames (on close, and when Start begins another run: a comparison only ever
+shows for the run it scored).
 Closing the dialog while training asks before stopping the process (it can be resumed from its folder:
 the dialog proposes that folder again, with the settings of its latest run); quitting the app stops it.
 A training still running in the folder (one that outlived a killed window, an `irsam train` in a shell) stops
@@ -29,6 +32,7 @@ from app.core.finetune import (
     FineTuneJob,
     FineTuneSetupError,
     PreparedRun,
+    RunPreparationCancelled,
     compare_weights,
     describe_cancelled,
     format_duration,
@@ -46,8 +50,25 @@ MAX_RUN_FOLDERS = 50  # projects remembered, the most recently used kept
 # (metric, header, scale): shown as irsam eval prints them
 COMPARED = (("iou", "IoU %", 100), ("niou", "nIoU %", 100), ("pd", "Pd %", 100), ("fa", "Fa x1e-6", 1e6))
 FAILURE_LINES = 6  # the failure box's height: a longer text scrolls
+LOSS_COLOR, IOU_COLOR = (255, 150, 50), (80, 200, 255)
 SEQUENCE_CLOSED = ("The sequence this dialog fine-tunes on was closed: open Tools > Fine-tune on corrections... "
                    "again to train on the one open now.")
+
+
+def epoch_curve(color: tuple[int, int, int], symbol: str) -> pg.PlotDataItem:
+    curve = pg.PlotDataItem(pen=pg.mkPen(color, width=2), symbol=symbol, symbolSize=6, symbolPen=color,
+                            symbolBrush=color)
+    curve.scatter.setPen(color)  # the legend draws its symbol from these, which its data sets only once it has some
+    curve.scatter.setBrush(color)
+    return curve
+
+
+class EpochAxis(pg.AxisItem):
+    """An x axis of whole epochs: no tick between two."""
+
+    def tickSpacing(self, minVal, maxVal, size):
+        return [(spacing, offset) for spacing, offset in super().tickSpacing(minVal, maxVal, size)
+                if spacing >= 1] or [(1, 0)]
 
 
 def time_left(seconds: float) -> str:
@@ -148,7 +169,9 @@ class FineTuneDialog(QtWidgets.QDialog):
         base_row.addWidget(browse_split)
         self.extra = QtWidgets.QLineEdit()
         self.extra.setPlaceholderText("more irsam train options, e.g. --crop 256 --batch-size 4")
-        form = QtWidgets.QFormLayout()
+        self.run_settings = QtWidgets.QWidget()  # locked while a run is prepared or trains, which keeps its own
+        form = QtWidgets.QFormLayout(self.run_settings)
+        form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Folder", self.folder)
         form.addRow("Base weights", self.weights)
         form.addRow("Also train on", base_row)
@@ -157,14 +180,15 @@ class FineTuneDialog(QtWidgets.QDialog):
         form.addRow("Device", self.device)
         form.addRow("Options", self.extra)
 
-        self.plot = pg.PlotWidget(background=(20, 20, 24))
-        self.plot.setLabel("bottom", "epoch")
-        self.plot.addLegend(offset=(-10, 10))
-        self.plot.showGrid(x=True, y=True, alpha=0.3)
-        self.loss_curve = self.plot.plot(pen=pg.mkPen((255, 150, 50), width=2), symbol="o", symbolSize=5,
-                                         name="train loss")
-        self.iou_curve = self.plot.plot(pen=pg.mkPen((80, 200, 255), width=2), symbol="s", symbolSize=5,
-                                        name="val IoU")
+        self.plot = pg.PlotWidget(background=(20, 20, 24), axisItems={"bottom": EpochAxis("bottom")})
+        self.iou_view = self._plot_with_two_axes(self.plot.getPlotItem())
+        self.loss_curve, self.iou_curve = epoch_curve(LOSS_COLOR, "o"), epoch_curve(IOU_COLOR, "s")
+        self.plot.addItem(self.loss_curve)
+        self.iou_view.addItem(self.iou_curve)
+        self.legend = pg.LegendItem(colCount=2, labelTextColor=(220, 220, 220))
+        self.plot.getPlotItem().layout.addItem(self.legend, 4, 1)  # under the epoch axis: never over a curve
+        self.legend.addItem(self.loss_curve, "training loss (left axis)")
+        self.legend.addItem(self.iou_curve, "validation IoU % (right axis)")
         self.progress = QtWidgets.QProgressBar()
         self.status = QtWidgets.QLabel("Exports the accepted / corrected / negative frames, then trains on them.")
         self.status.setWordWrap(True)
@@ -195,16 +219,21 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.cancel_button = QtWidgets.QPushButton("Cancel training")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_export_button = QtWidgets.QPushButton("Cancel export")  # in its place while the run is prepared
+        self.cancel_export_button.setAutoDefault(False)  # Enter never cancels an export
+        self.cancel_export_button.clicked.connect(self.cancel_export)
+        self.cancel_export_button.hide()
+        self.preparation_cancelled = threading.Event()  # set by Cancel export: the worker stops at its next frame
         self.use_button = QtWidgets.QPushButton("Use new weights and re-detect unreviewed frames")
         self.use_button.setEnabled(False)
         self.use_button.clicked.connect(self._use_weights)
         buttons = QtWidgets.QHBoxLayout()
-        for b in (self.start_button, self.cancel_button):
+        for b in (self.start_button, self.cancel_button, self.cancel_export_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(self.use_button)
         layout = QtWidgets.QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.run_settings)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -222,6 +251,31 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.timer.timeout.connect(self._poll)
         # the process runs in its own session: it would outlive the app
         QtCore.QCoreApplication.instance().aboutToQuit.connect(self.cancel)
+
+    @staticmethod
+    def _plot_with_two_axes(plot: pg.PlotItem) -> pg.ViewBox:
+        """Label `plot`'s axes (the loss on the left, the IoU on the right, in their curves' colours) and return
+        the view of the right axis: its own y range, its x linked to the plot's, its geometry kept on the plot's
+        view. The loss falls from any value, the IoU rises within 0..100: on one axis either curve flattened."""
+        plot.setLabel("bottom", "epoch")
+        plot.setLabel("left", "training loss", color=pg.mkColor(LOSS_COLOR).name())
+        plot.setLabel("right", "validation IoU %", color=pg.mkColor(IOU_COLOR).name())
+        plot.showGrid(x=True, y=True, alpha=0.3)
+        for side, color in (("left", LOSS_COLOR), ("right", IOU_COLOR)):
+            plot.getAxis(side).setTextPen(color)
+            plot.getAxis(side).enableAutoSIPrefix(False)  # "IoU % (x0.001)" read as a scale of the values
+        iou_view = pg.ViewBox(enableMouse=False)  # the mouse pans and zooms the plot's view: both curves along x
+        plot.scene().addItem(iou_view)
+        iou_view.setZValue(plot.zValue() + 1)  # where the curves meet, the IoU (the measure of success) shows
+        plot.getAxis("right").linkToView(iou_view)
+        iou_view.setXLink(plot)
+
+        def follow_plot_view() -> None:
+            iou_view.setGeometry(plot.vb.mapRectToScene(plot.vb.rect()))
+            iou_view.linkedViewChanged(plot.vb, iou_view.XAxis)
+
+        plot.vb.sigResized.connect(follow_plot_view)
+        return iou_view
 
     def start(self) -> bool:
         """Prepare the run in a worker (the base data checked, the reviewed frames exported, the run folder
@@ -255,13 +309,24 @@ class FineTuneDialog(QtWidgets.QDialog):
                        extra_args=extra_args)
         folder = Path(self.folder.text().strip()).expanduser()
         session = self.session
-        worker = ProgressCallWorker(lambda progress: prepare_run(
-            folder, session.project, source=session.source,
-            normalization=session.normalization, progress=progress, **options),
-            (FineTuneSetupError,))  # names the step and what went wrong
+        cancelled = self.preparation_cancelled = threading.Event()
+
+        def prepare(progress) -> PreparedRun | RunPreparationCancelled:
+            try:
+                return prepare_run(folder, session.project, source=session.source,
+                                   normalization=session.normalization, progress=progress, cancelled=cancelled,
+                                   **options)
+            except RunPreparationCancelled as cancellation:  # not a failure: its message says what is left
+                return cancellation
+
+        worker = ProgressCallWorker(prepare, (FineTuneSetupError,))  # names the step and what went wrong
         worker.progress.connect(self._export_progress)
         worker.finished.connect(self._prepared)
         self.start_button.setEnabled(False)
+        self.run_settings.setEnabled(False)
+        self.cancel_button.hide()
+        self.cancel_export_button.setEnabled(True)
+        self.cancel_export_button.show()
         self.status.setText(f"Checking {base}, then exporting the reviewed frames..." if base
                             else "Exporting the reviewed frames...")
         self.progress.setFormat("exporting %v / %m frames")
@@ -274,7 +339,15 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.progress.setRange(0, total)
         self.progress.setValue(done)
 
-    def _prepared(self, prepared: PreparedRun | None, error: str | None) -> None:
+    def cancel_export(self) -> None:
+        """Stop the run's preparation at its next exported frame (or step): `_prepared` says what it left."""
+        if not self.export_runner.busy or self.preparation_cancelled.is_set():
+            return
+        self.preparation_cancelled.set()
+        self.cancel_export_button.setEnabled(False)
+        self.status.setText("Cancelling the export...")
+
+    def _prepared(self, prepared: PreparedRun | RunPreparationCancelled | None, error: str | None) -> None:
         worker = self.sender()
         if worker is None or worker is not self.export_runner.worker:  # stopped: the dialog or sequence was closed
             return
@@ -282,11 +355,17 @@ class FineTuneDialog(QtWidgets.QDialog):
         self._setup_ended()
         if error:
             self._show_failure("Training not started:", error)
-            self._offer_last_runs_weights()
+            self._not_started()
+            return
+        if isinstance(prepared, PreparedRun) and prepared.job is not None and self.preparation_cancelled.is_set():
+            prepared = RunPreparationCancelled.after_export(prepared.job.export_dir)  # after its last step
+        if isinstance(prepared, RunPreparationCancelled):
+            self.status.setText(f"{prepared} Start exports the reviewed frames again.")
+            self._not_started()
             return
         if prepared.job is None:
             self.status.setText("No reviewed frames to train on: accept or correct some frames first.")
-            self._offer_last_runs_weights()
+            self._not_started()
             return
         previous, self.job = self.job, prepared.job
         try:
@@ -294,10 +373,9 @@ class FineTuneDialog(QtWidgets.QDialog):
         except (OSError, FineTuneSetupError) as e:  # FineTuneSetupError: a training started there since (its pid)
             self._show_failure("Could not start training:", str(e))
             self.job = previous
-            self._offer_last_runs_weights()
+            self._not_started()
             return
-        self.loss_curve.setData([], [])
-        self.iou_curve.setData([], [])
+        self._plot_records([])
         self.comparison.clearContents()
         self.comparison.hide()
         self.use_button.setEnabled(False)
@@ -305,19 +383,28 @@ class FineTuneDialog(QtWidgets.QDialog):
         also = f" plus {self.job.base_frames} of {base}" if base else ""
         note = f"{prepared.note}\n" if prepared.note else ""
         trained_on = counted(len(self.job.holdout.train), "frame", "frames")
-        self.status.setText(f"{note}Training on {trained_on}{also}, validating on "
-                            f"{len(self.job.holdout.val)} (held out by {self.job.holdout.by}); log: {self.job.log_path}")
+        self.status.setText(f"{note}Training on {trained_on}{also}, validating on {len(self.job.holdout.val)} "
+                            f"(held out by {self.job.holdout.by}); log: {self.job.log_path}")
         self._show_warnings()
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.timer.start()
 
     def _setup_ended(self) -> None:
+        """The run's preparation ended: training starts now, or `_not_started` follows."""
         self.progress.setFormat("%p%")
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         self.start_button.setEnabled(True)
+        self.cancel_export_button.hide()
+        self.cancel_button.show()
         self._block_main_window(False)
+
+    def _not_started(self) -> None:
+        """A Start that came to nothing (refused, failed or cancelled): the settings are free again, and the run
+        before it (finished, its best.pt there) can still be used."""
+        self.run_settings.setEnabled(True)
+        self.use_button.setEnabled(self._new_weights_ready())
 
     def _block_main_window(self, block: bool) -> None:
         """Window-modal while the export reads the project (the main window takes no edits), else modeless.
@@ -346,10 +433,12 @@ class FineTuneDialog(QtWidgets.QDialog):
 
     def sequence_closing(self) -> None:
         """The window closes this dialog's sequence: a run being prepared (its export reads the sequence) is
-        waited for and not started, and Start is refused from now on; training goes on."""
+        cancelled and waited for, and Start is refused from now on; training goes on."""
         if self.export_runner.busy:
+            self.preparation_cancelled.set()
             self.export_runner.stop()
             self._setup_ended()
+            self.run_settings.setEnabled(True)
         self.session = None
         if self.job is None or not self.job.running:
             self.status.setText(SEQUENCE_CLOSED)
@@ -425,10 +514,6 @@ class FineTuneDialog(QtWidgets.QDialog):
         job = self.job
         return (job is not None and not job.running and not self.export_runner.busy and self._trained_every_epoch())
 
-    def _offer_last_runs_weights(self) -> None:
-        """A Start that came to nothing: the run before it (finished, its best.pt there) can still be used."""
-        self.use_button.setEnabled(self._new_weights_ready())
-
     def _drop_comparison(self) -> None:
         """A new run is being started: the comparison of the last one is cancelled, its result ignored."""
         self.compare_runner.cancel()
@@ -445,18 +530,17 @@ class FineTuneDialog(QtWidgets.QDialog):
         self.timer.stop()
         self.cancel_button.setEnabled(False)
         self.start_button.setEnabled(True)
+        self.run_settings.setEnabled(True)
 
     def _poll(self) -> None:
         job = self.job
         code = job.returncode  # read first: once it is set, the files polled below are complete
         if job.poll():
-            epochs = [r["epoch"] for r in job.records]
-            self.loss_curve.setData(epochs, [r.get("loss", math.nan) for r in job.records])
-            self.iou_curve.setData(epochs, [r.get("val_iou", math.nan) for r in job.records])
+            self._plot_records(job.records)
             self.progress.setValue(round(100 * job.progress()))
             remaining = job.remaining_seconds()
             left = f", {time_left(remaining)}" if remaining else ""
-            self.progress.setFormat(f"epoch {epochs[-1]}/{job.epochs}{left}")
+            self.progress.setFormat(f"epoch {job.records[-1]['epoch']}/{job.epochs}{left}")
         if job.poll_warnings():
             self._show_warnings()
         if code is None:
@@ -484,6 +568,12 @@ class FineTuneDialog(QtWidgets.QDialog):
         else:
             self.status.setText(f"Training done: {job.best_path}")
             self.use_button.setEnabled(self._new_weights_ready())
+
+    def _plot_records(self, records: list[dict]) -> None:
+        """The loss of every epoch; the IoU of the epochs validated (`--val-every`), joined by one line."""
+        self.loss_curve.setData([r["epoch"] for r in records], [r.get("loss", math.nan) for r in records])
+        validated = [r for r in records if "val_iou" in r]
+        self.iou_curve.setData([r["epoch"] for r in validated], [100 * r["val_iou"] for r in validated])
 
     def _compared(self, result, error) -> None:
         worker = self.sender()
@@ -526,6 +616,7 @@ class FineTuneDialog(QtWidgets.QDialog):
 
     def done(self, result: int) -> None:
         self._remember_folder()  # proposed again when the dialog opens next (a stopped run resumes there)
+        self.preparation_cancelled.set()  # an export stops at its next frame, keeping nothing
         self.export_runner.stop()  # waits: the export reads the session's source
         self.cancel()
         self.compare_runner.stop()  # cancelled before its next frame
