@@ -60,8 +60,8 @@ def test_the_channel_range_follows_the_maps_shown_and_a_map_without_the_channel_
     panel.channel.setValue(gad)  # one past GAD's last channel
     np.testing.assert_array_equal(panel.images["edge"].image, features["wpmd0.edge"][gad])
     assert panel.images["gad.deep"].image is None
-    assert panel.titles["gad.deep"].text == f"GAD deep: {gad} channels, no channel {gad}"
-    assert panel.titles["edge"].text == f"WPMD edge (channel {gad} of {wpmd0})"
+    assert panel.titles["gad.deep"].lines == ("GAD deep", f"only {gad} channels")
+    assert panel.titles["edge"].lines == ("WPMD edge", f"channel {gad} of {wpmd0}")
 
     panel.level_combo.setCurrentText("3")
     assert panel.channel.maximum() == wpmd3 - 1
