@@ -10,13 +10,18 @@ proposal, except on a frame marked negative, where they start from an empty mask
 Undoing the edit that marked the frame corrected gives back the status it had before (and undoing a frame's first
 edit takes its committed mask away again: the frame shows its proposal), and redoing it marks
 the frame corrected again, until the analyst sets a status (an accept, C, ...): that verdict stands, and undo
-and redo change the mask only.
+and redo change the mask only. A redo is refused where a re-run replaced the proposal it was undone to with one that
+differs where the edit changes it (`ReviewProject.redo`).
 A failed write raises `ProjectWriteError`. When the mask's own write fails, the project keeps its last
 saved state. When the mask (and its history step) is saved but the status written after it is not,
 `StatusNotSaved` (a `ProjectWriteError`) says so: the frame keeps its old status. Either way the editor
 keeps the mask in memory as the frame's working mask, so the next edit that saves carries it (and the
 status `corrected`) too, and so does a status change (`FrameEditor.set_status`): a status is about the
 mask shown.
+Edits, undo, redo and status changes act on the status the window shows: where another window or an irsam command
+set the frame's status since, they are refused (`EditRefused`, nothing changed) and that status is shown
+(`ReviewSession.check_status_shown`), as the window refuses them over a mask changed on disk. A frame holding an edit
+that could not be saved is the exception: saved, it replaces what another instance set, status and mask alike.
 """
 from __future__ import annotations
 
@@ -24,9 +29,9 @@ from enum import Enum
 
 import numpy as np
 
-from app.core.edits import (accept_targets, brush_kernel, delete_component, fill_polygon, flood_fill, grow_target,
-                            mask_diff, paint_stroke)
-from app.core.project import ProjectWriteError, ReviewStatus
+from app.core.edits import (StaleRedo, accept_targets, brush_kernel, delete_component, fill_polygon, flood_fill,
+                            grow_target, mask_diff, paint_stroke)
+from app.core.project import ProjectWriteError, ReviewStatus, StatusSetElsewhere
 from app.core.targets import label_components, nearest_pixel
 from app.session import ReviewSession
 
@@ -56,6 +61,16 @@ class Tool(str, Enum):
     DELETE_COMPONENT = "delete_component"
     ACCEPT_TARGET = "accept_target"
     GROW_TARGET = "grow_target"
+
+
+def _set_elsewhere(index: int, refusal: StatusSetElsewhere, mask_saved: bool = False) -> str:
+    """The window's words for a change refused over a status another instance set (`StatusSetElsewhere`);
+    `mask_saved`: the change's mask was written before the status write found it (in the moment between the two)."""
+    said = (f"Frame {index + 1}: its status changed on disk since it was shown (another window or an irsam command "
+            f"marked it {refusal.status.value}): shown now as it is")
+    if mask_saved:
+        return f"{said}, with your change to its mask saved (Undo takes it back); check it, then set its status."
+    return f"{said}; check it, then do it again."
 
 
 def brush_offsets(size: int) -> np.ndarray:
@@ -203,6 +218,7 @@ class FrameEditor:
         if mask_saved:
             self._commit(index, self.unsaved[index])
         elif status is ReviewStatus.CORRECTED:
+            self._check_status_shown(index, status)  # before the commit (the status write checks it too)
             mask_saved = self._commit(index, project.shown_mask(session.stem(index)))
         self._set_status(index, status, mask_saved)
         self.unsaved.pop(index, None)
@@ -214,6 +230,7 @@ class FrameEditor:
         it is) or the frame has an unsaved mask (saved now)."""
         if not (commit_unchanged or index in self.unsaved) and np.array_equal(new_mask, self.working_mask(index)):
             return False
+        self._check_status_shown(index)
         status = self.session.status(index)
         status_before = None if status is ReviewStatus.CORRECTED else status.value
         try:
@@ -228,13 +245,31 @@ class FrameEditor:
         return True
 
     def _set_status(self, index: int, status: ReviewStatus, mask_saved: bool) -> None:
-        """Save the frame's status; `mask_saved`: its mask was just committed, so a failure raises StatusNotSaved."""
+        """Save the frame's status; `mask_saved`: its mask was just committed, so a failure raises StatusNotSaved.
+        EditRefused when another instance set the frame's status since it was shown (after `_check_status_shown`,
+        within the moment before the mask's write), unless the frame holds an edit that could not be saved."""
         try:
-            self.session.set_status(index, status)
+            if index in self.unsaved:
+                self.session.replace_status(index, status)
+            else:
+                self.session.set_status(index, status)
+        except StatusSetElsewhere as e:
+            raise EditRefused(_set_elsewhere(index, e, mask_saved)) from None
         except ProjectWriteError as e:
             if not mask_saved:
                 raise
             raise StatusNotSaved(str(e)) from e
+
+    def _check_status_shown(self, index: int, asked: ReviewStatus | None = None) -> None:
+        """EditRefused, nothing changed, when another instance set the frame's status since it was shown (the window
+        shows theirs now) to another than `asked`, unless the frame holds an edit that could not be saved: that
+        replaces it."""
+        if index in self.unsaved:
+            return
+        try:
+            self.session.check_status_shown(index, asked)
+        except StatusSetElsewhere as e:
+            raise EditRefused(_set_elsewhere(index, e)) from None
 
     def _commit(self, index: int, mask: np.ndarray, status_before: str | None = None) -> bool:
         """Make `mask` the frame's committed mask (`ReviewProject.commit_edit`); False when it already was."""
@@ -254,6 +289,7 @@ class FrameEditor:
             raise EditRefused(f"Frame {index + 1} holds an edit that is not saved yet: {'redo' if redo else 'undo'} "
                               "waits until it is (your next change, a status, or closing the sequence saves it, once "
                               "the project can be written).")
+        self._check_status_shown(index)  # (the status it may give back or set is decided on what is on disk)
         project, stem = self.session.project, self.session.stem(index)
         history = project.history(stem)
         step = history.next_redo() if redo else history.next_undo()
@@ -263,7 +299,13 @@ class FrameEditor:
             status_before = None
         current = self.session.status(index)
         if redo:
-            project.redo(stem)
+            try:
+                project.redo(stem)
+            except StaleRedo:
+                raise EditRefused(f"Frame {index + 1}: redo refused: where the edit would change it, the mask "
+                                  "shown is no longer the one the edit was undone from (its proposal was detected "
+                                  "again since); redone, the edit would paste pieces of the old mask into the new one. "
+                                  "Draw the change again on the mask shown.") from None
             self._forget_layers(index)
             if status_before is not None and current is status_before:
                 self._set_status(index, ReviewStatus.CORRECTED, mask_saved=True)

@@ -264,6 +264,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._close_session()
         self.detection_panel.set_running(False)  # a run stopped above sends no `finished`
         self.session = session
+        session.on_status_taken_up = self._show_status_taken_up
         self._truth_warnings_shown = 0
         self._warnings_shown = len(session.warnings)
         self._source_gone = False
@@ -675,6 +676,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self._message_log.raise_()
         self._message_log.activateWindow()
         return self._message_log
+
+    def _show_status_taken_up(self, index: int) -> None:
+        """A change on frame `index` was refused: another window or irsam command set its status since it was shown
+        (`ReviewSession.on_status_taken_up`). Their status, taken up, is shown at once: the timeline, the queue and
+        the frame (the refusal, said after this, tells why)."""
+        self.refresh_strip()
+        self.review_tools.review_panel.set_statuses(self.session.statuses())
+        if index == self.index:
+            self.show_frame(index)
 
     def say_about_frame(self, text: str, timeout_ms: int) -> None:
         """A status-bar message about the frame shown (a refusal, a warning about its status or mask) or the

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -25,8 +26,9 @@ from app.core.export import source_sequence_name
 from app.core.frames import (FrameReadError, FrameSource, GroundTruth, find_ground_truth, frame_digest,
                              lower_thread_priority, open_source)
 from app.core.normalization import Normalization, NormalizationRequest, default_for
-from app.core.project import (DiskChanges, FrameChange, ProjectError, ReviewProject, ReviewStatus, find_changed_frames,
-                              follows, is_project, not_followed, project_dir_for, read_project_meta)
+from app.core.project import (DiskChanges, FrameChange, ProjectError, ReviewProject, ReviewStatus, StatusSetElsewhere,
+                              find_changed_frames, follows, is_project, not_followed, project_dir_for,
+                              read_project_meta)
 from app.core.provenance import ProposalOrigin
 from app.core.targets import Target, committed_targets
 from model.data import counted, name_some
@@ -116,6 +118,9 @@ class ReviewSession:
         # (folder, why) of each project found beside the source that could not be opened: its files are left as
         # they are, and this session's work goes to a new folder beside it
         self.projects_set_aside: list[tuple[Path, str]] = []
+        # called with a frame's index when a change on it was refused because another instance set its status since
+        # `status_codes` were read, and its status here became theirs (`StatusSetElsewhere`): the window shows it
+        self.on_status_taken_up: Callable[[int], None] | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike, details: bool = True) -> "ReviewSession":
@@ -210,7 +215,7 @@ class ReviewSession:
         """Its statuses and proposals become this session's, and the layers read before it was known are read
         again."""
         project.frame_sha1_of = self._frame_sha1_of
-        self.warnings += [f"{p}: {reason}" for p, reason in project.damaged]
+        self.warnings += [f"{p}: {reason}" for p, reason in project.damaged + project.kept_aside]
         project.changes_on_disk()  # `refresh_from_disk` reports what other instances write from now on
         self._load_project_state(project)
         self.project = project
@@ -369,11 +374,50 @@ class ReviewSession:
     def set_status(self, index: int, status: ReviewStatus) -> None:
         """Set and save a frame's status; the other frames' statuses are refreshed with it, as another
         instance on the project may have set some (`ReviewProject.set_status`). The status records the
-        frame's pixels (the project's `frame_sha1_of`): a frame changed on disk is reviewed again by this."""
+        frame's pixels (the project's `frame_sha1_of`): a frame changed on disk is reviewed again by this.
+
+        StatusSetElsewhere, nothing written, when another instance set the frame's status since `status_codes` (what
+        the window shows) were read: theirs is taken up (`on_status_taken_up`)."""
+        self._set_status(index, status, over_others=False)
+
+    def replace_status(self, index: int, status: ReviewStatus) -> None:
+        """`set_status` over whatever status another instance set on the frame: an edit whose save failed, saved now,
+        replaces theirs, as its mask replaces their mask."""
+        self._set_status(index, status, over_others=True)
+
+    def _set_status(self, index: int, status: ReviewStatus, over_others: bool) -> None:
+        seen = self._shown_status(index)  # (before a project another instance made is taken up with its statuses)
         project = self.ensure_project()
-        project.set_status(self.stem(index), status)
+        try:
+            project.set_status(self.stem(index), status, seen=seen, over_others=over_others)
+        except StatusSetElsewhere:
+            self._take_up_status(index)
+            raise
         self._load_statuses(project)
         self.frame_change(index)
+
+    def check_status_shown(self, index: int, asked: ReviewStatus | None = None) -> None:
+        """StatusSetElsewhere when another instance set the frame's status since `status_codes` were read, to another
+        than `asked`, and theirs is taken up (`on_status_taken_up`): an edit, an undo or a redo must act on the status
+        the window shows."""
+        project = self.project
+        if project is None:
+            return
+        try:
+            project.check_status(self.stem(index), self._shown_status(index), asked)
+        except StatusSetElsewhere:
+            self._take_up_status(index)
+            raise
+
+    def _shown_status(self, index: int) -> ReviewStatus:
+        return list(ReviewStatus)[self.status_codes[index]]
+
+    def _take_up_status(self, index: int) -> None:
+        """The status another instance set on frame `index`, read by a refused change, becomes the one shown."""
+        self._load_statuses(self.project)
+        self.frame_change(index)
+        if self.on_status_taken_up is not None:
+            self.on_status_taken_up(index)
 
     # --- frames changed on disk -----------------------------------------------------------------
 

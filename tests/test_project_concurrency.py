@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.core.project import ReviewProject, ReviewStatus
+from app.core.project import ReviewProject, ReviewStatus, StatusSetElsewhere
 from tests.test_project import NORMALIZATION, REPO, SHAPE, STEMS, make_project, result_with_targets, square_mask
 
 
@@ -44,7 +44,10 @@ def test_status_writes_keep_the_statuses_another_instance_wrote(tmp_path):
     assert {stem: entry["status"] for stem, entry in document["frames"].items()} == expected
     assert (tmp_path / "p" / "review.json.bak").read_text() == (tmp_path / "p" / "review.json").read_text()
     assert {stem: b.status(stem).value for stem in STEMS} == expected  # b now shows a's statuses too
-    a.set_status("f001", "negative")  # a frame b reviewed, changed by a: the later write wins
+    with pytest.raises(StatusSetElsewhere, match="marked rejected by another window"):
+        a.set_status("f001", "negative")  # a frame b reviewed, over a status a never saw: refused
+    assert a.status("f001").value == "rejected"  # a takes b's status up, so the analyst sees it
+    a.set_status("f001", "negative")  # and setting it again, over what a now shows, is the later write
     reopened = ReviewProject.open(tmp_path / "p")
     assert {stem: reopened.status(stem).value for stem in STEMS} == {**expected, "f001": "negative"}
 

@@ -47,6 +47,18 @@ class MaskEdit:
     def with_committed_before(self, committed: bool) -> "MaskEdit":
         return replace(self, committed_before=committed)
 
+    def fits(self, mask: np.ndarray) -> bool:
+        """Whether `mask` holds, in the edit's box, the pixels the edit was made on, or those it left (a step whose
+        history write was lost, repeated: `ReviewProject._change_mask`)."""
+        patch = np.asarray(mask, dtype=bool)[self.y0 : self.y1, self.x0 : self.x1]
+        return np.array_equal(patch, self.before) or np.array_equal(patch, self.after)
+
+
+class StaleRedo(ValueError):
+    """A redo refused, nothing changed: the mask it would change no longer holds, in its edit's box, the pixels the
+    edit was undone from (a new proposal replaced the one the undo went back to). Redone, it would paste pieces of
+    the old mask into the new one."""
+
 
 def make_edit(before_mask: np.ndarray, after_mask: np.ndarray) -> MaskEdit | None:
     """The edit turning `before_mask` into `after_mask`, cropped to the changed box; None if nothing changed."""
@@ -125,8 +137,12 @@ class EditHistory:
         return _paste(mask, edit, edit.before)
 
     def redo(self, mask: np.ndarray) -> np.ndarray:
+        """`mask` with the last undone edit made again; StaleRedo, the history unchanged, when it does not fit `mask`
+        (`MaskEdit.fits`)."""
         if not self._redo:
             raise IndexError("nothing to redo")
+        if not self._redo[-1].fits(mask):
+            raise StaleRedo("the mask no longer holds, where the edit would change it, the pixels it was undone from")
         edit = self._redo.pop()
         self._undo.append(edit)
         return _paste(mask, edit, edit.after)

@@ -28,7 +28,7 @@ from typing import Callable, Collection, Mapping, Sequence, Union
 import cv2
 import numpy as np
 
-from app.core.edits import EditHistory, MaskEdit, make_edit, unchanged_edit
+from app.core.edits import EditHistory, MaskEdit, StaleRedo, make_edit, unchanged_edit
 from app.core.frames import FrameReadError, describe_sizes, frame_digest
 from app.core.normalization import Normalization
 from app.core.provenance import PNG_TEXT_KEY, ProposalOrigin
@@ -133,6 +133,19 @@ class ProjectWriteError(OSError):
     """A project file could not be written; the previous version of that file is intact."""
 
 
+class StatusSetElsewhere(Exception):
+    """A status change refused, nothing written: another instance on the project (another window, an `irsam`
+    command) set the frame's status since this one last read it (`ReviewProject.set_status`). Theirs stands, and is
+    this instance's now; `status` is it."""
+
+    def __init__(self, stem: str, frame: int, status: ReviewStatus, asked: ReviewStatus | None):
+        self.stem, self.status = stem, status
+        refused = "" if asked is None else f", so it was not marked {asked.value}"
+        super().__init__(f"Frame {frame} ({stem}) was marked {status.value} by another window or irsam command since "
+                         f"its status was last read here{refused}: check the frame, then set its status again if it "
+                         "is to change")
+
+
 # one size for every frame (a sequence or a stack), or stem -> size for a folder of frames of several sizes
 FrameShapes = Union[tuple[int, int], Mapping[str, tuple[int, int]]]
 
@@ -197,6 +210,10 @@ class ReviewProject:
         # statuses review.json held could not be read and no backup stood in for them: those frames count as
         # unreviewed (the file is reported in `damaged`)
         self.statuses_incomplete = False
+        # (path, what it says) of each damaged review.json kept aside by an earlier write (`_keep_damaged_review`),
+        # found when the project was opened: said at each opening until removed, as it may hold statuses the project
+        # lost (`_find_kept_reviews`)
+        self.kept_aside: list[tuple[Path, str]] = []
         self._detections: dict[str, list[Target]] = {}
         # frames whose proposal on disk detections.csv may not describe (saved after the csv was written, by a run
         # killed before its flush, or no readable csv): `flush_detections` recomputes them from masks/
@@ -286,6 +303,7 @@ class ReviewProject:
         if damage:
             project._report(folder / "project.json", damage)
         project._load_review()
+        project._find_kept_reviews()
         project._statuses_seen = project._statuses
         project._load_detections()
         project._csv_seen = project._csv_file
@@ -823,7 +841,17 @@ class ReviewProject:
         return self._change_mask(stem, EditHistory.undo, self._sha1_for(stem, None), step="undo")
 
     def redo(self, stem: str) -> np.ndarray:
-        return self._change_mask(stem, EditHistory.redo, self._sha1_for(stem, None), step="redo")
+        """Make the frame's last undone edit again; returns the mask shown. StaleRedo, nothing changed, when the mask
+        shown no longer holds, in the edit's box, the pixels the edit was undone from (`MaskEdit.fits`): an undo took
+        the frame's first edit back, so it showed its proposal, and a re-run replaced that proposal with one that
+        differs there. Where the new proposal is the same there, the edit is made over it, as over the old one."""
+        try:
+            return self._change_mask(stem, EditHistory.redo, self._sha1_for(stem, None), step="redo")
+        except StaleRedo:
+            raise StaleRedo(f"Frame {self.index(stem) + 1} ({stem}): redo refused: where the edit would change it, "
+                            "the mask shown is no longer the one the edit was undone from (a new proposal replaced the "
+                            "one the undo went back to); redone, the edit would paste pieces of the old mask into the "
+                            "new one. Draw the change again on the mask shown") from None
 
     def _undoes_to_no_committed_mask(self, stem: str, edit: MaskEdit, mask: np.ndarray) -> bool:
         """Whether undoing `edit` (giving `mask`) leaves the frame as it was before it: no committed mask, its proposal
@@ -912,7 +940,8 @@ class ReviewProject:
         entry = self._statuses.get(stem)
         return entry[0] if entry else ReviewStatus.UNREVIEWED
 
-    def set_status(self, stem: str, status: ReviewStatus | str, frame_sha1: str | None = None) -> None:
+    def set_status(self, stem: str, status: ReviewStatus | str, frame_sha1: str | None = None,
+                   seen: ReviewStatus | str | None = None, over_others: bool = False) -> None:
         """Set a frame's status and write review.json (and its backup) at once.
 
         A status other than unreviewed records the `frame_digest` of the frame it was set over: `frame_sha1`,
@@ -920,7 +949,11 @@ class ReviewProject:
 
         The statuses are read again from disk first and only this frame's is changed: statuses another
         instance set meanwhile are kept, and this instance's statuses of the other frames become theirs.
-        A failed write changes nothing in memory.
+        This frame's is not written over blindly: when another instance set it since (it is no longer `seen`, the
+        status the caller showed, by default the one this instance last read or wrote), the change is refused with
+        StatusSetElsewhere and theirs is this instance's from now on, unless it already is `status` (both agree) or
+        `over_others` (the caller replaces whatever was set: an edit whose save failed, saved now, as its mask
+        replaces theirs). A failed write changes nothing in memory.
         """
         self._check_stem(stem)
         status = ReviewStatus(status)
@@ -929,7 +962,10 @@ class ReviewProject:
         elif frame_sha1 is None:
             frame_sha1 = self._current_sha1(stem)  # before the lock: it may decode the frame
         with self._exclusive():
+            known = self.status(stem) if seen is None else ReviewStatus(seen)
             self._read_review_if_replaced()  # read again only when another instance wrote it since
+            if not over_others:
+                self._refuse_if_set_elsewhere(stem, known, status)
             statuses = {**self._statuses, stem: (status, utc_now(), frame_sha1)}
             document = {"format": REVIEW_FORMAT,
                         "frames": {stem: _review_entry(*entry) for stem, entry in statuses.items()}}
@@ -942,6 +978,21 @@ class ReviewProject:
             # status written brings it up to date
             with contextlib.suppress(OSError):
                 atomic_write_json(self.folder / "review.json.bak", document)
+
+    def check_status(self, stem: str, seen: ReviewStatus | str, asked: ReviewStatus | str | None = None) -> None:
+        """StatusSetElsewhere when another instance set the frame's status since the caller showed it as `seen`
+        (review.json read again when written since), to another than `asked`: an edit, which marks the frame
+        corrected, must not write over it unseen. Theirs is this instance's from then on."""
+        self._check_stem(stem)
+        with self._lock:
+            self._read_review_if_replaced()
+            self._refuse_if_set_elsewhere(stem, ReviewStatus(seen), None if asked is None else ReviewStatus(asked))
+
+    def _refuse_if_set_elsewhere(self, stem: str, known: ReviewStatus, asked: ReviewStatus | None) -> None:
+        """StatusSetElsewhere when the frame's status as just read is neither `known` nor `asked`."""
+        now = self.status(stem)
+        if now is not known and now is not asked:
+            raise StatusSetElsewhere(stem, self.index(stem) + 1, now, asked)
 
     # --- other instances' writes ----------------------------------------------------------------
 
@@ -1176,21 +1227,23 @@ class ReviewProject:
     def _read_review(self, otherwise: dict[str, tuple[ReviewStatus, str, str | None]]
                      ) -> dict[str, tuple[ReviewStatus, str, str | None]]:
         """The statuses in review.json, else in its backup; a copy of `otherwise` when neither can be read.
-        A file is read entry by entry: the frames of entries that cannot be read count as unreviewed, the others
-        keep their statuses. A damaged review.json is reported saying whether its backup stood in for it, and is
-        kept aside before a status is written over it (`_keep_damaged_review`)."""
-        review, errors = self.folder / "review.json", {}
-        for path in (review, self.folder / "review.json.bak"):
+        A file is read entry by entry: an entry of review.json that cannot be read takes the backup's entry for its
+        frame where that one can be read, and the frames of the others count as unreviewed; the other frames keep
+        their statuses. A damaged review.json is reported saying what its backup stood in for, and is kept aside
+        before a status is written over it (`_keep_damaged_review`)."""
+        review, backup, errors = self.folder / "review.json", self.folder / "review.json.bak", {}
+        for path in (review, backup):
             if not path.exists():
                 continue
             try:
-                statuses, unreadable = self._parse_review(json.loads(path.read_text(encoding="utf-8")))
+                statuses, unreadable = self._read_review_file(path)
             except (OSError, ValueError) as e:
                 errors[path] = e
                 continue
+            restored = self._restore_entries(statuses, unreadable, backup) if path == review else set()
             self._review_damaged = review in errors or (path == review and bool(unreadable))
-            self.statuses_incomplete = bool(unreadable)
-            lost = _unreadable_statuses(unreadable)
+            self.statuses_incomplete = bool(unreadable.keys() - restored)
+            lost = _unreadable_statuses(unreadable, restored)
             if review in errors:
                 self._report(review, f"unreadable review statuses ({errors[review]}); the statuses were restored "
                                      f"from its backup, review.json.bak{'; in that backup, ' + lost if lost else ''}")
@@ -1202,6 +1255,26 @@ class ReviewProject:
         for path, e in errors.items():
             self._report(path, f"unreadable review statuses: {e}")
         return dict(otherwise)
+
+    @staticmethod
+    def _read_review_file(path: Path) -> tuple[dict[str, tuple[ReviewStatus, str, str | None]], dict[str, str]]:
+        """`_parse_review` of a statuses file; OSError or ValueError when it cannot be read as one."""
+        return ReviewProject._parse_review(json.loads(path.read_text(encoding="utf-8")))
+
+    def _restore_entries(self, statuses: dict[str, tuple[ReviewStatus, str, str | None]],
+                         unreadable: Mapping[str, str], backup: Path) -> set[str]:
+        """Fill in `statuses` the frames of review.json's `unreadable` entries whose entry in the `backup` can be read
+        (the file as last written before: an entry damaged since, by hand or on the disk, is whole there); returns
+        those frames."""
+        if not unreadable or not backup.exists():
+            return set()
+        try:
+            kept, _ = self._read_review_file(backup)
+        except (OSError, ValueError):
+            return set()  # it stands in for nothing: the frames count as unreviewed, as said
+        restored = {stem for stem in unreadable if stem in kept}
+        statuses.update((stem, kept[stem]) for stem in restored)
+        return restored
 
     @staticmethod
     def _parse_review(document) -> tuple[dict[str, tuple[ReviewStatus, str, str | None]], dict[str, str]]:
@@ -1246,6 +1319,31 @@ class ReviewProject:
                 self.damaged = [(p, f"{reason}; the file as it was is kept as {kept.name}" if p == review else reason)
                                 for p, reason in self.damaged]
         self._review_damaged = False
+
+    def _find_kept_reviews(self) -> None:
+        """`kept_aside`: each review.json.damaged-* in the folder, with the entries it holds that could not be read and
+        whether their frames have a status now. The window said the damage when the project was opened before the
+        copy was made; the statuses it lost are said again at each opening until the copy is removed."""
+        for path in sorted(self.folder.glob("review.json.damaged-*")):
+            try:
+                _, unreadable = self._read_review_file(path)
+            except (OSError, ValueError) as e:
+                self.kept_aside.append((path, f"review.json as it was when found unreadable ({e}), kept aside when "
+                                              "a status was written over it: the statuses it held may be missing from "
+                                              "the project (those its backup stood in for are not). Check the frames' "
+                                              "statuses against it, then delete this file."))
+                continue
+            lost = [stem for stem in unreadable if stem in self._index and self.status(stem) is ReviewStatus.UNREVIEWED]
+            if lost:
+                one = len(lost) == 1
+                now = (f"{name_some(lost, FRAMES_NAMED)} {'is' if one else 'are'} unreviewed now: set "
+                       f"{'its status' if one else 'their statuses'} again (this file shows what "
+                       f"{'it' if one else 'they'} held), then delete this file.")
+            else:
+                now = ("each of those frames has a status now (from the backup, or set since): delete this file once "
+                       "checked.")
+            self.kept_aside.append((path, f"review.json as it was when found damaged, kept aside when a status was "
+                                          f"written over it: {_unreadable_entries(unreadable)}; {now}"))
 
     def _load_detections(self) -> None:
         """The targets detections.csv lists, but for frames whose proposal was saved after it was written (a run
@@ -1587,14 +1685,27 @@ def _why(error: Exception) -> str:
     return f"no {error}" if isinstance(error, KeyError) else str(error)
 
 
-def _unreadable_statuses(unreadable: Mapping[str, str]) -> str:
-    """What a report says of review.json entries that cannot be read (stem -> why); "" for none."""
+def _unreadable_statuses(unreadable: Mapping[str, str], restored: Collection[str] = ()) -> str:
+    """What a report says of review.json entries that cannot be read (stem -> why), those of the frames `restored`
+    taken from its backup; "" for none."""
     if not unreadable:
         return ""
+    said = _unreadable_entries(unreadable)
+    lost = len(unreadable) - len(restored)
+    if not restored:
+        return f"{said}; {'its frame counts' if lost == 1 else 'those frames count'} as unreviewed"
+    if not lost:
+        return f"{said}; {'it was' if len(restored) == 1 else 'they were'} restored from its backup, review.json.bak"
+    others = "the other frame counts" if lost == 1 else f"the other {lost} frames count"
+    taken = name_some([stem for stem in unreadable if stem in restored], FRAMES_NAMED)
+    return f"{said}; restored from its backup, review.json.bak: {taken}; {others} as unreviewed"
+
+
+def _unreadable_entries(unreadable: Mapping[str, str]) -> str:
+    """"2 frames' statuses unreadable (f001: no "time", f002: unknown status 'bogus')"."""
     named = [f"{stem}: {why}" for stem, why in unreadable.items()]
     frames = counted(len(named), "frame's status", "frames' statuses")
-    counts = "its frame counts" if len(named) == 1 else "those frames count"
-    return f"{frames} unreadable ({name_some(named, FRAMES_NAMED)}); {counts} as unreviewed"
+    return f"{frames} unreadable ({name_some(named, FRAMES_NAMED)})"
 
 
 def _file_identity(path: Path) -> tuple | None:
