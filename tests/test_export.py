@@ -269,7 +269,7 @@ def test_an_append_keeps_the_earlier_export_of_frames_unreadable_now(tmp_path, c
     code = app.cli.main(["export", str(project.folder), "--out", str(out), "--append", "--split", "test"])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "removed 1 frames of an earlier export of this sequence (no longer selected)" in printed
+    assert "removed 1 frame of an earlier export of this sequence (no longer selected)" in printed
     assert f"kept the earlier export of 3 frames that cannot be read now (e.g. seqA_{s[0]}: not in the source)" \
         in printed
     kept = [f"seqA_{s[i]}" for i in (0, 1, 5)]

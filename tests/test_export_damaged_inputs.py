@@ -143,7 +143,7 @@ def test_import_labels_a_refused_mask_beside_a_kept_one_is_no_failure(tmp_path, 
     assert "1 frame kept its own committed mask" in out and "refused im4: " in err and "error" not in err
 
     assert main(["import-labels", str(project.folder), "--masks", str(masks / "im3.png")]) == 2
-    assert capsys.readouterr().err == f"error: {masks / 'im3.png'}: is a file, not a folder of masks\n"
+    assert capsys.readouterr().err == f"error: --masks {masks / 'im3.png'}: a file, not a folder of masks\n"
 
 
 def test_export_refuses_when_one_frames_status_is_lost_too(tmp_path, capsys):

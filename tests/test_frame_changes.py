@@ -194,7 +194,7 @@ def test_a_tiff_stack_rewritten_with_other_pages_is_caught(tmp_path, capsys):
 
     assert app.cli.main(["export", str(tmp_path / "p"), "--out", str(tmp_path / "out"), "--include-unreviewed"]) == 0
     captured = capsys.readouterr()
-    assert "1 frames not exported" in captured.err and "flight_000003" in captured.err
+    assert "1 frame not exported" in captured.err and "flight_000003" in captured.err
     assert [stem for stem, *_ in read_exported_dataset(tmp_path / "out", "sirst")] == [
         "flight_000001", "flight_000002", "flight_000004"]
 
@@ -257,7 +257,7 @@ def test_an_append_keeps_the_earlier_export_of_a_frame_changed_since(tmp_path, c
     capsys.readouterr()
     assert app.cli.main(["export", str(project_dir), "--out", str(tmp_path / "out"), "--append"]) == 0
     out = capsys.readouterr().out
-    assert "kept the earlier export of 1 frames changed on disk since" in out
+    assert "kept the earlier export of 1 frame changed on disk since" in out
     after = exported_masks(tmp_path / "out")
     assert sorted(after) == sorted(before)
     np.testing.assert_array_equal(after["clip_0001"], before["clip_0001"])

@@ -124,13 +124,13 @@ def test_cli_takes_the_ground_truth_beside_the_source_or_a_folder(tmp_path, caps
     other.mkdir()
     cv2.imwrite(str(other / "im0_pixels0.png"), box(10, 10).astype(np.uint8) * 255)
     assert main(["import-labels", str(project.folder), "--masks", str(other)]) == 0
-    assert ("0 masks committed, 1 frame kept its own committed mask, 1 reviewed frame left alone, 4 frames "
+    assert ("0 masks committed, 1 frame kept its own committed mask, 4 frames "
             "without a mask") in capsys.readouterr().out
     assert main(["import-labels", str(project.folder), "--masks", str(other), "--replace"]) == 0
     np.testing.assert_array_equal(ReviewProject.open(project.folder).committed_mask("im0"), box(10, 10))
 
     assert main(["import-labels", str(project.folder), "--masks", str(tmp_path / "nope")]) == 2
-    assert capsys.readouterr().err == f"error: {tmp_path / 'nope'}: no such folder\n"
+    assert capsys.readouterr().err == f"error: --masks {tmp_path / 'nope'}: no such folder\n"
     (tmp_path / "data" / "masks").rename(tmp_path / "data" / "moved")
     assert main(["import-labels", str(project.folder)]) == 2
     assert "no masks/ folder beside" in capsys.readouterr().err
@@ -183,7 +183,7 @@ def test_cli_records_the_frame_each_mask_is_committed_over_and_export_skips_a_fr
     cv2.imwrite(str(images / "im1.png"), other)
     assert opened.frame_change("im1", other).mask
     assert main(["export", str(project.folder), "--out", str(tmp_path / "ds"), "--include-unreviewed"]) == 0
-    assert "1 frames not exported: their pixels differ" in capsys.readouterr().err
+    assert "1 frame not exported: its pixels differ" in capsys.readouterr().err
     exported = sorted(p.name for p in (tmp_path / "ds" / "masks").iterdir())
     assert exported == ["data_im0.png"]
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import math
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 
@@ -17,20 +19,77 @@ class Terminated(KeyboardInterrupt):
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """Within the block, SIGTERM raises Terminated (a KeyboardInterrupt) in the main thread, so that what a command
-    does on Ctrl-C it does on a kill too; elsewhere, or where SIGTERM is ignored, nothing changes."""
+    does on Ctrl-C it does on a kill too; elsewhere, or where SIGTERM is ignored, nothing changes.
+
+    A SIGTERM sent to the command's process group (timeout, a service manager, the app's fine-tune Stop) also ends
+    the worker processes it started (a DataLoader's, which leave Ctrl-C to the main process but die of SIGTERM),
+    and PyTorch's SIGCHLD handler would raise their deaths as a failure at any point of the command's report. So
+    from the SIGTERM on, a SIGCHLD handler is set aside; it is put back once the frames the interrupt came through
+    are cleared, which shuts down the workers they held."""
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is not threading.main_thread() or previous in (None, signal.SIG_IGN):
         yield  # (None: a handler set outside Python, which could not be put back)
         return
+    child_handler = []  # the SIGCHLD handler set aside, once SIGTERM came
 
     def terminate(signum, frame):
+        handler = signal.getsignal(signal.SIGCHLD)
+        if not child_handler and callable(handler):
+            child_handler.append(handler)
+            # a handler that does nothing, not SIG_DFL: Python warns of a SIGCHLD already received that finds none
+            # (and SIG_IGN would reap the children before their waiters)
+            signal.signal(signal.SIGCHLD, _child_ended)
         raise Terminated
 
     signal.signal(signal.SIGTERM, terminate)
     try:
         yield
+    except Terminated as stop:
+        if child_handler:
+            traceback.clear_frames(stop.__traceback__)
+            gc.collect()  # what reference cycles kept of those frames' objects
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if child_handler:
+            signal.signal(signal.SIGCHLD, child_handler[0])
+
+
+def _child_ended(signum, frame) -> None:
+    """The SIGCHLD handler of a command being terminated (`sigterm_as_interrupt`)."""
+
+
+class StopRequest:
+    """Ctrl-C or SIGTERM received within `stop_requests`: `event` is set once one came, `terminated` tells a
+    SIGTERM."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.terminated = False
+
+    def _record(self, signum, frame) -> None:
+        self.terminated = self.terminated or signum == signal.SIGTERM
+        self.event.set()
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Within the block, Ctrl-C (SIGINT) and SIGTERM set the `StopRequest` yielded rather than interrupt, for work
+    that checks its `event` between steps (app.core.label_import's `cancelled`), so that no step is cut short. In
+    the main thread only, and for a signal not ignored; elsewhere nothing changes."""
+    request = StopRequest()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if handler not in (None, signal.SIG_IGN):  # (None: set outside Python, which could not be put back)
+                previous[signum] = handler
+                signal.signal(signum, request._record)
+    try:
+        yield request
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def positive_int(text: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from app.commands import open_project_or_say_why
+from app.commands import Terminated, open_project_or_say_why, sigterm_as_interrupt
 
 CHANGED_LISTED = 20  # frames changed on disk named in full
 SKIPPED_LISTED = 5  # frames named per kind of problem that skipped them
@@ -54,21 +54,24 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from app.core.export import (DEFAULT_DATASET_NAME, FRAME_CHANGED, DatasetExistsError, ExportError, export_project,
                              split_files_not_updated_message)
+    from model.data import counted
 
     project = open_project_or_say_why(args.project)
     if project is None:
         return 2
     dataset_name = DEFAULT_DATASET_NAME if args.dataset_name is None else args.dataset_name
     try:
-        report = export_project(
-            project, args.out, args.layout, split=args.split, include_unreviewed=args.include_unreviewed,
-            append=args.append, raw=args.raw, coco=args.coco, yolo=args.yolo,
-            dataset_name=dataset_name, sequence_name=args.sequence,
-        )
+        with sigterm_as_interrupt():  # a kill leaves the data set as Ctrl-C does: as it was, or the whole export
+            report = export_project(
+                project, args.out, args.layout, split=args.split, include_unreviewed=args.include_unreviewed,
+                append=args.append, raw=args.raw, coco=args.coco, yolo=args.yolo,
+                dataset_name=dataset_name, sequence_name=args.sequence,
+            )
     except KeyboardInterrupt as e:  # during the renames it is held back to their end, and says so
-        print(f"interrupted: {e}" if str(e) else f"interrupted: nothing of this export was written to {args.out}",
+        stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"{stopped}: {e}" if str(e) else f"{stopped}: nothing of this export was written to {args.out}",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     except DatasetExistsError as e:
         print(f"error: {e.root} already holds a data set: choose another --out, or add to it with --append",
               file=sys.stderr)
@@ -87,7 +90,8 @@ def run(args) -> int:
                 if reasons["unreviewed"] else "")
         print(f"nothing exported from {args.project}: {skipped or 'no frames'}{hint}", file=sys.stderr)
         return 1
-    print(f"exported {len(report.exported)} frames to {report.root} ({args.layout}, {report.split})")
+    print(f"exported {counted(len(report.exported), 'frame', 'frames')} to {report.root} ({args.layout}, "
+          f"{report.split})")
     if report.split_files_not_updated:
         print(split_files_not_updated_message(report))
     for line in _moved_and_replaced_lines(report):
@@ -95,20 +99,30 @@ def run(args) -> int:
     if skipped:
         print(f"skipped: {skipped}")
     if report.removed:
-        print(f"removed {len(report.removed)} frames of an earlier export of this sequence (no longer selected)")
+        print(f"removed {counted(len(report.removed), 'frame', 'frames')} of an earlier export of this sequence (no "
+              "longer selected)")
     unreadable = [(stem, why) for stem, why in report.kept if why != FRAME_CHANGED]
-    if unreadable:
+    if len(unreadable) == 1:
+        stem, why = unreadable[0]
+        print(f"kept the earlier export of 1 frame that cannot be read now ({stem}: {why}); restore it and export "
+              "again to update it")
+    elif unreadable:
         stem, why = unreadable[0]
         print(f"kept the earlier export of {len(unreadable)} frames that cannot be read now (e.g. {stem}: {why}); "
               "restore them and export again to update them")
-    if len(unreadable) < len(report.kept):
-        print(f"kept the earlier export of {len(report.kept) - len(unreadable)} frames changed on disk since (their "
-              "old pixels and mask); review them again and export again to replace them")
+    changed = len(report.kept) - len(unreadable)
+    if changed == 1:
+        print("kept the earlier export of 1 frame changed on disk since (its old pixels and mask); review it again "
+              "and export again to replace it")
+    elif changed:
+        print(f"kept the earlier export of {changed} frames changed on disk since (their old pixels and mask); "
+              "review them again and export again to replace them")
     for line in report.formats_summary():
         print(line)
     if report.temporary_removed:
-        print(f"removed {len(report.temporary_removed)} temporary files that an export cut short had left "
-              f"(e.g. {report.temporary_removed[0]})")
+        n = len(report.temporary_removed)
+        print(f"removed {counted(n, 'temporary file', 'temporary files')} that an export cut short had left "
+              f"({'' if n == 1 else 'e.g. '}{report.temporary_removed[0]})")
     return 0
 
 
@@ -138,6 +152,10 @@ def _changed_frames_message(report) -> str:
     """The frames not exported because their pixels changed on disk, named (the first CHANGED_LISTED)."""
     from model.data import name_some
 
+    if len(report.changed) == 1:
+        return (f"warning: 1 frame not exported: its pixels differ from those its mask or status was made on (the "
+                f"source was replaced on disk under the same names): {report.changed[0]}. Review it again in the app "
+                "(setting a frame's status records its new pixels), then export again")
     return (f"warning: {len(report.changed)} frames not exported: their pixels differ from those their mask or status "
             f"was made on (the source was replaced on disk under the same names): "
             f"{name_some(report.changed, CHANGED_LISTED)}. Review them again in the app (setting a frame's status "
@@ -150,6 +168,11 @@ def _shared_frames_message(report) -> str:
     from model.data import name_some
 
     named = [f"{stem} (as {held})" for stem, held in report.shared]
+    if len(named) == 1:
+        return (f"warning: 1 frame not exported: the data set already holds its pixels as a frame of another "
+                f"sequence (a clip that overlaps this one; a frame held twice counts twice in training, and may sit in "
+                f"both splits): {named[0]}. To export it with this sequence instead, leave it out of the other one "
+                "(reject it in its project and export it again, adding to the data set), then export this one again")
     return (f"warning: {len(report.shared)} frames not exported: the data set already holds their pixels as frames of "
             f"another sequence (a clip that overlaps this one; a frame held twice counts twice in training, and may "
             f"sit in both splits): {name_some(named, CHANGED_LISTED)}. To export them with this sequence instead, "
@@ -160,14 +183,17 @@ def _shared_frames_message(report) -> str:
 def _moved_and_replaced_lines(report) -> list[str]:
     """Say which frames this export moved from the other split, and which earlier exports of another project or
     source it replaced: both change a data set's training or test side without a frame being named."""
+    from model.data import counted
+
     lines = []
     moved = Counter(earlier for _, earlier in report.moved)
     for earlier, n in moved.items():
-        lines.append(f"moved {n} frames of this sequence from {earlier} to {report.split} (they were exported to "
-                     f"{earlier} before; leave out --split to keep a sequence on its side)")
+        lines.append(f"moved {counted(n, 'frame', 'frames')} of this sequence from {earlier} to {report.split} "
+                     f"({'it was' if n == 1 else 'they were'} exported to {earlier} before; leave out --split to keep "
+                     "a sequence on its side)")
     by_origin = Counter((project, source) for _, project, source in report.replaced)
     for (project, source), n in by_origin.items():
-        lines.append(f"replaced the labels of {n} frames that another project or source had exported under this "
-                     f"sequence name (project {project}, source {source}): this clip holds every frame that one "
-                     "exported, so it takes the sequence over")
+        lines.append(f"replaced the labels of {counted(n, 'frame', 'frames')} that another project or source had "
+                     f"exported under this sequence name (project {project}, source {source}): this clip holds every "
+                     "frame that one exported, so it takes the sequence over")
     return lines

@@ -29,15 +29,19 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from app.commands import Terminated, sigterm_as_interrupt
     from model.checkpoint import CheckpointError
     from model.train import TrainingDiverged, interruption_note, train
 
     try:
-        summary = train(cfg)
-    except KeyboardInterrupt:  # Ctrl-C: say what last.pt holds, as irsam detect says what is saved
+        with sigterm_as_interrupt():  # a kill (the app's Stop, a scheduler, timeout) ends the run as Ctrl-C does
+            summary = train(cfg)
+    except KeyboardInterrupt as stop:  # say what last.pt holds, as irsam detect says what is saved
+        terminated = isinstance(stop, Terminated)
         if os.environ.get("RANK", "0") == "0":
-            print(f"interrupted: {interruption_note(Path(cfg.out), cfg.epochs)}", file=sys.stderr)
-        return 130
+            print(f"{'terminated' if terminated else 'interrupted'}: {interruption_note(Path(cfg.out), cfg.epochs)}",
+                  file=sys.stderr)
+        return 143 if terminated else 130
     except TrainingDiverged as exc:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {exc}", file=sys.stderr)

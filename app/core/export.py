@@ -41,9 +41,9 @@ frames of this one) replaces the sequence's frames, exported from another projec
 
 An export holds a lock on the data set (`_DatasetLock`) from its read of meta.json to its last rename, and
 removes the temporary files that exports cut short left there (`_remove_stale_temporary_files`). Its renames
-are not cut short by Ctrl-C (`_SigintDeferred`): an interrupt that comes while they run takes effect once
-they are done, so the data set holds the whole export or, interrupted earlier, none of it. meta.json is
-renamed before the split files: whatever else cuts the renames short (a failed rename), meta.json records
+are not cut short by Ctrl-C or a kill (SIGTERM; `_InterruptsDeferred`): one that comes while they run takes
+effect once they are done, so the data set holds the whole export or, interrupted earlier, none of it. meta.json
+is renamed before the split files: whatever else cuts the renames short (a failed rename), meta.json records
 every frame a split file lists, so that a later export still finds this source's frames in it.
 
 A data set keeps the formats it has: an append also writes each of raw/, labels/ and annotations/ that the
@@ -54,6 +54,7 @@ no target); raw copies, which need the source, only for this export's frames.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -86,6 +87,7 @@ EXPORT_FORMAT = "irsam-review-export/1"
 DEFAULT_DATASET_NAME = "IRSAM-Review"
 # why a frame is skipped whose pixels differ from those its mask or status was made on (ReviewProject.frame_change)
 UNREADABLE_FRAME = "unreadable frame: "  # how the reason a frame is skipped for being unreadable begins
+NO_LABEL = " but no prediction or committed mask"  # how the reason a frame with nothing to export ends
 FRAME_CHANGED = "changed on disk since its mask or status was made: review it again"
 # held (flock) by an export while it reads and writes a data set: ROOT/.irsam-export.lock, there only meanwhile
 EXPORT_LOCK = ".irsam-export.lock"
@@ -208,8 +210,9 @@ class ExportReport:
             lines.append(f"{names[0].upper()}{names[1:]} written though not asked for: the data set has them, "
                          "and they must match its new masks and splits.")
         if self.labels_added:
-            lines.append(f"{len(self.labels_added)} YOLO label files added for frames of earlier exports that "
-                         "had none.")
+            lines.append("1 YOLO label file added for a frame of an earlier export that had none." if
+                         len(self.labels_added) == 1 else f"{len(self.labels_added)} YOLO label files added for "
+                         "frames of earlier exports that had none.")
         return lines
 
 
@@ -232,8 +235,31 @@ def label_origin(project: ReviewProject, stem: str, include_unreviewed: bool) ->
     if status is ReviewStatus.CORRECTED:
         return None, "corrected but no committed mask"
     if not project.has_prediction(stem):
-        return None, f"{status.value} but no prediction or committed mask"
+        return None, f"{status.value}{NO_LABEL}"
     return "prediction", ""
+
+
+def _name_unreadable_frames(report: ExportReport, project: ReviewProject, source) -> None:
+    """Of the frames skipped for having nothing to export (`label_origin`: no proposal, no committed mask), those
+    that cannot be read, which is why detect proposed nothing, are skipped as unreadable (UNREADABLE_FRAME and
+    why) instead: each is read. `source` None: the project's is opened (where it cannot be, the reasons stay)."""
+    unlabelled = [i for i, (_, reason) in enumerate(report.skipped) if reason.endswith(NO_LABEL)]
+    if not unlabelled:
+        return
+    with contextlib.ExitStack() as stack:
+        if source is None:
+            try:
+                source = stack.enter_context(open_source(project.source_path, prefetch=0))
+            except (SourceError, OSError):
+                return
+        index = {stem: i for i, stem in enumerate(source.stems)}
+        for i in unlabelled:
+            stem = report.skipped[i][0]
+            try:
+                if stem in index:
+                    source.frame(index[stem])
+            except FrameReadError as e:
+                report.skipped[i] = (stem, f"{UNREADABLE_FRAME}{e.reason}")
 
 
 def _load_label(project: ReviewProject, stem: str, origin: str) -> tuple[np.ndarray | None, ProposalOrigin | None]:
@@ -282,15 +308,22 @@ def source_sequence_name(source_path: str | Path, source_kind: str) -> str:
 def sequence_name_for(project: ReviewProject, out: str | Path, layout: str,
                       dataset_name: str = DEFAULT_DATASET_NAME) -> str:
     """The sequence name to export `project` under when none is given: the name its source already has in
-    the data set at `out` (so an append replaces that earlier export), else `source_sequence_name`. The
-    source's name is found as the export finds its frames (`_records_of_this_source`): by path or project, else
-    by the frames' values, those the project recorded its work was made on (`recorded_frame_sha1s`; the frames
-    are not read): a clip renamed since, with a new project over it, keeps its name."""
+    the data set at `out` (`sequence_of_this_source`), so an append replaces that earlier export, else
+    `source_sequence_name`."""
     paths = dataset_paths(out, layout, dataset_name)
     own = source_sequence_name(project.source_path, project.source_kind)
     if not (paths.root / "meta.json").is_file():
         return own
-    records = _read_meta(paths)["frames"]
+    return sequence_of_this_source(_read_meta(paths)["frames"], project) or own
+
+
+def sequence_of_this_source(records: dict, project: ReviewProject) -> str | None:
+    """The sequence that a data set's frame `records` (its meta.json's) give `project`'s source; None where they give
+    it none, or where several sequences could be it and none is named as the source is (`source_sequence_name`).
+    The source's sequence is found as the export finds its frames (`_records_of_this_source`): by path or project,
+    else by the frames' values, those the project recorded its work was made on (`recorded_frame_sha1s`; the frames
+    are not read): a clip renamed since, with a new project over it, keeps its name."""
+    own = source_sequence_name(project.source_path, project.source_kind)
     is_this_source = _this_source(project)
     for record in records.values():
         if is_this_source(record) and record.get("sequence"):
@@ -311,7 +344,7 @@ def sequence_name_for(project: ReviewProject, out: str | Path, layout: str,
     candidates = _sequences_of_this_source(records, project, set(), compare)
     if own in candidates:
         return own
-    return candidates[0] if len(candidates) == 1 else own
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def listable_name(name: str) -> str:
@@ -490,10 +523,11 @@ def export_project(
     an export that fails (a full disk) or is interrupted (KeyboardInterrupt) before the renames leaves the data
     set as it was. The renames: the frames' files, then meta.json, the split files and the annotations, then
     meta.json again where frames were removed (until then it keeps their records too): a failed one leaves
-    meta.json recording every frame a split file lists (ExportError saying to export again). Ctrl-C in the
-    main thread waits for the renames to end (`_SigintDeferred`): KeyboardInterrupt is raised once the data set
-    holds the whole export. ExportError when another export is writing into the data set (`_DatasetLock`), and
-    when the project's review statuses could not be read (`unknown_statuses`).
+    meta.json recording every frame a split file lists (ExportError saying to export again). Ctrl-C or a kill
+    (SIGTERM) in the main thread waits for the renames to end (`_InterruptsDeferred`): KeyboardInterrupt (or what
+    the SIGTERM handler raises) is raised once the data set holds the whole export. ExportError when another export
+    is writing into the data set (`_DatasetLock`), and when the project's review statuses could not be read
+    (`unknown_statuses`).
     """
     unknown = unknown_statuses(project)
     if unknown is not None:
@@ -530,6 +564,7 @@ def export_project(
         else:
             selected.append((stem, origin))
     if not selected:
+        _name_unreadable_frames(report, project, source)
         return report
     if not append and _holds_dataset(paths):
         raise DatasetExistsError(paths.root)
@@ -557,8 +592,8 @@ def export_project(
             normalization = Normalization.from_dict(project.normalization)
         # images, masks...; meta.json, split files, annotations; meta.json without the records of frames removed
         frame_files, index_files, final_files = _StagedFiles(), _StagedFiles(), _StagedFiles()
-        renaming = _SigintDeferred(f"{paths.root} holds the whole export: the interrupt came while its files were "
-                                   "being renamed into place, and took effect once they were")
+        renaming = _InterruptsDeferred(f"{paths.root} holds the whole export: the interrupt came while its files "
+                                       "were being renamed into place, and took effect once they were")
         try:
             try:
                 source_index = {s: i for i, s in enumerate(source.stems)}
@@ -601,6 +636,7 @@ def export_project(
                         report.exported.append(dataset_stem)
                     if progress is not None:
                         progress(done, len(selected))
+                _name_unreadable_frames(report, project, source)
             finally:
                 if own_source:
                     source.close()
@@ -658,7 +694,7 @@ def export_project(
                     _write_coco(index_files, frame_files, paths, name, stems)
             if removed_records:
                 final_files.write(paths.root / "meta.json", encode_json(meta))
-            renaming.start()  # the last step before the renames: from here Ctrl-C waits for them to end
+            renaming.start()  # the last step before the renames: from here Ctrl-C and SIGTERM wait for them to end
         except BaseException:  # an interrupt too: nothing of this export is in place yet
             renaming.restore()
             frame_files.discard()
@@ -840,56 +876,63 @@ class _StagedFiles:
         self.temporary.clear()
 
 
-_NOT_SWAPPED = object()
+class _InterruptsDeferred:
+    """Ctrl-C (SIGINT) and a kill (SIGTERM: timeout, a service manager's stop) held back while a block runs that must
+    not be cut short (the renames that put an export in place), from `start()` (or entering the block) to the
+    block's end. Python runs signal handlers in the main thread only, and only there can they be swapped: there,
+    each signal is recorded meanwhile and delivered after the block to the handler put back. An interrupt that
+    handler raises (KeyboardInterrupt, or a subclass of it: a command that takes SIGTERM as Ctrl-C) is raised with
+    `note`; any other handler is called, through the signal (SIG_DFL: the process ends, as it would have).
+    Elsewhere (the app's export worker, which signals never interrupt) it does nothing, as for a signal that is
+    ignored. A block ending in an exception (a failed rename, whose message says what the data set holds) raises
+    that one, not the interrupt: the export stops either way."""
 
-
-class _SigintDeferred:
-    """Ctrl-C (SIGINT) held back while a block runs that must not be cut short (the renames that put an export in
-    place), from `start()` (or entering the block) to the block's end. Python runs signal handlers in the main
-    thread only, and only there can they be swapped: there, SIGINT is recorded meanwhile and delivered after the
-    block (KeyboardInterrupt with `note` under Python's default handler; any other handler is called, through
-    the signal). Elsewhere (the app's export worker, which SIGINT never interrupts) it does nothing, as where
-    SIGINT is ignored. A block ending in an exception (a failed rename, whose message says what the data set
-    holds) raises that one, not the interrupt: the export stops either way."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, note: str = ""):
         self.note = note
-        self.previous = _NOT_SWAPPED  # the handler swapped out, while held back
-        self.received = False
+        self.previous: dict[int, object] = {}  # signal -> the handler swapped out, while held back
+        self.received: list[int] = []  # the signals that came meanwhile, in order
 
     def start(self) -> None:
-        if self.previous is not _NOT_SWAPPED or threading.current_thread() is not threading.main_thread():
+        if self.previous or threading.current_thread() is not threading.main_thread():
             return
-        previous = signal.getsignal(signal.SIGINT)
-        if previous is None or previous == signal.SIG_IGN:  # set outside Python (cannot be put back), or ignored
-            return
-        try:
-            signal.signal(signal.SIGINT, self._record)
-        except ValueError:  # not the main interpreter
-            return
-        self.previous = previous
+        for signum in self.SIGNALS:
+            previous = signal.getsignal(signum)
+            if previous is None or previous == signal.SIG_IGN:  # set outside Python (cannot be put back), or ignored
+                continue
+            try:
+                signal.signal(signum, self._record)
+            except ValueError:  # not the main interpreter
+                return
+            self.previous[signum] = previous
 
     def _record(self, signum, frame) -> None:
-        self.received = True
+        if signum not in self.received:
+            self.received.append(signum)
 
-    def restore(self) -> bool:
-        """Put the handler back; whether a SIGINT came meanwhile (then forgotten)."""
-        received, self.received = self.received, False
-        if self.previous is not _NOT_SWAPPED:
-            previous, self.previous = self.previous, _NOT_SWAPPED
-            signal.signal(signal.SIGINT, previous)
+    def restore(self) -> list[int]:
+        """Put the handlers back; the signals that came meanwhile (then forgotten)."""
+        received, self.received = self.received, []
+        previous, self.previous = self.previous, {}
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         return received
 
-    def __enter__(self) -> _SigintDeferred:
+    def __enter__(self) -> _InterruptsDeferred:
         self.start()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        previous = self.previous
-        if self.restore() and exc_type is None:
-            if previous is signal.default_int_handler:
-                raise KeyboardInterrupt(self.note) if self.note else KeyboardInterrupt
-            signal.raise_signal(signal.SIGINT)  # to the handler put back (SIG_DFL: the process ends, as it would)
+        received = self.restore()
+        if exc_type is None:
+            for signum in received:
+                try:
+                    signal.raise_signal(signum)  # its handler runs before raise_signal returns
+                except KeyboardInterrupt as interrupt:
+                    if not self.note:
+                        raise
+                    raise type(interrupt)(self.note) from None
         return False
 
 
@@ -1200,15 +1243,20 @@ def _read_meta(paths: DatasetPaths) -> dict:
         meta = json.loads(path.read_text(encoding="utf-8"))
         if meta.get("format") != EXPORT_FORMAT:
             raise ValueError(f"not a {EXPORT_FORMAT} file")
-        if not isinstance(meta.get("frames"), dict) or not all(isinstance(r, dict) for r in meta["frames"].values()):
-            raise ValueError("its frames are not a record per frame")
-        for dataset_stem, record in meta["frames"].items():
-            problem = _record_problem(dataset_stem, record)
-            if problem:
-                raise ValueError(f"the record of frame {dataset_stem!r}: {problem}")
-        return meta
+        return checked_meta(meta)
     except (OSError, ValueError, AttributeError) as e:
         raise ExportError(f"{path} is unreadable ({e}); cannot append safely") from e
+
+
+def checked_meta(meta: dict) -> dict:
+    """An export's meta.json (of EXPORT_FORMAT), read: ValueError saying what makes it unusable."""
+    if not isinstance(meta.get("frames"), dict) or not all(isinstance(r, dict) for r in meta["frames"].values()):
+        raise ValueError("its frames are not a record per frame")
+    for dataset_stem, record in meta["frames"].items():
+        problem = _record_problem(dataset_stem, record)
+        if problem:
+            raise ValueError(f"the record of frame {dataset_stem!r}: {problem}")
+    return meta
 
 
 def _record_problem(dataset_stem: str, record: dict) -> str:

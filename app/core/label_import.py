@@ -18,6 +18,7 @@ worker neither evicts the frames the analyst looks at nor turns the view's read-
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 from pathlib import Path
@@ -26,9 +27,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from app.core.frames import FrameReadError, SourceError, UnusableMask, frame_digest, open_source
+from app.core.frames import FrameReadError, GroundTruth, SourceError, UnusableMask, frame_digest, open_source
 from app.core.project import ReviewProject, ReviewStatus
-from model.data import counted
+from model.data import counted, name_some
 
 READ_ERRORS = (FrameReadError, OSError, KeyError, IndexError, ValueError)
 
@@ -61,8 +62,8 @@ class LabelImportReport:
     imported: list[str] = field(default_factory=list)  # committed from the reference masks
     unchanged: list[str] = field(default_factory=list)  # the committed mask already was the reference
     kept: list[str] = field(default_factory=list)  # the analyst's own committed mask kept (no `replace`)
-    reviewed: list[str] = field(default_factory=list)  # reviewed frames, left as the analyst set them
-    missing: list[str] = field(default_factory=list)  # no reference mask for the frame
+    reviewed: list[str] = field(default_factory=list)  # reviewed frames with a reference mask, left as they are
+    missing: list[str] = field(default_factory=list)  # unreviewed frames without a reference mask
     refused: list[tuple[str, str]] = field(default_factory=list)  # (stem, why the mask cannot be used)
 
     def summary(self) -> str:
@@ -79,6 +80,77 @@ class LabelImportReport:
         if self.refused:
             parts.append(counted(len(self.refused), "mask refused", "masks refused"))
         return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ExportedMasks:
+    """The masks an irsam export (app.core.export) holds of a project's frames. Its masks/ are named after the data
+    set's frames (<sequence>_<frame>), and its meta.json records each one's sequence and source frame: a project's
+    frames take the masks of its source's sequence, by the source frame's name."""
+
+    root: Path  # the data set folder: meta.json and masks/
+    sequence: str  # the project's source's sequence in the export
+    dataset_stems: dict[str, str]  # project stem -> the data set's name of that frame
+    others: int  # frames of other sequences in the export, left out
+    truth: GroundTruth  # masks/, read as ground truth is
+
+    def mask(self, stem: str) -> np.ndarray | None:
+        """`GroundTruth.mask` of the frame's mask in the export; None for a frame it does not hold."""
+        dataset_stem = self.dataset_stems.get(stem)
+        return None if dataset_stem is None else self.truth.mask(dataset_stem)
+
+    def describe(self) -> str:
+        """Where the masks came from, for the import's summary."""
+        others = (f"; its {counted(self.others, 'frame', 'frames')} of other sequences left out" if self.others
+                  else "")
+        return (f"an irsam export: its frames of sequence {self.sequence!r}, this project's source, matched to the "
+                f"project's frames by the source frame names {self.root / 'meta.json'} records{others}")
+
+
+def exported_masks(project: ReviewProject, folder: str | os.PathLike) -> ExportedMasks | None:
+    """The masks of `project`'s frames in the irsam export that `folder` is (its data set folder, holding meta.json
+    and masks/) or whose masks/ folder it is; None for a folder that is neither (a folder of masks named after the
+    frames). LabelImportError when the export's meta.json cannot be read, and when the export holds no sequence of
+    the project's source (`sequence_of_this_source`), or none of that sequence's frames is one of the project's: its
+    masks are of other frames."""
+    from app.core.export import EXPORT_FORMAT, checked_meta, sequence_of_this_source
+
+    folder = Path(folder)
+    roots = (folder, folder.parent) if folder.name == "masks" else (folder,)
+    root = next((r for r in roots if (r / "meta.json").is_file() and (r / "masks").is_dir()), None)
+    if root is None:
+        return None
+    meta_path = root / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
+            return None  # another tool's meta.json
+        records = checked_meta(meta)["frames"]
+    except (OSError, ValueError) as e:
+        raise LabelImportError(f"{meta_path}, which tells the frames of the irsam export {root} apart, is unreadable "
+                               f"({e}); nothing was committed") from e
+    sequence = sequence_of_this_source(records, project)
+    if sequence is None:
+        sources: dict[str, set] = {}
+        for record in records.values():
+            sources.setdefault(record.get("sequence"), set()).add(record.get("source"))
+        held = [f"{name!r} (from {', '.join(sorted(str(s) for s in paths))})" for name, paths in sources.items()]
+        which = (f"sequence {held[0]}, not of" if len(held) == 1
+                 else f"sequences {name_some(held, 3)}, none of them")
+        raise LabelImportError(f"{root} is an irsam export of {which} this project's source {project.source_path}: "
+                               "its masks are of other frames. Nothing was committed: import from an export of this "
+                               "source, or from a folder of masks named after the project's frames")
+    stems = set(project.stems)
+    of_sequence = {name: record.get("source_stem") for name, record in records.items()
+                   if record.get("sequence") == sequence}
+    dataset_stems = {stem: name for name, stem in of_sequence.items() if stem in stems}
+    if not dataset_stems:
+        raise LabelImportError(f"{root} holds sequence {sequence!r}, of this project's source, but none of its "
+                               f"{counted(len(of_sequence), 'frame', 'frames')} is named after one of the project's "
+                               f"frames in {meta_path} (the source's frames were renamed since?); nothing was "
+                               "committed")
+    return ExportedMasks(root, sequence, dataset_stems, len(records) - len(of_sequence),
+                         GroundTruth(root / "masks", None))
 
 
 def import_labels(
@@ -149,16 +221,20 @@ def _own_reader(stack: contextlib.ExitStack, path) -> Callable[[str], str] | Non
 
 def _import_one(project: ReviewProject, stem: str, read_mask, replace: bool, report: LabelImportReport,
                 frame_sha1_of: Callable[[str], str] | None) -> None:
-    if project.status(stem) is not ReviewStatus.UNREVIEWED:
-        report.reviewed.append(stem)
-        return
+    reviewed = project.status(stem) is not ReviewStatus.UNREVIEWED
     try:
         reference = read_mask(stem)
-    except UnusableMask as e:
-        report.refused.append((stem, str(e)))
+    except (UnusableMask, FrameReadError, OSError, ValueError) as e:
+        if reviewed:  # a mask of its own is there: left alone all the same
+            report.reviewed.append(stem)
+        elif isinstance(e, UnusableMask):
+            report.refused.append((stem, str(e)))
+        else:
+            report.refused.append((stem, f"unreadable mask: {getattr(e, 'reason', e)}"))
         return
-    except (FrameReadError, OSError, ValueError) as e:
-        report.refused.append((stem, f"unreadable mask: {getattr(e, 'reason', e)}"))
+    if reviewed:
+        if reference is not None:  # (one without a mask is not counted: there was nothing to leave alone)
+            report.reviewed.append(stem)
         return
     if reference is None:
         report.missing.append(stem)
