@@ -6,7 +6,8 @@ Our format (`FORMAT`) is a dict
     {"format": "irsam-review/1", "config": IRSAMConfig.to_dict(), "model": state_dict, "metadata": {...}}
 Every file is read with `torch.load(weights_only=True)`: a checkpoint can never execute code.
 A training resume state (`irsam train`'s OUT/last.pt: model.train) holds the model's state_dict under "model"
-and its config as a JSON string; it loads as the network it stores.
+and its config as a JSON string; it loads as the network it stores, with a ResumeStateWarning: it has no decision
+threshold chosen on validation (the run's best.pt has).
 """
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ _MAX_LISTED = 12
 
 class CheckpointError(Exception):
     """A checkpoint file that cannot be read, or whose weights do not fit the model."""
+
+
+class ResumeStateWarning(UserWarning):
+    """A training resume state (last.pt) loaded as weights to detect with: the last epoch's weights, scored with
+    threshold 0 where the run's best.pt holds the threshold chosen on validation."""
 
 
 # the official network's tensors that SAM / MobileSAM lack: IRSAM's edge branch and its feature fusion
@@ -343,8 +349,8 @@ def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> 
     """(model in eval mode, its config, metadata). `config_name` is the network asked for (--config): files
     without a stored config hold weights of that preset (when None: official, or the one preset whose tensor
     names and shapes they have), and a file storing another config is refused. A training resume state (last.pt)
-    loads its model weights (not the --ema-decay average) as the network it stores, with no metadata (its decision
-    threshold is 0: the calibrated one is in best.pt)."""
+    loads its model weights (not the --ema-decay average) as the network it stores, with a ResumeStateWarning and
+    the metadata `resume_state_metadata` gives (decision threshold 0: the calibrated one is in best.pt)."""
     obj = read_torch_file(path)
     stored = stored_config(obj, str(path))
     config_stored = stored is not None
@@ -378,7 +384,35 @@ def load_checkpoint(path: str | os.PathLike, config_name: str | None = None) -> 
         config = preset(fitting)  # nothing asked for: the file names its network by its tensors
     model = _network(path, config, config_stored)
     load_into(model, state_dict)
+    if is_resume_state(obj):
+        metadata = resume_state_metadata(obj, path)
+        warnings.warn(describe_resume_state(path, metadata["resume_state"]), ResumeStateWarning, stacklevel=2)
     return model, config, metadata
+
+
+def resume_state_metadata(state: dict, path: str | os.PathLike) -> dict:
+    """The metadata a resume state (last.pt) loads with: decision threshold 0 (none was chosen for these weights),
+    and "resume_state": the epochs it holds (None where it records no count) and the run's best.pt beside it (an
+    absolute path, None where there is none), so that a record of the results says what was scored."""
+    try:
+        epochs_done = int(state["epoch"]) + 1  # irsam train stores the last finished epoch, counted from 0
+    except (TypeError, ValueError):
+        epochs_done = None
+    best = Path(path).with_name("best.pt")
+    return {"decision_threshold": 0.0,
+            "resume_state": {"epochs_done": epochs_done, "best": os.path.abspath(best) if best.is_file() else None}}
+
+
+def describe_resume_state(path: str | os.PathLike, resume_state: dict) -> str:
+    """What loading a resume state (last.pt) as weights gives, and what to load instead."""
+    epochs = resume_state["epochs_done"]
+    text = (f"{path} is the resume state of an irsam train run (last.pt), not a checkpoint to detect with: it holds "
+            f"the weights of the run's last epoch{f' (epoch {epochs})' if epochs is not None else ''} and no decision "
+            "threshold chosen on validation, so threshold 0 is used; ")
+    if resume_state["best"]:
+        return text + (f"the run's best.pt beside it ({resume_state['best']}) holds the best validated weights "
+                       "with their threshold: load that one to detect")
+    return text + "no best.pt lies beside it (a run writes one when it first validates an epoch)"
 
 
 def _network(path: str | os.PathLike, config: IRSAMConfig, config_stored: bool, meta: bool = False) -> nn.Module:

@@ -5,7 +5,10 @@ rebuilt without guessing (`from_dict`).
 """
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
+from numbers import Integral, Real
 
 ENCODER_INPUTS = ("upsample2x", "native")
 DECODERS = ("official", "gad")
@@ -65,6 +68,10 @@ class IRSAMConfig:
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            problem = field_value_problem(f.name, getattr(self, f.name))
+            if problem:
+                raise ValueError(f"{f.name} {problem}")
         for name in ("embed_dims", "depths", "num_heads", "window_sizes", "pixel_mean", "pixel_std"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         levels = self.wpmd_levels
@@ -107,6 +114,52 @@ class IRSAMConfig:
 
     def replace(self, **changes) -> "IRSAMConfig":
         return replace(self, **changes)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_list_of(value, is_item, length: int | None = None) -> bool:
+    return (isinstance(value, (list, tuple)) and all(map(is_item, value))
+            and (length is None or len(value) == length))
+
+
+def _is_levels(value) -> bool:
+    return _is_integer(value) or _is_list_of(value, _is_integer)  # a count n means the first n levels
+
+
+# IRSAMConfig's field annotations -> (what a value must be, whether a value is one)
+_TYPE_CHECKS = {
+    "str": ("a string", lambda value: isinstance(value, str)),
+    "int": ("an integer", _is_integer),
+    "float": ("a finite number", _is_number),
+    "bool": ("true or false", lambda value: isinstance(value, bool)),
+    "tuple[int, ...]": ("a list of integers", lambda value: _is_list_of(value, _is_integer)),
+    "tuple[float, float, float]": ("a list of 3 finite numbers", lambda value: _is_list_of(value, _is_number, 3)),
+}
+_FIELD_CHECKS = {f.name: _TYPE_CHECKS[f.type] for f in fields(IRSAMConfig)}
+_FIELD_CHECKS["wpmd_levels"] = ("an integer or a list of integers", _is_levels)
+
+
+def field_value_problem(name: str, value) -> str | None:
+    """Why `value` cannot be IRSAMConfig's field `name` by its type: 'must be an integer, got "x"' (the value as
+    JSON, as --set takes it); None when its type fits, or `name` is no field. Its range is for the config and the
+    network to judge."""
+    if name not in _FIELD_CHECKS:
+        return None
+    expected, fits = _FIELD_CHECKS[name]
+    if fits(value):
+        return None
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    return f"must be {expected}, got {shown}"
 
 
 def official() -> IRSAMConfig:

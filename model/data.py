@@ -26,6 +26,10 @@ IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 # the normalisation record of 8-bit images fed to the network as stored (app.core.normalization's identity8)
 EIGHT_BIT_AS_STORED = {"mode": "window", "low": 0.0, "high": 255.0}
 MASK_SUFFIXES = ("", "_pixels0")  # <stem>.png (BasicIRSTD, IRSAM) and <stem>_pixels0.png (original SIRST)
+# (how a file begins, what it ends with when complete, how one without that end is reported): PNG and JPEG files as
+# app.core.frames tells and reports them
+CUT_SHORT = ((b"\x89PNG\r\n\x1a\n", b"\x00\x00\x00\x00IEND\xaeB`\x82", "truncated PNG (no IEND chunk at the end)"),
+             (b"\xff\xd8\xff", b"\xff\xd9", "truncated JPEG (no end-of-image marker)"))
 
 
 class FrameReadError(Exception):
@@ -249,14 +253,39 @@ def _opened(path: str | Path) -> Image.Image:
         image = Image.open(path)
         if image.format == "TIFF" and getattr(image, "n_frames", 1) > 1:
             image.seek(_tiff_first_frame_page(path))
-        return image
     except FileNotFoundError:
         raise ImageReadError(path, "file not found") from None
     except UnidentifiedImageError:
         empty = Path(path).stat().st_size == 0
         raise ImageReadError(path, "empty file (0 bytes)" if empty else "not an image (unrecognised file header)") from None
     except Exception as error:  # PIL raises many types for foreign and corrupt files
-        raise ImageReadError(path, _failure(error)) from None
+        reason = cut_short(path)
+        raise ImageReadError(path, f"corrupt image: {reason}" if reason else _failure(error)) from None
+    if reason := cut_short(path):
+        image.close()
+        raise ImageReadError(path, f"corrupt image: {reason}")
+    return image
+
+
+def cut_short(path: str | Path) -> str | None:
+    """Why a PNG or JPEG file is cut short (`CUT_SHORT`), where it does not end as a complete one does (zero bytes
+    after its end aside: a copy padded to a block); None for a complete one, other files and what cannot be read.
+    PIL decodes a PNG cut short after its image data without a word, and says of others "image file is truncated"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            kind = next(((end, reason) for start, end, reason in CUT_SHORT if head.startswith(start)), None)
+            if kind is None:
+                return None
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            tail = f.read().rstrip(b"\x00")
+            if not tail:  # zeros further back than the tail read
+                f.seek(0)
+                tail = f.read().rstrip(b"\x00")
+    except OSError:  # said by the reader that failed on it
+        return None
+    end, reason = kind
+    return None if tail.endswith(end) else reason
 
 
 def first_frame_page(pages) -> int:

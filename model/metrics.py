@@ -346,10 +346,10 @@ def read_boxes_csv_lines(path: str | Path) -> dict[int, list[tuple[Box, int]]]:
     outside the frame: `box_outside_frame`).
 
     UTF-8 with or without a byte-order mark (Excel writes one); the header names the columns, in any order;
-    blank lines and lines of empty values (`,,,,,`) are skipped; a frame may be written as an integral decimal
-    (`4.0`). Anything else (a missing header, another separator, a short row, a value that is not a number, a
-    frame below 1, a coordinate that is not finite, a width or height that is not positive) raises
-    BoxesFileError naming the file and line."""
+    blank lines and lines of empty values (`,,,,,`) are skipped; a frame is read exactly, as digits that may end in
+    a fraction of zeros (`4.0`). Anything else (a missing header, another separator, a short row, a value that is not
+    a number, a frame below 1 or not whole, a coordinate that is not finite, a width or height that is not positive)
+    raises BoxesFileError naming the file and line."""
     path = Path(path)
     boxes: dict[int, list[tuple[Box, int]]] = {}
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -557,6 +557,7 @@ def _number_frames(files: list[Path], boxes: dict[int, list]) -> ClipNumbering:
 
     lowest, highest = min(numbers), max(numbers)
     boxed = len(boxes)
+    boxed_frames = f"{boxed} frame{'' if boxed == 1 else 's'} boxes.csv has boxes for"
     why = None
     zero_based = lowest == 0
     if not zero_based and boxes:
@@ -565,12 +566,11 @@ def _number_frames(files: list[Path], boxes: dict[int, list]) -> ClipNumbering:
         zero = f"{prefix}{0:0{digits}d}"
         if from_0 > from_1:
             zero_based = True
-            why = (f"numbered from 0 ({zero} missing), the names pair {from_0} of the {boxed} frames boxes.csv "
-                   f"has boxes for with an image, numbered from 1 only {from_1}")
+            why = (f"numbered from 0 ({zero} missing), the names pair {from_0} of the {boxed_frames} with an "
+                   f"image, numbered from 1 only {from_1}")
         elif from_0 == from_1 < boxed and lowest == 1:  # 000001 first: 000000 deleted, or the last boxed frame
-            why = (f"numbered from 1 or from 0 ({zero} missing), the names pair {from_1} of the {boxed} frames "
-                   "boxes.csv has boxes for with an image: taken as numbered from 1, as the clips' own "
-                   "images/000001.png")
+            why = (f"numbered from 1 or from 0 ({zero} missing), the names pair {from_1} of the {boxed_frames} "
+                   "with an image: taken as numbered from 1, as the clips' own images/000001.png")
     if zero_based:
         numbers = [n + 1 for n in numbers]
     by_name = paired(numbers)
@@ -583,7 +583,7 @@ def _number_frames(files: list[Path], boxes: dict[int, list]) -> ClipNumbering:
         named = sorted(zip(numbers, (files[k].name for k in numbered)))
         return ClipNumbering(files, position, "position",
                              f"numbered by name, {named[0][1]} to {named[-1][1]} would pair {by_name} of the "
-                             f"{boxed} frames boxes.csv has boxes for with an image, by position {by_position}")
+                             f"{boxed_frames} with an image, by position {by_position}")
     numbers_of_files: list[int | None] = [None] * len(files)
     for k, n in zip(numbered, numbers):
         numbers_of_files[k] = n
@@ -621,8 +621,9 @@ def _blank(row: list[str]) -> bool:
 
 def _box_values(row: dict[str, str]) -> tuple[int, float, float, float, float]:
     """(frame, x, y, w, h) of one boxes.csv row (column name -> text); ValueError saying which value is wrong."""
+    frame = _frame_number(row["frame"])
     numbers = []
-    for name in ("frame", "x", "y", "w", "h"):
+    for name in ("x", "y", "w", "h"):
         try:
             number = float(row[name])
         except ValueError:
@@ -630,12 +631,33 @@ def _box_values(row: dict[str, str]) -> tuple[int, float, float, float, float]:
         if not math.isfinite(number):
             raise ValueError(f"{name} {row[name]!r} is not a finite number")
         numbers.append(number)
-    frame, x, y, w, h = numbers
-    if not frame.is_integer() or frame < 1:
-        raise ValueError(f"frame {row['frame']!r} is not a frame number (1 is the first frame)")
+    x, y, w, h = numbers
     if w <= 0 or h <= 0:
         raise ValueError(f"a box's width and height must be positive, found w {row['w']!r}, h {row['h']!r}")
-    return int(frame), x, y, w, h
+    return frame, x, y, w, h
+
+
+# a frame number as written: digits, with a fraction of zeros where a spreadsheet writes one ("12.0")
+_FRAME_NUMBER = re.compile(r"\+?(\d+)(?:\.0*)?")
+
+
+def _frame_number(text: str) -> int:
+    """The frame number boxes.csv's frame value gives, exactly (as a float, 12345678901234567 would read as
+    12345678901234568); ValueError saying why it is none."""
+    match = _FRAME_NUMBER.fullmatch(text.strip())
+    try:
+        frame = int(match.group(1)) if match else None
+    except ValueError:  # more digits than Python converts: no frame number either
+        frame = None
+    if frame is not None and frame >= 1:
+        return frame
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"frame {text!r} is not a number") from None
+    below_one = frame is not None or (math.isfinite(number) and number.is_integer() and number < 1)
+    raise ValueError(f"frame {text!r} is not a frame number (1 is the first frame)"
+                     + ("" if below_one else ": frame numbers are whole numbers, written as 12 or 12.0"))
 
 
 @dataclass(frozen=True)

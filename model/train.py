@@ -62,9 +62,9 @@ from model.checkpoint import (
     read_weights,
     save_checkpoint,
 )
-from model.config import PRESETS, IRSAMConfig, preset
-from model.data import (EIGHT_BIT_AS_STORED, Sample, extra_data_root, extra_data_samples, find_dataset, name_some,
-                        pixels_digest, read_samples)
+from model.config import PRESETS, IRSAMConfig, field_value_problem, preset
+from model.data import (EIGHT_BIT_AS_STORED, Sample, counted, extra_data_root, extra_data_samples, find_dataset,
+                        name_some, pixels_digest, read_samples)
 from model.folder_lock import FolderLock
 from model.losses import LOSSES
 from model.metrics import SegmentationMetrics
@@ -118,13 +118,18 @@ def check_options(cfg: TrainConfig) -> None:
 
 def model_config_of(cfg: TrainConfig) -> IRSAMConfig:
     """The --config preset with the --set overrides; ValueError naming a preset or a field that does not exist,
-    or a value the config refuses."""
+    a value of another type than its field's ("--set embed_dim: must be an integer, got "x""), or a value the config
+    refuses."""
     if cfg.config not in PRESETS:
         raise ValueError(f"--config {cfg.config}: no such network; --config takes {', '.join(PRESETS)}")
     settable = sorted(f.name for f in fields(IRSAMConfig) if f.name != "name")
     unknown = sorted(set(cfg.config_overrides) - set(settable))
     if unknown:
         raise ValueError(f"--set {', '.join(unknown)}: unknown model config field; --set takes {', '.join(settable)}")
+    mistyped = [f"--set {name}: {problem}" for name, value in cfg.config_overrides.items()
+                if (problem := field_value_problem(name, value))]
+    if mistyped:
+        raise ValueError("; ".join(mistyped))
     try:
         return preset(cfg.config).replace(**cfg.config_overrides)
     except (TypeError, ValueError) as error:
@@ -519,7 +524,8 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
     train_stems, val_stems = [s.stem for s in train_samples], [s.stem for s in val_samples]
     overlap = set(train_stems) & set(val_stems)
     if overlap:
-        raise ValueError(f"train and validation splits share {len(overlap)} images, e.g. {sorted(overlap)[:3]}")
+        raise ValueError(f"train and validation splits share {counted(len(overlap), 'image', 'images')}, "
+                         f"e.g. {sorted(overlap)[:3]}")
     extra_samples = [extra_data_option_samples(entry) for entry in cfg.extra_data]
     run = run_record(cfg, ctx.world_size, train_stems, val_stems,
                      [[s.stem for s in samples] for samples in extra_samples],
@@ -586,8 +592,9 @@ def _train(cfg: TrainConfig, ctx: DistributedContext, t_start: float, log) -> di
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
     if ctx.is_main:
         log(
-            f"training {model_config.name} on {len(loader.dataset)} images ({len(val_images)} for validation), "
-            f"{ctx.world_size} process(es) on {ctx.device}, autocast {dtype}, {steps_per_epoch} steps/epoch"
+            f"training {model_config.name} on {counted(len(loader.dataset), 'image', 'images')} ({len(val_images)} "
+            f"for validation), {ctx.world_size} process(es) on {ctx.device}, autocast {dtype}, {steps_per_epoch} "
+            "steps/epoch"
         )
     stopped_early, epochs_done = False, start_epoch
     # of each epoch this process ran: its training steps, its validation (where it ran) and the rest (saving)
@@ -1387,8 +1394,8 @@ def reconcile_log(path: Path, epochs_done: int, last_record: str | None) -> str:
     from model.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
-    return ", ".join(([f"dropped {dropped} lines of epochs last.pt does not hold"] if dropped else [])
-                     + ([f"restored epoch {epochs_done}'s line from last.pt"] if restored else []))
+    changes = [f"dropped {counted(dropped, 'line', 'lines')} of epochs last.pt does not hold"] if dropped else []
+    return ", ".join(changes + ([f"restored epoch {epochs_done}'s line from last.pt"] if restored else []))
 
 
 def _save_resume_state(

@@ -17,7 +17,7 @@ import torch
 
 import model.train as train_module
 from app.cli import main
-from model.checkpoint import CheckpointError, load_checkpoint, read_torch_file
+from model.checkpoint import CheckpointError, ResumeStateWarning, load_checkpoint, read_torch_file
 from model.metrics import InterpolatedMaskWarning
 from model.train import check_same_run, run_record, train
 from model.train_config import TrainConfig
@@ -53,14 +53,18 @@ def test_last_pt_loads_as_the_network_it_stores_and_predicts_as_best_pt(dataset,
     out = tmp_path / "run"
     train(config(dataset, out, config_overrides={"wpmd_steps": 3}), log=quiet)  # one epoch: best.pt == last.pt
     best_model, best_config, _ = load_checkpoint(out / "best.pt")
-    last_model, last_config, metadata = load_checkpoint(out / "last.pt")
+    with pytest.warns(ResumeStateWarning, match="load that one to detect"):
+        last_model, last_config, metadata = load_checkpoint(out / "last.pt")
     assert last_config.wpmd_steps == 3 and last_config == best_config
-    assert metadata == {}  # the calibrated threshold is best.pt's
+    # the calibrated threshold is best.pt's, named in the warning and the metadata
+    assert metadata == {"decision_threshold": 0.0,
+                        "resume_state": {"epochs_done": 1, "best": str((out / "best.pt").absolute())}}
     image = cv2.imread(str(next((dataset / "images").iterdir())), cv2.IMREAD_GRAYSCALE)
     x = torch.from_numpy(np.stack([image] * 3)).float()[None] / 255
     with torch.no_grad():
         assert torch.equal(best_model(x).mask_logits, last_model(x).mask_logits)
-    assert load_checkpoint(out / "last.pt", "tiny")[1].wpmd_steps == 3
+    with pytest.warns(ResumeStateWarning):
+        assert load_checkpoint(out / "last.pt", "tiny")[1].wpmd_steps == 3
     with pytest.raises(CheckpointError, match="this checkpoint holds a tiny network, not the paper one"):
         load_checkpoint(out / "last.pt", "paper")
 
