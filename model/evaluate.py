@@ -4,7 +4,6 @@ Plots are drawn with OpenCV (no matplotlib dependency).
 """
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import replace
@@ -51,30 +50,24 @@ def available_methods() -> list[str]:
     return sorted(CLASSICAL_DETECTORS)
 
 
-def json_values(value):
-    """`value` with each NaN or infinity (Pd without a target, an AUC without a curve) as null: JSON has none."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: json_values(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [json_values(item) for item in value]
-    return value
-
-
 def _timed_detect(detector: Detector, images: list[np.ndarray], no_data: list[np.ndarray | None],
-                  network_logits: bool = False) -> tuple[list[FrameResult], float]:
+                  network_logits: bool = False, frame_logits: bool = True) -> tuple[list[FrameResult], float]:
     """The detector's results for `images`, with no target where a frame holds no data (`no_data`, one per image),
     and the detector's time. With `network_logits` (a Predictor whose network runs on resized frames), results
     that also hold its logits at its input size (model.predictor.NetworkFrameResult), where the no-data pixels
-    are those of the frame resized there as the ground truth is (nearest)."""
+    are those of the frame resized there as the ground truth is (nearest); with `frame_logits` False as well (only
+    those are scored), the frame-size `logits` are left as the network gave them, neither refined nor cleaned."""
     start = time.perf_counter()
-    results = detector.detect(images, network_logits=True) if network_logits else detector.detect(images)
+    if network_logits:
+        results = detector.detect(images, network_logits=True, refine_frame_logits=frame_logits)
+    else:
+        results = detector.detect(images)
     elapsed = time.perf_counter() - start
     cleaned = []
     for result, where in zip(results, no_data):
         if where is not None:
-            result = replace(result, logits=logits_without_no_data(result.logits, where))
+            if frame_logits:
+                result = replace(result, logits=logits_without_no_data(result.logits, where))
             if network_logits:
                 where_at_input = resize_ground_truth(where, result.network_logits.shape[0])
                 result = replace(result, network_logits=logits_without_no_data(result.network_logits, where_at_input))
@@ -191,6 +184,7 @@ def evaluate_variants(
     metrics = {v: {c: _segmentation_metrics(options) for c, options in conventions.items()} for v in variants}
     at_network = {c for c, options in conventions.items()
                   if scored_at_network_input(detector, options.get("resize_to"))}
+    at_frame = len(at_network) < len(conventions)  # some convention scores the logits at the frame's size
     seconds = dict.fromkeys(variants, 0.0)
     skipped: list[dict] = []
     interpolated: list[str] = []
@@ -203,11 +197,13 @@ def evaluate_variants(
                 read.append((sample.stem, *pair, no_data(sample.image_path) if no_data else None))
         if read:
             results, elapsed = _timed_detect(detector, [image for _, image, _, _ in read],
-                                             [where for _, _, _, where in read], network_logits=bool(at_network))
+                                             [where for _, _, _, where in read], network_logits=bool(at_network),
+                                             frame_logits=at_frame)
             for (stem, image, mask, _), result in zip(read, results):
                 for name, postprocess in variants.items():
                     t0 = time.perf_counter()
-                    scored = result.logits if postprocess is None else postprocess(image, result.logits)
+                    if at_frame:
+                        scored = result.logits if postprocess is None else postprocess(image, result.logits)
                     if at_network:
                         scored_at_network = (result.network_logits if postprocess is None
                                              else postprocess(result.network_frame, result.network_logits))

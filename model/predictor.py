@@ -90,12 +90,14 @@ class NetworkFrameResult(FrameResult):
 
 class _Pass(NamedTuple):
     """One forward pass: mask logits and edges at frame size (B, 1, H, W), feature maps (`crop_to_frame`), and
-    for a network that runs on the resized frame the mask logits at that size (B, 1, S, S), else None."""
+    for a network that runs on the resized frame the mask logits at that size (B, 1, S, S) and the gray frame as
+    it saw it (B, S, S), else None."""
 
     mask: torch.Tensor
     edge: torch.Tensor
     features: dict[str, tuple[torch.Tensor, np.ndarray]]
     network_mask: torch.Tensor | None
+    network_frame: torch.Tensor | None
 
 
 class TTAPasses(NamedTuple):
@@ -115,6 +117,11 @@ TTA_PASSES: dict[str, TTAPasses] = {
     "scale": TTAPasses((1.0, 1.25), ()),
     "scale+flips": TTAPasses((1.0, 1.25), ALL_FLIPS),
 }
+
+
+def resize_for_network(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) float -> (B, C, S, S): frames as a network that does not run natively sees them (bilinear)."""
+    return F.interpolate(x, size=(RESIZED_INPUT_SIZE, RESIZED_INPUT_SIZE), mode="bilinear", align_corners=False)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
@@ -232,10 +239,12 @@ class Predictor:
         own size (native)."""
         return None if self.native else RESIZED_INPUT_SIZE
 
-    def detect(self, images: Sequence[np.ndarray], features: bool = False,
-               network_logits: bool = False) -> list[FrameResult]:
+    def detect(self, images: Sequence[np.ndarray], features: bool = False, network_logits: bool = False,
+               refine_frame_logits: bool = True) -> list[FrameResult]:
         """images: 2-D uint8 arrays. Frames of equal size are batched together. With `network_logits`, for a
-        network that runs on resized frames only, `NetworkFrameResult`s that also hold its logits at that size."""
+        network that runs on resized frames only, `NetworkFrameResult`s that also hold its logits at that size.
+        `refine_frame_logits` False leaves the refinement off the frame-size `logits` (the network's, resized back
+        to the frame): for a caller that uses only `network_logits` (model.evaluate scoring at 512)."""
         if network_logits and self.native:
             raise ValueError(f"the {self.config.name} network runs at each frame's own size: its logits are the "
                              "frame-size ones")
@@ -251,7 +260,8 @@ class Predictor:
                 batch = np.stack([images[i] for i in chunk])
                 for i, result in zip(chunk, self._detect_same_size(batch, features, network_logits)):
                     if self.refinement is not None:
-                        result.logits = self.refinement(images[i], result.logits)
+                        if refine_frame_logits:
+                            result.logits = self.refinement(images[i], result.logits)
                         if network_logits:
                             result.network_logits = self.refinement(result.network_frame, result.network_logits)
                     results[i] = result
@@ -263,9 +273,9 @@ class Predictor:
             return [self._detect_tiled(frame, features) for frame in batch]
         logits, edges, feats, at_network = self._run(batch, features, network_logits)
         if network_logits:
-            frames = self._network_frames(batch)
+            own_logits, frames_seen = at_network
             return [NetworkFrameResult(logits=logits[i], edge=edges[i], features=frame_features(feats, i),
-                                       network_logits=at_network[i], network_frame=frames[i])
+                                       network_logits=own_logits[i], network_frame=frames_seen[i])
                     for i in range(len(batch))]
         return [
             FrameResult(
@@ -276,20 +286,14 @@ class Predictor:
             for i in range(len(batch))
         ]
 
-    def _network_frames(self, batch: np.ndarray) -> np.ndarray:
-        """batch (B,H,W) uint8 -> (B,S,S) float32: the frames resized as `_forward` resizes them for the network."""
-        x = torch.from_numpy(batch).to(self.device_choice.device).float()[:, None]
-        size = (RESIZED_INPUT_SIZE, RESIZED_INPUT_SIZE)
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)[:, 0].cpu().numpy()
-
     def _run(
         self, batch: np.ndarray, features: bool, network_logits: bool = False
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray | None]:
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray] | None]:
         """batch (B,H,W) uint8 -> logits (B,H,W) f32, edges (B,H,W) f32, features name -> (maps (B,C,fh,fw), rect),
-        and with `network_logits` (a network on resized frames) its logits at its input size (B,S,S) f32, else
-        None."""
+        and with `network_logits` (a network on resized frames) its logits at its input size (B,S,S) f32 and the
+        frames as it saw them there (B,S,S) f32, else None."""
         x = torch.from_numpy(batch).to(self.device_choice.device).float()[:, None].expand(-1, 3, -1, -1)
-        mask, edge, out_features, network_mask = self._forward(x, features)
+        mask, edge, out_features, network_mask, network_frame = self._forward(x, features)
         passes = TTA_PASSES[self.tta]
         h, w = x.shape[-2:]
         count = 1
@@ -300,7 +304,7 @@ class Predictor:
             # the unflipped pass at scale 1 is the one above
             unflipped = () if scale == 1.0 else ((),)
             for dims in unflipped + passes.flips:
-                m, e, _, m_network = self._forward(xs.flip(dims) if dims else xs, False)
+                m, e, _, m_network, _ = self._forward(xs.flip(dims) if dims else xs, False)
                 if dims:
                     m, e = m.flip(dims), e.flip(dims)
                 if scale != 1.0:
@@ -313,34 +317,36 @@ class Predictor:
         mask = mask[:, 0] - self.decision_threshold
         at_network = None
         if network_logits:
-            at_network = (network_mask[:, 0] / count - self.decision_threshold).cpu().numpy()
+            at_network = ((network_mask[:, 0] / count - self.decision_threshold).cpu().numpy(),
+                          network_frame.cpu().numpy())
         return mask.cpu().numpy(), edge[:, 0].cpu().numpy(), feats, at_network
 
     def _forward(self, x: torch.Tensor, features: bool) -> _Pass:
         """x (B,3,H,W) float -> mask logits (B,1,H,W), edges (B,1,H,W), feature maps name -> (map, rect)
-        (`crop_to_frame`), and the mask logits at the network's input size where it resizes the frame."""
+        (`crop_to_frame`), and where the network resizes the frame, the mask logits at its input size and the gray
+        frame it saw."""
         h, w = x.shape[-2:]
         if self.native:
             x = pad_to_multiple(x)
         else:
-            x = F.interpolate(x, size=(RESIZED_INPUT_SIZE, RESIZED_INPUT_SIZE), mode="bilinear", align_corners=False)
+            x = resize_for_network(x)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         dev = self.device_choice.device
         with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = self.model(x, return_features=features)
         mask, edge = out.mask_logits.float(), out.edge_probs.float()
-        network_mask = None
+        network_mask = network_frame = None
         if self.native:
             mask, edge = mask[..., :h, :w], edge[..., :h, :w]
         else:
-            network_mask = mask
+            network_mask, network_frame = mask, x[:, 0]
             mask = F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)
             edge = F.interpolate(edge, size=(h, w), mode="bilinear", align_corners=False)
         if not features:
-            return _Pass(mask, edge, {}, network_mask)
+            return _Pass(mask, edge, {}, network_mask, network_frame)
         covered = tuple(x.shape[-2:]) if self.native else (h, w)
         feats = {name: crop_to_frame(value, (h, w), covered) for name, value in out.features.items()}
-        return _Pass(mask, edge, feats, network_mask)
+        return _Pass(mask, edge, feats, network_mask, network_frame)
 
     def _detect_tiled(self, frame: np.ndarray, features: bool) -> FrameResult:
         """Overlapping tiles; each output pixel comes from the tile where it is farthest from a tile border."""

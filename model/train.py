@@ -981,7 +981,7 @@ def _append_record(path: Path, record: dict, log) -> None:
 def metrics_line(record: dict) -> str:
     """An epoch's metrics.jsonl line: JSON, with null for NaN or infinity (Pd of a validation split without a
     target), which JSON has no value for (strict parsers, jq and JavaScript refuse a bare NaN)."""
-    from model.evaluate import json_values
+    from model.atomic import json_values
 
     return json.dumps(json_values(record), allow_nan=False)
 

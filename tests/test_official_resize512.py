@@ -132,7 +132,7 @@ def test_a_variants_post_processing_also_runs_at_512_and_native_conventions_stay
     pairs = read_pairs(samples)
     frame_logits = [r.logits for r in official_like.detect([image for image, _ in pairs])]
     network_logits = [out[0, 0] - THRESHOLD for out in network[2][: len(samples)]]
-    frames_seen = [official_like._network_frames(image[None])[0] for image, _ in pairs]
+    frames_seen = [official_like.detect([image], network_logits=True)[0].network_frame for image, _ in pairs]
     for name, post in (("off", lambda frame, logits: logits), ("trim", trim)):
         native, at_512 = results[name]["native"][1], results[name]["at_512"][1]
         for k, (image, _) in enumerate(pairs):

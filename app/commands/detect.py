@@ -21,7 +21,7 @@ from app.commands import (Terminated, add_normalization_options, add_size_gate_o
                           add_threshold_k_option, check_device_fallback, normalization_request_of, positive_int,
                           sigterm_as_interrupt, size_gate_of, warn_classical_only, warn_irsam_only)
 from app.core.frames import FrameReadError, SourceError, frame_digest, frames_folder, open_source
-from app.core.normalization import Normalization, no_data_pixels, without_no_data
+from app.core.normalization import Normalization, without_no_data
 from app.core.project import ProjectError, ReviewProject, is_project, utc_now
 from app.core.provenance import ProposalOrigin, detector_record
 from app.core.locks import DETECT_LOCK, DetectionLock, DetectionRunningError
@@ -422,7 +422,7 @@ def run_pipeline(source, n: int, normalization: Normalization, detector, project
                             continue
                         changed.append(stem)
                     digests[stem] = digest
-                    put((stem, normalization.apply(frame), no_data_pixels(frame)))
+                    put((stem, *normalization.apply_with_no_data(frame)))
                 except FrameReadError:
                     continue  # recorded in source.bad_frames
             put(_END)

@@ -14,15 +14,15 @@ import numpy as np
 from app.commands import (add_normalization_options, add_size_gate_options, add_target_size_option,
                           add_threshold_k_option, check_device_fallback, normalization_request_of, positive_int,
                           size_gate_of, warn_classical_only, warn_irsam_only)
-from model.atomic import encode_json, write_output_file
+from model.atomic import encode_json, json_values, write_output_file
 from app.core.frames import FrameReadError, SourceError, open_source, read_gray
 from app.core.normalization import NormalizationRequest, no_data_pixels
 from model.classical import DEFAULT_TARGET_SIZE, make_classical_detector
 from model.config import PRESETS
 from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray, stack_samples
 from model.detectors import REFINE_MODES, TTA_MODES
-from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, json_values,
-                            make_detector, write_curve_plots)
+from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, make_detector,
+                            write_curve_plots)
 from model.metrics import (ClipNumbering, InterpolatedMaskWarning, describe_boxes_outside, number_clip_frames,
                            read_boxes_csv)
 from model.refine import refinement_record
@@ -184,6 +184,7 @@ class SetFrames:
         self._index = {os.path.abspath(file): i for i, file in enumerate(files)}
         self._not_frames = {os.path.abspath(bad.path): bad.reason for bad in getattr(self.source, "bad_frames", [])
                             if bad.index is None}  # such as a second file of the same stem
+        self._last_read: tuple[str, np.ndarray | None] | None = None  # (path, its no-data pixels) of the last `read`
 
     def read(self, path) -> np.ndarray:
         if self.window is None:
@@ -191,17 +192,24 @@ class SetFrames:
         where = os.path.abspath(path)
         i = self._index.get(where)
         if i is not None:
-            return self.window.apply(self.source.frame(i))
-        if where in self._not_frames:
+            frame = self.source.frame(i)
+        elif where in self._not_frames:
             raise FrameReadError(path, self._not_frames[where])
-        return self.window.apply(self._raw(path))
+        else:
+            frame = self._raw(path)
+        image, no_data = self.window.apply_with_no_data(frame)
+        self._last_read = where, no_data
+        return image
 
     def no_data(self, path) -> np.ndarray | None:
-        """Where the frame `read(path)` gave holds no data (bool HxW), None where it holds data everywhere; asked just
-        after that read, it finds the frame in the source's cache."""
+        """Where the frame `read(path)` gave holds no data (bool HxW), None where it holds data everywhere: as that
+        read found it when it was the last one (asked just after it, as the evaluation asks), else from the frame."""
         if self.window is None or self.source.dtype.kind != "f":  # integer frames hold data everywhere
             return None
-        i = self._index.get(os.path.abspath(path))
+        where = os.path.abspath(path)
+        if self._last_read is not None and self._last_read[0] == where:
+            return self._last_read[1]
+        i = self._index.get(where)
         return no_data_pixels(self.source.frame(i) if i is not None else self._raw(path))
 
     def _raw(self, path) -> np.ndarray:

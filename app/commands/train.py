@@ -52,7 +52,7 @@ def run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if os.environ.get("RANK", "0") == "0":  # under torchrun the other ranks hold no validation results
-        from model.evaluate import json_values  # NaN (Pd without a validation target) as null: JSON has no NaN
+        from model.atomic import json_values  # NaN (Pd without a validation target) as null: JSON has no NaN
 
         print(json.dumps(json_values(summary), indent=2))
     return 0

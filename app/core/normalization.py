@@ -106,14 +106,26 @@ class Normalization:
 
     def apply(self, frame: np.ndarray) -> np.ndarray:
         """The 8-bit image (uint8, same shape) of a raw frame."""
-        frame = self.repair(frame)
+        return self.apply_with_no_data(frame)[0]
+
+    def apply_with_no_data(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The 8-bit image of a raw frame (`apply`) and where the frame holds no data (`no_data_pixels` of the frame
+        as given, before its bad pixels are repaired), found once for both."""
+        frame = np.asarray(frame)
+        no_data = no_data_pixels(frame)
+        repaired = self.repair(frame)
+        # a repaired bad pixel takes its neighbours' median: where it was no data it may now be data, or the reverse
+        no_data_repaired = no_data if repaired is frame else no_data_pixels(repaired)
+        return self._image(repaired, no_data_repaired), no_data
+
+    def _image(self, frame: np.ndarray, no_data: np.ndarray | None) -> np.ndarray:
+        """The 8-bit image of a repaired frame whose no-data pixels are `no_data` (`no_data_pixels`)."""
         # take() is 2-3x faster than fancy indexing here
         if frame.dtype == np.uint16:
             return self._lut16.take(frame)
         if frame.dtype == np.uint8:
             return self._lut16[:256].take(frame)
         values = frame.astype(np.float64)
-        no_data = no_data_pixels(frame)
         if no_data is not None:
             if no_data.all():
                 return np.zeros(values.shape, np.uint8)

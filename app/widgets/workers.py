@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6 import QtCore
 
 from app.core.frames import FrameReadError, FrameSource
-from app.core.normalization import Normalization, no_data_pixels, without_no_data
+from app.core.normalization import Normalization, without_no_data
 from app.core.project import ReviewProject, content_stamp
 from app.core.provenance import ProposalOrigin, detector_record, sha256_of
 from app.core.locks import DetectionLock, DetectionRunningError
@@ -204,11 +204,11 @@ class DetectionWorker(QtCore.QObject):
                 return True
             try:
                 frame = self.source.frame(index)
-                image = self.normalization.apply(frame)
+                image, no_data = self.normalization.apply_with_no_data(frame)
             except FrameReadError as exc:
                 self.frameFailed.emit(index, exc.reason)
                 continue
-            result = without_no_data(self._detect(image), no_data_pixels(frame))
+            result = without_no_data(self._detect(image), no_data)
             if self.project is not None and not self.features:
                 self.kept_accepted += self.project.save_prediction(self.source.stems[index], result, self.save_logits,
                                                                    self.origin)
