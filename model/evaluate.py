@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -44,6 +45,24 @@ def make_detector(method: str | None, weights: str | None, device: str = "auto",
     from model.predictor import Predictor
 
     return Predictor.from_file(path, device=device, **predictor_options)
+
+
+@contextmanager
+def resume_state_warning_to(report: Callable[[str], None]) -> Iterator[None]:
+    """Hand the message of a ResumeStateWarning raised inside (a run's last.pt loaded as weights) to `report`, for a
+    command to print it as its other warnings, in one line, rather than in Python's warning format with a source
+    line; other warnings are emitted again as they were raised."""
+    from model.checkpoint import ResumeStateWarning  # imports torch: only where weights are loaded
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResumeStateWarning)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, ResumeStateWarning):
+            report(str(warning.message))
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
+                                   source=warning.source)
 
 
 def available_methods() -> list[str]:
@@ -246,7 +265,8 @@ class NativeErrorMetrics(SegmentationMetrics):
     matched at `resize_to` as the metrics match them, then each component found there is traced back to
     the image's components it was resized from (nearest neighbour, as the ground truth is resized), and
     its centroid (row, col) and area are theirs, in image pixels; Pd by target area bins the targets by
-    that area. Each also keeps its centroid and area where it was matched ("at_512"). A false alarm that
+    that area. Each also keeps its centroid and area where it was matched ("at_512"). An image component that
+    resizing split into several at `resize_to` is listed once (`_each_image_component_once`). A false alarm that
     no image component lies under nor beside (not seen: bilinear resizing draws on those) has its centroid
     mapped back by the scale, its area the image pixels it covers, and is marked "resized_only". A prediction
     made at `resize_to` (`SegmentationMetrics.at_resize_to`: a network's own output there) has no image
@@ -276,9 +296,10 @@ class NativeErrorMetrics(SegmentationMetrics):
         if not (found.all() and matched.all()):
             self.frame_errors.append({
                 "image": name,
-                "missed": [target for target, hit in zip(missed, found) if not hit],
-                "false_alarms": [_traced(predicted_parts, p, native_pred, taken_from, truth.shape)
-                                 for p in np.flatnonzero(~matched)],
+                "missed": _each_image_component_once([target for target, hit in zip(missed, found) if not hit], size),
+                "false_alarms": _each_image_component_once(
+                    [_traced(predicted_parts, p, native_pred, taken_from, truth.shape)
+                     for p in np.flatnonzero(~matched)], size),
             })
 
 
@@ -310,6 +331,25 @@ def _traced(resized: Components, index: int, native: Components | None, taken_fr
                 f"at_{size}": at_size}
     return {**_mapped_back(row_resized, col_resized, under, size, image_shape), "resized_only": True,
             f"at_{size}": at_size}
+
+
+def _each_image_component_once(traced: list[dict], size: int) -> list[dict]:
+    """`_traced` entries with those of the same image components (the same centroid and area in the image) merged
+    into the first: resizing can split one image component into several at `size` (nearest neighbour drops the
+    thin bridge of a larger image), each traced back to all of it. The merged entry's "at_<size>" is those
+    components' joint centroid and total area."""
+    at = f"at_{size}"
+    merged: dict[tuple, dict] = {}
+    for entry in traced:
+        key = (entry["row"], entry["col"], entry["area"], entry.get("resized_only", False))
+        first = merged.setdefault(key, entry)
+        if first is not entry:
+            areas = np.array([first[at]["area"], entry[at]["area"]], np.float64)
+            rows, cols = [first[at]["row"], entry[at]["row"]], [first[at]["col"], entry[at]["col"]]
+            merged[key] = {**first, at: {"row": round(float(areas @ rows / areas.sum()), 1),
+                                         "col": round(float(areas @ cols / areas.sum()), 1),
+                                         "area": int(areas.sum())}}
+    return list(merged.values())
 
 
 def _mapped_back(row: float, col: float, under: np.ndarray, size: int, image_shape: tuple[int, int]) -> dict:
@@ -532,12 +572,24 @@ def plot_curve(
         raise OSError(f"cannot write {path}")
 
 
+def plot_name(result: dict) -> str:
+    """What the plots of `result` are named after: its method, and for a network the folder and stem of its weights
+    file (result["weights"]["path"], as irsam eval records it: runs/a/best.pt gives irsam_a_best), so that the plots
+    of several checkpoints, a training run's best.pt among others, can be written into one folder."""
+    weights = result.get("weights")
+    if not weights:
+        return result["method"]
+    path = Path(weights["path"])
+    return "_".join(part for part in (result["method"], path.parent.name, path.stem) if part)
+
+
 def write_curve_plots(result: dict, plots_dir: str | Path) -> list[Path]:
-    """roc_<method>.png (pixel ROC) and pd_fa_<method>.png (Pd against Fa from the threshold sweep)."""
+    """roc_<name>.png (pixel ROC) and pd_fa_<name>.png (Pd against Fa from the threshold sweep), <name> the
+    `plot_name` of `result`."""
     plots_dir = Path(plots_dir)
-    method = result["method"]
+    method, name = result["method"], plot_name(result)
     roc, pd_fa = result["roc"], result["pd_fa_curve"]
-    roc_path, pd_fa_path = plots_dir / f"roc_{method}.png", plots_dir / f"pd_fa_{method}.png"
+    roc_path, pd_fa_path = plots_dir / f"roc_{name}.png", plots_dir / f"pd_fa_{name}.png"
     plot_curve(  # log: a detector works at false positive rates of 1e-5, which a linear axis squeezes into its edge
         roc["fpr"], roc["tpr"], roc_path, f"{method}: pixel ROC, AUC {roc['auc']:.4f}",
         "false positive rate (log)", "true positive rate", x_log=True,

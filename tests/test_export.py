@@ -649,7 +649,7 @@ def test_the_dialog_summary_names_frames_kept_and_removed():
     report = ExportReport(Path("/data/set"), "sirst", "train", exported=["s_000001"], removed=["s_000004"],
                           kept=[("s_000002", "not in the source"), ("s_000003", "corrupt image")])
     text = describe_report(report)
-    assert "1 frames of an earlier export of this sequence removed (no longer selected)." in text
+    assert "1 frame of an earlier export of this sequence removed (no longer selected)." in text
     assert "2 frames that cannot be read now keep their earlier export (e.g. s_000002: not in the source)" in text
 
 
@@ -663,9 +663,9 @@ def test_the_dialog_summary_names_frames_left_out_as_another_sequence_s_or_chang
     text = describe_report(report)
     assert ("2 frames not exported: the data set already holds their pixels as frames of another sequence, a clip "
             "that overlaps this one (000008 (as a_000008), 000009 (as a_000009))") in text
-    assert "1 frames not exported: they changed on disk since their mask or status was made (000003)" in text
-    assert "1 of them keep their earlier export" in text and "cannot be read now" not in text
-    assert "1 temporary files left by an export cut short were removed." in text
+    assert "1 frame not exported: it changed on disk since its mask or status was made (000003)" in text
+    assert "It keeps its earlier export" in text and "cannot be read now" not in text
+    assert "1 temporary file left by an export cut short was removed." in text
 
 
 def test_an_export_into_the_sequence_s_own_folders_is_refused_and_nothing_written(tmp_path):

@@ -81,8 +81,8 @@ def test_export_dialog_names_the_frames_it_did_not_export(review, qtbot, tmp_pat
     dialog.export_button.click()
     qtbot.waitUntil(dialog.export_button.isEnabled, timeout=30000)
     text = dialog.result.toPlainText()
-    assert text.startswith("1 frames exported")
-    assert f"1 frames not exported: they changed on disk since their mask or status was made ({review.session.stem(1)})" in text
+    assert text.startswith("1 frame exported")
+    assert f"1 frame not exported: it changed on disk since its mask or status was made ({review.session.stem(1)})" in text
     assert "cannot be read now" not in text
     dialog.close()
 

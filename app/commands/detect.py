@@ -98,7 +98,7 @@ def make_detector(
     standard deviations above the mean, None for the method's default)."""
     from model.checkpoint import check_weights_path
     from model.classical import DEFAULT_TARGET_SIZE, make_classical_detector
-    from model.evaluate import make_detector as make_named_detector
+    from model.evaluate import make_detector as make_named_detector, resume_state_warning_to
     from model.size_gate import gated
 
     if method != "irsam":
@@ -109,10 +109,11 @@ def make_detector(
     if not path.exists():
         hint = "" if weights else " (the shipped default weights are missing: pass --weights FILE or --method tophat)"
         raise FileNotFoundError(f"weights file not found: {path}{hint}")
-    predictor = make_named_detector(
-        None, str(path), device, config_name=config, precision=precision, batch_size=batch_size, tta=tta,
-        refine=refine,
-    )
+    with resume_state_warning_to(lambda message: print(f"warning: {message}", file=sys.stderr)):
+        predictor = make_named_detector(
+            None, str(path), device, config_name=config, precision=precision, batch_size=batch_size, tta=tta,
+            refine=refine,
+        )
     if predictor.precision != precision:
         print(f"warning: --precision {precision} runs on CUDA only; {predictor.precision} on the "
               f"{predictor.device}", file=sys.stderr)
@@ -229,7 +230,7 @@ def _detect_locked(args, request, source, out: Path) -> int:
               "export skips them (work saved before fingerprints were recorded cannot be checked)")
     n = len(source) if args.limit is None else min(len(source), args.limit)
     origin = ProposalOrigin.of(record, normalization)
-    selected = f"{n} frames" if n == len(source) else f"the first {n} of {len(source)} frames,"
+    selected = counted(n, "frame", "frames") if n == len(source) else f"the first {n} of {len(source)} frames,"
     threshold = f", threshold mean + {origin.threshold_k} std" if origin.threshold_k else ""
     print(f"{source.kind} {source.path}: {selected} {source.size_text(n)} {source.dtype}; "
           f"detector {record['name']}"

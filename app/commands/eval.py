@@ -19,10 +19,11 @@ from app.core.frames import FrameReadError, SourceError, open_source, read_gray
 from app.core.normalization import NormalizationRequest, no_data_pixels
 from model.classical import DEFAULT_TARGET_SIZE, make_classical_detector
 from model.config import PRESETS
-from model.data import describe_interpolated_masks, find_dataset, natural_key, read_image_gray, stack_samples
+from model.data import (counted, describe_interpolated_masks, find_dataset, natural_key, read_image_gray,
+                        stack_samples)
 from model.detectors import REFINE_MODES, TTA_MODES
 from model.evaluate import (available_methods, clip_frames, evaluate_clip, evaluate_dataset, make_detector,
-                            write_curve_plots)
+                            resume_state_warning_to, write_curve_plots)
 from model.metrics import (ClipNumbering, InterpolatedMaskWarning, describe_boxes_outside, number_clip_frames,
                            read_boxes_csv)
 from model.refine import refinement_record
@@ -68,7 +69,12 @@ def add_parser(subparsers) -> None:
                         "the end), e.g. the frames after those reviewed and fine-tuned on")
     p.add_argument("--json", dest="json_out",
                    help="write the results here as JSON (an undefined value, such as Pd with no target, is null)")
-    p.add_argument("--plots", help="folder for the ROC and Pd-Fa curve PNGs (data sets only)")
+    p.add_argument("--plots", metavar="DIR",
+                   help="folder for the ROC and Pd-Fa curve PNGs (data sets only): roc_NAME.png and pd_fa_NAME.png, "
+                        "NAME the --method, or for --weights irsam_FOLDER_STEM, the weights file's folder and name "
+                        "less its extension (runs/a/best.pt: roc_irsam_a_best.png), so that the plots of several "
+                        "checkpoints can share a folder; none for a data set with no target (ROC and Pd-Fa are then "
+                        "undefined)")
     p.add_argument("--errors", action="store_true",
                    help="also list each image's missed targets and false alarms (centroid row, col and area, in "
                         "the image's own pixels, also with --resize-512, where targets are matched at 512x512) "
@@ -366,6 +372,9 @@ def run(args: argparse.Namespace) -> int:
     if args.method:  # as the detector resolved them (None: the method's defaults)
         result["detector_options"].update(target_size=detector.target_size, threshold_k=detector.k)
     result.update(_inputs_record(args))
+    if not args.method:  # what the network was scored with: a resume state (last.pt) has threshold 0
+        result["weights"].update(decision_threshold=detector.decision_threshold,
+                                 resume_state=detector.metadata.get("resume_state"))
     if gate.active:
         result["detector_options"]["size_gate"] = gate.to_dict()
     print(table)
@@ -408,7 +417,7 @@ def _warn_about_clip_numbering(result: dict, clip: Path) -> None:
     boxes = clip / "boxes.csv"
     past, without = result["boxes_past_the_end"], result["boxes_without_image"]
     if past:
-        print(f"warning: {boxes} has boxes for {len(past)} frames past the clip's last image "
+        print(f"warning: {boxes} has boxes for {counted(len(past), 'frame', 'frames')} past the clip's last image "
               f"({result['last_frame']}): frame {past[0]}{' and more' if len(past) > 1 else ''}; their "
               "targets are not scored", file=sys.stderr)
     if gaps := [n for n in without if n not in past]:
@@ -465,7 +474,8 @@ def _make_detector(args: argparse.Namespace, options: dict):
     try:
         # an empty --weights (an unset shell variable) or a directory is said as such, not as a file not found
         path = check_weights_path(args.weights)
-        detector = make_detector(None, str(path), device, config_name=args.config, **options)
+        with resume_state_warning_to(lambda message: print(f"warning: {message}", file=sys.stderr)):
+            detector = make_detector(None, str(path), device, config_name=args.config, **options)
     except CheckpointError as e:
         raise ValueError(str(e)) from None
     check_device_fallback(device, detector)
@@ -523,7 +533,10 @@ def _check_writable(json_out: str | None, plots: str | None, inputs: list[tuple[
 def _write_outputs(result: dict, json_out: str | None, plots: str | None) -> int:
     """Plots, then JSON (recording the plots written); a failed write is reported and the other still tried."""
     failed = False
-    if plots:
+    if plots and not result["n_targets"]:
+        print(f"note: no plots written into {plots}: the masks hold no target to detect, so ROC and Pd-Fa are "
+              "undefined", file=sys.stderr)
+    elif plots:
         try:
             result["plots"] = [str(p) for p in write_curve_plots(result, plots)]
         except OSError as e:

@@ -20,55 +20,71 @@ from app.core.export import (
 )
 from app.core.project import ReviewProject
 from app.widgets.workers import ProgressCallWorker, WorkerRunner
+from model.data import counted
 
 
 KEEP_SPLIT = "as before (a new sequence: train)"
 
 
+def _frames(count: int) -> str:
+    return counted(count, "frame", "frames")
+
+
 def describe_report(report: ExportReport) -> str:
-    lines = [f"{len(report.exported)} frames exported to {report.root} ({report.layout}, {report.split} split)."]
+    lines = [f"{_frames(len(report.exported))} exported to {report.root} ({report.layout}, {report.split} split)."]
     moved = sorted({earlier for _, earlier in report.moved})
     if moved:
-        lines.append(f"{len(report.moved)} frames of this sequence were on the {' and '.join(moved)} side before: "
-                     f"they moved to {report.split}.")
+        one = len(report.moved) == 1
+        lines.append(f"{_frames(len(report.moved))} of this sequence {'was' if one else 'were'} on the "
+                     f"{' and '.join(moved)} side before: {'it' if one else 'they'} moved to {report.split}.")
     if report.replaced:
         projects = sorted({str(project) for _, project, _ in report.replaced})
-        lines.append(f"{len(report.replaced)} frames exported before from another project or source under this "
-                     f"sequence name were replaced (this clip holds every frame of that one): {', '.join(projects)}.")
+        lines.append(f"{_frames(len(report.replaced))} exported before from another project or source under this "
+                     f"sequence name {'was' if len(report.replaced) == 1 else 'were'} replaced (this clip holds every "
+                     f"frame of that one): {', '.join(projects)}.")
     if report.removed:
-        lines.append(f"{len(report.removed)} frames of an earlier export of this sequence removed (no longer "
+        lines.append(f"{_frames(len(report.removed))} of an earlier export of this sequence removed (no longer "
                      "selected).")
     if report.changed:
         names = ", ".join(report.changed[:5]) + (f" and {len(report.changed) - 5} more" if len(report.changed) > 5 else "")
-        lines.append(f"{len(report.changed)} frames not exported: they changed on disk since their mask or status "
-                     f"was made ({names}). Review them again (Review > Check frames on disk marks them) and export "
-                     "again.")
+        they, their, them = ("it", "its", "it") if len(report.changed) == 1 else ("they", "their", "them")
+        lines.append(f"{_frames(len(report.changed))} not exported: {they} changed on disk since {their} mask or "
+                     f"status was made ({names}). Review {them} again (Review > Check frames on disk marks them) and "
+                     "export again.")
     if report.split_files_not_updated:
         note = split_files_not_updated_message(report).removeprefix("note: ")
         lines.append(note[0].upper() + note[1:] + ".")
     if report.shared:
         named = [f"{stem} (as {held})" for stem, held in report.shared[:5]]
         more = f" and {len(report.shared) - 5} more" if len(report.shared) > 5 else ""
-        lines.append(f"{len(report.shared)} frames not exported: the data set already holds their pixels as frames "
-                     f"of another sequence, a clip that overlaps this one ({', '.join(named)}{more}). To export them "
-                     "with this sequence instead, reject them in the other sequence's project, export it again "
+        held = ("its pixels as a frame", "it") if len(report.shared) == 1 else ("their pixels as frames", "them")
+        lines.append(f"{_frames(len(report.shared))} not exported: the data set already holds {held[0]} of another "
+                     f"sequence, a clip that overlaps this one ({', '.join(named)}{more}). To export {held[1]} with "
+                     f"this sequence instead, reject {held[1]} in the other sequence's project, export it again "
                      "(adding to the data set), then export this one again.")
     if report.temporary_removed:
-        lines.append(f"{len(report.temporary_removed)} temporary files left by an export cut short were removed.")
+        n = len(report.temporary_removed)
+        lines.append(f"{counted(n, 'temporary file', 'temporary files')} left by an export cut short "
+                     f"{'was' if n == 1 else 'were'} removed.")
     changed_kept = [stem for stem, why in report.kept if why == FRAME_CHANGED]
     unreadable_kept = [(stem, why) for stem, why in report.kept if why != FRAME_CHANGED]
     if changed_kept:
-        lines.append(f"{len(changed_kept)} of them keep their earlier export, made from the pixels of then.")
+        one = len(changed_kept) == 1
+        every = len(changed_kept) == len(report.changed)
+        which = ("It" if one else "They") if every else f"{len(changed_kept)} of them"
+        lines.append(f"{which} {'keeps its' if one else 'keep their'} earlier export, made from the pixels of then.")
     if unreadable_kept:
         stem, why = unreadable_kept[0]
-        lines.append(f"{len(unreadable_kept)} frames that cannot be read now keep their earlier export (e.g. {stem}: "
-                     f"{why}); restore them and export again to update them.")
+        one = len(unreadable_kept) == 1
+        lines.append(f"{_frames(len(unreadable_kept))} that cannot be read now {'keeps its' if one else 'keep their'} "
+                     f"earlier export ({'' if one else 'e.g. '}{stem}: {why}); restore {'it' if one else 'them'} and "
+                     f"export again to update {'it' if one else 'them'}.")
     lines += report.formats_summary()
     if report.skipped:
         reasons: dict[str, int] = {}
         for _, why in report.skipped:
             reasons[why] = reasons.get(why, 0) + 1
-        lines.append(f"{len(report.skipped)} frames skipped:")
+        lines.append(f"{_frames(len(report.skipped))} skipped:")
         lines += [f"  {n} x {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
     return "\n".join(lines)
 
