@@ -267,25 +267,35 @@ def _opened(path: str | Path) -> Image.Image:
     return image
 
 
+END_SEARCHED = 4096  # bytes at a file's end searched for its end marker (bytes a camera appends after it included)
+
+
 def cut_short(path: str | Path) -> str | None:
-    """Why a PNG or JPEG file is cut short (`CUT_SHORT`), where it does not end as a complete one does (zero bytes
-    after its end aside: a copy padded to a block); None for a complete one, other files and what cannot be read.
-    PIL decodes a PNG cut short after its image data without a word, and says of others "image file is truncated"."""
+    """Why a PNG or JPEG file is cut short (`missing_end`); None for a complete one, other files and what cannot be
+    read. PIL decodes a PNG cut short after its image data without a word, and says of others "image file is
+    truncated"."""
     try:
         with open(path, "rb") as f:
             head = f.read(8)
-            kind = next(((end, reason) for start, end, reason in CUT_SHORT if head.startswith(start)), None)
-            if kind is None:
-                return None
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-            tail = f.read().rstrip(b"\x00")
-            if not tail:  # zeros further back than the tail read
+            f.seek(max(0, f.seek(0, os.SEEK_END) - END_SEARCHED))
+            tail = f.read()
+            if not tail.rstrip(b"\x00"):  # zeros further back than the tail read
                 f.seek(0)
-                tail = f.read().rstrip(b"\x00")
+                tail = f.read()
     except OSError:  # said by the reader that failed on it
         return None
+    return missing_end(head, tail)
+
+
+def missing_end(head: bytes, tail: bytes) -> str | None:
+    """Why a file whose first bytes are `head` and last bytes `tail` (up to END_SEARCHED of them) is a PNG or JPEG
+    cut short (`CUT_SHORT`): its end marker is not in the tail. Zero padding (a copy padded to a block) and bytes a
+    camera or tool appends after the end are no damage. None for a complete one and other files."""
+    kind = next(((end, reason) for start, end, reason in CUT_SHORT if head.startswith(start)), None)
+    if kind is None:
+        return None
     end, reason = kind
-    return None if tail.endswith(end) else reason
+    return None if end in tail else reason
 
 
 def first_frame_page(pages) -> int:

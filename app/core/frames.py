@@ -59,7 +59,7 @@ import cv2
 import numpy as np
 
 from app.core.jpeg_damage import JPEG_SOF, jpeg_damage, jpeg_undecodable
-from model.data import FrameReadError, first_frame_page, natural_key, smaller_in_both
+from model.data import END_SEARCHED, FrameReadError, first_frame_page, missing_end, natural_key, smaller_in_both
 from model.metrics import (BoxesFileError, ground_truth_target, interpolated_pixels, number_clip_frames,
                            read_boxes_csv)
 
@@ -74,7 +74,6 @@ READ_AS_FLOAT = (np.dtype(np.int16), np.dtype(np.float64))
 SUPPORTED_TEXT = "need 8- or 16-bit unsigned, 16-bit signed, or 32- or 64-bit float"
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 class SourceError(Exception):
@@ -299,10 +298,8 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     if fmt is None:
         raise FrameReadError(path, "not an image (unrecognised file header)")
     # libpng/libjpeg decode a truncated file into a partly grey image with only a warning
-    if fmt == "png" and not data.rstrip(b"\x00").endswith(_PNG_IEND):
-        raise FrameReadError(path, "truncated PNG (no IEND chunk at the end)")
-    if fmt == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        raise FrameReadError(path, "truncated JPEG (no end-of-image marker)")
+    if reason := missing_end(data[:8], data.rstrip(b"\x00")[-END_SEARCHED:]):
+        raise FrameReadError(path, reason)
     if fmt == "tiff":
         import tifffile
 
@@ -695,15 +692,12 @@ def _is_image_file(entry: os.DirEntry, with_broken_links: bool) -> bool:
             return False
 
 
-_END_MARKERS = {"png": (_PNG_IEND, "truncated PNG (no IEND chunk at the end)"),
-                "jpeg": (b"\xff\xd9", "truncated JPEG (no end-of-image marker)")}
-_TAIL = 64  # bytes read from a file's end: its end marker, with room for trailing zero padding
 
 
 def _head_and_tail(fd: int, size: int = 32) -> tuple[bytes, bytes]:
-    """The first `size` and the last _TAIL bytes of an open file."""
+    """The first `size` and the last END_SEARCHED bytes of an open file."""
     head = os.read(fd, size)
-    return head, os.pread(fd, _TAIL, max(0, os.fstat(fd).st_size - _TAIL))
+    return head, os.pread(fd, END_SEARCHED, max(0, os.fstat(fd).st_size - END_SEARCHED))
 
 
 def _jpeg_size(fd: int) -> tuple[int, int] | None:
@@ -825,11 +819,9 @@ def _header_of(file: str) -> tuple[int, int, np.dtype] | None:
             fmt = _sniff_format(head)
             if fmt is None:
                 raise FrameReadError(file, "not an image (unrecognised file header)")
-            if fmt in _END_MARKERS:  # the decoders would return a partly grey image with only a warning
-                marker, reason = _END_MARKERS[fmt]
-                tail = tail.rstrip(b"\x00")
-                if tail and not tail.endswith(marker):  # (a tail of zeros only: the decode will tell)
-                    raise FrameReadError(file, reason)
+            # the decoders would return a cut-short file as a partly grey image with only a warning
+            if tail.rstrip(b"\x00") and (reason := missing_end(head, tail)):  # (zeros only: the decode will tell)
+                raise FrameReadError(file, reason)
             if fmt == "jpeg":
                 size = _jpeg_size(fd)
                 return None if size is None else (*size, np.dtype(np.uint8))
