@@ -181,7 +181,7 @@ def test_the_export_summary_speaks_of_one_frame_in_the_singular():
         "1 frame exported before from another project or source under this sequence name was replaced (this clip "
         "holds every frame of that one): /old/project.",
         "1 frame not exported: it changed on disk since its mask or status was made (000003). Review it again "
-        "(Review > Check frames on disk marks them) and export again.",
+        "(Review > Check frames on disk marks it) and export again.",
         "1 frame not exported: the data set already holds its pixels as a frame of another sequence, a clip that "
         "overlaps this one (000008 (as a_000008)). To export it with this sequence instead, reject it in the other "
         "sequence's project, export it again (adding to the data set), then export this one again.",

@@ -42,7 +42,7 @@ def test_a_status_another_instance_set_on_the_frame_since_is_not_written_over_un
     other.set_status("f001", "rejected")  # the window has not looked at the disk since
     with pytest.raises(StatusSetElsewhere) as refused:
         window.set_status("f001", "negative")
-    assert str(refused.value) == ("Frame 2 (f001) was marked rejected by another window or irsam command since its "
+    assert str(refused.value) == ("Frame 2 (f001) was marked rejected by another window on this project since its "
                                   "status was last read here, so it was not marked negative: check the frame, then "
                                   "set its status again if it is to change")
     assert refused.value.stem == "f001" and refused.value.status is ReviewStatus.REJECTED
@@ -279,6 +279,9 @@ def test_an_unreadable_entry_is_filled_in_from_the_backup(tmp_path):
     assert not opened.statuses_incomplete
     assert opened.damaged == [(folder / "review.json", "1 frame's status unreadable (f001: unknown status 'bogus'); "
                                                        "it was restored from its backup, review.json.bak")]
+    opened.set_status("f002", "corrected")  # the backup restored all: nothing to keep aside, nothing said again
+    assert list(folder.glob("review.json.damaged-*")) == []
+    assert ReviewProject.open(folder).kept_aside == [] and ReviewProject.open(folder).damaged == []
 
 
 def test_entries_the_backup_cannot_fill_in_still_count_as_unreviewed(tmp_path):

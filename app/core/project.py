@@ -141,7 +141,7 @@ class StatusSetElsewhere(Exception):
     def __init__(self, stem: str, frame: int, status: ReviewStatus, asked: ReviewStatus | None):
         self.stem, self.status = stem, status
         refused = "" if asked is None else f", so it was not marked {asked.value}"
-        super().__init__(f"Frame {frame} ({stem}) was marked {status.value} by another window or irsam command since "
+        super().__init__(f"Frame {frame} ({stem}) was marked {status.value} by another window on this project since "
                          f"its status was last read here{refused}: check the frame, then set its status again if it "
                          "is to change")
 
@@ -1241,7 +1241,8 @@ class ReviewProject:
                 errors[path] = e
                 continue
             restored = self._restore_entries(statuses, unreadable, backup) if path == review else set()
-            self._review_damaged = review in errors or (path == review and bool(unreadable))
+            # a copy is kept aside only where it holds what the project lost: entries its backup did not restore
+            self._review_damaged = review in errors or (path == review and bool(unreadable.keys() - restored))
             self.statuses_incomplete = bool(unreadable.keys() - restored)
             lost = _unreadable_statuses(unreadable, restored)
             if review in errors:
@@ -1340,8 +1341,8 @@ class ReviewProject:
                        f"{'its status' if one else 'their statuses'} again (this file shows what "
                        f"{'it' if one else 'they'} held), then delete this file.")
             else:
-                now = ("each of those frames has a status now (from the backup, or set since): delete this file once "
-                       "checked.")
+                now = (f"{'that frame has' if len(unreadable) == 1 else 'each of those frames has'} a status now (from "
+                       "the backup, or set since): delete this file once checked.")
             self.kept_aside.append((path, f"review.json as it was when found damaged, kept aside when a status was "
                                           f"written over it: {_unreadable_entries(unreadable)}; {now}"))
 

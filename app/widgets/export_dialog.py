@@ -49,7 +49,7 @@ def describe_report(report: ExportReport) -> str:
         names = ", ".join(report.changed[:5]) + (f" and {len(report.changed) - 5} more" if len(report.changed) > 5 else "")
         they, their, them = ("it", "its", "it") if len(report.changed) == 1 else ("they", "their", "them")
         lines.append(f"{_frames(len(report.changed))} not exported: {they} changed on disk since {their} mask or "
-                     f"status was made ({names}). Review {them} again (Review > Check frames on disk marks them) and "
+                     f"status was made ({names}). Review {them} again (Review > Check frames on disk marks {them}) and "
                      "export again.")
     if report.split_files_not_updated:
         note = split_files_not_updated_message(report).removeprefix("note: ")

@@ -270,7 +270,8 @@ class ProgressCallWorker(QtCore.QObject):
         self.expected = expected
 
     def cancel(self) -> None:
-        """Nothing to cancel mid-call (an export writes its index files last): the runner waits for it."""
+        """Nothing to cancel here: a function that can stop mid-call is cancelled through its own event, set by the
+        caller before the runner stops (the fine-tune dialog's export); the runner waits for it."""
 
     @QtCore.Slot()
     def run(self) -> None:

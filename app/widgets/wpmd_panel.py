@@ -267,6 +267,8 @@ class FeaturePanel(QtWidgets.QWidget):
         """Why the map of `slot` is blank: it has fewer channels than the widest map shown, whose count the channel
         box goes up to."""
         count, widest = len(shown[slot]), max(len(feature) for feature in shown.values())
-        widest_titles = " and ".join(TITLES[s] for s, feature in shown.items() if len(feature) == widest)
+        widest_slots = [s for s, feature in shown.items() if len(feature) == widest]
+        has = "has" if len(widest_slots) == 1 else "have"
         return (f"{TITLES[slot]} has {count} channels (0-{count - 1}), so it has no channel {channel} to show. "
-                f"The channel box goes up to {widest - 1} for {widest_titles}, which have {widest}.")
+                f"The channel box goes up to {widest - 1} for {' and '.join(TITLES[s] for s in widest_slots)}, which "
+                f"{has} {widest}.")
