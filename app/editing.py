@@ -18,7 +18,7 @@ saved state. When the mask (and its history step) is saved but the status writte
 keeps the mask in memory as the frame's working mask, so the next edit that saves carries it (and the
 status `corrected`) too, and so does a status change (`FrameEditor.set_status`): a status is about the
 mask shown.
-Edits, undo, redo and status changes act on the status the window shows: where another window or an irsam command
+Edits, undo, redo and status changes act on the status the window shows: where another window on the project
 set the frame's status since, they are refused (`EditRefused`, nothing changed) and that status is shown
 (`ReviewSession.check_status_shown`), as the window refuses them over a mask changed on disk. A frame holding an edit
 that could not be saved is the exception: saved, it replaces what another instance set, status and mask alike.
@@ -66,7 +66,7 @@ class Tool(str, Enum):
 def _set_elsewhere(index: int, refusal: StatusSetElsewhere, mask_saved: bool = False) -> str:
     """The window's words for a change refused over a status another instance set (`StatusSetElsewhere`);
     `mask_saved`: the change's mask was written before the status write found it (in the moment between the two)."""
-    said = (f"Frame {index + 1}: its status changed on disk since it was shown (another window or an irsam command "
+    said = (f"Frame {index + 1}: its status changed on disk since it was shown (another window on this project "
             f"marked it {refusal.status.value}): shown now as it is")
     if mask_saved:
         return f"{said}, with your change to its mask saved (Undo takes it back); check it, then set its status."
@@ -180,11 +180,18 @@ class FrameEditor:
         return mask_diff(self._prediction(index), self.working_mask(index))
 
     def _has_proposal(self, index: int) -> bool:
-        """Whether the frame shows something to accept: a detection result (no target is one too) or a
-        committed mask."""
+        """Whether the frame shows something to accept or mark corrected: a detection result (no target is one too),
+        or a committed mask with a target. An empty committed mask on a frame never detected is none: nobody saw a
+        proposal there (C on such a frame committed one, before it was refused), and "no target" is what Negative
+        says."""
         session = self.session
-        return bool(session.detection_counts[index] >= 0) or (
-            session.project is not None and session.project.has_committed_mask(session.stem(index)))
+        if session.detection_counts[index] >= 0:
+            return True
+        project, stem = session.project, session.stem(index)
+        if project is None or not project.has_committed_mask(stem):
+            return False
+        committed = project.committed_mask(stem)
+        return committed is not None and bool(committed.any())
 
     def _proposal_unreadable(self, index: int) -> bool:
         """Whether what an accept would take is a proposal file that cannot be read (no committed mask over it)."""
@@ -200,14 +207,16 @@ class FrameEditor:
         A status is about the mask shown: a mask whose save failed is saved first (with the same error, and
         no status change, if it still cannot be). Accepted says the proposal is right, so a frame with none
         yet (not detected, no committed mask) cannot be accepted. Corrected commits the mask shown: export
-        takes the committed mask of a corrected frame.
+        takes the committed mask of a corrected frame, so it is refused where there is no proposal either (it would
+        commit an empty mask nobody drew: Negative says a frame has no target).
         """
         status = ReviewStatus(status)
         session = self.session
         if session.is_unreadable(index) and status not in (ReviewStatus.REJECTED, ReviewStatus.UNREVIEWED):
             raise EditRefused(f"Frame {index + 1} is unreadable: it can only be marked rejected.")
-        if status is ReviewStatus.ACCEPTED and index not in self.unsaved and not self._has_proposal(index):
-            raise EditRefused(f"Frame {index + 1} has no proposal to accept yet: detect it, draw its targets, or "
+        asked = {ReviewStatus.ACCEPTED: "accept", ReviewStatus.CORRECTED: "mark corrected"}.get(status)
+        if asked and index not in self.unsaved and not self._has_proposal(index):
+            raise EditRefused(f"Frame {index + 1} has no proposal to {asked} yet: detect it, draw its targets, or "
                               "mark it Negative.")
         if status is ReviewStatus.ACCEPTED and index not in self.unsaved and self._proposal_unreadable(index):
             raise EditRefused(f"Frame {index + 1}'s proposal, masks/{session.stem(index)}.png, cannot be read: "

@@ -44,6 +44,9 @@ DISK_POLL_MS = 2000
 # How often the review queue takes in the frames a detection run has done (each look summarises those frames,
 # then sorts and filters the whole queue)
 QUEUE_FOLLOW_MS = 1000
+# The feature maps' height docked under the frame (px): their six maps side by side stay readable, and the frame
+# keeps most of the window's height (Qt gave the dock more than the frame)
+FEATURES_DOCKED_HEIGHT = 250
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -62,13 +65,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.cursor: tuple[int, int] | None = None
         self.detector = None  # built detector for `detector_choice`, kept between runs
         self.detector_choice: DetectorChoice | None = None
+        # (choice, detector) of the IRSAM network loaded before a classical method was chosen: chosen again, it is
+        # taken back, not loaded again (seconds); another IRSAM chosen frees it
+        self._irsam_set_aside: tuple[DetectorChoice, object] | None = None
         self._open_message = ""  # what opening the source said; shown again once its project is read
         self.detection_runner = WorkerRunner(self)
         self.feature_runner = WorkerRunner(self)
         self.details_runner = WorkerRunner(self)
+        self.device_runner = WorkerRunner(self)  # `_look_up_auto_device`
+        self._auto_device: str | None = None  # what IRSAM's "auto" device is here: "cuda", or "cpu (N threads)"
         self.frame_check = FrameCheck(self)
         self._painted_changed: set[int] = set()  # frames pink in the timeline: changed on disk
         self._features_pending = False
+        self._feature_maps_of: str | None = None  # "frame 7": whose maps the feature panel shows
         self._pending_run: list[int] | None = None  # frames to detect once the loading detector is ready
         self._scores: dict[str, tuple] = {}  # layer name -> (mask, truth, (IoU, Pd)) last scored
         self.panels_timer = QtCore.QTimer(self)
@@ -126,6 +135,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.features_dock.resize(1200, 340)
         self.features_dock.hide()
         self.surface_dock.hide()
+        # a dock under the frame spans the frame's width only: the right column keeps the window's whole height
+        self.setCorner(QtCore.Qt.BottomRightCorner, QtCore.Qt.RightDockWidgetArea)
+        self.setCorner(QtCore.Qt.BottomLeftCorner, QtCore.Qt.LeftDockWidgetArea)
 
         self._measured: tuple | None = None  # (frame, normalization, repaired): `_measured_frame`
         self._normalization_dialog: NormalizationDialog | None = None
@@ -147,6 +159,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_device_label()
         self.review_tools = ReviewTools(self)  # editing, review queue, propagation, shortcuts, export, fine-tune
         self.right_column.layout_restored = self._restore_layout()
+        # (connected after the saved layout is restored: the height the analyst left the docked maps is kept)
+        self.features_dock.topLevelChanged.connect(self._features_dock_moved)
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -270,6 +284,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._source_gone = False
         self.selected = None
         self.frame = None
+        self._feature_maps_of = None
         self.frame_view.clear()
         self._show_normalization(session.normalization)
         self.timeline.set_count(len(session))
@@ -526,7 +541,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # --- targets and the 3D view ----------------------------------------------------------------
 
     def select_target(self, target: Target | None) -> None:
-        """Zoom on a target and follow it from frame to frame (the 3D view shows it); None: follow the cursor."""
+        """Zoom on a target and follow it from frame to frame (the 3D view shows it); None: follow the cursor (Esc on
+        the frame view or the Targets list, a click below its rows)."""
         self.selected = target
         if target is None:
             self.frame_view.select_box(None)
@@ -555,22 +571,31 @@ class MainWindow(QtWidgets.QMainWindow):
             if self.session is not None:
                 self.surface_view.show_nothing(f"frame {self.index + 1} is unreadable: nothing to draw")
             return
+        layers, frame_number = self.layers, self.index + 1
+        mask = layers.committed if layers.committed is not None else layers.prediction
+        not_detected = mask is None and self.session.detection_counts[self.index] < 0
         if self.selected is not None:
             cx, cy = self.selected.cx, self.selected.cy
-            if self.selected in self.layers.targets:
-                caption = f"target {self.selected.id} at ({cx:.0f}, {cy:.0f}), frame {self.index + 1}"
+            if self.selected in layers.targets:
+                caption = f"target {self.selected.id} at ({cx:.0f}, {cy:.0f}), frame {frame_number}"
             else:  # the selection waits where it was, to follow the target when it is found again
-                caption = f"where the selected target was ({cx:.0f}, {cy:.0f}): none there on frame {self.index + 1}"
+                found = (f"frame {frame_number} is not detected yet" if not_detected
+                         else f"none there on frame {frame_number}")
+                caption = f"where the selected target was ({cx:.0f}, {cy:.0f}): {found}"
         elif self.cursor is not None:
             cx, cy = self.cursor
-            caption = f"cursor ({cx}, {cy}), frame {self.index + 1}"
+            caption = f"cursor ({cx}, {cy}), frame {frame_number}"
         else:
             cy, cx = self.frame.shape[0] / 2, self.frame.shape[1] / 2
-            caption = f"frame centre, frame {self.index + 1}"
+            caption = f"frame centre, frame {frame_number}"
         region = SurfaceRegion.around(cx, cy, self.frame.shape)
-        mask = self.layers.committed if self.layers.committed is not None else self.layers.prediction
-        if mask is not None:
-            caption += "; outline: " + ("committed mask" if self.layers.committed is not None else "predicted mask")
+        if mask is None:
+            if not_detected and self.selected is None:  # (a selection's caption says it already)
+                caption += "; no outline: not detected yet"
+        elif not mask.any():
+            caption += f"; no outline: the {'committed mask' if layers.committed is not None else 'proposal'} is empty"
+        else:
+            caption += "; outline: " + ("committed mask" if layers.committed is not None else "predicted mask")
         self.surface_view.show_region(self.frame, region, mask, self.frame_view.levels(),
                                       self.frame_view.lookup_table(), caption)
 
@@ -605,6 +630,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._warnings_shown = len(session.warnings)
         if session.normalization is not normalization:  # a project another instance made, or its new window
             self._show_normalization(session.normalization)
+            if self._normalization_dialog is not None:  # open, it says which window the sequence has now
+                self._normalization_dialog.show_current(session.normalization)
         self._show_disk_changes(changes, shown_status)
         if changes.normalization:  # after the frames' news: it changes what every later detection sees
             self._say_normalization_changed_by_another()
@@ -752,13 +779,28 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.detector, self.detector_choice = choice.regate(self.detector), choice  # no reload
                 self._describe_detector()
             else:
-                self.detector, self.detector_choice = None, None
-                self._update_device_label()
+                self._take_up_choice(choice)
         if choice.method == "irsam" and choice.weights and self.detector is None and not self.detection_runner.busy:
             # load now, so the checkpoint's metadata (or why it is unusable) shows at once
             self._start_worker(self.detection_runner, [], choice, features=False)
         elif self.features_dock.isVisible() and not self.detection_runner.busy and not choice.same_detector(previous):
             self.compute_features()  # the maps shown are the detector's chosen before (a load recomputes them)
+
+    def _take_up_choice(self, choice: DetectorChoice) -> None:
+        """Another detector chosen, built when it is first used, unless it is the IRSAM network set aside when a
+        classical method was chosen over it (`_irsam_set_aside`)."""
+        set_aside = self._irsam_set_aside
+        if self.detector is not None and self.detector_choice.method == "irsam" and choice.method != "irsam":
+            set_aside = (self.detector_choice, self.detector)
+        self.detector, self.detector_choice = None, None
+        if set_aside is not None and choice.same_detector(set_aside[0]) and not choice.weights_changed(set_aside[1]):
+            self.detector, self.detector_choice = choice.regate(set_aside[1]), choice
+            set_aside = None
+            self._describe_detector()
+        elif choice.method == "irsam":
+            set_aside = None  # another network is loaded: the one set aside would only hold memory
+        self._irsam_set_aside = set_aside
+        self._update_device_label()
 
     def run_detection(self, scope: str) -> None:
         if self.session is None:
@@ -863,6 +905,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.session is None:
             return
         if self.frame is None:
+            self._feature_maps_of = None
             self.feature_panel.clear_maps(f"Frame {self.index + 1} is unreadable: it has no feature maps.")
             return
         if self.detection_runner.busy:
@@ -871,12 +914,15 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.review_tools.propagation.busy:
             self.feature_panel.show_message("Propagation is running; feature maps are computed when it is done.")
             return
+        # the input and the maps shown stay those of one frame until this frame's maps arrive (`_features_done`)
+        shown = (f" (those of {self._feature_maps_of} are shown until then)"
+                 if self._feature_maps_of not in (None, f"frame {self.index + 1}") else "")
+        self.feature_panel.show_message(f"Computing the feature maps of frame {self.index + 1}...{shown}")
         if self.feature_runner.busy:
             # one inference at a time; the frame shown when it ends is computed next (scrubbing skips frames)
             self._features_pending = True
             return
         self._features_pending = False
-        self.feature_panel.set_input(self.session.normalization.apply(self.frame))
         self._start_worker(self.feature_runner, [self.index], self.detection_panel.choice(), features=True)
 
     def _place_floating_once(self, dock: QtWidgets.QDockWidget) -> None:
@@ -894,6 +940,17 @@ class MainWindow(QtWidgets.QMainWindow):
         x = max(screen.left(), min(x, screen.right() - dock.width()))
         y = max(screen.top(), min(y, screen.bottom() - dock.height()))
         dock.move(x, y)
+
+    def _features_dock_moved(self, floating: bool) -> None:
+        """The feature maps docked under (or above) the frame: FEATURES_DOCKED_HEIGHT high, once Qt has placed them."""
+        if not floating:
+            QtCore.QTimer.singleShot(0, self, self._fit_docked_features)
+
+    def _fit_docked_features(self) -> None:
+        dock = self.features_dock
+        if not dock.isFloating() and self.dockWidgetArea(dock) in (QtCore.Qt.BottomDockWidgetArea,
+                                                                   QtCore.Qt.TopDockWidgetArea):
+            self.resizeDocks([dock], [FEATURES_DOCKED_HEIGHT], QtCore.Qt.Vertical)
 
     def _features_visibility(self, visible: bool) -> None:
         if visible and self.frame is not None and self.feature_panel.follow.isChecked():
@@ -931,6 +988,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if worker is None:
             return
         self.detector, self.detector_choice = detector, worker.choice
+        if worker.choice.method == "irsam":
+            self._irsam_set_aside = None  # a network of its own is loaded: the one set aside would only hold memory
         text = self._describe_detector()
         QtCore.QTimer.singleShot(0, self, self.right_column.fit_detection_dock)  # the checkpoint's description adds lines
         if notice:
@@ -939,7 +998,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_device_label(notice)
 
     def _describe_detector(self) -> str:
-        """Show the loaded detector (its choice, device, checkpoint) in the panel; returns the text."""
+        """Show the loaded detector (its choice, device, checkpoint) in the panel; returns the text. A classical
+        method's description, which the panel gave it when it was chosen (what it suits, its threshold), is kept: it
+        says more than its device, the CPU."""
+        if self.detector_choice.method != "irsam":
+            return self.detection_panel.info.text()
         metadata = getattr(self.detector, "metadata", None)
         text = f"{self.detector_choice.label} on {self.detector.device}"
         if metadata:
@@ -969,9 +1032,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._queue_frames_done.clear()
 
     def _features_done(self, index: int, result) -> None:
-        if not self._from_current_worker(self.feature_runner) or index != self.index:
+        if not self._from_current_worker(self.feature_runner) or index != self.index or self.frame is None:
             return
         name = self.detector_choice.label if self.detector_choice else "This detector"
+        self._feature_maps_of = f"frame {index + 1}" if result.features else None
+        self.feature_panel.set_input(self.session.normalization.apply(self.frame))
         self.feature_panel.set_features(result.features, name, f"frame {index + 1}")
 
     def _frame_failed(self, index: int, reason: str) -> None:
@@ -1036,16 +1101,37 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_device_label(self, notice: str | None = None) -> None:
         choice = self.detection_panel.choice()
-        pending = self.detector is None and choice.method == "irsam" and choice.device != "cpu"
         if self.detector is not None:
-            device = self.detector.device
-        else:
-            device = "cpu" if choice.method != "irsam" else choice.device
+            device, tip = self.detector.device, ""
+        elif choice.method != "irsam":
+            device, tip = "cpu", ""
+        elif choice.device == "auto" and self._auto_device is not None:
+            device = self._auto_device
+            tip = ("auto: CUDA is available; whether it works is known when IRSAM loads" if device == "cuda"
+                   else "auto: CUDA is not available here, so IRSAM runs on the CPU")
+        else:  # torch is imported with IRSAM, not at start: whether CUDA works is known then
+            device = choice.device
+            tip = "" if device == "cpu" else f"{device} as asked; whether CUDA works is known when IRSAM loads"
         self.device_label.setText(f"device: {device}" + ("  (CPU fallback)" if notice else ""))
         self.device_label.setStyleSheet("color: #e0a030;" if notice else "")
-        # torch is imported with IRSAM, not at start: whether CUDA works is known then
-        self.device_label.setToolTip(notice or (f"{device} as asked; whether CUDA works is known when IRSAM loads"
-                                                if pending else ""))
+        self.device_label.setToolTip(notice or tip)
+
+    def _look_up_auto_device(self) -> None:
+        """Find what the "auto" device is on this machine, once, in a thread: importing torch takes seconds, which
+        the window's start does not wait for."""
+        if self._auto_device is None and self.device_runner.worker is None:
+            worker = CallWorker(auto_device)
+            worker.finished.connect(self._auto_device_found)
+            self.device_runner.start(worker)
+
+    def _auto_device_found(self, device: str | None, _error) -> None:
+        worker = self.sender()
+        if worker is None:  # the window closed meanwhile
+            return
+        self.device_runner.release_if_done(worker)
+        if device is not None:  # (otherwise "auto" stays shown: IRSAM's load says what it runs on)
+            self._auto_device = device
+            self._update_device_label()
 
     def _restore_layout(self) -> bool:
         """The window's size and place, and its docks and toolbars (which are open, floating, where, how tall), as
@@ -1060,6 +1146,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
         self.right_column.window_shown()
+        self._look_up_auto_device()
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -1067,6 +1154,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def event(self, event: QtCore.QEvent) -> bool:
         return self.right_column.window_event(event, super().event)
+
+    def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:
+        """Esc that no control used (pressed on the frame view, say): the target selection is cleared, and the 3D
+        view follows the cursor again."""
+        if event.key() == QtCore.Qt.Key_Escape and not event.modifiers() and self.selected is not None:
+            self.target_list.clear_target_selection()
+            return
+        super().keyPressEvent(event)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         dialog = self.review_tools.finetune_dialog
@@ -1080,9 +1175,18 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.panels_timer.stop()
         self.disk_timer.stop()
+        self.device_runner.stop()
         self._close_session()
         self.window_memory.save_layout(self)
         super().closeEvent(event)
+
+
+def auto_device() -> str:
+    """What IRSAM's "auto" device is on this machine (`model.predictor.choose_device`) as far as can be told without
+    starting CUDA: "cuda" when PyTorch sees a GPU, else "cpu (N threads)"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
 
 
 def _same_mask(a: np.ndarray | None, b: np.ndarray | None) -> bool:

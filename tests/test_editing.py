@@ -88,7 +88,9 @@ def test_a_mask_saved_whose_status_write_fails_says_the_mask_is_saved(session, m
     ProjectWriteError), not a plain ProjectWriteError that would mean nothing changed on disk."""
     project = session.ensure_project()
     project.save_prediction("00", proposal_of_one_target())
+    project.save_prediction("01", FrameResult(np.full((24, 32), -5, np.float32)))  # detected: no target
     session.record_result(0)
+    session.record_result(1)
     write_json = project_module.atomic_write_json
 
     def no_review_json(path, *args, **kwargs):

@@ -15,7 +15,7 @@ from model.detectors import FrameResult
 
 pytestmark = pytest.mark.gui
 
-SET_ELSEWHERE = ("Frame 1: its status changed on disk since it was shown (another window or an irsam command marked it "
+SET_ELSEWHERE = ("Frame 1: its status changed on disk since it was shown (another window on this project marked it "
                  "rejected): shown now as it is; check it, then do it again.")
 
 

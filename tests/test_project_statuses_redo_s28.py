@@ -88,8 +88,8 @@ def test_a_status_read_in_by_another_path_than_the_windows_look_is_still_caught(
     editor = FrameEditor(session)
     with pytest.raises(EditRefused) as refused:
         editor.set_status(0, ReviewStatus.NEGATIVE)
-    assert str(refused.value) == ("Frame 1: its status changed on disk since it was shown (another window or an irsam "
-                                  "command marked it rejected): shown now as it is; check it, then do it again.")
+    assert str(refused.value) == ("Frame 1: its status changed on disk since it was shown (another window on this "
+                                  "project marked it rejected): shown now as it is; check it, then do it again.")
     assert taken_up == [0] and session.statuses()[0] is ReviewStatus.REJECTED
     assert _statuses_on_disk(project.folder) == {"00": "rejected"}
     editor.set_status(0, ReviewStatus.NEGATIVE)  # the analyst has seen theirs: set again
@@ -102,7 +102,7 @@ def test_an_edit_undo_or_redo_over_a_status_another_instance_set_changes_nothing
     session.record_result(0)
     editor = FrameEditor(session)
     other = ReviewProject.open(project.folder)
-    message = ("Frame 1: its status changed on disk since it was shown (another window or an irsam command marked it "
+    message = ("Frame 1: its status changed on disk since it was shown (another window on this project marked it "
                "{}): shown now as it is; check it, then do it again.")
 
     other.set_status("00", "negative")

@@ -148,12 +148,14 @@ def test_only_a_frame_with_a_proposal_can_be_accepted_and_corrected_commits_what
     editor.set_status(0, ReviewStatus.ACCEPTED)
     with pytest.raises(EditRefused, match="Frame 2 has no proposal"):
         editor.set_status(1, ReviewStatus.ACCEPTED)
-    editor.set_status(1, ReviewStatus.CORRECTED)  # the empty mask shown is the truth: committed
-    assert not session.project.committed_mask("01").any()
-    editor.set_status(1, ReviewStatus.ACCEPTED)  # its committed mask is what is accepted
+    with pytest.raises(EditRefused, match="Frame 2 has no proposal to mark corrected yet"):
+        editor.set_status(1, ReviewStatus.CORRECTED)  # nothing shown is a proposal: no empty mask committed
+    assert session.project.committed_mask("01") is None
+    editor.set_status(1, ReviewStatus.NEGATIVE)  # the way to say the frame holds no target
     assert editor.paint(2, [(5, 5), (9, 5)], 1)
     editor.set_status(2, ReviewStatus.ACCEPTED)  # the targets drawn
-    assert [session.status(i) for i in range(3)] == [ReviewStatus.ACCEPTED] * 3
+    assert [session.status(i) for i in range(3)] == [ReviewStatus.ACCEPTED, ReviewStatus.NEGATIVE,
+                                                     ReviewStatus.ACCEPTED]
     session.close()
 
 

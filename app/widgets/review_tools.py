@@ -241,20 +241,27 @@ class ReviewTools(QtCore.QObject):
     def save_unsaved_edits(self) -> bool:
         """Before the session closes (the window closes, another sequence opens): save again the edits whose
         save failed: the edited mask, or only its status when the mask was written and review.json was not
-        (StatusNotSaved). While one still fails, ask whether to try again, discard them, or cancel.
+        (StatusNotSaved). While one still fails, ask whether to try again, discard them, or cancel. An edit that can
+        no longer be saved at all (its frame became unreadable) is discarded, and said, and the others saved.
         False: cancelled, the session must stay open."""
         editor = self.editing.editor_with_unsaved_edits
         while editor is not None and editor.unsaved:
-            masks, statuses, error = [], [], ""
+            masks, statuses, error, refused = [], [], "", []
             for index in sorted(editor.unsaved):
                 try:
                     editor.set_status(index, ReviewStatus.CORRECTED)  # what the edit's own save would have set
+                except EditRefused as e:
+                    del editor.unsaved[index]
+                    refused.append(f"Frame {index + 1}: its edited mask, kept in memory since its save failed, is "
+                                   f"discarded: {e}")
                 except StatusNotSaved as e:
                     statuses.append(index)
                     error = str(e)
                 except ProjectWriteError as e:
                     masks.append(index)
                     error = str(e)
+            if refused:
+                QtWidgets.QMessageBox.warning(self.window, "Edits that cannot be saved", "\n".join(refused))
             if not editor.unsaved:
                 break
             answer = self._ask_about_unsaved_edits(masks, statuses, error)

@@ -1,10 +1,11 @@
-"""The targets of the shown frame: id, centroid, area, peak score, SNR. Clicking one selects it. Its caption says
-whose targets they are: the committed mask's where the frame has one, else the detector's proposal's."""
+"""The targets of the shown frame: id, centroid, area, peak score, SNR. Clicking one selects it; Esc, or a click
+below the rows, clears the selection. Its caption says whose targets they are: the committed mask's where the frame
+has one, else the detector's proposal's."""
 from __future__ import annotations
 
 import math
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.targets import Target
 
@@ -77,6 +78,25 @@ class TargetList(QtWidgets.QTableWidget):
                     if self.item(row, 0).data(QtCore.Qt.UserRole) == selected_id:
                         self.selectRow(row)
             self.setUpdatesEnabled(True)
+
+    def clear_target_selection(self) -> None:
+        """No target selected: the row, and the selection the window keeps from a frame where the target was (no row
+        shows it here), so `targetSelected(None)` is sent even when no row was selected."""
+        with QtCore.QSignalBlocker(self):
+            self.clearSelection()
+        self.targetSelected.emit(None)
+
+    def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:
+        if event.key() == QtCore.Qt.Key_Escape and not event.modifiers():
+            self.clear_target_selection()
+            return
+        super().keyPressEvent(event)
+
+    def mousePressEvent(self, event: QtGui.QMouseEvent) -> None:
+        if not self.indexAt(event.position().toPoint()).isValid():  # below the rows (or on an empty list)
+            self.clear_target_selection()
+            return
+        super().mousePressEvent(event)
 
     def _selection_changed(self) -> None:
         rows = self.selectionModel().selectedRows()
