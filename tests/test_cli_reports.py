@@ -220,7 +220,8 @@ def test_eval_json_records_the_weights_and_the_data_it_was_made_from(tmp_path):
     out = tmp_path / "clip.json"
     assert run("eval", "--weights", weights, "--device", "cpu", "--clip", DRONE, "--limit", "1", "--json", out) == 0
     result = json.loads(out.read_text())
-    assert result["weights"] == {"path": str(weights), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    assert result["weights"] == {"path": str(weights), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+                                 "decision_threshold": 0.0, "resume_state": None}
     assert result["data"] == {"clip": str(DRONE), "images": str(DRONE / "images"), "boxes": str(DRONE / "boxes.csv")}
 
     nuaa = SHARED / "data/nuaa-sirst"
