@@ -63,11 +63,15 @@ class Tool(str, Enum):
     GROW_TARGET = "grow_target"
 
 
-def _set_elsewhere(index: int, refusal: StatusSetElsewhere, mask_saved: bool = False) -> str:
+def _status_set_elsewhere_message(index: int, refusal: StatusSetElsewhere, mask_saved: bool = False,
+                                  shown_committed: bool = False) -> str:
     """The window's words for a change refused over a status another instance set (`StatusSetElsewhere`);
-    `mask_saved`: the change's mask was written before the status write found it (in the moment between the two)."""
+    `mask_saved`: the change's mask was written before the status write found it (in the moment between the two);
+    `shown_committed`: that mask is the one the frame showed, committed as it was (Mark Corrected: no undo step)."""
     said = (f"Frame {index + 1}: its status changed on disk since it was shown (another window on this project "
             f"marked it {refusal.status.value}): shown now as it is")
+    if shown_committed:
+        return f"{said}, with the mask it showed saved as its committed mask; check it, then set its status."
     if mask_saved:
         return f"{said}, with your change to its mask saved (Undo takes it back); check it, then set its status."
     return f"{said}; check it, then do it again."
@@ -222,16 +226,18 @@ class FrameEditor:
             raise EditRefused(f"Frame {index + 1}'s proposal, masks/{session.stem(index)}.png, cannot be read: "
                               "accepted, it would export nothing. Detect the frame again, draw its targets, or mark "
                               "it Negative.")
-        project = session.ensure_project()
+        # the project is made (or another instance's taken up) only by the check or the write of the status: taken up
+        # before, its statuses would pass for the ones shown
+        shown_committed = False  # the mask shown committed as it is (C): no undo step
         mask_saved = index in self.unsaved  # once committed below: it is the frame's committed mask
         if mask_saved:
             self._commit(index, self.unsaved[index])
         elif status is ReviewStatus.CORRECTED:
             self._check_status_shown(index, status)  # before the commit (the status write checks it too)
-            mask_saved = self._commit(index, project.shown_mask(session.stem(index)))
-        self._set_status(index, status, mask_saved)
+            mask_saved = shown_committed = self._commit(index, session.project.shown_mask(session.stem(index)))
+        self._set_status(index, status, mask_saved, shown_committed)
         self.unsaved.pop(index, None)
-        project.keep_status_on_undo(session.stem(index))  # the analyst's verdict: undo no longer changes it
+        session.project.keep_status_on_undo(session.stem(index))  # the analyst's verdict: undo no longer changes it
 
     def _save(self, index: int, new_mask: np.ndarray, commit_unchanged: bool = False) -> bool:
         """Save a tool's result as the frame's committed mask and mark the frame corrected. A result equal
@@ -239,10 +245,10 @@ class FrameEditor:
         it is) or the frame has an unsaved mask (saved now)."""
         if not (commit_unchanged or index in self.unsaved) and np.array_equal(new_mask, self.working_mask(index)):
             return False
-        self._check_status_shown(index)
-        status = self.session.status(index)
-        status_before = None if status is ReviewStatus.CORRECTED else status.value
         try:
+            self._check_status_shown(index)  # (it makes the project when there is none yet: a write that may fail)
+            status = self.session.status(index)
+            status_before = None if status is ReviewStatus.CORRECTED else status.value
             # an unsaved mask that is already the committed one lacks its status: that save failed after the mask
             if not self._commit(index, new_mask, status_before) and index not in self.unsaved:
                 return False
@@ -253,8 +259,9 @@ class FrameEditor:
         self.unsaved.pop(index, None)
         return True
 
-    def _set_status(self, index: int, status: ReviewStatus, mask_saved: bool) -> None:
-        """Save the frame's status; `mask_saved`: its mask was just committed, so a failure raises StatusNotSaved.
+    def _set_status(self, index: int, status: ReviewStatus, mask_saved: bool, shown_committed: bool = False) -> None:
+        """Save the frame's status; `mask_saved`: its mask was just committed, so a failure raises StatusNotSaved;
+        `shown_committed`: that mask is the one shown, committed as it was (no undo step).
         EditRefused when another instance set the frame's status since it was shown (after `_check_status_shown`,
         within the moment before the mask's write), unless the frame holds an edit that could not be saved."""
         try:
@@ -263,7 +270,7 @@ class FrameEditor:
             else:
                 self.session.set_status(index, status)
         except StatusSetElsewhere as e:
-            raise EditRefused(_set_elsewhere(index, e, mask_saved)) from None
+            raise EditRefused(_status_set_elsewhere_message(index, e, mask_saved, shown_committed)) from None
         except ProjectWriteError as e:
             if not mask_saved:
                 raise
@@ -278,7 +285,7 @@ class FrameEditor:
         try:
             self.session.check_status_shown(index, asked)
         except StatusSetElsewhere as e:
-            raise EditRefused(_set_elsewhere(index, e)) from None
+            raise EditRefused(_status_set_elsewhere_message(index, e)) from None
 
     def _commit(self, index: int, mask: np.ndarray, status_before: str | None = None) -> bool:
         """Make `mask` the frame's committed mask (`ReviewProject.commit_edit`); False when it already was."""
@@ -310,11 +317,8 @@ class FrameEditor:
         if redo:
             try:
                 project.redo(stem)
-            except StaleRedo:
-                raise EditRefused(f"Frame {index + 1}: redo refused: where the edit would change it, the mask "
-                                  "shown is no longer the one the edit was undone from (its proposal was detected "
-                                  "again since); redone, the edit would paste pieces of the old mask into the new one. "
-                                  "Draw the change again on the mask shown.") from None
+            except StaleRedo as refusal:
+                raise EditRefused(str(refusal)) from None
             self._forget_layers(index)
             if status_before is not None and current is status_before:
                 self._set_status(index, ReviewStatus.CORRECTED, mask_saved=True)

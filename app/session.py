@@ -399,12 +399,12 @@ class ReviewSession:
     def check_status_shown(self, index: int, asked: ReviewStatus | None = None) -> None:
         """StatusSetElsewhere when another instance set the frame's status since `status_codes` were read, to another
         than `asked`, and theirs is taken up (`on_status_taken_up`): an edit, an undo or a redo must act on the status
-        the window shows."""
-        project = self.project
-        if project is None:
-            return
+        the window shows. Without a project yet, it is made first (`ensure_project`: the change checked is about to
+        write it), so one another instance made since the window last looked is checked as any other."""
+        seen = self._shown_status(index)  # (before a project another instance made is taken up with its statuses)
+        project = self.ensure_project()
         try:
-            project.check_status(self.stem(index), self._shown_status(index), asked)
+            project.check_status(self.stem(index), seen, asked)
         except StatusSetElsewhere:
             self._take_up_status(index)
             raise

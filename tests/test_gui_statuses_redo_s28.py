@@ -69,7 +69,7 @@ def test_a_redo_over_a_proposal_detected_again_is_refused_and_said(review, qtbot
     session.record_result(0)
     review.show_frame(0)
     editing.redo()
-    assert review.statusBar().message().startswith("Frame 1: redo refused: where the edit would change it, the mask "
-                                                   "shown is no longer the one the edit was undone from")
+    assert review.statusBar().message().startswith(f"Frame 1 ({stem}): redo refused: where the edit would change it, "
+                                                   "the mask shown is no longer the one the edit was undone from")
     assert session.project.committed_mask(stem) is None and session.status(0) is ReviewStatus.UNREVIEWED
     assert np.array_equal(review.layers.prediction, moved)

@@ -187,7 +187,7 @@ def test_a_redo_is_refused_where_a_rerun_replaced_the_proposal_its_undo_went_bac
     assert str(refused.value) == (
         "Frame 1 (f000): redo refused: where the edit would change it, the mask shown is no longer the one the edit "
         "was undone from (a new proposal replaced the one the undo went back to); redone, the edit would paste pieces "
-        "of the old mask into the new one. Draw the change again on the mask shown")
+        "of the old mask into the new one. Draw the change again on the mask shown.")
     assert project.committed_mask("f000") is None  # nothing changed
     np.testing.assert_array_equal(project.shown_mask("f000"), rerun.logits > 0)
     reopened = ReviewProject.open(folder)
@@ -244,9 +244,9 @@ def test_the_editor_says_why_a_redo_is_refused_and_the_frame_keeps_its_status(se
     with pytest.raises(EditRefused) as refused:
         editor.redo(0)
     assert str(refused.value) == (
-        "Frame 1: redo refused: where the edit would change it, the mask shown is no longer the one the edit was "
-        "undone from (its proposal was detected again since); redone, the edit would paste pieces of the old mask "
-        "into the new one. Draw the change again on the mask shown.")
+        "Frame 1 (00): redo refused: where the edit would change it, the mask shown is no longer the one the edit "
+        "was undone from (a new proposal replaced the one the undo went back to); redone, the edit would paste pieces "
+        "of the old mask into the new one. Draw the change again on the mask shown.")
     assert session.status(0) is ReviewStatus.UNREVIEWED and project.committed_mask("00") is None
     assert editor.paint(0, [(7, 5)], 1, erase=True)  # drawn again: a new edit, which drops the stale redo
     assert not editor.can_redo(0)

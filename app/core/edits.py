@@ -142,7 +142,7 @@ class EditHistory:
         if not self._redo:
             raise IndexError("nothing to redo")
         if not self._redo[-1].fits(mask):
-            raise StaleRedo("the mask no longer holds, where the edit would change it, the pixels it was undone from")
+            raise StaleRedo  # (the project says which frame, and why, to the analyst: `ReviewProject.redo`)
         edit = self._redo.pop()
         self._undo.append(edit)
         return _paste(mask, edit, edit.after)

@@ -851,7 +851,7 @@ class ReviewProject:
             raise StaleRedo(f"Frame {self.index(stem) + 1} ({stem}): redo refused: where the edit would change it, "
                             "the mask shown is no longer the one the edit was undone from (a new proposal replaced the "
                             "one the undo went back to); redone, the edit would paste pieces of the old mask into the "
-                            "new one. Draw the change again on the mask shown") from None
+                            "new one. Draw the change again on the mask shown.") from None
 
     def _undoes_to_no_committed_mask(self, stem: str, edit: MaskEdit, mask: np.ndarray) -> bool:
         """Whether undoing `edit` (giving `mask`) leaves the frame as it was before it: no committed mask, its proposal
