@@ -54,15 +54,17 @@ def resume_state_warning_to(report: Callable[[str], None]) -> Iterator[None]:
     line; other warnings are emitted again as they were raised."""
     from model.checkpoint import ResumeStateWarning  # imports torch: only where weights are loaded
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResumeStateWarning)
-        yield
-    for warning in caught:
-        if issubclass(warning.category, ResumeStateWarning):
-            report(str(warning.message))
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
-                                   source=warning.source)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResumeStateWarning)
+            yield
+    finally:  # also when the block raises: a warning said before the error may tell what led to it
+        for warning in caught:
+            if issubclass(warning.category, ResumeStateWarning):
+                report(str(warning.message))
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
+                                       source=warning.source)
 
 
 def available_methods() -> list[str]:
@@ -574,12 +576,13 @@ def plot_curve(
 
 def plot_name(result: dict) -> str:
     """What the plots of `result` are named after: its method, and for a network the folder and stem of its weights
-    file (result["weights"]["path"], as irsam eval records it: runs/a/best.pt gives irsam_a_best), so that the plots
-    of several checkpoints, a training run's best.pt among others, can be written into one folder."""
+    file (result["weights"]["path"], as irsam eval records it, resolved: runs/a/best.pt gives irsam_a_best, and so
+    does best.pt typed in runs/a), so that the plots of several checkpoints, a training run's best.pt among others,
+    can be written into one folder."""
     weights = result.get("weights")
     if not weights:
         return result["method"]
-    path = Path(weights["path"])
+    path = Path(weights["path"]).resolve()
     return "_".join(part for part in (result["method"], path.parent.name, path.stem) if part)
 
 

@@ -655,9 +655,14 @@ def _frame_number(text: str) -> int:
         number = float(text)
     except ValueError:
         raise ValueError(f"frame {text!r} is not a number") from None
-    below_one = frame is not None or (math.isfinite(number) and number.is_integer() and number < 1)
-    raise ValueError(f"frame {text!r} is not a frame number (1 is the first frame)"
-                     + ("" if below_one else ": frame numbers are whole numbers, written as 12 or 12.0"))
+    whole = math.isfinite(number) and number.is_integer()
+    if frame is not None or (whole and number < 1):
+        why = ""
+    elif whole:  # such as 1e1
+        why = ": frame numbers are written as digits (12 or 12.0)"
+    else:
+        why = ": frame numbers are whole numbers, written as digits (12 or 12.0)"
+    raise ValueError(f"frame {text!r} is not a frame number (1 is the first frame){why}")
 
 
 @dataclass(frozen=True)

@@ -858,7 +858,8 @@ def _resume(resume_state: dict, model: torch.nn.Module, scaler: torch.amp.GradSc
     if ctx.is_main:
         where = (f"at epoch {start_epoch + 1}/{cfg.epochs}" if start_epoch < cfg.epochs
                  else f"with all {cfg.epochs} epochs done")
-        log(f"resuming from {out / 'last.pt'} {where} (best val IoU {best_iou:.4f})")
+        best = f"best val IoU {best_iou:.4f}" if best_iou >= 0 else "no validated epoch yet"
+        log(f"resuming from {out / 'last.pt'} {where} ({best})")
         run_epochs = json.loads(resume_state["run"])["epochs"] if "run" in resume_state else cfg.epochs
         if run_epochs < cfg.epochs:
             log(f"extended from {run_epochs} to {cfg.epochs} epochs: the cosine schedule now spans {cfg.epochs} "

@@ -92,9 +92,9 @@ def test_boxes_csv_frame_numbers_are_read_as_exact_integers(tmp_path):
 
 @pytest.mark.parametrize("frame, reason", [
     ("12.5", "frame '12.5' is not a frame number (1 is the first frame): frame numbers are whole numbers, written as "
-             "12 or 12.0"),
-    ("1e3", "frame '1e3' is not a frame number (1 is the first frame): frame numbers are whole numbers, written as "
-            "12 or 12.0"),
+             "digits (12 or 12.0)"),
+    ("1e3", "frame '1e3' is not a frame number (1 is the first frame): frame numbers are written as digits (12 or "
+            "12.0)"),
     ("0", "frame '0' is not a frame number (1 is the first frame)"),
 ])
 def test_a_frame_that_is_not_a_whole_number_is_refused_naming_the_line(tmp_path, frame, reason):

@@ -534,6 +534,7 @@ def _write_outputs(result: dict, json_out: str | None, plots: str | None) -> int
     """Plots, then JSON (recording the plots written); a failed write is reported and the other still tried."""
     failed = False
     if plots and not result["n_targets"]:
+        result["plots"] = []
         print(f"note: no plots written into {plots}: the masks hold no target to detect, so ROC and Pd-Fa are "
               "undefined", file=sys.stderr)
     elif plots:

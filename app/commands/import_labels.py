@@ -66,15 +66,17 @@ def run(args) -> int:
             # each committed mask records the pixels of the frame it is committed over (ReviewProject.frame_change):
             # a frame replaced on disk later is then found changed, and export skips it
             read_mask = exported.mask if exported else truth.mask  # interpolated masks: named below
+            has_mask = exported.has_mask if exported else truth.has_mask
             with stop_requests() as stop:  # Ctrl-C and a kill stop between frames: none is committed in part
                 report = import_labels(project, read_mask, replace=args.replace, cancelled=stop.event,
-                                       progress=on_progress, frame_sha1_of=frame_sha1_reader(source))
+                                       progress=on_progress, frame_sha1_of=frame_sha1_reader(source),
+                                       has_mask=has_mask)
         except (ProjectWriteError, LabelImportError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         finally:
             progress.close()
-    if stop.event.is_set():
+    if report.stopped:  # (a stop asked during the last frame stopped nothing: the import is whole)
         print(f"{'terminated' if stop.terminated else 'interrupted'}: {project.folder}: stopped between two frames, "
               f"after {looked_at[0]} of {len(project)}: {report.summary()}; the same command goes on (the masks "
               "committed now count as already committed)", file=sys.stderr)

@@ -1247,6 +1247,10 @@ class GroundTruth:
                              "mask?)")
         return ground_truth_target(values), dropped
 
+    def has_mask(self, stem: str) -> bool:
+        """Whether a mask file of the frame is here, found as `mask` finds it, without reading it."""
+        return self._file_of(stem) is not None
+
     def _file_of(self, stem: str) -> Path | None:
         return self._mask_files.get(stem) or self._mask_files.get(f"{stem}_pixels0")
 

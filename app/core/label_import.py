@@ -65,6 +65,7 @@ class LabelImportReport:
     reviewed: list[str] = field(default_factory=list)  # reviewed frames with a reference mask, left as they are
     missing: list[str] = field(default_factory=list)  # unreviewed frames without a reference mask
     refused: list[tuple[str, str]] = field(default_factory=list)  # (stem, why the mask cannot be used)
+    stopped: bool = False  # `cancelled` stopped it before its last frame
 
     def summary(self) -> str:
         parts = [counted(len(self.imported), "mask committed", "masks committed")]
@@ -98,6 +99,11 @@ class ExportedMasks:
         """`GroundTruth.mask` of the frame's mask in the export; None for a frame it does not hold."""
         dataset_stem = self.dataset_stems.get(stem)
         return None if dataset_stem is None else self.truth.mask(dataset_stem)
+
+    def has_mask(self, stem: str) -> bool:
+        """Whether the export holds a mask file of the frame (`GroundTruth.has_mask`), without reading it."""
+        dataset_stem = self.dataset_stems.get(stem)
+        return dataset_stem is not None and self.truth.has_mask(dataset_stem)
 
     def describe(self) -> str:
         """Where the masks came from, for the import's summary."""
@@ -162,8 +168,11 @@ def import_labels(
     progress: Callable[[int, int], None] | None = None,
     frame_sha1_of: Callable[[str], str] | None = None,
     source_path: str | os.PathLike | None = None,
+    has_mask: Callable[[str], bool] | None = None,
 ) -> LabelImportReport:
     """Commit `read_mask(stem)` (bool, frame-sized; None: no mask) for each of `stems` (default: every frame).
+    A reviewed frame is left alone, and counted in the report's `reviewed` when it has a mask: `has_mask(stem)`
+    tells, without reading it (`GroundTruth.has_mask`, `ExportedMasks.has_mask`); without `has_mask`, `read_mask` reads it.
 
     Each commit records the `frame_digest` of the frame it is committed over: `frame_sha1_of(stem)` when given;
     else, when the project's `frame_sha1_of` is set (the app's session: it reads the view's frame cache), each
@@ -174,8 +183,8 @@ def import_labels(
     nonzero pixels are all interpolated, which would commit an empty mask), has another size than its frame, or
     would be committed over a frame that cannot be read now (when fingerprints are recorded) is refused with the
     reason; the rest go on.
-    `cancelled` stops between frames (what was committed stays, each frame whole); `progress(done, total)`
-    after each frame.
+    `cancelled` stops between frames (what was committed stays, each frame whole; the report's `stopped` says that
+    frames were left, none when it is set during the last one); `progress(done, total)` after each frame.
     LabelImportError, before anything is committed, for `replace` where the project's review statuses could not
     be read (`unknown_statuses`): the frames the analyst reviewed would read as unreviewed, and lose their masks."""
     unknown = unknown_statuses(project) if replace else None
@@ -189,8 +198,9 @@ def import_labels(
             frame_sha1_of = _own_reader(stack, source_path or project.source_path) or project.frame_sha1_of
         for done, stem in enumerate(stems, start=1):
             if cancelled is not None and cancelled.is_set():
+                report.stopped = True
                 break
-            _import_one(project, stem, read_mask, replace, report, frame_sha1_of)
+            _import_one(project, stem, read_mask, replace, report, frame_sha1_of, has_mask)
             if progress is not None:
                 progress(done, len(stems))
     return report
@@ -220,8 +230,12 @@ def _own_reader(stack: contextlib.ExitStack, path) -> Callable[[str], str] | Non
 
 
 def _import_one(project: ReviewProject, stem: str, read_mask, replace: bool, report: LabelImportReport,
-                frame_sha1_of: Callable[[str], str] | None) -> None:
+                frame_sha1_of: Callable[[str], str] | None, has_mask: Callable[[str], bool] | None) -> None:
     reviewed = project.status(stem) is not ReviewStatus.UNREVIEWED
+    if reviewed and has_mask is not None:
+        if has_mask(stem):  # (one without a mask is not counted: there was nothing to leave alone)
+            report.reviewed.append(stem)
+        return
     try:
         reference = read_mask(stem)
     except (UnusableMask, FrameReadError, OSError, ValueError) as e:

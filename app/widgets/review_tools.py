@@ -558,7 +558,8 @@ class ReviewTools(QtCore.QObject):
         self._block_edits(IMPORT_BLOCKS)
         cancelled = threading.Event()
         worker = CancellableCallWorker(lambda: import_labels(project, truth.mask, cancelled=cancelled,
-                                                             source_path=session.source.path), cancelled)
+                                                             source_path=session.source.path,
+                                                             has_mask=truth.has_mask), cancelled)
         worker.finished.connect(self._ground_truth_committed)
         self.importing = True
         self.label_import.start(worker)
