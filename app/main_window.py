@@ -47,6 +47,8 @@ QUEUE_FOLLOW_MS = 1000
 # The feature maps' height docked under the frame (px): their six maps side by side stay readable, and the frame
 # keeps most of the window's height (Qt gave the dock more than the frame)
 FEATURES_DOCKED_HEIGHT = 250
+# The 3D view's height docked under the frame (px): the GL view has no height of its own, and Qt left it its caption
+SURFACE_DOCKED_HEIGHT = 250
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -159,8 +161,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_device_label()
         self.review_tools = ReviewTools(self)  # editing, review queue, propagation, shortcuts, export, fine-tune
         self.right_column.layout_restored = self._restore_layout()
-        # (connected after the saved layout is restored: the height the analyst left the docked maps is kept)
-        self.features_dock.topLevelChanged.connect(self._features_dock_moved)
+        # (connected after the saved layout is restored: the height the analyst left a docked dock is kept)
+        for dock, height in ((self.features_dock, FEATURES_DOCKED_HEIGHT), (self.surface_dock, SURFACE_DOCKED_HEIGHT)):
+            dock.topLevelChanged.connect(lambda floating, dock=dock, height=height:
+                                         floating or self._dock_under_the_frame(dock, height))
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -285,6 +289,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.selected = None
         self.frame = None
         self._feature_maps_of = None
+        self.feature_panel.clear_maps("No feature maps yet for this sequence: press Compute.")
         self.frame_view.clear()
         self._show_normalization(session.normalization)
         self.timeline.set_count(len(session))
@@ -853,8 +858,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def cancel_detection(self) -> None:
         if self._pending_run is not None:
             self._pending_run = None
-            self.detection_panel.set_running(False)
-            self.detection_panel.rate.setText("cancelled before it started")
+            self.detection_panel.set_running(False, cancelled=True)
         self.detection_runner.cancel()
 
     def choose_normalization(self) -> NormalizationDialog | None:
@@ -941,16 +945,14 @@ class MainWindow(QtWidgets.QMainWindow):
         y = max(screen.top(), min(y, screen.bottom() - dock.height()))
         dock.move(x, y)
 
-    def _features_dock_moved(self, floating: bool) -> None:
-        """The feature maps docked under (or above) the frame: FEATURES_DOCKED_HEIGHT high, once Qt has placed them."""
-        if not floating:
-            QtCore.QTimer.singleShot(0, self, self._fit_docked_features)
+    def _dock_under_the_frame(self, dock: QtWidgets.QDockWidget, height: int) -> None:
+        """A dock docked under (or above) the frame: `height` high, once Qt has placed it."""
+        QtCore.QTimer.singleShot(0, self, lambda: self._fit_docked(dock, height))
 
-    def _fit_docked_features(self) -> None:
-        dock = self.features_dock
+    def _fit_docked(self, dock: QtWidgets.QDockWidget, height: int) -> None:
         if not dock.isFloating() and self.dockWidgetArea(dock) in (QtCore.Qt.BottomDockWidgetArea,
                                                                    QtCore.Qt.TopDockWidgetArea):
-            self.resizeDocks([dock], [FEATURES_DOCKED_HEIGHT], QtCore.Qt.Vertical)
+            self.resizeDocks([dock], [height], QtCore.Qt.Vertical)
 
     def _features_visibility(self, visible: bool) -> None:
         if visible and self.frame is not None and self.feature_panel.follow.isChecked():
@@ -1083,9 +1085,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if not worker.indices and worker.choice != self.detection_panel.choice():
                 self._choice_changed(self.detection_panel.choice())  # changed while it loaded: load that one
             if worker.indices:
-                self.detection_panel.set_running(False)
-                if cancelled:
-                    self.detection_panel.rate.setText("cancelled; results so far are kept")
+                self.detection_panel.set_running(False, cancelled)
                 if worker.kept_accepted:
                     self.statusBar().showMessage(
                         f"{worker.kept_accepted} accepted frame(s) keep the mask they were accepted with; "

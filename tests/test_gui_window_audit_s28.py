@@ -225,7 +225,7 @@ def test_a_classical_methods_description_stays_whole_after_it_ran(window, fresh_
     open_project(window, qtbot, fresh_sequence)
     _choose(window, "tophat")
     description = window.detection_panel.info.text()
-    assert description.startswith("tophat: classical method, runs on the CPU; suits targets up to ")
+    assert description.startswith("Top-Hat: classical method, runs on the CPU; suits targets up to ")
     window.run_detection("frame")
     _run_ended(window, qtbot)
     assert window.detector is not None and window.detection_panel.info.text() == description

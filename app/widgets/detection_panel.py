@@ -17,6 +17,12 @@ NO_RUN_YET = "no run yet"
 ENDED_BEFORE_A_FRAME = "ended before its first frame"
 
 
+def classical_name(method: str) -> str:
+    """A classical method's name as the detector list shows it, without its note: "Top-Hat" for "tophat"."""
+    label = next(label for label, listed in CLASSICAL if listed == method)
+    return label.split(" (")[0]
+
+
 def format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "--:--"
@@ -195,6 +201,7 @@ class DetectionPanel(QtWidgets.QWidget):
         self.progress = QtWidgets.QProgressBar()
         self.progress.setToolTip("Frames done in the detection run started in this window")
         self.rate = QtWidgets.QLabel(" ")
+        self._pace = ""  # the last pace the run reported ("9.2 frames/s")
 
         # the detector and the run buttons first: on a laptop screen the dock scrolls, and they must not. The
         # device shares the detector's row ("IRSAM on cuda"), and rows are 4 px apart, not 6: at 1500x950 the
@@ -292,8 +299,9 @@ class DetectionPanel(QtWidgets.QWidget):
         a, b = self.range_from.value() - 1, self.range_to.value() - 1
         return min(a, b), max(a, b)
 
-    def set_running(self, running: bool) -> None:
-        self._running = running
+    def set_running(self, running: bool, cancelled: bool = False) -> None:
+        """A run starts, or ends (`cancelled` when the analyst cancelled it)."""
+        was_running, self._running = self._running, running
         for b in (self.run_frame, self.run_range, self.run_all, self.detector_combo, self.device_combo,
                   self.keep_probabilities, self.min_area, self.max_area, self.target_size, self.threshold_k):
             b.setEnabled(not running)
@@ -304,9 +312,20 @@ class DetectionPanel(QtWidgets.QWidget):
             self.progress.setRange(0, 0)  # busy until the first frame reports: loading weights takes seconds
             self.progress.setFormat("%v / %m frames")
             self.rate.setText("starting...")
-        elif self.progress.maximum() == 0:  # ended before any frame reported: no endless busy bar, no "starting..."
+        elif was_running:
+            self._show_run_end(cancelled)
+
+    def _show_run_end(self, cancelled: bool) -> None:
+        """No endless busy bar and no "starting..." when the run ended before any frame reported; otherwise the
+        run's pace without its ETA, which at the end reads 0:00, or a time never reached when the run stopped early."""
+        if self.progress.maximum() == 0:
             self._show_no_progress(ENDED_BEFORE_A_FRAME)
-            self.rate.setText("")
+            self.rate.setText("cancelled; no frame was detected" if cancelled else "")
+        elif cancelled:
+            self.rate.setText("cancelled; results so far are kept")
+        else:
+            finished = self.progress.value() == self.progress.maximum()
+            self.rate.setText(f"done, {self._pace}" if finished else self._pace)
 
     def _show_no_progress(self, text: str) -> None:
         """An empty bar, greyed, that says why it is empty: a bar without text reads as a text field."""
@@ -339,8 +358,8 @@ class DetectionPanel(QtWidgets.QWidget):
         self.progress.setMaximum(total)
         self.progress.setValue(done)
         eta = (total - done) / fps if fps > 0 else float("inf")
-        pace = f"{fps:.1f} frames/s" if fps >= 1 else f"{1 / fps:.1f} s a frame" if fps > 0 else "-"
-        self.rate.setText(f"{pace}, ETA {format_eta(eta)}")
+        self._pace = f"{fps:.1f} frames/s" if fps >= 1 else f"{1 / fps:.1f} s a frame" if fps > 0 else "-"
+        self.rate.setText(f"{self._pace}, ETA {format_eta(eta)}")
 
     def show_info(self, text: str) -> None:
         self.info.setStyleSheet("")
@@ -355,8 +374,8 @@ class DetectionPanel(QtWidgets.QWidget):
         if choice.method == "irsam":
             self.show_info(f"IRSAM weights: {choice.weights}\n(loaded on first run)")
         else:
-            self.show_info(f"{choice.method}: classical method, runs on the CPU; suits targets up to "
-                           f"{choice.target_size} px across (Largest target); detects above mean + "
+            self.show_info(f"{classical_name(choice.method)}: classical method, runs on the CPU; suits targets up "
+                           f"to {choice.target_size} px across (Largest target); detects above mean + "
                            f"{self.threshold_k.value():g} std (Threshold); no WPMD/GAD features.")
 
     def _remember_chosen(self, index: int) -> None:

@@ -5,6 +5,7 @@ GLX) pyqtgraph's GL items segfault, so the context is probed first and a plain l
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -14,6 +15,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 CROP = 48  # a full 640x512 mesh is ~330k vertices: too slow on a software renderer
 RELIEF = 16.0  # height of the crop's value range, in pixel units, so a 48-pixel crop reads as a landscape
+FIELD_OF_VIEW = 60.0  # degrees across the view's width: pyqtgraph's default
+MIN_VERTICAL_FIELD_OF_VIEW = 45.0  # degrees across its height, which a view much wider than tall would lack
 
 
 @lru_cache(maxsize=1)
@@ -131,7 +134,22 @@ class SurfaceView(QtWidgets.QWidget):
         self.outline = gl.GLLinePlotItem(mode="lines", color=(1.0, 0.2, 0.2, 1.0), width=2, antialias=True)
         self.gl_view.addItem(self.surface)
         self.gl_view.addItem(self.outline)
+        self.gl_view.installEventFilter(self)
         self._layout.addWidget(self.gl_view, 1)
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.gl_view and event.type() == QtCore.QEvent.Resize:
+            self._fit_field_of_view(event.size())
+        return super().eventFilter(watched, event)
+
+    def _fit_field_of_view(self, size: QtCore.QSize) -> None:
+        """pyqtgraph's field of view spans the view's width: in a view much wider than tall (docked under the frame)
+        the surface's near and far edges were cut off. FIELD_OF_VIEW across the width, widened where the height would
+        span less than MIN_VERTICAL_FIELD_OF_VIEW (the floating view keeps pyqtgraph's default)."""
+        aspect = size.width() / max(size.height(), 1)
+        tangent = max(math.tan(math.radians(FIELD_OF_VIEW / 2)),
+                      math.tan(math.radians(MIN_VERTICAL_FIELD_OF_VIEW / 2)) * aspect)
+        self.gl_view.opts["fov"] = math.degrees(2 * math.atan(tangent))
 
     def show_region(self, frame: np.ndarray, region: SurfaceRegion, mask: np.ndarray | None,
                     levels: tuple[float, float], lut: np.ndarray, caption: str) -> None:
