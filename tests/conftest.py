@@ -1,6 +1,7 @@
 """GUI fixtures: a small generated 16-bit sequence, a tiny IRSAM checkpoint, and the real review window."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,35 @@ def review(window, fresh_sequence, qtbot):
     predict_ground_truth(fresh_sequence)
     open_project(window, qtbot, fresh_sequence)
     return window
+
+
+@pytest.fixture
+def processes():
+    """The processes a test starts: killed (SIGKILL, by pid) and reaped at its end, whatever happened."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def refusing_writes(review, monkeypatch):
+    """While the returned set holds True, every project write fails (a full disk, a dropped network share)."""
+    from app.core.project import ProjectWriteError
+
+    project = review.session.project
+    write = project._write
+    refusing = {True}
+
+    def maybe_refuse(action):
+        if refusing:
+            raise ProjectWriteError("disk full (simulated)")
+        write(action)
+
+    monkeypatch.setattr(project, "_write", maybe_refuse)
+    return refusing

@@ -1,6 +1,7 @@
 """What a review of import-labels, train's resume line, eval's plots and boxes.csv frame numbers found wrong: a stop
 asked during an import's last frame reported the finished import as stopped; a reviewed frame's reference mask was
-decoded only to count it as left alone; a resume with no validated epoch said "best val IoU -1.0000"; plots of
+decoded only to count it as left alone (a resume with no validated epoch said "best val IoU -1.0000": checked in
+test_resume_stacks_stems_s28); plots of
 ../best.pt were named irsam_.._best; "1e1" was refused as no whole number; and warnings caught while loading weights
 were dropped when the loading failed."""
 from __future__ import annotations
@@ -15,7 +16,6 @@ import cv2
 import numpy as np
 import pytest
 
-import model.train as train_module
 from app.cli import main
 from app.core.frames import GroundTruth
 from app.core.label_import import import_labels
@@ -23,9 +23,6 @@ from app.core.project import ReviewProject
 from model.checkpoint import ResumeStateWarning
 from model.evaluate import plot_name, resume_state_warning_to
 from model.metrics import BoxesFileError, read_boxes_csv
-from model.train import train
-from model.train_config import TrainConfig
-from tests.datasets import write_sirst_dataset
 from tests.test_export import reviewed_project
 from tests.test_import_labels_s28 import fresh_project
 
@@ -118,35 +115,6 @@ def test_a_reviewed_frames_mask_is_counted_as_left_alone_without_being_read(tmp_
     report = import_labels(again, read_mask, has_mask=truth.has_mask)
     assert read == stems[4:]  # the unreviewed frames' alone
     assert report.reviewed == stems[:3] and truth.mask_warnings == []
-
-
-# --- 2. a resume with no validated epoch says so -------------------------------------------------------------------
-
-class Killed(Exception):
-    """Raised where the run's process would be killed: after best.pt is written, before last.pt is."""
-
-
-def test_a_resume_whose_last_pt_records_no_validated_epoch_says_so_not_iou_minus_one(tmp_path, monkeypatch):
-    dataset = write_sirst_dataset(tmp_path / "d", n_frames=6, size=(32, 48))
-    out = tmp_path / "run"
-    cfg = TrainConfig(data=str(dataset), split_train=str(dataset / "train.txt"), split_val=str(dataset / "val.txt"),
-                      out=str(out), config="tiny", device="cpu", precision="fp32", epochs=2, val_every=2,
-                      batch_size=2, crop=32, workers=0)
-    save_resume_state = train_module._save_resume_state
-
-    def killed_at_epoch_2(path, model, model_config, average, optimizer, scheduler, scaler, epoch, *rest):
-        if epoch == 1:
-            raise Killed
-        save_resume_state(path, model, model_config, average, optimizer, scheduler, scaler, epoch, *rest)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(train_module, "_save_resume_state", killed_at_epoch_2)
-        with pytest.raises(Killed):
-            train(cfg, log=lambda message: None)
-    lines: list[str] = []
-    train(cfg, log=lines.append)
-    assert f"resuming from {out / 'last.pt'} at epoch 2/2 (no validated epoch yet)" in lines
-    assert not any("-1.0000" in line for line in lines), lines
 
 
 # --- 3. plots are named after the weights file's own folder --------------------------------------------------------

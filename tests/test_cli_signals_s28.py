@@ -107,17 +107,6 @@ IMPORT_STOPPING_IN_A_COMMIT = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def processes():
-    """The processes a test starts: killed (SIGKILL, by pid) and reaped at its end, whatever happened."""
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=60)
-
-
 def start(processes: list, script: str, *argv, new_session: bool = False) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-c", script, *map(str, argv)], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=new_session)

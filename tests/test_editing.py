@@ -83,14 +83,8 @@ def test_a_tool_call_that_changes_nothing_on_a_frame_never_detected_makes_no_pro
     assert not session.project_dir.exists()
 
 
-def test_a_mask_saved_whose_status_write_fails_says_the_mask_is_saved(session, monkeypatch):
-    """The committed mask and its history step are written, then review.json cannot be: StatusNotSaved (a
-    ProjectWriteError), not a plain ProjectWriteError that would mean nothing changed on disk."""
-    project = session.ensure_project()
-    project.save_prediction("00", proposal_of_one_target())
-    project.save_prediction("01", FrameResult(np.full((24, 32), -5, np.float32)))  # detected: no target
-    session.record_result(0)
-    session.record_result(1)
+def fail_review_json_writes(monkeypatch) -> None:
+    """Writes of review.json (and its backup) fail as on a full disk; the project's other files are written."""
     write_json = project_module.atomic_write_json
 
     def no_review_json(path, *args, **kwargs):
@@ -99,6 +93,17 @@ def test_a_mask_saved_whose_status_write_fails_says_the_mask_is_saved(session, m
         return write_json(path, *args, **kwargs)
 
     monkeypatch.setattr(project_module, "atomic_write_json", no_review_json)
+
+
+def test_a_mask_saved_whose_status_write_fails_says_the_mask_is_saved(session, monkeypatch):
+    """The committed mask and its history step are written, then review.json cannot be: StatusNotSaved (a
+    ProjectWriteError), not a plain ProjectWriteError that would mean nothing changed on disk."""
+    project = session.ensure_project()
+    project.save_prediction("00", proposal_of_one_target())
+    project.save_prediction("01", FrameResult(np.full((24, 32), -5, np.float32)))  # detected: no target
+    session.record_result(0)
+    session.record_result(1)
+    fail_review_json_writes(monkeypatch)
     editor = FrameEditor(session)
     with pytest.raises(StatusNotSaved):
         editor.paint(0, [(20, 15)], 3)
@@ -114,7 +119,7 @@ def test_a_mask_saved_whose_status_write_fails_says_the_mask_is_saved(session, m
     assert not isinstance(refused.value, StatusNotSaved)
     assert session.status(0) is session.status(1) is ReviewStatus.UNREVIEWED
 
-    monkeypatch.setattr(project_module, "atomic_write_json", write_json)
+    monkeypatch.undo()
     editor.set_status(0, ReviewStatus.CORRECTED)
     assert session.status(0) is ReviewStatus.CORRECTED and not editor.unsaved
 

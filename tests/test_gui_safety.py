@@ -9,27 +9,13 @@ import pytest
 from PySide6 import QtCore, QtWidgets
 
 import app.core.project as project_module
-from app.core.project import ProjectWriteError, ReviewProject, ReviewStatus
+from app.core.project import ReviewProject, ReviewStatus
 from app.editing import Tool
 from tests.gui_review_helpers import drag, open_project
 
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def refusing_writes(review, monkeypatch):
-    """While the returned set holds True, every project write fails (a full disk, a dropped network share)."""
-    project = review.session.project
-    write = project._write
-    refusing = {True}
-
-    def maybe_refuse(action):
-        if refusing:
-            raise ProjectWriteError("disk full (simulated)")
-        write(action)
-
-    monkeypatch.setattr(project, "_write", maybe_refuse)
-    return refusing
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from PySide6 import QtCore
 from PySide6.QtTest import QTest
 
 from app.core.normalization import NormalizationRequest
-from app.core.project import ProjectWriteError, ReviewStatus
+from app.core.project import ReviewStatus
 from app.editing import Tool
 from app.main_window import FEATURES_DOCKED_HEIGHT
 from app.session import ReviewSession
@@ -245,17 +245,9 @@ def test_an_open_input_window_dialog_says_the_window_another_instance_chose(wind
 
 
 def test_closing_with_an_unsaved_edit_on_a_frame_now_unreadable_says_so_and_saves_the_others(
-        review, monkeypatch, qtbot):
+        review, refusing_writes, monkeypatch, qtbot):
     project = review.session.project
-    write = project._write
-    refusing = {True}
-
-    def maybe_refuse(action):
-        if refusing:
-            raise ProjectWriteError("disk full (simulated)")
-        write(action)
-
-    monkeypatch.setattr(project, "_write", maybe_refuse)
+    refusing = refusing_writes
     review.review_tools.palette.brush_size.setValue(3)
     review.review_tools.palette.set_tool(Tool.BRUSH)
     drawn = {}

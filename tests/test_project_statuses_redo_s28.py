@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import app.core.project as project_module
 from app.core.edits import EditHistory, MaskEdit, StaleRedo, make_edit
 from app.core.project import ReviewProject, ReviewStatus, StatusSetElsewhere
 from app.editing import EditRefused, FrameEditor, StatusNotSaved
@@ -15,6 +14,7 @@ from app.session import ReviewSession
 from model.detectors import FrameResult
 from tests.test_frames import write_folder
 from tests.test_project import STEMS, make_project, result_with_targets
+from tests.test_editing import fail_review_json_writes
 from tests.test_session import proposal_of_one_target
 
 
@@ -151,18 +151,11 @@ def test_an_edit_that_could_not_be_saved_replaces_the_status_another_instance_se
     project = session.ensure_project()
     project.save_prediction("00", proposal_of_one_target())
     session.record_result(0)
-    write_json = project_module.atomic_write_json
-
-    def no_review_json(path, *args, **kwargs):
-        if Path(path).name.startswith("review.json"):
-            raise OSError(28, "No space left on device")
-        return write_json(path, *args, **kwargs)
-
-    monkeypatch.setattr(project_module, "atomic_write_json", no_review_json)
+    fail_review_json_writes(monkeypatch)
     editor = FrameEditor(session)
     with pytest.raises(StatusNotSaved):
         editor.paint(0, [(20, 15)], 3)
-    monkeypatch.setattr(project_module, "atomic_write_json", write_json)
+    monkeypatch.undo()
     ReviewProject.open(project.folder).set_status("00", "rejected")
     editor.set_status(0, ReviewStatus.CORRECTED)  # what the window's close does with an unsaved edit
     assert _statuses_on_disk(project.folder) == {"00": "corrected"} and not editor.unsaved

@@ -68,6 +68,8 @@ def test_a_resume_whose_last_pt_records_no_best_keeps_a_better_best_pt(tmp_path,
     assert (f"{out / 'best.pt'} holds val IoU {better['iou']:.4f}, last.pt recorded no validated epoch yet (the run "
             "was killed between the two writes): resuming against best.pt's") in lines
     assert not any(line.startswith("warning") for line in lines), lines
+    assert f"resuming from {out / 'last.pt'} at epoch 2/2 (no validated epoch yet)" in lines  # not "IoU -1.0000"
+    assert not any("-1.0000" in line for line in lines), lines
     assert summary["best_val_iou"] == better["iou"] and summary["best_val_metrics"] == better
     kept = read_torch_file(out / "best.pt")
     assert kept["metadata"]["metrics"]["val"] == better  # not replaced by the epoch run again

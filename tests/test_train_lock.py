@@ -60,20 +60,6 @@ def dataset(tmp_path_factory) -> Path:
     return write_sirst_dataset(tmp_path_factory.mktemp("sirst"))  # 8 training frames, 4 for validation
 
 
-@pytest.fixture
-def processes():
-    """The processes a test starts: killed (SIGKILL, by pid) and reaped at its end, whatever happened."""
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
-
-
 def train_arguments(dataset: Path, out: Path, epochs: int = 2) -> list[str]:
     return ["train", "--data", str(dataset), "--split-train", str(dataset / "train.txt"), "--split-val",
             str(dataset / "val.txt"), "--out", str(out), "--config", "tiny", "--device", "cpu", "--precision", "fp32",
