@@ -20,8 +20,10 @@ status `corrected`) too, and so does a status change (`FrameEditor.set_status`):
 mask shown.
 Edits, undo, redo and status changes act on the status the window shows: where another window on the project
 set the frame's status since, they are refused (`EditRefused`, nothing changed) and that status is shown
-(`ReviewSession.check_status_shown`), as the window refuses them over a mask changed on disk. A frame holding an edit
-that could not be saved is the exception: saved, it replaces what another instance set, status and mask alike.
+(`ReviewSession.check_status_shown`), as the window refuses them over a mask changed on disk; so are edits on a
+frame whose proposal or committed mask another instance wrote in a project it made while this window had none
+(`ReviewSession.masks_not_shown`). A frame holding an edit that could not be saved is the exception: saved, it
+replaces what another instance set, status and mask alike.
 """
 from __future__ import annotations
 
@@ -233,7 +235,7 @@ class FrameEditor:
         if mask_saved:
             self._commit(index, self.unsaved[index])
         elif status is ReviewStatus.CORRECTED:
-            self._check_status_shown(index, status)  # before the commit (the status write checks it too)
+            self._check_shown(index, status)  # before the commit (the status write checks it too)
             mask_saved = shown_committed = self._commit(index, session.project.shown_mask(session.stem(index)))
         self._set_status(index, status, mask_saved, shown_committed)
         self.unsaved.pop(index, None)
@@ -246,7 +248,7 @@ class FrameEditor:
         if not (commit_unchanged or index in self.unsaved) and np.array_equal(new_mask, self.working_mask(index)):
             return False
         try:
-            self._check_status_shown(index)  # (it makes the project when there is none yet: a write that may fail)
+            self._check_shown(index)  # (it makes the project when there is none yet: a write that may fail)
             status = self.session.status(index)
             status_before = None if status is ReviewStatus.CORRECTED else status.value
             # an unsaved mask that is already the committed one lacks its status: that save failed after the mask
@@ -276,16 +278,20 @@ class FrameEditor:
                 raise
             raise StatusNotSaved(str(e)) from e
 
-    def _check_status_shown(self, index: int, asked: ReviewStatus | None = None) -> None:
-        """EditRefused, nothing changed, when another instance set the frame's status since it was shown (the window
-        shows theirs now) to another than `asked`, unless the frame holds an edit that could not be saved: that
-        replaces it."""
+    def _check_shown(self, index: int, asked: ReviewStatus | None = None) -> None:
+        """EditRefused, nothing changed, when another instance set the frame's status since it was shown to another
+        than `asked`, or wrote its proposal or committed mask in a project this session took up since (the window shows
+        theirs now), unless the frame holds an edit that could not be saved: that replaces it."""
         if index in self.unsaved:
             return
         try:
             self.session.check_status_shown(index, asked)
         except StatusSetElsewhere as e:
             raise EditRefused(_status_set_elsewhere_message(index, e)) from None
+        not_shown = self.session.masks_not_shown(index)
+        if not_shown:
+            raise EditRefused(f"Frame {index + 1}: its {' and '.join(not_shown)} changed on disk since it was shown "
+                              "(another window or an irsam command): shown now as it is; check it, then do it again.")
 
     def _commit(self, index: int, mask: np.ndarray, status_before: str | None = None) -> bool:
         """Make `mask` the frame's committed mask (`ReviewProject.commit_edit`); False when it already was."""
@@ -305,7 +311,7 @@ class FrameEditor:
             raise EditRefused(f"Frame {index + 1} holds an edit that is not saved yet: {'redo' if redo else 'undo'} "
                               "waits until it is (your next change, a status, or closing the sequence saves it, once "
                               "the project can be written).")
-        self._check_status_shown(index)  # (the status it may give back or set is decided on what is on disk)
+        self._check_shown(index)  # (the status it may give back or set is decided on what is on disk)
         project, stem = self.session.project, self.session.stem(index)
         history = project.history(stem)
         step = history.next_redo() if redo else history.next_undo()

@@ -118,8 +118,13 @@ class ReviewSession:
         # (folder, why) of each project found beside the source that could not be opened: its files are left as
         # they are, and this session's work goes to a new folder beside it
         self.projects_set_aside: list[tuple[Path, str]] = []
-        # called with a frame's index when a change on it was refused because another instance set its status since
-        # `status_codes` were read, and its status here became theirs (`StatusSetElsewhere`): the window shows it
+        # frames whose layers were not read since `ensure_project` took up a project another instance made meanwhile:
+        # the window shows them as they were without it, with no proposal and no committed mask (`masks_not_shown`)
+        self._not_shown_since_adoption: set[int] = set()
+        # called with a frame's index when a change on it was refused because another instance changed it since it
+        # was shown, and it became theirs here: they set its status since `status_codes` were read
+        # (`StatusSetElsewhere`), or wrote its proposal or committed mask in the project taken up meanwhile
+        # (`masks_not_shown`). The window shows it
         self.on_status_taken_up: Callable[[int], None] | None = None
 
     @classmethod
@@ -303,7 +308,9 @@ class ReviewSession:
         """The project, created on first use (an existing one over the same frames is reused). Waits while
         `load_details` is reading it."""
         with self._project_lock:
-            if self.project is None and not self._open_project(adopt=True):  # another instance made it since
+            if self.project is None and self._open_project(adopt=True):  # another instance made it since
+                self._not_shown_since_adoption = set(range(len(self.source)))
+            elif self.project is None:
                 if self._adoption_refused and is_project(self.project_dir):  # over other frames: as load_details
                     self.warnings.append(f"{self.project_dir} holds a project over other frames: this sequence's "
                                          "work goes to a new folder beside it")
@@ -409,6 +416,21 @@ class ReviewSession:
             self._take_up_status(index)
             raise
 
+    def masks_not_shown(self, index: int) -> list[str]:
+        """The layers of frame `index` ("proposal", "committed mask") that another instance wrote in the project
+        `ensure_project` took up since the frame was last shown, which the window showed without them: an edit must
+        start from the mask the analyst saw. Asked, the frame is taken up as it is on disk (`on_status_taken_up`) and
+        counts as shown."""
+        if index not in self._not_shown_since_adoption:
+            return []
+        self._not_shown_since_adoption.discard(index)
+        stem = self.stem(index)
+        not_shown = [name for name, on_disk in (("proposal", self.project.has_prediction(stem)),
+                                                 ("committed mask", self.project.has_committed_mask(stem))) if on_disk]
+        if not_shown and self.on_status_taken_up is not None:
+            self.on_status_taken_up(index)
+        return not_shown
+
     def _shown_status(self, index: int) -> ReviewStatus:
         return list(ReviewStatus)[self.status_codes[index]]
 
@@ -416,6 +438,7 @@ class ReviewSession:
         """The status another instance set on frame `index`, read by a refused change, becomes the one shown."""
         self._load_statuses(self.project)
         self.frame_change(index)
+        self._not_shown_since_adoption.discard(index)  # shown as it is on disk, its masks too
         if self.on_status_taken_up is not None:
             self.on_status_taken_up(index)
 
@@ -552,7 +575,10 @@ class ReviewSession:
         """`layers` without `change` (`frame_and_layers` sets it from the frame it decodes beside them)."""
         direction = 1 if index >= self._last_index else -1
         self._last_index = index
+        project = self.project  # (a project taken up while the files are read: they may be read without it)
         files = self._layer_files(index, wanted | TARGET_LAYERS)
+        if project is not None:
+            self._not_shown_since_adoption.discard(index)
         layers = FrameLayers(prediction=files.get("prediction"), edges=files.get("edges"),
                              probability=files.get("probability"), origin=files.get("origin"))
         if self.project is not None and self.detection_counts[index] >= 0:
