@@ -178,7 +178,7 @@ def test_the_panel_sizes_a_classical_detector_and_runs_it(window, clip, qtbot):
     panel.target_size.setValue(16)
     assert changes and changes[-1].target_size == 16 and panel.choice().target_size == 16
     assert "suits targets up to 16 px across" in panel.info.text()
-    assert panel.choice().label == "tophat (up to 16 px across)"
+    assert panel.choice().label == "Top-Hat (up to 16 px across)"
     _choose(panel, "irsam", picked=False)
     assert not panel.target_size.isVisible()  # IRSAM has no such window
     assert panel.choice().target_size == DEFAULT_TARGET_SIZE  # nor a choice that differs by it

@@ -155,7 +155,7 @@ def test_the_panel_shows_the_threshold_for_classical_methods_and_runs_with_it(wi
     panel = window.detection_panel
     _choose(panel, "tophat")
     assert panel.threshold_k.isVisible() and panel.threshold_k.value() == 12.0
-    assert panel.choice().threshold_k is None and panel.choice().label == "tophat"
+    assert panel.choice().threshold_k is None and panel.choice().label == "Top-Hat"
     assert "Lower finds dimmer targets, and more\nclutter" in panel.threshold_k.toolTip()
     assert "detects above mean + 12 std" in panel.info.text()
     _choose(panel, "mpcm")
@@ -163,7 +163,7 @@ def test_the_panel_shows_the_threshold_for_classical_methods_and_runs_with_it(wi
     changes = []
     panel.choiceChanged.connect(changes.append)
     panel.threshold_k.setValue(6)
-    assert changes and changes[-1].threshold_k == 6.0 and panel.choice().label == "mpcm (threshold mean + 6 std)"
+    assert changes and changes[-1].threshold_k == 6.0 and panel.choice().label == "MPCM (threshold mean + 6 std)"
     assert "detects above mean + 6 std" in panel.info.text()
     _choose(panel, "tophat")
     assert panel.threshold_k.value() == 6.0  # the analyst's value stays

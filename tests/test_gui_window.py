@@ -121,7 +121,7 @@ def test_a_detection_run_into_a_project_another_run_is_writing_to_is_refused_and
         qtbot.waitUntil(lambda: not window.detection_runner.busy and window.detection_panel.run_all.isEnabled(),
                         timeout=10000)
         text = window.detection_panel.info.text()
-        assert text.startswith(f"tophat not started:\nanother detection run (irsam detect, pid {os.getpid()}) is "
+        assert text.startswith(f"Top-Hat not started:\nanother detection run (irsam detect, pid {os.getpid()}) is "
                                "writing to the project"), text
         assert window.detection_panel.rate.text() == "" and window.detection_panel.progress.maximum() == 1
         assert int((window.session.detection_counts >= 0).sum()) == 1  # frame 0's earlier proposal only
@@ -311,7 +311,7 @@ def test_switching_to_a_classical_detector_takes_the_networks_feature_maps_away_
     qtbot.waitUntil(lambda: bool(window.feature_panel.features), timeout=30000)
     shown = window.index
     _choose(window, "mpcm")
-    qtbot.waitUntil(lambda: "mpcm has no WPMD or GAD" in window.feature_panel.message.text(), timeout=10000)
+    qtbot.waitUntil(lambda: "MPCM has no WPMD or GAD" in window.feature_panel.message.text(), timeout=10000)
     assert not window.feature_panel.features and window.index == shown
     # a step of the target-area bounds changes no map: the network is not run again for them
     window.detection_panel.add_checkpoint(tiny_checkpoint)
@@ -776,7 +776,7 @@ def test_test_time_flips_and_refinement_reach_the_irsam_predictor_only(window, f
     qtbot.waitUntil(lambda: window.session.detection_counts[0] >= 0, timeout=30000)
     _choose(window, "tophat")
     assert panel.choice().tta == "none"  # classical methods take no flips
-    assert panel.choice().refine == "contrast" and panel.choice().label == "tophat"
+    assert panel.choice().refine == "contrast" and panel.choice().label == "Top-Hat"
     assert not panel.tta_combo.isEnabled() and not panel.refine_outline.isEnabled()  # greyed out: no effect
     assert not panel.device_combo.isEnabled()
     panel.set_running(True)

@@ -7,20 +7,13 @@ from pathlib import Path
 from PySide6 import QtCore, QtWidgets
 
 from app.paths import DEFAULT_WEIGHTS
-from app.widgets.workers import DetectorChoice
+from app.widgets.workers import CLASSICAL, DetectorChoice, classical_name
 from model.classical import DEFAULT_TARGET_SIZE, DEFAULT_THRESHOLD_K, MAX_TARGET_SIZE, MAX_THRESHOLD_K, window_for
 
-CLASSICAL = (("MPCM (classical)", "mpcm"), ("Top-Hat (classical)", "tophat"), ("PSTNN (classical, slow)", "pstnn"))
 PICK_CHECKPOINT = "IRSAM: other checkpoint..."
 # the progress bar's text when it has no run to show
 NO_RUN_YET = "no run yet"
 ENDED_BEFORE_A_FRAME = "ended before its first frame"
-
-
-def classical_name(method: str) -> str:
-    """A classical method's name as the detector list shows it, without its note: "Top-Hat" for "tophat"."""
-    label = next(label for label, listed in CLASSICAL if listed == method)
-    return label.split(" (")[0]
 
 
 def format_eta(seconds: float) -> str:

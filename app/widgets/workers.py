@@ -21,6 +21,14 @@ from model.evaluate import make_detector
 from model.size_gate import TargetSizeGate, gated, ungated
 
 FLUSH_EVERY_S = 5.0  # detections.csv is rewritten this often during a run, so a crash loses little
+# the classical methods as the detector list offers them: (entry, method)
+CLASSICAL = (("MPCM (classical)", "mpcm"), ("Top-Hat (classical)", "tophat"), ("PSTNN (classical, slow)", "pstnn"))
+
+
+def classical_name(method: str) -> str:
+    """A classical method's name as the detector list shows it, without its note: "Top-Hat" for "tophat"."""
+    entry = next(entry for entry, listed in CLASSICAL if listed == method)
+    return entry.split(" (")[0]
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,8 @@ class DetectorChoice:
             size = [] if self.target_size == DEFAULT_TARGET_SIZE else [f"up to {self.target_size} px across"]
             threshold = [] if self.threshold_k is None else [f"threshold mean + {self.threshold_k:g} std"]
             extras = [*size, *threshold, *gate]
-            return f"{self.method} ({', '.join(extras)})" if extras else self.method
+            name = classical_name(self.method)
+            return f"{name} ({', '.join(extras)})" if extras else name
         extras = ([] if self.tta == "none" else [self.tta]) + ([] if self.refine == "contrast" else ["unrefined"])
         return f"IRSAM ({', '.join([self.weights_name, *extras, *gate])})"
 
@@ -207,13 +216,13 @@ class DetectionWorker(QtCore.QObject):
                 image, no_data = self.normalization.apply_with_no_data(frame)
             except FrameReadError as exc:
                 self.frameFailed.emit(index, exc.reason)
-                continue
-            result = without_no_data(self._detect(image), no_data)
-            if self.project is not None and not self.features:
-                self.kept_accepted += self.project.save_prediction(self.source.stems[index], result, self.save_logits,
-                                                                   self.origin)
-            self.frameDone.emit(index, result)
-            now = time.perf_counter()
+            else:
+                result = without_no_data(self._detect(image), no_data)
+                if self.project is not None and not self.features:
+                    self.kept_accepted += self.project.save_prediction(self.source.stems[index], result,
+                                                                       self.save_logits, self.origin)
+                self.frameDone.emit(index, result)
+            now = time.perf_counter()  # a frame skipped as unreadable counts as done too: the bar ends full
             self.progress.emit(done, total, done / max(now - start, 1e-9))
             if self.project is not None and not self.features and now - last_flush > FLUSH_EVERY_S:
                 self.project.flush_detections()
