@@ -339,7 +339,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return None
         done = self.detection_panel.progress.value() if self.detection_panel.progress.maximum() > 0 else 0
         return (f"detection on {self.session.name} stopped after {done} of {len(worker.indices)} frames; "
-                "their proposals are saved in its project")
+                "the proposals made are saved in its project")
 
     def _details_loaded(self, _result, error) -> None:
         loader = self.sender()
