@@ -1,6 +1,7 @@
 """Review of session 28's status guard (Qt-free): a window with no project yet does not write over the status and mask
-another window set meanwhile in the project it created; a refusal after Mark Corrected promises no undo it does not
-have."""
+another window set meanwhile in the project it created, nor draws over a proposal or committed mask it never showed
+there (frames the other window did not touch edit as before); a refusal after Mark Corrected promises no undo it does
+not have."""
 import json
 from pathlib import Path
 
@@ -105,3 +106,61 @@ def test_the_refusal_after_mark_corrected_says_the_mask_shown_was_committed_with
                                   "its committed mask; check it, then set its status.")
     assert project.has_committed_mask("00") and not editor.can_undo(0)
     assert _review_on_disk(project.folder) == {"00": "rejected"}
+
+
+# --- the proposal or committed mask another window wrote in the project it created ---------------------------------
+
+NOT_SHOWN = ("Frame 1: its {} changed on disk since it was shown (another window or an irsam command): shown now as it "
+             "is; check it, then do it again.")
+
+
+def test_an_edit_over_a_proposal_another_window_made_meanwhile_is_refused_and_the_frame_shown(two_windows):
+    window, other = two_windows
+    other.ensure_project().save_prediction("00", proposal_of_one_target())  # the other window's detection
+    proposal = other.project.prediction_mask("00")
+    assert window.project is None and window.layers(0, {"prediction"}).prediction is None  # what the window shows
+    taken_up = []
+    window.on_status_taken_up = taken_up.append
+    editor = FrameEditor(window)
+    with pytest.raises(EditRefused) as refusal:
+        editor.paint(0, [(20, 20)], 1)
+    assert str(refusal.value) == NOT_SHOWN.format("proposal")
+    assert taken_up == [0]  # the window shows the frame as it is on disk
+    assert not window.project.has_committed_mask("00") and window.status(0) is ReviewStatus.UNREVIEWED
+    assert np.array_equal(window.project.prediction_mask("00"), proposal)
+    assert np.array_equal(window.layers(0, {"prediction"}).prediction, proposal)
+    # done again, on the proposal now shown, the edit keeps it
+    assert editor.paint(0, [(20, 20)], 1)
+    committed = window.project.committed_mask("00")
+    assert committed[20, 20] and (committed & proposal).sum() == proposal.sum()
+    assert window.status(0) is ReviewStatus.CORRECTED
+
+
+def test_an_edit_over_a_committed_mask_another_instance_wrote_meanwhile_is_refused(two_windows):
+    window, other = two_windows
+    project = other.ensure_project()
+    project.save_prediction("00", proposal_of_one_target())
+    committed = np.zeros_like(project.prediction_mask("00"))
+    committed[5:8, 5:8] = True
+    project.commit_mask("00", committed)  # (an import of labels: no status set)
+    with pytest.raises(EditRefused) as refusal:
+        FrameEditor(window).paint(0, [(20, 20)], 1)
+    assert str(refusal.value) == NOT_SHOWN.format("proposal and committed mask")
+    assert np.array_equal(window.project.committed_mask("00"), committed)
+    assert window.project.history("00").can_undo is False
+
+
+def test_a_frame_the_other_window_did_not_touch_edits_normally_after_the_project_is_taken_up(two_windows):
+    window, other = two_windows
+    other.ensure_project().save_prediction("00", proposal_of_one_target())
+    editor = FrameEditor(window)
+    assert editor.paint(1, [(20, 20)], 1)  # frame 2: no proposal or mask on disk, as the window showed it
+    assert window.project.folder == other.project.folder  # taken up, not made again
+    committed = window.project.committed_mask("01")
+    assert committed.sum() == 1 and committed[20, 20] and window.status(1) is ReviewStatus.CORRECTED
+    assert editor.undo(1) and not window.project.has_committed_mask("01")
+    # frame 1, shown after the project was taken up (with its proposal), edits from what it shows
+    proposal = window.layers(0, {"prediction"}).prediction
+    assert proposal is not None and proposal.any()
+    assert editor.paint(0, [(25, 15)], 1)
+    assert (window.project.committed_mask("00") & proposal).sum() == proposal.sum()
