@@ -4,6 +4,7 @@ Native networks (`paper`) and every evaluation without --resize-512 score what t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -48,10 +49,9 @@ def predictor(network, **options) -> Predictor:
     return Predictor(model, config, device="cpu", metadata={"decision_threshold": THRESHOLD}, **options)
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """Two frames of other sizes than 512, each with a bright 4x4 target and its 0/255 mask."""
-    root = tmp_path_factory.mktemp("resize512")
+def write_frames_of_other_sizes(root: Path) -> list:
+    """Two frames of other sizes than 512 (SHAPES), each with a bright 4x4 target and its 0/255 mask, in
+    root/images and root/masks; returns their samples."""
     (root / "images").mkdir()
     (root / "masks").mkdir()
     rng = np.random.default_rng(0)
@@ -61,7 +61,13 @@ def dataset(tmp_path_factory):
         image[20:24, 30:34], mask[20:24, 30:34] = 250, 255
         cv2.imwrite(str(root / "images" / f"frame{k}.png"), image)
         cv2.imwrite(str(root / "masks" / f"frame{k}.png"), mask)
-    return root, find_dataset(root / "images", root / "masks")
+    return find_dataset(root / "images", root / "masks")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resize512")
+    return root, write_frames_of_other_sizes(root)
 
 
 def read_pairs(samples):

@@ -22,10 +22,10 @@ from app.widgets.workers import DetectionWorker, DetectorChoice
 from model.build import build_irsam
 from model.classical import make_classical_detector
 from model.config import tiny
-from model.data import find_dataset
 from model.evaluate import evaluate_dataset, evaluate_variants
 from model.predictor import Predictor
 from model.refine import LocalContrastRefinement
+from tests.test_official_resize512 import write_frames_of_other_sizes
 
 N_FRAMES = 5
 SHAPE = (48, 64)
@@ -143,18 +143,7 @@ def network():
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """Two frames of other sizes than 512, each with a bright 4x4 target and its mask."""
-    root = tmp_path_factory.mktemp("at512")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(0)
-    for k, (h, w) in enumerate(((60, 80), (75, 97))):
-        image = rng.integers(0, 60, (h, w)).astype(np.uint8)
-        mask = np.zeros((h, w), np.uint8)
-        image[20:24, 30:34], mask[20:24, 30:34] = 250, 255
-        cv2.imwrite(str(root / "images" / f"frame{k}.png"), image)
-        cv2.imwrite(str(root / "masks" / f"frame{k}.png"), mask)
-    return find_dataset(root / "images", root / "masks")
+    return write_frames_of_other_sizes(tmp_path_factory.mktemp("at512"))
 
 
 def test_the_512_path_resizes_each_frame_once_and_refines_on_the_networks_input(network, monkeypatch):
