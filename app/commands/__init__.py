@@ -16,6 +16,12 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (kill, a service manager's stop, timeout) taken as Ctrl-C: the command saves and says what it saved."""
 
 
+def interruption(terminated: bool) -> tuple[str, int]:
+    """How a command stopped by Ctrl-C or by SIGTERM (`Terminated`) says so, and its exit status (128 + the
+    signal's number): ("interrupted", 130) or ("terminated", 143)."""
+    return ("terminated", 143) if terminated else ("interrupted", 130)
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """Within the block, SIGTERM raises Terminated (a KeyboardInterrupt) in the main thread, so that what a command

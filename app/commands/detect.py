@@ -18,8 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from app.commands import (Terminated, add_normalization_options, add_size_gate_options, add_target_size_option,
-                          add_threshold_k_option, check_device_fallback, normalization_request_of, positive_int,
-                          sigterm_as_interrupt, size_gate_of, warn_classical_only, warn_irsam_only)
+                          add_threshold_k_option, check_device_fallback, interruption, normalization_request_of,
+                          positive_int, sigterm_as_interrupt, size_gate_of, warn_classical_only, warn_irsam_only)
 from app.core.frames import FrameReadError, SourceError, frame_digest, frames_folder, open_source
 from app.core.normalization import Normalization, without_no_data
 from app.core.project import ProjectError, ReviewProject, is_project, utc_now
@@ -251,10 +251,10 @@ def _detect_locked(args, request, source, out: Path) -> int:
     except KeyboardInterrupt as stop:
         project.flush_detections()
         saved = _saved_since(project, source.stems[:n], started)
-        terminated = isinstance(stop, Terminated)
-        print(f"{'terminated' if terminated else 'interrupted'}: the proposals of {saved} frame(s) of this run are "
-              f"saved in {out}; run the same command with --skip-done to go on", file=sys.stderr)
-        return 143 if terminated else 130
+        said, status = interruption(isinstance(stop, Terminated))
+        print(f"{said}: the proposals of {saved} frame(s) of this run are saved in {out}; run the same command with "
+              "--skip-done to go on", file=sys.stderr)
+        return status
     except (OSError, RuntimeError) as exc:  # a write failed (disk full, permissions), or reading or the detector
         try:
             project.flush_detections()

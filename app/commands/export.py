@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from app.commands import Terminated, open_project_or_say_why, sigterm_as_interrupt
+from app.commands import Terminated, interruption, open_project_or_say_why, sigterm_as_interrupt
 
 CHANGED_LISTED = 20  # frames changed on disk named in full
 SKIPPED_LISTED = 5  # frames named per kind of problem that skipped them
@@ -68,10 +68,10 @@ def run(args) -> int:
                 dataset_name=dataset_name, sequence_name=args.sequence,
             )
     except KeyboardInterrupt as e:  # during the renames it is held back to their end, and says so
-        stopped = "terminated" if isinstance(e, Terminated) else "interrupted"
+        stopped, status = interruption(isinstance(e, Terminated))
         print(f"{stopped}: {e}" if str(e) else f"{stopped}: nothing of this export was written to {args.out}",
               file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        return status
     except DatasetExistsError as e:
         print(f"error: {e.root} already holds a data set: choose another --out, or add to it with --append",
               file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from app.commands import Terminated, open_project_or_say_why, sigterm_as_interrupt, stop_requests
+from app.commands import Terminated, interruption, open_project_or_say_why, sigterm_as_interrupt, stop_requests
 
 MAX_LISTED = 20
 
@@ -47,9 +47,9 @@ def run(args) -> int:
         with sigterm_as_interrupt():  # a kill as Ctrl-C
             prepared = _prepare(args)
     except KeyboardInterrupt as stop:
-        terminated = isinstance(stop, Terminated)
-        print(f"{'terminated' if terminated else 'interrupted'}: nothing was committed", file=sys.stderr)
-        return 143 if terminated else 130
+        said, status = interruption(isinstance(stop, Terminated))
+        print(f"{said}: nothing was committed", file=sys.stderr)
+        return status
     if isinstance(prepared, int):
         return prepared
     project, exported, source, truth = prepared
@@ -77,10 +77,11 @@ def run(args) -> int:
         finally:
             progress.close()
     if report.stopped:  # (a stop asked during the last frame stopped nothing: the import is whole)
-        print(f"{'terminated' if stop.terminated else 'interrupted'}: {project.folder}: stopped between two frames, "
-              f"after {looked_at[0]} of {len(project)}: {report.summary()}; the same command goes on (the masks "
-              "committed now count as already committed)", file=sys.stderr)
-        return 143 if stop.terminated else 130
+        said, status = interruption(stop.terminated)
+        print(f"{said}: {project.folder}: stopped between two frames, after {looked_at[0]} of {len(project)}: "
+              f"{report.summary()}; the same command goes on (the masks committed now count as already committed)",
+              file=sys.stderr)
+        return status
     for file, reason in truth.mask_warnings:
         print(f"warning: {file}: {reason}", file=sys.stderr)
     for stem, reason in report.refused[:MAX_LISTED]:

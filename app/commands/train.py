@@ -29,7 +29,7 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from app.commands import Terminated, sigterm_as_interrupt
+    from app.commands import Terminated, interruption, sigterm_as_interrupt
     from model.checkpoint import CheckpointError
     from model.train import TrainingDiverged, interruption_note, train
 
@@ -37,11 +37,10 @@ def run(args) -> int:
         with sigterm_as_interrupt():  # a kill (the app's Stop, a scheduler, timeout) ends the run as Ctrl-C does
             summary = train(cfg)
     except KeyboardInterrupt as stop:  # say what last.pt holds, as irsam detect says what is saved
-        terminated = isinstance(stop, Terminated)
+        said, status = interruption(isinstance(stop, Terminated))
         if os.environ.get("RANK", "0") == "0":
-            print(f"{'terminated' if terminated else 'interrupted'}: {interruption_note(Path(cfg.out), cfg.epochs)}",
-                  file=sys.stderr)
-        return 143 if terminated else 130
+            print(f"{said}: {interruption_note(Path(cfg.out), cfg.epochs)}", file=sys.stderr)
+        return status
     except TrainingDiverged as exc:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {exc}", file=sys.stderr)

@@ -106,7 +106,8 @@ class Normalization:
 
     def apply(self, frame: np.ndarray) -> np.ndarray:
         """The 8-bit image (uint8, same shape) of a raw frame."""
-        return self.apply_with_no_data(frame)[0]
+        repaired = self.repair(frame)
+        return self._image(repaired, no_data_pixels(repaired))
 
     def apply_with_no_data(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The 8-bit image of a raw frame (`apply`) and where the frame holds no data (`no_data_pixels` of the frame
