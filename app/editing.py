@@ -190,13 +190,9 @@ class FrameEditor:
         or a committed mask with a target. An empty committed mask on a frame never detected is none: nobody saw a
         proposal there (C on such a frame committed one, before it was refused), and "no target" is what Negative
         says."""
-        session = self.session
-        if session.detection_counts[index] >= 0:
+        if self.session.detection_counts[index] >= 0:
             return True
-        project, stem = session.project, session.stem(index)
-        if project is None or not project.has_committed_mask(stem):
-            return False
-        committed = project.committed_mask(stem)
+        committed = self._committed(index)
         return committed is not None and bool(committed.any())
 
     def _proposal_unreadable(self, index: int) -> bool:
@@ -264,7 +260,7 @@ class FrameEditor:
     def _set_status(self, index: int, status: ReviewStatus, mask_saved: bool, shown_committed: bool = False) -> None:
         """Save the frame's status; `mask_saved`: its mask was just committed, so a failure raises StatusNotSaved;
         `shown_committed`: that mask is the one shown, committed as it was (no undo step).
-        EditRefused when another instance set the frame's status since it was shown (after `_check_status_shown`,
+        EditRefused when another instance set the frame's status since it was shown (after `_check_shown`,
         within the moment before the mask's write), unless the frame holds an edit that could not be saved."""
         try:
             if index in self.unsaved:

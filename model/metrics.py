@@ -490,12 +490,12 @@ def number_clip_frames(files: Sequence[Path], boxes: dict[int, list]) -> ClipNum
         said = (f"{repeated[0]} has the same name as {read[0]} but for the extension: as in the app, {read[0]} is "
                 f"the frame (the first in name order) and {repeated[0]} has no ground truth")
     else:
-        said = (f"{_listed(repeated)} have the same names as {_listed(read)} but for the extension: as in the app, "
-                "the first file of a name in name order is the frame and the others have no ground truth")
+        said = (f"{listed_names(repeated)} have the same names as {listed_names(read)} but for the extension: as in "
+                "the app, the first file of a name in name order is the frame and the others have no ground truth")
     return ClipNumbering(files, numbers, numbering.by, "; ".join(filter(None, [said, numbering.why])))
 
 
-def _listed(names: list[str], shown: int = 5) -> str:
+def listed_names(names: list[str], shown: int = 5) -> str:
     """"a", "a and b", "a, b and c", up to `shown` names and "N more"."""
     names = names[:shown] + ([f"{len(names) - shown} more"] if len(names) > shown else [])
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
@@ -602,12 +602,12 @@ def _unnumbered_text(files: list[Path], parsed: list[re.Match | None], odd: list
     other_prefix = [files[k].name for k in odd if parsed[k] is not None]
     problems = []
     if not_numbers:
-        problems.append(f"{_listed(not_numbers)} {'does' if len(not_numbers) == 1 else 'do'} not end in a frame "
+        problems.append(f"{listed_names(not_numbers)} {'does' if len(not_numbers) == 1 else 'do'} not end in a frame "
                         "number")
     if other_prefix:
-        problems.append(f"{_listed(other_prefix)} {'is' if len(other_prefix) == 1 else 'are'} numbered after "
+        problems.append(f"{listed_names(other_prefix)} {'is' if len(other_prefix) == 1 else 'are'} numbered after "
                         f"another prefix than the others ({numbered_name})")
-    problems += [f"{_listed([files[k].name for k in group])} have the same number" for group in same_number]
+    problems += [f"{listed_names([files[k].name for k in group])} have the same number" for group in same_number]
     if not odd and len(same_number) == 1:  # which of them is the frame cannot be told
         fate = "neither has" if len(same_number[0]) == 2 else "none has"
     else:

@@ -13,6 +13,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.core.review_queue import ShortcutMap
 from app.editing import Tool
 from app.widgets.edit_tools import TOOL_LABELS
+from model.metrics import listed_names
 
 SHORTCUTS_FILE = "shortcuts.json"
 
@@ -37,11 +38,6 @@ def action_title(action: str) -> str:
 def fixed_title(title: str) -> str:
     """A fixed shortcut's title as the shortcuts dialog shows it: "Forward 1 frame" for "forward 1 frame"."""
     return title[:1].upper() + title[1:]
-
-
-def _listed(names: list[str]) -> str:
-    """The names as a list in a sentence: "A", "A and B", "A, B and C"."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 # focus given back to the control it was on (its window reactivated, its popup or a menu closed): it keeps
@@ -301,8 +297,9 @@ class ShortcutsDialog(QtWidgets.QDialog):
         """One line per key bound twice, naming the actions as the table does. A fixed shortcut comes first
         (`ShortcutMap.conflicts`)."""
         if keys not in self.reserved:
-            return f"{keys} is bound to {_listed([action_title(a) for a in actions])}. Only one of them can keep it."
+            names = listed_names([action_title(a) for a in actions])
+            return f"{keys} is bound to {names}. Only one of them can keep it."
         fixed, rebound = fixed_title(actions[0]), [action_title(a) for a in actions[1:]]
         other_keys = "another key" if len(rebound) == 1 else "other keys"
-        return (f"{keys} is bound to {_listed([fixed, *rebound])}. {fixed} is fixed, so choose {other_keys} for "
-                f"{_listed(rebound)}.")
+        return (f"{keys} is bound to {listed_names([fixed, *rebound])}. {fixed} is fixed, so choose {other_keys} for "
+                f"{listed_names(rebound)}.")
