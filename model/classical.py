@@ -303,14 +303,17 @@ CLASSICAL_DETECTORS: dict[str, Callable[[int, float], Detector]] = {
 }
 
 
-def make_classical_detector(name: str, target_size: int = DEFAULT_TARGET_SIZE,
+def make_classical_detector(name: str, target_size: int | None = None,
                             threshold_k: float | None = None) -> ClassicalDetector:
-    """The classical method `name`, its windows sized for targets up to `target_size` px (longer side), detecting
-    where its score exceeds mean + `threshold_k` std (None: the method's default, `DEFAULT_THRESHOLD_K`)."""
+    """The classical method `name`, its windows sized for targets up to `target_size` px (longer side; None:
+    DEFAULT_TARGET_SIZE), detecting where its score exceeds mean + `threshold_k` std (None: the method's default,
+    `DEFAULT_THRESHOLD_K`)."""
     try:
         factory = CLASSICAL_DETECTORS[name]
     except KeyError:
         raise ValueError(f"unknown classical method {name!r}; choose from {sorted(CLASSICAL_DETECTORS)}") from None
+    if target_size is None:
+        target_size = DEFAULT_TARGET_SIZE
     check_target_size(target_size)
     if threshold_k is None:
         threshold_k = DEFAULT_THRESHOLD_K[name]

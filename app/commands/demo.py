@@ -110,11 +110,11 @@ def _why_not_replaceable(out: Path) -> str | None:
         return "not a folder"
     if not any(out.iterdir()):
         return None
-    if not (out / MARKER).exists():
-        return f"not empty, and holds no {MARKER} of an earlier make-demo sequence"
     try:
         marker = json.loads((out / MARKER).read_text(encoding="utf-8"))
         written = _files_written(marker)
+    except FileNotFoundError:
+        return f"not empty, and holds no {MARKER} of an earlier make-demo sequence"
     except OSError as e:
         return f"not empty, and its {MARKER} cannot be read ({e.strerror or e})"
     except (ValueError, TypeError, KeyError):

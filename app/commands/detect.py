@@ -97,12 +97,12 @@ def make_detector(
     target_size: a classical method's largest target, px, None for its default; threshold_k: its threshold in
     standard deviations above the mean, None for the method's default)."""
     from model.checkpoint import check_weights_path
-    from model.classical import DEFAULT_TARGET_SIZE, make_classical_detector
+    from model.classical import make_classical_detector
     from model.evaluate import make_detector as make_named_detector, resume_state_warning_to
     from model.size_gate import gated
 
     if method != "irsam":
-        detector = make_classical_detector(method, target_size or DEFAULT_TARGET_SIZE, threshold_k)
+        detector = make_classical_detector(method, target_size, threshold_k)
         record = detector_record(method, size_gate, network=detector)
         return gated(detector, size_gate), record
     path = check_weights_path(weights) if weights is not None else DEFAULT_WEIGHTS

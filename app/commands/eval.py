@@ -17,7 +17,7 @@ from app.commands import (add_normalization_options, add_size_gate_options, add_
 from model.atomic import encode_json, json_values, write_output_file
 from app.core.frames import FrameReadError, SourceError, open_source, read_gray
 from app.core.normalization import NormalizationRequest, no_data_pixels
-from model.classical import DEFAULT_TARGET_SIZE, make_classical_detector
+from model.classical import make_classical_detector
 from model.config import PRESETS
 from model.data import (counted, describe_interpolated_masks, find_dataset, natural_key, read_image_gray,
                         stack_samples)
@@ -467,7 +467,7 @@ def _error(message: str) -> int:
 
 def _make_detector(args: argparse.Namespace, options: dict):
     if args.method:
-        return make_classical_detector(args.method, args.target_size or DEFAULT_TARGET_SIZE, args.threshold_k)
+        return make_classical_detector(args.method, args.target_size, args.threshold_k)
     from model.checkpoint import CheckpointError, check_weights_path  # imports torch: only for --weights
 
     device = args.device or "auto"
