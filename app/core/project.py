@@ -236,6 +236,8 @@ class ReviewProject:
             layer: (_file_identity(folder / layer), None, set()) for layer in WATCHED_LAYERS}
         self._csv_seen: tuple | None = None  # `_file_identity` of detections.csv at the last look
         self._meta_seen: tuple | None = None  # `_file_identity` of project.json at the last look (None: read it)
+        # the same, at the last look for frames another instance added (`_take_up_added_frames`)
+        self._stems_seen: tuple | None = None
         self._own_files: dict[tuple[str, str], list[tuple]] = {}  # in the order written
         self._writing: dict[tuple[str, str], int] = {}  # (layer, stem) -> this instance's writes of it under way
 
@@ -419,7 +421,12 @@ class ReviewProject:
     def _take_up_added_frames(self) -> bool:
         """With `_exclusive` held: take up the frames another instance added to project.json since this one read it
         (`follow_source`: a window open before the source grew, an `irsam detect` run that followed it), so a
-        write of a file that lists every frame (detections.csv) keeps theirs. Whether there were any."""
+        write of a file that lists every frame (detections.csv) keeps theirs. Whether there were any. project.json is
+        read only when it was replaced since the last look (each flush of detections.csv looks)."""
+        identity = _settled_identity(self.folder / "project.json")
+        if identity is not None and identity == self._stems_seen:
+            return False
+        self._stems_seen = identity
         meta = self._meta_on_disk()
         stems = meta["stems"]
         if len(stems) <= len(self.stems) or stems[:len(self.stems)] != self.stems:
@@ -1055,10 +1062,8 @@ class ReviewProject:
         """When another instance stored another normalisation in project.json since the last look, take it up as
         this project's; whether it did. project.json is read only when it was replaced since."""
         path = self.folder / "project.json"
-        identity = _file_identity(path)
-        if identity is not None and time.time_ns() - max(identity[1:3]) < CLOCK_TICK_NS:
-            identity = None  # it may be replaced again within the same stamp: read it again at the next look
-        elif identity == self._meta_seen:
+        identity = _settled_identity(path)
+        if identity is not None and identity == self._meta_seen:
             return False
         self._meta_seen = identity
         try:
@@ -1707,6 +1712,15 @@ def _unreadable_entries(unreadable: Mapping[str, str]) -> str:
     named = [f"{stem}: {why}" for stem, why in unreadable.items()]
     frames = counted(len(named), "frame's status", "frames' statuses")
     return f"{frames} unreadable ({name_some(named, FRAMES_NAMED)})"
+
+
+def _settled_identity(path: Path) -> tuple | None:
+    """`_file_identity` of a file, None when it does not exist or was stamped within CLOCK_TICK_NS (it may be
+    replaced again within the same stamp: a look then reads it again at the next look)."""
+    identity = _file_identity(path)
+    if identity is not None and time.time_ns() - max(identity[1:3]) < CLOCK_TICK_NS:
+        return None
+    return identity
 
 
 def _file_identity(path: Path) -> tuple | None:
